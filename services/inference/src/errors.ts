@@ -1,0 +1,62 @@
+/** Maps every failure to the error catalogue's JSON shape: `{ code, message, field? }`. */
+import type { FastifyError, FastifyInstance } from 'fastify';
+import Type from 'typebox';
+import { TributaryError } from '@tributary/shared';
+
+export const ErrorResponse = Type.Object({
+  code: Type.String(),
+  message: Type.String(),
+  field: Type.Optional(Type.String()),
+});
+
+const FASTIFY_CODES: Record<string, string> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'BAD_REQUEST',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'BAD_REQUEST',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'BAD_REQUEST',
+};
+
+function fieldOf(error: FastifyError): string | undefined {
+  const first = error.validation?.[0];
+  if (!first) return undefined;
+  const path = first.instancePath.slice(1).replaceAll('/', '.');
+  if (first.keyword === 'required') {
+    const missing = (first.params as { missingProperty?: string }).missingProperty;
+    return [path, missing].filter(Boolean).join('.');
+  }
+  if (first.keyword === 'additionalProperties') {
+    const extra = (first.params as { additionalProperty?: string }).additionalProperty;
+    return [path, extra].filter(Boolean).join('.');
+  }
+  return path || undefined;
+}
+
+export function installErrorHandler(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error instanceof TributaryError) {
+      if (error.httpStatus >= 500) request.log.error({ err: error }, error.message);
+      if (error.retriable && error.httpStatus === 503) void reply.header('retry-after', '1');
+      return reply.status(error.httpStatus).send({ code: error.code, message: error.message });
+    }
+    if (error.validation) {
+      const field = fieldOf(error);
+      const first = error.validation[0];
+      let message = error.message;
+      if (first?.keyword === 'additionalProperties') message = `unknown field "${field}"`;
+      else if (first?.keyword === 'required') message = `missing required field "${field}"`;
+      else if (field) message = `${field} ${first?.message ?? 'is invalid'}`;
+      return reply.status(400).send({ code: 'VALIDATION_FAILED', message, ...(field ? { field } : {}) });
+    }
+    const status = error.statusCode ?? 500;
+    if (status >= 400 && status < 500) {
+      const code = FASTIFY_CODES[error.code] ?? (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? 'BAD_REQUEST' : 'BAD_REQUEST');
+      return reply.status(status).send({ code, message: error.message });
+    }
+    request.log.error({ err: error }, 'request failed');
+    return reply.status(500).send({ code: 'INTERNAL', message: 'internal error' });
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.status(404).send({ code: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
+  );
+}

@@ -1,0 +1,23 @@
+/** Runs the inference service on its own: `npm start -w services/inference`. */
+import { createEventLog, createLogger, createOnlineStore, createRegistry, describeBackends, loadConfig } from '@tributary/shared';
+import { startInference } from './service.js';
+
+const logger = createLogger('inference');
+try {
+  const config = loadConfig();
+  const registry = createRegistry();
+  const eventLog = createEventLog(config, 'inference');
+  const store = createOnlineStore(config);
+  const service = await startInference(config, { eventLog, store, registry, logger });
+  logger.info(`inference service listening on ${service.url}; ${describeBackends(config)}`);
+  const shutdown = async () => {
+    await service.close();
+    await Promise.all([eventLog.close(), store.close()]);
+    process.exit(0);
+  };
+  process.once('SIGINT', shutdown);
+  process.once('SIGTERM', shutdown);
+} catch (error) {
+  logger.fatal((error as Error).message);
+  process.exit(1);
+}

@@ -1,0 +1,97 @@
+import { Counter, Gauge, Histogram, LATENCY_BUCKETS, metric, type Registry } from '@tributary/shared';
+import type { PredictionLogStats } from './prediction-log.js';
+import type { PredictorStats } from './predictor.js';
+
+export function inferenceMetrics(registry: Registry): {
+  predictor: PredictorStats;
+  predictionLog: PredictionLogStats;
+  eventsPushed: Counter;
+} {
+  const registers = [registry];
+  const predictions = metric(
+    registry,
+    'tributary_predictions_total',
+    () =>
+      new Counter({
+        name: 'tributary_predictions_total',
+        help: 'Predictions served',
+        labelNames: ['model', 'version', 'variant', 'degraded'],
+        registers,
+      }),
+  );
+  const duration = metric(
+    registry,
+    'tributary_prediction_duration_seconds',
+    () =>
+      new Histogram({
+        name: 'tributary_prediction_duration_seconds',
+        help: 'Time from request to score (feature fetch, on-demand features, model)',
+        labelNames: ['model', 'version'],
+        buckets: LATENCY_BUCKETS,
+        registers,
+      }),
+  );
+  const defaults = metric(
+    registry,
+    'tributary_feature_defaults_total',
+    () =>
+      new Counter({
+        name: 'tributary_feature_defaults_total',
+        help: 'Features imputed with their default (missing or stale)',
+        labelNames: ['feature'],
+        registers,
+      }),
+  );
+  const storeErrors = metric(
+    registry,
+    'tributary_online_store_errors_total',
+    () =>
+      new Counter({
+        name: 'tributary_online_store_errors_total',
+        help: 'Feature fetches that failed (predictions then degraded)',
+        registers,
+      }),
+  );
+  const logRecords = metric(
+    registry,
+    'tributary_prediction_log_records_total',
+    () =>
+      new Counter({
+        name: 'tributary_prediction_log_records_total',
+        help: 'Prediction-log records by outcome',
+        labelNames: ['outcome'],
+        registers,
+      }),
+  );
+  const logBuffered = metric(
+    registry,
+    'tributary_prediction_log_buffered',
+    () => new Gauge({ name: 'tributary_prediction_log_buffered', help: 'Prediction-log records waiting to be published', registers }),
+  );
+  const eventsPushed = metric(
+    registry,
+    'tributary_events_pushed_total',
+    () =>
+      new Counter({ name: 'tributary_events_pushed_total', help: 'Events accepted by the push API', labelNames: ['source'], registers }),
+  );
+  return {
+    predictor: {
+      predicted(model, seconds, degraded) {
+        predictions.inc({ model: model.name, version: model.version, variant: 'champion', degraded: String(degraded) });
+        duration.observe({ model: model.name, version: model.version }, seconds);
+      },
+      defaulted(features) {
+        for (const feature of features) defaults.inc({ feature });
+      },
+      storeFailed() {
+        storeErrors.inc();
+      },
+    },
+    predictionLog: {
+      published: (count) => logRecords.inc({ outcome: 'published' }, count),
+      dropped: (count) => logRecords.inc({ outcome: 'dropped' }, count),
+      buffered: (count) => logBuffered.set(count),
+    },
+    eventsPushed,
+  };
+}

@@ -1,0 +1,64 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import Type from 'typebox';
+import { readFeatureValues, TributaryError, type CompiledFeatureGroup, type OnlineStore } from '@tributary/shared';
+import { ErrorResponse } from '../errors.js';
+
+export interface FeaturesRouteOptions {
+  store: OnlineStore;
+  groups: CompiledFeatureGroup[];
+}
+
+const GroupValues = Type.Object({
+  group: Type.String(),
+  version: Type.Integer(),
+  values: Type.Record(Type.String(), Type.Union([Type.Number(), Type.String(), Type.Null()])),
+  newest_event_time: Type.Union([Type.String(), Type.Null()]),
+  freshness_ms: Type.Union([Type.Number(), Type.Null()]),
+});
+
+/** An entity's current feature values, with the age of the newest event behind them. */
+export const featuresRoute: FastifyPluginAsyncTypebox<FeaturesRouteOptions> = async (app, options) => {
+  app.get(
+    '/v1/features/:entity/:id',
+    {
+      schema: {
+        summary: "An entity's current feature values and freshness",
+        params: Type.Object({ entity: Type.String(), id: Type.String({ minLength: 1, maxLength: 128 }) }),
+        response: {
+          200: Type.Object({ entity: Type.String(), id: Type.String(), groups: Type.Array(GroupValues) }),
+          404: ErrorResponse,
+          503: ErrorResponse,
+        },
+      },
+    },
+    async (request) => {
+      const { entity, id } = request.params;
+      const groups = options.groups.filter((g) => g.definition.entity === entity);
+      if (groups.length === 0) {
+        const known = [...new Set(options.groups.map((g) => g.definition.entity))].join(', ');
+        throw new TributaryError('NOT_FOUND', `no feature group is keyed by "${entity}" (known entities: ${known})`);
+      }
+      let states: (Record<string, string> | null)[];
+      try {
+        states = await options.store.read(groups.map((g) => ({ group: g.id, entity, id })));
+      } catch (error) {
+        throw new TributaryError('ONLINE_STORE_UNAVAILABLE', `online store unavailable: ${(error as Error).message}`, { cause: error });
+      }
+      const now = Date.now();
+      return {
+        entity,
+        id,
+        groups: groups.map((group, i) => {
+          const { values, newestEventTime } = readFeatureValues(group, states[i] ?? null, now);
+          return {
+            group: group.definition.name,
+            version: group.definition.version,
+            values,
+            newest_event_time: newestEventTime === null ? null : new Date(newestEventTime).toISOString(),
+            freshness_ms: newestEventTime === null ? null : now - newestEventTime,
+          };
+        }),
+      };
+    },
+  );
+};

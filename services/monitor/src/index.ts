@@ -1,0 +1,1 @@
+export { startMonitor, type Monitor, type MonitorOptions } from './monitor.js';

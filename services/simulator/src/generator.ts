@@ -1,0 +1,112 @@
+/**
+ * The example's world: card holders with habits, merchants, and fraudsters who take over
+ * an account for a short burst of large, often foreign, mostly online purchases. Pure and
+ * seeded: the trainer replays the same world in virtual time.
+ */
+import { createRandom, type Random } from '@tributary/shared';
+
+export interface SimulatedTransaction {
+  transaction: {
+    event_id: string;
+    user_id: string;
+    merchant_id: string;
+    amount: number;
+    currency: string;
+    country: string;
+    channel: 'web' | 'app' | 'pos';
+    ts: number;
+  };
+  fraud: boolean;
+}
+
+export interface GeneratorOptions {
+  seed: number;
+  users: number;
+  merchants?: number;
+  /** Target share of fraudulent transactions. */
+  fraudRate: number;
+}
+
+const COUNTRIES = ['US', 'GB', 'DE', 'FR', 'ES', 'IT', 'NL', 'BR', 'IN', 'JP', 'NG', 'RU'];
+const CHANNELS = ['web', 'app', 'pos'] as const;
+const BURST = { min: 2, max: 6 };
+
+interface User {
+  id: string;
+  home: string;
+  typicalAmount: number;
+  channel: (typeof CHANNELS)[number];
+  merchants: number[];
+}
+
+function logNormal(random: Random, mu: number, sigma: number): number {
+  return Math.exp(mu + sigma * random.normal());
+}
+
+export function createTransactionGenerator(options: GeneratorOptions) {
+  const random = createRandom(options.seed);
+  const merchantCount = options.merchants ?? Math.max(10, Math.round(options.users / 10));
+  const users: User[] = Array.from({ length: options.users }, (_, i) => ({
+    id: `u_${i + 1}`,
+    home: random.next() < 0.7 ? 'US' : COUNTRIES[random.int(COUNTRIES.length)]!,
+    typicalAmount: logNormal(random, 3.4, 0.6),
+    channel: CHANNELS[random.int(3)]!,
+    merchants: Array.from({ length: 5 }, () => random.int(merchantCount)),
+  }));
+  const compromised = new Map<string, number>();
+  const meanBurst = (BURST.min + BURST.max) / 2;
+  let sequence = 0;
+
+  const normal = (user: User, ts: number): SimulatedTransaction => ({
+    fraud: false,
+    transaction: {
+      event_id: `e_${options.seed}_${++sequence}`,
+      user_id: user.id,
+      merchant_id: `m_${(random.next() < 0.8 ? user.merchants[random.int(user.merchants.length)]! : random.int(merchantCount)) + 1}`,
+      amount: Math.round(user.typicalAmount * logNormal(random, 0, 0.5) * 100) / 100,
+      currency: 'USD',
+      country: random.next() < 0.95 ? user.home : COUNTRIES[random.int(COUNTRIES.length)]!,
+      channel: random.next() < 0.8 ? user.channel : CHANNELS[random.int(3)]!,
+      ts,
+    },
+  });
+
+  const fraudulent = (user: User, ts: number): SimulatedTransaction => {
+    const foreign = COUNTRIES.filter((c) => c !== user.home);
+    return {
+      fraud: true,
+      transaction: {
+        event_id: `e_${options.seed}_${++sequence}`,
+        user_id: user.id,
+        merchant_id: `m_${random.int(Math.max(1, Math.round(merchantCount / 20))) + 1}`,
+        amount: Math.round(logNormal(random, 5.3, 0.7) * 100) / 100,
+        currency: 'USD',
+        country: random.next() < 0.7 ? foreign[random.int(foreign.length)]! : user.home,
+        channel: random.next() < 0.75 ? 'web' : CHANNELS[random.int(3)]!,
+        ts,
+      },
+    };
+  };
+
+  return {
+    users: users.length,
+    /** The next transaction, at event time `ts`. */
+    next(ts: number): SimulatedTransaction {
+      if (compromised.size > 0 && random.next() < options.fraudRate * 0.8) {
+        const ids = [...compromised.keys()];
+        const id = ids[random.int(ids.length)]!;
+        const left = compromised.get(id)! - 1;
+        if (left <= 0) compromised.delete(id);
+        else compromised.set(id, left);
+        return fraudulent(users[Number(id.slice(2)) - 1]!, ts);
+      }
+      const user = users[random.int(users.length)]!;
+      if (!compromised.has(user.id) && random.next() < (options.fraudRate * 0.2) / 1) {
+        compromised.set(user.id, BURST.min + random.int(BURST.max - BURST.min + 1) - 1);
+        return fraudulent(user, ts);
+      }
+      return normal(user, ts);
+    },
+    meanBurst,
+  };
+}

@@ -1,0 +1,37 @@
+/** Runs the simulator on its own against Kafka and an inference service: `npm start -w services/simulator`. */
+import { createEventLog, createLogger, loadConfig } from '@tributary/shared';
+import { startSimulator } from './simulator.js';
+
+const logger = createLogger('simulator');
+try {
+  const config = loadConfig();
+  if (!config.KAFKA_BROKERS)
+    throw new Error(
+      'KAFKA_BROKERS must be set: on its own the simulator publishes to Kafka (the embedded default runs it inside `npm start`)',
+    );
+  const eventLog = createEventLog(config, 'simulator');
+  const simulator = startSimulator({
+    eventLog,
+    topics: { transactions: config.TOPIC_TRANSACTIONS, labels: config.TOPIC_LABELS },
+    inferenceUrl: config.INFERENCE_URL,
+    ratePerSecond: config.SIMULATOR_RATE,
+    fraudRate: config.SIMULATOR_FRAUD_RATE,
+    meanLabelDelayMs: config.SIMULATOR_LABEL_DELAY,
+    users: config.SIMULATOR_USERS,
+    seed: config.SIMULATOR_SEED,
+    logger,
+  });
+  logger.info(`simulator: ${config.SIMULATOR_RATE} transactions/s to ${config.TOPIC_TRANSACTIONS}, scored by ${config.INFERENCE_URL}`);
+  const report = setInterval(() => logger.info(simulator.stats, 'simulator progress'), 30_000);
+  report.unref();
+  const shutdown = async () => {
+    await simulator.stop();
+    await eventLog.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', shutdown);
+  process.once('SIGTERM', shutdown);
+} catch (error) {
+  logger.fatal((error as Error).message);
+  process.exit(1);
+}

@@ -1,0 +1,78 @@
+/**
+ * The whole system in one process: `npm start`. On the embedded default (no KAFKA_BROKERS,
+ * no REDIS_URL) every part runs on in-memory implementations; setting either address
+ * switches that part to the real system.
+ */
+import { startFeaturePipeline } from '@tributary/features';
+import { startInference } from '@tributary/inference';
+import { startMonitor } from '@tributary/monitor';
+import { createEventLog, createLogger, createOnlineStore, createRegistry, describeBackends, fraud, loadConfig } from '@tributary/shared';
+import { startSimulator } from '@tributary/simulator';
+
+const logger = createLogger('tributary');
+const started = performance.now();
+try {
+  const config = loadConfig();
+  const registry = createRegistry();
+  const eventLog = createEventLog(config, 'standalone');
+  const store = createOnlineStore(config);
+  const example = fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS });
+  await eventLog.ensureTopics(
+    [config.TOPIC_TRANSACTIONS, config.TOPIC_LABELS, config.TOPIC_PREDICTIONS]
+      .map((name) => ({ name, partitions: 4 }))
+      .concat({ name: config.TOPIC_DEAD_LETTER, partitions: 1 }),
+  );
+  const inference = await startInference(config, { eventLog, store, registry, logger: logger.child({ service: 'inference' }) });
+  // The first lines a user reads: plain text, then structured logs.
+  console.log(
+    `Tributary is listening on ${inference.url}  (POST ${inference.url}/v1/predict, API docs ${inference.url}/docs, metrics ${inference.url}/metrics)`,
+  );
+  console.log(describeBackends(config));
+  const pipeline = await startFeaturePipeline({
+    eventLog,
+    store,
+    sources: example.sources,
+    groups: example.groups,
+    deadLetterTopic: config.TOPIC_DEAD_LETTER,
+    allowedLatenessMs: config.ALLOWED_LATENESS,
+    groupId: 'tributary-features',
+    registry,
+    logger: logger.child({ service: 'features' }),
+  });
+  const monitor = await startMonitor({
+    eventLog,
+    topics: { predictions: config.TOPIC_PREDICTIONS, labels: config.TOPIC_LABELS, deadLetter: config.TOPIC_DEAD_LETTER },
+    groupId: 'tributary-monitor',
+    registry,
+    logger: logger.child({ service: 'monitor' }),
+  });
+  const simulator = config.SIMULATOR
+    ? startSimulator({
+        eventLog,
+        topics: { transactions: config.TOPIC_TRANSACTIONS, labels: config.TOPIC_LABELS },
+        inferenceUrl: inference.url,
+        ratePerSecond: config.SIMULATOR_RATE,
+        fraudRate: config.SIMULATOR_FRAUD_RATE,
+        meanLabelDelayMs: config.SIMULATOR_LABEL_DELAY,
+        users: config.SIMULATOR_USERS,
+        seed: config.SIMULATOR_SEED,
+        logger: logger.child({ service: 'simulator' }),
+      })
+    : null;
+  logger.info(
+    `ready in ${Math.round(performance.now() - started)} ms: feature pipeline, monitor${simulator ? `, simulator (${config.SIMULATOR_RATE} transactions/s)` : ''}; metrics on ${inference.url}/metrics`,
+  );
+  const shutdown = async () => {
+    logger.info('shutting down');
+    await simulator?.stop();
+    await Promise.all([pipeline.stop(), monitor.stop()]);
+    await inference.close();
+    await Promise.all([eventLog.close(), store.close()]);
+    process.exit(0);
+  };
+  process.once('SIGINT', shutdown);
+  process.once('SIGTERM', shutdown);
+} catch (error) {
+  logger.fatal((error as Error).message);
+  process.exit(1);
+}

@@ -1,0 +1,159 @@
+/**
+ * Configuration, parsed once at start-up from environment variables into a typed object.
+ * Every variable is declared here with its default and meaning (the configuration
+ * reference); an invalid value stops the process with a message naming the variable.
+ */
+import { fileURLToPath } from 'node:url';
+import { parseDuration } from './features/duration.js';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+interface Variable<T, D extends string | undefined = string> {
+  description: string;
+  /** The default as written in the environment; undefined: the variable is optional. */
+  default: D;
+  parse(raw: string): T;
+}
+
+const text = (description: string, fallback: string): Variable<string> => ({
+  description,
+  default: fallback,
+  parse: (raw) => {
+    if (raw.trim() === '') throw new Error('must not be empty');
+    return raw.trim();
+  },
+});
+
+const integer = (description: string, fallback: number, min: number, max: number): Variable<number> => ({
+  description,
+  default: String(fallback),
+  parse: (raw) => {
+    if (!/^-?\d+$/.test(raw.trim())) throw new Error(`must be an integer between ${min} and ${max}`);
+    const value = Number(raw);
+    if (value < min || value > max) throw new Error(`must be an integer between ${min} and ${max}`);
+    return value;
+  },
+});
+
+const number = (description: string, fallback: number, min: number, max: number): Variable<number> => ({
+  description,
+  default: String(fallback),
+  parse: (raw) => {
+    const value = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(value) || value < min || value > max) {
+      throw new Error(`must be a number between ${min} and ${max}`);
+    }
+    return value;
+  },
+});
+
+const duration = (description: string, fallback: string): Variable<number> => ({
+  description,
+  default: fallback,
+  parse: (raw) => parseDuration(raw.trim()),
+});
+
+const boolean = (description: string, fallback: boolean): Variable<boolean> => ({
+  description,
+  default: String(fallback),
+  parse: (raw) => {
+    const value = raw.trim().toLowerCase();
+    if (['true', '1', 'yes'].includes(value)) return true;
+    if (['false', '0', 'no'].includes(value)) return false;
+    throw new Error('must be true or false');
+  },
+});
+
+const brokers: Variable<string[], undefined> = {
+  description: 'Kafka bootstrap brokers, comma-separated host:port. Unset: the embedded in-memory event log.',
+  default: undefined,
+  parse: (raw) => {
+    const list = raw
+      .split(',')
+      .map((b) => b.trim())
+      .filter(Boolean);
+    if (list.length === 0) throw new Error('must list at least one host:port');
+    for (const broker of list) {
+      if (!/^[A-Za-z0-9_.\-[\]:]+:\d{1,5}$/.test(broker)) throw new Error(`"${broker}" is not host:port`);
+    }
+    return list;
+  },
+};
+
+const redisUrl: Variable<string, undefined> = {
+  description: 'Redis URL (redis:// or rediss://). Unset: the embedded in-memory online store.',
+  default: undefined,
+  parse: (raw) => {
+    let url: URL;
+    try {
+      url = new URL(raw.trim());
+    } catch {
+      throw new Error('must be a URL such as redis://127.0.0.1:6379');
+    }
+    if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new Error('must start with redis:// or rediss://');
+    return raw.trim();
+  },
+};
+
+const bundledModel = fileURLToPath(new URL('../../models/fraud_detector/1', import.meta.url));
+
+export const VARIABLES = {
+  HOST: text('Address the HTTP server binds to.', '127.0.0.1'),
+  PORT: integer('Port of the HTTP server (API, /metrics, /healthz, /readyz).', 3000, 0, 65535),
+  LOG_LEVEL: text('pino log level: fatal, error, warn, info, debug, trace.', 'info'),
+  KAFKA_BROKERS: brokers,
+  KAFKA_CLIENT_ID: text('Kafka client id.', 'tributary'),
+  REDIS_URL: redisUrl,
+  REDIS_KEY_PREFIX: text('Prefix of every Redis key.', 'tributary:'),
+  TOPIC_TRANSACTIONS: text('Topic of the example transaction events.', 'transactions'),
+  TOPIC_LABELS: text('Topic of labels.', 'labels'),
+  TOPIC_PREDICTIONS: text('Topic of the prediction log.', 'predictions'),
+  TOPIC_DEAD_LETTER: text('Topic of records set aside, with the reason.', 'dead-letter'),
+  ALLOWED_LATENESS: duration('Events older than the watermark by more than this are not applied (dead-lettered as late).', '5m'),
+  MODEL_DIR: text('Directory of the model version to serve (model.onnx and manifest.json).', bundledModel),
+  BODY_LIMIT_BYTES: integer('Largest accepted HTTP request body.', 1_048_576, 1024, 104_857_600),
+  MAX_EVENTS_PER_REQUEST: integer('Most events accepted by one push-API request.', 1000, 1, 100_000),
+  PREDICTION_LOG_BUFFER: integer(
+    'Prediction-log records kept in memory while Kafka is unreachable; beyond it they are counted as dropped.',
+    100_000,
+    100,
+    10_000_000,
+  ),
+  SIMULATOR: boolean('Run the example simulator inside `npm start` (the embedded default).', true),
+  SIMULATOR_RATE: number('Transactions per second the simulator emits.', 20, 0.1, 100_000),
+  SIMULATOR_FRAUD_RATE: number('Share of simulated transactions that are fraudulent.', 0.03, 0, 1),
+  SIMULATOR_LABEL_DELAY: duration('Mean delay before a simulated label arrives.', '30s'),
+  SIMULATOR_USERS: integer('Number of simulated card holders.', 2000, 1, 10_000_000),
+  SIMULATOR_SEED: integer('Seed of the simulator.', 7, 0, 2 ** 31 - 1),
+  INFERENCE_URL: text('Where the simulator sends prediction requests (when run on its own).', 'http://127.0.0.1:3000'),
+} satisfies Record<string, Variable<unknown, string | undefined>>;
+
+type Variables = typeof VARIABLES;
+export type Config = {
+  [K in keyof Variables]: Variables[K] extends Variable<infer T, infer D> ? (D extends string ? T : T | undefined) : never;
+};
+
+/** Parses the environment; throws a ConfigError listing every invalid variable. */
+export function loadConfig(
+  env: Record<string, string | undefined> = process.env,
+  serviceDefaults: Partial<Record<keyof Variables, string>> = {},
+): Config {
+  const problems: string[] = [];
+  const config: Record<string, unknown> = {};
+  for (const [name, variable] of Object.entries(VARIABLES) as [keyof Variables, Variable<unknown, string | undefined>][]) {
+    const raw = env[name] ?? serviceDefaults[name] ?? variable.default;
+    if (raw === undefined || (env[name] === '' && variable.default === undefined)) {
+      config[name] = undefined;
+      continue;
+    }
+    try {
+      config[name] = variable.parse(raw);
+    } catch (error) {
+      problems.push(`${name}=${JSON.stringify(raw)}: ${(error as Error).message}`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  return config as Config;
+}

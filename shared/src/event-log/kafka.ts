@@ -1,0 +1,151 @@
+import kafkajs from 'kafkajs';
+import type { Consumer, Kafka as KafkaClient, KafkaConfig, Producer } from 'kafkajs';
+import type { EventLog, LogRecord, OutgoingRecord, SubscribeOptions, Subscription, TopicSpec } from './types.js';
+
+const { Kafka, logLevel } = kafkajs;
+
+export interface KafkaEventLogOptions {
+  brokers: string[];
+  clientId: string;
+  /** Extra kafkajs settings (ssl, sasl, ...). */
+  kafka?: Partial<KafkaConfig>;
+  /** How long an idle fetch waits for data; bounds feature freshness. */
+  maxWaitTimeInMs?: number;
+  sessionTimeout?: number;
+}
+
+function headersOf(headers: Record<string, Buffer | string | (Buffer | string)[] | undefined> | undefined): Record<string, string> {
+  const result: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers ?? {})) {
+    if (value === undefined) continue;
+    const first = Array.isArray(value) ? value[0] : value;
+    if (first !== undefined) result[name] = first.toString();
+  }
+  return result;
+}
+
+/** The event log on Kafka, through kafkajs. */
+export class KafkaEventLog implements EventLog {
+  private readonly kafka: KafkaClient;
+  private producer: Producer | null = null;
+  private producerReady: Promise<Producer> | null = null;
+  private readonly consumers = new Set<Consumer>();
+
+  constructor(private readonly options: KafkaEventLogOptions) {
+    this.kafka = new Kafka({
+      clientId: options.clientId,
+      brokers: options.brokers,
+      logLevel: logLevel.ERROR,
+      retry: { initialRetryTime: 200, retries: 8 },
+      ...options.kafka,
+    });
+  }
+
+  private connectProducer(): Promise<Producer> {
+    this.producerReady ??= (async () => {
+      const producer = this.kafka.producer({ allowAutoTopicCreation: true });
+      await producer.connect();
+      this.producer = producer;
+      return producer;
+    })().catch((error: unknown) => {
+      this.producerReady = null;
+      throw error;
+    });
+    return this.producerReady;
+  }
+
+  async publish(topic: string, records: OutgoingRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    const producer = await this.connectProducer();
+    await producer.send({
+      topic,
+      acks: -1,
+      messages: records.map((r) => ({ key: r.key, value: r.value, headers: r.headers })),
+    });
+  }
+
+  async subscribe(options: SubscribeOptions): Promise<Subscription> {
+    const consumer = this.kafka.consumer({
+      groupId: options.groupId,
+      sessionTimeout: this.options.sessionTimeout ?? 10_000,
+      heartbeatInterval: 1_000,
+      maxWaitTimeInMs: this.options.maxWaitTimeInMs ?? 100,
+      allowAutoTopicCreation: true,
+    });
+    await consumer.connect();
+    this.consumers.add(consumer);
+    await consumer.subscribe({ topics: options.topics, fromBeginning: options.fromBeginning });
+    consumer.on(consumer.events.CRASH, (event) => options.onError?.(event.payload.error));
+    await consumer.run({
+      autoCommit: true,
+      eachBatchAutoResolve: false,
+      eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }) => {
+        if (!isRunning() || isStale() || batch.messages.length === 0) return;
+        const records: LogRecord[] = batch.messages.map((m) => ({
+          topic: batch.topic,
+          partition: batch.partition,
+          offset: m.offset,
+          key: m.key ? m.key.toString() : null,
+          value: m.value,
+          timestamp: Number(m.timestamp),
+          headers: headersOf(m.headers),
+        }));
+        try {
+          await options.eachBatch({ topic: batch.topic, partition: batch.partition, records });
+        } catch (error) {
+          options.onError?.(error);
+          throw error;
+        }
+        resolveOffset(batch.lastOffset());
+        await commitOffsetsIfNecessary();
+        await heartbeat();
+      },
+    });
+    return {
+      stop: async () => {
+        this.consumers.delete(consumer);
+        await consumer.disconnect();
+      },
+    };
+  }
+
+  async ensureTopics(topics: TopicSpec[]): Promise<void> {
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      const existing = new Set(await admin.listTopics());
+      const missing = topics.filter((t) => !existing.has(t.name));
+      if (missing.length === 0) return;
+      try {
+        await admin.createTopics({
+          waitForLeaders: true,
+          topics: missing.map((t) => ({ topic: t.name, numPartitions: t.partitions })),
+        });
+      } catch {
+        // A cluster may refuse (ACLs, or no controller): the topics are then auto-created on
+        // first use, which is checked below by fetching their metadata.
+        await admin.fetchTopicMetadata({ topics: missing.map((t) => t.name) }).catch(() => undefined);
+      }
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  async ping(): Promise<void> {
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      await admin.listTopics();
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.consumers].map((c) => c.disconnect()));
+    this.consumers.clear();
+    if (this.producer) await this.producer.disconnect().catch(() => undefined);
+    this.producer = null;
+    this.producerReady = null;
+  }
+}

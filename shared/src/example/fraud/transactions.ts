@@ -1,0 +1,24 @@
+import Type, { type Static } from 'typebox';
+import type { EventSource } from '../../features/definition.js';
+
+const Id = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$' });
+
+/** A card transaction on the `transactions` topic, keyed by `user_id`. */
+export const TransactionSchema = Type.Object(
+  {
+    event_id: Id,
+    user_id: Id,
+    merchant_id: Id,
+    amount: Type.Number({ minimum: 0, maximum: 1e9 }),
+    currency: Type.String({ pattern: '^[A-Z]{3}$' }),
+    country: Type.String({ pattern: '^[A-Z]{2}$' }),
+    channel: Type.Union([Type.Literal('web'), Type.Literal('app'), Type.Literal('pos')]),
+    ts: Type.Union([Type.Integer({ minimum: 0, maximum: 8.64e15 }), Type.String({ format: 'date-time', maxLength: 64 })]),
+  },
+  { additionalProperties: false },
+);
+export type Transaction = Static<typeof TransactionSchema>;
+
+export function transactionsSource(topic = 'transactions'): EventSource & { schema: typeof TransactionSchema } {
+  return { name: 'transactions', topic, keyField: 'user_id', eventTimeField: 'ts', eventIdField: 'event_id', schema: TransactionSchema };
+}

@@ -1,0 +1,144 @@
+/**
+ * Feature groups are plain typed data (Feast's FeatureView, Chronon's GroupBy): a source
+ * of events, the entity key, aggregations over sliding windows, a TTL and defaults.
+ * `compileFeatureGroup` validates a definition and names the offending group and field.
+ */
+import { AGGREGATION_OPS, OP_COMPONENTS, type AggregationOp, type Component } from './aggregations.js';
+import { parseDuration } from './duration.js';
+import { tileSizeFor } from './tiles.js';
+
+export interface EventSource {
+  /** Name used by the push API (`POST /v1/events/:source`) and by feature groups. */
+  name: string;
+  /** Kafka topic the events are published to. */
+  topic: string;
+  /** Field whose value keys the Kafka record (partitioning). */
+  keyField: string;
+  /** Field with the event time: epoch milliseconds or an ISO-8601 string. */
+  eventTimeField: string;
+  /** Field with the event's unique id. */
+  eventIdField: string;
+}
+
+export interface Aggregation {
+  /** Input column, or `*` for `count` of events. */
+  column: string;
+  op: AggregationOp;
+  windows: string[];
+}
+
+export interface FeatureGroup {
+  name: string;
+  version: number;
+  /** Source name (see EventSource). */
+  source: string;
+  /** Entity key field in the source's events, also the entity type (e.g. `user_id`). */
+  entity: string;
+  aggregations: Aggregation[];
+  /** Keys of an entity expire this long after its last update. */
+  ttl: string;
+  /** Values used when a feature is missing, by feature name. */
+  defaults?: Record<string, number>;
+}
+
+export interface FeatureSpec {
+  /** Name within the group, e.g. `amount_sum_1h`. */
+  name: string;
+  column: string;
+  op: AggregationOp;
+  windowMs: number;
+  tileMs: number;
+  default: number | null;
+}
+
+export interface CompiledFeatureGroup {
+  definition: FeatureGroup;
+  /** `name:v<version>`: identifies the group's state in the online store. */
+  id: string;
+  features: FeatureSpec[];
+  /** For each tile size, each column's components to maintain. */
+  tiles: Map<number, Map<string, Set<Component>>>;
+  ttlMs: number;
+  /** The longest window: tiles older than this (plus one tile) are pruned. */
+  maxWindowMs: number;
+}
+
+export class FeatureDefinitionError extends Error {
+  constructor(group: string, field: string, message: string) {
+    super(`feature group "${group}": ${field}: ${message}`);
+    this.name = 'FeatureDefinitionError';
+  }
+}
+
+const NAME = /^[a-z][a-z0-9_]*$/;
+
+export function featureName(aggregation: Aggregation, window: string): string {
+  return aggregation.op === 'count' && aggregation.column === '*' ? `count_${window}` : `${aggregation.column}_${aggregation.op}_${window}`;
+}
+
+export function compileFeatureGroup(group: FeatureGroup, sources: EventSource[]): CompiledFeatureGroup {
+  const label = typeof group.name === 'string' ? group.name : '?';
+  const fail = (field: string, message: string): never => {
+    throw new FeatureDefinitionError(label, field, message);
+  };
+  if (!NAME.test(group.name ?? '')) fail('name', 'must match [a-z][a-z0-9_]*');
+  if (!Number.isInteger(group.version) || group.version < 1) fail('version', 'must be an integer >= 1');
+  if (!sources.some((s) => s.name === group.source)) {
+    fail('source', `unknown source "${group.source}" (known: ${sources.map((s) => s.name).join(', ')})`);
+  }
+  if (!NAME.test(group.entity ?? '')) fail('entity', 'must be a field name matching [a-z][a-z0-9_]*');
+  let ttlMs = 0;
+  try {
+    ttlMs = parseDuration(group.ttl);
+  } catch (error) {
+    fail('ttl', (error as Error).message);
+  }
+  if (!Array.isArray(group.aggregations) || group.aggregations.length === 0) {
+    fail('aggregations', 'must list at least one aggregation');
+  }
+  const features: FeatureSpec[] = [];
+  const tiles = new Map<number, Map<string, Set<Component>>>();
+  group.aggregations.forEach((aggregation, i) => {
+    const at = `aggregations[${i}]`;
+    if (!AGGREGATION_OPS.includes(aggregation.op)) {
+      fail(`${at}.op`, `unknown operation "${aggregation.op}" (known: ${AGGREGATION_OPS.join(', ')})`);
+    }
+    if (aggregation.column === '*' ? aggregation.op !== 'count' : !NAME.test(aggregation.column ?? '')) {
+      fail(`${at}.column`, 'must be a field name, or `*` with op count');
+    }
+    if (!Array.isArray(aggregation.windows) || aggregation.windows.length === 0) {
+      fail(`${at}.windows`, 'must list at least one window');
+    }
+    for (const window of aggregation.windows) {
+      let windowMs = 0;
+      try {
+        windowMs = parseDuration(window);
+      } catch (error) {
+        fail(`${at}.windows`, (error as Error).message);
+      }
+      if (windowMs > ttlMs) fail(`${at}.windows`, `window ${window} is longer than the ttl ${group.ttl}`);
+      const name = featureName(aggregation, window);
+      if (features.some((f) => f.name === name)) fail(`${at}`, `feature "${name}" is defined twice`);
+      const tileMs = tileSizeFor(windowMs);
+      const columns = tiles.get(tileMs) ?? new Map<string, Set<Component>>();
+      tiles.set(tileMs, columns);
+      const components = columns.get(aggregation.column) ?? new Set<Component>();
+      columns.set(aggregation.column, components);
+      for (const component of OP_COMPONENTS[aggregation.op]) components.add(component);
+      features.push({
+        name,
+        column: aggregation.column,
+        op: aggregation.op,
+        windowMs,
+        tileMs,
+        default: group.defaults?.[name] ?? null,
+      });
+    }
+  });
+  for (const key of Object.keys(group.defaults ?? {})) {
+    if (!features.some((f) => f.name === key)) fail(`defaults.${key}`, 'names no feature of this group');
+    if (!Number.isFinite(group.defaults![key])) fail(`defaults.${key}`, 'must be a finite number');
+  }
+  const maxWindowMs = Math.max(...features.map((f) => f.windowMs));
+  return { definition: group, id: `${group.name}:v${group.version}`, features, tiles, ttlMs, maxWindowMs };
+}

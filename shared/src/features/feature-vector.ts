@@ -1,0 +1,148 @@
+/**
+ * Assembles a model's input vector in the order its manifest declares, from stored
+ * feature-group state, request fields and on-demand features, replacing missing or stale
+ * values with declared defaults and saying where each value came from.
+ */
+import type { EntityKey } from '../online-store/types.js';
+import type { CompiledFeatureGroup } from './definition.js';
+import type { FeatureValue, OnDemandFeature } from './on-demand.js';
+import { readFeatureValues, type FeatureValues } from './tile-state.js';
+
+export type FeatureSource = 'store' | 'request' | 'on_demand' | 'default';
+
+export interface FeatureExplanation {
+  name: string;
+  value: number;
+  source: FeatureSource;
+  /** Age of the newest event behind a stored feature, ms; null for other sources. */
+  age_ms: number | null;
+}
+
+export interface FeatureCatalog {
+  groups: CompiledFeatureGroup[];
+  onDemand: OnDemandFeature[];
+}
+
+export interface FeaturePlan {
+  names: string[];
+  /** Groups to fetch, with the entity type whose id keys them. */
+  groups: CompiledFeatureGroup[];
+  /** Entity types the request must name. */
+  entities: string[];
+  defaults: number[];
+  catalog: FeatureCatalog;
+}
+
+export class FeaturePlanError extends Error {
+  override name = 'FeaturePlanError';
+}
+
+function splitRef(ref: string): [string, string] {
+  const colon = ref.indexOf(':');
+  if (colon <= 0) throw new FeaturePlanError(`feature "${ref}" must be written <group>:<feature>, request:<field> or on_demand:<name>`);
+  return [ref.slice(0, colon), ref.slice(colon + 1)];
+}
+
+/** Checks every feature a model needs exists and works out what to fetch for it. */
+export function planFeatures(names: string[], catalog: FeatureCatalog, modelDefaults: Record<string, number> = {}): FeaturePlan {
+  const groups = new Map<string, CompiledFeatureGroup>();
+  const defaults: number[] = [];
+  const resolveGroupRef = (ref: string): number | null => {
+    const [scope, name] = splitRef(ref);
+    if (scope === 'request') return 0;
+    const group = catalog.groups.find((g) => g.definition.name === scope);
+    if (!group) throw new FeaturePlanError(`feature "${ref}": no feature group "${scope}"`);
+    const feature = group.features.find((f) => f.name === name);
+    if (!feature) throw new FeaturePlanError(`feature "${ref}": group "${scope}" has no feature "${name}"`);
+    groups.set(group.id, group);
+    return feature.default;
+  };
+  for (const ref of names) {
+    const [scope, name] = splitRef(ref);
+    let fallback: number | null;
+    if (scope === 'on_demand') {
+      const feature = catalog.onDemand.find((f) => f.name === name);
+      if (!feature) throw new FeaturePlanError(`feature "${ref}": no on-demand feature "${name}"`);
+      for (const input of feature.inputs) resolveGroupRef(input);
+      fallback = feature.default;
+    } else {
+      fallback = resolveGroupRef(ref);
+    }
+    defaults.push(modelDefaults[ref] ?? fallback ?? 0);
+  }
+  const planned = [...groups.values()];
+  return {
+    names,
+    groups: planned,
+    entities: [...new Set(planned.map((g) => g.definition.entity))],
+    defaults,
+    catalog,
+  };
+}
+
+/** The online-store keys to read for a request's entities, in plan order. */
+export function entityKeys(plan: FeaturePlan, entities: Record<string, string>): EntityKey[] {
+  return plan.groups.map((group) => ({ group: group.id, entity: group.definition.entity, id: entities[group.definition.entity]! }));
+}
+
+export interface AssembledVector {
+  vector: Float32Array;
+  explanation: FeatureExplanation[];
+  defaulted: string[];
+}
+
+/**
+ * `states` are the stored fields of each planned group (null when absent), or null for
+ * all when the store could not be read (the prediction is then degraded).
+ */
+export function assembleVector(
+  plan: FeaturePlan,
+  states: (Record<string, string> | null)[] | null,
+  request: Record<string, unknown>,
+  now: number,
+): AssembledVector {
+  const groupValues = new Map<string, FeatureValues & { stale: boolean }>();
+  plan.groups.forEach((group, i) => {
+    const values = readFeatureValues(group, states?.[i] ?? null, now);
+    const stale = values.newestEventTime !== null && now - values.newestEventTime > group.ttlMs;
+    groupValues.set(group.definition.name, { ...values, stale });
+  });
+  const lookup = (ref: string): { value: FeatureValue; age: number | null } => {
+    const [scope, name] = splitRef(ref);
+    if (scope === 'request') {
+      const value = request[name];
+      return { value: typeof value === 'number' || typeof value === 'string' ? value : null, age: null };
+    }
+    const group = groupValues.get(scope);
+    if (!group || group.stale || group.newestEventTime === null) return { value: null, age: null };
+    return { value: group.values[name] ?? null, age: now - group.newestEventTime };
+  };
+  const vector = new Float32Array(plan.names.length);
+  const explanation: FeatureExplanation[] = [];
+  const defaulted: string[] = [];
+  plan.names.forEach((ref, i) => {
+    const [scope, name] = splitRef(ref);
+    let value: FeatureValue = null;
+    let age: number | null = null;
+    let source: FeatureSource;
+    if (scope === 'on_demand') {
+      const feature = plan.catalog.onDemand.find((f) => f.name === name)!;
+      const inputs: Record<string, FeatureValue> = {};
+      for (const input of feature.inputs) inputs[input] = lookup(input).value;
+      value = feature.compute(inputs, { request, now });
+      source = 'on_demand';
+    } else {
+      ({ value, age } = lookup(ref));
+      source = scope === 'request' ? 'request' : 'store';
+    }
+    if (typeof value !== 'number' || !Number.isFinite(value)) {
+      value = plan.defaults[i]!;
+      source = 'default';
+      age = null;
+      defaulted.push(ref);
+    }
+    vector[i] = value;
+    explanation.push({ name: ref, value, source, age_ms: age });
+  });
+  return { vector, explanation, defaulted };
+}

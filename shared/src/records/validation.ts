@@ -1,0 +1,66 @@
+import type { TSchema } from 'typebox';
+import { Compile } from 'typebox/compile';
+
+export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: 'malformed' | 'invalid'; detail: string };
+
+export interface RecordValidator<T> {
+  validate(value: unknown): Decoded<T>;
+  /** Parses a Kafka record value (UTF-8 JSON) and validates it. */
+  decode(value: Buffer | null): Decoded<T>;
+}
+
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** The first schema error as `field: message`, naming the offending field. */
+function describe(errors: { instancePath: string; message: string; keyword: string; params: unknown }[]): string {
+  const useful = errors.filter((e) => e.keyword !== 'boolean' && e.keyword !== 'anyOf');
+  const error = useful[0] ?? errors[0];
+  if (!error) return 'invalid record';
+  const field = error.instancePath ? error.instancePath.slice(1).replaceAll('/', '.') : '(root)';
+  if (error.keyword === 'additionalProperties') {
+    const extra = (error.params as { additionalProperties?: string[] }).additionalProperties ?? [];
+    return `${field === '(root)' ? '' : `${field}: `}unknown field(s) ${extra.map((f) => `"${f}"`).join(', ')}`;
+  }
+  if (error.keyword === 'required') {
+    const missing = (error.params as { requiredProperties?: string[] }).requiredProperties ?? [];
+    return `missing required field(s) ${missing.map((f) => `"${field === '(root)' ? f : `${field}.${f}`}"`).join(', ')}`;
+  }
+  return `${field}: ${error.message}`;
+}
+
+export function recordValidator<T>(schema: TSchema): RecordValidator<T> {
+  const compiled = Compile(schema);
+  const validate = (value: unknown): Decoded<T> =>
+    compiled.Check(value)
+      ? { ok: true, value: value as T }
+      : { ok: false, reason: 'invalid', detail: describe([...compiled.Errors(value)] as never) };
+  return {
+    validate,
+    decode(raw) {
+      if (raw === null || raw.length === 0) return { ok: false, reason: 'malformed', detail: 'empty record value' };
+      let text: string;
+      try {
+        text = decoder.decode(raw);
+      } catch {
+        return { ok: false, reason: 'malformed', detail: 'record value is not valid UTF-8' };
+      }
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch (error) {
+        return { ok: false, reason: 'malformed', detail: `invalid JSON: ${(error as Error).message}` };
+      }
+      return validate(parsed);
+    },
+  };
+}
+
+/** Event time as epoch ms from epoch milliseconds or an ISO-8601 string; null when invalid. */
+export function parseEventTime(value: unknown): number | null {
+  if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 ? value : null;
+  if (typeof value === 'string') {
+    const ms = Date.parse(value);
+    return Number.isFinite(ms) && ms >= 0 ? ms : null;
+  }
+  return null;
+}
