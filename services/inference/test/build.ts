@@ -1,0 +1,26 @@
+/** Boots the whole inference app on in-memory parts for `app.inject` tests. */
+import {
+  createLogger,
+  createRegistry,
+  loadConfig,
+  MemoryEventLog,
+  MemoryOnlineStore,
+  type EventLog,
+  type OnlineStore,
+} from '@tributary/shared';
+import { createInferenceApp } from '../src/service.js';
+
+export async function buildTestApp(options: { env?: Record<string, string>; store?: OnlineStore; eventLog?: EventLog } = {}) {
+  const config = loadConfig({ LOG_LEVEL: 'silent', ...options.env });
+  const eventLog = options.eventLog ?? new MemoryEventLog();
+  const store = options.store ?? new MemoryOnlineStore();
+  const registry = createRegistry({ defaultMetrics: false });
+  const app = await createInferenceApp(config, { eventLog, store, registry, logger: createLogger('test', 'silent') });
+  return { app, eventLog, store, registry, config };
+}
+
+export const validRequest = {
+  request_id: 't-1',
+  entities: { user_id: 'u_1', merchant_id: 'm_1' },
+  features: { amount: 125.5, country: 'US', channel: 'web' },
+};

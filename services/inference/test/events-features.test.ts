@@ -1,0 +1,143 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryEventLog } from '@tributary/shared';
+import { buildTestApp } from './build.js';
+
+type App = Awaited<ReturnType<typeof buildTestApp>>;
+let current: App | null = null;
+afterEach(async () => {
+  await current?.app.close();
+  current = null;
+});
+
+const transaction = (i: number, overrides: Record<string, unknown> = {}) => ({
+  event_id: `e${i}`,
+  user_id: 'u_1',
+  merchant_id: 'm_1',
+  amount: 10 * i,
+  currency: 'USD',
+  country: 'US',
+  channel: 'web',
+  ts: new Date().toISOString(),
+  ...overrides,
+});
+
+describe('POST /v1/events/:source (push API)', () => {
+  it('publishes one event keyed by its entity', async () => {
+    current = await buildTestApp();
+    const response = await current.app.inject({ method: 'POST', url: '/v1/events/transactions', payload: transaction(1) });
+    expect(response.statusCode).toBe(202);
+    expect(response.json()).toEqual({ accepted: 1, topic: 'transactions' });
+    const records = (current.eventLog as MemoryEventLog).records('transactions');
+    expect(records.map((r) => [r.key, JSON.parse(r.value!.toString()).event_id])).toEqual([['u_1', 'e1']]);
+  });
+
+  it('publishes an array of events', async () => {
+    current = await buildTestApp();
+    const response = await current.app.inject({
+      method: 'POST',
+      url: '/v1/events/transactions',
+      payload: [transaction(1), transaction(2)],
+    });
+    expect(response.statusCode).toBe(202);
+    expect(response.json().accepted).toBe(2);
+    expect((current.eventLog as MemoryEventLog).records('transactions')).toHaveLength(2);
+  });
+
+  it('rejects the whole request when one event is invalid, naming it and the field', async () => {
+    current = await buildTestApp();
+    const response = await current.app.inject({
+      method: 'POST',
+      url: '/v1/events/transactions',
+      payload: [transaction(1), transaction(2, { amount: 'ten' })],
+    });
+    expect(response.statusCode).toBe(400);
+    expect(response.json()).toMatchObject({ code: 'VALIDATION_FAILED' });
+    expect(response.json().message).toMatch(/event \[1\]: amount/);
+    expect((current.eventLog as MemoryEventLog).records('transactions')).toHaveLength(0);
+  });
+
+  it.each([
+    ['an unknown field', transaction(1, { extra: true }), /unknown field.*"extra"/],
+    ['a missing field', (({ merchant_id: _m, ...rest }) => rest)(transaction(1)), /missing required field.*"merchant_id"/],
+    ['a bad event time', transaction(1, { ts: 'yesterday' }), /^ts:/],
+    ['a negative amount', transaction(1, { amount: -5 }), /^amount:/],
+  ])('rejects %s', async (_name, payload, message) => {
+    current = await buildTestApp();
+    const response = await current.app.inject({ method: 'POST', url: '/v1/events/transactions', payload: payload as object });
+    expect(response.statusCode).toBe(400);
+    expect(response.json().message).toMatch(message);
+  });
+
+  it('rejects an empty or oversized array of events', async () => {
+    current = await buildTestApp({ env: { MAX_EVENTS_PER_REQUEST: '2' } });
+    const empty = await current.app.inject({ method: 'POST', url: '/v1/events/transactions', payload: [] });
+    expect(empty.statusCode).toBe(400);
+    const big = await current.app.inject({ method: 'POST', url: '/v1/events/transactions', payload: [1, 2, 3].map((i) => transaction(i)) });
+    expect(big.statusCode).toBe(400);
+    expect(big.json().message).toMatch(/at most 2/);
+  });
+
+  it('answers 404 for an unknown source', async () => {
+    current = await buildTestApp();
+    const response = await current.app.inject({ method: 'POST', url: '/v1/events/clicks', payload: transaction(1) });
+    expect(response.statusCode).toBe(404);
+    expect(response.json()).toMatchObject({ code: 'UNKNOWN_SOURCE' });
+  });
+
+  it('answers 503 with Retry-After when the event log refuses the events', async () => {
+    const eventLog = new MemoryEventLog();
+    eventLog.publish = async () => {
+      throw new Error('broker unreachable');
+    };
+    current = await buildTestApp({ eventLog });
+    const response = await current.app.inject({ method: 'POST', url: '/v1/events/transactions', payload: transaction(1) });
+    expect(response.statusCode).toBe(503);
+    expect(response.headers['retry-after']).toBe('1');
+    expect(response.json().code).toBe('EVENT_LOG_UNAVAILABLE');
+  });
+});
+
+describe('GET /v1/features/:entity/:id', () => {
+  it('returns null values and no freshness for an unknown entity', async () => {
+    current = await buildTestApp();
+    const response = await current.app.inject({ method: 'GET', url: '/v1/features/user_id/nobody' });
+    expect(response.statusCode).toBe(200);
+    const [group] = response.json().groups;
+    expect(group).toMatchObject({ group: 'user_transactions', version: 1, newest_event_time: null, freshness_ms: null });
+    expect(group.values.count_1h).toBeNull();
+  });
+
+  it('answers 404 for an entity type no feature group uses', async () => {
+    current = await buildTestApp();
+    const response = await current.app.inject({ method: 'GET', url: '/v1/features/device_id/d1' });
+    expect(response.statusCode).toBe(404);
+    expect(response.json().message).toMatch(/user_id, merchant_id/);
+  });
+});
+
+describe('operations endpoints', () => {
+  it('serves health, readiness, metrics and the OpenAPI document', async () => {
+    current = await buildTestApp();
+    await current.app.inject({
+      method: 'POST',
+      url: '/v1/predict',
+      payload: { request_id: 'r', entities: { user_id: 'u', merchant_id: 'm' }, features: { amount: 1, country: 'US', channel: 'app' } },
+    });
+    expect((await current.app.inject('/healthz')).json()).toEqual({ status: 'ok' });
+    expect((await current.app.inject('/readyz')).statusCode).toBe(200);
+    const metrics = (await current.app.inject('/metrics')).body;
+    expect(metrics).toMatch(/tributary_predictions_total\{model="fraud_detector",version="1",variant="champion",degraded="false"\} 1/);
+    expect(metrics).toMatch(/tributary_prediction_duration_seconds_count\{model="fraud_detector",version="1"\} 1/);
+    const openapi = (await current.app.inject('/docs/json')).json();
+    expect(Object.keys(openapi.paths)).toEqual(
+      expect.arrayContaining(['/v1/predict', '/v1/events/{source}', '/v1/features/{entity}/{id}']),
+    );
+  });
+
+  it('answers 404 as JSON for an unknown route', async () => {
+    current = await buildTestApp();
+    const response = await current.app.inject('/v2/nothing');
+    expect(response.statusCode).toBe(404);
+    expect(response.json().code).toBe('NOT_FOUND');
+  });
+});

@@ -1,0 +1,135 @@
+/**
+ * The event-log contract: keyed records, per-key order, consumer groups with committed
+ * offsets, redelivery of a failed batch. Run against the in-memory log and Kafka.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { EventLog, LogRecord, Subscription } from '../../shared/src/index.js';
+import { uniqueName, waitFor } from '../support/wait-for.js';
+
+export function eventLogContract(name: string, makeLog: () => Promise<EventLog>, options: { timeoutMs: number }): void {
+  describe(`event log contract: ${name}`, () => {
+    let log: EventLog;
+    const subscriptions: Subscription[] = [];
+    beforeEach(async () => {
+      log = await makeLog();
+    });
+    afterEach(async () => {
+      await Promise.all(subscriptions.splice(0).map((s) => s.stop()));
+      await log.close();
+    });
+
+    const collect = async (groupId: string, topic: string, onBatch?: (records: LogRecord[]) => void) => {
+      const received: LogRecord[] = [];
+      const subscription = await log.subscribe({
+        groupId,
+        topics: [topic],
+        fromBeginning: true,
+        eachBatch: async (batch) => {
+          onBatch?.(batch.records);
+          for (const record of batch.records) {
+            expect(record.topic).toBe(batch.topic);
+            expect(record.partition).toBe(batch.partition);
+          }
+          received.push(...batch.records);
+        },
+      });
+      subscriptions.push(subscription);
+      return { received, subscription };
+    };
+
+    it(
+      'delivers every record with its key, value and headers, in order per key',
+      async () => {
+        const topic = uniqueName('contract');
+        const records = Array.from({ length: 60 }, (_, i) => ({
+          key: `k${i % 5}`,
+          value: JSON.stringify({ i, key: `k${i % 5}` }),
+          headers: { seq: String(i) },
+        }));
+        await log.publish(topic, records.slice(0, 30));
+        await log.publish(topic, records.slice(30));
+        const { received } = await collect(uniqueName('group'), topic);
+        await waitFor(() => received.length >= 60, { timeoutMs: options.timeoutMs, what: '60 records' });
+        expect(received).toHaveLength(60);
+        const byKey = new Map<string, number[]>();
+        const partitionOfKey = new Map<string, number>();
+        for (const record of received) {
+          const value = JSON.parse(record.value!.toString()) as { i: number; key: string };
+          expect(record.key).toBe(value.key);
+          expect(record.headers.seq).toBe(String(value.i));
+          byKey.set(value.key, [...(byKey.get(value.key) ?? []), value.i]);
+          // One key always lands on one partition.
+          expect(partitionOfKey.get(value.key) ?? record.partition).toBe(record.partition);
+          partitionOfKey.set(value.key, record.partition);
+        }
+        for (const sequence of byKey.values()) expect(sequence).toEqual([...sequence].sort((a, b) => a - b));
+      },
+      options.timeoutMs * 2,
+    );
+
+    it(
+      'resumes a consumer group after its committed offsets',
+      async () => {
+        const topic = uniqueName('contract');
+        const group = uniqueName('group');
+        await log.publish(topic, [{ key: 'a', value: 'first' }]);
+        const first = await collect(group, topic);
+        await waitFor(() => first.received.length === 1, { timeoutMs: options.timeoutMs, what: 'the first record' });
+        await first.subscription.stop();
+        subscriptions.splice(subscriptions.indexOf(first.subscription), 1);
+        await log.publish(topic, [{ key: 'a', value: 'second' }]);
+        const second = await collect(group, topic);
+        await waitFor(() => second.received.length >= 1, { timeoutMs: options.timeoutMs, what: 'the second record' });
+        expect(second.received.map((r) => r.value!.toString())).toEqual(['second']);
+      },
+      options.timeoutMs * 3,
+    );
+
+    it(
+      'gives every consumer group all records',
+      async () => {
+        const topic = uniqueName('contract');
+        await log.publish(topic, [
+          { key: 'a', value: '1' },
+          { key: 'b', value: '2' },
+        ]);
+        const one = await collect(uniqueName('group'), topic);
+        const two = await collect(uniqueName('group'), topic);
+        await waitFor(() => one.received.length === 2 && two.received.length === 2, { timeoutMs: options.timeoutMs, what: 'both groups' });
+      },
+      options.timeoutMs * 2,
+    );
+
+    it(
+      'delivers a batch again when its handler fails',
+      async () => {
+        const topic = uniqueName('contract');
+        await log.publish(topic, [{ key: 'a', value: 'x' }]);
+        let attempts = 0;
+        const delivered: string[] = [];
+        const subscription = await log.subscribe({
+          groupId: uniqueName('group'),
+          topics: [topic],
+          fromBeginning: true,
+          eachBatch: async (batch) => {
+            attempts++;
+            if (attempts === 1) throw new Error('transient failure');
+            delivered.push(...batch.records.map((r) => r.value!.toString()));
+          },
+        });
+        subscriptions.push(subscription);
+        await waitFor(() => delivered.length === 1, { timeoutMs: options.timeoutMs * 2, what: 'redelivery' });
+        expect(delivered).toEqual(['x']);
+        expect(attempts).toBeGreaterThanOrEqual(2);
+      },
+      options.timeoutMs * 3,
+    );
+
+    it('creates topics and answers ping', async () => {
+      const topic = uniqueName('contract');
+      await log.ensureTopics([{ name: topic, partitions: 2 }]);
+      await log.publish(topic, [{ key: null, value: 'v' }]);
+      await expect(log.ping()).resolves.toBeUndefined();
+    });
+  });
+}
