@@ -1,0 +1,22 @@
+/** The configuration reference (docs/configuration.md), generated from the declared variables. */
+import { VARIABLES } from './config.js';
+
+export function configurationReference(): string {
+  const rows = Object.entries(VARIABLES).map(([name, variable]) => {
+    const fallback =
+      variable.default === undefined ? '(unset)' : name === 'MODEL_DIR' ? '`models/fraud_detector/1`' : `\`${variable.default}\``;
+    return `| \`${name}\` | ${fallback} | ${variable.description.replaceAll('|', '\\|')} |`;
+  });
+  return [
+    '# Configuration reference',
+    '',
+    'Every service reads its configuration once, at start-up, from these environment variables. An invalid',
+    'value stops the process with a message naming the variable and what it expects. This file is generated',
+    'from `shared/src/config.ts` by `npm run docs:config`; a test fails when it is out of date.',
+    '',
+    '| variable | default | meaning |',
+    '| --- | --- | --- |',
+    ...rows,
+    '',
+  ].join('\n');
+}
