@@ -5,6 +5,7 @@ import {
   createOnlineStore,
   createRegistry,
   describeBackends,
+  exitOnStartupError,
   fraud,
   loadConfig,
   startOpsServer,
@@ -47,6 +48,5 @@ try {
   process.once('SIGINT', shutdown);
   process.once('SIGTERM', shutdown);
 } catch (error) {
-  logger.fatal((error as Error).message);
-  process.exit(1);
+  exitOnStartupError('features', error);
 }

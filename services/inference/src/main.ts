@@ -1,5 +1,13 @@
 /** Runs the inference service on its own: `npm start -w services/inference`. */
-import { createEventLog, createLogger, createOnlineStore, createRegistry, describeBackends, loadConfig } from '@tributary/shared';
+import {
+  exitOnStartupError,
+  createEventLog,
+  createLogger,
+  createOnlineStore,
+  createRegistry,
+  describeBackends,
+  loadConfig,
+} from '@tributary/shared';
 import { startInference } from './service.js';
 
 const logger = createLogger('inference');
@@ -18,6 +26,5 @@ try {
   process.once('SIGINT', shutdown);
   process.once('SIGTERM', shutdown);
 } catch (error) {
-  logger.fatal((error as Error).message);
-  process.exit(1);
+  exitOnStartupError('inference', error);
 }

@@ -1,5 +1,13 @@
 /** Runs the monitor on its own: `npm start -w services/monitor`. */
-import { createEventLog, createLogger, createRegistry, describeBackends, loadConfig, startOpsServer } from '@tributary/shared';
+import {
+  exitOnStartupError,
+  createEventLog,
+  createLogger,
+  createRegistry,
+  describeBackends,
+  loadConfig,
+  startOpsServer,
+} from '@tributary/shared';
 import { startMonitor } from './monitor.js';
 
 const logger = createLogger('monitor');
@@ -25,6 +33,5 @@ try {
   process.once('SIGINT', shutdown);
   process.once('SIGTERM', shutdown);
 } catch (error) {
-  logger.fatal((error as Error).message);
-  process.exit(1);
+  exitOnStartupError('monitor', error);
 }

@@ -1,5 +1,5 @@
 /** Runs the simulator on its own against Kafka and an inference service: `npm start -w services/simulator`. */
-import { createEventLog, createLogger, loadConfig } from '@tributary/shared';
+import { exitOnStartupError, createEventLog, createLogger, loadConfig } from '@tributary/shared';
 import { startSimulator } from './simulator.js';
 
 const logger = createLogger('simulator');
@@ -32,6 +32,5 @@ try {
   process.once('SIGINT', shutdown);
   process.once('SIGTERM', shutdown);
 } catch (error) {
-  logger.fatal((error as Error).message);
-  process.exit(1);
+  exitOnStartupError('simulator', error);
 }

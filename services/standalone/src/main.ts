@@ -6,7 +6,16 @@
 import { startFeaturePipeline } from '@tributary/features';
 import { startInference } from '@tributary/inference';
 import { startMonitor } from '@tributary/monitor';
-import { createEventLog, createLogger, createOnlineStore, createRegistry, describeBackends, fraud, loadConfig } from '@tributary/shared';
+import {
+  createEventLog,
+  createLogger,
+  createOnlineStore,
+  createRegistry,
+  describeBackends,
+  exitOnStartupError,
+  fraud,
+  loadConfig,
+} from '@tributary/shared';
 import { startSimulator } from '@tributary/simulator';
 
 const logger = createLogger('tributary');
@@ -73,6 +82,5 @@ try {
   process.once('SIGINT', shutdown);
   process.once('SIGTERM', shutdown);
 } catch (error) {
-  logger.fatal((error as Error).message);
-  process.exit(1);
+  exitOnStartupError('tributary', error);
 }

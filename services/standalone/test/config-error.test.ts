@@ -1,0 +1,27 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const root = fileURLToPath(new URL('../../..', import.meta.url));
+
+describe('start-up with an invalid configuration', () => {
+  it('stops at once with a message naming each invalid variable and what it expects', async () => {
+    const failure = await run(process.execPath, ['--import', 'tsx', 'services/standalone/src/main.ts'], {
+      cwd: root,
+      env: { ...process.env, PORT: 'eighty', KAFKA_BROKERS: 'no-port-here', REDIS_URL: 'http://x' },
+      timeout: 30_000,
+    }).then(
+      () => null,
+      (error: { code: number; stdout: string; stderr: string }) => error,
+    );
+    expect(failure).not.toBeNull();
+    expect(failure!.code).toBe(1);
+    const output = failure!.stdout + failure!.stderr;
+    expect(output).toMatch(/^tributary: cannot start: invalid configuration/);
+    expect(output).toMatch(/PORT="eighty": must be an integer between 0 and 65535/);
+    expect(output).toMatch(/KAFKA_BROKERS="no-port-here": "no-port-here" is not host:port/);
+    expect(output).toMatch(/REDIS_URL="http:\/\/x": must start with redis:\/\/ or rediss:\/\//);
+  });
+});
