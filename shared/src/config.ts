@@ -76,7 +76,9 @@ const brokers: Variable<string[], undefined> = {
       .filter(Boolean);
     if (list.length === 0) throw new Error('must list at least one host:port');
     for (const broker of list) {
-      if (!/^[A-Za-z0-9_.\-[\]:]+:\d{1,5}$/.test(broker)) throw new Error(`"${broker}" is not host:port`);
+      const port = /^[A-Za-z0-9_.\-[\]:]+:(\d{1,5})$/.exec(broker)?.[1];
+      if (port === undefined) throw new Error(`"${broker}" is not host:port`);
+      if (Number(port) < 1 || Number(port) > 65535) throw new Error(`"${broker}": port must be between 1 and 65535`);
     }
     return list;
   },
@@ -135,6 +137,11 @@ export type Config = {
   [K in keyof Variables]: Variables[K] extends Variable<infer T, infer D> ? (D extends string ? T : T | undefined) : never;
 };
 
+/** Masks the password of URLs (`redis://user:secret@host`) so that errors never print it. */
+function withoutSecrets(text: string): string {
+  return text.replace(/(\/\/[^:/@\s]*:)[^@\s]*@/g, '$1***@');
+}
+
 /** Parses the environment; throws a ConfigError listing every invalid variable. */
 export function loadConfig(
   env: Record<string, string | undefined> = process.env,
@@ -151,7 +158,7 @@ export function loadConfig(
     try {
       config[name] = variable.parse(raw);
     } catch (error) {
-      problems.push(`${name}=${JSON.stringify(raw)}: ${(error as Error).message}`);
+      problems.push(`${name}=${JSON.stringify(withoutSecrets(raw))}: ${withoutSecrets((error as Error).message)}`);
     }
   }
   if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);

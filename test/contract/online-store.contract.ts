@@ -25,6 +25,8 @@ const definition: FeatureGroup = {
     { column: 'price', op: 'sum', windows: ['1h'] },
     { column: 'price', op: 'min', windows: ['1h'] },
     { column: 'price', op: 'max', windows: ['1h'] },
+    { column: 'price', op: 'mean', windows: ['1h'] },
+    { column: 'price', op: 'stddev', windows: ['1h'] },
     { column: 'page', op: 'last', windows: ['1h'] },
   ],
   ttl: '1d',
@@ -88,7 +90,23 @@ export function onlineStoreContract(name: string, makeStore: () => Promise<Onlin
       const { values, newestEventTime } = readFeatureValues(group, fields ?? null, NOW);
       // `last` keeps the newest by event time, not by arrival.
       expect(values).toMatchObject({ count_1h: 2, price_sum_1h: 55, price_min_1h: 5, price_max_1h: 50, page_last_1h: 'newer' });
+      expect(values.price_mean_1h).toBeCloseTo(27.5, 12);
+      expect(values.price_stddev_1h).toBeCloseTo(22.5, 12);
       expect(newestEventTime).toBe(NOW - 60_000);
+    });
+
+    it('merges moments exactly where a sum of squares would cancel out', async () => {
+      // Three writes into one tile: 1e9, 1e9 + 1, 1e9 + 2 (population stddev sqrt(2/3)).
+      for (const [i, price] of [1e9, 1e9 + 1, 1e9 + 2].entries()) {
+        const result = await store.write([
+          write(key, [{ time: NOW - 60_000, price, page: 'p' }], { expectedOffset: i === 0 ? null : String(i - 1), offset: String(i) }),
+        ]);
+        expect(result).toEqual([{ applied: true }]);
+      }
+      const [fields] = await store.read([key]);
+      const { values } = readFeatureValues(group, fields ?? null, NOW);
+      expect(values.price_mean_1h).toBe(1e9 + 1);
+      expect(values.price_stddev_1h).toBeCloseTo(Math.sqrt(2 / 3), 9);
     });
 
     it('refuses a write whose expected offset is not the stored one, leaving the state unchanged', async () => {

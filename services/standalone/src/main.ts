@@ -31,7 +31,7 @@ try {
       .map((name) => ({ name, partitions: 4 }))
       .concat({ name: config.TOPIC_DEAD_LETTER, partitions: 1 }),
   );
-  const inference = await startInference(config, { eventLog, store, registry, logger: logger.child({ service: 'inference' }) });
+  const inference = await startInference(config, { eventLog, store, registry, logger: logger.child({ component: 'inference' }) });
   // The first lines a user reads: plain text, then structured logs.
   console.log(
     `Tributary is listening on ${inference.url}  (POST ${inference.url}/v1/predict, API docs ${inference.url}/docs, metrics ${inference.url}/metrics)`,
@@ -46,14 +46,14 @@ try {
     allowedLatenessMs: config.ALLOWED_LATENESS,
     groupId: 'tributary-features',
     registry,
-    logger: logger.child({ service: 'features' }),
+    logger: logger.child({ component: 'features' }),
   });
   const monitor = await startMonitor({
     eventLog,
     topics: { predictions: config.TOPIC_PREDICTIONS, labels: config.TOPIC_LABELS, deadLetter: config.TOPIC_DEAD_LETTER },
     groupId: 'tributary-monitor',
     registry,
-    logger: logger.child({ service: 'monitor' }),
+    logger: logger.child({ component: 'monitor' }),
   });
   const simulator = config.SIMULATOR
     ? startSimulator({
@@ -65,7 +65,7 @@ try {
         meanLabelDelayMs: config.SIMULATOR_LABEL_DELAY,
         users: config.SIMULATOR_USERS,
         seed: config.SIMULATOR_SEED,
-        logger: logger.child({ service: 'simulator' }),
+        logger: logger.child({ component: 'simulator' }),
       })
     : null;
   logger.info(

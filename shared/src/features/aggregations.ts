@@ -1,20 +1,24 @@
 /**
  * Aggregations are pure: each is a set of mergeable state components (sums, extremes,
  * newest value) that tiles store; `finalize` turns merged components into the feature
- * value. Components are shared between aggregations of one column (`sum` and `mean`
- * both keep `s`), so a tile stores each component once.
+ * value. Components are shared between aggregations of one column (`mean` and `stddev`
+ * both keep the moments `mv`), so a tile stores each component once.
  */
 export const AGGREGATION_OPS = ['count', 'sum', 'mean', 'min', 'max', 'last', 'stddev'] as const;
 export type AggregationOp = (typeof AGGREGATION_OPS)[number];
 
-/** How a component merges: added, kept as the smaller/larger, or the newest by event time. */
-export type MergeKind = 'add' | 'min' | 'max' | 'last';
-export type Component = 'n' | 's' | 'q' | 'mn' | 'mx' | 'lv';
+/**
+ * How a component merges: added, kept as the smaller/larger, the newest by event time, or
+ * as moments (count, mean, sum of squared deviations) combined with Chan's parallel
+ * formula, which keeps mean and stddev exact where a sum of squares would cancel out.
+ */
+export type MergeKind = 'add' | 'min' | 'max' | 'last' | 'moments';
+export type Component = 'n' | 's' | 'mv' | 'mn' | 'mx' | 'lv';
 
 export const COMPONENT_MERGE: Record<Component, MergeKind> = {
   n: 'add',
   s: 'add',
-  q: 'add',
+  mv: 'moments',
   mn: 'min',
   mx: 'max',
   lv: 'last',
@@ -23,15 +27,29 @@ export const COMPONENT_MERGE: Record<Component, MergeKind> = {
 export const OP_COMPONENTS: Record<AggregationOp, readonly Component[]> = {
   count: ['n'],
   sum: ['s'],
-  mean: ['s', 'n'],
+  mean: ['mv'],
   min: ['mn'],
   max: ['mx'],
   last: ['lv'],
-  stddev: ['n', 's', 'q'],
+  stddev: ['mv'],
 };
 
-/** The state of one component: a number, or for `last` a value with its event time. */
-export type ComponentValue = number | { time: number; value: number | string };
+export interface Moments {
+  n: number;
+  mean: number;
+  m2: number;
+}
+
+/** The state of one component: a number, for `last` a value with its event time, or moments. */
+export type ComponentValue = number | { time: number; value: number | string } | Moments;
+
+/** Chan et al.'s combination of two sets of moments. */
+export function mergeMoments(a: Moments, b: Moments): Moments {
+  const n = a.n + b.n;
+  if (n === 0) return { n: 0, mean: 0, m2: 0 };
+  const delta = b.mean - a.mean;
+  return { n, mean: a.mean + (delta * b.n) / n, m2: a.m2 + b.m2 + (delta * delta * a.n * b.n) / n };
+}
 
 export type ComponentState = Partial<Record<Component, ComponentValue>>;
 
@@ -46,8 +64,8 @@ export function componentDelta(component: Component, value: number | string, eve
     case 'mn':
     case 'mx':
       return Number(value);
-    case 'q':
-      return Number(value) * Number(value);
+    case 'mv':
+      return { n: 1, mean: Number(value), m2: 0 };
   }
 }
 
@@ -65,20 +83,21 @@ export function mergeComponent(component: Component, a: ComponentValue | undefin
       const y = b as { time: number; value: number | string };
       return y.time >= x.time ? y : x;
     }
+    case 'moments':
+      return mergeMoments(a as Moments, b as Moments);
   }
 }
 
 /** The feature value from merged components; `null` when the window saw no value. */
 export function finalize(op: AggregationOp, state: ComponentState): number | string | null {
-  const n = state.n as number | undefined;
-  const s = state.s as number | undefined;
+  const moments = state.mv as Moments | undefined;
   switch (op) {
     case 'count':
-      return n ?? 0;
+      return (state.n as number | undefined) ?? 0;
     case 'sum':
-      return s ?? 0;
+      return (state.s as number | undefined) ?? 0;
     case 'mean':
-      return n ? (s ?? 0) / n : null;
+      return moments && moments.n > 0 ? moments.mean : null;
     case 'min':
       return (state.mn as number | undefined) ?? null;
     case 'max':
@@ -87,11 +106,7 @@ export function finalize(op: AggregationOp, state: ComponentState): number | str
       const last = state.lv as { value: number | string } | undefined;
       return last ? last.value : null;
     }
-    case 'stddev': {
-      if (!n) return null;
-      const mean = (s ?? 0) / n;
-      const variance = Math.max(0, ((state.q as number | undefined) ?? 0) / n - mean * mean);
-      return Math.sqrt(variance);
-    }
+    case 'stddev':
+      return moments && moments.n > 0 ? Math.sqrt(Math.max(0, moments.m2 / moments.n)) : null;
   }
 }

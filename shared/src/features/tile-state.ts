@@ -14,6 +14,8 @@ import {
   type ComponentState,
   type ComponentValue,
   type MergeKind,
+  type Moments,
+  mergeMoments,
 } from './aggregations.js';
 import type { CompiledFeatureGroup } from './definition.js';
 import { tileStart, windowFirstTile } from './tiles.js';
@@ -23,7 +25,7 @@ export const NEWEST_EVENT_FIELD = '_ts';
 export interface FieldUpdate {
   field: string;
   merge: MergeKind;
-  /** Numbers for add/min/max; for `last` the encoded `<time>|<value>`. */
+  /** Numbers for add/min/max; for `last` the encoded `<time>|<value>`; for moments `<n>|<mean>|<m2>`. */
   value: number | string;
 }
 
@@ -34,6 +36,15 @@ export interface EntityEvent {
 
 export function encodeLast(time: number, value: number | string): string {
   return `${time}|${typeof value === 'number' ? 'n' : 's'}${value}`;
+}
+
+export function encodeMoments(m: Moments): string {
+  return `${m.n}|${m.mean}|${m.m2}`;
+}
+
+export function decodeMoments(text: string): Moments {
+  const [n, mean, m2] = text.split('|').map(Number) as [number, number, number];
+  return { n, mean, m2 };
 }
 
 export function decodeLast(text: string): { time: number; value: number | string } {
@@ -62,6 +73,7 @@ export function aggregateEvents(group: CompiledFeatureGroup, events: EntityEvent
         const value = columnValue(event, column);
         if (value === null) continue;
         for (const component of components) {
+          // Only `count` and `last` take non-numeric values.
           if (component !== 'lv' && component !== 'n' && typeof value !== 'number') continue;
           const field = `${tileMs}:${start}:${column}:${component}`;
           const delta = componentDelta(component, value, event.time);
@@ -74,14 +86,24 @@ export function aggregateEvents(group: CompiledFeatureGroup, events: EntityEvent
   const updates: FieldUpdate[] = [];
   for (const [field, { component, value }] of merged) {
     const merge = COMPONENT_MERGE[component];
-    updates.push({
-      field,
-      merge,
-      value:
-        merge === 'last' ? encodeLast((value as { time: number }).time, (value as { value: number | string }).value) : (value as number),
-    });
+    updates.push({ field, merge, value: encodeComponent(merge, value) });
   }
   return updates;
+}
+
+function encodeComponent(merge: MergeKind, value: ComponentValue): number | string {
+  if (merge === 'last') {
+    const last = value as { time: number; value: number | string };
+    return encodeLast(last.time, last.value);
+  }
+  if (merge === 'moments') return encodeMoments(value as Moments);
+  return value as number;
+}
+
+function decodeComponent(component: Component, raw: string): ComponentValue {
+  if (component === 'lv') return decodeLast(raw);
+  if (component === 'mv') return decodeMoments(raw);
+  return Number(raw);
 }
 
 /** Applies field updates to a plain field map: the in-memory store's merge, and the reference for the Redis script. */
@@ -104,6 +126,9 @@ export function applyFieldUpdates(fields: Map<string, string>, updates: FieldUpd
         break;
       case 'last':
         if (decodeLast(value as string).time >= decodeLast(current).time) fields.set(field, value as string);
+        break;
+      case 'moments':
+        fields.set(field, encodeMoments(mergeMoments(decodeMoments(current), decodeMoments(value as string))));
         break;
     }
   }
@@ -142,7 +167,7 @@ export function readFeatureValues(group: CompiledFeatureGroup, fields: Record<st
     for (const entry of parsed) {
       if (entry.tileMs !== feature.tileMs || entry.column !== feature.column) continue;
       if (entry.start < first || entry.start > nowMs) continue;
-      const value: ComponentValue = entry.component === 'lv' ? decodeLast(entry.raw) : Number(entry.raw);
+      const value = decodeComponent(entry.component, entry.raw);
       state[entry.component] = mergeComponent(entry.component, state[entry.component], value);
     }
     values[feature.name] = finalize(feature.op, state);

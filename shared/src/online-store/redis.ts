@@ -4,7 +4,7 @@ import type { EntityKey, EntityWrite, OnlineStore, ProgressKey, WriteResult } fr
 import { progressField } from './types.js';
 
 const APPLY_SCRIPT = readFileSync(new URL('./scripts/applyEntityWrite-1.lua', import.meta.url), 'utf8');
-const MERGE_CODE = { add: 'a', min: 'n', max: 'x', last: 'l' } as const;
+const MERGE_CODE = { add: 'a', min: 'n', max: 'x', last: 'l', moments: 'v' } as const;
 
 type ScriptResult = [0 | 1, string | null];
 

@@ -19,7 +19,7 @@ export function deadLetter(record: LogRecord, reason: DeadLetterReason, detail: 
   let encoding: 'utf8' | 'base64' = 'utf8';
   if (record.value) {
     try {
-      value = new TextDecoder('utf-8', { fatal: true }).decode(record.value);
+      value = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(record.value);
     } catch {
       value = record.value.toString('base64');
       encoding = 'base64';

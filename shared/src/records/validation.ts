@@ -55,10 +55,16 @@ export function recordValidator<T>(schema: TSchema): RecordValidator<T> {
   };
 }
 
-/** Event time as epoch ms from epoch milliseconds or an ISO-8601 string; null when invalid. */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/**
+ * Event time as epoch ms from epoch milliseconds or an ISO-8601 / RFC 3339 date-time with
+ * a zone (`Z` or `±hh:mm`, so that every machine reads the same instant); null when invalid.
+ */
 export function parseEventTime(value: unknown): number | null {
   if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 ? value : null;
   if (typeof value === 'string') {
+    if (!RFC3339.test(value)) return null;
     const ms = Date.parse(value);
     return Number.isFinite(ms) && ms >= 0 ? ms : null;
   }

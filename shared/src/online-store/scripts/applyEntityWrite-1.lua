@@ -11,8 +11,9 @@
   ARGV[6]  now (epoch ms), to pace pruning
   ARGV[7]  P, the number of prune cutoffs that follow
   ARGV[8 .. 7+2P]  pairs: tile size ms, first tile start still read
-  ARGV[8+2P ..]    triples: merge kind (a=add, n=min, x=max, l=last), field, value
-                   (`last` values are `<event time>|<encoded value>`)
+  ARGV[8+2P ..]    triples: merge kind (a=add, n=min, x=max, l=last, v=moments), field, value
+                   (`last` values are `<event time>|<encoded value>`; moments are
+                   `<count>|<mean>|<sum of squared deviations>`, combined with Chan's formula)
 
   Returns {1} when applied, {0, stored offset or false} when the expected offset differs.
 ]]
@@ -41,6 +42,15 @@ for i = first, #ARGV, 3 do
       local newTime = tonumber(string.match(value, '^(-?%d+)|'))
       local oldTime = tonumber(string.match(current, '^(-?%d+)|'))
       if newTime >= oldTime then redis.call('HSET', key, field, value) end
+    elseif kind == 'v' then
+      local na, ma, qa = string.match(current, '^([^|]+)|([^|]+)|([^|]+)$')
+      local nb, mb, qb = string.match(value, '^([^|]+)|([^|]+)|([^|]+)$')
+      na, ma, qa, nb, mb, qb = tonumber(na), tonumber(ma), tonumber(qa), tonumber(nb), tonumber(mb), tonumber(qb)
+      local n = na + nb
+      local delta = mb - ma
+      local mean = ma + delta * nb / n
+      local m2 = qa + qb + delta * delta * na * nb / n
+      redis.call('HSET', key, field, string.format('%.17g|%.17g|%.17g', n, mean, m2))
     end
   end
 end

@@ -1,0 +1,212 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, it, expect } from 'vitest';
+import { ConfigError, loadConfig, VARIABLES } from '../../src/config.js';
+
+/** The ConfigError thrown for `env`, or a failure when none is thrown. */
+function configError(env: Record<string, string | undefined>, serviceDefaults = {}): ConfigError {
+  try {
+    loadConfig(env, serviceDefaults);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error(`expected ${JSON.stringify(env)} to be rejected`);
+}
+
+describe('loadConfig: defaults', () => {
+  it('an empty environment gives the documented defaults: embedded Kafka and Redis', () => {
+    const config = loadConfig({});
+    expect(Object.keys(config).sort()).toEqual(Object.keys(VARIABLES).sort());
+    expect(config).toMatchObject({
+      HOST: '127.0.0.1',
+      PORT: 3000,
+      LOG_LEVEL: 'info',
+      KAFKA_BROKERS: undefined,
+      KAFKA_CLIENT_ID: 'tributary',
+      REDIS_URL: undefined,
+      REDIS_KEY_PREFIX: 'tributary:',
+      TOPIC_TRANSACTIONS: 'transactions',
+      TOPIC_LABELS: 'labels',
+      TOPIC_PREDICTIONS: 'predictions',
+      TOPIC_DEAD_LETTER: 'dead-letter',
+      ALLOWED_LATENESS: 5 * 60_000,
+      BODY_LIMIT_BYTES: 1_048_576,
+      MAX_EVENTS_PER_REQUEST: 1000,
+      PREDICTION_LOG_BUFFER: 100_000,
+      SIMULATOR: true,
+      SIMULATOR_RATE: 20,
+      SIMULATOR_FRAUD_RATE: 0.03,
+      SIMULATOR_LABEL_DELAY: 30_000,
+      SIMULATOR_USERS: 2000,
+      SIMULATOR_SEED: 7,
+      INFERENCE_URL: 'http://127.0.0.1:3000',
+    });
+  });
+
+  it('MODEL_DIR defaults to the bundled model version in the repository', () => {
+    const bundled = fileURLToPath(new URL('../../../models/fraud_detector/1', import.meta.url));
+    const config = loadConfig({});
+    expect(config.MODEL_DIR).toBe(bundled);
+    expect(existsSync(join(bundled, 'manifest.json'))).toBe(true);
+  });
+
+  it('does not read process.env when given an environment', () => {
+    const saved = process.env.PORT;
+    process.env.PORT = 'not-a-port';
+    try {
+      expect(loadConfig({}).PORT).toBe(3000);
+    } finally {
+      if (saved === undefined) delete process.env.PORT;
+      else process.env.PORT = saved;
+    }
+  });
+});
+
+describe('loadConfig: valid values', () => {
+  it('parses each type, trimming surrounding blanks', () => {
+    const config = loadConfig({
+      HOST: ' 0.0.0.0 ',
+      PORT: ' 8080 ',
+      ALLOWED_LATENESS: '90s',
+      SIMULATOR: 'NO',
+      SIMULATOR_RATE: '2.5',
+      SIMULATOR_FRAUD_RATE: '1',
+      SIMULATOR_LABEL_DELAY: '2m',
+      SIMULATOR_SEED: '0',
+      PREDICTION_LOG_BUFFER: '100',
+    });
+    expect(config).toMatchObject({
+      HOST: '0.0.0.0',
+      PORT: 8080,
+      ALLOWED_LATENESS: 90_000,
+      SIMULATOR: false,
+      SIMULATOR_RATE: 2.5,
+      SIMULATOR_FRAUD_RATE: 1,
+      SIMULATOR_LABEL_DELAY: 120_000,
+      SIMULATOR_SEED: 0,
+      PREDICTION_LOG_BUFFER: 100,
+    });
+  });
+
+  it('booleans: true/1/yes and false/0/no, any case', () => {
+    for (const raw of ['true', 'TRUE', '1', 'yes', ' Yes ']) expect(loadConfig({ SIMULATOR: raw }).SIMULATOR, raw).toBe(true);
+    for (const raw of ['false', 'False', '0', 'no', 'NO']) expect(loadConfig({ SIMULATOR: raw }).SIMULATOR, raw).toBe(false);
+  });
+
+  it('integers accept both ends of their range', () => {
+    expect(loadConfig({ PORT: '0' }).PORT).toBe(0);
+    expect(loadConfig({ PORT: '65535' }).PORT).toBe(65535);
+    expect(loadConfig({ SIMULATOR_SEED: String(2 ** 31 - 1) }).SIMULATOR_SEED).toBe(2 ** 31 - 1);
+  });
+
+  it('KAFKA_BROKERS is a comma-separated list of host:port, blanks and empty items dropped', () => {
+    expect(loadConfig({ KAFKA_BROKERS: 'kafka:9092' }).KAFKA_BROKERS).toEqual(['kafka:9092']);
+    expect(loadConfig({ KAFKA_BROKERS: ' kafka-1:9092, kafka-2.example.com:19092 ,,10.0.0.3:9093, ' }).KAFKA_BROKERS).toEqual([
+      'kafka-1:9092',
+      'kafka-2.example.com:19092',
+      '10.0.0.3:9093',
+    ]);
+    expect(loadConfig({ KAFKA_BROKERS: '[::1]:9092' }).KAFKA_BROKERS).toEqual(['[::1]:9092']);
+  });
+
+  it('an empty KAFKA_BROKERS or REDIS_URL means unset: the embedded implementation', () => {
+    const config = loadConfig({ KAFKA_BROKERS: '', REDIS_URL: '' });
+    expect(config.KAFKA_BROKERS).toBeUndefined();
+    expect(config.REDIS_URL).toBeUndefined();
+  });
+
+  it('REDIS_URL accepts redis:// and rediss://, kept as written (trimmed)', () => {
+    expect(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379' }).REDIS_URL).toBe('redis://127.0.0.1:6379');
+    expect(loadConfig({ REDIS_URL: ' rediss://user:pw@cache.example.com:6380/2 ' }).REDIS_URL).toBe(
+      'rediss://user:pw@cache.example.com:6380/2',
+    );
+  });
+});
+
+describe('loadConfig: invalid values name the variable and what is expected', () => {
+  const cases: [string, string, string][] = [
+    ['PORT', 'abc', 'must be an integer between 0 and 65535'],
+    ['PORT', '3.5', 'must be an integer between 0 and 65535'],
+    ['PORT', '65536', 'must be an integer between 0 and 65535'],
+    ['PORT', '-1', 'must be an integer between 0 and 65535'],
+    ['PORT', '', 'must be an integer between 0 and 65535'],
+    ['BODY_LIMIT_BYTES', '1000', 'must be an integer between 1024 and 104857600'],
+    ['MAX_EVENTS_PER_REQUEST', '1e3', 'must be an integer between 1 and 100000'],
+    ['SIMULATOR_RATE', 'fast', 'must be a number between 0.1 and 100000'],
+    ['SIMULATOR_RATE', '0', 'must be a number between 0.1 and 100000'],
+    ['SIMULATOR_RATE', 'Infinity', 'must be a number between 0.1 and 100000'],
+    ['SIMULATOR_FRAUD_RATE', '1.5', 'must be a number between 0 and 1'],
+    ['SIMULATOR_FRAUD_RATE', ' ', 'must be a number between 0 and 1'],
+    ['SIMULATOR', 'maybe', 'must be true or false'],
+    ['ALLOWED_LATENESS', '5 minutes', '"5 minutes" is not a duration (expected e.g. 30s, 10m, 1h, 7d)'],
+    ['ALLOWED_LATENESS', '0s', '"0s" must be a positive duration'],
+    ['SIMULATOR_LABEL_DELAY', '30', '"30" is not a duration'],
+    ['HOST', '   ', 'must not be empty'],
+    ['TOPIC_TRANSACTIONS', '', 'must not be empty'],
+    ['KAFKA_BROKERS', 'kafka', '"kafka" is not host:port'],
+    ['KAFKA_BROKERS', 'kafka:9092,localhost', '"localhost" is not host:port'],
+    ['KAFKA_BROKERS', 'kafka:9092/x', '"kafka:9092/x" is not host:port'],
+    ['KAFKA_BROKERS', ' , ', 'must list at least one host:port'],
+    ['REDIS_URL', 'http://127.0.0.1:6379', 'must start with redis:// or rediss://'],
+    ['REDIS_URL', 'localhost:6379', 'must start with redis:// or rediss://'],
+    ['REDIS_URL', '127.0.0.1:6379', 'must be a URL such as redis://127.0.0.1:6379'],
+    ['REDIS_URL', 'not a url', 'must be a URL such as redis://127.0.0.1:6379'],
+  ];
+  for (const [name, raw, expected] of cases) {
+    it(`${name}=${JSON.stringify(raw)}`, () => {
+      const error = configError({ [name]: raw });
+      expect(error.name).toBe('ConfigError');
+      expect(error.message).toContain(`${name}=${JSON.stringify(raw)}: ${expected}`);
+    });
+  }
+
+  it('lists every invalid variable at once, one per line, and no valid one', () => {
+    const error = configError({ PORT: 'x', SIMULATOR: 'maybe', REDIS_URL: 'http://cache:6379', HOST: 'fine', ALLOWED_LATENESS: 'soon' });
+    const lines = error.message.split('\n');
+    expect(lines[0]).toBe('invalid configuration:');
+    expect(lines.slice(1).map((l) => l.trim().split('=')[0])).toEqual(['PORT', 'REDIS_URL', 'ALLOWED_LATENESS', 'SIMULATOR']);
+    expect(error.message).not.toContain('HOST');
+  });
+
+  it('rejects a KAFKA_BROKERS port outside 1-65535', () => {
+    // `host:port` is checked by /:\d{1,5}$/ only: 99999 passes and fails later, at connect time
+    expect(configError({ KAFKA_BROKERS: 'kafka:99999' }).message).toContain('KAFKA_BROKERS=');
+    expect(configError({ KAFKA_BROKERS: 'kafka:0' }).message).toContain('KAFKA_BROKERS=');
+  });
+
+  it('does not echo the password of a rejected REDIS_URL', () => {
+    // the message goes to the start-up log; a mistyped URL must not leak its credentials
+    for (const raw of ['redis//:s3cret-pass@cache:6379', 'http://admin:s3cret-pass@cache:6379']) {
+      const error = configError({ REDIS_URL: raw });
+      expect(error.message).toContain('REDIS_URL');
+      expect(error.message, raw).not.toContain('s3cret-pass');
+    }
+  });
+});
+
+describe('loadConfig: service defaults', () => {
+  it('apply only when the variable is unset', () => {
+    expect(loadConfig({}, { PORT: '3001' }).PORT).toBe(3001);
+    expect(loadConfig({ PORT: '4000' }, { PORT: '3001' }).PORT).toBe(4000);
+    expect(loadConfig({ PORT: undefined }, { PORT: '3001' }).PORT).toBe(3001);
+    // set but empty is not unset: the empty value is validated, not replaced
+    expect(configError({ PORT: '' }, { PORT: '3001' }).message).toContain('PORT="": must be an integer');
+  });
+
+  it('apply to variables without a default', () => {
+    expect(loadConfig({}, { KAFKA_BROKERS: 'kafka:9092' }).KAFKA_BROKERS).toEqual(['kafka:9092']);
+    expect(loadConfig({ KAFKA_BROKERS: 'other:9093' }, { KAFKA_BROKERS: 'kafka:9092' }).KAFKA_BROKERS).toEqual(['other:9093']);
+  });
+
+  it('are validated like the environment', () => {
+    expect(configError({}, { PORT: 'three thousand' }).message).toContain('PORT="three thousand": must be an integer between 0 and 65535');
+  });
+
+  it('do not change other variables', () => {
+    const config = loadConfig({}, { PORT: '3002' });
+    expect(config.HOST).toBe('127.0.0.1');
+    expect(config.SIMULATOR_RATE).toBe(20);
+  });
+});

@@ -1,0 +1,254 @@
+import { describe, it, expect } from 'vitest';
+import { TransactionSchema, type Transaction } from '../../src/example/fraud/transactions.js';
+import type { LogRecord } from '../../src/event-log/types.js';
+import { deadLetter, type DeadLetter } from '../../src/records/dead-letter.js';
+import { parseEventTime, recordValidator } from '../../src/records/validation.js';
+
+const validator = recordValidator<Transaction>(TransactionSchema);
+
+const VALID: Transaction = {
+  event_id: 'evt-1',
+  user_id: 'u-42',
+  merchant_id: 'm:7',
+  amount: 12.5,
+  currency: 'EUR',
+  country: 'FR',
+  channel: 'web',
+  ts: 1_717_999_200_000,
+};
+
+const json = (value: unknown): Buffer => Buffer.from(JSON.stringify(value));
+const without = (field: keyof Transaction): Record<string, unknown> => {
+  const copy: Record<string, unknown> = { ...VALID };
+  delete copy[field];
+  return copy;
+};
+
+describe('recordValidator(TransactionSchema).decode', () => {
+  it('accepts a valid transaction, with ts in epoch ms or ISO-8601 with an offset', () => {
+    expect(validator.decode(json(VALID))).toEqual({ ok: true, value: VALID });
+    for (const ts of ['2024-06-10T06:00:00Z', '2024-06-10T08:00:00.123+02:00']) {
+      expect(validator.decode(json({ ...VALID, ts })), ts).toEqual({ ok: true, value: { ...VALID, ts } });
+    }
+    expect(validator.decode(json({ ...VALID, amount: 0 })).ok).toBe(true);
+    expect(validator.decode(json({ ...VALID, amount: 1e9 })).ok).toBe(true);
+  });
+
+  it('rejects a null or empty value as malformed', () => {
+    expect(validator.decode(null)).toEqual({ ok: false, reason: 'malformed', detail: 'empty record value' });
+    expect(validator.decode(Buffer.alloc(0))).toEqual({ ok: false, reason: 'malformed', detail: 'empty record value' });
+  });
+
+  it('rejects bytes that are not UTF-8 as malformed', () => {
+    const text = JSON.stringify(VALID);
+    for (const bytes of [
+      Buffer.from([0xff, 0xfe, 0x7b, 0x7d]),
+      Buffer.concat([Buffer.from(text.slice(0, 10)), Buffer.from([0xc3]), Buffer.from(text.slice(10))]), // truncated sequence
+      Buffer.from([0x7b, 0xed, 0xa0, 0x80, 0x7d]), // encoded surrogate
+    ]) {
+      expect(validator.decode(bytes)).toEqual({ ok: false, reason: 'malformed', detail: 'record value is not valid UTF-8' });
+    }
+  });
+
+  it('rejects text that is not JSON as malformed, with the parser message', () => {
+    for (const text of ['{"event_id": "e1",', 'not json', "{'event_id': 'e1'}", '{"amount": NaN}']) {
+      const decoded = validator.decode(Buffer.from(text));
+      expect(decoded.ok, text).toBe(false);
+      if (decoded.ok) continue;
+      expect(decoded.reason).toBe('malformed');
+      expect(decoded.detail).toMatch(/^invalid JSON: \S/);
+    }
+  });
+
+  it('rejects JSON that is not an object as invalid at the root', () => {
+    for (const value of [[], 'text', 42, null, true]) {
+      expect(validator.decode(json(value)), JSON.stringify(value)).toEqual({
+        ok: false,
+        reason: 'invalid',
+        detail: '(root): must be object',
+      });
+    }
+  });
+
+  const invalid: [string, Buffer, string | RegExp][] = [
+    ['amount as a string', json({ ...VALID, amount: '12.5' }), 'amount: must be number'],
+    ['negative amount', json({ ...VALID, amount: -0.01 }), 'amount: must be >= 0'],
+    ['amount above 1e9', json({ ...VALID, amount: 1e9 + 1 }), 'amount: must be <= 1000000000'],
+    // JSON.parse turns 1e400 into Infinity: not a finite number, rejected naming the field
+    ['amount 1e400 (Infinity)', Buffer.from(JSON.stringify(VALID).replace('12.5', '1e400')), /^amount: /],
+    ['amount -1e400', Buffer.from(JSON.stringify(VALID).replace('12.5', '-1e400')), /^amount: /],
+    ['ts 1e400', Buffer.from(JSON.stringify(VALID).replace(String(VALID.ts), '1e400')), /^ts: /],
+    ['fractional ts', json({ ...VALID, ts: 1.5 }), /^ts: /],
+    ['negative ts', json({ ...VALID, ts: -1 }), /^ts: /],
+    ['ts not a date-time', json({ ...VALID, ts: 'yesterday' }), /^ts: /],
+    ['ts without an offset', json({ ...VALID, ts: '2024-06-10T06:00:00' }), /^ts: /],
+    ['ts as a bare number string', json({ ...VALID, ts: '1717999200000' }), /^ts: /],
+    ['missing amount', json(without('amount')), 'missing required field(s) "amount"'],
+    ['missing event_id', json(without('event_id')), 'missing required field(s) "event_id"'],
+    ['unknown field', json({ ...VALID, amount_usd: 13 }), 'unknown field(s) "amount_usd"'],
+    ['__proto__ key', Buffer.from(JSON.stringify(VALID).replace('{', '{"__proto__":{"amount":-1},')), 'unknown field(s) "__proto__"'],
+    ['constructor key', json({ ...VALID, constructor: 'x' }), 'unknown field(s) "constructor"'],
+    ['lower-case country', json({ ...VALID, country: 'fr' }), 'country: must match pattern "^[A-Z]{2}$"'],
+    ['unknown channel', json({ ...VALID, channel: 'fax' }), /^channel: /],
+    ['empty user_id', json({ ...VALID, user_id: '' }), /^user_id: /],
+    ['user_id with a space', json({ ...VALID, user_id: 'u 1' }), /^user_id: /],
+    ['user_id of 129 characters', json({ ...VALID, user_id: 'u'.repeat(129) }), /^user_id: /],
+    ['currency of 2 letters', json({ ...VALID, currency: 'EU' }), /^currency: /],
+    ['merchant_id null', json({ ...VALID, merchant_id: null }), /^merchant_id: /],
+  ];
+  for (const [what, bytes, detail] of invalid) {
+    it(`rejects ${what} as invalid, naming the field`, () => {
+      const decoded = validator.decode(bytes);
+      expect(decoded.ok).toBe(false);
+      if (decoded.ok) return;
+      expect(decoded.reason).toBe('invalid');
+      if (typeof detail === 'string') expect(decoded.detail).toBe(detail);
+      else expect(decoded.detail).toMatch(detail);
+    });
+  }
+
+  it('a __proto__ key does not reach the prototype of anything', () => {
+    const decoded = validator.decode(Buffer.from(JSON.stringify(VALID).replace('{', '{"__proto__":{"polluted":true},')));
+    expect(decoded.ok).toBe(false);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it('validate() checks an already parsed value with the same messages', () => {
+    expect(validator.validate(VALID)).toEqual({ ok: true, value: VALID });
+    expect(validator.validate({ ...VALID, amount: -1 })).toEqual({ ok: false, reason: 'invalid', detail: 'amount: must be >= 0' });
+    expect(validator.validate(undefined)).toMatchObject({ ok: false, reason: 'invalid' });
+  });
+});
+
+describe('parseEventTime', () => {
+  it('takes epoch milliseconds as they are', () => {
+    expect(parseEventTime(0)).toBe(0);
+    expect(parseEventTime(VALID.ts)).toBe(VALID.ts);
+    expect(parseEventTime(Number.MAX_SAFE_INTEGER)).toBe(Number.MAX_SAFE_INTEGER);
+  });
+
+  it('parses ISO-8601 strings with their offset', () => {
+    expect(parseEventTime('2024-06-10T06:00:00Z')).toBe(Date.UTC(2024, 5, 10, 6));
+    expect(parseEventTime('2024-06-10T08:00:00+02:00')).toBe(Date.UTC(2024, 5, 10, 6));
+    expect(parseEventTime('2024-06-10T06:00:00.250Z')).toBe(Date.UTC(2024, 5, 10, 6, 0, 0, 250));
+    expect(parseEventTime('1970-01-01T00:00:00Z')).toBe(0);
+  });
+
+  it('returns null for times that are not valid event times', () => {
+    for (const value of [
+      -1,
+      1.5,
+      NaN,
+      Infinity,
+      2 ** 53,
+      'yesterday',
+      '',
+      '2024-13-01T00:00:00Z',
+      '1969-12-31T23:59:59Z',
+      null,
+      undefined,
+      {},
+      [0],
+      true,
+    ]) {
+      expect(parseEventTime(value), String(value)).toBeNull();
+    }
+  });
+
+  it('rejects strings that are not ISO-8601 (no Date.parse fallbacks)', () => {
+    // Date.parse falls back to implementation-specific formats, read in the local zone: in
+    // V8 '1' is 2001-01-01 and '0' is 2000-01-01. An event time must not be guessed from them.
+    for (const value of ['1', '0', '12', 'June 10, 2024', '2024/06/10 06:00', '10 Jun 2024']) {
+      expect(parseEventTime(value), value).toBeNull();
+    }
+  });
+
+  it('does not depend on the time zone of the machine', () => {
+    // '2024-06-10T06:00:00' has no offset: Date.parse reads it in the local zone, so the
+    // same event would land in different tiles on machines in different zones.
+    const saved = process.env.TZ;
+    const results = new Set<number | null>();
+    try {
+      for (const zone of ['UTC', 'America/New_York', 'Asia/Tokyo']) {
+        process.env.TZ = zone;
+        results.add(parseEventTime('2024-06-10T06:00:00'));
+      }
+    } finally {
+      if (saved === undefined) delete process.env.TZ;
+      else process.env.TZ = saved;
+    }
+    expect([...results]).toHaveLength(1);
+  });
+});
+
+describe('deadLetter', () => {
+  const record = (value: Buffer | null, key: string | null = 'u-42'): LogRecord => ({
+    topic: 'transactions',
+    partition: 3,
+    offset: '9007199254740993', // beyond 2^53: kept as a string, exactly
+    key,
+    value,
+    timestamp: Date.UTC(2024, 5, 10),
+    headers: { trace: 'abc' },
+  });
+  const letterOf = (out: { value: string | Buffer }): DeadLetter => JSON.parse(out.value.toString()) as DeadLetter;
+
+  it('keeps a UTF-8 value as text, with the source coordinates, reason and consumer', () => {
+    const text = '{"amount": "12", "note": "café ☕"}';
+    const before = Date.now();
+    const out = deadLetter(record(Buffer.from(text)), 'invalid', 'amount: must be number', 'features');
+    expect(out.key).toBe('transactions:3:9007199254740993');
+    expect(out.headers).toEqual({ reason: 'invalid' });
+    const letter = letterOf(out);
+    expect(letter).toMatchObject({
+      reason: 'invalid',
+      detail: 'amount: must be number',
+      source: { topic: 'transactions', partition: 3, offset: '9007199254740993', key: 'u-42' },
+      value: text,
+      encoding: 'utf8',
+      consumer: 'features',
+    });
+    const at = Date.parse(letter.dead_lettered_at);
+    expect(at).toBeGreaterThanOrEqual(before - 1);
+    expect(at).toBeLessThanOrEqual(Date.now() + 1);
+  });
+
+  it('keeps a value that is not UTF-8 as base64 of the exact bytes', () => {
+    const bytes = Buffer.from([0xff, 0x00, 0xfe, 0x7b, 0x80]);
+    const letter = letterOf(deadLetter(record(bytes, null), 'malformed', 'record value is not valid UTF-8', 'features'));
+    expect(letter.encoding).toBe('base64');
+    expect(Buffer.from(letter.value!, 'base64').equals(bytes)).toBe(true);
+    expect(letter.source.key).toBeNull();
+  });
+
+  it('a null value stays null; an empty one is empty text', () => {
+    expect(letterOf(deadLetter(record(null), 'malformed', 'empty record value', 'c'))).toMatchObject({ value: null, encoding: 'utf8' });
+    expect(letterOf(deadLetter(record(Buffer.alloc(0)), 'malformed', 'empty record value', 'c'))).toMatchObject({
+      value: '',
+      encoding: 'utf8',
+    });
+  });
+
+  it('the kept value gives back the original bytes, whatever they are', () => {
+    const values = [
+      Buffer.from('{"a":1}'),
+      Buffer.from([0xc3, 0x28]),
+      Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"a":1}')]), // UTF-8 byte order mark
+    ];
+    for (const bytes of values) {
+      const letter = letterOf(deadLetter(record(bytes), 'malformed', 'x', 'c'));
+      expect(Buffer.from(letter.value!, letter.encoding).toString('hex'), bytes.toString('hex')).toBe(bytes.toString('hex'));
+    }
+  });
+
+  it('the detail of a decode failure travels with the record', () => {
+    const raw = Buffer.from(JSON.stringify({ ...VALID, amount: -5 }));
+    const decoded = validator.decode(raw);
+    expect(decoded.ok).toBe(false);
+    if (decoded.ok) return;
+    const letter = letterOf(deadLetter(record(raw), decoded.reason, decoded.detail, 'features'));
+    expect(letter.reason).toBe('invalid');
+    expect(letter.detail).toBe('amount: must be >= 0');
+    expect(JSON.parse(letter.value!)).toEqual({ ...VALID, amount: -5 });
+  });
+});
