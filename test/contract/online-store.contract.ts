@@ -4,13 +4,17 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
-  aggregateEvents,
+  applyEvent,
   compileFeatureGroup,
+  emptyState,
+  parsePartitionState,
   readFeatureValues,
+  stateFields,
   type EntityKey,
-  type EntityWrite,
   type FeatureGroup,
   type OnlineStore,
+  type PartitionState,
+  type StateWrite,
 } from '../../shared/src/index.js';
 import { uniqueName, waitFor } from '../support/wait-for.js';
 
@@ -34,21 +38,16 @@ const definition: FeatureGroup = {
 const group = compileFeatureGroup(definition, [source]);
 const NOW = Date.UTC(2026, 10, 28, 12, 0, 0);
 
-function write(key: EntityKey, events: { time: number; price: number; page: string }[], options: Partial<EntityWrite> = {}): EntityWrite {
-  return {
-    key,
-    stream: 'clicks:0',
-    expectedOffset: null,
-    offset: '0',
-    updates: aggregateEvents(
-      group,
-      events.map((e) => ({ time: e.time, values: e })),
-    ),
-    newestEventTime: Math.max(...events.map((e) => e.time)),
-    ttlMs: group.ttlMs,
-    pruneBefore: new Map(),
-    ...options,
-  };
+type Click = { time: number; price: number; page: string };
+
+function stateOf(clicks: Click[], state: PartitionState = emptyState()): PartitionState {
+  for (const c of clicks) applyEvent(group, state, { time: c.time, values: c });
+  return state;
+}
+
+function write(key: EntityKey, state: PartitionState, options: Partial<StateWrite> = {}): StateWrite {
+  const partition = options.partition ?? 0;
+  return { key, partition, offset: '0', set: stateFields(partition, state), remove: [], ttlMs: group.ttlMs, ...options };
 }
 
 export function onlineStoreContract(name: string, makeStore: () => Promise<OnlineStore>): void {
@@ -65,115 +64,104 @@ export function onlineStoreContract(name: string, makeStore: () => Promise<Onlin
 
     it('reads nothing for an entity never written', async () => {
       expect(await store.read([key])).toEqual([null]);
-      expect(await store.readProgress([{ key, stream: 'clicks:0' }])).toEqual([null]);
     });
 
-    it('applies a write and serves the merged features', async () => {
-      const events = [
+    it('stores a state with its offset and serves the merged features', async () => {
+      const state = stateOf([
         { time: NOW - 30 * 60_000, price: 10, page: 'a' },
         { time: NOW - 5 * 60_000, price: 4, page: 'b' },
         { time: NOW - 2 * 60_000, price: 7, page: 'c' },
-      ];
-      expect(await store.write([write(key, events, { offset: '2' })])).toEqual([{ applied: true }]);
+      ]);
+      expect(await store.write([write(key, state, { offset: '2' })])).toEqual([{ applied: true }]);
       const [fields] = await store.read([key]);
       const { values, newestEventTime } = readFeatureValues(group, fields ?? null, NOW);
-      expect(values).toMatchObject({ count_10m: 2, count_1h: 3, price_sum_1h: 21, price_min_1h: 4, price_max_1h: 10, page_last_1h: 'c' });
+      expect(values).toMatchObject({
+        count_10m: 2,
+        count_1h: 3,
+        price_sum_1h: 21,
+        price_min_1h: 4,
+        price_max_1h: 10,
+        price_mean_1h: 7,
+        page_last_1h: 'c',
+      });
+      expect(values.price_stddev_1h).toBeCloseTo(Math.sqrt(6), 12);
       expect(newestEventTime).toBe(NOW - 2 * 60_000);
-      expect(await store.readProgress([{ key, stream: 'clicks:0' }])).toEqual(['2']);
+      expect(fields!['_o0']).toBe('2');
+      // What is stored is what was written: the pipeline can resume from it.
+      expect(parsePartitionState(0, fields!).tiles).toEqual(state.tiles);
     });
 
-    it('merges successive writes with each component merge kind', async () => {
-      await store.write([write(key, [{ time: NOW - 60_000, price: 5, page: 'newer' }], { offset: '0' })]);
-      const older = write(key, [{ time: NOW - 20 * 60_000, price: 50, page: 'older' }], { expectedOffset: '0', offset: '1' });
-      expect(await store.write([older])).toEqual([{ applied: true }]);
+    it("keeps each source partition's share apart and merges them on read", async () => {
+      const first = stateOf([{ time: NOW - 60_000, price: 5, page: 'newer' }]);
+      const second = stateOf([{ time: NOW - 20 * 60_000, price: 50, page: 'older' }]);
+      await store.write([write(key, first, { partition: 0, offset: '10' }), write(key, second, { partition: 3, offset: '4' })]);
       const [fields] = await store.read([key]);
-      const { values, newestEventTime } = readFeatureValues(group, fields ?? null, NOW);
-      // `last` keeps the newest by event time, not by arrival.
+      expect(fields).toMatchObject({ _o0: '10', _o3: '4' });
+      const { values } = readFeatureValues(group, fields ?? null, NOW);
+      // `last` keeps the newest by event time, whichever partition it came from.
       expect(values).toMatchObject({ count_1h: 2, price_sum_1h: 55, price_min_1h: 5, price_max_1h: 50, page_last_1h: 'newer' });
       expect(values.price_mean_1h).toBeCloseTo(27.5, 12);
       expect(values.price_stddev_1h).toBeCloseTo(22.5, 12);
-      expect(newestEventTime).toBe(NOW - 60_000);
     });
 
-    it('merges moments exactly where a sum of squares would cancel out', async () => {
-      // Three writes into one tile: 1e9, 1e9 + 1, 1e9 + 2 (population stddev sqrt(2/3)).
-      for (const [i, price] of [1e9, 1e9 + 1, 1e9 + 2].entries()) {
-        const result = await store.write([
-          write(key, [{ time: NOW - 60_000, price, page: 'p' }], { expectedOffset: i === 0 ? null : String(i - 1), offset: String(i) }),
-        ]);
-        expect(result).toEqual([{ applied: true }]);
-      }
+    it("overwrites a partition's state with absolute values: writing the same state twice counts nothing twice", async () => {
+      const state = stateOf([{ time: NOW - 60_000, price: 5, page: 'a' }]);
+      await store.write([write(key, state, { offset: '7' })]);
+      expect(await store.write([write(key, state, { offset: '7' })])).toEqual([{ applied: true }]);
+      stateOf([{ time: NOW - 30_000, price: 1, page: 'b' }], state);
+      await store.write([write(key, state, { offset: '8' })]);
       const [fields] = await store.read([key]);
-      const { values } = readFeatureValues(group, fields ?? null, NOW);
-      expect(values.price_mean_1h).toBe(1e9 + 1);
-      expect(values.price_stddev_1h).toBeCloseTo(Math.sqrt(2 / 3), 9);
+      expect(readFeatureValues(group, fields ?? null, NOW).values).toMatchObject({ count_10m: 2, price_sum_1h: 6 });
     });
 
-    it('refuses a write whose expected offset is not the stored one, leaving the state unchanged', async () => {
-      const first = write(key, [{ time: NOW - 60_000, price: 5, page: 'a' }], { offset: '7' });
-      await store.write([first]);
+    it('refuses a state older than the stored one (a writer that lost the partition), leaving the state unchanged', async () => {
+      await store.write([write(key, stateOf([{ time: NOW - 60_000, price: 5, page: 'a' }]), { offset: '7' })]);
       const before = await store.read([key]);
-      // A replay of the same write (expects nothing stored) must not double-count.
-      expect(await store.write([first])).toEqual([{ applied: false, storedOffset: '7' }]);
-      const stale = write(key, [{ time: NOW - 60_000, price: 5, page: 'a' }], { expectedOffset: '3', offset: '9' });
+      const stale = write(key, stateOf([{ time: NOW - 50_000, price: 99, page: 'z' }]), { offset: '6' });
       expect(await store.write([stale])).toEqual([{ applied: false, storedOffset: '7' }]);
       expect(await store.read([key])).toEqual(before);
+      // Another partition's offsets are its own.
+      expect(await store.write([{ ...stale, partition: 1, set: stateFields(1, stateOf([])) }])).toEqual([{ applied: true }]);
     });
 
-    it('keeps the applied offset per source stream', async () => {
-      await store.write([write(key, [{ time: NOW, price: 1, page: 'a' }], { stream: 'clicks:0', offset: '5' })]);
-      await store.write([write(key, [{ time: NOW, price: 1, page: 'a' }], { stream: 'clicks:1', offset: '2' })]);
-      expect(
-        await store.readProgress([
-          { key, stream: 'clicks:0' },
-          { key, stream: 'clicks:1' },
-          { key, stream: 'clicks:2' },
-        ]),
-      ).toEqual(['5', '2', null]);
-      const [fields] = await store.read([key]);
-      expect(readFeatureValues(group, fields ?? null, NOW).values.count_10m).toBe(2);
+    it('compares offsets as numbers, not as text', async () => {
+      await store.write([write(key, stateOf([{ time: NOW, price: 1, page: 'a' }]), { offset: '9' })]);
+      expect(await store.write([write(key, stateOf([{ time: NOW, price: 2, page: 'b' }]), { offset: '10' })])).toEqual([{ applied: true }]);
     });
 
     it('applies a batch of writes to several entities, each on its own', async () => {
       const other: EntityKey = { ...key, id: `${key.id}-other` };
+      await store.write([write(other, stateOf([{ time: NOW, price: 2, page: 'b' }]), { offset: '5' })]);
       const results = await store.write([
-        write(key, [{ time: NOW, price: 1, page: 'a' }], { offset: '1' }),
-        write(other, [{ time: NOW, price: 2, page: 'b' }], { expectedOffset: '4', offset: '5' }),
+        write(key, stateOf([{ time: NOW, price: 1, page: 'a' }]), { offset: '1' }),
+        write(other, stateOf([{ time: NOW, price: 3, page: 'c' }]), { offset: '4' }),
       ]);
-      expect(results).toEqual([{ applied: true }, { applied: false, storedOffset: null }]);
-      expect(await store.read([other])).toEqual([null]);
+      expect(results).toEqual([{ applied: true }, { applied: false, storedOffset: '5' }]);
     });
 
     it('keeps entities of different types and groups apart', async () => {
       const merchant: EntityKey = { group: group.id, entity: 'merchant_id', id: key.id };
       const otherGroup: EntityKey = { group: 'clicks:v2', entity: 'user_id', id: key.id };
-      await store.write([write(key, [{ time: NOW, price: 1, page: 'a' }], { offset: '1' })]);
+      await store.write([write(key, stateOf([{ time: NOW, price: 1, page: 'a' }]), { offset: '1' })]);
       expect(await store.read([merchant, otherGroup])).toEqual([null, null]);
     });
 
-    it('removes tiles older than the prune cutoff', async () => {
-      const oldTime = NOW - 3 * 3_600_000;
-      const cutoffs = new Map([...group.tiles.keys()].map((tileMs) => [tileMs, NOW - 3_600_000]));
-      await store.write([
-        write(
-          key,
-          [
-            { time: oldTime, price: 100, page: 'old' },
-            { time: NOW - 60_000, price: 1, page: 'new' },
-          ],
-          { offset: '1', pruneBefore: cutoffs },
-        ),
+    it('removes the fields a write names (pruned tiles)', async () => {
+      const state = stateOf([
+        { time: NOW - 3 * 3_600_000, price: 100, page: 'old' },
+        { time: NOW - 60_000, price: 1, page: 'new' },
       ]);
+      await store.write([write(key, state, { offset: '1' })]);
+      const old = Object.keys(stateFields(0, state)).filter((f) => f.includes('|') && Number(f.split(':')[1]) < NOW - 3_600_000);
+      expect(old.length).toBeGreaterThan(0);
+      await store.write([write(key, emptyState(), { offset: '2', set: {}, remove: old })]);
       const [fields] = await store.read([key]);
-      const tileStarts = Object.keys(fields ?? {})
-        .filter((f) => !f.startsWith('_'))
-        .map((f) => Number(f.split(':')[1]));
-      expect(tileStarts.length).toBeGreaterThan(0);
-      expect(Math.min(...tileStarts)).toBeGreaterThanOrEqual(NOW - 3_600_000);
+      for (const field of old) expect(fields).not.toHaveProperty(field);
+      expect(readFeatureValues(group, fields ?? null, NOW).values.count_10m).toBe(1);
     });
 
     it('expires an entity after its ttl', async () => {
-      await store.write([write(key, [{ time: NOW, price: 1, page: 'a' }], { offset: '1', ttlMs: 300 })]);
+      await store.write([write(key, stateOf([{ time: NOW, price: 1, page: 'a' }]), { offset: '1', ttlMs: 300 })]);
       expect((await store.read([key]))[0]).not.toBeNull();
       await waitFor(async () => (await store.read([key]))[0] === null, { timeoutMs: 5_000, what: 'the entity to expire' });
     });

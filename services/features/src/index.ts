@@ -1,3 +1,10 @@
 export { startFeaturePipeline, type FeaturePipeline, type FeaturePipelineOptions } from './pipeline.js';
-export { createBatchProcessor, type BatchOutcome } from './batch-processor.js';
+export {
+  createFeatureProcessor,
+  decodeCheckpoint,
+  encodeCheckpoint,
+  type FeatureProcessor,
+  type BatchOutcome,
+  type FlushOutcome,
+} from './feature-processor.js';
 export { sourceDecoder, type SourceEvent } from './decode.js';

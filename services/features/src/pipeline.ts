@@ -1,8 +1,9 @@
 /**
  * The feature pipeline runner: consumes each source topic as a consumer group, applies
- * every batch to the online store through the batch processor, and sends records it
- * cannot apply to the dead-letter topic with the reason. Only this layer knows the event
- * log; only the store adapter knows Redis.
+ * batches to the in-process keyed state, flushes changed entities to the online store at
+ * a bounded interval and commits, after each flush, the offsets (and watermarks) it made
+ * durable. Records that cannot be applied go to the dead-letter topic, with the reason,
+ * before their offsets can be committed. Only this layer knows the event log.
  */
 import {
   Counter,
@@ -19,8 +20,8 @@ import {
   type Subscription,
 } from '@tributary/shared';
 import type { TSchema } from 'typebox';
-import { createBatchProcessor } from './batch-processor.js';
 import { sourceDecoder } from './decode.js';
+import { createFeatureProcessor, decodeCheckpoint, type FeatureProcessor } from './feature-processor.js';
 
 export interface FeaturePipelineOptions {
   eventLog: EventLog;
@@ -32,96 +33,188 @@ export interface FeaturePipelineOptions {
   groupId: string;
   registry: Registry;
   logger: Logger;
+  /** Longest time an applied event waits in memory before it is written (freshness). */
+  flushIntervalMs?: number;
 }
 
 export interface FeaturePipeline {
+  /** Writes what is pending now (tests, shutdown). */
+  flush(): Promise<void>;
   stop(): Promise<void>;
 }
 
+const FRESHNESS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+function pipelineMetrics(registry: Registry) {
+  const registers = [registry];
+  return {
+    events: metric(
+      registry,
+      'tributary_pipeline_events_total',
+      () =>
+        new Counter({
+          name: 'tributary_pipeline_events_total',
+          help: 'Source events by outcome',
+          labelNames: ['topic', 'outcome'],
+          registers,
+        }),
+    ),
+    deadLettered: metric(
+      registry,
+      'tributary_dead_letter_records_total',
+      () =>
+        new Counter({
+          name: 'tributary_dead_letter_records_total',
+          help: 'Records sent to the dead-letter topic',
+          labelNames: ['consumer', 'reason'],
+          registers,
+        }),
+    ),
+    flushSeconds: metric(
+      registry,
+      'tributary_pipeline_flush_duration_seconds',
+      () =>
+        new Histogram({ name: 'tributary_pipeline_flush_duration_seconds', help: 'Time to write changed entities and commit', registers }),
+    ),
+    entitiesWritten: metric(
+      registry,
+      'tributary_pipeline_entities_written_total',
+      () =>
+        new Counter({
+          name: 'tributary_pipeline_entities_written_total',
+          help: 'Entity states written to the online store',
+          labelNames: ['outcome'],
+          registers,
+        }),
+    ),
+    freshness: metric(
+      registry,
+      'tributary_feature_freshness_seconds',
+      () =>
+        new Histogram({
+          name: 'tributary_feature_freshness_seconds',
+          help: 'Lag from an event time to the moment its features are readable in the online store',
+          labelNames: ['topic'],
+          buckets: FRESHNESS_BUCKETS,
+          registers,
+        }),
+    ),
+    lag: metric(
+      registry,
+      'tributary_pipeline_consumer_lag',
+      () =>
+        new Gauge({
+          name: 'tributary_pipeline_consumer_lag',
+          help: 'Records in the partition not yet consumed',
+          labelNames: ['topic', 'partition'],
+          registers,
+        }),
+    ),
+  };
+}
+
 export async function startFeaturePipeline(options: FeaturePipelineOptions): Promise<FeaturePipeline> {
-  const registers = [options.registry];
-  const events = metric(
-    options.registry,
-    'tributary_pipeline_events_total',
-    () =>
-      new Counter({
-        name: 'tributary_pipeline_events_total',
-        help: 'Source events by outcome',
-        labelNames: ['topic', 'outcome'],
-        registers,
-      }),
-  );
-  const deadLettered = metric(
-    options.registry,
-    'tributary_dead_letter_records_total',
-    () =>
-      new Counter({
-        name: 'tributary_dead_letter_records_total',
-        help: 'Records sent to the dead-letter topic',
-        labelNames: ['consumer', 'reason'],
-        registers,
-      }),
-  );
-  const batchSeconds = metric(
-    options.registry,
-    'tributary_pipeline_batch_duration_seconds',
-    () =>
-      new Histogram({
-        name: 'tributary_pipeline_batch_duration_seconds',
-        help: 'Time to apply one batch',
-        labelNames: ['topic'],
-        registers,
-      }),
-  );
-  const newestEvent = metric(
-    options.registry,
-    'tributary_pipeline_newest_event_timestamp_seconds',
-    () =>
-      new Gauge({
-        name: 'tributary_pipeline_newest_event_timestamp_seconds',
-        help: 'Event time of the newest applied event',
-        labelNames: ['topic'],
-        registers,
-      }),
-  );
-  const subscriptions: Subscription[] = [];
+  const metrics = pipelineMetrics(options.registry);
+  const flushIntervalMs = options.flushIntervalMs ?? 50;
+  const runners: { subscription: Subscription; flush(): Promise<void>; stop(): Promise<void> }[] = [];
+
   for (const source of options.sources) {
     const groups = options.groups.filter((g) => g.definition.source === source.name);
     if (groups.length === 0) continue;
-    const process = createBatchProcessor({
+    const processor: FeatureProcessor = createFeatureProcessor({
       store: options.store,
       groups,
       decode: sourceDecoder(source),
       allowedLatenessMs: options.allowedLatenessMs,
     });
-    const subscription = await options.eventLog.subscribe({
+    // One batch or flush at a time: they share the processor's state.
+    let lock: Promise<unknown> = Promise.resolve();
+    const exclusive = <T>(work: () => Promise<T>): Promise<T> => {
+      const run = lock.then(work, work);
+      lock = run.catch(() => undefined);
+      return run;
+    };
+    let lastFlush = Date.now();
+    let subscription: Subscription | null = null;
+
+    const flush = async (commit = true) => {
+      const timer = metrics.flushSeconds.startTimer();
+      const outcome = await processor.flush();
+      if (commit && outcome.commits.length > 0) await subscription!.commit(outcome.commits);
+      const readable = Date.now();
+      for (const time of outcome.eventTimes) metrics.freshness.observe({ topic: source.topic }, Math.max(0, readable - time) / 1000);
+      metrics.entitiesWritten.inc({ outcome: 'written' }, outcome.written);
+      if (outcome.fenced > 0) {
+        metrics.entitiesWritten.inc({ outcome: 'fenced' }, outcome.fenced);
+        options.logger.warn({ fenced: outcome.fenced }, 'entity states newer than ours were stored: this member lost partitions');
+      }
+      lastFlush = Date.now();
+      timer();
+    };
+
+    subscription = await options.eventLog.subscribe({
       groupId: options.groupId,
       topics: [source.topic],
       fromBeginning: true,
+      autoCommit: false,
+      onRebalance: () => processor.reset(),
       onError: (error) => options.logger.warn({ err: error, topic: source.topic }, 'feature batch failed; it will be retried'),
-      eachBatch: async (batch) => {
-        const timer = batchSeconds.startTimer({ topic: batch.topic });
-        const outcome = await process(batch);
-        if (outcome.rejected.length > 0) {
-          await options.eventLog.publish(
-            options.deadLetterTopic,
-            outcome.rejected.map((r) => deadLetter(r.record, r.reason, r.detail, options.groupId)),
-          );
-          for (const r of outcome.rejected) deadLettered.inc({ consumer: options.groupId, reason: r.reason });
-          options.logger.debug({ topic: batch.topic, rejected: outcome.rejected.length }, 'records dead-lettered');
-        }
-        events.inc({ topic: batch.topic, outcome: 'applied' }, outcome.applied);
-        events.inc({ topic: batch.topic, outcome: 'replayed' }, outcome.replayed);
-        events.inc({ topic: batch.topic, outcome: 'dead_lettered' }, outcome.rejected.length);
-        if (outcome.newestEventTime !== null) newestEvent.set({ topic: batch.topic }, outcome.newestEventTime / 1000);
-        timer();
+      eachBatch: (batch) =>
+        exclusive(async () => {
+          if (!processor.isOpen(batch.topic, batch.partition)) {
+            const committed = await subscription!.committed(batch.topic, batch.partition);
+            processor.open(batch.topic, batch.partition, decodeCheckpoint(committed.metadata));
+          }
+          const outcome = await processor.process(batch);
+          if (outcome.rejected.length > 0) {
+            await options.eventLog.publish(
+              options.deadLetterTopic,
+              outcome.rejected.map((r) => deadLetter(r.record, r.reason, r.detail, options.groupId)),
+            );
+            for (const r of outcome.rejected) metrics.deadLettered.inc({ consumer: options.groupId, reason: r.reason });
+          }
+          metrics.events.inc({ topic: batch.topic, outcome: 'applied' }, outcome.applied);
+          metrics.events.inc({ topic: batch.topic, outcome: 'replayed' }, outcome.replayed);
+          metrics.events.inc({ topic: batch.topic, outcome: 'duplicate' }, outcome.duplicates);
+          metrics.events.inc({ topic: batch.topic, outcome: 'dead_lettered' }, outcome.rejected.length);
+          if (batch.highWatermark !== undefined) {
+            const last = batch.records[batch.records.length - 1]!;
+            metrics.lag.set(
+              { topic: batch.topic, partition: String(batch.partition) },
+              Number(BigInt(batch.highWatermark) - BigInt(last.offset) - 1n),
+            );
+          }
+          if (Date.now() - lastFlush >= flushIntervalMs) await flush();
+        }),
+    });
+
+    // Events that arrived in a quiet moment are written within the interval too.
+    const timer = setInterval(() => {
+      if (Date.now() - lastFlush < flushIntervalMs) return;
+      exclusive(() => flush()).catch((error: unknown) => options.logger.warn({ err: error }, 'feature flush failed; it will be retried'));
+    }, flushIntervalMs);
+    timer.unref();
+
+    runners.push({
+      subscription,
+      flush: () => exclusive(() => flush()),
+      stop: async () => {
+        clearInterval(timer);
+        const warn = (error: unknown) =>
+          options.logger.warn({ err: error }, 'final flush failed; the next run replays from the last commit');
+        await exclusive(() => flush()).catch(warn);
+        await subscription!.stop();
+        // What arrived meanwhile is written; its offsets are committed by the next run's replay.
+        await exclusive(() => flush(false)).catch(warn);
       },
     });
-    subscriptions.push(subscription);
   }
   return {
+    flush: async () => {
+      await Promise.all(runners.map((r) => r.flush()));
+    },
     stop: async () => {
-      await Promise.all(subscriptions.map((s) => s.stop()));
+      await Promise.all(runners.map((r) => r.stop()));
     },
   };
 }

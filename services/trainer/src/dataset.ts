@@ -4,7 +4,7 @@
  * store, and each transaction's feature vector is assembled, with the serving code, from
  * the state just before that transaction was applied. No train/serve skew by construction.
  */
-import { createBatchProcessor, sourceDecoder } from '@tributary/features';
+import { createFeatureProcessor, sourceDecoder } from '@tributary/features';
 import { assembleVector, entityKeys, fraud, MemoryOnlineStore, planFeatures, type LogRecord } from '@tributary/shared';
 import { createTransactionGenerator } from '@tributary/simulator';
 
@@ -30,13 +30,14 @@ export async function buildDataset(options: DatasetOptions, features = fraud.FRA
   const source = example.sources[0]!;
   let now = options.start;
   const store = new MemoryOnlineStore(() => now);
-  const process = createBatchProcessor({
+  const processor = createFeatureProcessor({
     store,
     groups: example.groups,
     decode: sourceDecoder(source),
     allowedLatenessMs: 300_000,
     clock: () => now,
   });
+  processor.open(source.topic, 0, -Infinity);
   const plan = planFeatures(features, example.catalog);
   const generator = createTransactionGenerator({ seed: options.seed, users: options.users, fraudRate: options.fraudRate });
   const dataset: Dataset = { features, rows: [], labels: [], times: [] };
@@ -61,7 +62,8 @@ export async function buildDataset(options: DatasetOptions, features = fraud.FRA
       timestamp: now,
       headers: {},
     };
-    await process({ topic: source.topic, partition: 0, records: [record] });
+    await processor.process({ topic: source.topic, partition: 0, records: [record] });
+    await processor.flush();
   }
   return dataset;
 }

@@ -1,5 +1,5 @@
 import kafkajs from 'kafkajs';
-import type { Consumer, Kafka as KafkaClient, KafkaConfig, Producer } from 'kafkajs';
+import type { Admin, Consumer, Kafka as KafkaClient, KafkaConfig, Producer } from 'kafkajs';
 import type { EventLog, LogRecord, OutgoingRecord, SubscribeOptions, Subscription, TopicSpec } from './types.js';
 
 const { Kafka, logLevel } = kafkajs;
@@ -76,8 +76,10 @@ export class KafkaEventLog implements EventLog {
     this.consumers.add(consumer);
     await consumer.subscribe({ topics: options.topics, fromBeginning: options.fromBeginning });
     consumer.on(consumer.events.CRASH, (event) => options.onError?.(event.payload.error));
+    consumer.on(consumer.events.GROUP_JOIN, () => options.onRebalance?.());
+    const autoCommit = options.autoCommit ?? true;
     await consumer.run({
-      autoCommit: true,
+      autoCommit,
       eachBatchAutoResolve: false,
       eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }) => {
         if (!isRunning() || isStale() || batch.messages.length === 0) return;
@@ -91,22 +93,48 @@ export class KafkaEventLog implements EventLog {
           headers: headersOf(m.headers),
         }));
         try {
-          await options.eachBatch({ topic: batch.topic, partition: batch.partition, records });
+          await options.eachBatch({ topic: batch.topic, partition: batch.partition, records, highWatermark: batch.highWatermark });
         } catch (error) {
           options.onError?.(error);
           throw error;
         }
         resolveOffset(batch.lastOffset());
-        await commitOffsetsIfNecessary();
+        if (autoCommit) await commitOffsetsIfNecessary();
         await heartbeat();
       },
     });
     return {
+      commit: async (offsets) => {
+        await consumer.commitOffsets(
+          offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset, metadata: o.metadata ?? null })),
+        );
+      },
+      committed: async (topic, partition) => {
+        const admin = await this.connectAdmin();
+        const [entry] = await admin.fetchOffsets({ groupId: options.groupId, topics: [topic] });
+        const found = entry?.partitions.find((p) => p.partition === partition);
+        if (!found || found.offset === '-1') return { offset: null, metadata: null };
+        return { offset: found.offset, metadata: found.metadata ?? null };
+      },
       stop: async () => {
         this.consumers.delete(consumer);
         await consumer.disconnect();
       },
     };
+  }
+
+  private adminReady: Promise<Admin> | null = null;
+
+  private connectAdmin(): Promise<Admin> {
+    this.adminReady ??= (async () => {
+      const admin = this.kafka.admin();
+      await admin.connect();
+      return admin;
+    })().catch((error: unknown) => {
+      this.adminReady = null;
+      throw error;
+    });
+    return this.adminReady;
   }
 
   async ensureTopics(topics: TopicSpec[]): Promise<void> {
@@ -132,19 +160,17 @@ export class KafkaEventLog implements EventLog {
   }
 
   async ping(): Promise<void> {
-    const admin = this.kafka.admin();
-    await admin.connect();
-    try {
-      await admin.listTopics();
-    } finally {
-      await admin.disconnect();
-    }
+    const admin = await this.connectAdmin();
+    await admin.listTopics();
   }
 
   async close(): Promise<void> {
     await Promise.allSettled([...this.consumers].map((c) => c.disconnect()));
     this.consumers.clear();
     if (this.producer) await this.producer.disconnect().catch(() => undefined);
+    const admin = this.adminReady;
+    this.adminReady = null;
+    if (admin) await admin.then((a) => a.disconnect()).catch(() => undefined);
     this.producer = null;
     this.producerReady = null;
   }

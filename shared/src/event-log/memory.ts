@@ -17,7 +17,10 @@ export function partitionOf(key: string | null, partitions: number, counter: num
 
 interface Group {
   members: Member[];
-  committed: Map<string, number>;
+  /** Committed next offset and metadata per `topic:partition`. */
+  committed: Map<string, { offset: number; metadata: string | null }>;
+  /** Where each partition's consumption stands (the fetch position). */
+  positions: Map<string, number>;
 }
 
 interface Member {
@@ -70,20 +73,35 @@ export class MemoryEventLog implements EventLog {
   }
 
   async subscribe(options: SubscribeOptions): Promise<Subscription> {
-    const group = this.groups.get(options.groupId) ?? { members: [], committed: new Map<string, number>() };
+    const group: Group = this.groups.get(options.groupId) ?? { members: [], committed: new Map(), positions: new Map() };
     this.groups.set(options.groupId, group);
     const member: Member = { options, running: true };
-    group.members.push(member);
+    this.rebalance(group, () => group.members.push(member));
     for (const name of options.topics) this.topic(name);
     const loop = this.consume(group, member);
     return {
+      commit: async (offsets) => {
+        for (const o of offsets)
+          group.committed.set(`${o.topic}:${o.partition}`, { offset: Number(o.offset), metadata: o.metadata ?? null });
+      },
+      committed: async (topic, partition) => {
+        const committed = group.committed.get(`${topic}:${partition}`);
+        return committed ? { offset: String(committed.offset), metadata: committed.metadata } : { offset: null, metadata: null };
+      },
       stop: async () => {
         member.running = false;
         this.wake.emit('record');
         await loop;
-        group.members = group.members.filter((m) => m !== member);
+        this.rebalance(group, () => (group.members = group.members.filter((m) => m !== member)));
       },
     };
+  }
+
+  /** A membership change reassigns partitions: everyone resumes from the committed offsets. */
+  private rebalance(group: Group, change: () => void): void {
+    change();
+    group.positions.clear();
+    for (const member of group.members) member.options.onRebalance?.();
   }
 
   private nextBatch(group: Group, member: Member): RecordBatch | null {
@@ -96,10 +114,10 @@ export class MemoryEventLog implements EventLog {
         if (slot % count !== index) continue;
         const log = partitions[partition]!;
         const id = `${name}:${partition}`;
-        const start = group.committed.get(id) ?? (member.options.fromBeginning ? 0 : log.length);
-        if (!group.committed.has(id)) group.committed.set(id, start);
+        const start = group.positions.get(id) ?? group.committed.get(id)?.offset ?? (member.options.fromBeginning ? 0 : log.length);
+        group.positions.set(id, start);
         if (start < log.length) {
-          return { topic: name, partition, records: log.slice(start, start + MAX_BATCH) };
+          return { topic: name, partition, records: log.slice(start, start + MAX_BATCH), highWatermark: String(log.length) };
         }
       }
     }
@@ -113,10 +131,14 @@ export class MemoryEventLog implements EventLog {
         await new Promise<void>((resolve) => this.wake.once('record', () => resolve()));
         continue;
       }
+      const id = `${batch.topic}:${batch.partition}`;
+      const position = group.positions.get(id);
       try {
         await member.options.eachBatch(batch);
-        const last = batch.records[batch.records.length - 1]!;
-        group.committed.set(`${batch.topic}:${batch.partition}`, Number(last.offset) + 1);
+        const next = Number(batch.records[batch.records.length - 1]!.offset) + 1;
+        // A rebalance during the batch has reset the positions: keep theirs.
+        if (group.positions.get(id) === position) group.positions.set(id, next);
+        if (member.options.autoCommit ?? true) group.committed.set(id, { offset: next, metadata: null });
       } catch (error) {
         member.options.onError?.(error);
         await new Promise((resolve) => setTimeout(resolve, 100));

@@ -25,6 +25,8 @@ export interface RecordBatch {
   topic: string;
   partition: number;
   records: LogRecord[];
+  /** The partition's end offset when fetched (for consumer lag), when known. */
+  highWatermark?: string;
 }
 
 export interface SubscribeOptions {
@@ -33,15 +35,42 @@ export interface SubscribeOptions {
   /** Where a group with no committed offset starts. */
   fromBeginning: boolean;
   /**
-   * Called with the records of one partition in offset order. The batch's offsets are
-   * committed after it resolves; when it throws, the batch is delivered again.
+   * Called with the records of one partition in offset order; when it throws, the batch
+   * is delivered again. With `autoCommit` (the default) the batch's offsets are committed
+   * after it resolves; without, the consumer moves on and the caller commits with
+   * `Subscription.commit` what it has made durable.
    */
   eachBatch(batch: RecordBatch): Promise<void>;
+  autoCommit?: boolean;
   /** Called when a batch failed and will be retried. */
   onError?(error: unknown): void;
+  /**
+   * Called when the group's partitions were reassigned: consumption of every partition
+   * resumes from its committed offset, so uncommitted progress is to be forgotten.
+   */
+  onRebalance?(): void;
+}
+
+export interface CommittedOffset {
+  /** The next offset to consume, or null when the group has committed none. */
+  offset: string | null;
+  /** The metadata committed with it. */
+  metadata: string | null;
+}
+
+export interface OffsetCommit {
+  topic: string;
+  partition: number;
+  /** The next offset to consume. */
+  offset: string;
+  metadata?: string;
 }
 
 export interface Subscription {
+  /** Commits offsets (with metadata) for the group. */
+  commit(offsets: OffsetCommit[]): Promise<void>;
+  /** The group's committed offset of a partition, with its metadata. */
+  committed(topic: string, partition: number): Promise<CommittedOffset>;
   /** Stops consuming; resolves after the batch in flight has finished. */
   stop(): Promise<void>;
 }

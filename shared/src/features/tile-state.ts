@@ -1,58 +1,42 @@
 /**
- * The stored form of a feature group's state for one entity: a flat map of fields
- * `<tileMs>:<tileStart>:<column>:<component>` plus reserved fields (`_ts` the newest event
- * time applied). The pipeline turns events into field updates; the reader merges the
- * tiles of each window and finalizes. Both sides are pure; the online store only applies
- * updates with each field's merge kind.
+ * A feature group's state for one entity, as the pipeline keeps it in memory and as the
+ * online store holds it. The pipeline owns, per source partition, that partition's share
+ * of the entity's tiles (Kafka Streams' keyed state): events update it in the process and
+ * it is written to the store as absolute values, so writing the same state twice is
+ * harmless. Readers merge the tiles of all partitions and finalize each window.
+ *
+ * Stored layout of one entity's hash (all of one partition `p`'s fields carry its number):
+ *   `<p>|<tileMs>:<tileStart>`  one tile: JSON `{column: {component: value}}`
+ *   `_t<p>`                     newest event time applied from the partition (freshness)
+ *   `_d<p>`                     recent event ids with their times (duplicate detection)
+ *   `_o<p>`                     highest source offset included (written by the store)
+ * All functions here are pure.
  */
-import {
-  COMPONENT_MERGE,
-  componentDelta,
-  finalize,
-  mergeComponent,
-  type Component,
-  type ComponentState,
-  type ComponentValue,
-  type MergeKind,
-  type Moments,
-  mergeMoments,
-} from './aggregations.js';
+import { componentDelta, finalize, mergeComponent, type Component, type ComponentState, type ComponentValue } from './aggregations.js';
 import type { CompiledFeatureGroup } from './definition.js';
 import { tileStart, windowFirstTile } from './tiles.js';
 
-export const NEWEST_EVENT_FIELD = '_ts';
-
-export interface FieldUpdate {
-  field: string;
-  merge: MergeKind;
-  /** Numbers for add/min/max; for `last` the encoded `<time>|<value>`; for moments `<n>|<mean>|<m2>`. */
-  value: number | string;
-}
-
 export interface EntityEvent {
+  /** Unique event id; an id seen before (within the dedup horizon) is not applied again. */
+  id?: string;
   time: number;
   values: Record<string, unknown>;
 }
 
-export function encodeLast(time: number, value: number | string): string {
-  return `${time}|${typeof value === 'number' ? 'n' : 's'}${value}`;
+/** One tile: per column, the components of its aggregations. */
+export type Tile = Map<string, ComponentState>;
+
+/** One entity's state from one source partition. */
+export interface PartitionState {
+  /** Tiles by `<tileMs>:<tileStart>`. */
+  tiles: Map<string, Tile>;
+  newest: number | null;
+  /** Recent event ids and their event times. */
+  seen: Map<string, number>;
 }
 
-export function encodeMoments(m: Moments): string {
-  return `${m.n}|${m.mean}|${m.m2}`;
-}
-
-export function decodeMoments(text: string): Moments {
-  const [n, mean, m2] = text.split('|').map(Number) as [number, number, number];
-  return { n, mean, m2 };
-}
-
-export function decodeLast(text: string): { time: number; value: number | string } {
-  const bar = text.indexOf('|');
-  const time = Number(text.slice(0, bar));
-  const kind = text[bar + 1];
-  const raw = text.slice(bar + 2);
-  return { time, value: kind === 'n' ? Number(raw) : raw };
+export function emptyState(): PartitionState {
+  return { tiles: new Map(), newest: null, seen: new Map() };
 }
 
 function columnValue(event: EntityEvent, column: string): number | string | null {
@@ -63,84 +47,140 @@ function columnValue(event: EntityEvent, column: string): number | string | null
   return null;
 }
 
-/** Pre-aggregates one entity's events into field updates (one per touched field). */
-export function aggregateEvents(group: CompiledFeatureGroup, events: EntityEvent[]): FieldUpdate[] {
-  const merged = new Map<string, { component: Component; value: ComponentValue }>();
-  for (const event of events) {
-    for (const [tileMs, columns] of group.tiles) {
-      const start = tileStart(event.time, tileMs);
-      for (const [column, components] of columns) {
-        const value = columnValue(event, column);
-        if (value === null) continue;
-        for (const component of components) {
-          // Only `count` and `last` take non-numeric values.
-          if (component !== 'lv' && component !== 'n' && typeof value !== 'number') continue;
-          const field = `${tileMs}:${start}:${column}:${component}`;
-          const delta = componentDelta(component, value, event.time);
-          const current = merged.get(field);
-          merged.set(field, { component, value: mergeComponent(component, current?.value, delta) });
+export type ApplyResult = 'applied' | 'duplicate';
+
+/** Adds one event to the state; returns the keys of the tiles it changed through `changed`. */
+export function applyEvent(group: CompiledFeatureGroup, state: PartitionState, event: EntityEvent, changed?: Set<string>): ApplyResult {
+  if (event.id !== undefined) {
+    if (state.seen.has(event.id)) return 'duplicate';
+    state.seen.set(event.id, event.time);
+  }
+  for (const [tileMs, columns] of group.tiles) {
+    const key = `${tileMs}:${tileStart(event.time, tileMs)}`;
+    let tile = state.tiles.get(key);
+    for (const [column, components] of columns) {
+      const value = columnValue(event, column);
+      if (value === null) continue;
+      for (const component of components) {
+        // Only `count` and `last` take non-numeric values.
+        if (component !== 'lv' && component !== 'n' && typeof value !== 'number') continue;
+        if (!tile) {
+          tile = new Map();
+          state.tiles.set(key, tile);
         }
+        const columnState = tile.get(column) ?? {};
+        tile.set(column, columnState);
+        columnState[component] = mergeComponent(component, columnState[component], componentDelta(component, value, event.time));
+        changed?.add(key);
       }
     }
   }
-  const updates: FieldUpdate[] = [];
-  for (const [field, { component, value }] of merged) {
-    const merge = COMPONENT_MERGE[component];
-    updates.push({ field, merge, value: encodeComponent(merge, value) });
-  }
-  return updates;
+  state.newest = Math.max(state.newest ?? -Infinity, event.time);
+  return 'applied';
 }
 
-function encodeComponent(merge: MergeKind, value: ComponentValue): number | string {
-  if (merge === 'last') {
-    const last = value as { time: number; value: number | string };
-    return encodeLast(last.time, last.value);
+/**
+ * Drops what no read at or after `nowMs` can use: tiles before the longest window, and
+ * event ids older than `dedupBefore` (an event that old is rejected as late anyway).
+ * Returns the keys of the removed tiles.
+ */
+export function pruneState(group: CompiledFeatureGroup, state: PartitionState, nowMs: number, dedupBefore: number): string[] {
+  const removed: string[] = [];
+  for (const key of state.tiles.keys()) {
+    const [tileText, startText] = key.split(':');
+    if (Number(startText) < windowFirstTile(nowMs, group.maxWindowMs, Number(tileText))) removed.push(key);
   }
-  if (merge === 'moments') return encodeMoments(value as Moments);
+  for (const key of removed) state.tiles.delete(key);
+  for (const [id, time] of state.seen) if (time < dedupBefore) state.seen.delete(id);
+  return removed;
+}
+
+// --- encoding -------------------------------------------------------------------------
+
+type Encoded = number | string | [number, number, number] | [number, number | string];
+
+function encodeComponent(component: Component, value: ComponentValue): Encoded {
+  if (component === 'mv') {
+    const m = value as { n: number; mean: number; m2: number };
+    return [m.n, m.mean, m.m2];
+  }
+  if (component === 'lv') {
+    const last = value as { time: number; value: number | string };
+    return [last.time, last.value];
+  }
   return value as number;
 }
 
-function decodeComponent(component: Component, raw: string): ComponentValue {
-  if (component === 'lv') return decodeLast(raw);
-  if (component === 'mv') return decodeMoments(raw);
-  return Number(raw);
-}
-
-/** Applies field updates to a plain field map: the in-memory store's merge, and the reference for the Redis script. */
-export function applyFieldUpdates(fields: Map<string, string>, updates: FieldUpdate[]): void {
-  for (const { field, merge, value } of updates) {
-    const current = fields.get(field);
-    if (current === undefined) {
-      fields.set(field, String(value));
-      continue;
-    }
-    switch (merge) {
-      case 'add':
-        fields.set(field, String(Number(current) + (value as number)));
-        break;
-      case 'min':
-        if ((value as number) < Number(current)) fields.set(field, String(value));
-        break;
-      case 'max':
-        if ((value as number) > Number(current)) fields.set(field, String(value));
-        break;
-      case 'last':
-        if (decodeLast(value as string).time >= decodeLast(current).time) fields.set(field, value as string);
-        break;
-      case 'moments':
-        fields.set(field, encodeMoments(mergeMoments(decodeMoments(current), decodeMoments(value as string))));
-        break;
-    }
+function decodeComponent(component: Component, value: Encoded): ComponentValue {
+  if (component === 'mv') {
+    const [n, mean, m2] = value as [number, number, number];
+    return { n, mean, m2 };
   }
+  if (component === 'lv') {
+    const [time, last] = value as [number, number | string];
+    return { time, value: last };
+  }
+  return value as number;
 }
 
-/** Fields of tiles that no window read at or after `nowMs` can include. */
-export function isExpiredTileField(field: string, group: CompiledFeatureGroup, nowMs: number): boolean {
-  if (field.startsWith('_')) return false;
-  const [tileText, startText] = field.split(':', 2);
-  const tileMs = Number(tileText);
-  return Number(startText) < windowFirstTile(nowMs, group.maxWindowMs, tileMs);
+export function encodeTile(tile: Tile): string {
+  const out: Record<string, Record<string, Encoded>> = {};
+  for (const [column, state] of tile) {
+    const encoded: Record<string, Encoded> = {};
+    for (const [component, value] of Object.entries(state) as [Component, ComponentValue][])
+      encoded[component] = encodeComponent(component, value);
+    out[column] = encoded;
+  }
+  return JSON.stringify(out);
 }
+
+export function decodeTile(text: string): Tile {
+  const tile: Tile = new Map();
+  for (const [column, encoded] of Object.entries(JSON.parse(text) as Record<string, Record<string, Encoded>>)) {
+    const state: ComponentState = {};
+    for (const [component, value] of Object.entries(encoded) as [Component, Encoded][])
+      state[component] = decodeComponent(component, value);
+    tile.set(column, state);
+  }
+  return tile;
+}
+
+export const progressField = (partition: number): string => `_o${partition}`;
+const newestField = (partition: number): string => `_t${partition}`;
+const seenField = (partition: number): string => `_d${partition}`;
+
+/** The stored fields for a partition's state: all tiles, or only the `changed` ones. */
+export function stateFields(partition: number, state: PartitionState, changed?: Iterable<string>): Record<string, string> {
+  const fields: Record<string, string> = {};
+  for (const key of changed ?? state.tiles.keys()) {
+    const tile = state.tiles.get(key);
+    if (tile) fields[`${partition}|${key}`] = encodeTile(tile);
+  }
+  if (state.newest !== null) fields[newestField(partition)] = String(state.newest);
+  fields[seenField(partition)] = JSON.stringify([...state.seen]);
+  return fields;
+}
+
+export function tileField(partition: number, key: string): string {
+  return `${partition}|${key}`;
+}
+
+/** A partition's state from the entity's stored fields (the other partitions' are ignored). */
+export function parsePartitionState(partition: number, fields: Record<string, string> | null): PartitionState {
+  const state = emptyState();
+  if (!fields) return state;
+  const prefix = `${partition}|`;
+  for (const [field, value] of Object.entries(fields)) {
+    if (field.startsWith(prefix)) state.tiles.set(field.slice(prefix.length), decodeTile(value));
+  }
+  const newest = fields[newestField(partition)];
+  if (newest !== undefined) state.newest = Number(newest);
+  const seen = fields[seenField(partition)];
+  if (seen !== undefined) state.seen = new Map(JSON.parse(seen) as [string, number][]);
+  return state;
+}
+
+// --- reading --------------------------------------------------------------------------
 
 export interface FeatureValues {
   values: Record<string, number | string | null>;
@@ -148,30 +188,34 @@ export interface FeatureValues {
   newestEventTime: number | null;
 }
 
-/** Merges the tiles of every window as of `nowMs` and finalizes each feature. */
+/** Merges, as of `nowMs`, the tiles of every window from every partition and finalizes each feature. */
 export function readFeatureValues(group: CompiledFeatureGroup, fields: Record<string, string> | null, nowMs: number): FeatureValues {
   const values: Record<string, number | string | null> = {};
-  if (!fields || Object.keys(fields).length === 0) {
+  let newest: number | null = null;
+  const tiles: { tileMs: number; start: number; tile: Tile }[] = [];
+  for (const [field, raw] of Object.entries(fields ?? {})) {
+    if (field.startsWith('_t')) newest = Math.max(newest ?? -Infinity, Number(raw));
+    const bar = field.indexOf('|');
+    if (bar < 0) continue;
+    const [tileText, startText] = field.slice(bar + 1).split(':');
+    tiles.push({ tileMs: Number(tileText), start: Number(startText), tile: decodeTile(raw) });
+  }
+  if (newest === null) {
     for (const feature of group.features) values[feature.name] = null;
     return { values, newestEventTime: null };
-  }
-  const parsed: { tileMs: number; start: number; column: string; component: Component; raw: string }[] = [];
-  for (const [field, raw] of Object.entries(fields)) {
-    if (field.startsWith('_')) continue;
-    const [tileText, startText, column, component] = field.split(':');
-    parsed.push({ tileMs: Number(tileText), start: Number(startText), column: column!, component: component as Component, raw });
   }
   for (const feature of group.features) {
     const first = windowFirstTile(nowMs, feature.windowMs, feature.tileMs);
     const state: ComponentState = {};
-    for (const entry of parsed) {
-      if (entry.tileMs !== feature.tileMs || entry.column !== feature.column) continue;
-      if (entry.start < first || entry.start > nowMs) continue;
-      const value = decodeComponent(entry.component, entry.raw);
-      state[entry.component] = mergeComponent(entry.component, state[entry.component], value);
+    for (const { tileMs, start, tile } of tiles) {
+      if (tileMs !== feature.tileMs || start < first || start > nowMs) continue;
+      const columnState = tile.get(feature.column);
+      if (!columnState) continue;
+      for (const [component, value] of Object.entries(columnState) as [Component, ComponentValue][]) {
+        state[component] = mergeComponent(component, state[component], value);
+      }
     }
     values[feature.name] = finalize(feature.op, state);
   }
-  const newest = fields[NEWEST_EVENT_FIELD];
-  return { values, newestEventTime: newest === undefined ? null : Number(newest) };
+  return { values, newestEventTime: newest };
 }

@@ -1,6 +1,5 @@
-import { applyFieldUpdates, NEWEST_EVENT_FIELD } from '../features/tile-state.js';
-import type { EntityKey, EntityWrite, OnlineStore, ProgressKey, WriteResult } from './types.js';
-import { progressField } from './types.js';
+import { progressField } from '../features/tile-state.js';
+import type { EntityKey, OnlineStore, StateWrite, WriteResult } from './types.js';
 
 interface Entry {
   fields: Map<string, string>;
@@ -13,8 +12,12 @@ export class MemoryOnlineStore implements OnlineStore {
 
   constructor(private readonly clock: () => number = Date.now) {}
 
+  private id(key: EntityKey): string {
+    return `${key.entity}\u0000${key.id}\u0000${key.group}`;
+  }
+
   private entry(key: EntityKey): Entry | undefined {
-    const id = `${key.entity}\u0000${key.id}\u0000${key.group}`;
+    const id = this.id(key);
     const entry = this.entries.get(id);
     if (entry && entry.expiresAt <= this.clock()) {
       this.entries.delete(id);
@@ -23,28 +26,16 @@ export class MemoryOnlineStore implements OnlineStore {
     return entry;
   }
 
-  async readProgress(keys: ProgressKey[]): Promise<(string | null)[]> {
-    return keys.map(({ key, stream }) => this.entry(key)?.fields.get(progressField(stream)) ?? null);
-  }
-
-  async write(writes: EntityWrite[]): Promise<WriteResult[]> {
+  async write(writes: StateWrite[]): Promise<WriteResult[]> {
     return writes.map((write) => {
-      const id = `${write.key.entity}\u0000${write.key.id}\u0000${write.key.group}`;
       const entry = this.entry(write.key) ?? { fields: new Map<string, string>(), expiresAt: 0 };
-      const stored = entry.fields.get(progressField(write.stream)) ?? null;
-      if (stored !== write.expectedOffset) return { applied: false, storedOffset: stored };
-      applyFieldUpdates(entry.fields, write.updates);
-      entry.fields.set(progressField(write.stream), write.offset);
-      const newest = Number(entry.fields.get(NEWEST_EVENT_FIELD) ?? -Infinity);
-      if (write.newestEventTime > newest) entry.fields.set(NEWEST_EVENT_FIELD, String(write.newestEventTime));
-      for (const field of [...entry.fields.keys()]) {
-        if (field.startsWith('_')) continue;
-        const [tileText, startText] = field.split(':', 2);
-        const cutoff = write.pruneBefore.get(Number(tileText));
-        if (cutoff !== undefined && Number(startText) < cutoff) entry.fields.delete(field);
-      }
+      const stored = entry.fields.get(progressField(write.partition));
+      if (stored !== undefined && BigInt(stored) > BigInt(write.offset)) return { applied: false, storedOffset: stored };
+      for (const [field, value] of Object.entries(write.set)) entry.fields.set(field, value);
+      for (const field of write.remove) entry.fields.delete(field);
+      entry.fields.set(progressField(write.partition), write.offset);
       entry.expiresAt = this.clock() + write.ttlMs;
-      this.entries.set(id, entry);
+      this.entries.set(this.id(write.key), entry);
       return { applied: true };
     });
   }

@@ -1,15 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
-import type { EntityKey, EntityWrite, OnlineStore, ProgressKey, WriteResult } from './types.js';
-import { progressField } from './types.js';
+import { progressField } from '../features/tile-state.js';
+import type { EntityKey, OnlineStore, StateWrite, WriteResult } from './types.js';
 
-const APPLY_SCRIPT = readFileSync(new URL('./scripts/applyEntityWrite-1.lua', import.meta.url), 'utf8');
-const MERGE_CODE = { add: 'a', min: 'n', max: 'x', last: 'l', moments: 'v' } as const;
+const WRITE_SCRIPT = readFileSync(new URL('./scripts/writeEntityState-1.lua', import.meta.url), 'utf8');
 
 type ScriptResult = [0 | 1, string | null];
 
 interface RedisWithScripts extends Redis {
-  applyEntityWrite(key: string, ...args: (string | number)[]): Promise<ScriptResult>;
+  writeEntityState(key: string, ...args: (string | number)[]): Promise<ScriptResult>;
 }
 
 export interface RedisOnlineStoreOptions {
@@ -21,20 +20,19 @@ export interface RedisOnlineStoreOptions {
 
 /**
  * Redis online store. One hash per (entity, feature group); the `{entity:id}` hash tag keeps
- * all of an entity's groups in one Redis Cluster slot. Writes are one Lua script call per
- * entity, all of a batch sent in one pipeline (one round trip).
+ * all of an entity's groups in one Redis Cluster slot. A batch of writes is one Lua script
+ * call per entity, all sent in one pipeline (one round trip).
  */
 export class RedisOnlineStore implements OnlineStore {
   readonly client: RedisWithScripts;
 
   constructor(private readonly options: RedisOnlineStoreOptions) {
     this.client = new Redis(options.url, {
-      lazyConnect: false,
       enableAutoPipelining: true,
       maxRetriesPerRequest: 2,
       ...options.redis,
     }) as RedisWithScripts;
-    this.client.defineCommand('applyEntityWrite', { numberOfKeys: 1, lua: APPLY_SCRIPT });
+    this.client.defineCommand('writeEntityState', { numberOfKeys: 1, lua: WRITE_SCRIPT });
     // Connection errors surface on the commands that fail; the client reconnects by itself.
     this.client.on('error', () => {});
   }
@@ -43,40 +41,21 @@ export class RedisOnlineStore implements OnlineStore {
     return `${this.options.keyPrefix}{${key.entity}:${key.id}}:${key.group}`;
   }
 
-  async readProgress(keys: ProgressKey[]): Promise<(string | null)[]> {
-    if (keys.length === 0) return [];
-    const pipeline = this.client.pipeline();
-    for (const { key, stream } of keys) pipeline.hget(this.keyOf(key), progressField(stream));
-    const results = (await pipeline.exec()) ?? [];
-    return results.map(([error, value]) => {
-      if (error) throw error;
-      return (value as string | null) ?? null;
-    });
-  }
-
-  async write(writes: EntityWrite[]): Promise<WriteResult[]> {
+  async write(writes: StateWrite[]): Promise<WriteResult[]> {
     if (writes.length === 0) return [];
-    const now = Date.now();
     const pipeline = this.client.pipeline() as unknown as RedisWithScripts & { exec(): Promise<[Error | null, unknown][] | null> };
     for (const write of writes) {
-      const args: (string | number)[] = [
-        progressField(write.stream),
-        write.expectedOffset ?? '',
-        write.offset,
-        write.newestEventTime,
-        write.ttlMs,
-        now,
-        write.pruneBefore.size,
-      ];
-      for (const [tileMs, cutoff] of write.pruneBefore) args.push(tileMs, cutoff);
-      for (const update of write.updates) args.push(MERGE_CODE[update.merge], update.field, update.value);
-      void pipeline.applyEntityWrite(this.keyOf(write.key), ...args);
+      const set = Object.entries(write.set);
+      const args: string[] = [progressField(write.partition), write.offset, String(write.ttlMs), String(set.length)];
+      for (const [field, value] of set) args.push(field, value);
+      args.push(...write.remove);
+      void pipeline.writeEntityState(this.keyOf(write.key), ...args);
     }
     const results = (await pipeline.exec()) ?? [];
     return results.map(([error, value]) => {
       if (error) throw error;
       const [applied, stored] = value as ScriptResult;
-      return applied === 1 ? { applied: true } : { applied: false, storedOffset: stored ?? null };
+      return applied === 1 ? { applied: true } : { applied: false, storedOffset: stored ?? '' };
     });
   }
 

@@ -8,7 +8,7 @@ import {
   type FeatureCatalog,
   type FeaturePlan,
 } from '../../src/features/feature-vector.js';
-import { aggregateEvents, applyFieldUpdates, NEWEST_EVENT_FIELD, type EntityEvent } from '../../src/features/tile-state.js';
+import { applyEvent, emptyState, pruneState, stateFields, type EntityEvent } from '../../src/features/tile-state.js';
 import { windowFirstTile } from '../../src/features/tiles.js';
 import { FRAUD_MODEL_FEATURES, fraudExample } from '../../src/example/fraud/index.js';
 import { MemoryOnlineStore } from '../../src/online-store/memory.js';
@@ -31,10 +31,9 @@ function transaction(time: number, amount: number, country: string, extra: Recor
 
 /** A group's stored fields after `events`, with the newest event time as the store keeps it. */
 function stateOf(group: CompiledFeatureGroup, events: EntityEvent[]): Record<string, string> {
-  const fields = new Map<string, string>();
-  applyFieldUpdates(fields, aggregateEvents(group, events));
-  fields.set(NEWEST_EVENT_FIELD, String(Math.max(...events.map((e) => e.time))));
-  return Object.fromEntries(fields);
+  const state = emptyState();
+  for (const event of events) applyEvent(group, state, event);
+  return stateFields(0, state);
 }
 
 const f32 = (values: number[]): number[] => values.map((v) => Math.fround(v));
@@ -142,17 +141,17 @@ describe('assembleVector', () => {
     let clock = NOW - DAY;
     const store = new MemoryOnlineStore(() => clock);
     const write = async (group: CompiledFeatureGroup, id: string, events: EntityEvent[]) => {
-      const pruneBefore = new Map([...group.tiles.keys()].map((tileMs) => [tileMs, windowFirstTile(clock, group.maxWindowMs, tileMs)]));
+      const state = emptyState();
+      for (const event of events) applyEvent(group, state, event);
+      const removed = pruneState(group, state, clock, -Infinity);
       const [result] = await store.write([
         {
           key: { group: group.id, entity: group.definition.entity, id },
-          stream: 'transactions:0',
-          expectedOffset: null,
+          partition: 0,
           offset: '1',
-          updates: aggregateEvents(group, events),
-          newestEventTime: Math.max(...events.map((e) => e.time)),
+          set: stateFields(0, state),
+          remove: removed.map((key) => `0|${key}`),
           ttlMs: group.ttlMs,
-          pruneBefore,
         },
       ]);
       expect(result).toEqual({ applied: true });
