@@ -23,3 +23,4 @@ export * from './records/labels.js';
 export * from './records/predictions.js';
 export * as fraud from './example/fraud/index.js';
 export * from './model/index.js';
+export * from './features/distinct-sketch.js';

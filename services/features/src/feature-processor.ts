@@ -208,10 +208,9 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
             replayed = true;
             continue;
           }
-          if (applyEvent(group, entity.state, { id: event.id, time: event.time, values: event.values }, entity.changed) === 'duplicate') {
-            duplicate = true;
-            continue;
-          }
+          const result = applyEvent(group, entity.state, { id: event.id, time: event.time, values: event.values }, entity.changed);
+          if (result === 'duplicate') duplicate = true;
+          if (result !== 'applied') continue;
           entity.dirty = true;
           applied = true;
         }

@@ -4,7 +4,9 @@
  * value. Components are shared between aggregations of one column (`mean` and `stddev`
  * both keep the moments `mv`), so a tile stores each component once.
  */
-export const AGGREGATION_OPS = ['count', 'sum', 'mean', 'min', 'max', 'last', 'stddev'] as const;
+import { estimateDistinct, mergeSketches, sketchOf, type DistinctSketch } from './distinct-sketch.js';
+
+export const AGGREGATION_OPS = ['count', 'sum', 'mean', 'min', 'max', 'last', 'stddev', 'distinct_count'] as const;
 export type AggregationOp = (typeof AGGREGATION_OPS)[number];
 
 /**
@@ -12,8 +14,8 @@ export type AggregationOp = (typeof AGGREGATION_OPS)[number];
  * as moments (count, mean, sum of squared deviations) combined with Chan's parallel
  * formula, which keeps mean and stddev exact where a sum of squares would cancel out.
  */
-export type MergeKind = 'add' | 'min' | 'max' | 'last' | 'moments';
-export type Component = 'n' | 's' | 'mv' | 'mn' | 'mx' | 'lv';
+export type MergeKind = 'add' | 'min' | 'max' | 'last' | 'moments' | 'sketch';
+export type Component = 'n' | 's' | 'mv' | 'mn' | 'mx' | 'lv' | 'dc';
 
 export const COMPONENT_MERGE: Record<Component, MergeKind> = {
   n: 'add',
@@ -22,6 +24,7 @@ export const COMPONENT_MERGE: Record<Component, MergeKind> = {
   mn: 'min',
   mx: 'max',
   lv: 'last',
+  dc: 'sketch',
 };
 
 export const OP_COMPONENTS: Record<AggregationOp, readonly Component[]> = {
@@ -32,6 +35,7 @@ export const OP_COMPONENTS: Record<AggregationOp, readonly Component[]> = {
   max: ['mx'],
   last: ['lv'],
   stddev: ['mv'],
+  distinct_count: ['dc'],
 };
 
 export interface Moments {
@@ -41,7 +45,7 @@ export interface Moments {
 }
 
 /** The state of one component: a number, for `last` a value with its event time, or moments. */
-export type ComponentValue = number | { time: number; value: number | string } | Moments;
+export type ComponentValue = number | { time: number; value: number | string } | Moments | DistinctSketch;
 
 /** Chan et al.'s combination of two sets of moments. */
 export function mergeMoments(a: Moments, b: Moments): Moments {
@@ -66,6 +70,8 @@ export function componentDelta(component: Component, value: number | string, eve
       return Number(value);
     case 'mv':
       return { n: 1, mean: Number(value), m2: 0 };
+    case 'dc':
+      return sketchOf(String(value));
   }
 }
 
@@ -85,6 +91,8 @@ export function mergeComponent(component: Component, a: ComponentValue | undefin
     }
     case 'moments':
       return mergeMoments(a as Moments, b as Moments);
+    case 'sketch':
+      return mergeSketches(a as DistinctSketch, b as DistinctSketch);
   }
 }
 
@@ -108,5 +116,7 @@ export function finalize(op: AggregationOp, state: ComponentState): number | str
     }
     case 'stddev':
       return moments && moments.n > 0 ? Math.sqrt(Math.max(0, moments.m2 / moments.n)) : null;
+    case 'distinct_count':
+      return state.dc ? estimateDistinct(state.dc as DistinctSketch) : 0;
   }
 }

@@ -27,6 +27,17 @@ export interface Aggregation {
   windows: string[];
 }
 
+export const FILTER_OPS = ['eq', 'ne', 'in', 'not_in', 'gt', 'gte', 'lt', 'lte'] as const;
+export type FilterOp = (typeof FILTER_OPS)[number];
+
+/** Only events whose field passes every filter of a group are aggregated by it. */
+export interface FieldFilter {
+  field: string;
+  op: FilterOp;
+  /** A number or string; a list for `in` / `not_in`. */
+  value: number | string | (number | string)[];
+}
+
 export interface FeatureGroup {
   name: string;
   version: number;
@@ -39,6 +50,8 @@ export interface FeatureGroup {
   ttl: string;
   /** Values used when a feature is missing, by feature name. */
   defaults?: Record<string, number>;
+  /** Only events passing every filter are aggregated (e.g. `{ field: 'channel', op: 'eq', value: 'web' }`). */
+  filters?: FieldFilter[];
 }
 
 export interface FeatureSpec {
@@ -61,6 +74,34 @@ export interface CompiledFeatureGroup {
   ttlMs: number;
   /** The longest window: tiles older than this (plus one tile) are pruned. */
   maxWindowMs: number;
+  /** Whether an event's fields pass the group's filters. */
+  accepts(values: Record<string, unknown>): boolean;
+}
+
+function filterPredicate(filter: FieldFilter): (values: Record<string, unknown>) => boolean {
+  const { field, op, value } = filter;
+  const list = Array.isArray(value) ? value : [value];
+  return (values) => {
+    const actual = values[field];
+    switch (op) {
+      case 'eq':
+        return actual === value;
+      case 'ne':
+        return actual !== value;
+      case 'in':
+        return list.includes(actual as number | string);
+      case 'not_in':
+        return !list.includes(actual as number | string);
+      case 'gt':
+        return typeof actual === 'number' && actual > (value as number);
+      case 'gte':
+        return typeof actual === 'number' && actual >= (value as number);
+      case 'lt':
+        return typeof actual === 'number' && actual < (value as number);
+      case 'lte':
+        return typeof actual === 'number' && actual <= (value as number);
+    }
+  };
 }
 
 export class FeatureDefinitionError extends Error {
@@ -139,6 +180,29 @@ export function compileFeatureGroup(group: FeatureGroup, sources: EventSource[])
     if (!features.some((f) => f.name === key)) fail(`defaults.${key}`, 'names no feature of this group');
     if (!Number.isFinite(group.defaults![key])) fail(`defaults.${key}`, 'must be a finite number');
   }
+  const predicates = (group.filters ?? []).map((filter, i) => {
+    const at = `filters[${i}]`;
+    if (!NAME.test(filter?.field ?? '')) fail(`${at}.field`, 'must be a field name matching [a-z][a-z0-9_]*');
+    if (!FILTER_OPS.includes(filter.op)) fail(`${at}.op`, `unknown operation "${filter.op}" (known: ${FILTER_OPS.join(', ')})`);
+    const listOp = filter.op === 'in' || filter.op === 'not_in';
+    const numericOp = ['gt', 'gte', 'lt', 'lte'].includes(filter.op);
+    const scalar = (v: unknown) => (typeof v === 'number' && Number.isFinite(v)) || typeof v === 'string';
+    if (listOp && (!Array.isArray(filter.value) || filter.value.length === 0 || !filter.value.every(scalar))) {
+      fail(`${at}.value`, `must be a non-empty list of numbers or strings for ${filter.op}`);
+    }
+    if (numericOp && !(typeof filter.value === 'number' && Number.isFinite(filter.value)))
+      fail(`${at}.value`, `must be a finite number for ${filter.op}`);
+    if (!listOp && !numericOp && !scalar(filter.value)) fail(`${at}.value`, 'must be a number or a string');
+    return filterPredicate(filter);
+  });
   const maxWindowMs = Math.max(...features.map((f) => f.windowMs));
-  return { definition: group, id: `${group.name}:v${group.version}`, features, tiles, ttlMs, maxWindowMs };
+  return {
+    definition: group,
+    id: `${group.name}:v${group.version}`,
+    features,
+    tiles,
+    ttlMs,
+    maxWindowMs,
+    accepts: (values) => predicates.every((p) => p(values)),
+  };
 }

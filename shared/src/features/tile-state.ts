@@ -14,6 +14,7 @@
  */
 import { componentDelta, finalize, mergeComponent, type Component, type ComponentState, type ComponentValue } from './aggregations.js';
 import type { CompiledFeatureGroup } from './definition.js';
+import { decodeSketch, encodeSketch, type DistinctSketch } from './distinct-sketch.js';
 import { tileStart, windowFirstTile } from './tiles.js';
 
 export interface EntityEvent {
@@ -47,10 +48,11 @@ function columnValue(event: EntityEvent, column: string): number | string | null
   return null;
 }
 
-export type ApplyResult = 'applied' | 'duplicate';
+export type ApplyResult = 'applied' | 'duplicate' | 'filtered';
 
 /** Adds one event to the state; returns the keys of the tiles it changed through `changed`. */
 export function applyEvent(group: CompiledFeatureGroup, state: PartitionState, event: EntityEvent, changed?: Set<string>): ApplyResult {
+  if (!group.accepts(event.values)) return 'filtered';
   if (event.id !== undefined) {
     if (state.seen.has(event.id)) return 'duplicate';
     state.seen.set(event.id, event.time);
@@ -62,8 +64,8 @@ export function applyEvent(group: CompiledFeatureGroup, state: PartitionState, e
       const value = columnValue(event, column);
       if (value === null) continue;
       for (const component of components) {
-        // Only `count` and `last` take non-numeric values.
-        if (component !== 'lv' && component !== 'n' && typeof value !== 'number') continue;
+        // Only `count`, `last` and `distinct_count` take non-numeric values.
+        if (component !== 'lv' && component !== 'n' && component !== 'dc' && typeof value !== 'number') continue;
         if (!tile) {
           tile = new Map();
           state.tiles.set(key, tile);
@@ -100,6 +102,7 @@ export function pruneState(group: CompiledFeatureGroup, state: PartitionState, n
 type Encoded = number | string | [number, number, number] | [number, number | string];
 
 function encodeComponent(component: Component, value: ComponentValue): Encoded {
+  if (component === 'dc') return encodeSketch(value as DistinctSketch);
   if (component === 'mv') {
     const m = value as { n: number; mean: number; m2: number };
     return [m.n, m.mean, m.m2];
@@ -112,6 +115,7 @@ function encodeComponent(component: Component, value: ComponentValue): Encoded {
 }
 
 function decodeComponent(component: Component, value: Encoded): ComponentValue {
+  if (component === 'dc') return decodeSketch(value as string);
   if (component === 'mv') {
     const [n, mean, m2] = value as [number, number, number];
     return { n, mean, m2 };

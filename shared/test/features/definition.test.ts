@@ -47,6 +47,8 @@ describe('compileFeatureGroup: the fraud example', () => {
       ['amount_sum_24h', 'amount', 'sum', DAY, HOUR, null],
       ['amount_mean_24h', 'amount', 'mean', DAY, HOUR, 50],
       ['amount_max_24h', 'amount', 'max', DAY, HOUR, 0],
+      ['merchant_id_distinct_count_1h', 'merchant_id', 'distinct_count', HOUR, 5 * MINUTE, null],
+      ['merchant_id_distinct_count_24h', 'merchant_id', 'distinct_count', DAY, HOUR, null],
       ['ts_last_24h', 'ts', 'last', DAY, HOUR, null],
       ['country_last_24h', 'country', 'last', DAY, HOUR, null],
     ]);
@@ -59,8 +61,8 @@ describe('compileFeatureGroup: the fraud example', () => {
     );
     expect(layout).toEqual({
       [MINUTE]: { '*': ['n'] },
-      [5 * MINUTE]: { '*': ['n'], amount: ['s'] },
-      [HOUR]: { '*': ['n'], amount: ['mv', 'mx', 's'], ts: ['lv'], country: ['lv'] },
+      [5 * MINUTE]: { '*': ['n'], amount: ['s'], merchant_id: ['dc'] },
+      [HOUR]: { '*': ['n'], amount: ['mv', 'mx', 's'], merchant_id: ['dc'], ts: ['lv'], country: ['lv'] },
     });
   });
 
@@ -149,7 +151,7 @@ describe('compileFeatureGroup: each invalid field is named, with the group', () 
       what: 'unknown op',
       change: (g) => (g.aggregations[1]!.op = 'median' as never),
       message:
-        'feature group "user_transactions": aggregations[1].op: unknown operation "median" (known: count, sum, mean, min, max, last, stddev)',
+        'feature group "user_transactions": aggregations[1].op: unknown operation "median" (known: count, sum, mean, min, max, last, stddev, distinct_count)',
     },
     {
       what: 'bad column',
@@ -194,7 +196,7 @@ describe('compileFeatureGroup: each invalid field is named, with the group', () 
     {
       what: 'duplicate feature across aggregations',
       change: (g) => g.aggregations.push({ column: 'amount', op: 'sum', windows: ['1h'] }),
-      message: 'feature group "user_transactions": aggregations[6]: feature "amount_sum_1h" is defined twice',
+      message: 'feature group "user_transactions": aggregations[7]: feature "amount_sum_1h" is defined twice',
     },
     {
       what: 'duplicate window within an aggregation',
@@ -258,5 +260,44 @@ describe('compileFeatureGroup: each invalid field is named, with the group', () 
     const before = structuredClone(group);
     compileFeatureGroup(group, sources);
     expect(group).toEqual(before);
+  });
+});
+
+describe('filters', () => {
+  const base = {
+    name: 'web_spend',
+    version: 1,
+    source: 'transactions',
+    entity: 'user_id',
+    aggregations: [{ column: 'amount', op: 'sum' as const, windows: ['1h'] }],
+    ttl: '1d',
+  };
+
+  it('aggregate only the events passing every filter', () => {
+    const group = compileFeatureGroup(
+      {
+        ...base,
+        filters: [
+          { field: 'channel', op: 'in', value: ['web', 'app'] },
+          { field: 'amount', op: 'gte', value: 10 },
+        ],
+      },
+      sources,
+    );
+    expect(group.accepts({ channel: 'web', amount: 10 })).toBe(true);
+    expect(group.accepts({ channel: 'pos', amount: 50 })).toBe(false);
+    expect(group.accepts({ channel: 'app', amount: 9.99 })).toBe(false);
+    expect(group.accepts({ channel: 'app', amount: '50' })).toBe(false);
+    expect(compileFeatureGroup(base, sources).accepts({})).toBe(true);
+  });
+
+  it.each([
+    [{ field: 'Channel', op: 'eq', value: 'web' }, 'filters[0].field'],
+    [{ field: 'channel', op: 'like', value: 'web' }, 'filters[0].op: unknown operation "like"'],
+    [{ field: 'channel', op: 'in', value: [] }, 'filters[0].value: must be a non-empty list'],
+    [{ field: 'amount', op: 'gt', value: 'ten' }, 'filters[0].value: must be a finite number for gt'],
+    [{ field: 'channel', op: 'eq', value: { web: true } }, 'filters[0].value: must be a number or a string'],
+  ])('reject %j naming the field', (filter, message) => {
+    expect(() => compileFeatureGroup({ ...base, filters: [filter as never] }, sources)).toThrow(`feature group "web_spend": ${message}`);
   });
 });

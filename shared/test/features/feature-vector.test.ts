@@ -9,7 +9,6 @@ import {
   type FeaturePlan,
 } from '../../src/features/feature-vector.js';
 import { applyEvent, emptyState, pruneState, stateFields, type EntityEvent } from '../../src/features/tile-state.js';
-import { windowFirstTile } from '../../src/features/tiles.js';
 import { FRAUD_MODEL_FEATURES, fraudExample } from '../../src/example/fraud/index.js';
 import { MemoryOnlineStore } from '../../src/online-store/memory.js';
 

@@ -64,6 +64,7 @@ const DEFINITION: FeatureGroup = {
     { column: 'amount', op: 'stddev', windows: WINDOW_NAMES },
     { column: 'country', op: 'count', windows: WINDOW_NAMES },
     { column: 'country', op: 'last', windows: WINDOW_NAMES },
+    { column: 'country', op: 'distinct_count', windows: WINDOW_NAMES },
   ],
 };
 
@@ -173,6 +174,8 @@ function naiveValues(applied: EntityEvent[], now: number): Record<string, Value>
     result[`amount_last_${window}`] = newest(inWindow, 'amount');
     result[`country_count_${window}`] = inWindow.filter((e) => presentValue(e, 'country') !== null).length;
     result[`country_last_${window}`] = newest(inWindow, 'country');
+    // Few distinct values: the sketch counts them exactly.
+    result[`country_distinct_count_${window}`] = new Set(inWindow.map((e) => presentValue(e, 'country')).filter((v) => v !== null)).size;
   }
   return result;
 }
@@ -235,7 +238,7 @@ function parityMismatches(applied: EntityEvent[], tiled: Record<string, Value>, 
     if (feature.op === 'last') {
       // Among events of equal time on different partitions no arrival order exists: any of them may win.
       same = actual === expected || tiedNewest(applied, now, feature.name).includes(actual ?? null);
-    } else if (typeof expected !== 'number' || ['count', 'min', 'max'].includes(feature.op)) {
+    } else if (typeof expected !== 'number' || ['count', 'min', 'max', 'distinct_count'].includes(feature.op)) {
       same = actual === expected;
     } else if (typeof actual !== 'number') {
       same = false;
@@ -345,7 +348,7 @@ describe('tile layout of the parity group', () => {
         expect(feature.tileMs, feature.name).toBe(tileMs);
       }
     }
-    expect(group.features).toHaveLength(10 * WINDOW_NAMES.length);
+    expect(group.features).toHaveLength(11 * WINDOW_NAMES.length);
   });
 
   it('the generated streams are adversarial: out of order, duplicated timestamps, gaps in values, over three days', () => {

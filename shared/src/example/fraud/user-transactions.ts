@@ -11,6 +11,7 @@ export const userTransactions: FeatureGroup = {
     { column: 'amount', op: 'sum', windows: ['1h', '24h'] },
     { column: 'amount', op: 'mean', windows: ['24h'] },
     { column: 'amount', op: 'max', windows: ['24h'] },
+    { column: 'merchant_id', op: 'distinct_count', windows: ['1h', '24h'] },
     { column: 'ts', op: 'last', windows: ['24h'] },
     { column: 'country', op: 'last', windows: ['24h'] },
   ],
