@@ -12,7 +12,11 @@ import type { OnlineStore } from './online-store/types.js';
 
 export function createEventLog(config: Config, clientSuffix: string): EventLog {
   return config.KAFKA_BROKERS
-    ? new KafkaEventLog({ brokers: config.KAFKA_BROKERS, clientId: `${config.KAFKA_CLIENT_ID}-${clientSuffix}` })
+    ? new KafkaEventLog({
+        brokers: config.KAFKA_BROKERS,
+        clientId: `${config.KAFKA_CLIENT_ID}-${clientSuffix}`,
+        sessionTimeout: config.KAFKA_SESSION_TIMEOUT,
+      })
     : new MemoryEventLog();
 }
 

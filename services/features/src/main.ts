@@ -26,7 +26,8 @@ try {
     groups: example.groups,
     deadLetterTopic: config.TOPIC_DEAD_LETTER,
     allowedLatenessMs: config.ALLOWED_LATENESS,
-    groupId: 'tributary-features',
+    groupId: `${config.CONSUMER_GROUP_PREFIX}-features`,
+    flushIntervalMs: config.FLUSH_INTERVAL,
     registry,
     logger,
   });

@@ -35,6 +35,12 @@ export interface FeaturePipelineOptions {
   logger: Logger;
   /** Longest time an applied event waits in memory before it is written (freshness). */
   flushIntervalMs?: number;
+  /**
+   * While the consumer is behind (a backlog of more than `backlogRecords` in a partition),
+   * the interval grows to this: each entity is then written once for many of its events.
+   */
+  backlogFlushIntervalMs?: number;
+  backlogRecords?: number;
 }
 
 export interface FeaturePipeline {
@@ -116,6 +122,8 @@ function pipelineMetrics(registry: Registry) {
 export async function startFeaturePipeline(options: FeaturePipelineOptions): Promise<FeaturePipeline> {
   const metrics = pipelineMetrics(options.registry);
   const flushIntervalMs = options.flushIntervalMs ?? 50;
+  const backlogFlushIntervalMs = Math.max(flushIntervalMs, options.backlogFlushIntervalMs ?? 1_000);
+  const backlogRecords = options.backlogRecords ?? 5_000;
   const runners: { subscription: Subscription; flush(): Promise<void>; stop(): Promise<void> }[] = [];
 
   for (const source of options.sources) {
@@ -136,6 +144,8 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
     };
     let lastFlush = Date.now();
     let subscription: Subscription | null = null;
+    const backlog = new Map<number, number>();
+    const interval = () => ([...backlog.values()].some((lag) => lag > backlogRecords) ? backlogFlushIntervalMs : flushIntervalMs);
 
     const flush = async (commit = true) => {
       const timer = metrics.flushSeconds.startTimer();
@@ -157,7 +167,10 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
       topics: [source.topic],
       fromBeginning: true,
       autoCommit: false,
-      onRebalance: () => processor.reset(),
+      onRebalance: () => {
+        processor.reset();
+        backlog.clear();
+      },
       onError: (error) => options.logger.warn({ err: error, topic: source.topic }, 'feature batch failed; it will be retried'),
       eachBatch: (batch) =>
         exclusive(async () => {
@@ -179,18 +192,17 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
           metrics.events.inc({ topic: batch.topic, outcome: 'dead_lettered' }, outcome.rejected.length);
           if (batch.highWatermark !== undefined) {
             const last = batch.records[batch.records.length - 1]!;
-            metrics.lag.set(
-              { topic: batch.topic, partition: String(batch.partition) },
-              Number(BigInt(batch.highWatermark) - BigInt(last.offset) - 1n),
-            );
+            const lag = Number(BigInt(batch.highWatermark) - BigInt(last.offset) - 1n);
+            backlog.set(batch.partition, lag);
+            metrics.lag.set({ topic: batch.topic, partition: String(batch.partition) }, lag);
           }
-          if (Date.now() - lastFlush >= flushIntervalMs) await flush();
+          if (Date.now() - lastFlush >= interval()) await flush();
         }),
     });
 
     // Events that arrived in a quiet moment are written within the interval too.
     const timer = setInterval(() => {
-      if (Date.now() - lastFlush < flushIntervalMs) return;
+      if (Date.now() - lastFlush < interval()) return;
       exclusive(() => flush()).catch((error: unknown) => options.logger.warn({ err: error }, 'feature flush failed; it will be retried'));
     }, flushIntervalMs);
     timer.unref();

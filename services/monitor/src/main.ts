@@ -18,7 +18,7 @@ try {
   const monitor = await startMonitor({
     eventLog,
     topics: { predictions: config.TOPIC_PREDICTIONS, labels: config.TOPIC_LABELS, deadLetter: config.TOPIC_DEAD_LETTER },
-    groupId: 'tributary-monitor',
+    groupId: `${config.CONSUMER_GROUP_PREFIX}-monitor`,
     registry,
     logger,
   });

@@ -44,14 +44,15 @@ try {
     groups: example.groups,
     deadLetterTopic: config.TOPIC_DEAD_LETTER,
     allowedLatenessMs: config.ALLOWED_LATENESS,
-    groupId: 'tributary-features',
+    groupId: `${config.CONSUMER_GROUP_PREFIX}-features`,
+    flushIntervalMs: config.FLUSH_INTERVAL,
     registry,
     logger: logger.child({ component: 'features' }),
   });
   const monitor = await startMonitor({
     eventLog,
     topics: { predictions: config.TOPIC_PREDICTIONS, labels: config.TOPIC_LABELS, deadLetter: config.TOPIC_DEAD_LETTER },
-    groupId: 'tributary-monitor',
+    groupId: `${config.CONSUMER_GROUP_PREFIX}-monitor`,
     registry,
     logger: logger.child({ component: 'monitor' }),
   });

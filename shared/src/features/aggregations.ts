@@ -4,7 +4,7 @@
  * value. Components are shared between aggregations of one column (`mean` and `stddev`
  * both keep the moments `mv`), so a tile stores each component once.
  */
-import { estimateDistinct, mergeSketches, sketchOf, type DistinctSketch } from './distinct-sketch.js';
+import { addToSketch, estimateDistinct, mergeSketches, sketchOf, type DistinctSketch } from './distinct-sketch.js';
 
 export const AGGREGATION_OPS = ['count', 'sum', 'mean', 'min', 'max', 'last', 'stddev', 'distinct_count'] as const;
 export type AggregationOp = (typeof AGGREGATION_OPS)[number];
@@ -72,6 +72,50 @@ export function componentDelta(component: Component, value: number | string, eve
       return { n: 1, mean: Number(value), m2: 0 };
     case 'dc':
       return sketchOf(String(value));
+  }
+}
+
+/**
+ * Adds one event's value to a component in place (the pipeline's hot path); equal to
+ * `mergeComponent(component, state[component], componentDelta(...))` without the garbage.
+ */
+export function updateComponent(state: ComponentState, component: Component, value: number | string, eventTime: number): void {
+  const current = state[component];
+  if (current === undefined) {
+    state[component] = componentDelta(component, value, eventTime);
+    return;
+  }
+  switch (component) {
+    case 'n':
+      state.n = (current as number) + 1;
+      return;
+    case 's':
+      state.s = (current as number) + (value as number);
+      return;
+    case 'mn':
+      if ((value as number) < (current as number)) state.mn = value as number;
+      return;
+    case 'mx':
+      if ((value as number) > (current as number)) state.mx = value as number;
+      return;
+    case 'lv': {
+      const last = current as { time: number; value: number | string };
+      if (eventTime >= last.time) state.lv = { time: eventTime, value };
+      return;
+    }
+    case 'mv': {
+      // Welford's update of the moments.
+      const m = current as Moments;
+      const x = value as number;
+      const n = m.n + 1;
+      const delta = x - m.mean;
+      const mean = m.mean + delta / n;
+      state.mv = { n, mean, m2: m.m2 + delta * (x - mean) };
+      return;
+    }
+    case 'dc':
+      state.dc = addToSketch(current as DistinctSketch, String(value));
+      return;
   }
 }
 

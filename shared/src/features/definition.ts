@@ -71,6 +71,8 @@ export interface CompiledFeatureGroup {
   features: FeatureSpec[];
   /** For each tile size, each column's components to maintain. */
   tiles: Map<number, Map<string, Set<Component>>>;
+  /** The same as flat arrays, for the pipeline's hot path. */
+  layout: { tileMs: number; columns: { column: string; components: Component[] }[] }[];
   ttlMs: number;
   /** The longest window: tiles older than this (plus one tile) are pruned. */
   maxWindowMs: number;
@@ -201,8 +203,12 @@ export function compileFeatureGroup(group: FeatureGroup, sources: EventSource[])
     id: `${group.name}:v${group.version}`,
     features,
     tiles,
+    layout: [...tiles].map(([tileMs, columns]) => ({
+      tileMs,
+      columns: [...columns].map(([column, components]) => ({ column, components: [...components] })),
+    })),
     ttlMs,
     maxWindowMs,
-    accepts: (values) => predicates.every((p) => p(values)),
+    accepts: predicates.length === 0 ? () => true : (values) => predicates.every((p) => p(values)),
   };
 }

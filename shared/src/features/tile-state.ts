@@ -12,10 +12,10 @@
  *   `_o<p>`                     highest source offset included (written by the store)
  * All functions here are pure.
  */
-import { componentDelta, finalize, mergeComponent, type Component, type ComponentState, type ComponentValue } from './aggregations.js';
+import { finalize, mergeComponent, updateComponent, type Component, type ComponentState, type ComponentValue } from './aggregations.js';
 import type { CompiledFeatureGroup } from './definition.js';
 import { decodeSketch, encodeSketch, type DistinctSketch } from './distinct-sketch.js';
-import { tileStart, windowFirstTile } from './tiles.js';
+import { windowFirstTile } from './tiles.js';
 
 export interface EntityEvent {
   /** Unique event id; an id seen before (within the dedup horizon) is not applied again. */
@@ -57,27 +57,38 @@ export function applyEvent(group: CompiledFeatureGroup, state: PartitionState, e
     if (state.seen.has(event.id)) return 'duplicate';
     state.seen.set(event.id, event.time);
   }
-  for (const [tileMs, columns] of group.tiles) {
-    const key = `${tileMs}:${tileStart(event.time, tileMs)}`;
-    let tile = state.tiles.get(key);
-    for (const [column, components] of columns) {
+  const layout = group.layout;
+  for (let t = 0; t < layout.length; t++) {
+    const { tileMs, columns } = layout[t]!;
+    let key: string | undefined;
+    let tile: Tile | undefined;
+    for (let c = 0; c < columns.length; c++) {
+      const { column, components } = columns[c]!;
       const value = columnValue(event, column);
       if (value === null) continue;
-      for (const component of components) {
+      for (let k = 0; k < components.length; k++) {
+        const component = components[k]!;
         // Only `count`, `last` and `distinct_count` take non-numeric values.
         if (component !== 'lv' && component !== 'n' && component !== 'dc' && typeof value !== 'number') continue;
         if (!tile) {
-          tile = new Map();
-          state.tiles.set(key, tile);
+          key = `${tileMs}:${Math.floor(event.time / tileMs) * tileMs}`;
+          tile = state.tiles.get(key);
+          if (!tile) {
+            tile = new Map();
+            state.tiles.set(key, tile);
+          }
+          changed?.add(key);
         }
-        const columnState = tile.get(column) ?? {};
-        tile.set(column, columnState);
-        columnState[component] = mergeComponent(component, columnState[component], componentDelta(component, value, event.time));
-        changed?.add(key);
+        let columnState = tile.get(column);
+        if (!columnState) {
+          columnState = {};
+          tile.set(column, columnState);
+        }
+        updateComponent(columnState, component, value, event.time);
       }
     }
   }
-  state.newest = Math.max(state.newest ?? -Infinity, event.time);
+  if (state.newest === null || event.time > state.newest) state.newest = event.time;
   return 'applied';
 }
 

@@ -1,0 +1,193 @@
+/**
+ * Feature pipeline benchmark, on the real broker and Redis (KAFKA_BROKERS, REDIS_URL):
+ *   npm run bench:features [-- --events 80000 --users 20000]
+ * 1. throughput: the raw kafkajs `eachBatch` consume rate of a topic (the ceiling) next to
+ *    the rate at which one pipeline applies the same topic to Redis, and their ratio;
+ * 2. freshness at a steady rate: p50/p99 of the lag from event time to readable in Redis;
+ * 3. Redis bytes per entity (MEMORY USAGE of the entities' keys).
+ * Prints a report and writes it to bench/results/features.json.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { startFeaturePipeline } from '../services/features/src/index.js';
+import {
+  createLogger,
+  createRandom,
+  createRegistry,
+  fraud,
+  KafkaEventLog,
+  RedisOnlineStore,
+  type OutgoingRecord,
+} from '../shared/src/index.js';
+
+const { values: args } = parseArgs({
+  options: {
+    events: { type: 'string', default: '80000' },
+    users: { type: 'string', default: '20000' },
+    rate: { type: 'string', default: '10000' },
+    seconds: { type: 'string', default: '15' },
+  },
+});
+const brokers = process.env.KAFKA_BROKERS?.split(',');
+const redisUrl = process.env.REDIS_URL;
+if (!brokers || !redisUrl) throw new Error('set KAFKA_BROKERS and REDIS_URL (see deploy/local/README.md)');
+const EVENTS = Number(args.events);
+const USERS = Number(args.users);
+const run = `bench-${Date.now().toString(36)}`;
+const eventLog = new KafkaEventLog({ brokers, clientId: run, sessionTimeout: 6_000 });
+const store = new RedisOnlineStore({ url: redisUrl, keyPrefix: `${run}:` });
+const logger = createLogger('bench', 'warn');
+const random = createRandom(3);
+
+function events(count: number, start: number, spreadMs: number): OutgoingRecord[] {
+  return Array.from({ length: count }, (_, i) => {
+    const user = `u${random.int(USERS)}`;
+    return {
+      key: user,
+      value: JSON.stringify({
+        event_id: `${run}-${start}-${i}`,
+        user_id: user,
+        merchant_id: `m${random.int(2_000)}`,
+        amount: Math.round(random.next() * 20_000) / 100,
+        currency: 'USD',
+        country: 'US',
+        channel: 'web',
+        ts: start + Math.floor((i / count) * spreadMs),
+      }),
+    };
+  });
+}
+
+const waitUntil = async (check: () => boolean, timeoutMs: number) => {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+};
+
+// 1. Throughput on a topic filled beforehand.
+const topic = `${run}-transactions`;
+const records = events(EVENTS, Date.now() - 30 * 60_000, 30 * 60_000);
+for (let i = 0; i < records.length; i += 5_000) await eventLog.publish(topic, records.slice(i, i + 5_000));
+const bytes = records.reduce((sum, r) => sum + r.value.length, 0);
+
+let raw = 0;
+let rawStart = 0;
+let rawEnd = 0;
+const rawConsumer = await eventLog.subscribe({
+  groupId: `${run}-raw`,
+  topics: [topic],
+  fromBeginning: true,
+  eachBatch: async (batch) => {
+    if (raw === 0) rawStart = performance.now();
+    raw += batch.records.length;
+    if (raw >= EVENTS) rawEnd = performance.now();
+  },
+});
+await waitUntil(() => raw >= EVENTS, 120_000);
+await rawConsumer.stop();
+
+const example = fraud.fraudExample({ transactions: topic });
+const registry = createRegistry({ defaultMetrics: false });
+const counted = async () => {
+  const text = (await registry.getSingleMetricAsString('tributary_pipeline_events_total')) ?? '';
+  return [...text.matchAll(/outcome="(?:applied|duplicate|dead_lettered|replayed)"\} (\d+)/g)].reduce((s, m) => s + Number(m[1]), 0);
+};
+let applied = 0;
+let pipelineStart = 0;
+const poll = setInterval(() => {
+  void counted().then((n) => {
+    if (n > 0 && pipelineStart === 0) pipelineStart = performance.now();
+    applied = n;
+  });
+}, 2);
+const pipeline = await startFeaturePipeline({
+  eventLog,
+  store,
+  sources: example.sources,
+  groups: example.groups,
+  deadLetterTopic: `${run}-dead-letter`,
+  allowedLatenessMs: 5 * 60_000,
+  groupId: `${run}-features`,
+  registry,
+  logger,
+});
+await waitUntil(() => applied >= EVENTS, 300_000);
+await pipeline.flush();
+const pipelineEnd = performance.now();
+clearInterval(poll);
+await pipeline.stop();
+
+const rawRate = EVENTS / ((rawEnd - rawStart) / 1000);
+const pipelineRate = EVENTS / ((pipelineEnd - pipelineStart) / 1000);
+
+// 2. Freshness at a steady rate, on a second topic.
+const rate = Number(args.rate);
+const seconds = Number(args.seconds);
+const steadyTopic = `${run}-steady`;
+const steady = fraud.fraudExample({ transactions: steadyTopic });
+const steadyRegistry = createRegistry({ defaultMetrics: false });
+await eventLog.publish(steadyTopic, events(10, Date.now(), 1));
+const steadyPipeline = await startFeaturePipeline({
+  eventLog,
+  store,
+  sources: steady.sources,
+  groups: steady.groups,
+  deadLetterTopic: `${run}-dead-letter`,
+  allowedLatenessMs: 5 * 60_000,
+  groupId: `${run}-steady`,
+  registry: steadyRegistry,
+  logger,
+});
+await new Promise((resolve) => setTimeout(resolve, 4_000)); // the group join
+const tickMs = 20;
+const perTick = Math.round((rate * tickMs) / 1000);
+const until = Date.now() + seconds * 1000;
+let sent = 0;
+while (Date.now() < until) {
+  const started = Date.now();
+  await eventLog.publish(steadyTopic, events(perTick, Date.now(), 1));
+  sent += perTick;
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, tickMs - (Date.now() - started))));
+}
+await new Promise((resolve) => setTimeout(resolve, 1_000));
+const histogram = (await steadyRegistry.getMetricsAsJSON()).find((m) => m.name === 'tributary_feature_freshness_seconds')!;
+await steadyPipeline.stop();
+const buckets = (histogram.values as { labels: { le?: string | number }; value: number; metricName?: string }[])
+  .filter((v) => v.metricName?.endsWith('_bucket'))
+  .map((v) => ({ le: Number(v.labels.le), count: v.value }));
+const total = buckets[buckets.length - 1]!.count;
+const quantile = (q: number) => buckets.find((b) => b.count >= q * total)?.le ?? Infinity;
+
+// 3. Redis bytes per entity.
+const keys = (await store.client.keys(`${run}:*`)).slice(0, 2_000);
+let memory = 0;
+for (const key of keys) memory += Number(await store.client.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'));
+const userKeys = keys.filter((k) => k.includes('{user_id:'));
+let userMemory = 0;
+for (const key of userKeys) userMemory += Number(await store.client.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'));
+
+const result = {
+  measured_at: new Date().toISOString(),
+  events: EVENTS,
+  users: USERS,
+  average_event_bytes: Math.round(bytes / EVENTS),
+  raw_consume_events_per_s: Math.round(rawRate),
+  pipeline_events_per_s: Math.round(pipelineRate),
+  ratio: Number((pipelineRate / rawRate).toFixed(3)),
+  steady_rate_events_per_s: rate,
+  steady_events_sent: sent,
+  freshness_p50_le_seconds: quantile(0.5),
+  freshness_p99_le_seconds: quantile(0.99),
+  redis_bytes_per_entity_key: Math.round(memory / Math.max(1, keys.length)),
+  redis_bytes_per_user_key: Math.round(userMemory / Math.max(1, userKeys.length)),
+};
+console.log(JSON.stringify(result, null, 2));
+mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+writeFileSync(new URL('./results/features.json', import.meta.url), JSON.stringify(result, null, 2) + '\n');
+
+const all = await store.client.keys(`${run}:*`);
+for (let i = 0; i < all.length; i += 1000) await store.client.del(...all.slice(i, i + 1000));
+await store.close();
+await eventLog.close();
