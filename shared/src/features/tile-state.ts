@@ -208,7 +208,9 @@ export function readFeatureValues(group: CompiledFeatureGroup, fields: Record<st
   const values: Record<string, number | string | null> = {};
   let newest: number | null = null;
   const tiles: { tileMs: number; start: number; tile: Tile }[] = [];
-  for (const [field, raw] of Object.entries(fields ?? {})) {
+  // In field-name order, so that sums merge in the same order whichever store returned them.
+  for (const field of Object.keys(fields ?? {}).sort()) {
+    const raw = fields![field]!;
     if (field.startsWith('_t')) newest = Math.max(newest ?? -Infinity, Number(raw));
     const bar = field.indexOf('|');
     if (bar < 0) continue;
