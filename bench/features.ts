@@ -88,7 +88,7 @@ const rawConsumer = await eventLog.subscribe({
 await waitUntil(() => raw >= EVENTS, 120_000);
 await rawConsumer.stop();
 
-const example = fraud.fraudExample({ transactions: topic });
+const example = fraud.fraudExample({ transactions: topic, labelledTransactions: `${run}-labelled` });
 const registry = createRegistry({ defaultMetrics: false });
 const counted = async () => {
   const text = (await registry.getSingleMetricAsString('tributary_pipeline_events_total')) ?? '';
@@ -126,7 +126,7 @@ const pipelineRate = EVENTS / ((pipelineEnd - pipelineStart) / 1000);
 const rate = Number(args.rate);
 const seconds = Number(args.seconds);
 const steadyTopic = `${run}-steady`;
-const steady = fraud.fraudExample({ transactions: steadyTopic });
+const steady = fraud.fraudExample({ transactions: steadyTopic, labelledTransactions: `${run}-labelled` });
 const steadyRegistry = createRegistry({ defaultMetrics: false });
 await eventLog.publish(steadyTopic, events(10, Date.now(), 1));
 const steadyPipeline = await startFeaturePipeline({

@@ -114,6 +114,11 @@ export const VARIABLES = {
   TOPIC_TRANSACTIONS: text('Topic of the example transaction events.', 'transactions'),
   TOPIC_LABELS: text('Topic of labels.', 'labels'),
   TOPIC_PREDICTIONS: text('Topic of the prediction log.', 'predictions'),
+  TOPIC_LABELLED_TRANSACTIONS: text(
+    "Topic of labels joined to their transaction's merchant (written by the label join).",
+    'labelled-transactions',
+  ),
+  LABEL_JOIN_WINDOW: duration('How long a transaction waits for its label, and a label for its transaction, in the label join.', '8d'),
   TOPIC_DEAD_LETTER: text('Topic of records set aside, with the reason.', 'dead-letter'),
   FLUSH_INTERVAL: duration(
     'Longest time the feature pipeline keeps an applied event in memory before writing it to the online store.',

@@ -166,6 +166,21 @@ export function onlineStoreContract(name: string, makeStore: () => Promise<Onlin
       await waitFor(async () => (await store.read([key]))[0] === null, { timeoutMs: 5_000, what: 'the entity to expire' });
     });
 
+    it('remembers values until their ttl, recalls them in order and forgets them', async () => {
+      const a = `${key.id}:a`;
+      const b = `${key.id}:b`;
+      await store.remember([
+        { key: a, value: 'first', ttlMs: 60_000 },
+        { key: b, value: 'short', ttlMs: 300 },
+      ]);
+      expect(await store.recall([b, a, `${key.id}:none`])).toEqual(['short', 'first', null]);
+      await store.remember([{ key: a, value: 'second', ttlMs: 60_000 }]);
+      expect(await store.recall([a])).toEqual(['second']);
+      await waitFor(async () => (await store.recall([b]))[0] === null, { timeoutMs: 5_000, what: 'the short value to expire' });
+      await store.forget([a]);
+      expect(await store.recall([a])).toEqual([null]);
+    });
+
     it('answers ping', async () => {
       await expect(store.ping()).resolves.toBeUndefined();
     });

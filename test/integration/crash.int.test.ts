@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import kafkajs from 'kafkajs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createFeatureProcessor, sourceDecoder } from '@tributary/features';
+import { createFeatureProcessor } from '@tributary/features';
 import {
   createRandom,
   fraud,
@@ -108,6 +108,8 @@ describe.skipIf(!ready)(
           REDIS_KEY_PREFIX: `${run}:`,
           TOPIC_TRANSACTIONS: topic,
           TOPIC_DEAD_LETTER: deadLetterTopic,
+          TOPIC_LABELS: `${run}-labels`,
+          TOPIC_LABELLED_TRANSACTIONS: `${run}-labelled-transactions`,
           CONSUMER_GROUP_PREFIX: run,
           KAFKA_SESSION_TIMEOUT: '6s',
           LOG_LEVEL: 'info',
@@ -194,7 +196,7 @@ describe.skipIf(!ready)(
       const processor = createFeatureProcessor({
         store: reference,
         groups: example.groups,
-        decode: sourceDecoder(example.sources[0]!),
+        source: example.sources[0]!,
         allowedLatenessMs: LATENESS_MS,
         clock: () => now,
       });

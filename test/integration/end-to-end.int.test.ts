@@ -45,8 +45,10 @@ describe.skipIf(!ready)(
       startFeaturePipeline({
         eventLog,
         store,
-        sources: fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS }).sources,
-        groups: fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS }).groups,
+        sources: fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS, labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS })
+          .sources,
+        groups: fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS, labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS })
+          .groups,
         deadLetterTopic: config.TOPIC_DEAD_LETTER,
         allowedLatenessMs: config.ALLOWED_LATENESS,
         groupId,
@@ -63,6 +65,7 @@ describe.skipIf(!ready)(
         TOPIC_LABELS: `${run}-labels`,
         TOPIC_PREDICTIONS: `${run}-predictions`,
         TOPIC_DEAD_LETTER: `${run}-dead-letter`,
+        TOPIC_LABELLED_TRANSACTIONS: `${run}-labelled-transactions`,
         LOG_LEVEL: 'silent',
       });
       eventLog = new KafkaEventLog({ brokers: config.KAFKA_BROKERS!, clientId: run, sessionTimeout: 6_000 });

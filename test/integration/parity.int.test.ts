@@ -105,7 +105,7 @@ describe.skipIf(!ready)(
         byPartition.set(p, [...(byPartition.get(p) ?? []), e]);
       }
 
-      const example = fraud.fraudExample({ transactions: topic });
+      const example = fraud.fraudExample({ transactions: topic, labelledTransactions: `${run}-labelled-transactions` });
       const registry = createRegistry({ defaultMetrics: false });
       const pipeline = await startFeaturePipeline({
         eventLog: eventLog!,

@@ -46,6 +46,7 @@ describe.skipIf(!ready)(
       TOPIC_LABELS: `${run}-labels`,
       TOPIC_PREDICTIONS: `${run}-predictions`,
       TOPIC_DEAD_LETTER: `${run}-dead-letter`,
+      TOPIC_LABELLED_TRANSACTIONS: `${run}-labelled-transactions`,
       LOG_LEVEL: 'info',
     };
     const running: Running[] = [];

@@ -15,7 +15,6 @@ import { parseArgs } from 'node:util';
 import kafkajs from 'kafkajs';
 import { fraud, loadConfig, parseDuration, parseEventTime, type LogRecord } from '@tributary/shared';
 import { backfill, type FeatureQuery } from './backfill.js';
-import { sourceDecoder } from './decode.js';
 
 class UsageError extends Error {}
 
@@ -129,7 +128,7 @@ async function main(): Promise<void> {
   }
   const result = backfill({
     groups: example.groups,
-    decode: sourceDecoder(example.sources[0]!),
+    source: example.sources[0]!,
     allowedLatenessMs: lateness,
     partitions,
     queries,

@@ -13,10 +13,12 @@ import {
   readFeatureValues,
   stateFields,
   type CompiledFeatureGroup,
+  type EventSource,
   type LogRecord,
   type PartitionState,
 } from '@tributary/shared';
-import type { SourceDecoder, SourceEvent } from './decode.js';
+import type { TSchema } from 'typebox';
+import { sourceDecoder, type SourceEvent } from './decode.js';
 
 export interface FeatureQuery {
   /** Entity type, e.g. `user_id`. */
@@ -32,8 +34,9 @@ export interface FeatureRow extends FeatureQuery {
 }
 
 export interface BackfillOptions {
+  /** The source replayed; of `groups`, those fed by it answer the queries. */
+  source: EventSource & { schema: TSchema };
   groups: CompiledFeatureGroup[];
-  decode: SourceDecoder;
   allowedLatenessMs: number;
   /** Each partition's records in offset order. */
   partitions: LogRecord[][];
@@ -47,6 +50,8 @@ export interface BackfillResult {
 }
 
 export function backfill(options: BackfillOptions): BackfillResult {
+  const decode = sourceDecoder(options.source);
+  const groups = options.groups.filter((g) => g.definition.source === options.source.name);
   // 1. The pipeline's decisions: which records are applied (per partition, in offset order),
   //    and when each arrives.
   const accepted: (SourceEvent & { arrival: number })[] = [];
@@ -54,7 +59,7 @@ export function backfill(options: BackfillOptions): BackfillResult {
   for (const records of options.partitions) {
     let watermark = -Infinity;
     for (const record of records) {
-      const decoded = options.decode(record);
+      const decoded = decode(record);
       if (!decoded.ok) {
         rejected[decoded.reason === 'malformed' ? 'malformed' : 'invalid']++;
         continue;
@@ -76,7 +81,7 @@ export function backfill(options: BackfillOptions): BackfillResult {
   for (const { query, index } of order) {
     while (next < accepted.length && accepted[next]!.arrival <= query.at) {
       const event = accepted[next++]!;
-      for (const group of options.groups) {
+      for (const group of groups) {
         const id = event.values[group.definition.entity];
         if (typeof id !== 'string' || id.length === 0) continue;
         const slot = `${group.id}\u0000${id}`;
@@ -86,7 +91,7 @@ export function backfill(options: BackfillOptions): BackfillResult {
       }
     }
     const features: FeatureRow['features'] = {};
-    for (const group of options.groups) {
+    for (const group of groups) {
       if (group.definition.entity !== query.entity) continue;
       const state = states.get(`${group.id}\u0000${query.id}`);
       // The store's keys expire a ttl after the entity's last event.

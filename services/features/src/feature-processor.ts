@@ -22,6 +22,7 @@ import {
   tileField,
   type CompiledFeatureGroup,
   type DeadLetterReason,
+  type EventSource,
   type LogRecord,
   type OffsetCommit,
   type OnlineStore,
@@ -29,7 +30,8 @@ import {
   type RecordBatch,
   type StateWrite,
 } from '@tributary/shared';
-import type { SourceDecoder } from './decode.js';
+import type { TSchema } from 'typebox';
+import { sourceDecoder } from './decode.js';
 
 export interface RejectedRecord {
   record: LogRecord;
@@ -60,8 +62,9 @@ export interface FlushOutcome {
 
 export interface FeatureProcessorOptions {
   store: OnlineStore;
+  /** The source consumed; of `groups`, those fed by it are maintained. */
+  source: EventSource & { schema: TSchema };
   groups: CompiledFeatureGroup[];
-  decode: SourceDecoder;
   allowedLatenessMs: number;
   clock?: () => number;
   /** Clean entities kept in memory at most (dirty ones are always kept until flushed). */
@@ -107,6 +110,8 @@ export function decodeCheckpoint(metadata: string | null): number {
 
 export function createFeatureProcessor(options: FeatureProcessorOptions) {
   const clock = options.clock ?? Date.now;
+  const decode = sourceDecoder(options.source);
+  const groups = options.groups.filter((g) => g.definition.source === options.source.name);
   const maxCached = options.maxCachedEntities ?? 200_000;
   const partitions = new Map<string, Partition>();
 
@@ -150,13 +155,13 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
       const partition = partitions.get(`${batch.topic}:${batch.partition}`);
       if (!partition) throw new Error(`partition ${batch.topic}:${batch.partition} is not open`);
       const outcome: BatchOutcome = { applied: 0, replayed: 0, duplicates: 0, rejected: [] };
-      const decoded = batch.records.map((record) => ({ record, result: options.decode(record) }));
+      const decoded = batch.records.map((record) => ({ record, result: decode(record) }));
 
       // Load, in one round trip, the stored state of every entity not in memory.
       const missing = new Map<string, { group: CompiledFeatureGroup; id: string }>();
       for (const { result } of decoded) {
         if (!result.ok) continue;
-        for (const group of options.groups) {
+        for (const group of groups) {
           const id = result.event.values[group.definition.entity];
           if (typeof id !== 'string' || id.length === 0) continue;
           const slot = slotOf(group, id);
@@ -200,7 +205,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         let applied = false;
         let replayed = false;
         let duplicate = false;
-        for (const group of options.groups) {
+        for (const group of groups) {
           const id = event.values[group.definition.entity];
           if (typeof id !== 'string' || id.length === 0) continue;
           const entity = partition.entities.get(slotOf(group, id))!;

@@ -8,3 +8,5 @@ export {
   type FlushOutcome,
 } from './feature-processor.js';
 export { sourceDecoder, type SourceEvent } from './decode.js';
+export { startLabelJoin, type LabelJoinOptions } from './label-join.js';
+export { backfill, type FeatureQuery, type FeatureRow } from './backfill.js';

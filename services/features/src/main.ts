@@ -10,6 +10,7 @@ import {
   loadConfig,
   startOpsServer,
 } from '@tributary/shared';
+import { startLabelJoin } from './label-join.js';
 import { startFeaturePipeline } from './pipeline.js';
 
 const logger = createLogger('features');
@@ -18,7 +19,7 @@ try {
   const registry = createRegistry();
   const eventLog = createEventLog(config, 'features');
   const store = createOnlineStore(config);
-  const example = fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS });
+  const example = fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS, labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS });
   const pipeline = await startFeaturePipeline({
     eventLog,
     store,
@@ -31,6 +32,19 @@ try {
     registry,
     logger,
   });
+  const labelJoin = await startLabelJoin({
+    eventLog,
+    store,
+    topics: {
+      transactions: config.TOPIC_TRANSACTIONS,
+      labels: config.TOPIC_LABELS,
+      labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS,
+    },
+    groupId: `${config.CONSUMER_GROUP_PREFIX}-label-join`,
+    windowMs: config.LABEL_JOIN_WINDOW,
+    registry,
+    logger: logger,
+  });
   const ops = await startOpsServer({
     registry,
     host: config.HOST,
@@ -41,7 +55,7 @@ try {
   });
   logger.info(`feature pipeline running; ${describeBackends(config)}; metrics on ${ops.url}/metrics`);
   const shutdown = async () => {
-    await pipeline.stop();
+    await Promise.all([pipeline.stop(), labelJoin.stop()]);
     await ops.close();
     await Promise.all([eventLog.close(), store.close()]);
     process.exit(0);

@@ -20,7 +20,6 @@ import {
   type Subscription,
 } from '@tributary/shared';
 import type { TSchema } from 'typebox';
-import { sourceDecoder } from './decode.js';
 import { createFeatureProcessor, decodeCheckpoint, type FeatureProcessor } from './feature-processor.js';
 
 export interface FeaturePipelineOptions {
@@ -30,6 +29,7 @@ export interface FeaturePipelineOptions {
   groups: CompiledFeatureGroup[];
   deadLetterTopic: string;
   allowedLatenessMs: number;
+  /** Consumer-group prefix: each source is consumed by the group `<groupId>-<source name>`. */
   groupId: string;
   registry: Registry;
   logger: Logger;
@@ -131,8 +131,8 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
     if (groups.length === 0) continue;
     const processor: FeatureProcessor = createFeatureProcessor({
       store: options.store,
+      source,
       groups,
-      decode: sourceDecoder(source),
       allowedLatenessMs: options.allowedLatenessMs,
     });
     // One batch or flush at a time: they share the processor's state.
@@ -162,8 +162,10 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
       timer();
     };
 
+    // One consumer group per source: members of a group must subscribe to the same topics.
+    const groupId = `${options.groupId}-${source.name}`;
     subscription = await options.eventLog.subscribe({
-      groupId: options.groupId,
+      groupId,
       topics: [source.topic],
       fromBeginning: true,
       autoCommit: false,
@@ -182,9 +184,9 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
           if (outcome.rejected.length > 0) {
             await options.eventLog.publish(
               options.deadLetterTopic,
-              outcome.rejected.map((r) => deadLetter(r.record, r.reason, r.detail, options.groupId)),
+              outcome.rejected.map((r) => deadLetter(r.record, r.reason, r.detail, groupId)),
             );
-            for (const r of outcome.rejected) metrics.deadLettered.inc({ consumer: options.groupId, reason: r.reason });
+            for (const r of outcome.rejected) metrics.deadLettered.inc({ consumer: groupId, reason: r.reason });
           }
           metrics.events.inc({ topic: batch.topic, outcome: 'applied' }, outcome.applied);
           metrics.events.inc({ topic: batch.topic, outcome: 'replayed' }, outcome.replayed);

@@ -7,11 +7,10 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { createRandom, fraud, MemoryOnlineStore, readFeatureValues, type LogRecord } from '@tributary/shared';
 import { backfill, type FeatureQuery } from '../src/backfill.js';
-import { sourceDecoder } from '../src/decode.js';
 import { createFeatureProcessor } from '../src/feature-processor.js';
 
 const example = fraud.fraudExample();
-const decode = sourceDecoder(example.sources[0]!);
+const source = example.sources[0]!;
 const START = Date.UTC(2026, 10, 28, 8, 0, 0);
 const LATENESS = 5 * 60_000;
 
@@ -64,7 +63,7 @@ describe('backfill', () => {
     // The online side: the pipeline consumes the stream as it arrives, in file order; the events
     // that have arrived by a read time are those up to the first one stamped after it.
     const store = new MemoryOnlineStore(() => START);
-    const processor = createFeatureProcessor({ store, groups: example.groups, decode, allowedLatenessMs: LATENESS, clock: () => START });
+    const processor = createFeatureProcessor({ store, groups: example.groups, source, allowedLatenessMs: LATENESS, clock: () => START });
     processor.open('transactions', 0, -Infinity);
     const readTimes = Array.from({ length: 12 }, (_, k) => START + (k + 1) * 15 * 60_000 - 1);
     const queries: FeatureQuery[] = [];
@@ -88,7 +87,7 @@ describe('backfill', () => {
       }
     }
     // Offline: the backfill of the same stream answers the same (entity, time) questions.
-    const result = backfill({ groups: example.groups, decode, allowedLatenessMs: LATENESS, partitions: [all.slice(0, next)], queries });
+    const result = backfill({ groups: example.groups, source, allowedLatenessMs: LATENESS, partitions: [all.slice(0, next)], queries });
     expect(result.rows.map((r) => r.features)).toEqual(online);
     expect(result.rejected.late).toBeGreaterThan(0);
     expect(result.rejected.malformed).toBeGreaterThan(0);
@@ -109,7 +108,7 @@ describe('backfill', () => {
     });
     const { rows } = backfill({
       groups: example.groups,
-      decode,
+      source,
       allowedLatenessMs: LATENESS,
       partitions: [records([{ text, time: START }])],
       queries: [

@@ -12,7 +12,7 @@ export async function createInferenceApp(
   config: Config,
   deps: { eventLog: EventLog; store: OnlineStore; registry: Registry; logger: Logger },
 ) {
-  const example = fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS });
+  const example = fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS, labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS });
   const model = await loadModel(config.MODEL_DIR);
   const plan = planFeatures(model.manifest.features, example.catalog, model.manifest.defaults ?? {});
   const app = await buildApp({

@@ -3,7 +3,7 @@
  * no REDIS_URL) every part runs on in-memory implementations; setting either address
  * switches that part to the real system.
  */
-import { startFeaturePipeline } from '@tributary/features';
+import { startFeaturePipeline, startLabelJoin } from '@tributary/features';
 import { startInference } from '@tributary/inference';
 import { startMonitor } from '@tributary/monitor';
 import {
@@ -25,7 +25,7 @@ try {
   const registry = createRegistry();
   const eventLog = createEventLog(config, 'standalone');
   const store = createOnlineStore(config);
-  const example = fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS });
+  const example = fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS, labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS });
   await eventLog.ensureTopics(
     [config.TOPIC_TRANSACTIONS, config.TOPIC_LABELS, config.TOPIC_PREDICTIONS]
       .map((name) => ({ name, partitions: 4 }))
@@ -48,6 +48,19 @@ try {
     flushIntervalMs: config.FLUSH_INTERVAL,
     registry,
     logger: logger.child({ component: 'features' }),
+  });
+  const labelJoin = await startLabelJoin({
+    eventLog,
+    store,
+    topics: {
+      transactions: config.TOPIC_TRANSACTIONS,
+      labels: config.TOPIC_LABELS,
+      labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS,
+    },
+    groupId: `${config.CONSUMER_GROUP_PREFIX}-label-join`,
+    windowMs: config.LABEL_JOIN_WINDOW,
+    registry,
+    logger: logger.child({ component: 'label-join' }),
   });
   const monitor = await startMonitor({
     eventLog,
@@ -75,7 +88,7 @@ try {
   const shutdown = async () => {
     logger.info('shutting down');
     await simulator?.stop();
-    await Promise.all([pipeline.stop(), monitor.stop()]);
+    await Promise.all([pipeline.stop(), labelJoin.stop(), monitor.stop()]);
     await inference.close();
     await Promise.all([eventLog.close(), store.close()]);
     process.exit(0);

@@ -40,7 +40,8 @@ afterAll(async () => {
 });
 
 describe('npm start (embedded default)', () => {
-  it('says where it listens on its first line and which parts are embedded', () => {
+  it('says where it listens on its first line and which parts are embedded', async () => {
+    await waitFor(() => output.split('\n').length > 2, { what: 'the first two lines' });
     const [first, second] = output.split('\n');
     expect(first).toMatch(/^Tributary is listening on http:\/\/127\.0\.0\.1:\d+/);
     expect(second).toBe('event log: embedded (in memory); online store: embedded (in memory)');

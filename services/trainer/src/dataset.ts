@@ -4,7 +4,7 @@
  * store, and each transaction's feature vector is assembled, with the serving code, from
  * the state just before that transaction was applied. No train/serve skew by construction.
  */
-import { createFeatureProcessor, sourceDecoder } from '@tributary/features';
+import { createFeatureProcessor } from '@tributary/features';
 import { assembleVector, entityKeys, fraud, MemoryOnlineStore, planFeatures, type LogRecord } from '@tributary/shared';
 import { createTransactionGenerator } from '@tributary/simulator';
 
@@ -33,7 +33,7 @@ export async function buildDataset(options: DatasetOptions, features = fraud.FRA
   const processor = createFeatureProcessor({
     store,
     groups: example.groups,
-    decode: sourceDecoder(source),
+    source,
     allowedLatenessMs: 300_000,
     clock: () => now,
   });

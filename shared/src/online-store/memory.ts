@@ -1,5 +1,5 @@
 import { progressField } from '../features/tile-state.js';
-import type { EntityKey, OnlineStore, StateWrite, WriteResult } from './types.js';
+import type { EntityKey, OnlineStore, RememberedValue, StateWrite, WriteResult } from './types.js';
 
 interface Entry {
   fields: Map<string, string>;
@@ -47,9 +47,32 @@ export class MemoryOnlineStore implements OnlineStore {
     });
   }
 
+  private readonly remembered = new Map<string, { value: string; expiresAt: number }>();
+
+  async remember(entries: RememberedValue[]): Promise<void> {
+    for (const { key, value, ttlMs } of entries) this.remembered.set(key, { value, expiresAt: this.clock() + ttlMs });
+  }
+
+  async recall(keys: string[]): Promise<(string | null)[]> {
+    return keys.map((key) => {
+      const entry = this.remembered.get(key);
+      if (!entry) return null;
+      if (entry.expiresAt <= this.clock()) {
+        this.remembered.delete(key);
+        return null;
+      }
+      return entry.value;
+    });
+  }
+
+  async forget(keys: string[]): Promise<void> {
+    for (const key of keys) this.remembered.delete(key);
+  }
+
   async ping(): Promise<void> {}
 
   async close(): Promise<void> {
     this.entries.clear();
+    this.remembered.clear();
   }
 }

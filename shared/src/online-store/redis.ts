@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
 import { progressField } from '../features/tile-state.js';
-import type { EntityKey, OnlineStore, StateWrite, WriteResult } from './types.js';
+import type { EntityKey, OnlineStore, RememberedValue, StateWrite, WriteResult } from './types.js';
 
 const WRITE_SCRIPT = readFileSync(new URL('./scripts/writeEntityState-1.lua', import.meta.url), 'utf8');
 
@@ -69,6 +69,35 @@ export class RedisOnlineStore implements OnlineStore {
       const fields = value as Record<string, string>;
       return Object.keys(fields).length === 0 ? null : fields;
     });
+  }
+
+  private rememberedKey(key: string): string {
+    return `${this.options.keyPrefix}kv:{${key}}`;
+  }
+
+  async remember(entries: RememberedValue[]): Promise<void> {
+    if (entries.length === 0) return;
+    const pipeline = this.client.pipeline();
+    for (const { key, value, ttlMs } of entries) pipeline.set(this.rememberedKey(key), value, 'PX', ttlMs);
+    for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
+  }
+
+  async recall(keys: string[]): Promise<(string | null)[]> {
+    if (keys.length === 0) return [];
+    // One GET per key in a pipeline: the keys lie in different Redis Cluster slots.
+    const pipeline = this.client.pipeline();
+    for (const key of keys) pipeline.get(this.rememberedKey(key));
+    return ((await pipeline.exec()) ?? []).map(([error, value]) => {
+      if (error) throw error;
+      return (value as string | null) ?? null;
+    });
+  }
+
+  async forget(keys: string[]): Promise<void> {
+    if (keys.length === 0) return;
+    const pipeline = this.client.pipeline();
+    for (const key of keys) pipeline.del(this.rememberedKey(key));
+    for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
   }
 
   async ping(): Promise<void> {

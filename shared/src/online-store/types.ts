@@ -31,11 +31,23 @@ export interface StateWrite {
 
 export type WriteResult = { applied: true } | { applied: false; storedOffset: string };
 
+/** A value kept for a while under a key (e.g. a stream-stream join's pending side). */
+export interface RememberedValue {
+  key: string;
+  value: string;
+  ttlMs: number;
+}
+
 export interface OnlineStore {
   /** Applies each write atomically, unless the stored offset of its partition is higher. */
   write(writes: StateWrite[]): Promise<WriteResult[]>;
   /** The stored fields of each entity's group state, null when absent or expired. */
   read(keys: EntityKey[]): Promise<(Record<string, string> | null)[]>;
+  /** Keeps values under keys until their ttl. */
+  remember(entries: RememberedValue[]): Promise<void>;
+  /** The values kept under keys, null where none. */
+  recall(keys: string[]): Promise<(string | null)[]>;
+  forget(keys: string[]): Promise<void>;
   /** Resolves when the store answers (readiness). */
   ping(): Promise<void>;
   close(): Promise<void>;

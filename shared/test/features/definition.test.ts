@@ -77,12 +77,17 @@ describe('compileFeatureGroup: the fraud example', () => {
     ]);
   });
 
-  it('fraudExample compiles both groups against the transactions source, on the topic asked for', () => {
-    const example = fraudExample({ transactions: 'tx-test' });
+  it('fraudExample compiles its groups against their sources, on the topics asked for', () => {
+    const example = fraudExample({ transactions: 'tx-test', labelledTransactions: 'lt-test' });
     expect(example.sources.map((s) => [s.name, s.topic, s.keyField, s.eventTimeField, s.eventIdField])).toEqual([
       ['transactions', 'tx-test', 'user_id', 'ts', 'event_id'],
+      ['labelled_transactions', 'lt-test', 'merchant_id', 'ts', 'event_id'],
     ]);
-    expect(example.groups.map((g) => g.id)).toEqual(['user_transactions:v1', 'merchant_transactions:v1']);
+    expect(example.groups.map((g) => [g.id, g.definition.source])).toEqual([
+      ['user_transactions:v1', 'transactions'],
+      ['merchant_transactions:v1', 'transactions'],
+      ['merchant_labels:v1', 'labelled_transactions'],
+    ]);
     expect(example.catalog.groups).toBe(example.groups);
   });
 

@@ -6,6 +6,7 @@
 import Type, { type TSchema } from 'typebox';
 import { compileFeatureGroup, type CompiledFeatureGroup, type EventSource } from '../../features/definition.js';
 import type { FeatureCatalog } from '../../features/feature-vector.js';
+import { labelledTransactionsSource, merchantLabels } from './labelled-transactions.js';
 import { merchantTransactions } from './merchant-transactions.js';
 import { fraudOnDemandFeatures } from './on-demand.js';
 import { transactionsSource } from './transactions.js';
@@ -13,6 +14,7 @@ import { userTransactions } from './user-transactions.js';
 
 export { TransactionSchema, type Transaction } from './transactions.js';
 export { fraudOnDemandFeatures } from './on-demand.js';
+export { LabelledTransactionSchema, type LabelledTransaction } from './labelled-transactions.js';
 
 /** Request-time fields a fraud prediction carries. */
 export const FraudRequestFieldsSchema = Type.Object(
@@ -49,8 +51,10 @@ export interface FraudExample {
   catalog: FeatureCatalog;
 }
 
-export function fraudExample(topics: { transactions: string } = { transactions: 'transactions' }): FraudExample {
-  const sources = [transactionsSource(topics.transactions)];
-  const groups = [userTransactions, merchantTransactions].map((g) => compileFeatureGroup(g, sources));
+export function fraudExample(
+  topics: { transactions: string; labelledTransactions?: string } = { transactions: 'transactions' },
+): FraudExample {
+  const sources = [transactionsSource(topics.transactions), labelledTransactionsSource(topics.labelledTransactions)];
+  const groups = [userTransactions, merchantTransactions, merchantLabels].map((g) => compileFeatureGroup(g, sources));
   return { sources, groups, catalog: { groups, onDemand: fraudOnDemandFeatures } };
 }

@@ -1,0 +1,42 @@
+import Type, { type Static } from 'typebox';
+import type { EventSource, FeatureGroup } from '../../features/definition.js';
+
+/**
+ * A label joined to its transaction's merchant (by the label join of services/features):
+ * the `labels` stream only names the request, the merchant comes from the transaction.
+ */
+export const LabelledTransactionSchema = Type.Object(
+  {
+    event_id: Type.String({ minLength: 1, maxLength: 256 }),
+    merchant_id: Type.String({ minLength: 1, maxLength: 128 }),
+    label: Type.Union([Type.Literal(0), Type.Literal(1)]),
+    ts: Type.Union([Type.Integer({ minimum: 0, maximum: 8.64e15 }), Type.String({ format: 'date-time', maxLength: 64 })]),
+  },
+  { additionalProperties: false },
+);
+export type LabelledTransaction = Static<typeof LabelledTransactionSchema>;
+
+export function labelledTransactionsSource(topic = 'labelled-transactions'): EventSource & { schema: typeof LabelledTransactionSchema } {
+  return {
+    name: 'labelled_transactions',
+    topic,
+    keyField: 'merchant_id',
+    eventTimeField: 'ts',
+    eventIdField: 'event_id',
+    schema: LabelledTransactionSchema,
+  };
+}
+
+/** How often a merchant's labelled transactions turned out fraudulent: the mean label over 7 days. */
+export const merchantLabels: FeatureGroup = {
+  name: 'merchant_labels',
+  version: 1,
+  source: 'labelled_transactions',
+  entity: 'merchant_id',
+  aggregations: [
+    { column: 'label', op: 'mean', windows: ['7d'] },
+    { column: '*', op: 'count', windows: ['7d'] },
+  ],
+  ttl: '8d',
+  defaults: { label_mean_7d: 0, count_7d: 0 },
+};
