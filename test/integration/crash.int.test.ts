@@ -9,7 +9,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import kafkajs from 'kafkajs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createFeatureProcessor } from '@tributary/features';
 import {
@@ -24,7 +23,7 @@ import {
   type LogRecord,
   type OutgoingRecord,
 } from '@tributary/shared';
-import { createTopic } from '../support/topics.js';
+import { createTopic, partitionerFor } from '../support/topics.js';
 import { uniqueName, waitFor } from '../support/wait-for.js';
 import { realServices } from './services.js';
 
@@ -164,21 +163,10 @@ describe.skipIf(!ready)(
 
       // The run that never crashed: the same partitions (the producer's partitioner), in the
       // order they were published, through the same code, once, in memory.
-      const admin = new kafkajs.Kafka({ brokers: services.kafkaBrokers!, logLevel: kafkajs.logLevel.NOTHING }).admin();
-      await admin.connect();
-      const partitionCount = (await admin.fetchTopicOffsets(topic)).length;
-      await admin.disconnect();
-      const partitionMetadata = Array.from({ length: partitionCount }, (_, partitionId) => ({
-        partitionId,
-        leader: 0,
-        partitionErrorCode: 0,
-        replicas: [0],
-        isr: [0],
-      }));
-      const partitionOf = kafkajs.Partitioners.DefaultPartitioner();
+      const partitionOf = await partitionerFor(services.kafkaBrokers!, topic);
       const consumed = new Map<number, LogRecord[]>();
       for (const record of records) {
-        const partition = partitionOf({ topic, partitionMetadata, message: { key: record.key, value: record.value } });
+        const partition = partitionOf(record.key);
         const list = consumed.get(partition) ?? [];
         consumed.set(partition, list);
         list.push({

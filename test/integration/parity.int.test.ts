@@ -10,7 +10,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import kafkajs from 'kafkajs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startFeaturePipeline } from '@tributary/features';
 import {
@@ -23,6 +22,7 @@ import {
   RedisOnlineStore,
   type OutgoingRecord,
 } from '@tributary/shared';
+import { partitionerFor } from '../support/topics.js';
 import { uniqueName, waitFor } from '../support/wait-for.js';
 import { realServices } from './services.js';
 
@@ -87,21 +87,10 @@ describe.skipIf(!ready)(
       const events = generate(20_000);
       // The producer's partitioner tells which partition each event goes to.
       await eventLog!.publish(topic, [events[0]!.record]);
-      const admin = new kafkajs.Kafka({ brokers: services.kafkaBrokers!, logLevel: kafkajs.logLevel.NOTHING }).admin();
-      await admin.connect();
-      const partitionCount = (await admin.fetchTopicOffsets(topic)).length;
-      await admin.disconnect();
-      const partitionMetadata = Array.from({ length: partitionCount }, (_, partitionId) => ({
-        partitionId,
-        leader: 0,
-        partitionErrorCode: 0,
-        replicas: [0],
-        isr: [0],
-      }));
-      const partitioner = kafkajs.Partitioners.DefaultPartitioner();
+      const partitionOf = await partitionerFor(services.kafkaBrokers!, topic);
       const byPartition = new Map<number, typeof events>();
       for (const e of events.slice(1)) {
-        const p = partitioner({ topic, partitionMetadata, message: { key: e.record.key, value: e.record.value } });
+        const p = partitionOf(e.record.key);
         byPartition.set(p, [...(byPartition.get(p) ?? []), e]);
       }
 

@@ -175,3 +175,23 @@ function describe(error: unknown): string {
   if (error instanceof Error) return `${error.name}: ${error.message}`;
   return String(error);
 }
+
+/**
+ * The partition kafkajs' default producer partitioner picks for a key on an existing
+ * topic: lets a test know which partition a record lands on before reading it back.
+ */
+export async function partitionerFor(brokers: string[], topic: string): Promise<(key: string | null) => number> {
+  const admin = new kafkajs.Kafka({ brokers, logLevel: kafkajs.logLevel.NOTHING }).admin();
+  await admin.connect();
+  const partitionCount = (await admin.fetchTopicOffsets(topic)).length;
+  await admin.disconnect();
+  const partitionMetadata = Array.from({ length: partitionCount }, (_, partitionId) => ({
+    partitionId,
+    leader: 0,
+    partitionErrorCode: 0,
+    replicas: [0],
+    isr: [0],
+  }));
+  const partitioner = kafkajs.Partitioners.DefaultPartitioner();
+  return (key) => partitioner({ topic, partitionMetadata, message: { key, value: null } });
+}

@@ -10,3 +10,4 @@ export {
 export { sourceDecoder, type SourceEvent } from './decode.js';
 export { startLabelJoin, type LabelJoinOptions } from './label-join.js';
 export { backfill, type FeatureQuery, type FeatureRow } from './backfill.js';
+export { startFeatureService, type FeatureService } from './service.js';

@@ -3,7 +3,7 @@
  * no REDIS_URL) every part runs on in-memory implementations; setting either address
  * switches that part to the real system.
  */
-import { startFeaturePipeline, startLabelJoin } from '@tributary/features';
+import { startFeatureService } from '@tributary/features';
 import { startInference } from '@tributary/inference';
 import { startMonitor } from '@tributary/monitor';
 import {
@@ -13,7 +13,6 @@ import {
   createRegistry,
   describeBackends,
   exitOnStartupError,
-  fraud,
   loadConfig,
 } from '@tributary/shared';
 import { startSimulator } from '@tributary/simulator';
@@ -25,9 +24,8 @@ try {
   const registry = createRegistry();
   const eventLog = createEventLog(config, 'standalone');
   const store = createOnlineStore(config);
-  const example = fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS, labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS });
   await eventLog.ensureTopics(
-    [config.TOPIC_TRANSACTIONS, config.TOPIC_LABELS, config.TOPIC_PREDICTIONS]
+    [config.TOPIC_TRANSACTIONS, config.TOPIC_LABELS, config.TOPIC_PREDICTIONS, config.TOPIC_LABELLED_TRANSACTIONS]
       .map((name) => ({ name, partitions: 4 }))
       .concat({ name: config.TOPIC_DEAD_LETTER, partitions: 1 }),
   );
@@ -37,31 +35,7 @@ try {
     `Tributary is listening on ${inference.url}  (POST ${inference.url}/v1/predict, API docs ${inference.url}/docs, metrics ${inference.url}/metrics)`,
   );
   console.log(describeBackends(config));
-  const pipeline = await startFeaturePipeline({
-    eventLog,
-    store,
-    sources: example.sources,
-    groups: example.groups,
-    deadLetterTopic: config.TOPIC_DEAD_LETTER,
-    allowedLatenessMs: config.ALLOWED_LATENESS,
-    groupId: `${config.CONSUMER_GROUP_PREFIX}-features`,
-    flushIntervalMs: config.FLUSH_INTERVAL,
-    registry,
-    logger: logger.child({ component: 'features' }),
-  });
-  const labelJoin = await startLabelJoin({
-    eventLog,
-    store,
-    topics: {
-      transactions: config.TOPIC_TRANSACTIONS,
-      labels: config.TOPIC_LABELS,
-      labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS,
-    },
-    groupId: `${config.CONSUMER_GROUP_PREFIX}-label-join`,
-    windowMs: config.LABEL_JOIN_WINDOW,
-    registry,
-    logger: logger.child({ component: 'label-join' }),
-  });
+  const features = await startFeatureService(config, { eventLog, store, registry, logger: logger.child({ component: 'features' }) });
   const monitor = await startMonitor({
     eventLog,
     topics: { predictions: config.TOPIC_PREDICTIONS, labels: config.TOPIC_LABELS, deadLetter: config.TOPIC_DEAD_LETTER },
@@ -88,7 +62,7 @@ try {
   const shutdown = async () => {
     logger.info('shutting down');
     await simulator?.stop();
-    await Promise.all([pipeline.stop(), labelJoin.stop(), monitor.stop()]);
+    await Promise.all([features.stop(), monitor.stop()]);
     await inference.close();
     await Promise.all([eventLog.close(), store.close()]);
     process.exit(0);
