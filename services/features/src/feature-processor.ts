@@ -79,7 +79,12 @@ interface CachedEntity {
   storedOffset: bigint;
   changed: Set<string>;
   dirty: boolean;
+  /** When its expired tiles and old event ids were last removed. */
+  prunedAt: number;
 }
+
+/** Expired tiles are removed at most this often per entity (reads ignore them anyway). */
+const PRUNE_INTERVAL_MS = 60_000;
 
 interface Partition {
   topic: string;
@@ -180,6 +185,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
             storedOffset: offset === undefined ? -1n : BigInt(offset),
             changed: new Set(),
             dirty: false,
+            prunedAt: -Infinity,
           });
         });
       }
@@ -236,8 +242,12 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         if (partition.lastOffset === null) continue;
         for (const [slot, entity] of partition.entities) {
           if (!entity.dirty) continue;
-          const removed = pruneState(entity.group, entity.state, now, partition.watermark - options.allowedLatenessMs);
-          for (const key of removed) entity.changed.delete(key);
+          let removed: string[] = [];
+          if (now - entity.prunedAt >= PRUNE_INTERVAL_MS) {
+            removed = pruneState(entity.group, entity.state, now, partition.watermark - options.allowedLatenessMs);
+            entity.prunedAt = now;
+            for (const key of removed) entity.changed.delete(key);
+          }
           writes.push({
             key: keyOf(entity),
             partition: partition.partition,

@@ -3,12 +3,12 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { progressField } from '../features/tile-state.js';
 import type { EntityKey, OnlineStore, RememberedValue, StateWrite, WriteResult } from './types.js';
 
-const WRITE_SCRIPT = readFileSync(new URL('./scripts/writeEntityState-1.lua', import.meta.url), 'utf8');
-
-type ScriptResult = [0 | 1, string | null];
+const WRITE_SCRIPT = readFileSync(new URL('./scripts/writeEntityStates.lua', import.meta.url), 'utf8');
+/** Entities per script call: bounds how long one call keeps Redis busy (reads wait meanwhile). */
+const ENTITIES_PER_CALL = 100;
 
 interface RedisWithScripts extends Redis {
-  writeEntityState(key: string, ...args: (string | number)[]): Promise<ScriptResult>;
+  writeEntityStates(keyCount: number, ...keysAndArgs: string[]): Promise<(1 | string)[]>;
 }
 
 export interface RedisOnlineStoreOptions {
@@ -32,7 +32,7 @@ export class RedisOnlineStore implements OnlineStore {
       maxRetriesPerRequest: 2,
       ...options.redis,
     }) as RedisWithScripts;
-    this.client.defineCommand('writeEntityState', { numberOfKeys: 1, lua: WRITE_SCRIPT });
+    this.client.defineCommand('writeEntityStates', { lua: WRITE_SCRIPT });
     // Connection errors surface on the commands that fail; the client reconnects by itself.
     this.client.on('error', () => {});
   }
@@ -41,22 +41,34 @@ export class RedisOnlineStore implements OnlineStore {
     return `${this.options.keyPrefix}{${key.entity}:${key.id}}:${key.group}`;
   }
 
+  /**
+   * Writes in script calls of up to ENTITIES_PER_CALL entities, all in one pipeline (one
+   * round trip). On a single Redis a call may name keys of any slot; a Redis Cluster
+   * deployment would group the calls by hash slot.
+   */
   async write(writes: StateWrite[]): Promise<WriteResult[]> {
     if (writes.length === 0) return [];
     const pipeline = this.client.pipeline() as unknown as RedisWithScripts & { exec(): Promise<[Error | null, unknown][] | null> };
-    for (const write of writes) {
-      const set = Object.entries(write.set);
-      const args: string[] = [progressField(write.partition), write.offset, String(write.ttlMs), String(set.length)];
-      for (const [field, value] of set) args.push(field, value);
-      args.push(...write.remove);
-      void pipeline.writeEntityState(this.keyOf(write.key), ...args);
+    for (let from = 0; from < writes.length; from += ENTITIES_PER_CALL) {
+      const chunk = writes.slice(from, from + ENTITIES_PER_CALL);
+      const keys: string[] = [];
+      const args: string[] = [];
+      for (const write of chunk) {
+        keys.push(this.keyOf(write.key));
+        const set = Object.entries(write.set);
+        args.push(progressField(write.partition), write.offset, String(write.ttlMs), String(set.length));
+        for (const [field, value] of set) args.push(field, value);
+        args.push(String(write.remove.length), ...write.remove);
+      }
+      void pipeline.writeEntityStates(keys.length, ...keys, ...args);
     }
-    const results = (await pipeline.exec()) ?? [];
-    return results.map(([error, value]) => {
+    const results: WriteResult[] = [];
+    for (const [error, value] of (await pipeline.exec()) ?? []) {
       if (error) throw error;
-      const [applied, stored] = value as ScriptResult;
-      return applied === 1 ? { applied: true } : { applied: false, storedOffset: stored ?? '' };
-    });
+      for (const result of value as (1 | string)[])
+        results.push(result === 1 ? { applied: true } : { applied: false, storedOffset: String(result) });
+    }
+    return results;
   }
 
   async read(keys: EntityKey[]): Promise<(Record<string, string> | null)[]> {

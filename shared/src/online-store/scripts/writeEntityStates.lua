@@ -1,0 +1,35 @@
+--[[
+  writeEntityStates: writes several entities' feature-group states (the body of
+  writeEntityState-1.lua, once per key), atomically per entity, in one call.
+
+  KEYS[1..N]  the entities' group-state hashes
+  ARGV, for each key in order:
+    progress field `_o<partition>`, offset (decimal), ttl ms,
+    S, then S pairs field/value to set,
+    R, then R fields to delete
+
+  Returns an array of N entries: 1 when written, the stored offset (a string) when the
+  stored offset is higher (the write is refused, nothing of that entity changes).
+]]
+local results = {}
+local a = 1
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local progress, offset, ttl = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  local sets = tonumber(ARGV[a + 3])
+  local setFrom = a + 4
+  local removes = tonumber(ARGV[setFrom + 2 * sets])
+  local removeFrom = setFrom + 2 * sets + 1
+  a = removeFrom + removes
+  local stored = redis.call('HGET', key, progress)
+  if stored and tonumber(stored) > tonumber(offset) then
+    results[i] = stored
+  else
+    if sets > 0 then redis.call('HSET', key, unpack(ARGV, setFrom, setFrom + 2 * sets - 1)) end
+    if removes > 0 then redis.call('HDEL', key, unpack(ARGV, removeFrom, removeFrom + removes - 1)) end
+    redis.call('HSET', key, progress, offset)
+    redis.call('PEXPIRE', key, ttl)
+    results[i] = 1
+  end
+end
+return results
