@@ -1,11 +1,12 @@
 /**
- * Exactly-once effect under kill -9 (as Kafka Streams' system tests): 200,000 events with
+ * Exactly-once effect under kill -9 and rebalances (as Kafka Streams' system tests): 200,000 events with
  * out-of-order, duplicated, late and malformed records are consumed by the feature
  * pipeline process (`services/features`), which is killed with SIGKILL at random moments
  * while it applies them and restarted each time. At the end every entity's features in
  * Redis must equal exactly those of a run that never crashed (the same pipeline code run
  * once, in memory, over the same partitions), and every late or malformed record must be
- * on the dead-letter topic with its reason.
+ * on the dead-letter topic with its reason. A second test runs two pipeline processes in one
+ * consumer group, adds the second mid-stream and kills the first.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -38,15 +39,15 @@ const KILLS = 5;
 const LATENESS_MS = 5 * 60_000;
 
 /** The event stream: mostly in order, some out of order within the lateness, some late, duplicated or malformed. */
-function generate(seed: number, now: number): { records: OutgoingRecord[]; late: number; malformed: number } {
+function generate(seed: number, now: number, count = EVENTS): { records: OutgoingRecord[]; late: number; malformed: number } {
   const random = createRandom(seed);
   const records: OutgoingRecord[] = [];
   let late = 0;
   let malformed = 0;
   const start = now - 90 * 60_000;
-  for (let i = 0; i < EVENTS; i++) {
+  for (let i = 0; i < count; i++) {
     const user = `u${random.int(USERS)}`;
-    let ts = start + Math.floor((i / EVENTS) * 85 * 60_000);
+    let ts = start + Math.floor((i / count) * 85 * 60_000);
     const roll = random.next();
     if (roll < 0.05)
       ts -= random.int(LATENESS_MS / 2); // out of order, within the lateness
@@ -74,190 +75,238 @@ function generate(seed: number, now: number): { records: OutgoingRecord[]; late:
   return { records, late, malformed };
 }
 
+/** Starts the feature service as its own process for the run; resolves with it and its metrics URL. */
+async function startPipeline(run: string): Promise<{ child: ChildProcess; url: string }> {
+  let output = '';
+  const child = spawn(process.execPath, ['--import', 'tsx', 'services/features/src/main.ts'], {
+    cwd: root,
+    env: {
+      ...process.env,
+      PORT: '0',
+      KAFKA_BROKERS: services.kafkaBrokers!.join(','),
+      REDIS_URL: services.redisUrl!,
+      REDIS_KEY_PREFIX: `${run}:`,
+      TOPIC_TRANSACTIONS: `${run}-transactions`,
+      TOPIC_DEAD_LETTER: `${run}-dead-letter`,
+      TOPIC_LABELS: `${run}-labels`,
+      TOPIC_LABELLED_TRANSACTIONS: `${run}-labelled-transactions`,
+      CONSUMER_GROUP_PREFIX: run,
+      KAFKA_SESSION_TIMEOUT: '6s',
+      LOG_LEVEL: 'info',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const url = await waitFor(() => /metrics on (http:\/\/[\d.]+:\d+)\/metrics/.exec(output)?.[1], {
+    timeoutMs: 30_000,
+    what: `the pipeline to start: ${output}`,
+  });
+  return { child, url };
+}
+
+async function appliedSoFar(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return Number(/tributary_pipeline_events_total\{topic="[^"]+",outcome="applied"\} (\d+)/.exec(text)?.[1] ?? 0);
+}
+
+async function kill(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+/** Publishes records at a steady pace (1,000 every 200 ms); `published` tells how far it is. */
+function publishSteadily(eventLog: KafkaEventLog, topic: string, records: OutgoingRecord[]) {
+  const progress = { published: 0, done: Promise.resolve() };
+  progress.done = (async () => {
+    while (progress.published < records.length) {
+      await eventLog.publish(topic, records.slice(progress.published, progress.published + 1_000));
+      progress.published += 1_000;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  })();
+  return progress;
+}
+
+/**
+ * The run that never crashed: the same partitions (the producer's partitioner), in the order
+ * they were published, through the same code, once, in memory; then the number of entity
+ * reads in Redis that differ from it, once Redis has caught up (or the deadline passed).
+ */
+async function verify(run: string, records: OutgoingRecord[], now: number, store: RedisOnlineStore, eventLog: KafkaEventLog) {
+  const topic = `${run}-transactions`;
+  const partitionOf = await partitionerFor(services.kafkaBrokers!, topic);
+  const consumed = new Map<number, LogRecord[]>();
+  for (const record of records) {
+    const partition = partitionOf(record.key);
+    const list = consumed.get(partition) ?? [];
+    consumed.set(partition, list);
+    list.push({
+      topic,
+      partition,
+      offset: String(list.length),
+      key: record.key,
+      value: Buffer.from(record.value),
+      timestamp: now,
+      headers: {},
+    });
+  }
+  const example = fraud.fraudExample({ transactions: topic });
+  const reference = new MemoryOnlineStore(() => now);
+  const processor = createFeatureProcessor({
+    store: reference,
+    groups: example.groups,
+    source: example.sources[0]!,
+    allowedLatenessMs: LATENESS_MS,
+    clock: () => now,
+  });
+  const expectedReasons: Record<string, number> = {};
+  let expectedRejected = 0;
+  for (const [partition, list] of consumed) {
+    processor.open(topic, partition, -Infinity);
+    const outcome = await processor.process({ topic, partition, records: list });
+    expectedRejected += outcome.rejected.length;
+    for (const r of outcome.rejected) expectedReasons[r.reason] = (expectedReasons[r.reason] ?? 0) + 1;
+  }
+  await processor.flush();
+  const keys: EntityKey[] = [
+    ...Array.from({ length: USERS }, (_, i) => ({ group: example.groups[0]!.id, entity: 'user_id', id: `u${i}` })),
+    ...Array.from({ length: MERCHANTS }, (_, i) => ({ group: example.groups[1]!.id, entity: 'merchant_id', id: `m${i}` })),
+  ];
+  const expected = await reference.read(keys);
+  const readAt = [now, now + 7 * 60_000, now + 61 * 60_000];
+  const mismatches = async () => {
+    const actual = await store.read(keys);
+    let count = 0;
+    keys.forEach((key, i) => {
+      const group = example.groups.find((g) => g.id === key.group)!;
+      for (const at of readAt) {
+        const a = readFeatureValues(group, actual[i] ?? null, at).values;
+        const b = readFeatureValues(group, expected[i] ?? null, at).values;
+        if (JSON.stringify(a) !== JSON.stringify(b)) count++;
+      }
+    });
+    return count;
+  };
+  let remaining = -1;
+  await waitFor(
+    async () => {
+      remaining = await mismatches();
+      return remaining === 0;
+    },
+    { timeoutMs: 120_000, intervalMs: 1_000, what: 'the pipeline to catch up' },
+  ).catch(() => undefined);
+  // Every record set aside is on the dead-letter topic with its reason (at least once: a replay may repeat it).
+  const letters = new Map<string, DeadLetter>();
+  const dlq = await eventLog.subscribe({
+    groupId: `${run}-dlq`,
+    topics: [`${run}-dead-letter`],
+    fromBeginning: true,
+    eachBatch: async (batch) => {
+      for (const r of batch.records) {
+        const letter = JSON.parse(r.value!.toString()) as DeadLetter;
+        letters.set(`${letter.source.partition}:${letter.source.offset}`, letter);
+      }
+    },
+  });
+  await waitFor(() => letters.size >= expectedRejected, { timeoutMs: 60_000, what: `${expectedRejected} dead letters` }).catch(
+    () => undefined,
+  );
+  await dlq.stop();
+  const reasons = [...letters.values()].reduce<Record<string, number>>((acc, l) => ({ ...acc, [l.reason]: (acc[l.reason] ?? 0) + 1 }), {});
+  return { mismatches: remaining, reads: keys.length * readAt.length, letters: letters.size, expectedRejected, reasons, expectedReasons };
+}
+
+async function cleanUp(run: string, store: RedisOnlineStore | null, eventLog: KafkaEventLog | null): Promise<void> {
+  await eventLog?.close();
+  if (store) {
+    const keys = await store.client.keys(`${run}:*`);
+    for (let i = 0; i < keys.length; i += 1000) await store.client.del(...keys.slice(i, i + 1000));
+    await store.close();
+  }
+}
+
 describe.skipIf(!ready)(
   `exactly once under kill -9${ready ? '' : ` (skipped: ${services.missing('kafka') || services.missing('redis')})`}`,
   () => {
     const run = uniqueName('crash');
-    const topic = `${run}-transactions`;
-    const deadLetterTopic = `${run}-dead-letter`;
-    let child: ChildProcess | null = null;
+    const children: ChildProcess[] = [];
     const eventLog = ready ? new KafkaEventLog({ brokers: services.kafkaBrokers!, clientId: run, sessionTimeout: 6_000 }) : null;
     const store = ready ? new RedisOnlineStore({ url: services.redisUrl!, keyPrefix: `${run}:` }) : null;
-
     afterAll(async () => {
-      if (child && child.exitCode === null) child.kill('SIGKILL');
-      await eventLog?.close();
-      if (store) {
-        const keys = await store.client.keys(`${run}:*`);
-        for (let i = 0; i < keys.length; i += 1000) await store.client.del(...keys.slice(i, i + 1000));
-        await store.close();
-      }
+      for (const child of children) await kill(child);
+      await cleanUp(run, store, eventLog);
     });
-
-    /** Starts the feature pipeline as its own process; resolves with its metrics URL. */
-    const startPipeline = async (): Promise<string> => {
-      let output = '';
-      child = spawn(process.execPath, ['--import', 'tsx', 'services/features/src/main.ts'], {
-        cwd: root,
-        env: {
-          ...process.env,
-          PORT: '0',
-          KAFKA_BROKERS: services.kafkaBrokers!.join(','),
-          REDIS_URL: services.redisUrl!,
-          REDIS_KEY_PREFIX: `${run}:`,
-          TOPIC_TRANSACTIONS: topic,
-          TOPIC_DEAD_LETTER: deadLetterTopic,
-          TOPIC_LABELS: `${run}-labels`,
-          TOPIC_LABELLED_TRANSACTIONS: `${run}-labelled-transactions`,
-          CONSUMER_GROUP_PREFIX: run,
-          KAFKA_SESSION_TIMEOUT: '6s',
-          LOG_LEVEL: 'info',
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-      child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-      return waitFor(() => /metrics on (http:\/\/[\d.]+:\d+)\/metrics/.exec(output)?.[1], {
-        timeoutMs: 30_000,
-        what: `the pipeline to start: ${output}`,
-      });
-    };
-
-    const appliedSoFar = async (url: string): Promise<number> => {
-      const text = await (await fetch(`${url}/metrics`)).text();
-      return Number(/tributary_pipeline_events_total\{topic="[^"]+",outcome="applied"\} (\d+)/.exec(text)?.[1] ?? 0);
-    };
 
     it(`applies ${EVENTS} events exactly once while killed ${KILLS} times`, async () => {
       const now = Date.now();
       const { records, late, malformed } = generate(7, now);
       // librdkafka's mock broker keeps only the newest ~5 MB of each partition: 32 partitions
       // hold the whole stream even if the pipeline falls behind while it is down.
-      await createTopic(services.kafkaBrokers!, topic, 32);
-      // Published at a steady pace while the pipeline runs and dies.
-      await eventLog!.publish(topic, records.slice(0, 1_000));
-      let published = 1_000;
-      const publishing = (async () => {
-        while (published < records.length) {
-          await eventLog!.publish(topic, records.slice(published, published + 1_000));
-          published += 1_000;
-          await new Promise((resolve) => setTimeout(resolve, 200));
-        }
-      })();
+      await createTopic(services.kafkaBrokers!, `${run}-transactions`, 32);
+      const publishing = publishSteadily(eventLog!, `${run}-transactions`, records);
 
       // Kill it at random moments while it applies events.
       const random = createRandom(11);
       let kills = 0;
-      while (kills < KILLS || published < records.length) {
-        const url = await startPipeline();
+      while (kills < KILLS || publishing.published < records.length) {
+        const { child, url } = await startPipeline(run);
+        children.push(child);
         await waitFor(async () => (await appliedSoFar(url)) > 0, { timeoutMs: 60_000, what: 'the pipeline to apply events' });
         await new Promise((resolve) => setTimeout(resolve, random.int(2_000)));
-        const exited = new Promise((resolve) => child!.once('exit', resolve));
-        child!.kill('SIGKILL');
-        await exited;
+        await kill(child);
         kills++;
       }
-      await publishing;
-      await startPipeline();
-      console.log(`crash test: ${kills} kills done after ${Math.round((Date.now() - now) / 1000)} s`);
+      await publishing.done;
+      children.push((await startPipeline(run)).child);
 
-      // The run that never crashed: the same partitions (the producer's partitioner), in the
-      // order they were published, through the same code, once, in memory.
-      const partitionOf = await partitionerFor(services.kafkaBrokers!, topic);
-      const consumed = new Map<number, LogRecord[]>();
-      for (const record of records) {
-        const partition = partitionOf(record.key);
-        const list = consumed.get(partition) ?? [];
-        consumed.set(partition, list);
-        list.push({
-          topic,
-          partition,
-          offset: String(list.length),
-          key: record.key,
-          value: Buffer.from(record.value),
-          timestamp: now,
-          headers: {},
-        });
-      }
-      const example = fraud.fraudExample({ transactions: topic });
-      const reference = new MemoryOnlineStore(() => now);
-      const processor = createFeatureProcessor({
-        store: reference,
-        groups: example.groups,
-        source: example.sources[0]!,
-        allowedLatenessMs: LATENESS_MS,
-        clock: () => now,
-      });
-      let expectedRejected = 0;
-      const expectedReasons: Record<string, number> = {};
-      for (const [partition, list] of consumed) {
-        processor.open(topic, partition, -Infinity);
-        const outcome = await processor.process({ topic, partition, records: list });
-        expectedRejected += outcome.rejected.length;
-        for (const r of outcome.rejected) expectedReasons[r.reason] = (expectedReasons[r.reason] ?? 0) + 1;
-      }
-      await processor.flush();
-
-      const keys: EntityKey[] = [
-        ...Array.from({ length: USERS }, (_, i) => ({ group: example.groups[0]!.id, entity: 'user_id', id: `u${i}` })),
-        ...Array.from({ length: MERCHANTS }, (_, i) => ({ group: example.groups[1]!.id, entity: 'merchant_id', id: `m${i}` })),
-      ];
-      const expected = await reference.read(keys);
-      const readAt = [now, now + 7 * 60_000, now + 61 * 60_000];
-      const mismatches = async () => {
-        const actual = await store!.read(keys);
-        let count = 0;
-        keys.forEach((key, i) => {
-          const group = example.groups.find((g) => g.id === key.group)!;
-          for (const at of readAt) {
-            const a = readFeatureValues(group, actual[i] ?? null, at).values;
-            const b = readFeatureValues(group, expected[i] ?? null, at).values;
-            if (JSON.stringify(a) !== JSON.stringify(b)) {
-              if (count === 0 && process.env.CRASH_TEST_DEBUG && at === readAt[0])
-                console.log(key, at, JSON.stringify(a), JSON.stringify(b));
-              count++;
-            }
-          }
-        });
-        return count;
-      };
-      let remaining = -1;
-      await waitFor(
-        async () => {
-          remaining = await mismatches();
-          return remaining === 0;
-        },
-        { timeoutMs: Number(process.env.CRASH_TEST_CATCH_UP_MS ?? 120_000), intervalMs: 1_000, what: 'the restarted pipeline to catch up' },
-      ).catch(() => undefined);
+      const result = await verify(run, records, now, store!, eventLog!);
       console.log(
-        `crash test: ${records.length} records, ${KILLS} kills (SIGKILL), ${remaining} mismatching entity reads of ${keys.length * readAt.length}`,
+        `crash test: ${records.length} records, ${kills} kills (SIGKILL), ${result.mismatches} mismatching entity reads of ${result.reads}`,
       );
-      expect(remaining).toBe(0);
-
-      // Every record set aside is on the dead-letter topic with its reason (at least once: a replay may repeat it).
-      const letters = new Map<string, DeadLetter>();
-      const dlq = await eventLog!.subscribe({
-        groupId: `${run}-dlq`,
-        topics: [deadLetterTopic],
-        fromBeginning: true,
-        eachBatch: async (batch) => {
-          for (const r of batch.records) {
-            const letter = JSON.parse(r.value!.toString()) as DeadLetter;
-            letters.set(`${letter.source.partition}:${letter.source.offset}`, letter);
-          }
-        },
-      });
-      await waitFor(() => letters.size >= expectedRejected, { timeoutMs: 60_000, what: `${expectedRejected} dead letters` });
-      await dlq.stop();
-      const reasons = [...letters.values()].reduce<Record<string, number>>(
-        (acc, l) => ({ ...acc, [l.reason]: (acc[l.reason] ?? 0) + 1 }),
-        {},
-      );
-      expect(letters.size).toBe(expectedRejected);
-      expect(reasons).toEqual(expectedReasons);
-      expect(reasons.malformed).toBe(malformed);
+      expect(result.mismatches).toBe(0);
+      expect(result.letters).toBe(result.expectedRejected);
+      expect(result.reasons).toEqual(result.expectedReasons);
+      expect(result.reasons.malformed).toBe(malformed);
       // Late records (some delivered twice) were generated, and the watermark caught them.
-      expect(reasons.late).toBeGreaterThan(late / 2);
+      expect(result.reasons.late).toBeGreaterThan(late / 2);
     }, 600_000);
   },
 );
+
+describe.skipIf(!ready)(`exactly once across rebalances of two pipeline processes${ready ? '' : ' (skipped)'}`, () => {
+  const run = uniqueName('rebalance');
+  const children: ChildProcess[] = [];
+  const eventLog = ready ? new KafkaEventLog({ brokers: services.kafkaBrokers!, clientId: run, sessionTimeout: 6_000 }) : null;
+  const store = ready ? new RedisOnlineStore({ url: services.redisUrl!, keyPrefix: `${run}:` }) : null;
+  afterAll(async () => {
+    for (const child of children) await kill(child);
+    await cleanUp(run, store, eventLog);
+  });
+
+  it('a second member joins mid-stream, then the first is killed: every event still counts once', async () => {
+    const now = Date.now();
+    const { records } = generate(13, now, 60_000);
+    await createTopic(services.kafkaBrokers!, `${run}-transactions`, 8);
+    const publishing = publishSteadily(eventLog!, `${run}-transactions`, records);
+    const first = await startPipeline(run);
+    children.push(first.child);
+    await waitFor(async () => (await appliedSoFar(first.url)) > 0, { timeoutMs: 60_000, what: 'the first member to apply events' });
+    // A second member: the group rebalances and the partitions are shared.
+    const second = await startPipeline(run);
+    children.push(second.child);
+    await waitFor(async () => (await appliedSoFar(second.url)) > 0, { timeoutMs: 60_000, what: 'the second member to get partitions' });
+    // The first dies: its partitions move to the second after the session timeout.
+    await kill(first.child);
+    await publishing.done;
+    const result = await verify(run, records, now, store!, eventLog!);
+    console.log(
+      `rebalance test: ${records.length} records, 2 members, 1 killed, ${result.mismatches} mismatching entity reads of ${result.reads}`,
+    );
+    expect(result.mismatches).toBe(0);
+    expect(result.letters).toBe(result.expectedRejected);
+    expect(await appliedSoFar(second.url)).toBeGreaterThan(0);
+  }, 600_000);
+});

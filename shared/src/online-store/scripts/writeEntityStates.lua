@@ -1,6 +1,8 @@
 --[[
-  writeEntityStates: writes several entities' feature-group states (the body of
-  writeEntityState-1.lua, once per key), atomically per entity, in one call.
+  writeEntityStates: writes several entities' feature-group states, each from one source
+  partition, atomically per entity, in one call; an entity whose stored offset for that
+  partition is higher than the written one (a writer that lost the partition) is left
+  unchanged.
 
   KEYS[1..N]  the entities' group-state hashes
   ARGV, for each key in order:
