@@ -7,7 +7,10 @@
  * 3. Redis bytes per entity (MEMORY USAGE of the entities' keys).
  * Prints a report and writes it to bench/results/features.json.
  */
+import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
 import { startFeaturePipeline } from '../services/features/src/index.js';
 import {
@@ -141,16 +144,21 @@ const steadyPipeline = await startFeaturePipeline({
   logger,
 });
 await new Promise((resolve) => setTimeout(resolve, 4_000)); // the group join
-const tickMs = 20;
-const perTick = Math.round((rate * tickMs) / 1000);
-const until = Date.now() + seconds * 1000;
-let sent = 0;
-while (Date.now() < until) {
-  const started = Date.now();
-  await eventLog.publish(steadyTopic, events(perTick, Date.now(), 1));
-  sent += perTick;
-  await new Promise((resolve) => setTimeout(resolve, Math.max(0, tickMs - (Date.now() - started))));
-}
+// The load comes from another process, so that it does not compete with the pipeline.
+const publisher = await promisify(execFile)(
+  process.execPath,
+  [
+    '--import',
+    'tsx',
+    fileURLToPath(new URL('./publish-steady.ts', import.meta.url)),
+    steadyTopic,
+    String(rate),
+    String(seconds),
+    String(USERS),
+  ],
+  { env: process.env, encoding: 'utf8' },
+);
+const sent = Number(/sent (\d+)/.exec(publisher.stdout)?.[1] ?? 0);
 await new Promise((resolve) => setTimeout(resolve, 1_000));
 const histogram = (await steadyRegistry.getMetricsAsJSON()).find((m) => m.name === 'tributary_feature_freshness_seconds')!;
 await steadyPipeline.stop();
@@ -178,6 +186,7 @@ const result = {
   ratio: Number((pipelineRate / rawRate).toFixed(3)),
   steady_rate_events_per_s: rate,
   steady_events_sent: sent,
+  steady_publisher: publisher.stdout.trim(),
   freshness_p50_le_seconds: quantile(0.5),
   freshness_p99_le_seconds: quantile(0.99),
   redis_bytes_per_entity_key: Math.round(memory / Math.max(1, keys.length)),
