@@ -12,6 +12,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
+import { benchTransactions } from './transactions.js';
 import { startFeaturePipeline } from '../services/features/src/index.js';
 import {
   createLogger,
@@ -43,22 +44,13 @@ const logger = createLogger('bench', 'warn');
 const random = createRandom(3);
 
 function events(count: number, start: number, spreadMs: number): OutgoingRecord[] {
-  return Array.from({ length: count }, (_, i) => {
-    const user = `u${random.int(USERS)}`;
-    return {
-      key: user,
-      value: JSON.stringify({
-        event_id: `${run}-${start}-${i}`,
-        user_id: user,
-        merchant_id: `m${random.int(2_000)}`,
-        amount: Math.round(random.next() * 20_000) / 100,
-        currency: 'USD',
-        country: 'US',
-        channel: 'web',
-        ts: start + Math.floor((i / count) * spreadMs),
-      }),
-    };
-  });
+  return benchTransactions(
+    random,
+    count,
+    USERS,
+    (i) => `${run}-${start}-${i}`,
+    (i) => start + Math.floor((i / count) * spreadMs),
+  );
 }
 
 const waitUntil = async (check: () => boolean, timeoutMs: number) => {

@@ -4,6 +4,7 @@
  * Prints `sent N` when done.
  */
 import { createRandom, KafkaEventLog } from '../shared/src/index.js';
+import { benchTransactions } from './transactions.js';
 
 const [topic, rateText, secondsText, usersText] = process.argv.slice(2);
 const brokers = process.env.KAFKA_BROKERS?.split(',');
@@ -21,24 +22,16 @@ while (Date.now() < until) {
   const due = Math.floor(((Date.now() - started) * rate) / 1000) - sent;
   if (due > 0) {
     const now = Date.now();
+    const first = sent;
     await eventLog.publish(
       topic,
-      Array.from({ length: due }, (_, i) => {
-        const user = `u${random.int(users)}`;
-        return {
-          key: user,
-          value: JSON.stringify({
-            event_id: `s-${sent + i}`,
-            user_id: user,
-            merchant_id: `m${random.int(2_000)}`,
-            amount: Math.round(random.next() * 20_000) / 100,
-            currency: 'USD',
-            country: 'US',
-            channel: 'web',
-            ts: now,
-          }),
-        };
-      }),
+      benchTransactions(
+        random,
+        due,
+        users,
+        (i) => `s-${first + i}`,
+        () => now,
+      ),
     );
     sent += due;
   }

@@ -18,3 +18,18 @@ export function metric<T>(registry: Registry, name: string, make: () => T): T {
 }
 
 export const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024];
+
+/** Records sent to the dead-letter topic, by consumer and reason: one metric for every service. */
+export function deadLetterCounter(registry: Registry): Counter {
+  return metric(
+    registry,
+    'tributary_dead_letter_records_total',
+    () =>
+      new Counter({
+        name: 'tributary_dead_letter_records_total',
+        help: 'Records sent to the dead-letter topic',
+        labelNames: ['consumer', 'reason'],
+        registers: [registry],
+      }),
+  );
+}

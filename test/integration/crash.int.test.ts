@@ -219,26 +219,28 @@ async function verify(run: string, records: OutgoingRecord[], now: number, store
   return { mismatches: remaining, reads: keys.length * readAt.length, letters: letters.size, expectedRejected, reasons, expectedReasons };
 }
 
-async function cleanUp(run: string, store: RedisOnlineStore | null, eventLog: KafkaEventLog | null): Promise<void> {
-  await eventLog?.close();
-  if (store) {
-    const keys = await store.client.keys(`${run}:*`);
-    for (let i = 0; i < keys.length; i += 1000) await store.client.del(...keys.slice(i, i + 1000));
-    await store.close();
-  }
+/** A test run's names, connections and processes; everything is stopped and cleaned up after the suite. */
+function useRun(prefix: string) {
+  const run = uniqueName(prefix);
+  const children: ChildProcess[] = [];
+  const eventLog = ready ? new KafkaEventLog({ brokers: services.kafkaBrokers!, clientId: run, sessionTimeout: 6_000 }) : null;
+  const store = ready ? new RedisOnlineStore({ url: services.redisUrl!, keyPrefix: `${run}:` }) : null;
+  afterAll(async () => {
+    for (const child of children) await kill(child);
+    await eventLog?.close();
+    if (store) {
+      const keys = await store.client.keys(`${run}:*`);
+      for (let i = 0; i < keys.length; i += 1000) await store.client.del(...keys.slice(i, i + 1000));
+      await store.close();
+    }
+  });
+  return { run, children, eventLog, store };
 }
 
 describe.skipIf(!ready)(
   `exactly once under kill -9${ready ? '' : ` (skipped: ${services.missing('kafka') || services.missing('redis')})`}`,
   () => {
-    const run = uniqueName('crash');
-    const children: ChildProcess[] = [];
-    const eventLog = ready ? new KafkaEventLog({ brokers: services.kafkaBrokers!, clientId: run, sessionTimeout: 6_000 }) : null;
-    const store = ready ? new RedisOnlineStore({ url: services.redisUrl!, keyPrefix: `${run}:` }) : null;
-    afterAll(async () => {
-      for (const child of children) await kill(child);
-      await cleanUp(run, store, eventLog);
-    });
+    const { run, children, eventLog, store } = useRun('crash');
 
     it(`applies ${EVENTS} events exactly once while killed ${KILLS} times`, async () => {
       const now = Date.now();
@@ -277,14 +279,7 @@ describe.skipIf(!ready)(
 );
 
 describe.skipIf(!ready)(`exactly once across rebalances of two pipeline processes${ready ? '' : ' (skipped)'}`, () => {
-  const run = uniqueName('rebalance');
-  const children: ChildProcess[] = [];
-  const eventLog = ready ? new KafkaEventLog({ brokers: services.kafkaBrokers!, clientId: run, sessionTimeout: 6_000 }) : null;
-  const store = ready ? new RedisOnlineStore({ url: services.redisUrl!, keyPrefix: `${run}:` }) : null;
-  afterAll(async () => {
-    for (const child of children) await kill(child);
-    await cleanUp(run, store, eventLog);
-  });
+  const { run, children, eventLog, store } = useRun('rebalance');
 
   it('a second member joins mid-stream, then the first is killed: every event still counts once', async () => {
     const now = Date.now();

@@ -150,12 +150,6 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
       partitions.clear();
     },
 
-    get dirtyEntities(): number {
-      let count = 0;
-      for (const p of partitions.values()) for (const e of p.entities.values()) if (e.dirty) count++;
-      return count;
-    },
-
     async process(batch: RecordBatch): Promise<BatchOutcome> {
       const partition = partitions.get(`${batch.topic}:${batch.partition}`);
       if (!partition) throw new Error(`partition ${batch.topic}:${batch.partition} is not open`);

@@ -8,6 +8,7 @@
 import {
   Counter,
   deadLetter,
+  deadLetterCounter,
   Gauge,
   Histogram,
   metric,
@@ -65,17 +66,7 @@ function pipelineMetrics(registry: Registry) {
           registers,
         }),
     ),
-    deadLettered: metric(
-      registry,
-      'tributary_dead_letter_records_total',
-      () =>
-        new Counter({
-          name: 'tributary_dead_letter_records_total',
-          help: 'Records sent to the dead-letter topic',
-          labelNames: ['consumer', 'reason'],
-          registers,
-        }),
-    ),
+    deadLettered: deadLetterCounter(registry),
     flushSeconds: metric(
       registry,
       'tributary_pipeline_flush_duration_seconds',

@@ -50,7 +50,7 @@ export function installErrorHandler(app: FastifyInstance): void {
     }
     const status = error.statusCode ?? 500;
     if (status >= 400 && status < 500) {
-      const code = FASTIFY_CODES[error.code] ?? (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? 'BAD_REQUEST' : 'BAD_REQUEST');
+      const code = FASTIFY_CODES[error.code] ?? 'BAD_REQUEST';
       return reply.status(status).send({ code, message: error.message });
     }
     request.log.error({ err: error }, 'request failed');

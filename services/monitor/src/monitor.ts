@@ -6,6 +6,7 @@ import Type from 'typebox';
 import {
   Counter,
   deadLetter,
+  deadLetterCounter,
   Histogram,
   LabelSchema,
   metric,
@@ -70,17 +71,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     'tributary_monitor_labels_total',
     () => new Counter({ name: 'tributary_monitor_labels_total', help: 'Labels consumed, by value', labelNames: ['label'], registers }),
   );
-  const deadLettered = metric(
-    options.registry,
-    'tributary_dead_letter_records_total',
-    () =>
-      new Counter({
-        name: 'tributary_dead_letter_records_total',
-        help: 'Records sent to the dead-letter topic',
-        labelNames: ['consumer', 'reason'],
-        registers,
-      }),
-  );
+  const deadLettered = deadLetterCounter(options.registry);
   const predictions = recordValidator<PredictionLogRecord>(PredictionRecordSchema);
   const labelRecords = recordValidator<Label>(LabelSchema);
 

@@ -76,7 +76,12 @@ export class KafkaEventLog implements EventLog {
     this.consumers.add(consumer);
     await consumer.subscribe({ topics: options.topics, fromBeginning: options.fromBeginning });
     consumer.on(consumer.events.CRASH, (event) => options.onError?.(event.payload.error));
-    consumer.on(consumer.events.GROUP_JOIN, () => options.onRebalance?.());
+    // Committed offsets, fetched once per topic and assignment (partitions are opened one by one).
+    let committedOffsets = new Map<string, Promise<{ partition: number; offset: string; metadata: string | null }[]>>();
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      committedOffsets = new Map();
+      options.onRebalance?.();
+    });
     const autoCommit = options.autoCommit ?? true;
     await consumer.run({
       autoCommit,
@@ -110,11 +115,19 @@ export class KafkaEventLog implements EventLog {
         );
       },
       committed: async (topic, partition) => {
-        const admin = await this.connectAdmin();
-        const [entry] = await admin.fetchOffsets({ groupId: options.groupId, topics: [topic] });
-        const found = entry?.partitions.find((p) => p.partition === partition);
+        let offsets = committedOffsets.get(topic);
+        if (!offsets) {
+          offsets = this.connectAdmin()
+            .then((admin) => admin.fetchOffsets({ groupId: options.groupId, topics: [topic] }))
+            .then(
+              ([entry]) => entry?.partitions.map((p) => ({ partition: p.partition, offset: p.offset, metadata: p.metadata ?? null })) ?? [],
+            );
+          offsets.catch(() => committedOffsets.delete(topic));
+          committedOffsets.set(topic, offsets);
+        }
+        const found = (await offsets).find((p) => p.partition === partition);
         if (!found || found.offset === '-1') return { offset: null, metadata: null };
-        return { offset: found.offset, metadata: found.metadata ?? null };
+        return { offset: found.offset, metadata: found.metadata };
       },
       stop: async () => {
         this.consumers.delete(consumer);

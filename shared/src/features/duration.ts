@@ -8,11 +8,3 @@ export function parseDuration(text: string): number {
   if (value <= 0) throw new Error(`"${text}" must be a positive duration`);
   return value * UNIT_MS[match[2]!]!;
 }
-
-export function formatDuration(ms: number): string {
-  for (const unit of ['d', 'h', 'm', 's'] as const) {
-    const size = UNIT_MS[unit]!;
-    if (ms % size === 0) return `${ms / size}${unit}`;
-  }
-  return `${ms}ms`;
-}

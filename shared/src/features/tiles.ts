@@ -4,8 +4,6 @@
  * tiles whose start lies in [floor((now - W) / T) * T, now]. A window therefore covers
  * between W and W + T of history: the error bound is one tile of extra, older events.
  */
-import { formatDuration } from './duration.js';
-
 const TILE_SIZES_MS = [60_000, 300_000, 3_600_000, 86_400_000] as const;
 
 /** The tile size for a window: the largest standard size not above a sixth of the window. */
@@ -22,10 +20,4 @@ export function tileStart(eventTimeMs: number, tileSizeMs: number): number {
 /** First tile start included in a window of `windowMs` read at `nowMs`. */
 export function windowFirstTile(nowMs: number, windowMs: number, tileSizeMs: number): number {
   return tileStart(nowMs - windowMs, tileSizeMs);
-}
-
-export function describeTiling(windowMs: number): string {
-  const tile = tileSizeFor(windowMs);
-  const bound = ((tile / windowMs) * 100).toFixed(1);
-  return `${formatDuration(windowMs)} window: ${formatDuration(tile)} tiles, up to ${bound}% extra history`;
 }
