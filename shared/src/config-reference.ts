@@ -3,8 +3,7 @@ import { VARIABLES } from './config.js';
 
 export function configurationReference(): string {
   const rows = Object.entries(VARIABLES).map(([name, variable]) => {
-    const fallback =
-      variable.default === undefined ? '(unset)' : name === 'MODEL_DIR' ? '`models/fraud_detector/1`' : `\`${variable.default}\``;
+    const fallback = variable.default === undefined ? '(unset)' : name === 'MODEL_REGISTRY_DIR' ? '`models`' : `\`${variable.default}\``;
     return `| \`${name}\` | ${fallback} | ${variable.description.replaceAll('|', '\\|')} |`;
   });
   return [

@@ -15,6 +15,8 @@ interface Variable<T, D extends string | undefined = string> {
   /** The default as written in the environment; undefined: the variable is optional. */
   default: D;
   parse(raw: string): T;
+  /** Its value is never printed (errors name the variable only). */
+  secret?: boolean;
 }
 
 const text = (description: string, fallback: string): Variable<string> => ({
@@ -99,7 +101,32 @@ const redisUrl: Variable<string, undefined> = {
   },
 };
 
-const bundledModel = fileURLToPath(new URL('../../models/fraud_detector/1', import.meta.url));
+const bundledRegistry = fileURLToPath(new URL('../../models', import.meta.url));
+
+/** `id:secret` pairs, comma-separated: the id names the caller in logs, audit and rate limits. */
+const apiKeys: Variable<Map<string, string>, undefined> = {
+  description: '',
+  default: undefined,
+  secret: true,
+  parse: (raw) => {
+    const keys = new Map<string, string>();
+    for (const entry of raw
+      .split(',')
+      .map((e) => e.trim())
+      .filter(Boolean)) {
+      const colon = entry.indexOf(':');
+      const id = entry.slice(0, colon);
+      const secret = entry.slice(colon + 1);
+      if (colon <= 0 || !/^[A-Za-z0-9_.-]{1,64}$/.test(id))
+        throw new Error('each entry must be <id>:<secret>, the id made of letters, digits, _ . -');
+      if (secret.length < 16) throw new Error(`the secret of "${id}" must be at least 16 characters`);
+      if ([...keys.values()].includes(secret)) throw new Error(`the secret of "${id}" is used by another key`);
+      keys.set(secret, id);
+    }
+    if (keys.size === 0) throw new Error('must list at least one <id>:<secret>');
+    return keys;
+  },
+};
 
 export const VARIABLES = {
   HOST: text('Address the HTTP server binds to.', '127.0.0.1'),
@@ -125,7 +152,50 @@ export const VARIABLES = {
     '50ms',
   ),
   ALLOWED_LATENESS: duration('Events older than the watermark by more than this are not applied (dead-lettered as late).', '5m'),
-  MODEL_DIR: text('Directory of the model version to serve (model.onnx and manifest.json).', bundledModel),
+  MODEL_REGISTRY_DIR: text(
+    'Model registry directory: one folder per model name, one per version (`<name>/<version>/manifest.json` and the ONNX file).',
+    bundledRegistry,
+  ),
+  MODEL_NAME: text('Name of the model the inference service serves (its routing is kept in the online store).', 'fraud_detector'),
+  ROUTING_POLL_INTERVAL: duration('How often each inference replica checks the model routing for a change.', '1s'),
+  MODEL_THREADS: integer('Worker threads running the model (onnxruntime) beside the event loop.', 1, 1, 64),
+  MODEL_BATCH_MAX_ROWS: integer('Most rows the model scores in one run (dynamic batching).', 256, 1, 65_536),
+  MODEL_BATCH_DELAY_MS: number(
+    'Longest extra wait for more rows before a batch is scored, ms; 0: only requests that arrived in the same event-loop turn are batched.',
+    0,
+    0,
+    1000,
+  ),
+  MODEL_QUEUE_MAX_ROWS: integer(
+    'Rows waiting for the model at most; beyond, predictions are shed with 503 and Retry-After.',
+    4096,
+    1,
+    10_000_000,
+  ),
+  FEATURE_FETCH_TIMEOUT_MS: integer(
+    'Longest wait for the online store on a prediction; after it the prediction is served with defaults, degraded.',
+    250,
+    1,
+    60_000,
+  ),
+  PREDICT_BATCH_MAX_ROWS: integer('Most rows in one `POST /v1/predict/batch` request.', 256, 1, 10_000),
+  API_KEYS: {
+    ...apiKeys,
+    description:
+      'API keys for the prediction and push routes, `id:secret` comma-separated (secrets of 16+ characters). Unset: those routes are open.',
+  },
+  ADMIN_API_KEYS: {
+    ...apiKeys,
+    description:
+      'API keys for the admin routes (model registry and routing), `id:secret` comma-separated. Unset: the admin routes refuse every request.',
+  },
+  RATE_LIMIT_PER_KEY: integer(
+    'Requests per second allowed to each API key (or client address without keys) on the prediction routes; 0: no limit.',
+    0,
+    0,
+    10_000_000,
+  ),
+  SHED_EVENT_LOOP_DELAY_MS: integer('Event-loop delay above which requests are shed with 503 and Retry-After; 0: never.', 200, 0, 60_000),
   BODY_LIMIT_BYTES: integer('Largest accepted HTTP request body.', 1_048_576, 1024, 104_857_600),
   MAX_EVENTS_PER_REQUEST: integer('Most events accepted by one push-API request.', 1000, 1, 100_000),
   PREDICTION_LOG_BUFFER: integer(
@@ -169,7 +239,8 @@ export function loadConfig(
     try {
       config[name] = variable.parse(raw);
     } catch (error) {
-      problems.push(`${name}=${JSON.stringify(withoutSecrets(raw))}: ${withoutSecrets((error as Error).message)}`);
+      const shown = variable.secret ? '(value hidden)' : JSON.stringify(withoutSecrets(raw));
+      problems.push(`${name}=${shown}: ${withoutSecrets((error as Error).message)}`);
     }
   }
   if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);

@@ -5,13 +5,19 @@
 export const ERRORS = {
   BAD_REQUEST: { status: 400, retriable: false },
   VALIDATION_FAILED: { status: 400, retriable: false },
+  UNAUTHORIZED: { status: 401, retriable: false },
+  FORBIDDEN: { status: 403, retriable: false },
   UNKNOWN_SOURCE: { status: 404, retriable: false },
   NOT_FOUND: { status: 404, retriable: false },
+  CONFLICT: { status: 409, retriable: false },
+  MODEL_REJECTED: { status: 422, retriable: false },
+  RATE_LIMITED: { status: 429, retriable: true },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, retriable: false },
   PAYLOAD_TOO_LARGE: { status: 413, retriable: false },
   EVENT_LOG_UNAVAILABLE: { status: 503, retriable: true },
   ONLINE_STORE_UNAVAILABLE: { status: 503, retriable: true },
   MODEL_UNAVAILABLE: { status: 503, retriable: true },
+  OVERLOADED: { status: 503, retriable: true },
   INTERNAL: { status: 500, retriable: true },
 } as const;
 
@@ -21,9 +27,12 @@ export class TributaryError extends Error {
   readonly code: ErrorCode;
   readonly httpStatus: number;
   readonly retriable: boolean;
+  /** The request field at fault, when there is one (dotted path). */
+  readonly field?: string;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; field?: string }) {
     super(message, options);
+    if (options?.field !== undefined) this.field = options.field;
     this.name = 'TributaryError';
     this.code = code;
     this.httpStatus = ERRORS[code].status;

@@ -1,18 +1,21 @@
 /**
  * The inference service as a Fastify application. `buildApp` registers everything and
- * never listens (tests call `app.inject`); `main.ts` listens.
+ * never listens (tests call `app.inject`); `service.ts` listens.
  */
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
 import type { TSchema } from 'typebox';
-import type { CompiledFeatureGroup, EventLog, EventSource, FeaturePlan, Logger, OnlineStore, Registry } from '@tributary/shared';
+import type { CompiledFeatureGroup, EventLog, EventSource, Logger, OnlineStore, Registry } from '@tributary/shared';
+import { clientRoute, installAccess } from './access.js';
 import { installErrorHandler } from './errors.js';
 import { inferenceMetrics } from './metrics.js';
-import type { LoadedModel } from './model.js';
 import { PredictionLog } from './prediction-log.js';
 import { createPredictor } from './predictor.js';
+import type { ModelRegistry } from './registry/registry.js';
+import type { ModelServing } from './registry/serving.js';
+import { adminRoutes } from './routes/admin.js';
 import { eventsRoute } from './routes/events.js';
 import { featuresRoute } from './routes/features.js';
 import { opsRoutes } from './routes/ops.js';
@@ -23,26 +26,38 @@ export interface InferenceDeps {
   registry: Registry;
   eventLog: EventLog;
   store: OnlineStore;
-  model: LoadedModel;
-  plan: FeaturePlan;
+  models: ModelRegistry;
+  serving: Pick<ModelServing, 'current' | 'refresh'>;
+  modelName: string;
   groups: CompiledFeatureGroup[];
   sources: (EventSource & { schema: TSchema })[];
   requestFields: TSchema;
   topics: { predictions: string };
   bodyLimit: number;
   maxEventsPerRequest: number;
+  maxBatchRows: number;
   predictionLogCapacity: number;
-  featureFetchTimeoutMs?: number;
+  featureFetchTimeoutMs: number;
+  apiKeys?: Map<string, string>;
+  adminKeys?: Map<string, string>;
+  ratePerKey: number;
+  shedEventLoopDelayMs: number;
 }
 
-export async function buildApp(deps: InferenceDeps) {
+/** The service's Fastify instance with its settings and error handling, and no routes yet. */
+export function createFastify(options: { logger: Logger; bodyLimit: number }) {
   const app = Fastify({
-    loggerInstance: deps.logger as FastifyBaseLogger,
+    loggerInstance: options.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: deps.bodyLimit,
+    bodyLimit: options.bodyLimit,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
   installErrorHandler(app);
+  return app;
+}
+
+export async function buildApp(deps: InferenceDeps) {
+  const app = createFastify(deps);
   const metrics = inferenceMetrics(deps.registry);
   const predictionLog = new PredictionLog({
     eventLog: deps.eventLog,
@@ -51,26 +66,49 @@ export async function buildApp(deps: InferenceDeps) {
     stats: metrics.predictionLog,
     logger: deps.logger,
   });
-  const predict = createPredictor({
-    model: deps.model,
-    plan: deps.plan,
+  const predictor = createPredictor({
+    serving: deps.serving,
     store: deps.store,
     log: predictionLog,
     stats: metrics.predictor,
-    featureFetchTimeoutMs: deps.featureFetchTimeoutMs ?? 250,
+    featureFetchTimeoutMs: deps.featureFetchTimeoutMs,
+  });
+  await installAccess(app, {
+    apiKeys: deps.apiKeys,
+    adminKeys: deps.adminKeys,
+    ratePerKey: deps.ratePerKey,
+    shedEventLoopDelayMs: deps.shedEventLoopDelayMs,
+    ...metrics.access,
   });
   await app.register(swagger, {
-    openapi: { info: { title: 'Tributary inference API', version: '0.1.0' } },
+    openapi: {
+      info: { title: 'Tributary inference API', version: '0.1.0' },
+      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } },
+    },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-  await app.register(predictRoute, { predict, entities: deps.plan.entities, requestFields: deps.requestFields });
+  const client = clientRoute({ ratePerKey: deps.ratePerKey });
+  const entityTypes = [...new Set(deps.groups.map((g) => g.definition.entity))];
+  await app.register(predictRoute, {
+    predictor,
+    entities: entityTypes,
+    requestFields: deps.requestFields,
+    maxBatchRows: deps.maxBatchRows,
+    config: client,
+  });
   await app.register(eventsRoute, {
     eventLog: deps.eventLog,
     sources: deps.sources,
     maxEvents: deps.maxEventsPerRequest,
     pushed: metrics.eventsPushed,
+    config: client,
   });
-  await app.register(featuresRoute, { store: deps.store, groups: deps.groups });
+  await app.register(featuresRoute, { store: deps.store, groups: deps.groups, config: { access: 'client' } });
+  await app.register(adminRoutes, {
+    registry: deps.models,
+    served: { name: deps.modelName, version: () => deps.serving.current.model.manifest.version, refresh: () => deps.serving.refresh() },
+    bodyLimit: 256 * 1024 * 1024,
+  });
   await app.register(opsRoutes, { registry: deps.registry, store: deps.store, eventLog: deps.eventLog });
   app.addHook('onClose', async () => {
     await predictionLog.close();

@@ -37,7 +37,9 @@ export function installErrorHandler(app: FastifyInstance): void {
     if (error instanceof TributaryError) {
       if (error.httpStatus >= 500) request.log.error({ err: error }, error.message);
       if (error.retriable && error.httpStatus === 503) void reply.header('retry-after', '1');
-      return reply.status(error.httpStatus).send({ code: error.code, message: error.message });
+      return reply
+        .status(error.httpStatus)
+        .send({ code: error.code, message: error.message, ...(error.field ? { field: error.field } : {}) });
     }
     if (error.validation) {
       const field = fieldOf(error);

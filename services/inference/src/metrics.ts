@@ -1,11 +1,15 @@
 import { Counter, Gauge, Histogram, LATENCY_BUCKETS, metric, type Registry } from '@tributary/shared';
+import type { AccessOptions } from './access.js';
 import type { PredictionLogStats } from './prediction-log.js';
 import type { PredictorStats } from './predictor.js';
+import type { ServingStats } from './registry/serving.js';
 
 export function inferenceMetrics(registry: Registry): {
   predictor: PredictorStats;
   predictionLog: PredictionLogStats;
   eventsPushed: Counter;
+  serving: ServingStats;
+  access: Pick<AccessOptions, 'shed' | 'denied'>;
 } {
   const registers = [registry];
   const predictions = metric(
@@ -74,10 +78,65 @@ export function inferenceMetrics(registry: Registry): {
     () =>
       new Counter({ name: 'tributary_events_pushed_total', help: 'Events accepted by the push API', labelNames: ['source'], registers }),
   );
+  const modelInfo = metric(
+    registry,
+    'tributary_model_serving',
+    () =>
+      new Gauge({
+        name: 'tributary_model_serving',
+        help: 'The model version this replica serves (1), by model and version',
+        labelNames: ['model', 'version'],
+        registers,
+      }),
+  );
+  const reloads = metric(
+    registry,
+    'tributary_model_reloads_total',
+    () =>
+      new Counter({
+        name: 'tributary_model_reloads_total',
+        help: 'Routing changes followed by this replica: loaded, or rejected (the old version kept serving)',
+        labelNames: ['outcome'],
+        registers,
+      }),
+  );
+  const shed = metric(
+    registry,
+    'tributary_requests_shed_total',
+    () =>
+      new Counter({
+        name: 'tributary_requests_shed_total',
+        help: 'Requests refused with 503 because the replica was overloaded',
+        labelNames: ['reason'],
+        registers,
+      }),
+  );
+  const denied = metric(
+    registry,
+    'tributary_requests_denied_total',
+    () =>
+      new Counter({
+        name: 'tributary_requests_denied_total',
+        help: 'Requests refused for want of a valid API key',
+        labelNames: ['reason'],
+        registers,
+      }),
+  );
   return {
+    serving: {
+      serving(name, version) {
+        modelInfo.reset();
+        modelInfo.set({ model: name, version }, 1);
+      },
+      reloaded: (outcome) => reloads.inc({ outcome }),
+    },
+    access: {
+      shed: (reason) => shed.inc({ reason }),
+      denied: (reason) => denied.inc({ reason }),
+    },
     predictor: {
-      predicted(model, seconds, degraded) {
-        predictions.inc({ model: model.name, version: model.version, variant: 'champion', degraded: String(degraded) });
+      predicted(model, rows, seconds, degraded) {
+        predictions.inc({ model: model.name, version: model.version, variant: 'champion', degraded: String(degraded) }, rows);
         duration.observe({ model: model.name, version: model.version }, seconds);
       },
       defaulted(features) {
@@ -86,6 +145,7 @@ export function inferenceMetrics(registry: Registry): {
       storeFailed() {
         storeErrors.inc();
       },
+      queueFull: () => shed.inc({ reason: 'model_queue_full' }),
     },
     predictionLog: {
       published: (count) => logRecords.inc({ outcome: 'published' }, count),

@@ -1,29 +1,38 @@
 /**
- * A model version from the registry directory: `manifest.json` (name, version, features in
- * input order, sha256 of the ONNX file, training metadata) and the ONNX file, run by
- * onnxruntime-node. Loading checks the hash, the input and output names and a test run, so
- * a broken version never replaces a working one.
+ * A model version from the registry: `manifest.json` (name, version, features in input
+ * order, sha256 of the ONNX file, training metadata) and the ONNX file. Loading checks the
+ * hash, that the model's input and output fit the manifest and a test run, so a broken
+ * version never replaces a working one; the version then scores in worker threads, with
+ * concurrent requests batched together.
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { Piscina } from 'piscina';
 import Type, { type Static } from 'typebox';
 import { recordValidator } from '@tributary/shared';
+import { MicroBatcher } from './batcher.js';
+import type { ModelWorkerData } from './model-worker.js';
+
+/** Names that are safe as one path segment: no separators, not `.` or `..`, no hidden files. */
+export const SAFE_NAME = '^[A-Za-z0-9_][A-Za-z0-9_.-]*$';
 
 export const ModelManifestSchema = Type.Object({
-  name: Type.String({ minLength: 1 }),
-  version: Type.String({ minLength: 1 }),
+  name: Type.String({ maxLength: 128, pattern: SAFE_NAME }),
+  version: Type.String({ maxLength: 64, pattern: SAFE_NAME }),
   format: Type.Literal('onnx'),
-  file: Type.String({ minLength: 1 }),
+  file: Type.String({ maxLength: 128, pattern: SAFE_NAME, description: 'the ONNX file, beside the manifest' }),
   sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
-  input: Type.String({ minLength: 1 }),
-  output: Type.String({ minLength: 1 }),
-  features: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+  input: Type.String({ minLength: 1, description: 'name of the float32 [rows, features] input' }),
+  output: Type.String({ minLength: 1, description: 'name of the output holding the scores: [rows], [rows, 1] or [rows, classes]' }),
+  output_column: Type.Optional(Type.Integer({ minimum: 0, description: 'column of a [rows, classes] output to serve (default 0)' })),
+  features: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'feature references in input order' }),
   defaults: Type.Optional(Type.Record(Type.String(), Type.Number())),
   threshold: Type.Number({ minimum: 0, maximum: 1 }),
   created_at: Type.String(),
   training: Type.Record(Type.String(), Type.Unknown()),
+  profile: Type.Optional(Type.Unknown({ description: 'reference profile of the training data, for the monitor' })),
 });
 export type ModelManifest = Static<typeof ModelManifestSchema>;
 
@@ -31,47 +40,161 @@ export class ModelLoadError extends Error {
   override name = 'ModelLoadError';
 }
 
-export interface LoadedModel {
+export interface ModelVersion {
+  dir: string;
   manifest: ModelManifest;
-  /** Scores `rows` input vectors laid out one after another. */
-  score(vectors: Float32Array, rows: number): Promise<Float32Array>;
-  close(): Promise<void>;
+  bytes: Buffer;
 }
 
-export async function loadModel(dir: string): Promise<LoadedModel> {
-  let manifestText: string;
-  try {
-    manifestText = await readFile(join(dir, 'manifest.json'), 'utf8');
-  } catch (error) {
-    throw new ModelLoadError(`cannot read ${join(dir, 'manifest.json')}: ${(error as Error).message}`);
-  }
-  const decoded = recordValidator<ModelManifest>(ModelManifestSchema).decode(Buffer.from(manifestText));
-  if (!decoded.ok) throw new ModelLoadError(`${join(dir, 'manifest.json')}: ${decoded.detail}`);
-  const manifest = decoded.value;
-  const bytes = await readFile(join(dir, manifest.file)).catch((error: Error) => {
-    throw new ModelLoadError(`cannot read model file ${manifest.file}: ${error.message}`);
+const validateManifest = recordValidator<ModelManifest>(ModelManifestSchema);
+
+export function parseManifest(text: string | Buffer, where: string): ModelManifest {
+  const decoded = validateManifest.decode(Buffer.isBuffer(text) ? text : Buffer.from(text));
+  if (!decoded.ok) throw new ModelLoadError(`${where}: ${decoded.detail}`);
+  return decoded.value;
+}
+
+/** Reads a version directory and checks the file's hash against the manifest. */
+export async function readModelVersion(dir: string): Promise<ModelVersion> {
+  const manifestFile = join(dir, 'manifest.json');
+  const text = await readFile(manifestFile).catch((error: Error) => {
+    throw new ModelLoadError(`cannot read ${manifestFile}: ${error.message}`);
   });
+  const manifest = parseManifest(text, manifestFile);
+  const bytes = await readFile(join(dir, manifest.file)).catch((error: Error) => {
+    throw new ModelLoadError(`cannot read model file ${join(dir, manifest.file)}: ${error.message}`);
+  });
+  checkHash(manifest, bytes);
+  return { dir, manifest, bytes };
+}
+
+export function checkHash(manifest: ModelManifest, bytes: Buffer): void {
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   if (sha256 !== manifest.sha256) {
     throw new ModelLoadError(`${manifest.file}: sha256 ${sha256} does not match the manifest's ${manifest.sha256}`);
   }
+}
+
+/**
+ * Loads the model in onnxruntime on this thread and checks it against its manifest: the
+ * input is float32 [rows, features], the output a tensor with one score per row (or one
+ * column per class), and a test run on two rows gives finite scores.
+ */
+export async function inspectModel(manifest: ModelManifest, bytes: Buffer): Promise<void> {
   const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1 }).catch((error: Error) => {
     throw new ModelLoadError(`onnxruntime cannot load ${manifest.file}: ${error.message}`);
   });
-  if (!session.inputNames.includes(manifest.input) || !session.outputNames.includes(manifest.output)) {
-    throw new ModelLoadError(
-      `model inputs [${session.inputNames.join(', ')}] / outputs [${session.outputNames.join(', ')}] do not include ${manifest.input} / ${manifest.output}`,
-    );
+  try {
+    const width = manifest.features.length;
+    const input = session.inputMetadata.find((m) => m.name === manifest.input);
+    if (!input) throw new ModelLoadError(`the model has no input "${manifest.input}" (its inputs: ${session.inputNames.join(', ')})`);
+    if (session.inputNames.length !== 1) {
+      throw new ModelLoadError(`the model has ${session.inputNames.length} inputs (${session.inputNames.join(', ')}); one is supported`);
+    }
+    if (!input.isTensor || input.type !== 'float32') throw new ModelLoadError(`input "${manifest.input}" is not a float32 tensor`);
+    const last = input.shape[input.shape.length - 1];
+    if (input.shape.length !== 2 || (typeof last === 'number' && last !== width)) {
+      throw new ModelLoadError(
+        `input "${manifest.input}" has shape [${input.shape.join(', ')}]; the manifest lists ${width} features, so [rows, ${width}] is expected`,
+      );
+    }
+    const output = session.outputMetadata.find((m) => m.name === manifest.output);
+    if (!output) throw new ModelLoadError(`the model has no output "${manifest.output}" (its outputs: ${session.outputNames.join(', ')})`);
+    if (!output.isTensor) throw new ModelLoadError(`output "${manifest.output}" is not a tensor (a map or sequence, such as a ZipMap)`);
+    const result = await session
+      .run({ [manifest.input]: new ort.Tensor('float32', new Float32Array(2 * width), [2, width]) }, [manifest.output])
+      .catch((error: Error) => {
+        throw new ModelLoadError(`test run failed: ${error.message}`);
+      });
+    const values = result[manifest.output]!.data;
+    const columns = values.length / 2;
+    const column = manifest.output_column ?? 0;
+    if (!Number.isInteger(columns) || columns < 1 || column >= columns) {
+      throw new ModelLoadError(`output "${manifest.output}" has ${values.length} values for 2 rows; column ${column} cannot be served`);
+    }
+    for (const row of [0, 1]) {
+      const score = Number(values[row * columns + column]);
+      if (!Number.isFinite(score)) throw new ModelLoadError(`test run gave a non-finite score (${score})`);
+    }
+  } finally {
+    await session.release();
   }
+}
+
+export interface ScoringOptions {
+  /** Worker threads running the model. */
+  threads: number;
+  maxBatchRows: number;
+  maxDelayMs: number;
+  maxQueuedRows: number;
+}
+
+export const DEFAULT_SCORING: ScoringOptions = { threads: 1, maxBatchRows: 256, maxDelayMs: 0, maxQueuedRows: 4096 };
+
+export interface LoadedModel {
+  manifest: ModelManifest;
+  /** Scores `rows` input vectors laid out one after another. */
+  score(vectors: Float32Array, rows: number): Promise<Float32Array>;
+  /** Rows waiting for a worker. */
+  readonly queued: number;
+  /** Waits for the rows already queued, then stops the workers. */
+  close(): Promise<void>;
+}
+
+/** Starts a checked version in its worker threads. */
+export async function startModel(version: ModelVersion, options: ScoringOptions = DEFAULT_SCORING): Promise<LoadedModel> {
+  const { manifest, bytes } = version;
+  await inspectModel(manifest, bytes);
   const width = manifest.features.length;
-  const score = async (vectors: Float32Array, rows: number): Promise<Float32Array> => {
-    const feeds = { [manifest.input]: new ort.Tensor('float32', vectors, [rows, width]) };
-    const result = await session.run(feeds);
-    return result[manifest.output]!.data as Float32Array;
+  const workerData: ModelWorkerData = {
+    bytes: new Uint8Array(bytes),
+    input: manifest.input,
+    output: manifest.output,
+    width,
+    column: manifest.output_column ?? 0,
   };
-  const probe = await score(new Float32Array(width), 1).catch((error: Error) => {
-    throw new ModelLoadError(`test run failed: ${error.message}`);
+  const pool = new Piscina({
+    filename: new URL('./model-worker-entry.mjs', import.meta.url).href,
+    minThreads: options.threads,
+    maxThreads: options.threads,
+    idleTimeout: Infinity,
+    workerData,
   });
-  if (probe.length !== 1 || !Number.isFinite(probe[0])) throw new ModelLoadError('test run did not return one finite score');
-  return { manifest, score, close: () => session.release() };
+  const batcher = new MicroBatcher(
+    // Vectors are copied to the worker, not transferred: callers still read them afterwards.
+    { run: (vectors, rows) => pool.run({ vectors, rows }) as Promise<Float32Array> },
+    {
+      width,
+      concurrency: options.threads,
+      maxBatchRows: options.maxBatchRows,
+      maxDelayMs: options.maxDelayMs,
+      maxQueuedRows: options.maxQueuedRows,
+    },
+  );
+  const close = async () => {
+    await batcher.drained();
+    await pool.destroy();
+  };
+  // The workers load the model as they start: one scored row proves they serve.
+  const probe = await batcher.score(new Float32Array(width), 1).catch(async (error: Error) => {
+    await pool.destroy();
+    throw new ModelLoadError(`the model worker failed: ${error.message}`);
+  });
+  if (probe.length !== 1 || !Number.isFinite(probe[0])) {
+    await pool.destroy();
+    throw new ModelLoadError('the model worker did not return one finite score');
+  }
+  return {
+    manifest,
+    score: (vectors, rows) => batcher.score(vectors, rows),
+    get queued() {
+      return batcher.queued;
+    },
+    close,
+  };
+}
+
+/** Reads, checks and starts the version in `dir`. */
+export async function loadModel(dir: string, options: ScoringOptions = DEFAULT_SCORING): Promise<LoadedModel> {
+  return startModel(await readModelVersion(dir), options);
 }

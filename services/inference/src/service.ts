@@ -1,40 +1,79 @@
 /** Starts the inference service on given connections: used by `main.ts` and the embedded default. */
 import { fraud, planFeatures, type Config, type EventLog, type Logger, type OnlineStore, type Registry } from '@tributary/shared';
 import { buildApp } from './app.js';
-import { loadModel } from './model.js';
+import { inferenceMetrics } from './metrics.js';
+import { ModelRegistry } from './registry/registry.js';
+import { MemoryRoutingStore, RedisRoutingStore, type RoutingStore } from './registry/routing.js';
+import { ModelServing } from './registry/serving.js';
 
 export interface InferenceService {
   url: string;
   close(): Promise<void>;
 }
 
-export async function createInferenceApp(
-  config: Config,
-  deps: { eventLog: EventLog; store: OnlineStore; registry: Registry; logger: Logger },
-) {
+export interface InferenceConnections {
+  eventLog: EventLog;
+  store: OnlineStore;
+  registry: Registry;
+  logger: Logger;
+  /** Where the model routing is kept; by default Redis when REDIS_URL is set, else memory. */
+  routes?: RoutingStore;
+}
+
+export function createRoutingStore(config: Config): RoutingStore {
+  return config.REDIS_URL ? new RedisRoutingStore(config.REDIS_URL, config.REDIS_KEY_PREFIX) : new MemoryRoutingStore();
+}
+
+export async function createInferenceApp(config: Config, deps: InferenceConnections) {
   const example = fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS, labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS });
-  const model = await loadModel(config.MODEL_DIR);
-  const plan = planFeatures(model.manifest.features, example.catalog, model.manifest.defaults ?? {});
+  const routes = deps.routes ?? createRoutingStore(config);
+  const models = new ModelRegistry(config.MODEL_REGISTRY_DIR, routes, (manifest) => {
+    planFeatures(manifest.features, example.catalog, manifest.defaults ?? {});
+  });
+  const serving = await ModelServing.start({
+    registry: models,
+    name: config.MODEL_NAME,
+    catalog: example.catalog,
+    scoring: {
+      threads: config.MODEL_THREADS,
+      maxBatchRows: config.MODEL_BATCH_MAX_ROWS,
+      maxDelayMs: config.MODEL_BATCH_DELAY_MS,
+      maxQueuedRows: config.MODEL_QUEUE_MAX_ROWS,
+    },
+    pollMs: config.ROUTING_POLL_INTERVAL,
+    logger: deps.logger,
+    stats: inferenceMetrics(deps.registry).serving,
+  }).catch(async (error) => {
+    if (!deps.routes) await routes.close();
+    throw error;
+  });
   const app = await buildApp({
     ...deps,
-    model,
-    plan,
+    models,
+    serving,
+    modelName: config.MODEL_NAME,
     groups: example.groups,
     sources: example.sources,
     requestFields: fraud.FraudRequestFieldsSchema,
     topics: { predictions: config.TOPIC_PREDICTIONS },
     bodyLimit: config.BODY_LIMIT_BYTES,
     maxEventsPerRequest: config.MAX_EVENTS_PER_REQUEST,
+    maxBatchRows: config.PREDICT_BATCH_MAX_ROWS,
     predictionLogCapacity: config.PREDICTION_LOG_BUFFER,
+    featureFetchTimeoutMs: config.FEATURE_FETCH_TIMEOUT_MS,
+    apiKeys: config.API_KEYS,
+    adminKeys: config.ADMIN_API_KEYS,
+    ratePerKey: config.RATE_LIMIT_PER_KEY,
+    shedEventLoopDelayMs: config.SHED_EVENT_LOOP_DELAY_MS,
   });
-  app.addHook('onClose', async () => model.close());
-  return app;
+  app.addHook('onClose', async () => {
+    await serving.close();
+    if (!deps.routes) await routes.close();
+  });
+  return Object.assign(app, { serving, models });
 }
 
-export async function startInference(
-  config: Config,
-  deps: { eventLog: EventLog; store: OnlineStore; registry: Registry; logger: Logger },
-): Promise<InferenceService> {
+export async function startInference(config: Config, deps: InferenceConnections): Promise<InferenceService> {
   const app = await createInferenceApp(config, deps);
   const address = await app.listen({ host: config.HOST, port: config.PORT });
   return { url: address, close: () => app.close() };

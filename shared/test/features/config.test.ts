@@ -45,11 +45,27 @@ describe('loadConfig: defaults', () => {
     });
   });
 
-  it('MODEL_DIR defaults to the bundled model version in the repository', () => {
-    const bundled = fileURLToPath(new URL('../../../models/fraud_detector/1', import.meta.url));
+  it('MODEL_REGISTRY_DIR defaults to the bundled registry, which holds the default model', () => {
+    const bundled = fileURLToPath(new URL('../../../models', import.meta.url));
     const config = loadConfig({});
-    expect(config.MODEL_DIR).toBe(bundled);
-    expect(existsSync(join(bundled, 'manifest.json'))).toBe(true);
+    expect(config.MODEL_REGISTRY_DIR).toBe(bundled);
+    expect(existsSync(join(bundled, config.MODEL_NAME, '1', 'manifest.json'))).toBe(true);
+  });
+
+  it('reads API keys as id:secret pairs and never prints a secret in its errors', () => {
+    const keys = loadConfig({ API_KEYS: 'alice:0123456789abcdef, ci:fedcba9876543210' }).API_KEYS;
+    expect(keys).toEqual(new Map([['0123456789abcdef', 'alice'], ['fedcba9876543210', 'ci']]));
+    expect(() => loadConfig({ ADMIN_API_KEYS: 'ops:long-enough-secret' })).not.toThrow();
+    for (const bad of ['ops:short', 'nocolon0123456789', ':0123456789abcdef']) {
+      let message = '';
+      try {
+        loadConfig({ ADMIN_API_KEYS: bad });
+      } catch (error) {
+        message = (error as Error).message;
+      }
+      expect(message).toMatch(/ADMIN_API_KEYS=\(value hidden\)/);
+      expect(message).not.toContain(bad);
+    }
   });
 
   it('does not read process.env when given an environment', () => {

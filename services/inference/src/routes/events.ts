@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyContextConfig } from 'fastify';
 import Type, { type TSchema } from 'typebox';
 import { recordValidator, TributaryError, type Counter, type EventLog, type EventSource } from '@tributary/shared';
 import { ErrorResponse } from '../errors.js';
@@ -8,6 +9,7 @@ export interface EventsRouteOptions {
   sources: (EventSource & { schema: TSchema })[];
   maxEvents: number;
   pushed: Counter;
+  config?: FastifyContextConfig;
 }
 
 /** The push API: producers without a Kafka client publish events over HTTP. */
@@ -18,6 +20,7 @@ export const eventsRoute: FastifyPluginAsyncTypebox<EventsRouteOptions> = async 
   app.post(
     '/v1/events/:source',
     {
+      config: options.config ?? {},
       schema: {
         summary: 'Publish one event (a JSON object) or several (a JSON array) to a source topic',
         params: Type.Object({ source: Type.String() }),
@@ -25,9 +28,11 @@ export const eventsRoute: FastifyPluginAsyncTypebox<EventsRouteOptions> = async 
         response: {
           202: Type.Object({ accepted: Type.Integer(), topic: Type.String() }),
           400: ErrorResponse,
+          401: ErrorResponse,
           404: ErrorResponse,
           413: ErrorResponse,
           415: ErrorResponse,
+          429: ErrorResponse,
           503: ErrorResponse,
         },
       },

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyContextConfig } from 'fastify';
 import Type from 'typebox';
 import { readFeatureValues, TributaryError, type CompiledFeatureGroup, type OnlineStore } from '@tributary/shared';
 import { ErrorResponse } from '../errors.js';
@@ -6,6 +7,7 @@ import { ErrorResponse } from '../errors.js';
 export interface FeaturesRouteOptions {
   store: OnlineStore;
   groups: CompiledFeatureGroup[];
+  config?: FastifyContextConfig;
 }
 
 const GroupValues = Type.Object({
@@ -21,11 +23,13 @@ export const featuresRoute: FastifyPluginAsyncTypebox<FeaturesRouteOptions> = as
   app.get(
     '/v1/features/:entity/:id',
     {
+      config: options.config ?? {},
       schema: {
         summary: "An entity's current feature values and freshness",
         params: Type.Object({ entity: Type.String(), id: Type.String({ minLength: 1, maxLength: 128 }) }),
         response: {
           200: Type.Object({ entity: Type.String(), id: Type.String(), groups: Type.Array(GroupValues) }),
+          401: ErrorResponse,
           404: ErrorResponse,
           503: ErrorResponse,
         },

@@ -1,12 +1,16 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyContextConfig } from 'fastify';
 import Type, { type TSchema } from 'typebox';
 import { ErrorResponse } from '../errors.js';
-import type { createPredictor } from '../predictor.js';
+import type { PredictRequest, Predictor } from '../predictor.js';
 
 export interface PredictRouteOptions {
-  predict: ReturnType<typeof createPredictor>;
+  predictor: Pick<Predictor, 'predict' | 'predictBatch'>;
+  /** Entity types a request may name; the serving model's feature groups say which it must. */
   entities: string[];
   requestFields: TSchema;
+  maxBatchRows: number;
+  config?: FastifyContextConfig;
 }
 
 const EntityId = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$' });
@@ -28,33 +32,58 @@ export const PredictResponse = Type.Object({
   explanation: Type.Optional(Type.Array(Explanation)),
 });
 
+const Explain = Type.Object(
+  {
+    explain: Type.Optional(
+      Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Literal('1'), Type.Literal('0')], {
+        description: 'return the feature vector used, with each value, its source and age',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const ERRORS = { 400: ErrorResponse, 401: ErrorResponse, 413: ErrorResponse, 415: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse };
+
 export const predictRoute: FastifyPluginAsyncTypebox<PredictRouteOptions> = async (app, options) => {
-  const Body = Type.Object(
+  const Row = Type.Object(
     {
       request_id: Type.String({ minLength: 1, maxLength: 256 }),
-      entities: Type.Object(Object.fromEntries(options.entities.map((e) => [e, EntityId])), { additionalProperties: false }),
+      entities: Type.Object(Object.fromEntries(options.entities.map((e) => [e, Type.Optional(EntityId)])), {
+        additionalProperties: false,
+        description: 'ids of the entities whose features the model needs',
+      }),
       features: options.requestFields,
     },
     { additionalProperties: false },
   );
+  const explainOf = (query: unknown) => ['true', '1'].includes((query as { explain?: string }).explain ?? '');
   app.post(
     '/v1/predict',
     {
+      config: options.config ?? {},
       schema: {
         summary: 'Score one request with the serving model',
-        body: Body,
-        querystring: Type.Object(
-          { explain: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Literal('1'), Type.Literal('0')])) },
-          { additionalProperties: false },
-        ),
-        response: { 200: PredictResponse, 400: ErrorResponse, 413: ErrorResponse, 415: ErrorResponse, 503: ErrorResponse },
+        body: Row,
+        querystring: Explain,
+        response: { 200: PredictResponse, ...ERRORS },
       },
     },
-    async (request) => {
-      const body = request.body as { request_id: string; entities: Record<string, string>; features: Record<string, unknown> };
-      const flag = (request.query as { explain?: string }).explain;
-      const explain = flag === 'true' || flag === '1';
-      return options.predict(body, explain);
+    async (request) => options.predictor.predict(request.body as PredictRequest, explainOf(request.query)),
+  );
+  app.post(
+    '/v1/predict/batch',
+    {
+      config: options.config ?? {},
+      schema: {
+        summary: `Score up to ${options.maxBatchRows} requests at once (one feature fetch, one model run)`,
+        body: Type.Object({ rows: Type.Array(Row, { minItems: 1, maxItems: options.maxBatchRows }) }, { additionalProperties: false }),
+        querystring: Explain,
+        response: { 200: Type.Object({ predictions: Type.Array(PredictResponse) }), ...ERRORS },
+      },
     },
+    async (request) => ({
+      predictions: await options.predictor.predictBatch((request.body as { rows: PredictRequest[] }).rows, explainOf(request.query)),
+    }),
   );
 };

@@ -1,0 +1,192 @@
+/**
+ * Prediction benchmark, on the real broker and Redis (KAFKA_BROKERS, REDIS_URL):
+ *   npm run bench:predict [-- --users 100000 --seconds 10 --connections 50]
+ * 1. seeds the online store with the features of `--users` card holders (and 2,000
+ *    merchants) through the feature pipeline's own processor;
+ * 2. starts the inference service (its own process, as `npm start -w services/inference`)
+ *    and the ceiling (bench/predict/ceiling.ts: the same Fastify route, validation and
+ *    serialisation, answering a constant) side by side;
+ * 3. measures, alternating the two: the highest rate with wrk (random users), then p50/p99
+ *    latency with hey at 1,000 req/s and at half of the prediction route's maximum;
+ * 4. profiles the service under wrk (--cpu-prof) and reports where the time goes.
+ * Prints a report and writes it to bench/results/predict.json.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { benchTransactions } from './transactions.js';
+import { hey, wrk, type LoadResult } from './predict/load.js';
+import { summariseProfile } from './predict/profile.js';
+import { createFeatureProcessor } from '../services/features/src/feature-processor.js';
+import { createRandom, fraud, RedisOnlineStore, type LogRecord } from '../shared/src/index.js';
+
+const { values: args } = parseArgs({
+  options: {
+    users: { type: 'string', default: '100000' },
+    seconds: { type: 'string', default: '10' },
+    connections: { type: 'string', default: '50' },
+    rounds: { type: 'string', default: '2' },
+  },
+});
+const brokers = process.env.KAFKA_BROKERS;
+const redisUrl = process.env.REDIS_URL;
+if (!brokers || !redisUrl) throw new Error('set KAFKA_BROKERS and REDIS_URL (see deploy/local/README.md)');
+const USERS = Number(args.users);
+const SECONDS = Number(args.seconds);
+const CONNECTIONS = Number(args.connections);
+const run = `bench-predict-${Date.now().toString(36)}`;
+const root = fileURLToPath(new URL('..', import.meta.url));
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+// 1. Seed: three transactions per card holder over the last hour, through the pipeline's processor.
+const store = new RedisOnlineStore({ url: redisUrl, keyPrefix: `${run}:` });
+const example = fraud.fraudExample({ transactions: `${run}-transactions` });
+const processor = createFeatureProcessor({ store, source: example.sources[0]!, groups: example.groups, allowedLatenessMs: 5 * 60_000 });
+processor.open(`${run}-transactions`, 0, -Infinity);
+const seedStart = performance.now();
+const now = Date.now();
+const EVENTS = USERS * 3;
+const random = createRandom(5);
+for (let from = 0; from < EVENTS; from += 10_000) {
+  const count = Math.min(10_000, EVENTS - from);
+  const outgoing = benchTransactions(
+    random,
+    count,
+    USERS,
+    (i) => `${run}-${from + i}`,
+    (i) => now - 3_600_000 + Math.floor(((from + i) / EVENTS) * 3_600_000),
+  );
+  const records: LogRecord[] = outgoing.map((r, i) => ({
+    topic: `${run}-transactions`,
+    partition: 0,
+    offset: String(from + i),
+    key: r.key,
+    value: Buffer.from(r.value),
+    timestamp: now,
+    headers: {},
+  }));
+  await processor.process({ topic: `${run}-transactions`, partition: 0, records });
+  await processor.flush();
+}
+const seedSeconds = (performance.now() - seedStart) / 1000;
+
+// 2. The two servers.
+function start(name: string, argv: string[], env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, argv, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
+  child.on('exit', (code, signal) => {
+    if (!stopping) console.error(`${name} exited (${code ?? signal})`);
+  });
+  return child;
+}
+async function ready(url: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      if ((await fetch(`${url}/readyz`)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`${url} not ready within 30 s`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+let stopping = false;
+const SERVICE_PORT = 3911;
+const CEILING_PORT = 3912;
+const serviceEnv = {
+  HOST: '127.0.0.1',
+  PORT: String(SERVICE_PORT),
+  LOG_LEVEL: 'warn',
+  REDIS_KEY_PREFIX: `${run}:`,
+  TOPIC_TRANSACTIONS: `${run}-transactions`,
+  TOPIC_PREDICTIONS: `${run}-predictions`,
+};
+const startService = (extra: string[] = []) =>
+  start('inference', [...extra, '--import', 'tsx', 'services/inference/src/main.ts'], serviceEnv);
+let service = startService();
+const ceiling = start('ceiling', ['--import', 'tsx', 'bench/predict/ceiling.ts', String(CEILING_PORT)], {});
+const serviceUrl = `http://127.0.0.1:${SERVICE_PORT}`;
+const ceilingUrl = `http://127.0.0.1:${CEILING_PORT}`;
+await Promise.all([ready(serviceUrl), ready(ceilingUrl)]);
+
+// 3. Maximum rate, alternating; then fixed rates.
+await wrk(`${serviceUrl}/v1/predict`, 3, CONNECTIONS); // warm-up (JIT, connections)
+await wrk(`${ceilingUrl}/v1/predict`, 3, CONNECTIONS);
+const maxima: { service: LoadResult[]; ceiling: LoadResult[] } = { service: [], ceiling: [] };
+for (let round = 0; round < Number(args.rounds); round++) {
+  maxima.ceiling.push(await wrk(`${ceilingUrl}/v1/predict`, SECONDS, CONNECTIONS));
+  maxima.service.push(await wrk(`${serviceUrl}/v1/predict`, SECONDS, CONNECTIONS));
+}
+const serviceMax = median(maxima.service.map((r) => r.requestsPerSecond));
+const ceilingMax = median(maxima.ceiling.map((r) => r.requestsPerSecond));
+const half = Math.max(100, Math.round(serviceMax / 2 / 100) * 100);
+const fixed = {
+  at_1000: { ceiling: await hey(`${ceilingUrl}/v1/predict`, SECONDS, 1000), service: await hey(`${serviceUrl}/v1/predict`, SECONDS, 1000) },
+  at_half_max: {
+    ceiling: await hey(`${ceilingUrl}/v1/predict`, SECONDS, half),
+    service: await hey(`${serviceUrl}/v1/predict`, SECONDS, half),
+  },
+};
+
+// 4. Profile of the service under wrk.
+stopping = true;
+const exited = (child: ChildProcess) => new Promise((resolve) => (child.exitCode !== null ? resolve(null) : child.once('exit', resolve)));
+service.kill('SIGINT');
+await exited(service);
+const profileDir = mkdtempSync(join(tmpdir(), 'tributary-predict-profile-'));
+stopping = false;
+service = startService(['--cpu-prof', `--cpu-prof-dir=${profileDir}`]);
+await ready(serviceUrl);
+await wrk(`${serviceUrl}/v1/predict`, 3, CONNECTIONS);
+const profiled = await wrk(`${serviceUrl}/v1/predict`, SECONDS, CONNECTIONS);
+stopping = true;
+service.kill('SIGINT');
+ceiling.kill('SIGINT');
+await Promise.all([exited(service), exited(ceiling)]);
+const profiles = readdirSync(profileDir)
+  .filter((f) => f.endsWith('.cpuprofile'))
+  .map((f) => join(profileDir, f));
+// The largest profile is the main thread's (worker threads write their own).
+const profileSummaries = profiles.map((file) => ({ file, ...summariseProfile(file, profiled.requests + 3 * profiled.requestsPerSecond) }));
+profileSummaries.sort((a, b) => b.busyMs - a.busyMs);
+
+const result = {
+  measured_at: new Date().toISOString(),
+  users: USERS,
+  seed_seconds: Number(seedSeconds.toFixed(1)),
+  load: `wrk -t1 -c${CONNECTIONS} -d${SECONDS}s (random users), hey -c10 -z${SECONDS}s at fixed rates (one body)`,
+  max_requests_per_s: {
+    service: Math.round(serviceMax),
+    ceiling: Math.round(ceilingMax),
+    ratio: Number((serviceMax / ceilingMax).toFixed(3)),
+  },
+  max_runs: maxima,
+  fixed_rate_1000: {
+    service: fixed.at_1000.service,
+    ceiling: fixed.at_1000.ceiling,
+    p99_ratio: Number((fixed.at_1000.service.p99Ms / fixed.at_1000.ceiling.p99Ms).toFixed(2)),
+  },
+  [`fixed_rate_${half}`]: {
+    service: fixed.at_half_max.service,
+    ceiling: fixed.at_half_max.ceiling,
+    p99_ratio: Number((fixed.at_half_max.service.p99Ms / fixed.at_half_max.ceiling.p99Ms).toFixed(2)),
+  },
+  profile: {
+    requests_per_s_while_profiled: profiled.requestsPerSecond,
+    threads: profileSummaries.map((p) => ({ busy_ms: p.busyMs, parts: p.parts.slice(0, 14) })),
+  },
+};
+console.log(JSON.stringify(result, null, 2));
+mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+writeFileSync(new URL('./results/predict.json', import.meta.url), JSON.stringify(result, null, 2) + '\n');
+
+let cursor = '0';
+do {
+  const [next, keys] = await store.client.scan(cursor, 'MATCH', `${run}:*`, 'COUNT', 1000);
+  if (keys.length > 0) await store.client.del(...keys);
+  cursor = next;
+} while (cursor !== '0');
+await store.close();

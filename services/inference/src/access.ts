@@ -1,0 +1,100 @@
+/**
+ * Who may call what, and how much: API keys (`Authorization: Bearer <secret>` or
+ * `x-api-key`), optional on the prediction and push routes and mandatory on the admin
+ * routes; a request rate per key; and load shedding (503 with Retry-After) when the event
+ * loop falls behind, so that an overloaded replica answers quickly instead of slowly.
+ * Routes say what applies to them in their `config`: `access` and `shed`.
+ */
+import rateLimit from '@fastify/rate-limit';
+import underPressure from '@fastify/under-pressure';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { TributaryError } from '@tributary/shared';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** `open` (default), `client`: an API key when keys are configured, `admin`: an admin key, always. */
+    access?: 'open' | 'client' | 'admin';
+    /** Refused with 503 while the process is overloaded. */
+    shed?: boolean;
+  }
+  interface FastifyRequest {
+    /** The id of the API key the request authenticated with. */
+    caller?: string;
+  }
+}
+
+export interface AccessOptions {
+  /** secret -> id; undefined: client routes are open. */
+  apiKeys?: Map<string, string>;
+  /** secret -> id; undefined: the admin routes refuse every request. */
+  adminKeys?: Map<string, string>;
+  /** Requests per second per key (or client address); 0: unlimited. */
+  ratePerKey: number;
+  /** Event-loop delay, ms, above which shed routes answer 503; 0: never. */
+  shedEventLoopDelayMs: number;
+  shed(reason: 'event_loop_delay'): void;
+  denied(reason: 'missing_key' | 'invalid_key' | 'admin_disabled'): void;
+}
+
+function secretOf(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (typeof header === 'string' && header.startsWith('Bearer ')) return header.slice(7).trim();
+  const key = request.headers['x-api-key'];
+  return typeof key === 'string' ? key : undefined;
+}
+
+export async function installAccess(app: FastifyInstance, options: AccessOptions): Promise<void> {
+  app.addHook('onRequest', async (request) => {
+    const access = request.routeOptions.config.access ?? 'open';
+    if (access === 'open') return;
+    const keys = access === 'admin' ? options.adminKeys : options.apiKeys;
+    if (!keys) {
+      if (access === 'client') return;
+      options.denied('admin_disabled');
+      throw new TributaryError('FORBIDDEN', 'the admin API is disabled: set ADMIN_API_KEYS to enable it');
+    }
+    const secret = secretOf(request);
+    if (secret === undefined) {
+      options.denied('missing_key');
+      throw new TributaryError('UNAUTHORIZED', 'an API key is required: send it as "Authorization: Bearer <key>" or "x-api-key"');
+    }
+    const caller = keys.get(secret);
+    if (caller === undefined) {
+      options.denied('invalid_key');
+      throw new TributaryError('UNAUTHORIZED', access === 'admin' ? 'this key is not an admin API key' : 'unknown API key');
+    }
+    request.caller = caller;
+  });
+
+  if (options.shedEventLoopDelayMs > 0) {
+    await app.register(underPressure, {
+      maxEventLoopDelay: options.shedEventLoopDelayMs,
+      sampleInterval: 100,
+      pressureHandler: (request, _reply, _type, value) => {
+        if (!request.routeOptions.config.shed) return undefined;
+        options.shed('event_loop_delay');
+        return Promise.reject(
+          new TributaryError('OVERLOADED', `the service is overloaded (event loop ${Math.round(Number(value))} ms behind); retry shortly`),
+        );
+      },
+    });
+  }
+
+  await app.register(rateLimit, {
+    global: false,
+    // After authentication, so that the limit is counted per key.
+    hook: 'preHandler',
+    keyGenerator: (request) => (request.caller ? `key:${request.caller}` : `ip:${request.ip}`),
+    errorResponseBuilder: (_request, context) =>
+      new TributaryError('RATE_LIMITED', `rate limit of ${context.max} requests per second exceeded; retry in ${context.after}`),
+  });
+}
+
+/** The route config of a client route: its access rule, shedding and rate limit. */
+export function clientRoute(options: Pick<AccessOptions, 'ratePerKey'>) {
+  return {
+    access: 'client' as const,
+    shed: true,
+    ...(options.ratePerKey > 0 ? { rateLimit: { max: options.ratePerKey, timeWindow: 1000 } } : {}),
+  };
+}

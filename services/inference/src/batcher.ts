@@ -1,0 +1,131 @@
+/**
+ * Dynamic batching (Triton's `max_queue_delay`): rows to score wait in a queue and are sent
+ * to the model runner together. A batch leaves as soon as a runner is free (after the
+ * current event-loop turn, so that requests parsed together are scored together) or after
+ * `maxDelayMs` when set; while every runner is busy the queue grows, so the batch size
+ * follows the load. The queue is bounded: beyond `maxQueuedRows` scoring is refused
+ * (the service answers 503 and the client retries).
+ */
+import { TributaryError } from '@tributary/shared';
+
+export interface BatchRunner {
+  /** Scores `rows` input vectors laid out one after another; one score per row. */
+  run(vectors: Float32Array, rows: number): Promise<Float32Array>;
+}
+
+export interface MicroBatcherOptions {
+  /** Values per row. */
+  width: number;
+  maxBatchRows: number;
+  /** Extra wait for more rows before a batch leaves; 0: only the current event-loop turn. */
+  maxDelayMs: number;
+  /** Batches run at once (one per worker thread). */
+  concurrency: number;
+  maxQueuedRows: number;
+}
+
+interface Pending {
+  vectors: Float32Array;
+  rows: number;
+  resolve(scores: Float32Array): void;
+  reject(error: unknown): void;
+}
+
+export class MicroBatcher {
+  private queue: Pending[] = [];
+  private queuedRows = 0;
+  private inFlight = 0;
+  private scheduled = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly runner: BatchRunner,
+    private readonly options: MicroBatcherOptions,
+  ) {}
+
+  /** Rows waiting for a runner. */
+  get queued(): number {
+    return this.queuedRows;
+  }
+
+  score(vectors: Float32Array, rows: number): Promise<Float32Array> {
+    if (vectors.length !== rows * this.options.width) {
+      return Promise.reject(new Error(`expected ${rows} x ${this.options.width} values, got ${vectors.length}`));
+    }
+    if (this.queuedRows + rows > this.options.maxQueuedRows) {
+      return Promise.reject(new TributaryError('OVERLOADED', `the model queue is full (${this.queuedRows} rows waiting); retry shortly`));
+    }
+    return new Promise((resolve, reject) => {
+      this.queue.push({ vectors, rows, resolve, reject });
+      this.queuedRows += rows;
+      if (this.queuedRows >= this.options.maxBatchRows) this.dispatch();
+      else this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.inFlight >= this.options.concurrency || this.queue.length === 0) return;
+    this.scheduled = true;
+    const go = () => {
+      this.scheduled = false;
+      this.dispatch();
+    };
+    if (this.options.maxDelayMs > 0) setTimeout(go, this.options.maxDelayMs);
+    else setImmediate(go);
+  }
+
+  private dispatch(): void {
+    while (this.inFlight < this.options.concurrency && this.queue.length > 0) {
+      const batch: Pending[] = [];
+      let rows = 0;
+      while (this.queue.length > 0 && (batch.length === 0 || rows + this.queue[0]!.rows <= this.options.maxBatchRows)) {
+        const next = this.queue.shift()!;
+        batch.push(next);
+        rows += next.rows;
+      }
+      this.queuedRows -= rows;
+      this.run(batch, rows);
+    }
+  }
+
+  private run(batch: Pending[], rows: number): void {
+    const width = this.options.width;
+    let vectors: Float32Array;
+    if (batch.length === 1) {
+      vectors = batch[0]!.vectors;
+    } else {
+      vectors = new Float32Array(rows * width);
+      let at = 0;
+      for (const pending of batch) {
+        vectors.set(pending.vectors, at);
+        at += pending.vectors.length;
+      }
+    }
+    this.inFlight++;
+    this.runner
+      .run(vectors, rows)
+      .then(
+        (scores) => {
+          let at = 0;
+          for (const pending of batch) {
+            pending.resolve(scores.subarray(at, at + pending.rows));
+            at += pending.rows;
+          }
+        },
+        (error: unknown) => {
+          for (const pending of batch) pending.reject(error);
+        },
+      )
+      .finally(() => {
+        this.inFlight--;
+        if (this.queue.length > 0) this.schedule();
+        else if (this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+      });
+  }
+
+  /** Resolves when nothing is queued or running. */
+  async drained(): Promise<void> {
+    if (this.queue.length === 0 && this.inFlight === 0) return;
+    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+}

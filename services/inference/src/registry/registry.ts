@@ -1,0 +1,201 @@
+/**
+ * The model registry: versions in a directory (`<root>/<model>/<version>/manifest.json` and
+ * the ONNX file), the serving routing in a RoutingStore. Registering checks a version fully
+ * (manifest, hash, the model against its manifest, the features it needs) before it is
+ * written; promoting checks it again before any replica is told to serve it.
+ */
+import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { TributaryError } from '@tributary/shared';
+import { checkHash, inspectModel, ModelLoadError, readModelVersion, SAFE_NAME, type ModelManifest, type ModelVersion } from '../model.js';
+import type { AuditEntry, Routing, RoutingStore } from './routing.js';
+
+/** Earlier champions remembered for rollback. */
+const PREVIOUS_KEPT = 20;
+const SAFE = new RegExp(SAFE_NAME);
+
+export interface VersionSummary {
+  version: string;
+  created_at: string;
+  features: number;
+  sha256: string;
+  training: Record<string, unknown>;
+}
+
+const byVersion = (a: string, b: string) => a.localeCompare(b, 'en', { numeric: true });
+
+export class ModelRegistry {
+  constructor(
+    readonly root: string,
+    readonly routes: RoutingStore,
+    /** Further checks of a manifest (e.g. that the service can compute every feature); throws to reject. */
+    private readonly check: (manifest: ModelManifest) => void = () => {},
+  ) {}
+
+  private dir(model: string, version?: string): string {
+    for (const part of [model, version]) {
+      if (part !== undefined && !SAFE.test(part)) throw new TributaryError('BAD_REQUEST', `"${part}" is not a valid model name or version`);
+    }
+    return version === undefined ? join(this.root, model) : join(this.root, model, version);
+  }
+
+  async versions(model: string): Promise<VersionSummary[]> {
+    const entries = await readdir(this.dir(model), { withFileTypes: true }).catch(() => []);
+    const summaries: VersionSummary[] = [];
+    for (const entry of entries) {
+      if (!entry.isDirectory() || !SAFE.test(entry.name)) continue;
+      const version = await readModelVersion(join(this.dir(model), entry.name)).catch(() => null);
+      if (!version) continue;
+      const { manifest } = version;
+      summaries.push({
+        version: manifest.version,
+        created_at: manifest.created_at,
+        features: manifest.features.length,
+        sha256: manifest.sha256,
+        training: manifest.training,
+      });
+    }
+    return summaries.sort((a, b) => byVersion(a.version, b.version));
+  }
+
+  /** Reads a version and checks its hash and manifest. */
+  async version(model: string, version: string): Promise<ModelVersion> {
+    try {
+      const read = await readModelVersion(this.dir(model, version));
+      if (read.manifest.name !== model || read.manifest.version !== version) {
+        throw new ModelLoadError(
+          `the manifest names ${read.manifest.name} version ${read.manifest.version}, not ${model} version ${version}`,
+        );
+      }
+      return read;
+    } catch (error) {
+      if (error instanceof ModelLoadError && /cannot read .*manifest\.json: ENOENT/.test(error.message)) {
+        throw new TributaryError('NOT_FOUND', `model ${model} has no version ${version}`);
+      }
+      throw rejected(error);
+    }
+  }
+
+  /** Checks a version and adds it to the registry; it serves only once promoted. */
+  async register(manifest: ModelManifest, bytes: Buffer): Promise<VersionSummary> {
+    const target = this.dir(manifest.name, manifest.version);
+    try {
+      checkHash(manifest, bytes);
+      await inspectModel(manifest, bytes);
+      this.check(manifest);
+    } catch (error) {
+      throw rejected(error);
+    }
+    await mkdir(this.dir(manifest.name), { recursive: true });
+    const staging = await mkdtemp(join(this.dir(manifest.name), '.staging-'));
+    try {
+      await writeFile(join(staging, manifest.file), bytes);
+      await writeFile(join(staging, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+      await rename(staging, target).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOTEMPTY' || error.code === 'EEXIST') {
+          throw new TributaryError('CONFLICT', `model ${manifest.name} already has a version ${manifest.version}; versions are immutable`);
+        }
+        throw error;
+      });
+    } finally {
+      await rm(staging, { recursive: true, force: true });
+    }
+    return {
+      version: manifest.version,
+      created_at: manifest.created_at,
+      features: manifest.features.length,
+      sha256: manifest.sha256,
+      training: manifest.training,
+    };
+  }
+
+  routing(model: string): Promise<Routing | null> {
+    return this.routes.get(model);
+  }
+
+  /** The stored routing, or a first one serving the highest registered version. */
+  async ensureRouting(model: string, by: string): Promise<Routing> {
+    const existing = await this.routes.get(model);
+    if (existing) return existing;
+    const newest = (await this.versions(model)).at(-1);
+    if (!newest) throw new TributaryError('NOT_FOUND', `model ${model} has no valid version in ${this.dir(model)}`);
+    const routing = this.next(null, model, newest.version, [], by, 'first start: the highest registered version');
+    const result = await this.routes.update(routing, 0, this.entry(routing, 'init', null));
+    if (result.ok) return result.routing;
+    if (result.current) return result.current; // another replica initialised it first
+    throw new Error(`cannot initialise the routing of ${model}`);
+  }
+
+  async promote(model: string, version: string, by: string, reason: string): Promise<Routing> {
+    const current = await this.ensureRouting(model, by);
+    if (current.champion === version) throw new TributaryError('CONFLICT', `version ${version} of ${model} is already the champion`);
+    await this.checkServable(model, version);
+    const previous = [current.champion, ...current.previous.filter((v) => v !== version)].slice(0, PREVIOUS_KEPT);
+    return this.store(current, this.next(current, model, version, previous, by, reason), 'promote');
+  }
+
+  async rollback(model: string, by: string, reason: string): Promise<Routing> {
+    const current = await this.routes.get(model);
+    const target = current?.previous[0];
+    if (!current || target === undefined) throw new TributaryError('CONFLICT', `model ${model} has no earlier champion to roll back to`);
+    await this.checkServable(model, target);
+    return this.store(current, this.next(current, model, target, current.previous.slice(1), by, reason), 'rollback');
+  }
+
+  audit(model: string, limit = 100): Promise<AuditEntry[]> {
+    return this.routes.audit(model, limit);
+  }
+
+  private async checkServable(model: string, version: string): Promise<void> {
+    const read = await this.version(model, version);
+    try {
+      await inspectModel(read.manifest, read.bytes);
+      this.check(read.manifest);
+    } catch (error) {
+      throw rejected(error);
+    }
+  }
+
+  private next(current: Routing | null, model: string, champion: string, previous: string[], by: string, reason: string): Routing {
+    return {
+      model,
+      champion,
+      previous,
+      revision: (current?.revision ?? 0) + 1,
+      updated_at: new Date().toISOString(),
+      updated_by: by,
+      reason,
+    };
+  }
+
+  private entry(routing: Routing, action: AuditEntry['action'], from: string | null): AuditEntry {
+    return {
+      at: routing.updated_at,
+      by: routing.updated_by,
+      action,
+      reason: routing.reason,
+      from,
+      to: routing.champion,
+      revision: routing.revision,
+    };
+  }
+
+  private async store(current: Routing, next: Routing, action: AuditEntry['action']): Promise<Routing> {
+    const result = await this.routes.update(next, current.revision, this.entry(next, action, current.champion));
+    if (!result.ok) {
+      throw new TributaryError(
+        'CONFLICT',
+        `the routing of ${next.model} changed meanwhile (now revision ${result.current?.revision ?? 0}); retry`,
+      );
+    }
+    return result.routing;
+  }
+}
+
+function rejected(error: unknown): Error {
+  if (error instanceof TributaryError) return error;
+  if (error instanceof ModelLoadError || (error as Error).name === 'FeaturePlanError') {
+    return new TributaryError('MODEL_REJECTED', (error as Error).message);
+  }
+  return error as Error;
+}

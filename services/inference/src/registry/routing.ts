@@ -1,0 +1,136 @@
+/**
+ * Which version of each model serves, kept where every replica reads it (Redis, or memory
+ * for the embedded default), with an audit log of who changed it, when and why. Each
+ * change bumps a revision; a change made against a stale revision is refused, so two
+ * operators cannot overwrite each other unknowingly.
+ */
+import { Redis } from 'ioredis';
+
+export interface Routing {
+  model: string;
+  /** The version answering requests. */
+  champion: string;
+  /** Earlier champions, most recent first (what `rollback` returns to). */
+  previous: string[];
+  revision: number;
+  updated_at: string;
+  updated_by: string;
+  reason: string;
+}
+
+export interface AuditEntry {
+  at: string;
+  by: string;
+  action: 'init' | 'promote' | 'rollback';
+  reason: string;
+  from: string | null;
+  to: string;
+  revision: number;
+}
+
+export type RoutingUpdate = { ok: true; routing: Routing } | { ok: false; current: Routing | null };
+
+export interface RoutingStore {
+  get(model: string): Promise<Routing | null>;
+  /** Stores `next` if the stored revision is still `expectedRevision` (0: nothing stored yet). */
+  update(next: Routing, expectedRevision: number, audit: AuditEntry): Promise<RoutingUpdate>;
+  /** Newest first. */
+  audit(model: string, limit: number): Promise<AuditEntry[]>;
+  close(): Promise<void>;
+}
+
+/** Audit entries kept per model. */
+const AUDIT_KEPT = 1000;
+
+export class MemoryRoutingStore implements RoutingStore {
+  private readonly routes = new Map<string, Routing>();
+  private readonly log = new Map<string, AuditEntry[]>();
+
+  async get(model: string): Promise<Routing | null> {
+    const routing = this.routes.get(model);
+    return routing ? structuredClone(routing) : null;
+  }
+
+  async update(next: Routing, expectedRevision: number, audit: AuditEntry): Promise<RoutingUpdate> {
+    const current = this.routes.get(next.model) ?? null;
+    if ((current?.revision ?? 0) !== expectedRevision) return { ok: false, current: current && structuredClone(current) };
+    this.routes.set(next.model, structuredClone(next));
+    const entries = this.log.get(next.model) ?? [];
+    entries.unshift(structuredClone(audit));
+    entries.length = Math.min(entries.length, AUDIT_KEPT);
+    this.log.set(next.model, entries);
+    return { ok: true, routing: structuredClone(next) };
+  }
+
+  async audit(model: string, limit: number): Promise<AuditEntry[]> {
+    return structuredClone((this.log.get(model) ?? []).slice(0, limit));
+  }
+
+  async close(): Promise<void> {}
+}
+
+/**
+ * KEYS[1] routing key, KEYS[2] audit list; ARGV[1] expected revision, ARGV[2] new routing
+ * JSON, ARGV[3] audit entry JSON, ARGV[4] audit entries kept. Returns 1, or the stored
+ * routing (or false) when its revision differs.
+ */
+const UPDATE_SCRIPT = `
+local current = redis.call('GET', KEYS[1])
+local revision = 0
+if current then revision = cjson.decode(current).revision end
+if tostring(revision) ~= ARGV[1] then return current end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('LPUSH', KEYS[2], ARGV[3])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
+return 1
+`;
+
+interface RedisWithUpdate extends Redis {
+  updateRouting(...keysAndArgs: string[]): Promise<1 | string | null>;
+}
+
+export class RedisRoutingStore implements RoutingStore {
+  private readonly client: RedisWithUpdate;
+
+  constructor(
+    url: string,
+    private readonly keyPrefix: string,
+  ) {
+    this.client = new Redis(url, { maxRetriesPerRequest: 2, lazyConnect: false }) as RedisWithUpdate;
+    this.client.defineCommand('updateRouting', { numberOfKeys: 2, lua: UPDATE_SCRIPT });
+    this.client.on('error', () => {});
+  }
+
+  // Both keys of a model share the `{model}` hash tag (one Redis Cluster slot).
+  private keys(model: string): [string, string] {
+    return [`${this.keyPrefix}routing:{${model}}`, `${this.keyPrefix}routing:{${model}}:audit`];
+  }
+
+  async get(model: string): Promise<Routing | null> {
+    const text = await this.client.get(this.keys(model)[0]);
+    return text === null ? null : (JSON.parse(text) as Routing);
+  }
+
+  async update(next: Routing, expectedRevision: number, audit: AuditEntry): Promise<RoutingUpdate> {
+    const [routingKey, auditKey] = this.keys(next.model);
+    const result = await this.client.updateRouting(
+      routingKey,
+      auditKey,
+      String(expectedRevision),
+      JSON.stringify(next),
+      JSON.stringify(audit),
+      String(AUDIT_KEPT),
+    );
+    if (result === 1) return { ok: true, routing: next };
+    return { ok: false, current: result === null ? null : (JSON.parse(result) as Routing) };
+  }
+
+  async audit(model: string, limit: number): Promise<AuditEntry[]> {
+    const entries = await this.client.lrange(this.keys(model)[1], 0, limit - 1);
+    return entries.map((e) => JSON.parse(e) as AuditEntry);
+  }
+
+  async close(): Promise<void> {
+    await this.client.quit().catch(() => this.client.disconnect());
+  }
+}

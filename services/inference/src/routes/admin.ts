@@ -1,0 +1,171 @@
+/** The admin API of the model registry: list, register, promote, roll back, audit. Admin keys only. */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import Type from 'typebox';
+import { TributaryError } from '@tributary/shared';
+import { ErrorResponse } from '../errors.js';
+import { ModelLoadError, parseManifest } from '../model.js';
+import type { ModelRegistry } from '../registry/registry.js';
+
+export interface AdminRouteOptions {
+  registry: ModelRegistry;
+  /** The model this replica serves, and a way to follow a routing change at once. */
+  served: { name: string; version(): string; refresh(): Promise<void> };
+  /** Largest accepted registration body (the ONNX file, base64). */
+  bodyLimit: number;
+}
+
+const Name = Type.Object({ name: Type.String({ minLength: 1, maxLength: 128 }) });
+const Reason = Type.String({ minLength: 1, maxLength: 1000, description: 'why: kept in the audit log' });
+const Routing = Type.Object({
+  model: Type.String(),
+  champion: Type.String(),
+  previous: Type.Array(Type.String()),
+  revision: Type.Integer(),
+  updated_at: Type.String(),
+  updated_by: Type.String(),
+  reason: Type.String(),
+});
+const Version = Type.Object({
+  version: Type.String(),
+  created_at: Type.String(),
+  features: Type.Integer(),
+  sha256: Type.String(),
+  training: Type.Record(Type.String(), Type.Unknown()),
+});
+const ERRORS = { 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 422: ErrorResponse };
+
+export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (app, options) => {
+  const { registry, served } = options;
+  const config = { access: 'admin' as const };
+  const followIfServed = async (name: string) => {
+    if (name === served.name) await served.refresh();
+  };
+
+  app.get(
+    '/admin/models/:name',
+    {
+      config,
+      schema: {
+        summary: 'The versions of a model, its routing and the version this replica serves',
+        params: Name,
+        response: {
+          200: Type.Object({
+            name: Type.String(),
+            serving: Type.Union([Type.String(), Type.Null()], { description: 'the version this replica serves' }),
+            routing: Type.Union([Routing, Type.Null()]),
+            versions: Type.Array(Version),
+          }),
+          ...ERRORS,
+        },
+      },
+    },
+    async (request) => {
+      const { name } = request.params;
+      const [versions, routing] = await Promise.all([registry.versions(name), registry.routing(name)]);
+      if (versions.length === 0 && !routing) throw new TributaryError('NOT_FOUND', `no model ${name} in the registry`);
+      return { name, serving: name === served.name ? served.version() : null, routing, versions };
+    },
+  );
+
+  app.post(
+    '/admin/models/:name/versions',
+    {
+      config,
+      bodyLimit: options.bodyLimit,
+      schema: {
+        summary: 'Register a version: its manifest and its ONNX file (base64); checked, then stored, not yet served',
+        params: Name,
+        body: Type.Object(
+          { manifest: Type.Object({}, { additionalProperties: true }), model_base64: Type.String({ minLength: 1 }) },
+          { additionalProperties: false },
+        ),
+        response: { 201: Version, ...ERRORS },
+      },
+    },
+    async (request, reply) => {
+      let manifest;
+      try {
+        manifest = parseManifest(JSON.stringify(request.body.manifest), 'manifest');
+      } catch (error) {
+        if (error instanceof ModelLoadError) throw new TributaryError('VALIDATION_FAILED', error.message);
+        throw error;
+      }
+      if (manifest.name !== request.params.name) {
+        throw new TributaryError('VALIDATION_FAILED', `the manifest names model ${manifest.name}, the path ${request.params.name}`);
+      }
+      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(request.body.model_base64))
+        throw new TributaryError('VALIDATION_FAILED', 'model_base64 is not base64');
+      const summary = await registry.register(manifest, Buffer.from(request.body.model_base64, 'base64'));
+      request.log.info(`model ${manifest.name} version ${manifest.version} registered by ${request.caller}`);
+      return reply.status(201).send(summary);
+    },
+  );
+
+  app.post(
+    '/admin/models/:name/promote',
+    {
+      config,
+      schema: {
+        summary: 'Make a registered version the champion (every replica follows within seconds)',
+        params: Name,
+        body: Type.Object({ version: Type.String({ minLength: 1, maxLength: 64 }), reason: Reason }, { additionalProperties: false }),
+        response: { 200: Routing, ...ERRORS },
+      },
+    },
+    async (request) => {
+      const routing = await registry.promote(request.params.name, request.body.version, request.caller!, request.body.reason);
+      await followIfServed(request.params.name);
+      return routing;
+    },
+  );
+
+  app.post(
+    '/admin/models/:name/rollback',
+    {
+      config,
+      schema: {
+        summary: 'Return to the previous champion',
+        params: Name,
+        body: Type.Object({ reason: Reason }, { additionalProperties: false }),
+        response: { 200: Routing, ...ERRORS },
+      },
+    },
+    async (request) => {
+      const routing = await registry.rollback(request.params.name, request.caller!, request.body.reason);
+      await followIfServed(request.params.name);
+      return routing;
+    },
+  );
+
+  app.get(
+    '/admin/models/:name/audit',
+    {
+      config,
+      schema: {
+        summary: 'Routing changes, newest first: who, when, why',
+        params: Name,
+        querystring: Type.Object(
+          { limit: Type.Optional(Type.String({ pattern: '^([1-9][0-9]{0,2}|1000)$' })) },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object({
+            entries: Type.Array(
+              Type.Object({
+                at: Type.String(),
+                by: Type.String(),
+                action: Type.String(),
+                reason: Type.String(),
+                from: Type.Union([Type.String(), Type.Null()]),
+                to: Type.String(),
+                revision: Type.Integer(),
+              }),
+            ),
+          }),
+          ...ERRORS,
+        },
+      },
+    },
+    async (request) => ({ entries: await registry.audit(request.params.name, Number(request.query.limit ?? 100)) }),
+  );
+};
