@@ -69,7 +69,9 @@ export async function installAccess(app: FastifyInstance, options: AccessOptions
   if (options.shedEventLoopDelayMs > 0) {
     await app.register(underPressure, {
       maxEventLoopDelay: options.shedEventLoopDelayMs,
-      sampleInterval: 100,
+      // The mean delay over half a second: a window with no sample at all would read as
+      // an infinite delay, which short windows on a busy machine risk.
+      sampleInterval: 500,
       pressureHandler: (request, _reply, _type, value) => {
         if (!request.routeOptions.config.shed) return undefined;
         options.shed('event_loop_delay');

@@ -11,7 +11,8 @@ import {
 import { createInferenceApp } from '../src/service.js';
 
 export async function buildTestApp(options: { env?: Record<string, string>; store?: OnlineStore; eventLog?: EventLog } = {}) {
-  const config = loadConfig({ LOG_LEVEL: 'silent', ...options.env });
+  // No shedding on event-loop delay unless a test asks for it: test machines stall at times.
+  const config = loadConfig({ LOG_LEVEL: 'silent', SHED_EVENT_LOOP_DELAY_MS: '0', ...options.env });
   const eventLog = options.eventLog ?? new MemoryEventLog();
   const store = options.store ?? new MemoryOnlineStore();
   const registry = createRegistry({ defaultMetrics: false });

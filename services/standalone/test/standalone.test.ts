@@ -57,8 +57,9 @@ describe('npm start (embedded default)', () => {
         features: { amount: 125.5, country: 'US', channel: 'web' },
       }),
     });
-    expect(response.status).toBe(200);
-    const body = (await response.json()) as { prediction_id: string; score: number; model: { name: string; version: string } };
+    const text = await response.text();
+    expect(response.status, text).toBe(200);
+    const body = JSON.parse(text) as { prediction_id: string; score: number; model: { name: string; version: string } };
     expect(typeof body.prediction_id).toBe('string');
     expect(body.score).toBeGreaterThanOrEqual(0);
     expect(body.score).toBeLessThanOrEqual(1);

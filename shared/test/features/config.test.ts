@@ -54,7 +54,12 @@ describe('loadConfig: defaults', () => {
 
   it('reads API keys as id:secret pairs and never prints a secret in its errors', () => {
     const keys = loadConfig({ API_KEYS: 'alice:0123456789abcdef, ci:fedcba9876543210' }).API_KEYS;
-    expect(keys).toEqual(new Map([['0123456789abcdef', 'alice'], ['fedcba9876543210', 'ci']]));
+    expect(keys).toEqual(
+      new Map([
+        ['0123456789abcdef', 'alice'],
+        ['fedcba9876543210', 'ci'],
+      ]),
+    );
     expect(() => loadConfig({ ADMIN_API_KEYS: 'ops:long-enough-secret' })).not.toThrow();
     for (const bad of ['ops:short', 'nocolon0123456789', ':0123456789abcdef']) {
       let message = '';

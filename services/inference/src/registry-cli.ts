@@ -1,0 +1,115 @@
+/**
+ * The model registry from the command line:
+ *   npm run models -- list
+ *   npm run models -- register <dir>          (a folder with manifest.json and the ONNX file)
+ *   npm run models -- promote <version> --reason "<why>"
+ *   npm run models -- rollback --reason "<why>"
+ *   npm run models -- audit [--limit 20]
+ * Options: --model <name> (default MODEL_NAME), --by <who> (default $USER@host).
+ * The registry directory is MODEL_REGISTRY_DIR; the routing is in Redis (REDIS_URL,
+ * REDIS_KEY_PREFIX), where every inference replica reads it.
+ */
+import { hostname, userInfo } from 'node:os';
+import { parseArgs } from 'node:util';
+import { ConfigError, fraud, loadConfig, planFeatures, TributaryError } from '@tributary/shared';
+import { ModelLoadError, readModelVersion } from './model.js';
+import { ModelRegistry } from './registry/registry.js';
+import { RedisRoutingStore, type Routing } from './registry/routing.js';
+
+const USAGE = `usage: npm run models -- <list | register <dir> | promote <version> --reason <why> | rollback --reason <why> | audit> [--model <name>] [--by <who>] [--limit <n>]`;
+
+class UsageError extends Error {}
+
+function describe(routing: Routing | null): string {
+  if (!routing) return 'no routing yet (the first replica to start serves the highest version)';
+  return `champion ${routing.champion} (revision ${routing.revision}, ${routing.updated_at} by ${routing.updated_by}: ${routing.reason}); earlier: ${routing.previous.join(', ') || 'none'}`;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { model: { type: 'string' }, reason: { type: 'string' }, by: { type: 'string' }, limit: { type: 'string' } },
+  });
+  const [command, argument] = positionals;
+  const config = loadConfig();
+  const model = values.model ?? config.MODEL_NAME;
+  const by = values.by ?? `${userInfo().username}@${hostname()}`;
+  const catalog = fraud.fraudExample().catalog;
+  const routes = config.REDIS_URL ? new RedisRoutingStore(config.REDIS_URL, config.REDIS_KEY_PREFIX) : null;
+  const needRoutes = () => {
+    if (!routes) {
+      throw new UsageError(
+        'REDIS_URL is not set: without Redis the routing lives inside the serving process; use its admin API (POST /admin/models/<name>/promote)',
+      );
+    }
+    return routes;
+  };
+  const registry = (withRoutes: boolean) =>
+    new ModelRegistry(config.MODEL_REGISTRY_DIR, withRoutes ? needRoutes() : (routes ?? (null as never)), (manifest) => {
+      planFeatures(manifest.features, catalog, manifest.defaults ?? {});
+    });
+  const reason = () => {
+    if (!values.reason?.trim()) throw new UsageError(`${command} needs --reason "<why>" (kept in the audit log)`);
+    return values.reason.trim();
+  };
+  try {
+    switch (command) {
+      case 'list': {
+        const versions = await registry(false).versions(model);
+        if (versions.length === 0) throw new TributaryError('NOT_FOUND', `no model ${model} in ${config.MODEL_REGISTRY_DIR}`);
+        console.log(`model ${model} in ${config.MODEL_REGISTRY_DIR}`);
+        for (const v of versions)
+          console.log(`  version ${v.version}  created ${v.created_at}  ${v.features} features  sha256 ${v.sha256.slice(0, 12)}…`);
+        console.log(routes ? `routing: ${describe(await routes.get(model))}` : 'routing: (REDIS_URL not set)');
+        return;
+      }
+      case 'register': {
+        if (!argument) throw new UsageError('register needs the folder of the version (manifest.json and the ONNX file)');
+        const version = await readModelVersion(argument);
+        const summary = await registry(false).register(version.manifest, version.bytes);
+        console.log(
+          `registered ${version.manifest.name} version ${summary.version} (${summary.features} features); promote it to serve it`,
+        );
+        return;
+      }
+      case 'promote': {
+        if (!argument) throw new UsageError('promote needs the version');
+        const routing = await registry(true).promote(model, argument, by, reason());
+        console.log(`${model}: ${describe(routing)}`);
+        return;
+      }
+      case 'rollback': {
+        const routing = await registry(true).rollback(model, by, reason());
+        console.log(`${model}: ${describe(routing)}`);
+        return;
+      }
+      case 'audit': {
+        const limit = Number(values.limit ?? 20);
+        if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new UsageError('--limit must be an integer between 1 and 1000');
+        for (const e of await registry(true).audit(model, limit)) {
+          console.log(`${e.at}  revision ${e.revision}  ${e.action} ${e.from ?? '-'} -> ${e.to}  by ${e.by}: ${e.reason}`);
+        }
+        return;
+      }
+      default:
+        throw new UsageError(command ? `unknown command "${command}"` : 'no command given');
+    }
+  } finally {
+    await routes?.close();
+  }
+}
+
+try {
+  await main(process.argv.slice(2));
+} catch (error) {
+  if (error instanceof UsageError) {
+    console.error(`error: ${error.message}\n${USAGE}`);
+    process.exit(2);
+  }
+  if (error instanceof TributaryError || error instanceof ModelLoadError || error instanceof ConfigError) {
+    console.error(`error: ${error.message}`);
+    process.exit(1);
+  }
+  throw error;
+}

@@ -1,0 +1,153 @@
+/** Model versions for the registry tests: a copy of the bundled registry, new versions, and a model built without the project's builder. */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import pkg from 'onnx-proto';
+import { fraud, logisticRegressionToOnnx } from '@tributary/shared';
+import type { ModelManifest } from '../src/model.js';
+
+const { onnx } = pkg;
+export const BUNDLED_REGISTRY = new URL('../../../models', import.meta.url).pathname;
+
+/** A writable copy of the bundled registry (fraud_detector version 1). */
+export function tempRegistry(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-registry-'));
+  cpSync(BUNDLED_REGISTRY, dir, { recursive: true });
+  return dir;
+}
+
+export interface BuiltVersion {
+  manifest: ModelManifest;
+  bytes: Buffer;
+  /** The score the model must give a vector, computed here without onnxruntime. */
+  expected(vector: ArrayLike<number>): number;
+}
+
+function manifestFor(name: string, version: string, bytes: Buffer, extra: Partial<ModelManifest>): ModelManifest {
+  return {
+    name,
+    version,
+    format: 'onnx',
+    file: 'model.onnx',
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    input: 'features',
+    output: 'score',
+    features: fraud.FRAUD_MODEL_FEATURES,
+    threshold: 0.5,
+    created_at: new Date().toISOString(),
+    training: { algorithm: 'test' },
+    ...extra,
+  };
+}
+
+/** A logistic regression over the fraud features: score = sigmoid(weight * sum(x) + bias). */
+export function logisticVersion(version: string, weight: number, bias: number, name = 'fraud_detector'): BuiltVersion {
+  const width = fraud.FRAUD_MODEL_FEATURES.length;
+  const bytes = Buffer.from(
+    logisticRegressionToOnnx(
+      {
+        featureNames: fraud.FRAUD_MODEL_FEATURES,
+        mean: new Array<number>(width).fill(0),
+        scale: new Array<number>(width).fill(1),
+        weights: new Array<number>(width).fill(weight),
+        bias,
+      },
+      { name, version },
+    ),
+  );
+  return {
+    manifest: manifestFor(name, version, bytes, {}),
+    bytes,
+    expected: (x) => 1 / (1 + Math.exp(-(weight * Array.from(x).reduce((a, b) => a + b, 0) + bias))),
+  };
+}
+
+/** The features of the foreign model, in its own order (a subset of the catalog's). */
+export const FOREIGN_FEATURES = ['request:amount', 'user_transactions:count_24h', 'on_demand:log_amount'];
+const FOREIGN_W = [
+  [0.01, -0.01],
+  [0.2, -0.3],
+  [-0.5, 0.7],
+];
+const FOREIGN_B = [0.3, -0.2];
+
+/**
+ * A two-class classifier written with onnx-proto directly, as other tools export them:
+ * input "input" [N, 3], Gemm then Softmax, output "probabilities" [N, 2]; the served score
+ * is column 1 (the positive class).
+ */
+export function foreignVersion(version: string, name = 'fraud_detector'): BuiltVersion {
+  const tensor = (tensorName: string, dims: number[], values: number[]) =>
+    onnx.TensorProto.create({ name: tensorName, dims, dataType: onnx.TensorProto.DataType.FLOAT, floatData: values });
+  const valueInfo = (infoName: string, dims: (number | string)[]) =>
+    onnx.ValueInfoProto.create({
+      name: infoName,
+      type: onnx.TypeProto.create({
+        tensorType: onnx.TypeProto.Tensor.create({
+          elemType: onnx.TensorProto.DataType.FLOAT,
+          shape: onnx.TensorShapeProto.create({
+            dim: dims.map((d) => onnx.TensorShapeProto.Dimension.create(typeof d === 'number' ? { dimValue: d } : { dimParam: d })),
+          }),
+        }),
+      }),
+    });
+  const model = onnx.ModelProto.create({
+    irVersion: 7,
+    producerName: 'hand-written',
+    opsetImport: [onnx.OperatorSetIdProto.create({ domain: '', version: 12 })],
+    graph: onnx.GraphProto.create({
+      name: 'foreign',
+      input: [valueInfo('input', ['batch', 3])],
+      output: [valueInfo('probabilities', ['batch', 2])],
+      initializer: [tensor('W', [3, 2], FOREIGN_W.flat()), tensor('B', [2], FOREIGN_B)],
+      node: [
+        onnx.NodeProto.create({ opType: 'Gemm', input: ['input', 'W', 'B'], output: ['logits'], name: 'gemm' }),
+        onnx.NodeProto.create({
+          opType: 'Softmax',
+          input: ['logits'],
+          output: ['probabilities'],
+          name: 'softmax',
+          attribute: [onnx.AttributeProto.create({ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 1 })],
+        }),
+      ],
+    }),
+  });
+  const bytes = Buffer.from(onnx.ModelProto.encode(model).finish());
+  return {
+    manifest: manifestFor(name, version, bytes, { input: 'input', output: 'probabilities', output_column: 1, features: FOREIGN_FEATURES }),
+    bytes,
+    expected: (x) => {
+      const logits = [0, 1].map((c) => FOREIGN_B[c]! + [0, 1, 2].reduce((s, i) => s + x[i]! * FOREIGN_W[i]![c]!, 0));
+      const exp = logits.map((l) => Math.exp(l));
+      return exp[1]! / (exp[0]! + exp[1]!);
+    },
+  };
+}
+
+/** Runs the registry CLI (`npm run models`) with the given environment, without the caller's REDIS_URL and KAFKA_BROKERS. */
+const CLI = fileURLToPath(new URL('../src/registry-cli.ts', import.meta.url));
+
+export async function models(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !['REDIS_URL', 'KAFKA_BROKERS'].includes(k)));
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', 'tsx', CLI, ...args], {
+      env: { ...clean, ...env },
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+  }
+}
+
+/** A version folder as a user hands it to `register`: manifest.json and the ONNX file. */
+export function versionFolder(built: BuiltVersion): string {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-version-'));
+  writeFileSync(join(dir, built.manifest.file), built.bytes);
+  writeFileSync(join(dir, 'manifest.json'), JSON.stringify(built.manifest));
+  return dir;
+}

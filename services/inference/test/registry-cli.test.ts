@@ -1,0 +1,34 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { foreignVersion, models, tempRegistry, versionFolder } from './models.js';
+
+describe('npm run models (registry CLI)', () => {
+  it('lists and registers versions in the registry directory, refusing a version that exists', async () => {
+    const env = { MODEL_REGISTRY_DIR: tempRegistry() };
+    const listed = await models(['list'], env);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toMatch(/model fraud_detector in .*\n {2}version 1 {2}created .* 15 features/);
+    const folder = versionFolder(foreignVersion('7'));
+    const registered = await models(['register', folder], env);
+    expect(registered.stdout).toContain('registered fraud_detector version 7 (3 features)');
+    expect((await models(['list'], env)).stdout).toMatch(/version 1 .*\n.*version 7 .* 3 features/);
+    const again = await models(['register', folder], env);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/already has a version 7; versions are immutable/);
+  }, 30_000);
+
+  it('answers bad usage with the reason and the usage, exit code 2', async () => {
+    const env = { MODEL_REGISTRY_DIR: tempRegistry() };
+    const unknown = await models(['frobnicate'], env);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown command "frobnicate"\nusage: npm run models/);
+    const noRedis = await models(['promote', '1', '--reason', 'x'], env);
+    expect(noRedis.code).toBe(2);
+    expect(noRedis.stderr).toMatch(/REDIS_URL is not set/);
+    const broken = await models(['register', mkdtempSync(join(tmpdir(), 'empty-'))], env);
+    expect(broken.code).toBe(1);
+    expect(broken.stderr).toMatch(/cannot read .*manifest\.json/);
+  }, 30_000);
+});

@@ -1,0 +1,225 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { buildTestApp, validRequest } from './build.js';
+import { foreignVersion, logisticVersion, tempRegistry, type BuiltVersion } from './models.js';
+
+const ADMIN = 'ops-admin-secret-0001';
+const CLIENT = 'client-secret-000001';
+type App = Awaited<ReturnType<typeof buildTestApp>>;
+let current: App | null = null;
+afterEach(async () => {
+  await current?.app.close();
+  current = null;
+});
+
+async function boot(env: Record<string, string> = {}) {
+  const registryDir = tempRegistry();
+  current = await buildTestApp({ env: { MODEL_REGISTRY_DIR: registryDir, ADMIN_API_KEYS: `ops:${ADMIN}`, ...env } });
+  return { ...current, registryDir };
+}
+
+const admin = (app: App['app'], method: 'GET' | 'POST', url: string, payload?: object, key = ADMIN) =>
+  app.inject({ method, url, payload, headers: { authorization: `Bearer ${key}` } });
+const register = (app: App['app'], built: BuiltVersion) =>
+  admin(app, 'POST', `/admin/models/${built.manifest.name}/versions`, {
+    manifest: built.manifest,
+    model_base64: built.bytes.toString('base64'),
+  });
+
+async function predictExplained(app: App['app']) {
+  const response = await app.inject({ method: 'POST', url: '/v1/predict?explain=true', payload: validRequest });
+  expect(response.statusCode).toBe(200);
+  const body = response.json() as { score: number; model: { version: string }; explanation: { value: number }[] };
+  return { ...body, vector: body.explanation.map((e) => e.value) };
+}
+
+describe('model registry: admin API', () => {
+  it('refuses admin requests without an admin key, and all of them when no admin key is configured', async () => {
+    const { app } = await boot({ API_KEYS: `client:${CLIENT}` });
+    expect((await app.inject({ method: 'GET', url: '/admin/models/fraud_detector' })).statusCode).toBe(401);
+    const wrong = await admin(app, 'GET', '/admin/models/fraud_detector', undefined, CLIENT);
+    expect(wrong.statusCode).toBe(401);
+    expect(wrong.json()).toMatchObject({ code: 'UNAUTHORIZED', message: 'this key is not an admin API key' });
+    expect((await app.inject({ method: 'GET', url: '/admin/models/fraud_detector', headers: { 'x-api-key': ADMIN } })).statusCode).toBe(
+      200,
+    );
+    await app.close();
+
+    current = await buildTestApp({ env: { MODEL_REGISTRY_DIR: tempRegistry() } });
+    const disabled = await admin(current.app, 'GET', '/admin/models/fraud_detector');
+    expect(disabled.statusCode).toBe(403);
+    expect(disabled.json().message).toMatch(/ADMIN_API_KEYS/);
+  });
+
+  it('registers, promotes and rolls back versions; predictions follow at once, scored as the model computes them', async () => {
+    const { app } = await boot();
+    const v2 = logisticVersion('2', 0.002, -1.5);
+    const registered = await register(app, v2);
+    expect(registered.statusCode).toBe(201);
+    expect(registered.json()).toMatchObject({ version: '2', features: 15, sha256: v2.manifest.sha256 });
+
+    let listed = (await admin(app, 'GET', '/admin/models/fraud_detector')).json();
+    expect(listed.versions.map((v: { version: string }) => v.version)).toEqual(['1', '2']);
+    expect(listed.serving).toBe('1');
+    expect(listed.routing).toMatchObject({ champion: '1', revision: 1, updated_by: 'inference' });
+    expect((await predictExplained(app)).model.version).toBe('1');
+
+    const promoted = await admin(app, 'POST', '/admin/models/fraud_detector/promote', { version: '2', reason: 'better AUC on last week' });
+    expect(promoted.statusCode).toBe(200);
+    expect(promoted.json()).toMatchObject({
+      champion: '2',
+      previous: ['1'],
+      revision: 2,
+      updated_by: 'ops',
+      reason: 'better AUC on last week',
+    });
+    const served = await predictExplained(app);
+    expect(served.model.version).toBe('2');
+    expect(served.score).toBeCloseTo(v2.expected(served.vector), 6);
+
+    const rolledBack = await admin(app, 'POST', '/admin/models/fraud_detector/rollback', { reason: 'canary alert' });
+    expect(rolledBack.json()).toMatchObject({ champion: '1', previous: [], revision: 3 });
+    expect((await predictExplained(app)).model.version).toBe('1');
+    const noMore = await admin(app, 'POST', '/admin/models/fraud_detector/rollback', { reason: 'again' });
+    expect(noMore.statusCode).toBe(409);
+
+    const audit = (await admin(app, 'GET', '/admin/models/fraud_detector/audit')).json().entries;
+    expect(audit.map((e: { action: string; from: string | null; to: string; by: string }) => [e.action, e.from, e.to, e.by])).toEqual([
+      ['rollback', '2', '1', 'ops'],
+      ['promote', '1', '2', 'ops'],
+      ['init', null, '1', 'inference'],
+    ]);
+    listed = (await admin(app, 'GET', '/admin/models/fraud_detector/audit?limit=1')).json();
+    expect(listed.entries).toHaveLength(1);
+  });
+
+  it('serves a model built elsewhere (its own input and output names, a class-probability output) without code changes', async () => {
+    const { app } = await boot();
+    const foreign = foreignVersion('byo-1');
+    expect((await register(app, foreign)).statusCode).toBe(201);
+    expect(
+      (await admin(app, 'POST', '/admin/models/fraud_detector/promote', { version: 'byo-1', reason: 'bring your own model' })).statusCode,
+    ).toBe(200);
+    const served = await predictExplained(app);
+    expect(served.model.version).toBe('byo-1');
+    expect(served.vector).toHaveLength(3);
+    expect(served.vector[0]).toBe(validRequest.features.amount);
+    expect(served.score).toBeCloseTo(foreign.expected(served.vector), 6);
+  });
+
+  it('rejects a broken version with a clear error and keeps serving the old one', async () => {
+    const { app } = await boot();
+    const good = logisticVersion('3', 0.001, -2);
+    const cases: [string, object, RegExp][] = [
+      [
+        'a hash that does not match',
+        { manifest: { ...good.manifest, sha256: 'a'.repeat(64) }, model_base64: good.bytes.toString('base64') },
+        /sha256 .* does not match/,
+      ],
+      [
+        'bytes that are not ONNX',
+        {
+          manifest: { ...good.manifest, sha256: logisticVersion('3', 0, 0).manifest.sha256 },
+          model_base64: Buffer.from('not a model').toString('base64'),
+        },
+        /sha256|onnxruntime cannot load/,
+      ],
+      [
+        'a feature the service cannot compute',
+        {
+          manifest: { ...good.manifest, features: [...good.manifest.features.slice(1), 'user_transactions:no_such_feature'] },
+          model_base64: good.bytes.toString('base64'),
+        },
+        /no_such_feature/,
+      ],
+      [
+        'fewer features than the model has inputs',
+        { manifest: { ...good.manifest, features: good.manifest.features.slice(0, 3) }, model_base64: good.bytes.toString('base64') },
+        /\[rows, 3\] is expected/,
+      ],
+      [
+        'an output it does not have',
+        { manifest: { ...good.manifest, output: 'probability' }, model_base64: good.bytes.toString('base64') },
+        /no output "probability"/,
+      ],
+    ];
+    for (const [what, payload, message] of cases) {
+      const response = await admin(app, 'POST', '/admin/models/fraud_detector/versions', payload);
+      expect(response.statusCode, what).toBe(422);
+      expect(response.json().code, what).toBe('MODEL_REJECTED');
+      expect(response.json().message, what).toMatch(message);
+    }
+    const badName = await admin(app, 'POST', '/admin/models/fraud_detector/versions', {
+      manifest: { ...good.manifest, version: '..' },
+      model_base64: good.bytes.toString('base64'),
+    });
+    expect(badName.statusCode).toBe(400);
+    expect((await register(app, good)).statusCode).toBe(201);
+    const again = await register(app, good);
+    expect(again.statusCode).toBe(409);
+    expect(again.json().message).toMatch(/immutable/);
+    const missing = await admin(app, 'POST', '/admin/models/fraud_detector/promote', { version: '9', reason: 'typo' });
+    expect(missing.statusCode).toBe(404);
+    expect((await predictExplained(app)).model.version).toBe('1');
+  });
+
+  it('keeps serving the old version when a routed version fails to load on this replica', async () => {
+    const { app, registryDir, registry } = await boot();
+    const v2 = logisticVersion('2', 0.002, -1.5);
+    expect((await register(app, v2)).statusCode).toBe(201);
+    // The file changes on disk after registration (a bad copy on this replica's volume).
+    const file = join(registryDir, 'fraud_detector', '2', 'model.onnx');
+    writeFileSync(file, Buffer.concat([readFileSync(file), Buffer.from([0])]));
+    // Another replica (or the CLI) routes to it without checking this copy.
+    const routing = (await app.models.routing('fraud_detector'))!;
+    await app.models.routes.update({ ...routing, champion: '2', previous: ['1'], revision: 2 }, 1, {
+      at: new Date().toISOString(),
+      by: 'other-replica',
+      action: 'promote',
+      reason: 'test',
+      from: '1',
+      to: '2',
+      revision: 2,
+    });
+    await app.serving.refresh();
+    expect((await predictExplained(app)).model.version).toBe('1');
+    expect(await registry.metrics()).toMatch(/tributary_model_reloads_total\{outcome="rejected"\} 1/);
+    expect(await registry.metrics()).toMatch(/tributary_model_serving\{model="fraud_detector",version="1"\} 1/);
+    // Promoting through the API checks the version first and refuses it.
+    const refused = await admin(app, 'POST', '/admin/models/fraud_detector/rollback', { reason: 'back to 1' });
+    expect(refused.statusCode).toBe(200);
+    const promote = await admin(app, 'POST', '/admin/models/fraud_detector/promote', { version: '2', reason: 'retry' });
+    expect(promote.statusCode).toBe(422);
+    expect(promote.json().message).toMatch(/sha256/);
+  });
+
+  it('swaps versions under concurrent requests without failing one', async () => {
+    const { app } = await boot();
+    expect((await register(app, logisticVersion('2', 0.002, -1.5))).statusCode).toBe(201);
+    const statuses = new Map<number, number>();
+    const versions = new Set<string>();
+    let running = true;
+    const client = async () => {
+      while (running) {
+        const response = await app.inject({ method: 'POST', url: '/v1/predict', payload: validRequest });
+        statuses.set(response.statusCode, (statuses.get(response.statusCode) ?? 0) + 1);
+        if (response.statusCode === 200) versions.add(response.json().model.version);
+      }
+    };
+    const clients = Array.from({ length: 16 }, client);
+    for (let i = 0; i < 3; i++) {
+      expect((await admin(app, 'POST', '/admin/models/fraud_detector/promote', { version: '2', reason: `swap ${i}` })).statusCode).toBe(
+        200,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect((await admin(app, 'POST', '/admin/models/fraud_detector/rollback', { reason: `back ${i}` })).statusCode).toBe(200);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    running = false;
+    await Promise.all(clients);
+    expect([...statuses.keys()]).toEqual([200]);
+    expect(statuses.get(200)).toBeGreaterThan(100);
+    expect([...versions].sort()).toEqual(['1', '2']);
+  });
+});

@@ -1,0 +1,137 @@
+/** Replicas on real Redis: they agree on the serving version, follow a promotion within seconds, and survive Redis going away. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createLogger, createRegistry, loadConfig, MemoryEventLog, RedisOnlineStore } from '@tributary/shared';
+import { realServices } from '../../../test/integration/services.js';
+import { uniqueName, waitFor } from '../../../test/support/wait-for.js';
+import { createInferenceApp } from '../src/service.js';
+import { validRequest } from './build.js';
+import { logisticVersion, models, tempRegistry, versionFolder } from './models.js';
+
+const services = realServices();
+const ADMIN = 'ops-admin-secret-0001';
+const apps: Awaited<ReturnType<typeof createInferenceApp>>[] = [];
+const stores: RedisOnlineStore[] = [];
+afterAll(async () => {
+  for (const app of apps) await app.close();
+  for (const store of stores) await store.close();
+});
+
+async function replica(env: Record<string, string>) {
+  const config = loadConfig({ LOG_LEVEL: 'silent', SHED_EVENT_LOOP_DELAY_MS: '0', ADMIN_API_KEYS: `ops:${ADMIN}`, ...env });
+  const store = new RedisOnlineStore({ url: config.REDIS_URL!, keyPrefix: config.REDIS_KEY_PREFIX, redis: { maxRetriesPerRequest: 1 } });
+  stores.push(store);
+  const app = await createInferenceApp(config, {
+    eventLog: new MemoryEventLog(),
+    store,
+    registry: createRegistry({ defaultMetrics: false }),
+    logger: createLogger('test', 'silent'),
+  });
+  apps.push(app);
+  return app;
+}
+
+const version = async (app: Awaited<ReturnType<typeof replica>>) =>
+  (await app.inject({ method: 'POST', url: '/v1/predict', payload: validRequest })).json().model.version as string;
+
+describe.skipIf(!services.redisUrl)(
+  `inference replicas on Redis${services.redisUrl ? '' : ` (skipped: ${services.missing('redis')})`}`,
+  () => {
+    it('agree on the champion, and all follow a promotion made on one of them or with the CLI', async () => {
+      const env = {
+        REDIS_URL: services.redisUrl!,
+        REDIS_KEY_PREFIX: `${uniqueName('replicas')}:`,
+        MODEL_REGISTRY_DIR: tempRegistry(),
+        ROUTING_POLL_INTERVAL: '200ms',
+      };
+      const [a, b] = [await replica(env), await replica(env)];
+      expect([await version(a), await version(b)]).toEqual(['1', '1']);
+      await models(['register', versionFolder(logisticVersion('2', 0.002, -1.5))], env);
+      const promoted = await a.inject({
+        method: 'POST',
+        url: '/admin/models/fraud_detector/promote',
+        headers: { authorization: `Bearer ${ADMIN}` },
+        payload: { version: '2', reason: 'replicas test' },
+      });
+      expect(promoted.statusCode).toBe(200);
+      expect(await version(a)).toBe('2');
+      await waitFor(async () => (await version(b)) === '2', { what: 'the second replica to serve version 2' });
+
+      const rollback = await models(['rollback', '--reason', 'from the CLI', '--by', 'tester'], env);
+      expect(rollback.stdout).toMatch(/champion 1 \(revision 3, .* by tester: from the CLI\)/);
+      await waitFor(async () => (await version(a)) === '1' && (await version(b)) === '1', { what: 'both replicas back on version 1' });
+      const audit = await models(['audit'], env);
+      expect(
+        audit.stdout
+          .trim()
+          .split('\n')
+          .map((line) => line.replace(/^\S+\s+/, '')),
+      ).toEqual([
+        'revision 3  rollback 2 -> 1  by tester: from the CLI',
+        'revision 2  promote 1 -> 2  by ops: replicas test',
+        'revision 1  init - -> 1  by inference: first start: the highest registered version',
+      ]);
+      const keys = await stores[0]!.client.keys(`${env.REDIS_KEY_PREFIX}*`);
+      if (keys.length > 0) await stores[0]!.client.del(...keys);
+    }, 60_000);
+  },
+);
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+function startRedis(port: number): ChildProcess {
+  return spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+}
+
+describe.skipIf(!services.redisUrl)(
+  `inference while Redis goes away${services.redisUrl ? '' : ` (skipped: ${services.missing('redis')})`}`,
+  () => {
+    it('serves degraded predictions while Redis is stopped, recovers when it is back, and never answers 5xx', async () => {
+      const port = await freePort();
+      let redis = startRedis(port);
+      const env = { REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_KEY_PREFIX: 'outage:', FEATURE_FETCH_TIMEOUT_MS: '100' };
+      try {
+        const app = await waitFor(() => replica(env).catch(() => null), { what: 'the service to start on the private Redis' });
+        const counts = { ok: 0, degraded: 0, failed: 0 };
+        const statuses = new Set<number>();
+        let running = true;
+        const client = async () => {
+          while (running) {
+            const response = await app.inject({ method: 'POST', url: '/v1/predict', payload: validRequest });
+            statuses.add(response.statusCode);
+            if (response.statusCode >= 500) counts.failed++;
+            else if (response.json().degraded) counts.degraded++;
+            else counts.ok++;
+            await new Promise((resolve) => setTimeout(resolve, 5));
+          }
+        };
+        const clients = Array.from({ length: 8 }, client);
+        await waitFor(() => counts.ok > 50, { what: 'predictions before the outage' });
+        redis.kill('SIGKILL');
+        await new Promise((resolve) => redis.once('exit', resolve));
+        const before = counts.degraded;
+        await waitFor(() => counts.degraded > before + 50, { what: 'degraded predictions during the outage' });
+        redis = startRedis(port);
+        const okAfter = counts.ok;
+        await waitFor(() => counts.ok > okAfter + 50, { timeoutMs: 20_000, what: 'full predictions after Redis is back' });
+        running = false;
+        await Promise.all(clients);
+        console.log(
+          `Redis outage: ${counts.ok} full, ${counts.degraded} degraded, ${counts.failed} failed predictions; statuses ${[...statuses].join(', ')}`,
+        );
+        expect(counts.failed).toBe(0);
+        expect([...statuses]).toEqual([200]);
+        expect((await app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
+      } finally {
+        redis.kill('SIGKILL');
+      }
+    }, 60_000);
+  },
+);
