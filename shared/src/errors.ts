@@ -14,6 +14,7 @@ export const ERRORS = {
   RATE_LIMITED: { status: 429, retriable: true },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, retriable: false },
   PAYLOAD_TOO_LARGE: { status: 413, retriable: false },
+  URI_TOO_LONG: { status: 414, retriable: false },
   EVENT_LOG_UNAVAILABLE: { status: 503, retriable: true },
   ONLINE_STORE_UNAVAILABLE: { status: 503, retriable: true },
   MODEL_UNAVAILABLE: { status: 503, retriable: true },

@@ -5,7 +5,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyReply } from 'fastify';
 import type { TSchema } from 'typebox';
 import type { CompiledFeatureGroup, EventLog, EventSource, Logger, OnlineStore, Registry } from '@tributary/shared';
 import { clientRoute, installAccess } from './access.js';
@@ -50,6 +50,16 @@ export function createFastify(options: { logger: Logger; bodyLimit: number }) {
     loggerInstance: options.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimit,
+    // Entity ids may be 128 characters, percent-encoded in paths.
+    maxParamLength: 512,
+    // The router's own refusals (a bad percent-encoding, an oversized path parameter) in
+    // the service's error shape, without echoing the whole URL.
+    frameworkErrors: (error, _request, reply) => {
+      const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400;
+      void (reply as FastifyReply)
+        .status(status)
+        .send({ code: status === 414 ? 'URI_TOO_LONG' : 'BAD_REQUEST', message: error.message.slice(0, 200) });
+    },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
   installErrorHandler(app);
