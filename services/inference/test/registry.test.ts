@@ -221,5 +221,5 @@ describe('model registry: admin API', () => {
     expect([...statuses.keys()]).toEqual([200]);
     expect(statuses.get(200)).toBeGreaterThan(100);
     expect([...versions].sort()).toEqual(['1', '2']);
-  });
+  }, 60_000);
 });
