@@ -118,10 +118,19 @@ async function kill(child: ChildProcess): Promise<void> {
 }
 
 /** Publishes records at a steady pace (1,000 every 200 ms); `published` tells how far it is. */
+/** Publishes `records` in slices of 1,000 every 200 ms, until all are out or `stop` is called. */
 function publishSteadily(eventLog: KafkaEventLog, topic: string, records: OutgoingRecord[]) {
-  const progress = { published: 0, done: Promise.resolve() };
+  const progress = {
+    published: 0,
+    stopped: false,
+    done: Promise.resolve(),
+    stop() {
+      progress.stopped = true;
+      return progress.done;
+    },
+  };
   progress.done = (async () => {
-    while (progress.published < records.length) {
+    while (!progress.stopped && progress.published < records.length) {
       await eventLog.publish(topic, records.slice(progress.published, progress.published + 1_000));
       progress.published += 1_000;
       await new Promise((resolve) => setTimeout(resolve, 200));
@@ -283,19 +292,26 @@ describe.skipIf(!ready)(`exactly once across rebalances of two pipeline processe
 
   it('a second member joins mid-stream, then the first is killed: every event still counts once', async () => {
     const now = Date.now();
-    const { records } = generate(13, now, 60_000);
+    // More records than needed: publishing goes on until the second member has taken part,
+    // however long the machine takes to start it and rebalance.
+    const { records: pool } = generate(13, now, 150_000);
     await createTopic(services.kafkaBrokers!, `${run}-transactions`, 8);
-    const publishing = publishSteadily(eventLog!, `${run}-transactions`, records);
+    const publishing = publishSteadily(eventLog!, `${run}-transactions`, pool);
     const first = await startPipeline(run);
     children.push(first.child);
     await waitFor(async () => (await appliedSoFar(first.url)) > 0, { timeoutMs: 60_000, what: 'the first member to apply events' });
     // A second member: the group rebalances and the partitions are shared.
     const second = await startPipeline(run);
     children.push(second.child);
-    await waitFor(async () => (await appliedSoFar(second.url)) > 0, { timeoutMs: 60_000, what: 'the second member to get partitions' });
+    await waitFor(async () => (await appliedSoFar(second.url)) > 0, { timeoutMs: 120_000, what: 'the second member to get partitions' });
     // The first dies: its partitions move to the second after the session timeout.
     await kill(first.child);
-    await publishing.done;
+    await waitFor(() => publishing.published >= 60_000 || publishing.published >= pool.length, {
+      timeoutMs: 120_000,
+      what: '60,000 records out',
+    });
+    await publishing.stop();
+    const records = pool.slice(0, publishing.published);
     const result = await verify(run, records, now, store!, eventLog!);
     console.log(
       `rebalance test: ${records.length} records, 2 members, 1 killed, ${result.mismatches} mismatching entity reads of ${result.reads}`,
