@@ -7,10 +7,10 @@ describe('logGamma', () => {
     // Gamma(n) = (n - 1)!
     expect(logGamma(1)).toBeCloseTo(0, 12);
     expect(logGamma(5)).toBeCloseTo(Math.log(24), 12);
-    expect(logGamma(21)).toBeCloseTo(Math.log(2432902008176640000), 10);
+    expect(logGamma(21)).toBeCloseTo(Math.log(2.43290200817664e18), 10); // 20!
     expect(logGamma(0.5)).toBeCloseTo(0.5 * Math.log(Math.PI), 12);
     // Reflection branch: Gamma(0.25) = 3.6256099082219083...
-    expect(logGamma(0.25)).toBeCloseTo(Math.log(3.6256099082219083), 12);
+    expect(logGamma(0.25)).toBeCloseTo(Math.log(3.625609908221908), 12);
   });
 });
 
