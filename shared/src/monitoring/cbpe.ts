@@ -24,20 +24,32 @@ export interface EstimatedPerformance extends ClassificationMetrics {
   rocAucErrorBound: number;
 }
 
-/** CBPE on a sample of calibrated scores. */
-export function estimatePerformance(scores: readonly number[], threshold: number): EstimatedPerformance {
+/**
+ * CBPE on a sample. The decision uses the model's score (positive when score >= threshold);
+ * the probability that a prediction is positive is the score itself, or `probabilities[i]`
+ * when the scores were calibrated apart (e.g. by `histogramCalibrator`).
+ */
+export function estimatePerformance(
+  scores: readonly number[],
+  threshold: number,
+  probabilities: readonly number[] = scores,
+): EstimatedPerformance {
   checkThreshold(threshold);
+  if (probabilities.length !== scores.length)
+    throw new Error(`estimatePerformance: ${scores.length} scores but ${probabilities.length} probabilities`);
   const confusion = emptyConfusion();
-  for (const p of scores) {
-    scoreBin(p, 1); // validates p is a probability
-    addToConfusion(confusion, p, p, threshold);
-  }
+  scores.forEach((score, i) => {
+    const p = probabilities[i] as number;
+    scoreBin(score, 1); // validates both are probabilities
+    scoreBin(p, 1);
+    addToConfusion(confusion, score, p, threshold);
+  });
   return {
     estimated: true,
     count: scores.length,
     confusion,
     ...classificationMetrics(confusion),
-    rocAuc: weightedRocAuc(scores, scores),
+    rocAuc: weightedRocAuc(scores, probabilities),
     rocAucErrorBound: 0,
   };
 }
@@ -56,9 +68,11 @@ export class CbpeAccumulator {
     this.histogram = new ScoreHistogram(scoreBins);
   }
 
-  add(p: number): void {
-    this.histogram.add(p, p);
-    addToConfusion(this.confusion, p, p, this.threshold);
+  /** Adds a prediction: its score, and its calibrated probability of being positive (default: the score). */
+  add(score: number, p = score): void {
+    scoreBin(p, 1);
+    this.histogram.add(score, p);
+    addToConfusion(this.confusion, score, p, this.threshold);
     this.count++;
   }
 

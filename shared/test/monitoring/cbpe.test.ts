@@ -44,6 +44,20 @@ describe('estimatePerformance (CBPE)', () => {
   });
 });
 
+describe('estimatePerformance with calibrated probabilities', () => {
+  it('decides on the score and weighs by the calibrated probability', () => {
+    // Calibration says every prediction is a coin flip: E[tp] = E[fp] = 0.5 + 0.5, E[fn] = E[tn] = 1; AUC 1/2.
+    const estimate = estimatePerformance([0.9, 0.8, 0.3, 0.1], 0.5, [0.5, 0.5, 0.5, 0.5]);
+    expect(estimate.confusion).toEqual({ tp: 1, fp: 1, tn: 1, fn: 1 });
+    expect(estimate.accuracy).toBe(0.5);
+    expect(estimate.rocAuc).toBeCloseTo(0.5, 14);
+    const streamed = new CbpeAccumulator(0.5);
+    [0.9, 0.8, 0.3, 0.1].forEach((s) => streamed.add(s, 0.5));
+    expect(streamed.estimate().confusion).toEqual({ tp: 1, fp: 1, tn: 1, fn: 1 });
+    expect(() => estimatePerformance([0.9], 0.5, [0.5, 0.5])).toThrow(/1 scores but 2 probabilities/);
+  });
+});
+
 describe('CbpeAccumulator', () => {
   it('matches the sample estimate (exact confusion, AUC within its bound) and merges', () => {
     fc.assert(
