@@ -4,8 +4,8 @@
  * categorical ones, missing-value rates, and a drift flag per feature from the test's
  * p-value after a Bonferroni correction across the features compared together.
  */
-import { bonferroni, chiSquareTest, jensenShannon, ksTestBinned, missingRate, psi } from './drift.js';
-import type { FeatureKind, ReferenceProfile } from './profile.js';
+import { bonferroni, chiSquareTest, jensenShannon, ksPValue, ksTest, ksTestBinned, missingRate, psi, type KsResult } from './drift.js';
+import type { FeatureKind, NumericFeatureProfile, ReferenceProfile } from './profile.js';
 import type { ProfileWindow } from './window.js';
 
 export type DriftTestName = 'ks' | 'ks-binned' | 'chi-square';
@@ -98,4 +98,16 @@ export function compareToProfile(profile: ReferenceProfile, window: ProfileWindo
     if (flagged) drifted.push(name);
   });
   return { alpha, tested: adjusted.filter((p) => !Number.isNaN(p)).length, features, drifted };
+}
+
+/**
+ * Two-sample KS of a current sample against a numeric profile's quantile summary (its k
+ * evenly spaced order statistics stand for the reference). Exact when the reference had at
+ * most k values; otherwise D is within about 1/(k - 1) of the D against the full reference.
+ * The p-value uses the reference's real size (profile.count).
+ */
+export function ksTestAgainstProfile(feature: NumericFeatureProfile, sample: readonly number[]): KsResult {
+  const result = ksTest(feature.quantiles, sample);
+  if (feature.quantiles.length === feature.count || Number.isNaN(result.statistic)) return result;
+  return { ...result, pValue: ksPValue(result.statistic, feature.count, result.m), n: feature.count };
 }

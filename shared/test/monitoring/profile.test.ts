@@ -10,7 +10,8 @@ import {
   type Row,
 } from '../../src/monitoring/profile.js';
 import { emptyWindow, mergeWindows, observeRow } from '../../src/monitoring/window.js';
-import { compareToProfile } from '../../src/monitoring/profile-drift.js';
+import { compareToProfile, ksTestAgainstProfile } from '../../src/monitoring/profile-drift.js';
+import { ksTest } from '../../src/monitoring/drift.js';
 
 describe('numericProfile', () => {
   it('puts bin edges at the reference quantiles and counts missing values apart', () => {
@@ -205,5 +206,31 @@ describe('compareToProfile', () => {
     const report = compareToProfile(profile, window, { tests: { x: { name: 'ks', statistic: 0.5, pValue: 0.001 } } });
     expect(report.features.x!.test).toEqual({ name: 'ks', statistic: 0.5, pValue: 0.001, adjustedPValue: 0.002 });
     expect(() => compareToProfile(profile, window, { features: ['nope'] })).toThrow(/no feature "nope"/);
+  });
+});
+
+describe('ksTestAgainstProfile', () => {
+  it('is the exact two-sample test when the reference fits in the quantile summary', () => {
+    const reference = [0.1, 0.4, 0.7, 1.2, 1.5];
+    const current = [0.3, 0.9, 1.6, 2.0, 2.2, 2.5];
+    expect(ksTestAgainstProfile(numericProfile(reference), current)).toEqual(ksTest(reference, current));
+  });
+
+  it('stays within 1/(k - 1) of the full-reference D and uses the real reference size', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 1000 }), { minLength: 1, maxLength: 400 }),
+        fc.array(fc.integer({ min: 0, max: 1000 }), { minLength: 1, maxLength: 50 }),
+        fc.integer({ min: 2, max: 40 }),
+        (reference, current, k) => {
+          const feature = numericProfile(reference, { maxQuantiles: k });
+          const approx = ksTestAgainstProfile(feature, current);
+          const exact = ksTest(reference, current);
+          expect(approx.n).toBe(reference.length);
+          expect(Math.abs(approx.statistic - exact.statistic)).toBeLessThanOrEqual(1 / (k - 1) + 1e-12);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
