@@ -63,7 +63,10 @@ export class SlidingWindow<S> {
     return this.states[slot];
   }
 
-  /** The merged state of the buckets inside the window ending at `now` (default: the newest event). */
+  /**
+   * The merged state of the buckets inside the window ending at `now` (default: the newest
+   * event). `now` should not be earlier than the newest event: buckets recycled since are gone.
+   */
   read(now?: number): S {
     const last = now === undefined ? this.newest : Math.floor(now / this.bucketMs);
     let result = this.kind.empty();
