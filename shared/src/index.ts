@@ -24,3 +24,4 @@ export * from './records/predictions.js';
 export * as fraud from './example/fraud/index.js';
 export * from './model/index.js';
 export * from './features/distinct-sketch.js';
+export * from './monitoring/index.js';

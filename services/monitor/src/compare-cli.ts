@@ -1,0 +1,108 @@
+/**
+ * `npm run compare -w services/monitor -- --reference ref.ndjson --current cur.ndjson
+ *   [--features a,b] [--score-field score] [--label-field label] [--slice-field country]
+ *   [--threshold 0.5] [--alpha 0.05] [--bins 10] [--format table|json]`
+ * Exits 0 with the report (drift or not), 2 on bad arguments, 1 on unreadable or malformed input.
+ */
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { COMPARE_DEFAULTS, compareSamples, type CompareOptions } from './compare.js';
+import { formatReport } from './compare-format.js';
+import { CompareInputError, parseSample, type SampleFields } from './compare-input.js';
+
+const USAGE =
+  'usage: monitor compare --reference <file.ndjson> --current <file.ndjson> [--features a,b] [--score-field score] ' +
+  '[--label-field label] [--slice-field field] [--threshold 0.5] [--alpha 0.05] [--bins 10] [--format table|json]';
+
+class UsageError extends Error {}
+
+function parseOptions(argv: string[]): { reference: string; current: string; format: 'table' | 'json'; options: CompareOptions } {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        reference: { type: 'string' },
+        current: { type: 'string' },
+        features: { type: 'string' },
+        'score-field': { type: 'string', default: COMPARE_DEFAULTS.scoreField },
+        'label-field': { type: 'string', default: COMPARE_DEFAULTS.labelField },
+        'slice-field': { type: 'string' },
+        threshold: { type: 'string', default: String(COMPARE_DEFAULTS.threshold) },
+        alpha: { type: 'string', default: String(COMPARE_DEFAULTS.alpha) },
+        bins: { type: 'string', default: String(COMPARE_DEFAULTS.bins) },
+        format: { type: 'string', default: 'table' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  if (values.reference === undefined) throw new UsageError('--reference is required');
+  if (values.current === undefined) throw new UsageError('--current is required');
+  if (values.format !== 'table' && values.format !== 'json') throw new UsageError(`--format must be table or json, got "${values.format}"`);
+  const number = (name: string, text: string, ok: (x: number) => boolean, what: string) => {
+    const x = Number(text);
+    if (text.trim() === '' || !ok(x)) throw new UsageError(`--${name} must be ${what}, got "${text}"`);
+    return x;
+  };
+  const features = values.features
+    ?.split(',')
+    .map((f) => f.trim())
+    .filter((f) => f !== '');
+  return {
+    reference: values.reference,
+    current: values.current,
+    format: values.format,
+    options: {
+      ...(features === undefined || features.length === 0 ? {} : { features }),
+      scoreField: values['score-field'],
+      labelField: values['label-field'],
+      ...(values['slice-field'] === undefined ? {} : { sliceField: values['slice-field'] }),
+      threshold: number('threshold', values.threshold, (x) => x >= 0 && x <= 1, 'a number in [0, 1]'),
+      alpha: number('alpha', values.alpha, (x) => x > 0 && x < 1, 'a number in (0, 1)'),
+      bins: number('bins', values.bins, (x) => Number.isInteger(x) && x >= 2 && x <= 1000, 'an integer in [2, 1000]'),
+      maxCategories: COMPARE_DEFAULTS.maxCategories,
+      maxSlices: COMPARE_DEFAULTS.maxSlices,
+    },
+  };
+}
+
+async function load(file: string, role: string, fields: SampleFields) {
+  let text: string;
+  try {
+    // `npm run -w` runs in the workspace folder; paths are relative to where npm was started.
+    text = await readFile(resolve(process.env.INIT_CWD ?? process.cwd(), file), 'utf8');
+  } catch (error) {
+    throw new CompareInputError(`cannot read the ${role} file ${file}: ${(error as Error).message}`);
+  }
+  return parseSample(text, file, fields);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    const { reference, current, format, options } = parseOptions(argv);
+    const fields: SampleFields = {
+      scoreField: options.scoreField,
+      labelField: options.labelField,
+      ...(options.sliceField ? { sliceField: options.sliceField } : {}),
+    };
+    const report = compareSamples(await load(reference, 'reference', fields), await load(current, 'current', fields), options);
+    process.stdout.write(format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : `${formatReport(report)}\n`);
+    return 0;
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`monitor compare: ${error.message}\n${USAGE}\n`);
+      return 2;
+    }
+    if (error instanceof CompareInputError) {
+      process.stderr.write(`monitor compare: ${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

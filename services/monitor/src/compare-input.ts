@@ -1,0 +1,106 @@
+/**
+ * Input of `monitor compare`: NDJSON files of prediction-log records (shared's
+ * PredictionLogRecord: `features` name -> number, `request` fields, `score`), optionally
+ * joined with a label, or plain flat rows. Each record becomes one flat row; errors name
+ * the file and the line.
+ */
+import type { Row } from '@tributary/shared';
+
+export class CompareInputError extends Error {
+  override readonly name = 'CompareInputError';
+}
+
+export interface Sample {
+  file: string;
+  rows: Row[];
+  /** Feature names found in the records: the `features` map of prediction logs, or every other field of flat rows. */
+  featureNames: string[];
+  /** Scores per row (undefined where the record has none) and labels (0/1, undefined where absent). */
+  scores: Array<number | undefined>;
+  labels: Array<0 | 1 | undefined>;
+  /** Slice per row (the value of the slice field as a string), when one is asked for. */
+  slices: Array<string | undefined>;
+}
+
+export interface SampleFields {
+  scoreField: string;
+  labelField: string;
+  sliceField?: string;
+}
+
+/** Parses the text of one NDJSON file; blank lines are skipped. */
+export function parseSample(text: string, file: string, fields: SampleFields): Sample {
+  const sample: Sample = { file, rows: [], featureNames: [], scores: [], labels: [], slices: [] };
+  const names = new Set<string>();
+  const lines = text.split('\n');
+  lines.forEach((raw, index) => {
+    const line = raw.trim();
+    if (line === '') return;
+    const where = `${file}:${index + 1}`;
+    let record: unknown;
+    try {
+      record = JSON.parse(line);
+    } catch (error) {
+      throw new CompareInputError(`${where}: not valid JSON (${(error as Error).message})`);
+    }
+    if (typeof record !== 'object' || record === null || Array.isArray(record)) {
+      throw new CompareInputError(`${where}: expected a JSON object, got ${Array.isArray(record) ? 'an array' : typeof record}`);
+    }
+    const { row, features } = flattenRecord(record as Record<string, unknown>, fields, where);
+    for (const name of features) names.add(name);
+    sample.rows.push(row);
+    sample.scores.push(scoreOf(row[fields.scoreField], fields.scoreField, where));
+    sample.labels.push(labelOf(row[fields.labelField], fields.labelField, where));
+    const slice = fields.sliceField === undefined ? undefined : row[fields.sliceField];
+    sample.slices.push(slice === undefined || slice === null ? undefined : String(slice));
+  });
+  if (sample.rows.length === 0) throw new CompareInputError(`${file}: no records`);
+  sample.featureNames = [...names];
+  return sample;
+}
+
+/**
+ * One flat row per record. A prediction-log record (with a `features` object) gives its
+ * request fields, then its features (which win on a name clash), then its other top-level
+ * scalar fields (score, label...). A flat record is taken as it is.
+ */
+export function flattenRecord(record: Record<string, unknown>, fields: SampleFields, where: string): { row: Row; features: string[] } {
+  const reserved = new Set([fields.scoreField, fields.labelField, ...(fields.sliceField === undefined ? [] : [fields.sliceField])]);
+  if (isObject(record.features)) {
+    const row: Record<string, unknown> = {};
+    if (isObject(record.request)) Object.assign(row, scalars(record.request));
+    const features = record.features;
+    for (const [name, value] of Object.entries(features)) {
+      if (value !== null && typeof value !== 'number') {
+        throw new CompareInputError(`${where}: features.${name} is ${JSON.stringify(value)}, expected a number`);
+      }
+      row[name] = value;
+    }
+    for (const [name, value] of Object.entries(scalars(record))) if (!(name in row) || reserved.has(name)) row[name] = value;
+    return { row, features: Object.keys(features).filter((name) => !reserved.has(name)) };
+  }
+  return { row: record, features: Object.keys(scalars(record)).filter((name) => !reserved.has(name)) };
+}
+
+function scoreOf(value: unknown, field: string, where: string): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' || !(value >= 0 && value <= 1)) {
+    throw new CompareInputError(`${where}: ${field} is ${JSON.stringify(value)}, expected a probability in [0, 1]`);
+  }
+  return value;
+}
+
+function labelOf(value: unknown, field: string, where: string): 0 | 1 | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (value === 0 || value === false) return 0;
+  if (value === 1 || value === true) return 1;
+  throw new CompareInputError(`${where}: ${field} is ${JSON.stringify(value)}, expected 0, 1, true or false`);
+}
+
+function scalars(record: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(record).filter(([, v]) => v === null || ['number', 'string', 'boolean'].includes(typeof v)));
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

@@ -1,0 +1,104 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('../../..', import.meta.url));
+const cli = fileURLToPath(new URL('../src/compare-cli.ts', import.meta.url));
+let dir = '';
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+function run(args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', cli, ...args],
+      // Runs from the repository root (where tsx resolves); file names are relative to INIT_CWD, as under `npm run`.
+      { cwd: root, env: { ...process.env, INIT_CWD: dir } },
+      (error, stdout, stderr) => {
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
+      },
+    );
+  });
+}
+
+// Prediction-log records; the current sample's amounts are shifted by +40.
+const record = (i: number, shift: number, label?: 0 | 1) => ({
+  prediction_id: `p${i}`,
+  request_id: `r${i}`,
+  model: { name: 'fraud_detector', version: '1' },
+  variant: 'champion',
+  request: { merchant_category: ['grocery', 'travel', 'online'][i % 3] },
+  features: { amount: (i % 50) + shift, hour: i % 24 },
+  score: ((i * 37) % 100) / 100,
+  ...(label === undefined ? {} : { label }),
+});
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'tributary-compare-'));
+  const lines = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
+  await writeFile(
+    join(dir, 'ref.ndjson'),
+    lines(Array.from({ length: 200 }, (_, i) => record(i, 0, ((i * 37) % 100) / 100 > 0.6 ? 1 : 0))),
+  );
+  await writeFile(join(dir, 'cur.ndjson'), lines(Array.from({ length: 150 }, (_, i) => record(i, 40))));
+  await writeFile(
+    join(dir, 'bad.ndjson'),
+    '{"features":{"amount":1},"score":0.5}\n{"features":{"amount":2},"score":0.5}\n{"features": oops}\n',
+  );
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('monitor compare (CLI)', () => {
+  it('prints a drift table and exits 0', async () => {
+    const result = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--features', 'amount,hour,merchant_category']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^amount\s+numeric\s+200\s+150 .*DRIFT$/m);
+    expect(result.stdout).toMatch(/^hour\s+numeric .* ok$/m);
+    expect(result.stdout).toMatch(/^merchant_category\s+categorical .*chi-square\(2\)/m);
+    expect(result.stdout).toMatch(/drift: amount \(alpha 0.05, Bonferroni over 3 features/);
+  }, 30_000);
+
+  it('prints JSON with --format json', async () => {
+    const result = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--format', 'json', '--threshold', '0.6']);
+    expect(result.code).toBe(0);
+    const report = JSON.parse(result.stdout);
+    expect(report.features.map((f: { name: string }) => f.name)).toEqual(['amount', 'hour']);
+    expect(report.drifted).toEqual(['amount']);
+    expect(report.threshold).toBe(0.6);
+    expect(report.quality.reference.count).toBe(200);
+    expect(report.quality.current).toBeNull();
+    expect(report.estimated).toMatchObject({ estimated: true, calibrated: true, count: 150 });
+  }, 30_000);
+
+  it('exits 1 naming the file that cannot be read', async () => {
+    const result = await run(['--reference', 'missing.ndjson', '--current', 'cur.ndjson']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/cannot read the reference file missing.ndjson/);
+  }, 30_000);
+
+  it('exits 1 naming the file and line of a malformed record', async () => {
+    const result = await run(['--reference', 'ref.ndjson', '--current', 'bad.ndjson']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/bad.ndjson:3: not valid JSON/);
+  }, 30_000);
+
+  it('exits 2 with the usage on bad arguments', async () => {
+    const missing = await run(['--current', 'cur.ndjson']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/--reference is required/);
+    expect(missing.stderr).toMatch(/usage: monitor compare/);
+    const threshold = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--threshold', '2']);
+    expect(threshold.code).toBe(2);
+    expect(threshold.stderr).toMatch(/--threshold must be a number in \[0, 1\], got "2"/);
+  }, 30_000);
+});

@@ -1,0 +1,131 @@
+import { describe, expect, it } from 'vitest';
+import { compareSamples, COMPARE_DEFAULTS, type CompareOptions } from '../src/compare.js';
+import { formatReport } from '../src/compare-format.js';
+import { CompareInputError, parseSample } from '../src/compare-input.js';
+
+const fields = { scoreField: 'score', labelField: 'label', sliceField: 'segment' };
+const options: CompareOptions = { ...COMPARE_DEFAULTS, sliceField: 'segment' };
+const ndjson = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
+
+// Reference: x = 1..5, c = a a b b b, scores without labels.
+const reference = parseSample(
+  ndjson([
+    { x: 1, c: 'a', score: 0.2 },
+    { x: 2, c: 'a', score: 0.3 },
+    { x: 3, c: 'b', score: 0.5 },
+    { x: 4, c: 'b', score: 0.6 },
+    { x: 5, c: 'b', score: 0.9 },
+  ]),
+  'ref.ndjson',
+  fields,
+);
+// Current: x = 3..8, c = a a a b b b, the hand-ranked AUC sample as scores and labels.
+const current = parseSample(
+  ndjson([
+    { x: 3, c: 'a', score: 0.1, label: 0, segment: 'S' },
+    { x: 4, c: 'a', score: 0.35, label: 1, segment: 'S' },
+    { x: 5, c: 'a', score: 0.4, label: 0, segment: 'T' },
+    { x: 6, c: 'b', score: 0.4, label: 1, segment: 'T' },
+    { x: 7, c: 'b', score: 0.7, label: 0, segment: 'T' },
+    { x: 8, c: 'b', score: 0.8, label: 1, segment: 'S' },
+  ]),
+  'cur.ndjson',
+  fields,
+);
+
+describe('compareSamples', () => {
+  const report = compareSamples(reference, current, options);
+
+  it('tests numeric features with the exact two-sample KS test', () => {
+    // F_ref - F_cur at 2, 3, 4, 5: 0.4 - 0, 0.6 - 1/6, 0.8 - 2/6, 1 - 3/6 -> D = 0.5
+    // p = Q(sqrt(5 * 6 / 11) * 0.5) = 0.502914033641129 (Kolmogorov series)
+    const x = report.features.find((f) => f.name === 'x')!;
+    expect(x.kind).toBe('numeric');
+    expect(x.test.name).toBe('ks');
+    expect(x.test.statistic).toBeCloseTo(0.5, 14);
+    expect(Math.abs(x.test.pValue - 0.502914033641129)).toBeLessThan(1e-6);
+    // Bonferroni over the two features x and c.
+    expect(x.test.adjustedPValue).toBe(1);
+    expect(x.drift).toBe(false);
+  });
+
+  it('tests categorical features with chi-square', () => {
+    // 2 x 2 table a/b: reference 2/3, current 3/3; expected ref 25/11, 30/11, cur 30/11, 36/11:
+    // chi2 = (3/11)^2 (11/25 + 11/30 + 11/30 + 11/36) = 0.11, df = 1, p = erfc(sqrt(0.055)) = 0.7401441358045746
+    const c = report.features.find((f) => f.name === 'c')!;
+    expect(c.test).toMatchObject({ name: 'chi-square', df: 1 });
+    expect(c.test.statistic).toBeCloseTo(0.11, 12);
+    expect(Math.abs(c.test.pValue - 0.7401441358045746)).toBeLessThan(1e-6);
+    expect(c.test.adjustedPValue).toBe(1);
+    expect(report.drifted).toEqual([]);
+  });
+
+  it('reports the score drift apart from the features', () => {
+    expect(report.features.map((f) => f.name)).toEqual(['x', 'c']);
+    expect(report.score?.test.name).toBe('ks');
+  });
+
+  it('computes quality where labels exist and a CBPE estimate from the scores', () => {
+    expect(report.quality.reference).toBeNull();
+    const q = report.quality.current!;
+    // threshold 0.5: 0.8/1 tp, 0.7/0 fp, 0.1/0 and 0.4/0 tn, 0.35/1 and 0.4/1 fn
+    expect(q.confusion).toEqual({ tp: 1, fp: 1, tn: 2, fn: 2 });
+    expect(q.accuracy).toBe(0.5);
+    expect(q.rocAuc).toBeCloseTo(5.5 / 9, 14);
+    // CBPE without reference labels takes the scores as calibrated:
+    // E[tp] = 0.7 + 0.8, E[fp] = 0.3 + 0.2, E[tn] = 0.9 + 0.65 + 0.6 + 0.6 -> accuracy (1.5 + 2.75) / 6
+    expect(report.estimated).toMatchObject({ estimated: true, calibrated: false, count: 6 });
+    expect(report.estimated!.accuracy).toBeCloseTo(4.25 / 6, 14);
+  });
+
+  it('compares false-positive and false-negative rates across slices', () => {
+    // S: scores 0.1/0 tn, 0.35/1 fn, 0.8/1 tp -> fpr 0, fnr 1/2; T: 0.4/0 tn, 0.4/1 fn, 0.7/0 fp -> fpr 1/2, fnr 1
+    expect(report.fairness!.falsePositiveRate).toMatchObject({ difference: 0.5, ratio: Infinity });
+    expect(report.fairness!.falseNegativeRate).toMatchObject({ difference: 0.5, ratio: 2 });
+  });
+
+  it('renders a table', () => {
+    const text = formatReport(report);
+    expect(text).toMatch(/^x\s+numeric\s+5\s+6/m);
+    expect(text).toMatch(/chi-square\(1\)/);
+    expect(text).toMatch(/current \(estimated, CBPE\)/);
+    expect(text).toMatch(/drift: none/);
+  });
+
+  it('rejects a feature absent from the reference', () => {
+    expect(() => compareSamples(reference, current, { ...options, features: ['nope'] })).toThrow(/ref.ndjson: feature "nope"/);
+  });
+});
+
+describe('parseSample', () => {
+  it('flattens prediction-log records: request fields, then features, then the score', () => {
+    const sample = parseSample(
+      ndjson([
+        {
+          prediction_id: 'p1',
+          request: { merchant_category: 'travel', amount: 'ignored' },
+          features: { amount: 12.5, hour: 3 },
+          score: 0.25,
+          label: true,
+        },
+      ]),
+      'log.ndjson',
+      fields,
+    );
+    expect(sample.featureNames).toEqual(['amount', 'hour']);
+    expect(sample.rows[0]).toMatchObject({ merchant_category: 'travel', amount: 12.5, hour: 3, score: 0.25 });
+    expect(sample.scores).toEqual([0.25]);
+    expect(sample.labels).toEqual([1]);
+  });
+
+  it('names the file and line of malformed input', () => {
+    const bad = (text: string) => () => parseSample(text, 'f.ndjson', fields);
+    expect(bad('{"x":1}\n\n{"x":\n')).toThrow(new RegExp('^f.ndjson:3: not valid JSON'));
+    expect(bad('[1]\n')).toThrow(/f.ndjson:1: expected a JSON object, got an array/);
+    expect(bad('{"x":1,"score":1.5}\n')).toThrow(/f.ndjson:1: score is 1.5, expected a probability/);
+    expect(bad('{"x":1,"label":"yes"}\n')).toThrow(/f.ndjson:1: label is "yes"/);
+    expect(bad('{"features":{"a":"x"}}\n')).toThrow(/f.ndjson:1: features.a is "x"/);
+    expect(bad('\n\n')).toThrow(/f.ndjson: no records/);
+    expect(bad('{"x":\n')).toThrow(CompareInputError);
+  });
+});

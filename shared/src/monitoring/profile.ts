@@ -1,0 +1,211 @@
+/**
+ * The reference profile of a model: for every feature (and the score) a fixed histogram of
+ * the training data, stored in the model manifest's `profile` field (plain JSON). The live
+ * window (window.ts) is counted on exactly these bins, so drift compares like with like.
+ *
+ * - numeric: bin edges at the reference quantiles (deciles by default, collapsed where
+ *   values tie; one bin per value when there are no more distinct values than bins), counts per bin, and a bounded quantile summary (evenly spaced order
+ *   statistics) from which a Kolmogorov-Smirnov test against an offline sample is run;
+ * - categorical: counts of the most frequent categories (bounded cardinality), the rest in
+ *   one `other` bucket.
+ * Missing values (absent, null, NaN, empty string) are counted apart.
+ */
+
+export type FeatureKind = 'numeric' | 'categorical';
+
+export interface ProfiledFeature {
+  name: string;
+  kind: FeatureKind;
+}
+
+export interface NumericFeatureProfile {
+  kind: 'numeric';
+  /** Interior bin edges, strictly increasing: bin 0 is (-inf, edges[0]), bin i is [edges[i-1], edges[i]), the last is [edges[k-1], +inf). */
+  edges: number[];
+  /** Reference count per bin, length edges.length + 1. */
+  counts: number[];
+  /** Non-missing reference values. */
+  count: number;
+  missing: number;
+  /** Evenly spaced order statistics (min first, max last): the whole sorted sample when count <= the bound. */
+  quantiles: number[];
+}
+
+export interface CategoricalFeatureProfile {
+  kind: 'categorical';
+  /** The most frequent reference categories, most frequent first. */
+  categories: string[];
+  /** Reference count per category, and the `other` bucket last: length categories.length + 1. */
+  counts: number[];
+  count: number;
+  missing: number;
+}
+
+export type FeatureProfile = NumericFeatureProfile | CategoricalFeatureProfile;
+
+export interface ReferenceProfile {
+  version: 1;
+  rows: number;
+  features: Record<string, FeatureProfile>;
+}
+
+export interface ProfileOptions {
+  /** Quantile bins for numeric features (default 10). */
+  bins?: number;
+  /** Categories kept per categorical feature before the `other` bucket (default 50). */
+  maxCategories?: number;
+  /** Order statistics kept per numeric feature for KS (default 201). */
+  maxQuantiles?: number;
+}
+
+export const PROFILE_DEFAULTS = { bins: 10, maxCategories: 50, maxQuantiles: 201 } as const;
+
+/** The name of the bucket that gathers categories beyond the bound (and categories unseen in the reference). */
+export const OTHER_CATEGORY = '__other__';
+
+export type Row = Readonly<Record<string, unknown>>;
+
+/** True for values that count as missing: absent, null, NaN, non-finite numbers and empty strings. */
+export function isMissing(value: unknown): boolean {
+  return value === undefined || value === null || value === '' || (typeof value === 'number' && !Number.isFinite(value));
+}
+
+/** A numeric value or undefined when the value is missing or not a number. */
+export function numericValue(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+}
+
+/** The category a value stands for (its string form), or undefined when missing. */
+export function categoryValue(value: unknown): string | undefined {
+  if (isMissing(value)) return undefined;
+  return typeof value === 'string' ? value : JSON.stringify(value);
+}
+
+/** Numeric when every present value is a finite number (and at least one is present), categorical otherwise. */
+export function inferFeatureKind(rows: Iterable<Row>, name: string): FeatureKind {
+  let seen = false;
+  for (const row of rows) {
+    const value = row[name];
+    if (isMissing(value)) continue;
+    if (typeof value !== 'number') return 'categorical';
+    seen = true;
+  }
+  return seen ? 'numeric' : 'categorical';
+}
+
+/** Builds the reference profile of `features` from reference rows. */
+export function buildProfile(rows: readonly Row[], features: readonly ProfiledFeature[], options: ProfileOptions = {}): ReferenceProfile {
+  const profile: ReferenceProfile = { version: 1, rows: rows.length, features: {} };
+  for (const spec of features) {
+    if (spec.name in profile.features) throw new Error(`buildProfile: feature "${spec.name}" is listed twice`);
+    profile.features[spec.name] =
+      spec.kind === 'numeric'
+        ? numericProfile(
+            rows.map((row) => row[spec.name]),
+            options,
+          )
+        : categoricalProfile(
+            rows.map((row) => row[spec.name]),
+            options,
+          );
+  }
+  return profile;
+}
+
+export function numericProfile(values: readonly unknown[], options: ProfileOptions = {}): NumericFeatureProfile {
+  const bins = positiveInteger('bins', options.bins ?? PROFILE_DEFAULTS.bins);
+  const maxQuantiles = positiveInteger('maxQuantiles', options.maxQuantiles ?? PROFILE_DEFAULTS.maxQuantiles);
+  if (maxQuantiles < 2) throw new RangeError('maxQuantiles must be at least 2');
+  const present: number[] = [];
+  let missing = 0;
+  for (const value of values) {
+    const x = numericValue(value);
+    if (x === undefined) missing++;
+    else present.push(x);
+  }
+  present.sort((a, b) => a - b);
+  const edges: number[] = [];
+  const distinct = distinctSorted(present, bins);
+  if (distinct !== undefined) {
+    // Few distinct values (a flag, a count): one bin per value, so ties do not merge them.
+    edges.push(...distinct.slice(1));
+  }
+  for (let j = 1; j < bins && present.length > 0 && distinct === undefined; j++) {
+    const edge = quantileSorted(present, j / bins);
+    if (edges.length === 0 || edge > (edges[edges.length - 1] as number)) edges.push(edge);
+  }
+  const counts = new Array<number>(edges.length + 1).fill(0);
+  for (const x of present) counts[binIndex(edges, x)]!++;
+  return { kind: 'numeric', edges, counts, count: present.length, missing, quantiles: orderStatistics(present, maxQuantiles) };
+}
+
+export function categoricalProfile(values: readonly unknown[], options: ProfileOptions = {}): CategoricalFeatureProfile {
+  const maxCategories = positiveInteger('maxCategories', options.maxCategories ?? PROFILE_DEFAULTS.maxCategories);
+  const tally = new Map<string, number>();
+  let missing = 0;
+  let count = 0;
+  for (const value of values) {
+    const category = categoryValue(value);
+    if (category === undefined) {
+      missing++;
+      continue;
+    }
+    count++;
+    tally.set(category, (tally.get(category) ?? 0) + 1);
+  }
+  // Most frequent first; ties by name so the profile does not depend on row order.
+  const ranked = [...tally].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  const kept = ranked.filter(([name]) => name !== OTHER_CATEGORY).slice(0, maxCategories);
+  const categories = kept.map(([name]) => name);
+  const counts = kept.map(([, n]) => n);
+  counts.push(count - counts.reduce((a, b) => a + b, 0));
+  return { kind: 'categorical', categories, counts, count, missing };
+}
+
+/** The bin of `x` for interior edges `edges`: the number of edges <= x (binary search). */
+export function binIndex(edges: readonly number[], x: number): number {
+  let lo = 0;
+  let hi = edges.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((edges[mid] as number) <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The q-quantile of a sorted sample with linear interpolation between order statistics (type 7, numpy's default). */
+export function quantileSorted(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  const h = (sorted.length - 1) * q;
+  const lo = Math.floor(h);
+  const hi = Math.min(lo + 1, sorted.length - 1);
+  const a = sorted[lo] as number;
+  const b = sorted[hi] as number;
+  return a + (h - lo) * (b - a);
+}
+
+/** k evenly spaced order statistics of a sorted sample (the whole sample when it has at most k values). */
+export function orderStatistics(sorted: readonly number[], k: number): number[] {
+  if (sorted.length <= k) return [...sorted];
+  const out: number[] = [];
+  for (let i = 0; i < k; i++) out.push(sorted[Math.round((i * (sorted.length - 1)) / (k - 1))] as number);
+  return out;
+}
+
+/** The distinct values of a sorted sample when there are at most `limit` of them, else undefined. */
+function distinctSorted(sorted: readonly number[], limit: number): number[] | undefined {
+  const out: number[] = [];
+  for (const x of sorted) {
+    if (out.length === 0 || x !== out[out.length - 1]) {
+      if (out.length === limit) return undefined;
+      out.push(x);
+    }
+  }
+  return out;
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${value}`);
+  return value;
+}

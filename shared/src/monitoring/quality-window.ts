@@ -1,0 +1,143 @@
+/**
+ * Streaming quality over an unbounded stream in fixed memory: confusion counts at the
+ * threshold and log loss are exact running sums; ECE is exact on its calibration bins;
+ * ROC AUC comes from per-class score histograms on fixed bins (ScoreHistogram), an
+ * approximation whose error bound is reported with it. Every accumulator is mergeable,
+ * so it can sit in the buckets of a SlidingWindow.
+ */
+import { LOG_LOSS_EPSILON } from '../model/metrics.js';
+import {
+  addToConfusion,
+  CalibrationBins,
+  classificationMetrics,
+  emptyConfusion,
+  mergeConfusion,
+  scoreBin,
+  type ClassificationMetrics,
+  type ConfusionCounts,
+} from './quality.js';
+
+/**
+ * Positive and negative weight per equal-width score bin on [0, 1]. The AUC from it counts
+ * every pair in different bins exactly and every pair inside one bin as a tie (one half);
+ * the exact AUC differs by at most errorBound = sum_b pos_b neg_b / (2 P N), the share of
+ * same-bin pairs halved. With 100 bins and scores spread over many bins the bound is small;
+ * it is reported so a reader can judge.
+ */
+export class ScoreHistogram {
+  readonly positive: number[];
+  readonly negative: number[];
+
+  constructor(readonly bins = 100) {
+    if (!Number.isInteger(bins) || bins < 1) throw new RangeError(`bins must be a positive integer, got ${bins}`);
+    this.positive = new Array<number>(bins).fill(0);
+    this.negative = new Array<number>(bins).fill(0);
+  }
+
+  /** Adds a score with positive weight w (the label, or a probability for CBPE) and negative weight 1 - w. */
+  add(score: number, w: number): void {
+    const b = scoreBin(score, this.bins);
+    this.positive[b]! += w;
+    this.negative[b]! += 1 - w;
+  }
+
+  merge(other: ScoreHistogram): ScoreHistogram {
+    if (other.bins !== this.bins) throw new Error('ScoreHistogram.merge: different bin counts');
+    const out = new ScoreHistogram(this.bins);
+    for (let b = 0; b < this.bins; b++) {
+      out.positive[b] = (this.positive[b] as number) + (other.positive[b] as number);
+      out.negative[b] = (this.negative[b] as number) + (other.negative[b] as number);
+    }
+    return out;
+  }
+
+  rocAuc(): { value: number; errorBound: number } {
+    let negativesBelow = 0;
+    let area = 0;
+    let sameBin = 0;
+    let positives = 0;
+    for (let b = 0; b < this.bins; b++) {
+      const p = this.positive[b] as number;
+      const n = this.negative[b] as number;
+      area += p * (negativesBelow + n / 2);
+      sameBin += p * n;
+      negativesBelow += n;
+      positives += p;
+    }
+    const pairs = positives * negativesBelow;
+    if (!(pairs > 0)) return { value: NaN, errorBound: NaN };
+    return { value: area / pairs, errorBound: sameBin / (2 * pairs) };
+  }
+}
+
+export interface QualityOptions {
+  threshold: number;
+  /** Score bins of the AUC histogram (default 100). */
+  scoreBins?: number;
+  /** Bins of the expected calibration error (default 10). */
+  calibrationBins?: number;
+}
+
+export interface QualitySummary extends ClassificationMetrics {
+  count: number;
+  positives: number;
+  confusion: ConfusionCounts;
+  rocAuc: number;
+  /** |exact AUC - rocAuc| <= rocAucErrorBound (0 when the AUC was computed on samples). */
+  rocAucErrorBound: number;
+  logLoss: number;
+  ece: number;
+}
+
+/** Label-based quality of a stream of (score, label) pairs in fixed memory. */
+export class QualityAccumulator {
+  confusion: ConfusionCounts = emptyConfusion();
+  histogram: ScoreHistogram;
+  calibration: CalibrationBins;
+  logLossSum = 0;
+  count = 0;
+
+  constructor(readonly options: QualityOptions) {
+    checkThreshold(options.threshold);
+    this.histogram = new ScoreHistogram(options.scoreBins ?? 100);
+    this.calibration = new CalibrationBins(options.calibrationBins ?? 10);
+  }
+
+  add(score: number, label: 0 | 1): void {
+    if (label !== 0 && label !== 1) throw new RangeError(`label must be 0 or 1, got ${String(label)}`);
+    this.histogram.add(score, label); // validates the score
+    this.calibration.add(score, label);
+    addToConfusion(this.confusion, score, label, this.options.threshold);
+    const p = Math.min(Math.max(score, LOG_LOSS_EPSILON), 1 - LOG_LOSS_EPSILON);
+    this.logLossSum -= label === 1 ? Math.log(p) : Math.log(1 - p);
+    this.count++;
+  }
+
+  merge(other: QualityAccumulator): QualityAccumulator {
+    const out = new QualityAccumulator(this.options);
+    out.confusion = mergeConfusion(this.confusion, other.confusion);
+    out.histogram = this.histogram.merge(other.histogram);
+    out.calibration = this.calibration.merge(other.calibration);
+    out.logLossSum = this.logLossSum + other.logLossSum;
+    out.count = this.count + other.count;
+    return out;
+  }
+
+  summary(): QualitySummary {
+    const auc = this.histogram.rocAuc();
+    return {
+      count: this.count,
+      positives: this.confusion.tp + this.confusion.fn,
+      confusion: { ...this.confusion },
+      ...classificationMetrics(this.confusion),
+      rocAuc: auc.value,
+      rocAucErrorBound: auc.errorBound,
+      logLoss: this.count > 0 ? this.logLossSum / this.count : NaN,
+      ece: this.calibration.ece(),
+    };
+  }
+}
+
+export function checkThreshold(threshold: number): void {
+  if (!(threshold >= 0 && threshold <= 1)) throw new RangeError(`threshold must be in [0, 1], got ${threshold}`);
+}

@@ -1,0 +1,105 @@
+/**
+ * Quality per slice (segment: a country, a merchant category, a model variant...) with a
+ * bounded number of slices: the first `maxSlices` distinct slices seen are kept, every later
+ * one is counted in the `other` slice, so memory and metric-label cardinality stay bounded.
+ * The fairness view compares false-positive and false-negative rates across slices.
+ */
+import { addToConfusion, classificationMetrics, emptyConfusion, mergeConfusion, type ConfusionCounts } from './quality.js';
+import { checkThreshold } from './quality-window.js';
+
+export const OTHER_SLICE = '__other__';
+
+export class SliceQuality {
+  readonly slices = new Map<string, ConfusionCounts>();
+
+  constructor(
+    readonly threshold: number,
+    readonly maxSlices = 20,
+  ) {
+    checkThreshold(threshold);
+    if (!Number.isInteger(maxSlices) || maxSlices < 1) throw new RangeError(`maxSlices must be a positive integer, got ${maxSlices}`);
+  }
+
+  /** The slice a segment is counted under: itself while there is room, `other` beyond the bound. */
+  sliceOf(segment: string): string {
+    if (this.slices.has(segment) || segment === OTHER_SLICE) return segment;
+    return this.named() < this.maxSlices ? segment : OTHER_SLICE;
+  }
+
+  add(segment: string, score: number, label: 0 | 1): void {
+    const slice = this.sliceOf(segment);
+    let counts = this.slices.get(slice);
+    if (counts === undefined) {
+      counts = emptyConfusion();
+      this.slices.set(slice, counts);
+    }
+    addToConfusion(counts, score, label, this.threshold);
+  }
+
+  /** A new SliceQuality with both: slices of `other` beyond the bound are folded into `other`. */
+  merge(other: SliceQuality): SliceQuality {
+    const out = new SliceQuality(this.threshold, this.maxSlices);
+    for (const source of [this, other]) {
+      for (const [segment, counts] of source.slices) {
+        const slice = out.sliceOf(segment);
+        out.slices.set(slice, mergeConfusion(out.slices.get(slice) ?? emptyConfusion(), counts));
+      }
+    }
+    return out;
+  }
+
+  counts(): Record<string, ConfusionCounts> {
+    return Object.fromEntries([...this.slices].map(([k, v]) => [k, { ...v }]));
+  }
+
+  private named(): number {
+    return this.slices.size - (this.slices.has(OTHER_SLICE) ? 1 : 0);
+  }
+}
+
+export interface RateDisparity {
+  /** Slices where the rate is defined (some negatives for FPR, some positives for FNR). */
+  slices: Record<string, number>;
+  min: { slice: string; rate: number } | null;
+  max: { slice: string; rate: number } | null;
+  /** max - min. */
+  difference: number;
+  /** max / min: Infinity when min is 0 and max is not, NaN when both are 0 or fewer than two slices. */
+  ratio: number;
+}
+
+export interface FairnessView {
+  falsePositiveRate: RateDisparity;
+  falseNegativeRate: RateDisparity;
+}
+
+/** Disparity of false-positive and false-negative rates across slices with at least `minCount` predictions. */
+export function rateDisparity(slices: Readonly<Record<string, ConfusionCounts>>, minCount = 1): FairnessView {
+  const fpr: Record<string, number> = {};
+  const fnr: Record<string, number> = {};
+  for (const [slice, c] of Object.entries(slices)) {
+    if (c.tp + c.fp + c.tn + c.fn < minCount) continue;
+    const m = classificationMetrics(c);
+    if (!Number.isNaN(m.fpr)) fpr[slice] = m.fpr;
+    if (!Number.isNaN(m.fnr)) fnr[slice] = m.fnr;
+  }
+  return { falsePositiveRate: disparity(fpr), falseNegativeRate: disparity(fnr) };
+}
+
+function disparity(rates: Record<string, number>): RateDisparity {
+  const entries = Object.entries(rates).sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : 1));
+  if (entries.length < 2) {
+    const only = entries[0];
+    const point = only ? { slice: only[0], rate: only[1] } : null;
+    return { slices: rates, min: point, max: point, difference: only ? 0 : NaN, ratio: NaN };
+  }
+  const [minSlice, min] = entries[0] as [string, number];
+  const [maxSlice, max] = entries[entries.length - 1] as [string, number];
+  return {
+    slices: rates,
+    min: { slice: minSlice, rate: min },
+    max: { slice: maxSlice, rate: max },
+    difference: max - min,
+    ratio: min > 0 ? max / min : max > 0 ? Infinity : NaN,
+  };
+}

@@ -1,0 +1,86 @@
+/**
+ * The live window: counts of the current rows on the reference profile's bins. Fixed
+ * memory per feature (one count per bin and a missing count), whatever the number of rows,
+ * and mergeable (merging two windows adds their counts, so merge(a, b) equals counting the
+ * rows of both). Categories unseen in the reference go to the `other` bucket.
+ */
+import {
+  binIndex,
+  categoryValue,
+  isMissing,
+  numericValue,
+  type CategoricalFeatureProfile,
+  type FeatureProfile,
+  type ReferenceProfile,
+  type Row,
+} from './profile.js';
+
+export interface FeatureWindow {
+  /** Counts on the profile's bins (numeric) or categories + other (categorical). */
+  counts: number[];
+  missing: number;
+}
+
+export interface ProfileWindow {
+  rows: number;
+  features: Record<string, FeatureWindow>;
+}
+
+/** An empty window on the bins of `profile`. */
+export function emptyWindow(profile: ReferenceProfile): ProfileWindow {
+  const features: Record<string, FeatureWindow> = {};
+  for (const [name, feature] of Object.entries(profile.features)) {
+    features[name] = { counts: new Array<number>(feature.counts.length).fill(0), missing: 0 };
+  }
+  return { rows: 0, features };
+}
+
+/** Counts one row into the window (in place). Values of a numeric feature that are not numbers count as missing. */
+export function observeRow(profile: ReferenceProfile, window: ProfileWindow, row: Row): void {
+  window.rows++;
+  for (const [name, feature] of Object.entries(profile.features)) {
+    const target = window.features[name];
+    if (target === undefined) throw new Error(`window has no feature "${name}": it was built for another profile`);
+    const bin = binOf(feature, row[name]);
+    if (bin === undefined) target.missing++;
+    else target.counts[bin]!++;
+  }
+}
+
+/** The bin a value falls in for a feature profile, or undefined when the value is missing. */
+export function binOf(feature: FeatureProfile, value: unknown): number | undefined {
+  if (feature.kind === 'numeric') {
+    const x = numericValue(value);
+    return x === undefined ? undefined : binIndex(feature.edges, x);
+  }
+  if (isMissing(value)) return undefined;
+  return categoryBin(feature, categoryValue(value) as string);
+}
+
+// A small cache of category -> bin per profile: profiles are immutable once built.
+const categoryIndexes = new WeakMap<CategoricalFeatureProfile, Map<string, number>>();
+
+function categoryBin(feature: CategoricalFeatureProfile, category: string): number {
+  let index = categoryIndexes.get(feature);
+  if (index === undefined) {
+    index = new Map(feature.categories.map((c, i) => [c, i]));
+    categoryIndexes.set(feature, index);
+  }
+  return index.get(category) ?? feature.categories.length;
+}
+
+/** A new window with the counts of both (windows on the same profile). */
+export function mergeWindows(a: ProfileWindow, b: ProfileWindow): ProfileWindow {
+  const features: Record<string, FeatureWindow> = {};
+  for (const [name, fa] of Object.entries(a.features)) {
+    const fb = b.features[name];
+    if (fb === undefined || fb.counts.length !== fa.counts.length) {
+      throw new Error(`mergeWindows: feature "${name}" has different bins in the two windows`);
+    }
+    features[name] = { counts: fa.counts.map((c, i) => c + (fb.counts[i] as number)), missing: fa.missing + fb.missing };
+  }
+  if (Object.keys(b.features).length !== Object.keys(a.features).length) {
+    throw new Error('mergeWindows: the windows have different features');
+  }
+  return { rows: a.rows + b.rows, features };
+}

@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { OTHER_SLICE, rateDisparity, SliceQuality } from '../../src/monitoring/slices.js';
+
+describe('SliceQuality', () => {
+  it('keeps at most maxSlices named slices and counts the rest in other', () => {
+    const slices = new SliceQuality(0.5, 2);
+    slices.add('FR', 0.9, 1);
+    slices.add('DE', 0.1, 0);
+    slices.add('IT', 0.8, 0);
+    slices.add('ES', 0.2, 1);
+    slices.add('FR', 0.7, 0);
+    expect(slices.counts()).toEqual({
+      FR: { tp: 1, fp: 1, tn: 0, fn: 0 },
+      DE: { tp: 0, fp: 0, tn: 1, fn: 0 },
+      [OTHER_SLICE]: { tp: 0, fp: 1, tn: 0, fn: 1 },
+    });
+  });
+
+  it('merging keeps the bound and loses no prediction', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.tuple(fc.constantFrom('a', 'b', 'c', 'd', 'e'), fc.double({ min: 0, max: 1, noNaN: true }), fc.constantFrom<0 | 1>(0, 1)),
+          {
+            maxLength: 60,
+          },
+        ),
+        fc.nat(),
+        (events, cut) => {
+          const split = cut % (events.length + 1);
+          const left = new SliceQuality(0.5, 3);
+          const right = new SliceQuality(0.5, 3);
+          events.forEach(([slice, s, y], i) => (i < split ? left : right).add(slice, s, y));
+          const merged = left.merge(right);
+          expect(merged.slices.size).toBeLessThanOrEqual(4);
+          const total = Object.values(merged.counts()).reduce((acc, c) => acc + c.tp + c.fp + c.tn + c.fn, 0);
+          expect(total).toBe(events.length);
+        },
+      ),
+    );
+  });
+});
+
+describe('rateDisparity', () => {
+  it('compares false-positive and false-negative rates across slices (hand example)', () => {
+    // A: fpr 2/10 = 0.2, fnr 1/5 = 0.2; B: fpr 1/10 = 0.1, fnr 3/5 = 0.6; C: too small (minCount 5).
+    const view = rateDisparity(
+      {
+        A: { tp: 4, fn: 1, fp: 2, tn: 8 },
+        B: { tp: 2, fn: 3, fp: 1, tn: 9 },
+        C: { tp: 0, fn: 1, fp: 1, tn: 0 },
+      },
+      5,
+    );
+    expect(view.falsePositiveRate.min).toEqual({ slice: 'B', rate: 0.1 });
+    expect(view.falsePositiveRate.max).toEqual({ slice: 'A', rate: 0.2 });
+    expect(view.falsePositiveRate.ratio).toBeCloseTo(2, 14);
+    expect(view.falsePositiveRate.difference).toBeCloseTo(0.1, 14);
+    expect(view.falseNegativeRate.ratio).toBeCloseTo(3, 14);
+    expect(view.falseNegativeRate.difference).toBeCloseTo(0.4, 14);
+    expect(Object.keys(view.falseNegativeRate.slices)).toEqual(['A', 'B']);
+  });
+
+  it('reports an infinite ratio when one slice has a zero rate, NaN with fewer than two slices', () => {
+    const view = rateDisparity({ A: { tp: 1, fn: 0, fp: 0, tn: 5 }, B: { tp: 1, fn: 1, fp: 1, tn: 1 } });
+    expect(view.falsePositiveRate.ratio).toBe(Infinity);
+    expect(view.falseNegativeRate.difference).toBeCloseTo(0.5, 14);
+    expect(rateDisparity({ A: { tp: 1, fn: 1, fp: 1, tn: 1 } }).falsePositiveRate.ratio).toBeNaN();
+  });
+});
