@@ -51,7 +51,7 @@ export function createFastify(options: { logger: Logger; bodyLimit: number }) {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimit,
     // Entity ids may be 128 characters, percent-encoded in paths.
-    maxParamLength: 512,
+    routerOptions: { maxParamLength: 512 },
     // The router's own refusals (a bad percent-encoding, an oversized path parameter) in
     // the service's error shape, without echoing the whole URL.
     frameworkErrors: (error, _request, reply) => {
