@@ -204,6 +204,13 @@ export const VARIABLES = {
     100,
     10_000_000,
   ),
+  MONITOR_JOIN_WINDOW: duration('How long the monitor keeps a prediction waiting for its label (and a label for its prediction).', '7d'),
+  MONITOR_MAX_SERIES: integer(
+    'Model/version/variant series with quality metrics at most; beyond, they are counted as `other`.',
+    50,
+    1,
+    10_000,
+  ),
   SIMULATOR: boolean('Run the example simulator inside `npm start` (the embedded default).', true),
   SIMULATOR_RATE: number('Transactions per second the simulator emits.', 20, 0.1, 100_000),
   SIMULATOR_FRAUD_RATE: number('Share of simulated transactions that are fraudulent.', 0.03, 0, 1),

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFeaturePipeline, type FeaturePipeline } from '@tributary/features';
 import { createInferenceApp } from '@tributary/inference';
-import { startMonitor, type Monitor } from '@tributary/monitor';
+import { monitorSettings, startMonitor, type Monitor } from '@tributary/monitor';
 import {
   createLogger,
   createRegistry,
@@ -84,6 +84,7 @@ describe.skipIf(!ready)(
         groupId: `${run}-monitor`,
         registry,
         logger,
+        ...monitorSettings(config),
       });
     });
 

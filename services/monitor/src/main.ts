@@ -8,6 +8,7 @@ import {
   loadConfig,
   startOpsServer,
 } from '@tributary/shared';
+import { monitorSettings } from './connections.js';
 import { startMonitor } from './monitor.js';
 
 const logger = createLogger('monitor');
@@ -21,6 +22,7 @@ try {
     groupId: `${config.CONSUMER_GROUP_PREFIX}-monitor`,
     registry,
     logger,
+    ...monitorSettings(config),
   });
   const ops = await startOpsServer({ registry, host: config.HOST, port: config.PORT, ready: () => eventLog.ping() });
   logger.info(`monitor running; ${describeBackends(config)}; metrics on ${ops.url}/metrics`);

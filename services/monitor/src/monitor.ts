@@ -1,12 +1,16 @@
 /**
- * The monitor (first version): consumes the prediction log and the labels and turns them
- * into Prometheus metrics. Malformed records go to the dead-letter topic with the reason.
+ * The monitor: consumes the prediction log and the labels and turns them into Prometheus
+ * metrics. Each label is joined to its prediction by `request_id` (whichever comes first
+ * waits in the join store, for the join window), and joined pairs feed the quality windows
+ * of their model, version and variant; what waits in vain is counted when it expires.
+ * Malformed records go to the dead-letter topic with the reason.
  */
 import Type from 'typebox';
 import {
   Counter,
   deadLetter,
   deadLetterCounter,
+  Gauge,
   Histogram,
   LabelSchema,
   metric,
@@ -19,13 +23,16 @@ import {
   type Registry,
   type Subscription,
 } from '@tributary/shared';
+import type { JoinStore, Offer } from './join-store.js';
+import { QualityBoard } from './quality.js';
 
 const PredictionRecordSchema = Type.Object({
   prediction_id: Type.String({ minLength: 1 }),
   request_id: Type.String({ minLength: 1 }),
   model: Type.Object({ name: Type.String({ minLength: 1 }), version: Type.String({ minLength: 1 }) }),
   variant: Type.String({ minLength: 1 }),
-  score: Type.Number(),
+  score: Type.Number({ minimum: 0, maximum: 1 }),
+  predicted_at: Type.Number({ minimum: 0 }),
   latency_ms: Type.Number({ minimum: 0 }),
 });
 
@@ -35,10 +42,41 @@ export interface MonitorOptions {
   groupId: string;
   registry: Registry;
   logger: Logger;
+  joins: JoinStore;
+  /** How long a prediction waits for its label (and a label for its prediction). */
+  joinWindowMs: number;
+  /** The decision threshold of a model version (its manifest's). */
+  thresholdOf(model: string, version: string): number;
+  /** Model/version/variant series with quality metrics at most. */
+  maxSeries: number;
+  /** How often waiting sides past their deadline are swept and counted. */
+  sweepIntervalMs?: number;
+  clock?: () => number;
 }
+
+interface WaitingPrediction {
+  model: string;
+  version: string;
+  variant: string;
+  score: number;
+  predicted_at: number;
+}
+
+interface WaitingLabel {
+  label: 0 | 1;
+  at: number;
+}
+
+const QUALITY_METRICS = ['accuracy', 'precision', 'recall', 'f1', 'roc_auc', 'log_loss', 'ece'] as const;
 
 export interface Monitor {
   stop(): Promise<void>;
+  /** Sweeps expired waiting sides now (the monitor also does it every sweep interval). */
+  sweep(): Promise<void>;
+}
+
+function labelTime(ts: number | string): number {
+  return typeof ts === 'number' ? ts : Date.parse(ts);
 }
 
 export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
@@ -71,6 +109,92 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     'tributary_monitor_labels_total',
     () => new Counter({ name: 'tributary_monitor_labels_total', help: 'Labels consumed, by value', labelNames: ['label'], registers }),
   );
+  const joins = metric(
+    options.registry,
+    'tributary_monitor_joins_total',
+    () =>
+      new Counter({
+        name: 'tributary_monitor_joins_total',
+        help: 'Predictions and labels offered to the label join, by outcome: joined, waiting, duplicate (a replay or a second label)',
+        labelNames: ['stream', 'outcome'],
+        registers,
+      }),
+  );
+  const expired = metric(
+    options.registry,
+    'tributary_monitor_join_expired_total',
+    () =>
+      new Counter({
+        name: 'tributary_monitor_join_expired_total',
+        help: 'Predictions that got no label, and labels that found no prediction, within the join window',
+        labelNames: ['stream'],
+        registers,
+      }),
+  );
+  const labelDelay = metric(
+    options.registry,
+    'tributary_monitor_label_delay_seconds',
+    () =>
+      new Histogram({
+        name: 'tributary_monitor_label_delay_seconds',
+        help: 'Time from prediction to its label',
+        labelNames: ['model'],
+        buckets: [60, 300, 900, 3600, 6 * 3600, 86_400, 3 * 86_400, 7 * 86_400],
+        registers,
+      }),
+  );
+  const clock = options.clock ?? Date.now;
+  const board = new QualityBoard({ thresholdOf: options.thresholdOf, maxSeries: options.maxSeries });
+  metric(
+    options.registry,
+    'tributary_model_quality',
+    () =>
+      new Gauge({
+        name: 'tributary_model_quality',
+        help: 'Quality of labelled predictions over a sliding window (by label arrival), at the model version threshold',
+        labelNames: ['model', 'version', 'variant', 'window', 'metric'],
+        registers,
+        collect() {
+          this.reset();
+          for (const { model, version, variant, window, quality } of board.summaries(clock())) {
+            if (quality.count === 0) continue;
+            const values: Record<(typeof QUALITY_METRICS)[number], number> = {
+              accuracy: quality.accuracy,
+              precision: quality.precision,
+              recall: quality.recall,
+              f1: quality.f1,
+              roc_auc: quality.rocAuc,
+              log_loss: quality.logLoss,
+              ece: quality.ece,
+            };
+            for (const name of QUALITY_METRICS) {
+              if (Number.isFinite(values[name])) this.set({ model, version, variant, window, metric: name }, values[name]);
+            }
+          }
+        },
+      }),
+  );
+  metric(
+    options.registry,
+    'tributary_model_labelled_predictions',
+    () =>
+      new Gauge({
+        name: 'tributary_model_labelled_predictions',
+        help: 'Labelled predictions in the sliding window behind tributary_model_quality',
+        labelNames: ['model', 'version', 'variant', 'window'],
+        registers,
+        collect() {
+          this.reset();
+          for (const { model, version, variant, window, quality } of board.summaries(clock())) {
+            this.set({ model, version, variant, window }, quality.count);
+          }
+        },
+      }),
+  );
+  const joined = (prediction: WaitingPrediction, label: WaitingLabel) => {
+    labelDelay.observe({ model: prediction.model }, Math.max(0, (label.at - prediction.predicted_at) / 1000));
+    board.observe(prediction, prediction.score, label.label, clock());
+  };
   const deadLettered = deadLetterCounter(options.registry);
   const predictions = recordValidator<PredictionLogRecord>(PredictionRecordSchema);
   const labelRecords = recordValidator<Label>(LabelSchema);
@@ -83,6 +207,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     eachBatch: async (batch) => {
       const stream = batch.topic === options.topics.predictions ? 'predictions' : 'labels';
       const rejected: OutgoingRecord[] = [];
+      const offers: Offer[] = [];
+      const sides: (WaitingPrediction | WaitingLabel)[] = [];
       for (const record of batch.records) {
         if (stream === 'predictions') {
           const decoded = predictions.decode(record.value);
@@ -93,6 +219,20 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           }
           const p = decoded.value;
           scores.observe({ model: p.model.name, version: p.model.version, variant: p.variant }, p.score);
+          const waiting: WaitingPrediction = {
+            model: p.model.name,
+            version: p.model.version,
+            variant: p.variant,
+            score: p.score,
+            predicted_at: p.predicted_at,
+          };
+          sides.push(waiting);
+          offers.push({
+            side: 'prediction',
+            requestId: p.request_id,
+            value: JSON.stringify(waiting),
+            deadline: p.predicted_at + options.joinWindowMs,
+          });
         } else {
           const decoded = labelRecords.decode(record.value);
           if (!decoded.ok) {
@@ -101,12 +241,53 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             continue;
           }
           labels.inc({ label: String(decoded.value.label) });
+          const waiting: WaitingLabel = { label: decoded.value.label, at: labelTime(decoded.value.ts) };
+          sides.push(waiting);
+          offers.push({
+            side: 'label',
+            requestId: decoded.value.request_id,
+            value: JSON.stringify(waiting),
+            deadline: waiting.at + options.joinWindowMs,
+          });
         }
       }
+      // Offers are durable before the batch is committed: a replay finds them and is a duplicate.
+      const outcomes = await options.joins.offer(offers);
+      outcomes.forEach((outcome, i) => {
+        joins.inc({ stream, outcome: outcome.kind });
+        if (outcome.kind !== 'joined') return;
+        const side = sides[i]!;
+        if (stream === 'predictions') joined(side as WaitingPrediction, JSON.parse(outcome.other) as WaitingLabel);
+        else joined(JSON.parse(outcome.other) as WaitingPrediction, side as WaitingLabel);
+      });
       if (rejected.length > 0) await options.eventLog.publish(options.topics.deadLetter, rejected);
       records.inc({ stream, outcome: 'accepted' }, batch.records.length - rejected.length);
       records.inc({ stream, outcome: 'dead_lettered' }, rejected.length);
     },
   });
-  return { stop: () => subscription.stop() };
+  let sweeping: Promise<void> = Promise.resolve();
+  const sweeper = setInterval(() => {
+    sweeping = options.joins
+      .sweep(clock(), 10_000)
+      .then((swept) => {
+        expired.inc({ stream: 'predictions' }, swept.predictions);
+        expired.inc({ stream: 'labels' }, swept.labels);
+      })
+      .catch((error: unknown) => options.logger.warn({ err: error }, 'label join: sweep failed; it will be retried'));
+  }, options.sweepIntervalMs ?? 10_000);
+  sweeper.unref();
+  return {
+    stop: async () => {
+      clearInterval(sweeper);
+      await sweeping;
+      await subscription.stop();
+      await options.joins.close();
+    },
+    sweep: async () => {
+      await sweeping;
+      const swept = await options.joins.sweep(clock(), 10_000);
+      expired.inc({ stream: 'predictions' }, swept.predictions);
+      expired.inc({ stream: 'labels' }, swept.labels);
+    },
+  };
 }

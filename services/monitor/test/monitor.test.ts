@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger, createRegistry, MemoryEventLog, type DeadLetter } from '@tributary/shared';
 import { waitFor } from '../../../test/support/wait-for.js';
-import { startMonitor, type Monitor } from '../src/monitor.js';
+import { MemoryJoinStore } from '../src/join-store.js';
+import { startMonitor, type Monitor, type MonitorOptions } from '../src/monitor.js';
 
 let monitor: Monitor | null = null;
 afterEach(async () => {
@@ -15,7 +16,17 @@ const prediction = (id: string, score: number) => ({
   model: { name: 'fraud_detector', version: '1' },
   variant: 'champion',
   score,
+  predicted_at: Date.now(),
   latency_ms: 1.2,
+});
+
+const DAY = 86_400_000;
+const joinSettings = (overrides: Partial<MonitorOptions> = {}) => ({
+  joins: new MemoryJoinStore(DAY),
+  joinWindowMs: DAY,
+  thresholdOf: () => 0.5,
+  maxSeries: 10,
+  ...overrides,
 });
 
 describe('monitor', () => {
@@ -28,6 +39,7 @@ describe('monitor', () => {
       groupId: 'monitor-test',
       registry,
       logger: createLogger('test', 'silent'),
+      ...joinSettings(),
     });
     await eventLog.publish('predictions', [
       { key: 'a', value: JSON.stringify(prediction('a', 0.02)) },
@@ -56,5 +68,69 @@ describe('monitor', () => {
       ]),
     );
     expect(letters.find((l) => l.source.topic === 'labels')!.detail).toMatch(/label/);
+  });
+
+  it('joins labels to predictions whichever comes first, once, and reports quality, label delay and what expired', async () => {
+    const eventLog = new MemoryEventLog();
+    const registry = createRegistry({ defaultMetrics: false });
+    let now = Date.now();
+    monitor = await startMonitor({
+      eventLog,
+      topics: { predictions: 'predictions', labels: 'labels', deadLetter: 'dead-letter' },
+      groupId: 'monitor-test',
+      registry,
+      logger: createLogger('test', 'silent'),
+      ...joinSettings({ clock: () => now, thresholdOf: (model, version) => (model === 'fraud_detector' && version === '1' ? 0.3 : 0.5) }),
+    });
+    const label = (id: string, value: 0 | 1, delayMs: number) => ({
+      key: id,
+      value: JSON.stringify({ request_id: id, label: value, ts: now + delayMs }),
+    });
+    // Scores 0.1, 0.4, 0.9 at threshold 0.3: predicted 0, 1, 1. Label `b` arrives before its prediction.
+    await eventLog.publish('labels', [label('b', 0, 120_000)]);
+    await eventLog.publish(
+      'predictions',
+      ['a', 'b', 'c', 'd'].map((id, i) => ({ key: id, value: JSON.stringify(prediction(id, [0.1, 0.4, 0.9, 0.5][i]!)) })),
+    );
+    await eventLog.publish('labels', [label('a', 0, 60_000), label('c', 1, 3_600_000), label('z', 1, 0)]);
+    await waitFor(async () => /tributary_monitor_joins_total\{stream="labels",outcome="joined"\} 2/.test(await registry.metrics()), {
+      what: 'two joins on labels',
+    });
+    let text = await registry.metrics();
+    expect(text).toMatch(/tributary_monitor_joins_total\{stream="predictions",outcome="joined"\} 1/);
+    expect(text).toMatch(/tributary_monitor_joins_total\{stream="predictions",outcome="waiting"\} 3/);
+    expect(text).toMatch(/tributary_monitor_joins_total\{stream="labels",outcome="waiting"\} 2/);
+    // a: TN, b: FP, c: TP -> accuracy 2/3, precision 1/2, recall 1.
+    const quality = (metric: string, window = '1h') =>
+      Number(
+        new RegExp(
+          `tributary_model_quality\\{model="fraud_detector",version="1",variant="champion",window="${window}",metric="${metric}"\\} (\\S+)`,
+        ).exec(text)?.[1],
+      );
+    expect(quality('accuracy')).toBeCloseTo(2 / 3, 9);
+    expect(quality('precision')).toBeCloseTo(0.5, 9);
+    expect(quality('recall')).toBeCloseTo(1, 9);
+    expect(quality('accuracy', '24h')).toBeCloseTo(2 / 3, 9);
+    expect(quality('log_loss')).toBeCloseTo(-(Math.log(0.9) + Math.log(0.6) + Math.log(0.9)) / 3, 6);
+    expect(text).toMatch(/tributary_model_labelled_predictions\{model="fraud_detector",version="1",variant="champion",window="1h"\} 3/);
+    expect(text).toMatch(/tributary_monitor_label_delay_seconds_count\{model="fraud_detector"\} 3/);
+    expect(text).toMatch(/tributary_monitor_label_delay_seconds_bucket\{le="60",model="fraud_detector"\} 1/);
+
+    // A replayed label is a duplicate: quality does not move.
+    await eventLog.publish('labels', [label('a', 0, 60_000)]);
+    await waitFor(async () => /tributary_monitor_joins_total\{stream="labels",outcome="duplicate"\} 1/.test(await registry.metrics()), {
+      what: 'the duplicate',
+    });
+    text = await registry.metrics();
+    expect(text).toMatch(/tributary_model_labelled_predictions\{model="fraud_detector",version="1",variant="champion",window="1h"\} 3/);
+
+    // After the window, `d` (no label) expired and `z` (no prediction) found none.
+    now += DAY + 3_600_001;
+    await monitor.sweep();
+    text = await registry.metrics();
+    expect(text).toMatch(/tributary_monitor_join_expired_total\{stream="predictions"\} 1/);
+    expect(text).toMatch(/tributary_monitor_join_expired_total\{stream="labels"\} 1/);
+    // The 1h and 24h windows have moved past those labels.
+    expect(text).not.toMatch(/tributary_model_quality\{/);
   });
 });

@@ -5,7 +5,7 @@
  */
 import { startFeatureService } from '@tributary/features';
 import { startInference } from '@tributary/inference';
-import { startMonitor } from '@tributary/monitor';
+import { monitorSettings, startMonitor } from '@tributary/monitor';
 import {
   createEventLog,
   createLogger,
@@ -41,6 +41,7 @@ try {
     topics: { predictions: config.TOPIC_PREDICTIONS, labels: config.TOPIC_LABELS, deadLetter: config.TOPIC_DEAD_LETTER },
     groupId: `${config.CONSUMER_GROUP_PREFIX}-monitor`,
     registry,
+    ...monitorSettings(config),
     logger: logger.child({ component: 'monitor' }),
   });
   const simulator = config.SIMULATOR
