@@ -20,10 +20,12 @@ import {
   type Logger,
   type OutgoingRecord,
   type PredictionLogRecord,
+  type ReferenceProfile,
   type Registry,
   type Subscription,
 } from '@tributary/shared';
 import type { JoinStore, Offer } from './join-store.js';
+import { DriftBoard } from './drift.js';
 import { QualityBoard } from './quality.js';
 
 const PredictionRecordSchema = Type.Object({
@@ -32,6 +34,7 @@ const PredictionRecordSchema = Type.Object({
   model: Type.Object({ name: Type.String({ minLength: 1 }), version: Type.String({ minLength: 1 }) }),
   variant: Type.String({ minLength: 1 }),
   score: Type.Number({ minimum: 0, maximum: 1 }),
+  features: Type.Optional(Type.Record(Type.String(), Type.Number())),
   predicted_at: Type.Number({ minimum: 0 }),
   latency_ms: Type.Number({ minimum: 0 }),
 });
@@ -47,6 +50,8 @@ export interface MonitorOptions {
   joinWindowMs: number;
   /** The decision threshold of a model version (its manifest's). */
   thresholdOf(model: string, version: string): number;
+  /** The reference profile of a model version (its manifest's), null when it has none. */
+  profileOf(model: string, version: string): ReferenceProfile | null;
   /** Model/version/variant series with quality metrics at most. */
   maxSeries: number;
   /** How often waiting sides past their deadline are swept and counted. */
@@ -191,6 +196,36 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         },
       }),
   );
+  const drift = new DriftBoard({ profileOf: options.profileOf, maxSeries: options.maxSeries });
+  metric(
+    options.registry,
+    'tributary_feature_drift',
+    () =>
+      new Gauge({
+        name: 'tributary_feature_drift',
+        help: "Drift of each served feature (and the score) over the last hour against the model version's reference profile",
+        labelNames: ['model', 'version', 'feature', 'statistic'],
+        registers,
+        collect() {
+          this.reset();
+          for (const { model, version, report } of drift.reports(clock())) {
+            for (const [feature, d] of Object.entries(report.features)) {
+              const values = {
+                psi: d.psi,
+                jensen_shannon: d.jensenShannon,
+                test_statistic: d.test.statistic,
+                p_value: d.test.adjustedPValue,
+                missing_rate: d.missingRate.current,
+                drifted: d.drift ? 1 : 0,
+              };
+              for (const [statistic, value] of Object.entries(values)) {
+                if (Number.isFinite(value)) this.set({ model, version, feature, statistic }, value);
+              }
+            }
+          }
+        },
+      }),
+  );
   const joined = (prediction: WaitingPrediction, label: WaitingLabel) => {
     labelDelay.observe({ model: prediction.model }, Math.max(0, (label.at - prediction.predicted_at) / 1000));
     board.observe(prediction, prediction.score, label.label, clock());
@@ -219,6 +254,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           }
           const p = decoded.value;
           scores.observe({ model: p.model.name, version: p.model.version, variant: p.variant }, p.score);
+          drift.observe(p.model.name, p.model.version, { ...p.features, score: p.score }, p.predicted_at);
           const waiting: WaitingPrediction = {
             model: p.model.name,
             version: p.model.version,

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { createLogger, createRegistry, MemoryEventLog, type DeadLetter } from '@tributary/shared';
+import { buildProfile, createLogger, createRandom, createRegistry, MemoryEventLog, type DeadLetter } from '@tributary/shared';
 import { waitFor } from '../../../test/support/wait-for.js';
 import { MemoryJoinStore } from '../src/join-store.js';
 import { startMonitor, type Monitor, type MonitorOptions } from '../src/monitor.js';
@@ -25,6 +25,7 @@ const joinSettings = (overrides: Partial<MonitorOptions> = {}) => ({
   joins: new MemoryJoinStore(DAY),
   joinWindowMs: DAY,
   thresholdOf: () => 0.5,
+  profileOf: () => null,
   maxSeries: 10,
   ...overrides,
 });
@@ -132,5 +133,50 @@ describe('monitor', () => {
     expect(text).toMatch(/tributary_monitor_join_expired_total\{stream="labels"\} 1/);
     // The 1h and 24h windows have moved past those labels.
     expect(text).not.toMatch(/tributary_model_quality\{/);
+  });
+
+  it("reports each served feature's drift against the version's reference profile, flagging only the one that moved", async () => {
+    const random = createRandom(11);
+    const reference = Array.from({ length: 2_000 }, () => ({ x: random.next(), y: random.next(), score: random.next() }));
+    const profile = buildProfile(
+      reference,
+      ['x', 'y', 'score'].map((name) => ({ name, kind: 'numeric' as const })),
+    );
+    const eventLog = new MemoryEventLog();
+    const registry = createRegistry({ defaultMetrics: false });
+    monitor = await startMonitor({
+      eventLog,
+      topics: { predictions: 'predictions', labels: 'labels', deadLetter: 'dead-letter' },
+      groupId: 'monitor-test',
+      registry,
+      logger: createLogger('test', 'silent'),
+      ...joinSettings({ profileOf: (model) => (model === 'fraud_detector' ? profile : null) }),
+    });
+    // Live traffic: y shifted up by half its range, x and the score as in the reference.
+    const live = Array.from({ length: 500 }, (_, i) => ({
+      key: `r${i}`,
+      value: JSON.stringify({
+        ...prediction(`r${i}`, random.next()),
+        features: { x: random.next(), y: 0.5 + random.next() / 2 },
+      }),
+    }));
+    await eventLog.publish('predictions', live);
+    await waitFor(async () => /stream="predictions",outcome="accepted"\} 500/.test(await registry.metrics()), { what: 'the predictions' });
+    const text = await registry.metrics();
+    const value = (feature: string, statistic: string) =>
+      Number(
+        new RegExp(
+          `tributary_feature_drift\\{model="fraud_detector",version="1",feature="${feature}",statistic="${statistic}"\\} (\\S+)`,
+        ).exec(text)?.[1],
+      );
+    expect(value('y', 'drifted')).toBe(1);
+    expect(value('x', 'drifted')).toBe(0);
+    expect(value('score', 'drifted')).toBe(0);
+    expect(value('y', 'psi')).toBeGreaterThan(1);
+    expect(value('x', 'psi')).toBeLessThan(0.1);
+    expect(value('y', 'p_value')).toBeLessThan(1e-6);
+    expect(value('x', 'p_value')).toBeGreaterThan(0.01);
+    expect(value('y', 'jensen_shannon')).toBeGreaterThan(value('x', 'jensen_shannon'));
+    expect(value('x', 'missing_rate')).toBe(0);
   });
 });

@@ -8,7 +8,14 @@ import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { logisticRegressionToOnnx, logLoss, predictLogisticRegression, rocAuc, trainLogisticRegression } from '@tributary/shared';
+import {
+  buildProfile,
+  logisticRegressionToOnnx,
+  logLoss,
+  predictLogisticRegression,
+  rocAuc,
+  trainLogisticRegression,
+} from '@tributary/shared';
 import { buildDataset } from './dataset.js';
 
 const { values } = parseArgs({
@@ -44,6 +51,16 @@ const metrics = {
   positives: truth.filter((l) => l === 1).length,
 };
 
+// The reference the monitor compares live traffic with: the training inputs and their scores.
+const trainingRows = dataset.rows.slice(0, cut).map((row) => {
+  const record: Record<string, number> = { score: predictLogisticRegression(model, row) };
+  dataset.features.forEach((feature, i) => (record[feature] = row[i]!));
+  return record;
+});
+const profile = buildProfile(
+  trainingRows,
+  ['score', ...dataset.features].map((feature) => ({ name: feature, kind: 'numeric' as const })),
+);
 const name = 'fraud_detector';
 const bytes = logisticRegressionToOnnx(model, { name, version: values.version! });
 const manifest = {
@@ -64,6 +81,7 @@ const manifest = {
     data: 'simulated card transactions (services/simulator), features replayed point-in-time through the feature pipeline',
     validation: metrics,
   },
+  profile,
 };
 await mkdir(values.out!, { recursive: true });
 await writeFile(join(values.out!, 'model.onnx'), bytes);

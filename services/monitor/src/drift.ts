@@ -1,0 +1,76 @@
+/**
+ * Drift of the live inputs and scores of each model version against the reference profile
+ * in its manifest: the served feature vectors (and scores) of the prediction log are counted
+ * on the profile's bins in a sliding window (1h by prediction time, one-minute buckets:
+ * fixed memory), and compared on demand (at scrape) with the profile's shared tests: PSI,
+ * Jensen-Shannon, KS on the bins, chi-square for categorical features, Bonferroni-corrected.
+ */
+import {
+  compareToProfile,
+  emptyWindow,
+  mergeWindows,
+  observeRow,
+  SlidingWindow,
+  type DriftReport,
+  type ProfileWindow,
+  type ReferenceProfile,
+} from '@tributary/shared';
+
+export interface DriftBoardOptions {
+  profileOf(model: string, version: string): ReferenceProfile | null;
+  maxSeries: number;
+  bucketMs?: number;
+  buckets?: number;
+  /** Rows a window needs before its drift is reported (tests on a handful of rows say nothing). */
+  minRows?: number;
+}
+
+interface Series {
+  model: string;
+  version: string;
+  profile: ReferenceProfile;
+  ring: SlidingWindow<ProfileWindow>;
+}
+
+export class DriftBoard {
+  private readonly series = new Map<string, Series | null>();
+
+  constructor(private readonly options: DriftBoardOptions) {}
+
+  private seriesOf(model: string, version: string): Series | null {
+    const id = `${model}\u0000${version}`;
+    let series = this.series.get(id);
+    if (series !== undefined) return series;
+    const profile = this.series.size < this.options.maxSeries ? this.options.profileOf(model, version) : null;
+    series = profile && {
+      model,
+      version,
+      profile,
+      ring: new SlidingWindow<ProfileWindow>(
+        { empty: () => emptyWindow(profile), merge: mergeWindows },
+        { bucketMs: this.options.bucketMs ?? 60_000, buckets: this.options.buckets ?? 60 },
+      ),
+    };
+    this.series.set(id, series);
+    return series;
+  }
+
+  /** Counts one served prediction: its feature vector and score, at its prediction time. */
+  observe(model: string, version: string, row: Record<string, unknown>, at: number): void {
+    const series = this.seriesOf(model, version);
+    const bucket = series?.ring.at(at);
+    if (series && bucket) observeRow(series.profile, bucket, row);
+  }
+
+  /** Each version's drift report over the window ending at `now` (versions with a profile and enough rows). */
+  reports(now: number): { model: string; version: string; rows: number; report: DriftReport }[] {
+    const out: { model: string; version: string; rows: number; report: DriftReport }[] = [];
+    for (const series of this.series.values()) {
+      if (!series) continue;
+      const window = series.ring.read(now);
+      if (window.rows < (this.options.minRows ?? 100)) continue;
+      out.push({ model: series.model, version: series.version, rows: window.rows, report: compareToProfile(series.profile, window) });
+    }
+    return out;
+  }
+}
