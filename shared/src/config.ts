@@ -211,6 +211,8 @@ export const VARIABLES = {
     1,
     10_000,
   ),
+  MONITOR_SLICE_FIELDS: text('Request fields whose values slice the quality metrics (comma-separated).', 'country,channel'),
+  MONITOR_MAX_SLICES: integer('Values per slice field at most; beyond, they are counted as `__other__`.', 20, 1, 1000),
   SIMULATOR: boolean('Run the example simulator inside `npm start` (the embedded default).', true),
   SIMULATOR_RATE: number('Transactions per second the simulator emits.', 20, 0.1, 100_000),
   SIMULATOR_FRAUD_RATE: number('Share of simulated transactions that are fraudulent.', 0.03, 0, 1),

@@ -57,5 +57,9 @@ export function monitorSettings(config: Config) {
     joinWindowMs: config.MONITOR_JOIN_WINDOW,
     ...manifestsFrom(config.MODEL_REGISTRY_DIR),
     maxSeries: config.MONITOR_MAX_SERIES,
+    sliceFields: config.MONITOR_SLICE_FIELDS.split(',')
+      .map((f) => f.trim())
+      .filter(Boolean),
+    maxSlices: config.MONITOR_MAX_SLICES,
   };
 }

@@ -35,6 +35,7 @@ const PredictionRecordSchema = Type.Object({
   variant: Type.String({ minLength: 1 }),
   score: Type.Number({ minimum: 0, maximum: 1 }),
   features: Type.Optional(Type.Record(Type.String(), Type.Number())),
+  request: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   predicted_at: Type.Number({ minimum: 0 }),
   latency_ms: Type.Number({ minimum: 0 }),
 });
@@ -54,6 +55,10 @@ export interface MonitorOptions {
   profileOf(model: string, version: string): ReferenceProfile | null;
   /** Model/version/variant series with quality metrics at most. */
   maxSeries: number;
+  /** Request fields whose values slice the quality (e.g. country, channel). */
+  sliceFields?: string[];
+  /** Values per slice field at most; beyond, `__other__`. */
+  maxSlices?: number;
   /** How often waiting sides past their deadline are swept and counted. */
   sweepIntervalMs?: number;
   clock?: () => number;
@@ -65,6 +70,8 @@ interface WaitingPrediction {
   variant: string;
   score: number;
   predicted_at: number;
+  /** The values of the slice fields in the request. */
+  slices?: Record<string, string | number>;
 }
 
 interface WaitingLabel {
@@ -149,7 +156,93 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       }),
   );
   const clock = options.clock ?? Date.now;
-  const board = new QualityBoard({ thresholdOf: options.thresholdOf, maxSeries: options.maxSeries });
+  const sliceFields = options.sliceFields ?? [];
+  const board = new QualityBoard({
+    thresholdOf: options.thresholdOf,
+    maxSeries: options.maxSeries,
+    sliceFields,
+    maxSlices: options.maxSlices ?? 20,
+  });
+  metric(
+    options.registry,
+    'tributary_model_quality_estimated',
+    () =>
+      new Gauge({
+        name: 'tributary_model_quality_estimated',
+        help: 'Quality estimated from the scores alone before labels arrive (confidence-based, CBPE), over a sliding window by prediction time',
+        labelNames: ['model', 'version', 'variant', 'window', 'metric'],
+        registers,
+        collect() {
+          this.reset();
+          for (const { model, version, variant, window, estimate } of board.estimates(clock())) {
+            if (estimate.count === 0) continue;
+            const values = {
+              accuracy: estimate.accuracy,
+              precision: estimate.precision,
+              recall: estimate.recall,
+              f1: estimate.f1,
+              roc_auc: estimate.rocAuc,
+            };
+            for (const [name, value] of Object.entries(values)) {
+              if (Number.isFinite(value)) this.set({ model, version, variant, window, metric: name }, value);
+            }
+          }
+        },
+      }),
+  );
+  metric(
+    options.registry,
+    'tributary_slice_quality',
+    () =>
+      new Gauge({
+        name: 'tributary_slice_quality',
+        help: 'Quality of labelled predictions per slice (a request field value) over 24h',
+        labelNames: ['model', 'version', 'variant', 'field', 'slice', 'metric'],
+        registers,
+        collect() {
+          this.reset();
+          for (const view of board.sliceViews(clock())) {
+            for (const [slice, c] of Object.entries(view.slices)) {
+              const labelled = c.tp + c.fp + c.tn + c.fn;
+              const values = {
+                labelled,
+                accuracy: (c.tp + c.tn) / labelled,
+                false_positive_rate: c.fp / (c.fp + c.tn),
+                false_negative_rate: c.fn / (c.fn + c.tp),
+              };
+              const { model, version, variant, field } = view;
+              for (const [name, value] of Object.entries(values)) {
+                if (Number.isFinite(value)) this.set({ model, version, variant, field, slice, metric: name }, value);
+              }
+            }
+          }
+        },
+      }),
+  );
+  metric(
+    options.registry,
+    'tributary_slice_disparity',
+    () =>
+      new Gauge({
+        name: 'tributary_slice_disparity',
+        help: 'Disparity between slices (with 30+ labels) of the false-positive and false-negative rates over 24h: max - min, and max / min',
+        labelNames: ['model', 'version', 'variant', 'field', 'rate', 'measure'],
+        registers,
+        collect() {
+          this.reset();
+          for (const { model, version, variant, field, fairness } of board.sliceViews(clock())) {
+            for (const [rate, disparity] of [
+              ['false_positive_rate', fairness.falsePositiveRate],
+              ['false_negative_rate', fairness.falseNegativeRate],
+            ] as const) {
+              if (Number.isFinite(disparity.difference))
+                this.set({ model, version, variant, field, rate, measure: 'difference' }, disparity.difference);
+              if (Number.isFinite(disparity.ratio)) this.set({ model, version, variant, field, rate, measure: 'ratio' }, disparity.ratio);
+            }
+          }
+        },
+      }),
+  );
   metric(
     options.registry,
     'tributary_model_quality',
@@ -228,7 +321,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   );
   const joined = (prediction: WaitingPrediction, label: WaitingLabel) => {
     labelDelay.observe({ model: prediction.model }, Math.max(0, (label.at - prediction.predicted_at) / 1000));
-    board.observe(prediction, prediction.score, label.label, clock());
+    board.observe(prediction, prediction.score, label.label, clock(), prediction.slices);
   };
   const deadLettered = deadLetterCounter(options.registry);
   const predictions = recordValidator<PredictionLogRecord>(PredictionRecordSchema);
@@ -262,6 +355,14 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             score: p.score,
             predicted_at: p.predicted_at,
           };
+          if (sliceFields.length > 0) {
+            waiting.slices = {};
+            for (const field of sliceFields) {
+              const value = p.request?.[field];
+              if (typeof value === 'string' || typeof value === 'number') waiting.slices[field] = value;
+            }
+          }
+          board.predicted(waiting, p.score, p.predicted_at);
           sides.push(waiting);
           offers.push({
             side: 'prediction',

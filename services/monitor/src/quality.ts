@@ -1,10 +1,24 @@
 /**
- * Label-based quality per model, version and variant over sliding windows (1h and 24h by
- * label arrival: what the monitor learned in that time), in fixed memory: each window is a
- * ring of time buckets of the shared QualityAccumulator. The number of series is bounded;
- * beyond it, predictions of new series are counted under `other`.
+ * Quality per model, version and variant over sliding windows, in fixed memory (rings of
+ * time buckets of the shared accumulators):
+ * - label-based quality over 1h and 24h by label arrival (what the monitor learned then);
+ * - before labels arrive, the confidence-based estimate (CBPE) over 1h and 24h by prediction
+ *   time, from the scores alone, reported as estimated;
+ * - per slice (a request field such as country or channel, a bounded number of values each)
+ *   over 24h, with the disparity of false-positive and false-negative rates between slices.
+ * The number of series is bounded; beyond it, new series are counted under `other`.
  */
-import { QualityAccumulator, SlidingWindow, type QualitySummary } from '@tributary/shared';
+import {
+  CbpeAccumulator,
+  QualityAccumulator,
+  rateDisparity,
+  SliceQuality,
+  SlidingWindow,
+  type ConfusionCounts,
+  type EstimatedPerformance,
+  type FairnessView,
+  type QualitySummary,
+} from '@tributary/shared';
 
 export interface QualityWindow {
   name: string;
@@ -25,6 +39,8 @@ export interface SeriesKey {
 
 interface Series extends SeriesKey {
   windows: { window: QualityWindow; ring: SlidingWindow<QualityAccumulator> }[];
+  estimates: { window: QualityWindow; ring: SlidingWindow<CbpeAccumulator> }[];
+  slices: Map<string, SlidingWindow<SliceQuality>>;
 }
 
 export interface QualityBoardOptions {
@@ -32,6 +48,19 @@ export interface QualityBoardOptions {
   thresholdOf(model: string, version: string): number;
   maxSeries: number;
   windows?: QualityWindow[];
+  /** Request fields whose values are slices (e.g. country, channel). */
+  sliceFields?: string[];
+  /** Values per slice field at most; beyond, `__other__`. */
+  maxSlices?: number;
+}
+
+/** The window of the slice view. */
+const SLICE_WINDOW: QualityWindow = { name: '24h', bucketMs: 3_600_000, buckets: 24 };
+
+export interface SliceView extends SeriesKey {
+  field: string;
+  slices: Record<string, ConfusionCounts>;
+  fairness: FairnessView;
 }
 
 export class QualityBoard {
@@ -45,22 +74,87 @@ export class QualityBoard {
     if (series) return series;
     if (this.series.size >= this.options.maxSeries) return this.seriesOf({ model: 'other', version: 'other', variant: 'other' });
     const threshold = key.model === 'other' ? 0.5 : this.options.thresholdOf(key.model, key.version);
+    const windows = this.options.windows ?? QUALITY_WINDOWS;
+    const maxSlices = this.options.maxSlices ?? 20;
     series = {
       ...key,
-      windows: (this.options.windows ?? QUALITY_WINDOWS).map((window) => ({
+      windows: windows.map((window) => ({
         window,
         ring: new SlidingWindow<QualityAccumulator>(
           { empty: () => new QualityAccumulator({ threshold }), merge: (a, b) => a.merge(b) },
           { bucketMs: window.bucketMs, buckets: window.buckets },
         ),
       })),
+      estimates: windows.map((window) => ({
+        window,
+        ring: new SlidingWindow<CbpeAccumulator>(
+          { empty: () => new CbpeAccumulator(threshold), merge: (a, b) => a.merge(b) },
+          { bucketMs: window.bucketMs, buckets: window.buckets },
+        ),
+      })),
+      slices: new Map(
+        (this.options.sliceFields ?? []).map((field) => [
+          field,
+          new SlidingWindow<SliceQuality>(
+            { empty: () => new SliceQuality(threshold, maxSlices), merge: (a, b) => a.merge(b) },
+            { bucketMs: SLICE_WINDOW.bucketMs, buckets: SLICE_WINDOW.buckets },
+          ),
+        ]),
+      ),
     };
     this.series.set(id, series);
     return series;
   }
 
-  observe(key: SeriesKey, score: number, label: 0 | 1, at: number): void {
-    for (const { ring } of this.seriesOf(key).windows) ring.at(at)?.add(score, label);
+  /** A labelled prediction: its score, its label, its request fields (for slices), when the label arrived. */
+  observe(key: SeriesKey, score: number, label: 0 | 1, at: number, request: Record<string, unknown> = {}): void {
+    const series = this.seriesOf(key);
+    for (const { ring } of series.windows) ring.at(at)?.add(score, label);
+    for (const [field, ring] of series.slices) {
+      const value = request[field];
+      ring.at(at)?.add(typeof value === 'string' || typeof value === 'number' ? String(value) : '__missing__', score, label);
+    }
+  }
+
+  /** A prediction, labelled or not yet: counted in the confidence-based estimate at its prediction time. */
+  predicted(key: SeriesKey, score: number, at: number): void {
+    for (const { ring } of this.seriesOf(key).estimates) ring.at(at)?.add(score);
+  }
+
+  /** Every series' estimated quality (CBPE) in every window ending at `now`. */
+  estimates(now: number): (SeriesKey & { window: string; estimate: EstimatedPerformance })[] {
+    const out: (SeriesKey & { window: string; estimate: EstimatedPerformance })[] = [];
+    for (const series of this.series.values()) {
+      for (const { window, ring } of series.estimates) {
+        out.push({
+          model: series.model,
+          version: series.version,
+          variant: series.variant,
+          window: window.name,
+          estimate: ring.read(now).estimate(),
+        });
+      }
+    }
+    return out;
+  }
+
+  /** Every series' quality per slice over the last 24h, with the fairness view (slices with at least `minCount` labels). */
+  sliceViews(now: number, minCount = 30): SliceView[] {
+    const out: SliceView[] = [];
+    for (const series of this.series.values()) {
+      for (const [field, ring] of series.slices) {
+        const slices = ring.read(now).counts();
+        out.push({
+          model: series.model,
+          version: series.version,
+          variant: series.variant,
+          field,
+          slices,
+          fairness: rateDisparity(slices, minCount),
+        });
+      }
+    }
+    return out;
   }
 
   /** Every series' quality in every window ending at `now`. */

@@ -179,4 +179,67 @@ describe('monitor', () => {
     expect(value('y', 'jensen_shannon')).toBeGreaterThan(value('x', 'jensen_shannon'));
     expect(value('x', 'missing_rate')).toBe(0);
   });
+
+  it('estimates quality from the scores before labels arrive, and compares false-positive rates across slices', async () => {
+    const eventLog = new MemoryEventLog();
+    const registry = createRegistry({ defaultMetrics: false });
+    monitor = await startMonitor({
+      eventLog,
+      topics: { predictions: 'predictions', labels: 'labels', deadLetter: 'dead-letter' },
+      groupId: 'monitor-test',
+      registry,
+      logger: createLogger('test', 'silent'),
+      ...joinSettings({ sliceFields: ['country'] }),
+    });
+    // 40 legitimate transactions per country; 4 flagged (score 0.9) in US, 20 in FR.
+    const rows = ['US', 'FR'].flatMap((country) =>
+      Array.from({ length: 40 }, (_, i) => ({
+        id: `${country}-${i}`,
+        country,
+        score: i < (country === 'US' ? 4 : 20) ? 0.9 : 0.1,
+      })),
+    );
+    await eventLog.publish(
+      'predictions',
+      rows.map((r) => ({
+        key: r.id,
+        value: JSON.stringify({ ...prediction(r.id, r.score), request: { country: r.country, amount: 10 } }),
+      })),
+    );
+    await waitFor(async () => /stream="predictions",outcome="accepted"\} 80/.test(await registry.metrics()), { what: 'the predictions' });
+    let text = await registry.metrics();
+    // Every prediction is right with probability 0.9 if its score is calibrated: the estimate.
+    const estimated = Number(
+      /tributary_model_quality_estimated\{model="fraud_detector",version="1",variant="champion",window="1h",metric="accuracy"\} (\S+)/.exec(
+        text,
+      )?.[1],
+    );
+    expect(estimated).toBeCloseTo(0.9, 9);
+    expect(text).not.toMatch(/tributary_slice_quality\{/);
+    await eventLog.publish(
+      'labels',
+      rows.map((r) => ({ key: r.id, value: JSON.stringify({ request_id: r.id, label: 0, ts: Date.now() }) })),
+    );
+    await waitFor(async () => /stream="labels",outcome="joined"\} 80/.test(await registry.metrics()), { what: 'the joins' });
+    text = await registry.metrics();
+    const slice = (country: string, metric: string) =>
+      Number(
+        new RegExp(
+          `tributary_slice_quality\\{model="fraud_detector",version="1",variant="champion",field="country",slice="${country}",metric="${metric}"\\} (\\S+)`,
+        ).exec(text)?.[1],
+      );
+    expect(slice('US', 'false_positive_rate')).toBeCloseTo(0.1, 9);
+    expect(slice('FR', 'false_positive_rate')).toBeCloseTo(0.5, 9);
+    expect(slice('US', 'labelled')).toBe(40);
+    const disparity = (measure: string) =>
+      Number(
+        new RegExp(
+          `tributary_slice_disparity\\{model="fraud_detector",version="1",variant="champion",field="country",rate="false_positive_rate",measure="${measure}"\\} (\\S+)`,
+        ).exec(text)?.[1],
+      );
+    expect(disparity('difference')).toBeCloseTo(0.4, 9);
+    expect(disparity('ratio')).toBeCloseTo(5, 9);
+    // No positives: the false-negative rate is undefined, so no disparity is claimed.
+    expect(text).not.toMatch(/rate="false_negative_rate"/);
+  });
 });
