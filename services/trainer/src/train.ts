@@ -78,6 +78,9 @@ const manifest = {
     algorithm: 'logistic_regression',
     seed,
     rows: cut,
+    // Event times of the training rows, and of the validation rows after them.
+    window: { from: new Date(dataset.times[0]!).toISOString(), to: new Date(dataset.times[cut - 1]!).toISOString() },
+    validation_window: { from: new Date(dataset.times[cut]!).toISOString(), to: new Date(dataset.times.at(-1)!).toISOString() },
     data: 'simulated card transactions (services/simulator), features replayed point-in-time through the feature pipeline',
     validation: metrics,
   },
