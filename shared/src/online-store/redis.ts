@@ -71,16 +71,14 @@ export class RedisOnlineStore implements OnlineStore {
     return results;
   }
 
+  /**
+   * One HGETALL per key, auto-pipelined: the reads of every request handled in one
+   * event-loop turn leave in one write and come back in one read.
+   */
   async read(keys: EntityKey[]): Promise<(Record<string, string> | null)[]> {
     if (keys.length === 0) return [];
-    const pipeline = this.client.pipeline();
-    for (const key of keys) pipeline.hgetall(this.keyOf(key));
-    const results = (await pipeline.exec()) ?? [];
-    return results.map(([error, value]) => {
-      if (error) throw error;
-      const fields = value as Record<string, string>;
-      return Object.keys(fields).length === 0 ? null : fields;
-    });
+    const replies = await Promise.all(keys.map((key) => this.client.hgetall(this.keyOf(key))));
+    return replies.map((fields) => (Object.keys(fields).length === 0 ? null : fields));
   }
 
   private rememberedKey(key: string): string {
