@@ -38,6 +38,8 @@ export interface InferenceDeps {
   maxBatchRows: number;
   predictionLogCapacity: number;
   featureFetchTimeoutMs: number;
+  /** Where prediction-log records are published (default: the event log, on this thread). */
+  predictionLogPublisher?: Pick<EventLog, 'publish'> & { close?(): Promise<void> };
   apiKeys?: Map<string, string>;
   adminKeys?: Map<string, string>;
   ratePerKey: number;
@@ -70,7 +72,7 @@ export async function buildApp(deps: InferenceDeps) {
   const app = createFastify(deps);
   const metrics = inferenceMetrics(deps.registry);
   const predictionLog = new PredictionLog({
-    eventLog: deps.eventLog,
+    eventLog: deps.predictionLogPublisher ?? deps.eventLog,
     topic: deps.topics.predictions,
     capacity: deps.predictionLogCapacity,
     stats: metrics.predictionLog,
@@ -122,6 +124,7 @@ export async function buildApp(deps: InferenceDeps) {
   await app.register(opsRoutes, { registry: deps.registry, store: deps.store, eventLog: deps.eventLog });
   app.addHook('onClose', async () => {
     await predictionLog.close();
+    await deps.predictionLogPublisher?.close?.();
   });
   return Object.assign(app, { predictionLog });
 }

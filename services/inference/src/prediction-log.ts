@@ -12,7 +12,7 @@ export interface PredictionLogStats {
 }
 
 export interface PredictionLogOptions {
-  eventLog: EventLog;
+  eventLog: Pick<EventLog, 'publish'>;
   topic: string;
   capacity: number;
   stats: PredictionLogStats;
