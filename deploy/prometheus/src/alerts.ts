@@ -68,7 +68,7 @@ export const groups: RuleGroup[] = [
         expr: 'sum by (job, instance) (rate(tributary_online_store_errors_total[5m])) > 0',
         for: '10m',
         severity: 'warning',
-        summary: 'Feature fetches fail on {{ $labels.instance }} ({{ $value | humanize }}/s)',
+        summary: 'Feature fetches fail on {{ $labels.instance }} ({{ $value | printf "%.2f" }}/s)',
         description: 'Reads from the online store have kept failing for 10 minutes; the predictions concerned are served degraded.',
       },
       {
