@@ -1,0 +1,180 @@
+/**
+ * The Prometheus alerting rules of Tributary, one group per part of the system.
+ * deploy/prometheus/build.ts writes them to deploy/prometheus/alerts.yml; every alert has a
+ * runbook section in docs/alerts.md (anchor: the alert name in lower case) and promtool unit
+ * tests in deploy/prometheus/tests/alerts.test.yml.
+ */
+
+export type Severity = 'critical' | 'warning';
+
+export interface AlertRule {
+  alert: string;
+  expr: string;
+  /** How long the condition must hold before the alert fires (omitted: at once). */
+  for?: string;
+  severity: Severity;
+  summary: string;
+  description: string;
+}
+
+export interface RuleGroup {
+  name: string;
+  rules: AlertRule[];
+}
+
+/** Thresholds shared by the rules, the dashboards' threshold lines and the runbooks. */
+export const THRESHOLDS = {
+  latencyP99Seconds: 0.25,
+  degradedRatio: 0.05,
+  shedRatio: 0.01,
+  freshnessP99Seconds: 10,
+  consumerLag: 10_000,
+  psi: 0.25,
+  qualityDrop: 0.05,
+  minLabelled1h: 100,
+  minLabelled24h: 500,
+} as const;
+
+const T = THRESHOLDS;
+
+export const RUNBOOK = 'docs/alerts.md';
+
+export function runbookUrl(alert: string): string {
+  return `${RUNBOOK}#${alert.toLowerCase()}`;
+}
+
+export const groups: RuleGroup[] = [
+  {
+    name: 'tributary-inference',
+    rules: [
+      {
+        alert: 'PredictionLatencyHigh',
+        expr: `histogram_quantile(0.99, sum by (model, version, le) (rate(tributary_prediction_duration_seconds_bucket[5m]))) > ${T.latencyP99Seconds}`,
+        for: '10m',
+        severity: 'critical',
+        summary: 'p99 prediction latency of {{ $labels.model }} {{ $labels.version }} is {{ $value | humanizeDuration }}',
+        description: `The 99th percentile of the time from request to score has been above ${T.latencyP99Seconds * 1000} ms (the default online-store fetch timeout) for 10 minutes.`,
+      },
+      {
+        alert: 'PredictionsDegraded',
+        expr: `sum by (model) (rate(tributary_predictions_total{degraded="true"}[5m])) / sum by (model) (rate(tributary_predictions_total[5m])) > ${T.degradedRatio}`,
+        for: '5m',
+        severity: 'critical',
+        summary: '{{ $value | humanizePercentage }} of {{ $labels.model }} predictions are degraded',
+        description: `More than ${T.degradedRatio * 100}% of predictions have been served without their stored features (online store failing or slow: defaults used) for 5 minutes.`,
+      },
+      {
+        alert: 'OnlineStoreErrors',
+        expr: 'sum by (job, instance) (rate(tributary_online_store_errors_total[5m])) > 0',
+        for: '10m',
+        severity: 'warning',
+        summary: 'Feature fetches fail on {{ $labels.instance }} ({{ $value | printf "%.2f" }}/s)',
+        description: 'Reads from the online store have kept failing for 10 minutes; the predictions concerned are served degraded.',
+      },
+      {
+        alert: 'RequestsShed',
+        expr: `sum by (job) (rate(tributary_requests_shed_total[5m])) / (sum by (job) (rate(tributary_requests_shed_total[5m])) + sum by (job) (rate(tributary_predictions_total[5m]))) > ${T.shedRatio}`,
+        for: '5m',
+        severity: 'warning',
+        summary: '{{ $value | humanizePercentage }} of prediction requests are refused with 503',
+        description: `More than ${T.shedRatio * 100}% of requests have been shed (503: event loop delayed or model queue full) for 5 minutes. These are the only 5xx answers the service counts.`,
+      },
+      {
+        alert: 'PredictionLogDropping',
+        expr: 'sum by (job, instance) (increase(tributary_prediction_log_records_total{outcome="dropped"}[5m])) > 0',
+        for: '1m',
+        severity: 'critical',
+        summary: '{{ $labels.instance }} dropped {{ $value | humanize }} prediction-log records in 5 minutes',
+        description:
+          'The prediction-log buffer (PREDICTION_LOG_BUFFER) is full, so records are dropped: the monitor will miss those predictions and their labels.',
+      },
+      {
+        alert: 'ModelReloadRejected',
+        expr: 'sum by (job, instance) (increase(tributary_model_reloads_total{outcome="rejected"}[15m])) > 0',
+        severity: 'warning',
+        summary: '{{ $labels.instance }} refused a model routing change',
+        description:
+          'A replica refused to load the version the routing store points to (a broken model); it keeps serving the old version.',
+      },
+    ],
+  },
+  {
+    name: 'tributary-features',
+    rules: [
+      {
+        alert: 'FeaturesStale',
+        expr: `histogram_quantile(0.99, sum by (topic, le) (rate(tributary_feature_freshness_seconds_bucket[5m]))) > ${T.freshnessP99Seconds}`,
+        for: '10m',
+        severity: 'warning',
+        summary: 'Features from {{ $labels.topic }} are {{ $value | humanizeDuration }} old at p99',
+        description: `The 99th percentile of the lag from an event to its features being readable in the online store has been above ${T.freshnessP99Seconds} s for 10 minutes.`,
+      },
+      {
+        alert: 'ConsumerLagHigh',
+        expr: `sum by (topic) (tributary_pipeline_consumer_lag) > ${T.consumerLag}`,
+        for: '10m',
+        severity: 'warning',
+        summary: 'The feature pipeline is {{ $value | humanize }} records behind on {{ $labels.topic }}',
+        description: `More than ${T.consumerLag} records of the topic have been waiting to be consumed for 10 minutes.`,
+      },
+    ],
+  },
+  {
+    name: 'tributary-model-quality',
+    rules: [
+      {
+        alert: 'FeatureDrifted',
+        expr: 'max by (model, version, feature) (tributary_feature_drift{statistic="drifted"}) == 1',
+        for: '15m',
+        severity: 'warning',
+        summary: '{{ $labels.feature }} drifted for {{ $labels.model }} {{ $labels.version }}',
+        description:
+          "The feature's last hour differs from the version's reference profile (Bonferroni-corrected drift test) and has for 15 minutes.",
+      },
+      {
+        alert: 'FeaturePsiHigh',
+        expr: `max by (model, version, feature) (tributary_feature_drift{statistic="psi"}) > ${T.psi}`,
+        for: '15m',
+        severity: 'warning',
+        summary: 'PSI of {{ $labels.feature }} for {{ $labels.model }} {{ $labels.version }} is {{ $value | printf "%.2f" }}',
+        description: `The population stability index of the feature over the last hour against the reference profile has been above ${T.psi} (a large shift) for 15 minutes.`,
+      },
+      {
+        alert: 'ModelQualityDrop',
+        expr: `tributary_model_quality{window="1h",metric="roc_auc"} < ignoring (window) tributary_model_quality{window="24h",metric="roc_auc"} - ${T.qualityDrop} and ignoring (window, metric) tributary_model_labelled_predictions{window="1h"} >= ${T.minLabelled1h}`,
+        for: '30m',
+        severity: 'warning',
+        summary:
+          'ROC AUC of {{ $labels.model }} {{ $labels.version }} ({{ $labels.variant }}) fell to {{ $value | printf "%.3f" }} over the last hour',
+        description: `The last hour's ROC AUC (at least ${T.minLabelled1h} labelled predictions) has been more than ${T.qualityDrop} below the last day's for 30 minutes.`,
+      },
+      {
+        alert: 'ModelQualityDropDayOverDay',
+        expr: `tributary_model_quality{window="24h",metric="roc_auc"} < tributary_model_quality{window="24h",metric="roc_auc"} offset 1d - ${T.qualityDrop} and ignoring (metric) tributary_model_labelled_predictions{window="24h"} >= ${T.minLabelled24h}`,
+        for: '1h',
+        severity: 'warning',
+        summary:
+          'ROC AUC of {{ $labels.model }} {{ $labels.version }} ({{ $labels.variant }}) over 24h is {{ $value | printf "%.3f" }}, down on the day before',
+        description: `The last day's ROC AUC (at least ${T.minLabelled24h} labelled predictions) has been more than ${T.qualityDrop} below its value one day earlier for an hour.`,
+      },
+      {
+        alert: 'EstimatedQualityDrop',
+        expr: `tributary_model_quality_estimated{window="1h",metric="roc_auc"} < ignoring (window) tributary_model_quality_estimated{window="24h",metric="roc_auc"} - ${T.qualityDrop}`,
+        for: '30m',
+        severity: 'warning',
+        summary:
+          'Estimated ROC AUC of {{ $labels.model }} {{ $labels.version }} ({{ $labels.variant }}) fell to {{ $value | printf "%.3f" }}',
+        description: `The confidence-based estimate (CBPE, from the scores alone, before labels arrive) of the last hour's ROC AUC has been more than ${T.qualityDrop} below the last day's for 30 minutes.`,
+      },
+      {
+        alert: 'NoLabelsReceived',
+        expr: '(sum(increase(tributary_monitor_joins_total{outcome="joined"}[2h])) or vector(0)) == 0 and on () sum(rate(tributary_predictions_total[15m])) > 0',
+        for: '15m',
+        severity: 'warning',
+        summary: 'No label has joined a prediction for 2 hours while predictions are served',
+        description:
+          'The monitor has joined no label to a prediction in the last 2 hours although predictions flow: quality metrics are going stale.',
+      },
+    ],
+  },
+];
