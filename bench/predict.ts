@@ -131,6 +131,11 @@ const fixed = {
   },
 };
 
+// The batch sizes the service saw (dynamic batching).
+const batchMetrics = (await (await fetch(`${serviceUrl}/metrics`)).text())
+  .split('\n')
+  .filter((line) => line.startsWith('tributary_model_batch_rows_bucket') || line.startsWith('tributary_model_batch_rows_count'));
+
 // 4. Profile of the service under wrk.
 stopping = true;
 const exited = (child: ChildProcess) => new Promise((resolve) => (child.exitCode !== null ? resolve(null) : child.once('exit', resolve)));
@@ -174,6 +179,7 @@ const result = {
     ceiling: fixed.at_half_max.ceiling,
     p99_ratio: Number((fixed.at_half_max.service.p99Ms / fixed.at_half_max.ceiling.p99Ms).toFixed(2)),
   },
+  model_batch_rows: batchMetrics,
   profile: {
     requests_per_s_while_profiled: profiled.requestsPerSecond,
     threads: profileSummaries.map((p) => ({ busy_ms: p.busyMs, parts: p.parts.slice(0, 14) })),

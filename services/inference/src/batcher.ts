@@ -22,6 +22,8 @@ export interface MicroBatcherOptions {
   /** Batches run at once (one per worker thread). */
   concurrency: number;
   maxQueuedRows: number;
+  /** Told the size of every batch sent. */
+  onBatch?(rows: number): void;
 }
 
 interface Pending {
@@ -102,6 +104,7 @@ export class MicroBatcher {
       }
     }
     this.inFlight++;
+    this.options.onBatch?.(rows);
     this.runner
       .run(vectors, rows)
       .then(

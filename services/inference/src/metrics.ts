@@ -9,6 +9,7 @@ export function inferenceMetrics(registry: Registry): {
   predictionLog: PredictionLogStats;
   eventsPushed: Counter;
   serving: ServingStats;
+  batchRows: Histogram;
   access: Pick<AccessOptions, 'shed' | 'denied'>;
 } {
   const registers = [registry];
@@ -122,7 +123,19 @@ export function inferenceMetrics(registry: Registry): {
         registers,
       }),
   );
+  const batchRows = metric(
+    registry,
+    'tributary_model_batch_rows',
+    () =>
+      new Histogram({
+        name: 'tributary_model_batch_rows',
+        help: 'Rows per model run (dynamic batching)',
+        buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+        registers,
+      }),
+  );
   return {
+    batchRows,
     serving: {
       serving(name, version) {
         modelInfo.reset();

@@ -127,6 +127,8 @@ export interface ScoringOptions {
   maxBatchRows: number;
   maxDelayMs: number;
   maxQueuedRows: number;
+  /** Told the size of every batch scored. */
+  onBatch?(rows: number): void;
 }
 
 export const DEFAULT_SCORING: ScoringOptions = { threads: 1, maxBatchRows: 256, maxDelayMs: 0, maxQueuedRows: 4096 };
@@ -169,6 +171,7 @@ export async function startModel(version: ModelVersion, options: ScoringOptions 
       maxBatchRows: options.maxBatchRows,
       maxDelayMs: options.maxDelayMs,
       maxQueuedRows: options.maxQueuedRows,
+      onBatch: options.onBatch,
     },
   );
   const close = async () => {

@@ -31,6 +31,7 @@ export async function createInferenceApp(config: Config, deps: InferenceConnecti
   const models = new ModelRegistry(config.MODEL_REGISTRY_DIR, routes, (manifest) => {
     planFeatures(manifest.features, example.catalog, manifest.defaults ?? {});
   });
+  const metrics = inferenceMetrics(deps.registry);
   const serving = await ModelServing.start({
     registry: models,
     name: config.MODEL_NAME,
@@ -40,10 +41,11 @@ export async function createInferenceApp(config: Config, deps: InferenceConnecti
       maxBatchRows: config.MODEL_BATCH_MAX_ROWS,
       maxDelayMs: config.MODEL_BATCH_DELAY_MS,
       maxQueuedRows: config.MODEL_QUEUE_MAX_ROWS,
+      onBatch: (rows) => metrics.batchRows.observe(rows),
     },
     pollMs: config.ROUTING_POLL_INTERVAL,
     logger: deps.logger,
-    stats: inferenceMetrics(deps.registry).serving,
+    stats: metrics.serving,
   }).catch(async (error) => {
     if (!deps.routes) await routes.close();
     throw error;
