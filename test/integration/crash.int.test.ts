@@ -78,24 +78,29 @@ function generate(seed: number, now: number, count = EVENTS): { records: Outgoin
 /** Starts the feature service as its own process for the run; resolves with it and its metrics URL. */
 async function startPipeline(run: string): Promise<{ child: ChildProcess; url: string }> {
   let output = '';
-  const child = spawn(process.execPath, ['--import', 'tsx', 'services/features/src/main.ts'], {
-    cwd: root,
-    env: {
-      ...process.env,
-      PORT: '0',
-      KAFKA_BROKERS: services.kafkaBrokers!.join(','),
-      REDIS_URL: services.redisUrl!,
-      REDIS_KEY_PREFIX: `${run}:`,
-      TOPIC_TRANSACTIONS: `${run}-transactions`,
-      TOPIC_DEAD_LETTER: `${run}-dead-letter`,
-      TOPIC_LABELS: `${run}-labels`,
-      TOPIC_LABELLED_TRANSACTIONS: `${run}-labelled-transactions`,
-      CONSUMER_GROUP_PREFIX: run,
-      KAFKA_SESSION_TIMEOUT: '6s',
-      LOG_LEVEL: 'info',
+  // The delayed assigner works around the mock cluster's SyncGroup race when a member joins.
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--import', './test/support/delayed-assigner.ts', 'services/features/src/main.ts'],
+    {
+      cwd: root,
+      env: {
+        ...process.env,
+        PORT: '0',
+        KAFKA_BROKERS: services.kafkaBrokers!.join(','),
+        REDIS_URL: services.redisUrl!,
+        REDIS_KEY_PREFIX: `${run}:`,
+        TOPIC_TRANSACTIONS: `${run}-transactions`,
+        TOPIC_DEAD_LETTER: `${run}-dead-letter`,
+        TOPIC_LABELS: `${run}-labels`,
+        TOPIC_LABELLED_TRANSACTIONS: `${run}-labelled-transactions`,
+        CONSUMER_GROUP_PREFIX: run,
+        KAFKA_SESSION_TIMEOUT: '6s',
+        LOG_LEVEL: 'info',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  );
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const url = await waitFor(() => /metrics on (http:\/\/[\d.]+:\d+)\/metrics/.exec(output)?.[1], {

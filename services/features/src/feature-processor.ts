@@ -29,7 +29,7 @@ import {
   type StateWrite,
 } from '@tributary/shared';
 import type { TSchema } from 'typebox';
-import { sourceDecoder } from './decode.js';
+import { sourceDecoder, type DecodeResult } from './decode.js';
 
 export interface RejectedRecord {
   record: LogRecord;
@@ -97,6 +97,14 @@ interface Partition {
   eventTimes: number[];
 }
 
+/** A decoded batch with every entity it touches (see `load`). */
+export interface LoadedBatch {
+  batch: RecordBatch;
+  partition: Partition;
+  decoded: DecodeResult[];
+  entities: Map<string, CachedEntity>[];
+}
+
 /** The watermark committed with a partition's offset. */
 export function encodeCheckpoint(watermark: number): string {
   return JSON.stringify({ watermark: Number.isFinite(watermark) ? watermark : null });
@@ -157,22 +165,30 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
       partitions.clear();
     },
 
-    async process(batch: RecordBatch): Promise<BatchOutcome> {
+    /**
+     * Decodes a batch and loads, in one round trip, the stored state of every entity it
+     * touches that is not in memory. Batches of different partitions may be loaded while
+     * others are applied or flushed; one partition's batches are loaded and applied in order.
+     */
+    async load(batch: RecordBatch): Promise<LoadedBatch> {
       const partition = partitions.get(`${batch.topic}:${batch.partition}`);
       if (!partition) throw new Error(`partition ${batch.topic}:${batch.partition} is not open`);
-      const outcome: BatchOutcome = { applied: 0, replayed: 0, duplicates: 0, rejected: [] };
       const decoded = batch.records.map(decode);
-
-      // Load, in one round trip, the stored state of every entity not in memory.
+      // The batch keeps its entities: a flush may evict clean ones from the cache meanwhile.
+      const entities = groups.map(() => new Map<string, CachedEntity>());
       const missing: { g: number; id: string }[] = [];
       const wanted = groups.map(() => new Set<string>());
       for (const result of decoded) {
         if (!result.ok) continue;
         for (let g = 0; g < groups.length; g++) {
           const id = result.event.values[entityFields[g]!];
-          if (typeof id !== 'string' || id.length === 0 || partition.entities[g]!.has(id) || wanted[g]!.has(id)) continue;
-          wanted[g]!.add(id);
-          missing.push({ g, id });
+          if (typeof id !== 'string' || id.length === 0 || entities[g]!.has(id) || wanted[g]!.has(id)) continue;
+          const cached = partition.entities[g]!.get(id);
+          if (cached) entities[g]!.set(id, cached);
+          else {
+            wanted[g]!.add(id);
+            missing.push({ g, id });
+          }
         }
       }
       if (missing.length > 0) {
@@ -180,17 +196,30 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         missing.forEach(({ g, id }, i) => {
           const fields = stored[i] ?? null;
           const offset = fields?.[progressField(batch.partition)];
-          partition.entities[g]!.set(id, {
+          const entity: CachedEntity = {
             group: groups[g]!,
             id,
             state: parsePartitionState(batch.partition, fields),
             storedOffset: offset === undefined ? -1n : BigInt(offset),
             dirty: false,
             prunedAt: -Infinity,
-          });
+          };
+          entities[g]!.set(id, entity);
+          partition.entities[g]!.set(id, entity);
         });
       }
+      return { batch, partition, decoded, entities };
+    },
 
+    /** Applies a loaded batch to the in-memory state (synchronously: no flush sees half of it). */
+    apply(loaded: LoadedBatch): BatchOutcome {
+      const { batch, partition, decoded, entities } = loaded;
+      const outcome: BatchOutcome = { applied: 0, replayed: 0, duplicates: 0, rejected: [] };
+      // Reassigned since it was loaded: consumption resumes from the committed offsets.
+      if (partitions.get(`${batch.topic}:${batch.partition}`) !== partition) return outcome;
+      for (let g = 0; g < groups.length; g++) {
+        for (const [id, entity] of entities[g]!) if (!partition.entities[g]!.has(id)) partition.entities[g]!.set(id, entity);
+      }
       for (let r = 0; r < decoded.length; r++) {
         const result = decoded[r]!;
         const record = batch.records[r]!;
@@ -217,7 +246,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         for (let g = 0; g < groups.length; g++) {
           const id = event.values[entityFields[g]!];
           if (typeof id !== 'string' || id.length === 0) continue;
-          const entity = partition.entities[g]!.get(id)!;
+          const entity = entities[g]!.get(id)!;
           if (offset <= entity.storedOffset) {
             replayed = true;
             continue;
@@ -235,6 +264,11 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         else if (replayed) outcome.replayed++;
       }
       return outcome;
+    },
+
+    /** `load` then `apply`. */
+    async process(batch: RecordBatch): Promise<BatchOutcome> {
+      return this.apply(await this.load(batch));
     },
 
     /**
