@@ -137,7 +137,7 @@ export function pruneState(group: CompiledFeatureGroup, state: PartitionState, n
 //
 //   [1, newest, <number of event ids>, id, time, id, time, ...,
 //    <number of slots>, column, component, column, component, ...,
-//    tileMs, tileStart, <number of components>, slot, value..., slot, value..., tileMs, ...]
+//    "<tileMs>:<tileStart>", <number of components>, slot, value..., slot, value..., "<tileMs>:...", ...]
 //
 // `1` is the format version. Slots name each (column, component) pair the tiles hold, once
 // per value, and each tile refers to them by index, so the value describes itself (no
@@ -157,25 +157,29 @@ export function encodePartitionState(state: PartitionState): string {
   for (const [id, time] of state.seen) out.push(id, time);
   const slotCountAt = out.length;
   out.push(0);
-  const slots = new Map<string, number>();
+  let slotCount = 0;
+  const slots = new Map<string, Partial<Record<Component, number>>>();
   const body: (number | string)[] = [];
   for (const [key, tile] of state.tiles) {
-    const colon = key.indexOf(':');
-    body.push(Number(key.slice(0, colon)), Number(key.slice(colon + 1)), 0);
+    body.push(key, 0);
     const countAt = body.length - 1;
     let count = 0;
     for (const [column, components] of tile) {
-      for (const component in components) {
-        const value = components[component as Component]!;
-        const name = `${column}\u0000${component}`;
-        let slot = slots.get(name);
+      let columnSlots = slots.get(column);
+      if (!columnSlots) {
+        columnSlots = {};
+        slots.set(column, columnSlots);
+      }
+      for (const name in components) {
+        const component = name as Component;
+        const value = components[component]!;
+        let slot = columnSlots[component];
         if (slot === undefined) {
-          slot = slots.size;
-          slots.set(name, slot);
+          slot = columnSlots[component] = slotCount++;
           out.push(column, component);
         }
         body.push(slot);
-        switch (component as Component) {
+        switch (component) {
           case 'dc':
             body.push(encodeSketch(value as DistinctSketch));
             break;
@@ -197,7 +201,7 @@ export function encodePartitionState(state: PartitionState): string {
     }
     body[countAt] = count;
   }
-  out[slotCountAt] = slots.size;
+  out[slotCountAt] = slotCount;
   for (let i = 0; i < body.length; i++) out.push(body[i]!);
   return JSON.stringify(out);
 }
@@ -223,17 +227,16 @@ export function decodePartitionState(text: string): PartitionState {
     components.push(a[i + 1] as Component);
   }
   while (i < a.length) {
-    const tileMs = a[i] as number;
-    const start = a[i + 1] as number;
-    const count = a[i + 2] as number;
-    i += 3;
+    const key = a[i] as string;
+    const count = a[i + 1] as number;
+    i += 2;
+    if (typeof key !== 'string' || typeof count !== 'number') throw malformedState(`expected a tile at element ${i - 2}`);
     const tile: Tile = new Map();
     for (let k = 0; k < count; k++) {
       const slot = a[i++] as number;
       const column = columns[slot];
       const component = components[slot];
-      if (column === undefined || component === undefined)
-        throw malformedState(`tile ${tileMs}:${start} names slot ${slot} of ${slotCount}`);
+      if (column === undefined || component === undefined) throw malformedState(`tile ${key} names slot ${slot} of ${slotCount}`);
       let columnState = tile.get(column);
       if (!columnState) {
         columnState = {};
@@ -255,7 +258,7 @@ export function decodePartitionState(text: string): PartitionState {
           columnState[component] = a[i++] as number;
       }
     }
-    state.tiles.set(`${tileMs}:${start}`, tile);
+    state.tiles.set(key, tile);
   }
   return state;
 }

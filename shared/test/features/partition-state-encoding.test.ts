@@ -103,7 +103,8 @@ describe('partition state encoding', () => {
   it('refuses a value of another format or naming a component it does not list', () => {
     expect(() => decodePartitionState('[2,null,0,0]')).toThrow(/unknown format 2/);
     expect(() => decodePartitionState('{"a":1}')).toThrow(/unknown format/);
-    expect(() => decodePartitionState('[1,5,0,1,"*","n",60000,0,1,3,1]')).toThrow(/names slot 3 of 1/);
+    expect(() => decodePartitionState('[1,5,0,1,"*","n","60000:0",1,3,1]')).toThrow(/tile 60000:0 names slot 3 of 1/);
+    expect(() => decodePartitionState('[1,5,0,1,"*","n",60000,0,1,0,1]')).toThrow(/expected a tile at element 6/);
     expect(() => decodePartitionState('not json')).toThrow();
   });
 });
