@@ -122,14 +122,14 @@ async function kill(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-/** Publishes records at a steady pace (1,000 every 200 ms); `published` tells how far it is. */
-function publishSteadily(eventLog: KafkaEventLog, topic: string, records: OutgoingRecord[]) {
+/** Publishes records at a steady pace (1,000 every `pauseMs`); `published` tells how far it is. */
+function publishSteadily(eventLog: KafkaEventLog, topic: string, records: OutgoingRecord[], pauseMs = 200) {
   const progress = { published: 0, done: Promise.resolve() };
   progress.done = (async () => {
     while (progress.published < records.length) {
       await eventLog.publish(topic, records.slice(progress.published, progress.published + 1_000));
       progress.published += 1_000;
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await new Promise((resolve) => setTimeout(resolve, pauseMs));
     }
   })();
   return progress;
@@ -253,7 +253,9 @@ describe.skipIf(!ready)(
       // librdkafka's mock broker keeps only the newest ~5 MB of each partition: 32 partitions
       // hold the whole stream even if the pipeline falls behind while it is down.
       await createTopic(services.kafkaBrokers!, `${run}-transactions`, 32);
-      const publishing = publishSteadily(eventLog!, `${run}-transactions`, records);
+      // Slower than the pipeline applies them (2,500 a second), so that each restarted process
+      // still has events to apply when it is killed.
+      const publishing = publishSteadily(eventLog!, `${run}-transactions`, records, 400);
 
       // Kill it at random moments while it applies events.
       const random = createRandom(11);
@@ -290,7 +292,8 @@ describe.skipIf(!ready)(`exactly once across rebalances of two pipeline processe
     const now = Date.now();
     const { records } = generate(13, now, 60_000);
     await createTopic(services.kafkaBrokers!, `${run}-transactions`, 8);
-    const publishing = publishSteadily(eventLog!, `${run}-transactions`, records);
+    // Slow enough (2,000 a second) that events are still coming when the second member has joined.
+    const publishing = publishSteadily(eventLog!, `${run}-transactions`, records, 500);
     const first = await startPipeline(run);
     children.push(first.child);
     await waitFor(async () => (await appliedSoFar(first.url)) > 0, { timeoutMs: 60_000, what: 'the first member to apply events' });
