@@ -78,24 +78,29 @@ function generate(seed: number, now: number, count = EVENTS): { records: Outgoin
 /** Starts the feature service as its own process for the run; resolves with it and its metrics URL. */
 async function startPipeline(run: string): Promise<{ child: ChildProcess; url: string }> {
   let output = '';
-  const child = spawn(process.execPath, ['--import', 'tsx', 'services/features/src/main.ts'], {
-    cwd: root,
-    env: {
-      ...process.env,
-      PORT: '0',
-      KAFKA_BROKERS: services.kafkaBrokers!.join(','),
-      REDIS_URL: services.redisUrl!,
-      REDIS_KEY_PREFIX: `${run}:`,
-      TOPIC_TRANSACTIONS: `${run}-transactions`,
-      TOPIC_DEAD_LETTER: `${run}-dead-letter`,
-      TOPIC_LABELS: `${run}-labels`,
-      TOPIC_LABELLED_TRANSACTIONS: `${run}-labelled-transactions`,
-      CONSUMER_GROUP_PREFIX: run,
-      KAFKA_SESSION_TIMEOUT: '6s',
-      LOG_LEVEL: 'info',
+  // The delayed assigner works around the mock cluster's SyncGroup race when a member joins.
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--import', './test/support/delayed-assigner.ts', 'services/features/src/main.ts'],
+    {
+      cwd: root,
+      env: {
+        ...process.env,
+        PORT: '0',
+        KAFKA_BROKERS: services.kafkaBrokers!.join(','),
+        REDIS_URL: services.redisUrl!,
+        REDIS_KEY_PREFIX: `${run}:`,
+        TOPIC_TRANSACTIONS: `${run}-transactions`,
+        TOPIC_DEAD_LETTER: `${run}-dead-letter`,
+        TOPIC_LABELS: `${run}-labels`,
+        TOPIC_LABELLED_TRANSACTIONS: `${run}-labelled-transactions`,
+        CONSUMER_GROUP_PREFIX: run,
+        KAFKA_SESSION_TIMEOUT: '6s',
+        LOG_LEVEL: 'info',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  );
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const url = await waitFor(() => /metrics on (http:\/\/[\d.]+:\d+)\/metrics/.exec(output)?.[1], {
@@ -117,9 +122,8 @@ async function kill(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-/** Publishes records at a steady pace (1,000 every 200 ms); `published` tells how far it is. */
-/** Publishes `records` in slices of 1,000 every 200 ms, until all are out or `stop` is called. */
-function publishSteadily(eventLog: KafkaEventLog, topic: string, records: OutgoingRecord[]) {
+/** Publishes `records` in slices of 1,000 every `pauseMs`, until all are out or `stop` is called. */
+function publishSteadily(eventLog: KafkaEventLog, topic: string, records: OutgoingRecord[], pauseMs = 200) {
   const progress = {
     published: 0,
     stopped: false,
@@ -133,7 +137,7 @@ function publishSteadily(eventLog: KafkaEventLog, topic: string, records: Outgoi
     while (!progress.stopped && progress.published < records.length) {
       await eventLog.publish(topic, records.slice(progress.published, progress.published + 1_000));
       progress.published += 1_000;
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await new Promise((resolve) => setTimeout(resolve, pauseMs));
     }
   })();
   return progress;
@@ -257,7 +261,9 @@ describe.skipIf(!ready)(
       // librdkafka's mock broker keeps only the newest ~5 MB of each partition: 32 partitions
       // hold the whole stream even if the pipeline falls behind while it is down.
       await createTopic(services.kafkaBrokers!, `${run}-transactions`, 32);
-      const publishing = publishSteadily(eventLog!, `${run}-transactions`, records);
+      // Slower than the pipeline applies them (2,500 a second), so that each restarted process
+      // still has events to apply when it is killed.
+      const publishing = publishSteadily(eventLog!, `${run}-transactions`, records, 400);
 
       // Kill it at random moments while it applies events.
       const random = createRandom(11);

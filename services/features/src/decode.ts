@@ -22,9 +22,8 @@ export function sourceDecoder(source: EventSource & { schema: TSchema }): Source
     const values = decoded.value;
     const time = parseEventTime(values[source.eventTimeField]);
     if (time === null) return { ok: false, reason: 'invalid', detail: `${source.eventTimeField}: not a valid event time` };
-    return {
-      ok: true,
-      event: { id: String(values[source.eventIdField]), time, offset: record.offset, values: { ...values, [source.eventTimeField]: time } },
-    };
+    // The parsed object is this event's own: the event time is replaced in place.
+    values[source.eventTimeField] = time;
+    return { ok: true, event: { id: String(values[source.eventIdField]), time, offset: record.offset, values } };
   };
 }

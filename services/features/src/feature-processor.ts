@@ -14,12 +14,10 @@
  */
 import {
   applyEvent,
-  emptyState,
   parsePartitionState,
   progressField,
   pruneState,
   stateFields,
-  tileField,
   type CompiledFeatureGroup,
   type DeadLetterReason,
   type EventSource,
@@ -31,7 +29,7 @@ import {
   type StateWrite,
 } from '@tributary/shared';
 import type { TSchema } from 'typebox';
-import { sourceDecoder } from './decode.js';
+import { sourceDecoder, type DecodeResult } from './decode.js';
 
 export interface RejectedRecord {
   record: LogRecord;
@@ -77,7 +75,7 @@ interface CachedEntity {
   state: PartitionState;
   /** Highest source offset the stored state includes. */
   storedOffset: bigint;
-  changed: Set<string>;
+  /** Changed since its state was last encoded for a write. */
   dirty: boolean;
   /** When its expired tiles and old event ids were last removed. */
   prunedAt: number;
@@ -91,11 +89,20 @@ interface Partition {
   partition: number;
   /** Highest event time seen (the watermark before lateness). */
   watermark: number;
-  /** Offset of the last record processed, and of the last one committed-to-be. */
+  /** Offset of the last record processed, and of the last one made durable. */
   lastOffset: bigint | null;
   flushedOffset: bigint | null;
-  entities: Map<string, CachedEntity>;
+  /** The cached entities of each group (same order as the processor's groups), by id. */
+  entities: Map<string, CachedEntity>[];
   eventTimes: number[];
+}
+
+/** A decoded batch with every entity it touches (see `load`). */
+export interface LoadedBatch {
+  batch: RecordBatch;
+  partition: Partition;
+  decoded: DecodeResult[];
+  entities: Map<string, CachedEntity>[];
 }
 
 /** The watermark committed with a partition's offset. */
@@ -117,10 +124,18 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
   const clock = options.clock ?? Date.now;
   const decode = sourceDecoder(options.source);
   const groups = options.groups.filter((g) => g.definition.source === options.source.name);
+  const entityFields = groups.map((g) => g.definition.entity);
   const maxCached = options.maxCachedEntities ?? 200_000;
   const partitions = new Map<string, Partition>();
+  /** Settles when the last flush's write has completed. */
+  let inFlight: Promise<unknown> = Promise.resolve();
+  /**
+   * Failed writes so far. A failed write marks its entities changed again for the next
+   * flush, so a flush encoded before that is incomplete: it fails as well (it must not
+   * commit offsets whose changes are not all written).
+   */
+  let failures = 0;
 
-  const slotOf = (group: CompiledFeatureGroup, id: string) => `${group.id}\u0000${id}`;
   const keyOf = (entry: { group: CompiledFeatureGroup; id: string }) => ({
     group: entry.group.id,
     entity: entry.group.definition.entity,
@@ -140,7 +155,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         watermark,
         lastOffset: null,
         flushedOffset: null,
-        entities: new Map(),
+        entities: groups.map(() => new Map()),
         eventTimes: [],
       });
     },
@@ -150,41 +165,64 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
       partitions.clear();
     },
 
-    async process(batch: RecordBatch): Promise<BatchOutcome> {
+    /**
+     * Decodes a batch and loads, in one round trip, the stored state of every entity it
+     * touches that is not in memory. Batches of different partitions may be loaded while
+     * others are applied or flushed; one partition's batches are loaded and applied in order.
+     */
+    async load(batch: RecordBatch): Promise<LoadedBatch> {
       const partition = partitions.get(`${batch.topic}:${batch.partition}`);
       if (!partition) throw new Error(`partition ${batch.topic}:${batch.partition} is not open`);
-      const outcome: BatchOutcome = { applied: 0, replayed: 0, duplicates: 0, rejected: [] };
-      const decoded = batch.records.map((record) => ({ record, result: decode(record) }));
-
-      // Load, in one round trip, the stored state of every entity not in memory.
-      const missing = new Map<string, { group: CompiledFeatureGroup; id: string }>();
-      for (const { result } of decoded) {
+      const decoded = batch.records.map(decode);
+      // The batch keeps its entities: a flush may evict clean ones from the cache meanwhile.
+      const entities = groups.map(() => new Map<string, CachedEntity>());
+      const missing: { g: number; id: string }[] = [];
+      const wanted = groups.map(() => new Set<string>());
+      for (const result of decoded) {
         if (!result.ok) continue;
-        for (const group of groups) {
-          const id = result.event.values[group.definition.entity];
-          if (typeof id !== 'string' || id.length === 0) continue;
-          const slot = slotOf(group, id);
-          if (!partition.entities.has(slot)) missing.set(slot, { group, id });
+        for (let g = 0; g < groups.length; g++) {
+          const id = result.event.values[entityFields[g]!];
+          if (typeof id !== 'string' || id.length === 0 || entities[g]!.has(id) || wanted[g]!.has(id)) continue;
+          const cached = partition.entities[g]!.get(id);
+          if (cached) entities[g]!.set(id, cached);
+          else {
+            wanted[g]!.add(id);
+            missing.push({ g, id });
+          }
         }
       }
-      if (missing.size > 0) {
-        const wanted = [...missing.entries()];
-        const stored = await options.store.read(wanted.map(([, entry]) => keyOf(entry)));
-        wanted.forEach(([slot, entry], i) => {
+      if (missing.length > 0) {
+        const stored = await options.store.read(missing.map(({ g, id }) => keyOf({ group: groups[g]!, id })));
+        missing.forEach(({ g, id }, i) => {
           const fields = stored[i] ?? null;
           const offset = fields?.[progressField(batch.partition)];
-          partition.entities.set(slot, {
-            ...entry,
-            state: fields ? parsePartitionState(batch.partition, fields) : emptyState(),
+          const entity: CachedEntity = {
+            group: groups[g]!,
+            id,
+            state: parsePartitionState(batch.partition, fields),
             storedOffset: offset === undefined ? -1n : BigInt(offset),
-            changed: new Set(),
             dirty: false,
             prunedAt: -Infinity,
-          });
+          };
+          entities[g]!.set(id, entity);
+          partition.entities[g]!.set(id, entity);
         });
       }
+      return { batch, partition, decoded, entities };
+    },
 
-      for (const { record, result } of decoded) {
+    /** Applies a loaded batch to the in-memory state (synchronously: no flush sees half of it). */
+    apply(loaded: LoadedBatch): BatchOutcome {
+      const { batch, partition, decoded, entities } = loaded;
+      const outcome: BatchOutcome = { applied: 0, replayed: 0, duplicates: 0, rejected: [] };
+      // Reassigned since it was loaded: consumption resumes from the committed offsets.
+      if (partitions.get(`${batch.topic}:${batch.partition}`) !== partition) return outcome;
+      for (let g = 0; g < groups.length; g++) {
+        for (const [id, entity] of entities[g]!) if (!partition.entities[g]!.has(id)) partition.entities[g]!.set(id, entity);
+      }
+      for (let r = 0; r < decoded.length; r++) {
+        const result = decoded[r]!;
+        const record = batch.records[r]!;
         const offset = BigInt(record.offset);
         partition.lastOffset = offset;
         if (!result.ok) {
@@ -201,19 +239,19 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
           });
           continue;
         }
-        partition.watermark = Math.max(partition.watermark, event.time);
+        if (event.time > partition.watermark) partition.watermark = event.time;
         let applied = false;
         let replayed = false;
         let duplicate = false;
-        for (const group of groups) {
-          const id = event.values[group.definition.entity];
+        for (let g = 0; g < groups.length; g++) {
+          const id = event.values[entityFields[g]!];
           if (typeof id !== 'string' || id.length === 0) continue;
-          const entity = partition.entities.get(slotOf(group, id))!;
+          const entity = entities[g]!.get(id)!;
           if (offset <= entity.storedOffset) {
             replayed = true;
             continue;
           }
-          const result = applyEvent(group, entity.state, { id: event.id, time: event.time, values: event.values }, entity.changed);
+          const result = applyEvent(groups[g]!, entity.state, event);
           if (result === 'duplicate') duplicate = true;
           if (result !== 'applied') continue;
           entity.dirty = true;
@@ -228,70 +266,112 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
       return outcome;
     },
 
-    async flush(): Promise<FlushOutcome> {
+    /** `load` then `apply`. */
+    async process(batch: RecordBatch): Promise<BatchOutcome> {
+      return this.apply(await this.load(batch));
+    },
+
+    /**
+     * Writes every changed entity and resolves with what became durable. The states are
+     * encoded when it is called, so `process` may run while the write is in flight (the
+     * next batch overlaps the round trip); a flush waits for the previous one's write.
+     */
+    flush(): Promise<FlushOutcome> {
+      const previous = inFlight;
+      const failuresBefore = failures;
       const now = clock();
       const writes: StateWrite[] = [];
-      const written: { partition: Partition; slot: string; entity: CachedEntity; offset: bigint }[] = [];
+      const written: { partition: Partition; g: number; entity: CachedEntity; offset: bigint }[] = [];
       for (const partition of partitions.values()) {
         if (partition.lastOffset === null) continue;
-        for (const [slot, entity] of partition.entities) {
-          if (!entity.dirty) continue;
-          let removed: string[] = [];
-          if (now - entity.prunedAt >= PRUNE_INTERVAL_MS) {
-            removed = pruneState(entity.group, entity.state, now, partition.watermark - options.allowedLatenessMs);
-            entity.prunedAt = now;
-            for (const key of removed) entity.changed.delete(key);
+        const offset = partition.lastOffset.toString();
+        partition.entities.forEach((entities, g) => {
+          for (const entity of entities.values()) {
+            if (!entity.dirty) continue;
+            if (now - entity.prunedAt >= PRUNE_INTERVAL_MS) {
+              pruneState(entity.group, entity.state, now, partition.watermark - options.allowedLatenessMs);
+              entity.prunedAt = now;
+            }
+            // The whole state in one field: no field of it is left to remove.
+            writes.push({
+              key: keyOf(entity),
+              partition: partition.partition,
+              offset,
+              set: stateFields(partition.partition, entity.state),
+              remove: [],
+              ttlMs: entity.group.ttlMs,
+            });
+            entity.dirty = false;
+            written.push({ partition, g, entity, offset: partition.lastOffset! });
           }
-          writes.push({
-            key: keyOf(entity),
-            partition: partition.partition,
-            offset: partition.lastOffset.toString(),
-            set: stateFields(partition.partition, entity.state, entity.changed),
-            remove: removed.map((key) => tileField(partition.partition, key)),
-            ttlMs: entity.group.ttlMs,
-          });
-          written.push({ partition, slot, entity, offset: partition.lastOffset });
-        }
+        });
       }
-      const results = await options.store.write(writes);
-      let fenced = 0;
-      results.forEach((result, i) => {
-        const { partition, slot, entity, offset } = written[i]!;
-        if (result.applied) {
-          entity.storedOffset = offset;
-          entity.changed.clear();
-          entity.dirty = false;
-        } else {
-          // Another member owns the partition now: forget our copy.
-          fenced++;
-          partition.entities.delete(slot);
-        }
-      });
-      const commits: OffsetCommit[] = [];
+      const durable: { partition: Partition; offset: bigint; commit: OffsetCommit }[] = [];
       const eventTimes: number[] = [];
       for (const partition of partitions.values()) {
         if (partition.lastOffset !== null && partition.lastOffset !== partition.flushedOffset) {
-          commits.push({
-            topic: partition.topic,
-            partition: partition.partition,
-            offset: (partition.lastOffset + 1n).toString(),
-            metadata: encodeCheckpoint(partition.watermark),
+          durable.push({
+            partition,
+            offset: partition.lastOffset,
+            commit: {
+              topic: partition.topic,
+              partition: partition.partition,
+              offset: (partition.lastOffset + 1n).toString(),
+              metadata: encodeCheckpoint(partition.watermark),
+            },
           });
-          partition.flushedOffset = partition.lastOffset;
         }
-        eventTimes.push(...partition.eventTimes);
+        for (const time of partition.eventTimes) eventTimes.push(time);
         partition.eventTimes = [];
+      }
+
+      const complete = async (): Promise<FlushOutcome> => {
+        let results;
+        try {
+          await previous.catch(() => undefined);
+          if (failures !== failuresBefore)
+            throw new Error('an earlier write of changed entities failed; they are written by the next flush');
+          results = await options.store.write(writes);
+        } catch (error) {
+          // Written again (whole) by the next flush, whose offsets are committed only then.
+          failures++;
+          for (const { entity } of written) entity.dirty = true;
+          const partition = partitions.values().next().value;
+          if (partition) partition.eventTimes.push(...eventTimes);
+          throw error;
+        }
+        let fenced = 0;
+        results.forEach((result, i) => {
+          const { partition, g, entity, offset } = written[i]!;
+          if (result.applied) {
+            if (offset > entity.storedOffset) entity.storedOffset = offset;
+          } else {
+            // Another member owns the partition now: forget our copy.
+            fenced++;
+            if (partition.entities[g]!.get(entity.id) === entity) partition.entities[g]!.delete(entity.id);
+          }
+        });
+        for (const { partition, offset } of durable) {
+          if (partition.flushedOffset === null || offset > partition.flushedOffset) partition.flushedOffset = offset;
+        }
         // Bound memory: forget clean entities beyond the cache size (oldest first).
-        let excess = partition.entities.size - maxCached;
-        for (const [slot, entity] of partition.entities) {
-          if (excess <= 0) break;
-          if (!entity.dirty) {
-            partition.entities.delete(slot);
-            excess--;
+        for (const partition of partitions.values()) {
+          let excess = partition.entities.reduce((sum, entities) => sum + entities.size, 0) - maxCached;
+          for (const entities of partition.entities) {
+            for (const [id, entity] of entities) {
+              if (excess <= 0) break;
+              if (!entity.dirty) {
+                entities.delete(id);
+                excess--;
+              }
+            }
           }
         }
-      }
-      return { written: writes.length - fenced, fenced, commits, eventTimes };
+        return { written: writes.length - fenced, fenced, commits: durable.map((d) => d.commit), eventTimes };
+      };
+      const outcome = complete();
+      inFlight = outcome;
+      return outcome;
     },
   };
 }

@@ -50,6 +50,9 @@ export interface FeaturePipeline {
   stop(): Promise<void>;
 }
 
+/** Partitions whose batches are loaded at once (their entities' stored state is read meanwhile). */
+const CONCURRENT_PARTITIONS = 4;
+
 const FRESHNESS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 function pipelineMetrics(registry: Registry) {
@@ -126,7 +129,8 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
       groups,
       allowedLatenessMs: options.allowedLatenessMs,
     });
-    // One batch or flush at a time: they share the processor's state.
+    // Batches of several partitions are loaded at once, but applied (with their dead letters
+    // published) one at a time: a flush commits no offset whose dead letters are not out.
     let lock: Promise<unknown> = Promise.resolve();
     const exclusive = <T>(work: () => Promise<T>): Promise<T> => {
       const run = lock.then(work, work);
@@ -138,19 +142,39 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
     const backlog = new Map<number, number>();
     const interval = () => ([...backlog.values()].some((lag) => lag > backlogRecords) ? backlogFlushIntervalMs : flushIntervalMs);
 
-    const flush = async (commit = true) => {
+    /** Settles when the last flush has written and committed. */
+    let flushing: Promise<void> = Promise.resolve();
+    let flushesInFlight = 0;
+    /**
+     * Encodes the changed entities now (call it while holding the processor) and resolves
+     * once they are written and their offsets committed; batches may be processed meanwhile.
+     */
+    const flush = (commit = true): Promise<void> => {
       const timer = metrics.flushSeconds.startTimer();
-      const outcome = await processor.flush();
-      if (commit && outcome.commits.length > 0) await subscription!.commit(outcome.commits);
-      const readable = Date.now();
-      for (const time of outcome.eventTimes) metrics.freshness.observe({ topic: source.topic }, Math.max(0, readable - time) / 1000);
-      metrics.entitiesWritten.inc({ outcome: 'written' }, outcome.written);
-      if (outcome.fenced > 0) {
-        metrics.entitiesWritten.inc({ outcome: 'fenced' }, outcome.fenced);
-        options.logger.warn({ fenced: outcome.fenced }, 'entity states newer than ours were stored: this member lost partitions');
-      }
+      const previous = flushing;
+      const written = processor.flush();
       lastFlush = Date.now();
-      timer();
+      const done = (async () => {
+        const outcome = await written;
+        // Readable from now on.
+        const readable = Date.now();
+        for (const time of outcome.eventTimes) metrics.freshness.observe({ topic: source.topic }, Math.max(0, readable - time) / 1000);
+        // Commits in order: after the previous flush's.
+        await previous;
+        if (commit && outcome.commits.length > 0) await subscription!.commit(outcome.commits);
+        metrics.entitiesWritten.inc({ outcome: 'written' }, outcome.written);
+        if (outcome.fenced > 0) {
+          metrics.entitiesWritten.inc({ outcome: 'fenced' }, outcome.fenced);
+          options.logger.warn({ fenced: outcome.fenced }, 'entity states newer than ours were stored: this member lost partitions');
+        }
+        timer();
+      })();
+      flushesInFlight++;
+      flushing = done.catch(() => undefined).finally(() => flushesInFlight--);
+      return done;
+    };
+    const flushInBackground = () => {
+      flush().catch((error: unknown) => options.logger.warn({ err: error }, 'feature flush failed; it will be retried'));
     };
 
     // One consumer group per source: members of a group must subscribe to the same topics.
@@ -165,13 +189,16 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
         backlog.clear();
       },
       onError: (error) => options.logger.warn({ err: error, topic: source.topic }, 'feature batch failed; it will be retried'),
-      eachBatch: (batch) =>
-        exclusive(async () => {
-          if (!processor.isOpen(batch.topic, batch.partition)) {
-            const committed = await subscription!.committed(batch.topic, batch.partition);
-            processor.open(batch.topic, batch.partition, decodeCheckpoint(committed.metadata));
-          }
-          const outcome = await processor.process(batch);
+      concurrentPartitions: CONCURRENT_PARTITIONS,
+      eachBatch: async (batch) => {
+        if (!processor.isOpen(batch.topic, batch.partition)) {
+          const committed = await subscription!.committed(batch.topic, batch.partition);
+          processor.open(batch.topic, batch.partition, decodeCheckpoint(committed.metadata));
+        }
+        // Loading the batch's entities from the store overlaps other partitions' batches.
+        const loaded = await processor.load(batch);
+        await exclusive(async () => {
+          const outcome = processor.apply(loaded);
           if (outcome.rejected.length > 0) {
             await options.eventLog.publish(
               options.deadLetterTopic,
@@ -189,14 +216,20 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
             backlog.set(batch.partition, lag);
             metrics.lag.set({ topic: batch.topic, partition: String(batch.partition) }, lag);
           }
-          if (Date.now() - lastFlush >= interval()) await flush();
-        }),
+          if (Date.now() - lastFlush >= interval()) {
+            // One flush in flight at most: the next batches are processed while this one writes.
+            await flushing;
+            flushInBackground();
+          }
+        });
+      },
     });
 
     // Events that arrived in a quiet moment are written within the interval too.
     const timer = setInterval(() => {
       if (Date.now() - lastFlush < interval()) return;
-      exclusive(() => flush()).catch((error: unknown) => options.logger.warn({ err: error }, 'feature flush failed; it will be retried'));
+      if (flushesInFlight > 0) return; // the next tick then
+      exclusive(async () => flushInBackground()).catch(() => undefined);
     }, flushIntervalMs);
     timer.unref();
 

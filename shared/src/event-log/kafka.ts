@@ -86,6 +86,7 @@ export class KafkaEventLog implements EventLog {
     await consumer.run({
       autoCommit,
       eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: options.concurrentPartitions ?? 1,
       eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }) => {
         if (!isRunning() || isStale() || batch.messages.length === 0) return;
         const records: LogRecord[] = batch.messages.map((m) => ({

@@ -42,6 +42,11 @@ export interface SubscribeOptions {
    */
   eachBatch(batch: RecordBatch): Promise<void>;
   autoCommit?: boolean;
+  /**
+   * Batches of up to this many partitions may be handled at once (default 1); the batches
+   * of one partition are always handled one after the other, in order.
+   */
+  concurrentPartitions?: number;
   /** Called when a batch failed and will be retried. */
   onError?(error: unknown): void;
   /**

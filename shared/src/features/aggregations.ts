@@ -78,6 +78,8 @@ export function componentDelta(component: Component, value: number | string, eve
 /**
  * Adds one event's value to a component in place (the pipeline's hot path); equal to
  * `mergeComponent(component, state[component], componentDelta(...))` without the garbage.
+ * The component's value object (moments, last value, sketch) is changed in place: it must
+ * belong to `state` alone.
  */
 export function updateComponent(state: ComponentState, component: Component, value: number | string, eventTime: number): void {
   const current = state[component];
@@ -100,7 +102,10 @@ export function updateComponent(state: ComponentState, component: Component, val
       return;
     case 'lv': {
       const last = current as { time: number; value: number | string };
-      if (eventTime >= last.time) state.lv = { time: eventTime, value };
+      if (eventTime >= last.time) {
+        last.time = eventTime;
+        last.value = value;
+      }
       return;
     }
     case 'mv': {
@@ -110,7 +115,9 @@ export function updateComponent(state: ComponentState, component: Component, val
       const n = m.n + 1;
       const delta = x - m.mean;
       const mean = m.mean + delta / n;
-      state.mv = { n, mean, m2: m.m2 + delta * (x - mean) };
+      m.m2 += delta * (x - mean);
+      m.mean = mean;
+      m.n = n;
       return;
     }
     case 'dc':

@@ -5,14 +5,22 @@
  * it is written to the store as absolute values, so writing the same state twice is
  * harmless. Readers merge the tiles of all partitions and finalize each window.
  *
- * Stored layout of one entity's hash (all of one partition `p`'s fields carry its number):
- *   `<p>|<tileMs>:<tileStart>`  one tile: JSON `{column: {component: value}}`
- *   `_t<p>`                     newest event time applied from the partition (freshness)
- *   `_d<p>`                     recent event ids with their times (duplicate detection)
- *   `_o<p>`                     highest source offset included (written by the store)
+ * Stored layout of one entity's hash, two fields per source partition `p`:
+ *   `s<p>`   the partition's whole state: its tiles, the newest event time applied from it
+ *            (freshness) and its recent event ids with their times (duplicate detection),
+ *            in the compact encoding below
+ *   `_o<p>`  highest source offset included (written by the store)
  * All functions here are pure.
  */
-import { finalize, mergeComponent, updateComponent, type Component, type ComponentState, type ComponentValue } from './aggregations.js';
+import {
+  finalize,
+  mergeComponent,
+  updateComponent,
+  type Component,
+  type ComponentState,
+  type ComponentValue,
+  type Moments,
+} from './aggregations.js';
 import type { CompiledFeatureGroup } from './definition.js';
 import { decodeSketch, encodeSketch, type DistinctSketch } from './distinct-sketch.js';
 import { windowFirstTile } from './tiles.js';
@@ -48,6 +56,20 @@ function columnValue(event: EntityEvent, column: string): number | string | null
   return null;
 }
 
+/** The last tile key made per tile size: consecutive events mostly fall in the same tiles. */
+const lastTileKeys = new Map<number, { start: number; key: string }>();
+
+function tileKey(tileMs: number, start: number): string {
+  const last = lastTileKeys.get(tileMs);
+  if (last?.start === start) return last.key;
+  const key = `${tileMs}:${start}`;
+  if (last) {
+    last.start = start;
+    last.key = key;
+  } else lastTileKeys.set(tileMs, { start, key });
+  return key;
+}
+
 export type ApplyResult = 'applied' | 'duplicate' | 'filtered';
 
 /** Adds one event to the state; returns the keys of the tiles it changed through `changed`. */
@@ -71,7 +93,7 @@ export function applyEvent(group: CompiledFeatureGroup, state: PartitionState, e
         // Only `count`, `last` and `distinct_count` take non-numeric values.
         if (component !== 'lv' && component !== 'n' && component !== 'dc' && typeof value !== 'number') continue;
         if (!tile) {
-          key = `${tileMs}:${Math.floor(event.time / tileMs) * tileMs}`;
+          key = tileKey(tileMs, Math.floor(event.time / tileMs) * tileMs);
           tile = state.tiles.get(key);
           if (!tile) {
             tile = new Map();
@@ -109,90 +131,149 @@ export function pruneState(group: CompiledFeatureGroup, state: PartitionState, n
 }
 
 // --- encoding -------------------------------------------------------------------------
+//
+// A partition's share of an entity's state is one field, `s<partition>`, whose value is a
+// JSON array of numbers and strings (no nested objects: one JSON.stringify/parse each way):
+//
+//   [1, newest, <number of event ids>, id, time, id, time, ...,
+//    <number of slots>, column, component, column, component, ...,
+//    "<tileMs>:<tileStart>", <number of components>, slot, value..., slot, value..., "<tileMs>:...", ...]
+//
+// `1` is the format version. Slots name each (column, component) pair the tiles hold, once
+// per value, and each tile refers to them by index, so the value describes itself (no
+// dependence on the group definition). A component's value takes one element (`n`, `s`,
+// `mn`, `mx`: a number; `dc`: the sketch's text), two (`lv`: time, value) or three (`mv`:
+// count, mean, sum of squared deviations). Numbers keep their exact value (JSON writes the
+// shortest text that reads back as the same double).
 
-type Encoded = number | string | [number, number, number] | [number, number | string];
+const STATE_FORMAT = 1;
 
-function encodeComponent(component: Component, value: ComponentValue): Encoded {
-  if (component === 'dc') return encodeSketch(value as DistinctSketch);
-  if (component === 'mv') {
-    const m = value as { n: number; mean: number; m2: number };
-    return [m.n, m.mean, m.m2];
-  }
-  if (component === 'lv') {
-    const last = value as { time: number; value: number | string };
-    return [last.time, last.value];
-  }
-  return value as number;
-}
+export const stateField = (partition: number): string => `s${partition}`;
+export const progressField = (partition: number): string => `_o${partition}`;
 
-function decodeComponent(component: Component, value: Encoded): ComponentValue {
-  if (component === 'dc') return decodeSketch(value as string);
-  if (component === 'mv') {
-    const [n, mean, m2] = value as [number, number, number];
-    return { n, mean, m2 };
+/** Encodes a partition's state as the value of its `s<partition>` field. */
+export function encodePartitionState(state: PartitionState): string {
+  const out: (number | string | null)[] = [STATE_FORMAT, state.newest, state.seen.size];
+  for (const [id, time] of state.seen) out.push(id, time);
+  const slotCountAt = out.length;
+  out.push(0);
+  let slotCount = 0;
+  const slots = new Map<string, Partial<Record<Component, number>>>();
+  const body: (number | string)[] = [];
+  for (const [key, tile] of state.tiles) {
+    body.push(key, 0);
+    const countAt = body.length - 1;
+    let count = 0;
+    for (const [column, components] of tile) {
+      let columnSlots = slots.get(column);
+      if (!columnSlots) {
+        columnSlots = {};
+        slots.set(column, columnSlots);
+      }
+      for (const name in components) {
+        const component = name as Component;
+        const value = components[component]!;
+        let slot = columnSlots[component];
+        if (slot === undefined) {
+          slot = columnSlots[component] = slotCount++;
+          out.push(column, component);
+        }
+        body.push(slot);
+        switch (component) {
+          case 'dc':
+            body.push(encodeSketch(value as DistinctSketch));
+            break;
+          case 'mv': {
+            const m = value as Moments;
+            body.push(m.n, m.mean, m.m2);
+            break;
+          }
+          case 'lv': {
+            const last = value as { time: number; value: number | string };
+            body.push(last.time, last.value);
+            break;
+          }
+          default:
+            body.push(value as number);
+        }
+        count++;
+      }
+    }
+    body[countAt] = count;
   }
-  if (component === 'lv') {
-    const [time, last] = value as [number, number | string];
-    return { time, value: last };
-  }
-  return value as number;
-}
-
-export function encodeTile(tile: Tile): string {
-  const out: Record<string, Record<string, Encoded>> = {};
-  for (const [column, state] of tile) {
-    const encoded: Record<string, Encoded> = {};
-    for (const [component, value] of Object.entries(state) as [Component, ComponentValue][])
-      encoded[component] = encodeComponent(component, value);
-    out[column] = encoded;
-  }
+  out[slotCountAt] = slotCount;
+  for (let i = 0; i < body.length; i++) out.push(body[i]!);
   return JSON.stringify(out);
 }
 
-export function decodeTile(text: string): Tile {
-  const tile: Tile = new Map();
-  for (const [column, encoded] of Object.entries(JSON.parse(text) as Record<string, Record<string, Encoded>>)) {
-    const state: ComponentState = {};
-    for (const [component, value] of Object.entries(encoded) as [Component, Encoded][])
-      state[component] = decodeComponent(component, value);
-    tile.set(column, state);
+function malformedState(reason: string): Error {
+  return new Error(`stored partition state: ${reason}`);
+}
+
+/** Decodes the value of an `s<partition>` field (throws on a value this version cannot read). */
+export function decodePartitionState(text: string): PartitionState {
+  const a = JSON.parse(text) as unknown[];
+  if (!Array.isArray(a) || a[0] !== STATE_FORMAT) throw malformedState(`unknown format ${JSON.stringify(Array.isArray(a) ? a[0] : a)}`);
+  const state = emptyState();
+  state.newest = typeof a[1] === 'number' ? a[1] : null;
+  let i = 2;
+  const seen = a[i++] as number;
+  for (let k = 0; k < seen; k++, i += 2) state.seen.set(a[i] as string, a[i + 1] as number);
+  const slotCount = a[i++] as number;
+  const columns: string[] = [];
+  const components: Component[] = [];
+  for (let k = 0; k < slotCount; k++, i += 2) {
+    columns.push(a[i] as string);
+    components.push(a[i + 1] as Component);
   }
-  return tile;
-}
-
-export const progressField = (partition: number): string => `_o${partition}`;
-const newestField = (partition: number): string => `_t${partition}`;
-const seenField = (partition: number): string => `_d${partition}`;
-
-/** The stored fields for a partition's state: all tiles, or only the `changed` ones. */
-export function stateFields(partition: number, state: PartitionState, changed?: Iterable<string>): Record<string, string> {
-  const fields: Record<string, string> = {};
-  for (const key of changed ?? state.tiles.keys()) {
-    const tile = state.tiles.get(key);
-    if (tile) fields[`${partition}|${key}`] = encodeTile(tile);
+  while (i < a.length) {
+    const key = a[i] as string;
+    const count = a[i + 1] as number;
+    i += 2;
+    if (typeof key !== 'string' || typeof count !== 'number') throw malformedState(`expected a tile at element ${i - 2}`);
+    const tile: Tile = new Map();
+    for (let k = 0; k < count; k++) {
+      const slot = a[i++] as number;
+      const column = columns[slot];
+      const component = components[slot];
+      if (column === undefined || component === undefined) throw malformedState(`tile ${key} names slot ${slot} of ${slotCount}`);
+      let columnState = tile.get(column);
+      if (!columnState) {
+        columnState = {};
+        tile.set(column, columnState);
+      }
+      switch (component) {
+        case 'dc':
+          columnState.dc = decodeSketch(a[i++] as string);
+          break;
+        case 'mv':
+          columnState.mv = { n: a[i] as number, mean: a[i + 1] as number, m2: a[i + 2] as number };
+          i += 3;
+          break;
+        case 'lv':
+          columnState.lv = { time: a[i] as number, value: a[i + 1] as number | string };
+          i += 2;
+          break;
+        default:
+          columnState[component] = a[i++] as number;
+      }
+    }
+    state.tiles.set(key, tile);
   }
-  if (state.newest !== null) fields[newestField(partition)] = String(state.newest);
-  fields[seenField(partition)] = JSON.stringify([...state.seen]);
-  return fields;
+  return state;
 }
 
-export function tileField(partition: number, key: string): string {
-  return `${partition}|${key}`;
+/** The stored fields for a partition's state (the whole state, in one field). */
+export function stateFields(partition: number, state: PartitionState): Record<string, string> {
+  return { [stateField(partition)]: encodePartitionState(state) };
 }
+
+const STATE_FIELD = /^s(\d+)$/;
 
 /** A partition's state from the entity's stored fields (the other partitions' are ignored). */
 export function parsePartitionState(partition: number, fields: Record<string, string> | null): PartitionState {
-  const state = emptyState();
-  if (!fields) return state;
-  const prefix = `${partition}|`;
-  for (const [field, value] of Object.entries(fields)) {
-    if (field.startsWith(prefix)) state.tiles.set(field.slice(prefix.length), decodeTile(value));
-  }
-  const newest = fields[newestField(partition)];
-  if (newest !== undefined) state.newest = Number(newest);
-  const seen = fields[seenField(partition)];
-  if (seen !== undefined) state.seen = new Map(JSON.parse(seen) as [string, number][]);
-  return state;
+  const value = fields?.[stateField(partition)];
+  return value === undefined ? emptyState() : decodePartitionState(value);
 }
 
 // --- reading --------------------------------------------------------------------------
@@ -207,20 +288,23 @@ export interface FeatureValues {
 export function readFeatureValues(group: CompiledFeatureGroup, fields: Record<string, string> | null, nowMs: number): FeatureValues {
   const values: Record<string, number | string | null> = {};
   let newest: number | null = null;
-  const tiles: { tileMs: number; start: number; tile: Tile }[] = [];
-  // In field-name order, so that sums merge in the same order whichever store returned them.
-  for (const field of Object.keys(fields ?? {}).sort()) {
-    const raw = fields![field]!;
-    if (field.startsWith('_t')) newest = Math.max(newest ?? -Infinity, Number(raw));
-    const bar = field.indexOf('|');
-    if (bar < 0) continue;
-    const [tileText, startText] = field.slice(bar + 1).split(':');
-    tiles.push({ tileMs: Number(tileText), start: Number(startText), tile: decodeTile(raw) });
+  const tiles: { partition: string; tileMs: number; start: number; tile: Tile }[] = [];
+  for (const field in fields ?? {}) {
+    const match = STATE_FIELD.exec(field);
+    if (!match) continue;
+    const state = decodePartitionState(fields![field]!);
+    if (state.newest !== null) newest = Math.max(newest ?? -Infinity, state.newest);
+    for (const [key, tile] of state.tiles) {
+      const colon = key.indexOf(':');
+      tiles.push({ partition: match[1]!, tileMs: Number(key.slice(0, colon)), start: Number(key.slice(colon + 1)), tile });
+    }
   }
   if (newest === null) {
     for (const feature of group.features) values[feature.name] = null;
     return { values, newestEventTime: null };
   }
+  // In one order (partition, then tile start), so that sums merge alike whichever store returned them.
+  tiles.sort((x, y) => (x.partition < y.partition ? -1 : x.partition > y.partition ? 1 : x.tileMs - y.tileMs || x.start - y.start));
   for (const feature of group.features) {
     const first = windowFirstTile(nowMs, feature.windowMs, feature.tileMs);
     const state: ComponentState = {};

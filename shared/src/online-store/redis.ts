@@ -25,16 +25,29 @@ export interface RedisOnlineStoreOptions {
  */
 export class RedisOnlineStore implements OnlineStore {
   readonly client: RedisWithScripts;
+  /**
+   * State writes have their own connection (opened by the first write), so that a large
+   * batch of writes does not hold up the reads sent after it on one connection: the pipeline
+   * loads entities while its previous flush is being written, and a process that serves
+   * reads is not slowed by its writes. No read depends on a write still in flight: the
+   * pipeline reads only entities whose writes have completed.
+   */
+  private writer: RedisWithScripts | null = null;
 
   constructor(private readonly options: RedisOnlineStoreOptions) {
-    this.client = new Redis(options.url, {
+    this.client = this.connect();
+  }
+
+  private connect(): RedisWithScripts {
+    const client = new Redis(this.options.url, {
       enableAutoPipelining: true,
       maxRetriesPerRequest: 2,
-      ...options.redis,
+      ...this.options.redis,
     }) as RedisWithScripts;
-    this.client.defineCommand('writeEntityStates', { lua: WRITE_SCRIPT });
+    client.defineCommand('writeEntityStates', { lua: WRITE_SCRIPT });
     // Connection errors surface on the commands that fail; the client reconnects by itself.
-    this.client.on('error', () => {});
+    client.on('error', () => {});
+    return client;
   }
 
   keyOf(key: EntityKey): string {
@@ -48,7 +61,8 @@ export class RedisOnlineStore implements OnlineStore {
    */
   async write(writes: StateWrite[]): Promise<WriteResult[]> {
     if (writes.length === 0) return [];
-    const pipeline = this.client.pipeline() as unknown as RedisWithScripts & { exec(): Promise<[Error | null, unknown][] | null> };
+    this.writer ??= this.connect();
+    const pipeline = this.writer.pipeline() as unknown as RedisWithScripts & { exec(): Promise<[Error | null, unknown][] | null> };
     for (let from = 0; from < writes.length; from += ENTITIES_PER_CALL) {
       const chunk = writes.slice(from, from + ENTITIES_PER_CALL);
       const keys: string[] = [];
@@ -115,6 +129,7 @@ export class RedisOnlineStore implements OnlineStore {
   }
 
   async close(): Promise<void> {
-    await this.client.quit().catch(() => this.client.disconnect());
+    const clients = this.writer ? [this.client, this.writer] : [this.client];
+    await Promise.all(clients.map((client) => client.quit().catch(() => client.disconnect())));
   }
 }

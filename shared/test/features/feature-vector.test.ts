@@ -142,14 +142,14 @@ describe('assembleVector', () => {
     const write = async (group: CompiledFeatureGroup, id: string, events: EntityEvent[]) => {
       const state = emptyState();
       for (const event of events) applyEvent(group, state, event);
-      const removed = pruneState(group, state, clock, -Infinity);
+      pruneState(group, state, clock, -Infinity);
       const [result] = await store.write([
         {
           key: { group: group.id, entity: group.definition.entity, id },
           partition: 0,
           offset: '1',
           set: stateFields(0, state),
-          remove: removed.map((key) => `0|${key}`),
+          remove: [],
           ttlMs: group.ttlMs,
         },
       ]);
