@@ -31,6 +31,8 @@ export interface FeaturePlan {
   entities: string[];
   defaults: number[];
   catalog: FeatureCatalog;
+  /** The features of each planned group (by group id) the model needs, directly or as on-demand inputs. */
+  needed: Map<string, Set<string>>;
 }
 
 export class FeaturePlanError extends Error {
@@ -46,6 +48,7 @@ function splitRef(ref: string): [string, string] {
 /** Checks every feature a model needs exists and works out what to fetch for it. */
 export function planFeatures(names: string[], catalog: FeatureCatalog, modelDefaults: Record<string, number> = {}): FeaturePlan {
   const groups = new Map<string, CompiledFeatureGroup>();
+  const needed = new Map<string, Set<string>>();
   const defaults: number[] = [];
   const resolveGroupRef = (ref: string): number | null => {
     const [scope, name] = splitRef(ref);
@@ -55,6 +58,8 @@ export function planFeatures(names: string[], catalog: FeatureCatalog, modelDefa
     const feature = group.features.find((f) => f.name === name);
     if (!feature) throw new FeaturePlanError(`feature "${ref}": group "${scope}" has no feature "${name}"`);
     groups.set(group.id, group);
+    if (!needed.has(group.id)) needed.set(group.id, new Set());
+    needed.get(group.id)!.add(name);
     return feature.default;
   };
   for (const ref of names) {
@@ -77,6 +82,7 @@ export function planFeatures(names: string[], catalog: FeatureCatalog, modelDefa
     entities: [...new Set(planned.map((g) => g.definition.entity))],
     defaults,
     catalog,
+    needed,
   };
 }
 
@@ -103,7 +109,7 @@ export function assembleVector(
 ): AssembledVector {
   const groupValues = new Map<string, FeatureValues & { stale: boolean }>();
   plan.groups.forEach((group, i) => {
-    const values = readFeatureValues(group, states?.[i] ?? null, now);
+    const values = readFeatureValues(group, states?.[i] ?? null, now, plan.needed.get(group.id));
     const stale = values.newestEventTime !== null && now - values.newestEventTime > group.ttlMs;
     groupValues.set(group.definition.name, { ...values, stale });
   });

@@ -211,7 +211,11 @@ function malformedState(reason: string): Error {
 }
 
 /** Decodes the value of an `s<partition>` field (throws on a value this version cannot read). */
-export function decodePartitionState(text: string): PartitionState {
+/**
+ * `skipSketches`: leave the distinct-count sketches out (a reader that needs no distinct
+ * count saves their decoding, the costliest part).
+ */
+export function decodePartitionState(text: string, options: { skipSketches?: boolean } = {}): PartitionState {
   const a = JSON.parse(text) as unknown[];
   if (!Array.isArray(a) || a[0] !== STATE_FORMAT) throw malformedState(`unknown format ${JSON.stringify(Array.isArray(a) ? a[0] : a)}`);
   const state = emptyState();
@@ -244,7 +248,8 @@ export function decodePartitionState(text: string): PartitionState {
       }
       switch (component) {
         case 'dc':
-          columnState.dc = decodeSketch(a[i++] as string);
+          if (options.skipSketches) i++;
+          else columnState.dc = decodeSketch(a[i++] as string);
           break;
         case 'mv':
           columnState.mv = { n: a[i] as number, mean: a[i + 1] as number, m2: a[i + 2] as number };
@@ -284,15 +289,25 @@ export interface FeatureValues {
   newestEventTime: number | null;
 }
 
-/** Merges, as of `nowMs`, the tiles of every window from every partition and finalizes each feature. */
-export function readFeatureValues(group: CompiledFeatureGroup, fields: Record<string, string> | null, nowMs: number): FeatureValues {
+/**
+ * Merges, as of `nowMs`, the tiles of every window from every partition and finalizes each
+ * feature; with `only`, just those features (the others are left out of `values`).
+ */
+export function readFeatureValues(
+  group: CompiledFeatureGroup,
+  fields: Record<string, string> | null,
+  nowMs: number,
+  only?: ReadonlySet<string>,
+): FeatureValues {
   const values: Record<string, number | string | null> = {};
   let newest: number | null = null;
+  const features = only ? group.features.filter((f) => only.has(f.name)) : group.features;
+  const skipSketches = !features.some((f) => f.op === 'distinct_count');
   const tiles: { partition: string; tileMs: number; start: number; tile: Tile }[] = [];
   for (const field in fields ?? {}) {
     const match = STATE_FIELD.exec(field);
     if (!match) continue;
-    const state = decodePartitionState(fields![field]!);
+    const state = decodePartitionState(fields![field]!, { skipSketches });
     if (state.newest !== null) newest = Math.max(newest ?? -Infinity, state.newest);
     for (const [key, tile] of state.tiles) {
       const colon = key.indexOf(':');
@@ -300,12 +315,12 @@ export function readFeatureValues(group: CompiledFeatureGroup, fields: Record<st
     }
   }
   if (newest === null) {
-    for (const feature of group.features) values[feature.name] = null;
+    for (const feature of features) values[feature.name] = null;
     return { values, newestEventTime: null };
   }
   // In one order (partition, then tile start), so that sums merge alike whichever store returned them.
   tiles.sort((x, y) => (x.partition < y.partition ? -1 : x.partition > y.partition ? 1 : x.tileMs - y.tileMs || x.start - y.start));
-  for (const feature of group.features) {
+  for (const feature of features) {
     const first = windowFirstTile(nowMs, feature.windowMs, feature.tileMs);
     const state: ComponentState = {};
     for (const { tileMs, start, tile } of tiles) {

@@ -353,3 +353,41 @@ describe('assembleVector', () => {
     expect(defaulted).toEqual(['request:country', 'request:missing']);
   });
 });
+
+describe('reading only the features a model needs', () => {
+  it('gives the same values as a full read for those features, and leaves the others (and the sketches) out', async () => {
+    const { readFeatureValues, decodePartitionState } = await import('../../src/features/tile-state.js');
+    const events = [
+      transaction(NOW - 50 * MINUTE, 10, 'US', { merchant_id: 'm1' }),
+      transaction(NOW - 20 * MINUTE, 30, 'US', { merchant_id: 'm2' }),
+      transaction(NOW - 2 * MINUTE, 5, 'FR', { merchant_id: 'm3' }),
+    ];
+    const fields = stateOf(userGroup, events);
+    const plan = planFeatures(FRAUD_MODEL_FEATURES, catalog);
+    const needed = plan.needed.get(userGroup.id)!;
+    // The model's own user features, and the inputs of its on-demand features (last country and time).
+    expect([...needed].sort()).toEqual([
+      'amount_max_24h',
+      'amount_mean_24h',
+      'amount_sum_1h',
+      'count_10m',
+      'count_1h',
+      'count_24h',
+      'country_last_24h',
+      'ts_last_24h',
+    ]);
+    const full = readFeatureValues(userGroup, fields, NOW);
+    const some = readFeatureValues(userGroup, fields, NOW, needed);
+    expect(Object.keys(some.values).sort()).toEqual([...needed].sort());
+    for (const name of needed) expect(some.values[name]).toEqual(full.values[name]);
+    expect(some.newestEventTime).toBe(full.newestEventTime);
+    expect(full.values['merchant_id_distinct_count_1h']).toBe(3);
+    const field = Object.keys(fields).find((f) => f.startsWith('s'))!;
+    const withSketches = decodePartitionState(fields[field]!);
+    const without = decodePartitionState(fields[field]!, { skipSketches: true });
+    const sketches = (state: typeof without) =>
+      [...state.tiles.values()].flatMap((tile) => [...tile.values()].filter((c) => c.dc !== undefined));
+    expect(sketches(withSketches).length).toBeGreaterThan(0);
+    expect(sketches(without)).toHaveLength(0);
+  });
+});
