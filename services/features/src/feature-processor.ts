@@ -16,6 +16,7 @@ import {
   applyEvent,
   parsePartitionState,
   progressField,
+  pruneSeen,
   pruneState,
   stateFields,
   type CompiledFeatureGroup,
@@ -291,6 +292,8 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
             if (now - entity.prunedAt >= PRUNE_INTERVAL_MS) {
               pruneState(entity.group, entity.state, now, partition.watermark - options.allowedLatenessMs);
               entity.prunedAt = now;
+            } else {
+              pruneSeen(entity.state, partition.watermark - options.allowedLatenessMs);
             }
             // The whole state in one field: no field of it is left to remove.
             writes.push({

@@ -130,6 +130,19 @@ export function pruneState(group: CompiledFeatureGroup, state: PartitionState, n
   return removed;
 }
 
+/**
+ * Forgets the event ids older than `dedupBefore` from the oldest seen on, stopping at the
+ * first younger one: cheap enough for every flush (ids are kept in arrival order, so this
+ * removes almost all that `pruneState` would), it keeps the stored state, which every
+ * read parses, from growing with a fast replay.
+ */
+export function pruneSeen(state: PartitionState, dedupBefore: number): void {
+  for (const [id, time] of state.seen) {
+    if (time >= dedupBefore) break;
+    state.seen.delete(id);
+  }
+}
+
 // --- encoding -------------------------------------------------------------------------
 //
 // A partition's share of an entity's state is one field, `s<partition>`, whose value is a

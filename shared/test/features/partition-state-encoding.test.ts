@@ -108,3 +108,22 @@ describe('partition state encoding', () => {
     expect(() => decodePartitionState('not json')).toThrow();
   });
 });
+
+describe('pruneSeen', () => {
+  it('forgets the ids older than the horizon from the oldest on, and stops at the first younger one', async () => {
+    const { emptyState, pruneSeen } = await import('../../src/features/tile-state.js');
+    const state = emptyState();
+    for (const [id, time] of [
+      ['a', 100],
+      ['b', 200],
+      ['c', 300],
+      ['d', 150],
+    ] as const)
+      state.seen.set(id, time);
+    pruneSeen(state, 250);
+    // `d` (150) arrived after `c` (300): it stays until the full prune.
+    expect([...state.seen.keys()]).toEqual(['c', 'd']);
+    pruneSeen(state, 1_000);
+    expect([...state.seen.keys()]).toEqual([]);
+  });
+});
