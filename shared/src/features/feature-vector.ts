@@ -39,10 +39,17 @@ export class FeaturePlanError extends Error {
   override name = 'FeaturePlanError';
 }
 
+/** Split references, kept: a prediction splits the same few names again and again. */
+const splitRefs = new Map<string, [string, string]>();
+
 function splitRef(ref: string): [string, string] {
+  let split = splitRefs.get(ref);
+  if (split) return split;
   const colon = ref.indexOf(':');
   if (colon <= 0) throw new FeaturePlanError(`feature "${ref}" must be written <group>:<feature>, request:<field> or on_demand:<name>`);
-  return [ref.slice(0, colon), ref.slice(colon + 1)];
+  split = [ref.slice(0, colon), ref.slice(colon + 1)];
+  if (splitRefs.size < 10_000) splitRefs.set(ref, split);
+  return split;
 }
 
 /** Checks every feature a model needs exists and works out what to fetch for it. */

@@ -340,8 +340,9 @@ export function readFeatureValues(
       if (tileMs !== feature.tileMs || start < first || start > nowMs) continue;
       const columnState = tile.get(feature.column);
       if (!columnState) continue;
-      for (const [component, value] of Object.entries(columnState) as [Component, ComponentValue][]) {
-        state[component] = mergeComponent(component, state[component], value);
+      for (const name in columnState) {
+        const component = name as Component;
+        state[component] = mergeComponent(component, state[component], columnState[component] as ComponentValue);
       }
     }
     values[feature.name] = finalize(feature.op, state);
