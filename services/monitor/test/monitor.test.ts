@@ -21,27 +21,30 @@ const prediction = (id: string, score: number) => ({
 });
 
 const DAY = 86_400_000;
-const joinSettings = (overrides: Partial<MonitorOptions> = {}) => ({
-  joins: new MemoryJoinStore(DAY),
-  joinWindowMs: DAY,
-  thresholdOf: () => 0.5,
-  profileOf: () => null,
-  maxSeries: 10,
-  ...overrides,
-});
+
+/** A monitor on an in-memory event log and join store; `overrides` replace its settings. */
+async function boot(overrides: Partial<MonitorOptions> = {}) {
+  const eventLog = new MemoryEventLog();
+  const registry = createRegistry({ defaultMetrics: false });
+  monitor = await startMonitor({
+    eventLog,
+    topics: { predictions: 'predictions', labels: 'labels', deadLetter: 'dead-letter' },
+    groupId: 'monitor-test',
+    registry,
+    logger: createLogger('test', 'silent'),
+    joins: new MemoryJoinStore(DAY),
+    joinWindowMs: DAY,
+    thresholdOf: () => 0.5,
+    profileOf: () => null,
+    maxSeries: 10,
+    ...overrides,
+  });
+  return { eventLog, registry, monitor };
+}
 
 describe('monitor', () => {
   it('counts predictions and labels, observes scores, and dead-letters malformed records', async () => {
-    const eventLog = new MemoryEventLog();
-    const registry = createRegistry({ defaultMetrics: false });
-    monitor = await startMonitor({
-      eventLog,
-      topics: { predictions: 'predictions', labels: 'labels', deadLetter: 'dead-letter' },
-      groupId: 'monitor-test',
-      registry,
-      logger: createLogger('test', 'silent'),
-      ...joinSettings(),
-    });
+    const { eventLog, registry } = await boot();
     await eventLog.publish('predictions', [
       { key: 'a', value: JSON.stringify(prediction('a', 0.02)) },
       { key: 'b', value: JSON.stringify(prediction('b', 0.97)) },
@@ -72,16 +75,14 @@ describe('monitor', () => {
   });
 
   it('joins labels to predictions whichever comes first, once, and reports quality, label delay and what expired', async () => {
-    const eventLog = new MemoryEventLog();
-    const registry = createRegistry({ defaultMetrics: false });
     let now = Date.now();
-    monitor = await startMonitor({
+    const {
       eventLog,
-      topics: { predictions: 'predictions', labels: 'labels', deadLetter: 'dead-letter' },
-      groupId: 'monitor-test',
       registry,
-      logger: createLogger('test', 'silent'),
-      ...joinSettings({ clock: () => now, thresholdOf: (model, version) => (model === 'fraud_detector' && version === '1' ? 0.3 : 0.5) }),
+      monitor: running,
+    } = await boot({
+      clock: () => now,
+      thresholdOf: (model, version) => (model === 'fraud_detector' && version === '1' ? 0.3 : 0.5),
     });
     const label = (id: string, value: 0 | 1, delayMs: number) => ({
       key: id,
@@ -127,7 +128,7 @@ describe('monitor', () => {
 
     // After the window, `d` (no label) expired and `z` (no prediction) found none.
     now += DAY + 3_600_001;
-    await monitor.sweep();
+    await running.sweep();
     text = await registry.metrics();
     expect(text).toMatch(/tributary_monitor_join_expired_total\{stream="predictions"\} 1/);
     expect(text).toMatch(/tributary_monitor_join_expired_total\{stream="labels"\} 1/);
@@ -142,16 +143,7 @@ describe('monitor', () => {
       reference,
       ['x', 'y', 'score'].map((name) => ({ name, kind: 'numeric' as const })),
     );
-    const eventLog = new MemoryEventLog();
-    const registry = createRegistry({ defaultMetrics: false });
-    monitor = await startMonitor({
-      eventLog,
-      topics: { predictions: 'predictions', labels: 'labels', deadLetter: 'dead-letter' },
-      groupId: 'monitor-test',
-      registry,
-      logger: createLogger('test', 'silent'),
-      ...joinSettings({ profileOf: (model) => (model === 'fraud_detector' ? profile : null) }),
-    });
+    const { eventLog, registry } = await boot({ profileOf: (model) => (model === 'fraud_detector' ? profile : null) });
     // Live traffic: y shifted up by half its range, x and the score as in the reference.
     const live = Array.from({ length: 500 }, (_, i) => ({
       key: `r${i}`,
@@ -181,16 +173,7 @@ describe('monitor', () => {
   });
 
   it('estimates quality from the scores before labels arrive, and compares false-positive rates across slices', async () => {
-    const eventLog = new MemoryEventLog();
-    const registry = createRegistry({ defaultMetrics: false });
-    monitor = await startMonitor({
-      eventLog,
-      topics: { predictions: 'predictions', labels: 'labels', deadLetter: 'dead-letter' },
-      groupId: 'monitor-test',
-      registry,
-      logger: createLogger('test', 'silent'),
-      ...joinSettings({ sliceFields: ['country'] }),
-    });
+    const { eventLog, registry } = await boot({ sliceFields: ['country'] });
     // 40 legitimate transactions per country; 4 flagged (score 0.9) in US, 20 in FR.
     const rows = ['US', 'FR'].flatMap((country) =>
       Array.from({ length: 40 }, (_, i) => ({

@@ -4,6 +4,7 @@ import { onlineStoreContract } from '../../../test/contract/online-store.contrac
 import { realServices } from '../../../test/integration/services.js';
 import { KafkaEventLog } from '../../src/event-log/kafka.js';
 import { RedisOnlineStore } from '../../src/online-store/redis.js';
+import { deletingKeysOnClose } from '../../../test/support/redis-cleanup.js';
 import { uniqueName } from '../../../test/support/wait-for.js';
 
 const services = realServices();
@@ -13,15 +14,7 @@ const services = realServices();
 describe.skipIf(!services.redisUrl)(`Redis${services.redisUrl ? '' : ` (skipped: ${services.missing('redis')})`}`, () => {
   onlineStoreContract('Redis', async () => {
     const keyPrefix = `${uniqueName('test')}:`;
-    const store = new RedisOnlineStore({ url: services.redisUrl!, keyPrefix });
-    const close = store.close.bind(store);
-    // Leave nothing behind on the shared server.
-    store.close = async () => {
-      const keys = await store.client.keys(`${keyPrefix}*`);
-      if (keys.length > 0) await store.client.del(...keys);
-      await close();
-    };
-    return store;
+    return deletingKeysOnClose(new RedisOnlineStore({ url: services.redisUrl!, keyPrefix }), services.redisUrl!, keyPrefix);
   });
 });
 
