@@ -109,7 +109,7 @@ export function createPredictor(options: PredictorOptions) {
     stats.predicted(model.manifest, requests.length, seconds, degraded);
     const predictedAt = Date.now();
     return requests.map((request, row) => {
-      const { vector, defaulted, explanation } = assembled[row]!;
+      const { vector, defaulted, explanation, ages } = assembled[row]!;
       if (defaulted.length > 0) stats.defaulted(defaulted);
       const score = scores[row]!;
       const predictionId = randomUUID();
@@ -124,6 +124,7 @@ export function createPredictor(options: PredictorOptions) {
         request: request.features,
         features,
         defaulted,
+        feature_age_ms: ages,
         score,
         degraded,
         requested_at: requestedAt,

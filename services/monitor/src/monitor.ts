@@ -13,6 +13,7 @@ import {
   Gauge,
   Histogram,
   LabelSchema,
+  LATENCY_BUCKETS,
   metric,
   recordValidator,
   type EventLog,
@@ -36,6 +37,9 @@ const PredictionRecordSchema = Type.Object({
   score: Type.Number({ minimum: 0, maximum: 1 }),
   features: Type.Optional(Type.Record(Type.String(), Type.Number())),
   request: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  degraded: Type.Optional(Type.Boolean()),
+  defaulted: Type.Optional(Type.Array(Type.String({ maxLength: 256 }), { maxItems: 1000 })),
+  feature_age_ms: Type.Optional(Type.Record(Type.String({ maxLength: 256 }), Type.Union([Type.Number(), Type.Null()]))),
   predicted_at: Type.Number({ minimum: 0 }),
   latency_ms: Type.Number({ minimum: 0 }),
 });
@@ -156,6 +160,65 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       }),
   );
   const clock = options.clock ?? Date.now;
+  // Label values come from records: beyond `maxSeries` model/version/variant series (and
+  // their features and groups), they are counted as `other`, so a stream of odd records
+  // cannot grow the metrics without bound.
+  const known = new Set<string>();
+  const bounded = <T extends string[]>(...parts: T): T => {
+    const id = parts.join('\u0000');
+    if (known.has(id)) return parts;
+    if (known.size < options.maxSeries * 64) {
+      known.add(id);
+      return parts;
+    }
+    return parts.map(() => 'other') as T;
+  };
+  const served = metric(
+    options.registry,
+    'tributary_monitor_predictions_total',
+    () =>
+      new Counter({
+        name: 'tributary_monitor_predictions_total',
+        help: 'Predictions in the prediction log, by model, version, variant and whether they were degraded',
+        labelNames: ['model', 'version', 'variant', 'degraded'],
+        registers,
+      }),
+  );
+  const latency = metric(
+    options.registry,
+    'tributary_monitor_prediction_latency_seconds',
+    () =>
+      new Histogram({
+        name: 'tributary_monitor_prediction_latency_seconds',
+        help: 'Prediction latency as the inference service measured it (from the prediction log)',
+        labelNames: ['model', 'version', 'variant'],
+        buckets: LATENCY_BUCKETS,
+        registers,
+      }),
+  );
+  const defaults = metric(
+    options.registry,
+    'tributary_monitor_feature_defaults_total',
+    () =>
+      new Counter({
+        name: 'tributary_monitor_feature_defaults_total',
+        help: 'Features served with their default (missing or stale), by model, version and feature',
+        labelNames: ['model', 'version', 'feature'],
+        registers,
+      }),
+  );
+  const featureAge = metric(
+    options.registry,
+    'tributary_monitor_feature_age_seconds',
+    () =>
+      new Histogram({
+        name: 'tributary_monitor_feature_age_seconds',
+        help: 'Age of the newest event behind each feature group at prediction time (feature freshness as served)',
+        labelNames: ['model', 'group'],
+        buckets: [0.1, 0.5, 1, 5, 30, 60, 300, 900, 3600, 6 * 3600, 86_400],
+        registers,
+      }),
+  );
   const sliceFields = options.sliceFields ?? [];
   const board = new QualityBoard({
     thresholdOf: options.thresholdOf,
@@ -363,6 +426,18 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             }
           }
           board.predicted(waiting, p.score, p.predicted_at);
+          const [model, version, variant] = bounded(p.model.name, p.model.version, p.variant);
+          served.inc({ model, version, variant, degraded: String(p.degraded ?? false) });
+          latency.observe({ model, version, variant }, p.latency_ms / 1000);
+          for (const feature of p.defaulted ?? []) {
+            const [m, v, f] = bounded(model, version, feature);
+            defaults.inc({ model: m, version: v, feature: f });
+          }
+          for (const [group, age] of Object.entries(p.feature_age_ms ?? {})) {
+            if (age === null) continue;
+            const [m, g] = bounded(model, group);
+            featureAge.observe({ model: m, group: g }, Math.max(0, age) / 1000);
+          }
           sides.push(waiting);
           offers.push({
             side: 'prediction',

@@ -225,4 +225,44 @@ describe('monitor', () => {
     // No positives: the false-negative rate is undefined, so no disparity is claimed.
     expect(text).not.toMatch(/rate="false_negative_rate"/);
   });
+
+  it('reports what the service measured: predictions, degraded ones, latency, defaults per feature and feature age', async () => {
+    const { eventLog, registry } = await boot();
+    await eventLog.publish('predictions', [
+      {
+        key: 'a',
+        value: JSON.stringify({
+          ...prediction('a', 0.2),
+          latency_ms: 3,
+          degraded: false,
+          defaulted: [],
+          feature_age_ms: { user_transactions: 800, merchant_transactions: null },
+        }),
+      },
+      {
+        key: 'b',
+        value: JSON.stringify({
+          ...prediction('b', 0.3),
+          latency_ms: 300,
+          degraded: true,
+          defaulted: ['user_transactions:count_1h', 'merchant_transactions:count_24h'],
+          feature_age_ms: { user_transactions: 40_000 },
+        }),
+      },
+    ]);
+    await waitFor(async () => /stream="predictions",outcome="accepted"\} 2/.test(await registry.metrics()), { what: 'the predictions' });
+    const text = await registry.metrics();
+    expect(text).toMatch(/tributary_monitor_predictions_total\{model="fraud_detector",version="1",variant="champion",degraded="true"\} 1/);
+    expect(text).toMatch(/tributary_monitor_predictions_total\{model="fraud_detector",version="1",variant="champion",degraded="false"\} 1/);
+    expect(text).toMatch(
+      /tributary_monitor_prediction_latency_seconds_bucket\{le="0.004",model="fraud_detector",version="1",variant="champion"\} 1/,
+    );
+    expect(text).toMatch(/tributary_monitor_prediction_latency_seconds_count\{model="fraud_detector",version="1",variant="champion"\} 2/);
+    expect(text).toMatch(
+      /tributary_monitor_feature_defaults_total\{model="fraud_detector",version="1",feature="user_transactions:count_1h"\} 1/,
+    );
+    expect(text).toMatch(/tributary_monitor_feature_age_seconds_bucket\{le="1",model="fraud_detector",group="user_transactions"\} 1/);
+    expect(text).toMatch(/tributary_monitor_feature_age_seconds_count\{model="fraud_detector",group="user_transactions"\} 2/);
+    expect(text).not.toMatch(/group="merchant_transactions"/);
+  });
 });

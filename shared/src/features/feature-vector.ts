@@ -102,6 +102,8 @@ export interface AssembledVector {
   vector: Float32Array;
   explanation: FeatureExplanation[];
   defaulted: string[];
+  /** Per feature group: the age of the newest event behind its values (ms), null when it has none. */
+  ages: Record<string, number | null>;
 }
 
 /**
@@ -115,10 +117,12 @@ export function assembleVector(
   now: number,
 ): AssembledVector {
   const groupValues = new Map<string, FeatureValues & { stale: boolean }>();
+  const ages: Record<string, number | null> = {};
   plan.groups.forEach((group, i) => {
     const values = readFeatureValues(group, states?.[i] ?? null, now, plan.needed.get(group.id));
     const stale = values.newestEventTime !== null && now - values.newestEventTime > group.ttlMs;
     groupValues.set(group.definition.name, { ...values, stale });
+    ages[group.definition.name] = values.newestEventTime === null ? null : now - values.newestEventTime;
   });
   const lookup = (ref: string): { value: FeatureValue; age: number | null } => {
     const [scope, name] = splitRef(ref);
@@ -157,5 +161,5 @@ export function assembleVector(
     vector[i] = value;
     explanation.push({ name: ref, value, source, age_ms: age });
   });
-  return { vector, explanation, defaulted };
+  return { vector, explanation, defaulted, ages };
 }

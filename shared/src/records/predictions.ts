@@ -11,6 +11,8 @@ export interface PredictionLogRecord {
   features: Record<string, number>;
   /** Features that were imputed with their default (missing or stale). */
   defaulted: string[];
+  /** Per feature group: age of the newest event behind its values at prediction time (ms), null when none. */
+  feature_age_ms?: Record<string, number | null>;
   score: number;
   degraded: boolean;
   /** When the request was received and the prediction made (epoch ms), and the latency. */
