@@ -97,7 +97,7 @@ export function createPredictor(options: PredictorOptions) {
     const vectors = new Float32Array(requests.length * width);
     const assembled = requests.map((request, row) => {
       const rowStates = states && states.slice(row * plan.groups.length, (row + 1) * plan.groups.length);
-      const result = assembleVector(plan, rowStates, request.features, now);
+      const result = assembleVector(plan, rowStates, request.features, now, explain);
       vectors.set(result.vector, row * width);
       return result;
     });

@@ -115,6 +115,8 @@ export function assembleVector(
   states: (Record<string, string> | null)[] | null,
   request: Record<string, unknown>,
   now: number,
+  /** Whether to say where each value came from (left empty otherwise: one allocation less per feature). */
+  explain = true,
 ): AssembledVector {
   const groupValues = new Map<string, FeatureValues & { stale: boolean }>();
   const ages: Record<string, number | null> = {};
@@ -159,7 +161,7 @@ export function assembleVector(
       defaulted.push(ref);
     }
     vector[i] = value;
-    explanation.push({ name: ref, value, source, age_ms: age });
+    if (explain) explanation.push({ name: ref, value, source, age_ms: age });
   });
   return { vector, explanation, defaulted, ages };
 }

@@ -391,3 +391,18 @@ describe('reading only the features a model needs', () => {
     expect(sketches(without)).toHaveLength(0);
   });
 });
+
+describe('assembleVector without explanation', () => {
+  it('gives the same vector and defaults, and no explanation', () => {
+    const plan = planFeatures(FRAUD_MODEL_FEATURES, catalog);
+    const states = [stateOf(userGroup, [transaction(NOW - 5 * MINUTE, 40, 'US')]), null];
+    const request = { amount: 125.5, country: 'FR', channel: 'app' };
+    const explained = assembleVector(plan, states, request, NOW);
+    const bare = assembleVector(plan, states, request, NOW, false);
+    expect([...bare.vector]).toEqual([...explained.vector]);
+    expect(bare.defaulted).toEqual(explained.defaulted);
+    expect(bare.ages).toEqual(explained.ages);
+    expect(explained.explanation).toHaveLength(FRAUD_MODEL_FEATURES.length);
+    expect(bare.explanation).toEqual([]);
+  });
+});
