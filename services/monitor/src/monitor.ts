@@ -477,29 +477,29 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       records.inc({ stream, outcome: 'dead_lettered' }, rejected.length);
     },
   });
+  /** Sweeps what is due and counts it; sweeps never overlap. */
   let sweeping: Promise<void> = Promise.resolve();
-  const sweeper = setInterval(() => {
-    sweeping = options.joins
-      .sweep(clock(), 10_000)
-      .then((swept) => {
+  const sweep = () => {
+    sweeping = sweeping
+      .catch(() => {}) // a failed sweep was reported; the next one runs anyway
+      .then(async () => {
+        const swept = await options.joins.sweep(clock(), 10_000);
         expired.inc({ stream: 'predictions' }, swept.predictions);
         expired.inc({ stream: 'labels' }, swept.labels);
-      })
-      .catch((error: unknown) => options.logger.warn({ err: error }, 'label join: sweep failed; it will be retried'));
+      });
+    return sweeping;
+  };
+  const sweeper = setInterval(() => {
+    sweep().catch((error: unknown) => options.logger.warn({ err: error }, 'label join: sweep failed; it will be retried'));
   }, options.sweepIntervalMs ?? 10_000);
   sweeper.unref();
   return {
     stop: async () => {
       clearInterval(sweeper);
-      await sweeping;
+      await sweeping.catch(() => {});
       await subscription.stop();
       await options.joins.close();
     },
-    sweep: async () => {
-      await sweeping;
-      const swept = await options.joins.sweep(clock(), 10_000);
-      expired.inc({ stream: 'predictions' }, swept.predictions);
-      expired.inc({ stream: 'labels' }, swept.labels);
-    },
+    sweep,
   };
 }
