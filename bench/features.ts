@@ -30,6 +30,8 @@ const { values: args } = parseArgs({
     users: { type: 'string', default: '20000' },
     rate: { type: 'string', default: '10000' },
     seconds: { type: 'string', default: '15' },
+    // The pipeline's interval between flushes while it is behind (its default when unset).
+    'backlog-flush-ms': { type: 'string' },
   },
 });
 const brokers = process.env.KAFKA_BROKERS?.split(',');
@@ -97,6 +99,7 @@ const poll = setInterval(() => {
     applied = n;
   });
 }, 2);
+const pipelineCpu0 = process.cpuUsage();
 const pipeline = await startFeaturePipeline({
   eventLog,
   store,
@@ -107,10 +110,13 @@ const pipeline = await startFeaturePipeline({
   groupId: `${run}-features`,
   registry,
   logger,
+  backlogFlushIntervalMs: args['backlog-flush-ms'] === undefined ? undefined : Number(args['backlog-flush-ms']),
 });
 await waitUntil(() => applied >= EVENTS, 300_000);
 await pipeline.flush();
 const pipelineEnd = performance.now();
+const pipelineCpu = process.cpuUsage(pipelineCpu0);
+const pipelineCpuShare = (pipelineCpu.user + pipelineCpu.system) / 1000 / (pipelineEnd - pipelineStart);
 clearInterval(poll);
 await pipeline.stop();
 
@@ -176,6 +182,9 @@ const result = {
   raw_consume_events_per_s: Math.round(rawRate),
   pipeline_events_per_s: Math.round(pipelineRate),
   ratio: Number((pipelineRate / rawRate).toFixed(3)),
+  // CPU time of this process over wall time while the pipeline ran (1 = one core busy).
+  pipeline_cpu_share: Number(pipelineCpuShare.toFixed(2)),
+  pipeline_cpu_us_per_event: Math.round((pipelineCpu.user + pipelineCpu.system) / EVENTS),
   steady_rate_events_per_s: rate,
   steady_events_sent: sent,
   steady_publisher: publisher.stdout.trim(),

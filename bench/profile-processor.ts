@@ -1,7 +1,7 @@
 /**
  * Where a pipeline process spends its time, without the broker: the bench's transactions
  * go through the feature processor (decode, apply) and its flushes to Redis (REDIS_URL),
- * timed phase by phase. Run under `node --cpu-prof --import tsx` for a profile:
+ * timed phase by phase, with the CPU time of this process and of Redis per event. Run under `node --cpu-prof --import tsx` for a profile:
  *   tsx bench/profile-processor.ts [--events 80000] [--users 20000] [--flush-every 10000]
  */
 import { parseArgs } from 'node:util';
@@ -57,6 +57,13 @@ let processMs = 0;
 let flushMs = 0;
 let written = 0;
 let sinceFlush = 0;
+const redisCpu = async () => {
+  const info = await store.client.info('cpu');
+  const read = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1] ?? 0);
+  return read('used_cpu_user') + read('used_cpu_sys');
+};
+const redisCpu0 = await redisCpu();
+const cpu0 = process.cpuUsage();
 const t0 = performance.now();
 for (let i = 0; i < records.length; i += batchSize * PARTITIONS) {
   for (let p = 0; p < PARTITIONS; p++) {
@@ -74,6 +81,8 @@ for (let i = 0; i < records.length; i += batchSize * PARTITIONS) {
   }
 }
 const totalMs = performance.now() - t0;
+const cpu = process.cpuUsage(cpu0);
+const redisCpuS = (await redisCpu()) - redisCpu0;
 console.log(
   JSON.stringify({
     events: EVENTS,
@@ -82,6 +91,9 @@ console.log(
     entities_written: written,
     flush_us_per_entity: Number(((flushMs * 1000) / written).toFixed(2)),
     total_ms: Math.round(totalMs),
+    // CPU time, less sensitive than wall time to what else the machine runs.
+    process_cpu_us_per_event: Number(((cpu.user + cpu.system) / EVENTS).toFixed(2)),
+    redis_cpu_us_per_event: Number(((redisCpuS * 1e6) / EVENTS).toFixed(2)),
   }),
 );
 const keys = await store.client.keys(`${run}:*`);
