@@ -87,17 +87,25 @@ const brokers: Variable<string[], undefined> = {
 };
 
 const redisUrl: Variable<string, undefined> = {
-  description: 'Redis URL (redis:// or rediss://). Unset: the embedded in-memory online store.',
+  description:
+    'Redis URL (redis:// or rediss:// for TLS; user and password in the URL). With REDIS_CLUSTER, one or more comma-separated seed nodes of the cluster. Unset: the embedded in-memory online store.',
   default: undefined,
   parse: (raw) => {
-    let url: URL;
-    try {
-      url = new URL(raw.trim());
-    } catch {
-      throw new Error('must be a URL such as redis://127.0.0.1:6379');
+    const urls = raw
+      .split(',')
+      .map((u) => u.trim())
+      .filter(Boolean);
+    if (urls.length === 0) throw new Error('must be a URL such as redis://127.0.0.1:6379');
+    for (const text of urls) {
+      let url: URL;
+      try {
+        url = new URL(text);
+      } catch {
+        throw new Error(`must be a URL such as redis://127.0.0.1:6379${urls.length > 1 ? ` ("${text}" is not)` : ''}`);
+      }
+      if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new Error('must start with redis:// or rediss://');
     }
-    if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new Error('must start with redis:// or rediss://');
-    return raw.trim();
+    return urls.join(',');
   },
 };
 
@@ -137,6 +145,10 @@ export const VARIABLES = {
   KAFKA_SESSION_TIMEOUT: duration('Consumer-group session timeout: how long a member that stopped answering keeps its partitions.', '10s'),
   CONSUMER_GROUP_PREFIX: text('Prefix of the consumer groups (`<prefix>-features`, `<prefix>-monitor`).', 'tributary'),
   REDIS_URL: redisUrl,
+  REDIS_CLUSTER: boolean(
+    "REDIS_URL names a Redis Cluster (its seed nodes): every entity's, model's and request's keys share one slot through a `{…}` hash tag.",
+    false,
+  ),
   REDIS_KEY_PREFIX: text('Prefix of every Redis key.', 'tributary:'),
   TOPIC_TRANSACTIONS: text('Topic of the example transaction events.', 'transactions'),
   TOPIC_LABELS: text('Topic of labels.', 'labels'),
@@ -251,6 +263,9 @@ export function loadConfig(
       const shown = variable.secret ? '(value hidden)' : JSON.stringify(withoutSecrets(raw));
       problems.push(`${name}=${shown}: ${withoutSecrets((error as Error).message)}`);
     }
+  }
+  if (typeof config.REDIS_URL === 'string' && config.REDIS_URL.includes(',') && config.REDIS_CLUSTER !== true) {
+    problems.push('REDIS_URL lists several URLs: set REDIS_CLUSTER=true for the seed nodes of a Redis Cluster, or give one URL');
   }
   if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
   return config as Config;

@@ -9,6 +9,7 @@ import type { EventLog } from './event-log/types.js';
 import { MemoryOnlineStore } from './online-store/memory.js';
 import { RedisOnlineStore } from './online-store/redis.js';
 import type { OnlineStore } from './online-store/types.js';
+import { describeRedis } from './redis.js';
 
 export function createEventLog(config: Config, clientSuffix: string): EventLog {
   return config.KAFKA_BROKERS
@@ -21,11 +22,13 @@ export function createEventLog(config: Config, clientSuffix: string): EventLog {
 }
 
 export function createOnlineStore(config: Config): OnlineStore {
-  return config.REDIS_URL ? new RedisOnlineStore({ url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX }) : new MemoryOnlineStore();
+  return config.REDIS_URL
+    ? new RedisOnlineStore({ url: config.REDIS_URL, cluster: config.REDIS_CLUSTER, keyPrefix: config.REDIS_KEY_PREFIX })
+    : new MemoryOnlineStore();
 }
 
 export function describeBackends(config: Config): string {
   return `event log: ${config.KAFKA_BROKERS ? `Kafka ${config.KAFKA_BROKERS.join(',')}` : 'embedded (in memory)'}; online store: ${
-    config.REDIS_URL ? `Redis ${new URL(config.REDIS_URL).host}` : 'embedded (in memory)'
+    config.REDIS_URL ? describeRedis({ url: config.REDIS_URL, cluster: config.REDIS_CLUSTER }) : 'embedded (in memory)'
   }`;
 }

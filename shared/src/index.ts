@@ -10,6 +10,7 @@ export { KafkaEventLog, type KafkaEventLogOptions } from './event-log/kafka.js';
 export * from './online-store/types.js';
 export { MemoryOnlineStore } from './online-store/memory.js';
 export { RedisOnlineStore, type RedisOnlineStoreOptions } from './online-store/redis.js';
+export { connectRedis, describeRedis, redisUrls, type RedisTarget } from './redis.js';
 export * from './features/aggregations.js';
 export * from './features/definition.js';
 export * from './features/duration.js';

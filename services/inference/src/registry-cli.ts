@@ -36,7 +36,9 @@ async function main(argv: string[]): Promise<void> {
   const model = values.model ?? config.MODEL_NAME;
   const by = values.by ?? `${userInfo().username}@${hostname()}`;
   const catalog = fraud.fraudExample().catalog;
-  const routes = config.REDIS_URL ? new RedisRoutingStore(config.REDIS_URL, config.REDIS_KEY_PREFIX) : null;
+  const routes = config.REDIS_URL
+    ? new RedisRoutingStore({ url: config.REDIS_URL, cluster: config.REDIS_CLUSTER }, config.REDIS_KEY_PREFIX)
+    : null;
   const needRoutes = () => {
     if (!routes) {
       throw new UsageError(

@@ -22,7 +22,9 @@ export interface InferenceConnections {
 }
 
 export function createRoutingStore(config: Config): RoutingStore {
-  return config.REDIS_URL ? new RedisRoutingStore(config.REDIS_URL, config.REDIS_KEY_PREFIX) : new MemoryRoutingStore();
+  return config.REDIS_URL
+    ? new RedisRoutingStore({ url: config.REDIS_URL, cluster: config.REDIS_CLUSTER }, config.REDIS_KEY_PREFIX)
+    : new MemoryRoutingStore();
 }
 
 export async function createInferenceApp(config: Config, deps: InferenceConnections) {

@@ -10,6 +10,6 @@ const services = realServices();
 describe.skipIf(!services.redisUrl)(`Redis routing${services.redisUrl ? '' : ` (skipped: ${services.missing('redis')})`}`, () => {
   routingStoreContract('Redis', async () => {
     const prefix = `${uniqueName('routing')}:`;
-    return deletingKeysOnClose(new RedisRoutingStore(services.redisUrl!, prefix), services.redisUrl!, prefix);
+    return deletingKeysOnClose(new RedisRoutingStore({ url: services.redisUrl! }, prefix), services.redisUrl!, prefix);
   });
 });

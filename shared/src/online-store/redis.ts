@@ -1,18 +1,26 @@
 import { readFileSync } from 'node:fs';
-import { Redis, type RedisOptions } from 'ioredis';
+import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { progressField } from '../features/tile-state.js';
+import { connectRedis } from '../redis.js';
 import type { EntityKey, OnlineStore, RememberedValue, StateWrite, WriteResult } from './types.js';
 
 const WRITE_SCRIPT = readFileSync(new URL('./scripts/writeEntityStates.lua', import.meta.url), 'utf8');
 /** Entities per script call: bounds how long one call keeps Redis busy (reads wait meanwhile). */
 const ENTITIES_PER_CALL = 100;
 
-interface RedisWithScripts extends Redis {
+type RedisWithScripts = (Redis | Cluster) & {
   writeEntityStates(keyCount: number, ...keysAndArgs: string[]): Promise<(1 | string)[]>;
-}
+  /**
+   * The same script for one key, named first: a cluster client's auto-pipelining takes the
+   * first argument for the key that routes the call (redis/ioredis#2109).
+   */
+  writeEntityState(key: string, ...args: string[]): Promise<(1 | string)[]>;
+};
 
 export interface RedisOnlineStoreOptions {
+  /** A Redis URL, or with `cluster` the seed nodes of a Redis Cluster (comma-separated). */
   url: string;
+  cluster?: boolean;
   /** Prefix of every key, e.g. `tributary:`. */
   keyPrefix: string;
   redis?: RedisOptions;
@@ -21,7 +29,10 @@ export interface RedisOnlineStoreOptions {
 /**
  * Redis online store. One hash per (entity, feature group); the `{entity:id}` hash tag keeps
  * all of an entity's groups in one Redis Cluster slot. A batch of writes is one Lua script
- * call per entity, all sent in one pipeline (one round trip).
+ * call for up to ENTITIES_PER_CALL entities, all sent at once (one round trip).
+ *
+ * On a Redis Cluster a script may only name keys of one slot: each entity is then its own
+ * script call, and auto-pipelining sends the calls of a flush to each node at once.
  */
 export class RedisOnlineStore implements OnlineStore {
   readonly client: RedisWithScripts;
@@ -39,12 +50,12 @@ export class RedisOnlineStore implements OnlineStore {
   }
 
   private connect(): RedisWithScripts {
-    const client = new Redis(this.options.url, {
-      enableAutoPipelining: true,
-      maxRetriesPerRequest: 2,
-      ...this.options.redis,
-    }) as RedisWithScripts;
+    const client = connectRedis(
+      { url: this.options.url, cluster: this.options.cluster },
+      { enableAutoPipelining: true, maxRetriesPerRequest: 2, ...this.options.redis },
+    ) as RedisWithScripts;
     client.defineCommand('writeEntityStates', { lua: WRITE_SCRIPT });
+    client.defineCommand('writeEntityState', { numberOfKeys: 1, lua: WRITE_SCRIPT });
     // Connection errors surface on the commands that fail; the client reconnects by itself.
     client.on('error', () => {});
     return client;
@@ -55,32 +66,33 @@ export class RedisOnlineStore implements OnlineStore {
   }
 
   /**
-   * Writes in script calls of up to ENTITIES_PER_CALL entities, all in one pipeline (one
-   * round trip). On a single Redis a call may name keys of any slot; a Redis Cluster
-   * deployment would group the calls by hash slot.
+   * Writes in script calls of up to ENTITIES_PER_CALL entities (one per call on a cluster),
+   * all sent in the same tick: auto-pipelining makes that one round trip per node.
    */
   async write(writes: StateWrite[]): Promise<WriteResult[]> {
     if (writes.length === 0) return [];
     this.writer ??= this.connect();
-    const pipeline = this.writer.pipeline() as unknown as RedisWithScripts & { exec(): Promise<[Error | null, unknown][] | null> };
-    for (let from = 0; from < writes.length; from += ENTITIES_PER_CALL) {
-      const chunk = writes.slice(from, from + ENTITIES_PER_CALL);
+    const writer = this.writer;
+    const perCall = this.options.cluster ? 1 : ENTITIES_PER_CALL;
+    const calls: Promise<(1 | string)[]>[] = [];
+    for (let from = 0; from < writes.length; from += perCall) {
       const keys: string[] = [];
       const args: string[] = [];
-      for (const write of chunk) {
+      for (let i = from; i < Math.min(writes.length, from + perCall); i++) {
+        const write = writes[i]!;
         keys.push(this.keyOf(write.key));
         const set = Object.entries(write.set);
         args.push(progressField(write.partition), write.offset, String(write.ttlMs), String(set.length));
         for (const [field, value] of set) args.push(field, value);
         args.push(String(write.remove.length), ...write.remove);
       }
-      void pipeline.writeEntityStates(keys.length, ...keys, ...args);
+      calls.push(
+        this.options.cluster ? writer.writeEntityState(keys[0]!, ...args) : writer.writeEntityStates(keys.length, ...keys, ...args),
+      );
     }
     const results: WriteResult[] = [];
-    for (const [error, value] of (await pipeline.exec()) ?? []) {
-      if (error) throw error;
-      for (const result of value as (1 | string)[])
-        results.push(result === 1 ? { applied: true } : { applied: false, storedOffset: String(result) });
+    for (const reply of await Promise.all(calls)) {
+      for (const result of reply) results.push(result === 1 ? { applied: true } : { applied: false, storedOffset: String(result) });
     }
     return results;
   }
@@ -99,29 +111,17 @@ export class RedisOnlineStore implements OnlineStore {
     return `${this.options.keyPrefix}kv:{${key}}`;
   }
 
+  // One command per key, auto-pipelined (the keys lie in different Redis Cluster slots).
   async remember(entries: RememberedValue[]): Promise<void> {
-    if (entries.length === 0) return;
-    const pipeline = this.client.pipeline();
-    for (const { key, value, ttlMs } of entries) pipeline.set(this.rememberedKey(key), value, 'PX', ttlMs);
-    for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
+    await Promise.all(entries.map(({ key, value, ttlMs }) => this.client.set(this.rememberedKey(key), value, 'PX', ttlMs)));
   }
 
   async recall(keys: string[]): Promise<(string | null)[]> {
-    if (keys.length === 0) return [];
-    // One GET per key in a pipeline: the keys lie in different Redis Cluster slots.
-    const pipeline = this.client.pipeline();
-    for (const key of keys) pipeline.get(this.rememberedKey(key));
-    return ((await pipeline.exec()) ?? []).map(([error, value]) => {
-      if (error) throw error;
-      return (value as string | null) ?? null;
-    });
+    return Promise.all(keys.map((key) => this.client.get(this.rememberedKey(key))));
   }
 
   async forget(keys: string[]): Promise<void> {
-    if (keys.length === 0) return;
-    const pipeline = this.client.pipeline();
-    for (const key of keys) pipeline.del(this.rememberedKey(key));
-    for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
+    await Promise.all(keys.map((key) => this.client.del(this.rememberedKey(key))));
   }
 
   async ping(): Promise<void> {

@@ -26,6 +26,7 @@ describe('loadConfig: defaults', () => {
       KAFKA_BROKERS: undefined,
       KAFKA_CLIENT_ID: 'tributary',
       REDIS_URL: undefined,
+      REDIS_CLUSTER: false,
       REDIS_KEY_PREFIX: 'tributary:',
       TOPIC_TRANSACTIONS: 'transactions',
       TOPIC_LABELS: 'labels',
@@ -142,6 +143,18 @@ describe('loadConfig: valid values', () => {
     expect(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379' }).REDIS_URL).toBe('redis://127.0.0.1:6379');
     expect(loadConfig({ REDIS_URL: ' rediss://user:pw@cache.example.com:6380/2 ' }).REDIS_URL).toBe(
       'rediss://user:pw@cache.example.com:6380/2',
+    );
+  });
+
+  it('REDIS_URL lists the seed nodes of a Redis Cluster only with REDIS_CLUSTER=true', () => {
+    const seeds = 'redis://10.0.0.1:7000, redis://10.0.0.2:7000';
+    expect(loadConfig({ REDIS_URL: seeds, REDIS_CLUSTER: 'true' })).toMatchObject({
+      REDIS_URL: 'redis://10.0.0.1:7000,redis://10.0.0.2:7000',
+      REDIS_CLUSTER: true,
+    });
+    expect(configError({ REDIS_URL: seeds }).message).toContain('REDIS_URL lists several URLs: set REDIS_CLUSTER=true');
+    expect(configError({ REDIS_URL: 'redis://10.0.0.1:7000,10.0.0.2:7000', REDIS_CLUSTER: 'true' }).message).toContain(
+      'must be a URL such as redis://127.0.0.1:6379 ("10.0.0.2:7000" is not)',
     );
   });
 });

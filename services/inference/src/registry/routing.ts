@@ -4,7 +4,8 @@
  * change bumps a revision; a change made against a stale revision is refused, so two
  * operators cannot overwrite each other unknowingly.
  */
-import { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
+import { connectRedis, type RedisTarget } from '@tributary/shared';
 
 export interface Routing {
   model: string;
@@ -85,18 +86,18 @@ redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
 return 1
 `;
 
-interface RedisWithUpdate extends Redis {
+type RedisWithUpdate = (Redis | Cluster) & {
   updateRouting(...keysAndArgs: string[]): Promise<1 | string | null>;
-}
+};
 
 export class RedisRoutingStore implements RoutingStore {
   private readonly client: RedisWithUpdate;
 
   constructor(
-    url: string,
+    target: RedisTarget,
     private readonly keyPrefix: string,
   ) {
-    this.client = new Redis(url, { maxRetriesPerRequest: 2, lazyConnect: false }) as RedisWithUpdate;
+    this.client = connectRedis(target, { maxRetriesPerRequest: 2 }) as RedisWithUpdate;
     this.client.defineCommand('updateRouting', { numberOfKeys: 2, lua: UPDATE_SCRIPT });
     this.client.on('error', () => {});
   }

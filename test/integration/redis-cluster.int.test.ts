@@ -1,0 +1,88 @@
+/**
+ * The Redis stores on a real Redis Cluster (three masters started by the test): the
+ * online-store and routing-store contracts, and a flush whose entities lie on every node.
+ * Every key of an entity (all its feature groups) shares one slot through its `{…}` tag.
+ */
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { routingStoreContract } from '../../services/inference/test/routing.contract.js';
+import { RedisRoutingStore } from '../../services/inference/src/registry/routing.js';
+import { RedisOnlineStore, type StateWrite } from '../../shared/src/index.js';
+import { onlineStoreContract } from '../contract/online-store.contract.js';
+import { redisClusterUnavailable, startRedisCluster, type RedisClusterFixture } from '../support/redis-cluster.js';
+import { uniqueName } from '../support/wait-for.js';
+import { realServices } from './services.js';
+
+const services = realServices();
+const unavailable = services.redisUrl ? await redisClusterUnavailable() : services.missing('redis');
+
+describe.skipIf(unavailable !== null)(`Redis Cluster${unavailable ? ` (skipped: ${unavailable})` : ''}`, () => {
+  let cluster: RedisClusterFixture;
+  beforeAll(async () => {
+    cluster = await startRedisCluster();
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  onlineStoreContract(
+    'Redis Cluster',
+    async () => new RedisOnlineStore({ url: cluster.url, cluster: true, keyPrefix: `${uniqueName('c')}:` }),
+  );
+
+  routingStoreContract('Redis Cluster', async () => new RedisRoutingStore({ url: cluster.url, cluster: true }, `${uniqueName('r')}:`));
+
+  it('writes a flush whose entities lie on every node in one call, and keeps the groups of an entity in one slot', async () => {
+    const store = new RedisOnlineStore({ url: cluster.url, cluster: true, keyPrefix: 'flush:' });
+    try {
+      const writes: StateWrite[] = [];
+      for (let i = 0; i < 300; i++) {
+        for (const group of ['user_transactions:v1', 'user_profile:v1']) {
+          writes.push({
+            key: { group, entity: 'user_id', id: `u${i}` },
+            partition: 0,
+            offset: '7',
+            set: { s0: `[1,${i}]` },
+            remove: [],
+            ttlMs: 60_000,
+          });
+        }
+      }
+      const results = await store.write(writes);
+      expect(results).toHaveLength(600);
+      expect(results.every((r) => r.applied)).toBe(true);
+
+      const read = await store.read(writes.map((w) => w.key));
+      expect(read.map((fields) => fields?.s0)).toEqual(writes.map((w) => w.set.s0));
+
+      // The keys are spread over all three masters, and both groups of an entity share a slot.
+      const perNode = await Promise.all(
+        cluster.ports.map(async (port) => {
+          const node = new Redis({ port, host: '127.0.0.1' });
+          try {
+            return (await node.keys('flush:*')).length;
+          } finally {
+            await node.quit();
+          }
+        }),
+      );
+      expect(perNode.every((count) => count > 0)).toBe(true);
+      expect(perNode.reduce((a, b) => a + b, 0)).toBe(600);
+      const node = new Redis({ port: cluster.ports[0]!, host: '127.0.0.1' });
+      try {
+        for (let i = 0; i < 300; i += 37) {
+          const slots = await Promise.all(
+            ['user_transactions:v1', 'user_profile:v1'].map((group) =>
+              node.call('CLUSTER', 'KEYSLOT', store.keyOf({ group, entity: 'user_id', id: `u${i}` })),
+            ),
+          );
+          expect(slots[0]).toBe(slots[1]);
+        }
+      } finally {
+        await node.quit();
+      }
+    } finally {
+      await store.close();
+    }
+  });
+});
