@@ -104,7 +104,7 @@ async function main(): Promise<void> {
   const lateness = values['allowed-lateness'] ? parseDuration(values['allowed-lateness']) : config.ALLOWED_LATENESS;
   const example = fraud.fraudExample({ transactions: values.topic ?? config.TOPIC_TRANSACTIONS });
   const queries = parseQueries(readLines(values.queries), values.queries);
-  const knownEntities = new Set(example.groups.map((g) => g.definition.entity));
+  const knownEntities = new Set(example.groups.map((g) => g.entity));
   for (const q of queries)
     if (!knownEntities.has(q.entity))
       throw new UsageError(`query for unknown entity type "${q.entity}" (known: ${[...knownEntities].join(', ')})`);

@@ -82,8 +82,8 @@ export function backfill(options: BackfillOptions): BackfillResult {
     while (next < accepted.length && accepted[next]!.arrival <= query.at) {
       const event = accepted[next++]!;
       for (const group of groups) {
-        const id = event.values[group.definition.entity];
-        if (typeof id !== 'string' || id.length === 0) continue;
+        const id = group.entityId(event.values);
+        if (id === null) continue;
         const slot = `${group.id}\u0000${id}`;
         const state = states.get(slot) ?? emptyState();
         states.set(slot, state);
@@ -92,7 +92,7 @@ export function backfill(options: BackfillOptions): BackfillResult {
     }
     const features: FeatureRow['features'] = {};
     for (const group of groups) {
-      if (group.definition.entity !== query.entity) continue;
+      if (group.entity !== query.entity) continue;
       const state = states.get(`${group.id}\u0000${query.id}`);
       // The store's keys expire a ttl after the entity's last event.
       const live = state && state.newest !== null && query.at - state.newest < group.ttlMs;

@@ -125,7 +125,6 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
   const clock = options.clock ?? Date.now;
   const decode = sourceDecoder(options.source);
   const groups = options.groups.filter((g) => g.definition.source === options.source.name);
-  const entityFields = groups.map((g) => g.definition.entity);
   const maxCached = options.maxCachedEntities ?? 200_000;
   const partitions = new Map<string, Partition>();
   /** Settles when the last flush's write has completed. */
@@ -139,7 +138,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
 
   const keyOf = (entry: { group: CompiledFeatureGroup; id: string }) => ({
     group: entry.group.id,
-    entity: entry.group.definition.entity,
+    entity: entry.group.entity,
     id: entry.id,
   });
 
@@ -182,8 +181,8 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
       for (const result of decoded) {
         if (!result.ok) continue;
         for (let g = 0; g < groups.length; g++) {
-          const id = result.event.values[entityFields[g]!];
-          if (typeof id !== 'string' || id.length === 0 || entities[g]!.has(id) || wanted[g]!.has(id)) continue;
+          const id = groups[g]!.entityId(result.event.values);
+          if (id === null || entities[g]!.has(id) || wanted[g]!.has(id)) continue;
           const cached = partition.entities[g]!.get(id);
           if (cached) entities[g]!.set(id, cached);
           else {
@@ -245,8 +244,8 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         let replayed = false;
         let duplicate = false;
         for (let g = 0; g < groups.length; g++) {
-          const id = event.values[entityFields[g]!];
-          if (typeof id !== 'string' || id.length === 0) continue;
+          const id = groups[g]!.entityId(event.values);
+          if (id === null) continue;
           const entity = entities[g]!.get(id)!;
           if (offset <= entity.storedOffset) {
             replayed = true;

@@ -100,7 +100,7 @@ export async function buildApp(deps: InferenceDeps) {
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   const client = clientRoute({ ratePerKey: deps.ratePerKey });
-  const entityTypes = [...new Set(deps.groups.map((g) => g.definition.entity))];
+  const entityTypes = [...new Set(deps.groups.flatMap((g) => g.entityFields))];
   await app.register(predictRoute, {
     predictor,
     entities: entityTypes,

@@ -43,8 +43,12 @@ export interface FeatureGroup {
   version: number;
   /** Source name (see EventSource). */
   source: string;
-  /** Entity key field in the source's events, also the entity type (e.g. `user_id`). */
-  entity: string;
+  /**
+   * Entity key field in the source's events, also the entity type (e.g. `user_id`); or
+   * several fields for a composite key (e.g. `['user_id', 'merchant_id']`: the type is
+   * `user_id+merchant_id`, an entity's id its fields' values joined by `+`, see `compositeId`).
+   */
+  entity: string | string[];
   aggregations: Aggregation[];
   /** Keys of an entity expire this long after its last update. */
   ttl: string;
@@ -66,6 +70,12 @@ export interface FeatureSpec {
 
 export interface CompiledFeatureGroup {
   definition: FeatureGroup;
+  /** The entity type: the key field, or the key fields joined by `+`. */
+  entity: string;
+  /** The key field(s), in the declared order. */
+  entityFields: string[];
+  /** The entity id of an event's (or a request's) fields: null unless every key field is a non-empty string. */
+  entityId(values: Record<string, unknown>): string | null;
   /** `name:v<version>`: identifies the group's state in the online store. */
   id: string;
   features: FeatureSpec[];
@@ -115,6 +125,33 @@ export class FeatureDefinitionError extends Error {
 
 const NAME = /^[a-z][a-z0-9_]*$/;
 
+/**
+ * The id of a composite entity: its key values joined by `+`, each `\\` and `+` in a value
+ * escaped with a backslash, so that different values never give the same id.
+ */
+export function compositeId(values: string[]): string {
+  return values.map((v) => v.replace(/[\\+]/g, '\\$&')).join('+');
+}
+
+function entityIdOf(fields: string[]): (values: Record<string, unknown>) => string | null {
+  if (fields.length === 1) {
+    const field = fields[0]!;
+    return (values) => {
+      const id = values[field];
+      return typeof id === 'string' && id.length > 0 ? id : null;
+    };
+  }
+  return (values) => {
+    const parts: string[] = [];
+    for (const field of fields) {
+      const id = values[field];
+      if (typeof id !== 'string' || id.length === 0) return null;
+      parts.push(id);
+    }
+    return compositeId(parts);
+  };
+}
+
 export function featureName(aggregation: Aggregation, window: string): string {
   return aggregation.op === 'count' && aggregation.column === '*' ? `count_${window}` : `${aggregation.column}_${aggregation.op}_${window}`;
 }
@@ -129,7 +166,13 @@ export function compileFeatureGroup(group: FeatureGroup, sources: EventSource[])
   if (!sources.some((s) => s.name === group.source)) {
     fail('source', `unknown source "${group.source}" (known: ${sources.map((s) => s.name).join(', ')})`);
   }
-  if (!NAME.test(group.entity ?? '')) fail('entity', 'must be a field name matching [a-z][a-z0-9_]*');
+  const entityFields = Array.isArray(group.entity) ? group.entity : [group.entity];
+  if (entityFields.length === 0) fail('entity', 'must name at least one key field');
+  entityFields.forEach((field, i) => {
+    const at = Array.isArray(group.entity) ? `entity[${i}]` : 'entity';
+    if (!NAME.test(field ?? '')) fail(at, 'must be a field name matching [a-z][a-z0-9_]*');
+    if (entityFields.indexOf(field) !== i) fail(at, `"${field}" is named twice`);
+  });
   let ttlMs = 0;
   try {
     ttlMs = parseDuration(group.ttl);
@@ -200,6 +243,9 @@ export function compileFeatureGroup(group: FeatureGroup, sources: EventSource[])
   const maxWindowMs = Math.max(...features.map((f) => f.windowMs));
   return {
     definition: group,
+    entity: entityFields.join('+'),
+    entityFields,
+    entityId: entityIdOf(entityFields),
     id: `${group.name}:v${group.version}`,
     features,
     tiles,

@@ -27,7 +27,7 @@ export interface FeaturePlan {
   names: string[];
   /** Groups to fetch, with the entity type whose id keys them. */
   groups: CompiledFeatureGroup[];
-  /** Entity types the request must name. */
+  /** Entity key fields the request must name (each field of a composite key). */
   entities: string[];
   defaults: number[];
   catalog: FeatureCatalog;
@@ -86,7 +86,7 @@ export function planFeatures(names: string[], catalog: FeatureCatalog, modelDefa
   return {
     names,
     groups: planned,
-    entities: [...new Set(planned.map((g) => g.definition.entity))],
+    entities: [...new Set(planned.flatMap((g) => g.entityFields))],
     defaults,
     catalog,
     needed,
@@ -95,7 +95,7 @@ export function planFeatures(names: string[], catalog: FeatureCatalog, modelDefa
 
 /** The online-store keys to read for a request's entities, in plan order. */
 export function entityKeys(plan: FeaturePlan, entities: Record<string, string>): EntityKey[] {
-  return plan.groups.map((group) => ({ group: group.id, entity: group.definition.entity, id: entities[group.definition.entity]! }));
+  return plan.groups.map((group) => ({ group: group.id, entity: group.entity, id: group.entityId(entities)! }));
 }
 
 export interface AssembledVector {

@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import {
   compileFeatureGroup,
+  compositeId,
   featureName,
   FeatureDefinitionError,
   type Aggregation,
@@ -224,6 +225,21 @@ describe('compileFeatureGroup: each invalid field is named, with the group', () 
       message: 'feature group "user_transactions": defaults.amount_max_24h: must be a finite number',
     },
     {
+      what: 'no key field',
+      change: (g) => (g.entity = []),
+      message: 'feature group "user_transactions": entity: must name at least one key field',
+    },
+    {
+      what: 'a composite key naming a field twice',
+      change: (g) => (g.entity = ['user_id', 'merchant_id', 'user_id']),
+      message: 'feature group "user_transactions": entity[2]: "user_id" is named twice',
+    },
+    {
+      what: 'a composite key with a bad field name',
+      change: (g) => (g.entity = ['user_id', 'Merchant']),
+      message: 'feature group "user_transactions": entity[1]: must be a field name matching [a-z][a-z0-9_]*',
+    },
+    {
       what: 'non-number default',
       change: (g) => (g.defaults = { amount_max_24h: '0' as never }),
       message: 'feature group "user_transactions": defaults.amount_max_24h: must be a finite number',
@@ -304,5 +320,37 @@ describe('filters', () => {
     [{ field: 'channel', op: 'eq', value: { web: true } }, 'filters[0].value: must be a number or a string'],
   ])('reject %j naming the field', (filter, message) => {
     expect(() => compileFeatureGroup({ ...base, filters: [filter as never] }, sources)).toThrow(`feature group "web_spend": ${message}`);
+  });
+});
+
+describe('composite entity keys', () => {
+  const pair = compileFeatureGroup({ ...validGroup(), name: 'user_merchant', entity: ['user_id', 'merchant_id'] }, sources);
+
+  it('name the entity type by the key fields joined by +, in the declared order', () => {
+    expect(pair.entity).toBe('user_id+merchant_id');
+    expect(pair.entityFields).toEqual(['user_id', 'merchant_id']);
+    const single = compileFeatureGroup(validGroup(), sources);
+    expect([single.entity, single.entityFields]).toEqual(['user_id', ['user_id']]);
+  });
+
+  it('give an id only when every key field is a non-empty string', () => {
+    expect(pair.entityId({ user_id: 'u1', merchant_id: 'm7', amount: 3 })).toBe('u1+m7');
+    expect(pair.entityId({ user_id: 'u1' })).toBeNull();
+    expect(pair.entityId({ user_id: 'u1', merchant_id: '' })).toBeNull();
+    expect(pair.entityId({ user_id: 'u1', merchant_id: 7 })).toBeNull();
+  });
+
+  it('escape + and backslash in the values, so that different values never share an id', () => {
+    expect(compositeId(['a+b', 'c'])).toBe('a\\+b+c');
+    expect(compositeId(['a', 'b+c'])).toBe('a+b\\+c');
+    expect(compositeId(['a\\', '+b'])).toBe('a\\\\+\\+b');
+    const values = ['a', 'b', '+', '\\', 'a+', '+b', 'a\\', '\\+', ''];
+    const ids = new Map<string, string>();
+    for (const x of values)
+      for (const y of values) {
+        const id = compositeId([x, y]);
+        expect(ids.get(id), `${JSON.stringify([x, y])} and ${ids.get(id)} share ${id}`).toBeUndefined();
+        ids.set(id, JSON.stringify([x, y]));
+      }
   });
 });

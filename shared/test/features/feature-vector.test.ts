@@ -145,7 +145,7 @@ describe('assembleVector', () => {
       pruneState(group, state, clock, -Infinity);
       const [result] = await store.write([
         {
-          key: { group: group.id, entity: group.definition.entity, id },
+          key: { group: group.id, entity: group.entity, id },
           partition: 0,
           offset: '1',
           set: stateFields(0, state),

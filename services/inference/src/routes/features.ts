@@ -37,9 +37,9 @@ export const featuresRoute: FastifyPluginAsyncTypebox<FeaturesRouteOptions> = as
     },
     async (request) => {
       const { entity, id } = request.params;
-      const groups = options.groups.filter((g) => g.definition.entity === entity);
+      const groups = options.groups.filter((g) => g.entity === entity);
       if (groups.length === 0) {
-        const known = [...new Set(options.groups.map((g) => g.definition.entity))].join(', ');
+        const known = [...new Set(options.groups.map((g) => g.entity))].join(', ');
         throw new TributaryError('NOT_FOUND', `no feature group is keyed by "${entity}" (known entities: ${known})`);
       }
       let states: (Record<string, string> | null)[];
