@@ -13,6 +13,7 @@ const constant = {
   prediction_id: '00000000-0000-4000-8000-000000000000',
   score: 0.5,
   model: { name: 'fraud_detector', version: '1' },
+  variant: 'champion' as const,
   degraded: false,
   defaulted: [],
 };

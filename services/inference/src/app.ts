@@ -14,6 +14,7 @@ import { inferenceMetrics } from './metrics.js';
 import { PredictionLog } from './prediction-log.js';
 import { createPredictor } from './predictor.js';
 import type { ModelRegistry } from './registry/registry.js';
+import type { RewardStore } from './registry/rewards.js';
 import type { ModelServing } from './registry/serving.js';
 import { adminRoutes } from './routes/admin.js';
 import { eventsRoute } from './routes/events.js';
@@ -27,7 +28,8 @@ export interface InferenceDeps {
   eventLog: EventLog;
   store: OnlineStore;
   models: ModelRegistry;
-  serving: Pick<ModelServing, 'current' | 'refresh'>;
+  serving: Pick<ModelServing, 'current' | 'routed' | 'refresh'>;
+  rewards: RewardStore;
   modelName: string;
   groups: CompiledFeatureGroup[];
   sources: (EventSource & { schema: TSchema })[];
@@ -119,6 +121,7 @@ export async function buildApp(deps: InferenceDeps) {
   await app.register(adminRoutes, {
     registry: deps.models,
     served: { name: deps.modelName, version: () => deps.serving.current.model.manifest.version, refresh: () => deps.serving.refresh() },
+    rewards: deps.rewards,
     bodyLimit: 256 * 1024 * 1024,
   });
   await app.register(opsRoutes, { registry: deps.registry, store: deps.store, eventLog: deps.eventLog });

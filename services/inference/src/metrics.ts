@@ -31,7 +31,7 @@ export function inferenceMetrics(registry: Registry): {
       new Histogram({
         name: 'tributary_prediction_duration_seconds',
         help: 'Time from request to score (feature fetch, on-demand features, model)',
-        labelNames: ['model', 'version'],
+        labelNames: ['model', 'version', 'variant'],
         buckets: LATENCY_BUCKETS,
         registers,
       }),
@@ -44,6 +44,17 @@ export function inferenceMetrics(registry: Registry): {
         name: 'tributary_feature_defaults_total',
         help: 'Features imputed with their default (missing or stale)',
         labelNames: ['feature'],
+        registers,
+      }),
+  );
+  const shadowFailures = metric(
+    registry,
+    'tributary_shadow_failures_total',
+    () =>
+      new Counter({
+        name: 'tributary_shadow_failures_total',
+        help: 'Shadow scorings that failed (the answer, from another version, was not affected)',
+        labelNames: ['model', 'version'],
         registers,
       }),
   );
@@ -148,10 +159,11 @@ export function inferenceMetrics(registry: Registry): {
       denied: (reason) => denied.inc({ reason }),
     },
     predictor: {
-      predicted(model, rows, seconds, degraded) {
-        predictions.inc({ model: model.name, version: model.version, variant: 'champion', degraded: String(degraded) }, rows);
-        duration.observe({ model: model.name, version: model.version }, seconds);
+      predicted(model, variant, rows, seconds, degraded) {
+        predictions.inc({ model: model.name, version: model.version, variant, degraded: String(degraded) }, rows);
+        duration.observe({ model: model.name, version: model.version, variant }, seconds);
       },
+      shadowFailed: (model) => shadowFailures.inc({ model: model.name, version: model.version }),
       defaulted(features) {
         for (const feature of features) defaults.inc({ feature });
       },

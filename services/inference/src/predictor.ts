@@ -16,7 +16,8 @@ import {
 } from '@tributary/shared';
 import type { LoadedModel } from './model.js';
 import type { PredictionLog } from './prediction-log.js';
-import type { ServedModel } from './registry/serving.js';
+import { chooseVersion, type Variant } from './registry/rollout.js';
+import type { RoutedModels, ServedModel } from './registry/serving.js';
 
 export interface PredictRequest {
   request_id: string;
@@ -29,30 +30,37 @@ export interface PredictResponse {
   request_id: string;
   score: number;
   model: { name: string; version: string };
+  /** How the version was chosen: champion, canary, ab or bandit (shadow answers are never returned). */
+  variant: Exclude<Variant, 'shadow'>;
   degraded: boolean;
   defaulted: string[];
   explanation?: FeatureExplanation[];
 }
 
 export interface PredictorStats {
-  predicted(model: LoadedModel['manifest'], rows: number, seconds: number, degraded: boolean): void;
+  predicted(model: LoadedModel['manifest'], variant: Variant, rows: number, seconds: number, degraded: boolean): void;
+  /** A shadow scoring failed (the answer was not affected). */
+  shadowFailed(model: LoadedModel['manifest'], error: unknown): void;
   defaulted(features: string[]): void;
   storeFailed(error: unknown): void;
   queueFull(): void;
 }
 
 export interface PredictorOptions {
-  serving: { readonly current: ServedModel };
+  serving: { readonly routed: RoutedModels };
   store: OnlineStore;
   log: PredictionLog;
   stats: PredictorStats;
   featureFetchTimeoutMs: number;
+  /** Randomness of bandit draws (tests pass a seeded one). */
+  random?: () => number;
 }
 
 export type Predictor = ReturnType<typeof createPredictor>;
 
 export function createPredictor(options: PredictorOptions) {
   const { store, log, stats } = options;
+  const random = options.random ?? Math.random;
 
   /** The stored states of every row's groups, or null when the store failed or was too slow. */
   async function fetchStates(keys: EntityKey[]): Promise<(Record<string, string> | null)[] | null> {
@@ -73,10 +81,15 @@ export function createPredictor(options: PredictorOptions) {
     }
   }
 
-  async function predictRows(requests: PredictRequest[], explain: boolean): Promise<PredictResponse[]> {
+  async function scoreRows(
+    served: ServedModel,
+    variant: Variant,
+    requests: PredictRequest[],
+    explain: boolean,
+  ): Promise<PredictResponse[]> {
     const started = performance.now();
     const requestedAt = Date.now();
-    const { model, plan } = options.serving.current;
+    const { model, plan } = served;
     const { name, version } = model.manifest;
     const keys: EntityKey[] = [];
     requests.forEach((request, row) => {
@@ -106,7 +119,7 @@ export function createPredictor(options: PredictorOptions) {
       throw error;
     });
     const seconds = (performance.now() - started) / 1000;
-    stats.predicted(model.manifest, requests.length, seconds, degraded);
+    stats.predicted(model.manifest, variant, requests.length, seconds, degraded);
     const predictedAt = Date.now();
     return requests.map((request, row) => {
       const { vector, defaulted, explanation, ages } = assembled[row]!;
@@ -119,7 +132,7 @@ export function createPredictor(options: PredictorOptions) {
         prediction_id: predictionId,
         request_id: request.request_id,
         model: { name, version },
-        variant: 'champion',
+        variant,
         entities: request.entities,
         request: request.features,
         features,
@@ -137,11 +150,63 @@ export function createPredictor(options: PredictorOptions) {
         request_id: request.request_id,
         score,
         model: { name, version },
+        variant: variant as Exclude<Variant, 'shadow'>,
         degraded,
         defaulted,
         ...(explain ? { explanation } : {}),
       };
     });
+  }
+
+  /** Shadows score the requests after the answer: logged, never returned, failures only counted. */
+  function shadow(routed: RoutedModels, requests: PredictRequest[]): void {
+    for (const served of routed.shadows) {
+      setImmediate(() => {
+        scoreRows(served, 'shadow', requests, false).catch((error: unknown) => stats.shadowFailed(served.model.manifest, error));
+      });
+    }
+  }
+
+  async function predictRows(requests: PredictRequest[], explain: boolean): Promise<PredictResponse[]> {
+    const routed = options.serving.routed;
+    const { champion, policy } = routed;
+    if (policy.kind === 'champion') {
+      const responses = await scoreRows(champion, 'champion', requests, explain);
+      shadow(routed, requests);
+      return responses;
+    }
+    // Each row to its version; the rows of one version are scored together.
+    const stickyField = policy.kind === 'ab' ? (policy.entity ?? champion.plan.entities[0]) : undefined;
+    const groups = new Map<string, { variant: Variant; rows: number[] }>();
+    requests.forEach((request, row) => {
+      const entityId = stickyField === undefined ? null : (request.entities[stickyField] ?? null);
+      const choice = chooseVersion(
+        champion.model.manifest.version,
+        policy,
+        { requestId: request.request_id, entityId },
+        routed.rewards,
+        random,
+      );
+      const key = `${choice.variant}\u0000${choice.version}`;
+      const group = groups.get(key) ?? { variant: choice.variant, rows: [] };
+      group.rows.push(row);
+      groups.set(key, group);
+    });
+    const responses = new Array<PredictResponse>(requests.length);
+    await Promise.all(
+      [...groups].map(async ([key, { variant, rows }]) => {
+        const served = routed.versions.get(key.slice(key.indexOf('\u0000') + 1))!;
+        const scored = await scoreRows(
+          served,
+          variant,
+          rows.map((row) => requests[row]!),
+          explain,
+        );
+        rows.forEach((row, i) => (responses[row] = scored[i]!));
+      }),
+    );
+    shadow(routed, requests);
+    return responses;
   }
 
   return {

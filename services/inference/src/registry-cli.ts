@@ -4,6 +4,8 @@
  *   npm run models -- register <dir>          (a folder with manifest.json and the ONNX file)
  *   npm run models -- promote <version> --reason "<why>"
  *   npm run models -- rollback --reason "<why>"
+ *   npm run models -- rollout champion|canary <version> --percent <p>|ab <v>:<weight>,<v>:<weight>|bandit <v>,<v>
+ *                              [--shadow <v>,<v>] [--entity <key field>] --reason "<why>"
  *   npm run models -- audit [--limit 20]
  * Options: --model <name> (default MODEL_NAME), --by <who> (default $USER@host).
  * The registry directory is MODEL_REGISTRY_DIR; the routing is in Redis (REDIS_URL,
@@ -14,24 +16,71 @@ import { parseArgs } from 'node:util';
 import { ConfigError, fraud, loadConfig, planFeatures, TributaryError } from '@tributary/shared';
 import { ModelLoadError, readModelVersion } from './model.js';
 import { ModelRegistry } from './registry/registry.js';
+import { describeRollout } from './registry/registry.js';
+import type { RolloutPolicy } from './registry/rollout.js';
 import { RedisRoutingStore, type Routing } from './registry/routing.js';
 
-const USAGE = `usage: npm run models -- <list | register <dir> | promote <version> --reason <why> | rollback --reason <why> | audit> [--model <name>] [--by <who>] [--limit <n>]`;
+const USAGE = `usage: npm run models -- <list | register <dir> | promote <version> --reason <why> | rollback --reason <why> | rollout <policy> --reason <why> | audit> [--model <name>] [--by <who>] [--limit <n>]
+  rollout policies: champion | canary <version> --percent <0-100> | ab <version>:<weight>,<version>:<weight>[,…] [--entity <key field>] | bandit <version>,<version>[,…]
+  with any policy: --shadow <version>[,<version>…] (scored on every request, never returned)`;
 
 class UsageError extends Error {}
 
 function describe(routing: Routing | null): string {
   if (!routing) return 'no routing yet (the first replica to start serves the highest version)';
-  return `champion ${routing.champion} (revision ${routing.revision}, ${routing.updated_at} by ${routing.updated_by}: ${routing.reason}); earlier: ${routing.previous.join(', ') || 'none'}`;
+  return `${describeRollout(routing)} (revision ${routing.revision}, ${routing.updated_at} by ${routing.updated_by}: ${routing.reason}); earlier champions: ${routing.previous.join(', ') || 'none'}`;
+}
+
+const list = (text: string | undefined, what: string): string[] => {
+  const items = (text ?? '')
+    .split(',')
+    .map((v) => v.trim())
+    .filter(Boolean);
+  if (items.length === 0) throw new UsageError(`${what} needs a comma-separated list of versions`);
+  return items;
+};
+
+function parsePolicy(kind: string | undefined, argument: string | undefined, values: { percent?: string; entity?: string }): RolloutPolicy {
+  switch (kind) {
+    case 'champion':
+      return { kind: 'champion' };
+    case 'canary': {
+      if (!argument) throw new UsageError('rollout canary needs the version');
+      const percent = Number(values.percent);
+      if (values.percent === undefined || !Number.isFinite(percent)) throw new UsageError('rollout canary needs --percent <0-100>');
+      return { kind: 'canary', version: argument, percent };
+    }
+    case 'ab': {
+      const arms = list(argument, 'rollout ab').map((arm) => {
+        const [version, weight] = arm.split(':');
+        if (!version || weight === undefined || !Number.isFinite(Number(weight)))
+          throw new UsageError(`A/B arm "${arm}" must be <version>:<weight>`);
+        return { version, weight: Number(weight) };
+      });
+      return { kind: 'ab', arms, ...(values.entity ? { entity: values.entity } : {}) };
+    }
+    case 'bandit':
+      return { kind: 'bandit', versions: list(argument, 'rollout bandit') };
+    default:
+      throw new UsageError(`rollout needs a policy: champion, canary, ab or bandit${kind ? ` (not "${kind}")` : ''}`);
+  }
 }
 
 async function main(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { model: { type: 'string' }, reason: { type: 'string' }, by: { type: 'string' }, limit: { type: 'string' } },
+    options: {
+      model: { type: 'string' },
+      reason: { type: 'string' },
+      by: { type: 'string' },
+      limit: { type: 'string' },
+      percent: { type: 'string' },
+      entity: { type: 'string' },
+      shadow: { type: 'string' },
+    },
   });
-  const [command, argument] = positionals;
+  const [command, argument, policyArgument] = positionals;
   const config = loadConfig();
   const model = values.model ?? config.MODEL_NAME;
   const by = values.by ?? `${userInfo().username}@${hostname()}`;
@@ -83,6 +132,13 @@ async function main(argv: string[]): Promise<void> {
       }
       case 'rollback': {
         const routing = await registry(true).rollback(model, by, reason());
+        console.log(`${model}: ${describe(routing)}`);
+        return;
+      }
+      case 'rollout': {
+        const policy = parsePolicy(argument, policyArgument, values);
+        const shadows = values.shadow === undefined ? [] : list(values.shadow, '--shadow');
+        const routing = await registry(true).rollout(model, policy, shadows, by, reason());
         console.log(`${model}: ${describe(routing)}`);
         return;
       }

@@ -4,6 +4,7 @@ import { buildApp } from './app.js';
 import { WorkerPublisher } from './log-publisher.js';
 import { inferenceMetrics } from './metrics.js';
 import { ModelRegistry } from './registry/registry.js';
+import { MemoryRewardStore, RedisRewardStore, type RewardStore } from './registry/rewards.js';
 import { MemoryRoutingStore, RedisRoutingStore, type RoutingStore } from './registry/routing.js';
 import { ModelServing } from './registry/serving.js';
 
@@ -19,6 +20,14 @@ export interface InferenceConnections {
   logger: Logger;
   /** Where the model routing is kept; by default Redis when REDIS_URL is set, else memory. */
   routes?: RoutingStore;
+  /** Where bandit rewards are kept; by default Redis when REDIS_URL is set, else memory. */
+  rewards?: RewardStore;
+}
+
+export function createRewardStore(config: Config): RewardStore {
+  return config.REDIS_URL
+    ? new RedisRewardStore({ url: config.REDIS_URL, cluster: config.REDIS_CLUSTER }, config.REDIS_KEY_PREFIX)
+    : new MemoryRewardStore();
 }
 
 export function createRoutingStore(config: Config): RoutingStore {
@@ -30,6 +39,11 @@ export function createRoutingStore(config: Config): RoutingStore {
 export async function createInferenceApp(config: Config, deps: InferenceConnections) {
   const example = fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS, labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS });
   const routes = deps.routes ?? createRoutingStore(config);
+  const rewards = deps.rewards ?? createRewardStore(config);
+  const closeOwnStores = async () => {
+    if (!deps.routes) await routes.close();
+    if (!deps.rewards) await rewards.close();
+  };
   const models = new ModelRegistry(config.MODEL_REGISTRY_DIR, routes, (manifest) => {
     planFeatures(manifest.features, example.catalog, manifest.defaults ?? {});
   });
@@ -48,14 +62,16 @@ export async function createInferenceApp(config: Config, deps: InferenceConnecti
     pollMs: config.ROUTING_POLL_INTERVAL,
     logger: deps.logger,
     stats: metrics.serving,
+    rewards,
   }).catch(async (error) => {
-    if (!deps.routes) await routes.close();
+    await closeOwnStores();
     throw error;
   });
   const app = await buildApp({
     ...deps,
     models,
     serving,
+    rewards,
     modelName: config.MODEL_NAME,
     groups: example.groups,
     sources: example.sources,
@@ -81,7 +97,7 @@ export async function createInferenceApp(config: Config, deps: InferenceConnecti
   });
   app.addHook('onClose', async () => {
     await serving.close();
-    if (!deps.routes) await routes.close();
+    await closeOwnStores();
   });
   return Object.assign(app, { serving, models });
 }

@@ -127,7 +127,7 @@ describe('operations endpoints', () => {
     expect((await current.app.inject('/readyz')).statusCode).toBe(200);
     const metrics = (await current.app.inject('/metrics')).body;
     expect(metrics).toMatch(/tributary_predictions_total\{model="fraud_detector",version="1",variant="champion",degraded="false"\} 1/);
-    expect(metrics).toMatch(/tributary_prediction_duration_seconds_count\{model="fraud_detector",version="1"\} 1/);
+    expect(metrics).toMatch(/tributary_prediction_duration_seconds_count\{model="fraud_detector",version="1",variant="champion"\} 1/);
     const openapi = (await current.app.inject('/docs/json')).json();
     expect(Object.keys(openapi.paths)).toEqual(
       expect.arrayContaining(['/v1/predict', '/v1/events/{source}', '/v1/features/{entity}/{id}']),

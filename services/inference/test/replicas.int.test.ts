@@ -78,6 +78,59 @@ describe.skipIf(!services.redisUrl)(
   },
 );
 
+describe.skipIf(!services.redisUrl)(
+  `rollouts across replicas on Redis${services.redisUrl ? '' : ` (skipped: ${services.missing('redis')})`}`,
+  () => {
+    it('a canary set with the CLI and bandit rewards sent to one replica reach the other', async () => {
+      const env = {
+        REDIS_URL: services.redisUrl!,
+        REDIS_KEY_PREFIX: `${uniqueName('rollout')}:`,
+        MODEL_REGISTRY_DIR: tempRegistry(),
+        ROUTING_POLL_INTERVAL: '200ms',
+      };
+      const [a, b] = [await replica(env), await replica(env)];
+      await models(['register', versionFolder(logisticVersion('2', 0.002, -1.5))], env);
+      const answers = async (app: typeof a, prefix: string) => {
+        const versions: string[] = [];
+        for (let i = 0; i < 60; i++) {
+          const response = await app.inject({
+            method: 'POST',
+            url: '/v1/predict',
+            payload: { ...validRequest, request_id: `${prefix}-${i}` },
+          });
+          versions.push(`${response.json().model.version}/${response.json().variant}`);
+        }
+        return versions;
+      };
+
+      const canary = await models(['rollout', 'canary', '2', '--percent', '50', '--reason', 'half on v2', '--by', 'tester'], env);
+      expect(canary.stdout).toMatch(/champion 1; canary 2 at 50% \(revision 2, .* by tester: half on v2\)/);
+      await waitFor(async () => (await answers(b, 'c')).includes('2/canary'), {
+        what: 'the second replica to send requests to the canary',
+      });
+      const split = await answers(b, 'c');
+      expect(new Set(split)).toEqual(new Set(['1/champion', '2/canary']));
+      expect(await answers(a, 'c')).toEqual(split); // the same request ids: the same versions on every replica
+
+      await models(['rollout', 'bandit', '1,2', '--reason', 'let the rewards decide'], env);
+      const feedback = (version: string, reward: number) =>
+        a.inject({
+          method: 'POST',
+          url: '/admin/models/fraud_detector/feedback',
+          headers: { authorization: `Bearer ${ADMIN}` },
+          payload: { version, reward, trials: 1000 },
+        });
+      expect((await feedback('1', 500)).statusCode).toBe(204);
+      expect((await feedback('2', 900)).statusCode).toBe(204);
+      await waitFor(async () => (await answers(b, 'bandit')).filter((v) => v === '2/bandit').length >= 58, {
+        what: 'the second replica to send almost every request to version 2, from the rewards stored in Redis',
+      });
+      const keys = await stores[0]!.client.keys(`${env.REDIS_KEY_PREFIX}*`);
+      if (keys.length > 0) await stores[0]!.client.del(...keys);
+    }, 60_000);
+  },
+);
+
 async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -8,6 +8,7 @@ import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises
 import { join } from 'node:path';
 import { TributaryError } from '@tributary/shared';
 import { checkHash, inspectModel, ModelLoadError, readModelVersion, SAFE_NAME, type ModelManifest, type ModelVersion } from '../model.js';
+import { checkPolicy, policyVersions, type RolloutPolicy } from './rollout.js';
 import type { AuditEntry, Routing, RoutingStore } from './routing.js';
 
 /** Earlier champions remembered for rollback. */
@@ -134,6 +135,35 @@ export class ModelRegistry {
     return this.store(current, this.next(current, model, version, previous, by, reason), 'promote');
   }
 
+  /**
+   * Sets how requests are shared between the champion and other versions, and which
+   * versions run in shadow. Every version named must be registered and servable.
+   */
+  async rollout(
+    model: string,
+    policy: RolloutPolicy,
+    shadows: string[],
+    by: string,
+    reason: string,
+    action: 'rollout' | 'auto_rollback' = 'rollout',
+  ): Promise<Routing> {
+    const current = await this.ensureRouting(model, by);
+    checkPolicy(policy, current.champion, shadows);
+    for (const version of new Set([...policyVersions(policy), ...shadows])) await this.checkServable(model, version);
+    const next: Routing = { ...this.next(current, model, current.champion, current.previous, by, reason), policy, shadows };
+    const result = await this.routes.update(next, current.revision, {
+      ...this.entry(next, action, describeRollout(current)),
+      to: describeRollout(next),
+    });
+    if (!result.ok) {
+      throw new TributaryError(
+        'CONFLICT',
+        `the routing of ${model} changed meanwhile (now revision ${result.current?.revision ?? 0}); retry`,
+      );
+    }
+    return result.routing;
+  }
+
   async rollback(model: string, by: string, reason: string): Promise<Routing> {
     const current = await this.routes.get(model);
     const target = current?.previous[0];
@@ -156,11 +186,14 @@ export class ModelRegistry {
     }
   }
 
+  /** The next routing; a new champion ends any rollout policy, and leaves the shadows but itself. */
   private next(current: Routing | null, model: string, champion: string, previous: string[], by: string, reason: string): Routing {
     return {
       model,
       champion,
       previous,
+      policy: { kind: 'champion' },
+      shadows: (current?.shadows ?? []).filter((v) => v !== champion),
       revision: (current?.revision ?? 0) + 1,
       updated_at: new Date().toISOString(),
       updated_by: by,
@@ -190,6 +223,17 @@ export class ModelRegistry {
     }
     return result.routing;
   }
+}
+
+/** A routing in a few words, for the audit log: `champion 2; canary 3 at 10%; shadows 4`. */
+export function describeRollout(routing: Routing): string {
+  const parts = [`champion ${routing.champion}`];
+  const policy = routing.policy ?? { kind: 'champion' };
+  if (policy.kind === 'canary') parts.push(`canary ${policy.version} at ${policy.percent}%`);
+  if (policy.kind === 'ab') parts.push(`A/B ${policy.arms.map((a) => `${a.version}:${a.weight}`).join(', ')}`);
+  if (policy.kind === 'bandit') parts.push(`bandit ${policy.versions.join(', ')}`);
+  if (routing.shadows?.length) parts.push(`shadows ${routing.shadows.join(', ')}`);
+  return parts.join('; ');
 }
 
 function rejected(error: unknown): Error {

@@ -6,6 +6,7 @@
  */
 import type { Cluster, Redis } from 'ioredis';
 import { connectRedis, type RedisTarget } from '@tributary/shared';
+import type { RolloutPolicy } from './rollout.js';
 
 export interface Routing {
   model: string;
@@ -13,6 +14,10 @@ export interface Routing {
   champion: string;
   /** Earlier champions, most recent first (what `rollback` returns to). */
   previous: string[];
+  /** How requests are shared between the champion and other versions (absent: champion only). */
+  policy?: RolloutPolicy;
+  /** Versions scored on every request after the answer, never returned. */
+  shadows?: string[];
   revision: number;
   updated_at: string;
   updated_by: string;
@@ -22,7 +27,7 @@ export interface Routing {
 export interface AuditEntry {
   at: string;
   by: string;
-  action: 'init' | 'promote' | 'rollback';
+  action: 'init' | 'promote' | 'rollback' | 'rollout' | 'auto_rollback';
   reason: string;
   from: string | null;
   to: string;

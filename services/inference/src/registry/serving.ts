@@ -1,17 +1,31 @@
 /**
- * The model version a replica serves, following the routing: every `pollMs` the replica
- * reads the routing and, when the champion changed, loads the new version beside the old
- * one and swaps them once it scores; requests in flight finish on the version they
- * started with. A version that fails to load is reported and counted, and the old one
- * keeps serving (Triton's rule); it is tried again only when the routing changes again.
+ * The model versions a replica serves, following the routing: every `pollMs` the replica
+ * reads the routing and, when it changed, loads the versions it names (champion, rollout
+ * versions, shadows) beside the old ones and swaps the whole set once they all score;
+ * requests in flight finish on the set they started with. If any version fails to load,
+ * the change is reported and counted and the old set keeps serving (Triton's rule); it is
+ * tried again only when the routing changes again.
  */
 import { planFeatures, type FeatureCatalog, type FeaturePlan, type Logger } from '@tributary/shared';
 import { startModel, type LoadedModel, type ScoringOptions } from '../model.js';
-import type { ModelRegistry } from './registry.js';
+import { describeRollout, type ModelRegistry } from './registry.js';
+import type { RewardStore } from './rewards.js';
+import { policyVersions, type Rewards, type RolloutPolicy } from './rollout.js';
 
 export interface ServedModel {
   model: LoadedModel;
   plan: FeaturePlan;
+}
+
+/** Everything a replica serves for its model, as one snapshot: a request uses one snapshot throughout. */
+export interface RoutedModels {
+  champion: ServedModel;
+  policy: RolloutPolicy;
+  /** Every loaded version: the champion, the policy's versions and the shadows. */
+  versions: Map<string, ServedModel>;
+  shadows: ServedModel[];
+  /** Reward feedback of the policy's versions (bandit). */
+  rewards: Rewards;
 }
 
 export interface ServingStats {
@@ -27,10 +41,14 @@ export interface ServingOptions {
   pollMs: number;
   logger: Logger;
   stats: ServingStats;
+  /** Where bandit rewards are read (absent: no rewards, every version equally likely). */
+  rewards?: RewardStore;
 }
 
+const CHAMPION_ONLY: RolloutPolicy = { kind: 'champion' };
+
 export class ModelServing {
-  private served: ServedModel;
+  private served: RoutedModels;
   private failedRevision = 0;
   private timer: NodeJS.Timeout | null = null;
   private reloading: Promise<void> | null = null;
@@ -39,23 +57,38 @@ export class ModelServing {
 
   private constructor(
     private readonly options: ServingOptions,
-    served: ServedModel,
+    served: RoutedModels,
     private revision: number,
   ) {
     this.served = served;
-    options.stats.serving(options.name, served.model.manifest.version);
+    options.stats.serving(options.name, served.champion.model.manifest.version);
   }
 
-  /** Loads the routed champion; fails when it cannot be served. */
+  /** Loads the routed champion (and the versions its rollout names); fails when the champion cannot be served. */
   static async start(options: ServingOptions): Promise<ModelServing> {
     const routing = await options.registry.ensureRouting(options.name, 'inference');
-    const served = await load(options, routing.champion);
-    const serving = new ModelServing(options, served, routing.revision);
+    const champion = await load(options, routing.champion);
+    const served: RoutedModels = {
+      champion,
+      policy: CHAMPION_ONLY,
+      versions: new Map([[routing.champion, champion]]),
+      shadows: [],
+      rewards: {},
+    };
+    const serving = new ModelServing(options, served, 0);
+    // The rollout's other versions: loaded like any later routing change (a failure keeps the champion serving).
+    serving.revision = routing.policy || routing.shadows?.length ? 0 : routing.revision;
+    await serving.refresh();
     serving.schedule();
     return serving;
   }
 
+  /** The champion. */
   get current(): ServedModel {
+    return this.served.champion;
+  }
+
+  get routed(): RoutedModels {
     return this.served;
   }
 
@@ -83,36 +116,66 @@ export class ModelServing {
       this.routingErrors = 0;
     } catch (error) {
       if (this.routingErrors++ % 60 === 0)
-        logger.warn({ err: error }, `model routing of ${name} unreadable; serving version ${this.served.model.manifest.version}`);
+        logger.warn({ err: error }, `model routing of ${name} unreadable; serving version ${this.served.champion.model.manifest.version}`);
       return;
     }
+    await this.followRewards();
     if (!routing || routing.revision === this.revision || routing.revision === this.failedRevision) return;
-    if (routing.champion === this.served.model.manifest.version) {
-      this.revision = routing.revision;
-      return;
-    }
+    const policy = routing.policy ?? CHAMPION_ONLY;
+    const shadows = routing.shadows ?? [];
+    const wanted = [...new Set([routing.champion, ...policyVersions(policy), ...shadows])];
+    const old = this.served;
+    const loaded: ServedModel[] = [];
     try {
-      const next = await load(this.options, routing.champion);
-      if (this.closed) {
-        await next.model.close();
-        return;
+      const versions = new Map<string, ServedModel>();
+      for (const version of wanted) {
+        let served = old.versions.get(version);
+        if (!served) {
+          served = await load(this.options, version);
+          loaded.push(served);
+        }
+        versions.set(version, served);
       }
-      const old = this.served;
-      this.served = next;
+      if (this.closed) throw new Error('closed');
+      this.served = {
+        champion: versions.get(routing.champion)!,
+        policy,
+        versions,
+        shadows: shadows.map((v) => versions.get(v)!),
+        rewards: old.rewards,
+      };
       this.revision = routing.revision;
-      stats.reloaded('loaded');
-      stats.serving(name, routing.champion);
-      logger.info(
-        `model ${name}: now serving version ${routing.champion} (revision ${routing.revision}, by ${routing.updated_by}: ${routing.reason})`,
-      );
-      void old.model.close();
+      for (const [version, served] of old.versions) if (!versions.has(version)) void served.model.close();
+      if (old.champion !== this.served.champion || loaded.length > 0) {
+        stats.reloaded('loaded');
+        stats.serving(name, routing.champion);
+        logger.info(
+          `model ${name}: now serving ${describeRollout(routing)} (revision ${routing.revision}, by ${routing.updated_by}: ${routing.reason})`,
+        );
+      }
     } catch (error) {
+      for (const served of loaded) void served.model.close();
+      if (this.closed) return;
       this.failedRevision = routing.revision;
       stats.reloaded('rejected');
       logger.error(
         { err: error },
-        `model ${name}: version ${routing.champion} cannot be served (${(error as Error).message}); still serving version ${this.served.model.manifest.version}`,
+        `model ${name}: ${describeRollout(routing)} cannot be served (${(error as Error).message}); still serving ${describeRollout({
+          ...routing,
+          champion: old.champion.model.manifest.version,
+          policy: old.policy,
+          shadows: old.shadows.map((s) => s.model.manifest.version),
+        })}`,
       );
+    }
+  }
+
+  private async followRewards(): Promise<void> {
+    if (this.served.policy.kind !== 'bandit' || !this.options.rewards) return;
+    try {
+      this.served = { ...this.served, rewards: await this.options.rewards.get(this.options.name) };
+    } catch (error) {
+      this.options.logger.warn({ err: error }, `bandit rewards of ${this.options.name} unreadable; using the last ones read`);
     }
   }
 
@@ -120,7 +183,7 @@ export class ModelServing {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     await this.reloading;
-    await this.served.model.close();
+    await Promise.all([...this.served.versions.values()].map((served) => served.model.close()));
   }
 }
 

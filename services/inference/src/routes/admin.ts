@@ -1,10 +1,14 @@
-/** The admin API of the model registry: list, register, promote, roll back, audit. Admin keys only. */
+/**
+ * The admin API of the model registry: list, register, promote, roll back, roll out (canary,
+ * A/B, bandit, shadows), reward feedback, audit. Admin keys only.
+ */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import { TributaryError } from '@tributary/shared';
 import { ErrorResponse } from '../errors.js';
 import { ModelLoadError, parseManifest } from '../model.js';
 import type { ModelRegistry } from '../registry/registry.js';
+import type { RewardStore } from '../registry/rewards.js';
 
 export interface AdminRouteOptions {
   registry: ModelRegistry;
@@ -12,14 +16,48 @@ export interface AdminRouteOptions {
   served: { name: string; version(): string; refresh(): Promise<void> };
   /** Largest accepted registration body (the ONNX file, base64). */
   bodyLimit: number;
+  rewards: RewardStore;
 }
 
 const Name = Type.Object({ name: Type.String({ minLength: 1, maxLength: 128 }) });
 const Reason = Type.String({ minLength: 1, maxLength: 1000, description: 'why: kept in the audit log' });
+const VersionName = Type.String({ minLength: 1, maxLength: 64 });
+const Policy = Type.Union(
+  [
+    Type.Object({ kind: Type.Literal('champion') }, { additionalProperties: false, description: 'the champion answers every request' }),
+    Type.Object(
+      { kind: Type.Literal('canary'), version: VersionName, percent: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 100 }) },
+      { additionalProperties: false, description: 'a share of requests (by a hash of the request id) goes to the canary' },
+    ),
+    Type.Object(
+      {
+        kind: Type.Literal('ab'),
+        arms: Type.Array(
+          Type.Object({ version: VersionName, weight: Type.Number({ exclusiveMinimum: 0 }) }, { additionalProperties: false }),
+          {
+            minItems: 2,
+            maxItems: 10,
+          },
+        ),
+        entity: Type.Optional(
+          Type.String({ minLength: 1, maxLength: 64, description: 'the entity key whose id picks the arm (default: the first)' }),
+        ),
+      },
+      { additionalProperties: false, description: 'arms with weights, sticky per entity id' },
+    ),
+    Type.Object(
+      { kind: Type.Literal('bandit'), versions: Type.Array(VersionName, { minItems: 2, maxItems: 10 }) },
+      { additionalProperties: false, description: 'Thompson sampling across versions, from reward feedback' },
+    ),
+  ],
+  { description: 'how requests are shared between the champion and other versions' },
+);
 const Routing = Type.Object({
   model: Type.String(),
   champion: Type.String(),
   previous: Type.Array(Type.String()),
+  policy: Type.Optional(Policy),
+  shadows: Type.Optional(Type.Array(Type.String())),
   revision: Type.Integer(),
   updated_at: Type.String(),
   updated_by: Type.String(),
@@ -134,6 +172,58 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (
       const routing = await registry.rollback(request.params.name, request.caller!, request.body.reason);
       await followIfServed(request.params.name);
       return routing;
+    },
+  );
+
+  app.post(
+    '/admin/models/:name/rollout',
+    {
+      config,
+      schema: {
+        summary:
+          'Set the rollout policy (champion only, canary, A/B, bandit) and the shadow versions; every replica follows within seconds',
+        params: Name,
+        body: Type.Object(
+          { policy: Policy, shadows: Type.Optional(Type.Array(VersionName, { maxItems: 10 })), reason: Reason },
+          { additionalProperties: false },
+        ),
+        response: { 200: Routing, ...ERRORS },
+      },
+    },
+    async (request) => {
+      const { policy, shadows = [], reason } = request.body;
+      const routing = await registry.rollout(request.params.name, policy, shadows, request.caller!, reason);
+      await followIfServed(request.params.name);
+      return routing;
+    },
+  );
+
+  app.post(
+    '/admin/models/:name/feedback',
+    {
+      config,
+      schema: {
+        summary: 'Reward feedback for a version (a bandit rollout learns from it): the sum of rewards in [0, 1] of `trials` predictions',
+        params: Name,
+        body: Type.Object(
+          {
+            version: VersionName,
+            reward: Type.Number({ minimum: 0, description: 'sum of the rewards, each in [0, 1]' }),
+            trials: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'predictions judged (default 1)' })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 204: Type.Null(), ...ERRORS },
+      },
+    },
+    async (request, reply) => {
+      const { version, reward, trials = 1 } = request.body;
+      if (reward > trials)
+        throw new TributaryError('VALIDATION_FAILED', `reward ${reward} is above the number of trials ${trials}`, { field: 'reward' });
+      await options.rewards.add(request.params.name, version, trials, reward);
+      // This replica follows at once; the others at their next routing poll.
+      await followIfServed(request.params.name);
+      return reply.status(204).send(null);
     },
   );
 

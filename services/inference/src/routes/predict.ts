@@ -27,6 +27,9 @@ export const PredictResponse = Type.Object({
   request_id: Type.String(),
   score: Type.Number(),
   model: Type.Object({ name: Type.String(), version: Type.String() }),
+  variant: Type.Union([Type.Literal('champion'), Type.Literal('canary'), Type.Literal('ab'), Type.Literal('bandit')], {
+    description: "how the model's routing chose the version: the champion, a canary, an A/B arm or a bandit draw",
+  }),
   degraded: Type.Boolean({ description: 'true when the online store could not be read and defaults were used' }),
   defaulted: Type.Array(Type.String(), { description: 'features imputed with their default' }),
   explanation: Type.Optional(Type.Array(Explanation)),

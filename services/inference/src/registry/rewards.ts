@@ -1,0 +1,76 @@
+/**
+ * Reward feedback for bandit rollouts (Seldon's `/feedback`): per model and version, the
+ * number of judged predictions and the sum of their rewards (each in [0, 1]). Kept where
+ * every replica reads it (Redis, or memory for the embedded default); the monitor adds a
+ * reward for every labelled bandit prediction, and clients may send their own.
+ */
+import type { Cluster, Redis } from 'ioredis';
+import { connectRedis, type RedisTarget } from '@tributary/shared';
+import type { Rewards } from './rollout.js';
+
+export interface RewardStore {
+  add(model: string, version: string, trials: number, reward: number): Promise<void>;
+  get(model: string): Promise<Rewards>;
+  close(): Promise<void>;
+}
+
+export class MemoryRewardStore implements RewardStore {
+  private readonly rewards = new Map<string, Rewards>();
+
+  async add(model: string, version: string, trials: number, reward: number): Promise<void> {
+    const byVersion = this.rewards.get(model) ?? {};
+    const seen = byVersion[version] ?? { trials: 0, reward: 0 };
+    byVersion[version] = { trials: seen.trials + trials, reward: seen.reward + reward };
+    this.rewards.set(model, byVersion);
+  }
+
+  async get(model: string): Promise<Rewards> {
+    return structuredClone(this.rewards.get(model) ?? {});
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** One hash per model, `<prefix>rewards:{<model>}`, fields `<version>:t` and `<version>:r`. */
+export class RedisRewardStore implements RewardStore {
+  private readonly client: Redis | Cluster;
+
+  constructor(
+    target: RedisTarget,
+    private readonly keyPrefix: string,
+  ) {
+    this.client = connectRedis(target, { maxRetriesPerRequest: 2 });
+    this.client.on('error', () => {});
+  }
+
+  private key(model: string): string {
+    return `${this.keyPrefix}rewards:{${model}}`;
+  }
+
+  async add(model: string, version: string, trials: number, reward: number): Promise<void> {
+    // Both fields in one MULTI: a reader never sees the trials without their rewards.
+    const result = await this.client
+      .multi()
+      .hincrbyfloat(this.key(model), `${version}:t`, trials)
+      .hincrbyfloat(this.key(model), `${version}:r`, reward)
+      .exec();
+    for (const [error] of result ?? []) if (error) throw error;
+  }
+
+  async get(model: string): Promise<Rewards> {
+    const fields = await this.client.hgetall(this.key(model));
+    const rewards: Rewards = {};
+    for (const [field, value] of Object.entries(fields)) {
+      const colon = field.lastIndexOf(':');
+      const version = field.slice(0, colon);
+      const entry = (rewards[version] ??= { trials: 0, reward: 0 });
+      if (field.endsWith(':t')) entry.trials = Number(value);
+      else if (field.endsWith(':r')) entry.reward = Number(value);
+    }
+    return rewards;
+  }
+
+  async close(): Promise<void> {
+    await this.client.quit().catch(() => this.client.disconnect());
+  }
+}

@@ -1,0 +1,155 @@
+/** Rollouts through the admin API: canary, shadows, sticky A/B arms, a bandit fed by reward feedback. */
+import { afterEach, describe, expect, it } from 'vitest';
+import { type MemoryEventLog, type PredictionLogRecord } from '@tributary/shared';
+import { waitFor } from '../../../test/support/wait-for.js';
+import { buildTestApp, validRequest } from './build.js';
+import { logisticVersion, tempRegistry, type BuiltVersion } from './models.js';
+
+const ADMIN = 'ops-admin-secret-0001';
+type App = Awaited<ReturnType<typeof buildTestApp>>;
+let current: App | null = null;
+afterEach(async () => {
+  await current?.app.close();
+  current = null;
+});
+
+async function boot() {
+  current = await buildTestApp({ env: { MODEL_REGISTRY_DIR: tempRegistry(), ADMIN_API_KEYS: `ops:${ADMIN}` } });
+  return current;
+}
+const admin = (app: App['app'], url: string, payload: object) =>
+  app.inject({ method: 'POST', url, payload, headers: { authorization: `Bearer ${ADMIN}` } });
+const register = (app: App['app'], built: BuiltVersion) =>
+  admin(app, `/admin/models/${built.manifest.name}/versions`, { manifest: built.manifest, model_base64: built.bytes.toString('base64') });
+const rollout = (app: App['app'], body: object) => admin(app, '/admin/models/fraud_detector/rollout', body);
+
+async function predict(app: App['app'], requestId: string, user = 'u_1') {
+  const response = await app.inject({
+    method: 'POST',
+    url: '/v1/predict?explain=true',
+    payload: { ...validRequest, request_id: requestId, entities: { ...validRequest.entities, user_id: user } },
+  });
+  expect(response.statusCode).toBe(200);
+  return response.json() as { score: number; variant: string; model: { version: string }; explanation: { value: number }[] };
+}
+
+describe('rollouts', () => {
+  it('a canary answers its share of requests, a shadow scores every request unseen, and a promotion ends the canary', async () => {
+    const { app, eventLog } = await boot();
+    const v2 = logisticVersion('2', 0.002, -1.5);
+    const v3 = logisticVersion('3', -0.001, -2);
+    for (const built of [v2, v3]) expect((await register(app, built)).statusCode).toBe(201);
+
+    const set = await rollout(app, { policy: { kind: 'canary', version: '2', percent: 30 }, shadows: ['3'], reason: 'try v2 on 30%' });
+    expect(set.statusCode).toBe(200);
+    expect(set.json()).toMatchObject({ champion: '1', policy: { kind: 'canary', version: '2', percent: 30 }, shadows: ['3'], revision: 2 });
+
+    const answers = [];
+    for (let i = 0; i < 200; i++) answers.push(await predict(app, `canary-${i}`));
+    const canary = answers.filter((a) => a.model.version === '2');
+    expect(canary.length).toBeGreaterThan(30);
+    expect(canary.length).toBeLessThan(90);
+    expect(canary.every((a) => a.variant === 'canary')).toBe(true);
+    expect(answers.filter((a) => a.model.version === '1').every((a) => a.variant === 'champion')).toBe(true);
+    expect(answers.some((a) => a.model.version === '3')).toBe(false);
+    for (const a of canary) expect(a.score).toBeCloseTo(v2.expected(Float32Array.from(a.explanation.map((e) => e.value))), 6);
+    // The same request id again: the same version.
+    expect((await predict(app, 'canary-7')).model.version).toBe(answers[7]!.model.version);
+
+    // Every request is also scored by the shadow, logged with variant shadow.
+    const log = eventLog as MemoryEventLog;
+    const records = () => log.records('predictions').map((r) => JSON.parse(String(r.value)) as PredictionLogRecord);
+    await waitFor(() => records().filter((r) => r.variant === 'shadow').length === 201, { timeoutMs: 10_000, what: 'shadow records' });
+    const shadows = records().filter((r) => r.variant === 'shadow');
+    expect(shadows.every((r) => r.model.version === '3')).toBe(true);
+    expect(new Set(shadows.map((r) => r.request_id)).size).toBe(200);
+    const served = records().filter((r) => r.variant !== 'shadow');
+    expect(served.filter((r) => r.variant === 'canary').length).toBe(canary.length + (answers[7]!.model.version === '2' ? 1 : 0));
+    for (const r of shadows.slice(0, 20)) expect(r.score).toBeCloseTo(v3.expected(Float32Array.from(Object.values(r.features))), 6);
+
+    const audit = (
+      await app.inject({ method: 'GET', url: '/admin/models/fraud_detector/audit', headers: { authorization: `Bearer ${ADMIN}` } })
+    ).json().entries;
+    expect(audit[0]).toMatchObject({
+      action: 'rollout',
+      by: 'ops',
+      reason: 'try v2 on 30%',
+      from: 'champion 1',
+      to: 'champion 1; canary 2 at 30%; shadows 3',
+    });
+
+    const promoted = await admin(app, '/admin/models/fraud_detector/promote', { version: '2', reason: 'canary is better' });
+    expect(promoted.json()).toMatchObject({ champion: '2', policy: { kind: 'champion' }, shadows: ['3'] });
+    for (let i = 0; i < 20; i++) expect(await predict(app, `after-${i}`)).toMatchObject({ model: { version: '2' }, variant: 'champion' });
+  });
+
+  it('an A/B test keeps each user on one arm', async () => {
+    const { app } = await boot();
+    expect((await register(app, logisticVersion('2', 0.002, -1.5))).statusCode).toBe(201);
+    const set = await rollout(app, {
+      policy: {
+        kind: 'ab',
+        arms: [
+          { version: '1', weight: 1 },
+          { version: '2', weight: 1 },
+        ],
+        entity: 'user_id',
+      },
+      reason: 'A/B v1 against v2',
+    });
+    expect(set.statusCode).toBe(200);
+    const arms = new Map<string, string>();
+    for (let i = 0; i < 120; i++) {
+      const user = `u_${i % 30}`;
+      const answer = await predict(app, `ab-${i}`, user);
+      expect(answer.variant).toBe('ab');
+      if (arms.has(user)) expect(answer.model.version, user).toBe(arms.get(user));
+      arms.set(user, answer.model.version);
+    }
+    expect(new Set(arms.values())).toEqual(new Set(['1', '2']));
+  });
+
+  it('a bandit sends most traffic to the version with better reward feedback', async () => {
+    const { app } = await boot();
+    expect((await register(app, logisticVersion('2', 0.002, -1.5))).statusCode).toBe(201);
+    expect((await rollout(app, { policy: { kind: 'bandit', versions: ['1', '2'] }, reason: 'bandit' })).statusCode).toBe(200);
+    const share = async (from: number) => {
+      let two = 0;
+      for (let i = from; i < from + 100; i++) if ((await predict(app, `b-${i}`)).model.version === '2') two++;
+      return two / 100;
+    };
+    const before = await share(0);
+    expect(before).toBeGreaterThan(0.25);
+    expect(before).toBeLessThan(0.75);
+    for (const [version, reward] of [
+      ['1', 300],
+      ['2', 450],
+    ] as const) {
+      const feedback = await admin(app, '/admin/models/fraud_detector/feedback', { version, reward, trials: 500 });
+      expect(feedback.statusCode).toBe(204);
+    }
+    expect(await share(100)).toBeGreaterThan(0.95);
+    const tooMuch = await admin(app, '/admin/models/fraud_detector/feedback', { version: '2', reward: 3, trials: 2 });
+    expect(tooMuch.statusCode).toBe(400);
+    expect(tooMuch.json().message).toMatch(/above the number of trials/);
+  });
+
+  it('refuses rollouts that cannot serve, and keeps the routing as it was', async () => {
+    const { app } = await boot();
+    const missing = await rollout(app, { policy: { kind: 'canary', version: '9', percent: 10 }, reason: 'typo' });
+    expect(missing.statusCode).toBe(404);
+    expect(missing.json().message).toMatch(/no version 9/);
+    const self = await rollout(app, { policy: { kind: 'champion' }, shadows: ['1'], reason: 'shadow of itself' });
+    expect(self.statusCode).toBe(400);
+    expect(self.json().message).toMatch(/champion; it cannot also be a shadow/);
+    const percent = await rollout(app, { policy: { kind: 'canary', version: '1', percent: 150 }, reason: 'too much' });
+    expect(percent.statusCode).toBe(400);
+    const unknownKind = await rollout(app, { policy: { kind: 'mirror' }, reason: 'no such policy' });
+    expect(unknownKind.statusCode).toBe(400);
+    const routing = (
+      await app.inject({ method: 'GET', url: '/admin/models/fraud_detector', headers: { authorization: `Bearer ${ADMIN}` } })
+    ).json().routing;
+    expect(routing).toMatchObject({ champion: '1', revision: 1 });
+    expect((await predict(app, 'still')).model.version).toBe('1');
+  });
+});
