@@ -203,7 +203,13 @@ export async function featurePipelineScenario(ctx: Context): Promise<Row> {
     {
       name: 'features equal the reference (a run that never crashed)',
       ok: verdict.mismatches === 0,
-      detail: `${verdict.mismatches} of ${verdict.reads} entity reads differ${verdict.convergedAfter !== null ? `; equal ${verdict.convergedAfter.toFixed(0)} s after publishing stopped` : ''}`,
+      detail:
+        `${verdict.mismatches} of ${verdict.reads} entity reads differ` +
+        (verdict.convergedAfter === null
+          ? ''
+          : verdict.convergedAfter === 0
+            ? ' (equal at the first comparison)'
+            : ` (equal after ${verdict.convergedAfter.toFixed(0)} s)`),
     },
     {
       name: 'every record set aside is on the dead-letter topic with its reason',
@@ -220,6 +226,11 @@ export async function featurePipelineScenario(ctx: Context): Promise<Row> {
       ok: crashed.length === 0,
       detail: crashed.join('; ') || `${members.length} processes`,
     },
+  );
+  const logged = (pattern: RegExp) => members.reduce((n, m) => n + (m.output().match(pattern) ?? []).length, 0);
+  row.notes.push(
+    `the faults hit: the pipeline processes logged ${logged(/feature batch failed/g)} failed batches and ` +
+      `${logged(/feature flush failed/g)} failed flushes, each retried`,
   );
   row.notes.push(
     `${verdict.applied} events applied by the reference, ${verdict.duplicates} duplicate deliveries dropped; ` +

@@ -118,7 +118,7 @@ export async function hostileInputScenario(ctx: Context): Promise<Row> {
     }),
   });
   const predicted = Array.from({ length: 20 }, (_, i) => `${run}-q${i}`);
-  const prediction = (requestId: string, i: number): OutgoingRecord => ({
+  const prediction = (requestId: string, i: number, predictedAt = now): OutgoingRecord => ({
     key: requestId,
     value: JSON.stringify({
       prediction_id: `${run}-p${i}`,
@@ -132,7 +132,7 @@ export async function hostileInputScenario(ctx: Context): Promise<Row> {
       score: 0.2,
       degraded: false,
       requested_at: now,
-      predicted_at: now,
+      predicted_at: predictedAt,
       latency_ms: 1,
     }),
   });
@@ -144,7 +144,10 @@ export async function hostileInputScenario(ctx: Context): Promise<Row> {
 
   const redisProbe = new Redis(ctx.redisUrl, { maxRetriesPerRequest: 2 });
   ctx.defer(async () => redisProbe.disconnect());
-  await publisher.publish(topics.TOPIC_PREDICTIONS, predicted.map(prediction));
+  await publisher.publish(
+    topics.TOPIC_PREDICTIONS,
+    predicted.map((id, i) => prediction(id, i)),
+  );
   let goods = 0;
   const goodBatch = (count: number) => Array.from({ length: count }, () => good(goods++));
   await publisher.publish(topics.TOPIC_TRANSACTIONS, goodBatch(200));
@@ -165,6 +168,10 @@ export async function hostileInputScenario(ctx: Context): Promise<Row> {
     { key: probe, value: JSON.stringify({ request_id: `${run}-probe-1e308`, label: 1, ts: 1e308 }) },
     goodLabel(probe),
   ]);
+  // A prediction whose time has a fraction of a millisecond (valid: a number), then its label: joined and counted.
+  const fraction = `${run}-fraction`;
+  await publisher.publish(topics.TOPIC_PREDICTIONS, [prediction(fraction, 98, now + 0.5)]);
+  await publisher.publish(topics.TOPIC_LABELS, [goodLabel(fraction)]);
   // A giant batch: 5,000 records in one send, every 50th malformed.
   const giant: OutgoingRecord[] = goodBatch(5_000).map((r, i) =>
     i % 50 === 49 ? { key: r.key, value: `${String(r.value).slice(0, 40)}` } : r,
@@ -239,6 +246,7 @@ export async function hostileInputScenario(ctx: Context): Promise<Row> {
     { timeoutMs: 30_000, intervalMs: 1_000, what: 'the monitor to dead-letter the bad labels and join the good ones' },
   ).catch(() => undefined);
   const probeJoined = (await redis.hexists(`${run}:join:{${probe}}`, 'joined')) === 1;
+  const fractionJoined = (await redis.hexists(`${run}:join:{${fraction}}`, 'joined')) === 1;
   const probeLeft = await redis.hgetall(`${run}:join:{${run}-probe-1e308}`);
   const probeTtl = await redis.pttl(`${run}:join:{${run}-probe-1e308}`);
   const monitorJoins = sum((await scrape(processes[1]!.url!)).samples, 'tributary_monitor_joins_total', { outcome: 'joined' });
@@ -251,9 +259,9 @@ export async function hostileInputScenario(ctx: Context): Promise<Row> {
     }
   }
   const orphanWaits = (await redis.hexists(`${run}:join:{${orphan}}`, 'label')) === 1;
-  const joinsExpected = predicted.length + 1;
+  const joinsExpected = predicted.length + 2;
   const joinsUncounted = Math.max(0, joinsExpected - monitorJoins);
-  goodLost += predicted.length - joined + (orphanWaits ? 0 : 1) + (probeJoined ? 0 : 1) + joinsUncounted;
+  goodLost += predicted.length - joined + (orphanWaits ? 0 : 1) + (probeJoined ? 0 : 1) + (fractionJoined ? 0 : 1) + joinsUncounted;
 
   const alive = processes.filter((p) => !p.running).map((p) => p.unexpectedExit ?? `${p.label} is not running`);
   const badCount = corpus.filter((c) => c.expect === 'reject').length + giantMalformed;
@@ -292,11 +300,12 @@ export async function hostileInputScenario(ctx: Context): Promise<Row> {
       detail: `${verdict.mismatches} of ${verdict.reads} entity reads differ; ${joined} of ${predicted.length} labels joined; the orphan label ${orphanWaits ? 'waits' : 'is gone'}`,
     },
     {
-      name: 'every join of a valid label counted by the monitor, also in a batch with a bad label',
-      ok: probeJoined && monitorJoins === joinsExpected,
+      name: 'every join counted by the monitor (a label in a batch with a bad one; a prediction time with a fraction of a ms)',
+      ok: probeJoined && fractionJoined && monitorJoins === joinsExpected,
       detail:
-        `tributary_monitor_joins_total{outcome="joined"} ${monitorJoins} of ${joinsExpected} pairs joined in the store ` +
-        `(the label sharing a batch with the ts-1e308 label: ${probeJoined ? 'joined in the store' : 'not joined'}); ` +
+        `tributary_monitor_joins_total{outcome="joined"} ${monitorJoins} of ${joinsExpected} pairs ` +
+        `(the label sharing a batch with the ts-1e308 label: ${probeJoined ? 'joined in the store' : 'not joined'}; ` +
+        `the prediction with predicted_at ${now + 0.5}: ${fractionJoined ? 'joined in the store' : 'not joined'}); ` +
         `${batchFailures} "monitor batch failed" warnings; the 1e308 label left ${JSON.stringify(Object.keys(probeLeft))} in the join store, ` +
         `TTL ${probeTtl} ms`,
     },
