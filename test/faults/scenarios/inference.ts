@@ -169,6 +169,11 @@ export async function inferenceScenario(ctx: Context): Promise<Row> {
       ok: registered.status === 201 && promoted.status === 200 && rolledBack.status === 200,
       detail: `register ${registered.status}, promote ${promoted.status}, rollback ${rolledBack.status}; answers by version ${[...f.versions.entries()].map(([v, n]) => `v${v}: ${n}`).join(', ')}`,
     },
+    {
+      name: 'the whole prediction-log topic was still on the broker',
+      ok: contents.truncated.length === 0,
+      detail: contents.truncated.length === 0 ? 'yes' : `partitions ${contents.truncated.join(',')} trimmed`,
+    },
     { name: 'the service did not exit', ok: service.running, detail: service.unexpectedExit ?? 'running' },
   );
   row.notes.push(`statuses: ${statusSummary(f.statuses)}; ${f.unanswered} unanswered`);

@@ -10,7 +10,7 @@
 import { createTopic } from '../../support/topics.js';
 import { waitFor } from '../../support/wait-for.js';
 import { deleteKeys, type Context } from '../lib/context.js';
-import { topicSize } from '../lib/kafka.js';
+import { appended } from '../lib/kafka.js';
 import { describeGrowth, MemorySampler, mib } from '../lib/memory.js';
 import { scrape, sum } from '../lib/metrics.js';
 import { startService, startServices, type ServiceProcess } from '../lib/processes.js';
@@ -80,7 +80,7 @@ export async function soakScenario(ctx: Context): Promise<Row> {
   // Stop the traffic, let the rest drain, and count.
   const progress = [...simulator.output().matchAll(/"transactions":(\d+),"fraud":\d+,"scored":(\d+),"scoreErrors":(\d+)/g)].at(-1);
   await simulator.stop();
-  const transactions = await topicSize(ctx.brokers, topics.TOPIC_TRANSACTIONS);
+  const transactions = await appended(ctx.brokers, topics.TOPIC_TRANSACTIONS);
   const handled = async () => {
     const { samples } = await scrape(features.url!);
     const mine = (outcome: string) => sum(samples, 'tributary_pipeline_events_total', { topic: topics.TOPIC_TRANSACTIONS, outcome });
@@ -102,7 +102,7 @@ export async function soakScenario(ctx: Context): Promise<Row> {
   const degraded = sum(served, 'tributary_predictions_total', { degraded: 'true' });
   const logPublished = sum(served, 'tributary_prediction_log_records_total', { outcome: 'published' });
   const logDropped = sum(served, 'tributary_prediction_log_records_total', { outcome: 'dropped' });
-  const delivered = await topicSize(ctx.brokers, topics.TOPIC_PREDICTIONS);
+  const delivered = await appended(ctx.brokers, topics.TOPIC_PREDICTIONS);
   let consumed = 0;
   let joins = 0;
   await waitFor(
