@@ -16,6 +16,7 @@ import { waitFor } from '../../support/wait-for.js';
 import { deleteKeys, type Context } from '../lib/context.js';
 import { verifyFeatures } from '../lib/feature-verifier.js';
 import { send, sendRaw } from '../lib/http.js';
+import { joinState, joinStates } from '../lib/join-state.js';
 import { Publisher, readDeadLetters, readTopic } from '../lib/kafka.js';
 import { scrape, sum } from '../lib/metrics.js';
 import { startServices, type ServiceProcess } from '../lib/processes.js';
@@ -160,7 +161,7 @@ export async function hostileInputScenario(ctx: Context): Promise<Row> {
   // like any other. Same key, one send: the same partition, adjacent offsets, one fetch.
   const probe = `${run}-probe`;
   await publisher.publish(topics.TOPIC_PREDICTIONS, [prediction(probe, 99)]);
-  await waitFor(async () => (await redisProbe.hexists(`${run}:join:{${probe}}`, 'prediction')) === 1, {
+  await waitFor(async () => joinState(await redisProbe.hgetall(`${run}:join:{${probe}}`)).predictionWaiting, {
     timeoutMs: 60_000,
     what: 'the monitor to take the probe prediction',
   });
@@ -231,11 +232,7 @@ export async function hostileInputScenario(ctx: Context): Promise<Row> {
   const rejectLabels = labelCases.filter((c) => c.expect === 'reject').length;
   const redis = new Redis(ctx.redisUrl, { maxRetriesPerRequest: 2 });
   ctx.defer(async () => redis.disconnect());
-  const joinedCount = async () => {
-    let joined = 0;
-    for (const id of predicted) if ((await redis.hexists(`${run}:join:{${id}}`, 'joined')) === 1) joined++;
-    return joined;
-  };
+  const joinedCount = async () => (await joinStates(redis, `${run}:`, predicted)).filter((st) => st.joined).length;
   let joined = 0;
   await waitFor(
     async () => {
@@ -245,9 +242,14 @@ export async function hostileInputScenario(ctx: Context): Promise<Row> {
     },
     { timeoutMs: 30_000, intervalMs: 1_000, what: 'the monitor to dead-letter the bad labels and join the good ones' },
   ).catch(() => undefined);
-  const probeJoined = (await redis.hexists(`${run}:join:{${probe}}`, 'joined')) === 1;
-  const fractionJoined = (await redis.hexists(`${run}:join:{${fraction}}`, 'joined')) === 1;
-  const probeLeft = await redis.hgetall(`${run}:join:{${run}-probe-1e308}`);
+  const [probeState, fractionState, probeLeft, orphanState] = await joinStates(redis, `${run}:`, [
+    probe,
+    fraction,
+    `${run}-probe-1e308`,
+    orphan,
+  ]);
+  const probeJoined = probeState!.joined;
+  const fractionJoined = fractionState!.joined;
   const probeTtl = await redis.pttl(`${run}:join:{${run}-probe-1e308}`);
   const monitorJoins = sum((await scrape(processes[1]!.url!)).samples, 'tributary_monitor_joins_total', { outcome: 'joined' });
   const batchFailures = (processes[1]!.output().match(/monitor batch failed/g) ?? []).length;
@@ -258,7 +260,7 @@ export async function hostileInputScenario(ctx: Context): Promise<Row> {
       kafkaWrong.push(`labels "${c.name}": not on the dead-letter topic`);
     }
   }
-  const orphanWaits = (await redis.hexists(`${run}:join:{${orphan}}`, 'label')) === 1;
+  const orphanWaits = orphanState!.labelWaiting;
   const joinsExpected = predicted.length + 2;
   const joinsUncounted = Math.max(0, joinsExpected - monitorJoins);
   goodLost += predicted.length - joined + (orphanWaits ? 0 : 1) + (probeJoined ? 0 : 1) + (fractionJoined ? 0 : 1) + joinsUncounted;
@@ -306,7 +308,7 @@ export async function hostileInputScenario(ctx: Context): Promise<Row> {
         `tributary_monitor_joins_total{outcome="joined"} ${monitorJoins} of ${joinsExpected} pairs ` +
         `(the label sharing a batch with the ts-1e308 label: ${probeJoined ? 'joined in the store' : 'not joined'}; ` +
         `the prediction with predicted_at ${now + 0.5}: ${fractionJoined ? 'joined in the store' : 'not joined'}); ` +
-        `${batchFailures} "monitor batch failed" warnings; the 1e308 label left ${JSON.stringify(Object.keys(probeLeft))} in the join store, ` +
+        `${batchFailures} "monitor batch failed" warnings; the 1e308 label left ${JSON.stringify(probeLeft!.fields)} in the join store, ` +
         `TTL ${probeTtl} ms`,
     },
     { name: 'no process crashed', ok: alive.length === 0, detail: alive.join('; ') || `features, monitor, inference running` },

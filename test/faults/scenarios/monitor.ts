@@ -16,6 +16,7 @@ import { createRandom, fraud, type OutgoingRecord } from '@tributary/shared';
 import { createTopic } from '../../support/topics.js';
 import { waitFor } from '../../support/wait-for.js';
 import { deleteKeys, type Context } from '../lib/context.js';
+import { joinStates } from '../lib/join-state.js';
 import { Publisher } from '../lib/kafka.js';
 import { scrape, sum } from '../lib/metrics.js';
 import { startService, type ServiceProcess } from '../lib/processes.js';
@@ -32,6 +33,8 @@ interface Incarnation {
   joined: number;
   duplicate: number;
   deadLettered: number;
+  /** Records consumed (accepted or dead-lettered). */
+  consumed: number;
 }
 
 export async function monitorScenario(ctx: Context): Promise<Row> {
@@ -92,7 +95,7 @@ export async function monitorScenario(ctx: Context): Promise<Row> {
   });
   const start = async () => {
     const process = await startService('monitor', `monitor#${incarnations.length + 1}`, { env });
-    const incarnation: Incarnation = { process, joined: 0, duplicate: 0, deadLettered: 0 };
+    const incarnation: Incarnation = { process, joined: 0, duplicate: 0, deadLettered: 0, consumed: 0 };
     incarnations.push(incarnation);
     return incarnation;
   };
@@ -103,6 +106,7 @@ export async function monitorScenario(ctx: Context): Promise<Row> {
     i.joined = sum(samples, 'tributary_monitor_joins_total', { outcome: 'joined' });
     i.duplicate = sum(samples, 'tributary_monitor_joins_total', { outcome: 'duplicate' });
     i.deadLettered = sum(samples, 'tributary_monitor_records_total', { outcome: 'dead_lettered' });
+    i.consumed = sum(samples, 'tributary_monitor_records_total');
   };
   const scraper = (async () => {
     while (scraping) {
@@ -148,14 +152,18 @@ export async function monitorScenario(ctx: Context): Promise<Row> {
 
   await waitFor(() => current.joined > 0, { timeoutMs: 120_000, intervalMs: 200, what: 'the monitor to join labels' });
   for (let k = 0; k < ctx.sizes.monitorKills; k++) {
-    await sleep(1_000 + random.int(4_000));
+    // At a random moment of the k-th stretch of the stream, while records are still to come (so that the restarted monitor
+    // has some to consume, however long it took to start).
+    const stretch = n / (ctx.sizes.monitorKills + 1);
+    const at = Math.floor(stretch * (k + 1) + random.int(Math.max(1, Math.floor(stretch / 2))));
+    await waitFor(() => published >= at, { timeoutMs: 300_000, intervalMs: 50, what: `${at} predictions published` });
     await observe(current).catch(() => undefined);
     await current.process.kill();
     ctx.log(
       `monitor: SIGKILL ${k + 1} of ${ctx.sizes.monitorKills} (${published} predictions, ${labels} labels published; it had reported ${current.joined} joins)`,
     );
     current = await start();
-    await waitFor(() => current.joined > 0 || current.duplicate > 0, {
+    await waitFor(() => current.consumed > 0, {
       timeoutMs: 120_000,
       intervalMs: 200,
       what: 'the restarted monitor to consume',
@@ -166,14 +174,8 @@ export async function monitorScenario(ctx: Context): Promise<Row> {
   // The verdict, from the join store: wait until every pair is joined (or the deadline), then until the counters settle.
   const redis = new Redis(ctx.redisUrl, { maxRetriesPerRequest: 2 });
   ctx.defer(async () => redis.disconnect());
-  const state = async (requestId: string) => redis.hgetall(`${run}:join:{${requestId}}`);
   const pairs = ids.filter((_, i) => labelled[i]);
-  const notJoined = async () => {
-    const pipeline = redis.pipeline();
-    for (const id of pairs) pipeline.hexists(`${run}:join:{${id}}`, 'joined');
-    const replies = (await pipeline.exec()) ?? [];
-    return replies.filter(([, joined]) => joined !== 1).length;
-  };
+  const notJoined = async () => (await joinStates(redis, `${run}:`, pairs)).filter((s) => !s.joined || s.predictionWaiting).length;
   let missing = await notJoined();
   const deadline = Date.now() + 120_000;
   while (missing > 0 && Date.now() < deadline) {
@@ -193,16 +195,11 @@ export async function monitorScenario(ctx: Context): Promise<Row> {
   scraping = false;
   await scraper;
 
-  let joinedAndWaiting = 0;
-  let waitingLost = 0;
-  for (const [i, id] of ids.entries()) {
-    if (labelled[i]) {
-      const entry = await state(id);
-      if (entry.prediction !== undefined || entry.label !== undefined) joinedAndWaiting++;
-    } else if ((await state(id)).prediction === undefined) waitingLost++;
-  }
-  let orphansLost = 0;
-  for (const id of orphans) if ((await state(id)).label === undefined) orphansLost++;
+  const states = await joinStates(redis, `${run}:`, ids);
+  // Joined, yet a prediction of the pair still waits: it would join (and count) again.
+  const joinedAndWaiting = states.filter((s, i) => labelled[i] && s.joined && s.predictionWaiting).length;
+  const waitingLost = states.filter((s, i) => !labelled[i] && !s.predictionWaiting).length;
+  const orphansLost = (await joinStates(redis, `${run}:`, orphans)).filter((s) => !s.labelWaiting).length;
 
   const reported = incarnations.reduce((s, i) => s + i.joined, 0);
   const deadLettered = incarnations.reduce((s, i) => s + i.deadLettered, 0);
@@ -223,7 +220,7 @@ export async function monitorScenario(ctx: Context): Promise<Row> {
       detail:
         `${reported} reported across ${incarnations.length} processes (${incarnations.map((i) => i.joined).join(' + ')}); ` +
         `${pairs.length - Math.min(reported, pairs.length)} joined between a process's last scrape and its SIGKILL; ` +
-        `${joinedAndWaiting} joined entries with a side still waiting`,
+        `${joinedAndWaiting} joined requests with a prediction still waiting`,
     },
     {
       name: 'pending sides survive the kills (predictions and labels without their other side still wait)',
