@@ -51,7 +51,8 @@ const INTERVAL = '1s';
  * needs no change in the monitor either: its window is the last hour, which holds the whole
  * run.
  */
-const SHORT_FOR = '3s';
+const SHORT_FOR_SECONDS = 3;
+const SHORT_FOR = `${SHORT_FOR_SECONDS}s`;
 /** The simulator's drift: amounts x3 from the 751st transaction (15 s at 50/s). */
 const DRIFT = 'after=750,amount=3';
 const DRIFTED_FEATURE = 'request:amount';
@@ -249,6 +250,10 @@ describe.skipIf(Boolean(missing) && !required)(`Prometheus scraping the services
       { timeoutMs: 30_000, intervalMs: 250, what: 'every scrape target to be up' },
     );
     expect(health.map((t) => t.labels.job).sort()).toEqual(['features', 'inference', 'monitor']);
+    // The same job names as the shipped configuration (besides Prometheus itself): the rules aggregate `by (job)`.
+    const shipped = await readFile(join(ROOT, 'deploy/prometheus/prometheus.yml'), 'utf8');
+    const jobs = [...shipped.matchAll(/job_name: (\S+)/g)].map((m) => m[1]).filter((job) => job !== 'prometheus');
+    expect(jobs.sort()).toEqual(['features', 'inference', 'monitor']);
   }, 40_000);
 
   it('the injected drift makes the drift alerts fire for the amount, which was not drifted before', async () => {
@@ -477,7 +482,7 @@ describe.skipIf(Boolean(missing) && !required)(`Prometheus scraping the services
       expect(rule.health, `${rule.name}: ${rule.lastError}`).toBe('ok');
       expect(rule.lastError ?? '', rule.name).toBe('');
       expect(Date.parse(rule.lastEvaluation), `${rule.name} was never evaluated`).toBeGreaterThan(startedAt * 1000);
-      expect(rule.duration, rule.name).toBe(shipped.find((s) => s.name === rule.name)!.for ? 3 : 0);
+      expect(rule.duration, rule.name).toBe(shipped.find((s) => s.name === rule.name)!.for ? SHORT_FOR_SECONDS : 0);
       // The expression alone, as a query: it parses and Prometheus evaluates it.
       const result = await prometheus!.query(rule.query);
       expect(result.status, `${rule.name}: ${result.error}`).toBe('success');
