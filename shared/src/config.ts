@@ -5,6 +5,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { parseDuration } from './features/duration.js';
+import { parseDriftSchedule, type DriftSchedule } from './example/fraud/simulator-drift.js';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -107,6 +108,13 @@ const redisUrl: Variable<string, undefined> = {
     }
     return urls.join(',');
   },
+};
+
+const simulatorDrift: Variable<DriftSchedule, undefined> = {
+  description:
+    'Drift the simulator injects, as `after=<transactions or duration>,<shift>,...`; shifts: `amount=<factor>`, `channel=<web|app|pos>:<share>`, `country=<CC>:<share>`, `fraud_rate=<rate>`, `fraud=mimic` (e.g. `after=600,amount=3`). Unset: no drift.',
+  default: undefined,
+  parse: (raw) => parseDriftSchedule(raw),
 };
 
 const bundledRegistry = fileURLToPath(new URL('../../models', import.meta.url));
@@ -231,6 +239,7 @@ export const VARIABLES = {
   SIMULATOR_LABEL_DELAY: duration('Mean delay before a simulated label arrives.', '30s'),
   SIMULATOR_USERS: integer('Number of simulated card holders.', 2000, 1, 10_000_000),
   SIMULATOR_SEED: integer('Seed of the simulator.', 7, 0, 2 ** 31 - 1),
+  SIMULATOR_DRIFT: simulatorDrift,
   INFERENCE_URL: text('Where the simulator sends prediction requests (when run on its own).', 'http://127.0.0.1:3000'),
 } satisfies Record<string, Variable<unknown, string | undefined>>;
 

@@ -54,6 +54,7 @@ try {
         meanLabelDelayMs: config.SIMULATOR_LABEL_DELAY,
         users: config.SIMULATOR_USERS,
         seed: config.SIMULATOR_SEED,
+        drift: config.SIMULATOR_DRIFT,
         logger: logger.child({ component: 'simulator' }),
       })
     : null;
