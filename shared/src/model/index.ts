@@ -44,3 +44,7 @@ export type {
   RegressionTree,
 } from './gradient-boosting.js';
 export { GRADIENT_BOOSTING_MODEL_TYPE, TREE_ENSEMBLE_INPUT, TREE_ENSEMBLE_OUTPUT, gradientBoostingToOnnx } from './tree-ensemble-onnx.js';
+export { compareModels, validationMetrics } from './evaluation.js';
+export type { ModelComparison, ValidationMetrics } from './evaluation.js';
+export { scoreOnnx } from './onnx-scoring.js';
+export type { OnnxScoringTarget } from './onnx-scoring.js';
