@@ -57,6 +57,10 @@ if (!Number.isInteger(seed) || seed < 0) throw new Error('--seed must be a non-n
 if (!(values.algorithm! in ALGORITHMS))
   throw new Error(`--algorithm must be one of ${Object.keys(ALGORITHMS).join(', ')}, got ${values.algorithm}`);
 const algorithm = ALGORITHMS[values.algorithm as keyof typeof ALGORITHMS];
+// Relative paths are the caller's: `npm run train -w services/trainer` runs in services/trainer.
+const callerDir = process.env.INIT_CWD ?? process.cwd();
+const outDir = resolve(callerDir, values.out!);
+const championDir = values.champion === undefined ? undefined : resolve(callerDir, values.champion);
 
 const started = performance.now();
 const dataset = await buildDataset({ rows, seed, users: 2000, fraudRate: 0.03, ratePerSecond: 20, start: Date.UTC(2026, 0, 1) });
@@ -134,7 +138,7 @@ const onnxDiff = scores.reduce((max, s, i) => Math.max(max, Math.abs(s - onnxSco
 if (!(onnxDiff <= ONNX_TOLERANCE))
   throw new Error(`the exported ONNX model scores differ from the trainer's by ${onnxDiff} (> ${ONNX_TOLERANCE})`);
 
-const championComparison = values.champion === undefined ? undefined : await compareWithChampion(values.champion);
+const championComparison = championDir === undefined ? undefined : await compareWithChampion(championDir);
 
 // The reference the monitor compares live traffic with: the training inputs and their scores.
 const profileRows = trainRows.map((row) => {
@@ -172,18 +176,23 @@ const manifest = {
   },
   profile,
 };
-await mkdir(values.out!, { recursive: true });
-await writeFile(join(values.out!, 'model.onnx'), trained.bytes);
-await writeFile(join(values.out!, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+await mkdir(outDir, { recursive: true });
+await writeFile(join(outDir, 'model.onnx'), trained.bytes);
+await writeFile(join(outDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
 console.log(
   `trained ${name} v${values.version} (${algorithm}) on ${cut} rows in ${((performance.now() - started) / 1000).toFixed(1)} s; ` +
     `validation AUC ${metrics.auc.toFixed(4)}, log loss ${metrics.log_loss.toFixed(4)}, ECE ${metrics.ece.toFixed(4)} ` +
-    `(${metrics.positives}/${metrics.rows} positives); ONNX max abs diff ${onnxDiff.toExponential(1)}; wrote ${values.out}`,
+    `(${metrics.positives}/${metrics.rows} positives); ONNX max abs diff ${onnxDiff.toExponential(1)}; wrote ${outDir}`,
 );
 if (championComparison) printComparison(championComparison);
 
+type ChampionComparison = ModelComparison & {
+  champion_model: Record<string, unknown>;
+  champion_trained_on_validation_window: boolean | null;
+};
+
 /** Scores the validation rows with the champion's ONNX model, its features picked by name. */
-async function compareWithChampion(dir: string): Promise<ModelComparison & { champion_model: Record<string, unknown> }> {
+async function compareWithChampion(dir: string): Promise<ChampionComparison> {
   const where = join(dir, 'manifest.json');
   const champion = JSON.parse(await readFile(where, 'utf8')) as {
     name?: string;
@@ -194,7 +203,7 @@ async function compareWithChampion(dir: string): Promise<ModelComparison & { cha
     output?: string;
     output_column?: number;
     features?: string[];
-    training?: { algorithm?: string };
+    training?: { algorithm?: string; window?: { from?: string; to?: string } };
   };
   const { file, input, output, features } = champion;
   if (typeof file !== 'string' || typeof input !== 'string' || typeof output !== 'string' || !Array.isArray(features)) {
@@ -219,17 +228,32 @@ async function compareWithChampion(dir: string): Promise<ModelComparison & { cha
   );
   return {
     champion_model: { name: champion.name, version: champion.version, algorithm: champion.training?.algorithm, sha256 },
+    champion_trained_on_validation_window: overlapsValidation(champion.training?.window),
     ...compareModels(scores, championScores, truth),
   };
 }
 
-function printComparison(c: ModelComparison & { champion_model: Record<string, unknown> }): void {
+/**
+ * Whether a training window (event times) reaches into this run's validation rows: then the
+ * champion has seen them and the comparison flatters it. Null when the window is not known.
+ */
+function overlapsValidation(window: { from?: string; to?: string } | undefined): boolean | null {
+  const from = Date.parse(window?.from ?? '');
+  const to = Date.parse(window?.to ?? '');
+  if (Number.isNaN(from) || Number.isNaN(to)) return null;
+  return from <= dataset.times.at(-1)! && to >= dataset.times[cut]!;
+}
+
+function printComparison(c: ChampionComparison): void {
   const label = `${String(c.champion_model.name)} v${String(c.champion_model.version)}`;
   console.log(`same ${c.rows} validation rows      challenger   champion (${label})   difference`);
   for (const key of ['auc', 'log_loss', 'ece'] as const) {
     console.log(
       `  ${key.padEnd(30)} ${c.challenger[key].toFixed(4).padStart(10)}   ${c.champion[key].toFixed(4).padStart(10)}   ${c.difference[key] >= 0 ? '+' : ''}${c.difference[key].toFixed(4)}`,
     );
+  }
+  if (c.champion_trained_on_validation_window === true) {
+    console.log(`warning: the champion was trained on events of this validation window; the comparison flatters it`);
   }
 }
 

@@ -31,6 +31,7 @@ interface TrainingRecord {
   validation: Metrics;
   champion_comparison: {
     champion_model: Record<string, unknown>;
+    champion_trained_on_validation_window: boolean | null;
     rows: number;
     challenger: Metrics;
     champion: Metrics;
@@ -115,6 +116,9 @@ describe('a gradient-boosted model in the inference service', () => {
       const comparison = training.champion_comparison;
       expect(comparison.champion_model).toMatchObject({ name: 'fraud_detector', version: '1', algorithm: 'logistic_regression' });
       expect(comparison.rows).toBe(1200);
+      // The champion trained on the first 48,000 events of the same stream: these 6,000 included.
+      expect(comparison.champion_trained_on_validation_window).toBe(true);
+      expect(stdout).toMatch(/warning: the champion was trained on events of this validation window/);
       expect(comparison.challenger).toEqual(training.validation);
       expect(comparison.difference.auc).toBeCloseTo(comparison.challenger.auc - comparison.champion.auc, 12);
       const shipped = JSON.parse(await readFile(join(root, 'models/fraud_detector/1/manifest.json'), 'utf8'));
