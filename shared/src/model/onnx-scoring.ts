@@ -2,9 +2,9 @@
  * Scores rows with a serialized ONNX model in onnxruntime, on this thread: for offline use
  * (validation, champion comparison, benchmarks), not for serving. The model takes one
  * float32 [rows, features] input; the score is `column` of its [rows], [rows, 1] or
- * [rows, classes] output, as the inference service reads it.
+ * [rows, classes] output, as the inference service reads it. onnxruntime's native library
+ * is loaded on the first call, not by importing the shared package.
  */
-import * as ort from 'onnxruntime-node';
 
 export interface OnnxScoringTarget {
   input: string;
@@ -22,6 +22,7 @@ export async function scoreOnnx(
   width: number,
 ): Promise<Float32Array> {
   if (data.length !== rows * width) throw new Error(`scoreOnnx: ${data.length} values for ${rows} rows of ${width}`);
+  const ort = await import('onnxruntime-node');
   const session = await ort.InferenceSession.create(bytes);
   try {
     const result = await session.run({ [target.input]: new ort.Tensor('float32', data, [rows, width]) }, [target.output]);
