@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { readModelVersion, type ModelManifest } from '@tributary/inference';
 import { createEventLog, parseDuration, parseEventTime, type Config, type EventLog } from '@tributary/shared';
 import { InputError, readNdjsonFile, readTopic, type LogInput } from './log-input.js';
+import { FeatureSourceError } from './point-in-time.js';
 
 /** A wrong or missing flag: exit code 2. */
 export class UsageError extends Error {
@@ -93,11 +94,11 @@ export function writeOutput(text: string, out: string | undefined): void {
   else process.stdout.write(text);
 }
 
-/** Runs a CLI's main: usage errors exit 2, bad input and other failures exit 1, each with one line on stderr. */
+/** Runs a CLI's main: usage errors exit 2, bad input and other failures exit 1, with the reason on stderr. */
 export function runCli(name: string, main: () => Promise<void>): void {
   main().catch((error: unknown) => {
-    const known = error instanceof UsageError || error instanceof InputError;
-    process.stderr.write(`${name}: ${known ? '' : 'failed: '}${(error as Error).message}\n`);
-    process.exit(error instanceof UsageError ? 2 : 1);
+    const usage = error instanceof UsageError || error instanceof FeatureSourceError;
+    process.stderr.write(`${name}: ${usage || error instanceof InputError ? '' : 'failed: '}${(error as Error).message}\n`);
+    process.exit(usage ? 2 : 1);
   });
 }
