@@ -5,12 +5,16 @@
  * one the backfill builds from the transactions topic, because both vectors are assembled
  * by the same serving code from the same state at the same instant.
  */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fraud, type FeatureCatalog } from '@tributary/shared';
 import { readModelVersion } from '@tributary/inference';
-import { trainingSetFromBackfill, trainingSetFromPredictionLog, type ModelFeatures } from '../src/build-training-set.js';
+import { trainingSetFromBackfill, trainingSetFromPredictionLog, type ModelFeatures, type TrainingSet } from '../src/build-training-set.js';
 import { readTopic } from '../src/log-input.js';
 import type { LabelPolicy } from '../src/training-set.js';
+import { runTrainerCli } from './cli.js';
 import { startOnlineScenario, type OnlineScenario } from './online-scenario.js';
 
 const HOUR = 3_600_000;
@@ -87,4 +91,74 @@ describe('training sets from the prediction log and from the backfill', () => {
     expect(new Set(column('on_demand:seconds_since_last_txn')).size).toBeGreaterThan(3);
     expect(replayed.stats.replay).toEqual([{ source: 'transactions', accepted: 90, rejected: { late: 0, malformed: 0, invalid: 0 } }]);
   });
+
+  it('the CLI builds both from files: the same rows, as JSON or NDJSON', async () => {
+    const { eventLog } = scenario;
+    const dir = await mkdtemp(join(tmpdir(), 'tributary-training-set-'));
+    try {
+      const dump = (topic: string) =>
+        eventLog
+          .records(topic)
+          .map((r) => `${r.value!.toString()}\n`)
+          .join('');
+      await writeFile(join(dir, 'predictions.ndjson'), dump('predictions'));
+      // The events file in the order they were published (one file is one partition: its order is the arrival order).
+      await writeFile(join(dir, 'transactions.ndjson'), scenario.transactions.map((t) => `${JSON.stringify(t)}\n`).join(''));
+      const labels = scenario.scored.map((s, i) =>
+        JSON.stringify({ request_id: s.body.request_id, label: i % 3 === 0 ? 1 : 0, ts: s.at + HOUR }),
+      );
+      await writeFile(join(dir, 'labels.ndjson'), `${labels.join('\n')}\n`);
+      const common = [
+        '--model',
+        'fraud_detector/1',
+        '--labels',
+        'labels.ndjson',
+        '--cutoff',
+        'now',
+        '--unlabelled',
+        'negative',
+        '--maturity',
+        '0',
+      ];
+      const fromLog = await runTrainerCli(
+        'training-set-cli.ts',
+        ['log', ...common, '--predictions', 'predictions.ndjson', '--out', 'log.json'],
+        {
+          cwd: dir,
+        },
+      );
+      expect(fromLog.stderr).toMatch(/^training-set: 30 rows from the prediction log \(24 train, 6 validation from /);
+      expect(fromLog.code).toBe(0);
+      const fromBackfill = await runTrainerCli(
+        'training-set-cli.ts',
+        ['backfill', ...common, '--events', 'transactions.ndjson', '--format', 'ndjson', '--validation-fraction', '0.2'],
+        { cwd: dir },
+      );
+      expect(fromBackfill.code).toBe(0);
+      const log = JSON.parse(await readFile(join(dir, 'log.json'), 'utf8')) as TrainingSet;
+      const replayed = fromBackfill.stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { set: string; request_id: string; label: number; features: Record<string, number> });
+      // The backfill rows are every transaction (unscored ones taken as negatives), the scored among them equal the log's.
+      expect(replayed).toHaveLength(90);
+      const byId = new Map(replayed.map((r) => [r.request_id, r]));
+      log.request_ids.forEach((id, i) => {
+        const row = byId.get(id)!;
+        expect(row.label).toBe(log.labels[i]);
+        expect(log.features.map((f) => row.features[f])).toEqual(log.rows[i]);
+      });
+      // Usage errors exit 2 and say what is missing.
+      const noCutoff = await runTrainerCli('training-set-cli.ts', ['log', '--model', 'fraud_detector/1'], { cwd: dir });
+      expect(noCutoff).toMatchObject({ code: 2, stderr: expect.stringMatching(/--cutoff TIME is required/) });
+      const noMaturity = await runTrainerCli(
+        'training-set-cli.ts',
+        ['log', '--model', 'fraud_detector/1', '--cutoff', 'now', '--unlabelled', 'negative', '--labels', 'labels.ndjson'],
+        { cwd: dir },
+      );
+      expect(noMaturity).toMatchObject({ code: 2, stderr: expect.stringMatching(/needs --maturity/) });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
