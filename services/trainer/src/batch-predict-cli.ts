@@ -103,7 +103,7 @@ async function main(): Promise<void> {
       const events = new Map<string, LogRecord[][]>();
       const rowsSource = example.sources[0]!.name;
       for (const [name, file] of namedValues(values.events ?? [], rowsSource, '--events'))
-        events.set(name, readNdjsonFile(userPath(file)).partitions);
+        events.set(name, readNdjsonFile(userPath(file), file).partitions);
       for (const [name, topic] of namedValues(values['events-topic'] ?? [], rowsSource, '--events-topic')) {
         if (events.has(name)) throw new UsageError(`source "${name}": give --events or --events-topic, not both`);
         events.set(name, (await readTopic(kafka.open('--events-topic'), topic)).partitions);

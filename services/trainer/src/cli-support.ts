@@ -82,10 +82,9 @@ export async function fileOrTopic(
   topic: string | undefined,
   flags: [string, string],
   openLog: (flag: string) => EventLog,
-  topicName?: string,
 ): Promise<LogInput> {
   if (Boolean(file) === Boolean(topic)) throw new UsageError(`give exactly one of ${flags[0]} FILE (NDJSON) or ${flags[1]} TOPIC (Kafka)`);
-  if (file) return readNdjsonFile(userPath(file), topicName);
+  if (file) return readNdjsonFile(userPath(file), file);
   return readTopic(openLog(flags[1]), topic!);
 }
 

@@ -35,14 +35,15 @@ export function ndjsonInput(name: string, text: string, topic = name): LogInput 
   return { name, kind: 'file', partitions: [records] };
 }
 
-export function readNdjsonFile(path: string, topic?: string): LogInput {
+/** An NDJSON file; `name` (default: the path) is how its records are named in messages. */
+export function readNdjsonFile(path: string, name = path): LogInput {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new InputError(`cannot read ${path}: ${(error as Error).message}`);
+    throw new InputError(`cannot read ${name}: ${(error as Error).message}`);
   }
-  return ndjsonInput(path, text, topic);
+  return ndjsonInput(name, text);
 }
 
 export interface TopicReadOptions {

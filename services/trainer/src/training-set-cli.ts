@@ -33,7 +33,7 @@ import {
   userPath,
   writeOutput,
 } from './cli-support.js';
-import { readNdjsonFile, readTopic, type LogInput } from './log-input.js';
+import { InputError, readNdjsonFile, readTopic, type LogInput } from './log-input.js';
 import type { LabelPolicy, SplitSpec } from './training-set.js';
 
 const USAGE = 'usage: training-set log|backfill --model NAME/VERSION|DIR --cutoff TIME ... (see docs/training-data.md)';
@@ -120,7 +120,7 @@ async function main(): Promise<void> {
       const files = namedValues(values.events ?? [], rowsSource, '--events');
       const topics = namedValues(values['events-topic'] ?? [], rowsSource, '--events-topic');
       const events = new Map<string, LogInput>();
-      for (const [name, file] of files) events.set(name, readNdjsonFile(userPath(file)));
+      for (const [name, file] of files) events.set(name, readNdjsonFile(userPath(file), file));
       for (const [name, topic] of topics) {
         if (events.has(name)) throw new UsageError(`source "${name}": give --events or --events-topic, not both`);
         events.set(name, await readTopic(kafka.open('--events-topic'), topic));
@@ -146,6 +146,27 @@ async function main(): Promise<void> {
             ? config.ALLOWED_LATENESS
             : parseDurationFlag(values['allowed-lateness'], '--allowed-lateness'),
       });
+    }
+    // An input none of whose records could be read is the wrong input, not an empty one.
+    const { stats } = built.set;
+    const checks = [
+      {
+        what: mode === 'log' ? 'prediction-log' : 'event',
+        total: stats.served?.records ?? stats.events?.events ?? 0,
+        bad: stats.records_rejected,
+        first: 0,
+      },
+      {
+        what: 'label',
+        total: labels.partitions.reduce((n, p) => n + p.length, 0),
+        bad: stats.labels_rejected,
+        first: stats.records_rejected,
+      },
+    ];
+    for (const { what, total, bad, first } of checks) {
+      const example = built.rejected[first];
+      if (total > 0 && bad === total && example)
+        throw new InputError(`none of the ${total} ${what} records could be read (the first, ${example.where}: ${example.detail})`);
     }
     writeOutput(values.format === 'json' ? `${JSON.stringify(built.set)}\n` : trainingSetNdjson(built.set), values.out);
     process.stderr.write(summary(built));

@@ -157,6 +157,12 @@ describe('training sets from the prediction log and from the backfill', () => {
         { cwd: dir },
       );
       expect(noMaturity).toMatchObject({ code: 2, stderr: expect.stringMatching(/needs --maturity/) });
+      // A file of something else is the wrong input, not an empty one: exit 1, naming a line.
+      const wrong = await runTrainerCli('training-set-cli.ts', ['log', ...common, '--predictions', 'labels.ndjson'], { cwd: dir });
+      expect(wrong).toMatchObject({
+        code: 1,
+        stderr: expect.stringMatching(/none of the 30 prediction-log records could be read \(the first, labels\.ndjson:1: /),
+      });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
