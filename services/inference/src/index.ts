@@ -1,3 +1,3 @@
 export { buildApp, type InferenceDeps } from './app.js';
 export { createInferenceApp, startInference, type InferenceService } from './service.js';
-export { loadModel, ModelLoadError, type LoadedModel, type ModelManifest } from './model.js';
+export { loadModel, ModelLoadError, readModelVersion, type LoadedModel, type ModelManifest } from './model.js';
