@@ -1,7 +1,7 @@
 /**
  * Trains the example's fraud model and writes a model version directory:
  *   npm run train -w services/trainer -- [--algorithm logistic_regression|gbt] [--rows 60000] [--seed 1]
- *     [--out models/fraud_detector/1] [--version 1] [--champion models/fraud_detector/1]
+ *     [--out models/fraud_detector/1] [--version 1] [--champion models/fraud_detector/1] [--training-set set.json]
  *     [--trees 300] [--learning-rate 0.1] [--max-leaves 31] [--max-depth 6]   (gbt only)
  * The model (a logistic regression by default, or gradient-boosted trees) is exported to ONNX
  * with the project's own builder; `manifest.json` records its features, sha256, algorithm and
@@ -30,7 +30,8 @@ import {
   type ModelComparison,
   type ValidationMetrics,
 } from '@tributary/shared';
-import { buildDataset } from './dataset.js';
+import { TRAINING_SET_FORMAT, type TrainingSet } from './build-training-set.js';
+import { buildDataset, type Dataset } from './dataset.js';
 
 const ALGORITHMS = { logistic_regression: 'logistic_regression', gbt: GRADIENT_BOOSTING_MODEL_TYPE } as const;
 /** The largest difference allowed between the trainer's scores and the exported ONNX model's. */
@@ -44,6 +45,8 @@ const { values } = parseArgs({
     out: { type: 'string', default: resolve(import.meta.dirname, '../../../models/fraud_detector/1') },
     version: { type: 'string', default: '1' },
     champion: { type: 'string' },
+    // A training set from `npm run training-set` (JSON format): its rows, labels and time split.
+    'training-set': { type: 'string' },
     trees: { type: 'string', default: '300' },
     'learning-rate': { type: 'string', default: '0.1' },
     'max-leaves': { type: 'string', default: '31' },
@@ -63,14 +66,22 @@ const outDir = resolve(callerDir, values.out!);
 const championDir = values.champion === undefined ? undefined : resolve(callerDir, values.champion);
 
 const started = performance.now();
-const dataset = await buildDataset({ rows, seed, users: 2000, fraudRate: 0.03, ratePerSecond: 20, start: Date.UTC(2026, 0, 1) });
-// Split by time: train on the past, validate on the most recent fifth.
-const cut = Math.floor(dataset.rows.length * 0.8);
+const trainingSet = values['training-set'] === undefined ? null : await readTrainingSet(resolve(callerDir, values['training-set']));
+const dataset: Dataset = trainingSet
+  ? {
+      features: trainingSet.features,
+      rows: trainingSet.rows.map((row) => Float32Array.from(row)),
+      labels: trainingSet.labels,
+      times: trainingSet.times,
+    }
+  : await buildDataset({ rows, seed, users: 2000, fraudRate: 0.03, ratePerSecond: 20, start: Date.UTC(2026, 0, 1) });
+// Split by time: train on the past, validate on the most recent slice (the set's own split, or the last fifth).
+const cut = trainingSet ? trainingSet.split.train : Math.floor(dataset.rows.length * 0.8);
 const trainRows = dataset.rows.slice(0, cut);
 const trainLabels = dataset.labels.slice(0, cut);
 const validation = dataset.rows.slice(cut);
 const truth = dataset.labels.slice(cut);
-const name = 'fraud_detector';
+const name = trainingSet?.model.name ?? 'fraud_detector';
 const meta = { name, version: values.version! };
 
 interface Trained {
@@ -170,7 +181,9 @@ const manifest = {
     // Event times of the training rows, and of the validation rows after them.
     window: { from: new Date(dataset.times[0]!).toISOString(), to: new Date(dataset.times[cut - 1]!).toISOString() },
     validation_window: { from: new Date(dataset.times[cut]!).toISOString(), to: new Date(dataset.times.at(-1)!).toISOString() },
-    data: 'simulated card transactions (services/simulator), features replayed point-in-time through the feature pipeline',
+    data: trainingSet
+      ? `training set from the ${trainingSet.source === 'prediction_log' ? 'prediction log of' : 'point-in-time backfill for'} ${trainingSet.model.name} v${trainingSet.model.version}, labels as of ${new Date(trainingSet.cutoff).toISOString()} (${trainingSet.label_policy.unlabelled === 'negative' ? `unlabelled rows older than ${trainingSet.label_policy.maturity_ms} ms negative` : 'unlabelled rows dropped'})`
+      : 'simulated card transactions (services/simulator), features replayed point-in-time through the feature pipeline',
     validation: metrics,
     ...(championComparison === undefined ? {} : { champion_comparison: championComparison }),
   },
@@ -185,6 +198,29 @@ console.log(
     `(${metrics.positives}/${metrics.rows} positives); ONNX max abs diff ${onnxDiff.toExponential(1)}; wrote ${outDir}`,
 );
 if (championComparison) printComparison(championComparison);
+
+/** Reads a JSON training set and checks it can be trained on (two classes on each side of the split). */
+async function readTrainingSet(file: string): Promise<TrainingSet> {
+  let set: TrainingSet;
+  try {
+    set = JSON.parse(await readFile(file, 'utf8')) as TrainingSet;
+  } catch (error) {
+    throw new Error(
+      `--training-set ${file}: not a JSON training set (${(error as Error).message}); build one with npm run training-set -- … --format json`,
+    );
+  }
+  if (set.format !== TRAINING_SET_FORMAT || !Array.isArray(set.rows) || !Array.isArray(set.features))
+    throw new Error(
+      `--training-set ${file}: not a training set of format ${TRAINING_SET_FORMAT} (npm run training-set -- … --format json)`,
+    );
+  const { train, validation } = set.split;
+  const classes = (labels: number[]) => new Set(labels).size;
+  if (train < 100 || validation < 20 || classes(set.labels.slice(0, train)) < 2 || classes(set.labels.slice(train)) < 2)
+    throw new Error(
+      `--training-set ${file}: ${train} training and ${validation} validation rows; both sides of the split need both labels (and at least 100 and 20 rows)`,
+    );
+  return set;
+}
 
 type ChampionComparison = ModelComparison & {
   champion_model: Record<string, unknown>;
