@@ -293,3 +293,36 @@ describe('deploy/k8s', () => {
     }
   });
 });
+
+describe('deploy/k8s/prometheus-scrape.yml', () => {
+  const config = parse(read(`${DIR}/prometheus-scrape.yml`)) as {
+    scrape_configs: {
+      kubernetes_sd_configs: { role: string; namespaces: { names: string[] } }[];
+      relabel_configs: { source_labels: string[]; action: string; regex?: string; target_label?: string }[];
+    }[];
+  };
+  const job = config.scrape_configs[0]!;
+  const meta = (annotation: string) => `__meta_kubernetes_pod_annotation_${annotation.replace(/[^\w]/g, '_')}`;
+
+  it("discovers the manifests' pods by namespace and keeps those annotated for scraping", () => {
+    expect(job.kubernetes_sd_configs).toEqual([{ role: 'pod', namespaces: { names: [kustomization.namespace] } }]);
+    const keep = job.relabel_configs.find((r) => r.action === 'keep');
+    expect(keep).toMatchObject({ source_labels: [meta('prometheus.io/scrape')], regex: 'true' });
+  });
+
+  it('scrapes the annotated port and path, and names the job after the pod', () => {
+    const target = (label: string) => job.relabel_configs.find((r) => r.target_label === label);
+    expect(target('__metrics_path__')?.source_labels).toEqual([meta('prometheus.io/path')]);
+    expect(target('__address__')?.source_labels).toEqual(['__address__', meta('prometheus.io/port')]);
+    // The relabelling regex turns "10.0.0.7:8080;3001" into "10.0.0.7:3001".
+    const rule = target('__address__')!;
+    expect('10.0.0.7:8080;3001'.replace(new RegExp(`^(?:${rule.regex})$`), '$1:$2')).toBe('10.0.0.7:3001');
+    const nameLabel = 'app.kubernetes.io/name';
+    expect(target('job')?.source_labels).toEqual([`__meta_kubernetes_pod_label_${nameLabel.replace(/[^\w]/g, '_')}`]);
+    for (const d of deployments) {
+      expect(d.spec?.template.metadata?.labels?.[nameLabel], d.metadata?.name).toBe(d.metadata?.name);
+      for (const annotation of ['prometheus.io/scrape', 'prometheus.io/port', 'prometheus.io/path'])
+        expect(d.spec?.template.metadata?.annotations, d.metadata?.name).toHaveProperty([annotation]);
+    }
+  });
+});
