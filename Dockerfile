@@ -17,8 +17,9 @@
 # transpile of the sources at start (esbuild: ~0.2 s of the inference service's ~3.5 s
 # start, measured) and ~10 MB of esbuild binary. docs/operations.md has the details.
 
-# Pinned to a patch release; pin the digest too (node:22.23.3-bookworm-slim@sha256:...)
-# in a registry you control. The services are tested on Node 20, 22 and 24.
+# Node 22 (maintained LTS), pinned to a patch release; pin the digest too
+# (node:22.23.3-bookworm-slim@sha256:...) in a registry you control. CI runs the tests
+# on Node 20 (engines: >=20); this production install was run by hand on Node 22.
 ARG NODE_IMAGE=node:22.23.3-bookworm-slim
 
 FROM ${NODE_IMAGE} AS base
