@@ -87,6 +87,20 @@ const brokers: Variable<string[], undefined> = {
   },
 };
 
+const optionalText = (description: string, options: { secret?: boolean; oneOf?: readonly string[] } = {}): Variable<string, undefined> => ({
+  description,
+  default: undefined,
+  secret: options.secret,
+  parse: (raw) => {
+    const value = raw.trim();
+    if (value === '') throw new Error('must not be empty');
+    if (options.oneOf && !options.oneOf.includes(value.toLowerCase())) throw new Error(`must be one of ${options.oneOf.join(', ')}`);
+    return options.oneOf ? value.toLowerCase() : value;
+  },
+});
+
+export const KAFKA_SASL_MECHANISMS = ['plain', 'scram-sha-256', 'scram-sha-512'] as const;
+
 const redisUrl: Variable<string, undefined> = {
   description:
     'Redis URL (redis:// or rediss:// for TLS; user and password in the URL). With REDIS_CLUSTER, one or more comma-separated seed nodes of the cluster. Unset: the embedded in-memory online store.',
@@ -150,6 +164,16 @@ export const VARIABLES = {
   LOG_LEVEL: text('pino log level: fatal, error, warn, info, debug, trace.', 'info'),
   KAFKA_BROKERS: brokers,
   KAFKA_CLIENT_ID: text('Kafka client id.', 'tributary'),
+  KAFKA_SSL: boolean('Connect to the Kafka brokers over TLS (the system CAs, or KAFKA_SSL_CA_FILE).', false),
+  KAFKA_SSL_CA_FILE: optionalText("PEM file of the certificate authorities that sign the brokers' certificates (implies KAFKA_SSL)."),
+  KAFKA_SASL_MECHANISM: optionalText(
+    'SASL authentication with the brokers: plain, scram-sha-256 or scram-sha-512 (with KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD). Unset: none.',
+    {
+      oneOf: KAFKA_SASL_MECHANISMS,
+    },
+  ),
+  KAFKA_SASL_USERNAME: optionalText('SASL user name.'),
+  KAFKA_SASL_PASSWORD: optionalText('SASL password (never printed).', { secret: true }),
   KAFKA_SESSION_TIMEOUT: duration('Consumer-group session timeout: how long a member that stopped answering keeps its partitions.', '10s'),
   CONSUMER_GROUP_PREFIX: text('Prefix of the consumer groups (`<prefix>-features`, `<prefix>-monitor`).', 'tributary'),
   REDIS_URL: redisUrl,
@@ -272,6 +296,12 @@ export function loadConfig(
       const shown = variable.secret ? '(value hidden)' : JSON.stringify(withoutSecrets(raw));
       problems.push(`${name}=${shown}: ${withoutSecrets((error as Error).message)}`);
     }
+  }
+  if (config.KAFKA_SASL_MECHANISM !== undefined && (config.KAFKA_SASL_USERNAME === undefined || config.KAFKA_SASL_PASSWORD === undefined)) {
+    problems.push('KAFKA_SASL_MECHANISM needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD');
+  }
+  if (config.KAFKA_SASL_MECHANISM === undefined && (config.KAFKA_SASL_USERNAME !== undefined || config.KAFKA_SASL_PASSWORD !== undefined)) {
+    problems.push('KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD need KAFKA_SASL_MECHANISM (plain, scram-sha-256 or scram-sha-512)');
   }
   if (typeof config.REDIS_URL === 'string' && config.REDIS_URL.includes(',') && config.REDIS_CLUSTER !== true) {
     problems.push('REDIS_URL lists several URLs: set REDIS_CLUSTER=true for the seed nodes of a Redis Cluster, or give one URL');
