@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, kafkaOptions, kafkaSecurity, loadConfig } from '../src/index.js';
+import { type ConfigError, kafkaOptions, kafkaSecurity, loadConfig } from '../src/index.js';
 
 const configError = (env: Record<string, string>): ConfigError => {
   try {
