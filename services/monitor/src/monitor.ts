@@ -410,7 +410,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           }
           const p = decoded.value;
           scores.observe({ model: p.model.name, version: p.model.version, variant: p.variant }, p.score);
-          drift.observe(p.model.name, p.model.version, { ...p.features, score: p.score }, p.predicted_at);
+          drift.observe(p.model.name, p.model.version, p.features, p.score, p.predicted_at);
           const waiting: WaitingPrediction = {
             model: p.model.name,
             version: p.model.version,
