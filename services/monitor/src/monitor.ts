@@ -83,6 +83,13 @@ interface WaitingLabel {
   at: number;
 }
 
+/**
+ * Partitions whose batches are handled at once. Each batch's offers are atomic per request
+ * in the join store and committed only after they are durable, so the order between
+ * partitions (which Kafka never gave) does not matter.
+ */
+const CONCURRENT_PARTITIONS = 4;
+
 const QUALITY_METRICS = ['accuracy', 'precision', 'recall', 'f1', 'roc_auc', 'log_loss', 'ece'] as const;
 
 export interface Monitor {
@@ -93,6 +100,23 @@ export interface Monitor {
 
 function labelTime(ts: number | string): number {
   return typeof ts === 'number' ? ts : Date.parse(ts);
+}
+
+/** Increments of one counter added up per series over a batch, to be added to the counter once per series. */
+class BatchCounts<L extends string> {
+  private readonly counts = new Map<string, { labels: Record<L, string>; count: number }>();
+
+  add(labels: Record<L, string>): void {
+    let key = '';
+    for (const name in labels) key += `${labels[name]}\u0000`;
+    const entry = this.counts.get(key);
+    if (entry) entry.count++;
+    else this.counts.set(key, { labels, count: 1 });
+  }
+
+  addTo(counter: Counter<L>): void {
+    for (const { labels, count } of this.counts.values()) counter.inc(labels, count);
+  }
 }
 
 export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
@@ -394,12 +418,19 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     groupId: options.groupId,
     topics: [options.topics.predictions, options.topics.labels],
     fromBeginning: true,
+    // While one batch waits for its offers in Redis, batches of other partitions are decoded.
+    concurrentPartitions: CONCURRENT_PARTITIONS,
     onError: (error) => options.logger.warn({ err: error }, 'monitor batch failed; it will be retried'),
     eachBatch: async (batch) => {
       const stream = batch.topic === options.topics.predictions ? 'predictions' : 'labels';
       const rejected: OutgoingRecord[] = [];
       const offers: Offer[] = [];
       const sides: (WaitingPrediction | WaitingLabel)[] = [];
+      // Counters are added up over the batch, then incremented once per series (before the
+      // offers, as they were record by record).
+      const servedCounts = new BatchCounts<'model' | 'version' | 'variant' | 'degraded'>();
+      const defaultCounts = new BatchCounts<'model' | 'version' | 'feature'>();
+      const labelCounts = [0, 0];
       for (const record of batch.records) {
         if (stream === 'predictions') {
           const decoded = predictions.decode(record.value);
@@ -427,11 +458,11 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           }
           board.predicted(waiting, p.score, p.predicted_at);
           const [model, version, variant] = bounded(p.model.name, p.model.version, p.variant);
-          served.inc({ model, version, variant, degraded: String(p.degraded ?? false) });
+          servedCounts.add({ model, version, variant, degraded: String(p.degraded ?? false) });
           latency.observe({ model, version, variant }, p.latency_ms / 1000);
           for (const feature of p.defaulted ?? []) {
             const [m, v, f] = bounded(model, version, feature);
-            defaults.inc({ model: m, version: v, feature: f });
+            defaultCounts.add({ model: m, version: v, feature: f });
           }
           for (const [group, age] of Object.entries(p.feature_age_ms ?? {})) {
             if (age === null) continue;
@@ -452,7 +483,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             deadLettered.inc({ consumer: options.groupId, reason: decoded.reason });
             continue;
           }
-          labels.inc({ label: String(decoded.value.label) });
+          labelCounts[decoded.value.label]!++;
           const waiting: WaitingLabel = { label: decoded.value.label, at: labelTime(decoded.value.ts) };
           sides.push(waiting);
           offers.push({
@@ -463,15 +494,25 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           });
         }
       }
+      servedCounts.addTo(served);
+      defaultCounts.addTo(defaults);
+      labelCounts.forEach((count, label) => {
+        if (count > 0) labels.inc({ label: String(label) }, count);
+      });
       // Offers are durable before the batch is committed: a replay finds them and is a duplicate.
       const outcomes = await options.joins.offer(offers);
-      outcomes.forEach((outcome, i) => {
-        joins.inc({ stream, outcome: outcome.kind });
-        if (outcome.kind !== 'joined') return;
+      const outcomeCounts = { joined: 0, waiting: 0, duplicate: 0 };
+      for (let i = 0; i < outcomes.length; i++) {
+        const outcome = outcomes[i]!;
+        outcomeCounts[outcome.kind]++;
+        if (outcome.kind !== 'joined') continue;
         const side = sides[i]!;
         if (stream === 'predictions') joined(side as WaitingPrediction, JSON.parse(outcome.other) as WaitingLabel);
         else joined(JSON.parse(outcome.other) as WaitingPrediction, side as WaitingLabel);
-      });
+      }
+      for (const outcome of ['joined', 'waiting', 'duplicate'] as const) {
+        if (outcomeCounts[outcome] > 0) joins.inc({ stream, outcome }, outcomeCounts[outcome]);
+      }
       if (rejected.length > 0) await options.eventLog.publish(options.topics.deadLetter, rejected);
       records.inc({ stream, outcome: 'accepted' }, batch.records.length - rejected.length);
       records.inc({ stream, outcome: 'dead_lettered' }, rejected.length);
