@@ -121,8 +121,9 @@ for i = 1, #KEYS do
     redis.call('PEXPIRE', key, keep)
     results[i] = found[3]
   else
+    -- Nothing was found: the hash is new (it only ever holds those three fields).
     redis.call('HSET', key, side, ARGV[3 * i - 1])
-    if redis.call('PTTL', key) < tonumber(keep) then redis.call('PEXPIRE', key, keep) end
+    redis.call('PEXPIRE', key, keep)
     results[i] = 1
   end
 end
