@@ -2,8 +2,8 @@
  * Where a process spent its time, from a V8 CPU profile (`node --cpu-prof`, or
  * `npm run bench:monitor -- --profile DIR`):
  *   tsx bench/cpu-profile-summary.ts FILE.cpuprofile [--top 25]
- * Prints the self time per function and per source (file or package), as shares of the
- * profiled time (idle excluded, and shown apart).
+ * Prints the self time per part of the monitor's work, per source (file or package) and per
+ * function, as shares of the busy time (idle excluded, and shown apart).
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -35,6 +35,23 @@ const source = (url: string): string => {
   const ours = /\/((?:services|shared|bench)\/.*)$/.exec(url);
   return ours ? ours[1]! : url;
 };
+/** The part of the work a function belongs to, by its source (or name, for V8's natives). */
+const PARTS: [string, RegExp][] = [
+  ['kafkajs: fetch and decode', /^(kafkajs|long|shared\/src\/event-log\/.*)$/],
+  ['record decode and validation (JSON.parse, TypeBox)', /^(shared\/src\/records\/.*|typebox|check_\d+|RegExp: .*)$/],
+  [
+    'join store client (ioredis, script arguments)',
+    /^(ioredis|redis-parser|denque|cluster-key-slot|(.*\/)?services\/monitor\/src\/join-store\.ts)$/,
+  ],
+  ['socket writes (Redis, broker)', /^(writeUtf8String|writeBuffer|writev|node:net|node:internal\/stream_base_commons)$/],
+  // (a baseline's sources are under bench/.baseline/)
+  [
+    'statistics and metrics (monitor, shared/monitoring, prom-client)',
+    /^(.*\/)?(services\/monitor\/.*|shared\/src\/monitoring\/.*|prom-client)$/,
+  ],
+  ['garbage collector', /^\(garbage collector\)$/],
+];
+const byPart = new Map<string, number>();
 const byFunction = new Map<string, number>();
 const bySource = new Map<string, number>();
 let idle = 0;
@@ -50,10 +67,14 @@ for (const [id, us] of selfUs) {
   byFunction.set(name, (byFunction.get(name) ?? 0) + us);
   const src = functionName === '(garbage collector)' ? '(garbage collector)' : source(url);
   bySource.set(src, (bySource.get(src) ?? 0) + us);
+  const part = PARTS.find(([, pattern]) => pattern.test(src) || (!url && pattern.test(functionName)))?.[0] ?? 'other';
+  byPart.set(part, (byPart.get(part) ?? 0) + us);
 }
 const pct = (us: number) => `${((100 * us) / busy).toFixed(1).padStart(5)}%`;
 const top = Number(args.top);
 console.log(`busy ${(busy / 1e6).toFixed(2)} s, idle/program ${(idle / 1e6).toFixed(2)} s`);
+console.log('\nself time by part:');
+for (const [name, us] of [...byPart].sort((a, b) => b[1] - a[1])) console.log(`${pct(us)}  ${name}`);
 console.log('\nself time by source:');
 for (const [name, us] of [...bySource].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`${pct(us)}  ${name}`);
 console.log('\nself time by function:');

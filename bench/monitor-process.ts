@@ -1,14 +1,17 @@
 /**
  * One consumer process of the monitor benchmark (bench/monitor.ts starts it, one per round):
- *   tsx bench/monitor-process.ts --mode monitor|raw --records N [--monitor-src DIR]
+ *   tsx bench/monitor-process.ts --mode monitor|raw --records N [--monitor-src DIR] [--profile FILE]
  * Configured from the environment as the monitor process is (services/monitor/src/main.ts:
  * KAFKA_BROKERS, REDIS_URL, REDIS_KEY_PREFIX, TOPIC_PREDICTIONS, TOPIC_LABELS, CONSUMER_GROUP_PREFIX...).
  * - `raw`: consumes the prediction and label topics with kafkajs `eachBatch` and does nothing else;
  * - `monitor`: runs `startMonitor` with `monitorSettings(config)`, as main.ts does (the Redis
  *   join store, the model registry's manifests), from `--monitor-src` (default: this checkout).
  * Times from the first batch to the N-th record handled, notes the process's memory every
- * tenth of the way, and prints one JSON line.
+ * tenth of the way, and prints one JSON line. With `--profile`, writes a V8 CPU profile of
+ * the main thread from the first batch to the N-th record (start-up left out).
  */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -20,6 +23,7 @@ const { values: args } = parseArgs({
     mode: { type: 'string', default: 'monitor' },
     records: { type: 'string' },
     'monitor-src': { type: 'string', default: fileURLToPath(new URL('../services/monitor/src', import.meta.url)) },
+    profile: { type: 'string' },
   },
 });
 const target = Number(args.records);
@@ -32,6 +36,15 @@ const memory = () => {
   const m = process.memoryUsage();
   return { rss_mb: mb(m.rss), heap_used_mb: mb(m.heapUsed), external_mb: mb(m.external + m.arrayBuffers) };
 };
+
+// The CPU profiler, started at the first batch when asked for.
+const profiler = args.profile ? new Session() : null;
+const post = (method: string) =>
+  new Promise<unknown>((resolve, reject) => profiler!.post(method, (error, result) => (error ? reject(error) : resolve(result))));
+if (profiler) {
+  profiler.connect();
+  await post('Profiler.enable');
+}
 
 // Counts the records handled (after the batch handler resolved) and notes the time of the first batch.
 let handled = 0;
@@ -53,6 +66,7 @@ const counted = (eventLog: EventLog): EventLog => ({
         if (first === 0) {
           first = performance.now();
           cpuAtFirst = process.cpuUsage();
+          if (profiler) void post('Profiler.start');
         }
         await options.eachBatch(batch);
         const before = handled;
@@ -93,6 +107,11 @@ if (args.mode === 'raw') {
 }
 await finished;
 const cpu = process.cpuUsage(cpuAtFirst);
+if (profiler) {
+  const { profile } = (await post('Profiler.stop')) as { profile: unknown };
+  writeFileSync(args.profile!, JSON.stringify(profile));
+  profiler.disconnect();
+}
 const seconds = (last - first) / 1000;
 const atEnd = memory();
 

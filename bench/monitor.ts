@@ -15,7 +15,8 @@
  * 3. medians over the rounds, with the machine's load average.
  * The run is written under its record count to bench/results/monitor.json (so the default
  * run and `--records 1000000` sit side by side). `--profile DIR` writes a CPU profile of
- * every monitor process to DIR instead (and no results).
+ * every round's process to DIR (from its first batch on; `tsx bench/cpu-profile-summary.ts
+ * FILE` sums it up) and no results.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -166,13 +167,10 @@ async function deleteKeys(prefix: string): Promise<number> {
 async function consume(kind: 'raw' | 'monitor' | 'baseline', round: number): Promise<ProcessResult> {
   const prefix = `${run}:r${round}-${kind}:`;
   const memoryBefore = kind === 'raw' ? 0 : await usedMemory();
-  const nodeArgs = ['--expose-gc'];
-  // One folder per process: the main thread's profile is the largest file (tsx's loader thread writes its own).
-  if (args.profile && kind !== 'raw') nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${args.profile}/${kind}-r${round}`);
   const child = spawn(
     process.execPath,
     [
-      ...nodeArgs,
+      '--expose-gc',
       '--import',
       'tsx',
       `${root}bench/monitor-process.ts`,
@@ -181,6 +179,7 @@ async function consume(kind: 'raw' | 'monitor' | 'baseline', round: number): Pro
       '--records',
       String(total),
       ...(kind === 'baseline' ? ['--monitor-src', baselineSrc!] : []),
+      ...(args.profile ? ['--profile', `${args.profile}/${kind}-r${round}.cpuprofile`] : []),
     ],
     {
       cwd: root,
