@@ -83,13 +83,6 @@ interface WaitingLabel {
   at: number;
 }
 
-/**
- * Partitions whose batches are handled at once. Each batch's offers are atomic per request
- * in the join store and committed only after they are durable, so the order between
- * partitions (which Kafka never gave) does not matter.
- */
-const CONCURRENT_PARTITIONS = 4;
-
 const QUALITY_METRICS = ['accuracy', 'precision', 'recall', 'f1', 'roc_auc', 'log_loss', 'ece'] as const;
 
 export interface Monitor {
@@ -418,8 +411,6 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     groupId: options.groupId,
     topics: [options.topics.predictions, options.topics.labels],
     fromBeginning: true,
-    // While one batch waits for its offers in Redis, batches of other partitions are decoded.
-    concurrentPartitions: CONCURRENT_PARTITIONS,
     onError: (error) => options.logger.warn({ err: error }, 'monitor batch failed; it will be retried'),
     eachBatch: async (batch) => {
       const stream = batch.topic === options.topics.predictions ? 'predictions' : 'labels';

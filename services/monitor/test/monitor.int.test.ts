@@ -1,8 +1,7 @@
 /**
- * The monitor on the real broker and Redis: with the batches of several partitions handled
- * at once, every labelled prediction is joined exactly once, whether its label was consumed
- * before or after it, and a second monitor replaying both topics over the same join store
- * finds only duplicates.
+ * The monitor on the real broker and Redis, topics of 4 partitions: every labelled
+ * prediction is joined exactly once, whether its label was consumed before or after it, and
+ * a second monitor replaying both topics over the same join store finds only duplicates.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
