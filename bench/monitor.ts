@@ -250,7 +250,15 @@ const summary = (rounds: ProcessResult[]) => {
     ...(typical.redis_keys !== undefined
       ? { redis_keys_left: typical.redis_keys, redis_used_memory_delta_mb: typical.redis_used_memory_delta_mb }
       : {}),
-    checkpoints_of_median_round: typical.checkpoints.map((c) => ({ records: c.records, rss_mb: c.rss_mb, heap_used_mb: c.heap_used_mb })),
+    ...(typical.counters
+      ? {
+          checkpoints_of_median_round: typical.checkpoints.map((c) => ({
+            records: c.records,
+            rss_mb: c.rss_mb,
+            heap_used_mb: c.heap_used_mb,
+          })),
+        }
+      : {}),
   };
 };
 const raw = summary(results.raw!);
