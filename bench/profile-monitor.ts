@@ -4,14 +4,16 @@
  * log that only hands over batches), with the Redis join store (REDIS_URL) or the in-memory
  * one (`--join memory`). Prints CPU and wall time per record; `--profile FILE` writes a V8
  * CPU profile of the handling alone (`tsx bench/cpu-profile-summary.ts FILE` sums it up):
- *   tsx bench/profile-monitor.ts [--records 200000] [--batch 900] [--join redis|memory] [--profile FILE]
+ *   tsx bench/profile-monitor.ts [--records 200000] [--batch 900] [--join redis|memory] [--profile FILE] [--monitor-src DIR]
+ * (`--monitor-src`: another version's services/monitor/src, e.g. from `git archive`).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
-import { manifestsFrom, MemoryJoinStore, RedisJoinStore, startMonitor } from '../services/monitor/src/index.js';
+import type * as MonitorModule from '../services/monitor/src/index.js';
 import {
   createLogger,
   createRandom,
@@ -30,8 +32,12 @@ const { values: args } = parseArgs({
     batch: { type: 'string', default: '900' },
     join: { type: 'string', default: 'redis' },
     profile: { type: 'string' },
+    'monitor-src': { type: 'string', default: fileURLToPath(new URL('../services/monitor/src', import.meta.url)) },
   },
 });
+const { manifestsFrom, MemoryJoinStore, RedisJoinStore, startMonitor } = (await import(
+  pathToFileURL(join(args['monitor-src'], 'index.ts')).href
+)) as typeof MonitorModule;
 const RECORDS = Number(args.records);
 const BATCH = Number(args.batch);
 const redisUrl = process.env.REDIS_URL;
