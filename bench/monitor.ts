@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import kafkajs from 'kafkajs';
+import * as prettier from 'prettier';
 import { createRandom, KafkaEventLog, type OutgoingRecord, type ReferenceProfile } from '../shared/src/index.js';
 import { createTopic } from '../test/support/topics.js';
 import { PredictionTraffic } from './prediction-log.js';
@@ -298,15 +299,11 @@ if (args.profile) {
   const file = new URL('./results/monitor.json', import.meta.url);
   const previous = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { runs?: Record<string, unknown> }) : {};
   mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
-  writeFileSync(
-    file,
-    JSON.stringify(
-      {
-        about: 'npm run bench:monitor: one monitor process vs the raw consume rate of the same topics; one entry per record count',
-        runs: { ...previous.runs, [String(RECORDS)]: result },
-      },
-      null,
-      2,
-    ) + '\n',
-  );
+  const text = JSON.stringify({
+    about: 'npm run bench:monitor: one monitor process vs the raw consume rate of the same topics; one entry per record count',
+    runs: { ...previous.runs, [String(RECORDS)]: result },
+  });
+  // Formatted as the repository's other files are (npm run lint checks it).
+  const path = fileURLToPath(file);
+  writeFileSync(path, await prettier.format(text, { ...(await prettier.resolveConfig(path)), filepath: path }));
 }
