@@ -95,6 +95,23 @@ function labelTime(ts: number | string): number {
   return typeof ts === 'number' ? ts : Date.parse(ts);
 }
 
+/** Increments of one counter added up per series over a batch, to be added to the counter once per series. */
+class BatchCounts<L extends string> {
+  private readonly counts = new Map<string, { labels: Record<L, string>; count: number }>();
+
+  add(labels: Record<L, string>): void {
+    let key = '';
+    for (const name in labels) key += `${labels[name]}\u0000`;
+    const entry = this.counts.get(key);
+    if (entry) entry.count++;
+    else this.counts.set(key, { labels, count: 1 });
+  }
+
+  addTo(counter: Counter<L>): void {
+    for (const { labels, count } of this.counts.values()) counter.inc(labels, count);
+  }
+}
+
 export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   const registers = [options.registry];
   const records = metric(
@@ -400,6 +417,11 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       const rejected: OutgoingRecord[] = [];
       const offers: Offer[] = [];
       const sides: (WaitingPrediction | WaitingLabel)[] = [];
+      // Counters are added up over the batch, then incremented once per series (before the
+      // offers, as they were record by record).
+      const servedCounts = new BatchCounts<'model' | 'version' | 'variant' | 'degraded'>();
+      const defaultCounts = new BatchCounts<'model' | 'version' | 'feature'>();
+      const labelCounts = [0, 0];
       for (const record of batch.records) {
         if (stream === 'predictions') {
           const decoded = predictions.decode(record.value);
@@ -410,7 +432,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           }
           const p = decoded.value;
           scores.observe({ model: p.model.name, version: p.model.version, variant: p.variant }, p.score);
-          drift.observe(p.model.name, p.model.version, { ...p.features, score: p.score }, p.predicted_at);
+          drift.observe(p.model.name, p.model.version, p.features, p.score, p.predicted_at);
           const waiting: WaitingPrediction = {
             model: p.model.name,
             version: p.model.version,
@@ -427,11 +449,11 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           }
           board.predicted(waiting, p.score, p.predicted_at);
           const [model, version, variant] = bounded(p.model.name, p.model.version, p.variant);
-          served.inc({ model, version, variant, degraded: String(p.degraded ?? false) });
+          servedCounts.add({ model, version, variant, degraded: String(p.degraded ?? false) });
           latency.observe({ model, version, variant }, p.latency_ms / 1000);
           for (const feature of p.defaulted ?? []) {
             const [m, v, f] = bounded(model, version, feature);
-            defaults.inc({ model: m, version: v, feature: f });
+            defaultCounts.add({ model: m, version: v, feature: f });
           }
           for (const [group, age] of Object.entries(p.feature_age_ms ?? {})) {
             if (age === null) continue;
@@ -452,7 +474,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             deadLettered.inc({ consumer: options.groupId, reason: decoded.reason });
             continue;
           }
-          labels.inc({ label: String(decoded.value.label) });
+          labelCounts[decoded.value.label]!++;
           const waiting: WaitingLabel = { label: decoded.value.label, at: labelTime(decoded.value.ts) };
           sides.push(waiting);
           offers.push({
@@ -463,15 +485,25 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           });
         }
       }
+      servedCounts.addTo(served);
+      defaultCounts.addTo(defaults);
+      labelCounts.forEach((count, label) => {
+        if (count > 0) labels.inc({ label: String(label) }, count);
+      });
       // Offers are durable before the batch is committed: a replay finds them and is a duplicate.
       const outcomes = await options.joins.offer(offers);
-      outcomes.forEach((outcome, i) => {
-        joins.inc({ stream, outcome: outcome.kind });
-        if (outcome.kind !== 'joined') return;
+      const outcomeCounts = { joined: 0, waiting: 0, duplicate: 0 };
+      for (let i = 0; i < outcomes.length; i++) {
+        const outcome = outcomes[i]!;
+        outcomeCounts[outcome.kind]++;
+        if (outcome.kind !== 'joined') continue;
         const side = sides[i]!;
         if (stream === 'predictions') joined(side as WaitingPrediction, JSON.parse(outcome.other) as WaitingLabel);
         else joined(JSON.parse(outcome.other) as WaitingPrediction, side as WaitingLabel);
-      });
+      }
+      for (const outcome of ['joined', 'waiting', 'duplicate'] as const) {
+        if (outcomeCounts[outcome] > 0) joins.inc({ stream, outcome }, outcomeCounts[outcome]);
+      }
       if (rejected.length > 0) await options.eventLog.publish(options.topics.deadLetter, rejected);
       records.inc({ stream, outcome: 'accepted' }, batch.records.length - rejected.length);
       records.inc({ stream, outcome: 'dead_lettered' }, rejected.length);
