@@ -57,6 +57,7 @@ const finished = new Promise<void>((resolve) => (done = resolve));
 const counted = (eventLog: EventLog): EventLog => ({
   publish: (topic, records) => eventLog.publish(topic, records),
   ensureTopics: (topics) => eventLog.ensureTopics(topics),
+  endOffsets: (topic) => eventLog.endOffsets(topic),
   ping: () => eventLog.ping(),
   close: () => eventLog.close(),
   subscribe: (options) =>

@@ -94,6 +94,7 @@ let handler: ((batch: RecordBatch) => Promise<void>) | undefined;
 const eventLog: EventLog = {
   publish: async () => {},
   ensureTopics: async () => {},
+  endOffsets: async () => [],
   ping: async () => {},
   close: async () => {},
   subscribe: async (options) => {
