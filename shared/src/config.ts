@@ -87,6 +87,16 @@ const brokers: Variable<string[], undefined> = {
   },
 };
 
+const choice = <T extends string>(description: string, fallback: T, options: readonly T[]): Variable<T> => ({
+  description: `${description} One of ${options.join(', ')}.`,
+  default: fallback,
+  parse: (raw) => {
+    const value = raw.trim().toLowerCase() as T;
+    if (!options.includes(value)) throw new Error(`must be one of ${options.join(', ')}`);
+    return value;
+  },
+});
+
 const optionalText = (description: string, options: { secret?: boolean; oneOf?: readonly string[] } = {}): Variable<string, undefined> => ({
   description,
   default: undefined,
@@ -257,6 +267,23 @@ export const VARIABLES = {
   ),
   MONITOR_SLICE_FIELDS: text('Request fields whose values slice the quality metrics (comma-separated).', 'country,channel'),
   MONITOR_MAX_SLICES: integer('Values per slice field at most; beyond, they are counted as `__other__`.', 20, 1, 1000),
+  MONITOR_CANARY_METRIC: choice(
+    'Quality metric of the canary rule: a canary worse than the champion by more than MONITOR_CANARY_MARGIN over the last hour is rolled back.',
+    'roc_auc',
+    ['accuracy', 'precision', 'recall', 'f1', 'roc_auc', 'log_loss', 'ece'] as const,
+  ),
+  MONITOR_CANARY_MARGIN: number(
+    "How far below the champion (in the metric's units) a canary may fall before the monitor rolls it back.",
+    0.02,
+    0,
+    1,
+  ),
+  MONITOR_CANARY_MIN_LABELS: integer(
+    'Labelled predictions the canary and the champion each need over the last hour before the canary rule judges.',
+    200,
+    1,
+    1_000_000,
+  ),
   SIMULATOR: boolean('Run the example simulator inside `npm start` (the embedded default).', true),
   SIMULATOR_RATE: number('Transactions per second the simulator emits.', 20, 0.1, 100_000),
   SIMULATOR_FRAUD_RATE: number('Share of simulated transactions that are fraudulent.', 0.03, 0, 1),

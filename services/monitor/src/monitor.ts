@@ -28,6 +28,7 @@ import {
 import type { JoinStore, Offer } from './join-store.js';
 import { DriftBoard } from './drift.js';
 import { QualityBoard } from './quality.js';
+import { BanditRewards, checkCanaries, type CanaryRule, type RolloutControl } from './rollout-guard.js';
 
 const PredictionRecordSchema = Type.Object({
   prediction_id: Type.String({ minLength: 1 }),
@@ -65,6 +66,13 @@ export interface MonitorOptions {
   maxSlices?: number;
   /** How often waiting sides past their deadline are swept and counted. */
   sweepIntervalMs?: number;
+  /** Rollouts: where bandit rewards go, and the canary rule with the routing it acts on. */
+  rollouts?: {
+    addReward?(model: string, version: string, trials: number, reward: number): Promise<void>;
+    canary?: { rule: CanaryRule; control: RolloutControl; intervalMs?: number };
+    /** Closes what the rollouts use (called by `stop`). */
+    close?(): Promise<void>;
+  };
   clock?: () => number;
 }
 
@@ -89,6 +97,8 @@ export interface Monitor {
   stop(): Promise<void>;
   /** Sweeps expired waiting sides now (the monitor also does it every sweep interval). */
   sweep(): Promise<void>;
+  /** Applies the canary rule now (the monitor also does it every interval, when configured). */
+  checkCanary(): Promise<void>;
 }
 
 function labelTime(ts: number | string): number {
@@ -399,10 +409,23 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         },
       }),
   );
+  const bandit = new BanditRewards();
   const joined = (prediction: WaitingPrediction, label: WaitingLabel) => {
     labelDelay.observe({ model: prediction.model }, Math.max(0, (label.at - prediction.predicted_at) / 1000));
     board.observe(prediction, prediction.score, label.label, clock(), prediction.slices);
+    bandit.observe(prediction, label.label, options.thresholdOf(prediction.model, prediction.version));
   };
+  const canaryRollbacks = metric(
+    options.registry,
+    'tributary_canary_rollbacks_total',
+    () =>
+      new Counter({
+        name: 'tributary_canary_rollbacks_total',
+        help: "Canaries rolled back by the monitor's canary rule (quality below the champion's by more than the margin)",
+        labelNames: ['model'],
+        registers,
+      }),
+  );
   const deadLettered = deadLetterCounter(options.registry);
   const predictions = recordValidator<PredictionLogRecord>(PredictionRecordSchema);
   const labelRecords = recordValidator<Label>(LabelSchema);
@@ -504,6 +527,11 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       for (const outcome of ['joined', 'waiting', 'duplicate'] as const) {
         if (outcomeCounts[outcome] > 0) joins.inc({ stream, outcome }, outcomeCounts[outcome]);
       }
+      const addReward = options.rollouts?.addReward;
+      if (addReward) {
+        // At most once: a reward not stored is kept for the next batch; one lost in a crash is not replayed.
+        await bandit.flush(addReward).catch((error: unknown) => options.logger.warn({ err: error }, 'bandit rewards not stored yet'));
+      }
       if (rejected.length > 0) await options.eventLog.publish(options.topics.deadLetter, rejected);
       records.inc({ stream, outcome: 'accepted' }, batch.records.length - rejected.length);
       records.inc({ stream, outcome: 'dead_lettered' }, rejected.length);
@@ -525,13 +553,38 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     sweep().catch((error: unknown) => options.logger.warn({ err: error }, 'label join: sweep failed; it will be retried'));
   }, options.sweepIntervalMs ?? 10_000);
   sweeper.unref();
+  const canary = options.rollouts?.canary;
+  /** One pass of the canary rule (the timer runs it every `intervalMs`). */
+  const checkCanary = async () => {
+    if (!canary) return;
+    await checkCanaries({
+      rule: canary.rule,
+      control: canary.control,
+      quality: () => board.summaries(clock()).filter((s) => s.window === '1h'),
+      logger: options.logger,
+      rolledBack: (model) => canaryRollbacks.inc({ model }),
+    });
+  };
+  let checking: Promise<void> = Promise.resolve();
+  const canaryTimer = canary
+    ? setInterval(() => {
+        checking = checking
+          .then(checkCanary)
+          .catch((error: unknown) => options.logger.warn({ err: error }, 'canary rule: check failed; it will be retried'));
+      }, canary.intervalMs ?? 15_000)
+    : null;
+  canaryTimer?.unref();
   return {
     stop: async () => {
       clearInterval(sweeper);
+      if (canaryTimer) clearInterval(canaryTimer);
+      await checking;
       await sweeping.catch(() => {});
       await subscription.stop();
       await options.joins.close();
+      await options.rollouts?.close?.();
     },
     sweep,
+    checkCanary,
   };
 }
