@@ -38,7 +38,7 @@ describe.skipIf(!services.kafkaBrokers || !services.redisUrl)(
         groupId: `${run}-${group}`,
         registry,
         logger: createLogger('test', 'silent'),
-        joins: new RedisJoinStore(services.redisUrl!, prefix, DAY),
+        joins: new RedisJoinStore({ url: services.redisUrl! }, prefix, DAY),
         joinWindowMs: DAY,
         thresholdOf: () => 0.5,
         profileOf: () => null,
