@@ -153,7 +153,7 @@ export class MemoryJoinStore implements JoinStore {
   async close(): Promise<void> {}
 }
 
-/** Orders units as Redis's Lua `table.sort` does (by bytes; the same for every BMP string). */
+/** The order of the predictions a label joins: by unit (the same in both stores). */
 function byteOrder(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
@@ -164,9 +164,10 @@ function byteOrder(a: string, b: string): number {
  * joined), `label` (the label, until its deadline) and `labelled` (the label joined a
  * prediction). ARGV[4i-3] offer i's side (`prediction` or `label`), ARGV[4i-2] its unit (empty
  * for a label), ARGV[4i-1] its value, ARGV[4i] ms to keep the hash (at least). Returns one reply
- * per offer: 0 duplicate, 1 waiting, or the array of the values it joined (for a label, the
- * predictions that waited, by unit; for a prediction, the label). A later offer sees what the
- * earlier ones did, as if each were its own call.
+ * per offer: 0 duplicate, 1 waiting, or what it joined: for a prediction `{label}`, for a
+ * label the fields and values of the predictions that waited (`{p:<unit>, value, ...}`, in no
+ * order: the client orders them by unit, as Lua's `<` follows the server's locale). A later
+ * offer sees what the earlier ones did, as if each were its own call.
  */
 const OFFER_SCRIPT = `
 local function keep(key, ms)
@@ -189,26 +190,30 @@ for i = 1, #KEYS do
       results[i] = 1
     end
   else
-    local found = redis.call('HMGET', key, 'label', 'labelled')
-    if found[1] or found[2] then
+    -- One read of the (small) hash: a label or a joined label makes this one a duplicate.
+    local fields = redis.call('HGETALL', key)
+    local waiting, values, seen = {}, {}, false
+    for f = 1, #fields, 2 do
+      local name = fields[f]
+      if name == 'label' or name == 'labelled' then
+        seen = true
+        break
+      elseif string.sub(name, 1, 2) == 'p:' then
+        waiting[#waiting + 1] = name
+        values[name] = fields[f + 1]
+      end
+    end
+    if seen then
       results[i] = 0
     else
-      local fields = redis.call('HGETALL', key)
-      local waiting, values = {}, {}
-      for f = 1, #fields, 2 do
-        if string.sub(fields[f], 1, 2) == 'p:' then
-          waiting[#waiting + 1] = fields[f]
-          values[fields[f]] = fields[f + 1]
-        end
-      end
       if #waiting == 0 then
         redis.call('HSET', key, 'label', value)
         results[i] = 1
       else
-        table.sort(waiting)
         local joined, marks = {}, { 'label', value, 'labelled', '1' }
         for w = 1, #waiting do
-          joined[w] = values[waiting[w]]
+          joined[2 * w - 1] = waiting[w]
+          joined[2 * w] = values[waiting[w]]
           marks[#marks + 1] = 'j:' .. string.sub(waiting[w], 3)
           marks[#marks + 1] = '1'
         end
@@ -248,6 +253,13 @@ type RedisWithJoin = (Redis | Cluster) & {
 };
 
 type Pipeline = RedisWithJoin & { exec(): Promise<[Error | null, unknown][] | null> };
+
+/** The values of a label's join reply (`[p:<unit>, value, ...]`), ordered by unit. */
+function byUnit(fieldsAndValues: string[]): string[] {
+  const pairs: [string, string][] = [];
+  for (let i = 0; i < fieldsAndValues.length; i += 2) pairs.push([fieldsAndValues[i]!, fieldsAndValues[i + 1]!]);
+  return pairs.sort((a, b) => byteOrder(a[0], b[0])).map(([, value]) => value);
+}
 
 export class RedisJoinStore implements JoinStore {
   private readonly client: RedisWithJoin;
@@ -328,7 +340,7 @@ export class RedisJoinStore implements JoinStore {
         // A label stays until its deadline, joined or not; a prediction only while it waits.
         if (offer.side === 'label') due.push(offer.deadline, JSON.stringify([LABEL_FIELD, offer.requestId]));
         else if (answer === 1) due.push(offer.deadline, JSON.stringify([predictionField(offer.unit), offer.requestId]));
-        results.push(answer === 1 ? WAITING : { kind: 'joined', others: answer });
+        results.push(answer === 1 ? WAITING : { kind: 'joined', others: offer.side === 'label' ? byUnit(answer) : answer });
       }
     }
     if (results.length !== offers.length) throw new Error(`label join: ${offers.length} offers but ${results.length} replies`);
