@@ -9,7 +9,7 @@ import type { RolloutControl } from './rollout-guard.js';
 /** A joined marker is kept one more window, so that replays and late duplicates are recognised. */
 export function createJoinStore(config: Config): JoinStore {
   return config.REDIS_URL
-    ? new RedisJoinStore(config.REDIS_URL, config.REDIS_KEY_PREFIX, config.MONITOR_JOIN_WINDOW)
+    ? new RedisJoinStore({ url: config.REDIS_URL, cluster: config.REDIS_CLUSTER }, config.REDIS_KEY_PREFIX, config.MONITOR_JOIN_WINDOW)
     : new MemoryJoinStore(config.MONITOR_JOIN_WINDOW);
 }
 

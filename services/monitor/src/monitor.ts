@@ -1,7 +1,8 @@
 /**
  * The monitor: consumes the prediction log and the labels and turns them into Prometheus
- * metrics. Each label is joined to its prediction by `request_id` (whichever comes first
- * waits in the join store, for the join window), and joined pairs feed the quality windows
+ * metrics. Each label is joined to every prediction of its `request_id` (the answering
+ * version's and each shadow's; whichever comes first waits in the join store, for the join
+ * window), and joined pairs feed the quality windows
  * of their model, version and variant; what waits in vain is counted when it expires.
  * Malformed records go to the dead-letter topic with the reason.
  */
@@ -158,7 +159,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     () =>
       new Counter({
         name: 'tributary_monitor_joins_total',
-        help: 'Predictions and labels offered to the label join, by outcome: joined, waiting, duplicate (a replay or a second label)',
+        help: 'Predictions and labels offered to the label join, by outcome: joined (pairs made: a label joining 2 predictions of a request counts 2), waiting, duplicate (a replay or a second label)',
         labelNames: ['stream', 'outcome'],
         registers,
       }),
@@ -487,6 +488,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           offers.push({
             side: 'prediction',
             requestId: p.request_id,
+            // The answering version and each shadow of a request are joined to its label apart.
+            unit: `${p.variant}:${p.model.name}:${p.model.version}`,
             value: JSON.stringify(waiting),
             deadline: p.predicted_at + options.joinWindowMs,
           });
@@ -514,15 +517,21 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         if (count > 0) labels.inc({ label: String(label) }, count);
       });
       // Offers are durable before the batch is committed: a replay finds them and is a duplicate.
+      // `joined` counts pairs: a label that joins a champion's and a shadow's prediction adds 2.
       const outcomes = await options.joins.offer(offers);
       const outcomeCounts = { joined: 0, waiting: 0, duplicate: 0 };
       for (let i = 0; i < outcomes.length; i++) {
         const outcome = outcomes[i]!;
-        outcomeCounts[outcome.kind]++;
-        if (outcome.kind !== 'joined') continue;
+        if (outcome.kind !== 'joined') {
+          outcomeCounts[outcome.kind]++;
+          continue;
+        }
+        outcomeCounts.joined += outcome.others.length;
         const side = sides[i]!;
-        if (stream === 'predictions') joined(side as WaitingPrediction, JSON.parse(outcome.other) as WaitingLabel);
-        else joined(JSON.parse(outcome.other) as WaitingPrediction, side as WaitingLabel);
+        for (const other of outcome.others) {
+          if (stream === 'predictions') joined(side as WaitingPrediction, JSON.parse(other) as WaitingLabel);
+          else joined(JSON.parse(other) as WaitingPrediction, side as WaitingLabel);
+        }
       }
       for (const outcome of ['joined', 'waiting', 'duplicate'] as const) {
         if (outcomeCounts[outcome] > 0) joins.inc({ stream, outcome }, outcomeCounts[outcome]);

@@ -10,7 +10,7 @@ const services = realServices();
 describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : ` (skipped: ${services.missing('redis')})`}`, () => {
   const create = async () => {
     const prefix = `${uniqueName('join')}:`;
-    return deletingKeysOnClose(new RedisJoinStore(services.redisUrl!, prefix, 60_000), services.redisUrl!, prefix);
+    return deletingKeysOnClose(new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000), services.redisUrl!, prefix);
   };
   joinStoreContract('Redis', create);
 

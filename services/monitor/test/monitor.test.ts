@@ -136,6 +136,62 @@ describe('monitor', () => {
     expect(text).not.toMatch(/tributary_model_quality\{/);
   });
 
+  it('joins one label to the champion and the shadow of a request: quality per variant, each pair once', async () => {
+    const { eventLog, registry } = await boot();
+    const shadowOf = (id: string, score: number) => ({
+      ...prediction(id, score),
+      prediction_id: `s-${id}`,
+      model: { name: 'fraud_detector', version: '2' },
+      variant: 'shadow',
+    });
+    // a: champion and shadow logged, then the label. b: the label between the two. c: label first.
+    await eventLog.publish('predictions', [
+      { key: 'a', value: JSON.stringify(prediction('a', 0.9)) },
+      { key: 'a', value: JSON.stringify(shadowOf('a', 0.2)) },
+      { key: 'b', value: JSON.stringify(prediction('b', 0.1)) },
+    ]);
+    await eventLog.publish('labels', [
+      { key: 'a', value: JSON.stringify({ request_id: 'a', label: 1, ts: Date.now() }) },
+      { key: 'b', value: JSON.stringify({ request_id: 'b', label: 0, ts: Date.now() }) },
+      { key: 'c', value: JSON.stringify({ request_id: 'c', label: 1, ts: Date.now() }) },
+    ]);
+    await waitFor(async () => /tributary_monitor_joins_total\{stream="labels",outcome="joined"\} 3/.test(await registry.metrics()), {
+      what: 'the joins on labels',
+    });
+    await eventLog.publish('predictions', [
+      { key: 'b', value: JSON.stringify(shadowOf('b', 0.3)) },
+      { key: 'c', value: JSON.stringify(shadowOf('c', 0.7)) },
+      { key: 'c', value: JSON.stringify(prediction('c', 0.8)) },
+      // A replay of a shadow already joined.
+      { key: 'a', value: JSON.stringify(shadowOf('a', 0.2)) },
+    ]);
+    await waitFor(async () => /tributary_monitor_joins_total\{stream="predictions",outcome="joined"\} 3/.test(await registry.metrics()), {
+      what: 'the joins on predictions',
+    });
+    const text = await registry.metrics();
+    // Label a joined 2 predictions, b 1 (its shadow came later), c none on arrival: 3 pairs, 1 waiting.
+    expect(text).toMatch(/tributary_monitor_joins_total\{stream="labels",outcome="waiting"\} 1/);
+    expect(text).toMatch(/tributary_monitor_joins_total\{stream="predictions",outcome="waiting"\} 3/);
+    expect(text).toMatch(/tributary_monitor_joins_total\{stream="predictions",outcome="duplicate"\} 1/);
+    const labelled = (version: string, variant: string) =>
+      Number(
+        new RegExp(
+          `tributary_model_labelled_predictions\\{model="fraud_detector",version="${version}",variant="${variant}",window="1h"\\} (\\S+)`,
+        ).exec(text)?.[1],
+      );
+    const accuracy = (version: string, variant: string) =>
+      Number(
+        new RegExp(
+          `tributary_model_quality\\{model="fraud_detector",version="${version}",variant="${variant}",window="1h",metric="accuracy"\\} (\\S+)`,
+        ).exec(text)?.[1],
+      );
+    expect(labelled('1', 'champion')).toBe(3);
+    expect(labelled('2', 'shadow')).toBe(3);
+    // Champion 0.9/1, 0.1/0, 0.8/1: all right. Shadow 0.2/1 (wrong), 0.3/0, 0.7/1: 2 of 3.
+    expect(accuracy('1', 'champion')).toBeCloseTo(1, 9);
+    expect(accuracy('2', 'shadow')).toBeCloseTo(2 / 3, 9);
+  });
+
   it("reports each served feature's drift against the version's reference profile, flagging only the one that moved", async () => {
     const random = createRandom(11);
     const reference = Array.from({ length: 2_000 }, () => ({ x: random.next(), y: random.next(), score: random.next() }));
