@@ -412,7 +412,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   );
   const bandit = new BanditRewards();
   const joined = (prediction: WaitingPrediction, label: WaitingLabel) => {
-    labelDelay.observe({ model: prediction.model }, Math.max(0, (label.at - prediction.predicted_at) / 1000));
+    const [model] = bounded(prediction.model);
+    labelDelay.observe({ model }, Math.max(0, (label.at - prediction.predicted_at) / 1000));
     board.observe(prediction, prediction.score, label.label, clock(), prediction.slices);
     bandit.observe(prediction, label.label, options.thresholdOf(prediction.model, prediction.version));
   };
@@ -455,7 +456,6 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             continue;
           }
           const p = decoded.value;
-          scores.observe({ model: p.model.name, version: p.model.version, variant: p.variant }, p.score);
           drift.observe(p.model.name, p.model.version, p.features, p.score, p.predicted_at);
           const waiting: WaitingPrediction = {
             model: p.model.name,
@@ -473,6 +473,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           }
           board.predicted(waiting, p.score, p.predicted_at);
           const [model, version, variant] = bounded(p.model.name, p.model.version, p.variant);
+          scores.observe({ model, version, variant }, p.score);
           servedCounts.add({ model, version, variant, degraded: String(p.degraded ?? false) });
           latency.observe({ model, version, variant }, p.latency_ms / 1000);
           for (const feature of p.defaulted ?? []) {

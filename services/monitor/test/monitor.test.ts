@@ -42,6 +42,36 @@ async function boot(overrides: Partial<MonitorOptions> = {}) {
   return { eventLog, registry, monitor };
 }
 
+describe('monitor: bounded label values', () => {
+  it('counts odd model names beyond the series bound as other, in the quality board and the score and label-delay histograms too', async () => {
+    const { eventLog, registry } = await boot({ maxSeries: 1 });
+    const records = Array.from({ length: 200 }, (_, i) => ({
+      key: `r${i}`,
+      value: JSON.stringify({ ...prediction(`r${i}`, 0.3), model: { name: `model-${i}`, version: '1' } }),
+    }));
+    await eventLog.publish('predictions', records);
+    await eventLog.publish(
+      'labels',
+      records.map((r) => ({ key: r.key, value: JSON.stringify({ request_id: r.key, label: 0, ts: Date.now() }) })),
+    );
+    await waitFor(async () => /tributary_monitor_records_total\{stream="labels",outcome="accepted"\} 200/.test(await registry.metrics()), {
+      what: 'every record consumed',
+    });
+    const text = await registry.metrics();
+    const series = (name: string) => new Set([...text.matchAll(new RegExp(`^${name}_count\\{([^}]*)\\}`, 'gm'))].map((m) => m[1]));
+    for (const name of ['tributary_monitor_score', 'tributary_monitor_label_delay_seconds']) {
+      const found = series(name);
+      expect(found.size, name).toBeLessThanOrEqual(65);
+      expect(
+        [...found].some((labels) => labels.includes('model="other"')),
+        name,
+      ).toBe(true);
+    }
+    // The quality of the series beyond the bound is counted under other.
+    expect(text).toMatch(/tributary_model_labelled_predictions\{model="other",version="other",variant="other",window="1h"\} 199/);
+  });
+});
+
 describe('monitor', () => {
   it('counts predictions and labels, observes scores, and dead-letters malformed records', async () => {
     const { eventLog, registry } = await boot();
