@@ -15,7 +15,15 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { TrainingSet } from './build-training-set.js';
 import { buildDataset, type Dataset } from './dataset.js';
-import { ALGORITHMS, checkTrainingSet, comparisonLines, datasetOf, trainModel, writeModelVersion, type AlgorithmFlag } from './train-model.js';
+import {
+  ALGORITHMS,
+  checkTrainingSet,
+  comparisonLines,
+  datasetOf,
+  trainModel,
+  writeModelVersion,
+  type AlgorithmFlag,
+} from './train-model.js';
 
 const { values } = parseArgs({
   options: {
