@@ -28,6 +28,7 @@ import {
   createEventLog,
   createLogger,
   createOnlineStore,
+  connectRedis,
   createRegistry,
   fraud,
   loadConfig,
@@ -327,4 +328,11 @@ try {
   await routes.close();
   await Promise.all([eventLog.close(), store.close()]);
   await rm(registryDir, { recursive: true, force: true });
+  // This run's keys (routing, join store, features) leave with it.
+  if (config.REDIS_URL && !config.REDIS_CLUSTER) {
+    const redis = connectRedis({ url: config.REDIS_URL, cluster: false });
+    const keys = await redis.keys(`${config.REDIS_KEY_PREFIX}*`);
+    for (let i = 0; i < keys.length; i += 500) await redis.del(...keys.slice(i, i + 500));
+    await redis.quit();
+  }
 }
