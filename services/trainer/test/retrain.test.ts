@@ -4,10 +4,12 @@
  * a set the champion misreads gives a new version, registered and in shadow; a one-class set
  * and a challenger worse than the champion are refused and register nothing.
  */
+import { execFile } from 'node:child_process';
 import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryRoutingStore, ModelRegistry } from '@tributary/inference';
 import { createRandom, fraud, planFeatures } from '@tributary/shared';
@@ -184,4 +186,31 @@ describe('retrain', () => {
     const allowed = await run(noiseThenClassic, { minAucGain: -1 }).result;
     expect(allowed.version).toBe('2');
   }, 120_000);
+});
+
+describe('npm run retrain', () => {
+  const cli = fileURLToPath(new URL('../src/retrain-cli.ts', import.meta.url));
+  const runCli = async (args: string[], env: Record<string, string>) => {
+    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !['REDIS_URL', 'KAFKA_BROKERS'].includes(k)));
+    try {
+      const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', 'tsx', cli, ...args], {
+        cwd: root,
+        env: { ...clean, ...env },
+      });
+      return { code: 0, stdout, stderr };
+    } catch (error) {
+      return error as { code: number; stdout: string; stderr: string };
+    }
+  };
+
+  it('says what is wrong with its options (exit code 2), and that the routing needs REDIS_URL', async () => {
+    const noRedis = await runCli(['--predictions', 'p.ndjson', '--labels', 'l.ndjson'], {});
+    expect(noRedis.code).toBe(2);
+    expect(noRedis.stderr).toMatch(/retrain: REDIS_URL is not set: the champion and the shadows are read from and written to the routing/);
+    const badGain = await runCli(['--min-auc-gain', 'x'], {});
+    expect(badGain.code).toBe(2);
+    expect(badGain.stderr).toMatch(/--min-auc-gain must be a number/);
+    const both = await runCli(['--shadow', '--no-shadow'], {});
+    expect(both.stderr).toMatch(/give --shadow or --no-shadow, not both/);
+  }, 60_000);
 });
