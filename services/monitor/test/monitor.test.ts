@@ -58,7 +58,7 @@ describe('monitor: bounded label values', () => {
       what: 'every record consumed',
     });
     const text = await registry.metrics();
-    const series = (name: string) => new Set([...text.matchAll(new RegExp(`^${name}_count\\{([^}]*)\\}`, 'gm'))].map((m) => m[1]));
+    const series = (name: string) => new Set([...text.matchAll(new RegExp(`^${name}_count\\{([^}]*)\\}`, 'gm'))].map((m) => m[1]!));
     for (const name of ['tributary_monitor_score', 'tributary_monitor_label_delay_seconds']) {
       const found = series(name);
       expect(found.size, name).toBeLessThanOrEqual(65);
