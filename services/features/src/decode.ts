@@ -14,6 +14,14 @@ export type DecodeResult = { ok: true; event: SourceEvent } | { ok: false; reaso
 
 export type SourceDecoder = (record: LogRecord) => DecodeResult;
 
+/**
+ * How far an event's time may be ahead of its record's timestamp on the log (when the log
+ * has one): producers' clocks drift a little, but an event claiming a time far in the
+ * future would move its partition's watermark so far that every later event is late. It is
+ * invalid instead. The record's timestamp, not the clock, so that a replay decides alike.
+ */
+export const MAX_EVENT_TIME_AHEAD_MS = 60 * 60_000;
+
 export function sourceDecoder(source: EventSource & { schema: TSchema }): SourceDecoder {
   const validator = recordValidator<Record<string, unknown>>(source.schema);
   return (record) => {
@@ -22,6 +30,15 @@ export function sourceDecoder(source: EventSource & { schema: TSchema }): Source
     const values = decoded.value;
     const time = parseEventTime(values[source.eventTimeField]);
     if (time === null) return { ok: false, reason: 'invalid', detail: `${source.eventTimeField}: not a valid event time` };
+    if (record.timestamp > 0 && time > record.timestamp + MAX_EVENT_TIME_AHEAD_MS) {
+      return {
+        ok: false,
+        reason: 'invalid',
+        detail:
+          `${source.eventTimeField}: ${new Date(time).toISOString()} is more than ${MAX_EVENT_TIME_AHEAD_MS / 60_000} minutes ahead ` +
+          `of the record's timestamp ${new Date(record.timestamp).toISOString()}`,
+      };
+    }
     // The parsed object is this event's own: the event time is replaced in place.
     values[source.eventTimeField] = time;
     return { ok: true, event: { id: String(values[source.eventIdField]), time, offset: record.offset, values } };

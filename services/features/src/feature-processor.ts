@@ -289,7 +289,9 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
           for (const entity of entities.values()) {
             if (!entity.dirty) continue;
             if (now - entity.prunedAt >= PRUNE_INTERVAL_MS) {
-              pruneState(entity.group, entity.state, now, partition.watermark - options.allowedLatenessMs);
+              // At the partition's event time when it is behind the clock (a replay of older events): every read at a
+              // time the stream has reached still finds its tiles.
+              pruneState(entity.group, entity.state, Math.min(now, partition.watermark), partition.watermark - options.allowedLatenessMs);
               entity.prunedAt = now;
             } else {
               pruneSeen(entity.state, partition.watermark - options.allowedLatenessMs);

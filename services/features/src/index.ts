@@ -7,7 +7,7 @@ export {
   type BatchOutcome,
   type FlushOutcome,
 } from './feature-processor.js';
-export { sourceDecoder, type SourceEvent } from './decode.js';
+export { MAX_EVENT_TIME_AHEAD_MS, sourceDecoder, type SourceEvent } from './decode.js';
 export { startLabelJoin, type LabelJoinOptions } from './label-join.js';
 export { backfill, type FeatureQuery, type FeatureRow } from './backfill.js';
 export { startFeatureService, type FeatureService } from './service.js';

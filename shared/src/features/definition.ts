@@ -84,7 +84,7 @@ export interface CompiledFeatureGroup {
   /** The same as flat arrays, for the pipeline's hot path. */
   layout: { tileMs: number; columns: { column: string; components: Component[] }[] }[];
   ttlMs: number;
-  /** The longest window: tiles older than this (plus one tile) are pruned. */
+  /** The longest window (a tile is pruned once it is older than the longest window read from tiles of its size). */
   maxWindowMs: number;
   /** Whether an event's fields pass the group's filters. */
   accepts(values: Record<string, unknown>): boolean;

@@ -114,16 +114,31 @@ export function applyEvent(group: CompiledFeatureGroup, state: PartitionState, e
   return 'applied';
 }
 
+/** Per tile size, the longest window read from tiles of that size. */
+const tileHorizons = new WeakMap<CompiledFeatureGroup, Map<number, number>>();
+
+function tileHorizon(group: CompiledFeatureGroup, tileMs: number): number {
+  let horizons = tileHorizons.get(group);
+  if (!horizons) {
+    horizons = new Map();
+    for (const f of group.features) horizons.set(f.tileMs, Math.max(horizons.get(f.tileMs) ?? 0, f.windowMs));
+    tileHorizons.set(group, horizons);
+  }
+  return horizons.get(tileMs) ?? group.maxWindowMs;
+}
+
 /**
- * Drops what no read at or after `nowMs` can use: tiles before the longest window, and
- * event ids older than `dedupBefore` (an event that old is rejected as late anyway).
- * Returns the keys of the removed tiles.
+ * Drops what no read at or after `nowMs` can use: tiles before the longest window read from
+ * tiles of their size (a one-minute tile serves a 10-minute window only, not the group's
+ * 24 hours), and event ids older than `dedupBefore` (an event that old is rejected as late
+ * anyway). Returns the keys of the removed tiles.
  */
 export function pruneState(group: CompiledFeatureGroup, state: PartitionState, nowMs: number, dedupBefore: number): string[] {
   const removed: string[] = [];
   for (const key of state.tiles.keys()) {
     const [tileText, startText] = key.split(':');
-    if (Number(startText) < windowFirstTile(nowMs, group.maxWindowMs, Number(tileText))) removed.push(key);
+    const tileMs = Number(tileText);
+    if (Number(startText) < windowFirstTile(nowMs, tileHorizon(group, tileMs), tileMs)) removed.push(key);
   }
   for (const key of removed) state.tiles.delete(key);
   for (const [id, time] of state.seen) if (time < dedupBefore) state.seen.delete(id);

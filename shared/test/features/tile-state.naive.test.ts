@@ -535,10 +535,10 @@ describe('pruneState', () => {
     }
   });
 
-  it('removes a tile exactly when it starts before the first tile of the longest window', () => {
+  it('removes a tile exactly when it starts before the first tile of the longest window read from tiles of its size', () => {
     const now = Date.UTC(2024, 2, 3, 12, 30, 0);
-    for (const tileMs of [MINUTE, 5 * MINUTE, HOUR]) {
-      const first = Math.floor((now - DAY) / tileMs) * tileMs;
+    for (const [windowMs, tileMs] of Object.values(WINDOWS)) {
+      const first = Math.floor((now - windowMs) / tileMs) * tileMs;
       const state = stateOf([
         { time: first, values: { amount: 1 } },
         { time: first - tileMs, values: { amount: 2 } },
@@ -546,6 +546,20 @@ describe('pruneState', () => {
       const removed = pruneState(group, state, now, -Infinity);
       expect(state.tiles.has(`${tileMs}:${first}`)).toBe(true);
       expect(removed).toContain(`${tileMs}:${first - tileMs}`);
+    }
+  });
+
+  it('keeps, per tile size, no more tiles than its windows read, however long the stream', () => {
+    // An event every 40 s for 26 hours, pruned every minute as the pipeline does.
+    const state = emptyState();
+    for (let time = START; time < START + 26 * HOUR; time += 40_000) {
+      applyEvent(group, state, { time, values: { amount: 1, country: 'FR' } });
+      if (time % MINUTE < 40_000) pruneState(group, state, time, -Infinity);
+    }
+    const bySize = new Map<number, number>();
+    for (const key of state.tiles.keys()) bySize.set(Number(key.split(':')[0]), (bySize.get(Number(key.split(':')[0])) ?? 0) + 1);
+    for (const [windowMs, tileMs] of Object.values(WINDOWS)) {
+      expect(bySize.get(tileMs), `${tileMs / MINUTE}-minute tiles`).toBeLessThanOrEqual(windowMs / tileMs + 2);
     }
   });
 
