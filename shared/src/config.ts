@@ -160,7 +160,7 @@ const apiKeys: Variable<Map<string, string>, undefined> = {
       if (colon <= 0 || !/^[A-Za-z0-9_.-]{1,64}$/.test(id))
         throw new Error('each entry must be <id>:<secret>, the id made of letters, digits, _ . -');
       if (secret.length < 16) throw new Error(`the secret of "${id}" must be at least 16 characters`);
-      if ([...keys.values()].includes(secret)) throw new Error(`the secret of "${id}" is used by another key`);
+      if (keys.has(secret)) throw new Error(`the secret of "${id}" is used by another key`);
       keys.set(secret, id);
     }
     if (keys.size === 0) throw new Error('must list at least one <id>:<secret>');
@@ -323,6 +323,11 @@ export function loadConfig(
       const shown = variable.secret ? '(value hidden)' : JSON.stringify(withoutSecrets(raw));
       problems.push(`${name}=${shown}: ${withoutSecrets((error as Error).message)}`);
     }
+  }
+  const clientKeys = config.API_KEYS as Map<string, string> | undefined;
+  const adminKeys = config.ADMIN_API_KEYS as Map<string, string> | undefined;
+  if (clientKeys && adminKeys && [...clientKeys.keys()].some((secret) => adminKeys.has(secret))) {
+    problems.push('API_KEYS and ADMIN_API_KEYS share a secret (values hidden): a key belongs to a client or to an admin, not both');
   }
   if (config.KAFKA_SASL_MECHANISM !== undefined && (config.KAFKA_SASL_USERNAME === undefined || config.KAFKA_SASL_PASSWORD === undefined)) {
     problems.push('KAFKA_SASL_MECHANISM needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD');

@@ -102,6 +102,9 @@ export interface Monitor {
   checkCanary(): Promise<void>;
 }
 
+/** Records stamped further ahead of the monitor's clock than this are invalid (a time of 1e308 would never expire). */
+const MAX_AHEAD_MS = 86_400_000;
+
 function labelTime(ts: number | string): number {
   return typeof ts === 'number' ? ts : Date.parse(ts);
 }
@@ -456,6 +459,12 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             continue;
           }
           const p = decoded.value;
+          if (!(p.predicted_at <= clock() + MAX_AHEAD_MS)) {
+            const detail = `predicted_at ${p.predicted_at} is more than a day ahead of the monitor's clock`;
+            rejected.push(deadLetter(record, 'invalid', detail, options.groupId));
+            deadLettered.inc({ consumer: options.groupId, reason: 'invalid' });
+            continue;
+          }
           drift.observe(p.model.name, p.model.version, p.features, p.score, p.predicted_at);
           const waiting: WaitingPrediction = {
             model: p.model.name,
@@ -501,8 +510,15 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             deadLettered.inc({ consumer: options.groupId, reason: decoded.reason });
             continue;
           }
+          const at = labelTime(decoded.value.ts);
+          if (!(at <= clock() + MAX_AHEAD_MS)) {
+            const detail = `ts ${JSON.stringify(decoded.value.ts)} is more than a day ahead of the monitor's clock`;
+            rejected.push(deadLetter(record, 'invalid', detail, options.groupId));
+            deadLettered.inc({ consumer: options.groupId, reason: 'invalid' });
+            continue;
+          }
           labelCounts[decoded.value.label]!++;
-          const waiting: WaitingLabel = { label: decoded.value.label, at: labelTime(decoded.value.ts) };
+          const waiting: WaitingLabel = { label: decoded.value.label, at };
           sides.push(waiting);
           offers.push({
             side: 'label',

@@ -42,6 +42,39 @@ async function boot(overrides: Partial<MonitorOptions> = {}) {
   return { eventLog, registry, monitor };
 }
 
+describe('monitor: times far ahead', () => {
+  it('dead-letters labels and predictions stamped more than a day ahead (1e308 would never expire), and joins the rest of their batch', async () => {
+    const { eventLog, registry } = await boot();
+    await eventLog.publish('predictions', [
+      { key: 'a', value: JSON.stringify(prediction('a', 0.9)) },
+      { key: 'b', value: JSON.stringify({ ...prediction('b', 0.9), predicted_at: 1e308 }) },
+    ]);
+    await eventLog.publish('labels', [
+      { key: 'a', value: JSON.stringify({ request_id: 'a', label: 1, ts: Date.now() }) },
+      { key: 'b', value: JSON.stringify({ request_id: 'b', label: 1, ts: 1e308 }) },
+      { key: 'c', value: JSON.stringify({ request_id: 'c', label: 1, ts: Date.now() + 3 * DAY }) },
+    ]);
+    await waitFor(
+      async () => /tributary_monitor_records_total\{stream="labels",outcome="dead_lettered"\} 2/.test(await registry.metrics()),
+      {
+        what: 'the labels consumed',
+      },
+    );
+    const text = await registry.metrics();
+    expect(text).toMatch(/tributary_monitor_records_total\{stream="predictions",outcome="dead_lettered"\} 1/);
+    expect(text).toMatch(/tributary_monitor_joins_total\{stream="labels",outcome="joined"\} 1/);
+    const letters = eventLog.records('dead-letter').map((r) => JSON.parse(r.value!.toString()) as DeadLetter);
+    expect(letters.map((l) => [l.source.topic, l.reason]).sort()).toEqual([
+      ['labels', 'invalid'],
+      ['labels', 'invalid'],
+      ['predictions', 'invalid'],
+    ]);
+    expect(letters.map((l) => l.detail)).toEqual(
+      expect.arrayContaining([expect.stringMatching(/ts 1e\+308 is more than a day ahead/), expect.stringMatching(/predicted_at 1e\+308/)]),
+    );
+  });
+});
+
 describe('monitor: bounded label values', () => {
   it('counts odd model names beyond the series bound as other, in the quality board and the score and label-delay histograms too', async () => {
     const { eventLog, registry } = await boot({ maxSeries: 1 });

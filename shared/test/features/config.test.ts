@@ -63,6 +63,11 @@ describe('loadConfig: defaults', () => {
       ]),
     );
     expect(() => loadConfig({ ADMIN_API_KEYS: 'ops:long-enough-secret' })).not.toThrow();
+    // One secret, one caller: not twice in a list, not in both lists.
+    expect(() => loadConfig({ API_KEYS: 'a:0123456789abcdef,b:0123456789abcdef' })).toThrow(/the secret of "b" is used by another key/);
+    expect(() => loadConfig({ API_KEYS: 'a:0123456789abcdef', ADMIN_API_KEYS: 'ops:0123456789abcdef' })).toThrow(
+      /API_KEYS and ADMIN_API_KEYS share a secret \(values hidden\)/,
+    );
     for (const bad of ['ops:short', 'nocolon0123456789', ':0123456789abcdef']) {
       let message = '';
       try {
