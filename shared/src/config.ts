@@ -5,6 +5,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { parseDuration } from './features/duration.js';
+import { parseDriftSchedule, type DriftSchedule } from './example/fraud/simulator-drift.js';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -86,6 +87,30 @@ const brokers: Variable<string[], undefined> = {
   },
 };
 
+const choice = <T extends string>(description: string, fallback: T, options: readonly T[]): Variable<T> => ({
+  description: `${description} One of ${options.join(', ')}.`,
+  default: fallback,
+  parse: (raw) => {
+    const value = raw.trim().toLowerCase() as T;
+    if (!options.includes(value)) throw new Error(`must be one of ${options.join(', ')}`);
+    return value;
+  },
+});
+
+const optionalText = (description: string, options: { secret?: boolean; oneOf?: readonly string[] } = {}): Variable<string, undefined> => ({
+  description,
+  default: undefined,
+  secret: options.secret,
+  parse: (raw) => {
+    const value = raw.trim();
+    if (value === '') throw new Error('must not be empty');
+    if (options.oneOf && !options.oneOf.includes(value.toLowerCase())) throw new Error(`must be one of ${options.oneOf.join(', ')}`);
+    return options.oneOf ? value.toLowerCase() : value;
+  },
+});
+
+export const KAFKA_SASL_MECHANISMS = ['plain', 'scram-sha-256', 'scram-sha-512'] as const;
+
 const redisUrl: Variable<string, undefined> = {
   description:
     'Redis URL (redis:// or rediss:// for TLS; user and password in the URL). With REDIS_CLUSTER, one or more comma-separated seed nodes of the cluster. Unset: the embedded in-memory online store.',
@@ -109,6 +134,13 @@ const redisUrl: Variable<string, undefined> = {
   },
 };
 
+const simulatorDrift: Variable<DriftSchedule, undefined> = {
+  description:
+    'Drift the simulator injects, as `after=<transactions or duration>,<shift>,...`; shifts: `amount=<factor>`, `channel=<web|app|pos>:<share>`, `country=<CC>:<share>`, `fraud_rate=<rate>`, `fraud=mimic` (e.g. `after=600,amount=3`). Unset: no drift.',
+  default: undefined,
+  parse: (raw) => parseDriftSchedule(raw),
+};
+
 const bundledRegistry = fileURLToPath(new URL('../../models', import.meta.url));
 
 /** `id:secret` pairs, comma-separated: the id names the caller in logs, audit and rate limits. */
@@ -128,7 +160,7 @@ const apiKeys: Variable<Map<string, string>, undefined> = {
       if (colon <= 0 || !/^[A-Za-z0-9_.-]{1,64}$/.test(id))
         throw new Error('each entry must be <id>:<secret>, the id made of letters, digits, _ . -');
       if (secret.length < 16) throw new Error(`the secret of "${id}" must be at least 16 characters`);
-      if ([...keys.values()].includes(secret)) throw new Error(`the secret of "${id}" is used by another key`);
+      if (keys.has(secret)) throw new Error(`the secret of "${id}" is used by another key`);
       keys.set(secret, id);
     }
     if (keys.size === 0) throw new Error('must list at least one <id>:<secret>');
@@ -142,6 +174,16 @@ export const VARIABLES = {
   LOG_LEVEL: text('pino log level: fatal, error, warn, info, debug, trace.', 'info'),
   KAFKA_BROKERS: brokers,
   KAFKA_CLIENT_ID: text('Kafka client id.', 'tributary'),
+  KAFKA_SSL: boolean('Connect to the Kafka brokers over TLS (the system CAs, or KAFKA_SSL_CA_FILE).', false),
+  KAFKA_SSL_CA_FILE: optionalText("PEM file of the certificate authorities that sign the brokers' certificates (implies KAFKA_SSL)."),
+  KAFKA_SASL_MECHANISM: optionalText(
+    'SASL authentication with the brokers: plain, scram-sha-256 or scram-sha-512 (with KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD). Unset: none.',
+    {
+      oneOf: KAFKA_SASL_MECHANISMS,
+    },
+  ),
+  KAFKA_SASL_USERNAME: optionalText('SASL user name.'),
+  KAFKA_SASL_PASSWORD: optionalText('SASL password (never printed).', { secret: true }),
   KAFKA_SESSION_TIMEOUT: duration('Consumer-group session timeout: how long a member that stopped answering keeps its partitions.', '10s'),
   CONSUMER_GROUP_PREFIX: text('Prefix of the consumer groups (`<prefix>-features`, `<prefix>-monitor`).', 'tributary'),
   REDIS_URL: redisUrl,
@@ -225,12 +267,30 @@ export const VARIABLES = {
   ),
   MONITOR_SLICE_FIELDS: text('Request fields whose values slice the quality metrics (comma-separated).', 'country,channel'),
   MONITOR_MAX_SLICES: integer('Values per slice field at most; beyond, they are counted as `__other__`.', 20, 1, 1000),
+  MONITOR_CANARY_METRIC: choice(
+    'Quality metric of the canary rule: a canary worse than the champion by more than MONITOR_CANARY_MARGIN over the last hour is rolled back.',
+    'roc_auc',
+    ['accuracy', 'precision', 'recall', 'f1', 'roc_auc', 'log_loss', 'ece'] as const,
+  ),
+  MONITOR_CANARY_MARGIN: number(
+    "How far below the champion (in the metric's units) a canary may fall before the monitor rolls it back.",
+    0.02,
+    0,
+    1,
+  ),
+  MONITOR_CANARY_MIN_LABELS: integer(
+    'Labelled predictions the canary and the champion each need over the last hour before the canary rule judges.',
+    200,
+    1,
+    1_000_000,
+  ),
   SIMULATOR: boolean('Run the example simulator inside `npm start` (the embedded default).', true),
   SIMULATOR_RATE: number('Transactions per second the simulator emits.', 20, 0.1, 100_000),
   SIMULATOR_FRAUD_RATE: number('Share of simulated transactions that are fraudulent.', 0.03, 0, 1),
   SIMULATOR_LABEL_DELAY: duration('Mean delay before a simulated label arrives.', '30s'),
   SIMULATOR_USERS: integer('Number of simulated card holders.', 2000, 1, 10_000_000),
   SIMULATOR_SEED: integer('Seed of the simulator.', 7, 0, 2 ** 31 - 1),
+  SIMULATOR_DRIFT: simulatorDrift,
   INFERENCE_URL: text('Where the simulator sends prediction requests (when run on its own).', 'http://127.0.0.1:3000'),
 } satisfies Record<string, Variable<unknown, string | undefined>>;
 
@@ -263,6 +323,17 @@ export function loadConfig(
       const shown = variable.secret ? '(value hidden)' : JSON.stringify(withoutSecrets(raw));
       problems.push(`${name}=${shown}: ${withoutSecrets((error as Error).message)}`);
     }
+  }
+  const clientKeys = config.API_KEYS as Map<string, string> | undefined;
+  const adminKeys = config.ADMIN_API_KEYS as Map<string, string> | undefined;
+  if (clientKeys && adminKeys && [...clientKeys.keys()].some((secret) => adminKeys.has(secret))) {
+    problems.push('API_KEYS and ADMIN_API_KEYS share a secret (values hidden): a key belongs to a client or to an admin, not both');
+  }
+  if (config.KAFKA_SASL_MECHANISM !== undefined && (config.KAFKA_SASL_USERNAME === undefined || config.KAFKA_SASL_PASSWORD === undefined)) {
+    problems.push('KAFKA_SASL_MECHANISM needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD');
+  }
+  if (config.KAFKA_SASL_MECHANISM === undefined && (config.KAFKA_SASL_USERNAME !== undefined || config.KAFKA_SASL_PASSWORD !== undefined)) {
+    problems.push('KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD need KAFKA_SASL_MECHANISM (plain, scram-sha-256 or scram-sha-512)');
   }
   if (typeof config.REDIS_URL === 'string' && config.REDIS_URL.includes(',') && config.REDIS_CLUSTER !== true) {
     problems.push('REDIS_URL lists several URLs: set REDIS_CLUSTER=true for the seed nodes of a Redis Cluster, or give one URL');

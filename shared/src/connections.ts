@@ -2,8 +2,10 @@
  * Chooses each external system from the configuration: real Kafka and Redis when their
  * addresses are set, the embedded in-memory implementations otherwise.
  */
-import type { Config } from './config.js';
-import { KafkaEventLog } from './event-log/kafka.js';
+import { readFileSync } from 'node:fs';
+import type { KafkaConfig } from 'kafkajs';
+import { ConfigError, type Config, type KAFKA_SASL_MECHANISMS } from './config.js';
+import { KafkaEventLog, type KafkaEventLogOptions } from './event-log/kafka.js';
 import { MemoryEventLog } from './event-log/memory.js';
 import type { EventLog } from './event-log/types.js';
 import { MemoryOnlineStore } from './online-store/memory.js';
@@ -11,14 +13,41 @@ import { RedisOnlineStore } from './online-store/redis.js';
 import type { OnlineStore } from './online-store/types.js';
 import { describeRedis } from './redis.js';
 
+/** TLS and SASL settings of the Kafka clients, from KAFKA_SSL*, KAFKA_SASL_*. */
+export function kafkaSecurity(config: Config): Pick<KafkaConfig, 'ssl' | 'sasl'> {
+  let ssl: KafkaConfig['ssl'];
+  if (config.KAFKA_SSL_CA_FILE !== undefined) {
+    try {
+      ssl = { ca: [readFileSync(config.KAFKA_SSL_CA_FILE, 'utf8')] };
+    } catch (error) {
+      throw new ConfigError(`KAFKA_SSL_CA_FILE=${JSON.stringify(config.KAFKA_SSL_CA_FILE)}: cannot read it (${(error as Error).message})`);
+    }
+  } else if (config.KAFKA_SSL) ssl = true;
+  const mechanism = config.KAFKA_SASL_MECHANISM as (typeof KAFKA_SASL_MECHANISMS)[number] | undefined;
+  const credentials = { username: config.KAFKA_SASL_USERNAME!, password: config.KAFKA_SASL_PASSWORD! };
+  const sasl: KafkaConfig['sasl'] =
+    mechanism === 'plain'
+      ? { mechanism, ...credentials }
+      : mechanism === 'scram-sha-256'
+        ? { mechanism, ...credentials }
+        : mechanism === 'scram-sha-512'
+          ? { mechanism, ...credentials }
+          : undefined;
+  return { ...(ssl === undefined ? {} : { ssl }), ...(sasl === undefined ? {} : { sasl }) };
+}
+
+/** The options of a Kafka client of this process (`clientSuffix` names the part: features, inference, …). */
+export function kafkaOptions(config: Config, clientSuffix: string): KafkaEventLogOptions {
+  return {
+    brokers: config.KAFKA_BROKERS ?? [],
+    clientId: `${config.KAFKA_CLIENT_ID}-${clientSuffix}`,
+    sessionTimeout: config.KAFKA_SESSION_TIMEOUT,
+    kafka: kafkaSecurity(config),
+  };
+}
+
 export function createEventLog(config: Config, clientSuffix: string): EventLog {
-  return config.KAFKA_BROKERS
-    ? new KafkaEventLog({
-        brokers: config.KAFKA_BROKERS,
-        clientId: `${config.KAFKA_CLIENT_ID}-${clientSuffix}`,
-        sessionTimeout: config.KAFKA_SESSION_TIMEOUT,
-      })
-    : new MemoryEventLog();
+  return config.KAFKA_BROKERS ? new KafkaEventLog(kafkaOptions(config, clientSuffix)) : new MemoryEventLog();
 }
 
 export function createOnlineStore(config: Config): OnlineStore {
@@ -28,7 +57,13 @@ export function createOnlineStore(config: Config): OnlineStore {
 }
 
 export function describeBackends(config: Config): string {
-  return `event log: ${config.KAFKA_BROKERS ? `Kafka ${config.KAFKA_BROKERS.join(',')}` : 'embedded (in memory)'}; online store: ${
+  const security = [
+    config.KAFKA_SSL || config.KAFKA_SSL_CA_FILE ? 'TLS' : '',
+    config.KAFKA_SASL_MECHANISM ? `SASL ${config.KAFKA_SASL_MECHANISM}` : '',
+  ]
+    .filter(Boolean)
+    .join(', ');
+  return `event log: ${config.KAFKA_BROKERS ? `Kafka ${config.KAFKA_BROKERS.join(',')}${security ? ` (${security})` : ''}` : 'embedded (in memory)'}; online store: ${
     config.REDIS_URL ? describeRedis({ url: config.REDIS_URL, cluster: config.REDIS_CLUSTER }) : 'embedded (in memory)'
   }`;
 }

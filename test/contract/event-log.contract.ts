@@ -125,6 +125,34 @@ export function eventLogContract(name: string, makeLog: () => Promise<EventLog>,
       options.timeoutMs * 3,
     );
 
+    it(
+      'tells where each partition of a topic ends',
+      async () => {
+        const topic = uniqueName('contract');
+        await log.ensureTopics([{ name: topic, partitions: 2 }]);
+        await log.publish(topic, [{ key: null, value: 'warm-up' }]);
+        const before = await log.endOffsets(topic);
+        await log.publish(
+          topic,
+          Array.from({ length: 5 }, (_, i) => ({ key: `k${i}`, value: String(i) })),
+        );
+        const after = await log.endOffsets(topic);
+        expect(after.map((p) => p.partition)).toEqual(after.map((_, i) => i));
+        expect(after.length).toBeGreaterThanOrEqual(1);
+        const held = (offsets: typeof after) => offsets.reduce((sum, p) => sum + Number(BigInt(p.end) - BigInt(p.start)), 0);
+        expect(held(before)).toBe(1);
+        expect(held(after)).toBe(6);
+        // Reading each partition from its start to its end gives exactly the records published.
+        const { received } = await collect(uniqueName('group'), topic);
+        await waitFor(() => received.length >= 6, { timeoutMs: options.timeoutMs, what: '6 records' });
+        for (const p of after) {
+          const offsets = received.filter((r) => r.partition === p.partition).map((r) => BigInt(r.offset));
+          if (offsets.length > 0) expect(offsets[offsets.length - 1]! + 1n).toBe(BigInt(p.end));
+        }
+      },
+      options.timeoutMs * 2,
+    );
+
     it('creates topics and answers ping', async () => {
       const topic = uniqueName('contract');
       await log.ensureTopics([{ name: topic, partitions: 2 }]);

@@ -1,12 +1,15 @@
 /**
  * The Redis stores on a real Redis Cluster (three masters started by the test): the
- * online-store and routing-store contracts, and a flush whose entities lie on every node.
+ * online-store, routing-store and label-join contracts, and a flush whose entities lie on
+ * every node.
  * Every key of an entity (all its feature groups) shares one slot through its `{…}` tag.
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { routingStoreContract } from '../../services/inference/test/routing.contract.js';
 import { RedisRoutingStore } from '../../services/inference/src/registry/routing.js';
+import { MemoryJoinStore, RedisJoinStore } from '../../services/monitor/src/join-store.js';
+import { joinStoreContract, probes, randomOffers } from '../../services/monitor/test/join-store.contract.js';
 import { RedisOnlineStore, type StateWrite } from '../../shared/src/index.js';
 import { onlineStoreContract } from '../contract/online-store.contract.js';
 import { redisClusterUnavailable, startRedisCluster, type RedisClusterFixture } from '../support/redis-cluster.js';
@@ -31,6 +34,37 @@ describe.skipIf(unavailable !== null)(`Redis Cluster${unavailable ? ` (skipped: 
   );
 
   routingStoreContract('Redis Cluster', async () => new RedisRoutingStore({ url: cluster.url, cluster: true }, `${uniqueName('r')}:`));
+
+  joinStoreContract('Redis Cluster', async () => new RedisJoinStore({ url: cluster.url, cluster: true }, `${uniqueName('j')}:`, 60_000));
+
+  it('joins labels as the in-memory store does, with the requests of a batch on every node', async () => {
+    const prefix = `${uniqueName('j')}:`;
+    const redis = new RedisJoinStore({ url: cluster.url, cluster: true }, prefix, 60_000);
+    const memory = new MemoryJoinStore(60_000);
+    try {
+      const offers = randomOffers(13, 2_000, 500);
+      for (let start = 0, size = 1; start < offers.length; start += size, size = (size * 7) % 1_201) {
+        const calls = offers.slice(start, start + size);
+        expect(await redis.offer(calls)).toEqual(await memory.offer(calls));
+      }
+      expect(await redis.offer(probes(offers))).toEqual(await memory.offer(probes(offers)));
+      // The request keys lie on every master; the due index is one key on one of them.
+      const perNode = await Promise.all(
+        cluster.ports.map(async (port) => {
+          const node = new Redis({ port, host: '127.0.0.1' });
+          try {
+            return (await node.keys(`${prefix}join:*`)).length;
+          } finally {
+            await node.quit();
+          }
+        }),
+      );
+      expect(perNode.every((count) => count > 0)).toBe(true);
+      expect(await redis.sweep(Date.now() + 7_200_000, 10_000)).toEqual(await memory.sweep(Date.now() + 7_200_000, 10_000));
+    } finally {
+      await redis.close();
+    }
+  });
 
   it('writes a flush whose entities lie on every node in one call, and keeps the groups of an entity in one slot', async () => {
     const store = new RedisOnlineStore({ url: cluster.url, cluster: true, keyPrefix: 'flush:' });

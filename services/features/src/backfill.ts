@@ -31,6 +31,11 @@ export interface FeatureQuery {
 export interface FeatureRow extends FeatureQuery {
   /** Feature values by group name, then feature name. */
   features: Record<string, Record<string, number | string | null>>;
+  /**
+   * With `keepStored`: by group name, the fields an online-store read returns at `at` (null
+   * when the entity has no live key), for callers that assemble vectors with the serving code.
+   */
+  stored?: Record<string, Record<string, string> | null>;
 }
 
 export interface BackfillOptions {
@@ -41,6 +46,8 @@ export interface BackfillOptions {
   /** Each partition's records in offset order. */
   partitions: LogRecord[][];
   queries: FeatureQuery[];
+  /** Also return each row's stored fields (`FeatureRow.stored`). */
+  keepStored?: boolean;
 }
 
 export interface BackfillResult {
@@ -91,6 +98,7 @@ export function backfill(options: BackfillOptions): BackfillResult {
       }
     }
     const features: FeatureRow['features'] = {};
+    const stored: NonNullable<FeatureRow['stored']> = {};
     for (const group of groups) {
       if (group.entity !== query.entity) continue;
       const state = states.get(`${group.id}\u0000${query.id}`);
@@ -98,8 +106,9 @@ export function backfill(options: BackfillOptions): BackfillResult {
       const live = state && state.newest !== null && query.at - state.newest < group.ttlMs;
       const fields = live ? stateFields(0, state) : null;
       features[group.definition.name] = readFeatureValues(group, fields, query.at).values;
+      if (options.keepStored) stored[group.definition.name] = fields;
     }
-    rows[index] = { ...query, features };
+    rows[index] = options.keepStored ? { ...query, features, stored } : { ...query, features };
   }
   return { rows, accepted: accepted.length, rejected };
 }

@@ -145,6 +145,13 @@ export function inferenceMetrics(registry: Registry): {
         registers,
       }),
   );
+  // Every known label value starts at 0: a counter series that first appears at 1 shows no
+  // increase() or rate() in Prometheus, so a first rejected reload, shed request or dropped
+  // record would raise no alert and show nothing on the dashboards.
+  for (const outcome of ['loaded', 'rejected']) reloads.inc({ outcome }, 0);
+  for (const outcome of ['published', 'dropped']) logRecords.inc({ outcome }, 0);
+  for (const reason of ['event_loop_delay', 'model_queue_full']) shed.inc({ reason }, 0);
+  for (const reason of ['missing_key', 'invalid_key', 'admin_disabled']) denied.inc({ reason }, 0);
   return {
     batchRows,
     serving: {

@@ -1,5 +1,14 @@
 /** Starts the inference service on given connections: used by `main.ts` and the embedded default. */
-import { fraud, planFeatures, type Config, type EventLog, type Logger, type OnlineStore, type Registry } from '@tributary/shared';
+import {
+  fraud,
+  kafkaOptions,
+  planFeatures,
+  type Config,
+  type EventLog,
+  type Logger,
+  type OnlineStore,
+  type Registry,
+} from '@tributary/shared';
 import { buildApp } from './app.js';
 import { WorkerPublisher } from './log-publisher.js';
 import { inferenceMetrics } from './metrics.js';
@@ -83,13 +92,7 @@ export async function createInferenceApp(config: Config, deps: InferenceConnecti
     predictionLogCapacity: config.PREDICTION_LOG_BUFFER,
     featureFetchTimeoutMs: config.FEATURE_FETCH_TIMEOUT_MS,
     // On Kafka, the prediction log is produced from a worker thread, off the event loop.
-    predictionLogPublisher: config.KAFKA_BROKERS
-      ? new WorkerPublisher({
-          brokers: config.KAFKA_BROKERS,
-          clientId: `${config.KAFKA_CLIENT_ID}-inference-log`,
-          sessionTimeout: config.KAFKA_SESSION_TIMEOUT,
-        })
-      : undefined,
+    predictionLogPublisher: config.KAFKA_BROKERS ? new WorkerPublisher(kafkaOptions(config, 'inference-log')) : undefined,
     apiKeys: config.API_KEYS,
     adminKeys: config.ADMIN_API_KEYS,
     ratePerKey: config.RATE_LIMIT_PER_KEY,

@@ -1,13 +1,15 @@
 /** The monitor's join store and model thresholds, from the configuration. */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { endRollout, RedisRewardStore, RedisRoutingStore, type RewardStore, type RoutingStore } from '@tributary/inference/routing';
 import type { Config, ReferenceProfile } from '@tributary/shared';
 import { MemoryJoinStore, RedisJoinStore, type JoinStore } from './join-store.js';
+import type { RolloutControl } from './rollout-guard.js';
 
 /** A joined marker is kept one more window, so that replays and late duplicates are recognised. */
 export function createJoinStore(config: Config): JoinStore {
   return config.REDIS_URL
-    ? new RedisJoinStore(config.REDIS_URL, config.REDIS_KEY_PREFIX, config.MONITOR_JOIN_WINDOW)
+    ? new RedisJoinStore({ url: config.REDIS_URL, cluster: config.REDIS_CLUSTER }, config.REDIS_KEY_PREFIX, config.MONITOR_JOIN_WINDOW)
     : new MemoryJoinStore(config.MONITOR_JOIN_WINDOW);
 }
 
@@ -50,9 +52,50 @@ export function manifestsFrom(registryDir: string): {
   return { thresholdOf: (model, version) => info(model, version).threshold, profileOf: (model, version) => info(model, version).profile };
 }
 
-/** The join and quality settings of `startMonitor`, from the configuration. */
-export function monitorSettings(config: Config) {
+/** The canary rule's view of the routing: the canary in force, and ending it. */
+export function rolloutControl(routes: RoutingStore): RolloutControl {
   return {
+    async canaryOf(model) {
+      const routing = await routes.get(model);
+      return routing?.policy?.kind === 'canary' ? { champion: routing.champion, canary: routing.policy.version } : null;
+    },
+    async endCanary(model, reason) {
+      await endRollout(routes, model, 'monitor', reason, 'auto_rollback');
+    },
+  };
+}
+
+/**
+ * The monitor's part in rollouts (bandit rewards, the canary rule) on the stores the
+ * inference replicas read: `routes` and `rewards`, or Redis's when REDIS_URL is set (a
+ * monitor on its own without Redis shares no routing with anyone: none then).
+ */
+export function rolloutSettings(config: Config, shared?: { routes: RoutingStore; rewards: RewardStore }) {
+  const own =
+    shared === undefined && config.REDIS_URL
+      ? {
+          routes: new RedisRoutingStore({ url: config.REDIS_URL, cluster: config.REDIS_CLUSTER }, config.REDIS_KEY_PREFIX),
+          rewards: new RedisRewardStore({ url: config.REDIS_URL, cluster: config.REDIS_CLUSTER }, config.REDIS_KEY_PREFIX),
+        }
+      : undefined;
+  const stores = shared ?? own;
+  if (!stores) return undefined;
+  return {
+    addReward: (model: string, version: string, trials: number, reward: number) => stores.rewards.add(model, version, trials, reward),
+    canary: {
+      rule: { metric: config.MONITOR_CANARY_METRIC, margin: config.MONITOR_CANARY_MARGIN, minLabels: config.MONITOR_CANARY_MIN_LABELS },
+      control: rolloutControl(stores.routes),
+    },
+    close: async () => {
+      if (own) await Promise.all([own.routes.close(), own.rewards.close()]);
+    },
+  };
+}
+
+/** The join and quality settings of `startMonitor`, from the configuration. */
+export function monitorSettings(config: Config, shared?: { routes: RoutingStore; rewards: RewardStore }) {
+  return {
+    rollouts: rolloutSettings(config, shared),
     joins: createJoinStore(config),
     joinWindowMs: config.MONITOR_JOIN_WINDOW,
     ...manifestsFrom(config.MODEL_REGISTRY_DIR),

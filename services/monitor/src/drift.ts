@@ -32,6 +32,8 @@ interface Series {
   ring: SlidingWindow<ProfileWindow>;
 }
 
+const NO_FEATURES: Readonly<Record<string, unknown>> = Object.freeze({});
+
 export class DriftBoard {
   private readonly series = new Map<string, Series | null>();
 
@@ -55,11 +57,14 @@ export class DriftBoard {
     return series;
   }
 
-  /** Counts one served prediction: its feature vector and score, at its prediction time. */
-  observe(model: string, version: string, row: Record<string, unknown>, at: number): void {
+  /**
+   * Counts one served prediction at its prediction time: its feature vector and its score
+   * (as the feature `score`, over a feature of that name in the vector).
+   */
+  observe(model: string, version: string, features: Readonly<Record<string, unknown>> | undefined, score: number, at: number): void {
     const series = this.seriesOf(model, version);
     const bucket = series?.ring.at(at);
-    if (series && bucket) observeRow(series.profile, bucket, row);
+    if (series && bucket) observeRow(series.profile, bucket, features ?? NO_FEATURES, { score });
   }
 
   /** Each version's drift report over the window ending at `now` (versions with a profile and enough rows). */

@@ -1,20 +1,33 @@
 /**
  * Where predictions wait for their labels and labels for their predictions (labels arrive
- * days later, sometimes before the prediction is logged). Each side is offered once per
- * record; the store answers whether it is now joined, waiting, or a duplicate (a replay
- * after a restart, or a second label for one request). Offers are atomic per request, so
- * a label is joined exactly once whatever the replays, and what waits survives restarts.
+ * days later, sometimes before the prediction is logged). A request may have several
+ * predictions: the answering version's and each shadow's, one per prediction unit (variant,
+ * model and version); its label joins every one of them, whichever comes first. Each side is
+ * offered once per record; the store answers whether it is now joined, waiting, or a
+ * duplicate (a replay after a restart, a unit logged twice, or a second label for one
+ * request). Offers are atomic per request, so each prediction unit is joined exactly once
+ * whatever the replays, and what waits survives restarts.
  *
- * A waiting side is due at its deadline (event time + join window); `sweep` removes what is
- * due and counts it (expired predictions, unmatched labels), each exactly once even with
- * several monitors sweeping. Keys of one request share a Redis Cluster hash slot.
+ * A label stays until its deadline even once it has joined, so that a prediction logged after
+ * it (a shadow scored late) joins too. A waiting side is due at its deadline (event time + join
+ * window); `sweep` removes what is due and counts it each exactly once even with several
+ * monitors sweeping: a prediction unit still waiting is an expired prediction, a label is
+ * unmatched only if it joined no prediction.
+ *
+ * On a single Redis, a batch of offers (one per record of a Kafka batch) is one script call
+ * per 500 offers, all in one pipeline: a script per offer cost the client ~3x the CPU (one
+ * ioredis command each) and Redis more time. The script still changes each request atomically
+ * and in order. On a Redis Cluster a script may only name keys of one slot: each offer is its
+ * own call there (the request's key named first, as the cluster client routes by it), and
+ * auto-pipelining sends the calls of a batch to each node at once.
  */
-import { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
+import { connectRedis, type RedisTarget } from '@tributary/shared';
 
 export type Side = 'prediction' | 'label';
 
-export interface Offer {
-  side: Side;
+interface OfferOf<S extends Side> {
+  side: S;
   requestId: string;
   /** The side's record, kept until joined (compact JSON). */
   value: string;
@@ -22,7 +35,17 @@ export interface Offer {
   deadline: number;
 }
 
-export type OfferResult = { kind: 'waiting' } | { kind: 'duplicate' } | { kind: 'joined'; other: string };
+/**
+ * A prediction names its unit (e.g. `<variant>:<model>:<version>`): the predictions of one
+ * request are joined to its label once per unit.
+ */
+export type Offer = (OfferOf<'prediction'> & { unit: string }) | OfferOf<'label'>;
+
+/**
+ * `joined`: the values of the sides this offer joined, in the order of their units for a label
+ * (every prediction waiting for it), the label's for a prediction.
+ */
+export type OfferResult = { kind: 'waiting' } | { kind: 'duplicate' } | { kind: 'joined'; others: string[] };
 
 export interface SweepResult {
   predictions: number;
@@ -37,39 +60,70 @@ export interface JoinStore {
   close(): Promise<void>;
 }
 
-const OTHER: Record<Side, Side> = { prediction: 'label', label: 'prediction' };
+const DUPLICATE: OfferResult = Object.freeze({ kind: 'duplicate' });
+const WAITING: OfferResult = Object.freeze({ kind: 'waiting' });
 
+/** A request's state: the Redis hash's fields, as the Redis store keeps them. */
 interface Entry {
-  prediction?: string;
+  /** Predictions waiting for the label, by unit (fields `p:<unit>`). */
+  waiting: Map<string, string>;
+  /** Units joined to the label (fields `j:<unit>`). */
+  joined: Set<string>;
+  /** The label, until its deadline (field `label`). */
   label?: string;
-  joined?: boolean;
-  /** When the entry itself is forgotten (a joined marker, or a side long past due). */
+  /** Whether the label joined a prediction (field `labelled`): kept after the label's deadline. */
+  labelled: boolean;
+  /** When the entry itself is forgotten (the latest deadline of its sides plus the keep time). */
   forgetAt: number;
 }
+
+/** A side in the due index: a prediction unit's field `p:<unit>`, or `label`. */
+const predictionField = (unit: string) => `p:${unit}`;
+const LABEL_FIELD = 'label';
 
 /** The in-memory store (the embedded default), with the Redis store's semantics. */
 export class MemoryJoinStore implements JoinStore {
   private readonly entries = new Map<string, Entry>();
-  private readonly due: { deadline: number; side: Side; requestId: string }[] = [];
+  private readonly due: { deadline: number; field: string; requestId: string }[] = [];
 
   constructor(private readonly keepMs: number) {}
 
   async offer(offers: Offer[]): Promise<OfferResult[]> {
-    return offers.map(({ side, requestId, value, deadline }) => {
+    return offers.map((offer) => {
+      const { requestId, value, deadline } = offer;
       let entry = this.entries.get(requestId);
       if (entry && entry.forgetAt <= Date.now()) {
         this.entries.delete(requestId);
         entry = undefined;
       }
-      if (entry?.joined || entry?.[side] !== undefined) return { kind: 'duplicate' };
-      const other = entry?.[OTHER[side]];
-      if (other !== undefined) {
-        this.entries.set(requestId, { joined: true, forgetAt: deadline + this.keepMs });
-        return { kind: 'joined', other };
+      if (entry === undefined) {
+        entry = { waiting: new Map(), joined: new Set(), labelled: false, forgetAt: 0 };
+        this.entries.set(requestId, entry);
       }
-      this.entries.set(requestId, { ...entry, [side]: value, forgetAt: deadline + this.keepMs });
-      this.due.push({ deadline, side, requestId });
-      return { kind: 'waiting' };
+      if (offer.side === 'prediction') {
+        const { unit } = offer;
+        if (entry.waiting.has(unit) || entry.joined.has(unit)) return DUPLICATE;
+        entry.forgetAt = Math.max(entry.forgetAt, deadline + this.keepMs);
+        if (entry.label !== undefined) {
+          entry.joined.add(unit);
+          entry.labelled = true;
+          return { kind: 'joined', others: [entry.label] };
+        }
+        entry.waiting.set(unit, value);
+        this.due.push({ deadline, field: predictionField(unit), requestId });
+        return WAITING;
+      }
+      if (entry.label !== undefined || entry.labelled) return DUPLICATE;
+      entry.forgetAt = Math.max(entry.forgetAt, deadline + this.keepMs);
+      entry.label = value;
+      this.due.push({ deadline, field: LABEL_FIELD, requestId });
+      if (entry.waiting.size === 0) return WAITING;
+      const units = [...entry.waiting.keys()].sort(byteOrder);
+      const others = units.map((unit) => entry.waiting.get(unit)!);
+      for (const unit of units) entry.joined.add(unit);
+      entry.waiting.clear();
+      entry.labelled = true;
+      return { kind: 'joined', others };
     });
   }
 
@@ -78,13 +132,19 @@ export class MemoryJoinStore implements JoinStore {
     const result: SweepResult = { predictions: 0, labels: 0 };
     let taken = 0;
     while (taken < this.due.length && taken < limit && this.due[taken]!.deadline <= now) {
-      const { side, requestId } = this.due[taken++]!;
+      const { field, requestId } = this.due[taken++]!;
       const entry = this.entries.get(requestId);
-      if (entry?.[side] === undefined) continue;
-      delete entry[side];
-      if (entry.prediction === undefined && entry.label === undefined) this.entries.delete(requestId);
-      if (side === 'prediction') result.predictions++;
-      else result.labels++;
+      if (entry === undefined) continue;
+      if (field === LABEL_FIELD) {
+        if (entry.label === undefined) continue;
+        entry.label = undefined;
+        if (!entry.labelled) result.labels++;
+      } else if (entry.waiting.delete(field.slice(2))) {
+        result.predictions++;
+      }
+      if (entry.waiting.size === 0 && entry.joined.size === 0 && entry.label === undefined && !entry.labelled) {
+        this.entries.delete(requestId);
+      }
     }
     this.due.splice(0, taken);
     return result;
@@ -93,51 +153,131 @@ export class MemoryJoinStore implements JoinStore {
   async close(): Promise<void> {}
 }
 
+/** The order of the predictions a label joins: by unit (the same in both stores). */
+function byteOrder(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 /**
- * KEYS[1] the request's hash `{rid}` (fields `prediction`, `label`, `joined`); ARGV[1] side,
- * ARGV[2] other side, ARGV[3] value, ARGV[4] ms to keep the hash. Returns {0} duplicate,
- * {1} waiting, {2, other} joined.
+ * Offers a batch of sides, in order, in one script call. KEYS[i]: the hash `{rid}` of offer
+ * i's request, with fields `p:<unit>` (a prediction waiting for the label), `j:<unit>` (a unit
+ * joined), `label` (the label, until its deadline) and `labelled` (the label joined a
+ * prediction). ARGV[4i-3] offer i's side (`prediction` or `label`), ARGV[4i-2] its unit (empty
+ * for a label), ARGV[4i-1] its value, ARGV[4i] ms to keep the hash (at least). Returns one reply
+ * per offer: 0 duplicate, 1 waiting, or what it joined: for a prediction `{label}`, for a
+ * label the fields and values of the predictions that waited (`{p:<unit>, value, ...}`, in no
+ * order: the client orders them by unit, as Lua's `<` follows the server's locale). A later
+ * offer sees what the earlier ones did, as if each were its own call.
  */
 const OFFER_SCRIPT = `
-if redis.call('HEXISTS', KEYS[1], 'joined') == 1 or redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {0} end
-local other = redis.call('HGET', KEYS[1], ARGV[2])
-if other then
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], 'joined', '1')
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  return {2, other}
+local function keep(key, ms)
+  if redis.call('PTTL', key) < tonumber(ms) then redis.call('PEXPIRE', key, ms) end
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
-return {1}
+local results = {}
+for i = 1, #KEYS do
+  local key, side, unit, value, ms = KEYS[i], ARGV[4 * i - 3], ARGV[4 * i - 2], ARGV[4 * i - 1], ARGV[4 * i]
+  if side == 'prediction' then
+    local found = redis.call('HMGET', key, 'p:' .. unit, 'j:' .. unit, 'label')
+    if found[1] or found[2] then
+      results[i] = 0
+    elseif found[3] then
+      redis.call('HSET', key, 'j:' .. unit, '1', 'labelled', '1')
+      keep(key, ms)
+      results[i] = { found[3] }
+    else
+      redis.call('HSET', key, 'p:' .. unit, value)
+      keep(key, ms)
+      results[i] = 1
+    end
+  else
+    -- One read of the (small) hash: a label or a joined label makes this one a duplicate.
+    local fields = redis.call('HGETALL', key)
+    local waiting, values, seen = {}, {}, false
+    for f = 1, #fields, 2 do
+      local name = fields[f]
+      if name == 'label' or name == 'labelled' then
+        seen = true
+        break
+      elseif string.sub(name, 1, 2) == 'p:' then
+        waiting[#waiting + 1] = name
+        values[name] = fields[f + 1]
+      end
+    end
+    if seen then
+      results[i] = 0
+    else
+      if #waiting == 0 then
+        redis.call('HSET', key, 'label', value)
+        results[i] = 1
+      else
+        local joined, marks = {}, { 'label', value, 'labelled', '1' }
+        for w = 1, #waiting do
+          joined[2 * w - 1] = waiting[w]
+          joined[2 * w] = values[waiting[w]]
+          marks[#marks + 1] = 'j:' .. string.sub(waiting[w], 3)
+          marks[#marks + 1] = '1'
+        end
+        redis.call('HDEL', key, unpack(waiting))
+        redis.call('HSET', key, unpack(marks))
+        results[i] = joined
+      end
+      keep(key, ms)
+    end
+  end
+end
+return results
 `;
 
-/** KEYS[1] the request's hash; ARGV[1] the side. Removes it; 1 if it was still waiting. */
+/** Offers per script call at most (a call blocks Redis while it runs). */
+const OFFERS_PER_CALL = 500;
+
+/**
+ * KEYS[1] the request's hash; ARGV[1] the due side's field (`p:<unit>` or `label`). Removes it;
+ * 1 if it counts: a prediction still waiting, or a label that joined no prediction.
+ */
 const EXPIRE_SCRIPT = `
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+if ARGV[1] == 'label' and redis.call('HEXISTS', KEYS[1], 'labelled') == 1 then return 0 end
 if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
 return 1
 `;
 
-interface RedisWithJoin extends Redis {
-  offerSide(key: string, side: string, other: string, value: string, keepMs: string): Promise<[number, string?]>;
-  expireSide(key: string, side: string): Promise<number>;
+type OfferReply = 0 | 1 | string[];
+
+type RedisWithJoin = (Redis | Cluster) & {
+  /** `keys` then, per key, side, unit, value and ms to keep. */
+  offerSides(keys: number, ...keysThenArgs: string[]): Promise<OfferReply[]>;
+  /** The same script for one offer, its key first (a cluster client routes by it, redis/ioredis#2109). */
+  offerSide(key: string, side: string, unit: string, value: string, keepMs: string): Promise<OfferReply[]>;
+  expireSide(key: string, field: string): Promise<number>;
+};
+
+type Pipeline = RedisWithJoin & { exec(): Promise<[Error | null, unknown][] | null> };
+
+/** The values of a label's join reply (`[p:<unit>, value, ...]`), ordered by unit. */
+function byUnit(fieldsAndValues: string[]): string[] {
+  const pairs: [string, string][] = [];
+  for (let i = 0; i < fieldsAndValues.length; i += 2) pairs.push([fieldsAndValues[i]!, fieldsAndValues[i + 1]!]);
+  return pairs.sort((a, b) => byteOrder(a[0], b[0])).map(([, value]) => value);
 }
 
 export class RedisJoinStore implements JoinStore {
   private readonly client: RedisWithJoin;
+  private readonly cluster: boolean;
 
   /**
-   * `keepMs`: how long a joined marker (and a side past its deadline, should no sweep run)
-   * stays, so that replays and late duplicates are recognised.
+   * `target`: a Redis server, or the seed nodes of a Redis Cluster. `keepMs`: how long a
+   * request's hash stays after the latest deadline of its sides (joined markers, and a side
+   * past its deadline should no sweep run), so that replays and late duplicates are recognised.
    */
   constructor(
-    url: string,
+    target: RedisTarget,
     private readonly prefix: string,
     private readonly keepMs: number,
   ) {
-    this.client = new Redis(url, { maxRetriesPerRequest: 2 }) as RedisWithJoin;
+    this.cluster = target.cluster === true;
+    this.client = connectRedis(target, { maxRetriesPerRequest: 2, enableAutoPipelining: this.cluster }) as RedisWithJoin;
+    this.client.defineCommand('offerSides', { lua: OFFER_SCRIPT });
     this.client.defineCommand('offerSide', { numberOfKeys: 1, lua: OFFER_SCRIPT });
     this.client.defineCommand('expireSide', { numberOfKeys: 1, lua: EXPIRE_SCRIPT });
     this.client.on('error', () => {});
@@ -147,27 +287,63 @@ export class RedisJoinStore implements JoinStore {
     return `${this.prefix}join:{${requestId}}`;
   }
 
-  /** The index of waiting sides by deadline: one sorted set, members `<side>|<request id>`. */
+  /**
+   * The index of waiting sides by deadline: one sorted set (one slot; no script names it with
+   * a request's key), members `[field, request id]` as JSON.
+   */
   private get dueKey(): string {
     return `${this.prefix}join-due`;
   }
 
+  /** One reply array per script call: a pipeline of calls of up to 500 offers, or on a cluster one call per offer. */
+  private async send(offers: Offer[]): Promise<OfferReply[][]> {
+    const now = Date.now();
+    const keep = (deadline: number) => String(Math.max(1, deadline - now + this.keepMs));
+    if (this.cluster) {
+      return Promise.all(
+        offers.map((o) =>
+          this.client.offerSide(this.key(o.requestId), o.side, o.side === 'prediction' ? o.unit : '', o.value, keep(o.deadline)),
+        ),
+      );
+    }
+    const pipeline = this.client.pipeline() as unknown as Pipeline;
+    for (let start = 0; start < offers.length; start += OFFERS_PER_CALL) {
+      const chunk = offers.slice(start, start + OFFERS_PER_CALL);
+      const keysThenArgs = new Array<string>(chunk.length * 5);
+      chunk.forEach((offer, i) => {
+        keysThenArgs[i] = this.key(offer.requestId);
+        const arg = chunk.length + 4 * i;
+        keysThenArgs[arg] = offer.side;
+        keysThenArgs[arg + 1] = offer.side === 'prediction' ? offer.unit : '';
+        keysThenArgs[arg + 2] = offer.value;
+        keysThenArgs[arg + 3] = keep(offer.deadline);
+      });
+      void pipeline.offerSides(chunk.length, ...keysThenArgs);
+    }
+    return ((await pipeline.exec()) ?? []).map(([error, reply]) => {
+      if (error) throw error;
+      return reply as OfferReply[];
+    });
+  }
+
   async offer(offers: Offer[]): Promise<OfferResult[]> {
     if (offers.length === 0) return [];
-    const pipeline = this.client.pipeline() as unknown as RedisWithJoin & { exec(): Promise<[Error | null, unknown][] | null> };
-    for (const { side, requestId, value, deadline } of offers) {
-      void pipeline.offerSide(this.key(requestId), side, OTHER[side], value, String(Math.max(1, deadline - Date.now() + this.keepMs)));
-    }
-    const replies = (await pipeline.exec()) ?? [];
     const results: OfferResult[] = [];
     const due: (string | number)[] = [];
-    replies.forEach(([error, reply], i) => {
-      if (error) throw error;
-      const [kind, other] = reply as [number, string?];
-      const offer = offers[i]!;
-      if (kind === 1) due.push(offer.deadline, `${offer.side}|${offer.requestId}`);
-      results.push(kind === 0 ? { kind: 'duplicate' } : kind === 1 ? { kind: 'waiting' } : { kind: 'joined', other: other! });
-    });
+    for (const reply of await this.send(offers)) {
+      for (const answer of reply) {
+        const offer = offers[results.length]!;
+        if (answer === 0) {
+          results.push(DUPLICATE);
+          continue;
+        }
+        // A label stays until its deadline, joined or not; a prediction only while it waits.
+        if (offer.side === 'label') due.push(offer.deadline, JSON.stringify([LABEL_FIELD, offer.requestId]));
+        else if (answer === 1) due.push(offer.deadline, JSON.stringify([predictionField(offer.unit), offer.requestId]));
+        results.push(answer === 1 ? WAITING : { kind: 'joined', others: offer.side === 'label' ? byUnit(answer) : answer });
+      }
+    }
+    if (results.length !== offers.length) throw new Error(`label join: ${offers.length} offers but ${results.length} replies`);
     // The index is written after the sides: a side whose index entry was lost in a crash is
     // offered again on replay (a duplicate then), and its hash still expires on its own.
     if (due.length > 0) await this.client.zadd(this.dueKey, ...due);
@@ -178,17 +354,37 @@ export class RedisJoinStore implements JoinStore {
     const members = await this.client.zrangebyscore(this.dueKey, '-inf', now, 'LIMIT', 0, limit);
     const result: SweepResult = { predictions: 0, labels: 0 };
     if (members.length === 0) return result;
-    const pipeline = this.client.pipeline() as unknown as RedisWithJoin & { exec(): Promise<[Error | null, unknown][] | null> };
-    for (const member of members) {
-      const bar = member.indexOf('|');
-      void pipeline.expireSide(this.key(member.slice(bar + 1)), member.slice(0, bar));
+    const sides = members.map((member) => {
+      try {
+        const [field, requestId] = JSON.parse(member) as [string, string];
+        if (typeof field === 'string' && typeof requestId === 'string') return { field, requestId };
+      } catch {
+        // not of this layout (an index entry written by an older version): dropped
+      }
+      return null;
+    });
+    const expire = (side: { field: string; requestId: string }, client: RedisWithJoin) =>
+      client.expireSide(this.key(side.requestId), side.field);
+    let removed: unknown[];
+    if (this.cluster) {
+      removed = await Promise.all(sides.map((side) => (side ? expire(side, this.client) : 0)));
+    } else {
+      const pipeline = this.client.pipeline() as unknown as Pipeline;
+      const listed = sides.filter((side) => side !== null);
+      for (const side of listed) void expire(side, pipeline);
+      const replies = (await pipeline.exec()) ?? [];
+      let next = 0;
+      removed = sides.map((side) => {
+        if (side === null) return 0;
+        const [error, reply] = replies[next++]!;
+        if (error) throw error;
+        return reply;
+      });
     }
-    const replies = (await pipeline.exec()) ?? [];
-    replies.forEach(([error, removed], i) => {
-      if (error) throw error;
-      if (removed !== 1) return;
-      if (members[i]!.startsWith('prediction|')) result.predictions++;
-      else result.labels++;
+    removed.forEach((count, i) => {
+      if (count !== 1) return;
+      if (sides[i]!.field === LABEL_FIELD) result.labels++;
+      else result.predictions++;
     });
     await this.client.zrem(this.dueKey, ...members);
     return result;

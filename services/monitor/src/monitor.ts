@@ -1,7 +1,8 @@
 /**
  * The monitor: consumes the prediction log and the labels and turns them into Prometheus
- * metrics. Each label is joined to its prediction by `request_id` (whichever comes first
- * waits in the join store, for the join window), and joined pairs feed the quality windows
+ * metrics. Each label is joined to every prediction of its `request_id` (the answering
+ * version's and each shadow's; whichever comes first waits in the join store, for the join
+ * window), and joined pairs feed the quality windows
  * of their model, version and variant; what waits in vain is counted when it expires.
  * Malformed records go to the dead-letter topic with the reason.
  */
@@ -28,6 +29,7 @@ import {
 import type { JoinStore, Offer } from './join-store.js';
 import { DriftBoard } from './drift.js';
 import { QualityBoard } from './quality.js';
+import { BanditRewards, checkCanaries, type CanaryRule, type RolloutControl } from './rollout-guard.js';
 
 const PredictionRecordSchema = Type.Object({
   prediction_id: Type.String({ minLength: 1 }),
@@ -65,6 +67,13 @@ export interface MonitorOptions {
   maxSlices?: number;
   /** How often waiting sides past their deadline are swept and counted. */
   sweepIntervalMs?: number;
+  /** Rollouts: where bandit rewards go, and the canary rule with the routing it acts on. */
+  rollouts?: {
+    addReward?(model: string, version: string, trials: number, reward: number): Promise<void>;
+    canary?: { rule: CanaryRule; control: RolloutControl; intervalMs?: number };
+    /** Closes what the rollouts use (called by `stop`). */
+    close?(): Promise<void>;
+  };
   clock?: () => number;
 }
 
@@ -89,10 +98,32 @@ export interface Monitor {
   stop(): Promise<void>;
   /** Sweeps expired waiting sides now (the monitor also does it every sweep interval). */
   sweep(): Promise<void>;
+  /** Applies the canary rule now (the monitor also does it every interval, when configured). */
+  checkCanary(): Promise<void>;
 }
+
+/** Records stamped further ahead of the monitor's clock than this are invalid (a time of 1e308 would never expire). */
+const MAX_AHEAD_MS = 86_400_000;
 
 function labelTime(ts: number | string): number {
   return typeof ts === 'number' ? ts : Date.parse(ts);
+}
+
+/** Increments of one counter added up per series over a batch, to be added to the counter once per series. */
+class BatchCounts<L extends string> {
+  private readonly counts = new Map<string, { labels: Record<L, string>; count: number }>();
+
+  add(labels: Record<L, string>): void {
+    let key = '';
+    for (const name in labels) key += `${labels[name]}\u0000`;
+    const entry = this.counts.get(key);
+    if (entry) entry.count++;
+    else this.counts.set(key, { labels, count: 1 });
+  }
+
+  addTo(counter: Counter<L>): void {
+    for (const { labels, count } of this.counts.values()) counter.inc(labels, count);
+  }
 }
 
 export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
@@ -131,7 +162,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     () =>
       new Counter({
         name: 'tributary_monitor_joins_total',
-        help: 'Predictions and labels offered to the label join, by outcome: joined, waiting, duplicate (a replay or a second label)',
+        help: 'Predictions and labels offered to the label join, by outcome: joined (pairs made: a label joining 2 predictions of a request counts 2), waiting, duplicate (a replay or a second label)',
         labelNames: ['stream', 'outcome'],
         registers,
       }),
@@ -382,10 +413,24 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         },
       }),
   );
+  const bandit = new BanditRewards();
   const joined = (prediction: WaitingPrediction, label: WaitingLabel) => {
-    labelDelay.observe({ model: prediction.model }, Math.max(0, (label.at - prediction.predicted_at) / 1000));
+    const [model] = bounded(prediction.model);
+    labelDelay.observe({ model }, Math.max(0, (label.at - prediction.predicted_at) / 1000));
     board.observe(prediction, prediction.score, label.label, clock(), prediction.slices);
+    bandit.observe(prediction, label.label, options.thresholdOf(prediction.model, prediction.version));
   };
+  const canaryRollbacks = metric(
+    options.registry,
+    'tributary_canary_rollbacks_total',
+    () =>
+      new Counter({
+        name: 'tributary_canary_rollbacks_total',
+        help: "Canaries rolled back by the monitor's canary rule (quality below the champion's by more than the margin)",
+        labelNames: ['model'],
+        registers,
+      }),
+  );
   const deadLettered = deadLetterCounter(options.registry);
   const predictions = recordValidator<PredictionLogRecord>(PredictionRecordSchema);
   const labelRecords = recordValidator<Label>(LabelSchema);
@@ -400,6 +445,11 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       const rejected: OutgoingRecord[] = [];
       const offers: Offer[] = [];
       const sides: (WaitingPrediction | WaitingLabel)[] = [];
+      // Counters are added up over the batch, then incremented once per series (before the
+      // offers, as they were record by record).
+      const servedCounts = new BatchCounts<'model' | 'version' | 'variant' | 'degraded'>();
+      const defaultCounts = new BatchCounts<'model' | 'version' | 'feature'>();
+      const labelCounts = [0, 0];
       for (const record of batch.records) {
         if (stream === 'predictions') {
           const decoded = predictions.decode(record.value);
@@ -409,8 +459,13 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             continue;
           }
           const p = decoded.value;
-          scores.observe({ model: p.model.name, version: p.model.version, variant: p.variant }, p.score);
-          drift.observe(p.model.name, p.model.version, { ...p.features, score: p.score }, p.predicted_at);
+          if (!(p.predicted_at <= clock() + MAX_AHEAD_MS)) {
+            const detail = `predicted_at ${p.predicted_at} is more than a day ahead of the monitor's clock`;
+            rejected.push(deadLetter(record, 'invalid', detail, options.groupId));
+            deadLettered.inc({ consumer: options.groupId, reason: 'invalid' });
+            continue;
+          }
+          drift.observe(p.model.name, p.model.version, p.features, p.score, p.predicted_at);
           const waiting: WaitingPrediction = {
             model: p.model.name,
             version: p.model.version,
@@ -427,11 +482,12 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           }
           board.predicted(waiting, p.score, p.predicted_at);
           const [model, version, variant] = bounded(p.model.name, p.model.version, p.variant);
-          served.inc({ model, version, variant, degraded: String(p.degraded ?? false) });
+          scores.observe({ model, version, variant }, p.score);
+          servedCounts.add({ model, version, variant, degraded: String(p.degraded ?? false) });
           latency.observe({ model, version, variant }, p.latency_ms / 1000);
           for (const feature of p.defaulted ?? []) {
             const [m, v, f] = bounded(model, version, feature);
-            defaults.inc({ model: m, version: v, feature: f });
+            defaultCounts.add({ model: m, version: v, feature: f });
           }
           for (const [group, age] of Object.entries(p.feature_age_ms ?? {})) {
             if (age === null) continue;
@@ -442,6 +498,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           offers.push({
             side: 'prediction',
             requestId: p.request_id,
+            // The answering version and each shadow of a request are joined to its label apart.
+            unit: `${p.variant}:${p.model.name}:${p.model.version}`,
             value: JSON.stringify(waiting),
             deadline: p.predicted_at + options.joinWindowMs,
           });
@@ -452,8 +510,15 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             deadLettered.inc({ consumer: options.groupId, reason: decoded.reason });
             continue;
           }
-          labels.inc({ label: String(decoded.value.label) });
-          const waiting: WaitingLabel = { label: decoded.value.label, at: labelTime(decoded.value.ts) };
+          const at = labelTime(decoded.value.ts);
+          if (!(at <= clock() + MAX_AHEAD_MS)) {
+            const detail = `ts ${JSON.stringify(decoded.value.ts)} is more than a day ahead of the monitor's clock`;
+            rejected.push(deadLetter(record, 'invalid', detail, options.groupId));
+            deadLettered.inc({ consumer: options.groupId, reason: 'invalid' });
+            continue;
+          }
+          labelCounts[decoded.value.label]!++;
+          const waiting: WaitingLabel = { label: decoded.value.label, at };
           sides.push(waiting);
           offers.push({
             side: 'label',
@@ -463,15 +528,36 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           });
         }
       }
-      // Offers are durable before the batch is committed: a replay finds them and is a duplicate.
-      const outcomes = await options.joins.offer(offers);
-      outcomes.forEach((outcome, i) => {
-        joins.inc({ stream, outcome: outcome.kind });
-        if (outcome.kind !== 'joined') return;
-        const side = sides[i]!;
-        if (stream === 'predictions') joined(side as WaitingPrediction, JSON.parse(outcome.other) as WaitingLabel);
-        else joined(JSON.parse(outcome.other) as WaitingPrediction, side as WaitingLabel);
+      servedCounts.addTo(served);
+      defaultCounts.addTo(defaults);
+      labelCounts.forEach((count, label) => {
+        if (count > 0) labels.inc({ label: String(label) }, count);
       });
+      // Offers are durable before the batch is committed: a replay finds them and is a duplicate.
+      // `joined` counts pairs: a label that joins a champion's and a shadow's prediction adds 2.
+      const outcomes = await options.joins.offer(offers);
+      const outcomeCounts = { joined: 0, waiting: 0, duplicate: 0 };
+      for (let i = 0; i < outcomes.length; i++) {
+        const outcome = outcomes[i]!;
+        if (outcome.kind !== 'joined') {
+          outcomeCounts[outcome.kind]++;
+          continue;
+        }
+        outcomeCounts.joined += outcome.others.length;
+        const side = sides[i]!;
+        for (const other of outcome.others) {
+          if (stream === 'predictions') joined(side as WaitingPrediction, JSON.parse(other) as WaitingLabel);
+          else joined(JSON.parse(other) as WaitingPrediction, side as WaitingLabel);
+        }
+      }
+      for (const outcome of ['joined', 'waiting', 'duplicate'] as const) {
+        if (outcomeCounts[outcome] > 0) joins.inc({ stream, outcome }, outcomeCounts[outcome]);
+      }
+      const addReward = options.rollouts?.addReward;
+      if (addReward) {
+        // At most once: a reward not stored is kept for the next batch; one lost in a crash is not replayed.
+        await bandit.flush(addReward).catch((error: unknown) => options.logger.warn({ err: error }, 'bandit rewards not stored yet'));
+      }
       if (rejected.length > 0) await options.eventLog.publish(options.topics.deadLetter, rejected);
       records.inc({ stream, outcome: 'accepted' }, batch.records.length - rejected.length);
       records.inc({ stream, outcome: 'dead_lettered' }, rejected.length);
@@ -493,13 +579,38 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     sweep().catch((error: unknown) => options.logger.warn({ err: error }, 'label join: sweep failed; it will be retried'));
   }, options.sweepIntervalMs ?? 10_000);
   sweeper.unref();
+  const canary = options.rollouts?.canary;
+  /** One pass of the canary rule (the timer runs it every `intervalMs`). */
+  const checkCanary = async () => {
+    if (!canary) return;
+    await checkCanaries({
+      rule: canary.rule,
+      control: canary.control,
+      quality: () => board.summaries(clock()).filter((s) => s.window === '1h'),
+      logger: options.logger,
+      rolledBack: (model) => canaryRollbacks.inc({ model }),
+    });
+  };
+  let checking: Promise<void> = Promise.resolve();
+  const canaryTimer = canary
+    ? setInterval(() => {
+        checking = checking
+          .then(checkCanary)
+          .catch((error: unknown) => options.logger.warn({ err: error }, 'canary rule: check failed; it will be retried'));
+      }, canary.intervalMs ?? 15_000)
+    : null;
+  canaryTimer?.unref();
   return {
     stop: async () => {
       clearInterval(sweeper);
+      if (canaryTimer) clearInterval(canaryTimer);
+      await checking;
       await sweeping.catch(() => {});
       await subscription.stop();
       await options.joins.close();
+      await options.rollouts?.close?.();
     },
     sweep,
+    checkCanary,
   };
 }

@@ -72,7 +72,9 @@ export class QualityBoard {
     const id = `${key.model}\u0000${key.version}\u0000${key.variant}`;
     let series = this.series.get(id);
     if (series) return series;
-    if (this.series.size >= this.options.maxSeries) return this.seriesOf({ model: 'other', version: 'other', variant: 'other' });
+    // Beyond the bound, every new series is counted under `other` (which itself may exceed it by one).
+    const other = key.model === 'other' && key.version === 'other' && key.variant === 'other';
+    if (this.series.size >= this.options.maxSeries && !other) return this.seriesOf({ model: 'other', version: 'other', variant: 'other' });
     const threshold = key.model === 'other' ? 0.5 : this.options.thresholdOf(key.model, key.version);
     const windows = this.options.windows ?? QUALITY_WINDOWS;
     const maxSlices = this.options.maxSlices ?? 20;

@@ -1,15 +1,48 @@
 /** The contract every JoinStore keeps: run on memory (unit) and on Redis (integration). */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { JoinStore, Offer } from '../src/join-store.js';
+import { createRandom } from '@tributary/shared';
+import type { JoinStore, Offer, OfferResult } from '../src/join-store.js';
 
 const HOUR = 3_600_000;
-const prediction = (requestId: string, deadline = Date.now() + HOUR): Offer => ({
+const prediction = (requestId: string, deadline = Date.now() + HOUR, unit = 'champion:m:1'): Offer => ({
   side: 'prediction',
   requestId,
-  value: `p:${requestId}`,
+  unit,
+  value: unit === 'champion:m:1' ? `p:${requestId}` : `p:${requestId}:${unit}`,
   deadline,
 });
+const shadow = (requestId: string, deadline = Date.now() + HOUR): Offer => prediction(requestId, deadline, 'shadow:m:2');
 const label = (requestId: string, deadline = Date.now() + HOUR): Offer => ({ side: 'label', requestId, value: `l:${requestId}`, deadline });
+const joined = (...others: string[]): OfferResult => ({ kind: 'joined', others });
+
+/** The prediction units of the random streams: an answering version and two shadows. */
+const UNITS = ['champion:m:1', 'shadow:m:2', 'shadow:m:3'];
+
+/**
+ * A random stream of offers on a few hundred requests, so that requests see both orders
+ * (label first, predictions first), one to three prediction units each, duplicates of either
+ * side before and after their join, and offers of one request far apart in the stream. Each
+ * value names its offer.
+ */
+export function randomOffers(seed: number, count: number, requests: number): Offer[] {
+  const random = createRandom(seed);
+  const deadline = Date.now() + HOUR;
+  return Array.from({ length: count }, (_, i): Offer => {
+    const requestId = `q${random.int(requests)}`;
+    if (random.next() < 0.4) return { side: 'label', requestId, value: `l:${requestId}:${i}`, deadline };
+    const unit = UNITS[random.next() < 0.6 ? 0 : 1 + random.int(2)]!;
+    return { side: 'prediction', requestId, unit, value: `p:${requestId}:${unit}:${i}`, deadline };
+  });
+}
+
+/** Each request's state, as offers of every side (applied after the stream) reveal it. */
+export function probes(offers: Offer[]): Offer[] {
+  const deadline = Date.now() + HOUR;
+  return [...new Set(offers.map((o) => o.requestId))].flatMap((requestId): Offer[] => [
+    ...UNITS.map((unit): Offer => ({ side: 'prediction', requestId, unit, value: `probe-p:${requestId}:${unit}`, deadline })),
+    { side: 'label', requestId, value: `probe-l:${requestId}`, deadline },
+  ]);
+}
 
 export function joinStoreContract(name: string, create: () => Promise<JoinStore>): void {
   describe(`JoinStore contract: ${name}`, () => {
@@ -19,9 +52,9 @@ export function joinStoreContract(name: string, create: () => Promise<JoinStore>
     it('joins a label to the prediction waiting for it, and a prediction to the label that came first', async () => {
       store = await create();
       expect(await store.offer([prediction('a')])).toEqual([{ kind: 'waiting' }]);
-      expect(await store.offer([label('a')])).toEqual([{ kind: 'joined', other: 'p:a' }]);
+      expect(await store.offer([label('a')])).toEqual([joined('p:a')]);
       expect(await store.offer([label('b')])).toEqual([{ kind: 'waiting' }]);
-      expect(await store.offer([prediction('b')])).toEqual([{ kind: 'joined', other: 'l:b' }]);
+      expect(await store.offer([prediction('b')])).toEqual([joined('l:b')]);
     });
 
     it('applies the offers of one call in order', async () => {
@@ -29,8 +62,8 @@ export function joinStoreContract(name: string, create: () => Promise<JoinStore>
       expect(await store.offer([prediction('c'), label('d'), label('c'), prediction('d')])).toEqual([
         { kind: 'waiting' },
         { kind: 'waiting' },
-        { kind: 'joined', other: 'p:c' },
-        { kind: 'joined', other: 'l:d' },
+        joined('p:c'),
+        joined('l:d'),
       ]);
     });
 
@@ -38,7 +71,7 @@ export function joinStoreContract(name: string, create: () => Promise<JoinStore>
       store = await create();
       expect(await store.offer([prediction('e'), prediction('e')])).toEqual([{ kind: 'waiting' }, { kind: 'duplicate' }]);
       expect(await store.offer([label('e'), label('e'), prediction('e')])).toEqual([
-        { kind: 'joined', other: 'p:e' },
+        joined('p:e'),
         { kind: 'duplicate' },
         { kind: 'duplicate' },
       ]);
@@ -59,8 +92,81 @@ export function joinStoreContract(name: string, create: () => Promise<JoinStore>
       // The expired prediction is gone: its label now waits instead of joining.
       expect(await store.offer([label('f')])).toEqual([{ kind: 'waiting' }]);
       // The one not yet due still joins.
-      expect(await store.offer([label('h')])).toEqual([{ kind: 'joined', other: 'p:h' }]);
+      expect(await store.offer([label('h')])).toEqual([joined('p:h')]);
       expect(await store.sweep(now + 2 * HOUR, 100)).toEqual({ predictions: 0, labels: 1 });
+    });
+
+    it('answers offers given in one call as it answers them one call each, and ends in the same state', async () => {
+      // More offers than one script call takes, so that a request's offers span calls.
+      const offers = randomOffers(7, 1_500, 400);
+      store = await create();
+      const other = await create();
+      try {
+        const batched = await store.offer(offers);
+        const single: OfferResult[] = [];
+        for (const offer of offers) single.push(...(await other.offer([offer])));
+        expect(batched).toEqual(single);
+        // Every outcome occurs: joins on a label and on a prediction (its label came first), duplicates.
+        const kinds = batched.map((r, i) => (r.kind === 'joined' ? `joined-${offers[i]!.side}` : r.kind));
+        expect(new Set(kinds)).toEqual(new Set(['waiting', 'duplicate', 'joined-label', 'joined-prediction']));
+        // Labels that joined several predictions at once occur too.
+        expect(batched.some((r) => r.kind === 'joined' && r.others.length > 1)).toBe(true);
+        expect(await store.offer(probes(offers))).toEqual(await other.offer(probes(offers)));
+        expect(await store.sweep(Date.now() + 2 * HOUR, 10_000)).toEqual(await other.sweep(Date.now() + 2 * HOUR, 10_000));
+      } finally {
+        await other.close();
+      }
+    });
+
+    it('joins a label to every prediction of its request: label first, then the champion and a shadow', async () => {
+      store = await create();
+      expect(await store.offer([label('m1')])).toEqual([{ kind: 'waiting' }]);
+      expect(await store.offer([prediction('m1'), shadow('m1')])).toEqual([joined('l:m1'), joined('l:m1')]);
+      // Replays of any side are duplicates; the label still waits for units it has not seen.
+      expect(await store.offer([prediction('m1'), shadow('m1'), label('m1')])).toEqual([
+        { kind: 'duplicate' },
+        { kind: 'duplicate' },
+        { kind: 'duplicate' },
+      ]);
+      expect(await store.offer([prediction('m1', undefined, 'shadow:m:3')])).toEqual([joined('l:m1')]);
+    });
+
+    it('joins a label to every prediction that waited for it, in the order of their units, and a later shadow too', async () => {
+      store = await create();
+      expect(await store.offer([shadow('m2'), prediction('m2')])).toEqual([{ kind: 'waiting' }, { kind: 'waiting' }]);
+      expect(await store.offer([label('m2')])).toEqual([joined('p:m2', 'p:m2:shadow:m:2')]);
+      expect(await store.offer([label('m2'), shadow('m2'), prediction('m2')])).toEqual([
+        { kind: 'duplicate' },
+        { kind: 'duplicate' },
+        { kind: 'duplicate' },
+      ]);
+      expect(await store.offer([prediction('m2', undefined, 'shadow:m:3')])).toEqual([joined('l:m2')]);
+      // A unit offered twice before any label: the second is a duplicate, the label joins it once.
+      expect(await store.offer([shadow('m3'), shadow('m3'), label('m3'), label('m3')])).toEqual([
+        { kind: 'waiting' },
+        { kind: 'duplicate' },
+        joined('p:m3:shadow:m:2'),
+        { kind: 'duplicate' },
+      ]);
+    });
+
+    it('expires a prediction unit that got no label while another of its request joined, and never counts a label that joined', async () => {
+      store = await create();
+      const now = Date.now();
+      // n: the champion joined its label; the shadow, logged after the label's deadline passed
+      // and the label was swept, waits and expires.
+      await store.offer([prediction('n', now - 20), label('n', now - 10)]);
+      expect(await store.sweep(now, 100)).toEqual({ predictions: 0, labels: 0 });
+      expect(await store.offer([shadow('n', now - 5)])).toEqual([{ kind: 'waiting' }]);
+      // The label was joined: a replay of it is still a duplicate after its deadline.
+      expect(await store.offer([label('n')])).toEqual([{ kind: 'duplicate' }]);
+      expect(await store.sweep(now, 100)).toEqual({ predictions: 1, labels: 0 });
+      expect(await store.offer([prediction('n'), shadow('n')])).toEqual([{ kind: 'duplicate' }, { kind: 'waiting' }]);
+      // o: a shadow expired before the label came; the label joins the champion only, and is not unmatched.
+      await store.offer([shadow('o', now - 1), prediction('o', now + HOUR)]);
+      expect(await store.sweep(now, 100)).toEqual({ predictions: 1, labels: 0 });
+      expect(await store.offer([label('o', now + HOUR)])).toEqual([joined('p:o')]);
+      expect(await store.sweep(now + 2 * HOUR, 100)).toEqual({ predictions: 1, labels: 0 });
     });
 
     it('sweeps at most `limit` sides per call, oldest first', async () => {

@@ -42,6 +42,69 @@ async function boot(overrides: Partial<MonitorOptions> = {}) {
   return { eventLog, registry, monitor };
 }
 
+describe('monitor: times far ahead', () => {
+  it('dead-letters labels and predictions stamped more than a day ahead (1e308 would never expire), and joins the rest of their batch', async () => {
+    const { eventLog, registry } = await boot();
+    await eventLog.publish('predictions', [
+      { key: 'a', value: JSON.stringify(prediction('a', 0.9)) },
+      { key: 'b', value: JSON.stringify({ ...prediction('b', 0.9), predicted_at: 1e308 }) },
+    ]);
+    await eventLog.publish('labels', [
+      { key: 'a', value: JSON.stringify({ request_id: 'a', label: 1, ts: Date.now() }) },
+      { key: 'b', value: JSON.stringify({ request_id: 'b', label: 1, ts: 1e308 }) },
+      { key: 'c', value: JSON.stringify({ request_id: 'c', label: 1, ts: Date.now() + 3 * DAY }) },
+    ]);
+    await waitFor(
+      async () => /tributary_monitor_records_total\{stream="labels",outcome="dead_lettered"\} 2/.test(await registry.metrics()),
+      {
+        what: 'the labels consumed',
+      },
+    );
+    const text = await registry.metrics();
+    expect(text).toMatch(/tributary_monitor_records_total\{stream="predictions",outcome="dead_lettered"\} 1/);
+    expect(text).toMatch(/tributary_monitor_joins_total\{stream="labels",outcome="joined"\} 1/);
+    const letters = eventLog.records('dead-letter').map((r) => JSON.parse(r.value!.toString()) as DeadLetter);
+    expect(letters.map((l) => [l.source.topic, l.reason]).sort()).toEqual([
+      ['labels', 'invalid'],
+      ['labels', 'invalid'],
+      ['predictions', 'invalid'],
+    ]);
+    expect(letters.map((l) => l.detail)).toEqual(
+      expect.arrayContaining([expect.stringMatching(/ts 1e\+308 is more than a day ahead/), expect.stringMatching(/predicted_at 1e\+308/)]),
+    );
+  });
+});
+
+describe('monitor: bounded label values', () => {
+  it('counts odd model names beyond the series bound as other, in the quality board and the score and label-delay histograms too', async () => {
+    const { eventLog, registry } = await boot({ maxSeries: 1 });
+    const records = Array.from({ length: 200 }, (_, i) => ({
+      key: `r${i}`,
+      value: JSON.stringify({ ...prediction(`r${i}`, 0.3), model: { name: `model-${i}`, version: '1' } }),
+    }));
+    await eventLog.publish('predictions', records);
+    await eventLog.publish(
+      'labels',
+      records.map((r) => ({ key: r.key, value: JSON.stringify({ request_id: r.key, label: 0, ts: Date.now() }) })),
+    );
+    await waitFor(async () => /tributary_monitor_records_total\{stream="labels",outcome="accepted"\} 200/.test(await registry.metrics()), {
+      what: 'every record consumed',
+    });
+    const text = await registry.metrics();
+    const series = (name: string) => new Set([...text.matchAll(new RegExp(`^${name}_count\\{([^}]*)\\}`, 'gm'))].map((m) => m[1]!));
+    for (const name of ['tributary_monitor_score', 'tributary_monitor_label_delay_seconds']) {
+      const found = series(name);
+      expect(found.size, name).toBeLessThanOrEqual(65);
+      expect(
+        [...found].some((labels) => labels.includes('model="other"')),
+        name,
+      ).toBe(true);
+    }
+    // The quality of the series beyond the bound is counted under other.
+    expect(text).toMatch(/tributary_model_labelled_predictions\{model="other",version="other",variant="other",window="1h"\} 199/);
+  });
+});
+
 describe('monitor', () => {
   it('counts predictions and labels, observes scores, and dead-letters malformed records', async () => {
     const { eventLog, registry } = await boot();
@@ -134,6 +197,62 @@ describe('monitor', () => {
     expect(text).toMatch(/tributary_monitor_join_expired_total\{stream="labels"\} 1/);
     // The 1h and 24h windows have moved past those labels.
     expect(text).not.toMatch(/tributary_model_quality\{/);
+  });
+
+  it('joins one label to the champion and the shadow of a request: quality per variant, each pair once', async () => {
+    const { eventLog, registry } = await boot();
+    const shadowOf = (id: string, score: number) => ({
+      ...prediction(id, score),
+      prediction_id: `s-${id}`,
+      model: { name: 'fraud_detector', version: '2' },
+      variant: 'shadow',
+    });
+    // a: champion and shadow logged, then the label. b: the label between the two. c: label first.
+    await eventLog.publish('predictions', [
+      { key: 'a', value: JSON.stringify(prediction('a', 0.9)) },
+      { key: 'a', value: JSON.stringify(shadowOf('a', 0.2)) },
+      { key: 'b', value: JSON.stringify(prediction('b', 0.1)) },
+    ]);
+    await eventLog.publish('labels', [
+      { key: 'a', value: JSON.stringify({ request_id: 'a', label: 1, ts: Date.now() }) },
+      { key: 'b', value: JSON.stringify({ request_id: 'b', label: 0, ts: Date.now() }) },
+      { key: 'c', value: JSON.stringify({ request_id: 'c', label: 1, ts: Date.now() }) },
+    ]);
+    await waitFor(async () => /tributary_monitor_joins_total\{stream="labels",outcome="joined"\} 3/.test(await registry.metrics()), {
+      what: 'the joins on labels',
+    });
+    await eventLog.publish('predictions', [
+      { key: 'b', value: JSON.stringify(shadowOf('b', 0.3)) },
+      { key: 'c', value: JSON.stringify(shadowOf('c', 0.7)) },
+      { key: 'c', value: JSON.stringify(prediction('c', 0.8)) },
+      // A replay of a shadow already joined.
+      { key: 'a', value: JSON.stringify(shadowOf('a', 0.2)) },
+    ]);
+    await waitFor(async () => /tributary_monitor_joins_total\{stream="predictions",outcome="joined"\} 3/.test(await registry.metrics()), {
+      what: 'the joins on predictions',
+    });
+    const text = await registry.metrics();
+    // Label a joined 2 predictions, b 1 (its shadow came later), c none on arrival: 3 pairs, 1 waiting.
+    expect(text).toMatch(/tributary_monitor_joins_total\{stream="labels",outcome="waiting"\} 1/);
+    expect(text).toMatch(/tributary_monitor_joins_total\{stream="predictions",outcome="waiting"\} 3/);
+    expect(text).toMatch(/tributary_monitor_joins_total\{stream="predictions",outcome="duplicate"\} 1/);
+    const labelled = (version: string, variant: string) =>
+      Number(
+        new RegExp(
+          `tributary_model_labelled_predictions\\{model="fraud_detector",version="${version}",variant="${variant}",window="1h"\\} (\\S+)`,
+        ).exec(text)?.[1],
+      );
+    const accuracy = (version: string, variant: string) =>
+      Number(
+        new RegExp(
+          `tributary_model_quality\\{model="fraud_detector",version="${version}",variant="${variant}",window="1h",metric="accuracy"\\} (\\S+)`,
+        ).exec(text)?.[1],
+      );
+    expect(labelled('1', 'champion')).toBe(3);
+    expect(labelled('2', 'shadow')).toBe(3);
+    // Champion 0.9/1, 0.1/0, 0.8/1: all right. Shadow 0.2/1 (wrong), 0.3/0, 0.7/1: 2 of 3.
+    expect(accuracy('1', 'champion')).toBeCloseTo(1, 9);
+    expect(accuracy('2', 'shadow')).toBeCloseTo(2 / 3, 9);
   });
 
   it("reports each served feature's drift against the version's reference profile, flagging only the one that moved", async () => {

@@ -2,8 +2,13 @@
  * The example's world: card holders with habits, merchants, and fraudsters who take over
  * an account for a short burst of large, often foreign, mostly online purchases. Pure and
  * seeded: the trainer replays the same world in virtual time.
+ *
+ * An optional drift schedule changes the world from a point on (see
+ * shared/src/example/fraud/simulator-drift.ts). Its random choices come from a stream of
+ * their own, so the transactions before the drift point are exactly those of a run without
+ * drift, and a pure amount shift leaves everything but the amounts as they would have been.
  */
-import { createRandom, type Random } from '@tributary/shared';
+import { createRandom, type fraud, type Random } from '@tributary/shared';
 
 export interface SimulatedTransaction {
   transaction: {
@@ -25,6 +30,8 @@ export interface GeneratorOptions {
   merchants?: number;
   /** Target share of fraudulent transactions. */
   fraudRate: number;
+  /** Drift to inject from a point on; none when absent. */
+  drift?: fraud.DriftSchedule;
 }
 
 const COUNTRIES = ['US', 'GB', 'DE', 'FR', 'ES', 'IT', 'NL', 'BR', 'IN', 'JP', 'NG', 'RU'];
@@ -56,6 +63,25 @@ export function createTransactionGenerator(options: GeneratorOptions) {
   const compromised = new Map<string, number>();
   const meanBurst = (BURST.min + BURST.max) / 2;
   let sequence = 0;
+  const drift = options.drift;
+  const driftRandom = createRandom(options.seed + 2);
+  let firstTs: number | undefined;
+
+  /** Whether the transaction about to be generated (the `sequence + 1`th, at `ts`) is past the drift point. */
+  const drifting = (ts: number): boolean => {
+    if (!drift) return false;
+    firstTs ??= ts;
+    return 'transactions' in drift.after ? sequence >= drift.after.transactions : ts - firstTs >= drift.after.ms;
+  };
+
+  /** The covariate shifts of the schedule, applied to a generated transaction. */
+  const shift = (generated: SimulatedTransaction): SimulatedTransaction => {
+    const transaction = generated.transaction;
+    if (drift?.amountScale !== undefined) transaction.amount = Math.round(transaction.amount * drift.amountScale * 100) / 100;
+    if (drift?.channel && driftRandom.next() < drift.channel.share) transaction.channel = drift.channel.value;
+    if (drift?.country && driftRandom.next() < drift.country.share) transaction.country = drift.country.value;
+    return generated;
+  };
 
   const normal = (user: User, ts: number): SimulatedTransaction => ({
     fraud: false,
@@ -92,20 +118,29 @@ export function createTransactionGenerator(options: GeneratorOptions) {
     users: users.length,
     /** The next transaction, at event time `ts`. */
     next(ts: number): SimulatedTransaction {
-      if (compromised.size > 0 && random.next() < options.fraudRate * 0.8) {
+      const drifted = drifting(ts);
+      const fraudRate = drifted && drift!.fraudRate !== undefined ? drift!.fraudRate : options.fraudRate;
+      // Concept drift: the fraudster buys like the card holder, so only the burst gives it away.
+      const fraudBy = (user: User) =>
+        drifted && drift!.fraudPattern === 'mimic' ? { ...normal(user, ts), fraud: true } : fraudulent(user, ts);
+      let generated: SimulatedTransaction;
+      if (compromised.size > 0 && random.next() < fraudRate * 0.8) {
         const ids = [...compromised.keys()];
         const id = ids[random.int(ids.length)]!;
         const left = compromised.get(id)! - 1;
         if (left <= 0) compromised.delete(id);
         else compromised.set(id, left);
-        return fraudulent(users[Number(id.slice(2)) - 1]!, ts);
+        generated = fraudBy(users[Number(id.slice(2)) - 1]!);
+      } else {
+        const user = users[random.int(users.length)]!;
+        if (!compromised.has(user.id) && random.next() < (fraudRate * 0.2) / 1) {
+          compromised.set(user.id, BURST.min + random.int(BURST.max - BURST.min + 1) - 1);
+          generated = fraudBy(user);
+        } else {
+          generated = normal(user, ts);
+        }
       }
-      const user = users[random.int(users.length)]!;
-      if (!compromised.has(user.id) && random.next() < (options.fraudRate * 0.2) / 1) {
-        compromised.set(user.id, BURST.min + random.int(BURST.max - BURST.min + 1) - 1);
-        return fraudulent(user, ts);
-      }
-      return normal(user, ts);
+      return drifted ? shift(generated) : generated;
     },
     meanBurst,
   };

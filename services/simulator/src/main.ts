@@ -1,5 +1,5 @@
 /** Runs the simulator on its own against Kafka and an inference service: `npm start -w services/simulator`. */
-import { exitOnStartupError, createEventLog, createLogger, loadConfig } from '@tributary/shared';
+import { exitOnStartupError, createEventLog, createLogger, fraud, loadConfig } from '@tributary/shared';
 import { startSimulator } from './simulator.js';
 
 const logger = createLogger('simulator');
@@ -19,9 +19,13 @@ try {
     meanLabelDelayMs: config.SIMULATOR_LABEL_DELAY,
     users: config.SIMULATOR_USERS,
     seed: config.SIMULATOR_SEED,
+    drift: config.SIMULATOR_DRIFT,
     logger,
   });
-  logger.info(`simulator: ${config.SIMULATOR_RATE} transactions/s to ${config.TOPIC_TRANSACTIONS}, scored by ${config.INFERENCE_URL}`);
+  const drift = config.SIMULATOR_DRIFT ? `; drift ${fraud.describeDrift(config.SIMULATOR_DRIFT)}` : '';
+  logger.info(
+    `simulator: ${config.SIMULATOR_RATE} transactions/s to ${config.TOPIC_TRANSACTIONS}, scored by ${config.INFERENCE_URL}${drift}`,
+  );
   const report = setInterval(() => logger.info(simulator.stats, 'simulator progress'), 30_000);
   report.unref();
   const shutdown = async () => {

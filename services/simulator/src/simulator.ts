@@ -3,7 +3,7 @@
  * inference API (`request_id` = the event id), published to the transactions topic, and
  * its label published to the labels topic after a random delay, as chargebacks arrive.
  */
-import { createRandom, type EventLog, type Logger } from '@tributary/shared';
+import { createRandom, type EventLog, type fraud, type Logger } from '@tributary/shared';
 import { createTransactionGenerator } from './generator.js';
 
 export interface SimulatorOptions {
@@ -16,6 +16,8 @@ export interface SimulatorOptions {
   meanLabelDelayMs: number;
   users: number;
   seed: number;
+  /** Drift injected from a point on (SIMULATOR_DRIFT); none when absent. */
+  drift?: fraud.DriftSchedule;
   logger: Logger;
   /** Labels waiting to be published, at most. */
   maxPendingLabels?: number;
@@ -35,7 +37,12 @@ export interface Simulator {
 }
 
 export function startSimulator(options: SimulatorOptions): Simulator {
-  const generator = createTransactionGenerator({ seed: options.seed, users: options.users, fraudRate: options.fraudRate });
+  const generator = createTransactionGenerator({
+    seed: options.seed,
+    users: options.users,
+    fraudRate: options.fraudRate,
+    drift: options.drift,
+  });
   const delays = createRandom(options.seed + 1);
   const stats: SimulatorStats = { transactions: 0, fraud: 0, scored: 0, scoreErrors: 0, labels: 0 };
   const pending = new Set<NodeJS.Timeout>();

@@ -4,7 +4,7 @@
  * switches that part to the real system.
  */
 import { startFeatureService } from '@tributary/features';
-import { startInference } from '@tributary/inference';
+import { createRewardStore, createRoutingStore, startInference } from '@tributary/inference';
 import { monitorSettings, startMonitor } from '@tributary/monitor';
 import {
   createEventLog,
@@ -29,7 +29,15 @@ try {
       .map((name) => ({ name, partitions: 4 }))
       .concat({ name: config.TOPIC_DEAD_LETTER, partitions: 1 }),
   );
-  const inference = await startInference(config, { eventLog, store, registry, logger: logger.child({ component: 'inference' }) });
+  // One routing and one set of bandit rewards for the inference service and the monitor's rollout rules.
+  const rollouts = { routes: createRoutingStore(config), rewards: createRewardStore(config) };
+  const inference = await startInference(config, {
+    eventLog,
+    store,
+    registry,
+    logger: logger.child({ component: 'inference' }),
+    ...rollouts,
+  });
   // The first lines a user reads: plain text, then structured logs.
   console.log(
     `Tributary is listening on ${inference.url}  (POST ${inference.url}/v1/predict, API docs ${inference.url}/docs, metrics ${inference.url}/metrics)`,
@@ -41,7 +49,7 @@ try {
     topics: { predictions: config.TOPIC_PREDICTIONS, labels: config.TOPIC_LABELS, deadLetter: config.TOPIC_DEAD_LETTER },
     groupId: `${config.CONSUMER_GROUP_PREFIX}-monitor`,
     registry,
-    ...monitorSettings(config),
+    ...monitorSettings(config, rollouts),
     logger: logger.child({ component: 'monitor' }),
   });
   const simulator = config.SIMULATOR
@@ -54,6 +62,7 @@ try {
         meanLabelDelayMs: config.SIMULATOR_LABEL_DELAY,
         users: config.SIMULATOR_USERS,
         seed: config.SIMULATOR_SEED,
+        drift: config.SIMULATOR_DRIFT,
         logger: logger.child({ component: 'simulator' }),
       })
     : null;
@@ -65,7 +74,7 @@ try {
     await simulator?.stop();
     await Promise.all([features.stop(), monitor.stop()]);
     await inference.close();
-    await Promise.all([eventLog.close(), store.close()]);
+    await Promise.all([eventLog.close(), store.close(), rollouts.routes.close(), rollouts.rewards.close()]);
     process.exit(0);
   };
   process.once('SIGINT', shutdown);

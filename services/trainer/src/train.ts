@@ -1,95 +1,116 @@
 /**
  * Trains the example's fraud model and writes a model version directory:
- *   npm run train -w services/trainer -- [--rows 60000] [--seed 1] [--out models/fraud_detector/1]
- * The model is a logistic regression exported to ONNX with the project's own builder;
- * `manifest.json` records its features, sha256, and validation metrics.
+ *   npm run train -w services/trainer -- [--algorithm logistic_regression|gbt] [--rows 60000] [--seed 1]
+ *     [--out models/fraud_detector/1] [--version 1] [--champion models/fraud_detector/1] [--training-set set.json]
+ *     [--trees 300] [--learning-rate 0.1] [--max-leaves 31] [--max-depth 6]   (gbt only)
+ * The model (a logistic regression by default, or gradient-boosted trees) is exported to ONNX
+ * with the project's own builder; `manifest.json` records its features, sha256, algorithm and
+ * hyperparameters, validation metrics (AUC, log loss, calibration) on the most recent fifth
+ * of the rows, and the reference profile the monitor needs. With `--champion <version dir>`
+ * the serving champion scores the same validation rows through onnxruntime, and both
+ * models' metrics are printed and recorded side by side.
  */
-import { createHash } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { TrainingSet } from './build-training-set.js';
+import { buildDataset, type Dataset } from './dataset.js';
 import {
-  buildProfile,
-  logisticRegressionToOnnx,
-  logLoss,
-  predictLogisticRegression,
-  rocAuc,
-  trainLogisticRegression,
-} from '@tributary/shared';
-import { buildDataset } from './dataset.js';
+  ALGORITHMS,
+  checkTrainingSet,
+  comparisonLines,
+  datasetOf,
+  trainModel,
+  writeModelVersion,
+  type AlgorithmFlag,
+} from './train-model.js';
 
 const { values } = parseArgs({
   options: {
+    algorithm: { type: 'string', default: 'logistic_regression' },
     rows: { type: 'string', default: '60000' },
     seed: { type: 'string', default: '1' },
     out: { type: 'string', default: resolve(import.meta.dirname, '../../../models/fraud_detector/1') },
     version: { type: 'string', default: '1' },
+    champion: { type: 'string' },
+    // A training set from `npm run training-set` (JSON format): its rows, labels and time split.
+    'training-set': { type: 'string' },
+    trees: { type: 'string', default: '300' },
+    'learning-rate': { type: 'string', default: '0.1' },
+    'max-leaves': { type: 'string', default: '31' },
+    'max-depth': { type: 'string', default: '6' },
   },
 });
 const rows = Number(values.rows);
 const seed = Number(values.seed);
 if (!Number.isInteger(rows) || rows < 1000) throw new Error('--rows must be an integer >= 1000');
 if (!Number.isInteger(seed) || seed < 0) throw new Error('--seed must be a non-negative integer');
+if (!(values.algorithm! in ALGORITHMS))
+  throw new Error(`--algorithm must be one of ${Object.keys(ALGORITHMS).join(', ')}, got ${values.algorithm}`);
+const algorithm = values.algorithm as AlgorithmFlag;
+// Relative paths are the caller's: `npm run train -w services/trainer` runs in services/trainer.
+const callerDir = process.env.INIT_CWD ?? process.cwd();
+const outDir = resolve(callerDir, values.out!);
+const championDir = values.champion === undefined ? undefined : resolve(callerDir, values.champion);
 
 const started = performance.now();
-const dataset = await buildDataset({ rows, seed, users: 2000, fraudRate: 0.03, ratePerSecond: 20, start: Date.UTC(2026, 0, 1) });
-// Split by time: train on the past, validate on the most recent fifth.
-const cut = Math.floor(dataset.rows.length * 0.8);
-const model = trainLogisticRegression(dataset.rows.slice(0, cut), dataset.labels.slice(0, cut), {
-  featureNames: dataset.features,
-  seed,
-  epochs: 30,
-  learningRate: 0.01,
-});
-const validation = dataset.rows.slice(cut);
-const truth = dataset.labels.slice(cut);
-const scores = validation.map((row) => predictLogisticRegression(model, row));
-const metrics = {
-  auc: rocAuc(scores, truth),
-  log_loss: logLoss(scores, truth),
-  rows: validation.length,
-  positives: truth.filter((l) => l === 1).length,
-};
-
-// The reference the monitor compares live traffic with: the training inputs and their scores.
-const trainingRows = dataset.rows.slice(0, cut).map((row) => {
-  const record: Record<string, number> = { score: predictLogisticRegression(model, row) };
-  dataset.features.forEach((feature, i) => (record[feature] = row[i]!));
-  return record;
-});
-const profile = buildProfile(
-  trainingRows,
-  ['score', ...dataset.features].map((feature) => ({ name: feature, kind: 'numeric' as const })),
-);
-const name = 'fraud_detector';
-const bytes = logisticRegressionToOnnx(model, { name, version: values.version! });
-const manifest = {
+const trainingSet = values['training-set'] === undefined ? null : await readTrainingSet(resolve(callerDir, values['training-set']));
+const { dataset, cut }: { dataset: Dataset; cut: number } = trainingSet
+  ? datasetOf(trainingSet)
+  : await buildDataset({ rows, seed, users: 2000, fraudRate: 0.03, ratePerSecond: 20, start: Date.UTC(2026, 0, 1) }).then((d) => ({
+      dataset: d,
+      // Split by time: train on the past, validate on the most recent fifth.
+      cut: Math.floor(d.rows.length * 0.8),
+    }));
+const name = trainingSet?.model.name ?? 'fraud_detector';
+const trained = await trainModel({
+  dataset,
+  cut,
+  trainingSet,
+  algorithm,
   name,
   version: values.version!,
-  format: 'onnx',
-  file: 'model.onnx',
-  sha256: createHash('sha256').update(bytes).digest('hex'),
-  input: 'features',
-  output: 'score',
-  features: dataset.features,
-  threshold: 0.5,
-  created_at: new Date().toISOString(),
-  training: {
-    algorithm: 'logistic_regression',
-    seed,
-    rows: cut,
-    // Event times of the training rows, and of the validation rows after them.
-    window: { from: new Date(dataset.times[0]!).toISOString(), to: new Date(dataset.times[cut - 1]!).toISOString() },
-    validation_window: { from: new Date(dataset.times[cut]!).toISOString(), to: new Date(dataset.times.at(-1)!).toISOString() },
-    data: 'simulated card transactions (services/simulator), features replayed point-in-time through the feature pipeline',
-    validation: metrics,
-  },
-  profile,
-};
-await mkdir(values.out!, { recursive: true });
-await writeFile(join(values.out!, 'model.onnx'), bytes);
-await writeFile(join(values.out!, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+  seed,
+  trees:
+    algorithm === 'gbt'
+      ? {
+          trees: positiveNumber('trees'),
+          learningRate: positiveNumber('learning-rate'),
+          maxLeaves: positiveNumber('max-leaves'),
+          maxDepth: positiveNumber('max-depth'),
+        }
+      : undefined,
+  championDir,
+});
+await writeModelVersion(outDir, trained);
+const { metrics } = trained;
 console.log(
-  `trained ${name} v${values.version} on ${cut} rows in ${((performance.now() - started) / 1000).toFixed(1)} s; ` +
-    `validation AUC ${metrics.auc.toFixed(4)}, log loss ${metrics.log_loss.toFixed(4)} (${metrics.positives}/${metrics.rows} positives); wrote ${values.out}`,
+  `trained ${name} v${values.version} (${trained.manifest.training.algorithm}) on ${cut} rows in ${((performance.now() - started) / 1000).toFixed(1)} s; ` +
+    `validation AUC ${metrics.auc.toFixed(4)}, log loss ${metrics.log_loss.toFixed(4)}, ECE ${metrics.ece.toFixed(4)} ` +
+    `(${metrics.positives}/${metrics.rows} positives); ONNX max abs diff ${trained.onnxDiff.toExponential(1)}; wrote ${outDir}`,
 );
+if (trained.comparison) for (const line of comparisonLines(trained.comparison)) console.log(line);
+
+/** Reads a JSON training set and checks it can be trained on (two classes on each side of the split). */
+async function readTrainingSet(file: string): Promise<TrainingSet> {
+  let set: TrainingSet;
+  try {
+    set = JSON.parse(await readFile(file, 'utf8')) as TrainingSet;
+  } catch (error) {
+    throw new Error(
+      `--training-set ${file}: not a JSON training set (${(error as Error).message}); build one with npm run training-set -- … --format json`,
+    );
+  }
+  try {
+    checkTrainingSet(set);
+  } catch (error) {
+    throw new Error(`--training-set ${file}: ${(error as Error).message}`);
+  }
+  return set;
+}
+
+function positiveNumber(flag: 'trees' | 'learning-rate' | 'max-leaves' | 'max-depth'): number {
+  const v = Number(values[flag]);
+  if (!(Number.isFinite(v) && v > 0)) throw new Error(`--${flag} must be a positive number, got ${String(values[flag])}`);
+  return v;
+}

@@ -27,3 +27,79 @@ describe('the shipped example model', () => {
     }
   }, 120_000);
 });
+
+describe('training from a training set', () => {
+  /** A set in the training-set CLI's JSON format: fraud where the amount is high and the card holder new. */
+  function trainingSet(rows: number) {
+    let seed = 7;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const features = ['request:amount', 'user_transactions:count_24h'];
+    const data = Array.from({ length: rows }, () => [Math.round(next() * 1000), Math.floor(next() * 20)]);
+    const labels = data.map(([amount, count]) => (amount! > 700 && count! < 5 ? 1 : next() < 0.02 ? 1 : 0));
+    const start = Date.UTC(2026, 10, 1);
+    const train = Math.floor(rows * 0.8);
+    return {
+      format: 'tributary.training-set/1',
+      source: 'prediction_log',
+      model: { name: 'fraud_detector', version: '1' },
+      features,
+      cutoff: start + rows * 60_000,
+      label_policy: { unlabelled: 'negative', maturity_ms: 0 },
+      split: { at: start + train * 60_000, train, validation: rows - train },
+      request_ids: data.map((_, i) => `r${i}`),
+      times: data.map((_, i) => start + i * 60_000),
+      labels,
+      label_sources: labels.map(() => 'label'),
+      rows: data,
+      stats: {},
+    };
+  }
+
+  it('trains on the set, with its features and its time split, and says where the data came from', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tributary-train-set-'));
+    try {
+      const { writeFile } = await import('node:fs/promises');
+      await writeFile(join(dir, 'set.json'), JSON.stringify(trainingSet(3000)));
+      const { stdout } = await run(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          'services/trainer/src/train.ts',
+          '--algorithm',
+          'gbt',
+          '--trees',
+          '40',
+          '--training-set',
+          join(dir, 'set.json'),
+          '--version',
+          '2',
+          '--out',
+          join(dir, 'v2'),
+        ],
+        { cwd: root },
+      );
+      expect(stdout).toMatch(/trained fraud_detector v2 \(gradient_boosted_trees\) on 2400 rows/);
+      const manifest = JSON.parse(await readFile(join(dir, 'v2', 'manifest.json'), 'utf8'));
+      expect(manifest.features).toEqual(['request:amount', 'user_transactions:count_24h']);
+      expect(manifest.training.rows).toBe(2400);
+      expect(manifest.training.validation.rows).toBe(600);
+      expect(manifest.training.data).toMatch(/^training set from the prediction log of fraud_detector v1, labels as of 2026-11-03T/);
+      expect(manifest.training.validation_window.from).toBe(new Date(Date.UTC(2026, 10, 1) + 2400 * 60_000).toISOString());
+      // The rule is learnable: trees find it on the later, unseen rows.
+      expect(manifest.training.validation.auc).toBeGreaterThan(0.9);
+
+      await writeFile(join(dir, 'one-class.json'), JSON.stringify({ ...trainingSet(500), labels: new Array(500).fill(0) }));
+      const refused = await run(
+        process.execPath,
+        ['--import', 'tsx', 'services/trainer/src/train.ts', '--training-set', join(dir, 'one-class.json'), '--out', join(dir, 'x')],
+        {
+          cwd: root,
+        },
+      ).catch((error: { stderr: string }) => error);
+      expect((refused as { stderr: string }).stderr).toMatch(/both sides of the split need both labels/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});

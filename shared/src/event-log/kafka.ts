@@ -1,6 +1,6 @@
 import kafkajs from 'kafkajs';
 import type { Admin, Consumer, Kafka as KafkaClient, KafkaConfig, Producer } from 'kafkajs';
-import type { EventLog, LogRecord, OutgoingRecord, SubscribeOptions, Subscription, TopicSpec } from './types.js';
+import type { EventLog, LogRecord, OutgoingRecord, PartitionOffsets, SubscribeOptions, Subscription, TopicSpec } from './types.js';
 
 const { Kafka, logLevel } = kafkajs;
 
@@ -171,6 +171,12 @@ export class KafkaEventLog implements EventLog {
     } finally {
       await admin.disconnect();
     }
+  }
+
+  async endOffsets(topic: string): Promise<PartitionOffsets[]> {
+    const admin = await this.connectAdmin();
+    const offsets = await admin.fetchTopicOffsets(topic);
+    return offsets.map((o) => ({ partition: o.partition, start: o.low, end: o.high })).sort((a, b) => a.partition - b.partition);
   }
 
   async ping(): Promise<void> {

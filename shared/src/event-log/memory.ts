@@ -1,5 +1,14 @@
 import { EventEmitter } from 'node:events';
-import type { EventLog, LogRecord, OutgoingRecord, RecordBatch, SubscribeOptions, Subscription, TopicSpec } from './types.js';
+import type {
+  EventLog,
+  LogRecord,
+  OutgoingRecord,
+  PartitionOffsets,
+  RecordBatch,
+  SubscribeOptions,
+  Subscription,
+  TopicSpec,
+} from './types.js';
 
 const DEFAULT_PARTITIONS = 4;
 const MAX_BATCH = 500;
@@ -65,6 +74,10 @@ export class MemoryEventLog implements EventLog {
       });
     }
     this.wake.emit('record');
+  }
+
+  async endOffsets(topicName: string): Promise<PartitionOffsets[]> {
+    return this.topic(topicName).map((log, partition) => ({ partition, start: '0', end: String(log.length) }));
   }
 
   /** Records of a topic in partition order (for tests and tools). */

@@ -85,9 +85,20 @@ export interface TopicSpec {
   partitions: number;
 }
 
+/** Where a partition's records start and end, for reading a topic up to a point. */
+export interface PartitionOffsets {
+  partition: number;
+  /** The first offset still held. */
+  start: string;
+  /** The offset the next record will get (the high watermark). */
+  end: string;
+}
+
 export interface EventLog {
   publish(topic: string, records: OutgoingRecord[]): Promise<void>;
   subscribe(options: SubscribeOptions): Promise<Subscription>;
+  /** The offsets of every partition of a topic now, in partition order (tools that read a topic to its current end). */
+  endOffsets(topic: string): Promise<PartitionOffsets[]>;
   /** Creates missing topics; a refusal is not an error when the topic can still be used. */
   ensureTopics(topics: TopicSpec[]): Promise<void>;
   ping(): Promise<void>;

@@ -28,3 +28,23 @@ export {
 } from './logistic-regression-onnx.js';
 export type { OnnxModelMeta } from './logistic-regression-onnx.js';
 export { LOG_LOSS_EPSILON, logLoss, rocAuc } from './metrics.js';
+export {
+  GRADIENT_BOOSTING_DEFAULTS,
+  assertGradientBoostingModel,
+  predictGradientBoosting,
+  predictGradientBoostingBatch,
+  predictGradientBoostingLogit,
+  trainGradientBoosting,
+} from './gradient-boosting.js';
+export type {
+  GradientBoostingModel,
+  GradientBoostingOptions,
+  GradientBoostingParams,
+  GradientBoostingResult,
+  RegressionTree,
+} from './gradient-boosting.js';
+export { GRADIENT_BOOSTING_MODEL_TYPE, TREE_ENSEMBLE_INPUT, TREE_ENSEMBLE_OUTPUT, gradientBoostingToOnnx } from './tree-ensemble-onnx.js';
+export { compareModels, validationMetrics } from './evaluation.js';
+export type { ModelComparison, ValidationMetrics } from './evaluation.js';
+export { scoreOnnx } from './onnx-scoring.js';
+export type { OnnxScoringTarget } from './onnx-scoring.js';

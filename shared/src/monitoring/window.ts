@@ -35,16 +35,32 @@ export function emptyWindow(profile: ReferenceProfile): ProfileWindow {
   return { rows: 0, features };
 }
 
-/** Counts one row into the window (in place). Values of a numeric feature that are not numbers count as missing. */
-export function observeRow(profile: ReferenceProfile, window: ProfileWindow, row: Row): void {
+/**
+ * Counts one row into the window (in place). Values of a numeric feature that are not numbers
+ * count as missing. `overrides` (own properties) take the place of the row's values: the
+ * same as counting `{ ...row, ...overrides }`, without the copy.
+ */
+export function observeRow(profile: ReferenceProfile, window: ProfileWindow, row: Row, overrides?: Row): void {
   window.rows++;
-  for (const [name, feature] of Object.entries(profile.features)) {
+  for (const [name, feature] of featuresOf(profile)) {
     const target = window.features[name];
     if (target === undefined) throw new Error(`window has no feature "${name}": it was built for another profile`);
-    const bin = binOf(feature, row[name]);
+    const bin = binOf(feature, overrides !== undefined && Object.hasOwn(overrides, name) ? overrides[name] : row[name]);
     if (bin === undefined) target.missing++;
     else target.counts[bin]!++;
   }
+}
+
+// The features of each profile as a list, made once per profile (profiles are immutable once built).
+const featureLists = new WeakMap<ReferenceProfile, [string, FeatureProfile][]>();
+
+function featuresOf(profile: ReferenceProfile): [string, FeatureProfile][] {
+  let list = featureLists.get(profile);
+  if (list === undefined) {
+    list = Object.entries(profile.features);
+    featureLists.set(profile, list);
+  }
+  return list;
 }
 
 /** The bin a value falls in for a feature profile, or undefined when the value is missing. */

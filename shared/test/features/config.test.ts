@@ -42,6 +42,7 @@ describe('loadConfig: defaults', () => {
       SIMULATOR_LABEL_DELAY: 30_000,
       SIMULATOR_USERS: 2000,
       SIMULATOR_SEED: 7,
+      SIMULATOR_DRIFT: undefined,
       INFERENCE_URL: 'http://127.0.0.1:3000',
     });
   });
@@ -62,6 +63,11 @@ describe('loadConfig: defaults', () => {
       ]),
     );
     expect(() => loadConfig({ ADMIN_API_KEYS: 'ops:long-enough-secret' })).not.toThrow();
+    // One secret, one caller: not twice in a list, not in both lists.
+    expect(() => loadConfig({ API_KEYS: 'a:0123456789abcdef,b:0123456789abcdef' })).toThrow(/the secret of "b" is used by another key/);
+    expect(() => loadConfig({ API_KEYS: 'a:0123456789abcdef', ADMIN_API_KEYS: 'ops:0123456789abcdef' })).toThrow(
+      /API_KEYS and ADMIN_API_KEYS share a secret \(values hidden\)/,
+    );
     for (const bad of ['ops:short', 'nocolon0123456789', ':0123456789abcdef']) {
       let message = '';
       try {
@@ -139,6 +145,21 @@ describe('loadConfig: valid values', () => {
     expect(config.REDIS_URL).toBeUndefined();
   });
 
+  it('SIMULATOR_DRIFT is read into a typed drift schedule; empty means no drift', () => {
+    expect(loadConfig({ SIMULATOR_DRIFT: 'after=600,amount=3' }).SIMULATOR_DRIFT).toEqual({ after: { transactions: 600 }, amountScale: 3 });
+    expect(
+      loadConfig({ SIMULATOR_DRIFT: ' after=90s, channel=web:0.8 ,country=NG:0.25,fraud_rate=0.1,fraud=mimic ' }).SIMULATOR_DRIFT,
+    ).toEqual({
+      after: { ms: 90_000 },
+      channel: { value: 'web', share: 0.8 },
+      country: { value: 'NG', share: 0.25 },
+      fraudRate: 0.1,
+      fraudPattern: 'mimic',
+    });
+    expect(loadConfig({ SIMULATOR_DRIFT: 'after=0,fraud_rate=0' }).SIMULATOR_DRIFT).toEqual({ after: { transactions: 0 }, fraudRate: 0 });
+    expect(loadConfig({ SIMULATOR_DRIFT: '' }).SIMULATOR_DRIFT).toBeUndefined();
+  });
+
   it('REDIS_URL accepts redis:// and rediss://, kept as written (trimmed)', () => {
     expect(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379' }).REDIS_URL).toBe('redis://127.0.0.1:6379');
     expect(loadConfig({ REDIS_URL: ' rediss://user:pw@cache.example.com:6380/2 ' }).REDIS_URL).toBe(
@@ -177,6 +198,20 @@ describe('loadConfig: invalid values name the variable and what is expected', ()
     ['ALLOWED_LATENESS', '5 minutes', '"5 minutes" is not a duration (expected e.g. 30s, 10m, 1h, 7d)'],
     ['ALLOWED_LATENESS', '0s', '"0s" must be a positive duration'],
     ['SIMULATOR_LABEL_DELAY', '30', '"30" is not a duration'],
+    ['SIMULATOR_DRIFT', 'amount=3', 'after is missing'],
+    ['SIMULATOR_DRIFT', 'after=600', 'names no shift'],
+    ['SIMULATOR_DRIFT', ' , ', 'names no setting'],
+    ['SIMULATOR_DRIFT', 'after=600,scale=3', 'unknown setting "scale" (expected after, amount, channel, country, fraud_rate, fraud)'],
+    ['SIMULATOR_DRIFT', 'after=soon,amount=3', 'after=soon: expected a number of transactions or a duration'],
+    ['SIMULATOR_DRIFT', 'after=600,amount=0', 'amount=0: the factor must be a number in (0, 1000]'],
+    ['SIMULATOR_DRIFT', 'after=600,amount', 'amount has no value'],
+    ['SIMULATOR_DRIFT', 'after=600,amount=2,amount=3', 'amount is given twice'],
+    ['SIMULATOR_DRIFT', 'after=600,channel=fax:0.5', 'channel=fax:0.5: the channel must be one of web, app, pos'],
+    ['SIMULATOR_DRIFT', 'after=600,channel=web', 'channel=web must be <value>:<share>'],
+    ['SIMULATOR_DRIFT', 'after=600,country=ng:0.5', 'country=ng:0.5: the country must be two capital letters (ISO 3166)'],
+    ['SIMULATOR_DRIFT', 'after=600,country=NG:1.5', 'country: the share "1.5" must be a number in (0, 1]'],
+    ['SIMULATOR_DRIFT', 'after=600,fraud_rate=2', 'fraud_rate=2 must be a number between 0 and 1'],
+    ['SIMULATOR_DRIFT', 'after=600,fraud=steal', 'fraud=steal: the only fraud pattern is mimic'],
     ['HOST', '   ', 'must not be empty'],
     ['TOPIC_TRANSACTIONS', '', 'must not be empty'],
     ['KAFKA_BROKERS', 'kafka', '"kafka" is not host:port'],

@@ -7,6 +7,7 @@ import {
   inferFeatureKind,
   numericProfile,
   OTHER_CATEGORY,
+  type ReferenceProfile,
   type Row,
 } from '../../src/monitoring/profile.js';
 import { emptyWindow, mergeWindows, observeRow } from '../../src/monitoring/window.js';
@@ -116,6 +117,33 @@ describe('ProfileWindow', () => {
     expect(window.features.x).toEqual({ counts: [1, 1], missing: 2 });
     expect(window.features.c).toEqual({ counts: [0, 1, 1], missing: 2 });
     expect(OTHER_CATEGORY).toBe('__other__');
+  });
+
+  it('counting a row with overrides equals counting the row with the overrides spread over it', () => {
+    const overridesArbitrary = fc.record(
+      { x: fc.oneof(fc.double({ min: -100, max: 100, noNaN: true }), fc.constant(null)), c: fc.constantFrom('a', 'b', 'new', undefined) },
+      { requiredKeys: [] },
+    );
+    fc.assert(
+      fc.property(fc.array(fc.tuple(rowArbitrary, overridesArbitrary), { maxLength: 40 }), (rows) => {
+        const spread = emptyWindow(reference);
+        const overridden = emptyWindow(reference);
+        for (const [row, overrides] of rows) {
+          observeRow(reference, spread, { ...row, ...overrides });
+          observeRow(reference, overridden, row, overrides);
+        }
+        expect(overridden).toEqual(spread);
+      }),
+    );
+    // Only own properties override: a feature named after an Object.prototype member is read from the row.
+    const odd: ReferenceProfile = {
+      version: 1,
+      rows: 2,
+      features: { toString: { kind: 'numeric' as const, edges: [1.5], counts: [1, 1], count: 2, missing: 0, quantiles: [1, 2] } },
+    };
+    const window = emptyWindow(odd);
+    observeRow(odd, window, { toString: 1 }, { score: 0.5 });
+    expect(window.features.toString).toEqual({ counts: [1, 0], missing: 0 });
   });
 
   it('merging windows equals counting all rows in one (fixed memory: one count per bin)', () => {

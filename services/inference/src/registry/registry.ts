@@ -9,7 +9,9 @@ import { join } from 'node:path';
 import { TributaryError } from '@tributary/shared';
 import { checkHash, inspectModel, ModelLoadError, readModelVersion, SAFE_NAME, type ModelManifest, type ModelVersion } from '../model.js';
 import { checkPolicy, policyVersions, type RolloutPolicy } from './rollout.js';
-import type { AuditEntry, Routing, RoutingStore } from './routing.js';
+import { describeRollout, type AuditEntry, type Routing, type RoutingStore } from './routing.js';
+
+export { describeRollout };
 
 /** Earlier champions remembered for rollback. */
 const PREVIOUS_KEPT = 20;
@@ -223,17 +225,6 @@ export class ModelRegistry {
     }
     return result.routing;
   }
-}
-
-/** A routing in a few words, for the audit log: `champion 2; canary 3 at 10%; shadows 4`. */
-export function describeRollout(routing: Routing): string {
-  const parts = [`champion ${routing.champion}`];
-  const policy = routing.policy ?? { kind: 'champion' };
-  if (policy.kind === 'canary') parts.push(`canary ${policy.version} at ${policy.percent}%`);
-  if (policy.kind === 'ab') parts.push(`A/B ${policy.arms.map((a) => `${a.version}:${a.weight}`).join(', ')}`);
-  if (policy.kind === 'bandit') parts.push(`bandit ${policy.versions.join(', ')}`);
-  if (routing.shadows?.length) parts.push(`shadows ${routing.shadows.join(', ')}`);
-  return parts.join('; ');
 }
 
 function rejected(error: unknown): Error {

@@ -140,3 +140,49 @@ export class RedisRoutingStore implements RoutingStore {
     await this.client.quit().catch(() => this.client.disconnect());
   }
 }
+
+/** A routing in a few words, for the audit log: `champion 2; canary 3 at 10%; shadows 4`. */
+export function describeRollout(routing: Routing): string {
+  const parts = [`champion ${routing.champion}`];
+  const policy = routing.policy ?? { kind: 'champion' };
+  if (policy.kind === 'canary') parts.push(`canary ${policy.version} at ${policy.percent}%`);
+  if (policy.kind === 'ab') parts.push(`A/B ${policy.arms.map((a) => `${a.version}:${a.weight}`).join(', ')}`);
+  if (policy.kind === 'bandit') parts.push(`bandit ${policy.versions.join(', ')}`);
+  if (routing.shadows?.length) parts.push(`shadows ${routing.shadows.join(', ')}`);
+  return parts.join('; ');
+}
+
+/**
+ * Ends a model's rollout policy (the champion answers every request again; shadows stay),
+ * as the monitor's canary rule does: audited with `action`, refused (null) when the routing
+ * changed meanwhile or has no policy to end.
+ */
+export async function endRollout(
+  routes: RoutingStore,
+  model: string,
+  by: string,
+  reason: string,
+  action: AuditEntry['action'] = 'auto_rollback',
+): Promise<Routing | null> {
+  const current = await routes.get(model);
+  if (!current || (current.policy ?? { kind: 'champion' }).kind === 'champion') return null;
+  const next: Routing = {
+    ...current,
+    policy: { kind: 'champion' },
+    revision: current.revision + 1,
+    updated_at: new Date().toISOString(),
+    updated_by: by,
+    reason,
+  };
+  const audit: AuditEntry = {
+    at: next.updated_at,
+    by,
+    action,
+    reason,
+    from: describeRollout(current),
+    to: describeRollout(next),
+    revision: next.revision,
+  };
+  const result = await routes.update(next, current.revision, audit);
+  return result.ok ? result.routing : null;
+}

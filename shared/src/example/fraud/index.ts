@@ -15,6 +15,7 @@ import { userTransactions } from './user-transactions.js';
 export { TransactionSchema, type Transaction } from './transactions.js';
 export { fraudOnDemandFeatures } from './on-demand.js';
 export { LabelledTransactionSchema, type LabelledTransaction } from './labelled-transactions.js';
+export { describeDrift, parseDriftSchedule, type DriftChannel, type DriftSchedule } from './simulator-drift.js';
 
 /** Request-time fields a fraud prediction carries. */
 export const FraudRequestFieldsSchema = Type.Object(

@@ -1,0 +1,41 @@
+/**
+ * The inference service's counters with a known set of label values are exported at 0 from
+ * the start: Prometheus sees no increase() or rate() on a series whose first sample is already
+ * 1, so the first rejected reload, shed request or dropped log record would raise no alert.
+ */
+import { describe, expect, it } from 'vitest';
+import { createRegistry } from '@tributary/shared';
+import { inferenceMetrics } from '../src/metrics.js';
+
+describe('inference metrics', () => {
+  it('export every known outcome and reason at 0 before anything happens', async () => {
+    const registry = createRegistry({ defaultMetrics: false });
+    inferenceMetrics(registry);
+    const text = await registry.metrics();
+    for (const series of [
+      'tributary_model_reloads_total{outcome="loaded"} 0',
+      'tributary_model_reloads_total{outcome="rejected"} 0',
+      'tributary_prediction_log_records_total{outcome="published"} 0',
+      'tributary_prediction_log_records_total{outcome="dropped"} 0',
+      'tributary_requests_shed_total{reason="event_loop_delay"} 0',
+      'tributary_requests_shed_total{reason="model_queue_full"} 0',
+      'tributary_requests_denied_total{reason="missing_key"} 0',
+      'tributary_requests_denied_total{reason="invalid_key"} 0',
+      'tributary_requests_denied_total{reason="admin_disabled"} 0',
+    ]) {
+      expect(text).toContain(series);
+    }
+  });
+
+  it('count from there', async () => {
+    const registry = createRegistry({ defaultMetrics: false });
+    const metrics = inferenceMetrics(registry);
+    metrics.serving.reloaded('rejected');
+    metrics.access.denied('invalid_key');
+    // built twice on one registry (the embedded default), the counts are kept
+    inferenceMetrics(registry);
+    const text = await registry.metrics();
+    expect(text).toContain('tributary_model_reloads_total{outcome="rejected"} 1');
+    expect(text).toContain('tributary_requests_denied_total{reason="invalid_key"} 1');
+  });
+});

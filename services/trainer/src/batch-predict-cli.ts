@@ -1,0 +1,139 @@
+/**
+ * Scores a file of prediction requests offline (docs/training-data.md):
+ *
+ *   npm run batch-predict -w services/trainer -- --model fraud_detector/1 --requests requests.ndjson \
+ *     (--events [SOURCE=]FILE... | --events-topic [SOURCE=]TOPIC... | --online) [--at TIME] [--on-error fail|skip] [--out scores.ndjson]
+ *
+ * A request is a POST /v1/predict body with an optional `at` (NDJSON, or CSV with a header:
+ * `.csv` files or --format csv). With --events/--events-topic the features are those as of
+ * each request's `at` (default --at, itself default now), replayed from the events; with
+ * --online they are read from the live online store (REDIS_URL) now. Output: one line
+ * `{request_id, score, model, version, at}` per request, in input order.
+ *
+ * A bad request line stops the run before anything is scored (exit 1, each bad line named on
+ * stderr); with --on-error skip, bad lines are left out, counted and named, and the rest scored.
+ */
+import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { loadModel } from '@tributary/inference';
+import { createOnlineStore, fraud, loadConfig, planFeatures, type LogRecord } from '@tributary/shared';
+import { parseCsvRequests, parseNdjsonRequests, scoreRequests, type RequestShape } from './batch-predict.js';
+import {
+  eventLogOpener,
+  modelDirectory,
+  namedValues,
+  parseDurationFlag,
+  parseTimeFlag,
+  readManifest,
+  runCli,
+  UsageError,
+  userPath,
+  writeOutput,
+} from './cli-support.js';
+import { InputError, readNdjsonFile, readTopic } from './log-input.js';
+import { backfillStates, onlineStates, type StateSource } from './point-in-time.js';
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      model: { type: 'string' },
+      requests: { type: 'string' },
+      format: { type: 'string' },
+      events: { type: 'string', multiple: true },
+      'events-topic': { type: 'string', multiple: true },
+      online: { type: 'boolean', default: false },
+      at: { type: 'string' },
+      'on-error': { type: 'string', default: 'fail' },
+      'allowed-lateness': { type: 'string' },
+      threads: { type: 'string', default: '1' },
+      out: { type: 'string' },
+    },
+  });
+  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  if (!values.model) throw new UsageError('--model NAME/VERSION (or a version directory) is required');
+  if (!values.requests) throw new UsageError('--requests FILE is required (NDJSON or CSV)');
+  const format = values.format ?? (values.requests.toLowerCase().endsWith('.csv') ? 'csv' : 'ndjson');
+  if (format !== 'ndjson' && format !== 'csv') throw new UsageError('--format must be ndjson or csv');
+  if (values['on-error'] !== 'fail' && values['on-error'] !== 'skip') throw new UsageError('--on-error must be fail or skip');
+  const replay = (values.events?.length ?? 0) + (values['events-topic']?.length ?? 0) > 0;
+  if (replay === values.online)
+    throw new UsageError('give the features: --events FILE / --events-topic TOPIC (point in time), or --online (REDIS_URL, now)');
+  if (values.online && values.at)
+    throw new UsageError('--at needs point-in-time features (--events or --events-topic); --online reads them now');
+  const threads = Number(values.threads);
+  if (!Number.isInteger(threads) || threads < 1 || threads > 64) throw new UsageError('--threads must be an integer from 1 to 64');
+
+  const config = loadConfig();
+  if (values.online && !config.REDIS_URL) throw new UsageError('--online reads the online store of REDIS_URL: set it');
+  const dir = modelDirectory(values.model, config);
+  const manifest = await readManifest(dir);
+  const example = fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS, labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS });
+  const plan = planFeatures(manifest.features, example.catalog, manifest.defaults ?? {});
+  const shape: RequestShape = {
+    entityTypes: [...new Set(example.groups.flatMap((g) => g.entityFields))],
+    requestFields: fraud.FraudRequestFieldsSchema,
+    plan,
+    model: { name: manifest.name, version: manifest.version },
+    defaultAt: values.at ? parseTimeFlag(values.at, '--at') : Date.now(),
+    allowAt: !values.online,
+  };
+  const path = userPath(values.requests);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new InputError(`cannot read ${values.requests}: ${(error as Error).message}`);
+  }
+  const parsed = (format === 'csv' ? parseCsvRequests : parseNdjsonRequests)(text, values.requests, shape);
+  const named = parsed.rejected.slice(0, 20).map((r) => `  ${r.where}: ${r.detail}`);
+  if (parsed.rejected.length > 20) named.push(`  ... and ${parsed.rejected.length - 20} more`);
+  if (parsed.rejected.length > 0 && values['on-error'] === 'fail') {
+    throw new InputError(
+      `${parsed.rejected.length} bad request line(s), nothing scored (--on-error skip scores the others):\n${named.join('\n')}`,
+    );
+  }
+
+  const kafka = eventLogOpener(config);
+  const store = values.online ? createOnlineStore(config) : null;
+  try {
+    let states: StateSource;
+    if (store) states = onlineStates(store);
+    else {
+      const events = new Map<string, LogRecord[][]>();
+      const rowsSource = example.sources[0]!.name;
+      for (const [name, file] of namedValues(values.events ?? [], rowsSource, '--events'))
+        events.set(name, readNdjsonFile(userPath(file), file).partitions);
+      for (const [name, topic] of namedValues(values['events-topic'] ?? [], rowsSource, '--events-topic')) {
+        if (events.has(name)) throw new UsageError(`source "${name}": give --events or --events-topic, not both`);
+        events.set(name, (await readTopic(kafka.open('--events-topic'), topic)).partitions);
+      }
+      states = backfillStates({
+        sources: example.sources,
+        groups: example.groups,
+        events,
+        allowedLatenessMs:
+          values['allowed-lateness'] === undefined
+            ? config.ALLOWED_LATENESS
+            : parseDurationFlag(values['allowed-lateness'], '--allowed-lateness'),
+      });
+    }
+    const model = await loadModel(dir, { threads, maxBatchRows: 1024, maxDelayMs: 0, maxQueuedRows: 1024 * threads });
+    try {
+      const scores = await scoreRequests(parsed.requests, { plan, states, model, chunkRows: 1024, concurrency: threads });
+      writeOutput(scores.map((s) => `${JSON.stringify(s)}\n`).join(''), values.out);
+    } finally {
+      await model.close();
+    }
+  } finally {
+    await kafka.close();
+    await store?.close();
+  }
+  process.stderr.write(
+    `batch-predict: scored ${parsed.requests.length} request(s) with ${manifest.name} version ${manifest.version}` +
+      (parsed.rejected.length > 0 ? `; skipped ${parsed.rejected.length} bad line(s):\n${named.join('\n')}` : '') +
+      '\n',
+  );
+}
+
+runCli('batch-predict', main);

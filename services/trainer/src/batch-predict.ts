@@ -1,0 +1,204 @@
+/**
+ * Batch prediction: requests shaped like POST /v1/predict bodies, plus the time `at` whose
+ * features they are to be scored with, read from NDJSON or CSV, checked line by line, and
+ * scored with the same feature assembly and the same model code as the inference service.
+ */
+import { parse as parseCsv } from 'csv-parse/sync';
+import type { LoadedModel } from '@tributary/inference';
+import { parseEventTime, recordValidator, type FeaturePlan } from '@tributary/shared';
+import Type, { type TObject, type TSchema } from 'typebox';
+import { assembleVectors, type StateSource } from './point-in-time.js';
+import type { RejectedRecord } from './training-set.js';
+
+export interface BatchRequest {
+  /** `file:line` of the request. */
+  where: string;
+  request_id: string;
+  entities: Record<string, string>;
+  features: Record<string, unknown>;
+  /** Epoch ms: the features are those as of this time. */
+  at: number;
+}
+
+export interface BatchScore {
+  request_id: string;
+  score: number;
+  model: string;
+  version: string;
+  at: number;
+}
+
+export interface RequestShape {
+  /** Entity types a request may name. */
+  entityTypes: string[];
+  /** The request-time fields, as the inference service validates them. */
+  requestFields: TObject;
+  /** What the model needs: the entities every request must name. */
+  plan: FeaturePlan;
+  model: { name: string; version: string };
+  /** `at` of requests without one. */
+  defaultAt: number;
+  /** Whether a request may carry its own `at` (not when the features are read live). */
+  allowAt: boolean;
+}
+
+const EntityId = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$' });
+const At = Type.Union([Type.Integer({ minimum: 0 }), Type.String({ format: 'date-time', maxLength: 64 })]);
+
+function requestValidator(shape: RequestShape) {
+  return recordValidator<Omit<BatchRequest, 'where' | 'at'> & { at?: number | string }>(
+    Type.Object(
+      {
+        request_id: Type.String({ minLength: 1, maxLength: 256 }),
+        entities: Type.Object(Object.fromEntries(shape.entityTypes.map((e) => [e, Type.Optional(EntityId)])), {
+          additionalProperties: false,
+        }),
+        features: shape.requestFields,
+        at: Type.Optional(At),
+      },
+      { additionalProperties: false },
+    ),
+  );
+}
+
+/** Checks one parsed request; an error message names the offending field. */
+function checkRequest(value: unknown, where: string, shape: RequestShape, validate: ReturnType<typeof requestValidator>) {
+  const decoded = validate.validate(value);
+  if (!decoded.ok) return { error: decoded.detail };
+  const request = decoded.value;
+  for (const entity of shape.plan.entities)
+    if (request.entities[entity] === undefined)
+      return { error: `missing required field "entities.${entity}" (model ${shape.model.name} version ${shape.model.version} needs it)` };
+  let at = shape.defaultAt;
+  if (request.at !== undefined) {
+    if (!shape.allowAt)
+      return { error: 'at: features read from the live online store are those of now; a request cannot ask for another time' };
+    const parsed = parseEventTime(request.at);
+    if (parsed === null) return { error: 'at: not a valid time (epoch ms or an RFC 3339 date-time with a zone)' };
+    at = parsed;
+  }
+  return { request: { where, request_id: request.request_id, entities: request.entities, features: request.features, at } };
+}
+
+export interface ParsedRequests {
+  requests: BatchRequest[];
+  rejected: RejectedRecord[];
+}
+
+export function parseNdjsonRequests(text: string, file: string, shape: RequestShape): ParsedRequests {
+  const validate = requestValidator(shape);
+  const parsed: ParsedRequests = { requests: [], rejected: [] };
+  text.split('\n').forEach((line, index) => {
+    if (line.trim() === '') return;
+    const where = `${file}:${index + 1}`;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch (error) {
+      parsed.rejected.push({ where, detail: `invalid JSON: ${(error as Error).message}` });
+      return;
+    }
+    const checked = checkRequest(value, where, shape, validate);
+    if (checked.request) parsed.requests.push(checked.request);
+    else parsed.rejected.push({ where, detail: checked.error });
+  });
+  return parsed;
+}
+
+const isNumeric = (schema: TSchema | undefined) =>
+  schema !== undefined && ['number', 'integer'].includes((schema as { type?: string }).type ?? '');
+
+/**
+ * CSV with a header line: `request_id`, `at`, one column per entity (`user_id` or
+ * `entities.user_id`) and per request field (`amount` or `features.amount`). Cells of
+ * numeric request fields are read as numbers; empty cells are absent.
+ */
+export function parseCsvRequests(text: string, file: string, shape: RequestShape): ParsedRequests {
+  const validate = requestValidator(shape);
+  const parsed: ParsedRequests = { requests: [], rejected: [] };
+  const fields = shape.requestFields.properties as Record<string, TSchema>;
+  let records: { record: Record<string, string>; info: { lines: number } }[];
+  try {
+    records = parseCsv(text, {
+      columns: (header: string[]) => {
+        const unknown = header.filter((name) => {
+          const bare = name.replace(/^(entities|features)\./, '');
+          return !['request_id', 'at'].includes(name) && !shape.entityTypes.includes(bare) && !(bare in fields);
+        });
+        if (unknown.length > 0) throw new Error(`unknown column(s) ${unknown.map((c) => `"${c}"`).join(', ')}`);
+        return header;
+      },
+      skip_empty_lines: true,
+      info: true,
+      skip_records_with_error: true,
+      on_skip: (error) => {
+        if (error) parsed.rejected.push({ where: `${file}:${error.lines}`, detail: error.message.replace(/ on line \d+$/, '') });
+        return undefined;
+      },
+    });
+  } catch (error) {
+    const lines = (error as { lines?: number }).lines;
+    parsed.rejected.push({ where: `${file}:${lines ?? 1}`, detail: (error as Error).message });
+    return parsed;
+  }
+  for (const { record, info } of records) {
+    const request: { request_id?: string; at?: unknown; entities: Record<string, string>; features: Record<string, unknown> } = {
+      entities: {},
+      features: {},
+    };
+    for (const [column, cell] of Object.entries(record)) {
+      if (cell === '') continue;
+      if (column === 'request_id') request.request_id = cell;
+      else if (column === 'at') request.at = /^\d+$/.test(cell) ? Number(cell) : cell;
+      else {
+        const bare = column.replace(/^(entities|features)\./, '');
+        if (!column.startsWith('features.') && shape.entityTypes.includes(bare)) request.entities[bare] = cell;
+        else request.features[bare] = isNumeric(fields[bare]) && cell.trim() !== '' && Number.isFinite(Number(cell)) ? Number(cell) : cell;
+      }
+    }
+    const where = `${file}:${info.lines}`;
+    const checked = checkRequest(request, where, shape, validate);
+    if (checked.request) parsed.requests.push(checked.request);
+    else parsed.rejected.push({ where, detail: checked.error });
+  }
+  parsed.rejected.sort((a, b) => Number(a.where.slice(a.where.lastIndexOf(':') + 1)) - Number(b.where.slice(b.where.lastIndexOf(':') + 1)));
+  return parsed;
+}
+
+/**
+ * Scores the requests: vectors assembled as online, from the state source, then the model,
+ * `chunkRows` rows a run and `concurrency` runs at once (one per model worker thread).
+ */
+export async function scoreRequests(
+  requests: BatchRequest[],
+  options: {
+    plan: FeaturePlan;
+    states: StateSource;
+    model: Pick<LoadedModel, 'manifest' | 'score'>;
+    chunkRows?: number;
+    concurrency?: number;
+  },
+): Promise<BatchScore[]> {
+  const { plan, model } = options;
+  const assembled = await assembleVectors(
+    plan,
+    options.states,
+    requests.map((r) => ({ entities: r.entities, request: r.features, at: r.at })),
+  );
+  const width = plan.names.length;
+  const chunk = options.chunkRows ?? 1024;
+  const window = chunk * (options.concurrency ?? 1);
+  const scores: number[] = [];
+  for (let from = 0; from < requests.length; from += window) {
+    const runs: Promise<Float32Array>[] = [];
+    for (let start = from; start < Math.min(from + window, requests.length); start += chunk) {
+      const rows = Math.min(chunk, requests.length - start);
+      const vectors = new Float32Array(rows * width);
+      for (let r = 0; r < rows; r++) vectors.set(assembled[start + r]!.vector, r * width);
+      runs.push(model.score(vectors, rows));
+    }
+    for (const result of await Promise.all(runs)) scores.push(...result);
+  }
+  const { name, version } = model.manifest;
+  return requests.map((request, i) => ({ request_id: request.request_id, score: scores[i]!, model: name, version, at: request.at }));
+}

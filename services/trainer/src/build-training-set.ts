@@ -1,0 +1,205 @@
+/**
+ * The two ways to build a training set, and its two output forms:
+ *
+ * - from the prediction log joined with labels: the feature values exactly as served;
+ * - from the backfill: every transaction of an event log, with the features it would have
+ *   been served (point in time, assembled by the serving code), joined with labels.
+ *
+ * Both apply the same label policy (cut-off, maturity, unlabelled) and the same time split:
+ * train on the rows before the split time, validate on the most recent ones.
+ */
+import type { CompiledFeatureGroup, EventSource, FeatureCatalog } from '@tributary/shared';
+import { planFeatures } from '@tributary/shared';
+import type { TSchema } from 'typebox';
+import { eventCandidates, type EventStats } from './event-rows.js';
+import type { LogInput } from './log-input.js';
+import { assembleVectors, backfillStates, type ReplaySummary } from './point-in-time.js';
+import { servedCandidates, type ServedStats } from './served-rows.js';
+import {
+  decodeLabels,
+  joinLabels,
+  splitByTime,
+  splitTime,
+  type JoinStats,
+  type LabelPolicy,
+  type Labelled,
+  type RejectedRecord,
+  type SplitSpec,
+} from './training-set.js';
+
+export const TRAINING_SET_FORMAT = 'tributary.training-set/1';
+
+/** A training set as one JSON document: aligned arrays in time order, the first `split.train` rows train. */
+export interface TrainingSet {
+  format: typeof TRAINING_SET_FORMAT;
+  source: 'prediction_log' | 'backfill';
+  model: { name: string; version: string };
+  features: string[];
+  /** Epoch ms. */
+  cutoff: number;
+  label_policy: { unlabelled: LabelPolicy['unlabelled']; maturity_ms: number };
+  /** Rows before `at` (epoch ms) train, the rest validate; `at` is null when there are no rows. */
+  split: { at: number | null; train: number; validation: number };
+  request_ids: string[];
+  times: number[];
+  labels: (0 | 1)[];
+  label_sources: ('label' | 'matured')[];
+  rows: number[][];
+  stats: {
+    join: JoinStats;
+    labels_rejected: number;
+    records_rejected: number;
+    served?: ServedStats;
+    events?: EventStats;
+    replay?: ReplaySummary[];
+  };
+}
+
+export interface ModelFeatures {
+  name: string;
+  version: string;
+  features: string[];
+  defaults?: Record<string, number>;
+}
+
+interface Common {
+  labels: LogInput;
+  model: ModelFeatures;
+  policy: LabelPolicy;
+  split: SplitSpec;
+}
+
+export interface Built {
+  set: TrainingSet;
+  /** Records set aside (not prediction-log records, events or labels the schema accepts). */
+  rejected: RejectedRecord[];
+}
+
+function assemble(
+  source: TrainingSet['source'],
+  common: Common,
+  rows: Labelled<{ request_id: string; time: number; features: number[] }>[],
+  stats: TrainingSet['stats'],
+): TrainingSet {
+  const at = rows.length === 0 ? null : splitTime(rows, common.split);
+  const { train } = splitByTime(rows, at ?? Number.POSITIVE_INFINITY);
+  return {
+    format: TRAINING_SET_FORMAT,
+    source,
+    model: { name: common.model.name, version: common.model.version },
+    features: common.model.features,
+    cutoff: common.policy.cutoff,
+    label_policy: { unlabelled: common.policy.unlabelled, maturity_ms: common.policy.maturityMs },
+    split: { at, train: train.length, validation: rows.length - train.length },
+    request_ids: rows.map((r) => r.request_id),
+    times: rows.map((r) => r.time),
+    labels: rows.map((r) => r.label),
+    label_sources: rows.map((r) => r.label_source),
+    rows: rows.map((r) => r.features),
+    stats,
+  };
+}
+
+export interface FromPredictionLogOptions extends Common {
+  predictions: LogInput;
+  variant: string | 'all';
+  versions?: string[];
+}
+
+export function trainingSetFromPredictionLog(options: FromPredictionLogOptions): Built {
+  const served = servedCandidates(options.predictions, {
+    model: options.model.name,
+    features: options.model.features,
+    versions: options.versions,
+    variant: options.variant,
+  });
+  const labels = decodeLabels(options.labels);
+  const joined = joinLabels(served.candidates, labels.labels, options.policy);
+  const set = assemble('prediction_log', options, joined.rows, {
+    join: joined.stats,
+    labels_rejected: labels.rejected.length,
+    records_rejected: served.rejected.length,
+    served: served.stats,
+  });
+  return { set, rejected: [...served.rejected, ...labels.rejected] };
+}
+
+export interface FromBackfillOptions extends Common {
+  /** The events of each source the model's features read, by source name. */
+  events: Map<string, LogInput>;
+  /** The source whose events are the scored transactions (one row each). */
+  rowsSource: string;
+  sources: (EventSource & { schema: TSchema })[];
+  groups: CompiledFeatureGroup[];
+  catalog: FeatureCatalog;
+  requestFields: string[];
+  allowedLatenessMs: number;
+}
+
+export async function trainingSetFromBackfill(options: FromBackfillOptions): Promise<Built> {
+  const plan = planFeatures(options.model.features, options.catalog, options.model.defaults ?? {});
+  const source = options.sources.find((s) => s.name === options.rowsSource);
+  const rowsInput = options.events.get(options.rowsSource);
+  if (!source || !rowsInput) throw new RangeError(`no events of the source "${options.rowsSource}", whose events are the rows`);
+  const events = eventCandidates(rowsInput, {
+    source,
+    entityFields: [...new Set(options.groups.flatMap((g) => g.entityFields))],
+    requestFields: options.requestFields,
+  });
+  const labels = decodeLabels(options.labels);
+  // Only the rows the policy keeps are backfilled.
+  const joined = joinLabels(events.candidates, labels.labels, options.policy);
+  const states = backfillStates({
+    sources: options.sources,
+    groups: options.groups,
+    events: new Map([...options.events].map(([name, input]) => [name, input.partitions])),
+    allowedLatenessMs: options.allowedLatenessMs,
+  });
+  const vectors = await assembleVectors(
+    plan,
+    states,
+    joined.rows.map((row) => ({ entities: row.entities, request: row.request, at: row.time })),
+  );
+  const rows = joined.rows.map((row, i) => ({
+    request_id: row.request_id,
+    time: row.time,
+    label: row.label,
+    label_source: row.label_source,
+    features: Array.from(vectors[i]!.vector),
+  }));
+  const set = assemble('backfill', options, rows, {
+    join: joined.stats,
+    labels_rejected: labels.rejected.length,
+    records_rejected: events.rejected.length,
+    events: events.stats,
+    replay: states.summaries,
+  });
+  return { set, rejected: [...events.rejected, ...labels.rejected] };
+}
+
+/** One JSON line per row: `{set, request_id, time, label, label_source, features: {name: value}}`. */
+export function trainingSetNdjson(set: TrainingSet): string {
+  return set.rows
+    .map((row, i) =>
+      JSON.stringify({
+        set: i < set.split.train ? 'train' : 'validation',
+        request_id: set.request_ids[i],
+        time: set.times[i],
+        label: set.labels[i],
+        label_source: set.label_sources[i],
+        features: Object.fromEntries(set.features.map((name, f) => [name, row[f]])),
+      }),
+    )
+    .map((line) => `${line}\n`)
+    .join('');
+}
+
+/** The train and validation parts of a training set, ready for a trainer. */
+export function trainingSetParts(set: TrainingSet) {
+  const part = (from: number, to: number) => ({
+    rows: set.rows.slice(from, to).map((row) => Float32Array.from(row)),
+    labels: set.labels.slice(from, to),
+    times: set.times.slice(from, to),
+  });
+  return { features: set.features, train: part(0, set.split.train), validation: part(set.split.train, set.rows.length) };
+}

@@ -1,0 +1,103 @@
+/** What the trainer's command-line tools share: paths, times, model versions, inputs, exit codes. */
+import { existsSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { readModelVersion, type ModelManifest } from '@tributary/inference';
+import { createEventLog, parseDuration, parseEventTime, type Config, type EventLog } from '@tributary/shared';
+import { InputError, readNdjsonFile, readTopic, type LogInput } from './log-input.js';
+import { FeatureSourceError } from './point-in-time.js';
+
+/** A wrong or missing flag: exit code 2. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+/** A path as the user meant it: relative to where `npm run` was started. */
+export function userPath(path: string): string {
+  return resolve(process.env.INIT_CWD ?? process.cwd(), path);
+}
+
+export function parseTimeFlag(value: string, flag: string, now = Date.now()): number {
+  if (value === 'now') return now;
+  const time = parseEventTime(/^\d+$/.test(value) ? Number(value) : value);
+  if (time === null) throw new UsageError(`${flag}: "${value}" is not a time (epoch ms, an RFC 3339 date-time with a zone, or now)`);
+  return time;
+}
+
+/** A duration such as 30s, 10m, 7d; `0` for none when `zero` is allowed. */
+export function parseDurationFlag(value: string, flag: string, zero = false): number {
+  if (zero && value === '0') return 0;
+  try {
+    return parseDuration(value);
+  } catch (error) {
+    throw new UsageError(`${flag}: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * A model version directory: a path holding `manifest.json`, or `NAME/VERSION` in the model
+ * registry (MODEL_REGISTRY_DIR).
+ */
+export function modelDirectory(spec: string, config: Config): string {
+  const path = userPath(spec);
+  if (existsSync(join(path, 'manifest.json'))) return path;
+  const inRegistry = resolve(config.MODEL_REGISTRY_DIR, spec);
+  if (/^[^/]+\/[^/]+$/.test(spec) && existsSync(join(inRegistry, 'manifest.json'))) return inRegistry;
+  throw new UsageError(`--model ${spec}: no manifest.json at ${path}, nor a version ${spec} in the registry ${config.MODEL_REGISTRY_DIR}`);
+}
+
+export async function readManifest(dir: string): Promise<ModelManifest> {
+  return (await readModelVersion(dir)).manifest;
+}
+
+/** `[NAME=]VALUE` flags: by name, the default name for bare values. */
+export function namedValues(values: string[], defaultName: string, flag: string): Map<string, string> {
+  const named = new Map<string, string>();
+  for (const value of values) {
+    const match = /^([a-z][a-z0-9_]*)=(.+)$/.exec(value);
+    const [name, rest] = match ? [match[1]!, match[2]!] : [defaultName, value];
+    if (named.has(name)) throw new UsageError(`${flag}: source "${name}" given twice`);
+    named.set(name, rest);
+  }
+  return named;
+}
+
+/** Opens the event log of KAFKA_BROKERS, once, for the inputs read from topics. */
+export function eventLogOpener(config: Config): { open(flag: string): EventLog; close(): Promise<void> } {
+  let log: EventLog | null = null;
+  return {
+    open(flag) {
+      if (!config.KAFKA_BROKERS) throw new UsageError(`${flag} reads a Kafka topic: set KAFKA_BROKERS`);
+      log ??= createEventLog(config, 'trainer');
+      return log;
+    },
+    close: async () => {
+      await log?.close();
+    },
+  };
+}
+
+/** A file or a topic, whichever flag was given (exactly one must be). */
+export async function fileOrTopic(
+  file: string | undefined,
+  topic: string | undefined,
+  flags: [string, string],
+  openLog: (flag: string) => EventLog,
+): Promise<LogInput> {
+  if (Boolean(file) === Boolean(topic)) throw new UsageError(`give exactly one of ${flags[0]} FILE (NDJSON) or ${flags[1]} TOPIC (Kafka)`);
+  if (file) return readNdjsonFile(userPath(file), file);
+  return readTopic(openLog(flags[1]), topic!);
+}
+
+export function writeOutput(text: string, out: string | undefined): void {
+  if (out) writeFileSync(userPath(out), text);
+  else process.stdout.write(text);
+}
+
+/** Runs a CLI's main: usage errors exit 2, bad input and other failures exit 1, with the reason on stderr. */
+export function runCli(name: string, main: () => Promise<void>): void {
+  main().catch((error: unknown) => {
+    const usage = error instanceof UsageError || error instanceof FeatureSourceError;
+    process.stderr.write(`${name}: ${usage || error instanceof InputError ? '' : 'failed: '}${(error as Error).message}\n`);
+    process.exit(usage ? 2 : 1);
+  });
+}

@@ -1,0 +1,134 @@
+/**
+ * Point-in-time feature vectors offline, equal to the ones the inference service assembles
+ * online: the stored state of each feature group comes from the backfill of the feature
+ * engine (services/features: the pipeline's decoding, lateness rule and aggregation), and
+ * the vector is assembled by the serving code (`assembleVector`: windows read at the
+ * request's time, on-demand features, defaults, the model's order).
+ *
+ * A request at time `at` sees the events that arrived strictly before `at`: the transaction
+ * being scored, whose event carries that very time, is not in its own features, as online,
+ * where a transaction is scored before its event is published.
+ */
+import { backfill } from '@tributary/features';
+import {
+  assembleVector,
+  type AssembledVector,
+  type CompiledFeatureGroup,
+  type EventSource,
+  type FeaturePlan,
+  type LogRecord,
+  type OnlineStore,
+} from '@tributary/shared';
+import type { TSchema } from 'typebox';
+
+export class FeatureSourceError extends Error {
+  override name = 'FeatureSourceError';
+}
+
+export interface VectorQuery {
+  entities: Record<string, string>;
+  /** Request-time fields, as a prediction request carries them. */
+  request: Record<string, unknown>;
+  /** Epoch ms. */
+  at: number;
+}
+
+/** Where stored feature-group state comes from: the backfill of an event log, or an online store. */
+export interface StateSource {
+  /** For each query, the stored fields of each of the plan's groups (null when the entity has none). */
+  states(plan: FeaturePlan, queries: VectorQuery[]): Promise<(Record<string, string> | null)[][]>;
+}
+
+export interface ReplaySummary {
+  source: string;
+  accepted: number;
+  rejected: { late: number; malformed: number; invalid: number };
+}
+
+export interface BackfillStateOptions {
+  sources: (EventSource & { schema: TSchema })[];
+  groups: CompiledFeatureGroup[];
+  /** Each source's records (by source name), each partition in offset order. */
+  events: Map<string, LogRecord[][]>;
+  allowedLatenessMs: number;
+}
+
+/** Stored state as of each query's time, replayed from the events by the backfill. */
+export function backfillStates(options: BackfillStateOptions): StateSource & { summaries: ReplaySummary[] } {
+  const summaries: ReplaySummary[] = [];
+  return {
+    summaries,
+    async states(plan, queries) {
+      const result = queries.map(() => plan.groups.map((): Record<string, string> | null => null));
+      const bySource = new Map<string, number[]>();
+      plan.groups.forEach((group, g) => bySource.set(group.definition.source, [...(bySource.get(group.definition.source) ?? []), g]));
+      for (const [sourceName, groupIndexes] of bySource) {
+        const source = options.sources.find((s) => s.name === sourceName);
+        const partitions = options.events.get(sourceName);
+        if (!source || !partitions) {
+          const groups = groupIndexes.map((g) => plan.groups[g]!.definition.name).join(', ');
+          throw new FeatureSourceError(`the model reads feature group(s) ${groups}, fed by source "${sourceName}": give its events`);
+        }
+        // One backfill query per distinct (entity, id, time); "strictly before at" is "at or before at - 1" in whole ms.
+        const index = new Map<string, number>();
+        const unique: { entity: string; id: string; at: number }[] = [];
+        const slots = queries.map((query) =>
+          groupIndexes.map((g) => {
+            const group = plan.groups[g]!;
+            const id = group.entityId(query.entities);
+            if (id === null) return -1;
+            const key = `${group.entity}\u0000${id}\u0000${query.at}`;
+            let slot = index.get(key);
+            if (slot === undefined) {
+              slot = unique.push({ entity: group.entity, id, at: query.at - 1 }) - 1;
+              index.set(key, slot);
+            }
+            return slot;
+          }),
+        );
+        const replay = backfill({
+          source,
+          groups: options.groups,
+          allowedLatenessMs: options.allowedLatenessMs,
+          partitions,
+          queries: unique,
+          keepStored: true,
+        });
+        summaries.push({ source: sourceName, accepted: replay.accepted, rejected: replay.rejected });
+        slots.forEach((row, q) =>
+          row.forEach((slot, k) => {
+            if (slot < 0) return;
+            const g = groupIndexes[k]!;
+            result[q]![g] = replay.rows[slot]!.stored?.[plan.groups[g]!.definition.name] ?? null;
+          }),
+        );
+      }
+      return result;
+    },
+  };
+}
+
+/** Stored state read from an online store now (the queries' times are not used for the read). */
+export function onlineStates(store: Pick<OnlineStore, 'read'>): StateSource {
+  return {
+    async states(plan, queries) {
+      const keys = queries.flatMap((query) =>
+        plan.groups.map((group) => {
+          const id = group.entityId(query.entities);
+          if (id === null)
+            throw new FeatureSourceError(`a request lacks the ${group.entityFields.join(', ')} of feature group ${group.definition.name}`);
+          return { group: group.id, entity: group.entity, id };
+        }),
+      );
+      const states = keys.length > 0 ? await store.read(keys) : [];
+      const width = plan.groups.length;
+      return queries.map((_, q) => states.slice(q * width, (q + 1) * width));
+    },
+  };
+}
+
+/** The vectors of the queries, assembled by the serving code at each query's time. */
+export async function assembleVectors(plan: FeaturePlan, source: StateSource, queries: VectorQuery[]): Promise<AssembledVector[]> {
+  const states = await source.states(plan, queries);
+  return queries.map((query, q) => assembleVector(plan, states[q]!, query.request, query.at, false));
+}

@@ -1,0 +1,116 @@
+/**
+ * The continual-learning loop from the command line (docs/continual-learning.md):
+ *
+ *   npm run retrain -w services/trainer -- [--model fraud_detector] \
+ *     (--predictions FILE | --predictions-topic TOPIC) (--labels FILE | --labels-topic TOPIC) [--cutoff now] \
+ *     [--algorithm gbt|logistic_regression] [--min-auc-gain 0] [--no-shadow] [--reason WHY] [--out DIR]
+ *
+ * Builds the training set from the champion's served predictions joined with labels as of
+ * the cut-off, trains the next version, compares it with the champion on the same
+ * validation rows, registers it (MODEL_REGISTRY_DIR) and starts it as a shadow (the routing
+ * in REDIS_URL). Exit codes: 0 done, 1 refused (set too small or one-class, challenger worse
+ * than allowed) or failed, 2 wrong options.
+ */
+import { hostname, userInfo } from 'node:os';
+import { parseArgs } from 'node:util';
+import { ModelRegistry, RedisRoutingStore } from '@tributary/inference';
+import { fraud, loadConfig, planFeatures } from '@tributary/shared';
+import { eventLogOpener, fileOrTopic, parseDurationFlag, parseTimeFlag, runCli, UsageError, userPath } from './cli-support.js';
+import { retrain, RetrainRefused } from './retrain.js';
+import { ALGORITHMS, TREE_DEFAULTS, type AlgorithmFlag } from './train-model.js';
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string' },
+      predictions: { type: 'string' },
+      'predictions-topic': { type: 'string' },
+      labels: { type: 'string' },
+      'labels-topic': { type: 'string' },
+      cutoff: { type: 'string', default: 'now' },
+      unlabelled: { type: 'string', default: 'drop' },
+      maturity: { type: 'string' },
+      'validation-fraction': { type: 'string', default: '0.2' },
+      algorithm: { type: 'string', default: 'gbt' },
+      trees: { type: 'string', default: String(TREE_DEFAULTS.trees) },
+      seed: { type: 'string', default: '1' },
+      'min-auc-gain': { type: 'string', default: '0' },
+      shadow: { type: 'boolean' },
+      'no-shadow': { type: 'boolean' },
+      out: { type: 'string' },
+      by: { type: 'string' },
+      reason: { type: 'string' },
+    },
+  });
+  if (!(values.algorithm! in ALGORITHMS)) throw new UsageError(`--algorithm must be one of ${Object.keys(ALGORITHMS).join(', ')}`);
+  if (values.unlabelled !== 'drop' && values.unlabelled !== 'negative') throw new UsageError('--unlabelled must be drop or negative');
+  if (values.unlabelled === 'negative' && values.maturity === undefined)
+    throw new UsageError('--unlabelled negative needs --maturity DURATION: how long a label may take to arrive');
+  if (values.shadow && values['no-shadow']) throw new UsageError('give --shadow or --no-shadow, not both');
+  const minAucGain = Number(values['min-auc-gain']);
+  if (!Number.isFinite(minAucGain) || Math.abs(minAucGain) >= 1) throw new UsageError('--min-auc-gain must be a number in (-1, 1)');
+  const fraction = Number(values['validation-fraction']);
+  if (!(fraction > 0 && fraction < 1)) throw new UsageError('--validation-fraction must be a number between 0 and 1 (exclusive)');
+  const trees = Number(values.trees);
+  if (!Number.isInteger(trees) || trees < 1) throw new UsageError('--trees must be a positive integer');
+  const seed = Number(values.seed);
+  if (!Number.isInteger(seed) || seed < 0) throw new UsageError('--seed must be a non-negative integer');
+
+  const config = loadConfig();
+  if (!config.REDIS_URL)
+    throw new UsageError(
+      'REDIS_URL is not set: the champion and the shadows are read from and written to the routing in Redis (without it, the routing lives inside the serving process)',
+    );
+  const catalog = fraud.fraudExample().catalog;
+  const routes = new RedisRoutingStore({ url: config.REDIS_URL, cluster: config.REDIS_CLUSTER }, config.REDIS_KEY_PREFIX);
+  const registry = new ModelRegistry(config.MODEL_REGISTRY_DIR, routes, (manifest) => {
+    planFeatures(manifest.features, catalog, manifest.defaults ?? {});
+  });
+  const kafka = eventLogOpener(config);
+  try {
+    const predictions = await fileOrTopic(
+      values.predictions,
+      values['predictions-topic'],
+      ['--predictions', '--predictions-topic'],
+      kafka.open,
+    );
+    const labels = await fileOrTopic(values.labels, values['labels-topic'], ['--labels', '--labels-topic'], kafka.open);
+    const result = await retrain({
+      model: values.model ?? config.MODEL_NAME,
+      registry,
+      predictions,
+      labels,
+      policy: {
+        cutoff: parseTimeFlag(values.cutoff!, '--cutoff'),
+        unlabelled: values.unlabelled,
+        maturityMs: values.maturity === undefined ? 0 : parseDurationFlag(values.maturity, '--maturity', true),
+      },
+      split: { validationFraction: fraction },
+      algorithm: values.algorithm as AlgorithmFlag,
+      trees: { ...TREE_DEFAULTS, trees },
+      seed,
+      minAucGain,
+      shadow: !values['no-shadow'],
+      out: values.out === undefined ? undefined : userPath(values.out),
+      by: values.by ?? `${userInfo().username}@${hostname()}`,
+      reason: values.reason,
+      report: (line) => console.log(line),
+    });
+    console.log(
+      `retrain: ${result.routing.shadows?.includes(result.version) ? `v${result.version} is in shadow` : `v${result.version} registered`}; ` +
+        `promote it with: npm run models -- promote ${result.version} --reason "..."`,
+    );
+  } catch (error) {
+    if (error instanceof RetrainRefused) {
+      process.stderr.write(`retrain: refused (${error.reason}): ${error.message}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    throw error;
+  } finally {
+    await kafka.close();
+    await routes.close();
+  }
+}
+
+runCli('retrain', main);

@@ -1,0 +1,200 @@
+/**
+ * One turn of the continual-learning loop: build a training set from the prediction log
+ * joined with labels as of a cut-off, train the next version, compare it with the serving
+ * champion on the same validation rows, register it, and start it as a shadow. Each step
+ * reports its figures through `report`; a set that cannot be trained on, or a challenger
+ * worse than the champion by more than the allowed margin, is refused before anything is
+ * registered.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describeRollout, readModelVersion, type ModelRegistry, type Routing } from '@tributary/inference';
+import { trainingSetFromPredictionLog, type TrainingSet } from './build-training-set.js';
+import type { LogInput } from './log-input.js';
+import {
+  checkTrainingSet,
+  comparisonLines,
+  datasetOf,
+  trainModel,
+  writeModelVersion,
+  type AlgorithmFlag,
+  type ChampionComparison,
+  type TreeSettings,
+} from './train-model.js';
+import type { LabelPolicy, SplitSpec } from './training-set.js';
+
+export type RefusalReason = 'too_small' | 'one_class' | 'worse_than_champion';
+
+/** The loop stopped on purpose: nothing was registered. */
+export class RetrainRefused extends Error {
+  override name = 'RetrainRefused';
+  constructor(
+    readonly reason: RefusalReason,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface RetrainOptions {
+  model: string;
+  registry: ModelRegistry;
+  predictions: LogInput;
+  labels: LogInput;
+  policy: LabelPolicy;
+  split?: SplitSpec;
+  algorithm?: AlgorithmFlag;
+  trees?: TreeSettings;
+  seed?: number;
+  /** The challenger's AUC minus the champion's must be at least this (negative: a worse one is allowed by that much). */
+  minAucGain?: number;
+  /** Start the new version as a shadow (default true). */
+  shadow?: boolean;
+  /** Also write the version directory here. */
+  out?: string;
+  by: string;
+  reason?: string;
+  /** Where each step's figures go (default: nowhere). */
+  report?: (line: string) => void;
+}
+
+export interface RetrainResult {
+  champion: string;
+  version: string;
+  set: { rows: number; positives: number; train: number; validation: number; seconds: number };
+  training: { seconds: number; algorithm: string };
+  comparison: ChampionComparison;
+  routing: Routing;
+}
+
+/** The version after the highest numeric one registered. */
+export async function nextVersion(registry: ModelRegistry, model: string): Promise<string> {
+  const numeric = (await registry.versions(model)).map((v) => Number(v.version)).filter((v) => Number.isInteger(v));
+  return String(Math.max(0, ...numeric) + 1);
+}
+
+export async function retrain(options: RetrainOptions): Promise<RetrainResult> {
+  const report = options.report ?? (() => {});
+  const { registry, model } = options;
+  const minAucGain = options.minAucGain ?? 0;
+
+  // 1. The champion, from the routing.
+  const before = await registry.ensureRouting(model, options.by);
+  const champion = await registry.version(model, before.champion);
+  const championDir = join(registry.root, model, before.champion);
+  report(`champion: ${model} v${before.champion} (${describeRollout(before)})`);
+
+  // 2. The training set, from the champion's served predictions and the labels by the cut-off.
+  let started = performance.now();
+  const { set } = trainingSetFromPredictionLog({
+    predictions: options.predictions,
+    labels: options.labels,
+    model: {
+      name: model,
+      version: before.champion,
+      features: champion.manifest.features,
+      defaults: champion.manifest.defaults,
+    },
+    policy: options.policy,
+    split: options.split ?? { validationFraction: 0.2 },
+    variant: 'champion',
+  });
+  const setSeconds = (performance.now() - started) / 1000;
+  const positives = set.labels.reduce<number>((n, l) => n + l, 0);
+  const j = set.stats.join;
+  report(
+    `training set: ${set.rows.length} rows (${set.split.train} train, ${set.split.validation} validation), ${positives} positives, ` +
+      `cut-off ${new Date(set.cutoff).toISOString()}, in ${setSeconds.toFixed(2)} s; left out ${j.unlabelled_dropped} without a label, ` +
+      `${j.immature} immature, ${j.after_cutoff} after the cut-off`,
+  );
+  refuseUntrainable(set, positives);
+
+  // 3. Train the next version, and score the champion on the same validation rows.
+  const version = await nextVersion(registry, model);
+  const algorithm = options.algorithm ?? 'gbt';
+  started = performance.now();
+  const { dataset, cut } = datasetOf(set);
+  const trained = await trainModel({
+    dataset,
+    cut,
+    trainingSet: set,
+    algorithm,
+    name: model,
+    version,
+    seed: options.seed ?? 1,
+    trees: options.trees,
+    championDir,
+  });
+  const trainSeconds = (performance.now() - started) / 1000;
+  const comparison = trained.comparison!;
+  report(
+    `trained ${model} v${version} (${trained.manifest.training.algorithm}) on ${cut} rows in ${trainSeconds.toFixed(1)} s; ` +
+      `ONNX max abs diff ${trained.onnxDiff.toExponential(1)}`,
+  );
+  for (const line of comparisonLines(comparison)) report(line);
+
+  // 4. Evaluate: refuse a challenger worse than the champion by more than the margin.
+  if (!(comparison.difference.auc >= minAucGain)) {
+    throw new RetrainRefused(
+      'worse_than_champion',
+      `the challenger's AUC ${comparison.challenger.auc.toFixed(4)} is ${comparison.difference.auc >= 0 ? '+' : ''}${comparison.difference.auc.toFixed(4)} ` +
+        `against the champion's ${comparison.champion.auc.toFixed(4)} on the same ${comparison.rows} validation rows; ` +
+        `at least ${minAucGain >= 0 ? '+' : ''}${minAucGain} is required (--min-auc-gain): nothing registered`,
+    );
+  }
+
+  // 5. Register (the registry checks the version fully), through a version directory.
+  const dir = options.out ?? (await mkdtemp(join(tmpdir(), 'tributary-retrain-')));
+  try {
+    await writeModelVersion(dir, trained);
+    const read = await readModelVersion(dir);
+    await registry.register(read.manifest, read.bytes);
+  } finally {
+    if (options.out === undefined) await rm(dir, { recursive: true, force: true });
+  }
+  report(`registered ${model} v${version}`);
+
+  // 6. Start it as a shadow: scored on every request, logged, never returned.
+  let routing = await registry.ensureRouting(model, options.by);
+  if (options.shadow ?? true) {
+    const shadows = [...(routing.shadows ?? []).filter((v) => v !== version), version];
+    routing = await registry.rollout(
+      model,
+      routing.policy ?? { kind: 'champion' },
+      shadows,
+      options.by,
+      options.reason ?? `retrained on the prediction log as of ${new Date(set.cutoff).toISOString()}: v${version} in shadow`,
+    );
+  }
+  report(`routing: ${describeRollout(routing)} (revision ${routing.revision})`);
+  return {
+    champion: before.champion,
+    version,
+    set: { rows: set.rows.length, positives, train: set.split.train, validation: set.split.validation, seconds: setSeconds },
+    training: { seconds: trainSeconds, algorithm: String(trained.manifest.training.algorithm) },
+    comparison,
+    routing,
+  };
+}
+
+function refuseUntrainable(set: TrainingSet, positives: number): void {
+  const { train, validation } = set.split;
+  const classes = (from: number, to: number) => new Set(set.labels.slice(from, to)).size;
+  if (set.rows.length > 0 && (positives === 0 || positives === set.rows.length))
+    throw new RetrainRefused(
+      'one_class',
+      `the training set has one class only (${positives} positives in ${set.rows.length} rows): nothing to learn; nothing registered`,
+    );
+  if (train < 100 || validation < 20)
+    throw new RetrainRefused(
+      'too_small',
+      `the training set is too small: ${train} training and ${validation} validation rows (at least 100 and 20); nothing registered`,
+    );
+  if (classes(0, train) < 2 || classes(train, set.rows.length) < 2)
+    throw new RetrainRefused(
+      'one_class',
+      `one side of the split has one class only (train ${classes(0, train)}, validation ${classes(train, set.rows.length)}); nothing registered`,
+    );
+  checkTrainingSet(set);
+}

@@ -1,0 +1,103 @@
+/**
+ * Candidates from the prediction log: each record's feature vector exactly as served, in the
+ * model's feature order, one per request id. Pure.
+ */
+import type { PredictionLogRecord } from '@tributary/shared';
+import Type from 'typebox';
+import { recordValidator } from '@tributary/shared';
+import { where, type LogInput } from './log-input.js';
+import type { Candidate, RejectedRecord } from './training-set.js';
+
+/** What a prediction-log record must hold to become a row (other fields are not looked at). */
+const ServedRecordSchema = Type.Object({
+  request_id: Type.String({ minLength: 1 }),
+  model: Type.Object({ name: Type.String(), version: Type.String() }),
+  variant: Type.String(),
+  features: Type.Record(Type.String(), Type.Number()),
+  predicted_at: Type.Integer({ minimum: 0 }),
+});
+type ServedRecord = Pick<PredictionLogRecord, 'request_id' | 'model' | 'variant' | 'features' | 'predicted_at'>;
+const servedValidator = recordValidator<ServedRecord>(ServedRecordSchema);
+
+export interface ServedSelection {
+  /** The model whose predictions are taken, and the features wanted, in order. */
+  model: string;
+  features: string[];
+  /** Only these versions (all when absent). */
+  versions?: string[];
+  /** Only this variant (`champion`, `canary`, ...), or every variant. */
+  variant: string | 'all';
+}
+
+export interface ServedCandidate extends Candidate {
+  features: number[];
+  model: { name: string; version: string };
+  variant: string;
+}
+
+export interface ServedStats {
+  records: number;
+  other_model: number;
+  other_version: number;
+  other_variant: number;
+  /** Records of the model without every wanted feature (a version with other features). */
+  missing_features: number;
+  /** Records of a request id already taken (the earliest prediction is kept). */
+  duplicates: number;
+}
+
+/**
+ * One candidate per request id: the earliest prediction of the selection (ties: the first
+ * read), its time the prediction's `predicted_at`. Records that are not prediction-log
+ * records are set aside with the reason.
+ */
+export function servedCandidates(
+  input: LogInput,
+  selection: ServedSelection,
+): { candidates: ServedCandidate[]; stats: ServedStats; rejected: RejectedRecord[] } {
+  const stats: ServedStats = { records: 0, other_model: 0, other_version: 0, other_variant: 0, missing_features: 0, duplicates: 0 };
+  const rejected: RejectedRecord[] = [];
+  const kept = new Map<string, ServedCandidate>();
+  for (const records of input.partitions) {
+    for (const record of records) {
+      stats.records++;
+      const decoded = servedValidator.decode(record.value);
+      if (!decoded.ok) {
+        rejected.push({ where: where(input, record), detail: decoded.detail });
+        continue;
+      }
+      const served = decoded.value;
+      if (served.model.name !== selection.model) {
+        stats.other_model++;
+        continue;
+      }
+      if (selection.versions && !selection.versions.includes(served.model.version)) {
+        stats.other_version++;
+        continue;
+      }
+      if (selection.variant !== 'all' && served.variant !== selection.variant) {
+        stats.other_variant++;
+        continue;
+      }
+      const features = selection.features.map((name) => served.features[name]);
+      if (features.some((value) => value === undefined)) {
+        stats.missing_features++;
+        continue;
+      }
+      const candidate: ServedCandidate = {
+        request_id: served.request_id,
+        time: served.predicted_at,
+        features: features as number[],
+        model: served.model,
+        variant: served.variant,
+      };
+      const previous = kept.get(served.request_id);
+      if (previous) {
+        stats.duplicates++;
+        if (previous.time <= candidate.time) continue;
+      }
+      kept.set(served.request_id, candidate);
+    }
+  }
+  return { candidates: [...kept.values()], stats, rejected };
+}

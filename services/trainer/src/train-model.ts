@@ -1,0 +1,307 @@
+/**
+ * Trains a model version on a dataset split by time, exports it to ONNX, checks the export
+ * scores like the trainer, optionally scores the champion on the same validation rows, and
+ * builds the version's manifest (validation metrics, comparison, reference profile). Used by
+ * `npm run train` (train.ts) and `npm run retrain` (retrain.ts).
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  buildProfile,
+  compareModels,
+  GRADIENT_BOOSTING_MODEL_TYPE,
+  gradientBoostingToOnnx,
+  LOGISTIC_REGRESSION_DEFAULTS,
+  logisticRegressionToOnnx,
+  predictGradientBoosting,
+  predictLogisticRegression,
+  scoreOnnx,
+  trainGradientBoosting,
+  trainLogisticRegression,
+  validationMetrics,
+  type ModelComparison,
+  type ValidationMetrics,
+} from '@tributary/shared';
+import { TRAINING_SET_FORMAT, type TrainingSet } from './build-training-set.js';
+import type { Dataset } from './dataset.js';
+
+export const ALGORITHMS = { logistic_regression: 'logistic_regression', gbt: GRADIENT_BOOSTING_MODEL_TYPE } as const;
+export type AlgorithmFlag = keyof typeof ALGORITHMS;
+/** The largest difference allowed between the trainer's scores and the exported ONNX model's. */
+const ONNX_TOLERANCE = 1e-5;
+
+export interface TreeSettings {
+  trees: number;
+  learningRate: number;
+  maxLeaves: number;
+  maxDepth: number;
+}
+
+export const TREE_DEFAULTS: TreeSettings = { trees: 300, learningRate: 0.1, maxLeaves: 31, maxDepth: 6 };
+
+export interface TrainModelOptions {
+  dataset: Dataset;
+  /** Rows before this index train, the rest validate. */
+  cut: number;
+  /** The training set the dataset came from, if any (recorded in the manifest). */
+  trainingSet: TrainingSet | null;
+  algorithm: AlgorithmFlag;
+  name: string;
+  version: string;
+  seed: number;
+  trees?: TreeSettings;
+  /** A champion version directory to score on the same validation rows. */
+  championDir?: string;
+}
+
+export type ChampionComparison = ModelComparison & {
+  champion_model: Record<string, unknown>;
+  champion_trained_on_validation_window: boolean | null;
+};
+
+export interface TrainedVersion {
+  manifest: TrainedManifest;
+  bytes: Uint8Array;
+  metrics: ValidationMetrics;
+  comparison: ChampionComparison | undefined;
+  onnxDiff: number;
+  /** Training rows (before the split). */
+  trainRows: number;
+}
+
+export interface TrainedManifest {
+  name: string;
+  version: string;
+  format: 'onnx';
+  file: string;
+  sha256: string;
+  input: string;
+  output: string;
+  features: string[];
+  threshold: number;
+  created_at: string;
+  training: Record<string, unknown> & { algorithm: string; validation: ValidationMetrics; champion_comparison?: ChampionComparison };
+  profile: ReturnType<typeof buildProfile>;
+}
+
+interface Trained {
+  predict(row: Float32Array): number;
+  bytes: Uint8Array;
+  hyperparameters: Record<string, unknown>;
+  /** Facts of the fit itself (trees kept, rounds, ...). */
+  fit?: Record<string, unknown>;
+}
+
+/** Checks that a training set can be trained on; throws with what is missing. */
+export function checkTrainingSet(set: TrainingSet): void {
+  if (set.format !== TRAINING_SET_FORMAT || !Array.isArray(set.rows) || !Array.isArray(set.features))
+    throw new Error(`not a training set of format ${TRAINING_SET_FORMAT} (npm run training-set -- … --format json)`);
+  const { train, validation } = set.split;
+  const classes = (labels: number[]) => new Set(labels).size;
+  if (train < 100 || validation < 20 || classes(set.labels.slice(0, train)) < 2 || classes(set.labels.slice(train)) < 2)
+    throw new Error(
+      `${train} training and ${validation} validation rows; both sides of the split need both labels (and at least 100 and 20 rows)`,
+    );
+}
+
+/** A training set as the trainer's dataset, with the index of its first validation row. */
+export function datasetOf(set: TrainingSet): { dataset: Dataset; cut: number } {
+  return {
+    dataset: { features: set.features, rows: set.rows.map((row) => Float32Array.from(row)), labels: set.labels, times: set.times },
+    cut: set.split.train,
+  };
+}
+
+export async function trainModel(options: TrainModelOptions): Promise<TrainedVersion> {
+  const { dataset, cut, trainingSet, algorithm: flag, seed } = options;
+  const algorithm = ALGORITHMS[flag];
+  const trainRows = dataset.rows.slice(0, cut);
+  const trainLabels = dataset.labels.slice(0, cut);
+  const validation = dataset.rows.slice(cut);
+  const truth = dataset.labels.slice(cut);
+  const name = options.name;
+  const meta = { name, version: options.version };
+
+  function trainLogistic(): Trained {
+    const { epochs, learningRate, l2, batchSize } = { ...LOGISTIC_REGRESSION_DEFAULTS, epochs: 30, learningRate: 0.01 };
+    const hyperparameters = { epochs, learningRate, l2, batchSize };
+    const model = trainLogisticRegression(trainRows, trainLabels, { featureNames: dataset.features, seed, ...hyperparameters });
+    return {
+      predict: (row) => predictLogisticRegression(model, row),
+      bytes: logisticRegressionToOnnx(model, meta),
+      hyperparameters: snakeCase(hyperparameters),
+    };
+  }
+
+  function trainTrees(): Trained {
+    // Early stopping watches the last eighth of the training window (still before the
+    // validation rows), so the validation metrics stay those of unseen data.
+    const stop = Math.floor(cut * (7 / 8));
+    const settings = options.trees ?? TREE_DEFAULTS;
+    const result = trainGradientBoosting(trainRows.slice(0, stop), trainLabels.slice(0, stop), {
+      featureNames: dataset.features,
+      seed,
+      ...settings,
+      validation: { rows: trainRows.slice(stop), labels: trainLabels.slice(stop) },
+    });
+    const { model } = result;
+    return {
+      predict: (row) => predictGradientBoosting(model, row),
+      bytes: gradientBoostingToOnnx(model, meta),
+      // The seed is recorded once, beside the hyperparameters.
+      hyperparameters: snakeCase({ ...result.params, seed: undefined }),
+      fit: {
+        trees: model.trees.length,
+        rounds: result.rounds,
+        leaves: model.trees.reduce((sum, tree) => sum + tree.feature.filter((j) => j < 0).length, 0),
+        early_stopping_rows: cut - stop,
+        early_stopping_log_loss: result.validationLogLoss[model.trees.length - 1],
+      },
+    };
+  }
+
+  const trained = algorithm === 'logistic_regression' ? trainLogistic() : trainTrees();
+  const scores = validation.map((row) => trained.predict(row));
+  const metrics: ValidationMetrics = validationMetrics(scores, truth);
+  const width = dataset.features.length;
+
+  // The exported model must score like the trainer (the float32 rule makes this exact up to rounding).
+  const onnxScores = await scoreOnnx(
+    trained.bytes,
+    { input: 'features', output: 'score' },
+    packRows(validation, width),
+    validation.length,
+    width,
+  );
+  const onnxDiff = scores.reduce((max, s, i) => Math.max(max, Math.abs(s - onnxScores[i]!)), 0);
+  if (!(onnxDiff <= ONNX_TOLERANCE))
+    throw new Error(`the exported ONNX model scores differ from the trainer's by ${onnxDiff} (> ${ONNX_TOLERANCE})`);
+
+  const championComparison = options.championDir === undefined ? undefined : await compareWithChampion(options.championDir);
+
+  // The reference the monitor compares live traffic with: the training inputs and their scores.
+  const profileRows = trainRows.map((row) => {
+    const record: Record<string, number> = { score: trained.predict(row) };
+    dataset.features.forEach((feature, i) => (record[feature] = row[i]!));
+    return record;
+  });
+  const profile = buildProfile(
+    profileRows,
+    ['score', ...dataset.features].map((feature) => ({ name: feature, kind: 'numeric' as const })),
+  );
+  const manifest: TrainedManifest = {
+    name,
+    version: options.version,
+    format: 'onnx',
+    file: 'model.onnx',
+    sha256: createHash('sha256').update(trained.bytes).digest('hex'),
+    input: 'features',
+    output: 'score',
+    features: dataset.features,
+    threshold: 0.5,
+    created_at: new Date().toISOString(),
+    training: {
+      algorithm,
+      seed,
+      rows: cut,
+      hyperparameters: trained.hyperparameters,
+      ...(trained.fit === undefined ? {} : { fit: trained.fit }),
+      // Event times of the training rows, and of the validation rows after them.
+      window: { from: new Date(dataset.times[0]!).toISOString(), to: new Date(dataset.times[cut - 1]!).toISOString() },
+      validation_window: { from: new Date(dataset.times[cut]!).toISOString(), to: new Date(dataset.times.at(-1)!).toISOString() },
+      data: trainingSet
+        ? `training set from the ${trainingSet.source === 'prediction_log' ? 'prediction log of' : 'point-in-time backfill for'} ${trainingSet.model.name} v${trainingSet.model.version}, labels as of ${new Date(trainingSet.cutoff).toISOString()} (${trainingSet.label_policy.unlabelled === 'negative' ? `unlabelled rows older than ${trainingSet.label_policy.maturity_ms} ms negative` : 'unlabelled rows dropped'})`
+        : 'simulated card transactions (services/simulator), features replayed point-in-time through the feature pipeline',
+      validation: metrics,
+      ...(championComparison === undefined ? {} : { champion_comparison: championComparison }),
+    },
+    profile,
+  };
+  return { manifest, bytes: trained.bytes, metrics, comparison: championComparison, onnxDiff, trainRows: cut };
+
+  /** Scores the validation rows with the champion's ONNX model, its features picked by name. */
+  async function compareWithChampion(dir: string): Promise<ChampionComparison> {
+    const where = join(dir, 'manifest.json');
+    const champion = JSON.parse(await readFile(where, 'utf8')) as {
+      name?: string;
+      version?: string;
+      file?: string;
+      sha256?: string;
+      input?: string;
+      output?: string;
+      output_column?: number;
+      features?: string[];
+      training?: { algorithm?: string; window?: { from?: string; to?: string } };
+    };
+    const { file, input, output, features } = champion;
+    if (typeof file !== 'string' || typeof input !== 'string' || typeof output !== 'string' || !Array.isArray(features)) {
+      throw new Error(`${where}: a model manifest needs file, input, output and features`);
+    }
+    const bytes = await readFile(join(dir, file));
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    if (sha256 !== champion.sha256)
+      throw new Error(`${join(dir, file)}: sha256 ${sha256} does not match the manifest's ${String(champion.sha256)}`);
+    const columns = features.map((feature) => {
+      const at = dataset.features.indexOf(feature);
+      if (at < 0) throw new Error(`the champion's feature "${feature}" is not in this training set (${dataset.features.join(', ')})`);
+      return at;
+    });
+    const picked = validation.map((row) => Float32Array.from(columns, (c) => row[c]!));
+    const championScores = await scoreOnnx(
+      bytes,
+      { input, output, column: champion.output_column ?? 0 },
+      packRows(picked, columns.length),
+      picked.length,
+      columns.length,
+    );
+    return {
+      champion_model: { name: champion.name, version: champion.version, algorithm: champion.training?.algorithm, sha256 },
+      champion_trained_on_validation_window: overlapsValidation(champion.training?.window),
+      ...compareModels(scores, championScores, truth),
+    };
+  }
+
+  /**
+   * Whether a training window (event times) reaches into this run's validation rows: then the
+   * champion has seen them and the comparison flatters it. Null when the window is not known.
+   */
+  function overlapsValidation(window: { from?: string; to?: string } | undefined): boolean | null {
+    const from = Date.parse(window?.from ?? '');
+    const to = Date.parse(window?.to ?? '');
+    if (Number.isNaN(from) || Number.isNaN(to)) return null;
+    return from <= dataset.times.at(-1)! && to >= dataset.times[cut]!;
+  }
+}
+
+/** Writes a version directory: model.onnx and manifest.json. */
+export async function writeModelVersion(outDir: string, version: Pick<TrainedVersion, 'manifest' | 'bytes'>): Promise<void> {
+  await mkdir(outDir, { recursive: true });
+  await writeFile(join(outDir, 'model.onnx'), version.bytes);
+  await writeFile(join(outDir, 'manifest.json'), JSON.stringify(version.manifest, null, 2) + '\n');
+}
+
+/** The challenger/champion table the trainer prints. */
+export function comparisonLines(c: ChampionComparison): string[] {
+  const label = `${String(c.champion_model.name)} v${String(c.champion_model.version)}`;
+  const lines = [`same ${c.rows} validation rows      challenger   champion (${label})   difference`];
+  for (const key of ['auc', 'log_loss', 'ece'] as const) {
+    lines.push(
+      `  ${key.padEnd(30)} ${c.challenger[key].toFixed(4).padStart(10)}   ${c.champion[key].toFixed(4).padStart(10)}   ${c.difference[key] >= 0 ? '+' : ''}${c.difference[key].toFixed(4)}`,
+    );
+  }
+  if (c.champion_trained_on_validation_window === true) {
+    lines.push(`warning: the champion was trained on events of this validation window; the comparison flatters it`);
+  }
+  return lines;
+}
+
+function packRows(list: readonly Float32Array[], w: number): Float32Array {
+  const data = new Float32Array(list.length * w);
+  list.forEach((row, i) => data.set(row, i * w));
+  return data;
+}
+
+function snakeCase(record: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(record).map(([key, value]) => [key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), value]));
+}

@@ -1,0 +1,204 @@
+/**
+ * Builds a training set as of a cut-off time (docs/training-data.md):
+ *
+ *   npm run training-set -w services/trainer -- log --model fraud_detector/1 \
+ *     (--predictions FILE | --predictions-topic TOPIC) (--labels FILE | --labels-topic TOPIC) --cutoff TIME [options]
+ *   npm run training-set -w services/trainer -- backfill --model fraud_detector/1 \
+ *     (--events [SOURCE=]FILE | --events-topic [SOURCE=]TOPIC)... (--labels FILE | --labels-topic TOPIC) --cutoff TIME [options]
+ *
+ * Options: --unlabelled drop|negative, --maturity DURATION, --validation-fraction F |
+ * --validation-from TIME, --variant NAME|all and --served-version V (log), --allowed-lateness
+ * DURATION (backfill), --format json|ndjson, --out FILE. Topics are read through the event
+ * log of KAFKA_BROKERS, from their start to their end when the read began.
+ */
+import { parseArgs } from 'node:util';
+import { fraud, loadConfig } from '@tributary/shared';
+import {
+  trainingSetFromBackfill,
+  trainingSetFromPredictionLog,
+  trainingSetNdjson,
+  type Built,
+  type ModelFeatures,
+} from './build-training-set.js';
+import {
+  eventLogOpener,
+  fileOrTopic,
+  modelDirectory,
+  namedValues,
+  parseDurationFlag,
+  parseTimeFlag,
+  readManifest,
+  runCli,
+  UsageError,
+  userPath,
+  writeOutput,
+} from './cli-support.js';
+import { InputError, readNdjsonFile, readTopic, type LogInput } from './log-input.js';
+import type { LabelPolicy, SplitSpec } from './training-set.js';
+
+const USAGE = 'usage: training-set log|backfill --model NAME/VERSION|DIR --cutoff TIME ... (see docs/training-data.md)';
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      model: { type: 'string' },
+      predictions: { type: 'string' },
+      'predictions-topic': { type: 'string' },
+      labels: { type: 'string' },
+      'labels-topic': { type: 'string' },
+      events: { type: 'string', multiple: true },
+      'events-topic': { type: 'string', multiple: true },
+      cutoff: { type: 'string' },
+      unlabelled: { type: 'string', default: 'drop' },
+      maturity: { type: 'string' },
+      'validation-fraction': { type: 'string' },
+      'validation-from': { type: 'string' },
+      variant: { type: 'string', default: 'champion' },
+      'served-version': { type: 'string', multiple: true },
+      'allowed-lateness': { type: 'string' },
+      format: { type: 'string', default: 'json' },
+      out: { type: 'string' },
+    },
+  });
+  const mode = positionals[0];
+  if (positionals.length !== 1 || (mode !== 'log' && mode !== 'backfill')) throw new UsageError(USAGE);
+  if (!values.model) throw new UsageError('--model NAME/VERSION (or a version directory) is required');
+  if (!values.cutoff)
+    throw new UsageError('--cutoff TIME is required (epoch ms, RFC 3339, or now): only labels that arrived by then are used');
+  if (values.format !== 'json' && values.format !== 'ndjson') throw new UsageError('--format must be json or ndjson');
+  if (values.unlabelled !== 'drop' && values.unlabelled !== 'negative') throw new UsageError('--unlabelled must be drop or negative');
+  if (values.unlabelled === 'negative' && values.maturity === undefined)
+    throw new UsageError('--unlabelled negative needs --maturity DURATION: how long a label may take to arrive (e.g. 30d for chargebacks)');
+  const policy: LabelPolicy = {
+    cutoff: parseTimeFlag(values.cutoff, '--cutoff'),
+    unlabelled: values.unlabelled,
+    maturityMs: values.maturity === undefined ? 0 : parseDurationFlag(values.maturity, '--maturity', true),
+  };
+  if (values['validation-fraction'] !== undefined && values['validation-from'] !== undefined)
+    throw new UsageError('give --validation-fraction or --validation-from, not both');
+  let split: SplitSpec = { validationFraction: 0.2 };
+  if (values['validation-from'] !== undefined) split = { at: parseTimeFlag(values['validation-from'], '--validation-from') };
+  else if (values['validation-fraction'] !== undefined) {
+    const fraction = Number(values['validation-fraction']);
+    if (!(fraction > 0 && fraction < 1)) throw new UsageError('--validation-fraction must be a number between 0 and 1 (exclusive)');
+    split = { validationFraction: fraction };
+  }
+
+  const config = loadConfig();
+  const manifest = await readManifest(modelDirectory(values.model, config));
+  const model: ModelFeatures = { name: manifest.name, version: manifest.version, features: manifest.features, defaults: manifest.defaults };
+  const kafka = eventLogOpener(config);
+  try {
+    const labels = await fileOrTopic(values.labels, values['labels-topic'], ['--labels', '--labels-topic'], kafka.open);
+    let built: Built;
+    if (mode === 'log') {
+      if (values.events || values['events-topic']) throw new UsageError('--events and --events-topic are for the backfill mode');
+      const predictions = await fileOrTopic(
+        values.predictions,
+        values['predictions-topic'],
+        ['--predictions', '--predictions-topic'],
+        kafka.open,
+      );
+      built = trainingSetFromPredictionLog({
+        predictions,
+        labels,
+        model,
+        policy,
+        split,
+        variant: values.variant,
+        versions: values['served-version'],
+      });
+    } else {
+      if (values.predictions || values['predictions-topic'])
+        throw new UsageError('--predictions and --predictions-topic are for the log mode');
+      const example = fraud.fraudExample({
+        transactions: config.TOPIC_TRANSACTIONS,
+        labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS,
+      });
+      const rowsSource = example.sources[0]!.name;
+      const files = namedValues(values.events ?? [], rowsSource, '--events');
+      const topics = namedValues(values['events-topic'] ?? [], rowsSource, '--events-topic');
+      const events = new Map<string, LogInput>();
+      for (const [name, file] of files) events.set(name, readNdjsonFile(userPath(file), file));
+      for (const [name, topic] of topics) {
+        if (events.has(name)) throw new UsageError(`source "${name}": give --events or --events-topic, not both`);
+        events.set(name, await readTopic(kafka.open('--events-topic'), topic));
+      }
+      for (const name of events.keys())
+        if (!example.sources.some((s) => s.name === name))
+          throw new UsageError(`unknown source "${name}" (known: ${example.sources.map((s) => s.name).join(', ')})`);
+      if (!events.has(rowsSource))
+        throw new UsageError(`the backfill mode needs the ${rowsSource} events: --events FILE or --events-topic TOPIC`);
+      built = await trainingSetFromBackfill({
+        events,
+        rowsSource,
+        labels,
+        model,
+        policy,
+        split,
+        sources: example.sources,
+        groups: example.groups,
+        catalog: example.catalog,
+        requestFields: Object.keys(fraud.FraudRequestFieldsSchema.properties),
+        allowedLatenessMs:
+          values['allowed-lateness'] === undefined
+            ? config.ALLOWED_LATENESS
+            : parseDurationFlag(values['allowed-lateness'], '--allowed-lateness'),
+      });
+    }
+    // An input none of whose records could be read is the wrong input, not an empty one.
+    const { stats } = built.set;
+    const checks = [
+      {
+        what: mode === 'log' ? 'prediction-log' : 'event',
+        total: stats.served?.records ?? stats.events?.events ?? 0,
+        bad: stats.records_rejected,
+        first: 0,
+      },
+      {
+        what: 'label',
+        total: labels.partitions.reduce((n, p) => n + p.length, 0),
+        bad: stats.labels_rejected,
+        first: stats.records_rejected,
+      },
+    ];
+    for (const { what, total, bad, first } of checks) {
+      const example = built.rejected[first];
+      if (total > 0 && bad === total && example)
+        throw new InputError(`none of the ${total} ${what} records could be read (the first, ${example.where}: ${example.detail})`);
+    }
+    writeOutput(values.format === 'json' ? `${JSON.stringify(built.set)}\n` : trainingSetNdjson(built.set), values.out);
+    process.stderr.write(summary(built));
+  } finally {
+    await kafka.close();
+  }
+}
+
+function summary({ set, rejected }: Built): string {
+  const { join } = set.stats;
+  const lines = [
+    `training-set: ${set.rows.length} rows from the ${set.source === 'prediction_log' ? 'prediction log' : 'backfill'} ` +
+      `(${set.split.train} train, ${set.split.validation} validation${set.split.at === null ? '' : ` from ${new Date(set.split.at).toISOString()}`}), ` +
+      `cut-off ${new Date(set.cutoff).toISOString()}`,
+    `  rows: ${join.labelled} labelled, ${join.matured_negative} unlabelled taken as negative; left out: ${join.after_cutoff} after the cut-off, ` +
+      `${join.immature} younger than the maturity window, ${join.unlabelled_dropped} without a label`,
+    `  labels: ${join.labels_after_cutoff} arrived after the cut-off (not used), ${join.labels_superseded} replaced by a later one, ${join.labels_unmatched} for no row`,
+  ];
+  if (set.stats.served) {
+    const s = set.stats.served;
+    lines.push(
+      `  predictions: ${s.records} records; skipped ${s.other_model} of other models, ${s.other_version} of other versions, ` +
+        `${s.other_variant} of other variants, ${s.missing_features} without the model's features, ${s.duplicates} duplicate request ids`,
+    );
+  }
+  if (set.stats.events) lines.push(`  events: ${set.stats.events.events} records, ${set.stats.events.duplicates} duplicate event ids`);
+  if (rejected.length > 0) {
+    lines.push(`  set aside ${rejected.length} record(s) that could not be read:`);
+    for (const r of rejected.slice(0, 10)) lines.push(`    ${r.where}: ${r.detail}`);
+    if (rejected.length > 10) lines.push(`    ... and ${rejected.length - 10} more`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+runCli('training-set', main);

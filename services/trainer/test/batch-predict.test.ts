@@ -1,0 +1,180 @@
+/**
+ * Batch prediction gives the online service's scores: requests answered by the real app
+ * (features written by the real pipeline) are scored again by the batch CLI from the events
+ * file, point in time, and by the live-store path from the same store; bad lines are named.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fraud, planFeatures } from '@tributary/shared';
+import { loadModel, readModelVersion } from '@tributary/inference';
+import { parseCsvRequests, parseNdjsonRequests, scoreRequests, type RequestShape } from '../src/batch-predict.js';
+import { onlineStates } from '../src/point-in-time.js';
+import { runTrainerCli } from './cli.js';
+import { startOnlineScenario, type OnlineScenario, type ScoredRequest } from './online-scenario.js';
+
+const MODEL_DIR = new URL('../../../models/fraud_detector/1', import.meta.url).pathname;
+const HOUR = 3_600_000;
+let scenario: OnlineScenario;
+let dir: string;
+beforeAll(async () => {
+  scenario = await startOnlineScenario({ count: 60, spanMs: 2 * HOUR, scoreEvery: 3, seed: 11 });
+  dir = await mkdtemp(join(tmpdir(), 'tributary-batch-'));
+  await writeFile(join(dir, 'events.ndjson'), scenario.transactions.map((t) => `${JSON.stringify(t)}\n`).join(''));
+}, 60_000);
+afterAll(async () => {
+  await scenario?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const scoresOf = (stdout: string) =>
+  stdout
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { request_id: string; score: number; at: number });
+
+describe('batch-predict', () => {
+  it('scores NDJSON and CSV requests as the online service did at their times (to 1e-6)', async () => {
+    const { scored } = scenario;
+    expect(scored.length).toBe(20);
+    await writeFile(join(dir, 'requests.ndjson'), scored.map((s) => `${JSON.stringify({ ...s.body, at: s.at })}\n`).join(''));
+    const csv = [
+      'request_id,at,user_id,merchant_id,amount,country,channel',
+      ...scored.map((s) => {
+        const { request_id, entities, features } = s.body;
+        return [
+          request_id,
+          new Date(s.at).toISOString(),
+          entities.user_id,
+          entities.merchant_id,
+          features.amount,
+          features.country,
+          features.channel,
+        ].join(',');
+      }),
+    ].join('\n');
+    await writeFile(join(dir, 'requests.csv'), `${csv}\n`);
+    for (const file of ['requests.ndjson', 'requests.csv']) {
+      const run = await runTrainerCli('batch-predict-cli.ts', ['--model', MODEL_DIR, '--requests', file, '--events', 'events.ndjson'], {
+        cwd: dir,
+      });
+      expect(run.stderr).toContain('batch-predict: scored 20 request(s) with fraud_detector version 1');
+      expect(run.code).toBe(0);
+      const batch = scoresOf(run.stdout);
+      expect(batch.map((b) => b.request_id)).toEqual(scored.map((s) => s.body.request_id));
+      batch.forEach((b, i) => {
+        expect(b).toMatchObject({ model: 'fraud_detector', version: '1', at: scored[i]!.at });
+        expect(Math.abs(b.score - scored[i]!.score)).toBeLessThan(1e-6);
+      });
+      // The requests differ: equal scores are not a constant.
+      expect(new Set(batch.map((b) => b.score.toFixed(6))).size).toBeGreaterThan(10);
+    }
+  }, 60_000);
+
+  it('reads the live online store as the service does, now', async () => {
+    const now = Date.now();
+    const bodies = scenario.scored.slice(0, 6).map((s, i) => ({ ...s.body, request_id: `live-${i}` }));
+    const online: ScoredRequest[] = [];
+    for (const body of bodies) online.push(await scenario.predictAt(body, now));
+    const manifest = (await readModelVersion(MODEL_DIR)).manifest;
+    const example = fraud.fraudExample();
+    const plan = planFeatures(manifest.features, example.catalog, manifest.defaults ?? {});
+    const model = await loadModel(MODEL_DIR);
+    try {
+      const batch = await scoreRequests(
+        bodies.map((b) => ({ where: 'x', request_id: b.request_id, entities: b.entities, features: b.features, at: now })),
+        { plan, states: onlineStates(scenario.store), model },
+      );
+      batch.forEach((b, i) => expect(Math.abs(b.score - online[i]!.score)).toBeLessThan(1e-6));
+    } finally {
+      await model.close();
+    }
+  }, 30_000);
+
+  it('stops at bad lines, naming each, or skips and counts them with --on-error skip', async () => {
+    const good = { ...scenario.scored[0]!.body, at: scenario.scored[0]!.at };
+    await writeFile(
+      join(dir, 'bad.ndjson'),
+      [
+        JSON.stringify(good),
+        '{"request_id": "x",',
+        JSON.stringify({ ...good, request_id: 'neg', features: { ...good.features, amount: -1 } }),
+        '',
+      ].join('\n'),
+    );
+    const failed = await runTrainerCli(
+      'batch-predict-cli.ts',
+      ['--model', MODEL_DIR, '--requests', 'bad.ndjson', '--events', 'events.ndjson'],
+      { cwd: dir },
+    );
+    expect(failed.code).toBe(1);
+    expect(failed.stdout).toBe('');
+    expect(failed.stderr).toContain('2 bad request line(s), nothing scored');
+    expect(failed.stderr).toMatch(/bad\.ndjson:2: invalid JSON/);
+    expect(failed.stderr).toMatch(/bad\.ndjson:3: features\.amount: /);
+    const skipped = await runTrainerCli(
+      'batch-predict-cli.ts',
+      ['--model', MODEL_DIR, '--requests', 'bad.ndjson', '--events', 'events.ndjson', '--on-error', 'skip', '--out', 'scores.ndjson'],
+      { cwd: dir },
+    );
+    expect(skipped.code).toBe(0);
+    expect(skipped.stderr).toMatch(/scored 1 request\(s\) .*; skipped 2 bad line\(s\):\n {2}bad\.ndjson:2: /);
+    const usage = await runTrainerCli('batch-predict-cli.ts', ['--model', MODEL_DIR, '--requests', 'bad.ndjson'], { cwd: dir });
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toMatch(/give the features/);
+  }, 60_000);
+});
+
+describe('request files', () => {
+  const example = fraud.fraudExample();
+  const shape: RequestShape = {
+    entityTypes: ['user_id', 'merchant_id'],
+    requestFields: fraud.FraudRequestFieldsSchema,
+    plan: planFeatures(fraud.FRAUD_MODEL_FEATURES, example.catalog),
+    model: { name: 'fraud_detector', version: '1' },
+    defaultAt: 1_000,
+    allowAt: true,
+  };
+  it('name the line and field of each bad NDJSON request, and default `at`', () => {
+    const lines = [
+      '{"request_id":"a","entities":{"user_id":"u","merchant_id":"m"},"features":{"amount":1,"country":"FR","channel":"web"}}',
+      '{"request_id":"b","entities":{"user_id":"u"},"features":{"amount":1,"country":"FR","channel":"web"}}',
+      '',
+      '{"request_id":"c","entities":{"user_id":"u","merchant_id":"m"},"features":{"amount":1,"country":"FR","channel":"fax"}}',
+      '{"request_id":"d","entities":{"user_id":"u","merchant_id":"m"},"features":{"amount":1,"country":"FR","channel":"web"},"at":"yesterday"}',
+      '{"request_id":"e","entities":{"user_id":"u","merchant_id":"m"},"features":{"amount":1,"country":"FR","channel":"web"},"at":"2026-01-01T00:00:00Z"}',
+    ];
+    const parsed = parseNdjsonRequests(lines.join('\n'), 'r.ndjson', shape);
+    expect(parsed.requests.map((r) => [r.request_id, r.at, r.where])).toEqual([
+      ['a', 1_000, 'r.ndjson:1'],
+      ['e', Date.UTC(2026, 0, 1), 'r.ndjson:6'],
+    ]);
+    expect(parsed.rejected.map((r) => r.where)).toEqual(['r.ndjson:2', 'r.ndjson:4', 'r.ndjson:5']);
+    expect(parsed.rejected[0]!.detail).toMatch(/entities\.merchant_id/);
+    expect(parsed.rejected[1]!.detail).toMatch(/^features\.channel/);
+    expect(parsed.rejected[2]!.detail).toMatch(/^at/);
+    expect(parseNdjsonRequests(lines[5]!, 'r.ndjson', { ...shape, allowAt: false }).rejected[0]!.detail).toMatch(/live online store/);
+  });
+
+  it('read CSV columns by name (bare or dotted), numbers by the request schema, and name bad lines', () => {
+    const csv = [
+      'request_id,entities.user_id,merchant_id,features.amount,country,channel',
+      'a,u1,m1,12.5,FR,web',
+      'b,u1,m1,lots,FR,web',
+      'c,u1,m1,3,FR',
+      '"d",u1,m1,4,"DE",pos',
+    ].join('\n');
+    const parsed = parseCsvRequests(csv, 'r.csv', shape);
+    expect(parsed.requests.map((r) => [r.request_id, r.features, r.entities, r.where])).toEqual([
+      ['a', { amount: 12.5, country: 'FR', channel: 'web' }, { user_id: 'u1', merchant_id: 'm1' }, 'r.csv:2'],
+      ['d', { amount: 4, country: 'DE', channel: 'pos' }, { user_id: 'u1', merchant_id: 'm1' }, 'r.csv:5'],
+    ]);
+    expect(parsed.rejected.map((r) => r.where)).toEqual(['r.csv:3', 'r.csv:4']);
+    expect(parsed.rejected[0]!.detail).toMatch(/^features\.amount/);
+    expect(parsed.rejected[1]!.detail).toMatch(/columns length/);
+    expect(parseCsvRequests('request_id,colour\na,red\n', 'r.csv', shape).rejected).toEqual([
+      { where: 'r.csv:1', detail: expect.stringMatching(/unknown column\(s\) "colour"/) },
+    ]);
+  });
+});
