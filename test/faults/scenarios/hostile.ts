@@ -252,7 +252,10 @@ export async function hostileInputScenario(ctx: Context): Promise<Row> {
   const fractionJoined = fractionState!.joined;
   const probeTtl = await redis.pttl(`${run}:join:{${run}-probe-1e308}`);
   const monitorJoins = sum((await scrape(processes[1]!.url!)).samples, 'tributary_monitor_joins_total', { outcome: 'joined' });
-  const failureLines = processes[1]!.output().split('\n').filter((line) => line.includes('monitor batch failed'));
+  const failureLines = processes[1]!
+    .output()
+    .split('\n')
+    .filter((line) => line.includes('monitor batch failed'));
   const batchFailures = failureLines.length;
   for (const c of labelCases) {
     const letter = letters.letters.get(labelAt.get(c.record.key)!);
