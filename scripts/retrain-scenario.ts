@@ -32,7 +32,7 @@ import {
   createRegistry,
   fraud,
   loadConfig,
-  planFeatures,
+  planModelFeatures,
   validationMetrics,
   type Registry,
 } from '@tributary/shared';
@@ -87,7 +87,7 @@ const store = createOnlineStore(config);
 const routes = createRoutingStore(config);
 const catalog = fraud.fraudExample().catalog;
 const registry = new ModelRegistry(config.MODEL_REGISTRY_DIR, routes, (manifest) => {
-  planFeatures(manifest.features, catalog, manifest.defaults ?? {});
+  planModelFeatures(manifest, catalog);
 });
 await eventLog.ensureTopics(
   [config.TOPIC_TRANSACTIONS, config.TOPIC_LABELS, config.TOPIC_PREDICTIONS, config.TOPIC_LABELLED_TRANSACTIONS]

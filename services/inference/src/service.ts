@@ -2,7 +2,7 @@
 import {
   fraud,
   kafkaOptions,
-  planFeatures,
+  planModelFeatures,
   type Config,
   type EventLog,
   type Logger,
@@ -54,7 +54,7 @@ export async function createInferenceApp(config: Config, deps: InferenceConnecti
     if (!deps.rewards) await rewards.close();
   };
   const models = new ModelRegistry(config.MODEL_REGISTRY_DIR, routes, (manifest) => {
-    planFeatures(manifest.features, example.catalog, manifest.defaults ?? {});
+    planModelFeatures(manifest, example.catalog);
   });
   const metrics = inferenceMetrics(deps.registry);
   const serving = await ModelServing.start({

@@ -20,6 +20,8 @@ import {
   trainGradientBoosting,
   trainLogisticRegression,
   validationMetrics,
+  type FeatureDefault,
+  type FeatureTypeSpec,
   type ModelComparison,
   type ValidationMetrics,
 } from '@tributary/shared';
@@ -79,6 +81,8 @@ export interface TrainedManifest {
   input: string;
   output: string;
   features: string[];
+  feature_types: Record<string, FeatureTypeSpec>;
+  defaults?: Record<string, FeatureDefault>;
   threshold: number;
   created_at: string;
   training: Record<string, unknown> & { algorithm: string; validation: ValidationMetrics; champion_comparison?: ChampionComparison };
@@ -108,7 +112,15 @@ export function checkTrainingSet(set: TrainingSet): void {
 /** A training set as the trainer's dataset, with the index of its first validation row. */
 export function datasetOf(set: TrainingSet): { dataset: Dataset; cut: number } {
   return {
-    dataset: { features: set.features, rows: set.rows.map((row) => Float32Array.from(row)), labels: set.labels, times: set.times },
+    dataset: {
+      features: set.features,
+      // A set built before types were declared holds numbers.
+      featureTypes: Object.fromEntries(set.features.map((f) => [f, set.model.feature_types?.[f] ?? { type: 'number' as const }])),
+      ...(set.model.defaults === undefined ? {} : { defaults: set.model.defaults }),
+      rows: set.rows.map((row) => Float32Array.from(row)),
+      labels: set.labels,
+      times: set.times,
+    },
     cut: set.split.train,
   };
 }
@@ -199,6 +211,8 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainedVer
     input: 'features',
     output: 'score',
     features: dataset.features,
+    feature_types: dataset.featureTypes,
+    ...(dataset.defaults === undefined ? {} : { defaults: dataset.defaults }),
     threshold: 0.5,
     created_at: new Date().toISOString(),
     training: {
