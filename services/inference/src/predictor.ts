@@ -105,13 +105,8 @@ export function createPredictor(options: PredictorOptions) {
       const wrong = requestTypeError(plan, request.features);
       if (wrong) {
         const where = `${requests.length > 1 ? `rows.${row}.` : ''}features.${wrong.field}`;
-        throw new TributaryError(
-          'VALIDATION_FAILED',
-          `"${where}" must be ${wrong.expected} (model ${name} version ${version} declares it so)`,
-          {
-            field: where,
-          },
-        );
+        const message = `${where} must be ${wrong.expected} (model ${name} version ${version} declares request:${wrong.field} ${wrong.type})`;
+        throw new TributaryError('VALIDATION_FAILED', message, { field: where });
       }
       keys.push(...entityKeys(plan, request.entities));
     });

@@ -20,7 +20,7 @@ import { createTransactionGenerator } from '@tributary/simulator';
 
 export interface Dataset {
   features: string[];
-  /** Each feature's type, as the rows encode it (written into the manifest). */
+  /** The features' types, as the rows encode them (written into the manifest); a feature without one is a number. */
   featureTypes: Record<string, FeatureTypeSpec>;
   /** Defaults declared beyond the feature definitions' (a retrained model keeps its champion's). */
   defaults?: Record<string, FeatureDefault>;

@@ -81,7 +81,7 @@ export interface TrainedManifest {
   input: string;
   output: string;
   features: string[];
-  feature_types: Record<string, FeatureTypeSpec>;
+  feature_types?: Record<string, FeatureTypeSpec>;
   defaults?: Record<string, FeatureDefault>;
   threshold: number;
   created_at: string;
@@ -114,8 +114,8 @@ export function datasetOf(set: TrainingSet): { dataset: Dataset; cut: number } {
   return {
     dataset: {
       features: set.features,
-      // A set built before types were declared holds numbers.
-      featureTypes: Object.fromEntries(set.features.map((f) => [f, set.model.feature_types?.[f] ?? { type: 'number' as const }])),
+      // A set built for a model without types (served as numbers) leaves its features without one.
+      featureTypes: set.model.feature_types ?? {},
       ...(set.model.defaults === undefined ? {} : { defaults: set.model.defaults }),
       rows: set.rows.map((row) => Float32Array.from(row)),
       labels: set.labels,
@@ -211,7 +211,7 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainedVer
     input: 'features',
     output: 'score',
     features: dataset.features,
-    feature_types: dataset.featureTypes,
+    ...(Object.keys(dataset.featureTypes).length === 0 ? {} : { feature_types: dataset.featureTypes }),
     ...(dataset.defaults === undefined ? {} : { defaults: dataset.defaults }),
     threshold: 0.5,
     created_at: new Date().toISOString(),

@@ -221,11 +221,14 @@ function typedDefault(ref: string, type: CompiledFeatureType, modelDefault: Feat
 }
 
 /** The first request field a request sends with a type other than the model declares, or null. */
-export function requestTypeError(plan: FeaturePlan, fields: Record<string, unknown>): { field: string; expected: string } | null {
+export function requestTypeError(
+  plan: FeaturePlan,
+  fields: Record<string, unknown>,
+): { field: string; type: FeatureTypeSpec['type']; expected: string } | null {
   for (const { field, type } of plan.requestTypes) {
     const value = fields[field];
     if (value === undefined || value === null) continue;
-    if (!fitsJsonType(type, value)) return { field, expected: describeType(type) };
+    if (!fitsJsonType(type, value)) return { field, type: type.type, expected: describeType(type) };
   }
   return null;
 }
