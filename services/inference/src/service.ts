@@ -96,6 +96,7 @@ export async function createInferenceApp(config: Config, deps: InferenceConnecti
     apiKeys: config.API_KEYS,
     adminKeys: config.ADMIN_API_KEYS,
     ratePerKey: config.RATE_LIMIT_PER_KEY,
+    rateLimits: config.RATE_LIMITS,
     shedEventLoopDelayMs: config.SHED_EVENT_LOOP_DELAY_MS,
   });
   app.addHook('onClose', async () => {
