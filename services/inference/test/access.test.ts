@@ -53,7 +53,7 @@ describe('API keys on the client routes', () => {
   });
 });
 
-describe('rate limits', () => {
+describe('rate limits', { timeout: 30_000 }, () => {
   const THIRD = 'client-secret-000003';
   /** Freezes the clock the rate limiter reads: every request falls in one window, however slow the machine. */
   const freeze = () => vi.useFakeTimers({ toFake: ['Date'], now: Date.UTC(2026, 10, 29, 12, 0, 0) });

@@ -57,7 +57,8 @@ const TYPES: Record<string, FeatureTypeSpec> = {
   'on_demand:country_changed': { type: 'boolean' },
 };
 
-describe('feature types in the manifest', () => {
+// Each test boots the service (model workers and all), some twice: slow on a loaded machine.
+describe('feature types in the manifest', { timeout: 30_000 }, () => {
   it('serve a category as its index, and a value outside the vocabulary as the default, counted', async () => {
     const { app, registry } = await boot();
     const typed = typedVersion('2', FEATURES, { feature_types: TYPES, defaults: { 'request:channel': 'app' } });
