@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { Piscina } from 'piscina';
 import Type, { type Static } from 'typebox';
-import { FeatureTypeSchema, recordValidator } from '@tributary/shared';
+import { FEATURE_TYPES, FeatureTypeSchema, recordValidator } from '@tributary/shared';
 import { MicroBatcher } from './batcher.js';
 import type { ModelWorkerData } from './model-worker.js';
 
@@ -59,8 +59,26 @@ const validateManifest = recordValidator<ModelManifest>(ModelManifestSchema);
 
 export function parseManifest(text: string | Buffer, where: string): ModelManifest {
   const decoded = validateManifest.decode(Buffer.isBuffer(text) ? text : Buffer.from(text));
-  if (!decoded.ok) throw new ModelLoadError(`${where}: ${decoded.detail}`);
+  if (!decoded.ok) throw new ModelLoadError(`${where}: ${unknownFeatureType(text) ?? decoded.detail}`);
   return decoded.value;
+}
+
+/** A clearer word than the schema's ("must be equal to constant") for a feature type that does not exist. */
+function unknownFeatureType(text: string | Buffer): string | null {
+  let types: unknown;
+  try {
+    types = (JSON.parse(text.toString()) as { feature_types?: unknown }).feature_types;
+  } catch {
+    return null;
+  }
+  if (typeof types !== 'object' || types === null) return null;
+  for (const [ref, spec] of Object.entries(types)) {
+    const type = (spec as { type?: unknown } | null)?.type;
+    if (!(FEATURE_TYPES as readonly unknown[]).includes(type)) {
+      return `feature_types.${ref}.type must be one of ${FEATURE_TYPES.join(', ')} (got ${JSON.stringify(type) ?? 'none'})`;
+    }
+  }
+  return null;
 }
 
 /** Reads a version directory and checks the file's hash against the manifest. */

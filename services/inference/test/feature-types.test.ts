@@ -128,7 +128,7 @@ describe('feature types in the manifest', { timeout: 30_000 }, () => {
         'a type that does not exist',
         { feature_types: { 'request:amount': { type: 'float' } as never } },
         400,
-        'manifest: feature_types.request:amount.type: must be equal to constant',
+        'manifest: feature_types.request:amount.type must be one of number, integer, boolean, category (got "float")',
       ],
     ];
     for (const [what, extra, status, message] of cases) {
