@@ -200,7 +200,11 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainedVer
   });
   const profile = buildProfile(
     profileRows,
-    ['score', ...dataset.features].map((feature) => ({ name: feature, kind: 'numeric' as const })),
+    // A category is its index in the vocabulary: profiled as categories (chi-square/PSI drift), not on bins.
+    ['score', ...dataset.features].map((feature) => ({
+      name: feature,
+      kind: dataset.featureTypes[feature]?.type === 'category' ? ('categorical' as const) : ('numeric' as const),
+    })),
   );
   const manifest: TrainedManifest = {
     name,

@@ -166,6 +166,11 @@ describe('feature types of an exported model', () => {
         if (version === '5') {
           expect(stored.feature_types).toEqual(feature_types);
           expect(stored.defaults).toEqual({ 'request:channel': 'web' });
+          // The category is profiled as categories (its indexes, as the prediction log holds them), the rest on bins.
+          const profile = stored.profile as { features: Record<string, { kind: string; categories?: string[] }> };
+          expect(profile.features['request:channel']!.kind).toBe('categorical');
+          expect([...profile.features['request:channel']!.categories!].sort()).toEqual(['0', '1', '2']);
+          expect(profile.features['request:amount']!.kind).toBe('numeric');
         } else {
           // A set built for a model without types: its values were served as numbers, and stay so.
           expect(stored.feature_types).toBeUndefined();
