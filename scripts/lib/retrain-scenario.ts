@@ -30,7 +30,7 @@ import {
   createRegistry,
   fraud,
   loadConfig,
-  planFeatures,
+  planModelFeatures,
   validationMetrics,
   type Registry,
 } from '@tributary/shared';
@@ -149,7 +149,7 @@ export async function runRetrainScenario(options: ScenarioOptions): Promise<Scen
   const routes = createRoutingStore(config);
   const catalog = fraud.fraudExample().catalog;
   const registry = new ModelRegistry(config.MODEL_REGISTRY_DIR, routes, (manifest) => {
-    planFeatures(manifest.features, catalog, manifest.defaults ?? {});
+    planModelFeatures(manifest, catalog);
   });
   const cleanups: (() => Promise<unknown>)[] = [];
   const startedAt = Date.now();

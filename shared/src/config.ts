@@ -168,6 +168,33 @@ const apiKeys: Variable<Map<string, string>, undefined> = {
   },
 };
 
+/** `id=limit` pairs, comma-separated: requests per second for the API key with that id. */
+const rateLimits: Variable<Map<string, number>, undefined> = {
+  description:
+    'Requests per second for particular API keys, `id=limit` comma-separated with the ids of API_KEYS (e.g. `batch=50,web=2000`; 0: no limit); the others get RATE_LIMIT_PER_KEY.',
+  default: undefined,
+  parse: (raw) => {
+    const limits = new Map<string, number>();
+    for (const entry of raw
+      .split(',')
+      .map((e) => e.trim())
+      .filter(Boolean)) {
+      const eq = entry.indexOf('=');
+      const id = entry.slice(0, eq).trim();
+      const limit = entry.slice(eq + 1).trim();
+      if (eq <= 0 || !/^[A-Za-z0-9_.-]{1,64}$/.test(id))
+        throw new Error(`"${entry}" must be <id>=<requests per second>, the id of a key in API_KEYS`);
+      if (!/^\d+$/.test(limit) || Number(limit) > 10_000_000) {
+        throw new Error(`the limit of "${id}" must be an integer between 0 and 10000000 (requests per second; 0: no limit)`);
+      }
+      if (limits.has(id)) throw new Error(`"${id}" is given twice`);
+      limits.set(id, Number(limit));
+    }
+    if (limits.size === 0) throw new Error('must list at least one <id>=<requests per second>');
+    return limits;
+  },
+};
+
 export const VARIABLES = {
   HOST: text('Address the HTTP server binds to.', '127.0.0.1'),
   PORT: integer('Port of the HTTP server (API, /metrics, /healthz, /readyz).', 3000, 0, 65535),
@@ -244,11 +271,12 @@ export const VARIABLES = {
       'API keys for the admin routes (model registry and routing), `id:secret` comma-separated. Unset: the admin routes refuse every request.',
   },
   RATE_LIMIT_PER_KEY: integer(
-    'Requests per second allowed to each API key (or client address without keys) on the prediction routes; 0: no limit.',
+    'Requests per second allowed to each API key (or client address without keys) on the prediction and push routes, unless RATE_LIMITS gives the key its own; 0: no limit.',
     0,
     0,
     10_000_000,
   ),
+  RATE_LIMITS: rateLimits,
   SHED_EVENT_LOOP_DELAY_MS: integer('Event-loop delay above which requests are shed with 503 and Retry-After; 0: never.', 200, 0, 60_000),
   BODY_LIMIT_BYTES: integer('Largest accepted HTTP request body.', 1_048_576, 1024, 104_857_600),
   MAX_EVENTS_PER_REQUEST: integer('Most events accepted by one push-API request.', 1000, 1, 100_000),
@@ -328,6 +356,15 @@ export function loadConfig(
   const adminKeys = config.ADMIN_API_KEYS as Map<string, string> | undefined;
   if (clientKeys && adminKeys && [...clientKeys.keys()].some((secret) => adminKeys.has(secret))) {
     problems.push('API_KEYS and ADMIN_API_KEYS share a secret (values hidden): a key belongs to a client or to an admin, not both');
+  }
+  const limits = config.RATE_LIMITS as Map<string, number> | undefined;
+  if (limits) {
+    const ids = new Set(clientKeys?.values() ?? []);
+    const unknown = [...limits.keys()].filter((id) => !ids.has(id));
+    if (!clientKeys) problems.push('RATE_LIMITS gives limits per API key: set API_KEYS too');
+    else if (unknown.length > 0) {
+      problems.push(`RATE_LIMITS names ${unknown.map((id) => `"${id}"`).join(', ')}, not the id of any key in API_KEYS`);
+    }
   }
   if (config.KAFKA_SASL_MECHANISM !== undefined && (config.KAFKA_SASL_USERNAME === undefined || config.KAFKA_SASL_PASSWORD === undefined)) {
     problems.push('KAFKA_SASL_MECHANISM needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD');

@@ -15,6 +15,7 @@ export * from './features/aggregations.js';
 export * from './features/definition.js';
 export * from './features/duration.js';
 export * from './features/feature-vector.js';
+export * from './features/feature-types.js';
 export * from './features/on-demand.js';
 export * from './features/tile-state.js';
 export * from './features/tiles.js';

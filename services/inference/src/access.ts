@@ -1,7 +1,7 @@
 /**
  * Who may call what, and how much: API keys (`Authorization: Bearer <secret>` or
  * `x-api-key`), optional on the prediction and push routes and mandatory on the admin
- * routes; a request rate per key; and load shedding (503 with Retry-After) when the event
+ * routes; a request rate per key (each key's own, or one for all); and load shedding (503 with Retry-After) when the event
  * loop falls behind, so that an overloaded replica answers quickly instead of slowly.
  * Routes say what applies to them in their `config`: `access` and `shed`.
  */
@@ -30,10 +30,14 @@ export interface AccessOptions {
   adminKeys?: Map<string, string>;
   /** Requests per second per key (or client address); 0: unlimited. */
   ratePerKey: number;
+  /** Requests per second of particular keys, by key id, instead of `ratePerKey`; 0: unlimited. */
+  rateLimits?: Map<string, number>;
   /** Event-loop delay, ms, above which shed routes answer 503; 0: never. */
   shedEventLoopDelayMs: number;
   shed(reason: 'event_loop_delay'): void;
   denied(reason: 'missing_key' | 'invalid_key' | 'admin_disabled'): void;
+  /** A request refused for its key's rate limit: the key id, or `anonymous` without keys (never a secret or an address). */
+  rateLimited(key: string): void;
 }
 
 function secretOf(request: FastifyRequest): string | undefined {
@@ -90,16 +94,23 @@ export async function installAccess(app: FastifyInstance, options: AccessOptions
     // After authentication, so that the limit is counted per key.
     hook: 'preHandler',
     keyGenerator: (request) => (request.caller ? `key:${request.caller}` : `ip:${request.ip}`),
-    errorResponseBuilder: (_request, context) =>
-      new TributaryError('RATE_LIMITED', `rate limit of ${context.max} requests per second exceeded; retry in ${context.after}`),
+    onExceeded: (request) => options.rateLimited(request.caller ?? 'anonymous'),
+    errorResponseBuilder: (request, context) =>
+      new TributaryError(
+        'RATE_LIMITED',
+        `rate limit of ${context.max} requests per second ${request.caller ? `for API key "${request.caller}"` : 'per client address'} exceeded; retry in ${context.after}`,
+      ),
   });
 }
 
-/** The route config of a client route: its access rule, shedding and rate limit. */
-export function clientRoute(options: Pick<AccessOptions, 'ratePerKey'>) {
+/** The route config of a client route: its access rule, shedding and rate limit (its key's own, else `ratePerKey`). */
+export function clientRoute(options: Pick<AccessOptions, 'ratePerKey' | 'rateLimits'>) {
+  const { ratePerKey, rateLimits } = options;
+  if (ratePerKey === 0 && !rateLimits?.size) return { access: 'client' as const, shed: true };
+  const limitOf = (request: FastifyRequest) => (request.caller === undefined ? undefined : rateLimits?.get(request.caller)) ?? ratePerKey;
   return {
     access: 'client' as const,
     shed: true,
-    ...(options.ratePerKey > 0 ? { rateLimit: { max: options.ratePerKey, timeWindow: 1000 } } : {}),
+    rateLimit: { max: limitOf, allowList: (request: FastifyRequest) => limitOf(request) === 0, timeWindow: 1000 },
   };
 }

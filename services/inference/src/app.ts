@@ -45,6 +45,8 @@ export interface InferenceDeps {
   apiKeys?: Map<string, string>;
   adminKeys?: Map<string, string>;
   ratePerKey: number;
+  /** Requests per second of particular keys, by id (RATE_LIMITS). */
+  rateLimits?: Map<string, number>;
   shedEventLoopDelayMs: number;
 }
 
@@ -91,6 +93,7 @@ export async function buildApp(deps: InferenceDeps) {
     apiKeys: deps.apiKeys,
     adminKeys: deps.adminKeys,
     ratePerKey: deps.ratePerKey,
+    rateLimits: deps.rateLimits,
     shedEventLoopDelayMs: deps.shedEventLoopDelayMs,
     ...metrics.access,
   });
@@ -101,7 +104,7 @@ export async function buildApp(deps: InferenceDeps) {
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-  const client = clientRoute({ ratePerKey: deps.ratePerKey });
+  const client = clientRoute({ ratePerKey: deps.ratePerKey, rateLimits: deps.rateLimits });
   const entityTypes = [...new Set(deps.groups.flatMap((g) => g.entityFields))];
   await app.register(predictRoute, {
     predictor,

@@ -10,7 +10,7 @@ export function inferenceMetrics(registry: Registry): {
   eventsPushed: Counter;
   serving: ServingStats;
   batchRows: Histogram;
-  access: Pick<AccessOptions, 'shed' | 'denied'>;
+  access: Pick<AccessOptions, 'shed' | 'denied' | 'rateLimited'>;
 } {
   const registers = [registry];
   const predictions = metric(
@@ -134,6 +134,17 @@ export function inferenceMetrics(registry: Registry): {
         registers,
       }),
   );
+  const rateLimited = metric(
+    registry,
+    'tributary_requests_rate_limited_total',
+    () =>
+      new Counter({
+        name: 'tributary_requests_rate_limited_total',
+        help: 'Requests refused with 429 for their rate limit, by API key id (anonymous: without keys)',
+        labelNames: ['key'],
+        registers,
+      }),
+  );
   const batchRows = metric(
     registry,
     'tributary_model_batch_rows',
@@ -164,6 +175,7 @@ export function inferenceMetrics(registry: Registry): {
     access: {
       shed: (reason) => shed.inc({ reason }),
       denied: (reason) => denied.inc({ reason }),
+      rateLimited: (key) => rateLimited.inc({ key }),
     },
     predictor: {
       predicted(model, variant, rows, seconds, degraded) {

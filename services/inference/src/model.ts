@@ -1,6 +1,6 @@
 /**
  * A model version from the registry: `manifest.json` (name, version, features in input
- * order, sha256 of the ONNX file, training metadata) and the ONNX file. Loading checks the
+ * order with their types and defaults, sha256 of the ONNX file, training metadata) and the ONNX file. Loading checks the
  * hash, that the model's input and output fit the manifest and a test run, so a broken
  * version never replaces a working one; the version then scores in worker threads, with
  * concurrent requests batched together.
@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { Piscina } from 'piscina';
 import Type, { type Static } from 'typebox';
-import { recordValidator } from '@tributary/shared';
+import { FEATURE_TYPES, FeatureTypeSchema, recordValidator } from '@tributary/shared';
 import { MicroBatcher } from './batcher.js';
 import type { ModelWorkerData } from './model-worker.js';
 
@@ -28,7 +28,16 @@ export const ModelManifestSchema = Type.Object({
   output: Type.String({ minLength: 1, description: 'name of the output holding the scores: [rows], [rows, 1] or [rows, classes]' }),
   output_column: Type.Optional(Type.Integer({ minimum: 0, description: 'column of a [rows, classes] output to serve (default 0)' })),
   features: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'feature references in input order' }),
-  defaults: Type.Optional(Type.Record(Type.String(), Type.Number())),
+  defaults: Type.Optional(
+    Type.Record(Type.String(), Type.Union([Type.Number(), Type.Boolean(), Type.String({ maxLength: 256 })]), {
+      description: "per-feature defaults, overriding the groups': a number, a boolean, or a category's value",
+    }),
+  ),
+  feature_types: Type.Optional(
+    Type.Record(Type.String(), FeatureTypeSchema, {
+      description: 'per-feature type (number, integer, boolean, category with its vocabulary); a feature without one is a number',
+    }),
+  ),
   threshold: Type.Number({ minimum: 0, maximum: 1 }),
   created_at: Type.String(),
   training: Type.Record(Type.String(), Type.Unknown()),
@@ -50,8 +59,26 @@ const validateManifest = recordValidator<ModelManifest>(ModelManifestSchema);
 
 export function parseManifest(text: string | Buffer, where: string): ModelManifest {
   const decoded = validateManifest.decode(Buffer.isBuffer(text) ? text : Buffer.from(text));
-  if (!decoded.ok) throw new ModelLoadError(`${where}: ${decoded.detail}`);
+  if (!decoded.ok) throw new ModelLoadError(`${where}: ${unknownFeatureType(text) ?? decoded.detail}`);
   return decoded.value;
+}
+
+/** A clearer word than the schema's ("must be equal to constant") for a feature type that does not exist. */
+function unknownFeatureType(text: string | Buffer): string | null {
+  let types: unknown;
+  try {
+    types = (JSON.parse(text.toString()) as { feature_types?: unknown }).feature_types;
+  } catch {
+    return null;
+  }
+  if (typeof types !== 'object' || types === null) return null;
+  for (const [ref, spec] of Object.entries(types)) {
+    const type = (spec as { type?: unknown } | null)?.type;
+    if (!(FEATURE_TYPES as readonly unknown[]).includes(type)) {
+      return `feature_types.${ref}.type must be one of ${FEATURE_TYPES.join(', ')} (got ${JSON.stringify(type) ?? 'none'})`;
+    }
+  }
+  return null;
 }
 
 /** Reads a version directory and checks the file's hash against the manifest. */

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import {
   assembleVector,
   entityKeys,
+  requestTypeError,
   TributaryError,
   type EntityKey,
   type FeatureExplanation,
@@ -100,6 +101,12 @@ export function createPredictor(options: PredictorOptions) {
             field: where,
           });
         }
+      }
+      const wrong = requestTypeError(plan, request.features);
+      if (wrong) {
+        const where = `${requests.length > 1 ? `rows.${row}.` : ''}features.${wrong.field}`;
+        const message = `${where} must be ${wrong.expected} (model ${name} version ${version} declares request:${wrong.field} ${wrong.type})`;
+        throw new TributaryError('VALIDATION_FAILED', message, { field: where });
       }
       keys.push(...entityKeys(plan, request.entities));
     });

@@ -13,7 +13,7 @@
  */
 import { hostname, userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
-import { ConfigError, fraud, loadConfig, planFeatures, TributaryError } from '@tributary/shared';
+import { ConfigError, fraud, loadConfig, planModelFeatures, TributaryError } from '@tributary/shared';
 import { ModelLoadError, readModelVersion } from './model.js';
 import { ModelRegistry } from './registry/registry.js';
 import { describeRollout } from './registry/registry.js';
@@ -98,7 +98,7 @@ async function main(argv: string[]): Promise<void> {
   };
   const registry = (withRoutes: boolean) =>
     new ModelRegistry(config.MODEL_REGISTRY_DIR, withRoutes ? needRoutes() : (routes ?? (null as never)), (manifest) => {
-      planFeatures(manifest.features, catalog, manifest.defaults ?? {});
+      planModelFeatures(manifest, catalog);
     });
   const reason = () => {
     if (!values.reason?.trim()) throw new UsageError(`${command} needs --reason "<why>" (kept in the audit log)`);

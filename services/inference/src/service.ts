@@ -2,7 +2,7 @@
 import {
   fraud,
   kafkaOptions,
-  planFeatures,
+  planModelFeatures,
   type Config,
   type EventLog,
   type Logger,
@@ -54,7 +54,7 @@ export async function createInferenceApp(config: Config, deps: InferenceConnecti
     if (!deps.rewards) await rewards.close();
   };
   const models = new ModelRegistry(config.MODEL_REGISTRY_DIR, routes, (manifest) => {
-    planFeatures(manifest.features, example.catalog, manifest.defaults ?? {});
+    planModelFeatures(manifest, example.catalog);
   });
   const metrics = inferenceMetrics(deps.registry);
   const serving = await ModelServing.start({
@@ -96,6 +96,7 @@ export async function createInferenceApp(config: Config, deps: InferenceConnecti
     apiKeys: config.API_KEYS,
     adminKeys: config.ADMIN_API_KEYS,
     ratePerKey: config.RATE_LIMIT_PER_KEY,
+    rateLimits: config.RATE_LIMITS,
     shedEventLoopDelayMs: config.SHED_EVENT_LOOP_DELAY_MS,
   });
   app.addHook('onClose', async () => {

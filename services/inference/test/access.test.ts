@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { buildTestApp, validRequest } from './build.js';
 
 const CLIENT = 'client-secret-000001';
@@ -6,6 +6,7 @@ const OTHER = 'client-secret-000002';
 type App = Awaited<ReturnType<typeof buildTestApp>>;
 let current: App | null = null;
 afterEach(async () => {
+  vi.useRealTimers();
   await current?.app.close();
   current = null;
 });
@@ -52,18 +53,74 @@ describe('API keys on the client routes', () => {
   });
 });
 
-describe('rate limits', () => {
+describe('rate limits', { timeout: 30_000 }, () => {
+  const THIRD = 'client-secret-000003';
+  /** Freezes the clock the rate limiter reads: every request falls in one window, however slow the machine. */
+  const freeze = () => vi.useFakeTimers({ toFake: ['Date'], now: Date.UTC(2026, 10, 29, 12, 0, 0) });
+  const sender = (app: App['app']) => (key: string) =>
+    app.inject({ method: 'POST', url: '/v1/predict', payload: validRequest, headers: { 'x-api-key': key } });
+  const statuses = async (send: (key: string) => Promise<{ statusCode: number }>, key: string, n: number) => {
+    const seen = [];
+    for (let i = 0; i < n; i++) seen.push((await send(key)).statusCode);
+    return seen;
+  };
+
   it('limit each key to RATE_LIMIT_PER_KEY requests per second, answering 429 with Retry-After', async () => {
+    freeze();
     const { app } = await boot({ API_KEYS: `a:${CLIENT},b:${OTHER}`, RATE_LIMIT_PER_KEY: '3' });
-    const send = (key: string) => app.inject({ method: 'POST', url: '/v1/predict', payload: validRequest, headers: { 'x-api-key': key } });
-    const statuses = [];
-    for (let i = 0; i < 5; i++) statuses.push((await send(CLIENT)).statusCode);
-    expect(statuses).toEqual([200, 200, 200, 429, 429]);
+    const send = sender(app);
+    expect(await statuses(send, CLIENT, 5)).toEqual([200, 200, 200, 429, 429]);
     const limited = await send(CLIENT);
-    expect(limited.json()).toMatchObject({ code: 'RATE_LIMITED' });
-    expect(Number(limited.headers['retry-after'])).toBeGreaterThanOrEqual(0);
+    expect(limited.json()).toEqual({
+      code: 'RATE_LIMITED',
+      message: 'rate limit of 3 requests per second for API key "a" exceeded; retry in 1 second',
+    });
+    expect(limited.headers['retry-after']).toBe('1');
     // Another key has its own budget.
     expect((await send(OTHER)).statusCode).toBe(200);
+  });
+
+  it('give a key its own limit from RATE_LIMITS; the others keep RATE_LIMIT_PER_KEY; refusals counted per key id', async () => {
+    freeze();
+    const { app, registry } = await boot({
+      API_KEYS: `a:${CLIENT},b:${OTHER},c:${THIRD}`,
+      RATE_LIMITS: 'a=2,b=5',
+      RATE_LIMIT_PER_KEY: '3',
+    });
+    const send = sender(app);
+    expect(await statuses(send, CLIENT, 3)).toEqual([200, 200, 429]);
+    expect(await statuses(send, OTHER, 6)).toEqual([200, 200, 200, 200, 200, 429]);
+    expect(await statuses(send, THIRD, 4)).toEqual([200, 200, 200, 429]);
+    const a = await send(CLIENT);
+    expect(a.statusCode).toBe(429);
+    expect(a.headers['retry-after']).toBe('1');
+    expect(a.json().message).toBe('rate limit of 2 requests per second for API key "a" exceeded; retry in 1 second');
+    expect((await send(OTHER)).json().message).toBe('rate limit of 5 requests per second for API key "b" exceeded; retry in 1 second');
+    const metrics = await registry.metrics();
+    expect(metrics).toMatch(/tributary_requests_rate_limited_total\{key="a"\} 2/);
+    expect(metrics).toMatch(/tributary_requests_rate_limited_total\{key="b"\} 2/);
+    expect(metrics).toMatch(/tributary_requests_rate_limited_total\{key="c"\} 1/);
+    for (const secret of [CLIENT, OTHER, THIRD]) expect(metrics).not.toContain(secret);
+    // The next second, each key has its budget again.
+    vi.setSystemTime(Date.now() + 1000);
+    expect(await statuses(send, CLIENT, 3)).toEqual([200, 200, 429]);
+  });
+
+  it('leave a key of limit 0 unlimited, and limit only the listed keys when there is no default', async () => {
+    freeze();
+    let { app } = await boot({ API_KEYS: `a:${CLIENT},b:${OTHER}`, RATE_LIMITS: 'a=0', RATE_LIMIT_PER_KEY: '1' });
+    expect(await statuses(sender(app), CLIENT, 5)).toEqual([200, 200, 200, 200, 200]);
+    expect(await statuses(sender(app), OTHER, 2)).toEqual([200, 429]);
+    await app.close();
+    ({ app } = await boot({ API_KEYS: `a:${CLIENT},b:${OTHER}`, RATE_LIMITS: 'a=1' }));
+    expect(await statuses(sender(app), CLIENT, 2)).toEqual([200, 429]);
+    expect(await statuses(sender(app), OTHER, 5)).toEqual([200, 200, 200, 200, 200]);
+  });
+
+  it('refuse to start on a bad RATE_LIMITS, naming the variable and never a secret', async () => {
+    const start = boot({ API_KEYS: `a:${CLIENT}`, RATE_LIMITS: 'a=1,z=2' });
+    await expect(start).rejects.toThrow('RATE_LIMITS names "z", not the id of any key in API_KEYS');
+    await expect(start).rejects.not.toThrow(CLIENT);
   });
 });
 

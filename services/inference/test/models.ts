@@ -66,6 +66,33 @@ export function logisticVersion(version: string, weight: number, bias: number, n
   };
 }
 
+/** A logistic regression over any features (score = sigmoid(0.001 * sum(x) - 2)), with manifest fields such as feature_types. */
+export function typedVersion(
+  version: string,
+  features: string[],
+  extra: Partial<ModelManifest> = {},
+  name = 'fraud_detector',
+): BuiltVersion {
+  const width = features.length;
+  const bytes = Buffer.from(
+    logisticRegressionToOnnx(
+      {
+        featureNames: features,
+        mean: new Array<number>(width).fill(0),
+        scale: new Array<number>(width).fill(1),
+        weights: new Array<number>(width).fill(0.001),
+        bias: -2,
+      },
+      { name, version },
+    ),
+  );
+  return {
+    manifest: manifestFor(name, version, bytes, { features, ...extra }),
+    bytes,
+    expected: (x) => 1 / (1 + Math.exp(-(0.001 * Array.from(x).reduce((a, b) => a + b, 0) - 2))),
+  };
+}
+
 /** The features of the foreign model, in its own order (a subset of the catalog's). */
 export const FOREIGN_FEATURES = ['request:amount', 'user_transactions:count_24h', 'on_demand:log_amount'];
 const FOREIGN_W = [

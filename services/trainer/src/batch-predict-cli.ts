@@ -16,7 +16,7 @@
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { loadModel } from '@tributary/inference';
-import { createOnlineStore, fraud, loadConfig, planFeatures, type LogRecord } from '@tributary/shared';
+import { createOnlineStore, fraud, loadConfig, planModelFeatures, type LogRecord } from '@tributary/shared';
 import { parseCsvRequests, parseNdjsonRequests, scoreRequests, type RequestShape } from './batch-predict.js';
 import {
   eventLogOpener,
@@ -69,7 +69,7 @@ async function main(): Promise<void> {
   const dir = modelDirectory(values.model, config);
   const manifest = await readManifest(dir);
   const example = fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS, labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS });
-  const plan = planFeatures(manifest.features, example.catalog, manifest.defaults ?? {});
+  const plan = planModelFeatures(manifest, example.catalog);
   const shape: RequestShape = {
     entityTypes: [...new Set(example.groups.flatMap((g) => g.entityFields))],
     requestFields: fraud.FraudRequestFieldsSchema,

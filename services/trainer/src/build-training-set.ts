@@ -9,7 +9,7 @@
  * train on the rows before the split time, validate on the most recent ones.
  */
 import type { CompiledFeatureGroup, EventSource, FeatureCatalog } from '@tributary/shared';
-import { planFeatures } from '@tributary/shared';
+import { planModelFeatures, type FeatureDefault, type FeatureTypeSpec } from '@tributary/shared';
 import type { TSchema } from 'typebox';
 import { eventCandidates, type EventStats } from './event-rows.js';
 import type { LogInput } from './log-input.js';
@@ -33,7 +33,8 @@ export const TRAINING_SET_FORMAT = 'tributary.training-set/1';
 export interface TrainingSet {
   format: typeof TRAINING_SET_FORMAT;
   source: 'prediction_log' | 'backfill';
-  model: { name: string; version: string };
+  /** The model the rows were built for, with the types and defaults its values are encoded by (absent in older sets: numbers). */
+  model: Pick<ModelFeatures, 'name' | 'version' | 'defaults' | 'feature_types'>;
   features: string[];
   /** Epoch ms. */
   cutoff: number;
@@ -59,7 +60,9 @@ export interface ModelFeatures {
   name: string;
   version: string;
   features: string[];
-  defaults?: Record<string, number>;
+  defaults?: Record<string, FeatureDefault>;
+  /** The model's declared feature types (its manifest's `feature_types`): the rows hold the values as they encode them. */
+  feature_types?: Record<string, FeatureTypeSpec>;
 }
 
 interface Common {
@@ -86,7 +89,12 @@ function assemble(
   return {
     format: TRAINING_SET_FORMAT,
     source,
-    model: { name: common.model.name, version: common.model.version },
+    model: {
+      name: common.model.name,
+      version: common.model.version,
+      ...(common.model.defaults === undefined ? {} : { defaults: common.model.defaults }),
+      ...(common.model.feature_types === undefined ? {} : { feature_types: common.model.feature_types }),
+    },
     features: common.model.features,
     cutoff: common.policy.cutoff,
     label_policy: { unlabelled: common.policy.unlabelled, maturity_ms: common.policy.maturityMs },
@@ -137,7 +145,7 @@ export interface FromBackfillOptions extends Common {
 }
 
 export async function trainingSetFromBackfill(options: FromBackfillOptions): Promise<Built> {
-  const plan = planFeatures(options.model.features, options.catalog, options.model.defaults ?? {});
+  const plan = planModelFeatures(options.model, options.catalog);
   const source = options.sources.find((s) => s.name === options.rowsSource);
   const rowsInput = options.events.get(options.rowsSource);
   if (!source || !rowsInput) throw new RangeError(`no events of the source "${options.rowsSource}", whose events are the rows`);

@@ -5,11 +5,25 @@
  * the state just before that transaction was applied. No train/serve skew by construction.
  */
 import { createFeatureProcessor } from '@tributary/features';
-import { assembleVector, entityKeys, fraud, MemoryOnlineStore, planFeatures, type LogRecord } from '@tributary/shared';
+import {
+  assembleVector,
+  entityKeys,
+  fraud,
+  inferFeatureTypes,
+  MemoryOnlineStore,
+  planModelFeatures,
+  type FeatureDefault,
+  type FeatureTypeSpec,
+  type LogRecord,
+} from '@tributary/shared';
 import { createTransactionGenerator } from '@tributary/simulator';
 
 export interface Dataset {
   features: string[];
+  /** The features' types, as the rows encode them (written into the manifest); a feature without one is a number. */
+  featureTypes: Record<string, FeatureTypeSpec>;
+  /** Defaults declared beyond the feature definitions' (a retrained model keeps its champion's). */
+  defaults?: Record<string, FeatureDefault>;
   rows: Float32Array[];
   labels: number[];
   times: number[];
@@ -38,9 +52,10 @@ export async function buildDataset(options: DatasetOptions, features = fraud.FRA
     clock: () => now,
   });
   processor.open(source.topic, 0, -Infinity);
-  const plan = planFeatures(features, example.catalog);
+  const featureTypes = inferFeatureTypes(features, example.catalog);
+  const plan = planModelFeatures({ features, feature_types: featureTypes }, example.catalog);
   const generator = createTransactionGenerator({ seed: options.seed, users: options.users, fraudRate: options.fraudRate });
-  const dataset: Dataset = { features, rows: [], labels: [], times: [] };
+  const dataset: Dataset = { features, featureTypes, rows: [], labels: [], times: [] };
   const meanGapMs = 1000 / options.ratePerSecond;
   let gapSeed = options.seed;
   for (let i = 0; i < options.rows; i++) {

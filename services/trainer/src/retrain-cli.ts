@@ -14,7 +14,7 @@
 import { hostname, userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ModelRegistry, RedisRoutingStore } from '@tributary/inference';
-import { fraud, loadConfig, planFeatures } from '@tributary/shared';
+import { fraud, loadConfig, planModelFeatures } from '@tributary/shared';
 import { eventLogOpener, fileOrTopic, parseDurationFlag, parseTimeFlag, runCli, UsageError, userPath } from './cli-support.js';
 import { retrain, RetrainRefused } from './retrain.js';
 import { ALGORITHMS, TREE_DEFAULTS, type AlgorithmFlag } from './train-model.js';
@@ -64,7 +64,7 @@ async function main(): Promise<void> {
   const catalog = fraud.fraudExample().catalog;
   const routes = new RedisRoutingStore({ url: config.REDIS_URL, cluster: config.REDIS_CLUSTER }, config.REDIS_KEY_PREFIX);
   const registry = new ModelRegistry(config.MODEL_REGISTRY_DIR, routes, (manifest) => {
-    planFeatures(manifest.features, catalog, manifest.defaults ?? {});
+    planModelFeatures(manifest, catalog);
   });
   const kafka = eventLogOpener(config);
   try {

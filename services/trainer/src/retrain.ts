@@ -95,6 +95,7 @@ export async function retrain(options: RetrainOptions): Promise<RetrainResult> {
       version: before.champion,
       features: champion.manifest.features,
       defaults: champion.manifest.defaults,
+      feature_types: champion.manifest.feature_types,
     },
     policy: options.policy,
     split: options.split ?? { validationFraction: 0.2 },

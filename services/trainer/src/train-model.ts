@@ -20,6 +20,8 @@ import {
   trainGradientBoosting,
   trainLogisticRegression,
   validationMetrics,
+  type FeatureDefault,
+  type FeatureTypeSpec,
   type ModelComparison,
   type ValidationMetrics,
 } from '@tributary/shared';
@@ -79,6 +81,8 @@ export interface TrainedManifest {
   input: string;
   output: string;
   features: string[];
+  feature_types?: Record<string, FeatureTypeSpec>;
+  defaults?: Record<string, FeatureDefault>;
   threshold: number;
   created_at: string;
   training: Record<string, unknown> & { algorithm: string; validation: ValidationMetrics; champion_comparison?: ChampionComparison };
@@ -108,7 +112,15 @@ export function checkTrainingSet(set: TrainingSet): void {
 /** A training set as the trainer's dataset, with the index of its first validation row. */
 export function datasetOf(set: TrainingSet): { dataset: Dataset; cut: number } {
   return {
-    dataset: { features: set.features, rows: set.rows.map((row) => Float32Array.from(row)), labels: set.labels, times: set.times },
+    dataset: {
+      features: set.features,
+      // A set built for a model without types (served as numbers) leaves its features without one.
+      featureTypes: set.model.feature_types ?? {},
+      ...(set.model.defaults === undefined ? {} : { defaults: set.model.defaults }),
+      rows: set.rows.map((row) => Float32Array.from(row)),
+      labels: set.labels,
+      times: set.times,
+    },
     cut: set.split.train,
   };
 }
@@ -188,7 +200,11 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainedVer
   });
   const profile = buildProfile(
     profileRows,
-    ['score', ...dataset.features].map((feature) => ({ name: feature, kind: 'numeric' as const })),
+    // A category is its index in the vocabulary: profiled as categories (chi-square/PSI drift), not on bins.
+    ['score', ...dataset.features].map((feature) => ({
+      name: feature,
+      kind: dataset.featureTypes[feature]?.type === 'category' ? ('categorical' as const) : ('numeric' as const),
+    })),
   );
   const manifest: TrainedManifest = {
     name,
@@ -199,6 +215,8 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainedVer
     input: 'features',
     output: 'score',
     features: dataset.features,
+    ...(Object.keys(dataset.featureTypes).length === 0 ? {} : { feature_types: dataset.featureTypes }),
+    ...(dataset.defaults === undefined ? {} : { defaults: dataset.defaults }),
     threshold: 0.5,
     created_at: new Date().toISOString(),
     training: {

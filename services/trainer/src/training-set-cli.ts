@@ -87,7 +87,13 @@ async function main(): Promise<void> {
 
   const config = loadConfig();
   const manifest = await readManifest(modelDirectory(values.model, config));
-  const model: ModelFeatures = { name: manifest.name, version: manifest.version, features: manifest.features, defaults: manifest.defaults };
+  const model: ModelFeatures = {
+    name: manifest.name,
+    version: manifest.version,
+    features: manifest.features,
+    defaults: manifest.defaults,
+    feature_types: manifest.feature_types,
+  };
   const kafka = eventLogOpener(config);
   try {
     const labels = await fileOrTopic(values.labels, values['labels-topic'], ['--labels', '--labels-topic'], kafka.open);

@@ -103,3 +103,89 @@ describe('training from a training set', () => {
     }
   }, 120_000);
 });
+
+describe('feature types of an exported model', () => {
+  it("are written into the manifest (the set model's; none for a set of a model without them) and pass the registry", async () => {
+    const { datasetOf, trainModel, writeModelVersion } = await import('../src/train-model.js');
+    const { MemoryRoutingStore, ModelRegistry, readModelVersion } = await import('@tributary/inference');
+    const { fraud, planModelFeatures } = await import('@tributary/shared');
+    const catalog = fraud.fraudExample().catalog;
+    let seed = 11;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const rows = 1000;
+    const features = ['request:amount', 'request:channel', 'user_transactions:count_24h'];
+    // Rows as the prediction log holds them: the channel already encoded as its index in the vocabulary.
+    const data = Array.from({ length: rows }, () => [Math.round(next() * 1000), Math.floor(next() * 3), Math.floor(next() * 20)]);
+    const labels = data.map(([amount, channel]) => (amount! > 600 && channel === 0 ? 1 : next() < 0.05 ? 1 : 0));
+    const start = Date.UTC(2026, 10, 1);
+    const feature_types = {
+      'request:amount': { type: 'number' as const },
+      'request:channel': { type: 'category' as const, vocabulary: ['web', 'app', 'pos'] },
+      'user_transactions:count_24h': { type: 'integer' as const },
+    };
+    const set = {
+      format: 'tributary.training-set/1' as const,
+      source: 'prediction_log' as const,
+      model: { name: 'fraud_detector', version: '4', feature_types, defaults: { 'request:channel': 'web' } },
+      features,
+      cutoff: start + rows * 60_000,
+      label_policy: { unlabelled: 'negative' as const, maturity_ms: 0 },
+      split: { at: start + 800 * 60_000, train: 800, validation: 200 },
+      request_ids: data.map((_, i) => `r${i}`),
+      times: data.map((_, i) => start + i * 60_000),
+      labels: labels as (0 | 1)[],
+      label_sources: labels.map(() => 'label' as const),
+      rows: data,
+      stats: { join: {} as never, labels_rejected: 0, records_rejected: 0 },
+    };
+    const dir = await mkdtemp(join(tmpdir(), 'tributary-typed-'));
+    const registry = new ModelRegistry(
+      join(dir, 'registry'),
+      new MemoryRoutingStore(),
+      (manifest) => void planModelFeatures(manifest, catalog),
+    );
+    try {
+      for (const [version, trainingSet] of [
+        ['5', set],
+        ['6', { ...set, model: { name: 'fraud_detector', version: '1' } }],
+      ] as const) {
+        const { dataset, cut } = datasetOf(trainingSet);
+        const trained = await trainModel({
+          dataset,
+          cut,
+          trainingSet,
+          algorithm: 'logistic_regression',
+          name: 'fraud_detector',
+          version,
+          seed: 1,
+        });
+        await writeModelVersion(join(dir, version), trained);
+        const read = await readModelVersion(join(dir, version));
+        await registry.register(read.manifest, read.bytes);
+        const stored = (await registry.version('fraud_detector', version)).manifest;
+        if (version === '5') {
+          expect(stored.feature_types).toEqual(feature_types);
+          expect(stored.defaults).toEqual({ 'request:channel': 'web' });
+          // The category is profiled as categories (its indexes, as the prediction log holds them), the rest on bins.
+          const profile = stored.profile as { features: Record<string, { kind: string; categories?: string[] }> };
+          expect(profile.features['request:channel']!.kind).toBe('categorical');
+          expect([...profile.features['request:channel']!.categories!].sort()).toEqual(['0', '1', '2']);
+          expect(profile.features['request:amount']!.kind).toBe('numeric');
+        } else {
+          // A set built for a model without types: its values were served as numbers, and stay so.
+          expect(stored.feature_types).toBeUndefined();
+        }
+      }
+      // The registry checks what the trainer wrote: a type the service cannot produce is refused.
+      const read = await readModelVersion(join(dir, '5'));
+      await expect(
+        registry.register(
+          { ...read.manifest, version: '7', feature_types: { ...feature_types, 'request:channel': { type: 'boolean' } } },
+          read.bytes,
+        ),
+      ).rejects.toThrow('feature "request:channel" is declared boolean, but request field "channel" is a string');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});

@@ -3,8 +3,22 @@
  * feature-group state, request fields and on-demand features, replacing missing or stale
  * values with declared defaults and saying where each value came from.
  */
+import type { TSchema } from 'typebox';
 import type { EntityKey } from '../online-store/types.js';
-import type { CompiledFeatureGroup } from './definition.js';
+import type { CompiledFeatureGroup, EventSource } from './definition.js';
+import {
+  compileFeatureType,
+  describeType,
+  encodeFeature,
+  featureKind,
+  fitsJsonType,
+  NO_CATEGORY,
+  typeAccepts,
+  typeOfKind,
+  type CompiledFeatureType,
+  type FeatureDefault,
+  type FeatureTypeSpec,
+} from './feature-types.js';
 import type { FeatureValue, OnDemandFeature } from './on-demand.js';
 import { readFeatureValues, type FeatureValues } from './tile-state.js';
 
@@ -21,6 +35,18 @@ export interface FeatureExplanation {
 export interface FeatureCatalog {
   groups: CompiledFeatureGroup[];
   onDemand: OnDemandFeature[];
+  /** The event schemas of the groups' sources: what type each column is (absent: not known). */
+  sources?: (Pick<EventSource, 'name'> & { schema?: TSchema })[];
+  /** The schema of a prediction request's `features`: what type each request field is (absent: not known). */
+  requestFields?: TSchema;
+}
+
+/** The features of a model as its manifest lists them: names in input order, defaults and types. */
+export interface ModelFeatureList {
+  features: string[];
+  defaults?: Record<string, FeatureDefault>;
+  /** By feature; a feature without one is a number (manifests written before types). */
+  feature_types?: Record<string, FeatureTypeSpec>;
 }
 
 export interface FeaturePlan {
@@ -29,7 +55,12 @@ export interface FeaturePlan {
   groups: CompiledFeatureGroup[];
   /** Entity key fields the request must name (each field of a composite key). */
   entities: string[];
+  /** The value served for each feature when it is missing, stale or does not fit its type. */
   defaults: number[];
+  /** Each feature's declared type; null: undeclared, a number (manifests written before types). */
+  types: (CompiledFeatureType | null)[];
+  /** Request fields the model reads directly and declares a type for: checked on every request. */
+  requestTypes: { field: string; type: FeatureTypeSpec }[];
   catalog: FeatureCatalog;
   /** The features of each planned group (by group id) the model needs, directly or as on-demand inputs. */
   needed: Map<string, Set<string>>;
@@ -52,11 +83,22 @@ function splitRef(ref: string): [string, string] {
   return split;
 }
 
-/** Checks every feature a model needs exists and works out what to fetch for it. */
-export function planFeatures(names: string[], catalog: FeatureCatalog, modelDefaults: Record<string, number> = {}): FeaturePlan {
+/**
+ * Checks every feature a model needs exists, that the service produces each as its declared
+ * type and that each default fits, and works out what to fetch. Throws a FeaturePlanError
+ * naming the feature.
+ */
+export function planFeatures(
+  names: string[],
+  catalog: FeatureCatalog,
+  modelDefaults: Record<string, FeatureDefault> = {},
+  declaredTypes: Record<string, FeatureTypeSpec> = {},
+): FeaturePlan {
   const groups = new Map<string, CompiledFeatureGroup>();
   const needed = new Map<string, Set<string>>();
   const defaults: number[] = [];
+  const types: (CompiledFeatureType | null)[] = [];
+  const requestTypes: FeaturePlan['requestTypes'] = [];
   const resolveGroupRef = (ref: string): number | null => {
     const [scope, name] = splitRef(ref);
     if (scope === 'request') return 0;
@@ -69,6 +111,9 @@ export function planFeatures(names: string[], catalog: FeatureCatalog, modelDefa
     needed.get(group.id)!.add(name);
     return feature.default;
   };
+  for (const ref of Object.keys(declaredTypes)) {
+    if (!names.includes(ref)) throw new FeaturePlanError(`feature_types names "${ref}", which is not in the model's features`);
+  }
   for (const ref of names) {
     const [scope, name] = splitRef(ref);
     let fallback: number | null;
@@ -80,7 +125,20 @@ export function planFeatures(names: string[], catalog: FeatureCatalog, modelDefa
     } else {
       fallback = resolveGroupRef(ref);
     }
-    defaults.push(modelDefaults[ref] ?? fallback ?? 0);
+    const declared = declaredTypes[ref];
+    const modelDefault = modelDefaults[ref];
+    if (!declared) {
+      if (modelDefault !== undefined && !(typeof modelDefault === 'number' && Number.isFinite(modelDefault))) {
+        throw new FeaturePlanError(`feature "${ref}": its default ${JSON.stringify(modelDefault)} is not a number (it declares no type)`);
+      }
+      types.push(null);
+      defaults.push(modelDefault ?? fallback ?? 0);
+      continue;
+    }
+    const type = checkDeclaredType(ref, declared, catalog);
+    types.push(type);
+    if (scope === 'request') requestTypes.push({ field: name, type: declared });
+    defaults.push(typedDefault(ref, type, modelDefault, fallback));
   }
   const planned = [...groups.values()];
   return {
@@ -88,9 +146,91 @@ export function planFeatures(names: string[], catalog: FeatureCatalog, modelDefa
     groups: planned,
     entities: [...new Set(planned.flatMap((g) => g.entityFields))],
     defaults,
+    types,
+    requestTypes,
     catalog,
     needed,
   };
+}
+
+/** planFeatures for the features a manifest lists. */
+export function planModelFeatures(model: ModelFeatureList, catalog: FeatureCatalog): FeaturePlan {
+  return planFeatures(model.features, catalog, model.defaults ?? {}, model.feature_types ?? {});
+}
+
+/**
+ * The type of each feature as the service produces it, for a trainer to write into the
+ * manifest it exports (a feature of no single type is a number). A string feature has no
+ * type without a vocabulary: declare it a category.
+ */
+export function inferFeatureTypes(names: string[], catalog: FeatureCatalog): Record<string, FeatureTypeSpec> {
+  const types: Record<string, FeatureTypeSpec> = {};
+  for (const ref of names) {
+    const { kind, produced } = featureKind(ref, catalog);
+    const type = typeOfKind(kind);
+    if (type === null) throw new FeaturePlanError(`feature "${ref}": ${produced}; declare it a category with its vocabulary`);
+    types[ref] = { type };
+  }
+  return types;
+}
+
+function checkDeclaredType(ref: string, declared: FeatureTypeSpec, catalog: FeatureCatalog): CompiledFeatureType {
+  const { type, vocabulary } = declared;
+  if (type === 'category') {
+    if (!vocabulary || vocabulary.length === 0) throw new FeaturePlanError(`feature "${ref}": a category needs its vocabulary`);
+    const seen = new Set<string>();
+    for (const value of vocabulary) {
+      if (seen.has(value)) throw new FeaturePlanError(`feature "${ref}": the vocabulary lists "${value}" twice`);
+      seen.add(value);
+    }
+  } else if (vocabulary !== undefined) {
+    throw new FeaturePlanError(`feature "${ref}": only a category has a vocabulary (it is declared ${type})`);
+  }
+  const { kind, produced, missing } = featureKind(ref, catalog);
+  if (missing) throw new FeaturePlanError(`feature "${ref}" is declared ${type}, but ${produced}`);
+  if (!typeAccepts(type, kind)) {
+    throw new FeaturePlanError(`feature "${ref}" is declared ${type}, but ${produced}`);
+  }
+  return compileFeatureType(declared);
+}
+
+/**
+ * A typed feature's default, encoded: the manifest's, else the group's or on-demand
+ * feature's (not for a category: those are numbers); a category without one serves NO_CATEGORY.
+ */
+function typedDefault(ref: string, type: CompiledFeatureType, modelDefault: FeatureDefault | undefined, fallback: number | null): number {
+  const { spec } = type;
+  if (modelDefault !== undefined) {
+    const encoded = encodeFeature(type, modelDefault);
+    if (encoded === null) {
+      const expected = spec.type === 'category' ? 'one of its vocabulary' : describeType(spec);
+      throw new FeaturePlanError(
+        `feature "${ref}": its default ${JSON.stringify(modelDefault)} does not fit its type ${spec.type} (expected ${expected})`,
+      );
+    }
+    return encoded;
+  }
+  if (spec.type === 'category') return NO_CATEGORY;
+  const encoded = encodeFeature(type, fallback ?? 0);
+  if (encoded === null) {
+    throw new FeaturePlanError(
+      `feature "${ref}": the default ${fallback} its definition declares does not fit its type ${spec.type}; give one in the manifest's defaults`,
+    );
+  }
+  return encoded;
+}
+
+/** The first request field a request sends with a type other than the model declares, or null. */
+export function requestTypeError(
+  plan: FeaturePlan,
+  fields: Record<string, unknown>,
+): { field: string; type: FeatureTypeSpec['type']; expected: string } | null {
+  for (const { field, type } of plan.requestTypes) {
+    const value = fields[field];
+    if (value === undefined || value === null) continue;
+    if (!fitsJsonType(type, value)) return { field, type: type.type, expected: describeType(type) };
+  }
+  return null;
 }
 
 /** The online-store keys to read for a request's entities, in plan order. */
@@ -141,20 +281,25 @@ export function assembleVector(
   const defaulted: string[] = [];
   plan.names.forEach((ref, i) => {
     const [scope, name] = splitRef(ref);
-    let value: FeatureValue = null;
+    let raw: unknown = null;
     let age: number | null = null;
     let source: FeatureSource;
     if (scope === 'on_demand') {
       const feature = plan.catalog.onDemand.find((f) => f.name === name)!;
       const inputs: Record<string, FeatureValue> = {};
       for (const input of feature.inputs) inputs[input] = lookup(input).value;
-      value = feature.compute(inputs, { request, now });
+      raw = feature.compute(inputs, { request, now });
       source = 'on_demand';
+    } else if (scope === 'request') {
+      raw = request[name];
+      source = 'request';
     } else {
-      ({ value, age } = lookup(ref));
-      source = scope === 'request' ? 'request' : 'store';
+      ({ value: raw, age } = lookup(ref));
+      source = 'store';
     }
-    if (typeof value !== 'number' || !Number.isFinite(value)) {
+    const type = plan.types[i];
+    let value = type ? encodeFeature(type, raw) : typeof raw === 'number' && Number.isFinite(raw) ? raw : null;
+    if (value === null) {
       value = plan.defaults[i]!;
       source = 'default';
       age = null;

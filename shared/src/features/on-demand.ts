@@ -17,5 +17,7 @@ export interface OnDemandFeature {
   /** Feature references read: `group:feature` or `request:field`. */
   inputs: string[];
   default: number;
+  /** What `compute` returns: a number (the default), an integer, or a boolean as 1/0. */
+  type?: 'number' | 'integer' | 'boolean';
   compute(inputs: Record<string, FeatureValue>, context: OnDemandContext): number | null;
 }

@@ -80,6 +80,41 @@ describe('loadConfig: defaults', () => {
     }
   });
 
+  it('reads RATE_LIMITS as id=limit pairs for keys of API_KEYS, naming the variable and never a secret in its errors', () => {
+    const keys = 'batch:0123456789abcdef,web:fedcba9876543210';
+    expect(loadConfig({ API_KEYS: keys, RATE_LIMITS: ' batch=5, web=0 ' }).RATE_LIMITS).toEqual(
+      new Map([
+        ['batch', 5],
+        ['web', 0],
+      ]),
+    );
+    expect(loadConfig({ API_KEYS: keys }).RATE_LIMITS).toBeUndefined();
+    const cases: [Record<string, string>, string][] = [
+      [
+        { API_KEYS: keys, RATE_LIMITS: 'batch' },
+        'RATE_LIMITS="batch": "batch" must be <id>=<requests per second>, the id of a key in API_KEYS',
+      ],
+      [
+        { API_KEYS: keys, RATE_LIMITS: 'batch=fast' },
+        'RATE_LIMITS="batch=fast": the limit of "batch" must be an integer between 0 and 10000000',
+      ],
+      [{ API_KEYS: keys, RATE_LIMITS: 'batch=-1' }, 'the limit of "batch" must be an integer between 0 and 10000000'],
+      [{ API_KEYS: keys, RATE_LIMITS: 'batch=1,batch=2' }, 'RATE_LIMITS="batch=1,batch=2": "batch" is given twice'],
+      [{ API_KEYS: keys, RATE_LIMITS: 'batch=1,mobile=2' }, 'RATE_LIMITS names "mobile", not the id of any key in API_KEYS'],
+      [{ RATE_LIMITS: 'batch=1' }, 'RATE_LIMITS gives limits per API key: set API_KEYS too'],
+    ];
+    for (const [env, message] of cases) {
+      let error = '';
+      try {
+        loadConfig(env);
+      } catch (thrown) {
+        error = (thrown as Error).message;
+      }
+      expect(error).toContain(message);
+      expect(error).not.toContain('0123456789abcdef');
+    }
+  });
+
   it('does not read process.env when given an environment', () => {
     const saved = process.env.PORT;
     process.env.PORT = 'not-a-port';

@@ -7,7 +7,7 @@
  * the change is reported and counted and the old set keeps serving (Triton's rule); it is
  * tried again only when the routing changes again.
  */
-import { planFeatures, type FeatureCatalog, type FeaturePlan, type Logger } from '@tributary/shared';
+import { planModelFeatures, type FeatureCatalog, type FeaturePlan, type Logger } from '@tributary/shared';
 import { startModel, type LoadedModel, type ScoringOptions } from '../model.js';
 import { describeRollout, type ModelRegistry } from './registry.js';
 import type { RewardStore } from './rewards.js';
@@ -216,7 +216,7 @@ export class ModelServing {
 
 async function load(options: ServingOptions, version: string): Promise<ServedModel> {
   const read = await options.registry.version(options.name, version);
-  const plan = planFeatures(read.manifest.features, options.catalog, read.manifest.defaults ?? {});
+  const plan = planModelFeatures(read.manifest, options.catalog);
   const model = await startModel(read, options.scoring);
   return { model, plan, users: 0, retired: false };
 }

@@ -57,5 +57,5 @@ export function fraudExample(
 ): FraudExample {
   const sources = [transactionsSource(topics.transactions), labelledTransactionsSource(topics.labelledTransactions)];
   const groups = [userTransactions, merchantTransactions, merchantLabels].map((g) => compileFeatureGroup(g, sources));
-  return { sources, groups, catalog: { groups, onDemand: fraudOnDemandFeatures } };
+  return { sources, groups, catalog: { groups, onDemand: fraudOnDemandFeatures, sources, requestFields: FraudRequestFieldsSchema } };
 }

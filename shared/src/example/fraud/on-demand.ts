@@ -37,6 +37,7 @@ export const fraudOnDemandFeatures: OnDemandFeature[] = [
     name: 'country_changed',
     inputs: ['request:country', 'user_transactions:country_last_24h'],
     default: 0,
+    type: 'boolean',
     compute: (inputs) => {
       const current = inputs['request:country'];
       const previous = inputs['user_transactions:country_last_24h'];
@@ -48,6 +49,7 @@ export const fraudOnDemandFeatures: OnDemandFeature[] = [
     name: `channel_${channel}`,
     inputs: ['request:channel'],
     default: 0,
+    type: 'boolean',
     compute: (inputs) => (typeof inputs['request:channel'] === 'string' ? Number(inputs['request:channel'] === channel) : null),
   })),
 ];
