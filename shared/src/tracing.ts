@@ -23,7 +23,7 @@ import {
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
 
-export type { Span } from '@opentelemetry/api';
+export { SpanKind, type Span } from '@opentelemetry/api';
 
 export type TracingConfig = Pick<
   Config,
