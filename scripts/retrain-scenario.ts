@@ -12,33 +12,13 @@
  * Each phase's figures come from the prediction log joined with its labels (per version and
  * variant, the predictions made during the phase); the monitor's 1h-window gauge
  * (tributary_model_quality) is printed beside them. A table of every step ends the run.
+ * The loop itself is scripts/lib/retrain-scenario.ts (also run by test/integration/retrain-scenario.int.test.ts).
  *
  * Options: --rate N (transactions/s, default 100), --phase SECONDS (default 25; the drift
  * phase runs 1.5 times as long), --algorithm gbt|logistic_regression (default gbt).
  */
-import { cp, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createRoutingStore, ModelRegistry, startInference } from '@tributary/inference';
-import { monitorSettings, startMonitor } from '@tributary/monitor';
-import { startFeatureService } from '@tributary/features';
-import {
-  createEventLog,
-  createLogger,
-  createOnlineStore,
-  connectRedis,
-  createRegistry,
-  fraud,
-  loadConfig,
-  planFeatures,
-  validationMetrics,
-  type Registry,
-} from '@tributary/shared';
-import { startSimulator } from '@tributary/simulator';
-import { readTopic } from '../services/trainer/src/log-input.js';
-import { retrain, RetrainRefused } from '../services/trainer/src/retrain.js';
+import { runRetrainScenario, type Figures } from './lib/retrain-scenario.js';
 
 const { values } = parseArgs({
   options: {
@@ -51,288 +31,33 @@ const rate = Number(values.rate);
 const phaseMs = Number(values.phase) * 1000;
 if (!(rate > 0) || !(phaseMs >= 5000)) throw new Error('--rate must be > 0 and --phase at least 5 (seconds)');
 const algorithm = values.algorithm === 'logistic_regression' ? 'logistic_regression' : 'gbt';
-
-const root = fileURLToPath(new URL('..', import.meta.url));
-const run = `scenario-${Date.now().toString(36)}`;
-const MODEL = 'fraud_detector';
-const LABEL_DELAY_MS = 2000;
-/** After the drift, fraud is more frequent as well: more examples of the new pattern to learn from. */
-const POST_DRIFT_FRAUD_RATE = 0.1;
-
-// A registry of its own (a copy of the shipped models): the versions the loop registers stay out of the repository.
-const registryDir = await mkdtemp(join(tmpdir(), 'tributary-scenario-models-'));
-await cp(join(root, 'models'), registryDir, { recursive: true });
-const env: Record<string, string | undefined> = {
-  ...process.env,
-  PORT: '0',
-  LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
-  MODEL_REGISTRY_DIR: registryDir,
-  MODEL_NAME: MODEL,
-  ROUTING_POLL_INTERVAL: '250ms',
-  SIMULATOR_DRIFT: `after=${Math.round(phaseMs / 1000)}s,fraud=mimic,fraud_rate=${POST_DRIFT_FRAUD_RATE}`,
-  CONSUMER_GROUP_PREFIX: run,
-  REDIS_KEY_PREFIX: `tributary-${run}:`,
-};
-// On a real broker, topics of this run only (the prediction log must hold this run's predictions alone).
-if (process.env.KAFKA_BROKERS)
-  for (const topic of ['TRANSACTIONS', 'LABELS', 'PREDICTIONS', 'LABELLED_TRANSACTIONS', 'DEAD_LETTER'])
-    env[`TOPIC_${topic}`] = `${run}-${topic.toLowerCase().replace('_', '-')}`;
-const config = loadConfig(env);
-const logger = createLogger('scenario', config.LOG_LEVEL);
 const say = (line = '') => console.log(line);
 
-const metrics = createRegistry({ defaultMetrics: false });
-const eventLog = createEventLog(config, 'scenario');
-const store = createOnlineStore(config);
-const routes = createRoutingStore(config);
-const catalog = fraud.fraudExample().catalog;
-const registry = new ModelRegistry(config.MODEL_REGISTRY_DIR, routes, (manifest) => {
-  planFeatures(manifest.features, catalog, manifest.defaults ?? {});
-});
-await eventLog.ensureTopics(
-  [config.TOPIC_TRANSACTIONS, config.TOPIC_LABELS, config.TOPIC_PREDICTIONS, config.TOPIC_LABELLED_TRANSACTIONS]
-    .map((name) => ({ name, partitions: 4 }))
-    .concat({ name: config.TOPIC_DEAD_LETTER, partitions: 1 }),
-);
-const inference = await startInference(config, {
-  eventLog,
-  store,
-  registry: metrics,
-  routes,
-  logger: logger.child({ component: 'inference' }),
-});
-const features = await startFeatureService(config, { eventLog, store, registry: metrics, logger: logger.child({ component: 'features' }) });
-const monitor = await startMonitor({
-  eventLog,
-  topics: { predictions: config.TOPIC_PREDICTIONS, labels: config.TOPIC_LABELS, deadLetter: config.TOPIC_DEAD_LETTER },
-  groupId: `${config.CONSUMER_GROUP_PREFIX}-monitor`,
-  registry: metrics,
-  ...monitorSettings(config),
-  logger: logger.child({ component: 'monitor' }),
-});
-
-/** Every prediction and label of the run, as the log holds them, for the per-phase figures. */
-interface Served {
-  version: string;
-  variant: string;
-  score: number;
-  at: number;
-}
-const served = new Map<string, Served[]>();
-const labels = new Map<string, 0 | 1>();
-const collector = await eventLog.subscribe({
-  groupId: `${run}-figures`,
-  topics: [config.TOPIC_PREDICTIONS, config.TOPIC_LABELS],
-  fromBeginning: true,
-  autoCommit: false,
-  eachBatch: async (batch) => {
-    for (const record of batch.records) {
-      const value = JSON.parse(record.value!.toString()) as Record<string, unknown>;
-      if (batch.topic === config.TOPIC_LABELS) labels.set(String(value.request_id), value.label === 1 ? 1 : 0);
-      else {
-        const model = value.model as { version: string };
-        const list = served.get(String(value.request_id)) ?? [];
-        list.push({ version: model.version, variant: String(value.variant), score: Number(value.score), at: Number(value.predicted_at) });
-        served.set(String(value.request_id), list);
-      }
-    }
-  },
-});
-
-const simulator = startSimulator({
-  eventLog,
-  topics: { transactions: config.TOPIC_TRANSACTIONS, labels: config.TOPIC_LABELS },
-  inferenceUrl: inference.url,
-  ratePerSecond: rate,
-  fraudRate: config.SIMULATOR_FRAUD_RATE,
-  meanLabelDelayMs: LABEL_DELAY_MS,
-  users: config.SIMULATOR_USERS,
-  seed: config.SIMULATOR_SEED,
-  drift: config.SIMULATOR_DRIFT,
-  logger: logger.child({ component: 'simulator' }),
-});
-
-interface Figures {
-  labelled: number;
-  positives: number;
-  auc: number;
-  log_loss: number;
-  ece: number;
-  recall: number;
-  precision: number;
-}
-/** Quality of one version/variant's predictions made in [from, to), labels known now. */
-function figures(from: number, to: number, version: string, variant: string): Figures | null {
-  const scores: number[] = [];
-  const truth: number[] = [];
-  for (const [id, list] of served) {
-    const label = labels.get(id);
-    if (label === undefined) continue;
-    for (const p of list) {
-      if (p.version === version && p.variant === variant && p.at >= from && p.at < to) {
-        scores.push(p.score);
-        truth.push(label);
-      }
-    }
+const report = await runRetrainScenario({ rate, phaseMs, algorithm, say });
+const c = report.retrain.comparison;
+const cells = (f: Figures) =>
+  `${String(f.labelled).padStart(8)} | ${String(f.positives).padStart(5)} | ${f.auc.toFixed(3)} | ${f.log_loss.toFixed(3).padStart(8)} | ${f.ece.toFixed(3)} | ${f.recall.toFixed(2).padStart(10)} | ${f.precision.toFixed(2).padStart(13)}`;
+const offline = (step: string, model: string, m: typeof c.challenger) =>
+  `| ${step.padEnd(29)} | ${model.padEnd(12)} | ${String(c.rows).padStart(8)} | ${String(m.positives).padStart(5)} | ${m.auc.toFixed(3)} | ${m.log_loss.toFixed(3).padStart(8)} | ${m.ece.toFixed(3)} | ${'-'.padStart(10)} | ${'-'.padStart(13)} |`;
+say(`\nsummary (per phase: the predictions made in it, joined with their labels)`);
+say(`| step                          | model        | labelled | fraud | AUC   | log loss | ECE   | recall@0.5 | precision@0.5 |`);
+say(`| ----------------------------- | ------------ | -------- | ----- | ----- | -------- | ----- | ---------- | ------------- |`);
+for (const [i, p] of report.phases.entries()) {
+  if (i === 2) {
+    say(offline(`retrain (offline, ${c.rows} rows)`, `v${report.retrain.version} vs v1`, c.challenger));
+    say(offline('  (champion, same rows)', 'v1', c.champion));
   }
-  if (truth.length === 0 || new Set(truth).size < 2) return null;
-  const m = validationMetrics(scores, truth);
-  let tp = 0;
-  let fp = 0;
-  scores.forEach((s, i) => {
-    if (s >= 0.5 && truth[i] === 1) tp++;
-    if (s >= 0.5 && truth[i] === 0) fp++;
-  });
-  return {
-    labelled: m.rows,
-    positives: m.positives,
-    auc: m.auc,
-    log_loss: m.log_loss,
-    ece: m.ece,
-    recall: tp / m.positives,
-    precision: tp + fp === 0 ? 0 : tp / (tp + fp),
-  };
+  say(
+    p.figures === null
+      ? `| ${p.step.padEnd(29)} | ${p.model.padEnd(12)} | not enough labels |`
+      : `| ${p.step.padEnd(29)} | ${p.model.padEnd(12)} | ${cells(p.figures)} |`,
+  );
 }
-const show = (f: Figures | null) =>
-  f === null
-    ? 'not enough labels'
-    : `AUC ${f.auc.toFixed(3)}, log loss ${f.log_loss.toFixed(3)}, ECE ${f.ece.toFixed(3)}, recall@0.5 ${f.recall.toFixed(2)}, precision@0.5 ${f.precision.toFixed(2)} (${f.labelled} labelled, ${f.positives} fraud)`;
-
-/** The monitor's ROC AUC over its 1h window (by label arrival), per version and variant. */
-async function monitorAuc(registry: Registry): Promise<string> {
-  const gauge = registry.getSingleMetric('tributary_model_quality');
-  if (!gauge) return 'no quality metric yet';
-  const values = (await gauge.get()).values.filter((v) => v.labels.window === '1h' && v.labels.metric === 'roc_auc');
-  if (values.length === 0) return 'no labelled predictions yet';
-  return values.map((v) => `v${String(v.labels.version)} ${String(v.labels.variant)} ${v.value.toFixed(3)}`).join(', ');
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const start = Date.now();
-const clock = () => `[${((Date.now() - start) / 1000).toFixed(0).padStart(3)} s]`;
+const { set, training } = report.retrain;
 say(
-  `${clock()} system up (${config.KAFKA_BROKERS ? `Kafka ${config.KAFKA_BROKERS}` : 'in-memory event log'}, ${config.REDIS_URL ? `Redis ${config.REDIS_URL}` : 'in-memory store and routing'}); simulator at ${rate} transactions/s, ${config.SIMULATOR_USERS} card holders, fraud rate ${config.SIMULATOR_FRAUD_RATE}, labels after ${LABEL_DELAY_MS / 1000} s on average; concept drift (fraud=mimic, fraud rate ${POST_DRIFT_FRAUD_RATE}) after ${phaseMs / 1000} s`,
+  `training set: ${set.rows} rows, ${set.positives} fraud (${set.train} train, ${set.validation} validation), built in ${set.seconds.toFixed(2)} s; trained (${training.algorithm}) in ${training.seconds.toFixed(1)} s`,
 );
-
-const rows: { step: string; model: string; figures: Figures | null }[] = [];
-try {
-  // Phase 1: no drift.
-  const p1 = { from: start, to: start + phaseMs };
-  await sleep(p1.to - Date.now());
-  say(`\n${clock()} phase 1, no drift: ${simulator.stats.transactions} transactions, ${simulator.stats.labels} labels so far`);
-  say(`  champion v1 (predictions of the phase, labels so far): ${show(figures(p1.from, p1.to, '1', 'champion'))}`);
-  say(`  monitor, ROC AUC over its 1h window: ${await monitorAuc(metrics)}`);
-
-  // Phase 2: concept drift from the start of this phase on.
-  const p2 = { from: p1.to, to: p1.to + phaseMs * 2 };
-  await sleep(p2.to - Date.now());
-  say(
-    `\n${clock()} phase 2, concept drift (fraud=mimic, fraud rate ${POST_DRIFT_FRAUD_RATE}): ${simulator.stats.transactions} transactions, ${simulator.stats.labels} labels so far`,
-  );
-  say(`  champion v1 (predictions of the phase): ${show(figures(p2.from, p2.to, '1', 'champion'))}`);
-  say(`  monitor, ROC AUC over its 1h window (phases 1 and 2 together): ${await monitorAuc(metrics)}`);
-
-  // Retrain -> register -> shadow, from the prediction log and the labels so far.
-  say(
-    `\n${clock()} retrain: training set from the prediction log (${config.TOPIC_PREDICTIONS}) and labels (${config.TOPIC_LABELS}), cut-off now`,
-  );
-  const [predictionLog, labelLog] = await Promise.all([
-    readTopic(eventLog, config.TOPIC_PREDICTIONS),
-    readTopic(eventLog, config.TOPIC_LABELS),
-  ]);
-  const result = await retrain({
-    model: MODEL,
-    registry,
-    predictions: predictionLog,
-    labels: labelLog,
-    // Predictions younger than five mean label delays are left out, labelled or not.
-    policy: { cutoff: Date.now(), unlabelled: 'drop', maturityMs: 5 * LABEL_DELAY_MS },
-    algorithm,
-    by: 'retrain-scenario',
-    report: (line) => say(`  ${line}`),
-  }).catch((error: unknown) => {
-    if (error instanceof RetrainRefused) say(`  refused (${error.reason}): ${error.message}`);
-    throw error;
-  });
-  const v2 = result.version;
-
-  // Phase 3: the new version in shadow, scored on the same requests as the champion.
-  const p3 = { from: Date.now() + config.ROUTING_POLL_INTERVAL * 2, to: 0 };
-  p3.to = p3.from + phaseMs;
-  await sleep(p3.to - Date.now() + 3 * LABEL_DELAY_MS);
-  say(`\n${clock()} phase 3, v${v2} in shadow: same requests, both scored`);
-  say(`  champion v1: ${show(figures(p3.from, p3.to, '1', 'champion'))}`);
-  say(`  shadow   v${v2}: ${show(figures(p3.from, p3.to, v2, 'shadow'))}`);
-  const withShadow = await monitorAuc(metrics);
-  say(
-    `  monitor, ROC AUC over its 1h window: ${withShadow}${withShadow.includes('shadow') ? '' : " (the monitor joins one prediction per request id, so a shadow's record of a request counts as a duplicate: the shadow's figures above come from the log joined here)"}`,
-  );
-
-  // Promote, then the new champion on the traffic after the promotion.
-  const promoted = await registry.promote(MODEL, v2, 'retrain-scenario', `retrained v${v2} beat v1 in shadow`);
-  say(
-    `\n${clock()} promoted v${v2}: routing champion ${promoted.champion}, earlier ${promoted.previous.join(', ')}, shadows ${promoted.shadows?.join(', ') || 'none'}`,
-  );
-  const p4 = { from: Date.now() + config.ROUTING_POLL_INTERVAL * 2, to: 0 };
-  p4.to = p4.from + phaseMs;
-  await sleep(p4.to - Date.now() + 3 * LABEL_DELAY_MS);
-  say(`\n${clock()} phase 4, after the promotion (still drifted)`);
-  say(`  champion v${v2}: ${show(figures(p4.from, p4.to, v2, 'champion'))}`);
-  say(`  monitor, ROC AUC over its 1h window: ${await monitorAuc(metrics)}`);
-
-  // Every figure again, with every label that has arrived by now.
-  rows.push(
-    { step: '1 no drift', model: 'v1 champion', figures: figures(p1.from, p1.to, '1', 'champion') },
-    { step: '2 concept drift', model: 'v1 champion', figures: figures(p2.from, p2.to, '1', 'champion') },
-    {
-      step: `retrain (offline, ${result.comparison.rows} rows)`,
-      model: `v${v2} vs v1`,
-      figures: null,
-    },
-    { step: '3 shadow', model: 'v1 champion', figures: figures(p3.from, p3.to, '1', 'champion') },
-    { step: '3 shadow', model: `v${v2} shadow`, figures: figures(p3.from, p3.to, v2, 'shadow') },
-    { step: '4 promoted', model: `v${v2} champion`, figures: figures(p4.from, p4.to, v2, 'champion') },
-  );
-  const c = result.comparison;
-  say(`\nsummary (per phase: the predictions made in it, joined with their labels)`);
-  say(`| step                          | model        | labelled | fraud | AUC   | log loss | ECE   | recall@0.5 | precision@0.5 |`);
-  say(`| ----------------------------- | ------------ | -------- | ----- | ----- | -------- | ----- | ---------- | ------------- |`);
-  for (const r of rows) {
-    const f = r.figures;
-    if (r.step.startsWith('retrain')) {
-      say(
-        `| ${r.step.padEnd(29)} | ${r.model.padEnd(12)} | ${String(c.rows).padStart(8)} | ${String(c.challenger.positives).padStart(5)} | ${c.challenger.auc.toFixed(3)} | ${c.challenger.log_loss.toFixed(3).padStart(8)} | ${c.challenger.ece.toFixed(3)} | ${'-'.padStart(10)} | ${'-'.padStart(13)} |`,
-      );
-      say(
-        `| ${'  (champion, same rows)'.padEnd(29)} | ${'v1'.padEnd(12)} | ${String(c.rows).padStart(8)} | ${String(c.champion.positives).padStart(5)} | ${c.champion.auc.toFixed(3)} | ${c.champion.log_loss.toFixed(3).padStart(8)} | ${c.champion.ece.toFixed(3)} | ${'-'.padStart(10)} | ${'-'.padStart(13)} |`,
-      );
-      continue;
-    }
-    say(
-      f === null
-        ? `| ${r.step.padEnd(29)} | ${r.model.padEnd(12)} | not enough labels |`
-        : `| ${r.step.padEnd(29)} | ${r.model.padEnd(12)} | ${String(f.labelled).padStart(8)} | ${String(f.positives).padStart(5)} | ${f.auc.toFixed(3)} | ${f.log_loss.toFixed(3).padStart(8)} | ${f.ece.toFixed(3)} | ${f.recall.toFixed(2).padStart(10)} | ${f.precision.toFixed(2).padStart(13)} |`,
-    );
-  }
-  say(
-    `training set: ${result.set.rows} rows, ${result.set.positives} fraud (${result.set.train} train, ${result.set.validation} validation), built in ${result.set.seconds.toFixed(2)} s; trained (${result.training.algorithm}) in ${result.training.seconds.toFixed(1)} s`,
-  );
-  say(
-    `simulator: ${simulator.stats.transactions} transactions (${simulator.stats.fraud} fraud), ${simulator.stats.scored} scored, ${simulator.stats.scoreErrors} scoring errors; run took ${((Date.now() - start) / 1000).toFixed(0)} s`,
-  );
-} finally {
-  await simulator.stop();
-  await collector.stop();
-  await Promise.all([features.stop(), monitor.stop()]);
-  await inference.close();
-  await routes.close();
-  await Promise.all([eventLog.close(), store.close()]);
-  await rm(registryDir, { recursive: true, force: true });
-  // This run's keys (routing, join store, features) leave with it.
-  if (config.REDIS_URL && !config.REDIS_CLUSTER) {
-    const redis = connectRedis({ url: config.REDIS_URL, cluster: false });
-    const keys = await redis.keys(`${config.REDIS_KEY_PREFIX}*`);
-    for (let i = 0; i < keys.length; i += 500) await redis.del(...keys.slice(i, i + 500));
-    await redis.quit();
-  }
-}
+const s = report.simulator;
+say(
+  `simulator: ${s.transactions} transactions (${s.fraud} fraud), ${s.scored} scored, ${s.scoreErrors} scoring errors; run took ${report.seconds.toFixed(0)} s`,
+);

@@ -53,7 +53,7 @@ export interface PredictorStats {
 }
 
 export interface PredictorOptions {
-  serving: { readonly routed: RoutedModels };
+  serving: { acquire(): RoutedModels; release(routed: RoutedModels): void };
   store: OnlineStore;
   log: PredictionLog;
   stats: PredictorStats;
@@ -191,31 +191,46 @@ export function createPredictor(options: PredictorOptions) {
     return responses;
   }
 
-  /** Shadows score the requests after the answer: logged, never returned, failures only counted. */
-  function shadow(routed: RoutedModels, requests: PredictRequest[]): void {
-    for (const served of routed.shadows) {
-      setImmediate(() => {
-        const span = startSpan('shadow');
-        span?.setAttributes(scoringAttributes(served.model.manifest, 'shadow', requests.length));
-        withSpan(span, () => scoreRows(served, 'shadow', requests, false)).then(
-          () => endSpan(span),
-          (error: unknown) => {
-            endSpan(span, error);
-            stats.shadowFailed(served.model.manifest, error);
-          },
-        );
-      });
-    }
+  /**
+   * Shadows score the requests after the answer: logged, never returned, failures only counted.
+   * They take over the request's hold on its snapshot; false when there is no shadow.
+   */
+  function shadow(routed: RoutedModels, requests: PredictRequest[]): boolean {
+    if (routed.shadows.length === 0) return false;
+    setImmediate(() => {
+      void Promise.all(
+        routed.shadows.map((served) => {
+          const span = startSpan('shadow');
+          span?.setAttributes(scoringAttributes(served.model.manifest, 'shadow', requests.length));
+          return withSpan(span, () => scoreRows(served, 'shadow', requests, false)).then(
+            () => endSpan(span),
+            (error: unknown) => {
+              endSpan(span, error);
+              stats.shadowFailed(served.model.manifest, error);
+            },
+          );
+        }),
+      ).finally(() => options.serving.release(routed));
+    });
+    return true;
   }
 
   async function predictRows(requests: PredictRequest[], explain: boolean): Promise<PredictResponse[]> {
-    const routed = options.serving.routed;
-    const { champion, policy } = routed;
-    if (policy.kind === 'champion') {
-      const responses = await scoreRows(champion, 'champion', requests, explain);
-      shadow(routed, requests);
+    const routed = options.serving.acquire();
+    let shadowed = false;
+    try {
+      const responses = await answer(routed, requests, explain);
+      shadowed = shadow(routed, requests);
       return responses;
+    } finally {
+      if (!shadowed) options.serving.release(routed);
     }
+  }
+
+  /** Scores every row with the version the routing policy gives it. */
+  async function answer(routed: RoutedModels, requests: PredictRequest[], explain: boolean): Promise<PredictResponse[]> {
+    const { champion, policy } = routed;
+    if (policy.kind === 'champion') return scoreRows(champion, 'champion', requests, explain);
     // Each row to its version; the rows of one version are scored together.
     const stickyField = policy.kind === 'ab' ? (policy.entity ?? champion.plan.entities[0]) : undefined;
     const groups = new Map<string, { variant: Variant; rows: number[] }>();
@@ -246,7 +261,6 @@ export function createPredictor(options: PredictorOptions) {
         rows.forEach((row, i) => (responses[row] = scored[i]!));
       }),
     );
-    shadow(routed, requests);
     return responses;
   }
 

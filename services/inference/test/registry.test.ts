@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryOnlineStore, type EntityKey } from '@tributary/shared';
 import { buildTestApp, validRequest } from './build.js';
 import { foreignVersion, logisticVersion, tempRegistry, type BuiltVersion } from './models.js';
 
@@ -192,6 +193,42 @@ describe('model registry: admin API', () => {
     const promote = await admin(app, 'POST', '/admin/models/fraud_detector/promote', { version: '2', reason: 'retry' });
     expect(promote.statusCode).toBe(422);
     expect(promote.json().message).toMatch(/sha256/);
+  });
+
+  it('lets a request that began on a version finish on it, though the version is retired meanwhile', async () => {
+    // A store whose reads wait for a gate: the request takes its snapshot (v1), then waits for its features.
+    let gate: Promise<void> | null = null;
+    let reading: () => void = () => undefined;
+    const read = new Promise<void>((resolve) => (reading = resolve));
+    class GatedStore extends MemoryOnlineStore {
+      override async read(keys: EntityKey[]) {
+        if (gate) {
+          reading();
+          await gate;
+        }
+        return super.read(keys);
+      }
+    }
+    const registryDir = tempRegistry();
+    current = await buildTestApp({
+      env: { MODEL_REGISTRY_DIR: registryDir, ADMIN_API_KEYS: `ops:${ADMIN}`, FEATURE_FETCH_TIMEOUT_MS: '10000' },
+      store: new GatedStore(),
+    });
+    const { app } = current;
+    expect((await register(app, logisticVersion('2', 0.002, -1.5))).statusCode).toBe(201);
+    let open: () => void = () => undefined;
+    gate = new Promise<void>((resolve) => (open = resolve));
+    const inFlight = app.inject({ method: 'POST', url: '/v1/predict', payload: validRequest });
+    await read;
+    gate = null;
+    // v2 takes over and v1 is routed no more, while the request still waits for its features.
+    expect((await admin(app, 'POST', '/admin/models/fraud_detector/promote', { version: '2', reason: 'retire v1' })).statusCode).toBe(200);
+    // Its features arrive at once: it scores on v1, which must still have its workers.
+    open();
+    const response = await inFlight;
+    expect(response.statusCode).toBe(200);
+    expect(response.json().model.version).toBe('1');
+    expect((await app.inject({ method: 'POST', url: '/v1/predict', payload: validRequest })).json().model.version).toBe('2');
   });
 
   it('swaps versions under concurrent requests without failing one', async () => {

@@ -298,7 +298,8 @@ export class RedisJoinStore implements JoinStore {
   /** One reply array per script call: a pipeline of calls of up to 500 offers, or on a cluster one call per offer. */
   private async send(offers: Offer[]): Promise<OfferReply[][]> {
     const now = Date.now();
-    const keep = (deadline: number) => String(Math.max(1, deadline - now + this.keepMs));
+    // PEXPIRE takes whole milliseconds; a time may have a fraction (predicted_at is any number).
+    const keep = (deadline: number) => String(Math.max(1, Math.ceil(deadline - now + this.keepMs)));
     if (this.cluster) {
       return Promise.all(
         offers.map((o) =>

@@ -57,6 +57,13 @@ export function joinStoreContract(name: string, create: () => Promise<JoinStore>
       expect(await store.offer([prediction('b')])).toEqual([joined('l:b')]);
     });
 
+    it('takes deadlines with a fraction of a millisecond (a predicted_at is any number)', async () => {
+      store = await create();
+      const deadline = Date.now() + HOUR + 0.5;
+      expect(await store.offer([prediction('frac', deadline)])).toEqual([{ kind: 'waiting' }]);
+      expect(await store.offer([label('frac', deadline + 0.25)])).toEqual([joined('p:frac')]);
+    });
+
     it('applies the offers of one call in order', async () => {
       store = await create();
       expect(await store.offer([prediction('c'), label('d'), label('c'), prediction('d')])).toEqual([

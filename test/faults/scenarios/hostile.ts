@@ -252,7 +252,11 @@ export async function hostileInputScenario(ctx: Context): Promise<Row> {
   const fractionJoined = fractionState!.joined;
   const probeTtl = await redis.pttl(`${run}:join:{${run}-probe-1e308}`);
   const monitorJoins = sum((await scrape(processes[1]!.url!)).samples, 'tributary_monitor_joins_total', { outcome: 'joined' });
-  const batchFailures = (processes[1]!.output().match(/monitor batch failed/g) ?? []).length;
+  const failureLines = processes[1]!
+    .output()
+    .split('\n')
+    .filter((line) => line.includes('monitor batch failed'));
+  const batchFailures = failureLines.length;
   for (const c of labelCases) {
     const letter = letters.letters.get(labelAt.get(c.record.key)!);
     if (c.expect === 'reject' && !letter) {
@@ -308,7 +312,7 @@ export async function hostileInputScenario(ctx: Context): Promise<Row> {
         `tributary_monitor_joins_total{outcome="joined"} ${monitorJoins} of ${joinsExpected} pairs ` +
         `(the label sharing a batch with the ts-1e308 label: ${probeJoined ? 'joined in the store' : 'not joined'}; ` +
         `the prediction with predicted_at ${now + 0.5}: ${fractionJoined ? 'joined in the store' : 'not joined'}); ` +
-        `${batchFailures} "monitor batch failed" warnings; the 1e308 label left ${JSON.stringify(probeLeft!.fields)} in the join store, ` +
+        `${batchFailures} "monitor batch failed" warnings${batchFailures > 0 ? ` (first: ${failureLines[0]!.slice(0, 600)})` : ''}; the 1e308 label left ${JSON.stringify(probeLeft!.fields)} in the join store, ` +
         `TTL ${probeTtl} ms`,
     },
     { name: 'no process crashed', ok: alive.length === 0, detail: alive.join('; ') || `features, monitor, inference running` },

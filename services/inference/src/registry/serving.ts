@@ -2,7 +2,8 @@
  * The model versions a replica serves, following the routing: every `pollMs` the replica
  * reads the routing and, when it changed, loads the versions it names (champion, rollout
  * versions, shadows) beside the old ones and swaps the whole set once they all score;
- * requests in flight finish on the set they started with. If any version fails to load,
+ * requests in flight finish on the set they started with (a version no longer routed is
+ * closed once the last of them is done). If any version fails to load,
  * the change is reported and counted and the old set keeps serving (Triton's rule); it is
  * tried again only when the routing changes again.
  */
@@ -15,6 +16,10 @@ import { policyVersions, type Rewards, type RolloutPolicy } from './rollout.js';
 export interface ServedModel {
   model: LoadedModel;
   plan: FeaturePlan;
+  /** Requests that hold a snapshot naming this version (see ModelServing.acquire). */
+  users: number;
+  /** No longer routed: closed as soon as no request uses it. */
+  retired: boolean;
 }
 
 /** Everything a replica serves for its model, as one snapshot: a request uses one snapshot throughout. */
@@ -92,6 +97,24 @@ export class ModelServing {
     return this.served;
   }
 
+  /**
+   * The current snapshot, held until `release`: a version the routing drops meanwhile keeps its
+   * workers until the last request using it is done (a request awaits its features between
+   * taking the snapshot and scoring, and shadows score after the answer).
+   */
+  acquire(): RoutedModels {
+    const routed = this.served;
+    for (const served of routed.versions.values()) served.users++;
+    return routed;
+  }
+
+  release(routed: RoutedModels): void {
+    for (const served of routed.versions.values()) {
+      served.users--;
+      if (served.retired && served.users === 0) void served.model.close();
+    }
+  }
+
   /** Reads the routing once and follows it (the poll does this every `pollMs`). */
   refresh(): Promise<void> {
     this.reloading ??= this.follow().finally(() => {
@@ -145,7 +168,11 @@ export class ModelServing {
         rewards: old.rewards,
       };
       this.revision = routing.revision;
-      for (const [version, served] of old.versions) if (!versions.has(version)) void served.model.close();
+      for (const [version, served] of old.versions) {
+        if (versions.has(version)) continue;
+        served.retired = true;
+        if (served.users === 0) void served.model.close();
+      }
       if (old.champion !== this.served.champion || loaded.length > 0) {
         stats.reloaded('loaded');
         stats.serving(name, routing.champion);
@@ -191,5 +218,5 @@ async function load(options: ServingOptions, version: string): Promise<ServedMod
   const read = await options.registry.version(options.name, version);
   const plan = planFeatures(read.manifest.features, options.catalog, read.manifest.defaults ?? {});
   const model = await startModel(read, options.scoring);
-  return { model, plan };
+  return { model, plan, users: 0, retired: false };
 }
