@@ -141,6 +141,22 @@ const simulatorDrift: Variable<DriftSchedule, undefined> = {
   parse: (raw) => parseDriftSchedule(raw),
 };
 
+/** An OTLP/HTTP endpoint: an http:// or https:// URL. */
+const otlpEndpoint = (description: string): Variable<string, undefined> => ({
+  description,
+  default: undefined,
+  parse: (raw) => {
+    let url: URL;
+    try {
+      url = new URL(raw.trim());
+    } catch {
+      throw new Error('must be a URL such as http://127.0.0.1:4318');
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('must start with http:// or https:// (OTLP over HTTP)');
+    return raw.trim();
+  },
+});
+
 const bundledRegistry = fileURLToPath(new URL('../../models', import.meta.url));
 
 /** `id:secret` pairs, comma-separated: the id names the caller in logs, audit and rate limits. */
@@ -199,6 +215,21 @@ export const VARIABLES = {
   HOST: text('Address the HTTP server binds to.', '127.0.0.1'),
   PORT: integer('Port of the HTTP server (API, /metrics, /healthz, /readyz).', 3000, 0, 65535),
   LOG_LEVEL: text('pino log level: fatal, error, warn, info, debug, trace.', 'info'),
+  OTEL_EXPORTER_OTLP_ENDPOINT: otlpEndpoint(
+    'OpenTelemetry collector (OTLP over HTTP, JSON) the services send their trace spans to; spans go to `<endpoint>/v1/traces`. Unset (and no OTEL_EXPORTER_OTLP_TRACES_ENDPOINT): tracing is off.',
+  ),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: otlpEndpoint(
+    'Full URL spans are posted to (e.g. `http://127.0.0.1:4318/v1/traces`); takes precedence over OTEL_EXPORTER_OTLP_ENDPOINT.',
+  ),
+  OTEL_SERVICE_NAME: optionalText(
+    'Service name of the trace spans. Unset: the service (`tributary-inference`, `tributary-features`, `tributary` for `npm start`).',
+  ),
+  TRACING_SAMPLE_RATIO: number(
+    'Share of traces recorded when tracing is on (0 to 1), decided from the trace id; a request that carries a `traceparent` header follows the decision of its caller.',
+    1,
+    0,
+    1,
+  ),
   KAFKA_BROKERS: brokers,
   KAFKA_CLIENT_ID: text('Kafka client id.', 'tributary'),
   KAFKA_SSL: boolean('Connect to the Kafka brokers over TLS (the system CAs, or KAFKA_SSL_CA_FILE).', false),

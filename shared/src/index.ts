@@ -2,6 +2,7 @@ export * from './config.js';
 export * from './connections.js';
 export * from './errors.js';
 export * from './logger.js';
+export * from './tracing.js';
 export * from './metrics.js';
 export * from './ops-server.js';
 export * from './event-log/types.js';

@@ -1,9 +1,11 @@
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
+import { traceLogFields } from './tracing.js';
 
 export type { Logger };
 
-export function createLogger(name: string, level = process.env.LOG_LEVEL ?? 'info'): Logger {
-  return pino({ name, level, base: { service: name } });
+/** A service's logger; while a span is active, its lines carry `trace_id` and `span_id`. */
+export function createLogger(name: string, level = process.env.LOG_LEVEL ?? 'info', destination?: DestinationStream): Logger {
+  return pino({ name, level, base: { service: name }, mixin: traceLogFields }, destination);
 }
 
 /** A service that cannot start says why in plain words on stderr, and exits with status 1. */

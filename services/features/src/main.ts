@@ -8,12 +8,14 @@ import {
   exitOnStartupError,
   loadConfig,
   startOpsServer,
+  startTracing,
 } from '@tributary/shared';
 import { startFeatureService } from './service.js';
 
 const logger = createLogger('features');
 try {
   const config = loadConfig(process.env, { PORT: '3001' });
+  const tracing = await startTracing(config, { service: 'tributary-features', logger });
   const registry = createRegistry();
   const eventLog = createEventLog(config, 'features');
   const store = createOnlineStore(config);
@@ -31,6 +33,7 @@ try {
     await features.stop();
     await ops.close();
     await Promise.all([eventLog.close(), store.close()]);
+    await tracing.stop();
     process.exit(0);
   };
   process.once('SIGINT', shutdown);

@@ -3,21 +3,31 @@
  * batches to the in-process keyed state, flushes changed entities to the online store at
  * a bounded interval and commits, after each flush, the offsets (and watermarks) it made
  * durable. Records that cannot be applied go to the dead-letter topic, with the reason,
- * before their offsets can be committed. Only this layer knows the event log.
+ * before their offsets can be committed. Only this layer knows the event log. When tracing
+ * is on, each batch is a `feature_batch` span, and a flush a `feature_flush` span (the
+ * child of the batch that started it).
  */
 import {
+  activeContext,
   Counter,
   deadLetter,
   deadLetterCounter,
   Gauge,
+  hasSpan,
   Histogram,
+  inSpan,
   metric,
+  nowMs,
+  recordSpan,
+  SpanKind,
   type CompiledFeatureGroup,
   type EventLog,
   type EventSource,
   type Logger,
   type OnlineStore,
+  type RecordBatch,
   type Registry,
+  type Span,
   type Subscription,
 } from '@tributary/shared';
 import type { TSchema } from 'typebox';
@@ -48,6 +58,12 @@ export interface FeaturePipeline {
   /** Writes what is pending now (tests, shutdown). */
   flush(): Promise<void>;
   stop(): Promise<void>;
+}
+
+/** Handles each batch in a `feature_batch` span (active meanwhile: a flush it starts is its child). */
+function traceBatch(handle: (batch: RecordBatch, span: Span | undefined) => Promise<void>) {
+  const options = { kind: SpanKind.CONSUMER };
+  return (batch: RecordBatch) => inSpan('feature_batch', (span) => handle(batch, span), options);
 }
 
 /** Partitions whose batches are loaded at once (their entities' stored state is read meanwhile). */
@@ -151,6 +167,9 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
      */
     const flush = (commit = true): Promise<void> => {
       const timer = metrics.flushSeconds.startTimer();
+      // Recorded when it is over: a periodic flush that wrote nothing makes no span.
+      const traced = activeContext();
+      const startedAt = traced && nowMs();
       const previous = flushing;
       const written = processor.flush();
       lastFlush = Date.now();
@@ -168,7 +187,19 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
           options.logger.warn({ fenced: outcome.fenced }, 'entity states newer than ours were stored: this member lost partitions');
         }
         timer();
+        if (traced && (hasSpan(traced) || outcome.written + outcome.fenced > 0 || outcome.commits.length > 0)) {
+          recordSpan('feature_flush', traced, startedAt!, {
+            'messaging.destination.name': source.topic,
+            'tributary.entities.written': outcome.written,
+            'tributary.entities.fenced': outcome.fenced,
+            'tributary.offsets.committed': commit ? outcome.commits.length : 0,
+          });
+        }
       })();
+      if (traced)
+        done.catch((error: unknown) =>
+          recordSpan('feature_flush', traced, startedAt!, { 'messaging.destination.name': source.topic }, error),
+        );
       flushesInFlight++;
       flushing = done.catch(() => undefined).finally(() => flushesInFlight--);
       return done;
@@ -190,7 +221,13 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
       },
       onError: (error) => options.logger.warn({ err: error, topic: source.topic }, 'feature batch failed; it will be retried'),
       concurrentPartitions: CONCURRENT_PARTITIONS,
-      eachBatch: async (batch) => {
+      eachBatch: traceBatch(async (batch, span) => {
+        span?.setAttributes({
+          'messaging.destination.name': batch.topic,
+          'messaging.destination.partition.id': String(batch.partition),
+          'messaging.consumer.group.name': groupId,
+          'messaging.batch.message_count': batch.records.length,
+        });
         if (!processor.isOpen(batch.topic, batch.partition)) {
           const committed = await subscription!.committed(batch.topic, batch.partition);
           processor.open(batch.topic, batch.partition, decodeCheckpoint(committed.metadata));
@@ -210,6 +247,13 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
           metrics.events.inc({ topic: batch.topic, outcome: 'replayed' }, outcome.replayed);
           metrics.events.inc({ topic: batch.topic, outcome: 'duplicate' }, outcome.duplicates);
           metrics.events.inc({ topic: batch.topic, outcome: 'dead_lettered' }, outcome.rejected.length);
+          span?.setAttributes({
+            'tributary.events.applied': outcome.applied,
+            'tributary.events.replayed': outcome.replayed,
+            'tributary.events.duplicate': outcome.duplicates,
+            'tributary.events.dead_lettered': outcome.rejected.length,
+            'tributary.entities.touched': loaded.entities.reduce((sum, entities) => sum + entities.size, 0),
+          });
           if (batch.highWatermark !== undefined) {
             const last = batch.records[batch.records.length - 1]!;
             const lag = Number(BigInt(batch.highWatermark) - BigInt(last.offset) - 1n);
@@ -222,7 +266,7 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
             flushInBackground();
           }
         });
-      },
+      }),
     });
 
     // Events that arrived in a quiet moment are written within the interval too.

@@ -7,12 +7,14 @@ import {
   createRegistry,
   describeBackends,
   loadConfig,
+  startTracing,
 } from '@tributary/shared';
 import { startInference } from './service.js';
 
 const logger = createLogger('inference');
 try {
   const config = loadConfig();
+  const tracing = await startTracing(config, { service: 'tributary-inference', logger });
   const registry = createRegistry();
   const eventLog = createEventLog(config, 'inference');
   const store = createOnlineStore(config);
@@ -21,6 +23,7 @@ try {
   const shutdown = async () => {
     await service.close();
     await Promise.all([eventLog.close(), store.close()]);
+    await tracing.stop();
     process.exit(0);
   };
   process.once('SIGINT', shutdown);

@@ -2,14 +2,20 @@
  * Predictions: fetch the entities' feature-group state of every row in one round trip,
  * compute on-demand features, assemble each vector in the serving model's order, score
  * the rows together (in a worker thread, batched with concurrent requests), and hand the
- * prediction-log records to the publisher.
+ * prediction-log records to the publisher. When tracing is on, each step is a span
+ * (`feature_fetch`, `model_run`, `log_publish`) of the request's span.
  */
 import { randomUUID } from 'node:crypto';
 import {
   assembleVector,
+  endSpan,
   entityKeys,
+  failSpan,
   requestTypeError,
+  startSpan,
   TributaryError,
+  withSpan,
+  type Span,
   type EntityKey,
   type FeatureExplanation,
   type OnlineStore,
@@ -59,12 +65,22 @@ export interface PredictorOptions {
 
 export type Predictor = ReturnType<typeof createPredictor>;
 
+/** What every span of a scoring carries: the model version that scored and how it was chosen. */
+function scoringAttributes(model: LoadedModel['manifest'], variant: Variant, rows: number) {
+  return {
+    'tributary.model.name': model.name,
+    'tributary.model.version': model.version,
+    'tributary.model.variant': variant,
+    'tributary.rows': rows,
+  };
+}
+
 export function createPredictor(options: PredictorOptions) {
   const { store, log, stats } = options;
   const random = options.random ?? Math.random;
 
   /** The stored states of every row's groups, or null when the store failed or was too slow. */
-  async function fetchStates(keys: EntityKey[]): Promise<(Record<string, string> | null)[] | null> {
+  async function fetchStates(keys: EntityKey[], span: Span | undefined): Promise<(Record<string, string> | null)[] | null> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -76,6 +92,7 @@ export function createPredictor(options: PredictorOptions) {
       return await Promise.race([store.read(keys), timeout]);
     } catch (error) {
       stats.storeFailed(error);
+      if (span) failSpan(span, error);
       return null;
     } finally {
       clearTimeout(timer);
@@ -110,8 +127,16 @@ export function createPredictor(options: PredictorOptions) {
       }
       keys.push(...entityKeys(plan, request.entities));
     });
-    const states = await fetchStates(keys);
+    const fetching = startSpan('feature_fetch');
+    const states = await fetchStates(keys, fetching);
     const degraded = states === null;
+    fetching
+      ?.setAttributes({
+        ...scoringAttributes(model.manifest, variant, requests.length),
+        'tributary.entity_keys': keys.length,
+        'tributary.degraded': degraded,
+      })
+      .end();
     const now = Date.now();
     const width = plan.names.length;
     const vectors = new Float32Array(requests.length * width);
@@ -121,14 +146,19 @@ export function createPredictor(options: PredictorOptions) {
       vectors.set(result.vector, row * width);
       return result;
     });
+    // The run's span covers the wait for a batch and the hop to the worker thread.
+    const running = startSpan('model_run');
     const scores = await model.score(vectors, requests.length).catch((error: unknown) => {
       if (error instanceof TributaryError && error.code === 'OVERLOADED') stats.queueFull();
+      endSpan(running?.setAttributes(scoringAttributes(model.manifest, variant, requests.length)), error);
       throw error;
     });
+    running?.setAttributes(scoringAttributes(model.manifest, variant, requests.length)).end();
     const seconds = (performance.now() - started) / 1000;
     stats.predicted(model.manifest, variant, requests.length, seconds, degraded);
     const predictedAt = Date.now();
-    return requests.map((request, row) => {
+    const publishing = startSpan('log_publish');
+    const responses = requests.map((request, row): PredictResponse => {
       const { vector, defaulted, explanation, ages } = assembled[row]!;
       if (defaulted.length > 0) stats.defaulted(defaulted);
       const score = scores[row]!;
@@ -163,6 +193,9 @@ export function createPredictor(options: PredictorOptions) {
         ...(explain ? { explanation } : {}),
       };
     });
+    // Enqueued: the prediction log sends its records to the event log in batches, later.
+    publishing?.setAttributes({ ...scoringAttributes(model.manifest, variant, requests.length), 'tributary.degraded': degraded }).end();
+    return responses;
   }
 
   /**
@@ -173,9 +206,17 @@ export function createPredictor(options: PredictorOptions) {
     if (routed.shadows.length === 0) return false;
     setImmediate(() => {
       void Promise.all(
-        routed.shadows.map((served) =>
-          scoreRows(served, 'shadow', requests, false).catch((error: unknown) => stats.shadowFailed(served.model.manifest, error)),
-        ),
+        routed.shadows.map((served) => {
+          const span = startSpan('shadow');
+          span?.setAttributes(scoringAttributes(served.model.manifest, 'shadow', requests.length));
+          return withSpan(span, () => scoreRows(served, 'shadow', requests, false)).then(
+            () => endSpan(span),
+            (error: unknown) => {
+              endSpan(span, error);
+              stats.shadowFailed(served.model.manifest, error);
+            },
+          );
+        }),
       ).finally(() => options.serving.release(routed));
     });
     return true;

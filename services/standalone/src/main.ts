@@ -14,6 +14,7 @@ import {
   describeBackends,
   exitOnStartupError,
   loadConfig,
+  startTracing,
 } from '@tributary/shared';
 import { startSimulator } from '@tributary/simulator';
 
@@ -21,6 +22,7 @@ const logger = createLogger('tributary');
 const started = performance.now();
 try {
   const config = loadConfig();
+  const tracing = await startTracing(config, { service: 'tributary', logger });
   const registry = createRegistry();
   const eventLog = createEventLog(config, 'standalone');
   const store = createOnlineStore(config);
@@ -75,6 +77,7 @@ try {
     await Promise.all([features.stop(), monitor.stop()]);
     await inference.close();
     await Promise.all([eventLog.close(), store.close(), rollouts.routes.close(), rollouts.rewards.close()]);
+    await tracing.stop();
     process.exit(0);
   };
   process.once('SIGINT', shutdown);

@@ -1,8 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyContextConfig } from 'fastify';
 import Type, { type TSchema } from 'typebox';
+import { tracingEnabled } from '@tributary/shared';
 import { ErrorResponse } from '../errors.js';
 import type { PredictRequest, Predictor } from '../predictor.js';
+import { describePrediction, requestTracing } from '../request-tracing.js';
 
 export interface PredictRouteOptions {
   predictor: Pick<Predictor, 'predict' | 'predictBatch'>;
@@ -60,10 +62,12 @@ export const predictRoute: FastifyPluginAsyncTypebox<PredictRouteOptions> = asyn
     },
     { additionalProperties: false },
   );
+  const traced = tracingEnabled();
   const explainOf = (query: unknown) => ['true', '1'].includes((query as { explain?: string }).explain ?? '');
   app.post(
     '/v1/predict',
     {
+      ...requestTracing('/v1/predict'),
       config: options.config ?? {},
       schema: {
         summary: 'Score one request with the serving model',
@@ -72,11 +76,16 @@ export const predictRoute: FastifyPluginAsyncTypebox<PredictRouteOptions> = asyn
         response: { 200: PredictResponse, ...ERRORS },
       },
     },
-    async (request) => options.predictor.predict(request.body as PredictRequest, explainOf(request.query)),
+    async (request) => {
+      const response = await options.predictor.predict(request.body as PredictRequest, explainOf(request.query));
+      if (traced) describePrediction(request, [response]);
+      return response;
+    },
   );
   app.post(
     '/v1/predict/batch',
     {
+      ...requestTracing('/v1/predict/batch'),
       config: options.config ?? {},
       schema: {
         summary: `Score up to ${options.maxBatchRows} requests at once (one feature fetch, one model run)`,
@@ -85,8 +94,10 @@ export const predictRoute: FastifyPluginAsyncTypebox<PredictRouteOptions> = asyn
         response: { 200: Type.Object({ predictions: Type.Array(PredictResponse) }), ...ERRORS },
       },
     },
-    async (request) => ({
-      predictions: await options.predictor.predictBatch((request.body as { rows: PredictRequest[] }).rows, explainOf(request.query)),
-    }),
+    async (request) => {
+      const predictions = await options.predictor.predictBatch((request.body as { rows: PredictRequest[] }).rows, explainOf(request.query));
+      if (traced) describePrediction(request, predictions);
+      return { predictions };
+    },
   );
 };
