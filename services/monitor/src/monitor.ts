@@ -6,7 +6,6 @@
  * of their model, version and variant; what waits in vain is counted when it expires.
  * Malformed records go to the dead-letter topic with the reason.
  */
-import Type from 'typebox';
 import {
   Counter,
   deadLetter,
@@ -20,31 +19,16 @@ import {
   type Label,
   type Logger,
   type OutgoingRecord,
-  type PredictionLogRecord,
   type ReferenceProfile,
   type Registry,
   type Subscription,
 } from '@tributary/shared';
 import type { JoinStore, Offer } from './join-store.js';
 import { DriftBoard, type DriftSeries } from './drift.js';
+import { predictionRecords } from './prediction-record.js';
 import { FixedHistogram, type HistogramSeries } from './histogram.js';
 import { QualityBoard, type QualitySeries } from './quality.js';
 import { BanditRewards, checkCanaries, type CanaryRule, type RolloutControl } from './rollout-guard.js';
-
-const PredictionRecordSchema = Type.Object({
-  prediction_id: Type.String({ minLength: 1 }),
-  request_id: Type.String({ minLength: 1 }),
-  model: Type.Object({ name: Type.String({ minLength: 1 }), version: Type.String({ minLength: 1 }) }),
-  variant: Type.String({ minLength: 1 }),
-  score: Type.Number({ minimum: 0, maximum: 1 }),
-  features: Type.Optional(Type.Record(Type.String(), Type.Number())),
-  request: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
-  degraded: Type.Optional(Type.Boolean()),
-  defaulted: Type.Optional(Type.Array(Type.String({ maxLength: 256 }), { maxItems: 1000 })),
-  feature_age_ms: Type.Optional(Type.Record(Type.String({ maxLength: 256 }), Type.Union([Type.Number(), Type.Null()]))),
-  predicted_at: Type.Number({ minimum: 0 }),
-  latency_ms: Type.Number({ minimum: 0 }),
-});
 
 export interface MonitorOptions {
   eventLog: EventLog;
@@ -502,7 +486,6 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       }),
   );
   const deadLettered = deadLetterCounter(options.registry);
-  const predictions = recordValidator<PredictionLogRecord>(PredictionRecordSchema);
   const labelRecords = recordValidator<Label>(LabelSchema);
 
   const subscription: Subscription = await options.eventLog.subscribe({
@@ -522,7 +505,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       const labelCounts = [0, 0];
       for (const record of batch.records) {
         if (stream === 'predictions') {
-          const decoded = predictions.decode(record.value);
+          const decoded = predictionRecords.decode(record.value);
           if (!decoded.ok) {
             rejected.push(deadLetter(record, decoded.reason, decoded.detail, options.groupId));
             deadLettered.inc({ consumer: options.groupId, reason: decoded.reason });
