@@ -25,6 +25,9 @@ export interface DriftBoardOptions {
   minRows?: number;
 }
 
+/** A version's drift window (what `seriesFor` hands out); null when the version has no profile or is beyond the bound. */
+export type DriftSeries = Series;
+
 interface Series {
   model: string;
   version: string;
@@ -53,8 +56,14 @@ export class DriftBoard {
         { bucketMs: this.options.bucketMs ?? 60_000, buckets: this.options.buckets ?? 60 },
       ),
     };
-    this.series.set(id, series);
+    // Versions beyond the bound are not remembered (a stream of odd versions must not grow the map).
+    if (this.series.size < this.options.maxSeries) this.series.set(id, series);
     return series;
+  }
+
+  /** The window a version's predictions are counted in (null: none); the answer for a version never changes. */
+  seriesFor(model: string, version: string): DriftSeries | null {
+    return this.seriesOf(model, version);
   }
 
   /**
@@ -62,7 +71,11 @@ export class DriftBoard {
    * (as the feature `score`, over a feature of that name in the vector).
    */
   observe(model: string, version: string, features: Readonly<Record<string, unknown>> | undefined, score: number, at: number): void {
-    const series = this.seriesOf(model, version);
+    this.observeIn(this.seriesOf(model, version), features, score, at);
+  }
+
+  /** `observe` on a series from `seriesFor`. */
+  observeIn(series: DriftSeries | null, features: Readonly<Record<string, unknown>> | undefined, score: number, at: number): void {
     const bucket = series?.ring.at(at);
     if (series && bucket) observeRow(series.profile, bucket, features ?? NO_FEATURES, { score });
   }

@@ -17,9 +17,11 @@
  * On a single Redis, a batch of offers (one per record of a Kafka batch) is one script call
  * per 500 offers, all in one pipeline: a script per offer cost the client ~3x the CPU (one
  * ioredis command each) and Redis more time. The script still changes each request atomically
- * and in order. On a Redis Cluster a script may only name keys of one slot: each offer is its
- * own call there (the request's key named first, as the cluster client routes by it), and
- * auto-pipelining sends the calls of a batch to each node at once.
+ * and in order, and adds the sides left waiting to the due index in the same step (no second
+ * round trip per batch for a ZADD). On a Redis Cluster a script may only name keys of one slot: each offer is its
+ * own call there (the request's key named first, as the cluster client routes by it),
+ * auto-pipelining sends the calls of a batch to each node at once, and the due index (one key,
+ * one slot) is written after them.
  */
 import type { Cluster, Redis } from 'ioredis';
 import { connectRedis, type RedisTarget } from '@tributary/shared';
@@ -80,6 +82,8 @@ interface Entry {
 /** A side in the due index: a prediction unit's field `p:<unit>`, or `label`. */
 const predictionField = (unit: string) => `p:${unit}`;
 const LABEL_FIELD = 'label';
+/** A side's member in the due index: `[field, request id]` as JSON. */
+const dueMember = (field: string, requestId: string) => JSON.stringify([field, requestId]);
 
 /** The in-memory store (the embedded default), with the Redis store's semantics. */
 export class MemoryJoinStore implements JoinStore {
@@ -168,13 +172,22 @@ function byteOrder(a: string, b: string): number {
  * label the fields and values of the predictions that waited (`{p:<unit>, value, ...}`, in no
  * order: the client orders them by unit, as Lua's `<` follows the server's locale). A later
  * offer sees what the earlier ones did, as if each were its own call.
+ *
+ * On a single Redis the same script also writes the due index: one more key after the hashes,
+ * KEYS[n+1] the sorted set of waiting sides by deadline, and after the 4n arguments of the
+ * offers, 2n more: ARGV[4n+2i-1] offer i's deadline and ARGV[4n+2i] its member in the index.
+ * A side that waits (a prediction not joined, a label that is not a duplicate) is added to
+ * the index with its hash, atomically. (A cluster client cannot name the index beside a
+ * request's key: it adds the members after the script, with ZADD.)
  */
-const OFFER_SCRIPT = `
+const offerScript = (indexed: boolean) => `
 local function keep(key, ms)
   if redis.call('PTTL', key) < tonumber(ms) then redis.call('PEXPIRE', key, ms) end
 end
-local results = {}
-for i = 1, #KEYS do
+local indexed = ${indexed}
+local results, due, offers = {}, {}, #KEYS
+if indexed then offers = #KEYS - 1 end
+for i = 1, offers do
   local key, side, unit, value, ms = KEYS[i], ARGV[4 * i - 3], ARGV[4 * i - 2], ARGV[4 * i - 1], ARGV[4 * i]
   if side == 'prediction' then
     local found = redis.call('HMGET', key, 'p:' .. unit, 'j:' .. unit, 'label')
@@ -188,6 +201,10 @@ for i = 1, #KEYS do
       redis.call('HSET', key, 'p:' .. unit, value)
       keep(key, ms)
       results[i] = 1
+      if indexed then
+        due[#due + 1] = ARGV[4 * offers + 2 * i - 1]
+        due[#due + 1] = ARGV[4 * offers + 2 * i]
+      end
     end
   else
     -- One read of the (small) hash: a label or a joined label makes this one a duplicate.
@@ -222,9 +239,14 @@ for i = 1, #KEYS do
         results[i] = joined
       end
       keep(key, ms)
+      if indexed then
+        due[#due + 1] = ARGV[4 * offers + 2 * i - 1]
+        due[#due + 1] = ARGV[4 * offers + 2 * i]
+      end
     end
   end
 end
+if #due > 0 then redis.call('ZADD', KEYS[#KEYS], unpack(due)) end
 return results
 `;
 
@@ -245,7 +267,7 @@ return 1
 type OfferReply = 0 | 1 | string[];
 
 type RedisWithJoin = (Redis | Cluster) & {
-  /** `keys` then, per key, side, unit, value and ms to keep. */
+  /** `keys` (the hashes, then the due index) then, per hash, side, unit, value and ms to keep, then per hash its deadline and index member. */
   offerSides(keys: number, ...keysThenArgs: string[]): Promise<OfferReply[]>;
   /** The same script for one offer, its key first (a cluster client routes by it, redis/ioredis#2109). */
   offerSide(key: string, side: string, unit: string, value: string, keepMs: string): Promise<OfferReply[]>;
@@ -277,8 +299,8 @@ export class RedisJoinStore implements JoinStore {
   ) {
     this.cluster = target.cluster === true;
     this.client = connectRedis(target, { maxRetriesPerRequest: 2, enableAutoPipelining: this.cluster }) as RedisWithJoin;
-    this.client.defineCommand('offerSides', { lua: OFFER_SCRIPT });
-    this.client.defineCommand('offerSide', { numberOfKeys: 1, lua: OFFER_SCRIPT });
+    this.client.defineCommand('offerSides', { lua: offerScript(true) });
+    this.client.defineCommand('offerSide', { numberOfKeys: 1, lua: offerScript(false) });
     this.client.defineCommand('expireSide', { numberOfKeys: 1, lua: EXPIRE_SCRIPT });
     this.client.on('error', () => {});
   }
@@ -308,18 +330,26 @@ export class RedisJoinStore implements JoinStore {
       );
     }
     const pipeline = this.client.pipeline() as unknown as Pipeline;
+    const dueKey = this.dueKey;
     for (let start = 0; start < offers.length; start += OFFERS_PER_CALL) {
-      const chunk = offers.slice(start, start + OFFERS_PER_CALL);
-      const keysThenArgs = new Array<string>(chunk.length * 5);
-      chunk.forEach((offer, i) => {
+      const count = Math.min(OFFERS_PER_CALL, offers.length - start);
+      // The hashes and the due index, then 4 arguments per offer, then its deadline and index member.
+      const keysThenArgs = new Array<string>(count * 7 + 1);
+      for (let i = 0; i < count; i++) {
+        const offer = offers[start + i]!;
         keysThenArgs[i] = this.key(offer.requestId);
-        const arg = chunk.length + 4 * i;
+        const arg = count + 1 + 4 * i;
+        const prediction = offer.side === 'prediction';
         keysThenArgs[arg] = offer.side;
-        keysThenArgs[arg + 1] = offer.side === 'prediction' ? offer.unit : '';
+        keysThenArgs[arg + 1] = prediction ? offer.unit : '';
         keysThenArgs[arg + 2] = offer.value;
         keysThenArgs[arg + 3] = keep(offer.deadline);
-      });
-      void pipeline.offerSides(chunk.length, ...keysThenArgs);
+        const indexed = count + 1 + 4 * count + 2 * i;
+        keysThenArgs[indexed] = String(offer.deadline);
+        keysThenArgs[indexed + 1] = dueMember(prediction ? predictionField(offer.unit) : LABEL_FIELD, offer.requestId);
+      }
+      keysThenArgs[count] = dueKey;
+      void pipeline.offerSides(count + 1, ...keysThenArgs);
     }
     return ((await pipeline.exec()) ?? []).map(([error, reply]) => {
       if (error) throw error;
@@ -339,8 +369,11 @@ export class RedisJoinStore implements JoinStore {
           continue;
         }
         // A label stays until its deadline, joined or not; a prediction only while it waits.
-        if (offer.side === 'label') due.push(offer.deadline, JSON.stringify([LABEL_FIELD, offer.requestId]));
-        else if (answer === 1) due.push(offer.deadline, JSON.stringify([predictionField(offer.unit), offer.requestId]));
+        // (On a single Redis the script has indexed them already.)
+        if (this.cluster) {
+          if (offer.side === 'label') due.push(offer.deadline, dueMember(LABEL_FIELD, offer.requestId));
+          else if (answer === 1) due.push(offer.deadline, dueMember(predictionField(offer.unit), offer.requestId));
+        }
         results.push(answer === 1 ? WAITING : { kind: 'joined', others: offer.side === 'label' ? byUnit(answer) : answer });
       }
     }

@@ -6,13 +6,11 @@
  * of their model, version and variant; what waits in vain is counted when it expires.
  * Malformed records go to the dead-letter topic with the reason.
  */
-import Type from 'typebox';
 import {
   Counter,
   deadLetter,
   deadLetterCounter,
   Gauge,
-  Histogram,
   LabelSchema,
   LATENCY_BUCKETS,
   metric,
@@ -21,30 +19,16 @@ import {
   type Label,
   type Logger,
   type OutgoingRecord,
-  type PredictionLogRecord,
   type ReferenceProfile,
   type Registry,
   type Subscription,
 } from '@tributary/shared';
 import type { JoinStore, Offer } from './join-store.js';
-import { DriftBoard } from './drift.js';
-import { QualityBoard } from './quality.js';
+import { DriftBoard, type DriftSeries } from './drift.js';
+import { predictionRecords } from './prediction-record.js';
+import { FixedHistogram, type HistogramSeries } from './histogram.js';
+import { QualityBoard, type QualitySeries } from './quality.js';
 import { BanditRewards, checkCanaries, type CanaryRule, type RolloutControl } from './rollout-guard.js';
-
-const PredictionRecordSchema = Type.Object({
-  prediction_id: Type.String({ minLength: 1 }),
-  request_id: Type.String({ minLength: 1 }),
-  model: Type.Object({ name: Type.String({ minLength: 1 }), version: Type.String({ minLength: 1 }) }),
-  variant: Type.String({ minLength: 1 }),
-  score: Type.Number({ minimum: 0, maximum: 1 }),
-  features: Type.Optional(Type.Record(Type.String(), Type.Number())),
-  request: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
-  degraded: Type.Optional(Type.Boolean()),
-  defaulted: Type.Optional(Type.Array(Type.String({ maxLength: 256 }), { maxItems: 1000 })),
-  feature_age_ms: Type.Optional(Type.Record(Type.String({ maxLength: 256 }), Type.Union([Type.Number(), Type.Null()]))),
-  predicted_at: Type.Number({ minimum: 0 }),
-  latency_ms: Type.Number({ minimum: 0 }),
-});
 
 export interface MonitorOptions {
   eventLog: EventLog;
@@ -86,6 +70,27 @@ interface WaitingPrediction {
   /** The values of the slice fields in the request. */
   slices?: Record<string, string | number>;
 }
+
+/** A model, version and variant of the prediction log, with what its records update. */
+interface ServedSeries {
+  /** Its predictions' unit in the label join. */
+  unit: string;
+  /** Its label values in the metrics (bounded: `other` beyond the bound). */
+  model: string;
+  version: string;
+  variant: string;
+  score: HistogramSeries;
+  latency: HistogramSeries;
+  /** Predictions of the batch being handled: not degraded, degraded. */
+  served: [number, number];
+  quality: QualitySeries;
+  drift: DriftSeries | null;
+  /** Feature-age series by feature group. */
+  ages: Map<string, HistogramSeries>;
+}
+
+/** Feature groups whose age series a served series keeps at most (beyond, looked up per record). */
+const MAX_CACHED_GROUPS = 64;
 
 interface WaitingLabel {
   label: 0 | 1;
@@ -143,7 +148,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     options.registry,
     'tributary_monitor_score',
     () =>
-      new Histogram({
+      new FixedHistogram({
         name: 'tributary_monitor_score',
         help: 'Distribution of served scores, from the prediction log',
         labelNames: ['model', 'version', 'variant'],
@@ -182,7 +187,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     options.registry,
     'tributary_monitor_label_delay_seconds',
     () =>
-      new Histogram({
+      new FixedHistogram({
         name: 'tributary_monitor_label_delay_seconds',
         help: 'Time from prediction to its label',
         labelNames: ['model'],
@@ -219,7 +224,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     options.registry,
     'tributary_monitor_prediction_latency_seconds',
     () =>
-      new Histogram({
+      new FixedHistogram({
         name: 'tributary_monitor_prediction_latency_seconds',
         help: 'Prediction latency as the inference service measured it (from the prediction log)',
         labelNames: ['model', 'version', 'variant'],
@@ -242,7 +247,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     options.registry,
     'tributary_monitor_feature_age_seconds',
     () =>
-      new Histogram({
+      new FixedHistogram({
         name: 'tributary_monitor_feature_age_seconds',
         help: 'Age of the newest event behind each feature group at prediction time (feature freshness as served)',
         labelNames: ['model', 'group'],
@@ -413,10 +418,59 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         },
       }),
   );
+  // What a record's model, version and variant need, found once per series and kept (at most
+  // `maxCached` of them, as many as the label values `bounded` admits; beyond, made per record).
+  // `bounded` answers the same for the same values once asked, so keeping its answers changes nothing.
+  const maxCached = options.maxSeries * 64;
+  const servedSeries = new Map<string, Map<string, Map<string, ServedSeries>>>();
+  let servedSeriesCount = 0;
+  const servedSeriesOf = (rawModel: string, rawVersion: string, rawVariant: string): ServedSeries => {
+    let versions = servedSeries.get(rawModel);
+    let variants = versions?.get(rawVersion);
+    const found = variants?.get(rawVariant);
+    if (found !== undefined) return found;
+    const [model, version, variant] = bounded(rawModel, rawVersion, rawVariant);
+    const series: ServedSeries = {
+      unit: `${rawVariant}:${rawModel}:${rawVersion}`,
+      model,
+      version,
+      variant,
+      score: scores.seriesOf(model, version, variant),
+      latency: latency.seriesOf(model, version, variant),
+      served: [0, 0],
+      quality: board.seriesFor({ model: rawModel, version: rawVersion, variant: rawVariant }),
+      drift: drift.seriesFor(rawModel, rawVersion),
+      ages: new Map(),
+    };
+    if (servedSeriesCount < maxCached) {
+      if (versions === undefined) servedSeries.set(rawModel, (versions = new Map()));
+      if (variants === undefined) versions.set(rawVersion, (variants = new Map()));
+      variants.set(rawVariant, series);
+      servedSeriesCount++;
+    }
+    return series;
+  };
+  const ageSeriesOf = (series: ServedSeries, group: string): HistogramSeries => {
+    let age = series.ages.get(group);
+    if (age === undefined) {
+      age = featureAge.seriesOf(...bounded(series.model, group));
+      if (series.ages.size < MAX_CACHED_GROUPS) series.ages.set(group, age);
+    }
+    return age;
+  };
   const bandit = new BanditRewards();
+  // Label-delay series by model as read from records (at most `maxCached`; beyond, looked up each time).
+  const delaySeries = new Map<string, HistogramSeries>();
+  const delaySeriesOf = (model: string): HistogramSeries => {
+    let series = delaySeries.get(model);
+    if (series === undefined) {
+      series = labelDelay.seriesOf(...bounded(model));
+      if (delaySeries.size < maxCached) delaySeries.set(model, series);
+    }
+    return series;
+  };
   const joined = (prediction: WaitingPrediction, label: WaitingLabel) => {
-    const [model] = bounded(prediction.model);
-    labelDelay.observe({ model }, Math.max(0, (label.at - prediction.predicted_at) / 1000));
+    delaySeriesOf(prediction.model).observe(Math.max(0, (label.at - prediction.predicted_at) / 1000));
     board.observe(prediction, prediction.score, label.label, clock(), prediction.slices);
     bandit.observe(prediction, label.label, options.thresholdOf(prediction.model, prediction.version));
   };
@@ -432,7 +486,6 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       }),
   );
   const deadLettered = deadLetterCounter(options.registry);
-  const predictions = recordValidator<PredictionLogRecord>(PredictionRecordSchema);
   const labelRecords = recordValidator<Label>(LabelSchema);
 
   const subscription: Subscription = await options.eventLog.subscribe({
@@ -447,12 +500,12 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       const sides: (WaitingPrediction | WaitingLabel)[] = [];
       // Counters are added up over the batch, then incremented once per series (before the
       // offers, as they were record by record).
-      const servedCounts = new BatchCounts<'model' | 'version' | 'variant' | 'degraded'>();
+      const touched: ServedSeries[] = [];
       const defaultCounts = new BatchCounts<'model' | 'version' | 'feature'>();
       const labelCounts = [0, 0];
       for (const record of batch.records) {
         if (stream === 'predictions') {
-          const decoded = predictions.decode(record.value);
+          const decoded = predictionRecords.decode(record.value);
           if (!decoded.ok) {
             rejected.push(deadLetter(record, decoded.reason, decoded.detail, options.groupId));
             deadLettered.inc({ consumer: options.groupId, reason: decoded.reason });
@@ -465,7 +518,9 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             deadLettered.inc({ consumer: options.groupId, reason: 'invalid' });
             continue;
           }
-          drift.observe(p.model.name, p.model.version, p.features, p.score, p.predicted_at);
+          const series = servedSeriesOf(p.model.name, p.model.version, p.variant);
+          if (series.served[0] === 0 && series.served[1] === 0) touched.push(series);
+          drift.observeIn(series.drift, p.features, p.score, p.predicted_at);
           const waiting: WaitingPrediction = {
             model: p.model.name,
             version: p.model.version,
@@ -480,26 +535,31 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
               if (typeof value === 'string' || typeof value === 'number') waiting.slices[field] = value;
             }
           }
-          board.predicted(waiting, p.score, p.predicted_at);
-          const [model, version, variant] = bounded(p.model.name, p.model.version, p.variant);
-          scores.observe({ model, version, variant }, p.score);
-          servedCounts.add({ model, version, variant, degraded: String(p.degraded ?? false) });
-          latency.observe({ model, version, variant }, p.latency_ms / 1000);
-          for (const feature of p.defaulted ?? []) {
-            const [m, v, f] = bounded(model, version, feature);
-            defaultCounts.add({ model: m, version: v, feature: f });
+          board.predictedIn(series.quality, p.score, p.predicted_at);
+          series.score.observe(p.score);
+          series.served[p.degraded === true ? 1 : 0]++;
+          series.latency.observe(p.latency_ms / 1000);
+          const { defaulted } = p;
+          if (defaulted !== undefined) {
+            for (const feature of defaulted) {
+              const [m, v, f] = bounded(series.model, series.version, feature);
+              defaultCounts.add({ model: m, version: v, feature: f });
+            }
           }
-          for (const [group, age] of Object.entries(p.feature_age_ms ?? {})) {
-            if (age === null) continue;
-            const [m, g] = bounded(model, group);
-            featureAge.observe({ model: m, group: g }, Math.max(0, age) / 1000);
+          const ages = p.feature_age_ms;
+          if (ages !== undefined) {
+            for (const group in ages) {
+              const age = ages[group];
+              if (age === null || age === undefined) continue;
+              ageSeriesOf(series, group).observe(Math.max(0, age) / 1000);
+            }
           }
           sides.push(waiting);
           offers.push({
             side: 'prediction',
             requestId: p.request_id,
             // The answering version and each shadow of a request are joined to its label apart.
-            unit: `${p.variant}:${p.model.name}:${p.model.version}`,
+            unit: series.unit,
             value: JSON.stringify(waiting),
             deadline: p.predicted_at + options.joinWindowMs,
           });
@@ -528,7 +588,12 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           });
         }
       }
-      servedCounts.addTo(served);
+      for (const series of touched) {
+        const { model, version, variant } = series;
+        if (series.served[0] > 0) served.inc({ model, version, variant, degraded: 'false' }, series.served[0]);
+        if (series.served[1] > 0) served.inc({ model, version, variant, degraded: 'true' }, series.served[1]);
+        series.served[0] = series.served[1] = 0;
+      }
       defaultCounts.addTo(defaults);
       labelCounts.forEach((count, label) => {
         if (count > 0) labels.inc({ label: String(label) }, count);

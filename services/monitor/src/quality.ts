@@ -37,6 +37,9 @@ export interface SeriesKey {
   variant: string;
 }
 
+/** One series' windows (what `seriesFor` hands out, to update with `predictedIn`). */
+export type QualitySeries = Series;
+
 interface Series extends SeriesKey {
   windows: { window: QualityWindow; ring: SlidingWindow<QualityAccumulator> }[];
   estimates: { window: QualityWindow; ring: SlidingWindow<CbpeAccumulator> }[];
@@ -118,9 +121,22 @@ export class QualityBoard {
     }
   }
 
+  /**
+   * The series a key's records go to: its own, or `other` beyond the bound. The answer for a
+   * key never changes (series are never removed), so a caller may keep it.
+   */
+  seriesFor(key: SeriesKey): QualitySeries {
+    return this.seriesOf(key);
+  }
+
   /** A prediction, labelled or not yet: counted in the confidence-based estimate at its prediction time. */
   predicted(key: SeriesKey, score: number, at: number): void {
-    for (const { ring } of this.seriesOf(key).estimates) ring.at(at)?.add(score);
+    this.predictedIn(this.seriesOf(key), score, at);
+  }
+
+  /** `predicted` on a series from `seriesFor`. */
+  predictedIn(series: QualitySeries, score: number, at: number): void {
+    for (const { ring } of series.estimates) ring.at(at)?.add(score);
   }
 
   /** Every series' estimated quality (CBPE) in every window ending at `now`. */

@@ -41,26 +41,74 @@ export function emptyWindow(profile: ReferenceProfile): ProfileWindow {
  * same as counting `{ ...row, ...overrides }`, without the copy.
  */
 export function observeRow(profile: ReferenceProfile, window: ProfileWindow, row: Row, overrides?: Row): void {
+  const plan = planOf(profile);
+  const targets = targetsOf(plan, window);
   window.rows++;
-  for (const [name, feature] of featuresOf(profile)) {
-    const target = window.features[name];
-    if (target === undefined) throw new Error(`window has no feature "${name}": it was built for another profile`);
-    const bin = binOf(feature, overrides !== undefined && Object.hasOwn(overrides, name) ? overrides[name] : row[name]);
-    if (bin === undefined) target.missing++;
-    else target.counts[bin]!++;
+  for (let i = 0; i < plan.length; i++) {
+    const feature = plan[i]!;
+    const target = targets[i]!;
+    const value = overrides !== undefined && Object.hasOwn(overrides, feature.name) ? overrides[feature.name] : row[feature.name];
+    if (feature.edges !== null) {
+      // Numeric: binIndex over the edges as a typed array.
+      if (typeof value !== 'number' || !Number.isFinite(value)) {
+        target.missing++;
+        continue;
+      }
+      const edges = feature.edges;
+      let lo = 0;
+      let hi = edges.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (edges[mid]! <= value) lo = mid + 1;
+        else hi = mid;
+      }
+      target.counts[lo]!++;
+    } else {
+      const bin = binOf(feature.profile, value);
+      if (bin === undefined) target.missing++;
+      else target.counts[bin]!++;
+    }
   }
 }
 
-// The features of each profile as a list, made once per profile (profiles are immutable once built).
-const featureLists = new WeakMap<ReferenceProfile, [string, FeatureProfile][]>();
+/** A profile's features in order, each numeric one with its bin edges as a typed array. */
+interface FeaturePlan {
+  name: string;
+  profile: FeatureProfile;
+  /** The bin edges of a numeric feature; null for a categorical one. */
+  edges: Float64Array | null;
+}
 
-function featuresOf(profile: ReferenceProfile): [string, FeatureProfile][] {
-  let list = featureLists.get(profile);
-  if (list === undefined) {
-    list = Object.entries(profile.features);
-    featureLists.set(profile, list);
+// Made once per profile (profiles are immutable once built).
+const plans = new WeakMap<ReferenceProfile, FeaturePlan[]>();
+
+function planOf(profile: ReferenceProfile): FeaturePlan[] {
+  let plan = plans.get(profile);
+  if (plan === undefined) {
+    plan = Object.entries(profile.features).map(([name, feature]) => ({
+      name,
+      profile: feature,
+      edges: feature.kind === 'numeric' ? Float64Array.from(feature.edges) : null,
+    }));
+    plans.set(profile, plan);
   }
-  return list;
+  return plan;
+}
+
+// Each window's per-feature counts in the order of its profile's plan, found on its first row
+// (a window's feature entries are made with it and never replaced: emptyWindow, mergeWindows).
+const windowTargets = new WeakMap<ProfileWindow, { plan: FeaturePlan[]; targets: FeatureWindow[] }>();
+
+function targetsOf(plan: FeaturePlan[], window: ProfileWindow): FeatureWindow[] {
+  const found = windowTargets.get(window);
+  if (found !== undefined && found.plan === plan) return found.targets;
+  const targets = plan.map(({ name }) => {
+    const target = window.features[name];
+    if (target === undefined) throw new Error(`window has no feature "${name}": it was built for another profile`);
+    return target;
+  });
+  windowTargets.set(window, { plan, targets });
+  return targets;
 }
 
 /** The bin a value falls in for a feature profile, or undefined when the value is missing. */

@@ -28,10 +28,15 @@ function describe(errors: { instancePath: string; message: string; keyword: stri
   return `${field}: ${error.message}`;
 }
 
-export function recordValidator<T>(schema: TSchema): RecordValidator<T> {
+/**
+ * `accepts`: an optional quick test of the common case (a hot consumer's records), which must
+ * never accept a value the schema refuses; when it does not accept, the schema decides and
+ * names the error.
+ */
+export function recordValidator<T>(schema: TSchema, accepts?: (value: unknown) => boolean): RecordValidator<T> {
   const compiled = Compile(schema);
   const validate = (value: unknown): Decoded<T> =>
-    compiled.Check(value)
+    accepts?.(value) === true || compiled.Check(value)
       ? { ok: true, value: value as T }
       : { ok: false, reason: 'invalid', detail: describe([...compiled.Errors(value)] as never) };
   return {

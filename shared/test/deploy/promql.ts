@@ -84,10 +84,11 @@ async function readExposedMetrics(): Promise<Set<string>> {
   for (const dir of dirs) {
     for (const file of await sourceFiles(dir).catch(() => [])) {
       const text = await readFile(file, 'utf8');
-      for (const m of text.matchAll(/new (Counter|Gauge|Histogram|Summary)\(\{\s*name: '(tributary_\w+)'/g)) {
+      // (FixedHistogram: the monitor's histograms, exposed as prom-client's.)
+      for (const m of text.matchAll(/new (Counter|Gauge|Histogram|FixedHistogram|Summary)\(\{\s*name: '(tributary_\w+)'/g)) {
         const [, kind, name] = m as unknown as [string, string, string];
         names.add(name);
-        if (kind === 'Histogram') for (const suffix of ['_bucket', '_sum', '_count']) names.add(name + suffix);
+        if (kind === 'Histogram' || kind === 'FixedHistogram') for (const suffix of ['_bucket', '_sum', '_count']) names.add(name + suffix);
         if (kind === 'Summary') for (const suffix of ['_sum', '_count']) names.add(name + suffix);
       }
     }

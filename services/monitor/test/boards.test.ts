@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { buildProfile, type ReferenceProfile } from '@tributary/shared';
+import { DriftBoard } from '../src/drift.js';
+import { QualityBoard } from '../src/quality.js';
+
+const NOW = 1_800_000_000_000;
+const profile: ReferenceProfile = buildProfile(
+  Array.from({ length: 200 }, (_, i) => ({ amount: i, score: (i % 100) / 100 })),
+  [
+    { name: 'amount', kind: 'numeric' },
+    { name: 'score', kind: 'numeric' },
+  ],
+);
+
+describe('DriftBoard', () => {
+  it('hands out the same window for a version each time, counts on it as observe does, and remembers no version beyond its bound', () => {
+    const asked: string[] = [];
+    const board = new DriftBoard({
+      profileOf: (model, version) => {
+        asked.push(`${model}/${version}`);
+        return profile;
+      },
+      maxSeries: 2,
+      minRows: 1,
+    });
+    const kept = board.seriesFor('m', '1');
+    expect(board.seriesFor('m', '1')).toBe(kept);
+    board.observeIn(kept, { amount: 5 }, 0.3, NOW);
+    board.observe('m', '1', { amount: 7 }, 0.4, NOW);
+    expect(board.reports(NOW).map((r) => [r.version, r.rows])).toEqual([['1', 2]]);
+    // A stream of odd versions: beyond the bound none has a window, and none is remembered.
+    for (let v = 2; v < 1_000; v++) board.observe('m', String(v), { amount: 1 }, 0.5, NOW);
+    expect(board.seriesFor('m', '999')).toBeNull();
+    expect(asked).toEqual(['m/1', 'm/2']);
+    expect((board as unknown as { series: Map<string, unknown> }).series.size).toBe(2);
+  });
+});
+
+describe('QualityBoard', () => {
+  it('hands out the same series for a key, the other series beyond its bound, and counts on them as predicted does', () => {
+    const board = new QualityBoard({ thresholdOf: () => 0.5, maxSeries: 1 });
+    const key = { model: 'm', version: '1', variant: 'champion' };
+    const kept = board.seriesFor(key);
+    expect(board.seriesFor({ ...key })).toBe(kept);
+    const beyond = board.seriesFor({ ...key, version: '2' });
+    expect(beyond).not.toBe(kept);
+    expect(board.seriesFor({ ...key, version: '3' })).toBe(beyond);
+    board.predictedIn(kept, 0.9, NOW);
+    board.predicted(key, 0.2, NOW);
+    board.predictedIn(beyond, 0.7, NOW);
+    const counts = board.estimates(NOW).map((e) => [e.model, e.version, e.window, e.estimate.count]);
+    expect(counts).toEqual([
+      ['m', '1', '1h', 2],
+      ['m', '1', '24h', 2],
+      ['other', 'other', '1h', 1],
+      ['other', 'other', '24h', 1],
+    ]);
+  });
+});

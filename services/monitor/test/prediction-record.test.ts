@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { Compile } from 'typebox/compile';
+import { recordValidator } from '@tributary/shared';
+import { acceptsPredictionRecord, PredictionRecordSchema, predictionRecords } from '../src/prediction-record.js';
+
+const schema = Compile(PredictionRecordSchema);
+const schemaOnly = recordValidator(PredictionRecordSchema);
+
+/** Values valid and invalid in every way the fields can be: edge numbers, empty, long and odd strings, odd keys. */
+const scalar = fc.oneof(
+  fc.constantFrom(0, 1, 0.5, -0, -1, 1.5, 1e308, NaN, Infinity, -Infinity, '', 'x', '\n', 'é', '\uD800', true, false, null, undefined),
+  fc.double(),
+  fc.string({ maxLength: 3 }),
+  fc.string({ minLength: 250, maxLength: 520 }),
+);
+const key = fc.oneof(
+  fc.constantFrom('a', '', '\n', 'a\nb', 'toString', '__proto__'),
+  fc.string({ maxLength: 4 }),
+  fc.string({ minLength: 255, maxLength: 300 }),
+);
+const record = fc.dictionary(key, fc.oneof(scalar, fc.constant({})), { maxKeys: 4 });
+const field = fc.oneof(scalar, record, fc.array(scalar, { maxLength: 3 }), fc.constant([]));
+const validRecord = {
+  prediction_id: 'p-1',
+  request_id: 'r-1',
+  model: { name: 'fraud_detector', version: '1' },
+  variant: 'champion',
+  score: 0.3,
+  features: { 'request:amount': 12.5, 'user_transactions:count_1h': 3 },
+  request: { country: 'US', amount: 12.5 },
+  degraded: false,
+  defaulted: ['merchant_transactions:count_1h'],
+  feature_age_ms: { user_transactions: 800, merchant_transactions: null },
+  predicted_at: 1_800_000_000_000,
+  latency_ms: 1.2,
+};
+/** A valid record with some of its fields (and the model's) replaced by anything, or left out. */
+const candidate = fc
+  .tuple(
+    fc.dictionary(fc.constantFrom(...Object.keys(validRecord), 'extra'), fc.option(field, { nil: undefined }), { maxKeys: 4 }),
+    fc.dictionary(fc.constantFrom('name', 'version'), fc.option(field, { nil: undefined }), { maxKeys: 2 }),
+    fc.boolean(),
+  )
+  .map(([fields, modelFields, dropModel]) => {
+    const value: Record<string, unknown> = { ...validRecord, ...fields };
+    if (!dropModel) value.model = { ...validRecord.model, ...modelFields };
+    for (const [name, v] of Object.entries(fields)) if (v === undefined && name !== 'model') delete value[name];
+    return value;
+  });
+
+describe('acceptsPredictionRecord', () => {
+  it('never accepts a value the schema refuses, so the monitor decodes every record as the schema alone does', () => {
+    fc.assert(
+      fc.property(fc.oneof(candidate, field), (value) => {
+        if (acceptsPredictionRecord(value)) expect(schema.Check(value)).toBe(true);
+        const text = JSON.stringify(value);
+        if (text !== undefined) {
+          const raw = Buffer.from(text);
+          expect(predictionRecords.decode(raw)).toEqual(schemaOnly.decode(raw));
+        }
+        expect(predictionRecords.validate(value)).toEqual(schemaOnly.validate(value));
+      }),
+      { numRuns: 3_000 },
+    );
+  });
+
+  it('accepts the records the inference service logs (the quick path is the common one)', () => {
+    expect(acceptsPredictionRecord(validRecord)).toBe(true);
+    const { features, request, degraded, defaulted, feature_age_ms, ...required } = validRecord;
+    expect([features, request, degraded, defaulted, feature_age_ms].length).toBe(5);
+    expect(acceptsPredictionRecord(required)).toBe(true);
+    expect(acceptsPredictionRecord({ ...validRecord, entities: { user_id: 'u1' }, requested_at: 1 })).toBe(true);
+  });
+});
