@@ -153,6 +153,28 @@ export function eventLogContract(name: string, makeLog: () => Promise<EventLog>,
       options.timeoutMs * 2,
     );
 
+    it(
+      'calls eachBatch only once subscribe has answered (a handler may use its subscription)',
+      async () => {
+        const topic = uniqueName('contract');
+        await log.publish(topic, [{ key: 'a', value: 'already there' }]);
+        let subscription: Subscription | null = null;
+        const seen: (Subscription | null)[] = [];
+        subscription = await log.subscribe({
+          groupId: uniqueName('group'),
+          topics: [topic],
+          fromBeginning: true,
+          eachBatch: async () => {
+            seen.push(subscription);
+          },
+        });
+        subscriptions.push(subscription);
+        await waitFor(() => seen.length > 0, { timeoutMs: options.timeoutMs, what: 'the first batch' });
+        expect(seen[0]).toBe(subscription);
+      },
+      options.timeoutMs * 2,
+    );
+
     it('creates topics and answers ping', async () => {
       const topic = uniqueName('contract');
       await log.ensureTopics([{ name: topic, partitions: 2 }]);

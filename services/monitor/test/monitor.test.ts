@@ -152,11 +152,15 @@ describe('monitor', () => {
       value: JSON.stringify({ request_id: id, label: value, ts: now + delayMs }),
     });
     // Scores 0.1, 0.4, 0.9 at threshold 0.3: predicted 0, 1, 1. Label `b` arrives before its prediction.
+    // Each step is consumed before the next is published (the two topics are consumed independently).
+    const consumed = (pattern: RegExp, what: string) => waitFor(async () => pattern.test(await registry.metrics()), { what });
     await eventLog.publish('labels', [label('b', 0, 120_000)]);
+    await consumed(/tributary_monitor_joins_total\{stream="labels",outcome="waiting"\} 1/, 'label b waiting');
     await eventLog.publish(
       'predictions',
       ['a', 'b', 'c', 'd'].map((id, i) => ({ key: id, value: JSON.stringify(prediction(id, [0.1, 0.4, 0.9, 0.5][i]!)) })),
     );
+    await consumed(/tributary_monitor_joins_total\{stream="predictions",outcome="waiting"\} 3/, 'the predictions');
     await eventLog.publish('labels', [label('a', 0, 60_000), label('c', 1, 3_600_000), label('z', 1, 0)]);
     await waitFor(async () => /tributary_monitor_joins_total\{stream="labels",outcome="joined"\} 2/.test(await registry.metrics()), {
       what: 'two joins on labels',

@@ -91,7 +91,8 @@ export class MemoryEventLog implements EventLog {
     const member: Member = { options, running: true };
     this.rebalance(group, () => group.members.push(member));
     for (const name of options.topics) this.topic(name);
-    const loop = this.consume(group, member);
+    // Deliveries start once subscribe has answered, as with Kafka (a handler may use its subscription).
+    const loop = new Promise((resolve) => setImmediate(resolve)).then(() => this.consume(group, member));
     return {
       commit: async (offsets) => {
         for (const o of offsets)
