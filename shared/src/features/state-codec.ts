@@ -166,7 +166,9 @@ export function encodePartitionState(state: PartitionState): Buffer {
   }
   view.setUint32(9, slotsAt, true);
   view.setUint32(13, idsAt, true);
-  return Buffer.from(out.subarray(0, pos));
+  const value = Buffer.allocUnsafe(pos);
+  out.copy(value, 0, 0, pos);
+  return value;
 }
 
 /** The parts of a binary value a reader needs, with its bounds checked. */
