@@ -12,7 +12,7 @@
 import { OP_COMPONENTS, type AggregationOp, type Component, type ComponentValue, type Moments } from './aggregations.js';
 import type { CompiledFeatureGroup, FeatureSpec } from './definition.js';
 import { decodeSketch, estimateDistinct, mergeSketches, type DistinctSketch } from './distinct-sketch.js';
-import type { StoredFields, StoredValue } from './partition-state.js';
+import { malformedState, type StoredFields, type StoredValue } from './partition-state.js';
 import {
   COMPONENT_CODES,
   decodePartitionState,
@@ -21,7 +21,6 @@ import {
   LAST_NUMBER,
   lastText,
   openBinaryState,
-  readSlots,
   sketchText,
   TILE_HEADER_BYTES,
   valueBytes,
@@ -119,6 +118,8 @@ interface ReadPlan {
   features: FeatureSpec[];
   components: Component[];
   codes: number[];
+  /** Each feature's column as UTF-8, to find its slot without decoding the slot table. */
+  columns: Buffer[];
   /** Tile sizes read, and per size the window read from it the longest. */
   tileSizes: number[];
   longest: number[];
@@ -146,6 +147,7 @@ function readPlan(group: CompiledFeatureGroup, only: ReadonlySet<string> | undef
     features,
     components,
     codes: components.map((c) => COMPONENT_CODES[c]),
+    columns: features.map((f) => Buffer.from(f.column, 'utf8')),
     tileSizes,
     longest,
     sketches: features.some((f) => f.op === 'distinct_count'),
@@ -159,7 +161,7 @@ function readPlan(group: CompiledFeatureGroup, only: ReadonlySet<string> | undef
   return plan;
 }
 
-/** Whether a field is a partition's state (`s<partition>`), and the partition's text. */
+/** Whether a field is a partition's state (`s<partition>`). */
 function isStateField(field: string): boolean {
   if (field.length < 2 || field.charCodeAt(0) !== 115 /* s */) return false;
   for (let i = 1; i < field.length; i++) {
@@ -169,15 +171,39 @@ function isStateField(field: string): boolean {
   return true;
 }
 
+/**
+ * Reads the slot table: each slot's component code into `codes`, and into `slots` the slot of
+ * each feature's component (-1 when no tile holds it), comparing column names as bytes.
+ */
+function matchSlots(state: BinaryState, plan: ReadPlan, codes: number[], slots: number[]): void {
+  const { bytes, view } = state;
+  for (let f = 0; f < plan.features.length; f++) slots[f] = -1;
+  let p = state.slotsAt;
+  const count = view.getUint16(p, true);
+  p += 2;
+  for (let s = 0; s < count; s++) {
+    const code = view.getUint8(p);
+    const length = view.getUint16(p + 1, true);
+    const at = p + 3;
+    p = at + length;
+    if (p > state.idsAt) throw malformedState(`slot ${s} runs past the slot table`);
+    codes[s] = code;
+    for (let f = 0; f < plan.features.length; f++) {
+      const column = plan.columns[f]!;
+      if (plan.codes[f] !== code || column.length !== length || slots[f] !== -1) continue;
+      let same = true;
+      for (let k = 0; k < length && same; k++) same = column[k] === bytes[at + k];
+      if (same) slots[f] = s;
+    }
+  }
+}
+
 /** Merges one partition's tiles, stored in the binary layout, into each feature's value. */
 function mergeBinary(state: BinaryState, plan: ReadPlan, firsts: number[], nowMs: number, into: Merged[]): void {
   const { view } = state;
-  const { columns, codes } = readSlots(state);
-  // The slot of each feature's component in this value (-1: no tile holds it).
-  const slots = plan.features.map((f, i) => {
-    for (let s = 0; s < columns.length; s++) if (codes[s] === plan.codes[i] && columns[s] === f.column) return s;
-    return -1;
-  });
+  const codes: number[] = [];
+  const slots: number[] = [];
+  matchSlots(state, plan, codes, slots);
   // The tiles inside some window read, as (size, start, body offset), sorted by size and start.
   const tiles: number[] = [];
   const firstBySize = plan.tileSizes.map((size, i) => windowFirstTile(nowMs, plan.longest[i]!, size));
@@ -202,7 +228,7 @@ function mergeBinary(state: BinaryState, plan: ReadPlan, firsts: number[], nowMs
     tiles[at + 1] = start;
     tiles[at + 2] = body;
   }
-  if (p !== state.slotsAt) throw new Error('stored partition state: the tiles run past the slot table');
+  if (p !== state.slotsAt) throw malformedState('the tiles run past the slot table');
   for (let f = 0; f < plan.features.length; f++) {
     const slot = slots[f]!;
     if (slot < 0) continue;
@@ -218,7 +244,9 @@ function mergeBinary(state: BinaryState, plan: ReadPlan, firsts: number[], nowMs
         const s = view.getUint16(q, true);
         q += 2;
         if (s !== slot) {
-          q += valueBytes(view, codes[s]!, q);
+          const code = codes[s];
+          if (code === undefined) throw malformedState(`a tile names slot ${s} of ${codes.length}`);
+          q += valueBytes(view, code, q);
           continue;
         }
         switch (plan.components[f]) {
@@ -286,14 +314,15 @@ export function readFeatureValues(
 ): FeatureValues {
   const plan = readPlan(group, only);
   const values: Record<string, number | string | null> = {};
+  // `s<partition>` fields in the order of their partition's text (the prefix is common).
   const partitions: string[] = [];
-  for (const field in fields ?? {}) if (isStateField(field)) partitions.push(field.slice(1));
-  partitions.sort();
+  for (const field in fields ?? {}) if (isStateField(field)) partitions.push(field);
+  if (partitions.length > 1) partitions.sort();
   const firsts = plan.features.map((f) => windowFirstTile(nowMs, f.windowMs, f.tileMs));
   const into = plan.features.map(merged);
   let newest: number | null = null;
   for (const partition of partitions) {
-    const value = fields![`s${partition}`]!;
+    const value = fields![partition]!;
     let partitionNewest: number | null;
     if (isJsonState(value)) partitionNewest = mergeJson(value, plan, firsts, nowMs, into);
     else {
