@@ -10,7 +10,7 @@ import { routingStoreContract } from '../../services/inference/test/routing.cont
 import { RedisRoutingStore } from '../../services/inference/src/registry/routing.js';
 import { MemoryJoinStore, RedisJoinStore } from '../../services/monitor/src/join-store.js';
 import { joinStoreContract, probes, randomOffers } from '../../services/monitor/test/join-store.contract.js';
-import { RedisOnlineStore, type StateWrite } from '../../shared/src/index.js';
+import { RedisOnlineStore, storedText, type StateWrite } from '../../shared/src/index.js';
 import { onlineStoreContract } from '../contract/online-store.contract.js';
 import { redisClusterUnavailable, startRedisCluster, type RedisClusterFixture } from '../support/redis-cluster.js';
 import { uniqueName } from '../support/wait-for.js';
@@ -87,7 +87,7 @@ describe.skipIf(unavailable !== null)(`Redis Cluster${unavailable ? ` (skipped: 
       expect(results.every((r) => r.applied)).toBe(true);
 
       const read = await store.read(writes.map((w) => w.key));
-      expect(read.map((fields) => fields?.s0)).toEqual(writes.map((w) => w.set.s0));
+      expect(read.map((fields) => (fields?.s0 === undefined ? undefined : storedText(fields.s0)))).toEqual(writes.map((w) => w.set.s0));
 
       // The keys are spread over all three masters, and both groups of an entity share a slot.
       const perNode = await Promise.all(

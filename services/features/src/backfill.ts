@@ -35,7 +35,7 @@ export interface FeatureRow extends FeatureQuery {
    * With `keepStored`: by group name, the fields an online-store read returns at `at` (null
    * when the entity has no live key), for callers that assemble vectors with the serving code.
    */
-  stored?: Record<string, Record<string, string> | null>;
+  stored?: Record<string, Record<string, string | Buffer> | null>;
 }
 
 export interface BackfillOptions {

@@ -15,10 +15,10 @@
 import {
   applyEvent,
   parsePartitionState,
-  progressField,
   pruneSeen,
   pruneState,
   stateFields,
+  storedOffset,
   type CompiledFeatureGroup,
   type DeadLetterReason,
   type EventSource,
@@ -195,12 +195,12 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         const stored = await options.store.read(missing.map(({ g, id }) => keyOf({ group: groups[g]!, id })));
         missing.forEach(({ g, id }, i) => {
           const fields = stored[i] ?? null;
-          const offset = fields?.[progressField(batch.partition)];
+          const offset = storedOffset(batch.partition, fields);
           const entity: CachedEntity = {
             group: groups[g]!,
             id,
             state: parsePartitionState(batch.partition, fields),
-            storedOffset: offset === undefined ? -1n : BigInt(offset),
+            storedOffset: offset === null ? -1n : BigInt(offset),
             dirty: false,
             prunedAt: -Infinity,
           };

@@ -4,7 +4,7 @@
  * has reached need (the 10-minute window's one-minute tiles too), and no more.
  */
 import { describe, expect, it } from 'vitest';
-import { fraud, MemoryOnlineStore, readFeatureValues, type LogRecord } from '@tributary/shared';
+import { decodePartitionState, fraud, MemoryOnlineStore, readFeatureValues, type LogRecord } from '@tributary/shared';
 import { createFeatureProcessor } from '../src/feature-processor.js';
 
 const example = fraud.fraudExample();
@@ -43,10 +43,10 @@ describe('pruning during a replay of older events', () => {
     const values = readFeatureValues(user, fields ?? null, last).values;
     expect(values.count_10m).toBe(11); // one a minute, the window plus its partial tile
     expect(values.count_1h).toBeGreaterThanOrEqual(60);
-    const oneMinuteTiles = Object.values(fields!)
-      .filter((v) => v.startsWith('['))
-      .flatMap((v) => JSON.parse(v) as unknown[])
-      .filter((x) => typeof x === 'string' && x.startsWith('60000:')).length;
+    const oneMinuteTiles = Object.entries(fields!)
+      .filter(([field]) => /^s\d+$/.test(field))
+      .flatMap(([, value]) => [...decodePartitionState(value).tiles.keys()])
+      .filter((key) => key.startsWith('60000:')).length;
     expect(oneMinuteTiles).toBeLessThanOrEqual(12);
   });
 });

@@ -80,7 +80,7 @@ export function createPredictor(options: PredictorOptions) {
   const random = options.random ?? Math.random;
 
   /** The stored states of every row's groups, or null when the store failed or was too slow. */
-  async function fetchStates(keys: EntityKey[], span: Span | undefined): Promise<(Record<string, string> | null)[] | null> {
+  async function fetchStates(keys: EntityKey[], span: Span | undefined): Promise<(Record<string, string | Buffer> | null)[] | null> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(

@@ -36,7 +36,7 @@ export interface VectorQuery {
 /** Where stored feature-group state comes from: the backfill of an event log, or an online store. */
 export interface StateSource {
   /** For each query, the stored fields of each of the plan's groups (null when the entity has none). */
-  states(plan: FeaturePlan, queries: VectorQuery[]): Promise<(Record<string, string> | null)[][]>;
+  states(plan: FeaturePlan, queries: VectorQuery[]): Promise<(Record<string, string | Buffer> | null)[][]>;
 }
 
 export interface ReplaySummary {
@@ -59,7 +59,7 @@ export function backfillStates(options: BackfillStateOptions): StateSource & { s
   return {
     summaries,
     async states(plan, queries) {
-      const result = queries.map(() => plan.groups.map((): Record<string, string> | null => null));
+      const result = queries.map(() => plan.groups.map((): Record<string, string | Buffer> | null => null));
       const bySource = new Map<string, number[]>();
       plan.groups.forEach((group, g) => bySource.set(group.definition.source, [...(bySource.get(group.definition.source) ?? []), g]));
       for (const [sourceName, groupIndexes] of bySource) {

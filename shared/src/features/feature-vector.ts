@@ -252,7 +252,7 @@ export interface AssembledVector {
  */
 export function assembleVector(
   plan: FeaturePlan,
-  states: (Record<string, string> | null)[] | null,
+  states: (Record<string, string | Buffer> | null)[] | null,
   request: Record<string, unknown>,
   now: number,
   /** Whether to say where each value came from (left empty otherwise: one allocation less per feature). */

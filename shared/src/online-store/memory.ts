@@ -1,8 +1,8 @@
-import { progressField } from '../features/tile-state.js';
-import type { EntityKey, OnlineStore, RememberedValue, StateWrite, WriteResult } from './types.js';
+import { progressField, storedText } from '../features/tile-state.js';
+import type { EntityKey, OnlineStore, RememberedValue, StateWrite, StoredFields, StoredValue, WriteResult } from './types.js';
 
 interface Entry {
-  fields: Map<string, string>;
+  fields: Map<string, StoredValue>;
   expiresAt: number;
 }
 
@@ -28,9 +28,10 @@ export class MemoryOnlineStore implements OnlineStore {
 
   async write(writes: StateWrite[]): Promise<WriteResult[]> {
     return writes.map((write) => {
-      const entry = this.entry(write.key) ?? { fields: new Map<string, string>(), expiresAt: 0 };
+      const entry = this.entry(write.key) ?? { fields: new Map<string, StoredValue>(), expiresAt: 0 };
       const stored = entry.fields.get(progressField(write.partition));
-      if (stored !== undefined && BigInt(stored) > BigInt(write.offset)) return { applied: false, storedOffset: stored };
+      if (stored !== undefined && BigInt(storedText(stored)) > BigInt(write.offset))
+        return { applied: false, storedOffset: storedText(stored) };
       for (const [field, value] of Object.entries(write.set)) entry.fields.set(field, value);
       for (const field of write.remove) entry.fields.delete(field);
       entry.fields.set(progressField(write.partition), write.offset);
@@ -40,7 +41,7 @@ export class MemoryOnlineStore implements OnlineStore {
     });
   }
 
-  async read(keys: EntityKey[]): Promise<(Record<string, string> | null)[]> {
+  async read(keys: EntityKey[]): Promise<(StoredFields | null)[]> {
     return keys.map((key) => {
       const entry = this.entry(key);
       return entry ? Object.fromEntries(entry.fields) : null;

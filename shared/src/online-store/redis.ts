@@ -2,19 +2,19 @@ import { readFileSync } from 'node:fs';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { progressField } from '../features/tile-state.js';
 import { connectRedis } from '../redis.js';
-import type { EntityKey, OnlineStore, RememberedValue, StateWrite, WriteResult } from './types.js';
+import type { EntityKey, OnlineStore, RememberedValue, StateWrite, StoredFields, StoredValue, WriteResult } from './types.js';
 
 const WRITE_SCRIPT = readFileSync(new URL('./scripts/writeEntityStates.lua', import.meta.url), 'utf8');
 /** Entities per script call: bounds how long one call keeps Redis busy (reads wait meanwhile). */
 const ENTITIES_PER_CALL = 100;
 
 type RedisWithScripts = (Redis | Cluster) & {
-  writeEntityStates(keyCount: number, ...keysAndArgs: string[]): Promise<(1 | string)[]>;
+  writeEntityStates(keyCount: number, ...keysAndArgs: StoredValue[]): Promise<(1 | string)[]>;
   /**
    * The same script for one key, named first: a cluster client's auto-pipelining takes the
    * first argument for the key that routes the call (redis/ioredis#2109).
    */
-  writeEntityState(key: string, ...args: string[]): Promise<(1 | string)[]>;
+  writeEntityState(key: string, ...args: StoredValue[]): Promise<(1 | string)[]>;
 };
 
 export interface RedisOnlineStoreOptions {
@@ -77,7 +77,7 @@ export class RedisOnlineStore implements OnlineStore {
     const calls: Promise<(1 | string)[]>[] = [];
     for (let from = 0; from < writes.length; from += perCall) {
       const keys: string[] = [];
-      const args: string[] = [];
+      const args: StoredValue[] = [];
       for (let i = from; i < Math.min(writes.length, from + perCall); i++) {
         const write = writes[i]!;
         keys.push(this.keyOf(write.key));
@@ -99,11 +99,12 @@ export class RedisOnlineStore implements OnlineStore {
 
   /**
    * One HGETALL per key, auto-pipelined: the reads of every request handled in one
-   * event-loop turn leave in one write and come back in one read.
+   * event-loop turn leave in one write and come back in one read. Values come back as the
+   * bytes Redis holds (no conversion to text: the state is binary, and read in place).
    */
-  async read(keys: EntityKey[]): Promise<(Record<string, string> | null)[]> {
+  async read(keys: EntityKey[]): Promise<(StoredFields | null)[]> {
     if (keys.length === 0) return [];
-    const replies = await Promise.all(keys.map((key) => this.client.hgetall(this.keyOf(key))));
+    const replies = await Promise.all(keys.map((key) => this.client.hgetallBuffer(this.keyOf(key))));
     return replies.map((fields) => (Object.keys(fields).length === 0 ? null : fields));
   }
 

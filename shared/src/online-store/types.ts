@@ -7,6 +7,10 @@
  * whose offset is below the stored one comes from a writer that lost the partition (a
  * zombie after a rebalance) and is refused, so state never goes back in time.
  */
+import type { StoredFields, StoredValue } from '../features/partition-state.js';
+
+export type { StoredFields, StoredValue } from '../features/partition-state.js';
+
 export interface EntityKey {
   /** Feature group id, `name:v<version>`. */
   group: string;
@@ -21,8 +25,8 @@ export interface StateWrite {
   partition: number;
   /** Highest source offset included in the state (decimal). */
   offset: string;
-  /** Fields to set, with their absolute values. */
-  set: Record<string, string>;
+  /** Fields to set, with their absolute values (text or bytes). */
+  set: Record<string, StoredValue>;
   /** Fields to delete (pruned tiles). */
   remove: string[];
   /** The entity's keys expire this long after the write. */
@@ -41,8 +45,12 @@ export interface RememberedValue {
 export interface OnlineStore {
   /** Applies each write atomically, unless the stored offset of its partition is higher. */
   write(writes: StateWrite[]): Promise<WriteResult[]>;
-  /** The stored fields of each entity's group state, null when absent or expired. */
-  read(keys: EntityKey[]): Promise<(Record<string, string> | null)[]>;
+  /**
+   * The stored fields of each entity's group state, null when absent or expired. A value is
+   * returned as it was written by the embedded store, as bytes by Redis (`storedText` reads
+   * text such as an offset either way).
+   */
+  read(keys: EntityKey[]): Promise<(StoredFields | null)[]>;
   /** Keeps values under keys until their ttl. */
   remember(entries: RememberedValue[]): Promise<void>;
   /** The values kept under keys, null where none. */

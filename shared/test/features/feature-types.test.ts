@@ -19,7 +19,7 @@ const userGroup = example.groups.find((g) => g.definition.name === 'user_transac
 const NOW = Date.UTC(2024, 5, 10, 12, 0, 0);
 const CHANNELS = { type: 'category' as const, vocabulary: ['web', 'app', 'pos'] };
 
-function userState(group: CompiledFeatureGroup, country: string): Record<string, string> {
+function userState(group: CompiledFeatureGroup, country: string): Record<string, Buffer> {
   const state = emptyState();
   applyEvent(group, state, {
     time: NOW - 60_000,

@@ -29,7 +29,7 @@ function transaction(time: number, amount: number, country: string, extra: Recor
 }
 
 /** A group's stored fields after `events`, with the newest event time as the store keeps it. */
-function stateOf(group: CompiledFeatureGroup, events: EntityEvent[]): Record<string, string> {
+function stateOf(group: CompiledFeatureGroup, events: EntityEvent[]): Record<string, Buffer> {
   const state = emptyState();
   for (const event of events) applyEvent(group, state, event);
   return stateFields(0, state);
@@ -136,7 +136,7 @@ describe('assembleVector', () => {
   ];
 
   /** Writes the events through the in-memory online store, as the pipeline does, and reads the plan's states back. */
-  async function storedStates(entities: Record<string, string>): Promise<(Record<string, string> | null)[]> {
+  async function storedStates(entities: Record<string, string>): Promise<(Record<string, string | Buffer> | null)[]> {
     let clock = NOW - DAY;
     const store = new MemoryOnlineStore(() => clock);
     const write = async (group: CompiledFeatureGroup, id: string, events: EntityEvent[]) => {
@@ -280,8 +280,12 @@ describe('assembleVector', () => {
   });
 
   describe('on-demand features of the fraud example', () => {
-    const vectorOf = (features: string[], states: (Record<string, string> | null)[] | null, req: Record<string, unknown>, now = NOW) =>
-      assembleVector(planFeatures(features, catalog), states, req, now);
+    const vectorOf = (
+      features: string[],
+      states: (Record<string, string | Buffer> | null)[] | null,
+      req: Record<string, unknown>,
+      now = NOW,
+    ) => assembleVector(planFeatures(features, catalog), states, req, now);
 
     it('log_amount is log(1 + amount), amount missing or not a number gives the default 0', () => {
       expect(vectorOf(['on_demand:log_amount'], null, { amount: 0 }).explanation[0]).toMatchObject({ value: 0, source: 'on_demand' });

@@ -1,22 +1,31 @@
 /**
- * The stored encoding of a partition's state (`s<partition>`, one JSON array of numbers and
- * strings): every component round-trips exactly, sketches in both modes, event ids with any
- * characters; values this version cannot read are refused with a message.
+ * The stored encoding of a partition's state (`s<partition>`, the binary layout of
+ * state-codec.ts): every component round-trips exactly, sketches in both modes, event ids
+ * with any characters; the JSON layout of earlier versions is still read, alone or beside
+ * partitions in the binary one, and reads the same; values this version cannot read are
+ * refused with a message.
  */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { mergeComponent, finalize, type Component, type ComponentState, type ComponentValue } from '../../src/features/aggregations.js';
 import { compileFeatureGroup, type FeatureGroup } from '../../src/features/definition.js';
 import { encodeSketch } from '../../src/features/distinct-sketch.js';
 import {
   applyEvent,
   decodePartitionState,
   emptyState,
+  encodeJsonPartitionState,
   encodePartitionState,
   parsePartitionState,
   readFeatureValues,
   stateField,
   stateFields,
+  storedOffset,
   type PartitionState,
+  type StoredFields,
+  type Tile,
 } from '../../src/features/tile-state.js';
+import { windowFirstTile } from '../../src/features/tiles.js';
 import { createRandom } from '../../src/model/random.js';
 
 const DEFINITION: FeatureGroup = {
@@ -53,6 +62,52 @@ function randomState(seed: number, events: number, merchants: number): Partition
   return state;
 }
 
+/**
+ * The straightforward read (what versions before the in-place reader did): decode every
+ * partition whole, sort all tiles by partition, size and start, merge every component of
+ * each feature's column.
+ */
+function referenceRead(fields: StoredFields, nowMs: number, only?: ReadonlySet<string>) {
+  const values: Record<string, number | string | null> = {};
+  let newest: number | null = null;
+  const features = only ? group.features.filter((f) => only.has(f.name)) : group.features;
+  const tiles: { partition: string; tileMs: number; start: number; tile: Tile }[] = [];
+  for (const field in fields) {
+    const match = /^s(\d+)$/.exec(field);
+    if (!match) continue;
+    const state = decodePartitionState(fields[field]!);
+    if (state.newest !== null) newest = Math.max(newest ?? -Infinity, state.newest);
+    for (const [key, tile] of state.tiles) {
+      const [size, start] = key.split(':').map(Number);
+      tiles.push({ partition: match[1]!, tileMs: size!, start: start!, tile });
+    }
+  }
+  if (newest === null) {
+    for (const feature of features) values[feature.name] = null;
+    return { values, newestEventTime: null };
+  }
+  tiles.sort((x, y) => (x.partition < y.partition ? -1 : x.partition > y.partition ? 1 : x.tileMs - y.tileMs || x.start - y.start));
+  for (const feature of features) {
+    const first = windowFirstTile(nowMs, feature.windowMs, feature.tileMs);
+    const state: ComponentState = {};
+    for (const { tileMs, start, tile } of tiles) {
+      if (tileMs !== feature.tileMs || start < first || start > nowMs) continue;
+      const columnState = tile.get(feature.column);
+      if (!columnState) continue;
+      for (const name in columnState) {
+        const component = name as Component;
+        state[component] = mergeComponent(component, state[component], columnState[component] as ComponentValue);
+      }
+    }
+    values[feature.name] = finalize(feature.op, state);
+  }
+  return { values, newestEventTime: newest };
+}
+
+const jsonFields = (partition: number, state: PartitionState): StoredFields => ({
+  [stateField(partition)]: encodeJsonPartitionState(state),
+});
+
 describe('partition state encoding', () => {
   it('round-trips every component exactly, from one event to sketches past the exact limit', () => {
     for (const [seed, events, merchants] of [
@@ -68,31 +123,45 @@ describe('partition state encoding', () => {
         const sketch = tile.get('merchant')?.dc;
         if (sketch) expect(encodeSketch(decoded.tiles.get(key)!.get('merchant')!.dc as never)).toBe(encodeSketch(sketch as never));
       }
-      expect(encodePartitionState(decoded)).toBe(encodePartitionState(state));
+      expect(encodePartitionState(decoded).equals(encodePartitionState(state))).toBe(true);
     }
   });
 
   it('keeps event ids with any characters and their times, and a state with no events', () => {
     const state = emptyState();
-    const ids = ['a', 'with space', 'q"uote', 'back\\slash', 'sep|ar:ated,', '\u0000nul', 'émoji 🎉', ''];
-    ids.forEach((id, i) => applyEvent(group, state, { id, time: START + i, values: { amount: i } }));
+    const ids = ['a', 'with space', 'q"uote', 'back\\slash', 'sep|ar:ated,', '\u0000nul', 'émoji 🎉', '', 'x'.repeat(70_000)];
+    ids.forEach((id, i) => applyEvent(group, state, { id, time: START + i, values: { amount: i, country: `pays ${i} ✓` } }));
     const decoded = decodePartitionState(encodePartitionState(state));
     expect([...decoded.seen]).toEqual(ids.map((id, i) => [id, START + i]));
+    expect(decoded).toEqual(state);
     expect(decodePartitionState(encodePartitionState(emptyState()))).toEqual(emptyState());
+  });
+
+  it('keeps -0, extreme and tiny doubles bit for bit', () => {
+    const state = emptyState();
+    for (const amount of [-0, Number.MAX_VALUE, -Number.MAX_VALUE, Number.MIN_VALUE, 0.1 + 0.2, 1e-310]) {
+      applyEvent(group, state, { time: START, values: { amount } });
+    }
+    expect(decodePartitionState(encodePartitionState(state))).toEqual(state);
+    const lone = emptyState();
+    applyEvent(group, lone, { time: START, values: { amount: -0 } });
+    expect(Object.is(readFeatureValues(group, stateFields(0, lone), START).values.amount_sum_1h, -0)).toBe(true);
   });
 
   it('is one field per partition, which a partition reads back alone and a read merges', () => {
     const a = randomState(4, 30, 10);
     const b = randomState(5, 30, 10);
-    const fields: Record<string, string> = { ...stateFields(0, a), ...stateFields(12, b), _o0: '5', _o12: '9' };
+    const fields: StoredFields = { ...stateFields(0, a), ...stateFields(12, b), _o0: '5', _o12: Buffer.from('9') };
     expect(Object.keys(fields).sort()).toEqual(['_o0', '_o12', 's0', 's12']);
-    expect(fields[stateField(12)]).toBe(encodePartitionState(b));
+    expect((fields[stateField(12)] as Buffer).equals(encodePartitionState(b))).toBe(true);
     expect(parsePartitionState(12, fields)).toEqual(b);
     expect(parsePartitionState(3, fields)).toEqual(emptyState());
+    expect([storedOffset(0, fields), storedOffset(12, fields), storedOffset(3, fields)]).toEqual(['5', '9', null]);
     const now = START + 30 * 3_600_000;
     const read = readFeatureValues(group, fields, now);
     const both = readFeatureValues(group, { ...stateFields(0, a), ...stateFields(12, b) }, now);
     expect(read).toEqual(both);
+    expect(read).toEqual(referenceRead(fields, now));
     expect(read.newestEventTime).toBe(Math.max(a.newest!, b.newest!));
     expect(read.values.count_24h).toBe(
       (readFeatureValues(group, stateFields(0, a), now).values.count_24h as number) +
@@ -100,12 +169,79 @@ describe('partition state encoding', () => {
     );
   });
 
-  it('refuses a value of another format or naming a component it does not list', () => {
+  it('reads state written in the JSON layout of earlier versions, as text or bytes, alone or beside binary partitions', () => {
+    const a = randomState(6, 200, 50);
+    const b = randomState(7, 200, 50);
+    const json = encodeJsonPartitionState(a);
+    expect(json.startsWith('[1,')).toBe(true);
+    expect(decodePartitionState(json)).toEqual(decodePartitionState(encodePartitionState(a)));
+    expect(decodePartitionState(Buffer.from(json))).toEqual(decodePartitionState(encodePartitionState(a)));
+    for (let hour = 0; hour <= 32; hour += 4) {
+      const now = START + hour * 3_600_000;
+      const binary = readFeatureValues(group, { ...stateFields(0, a), ...stateFields(1, b) }, now);
+      expect(readFeatureValues(group, { ...jsonFields(0, a), ...jsonFields(1, b) }, now)).toEqual(binary);
+      expect(readFeatureValues(group, { s0: Buffer.from(json), ...stateFields(1, b) }, now)).toEqual(binary);
+      expect(readFeatureValues(group, { ...stateFields(0, a), ...jsonFields(1, b) }, now)).toEqual(binary);
+    }
+  });
+
+  it('reads what the straightforward decode-and-merge reads, for any events, partitions, read time and features read', () => {
+    const names = group.features.map((f) => f.name);
+    const event = fc.record({
+      id: fc.option(fc.string({ maxLength: 6 }), { nil: undefined }),
+      offset: fc.integer({ min: 0, max: 30 * 3_600_000 }),
+      amount: fc.option(fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e6, max: 1e6 }), { nil: undefined }),
+      merchant: fc.constantFrom('m1', 'm2', 'm3', 'é'),
+      country: fc.constantFrom('FR', 'DE', '', '🎉'),
+      partition: fc.integer({ min: 0, max: 11 }),
+    });
+    fc.assert(
+      fc.property(
+        fc.array(event, { maxLength: 60 }),
+        fc.integer({ min: -3_600_000, max: 34 * 3_600_000 }),
+        fc.subarray(names),
+        fc.boolean(),
+        (events, readAt, subset, someAsJson) => {
+          const states = new Map<number, PartitionState>();
+          for (const e of events) {
+            const state = states.get(e.partition) ?? emptyState();
+            states.set(e.partition, state);
+            // -0 written as JSON reads back as 0: keep the two layouts comparable.
+            const values: Record<string, unknown> = { merchant: e.merchant, country: e.country };
+            if (e.amount !== undefined) values.amount = e.amount === 0 ? 0 : e.amount;
+            applyEvent(group, state, { id: e.id, time: START + e.offset, values });
+          }
+          const fields: StoredFields = {};
+          for (const [partition, state] of states) {
+            Object.assign(fields, someAsJson && partition % 2 === 0 ? jsonFields(partition, state) : stateFields(partition, state));
+            fields[`_o${partition}`] = String(partition);
+            expect(decodePartitionState(encodePartitionState(state))).toEqual(state);
+          }
+          const only = new Set(subset);
+          const now = START + readAt;
+          expect(readFeatureValues(group, fields, now)).toEqual(referenceRead(fields, now));
+          expect(readFeatureValues(group, fields, now, only)).toEqual(referenceRead(fields, now, only));
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('refuses a value of another format, a truncated one, or one naming a component it does not list', () => {
     expect(() => decodePartitionState('[2,null,0,0]')).toThrow(/unknown format 2/);
     expect(() => decodePartitionState('{"a":1}')).toThrow(/unknown format/);
     expect(() => decodePartitionState('[1,5,0,1,"*","n","60000:0",1,3,1]')).toThrow(/tile 60000:0 names slot 3 of 1/);
     expect(() => decodePartitionState('[1,5,0,1,"*","n",60000,0,1,0,1]')).toThrow(/expected a tile at element 6/);
     expect(() => decodePartitionState('not json')).toThrow();
+    expect(() => decodePartitionState(Buffer.from([9, 0, 0]))).toThrow(/unknown format 9/);
+    expect(() => decodePartitionState(Buffer.alloc(0))).toThrow(/unknown format of an empty value/);
+    const bytes = encodePartitionState(randomState(8, 20, 5));
+    for (const length of [1, 16, 17, 40, bytes.length - 1]) {
+      expect(() => decodePartitionState(bytes.subarray(0, length)), `${length} bytes`).toThrow(/stored partition state/);
+    }
+    const wrongSlot = Buffer.from(bytes);
+    wrongSlot.writeUInt16LE(999, 17 + 16 + 2);
+    expect(() => decodePartitionState(wrongSlot)).toThrow(/names slot 999/);
   });
 });
 

@@ -298,7 +298,7 @@ function randomSplits(events: EntityEvent[], random: Random, maxSize: number): E
  * Applies chunk i to source partition i % partitions (as events of one entity arrive on
  * several partitions) and returns the stored fields of all partitions, which a read merges.
  */
-function applyAll(chunks: EntityEvent[][], partitions = 3): Map<string, string> {
+function applyAll(chunks: EntityEvent[][], partitions = 3): Map<string, Buffer> {
   const states = Array.from({ length: partitions }, () => emptyState());
   chunks.forEach((chunk, i) => {
     for (const event of chunk) applyEvent(group, states[i % partitions]!, event);
@@ -306,8 +306,8 @@ function applyAll(chunks: EntityEvent[][], partitions = 3): Map<string, string> 
   return fieldsOf(states);
 }
 
-function fieldsOf(states: PartitionState[]): Map<string, string> {
-  const fields = new Map<string, string>();
+function fieldsOf(states: PartitionState[]): Map<string, Buffer> {
+  const fields = new Map<string, Buffer>();
   states.forEach((state, partition) => {
     for (const [field, value] of Object.entries(stateFields(partition, state))) fields.set(field, value);
   });

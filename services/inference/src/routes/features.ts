@@ -42,7 +42,7 @@ export const featuresRoute: FastifyPluginAsyncTypebox<FeaturesRouteOptions> = as
         const known = [...new Set(options.groups.map((g) => g.entity))].join(', ');
         throw new TributaryError('NOT_FOUND', `no feature group is keyed by "${entity}" (known entities: ${known})`);
       }
-      let states: (Record<string, string> | null)[];
+      let states: (Record<string, string | Buffer> | null)[];
       try {
         states = await options.store.read(groups.map((g) => ({ group: g.id, entity, id })));
       } catch (error) {
