@@ -25,3 +25,22 @@ export const validRequest = {
   entities: { user_id: 'u_1', merchant_id: 'm_1' },
   features: { amount: 125.5, country: 'US', channel: 'web' },
 };
+
+/**
+ * Routes the model to `version` as another replica (or the CLI) would: straight into the shared
+ * routing, without this replica checking its copy of the version; then this replica follows.
+ */
+export async function routeFromElsewhere(app: Awaited<ReturnType<typeof buildTestApp>>['app'], version: string): Promise<void> {
+  const routing = (await app.models.routing('fraud_detector'))!;
+  const revision = routing.revision + 1;
+  await app.models.routes.update({ ...routing, champion: version, previous: [routing.champion], revision }, routing.revision, {
+    at: new Date().toISOString(),
+    by: 'other-replica',
+    action: 'promote',
+    reason: 'test',
+    from: routing.champion,
+    to: version,
+    revision,
+  });
+  await app.serving.refresh();
+}

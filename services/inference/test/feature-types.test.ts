@@ -14,7 +14,7 @@ import { createFastify } from '../src/app.js';
 import type { ModelManifest } from '../src/model.js';
 import { createPredictor } from '../src/predictor.js';
 import { predictRoute } from '../src/routes/predict.js';
-import { buildTestApp, validRequest } from './build.js';
+import { buildTestApp, routeFromElsewhere, validRequest } from './build.js';
 import { tempRegistry, typedVersion, type BuiltVersion } from './models.js';
 
 const ADMIN = 'ops-admin-secret-0001';
@@ -152,17 +152,7 @@ describe('feature types in the manifest', { timeout: 30_000 }, () => {
     mkdirSync(dir);
     writeFileSync(join(dir, 'model.onnx'), bad.bytes);
     writeFileSync(join(dir, 'manifest.json'), JSON.stringify(bad.manifest));
-    const routing = (await app.models.routing('fraud_detector'))!;
-    await app.models.routes.update({ ...routing, champion: '2', previous: ['1'], revision: 2 }, 1, {
-      at: new Date().toISOString(),
-      by: 'other-replica',
-      action: 'promote',
-      reason: 'test',
-      from: '1',
-      to: '2',
-      revision: 2,
-    });
-    await app.serving.refresh();
+    await routeFromElsewhere(app, '2');
     expect((await explained(app)).model.version).toBe('1');
     expect(await registry.metrics()).toMatch(/tributary_model_reloads_total\{outcome="rejected"\} 1/);
     // Promoting it through the API checks the types and refuses it with the reason.

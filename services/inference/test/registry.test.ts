@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryOnlineStore, type EntityKey } from '@tributary/shared';
-import { buildTestApp, validRequest } from './build.js';
+import { buildTestApp, routeFromElsewhere, validRequest } from './build.js';
 import { foreignVersion, logisticVersion, tempRegistry, type BuiltVersion } from './models.js';
 
 const ADMIN = 'ops-admin-secret-0001';
@@ -173,17 +173,7 @@ describe('model registry: admin API', () => {
     const file = join(registryDir, 'fraud_detector', '2', 'model.onnx');
     writeFileSync(file, Buffer.concat([readFileSync(file), Buffer.from([0])]));
     // Another replica (or the CLI) routes to it without checking this copy.
-    const routing = (await app.models.routing('fraud_detector'))!;
-    await app.models.routes.update({ ...routing, champion: '2', previous: ['1'], revision: 2 }, 1, {
-      at: new Date().toISOString(),
-      by: 'other-replica',
-      action: 'promote',
-      reason: 'test',
-      from: '1',
-      to: '2',
-      revision: 2,
-    });
-    await app.serving.refresh();
+    await routeFromElsewhere(app, '2');
     expect((await predictExplained(app)).model.version).toBe('1');
     expect(await registry.metrics()).toMatch(/tributary_model_reloads_total\{outcome="rejected"\} 1/);
     expect(await registry.metrics()).toMatch(/tributary_model_serving\{model="fraud_detector",version="1"\} 1/);
