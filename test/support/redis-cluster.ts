@@ -54,35 +54,10 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterFixtur
   };
   try {
     for (let i = 0; i < masters; i++) {
-      const port = await freePort();
+      const { port, child } = await startNode(dir);
       ports.push(port);
-      // Every node in its own directory: nodes.conf is per node.
-      const nodeDir = mkdtempSync(join(dir, `node-${port}-`));
-      const child = spawn(
-        'redis-server',
-        [
-          '--port',
-          String(port),
-          '--bind',
-          '127.0.0.1',
-          '--cluster-enabled',
-          'yes',
-          '--cluster-config-file',
-          'nodes.conf',
-          '--cluster-node-timeout',
-          '5000',
-          '--save',
-          '',
-          '--appendonly',
-          'no',
-          '--dir',
-          nodeDir,
-        ],
-        { stdio: 'ignore' },
-      );
       processes.push(child);
     }
-    for (const port of ports) await waitForPing(port);
     await run('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes']);
     for (const port of ports) await waitForClusterOk(port);
     return { url: ports.map((p) => `redis://127.0.0.1:${p}`).join(','), ports, stop };
@@ -92,9 +67,52 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterFixtur
   }
 }
 
-async function waitForPing(port: number): Promise<void> {
+/**
+ * Starts one cluster node on a free port. The port is free when chosen but may be taken before
+ * the node binds it (by any socket of the tests running beside): a node that exits at start is
+ * started again on another port.
+ */
+async function startNode(dir: string): Promise<{ port: number; child: ChildProcess }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    // Every node in its own directory: nodes.conf is per node.
+    const nodeDir = mkdtempSync(join(dir, `node-${port}-`));
+    const child = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        'nodes.conf',
+        '--cluster-node-timeout',
+        '5000',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        nodeDir,
+      ],
+      { stdio: 'ignore' },
+    );
+    try {
+      await waitForPing(port, child);
+      return { port, child };
+    } catch (error) {
+      child.kill('SIGKILL');
+      if (attempt >= 5) throw error;
+    }
+  }
+}
+
+async function waitForPing(port: number, child: ChildProcess): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`redis-server on port ${port} exited at start`);
     try {
       const { stdout } = await run('redis-cli', ['-p', String(port), 'ping']);
       if (stdout.trim() === 'PONG') return;

@@ -42,10 +42,18 @@ export class PrivateRedis {
     private readonly options: PrivateRedisOptions,
   ) {}
 
+  /** On a free port; one taken between its choice and the bind (a server that exits at start) is replaced by another. */
   static async start(options: PrivateRedisOptions = {}): Promise<PrivateRedis> {
-    const redis = new PrivateRedis(await freePort(), options);
-    await redis.launch();
-    return redis;
+    for (let attempt = 1; ; attempt++) {
+      const redis = new PrivateRedis(await freePort(), options);
+      try {
+        await redis.launch();
+        return redis;
+      } catch (error) {
+        await redis.stop();
+        if (attempt >= 5) throw error;
+      }
+    }
   }
 
   /** `redis://[:password@]127.0.0.1:port`. */
