@@ -28,7 +28,7 @@ export interface InferenceDeps {
   eventLog: EventLog;
   store: OnlineStore;
   models: ModelRegistry;
-  serving: Pick<ModelServing, 'current' | 'routed' | 'refresh' | 'acquire' | 'release'>;
+  serving: Pick<ModelServing, 'current' | 'refresh' | 'acquire' | 'release'>;
   rewards: RewardStore;
   modelName: string;
   groups: CompiledFeatureGroup[];

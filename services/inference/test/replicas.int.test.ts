@@ -1,6 +1,6 @@
 /** Replicas on real Redis: they agree on the serving version, follow a promotion within seconds, and survive Redis going away. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import { freePort } from '../../../test/support/ports.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger, createRegistry, loadConfig, MemoryEventLog, RedisOnlineStore } from '@tributary/shared';
 import { realServices } from '../../../test/integration/services.js';
@@ -130,14 +130,6 @@ describe.skipIf(!services.redisUrl)(
     }, 60_000);
   },
 );
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function startRedis(port: number): ChildProcess {
   return spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });

@@ -93,10 +93,6 @@ export class ModelServing {
     return this.served.champion;
   }
 
-  get routed(): RoutedModels {
-    return this.served;
-  }
-
   /**
    * The current snapshot, held until `release`: a version the routing drops meanwhile keeps its
    * workers until the last request using it is done (a request awaits its features between
