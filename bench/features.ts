@@ -32,6 +32,10 @@ const { values: args } = parseArgs({
     seconds: { type: 'string', default: '15' },
     // The pipeline's interval between flushes while it is behind (its default when unset).
     'backlog-flush-ms': { type: 'string' },
+    // The pipeline's interval between flushes (FLUSH_INTERVAL) and the consumer's longest wait
+    // for a fetch (KAFKA_FETCH_MAX_WAIT): their defaults when unset.
+    'flush-ms': { type: 'string' },
+    'fetch-wait-ms': { type: 'string' },
   },
 });
 const brokers = process.env.KAFKA_BROKERS?.split(',');
@@ -40,8 +44,17 @@ if (!brokers || !redisUrl) throw new Error('set KAFKA_BROKERS and REDIS_URL (see
 const EVENTS = Number(args.events);
 const USERS = Number(args.users);
 const run = `bench-${Date.now().toString(36)}`;
-const eventLog = new KafkaEventLog({ brokers, clientId: run, sessionTimeout: 6_000 });
+const eventLog = new KafkaEventLog({
+  brokers,
+  clientId: run,
+  sessionTimeout: 6_000,
+  maxWaitTimeInMs: args['fetch-wait-ms'] === undefined ? undefined : Number(args['fetch-wait-ms']),
+});
+const flushIntervalMs = args['flush-ms'] === undefined ? undefined : Number(args['flush-ms']);
 const store = new RedisOnlineStore({ url: redisUrl, keyPrefix: `${run}:` });
+// The steady phase's own keys: on the first phase's, its events would be skipped as already
+// applied (its partitions' offsets are below those the first phase stored for the same entities).
+const steadyStore = new RedisOnlineStore({ url: redisUrl, keyPrefix: `${run}-steady:` });
 const logger = createLogger('bench', 'warn');
 const random = createRandom(3);
 
@@ -111,6 +124,7 @@ const pipeline = await startFeaturePipeline({
   registry,
   logger,
   backlogFlushIntervalMs: args['backlog-flush-ms'] === undefined ? undefined : Number(args['backlog-flush-ms']),
+  flushIntervalMs,
 });
 await waitUntil(() => applied >= EVENTS, 300_000);
 await pipeline.flush();
@@ -132,7 +146,7 @@ const steadyRegistry = createRegistry({ defaultMetrics: false });
 await eventLog.publish(steadyTopic, events(10, Date.now(), 1));
 const steadyPipeline = await startFeaturePipeline({
   eventLog,
-  store,
+  store: steadyStore,
   sources: steady.sources,
   groups: steady.groups,
   deadLetterTopic: `${run}-dead-letter`,
@@ -140,8 +154,11 @@ const steadyPipeline = await startFeaturePipeline({
   groupId: `${run}-steady`,
   registry: steadyRegistry,
   logger,
+  flushIntervalMs,
 });
 await new Promise((resolve) => setTimeout(resolve, 4_000)); // the group join
+const steadyCpu0 = process.cpuUsage();
+const steadyStart = performance.now();
 // The load comes from another process, so that it does not compete with the pipeline.
 const publisher = await promisify(execFile)(
   process.execPath,
@@ -157,6 +174,10 @@ const publisher = await promisify(execFile)(
   { env: process.env, encoding: 'utf8' },
 );
 const sent = Number(/sent (\d+)/.exec(publisher.stdout)?.[1] ?? 0);
+const steadyCpu = process.cpuUsage(steadyCpu0);
+// This process's CPU time over wall time at the steady rate (1 = one core busy), and per event.
+const steadyCpuShare = (steadyCpu.user + steadyCpu.system) / 1000 / (performance.now() - steadyStart);
+const steadyCpuPerEvent = (steadyCpu.user + steadyCpu.system) / Math.max(1, sent);
 await new Promise((resolve) => setTimeout(resolve, 1_000));
 const histogram = (await steadyRegistry.getMetricsAsJSON()).find((m) => m.name === 'tributary_feature_freshness_seconds')!;
 await steadyPipeline.stop();
@@ -167,12 +188,24 @@ const total = buckets[buckets.length - 1]!.count;
 const quantile = (q: number) => buckets.find((b) => b.count >= q * total)?.le ?? Infinity;
 
 // 3. Redis bytes per entity.
-const keys = (await store.client.keys(`${run}:*`)).slice(0, 2_000);
+const usage = async (key: string) => Number(await store.client.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'));
+const allKeys = await store.client.keys(`${run}*`);
+// The entities' keys (the partitions' event-id logs apart), a sample of each kind.
+const entityKeys = allKeys.filter((k) => !k.includes(':event-ids:'));
+const keys = entityKeys.slice(0, 2_000);
 let memory = 0;
-for (const key of keys) memory += Number(await store.client.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'));
+for (const key of keys) memory += await usage(key);
 const userKeys = keys.filter((k) => k.includes('{user_id:'));
 let userMemory = 0;
-for (const key of userKeys) userMemory += Number(await store.client.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'));
+for (const key of userKeys) userMemory += await usage(key);
+// Merchants of the steady phase: the hottest entities (each sees rate / 2,000 events a second).
+const merchantKeys = entityKeys
+  .filter((k) => k.startsWith(`${run}-steady:`) && k.includes('{merchant_id:') && k.endsWith(steady.groups[1]!.id))
+  .slice(0, 500);
+let merchantMemory = 0;
+for (const key of merchantKeys) merchantMemory += await usage(key);
+let eventIdLogMemory = 0;
+for (const key of allKeys.filter((k) => k.includes(':event-ids:'))) eventIdLogMemory += await usage(key);
 
 const result = {
   measured_at: new Date().toISOString(),
@@ -188,16 +221,21 @@ const result = {
   steady_rate_events_per_s: rate,
   steady_events_sent: sent,
   steady_publisher: publisher.stdout.trim(),
+  steady_pipeline_cpu_share: Number(steadyCpuShare.toFixed(2)),
+  steady_pipeline_cpu_us_per_event: Math.round(steadyCpuPerEvent),
   freshness_p50_le_seconds: quantile(0.5),
   freshness_p99_le_seconds: quantile(0.99),
   redis_bytes_per_entity_key: Math.round(memory / Math.max(1, keys.length)),
   redis_bytes_per_user_key: Math.round(userMemory / Math.max(1, userKeys.length)),
+  redis_bytes_per_merchant_key: Math.round(merchantMemory / Math.max(1, merchantKeys.length)),
+  redis_bytes_event_id_logs: eventIdLogMemory,
 };
 console.log(JSON.stringify(result, null, 2));
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
 writeFileSync(new URL('./results/features.json', import.meta.url), JSON.stringify(result, null, 2) + '\n');
 
-const all = await store.client.keys(`${run}:*`);
+const all = await store.client.keys(`${run}*`);
 for (let i = 0; i < all.length; i += 1000) await store.client.del(...all.slice(i, i + 1000));
 await store.close();
+await steadyStore.close();
 await eventLog.close();

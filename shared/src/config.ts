@@ -243,6 +243,10 @@ export const VARIABLES = {
   KAFKA_SASL_USERNAME: optionalText('SASL user name.'),
   KAFKA_SASL_PASSWORD: optionalText('SASL password (never printed).', { secret: true }),
   KAFKA_SESSION_TIMEOUT: duration('Consumer-group session timeout: how long a member that stopped answering keeps its partitions.', '10s'),
+  KAFKA_FETCH_MAX_WAIT: duration(
+    'Longest time a consumer fetch waits for records. Kafka answers as soon as records arrive; a broker that holds every fetch for this long (such as the local mock) adds up to this to feature freshness.',
+    '100ms',
+  ),
   CONSUMER_GROUP_PREFIX: text('Prefix of the consumer groups (`<prefix>-features`, `<prefix>-monitor`).', 'tributary'),
   REDIS_URL: redisUrl,
   REDIS_CLUSTER: boolean(

@@ -42,6 +42,7 @@ export function kafkaOptions(config: Config, clientSuffix: string): KafkaEventLo
     brokers: config.KAFKA_BROKERS ?? [],
     clientId: `${config.KAFKA_CLIENT_ID}-${clientSuffix}`,
     sessionTimeout: config.KAFKA_SESSION_TIMEOUT,
+    maxWaitTimeInMs: config.KAFKA_FETCH_MAX_WAIT,
     kafka: kafkaSecurity(config),
   };
 }

@@ -44,6 +44,7 @@ describe('Kafka TLS and SASL settings', () => {
       brokers: ['kafka:9093'],
       clientId: 'tributary-inference-log',
       sessionTimeout: 10_000,
+      maxWaitTimeInMs: 100,
       kafka: { ssl: true, sasl },
     });
     expect(kafkaSecurity(loadConfig({ KAFKA_SASL_MECHANISM: 'plain', KAFKA_SASL_USERNAME: 'u', KAFKA_SASL_PASSWORD: 'p' })).sasl).toEqual({

@@ -93,17 +93,48 @@ export function onlineStoreContract(name: string, makeStore: () => Promise<Onlin
       expect(parsePartitionState(0, fields!).tiles).toEqual(state.tiles);
     });
 
-    it('keeps the event ids and the newest event time of a partition (the pipeline resumes from them)', async () => {
+    it('keeps the newest event time of a partition, and leaves its event ids out of the stored state', async () => {
       const state = emptyState();
       const clicks = ['e1', 'e|2', 'e"3\\'].map((id, i) => ({ id, time: NOW - i * 60_000, values: { price: i, page: `p${i}` } }));
       for (const click of clicks) applyEvent(group, state, click);
       await store.write([write(key, state, { partition: 2, offset: '3' })]);
       const [fields] = await store.read([key]);
-      const restored = parsePartitionState(2, fields!);
-      expect(restored).toEqual(state);
-      expect([...restored.seen.keys()]).toEqual(['e1', 'e|2', 'e"3\\']);
-      expect(applyEvent(group, restored, clicks[1]!)).toBe('duplicate');
+      expect(parsePartitionState(2, fields!)).toEqual({ ...state, seen: new Map() });
+      expect(parsePartitionState(2, fields!).newest).toBe(NOW);
       expect(parsePartitionState(0, fields!)).toEqual(emptyState());
+    });
+
+    it("keeps a partition's event-id log: chunks added and removed by name, apart from other logs", async () => {
+      const log = `${key.id}:0`;
+      const other = `${key.id}:1`;
+      const odd: [string, number][] = [
+        ['e|1', NOW - 2],
+        ['e"2\\', NOW - 1],
+        ['ü', NOW],
+      ];
+      expect(await store.readEventIds(log)).toEqual([]);
+      await store.writeEventIds({ log, add: { name: 'a', ids: odd }, remove: [], ttlMs: 60_000 });
+      await store.writeEventIds({ log, add: { name: 'b', ids: [['x', NOW + 1]] }, remove: [], ttlMs: 60_000 });
+      await store.writeEventIds({ log: other, add: { name: 'a', ids: [['y', NOW]] }, remove: [], ttlMs: 60_000 });
+      const byName = (chunks: { name: string }[]) => [...chunks].sort((p, q) => p.name.localeCompare(q.name));
+      expect(byName(await store.readEventIds(log))).toEqual([
+        { name: 'a', ids: odd },
+        { name: 'b', ids: [['x', NOW + 1]] },
+      ]);
+      await store.writeEventIds({ log, add: null, remove: ['a', 'never'], ttlMs: 60_000 });
+      expect(await store.readEventIds(log)).toEqual([{ name: 'b', ids: [['x', NOW + 1]] }]);
+      expect(await store.readEventIds(other)).toEqual([{ name: 'a', ids: [['y', NOW]] }]);
+      // A large chunk (a replay's flush) in one write.
+      const many: [string, number][] = Array.from({ length: 20_000 }, (_, i) => [`id-${i}`, NOW + i]);
+      await store.writeEventIds({ log, add: { name: 'c', ids: many }, remove: ['b'], ttlMs: 60_000 });
+      expect(await store.readEventIds(log)).toEqual([{ name: 'c', ids: many }]);
+    });
+
+    it('expires an event-id log after its ttl', async () => {
+      const log = `${key.id}:expiring`;
+      await store.writeEventIds({ log, add: { name: 'a', ids: [['e', NOW]] }, remove: [], ttlMs: 300 });
+      expect(await store.readEventIds(log)).toHaveLength(1);
+      await waitFor(async () => (await store.readEventIds(log)).length === 0, { timeoutMs: 5_000, what: 'the log to expire' });
     });
 
     it('serves state an earlier version wrote in the JSON layout, beside partitions in the binary one', async () => {

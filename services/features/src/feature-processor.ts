@@ -11,6 +11,15 @@
  * so whatever was written before the crash is never applied twice. Late-event decisions
  * depend on the partition's watermark, which is committed with the offset and restored,
  * so a replay takes the same decisions as the run that crashed.
+ *
+ * Duplicates: an event whose id the partition applied before (within the allowed lateness;
+ * an older event is rejected as late anyway) is not applied again. The partition's recent
+ * ids live in the process and in the store's event-id log of the partition, to which each
+ * flush adds one chunk (the ids it made durable) after its state writes and before its
+ * offsets are committed. After a crash, the log holds the ids of every event before the
+ * committed offset, and the replay from there adds those after it again (events the stored
+ * states already include count as seen), so no id is missed; nothing about ids is rewritten
+ * per entity, and reads of features never see them.
  */
 import {
   applyEvent,
@@ -21,6 +30,8 @@ import {
   storedOffset,
   type CompiledFeatureGroup,
   type DeadLetterReason,
+  type EventIdChunk,
+  type EventIdLogWrite,
   type EventSource,
   type LogRecord,
   type OffsetCommit,
@@ -72,13 +83,15 @@ export interface FeatureProcessorOptions {
 
 interface CachedEntity {
   group: CompiledFeatureGroup;
+  /** Index of its group in the processor's groups. */
+  g: number;
   id: string;
   state: PartitionState;
   /** Highest source offset the stored state includes. */
   storedOffset: bigint;
-  /** Changed since its state was last encoded for a write. */
+  /** Changed since its state was last encoded for a write (then it is in its partition's `dirty`). */
   dirty: boolean;
-  /** When its expired tiles and old event ids were last removed. */
+  /** When its expired tiles were last removed. */
   prunedAt: number;
 }
 
@@ -95,8 +108,21 @@ interface Partition {
   flushedOffset: bigint | null;
   /** The cached entities of each group (same order as the processor's groups), by id. */
   entities: Map<string, CachedEntity>[];
+  /** The entities changed since the last flush (a flush writes these, not every cached one). */
+  dirty: CachedEntity[];
   eventTimes: number[];
+  /** Recent event ids applied (or found applied) and their event times, in arrival order; loaded from the log first. */
+  seen: Map<string, number>;
+  seenLoaded: Promise<void> | null;
+  /** Ids added to `seen` since the last flush: the next chunk of the log. */
+  unloggedIds: [string, number][];
+  /** The log's chunks, with their newest event time (a chunk goes once all its ids are too old). */
+  chunks: { name: string; newest: number }[];
+  /** When `seen` was last pruned in full. */
+  seenPrunedAt: number;
 }
+
+const eventIdLog = (partition: { topic: string; partition: number }) => `${partition.topic}:${partition.partition}`;
 
 /** A decoded batch with every entity it touches (see `load`). */
 export interface LoadedBatch {
@@ -126,6 +152,8 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
   const decode = sourceDecoder(options.source);
   const groups = options.groups.filter((g) => g.definition.source === options.source.name);
   const maxCached = options.maxCachedEntities ?? 200_000;
+  /** The event-id log lives as long as the longest-lived state it protects. */
+  const maxTtlMs = Math.max(...groups.map((g) => g.ttlMs));
   const partitions = new Map<string, Partition>();
   /** Settles when the last flush's write has completed. */
   let inFlight: Promise<unknown> = Promise.resolve();
@@ -135,6 +163,60 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
    * commit offsets whose changes are not all written).
    */
   let failures = 0;
+
+  /** Marks an event id as applied in the partition (to be logged by the next flush). */
+  const see = (partition: Partition, id: string, time: number): void => {
+    partition.seen.set(id, time);
+    partition.unloggedIds.push([id, time]);
+  };
+
+  /** Reads the partition's event-id log into `seen`: the ids within the allowed lateness of its watermark. */
+  async function loadSeen(partition: Partition): Promise<void> {
+    const chunks = await options.store.readEventIds(eventIdLog(partition));
+    const dedupBefore = partition.watermark - options.allowedLatenessMs;
+    const ids: [string, number][] = [];
+    for (const chunk of chunks) {
+      let newest = -Infinity;
+      for (const [id, time] of chunk.ids) {
+        if (time > newest) newest = time;
+        if (time >= dedupBefore) ids.push([id, time]);
+      }
+      partition.chunks.push({ name: chunk.name, newest });
+    }
+    ids.sort((a, b) => a[1] - b[1]);
+    const loaded = new Map(ids);
+    // Ids seen before the log was read (none: batches wait for it) stay.
+    for (const [id, time] of partition.seen) loaded.set(id, time);
+    partition.seen = loaded;
+  }
+
+  /**
+   * What a flush writes to the partition's event-id log: the ids seen since the last flush as
+   * a new chunk, and the removal of chunks whose ids are all older than the allowed lateness.
+   * Forgets those ids in memory too (from the oldest on, in full once a minute).
+   */
+  function eventIdLogWrite(partition: Partition, dedupBefore: number, now: number) {
+    if (now - partition.seenPrunedAt >= PRUNE_INTERVAL_MS) {
+      for (const [id, time] of partition.seen) if (time < dedupBefore) partition.seen.delete(id);
+      partition.seenPrunedAt = now;
+    } else {
+      pruneSeen(partition.seen, dedupBefore);
+    }
+    const removed = partition.chunks.filter((chunk) => chunk.newest < dedupBefore);
+    let add: EventIdChunk | null = null;
+    // Ids already too old (found in a replay, or in a state of an earlier version) need no logging.
+    const ids = partition.unloggedIds.filter(([, time]) => time >= dedupBefore);
+    partition.unloggedIds = [];
+    if (ids.length > 0) {
+      const newest = ids.reduce((max, [, time]) => (time > max ? time : max), -Infinity);
+      add = { name: `${newest}:${partition.lastOffset}`, ids };
+      partition.chunks.push({ name: add.name, newest });
+    }
+    if (!add && removed.length === 0) return null;
+    partition.chunks = partition.chunks.filter((chunk) => chunk.newest >= dedupBefore);
+    const write: EventIdLogWrite = { log: eventIdLog(partition), add, remove: removed.map((chunk) => chunk.name), ttlMs: maxTtlMs };
+    return { write, removed };
+  }
 
   const keyOf = (entry: { group: CompiledFeatureGroup; id: string }) => ({
     group: entry.group.id,
@@ -156,7 +238,13 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         lastOffset: null,
         flushedOffset: null,
         entities: groups.map(() => new Map()),
+        dirty: [],
         eventTimes: [],
+        seen: new Map(),
+        seenLoaded: null,
+        unloggedIds: [],
+        chunks: [],
+        seenPrunedAt: -Infinity,
       });
     },
 
@@ -191,15 +279,25 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
           }
         }
       }
+      partition.seenLoaded ??= loadSeen(partition).catch((error: unknown) => {
+        partition.seenLoaded = null;
+        throw error;
+      });
+      const loadingSeen = partition.seenLoaded;
       if (missing.length > 0) {
         const stored = await options.store.read(missing.map(({ g, id }) => keyOf({ group: groups[g]!, id })));
         missing.forEach(({ g, id }, i) => {
           const fields = stored[i] ?? null;
           const offset = storedOffset(batch.partition, fields);
+          const state = parsePartitionState(batch.partition, fields);
+          // Ids inside a state written by an earlier version: they join the partition's (and its log).
+          for (const [eventId, time] of state.seen) see(partition, eventId, time);
+          state.seen.clear();
           const entity: CachedEntity = {
             group: groups[g]!,
+            g,
             id,
-            state: parsePartitionState(batch.partition, fields),
+            state,
             storedOffset: offset === null ? -1n : BigInt(offset),
             dirty: false,
             prunedAt: -Infinity,
@@ -208,6 +306,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
           partition.entities[g]!.set(id, entity);
         });
       }
+      await loadingSeen;
       return { batch, partition, decoded, entities };
     },
 
@@ -240,9 +339,12 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
           continue;
         }
         if (event.time > partition.watermark) partition.watermark = event.time;
+        // A copy of an event applied before (its id is seen), unless the record itself is replayed.
+        const duplicate = event.id !== undefined && partition.seen.has(event.id);
+        // The id is the partition's business: the states do not keep it.
+        const untracked = { time: event.time, values: event.values };
         let applied = false;
         let replayed = false;
-        let duplicate = false;
         for (let g = 0; g < groups.length; g++) {
           const id = groups[g]!.entityId(event.values);
           if (id === null) continue;
@@ -251,17 +353,20 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
             replayed = true;
             continue;
           }
-          const result = applyEvent(groups[g]!, entity.state, event);
-          if (result === 'duplicate') duplicate = true;
-          if (result !== 'applied') continue;
-          entity.dirty = true;
+          if (duplicate || applyEvent(groups[g]!, entity.state, untracked) !== 'applied') continue;
+          if (!entity.dirty) {
+            entity.dirty = true;
+            partition.dirty.push(entity);
+          }
           applied = true;
         }
+        // Applied now, or found applied by the stored states (a replay): seen either way.
+        if (event.id !== undefined && !duplicate) see(partition, event.id, event.time);
         if (applied) {
           outcome.applied++;
           partition.eventTimes.push(event.time);
-        } else if (duplicate) outcome.duplicates++;
-        else if (replayed) outcome.replayed++;
+        } else if (replayed) outcome.replayed++;
+        else if (duplicate) outcome.duplicates++;
       }
       return outcome;
     },
@@ -281,34 +386,35 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
       const failuresBefore = failures;
       const now = clock();
       const writes: StateWrite[] = [];
-      const written: { partition: Partition; g: number; entity: CachedEntity; offset: bigint }[] = [];
+      const written: { partition: Partition; entity: CachedEntity; offset: bigint }[] = [];
+      const logWrites: { partition: Partition; write: EventIdLogWrite; removed: { name: string; newest: number }[] }[] = [];
       for (const partition of partitions.values()) {
         if (partition.lastOffset === null) continue;
         const offset = partition.lastOffset.toString();
-        partition.entities.forEach((entities, g) => {
-          for (const entity of entities.values()) {
-            if (!entity.dirty) continue;
-            if (now - entity.prunedAt >= PRUNE_INTERVAL_MS) {
-              // At the partition's event time when it is behind the clock (a replay of older events): every read at a
-              // time the stream has reached still finds its tiles.
-              pruneState(entity.group, entity.state, Math.min(now, partition.watermark), partition.watermark - options.allowedLatenessMs);
-              entity.prunedAt = now;
-            } else {
-              pruneSeen(entity.state, partition.watermark - options.allowedLatenessMs);
-            }
-            // The whole state in one field: no field of it is left to remove.
-            writes.push({
-              key: keyOf(entity),
-              partition: partition.partition,
-              offset,
-              set: stateFields(partition.partition, entity.state),
-              remove: [],
-              ttlMs: entity.group.ttlMs,
-            });
-            entity.dirty = false;
-            written.push({ partition, g, entity, offset: partition.lastOffset! });
+        const dedupBefore = partition.watermark - options.allowedLatenessMs;
+        for (const entity of partition.dirty) {
+          if (!entity.dirty) continue;
+          if (now - entity.prunedAt >= PRUNE_INTERVAL_MS) {
+            // At the partition's event time when it is behind the clock (a replay of older events): every read at a
+            // time the stream has reached still finds its tiles.
+            pruneState(entity.group, entity.state, Math.min(now, partition.watermark), dedupBefore);
+            entity.prunedAt = now;
           }
-        });
+          // The whole state in one field: no field of it is left to remove.
+          writes.push({
+            key: keyOf(entity),
+            partition: partition.partition,
+            offset,
+            set: stateFields(partition.partition, entity.state),
+            remove: [],
+            ttlMs: entity.group.ttlMs,
+          });
+          entity.dirty = false;
+          written.push({ partition, entity, offset: partition.lastOffset });
+        }
+        partition.dirty = [];
+        const logWrite = eventIdLogWrite(partition, dedupBefore, now);
+        if (logWrite) logWrites.push({ partition, ...logWrite });
       }
       const durable: { partition: Partition; offset: bigint; commit: OffsetCommit }[] = [];
       const eventTimes: number[] = [];
@@ -336,23 +442,37 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
           if (failures !== failuresBefore)
             throw new Error('an earlier write of changed entities failed; they are written by the next flush');
           results = await options.store.write(writes);
+          // After the states: the log never names an event whose effect is not stored.
+          await Promise.all(logWrites.map(({ write }) => options.store.writeEventIds(write)));
         } catch (error) {
           // Written again (whole) by the next flush, whose offsets are committed only then.
           failures++;
-          for (const { entity } of written) entity.dirty = true;
+          for (const { partition, entity } of written) {
+            if (!entity.dirty) {
+              entity.dirty = true;
+              partition.dirty.push(entity);
+            }
+          }
+          for (const { partition, write, removed } of logWrites) {
+            if (write.add) {
+              partition.unloggedIds = write.add.ids.concat(partition.unloggedIds);
+              partition.chunks = partition.chunks.filter((chunk) => chunk.name !== write.add!.name);
+            }
+            partition.chunks.push(...removed);
+          }
           const partition = partitions.values().next().value;
           if (partition) partition.eventTimes.push(...eventTimes);
           throw error;
         }
         let fenced = 0;
         results.forEach((result, i) => {
-          const { partition, g, entity, offset } = written[i]!;
+          const { partition, entity, offset } = written[i]!;
           if (result.applied) {
             if (offset > entity.storedOffset) entity.storedOffset = offset;
           } else {
             // Another member owns the partition now: forget our copy.
             fenced++;
-            if (partition.entities[g]!.get(entity.id) === entity) partition.entities[g]!.delete(entity.id);
+            if (partition.entities[entity.g]!.get(entity.id) === entity) partition.entities[entity.g]!.delete(entity.id);
           }
         });
         for (const { partition, offset } of durable) {

@@ -69,7 +69,7 @@ function traceBatch(handle: (batch: RecordBatch, span: Span | undefined) => Prom
 /** Partitions whose batches are loaded at once (their entities' stored state is read meanwhile). */
 const CONCURRENT_PARTITIONS = 4;
 
-const FRESHNESS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const FRESHNESS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 function pipelineMetrics(registry: Registry) {
   const registers = [registry];

@@ -9,7 +9,7 @@ export interface KafkaEventLogOptions {
   clientId: string;
   /** Extra kafkajs settings (ssl, sasl, ...). */
   kafka?: Partial<KafkaConfig>;
-  /** How long an idle fetch waits for data; bounds feature freshness. */
+  /** How long a fetch waits for records (100 ms by default); a broker that holds a fetch that long adds it to freshness. */
   maxWaitTimeInMs?: number;
   sessionTimeout?: number;
 }

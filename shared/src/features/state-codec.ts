@@ -11,7 +11,9 @@
  *         u32 tile size (ms), f64 tile start, u32 bytes of the tile's body, then the body:
  *         u16 number of components, and per component: u16 slot, its value
  *       the slot table: u16 number of slots, per slot: u8 component code, u16 bytes, column (UTF-8)
- *       the event ids: u32 number of ids, per id: f64 event time, u32 bytes, id (UTF-8)
+ *       the event ids: u32 number of ids, per id: f64 event time, u32 bytes, id (UTF-8); none
+ *       in what the pipeline stores now (it keeps them per source partition), read where an
+ *       earlier version wrote them
  *
  * A slot names a (column, component) pair once per value; tiles refer to slots by index, so
  * a value describes itself without the group's definition. A component's value is one f64
@@ -64,8 +66,13 @@ function writeText(text: string, short: boolean): void {
   pos += lengthBytes + bytes;
 }
 
-/** Encodes a partition's state as the value of its `s<partition>` field. */
-export function encodePartitionState(state: PartitionState): Buffer {
+/**
+ * Encodes a partition's state as the value of its `s<partition>` field. The stored fields
+ * leave the event ids out (`eventIds: false`, see `stateFields`): the pipeline keeps them per
+ * source partition, so that a hot entity's recent ids are neither rewritten by every flush
+ * nor sent to every read.
+ */
+export function encodePartitionState(state: PartitionState, options: { eventIds?: boolean } = {}): Buffer {
   pos = 0;
   reserve(HEADER_BYTES);
   view.setUint8(0, BINARY_STATE_FORMAT);
@@ -156,14 +163,16 @@ export function encodePartitionState(state: PartitionState): Buffer {
   }
   const idsAt = pos;
   reserve(4);
-  view.setUint32(pos, state.seen.size, true);
+  const withIds = options.eventIds ?? true;
+  view.setUint32(pos, withIds ? state.seen.size : 0, true);
   pos += 4;
-  for (const [id, time] of state.seen) {
-    reserve(8);
-    view.setFloat64(pos, time, true);
-    pos += 8;
-    writeText(id, false);
-  }
+  if (withIds)
+    for (const [id, time] of state.seen) {
+      reserve(8);
+      view.setFloat64(pos, time, true);
+      pos += 8;
+      writeText(id, false);
+    }
   view.setUint32(9, slotsAt, true);
   view.setUint32(13, idsAt, true);
   const value = Buffer.allocUnsafe(pos);

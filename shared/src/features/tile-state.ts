@@ -7,11 +7,13 @@
  * (feature-read.ts).
  *
  * Stored layout of one entity's hash, two fields per source partition `p`:
- *   `s<p>`   the partition's whole state: its tiles, the newest event time applied from it
- *            (freshness) and its recent event ids with their times (duplicate detection),
- *            in the binary layout of state-codec.ts (the JSON layout of earlier versions
- *            is still read)
+ *   `s<p>`   the partition's state: its tiles and the newest event time applied from it
+ *            (freshness), in the binary layout of state-codec.ts (the JSON layout of earlier
+ *            versions is still read)
  *   `_o<p>`  highest source offset included (written by the store)
+ * Recent event ids (duplicate detection) are not part of what is stored: the pipeline keeps
+ * them per source partition, in its own log (feature-processor.ts). A state written by an
+ * earlier version may hold its entity's ids; they are decoded into `seen`.
  * All functions here are pure.
  */
 import { updateComponent } from './aggregations.js';
@@ -132,22 +134,21 @@ export function pruneState(group: CompiledFeatureGroup, state: PartitionState, n
 /**
  * Forgets the event ids older than `dedupBefore` from the oldest seen on, stopping at the
  * first younger one: cheap enough for every flush (ids are kept in arrival order, so this
- * removes almost all that `pruneState` would), it keeps the stored state, which every
- * read parses, from growing with a fast replay.
+ * removes almost all that a full pass would), it keeps the ids of a fast replay bounded.
  */
-export function pruneSeen(state: PartitionState, dedupBefore: number): void {
-  for (const [id, time] of state.seen) {
+export function pruneSeen(seen: Map<string, number>, dedupBefore: number): void {
+  for (const [id, time] of seen) {
     if (time >= dedupBefore) break;
-    state.seen.delete(id);
+    seen.delete(id);
   }
 }
 
 export const stateField = (partition: number): string => `s${partition}`;
 export const progressField = (partition: number): string => `_o${partition}`;
 
-/** The stored fields for a partition's state (the whole state, in one field). */
+/** The stored fields for a partition's state (the whole state but its event ids, in one field). */
 export function stateFields(partition: number, state: PartitionState): Record<string, Buffer> {
-  return { [stateField(partition)]: encodePartitionState(state) };
+  return { [stateField(partition)]: encodePartitionState(state, { eventIds: false }) };
 }
 
 /** A partition's state from the entity's stored fields (the other partitions' are ignored). */

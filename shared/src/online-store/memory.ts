@@ -1,5 +1,15 @@
 import { progressField, storedText } from '../features/tile-state.js';
-import type { EntityKey, OnlineStore, RememberedValue, StateWrite, StoredFields, StoredValue, WriteResult } from './types.js';
+import type {
+  EntityKey,
+  EventIdChunk,
+  EventIdLogWrite,
+  OnlineStore,
+  RememberedValue,
+  StateWrite,
+  StoredFields,
+  StoredValue,
+  WriteResult,
+} from './types.js';
 
 interface Entry {
   fields: Map<string, StoredValue>;
@@ -48,6 +58,32 @@ export class MemoryOnlineStore implements OnlineStore {
     });
   }
 
+  private readonly eventIdLogs = new Map<string, { chunks: Map<string, EventIdChunk>; expiresAt: number }>();
+
+  async writeEventIds(write: EventIdLogWrite): Promise<void> {
+    const log = this.eventIdLog(write.log) ?? { chunks: new Map<string, EventIdChunk>(), expiresAt: 0 };
+    if (write.add) log.chunks.set(write.add.name, { name: write.add.name, ids: write.add.ids.map(([id, time]) => [id, time]) });
+    for (const name of write.remove) log.chunks.delete(name);
+    log.expiresAt = this.clock() + write.ttlMs;
+    this.eventIdLogs.set(write.log, log);
+  }
+
+  async readEventIds(name: string): Promise<EventIdChunk[]> {
+    return [...(this.eventIdLog(name)?.chunks.values() ?? [])].map((chunk) => ({
+      name: chunk.name,
+      ids: chunk.ids.map(([id, time]) => [id, time]),
+    }));
+  }
+
+  private eventIdLog(name: string) {
+    const log = this.eventIdLogs.get(name);
+    if (log && log.expiresAt <= this.clock()) {
+      this.eventIdLogs.delete(name);
+      return undefined;
+    }
+    return log;
+  }
+
   private readonly remembered = new Map<string, { value: string; expiresAt: number }>();
 
   async remember(entries: RememberedValue[]): Promise<void> {
@@ -74,6 +110,7 @@ export class MemoryOnlineStore implements OnlineStore {
 
   async close(): Promise<void> {
     this.entries.clear();
+    this.eventIdLogs.clear();
     this.remembered.clear();
   }
 }

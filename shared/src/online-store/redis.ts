@@ -2,7 +2,17 @@ import { readFileSync } from 'node:fs';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { progressField } from '../features/tile-state.js';
 import { connectRedis } from '../redis.js';
-import type { EntityKey, OnlineStore, RememberedValue, StateWrite, StoredFields, StoredValue, WriteResult } from './types.js';
+import type {
+  EntityKey,
+  EventIdChunk,
+  EventIdLogWrite,
+  OnlineStore,
+  RememberedValue,
+  StateWrite,
+  StoredFields,
+  StoredValue,
+  WriteResult,
+} from './types.js';
 
 const WRITE_SCRIPT = readFileSync(new URL('./scripts/writeEntityStates.lua', import.meta.url), 'utf8');
 /** Entities per script call: bounds how long one call keeps Redis busy (reads wait meanwhile). */
@@ -106,6 +116,35 @@ export class RedisOnlineStore implements OnlineStore {
     if (keys.length === 0) return [];
     const replies = await Promise.all(keys.map((key) => this.client.hgetallBuffer(this.keyOf(key))));
     return replies.map((fields) => (Object.keys(fields).length === 0 ? null : fields));
+  }
+
+  /** A partition's event-id log: a hash of chunks, each a JSON array `[ids, times]`. */
+  eventIdLogKey(log: string): string {
+    return `${this.options.keyPrefix}event-ids:{${log}}`;
+  }
+
+  // Sent together on the writes' connection (auto-pipelined): one round trip. The log needs no
+  // atomicity: the pipeline writes a chunk after the states it covers and before it commits.
+  async writeEventIds(write: EventIdLogWrite): Promise<void> {
+    this.writer ??= this.connect();
+    const key = this.eventIdLogKey(write.log);
+    const commands: Promise<unknown>[] = [];
+    if (write.add) {
+      const ids = write.add.ids.map(([id]) => id);
+      const times = write.add.ids.map(([, time]) => time);
+      commands.push(this.writer.hset(key, write.add.name, JSON.stringify([ids, times])));
+    }
+    if (write.remove.length > 0) commands.push(this.writer.hdel(key, ...write.remove));
+    commands.push(this.writer.pexpire(key, write.ttlMs));
+    await Promise.all(commands);
+  }
+
+  async readEventIds(log: string): Promise<EventIdChunk[]> {
+    const chunks = await this.client.hgetall(this.eventIdLogKey(log));
+    return Object.entries(chunks).map(([name, text]) => {
+      const [ids, times] = JSON.parse(text) as [string[], number[]];
+      return { name, ids: ids.map((id, i): [string, number] => [id, times[i]!]) };
+    });
   }
 
   private rememberedKey(key: string): string {

@@ -35,6 +35,27 @@ export interface StateWrite {
 
 export type WriteResult = { applied: true } | { applied: false; storedOffset: string };
 
+/**
+ * Part of a source partition's event-id log (duplicate detection): the ids of the events
+ * that one flush of the pipeline made durable, with their event times.
+ */
+export interface EventIdChunk {
+  /** Unique within its log; the pipeline names it after its newest event time and last offset. */
+  name: string;
+  ids: [id: string, time: number][];
+}
+
+export interface EventIdLogWrite {
+  /** The log, one per source partition (`<topic>:<partition>`). */
+  log: string;
+  /** The chunk to add, if any. */
+  add: EventIdChunk | null;
+  /** Names of the chunks no longer needed. */
+  remove: string[];
+  /** The log expires this long after the write. */
+  ttlMs: number;
+}
+
 /** A value kept for a while under a key (e.g. a stream-stream join's pending side). */
 export interface RememberedValue {
   key: string;
@@ -51,6 +72,10 @@ export interface OnlineStore {
    * text such as an offset either way).
    */
   read(keys: EntityKey[]): Promise<(StoredFields | null)[]>;
+  /** Adds a chunk to a partition's event-id log and removes old ones. */
+  writeEventIds(write: EventIdLogWrite): Promise<void>;
+  /** Every chunk of a partition's event-id log, in no particular order. */
+  readEventIds(log: string): Promise<EventIdChunk[]>;
   /** Keeps values under keys until their ttl. */
   remember(entries: RememberedValue[]): Promise<void>;
   /** The values kept under keys, null where none. */

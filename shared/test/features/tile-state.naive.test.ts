@@ -22,6 +22,8 @@ import { describe, it, expect } from 'vitest';
 import { compileFeatureGroup, type EventSource, type FeatureGroup } from '../../src/features/definition.js';
 import {
   applyEvent,
+  decodePartitionState,
+  encodePartitionState,
   emptyState,
   parsePartitionState,
   pruneState,
@@ -574,13 +576,14 @@ describe('pruneState', () => {
 });
 
 describe('duplicates', () => {
-  it('an event id seen before is not applied again, within a partition and after a store round trip', () => {
+  it('an event id seen before is not applied again, within a partition and after an encoding round trip', () => {
     const state = emptyState();
     const event = { id: 'e1', time: START, values: { amount: 5 } };
     expect(applyEvent(group, state, event)).toBe('applied');
     expect(applyEvent(group, state, { ...event })).toBe('duplicate');
-    const fields = stateFields(0, state);
-    const restored = parsePartitionState(0, fields);
+    // The stored fields leave the ids out (the store keeps them beside the state: see the online-store contract).
+    expect(parsePartitionState(0, stateFields(0, state)).seen.size).toBe(0);
+    const restored = decodePartitionState(encodePartitionState(state));
     expect(applyEvent(group, restored, { ...event })).toBe('duplicate');
     expect(applyEvent(group, restored, { ...event, id: 'e2' })).toBe('applied');
     expect(readFeatureValues(group, stateFields(0, restored), START + 1).values.amount_sum_1h).toBe(10);
