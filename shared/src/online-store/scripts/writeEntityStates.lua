@@ -27,9 +27,9 @@ for i = 1, #KEYS do
   if stored and tonumber(stored) > tonumber(offset) then
     results[i] = stored
   else
-    if sets > 0 then redis.call('HSET', key, unpack(ARGV, setFrom, setFrom + 2 * sets - 1)) end
+    -- The offset with the fields: one call (unpack of an empty range adds nothing).
+    redis.call('HSET', key, progress, offset, unpack(ARGV, setFrom, setFrom + 2 * sets - 1))
     if removes > 0 then redis.call('HDEL', key, unpack(ARGV, removeFrom, removeFrom + removes - 1)) end
-    redis.call('HSET', key, progress, offset)
     redis.call('PEXPIRE', key, ttl)
     results[i] = 1
   end
