@@ -275,6 +275,12 @@ export const VARIABLES = {
   MODEL_NAME: text('Name of the model the inference service serves (its routing is kept in the online store).', 'fraud_detector'),
   ROUTING_POLL_INTERVAL: duration('How often each inference replica checks the model routing for a change.', '1s'),
   MODEL_THREADS: integer('Worker threads running the model (onnxruntime) beside the event loop.', 1, 1, 64),
+  MODEL_INLINE_MAX_US: integer(
+    'A batch whose model run is measured (at load) to cost at most this many microseconds is scored on the event loop instead of a worker thread: for a tiny model the hand-over costs as much as the run and adds a thread wake-up to the latency. 0: always in worker threads.',
+    50,
+    0,
+    100_000,
+  ),
   MODEL_BATCH_MAX_ROWS: integer('Most rows the model scores in one run (dynamic batching).', 256, 1, 65_536),
   MODEL_BATCH_DELAY_MS: number(
     'Longest extra wait for more rows before a batch is scored, ms; 0: only requests that arrived in the same event-loop turn are batched.',
@@ -320,6 +326,10 @@ export const VARIABLES = {
     100_000,
     100,
     10_000_000,
+  ),
+  PREDICTION_LOG_LINGER: duration(
+    'Longest wait for more prediction-log records before a batch is produced to Kafka (fewer, larger batches cost far less CPU per record).',
+    '50ms',
   ),
   MONITOR_JOIN_WINDOW: duration('How long the monitor keeps a prediction waiting for its label (and a label for its prediction).', '7d'),
   MONITOR_MAX_SERIES: integer(

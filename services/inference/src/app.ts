@@ -39,6 +39,8 @@ export interface InferenceDeps {
   maxEventsPerRequest: number;
   maxBatchRows: number;
   predictionLogCapacity: number;
+  /** Longest wait for more records before a batch of the prediction log is sent (default 50 ms). */
+  predictionLogLingerMs?: number;
   featureFetchTimeoutMs: number;
   /** Where prediction-log records are published (default: the event log, on this thread). */
   predictionLogPublisher?: Pick<EventLog, 'publish'> & { close?(): Promise<void> };
@@ -79,6 +81,7 @@ export async function buildApp(deps: InferenceDeps) {
     eventLog: deps.predictionLogPublisher ?? deps.eventLog,
     topic: deps.topics.predictions,
     capacity: deps.predictionLogCapacity,
+    lingerMs: deps.predictionLogLingerMs,
     stats: metrics.predictionLog,
     logger: deps.logger,
   });

@@ -13,6 +13,7 @@ import { Piscina } from 'piscina';
 import Type, { type Static } from 'typebox';
 import { FEATURE_TYPES, FeatureTypeSchema, recordValidator } from '@tributary/shared';
 import { MicroBatcher } from './batcher.js';
+import { runModel, type ModelIo } from './model-run.js';
 import type { ModelWorkerData } from './model-worker.js';
 
 /** Names that are safe as one path segment: no separators, not `.` or `..`, no hidden files. */
@@ -151,6 +152,12 @@ export async function inspectModel(manifest: ModelManifest, bytes: Buffer): Prom
 export interface ScoringOptions {
   /** Worker threads running the model. */
   threads: number;
+  /**
+   * A batch whose run is measured to cost at most this (µs) is scored on the event loop: for
+   * a tiny model, handing the rows to a worker costs the event loop as much as the run, and
+   * the worker's wake-up adds latency. 0: every batch in a worker thread.
+   */
+  inlineMaxMicros?: number;
   maxBatchRows: number;
   maxDelayMs: number;
   maxQueuedRows: number;
@@ -158,7 +165,10 @@ export interface ScoringOptions {
   onBatch?(rows: number): void;
 }
 
-export const DEFAULT_SCORING: ScoringOptions = { threads: 1, maxBatchRows: 256, maxDelayMs: 0, maxQueuedRows: 4096 };
+export const DEFAULT_SCORING: ScoringOptions = { threads: 1, inlineMaxMicros: 50, maxBatchRows: 256, maxDelayMs: 0, maxQueuedRows: 4096 };
+
+/** Models larger than this are never tried on the event loop (a second copy in memory, and a long measurement). */
+const INLINE_MAX_MODEL_BYTES = 1 << 20;
 
 export interface LoadedModel {
   manifest: ModelManifest;
@@ -166,6 +176,8 @@ export interface LoadedModel {
   score(vectors: Float32Array, rows: number): Promise<Float32Array>;
   /** Rows waiting for a worker. */
   readonly queued: number;
+  /** Largest batch scored on the event loop (0: all in worker threads). */
+  readonly inlineMaxRows: number;
   /** Waits for the rows already queued, then stops the workers. */
   close(): Promise<void>;
 }
@@ -182,6 +194,8 @@ export async function startModel(version: ModelVersion, options: ScoringOptions 
     width,
     column: manifest.output_column ?? 0,
   };
+  const io: ModelIo = { input: manifest.input, output: manifest.output, width, column: manifest.output_column ?? 0 };
+  const inline = await inlineRunner(bytes, io, options);
   const pool = new Piscina({
     filename: new URL('./model-worker-entry.mjs', import.meta.url).href,
     minThreads: options.threads,
@@ -190,8 +204,13 @@ export async function startModel(version: ModelVersion, options: ScoringOptions 
     workerData,
   });
   const batcher = new MicroBatcher(
-    // Vectors are copied to the worker, not transferred: callers still read them afterwards.
-    { run: (vectors, rows) => pool.run({ vectors, rows }) as Promise<Float32Array> },
+    {
+      run: (vectors, rows) =>
+        rows <= inline.maxRows
+          ? runModel(inline.session!, io, vectors, rows)
+          : // Vectors are copied to the worker, not transferred: callers still read them afterwards.
+            (pool.run({ vectors, rows }) as Promise<Float32Array>),
+    },
     {
       width,
       concurrency: options.threads,
@@ -204,14 +223,15 @@ export async function startModel(version: ModelVersion, options: ScoringOptions 
   const close = async () => {
     await batcher.drained();
     await pool.destroy();
+    await inline.session?.release();
   };
   // The workers load the model as they start: one scored row proves they serve.
-  const probe = await batcher.score(new Float32Array(width), 1).catch(async (error: Error) => {
-    await pool.destroy();
+  const probe = await (pool.run({ vectors: new Float32Array(width), rows: 1 }) as Promise<Float32Array>).catch(async (error: Error) => {
+    await close();
     throw new ModelLoadError(`the model worker failed: ${error.message}`);
   });
   if (probe.length !== 1 || !Number.isFinite(probe[0])) {
-    await pool.destroy();
+    await close();
     throw new ModelLoadError('the model worker did not return one finite score');
   }
   return {
@@ -220,8 +240,45 @@ export async function startModel(version: ModelVersion, options: ScoringOptions 
     get queued() {
       return batcher.queued;
     },
+    inlineMaxRows: inline.maxRows,
     close,
   };
+}
+
+/**
+ * Measures the model's run on this thread, for one row and for a full batch (medians after a
+ * warm-up), and keeps the session when some batches cost at most `inlineMaxMicros`: it then
+ * scores those (up to `maxRows` rows, the cost taken as linear in the rows) on the event loop.
+ */
+async function inlineRunner(
+  bytes: Buffer,
+  io: ModelIo,
+  options: ScoringOptions,
+): Promise<{ session: ort.InferenceSession | null; maxRows: number }> {
+  const limit = options.inlineMaxMicros ?? 0;
+  if (limit <= 0 || bytes.length > INLINE_MAX_MODEL_BYTES) return { session: null, maxRows: 0 };
+  const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1 });
+  const cost = async (rows: number) => {
+    const vectors = new Float32Array(rows * io.width);
+    const times: number[] = [];
+    for (let i = 0; i < 23; i++) {
+      const started = process.hrtime.bigint();
+      await runModel(session, io, vectors, rows);
+      if (i >= 3) times.push(Number(process.hrtime.bigint() - started) / 1000);
+    }
+    return times.sort((a, b) => a - b)[times.length >> 1]!;
+  };
+  // The run alone: runModel's await adds an event-loop turn, not run time, but it is measured
+  // with it; that overstates the cost, on the safe side.
+  const full = Math.max(2, options.maxBatchRows);
+  const one = await cost(1);
+  const perRow = Math.max(0, ((await cost(full)) - one) / (full - 1));
+  const maxRows = one > limit ? 0 : perRow === 0 ? full : Math.min(full, 1 + Math.floor((limit - one) / perRow));
+  if (maxRows === 0) {
+    await session.release();
+    return { session: null, maxRows: 0 };
+  }
+  return { session, maxRows };
 }
 
 /** Reads, checks and starts the version in `dir`. */

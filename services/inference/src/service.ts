@@ -63,6 +63,7 @@ export async function createInferenceApp(config: Config, deps: InferenceConnecti
     catalog: example.catalog,
     scoring: {
       threads: config.MODEL_THREADS,
+      inlineMaxMicros: config.MODEL_INLINE_MAX_US,
       maxBatchRows: config.MODEL_BATCH_MAX_ROWS,
       maxDelayMs: config.MODEL_BATCH_DELAY_MS,
       maxQueuedRows: config.MODEL_QUEUE_MAX_ROWS,
@@ -90,6 +91,7 @@ export async function createInferenceApp(config: Config, deps: InferenceConnecti
     maxEventsPerRequest: config.MAX_EVENTS_PER_REQUEST,
     maxBatchRows: config.PREDICT_BATCH_MAX_ROWS,
     predictionLogCapacity: config.PREDICTION_LOG_BUFFER,
+    predictionLogLingerMs: config.PREDICTION_LOG_LINGER,
     featureFetchTimeoutMs: config.FEATURE_FETCH_TIMEOUT_MS,
     // On Kafka, the prediction log is produced from a worker thread, off the event loop.
     predictionLogPublisher: config.KAFKA_BROKERS ? new WorkerPublisher(kafkaOptions(config, 'inference-log')) : undefined,

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { inspectModel, readModelVersion, startModel } from '../../../services/inference/src/model.js';
+import { DEFAULT_SCORING, inspectModel, readModelVersion, startModel } from '../../../services/inference/src/model.js';
 import { createRandom, fraud, gradientBoostingToOnnx, predictGradientBoostingBatch, trainGradientBoosting } from '../../src/index.js';
 
 const run = promisify(execFile);
@@ -41,7 +41,7 @@ interface TrainingRecord {
 const root = fileURLToPath(new URL('../../..', import.meta.url));
 
 describe('a gradient-boosted model in the inference service', () => {
-  it('loads, passes inspection and scores in the worker threads like the trainer (1e-5), missing values included', async () => {
+  it('loads, passes inspection and scores in worker threads and on the event loop like the trainer (1e-5), missing values included', async () => {
     const features = fraud.FRAUD_MODEL_FEATURES;
     const f = features.length;
     const r = createRandom(9);
@@ -73,18 +73,22 @@ describe('a gradient-boosted model in the inference service', () => {
       const version = await readModelVersion(dir);
       await inspectModel(version.manifest, version.bytes);
 
-      const served = await startModel(version);
-      try {
-        const probe = makeRows(200);
-        const data = Float32Array.from(probe.flat());
-        const scores = await served.score(data, probe.length);
-        const expected = predictGradientBoostingBatch(model, data, probe.length);
-        let max = 0;
-        for (let i = 0; i < probe.length; i++) max = Math.max(max, Math.abs(scores[i]! - expected[i]!));
-        expect(max).toBeLessThan(1e-5);
-        expect(probe.some((row) => row.some(Number.isNaN))).toBe(true);
-      } finally {
-        await served.close();
+      // Scored in a worker thread, then on the event loop (any run cheaper than 100 ms): the same scores.
+      for (const inlineMaxMicros of [0, 100_000]) {
+        const served = await startModel(version, { ...DEFAULT_SCORING, inlineMaxMicros });
+        try {
+          expect(served.inlineMaxRows).toBe(inlineMaxMicros === 0 ? 0 : DEFAULT_SCORING.maxBatchRows);
+          const probe = makeRows(200);
+          const data = Float32Array.from(probe.flat());
+          const scores = await served.score(data, probe.length);
+          const expected = predictGradientBoostingBatch(model, data, probe.length);
+          let max = 0;
+          for (let i = 0; i < probe.length; i++) max = Math.max(max, Math.abs(scores[i]! - expected[i]!));
+          expect(max).toBeLessThan(1e-5);
+          expect(probe.some((row) => row.some(Number.isNaN))).toBe(true);
+        } finally {
+          await served.close();
+        }
       }
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -214,5 +214,8 @@ async function load(options: ServingOptions, version: string): Promise<ServedMod
   const read = await options.registry.version(options.name, version);
   const plan = planModelFeatures(read.manifest, options.catalog);
   const model = await startModel(read, options.scoring);
+  options.logger.info(
+    `model ${options.name} version ${version}: batches of up to ${model.inlineMaxRows} rows scored on the event loop (MODEL_INLINE_MAX_US), larger ones in ${options.scoring.threads} worker thread(s)`,
+  );
   return { model, plan, users: 0, retired: false };
 }
