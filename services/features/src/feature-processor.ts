@@ -185,7 +185,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
     }
     ids.sort((a, b) => a[1] - b[1]);
     const loaded = new Map(ids);
-    // Ids seen before the log was read (none: batches wait for it) stay.
+    // Ids seen while the log was read (those of entity states written by an earlier version) stay.
     for (const [id, time] of partition.seen) loaded.set(id, time);
     partition.seen = loaded;
   }

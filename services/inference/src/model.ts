@@ -187,14 +187,8 @@ export async function startModel(version: ModelVersion, options: ScoringOptions 
   const { manifest, bytes } = version;
   await inspectModel(manifest, bytes);
   const width = manifest.features.length;
-  const workerData: ModelWorkerData = {
-    bytes: new Uint8Array(bytes),
-    input: manifest.input,
-    output: manifest.output,
-    width,
-    column: manifest.output_column ?? 0,
-  };
   const io: ModelIo = { input: manifest.input, output: manifest.output, width, column: manifest.output_column ?? 0 };
+  const workerData: ModelWorkerData = { bytes: new Uint8Array(bytes), ...io };
   const inline = await inlineRunner(bytes, io, options);
   const pool = new Piscina({
     filename: new URL('./model-worker-entry.mjs', import.meta.url).href,
