@@ -109,6 +109,11 @@ export function checkHash(manifest: ModelManifest, bytes: Buffer): void {
  * column per class), and a test run on two rows gives finite scores.
  */
 export async function inspectModel(manifest: ModelManifest, bytes: Buffer): Promise<void> {
+  await (await openCheckedSession(manifest, bytes)).release();
+}
+
+/** `inspectModel`, keeping the session it checked (the caller releases it). */
+async function openCheckedSession(manifest: ModelManifest, bytes: Buffer): Promise<ort.InferenceSession> {
   const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1 }).catch((error: Error) => {
     throw new ModelLoadError(`onnxruntime cannot load ${manifest.file}: ${error.message}`);
   });
@@ -144,8 +149,10 @@ export async function inspectModel(manifest: ModelManifest, bytes: Buffer): Prom
       const score = Number(values[row * columns + column]);
       if (!Number.isFinite(score)) throw new ModelLoadError(`test run gave a non-finite score (${score})`);
     }
-  } finally {
+    return session;
+  } catch (error) {
     await session.release();
+    throw error;
   }
 }
 
@@ -185,25 +192,27 @@ export interface LoadedModel {
 /** Starts a checked version in its worker threads. */
 export async function startModel(version: ModelVersion, options: ScoringOptions = DEFAULT_SCORING): Promise<LoadedModel> {
   const { manifest, bytes } = version;
-  await inspectModel(manifest, bytes);
   const width = manifest.features.length;
   const io: ModelIo = { input: manifest.input, output: manifest.output, width, column: manifest.output_column ?? 0 };
-  const workerData: ModelWorkerData = { bytes: new Uint8Array(bytes), ...io };
-  const inline = await inlineRunner(bytes, io, options);
-  const pool = new Piscina({
-    filename: new URL('./model-worker-entry.mjs', import.meta.url).href,
-    minThreads: options.threads,
-    maxThreads: options.threads,
-    idleTimeout: Infinity,
-    workerData,
-  });
+  const inline = await inlineRunner(await openCheckedSession(manifest, bytes), bytes, io, options);
+  // No worker when every batch the batcher can form is scored on the event loop.
+  const pool =
+    inline.maxRows >= options.maxBatchRows
+      ? null
+      : new Piscina({
+          filename: new URL('./model-worker-entry.mjs', import.meta.url).href,
+          minThreads: options.threads,
+          maxThreads: options.threads,
+          idleTimeout: Infinity,
+          workerData: { bytes: new Uint8Array(bytes), ...io } satisfies ModelWorkerData,
+        });
   const batcher = new MicroBatcher(
     {
       run: (vectors, rows) =>
         rows <= inline.maxRows
           ? runModel(inline.session!, io, vectors, rows)
           : // Vectors are copied to the worker, not transferred: callers still read them afterwards.
-            (pool.run({ vectors, rows }) as Promise<Float32Array>),
+            (pool!.run({ vectors, rows }) as Promise<Float32Array>),
     },
     {
       width,
@@ -216,17 +225,19 @@ export async function startModel(version: ModelVersion, options: ScoringOptions 
   );
   const close = async () => {
     await batcher.drained();
-    await pool.destroy();
+    await pool?.destroy();
     await inline.session?.release();
   };
   // The workers load the model as they start: one scored row proves they serve.
-  const probe = await (pool.run({ vectors: new Float32Array(width), rows: 1 }) as Promise<Float32Array>).catch(async (error: Error) => {
-    await close();
-    throw new ModelLoadError(`the model worker failed: ${error.message}`);
-  });
-  if (probe.length !== 1 || !Number.isFinite(probe[0])) {
-    await close();
-    throw new ModelLoadError('the model worker did not return one finite score');
+  if (pool) {
+    const probe = await (pool.run({ vectors: new Float32Array(width), rows: 1 }) as Promise<Float32Array>).catch(async (error: Error) => {
+      await close();
+      throw new ModelLoadError(`the model worker failed: ${error.message}`);
+    });
+    if (probe.length !== 1 || !Number.isFinite(probe[0])) {
+      await close();
+      throw new ModelLoadError('the model worker did not return one finite score');
+    }
   }
   return {
     manifest,
@@ -240,18 +251,22 @@ export async function startModel(version: ModelVersion, options: ScoringOptions 
 }
 
 /**
- * Measures the model's run on this thread, for one row and for a full batch (medians after a
- * warm-up), and keeps the session when some batches cost at most `inlineMaxMicros`: it then
- * scores those (up to `maxRows` rows, the cost taken as linear in the rows) on the event loop.
+ * Measures the model's run on the checked session, on this thread, for one row and for a full
+ * batch (medians after a warm-up), and keeps the session when some batches cost at most
+ * `inlineMaxMicros`: it then scores those (up to `maxRows` rows, the cost taken as linear in
+ * the rows) on the event loop. Otherwise the session is released.
  */
 async function inlineRunner(
+  session: ort.InferenceSession,
   bytes: Buffer,
   io: ModelIo,
   options: ScoringOptions,
 ): Promise<{ session: ort.InferenceSession | null; maxRows: number }> {
   const limit = options.inlineMaxMicros ?? 0;
-  if (limit <= 0 || bytes.length > INLINE_MAX_MODEL_BYTES) return { session: null, maxRows: 0 };
-  const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1 });
+  if (limit <= 0 || bytes.length > INLINE_MAX_MODEL_BYTES) {
+    await session.release();
+    return { session: null, maxRows: 0 };
+  }
   const cost = async (rows: number) => {
     const vectors = new Float32Array(rows * io.width);
     const times: number[] = [];
