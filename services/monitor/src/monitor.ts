@@ -107,6 +107,12 @@ export interface Monitor {
   checkCanary(): Promise<void>;
 }
 
+/**
+ * Partitions whose batches are handled at once: while one batch's offers are in Redis, the
+ * next is decoded and observed (one at a time, the process waited for every round trip).
+ */
+const CONCURRENT_PARTITIONS = 4;
+
 /** Records stamped further ahead of the monitor's clock than this are invalid (a time of 1e308 would never expire). */
 const MAX_AHEAD_MS = 86_400_000;
 
@@ -492,6 +498,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     groupId: options.groupId,
     topics: [options.topics.predictions, options.topics.labels],
     fromBeginning: true,
+    concurrentPartitions: CONCURRENT_PARTITIONS,
     onError: (error) => options.logger.warn({ err: error }, 'monitor batch failed; it will be retried'),
     eachBatch: async (batch) => {
       const stream = batch.topic === options.topics.predictions ? 'predictions' : 'labels';
