@@ -7,8 +7,9 @@
  * 3. Redis bytes per entity (MEMORY USAGE of the entities' keys).
  * Prints a report and writes it to bench/results/features.json.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
@@ -81,6 +82,7 @@ const topic = `${run}-transactions`;
 const records = events(EVENTS, Date.now() - 30 * 60_000, 30 * 60_000);
 for (let i = 0; i < records.length; i += 5_000) await eventLog.publish(topic, records.slice(i, i + 5_000));
 const bytes = records.reduce((sum, r) => sum + r.value.length, 0);
+records.length = 0; // on the topic now; not kept in the heap of the steady phase
 
 let raw = 0;
 let rawStart = 0;
@@ -156,9 +158,28 @@ const steadyPipeline = await startFeaturePipeline({
   logger,
   flushIntervalMs,
 });
-await new Promise((resolve) => setTimeout(resolve, 4_000)); // the group join
+// A plain consumer of the same topic in its own process: the delivery lag beneath the freshness.
+const deliveryLag = spawn(
+  process.execPath,
+  [
+    '--import',
+    'tsx',
+    fileURLToPath(new URL('./delivery-lag.ts', import.meta.url)),
+    steadyTopic,
+    `${run}-delivery-lag`,
+    ...(args['fetch-wait-ms'] === undefined ? [] : [args['fetch-wait-ms']]),
+  ],
+  { env: process.env, stdio: ['ignore', 'pipe', 'inherit'] },
+);
+let deliveryOutput = '';
+deliveryLag.stdout.setEncoding('utf8').on('data', (chunk: string) => (deliveryOutput += chunk));
+const deliveryDone = new Promise<void>((resolve) => deliveryLag.on('exit', () => resolve()));
+await new Promise((resolve) => setTimeout(resolve, 4_000)); // the group joins
 const steadyCpu0 = process.cpuUsage();
 const steadyStart = performance.now();
+// Stalls of the pipeline's event loop (GC pauses, long synchronous work) delay every event behind them.
+const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+loopDelay.enable();
 // The load comes from another process, so that it does not compete with the pipeline.
 const publisher = await promisify(execFile)(
   process.execPath,
@@ -178,14 +199,25 @@ const steadyCpu = process.cpuUsage(steadyCpu0);
 // This process's CPU time over wall time at the steady rate (1 = one core busy), and per event.
 const steadyCpuShare = (steadyCpu.user + steadyCpu.system) / 1000 / (performance.now() - steadyStart);
 const steadyCpuPerEvent = (steadyCpu.user + steadyCpu.system) / Math.max(1, sent);
+loopDelay.disable();
 await new Promise((resolve) => setTimeout(resolve, 1_000));
-const histogram = (await steadyRegistry.getMetricsAsJSON()).find((m) => m.name === 'tributary_feature_freshness_seconds')!;
+await deliveryDone;
+const delivery = JSON.parse(deliveryOutput.split('\n').find((line) => line.startsWith('{')) ?? '{}') as {
+  p50_ms?: number;
+  p99_ms?: number;
+};
+const steadyMetrics = await steadyRegistry.getMetricsAsJSON();
 await steadyPipeline.stop();
-const buckets = (histogram.values as { labels: { le?: string | number }; value: number; metricName?: string }[])
-  .filter((v) => v.metricName?.endsWith('_bucket'))
-  .map((v) => ({ le: Number(v.labels.le), count: v.value }));
-const total = buckets[buckets.length - 1]!.count;
-const quantile = (q: number) => buckets.find((b) => b.count >= q * total)?.le ?? Infinity;
+/** The upper bound of the bucket holding quantile `q` of a histogram of the steady pipeline. */
+const histogramQuantile = (name: string, q: number) => {
+  const histogram = steadyMetrics.find((m) => m.name === name)!;
+  const buckets = (histogram.values as { labels: { le?: string | number }; value: number; metricName?: string }[])
+    .filter((v) => v.metricName?.endsWith('_bucket'))
+    .map((v) => ({ le: Number(v.labels.le), count: v.value }));
+  const total = buckets[buckets.length - 1]!.count;
+  return buckets.find((b) => b.count >= q * total)?.le ?? Infinity;
+};
+const quantile = (q: number) => histogramQuantile('tributary_feature_freshness_seconds', q);
 
 // 3. Redis bytes per entity.
 const usage = async (key: string) => Number(await store.client.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'));
@@ -225,6 +257,14 @@ const result = {
   steady_pipeline_cpu_us_per_event: Math.round(steadyCpuPerEvent),
   freshness_p50_le_seconds: quantile(0.5),
   freshness_p99_le_seconds: quantile(0.99),
+  // Where the tail comes from: the delivery lag of a plain consumer of the same topic (event
+  // time to its eachBatch), a flush's write and commit, and stalls of the event loop.
+  steady_plain_consumer_delivery_p50_ms: delivery.p50_ms ?? null,
+  steady_plain_consumer_delivery_p99_ms: delivery.p99_ms ?? null,
+  steady_flush_p50_le_seconds: histogramQuantile('tributary_pipeline_flush_duration_seconds', 0.5),
+  steady_flush_p99_le_seconds: histogramQuantile('tributary_pipeline_flush_duration_seconds', 0.99),
+  steady_event_loop_delay_p99_ms: Number((loopDelay.percentile(99) / 1e6).toFixed(1)),
+  steady_event_loop_delay_max_ms: Number((loopDelay.max / 1e6).toFixed(1)),
   redis_bytes_per_entity_key: Math.round(memory / Math.max(1, keys.length)),
   redis_bytes_per_user_key: Math.round(userMemory / Math.max(1, userKeys.length)),
   redis_bytes_per_merchant_key: Math.round(merchantMemory / Math.max(1, merchantKeys.length)),

@@ -288,6 +288,8 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
         await subscription!.stop();
         // What arrived meanwhile is written; its offsets are committed by the next run's replay.
         await exclusive(() => flush(false)).catch(warn);
+        // The keyed state goes with the process's interest in it (a stopped pipeline may be kept).
+        processor.reset();
       },
     });
   }
