@@ -197,6 +197,33 @@ export function onlineStoreContract(name: string, makeStore: () => Promise<Onlin
       expect(results).toEqual([{ applied: true }, { applied: false, storedOffset: '5' }]);
     });
 
+    it('answers reads asked for at once (a turn of many requests) each with its own entities, in order', async () => {
+      const ids = Array.from({ length: 30 }, (_, i) => ({ ...key, id: `${key.id}-${i}` }));
+      // Entity i holds i + 1 clicks; every third is never written.
+      const written = ids.filter((_, i) => i % 3 !== 0);
+      await store.write(
+        written.map((k) =>
+          write(k, stateOf(Array.from({ length: Number(k.id.split('-').pop()) + 1 }, () => ({ time: NOW - 60_000, price: 1, page: 'p' })))),
+        ),
+      );
+      const count = (fields: Awaited<ReturnType<OnlineStore['read']>>[number]) =>
+        fields === null ? null : readFeatureValues(group, fields, NOW).values.count_10m;
+      // Reads of different sizes, all started before any answers, some naming an entity twice.
+      const asked = Array.from({ length: 12 }, (_, r) =>
+        [ids[(r * 7) % 30]!, ids[(r * 11 + 1) % 30]!, ids[(r * 7) % 30]!].slice(0, 1 + (r % 3)),
+      );
+      const answers = await Promise.all([...asked.map((keys) => store.read(keys)), store.read([])]);
+      expect(answers.pop()).toEqual([]);
+      answers.forEach((answer, r) => {
+        expect(answer.map(count)).toEqual(
+          asked[r]!.map((k) => {
+            const i = Number(k.id.split('-').pop());
+            return i % 3 === 0 ? null : i + 1;
+          }),
+        );
+      });
+    });
+
     it('keeps entities of different types and groups apart', async () => {
       const merchant: EntityKey = { group: group.id, entity: 'merchant_id', id: key.id };
       const otherGroup: EntityKey = { group: 'clicks:v2', entity: 'user_id', id: key.id };
