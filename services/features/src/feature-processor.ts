@@ -164,6 +164,13 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
    */
   let failures = 0;
 
+  /** Marks an entity changed: the partition's next flush writes it. */
+  const markDirty = (partition: Partition, entity: CachedEntity): void => {
+    if (entity.dirty) return;
+    entity.dirty = true;
+    partition.dirty.push(entity);
+  };
+
   /** Marks an event id as applied in the partition (to be logged by the next flush). */
   const see = (partition: Partition, id: string, time: number): void => {
     partition.seen.set(id, time);
@@ -354,10 +361,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
             continue;
           }
           if (duplicate || applyEvent(groups[g]!, entity.state, untracked) !== 'applied') continue;
-          if (!entity.dirty) {
-            entity.dirty = true;
-            partition.dirty.push(entity);
-          }
+          markDirty(partition, entity);
           applied = true;
         }
         // Applied now, or found applied by the stored states (a replay): seen either way.
@@ -447,12 +451,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         } catch (error) {
           // Written again (whole) by the next flush, whose offsets are committed only then.
           failures++;
-          for (const { partition, entity } of written) {
-            if (!entity.dirty) {
-              entity.dirty = true;
-              partition.dirty.push(entity);
-            }
-          }
+          for (const { partition, entity } of written) markDirty(partition, entity);
           for (const { partition, write, removed } of logWrites) {
             if (write.add) {
               partition.unloggedIds = write.add.ids.concat(partition.unloggedIds);

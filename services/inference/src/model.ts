@@ -185,6 +185,8 @@ export interface LoadedModel {
   readonly queued: number;
   /** Largest batch scored on the event loop (0: all in worker threads). */
   readonly inlineMaxRows: number;
+  /** Worker threads started for the batches too large to score inline (0: none needed). */
+  readonly workerThreads: number;
   /** Waits for the rows already queued, then stops the workers. */
   close(): Promise<void>;
 }
@@ -246,6 +248,7 @@ export async function startModel(version: ModelVersion, options: ScoringOptions 
       return batcher.queued;
     },
     inlineMaxRows: inline.maxRows,
+    workerThreads: pool ? options.threads : 0,
     close,
   };
 }

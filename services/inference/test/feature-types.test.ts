@@ -204,6 +204,7 @@ describe('feature types under a request schema that does not say them', () => {
         score: async (_: Float32Array, rows: number) => new Float32Array(rows).fill(0.5),
         queued: 0,
         inlineMaxRows: 0,
+        workerThreads: 1,
         close: async () => {},
       },
       plan: planModelFeatures(manifest, catalog),

@@ -214,10 +214,7 @@ async function load(options: ServingOptions, version: string): Promise<ServedMod
   const read = await options.registry.version(options.name, version);
   const plan = planModelFeatures(read.manifest, options.catalog);
   const model = await startModel(read, options.scoring);
-  const workers =
-    model.inlineMaxRows >= options.scoring.maxBatchRows
-      ? 'no worker thread needed'
-      : `larger ones in ${options.scoring.threads} worker thread(s)`;
+  const workers = model.workerThreads === 0 ? 'no worker thread needed' : `larger ones in ${model.workerThreads} worker thread(s)`;
   options.logger.info(
     `model ${options.name} version ${version}: batches of up to ${model.inlineMaxRows} rows scored on the event loop (MODEL_INLINE_MAX_US), ${workers}`,
   );
