@@ -37,8 +37,14 @@ const outgoing = benchTransactions(
   (i) => start + Math.floor((i / EVENTS) * 30 * 60_000),
 );
 const offsets = new Array<number>(PARTITIONS).fill(0);
-const records: LogRecord[] = outgoing.map((r, i) => {
-  const partition = i % PARTITIONS;
+// By key, as the producer's partitioner does: a user's events all go to one partition.
+const partitionOf = (key: string) => {
+  let hash = 0;
+  for (let i = 0; i < key.length; i++) hash = (hash * 31 + key.charCodeAt(i)) | 0;
+  return Math.abs(hash) % PARTITIONS;
+};
+const records: LogRecord[] = outgoing.map((r) => {
+  const partition = partitionOf(r.key!);
   return {
     topic: 'transactions',
     partition,
