@@ -264,6 +264,61 @@ export function encodeSketch(sketch: DistinctSketch): string {
   return SPARSE_TAG + bytes.toString('base64url');
 }
 
+const BASE64URL_CODES = Uint8Array.from(BASE64URL, (c) => c.charCodeAt(0));
+
+/** Byte `i` of the hashes' big-endian bytes. */
+function byteAt(hashes: number[], i: number): number {
+  return (hashes[i >>> 2]! >>> (24 - 8 * (i & 3))) & 0xff;
+}
+
+/** Bytes of `encodeSketch(sketch)` (its characters are ASCII). */
+export function encodedSketchLength(sketch: DistinctSketch): number {
+  const { hashes, registers } = open(sketch);
+  if (registers) return 1 + REGISTER_COUNT;
+  if (hashes.length === 0) return 1;
+  return 1 + Math.ceil((hashes.length * 4 * 8) / 6);
+}
+
+/**
+ * Writes `encodeSketch(sketch)` as ASCII bytes into `target` at `at` (room for
+ * `encodedSketchLength` bytes is the caller's business), without making the text.
+ */
+export function writeSketch(sketch: DistinctSketch, target: Uint8Array, at: number): number {
+  const { hashes, registers } = open(sketch);
+  let p = at;
+  if (registers) {
+    target[p++] = DENSE_TAG.charCodeAt(0);
+    for (let i = 0; i < REGISTER_COUNT; i++) target[p++] = BASE64URL_CODES[registers[i]!]!;
+    return p - at;
+  }
+  if (hashes.length === 0) {
+    target[p++] = EMPTY_TAG.charCodeAt(0);
+    return 1;
+  }
+  target[p++] = SPARSE_TAG.charCodeAt(0);
+  // base64url without padding of the hashes' big-endian bytes, 3 bytes (4 characters) at a time.
+  const length = hashes.length * 4;
+  let i = 0;
+  for (; i + 3 <= length; i += 3) {
+    const bits = (byteAt(hashes, i) << 16) | (byteAt(hashes, i + 1) << 8) | byteAt(hashes, i + 2);
+    target[p++] = BASE64URL_CODES[bits >>> 18]!;
+    target[p++] = BASE64URL_CODES[(bits >>> 12) & 63]!;
+    target[p++] = BASE64URL_CODES[(bits >>> 6) & 63]!;
+    target[p++] = BASE64URL_CODES[bits & 63]!;
+  }
+  if (length - i === 1) {
+    const bits = byteAt(hashes, i) << 16;
+    target[p++] = BASE64URL_CODES[bits >>> 18]!;
+    target[p++] = BASE64URL_CODES[(bits >>> 12) & 63]!;
+  } else if (length - i === 2) {
+    const bits = (byteAt(hashes, i) << 16) | (byteAt(hashes, i + 1) << 8);
+    target[p++] = BASE64URL_CODES[bits >>> 18]!;
+    target[p++] = BASE64URL_CODES[(bits >>> 12) & 63]!;
+    target[p++] = BASE64URL_CODES[(bits >>> 6) & 63]!;
+  }
+  return p - at;
+}
+
 export function decodeSketch(text: string): DistinctSketch {
   if (typeof text !== 'string') throw new Error(`decodeSketch: expected a string, got ${typeof text}`);
   const body = text.slice(1);

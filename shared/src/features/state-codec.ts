@@ -26,8 +26,8 @@
  * outside the windows it reads without looking inside it, and never reaches the event ids
  * (duplicate detection is the pipeline's business alone).
  */
-import type { Component, Moments } from './aggregations.js';
-import { decodeSketch, encodeSketch, type DistinctSketch } from './distinct-sketch.js';
+import { emptyComponents, type Component, type ComponentState, type ComponentValue, type Moments } from './aggregations.js';
+import { decodeSketch, encodedSketchLength, writeSketch, type DistinctSketch } from './distinct-sketch.js';
 import { emptyState, malformedState, type PartitionState, type StoredValue, type Tile } from './partition-state.js';
 import { decodeJsonPartitionState } from './state-format-json.js';
 
@@ -56,14 +56,135 @@ function reserve(bytes: number): void {
   view = new DataView(out.buffer, out.byteOffset, out.byteLength);
 }
 
-/** Writes UTF-8 text preceded by its length in bytes (u32, or u16 when `short`). */
+/**
+ * Writes UTF-8 text preceded by its length in bytes (u32, or u16 when `short`). ASCII text,
+ * the usual case (column names, countries, currencies), is copied in JavaScript: for a few
+ * characters a call into the runtime costs more than the copy.
+ */
 function writeText(text: string, short: boolean): void {
   const lengthBytes = short ? 2 : 4;
   reserve(lengthBytes + text.length * 3);
-  const bytes = out.write(text, pos + lengthBytes, 'utf8');
+  const at = pos + lengthBytes;
+  let bytes = 0;
+  for (; bytes < text.length; bytes++) {
+    const code = text.charCodeAt(bytes);
+    if (code >= 0x80) break;
+    out[at + bytes] = code;
+  }
+  if (bytes < text.length) bytes = out.write(text, at, 'utf8');
   if (short) view.setUint16(pos, bytes, true);
   else view.setUint32(pos, bytes, true);
-  pos += lengthBytes + bytes;
+  pos = at + bytes;
+}
+
+/** The digits of `text` from `from` to `to` as a number; NaN for anything else (or past 2^53). */
+function digits(text: string, from: number, to: number): number {
+  if (from >= to) return NaN;
+  let number = 0;
+  for (let i = from; i < to; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 48 || code > 57) return NaN;
+    number = number * 10 + (code - 48);
+  }
+  return number <= Number.MAX_SAFE_INTEGER ? number : NaN;
+}
+
+/** A tile key's `<tileMs>:<start>` numbers, read without slicing the key (the usual integers), else as Number reads them. */
+let keyTileMs = 0;
+let keyStart = 0;
+function readTileKey(key: string): void {
+  const colon = key.indexOf(':');
+  keyTileMs = digits(key, 0, colon);
+  keyStart = key.charCodeAt(colon + 1) === 45 /* - */ ? -digits(key, colon + 2, key.length) : digits(key, colon + 1, key.length);
+  if (Number.isNaN(keyTileMs)) keyTileMs = Number(key.slice(0, colon));
+  if (Number.isNaN(keyStart)) keyStart = Number(key.slice(colon + 1));
+}
+
+/** The slots of the value being encoded: column and component code (reused from call to call). */
+const slotColumns: string[] = [];
+const slotCodes: number[] = [];
+
+function slotOf(column: string, code: number): number {
+  for (let s = 0; s < slotColumns.length; s++) if (slotCodes[s] === code && slotColumns[s] === column) return s;
+  slotColumns.push(column);
+  slotCodes.push(code);
+  return slotColumns.length - 1;
+}
+
+function writeComponent(column: string, component: Component, value: ComponentValue): void {
+  const code = COMPONENT_CODES[component];
+  reserve(2 + 25);
+  view.setUint16(pos, slotOf(column, code), true);
+  pos += 2;
+  tileComponents++;
+  switch (code) {
+    case 6: {
+      // dc
+      const sketch = value as DistinctSketch;
+      const length = encodedSketchLength(sketch);
+      reserve(4 + length);
+      view.setUint32(pos, length, true);
+      pos += 4 + writeSketch(sketch, out, pos + 4);
+      return;
+    }
+    case 2: {
+      // mv
+      const m = value as Moments;
+      view.setFloat64(pos, m.n, true);
+      view.setFloat64(pos + 8, m.mean, true);
+      view.setFloat64(pos + 16, m.m2, true);
+      pos += 24;
+      return;
+    }
+    case 5: {
+      // lv
+      const last = value as { time: number; value: number | string };
+      view.setFloat64(pos, last.time, true);
+      if (typeof last.value === 'number') {
+        view.setUint8(pos + 8, LAST_NUMBER);
+        view.setFloat64(pos + 9, last.value, true);
+        pos += 17;
+      } else {
+        view.setUint8(pos + 8, LAST_TEXT);
+        pos += 9;
+        writeText(last.value, false);
+      }
+      return;
+    }
+    default:
+      view.setFloat64(pos, value as number, true);
+      pos += 8;
+  }
+}
+
+/**
+ * A column's components, in the order of their codes. Named reads, not `for...in`: the
+ * column states take a few shapes, and a keyed walk over them was most of the encoding's time.
+ */
+function writeColumn(components: ComponentState, column: string): void {
+  if (components.n !== undefined) writeComponent(column, 'n', components.n);
+  if (components.s !== undefined) writeComponent(column, 's', components.s);
+  if (components.mv !== undefined) writeComponent(column, 'mv', components.mv);
+  if (components.mn !== undefined) writeComponent(column, 'mn', components.mn);
+  if (components.mx !== undefined) writeComponent(column, 'mx', components.mx);
+  if (components.lv !== undefined) writeComponent(column, 'lv', components.lv);
+  if (components.dc !== undefined) writeComponent(column, 'dc', components.dc);
+}
+
+let tileComponents = 0;
+
+function writeTile(tile: Tile, key: string): void {
+  readTileKey(key);
+  reserve(TILE_HEADER_BYTES + 2);
+  view.setUint32(pos, keyTileMs, true);
+  view.setFloat64(pos + 4, keyStart, true);
+  const lengthAt = pos + 12;
+  const bodyAt = pos + TILE_HEADER_BYTES;
+  pos = bodyAt + 2;
+  tileComponents = 0;
+  tile.forEach(writeColumn);
+  view.setUint16(bodyAt, tileComponents, true);
+  view.setUint32(lengthAt, pos - bodyAt, true);
 }
 
 /**
@@ -78,80 +199,9 @@ export function encodePartitionState(state: PartitionState, options: { eventIds?
   view.setUint8(0, BINARY_STATE_FORMAT);
   view.setFloat64(1, state.newest ?? NaN, true);
   pos = HEADER_BYTES;
-  const slotColumns: string[] = [];
-  const slotCodes: number[] = [];
-  /** Per column, its slot per component code. */
-  const slotsByColumn = new Map<string, number[]>();
-  for (const [key, tile] of state.tiles) {
-    const colon = key.indexOf(':');
-    reserve(TILE_HEADER_BYTES + 2);
-    view.setUint32(pos, Number(key.slice(0, colon)), true);
-    view.setFloat64(pos + 4, Number(key.slice(colon + 1)), true);
-    const lengthAt = pos + 12;
-    const bodyAt = pos + TILE_HEADER_BYTES;
-    pos = bodyAt + 2;
-    let count = 0;
-    for (const [column, components] of tile) {
-      let columnSlots = slotsByColumn.get(column);
-      if (!columnSlots) {
-        columnSlots = [];
-        slotsByColumn.set(column, columnSlots);
-      }
-      for (const name in components) {
-        const component = name as Component;
-        const value = components[component];
-        if (value === undefined) continue;
-        const code = COMPONENT_CODES[component];
-        let slot = columnSlots[code];
-        if (slot === undefined) {
-          slot = columnSlots[code] = slotColumns.length;
-          slotColumns.push(column);
-          slotCodes.push(code);
-        }
-        reserve(2 + 25);
-        view.setUint16(pos, slot, true);
-        pos += 2;
-        switch (component) {
-          case 'dc': {
-            const text = encodeSketch(value as DistinctSketch);
-            reserve(4 + text.length);
-            view.setUint32(pos, text.length, true);
-            out.write(text, pos + 4, 'latin1');
-            pos += 4 + text.length;
-            break;
-          }
-          case 'mv': {
-            const m = value as Moments;
-            view.setFloat64(pos, m.n, true);
-            view.setFloat64(pos + 8, m.mean, true);
-            view.setFloat64(pos + 16, m.m2, true);
-            pos += 24;
-            break;
-          }
-          case 'lv': {
-            const last = value as { time: number; value: number | string };
-            view.setFloat64(pos, last.time, true);
-            if (typeof last.value === 'number') {
-              view.setUint8(pos + 8, LAST_NUMBER);
-              view.setFloat64(pos + 9, last.value, true);
-              pos += 17;
-            } else {
-              view.setUint8(pos + 8, LAST_TEXT);
-              pos += 9;
-              writeText(last.value, false);
-            }
-            break;
-          }
-          default:
-            view.setFloat64(pos, value as number, true);
-            pos += 8;
-        }
-        count++;
-      }
-    }
-    view.setUint16(bodyAt, count, true);
-    view.setUint32(lengthAt, pos - bodyAt, true);
-  }
+  slotColumns.length = 0;
+  slotCodes.length = 0;
+  state.tiles.forEach(writeTile);
   const slotsAt = pos;
   reserve(2);
   view.setUint16(pos, slotColumns.length, true);
@@ -276,7 +326,7 @@ function decodeBinary(bytes: Buffer, skipSketches: boolean): PartitionState {
       if (column === undefined || code === undefined) throw malformedState(`tile ${key} names slot ${slot} of ${columns.length}`);
       let columnState = tile.get(column);
       if (!columnState) {
-        columnState = {};
+        columnState = emptyComponents();
         tile.set(column, columnState);
       }
       const component = COMPONENTS_BY_CODE[code]!;

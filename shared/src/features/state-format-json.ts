@@ -13,7 +13,7 @@
  * deviations). Numbers keep their exact value (JSON writes the shortest text that reads
  * back as the same double).
  */
-import type { Component, Moments } from './aggregations.js';
+import { emptyComponents, type Component, type Moments } from './aggregations.js';
 import { decodeSketch, encodeSketch, type DistinctSketch } from './distinct-sketch.js';
 import { emptyState, malformedState, type PartitionState, type Tile } from './partition-state.js';
 
@@ -40,7 +40,8 @@ export function encodeJsonPartitionState(state: PartitionState): string {
       }
       for (const name in components) {
         const component = name as Component;
-        const value = components[component]!;
+        const value = components[component];
+        if (value === undefined) continue;
         let slot = columnSlots[component];
         if (slot === undefined) {
           slot = columnSlots[component] = slotCount++;
@@ -108,7 +109,7 @@ export function decodeJsonPartitionState(text: string, options: { skipSketches?:
       if (column === undefined || component === undefined) throw malformedState(`tile ${key} names slot ${slot} of ${slotCount}`);
       let columnState = tile.get(column);
       if (!columnState) {
-        columnState = {};
+        columnState = emptyComponents();
         tile.set(column, columnState);
       }
       switch (component) {

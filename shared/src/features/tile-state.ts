@@ -16,7 +16,7 @@
  * earlier version may hold its entity's ids; they are decoded into `seen`.
  * All functions here are pure.
  */
-import { updateComponent } from './aggregations.js';
+import { emptyComponents, updateComponent } from './aggregations.js';
 import type { CompiledFeatureGroup } from './definition.js';
 import { emptyState, storedText, type PartitionState, type StoredFields, type Tile } from './partition-state.js';
 import { decodePartitionState, encodePartitionState } from './state-codec.js';
@@ -89,7 +89,7 @@ export function applyEvent(group: CompiledFeatureGroup, state: PartitionState, e
         }
         let columnState = tile.get(column);
         if (!columnState) {
-          columnState = {};
+          columnState = emptyComponents();
           tile.set(column, columnState);
         }
         updateComponent(columnState, component, value, event.time);

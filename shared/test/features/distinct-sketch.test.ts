@@ -9,10 +9,12 @@ import {
   addToSketch,
   decodeSketch,
   emptySketch,
+  encodedSketchLength,
   encodeSketch,
   estimateDistinct,
   mergeSketches,
   sketchOf,
+  writeSketch,
   SKETCH_EXACT_LIMIT,
   SKETCH_PRECISION,
   SKETCH_RELATIVE_ERROR,
@@ -173,6 +175,20 @@ describe('distinct sketch: encoding', () => {
       ['1,000 values', 4_097],
       ['100,000 values', 4_097],
     ]);
+  });
+
+  it('writes into bytes exactly its text, for every size of an exact sketch and a dense one', () => {
+    const sketches = [...cases.map(([, sketch]) => sketch)];
+    // Every remainder of the hashes' bytes over 3 (a base64 group), up to past the exact limit.
+    for (let count = 1; count <= SKETCH_EXACT_LIMIT + 3; count += 1) sketches.push(sketchFrom(ids(0, count)));
+    const bytes = Buffer.alloc(5_000, 0xee);
+    for (const sketch of sketches) {
+      const text = encodeSketch(sketch);
+      expect(encodedSketchLength(sketch)).toBe(text.length);
+      expect(writeSketch(sketch, bytes, 7)).toBe(text.length);
+      expect(bytes.toString('latin1', 7, 7 + text.length)).toBe(text);
+      expect(bytes[6]).toBe(0xee);
+    }
   });
 
   it('uses only base64url characters, so no "|", newline or JSON escapes', () => {

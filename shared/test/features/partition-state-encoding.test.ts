@@ -137,6 +137,14 @@ describe('partition state encoding', () => {
     expect(decodePartitionState(encodePartitionState(emptyState()))).toEqual(emptyState());
   });
 
+  it('keeps tiles before 1970 and far ahead (their starts read from the tile keys)', () => {
+    const state = emptyState();
+    for (const time of [-86_400_000 * 3 - 1, -1, 0, 8.64e15]) applyEvent(group, state, { time, values: { amount: 1, country: 'FR' } });
+    const decoded = decodePartitionState(encodePartitionState(state));
+    expect([...decoded.tiles.keys()].sort()).toEqual([...state.tiles.keys()].sort());
+    expect(decoded).toEqual(state);
+  });
+
   it('keeps -0, extreme and tiny doubles bit for bit', () => {
     const state = emptyState();
     for (const amount of [-0, Number.MAX_VALUE, -Number.MAX_VALUE, Number.MIN_VALUE, 0.1 + 0.2, 1e-310]) {
