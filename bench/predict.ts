@@ -11,7 +11,7 @@
  * 4. profiles the service under wrk (--cpu-prof) and reports where the time goes.
  * Prints a report and writes it to bench/results/predict.json.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,6 +34,10 @@ const { values: args } = parseArgs({
 const brokers = process.env.KAFKA_BROKERS;
 const redisUrl = process.env.REDIS_URL;
 if (!brokers || !redisUrl) throw new Error('set KAFKA_BROKERS and REDIS_URL (see deploy/local/README.md)');
+// Said before the seeding, not after it as a spawn error.
+for (const tool of ['wrk', 'hey']) {
+  if (spawnSync(tool, ['-h']).error) throw new Error(`${tool} is not installed (Debian: apt-get install -y wrk hey)`);
+}
 const USERS = Number(args.users);
 const SECONDS = Number(args.seconds);
 const CONNECTIONS = Number(args.connections);
@@ -74,8 +78,14 @@ for (let from = 0; from < EVENTS; from += 10_000) {
 const seedSeconds = (performance.now() - seedStart) / 1000;
 
 // 2. The two servers.
+const servers = new Set<ChildProcess>();
+// A bench that fails midway (a server not ready, a load generator failing) stops its servers too.
+process.on('exit', () => {
+  for (const server of servers) if (server.exitCode === null) server.kill('SIGKILL');
+});
 function start(name: string, argv: string[], env: Record<string, string>): ChildProcess {
   const child = spawn(process.execPath, argv, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
+  servers.add(child);
   child.on('exit', (code, signal) => {
     if (!stopping) console.error(`${name} exited (${code ?? signal})`);
   });
