@@ -147,6 +147,21 @@ const seconds = Number(args.seconds);
 const steadyTopic = `${run}-steady`;
 const steady = fraud.fraudExample({ transactions: steadyTopic, labelledTransactions: `${run}-labelled` });
 const steadyRegistry = createRegistry({ defaultMetrics: false });
+/** The steady load, from another process, so that it does not compete with what it measures. */
+const publishSteady = () =>
+  promisify(execFile)(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      fileURLToPath(new URL('./publish-steady.ts', import.meta.url)),
+      steadyTopic,
+      String(rate),
+      String(seconds),
+      String(USERS),
+    ],
+    { env: process.env, encoding: 'utf8' },
+  );
 await eventLog.publish(steadyTopic, events(10, Date.now(), 1));
 const steadyPipeline = await startFeaturePipeline({
   eventLog,
@@ -160,7 +175,34 @@ const steadyPipeline = await startFeaturePipeline({
   logger,
   flushIntervalMs,
 });
-// A plain consumer of the same topic in its own process: the delivery lag beneath the freshness.
+await new Promise((resolve) => setTimeout(resolve, 4_000)); // the group joins
+const steadyCpu0 = process.cpuUsage();
+const steadyStart = performance.now();
+// Stalls of the pipeline's event loop (GC pauses, long synchronous work) delay every event behind them.
+const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+loopDelay.enable();
+// The freshness histogram at the end of the warm-up: the figures after warm-up are those of
+// the rest of the run (the difference of the two snapshots).
+const warmupSeconds = Math.min(5, seconds / 3);
+let warm: Awaited<ReturnType<typeof steadyRegistry.getMetricsAsJSON>> | null = null;
+const warmTimer = setTimeout(() => {
+  void steadyRegistry.getMetricsAsJSON().then((metrics) => (warm = metrics));
+}, warmupSeconds * 1000);
+const publisher = await publishSteady();
+const sent = Number(/sent (\d+)/.exec(publisher.stdout)?.[1] ?? 0);
+const steadyCpu = process.cpuUsage(steadyCpu0);
+// This process's CPU time over wall time at the steady rate (1 = one core busy), and per event.
+const steadyCpuShare = (steadyCpu.user + steadyCpu.system) / 1000 / (performance.now() - steadyStart);
+const steadyCpuPerEvent = (steadyCpu.user + steadyCpu.system) / Math.max(1, sent);
+loopDelay.disable();
+await new Promise((resolve) => setTimeout(resolve, 1_000));
+const steadyMetrics = await steadyRegistry.getMetricsAsJSON();
+await steadyPipeline.stop();
+clearTimeout(warmTimer);
+
+// The delivery lag beneath the freshness: a plain consumer of the same topic, in its own process,
+// under the same load once the pipeline has stopped (beside it, its own CPU, about a third of a
+// core here, slowed the pipeline it was to explain).
 const deliveryLag = spawn(
   process.execPath,
   [
@@ -177,47 +219,12 @@ let deliveryOutput = '';
 deliveryLag.stdout.setEncoding('utf8').on('data', (chunk: string) => (deliveryOutput += chunk));
 const deliveryDone = new Promise<void>((resolve) => deliveryLag.on('exit', () => resolve()));
 await new Promise((resolve) => setTimeout(resolve, 4_000)); // the group joins
-const steadyCpu0 = process.cpuUsage();
-const steadyStart = performance.now();
-// Stalls of the pipeline's event loop (GC pauses, long synchronous work) delay every event behind them.
-const loopDelay = monitorEventLoopDelay({ resolution: 5 });
-loopDelay.enable();
-// The freshness histogram at the end of the warm-up: the figures after warm-up are those of
-// the rest of the run (the difference of the two snapshots).
-const warmupSeconds = Math.min(5, seconds / 3);
-let warm: Awaited<ReturnType<typeof steadyRegistry.getMetricsAsJSON>> | null = null;
-const warmTimer = setTimeout(() => {
-  void steadyRegistry.getMetricsAsJSON().then((metrics) => (warm = metrics));
-}, warmupSeconds * 1000);
-// The load comes from another process, so that it does not compete with the pipeline.
-const publisher = await promisify(execFile)(
-  process.execPath,
-  [
-    '--import',
-    'tsx',
-    fileURLToPath(new URL('./publish-steady.ts', import.meta.url)),
-    steadyTopic,
-    String(rate),
-    String(seconds),
-    String(USERS),
-  ],
-  { env: process.env, encoding: 'utf8' },
-);
-const sent = Number(/sent (\d+)/.exec(publisher.stdout)?.[1] ?? 0);
-const steadyCpu = process.cpuUsage(steadyCpu0);
-// This process's CPU time over wall time at the steady rate (1 = one core busy), and per event.
-const steadyCpuShare = (steadyCpu.user + steadyCpu.system) / 1000 / (performance.now() - steadyStart);
-const steadyCpuPerEvent = (steadyCpu.user + steadyCpu.system) / Math.max(1, sent);
-loopDelay.disable();
-await new Promise((resolve) => setTimeout(resolve, 1_000));
+await publishSteady();
 await deliveryDone;
 const delivery = JSON.parse(deliveryOutput.split('\n').find((line) => line.startsWith('{')) ?? '{}') as {
   p50_ms?: number;
   p99_ms?: number;
 };
-const steadyMetrics = await steadyRegistry.getMetricsAsJSON();
-await steadyPipeline.stop();
-clearTimeout(warmTimer);
 type Metrics = typeof steadyMetrics;
 const bucketsOf = (metrics: Metrics, name: string) =>
   (metrics.find((m) => m.name === name)!.values as { labels: { le?: string | number }; value: number; metricName?: string }[])
