@@ -1,8 +1,8 @@
 /**
  * The delivery lag of a plain consumer (bench/features.ts starts it in its own process once the
  * pipeline has stopped, under the same load): how long after its event time (`ts`) each record
- * of a topic reaches a kafkajs `eachBatch` handler that does nothing else. The freshness the pipeline can reach on this
- * broker is above it.
+ * of a topic reaches a kafkajs `eachBatch` handler that does nothing else. The freshness the
+ * pipeline can reach on this broker is above it.
  *   tsx bench/delivery-lag.ts TOPIC GROUP [FETCH_WAIT_MS]
  * After 2 s without records (or 2 minutes without any), prints one JSON line:
  * `{ "records", "p50_ms", "p99_ms", "max_ms" }`.
