@@ -61,34 +61,18 @@ export type ComponentState = Partial<Record<Component, ComponentValue>>;
  * A column's components in a tile, none set yet. Every column state is made here, with all
  * seven components in one order (unset ones undefined): one object shape for all of them, so
  * that the pipeline's reads and writes of components stay monomorphic. Column states built
- * key by key took a shape per combination of components, and reading them cost ~25 ns a
- * component (measured on the encoder: 13 against 5 µs for a user's state).
+ * key by key took a shape per combination of components: reading every component of a
+ * user's state by name took 6.8 µs then, 3.8 µs with one shape (measured apart).
  */
 export function emptyComponents(): ComponentState {
   return { n: undefined, s: undefined, mv: undefined, mn: undefined, mx: undefined, lv: undefined, dc: undefined };
 }
 
-/** Contribution of one event's column value to each component. */
-export function componentDelta(component: Component, value: number | string, eventTime: number): ComponentValue {
-  switch (component) {
-    case 'n':
-      return 1;
-    case 'lv':
-      return { time: eventTime, value };
-    case 's':
-    case 'mn':
-    case 'mx':
-      return Number(value);
-    case 'mv':
-      return { n: 1, mean: Number(value), m2: 0 };
-    case 'dc':
-      return sketchOf(String(value));
-  }
-}
-
 /**
- * Adds one event's value to a component in place (the pipeline's hot path); equal to
- * `mergeComponent(component, state[component], componentDelta(...))` without the garbage.
+ * Adds one event's value to a component in place (the pipeline's hot path); equal to merging,
+ * with `mergeComponent`, the component of that one value (1 for a count, the value for a sum,
+ * min or max, moments of one value, the value with its time for `last`, a sketch of it),
+ * without the garbage.
  * The component's value object (moments, last value, sketch) is changed in place: it must
  * belong to `state` alone.
  */
