@@ -109,7 +109,12 @@ export async function featurePipelineScenario(ctx: Context): Promise<Row> {
   };
   const appliedMore = async (member: ServiceProcess, what: string, timeoutMs = 120_000) => {
     const before = await applied(member);
-    await waitFor(async () => (await applied(member)) > before, { timeoutMs, intervalMs: 200, what });
+    try {
+      await waitFor(async () => (await applied(member)) > before, { timeoutMs, intervalMs: 200, what });
+    } catch (error) {
+      // What the stalled process last said (its warnings name the failing batch or flush).
+      throw new Error(`${(error as Error).message}\n${member.label} last wrote:\n${member.output().slice(-6000)}`);
+    }
   };
 
   // Steady publishing, in slices every 100 ms, until the faults are over.
