@@ -291,6 +291,9 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         throw error;
       });
       const loadingSeen = partition.seenLoaded;
+      // Awaited below, after the entities' read; when that read fails first (the store is down), the batch fails
+      // with it and this failure must not go unhandled (Node ends the process on an unhandled rejection).
+      loadingSeen.catch(() => undefined);
       if (missing.length > 0) {
         const stored = await options.store.read(missing.map(({ g, id }) => keyOf({ group: groups[g]!, id })));
         missing.forEach(({ g, id }, i) => {
