@@ -160,19 +160,19 @@ export class RedisOnlineStore implements OnlineStore {
       const chunk = keys.slice(from, from + KEYS_PER_READ);
       calls.push(this.client.readEntityStatesBuffer(chunk.length, ...chunk));
     }
-    Promise.all(calls).then(
-      (replies) => {
+    // A reply that cannot be sliced fails the reads too (none is left waiting forever).
+    Promise.all(calls)
+      .then((replies) => {
         const states = replies.flat();
         let at = 0;
         for (const read of reads) {
           read.resolve(states.slice(at, at + read.keys.length).map(storedFields));
           at += read.keys.length;
         }
-      },
-      (error: unknown) => {
+      })
+      .catch((error: unknown) => {
         for (const read of reads) read.reject(error);
-      },
-    );
+      });
   }
 
   /** A partition's event-id log: a hash of chunks, each a JSON array `[ids, times]`. */
