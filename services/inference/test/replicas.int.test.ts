@@ -110,7 +110,10 @@ describe.skipIf(!services.redisUrl)(
       });
       const split = await answers(b, 'c');
       expect(new Set(split)).toEqual(new Set(['1/champion', '2/canary']));
-      expect(await answers(a, 'c')).toEqual(split); // the same request ids: the same versions on every replica
+      // The same request ids get the same versions on every replica, once the first replica has polled the routing too.
+      await waitFor(async () => JSON.stringify(await answers(a, 'c')) === JSON.stringify(split), {
+        what: 'the first replica to send the same request ids to the same versions',
+      });
 
       await models(['rollout', 'bandit', '1,2', '--reason', 'let the rewards decide'], env);
       const feedback = (version: string, reward: number) =>
