@@ -136,9 +136,10 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
   const backlogRecords = options.backlogRecords ?? 5_000;
   const runners: { subscription: Subscription; flush(): Promise<void>; stop(): Promise<void> }[] = [];
 
-  for (const source of options.sources) {
+  // Each source's group joins at once: after a crash, each join waits for the dead member's session to end.
+  const startSource = async (source: FeaturePipelineOptions['sources'][number]) => {
     const groups = options.groups.filter((g) => g.definition.source === source.name);
-    if (groups.length === 0) continue;
+    if (groups.length === 0) return;
     const processor: FeatureProcessor = createFeatureProcessor({
       store: options.store,
       source,
@@ -292,7 +293,8 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
         processor.reset();
       },
     });
-  }
+  };
+  await Promise.all(options.sources.map(startSource));
   return {
     flush: async () => {
       await Promise.all(runners.map((r) => r.flush()));

@@ -12,25 +12,28 @@ export async function startFeatureService(
   deps: { eventLog: EventLog; store: OnlineStore; registry: Registry; logger: Logger },
 ): Promise<FeatureService> {
   const example = fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS, labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS });
-  const pipeline = await startFeaturePipeline({
-    ...deps,
-    sources: example.sources,
-    groups: example.groups,
-    deadLetterTopic: config.TOPIC_DEAD_LETTER,
-    allowedLatenessMs: config.ALLOWED_LATENESS,
-    groupId: `${config.CONSUMER_GROUP_PREFIX}-features`,
-    flushIntervalMs: config.FLUSH_INTERVAL,
-  });
-  const labelJoin = await startLabelJoin({
-    ...deps,
-    topics: {
-      transactions: config.TOPIC_TRANSACTIONS,
-      labels: config.TOPIC_LABELS,
-      labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS,
-    },
-    groupId: `${config.CONSUMER_GROUP_PREFIX}-label-join`,
-    windowMs: config.LABEL_JOIN_WINDOW,
-  });
+  // Both join their consumer groups at once (a restart waits for each group's rebalance).
+  const [pipeline, labelJoin] = await Promise.all([
+    startFeaturePipeline({
+      ...deps,
+      sources: example.sources,
+      groups: example.groups,
+      deadLetterTopic: config.TOPIC_DEAD_LETTER,
+      allowedLatenessMs: config.ALLOWED_LATENESS,
+      groupId: `${config.CONSUMER_GROUP_PREFIX}-features`,
+      flushIntervalMs: config.FLUSH_INTERVAL,
+    }),
+    startLabelJoin({
+      ...deps,
+      topics: {
+        transactions: config.TOPIC_TRANSACTIONS,
+        labels: config.TOPIC_LABELS,
+        labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS,
+      },
+      groupId: `${config.CONSUMER_GROUP_PREFIX}-label-join`,
+      windowMs: config.LABEL_JOIN_WINDOW,
+    }),
+  ]);
   return {
     stop: async () => {
       await Promise.all([pipeline.stop(), labelJoin.stop()]);
