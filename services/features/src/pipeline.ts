@@ -294,7 +294,13 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
       },
     });
   };
-  await Promise.all(options.sources.map(startSource));
+  const started = await Promise.allSettled(options.sources.map(startSource));
+  const failed = started.find((result) => result.status === 'rejected');
+  if (failed) {
+    // The sources that did start are stopped: the caller gets no pipeline to stop.
+    await Promise.all(runners.map((r) => r.stop().catch(() => undefined)));
+    throw failed.reason;
+  }
   return {
     flush: async () => {
       await Promise.all(runners.map((r) => r.flush()));

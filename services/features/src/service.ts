@@ -13,7 +13,7 @@ export async function startFeatureService(
 ): Promise<FeatureService> {
   const example = fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS, labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS });
   // Both join their consumer groups at once (a restart waits for each group's rebalance).
-  const [pipeline, labelJoin] = await Promise.all([
+  const [pipeline, labelJoin] = await Promise.allSettled([
     startFeaturePipeline({
       ...deps,
       sources: example.sources,
@@ -34,9 +34,14 @@ export async function startFeatureService(
       windowMs: config.LABEL_JOIN_WINDOW,
     }),
   ]);
+  if (pipeline.status === 'rejected' || labelJoin.status === 'rejected') {
+    // What did start is stopped: the caller gets no service to stop.
+    await Promise.all([pipeline, labelJoin].map((part) => (part.status === 'fulfilled' ? part.value.stop().catch(() => undefined) : null)));
+    throw pipeline.status === 'rejected' ? pipeline.reason : (labelJoin as PromiseRejectedResult).reason;
+  }
   return {
     stop: async () => {
-      await Promise.all([pipeline.stop(), labelJoin.stop()]);
+      await Promise.all([pipeline.value.stop(), labelJoin.value.stop()]);
     },
   };
 }
