@@ -81,10 +81,21 @@ export class RedisOnlineStore implements OnlineStore {
     this.client = this.connect();
   }
 
-  private connect(autoPipelining = true): RedisWithScripts {
+  /**
+   * A connection. Auto-pipelining only on a cluster, where it gathers each node's commands of a
+   * tick (a read is an HGETALL per key there, a write a call per entity). On a single Redis the
+   * reads of a turn are already one script call and a flush a few, written one after another
+   * without waiting for replies; auto-pipelining first copied them into a pipeline of its own,
+   * which cost more. Measured apart, alternating: reads (20 requests a turn, 2 keys of 1 KB
+   * each) 9.1-10.5 µs of client CPU per request without it, 14.7-16.0 with it; writes
+   * (`bench/profile-processor.ts --flush-every 500`) 20.5-21.0 µs per entity written against
+   * 26.4-27.6, process CPU 66.4-67.2 µs per event against 71.5-71.6, Redis CPU 13.5-15.0
+   * against 15.4-16.3.
+   */
+  private connect(): RedisWithScripts {
     const client = connectRedis(
       { url: this.options.url, cluster: this.options.cluster },
-      { enableAutoPipelining: autoPipelining, maxRetriesPerRequest: 2, ...this.options.redis },
+      { enableAutoPipelining: Boolean(this.options.cluster), maxRetriesPerRequest: 2, ...this.options.redis },
     ) as RedisWithScripts;
     client.defineCommand('writeEntityStates', { lua: WRITE_SCRIPT });
     client.defineCommand('writeEntityState', { numberOfKeys: 1, lua: WRITE_SCRIPT });
@@ -92,18 +103,6 @@ export class RedisOnlineStore implements OnlineStore {
     // Connection errors surface on the commands that fail; the client reconnects by itself.
     client.on('error', () => {});
     return client;
-  }
-
-  /**
-   * The writes' connection. On a single Redis without auto-pipelining: a flush's few script
-   * calls are written one after another without waiting for replies (one round trip anyway),
-   * and auto-pipelining, which first copies them into one buffer, cost more
-   * (`bench/profile-processor.ts --flush-every 500`, three alternating pairs: 20.5-21.0 µs per
-   * entity written against 26.4-27.6, process CPU 66.4-67.2 µs per event against 71.5-71.6,
-   * Redis CPU 13.5-15.0 against 15.4-16.3). On a cluster it gathers each node's calls.
-   */
-  private connectWriter(): RedisWithScripts {
-    return this.connect(Boolean(this.options.cluster));
   }
 
   keyOf(key: EntityKey): string {
@@ -116,7 +115,7 @@ export class RedisOnlineStore implements OnlineStore {
    */
   async write(writes: StateWrite[]): Promise<WriteResult[]> {
     if (writes.length === 0) return [];
-    this.writer ??= this.connectWriter();
+    this.writer ??= this.connect();
     const writer = this.writer;
     const perCall = this.options.cluster ? 1 : ENTITIES_PER_CALL;
     const calls: Promise<(1 | string)[]>[] = [];
@@ -195,7 +194,7 @@ export class RedisOnlineStore implements OnlineStore {
   // Sent together on the writes' connection, without waiting for replies: one round trip. The log needs no
   // atomicity: the pipeline writes a chunk after the states it covers and before it commits.
   async writeEventIds(write: EventIdLogWrite): Promise<void> {
-    this.writer ??= this.connectWriter();
+    this.writer ??= this.connect();
     const key = this.eventIdLogKey(write.log);
     const commands: Promise<unknown>[] = [];
     if (write.add) {
@@ -220,17 +219,29 @@ export class RedisOnlineStore implements OnlineStore {
     return `${this.options.keyPrefix}kv:{${key}}`;
   }
 
-  // One command per key, auto-pipelined (the keys lie in different Redis Cluster slots).
+  // On a cluster one command per key, auto-pipelined (the keys lie in different slots); on a
+  // single Redis one command, or one pipeline, for all of them.
   async remember(entries: RememberedValue[]): Promise<void> {
-    await Promise.all(entries.map(({ key, value, ttlMs }) => this.client.set(this.rememberedKey(key), value, 'PX', ttlMs)));
+    if (entries.length === 0) return;
+    if (this.options.cluster) {
+      await Promise.all(entries.map(({ key, value, ttlMs }) => this.client.set(this.rememberedKey(key), value, 'PX', ttlMs)));
+      return;
+    }
+    const pipeline = this.client.pipeline();
+    for (const { key, value, ttlMs } of entries) pipeline.set(this.rememberedKey(key), value, 'PX', ttlMs);
+    for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
   }
 
   async recall(keys: string[]): Promise<(string | null)[]> {
-    return Promise.all(keys.map((key) => this.client.get(this.rememberedKey(key))));
+    if (keys.length === 0) return [];
+    if (this.options.cluster) return Promise.all(keys.map((key) => this.client.get(this.rememberedKey(key))));
+    return this.client.mget(keys.map((key) => this.rememberedKey(key)));
   }
 
   async forget(keys: string[]): Promise<void> {
-    await Promise.all(keys.map((key) => this.client.del(this.rememberedKey(key))));
+    if (keys.length === 0) return;
+    if (this.options.cluster) await Promise.all(keys.map((key) => this.client.del(this.rememberedKey(key))));
+    else await this.client.del(...keys.map((key) => this.rememberedKey(key)));
   }
 
   async ping(): Promise<void> {
