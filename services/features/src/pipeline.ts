@@ -32,6 +32,7 @@ import {
 } from '@tributary/shared';
 import type { TSchema } from 'typebox';
 import { createFeatureProcessor, decodeCheckpoint, type FeatureProcessor } from './feature-processor.js';
+import { startTogether } from './start-together.js';
 
 export interface FeaturePipelineOptions {
   eventLog: EventLog;
@@ -134,12 +135,10 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
   const flushIntervalMs = options.flushIntervalMs ?? 50;
   const backlogFlushIntervalMs = Math.max(flushIntervalMs, options.backlogFlushIntervalMs ?? 1_000);
   const backlogRecords = options.backlogRecords ?? 5_000;
-  const runners: { subscription: Subscription; flush(): Promise<void>; stop(): Promise<void> }[] = [];
+  const groupsOf = (source: EventSource) => options.groups.filter((g) => g.definition.source === source.name);
 
-  // Each source's group joins at once: after a crash, each join waits for the dead member's session to end.
   const startSource = async (source: FeaturePipelineOptions['sources'][number]) => {
-    const groups = options.groups.filter((g) => g.definition.source === source.name);
-    if (groups.length === 0) return;
+    const groups = groupsOf(source);
     const processor: FeatureProcessor = createFeatureProcessor({
       store: options.store,
       source,
@@ -278,8 +277,7 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
     }, flushIntervalMs);
     timer.unref();
 
-    runners.push({
-      subscription,
+    return {
       flush: () => exclusive(() => flush()),
       stop: async () => {
         clearInterval(timer);
@@ -292,15 +290,9 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
         // The keyed state goes with the process's interest in it (a stopped pipeline may be kept).
         processor.reset();
       },
-    });
+    };
   };
-  const started = await Promise.allSettled(options.sources.map(startSource));
-  const failed = started.find((result) => result.status === 'rejected');
-  if (failed) {
-    // The sources that did start are stopped: the caller gets no pipeline to stop.
-    await Promise.all(runners.map((r) => r.stop().catch(() => undefined)));
-    throw failed.reason;
-  }
+  const runners = await startTogether(options.sources.filter((source) => groupsOf(source).length > 0).map(startSource));
   return {
     flush: async () => {
       await Promise.all(runners.map((r) => r.flush()));

@@ -2,6 +2,7 @@
 import { fraud, type Config, type EventLog, type Logger, type OnlineStore, type Registry } from '@tributary/shared';
 import { startLabelJoin } from './label-join.js';
 import { startFeaturePipeline } from './pipeline.js';
+import { startTogether } from './start-together.js';
 
 export interface FeatureService {
   stop(): Promise<void>;
@@ -12,8 +13,7 @@ export async function startFeatureService(
   deps: { eventLog: EventLog; store: OnlineStore; registry: Registry; logger: Logger },
 ): Promise<FeatureService> {
   const example = fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS, labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS });
-  // Both join their consumer groups at once (a restart waits for each group's rebalance).
-  const [pipeline, labelJoin] = await Promise.allSettled([
+  const parts = await startTogether<{ stop(): Promise<void> }>([
     startFeaturePipeline({
       ...deps,
       sources: example.sources,
@@ -34,14 +34,9 @@ export async function startFeatureService(
       windowMs: config.LABEL_JOIN_WINDOW,
     }),
   ]);
-  if (pipeline.status === 'rejected' || labelJoin.status === 'rejected') {
-    // What did start is stopped: the caller gets no service to stop.
-    await Promise.all([pipeline, labelJoin].map((part) => (part.status === 'fulfilled' ? part.value.stop().catch(() => undefined) : null)));
-    throw pipeline.status === 'rejected' ? pipeline.reason : (labelJoin as PromiseRejectedResult).reason;
-  }
   return {
     stop: async () => {
-      await Promise.all([pipeline.value.stop(), labelJoin.value.stop()]);
+      await Promise.all(parts.map((part) => part.stop()));
     },
   };
 }
