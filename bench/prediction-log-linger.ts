@@ -8,9 +8,9 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { createLogger, type EventLog, type PredictionLogRecord } from '../shared/src/index.js';
+import { createLogger, type PredictionLogRecord } from '../shared/src/index.js';
 import { WorkerPublisher } from '../services/inference/src/log-publisher.js';
-import { PredictionLog } from '../services/inference/src/prediction-log.js';
+import { PredictionLog, type PredictionPublisher } from '../services/inference/src/prediction-log.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -44,9 +44,9 @@ const record = (i: number): PredictionLogRecord => ({
 });
 
 /** Appends at RATE for SECONDS, then flushes: the process's CPU time per record. */
-async function measure(eventLog: Pick<EventLog, 'publish'>, lingerMs: number): Promise<number> {
+async function measure(publisher: PredictionPublisher, lingerMs: number): Promise<number> {
   const log = new PredictionLog({
-    eventLog,
+    publisher,
     topic,
     capacity: 10_000_000,
     lingerMs,
@@ -67,12 +67,12 @@ async function measure(eventLog: Pick<EventLog, 'publish'>, lingerMs: number): P
 }
 
 const publisher = new WorkerPublisher({ brokers, clientId: 'bench-log' });
-await publisher.publish(topic, [{ key: 'warm-up', value: '{}' }]);
+await publisher.publishPredictions(topic, [record(-1)]);
 const lingers = args.lingers.split(',').map(Number);
 const runs: { linger_ms: number; cpu_us_per_record: number }[] = [];
 const driver: number[] = [];
 for (let round = 0; round < Number(args.rounds); round++) {
-  driver.push(await measure({ publish: async () => {} }, 50));
+  driver.push(await measure({ publishPredictions: async () => {} }, 50));
   for (const lingerMs of lingers)
     runs.push({ linger_ms: lingerMs, cpu_us_per_record: Number((await measure(publisher, lingerMs)).toFixed(1)) });
 }

@@ -11,7 +11,7 @@ import type { CompiledFeatureGroup, EventLog, EventSource, Logger, OnlineStore, 
 import { clientRoute, installAccess } from './access.js';
 import { installErrorHandler } from './errors.js';
 import { inferenceMetrics } from './metrics.js';
-import { PredictionLog } from './prediction-log.js';
+import { eventLogPublisher, PredictionLog, type PredictionPublisher } from './prediction-log.js';
 import { createPredictor } from './predictor.js';
 import type { ModelRegistry } from './registry/registry.js';
 import type { RewardStore } from './registry/rewards.js';
@@ -43,7 +43,7 @@ export interface InferenceDeps {
   predictionLogLingerMs?: number;
   featureFetchTimeoutMs: number;
   /** Where prediction-log records are published (default: the event log, on this thread). */
-  predictionLogPublisher?: Pick<EventLog, 'publish'> & { close?(): Promise<void> };
+  predictionLogPublisher?: PredictionPublisher & { close?(): Promise<void> };
   apiKeys?: Map<string, string>;
   adminKeys?: Map<string, string>;
   ratePerKey: number;
@@ -78,7 +78,7 @@ export async function buildApp(deps: InferenceDeps) {
   const app = createFastify(deps);
   const metrics = inferenceMetrics(deps.registry);
   const predictionLog = new PredictionLog({
-    eventLog: deps.predictionLogPublisher ?? deps.eventLog,
+    publisher: deps.predictionLogPublisher ?? eventLogPublisher(deps.eventLog),
     topic: deps.topics.predictions,
     capacity: deps.predictionLogCapacity,
     lingerMs: deps.predictionLogLingerMs,

@@ -9,7 +9,22 @@
  * batches of 500), so the linger sets that cost at low rates, where the thread producing would
  * otherwise wake for every few records.
  */
-import type { EventLog, Logger, PredictionLogRecord } from '@tributary/shared';
+import type { EventLog, Logger, OutgoingRecord, PredictionLogRecord } from '@tributary/shared';
+
+/** Where batches of prediction-log records go: a topic of the event log, here or in a worker thread. */
+export interface PredictionPublisher {
+  publishPredictions(topic: string, records: PredictionLogRecord[]): Promise<void>;
+}
+
+/** The records as the `predictions` topic holds them: keyed by request id, the value JSON. */
+export function encodePredictions(records: PredictionLogRecord[]): OutgoingRecord[] {
+  return records.map((r) => ({ key: r.request_id, value: JSON.stringify(r) }));
+}
+
+/** Publishes to an event log from this thread, encoding here. */
+export function eventLogPublisher(eventLog: Pick<EventLog, 'publish'>): PredictionPublisher {
+  return { publishPredictions: (topic, records) => eventLog.publish(topic, encodePredictions(records)) };
+}
 
 export interface PredictionLogStats {
   published(count: number): void;
@@ -18,7 +33,7 @@ export interface PredictionLogStats {
 }
 
 export interface PredictionLogOptions {
-  eventLog: Pick<EventLog, 'publish'>;
+  publisher: PredictionPublisher;
   topic: string;
   capacity: number;
   stats: PredictionLogStats;
@@ -91,10 +106,7 @@ export class PredictionLog {
     while (this.queue.length > 0 && (sent === 0 || this.drainAll || this.queue.length >= maxBatch)) {
       const batch = this.queue.slice(0, maxBatch);
       try {
-        await this.options.eventLog.publish(
-          this.options.topic,
-          batch.map((r) => ({ key: r.request_id, value: JSON.stringify(r) })),
-        );
+        await this.options.publisher.publishPredictions(this.options.topic, batch);
       } catch (error) {
         this.failures++;
         if (this.failures === 1 || this.failures % 50 === 0) {

@@ -1,7 +1,7 @@
 /** The prediction log's batching: a batch leaves when full or a linger after its first record. */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createLogger, type OutgoingRecord, type PredictionLogRecord } from '@tributary/shared';
-import { PredictionLog } from '../src/prediction-log.js';
+import { createLogger, type PredictionLogRecord } from '@tributary/shared';
+import { encodePredictions, eventLogPublisher, PredictionLog } from '../src/prediction-log.js';
 
 const record = (i: number) => ({ request_id: `r${i}` }) as PredictionLogRecord;
 
@@ -10,9 +10,9 @@ function logWith(options: { maxBatch?: number; lingerMs?: number } = {}) {
   let release: (() => void) | null = null;
   let hold = false;
   const log = new PredictionLog({
-    eventLog: {
-      publish: async (_topic: string, records: OutgoingRecord[]) => {
-        batches.push(records.map((r) => r.key!));
+    publisher: {
+      publishPredictions: async (_topic: string, records: PredictionLogRecord[]) => {
+        batches.push(records.map((r) => r.request_id));
         if (hold) await new Promise<void>((resolve) => (release = resolve));
       },
     },
@@ -67,5 +67,28 @@ describe('prediction log batching', () => {
     await log.flush();
     expect(batches).toEqual([['r1', 'r2'], ['r3', 'r4'], ['r5']]);
     expect(log.pending).toBe(0);
+  });
+});
+
+describe('prediction log encoding', () => {
+  it('keys each record by its request id and holds it as JSON', () => {
+    const records = [
+      { request_id: 'r1', prediction_id: 'p1', score: 0.25, features: { a: 1.5 } },
+      { request_id: 'r2', prediction_id: 'p2', score: 0.75, features: { a: -2 } },
+    ] as unknown as PredictionLogRecord[];
+    const encoded = encodePredictions(records);
+    expect(encoded.map((r) => r.key)).toEqual(['r1', 'r2']);
+    expect(encoded.map((r) => JSON.parse(r.value as string))).toEqual(records);
+  });
+
+  it('publishes to an event log encoded, one batch in one call', async () => {
+    const calls: { topic: string; keys: (string | null | undefined)[] }[] = [];
+    const publisher = eventLogPublisher({
+      publish: async (topic, records) => {
+        calls.push({ topic, keys: records.map((r) => r.key) });
+      },
+    });
+    await publisher.publishPredictions('predictions', [record(1), record(2)]);
+    expect(calls).toEqual([{ topic: 'predictions', keys: ['r1', 'r2'] }]);
   });
 });
