@@ -49,6 +49,13 @@ interface Merged {
 
 const merged = (): Merged => ({ has: false, x: 0, y: 0, z: 0, last: null, sketch: null });
 
+function resetMerged(m: Merged): void {
+  m.has = false;
+  m.x = m.y = m.z = 0;
+  m.last = null;
+  m.sketch = null;
+}
+
 function mergeNumber(into: Merged, op: AggregationOp, value: number): void {
   if (!into.has) {
     into.has = true;
@@ -199,14 +206,29 @@ function matchSlots(state: BinaryState, plan: ReadPlan, codes: number[], slots: 
 }
 
 /** Merges one partition's tiles, stored in the binary layout, into each feature's value. */
+/**
+ * Scratch arrays of a read, reused from read to read (a read runs to its end synchronously):
+ * a prediction reads a few states, and fresh arrays for each were a good part of its garbage.
+ */
+const scratchCodes: number[] = [];
+const scratchSlots: number[] = [];
+const scratchTiles: number[] = [];
+const scratchFirstBySize: number[] = [];
+const scratchFirsts: number[] = [];
+const scratchMerged: Merged[] = [];
+const scratchPartitions: string[] = [];
+
 function mergeBinary(state: BinaryState, plan: ReadPlan, firsts: number[], nowMs: number, into: Merged[]): void {
   const { view } = state;
-  const codes: number[] = [];
-  const slots: number[] = [];
+  const codes = scratchCodes;
+  const slots = scratchSlots;
+  codes.length = 0;
   matchSlots(state, plan, codes, slots);
   // The tiles inside some window read, as (size, start, body offset), sorted by size and start.
-  const tiles: number[] = [];
-  const firstBySize = plan.tileSizes.map((size, i) => windowFirstTile(nowMs, plan.longest[i]!, size));
+  const tiles = scratchTiles;
+  tiles.length = 0;
+  const firstBySize = scratchFirstBySize;
+  for (let i = 0; i < plan.tileSizes.length; i++) firstBySize[i] = windowFirstTile(nowMs, plan.longest[i]!, plan.tileSizes[i]!);
   let p = HEADER_BYTES;
   while (p < state.slotsAt) {
     const size = view.getUint32(p, true);
@@ -315,11 +337,19 @@ export function readFeatureValues(
   const plan = readPlan(group, only);
   const values: Record<string, number | string | null> = {};
   // `s<partition>` fields in the order of their partition's text (the prefix is common).
-  const partitions: string[] = [];
+  const partitions = scratchPartitions;
+  partitions.length = 0;
   for (const field in fields ?? {}) if (isStateField(field)) partitions.push(field);
   if (partitions.length > 1) partitions.sort();
-  const firsts = plan.features.map((f) => windowFirstTile(nowMs, f.windowMs, f.tileMs));
-  const into = plan.features.map(merged);
+  const firsts = scratchFirsts;
+  const into = scratchMerged;
+  for (let f = 0; f < plan.features.length; f++) {
+    const feature = plan.features[f]!;
+    firsts[f] = windowFirstTile(nowMs, feature.windowMs, feature.tileMs);
+    const m = into[f];
+    if (m) resetMerged(m);
+    else into[f] = merged();
+  }
   let newest: number | null = null;
   for (const partition of partitions) {
     const value = fields![partition]!;

@@ -246,6 +246,45 @@ export interface AssembledVector {
   ages: Record<string, number | null>;
 }
 
+/** Where a feature reference's value comes from, resolved once per plan. */
+interface ValueSource {
+  ref: string;
+  /** Index into the plan's groups of the group a stored feature is read from; -1: a request field; -2: no such group. */
+  group: number;
+  name: string;
+}
+
+/** What `assembleVector` does for each feature of a plan, worked out once per plan. */
+interface VectorStep extends ValueSource {
+  onDemand: { feature: OnDemandFeature; inputs: ValueSource[] } | null;
+}
+
+const vectorSteps = new WeakMap<FeaturePlan, VectorStep[]>();
+
+function valueSource(plan: FeaturePlan, ref: string): ValueSource {
+  const [scope, name] = splitRef(ref);
+  if (scope === 'request') return { ref, group: -1, name };
+  // The last planned group of that name, as a lookup by name would find it.
+  let group = -2;
+  plan.groups.forEach((g, i) => {
+    if (g.definition.name === scope) group = i;
+  });
+  return { ref, group, name };
+}
+
+function stepsOf(plan: FeaturePlan): VectorStep[] {
+  let steps = vectorSteps.get(plan);
+  if (steps) return steps;
+  steps = plan.names.map((ref) => {
+    const [scope, name] = splitRef(ref);
+    if (scope !== 'on_demand') return { ...valueSource(plan, ref), onDemand: null };
+    const feature = plan.catalog.onDemand.find((f) => f.name === name)!;
+    return { ref, group: -2, name, onDemand: { feature, inputs: feature.inputs.map((input) => valueSource(plan, input)) } };
+  });
+  vectorSteps.set(plan, steps);
+  return steps;
+}
+
 /**
  * `states` are the stored fields of each planned group (null when absent), or null for
  * all when the store could not be read (the prediction is then degraded).
@@ -258,43 +297,45 @@ export function assembleVector(
   /** Whether to say where each value came from (left empty otherwise: one allocation less per feature). */
   explain = true,
 ): AssembledVector {
-  const groupValues = new Map<string, FeatureValues & { stale: boolean }>();
+  const groupValues: (FeatureValues | null)[] = [];
   const ages: Record<string, number | null> = {};
   plan.groups.forEach((group, i) => {
     const values = readFeatureValues(group, states?.[i] ?? null, now, plan.needed.get(group.id));
-    const stale = values.newestEventTime !== null && now - values.newestEventTime > group.ttlMs;
-    groupValues.set(group.definition.name, { ...values, stale });
-    ages[group.definition.name] = values.newestEventTime === null ? null : now - values.newestEventTime;
+    const newest = values.newestEventTime;
+    // A group with no state, or whose newest event is older than its TTL, serves no value.
+    groupValues.push(newest === null || now - newest > group.ttlMs ? null : values);
+    ages[group.definition.name] = newest === null ? null : now - newest;
   });
-  const lookup = (ref: string): { value: FeatureValue; age: number | null } => {
-    const [scope, name] = splitRef(ref);
-    if (scope === 'request') {
-      const value = request[name];
-      return { value: typeof value === 'number' || typeof value === 'string' ? value : null, age: null };
+  /** A stored or request value: a number or text, else null. */
+  const valueOf = (source: ValueSource): FeatureValue => {
+    if (source.group === -1) {
+      const value = request[source.name];
+      return typeof value === 'number' || typeof value === 'string' ? value : null;
     }
-    const group = groupValues.get(scope);
-    if (!group || group.stale || group.newestEventTime === null) return { value: null, age: null };
-    return { value: group.values[name] ?? null, age: now - group.newestEventTime };
+    const values = source.group < 0 ? null : groupValues[source.group];
+    return values ? (values.values[source.name] ?? null) : null;
   };
-  const vector = new Float32Array(plan.names.length);
+  const steps = stepsOf(plan);
+  const vector = new Float32Array(steps.length);
   const explanation: FeatureExplanation[] = [];
   const defaulted: string[] = [];
-  plan.names.forEach((ref, i) => {
-    const [scope, name] = splitRef(ref);
-    let raw: unknown = null;
+  for (let i = 0; i < steps.length; i++) {
+    const step = steps[i]!;
+    let raw: unknown;
     let age: number | null = null;
     let source: FeatureSource;
-    if (scope === 'on_demand') {
-      const feature = plan.catalog.onDemand.find((f) => f.name === name)!;
+    if (step.onDemand) {
       const inputs: Record<string, FeatureValue> = {};
-      for (const input of feature.inputs) inputs[input] = lookup(input).value;
-      raw = feature.compute(inputs, { request, now });
+      for (const input of step.onDemand.inputs) inputs[input.ref] = valueOf(input);
+      raw = step.onDemand.feature.compute(inputs, { request, now });
       source = 'on_demand';
-    } else if (scope === 'request') {
-      raw = request[name];
+    } else if (step.group === -1) {
+      raw = request[step.name];
       source = 'request';
     } else {
-      ({ value: raw, age } = lookup(ref));
+      raw = valueOf(step);
+      const values = step.group < 0 ? null : groupValues[step.group];
+      if (values) age = now - values.newestEventTime!;
       source = 'store';
     }
     const type = plan.types[i];
@@ -303,10 +344,10 @@ export function assembleVector(
       value = plan.defaults[i]!;
       source = 'default';
       age = null;
-      defaulted.push(ref);
+      defaulted.push(step.ref);
     }
     vector[i] = value;
-    if (explain) explanation.push({ name: ref, value, source, age_ms: age });
-  });
+    if (explain) explanation.push({ name: step.ref, value, source, age_ms: age });
+  }
   return { vector, explanation, defaulted, ages };
 }
