@@ -12,13 +12,13 @@
  * Prints a report and writes it to bench/results/predict.json.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { benchTransactions } from './transactions.js';
-import { hey, wrk, type LoadResult } from './predict/load.js';
+import { hey, wrk } from './predict/load.js';
 import { summariseProfile } from './predict/profile.js';
 import { createFeatureProcessor } from '../services/features/src/feature-processor.js';
 import { createRandom, fraud, RedisOnlineStore, type LogRecord } from '../shared/src/index.js';
@@ -125,11 +125,39 @@ await Promise.all([ready(serviceUrl), ready(ceilingUrl)]);
 // 3. Maximum rate, alternating; then fixed rates.
 await wrk(`${serviceUrl}/v1/predict`, 3, CONNECTIONS); // warm-up (JIT, connections)
 await wrk(`${ceilingUrl}/v1/predict`, 3, CONNECTIONS);
-const maxima: { service: LoadResult[]; ceiling: LoadResult[] } = { service: [], ceiling: [] };
-for (let round = 0; round < Number(args.rounds); round++) {
-  maxima.ceiling.push(await wrk(`${ceilingUrl}/v1/predict`, SECONDS, CONNECTIONS));
-  maxima.service.push(await wrk(`${serviceUrl}/v1/predict`, SECONDS, CONNECTIONS));
+// CPU time of a process (all its threads) from /proc, and of Redis from INFO, in seconds: on
+// two shared cores the machine's CPU, not one thread, bounds the rate, so the CPU per request
+// is the firmer figure.
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+function processCpuSeconds(pid: number | undefined): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The fields after the command name (which may hold spaces) start at its closing parenthesis.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS; // utime, stime
 }
+async function redisCpuSeconds(): Promise<number> {
+  const info = await store.client.info('cpu');
+  const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? NaN);
+  return field('used_cpu_user') + field('used_cpu_sys');
+}
+/** The highest rate with wrk, and the CPU per request of the server and of Redis meanwhile (µs). */
+async function measureMax(url: string, server: ChildProcess) {
+  const [server0, redis0] = [processCpuSeconds(server.pid), await redisCpuSeconds()];
+  const load = await wrk(url, SECONDS, CONNECTIONS);
+  const [server1, redis1] = [processCpuSeconds(server.pid), await redisCpuSeconds()];
+  const perRequest = (seconds: number) => Number(((seconds * 1e6) / load.requests).toFixed(1));
+  return { ...load, cpuUsPerRequest: perRequest(server1 - server0), redisCpuUsPerRequest: perRequest(redis1 - redis0) };
+}
+const maxima: { service: Awaited<ReturnType<typeof measureMax>>[]; ceiling: Awaited<ReturnType<typeof measureMax>>[] } = {
+  service: [],
+  ceiling: [],
+};
+for (let round = 0; round < Number(args.rounds); round++) {
+  maxima.ceiling.push(await measureMax(`${ceilingUrl}/v1/predict`, ceiling));
+  maxima.service.push(await measureMax(`${serviceUrl}/v1/predict`, service));
+}
+const serviceCpu = median(maxima.service.map((r) => r.cpuUsPerRequest));
+const ceilingCpu = median(maxima.ceiling.map((r) => r.cpuUsPerRequest));
 const serviceMax = median(maxima.service.map((r) => r.requestsPerSecond));
 const ceilingMax = median(maxima.ceiling.map((r) => r.requestsPerSecond));
 const half = Math.max(100, Math.round(serviceMax / 2 / 100) * 100);
@@ -179,6 +207,13 @@ const result = {
     ratio: Number((serviceMax / ceilingMax).toFixed(3)),
   },
   max_runs: maxima,
+  // Process CPU (every thread) per request at the highest rate, medians of the rounds.
+  cpu_us_per_request: {
+    service: serviceCpu,
+    ceiling: ceilingCpu,
+    ratio: Number((serviceCpu / ceilingCpu).toFixed(2)),
+    redis_for_service: median(maxima.service.map((r) => r.redisCpuUsPerRequest)),
+  },
   fixed_rate_1000: {
     service: fixed.at_1000.service,
     ceiling: fixed.at_1000.ceiling,
