@@ -6,7 +6,8 @@
  * 2. starts the inference service (its own process, as `npm start -w services/inference`)
  *    and the ceiling (bench/predict/ceiling.ts: the same Fastify route, validation and
  *    serialisation, answering a constant) side by side;
- * 3. measures, alternating the two: the highest rate with wrk (random users), then p50/p99
+ * 3. measures, alternating the two: the highest rate with wrk (random users) and the CPU
+ *    time per request meanwhile of each server's process and of Redis, then p50/p99
  *    latency with hey at 1,000 req/s and at half of the prediction route's maximum;
  * 4. profiles the service under wrk (--cpu-prof) and reports where the time goes.
  * Prints a report and writes it to bench/results/predict.json.
