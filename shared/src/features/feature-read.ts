@@ -205,7 +205,6 @@ function matchSlots(state: BinaryState, plan: ReadPlan, codes: number[], slots: 
   }
 }
 
-/** Merges one partition's tiles, stored in the binary layout, into each feature's value. */
 /**
  * Scratch arrays of a read, reused from read to read (a read runs to its end synchronously):
  * a prediction reads a few states, and fresh arrays for each were a good part of its garbage.
@@ -218,6 +217,7 @@ const scratchFirsts: number[] = [];
 const scratchMerged: Merged[] = [];
 const scratchPartitions: string[] = [];
 
+/** Merges one partition's tiles, stored in the binary layout, into each feature's value. */
 function mergeBinary(state: BinaryState, plan: ReadPlan, firsts: number[], nowMs: number, into: Merged[]): void {
   const { view } = state;
   const codes = scratchCodes;

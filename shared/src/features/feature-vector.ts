@@ -333,8 +333,8 @@ export function assembleVector(
       raw = request[step.name];
       source = 'request';
     } else {
-      raw = valueOf(step);
       const values = step.group < 0 ? null : groupValues[step.group];
+      raw = values ? (values.values[step.name] ?? null) : null;
       if (values) age = now - values.newestEventTime!;
       source = 'store';
     }
