@@ -18,11 +18,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { benchTransactions } from './transactions.js';
+import { asLogRecords, benchTransactions } from './transactions.js';
 import { hey, wrk } from './predict/load.js';
 import { summariseProfile } from './predict/profile.js';
 import { createFeatureProcessor } from '../services/features/src/feature-processor.js';
-import { createRandom, fraud, RedisOnlineStore, type LogRecord } from '../shared/src/index.js';
+import { createRandom, fraud, RedisOnlineStore } from '../shared/src/index.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -64,15 +64,7 @@ for (let from = 0; from < EVENTS; from += 10_000) {
     (i) => `${run}-${from + i}`,
     (i) => now - 3_600_000 + Math.floor(((from + i) / EVENTS) * 3_600_000),
   );
-  const records: LogRecord[] = outgoing.map((r, i) => ({
-    topic: `${run}-transactions`,
-    partition: 0,
-    offset: String(from + i),
-    key: r.key,
-    value: Buffer.from(r.value),
-    timestamp: now,
-    headers: {},
-  }));
+  const records = asLogRecords(`${run}-transactions`, outgoing, now, from);
   await processor.process({ topic: `${run}-transactions`, partition: 0, records });
   await processor.flush();
 }
@@ -149,10 +141,8 @@ async function measureMax(url: string, server: ChildProcess) {
   const perRequest = (seconds: number) => Number(((seconds * 1e6) / load.requests).toFixed(1));
   return { ...load, cpuUsPerRequest: perRequest(server1 - server0), redisCpuUsPerRequest: perRequest(redis1 - redis0) };
 }
-const maxima: { service: Awaited<ReturnType<typeof measureMax>>[]; ceiling: Awaited<ReturnType<typeof measureMax>>[] } = {
-  service: [],
-  ceiling: [],
-};
+type MaxRun = Awaited<ReturnType<typeof measureMax>>;
+const maxima: { service: MaxRun[]; ceiling: MaxRun[] } = { service: [], ceiling: [] };
 for (let round = 0; round < Number(args.rounds); round++) {
   maxima.ceiling.push(await measureMax(`${ceilingUrl}/v1/predict`, ceiling));
   maxima.service.push(await measureMax(`${serviceUrl}/v1/predict`, service));

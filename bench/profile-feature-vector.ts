@@ -15,10 +15,9 @@ import {
   fraud,
   MemoryOnlineStore,
   planModelFeatures,
-  type LogRecord,
   type StoredFields,
 } from '../shared/src/index.js';
-import { benchTransactions } from './transactions.js';
+import { asLogRecords, benchTransactions } from './transactions.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -44,16 +43,7 @@ const outgoing = benchTransactions(
   (i) => `e${i}`,
   (i) => now - 3_600_000 + Math.floor((i / events) * 3_600_000),
 );
-const records: LogRecord[] = outgoing.map((r, i) => ({
-  topic: 'transactions',
-  partition: 0,
-  offset: String(i),
-  key: r.key,
-  value: Buffer.from(r.value),
-  timestamp: now,
-  headers: {},
-}));
-await processor.process({ topic: 'transactions', partition: 0, records });
+await processor.process({ topic: 'transactions', partition: 0, records: asLogRecords('transactions', outgoing, now) });
 await processor.flush();
 
 const manifest = JSON.parse(readFileSync(new URL('../models/fraud_detector/1/manifest.json', import.meta.url), 'utf8'));

@@ -1,5 +1,5 @@
 /** Example transactions for the benchmarks: random card holders and merchants, given ids and event times. */
-import type { OutgoingRecord, Random } from '../shared/src/index.js';
+import type { LogRecord, OutgoingRecord, Random } from '../shared/src/index.js';
 
 export function benchTransactions(
   random: Random,
@@ -24,4 +24,17 @@ export function benchTransactions(
       }),
     };
   });
+}
+
+/** Records as a consumer of partition 0 of `topic` would receive them, offsets from `firstOffset`. */
+export function asLogRecords(topic: string, outgoing: OutgoingRecord[], timestamp: number, firstOffset = 0): LogRecord[] {
+  return outgoing.map((r, i) => ({
+    topic,
+    partition: 0,
+    offset: String(firstOffset + i),
+    key: r.key ?? null,
+    value: Buffer.from(r.value),
+    timestamp,
+    headers: {},
+  }));
 }
