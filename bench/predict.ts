@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { redisCpuSeconds } from './redis-cpu.js';
 import { asLogRecords, benchTransactions } from './transactions.js';
 import { hey, wrk } from './predict/load.js';
 import { summariseProfile } from './predict/profile.js';
@@ -128,16 +129,11 @@ function processCpuSeconds(pid: number | undefined): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS; // utime, stime
 }
-async function redisCpuSeconds(): Promise<number> {
-  const info = await store.client.info('cpu');
-  const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? NaN);
-  return field('used_cpu_user') + field('used_cpu_sys');
-}
 /** The highest rate with wrk, and the CPU per request of the server and of Redis meanwhile (µs). */
 async function measureMax(url: string, server: ChildProcess) {
-  const [server0, redis0] = [processCpuSeconds(server.pid), await redisCpuSeconds()];
+  const [server0, redis0] = [processCpuSeconds(server.pid), await redisCpuSeconds(store.client)];
   const load = await wrk(url, SECONDS, CONNECTIONS);
-  const [server1, redis1] = [processCpuSeconds(server.pid), await redisCpuSeconds()];
+  const [server1, redis1] = [processCpuSeconds(server.pid), await redisCpuSeconds(store.client)];
   const perRequest = (seconds: number) => Number(((seconds * 1e6) / load.requests).toFixed(1));
   return { ...load, cpuUsPerRequest: perRequest(server1 - server0), redisCpuUsPerRequest: perRequest(redis1 - redis0) };
 }

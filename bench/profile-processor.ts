@@ -7,6 +7,7 @@
 import { parseArgs } from 'node:util';
 import { createFeatureProcessor } from '../services/features/src/index.js';
 import { createRandom, fraud, RedisOnlineStore, type LogRecord } from '../shared/src/index.js';
+import { redisCpuSeconds } from './redis-cpu.js';
 import { benchTransactions } from './transactions.js';
 
 const { values: args } = parseArgs({
@@ -63,12 +64,7 @@ let processMs = 0;
 let flushMs = 0;
 let written = 0;
 let sinceFlush = 0;
-const redisCpu = async () => {
-  const info = await store.client.info('cpu');
-  const read = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1] ?? 0);
-  return read('used_cpu_user') + read('used_cpu_sys');
-};
-const redisCpu0 = await redisCpu();
+const redisCpu0 = await redisCpuSeconds(store.client);
 const cpu0 = process.cpuUsage();
 const t0 = performance.now();
 for (let i = 0; i < records.length; i += batchSize * PARTITIONS) {
@@ -88,7 +84,7 @@ for (let i = 0; i < records.length; i += batchSize * PARTITIONS) {
 }
 const totalMs = performance.now() - t0;
 const cpu = process.cpuUsage(cpu0);
-const redisCpuS = (await redisCpu()) - redisCpu0;
+const redisCpuS = (await redisCpuSeconds(store.client)) - redisCpu0;
 console.log(
   JSON.stringify({
     events: EVENTS,
