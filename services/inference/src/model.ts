@@ -172,7 +172,7 @@ export interface ScoringOptions {
   onBatch?(rows: number): void;
 }
 
-export const DEFAULT_SCORING: ScoringOptions = { threads: 1, inlineMaxMicros: 50, maxBatchRows: 256, maxDelayMs: 0, maxQueuedRows: 4096 };
+export const DEFAULT_SCORING: ScoringOptions = { threads: 1, inlineMaxMicros: 250, maxBatchRows: 256, maxDelayMs: 0, maxQueuedRows: 4096 };
 
 /** Models larger than this are never tried on the event loop (a second copy in memory, and a long measurement). */
 const INLINE_MAX_MODEL_BYTES = 1 << 20;
