@@ -111,7 +111,10 @@ async function startPipeline(run: string): Promise<{ child: ChildProcess; url: s
 }
 
 async function appliedSoFar(url: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
+  // Polled seconds apart, a keep-alive connection the server has just closed fails once
+  // ("other side closed"); the retry opens a new one. A process that is gone fails both.
+  const get = async () => (await fetch(`${url}/metrics`)).text();
+  const text = await get().catch(get);
   return Number(/tributary_pipeline_events_total\{topic="[^"]+",outcome="applied"\} (\d+)/.exec(text)?.[1] ?? 0);
 }
 
