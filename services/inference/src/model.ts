@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { Piscina } from 'piscina';
 import Type, { type Static } from 'typebox';
-import { FEATURE_TYPES, FeatureTypeSchema, recordValidator } from '@tributary/shared';
+import { FEATURE_TYPES, FeatureTypeSchema, loadConfig, recordValidator, type Config } from '@tributary/shared';
 import { MicroBatcher } from './batcher.js';
 import { runModel, type ModelIo } from './model-run.js';
 import type { ModelWorkerData } from './model-worker.js';
@@ -172,7 +172,19 @@ export interface ScoringOptions {
   onBatch?(rows: number): void;
 }
 
-export const DEFAULT_SCORING: ScoringOptions = { threads: 1, inlineMaxMicros: 250, maxBatchRows: 256, maxDelayMs: 0, maxQueuedRows: 4096 };
+/** The scoring settings of a configuration (`MODEL_*`). */
+export function scoringOptions(config: Config): ScoringOptions {
+  return {
+    threads: config.MODEL_THREADS,
+    inlineMaxMicros: config.MODEL_INLINE_MAX_US,
+    maxBatchRows: config.MODEL_BATCH_MAX_ROWS,
+    maxDelayMs: config.MODEL_BATCH_DELAY_MS,
+    maxQueuedRows: config.MODEL_QUEUE_MAX_ROWS,
+  };
+}
+
+/** The configuration's defaults, declared once in `shared/src/config.ts`. */
+export const DEFAULT_SCORING: ScoringOptions = scoringOptions(loadConfig({}));
 
 /** Models larger than this are never tried on the event loop (a second copy in memory, and a long measurement). */
 const INLINE_MAX_MODEL_BYTES = 1 << 20;

@@ -12,6 +12,7 @@ import {
 import { buildApp } from './app.js';
 import { WorkerPublisher } from './log-publisher.js';
 import { inferenceMetrics } from './metrics.js';
+import { scoringOptions } from './model.js';
 import { ModelRegistry } from './registry/registry.js';
 import { MemoryRewardStore, RedisRewardStore, type RewardStore } from './registry/rewards.js';
 import { MemoryRoutingStore, RedisRoutingStore, type RoutingStore } from './registry/routing.js';
@@ -61,14 +62,7 @@ export async function createInferenceApp(config: Config, deps: InferenceConnecti
     registry: models,
     name: config.MODEL_NAME,
     catalog: example.catalog,
-    scoring: {
-      threads: config.MODEL_THREADS,
-      inlineMaxMicros: config.MODEL_INLINE_MAX_US,
-      maxBatchRows: config.MODEL_BATCH_MAX_ROWS,
-      maxDelayMs: config.MODEL_BATCH_DELAY_MS,
-      maxQueuedRows: config.MODEL_QUEUE_MAX_ROWS,
-      onBatch: (rows) => metrics.batchRows.observe(rows),
-    },
+    scoring: { ...scoringOptions(config), onBatch: (rows) => metrics.batchRows.observe(rows) },
     pollMs: config.ROUTING_POLL_INTERVAL,
     logger: deps.logger,
     stats: metrics.serving,
