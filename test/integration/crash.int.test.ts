@@ -225,7 +225,7 @@ async function verify(
     const count = await applied();
     if (count > last) [last, since] = [count, Date.now()];
   }
-  const caughtUpSeconds = (Date.now() - waitStarted) / 1000;
+  const waitedSeconds = (Date.now() - waitStarted) / 1000;
   // Every record set aside is on the dead-letter topic with its reason (at least once: a replay may repeat it).
   const letters = new Map<string, DeadLetter>();
   const dlq = await eventLog.subscribe({
@@ -247,7 +247,7 @@ async function verify(
   return {
     mismatches: remaining,
     reads: keys.length * readAt.length,
-    caughtUpSeconds,
+    waitedSeconds,
     letters: letters.size,
     expectedRejected,
     reasons,
@@ -311,7 +311,7 @@ describe.skipIf(!ready)(
       const result = await verify(run, records, now, store!, eventLog!, () => appliedSoFar(last.url));
       console.log(
         `crash test: ${records.length} records, ${kills} kills (SIGKILL), ${result.mismatches} mismatching entity reads of ${result.reads}` +
-          ` (the last process applied ${await appliedSoFar(last.url)} events; waited ${result.caughtUpSeconds.toFixed(0)} s for it to catch up)`,
+          ` (the last process applied ${await appliedSoFar(last.url)} events; waited ${result.waitedSeconds.toFixed(0)} s for it to catch up)`,
       );
       // What the last process did, to tell a slow catch-up from a stuck one.
       if (result.mismatches !== 0) console.log(`the last pipeline's output ends:\n${last.output().slice(-4000)}`);
