@@ -197,6 +197,37 @@ export function onlineStoreContract(name: string, makeStore: () => Promise<Onlin
       expect(results).toEqual([{ applied: true }, { applied: false, storedOffset: '5' }]);
     });
 
+    it('answers a large batch mixing partitions, offsets, TTLs and field sets, in the order of its writes', async () => {
+      // More entities than one script call takes, as a flush of several partitions writes them.
+      const keys = Array.from({ length: 250 }, (_, i): EntityKey => ({ ...key, id: `${key.id}-${i}` }));
+      const refused = new Set([3, 104, 205, 249]);
+      await store.write(
+        [...refused].map((i) => write(keys[i]!, stateOf([{ time: NOW, price: 1, page: 'a' }]), { partition: i % 3, offset: '900' })),
+      );
+      const writes = keys.map((k, i) => {
+        const partition = i % 3;
+        const state = stateOf(Array.from({ length: (i % 5) + 1 }, () => ({ time: NOW - 60_000, price: i, page: `p${i}` })));
+        const options: Partial<StateWrite> = { partition, offset: String(100 + (i % 2)), ttlMs: i % 4 === 0 ? 60_000 : group.ttlMs };
+        // Some with more fields to set, or to remove: not the flush's usual single field.
+        if (i % 7 === 0) options.set = { ...stateFields(partition, state), extra: `x${i}` };
+        if (i % 11 === 0) options.remove = ['gone'];
+        return write(k, state, options);
+      });
+      const results = await store.write(writes);
+      expect(results).toEqual(keys.map((_, i) => (refused.has(i) ? { applied: false, storedOffset: '900' } : { applied: true })));
+      const stored = await store.read(keys);
+      stored.forEach((fields, i) => {
+        const partition = i % 3;
+        if (refused.has(i)) {
+          expect(storedOffset(partition, fields)).toBe('900');
+          return;
+        }
+        expect(storedOffset(partition, fields)).toBe(String(100 + (i % 2)));
+        expect(readFeatureValues(group, fields, NOW).values).toMatchObject({ count_1h: (i % 5) + 1, price_sum_1h: i * ((i % 5) + 1) });
+        if (i % 7 === 0) expect(fields?.extra?.toString()).toBe(`x${i}`);
+      });
+    });
+
     it('answers reads asked for at once (a turn of many requests) each with its own entities, in order', async () => {
       const ids = Array.from({ length: 30 }, (_, i) => ({ ...key, id: `${key.id}-${i}` }));
       // Entity i holds i + 1 clicks; every third is never written.

@@ -15,6 +15,7 @@ import type {
 } from './types.js';
 
 const WRITE_SCRIPT = readFileSync(new URL('./scripts/writeEntityStates.lua', import.meta.url), 'utf8');
+const WRITE_SHARED_SCRIPT = readFileSync(new URL('./scripts/writePartitionStates.lua', import.meta.url), 'utf8');
 const READ_SCRIPT = readFileSync(new URL('./scripts/readEntityStates.lua', import.meta.url), 'utf8');
 /** Entities per script call: bounds how long one call keeps Redis busy (reads wait meanwhile). */
 const ENTITIES_PER_CALL = 100;
@@ -28,6 +29,8 @@ type RedisWithScripts = (Redis | Cluster) & {
    * first argument for the key that routes the call (redis/ioredis#2109).
    */
   writeEntityState(key: string, ...args: StoredValue[]): Promise<(1 | string)[]>;
+  /** Entities of one partition, each one field at one offset and TTL: those given once, then a value per key. */
+  writePartitionStates(keyCount: number, ...keysAndArgs: StoredValue[]): Promise<(1 | string)[]>;
   /** Each key's fields and values (HGETALL), as bytes. */
   readEntityStatesBuffer(keyCount: number, ...keys: string[]): Promise<Buffer[][]>;
 };
@@ -99,6 +102,7 @@ export class RedisOnlineStore implements OnlineStore {
     ) as RedisWithScripts;
     client.defineCommand('writeEntityStates', { lua: WRITE_SCRIPT });
     client.defineCommand('writeEntityState', { numberOfKeys: 1, lua: WRITE_SCRIPT });
+    client.defineCommand('writePartitionStates', { lua: WRITE_SHARED_SCRIPT });
     client.defineCommand('readEntityStates', { lua: READ_SCRIPT });
     // Connection errors surface on the commands that fail; the client reconnects by itself.
     client.on('error', () => {});
@@ -112,32 +116,76 @@ export class RedisOnlineStore implements OnlineStore {
   /**
    * Writes in script calls of up to ENTITIES_PER_CALL entities (one per call on a cluster),
    * all sent in the same tick without waiting for replies: one round trip (per node on a cluster).
+   * On a single Redis, the writes that share their partition, offset, TTL and one field (a
+   * pipeline flush writes nothing else) go as calls that give those once and then a value per
+   * entity (writePartitionStates.lua): 2 arguments per entity instead of 8.
    */
   async write(writes: StateWrite[]): Promise<WriteResult[]> {
     if (writes.length === 0) return [];
     this.writer ??= this.connect();
     const writer = this.writer;
-    const perCall = this.options.cluster ? 1 : ENTITIES_PER_CALL;
+    const cluster = Boolean(this.options.cluster);
     const calls: Promise<(1 | string)[]>[] = [];
-    for (let from = 0; from < writes.length; from += perCall) {
-      const keys: string[] = [];
-      const args: StoredValue[] = [];
-      for (let i = from; i < Math.min(writes.length, from + perCall); i++) {
-        const write = writes[i]!;
-        keys.push(this.keyOf(write.key));
-        const set = Object.entries(write.set);
-        args.push(progressField(write.partition), write.offset, String(write.ttlMs), String(set.length));
-        for (const [field, value] of set) args.push(field, value);
-        args.push(String(write.remove.length), ...write.remove);
+    /** The index in `writes` of each reply of each call, in order. */
+    const order: number[][] = [];
+    const shared = new Map<string, { args: StoredValue[]; keys: string[]; indexes: number[] }>();
+    const sendShared = (batch: { args: StoredValue[]; keys: string[]; indexes: number[] }) => {
+      calls.push(writer.writePartitionStates(batch.keys.length, ...batch.keys, ...batch.args));
+      order.push(batch.indexes);
+    };
+    let keys: string[] = [];
+    let args: StoredValue[] = [];
+    let indexes: number[] = [];
+    const sendGeneral = () => {
+      calls.push(cluster ? writer.writeEntityState(keys[0]!, ...args) : writer.writeEntityStates(keys.length, ...keys, ...args));
+      order.push(indexes);
+      keys = [];
+      args = [];
+      indexes = [];
+    };
+    for (let i = 0; i < writes.length; i++) {
+      const write = writes[i]!;
+      const key = this.keyOf(write.key);
+      let field: string | undefined;
+      let fields = 0;
+      for (const name in write.set) {
+        field = name;
+        fields++;
       }
-      calls.push(
-        this.options.cluster ? writer.writeEntityState(keys[0]!, ...args) : writer.writeEntityStates(keys.length, ...keys, ...args),
-      );
+      if (!cluster && fields === 1 && write.remove.length === 0) {
+        const id = `${write.partition}:${write.offset}:${write.ttlMs}:${field}`;
+        let batch = shared.get(id);
+        if (!batch) {
+          batch = { args: [progressField(write.partition), write.offset, String(write.ttlMs), field!], keys: [], indexes: [] };
+          shared.set(id, batch);
+        }
+        batch.keys.push(key);
+        batch.args.push(write.set[field!]!);
+        batch.indexes.push(i);
+        if (batch.keys.length === ENTITIES_PER_CALL) {
+          sendShared(batch);
+          shared.delete(id);
+        }
+        continue;
+      }
+      keys.push(key);
+      indexes.push(i);
+      const set = Object.entries(write.set);
+      args.push(progressField(write.partition), write.offset, String(write.ttlMs), String(set.length));
+      for (const [name, value] of set) args.push(name, value);
+      args.push(String(write.remove.length), ...write.remove);
+      if (cluster || keys.length === ENTITIES_PER_CALL) sendGeneral();
     }
-    const results: WriteResult[] = [];
-    for (const reply of await Promise.all(calls)) {
-      for (const result of reply) results.push(result === 1 ? { applied: true } : { applied: false, storedOffset: String(result) });
-    }
+    if (keys.length > 0) sendGeneral();
+    for (const batch of shared.values()) sendShared(batch);
+    const results = new Array<WriteResult>(writes.length);
+    const replies = await Promise.all(calls);
+    replies.forEach((reply, c) => {
+      const at = order[c]!;
+      reply.forEach((result, r) => {
+        results[at[r]!] = result === 1 ? { applied: true } : { applied: false, storedOffset: String(result) };
+      });
+    });
     return results;
   }
 
