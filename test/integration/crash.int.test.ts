@@ -125,8 +125,8 @@ async function kill(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-/** Publishes `records` in slices of 1,000 every `pauseMs`, until all are out or `stop` is called. */
-function publishSteadily(eventLog: KafkaEventLog, topic: string, records: OutgoingRecord[], pauseMs = 200) {
+/** Publishes `records` in slices of `slice` every `pauseMs`, until all are out or `stop` is called. */
+function publishSteadily(eventLog: KafkaEventLog, topic: string, records: OutgoingRecord[], pauseMs = 200, slice = 1_000) {
   const progress = {
     published: 0,
     stopped: false,
@@ -138,8 +138,8 @@ function publishSteadily(eventLog: KafkaEventLog, topic: string, records: Outgoi
   };
   progress.done = (async () => {
     while (!progress.stopped && progress.published < records.length) {
-      await eventLog.publish(topic, records.slice(progress.published, progress.published + 1_000));
-      progress.published += 1_000;
+      await eventLog.publish(topic, records.slice(progress.published, progress.published + slice));
+      progress.published += slice;
       await new Promise((resolve) => setTimeout(resolve, pauseMs));
     }
   })();
@@ -285,7 +285,7 @@ describe.skipIf(!ready)(
       // hold the whole stream even if the pipeline falls behind while it is down.
       await createTopic(services.kafkaBrokers!, `${run}-transactions`, 32);
       // Published while the pipeline runs, faster than it applies them between restarts.
-      const publishing = publishSteadily(eventLog!, `${run}-transactions`, records, 100);
+      const publishing = publishSteadily(eventLog!, `${run}-transactions`, records, 500, 5_000);
 
       // Kill it at random moments while it applies events: once this process has applied a random
       // number of them. At most 25,000 each, so every restarted process still has events to apply
