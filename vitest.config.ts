@@ -1,7 +1,9 @@
 import { defineConfig } from 'vitest/config';
+import { UnitFirstHeavyLast } from './test/support/sequencer.js';
 
 export default defineConfig({
   test: {
+    sequence: { sequencer: UnitFirstHeavyLast },
     projects: [
       {
         test: {
