@@ -228,6 +228,22 @@ export function onlineStoreContract(name: string, makeStore: () => Promise<Onlin
       });
     });
 
+    it('applies the writes of one entity in a batch in their order', async () => {
+      const first = stateOf([{ time: NOW - 60_000, price: 1, page: 'first' }]);
+      const second = stateOf([{ time: NOW - 30_000, price: 2, page: 'second' }]);
+      const third = stateOf([{ time: NOW - 10_000, price: 4, page: 'third' }]);
+      const results = await store.write([
+        write(key, first, { offset: '1' }),
+        // Another field and a removal: not a flush's usual write, and the same entity.
+        write(key, second, { offset: '2', set: { ...stateFields(0, second), extra: 'x' }, remove: ['gone'] }),
+        write(key, third, { offset: '3' }),
+      ]);
+      expect(results).toEqual([{ applied: true }, { applied: true }, { applied: true }]);
+      const [fields] = await store.read([key]);
+      expect(storedOffset(0, fields ?? null)).toBe('3');
+      expect(readFeatureValues(group, fields ?? null, NOW).values).toMatchObject({ count_1h: 1, price_sum_1h: 4, page_last_1h: 'third' });
+    });
+
     it('answers reads asked for at once (a turn of many requests) each with its own entities, in order', async () => {
       const ids = Array.from({ length: 30 }, (_, i) => ({ ...key, id: `${key.id}-${i}` }));
       // Entity i holds i + 1 clicks; every third is never written.

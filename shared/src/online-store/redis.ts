@@ -143,9 +143,19 @@ export class RedisOnlineStore implements OnlineStore {
       args = [];
       indexes = [];
     };
+    // A key written twice in one batch: what is gathered so far leaves first, so that Redis
+    // applies the writes of the key in their order (one connection runs its calls in order).
+    const named = new Set<string>();
     for (let i = 0; i < writes.length; i++) {
       const write = writes[i]!;
       const key = this.keyOf(write.key);
+      if (named.has(key)) {
+        if (keys.length > 0) sendGeneral();
+        for (const batch of shared.values()) sendShared(batch);
+        shared.clear();
+        named.clear();
+      }
+      named.add(key);
       let field: string | undefined;
       let fields = 0;
       for (const name in write.set) {
