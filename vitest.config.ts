@@ -1,9 +1,7 @@
 import { defineConfig } from 'vitest/config';
-import { UnitFirstHeavyLast } from './test/support/sequencer.js';
 
 export default defineConfig({
   test: {
-    sequence: { sequencer: UnitFirstHeavyLast },
     projects: [
       {
         test: {
