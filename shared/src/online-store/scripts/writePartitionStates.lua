@@ -1,19 +1,20 @@
 --[[
   writePartitionStates: writes several entities' states from one source partition, each the
-  same single field at the same offset and TTL (what a flush of the pipeline writes), in one
-  call: writeEntityStates with the arguments the entities share given once.
+  same single field at the same offset (what a flush of the pipeline writes), in one call:
+  writeEntityStates with the arguments the entities share given once. The TTL is the
+  entity's group's, so it is given per key (a flush alternates groups).
 
-  KEYS[1..N]  the entities' group-state hashes
-  ARGV[1]     progress field `_o<partition>`
-  ARGV[2]     offset (decimal)
-  ARGV[3]     ttl ms
-  ARGV[4]     state field `s<partition>`
-  ARGV[4 + i] the state of KEYS[i]
+  KEYS[1..N]      the entities' group-state hashes
+  ARGV[1]         progress field `_o<partition>`
+  ARGV[2]         offset (decimal)
+  ARGV[3]         state field `s<partition>`
+  ARGV[2 + 2i]    ttl ms of KEYS[i]
+  ARGV[3 + 2i]    the state of KEYS[i]
 
   Returns an array of N entries: 1 when written, the stored offset (a string) when the
   stored offset is higher (the write is refused, nothing of that entity changes).
 ]]
-local progress, offset, ttl, field = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local progress, offset, field = ARGV[1], ARGV[2], ARGV[3]
 local limit = tonumber(offset)
 local results = {}
 for i = 1, #KEYS do
@@ -22,8 +23,8 @@ for i = 1, #KEYS do
   if stored and tonumber(stored) > limit then
     results[i] = stored
   else
-    redis.call('HSET', key, progress, offset, field, ARGV[4 + i])
-    redis.call('PEXPIRE', key, ttl)
+    redis.call('HSET', key, progress, offset, field, ARGV[3 + 2 * i])
+    redis.call('PEXPIRE', key, ARGV[2 + 2 * i])
     results[i] = 1
   end
 end
