@@ -35,6 +35,9 @@ const { values: args } = parseArgs({
     'fixed-rounds': { type: 'string', default: '3' },
   },
 });
+for (const [name, value] of Object.entries(args)) {
+  if (!/^[1-9]\d*$/.test(value)) throw new Error(`--${name} must be a whole number above 0 (got "${value}")`);
+}
 const brokers = process.env.KAFKA_BROKERS;
 const redisUrl = process.env.REDIS_URL;
 if (!brokers || !redisUrl) throw new Error('set KAFKA_BROKERS and REDIS_URL (see deploy/local/README.md)');
