@@ -124,6 +124,7 @@ describe('backfill', () => {
 describe('backfill CLI', () => {
   const root = fileURLToPath(new URL('../../..', import.meta.url));
   const run = promisify(execFile);
+  // The CLI runs as a process of its own: ~1 s, and more than vitest's default 5 s on a busy machine.
   const cli = (args: string[]) =>
     run(process.execPath, ['--import', 'tsx', 'services/features/src/backfill-cli.ts', ...args], {
       cwd: root,
@@ -161,7 +162,7 @@ describe('backfill CLI', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-  });
+  }, 30_000);
 
   it('answers a bad query line with its line number and exit status 2', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'backfill-'));
@@ -180,5 +181,5 @@ describe('backfill CLI', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-  });
+  }, 30_000);
 });
