@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { redisCpuSeconds } from './redis-cpu.js';
 import { asLogRecords, benchTransactions } from './transactions.js';
-import { hey, wrk } from './predict/load.js';
+import { hey, wrk, type LoadResult } from './predict/load.js';
 import { summariseProfile } from './predict/profile.js';
 import { createFeatureProcessor } from '../services/features/src/feature-processor.js';
 import { createRandom, fraud, RedisOnlineStore } from '../shared/src/index.js';
@@ -155,10 +155,9 @@ const ceilingMax = median(maxima.ceiling.map((r) => r.requestsPerSecond));
 const half = Math.max(100, Math.round(serviceMax / 2 / 100) * 100);
 // A p99 of one 8 s run at a fixed rate moves 2-5x between runs on these shared machines, so each
 // rate is measured in `--fixed-rounds` rounds, the two servers alternating, and reported by medians.
-type FixedRun = Awaited<ReturnType<typeof hey>>;
 const fixedRuns = {
-  at_1000: { service: [] as FixedRun[], ceiling: [] as FixedRun[] },
-  at_half_max: { service: [] as FixedRun[], ceiling: [] as FixedRun[] },
+  at_1000: { service: [] as LoadResult[], ceiling: [] as LoadResult[] },
+  at_half_max: { service: [] as LoadResult[], ceiling: [] as LoadResult[] },
 };
 for (let round = 0; round < Number(args['fixed-rounds']); round++) {
   for (const [rate, runs] of [
@@ -170,8 +169,8 @@ for (let round = 0; round < Number(args['fixed-rounds']); round++) {
   }
 }
 /** A fixed rate's rounds: each server's median p50 and p99, their ratio, and the ratio of each round. */
-function fixedRate(runs: { service: FixedRun[]; ceiling: FixedRun[] }) {
-  const summary = (of: FixedRun[]) => ({
+function fixedRate(runs: { service: LoadResult[]; ceiling: LoadResult[] }) {
+  const summary = (of: LoadResult[]) => ({
     p50Ms: median(of.map((r) => r.p50Ms)),
     p99Ms: median(of.map((r) => r.p99Ms)),
     requestsPerSecond: median(of.map((r) => r.requestsPerSecond)),
