@@ -69,7 +69,7 @@ export async function hey(url: string, seconds: number, rate: number): Promise<L
   const percentile = (p: string) => {
     const match = new RegExp(`${p}% in ([\\d.]+) secs`).exec(stdout);
     if (!match) throw new Error(`hey printed no ${p}% latency:\n${stdout}`);
-    return Number(match[1]) * 1000;
+    return Number((Number(match[1]) * 1000).toFixed(3)); // hey prints seconds: ms to the µs, without float noise
   };
   const statuses = [...stdout.matchAll(/\[(\d{3})\]\s+(\d+) responses/g)].map((m) => ({ status: Number(m[1]), count: Number(m[2]) }));
   const requests = statuses.reduce((sum, s) => sum + s.count, 0);
