@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { redisCpuSeconds } from './redis-cpu.js';
 import { asLogRecords, benchTransactions } from './transactions.js';
-import { hey, wrk, type LoadResult } from './predict/load.js';
+import { hey, wrk } from './predict/load.js';
 import { summariseProfile } from './predict/profile.js';
 import { createFeatureProcessor } from '../services/features/src/feature-processor.js';
 import { createRandom, fraud, RedisOnlineStore } from '../shared/src/index.js';
@@ -128,12 +128,15 @@ await wrk(`${ceilingUrl}/v1/predict`, 3, CONNECTIONS);
 // two shared cores the machine's CPU, not one thread, bounds the rate, so the CPU per request
 // is the firmer figure.
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-function processCpuSeconds(pid: number | undefined): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+function cpuSeconds(statFile: string): number {
+  const stat = readFileSync(statFile, 'utf8');
   // The fields after the command name (which may hold spaces) start at its closing parenthesis.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS; // utime, stime
 }
+const processCpuSeconds = (pid: number | undefined) => cpuSeconds(`/proc/${pid}/stat`);
+/** The main thread's alone: the event loop (the other threads: workers and V8's collector helpers). */
+const eventLoopCpuSeconds = (pid: number | undefined) => cpuSeconds(`/proc/${pid}/task/${pid}/stat`);
 /** The highest rate with wrk, and the CPU per request of the server and of Redis meanwhile (µs). */
 async function measureMax(url: string, server: ChildProcess) {
   const [server0, redis0] = [processCpuSeconds(server.pid), await redisCpuSeconds(store.client)];
@@ -155,25 +158,41 @@ const ceilingMax = median(maxima.ceiling.map((r) => r.requestsPerSecond));
 const half = Math.max(100, Math.round(serviceMax / 2 / 100) * 100);
 // A p99 of one 8 s run at a fixed rate moves 2-5x between runs on these shared machines, so each
 // rate is measured in `--fixed-rounds` rounds, the two servers alternating, and reported by medians.
+// With each run, the server's CPU per request: its event loop's and its other threads' (the
+// prediction log's worker, V8's collector helpers), which at a fixed rate share the cores with it.
+async function measureFixed(url: string, server: ChildProcess, rate: number) {
+  const [all0, loop0] = [processCpuSeconds(server.pid), eventLoopCpuSeconds(server.pid)];
+  const load = await hey(url, SECONDS, rate);
+  const [all1, loop1] = [processCpuSeconds(server.pid), eventLoopCpuSeconds(server.pid)];
+  const perRequest = (seconds: number) => Number(((seconds * 1e6) / load.requests).toFixed(1));
+  return {
+    ...load,
+    eventLoopCpuUsPerRequest: perRequest(loop1 - loop0),
+    otherThreadsCpuUsPerRequest: perRequest(all1 - all0 - (loop1 - loop0)),
+  };
+}
+type FixedRun = Awaited<ReturnType<typeof measureFixed>>;
 const fixedRuns = {
-  at_1000: { service: [] as LoadResult[], ceiling: [] as LoadResult[] },
-  at_half_max: { service: [] as LoadResult[], ceiling: [] as LoadResult[] },
+  at_1000: { service: [] as FixedRun[], ceiling: [] as FixedRun[] },
+  at_half_max: { service: [] as FixedRun[], ceiling: [] as FixedRun[] },
 };
 for (let round = 0; round < Number(args['fixed-rounds']); round++) {
   for (const [rate, runs] of [
     [1000, fixedRuns.at_1000],
     [half, fixedRuns.at_half_max],
   ] as const) {
-    runs.ceiling.push(await hey(`${ceilingUrl}/v1/predict`, SECONDS, rate));
-    runs.service.push(await hey(`${serviceUrl}/v1/predict`, SECONDS, rate));
+    runs.ceiling.push(await measureFixed(`${ceilingUrl}/v1/predict`, ceiling, rate));
+    runs.service.push(await measureFixed(`${serviceUrl}/v1/predict`, service, rate));
   }
 }
-/** A fixed rate's rounds: each server's median p50 and p99, their ratio, and the ratio of each round. */
-function fixedRate(runs: { service: LoadResult[]; ceiling: LoadResult[] }) {
-  const summary = (of: LoadResult[]) => ({
+/** A fixed rate's rounds: each server's median p50, p99 and CPU per request, the p99s' ratio, and the ratio of each round. */
+function fixedRate(runs: { service: FixedRun[]; ceiling: FixedRun[] }) {
+  const summary = (of: FixedRun[]) => ({
     p50Ms: median(of.map((r) => r.p50Ms)),
     p99Ms: median(of.map((r) => r.p99Ms)),
     requestsPerSecond: median(of.map((r) => r.requestsPerSecond)),
+    eventLoopCpuUsPerRequest: median(of.map((r) => r.eventLoopCpuUsPerRequest)),
+    otherThreadsCpuUsPerRequest: median(of.map((r) => r.otherThreadsCpuUsPerRequest)),
     failed: of.reduce((sum, r) => sum + r.failed, 0),
   });
   const [service, ceiling] = [summary(runs.service), summary(runs.ceiling)];
