@@ -137,13 +137,17 @@ function cpuSeconds(statFile: string): number {
 const processCpuSeconds = (pid: number | undefined) => cpuSeconds(`/proc/${pid}/stat`);
 /** The main thread's alone: the event loop (the other threads: workers and V8's collector helpers). */
 const eventLoopCpuSeconds = (pid: number | undefined) => cpuSeconds(`/proc/${pid}/task/${pid}/stat`);
+const usPerRequest = (seconds: number, requests: number) => Number(((seconds * 1e6) / requests).toFixed(1));
 /** The highest rate with wrk, and the CPU per request of the server and of Redis meanwhile (µs). */
 async function measureMax(url: string, server: ChildProcess) {
   const [server0, redis0] = [processCpuSeconds(server.pid), await redisCpuSeconds(store.client)];
   const load = await wrk(url, SECONDS, CONNECTIONS);
   const [server1, redis1] = [processCpuSeconds(server.pid), await redisCpuSeconds(store.client)];
-  const perRequest = (seconds: number) => Number(((seconds * 1e6) / load.requests).toFixed(1));
-  return { ...load, cpuUsPerRequest: perRequest(server1 - server0), redisCpuUsPerRequest: perRequest(redis1 - redis0) };
+  return {
+    ...load,
+    cpuUsPerRequest: usPerRequest(server1 - server0, load.requests),
+    redisCpuUsPerRequest: usPerRequest(redis1 - redis0, load.requests),
+  };
 }
 type MaxRun = Awaited<ReturnType<typeof measureMax>>;
 const maxima: { service: MaxRun[]; ceiling: MaxRun[] } = { service: [], ceiling: [] };
@@ -164,11 +168,10 @@ async function measureFixed(url: string, server: ChildProcess, rate: number) {
   const [all0, loop0] = [processCpuSeconds(server.pid), eventLoopCpuSeconds(server.pid)];
   const load = await hey(url, SECONDS, rate);
   const [all1, loop1] = [processCpuSeconds(server.pid), eventLoopCpuSeconds(server.pid)];
-  const perRequest = (seconds: number) => Number(((seconds * 1e6) / load.requests).toFixed(1));
   return {
     ...load,
-    eventLoopCpuUsPerRequest: perRequest(loop1 - loop0),
-    otherThreadsCpuUsPerRequest: perRequest(all1 - all0 - (loop1 - loop0)),
+    eventLoopCpuUsPerRequest: usPerRequest(loop1 - loop0, load.requests),
+    otherThreadsCpuUsPerRequest: usPerRequest(all1 - all0 - (loop1 - loop0), load.requests),
   };
 }
 type FixedRun = Awaited<ReturnType<typeof measureFixed>>;

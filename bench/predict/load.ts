@@ -20,7 +20,9 @@ export interface LoadResult {
   failed: number;
 }
 
-const millis = (value: string, unit: string) => Number(value) * ({ us: 0.001, ms: 1, s: 1000 } as Record<string, number>)[unit]!;
+/** A latency the load generators print, in ms to the µs (no float noise from the unit's factor). */
+const millis = (value: string, unit: string) =>
+  Number((Number(value) * ({ us: 0.001, ms: 1, s: 1000 } as Record<string, number>)[unit]!).toFixed(3));
 
 /** The highest rate: wrk, one thread, `connections` connections kept busy, random users. */
 export async function wrk(url: string, seconds: number, connections: number): Promise<LoadResult> {
@@ -69,7 +71,7 @@ export async function hey(url: string, seconds: number, rate: number): Promise<L
   const percentile = (p: string) => {
     const match = new RegExp(`${p}% in ([\\d.]+) secs`).exec(stdout);
     if (!match) throw new Error(`hey printed no ${p}% latency:\n${stdout}`);
-    return Number((Number(match[1]) * 1000).toFixed(3)); // hey prints seconds: ms to the µs, without float noise
+    return millis(match[1]!, 's');
   };
   const statuses = [...stdout.matchAll(/\[(\d{3})\]\s+(\d+) responses/g)].map((m) => ({ status: Number(m[1]), count: Number(m[2]) }));
   const requests = statuses.reduce((sum, s) => sum + s.count, 0);
