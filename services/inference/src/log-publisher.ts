@@ -13,9 +13,9 @@ import type { PredictionPublisher } from './prediction-log.js';
  * The thread holds ~17 MB and allocates ~14 KB per record produced. After a mark-compact V8
  * lets its old generation grow by less than the default young generation holds, and then
  * starts incremental marking ahead of each scavenge: at 1,000 req/s the thread ran a full
- * mark-compact every ~0.6 s and no scavenge, and V8's helper threads spent ~70 µs of CPU per
- * record marking. With 12 MB (16 and 24 MB still marked) it runs scavenges only, and the
- * helpers ~25 µs (docs/inference.md, Measured).
+ * mark-compact every ~0.6 s and no scavenge, and V8's helper threads spent 75-90 µs of CPU
+ * per record, mostly marking. With 12 MB (16 and 24 MB still marked) it runs scavenges only,
+ * and the helpers 25-30 µs (docs/inference.md, Measured).
  */
 const YOUNG_GENERATION_MB = 12;
 
