@@ -267,6 +267,12 @@ export const VARIABLES = {
     'Longest time the feature pipeline keeps an applied event in memory before writing it to the online store.',
     '50ms',
   ),
+  FEATURE_CACHE_MB: integer(
+    "Heap for the entity states the feature pipeline keeps in memory between their events (estimated from their stored size, ~10 bytes of heap per stored byte); beyond it the least recently loaded are forgotten and read from the online store again at their next event. 0: a quarter of V8's heap limit (set with NODE_OPTIONS=--max-old-space-size).",
+    0,
+    0,
+    1_000_000,
+  ),
   ALLOWED_LATENESS: duration('Events older than the watermark by more than this are not applied (dead-lettered as late).', '5m'),
   MODEL_REGISTRY_DIR: text(
     'Model registry directory: one folder per model name, one per version (`<name>/<version>/manifest.json` and the ONNX file).',

@@ -21,11 +21,13 @@
  * states already include count as seen), so no id is missed; nothing about ids is rewritten
  * per entity, and reads of features never see them.
  */
+import v8 from 'node:v8';
 import {
   applyEvent,
   parsePartitionState,
   pruneSeen,
   pruneState,
+  stateField,
   stateFields,
   storedOffset,
   type CompiledFeatureGroup,
@@ -77,8 +79,35 @@ export interface FeatureProcessorOptions {
   groups: CompiledFeatureGroup[];
   allowedLatenessMs: number;
   clock?: () => number;
-  /** Clean entities kept in memory at most (dirty ones are always kept until flushed). */
-  maxCachedEntities?: number;
+  /**
+   * Heap for the entity states kept in memory between their events, estimated from their stored
+   * size (`HEAP_BYTES_PER_STORED_BYTE`). When a flush leaves more, the least recently loaded
+   * clean entities are forgotten: their next event reads them from the store again. Dirty ones
+   * are always kept until written. Default: `DEFAULT_CACHE_BYTES`.
+   */
+  cacheBytes?: number;
+}
+
+/**
+ * Heap that an entity's state takes in the process per byte of its stored value: tiles are maps
+ * of column states, with a boxed number per double field. Measured 8.2-10.4 (a user state of
+ * 561 stored bytes took 5.8 KB, one of 4,173 took 34 KB; docs/feature-engine.md).
+ */
+const HEAP_BYTES_PER_STORED_BYTE = 10;
+/** An entity's own objects beside its tiles (the cache entry, its state, its maps' slots). */
+const ENTITY_OVERHEAD_BYTES = 400;
+/** A quarter of V8's heap limit (1 GB of the 4 GB a 64-bit Node gives by default). */
+export const DEFAULT_CACHE_BYTES = Math.floor(v8.getHeapStatistics().heap_size_limit / 4);
+
+const heapEstimate = (storedBytes: number) => ENTITY_OVERHEAD_BYTES + storedBytes * HEAP_BYTES_PER_STORED_BYTE;
+
+export interface CacheStats {
+  /** Entities whose state is in memory. */
+  entities: number;
+  /** Their estimated heap, bytes. */
+  bytes: number;
+  /** Clean entities forgotten to keep within the budget, since the processor was made. */
+  evicted: number;
 }
 
 interface CachedEntity {
@@ -93,6 +122,8 @@ interface CachedEntity {
   dirty: boolean;
   /** When its expired tiles were last removed. */
   prunedAt: number;
+  /** Estimated heap of its state (from its size when last loaded or written). */
+  heapBytes: number;
 }
 
 /** Expired tiles are removed at most this often per entity (reads ignore them anyway). */
@@ -106,8 +137,10 @@ interface Partition {
   /** Offset of the last record processed, and of the last one made durable. */
   lastOffset: bigint | null;
   flushedOffset: bigint | null;
-  /** The cached entities of each group (same order as the processor's groups), by id. */
+  /** The cached entities of each group (same order as the processor's groups), by id, least recently loaded first. */
   entities: Map<string, CachedEntity>[];
+  /** Their estimated heap. */
+  heapBytes: number;
   /** The entities changed since the last flush (a flush writes these, not every cached one). */
   dirty: CachedEntity[];
   eventTimes: number[];
@@ -151,7 +184,8 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
   const clock = options.clock ?? Date.now;
   const decode = sourceDecoder(options.source);
   const groups = options.groups.filter((g) => g.definition.source === options.source.name);
-  const maxCached = options.maxCachedEntities ?? 200_000;
+  const cacheBytes = options.cacheBytes ?? DEFAULT_CACHE_BYTES;
+  let evicted = 0;
   /** The event-id log lives as long as the longest-lived state it protects. */
   const maxTtlMs = Math.max(...groups.map((g) => g.ttlMs));
   const partitions = new Map<string, Partition>();
@@ -163,6 +197,40 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
    * commit offsets whose changes are not all written).
    */
   let failures = 0;
+
+  /** Keeps an entity in its partition's cache (it was loaded, or held by a batch while it was forgotten). */
+  const cache = (partition: Partition, entity: CachedEntity): void => {
+    partition.entities[entity.g]!.set(entity.id, entity);
+    partition.heapBytes += entity.heapBytes;
+  };
+
+  /** Forgets an entity (the store has its state, or another member owns it now). */
+  const forget = (partition: Partition, entity: CachedEntity): void => {
+    const entities = partition.entities[entity.g]!;
+    if (entities.get(entity.id) !== entity) return;
+    entities.delete(entity.id);
+    partition.heapBytes -= entity.heapBytes;
+  };
+
+  /** Forgets the least recently loaded clean entities while the cache holds more than its budget. */
+  const evictBeyondBudget = (): void => {
+    let total = 0;
+    for (const partition of partitions.values()) total += partition.heapBytes;
+    if (total <= cacheBytes) return;
+    for (const partition of partitions.values()) {
+      // Each partition gives up its share of the excess.
+      let excess = ((total - cacheBytes) * partition.heapBytes) / total;
+      for (const entities of partition.entities) {
+        for (const entity of entities.values()) {
+          if (excess <= 0) break;
+          if (entity.dirty) continue;
+          forget(partition, entity);
+          excess -= entity.heapBytes;
+          evicted++;
+        }
+      }
+    }
+  };
 
   /** Marks an entity changed: the partition's next flush writes it. */
   const markDirty = (partition: Partition, entity: CachedEntity): void => {
@@ -232,6 +300,16 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
   });
 
   return {
+    /** The entities kept in memory and their estimated heap. */
+    cacheStats(): CacheStats {
+      const stats: CacheStats = { entities: 0, bytes: 0, evicted };
+      for (const partition of partitions.values()) {
+        for (const entities of partition.entities) stats.entities += entities.size;
+        stats.bytes += partition.heapBytes;
+      }
+      return stats;
+    },
+
     /** Whether the partition's state is known (else call `open` with its committed watermark first). */
     isOpen(topic: string, partition: number): boolean {
       return partitions.has(`${topic}:${partition}`);
@@ -245,6 +323,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         lastOffset: null,
         flushedOffset: null,
         entities: groups.map(() => new Map()),
+        heapBytes: 0,
         dirty: [],
         eventTimes: [],
         seen: new Map(),
@@ -279,8 +358,12 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
           const id = groups[g]!.entityId(result.event.values);
           if (id === null || entities[g]!.has(id) || wanted[g]!.has(id)) continue;
           const cached = partition.entities[g]!.get(id);
-          if (cached) entities[g]!.set(id, cached);
-          else {
+          if (cached) {
+            entities[g]!.set(id, cached);
+            // The most recently loaded go last: a flush forgets the least recently loaded first.
+            partition.entities[g]!.delete(id);
+            partition.entities[g]!.set(id, cached);
+          } else {
             wanted[g]!.add(id);
             missing.push({ g, id });
           }
@@ -299,6 +382,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         missing.forEach(({ g, id }, i) => {
           const fields = stored[i] ?? null;
           const offset = storedOffset(batch.partition, fields);
+          const value = fields?.[stateField(batch.partition)];
           const state = parsePartitionState(batch.partition, fields);
           // Ids inside a state written by an earlier version: they join the partition's (and its log).
           for (const [eventId, time] of state.seen) see(partition, eventId, time);
@@ -311,9 +395,10 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
             storedOffset: offset === null ? -1n : BigInt(offset),
             dirty: false,
             prunedAt: -Infinity,
+            heapBytes: heapEstimate(value?.length ?? 0),
           };
           entities[g]!.set(id, entity);
-          partition.entities[g]!.set(id, entity);
+          cache(partition, entity);
         });
       }
       await loadingSeen;
@@ -327,7 +412,8 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
       // Reassigned since it was loaded: consumption resumes from the committed offsets.
       if (partitions.get(`${batch.topic}:${batch.partition}`) !== partition) return outcome;
       for (let g = 0; g < groups.length; g++) {
-        for (const [id, entity] of entities[g]!) if (!partition.entities[g]!.has(id)) partition.entities[g]!.set(id, entity);
+        // Entities a flush forgot while this batch was loaded are cached again.
+        for (const [id, entity] of entities[g]!) if (!partition.entities[g]!.has(id)) cache(partition, entity);
       }
       for (let r = 0; r < decoded.length; r++) {
         const result = decoded[r]!;
@@ -408,14 +494,11 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
             entity.prunedAt = now;
           }
           // The whole state in one field: no field of it is left to remove.
-          writes.push({
-            key: keyOf(entity),
-            partition: partition.partition,
-            offset,
-            set: stateFields(partition.partition, entity.state),
-            remove: [],
-            ttlMs: entity.group.ttlMs,
-          });
+          const set = stateFields(partition.partition, entity.state);
+          writes.push({ key: keyOf(entity), partition: partition.partition, offset, set, remove: [], ttlMs: entity.group.ttlMs });
+          const heapBytes = heapEstimate(set[stateField(partition.partition)]!.length);
+          if (partition.entities[entity.g]!.get(entity.id) === entity) partition.heapBytes += heapBytes - entity.heapBytes;
+          entity.heapBytes = heapBytes;
           entity.dirty = false;
           written.push({ partition, entity, offset: partition.lastOffset });
         }
@@ -474,25 +557,13 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
           } else {
             // Another member owns the partition now: forget our copy.
             fenced++;
-            if (partition.entities[entity.g]!.get(entity.id) === entity) partition.entities[entity.g]!.delete(entity.id);
+            forget(partition, entity);
           }
         });
         for (const { partition, offset } of durable) {
           if (partition.flushedOffset === null || offset > partition.flushedOffset) partition.flushedOffset = offset;
         }
-        // Bound memory: forget clean entities beyond the cache size (oldest first).
-        for (const partition of partitions.values()) {
-          let excess = partition.entities.reduce((sum, entities) => sum + entities.size, 0) - maxCached;
-          for (const entities of partition.entities) {
-            for (const [id, entity] of entities) {
-              if (excess <= 0) break;
-              if (!entity.dirty) {
-                entities.delete(id);
-                excess--;
-              }
-            }
-          }
-        }
+        evictBeyondBudget();
         return { written: writes.length - fenced, fenced, commits: durable.map((d) => d.commit), eventTimes };
       };
       const outcome = complete();

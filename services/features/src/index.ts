@@ -6,6 +6,7 @@ export {
   type FeatureProcessor,
   type BatchOutcome,
   type FlushOutcome,
+  type CacheStats,
 } from './feature-processor.js';
 export { MAX_EVENT_TIME_AHEAD_MS, sourceDecoder, type SourceEvent } from './decode.js';
 export { startLabelJoin, type LabelJoinOptions } from './label-join.js';

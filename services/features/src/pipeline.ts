@@ -31,7 +31,7 @@ import {
   type Subscription,
 } from '@tributary/shared';
 import type { TSchema } from 'typebox';
-import { createFeatureProcessor, decodeCheckpoint, type FeatureProcessor } from './feature-processor.js';
+import { createFeatureProcessor, decodeCheckpoint, DEFAULT_CACHE_BYTES, type FeatureProcessor } from './feature-processor.js';
 import { startTogether } from './start-together.js';
 
 export interface FeaturePipelineOptions {
@@ -53,6 +53,11 @@ export interface FeaturePipelineOptions {
    */
   backlogFlushIntervalMs?: number;
   backlogRecords?: number;
+  /**
+   * Heap for the entity states kept in memory, all sources together (each source's processor
+   * gets an equal share); see `FeatureProcessorOptions.cacheBytes`. Default: a quarter of V8's heap limit.
+   */
+  cacheBytes?: number;
 }
 
 export interface FeaturePipeline {
@@ -116,6 +121,39 @@ function pipelineMetrics(registry: Registry) {
           registers,
         }),
     ),
+    cachedEntities: metric(
+      registry,
+      'tributary_pipeline_cached_entities',
+      () =>
+        new Gauge({
+          name: 'tributary_pipeline_cached_entities',
+          help: 'Entity states kept in memory between their events',
+          labelNames: ['topic'],
+          registers,
+        }),
+    ),
+    cacheBytes: metric(
+      registry,
+      'tributary_pipeline_cache_bytes',
+      () =>
+        new Gauge({
+          name: 'tributary_pipeline_cache_bytes',
+          help: 'Estimated heap of the entity states kept in memory (bounded by FEATURE_CACHE_MB)',
+          labelNames: ['topic'],
+          registers,
+        }),
+    ),
+    cacheEvictions: metric(
+      registry,
+      'tributary_pipeline_cache_evictions_total',
+      () =>
+        new Counter({
+          name: 'tributary_pipeline_cache_evictions_total',
+          help: 'Entity states forgotten to keep within the memory budget (read from the store again at their next event)',
+          labelNames: ['topic'],
+          registers,
+        }),
+    ),
     lag: metric(
       registry,
       'tributary_pipeline_consumer_lag',
@@ -136,6 +174,8 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
   const backlogFlushIntervalMs = Math.max(flushIntervalMs, options.backlogFlushIntervalMs ?? 1_000);
   const backlogRecords = options.backlogRecords ?? 5_000;
   const groupsOf = (source: EventSource) => options.groups.filter((g) => g.definition.source === source.name);
+  const fedSources = options.sources.filter((source) => groupsOf(source).length > 0);
+  const cacheBytes = Math.floor((options.cacheBytes ?? DEFAULT_CACHE_BYTES) / Math.max(1, fedSources.length));
 
   const startSource = async (source: FeaturePipelineOptions['sources'][number]) => {
     const groups = groupsOf(source);
@@ -144,7 +184,9 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
       source,
       groups,
       allowedLatenessMs: options.allowedLatenessMs,
+      cacheBytes,
     });
+    let evictionsCounted = 0;
     // Batches of several partitions are loaded at once, but applied (with their dead letters
     // published) one at a time: a flush commits no offset whose dead letters are not out.
     let lock: Promise<unknown> = Promise.resolve();
@@ -182,6 +224,11 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
         await previous;
         if (commit && outcome.commits.length > 0) await subscription!.commit(outcome.commits);
         metrics.entitiesWritten.inc({ outcome: 'written' }, outcome.written);
+        const cache = processor.cacheStats();
+        metrics.cachedEntities.set({ topic: source.topic }, cache.entities);
+        metrics.cacheBytes.set({ topic: source.topic }, cache.bytes);
+        if (cache.evicted > evictionsCounted) metrics.cacheEvictions.inc({ topic: source.topic }, cache.evicted - evictionsCounted);
+        evictionsCounted = cache.evicted;
         if (outcome.fenced > 0) {
           metrics.entitiesWritten.inc({ outcome: 'fenced' }, outcome.fenced);
           options.logger.warn({ fenced: outcome.fenced }, 'entity states newer than ours were stored: this member lost partitions');
@@ -292,7 +339,7 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
       },
     };
   };
-  const runners = await startTogether(options.sources.filter((source) => groupsOf(source).length > 0).map(startSource));
+  const runners = await startTogether(fedSources.map(startSource));
   return {
     flush: async () => {
       await Promise.all(runners.map((r) => r.flush()));

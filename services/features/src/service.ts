@@ -22,6 +22,7 @@ export async function startFeatureService(
       allowedLatenessMs: config.ALLOWED_LATENESS,
       groupId: `${config.CONSUMER_GROUP_PREFIX}-features`,
       flushIntervalMs: config.FLUSH_INTERVAL,
+      cacheBytes: config.FEATURE_CACHE_MB > 0 ? config.FEATURE_CACHE_MB * 2 ** 20 : undefined,
     }),
     startLabelJoin({
       ...deps,

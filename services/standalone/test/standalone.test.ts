@@ -80,6 +80,9 @@ describe('npm start (embedded default)', () => {
       { timeoutMs: 20_000, what: 'simulated traffic in the metrics' },
     );
     expect(metrics).toMatch(/tributary_predictions_total\{model="fraud_detector",version="1",variant="champion",degraded="false"\} [1-9]/);
+    // The pipeline's keyed state in memory, and its estimated heap.
+    expect(metrics).toMatch(/tributary_pipeline_cached_entities\{topic="transactions"\} [1-9]/);
+    expect(metrics).toMatch(/tributary_pipeline_cache_bytes\{topic="transactions"\} [1-9]/);
   });
 
   it("lets a user push events and see that entity's features change", async () => {
