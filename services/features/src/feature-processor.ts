@@ -120,13 +120,13 @@ interface CachedEntity {
   storedOffset: bigint;
   /** Changed since its state was last encoded for a write (then it is in its partition's `dirty`). */
   dirty: boolean;
-  /** When its expired tiles were last removed. */
+  /** The time (the clock, or the partition's event time when it is behind) its expired tiles were last removed at. */
   prunedAt: number;
   /** Estimated heap of its state (from its size when last loaded or written). */
   heapBytes: number;
 }
 
-/** Expired tiles are removed at most this often per entity (reads ignore them anyway). */
+/** Expired tiles are removed at most this often per entity, in the time they are removed at (reads ignore them anyway). */
 const PRUNE_INTERVAL_MS = 60_000;
 
 interface Partition {
@@ -487,11 +487,12 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         const dedupBefore = partition.watermark - options.allowedLatenessMs;
         for (const entity of partition.dirty) {
           if (!entity.dirty) continue;
-          if (now - entity.prunedAt >= PRUNE_INTERVAL_MS) {
-            // At the partition's event time when it is behind the clock (a replay of older events): every read at a
-            // time the stream has reached still finds its tiles.
-            pruneState(entity.group, entity.state, Math.min(now, partition.watermark), dedupBefore);
-            entity.prunedAt = now;
+          // At the partition's event time when it is behind the clock (a replay of older events): every read at a
+          // time the stream has reached still finds its tiles. A replay moves that time on faster than the clock.
+          const pruneAt = Math.min(now, partition.watermark);
+          if (pruneAt - entity.prunedAt >= PRUNE_INTERVAL_MS) {
+            pruneState(entity.group, entity.state, pruneAt, dedupBefore);
+            entity.prunedAt = pruneAt;
           }
           // The whole state in one field: no field of it is left to remove.
           const set = stateFields(partition.partition, entity.state);

@@ -49,4 +49,24 @@ describe('pruning during a replay of older events', () => {
       .filter((key) => key.startsWith('60000:')).length;
     expect(oneMinuteTiles).toBeLessThanOrEqual(12);
   });
+
+  it('prunes as the stream’s time moves on, however fast a replay goes by the clock', async () => {
+    const clock = NOW;
+    const store = new MemoryOnlineStore(() => clock);
+    const processor = createFeatureProcessor({ store, groups: [user], source, allowedLatenessMs: 5 * 60_000, clock: () => clock });
+    processor.open(source.topic, 0, -Infinity);
+    // The same two hours of events, all within one instant of the clock.
+    for (let batch = 0; batch < 12; batch++) {
+      const records = Array.from({ length: 10 }, (_, k) => record(batch * 10 + k, START + (batch * 10 + k) * 60_000));
+      await processor.process({ topic: source.topic, partition: 0, records });
+      await processor.flush();
+    }
+    const [fields] = await store.read([{ group: user.id, entity: 'user_id', id: 'u1' }]);
+    const tiles = Object.entries(fields!)
+      .filter(([field]) => /^s\d+$/.test(field))
+      .flatMap(([, value]) => [...decodePartitionState(value).tiles.keys()]);
+    expect(tiles.filter((key) => key.startsWith('60000:')).length).toBeLessThanOrEqual(12);
+    expect(tiles.filter((key) => key.startsWith('300000:')).length).toBeLessThanOrEqual(14);
+    expect(readFeatureValues(user, fields ?? null, START + 119 * 60_000).values.count_10m).toBe(11);
+  });
 });

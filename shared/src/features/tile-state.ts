@@ -100,31 +100,57 @@ export function applyEvent(group: CompiledFeatureGroup, state: PartitionState, e
   return 'applied';
 }
 
-/** Per tile size, the longest window read from tiles of that size. */
-const tileHorizons = new WeakMap<CompiledFeatureGroup, Map<number, number>>();
+/** Per tile size, the longest window read from tiles of that size: tile sizes and horizons as parallel arrays. */
+const tileHorizons = new WeakMap<CompiledFeatureGroup, { sizes: number[]; horizons: number[] }>();
 
-function tileHorizon(group: CompiledFeatureGroup, tileMs: number): number {
+function horizonsOf(group: CompiledFeatureGroup): { sizes: number[]; horizons: number[] } {
   let horizons = tileHorizons.get(group);
   if (!horizons) {
-    horizons = new Map();
-    for (const f of group.features) horizons.set(f.tileMs, Math.max(horizons.get(f.tileMs) ?? 0, f.windowMs));
+    const bySize = new Map<number, number>();
+    for (const f of group.features) bySize.set(f.tileMs, Math.max(bySize.get(f.tileMs) ?? 0, f.windowMs));
+    horizons = { sizes: [...bySize.keys()], horizons: [...bySize.values()] };
     tileHorizons.set(group, horizons);
   }
-  return horizons.get(tileMs) ?? group.maxWindowMs;
+  return horizons;
+}
+
+/** The first tile start kept per tile size (scratch, per call of `pruneState`). */
+const firstKept: number[] = [];
+
+/** The decimal digits of `key` from `from` to `to` as a number; NaN for anything else. */
+function digits(key: string, from: number, to: number): number {
+  if (from >= to) return NaN;
+  let number = 0;
+  for (let i = from; i < to; i++) {
+    const code = key.charCodeAt(i);
+    if (code < 48 || code > 57) return NaN;
+    number = number * 10 + (code - 48);
+  }
+  return number;
 }
 
 /**
  * Drops what no read at or after `nowMs` can use: tiles before the longest window read from
  * tiles of their size (a one-minute tile serves a 10-minute window only, not the group's
  * 24 hours), and event ids older than `dedupBefore` (an event that old is rejected as late
- * anyway). Returns the keys of the removed tiles.
+ * anyway). Returns the keys of the removed tiles. Tile keys are read in place (the pipeline
+ * prunes an entity at most once a minute of its partition's time, which a replay of older
+ * events runs through fast).
  */
 export function pruneState(group: CompiledFeatureGroup, state: PartitionState, nowMs: number, dedupBefore: number): string[] {
   const removed: string[] = [];
+  const { sizes, horizons } = horizonsOf(group);
+  for (let i = 0; i < sizes.length; i++) firstKept[i] = windowFirstTile(nowMs, horizons[i]!, sizes[i]!);
   for (const key of state.tiles.keys()) {
-    const [tileText, startText] = key.split(':');
-    const tileMs = Number(tileText);
-    if (Number(startText) < windowFirstTile(nowMs, tileHorizon(group, tileMs), tileMs)) removed.push(key);
+    const colon = key.indexOf(':');
+    let tileMs = digits(key, 0, colon);
+    let start = digits(key, colon + 1, key.length);
+    // Keys the usual integers are not (a negative start) are read as numbers.
+    if (Number.isNaN(tileMs)) tileMs = Number(key.slice(0, colon));
+    if (Number.isNaN(start)) start = Number(key.slice(colon + 1));
+    const size = sizes.indexOf(tileMs);
+    const first = size >= 0 ? firstKept[size]! : windowFirstTile(nowMs, group.maxWindowMs, tileMs);
+    if (start < first) removed.push(key);
   }
   for (const key of removed) state.tiles.delete(key);
   for (const [id, time] of state.seen) if (time < dedupBefore) state.seen.delete(id);
