@@ -6,12 +6,15 @@
  * 2. freshness at a steady rate: p50/p99 of the lag from event time to readable in Redis,
  *    over the whole run and after its first 5 s (a new pipeline's warm-up: every entity is
  *    loaded from the store once, the code is compiled);
- * 3. Redis bytes per entity (MEMORY USAGE of the entities' keys).
+ * 3. Redis bytes per entity (MEMORY USAGE of the entities' keys), and the pipeline's heap per
+ *    entity it keeps in memory once caught up: its own estimate and what it frees when it stops.
  * Prints a report and writes it to bench/results/features.json.
  */
 import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
@@ -70,6 +73,14 @@ function events(count: number, start: number, spreadMs: number): OutgoingRecord[
     (i) => start + Math.floor((i / count) * spreadMs),
   );
 }
+
+/** Heap in use after a full collection (V8's `gc`, exposed here for the measurement). */
+v8.setFlagsFromString('--expose-gc');
+const collect = runInNewContext('gc') as () => void;
+const heapAfterGc = () => {
+  collect();
+  return v8.getHeapStatistics().used_heap_size;
+};
 
 const waitUntil = async (check: () => boolean, timeoutMs: number) => {
   const deadline = Date.now() + timeoutMs;
@@ -136,7 +147,13 @@ const pipelineEnd = performance.now();
 const pipelineCpu = process.cpuUsage(pipelineCpu0);
 const pipelineCpuShare = (pipelineCpu.user + pipelineCpu.system) / 1000 / (pipelineEnd - pipelineStart);
 clearInterval(poll);
+// The keyed state in memory: the pipeline's estimate, and the heap it frees when it stops (it drops its state).
+const gauge = async (name: string) => ((await registry.getSingleMetric(name)?.get())?.values ?? []).reduce((sum, v) => sum + v.value, 0);
+const cachedEntities = await gauge('tributary_pipeline_cached_entities');
+const cacheEstimateBytes = await gauge('tributary_pipeline_cache_bytes');
+const heapWithState = heapAfterGc();
 await pipeline.stop();
+const heapPerCachedEntity = Math.round((heapWithState - heapAfterGc()) / Math.max(1, cachedEntities));
 
 const rawRate = EVENTS / ((rawEnd - rawStart) / 1000);
 const pipelineRate = EVENTS / ((pipelineEnd - pipelineStart) / 1000);
@@ -285,6 +302,11 @@ const result = {
   // CPU time of this process over wall time while the pipeline ran (1 = one core busy).
   pipeline_cpu_share: Number(pipelineCpuShare.toFixed(2)),
   pipeline_cpu_us_per_event: Math.round((pipelineCpu.user + pipelineCpu.system) / EVENTS),
+  // Its keyed state once caught up: the entities in memory, the heap per entity the pipeline
+  // estimates (bounding it by FEATURE_CACHE_MB) and the heap it freed per entity when it stopped.
+  pipeline_cached_entities: cachedEntities,
+  pipeline_cache_estimate_bytes_per_entity: Math.round(cacheEstimateBytes / Math.max(1, cachedEntities)),
+  pipeline_heap_bytes_per_entity: heapPerCachedEntity,
   steady_rate_events_per_s: rate,
   steady_events_sent: sent,
   steady_publisher: publisher.stdout.trim(),
