@@ -25,21 +25,30 @@ const record = (i: number, ts: number): LogRecord => ({
   headers: {},
 });
 
+/**
+ * An event a minute for two hours, three hours ago, applied in batches of ten minutes, each
+ * flushed after it, the clock moving on by `clockStepMs` before each batch; the stored fields.
+ */
+async function replay(clockStepMs: number) {
+  let clock = NOW;
+  const store = new MemoryOnlineStore(() => clock);
+  const processor = createFeatureProcessor({ store, groups: [user], source, allowedLatenessMs: 5 * 60_000, clock: () => clock });
+  processor.open(source.topic, 0, -Infinity);
+  for (let batch = 0; batch < 12; batch++) {
+    clock += clockStepMs;
+    const records = Array.from({ length: 10 }, (_, k) => record(batch * 10 + k, START + (batch * 10 + k) * 60_000));
+    await processor.process({ topic: source.topic, partition: 0, records });
+    await processor.flush();
+  }
+  const [fields] = await store.read([{ group: user.id, entity: 'user_id', id: 'u1' }]);
+  return fields;
+}
+
 describe('pruning during a replay of older events', () => {
   it('keeps what reads at the stream’s time need, and only a window’s worth of small tiles', async () => {
-    let clock = NOW;
-    const store = new MemoryOnlineStore(() => clock);
-    const processor = createFeatureProcessor({ store, groups: [user], source, allowedLatenessMs: 5 * 60_000, clock: () => clock });
-    processor.open(source.topic, 0, -Infinity);
-    // An event a minute for two hours, three hours ago, applied in batches of ten minutes, flushed after each (a minute apart).
-    for (let batch = 0; batch < 12; batch++) {
-      clock += 61_000;
-      const records = Array.from({ length: 10 }, (_, k) => record(batch * 10 + k, START + (batch * 10 + k) * 60_000));
-      await processor.process({ topic: source.topic, partition: 0, records });
-      await processor.flush();
-    }
+    // Flushes a minute apart.
+    const fields = await replay(61_000);
     const last = START + 119 * 60_000;
-    const [fields] = await store.read([{ group: user.id, entity: 'user_id', id: 'u1' }]);
     const values = readFeatureValues(user, fields ?? null, last).values;
     expect(values.count_10m).toBe(11); // one a minute, the window plus its partial tile
     expect(values.count_1h).toBeGreaterThanOrEqual(60);
@@ -51,17 +60,8 @@ describe('pruning during a replay of older events', () => {
   });
 
   it('prunes as the stream’s time moves on, however fast a replay goes by the clock', async () => {
-    const clock = NOW;
-    const store = new MemoryOnlineStore(() => clock);
-    const processor = createFeatureProcessor({ store, groups: [user], source, allowedLatenessMs: 5 * 60_000, clock: () => clock });
-    processor.open(source.topic, 0, -Infinity);
     // The same two hours of events, all within one instant of the clock.
-    for (let batch = 0; batch < 12; batch++) {
-      const records = Array.from({ length: 10 }, (_, k) => record(batch * 10 + k, START + (batch * 10 + k) * 60_000));
-      await processor.process({ topic: source.topic, partition: 0, records });
-      await processor.flush();
-    }
-    const [fields] = await store.read([{ group: user.id, entity: 'user_id', id: 'u1' }]);
+    const fields = await replay(0);
     const tiles = Object.entries(fields!)
       .filter(([field]) => /^s\d+$/.test(field))
       .flatMap(([, value]) => [...decodePartitionState(value).tiles.keys()]);

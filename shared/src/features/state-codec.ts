@@ -78,7 +78,7 @@ function writeText(text: string, short: boolean): void {
 }
 
 /** The digits of `text` from `from` to `to` as a number; NaN for anything else (or past 2^53). */
-function digits(text: string, from: number, to: number): number {
+export function digits(text: string, from: number, to: number): number {
   if (from >= to) return NaN;
   let number = 0;
   for (let i = from; i < to; i++) {

@@ -19,7 +19,7 @@
 import { emptyComponents, updateComponent } from './aggregations.js';
 import type { CompiledFeatureGroup } from './definition.js';
 import { emptyState, storedText, type PartitionState, type StoredFields, type Tile } from './partition-state.js';
-import { decodePartitionState, encodePartitionState } from './state-codec.js';
+import { decodePartitionState, digits, encodePartitionState } from './state-codec.js';
 import { windowFirstTile } from './tiles.js';
 
 export { emptyState, storedText, type PartitionState, type StoredFields, type StoredValue, type Tile } from './partition-state.js';
@@ -116,18 +116,6 @@ function horizonsOf(group: CompiledFeatureGroup): { sizes: number[]; horizons: n
 
 /** The first tile start kept per tile size (scratch, per call of `pruneState`). */
 const firstKept: number[] = [];
-
-/** The decimal digits of `key` from `from` to `to` as a number; NaN for anything else. */
-function digits(key: string, from: number, to: number): number {
-  if (from >= to) return NaN;
-  let number = 0;
-  for (let i = from; i < to; i++) {
-    const code = key.charCodeAt(i);
-    if (code < 48 || code > 57) return NaN;
-    number = number * 10 + (code - 48);
-  }
-  return number;
-}
 
 /**
  * Drops what no read at or after `nowMs` can use: tiles before the longest window read from
