@@ -125,8 +125,12 @@ function updateRegister(registers: Uint8Array, high: number, low: number): void 
   if (rank > registers[index]!) registers[index] = rank;
 }
 
-/** Inserts (high, low) into the sorted pairs; false if it was already there. */
-function insertHash(hashes: number[], high: number, low: number): boolean {
+/**
+ * The sorted pairs with (high, low) inserted, as a new array of exactly their size; null if
+ * it was already there. Most sketches of a tile hold one value or a few, and V8 grows an array
+ * by 16 slots at a time: a grown one took ~150 of the ~250 bytes of a one-value sketch.
+ */
+function withHash(hashes: readonly number[], high: number, low: number): number[] | null {
   let from = 0;
   let to = hashes.length / 2;
   while (from < to) {
@@ -135,9 +139,14 @@ function insertHash(hashes: number[], high: number, low: number): boolean {
     if (h < high || (h === high && hashes[2 * mid + 1]! < low)) from = mid + 1;
     else to = mid;
   }
-  if (hashes[2 * from] === high && hashes[2 * from + 1] === low) return false;
-  hashes.splice(2 * from, 0, high, low);
-  return true;
+  const at = 2 * from;
+  if (hashes[at] === high && hashes[at + 1] === low) return null;
+  const next = new Array<number>(hashes.length + 2);
+  for (let i = 0; i < at; i++) next[i] = hashes[i]!;
+  next[at] = high;
+  next[at + 1] = low;
+  for (let i = at; i < hashes.length; i++) next[i + 2] = hashes[i]!;
+  return next;
 }
 
 function unionHashes(a: readonly number[], b: readonly number[]): number[] {
@@ -186,7 +195,13 @@ export function addToSketch(sketch: DistinctSketch, value: string): DistinctSket
   const state = open(sketch);
   hashValue(value);
   if (state.registers) updateRegister(state.registers, hashHigh, hashLow);
-  else if (insertHash(state.hashes, hashHigh, hashLow) && state.hashes.length > 2 * SKETCH_EXACT_LIMIT) densify(state);
+  else {
+    const hashes = withHash(state.hashes, hashHigh, hashLow);
+    if (hashes !== null) {
+      state.hashes = hashes;
+      if (hashes.length > 2 * SKETCH_EXACT_LIMIT) densify(state);
+    }
+  }
   return sketch;
 }
 
@@ -345,15 +360,17 @@ function decodeSparse(text: string, body: string): number[] {
     throw malformed(text, 'an exact sketch is unpadded base64url of 8 bytes per value');
   }
   if (bytes.length / 8 > SKETCH_EXACT_LIMIT) throw malformed(text, `an exact sketch holds at most ${SKETCH_EXACT_LIMIT} values`);
-  const hashes: number[] = [];
+  // Of exactly its size (see withHash).
+  const hashes = new Array<number>(bytes.length / 4);
   for (let i = 0; i < bytes.length; i += 8) {
     const high = bytes.readUInt32BE(i);
     const low = bytes.readUInt32BE(i + 4);
-    const prevHigh = hashes[hashes.length - 2] ?? -1;
-    if (high < prevHigh || (high === prevHigh && low <= hashes[hashes.length - 1]!)) {
+    const n = i / 4;
+    if (n > 0 && (high < hashes[n - 2]! || (high === hashes[n - 2]! && low <= hashes[n - 1]!))) {
       throw malformed(text, `exact sketch hashes must be strictly ascending (value ${i / 8} is not)`);
     }
-    hashes.push(high, low);
+    hashes[n] = high;
+    hashes[n + 1] = low;
   }
   return hashes;
 }
