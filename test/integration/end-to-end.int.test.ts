@@ -100,7 +100,7 @@ describe.skipIf(!ready)(
 
     const userFeatures = async (id: string) => {
       const response = await app.inject({ method: 'GET', url: `/v1/features/user_id/${id}` });
-      expect(response.statusCode).toBe(200);
+      expect(response.statusCode, response.body).toBe(200);
       return response.json().groups[0] as { values: Record<string, number | string | null>; freshness_ms: number | null };
     };
 
@@ -130,7 +130,7 @@ describe.skipIf(!ready)(
         features: { amount: 900, country: 'US', channel: 'web' },
       };
       const before = await app.inject({ method: 'POST', url: '/v1/predict?explain=true', payload: request });
-      expect(before.statusCode).toBe(200);
+      expect(before.statusCode, before.body).toBe(200);
       expect(before.json().defaulted).toContain('user_transactions:count_10m');
 
       const now = Date.now();
@@ -145,7 +145,7 @@ describe.skipIf(!ready)(
         ts: now - (5 - i) * 1000,
       }));
       const push = await app.inject({ method: 'POST', url: '/v1/events/transactions', payload: events });
-      expect(push.statusCode).toBe(202);
+      expect(push.statusCode, push.body).toBe(202);
       validEvents += events.length;
 
       const features = await waitFor(
