@@ -1,6 +1,6 @@
 /**
  * The operations endpoints of a service without an API of its own: `/metrics`,
- * `/healthz` (the process runs) and `/readyz` (its dependencies answer).
+ * `/healthz` (the process runs, and has started) and `/readyz` (its dependencies answer).
  */
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
@@ -8,6 +8,11 @@ import type { Registry } from 'prom-client';
 export interface OpsServerOptions {
   registry: Registry;
   ready(): Promise<void>;
+  /**
+   * Whether the service has started: until then `/healthz` answers 503 `starting` (a startup
+   * probe keeps waiting), while `/metrics` is served from the first moment. Default: started.
+   */
+  started?: () => boolean;
   host: string;
   port: number;
 }
@@ -20,7 +25,10 @@ export async function startOpsServer(options: OpsServerOptions): Promise<{ serve
     };
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET') return send(405, JSON.stringify({ code: 'METHOD_NOT_ALLOWED', message: 'only GET is served here' }));
-    if (path === '/healthz') return send(200, JSON.stringify({ status: 'ok' }));
+    if (path === '/healthz') {
+      if (options.started && !options.started()) return send(503, JSON.stringify({ status: 'starting' }));
+      return send(200, JSON.stringify({ status: 'ok' }));
+    }
     if (path === '/readyz') {
       options.ready().then(
         () => send(200, JSON.stringify({ status: 'ready' })),

@@ -90,8 +90,9 @@ export interface FeatureProcessorOptions {
 
 /**
  * Heap that an entity's state takes in the process per byte of its stored value: tiles are maps
- * of column states, with a boxed number per double field. Measured 8.2-10.4 (a user state of
- * 561 stored bytes took 5.8 KB, one of 4,173 took 34 KB; docs/feature-engine.md).
+ * of column states, with a boxed number per double field. Measured 7.6-8.7 for user states of
+ * 463 to 4,221 stored bytes (3.95 to 32 KB of heap), 8.2-10.4 before the sketches' exact arrays
+ * (docs/feature-engine.md): the estimate errs high.
  */
 const HEAP_BYTES_PER_STORED_BYTE = 10;
 /** An entity's own objects beside its tiles (the cache entry, its state, its maps' slots). */

@@ -10,7 +10,7 @@ import {
   startOpsServer,
   startTracing,
 } from '@tributary/shared';
-import { startFeatureService } from './service.js';
+import { startFeatureService, type FeatureService } from './service.js';
 
 const logger = createLogger('features');
 try {
@@ -19,18 +19,24 @@ try {
   const registry = createRegistry();
   const eventLog = createEventLog(config, 'features');
   const store = createOnlineStore(config);
-  const features = await startFeatureService(config, { eventLog, store, registry, logger });
+  let features: FeatureService | null = null;
+  // Served while the pipeline joins its consumer groups, which it may take seconds to do while it
+  // already applies a backlog: its metrics count from the first batch.
   const ops = await startOpsServer({
     registry,
     host: config.HOST,
     port: config.PORT,
+    started: () => features !== null,
     ready: async () => {
+      if (features === null) throw new Error('starting: joining the consumer groups');
       await store.ping();
     },
   });
-  logger.info(`feature pipeline running; ${describeBackends(config)}; metrics on ${ops.url}/metrics`);
+  logger.info(`feature pipeline starting; metrics on ${ops.url}/metrics`);
+  features = await startFeatureService(config, { eventLog, store, registry, logger });
+  logger.info(`feature pipeline running; ${describeBackends(config)}`);
   const shutdown = async () => {
-    await features.stop();
+    await features?.stop();
     await ops.close();
     await Promise.all([eventLog.close(), store.close()]);
     await tracing.stop();
