@@ -119,7 +119,8 @@ describe.skipIf(!ready)(
 
     it('every service answers /healthz and /readyz', async () => {
       for (const url of Object.values(urls)) {
-        expect((await fetch(`${url}/healthz`)).status).toBe(200);
+        // The feature pipeline serves its metrics (and says so) while it starts; /healthz is 503 until it has.
+        await waitFor(async () => (await fetch(`${url}/healthz`)).status === 200, { timeoutMs: 30_000, what: `${url}/healthz` });
         await waitFor(async () => (await fetch(`${url}/readyz`)).status === 200, { timeoutMs: 15_000, what: `${url}/readyz` });
       }
     });
