@@ -30,6 +30,7 @@ import { emptyComponents, type Component, type ComponentState, type ComponentVal
 import { decodeSketch, encodedSketchLength, writeSketch, type DistinctSketch } from './distinct-sketch.js';
 import { emptyState, malformedState, type PartitionState, type StoredValue, type Tile } from './partition-state.js';
 import { decodeJsonPartitionState } from './state-format-json.js';
+import { readTileKey } from './tiles.js';
 
 export const BINARY_STATE_FORMAT = 2;
 /** Bytes before the first tile. */
@@ -77,28 +78,8 @@ function writeText(text: string, short: boolean): void {
   pos = at + bytes;
 }
 
-/** The digits of `text` from `from` to `to` as a number; NaN for anything else (or past 2^53). */
-export function digits(text: string, from: number, to: number): number {
-  if (from >= to) return NaN;
-  let number = 0;
-  for (let i = from; i < to; i++) {
-    const code = text.charCodeAt(i);
-    if (code < 48 || code > 57) return NaN;
-    number = number * 10 + (code - 48);
-  }
-  return number <= Number.MAX_SAFE_INTEGER ? number : NaN;
-}
-
-/** A tile key's `<tileMs>:<start>` numbers, read without slicing the key (the usual integers), else as Number reads them. */
-let keyTileMs = 0;
-let keyStart = 0;
-function readTileKey(key: string): void {
-  const colon = key.indexOf(':');
-  keyTileMs = digits(key, 0, colon);
-  keyStart = key.charCodeAt(colon + 1) === 45 /* - */ ? -digits(key, colon + 2, key.length) : digits(key, colon + 1, key.length);
-  if (Number.isNaN(keyTileMs)) keyTileMs = Number(key.slice(0, colon));
-  if (Number.isNaN(keyStart)) keyStart = Number(key.slice(colon + 1));
-}
+/** The tile key being written, read into numbers (reused from tile to tile). */
+const keyParts = { tileMs: 0, start: 0 };
 
 /** The slots of the value being encoded: column and component code (reused from call to call). */
 const slotColumns: string[] = [];
@@ -174,10 +155,10 @@ function writeColumn(components: ComponentState, column: string): void {
 let tileComponents = 0;
 
 function writeTile(tile: Tile, key: string): void {
-  readTileKey(key);
+  readTileKey(key, keyParts);
   reserve(TILE_HEADER_BYTES + 2);
-  view.setUint32(pos, keyTileMs, true);
-  view.setFloat64(pos + 4, keyStart, true);
+  view.setUint32(pos, keyParts.tileMs, true);
+  view.setFloat64(pos + 4, keyParts.start, true);
   const lengthAt = pos + 12;
   const bodyAt = pos + TILE_HEADER_BYTES;
   pos = bodyAt + 2;

@@ -19,8 +19,8 @@
 import { emptyComponents, updateComponent } from './aggregations.js';
 import type { CompiledFeatureGroup } from './definition.js';
 import { emptyState, storedText, type PartitionState, type StoredFields, type Tile } from './partition-state.js';
-import { decodePartitionState, digits, encodePartitionState } from './state-codec.js';
-import { windowFirstTile } from './tiles.js';
+import { decodePartitionState, encodePartitionState } from './state-codec.js';
+import { readTileKey, windowFirstTile } from './tiles.js';
 
 export { emptyState, storedText, type PartitionState, type StoredFields, type StoredValue, type Tile } from './partition-state.js';
 export { decodePartitionState, encodePartitionState } from './state-codec.js';
@@ -114,8 +114,9 @@ function horizonsOf(group: CompiledFeatureGroup): { sizes: number[]; horizons: n
   return horizons;
 }
 
-/** The first tile start kept per tile size (scratch, per call of `pruneState`). */
+/** The first tile start kept per tile size, and the tile key being read (scratch, per call of `pruneState`). */
 const firstKept: number[] = [];
+const keyParts = { tileMs: 0, start: 0 };
 
 /**
  * Drops what no read at or after `nowMs` can use: tiles before the longest window read from
@@ -130,15 +131,10 @@ export function pruneState(group: CompiledFeatureGroup, state: PartitionState, n
   const { sizes, horizons } = horizonsOf(group);
   for (let i = 0; i < sizes.length; i++) firstKept[i] = windowFirstTile(nowMs, horizons[i]!, sizes[i]!);
   for (const key of state.tiles.keys()) {
-    const colon = key.indexOf(':');
-    let tileMs = digits(key, 0, colon);
-    let start = digits(key, colon + 1, key.length);
-    // Keys the usual integers are not (a negative start) are read as numbers.
-    if (Number.isNaN(tileMs)) tileMs = Number(key.slice(0, colon));
-    if (Number.isNaN(start)) start = Number(key.slice(colon + 1));
-    const size = sizes.indexOf(tileMs);
-    const first = size >= 0 ? firstKept[size]! : windowFirstTile(nowMs, group.maxWindowMs, tileMs);
-    if (start < first) removed.push(key);
+    readTileKey(key, keyParts);
+    const size = sizes.indexOf(keyParts.tileMs);
+    const first = size >= 0 ? firstKept[size]! : windowFirstTile(nowMs, group.maxWindowMs, keyParts.tileMs);
+    if (keyParts.start < first) removed.push(key);
   }
   for (const key of removed) state.tiles.delete(key);
   for (const [id, time] of state.seen) if (time < dedupBefore) state.seen.delete(id);

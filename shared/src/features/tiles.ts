@@ -21,3 +21,29 @@ export function tileStart(eventTimeMs: number, tileSizeMs: number): number {
 export function windowFirstTile(nowMs: number, windowMs: number, tileSizeMs: number): number {
   return tileStart(nowMs - windowMs, tileSizeMs);
 }
+
+/** The digits of `text` from `from` to `to` as a number; NaN for anything else (or past 2^53). */
+function digits(text: string, from: number, to: number): number {
+  if (from >= to) return NaN;
+  let number = 0;
+  for (let i = from; i < to; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 48 || code > 57) return NaN;
+    number = number * 10 + (code - 48);
+  }
+  return number <= Number.MAX_SAFE_INTEGER ? number : NaN;
+}
+
+/**
+ * A tile key's `<tileMs>:<start>` as numbers, into `into` (a caller's scratch object): the usual
+ * integers are read without slicing the key, anything else as `Number` reads it.
+ */
+export function readTileKey(key: string, into: { tileMs: number; start: number }): void {
+  const colon = key.indexOf(':');
+  let tileMs = digits(key, 0, colon);
+  let start = key.charCodeAt(colon + 1) === 45 /* - */ ? -digits(key, colon + 2, key.length) : digits(key, colon + 1, key.length);
+  if (Number.isNaN(tileMs)) tileMs = Number(key.slice(0, colon));
+  if (Number.isNaN(start)) start = Number(key.slice(colon + 1));
+  into.tileMs = tileMs;
+  into.start = start;
+}
