@@ -379,11 +379,12 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
       // with it and this failure must not go unhandled (Node ends the process on an unhandled rejection).
       loadingSeen.catch(() => undefined);
       if (missing.length > 0) {
+        const field = stateField(batch.partition);
         const stored = await options.store.read(missing.map(({ g, id }) => keyOf({ group: groups[g]!, id })));
         missing.forEach(({ g, id }, i) => {
           const fields = stored[i] ?? null;
           const offset = storedOffset(batch.partition, fields);
-          const value = fields?.[stateField(batch.partition)];
+          const value = fields?.[field];
           const state = parsePartitionState(batch.partition, fields);
           // Ids inside a state written by an earlier version: they join the partition's (and its log).
           for (const [eventId, time] of state.seen) see(partition, eventId, time);
@@ -485,6 +486,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
       for (const partition of partitions.values()) {
         if (partition.lastOffset === null) continue;
         const offset = partition.lastOffset.toString();
+        const field = stateField(partition.partition);
         const dedupBefore = partition.watermark - options.allowedLatenessMs;
         for (const entity of partition.dirty) {
           if (!entity.dirty) continue;
@@ -498,7 +500,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
           // The whole state in one field: no field of it is left to remove.
           const set = stateFields(partition.partition, entity.state);
           writes.push({ key: keyOf(entity), partition: partition.partition, offset, set, remove: [], ttlMs: entity.group.ttlMs });
-          const heapBytes = heapEstimate(set[stateField(partition.partition)]!.length);
+          const heapBytes = heapEstimate(set[field]!.length);
           if (partition.entities[entity.g]!.get(entity.id) === entity) partition.heapBytes += heapBytes - entity.heapBytes;
           entity.heapBytes = heapBytes;
           entity.dirty = false;
