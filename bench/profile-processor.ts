@@ -2,7 +2,8 @@
  * Where a pipeline process spends its time, without the broker: the bench's transactions
  * go through the feature processor (decode, apply) and its flushes to Redis (REDIS_URL),
  * timed phase by phase, with the CPU time of this process and of Redis per event. Run under `node --cpu-prof --import tsx` for a profile:
- *   tsx bench/profile-processor.ts [--events 80000] [--users 20000] [--flush-every 10000]
+ *   tsx bench/profile-processor.ts [--events 80000] [--users 20000] [--minutes 30] [--flush-every 10000]
+ * (`--minutes`: the event times' span, up to now; a longer one gives each entity more tiles).
  */
 import { parseArgs } from 'node:util';
 import { createFeatureProcessor } from '../services/features/src/index.js';
@@ -14,6 +15,7 @@ const { values: args } = parseArgs({
   options: {
     events: { type: 'string', default: '80000' },
     users: { type: 'string', default: '20000' },
+    minutes: { type: 'string', default: '30' },
     'flush-every': { type: 'string', default: '10000' },
     partitions: { type: 'string', default: '4' },
     batch: { type: 'string', default: '500' },
@@ -29,13 +31,14 @@ const example = fraud.fraudExample({ transactions: 'transactions' });
 const source = example.sources[0]!;
 const processor = createFeatureProcessor({ store, source, groups: example.groups, allowedLatenessMs: 5 * 60_000 });
 
-const start = Date.now() - 30 * 60_000;
+const spanMs = Number(args.minutes) * 60_000;
+const start = Date.now() - spanMs;
 const outgoing = benchTransactions(
   createRandom(3),
   EVENTS,
   Number(args.users),
   (i) => `${run}-${i}`,
-  (i) => start + Math.floor((i / EVENTS) * 30 * 60_000),
+  (i) => start + Math.floor((i / EVENTS) * spanMs),
 );
 const offsets = new Array<number>(PARTITIONS).fill(0);
 // By key, as the producer's partitioner does: a user's events all go to one partition.

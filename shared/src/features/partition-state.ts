@@ -14,6 +14,19 @@ export interface PartitionState {
   newest: number | null;
   /** Recent event ids and their event times. */
   seen: Map<string, number>;
+  /** Its last binary encoding, when kept (see `encodePartitionState`). */
+  encoded?: EncodedState;
+}
+
+/** A binary encoding of a state, kept with it so that the next one re-encodes only the tiles changed since. */
+export interface EncodedState {
+  /** A copy of the encoding (in a buffer of its own, reused while it is large enough). */
+  bytes: Buffer;
+  /** Where each tile's record starts in `bytes`, by tile key; whoever changes a tile deletes it here. */
+  tiles: Map<string, number>;
+  /** The slot table of `bytes`: the next encoding's starts with it, so that the copied tiles' slot numbers stay right. */
+  columns: string[];
+  codes: number[];
 }
 
 export function emptyState(): PartitionState {

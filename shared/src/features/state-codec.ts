@@ -28,7 +28,7 @@
  */
 import { emptyComponents, type Component, type ComponentState, type ComponentValue, type Moments } from './aggregations.js';
 import { decodeSketch, encodedSketchLength, writeSketch, type DistinctSketch } from './distinct-sketch.js';
-import { emptyState, malformedState, type PartitionState, type StoredValue, type Tile } from './partition-state.js';
+import { emptyState, malformedState, type EncodedState, type PartitionState, type StoredValue, type Tile } from './partition-state.js';
 import { decodeJsonPartitionState } from './state-format-json.js';
 import { readTileKey } from './tiles.js';
 
@@ -169,12 +169,59 @@ function writeTile(tile: Tile, key: string): void {
 }
 
 /**
+ * Encodings are kept for states of this many tiles or more: for fewer, keeping them (the tiles'
+ * places, the bytes) cost more than encoding them whole (docs/feature-engine.md).
+ */
+const KEEP_FROM_TILES = 12;
+
+/** The kept encoding being copied from, and the run of its bytes due to be copied next (scratch). */
+let copyFrom: EncodedState | undefined;
+let runStart = 0;
+let runEnd = 0;
+
+/** Copies the pending run of unchanged tiles' records (consecutive in the kept bytes, so mostly one copy). */
+function copyRun(): void {
+  if (runEnd === runStart) return;
+  const length = runEnd - runStart;
+  reserve(length);
+  copyFrom!.bytes.copy(out, pos, runStart, runEnd);
+  pos += length;
+  runStart = runEnd;
+}
+
+function encodeTile(tile: Tile, key: string): void {
+  const kept = copyFrom;
+  const from = kept?.tiles.get(key);
+  if (from === undefined) {
+    copyRun();
+    kept?.tiles.set(key, pos);
+    writeTile(tile, key);
+    return;
+  }
+  const length = TILE_HEADER_BYTES + kept!.bytes.readUInt32LE(from + 12);
+  if (from !== runEnd) {
+    copyRun();
+    runStart = from;
+  }
+  runEnd = from + length;
+  // Where it will be in the new bytes: after what is written and what is still to copy.
+  kept!.tiles.set(key, pos + (from - runStart));
+}
+
+/**
  * Encodes a partition's state as the value of its `s<partition>` field. The stored fields
  * leave the event ids out (`eventIds: false`, see `stateFields`): the pipeline keeps them per
  * source partition, so that a hot entity's recent ids are neither rewritten by every flush
  * nor sent to every read.
+ *
+ * `keep`: the encoding is kept with the state (`state.encoded`), and the next one copies from it
+ * the tiles that no event changed since (`applyEvent` forgets a tile's place in it when it changes
+ * it), so that a flush encodes what changed rather than the whole state. The slot table grows
+ * from the kept one (copied tiles keep their slot numbers); a slot no tile uses any more stays
+ * (they are bounded by the group's columns and aggregations).
  */
-export function encodePartitionState(state: PartitionState, options: { eventIds?: boolean } = {}): Buffer {
+export function encodePartitionState(state: PartitionState, options: { eventIds?: boolean; keep?: boolean } = {}): Buffer {
+  const kept = options.keep ? state.encoded : undefined;
   pos = 0;
   reserve(HEADER_BYTES);
   view.setUint8(0, BINARY_STATE_FORMAT);
@@ -182,7 +229,19 @@ export function encodePartitionState(state: PartitionState, options: { eventIds?
   pos = HEADER_BYTES;
   slotColumns.length = 0;
   slotCodes.length = 0;
-  state.tiles.forEach(writeTile);
+  if (kept) {
+    for (let s = 0; s < kept.columns.length; s++) {
+      slotColumns.push(kept.columns[s]!);
+      slotCodes.push(kept.codes[s]!);
+    }
+  }
+  copyFrom = kept;
+  runStart = runEnd = 0;
+  state.tiles.forEach(encodeTile);
+  copyRun();
+  copyFrom = undefined;
+  // Tiles removed since (pruned) leave the kept places too.
+  if (kept && kept.tiles.size > state.tiles.size) for (const key of kept.tiles.keys()) if (!state.tiles.has(key)) kept.tiles.delete(key);
   const slotsAt = pos;
   reserve(2);
   view.setUint16(pos, slotColumns.length, true);
@@ -206,8 +265,30 @@ export function encodePartitionState(state: PartitionState, options: { eventIds?
     }
   view.setUint32(9, slotsAt, true);
   view.setUint32(13, idsAt, true);
-  const value = Buffer.allocUnsafe(pos);
+  if (!options.keep || state.tiles.size < KEEP_FROM_TILES) {
+    if (options.keep) state.encoded = undefined;
+    const value = Buffer.allocUnsafe(pos);
+    out.copy(value, 0, 0, pos);
+    return value;
+  }
+  // A kept value has a buffer of its own: a slice of Node's shared pool would keep the whole pool alive with it.
+  const value = Buffer.allocUnsafeSlow(pos);
   out.copy(value, 0, 0, pos);
+  if (kept) {
+    kept.bytes = value;
+    for (let s = kept.columns.length; s < slotColumns.length; s++) {
+      kept.columns.push(slotColumns[s]!);
+      kept.codes.push(slotCodes[s]!);
+    }
+  } else {
+    const tiles = new Map<string, number>();
+    let at = HEADER_BYTES;
+    for (const key of state.tiles.keys()) {
+      tiles.set(key, at);
+      at += TILE_HEADER_BYTES + view.getUint32(at + 12, true);
+    }
+    state.encoded = { bytes: value, tiles, columns: slotColumns.slice(), codes: slotCodes.slice() };
+  }
   return value;
 }
 

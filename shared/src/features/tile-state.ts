@@ -66,6 +66,7 @@ export function applyEvent(group: CompiledFeatureGroup, state: PartitionState, e
     state.seen.set(event.id, event.time);
   }
   const layout = group.layout;
+  const kept = state.encoded?.tiles;
   for (let t = 0; t < layout.length; t++) {
     const { tileMs, columns } = layout[t]!;
     let key: string | undefined;
@@ -85,6 +86,8 @@ export function applyEvent(group: CompiledFeatureGroup, state: PartitionState, e
             tile = new Map();
             state.tiles.set(key, tile);
           }
+          // Its encoded bytes are out of date: the next encoding writes it anew.
+          kept?.delete(key);
           changed?.add(key);
         }
         let columnState = tile.get(column);
@@ -156,9 +159,12 @@ export function pruneSeen(seen: Map<string, number>, dedupBefore: number): void 
 export const stateField = (partition: number): string => `s${partition}`;
 export const progressField = (partition: number): string => `_o${partition}`;
 
-/** The stored fields for a partition's state (the whole state but its event ids, in one field). */
+/**
+ * The stored fields for a partition's state (the whole state but its event ids, in one field).
+ * The encoding is kept with the state: the next one copies the tiles no event changed since.
+ */
 export function stateFields(partition: number, state: PartitionState): Record<string, Buffer> {
-  return { [stateField(partition)]: encodePartitionState(state, { eventIds: false }) };
+  return { [stateField(partition)]: encodePartitionState(state, { eventIds: false, keep: true }) };
 }
 
 /** A partition's state from the entity's stored fields (the other partitions' are ignored). */
