@@ -169,10 +169,12 @@ function writeTile(tile: Tile, key: string): void {
 }
 
 /**
- * Encodings are kept for states of this many tiles or more: for fewer, keeping them (the tiles'
- * places, the bytes) cost more than encoding them whole (docs/feature-engine.md).
+ * Encodings are kept for values of this many bytes or more. Keeping one costs a little per tile
+ * (its place, on every encoding) and saves the encoding of what did not change: for small values
+ * (a user's few events, or a merchant's many tiles of counts alone) keeping cost more than it
+ * saved (docs/feature-engine.md).
  */
-const KEEP_FROM_TILES = 12;
+const KEEP_FROM_BYTES = 1_536;
 
 /** The kept encoding being copied from, and the run of its bytes due to be copied next (scratch). */
 let copyFrom: EncodedState | undefined;
@@ -218,7 +220,7 @@ function encodeTile(tile: Tile, key: string): void {
  * the tiles that no event changed since (`applyEvent` forgets a tile's place in it when it changes
  * it), so that a flush encodes what changed rather than the whole state. The slot table grows
  * from the kept one (copied tiles keep their slot numbers); a slot no tile uses any more stays
- * (they are bounded by the group's columns and aggregations).
+ * (they are bounded by the group's columns and aggregations). Kept from `KEEP_FROM_BYTES` on.
  */
 export function encodePartitionState(state: PartitionState, options: { eventIds?: boolean; keep?: boolean } = {}): Buffer {
   const kept = options.keep ? state.encoded : undefined;
@@ -265,7 +267,7 @@ export function encodePartitionState(state: PartitionState, options: { eventIds?
     }
   view.setUint32(9, slotsAt, true);
   view.setUint32(13, idsAt, true);
-  if (!options.keep || state.tiles.size < KEEP_FROM_TILES) {
+  if (!options.keep || pos < KEEP_FROM_BYTES) {
     if (options.keep) state.encoded = undefined;
     const value = Buffer.allocUnsafe(pos);
     out.copy(value, 0, 0, pos);
