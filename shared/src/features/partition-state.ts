@@ -20,7 +20,7 @@ export interface PartitionState {
 
 /** A binary encoding of a state, kept with it so that the next one re-encodes only the tiles changed since. */
 export interface EncodedState {
-  /** A copy of the encoding (in a buffer of its own, reused while it is large enough). */
+  /** The encoding, as last written (in a buffer of its own, not a slice of Node's shared pool). */
   bytes: Buffer;
   /** Where each tile's record starts in `bytes`, by tile key; whoever changes a tile deletes it here. */
   tiles: Map<string, number>;

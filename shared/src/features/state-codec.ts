@@ -268,7 +268,8 @@ export function encodePartitionState(state: PartitionState, options: { eventIds?
   view.setUint32(9, slotsAt, true);
   view.setUint32(13, idsAt, true);
   if (!options.keep || pos < KEEP_FROM_BYTES) {
-    if (options.keep) state.encoded = undefined;
+    // Too small now (pruned) to be worth keeping.
+    if (kept) state.encoded = undefined;
     const value = Buffer.allocUnsafe(pos);
     out.copy(value, 0, 0, pos);
     return value;

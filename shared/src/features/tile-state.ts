@@ -58,8 +58,8 @@ function tileKey(tileMs: number, start: number): string {
 
 export type ApplyResult = 'applied' | 'duplicate' | 'filtered';
 
-/** Adds one event to the state; returns the keys of the tiles it changed through `changed`. */
-export function applyEvent(group: CompiledFeatureGroup, state: PartitionState, event: EntityEvent, changed?: Set<string>): ApplyResult {
+/** Adds one event to the state. */
+export function applyEvent(group: CompiledFeatureGroup, state: PartitionState, event: EntityEvent): ApplyResult {
   if (!group.accepts(event.values)) return 'filtered';
   if (event.id !== undefined) {
     if (state.seen.has(event.id)) return 'duplicate';
@@ -88,7 +88,6 @@ export function applyEvent(group: CompiledFeatureGroup, state: PartitionState, e
           }
           // Its encoded bytes are out of date: the next encoding writes it anew.
           kept?.delete(key);
-          changed?.add(key);
         }
         let columnState = tile.get(column);
         if (!columnState) {
