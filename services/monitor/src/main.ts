@@ -9,14 +9,28 @@ import {
   startOpsServer,
 } from '@tributary/shared';
 import { monitorSettings } from './connections.js';
-import { startMonitor } from './monitor.js';
+import { startMonitor, type Monitor } from './monitor.js';
 
 const logger = createLogger('monitor');
 try {
   const config = loadConfig(process.env, { PORT: '3002' });
   const registry = createRegistry();
   const eventLog = createEventLog(config, 'monitor');
-  const monitor = await startMonitor({
+  let monitor: Monitor | null = null;
+  // Served while the monitor joins its consumer group, which it may take seconds to do while it
+  // already consumes a backlog: its metrics count from the first batch.
+  const ops = await startOpsServer({
+    registry,
+    host: config.HOST,
+    port: config.PORT,
+    started: () => monitor !== null,
+    ready: async () => {
+      if (monitor === null) throw new Error('starting: joining the consumer group');
+      await eventLog.ping();
+    },
+  });
+  logger.info(`monitor starting; metrics on ${ops.url}/metrics`);
+  monitor = await startMonitor({
     eventLog,
     topics: { predictions: config.TOPIC_PREDICTIONS, labels: config.TOPIC_LABELS, deadLetter: config.TOPIC_DEAD_LETTER },
     groupId: `${config.CONSUMER_GROUP_PREFIX}-monitor`,
@@ -24,10 +38,9 @@ try {
     logger,
     ...monitorSettings(config),
   });
-  const ops = await startOpsServer({ registry, host: config.HOST, port: config.PORT, ready: () => eventLog.ping() });
-  logger.info(`monitor running; ${describeBackends(config)}; metrics on ${ops.url}/metrics`);
+  logger.info(`monitor running; ${describeBackends(config)}`);
   const shutdown = async () => {
-    await monitor.stop();
+    await monitor?.stop();
     await ops.close();
     await eventLog.close();
     process.exit(0);
