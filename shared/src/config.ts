@@ -306,7 +306,7 @@ export const VARIABLES = {
     1,
     60_000,
   ),
-  PREDICT_BATCH_MAX_ROWS: integer('Most rows in one `POST /v1/predict/batch` request.', 256, 1, 10_000),
+  PREDICT_BATCH_MAX_ROWS: integer('Most rows in one `POST /v1/predict/batch` request (at most MODEL_QUEUE_MAX_ROWS).', 256, 1, 10_000),
   API_KEYS: {
     ...apiKeys,
     description:
@@ -425,6 +425,13 @@ export function loadConfig(
   }
   if (typeof config.REDIS_URL === 'string' && config.REDIS_URL.includes(',') && config.REDIS_CLUSTER !== true) {
     problems.push('REDIS_URL lists several URLs: set REDIS_CLUSTER=true for the seed nodes of a Redis Cluster, or give one URL');
+  }
+  const batchRows = config.PREDICT_BATCH_MAX_ROWS as number | undefined;
+  const queueRows = config.MODEL_QUEUE_MAX_ROWS as number | undefined;
+  if (batchRows !== undefined && queueRows !== undefined && batchRows > queueRows) {
+    problems.push(
+      `PREDICT_BATCH_MAX_ROWS (${batchRows}) exceeds MODEL_QUEUE_MAX_ROWS (${queueRows}): a batch that large could never be queued for the model`,
+    );
   }
   if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
   return config as Config;

@@ -57,6 +57,22 @@ export class MicroBatcher {
     if (this.queuedRows + rows > this.options.maxQueuedRows) {
       return Promise.reject(new TributaryError('OVERLOADED', `the model queue is full (${this.queuedRows} rows waiting); retry shortly`));
     }
+    const { maxBatchRows, width } = this.options;
+    if (rows <= maxBatchRows) return this.enqueue(vectors, rows);
+    // More rows than one run takes: scored as several batches, the scores put back in order.
+    const parts: Promise<Float32Array>[] = [];
+    for (let from = 0; from < rows; from += maxBatchRows) {
+      const count = Math.min(maxBatchRows, rows - from);
+      parts.push(this.enqueue(vectors.subarray(from * width, (from + count) * width), count));
+    }
+    return Promise.all(parts).then((scored) => {
+      const scores = new Float32Array(rows);
+      scored.forEach((part, i) => scores.set(part, i * maxBatchRows));
+      return scores;
+    });
+  }
+
+  private enqueue(vectors: Float32Array, rows: number): Promise<Float32Array> {
     return new Promise((resolve, reject) => {
       this.queue.push({ vectors, rows, resolve, reject });
       this.queuedRows += rows;

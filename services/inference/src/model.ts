@@ -105,7 +105,7 @@ export function checkHash(manifest: ModelManifest, bytes: Buffer): void {
 
 /**
  * Loads the model in onnxruntime on this thread and checks it against its manifest: the
- * input is float32 [rows, features], the output a tensor with one score per row (or one
+ * input is float32 [rows, features], the output a float tensor with one score per row (or one
  * column per class), and a test run on two rows gives finite scores.
  */
 export async function inspectModel(manifest: ModelManifest, bytes: Buffer): Promise<void> {
@@ -134,6 +134,9 @@ async function openCheckedSession(manifest: ModelManifest, bytes: Buffer): Promi
     const output = session.outputMetadata.find((m) => m.name === manifest.output);
     if (!output) throw new ModelLoadError(`the model has no output "${manifest.output}" (its outputs: ${session.outputNames.join(', ')})`);
     if (!output.isTensor) throw new ModelLoadError(`output "${manifest.output}" is not a tensor (a map or sequence, such as a ZipMap)`);
+    if (output.type !== 'float32' && output.type !== 'float64') {
+      throw new ModelLoadError(`output "${manifest.output}" holds ${output.type} values; scores must be float32 or float64`);
+    }
     const result = await session
       .run({ [manifest.input]: new ort.Tensor('float32', new Float32Array(2 * width), [2, width]) }, [manifest.output])
       .catch((error: Error) => {

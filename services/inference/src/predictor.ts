@@ -104,6 +104,8 @@ export function createPredictor(options: PredictorOptions) {
     variant: Variant,
     requests: PredictRequest[],
     explain: boolean,
+    /** Each request's row in the batch it came in, for error fields (`rows.<n>.`); null for a single prediction. */
+    places: number[] | null,
   ): Promise<PredictResponse[]> {
     const started = performance.now();
     const requestedAt = Date.now();
@@ -113,7 +115,7 @@ export function createPredictor(options: PredictorOptions) {
     requests.forEach((request, row) => {
       for (const entity of plan.entities) {
         if (request.entities[entity] === undefined) {
-          const where = requests.length > 1 ? `rows.${row}.entities.${entity}` : `entities.${entity}`;
+          const where = places ? `rows.${places[row]}.entities.${entity}` : `entities.${entity}`;
           throw new TributaryError('VALIDATION_FAILED', `missing required field "${where}" (model ${name} version ${version} needs it)`, {
             field: where,
           });
@@ -121,7 +123,7 @@ export function createPredictor(options: PredictorOptions) {
       }
       const wrong = requestTypeError(plan, request.features);
       if (wrong) {
-        const where = `${requests.length > 1 ? `rows.${row}.` : ''}features.${wrong.field}`;
+        const where = `${places ? `rows.${places[row]}.` : ''}features.${wrong.field}`;
         const message = `${where} must be ${wrong.expected} (model ${name} version ${version} declares request:${wrong.field} ${wrong.type})`;
         throw new TributaryError('VALIDATION_FAILED', message, { field: where });
       }
@@ -202,14 +204,14 @@ export function createPredictor(options: PredictorOptions) {
    * Shadows score the requests after the answer: logged, never returned, failures only counted.
    * They take over the request's hold on its snapshot; false when there is no shadow.
    */
-  function shadow(routed: RoutedModels, requests: PredictRequest[]): boolean {
+  function shadow(routed: RoutedModels, requests: PredictRequest[], places: number[] | null): boolean {
     if (routed.shadows.length === 0) return false;
     setImmediate(() => {
       void Promise.all(
         routed.shadows.map((served) => {
           const span = startSpan('shadow');
           span?.setAttributes(scoringAttributes(served.model.manifest, 'shadow', requests.length));
-          return withSpan(span, () => scoreRows(served, 'shadow', requests, false)).then(
+          return withSpan(span, () => scoreRows(served, 'shadow', requests, false, places)).then(
             () => endSpan(span),
             (error: unknown) => {
               endSpan(span, error);
@@ -222,12 +224,13 @@ export function createPredictor(options: PredictorOptions) {
     return true;
   }
 
-  async function predictRows(requests: PredictRequest[], explain: boolean): Promise<PredictResponse[]> {
+  async function predictRows(requests: PredictRequest[], explain: boolean, batch: boolean): Promise<PredictResponse[]> {
     const routed = options.serving.acquire();
+    const places = batch ? requests.map((_, row) => row) : null;
     let shadowed = false;
     try {
-      const responses = await answer(routed, requests, explain);
-      shadowed = shadow(routed, requests);
+      const responses = await answer(routed, requests, explain, places);
+      shadowed = shadow(routed, requests, places);
       return responses;
     } finally {
       if (!shadowed) options.serving.release(routed);
@@ -235,9 +238,14 @@ export function createPredictor(options: PredictorOptions) {
   }
 
   /** Scores every row with the version the routing policy gives it. */
-  async function answer(routed: RoutedModels, requests: PredictRequest[], explain: boolean): Promise<PredictResponse[]> {
+  async function answer(
+    routed: RoutedModels,
+    requests: PredictRequest[],
+    explain: boolean,
+    places: number[] | null,
+  ): Promise<PredictResponse[]> {
     const { champion, policy } = routed;
-    if (policy.kind === 'champion') return scoreRows(champion, 'champion', requests, explain);
+    if (policy.kind === 'champion') return scoreRows(champion, 'champion', requests, explain, places);
     // Each row to its version; the rows of one version are scored together.
     const stickyField = policy.kind === 'ab' ? (policy.entity ?? champion.plan.entities[0]) : undefined;
     const groups = new Map<string, { variant: Variant; rows: number[] }>();
@@ -264,6 +272,7 @@ export function createPredictor(options: PredictorOptions) {
           variant,
           rows.map((row) => requests[row]!),
           explain,
+          places && rows.map((row) => places[row]!),
         );
         rows.forEach((row, i) => (responses[row] = scored[i]!));
       }),
@@ -273,8 +282,8 @@ export function createPredictor(options: PredictorOptions) {
 
   return {
     async predict(request: PredictRequest, explain: boolean): Promise<PredictResponse> {
-      return (await predictRows([request], explain))[0]!;
+      return (await predictRows([request], explain, false))[0]!;
     },
-    predictBatch: predictRows,
+    predictBatch: (requests: PredictRequest[], explain: boolean) => predictRows(requests, explain, true),
   };
 }

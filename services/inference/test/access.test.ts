@@ -126,14 +126,16 @@ describe('rate limits', { timeout: 30_000 }, () => {
 
 describe('load shedding', () => {
   it('answers 503 with Retry-After when more rows wait for the model than MODEL_QUEUE_MAX_ROWS', async () => {
-    const { app, registry } = await boot({ MODEL_QUEUE_MAX_ROWS: '4', PREDICT_BATCH_MAX_ROWS: '8' });
-    const rows = Array.from({ length: 5 }, (_, i) => ({ ...validRequest, request_id: `r-${i}` }));
-    const shed = await app.inject({ method: 'POST', url: '/v1/predict/batch', payload: { rows } });
-    expect(shed.statusCode).toBe(503);
-    expect(shed.json()).toMatchObject({ code: 'OVERLOADED' });
-    expect(shed.headers['retry-after']).toBe('1');
+    const { app, registry } = await boot({ MODEL_QUEUE_MAX_ROWS: '4', PREDICT_BATCH_MAX_ROWS: '4' });
+    const rows = Array.from({ length: 3 }, (_, i) => ({ ...validRequest, request_id: `r-${i}` }));
+    // Two batches of one turn: the second finds 3 of the queue's 4 rows taken.
+    const [first, shed] = await Promise.all([0, 1].map(() => app.inject({ method: 'POST', url: '/v1/predict/batch', payload: { rows } })));
+    expect(first!.statusCode).toBe(200);
+    expect(shed!.statusCode).toBe(503);
+    expect(shed!.json()).toMatchObject({ code: 'OVERLOADED' });
+    expect(shed!.headers['retry-after']).toBe('1');
     expect(await registry.metrics()).toMatch(/tributary_requests_shed_total\{reason="model_queue_full"\} 1/);
-    const fits = await app.inject({ method: 'POST', url: '/v1/predict/batch', payload: { rows: rows.slice(0, 4) } });
+    const fits = await app.inject({ method: 'POST', url: '/v1/predict/batch', payload: { rows } });
     expect(fits.statusCode).toBe(200);
   });
 
@@ -206,5 +208,28 @@ describe('POST /v1/predict/batch', () => {
     });
     expect(bad.statusCode).toBe(400);
     expect(bad.json()).toMatchObject({ code: 'VALIDATION_FAILED', field: 'rows.1.entities.merchant_id' });
+    const one = await app.inject({
+      method: 'POST',
+      url: '/v1/predict/batch',
+      payload: { rows: [{ ...validRequest, entities: { user_id: 'u_1' } }] },
+    });
+    expect(one.json()).toMatchObject({ code: 'VALIDATION_FAILED', field: 'rows.0.entities.merchant_id' });
+  });
+
+  it('scores a batch of more rows than one model run takes, as single predictions would', async () => {
+    const { app } = await boot({ PREDICT_BATCH_MAX_ROWS: '300', MODEL_BATCH_MAX_ROWS: '64' });
+    const rows = Array.from({ length: 300 }, (_, i) => ({
+      ...validRequest,
+      request_id: `big-${i}`,
+      features: { ...validRequest.features, amount: 10 + 37 * i },
+    }));
+    const batch = await app.inject({ method: 'POST', url: '/v1/predict/batch', payload: { rows } });
+    expect(batch.statusCode, batch.body).toBe(200);
+    const predictions = batch.json().predictions as { request_id: string; score: number }[];
+    expect(predictions.map((p) => p.request_id)).toEqual(rows.map((r) => r.request_id));
+    for (const i of [0, 63, 64, 200, 299]) {
+      const single = (await app.inject({ method: 'POST', url: '/v1/predict', payload: rows[i] })).json();
+      expect(predictions[i]!.score, `row ${i}`).toBeCloseTo(single.score, 6);
+    }
   });
 });

@@ -71,6 +71,23 @@ describe('MicroBatcher', () => {
     expect((await Promise.all(all)).map((s) => s[0])).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
   });
 
+  it('scores a request of more rows than maxBatchRows as several batches, its scores in order', async () => {
+    const { runner, batches, release } = controlledRunner(1);
+    const batcher = new MicroBatcher(runner, { width: 1, maxBatchRows: 3, maxDelayMs: 0, concurrency: 2, maxQueuedRows: 100 });
+    const scored = batcher.score(row(0, 1, 2, 3, 4, 5, 6, 7), 8);
+    const after = batcher.score(row(8), 1);
+    await tick();
+    expect(batches).toEqual([3, 3]);
+    release();
+    await tick();
+    await tick();
+    expect(batches).toEqual([3, 3, 3]);
+    release();
+    expect([...(await scored)]).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect([...(await after)]).toEqual([8]);
+    expect(batcher.queued).toBe(0);
+  });
+
   it('waits up to maxDelayMs for more rows when asked to', async () => {
     const { runner, batches, release } = controlledRunner(1);
     const batcher = new MicroBatcher(runner, { width: 1, maxBatchRows: 64, maxDelayMs: 30, concurrency: 1, maxQueuedRows: 100 });

@@ -155,6 +155,49 @@ export function foreignVersion(version: string, name = 'fraud_detector'): BuiltV
   };
 }
 
+/** A model whose output holds integers (the input cast to int64), not scores: the registry must refuse it. */
+export function integerOutputVersion(version: string, name = 'fraud_detector'): BuiltVersion {
+  const width = fraud.FRAUD_MODEL_FEATURES.length;
+  const valueInfo = (infoName: string, elemType: number) =>
+    onnx.ValueInfoProto.create({
+      name: infoName,
+      type: onnx.TypeProto.create({
+        tensorType: onnx.TypeProto.Tensor.create({
+          elemType,
+          shape: onnx.TensorShapeProto.create({
+            dim: [
+              onnx.TensorShapeProto.Dimension.create({ dimParam: 'batch' }),
+              onnx.TensorShapeProto.Dimension.create({ dimValue: width }),
+            ],
+          }),
+        }),
+      }),
+    });
+  const model = onnx.ModelProto.create({
+    irVersion: 7,
+    producerName: 'hand-written',
+    opsetImport: [onnx.OperatorSetIdProto.create({ domain: '', version: 12 })],
+    graph: onnx.GraphProto.create({
+      name: 'integers',
+      input: [valueInfo('features', onnx.TensorProto.DataType.FLOAT)],
+      output: [valueInfo('score', onnx.TensorProto.DataType.INT64)],
+      node: [
+        onnx.NodeProto.create({
+          opType: 'Cast',
+          input: ['features'],
+          output: ['score'],
+          name: 'cast',
+          attribute: [
+            onnx.AttributeProto.create({ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: onnx.TensorProto.DataType.INT64 }),
+          ],
+        }),
+      ],
+    }),
+  });
+  const bytes = Buffer.from(onnx.ModelProto.encode(model).finish());
+  return { manifest: manifestFor(name, version, bytes, {}), bytes, expected: (x) => Math.trunc(x[0]!) };
+}
+
 /** Runs the registry CLI (`npm run models`) with the given environment, without the caller's REDIS_URL and KAFKA_BROKERS. */
 const CLI = fileURLToPath(new URL('../src/registry-cli.ts', import.meta.url));
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryOnlineStore, type EntityKey } from '@tributary/shared';
 import { buildTestApp, routeFromElsewhere, validRequest } from './build.js';
-import { foreignVersion, logisticVersion, tempRegistry, type BuiltVersion } from './models.js';
+import { foreignVersion, integerOutputVersion, logisticVersion, tempRegistry, type BuiltVersion } from './models.js';
 
 const ADMIN = 'ops-admin-secret-0001';
 const CLIENT = 'client-secret-000001';
@@ -138,6 +138,11 @@ describe('model registry: admin API', () => {
         'fewer features than the model has inputs',
         { manifest: { ...good.manifest, features: good.manifest.features.slice(0, 3) }, model_base64: good.bytes.toString('base64') },
         /\[rows, 3\] is expected/,
+      ],
+      [
+        'an output of integers, not scores',
+        { manifest: integerOutputVersion('3').manifest, model_base64: integerOutputVersion('3').bytes.toString('base64') },
+        /output "score" holds int64 values; scores must be float32 or float64/,
       ],
       [
         'an output it does not have',

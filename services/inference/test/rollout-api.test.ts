@@ -107,6 +107,16 @@ describe('rollouts', () => {
       arms.set(user, answer.model.version);
     }
     expect(new Set(arms.values())).toEqual(new Set(['1', '2']));
+    // A batch's rows are scored per arm; an error names the row's place in the batch, not in its arm.
+    const onArm = (version: string) => [...arms].find(([, v]) => v === version)![0];
+    const row = (user: string, entities: object = { ...validRequest.entities, user_id: user }) => ({ ...validRequest, entities });
+    const bad = await app.inject({
+      method: 'POST',
+      url: '/v1/predict/batch',
+      payload: { rows: [row(onArm('1')), row(onArm('2')), row(onArm('2'), { user_id: onArm('2') })] },
+    });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json()).toMatchObject({ code: 'VALIDATION_FAILED', field: 'rows.2.entities.merchant_id' });
   });
 
   it('a bandit sends most traffic to the version with better reward feedback', async () => {

@@ -61,17 +61,32 @@ async function boot(options: { env?: Record<string, string>; store?: OnlineStore
 }
 
 /** The spans of the trace whose server span is named `name`, once it and `children` children are exported. */
-async function traceOf(name: string, children: number): Promise<{ server: ReceivedSpan; children: ReceivedSpan[] }> {
+async function traceOf(
+  name: string,
+  children: number,
+  which: (span: ReceivedSpan) => boolean = () => true,
+): Promise<{ server: ReceivedSpan; children: ReceivedSpan[] }> {
   return waitFor(
     async () => {
       await tracing!.flush();
-      const server = receiver!.spans.find((s) => s.name === name);
+      const server = receiver!.spans.find((s) => s.name === name && which(s));
       if (!server) return null;
       const below = receiver!.spans.filter((s) => s.parentSpanId === server.spanId);
       return below.length >= children ? { server, children: below } : null;
     },
     { what: `the spans of ${name}` },
   );
+}
+
+/** Two one-row batches sent together to a queue of one row: the first is scored, the second shed; returns the second. */
+async function shedOneOfTwoBatches() {
+  const [scored, shed] = await Promise.all(
+    [0, 1].map((i) =>
+      app!.inject({ method: 'POST', url: '/v1/predict/batch', payload: { rows: [{ ...validRequest, request_id: `q-${i}` }] } }),
+    ),
+  );
+  expect(scored!.statusCode).toBe(200);
+  return shed!;
 }
 
 const byName = (spans: ReceivedSpan[]) => Object.fromEntries(spans.map((s) => [s.name, s]));
@@ -166,12 +181,10 @@ describe('tracing of predictions', () => {
   });
 
   it("puts the request's trace id and span id on its log lines", async () => {
-    // A queue of one row refuses a batch of two: the 503 is logged by the error handler.
-    const { lines } = await boot({ env: { MODEL_QUEUE_MAX_ROWS: '1' } });
-    const rows = [0, 1].map((i) => ({ ...validRequest, request_id: `q-${i}` }));
-    const response = await app!.inject({ method: 'POST', url: '/v1/predict/batch', payload: { rows } });
-    expect(response.statusCode).toBe(503);
-    const { server, children } = await traceOf('POST /v1/predict/batch', 3);
+    // A queue of one row refuses the second of two batches of one turn: the 503 is logged by the error handler.
+    const { lines } = await boot({ env: { MODEL_QUEUE_MAX_ROWS: '1', PREDICT_BATCH_MAX_ROWS: '1' } });
+    expect((await shedOneOfTwoBatches()).statusCode).toBe(503);
+    const { server, children } = await traceOf('POST /v1/predict/batch', 3, (span) => span.status.code === ERROR);
     expect(server.status.code).toBe(ERROR);
     expect(server.attributes).toMatchObject({ 'http.response.status_code': 503, 'error.type': 'OVERLOADED' });
     expect(byName(children).model_run!.status.code).toBe(ERROR);
@@ -224,14 +237,13 @@ describe('tracing of predictions', () => {
         return MemoryOnlineStore.prototype.read.call(this, keys);
       },
     });
-    const { lines } = await boot({ traced: false, store, env: { MODEL_QUEUE_MAX_ROWS: '1' } });
+    const { lines } = await boot({ traced: false, store, env: { MODEL_QUEUE_MAX_ROWS: '1', PREDICT_BATCH_MAX_ROWS: '1' } });
     expect(tracing!.endpoint).toBeNull();
     expect(tracingEnabled()).toBe(false);
     expect((await app!.inject({ method: 'POST', url: '/v1/predict', payload: validRequest })).statusCode).toBe(200);
-    const rows = [0, 1].map((i) => ({ ...validRequest, request_id: `q-${i}` }));
-    expect((await app!.inject({ method: 'POST', url: '/v1/predict/batch', payload: { rows } })).statusCode).toBe(503);
+    expect((await shedOneOfTwoBatches()).statusCode).toBe(503);
     await tracing!.flush();
-    expect(activeAtRead).toEqual([undefined, undefined]);
+    expect(activeAtRead).toEqual([undefined, undefined, undefined]);
     expect(lines.some((line) => typeof line.msg === 'string' && line.msg.includes('model queue is full'))).toBe(true);
     expect(lines.every((line) => line.trace_id === undefined)).toBe(true);
     expect(receiver!.requests).toBe(0);

@@ -213,6 +213,13 @@ describe('loadConfig: valid values', () => {
       'must be a URL such as redis://127.0.0.1:6379 ("10.0.0.2:7000" is not)',
     );
   });
+
+  it('PREDICT_BATCH_MAX_ROWS may not exceed MODEL_QUEUE_MAX_ROWS, where such a batch could never wait', () => {
+    expect(loadConfig({ PREDICT_BATCH_MAX_ROWS: '1000', MODEL_QUEUE_MAX_ROWS: '1000' }).PREDICT_BATCH_MAX_ROWS).toBe(1000);
+    expect(configError({ PREDICT_BATCH_MAX_ROWS: '1000', MODEL_QUEUE_MAX_ROWS: '500' }).message).toContain(
+      'PREDICT_BATCH_MAX_ROWS (1000) exceeds MODEL_QUEUE_MAX_ROWS (500): a batch that large could never be queued for the model',
+    );
+  });
 });
 
 describe('loadConfig: invalid values name the variable and what is expected', () => {
