@@ -40,6 +40,9 @@ export interface AccessOptions {
   rateLimited(key: string): void;
 }
 
+/** The window of the event-loop delay that sheds: its mean over half a second. */
+const SHED_SAMPLE_MS = 500;
+
 function secretOf(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
   if (typeof header === 'string' && header.startsWith('Bearer ')) return header.slice(7).trim();
@@ -74,13 +77,20 @@ export async function installAccess(app: FastifyInstance, options: AccessOptions
   });
 
   if (options.shedEventLoopDelayMs > 0) {
+    // A sample that began before the service was ready measures its start (loading and timing
+    // the model), not its load: none sheds.
+    let shedsFrom = Infinity;
+    app.addHook('onReady', (done) => {
+      shedsFrom = Date.now() + SHED_SAMPLE_MS;
+      done();
+    });
     await app.register(underPressure, {
       maxEventLoopDelay: options.shedEventLoopDelayMs,
       // The mean delay over half a second: a window with no sample at all would read as
       // an infinite delay, which short windows on a busy machine risk.
-      sampleInterval: 500,
+      sampleInterval: SHED_SAMPLE_MS,
       pressureHandler: (request, _reply, _type, value) => {
-        if (!request.routeOptions.config.shed) return undefined;
+        if (!request.routeOptions.config.shed || Date.now() < shedsFrom) return undefined;
         options.shed('event_loop_delay');
         return Promise.reject(
           new TributaryError('OVERLOADED', `the service is overloaded (event loop ${Math.round(Number(value))} ms behind); retry shortly`),

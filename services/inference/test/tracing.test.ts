@@ -49,7 +49,7 @@ async function boot(options: { env?: Record<string, string>; store?: OnlineStore
       callback();
     },
   });
-  const logger = createLogger('test', 'info', destination);
+  const logger = createLogger('test', config.LOG_LEVEL, destination);
   tracing = await startTracing(config, { service: 'tributary-inference', logger });
   app = await createInferenceApp(config, {
     eventLog: new MemoryEventLog(),
@@ -181,8 +181,8 @@ describe('tracing of predictions', () => {
   });
 
   it("puts the request's trace id and span id on its log lines", async () => {
-    // A queue of one row refuses the second of two batches of one turn: the 503 is logged by the error handler.
-    const { lines } = await boot({ env: { MODEL_QUEUE_MAX_ROWS: '1', PREDICT_BATCH_MAX_ROWS: '1' } });
+    // A queue of one row refuses the second of two batches of one turn: the shed is logged (at debug) by the error handler.
+    const { lines } = await boot({ env: { MODEL_QUEUE_MAX_ROWS: '1', PREDICT_BATCH_MAX_ROWS: '1', LOG_LEVEL: 'debug' } });
     expect((await shedOneOfTwoBatches()).statusCode).toBe(503);
     const { server, children } = await traceOf('POST /v1/predict/batch', 3, (span) => span.status.code === ERROR);
     expect(server.status.code).toBe(ERROR);
@@ -237,7 +237,11 @@ describe('tracing of predictions', () => {
         return MemoryOnlineStore.prototype.read.call(this, keys);
       },
     });
-    const { lines } = await boot({ traced: false, store, env: { MODEL_QUEUE_MAX_ROWS: '1', PREDICT_BATCH_MAX_ROWS: '1' } });
+    const { lines } = await boot({
+      traced: false,
+      store,
+      env: { MODEL_QUEUE_MAX_ROWS: '1', PREDICT_BATCH_MAX_ROWS: '1', LOG_LEVEL: 'debug' },
+    });
     expect(tracing!.endpoint).toBeNull();
     expect(tracingEnabled()).toBe(false);
     expect((await app!.inject({ method: 'POST', url: '/v1/predict', payload: validRequest })).statusCode).toBe(200);
