@@ -89,8 +89,22 @@ const dueMember = (field: string, requestId: string) => JSON.stringify([field, r
 export class MemoryJoinStore implements JoinStore {
   private readonly entries = new Map<string, Entry>();
   private readonly due: { deadline: number; field: string; requestId: string }[] = [];
+  /** When each request may be forgotten (its entry's `forgetAt` when set): `sweep` drops what is past, as Redis expires a hash. */
+  private readonly forgets: { at: number; requestId: string }[] = [];
 
   constructor(private readonly keepMs: number) {}
+
+  /** Requests remembered (waiting, or kept to recognise replays). */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  private keep(entry: Entry, requestId: string, deadline: number): void {
+    const at = deadline + this.keepMs;
+    if (at <= entry.forgetAt) return;
+    entry.forgetAt = at;
+    this.forgets.push({ at, requestId });
+  }
 
   async offer(offers: Offer[]): Promise<OfferResult[]> {
     return offers.map((offer) => {
@@ -107,7 +121,7 @@ export class MemoryJoinStore implements JoinStore {
       if (offer.side === 'prediction') {
         const { unit } = offer;
         if (entry.waiting.has(unit) || entry.joined.has(unit)) return DUPLICATE;
-        entry.forgetAt = Math.max(entry.forgetAt, deadline + this.keepMs);
+        this.keep(entry, requestId, deadline);
         if (entry.label !== undefined) {
           entry.joined.add(unit);
           entry.labelled = true;
@@ -118,7 +132,7 @@ export class MemoryJoinStore implements JoinStore {
         return WAITING;
       }
       if (entry.label !== undefined || entry.labelled) return DUPLICATE;
-      entry.forgetAt = Math.max(entry.forgetAt, deadline + this.keepMs);
+      this.keep(entry, requestId, deadline);
       entry.label = value;
       this.due.push({ deadline, field: LABEL_FIELD, requestId });
       if (entry.waiting.size === 0) return WAITING;
@@ -151,6 +165,14 @@ export class MemoryJoinStore implements JoinStore {
       }
     }
     this.due.splice(0, taken);
+    this.forgets.sort((a, b) => a.at - b.at);
+    let forgotten = 0;
+    while (forgotten < this.forgets.length && this.forgets[forgotten]!.at <= now) {
+      const { requestId } = this.forgets[forgotten++]!;
+      const entry = this.entries.get(requestId);
+      if (entry !== undefined && entry.forgetAt <= now) this.entries.delete(requestId);
+    }
+    this.forgets.splice(0, forgotten);
     return result;
   }
 
