@@ -52,6 +52,8 @@ function parseOptions(argv: string[]): { reference: string; current: string; for
     ?.split(',')
     .map((f) => f.trim())
     .filter((f) => f !== '');
+  const twice = features?.find((f, i) => features.indexOf(f) !== i);
+  if (twice !== undefined) throw new UsageError(`--features lists "${twice}" twice`);
   return {
     reference: values.reference,
     current: values.current,

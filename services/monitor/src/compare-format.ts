@@ -40,14 +40,15 @@ export function formatReport(report: CompareReport): string {
         formatNumber(f.test.statistic),
         formatNumber(f.test.pValue),
         formatNumber(f.test.adjustedPValue),
-        f.drift ? 'DRIFT' : 'ok',
+        f.drift ? 'DRIFT' : Number.isNaN(f.test.pValue) ? 'untested' : 'ok',
       ]),
     ),
   );
   out.push(
     `drift: ${report.drifted.length === 0 ? 'none' : report.drifted.join(', ')} ` +
-      `(alpha ${report.alpha}, Bonferroni over ${report.features.length} features; the score is tested on its own)`,
+      `(alpha ${report.alpha}, Bonferroni over ${report.tested} features; the score is tested on its own)`,
   );
+  if (report.untested.length > 0) out.push(`untested (no value in the reference or the current sample): ${report.untested.join(', ')}`);
   const { reference, current } = report.quality;
   if (reference || current || report.estimated) {
     const metrics = ['count', 'accuracy', 'precision', 'recall', 'f1', 'fpr', 'fnr', 'rocAuc', 'logLoss', 'ece'] as const;

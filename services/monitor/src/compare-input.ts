@@ -4,7 +4,7 @@
  * joined with a label, or plain flat rows. Each record becomes one flat row; errors name
  * the file and the line.
  */
-import type { Row } from '@tributary/shared';
+import { byName, type Row } from '@tributary/shared';
 
 export class CompareInputError extends Error {
   override readonly name = 'CompareInputError';
@@ -67,7 +67,7 @@ export function parseSample(text: string, file: string, fields: SampleFields): S
 export function flattenRecord(record: Record<string, unknown>, fields: SampleFields, where: string): { row: Row; features: string[] } {
   const reserved = new Set([fields.scoreField, fields.labelField, ...(fields.sliceField === undefined ? [] : [fields.sliceField])]);
   if (isObject(record.features)) {
-    const row: Record<string, unknown> = {};
+    const row = byName<unknown>();
     if (isObject(record.request)) Object.assign(row, scalars(record.request));
     const features = record.features;
     for (const [name, value] of Object.entries(features)) {
@@ -76,10 +76,10 @@ export function flattenRecord(record: Record<string, unknown>, fields: SampleFie
       }
       row[name] = value;
     }
-    for (const [name, value] of Object.entries(scalars(record))) if (!(name in row) || reserved.has(name)) row[name] = value;
+    for (const [name, value] of Object.entries(scalars(record))) if (!Object.hasOwn(row, name) || reserved.has(name)) row[name] = value;
     return { row, features: Object.keys(features).filter((name) => !reserved.has(name)) };
   }
-  return { row: record, features: Object.keys(scalars(record)).filter((name) => !reserved.has(name)) };
+  return { row: Object.assign(byName<unknown>(), record), features: Object.keys(scalars(record)).filter((name) => !reserved.has(name)) };
 }
 
 function scoreOf(value: unknown, field: string, where: string): number | undefined {

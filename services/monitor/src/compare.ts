@@ -8,6 +8,7 @@
  */
 import {
   buildProfile,
+  byName,
   classificationMetrics,
   compareToProfile,
   confusionAt,
@@ -78,6 +79,10 @@ export interface CompareReport {
   threshold: number;
   features: Array<{ name: string } & FeatureDrift>;
   drifted: string[];
+  /** Features tested, the family of the Bonferroni correction. */
+  tested: number;
+  /** Features whose test could not run: no value in the reference or in the current sample. */
+  untested: string[];
   /** Drift of the score (tested on its own, not part of the feature family); null without scores. */
   score: FeatureDrift | null;
   quality: { reference: SampleQuality | null; current: SampleQuality | null };
@@ -104,7 +109,7 @@ export function compareSamples(reference: Sample, current: Sample, options: Comp
 
   // Exact KS on the samples for numeric features (and the score).
   const exact = (name: string): DriftTestInput => ({ name: 'ks', ...ksTest(numbers(reference.rows, name), numbers(current.rows, name)) });
-  const tests: Record<string, DriftTestInput> = {};
+  const tests = byName<DriftTestInput>();
   for (const spec of profiled) if (spec.kind === 'numeric') tests[spec.name] = exact(spec.name);
 
   const drift = compareToProfile(profile, window, { alpha: options.alpha, features: names, tests });
@@ -122,6 +127,8 @@ export function compareSamples(reference: Sample, current: Sample, options: Comp
     threshold: options.threshold,
     features: names.map((name) => ({ name, ...(drift.features[name] as FeatureDrift) })),
     drifted: drift.drifted,
+    tested: drift.tested,
+    untested: names.filter((name) => Number.isNaN(drift.features[name]!.test.pValue)),
     score: scoreDrift ?? null,
     quality: { reference: referenceQuality, current: currentQuality },
     estimated: estimate(reference, current, options.threshold),

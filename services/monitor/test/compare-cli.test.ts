@@ -48,6 +48,10 @@ beforeAll(async () => {
     lines(Array.from({ length: 200 }, (_, i) => record(i, 0, ((i * 37) % 100) / 100 > 0.6 ? 1 : 0))),
   );
   await writeFile(join(dir, 'cur.ndjson'), lines(Array.from({ length: 150 }, (_, i) => record(i, 40))));
+  // Flat rows whose fields are named as Object.prototype's properties; the current toString shifted by +40.
+  const named = (i: number, shift: number) => ({ toString: (i % 50) + shift, ['__proto__']: ['a', 'b'][i % 2], constructor: i % 7 });
+  await writeFile(join(dir, 'named-ref.ndjson'), lines(Array.from({ length: 100 }, (_, i) => named(i, 0))));
+  await writeFile(join(dir, 'named-cur.ndjson'), lines(Array.from({ length: 100 }, (_, i) => named(i, 40))));
   await writeFile(
     join(dir, 'bad.ndjson'),
     '{"features":{"amount":1},"score":0.5}\n{"features":{"amount":2},"score":0.5}\n{"features": oops}\n',
@@ -100,5 +104,17 @@ describe('monitor compare (CLI)', () => {
     const threshold = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--threshold', '2']);
     expect(threshold.code).toBe(2);
     expect(threshold.stderr).toMatch(/--threshold must be a number in \[0, 1\], got "2"/);
+    const twice = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--features', 'amount,hour,amount']);
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toMatch(/--features lists "amount" twice/);
+  }, 30_000);
+
+  it("compares fields of any name, Object.prototype's too", async () => {
+    const result = await run(['--reference', 'named-ref.ndjson', '--current', 'named-cur.ndjson']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^toString\s+numeric\s+100\s+100 .*DRIFT$/m);
+    expect(result.stdout).toMatch(/^__proto__\s+categorical\s+100\s+100 .*chi-square\(1\).* ok$/m);
+    expect(result.stdout).toMatch(/^constructor\s+numeric\s+100\s+100 .* ok$/m);
   }, 30_000);
 });

@@ -63,6 +63,22 @@ describe('compareSamples', () => {
   it('reports the score drift apart from the features', () => {
     expect(report.features.map((f) => f.name)).toEqual(['x', 'c']);
     expect(report.score?.test.name).toBe('ks');
+    expect(report.tested).toBe(2);
+    expect(report.untested).toEqual([]);
+  });
+
+  it('names a feature without any value in the current sample as untested, outside the correction, never as ok', () => {
+    const gone = parseSample(ndjson([{ c: 'a' }, { c: 'b' }, { c: 'b' }]), 'gone.ndjson', fields);
+    const without = compareSamples(reference, gone, { ...options, sliceField: undefined });
+    expect(without.untested).toEqual(['x']);
+    expect(without.tested).toBe(1);
+    const x = without.features.find((f) => f.name === 'x')!;
+    expect(x.missingRate.current).toBe(1);
+    expect(x.drift).toBe(false);
+    const text = formatReport(without);
+    expect(text).toMatch(/^x\s+numeric\s+5\s+0 .* untested$/m);
+    expect(text).toMatch(/Bonferroni over 1 features/);
+    expect(text).toMatch(/^untested \(no value in the reference or the current sample\): x$/m);
   });
 
   it('computes quality where labels exist and a CBPE estimate from the scores', () => {

@@ -5,7 +5,7 @@
  * p-value after a Bonferroni correction across the features compared together.
  */
 import { bonferroni, chiSquareTest, jensenShannon, ksPValue, ksTest, ksTestBinned, missingRate, psi, type KsResult } from './drift.js';
-import type { FeatureKind, NumericFeatureProfile, ReferenceProfile } from './profile.js';
+import { byName, type FeatureKind, type NumericFeatureProfile, type ReferenceProfile } from './profile.js';
 import type { ProfileWindow } from './window.js';
 
 export type DriftTestName = 'ks' | 'ks-binned' | 'chi-square';
@@ -89,7 +89,7 @@ export function compareToProfile(profile: ReferenceProfile, window: ProfileWindo
     };
   });
   const adjusted = bonferroni(partial.map((p) => p.drift.test.pValue));
-  const features: Record<string, FeatureDrift> = {};
+  const features = byName<FeatureDrift>();
   const drifted: string[] = [];
   partial.forEach(({ name, drift }, i) => {
     const adjustedPValue = adjusted[i] as number;

@@ -93,11 +93,17 @@ export function inferFeatureKind(rows: Iterable<Row>, name: string): FeatureKind
   return seen ? 'numeric' : 'categorical';
 }
 
+/** An empty object keyed by feature names, without a prototype: any name is an own key only. */
+export function byName<T>(): Record<string, T> {
+  return Object.create(null) as Record<string, T>;
+}
+
 /** Builds the reference profile of `features` from reference rows. */
 export function buildProfile(rows: readonly Row[], features: readonly ProfiledFeature[], options: ProfileOptions = {}): ReferenceProfile {
-  const profile: ReferenceProfile = { version: 1, rows: rows.length, features: {} };
+  // Keyed by any name a data set holds (`toString`, `__proto__`): no prototype to collide with.
+  const profile: ReferenceProfile = { version: 1, rows: rows.length, features: byName() };
   for (const spec of features) {
-    if (spec.name in profile.features) throw new Error(`buildProfile: feature "${spec.name}" is listed twice`);
+    if (Object.hasOwn(profile.features, spec.name)) throw new Error(`buildProfile: feature "${spec.name}" is listed twice`);
     profile.features[spec.name] =
       spec.kind === 'numeric'
         ? numericProfile(

@@ -6,6 +6,7 @@
  */
 import {
   binIndex,
+  byName,
   categoryValue,
   isMissing,
   numericValue,
@@ -28,7 +29,7 @@ export interface ProfileWindow {
 
 /** An empty window on the bins of `profile`. */
 export function emptyWindow(profile: ReferenceProfile): ProfileWindow {
-  const features: Record<string, FeatureWindow> = {};
+  const features = byName<FeatureWindow>();
   for (const [name, feature] of Object.entries(profile.features)) {
     features[name] = { counts: new Array<number>(feature.counts.length).fill(0), missing: 0 };
   }
@@ -135,7 +136,7 @@ function categoryBin(feature: CategoricalFeatureProfile, category: string): numb
 
 /** A new window with the counts of both (windows on the same profile). */
 export function mergeWindows(a: ProfileWindow, b: ProfileWindow): ProfileWindow {
-  const features: Record<string, FeatureWindow> = {};
+  const features = byName<FeatureWindow>();
   for (const [name, fa] of Object.entries(a.features)) {
     const fb = b.features[name];
     if (fb === undefined || fb.counts.length !== fa.counts.length) {
