@@ -115,6 +115,8 @@ const CONCURRENT_PARTITIONS = 4;
 
 /** Records stamped further ahead of the monitor's clock than this are invalid (a time of 1e308 would never expire). */
 const MAX_AHEAD_MS = 86_400_000;
+/** How far ahead of the monitor's clock a prediction time moves the sliding windows at most (clocks disagree a little). */
+const MAX_SKEW_MS = 60_000;
 
 function labelTime(ts: number | string): number {
   return typeof ts === 'number' ? ts : Date.parse(ts);
@@ -519,7 +521,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             continue;
           }
           const p = decoded.value;
-          if (!(p.predicted_at <= clock() + MAX_AHEAD_MS)) {
+          const now = clock();
+          if (!(p.predicted_at <= now + MAX_AHEAD_MS)) {
             const detail = `predicted_at ${p.predicted_at} is more than a day ahead of the monitor's clock`;
             rejected.push(deadLetter(record, 'invalid', detail, options.groupId));
             deadLettered.inc({ consumer: options.groupId, reason: 'invalid' });
@@ -527,7 +530,10 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           }
           const series = servedSeriesOf(p.model.name, p.model.version, p.variant);
           if (series.served[0] === 0 && series.served[1] === 0) touched.push(series);
-          drift.observeIn(series.drift, p.features, p.score, p.predicted_at);
+          // The windows go by prediction time, but a clock far ahead on the serving host must not
+          // move them past the monitor's own: the records on time would all fall out as late.
+          const windowAt = Math.min(p.predicted_at, now + MAX_SKEW_MS);
+          drift.observeIn(series.drift, p.features, p.score, windowAt);
           const waiting: WaitingPrediction = {
             model: p.model.name,
             version: p.model.version,
@@ -542,7 +548,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
               if (typeof value === 'string' || typeof value === 'number') waiting.slices[field] = value;
             }
           }
-          board.predictedIn(series.quality, p.score, p.predicted_at);
+          board.predictedIn(series.quality, p.score, windowAt);
           series.score.observe(p.score);
           series.served[p.degraded === true ? 1 : 0]++;
           series.latency.observe(p.latency_ms / 1000);

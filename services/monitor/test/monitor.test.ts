@@ -295,6 +295,29 @@ describe('monitor', () => {
     expect(value('x', 'missing_rate')).toBe(0);
   });
 
+  it('keeps the drift and estimate windows on its own clock when a serving host stamps a prediction hours ahead', async () => {
+    const random = createRandom(12);
+    const reference = Array.from({ length: 2_000 }, () => ({ x: random.next(), score: random.next() }));
+    const profile = buildProfile(
+      reference,
+      ['x', 'score'].map((name) => ({ name, kind: 'numeric' as const })),
+    );
+    const { eventLog, registry } = await boot({ profileOf: () => profile });
+    const ahead = { ...prediction('ahead', 0.5), predicted_at: Date.now() + 2 * 3_600_000, features: { x: 0.5 } };
+    const live = Array.from({ length: 300 }, (_, i) => ({
+      key: `r${i}`,
+      value: JSON.stringify({ ...prediction(`r${i}`, random.next()), features: { x: 0.5 + random.next() / 2 } }),
+    }));
+    await eventLog.publish('predictions', [{ key: 'ahead', value: JSON.stringify(ahead) }, ...live]);
+    await waitFor(async () => /stream="predictions",outcome="accepted"\} 301/.test(await registry.metrics()), { what: 'the predictions' });
+    const text = await registry.metrics();
+    // The records on time are in the last hour's window: x drifted, the estimate counts them.
+    expect(text).toMatch(/tributary_feature_drift\{model="fraud_detector",version="1",feature="x",statistic="drifted"\} 1/);
+    expect(text).toMatch(
+      /tributary_model_quality_estimated\{model="fraud_detector",version="1",variant="champion",window="1h",metric="accuracy"\} /,
+    );
+  });
+
   it('estimates quality from the scores before labels arrive, and compares false-positive rates across slices', async () => {
     const { eventLog, registry } = await boot({ sliceFields: ['country'] });
     // 40 legitimate transactions per country; 4 flagged (score 0.9) in US, 20 in FR.
