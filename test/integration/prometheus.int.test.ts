@@ -129,6 +129,7 @@ interface Target {
 interface Panel {
   title: string;
   targets?: Target[];
+  transformations?: { id: string }[];
 }
 interface Dashboard {
   title: string;
@@ -464,6 +465,23 @@ describe.skipIf(Boolean(missing) && !required)(`Prometheus scraping the services
       { timeoutMs: 60_000, intervalMs: 2_000, what: 'every panel query to return data' },
     ).catch(() => undefined);
     expect(problems).toEqual([]);
+
+    // A table that merges one query per column (Grafana's `merge`) joins rows on the fields every
+    // query has, so the columns' series must carry the same labels, with label sets in common.
+    const merged = dashboards.flatMap((d) =>
+      d.panels.filter((p) => p.transformations?.some((t) => t.id === 'merge')).map((p) => ({ where: `${d.title} › ${p.title}`, panel: p })),
+    );
+    expect(merged.length).toBeGreaterThanOrEqual(3);
+    for (const { where, panel } of merged) {
+      const labelSets = await Promise.all(
+        panel.targets!.map(async (t) => {
+          const result = await prometheus!.query(expand(t.expr)[0]!);
+          return new Set(result.result.map((series) => JSON.stringify(Object.entries(series.metric).sort())));
+        }),
+      );
+      const common = [...labelSets[0]!].filter((set) => labelSets.every((sets) => sets.has(set)));
+      expect(common.length, `${where}: rows that every column's query has`).toBeGreaterThan(0);
+    }
   }, 90_000);
 
   it('every alert rule is loaded with the expression of deploy/prometheus/src/alerts.ts and evaluates without error', async () => {

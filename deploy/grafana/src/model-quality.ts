@@ -16,7 +16,7 @@ const drift = [
       'Per model version and feature (the score too): PSI, Jensen-Shannon distance, the drift test statistic and its Bonferroni-corrected p-value, missing rate and the drift flag (tributary_feature_drift). PSI above 0.25 and a drift flag held 15 minutes raise the FeaturePsiHigh and FeatureDrifted alerts.',
     columns: [
       {
-        expr: `tributary_feature_drift{${M},statistic="psi"}`,
+        expr: `max without(statistic) (tributary_feature_drift{${M},statistic="psi"})`,
         name: 'PSI',
         decimals: 3,
         thresholds: [
@@ -24,18 +24,17 @@ const drift = [
           { value: THRESHOLDS.psi, color: 'red' },
         ],
       },
-      { expr: `tributary_feature_drift{${M},statistic="jensen_shannon"}`, name: 'Jensen-Shannon', decimals: 3 },
-      { expr: `tributary_feature_drift{${M},statistic="test_statistic"}`, name: 'test statistic', decimals: 3 },
-      { expr: `tributary_feature_drift{${M},statistic="p_value"}`, name: 'p-value', decimals: 4 },
-      { expr: `tributary_feature_drift{${M},statistic="missing_rate"}`, name: 'missing', unit: 'percentunit' },
+      { expr: `max without(statistic) (tributary_feature_drift{${M},statistic="jensen_shannon"})`, name: 'Jensen-Shannon', decimals: 3 },
+      { expr: `max without(statistic) (tributary_feature_drift{${M},statistic="test_statistic"})`, name: 'test statistic', decimals: 3 },
+      { expr: `max without(statistic) (tributary_feature_drift{${M},statistic="p_value"})`, name: 'p-value', decimals: 4 },
+      { expr: `max without(statistic) (tributary_feature_drift{${M},statistic="missing_rate"})`, name: 'missing', unit: 'percentunit' },
       {
-        expr: `tributary_feature_drift{${M},statistic="drifted"}`,
+        expr: `max without(statistic) (tributary_feature_drift{${M},statistic="drifted"})`,
         name: 'drifted',
         decimals: 0,
         thresholds: [{ value: 1, color: 'red' }],
       },
     ],
-    hide: ['__name__', 'statistic'],
     sortBy: 'PSI',
     w: 24,
     h: 10,
@@ -163,12 +162,19 @@ const slices = [
     description:
       'Labelled predictions, accuracy and false-positive/false-negative rates per slice of a request field (MONITOR_SLICE_FIELDS) over the last day (tributary_slice_quality).',
     columns: [
-      { expr: `tributary_slice_quality{${M},metric="labelled"}`, name: 'labelled', decimals: 0 },
-      { expr: `tributary_slice_quality{${M},metric="accuracy"}`, name: 'accuracy', unit: 'percentunit' },
-      { expr: `tributary_slice_quality{${M},metric="false_positive_rate"}`, name: 'false positive rate', unit: 'percentunit' },
-      { expr: `tributary_slice_quality{${M},metric="false_negative_rate"}`, name: 'false negative rate', unit: 'percentunit' },
+      { expr: `max without(metric) (tributary_slice_quality{${M},metric="labelled"})`, name: 'labelled', decimals: 0 },
+      { expr: `max without(metric) (tributary_slice_quality{${M},metric="accuracy"})`, name: 'accuracy', unit: 'percentunit' },
+      {
+        expr: `max without(metric) (tributary_slice_quality{${M},metric="false_positive_rate"})`,
+        name: 'false positive rate',
+        unit: 'percentunit',
+      },
+      {
+        expr: `max without(metric) (tributary_slice_quality{${M},metric="false_negative_rate"})`,
+        name: 'false negative rate',
+        unit: 'percentunit',
+      },
     ],
-    hide: ['__name__', 'metric'],
     sortBy: 'labelled',
     w: 12,
     h: 10,
@@ -178,10 +184,9 @@ const slices = [
     description:
       'For each sliced field: the spread of the false-positive and false-negative rates between slices with 30+ labels, as max - min and max / min (tributary_slice_disparity).',
     columns: [
-      { expr: `tributary_slice_disparity{${M},measure="difference"}`, name: 'max - min', decimals: 3 },
-      { expr: `tributary_slice_disparity{${M},measure="ratio"}`, name: 'max / min', decimals: 2 },
+      { expr: `max without(measure) (tributary_slice_disparity{${M},measure="difference"})`, name: 'max - min', decimals: 3 },
+      { expr: `max without(measure) (tributary_slice_disparity{${M},measure="ratio"})`, name: 'max / min', decimals: 2 },
     ],
-    hide: ['__name__', 'measure'],
     w: 12,
     h: 10,
   }),
