@@ -17,6 +17,7 @@ export const ERRORS = {
   URI_TOO_LONG: { status: 414, retriable: false },
   EVENT_LOG_UNAVAILABLE: { status: 503, retriable: true },
   ONLINE_STORE_UNAVAILABLE: { status: 503, retriable: true },
+  ROUTING_STORE_UNAVAILABLE: { status: 503, retriable: true },
   MODEL_UNAVAILABLE: { status: 503, retriable: true },
   OVERLOADED: { status: 503, retriable: true },
   INTERNAL: { status: 500, retriable: true },

@@ -103,7 +103,16 @@ export async function buildApp(deps: InferenceDeps) {
   await app.register(swagger, {
     openapi: {
       info: { title: 'Tributary inference API', version: '0.1.0' },
-      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } },
+      components: {
+        securitySchemes: { bearer: { type: 'http', scheme: 'bearer' }, apiKey: { type: 'apiKey', in: 'header', name: 'x-api-key' } },
+      },
+    },
+    // An operation that needs a key says so (either way of sending it): the admin routes always,
+    // the client routes when API_KEYS is set.
+    transform: ({ schema, url, route }) => {
+      const access = (route.config as { access?: string } | undefined)?.access;
+      const keyed = access === 'admin' || (access === 'client' && deps.apiKeys !== undefined);
+      return { schema: keyed && schema ? { ...schema, security: [{ bearer: [] }, { apiKey: [] }] } : schema, url };
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });

@@ -35,12 +35,11 @@ function fieldOf(error: FastifyError): string | undefined {
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof TributaryError) {
-      if (error.retriable && error.httpStatus === 503) {
-        // Shed: counted in tributary_requests_shed_total. A line per shed request, let alone a
-        // stack, would add work exactly while the service is overloaded.
-        request.log.debug(error.message);
-        void reply.header('retry-after', '1');
-      } else if (error.httpStatus >= 500) request.log.error({ err: error }, error.message);
+      // Shed: counted in tributary_requests_shed_total. A line per shed request, let alone a
+      // stack, would add work exactly while the service is overloaded.
+      if (error.code === 'OVERLOADED') request.log.debug(error.message);
+      else if (error.httpStatus >= 500) request.log.error({ err: error }, error.message);
+      if (error.retriable && error.httpStatus === 503) void reply.header('retry-after', '1');
       return reply
         .status(error.httpStatus)
         .send({ code: error.code, message: error.message, ...(error.field ? { field: error.field } : {}) });

@@ -21,6 +21,11 @@ const transaction = (i: number, overrides: Record<string, unknown> = {}) => ({
   ...overrides,
 });
 
+interface OpenApi {
+  paths: Record<string, Record<string, { responses: Record<string, unknown>; security?: unknown }>>;
+  components: { securitySchemes: unknown };
+}
+
 describe('POST /v1/events/:source (push API)', () => {
   it('publishes one event keyed by its entity', async () => {
     current = await buildTestApp();
@@ -132,6 +137,34 @@ describe('operations endpoints', () => {
     expect(Object.keys(openapi.paths)).toEqual(
       expect.arrayContaining(['/v1/predict', '/v1/events/{source}', '/v1/features/{entity}/{id}']),
     );
+  });
+
+  it("describes every answer's status and the key an operation needs in the OpenAPI document", async () => {
+    const operation = (doc: OpenApi, path: string, method: string) => doc.paths[path]![method]!;
+    const open = (await (current = await buildTestApp()).app.inject('/docs/json')).json() as OpenApi;
+    for (const [path, method] of [
+      ['/v1/predict', 'post'],
+      ['/v1/predict/batch', 'post'],
+      ['/v1/events/{source}', 'post'],
+      ['/admin/models/{name}/promote', 'post'],
+    ]) {
+      expect(Object.keys(operation(open, path!, method!).responses), path).toEqual(expect.arrayContaining(['400', '401', '500', '503']));
+    }
+    // Without API_KEYS the client routes are open; the admin routes always need a key, sent either way.
+    expect(open.components.securitySchemes).toEqual({
+      bearer: { type: 'http', scheme: 'bearer' },
+      apiKey: { type: 'apiKey', in: 'header', name: 'x-api-key' },
+    });
+    const securityOf = (doc: OpenApi) =>
+      Object.entries(doc.paths).flatMap(([path, operations]) => Object.values(operations).map((o) => [path, o.security] as const));
+    for (const [path, security] of securityOf(open)) {
+      expect(security, path).toEqual(path.startsWith('/admin/') ? [{ bearer: [] }, { apiKey: [] }] : undefined);
+    }
+    await current.app.close();
+    const keyed = (
+      await (current = await buildTestApp({ env: { API_KEYS: 'web:client-secret-000001' } })).app.inject('/docs/json')
+    ).json() as OpenApi;
+    for (const [path, security] of securityOf(keyed)) expect(security, path).toEqual([{ bearer: [] }, { apiKey: [] }]);
   });
 
   it('answers 404 as JSON for an unknown route', async () => {

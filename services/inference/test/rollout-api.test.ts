@@ -138,6 +138,15 @@ describe('rollouts', () => {
       const feedback = await admin(app, '/admin/models/fraud_detector/feedback', { version, reward, trials: 500 });
       expect(feedback.statusCode).toBe(204);
     }
+    // Feedback for what is not registered is refused: it would feed a bandit nothing serves.
+    for (const [url, version, message] of [
+      ['/admin/models/fraud_detector/feedback', '77', 'model fraud_detector has no version 77 in the registry'],
+      ['/admin/models/no_such_model/feedback', '1', 'model no_such_model has no version 1 in the registry'],
+    ] as const) {
+      const refused = await admin(app, url, { version, reward: 1 });
+      expect(refused.statusCode).toBe(404);
+      expect(refused.json()).toMatchObject({ code: 'NOT_FOUND', message });
+    }
     expect(await share(100)).toBeGreaterThan(0.95);
     const tooMuch = await admin(app, '/admin/models/fraud_detector/feedback', { version: '2', reward: 3, trials: 2 });
     expect(tooMuch.statusCode).toBe(400);

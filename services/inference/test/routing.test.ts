@@ -1,4 +1,43 @@
-import { MemoryRoutingStore } from '../src/registry/routing.js';
+import { createServer } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { TributaryError } from '@tributary/shared';
+import { RedisRewardStore } from '../src/registry/rewards.js';
+import { MemoryRoutingStore, RedisRoutingStore } from '../src/registry/routing.js';
 import { routingStoreContract } from './routing.contract.js';
 
 routingStoreContract('memory', async () => new MemoryRoutingStore());
+
+/** A port nothing listens on. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+describe('the Redis routing and reward stores when Redis does not answer', () => {
+  it('fail with ROUTING_STORE_UNAVAILABLE (503, retriable), not an error the admin API would answer with 500', async () => {
+    const target = { url: `redis://127.0.0.1:${await closedPort()}` };
+    const routing = new RedisRoutingStore(target, 'test:');
+    const rewards = new RedisRewardStore(target, 'test:');
+    try {
+      for (const call of [
+        () => routing.get('m'),
+        () => routing.audit('m', 10),
+        () => rewards.get('m'),
+        () => rewards.add('m', '1', 1, 1),
+      ]) {
+        const error = await call().then(
+          () => null,
+          (e: unknown) => e,
+        );
+        expect(error).toBeInstanceOf(TributaryError);
+        expect(error).toMatchObject({ code: 'ROUTING_STORE_UNAVAILABLE', httpStatus: 503, retriable: true });
+        expect((error as Error).message).toMatch(/^the routing store \(Redis\) did not answer: /);
+      }
+    } finally {
+      await Promise.all([routing.close(), rewards.close()]);
+    }
+  }, 20_000);
+});

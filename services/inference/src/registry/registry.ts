@@ -4,7 +4,7 @@
  * (manifest, hash, the model against its manifest, the features it needs) before it is
  * written; promoting checks it again before any replica is told to serve it.
  */
-import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TributaryError } from '@tributary/shared';
 import { checkHash, inspectModel, ModelLoadError, readModelVersion, SAFE_NAME, type ModelManifest, type ModelVersion } from '../model.js';
@@ -59,6 +59,14 @@ export class ModelRegistry {
       });
     }
     return summaries.sort((a, b) => byVersion(a.version, b.version));
+  }
+
+  /** Whether `model` has a registered `version` (its manifest is there; nothing is read or checked). */
+  async has(model: string, version: string): Promise<boolean> {
+    return access(join(this.dir(model, version), 'manifest.json')).then(
+      () => true,
+      () => false,
+    );
   }
 
   /** Reads a version and checks its hash and manifest. */

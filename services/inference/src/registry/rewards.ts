@@ -6,6 +6,7 @@
  */
 import type { Cluster, Redis } from 'ioredis';
 import { connectRedis, type RedisTarget } from '@tributary/shared';
+import { unavailable } from './routing.js';
 import type { Rewards } from './rollout.js';
 
 export interface RewardStore {
@@ -53,12 +54,13 @@ export class RedisRewardStore implements RewardStore {
       .multi()
       .hincrbyfloat(this.key(model), `${version}:t`, trials)
       .hincrbyfloat(this.key(model), `${version}:r`, reward)
-      .exec();
+      .exec()
+      .catch(unavailable);
     for (const [error] of result ?? []) if (error) throw error;
   }
 
   async get(model: string): Promise<Rewards> {
-    const fields = await this.client.hgetall(this.key(model));
+    const fields = await this.client.hgetall(this.key(model)).catch(unavailable);
     const rewards: Rewards = {};
     for (const [field, value] of Object.entries(fields)) {
       const colon = field.lastIndexOf(':');

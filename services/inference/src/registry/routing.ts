@@ -5,7 +5,7 @@
  * operators cannot overwrite each other unknowingly.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { connectRedis, type RedisTarget } from '@tributary/shared';
+import { connectRedis, TributaryError, type RedisTarget } from '@tributary/shared';
 import type { RolloutPolicy } from './rollout.js';
 
 export interface Routing {
@@ -95,6 +95,11 @@ type RedisWithUpdate = (Redis | Cluster) & {
   updateRouting(...keysAndArgs: string[]): Promise<1 | string | null>;
 };
 
+/** A failed call to the Redis that holds the routing (and the rewards): 503, retriable. */
+export function unavailable(error: unknown): never {
+  throw new TributaryError('ROUTING_STORE_UNAVAILABLE', `the routing store (Redis) did not answer: ${(error as Error).message}`);
+}
+
 export class RedisRoutingStore implements RoutingStore {
   private readonly client: RedisWithUpdate;
 
@@ -113,26 +118,21 @@ export class RedisRoutingStore implements RoutingStore {
   }
 
   async get(model: string): Promise<Routing | null> {
-    const text = await this.client.get(this.keys(model)[0]);
+    const text = await this.client.get(this.keys(model)[0]).catch(unavailable);
     return text === null ? null : (JSON.parse(text) as Routing);
   }
 
   async update(next: Routing, expectedRevision: number, audit: AuditEntry): Promise<RoutingUpdate> {
     const [routingKey, auditKey] = this.keys(next.model);
-    const result = await this.client.updateRouting(
-      routingKey,
-      auditKey,
-      String(expectedRevision),
-      JSON.stringify(next),
-      JSON.stringify(audit),
-      String(AUDIT_KEPT),
-    );
+    const result = await this.client
+      .updateRouting(routingKey, auditKey, String(expectedRevision), JSON.stringify(next), JSON.stringify(audit), String(AUDIT_KEPT))
+      .catch(unavailable);
     if (result === 1) return { ok: true, routing: next };
     return { ok: false, current: result === null ? null : (JSON.parse(result) as Routing) };
   }
 
   async audit(model: string, limit: number): Promise<AuditEntry[]> {
-    const entries = await this.client.lrange(this.keys(model)[1], 0, limit - 1);
+    const entries = await this.client.lrange(this.keys(model)[1], 0, limit - 1).catch(unavailable);
     return entries.map((e) => JSON.parse(e) as AuditEntry);
   }
 

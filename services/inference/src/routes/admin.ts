@@ -70,7 +70,18 @@ const Version = Type.Object({
   sha256: Type.String(),
   training: Type.Record(Type.String(), Type.Unknown()),
 });
-const ERRORS = { 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 422: ErrorResponse };
+const ERRORS = {
+  400: ErrorResponse,
+  401: ErrorResponse,
+  403: ErrorResponse,
+  404: ErrorResponse,
+  409: ErrorResponse,
+  413: ErrorResponse,
+  415: ErrorResponse,
+  422: ErrorResponse,
+  500: ErrorResponse,
+  503: ErrorResponse,
+};
 
 export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (app, options) => {
   const { registry, served } = options;
@@ -220,6 +231,9 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (
       const { version, reward, trials = 1 } = request.body;
       if (reward > trials)
         throw new TributaryError('VALIDATION_FAILED', `reward ${reward} is above the number of trials ${trials}`, { field: 'reward' });
+      if (!(await registry.has(request.params.name, version))) {
+        throw new TributaryError('NOT_FOUND', `model ${request.params.name} has no version ${version} in the registry`);
+      }
       await options.rewards.add(request.params.name, version, trials, reward);
       // This replica follows at once; the others at their next routing poll.
       await followIfServed(request.params.name);

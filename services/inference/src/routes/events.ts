@@ -33,6 +33,7 @@ export const eventsRoute: FastifyPluginAsyncTypebox<EventsRouteOptions> = async 
           413: ErrorResponse,
           415: ErrorResponse,
           429: ErrorResponse,
+          500: ErrorResponse,
           503: ErrorResponse,
         },
       },

@@ -31,6 +31,7 @@ export const featuresRoute: FastifyPluginAsyncTypebox<FeaturesRouteOptions> = as
           200: Type.Object({ entity: Type.String(), id: Type.String(), groups: Type.Array(GroupValues) }),
           401: ErrorResponse,
           404: ErrorResponse,
+          500: ErrorResponse,
           503: ErrorResponse,
         },
       },

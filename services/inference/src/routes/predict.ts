@@ -48,7 +48,15 @@ const Explain = Type.Object(
   { additionalProperties: false },
 );
 
-const ERRORS = { 400: ErrorResponse, 401: ErrorResponse, 413: ErrorResponse, 415: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse };
+const ERRORS = {
+  400: ErrorResponse,
+  401: ErrorResponse,
+  413: ErrorResponse,
+  415: ErrorResponse,
+  429: ErrorResponse,
+  500: ErrorResponse,
+  503: ErrorResponse,
+};
 
 export const predictRoute: FastifyPluginAsyncTypebox<PredictRouteOptions> = async (app, options) => {
   const Row = Type.Object(
