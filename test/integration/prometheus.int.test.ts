@@ -327,6 +327,10 @@ describe.skipIf(Boolean(missing) && !required)(`Prometheus scraping the services
         intervalMs: 200,
         what: 'degraded predictions while Redis is cut off',
       });
+      // The feature route cannot degrade: it answers 503, counted as a server error.
+      const features = await fetch(`${inference}/v1/features/user_id/u_1`);
+      expect(features.status).toBe(503);
+      expect(((await features.json()) as { code: string }).code).toBe('ONLINE_STORE_UNAVAILABLE');
     } finally {
       redisProxy!.restore();
     }
@@ -385,6 +389,7 @@ describe.skipIf(Boolean(missing) && !required)(`Prometheus scraping the services
       `tributary_dead_letter_records_total{job="features",consumer=~"${run}-.*",reason="malformed"} > 0`,
       'tributary_predictions_total{job="inference",degraded="true"} > 0',
       'tributary_online_store_errors_total{job="inference"} > 0',
+      'tributary_http_server_errors_total{job="inference",code="ONLINE_STORE_UNAVAILABLE"} > 0',
       'tributary_model_reloads_total{job="inference",outcome="loaded"} > 0',
       'tributary_model_reloads_total{job="inference",outcome="rejected"} > 0',
       `tributary_model_serving{job="inference",model="${MODEL}",version="2"} == 1`,

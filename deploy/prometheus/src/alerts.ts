@@ -77,7 +77,16 @@ export const groups: RuleGroup[] = [
         for: '5m',
         severity: 'warning',
         summary: '{{ $value | humanizePercentage }} of prediction requests are refused with 503',
-        description: `More than ${T.shedRatio * 100}% of requests have been shed (503: event loop delayed or model queue full) for 5 minutes. These are the only 5xx answers the service counts.`,
+        description: `More than ${T.shedRatio * 100}% of requests have been shed (503: event loop delayed or model queue full) for 5 minutes. Other 5xx answers raise ServerErrors.`,
+      },
+      {
+        alert: 'ServerErrors',
+        expr: 'sum by (job, instance, code) (increase(tributary_http_server_errors_total[5m])) > 0',
+        for: '5m',
+        severity: 'warning',
+        summary: '{{ $labels.instance }} answered {{ $value | humanize }} requests with {{ $labels.code }} in 5 minutes',
+        description:
+          'Requests have been failing with a 5xx other than shedding for 5 minutes: a dependency the route needs does not answer (*_UNAVAILABLE), or a fault in the service (INTERNAL).',
       },
       {
         alert: 'PredictionLogDropping',

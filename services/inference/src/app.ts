@@ -53,7 +53,7 @@ export interface InferenceDeps {
 }
 
 /** The service's Fastify instance with its settings and error handling, and no routes yet. */
-export function createFastify(options: { logger: Logger; bodyLimit: number }) {
+export function createFastify(options: { logger: Logger; bodyLimit: number; serverError?: (code: string) => void }) {
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -70,13 +70,13 @@ export function createFastify(options: { logger: Logger; bodyLimit: number }) {
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
-  installErrorHandler(app);
+  installErrorHandler(app, options.serverError);
   return app;
 }
 
 export async function buildApp(deps: InferenceDeps) {
-  const app = createFastify(deps);
   const metrics = inferenceMetrics(deps.registry);
+  const app = createFastify({ ...deps, serverError: metrics.serverError });
   const predictionLog = new PredictionLog({
     publisher: deps.predictionLogPublisher ?? eventLogPublisher(deps.eventLog),
     topic: deps.topics.predictions,

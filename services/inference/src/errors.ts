@@ -32,13 +32,17 @@ function fieldOf(error: FastifyError): string | undefined {
   return path || undefined;
 }
 
-export function installErrorHandler(app: FastifyInstance): void {
+/** `serverError`: told the code of every 5xx answer but a shed request's (those are counted apart). */
+export function installErrorHandler(app: FastifyInstance, serverError: (code: string) => void = () => {}): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof TributaryError) {
       // Shed: counted in tributary_requests_shed_total. A line per shed request, let alone a
       // stack, would add work exactly while the service is overloaded.
       if (error.code === 'OVERLOADED') request.log.debug(error.message);
-      else if (error.httpStatus >= 500) request.log.error({ err: error }, error.message);
+      else if (error.httpStatus >= 500) {
+        request.log.error({ err: error }, error.message);
+        serverError(error.code);
+      }
       if (error.retriable && error.httpStatus === 503) void reply.header('retry-after', '1');
       return reply
         .status(error.httpStatus)
@@ -59,6 +63,7 @@ export function installErrorHandler(app: FastifyInstance): void {
       return reply.status(status).send({ code, message: error.message });
     }
     request.log.error({ err: error }, 'request failed');
+    serverError('INTERNAL');
     return reply.status(500).send({ code: 'INTERNAL', message: 'internal error' });
   });
   app.setNotFoundHandler((request, reply) =>

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, LATENCY_BUCKETS, metric, type Registry } from '@tributary/shared';
+import { Counter, ERRORS, Gauge, Histogram, LATENCY_BUCKETS, metric, type Registry } from '@tributary/shared';
 import type { AccessOptions } from './access.js';
 import type { PredictionLogStats } from './prediction-log.js';
 import type { PredictorStats } from './predictor.js';
@@ -11,6 +11,7 @@ export function inferenceMetrics(registry: Registry): {
   serving: ServingStats;
   batchRows: Histogram;
   access: Pick<AccessOptions, 'shed' | 'denied' | 'rateLimited'>;
+  serverError(code: string): void;
 } {
   const registers = [registry];
   const predictions = metric(
@@ -145,6 +146,17 @@ export function inferenceMetrics(registry: Registry): {
         registers,
       }),
   );
+  const serverErrors = metric(
+    registry,
+    'tributary_http_server_errors_total',
+    () =>
+      new Counter({
+        name: 'tributary_http_server_errors_total',
+        help: 'Requests answered with a 5xx other than shedding (those are tributary_requests_shed_total), by error code',
+        labelNames: ['code'],
+        registers,
+      }),
+  );
   const batchRows = metric(
     registry,
     'tributary_model_batch_rows',
@@ -163,6 +175,7 @@ export function inferenceMetrics(registry: Registry): {
   for (const outcome of ['published', 'dropped']) logRecords.inc({ outcome }, 0);
   for (const reason of ['event_loop_delay', 'model_queue_full']) shed.inc({ reason }, 0);
   for (const reason of ['missing_key', 'invalid_key', 'admin_disabled']) denied.inc({ reason }, 0);
+  for (const [code, { status }] of Object.entries(ERRORS)) if (status >= 500 && code !== 'OVERLOADED') serverErrors.inc({ code }, 0);
   return {
     batchRows,
     serving: {
@@ -197,5 +210,6 @@ export function inferenceMetrics(registry: Registry): {
       buffered: (count) => logBuffered.set(count),
     },
     eventsPushed,
+    serverError: (code) => serverErrors.inc({ code }),
   };
 }
