@@ -52,6 +52,8 @@ export type OfferResult = { kind: 'waiting' } | { kind: 'duplicate' } | { kind: 
 export interface SweepResult {
   predictions: number;
   labels: number;
+  /** Sides taken off the due index (those counted and those that no longer count): `limit` when more may be due. */
+  taken: number;
 }
 
 export interface JoinStore {
@@ -147,7 +149,7 @@ export class MemoryJoinStore implements JoinStore {
 
   async sweep(now: number, limit: number): Promise<SweepResult> {
     this.due.sort((a, b) => a.deadline - b.deadline);
-    const result: SweepResult = { predictions: 0, labels: 0 };
+    const result: SweepResult = { predictions: 0, labels: 0, taken: 0 };
     let taken = 0;
     while (taken < this.due.length && taken < limit && this.due[taken]!.deadline <= now) {
       const { field, requestId } = this.due[taken++]!;
@@ -165,6 +167,7 @@ export class MemoryJoinStore implements JoinStore {
       }
     }
     this.due.splice(0, taken);
+    result.taken = taken;
     this.forgets.sort((a, b) => a.at - b.at);
     let forgotten = 0;
     while (forgotten < this.forgets.length && this.forgets[forgotten]!.at <= now) {
@@ -408,7 +411,7 @@ export class RedisJoinStore implements JoinStore {
 
   async sweep(now: number, limit: number): Promise<SweepResult> {
     const members = await this.client.zrangebyscore(this.dueKey, '-inf', now, 'LIMIT', 0, limit);
-    const result: SweepResult = { predictions: 0, labels: 0 };
+    const result: SweepResult = { predictions: 0, labels: 0, taken: members.length };
     if (members.length === 0) return result;
     const sides = members.map((member) => {
       try {

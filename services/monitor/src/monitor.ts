@@ -115,6 +115,8 @@ const CONCURRENT_PARTITIONS = 4;
 
 /** Records stamped further ahead of the monitor's clock than this are invalid (a time of 1e308 would never expire). */
 const MAX_AHEAD_MS = 86_400_000;
+/** Due sides taken off the join store's index per call of a sweep (one Redis pipeline). */
+const SWEEP_CHUNK = 10_000;
 /** How far ahead of the monitor's clock a prediction time moves the sliding windows at most (clocks disagree a little). */
 const MAX_SKEW_MS = 60_000;
 
@@ -643,13 +645,19 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   });
   /** Sweeps what is due and counts it; sweeps never overlap. */
   let sweeping: Promise<void> = Promise.resolve();
+  let stopped = false;
   const sweep = () => {
     sweeping = sweeping
       .catch(() => {}) // a failed sweep was reported; the next one runs anyway
       .then(async () => {
-        const swept = await options.joins.sweep(clock(), 10_000);
-        expired.inc({ stream: 'predictions' }, swept.predictions);
-        expired.inc({ stream: 'labels' }, swept.labels);
+        // Chunks of SWEEP_CHUNK sides until nothing more is due: however many came due since the
+        // last sweep (a side is one record's), the index does not grow behind the stream.
+        let swept;
+        do {
+          swept = await options.joins.sweep(clock(), SWEEP_CHUNK);
+          expired.inc({ stream: 'predictions' }, swept.predictions);
+          expired.inc({ stream: 'labels' }, swept.labels);
+        } while (swept.taken === SWEEP_CHUNK && !stopped);
       });
     return sweeping;
   };
@@ -680,6 +688,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   canaryTimer?.unref();
   return {
     stop: async () => {
+      stopped = true;
       clearInterval(sweeper);
       if (canaryTimer) clearInterval(canaryTimer);
       await checking;

@@ -16,11 +16,11 @@ describe('MemoryJoinStore', () => {
     await store.offer(offers);
     expect(store.size).toBe(100);
     // Past every deadline, within the keep time: the sides are counted, the joined requests kept for replays.
-    expect(await store.sweep(deadline + 200, 10_000)).toEqual({ predictions: 50, labels: 0 });
+    expect(await store.sweep(deadline + 200, 10_000)).toMatchObject({ predictions: 50, labels: 0 });
     expect(store.size).toBe(50);
     expect((await store.offer([offers[0]!]))[0]).toEqual({ kind: 'duplicate' });
     // Past the keep time of the latest side: nothing is left.
-    expect(await store.sweep(deadline + 97 + keepMs, 10_000)).toEqual({ predictions: 0, labels: 0 });
+    expect(await store.sweep(deadline + 97 + keepMs, 10_000)).toMatchObject({ predictions: 0, labels: 0 });
     expect(store.size).toBe(1); // r98, whose label's deadline is the latest: deadline + 98
     await store.sweep(deadline + 98 + keepMs, 10_000);
     expect(store.size).toBe(0);

@@ -75,6 +75,25 @@ describe('monitor: times far ahead', () => {
   });
 });
 
+describe('monitor: expiry', () => {
+  it('sweeps every side that came due, more than one chunk of the index at a time', async () => {
+    const joins = new MemoryJoinStore(DAY);
+    const { registry, monitor } = await boot({ joins });
+    const past = Date.now() - 1_000;
+    await joins.offer(
+      Array.from({ length: 25_000 }, (_, i) => ({
+        side: 'prediction' as const,
+        requestId: `r${i}`,
+        unit: 'champion:m:1',
+        value: 'p',
+        deadline: past,
+      })),
+    );
+    await monitor.sweep();
+    expect(await registry.metrics()).toMatch(/tributary_monitor_join_expired_total\{stream="predictions"\} 25000/);
+  });
+});
+
 describe('monitor: bounded label values', () => {
   it('counts odd model names beyond the series bound as other, in the quality board and the score and label-delay histograms too', async () => {
     const { eventLog, registry } = await boot({ maxSeries: 1 });
