@@ -8,15 +8,24 @@ import {
   type EventLog,
   type OnlineStore,
 } from '@tributary/shared';
+import type { RoutingStore } from '../src/registry/routing.js';
 import { createInferenceApp } from '../src/service.js';
 
-export async function buildTestApp(options: { env?: Record<string, string>; store?: OnlineStore; eventLog?: EventLog } = {}) {
+export async function buildTestApp(
+  options: { env?: Record<string, string>; store?: OnlineStore; eventLog?: EventLog; routes?: RoutingStore } = {},
+) {
   // No shedding on event-loop delay unless a test asks for it: test machines stall at times.
   const config = loadConfig({ LOG_LEVEL: 'silent', SHED_EVENT_LOOP_DELAY_MS: '0', ...options.env });
   const eventLog = options.eventLog ?? new MemoryEventLog();
   const store = options.store ?? new MemoryOnlineStore();
   const registry = createRegistry({ defaultMetrics: false });
-  const app = await createInferenceApp(config, { eventLog, store, registry, logger: createLogger('test', 'silent') });
+  const app = await createInferenceApp(config, {
+    eventLog,
+    store,
+    registry,
+    logger: createLogger('test', 'silent'),
+    ...(options.routes ? { routes: options.routes } : {}),
+  });
   return { app, eventLog, store, registry, config };
 }
 

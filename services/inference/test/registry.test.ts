@@ -1,7 +1,8 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryOnlineStore, type EntityKey } from '@tributary/shared';
+import { MemoryOnlineStore, TributaryError, type EntityKey } from '@tributary/shared';
+import { MemoryRoutingStore } from '../src/registry/routing.js';
 import { buildTestApp, routeFromElsewhere, validRequest } from './build.js';
 import { foreignVersion, integerOutputVersion, logisticVersion, tempRegistry, type BuiltVersion } from './models.js';
 
@@ -168,6 +169,26 @@ describe('model registry: admin API', () => {
     const missing = await admin(app, 'POST', '/admin/models/fraud_detector/promote', { version: '9', reason: 'typo' });
     expect(missing.statusCode).toBe(404);
     expect((await predictExplained(app)).model.version).toBe('1');
+  });
+
+  it('starts on the highest registered version while the routing store does not answer, then follows the routing', async () => {
+    const registryDir = tempRegistry();
+    const routes = Object.assign(new MemoryRoutingStore(), { down: false });
+    const get = routes.get.bind(routes);
+    routes.get = (model) => (routes.down ? Promise.reject(new TributaryError('ROUTING_STORE_UNAVAILABLE', 'down')) : get(model));
+    const env = { MODEL_REGISTRY_DIR: registryDir, ROUTING_POLL_INTERVAL: '60s' };
+    // A first replica stores the routing: version 1, the only one. Then version 2 is registered, not promoted.
+    await (await buildTestApp({ env, routes })).app.close();
+    const v2 = logisticVersion('2', 0.002, -1.5);
+    mkdirSync(join(registryDir, 'fraud_detector', '2'));
+    writeFileSync(join(registryDir, 'fraud_detector', '2', 'model.onnx'), v2.bytes);
+    writeFileSync(join(registryDir, 'fraud_detector', '2', 'manifest.json'), JSON.stringify(v2.manifest));
+    routes.down = true;
+    current = await buildTestApp({ env, routes });
+    expect((await predictExplained(current.app)).model.version).toBe('2');
+    routes.down = false;
+    await current.app.serving.refresh();
+    expect((await predictExplained(current.app)).model.version).toBe('1');
   });
 
   it('keeps serving the old version when a routed version fails to load on this replica', async () => {

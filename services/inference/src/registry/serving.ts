@@ -7,9 +7,10 @@
  * the change is reported and counted and the old set keeps serving (Triton's rule); it is
  * tried again only when the routing changes again.
  */
-import { planModelFeatures, type FeatureCatalog, type FeaturePlan, type Logger } from '@tributary/shared';
+import { planModelFeatures, TributaryError, type FeatureCatalog, type FeaturePlan, type Logger } from '@tributary/shared';
 import { startModel, type LoadedModel, type ScoringOptions } from '../model.js';
 import { describeRollout, type ModelRegistry } from './registry.js';
+import type { Routing } from './routing.js';
 import type { RewardStore } from './rewards.js';
 import { policyVersions, type Rewards, type RolloutPolicy } from './rollout.js';
 
@@ -69,20 +70,40 @@ export class ModelServing {
     options.stats.serving(options.name, served.champion.model.manifest.version);
   }
 
-  /** Loads the routed champion (and the versions its rollout names); fails when the champion cannot be served. */
+  /**
+   * Loads the routed champion (and the versions its rollout names); fails when the champion cannot
+   * be served. While the routing store does not answer, it starts on the highest registered
+   * version and follows the routing once it can be read (the replica is not ready meanwhile:
+   * the online store is the same Redis).
+   */
   static async start(options: ServingOptions): Promise<ModelServing> {
-    const routing = await options.registry.ensureRouting(options.name, 'inference');
-    const champion = await load(options, routing.champion);
+    let routing: Routing | null = null;
+    let championVersion: string;
+    try {
+      routing = await options.registry.ensureRouting(options.name, 'inference');
+      championVersion = routing.champion;
+    } catch (error) {
+      if (!(error instanceof TributaryError && error.code === 'ROUTING_STORE_UNAVAILABLE')) throw error;
+      const newest = (await options.registry.versions(options.name)).at(-1);
+      if (!newest) throw error;
+      options.logger.warn(
+        { err: error },
+        `model routing of ${options.name} unreadable at start; serving the highest registered version, ${newest.version}, until it can be read`,
+      );
+      championVersion = newest.version;
+    }
+    const champion = await load(options, championVersion);
     const served: RoutedModels = {
       champion,
       policy: CHAMPION_ONLY,
-      versions: new Map([[routing.champion, champion]]),
+      versions: new Map([[championVersion, champion]]),
       shadows: [],
       rewards: {},
     };
     const serving = new ModelServing(options, served, 0);
-    // The rollout's other versions: loaded like any later routing change (a failure keeps the champion serving).
-    serving.revision = routing.policy || routing.shadows?.length ? 0 : routing.revision;
+    // The rollout's other versions: loaded like any later routing change (a failure keeps the
+    // champion serving). Without a routing read, revision 0: the first one read is followed.
+    serving.revision = !routing || routing.policy || routing.shadows?.length ? 0 : routing.revision;
     await serving.refresh();
     serving.schedule();
     return serving;
@@ -131,7 +152,8 @@ export class ModelServing {
     const { registry, name, logger, stats } = this.options;
     let routing;
     try {
-      routing = await registry.routing(name);
+      // None stored: only when the store did not answer at start (a start writes the first one).
+      routing = (await registry.routing(name)) ?? (await registry.ensureRouting(name, 'inference'));
       this.routingErrors = 0;
     } catch (error) {
       if (this.routingErrors++ % 60 === 0)
