@@ -132,7 +132,7 @@ export async function buildApp(deps: InferenceDeps) {
     pushed: metrics.eventsPushed,
     config: client,
   });
-  await app.register(featuresRoute, { store: deps.store, groups: deps.groups, config: { access: 'client' } });
+  await app.register(featuresRoute, { store: deps.store, groups: deps.groups, fetchTimeoutMs: deps.featureFetchTimeoutMs, config: client });
   await app.register(adminRoutes, {
     registry: deps.models,
     served: { name: deps.modelName, version: () => deps.serving.current.model.manifest.version, refresh: () => deps.serving.refresh() },

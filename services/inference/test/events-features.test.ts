@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryEventLog } from '@tributary/shared';
+import { MemoryEventLog, MemoryOnlineStore } from '@tributary/shared';
 import { buildTestApp } from './build.js';
 
 type App = Awaited<ReturnType<typeof buildTestApp>>;
@@ -117,6 +117,29 @@ describe('GET /v1/features/:entity/:id', () => {
     const response = await current.app.inject({ method: 'GET', url: '/v1/features/device_id/d1' });
     expect(response.statusCode).toBe(404);
     expect(response.json().message).toMatch(/user_id, merchant_id/);
+  });
+
+  it('answers 503 when the online store does not answer within FEATURE_FETCH_TIMEOUT_MS', async () => {
+    const store = new MemoryOnlineStore();
+    store.read = () => new Promise(() => {});
+    current = await buildTestApp({ store, env: { FEATURE_FETCH_TIMEOUT_MS: '50' } });
+    const response = await current.app.inject({ method: 'GET', url: '/v1/features/user_id/u_1' });
+    expect(response.statusCode).toBe(503);
+    expect(response.json()).toMatchObject({
+      code: 'ONLINE_STORE_UNAVAILABLE',
+      message: 'online store unavailable: no answer within 50 ms',
+    });
+  });
+
+  it("counts against the caller's rate limit, as the prediction routes do", async () => {
+    const key = 'client-secret-000001';
+    current = await buildTestApp({ env: { API_KEYS: `web:${key}`, RATE_LIMIT_PER_KEY: '2' } });
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const response = await current.app.inject({ method: 'GET', url: '/v1/features/user_id/u_1', headers: { 'x-api-key': key } });
+      statuses.push(response.statusCode);
+    }
+    expect(statuses).toEqual([200, 200, 429]);
   });
 });
 

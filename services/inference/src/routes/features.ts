@@ -7,6 +7,8 @@ import { ErrorResponse } from '../errors.js';
 export interface FeaturesRouteOptions {
   store: OnlineStore;
   groups: CompiledFeatureGroup[];
+  /** Longest wait for the online store (FEATURE_FETCH_TIMEOUT_MS); beyond, 503. */
+  fetchTimeoutMs: number;
   config?: FastifyContextConfig;
 }
 
@@ -44,10 +46,16 @@ export const featuresRoute: FastifyPluginAsyncTypebox<FeaturesRouteOptions> = as
         throw new TributaryError('NOT_FOUND', `no feature group is keyed by "${entity}" (known entities: ${known})`);
       }
       let states: (Record<string, string | Buffer> | null)[];
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${options.fetchTimeoutMs} ms`)), options.fetchTimeoutMs);
+      });
       try {
-        states = await options.store.read(groups.map((g) => ({ group: g.id, entity, id })));
+        states = await Promise.race([options.store.read(groups.map((g) => ({ group: g.id, entity, id }))), timeout]);
       } catch (error) {
         throw new TributaryError('ONLINE_STORE_UNAVAILABLE', `online store unavailable: ${(error as Error).message}`, { cause: error });
+      } finally {
+        clearTimeout(timer);
       }
       const now = Date.now();
       return {
