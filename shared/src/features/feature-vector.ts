@@ -28,7 +28,11 @@ export interface FeatureExplanation {
   name: string;
   value: number;
   source: FeatureSource;
-  /** Age of the newest event behind a stored feature, ms; null for other sources. */
+  /**
+   * Age of the newest event of a stored feature's group, ms, also when the value was replaced by
+   * its default (an age beyond the group's TTL says why); null for request and on-demand
+   * features, and for a group with no state.
+   */
   age_ms: number | null;
 }
 
@@ -335,7 +339,9 @@ export function assembleVector(
     } else {
       const values = step.group < 0 ? null : groupValues[step.group];
       raw = values ? (values.values[step.name] ?? null) : null;
-      if (values) age = now - values.newestEventTime!;
+      // The age of the group's newest event, kept when the value is replaced by its default:
+      // an age beyond the group's TTL tells why.
+      if (step.group >= 0) age = ages[plan.groups[step.group]!.definition.name] ?? null;
       source = 'store';
     }
     const type = plan.types[i];
@@ -343,7 +349,6 @@ export function assembleVector(
     if (value === null) {
       value = plan.defaults[i]!;
       source = 'default';
-      age = null;
       defaulted.push(step.ref);
     }
     vector[i] = value;

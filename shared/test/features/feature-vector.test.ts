@@ -262,9 +262,10 @@ describe('assembleVector', () => {
       const { vector, explanation, defaulted } = assembleVector(custom, [state], request, NOW);
       expect(Array.from(vector)).toEqual([7, 0, 86_400]);
       expect(defaulted).toEqual(features);
+      // The stored features keep their group's age, which says why they were defaulted.
       expect(explanation.map((e) => [e.source, e.age_ms])).toEqual([
-        ['default', null],
-        ['default', null],
+        ['default', 2 * DAY + 1],
+        ['default', 2 * DAY + 1],
         ['default', null],
       ]);
     });
