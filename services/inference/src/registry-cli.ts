@@ -107,11 +107,13 @@ async function main(argv: string[]): Promise<void> {
   try {
     switch (command) {
       case 'list': {
-        const versions = await registry(false).versions(model);
-        if (versions.length === 0) throw new TributaryError('NOT_FOUND', `no model ${model} in ${config.MODEL_REGISTRY_DIR}`);
+        const { versions, damaged } = await registry(false).inventory(model);
+        if (versions.length === 0 && damaged.length === 0)
+          throw new TributaryError('NOT_FOUND', `no model ${model} in ${config.MODEL_REGISTRY_DIR}`);
         console.log(`model ${model} in ${config.MODEL_REGISTRY_DIR}`);
         for (const v of versions)
           console.log(`  version ${v.version}  created ${v.created_at}  ${v.features} features  sha256 ${v.sha256.slice(0, 12)}…`);
+        for (const d of damaged) console.log(`  version ${d.version}  DAMAGED (never served): ${d.reason}`);
         console.log(routes ? `routing: ${describe(await routes.get(model))}` : 'routing: (REDIS_URL not set)');
         return;
       }

@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -17,6 +17,10 @@ describe('npm run models (registry CLI)', () => {
     const again = await models(['register', folder], env);
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/already has a version 7; versions are immutable/);
+    // A version whose manifest cannot be read is listed as damaged, with the reason.
+    mkdirSync(join(env.MODEL_REGISTRY_DIR, 'fraud_detector', '8'));
+    writeFileSync(join(env.MODEL_REGISTRY_DIR, 'fraud_detector', '8', 'manifest.json'), '{"name":');
+    expect((await models(['list'], env)).stdout).toMatch(/version 7 .*\n {2}version 8 {2}DAMAGED \(never served\): .*manifest\.json/);
   }, 30_000);
 
   it('answers bad usage with the reason and the usage, exit code 2', async () => {

@@ -209,6 +209,12 @@ describe('model registry: admin API', () => {
     const promote = await admin(app, 'POST', '/admin/models/fraud_detector/promote', { version: '2', reason: 'retry' });
     expect(promote.statusCode).toBe(422);
     expect(promote.json().message).toMatch(/sha256/);
+    // The listing names the damaged version and why, apart from those that can serve.
+    const listed = (await admin(app, 'GET', '/admin/models/fraud_detector')).json();
+    expect(listed.versions.map((v: { version: string }) => v.version)).toEqual(['1']);
+    expect(listed.damaged).toEqual([
+      { version: '2', reason: expect.stringMatching(/model.onnx: sha256 \w+ does not match the manifest's/) },
+    ]);
   });
 
   it('lets a request that began on a version finish on it, though the version is retired meanwhile', async () => {

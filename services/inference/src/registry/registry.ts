@@ -43,11 +43,20 @@ export class ModelRegistry {
   }
 
   async versions(model: string): Promise<VersionSummary[]> {
+    return (await this.inventory(model)).versions;
+  }
+
+  /** The versions that can be read and those that cannot, each with the reason (a damaged copy, a bad manifest). */
+  async inventory(model: string): Promise<{ versions: VersionSummary[]; damaged: { version: string; reason: string }[] }> {
     const entries = await readdir(this.dir(model), { withFileTypes: true }).catch(() => []);
     const summaries: VersionSummary[] = [];
+    const damaged: { version: string; reason: string }[] = [];
     for (const entry of entries) {
       if (!entry.isDirectory() || !SAFE.test(entry.name)) continue;
-      const version = await readModelVersion(join(this.dir(model), entry.name)).catch(() => null);
+      const version = await readModelVersion(join(this.dir(model), entry.name)).catch((error: Error) => {
+        damaged.push({ version: entry.name, reason: error.message });
+        return null;
+      });
       if (!version) continue;
       const { manifest } = version;
       summaries.push({
@@ -58,7 +67,10 @@ export class ModelRegistry {
         training: manifest.training,
       });
     }
-    return summaries.sort((a, b) => byVersion(a.version, b.version));
+    return {
+      versions: summaries.sort((a, b) => byVersion(a.version, b.version)),
+      damaged: damaged.sort((a, b) => byVersion(a.version, b.version)),
+    };
   }
 
   /** Whether `model` has a registered `version` (its manifest is there; nothing is read or checked). */

@@ -103,6 +103,9 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (
             serving: Type.Union([Type.String(), Type.Null()], { description: 'the version this replica serves' }),
             routing: Type.Union([Routing, Type.Null()]),
             versions: Type.Array(Version),
+            damaged: Type.Array(Type.Object({ version: Type.String(), reason: Type.String() }), {
+              description: 'version folders that cannot be read or fail their checks, with the reason: never served',
+            }),
           }),
           ...ERRORS,
         },
@@ -110,9 +113,10 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (
     },
     async (request) => {
       const { name } = request.params;
-      const [versions, routing] = await Promise.all([registry.versions(name), registry.routing(name)]);
-      if (versions.length === 0 && !routing) throw new TributaryError('NOT_FOUND', `no model ${name} in the registry`);
-      return { name, serving: name === served.name ? served.version() : null, routing, versions };
+      const [{ versions, damaged }, routing] = await Promise.all([registry.inventory(name), registry.routing(name)]);
+      if (versions.length === 0 && damaged.length === 0 && !routing)
+        throw new TributaryError('NOT_FOUND', `no model ${name} in the registry`);
+      return { name, serving: name === served.name ? served.version() : null, routing, versions, damaged };
     },
   );
 
