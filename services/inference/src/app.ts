@@ -71,6 +71,8 @@ export function createFastify(options: { logger: Logger; bodyLimit: number; serv
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
   installErrorHandler(app, options.serverError);
+  // Every body is JSON: plain text is refused with 415 as any other media type, not parsed into a string.
+  app.removeContentTypeParser('text/plain');
   return app;
 }
 

@@ -54,7 +54,13 @@ export function installErrorHandler(app: FastifyInstance, serverError: (code: st
       let message = error.message;
       if (first?.keyword === 'additionalProperties') message = `unknown field "${field}"`;
       else if (first?.keyword === 'required') message = `missing required field "${field}"`;
-      else if (field) message = `${field} ${first?.message ?? 'is invalid'}`;
+      else if (first?.keyword === 'const') {
+        // A choice of literals fails each of them: name them all.
+        const allowed = error.validation
+          .filter((v) => v.keyword === 'const' && v.instancePath === first.instancePath)
+          .map((v) => JSON.stringify((v.params as { allowedValue?: unknown }).allowedValue));
+        message = `${field ?? 'the value'} must be ${allowed.length > 1 ? `one of ${allowed.join(', ')}` : allowed[0]}`;
+      } else if (field) message = `${field} ${first?.message ?? 'is invalid'}`;
       return reply.status(400).send({ code: 'VALIDATION_FAILED', message, ...(field ? { field } : {}) });
     }
     const status = error.statusCode ?? 500;

@@ -108,7 +108,16 @@ describe('POST /v1/predict', () => {
   });
 
   describe('bad input is answered with a 4xx naming the problem', () => {
-    const cases: { name: string; payload: string; contentType?: string; status: number; code: string; field?: string }[] = [
+    const cases: {
+      name: string;
+      payload: string;
+      contentType?: string;
+      url?: string;
+      status: number;
+      code: string;
+      field?: string;
+      message?: string;
+    }[] = [
       { name: 'malformed JSON', payload: '{"request_id": "x",', status: 400, code: 'BAD_REQUEST' },
       { name: 'empty body', payload: '', status: 400, code: 'BAD_REQUEST' },
       { name: 'a JSON array', payload: '[]', status: 400, code: 'VALIDATION_FAILED' },
@@ -160,6 +169,15 @@ describe('POST /v1/predict', () => {
         status: 400,
         code: 'VALIDATION_FAILED',
         field: 'features.channel',
+        message: 'features.channel must be one of "web", "app", "pos"',
+      },
+      {
+        name: 'an unknown explain value',
+        payload: JSON.stringify(validRequest),
+        url: '/v1/predict?explain=yes',
+        status: 400,
+        code: 'VALIDATION_FAILED',
+        message: 'explain must be one of "true", "false", "1", "0"',
       },
       {
         name: 'a __proto__ key',
@@ -175,20 +193,27 @@ describe('POST /v1/predict', () => {
         status: 415,
         code: 'UNSUPPORTED_MEDIA_TYPE',
       },
+      {
+        name: 'plain text',
+        payload: JSON.stringify(validRequest),
+        contentType: 'text/plain',
+        status: 415,
+        code: 'UNSUPPORTED_MEDIA_TYPE',
+      },
     ];
     for (const c of cases) {
       it(c.name, async () => {
         const { app } = await boot();
         const response = await app.inject({
           method: 'POST',
-          url: '/v1/predict',
+          url: c.url ?? '/v1/predict',
           payload: c.payload,
           headers: { 'content-type': c.contentType ?? 'application/json' },
         });
         expect(response.statusCode).toBe(c.status);
         const body = response.json();
         expect(body.code).toBe(c.code);
-        expect(body.message).toEqual(expect.any(String));
+        expect(body.message).toEqual(c.message ?? expect.any(String));
         if (c.field) expect(body.field).toBe(c.field);
         expect(({} as Record<string, unknown>).polluted).toBeUndefined();
       });
