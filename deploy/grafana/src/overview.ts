@@ -117,11 +117,14 @@ const pipeline = [
   timeSeries({
     title: 'Consumer lag',
     description:
-      'Records in the source partitions not yet consumed by the feature pipeline, per topic (tributary_pipeline_consumer_lag). The dashed line is the ConsumerLagHigh alert threshold.',
+      'Records not yet consumed, per topic: the source topics by the feature pipeline (tributary_pipeline_consumer_lag), the predictions and labels by the monitor (tributary_monitor_consumer_lag). The dashed line is the threshold of the ConsumerLagHigh and MonitorLagHigh alerts.',
     unit: 'short',
     min: 0,
     thresholds: [{ value: THRESHOLDS.consumerLag, color: 'red' }],
-    queries: [query('sum by (topic) (tributary_pipeline_consumer_lag)', '{{topic}}')],
+    queries: [
+      query('sum by (topic) (tributary_pipeline_consumer_lag)', 'features: {{topic}}'),
+      query('sum by (topic) (tributary_monitor_consumer_lag)', 'monitor: {{topic}}'),
+    ],
   }),
   timeSeries({
     title: 'Feature freshness p50 / p99',

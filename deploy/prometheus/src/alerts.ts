@@ -184,6 +184,14 @@ export const groups: RuleGroup[] = [
         description:
           'The monitor has joined no label to a prediction in the last 2 hours although predictions flow: quality metrics are going stale.',
       },
+      {
+        alert: 'MonitorLagHigh',
+        expr: `sum by (topic) (tributary_monitor_consumer_lag) > ${T.consumerLag}`,
+        for: '10m',
+        severity: 'warning',
+        summary: 'The monitor is {{ $value | humanize }} records behind on {{ $labels.topic }}',
+        description: `More than ${T.consumerLag} records of the topic have been waiting for the monitor for 10 minutes: its drift and quality gauges describe the past.`,
+      },
     ],
   },
 ];

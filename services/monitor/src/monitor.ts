@@ -495,6 +495,17 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         registers,
       }),
   );
+  const lag = metric(
+    options.registry,
+    'tributary_monitor_consumer_lag',
+    () =>
+      new Gauge({
+        name: 'tributary_monitor_consumer_lag',
+        help: 'Records of the partition (predictions or labels) not yet consumed by the monitor',
+        labelNames: ['topic', 'partition'],
+        registers,
+      }),
+  );
   const deadLettered = deadLetterCounter(options.registry);
   const labelRecords = recordValidator<Label>(LabelSchema);
 
@@ -641,6 +652,10 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       if (rejected.length > 0) await options.eventLog.publish(options.topics.deadLetter, rejected);
       records.inc({ stream, outcome: 'accepted' }, batch.records.length - rejected.length);
       records.inc({ stream, outcome: 'dead_lettered' }, rejected.length);
+      const last = batch.records.at(-1);
+      if (batch.highWatermark !== undefined && last !== undefined) {
+        lag.set({ topic: batch.topic, partition: String(batch.partition) }, Number(BigInt(batch.highWatermark) - BigInt(last.offset) - 1n));
+      }
     },
   });
   /** Sweeps what is due and counts it; sweeps never overlap. */

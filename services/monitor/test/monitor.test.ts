@@ -218,6 +218,9 @@ describe('monitor', () => {
     text = await registry.metrics();
     expect(text).toMatch(/tributary_monitor_join_expired_total\{stream="predictions"\} 1/);
     expect(text).toMatch(/tributary_monitor_join_expired_total\{stream="labels"\} 1/);
+    // Everything consumed: no partition has records waiting.
+    expect(text).toMatch(/tributary_monitor_consumer_lag\{topic="predictions",partition="0"\} 0/);
+    expect(text).toMatch(/tributary_monitor_consumer_lag\{topic="labels",partition="0"\} 0/);
     // The 1h and 24h windows have moved past those labels.
     expect(text).not.toMatch(/tributary_model_quality\{/);
   });
