@@ -3,7 +3,8 @@
  * in its manifest: the served feature vectors (and scores) of the prediction log are counted
  * on the profile's bins in a sliding window (1h by prediction time, one-minute buckets:
  * fixed memory), and compared on demand (at scrape) with the profile's shared tests: PSI,
- * Jensen-Shannon, KS on the bins, chi-square for categorical features, Bonferroni-corrected.
+ * Jensen-Shannon, KS on the bins, chi-square for categorical features, Bonferroni-corrected
+ * over the features; the score is tested on its own, as `monitor compare` does.
  */
 import {
   compareToProfile,
@@ -15,6 +16,19 @@ import {
   type ProfileWindow,
   type ReferenceProfile,
 } from '@tributary/shared';
+
+/** The name the score has among a profile's features. */
+const SCORE = 'score';
+
+/** The features' drift, corrected as one family, and the score's beside it, tested on its own. */
+function reportOf(profile: ReferenceProfile, window: ProfileWindow): DriftReport {
+  const names = Object.keys(profile.features);
+  if (!names.includes(SCORE)) return compareToProfile(profile, window);
+  const features = compareToProfile(profile, window, { features: names.filter((name) => name !== SCORE) });
+  const score = compareToProfile(profile, window, { features: [SCORE] });
+  features.features[SCORE] = score.features[SCORE]!;
+  return { ...features, drifted: [...features.drifted, ...score.drifted] };
+}
 
 export interface DriftBoardOptions {
   profileOf(model: string, version: string): ReferenceProfile | null;
@@ -87,7 +101,7 @@ export class DriftBoard {
       if (!series) continue;
       const window = series.ring.read(now);
       if (window.rows < (this.options.minRows ?? 100)) continue;
-      out.push({ model: series.model, version: series.version, rows: window.rows, report: compareToProfile(series.profile, window) });
+      out.push({ model: series.model, version: series.version, rows: window.rows, report: reportOf(series.profile, window) });
     }
     return out;
   }

@@ -417,6 +417,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
                 jensen_shannon: d.jensenShannon,
                 test_statistic: d.test.statistic,
                 p_value: d.test.adjustedPValue,
+                p_value_unadjusted: d.test.pValue,
                 missing_rate: d.missingRate.current,
                 drifted: d.drift ? 1 : 0,
               };

@@ -315,6 +315,10 @@ describe('monitor', () => {
     expect(value('x', 'p_value')).toBeGreaterThan(0.01);
     expect(value('y', 'jensen_shannon')).toBeGreaterThan(value('x', 'jensen_shannon'));
     expect(value('x', 'missing_rate')).toBe(0);
+    // Bonferroni over the two features; the score is tested on its own, as `monitor compare` does.
+    expect(value('x', 'p_value')).toBeCloseTo(Math.min(1, 2 * value('x', 'p_value_unadjusted')), 12);
+    expect(value('score', 'p_value')).toBe(value('score', 'p_value_unadjusted'));
+    expect(value('score', 'p_value_unadjusted')).toBeLessThan(1);
   });
 
   it('keeps the drift and estimate windows on its own clock when a serving host stamps a prediction hours ahead', async () => {
