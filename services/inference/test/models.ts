@@ -102,6 +102,32 @@ const FOREIGN_W = [
 ];
 const FOREIGN_B = [0.3, -0.2];
 
+/** A tensor's name, element type and shape, as a graph's input or output declares it. */
+function valueInfo(name: string, dims: (number | string)[], elemType: number = onnx.TensorProto.DataType.FLOAT) {
+  return onnx.ValueInfoProto.create({
+    name,
+    type: onnx.TypeProto.create({
+      tensorType: onnx.TypeProto.Tensor.create({
+        elemType,
+        shape: onnx.TensorShapeProto.create({
+          dim: dims.map((d) => onnx.TensorShapeProto.Dimension.create(typeof d === 'number' ? { dimValue: d } : { dimParam: d })),
+        }),
+      }),
+    }),
+  });
+}
+
+/** An ONNX model written with onnx-proto directly (opset 12), as other tools export them. */
+function handWrittenModel(graph: Parameters<typeof onnx.GraphProto.create>[0]): Buffer {
+  const model = onnx.ModelProto.create({
+    irVersion: 7,
+    producerName: 'hand-written',
+    opsetImport: [onnx.OperatorSetIdProto.create({ domain: '', version: 12 })],
+    graph: onnx.GraphProto.create(graph),
+  });
+  return Buffer.from(onnx.ModelProto.encode(model).finish());
+}
+
 /**
  * A two-class classifier written with onnx-proto directly, as other tools export them:
  * input "input" [N, 3], Gemm then Softmax, output "probabilities" [N, 2]; the served score
@@ -110,40 +136,22 @@ const FOREIGN_B = [0.3, -0.2];
 export function foreignVersion(version: string, name = 'fraud_detector'): BuiltVersion {
   const tensor = (tensorName: string, dims: number[], values: number[]) =>
     onnx.TensorProto.create({ name: tensorName, dims, dataType: onnx.TensorProto.DataType.FLOAT, floatData: values });
-  const valueInfo = (infoName: string, dims: (number | string)[]) =>
-    onnx.ValueInfoProto.create({
-      name: infoName,
-      type: onnx.TypeProto.create({
-        tensorType: onnx.TypeProto.Tensor.create({
-          elemType: onnx.TensorProto.DataType.FLOAT,
-          shape: onnx.TensorShapeProto.create({
-            dim: dims.map((d) => onnx.TensorShapeProto.Dimension.create(typeof d === 'number' ? { dimValue: d } : { dimParam: d })),
-          }),
-        }),
+  const bytes = handWrittenModel({
+    name: 'foreign',
+    input: [valueInfo('input', ['batch', 3])],
+    output: [valueInfo('probabilities', ['batch', 2])],
+    initializer: [tensor('W', [3, 2], FOREIGN_W.flat()), tensor('B', [2], FOREIGN_B)],
+    node: [
+      onnx.NodeProto.create({ opType: 'Gemm', input: ['input', 'W', 'B'], output: ['logits'], name: 'gemm' }),
+      onnx.NodeProto.create({
+        opType: 'Softmax',
+        input: ['logits'],
+        output: ['probabilities'],
+        name: 'softmax',
+        attribute: [onnx.AttributeProto.create({ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 1 })],
       }),
-    });
-  const model = onnx.ModelProto.create({
-    irVersion: 7,
-    producerName: 'hand-written',
-    opsetImport: [onnx.OperatorSetIdProto.create({ domain: '', version: 12 })],
-    graph: onnx.GraphProto.create({
-      name: 'foreign',
-      input: [valueInfo('input', ['batch', 3])],
-      output: [valueInfo('probabilities', ['batch', 2])],
-      initializer: [tensor('W', [3, 2], FOREIGN_W.flat()), tensor('B', [2], FOREIGN_B)],
-      node: [
-        onnx.NodeProto.create({ opType: 'Gemm', input: ['input', 'W', 'B'], output: ['logits'], name: 'gemm' }),
-        onnx.NodeProto.create({
-          opType: 'Softmax',
-          input: ['logits'],
-          output: ['probabilities'],
-          name: 'softmax',
-          attribute: [onnx.AttributeProto.create({ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 1 })],
-        }),
-      ],
-    }),
+    ],
   });
-  const bytes = Buffer.from(onnx.ModelProto.encode(model).finish());
   return {
     manifest: manifestFor(name, version, bytes, { input: 'input', output: 'probabilities', output_column: 1, features: FOREIGN_FEATURES }),
     bytes,
@@ -158,43 +166,21 @@ export function foreignVersion(version: string, name = 'fraud_detector'): BuiltV
 /** A model whose output holds integers (the input cast to int64), not scores: the registry must refuse it. */
 export function integerOutputVersion(version: string, name = 'fraud_detector'): BuiltVersion {
   const width = fraud.FRAUD_MODEL_FEATURES.length;
-  const valueInfo = (infoName: string, elemType: number) =>
-    onnx.ValueInfoProto.create({
-      name: infoName,
-      type: onnx.TypeProto.create({
-        tensorType: onnx.TypeProto.Tensor.create({
-          elemType,
-          shape: onnx.TensorShapeProto.create({
-            dim: [
-              onnx.TensorShapeProto.Dimension.create({ dimParam: 'batch' }),
-              onnx.TensorShapeProto.Dimension.create({ dimValue: width }),
-            ],
-          }),
-        }),
+  const INT64 = onnx.TensorProto.DataType.INT64;
+  const bytes = handWrittenModel({
+    name: 'integers',
+    input: [valueInfo('features', ['batch', width])],
+    output: [valueInfo('score', ['batch', width], INT64)],
+    node: [
+      onnx.NodeProto.create({
+        opType: 'Cast',
+        input: ['features'],
+        output: ['score'],
+        name: 'cast',
+        attribute: [onnx.AttributeProto.create({ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: INT64 })],
       }),
-    });
-  const model = onnx.ModelProto.create({
-    irVersion: 7,
-    producerName: 'hand-written',
-    opsetImport: [onnx.OperatorSetIdProto.create({ domain: '', version: 12 })],
-    graph: onnx.GraphProto.create({
-      name: 'integers',
-      input: [valueInfo('features', onnx.TensorProto.DataType.FLOAT)],
-      output: [valueInfo('score', onnx.TensorProto.DataType.INT64)],
-      node: [
-        onnx.NodeProto.create({
-          opType: 'Cast',
-          input: ['features'],
-          output: ['score'],
-          name: 'cast',
-          attribute: [
-            onnx.AttributeProto.create({ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: onnx.TensorProto.DataType.INT64 }),
-          ],
-        }),
-      ],
-    }),
+    ],
   });
-  const bytes = Buffer.from(onnx.ModelProto.encode(model).finish());
   return { manifest: manifestFor(name, version, bytes, {}), bytes, expected: (x) => Math.trunc(x[0]!) };
 }
 
