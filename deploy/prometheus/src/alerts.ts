@@ -33,6 +33,7 @@ export const THRESHOLDS = {
   qualityDrop: 0.05,
   minLabelled1h: 100,
   minLabelled24h: 500,
+  minEstimated1h: 100,
 } as const;
 
 const T = THRESHOLDS;
@@ -168,12 +169,12 @@ export const groups: RuleGroup[] = [
       },
       {
         alert: 'EstimatedQualityDrop',
-        expr: `tributary_model_quality_estimated{window="1h",metric="roc_auc"} < ignoring (window) tributary_model_quality_estimated{window="24h",metric="roc_auc"} - ${T.qualityDrop}`,
+        expr: `tributary_model_quality_estimated{window="1h",metric="roc_auc"} < ignoring (window) tributary_model_quality_estimated{window="24h",metric="roc_auc"} - ${T.qualityDrop} and ignoring (window, metric) tributary_model_estimated_predictions{window="1h"} >= ${T.minEstimated1h}`,
         for: '30m',
         severity: 'warning',
         summary:
           'Estimated ROC AUC of {{ $labels.model }} {{ $labels.version }} ({{ $labels.variant }}) fell to {{ $value | printf "%.3f" }}',
-        description: `The confidence-based estimate (CBPE, from the scores alone, before labels arrive) of the last hour's ROC AUC has been more than ${T.qualityDrop} below the last day's for 30 minutes.`,
+        description: `The confidence-based estimate (CBPE, from the scores alone, before labels arrive) of the last hour's ROC AUC (at least ${T.minEstimated1h} predictions) has been more than ${T.qualityDrop} below the last day's for 30 minutes.`,
       },
       {
         alert: 'NoLabelsReceived',

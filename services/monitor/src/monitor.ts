@@ -383,6 +383,23 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   );
   metric(
     options.registry,
+    'tributary_model_estimated_predictions',
+    () =>
+      new Gauge({
+        name: 'tributary_model_estimated_predictions',
+        help: 'Predictions in the sliding window behind tributary_model_quality_estimated',
+        labelNames: ['model', 'version', 'variant', 'window'],
+        registers,
+        collect() {
+          this.reset();
+          for (const { model, version, variant, window, estimate } of board.estimates(clock())) {
+            this.set({ model, version, variant, window }, estimate.count);
+          }
+        },
+      }),
+  );
+  metric(
+    options.registry,
     'tributary_model_labelled_predictions',
     () =>
       new Gauge({

@@ -370,6 +370,7 @@ describe('monitor', () => {
       )?.[1],
     );
     expect(estimated).toBeCloseTo(0.9, 9);
+    expect(text).toMatch(/tributary_model_estimated_predictions\{model="fraud_detector",version="1",variant="champion",window="1h"\} 80/);
     expect(text).not.toMatch(/tributary_slice_quality\{/);
     await eventLog.publish(
       'labels',
