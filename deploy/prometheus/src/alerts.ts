@@ -178,12 +178,12 @@ export const groups: RuleGroup[] = [
       },
       {
         alert: 'NoLabelsReceived',
-        expr: '(sum(increase(tributary_monitor_joins_total{outcome="joined"}[2h])) or vector(0)) == 0 and on () sum(rate(tributary_predictions_total[15m])) > 0',
+        expr: 'sum by (model) (rate(tributary_predictions_total[15m])) > 0 unless on (model) sum by (model) (increase(tributary_monitor_label_delay_seconds_count[2h])) > 0',
         for: '15m',
         severity: 'warning',
-        summary: 'No label has joined a prediction for 2 hours while predictions are served',
+        summary: 'No label has joined a prediction of {{ $labels.model }} for 2 hours while it serves',
         description:
-          'The monitor has joined no label to a prediction in the last 2 hours although predictions flow: quality metrics are going stale.',
+          'The monitor has joined no label to a prediction of this model in the last 2 hours although its predictions flow: its quality metrics are going stale.',
       },
       {
         alert: 'MonitorLagHigh',
