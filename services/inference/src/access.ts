@@ -70,6 +70,10 @@ export async function installAccess(app: FastifyInstance, options: AccessOptions
     }
     const caller = keys.get(secret);
     if (caller === undefined) {
+      // A client's key on an admin route is known, just not allowed there: 403, not 401.
+      if (access === 'admin' && options.apiKeys?.has(secret)) {
+        return done(refuse('invalid_key', 'FORBIDDEN', 'this key is not an admin API key'));
+      }
       return done(refuse('invalid_key', 'UNAUTHORIZED', access === 'admin' ? 'this key is not an admin API key' : 'unknown API key'));
     }
     request.caller = caller;

@@ -40,9 +40,13 @@ describe('model registry: admin API', () => {
   it('refuses admin requests without an admin key, and all of them when no admin key is configured', async () => {
     const { app } = await boot({ API_KEYS: `client:${CLIENT}` });
     expect((await app.inject({ method: 'GET', url: '/admin/models/fraud_detector' })).statusCode).toBe(401);
+    // A client's key is known but not allowed here: 403; an unknown key: 401.
     const wrong = await admin(app, 'GET', '/admin/models/fraud_detector', undefined, CLIENT);
-    expect(wrong.statusCode).toBe(401);
-    expect(wrong.json()).toMatchObject({ code: 'UNAUTHORIZED', message: 'this key is not an admin API key' });
+    expect(wrong.statusCode).toBe(403);
+    expect(wrong.json()).toMatchObject({ code: 'FORBIDDEN', message: 'this key is not an admin API key' });
+    const unknown = await admin(app, 'GET', '/admin/models/fraud_detector', undefined, 'not-a-key-of-anyone-0001');
+    expect(unknown.statusCode).toBe(401);
+    expect(unknown.json()).toMatchObject({ code: 'UNAUTHORIZED', message: 'this key is not an admin API key' });
     expect((await app.inject({ method: 'GET', url: '/admin/models/fraud_detector', headers: { 'x-api-key': ADMIN } })).statusCode).toBe(
       200,
     );

@@ -3,7 +3,8 @@
  * and admin routes, and a Redis password in REDIS_URL (a private redis-server with
  * `requirepass`). Then:
  * - every admin route is called without a key, with a wrong key, with a client key and with
- *   malformed credentials: each must be refused with 401; with the admin key none may be;
+ *   malformed credentials: each must be refused with 401 (403 for the client key, known but not
+ *   allowed there); with the admin key none may be;
  *   the client routes refuse a request without the client key;
  * - the services are made to log (refused requests, Redis killed under traffic and
  *   restarted, start-ups refused for an invalid configuration that holds the password);
@@ -113,7 +114,9 @@ export async function securityScenario(ctx: Context): Promise<Row> {
       const answer = await send(url, { method: route.method, path: route.path, body, headers: { ...contentType, ...headers } });
       requests++;
       if (answer.status !== null && answer.status >= 500) errors5xx++;
-      if (answer.status !== 401) accepted.push(`${route.method} ${route.path} with ${name}: ${answer.status}`);
+      // A client's key is known but not allowed on the admin routes: 403; any other credential 401.
+      const refusal = name.startsWith('the client key') ? 403 : 401;
+      if (answer.status !== refusal) accepted.push(`${route.method} ${route.path} with ${name}: ${answer.status}`);
     }
     const answer = await send(url, {
       method: route.method,
@@ -193,7 +196,7 @@ export async function securityScenario(ctx: Context): Promise<Row> {
   row.degraded = figures.degraded;
   row.checks.push(
     {
-      name: 'admin routes refuse every request without a valid admin key (401)',
+      name: "admin routes refuse every request without a valid admin key (401; 403 for a client's key)",
       ok: accepted.length === 0,
       detail: accepted.length === 0 ? `${routes.length * credentials.length} refused` : accepted.slice(0, 6).join('; '),
     },
