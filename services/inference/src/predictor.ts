@@ -65,6 +65,20 @@ export interface PredictorOptions {
 
 export type Predictor = ReturnType<typeof createPredictor>;
 
+/** The entity keys a request's rows were read with, and what the store answered (null: it failed). */
+interface StatesRead {
+  keys?: EntityKey[];
+  states?: (Record<string, string | Buffer> | null)[] | null;
+}
+
+function sameKeys(a: readonly EntityKey[], b: readonly EntityKey[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i]!.group !== b[i]!.group || a[i]!.entity !== b[i]!.entity || a[i]!.id !== b[i]!.id) return false;
+  }
+  return true;
+}
+
 /** What every span of a scoring carries: the model version that scored and how it was chosen. */
 function scoringAttributes(model: LoadedModel['manifest'], variant: Variant, rows: number) {
   return {
@@ -80,7 +94,12 @@ export function createPredictor(options: PredictorOptions) {
   const random = options.random ?? Math.random;
 
   /** The stored states of every row's groups, or null when the store failed or was too slow. */
-  async function fetchStates(keys: EntityKey[], span: Span | undefined): Promise<(Record<string, string | Buffer> | null)[] | null> {
+  /** `counted`: a failure is counted in the store's error metric (once per request: not again for its shadows). */
+  async function fetchStates(
+    keys: EntityKey[],
+    span: Span | undefined,
+    counted: boolean,
+  ): Promise<(Record<string, string | Buffer> | null)[] | null> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -91,7 +110,7 @@ export function createPredictor(options: PredictorOptions) {
     try {
       return await Promise.race([store.read(keys), timeout]);
     } catch (error) {
-      stats.storeFailed(error);
+      if (counted) stats.storeFailed(error);
       if (span) failSpan(span, error);
       return null;
     } finally {
@@ -106,6 +125,11 @@ export function createPredictor(options: PredictorOptions) {
     explain: boolean,
     /** Each request's row in the batch it came in, for error fields (`rows.<n>.`); null for a single prediction. */
     places: number[] | null,
+    /**
+     * The stored states read for these requests, shared by their scorings: the answering version
+     * sets it, a shadow whose entity keys are the same reads from it instead of from the store.
+     */
+    read?: StatesRead,
   ): Promise<PredictResponse[]> {
     const started = performance.now();
     const requestedAt = Date.now();
@@ -129,8 +153,10 @@ export function createPredictor(options: PredictorOptions) {
       }
       keys.push(...entityKeys(plan, request.entities));
     });
-    const fetching = startSpan('feature_fetch');
-    const states = await fetchStates(keys, fetching);
+    const shared = read?.keys !== undefined && sameKeys(read.keys, keys);
+    const fetching = shared ? undefined : startSpan('feature_fetch');
+    const states = shared ? read.states! : await fetchStates(keys, fetching, variant !== 'shadow');
+    if (read && !shared) Object.assign(read, { keys, states });
     const degraded = states === null;
     fetching
       ?.setAttributes({
@@ -162,7 +188,8 @@ export function createPredictor(options: PredictorOptions) {
     const publishing = startSpan('log_publish');
     const responses = requests.map((request, row): PredictResponse => {
       const { vector, defaulted, explanation, ages } = assembled[row]!;
-      if (defaulted.length > 0) stats.defaulted(defaulted);
+      // Counted for the answering version (a shadow's defaults are in its prediction-log records).
+      if (defaulted.length > 0 && variant !== 'shadow') stats.defaulted(defaulted);
       const score = scores[row]!;
       const predictionId = randomUUID();
       const features: Record<string, number> = {};
@@ -204,14 +231,14 @@ export function createPredictor(options: PredictorOptions) {
    * Shadows score the requests after the answer: logged, never returned, failures only counted.
    * They take over the request's hold on its snapshot; false when there is no shadow.
    */
-  function shadow(routed: RoutedModels, requests: PredictRequest[], places: number[] | null): boolean {
+  function shadow(routed: RoutedModels, requests: PredictRequest[], places: number[] | null, read: StatesRead): boolean {
     if (routed.shadows.length === 0) return false;
     setImmediate(() => {
       void Promise.all(
         routed.shadows.map((served) => {
           const span = startSpan('shadow');
           span?.setAttributes(scoringAttributes(served.model.manifest, 'shadow', requests.length));
-          return withSpan(span, () => scoreRows(served, 'shadow', requests, false, places)).then(
+          return withSpan(span, () => scoreRows(served, 'shadow', requests, false, places, read)).then(
             () => endSpan(span),
             (error: unknown) => {
               endSpan(span, error);
@@ -227,10 +254,11 @@ export function createPredictor(options: PredictorOptions) {
   async function predictRows(requests: PredictRequest[], explain: boolean, batch: boolean): Promise<PredictResponse[]> {
     const routed = options.serving.acquire();
     const places = batch ? requests.map((_, row) => row) : null;
+    const read: StatesRead = {};
     let shadowed = false;
     try {
-      const responses = await answer(routed, requests, explain, places);
-      shadowed = shadow(routed, requests, places);
+      const responses = await answer(routed, requests, explain, places, read);
+      shadowed = shadow(routed, requests, places, read);
       return responses;
     } finally {
       if (!shadowed) options.serving.release(routed);
@@ -243,9 +271,10 @@ export function createPredictor(options: PredictorOptions) {
     requests: PredictRequest[],
     explain: boolean,
     places: number[] | null,
+    read: StatesRead,
   ): Promise<PredictResponse[]> {
     const { champion, policy } = routed;
-    if (policy.kind === 'champion') return scoreRows(champion, 'champion', requests, explain, places);
+    if (policy.kind === 'champion') return scoreRows(champion, 'champion', requests, explain, places, read);
     // Each row to its version; the rows of one version are scored together.
     const stickyField = policy.kind === 'ab' ? (policy.entity ?? champion.plan.entities[0]) : undefined;
     const groups = new Map<string, { variant: Variant; rows: number[] }>();
@@ -273,6 +302,8 @@ export function createPredictor(options: PredictorOptions) {
           rows.map((row) => requests[row]!),
           explain,
           places && rows.map((row) => places[row]!),
+          // All the rows in one version: what they read serves the shadows too.
+          groups.size === 1 ? read : undefined,
         );
         rows.forEach((row, i) => (responses[row] = scored[i]!));
       }),

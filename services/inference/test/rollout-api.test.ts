@@ -1,6 +1,6 @@
 /** Rollouts through the admin API: canary, shadows, sticky A/B arms, a bandit fed by reward feedback. */
 import { afterEach, describe, expect, it } from 'vitest';
-import { type MemoryEventLog, type PredictionLogRecord } from '@tributary/shared';
+import { MemoryOnlineStore, type MemoryEventLog, type PredictionLogRecord } from '@tributary/shared';
 import { waitFor } from '../../../test/support/wait-for.js';
 import { buildTestApp, validRequest } from './build.js';
 import { logisticVersion, tempRegistry, type BuiltVersion } from './models.js';
@@ -81,6 +81,40 @@ describe('rollouts', () => {
     const promoted = await admin(app, '/admin/models/fraud_detector/promote', { version: '2', reason: 'canary is better' });
     expect(promoted.json()).toMatchObject({ champion: '2', policy: { kind: 'champion' }, shadows: ['3'] });
     for (let i = 0; i < 20; i++) expect(await predict(app, `after-${i}`)).toMatchObject({ model: { version: '2' }, variant: 'champion' });
+  });
+
+  it('a shadow scores the features its request read: one read of the store per request, the same values', async () => {
+    const store = new MemoryOnlineStore();
+    let reads = 0;
+    const read = store.read.bind(store);
+    store.read = (keys) => {
+      reads++;
+      return read(keys);
+    };
+    const { app, eventLog } = (current = await buildTestApp({
+      env: { MODEL_REGISTRY_DIR: tempRegistry(), ADMIN_API_KEYS: `ops:${ADMIN}` },
+      store,
+    }));
+    for (const built of [logisticVersion('2', 0.002, -1.5), logisticVersion('3', -0.001, -2)]) {
+      expect((await register(app, built)).statusCode).toBe(201);
+    }
+    for (const policy of [{ kind: 'champion' }, { kind: 'canary', version: '2', percent: 50 }]) {
+      expect((await rollout(app, { policy, shadows: ['3'], reason: 'shadow 3' })).statusCode).toBe(200);
+      reads = 0;
+      for (let i = 0; i < 10; i++) await predict(app, `${policy.kind}-${i}`);
+      await waitFor(
+        () =>
+          (eventLog as MemoryEventLog).records('predictions').filter((r) => String(r.value).includes(`"request_id":"${policy.kind}-9"`))
+            .length === 2,
+        { timeoutMs: 10_000, what: 'the shadow of the last request' },
+      );
+      expect(reads, policy.kind).toBe(10);
+    }
+    const records = (eventLog as MemoryEventLog).records('predictions').map((r) => JSON.parse(String(r.value)) as PredictionLogRecord);
+    const shadow = records.find((r) => r.variant === 'shadow' && r.request_id === 'champion-0')!;
+    const answered = records.find((r) => r.variant === 'champion' && r.request_id === 'champion-0')!;
+    expect(shadow.features).toEqual(answered.features);
+    expect(shadow.degraded).toBe(answered.degraded);
   });
 
   it('an A/B test keeps each user on one arm', async () => {
