@@ -23,6 +23,7 @@ import {
 } from '@tributary/shared';
 import type { LoadedModel } from './model.js';
 import type { PredictionLog } from './prediction-log.js';
+import { readWithin } from './store-read.js';
 import { chooseVersion, type Variant } from './registry/rollout.js';
 import type { RoutedModels, ServedModel } from './registry/serving.js';
 
@@ -93,28 +94,21 @@ export function createPredictor(options: PredictorOptions) {
   const { store, log, stats } = options;
   const random = options.random ?? Math.random;
 
-  /** The stored states of every row's groups, or null when the store failed or was too slow. */
-  /** `counted`: a failure is counted in the store's error metric (once per request: not again for its shadows). */
+  /**
+   * The stored states of every row's groups, or null when the store failed or was too slow.
+   * `counted`: a failure is counted in the store's error metric (once per request: not again for its shadows).
+   */
   async function fetchStates(
     keys: EntityKey[],
     span: Span | undefined,
     counted: boolean,
   ): Promise<(Record<string, string | Buffer> | null)[] | null> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`online store did not answer within ${options.featureFetchTimeoutMs} ms`)),
-        options.featureFetchTimeoutMs,
-      );
-    });
     try {
-      return await Promise.race([store.read(keys), timeout]);
+      return await readWithin(store, keys, options.featureFetchTimeoutMs);
     } catch (error) {
       if (counted) stats.storeFailed(error);
       if (span) failSpan(span, error);
       return null;
-    } finally {
-      clearTimeout(timer);
     }
   }
 

@@ -3,6 +3,7 @@ import type { FastifyContextConfig } from 'fastify';
 import Type from 'typebox';
 import { readFeatureValues, TributaryError, type CompiledFeatureGroup, type OnlineStore } from '@tributary/shared';
 import { ErrorResponse } from '../errors.js';
+import { readWithin } from '../store-read.js';
 
 export interface FeaturesRouteOptions {
   store: OnlineStore;
@@ -46,16 +47,14 @@ export const featuresRoute: FastifyPluginAsyncTypebox<FeaturesRouteOptions> = as
         throw new TributaryError('NOT_FOUND', `no feature group is keyed by "${entity}" (known entities: ${known})`);
       }
       let states: (Record<string, string | Buffer> | null)[];
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${options.fetchTimeoutMs} ms`)), options.fetchTimeoutMs);
-      });
       try {
-        states = await Promise.race([options.store.read(groups.map((g) => ({ group: g.id, entity, id }))), timeout]);
+        states = await readWithin(
+          options.store,
+          groups.map((g) => ({ group: g.id, entity, id })),
+          options.fetchTimeoutMs,
+        );
       } catch (error) {
         throw new TributaryError('ONLINE_STORE_UNAVAILABLE', `online store unavailable: ${(error as Error).message}`, { cause: error });
-      } finally {
-        clearTimeout(timer);
       }
       const now = Date.now();
       return {
