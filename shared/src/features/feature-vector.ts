@@ -302,13 +302,17 @@ export function assembleVector(
   explain = true,
 ): AssembledVector {
   const groupValues: (FeatureValues | null)[] = [];
+  /** Per group, in plan order: the age of its newest event (null without state), stale or not. */
+  const groupAges: (number | null)[] = [];
   const ages: Record<string, number | null> = {};
   plan.groups.forEach((group, i) => {
     const values = readFeatureValues(group, states?.[i] ?? null, now, plan.needed.get(group.id));
     const newest = values.newestEventTime;
+    const age = newest === null ? null : now - newest;
     // A group with no state, or whose newest event is older than its TTL, serves no value.
-    groupValues.push(newest === null || now - newest > group.ttlMs ? null : values);
-    ages[group.definition.name] = newest === null ? null : now - newest;
+    groupValues.push(age === null || age > group.ttlMs ? null : values);
+    groupAges.push(age);
+    ages[group.definition.name] = age;
   });
   /** A stored or request value: a number or text, else null. */
   const valueOf = (source: ValueSource): FeatureValue => {
@@ -341,7 +345,7 @@ export function assembleVector(
       raw = values ? (values.values[step.name] ?? null) : null;
       // The age of the group's newest event, kept when the value is replaced by its default:
       // an age beyond the group's TTL tells why.
-      if (step.group >= 0) age = ages[plan.groups[step.group]!.definition.name] ?? null;
+      if (step.group >= 0) age = groupAges[step.group]!;
       source = 'store';
     }
     const type = plan.types[i];
