@@ -339,7 +339,7 @@ export const VARIABLES = {
   ),
   MONITOR_JOIN_WINDOW: duration('How long the monitor keeps a prediction waiting for its label (and a label for its prediction).', '7d'),
   MONITOR_MAX_SERIES: integer(
-    'Model/version/variant series with quality metrics at most; beyond, they are counted as `other`.',
+    'Model/version/variant series with quality metrics at most; beyond, they are counted as `other`. A series idle for 25h is retired and frees its place.',
     50,
     1,
     10_000,

@@ -57,7 +57,7 @@ export class DriftBoard {
   constructor(private readonly options: DriftBoardOptions) {}
 
   private seriesOf(model: string, version: string): Series | null {
-    const id = `${model}\u0000${version}`;
+    const id = JSON.stringify([model, version]);
     let series = this.series.get(id);
     if (series !== undefined) return series;
     const profile = this.series.size < this.options.maxSeries ? this.options.profileOf(model, version) : null;
@@ -75,9 +75,17 @@ export class DriftBoard {
     return series;
   }
 
-  /** The window a version's predictions are counted in (null: none); the answer for a version never changes. */
+  /** The window a version's predictions are counted in (null: none); the answer stays the same until `retain` drops the version. */
   seriesFor(model: string, version: string): DriftSeries | null {
     return this.seriesOf(model, version);
+  }
+
+  /** Drops the versions `keep` refuses (their places under the bound free up). */
+  retain(keep: (model: string, version: string) => boolean): void {
+    for (const id of this.series.keys()) {
+      const [model, version] = JSON.parse(id) as [string, string];
+      if (!keep(model, version)) this.series.delete(id);
+    }
   }
 
   /**

@@ -105,6 +105,17 @@ export class FixedHistogram<L extends string = string> {
     this.series.clear();
   }
 
+  /** Drops the series whose labels `keep` refuses (one asked for again starts from zero); returns their labels. */
+  retain(keep: (labels: Readonly<Record<string, string>>) => boolean): Readonly<Record<string, string>>[] {
+    const dropped: Readonly<Record<string, string>>[] = [];
+    for (const [key, series] of this.series) {
+      if (keep(series.labels)) continue;
+      this.series.delete(key);
+      dropped.push(series.labels);
+    }
+    return dropped;
+  }
+
   /** The values as prom-client's Histogram gives them for the exposition format. */
   getForPromString(): { name: string; help: string; type: string; values: MetricValue[]; aggregator: string } {
     const values: MetricValue[] = [];

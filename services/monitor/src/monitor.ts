@@ -79,6 +79,8 @@ interface ServedSeries {
   model: string;
   version: string;
   variant: string;
+  /** The monitor's clock when a prediction or a label of the series last came (idle series are retired). */
+  seenAt: number;
   score: HistogramSeries;
   latency: HistogramSeries;
   /** Predictions of the batch being handled: not degraded, degraded. */
@@ -119,6 +121,13 @@ const MAX_AHEAD_MS = 86_400_000;
 const SWEEP_CHUNK = 10_000;
 /** How far ahead of the monitor's clock a prediction time moves the sliding windows at most (clocks disagree a little). */
 const MAX_SKEW_MS = 60_000;
+/**
+ * A model/version/variant series that no prediction or label reached for this long is retired:
+ * its metrics are dropped and its place under the bound is free (a monitor that follows
+ * continual training sees new versions every day). Longer than every window (24h of one-hour
+ * buckets, and the skew allowed), so what a retired series shows is empty by then anyway.
+ */
+export const RETIRE_AFTER_MS = 25 * 3_600_000 + MAX_SKEW_MS;
 
 function labelTime(ts: number | string): number {
   return typeof ts === 'number' ? ts : Date.parse(ts);
@@ -138,6 +147,10 @@ class BatchCounts<L extends string> {
 
   addTo(counter: Counter<L>): void {
     for (const { labels, count } of this.counts.values()) counter.inc(labels, count);
+  }
+
+  labelSets(): IterableIterator<Record<L, string>> {
+    return [...this.counts.values()].map(({ labels }) => labels).values();
   }
 }
 
@@ -208,7 +221,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   const clock = options.clock ?? Date.now;
   // Label values come from records: beyond `maxSeries` model/version/variant series (and
   // their features and groups), they are counted as `other`, so a stream of odd records
-  // cannot grow the metrics without bound.
+  // cannot grow the metrics without bound. Retiring an idle series frees its values.
   const known = new Set<string>();
   const bounded = <T extends string[]>(...parts: T): T => {
     const id = parts.join('\u0000');
@@ -448,7 +461,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   );
   // What a record's model, version and variant need, found once per series and kept (at most
   // `maxCached` of them, as many as the label values `bounded` admits; beyond, made per record).
-  // `bounded` answers the same for the same values once asked, so keeping its answers changes nothing.
+  // `bounded` answers the same for the same values once asked (until they are retired, with the
+  // series that keep them), so keeping its answers changes nothing.
   const maxCached = options.maxSeries * 64;
   const servedSeries = new Map<string, Map<string, Map<string, ServedSeries>>>();
   let servedSeriesCount = 0;
@@ -465,6 +479,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       variant,
       score: scores.seriesOf(model, version, variant),
       latency: latency.seriesOf(model, version, variant),
+      seenAt: clock(),
       served: [0, 0],
       quality: board.seriesFor({ model: rawModel, version: rawVersion, variant: rawVariant }),
       drift: drift.seriesFor(rawModel, rawVersion),
@@ -498,9 +513,82 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     return series;
   };
   const joined = (prediction: WaitingPrediction, label: WaitingLabel) => {
+    const now = clock();
+    const series = servedSeriesOf(prediction.model, prediction.version, prediction.variant);
+    series.seenAt = now;
     delaySeriesOf(prediction.model).observe(Math.max(0, (label.at - prediction.predicted_at) / 1000));
-    board.observe(prediction, prediction.score, label.label, clock(), prediction.slices);
+    board.observeIn(series.quality, prediction.score, label.label, now, prediction.slices);
     bandit.observe(prediction, label.label, options.thresholdOf(prediction.model, prediction.version));
+  };
+  // The features each (bounded) model and version was served defaults for: the label sets of
+  // `defaults`, to drop with the version when it is retired.
+  const defaulted = new Map<string, { model: string; version: string; features: Set<string> }>();
+  const defaultedOf = (model: string, version: string): Set<string> => {
+    const id = `${model}\u0000${version}`;
+    let entry = defaulted.get(id);
+    if (entry === undefined) defaulted.set(id, (entry = { model, version, features: new Set() }));
+    return entry.features;
+  };
+  /**
+   * Retires the series idle for RETIRE_AFTER_MS: each board and metric keeps what a live series
+   * still uses (a label set, a version's drift window, a model's label delay and feature ages)
+   * and drops the rest, and the label values dropped no longer count against the bound. Runs
+   * in one turn of the event loop, so no record lands in a series while it is dropped.
+   */
+  const retire = (): number => {
+    const cutoff = clock() - RETIRE_AFTER_MS;
+    const retired: ServedSeries[] = [];
+    const key = (...parts: string[]) => parts.join('\u0000');
+    const liveTuples = new Set<string>();
+    const liveVersions = new Set<string>();
+    const liveModels = new Set<string>();
+    const liveRawVersions = new Set<string>();
+    const liveQuality = new Set<QualitySeries>();
+    for (const [rawModel, versions] of servedSeries) {
+      for (const [rawVersion, variants] of versions) {
+        for (const [rawVariant, series] of variants) {
+          if (series.seenAt < cutoff) {
+            variants.delete(rawVariant);
+            servedSeriesCount--;
+            retired.push(series);
+            continue;
+          }
+          liveTuples.add(key(series.model, series.version, series.variant));
+          liveVersions.add(key(series.model, series.version));
+          liveModels.add(series.model);
+          liveRawVersions.add(key(rawModel, rawVersion));
+          liveQuality.add(series.quality);
+        }
+        if (variants.size === 0) versions.delete(rawVersion);
+      }
+      if (versions.size === 0) servedSeries.delete(rawModel);
+    }
+    if (retired.length === 0) return 0;
+    board.retain((series) => liveQuality.has(series));
+    drift.retain((model, version) => liveRawVersions.has(key(model, version)));
+    for (const { model, version, variant } of retired) {
+      const tuple = key(model, version, variant);
+      if (liveTuples.has(tuple)) continue;
+      known.delete(tuple);
+      served.remove({ model, version, variant, degraded: 'false' });
+      served.remove({ model, version, variant, degraded: 'true' });
+    }
+    const liveTuple = (labels: Readonly<Record<string, string>>) => liveTuples.has(key(labels.model!, labels.version!, labels.variant!));
+    scores.retain(liveTuple);
+    latency.retain(liveTuple);
+    for (const [id, { model, version, features }] of defaulted) {
+      if (liveVersions.has(id)) continue;
+      for (const feature of features) {
+        known.delete(key(model, version, feature));
+        defaults.remove({ model, version, feature });
+      }
+      defaulted.delete(id);
+    }
+    const liveModel = (labels: Readonly<Record<string, string>>) => liveModels.has(labels.model!);
+    for (const { model, group } of featureAge.retain(liveModel)) known.delete(key(model!, group!));
+    for (const { model } of labelDelay.retain(liveModel)) known.delete(model!);
+    for (const [rawModel, series] of delaySeries) if (!liveModels.has(series.labels.model!)) delaySeries.delete(rawModel);
+    return retired.length;
   };
   const canaryRollbacks = metric(
     options.registry,
@@ -560,6 +648,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             continue;
           }
           const series = servedSeriesOf(p.model.name, p.model.version, p.variant);
+          series.seenAt = now;
           if (series.served[0] === 0 && series.served[1] === 0) touched.push(series);
           // The windows go by prediction time, but a clock far ahead on the serving host must not
           // move them past the monitor's own: the records on time would all fall out as late.
@@ -639,6 +728,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         series.served[0] = series.served[1] = 0;
       }
       defaultCounts.addTo(defaults);
+      for (const { model, version, feature } of defaultCounts.labelSets()) defaultedOf(model, version).add(feature);
       labelCounts.forEach((count, label) => {
         if (count > 0) labels.inc({ label: String(label) }, count);
       });
@@ -691,6 +781,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           expired.inc({ stream: 'predictions' }, swept.predictions);
           expired.inc({ stream: 'labels' }, swept.labels);
         } while (swept.taken === SWEEP_CHUNK && !stopped);
+        const retired = retire();
+        if (retired > 0) options.logger.info({ retired }, 'retired the model/version/variant series idle for longer than every window');
       });
     return sweeping;
   };

@@ -6,7 +6,8 @@
  *   time, from the scores alone, reported as estimated;
  * - per slice (a request field such as country or channel, a bounded number of values each)
  *   over 24h, with the disparity of false-positive and false-negative rates between slices.
- * The number of series is bounded; beyond it, new series are counted under `other`.
+ * The number of series is bounded; beyond it, new series are counted under `other`. The
+ * monitor retires the series nothing has reached for longer than every window (`retain`).
  */
 import {
   CbpeAccumulator,
@@ -113,7 +114,19 @@ export class QualityBoard {
 
   /** A labelled prediction: its score, its label, its request fields (for slices), when the label arrived. */
   observe(key: SeriesKey, score: number, label: 0 | 1, at: number, request: Record<string, unknown> = {}): void {
-    const series = this.seriesOf(key);
+    this.observeIn(this.seriesOf(key), score, label, at, request);
+  }
+
+  /**
+   * The series a key's records go to: its own, or `other` beyond the bound. The answer for a
+   * key stays the same until `retain` drops the series, so a caller may keep it until then.
+   */
+  seriesFor(key: SeriesKey): QualitySeries {
+    return this.seriesOf(key);
+  }
+
+  /** A labelled prediction, on a series from `seriesFor`. */
+  observeIn(series: QualitySeries, score: number, label: 0 | 1, at: number, request: Record<string, unknown> = {}): void {
     for (const { ring } of series.windows) ring.at(at)?.add(score, label);
     for (const [field, ring] of series.slices) {
       const value = request[field];
@@ -121,12 +134,9 @@ export class QualityBoard {
     }
   }
 
-  /**
-   * The series a key's records go to: its own, or `other` beyond the bound. The answer for a
-   * key never changes (series are never removed), so a caller may keep it.
-   */
-  seriesFor(key: SeriesKey): QualitySeries {
-    return this.seriesOf(key);
+  /** Drops the series `keep` refuses (their places under the bound free up). */
+  retain(keep: (series: QualitySeries) => boolean): void {
+    for (const [id, series] of this.series) if (!keep(series)) this.series.delete(id);
   }
 
   /** A prediction, labelled or not yet: counted in the confidence-based estimate at its prediction time. */

@@ -34,6 +34,19 @@ describe('DriftBoard', () => {
     expect(asked).toEqual(['m/1', 'm/2']);
     expect((board as unknown as { series: Map<string, unknown> }).series.size).toBe(2);
   });
+
+  it('drops the versions retain refuses, names with any characters included, and their places go to new versions', () => {
+    const board = new DriftBoard({ profileOf: () => profile, maxSeries: 2, minRows: 1 });
+    const odd = 'm\u0000"x';
+    board.observe(odd, '1', { amount: 5 }, 0.3, NOW);
+    board.observe('m', '2', { amount: 5 }, 0.3, NOW);
+    expect(board.seriesFor('m', '3')).toBeNull();
+    const asked: string[] = [];
+    board.retain((model, version) => (asked.push(`${model}/${version}`), model === 'm'));
+    expect(asked).toEqual([`${odd}/1`, 'm/2']);
+    expect(board.reports(NOW).map((r) => r.version)).toEqual(['2']);
+    expect(board.seriesFor('m', '3')).not.toBeNull();
+  });
 });
 
 describe('QualityBoard', () => {
@@ -55,5 +68,18 @@ describe('QualityBoard', () => {
       ['other', 'other', '1h', 1],
       ['other', 'other', '24h', 1],
     ]);
+  });
+
+  it('drops the series retain refuses, and their places go to new keys', () => {
+    const board = new QualityBoard({ thresholdOf: () => 0.5, maxSeries: 1 });
+    const key = { model: 'm', version: '1', variant: 'champion' };
+    const first = board.seriesFor(key);
+    board.observeIn(first, 0.9, 1, NOW);
+    expect(board.seriesFor({ ...key, version: '2' }).model).toBe('other');
+    board.retain((series) => series !== first && series.model !== 'other');
+    expect(board.summaries(NOW)).toEqual([]);
+    const second = board.seriesFor({ ...key, version: '2' });
+    expect([second.model, second.version]).toEqual(['m', '2']);
+    expect(board.seriesFor(key)).not.toBe(first);
   });
 });

@@ -53,4 +53,19 @@ describe('FixedHistogram', () => {
     expect(() => fixed.seriesOf('m')).toThrow(/expected 2 label values/);
     expect(() => new FixedHistogram({ name: 'x', help: 'x', labelNames: [], buckets: [1, 1], registers: [] })).toThrow(RangeError);
   });
+
+  it('drops the series retain refuses, names their labels, and starts a series asked for again from zero', async () => {
+    const { ours, fixed } = side(
+      [1, 2],
+      [
+        ['m', 'g', 1.5],
+        ['n', 'g', 0.5],
+      ],
+    );
+    expect(fixed.retain((labels) => labels.model === 'n')).toEqual([{ model: 'm', group: 'g' }]);
+    const text = await ours.metrics();
+    expect(text).not.toMatch(/model="m"/);
+    expect(text).toMatch(/h_seconds_count\{model="n",group="g"\} 1/);
+    expect(fixed.seriesOf('m', 'g').count).toBe(0);
+  });
 });

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { buildProfile, createLogger, createRandom, createRegistry, MemoryEventLog, type DeadLetter } from '@tributary/shared';
 import { waitFor } from '../../../test/support/wait-for.js';
 import { MemoryJoinStore } from '../src/join-store.js';
-import { startMonitor, type Monitor, type MonitorOptions } from '../src/monitor.js';
+import { RETIRE_AFTER_MS, startMonitor, type Monitor, type MonitorOptions } from '../src/monitor.js';
 
 let monitor: Monitor | null = null;
 afterEach(async () => {
@@ -121,6 +121,64 @@ describe('monitor: bounded label values', () => {
     }
     // The quality of the series beyond the bound is counted under other.
     expect(text).toMatch(/tributary_model_labelled_predictions\{model="other",version="other",variant="other",window="1h"\} 199/);
+  });
+});
+
+describe('monitor: retiring idle series', () => {
+  it('drops every metric of a series idle for longer than every window, and its place under the bound goes to a new version', async () => {
+    let now = Date.now();
+    const { eventLog, registry, monitor } = await boot({ maxSeries: 2, clock: () => now });
+    const served = (id: string, version: string, extra: object = {}) => ({
+      key: id,
+      value: JSON.stringify({
+        ...prediction(id, 0.7),
+        model: { name: 'fraud_detector', version },
+        predicted_at: now,
+        defaulted: ['user:count_1h'],
+        feature_age_ms: { user: 500 },
+        ...extra,
+      }),
+    });
+    const label = (id: string) => ({ key: id, value: JSON.stringify({ request_id: id, label: 1, ts: now }) });
+    const consumed = async (stream: string, count: number) =>
+      waitFor(
+        async () => new RegExp(`records_total\\{stream="${stream}",outcome="accepted"\\} ${count}\\b`).test(await registry.metrics()),
+        {
+          what: `${count} ${stream} consumed`,
+        },
+      );
+    // Version 1 and a model of another name fill both places of the quality board; the other model stays busy.
+    await eventLog.publish('predictions', [
+      served('a', '1'),
+      served('b', '1'),
+      served('k', '7', { model: { name: 'kept', version: '7' } }),
+    ]);
+    await eventLog.publish('labels', [label('a'), label('b')]);
+    await consumed('labels', 2);
+    const before = await registry.metrics();
+    expect(before).toMatch(/tributary_model_labelled_predictions\{model="fraud_detector",version="1",variant="champion",window="1h"\} 2/);
+    expect(before).toMatch(/tributary_monitor_feature_defaults_total\{model="fraud_detector",version="1",feature="user:count_1h"\} 2/);
+
+    // A day later the other model serves again; version 1 does not.
+    now += RETIRE_AFTER_MS - 3_600_000;
+    await eventLog.publish('predictions', [served('k2', '7', { model: { name: 'kept', version: '7' } })]);
+    await consumed('predictions', 4);
+    now += 3_600_000 + 1;
+    await monitor.sweep();
+    const after = await registry.metrics();
+    const lines = after.split('\n').filter((line) => !line.startsWith('#'));
+    expect(lines.filter((line) => line.includes('model="fraud_detector"'))).toEqual([]);
+    // What is still served keeps its series and its counts.
+    expect(after).toMatch(/tributary_monitor_predictions_total\{model="kept",version="7",variant="champion",degraded="false"\} 2/);
+    expect(after).toMatch(/tributary_monitor_feature_age_seconds_count\{model="kept",group="user"\} 2/);
+
+    // Version 2 gets the place version 1 had: its quality under its own name, not `other`.
+    await eventLog.publish('predictions', [served('c', '2')]);
+    await eventLog.publish('labels', [label('c')]);
+    await consumed('labels', 3);
+    const text = await registry.metrics();
+    expect(text).toMatch(/tributary_model_labelled_predictions\{model="fraud_detector",version="2",variant="champion",window="1h"\} 1/);
+    expect(text).not.toMatch(/model="other"/);
   });
 });
 
