@@ -90,16 +90,30 @@ export class DriftBoard {
 
   /**
    * Counts one served prediction at its prediction time: its feature vector and its score
-   * (as the feature `score`, over a feature of that name in the vector).
+   * (as the feature `score`, over a feature of that name in the vector), and which of its
+   * features were served by default (the missing rate).
    */
-  observe(model: string, version: string, features: Readonly<Record<string, unknown>> | undefined, score: number, at: number): void {
-    this.observeIn(this.seriesOf(model, version), features, score, at);
+  observe(
+    model: string,
+    version: string,
+    features: Readonly<Record<string, unknown>> | undefined,
+    score: number,
+    at: number,
+    defaulted?: readonly string[],
+  ): void {
+    this.observeIn(this.seriesOf(model, version), features, score, at, defaulted);
   }
 
   /** `observe` on a series from `seriesFor`. */
-  observeIn(series: DriftSeries | null, features: Readonly<Record<string, unknown>> | undefined, score: number, at: number): void {
+  observeIn(
+    series: DriftSeries | null,
+    features: Readonly<Record<string, unknown>> | undefined,
+    score: number,
+    at: number,
+    defaulted?: readonly string[],
+  ): void {
     const bucket = series?.ring.at(at);
-    if (series && bucket) observeRow(series.profile, bucket, features ?? NO_FEATURES, { score });
+    if (series && bucket) observeRow(series.profile, bucket, features ?? NO_FEATURES, { score }, defaulted);
   }
 
   /** Each version's drift report over the window ending at `now` (versions with a profile and enough rows). */

@@ -653,7 +653,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           // The windows go by prediction time, but a clock far ahead on the serving host must not
           // move them past the monitor's own: the records on time would all fall out as late.
           const windowAt = Math.min(p.predicted_at, now + MAX_SKEW_MS);
-          drift.observeIn(series.drift, p.features, p.score, windowAt);
+          drift.observeIn(series.drift, p.features, p.score, windowAt, p.defaulted);
           const waiting: WaitingPrediction = {
             model: p.model.name,
             version: p.model.version,

@@ -347,12 +347,14 @@ describe('monitor', () => {
       ['x', 'y', 'score'].map((name) => ({ name, kind: 'numeric' as const })),
     );
     const { eventLog, registry } = await boot({ profileOf: (model) => (model === 'fraud_detector' ? profile : null) });
-    // Live traffic: y shifted up by half its range, x and the score as in the reference.
+    // Live traffic: y shifted up by half its range, x and the score as in the reference; one
+    // prediction in four had no x in the store and was served its default.
     const live = Array.from({ length: 500 }, (_, i) => ({
       key: `r${i}`,
       value: JSON.stringify({
         ...prediction(`r${i}`, random.next()),
         features: { x: random.next(), y: 0.5 + random.next() / 2 },
+        defaulted: i % 4 === 0 ? ['x'] : [],
       }),
     }));
     await eventLog.publish('predictions', live);
@@ -372,7 +374,8 @@ describe('monitor', () => {
     expect(value('y', 'p_value')).toBeLessThan(1e-6);
     expect(value('x', 'p_value')).toBeGreaterThan(0.01);
     expect(value('y', 'jensen_shannon')).toBeGreaterThan(value('x', 'jensen_shannon'));
-    expect(value('x', 'missing_rate')).toBe(0);
+    expect(value('x', 'missing_rate')).toBe(0.25);
+    expect(value('y', 'missing_rate')).toBe(0);
     // Bonferroni over the two features; the score is tested on its own, as `monitor compare` does.
     expect(value('x', 'p_value')).toBeCloseTo(Math.min(1, 2 * value('x', 'p_value_unadjusted')), 12);
     expect(value('score', 'p_value')).toBe(value('score', 'p_value_unadjusted'));

@@ -82,7 +82,8 @@ export function compareToProfile(profile: ReferenceProfile, window: ProfileWindo
         test: { name: test.name, statistic: test.statistic, pValue: test.pValue, ...(test.df === undefined ? {} : { df: test.df }) },
         missingRate: {
           reference: missingRate(reference.missing, reference.count + reference.missing),
-          current: missingRate(current.missing, currentCount + current.missing),
+          // Missing where it was served: no value, or a default in its place.
+          current: missingRate(current.missing + current.defaulted, currentCount + current.missing),
         },
         count: { reference: reference.count, current: currentCount },
       },

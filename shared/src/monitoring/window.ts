@@ -19,7 +19,14 @@ import {
 export interface FeatureWindow {
   /** Counts on the profile's bins (numeric) or categories + other (categorical). */
   counts: number[];
+  /** Rows without a value (not counted on the bins). */
   missing: number;
+  /**
+   * Rows whose value was missing where it was served (absent or stale in the online store)
+   * and replaced by its default: counted on the bins as well, as the reference's vectors,
+   * imputed the same way, were.
+   */
+  defaulted: number;
 }
 
 export interface ProfileWindow {
@@ -31,7 +38,7 @@ export interface ProfileWindow {
 export function emptyWindow(profile: ReferenceProfile): ProfileWindow {
   const features = byName<FeatureWindow>();
   for (const [name, feature] of Object.entries(profile.features)) {
-    features[name] = { counts: new Array<number>(feature.counts.length).fill(0), missing: 0 };
+    features[name] = { counts: new Array<number>(feature.counts.length).fill(0), missing: 0, defaulted: 0 };
   }
   return { rows: 0, features };
 }
@@ -39,9 +46,22 @@ export function emptyWindow(profile: ReferenceProfile): ProfileWindow {
 /**
  * Counts one row into the window (in place). Values of a numeric feature that are not numbers
  * count as missing. `overrides` (own properties) take the place of the row's values: the
- * same as counting `{ ...row, ...overrides }`, without the copy.
+ * same as counting `{ ...row, ...overrides }`, without the copy. `defaulted` names the
+ * features whose value is a default standing in for a missing one (names not in the profile
+ * are ignored).
  */
-export function observeRow(profile: ReferenceProfile, window: ProfileWindow, row: Row, overrides?: Row): void {
+export function observeRow(
+  profile: ReferenceProfile,
+  window: ProfileWindow,
+  row: Row,
+  overrides?: Row,
+  defaulted?: readonly string[],
+): void {
+  if (defaulted !== undefined) {
+    for (const name of defaulted) {
+      if (Object.hasOwn(window.features, name)) window.features[name]!.defaulted++;
+    }
+  }
   const plan = planOf(profile);
   const targets = targetsOf(plan, window);
   window.rows++;
@@ -142,7 +162,11 @@ export function mergeWindows(a: ProfileWindow, b: ProfileWindow): ProfileWindow 
     if (fb === undefined || fb.counts.length !== fa.counts.length) {
       throw new Error(`mergeWindows: feature "${name}" has different bins in the two windows`);
     }
-    features[name] = { counts: fa.counts.map((c, i) => c + (fb.counts[i] as number)), missing: fa.missing + fb.missing };
+    features[name] = {
+      counts: fa.counts.map((c, i) => c + (fb.counts[i] as number)),
+      missing: fa.missing + fb.missing,
+      defaulted: fa.defaulted + fb.defaulted,
+    };
   }
   if (Object.keys(b.features).length !== Object.keys(a.features).length) {
     throw new Error('mergeWindows: the windows have different features');

@@ -114,9 +114,22 @@ describe('ProfileWindow', () => {
     const window = emptyWindow(reference);
     for (const row of [{ x: 0, c: 'zzz' }, { x: 2.5, c: 'b' }, { x: 'oops', c: null }, {}]) observeRow(reference, window, row);
     expect(window.rows).toBe(4);
-    expect(window.features.x).toEqual({ counts: [1, 1], missing: 2 });
-    expect(window.features.c).toEqual({ counts: [0, 1, 1], missing: 2 });
+    expect(window.features.x).toEqual({ counts: [1, 1], missing: 2, defaulted: 0 });
+    expect(window.features.c).toEqual({ counts: [0, 1, 1], missing: 2, defaulted: 0 });
     expect(OTHER_CATEGORY).toBe('__other__');
+  });
+
+  it('counts a value served as its default on its bin and as defaulted; names not in the profile are ignored', () => {
+    const window = emptyWindow(reference);
+    observeRow(reference, window, { x: 0, c: 'a' }, undefined, ['x', 'toString', '__proto__', 'absent']);
+    observeRow(reference, window, { x: 3, c: 'a' }, undefined, ['x', 'c']);
+    observeRow(reference, window, { x: 4, c: 'b' });
+    expect(window.features.x).toEqual({ counts: [1, 2], missing: 0, defaulted: 2 });
+    expect(window.features.c).toEqual({ counts: [2, 1, 0], missing: 0, defaulted: 1 });
+    // Missing where served: 2 of 3 rows for x, 1 of 3 for c (the reference has none missing).
+    const report = compareToProfile(reference, mergeWindows(window, emptyWindow(reference)));
+    expect(report.features.x!.missingRate).toEqual({ reference: 0, current: 2 / 3 });
+    expect(report.features.c!.missingRate).toEqual({ reference: 0, current: 1 / 3 });
   });
 
   it('counting a row with overrides equals counting the row with the overrides spread over it', () => {
@@ -143,7 +156,7 @@ describe('ProfileWindow', () => {
     };
     const window = emptyWindow(odd);
     observeRow(odd, window, { toString: 1 }, { score: 0.5 });
-    expect(window.features.toString).toEqual({ counts: [1, 0], missing: 0 });
+    expect(window.features.toString).toEqual({ counts: [1, 0], missing: 0, defaulted: 0 });
   });
 
   it('merging windows equals counting all rows in one (fixed memory: one count per bin)', () => {

@@ -30,7 +30,10 @@ describe('observeRow', () => {
     fc.assert(
       fc.property(fc.array(fc.record({ x: value, y: value }), { maxLength: 60 }), (rows) => {
         const window = emptyWindow(reference);
-        const expected = { x: { counts: x.counts.map(() => 0), missing: 0 }, y: { counts: y.counts.map(() => 0), missing: 0 } };
+        const expected = {
+          x: { counts: x.counts.map(() => 0), missing: 0, defaulted: 0 },
+          y: { counts: y.counts.map(() => 0), missing: 0, defaulted: 0 },
+        };
         for (const row of rows) {
           observeRow(reference, window, row as Row);
           for (const [name, feature] of [
@@ -59,7 +62,7 @@ describe('observeRow', () => {
     }
     expect(a.features.x!.counts.at(-1)).toBe(3);
     expect(a.features.c!.counts[0]).toBe(3);
-    expect(b.features.x).toEqual({ counts: [3, 0], missing: 0 });
+    expect(b.features.x).toEqual({ counts: [3, 0], missing: 0, defaulted: 0 });
     expect(() => observeRow(reference, b, { x: 1 })).toThrow(/window has no feature "y"/);
   });
 });
