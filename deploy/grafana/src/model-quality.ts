@@ -13,7 +13,7 @@ const drift = [
   table({
     title: 'Feature drift (last hour vs reference profile)',
     description:
-      'Per model version and feature (the score too): PSI, Jensen-Shannon distance, the drift test statistic and its Bonferroni-corrected p-value, missing rate and the drift flag (tributary_feature_drift). PSI above 0.25 and a drift flag held 15 minutes raise the FeaturePsiHigh and FeatureDrifted alerts.',
+      'Per model version, variant and feature (the score too): PSI, Jensen-Shannon distance, the drift test statistic and its Bonferroni-corrected p-value, missing rate and the drift flag (tributary_feature_drift). PSI above 0.25 and a drift flag held 15 minutes raise the FeaturePsiHigh and FeatureDrifted alerts.',
     columns: [
       {
         expr: `max without(statistic) (tributary_feature_drift{${M},statistic="psi"})`,
@@ -50,15 +50,21 @@ const drift = [
       { value: THRESHOLDS.psi, color: 'red' },
     ],
     queries: [
-      query(`max by (model, version, feature) (tributary_feature_drift{${M},statistic="psi"})`, '{{feature}} ({{model}} {{version}})'),
+      query(
+        `max by (model, version, variant, feature) (tributary_feature_drift{${M},statistic="psi"})`,
+        '{{feature}} ({{model}} {{version}} {{variant}})',
+      ),
     ],
   }),
   timeSeries({
     title: 'Drifted features',
-    description: 'Number of features whose drift flag is set, per model version (tributary_feature_drift{statistic="drifted"}).',
+    description:
+      'Number of features whose drift flag is set, per model version and variant (tributary_feature_drift{statistic="drifted"}).',
     unit: 'short',
     min: 0,
-    queries: [query(`sum by (model, version) (tributary_feature_drift{${M},statistic="drifted"})`, '{{model}} {{version}}')],
+    queries: [
+      query(`sum by (model, version, variant) (tributary_feature_drift{${M},statistic="drifted"})`, '{{model}} {{version}} {{variant}}'),
+    ],
   }),
 ];
 
@@ -132,7 +138,8 @@ const quality = [
 const labels = [
   timeSeries({
     title: 'Label delay p50 / p90 / p99',
-    description: 'Time from a prediction to its label, over the last hour (tributary_monitor_label_delay_seconds).',
+    description:
+      'Time from a prediction to its label, over the last hour, per model (tributary_monitor_label_delay_seconds, summed over versions and variants).',
     unit: 's',
     min: 0,
     queries: [0.5, 0.9, 0.99].map((q) =>

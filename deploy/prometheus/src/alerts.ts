@@ -134,19 +134,20 @@ export const groups: RuleGroup[] = [
     rules: [
       {
         alert: 'FeatureDrifted',
-        expr: 'max by (model, version, feature) (tributary_feature_drift{statistic="drifted"}) == 1',
+        expr: 'max by (model, version, variant, feature) (tributary_feature_drift{statistic="drifted"}) == 1',
         for: '15m',
         severity: 'warning',
-        summary: '{{ $labels.feature }} drifted for {{ $labels.model }} {{ $labels.version }}',
+        summary: '{{ $labels.feature }} drifted for {{ $labels.model }} {{ $labels.version }} ({{ $labels.variant }})',
         description:
           "The feature's last hour differs from the version's reference profile (Bonferroni-corrected drift test) and has for 15 minutes.",
       },
       {
         alert: 'FeaturePsiHigh',
-        expr: `max by (model, version, feature) (tributary_feature_drift{statistic="psi"}) > ${T.psi}`,
+        expr: `max by (model, version, variant, feature) (tributary_feature_drift{statistic="psi"}) > ${T.psi}`,
         for: '15m',
         severity: 'warning',
-        summary: 'PSI of {{ $labels.feature }} for {{ $labels.model }} {{ $labels.version }} is {{ $value | printf "%.2f" }}',
+        summary:
+          'PSI of {{ $labels.feature }} for {{ $labels.model }} {{ $labels.version }} ({{ $labels.variant }}) is {{ $value | printf "%.2f" }}',
         description: `The population stability index of the feature over the last hour against the reference profile has been above ${T.psi} (a large shift) for 15 minutes.`,
       },
       {

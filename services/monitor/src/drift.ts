@@ -1,6 +1,6 @@
 /**
- * Drift of the live inputs and scores of each model version against the reference profile
- * in its manifest: the served feature vectors (and scores) of the prediction log are counted
+ * Drift of the live inputs and scores of each model version, per variant (champion, canary,
+ * shadow, A/B arm), against the reference profile in the version's manifest: the served feature vectors (and scores) of the prediction log are counted
  * on the profile's bins in a sliding window (1h by prediction time, one-minute buckets:
  * fixed memory), and compared on demand (at scrape) with the profile's shared tests: PSI,
  * Jensen-Shannon, KS on the bins, chi-square for categorical features, Bonferroni-corrected
@@ -39,12 +39,13 @@ export interface DriftBoardOptions {
   minRows?: number;
 }
 
-/** A version's drift window (what `seriesFor` hands out); null when the version has no profile or is beyond the bound. */
+/** A version's drift window in one variant (what `seriesFor` hands out); null when the version has no profile or is beyond the bound. */
 export type DriftSeries = Series;
 
 interface Series {
   model: string;
   version: string;
+  variant: string;
   profile: ReferenceProfile;
   ring: SlidingWindow<ProfileWindow>;
 }
@@ -56,14 +57,15 @@ export class DriftBoard {
 
   constructor(private readonly options: DriftBoardOptions) {}
 
-  private seriesOf(model: string, version: string): Series | null {
-    const id = JSON.stringify([model, version]);
+  private seriesOf(model: string, version: string, variant: string): Series | null {
+    const id = JSON.stringify([model, version, variant]);
     let series = this.series.get(id);
     if (series !== undefined) return series;
     const profile = this.series.size < this.options.maxSeries ? this.options.profileOf(model, version) : null;
     series = profile && {
       model,
       version,
+      variant,
       profile,
       ring: new SlidingWindow<ProfileWindow>(
         { empty: () => emptyWindow(profile), merge: mergeWindows },
@@ -75,16 +77,16 @@ export class DriftBoard {
     return series;
   }
 
-  /** The window a version's predictions are counted in (null: none); the answer stays the same until `retain` drops the version. */
-  seriesFor(model: string, version: string): DriftSeries | null {
-    return this.seriesOf(model, version);
+  /** The window a version's predictions in a variant are counted in (null: none); the answer stays the same until `retain` drops it. */
+  seriesFor(model: string, version: string, variant: string): DriftSeries | null {
+    return this.seriesOf(model, version, variant);
   }
 
-  /** Drops the versions `keep` refuses (their places under the bound free up). */
-  retain(keep: (model: string, version: string) => boolean): void {
+  /** Drops the series `keep` refuses (their places under the bound free up). */
+  retain(keep: (model: string, version: string, variant: string) => boolean): void {
     for (const id of this.series.keys()) {
-      const [model, version] = JSON.parse(id) as [string, string];
-      if (!keep(model, version)) this.series.delete(id);
+      const [model, version, variant] = JSON.parse(id) as [string, string, string];
+      if (!keep(model, version, variant)) this.series.delete(id);
     }
   }
 
@@ -96,12 +98,13 @@ export class DriftBoard {
   observe(
     model: string,
     version: string,
+    variant: string,
     features: Readonly<Record<string, unknown>> | undefined,
     score: number,
     at: number,
     defaulted?: readonly string[],
   ): void {
-    this.observeIn(this.seriesOf(model, version), features, score, at, defaulted);
+    this.observeIn(this.seriesOf(model, version, variant), features, score, at, defaulted);
   }
 
   /** `observe` on a series from `seriesFor`. */
@@ -116,14 +119,15 @@ export class DriftBoard {
     if (series && bucket) observeRow(series.profile, bucket, features ?? NO_FEATURES, { score }, defaulted);
   }
 
-  /** Each version's drift report over the window ending at `now` (versions with a profile and enough rows). */
-  reports(now: number): { model: string; version: string; rows: number; report: DriftReport }[] {
-    const out: { model: string; version: string; rows: number; report: DriftReport }[] = [];
+  /** Each series' drift report over the window ending at `now` (versions with a profile and enough rows). */
+  reports(now: number): { model: string; version: string; variant: string; rows: number; report: DriftReport }[] {
+    const out: { model: string; version: string; variant: string; rows: number; report: DriftReport }[] = [];
     for (const series of this.series.values()) {
       if (!series) continue;
       const window = series.ring.read(now);
       if (window.rows < (this.options.minRows ?? 100)) continue;
-      out.push({ model: series.model, version: series.version, rows: window.rows, report: reportOf(series.profile, window) });
+      const { model, version, variant, profile } = series;
+      out.push({ model, version, variant, rows: window.rows, report: reportOf(profile, window) });
     }
     return out;
   }

@@ -83,6 +83,8 @@ interface ServedSeries {
   seenAt: number;
   score: HistogramSeries;
   latency: HistogramSeries;
+  /** Its label delays (made with the first label). */
+  delay: HistogramSeries | null;
   /** Predictions of the batch being handled: not degraded, degraded. */
   served: [number, number];
   quality: QualitySeries;
@@ -212,8 +214,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     () =>
       new FixedHistogram({
         name: 'tributary_monitor_label_delay_seconds',
-        help: 'Time from prediction to its label',
-        labelNames: ['model'],
+        help: 'Time from prediction to its label, by model, version and variant',
+        labelNames: ['model', 'version', 'variant'],
         buckets: [60, 300, 900, 3600, 6 * 3600, 86_400, 3 * 86_400, 7 * 86_400],
         registers,
       }),
@@ -435,12 +437,12 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     () =>
       new Gauge({
         name: 'tributary_feature_drift',
-        help: "Drift of each served feature (and the score) over the last hour against the model version's reference profile",
-        labelNames: ['model', 'version', 'feature', 'statistic'],
+        help: "Drift of each served feature (and the score) over the last hour against the model version's reference profile, by model, version and variant",
+        labelNames: ['model', 'version', 'variant', 'feature', 'statistic'],
         registers,
         collect() {
           this.reset();
-          for (const { model, version, report } of drift.reports(clock())) {
+          for (const { model, version, variant, report } of drift.reports(clock())) {
             for (const [feature, d] of Object.entries(report.features)) {
               const values = {
                 psi: d.psi,
@@ -452,7 +454,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
                 drifted: d.drift ? 1 : 0,
               };
               for (const [statistic, value] of Object.entries(values)) {
-                if (Number.isFinite(value)) this.set({ model, version, feature, statistic }, value);
+                if (Number.isFinite(value)) this.set({ model, version, variant, feature, statistic }, value);
               }
             }
           }
@@ -482,7 +484,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       seenAt: clock(),
       served: [0, 0],
       quality: board.seriesFor({ model: rawModel, version: rawVersion, variant: rawVariant }),
-      drift: drift.seriesFor(rawModel, rawVersion),
+      delay: null,
+      drift: drift.seriesFor(rawModel, rawVersion, rawVariant),
       ages: new Map(),
     };
     if (servedSeriesCount < maxCached) {
@@ -503,20 +506,12 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   };
   const bandit = new BanditRewards();
   // Label-delay series by model as read from records (at most `maxCached`; beyond, looked up each time).
-  const delaySeries = new Map<string, HistogramSeries>();
-  const delaySeriesOf = (model: string): HistogramSeries => {
-    let series = delaySeries.get(model);
-    if (series === undefined) {
-      series = labelDelay.seriesOf(...bounded(model));
-      if (delaySeries.size < maxCached) delaySeries.set(model, series);
-    }
-    return series;
-  };
   const joined = (prediction: WaitingPrediction, label: WaitingLabel) => {
     const now = clock();
     const series = servedSeriesOf(prediction.model, prediction.version, prediction.variant);
     series.seenAt = now;
-    delaySeriesOf(prediction.model).observe(Math.max(0, (label.at - prediction.predicted_at) / 1000));
+    series.delay ??= labelDelay.seriesOf(series.model, series.version, series.variant);
+    series.delay.observe(Math.max(0, (label.at - prediction.predicted_at) / 1000));
     board.observeIn(series.quality, prediction.score, label.label, now, prediction.slices);
     bandit.observe(prediction, label.label, options.thresholdOf(prediction.model, prediction.version));
   };
@@ -542,7 +537,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     const liveTuples = new Set<string>();
     const liveVersions = new Set<string>();
     const liveModels = new Set<string>();
-    const liveRawVersions = new Set<string>();
+    const liveRawSeries = new Set<string>();
     const liveQuality = new Set<QualitySeries>();
     for (const [rawModel, versions] of servedSeries) {
       for (const [rawVersion, variants] of versions) {
@@ -556,7 +551,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           liveTuples.add(key(series.model, series.version, series.variant));
           liveVersions.add(key(series.model, series.version));
           liveModels.add(series.model);
-          liveRawVersions.add(key(rawModel, rawVersion));
+          liveRawSeries.add(key(rawModel, rawVersion, rawVariant));
           liveQuality.add(series.quality);
         }
         if (variants.size === 0) versions.delete(rawVersion);
@@ -565,7 +560,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     }
     if (retired.length === 0) return 0;
     board.retain((series) => liveQuality.has(series));
-    drift.retain((model, version) => liveRawVersions.has(key(model, version)));
+    drift.retain((model, version, variant) => liveRawSeries.has(key(model, version, variant)));
     for (const { model, version, variant } of retired) {
       const tuple = key(model, version, variant);
       if (liveTuples.has(tuple)) continue;
@@ -576,6 +571,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     const liveTuple = (labels: Readonly<Record<string, string>>) => liveTuples.has(key(labels.model!, labels.version!, labels.variant!));
     scores.retain(liveTuple);
     latency.retain(liveTuple);
+    labelDelay.retain(liveTuple);
     for (const [id, { model, version, features }] of defaulted) {
       if (liveVersions.has(id)) continue;
       for (const feature of features) {
@@ -586,8 +582,6 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     }
     const liveModel = (labels: Readonly<Record<string, string>>) => liveModels.has(labels.model!);
     for (const { model, group } of featureAge.retain(liveModel)) known.delete(key(model!, group!));
-    for (const { model } of labelDelay.retain(liveModel)) known.delete(model!);
-    for (const [rawModel, series] of delaySeries) if (!liveModels.has(series.labels.model!)) delaySeries.delete(rawModel);
     return retired.length;
   };
   const canaryRollbacks = metric(

@@ -13,39 +13,44 @@ const profile: ReferenceProfile = buildProfile(
 );
 
 describe('DriftBoard', () => {
-  it('hands out the same window for a version each time, counts on it as observe does, and remembers no version beyond its bound', () => {
+  it('hands out the same window for a version and variant each time, counts on it as observe does, and remembers no series beyond its bound', () => {
     const asked: string[] = [];
     const board = new DriftBoard({
       profileOf: (model, version) => {
         asked.push(`${model}/${version}`);
         return profile;
       },
-      maxSeries: 2,
+      maxSeries: 3,
       minRows: 1,
     });
-    const kept = board.seriesFor('m', '1');
-    expect(board.seriesFor('m', '1')).toBe(kept);
+    const kept = board.seriesFor('m', '1', 'champion');
+    expect(board.seriesFor('m', '1', 'champion')).toBe(kept);
     board.observeIn(kept, { amount: 5 }, 0.3, NOW);
-    board.observe('m', '1', { amount: 7 }, 0.4, NOW);
-    expect(board.reports(NOW).map((r) => [r.version, r.rows])).toEqual([['1', 2]]);
+    board.observe('m', '1', 'champion', { amount: 7 }, 0.4, NOW);
+    // The same version as a canary is a series of its own.
+    board.observe('m', '1', 'canary', { amount: 7 }, 0.4, NOW);
+    expect(board.reports(NOW).map((r) => [r.version, r.variant, r.rows])).toEqual([
+      ['1', 'champion', 2],
+      ['1', 'canary', 1],
+    ]);
     // A stream of odd versions: beyond the bound none has a window, and none is remembered.
-    for (let v = 2; v < 1_000; v++) board.observe('m', String(v), { amount: 1 }, 0.5, NOW);
-    expect(board.seriesFor('m', '999')).toBeNull();
-    expect(asked).toEqual(['m/1', 'm/2']);
-    expect((board as unknown as { series: Map<string, unknown> }).series.size).toBe(2);
+    for (let v = 2; v < 1_000; v++) board.observe('m', String(v), 'champion', { amount: 1 }, 0.5, NOW);
+    expect(board.seriesFor('m', '999', 'champion')).toBeNull();
+    expect(asked).toEqual(['m/1', 'm/1', 'm/2']);
+    expect((board as unknown as { series: Map<string, unknown> }).series.size).toBe(3);
   });
 
-  it('drops the versions retain refuses, names with any characters included, and their places go to new versions', () => {
+  it('drops the series retain refuses, names with any characters included, and their places go to new ones', () => {
     const board = new DriftBoard({ profileOf: () => profile, maxSeries: 2, minRows: 1 });
     const odd = 'm\u0000"x';
-    board.observe(odd, '1', { amount: 5 }, 0.3, NOW);
-    board.observe('m', '2', { amount: 5 }, 0.3, NOW);
-    expect(board.seriesFor('m', '3')).toBeNull();
+    board.observe(odd, '1', 'champion', { amount: 5 }, 0.3, NOW);
+    board.observe('m', '2', 'shadow', { amount: 5 }, 0.3, NOW);
+    expect(board.seriesFor('m', '3', 'champion')).toBeNull();
     const asked: string[] = [];
-    board.retain((model, version) => (asked.push(`${model}/${version}`), model === 'm'));
-    expect(asked).toEqual([`${odd}/1`, 'm/2']);
-    expect(board.reports(NOW).map((r) => r.version)).toEqual(['2']);
-    expect(board.seriesFor('m', '3')).not.toBeNull();
+    board.retain((model, version, variant) => (asked.push(`${model}/${version}/${variant}`), model === 'm'));
+    expect(asked).toEqual([`${odd}/1/champion`, 'm/2/shadow']);
+    expect(board.reports(NOW).map((r) => [r.version, r.variant])).toEqual([['2', 'shadow']]);
+    expect(board.seriesFor('m', '3', 'champion')).not.toBeNull();
   });
 });
 

@@ -259,8 +259,8 @@ describe('monitor', () => {
     expect(quality('accuracy', '24h')).toBeCloseTo(2 / 3, 9);
     expect(quality('log_loss')).toBeCloseTo(-(Math.log(0.9) + Math.log(0.6) + Math.log(0.9)) / 3, 6);
     expect(text).toMatch(/tributary_model_labelled_predictions\{model="fraud_detector",version="1",variant="champion",window="1h"\} 3/);
-    expect(text).toMatch(/tributary_monitor_label_delay_seconds_count\{model="fraud_detector"\} 3/);
-    expect(text).toMatch(/tributary_monitor_label_delay_seconds_bucket\{le="60",model="fraud_detector"\} 1/);
+    expect(text).toMatch(/tributary_monitor_label_delay_seconds_count\{model="fraud_detector",version="1",variant="champion"\} 3/);
+    expect(text).toMatch(/tributary_monitor_label_delay_seconds_bucket\{le="60",model="fraud_detector",version="1",variant="champion"\} 1/);
 
     // A replayed label is a duplicate: quality does not move.
     await eventLog.publish('labels', [label('a', 0, 60_000)]);
@@ -357,13 +357,21 @@ describe('monitor', () => {
         defaulted: i % 4 === 0 ? ['x'] : [],
       }),
     }));
-    await eventLog.publish('predictions', live);
-    await waitFor(async () => /stream="predictions",outcome="accepted"\} 500/.test(await registry.metrics()), { what: 'the predictions' });
+    // The same version as a canary, on traffic like the reference: a series of its own.
+    const canary = Array.from({ length: 200 }, (_, i) => ({
+      key: `c${i}`,
+      value: JSON.stringify({ ...prediction(`c${i}`, random.next()), variant: 'canary', features: { x: random.next(), y: random.next() } }),
+    }));
+    await eventLog.publish('predictions', [...live, ...canary]);
+    await waitFor(async () => /stream="predictions",outcome="accepted"\} 700/.test(await registry.metrics()), { what: 'the predictions' });
     const text = await registry.metrics();
+    expect(text).toMatch(
+      /tributary_feature_drift\{model="fraud_detector",version="1",variant="canary",feature="y",statistic="drifted"\} 0/,
+    );
     const value = (feature: string, statistic: string) =>
       Number(
         new RegExp(
-          `tributary_feature_drift\\{model="fraud_detector",version="1",feature="${feature}",statistic="${statistic}"\\} (\\S+)`,
+          `tributary_feature_drift\\{model="fraud_detector",version="1",variant="champion",feature="${feature}",statistic="${statistic}"\\} (\\S+)`,
         ).exec(text)?.[1],
       );
     expect(value('y', 'drifted')).toBe(1);
@@ -399,7 +407,9 @@ describe('monitor', () => {
     await waitFor(async () => /stream="predictions",outcome="accepted"\} 301/.test(await registry.metrics()), { what: 'the predictions' });
     const text = await registry.metrics();
     // The records on time are in the last hour's window: x drifted, the estimate counts them.
-    expect(text).toMatch(/tributary_feature_drift\{model="fraud_detector",version="1",feature="x",statistic="drifted"\} 1/);
+    expect(text).toMatch(
+      /tributary_feature_drift\{model="fraud_detector",version="1",variant="champion",feature="x",statistic="drifted"\} 1/,
+    );
     expect(text).toMatch(
       /tributary_model_quality_estimated\{model="fraud_detector",version="1",variant="champion",window="1h",metric="accuracy"\} /,
     );
