@@ -20,6 +20,8 @@ export interface Sample {
   labels: Array<0 | 1 | undefined>;
   /** Slice per row (the value of the slice field as a string), when one is asked for. */
   slices: Array<string | undefined>;
+  /** Per row, the features a prediction-log record says were served by default (their values stand in for missing ones). */
+  defaulted: Array<string[] | undefined>;
 }
 
 export interface SampleFields {
@@ -30,7 +32,7 @@ export interface SampleFields {
 
 /** Parses the text of one NDJSON file; blank lines are skipped. */
 export function parseSample(text: string, file: string, fields: SampleFields): Sample {
-  const sample: Sample = { file, rows: [], featureNames: [], scores: [], labels: [], slices: [] };
+  const sample: Sample = { file, rows: [], featureNames: [], scores: [], labels: [], slices: [], defaulted: [] };
   const names = new Set<string>();
   const lines = text.split('\n');
   lines.forEach((raw, index) => {
@@ -53,6 +55,7 @@ export function parseSample(text: string, file: string, fields: SampleFields): S
     sample.labels.push(labelOf(row[fields.labelField], fields.labelField, where));
     const slice = fields.sliceField === undefined ? undefined : row[fields.sliceField];
     sample.slices.push(slice === undefined || slice === null ? undefined : String(slice));
+    sample.defaulted.push(defaultedOf((record as Record<string, unknown>).defaulted, where));
   });
   if (sample.rows.length === 0) throw new CompareInputError(`${file}: no records`);
   sample.featureNames = [...names];
@@ -80,6 +83,14 @@ export function flattenRecord(record: Record<string, unknown>, fields: SampleFie
     return { row, features: Object.keys(features).filter((name) => !reserved.has(name)) };
   }
   return { row: Object.assign(byName<unknown>(), record), features: Object.keys(scalars(record)).filter((name) => !reserved.has(name)) };
+}
+
+function defaultedOf(value: unknown, where: string): string[] | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!Array.isArray(value) || !value.every((name) => typeof name === 'string')) {
+    throw new CompareInputError(`${where}: defaulted is ${JSON.stringify(value)}, expected an array of feature names`);
+  }
+  return value as string[];
 }
 
 function scoreOf(value: unknown, field: string, where: string): number | undefined {

@@ -19,6 +19,7 @@ import {
   inferFeatureKind,
   ksTest,
   logLoss,
+  missingRate,
   numericValue,
   observeRow,
   rateDisparity,
@@ -105,7 +106,17 @@ export function compareSamples(reference: Sample, current: Sample, options: Comp
   const profiled = hasScores && !names.includes(scoreName) ? [...specs, { name: scoreName, kind: 'numeric' as const }] : specs;
   const profile = buildProfile(reference.rows, profiled, { bins: options.bins, maxCategories: options.maxCategories });
   const window = emptyWindow(profile);
-  for (const row of current.rows) observeRow(profile, window, row);
+  current.rows.forEach((row, i) => observeRow(profile, window, row, undefined, current.defaulted[i]));
+  // The reference's defaults served in place of missing values, counted by the same rule, for its missing rate.
+  const referenceWindow = emptyWindow(profile);
+  reference.rows.forEach((row, i) => observeRow(profile, referenceWindow, row, undefined, reference.defaulted[i]));
+  const withReferenceDefaults = (name: string, drift: FeatureDrift): FeatureDrift => {
+    const { missing, count } = profile.features[name]!;
+    const defaults = referenceWindow.features[name]!.defaulted;
+    return defaults === 0
+      ? drift
+      : { ...drift, missingRate: { ...drift.missingRate, reference: missingRate(missing + defaults, count + missing) } };
+  };
 
   // Exact KS on the samples for numeric features (and the score).
   const exact = (name: string): DriftTestInput => ({ name: 'ks', ...ksTest(numbers(reference.rows, name), numbers(current.rows, name)) });
@@ -114,7 +125,10 @@ export function compareSamples(reference: Sample, current: Sample, options: Comp
 
   const drift = compareToProfile(profile, window, { alpha: options.alpha, features: names, tests });
   const scoreDrift = hasScores
-    ? compareToProfile(profile, window, { alpha: options.alpha, features: [scoreName], tests }).features[scoreName]
+    ? withReferenceDefaults(
+        scoreName,
+        compareToProfile(profile, window, { alpha: options.alpha, features: [scoreName], tests }).features[scoreName]!,
+      )
     : undefined;
 
   const referenceQuality = sampleQuality(reference, options.threshold);
@@ -125,7 +139,7 @@ export function compareSamples(reference: Sample, current: Sample, options: Comp
     alpha: drift.alpha,
     correction: 'bonferroni',
     threshold: options.threshold,
-    features: names.map((name) => ({ name, ...(drift.features[name] as FeatureDrift) })),
+    features: names.map((name) => ({ name, ...withReferenceDefaults(name, drift.features[name]!) })),
     drifted: drift.drifted,
     tested: drift.tested,
     untested: names.filter((name) => Number.isNaN(drift.features[name]!.test.pValue)),

@@ -67,6 +67,20 @@ describe('compareSamples', () => {
     expect(report.untested).toEqual([]);
   });
 
+  it("counts the features prediction-log records were served by default in each sample's missing rate, as the live monitor does", () => {
+    const log = (x: number, defaulted: string[]) => ({ features: { x, y: x }, defaulted, score: 0.5 });
+    const before = parseSample(ndjson([log(1, []), log(2, ['x']), log(3, []), log(4, [])]), 'before.ndjson', fields);
+    const after = parseSample(ndjson([log(1, ['x', 'y']), log(2, ['x', 'x']), log(3, []), log(4, ['z'])]), 'after.ndjson', fields);
+    const rates = compareSamples(before, after, { ...options, sliceField: undefined }).features.map((f) => [f.name, f.missingRate]);
+    expect(rates).toEqual([
+      ['x', { reference: 1 / 4, current: 2 / 4 }],
+      ['y', { reference: 0, current: 1 / 4 }],
+    ]);
+    expect(() => parseSample(ndjson([{ features: { x: 1 }, defaulted: 'x' }]), 'odd.ndjson', fields)).toThrow(
+      /odd.ndjson:1: defaulted is "x", expected an array of feature names/,
+    );
+  });
+
   it('names a feature without any value in the current sample as untested, outside the correction, never as ok', () => {
     const gone = parseSample(ndjson([{ c: 'a' }, { c: 'b' }, { c: 'b' }]), 'gone.ndjson', fields);
     const without = compareSamples(reference, gone, { ...options, sliceField: undefined });

@@ -47,8 +47,9 @@ export function emptyWindow(profile: ReferenceProfile): ProfileWindow {
  * Counts one row into the window (in place). Values of a numeric feature that are not numbers
  * count as missing. `overrides` (own properties) take the place of the row's values: the
  * same as counting `{ ...row, ...overrides }`, without the copy. `defaulted` names the
- * features whose value is a default standing in for a missing one (names not in the profile
- * are ignored).
+ * features whose value is a default standing in for a missing one: each counts once as
+ * defaulted when its value was counted on a bin (names not in the profile, repeated, or of
+ * a missing value are ignored).
  */
 export function observeRow(
   profile: ReferenceProfile,
@@ -57,11 +58,6 @@ export function observeRow(
   overrides?: Row,
   defaulted?: readonly string[],
 ): void {
-  if (defaulted !== undefined) {
-    for (const name of defaulted) {
-      if (Object.hasOwn(window.features, name)) window.features[name]!.defaulted++;
-    }
-  }
   const plan = planOf(profile);
   const targets = targetsOf(plan, window);
   window.rows++;
@@ -90,6 +86,40 @@ export function observeRow(
       else target.counts[bin]!++;
     }
   }
+  if (defaulted !== undefined && defaulted.length > 0) countDefaulted(plan, targets, row, overrides, defaulted);
+}
+
+/** The `defaulted` part of observeRow: each named feature of the plan once, if its value was binned. */
+function countDefaulted(
+  plan: FeaturePlan[],
+  targets: FeatureWindow[],
+  row: Row,
+  overrides: Row | undefined,
+  defaulted: readonly string[],
+): void {
+  const counted = defaulted.length > 1 ? new Set<number>() : null;
+  for (const name of defaulted) {
+    const i = indexOf(plan).get(name);
+    if (i === undefined || counted?.has(i)) continue;
+    counted?.add(i);
+    const feature = plan[i]!;
+    const value = overrides !== undefined && Object.hasOwn(overrides, name) ? overrides[name] : row[name];
+    const binned =
+      feature.edges !== null ? typeof value === 'number' && Number.isFinite(value) : binOf(feature.profile, value) !== undefined;
+    if (binned) targets[i]!.defaulted++;
+  }
+}
+
+// A plan's feature indexes by name, made once per plan.
+const indexes = new WeakMap<FeaturePlan[], Map<string, number>>();
+
+function indexOf(plan: FeaturePlan[]): Map<string, number> {
+  let index = indexes.get(plan);
+  if (index === undefined) {
+    index = new Map(plan.map(({ name }, i) => [name, i]));
+    indexes.set(plan, index);
+  }
+  return index;
 }
 
 /** A profile's features in order, each numeric one with its bin edges as a typed array. */

@@ -119,17 +119,19 @@ describe('ProfileWindow', () => {
     expect(OTHER_CATEGORY).toBe('__other__');
   });
 
-  it('counts a value served as its default on its bin and as defaulted; names not in the profile are ignored', () => {
+  it('counts a value served as its default on its bin and once as defaulted; names not in the profile and missing values are ignored', () => {
     const window = emptyWindow(reference);
     observeRow(reference, window, { x: 0, c: 'a' }, undefined, ['x', 'toString', '__proto__', 'absent']);
     observeRow(reference, window, { x: 3, c: 'a' }, undefined, ['x', 'c']);
     observeRow(reference, window, { x: 4, c: 'b' });
-    expect(window.features.x).toEqual({ counts: [1, 2], missing: 0, defaulted: 2 });
-    expect(window.features.c).toEqual({ counts: [2, 1, 0], missing: 0, defaulted: 1 });
-    // Missing where served: 2 of 3 rows for x, 1 of 3 for c (the reference has none missing).
+    // Named twice, and x named without a value: c counts once, x not (it is missing).
+    observeRow(reference, window, { c: 'b' }, undefined, ['x', 'x', 'c', 'c']);
+    expect(window.features.x).toEqual({ counts: [1, 2], missing: 1, defaulted: 2 });
+    expect(window.features.c).toEqual({ counts: [2, 2, 0], missing: 0, defaulted: 2 });
+    // Missing where served: 3 of 4 rows for x (1 without a value, 2 defaulted), 2 of 4 for c.
     const report = compareToProfile(reference, mergeWindows(window, emptyWindow(reference)));
-    expect(report.features.x!.missingRate).toEqual({ reference: 0, current: 2 / 3 });
-    expect(report.features.c!.missingRate).toEqual({ reference: 0, current: 1 / 3 });
+    expect(report.features.x!.missingRate).toEqual({ reference: 0, current: 3 / 4 });
+    expect(report.features.c!.missingRate).toEqual({ reference: 0, current: 2 / 4 });
   });
 
   it('counting a row with overrides equals counting the row with the overrides spread over it', () => {
