@@ -82,6 +82,11 @@ export class DriftBoard {
     return this.seriesOf(model, version, variant);
   }
 
+  /** Whether a version in a variant has its place under the bound (a window, or null for want of a profile). */
+  remembers(model: string, version: string, variant: string): boolean {
+    return this.series.has(JSON.stringify([model, version, variant]));
+  }
+
   /** Drops the series `keep` refuses (their places under the bound free up). */
   retain(keep: (model: string, version: string, variant: string) => boolean): void {
     for (const id of this.series.keys()) {

@@ -105,11 +105,11 @@ export class FixedHistogram<L extends string = string> {
     this.series.clear();
   }
 
-  /** Drops the series whose labels `keep` refuses (one asked for again starts from zero); returns their labels. */
-  retain(keep: (labels: Readonly<Record<string, string>>) => boolean): Readonly<Record<string, string>>[] {
+  /** Drops the series `keep` refuses (one asked for again starts from zero); returns their labels. */
+  retain(keep: (series: HistogramSeries) => boolean): Readonly<Record<string, string>>[] {
     const dropped: Readonly<Record<string, string>>[] = [];
     for (const [key, series] of this.series) {
-      if (keep(series.labels)) continue;
+      if (keep(series)) continue;
       this.series.delete(key);
       dropped.push(series.labels);
     }

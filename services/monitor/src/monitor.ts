@@ -81,6 +81,11 @@ interface ServedSeries {
   variant: string;
   /** The monitor's clock when a prediction or a label of the series last came (idle series are retired). */
   seenAt: number;
+  /**
+   * Counted (in part) as `other` or without a drift window because a bound was full when it
+   * came: looked up again once retiring frees places.
+   */
+  overflowed: boolean;
   score: HistogramSeries;
   latency: HistogramSeries;
   /** Its label delays (made with the first label). */
@@ -92,6 +97,9 @@ interface ServedSeries {
   /** Feature-age series by feature group. */
   ages: Map<string, HistogramSeries>;
 }
+
+/** The series of what is counted beyond the bounds. */
+const OTHER = { model: 'other', version: 'other', variant: 'other' } as const;
 
 /** Feature groups whose age series a served series keeps at most (beyond, looked up per record). */
 const MAX_CACHED_GROUPS = 64;
@@ -473,7 +481,12 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     let variants = versions?.get(rawVersion);
     const found = variants?.get(rawVariant);
     if (found !== undefined) return found;
-    const [model, version, variant] = bounded(rawModel, rawVersion, rawVariant);
+    // Beyond the cache, a series is made for each record: it is counted as `other` and has no
+    // drift window, so what it holds is never its own (retiring can drop it at any time).
+    const cached = servedSeriesCount < maxCached;
+    const [model, version, variant] = cached ? bounded(rawModel, rawVersion, rawVariant) : ['other', 'other', 'other'];
+    const quality = cached ? board.seriesFor({ model: rawModel, version: rawVersion, variant: rawVariant }) : board.seriesFor(OTHER);
+    const driftSeries = cached ? drift.seriesFor(rawModel, rawVersion, rawVariant) : null;
     const series: ServedSeries = {
       unit: `${rawVariant}:${rawModel}:${rawVersion}`,
       model,
@@ -482,13 +495,19 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       score: scores.seriesOf(model, version, variant),
       latency: latency.seriesOf(model, version, variant),
       seenAt: clock(),
+      overflowed:
+        model !== rawModel ||
+        version !== rawVersion ||
+        variant !== rawVariant ||
+        quality.model !== rawModel ||
+        (driftSeries === null && !drift.remembers(rawModel, rawVersion, rawVariant)),
       served: [0, 0],
-      quality: board.seriesFor({ model: rawModel, version: rawVersion, variant: rawVariant }),
+      quality,
       delay: null,
-      drift: drift.seriesFor(rawModel, rawVersion, rawVariant),
+      drift: driftSeries,
       ages: new Map(),
     };
-    if (servedSeriesCount < maxCached) {
+    if (cached) {
       if (versions === undefined) servedSeries.set(rawModel, (versions = new Map()));
       if (variants === undefined) versions.set(rawVersion, (variants = new Map()));
       variants.set(rawVariant, series);
@@ -505,7 +524,6 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     return age;
   };
   const bandit = new BanditRewards();
-  // Label-delay series by model as read from records (at most `maxCached`; beyond, looked up each time).
   const joined = (prediction: WaitingPrediction, label: WaitingLabel) => {
     const now = clock();
     const series = servedSeriesOf(prediction.model, prediction.version, prediction.variant);
@@ -525,53 +543,75 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     return entry.features;
   };
   /**
-   * Retires the series idle for RETIRE_AFTER_MS: each board and metric keeps what a live series
-   * still uses (a label set, a version's drift window, a model's label delay and feature ages)
-   * and drops the rest, and the label values dropped no longer count against the bound. Runs
-   * in one turn of the event loop, so no record lands in a series while it is dropped.
+   * Retires the series idle for RETIRE_AFTER_MS. Each board and metric keeps what a live
+   * series still holds or uses (its histogram series, quality and drift windows, label sets,
+   * a model's feature ages) and drops the rest, and the label values dropped no longer count
+   * against the bound. When that frees places, the live series that were counted as `other`
+   * (or got no drift window) are let go from the cache too, to be looked up again at their
+   * next record. Runs in one turn of the event loop, so no record lands in a series while it
+   * is dropped.
    */
   const retire = (): number => {
     const cutoff = clock() - RETIRE_AFTER_MS;
-    const retired: ServedSeries[] = [];
+    const live: { raw: [string, string, string]; series: ServedSeries }[] = [];
+    const dropped: ServedSeries[] = [];
     const key = (...parts: string[]) => parts.join('\u0000');
+    const uncache = (rawModel: string, rawVersion: string, rawVariant: string) => {
+      const versions = servedSeries.get(rawModel)!;
+      const variants = versions.get(rawVersion)!;
+      variants.delete(rawVariant);
+      servedSeriesCount--;
+      if (variants.size === 0) versions.delete(rawVersion);
+      if (versions.size === 0) servedSeries.delete(rawModel);
+    };
+    for (const [rawModel, versions] of servedSeries) {
+      for (const [rawVersion, variants] of versions) {
+        for (const [rawVariant, series] of variants) {
+          if (series.seenAt < cutoff) {
+            uncache(rawModel, rawVersion, rawVariant);
+            dropped.push(series);
+          } else {
+            live.push({ raw: [rawModel, rawVersion, rawVariant], series });
+          }
+        }
+      }
+    }
+    const retired = dropped.length;
+    if (retired === 0) return 0;
     const liveTuples = new Set<string>();
     const liveVersions = new Set<string>();
     const liveModels = new Set<string>();
     const liveRawSeries = new Set<string>();
     const liveQuality = new Set<QualitySeries>();
-    for (const [rawModel, versions] of servedSeries) {
-      for (const [rawVersion, variants] of versions) {
-        for (const [rawVariant, series] of variants) {
-          if (series.seenAt < cutoff) {
-            variants.delete(rawVariant);
-            servedSeriesCount--;
-            retired.push(series);
-            continue;
-          }
-          liveTuples.add(key(series.model, series.version, series.variant));
-          liveVersions.add(key(series.model, series.version));
-          liveModels.add(series.model);
-          liveRawSeries.add(key(rawModel, rawVersion, rawVariant));
-          liveQuality.add(series.quality);
-        }
-        if (variants.size === 0) versions.delete(rawVersion);
+    const liveHistograms = new Set<HistogramSeries>();
+    for (const { raw, series } of live) {
+      if (series.overflowed) {
+        uncache(...raw);
+        dropped.push(series);
+        continue;
       }
-      if (versions.size === 0) servedSeries.delete(rawModel);
+      liveTuples.add(key(series.model, series.version, series.variant));
+      liveVersions.add(key(series.model, series.version));
+      liveModels.add(series.model);
+      liveRawSeries.add(key(...raw));
+      liveQuality.add(series.quality);
+      liveHistograms.add(series.score).add(series.latency);
+      if (series.delay) liveHistograms.add(series.delay);
+      for (const age of series.ages.values()) liveHistograms.add(age);
     }
-    if (retired.length === 0) return 0;
     board.retain((series) => liveQuality.has(series));
     drift.retain((model, version, variant) => liveRawSeries.has(key(model, version, variant)));
-    for (const { model, version, variant } of retired) {
+    for (const { model, version, variant } of dropped) {
       const tuple = key(model, version, variant);
       if (liveTuples.has(tuple)) continue;
       known.delete(tuple);
       served.remove({ model, version, variant, degraded: 'false' });
       served.remove({ model, version, variant, degraded: 'true' });
     }
-    const liveTuple = (labels: Readonly<Record<string, string>>) => liveTuples.has(key(labels.model!, labels.version!, labels.variant!));
-    scores.retain(liveTuple);
-    latency.retain(liveTuple);
-    labelDelay.retain(liveTuple);
+    const held = (series: HistogramSeries) => liveHistograms.has(series);
+    scores.retain(held);
+    latency.retain(held);
+    labelDelay.retain(held);
     for (const [id, { model, version, features }] of defaulted) {
       if (liveVersions.has(id)) continue;
       for (const feature of features) {
@@ -580,9 +620,11 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       }
       defaulted.delete(id);
     }
-    const liveModel = (labels: Readonly<Record<string, string>>) => liveModels.has(labels.model!);
-    for (const { model, group } of featureAge.retain(liveModel)) known.delete(key(model!, group!));
-    return retired.length;
+    // A model's feature ages beyond the groups a series keeps are looked up per record: kept while the model is live.
+    for (const { model, group } of featureAge.retain((series) => held(series) || liveModels.has(series.labels.model!))) {
+      known.delete(key(model!, group!));
+    }
+    return retired;
   };
   const canaryRollbacks = metric(
     options.registry,
@@ -767,6 +809,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     sweeping = sweeping
       .catch(() => {}) // a failed sweep was reported; the next one runs anyway
       .then(async () => {
+        const retired = retire();
+        if (retired > 0) options.logger.info({ retired }, 'retired the model/version/variant series idle for longer than every window');
         // Chunks of SWEEP_CHUNK sides until nothing more is due: however many came due since the
         // last sweep (a side is one record's), the index does not grow behind the stream.
         let swept;
@@ -775,8 +819,6 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           expired.inc({ stream: 'predictions' }, swept.predictions);
           expired.inc({ stream: 'labels' }, swept.labels);
         } while (swept.taken === SWEEP_CHUNK && !stopped);
-        const retired = retire();
-        if (retired > 0) options.logger.info({ retired }, 'retired the model/version/variant series idle for longer than every window');
       });
     return sweeping;
   };

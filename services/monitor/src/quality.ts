@@ -67,6 +67,8 @@ export interface SliceView extends SeriesKey {
   fairness: FairnessView;
 }
 
+const OTHER_ID = 'other\u0000other\u0000other';
+
 export class QualityBoard {
   private readonly series = new Map<string, Series>();
 
@@ -76,9 +78,10 @@ export class QualityBoard {
     const id = `${key.model}\u0000${key.version}\u0000${key.variant}`;
     let series = this.series.get(id);
     if (series) return series;
-    // Beyond the bound, every new series is counted under `other` (which itself may exceed it by one).
+    // Beyond the bound, every new series is counted under `other` (which is not counted against it).
     const other = key.model === 'other' && key.version === 'other' && key.variant === 'other';
-    if (this.series.size >= this.options.maxSeries && !other) return this.seriesOf({ model: 'other', version: 'other', variant: 'other' });
+    const own = this.series.size - (this.series.has(OTHER_ID) ? 1 : 0);
+    if (own >= this.options.maxSeries && !other) return this.seriesOf({ model: 'other', version: 'other', variant: 'other' });
     const threshold = key.model === 'other' ? 0.5 : this.options.thresholdOf(key.model, key.version);
     const windows = this.options.windows ?? QUALITY_WINDOWS;
     const maxSlices = this.options.maxSlices ?? 20;

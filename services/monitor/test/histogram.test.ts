@@ -62,7 +62,7 @@ describe('FixedHistogram', () => {
         ['n', 'g', 0.5],
       ],
     );
-    expect(fixed.retain((labels) => labels.model === 'n')).toEqual([{ model: 'm', group: 'g' }]);
+    expect(fixed.retain((series) => series.labels.model === 'n')).toEqual([{ model: 'm', group: 'g' }]);
     const text = await ours.metrics();
     expect(text).not.toMatch(/model="m"/);
     expect(text).toMatch(/h_seconds_count\{model="n",group="g"\} 1/);

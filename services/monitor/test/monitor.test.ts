@@ -125,45 +125,57 @@ describe('monitor: bounded label values', () => {
 });
 
 describe('monitor: retiring idle series', () => {
-  it('drops every metric of a series idle for longer than every window, and its place under the bound goes to a new version', async () => {
-    let now = Date.now();
-    const { eventLog, registry, monitor } = await boot({ maxSeries: 2, clock: () => now });
-    const served = (id: string, version: string, extra: object = {}) => ({
+  /** A monitor on a clock the test moves, and records stamped with it. */
+  async function retiring(overrides: Partial<MonitorOptions>) {
+    const clock = { now: Date.now() };
+    const booted = await boot({ ...overrides, clock: () => clock.now });
+    const served = (id: string, model: string, version: string, extra: object = {}) => ({
       key: id,
       value: JSON.stringify({
         ...prediction(id, 0.7),
-        model: { name: 'fraud_detector', version },
-        predicted_at: now,
+        model: { name: model, version },
+        predicted_at: clock.now,
         defaulted: ['user:count_1h'],
         feature_age_ms: { user: 500 },
         ...extra,
       }),
     });
-    const label = (id: string) => ({ key: id, value: JSON.stringify({ request_id: id, label: 1, ts: now }) });
-    const consumed = async (stream: string, count: number) =>
-      waitFor(
-        async () => new RegExp(`records_total\\{stream="${stream}",outcome="accepted"\\} ${count}\\b`).test(await registry.metrics()),
-        {
-          what: `${count} ${stream} consumed`,
-        },
-      );
+    const label = (id: string) => ({ key: id, value: JSON.stringify({ request_id: id, label: 1, ts: clock.now }) });
+    let counts = { predictions: 0, labels: 0 };
+    /** Publishes predictions and labels, and waits until the monitor has consumed them. */
+    const send = async (predictions: ReturnType<typeof served>[], labels: ReturnType<typeof label>[] = []) => {
+      counts = { predictions: counts.predictions + predictions.length, labels: counts.labels + labels.length };
+      await booted.eventLog.publish('predictions', predictions);
+      if (labels.length > 0) await booted.eventLog.publish('labels', labels);
+      for (const [stream, count] of Object.entries(counts)) {
+        if (count === 0) continue;
+        await waitFor(
+          async () =>
+            new RegExp(`records_total\\{stream="${stream}",outcome="accepted"\\} ${count}\\b`).test(await booted.registry.metrics()),
+          { what: `${count} ${stream} consumed` },
+        );
+      }
+      return booted.registry.metrics();
+    };
+    const many = (prefix: string, count: number, model: string, version: string, extra: object = {}) =>
+      Array.from({ length: count }, (_, i) => served(`${prefix}${i}`, model, version, extra));
+    return { ...booted, clock, served, label, send, many };
+  }
+
+  it('drops every metric of a series idle for longer than every window, and its place under the bound goes to a new version', async () => {
+    const { clock, served, label, send, monitor, registry } = await retiring({ maxSeries: 2 });
     // Version 1 and a model of another name fill both places of the quality board; the other model stays busy.
-    await eventLog.publish('predictions', [
-      served('a', '1'),
-      served('b', '1'),
-      served('k', '7', { model: { name: 'kept', version: '7' } }),
-    ]);
-    await eventLog.publish('labels', [label('a'), label('b')]);
-    await consumed('labels', 2);
-    const before = await registry.metrics();
+    const before = await send(
+      [served('a', 'fraud_detector', '1'), served('b', 'fraud_detector', '1'), served('k', 'kept', '7')],
+      [label('a'), label('b')],
+    );
     expect(before).toMatch(/tributary_model_labelled_predictions\{model="fraud_detector",version="1",variant="champion",window="1h"\} 2/);
     expect(before).toMatch(/tributary_monitor_feature_defaults_total\{model="fraud_detector",version="1",feature="user:count_1h"\} 2/);
 
     // A day later the other model serves again; version 1 does not.
-    now += RETIRE_AFTER_MS - 3_600_000;
-    await eventLog.publish('predictions', [served('k2', '7', { model: { name: 'kept', version: '7' } })]);
-    await consumed('predictions', 4);
-    now += 3_600_000 + 1;
+    clock.now += RETIRE_AFTER_MS - 3_600_000;
+    await send([served('k2', 'kept', '7')]);
+    clock.now += 3_600_000 + 1;
     await monitor.sweep();
     const after = await registry.metrics();
     const lines = after.split('\n').filter((line) => !line.startsWith('#'));
@@ -173,12 +185,76 @@ describe('monitor: retiring idle series', () => {
     expect(after).toMatch(/tributary_monitor_feature_age_seconds_count\{model="kept",group="user"\} 2/);
 
     // Version 2 gets the place version 1 had: its quality under its own name, not `other`.
-    await eventLog.publish('predictions', [served('c', '2')]);
-    await eventLog.publish('labels', [label('c')]);
-    await consumed('labels', 3);
-    const text = await registry.metrics();
+    const text = await send([served('c', 'fraud_detector', '2')], [label('c')]);
     expect(text).toMatch(/tributary_model_labelled_predictions\{model="fraud_detector",version="2",variant="champion",window="1h"\} 1/);
     expect(text).not.toMatch(/model="other"/);
+  });
+
+  it('keeps every metric of a live series counting, and names a version counted as other once a place is free', async () => {
+    const random = createRandom(5);
+    const profile = buildProfile(
+      Array.from({ length: 500 }, () => ({ x: random.next(), score: random.next() })),
+      ['x', 'score'].map((name) => ({ name, kind: 'numeric' as const })),
+    );
+    const { clock, served, label, send, many, monitor } = await retiring({ maxSeries: 2, profileOf: () => profile });
+    const features = () => ({ features: { x: random.next() } });
+    await send([served('old', 'fraud_detector', '1'), served('k', 'kept', '7')], [label('k')]);
+    // Version 2 comes while both places are taken: its quality goes to other, it has no drift window.
+    clock.now += 3_600_000;
+    const crowded = await send([served('n', 'fraud_detector', '2')], [label('n')]);
+    expect(crowded).toMatch(/tributary_model_labelled_predictions\{model="other",version="other",variant="other",window="1h"\} 1/);
+
+    // Version 1 falls idle; kept and version 2 serve on.
+    clock.now += RETIRE_AFTER_MS - 3_600_000;
+    await send([served('k2', 'kept', '7'), served('n2', 'fraud_detector', '2')], [label('k2')]);
+    clock.now += 3_600_000;
+    await monitor.sweep();
+    const text = await send(
+      [...many('kk', 120, 'kept', '7', features()), ...many('nn', 120, 'fraud_detector', '2', features())],
+      [label('kk0'), label('nn0'), label('nn1')],
+    );
+    // kept: every histogram, its quality and its drift window kept counting across the retirement.
+    expect(text).toMatch(/tributary_monitor_score_count\{model="kept",version="7",variant="champion"\} 122/);
+    expect(text).toMatch(/tributary_monitor_prediction_latency_seconds_count\{model="kept",version="7",variant="champion"\} 122/);
+    expect(text).toMatch(/tributary_monitor_label_delay_seconds_count\{model="kept",version="7",variant="champion"\} 3/);
+    expect(text).toMatch(/tributary_monitor_feature_age_seconds_count\{model="kept",group="user"\} 122/);
+    expect(text).toMatch(/tributary_model_labelled_predictions\{model="kept",version="7",variant="champion",window="24h"\} 2/);
+    expect(text).toMatch(/tributary_feature_drift\{model="kept",version="7",variant="champion",feature="x",statistic="psi"\}/);
+    // Version 2 now under its own name, with a drift window, and other is gone.
+    expect(text).toMatch(/tributary_model_labelled_predictions\{model="fraud_detector",version="2",variant="champion",window="1h"\} 2/);
+    expect(text).toMatch(/tributary_feature_drift\{model="fraud_detector",version="2",variant="champion",feature="x",statistic="psi"\}/);
+    expect(text).not.toMatch(/model="other"/);
+  });
+
+  it('frees the label values of a retired series, and keeps the series a live one holds under other', async () => {
+    // One series may name 64 label values (MONITOR_MAX_SERIES 1): model a's tuple, 62 defaulted
+    // features and one feature group fill them.
+    const { clock, served, send, monitor } = await retiring({ maxSeries: 1 });
+    const names = Array.from({ length: 62 }, (_, i) => `f${i}`);
+    await send([served('a', 'a', '1', { defaulted: names, feature_age_ms: { g1: 100 } })]);
+    // Then model b is counted as other, and a's second group too (a keeps that series).
+    clock.now += 3_600_000;
+    const full = await send([
+      served('b', 'b', '1', { feature_age_ms: {} }),
+      served('a2', 'a', '1', { defaulted: [], feature_age_ms: { g2: 100 } }),
+    ]);
+    expect(full).toMatch(/tributary_monitor_predictions_total\{model="other",version="other",variant="other",degraded="false"\} 1/);
+    expect(full).toMatch(/tributary_monitor_feature_age_seconds_count\{model="other",group="other"\} 1/);
+
+    // b falls idle and is retired; a's series under other stays and counts on.
+    clock.now += RETIRE_AFTER_MS;
+    await send([served('a3', 'a', '1', { defaulted: [], feature_age_ms: { g2: 100 } })]);
+    await monitor.sweep();
+    const kept = await send([served('a4', 'a', '1', { defaulted: [], feature_age_ms: { g2: 100 } })]);
+    expect(kept).toMatch(/tributary_monitor_feature_age_seconds_count\{model="other",group="other"\} 3/);
+
+    // a falls idle too: its 64 label values are free, and model c is named.
+    clock.now += RETIRE_AFTER_MS + 1;
+    await monitor.sweep();
+    const freed = await send([served('c', 'c', '1', { defaulted: names })]);
+    expect(freed).toMatch(/tributary_monitor_predictions_total\{model="c",version="1",variant="champion",degraded="false"\} 1/);
+    expect(freed).toMatch(/tributary_monitor_feature_defaults_total\{model="c",version="1",feature="f61"\} 1/);
+    expect(freed).not.toMatch(/model="a"/);
   });
 });
 
