@@ -242,11 +242,12 @@ describe('monitor: retiring idle series', () => {
     expect(full).toMatch(/tributary_monitor_feature_age_seconds_count\{model="other",group="other"\} 1/);
 
     // b falls idle and is retired; a's series under other stays and counts on.
-    clock.now += RETIRE_AFTER_MS;
+    clock.now += RETIRE_AFTER_MS + 1;
     await send([served('a3', 'a', '1', { defaulted: [], feature_age_ms: { g2: 100 } })]);
     await monitor.sweep();
     const kept = await send([served('a4', 'a', '1', { defaulted: [], feature_age_ms: { g2: 100 } })]);
     expect(kept).toMatch(/tributary_monitor_feature_age_seconds_count\{model="other",group="other"\} 3/);
+    expect(kept).not.toMatch(/model="b"|tributary_monitor_predictions_total\{model="other"/);
 
     // a falls idle too: its 64 label values are free, and model c is named.
     clock.now += RETIRE_AFTER_MS + 1;
@@ -254,6 +255,7 @@ describe('monitor: retiring idle series', () => {
     const freed = await send([served('c', 'c', '1', { defaulted: names })]);
     expect(freed).toMatch(/tributary_monitor_predictions_total\{model="c",version="1",variant="champion",degraded="false"\} 1/);
     expect(freed).toMatch(/tributary_monitor_feature_defaults_total\{model="c",version="1",feature="f61"\} 1/);
+    expect(freed).toMatch(/tributary_monitor_feature_age_seconds_count\{model="c",group="user"\} 1/);
     expect(freed).not.toMatch(/model="a"/);
   });
 });
