@@ -18,9 +18,13 @@ interface VersionInfo {
   profile: ReferenceProfile | null;
 }
 
+/** Versions whose manifest is kept read at most (the first read is forgotten first). */
+const MAX_VERSIONS = 1024;
+
 /**
  * Each version's threshold (0.5 when unknown) and reference profile (null when absent) from
- * its manifest in the model registry, read once per version.
+ * its manifest in the model registry, read once per version while it is among the last
+ * MAX_VERSIONS read (a stream of odd version names must not grow the memory).
  */
 export function manifestsFrom(registryDir: string): {
   thresholdOf(model: string, version: string): number;
@@ -45,6 +49,7 @@ export function manifestsFrom(registryDir: string): {
       } catch {
         // an unknown version: the defaults
       }
+      if (known.size >= MAX_VERSIONS) known.delete(known.keys().next().value!);
       known.set(id, found);
     }
     return found;

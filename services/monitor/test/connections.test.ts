@@ -1,0 +1,45 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { buildProfile } from '@tributary/shared';
+import { manifestsFrom } from '../src/connections.js';
+
+let dir = '';
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+function register(model: string, version: string, manifest: object): void {
+  mkdirSync(join(dir, model, version), { recursive: true });
+  writeFileSync(join(dir, model, version, 'manifest.json'), JSON.stringify(manifest));
+}
+
+describe('manifestsFrom', () => {
+  it("reads a version's threshold and profile from its manifest, and the defaults for unknown, odd or broken ones", () => {
+    dir = mkdtempSync(join(tmpdir(), 'tributary-manifests-'));
+    const profile = buildProfile([{ x: 1 }, { x: 2 }], [{ name: 'x', kind: 'numeric' }]);
+    register('fraud', '1', { threshold: 0.3, profile });
+    register('fraud', '2', { threshold: 7 });
+    mkdirSync(join(dir, 'fraud', '3'));
+    writeFileSync(join(dir, 'fraud', '3', 'manifest.json'), '{not json');
+    register('escape', '1', { threshold: 0.1 });
+    const manifests = manifestsFrom(join(dir, 'fraud', '..'));
+    expect([manifests.thresholdOf('fraud', '1'), manifests.profileOf('fraud', '1')]).toEqual([0.3, profile]);
+    expect([manifests.thresholdOf('fraud', '2'), manifests.profileOf('fraud', '2')]).toEqual([0.5, null]);
+    expect(manifests.thresholdOf('fraud', '3')).toBe(0.5);
+    expect(manifests.thresholdOf('fraud', '9')).toBe(0.5);
+    // A name that would leave the version's folder is never read.
+    expect(manifests.thresholdOf('fraud', '../../escape/1')).toBe(0.5);
+  });
+
+  it('keeps the last 1,024 versions read: one asked for again after a stream of odd versions is read again', () => {
+    dir = mkdtempSync(join(tmpdir(), 'tributary-manifests-'));
+    const manifests = manifestsFrom(dir);
+    expect(manifests.thresholdOf('fraud', '1')).toBe(0.5);
+    register('fraud', '1', { threshold: 0.2 });
+    // Still the answer read first, while it is kept...
+    expect(manifests.thresholdOf('fraud', '1')).toBe(0.5);
+    for (let i = 0; i < 1_024; i++) manifests.thresholdOf('fraud', `odd-${i}`);
+    // ...and read again once it was forgotten.
+    expect(manifests.thresholdOf('fraud', '1')).toBe(0.2);
+  });
+});
