@@ -96,7 +96,9 @@ export function writeOutput(text: string, out: string | undefined): void {
 /** Runs a CLI's main: usage errors exit 2, bad input and other failures exit 1, with the reason on stderr. */
 export function runCli(name: string, main: () => Promise<void>): void {
   main().catch((error: unknown) => {
-    const usage = error instanceof UsageError || error instanceof FeatureSourceError;
+    // node:util parseArgs: an unknown option, a missing value.
+    const badOption = String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS');
+    const usage = error instanceof UsageError || error instanceof FeatureSourceError || badOption;
     process.stderr.write(`${name}: ${usage || error instanceof InputError ? '' : 'failed: '}${(error as Error).message}\n`);
     process.exit(usage ? 2 : 1);
   });

@@ -42,7 +42,8 @@ async function main(): Promise<void> {
       reason: { type: 'string' },
     },
   });
-  if (!(values.algorithm! in ALGORITHMS)) throw new UsageError(`--algorithm must be one of ${Object.keys(ALGORITHMS).join(', ')}`);
+  if (!Object.hasOwn(ALGORITHMS, values.algorithm!))
+    throw new UsageError(`--algorithm must be one of ${Object.keys(ALGORITHMS).join(', ')}`);
   if (values.unlabelled !== 'drop' && values.unlabelled !== 'negative') throw new UsageError('--unlabelled must be drop or negative');
   if (values.unlabelled === 'negative' && values.maturity === undefined)
     throw new UsageError('--unlabelled negative needs --maturity DURATION: how long a label may take to arrive');

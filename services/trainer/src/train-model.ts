@@ -5,8 +5,8 @@
  * `npm run train` (train.ts) and `npm run retrain` (retrain.ts).
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import {
   buildProfile,
   compareModels,
@@ -101,7 +101,24 @@ interface Trained {
 export function checkTrainingSet(set: TrainingSet): void {
   if (set.format !== TRAINING_SET_FORMAT || !Array.isArray(set.rows) || !Array.isArray(set.features))
     throw new Error(`not a training set of format ${TRAINING_SET_FORMAT} (npm run training-set -- … --format json)`);
-  const { train, validation } = set.split;
+  const width = set.features.length;
+  const rows = set.rows.length;
+  if (!Array.isArray(set.labels) || set.labels.length !== rows || !Array.isArray(set.times) || set.times.length !== rows)
+    throw new Error(`${rows} rows, but ${set.labels?.length} labels and ${set.times?.length} times: one of each per row`);
+  for (let r = 0; r < rows; r++) {
+    const row = set.rows[r] as unknown;
+    if (!Array.isArray(row) || row.length !== width) throw new Error(`rows[${r}] is not an array of ${width} values, one per feature`);
+    for (let f = 0; f < width; f++) {
+      if (typeof row[f] !== 'number' || !Number.isFinite(row[f]))
+        throw new Error(`rows[${r}][${f}] ("${set.features[f]}") is ${JSON.stringify(row[f])}, expected a number`);
+    }
+    if (set.labels[r] !== 0 && set.labels[r] !== 1) throw new Error(`labels[${r}] is ${JSON.stringify(set.labels[r])}, expected 0 or 1`);
+    if (typeof set.times[r] !== 'number' || !Number.isFinite(set.times[r]))
+      throw new Error(`times[${r}] is ${JSON.stringify(set.times[r])}, expected epoch ms`);
+  }
+  const { train, validation } = set.split ?? {};
+  if (!Number.isInteger(train) || !Number.isInteger(validation) || train + validation !== rows)
+    throw new Error(`split ${JSON.stringify(set.split)} does not divide the ${rows} rows into training and validation`);
   const classes = (labels: number[]) => new Set(labels).size;
   if (train < 100 || validation < 20 || classes(set.labels.slice(0, train)) < 2 || classes(set.labels.slice(train)) < 2)
     throw new Error(
@@ -190,7 +207,12 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainedVer
   if (!(onnxDiff <= ONNX_TOLERANCE))
     throw new Error(`the exported ONNX model scores differ from the trainer's by ${onnxDiff} (> ${ONNX_TOLERANCE})`);
 
-  const championComparison = options.championDir === undefined ? undefined : await compareWithChampion(options.championDir);
+  const championComparison =
+    options.championDir === undefined
+      ? undefined
+      : await compareWithChampion(options.championDir).catch((error: unknown) => {
+          throw new Error(`--champion ${options.championDir}: ${(error as Error).message}`);
+        });
 
   // The reference the monitor compares live traffic with: the training inputs and their scores.
   const profileRows = trainRows.map((row) => {
@@ -293,10 +315,29 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainedVer
 }
 
 /** Writes a version directory: model.onnx and manifest.json. */
+/**
+ * Writes a version directory whole or not at all: both files go to a staging directory
+ * beside it, which then takes the place of `outDir` (an earlier directory there is replaced).
+ */
 export async function writeModelVersion(outDir: string, version: Pick<TrainedVersion, 'manifest' | 'bytes'>): Promise<void> {
-  await mkdir(outDir, { recursive: true });
-  await writeFile(join(outDir, 'model.onnx'), version.bytes);
-  await writeFile(join(outDir, 'manifest.json'), JSON.stringify(version.manifest, null, 2) + '\n');
+  const staged = `${outDir}.writing-${process.pid}`;
+  const previous = `${outDir}.replaced-${process.pid}`;
+  await mkdir(dirname(outDir), { recursive: true });
+  try {
+    await mkdir(staged);
+    await writeFile(join(staged, 'model.onnx'), version.bytes);
+    await writeFile(join(staged, 'manifest.json'), JSON.stringify(version.manifest, null, 2) + '\n');
+    const replacing = await stat(outDir).then(
+      () => true,
+      () => false,
+    );
+    if (replacing) await rename(outDir, previous);
+    await rename(staged, outDir);
+    if (replacing) await rm(previous, { recursive: true, force: true });
+  } catch (error) {
+    await rm(staged, { recursive: true, force: true });
+    throw new Error(`could not write the model version to ${outDir}: ${(error as Error).message}`);
+  }
 }
 
 /** The challenger/champion table the trainer prints. */

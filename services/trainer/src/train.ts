@@ -14,6 +14,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { TrainingSet } from './build-training-set.js';
+import { runCli, UsageError } from './cli-support.js';
 import { buildDataset, type Dataset } from './dataset.js';
 import {
   ALGORITHMS,
@@ -25,71 +26,86 @@ import {
   type AlgorithmFlag,
 } from './train-model.js';
 
-const { values } = parseArgs({
-  options: {
-    algorithm: { type: 'string', default: 'logistic_regression' },
-    rows: { type: 'string', default: '60000' },
-    seed: { type: 'string', default: '1' },
-    out: { type: 'string', default: resolve(import.meta.dirname, '../../../models/fraud_detector/1') },
-    version: { type: 'string', default: '1' },
-    champion: { type: 'string' },
-    // A training set from `npm run training-set` (JSON format): its rows, labels and time split.
-    'training-set': { type: 'string' },
-    trees: { type: 'string', default: '300' },
-    'learning-rate': { type: 'string', default: '0.1' },
-    'max-leaves': { type: 'string', default: '31' },
-    'max-depth': { type: 'string', default: '6' },
-  },
-});
-const rows = Number(values.rows);
-const seed = Number(values.seed);
-if (!Number.isInteger(rows) || rows < 1000) throw new Error('--rows must be an integer >= 1000');
-if (!Number.isInteger(seed) || seed < 0) throw new Error('--seed must be a non-negative integer');
-if (!(values.algorithm! in ALGORITHMS))
-  throw new Error(`--algorithm must be one of ${Object.keys(ALGORITHMS).join(', ')}, got ${values.algorithm}`);
-const algorithm = values.algorithm as AlgorithmFlag;
-// Relative paths are the caller's: `npm run train -w services/trainer` runs in services/trainer.
-const callerDir = process.env.INIT_CWD ?? process.cwd();
-const outDir = resolve(callerDir, values.out!);
-const championDir = values.champion === undefined ? undefined : resolve(callerDir, values.champion);
+runCli('train', main);
 
-const started = performance.now();
-const trainingSet = values['training-set'] === undefined ? null : await readTrainingSet(resolve(callerDir, values['training-set']));
-const { dataset, cut }: { dataset: Dataset; cut: number } = trainingSet
-  ? datasetOf(trainingSet)
-  : await buildDataset({ rows, seed, users: 2000, fraudRate: 0.03, ratePerSecond: 20, start: Date.UTC(2026, 0, 1) }).then((d) => ({
-      dataset: d,
-      // Split by time: train on the past, validate on the most recent fifth.
-      cut: Math.floor(d.rows.length * 0.8),
-    }));
-const name = trainingSet?.model.name ?? 'fraud_detector';
-const trained = await trainModel({
-  dataset,
-  cut,
-  trainingSet,
-  algorithm,
-  name,
-  version: values.version!,
-  seed,
-  trees:
-    algorithm === 'gbt'
-      ? {
-          trees: positiveNumber('trees'),
-          learningRate: positiveNumber('learning-rate'),
-          maxLeaves: positiveNumber('max-leaves'),
-          maxDepth: positiveNumber('max-depth'),
-        }
-      : undefined,
-  championDir,
-});
-await writeModelVersion(outDir, trained);
-const { metrics } = trained;
-console.log(
-  `trained ${name} v${values.version} (${trained.manifest.training.algorithm}) on ${cut} rows in ${((performance.now() - started) / 1000).toFixed(1)} s; ` +
-    `validation AUC ${metrics.auc.toFixed(4)}, log loss ${metrics.log_loss.toFixed(4)}, ECE ${metrics.ece.toFixed(4)} ` +
-    `(${metrics.positives}/${metrics.rows} positives); ONNX max abs diff ${trained.onnxDiff.toExponential(1)}; wrote ${outDir}`,
-);
-if (trained.comparison) for (const line of comparisonLines(trained.comparison)) console.log(line);
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      algorithm: { type: 'string', default: 'logistic_regression' },
+      rows: { type: 'string', default: '60000' },
+      seed: { type: 'string', default: '1' },
+      out: { type: 'string', default: resolve(import.meta.dirname, '../../../models/fraud_detector/1') },
+      version: { type: 'string', default: '1' },
+      champion: { type: 'string' },
+      // A training set from `npm run training-set` (JSON format): its rows, labels and time split.
+      'training-set': { type: 'string' },
+      trees: { type: 'string', default: '300' },
+      'learning-rate': { type: 'string', default: '0.1' },
+      'max-leaves': { type: 'string', default: '31' },
+      'max-depth': { type: 'string', default: '6' },
+    },
+  });
+  const rows = Number(values.rows);
+  const seed = Number(values.seed);
+  if (!Number.isInteger(rows) || rows < 1000 || rows > 10_000_000) throw new UsageError('--rows must be an integer from 1000 to 10000000');
+  if (!Number.isInteger(seed) || seed < 0) throw new UsageError('--seed must be a non-negative integer');
+  if (!Object.hasOwn(ALGORITHMS, values.algorithm!))
+    throw new UsageError(`--algorithm must be one of ${Object.keys(ALGORITHMS).join(', ')}, got ${values.algorithm}`);
+  // The registry's rule for a version's name (a folder name; no path).
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(values.version!))
+    throw new UsageError(
+      `--version must be letters, digits, "_", "." or "-" (not starting with "." or "-"), got ${JSON.stringify(values.version)}`,
+    );
+  const algorithm = values.algorithm as AlgorithmFlag;
+  // Relative paths are the caller's: `npm run train -w services/trainer` runs in services/trainer.
+  const callerDir = process.env.INIT_CWD ?? process.cwd();
+  const outDir = resolve(callerDir, values.out!);
+  const championDir = values.champion === undefined ? undefined : resolve(callerDir, values.champion);
+
+  const started = performance.now();
+  const trainingSet = values['training-set'] === undefined ? null : await readTrainingSet(resolve(callerDir, values['training-set']));
+  const { dataset, cut }: { dataset: Dataset; cut: number } = trainingSet
+    ? datasetOf(trainingSet)
+    : await buildDataset({ rows, seed, users: 2000, fraudRate: 0.03, ratePerSecond: 20, start: Date.UTC(2026, 0, 1) }).then((d) => ({
+        dataset: d,
+        // Split by time: train on the past, validate on the most recent fifth.
+        cut: Math.floor(d.rows.length * 0.8),
+      }));
+  const name = trainingSet?.model.name ?? 'fraud_detector';
+  const trained = await trainModel({
+    dataset,
+    cut,
+    trainingSet,
+    algorithm,
+    name,
+    version: values.version!,
+    seed,
+    trees:
+      algorithm === 'gbt'
+        ? {
+            trees: positiveNumber('trees'),
+            learningRate: positiveNumber('learning-rate'),
+            maxLeaves: positiveNumber('max-leaves'),
+            maxDepth: positiveNumber('max-depth'),
+          }
+        : undefined,
+    championDir,
+  });
+  await writeModelVersion(outDir, trained);
+  const { metrics } = trained;
+  console.log(
+    `trained ${name} v${values.version} (${trained.manifest.training.algorithm}) on ${cut} rows in ${((performance.now() - started) / 1000).toFixed(1)} s; ` +
+      `validation AUC ${metrics.auc.toFixed(4)}, log loss ${metrics.log_loss.toFixed(4)}, ECE ${metrics.ece.toFixed(4)} ` +
+      `(${metrics.positives}/${metrics.rows} positives); ONNX max abs diff ${trained.onnxDiff.toExponential(1)}; wrote ${outDir}`,
+  );
+  if (trained.comparison) for (const line of comparisonLines(trained.comparison)) console.log(line);
+
+  function positiveNumber(flag: 'trees' | 'learning-rate' | 'max-leaves' | 'max-depth'): number {
+    const v = Number(values[flag]);
+    if (!(Number.isFinite(v) && v > 0)) throw new UsageError(`--${flag} must be a positive number, got ${String(values[flag])}`);
+    return v;
+  }
+}
 
 /** Reads a JSON training set and checks it can be trained on (two classes on each side of the split). */
 async function readTrainingSet(file: string): Promise<TrainingSet> {
@@ -107,10 +123,4 @@ async function readTrainingSet(file: string): Promise<TrainingSet> {
     throw new Error(`--training-set ${file}: ${(error as Error).message}`);
   }
   return set;
-}
-
-function positiveNumber(flag: 'trees' | 'learning-rate' | 'max-leaves' | 'max-depth'): number {
-  const v = Number(values[flag]);
-  if (!(Number.isFinite(v) && v > 0)) throw new Error(`--${flag} must be a positive number, got ${String(values[flag])}`);
-  return v;
 }

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -98,6 +98,39 @@ describe('training from a training set', () => {
         },
       ).catch((error: { stderr: string }) => error);
       expect((refused as { stderr: string }).stderr).toMatch(/both sides of the split need both labels/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('refuses a set with cells that are not numbers, and wrong options, with a message and exit 1 or 2, writing nothing', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tributary-train-bad-'));
+    const train = (args: string[]) =>
+      run(process.execPath, ['--import', 'tsx', 'services/trainer/src/train.ts', ...args], { cwd: root }).then(
+        () => ({ code: 0, stderr: '' }),
+        (error: { code: number; stderr: string }) => error,
+      );
+    try {
+      const { writeFile } = await import('node:fs/promises');
+      const set = trainingSet(500);
+      set.rows[3]![1] = '7' as unknown as number;
+      await writeFile(join(dir, 'strings.json'), JSON.stringify(set));
+      const refused = await train(['--training-set', join(dir, 'strings.json'), '--out', join(dir, 'x')]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(
+        /^train: failed: --training-set .*: rows\[3\]\[1\] \("user_transactions:count_24h"\) is "7", expected a number$/m,
+      );
+      for (const [args, message] of [
+        [['--algorithm', 'toString'], /--algorithm must be one of logistic_regression, gbt, got toString/],
+        [['--version', '../../etc'], /--version must be letters/],
+        [['--rows', 'abc'], /--rows must be an integer/],
+        [['--frobnicate'], /Unknown option '--frobnicate'/],
+      ] as const) {
+        const wrong = await train([...args, '--out', join(dir, 'x')]);
+        expect([wrong.code, wrong.stderr]).toEqual([2, expect.stringMatching(message)]);
+        expect(wrong.stderr).not.toMatch(/\n\s+at /);
+      }
+      await expect(readdir(dir)).resolves.toEqual(['strings.json']);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
