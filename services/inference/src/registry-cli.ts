@@ -12,6 +12,7 @@
  * REDIS_KEY_PREFIX), where every inference replica reads it.
  */
 import { hostname, userInfo } from 'node:os';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, fraud, loadConfig, planModelFeatures, TributaryError } from '@tributary/shared';
 import { ModelLoadError, readModelVersion } from './model.js';
@@ -78,8 +79,13 @@ async function main(argv: string[]): Promise<void> {
       percent: { type: 'string' },
       entity: { type: 'string' },
       shadow: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
     },
   });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
   const [command, argument, policyArgument] = positionals;
   const config = loadConfig();
   const model = values.model ?? config.MODEL_NAME;
@@ -105,6 +111,7 @@ async function main(argv: string[]): Promise<void> {
     return values.reason.trim();
   };
   try {
+    await routes?.reachable();
     switch (command) {
       case 'list': {
         const { versions, damaged } = await registry(false).inventory(model);
@@ -119,7 +126,8 @@ async function main(argv: string[]): Promise<void> {
       }
       case 'register': {
         if (!argument) throw new UsageError('register needs the folder of the version (manifest.json and the ONNX file)');
-        const version = await readModelVersion(argument);
+        // A relative folder is the caller's: `npm run` starts the script in the repository's root.
+        const version = await readModelVersion(resolve(process.env.INIT_CWD ?? process.cwd(), argument));
         const summary = await registry(false).register(version.manifest, version.bytes);
         console.log(
           `registered ${version.manifest.name} version ${summary.version} (${summary.features} features); promote it to serve it`,
@@ -163,12 +171,16 @@ async function main(argv: string[]): Promise<void> {
 try {
   await main(process.argv.slice(2));
 } catch (error) {
-  if (error instanceof UsageError) {
-    console.error(`error: ${error.message}\n${USAGE}`);
+  // node:util parseArgs: an unknown option, a missing value.
+  const code = String((error as { code?: unknown }).code);
+  if (error instanceof UsageError || code.startsWith('ERR_PARSE_ARGS')) {
+    console.error(`error: ${(error as Error).message}\n${USAGE}`);
     process.exit(2);
   }
-  if (error instanceof TributaryError || error instanceof ModelLoadError || error instanceof ConfigError) {
-    console.error(`error: ${error.message}`);
+  // System errors (ENOENT, ENOTDIR, EACCES...) name the path in their message.
+  const system = /^E[A-Z]+$/.test(code);
+  if (error instanceof TributaryError || error instanceof ModelLoadError || error instanceof ConfigError || system) {
+    console.error(`error: ${(error as Error).message}`);
     process.exit(1);
   }
   throw error;

@@ -34,5 +34,25 @@ describe('npm run models (registry CLI)', () => {
     const broken = await models(['register', mkdtempSync(join(tmpdir(), 'empty-'))], env);
     expect(broken.code).toBe(1);
     expect(broken.stderr).toMatch(/cannot read .*manifest\.json/);
+    // Options parseArgs refuses, and a registry that is a file: a message, never a stack trace.
+    for (const args of [
+      ['list', '--frobnicate'],
+      ['audit', '--model'],
+    ]) {
+      const wrong = await models(args, env);
+      expect([wrong.code, wrong.stderr]).toEqual([2, expect.stringMatching(/^error: .*\nusage: npm run models/)]);
+    }
+    const file = join(mkdtempSync(join(tmpdir(), 'registry-file-')), 'file');
+    writeFileSync(file, 'x');
+    const notADirectory = await models(['register', join(env.MODEL_REGISTRY_DIR, 'fraud_detector', '1')], { MODEL_REGISTRY_DIR: file });
+    expect([notADirectory.code, notADirectory.stderr]).toEqual([1, expect.stringMatching(/^error: ENOTDIR: not a directory/)]);
+    const help = await models(['--help'], env);
+    expect([help.code, help.stdout]).toEqual([0, expect.stringMatching(/^usage: npm run models/)]);
+  }, 30_000);
+
+  it('says the routing store does not answer instead of waiting for a Redis Cluster that cannot be reached', async () => {
+    const env = { MODEL_REGISTRY_DIR: tempRegistry(), REDIS_URL: 'redis://127.0.0.1:1', REDIS_CLUSTER: 'true' };
+    const unreachable = await models(['audit'], env);
+    expect([unreachable.code, unreachable.stderr]).toEqual([1, expect.stringMatching(/the routing store \(Redis\) did not answer/)]);
   }, 30_000);
 });

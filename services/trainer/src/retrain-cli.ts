@@ -69,6 +69,7 @@ async function main(): Promise<void> {
   });
   const kafka = eventLogOpener(config);
   try {
+    await routes.reachable();
     const predictions = await fileOrTopic(
       values.predictions,
       values['predictions-topic'],

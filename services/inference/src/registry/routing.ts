@@ -136,8 +136,27 @@ export class RedisRoutingStore implements RoutingStore {
     return entries.map((e) => JSON.parse(e) as AuditEntry);
   }
 
+  /**
+   * Fails (ROUTING_STORE_UNAVAILABLE) unless Redis answers within `ms`: for a command-line
+   * tool, before it works (a Redis Cluster that cannot be reached keeps commands queued for
+   * as long as the process lives).
+   */
+  async reachable(ms = 5_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    });
+    try {
+      await Promise.race([this.client.ping(), late]).catch(unavailable);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   async close(): Promise<void> {
-    await this.client.quit().catch(() => this.client.disconnect());
+    // A client that never connected would keep a QUIT queued: it is dropped instead.
+    if (this.client.status !== 'ready') this.client.disconnect();
+    else await this.client.quit().catch(() => this.client.disconnect());
   }
 }
 
