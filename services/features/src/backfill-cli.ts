@@ -133,6 +133,11 @@ async function main(): Promise<void> {
     partitions,
     queries,
   });
+  const unreadable = result.rejected.malformed + result.rejected.invalid;
+  if (result.accepted === 0 && unreadable > 0)
+    throw new Error(
+      `none of the ${unreadable + result.rejected.late} events could be used (${result.rejected.malformed} malformed, ${result.rejected.invalid} invalid, ${result.rejected.late} late): are they events of ${example.sources[0]!.name}?`,
+    );
   const text = result.rows.map((row) => JSON.stringify(row)).join('\n') + (result.rows.length > 0 ? '\n' : '');
   if (values.out) writeFileSync(resolve(process.env.INIT_CWD ?? process.cwd(), values.out), text);
   else process.stdout.write(text);
@@ -142,6 +147,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`backfill: ${error instanceof UsageError ? '' : 'failed: '}${(error as Error).message}\n`);
-  process.exit(error instanceof UsageError ? 2 : 1);
+  // node:util parseArgs: an unknown option, a missing value.
+  const usage = error instanceof UsageError || String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS');
+  process.stderr.write(`backfill: ${usage ? '' : 'failed: '}${(error as Error).message}\n`);
+  process.exit(usage ? 2 : 1);
 });

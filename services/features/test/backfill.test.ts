@@ -182,4 +182,23 @@ describe('backfill CLI', () => {
       await rm(dir, { recursive: true, force: true });
     }
   }, 30_000);
+  it('fails, writing no rows, when none of the events can be used (a file of other records), and exits 2 on an unknown option', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'backfill-'));
+    const failing = (args: string[]) =>
+      cli(args).then(
+        () => null,
+        (error: { code: number; stdout: string; stderr: string }) => error,
+      );
+    try {
+      await writeFile(join(dir, 'labels.ndjson'), '{"request_id":"r1","label":1,"ts":1}\n{"request_id":"r2","label":0,"ts":2}\n');
+      await writeFile(join(dir, 'queries.ndjson'), '{"entity":"user_id","id":"u1","at":1000}\n');
+      const wrong = await failing(['--events', join(dir, 'labels.ndjson'), '--queries', join(dir, 'queries.ndjson')]);
+      expect([wrong?.code, wrong?.stdout]).toEqual([1, '']);
+      expect(wrong?.stderr).toMatch(/^backfill: failed: none of the 2 events could be used \(0 malformed, 2 invalid, 0 late\)/);
+      const option = await failing(['--frobnicate']);
+      expect([option?.code, option?.stderr]).toEqual([2, expect.stringMatching(/^backfill: Unknown option '--frobnicate'/)]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });

@@ -31,7 +31,7 @@ import {
   writeOutput,
 } from './cli-support.js';
 import { InputError, readNdjsonFile, readTopic } from './log-input.js';
-import { backfillStates, onlineStates, type StateSource } from './point-in-time.js';
+import { backfillStates, onlineStates, type ReplaySummary, type StateSource } from './point-in-time.js';
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -94,6 +94,7 @@ async function main(): Promise<void> {
     );
   }
 
+  let replayed: ReplaySummary[] = [];
   const kafka = eventLogOpener(config);
   const store = values.online ? createOnlineStore(config) : null;
   try {
@@ -108,7 +109,7 @@ async function main(): Promise<void> {
         if (events.has(name)) throw new UsageError(`source "${name}": give --events or --events-topic, not both`);
         events.set(name, (await readTopic(kafka.open('--events-topic'), topic)).partitions);
       }
-      states = backfillStates({
+      const replay = backfillStates({
         sources: example.sources,
         groups: example.groups,
         events,
@@ -117,10 +118,20 @@ async function main(): Promise<void> {
             ? config.ALLOWED_LATENESS
             : parseDurationFlag(values['allowed-lateness'], '--allowed-lateness'),
       });
+      states = replay;
+      replayed = replay.summaries;
     }
     const model = await loadModel(dir, { threads, maxBatchRows: 1024, maxDelayMs: 0, maxQueuedRows: 1024 * threads });
     try {
       const scores = await scoreRequests(parsed.requests, { plan, states, model, chunkRows: 1024, concurrency: threads });
+      // Events none of which could be read (another topic's records, a damaged file) would leave every feature at its default.
+      for (const { source, accepted, rejected } of replayed) {
+        const unreadable = rejected.malformed + rejected.invalid;
+        if (accepted === 0 && unreadable > 0)
+          throw new InputError(
+            `none of the ${unreadable + rejected.late} events of source "${source}" could be used (${rejected.malformed} malformed, ${rejected.invalid} invalid, ${rejected.late} late); nothing scored`,
+          );
+      }
       writeOutput(scores.map((s) => `${JSON.stringify(s)}\n`).join(''), values.out);
     } finally {
       await model.close();
@@ -131,6 +142,12 @@ async function main(): Promise<void> {
   }
   process.stderr.write(
     `batch-predict: scored ${parsed.requests.length} request(s) with ${manifest.name} version ${manifest.version}` +
+      replayed
+        .map(
+          ({ source, accepted, rejected }) =>
+            `; ${source}: ${accepted} events replayed, ${rejected.malformed + rejected.invalid} unreadable and ${rejected.late} late set aside`,
+        )
+        .join('') +
       (parsed.rejected.length > 0 ? `; skipped ${parsed.rejected.length} bad line(s):\n${named.join('\n')}` : '') +
       '\n',
   );

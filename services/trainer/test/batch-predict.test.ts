@@ -123,6 +123,17 @@ describe('batch-predict', () => {
     const usage = await runTrainerCli('batch-predict-cli.ts', ['--model', MODEL_DIR, '--requests', 'bad.ndjson'], { cwd: dir });
     expect(usage.code).toBe(2);
     expect(usage.stderr).toMatch(/give the features/);
+    // Events of which none can be read (the labels file by mistake) would leave every feature at its default.
+    await writeFile(join(dir, 'labels.ndjson'), '{"request_id":"r1","label":1,"ts":1}\n');
+    const wrongEvents = await runTrainerCli(
+      'batch-predict-cli.ts',
+      ['--model', MODEL_DIR, '--requests', 'bad.ndjson', '--events', 'labels.ndjson', '--on-error', 'skip'],
+      { cwd: dir },
+    );
+    expect([wrongEvents.code, wrongEvents.stdout]).toEqual([1, '']);
+    expect(wrongEvents.stderr).toMatch(
+      /none of the 1 events of source "transactions" could be used \(0 malformed, 1 invalid, 0 late\); nothing scored/,
+    );
   }, 60_000);
 });
 
