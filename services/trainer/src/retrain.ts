@@ -70,7 +70,9 @@ export interface RetrainResult {
 
 /** The version after the highest numeric one registered. */
 export async function nextVersion(registry: ModelRegistry, model: string): Promise<string> {
-  const numeric = (await registry.versions(model)).map((v) => Number(v.version)).filter((v) => Number.isInteger(v));
+  // Damaged folders hold their number too: a version is never written over one.
+  const { versions, damaged } = await registry.inventory(model);
+  const numeric = [...versions, ...damaged].map((v) => Number(v.version)).filter((v) => Number.isInteger(v));
   return String(Math.max(0, ...numeric) + 1);
 }
 

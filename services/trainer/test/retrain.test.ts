@@ -5,7 +5,7 @@
  * and a challenger worse than the champion are refused and register nothing.
  */
 import { execFile } from 'node:child_process';
-import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +14,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryRoutingStore, ModelRegistry } from '@tributary/inference';
 import { createRandom, fraud, planFeatures } from '@tributary/shared';
 import { ndjsonInput } from '../src/log-input.js';
-import { retrain, RetrainRefused } from '../src/retrain.js';
+import { nextVersion, retrain, RetrainRefused } from '../src/retrain.js';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));
 const T0 = Date.UTC(2026, 10, 1);
@@ -98,6 +98,12 @@ describe('retrain', () => {
   });
   afterEach(async () => {
     await rm(dir, { recursive: true, force: true });
+  });
+
+  it('numbers the next version past damaged folders too (versions are never written over one)', async () => {
+    await mkdir(join(dir, 'fraud_detector/2'));
+    await writeFile(join(dir, 'fraud_detector/2/manifest.json'), '{"name":');
+    expect(await nextVersion(registry, 'fraud_detector')).toBe('3');
   });
 
   const run = (pattern: Pattern, extra: { minAucGain?: number; shadow?: boolean } = {}) => {

@@ -59,6 +59,13 @@ export class ModelRegistry {
       });
       if (!version) continue;
       const { manifest } = version;
+      if (manifest.name !== model || manifest.version !== entry.name) {
+        damaged.push({
+          version: entry.name,
+          reason: `the manifest names ${manifest.name} version ${manifest.version}, not ${model} version ${entry.name}`,
+        });
+        continue;
+      }
       summaries.push({
         version: manifest.version,
         created_at: manifest.created_at,
@@ -140,9 +147,21 @@ export class ModelRegistry {
   async ensureRouting(model: string, by: string): Promise<Routing> {
     const existing = await this.routes.get(model);
     if (existing) return existing;
-    const newest = (await this.versions(model)).at(-1);
-    if (!newest) throw new TributaryError('NOT_FOUND', `model ${model} has no valid version in ${this.dir(model)}`);
-    const routing = this.next(null, model, newest.version, [], by, 'first start: the highest registered version');
+    // The highest version that can serve (a copy whose model does not load is passed over).
+    let newest: string | undefined;
+    for (const { version } of (await this.versions(model)).reverse()) {
+      if (
+        await this.checkServable(model, version).then(
+          () => true,
+          () => false,
+        )
+      ) {
+        newest = version;
+        break;
+      }
+    }
+    if (newest === undefined) throw new TributaryError('NOT_FOUND', `model ${model} has no valid version in ${this.dir(model)}`);
+    const routing = this.next(null, model, newest, [], by, 'first start: the highest registered version');
     const result = await this.routes.update(routing, 0, this.entry(routing, 'init', null));
     if (result.ok) return result.routing;
     if (result.current) return result.current; // another replica initialised it first
