@@ -123,11 +123,20 @@ export function parseCsvRequests(text: string, file: string, shape: RequestShape
       columns: (header: string[]) => {
         const unknown = header.filter((name) => {
           const bare = name.replace(/^(entities|features)\./, '');
-          return !['request_id', 'at'].includes(name) && !shape.entityTypes.includes(bare) && !(bare in fields);
+          return !['request_id', 'at'].includes(name) && !shape.entityTypes.includes(bare) && !Object.hasOwn(fields, bare);
         });
         if (unknown.length > 0) throw new Error(`unknown column(s) ${unknown.map((c) => `"${c}"`).join(', ')}`);
+        // `amount` and `features.amount` are one column: given twice, which value counts would be a guess.
+        const seen = new Set<string>();
+        for (const name of header) {
+          const bare = name.replace(/^(entities|features)\./, '');
+          if (seen.has(bare)) throw new Error(`column "${bare}" is given twice`);
+          seen.add(bare);
+        }
         return header;
       },
+      // A byte-order mark (spreadsheets write one) is not part of the first column's name.
+      bom: true,
       skip_empty_lines: true,
       info: true,
       skip_records_with_error: true,

@@ -187,5 +187,16 @@ describe('request files', () => {
     expect(parseCsvRequests('request_id,colour\na,red\n', 'r.csv', shape).rejected).toEqual([
       { where: 'r.csv:1', detail: expect.stringMatching(/unknown column\(s\) "colour"/) },
     ]);
+
+    // Refused: a field given twice (which value would count?), a name of Object's prototype.
+    expect(parseCsvRequests('request_id,amount,features.amount\na,1,2\n', 'r.csv', shape).rejected).toEqual([
+      { where: 'r.csv:1', detail: expect.stringMatching(/column "amount" is given twice/) },
+    ]);
+    expect(parseCsvRequests('request_id,__proto__\na,1\n', 'r.csv', shape).rejected).toEqual([
+      { where: 'r.csv:1', detail: expect.stringMatching(/unknown column\(s\) "__proto__"/) },
+    ]);
+    // A spreadsheet's byte-order mark is not part of the first column's name.
+    const bom = parseCsvRequests('\uFEFF' + csv.split('\n').slice(0, 2).join('\n'), 'r.csv', shape);
+    expect([bom.rejected, bom.requests.map((r) => r.request_id)]).toEqual([[], ['a']]);
   });
 });
