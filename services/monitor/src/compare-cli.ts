@@ -9,7 +9,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { COMPARE_DEFAULTS, compareSamples, type CompareOptions } from './compare.js';
 import { formatReport } from './compare-format.js';
-import { CompareInputError, parseSample, type SampleFields } from './compare-input.js';
+import { CompareInputError, parseSample, type Sample, type SampleFields } from './compare-input.js';
 
 const USAGE =
   'usage: monitor compare --reference <file.ndjson> --current <file.ndjson> [--features a,b] [--score-field score] ' +
@@ -17,7 +17,14 @@ const USAGE =
 
 class UsageError extends Error {}
 
-function parseOptions(argv: string[]): { reference: string; current: string; format: 'table' | 'json'; options: CompareOptions } {
+function parseOptions(argv: string[]): {
+  reference: string;
+  current: string;
+  format: 'table' | 'json';
+  options: CompareOptions;
+  /** The record fields named on the command line (not defaults): each must be in some record. */
+  named: ('score' | 'label' | 'slice')[];
+} {
   let values;
   try {
     ({ values } = parseArgs({
@@ -26,8 +33,8 @@ function parseOptions(argv: string[]): { reference: string; current: string; for
         reference: { type: 'string' },
         current: { type: 'string' },
         features: { type: 'string' },
-        'score-field': { type: 'string', default: COMPARE_DEFAULTS.scoreField },
-        'label-field': { type: 'string', default: COMPARE_DEFAULTS.labelField },
+        'score-field': { type: 'string' },
+        'label-field': { type: 'string' },
         'slice-field': { type: 'string' },
         threshold: { type: 'string', default: String(COMPARE_DEFAULTS.threshold) },
         alpha: { type: 'string', default: String(COMPARE_DEFAULTS.alpha) },
@@ -58,10 +65,15 @@ function parseOptions(argv: string[]): { reference: string; current: string; for
     reference: values.reference,
     current: values.current,
     format: values.format,
+    named: [
+      ...(values['score-field'] === undefined ? [] : ['score' as const]),
+      ...(values['label-field'] === undefined ? [] : ['label' as const]),
+      ...(values['slice-field'] === undefined ? [] : ['slice' as const]),
+    ],
     options: {
       ...(features === undefined || features.length === 0 ? {} : { features }),
-      scoreField: values['score-field'],
-      labelField: values['label-field'],
+      scoreField: values['score-field'] ?? COMPARE_DEFAULTS.scoreField,
+      labelField: values['label-field'] ?? COMPARE_DEFAULTS.labelField,
       ...(values['slice-field'] === undefined ? {} : { sliceField: values['slice-field'] }),
       threshold: number('threshold', values.threshold, (x) => x >= 0 && x <= 1, 'a number in [0, 1]'),
       alpha: number('alpha', values.alpha, (x) => x > 0 && x < 1, 'a number in (0, 1)'),
@@ -85,13 +97,27 @@ async function load(file: string, role: string, fields: SampleFields) {
 
 export async function main(argv: string[]): Promise<number> {
   try {
-    const { reference, current, format, options } = parseOptions(argv);
+    const { reference, current, format, options, named } = parseOptions(argv);
     const fields: SampleFields = {
       scoreField: options.scoreField,
       labelField: options.labelField,
       ...(options.sliceField ? { sliceField: options.sliceField } : {}),
     };
-    const report = compareSamples(await load(reference, 'reference', fields), await load(current, 'current', fields), options);
+    const samples = [await load(reference, 'reference', fields), await load(current, 'current', fields)] as const;
+    // A field named on the command line that no record holds is a typo, not a sample without scores.
+    const values = { score: (x: Sample) => x.scores, label: (x: Sample) => x.labels, slice: (x: Sample) => x.slices };
+    const flags = {
+      score: ['--score-field', options.scoreField],
+      label: ['--label-field', options.labelField],
+      slice: ['--slice-field', options.sliceField],
+    };
+    for (const field of named) {
+      if (samples.every((sample) => values[field](sample).every((v) => v === undefined))) {
+        const [flag, name] = flags[field];
+        throw new CompareInputError(`${flag} ${name}: no record of ${reference} or ${current} has a field of that name`);
+      }
+    }
+    const report = compareSamples(samples[0], samples[1], options);
     process.stdout.write(format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : `${formatReport(report)}\n`);
     return 0;
   } catch (error) {

@@ -45,7 +45,7 @@ export function formatReport(report: CompareReport): string {
     ),
   );
   out.push(
-    `drift: ${report.drifted.length === 0 ? 'none' : report.drifted.join(', ')} ` +
+    `drift: ${report.tested === 0 ? 'not tested: no feature has values in both samples' : report.drifted.length === 0 ? 'none' : report.drifted.join(', ')} ` +
       `(alpha ${report.alpha}, Bonferroni over ${report.tested} features; the score is tested on its own)`,
   );
   if (report.untested.length > 0) out.push(`untested (no value in the reference or the current sample): ${report.untested.join(', ')}`);

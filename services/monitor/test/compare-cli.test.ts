@@ -96,6 +96,22 @@ describe('monitor compare (CLI)', () => {
     expect(result.stderr).toMatch(/bad.ndjson:3: not valid JSON/);
   }, 30_000);
 
+  it('exits 1 naming a score, label or slice field that no record holds (a typo, not a sample without them)', async () => {
+    for (const [flag, name] of [
+      ['--score-field', 'scroe'],
+      ['--label-field', 'lable'],
+      ['--slice-field', 'contry'],
+    ]) {
+      const result = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', flag!, name!]);
+      expect([result.code, result.stdout]).toEqual([1, '']);
+      expect(result.stderr).toMatch(
+        new RegExp(`^monitor compare: ${flag} ${name}: no record of ref.ndjson or cur.ndjson has a field of that name`),
+      );
+    }
+    // Named and present in one sample only: compared as before.
+    expect((await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--label-field', 'label'])).code).toBe(0);
+  }, 30_000);
+
   it('exits 2 with the usage on bad arguments', async () => {
     const missing = await run(['--current', 'cur.ndjson']);
     expect(missing.code).toBe(2);

@@ -93,6 +93,10 @@ describe('compareSamples', () => {
     expect(text).toMatch(/^x\s+numeric\s+5\s+0 .* untested$/m);
     expect(text).toMatch(/Bonferroni over 1 features/);
     expect(text).toMatch(/^untested \(no value in the reference or the current sample\): x$/m);
+
+    // Nothing tested at all: said so, not "none".
+    const onlyX = compareSamples(reference, gone, { ...options, sliceField: undefined, features: ['x'] });
+    expect(formatReport(onlyX)).toMatch(/^drift: not tested: no feature has values in both samples /m);
   });
 
   it('computes quality where labels exist and a CBPE estimate from the scores', () => {
