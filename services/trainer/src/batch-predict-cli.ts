@@ -93,6 +93,8 @@ async function main(): Promise<void> {
       `${parsed.rejected.length} bad request line(s), nothing scored (--on-error skip scores the others):\n${named.join('\n')}`,
     );
   }
+  if (parsed.requests.length === 0 && parsed.rejected.length > 0)
+    throw new InputError(`none of the ${parsed.rejected.length} request line(s) could be read, nothing scored:\n${named.join('\n')}`);
 
   let replayed: ReplaySummary[] = [];
   const kafka = eventLogOpener(config);

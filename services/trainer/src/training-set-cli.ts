@@ -174,6 +174,13 @@ async function main(): Promise<void> {
       if (total > 0 && bad === total && example)
         throw new InputError(`none of the ${total} ${what} records could be read (the first, ${example.where}: ${example.detail})`);
     }
+    // Records read but none selected: a typo in --model, --variant or --served-version, not an empty log.
+    const served = stats.served;
+    if (served && served.records > 0 && served.other_model + served.other_version + served.other_variant === served.records)
+      throw new InputError(
+        `none of the ${served.records} prediction-log records is of ${model.name}${values['served-version'] ? ` version ${values['served-version'].join(', ')}` : ''}` +
+          ` served as ${values.variant} (${served.other_model} of other models, ${served.other_version} of other versions, ${served.other_variant} of other variants): check --model, --served-version and --variant`,
+      );
     writeOutput(values.format === 'json' ? `${JSON.stringify(built.set)}\n` : trainingSetNdjson(built.set), values.out);
     process.stderr.write(summary(built));
   } finally {

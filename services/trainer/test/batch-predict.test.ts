@@ -123,6 +123,15 @@ describe('batch-predict', () => {
     const usage = await runTrainerCli('batch-predict-cli.ts', ['--model', MODEL_DIR, '--requests', 'bad.ndjson'], { cwd: dir });
     expect(usage.code).toBe(2);
     expect(usage.stderr).toMatch(/give the features/);
+    // Skipping every line is no result: exit 1, nothing written.
+    await writeFile(join(dir, 'all-bad.ndjson'), '{"request_id": "x",\n');
+    const none = await runTrainerCli(
+      'batch-predict-cli.ts',
+      ['--model', MODEL_DIR, '--requests', 'all-bad.ndjson', '--events', 'events.ndjson', '--on-error', 'skip'],
+      { cwd: dir },
+    );
+    expect([none.code, none.stdout]).toEqual([1, '']);
+    expect(none.stderr).toMatch(/none of the 1 request line\(s\) could be read, nothing scored:\n {2}all-bad\.ndjson:1: /);
     // Events of which none can be read (the labels file by mistake) would leave every feature at its default.
     await writeFile(join(dir, 'labels.ndjson'), '{"request_id":"r1","label":1,"ts":1}\n');
     const wrongEvents = await runTrainerCli(

@@ -163,6 +163,18 @@ describe('training sets from the prediction log and from the backfill', () => {
         code: 1,
         stderr: expect.stringMatching(/none of the 30 prediction-log records could be read \(the first, labels\.ndjson:1: /),
       });
+      // Records read, none selected (a typo in --variant): exit 1, naming what was skipped.
+      const typo = await runTrainerCli(
+        'training-set-cli.ts',
+        ['log', ...common, '--predictions', 'predictions.ndjson', '--variant', 'champoin', '--out', 'typo.json'],
+        { cwd: dir },
+      );
+      expect(typo).toMatchObject({
+        code: 1,
+        stderr: expect.stringMatching(
+          /none of the \d+ prediction-log records is of fraud_detector served as champoin \(0 of other models, 0 of other versions, \d+ of other variants\)/,
+        ),
+      });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
