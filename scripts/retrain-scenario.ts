@@ -20,17 +20,32 @@
 import { parseArgs } from 'node:util';
 import { runRetrainScenario, type Figures } from './lib/retrain-scenario.js';
 
-const { values } = parseArgs({
-  options: {
-    rate: { type: 'string', default: '100' },
-    phase: { type: 'string', default: '25' },
-    algorithm: { type: 'string', default: 'gbt' },
-  },
-});
+/** A wrong option: said in one line with the usage, exit 2 (no stack trace). */
+function usage(message: string): never {
+  process.stderr.write(
+    `retrain scenario: ${message}\nusage: npm run scenario:retrain -- [--rate 100] [--phase 25] [--algorithm gbt|logistic_regression]\n`,
+  );
+  process.exit(2);
+}
+let values: { rate: string; phase: string; algorithm: string };
+try {
+  values = parseArgs({
+    options: {
+      rate: { type: 'string', default: '100' },
+      phase: { type: 'string', default: '25' },
+      algorithm: { type: 'string', default: 'gbt' },
+    },
+  }).values as typeof values;
+} catch (error) {
+  usage((error as Error).message);
+}
 const rate = Number(values.rate);
 const phaseMs = Number(values.phase) * 1000;
-if (!(rate > 0) || !(phaseMs >= 5000)) throw new Error('--rate must be > 0 and --phase at least 5 (seconds)');
-const algorithm = values.algorithm === 'logistic_regression' ? 'logistic_regression' : 'gbt';
+if (!(rate > 0 && rate <= 100_000) || !(phaseMs >= 5000 && phaseMs <= 3_600_000))
+  usage('--rate must be a number from 1 to 100000 and --phase from 5 to 3600 (seconds)');
+if (values.algorithm !== 'gbt' && values.algorithm !== 'logistic_regression')
+  usage(`--algorithm must be gbt or logistic_regression, got ${values.algorithm}`);
+const algorithm = values.algorithm;
 const say = (line = '') => console.log(line);
 
 const report = await runRetrainScenario({ rate, phaseMs, algorithm, say });

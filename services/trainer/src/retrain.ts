@@ -192,7 +192,9 @@ function refuseUntrainable(set: TrainingSet, positives: number): void {
   if (train < 100 || validation < 20)
     throw new RetrainRefused(
       'too_small',
-      `the training set is too small: ${train} training and ${validation} validation rows (at least 100 and 20); nothing registered`,
+      `the training set is too small: ${train} training and ${validation} validation rows (at least 100 and 20), ` +
+        `from ${set.stats.served?.records ?? 0} prediction-log records (${set.stats.records_rejected} could not be read) ` +
+        `and ${set.stats.join.labelled} labelled; nothing registered`,
     );
   if (classes(0, train) < 2 || classes(train, set.rows.length) < 2)
     throw new RetrainRefused(

@@ -122,6 +122,22 @@ describe('retrain', () => {
     });
     return { result, lines };
   };
+  it('refuses a set too small to train on, saying how many records could not be read', async () => {
+    const { labels, cutoff } = logs(burstFraud);
+    const refused = await retrain({
+      model: 'fraud_detector',
+      registry,
+      predictions: ndjsonInput('predictions.ndjson', '{"not":"a prediction"}\n{"request_id":\n'),
+      labels,
+      policy: { cutoff, unlabelled: 'drop', maturityMs: 0 },
+      by: 'test',
+      report: () => {},
+    }).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(RetrainRefused);
+    expect((refused as RetrainRefused).reason).toBe('too_small');
+    expect((refused as Error).message).toMatch(/from 2 prediction-log records \(2 could not be read\)/);
+  });
+
   const versions = async () => (await readdir(join(dir, 'fraud_detector'))).filter((name) => !name.startsWith('.')).sort();
 
   it('trains the next version on the served predictions, registers it and starts it as a shadow of the champion', async () => {
