@@ -101,7 +101,7 @@ async function main(): Promise<void> {
   const store = values.online ? createOnlineStore(config) : null;
   try {
     let states: StateSource;
-    if (store) states = onlineStates(store);
+    if (store) states = onlineStates(store, `the online store (Redis at ${config.REDIS_URL})`);
     else {
       const events = new Map<string, LogRecord[][]>();
       const rowsSource = example.sources[0]!.name;

@@ -109,7 +109,7 @@ export function backfillStates(options: BackfillStateOptions): StateSource & { s
 }
 
 /** Stored state read from an online store now (the queries' times are not used for the read). */
-export function onlineStates(store: Pick<OnlineStore, 'read'>): StateSource {
+export function onlineStates(store: Pick<OnlineStore, 'read'>, where = 'the online store'): StateSource {
   return {
     async states(plan, queries) {
       const keys = queries.flatMap((query) =>
@@ -120,7 +120,12 @@ export function onlineStates(store: Pick<OnlineStore, 'read'>): StateSource {
           return { group: group.id, entity: group.entity, id };
         }),
       );
-      const states = keys.length > 0 ? await store.read(keys) : [];
+      const states =
+        keys.length > 0
+          ? await store.read(keys).catch((error: unknown) => {
+              throw new Error(`${where} did not answer: ${(error as Error).message}`);
+            })
+          : [];
       const width = plan.groups.length;
       return queries.map((_, q) => states.slice(q * width, (q + 1) * width));
     },

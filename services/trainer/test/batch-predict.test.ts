@@ -91,6 +91,13 @@ describe('batch-predict', () => {
       await model.close();
     }
   }, 30_000);
+  it('names the online store when it does not answer', async () => {
+    const source = onlineStates({ read: () => Promise.reject(new Error('connection refused')) }, 'the online store (Redis at redis://x)');
+    const plan = planFeatures((await readModelVersion(MODEL_DIR)).manifest.features, fraud.fraudExample().catalog);
+    await expect(source.states(plan, [{ entities: { user_id: 'u1', merchant_id: 'm1' }, request: {}, at: 0 }])).rejects.toThrow(
+      'the online store (Redis at redis://x) did not answer: connection refused',
+    );
+  });
 
   it('stops at bad lines, naming each, or skips and counts them with --on-error skip', async () => {
     const good = { ...scenario.scored[0]!.body, at: scenario.scored[0]!.at };
