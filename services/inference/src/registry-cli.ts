@@ -111,7 +111,8 @@ async function main(argv: string[]): Promise<void> {
     return values.reason.trim();
   };
   try {
-    await routes?.reachable();
+    // Every command but register reads or writes the routing: fail fast if its Redis does not answer.
+    if (command !== 'register') await routes?.reachable();
     switch (command) {
       case 'list': {
         const { versions, damaged } = await registry(false).inventory(model);

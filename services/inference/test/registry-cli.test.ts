@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { foreignVersion, models, tempRegistry, versionFolder } from './models.js';
+import { foreignVersion, logisticVersion, models, tempRegistry, versionFolder } from './models.js';
 
 describe('npm run models (registry CLI)', () => {
   it('lists and registers versions in the registry directory, refusing a version that exists', async () => {
@@ -54,5 +54,8 @@ describe('npm run models (registry CLI)', () => {
     const env = { MODEL_REGISTRY_DIR: tempRegistry(), REDIS_URL: 'redis://127.0.0.1:1', REDIS_CLUSTER: 'true' };
     const unreachable = await models(['audit'], env);
     expect([unreachable.code, unreachable.stderr]).toEqual([1, expect.stringMatching(/the routing store \(Redis\) did not answer/)]);
+    // register does not touch the routing: it works without that Redis.
+    const registered = await models(['register', versionFolder(logisticVersion('5', 0.01, -2))], env);
+    expect([registered.code, registered.stdout]).toEqual([0, expect.stringMatching(/registered fraud_detector version 5/)]);
   }, 30_000);
 });

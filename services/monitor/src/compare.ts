@@ -107,12 +107,13 @@ export function compareSamples(reference: Sample, current: Sample, options: Comp
   const profile = buildProfile(reference.rows, profiled, { bins: options.bins, maxCategories: options.maxCategories });
   const window = emptyWindow(profile);
   current.rows.forEach((row, i) => observeRow(profile, window, row, undefined, current.defaulted[i]));
-  // The reference's defaults served in place of missing values, counted by the same rule, for its missing rate.
-  const referenceWindow = emptyWindow(profile);
-  reference.rows.forEach((row, i) => observeRow(profile, referenceWindow, row, undefined, reference.defaulted[i]));
+  // The reference's defaults served in place of missing values, counted by the same rule, for its missing rate
+  // (a second pass over the reference, only when its records name defaults).
+  const referenceWindow = reference.defaulted.some((names) => names !== undefined && names.length > 0) ? emptyWindow(profile) : null;
+  if (referenceWindow) reference.rows.forEach((row, i) => observeRow(profile, referenceWindow, row, undefined, reference.defaulted[i]));
   const withReferenceDefaults = (name: string, drift: FeatureDrift): FeatureDrift => {
     const { missing, count } = profile.features[name]!;
-    const defaults = referenceWindow.features[name]!.defaulted;
+    const defaults = referenceWindow?.features[name]!.defaulted ?? 0;
     return defaults === 0
       ? drift
       : { ...drift, missingRate: { ...drift.missingRate, reference: missingRate(missing + defaults, count + missing) } };

@@ -159,8 +159,8 @@ class BatchCounts<L extends string> {
     for (const { labels, count } of this.counts.values()) counter.inc(labels, count);
   }
 
-  labelSets(): IterableIterator<Record<L, string>> {
-    return [...this.counts.values()].map(({ labels }) => labels).values();
+  labelSets(): Record<L, string>[] {
+    return Array.from(this.counts.values(), ({ labels }) => labels);
   }
 }
 

@@ -97,11 +97,12 @@ function countDefaulted(
   overrides: Row | undefined,
   defaulted: readonly string[],
 ): void {
-  const counted = defaulted.length > 1 ? new Set<number>() : null;
+  const names = namesOf(plan);
+  const call = ++names.calls;
   for (const name of defaulted) {
-    const i = indexOf(plan).get(name);
-    if (i === undefined || counted?.has(i)) continue;
-    counted?.add(i);
+    const i = names.index.get(name);
+    if (i === undefined || names.countedIn[i] === call) continue;
+    names.countedIn[i] = call;
     const feature = plan[i]!;
     const value = overrides !== undefined && Object.hasOwn(overrides, name) ? overrides[name] : row[name];
     const binned =
@@ -110,16 +111,25 @@ function countDefaulted(
   }
 }
 
-// A plan's feature indexes by name, made once per plan.
-const indexes = new WeakMap<FeaturePlan[], Map<string, number>>();
+/**
+ * A plan's feature indexes by name, made once per plan, and for each feature the last row it
+ * was counted as defaulted in (a name listed twice in a row counts once, without a set per row).
+ */
+interface PlanNames {
+  index: Map<string, number>;
+  /** Per feature, the call of `countDefaulted` that last counted it. */
+  countedIn: Float64Array;
+  calls: number;
+}
+const planNames = new WeakMap<FeaturePlan[], PlanNames>();
 
-function indexOf(plan: FeaturePlan[]): Map<string, number> {
-  let index = indexes.get(plan);
-  if (index === undefined) {
-    index = new Map(plan.map(({ name }, i) => [name, i]));
-    indexes.set(plan, index);
+function namesOf(plan: FeaturePlan[]): PlanNames {
+  let names = planNames.get(plan);
+  if (names === undefined) {
+    names = { index: new Map(plan.map(({ name }, i) => [name, i])), countedIn: new Float64Array(plan.length), calls: 0 };
+    planNames.set(plan, names);
   }
-  return index;
+  return names;
 }
 
 /** A profile's features in order, each numeric one with its bin edges as a typed array. */
