@@ -71,6 +71,11 @@ RUN find shared services \( -name test -type d -prune -exec rm -rf {} + \) -o \(
 
 FROM base AS runtime
 ARG SERVICE=inference
+# librdkafka, the C Kafka client the inference service produces its prediction log with
+# (PREDICTION_LOG_PRODUCER; without it, kafkajs in a worker thread). Debian bookworm's.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends librdkafka1=2.0.2-1 \
+ && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production \
     SERVICE=${SERVICE} \
     HOST=0.0.0.0

@@ -337,6 +337,11 @@ export const VARIABLES = {
     'Longest wait for more prediction-log records before a batch is produced to Kafka (fewer, larger batches cost far less CPU per record).',
     '50ms',
   ),
+  PREDICTION_LOG_PRODUCER: choice(
+    "Kafka client that produces the prediction log: `librdkafka` (Debian's librdkafka1, on its own threads: about a third of kafkajs's CPU per record), `kafkajs` (in a worker thread), or `auto`: librdkafka where it loads, kafkajs otherwise.",
+    'auto',
+    ['auto', 'librdkafka', 'kafkajs'] as const,
+  ),
   MONITOR_JOIN_WINDOW: duration('How long the monitor keeps a prediction waiting for its label (and a label for its prediction).', '7d'),
   MONITOR_MAX_SERIES: integer(
     'Model/version/variant series with quality metrics at most; beyond, they are counted as `other`. A series idle for 25h is retired and frees its place.',

@@ -36,6 +36,23 @@ export function kafkaSecurity(config: Config): Pick<KafkaConfig, 'ssl' | 'sasl'>
   return { ...(ssl === undefined ? {} : { ssl }), ...(sasl === undefined ? {} : { sasl }) };
 }
 
+/** The same TLS and SASL settings as librdkafka properties (the CA file by its path). */
+export function librdkafkaSecurity(config: Config): Record<string, string> {
+  const ssl = config.KAFKA_SSL || config.KAFKA_SSL_CA_FILE !== undefined;
+  const mechanism = config.KAFKA_SASL_MECHANISM;
+  const properties: Record<string, string> = {};
+  if (ssl || mechanism !== undefined) {
+    properties['security.protocol'] = `${mechanism === undefined ? '' : 'sasl_'}${ssl ? 'ssl' : 'plaintext'}`;
+  }
+  if (config.KAFKA_SSL_CA_FILE !== undefined) properties['ssl.ca.location'] = config.KAFKA_SSL_CA_FILE;
+  if (mechanism !== undefined) {
+    properties['sasl.mechanisms'] = mechanism.toUpperCase();
+    properties['sasl.username'] = config.KAFKA_SASL_USERNAME!;
+    properties['sasl.password'] = config.KAFKA_SASL_PASSWORD!;
+  }
+  return properties;
+}
+
 /** The options of a Kafka client of this process (`clientSuffix` names the part: features, inference, …). */
 export function kafkaOptions(config: Config, clientSuffix: string): KafkaEventLogOptions {
   return {

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type ConfigError, kafkaOptions, kafkaSecurity, loadConfig } from '../src/index.js';
+import { type ConfigError, kafkaOptions, kafkaSecurity, librdkafkaSecurity, loadConfig } from '../src/index.js';
 
 const configError = (env: Record<string, string>): ConfigError => {
   try {
@@ -51,6 +51,26 @@ describe('Kafka TLS and SASL settings', () => {
       mechanism: 'plain',
       username: 'u',
       password: 'p',
+    });
+  });
+
+  it('the same settings as librdkafka properties, for the prediction log producer', () => {
+    expect(librdkafkaSecurity(loadConfig({}))).toEqual({});
+    expect(librdkafkaSecurity(loadConfig({ KAFKA_SSL: 'true' }))).toEqual({ 'security.protocol': 'ssl' });
+    expect(librdkafkaSecurity(loadConfig({ KAFKA_SSL_CA_FILE: '/etc/kafka/ca.pem' }))).toEqual({
+      'security.protocol': 'ssl',
+      'ssl.ca.location': '/etc/kafka/ca.pem',
+    });
+    const sasl = { KAFKA_SASL_MECHANISM: 'scram-sha-256', KAFKA_SASL_USERNAME: 'u', KAFKA_SASL_PASSWORD: 'p' };
+    expect(librdkafkaSecurity(loadConfig(sasl))).toEqual({
+      'security.protocol': 'sasl_plaintext',
+      'sasl.mechanisms': 'SCRAM-SHA-256',
+      'sasl.username': 'u',
+      'sasl.password': 'p',
+    });
+    expect(librdkafkaSecurity(loadConfig({ ...sasl, KAFKA_SASL_MECHANISM: 'plain', KAFKA_SSL: 'true' }))).toMatchObject({
+      'security.protocol': 'sasl_ssl',
+      'sasl.mechanisms': 'PLAIN',
     });
   });
 

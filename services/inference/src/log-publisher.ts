@@ -1,13 +1,67 @@
 /**
- * Publishes prediction-log records to Kafka from a worker thread (see log-publisher-worker.ts).
- * The records cross as they are (a structured clone: ~1.5 µs per record here, against ~5 µs
- * to encode them as JSON and pass the strings); the worker encodes them.
+ * The prediction log's Kafka producers: librdkafka's (its own threads encode and send) or
+ * kafkajs's in a worker thread, chosen by PREDICTION_LOG_PRODUCER.
  */
 import { Piscina } from 'piscina';
-import type { KafkaEventLogOptions, PredictionLogRecord } from '@tributary/shared';
+import {
+  kafkaOptions,
+  LibrdkafkaProducer,
+  librdkafka,
+  librdkafkaSecurity,
+  type Config,
+  type KafkaEventLogOptions,
+  type Logger,
+  type PredictionLogRecord,
+} from '@tributary/shared';
 import type { PublishTask } from './log-publisher-worker.js';
-import type { PredictionPublisher } from './prediction-log.js';
+import { encodePredictions, type PredictionPublisher } from './prediction-log.js';
 
+export type ClosablePublisher = PredictionPublisher & { close(): Promise<void> };
+
+/** Reports librdkafka's problems (a broker down, ...) at most once per this long, with a count. */
+const PROBLEM_LOG_INTERVAL_MS = 30_000;
+
+/**
+ * The producer PREDICTION_LOG_PRODUCER names (`auto`: librdkafka where it loads). Throws when
+ * `librdkafka` is asked for and cannot be had, or refuses a setting.
+ */
+export function predictionPublisher(config: Config, logger: Logger): ClosablePublisher {
+  const choice = config.PREDICTION_LOG_PRODUCER;
+  const lib = choice === 'kafkajs' ? undefined : librdkafka();
+  if (lib === undefined || (lib instanceof Error && choice === 'auto')) {
+    if (lib instanceof Error) logger.info(`prediction log: produced with kafkajs in a worker thread (${lib.message})`);
+    return new WorkerPublisher(kafkaOptions(config, 'inference-log'));
+  }
+  if (lib instanceof Error) throw new Error(`PREDICTION_LOG_PRODUCER=librdkafka: ${lib.message}`);
+  logger.info(`prediction log: produced with librdkafka ${lib.versionText()}`);
+  let last = 0;
+  let unreported = 0;
+  const producer = new LibrdkafkaProducer({
+    brokers: config.KAFKA_BROKERS ?? [],
+    clientId: `${config.KAFKA_CLIENT_ID}-inference-log`,
+    properties: librdkafkaSecurity(config),
+    onProblem: (message) => {
+      const now = Date.now();
+      if (now - last < PROBLEM_LOG_INTERVAL_MS) {
+        unreported++;
+        return;
+      }
+      logger.warn({ since: unreported }, `prediction log (librdkafka): ${message}`);
+      last = now;
+      unreported = 0;
+    },
+  });
+  return {
+    publishPredictions: (topic, records) => producer.publish(topic, encodePredictions(records)),
+    close: () => producer.close(),
+  };
+}
+
+/**
+ * Publishes prediction-log records to Kafka with kafkajs from a worker thread (see
+ * log-publisher-worker.ts). The records cross as they are (a structured clone: ~1.5 µs per
+ * record here, against ~5 µs to encode them as JSON and pass the strings); the worker encodes them.
+ */
 /**
  * The producing thread's young generation (V8's default here: 48 MB, semi-spaces of 16 MB).
  * The thread holds ~17 MB and allocates ~14 KB per record produced. After a mark-compact V8

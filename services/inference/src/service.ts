@@ -1,16 +1,7 @@
 /** Starts the inference service on given connections: used by `main.ts` and the embedded default. */
-import {
-  fraud,
-  kafkaOptions,
-  planModelFeatures,
-  type Config,
-  type EventLog,
-  type Logger,
-  type OnlineStore,
-  type Registry,
-} from '@tributary/shared';
+import { fraud, planModelFeatures, type Config, type EventLog, type Logger, type OnlineStore, type Registry } from '@tributary/shared';
 import { buildApp } from './app.js';
-import { WorkerPublisher } from './log-publisher.js';
+import { predictionPublisher } from './log-publisher.js';
 import { inferenceMetrics } from './metrics.js';
 import { scoringOptions } from './model.js';
 import { ModelRegistry } from './registry/registry.js';
@@ -48,6 +39,8 @@ export function createRoutingStore(config: Config): RoutingStore {
 
 export async function createInferenceApp(config: Config, deps: InferenceConnections) {
   const example = fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS, labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS });
+  // On Kafka, the prediction log is produced off the event loop: by librdkafka's threads or a worker thread.
+  const publisher = config.KAFKA_BROKERS ? predictionPublisher(config, deps.logger) : undefined;
   const routes = deps.routes ?? createRoutingStore(config);
   const rewards = deps.rewards ?? createRewardStore(config);
   const closeOwnStores = async () => {
@@ -69,6 +62,7 @@ export async function createInferenceApp(config: Config, deps: InferenceConnecti
     rewards,
   }).catch(async (error) => {
     await closeOwnStores();
+    await publisher?.close();
     throw error;
   });
   const app = await buildApp({
@@ -87,8 +81,7 @@ export async function createInferenceApp(config: Config, deps: InferenceConnecti
     predictionLogCapacity: config.PREDICTION_LOG_BUFFER,
     predictionLogLingerMs: config.PREDICTION_LOG_LINGER,
     featureFetchTimeoutMs: config.FEATURE_FETCH_TIMEOUT_MS,
-    // On Kafka, the prediction log is produced from a worker thread, off the event loop.
-    predictionLogPublisher: config.KAFKA_BROKERS ? new WorkerPublisher(kafkaOptions(config, 'inference-log')) : undefined,
+    predictionLogPublisher: publisher,
     apiKeys: config.API_KEYS,
     adminKeys: config.ADMIN_API_KEYS,
     ratePerKey: config.RATE_LIMIT_PER_KEY,
