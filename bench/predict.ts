@@ -10,7 +10,8 @@
  *    time per request meanwhile of each server's process and of Redis, then p50/p99
  *    latency with hey at 1,000 req/s and at half of the prediction route's maximum, in
  *    alternating rounds reported by their medians;
- * 4. profiles the service under wrk (--cpu-prof) and reports where the time goes.
+ * 4. profiles the service under wrk (--cpu-prof) and reports where the time goes; then both
+ *    servers at 1,000 req/s (hey), the p99 goal's rate.
  * Prints a report and writes it to bench/results/predict.json.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -228,12 +229,35 @@ stopping = true;
 service.kill('SIGINT');
 ceiling.kill('SIGINT');
 await Promise.all([exited(service), exited(ceiling)]);
-const profiles = readdirSync(profileDir)
-  .filter((f) => f.endsWith('.cpuprofile'))
-  .map((f) => join(profileDir, f));
-// The largest profile is the main thread's (worker threads write their own).
-const profileSummaries = profiles.map((file) => ({ file, ...summariseProfile(file, profiled.requests + 3 * profiled.requestsPerSecond) }));
-profileSummaries.sort((a, b) => b.busyMs - a.busyMs);
+/** The summaries of the profiles in `dir`, the largest (the main thread's) first; worker threads write their own. */
+const summaries = (dir: string, requests: number) =>
+  readdirSync(dir)
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .map((f) => ({ file: join(dir, f), ...summariseProfile(join(dir, f), requests) }))
+    .sort((a, b) => b.busyMs - a.busyMs);
+const profileSummaries = summaries(profileDir, profiled.requests + 3 * profiled.requestsPerSecond);
+
+// 5. Profiles of both servers at 1,000 req/s, the p99 goal's rate, where a turn of the event
+// loop mostly carries one request: what the service spends beyond the ceiling there.
+const profileAt1000 = async (name: string, url: string, launch: (extra: string[]) => ChildProcess) => {
+  const dir = mkdtempSync(join(tmpdir(), `tributary-predict-profile-1000-${name}-`));
+  stopping = false;
+  const child = launch(['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+  await ready(url);
+  const warm = await hey(`${url}/v1/predict`, 2, 1000);
+  const load = await hey(`${url}/v1/predict`, SECONDS, 1000);
+  stopping = true;
+  child.kill('SIGINT');
+  await exited(child);
+  const [main] = summaries(dir, warm.requests + load.requests);
+  return { p99_ms: load.p99Ms, busy_ms: main!.busyMs, parts: main!.parts.slice(0, 14) };
+};
+const profile1000 = {
+  service: await profileAt1000('service', serviceUrl, startService),
+  ceiling: await profileAt1000('ceiling', ceilingUrl, (extra) =>
+    start('ceiling', [...extra, '--import', 'tsx', 'bench/predict/ceiling.ts', String(CEILING_PORT)], {}),
+  ),
+};
 
 const result = {
   measured_at: new Date().toISOString(),
@@ -261,6 +285,8 @@ const result = {
     requests_per_s_while_profiled: profiled.requestsPerSecond,
     threads: profileSummaries.map((p) => ({ busy_ms: p.busyMs, parts: p.parts.slice(0, 14) })),
   },
+  // The main threads at 1,000 req/s (hey, as the fixed-rate runs), warm-up included.
+  profile_at_1000: profile1000,
 };
 console.log(JSON.stringify(result, null, 2));
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });

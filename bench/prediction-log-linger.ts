@@ -1,15 +1,17 @@
 /**
- * What the prediction log's linger costs, on the real broker (KAFKA_BROKERS): records shaped
- * like the inference service's are appended at a fixed rate for a while and produced from the
- * worker thread, as the service does, with each linger in turn (alternated); the process's CPU
- * time per record is reported next to the same driver appending to a log that sends nowhere.
- *   tsx bench/prediction-log-linger.ts [--rate 1000] [--seconds 10] [--lingers 5,50] [--rounds 2]
+ * What the prediction log's producer and linger cost, on the real broker (KAFKA_BROKERS):
+ * records shaped like the inference service's are appended at a fixed rate for a while and
+ * produced as the service produces them (librdkafka's threads, or kafkajs in a worker thread),
+ * with each producer and linger in turn (alternated); the process's CPU time per record (every
+ * thread) is reported next to the same driver appending to a log that sends nowhere.
+ *   tsx bench/prediction-log-linger.ts [--rate 1000] [--seconds 10] [--lingers 5,50]
+ *                                      [--producers librdkafka,kafkajs] [--rounds 2]
  * Prints a report and writes it to bench/results/prediction-log-linger.json.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { createLogger, type PredictionLogRecord } from '../shared/src/index.js';
-import { WorkerPublisher } from '../services/inference/src/log-publisher.js';
+import { createLogger, loadConfig, type PredictionLogRecord } from '../shared/src/index.js';
+import { predictionPublisher } from '../services/inference/src/log-publisher.js';
 import { PredictionLog, type PredictionPublisher } from '../services/inference/src/prediction-log.js';
 
 const { values: args } = parseArgs({
@@ -17,6 +19,7 @@ const { values: args } = parseArgs({
     rate: { type: 'string', default: '1000' },
     seconds: { type: 'string', default: '10' },
     lingers: { type: 'string', default: '5,50' },
+    producers: { type: 'string', default: 'librdkafka,kafkajs' },
     rounds: { type: 'string', default: '2' },
   },
 });
@@ -66,17 +69,27 @@ async function measure(publisher: PredictionPublisher, lingerMs: number): Promis
   return (cpu.user + cpu.system) / appended;
 }
 
-const publisher = new WorkerPublisher({ brokers, clientId: 'bench-log' });
-await publisher.publishPredictions(topic, [record(-1)]);
+const producers = args.producers.split(',');
+const publishers = new Map(
+  producers.map((producer) => [
+    producer,
+    predictionPublisher(
+      loadConfig({ KAFKA_BROKERS: brokers.join(','), PREDICTION_LOG_PRODUCER: producer }),
+      createLogger('bench', 'silent'),
+    ),
+  ]),
+);
+for (const publisher of publishers.values()) await publisher.publishPredictions(topic, [record(-1)]);
 const lingers = args.lingers.split(',').map(Number);
-const runs: { linger_ms: number; cpu_us_per_record: number }[] = [];
+const runs: { producer: string; linger_ms: number; cpu_us_per_record: number }[] = [];
 const driver: number[] = [];
 for (let round = 0; round < Number(args.rounds); round++) {
   driver.push(await measure({ publishPredictions: async () => {} }, 50));
-  for (const lingerMs of lingers)
-    runs.push({ linger_ms: lingerMs, cpu_us_per_record: Number((await measure(publisher, lingerMs)).toFixed(1)) });
+  for (const [producer, publisher] of publishers)
+    for (const lingerMs of lingers)
+      runs.push({ producer, linger_ms: lingerMs, cpu_us_per_record: Number((await measure(publisher, lingerMs)).toFixed(1)) });
 }
-await publisher.close();
+for (const publisher of publishers.values()) await publisher.close();
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const driverUs = median(driver);
 const result = {
@@ -86,12 +99,16 @@ const result = {
   // The driver alone (records built and appended to a log that sends nowhere).
   driver_cpu_us_per_record: Number(driverUs.toFixed(1)),
   runs,
-  // Per linger, the median CPU per record beyond the driver's: what producing the log costs.
+  // Per producer and linger, the median CPU per record beyond the driver's: what producing the log costs.
   log_cpu_us_per_record: Object.fromEntries(
-    lingers.map((l) => [
-      `linger_${l}ms`,
-      Number((median(runs.filter((r) => r.linger_ms === l).map((r) => r.cpu_us_per_record)) - driverUs).toFixed(1)),
-    ]),
+    producers.flatMap((producer) =>
+      lingers.map((l) => [
+        `${producer}_linger_${l}ms`,
+        Number(
+          (median(runs.filter((r) => r.producer === producer && r.linger_ms === l).map((r) => r.cpu_us_per_record)) - driverUs).toFixed(1),
+        ),
+      ]),
+    ),
   ),
 };
 console.log(JSON.stringify(result, null, 2));

@@ -18,6 +18,7 @@ const PARTS: [RegExp, string][] = [
   [/onnxruntime/, 'model (onnxruntime)'],
   [/ioredis|redis-parser|denque|cluster-key-slot|redis-errors/, 'online store (ioredis)'],
   [/kafkajs/, 'prediction log (kafkajs)'],
+  [/koffi|librdkafka/, 'prediction log (librdkafka calls)'],
   [/@opentelemetry/, 'tracing (OpenTelemetry)'],
   [/piscina/, 'worker pool (piscina; a worker waiting for work shows here)'],
   [/fast-json-stringify/, 'response serialisation'],
