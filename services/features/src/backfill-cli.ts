@@ -18,6 +18,15 @@ import { backfill, type FeatureQuery } from './backfill.js';
 
 class UsageError extends Error {}
 
+/** `--allowed-lateness`: a duration, as ALLOWED_LATENESS (an empty value is an error, not the default). */
+function parseLateness(value: string): number {
+  try {
+    return parseDuration(value);
+  } catch (error) {
+    throw new UsageError(`--allowed-lateness: ${(error as Error).message}`);
+  }
+}
+
 function readLines(path: string): string[] {
   try {
     return readFileSync(resolve(process.env.INIT_CWD ?? process.cwd(), path), 'utf8')
@@ -101,7 +110,7 @@ async function main(): Promise<void> {
   if (Boolean(values.events) === Boolean(values.topic))
     throw new UsageError('give exactly one of --events FILE (NDJSON) or --topic NAME (Kafka)');
   const config = loadConfig();
-  const lateness = values['allowed-lateness'] ? parseDuration(values['allowed-lateness']) : config.ALLOWED_LATENESS;
+  const lateness = values['allowed-lateness'] === undefined ? config.ALLOWED_LATENESS : parseLateness(values['allowed-lateness']);
   const example = fraud.fraudExample({ transactions: values.topic ?? config.TOPIC_TRANSACTIONS });
   const queries = parseQueries(readLines(values.queries), values.queries);
   const knownEntities = new Set(example.groups.map((g) => g.entity));

@@ -195,6 +195,18 @@ describe('backfill CLI', () => {
       const wrong = await failing(['--events', join(dir, 'labels.ndjson'), '--queries', join(dir, 'queries.ndjson')]);
       expect([wrong?.code, wrong?.stdout]).toEqual([1, '']);
       expect(wrong?.stderr).toMatch(/^backfill: failed: none of the 2 events could be used \(0 malformed, 2 invalid, 0 late\)/);
+      for (const lateness of ['', '5 minutes']) {
+        const bad = await failing([
+          '--events',
+          join(dir, 'labels.ndjson'),
+          '--queries',
+          join(dir, 'queries.ndjson'),
+          '--allowed-lateness',
+          lateness,
+        ]);
+        expect([bad?.code, bad?.stdout]).toEqual([2, '']);
+        expect(bad?.stderr).toContain(`--allowed-lateness: "${lateness}" is not a duration`);
+      }
       const option = await failing(['--frobnicate']);
       expect([option?.code, option?.stderr]).toEqual([2, expect.stringMatching(/^backfill: Unknown option '--frobnicate'/)]);
     } finally {

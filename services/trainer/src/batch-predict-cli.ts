@@ -104,10 +104,10 @@ async function main(): Promise<void> {
     if (store) states = onlineStates(store, `the online store (Redis at ${config.REDIS_URL})`);
     else {
       const events = new Map<string, LogRecord[][]>();
-      const rowsSource = example.sources[0]!.name;
-      for (const [name, file] of namedValues(values.events ?? [], rowsSource, '--events'))
+      const sources = example.sources.map((s) => s.name);
+      for (const [name, file] of namedValues(values.events ?? [], sources, '--events'))
         events.set(name, readNdjsonFile(userPath(file), file).partitions);
-      for (const [name, topic] of namedValues(values['events-topic'] ?? [], rowsSource, '--events-topic')) {
+      for (const [name, topic] of namedValues(values['events-topic'] ?? [], sources, '--events-topic')) {
         if (events.has(name)) throw new UsageError(`source "${name}": give --events or --events-topic, not both`);
         events.set(name, (await readTopic(kafka.open('--events-topic'), topic)).partitions);
       }

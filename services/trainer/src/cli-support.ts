@@ -49,12 +49,13 @@ export async function readManifest(dir: string): Promise<ModelManifest> {
   return (await readModelVersion(dir)).manifest;
 }
 
-/** `[NAME=]VALUE` flags: by name, the default name for bare values. */
-export function namedValues(values: string[], defaultName: string, flag: string): Map<string, string> {
+/** `[SOURCE=]VALUE` flags: by source name (one of `sources`), the first source for bare values. */
+export function namedValues(values: string[], sources: readonly string[], flag: string): Map<string, string> {
   const named = new Map<string, string>();
   for (const value of values) {
     const match = /^([a-z][a-z0-9_]*)=(.+)$/.exec(value);
-    const [name, rest] = match ? [match[1]!, match[2]!] : [defaultName, value];
+    const [name, rest] = match ? [match[1]!, match[2]!] : [sources[0]!, value];
+    if (!sources.includes(name)) throw new UsageError(`${flag} ${value}: unknown source "${name}" (known: ${sources.join(', ')})`);
     if (named.has(name)) throw new UsageError(`${flag}: source "${name}" given twice`);
     named.set(name, rest);
   }

@@ -123,17 +123,15 @@ async function main(): Promise<void> {
         labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS,
       });
       const rowsSource = example.sources[0]!.name;
-      const files = namedValues(values.events ?? [], rowsSource, '--events');
-      const topics = namedValues(values['events-topic'] ?? [], rowsSource, '--events-topic');
+      const sources = example.sources.map((s) => s.name);
+      const files = namedValues(values.events ?? [], sources, '--events');
+      const topics = namedValues(values['events-topic'] ?? [], sources, '--events-topic');
       const events = new Map<string, LogInput>();
       for (const [name, file] of files) events.set(name, readNdjsonFile(userPath(file), file));
       for (const [name, topic] of topics) {
         if (events.has(name)) throw new UsageError(`source "${name}": give --events or --events-topic, not both`);
         events.set(name, await readTopic(kafka.open('--events-topic'), topic));
       }
-      for (const name of events.keys())
-        if (!example.sources.some((s) => s.name === name))
-          throw new UsageError(`unknown source "${name}" (known: ${example.sources.map((s) => s.name).join(', ')})`);
       if (!events.has(rowsSource))
         throw new UsageError(`the backfill mode needs the ${rowsSource} events: --events FILE or --events-topic TOPIC`);
       built = await trainingSetFromBackfill({

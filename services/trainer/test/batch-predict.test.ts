@@ -150,6 +150,14 @@ describe('batch-predict', () => {
     expect(wrongEvents.stderr).toMatch(
       /none of the 1 events of source "transactions" could be used \(0 malformed, 1 invalid, 0 late\); nothing scored/,
     );
+    // A source the features are not computed from is named, not ignored (every feature at its default).
+    const unknownSource = await runTrainerCli(
+      'batch-predict-cli.ts',
+      ['--model', MODEL_DIR, '--requests', 'bad.ndjson', '--events', 'payments=events.ndjson', '--on-error', 'skip'],
+      { cwd: dir },
+    );
+    expect([unknownSource.code, unknownSource.stdout]).toEqual([2, '']);
+    expect(unknownSource.stderr).toMatch(/--events payments=events\.ndjson: unknown source "payments" \(known: transactions, /);
   }, 60_000);
 });
 
