@@ -115,7 +115,7 @@ async function main(argv: string[]): Promise<void> {
     if (command !== 'register') await routes?.reachable();
     switch (command) {
       case 'list': {
-        const { versions, damaged } = await registry(false).inventory(model);
+        const { versions, damaged } = await registry(false).inventory(model, { load: true });
         if (versions.length === 0 && damaged.length === 0)
           throw new TributaryError('NOT_FOUND', `no model ${model} in ${config.MODEL_REGISTRY_DIR}`);
         console.log(`model ${model} in ${config.MODEL_REGISTRY_DIR}`);

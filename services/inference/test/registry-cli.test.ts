@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +22,14 @@ describe('npm run models (registry CLI)', () => {
     mkdirSync(join(env.MODEL_REGISTRY_DIR, 'fraud_detector', '8'));
     writeFileSync(join(env.MODEL_REGISTRY_DIR, 'fraud_detector', '8', 'manifest.json'), '{"name":');
     expect((await models(['list'], env)).stdout).toMatch(/version 7 .*\n {2}version 8 {2}DAMAGED \(never served\): .*manifest\.json/);
+    // A file whose hash matches its manifest but that onnxruntime cannot load is damaged too.
+    const garbage = Buffer.from('not an ONNX model');
+    const nine = join(env.MODEL_REGISTRY_DIR, 'fraud_detector', '9');
+    mkdirSync(nine);
+    const manifest = { ...foreignVersion('9').manifest, sha256: createHash('sha256').update(garbage).digest('hex') };
+    writeFileSync(join(nine, manifest.file), garbage);
+    writeFileSync(join(nine, 'manifest.json'), JSON.stringify(manifest));
+    expect((await models(['list'], env)).stdout).toMatch(/ {2}version 9 {2}DAMAGED \(never served\): onnxruntime cannot load/);
   }, 30_000);
 
   it('answers bad usage with the reason and the usage, exit code 2', async () => {

@@ -46,8 +46,15 @@ export class ModelRegistry {
     return (await this.inventory(model)).versions;
   }
 
-  /** The versions that can be read and those that cannot, each with the reason (a damaged copy, a bad manifest). */
-  async inventory(model: string): Promise<{ versions: VersionSummary[]; damaged: { version: string; reason: string }[] }> {
+  /**
+   * The versions that can be read and those that cannot, each with the reason (a damaged copy,
+   * a bad manifest). With `load`, each version is also loaded and checked as registering checks
+   * it (the model against its manifest, the features it needs): slower, for the CLI's `list`.
+   */
+  async inventory(
+    model: string,
+    options: { load?: boolean } = {},
+  ): Promise<{ versions: VersionSummary[]; damaged: { version: string; reason: string }[] }> {
     const entries = await readdir(this.dir(model), { withFileTypes: true }).catch(() => []);
     const summaries: VersionSummary[] = [];
     const damaged: { version: string; reason: string }[] = [];
@@ -65,6 +72,18 @@ export class ModelRegistry {
           reason: `the manifest names ${manifest.name} version ${manifest.version}, not ${model} version ${entry.name}`,
         });
         continue;
+      }
+      if (options.load) {
+        const refused = await inspectModel(manifest, version.bytes)
+          .then(() => this.check(manifest))
+          .then(
+            () => null,
+            (error: Error) => error.message,
+          );
+        if (refused !== null) {
+          damaged.push({ version: entry.name, reason: refused });
+          continue;
+        }
       }
       summaries.push({
         version: manifest.version,
