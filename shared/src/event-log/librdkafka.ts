@@ -19,8 +19,17 @@ const MSG_F_COPY = 0x2;
 const EVENT_DR = 0x1;
 const EVENT_LOG = 0x4;
 const EVENT_ERROR = 0x8;
-/** How often the event queue is read while a batch waits for its delivery reports. */
-const POLL_MS = 1;
+/** The event queue is read 1 ms after a batch is produced, then less often (doubling) while it waits, at most every 25 ms. */
+const POLL_FIRST_MS = 1;
+const POLL_MAX_MS = 25;
+/** Between batches, errors and logs are read this often. */
+const IDLE_POLL_MS = 1_000;
+/** Settings under which a batch would never settle: every record must be reported, in bounded time. */
+const FORBIDDEN: Record<string, string> = {
+  'message.timeout.ms': '0',
+  'delivery.timeout.ms': '0',
+  'delivery.report.only.error': 'true',
+};
 
 function bind(lib: koffi.IKoffiLib) {
   return {
@@ -94,13 +103,24 @@ export class LibrdkafkaProducer {
   private tail: Promise<void> = Promise.resolve();
   private batch: Batch | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private pollMs = POLL_FIRST_MS;
+  private readonly idle: NodeJS.Timeout;
   private closed = false;
+  private closing: Promise<void> | undefined;
 
   /** Throws when librdkafka is missing or refuses a property (its message names it). */
   constructor(private readonly options: LibrdkafkaProducerOptions) {
     const lib = librdkafka();
     if (lib instanceof Error) throw lib;
     this.lib = lib;
+    if (options.deliveryTimeoutMs !== undefined && !(options.deliveryTimeoutMs >= 1)) {
+      throw new Error(`librdkafka producer: a delivery timeout of ${options.deliveryTimeoutMs} ms would let a batch wait forever`);
+    }
+    for (const [name, value] of Object.entries(options.properties ?? {})) {
+      if (FORBIDDEN[name] === value.trim().toLowerCase()) {
+        throw new Error(`librdkafka producer: ${name}=${value} would leave batches waiting for reports that never come`);
+      }
+    }
     const properties: Record<string, string> = {
       'bootstrap.servers': options.brokers.join(','),
       'client.id': options.clientId,
@@ -109,9 +129,11 @@ export class LibrdkafkaProducer {
       partitioner: 'murmur2_random',
       'message.timeout.ms': String(options.deliveryTimeoutMs ?? 30_000),
       'socket.nagle.disable': 'true',
-      // One request at a time per broker: the local mock broker holds the answer to a second
-      // request sent before the first was answered for ~40 ms (its socket's Nagle against the
-      // client's delayed ACK). A batch's records still leave as one request per broker.
+      // One request at a time per broker: a retried request cannot overtake the next (order per
+      // key without idempotence, as kafkajs sent one batch at a time), and the local mock broker
+      // holds the answer to a second request sent before the first was answered for ~40 ms (its
+      // socket's Nagle against the client's delayed ACK). A batch's records still leave as one
+      // request per broker.
       'max.in.flight.requests.per.connection': '1',
       'log.queue': 'true',
       ...options.properties,
@@ -132,10 +154,16 @@ export class LibrdkafkaProducer {
     }
     this.queue = lib.mainQueue(this.rk);
     lib.setLogQueue(this.rk, null);
+    // Errors and logs that come between batches (a broker down while nothing is produced).
+    this.idle = setInterval(() => {
+      if (this.batch === null && !this.closed) this.poll();
+    }, IDLE_POLL_MS);
+    this.idle.unref();
   }
 
   /** Produces the records; settles once librdkafka reported each delivered (or one failed). Batches go one after another. */
   publish(topic: string, records: OutgoingRecord[]): Promise<void> {
+    if (this.closing) return Promise.reject(new Error('the producer is closed'));
     const sent = this.tail.then(() => this.send(topic, records));
     this.tail = sent.catch(() => {});
     return sent;
@@ -148,18 +176,24 @@ export class LibrdkafkaProducer {
     if (records.some((record) => record.headers !== undefined)) {
       return Promise.reject(new Error('the librdkafka producer does not send record headers'));
     }
+    // Everything that can throw before the first record is produced: a batch that rejects must
+    // have no record left to report, or its reports would be counted against the next batch.
     const rkt = this.topic(topic);
+    const encoded = records.map((record) => [Buffer.from(record.value), record.key === null ? null : Buffer.from(record.key)] as const);
     let produced = 0;
     let refused: string | undefined;
-    for (const record of records) {
-      const value = Buffer.from(record.value);
-      const key = record.key === null ? null : Buffer.from(record.key);
-      if (lib.produce(rkt, PARTITION_UNASSIGNED, MSG_F_COPY, value, value.length, key, key?.length ?? 0, null) !== 0) {
-        refused = `${records.length - produced} of ${records.length} records refused: ${lib.errorString(lib.lastError()) as string}`;
-        break;
+    try {
+      for (const [value, key] of encoded) {
+        if (lib.produce(rkt, PARTITION_UNASSIGNED, MSG_F_COPY, value, value.length, key, key?.length ?? 0, null) !== 0) {
+          refused = lib.errorString(lib.lastError()) as string;
+          break;
+        }
+        produced++;
       }
-      produced++;
+    } catch (error) {
+      refused = (error as Error).message;
     }
+    if (refused !== undefined) refused = `${records.length - produced} of ${records.length} records refused: ${refused}`;
     return new Promise<void>((resolve, reject) => {
       const batch: Batch = {
         waiting: produced,
@@ -171,6 +205,7 @@ export class LibrdkafkaProducer {
         },
       };
       this.batch = batch;
+      this.pollMs = POLL_FIRST_MS;
       this.poll();
     });
   }
@@ -206,7 +241,10 @@ export class LibrdkafkaProducer {
     const batch = this.batch;
     if (batch === null) return;
     if (batch.waiting <= 0) batch.settle();
-    else this.timer = setTimeout(() => this.poll(), POLL_MS);
+    else {
+      this.timer = setTimeout(() => this.poll(), this.pollMs);
+      this.pollMs = Math.min(this.pollMs * 2, POLL_MAX_MS);
+    }
   }
 
   private delivered(event: unknown): void {
@@ -220,11 +258,16 @@ export class LibrdkafkaProducer {
     }
   }
 
-  /** Waits for the batch in flight, then frees librdkafka's handles (its threads stop). */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /** Waits for the batch in flight, then frees librdkafka's handles (its threads stop); once, however often called. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
     await this.tail;
     this.closed = true;
+    clearInterval(this.idle);
     if (this.timer) clearTimeout(this.timer);
     const { lib } = this;
     for (const rkt of this.topics.values()) lib.topicDestroy(rkt);

@@ -46,6 +46,9 @@ describe.skipIf(missing !== undefined)(`the librdkafka producer${missing ? ` (sk
     }));
     await log.publish(theirs, records.slice(0, 1));
     await Promise.all([producer.publish(ours, records.slice(0, 500)), producer.publish(ours, records.slice(500))]);
+    // A batch settles once its records are on the broker, not when they were handed over.
+    const onBroker = async (topic: string) => (await log.endOffsets(topic)).reduce((sum, p) => sum + Number(p.end), 0);
+    expect(await onBroker(ours)).toBe(1_200);
     await log.publish(theirs, records.slice(1));
     const [received, reference] = [await consume(log, ours), await consume(log, theirs)];
     await waitFor(() => received.length >= 1_200 && reference.length >= 1_200, { timeoutMs: 30_000, what: '1,200 records on each topic' });
@@ -100,6 +103,36 @@ describe.skipIf(missing !== undefined)(`the librdkafka producer${missing ? ` (sk
     // librdkafka checks each property, and builds its TLS context, when the producer is made.
     expect(() => (producer = new LibrdkafkaProducer({ brokers: ['127.0.0.1:1'], clientId: 'librdkafka-test', properties }))).not.toThrow();
     await producer?.close();
+  });
+
+  it('a batch refused before any record left takes no report from the next one', async () => {
+    const producer = new LibrdkafkaProducer({ brokers: services.kafkaBrokers!, clientId: 'librdkafka-test' });
+    const log = new KafkaEventLog({ brokers: services.kafkaBrokers!, clientId: 'librdkafka-test' });
+    closing.push(producer, log);
+    const topic = uniqueName('librdkafka');
+    await producer.publish(topic, [{ key: 'a', value: 'first' }]);
+    // The third value cannot be encoded: the batch rejects, and none of its records is produced.
+    const bad = [
+      { key: 'a', value: 'x' },
+      { key: 'b', value: 'y' },
+      { key: 'c', value: 42 as unknown as string },
+    ];
+    await expect(producer.publish(topic, bad)).rejects.toThrow(/must be of type string/);
+    const good = Array.from({ length: 50 }, (_, i) => ({ key: `k${i}`, value: `v${i}` }));
+    await producer.publish(topic, good);
+    expect((await log.endOffsets(topic)).reduce((sum, p) => sum + Number(p.end), 0)).toBe(51);
+  });
+
+  it('closes once when closed twice at the same time, and refuses settings under which a batch never settles', async () => {
+    const producer = new LibrdkafkaProducer({ brokers: services.kafkaBrokers!, clientId: 'librdkafka-test' });
+    await producer.publish(uniqueName('librdkafka'), [{ key: 'a', value: 'b' }]);
+    await Promise.all([producer.close(), producer.close()]);
+    await expect(producer.publish('predictions', [{ key: 'a', value: 'b' }])).rejects.toThrow(/closed/);
+    const brokers = services.kafkaBrokers!;
+    expect(() => new LibrdkafkaProducer({ brokers, clientId: 'x', deliveryTimeoutMs: 0 })).toThrow(/wait forever/);
+    expect(() => new LibrdkafkaProducer({ brokers, clientId: 'x', properties: { 'delivery.report.only.error': 'true' } })).toThrow(
+      /never come/,
+    );
   });
 
   it('names a property librdkafka refuses, and refuses batches once closed', async () => {
