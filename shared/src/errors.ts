@@ -25,6 +25,11 @@ export const ERRORS = {
 
 export type ErrorCode = keyof typeof ERRORS;
 
+/** An error of node:util's `parseArgs` (an unknown option, a missing value): a command line's usage error. */
+export function isBadOption(error: unknown): boolean {
+  return String((error as { code?: unknown } | null)?.code).startsWith('ERR_PARSE_ARGS');
+}
+
 export class TributaryError extends Error {
   readonly code: ErrorCode;
   readonly httpStatus: number;

@@ -13,8 +13,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import kafkajs from 'kafkajs';
-import { fraud, loadConfig, parseDuration, parseEventTime, type LogRecord } from '@tributary/shared';
-import { backfill, type FeatureQuery } from './backfill.js';
+import { fraud, isBadOption, loadConfig, parseDuration, parseEventTime, type LogRecord } from '@tributary/shared';
+import { backfill, unusableEvents, type FeatureQuery } from './backfill.js';
 
 class UsageError extends Error {}
 
@@ -142,11 +142,8 @@ async function main(): Promise<void> {
     partitions,
     queries,
   });
-  const unreadable = result.rejected.malformed + result.rejected.invalid;
-  if (result.accepted === 0 && unreadable > 0)
-    throw new Error(
-      `none of the ${unreadable + result.rejected.late} events could be used (${result.rejected.malformed} malformed, ${result.rejected.invalid} invalid, ${result.rejected.late} late): are they events of ${example.sources[0]!.name}?`,
-    );
+  const unusable = unusableEvents(result, 'events');
+  if (unusable !== null) throw new Error(`${unusable}: are they events of ${example.sources[0]!.name}?`);
   const text = result.rows.map((row) => JSON.stringify(row)).join('\n') + (result.rows.length > 0 ? '\n' : '');
   if (values.out) writeFileSync(resolve(process.env.INIT_CWD ?? process.cwd(), values.out), text);
   else process.stdout.write(text);
@@ -156,8 +153,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  // node:util parseArgs: an unknown option, a missing value.
-  const usage = error instanceof UsageError || String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS');
+  const usage = error instanceof UsageError || isBadOption(error);
   process.stderr.write(`backfill: ${usage ? '' : 'failed: '}${(error as Error).message}\n`);
   process.exit(usage ? 2 : 1);
 });

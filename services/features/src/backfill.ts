@@ -56,6 +56,16 @@ export interface BackfillResult {
   rejected: { late: number; malformed: number; invalid: number };
 }
 
+/**
+ * Why a replay is no result: events were given but none could be used (another topic's
+ * records, a damaged file), so every feature would be at its default. Null when some could.
+ */
+export function unusableEvents(replay: Pick<BackfillResult, 'accepted' | 'rejected'>, what: string): string | null {
+  const { malformed, invalid, late } = replay.rejected;
+  if (replay.accepted > 0 || malformed + invalid === 0) return null;
+  return `none of the ${malformed + invalid + late} ${what} could be used (${malformed} malformed, ${invalid} invalid, ${late} late)`;
+}
+
 export function backfill(options: BackfillOptions): BackfillResult {
   const decode = sourceDecoder(options.source);
   const groups = options.groups.filter((g) => g.definition.source === options.source.name);

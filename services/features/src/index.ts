@@ -10,5 +10,5 @@ export {
 } from './feature-processor.js';
 export { MAX_EVENT_TIME_AHEAD_MS, sourceDecoder, type SourceEvent } from './decode.js';
 export { startLabelJoin, type LabelJoinOptions } from './label-join.js';
-export { backfill, type FeatureQuery, type FeatureRow } from './backfill.js';
+export { backfill, unusableEvents, type FeatureQuery, type FeatureRow } from './backfill.js';
 export { startFeatureService, type FeatureService } from './service.js';

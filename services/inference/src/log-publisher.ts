@@ -58,11 +58,6 @@ export function predictionPublisher(config: Config, logger: Logger): ClosablePub
 }
 
 /**
- * Publishes prediction-log records to Kafka with kafkajs from a worker thread (see
- * log-publisher-worker.ts). The records cross as they are (a structured clone: ~1.5 µs per
- * record here, against ~5 µs to encode them as JSON and pass the strings); the worker encodes them.
- */
-/**
  * The producing thread's young generation (V8's default here: 48 MB, semi-spaces of 16 MB).
  * The thread holds ~17 MB and allocates ~14 KB per record produced. After a mark-compact V8
  * lets its old generation grow by less than the default young generation holds, and then
@@ -73,6 +68,11 @@ export function predictionPublisher(config: Config, logger: Logger): ClosablePub
  */
 const YOUNG_GENERATION_MB = 12;
 
+/**
+ * Publishes prediction-log records to Kafka with kafkajs from a worker thread (see
+ * log-publisher-worker.ts). The records cross as they are (a structured clone: ~1.5 µs per
+ * record here, against ~5 µs to encode them as JSON and pass the strings); the worker encodes them.
+ */
 export class WorkerPublisher implements PredictionPublisher {
   private readonly pool: Piscina;
 

@@ -14,7 +14,7 @@
 import { hostname, userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, fraud, loadConfig, planModelFeatures, TributaryError } from '@tributary/shared';
+import { ConfigError, fraud, isBadOption, loadConfig, planModelFeatures, TributaryError } from '@tributary/shared';
 import { ModelLoadError, readModelVersion } from './model.js';
 import { ModelRegistry } from './registry/registry.js';
 import { describeRollout } from './registry/registry.js';
@@ -172,14 +172,12 @@ async function main(argv: string[]): Promise<void> {
 try {
   await main(process.argv.slice(2));
 } catch (error) {
-  // node:util parseArgs: an unknown option, a missing value.
-  const code = String((error as { code?: unknown }).code);
-  if (error instanceof UsageError || code.startsWith('ERR_PARSE_ARGS')) {
+  if (error instanceof UsageError || isBadOption(error)) {
     console.error(`error: ${(error as Error).message}\n${USAGE}`);
     process.exit(2);
   }
   // System errors (ENOENT, ENOTDIR, EACCES...) name the path in their message.
-  const system = /^E[A-Z]+$/.test(code);
+  const system = /^E[A-Z]+$/.test(String((error as { code?: unknown }).code));
   if (error instanceof TributaryError || error instanceof ModelLoadError || error instanceof ConfigError || system) {
     console.error(`error: ${(error as Error).message}`);
     process.exit(1);

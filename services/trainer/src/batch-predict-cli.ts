@@ -15,6 +15,7 @@
  */
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
+import { unusableEvents } from '@tributary/features';
 import { loadModel } from '@tributary/inference';
 import { createOnlineStore, fraud, loadConfig, planModelFeatures, type LogRecord } from '@tributary/shared';
 import { parseCsvRequests, parseNdjsonRequests, scoreRequests, type RequestShape } from './batch-predict.js';
@@ -127,12 +128,9 @@ async function main(): Promise<void> {
     try {
       const scores = await scoreRequests(parsed.requests, { plan, states, model, chunkRows: 1024, concurrency: threads });
       // Events none of which could be read (another topic's records, a damaged file) would leave every feature at its default.
-      for (const { source, accepted, rejected } of replayed) {
-        const unreadable = rejected.malformed + rejected.invalid;
-        if (accepted === 0 && unreadable > 0)
-          throw new InputError(
-            `none of the ${unreadable + rejected.late} events of source "${source}" could be used (${rejected.malformed} malformed, ${rejected.invalid} invalid, ${rejected.late} late); nothing scored`,
-          );
+      for (const replay of replayed) {
+        const unusable = unusableEvents(replay, `events of source "${replay.source}"`);
+        if (unusable !== null) throw new InputError(`${unusable}; nothing scored`);
       }
       writeOutput(scores.map((s) => `${JSON.stringify(s)}\n`).join(''), values.out);
     } finally {

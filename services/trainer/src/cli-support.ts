@@ -2,7 +2,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readModelVersion, type ModelManifest } from '@tributary/inference';
-import { createEventLog, parseDuration, parseEventTime, type Config, type EventLog } from '@tributary/shared';
+import { createEventLog, isBadOption, parseDuration, parseEventTime, type Config, type EventLog } from '@tributary/shared';
 import { InputError, readNdjsonFile, readTopic, type LogInput } from './log-input.js';
 import { FeatureSourceError } from './point-in-time.js';
 
@@ -97,9 +97,7 @@ export function writeOutput(text: string, out: string | undefined): void {
 /** Runs a CLI's main: usage errors exit 2, bad input and other failures exit 1, with the reason on stderr. */
 export function runCli(name: string, main: () => Promise<void>): void {
   main().catch((error: unknown) => {
-    // node:util parseArgs: an unknown option, a missing value.
-    const badOption = String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS');
-    const usage = error instanceof UsageError || error instanceof FeatureSourceError || badOption;
+    const usage = error instanceof UsageError || error instanceof FeatureSourceError || isBadOption(error);
     process.stderr.write(`${name}: ${usage || error instanceof InputError ? '' : 'failed: '}${(error as Error).message}\n`);
     process.exit(usage ? 2 : 1);
   });

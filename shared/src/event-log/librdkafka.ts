@@ -105,7 +105,6 @@ export class LibrdkafkaProducer {
   private timer: NodeJS.Timeout | null = null;
   private pollMs = POLL_FIRST_MS;
   private readonly idle: NodeJS.Timeout;
-  private closed = false;
   private closing: Promise<void> | undefined;
 
   /** Throws when librdkafka is missing or refuses a property (its message names it). */
@@ -156,12 +155,15 @@ export class LibrdkafkaProducer {
     lib.setLogQueue(this.rk, null);
     // Errors and logs that come between batches (a broker down while nothing is produced).
     this.idle = setInterval(() => {
-      if (this.batch === null && !this.closed) this.poll();
+      if (this.batch === null) this.poll();
     }, IDLE_POLL_MS);
     this.idle.unref();
   }
 
-  /** Produces the records; settles once librdkafka reported each delivered (or one failed). Batches go one after another. */
+  /**
+   * Produces the records; settles once librdkafka reported each delivered (or one failed).
+   * Batches go one after another; once `close` is called, none is taken (those queued before it still go).
+   */
   publish(topic: string, records: OutgoingRecord[]): Promise<void> {
     if (this.closing) return Promise.reject(new Error('the producer is closed'));
     const sent = this.tail.then(() => this.send(topic, records));
@@ -170,7 +172,6 @@ export class LibrdkafkaProducer {
   }
 
   private send(topic: string, records: OutgoingRecord[]): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('the producer is closed'));
     if (records.length === 0) return Promise.resolve();
     const { lib } = this;
     if (records.some((record) => record.headers !== undefined)) {
@@ -220,7 +221,7 @@ export class LibrdkafkaProducer {
     return rkt;
   }
 
-  /** Reads the events queued so far; while a batch waits, again in a millisecond. */
+  /** Reads the events queued so far; while a batch waits, again a little later (POLL_FIRST_MS, doubling to POLL_MAX_MS). */
   private poll(): void {
     const { lib } = this;
     this.timer = null;
@@ -266,7 +267,6 @@ export class LibrdkafkaProducer {
 
   private async shutdown(): Promise<void> {
     await this.tail;
-    this.closed = true;
     clearInterval(this.idle);
     if (this.timer) clearTimeout(this.timer);
     const { lib } = this;
