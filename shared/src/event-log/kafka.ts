@@ -1,8 +1,10 @@
 import kafkajs from 'kafkajs';
 import type { Admin, Consumer, Kafka as KafkaClient, KafkaConfig, Producer } from 'kafkajs';
+import { fixKafkajsIdleLoop } from './kafkajs-idle-loop.js';
 import type { EventLog, LogRecord, OutgoingRecord, PartitionOffsets, SubscribeOptions, Subscription, TopicSpec } from './types.js';
 
 const { Kafka, logLevel } = kafkajs;
+fixKafkajsIdleLoop();
 
 export interface KafkaEventLogOptions {
   brokers: string[];
