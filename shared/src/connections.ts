@@ -3,6 +3,7 @@
  * addresses are set, the embedded in-memory implementations otherwise.
  */
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import type { KafkaConfig } from 'kafkajs';
 import { ConfigError, type Config, type KAFKA_SASL_MECHANISMS } from './config.js';
 import { KafkaEventLog, type KafkaEventLogOptions } from './event-log/kafka.js';
@@ -66,6 +67,34 @@ export function kafkaOptions(config: Config, clientSuffix: string): KafkaEventLo
 
 export function createEventLog(config: Config, clientSuffix: string): EventLog {
   return config.KAFKA_BROKERS ? new KafkaEventLog(kafkaOptions(config, clientSuffix)) : new MemoryEventLog();
+}
+
+/**
+ * Fails at once, naming each address and why, when no broker of `brokers` accepts a TCP
+ * connection within `timeoutMs`. kafkajs would retry for ~40 s and log every attempt; a
+ * command-line tool checks this first, reports what failed and stops.
+ */
+export async function checkBrokersReachable(brokers: string[], timeoutMs = 3_000): Promise<void> {
+  const failures = await Promise.all(brokers.map((address) => connectionFailure(address, timeoutMs)));
+  if (failures.some((failure) => failure === null)) return;
+  throw new Error(`no Kafka broker of KAFKA_BROKERS answers: ${brokers.map((broker, i) => `${broker} (${failures[i]})`).join(', ')}`);
+}
+
+/** Why a TCP connection to `host:port` failed, or null when it was accepted. */
+function connectionFailure(address: string, timeoutMs: number): Promise<string | null> {
+  const colon = address.lastIndexOf(':');
+  const host = address.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+  const port = Number(address.slice(colon + 1));
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    const settle = (failure: string | null) => {
+      socket.destroy();
+      resolve(failure);
+    };
+    socket.setTimeout(timeoutMs, () => settle(`no answer within ${timeoutMs} ms`));
+    socket.once('connect', () => settle(null));
+    socket.once('error', (error: NodeJS.ErrnoException) => settle(error.code ?? error.message));
+  });
 }
 
 export function createOnlineStore(config: Config): OnlineStore {

@@ -12,8 +12,17 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import kafkajs from 'kafkajs';
-import { fraud, isBadOption, loadConfig, parseDuration, parseEventTime, type LogRecord } from '@tributary/shared';
+import {
+  checkBrokersReachable,
+  createEventLog,
+  fraud,
+  isBadOption,
+  loadConfig,
+  parseDuration,
+  parseEventTime,
+  readTopicToEnd,
+  type LogRecord,
+} from '@tributary/shared';
 import { backfill, unusableEvents, type FeatureQuery } from './backfill.js';
 
 class UsageError extends Error {}
@@ -56,46 +65,6 @@ export function parseQueries(lines: string[], file: string): FeatureQuery[] {
   });
 }
 
-async function readTopic(brokers: string[], topic: string): Promise<LogRecord[][]> {
-  const kafka = new kafkajs.Kafka({ brokers, clientId: 'tributary-backfill', logLevel: kafkajs.logLevel.ERROR });
-  const admin = kafka.admin();
-  await admin.connect();
-  const offsets = await admin.fetchTopicOffsets(topic);
-  await admin.disconnect();
-  const partitions: LogRecord[][] = offsets.map(() => []);
-  const remaining = new Map(offsets.map((o) => [o.partition, BigInt(o.high) - BigInt(o.low)]));
-  const consumer = kafka.consumer({ groupId: `tributary-backfill-${process.pid}-${Date.now()}`, maxWaitTimeInMs: 100 });
-  await consumer.connect();
-  await consumer.subscribe({ topics: [topic], fromBeginning: true });
-  const done = new Promise<void>((resolveDone) => {
-    const check = () => [...remaining.values()].every((n) => n <= 0n) && resolveDone();
-    check();
-    void consumer.run({
-      autoCommit: false,
-      eachBatch: async ({ batch }) => {
-        const target = offsets.find((o) => o.partition === batch.partition)!;
-        for (const m of batch.messages) {
-          if (BigInt(m.offset) >= BigInt(target.high)) continue;
-          partitions[batch.partition]!.push({
-            topic,
-            partition: batch.partition,
-            offset: m.offset,
-            key: m.key?.toString() ?? null,
-            value: m.value,
-            timestamp: Number(m.timestamp),
-            headers: {},
-          });
-          remaining.set(batch.partition, BigInt(target.high) - BigInt(m.offset) - 1n);
-        }
-        check();
-      },
-    });
-  });
-  await done;
-  await consumer.disconnect();
-  return partitions;
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -133,7 +102,13 @@ async function main(): Promise<void> {
     ];
   } else {
     if (!config.KAFKA_BROKERS) throw new UsageError('--topic needs KAFKA_BROKERS');
-    partitions = await readTopic(config.KAFKA_BROKERS, values.topic!);
+    await checkBrokersReachable(config.KAFKA_BROKERS);
+    const eventLog = createEventLog(config, 'backfill');
+    try {
+      partitions = await readTopicToEnd(eventLog, values.topic!, { groupPrefix: 'tributary-backfill' });
+    } finally {
+      await eventLog.close();
+    }
   }
   const result = backfill({
     groups: example.groups,

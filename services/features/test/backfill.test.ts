@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { createRandom, fraud, MemoryOnlineStore, readFeatureValues, type LogRecord } from '@tributary/shared';
 import { backfill, type FeatureQuery } from '../src/backfill.js';
@@ -125,10 +126,10 @@ describe('backfill CLI', () => {
   const root = fileURLToPath(new URL('../../..', import.meta.url));
   const run = promisify(execFile);
   // The CLI runs as a process of its own: ~1 s, and more than vitest's default 5 s on a busy machine.
-  const cli = (args: string[]) =>
+  const cli = (args: string[], brokers = '') =>
     run(process.execPath, ['--import', 'tsx', 'services/features/src/backfill-cli.ts', ...args], {
       cwd: root,
-      env: { ...process.env, KAFKA_BROKERS: '' },
+      env: { ...process.env, KAFKA_BROKERS: brokers },
     });
 
   it('writes one row per query from an NDJSON file of events', async () => {
@@ -209,6 +210,25 @@ describe('backfill CLI', () => {
       }
       const option = await failing(['--frobnicate']);
       expect([option?.code, option?.stderr]).toEqual([2, expect.stringMatching(/^backfill: Unknown option '--frobnicate'/)]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+
+  it('reading a topic, fails at once naming each broker when none answers, with no retry log of the Kafka client', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'backfill-'));
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    await new Promise((resolve) => server.close(resolve));
+    try {
+      await writeFile(join(dir, 'queries.ndjson'), '{"entity":"user_id","id":"u1","at":1000}\n');
+      const failure = await cli(['--queries', join(dir, 'queries.ndjson'), '--topic', 'transactions'], `127.0.0.1:${port}`).then(
+        () => null,
+        (error: { code: number; stdout: string; stderr: string }) => error,
+      );
+      expect([failure?.code, failure?.stdout]).toEqual([1, '']);
+      expect(failure?.stderr).toBe(`backfill: failed: no Kafka broker of KAFKA_BROKERS answers: 127.0.0.1:${port} (ECONNREFUSED)\n`);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

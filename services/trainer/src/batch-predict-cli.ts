@@ -110,7 +110,7 @@ async function main(): Promise<void> {
         events.set(name, readNdjsonFile(userPath(file), file).partitions);
       for (const [name, topic] of namedValues(values['events-topic'] ?? [], sources, '--events-topic')) {
         if (events.has(name)) throw new UsageError(`source "${name}": give --events or --events-topic, not both`);
-        events.set(name, (await readTopic(kafka.open('--events-topic'), topic)).partitions);
+        events.set(name, (await readTopic(await kafka.open('--events-topic'), topic)).partitions);
       }
       const replay = backfillStates({
         sources: example.sources,

@@ -2,7 +2,15 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readModelVersion, type ModelManifest } from '@tributary/inference';
-import { createEventLog, isBadOption, parseDuration, parseEventTime, type Config, type EventLog } from '@tributary/shared';
+import {
+  checkBrokersReachable,
+  createEventLog,
+  isBadOption,
+  parseDuration,
+  parseEventTime,
+  type Config,
+  type EventLog,
+} from '@tributary/shared';
 import { InputError, readNdjsonFile, readTopic, type LogInput } from './log-input.js';
 import { FeatureSourceError } from './point-in-time.js';
 
@@ -63,16 +71,18 @@ export function namedValues(values: string[], sources: readonly string[], flag: 
 }
 
 /** Opens the event log of KAFKA_BROKERS, once, for the inputs read from topics. */
-export function eventLogOpener(config: Config): { open(flag: string): EventLog; close(): Promise<void> } {
-  let log: EventLog | null = null;
+export function eventLogOpener(config: Config): { open(flag: string): Promise<EventLog>; close(): Promise<void> } {
+  let log: Promise<EventLog> | null = null;
   return {
-    open(flag) {
-      if (!config.KAFKA_BROKERS) throw new UsageError(`${flag} reads a Kafka topic: set KAFKA_BROKERS`);
-      log ??= createEventLog(config, 'trainer');
+    async open(flag) {
+      const brokers = config.KAFKA_BROKERS;
+      if (!brokers) throw new UsageError(`${flag} reads a Kafka topic: set KAFKA_BROKERS`);
+      log ??= checkBrokersReachable(brokers).then(() => createEventLog(config, 'trainer'));
       return log;
     },
     close: async () => {
-      await log?.close();
+      const opened = await log?.catch(() => null);
+      await opened?.close();
     },
   };
 }
@@ -82,11 +92,11 @@ export async function fileOrTopic(
   file: string | undefined,
   topic: string | undefined,
   flags: [string, string],
-  openLog: (flag: string) => EventLog,
+  openLog: (flag: string) => Promise<EventLog>,
 ): Promise<LogInput> {
   if (Boolean(file) === Boolean(topic)) throw new UsageError(`give exactly one of ${flags[0]} FILE (NDJSON) or ${flags[1]} TOPIC (Kafka)`);
   if (file) return readNdjsonFile(userPath(file), file);
-  return readTopic(openLog(flags[1]), topic!);
+  return readTopic(await openLog(flags[1]), topic!);
 }
 
 export function writeOutput(text: string, out: string | undefined): void {

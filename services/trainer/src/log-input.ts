@@ -5,8 +5,7 @@
  * came from (`file:line` or `topic/partition@offset`), so that errors can name it.
  */
 import { readFileSync } from 'node:fs';
-import { randomUUID } from 'node:crypto';
-import type { EventLog, LogRecord } from '@tributary/shared';
+import { readTopicToEnd, TopicReadTimeout, type EventLog, type LogRecord, type TopicReadOptions } from '@tributary/shared';
 
 export class InputError extends Error {
   override name = 'InputError';
@@ -46,63 +45,15 @@ export function readNdjsonFile(path: string, name = path): LogInput {
   return ndjsonInput(name, text);
 }
 
-export interface TopicReadOptions {
-  /** Gives up when the topic is not read to its end in this time. */
-  timeoutMs?: number;
-}
-
 /**
- * Reads a topic from the start of each partition up to its end when the read began, as a
- * consumer group of its own that commits nothing (the services' groups are not touched).
+ * A topic from the start of each partition up to its end when the read began (`readTopicToEnd`);
+ * a read that does not reach the end in time is an input error.
  */
 export async function readTopic(eventLog: EventLog, topic: string, options: TopicReadOptions = {}): Promise<LogInput> {
-  const ends = await eventLog.endOffsets(topic);
-  const partitions: LogRecord[][] = ends.map(() => []);
-  const remaining = new Set(ends.filter((p) => BigInt(p.end) > BigInt(p.start)).map((p) => p.partition));
-  if (remaining.size === 0) return { name: topic, kind: 'topic', partitions };
-  const end = new Map(ends.map((p) => [p.partition, BigInt(p.end)]));
-  let finish!: () => void;
-  const done = new Promise<void>((resolve) => (finish = resolve));
-  const subscription = await eventLog.subscribe({
-    groupId: `tributary-trainer-read-${randomUUID()}`,
-    topics: [topic],
-    fromBeginning: true,
-    autoCommit: false,
-    eachBatch: async (batch) => {
-      const last = end.get(batch.partition);
-      if (last === undefined || !remaining.has(batch.partition)) return;
-      const target = partitions[batch.partition]!;
-      for (const record of batch.records) {
-        const offset = BigInt(record.offset);
-        if (offset >= last) break;
-        // A batch delivered again (after a rebalance) holds records already kept.
-        if (target.length > 0 && offset <= BigInt(target[target.length - 1]!.offset)) continue;
-        target.push(record);
-        if (offset + 1n >= last) remaining.delete(batch.partition);
-      }
-      if (remaining.size === 0) finish();
-    },
-  });
-  const timeoutMs = options.timeoutMs ?? 120_000;
-  let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
-      done,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new InputError(
-                `topic ${topic}: not read to its end within ${timeoutMs} ms (partitions still short: ${[...remaining].join(', ')})`,
-              ),
-            ),
-          timeoutMs,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-    await subscription.stop();
+    const partitions = await readTopicToEnd(eventLog, topic, { groupPrefix: 'tributary-trainer-read', ...options });
+    return { name: topic, kind: 'topic', partitions };
+  } catch (error) {
+    throw error instanceof TopicReadTimeout ? new InputError(error.message) : error;
   }
-  return { name: topic, kind: 'topic', partitions };
 }

@@ -130,7 +130,7 @@ async function main(): Promise<void> {
       for (const [name, file] of files) events.set(name, readNdjsonFile(userPath(file), file));
       for (const [name, topic] of topics) {
         if (events.has(name)) throw new UsageError(`source "${name}": give --events or --events-topic, not both`);
-        events.set(name, await readTopic(kafka.open('--events-topic'), topic));
+        events.set(name, await readTopic(await kafka.open('--events-topic'), topic));
       }
       if (!events.has(rowsSource))
         throw new UsageError(`the backfill mode needs the ${rowsSource} events: --events FILE or --events-topic TOPIC`);

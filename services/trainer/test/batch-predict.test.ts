@@ -4,6 +4,7 @@
  * file, point in time, and by the live-store path from the same store; bad lines are named.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -159,6 +160,25 @@ describe('batch-predict', () => {
     expect([unknownSource.code, unknownSource.stdout]).toEqual([2, '']);
     expect(unknownSource.stderr).toMatch(/--events payments=events\.ndjson: unknown source "payments" \(known: transactions, /);
   }, 60_000);
+
+  it('reading a topic, fails at once naming the broker when none answers, with no retry log of the Kafka client', async () => {
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    await new Promise((resolve) => server.close(resolve));
+    const [first] = scenario.scored;
+    await writeFile(join(dir, 'one-request.ndjson'), `${JSON.stringify({ ...first!.body, at: first!.at })}\n`);
+    const run = await runTrainerCli(
+      'batch-predict-cli.ts',
+      ['--model', MODEL_DIR, '--requests', 'one-request.ndjson', '--events-topic', 'transactions'],
+      {
+        cwd: dir,
+        env: { KAFKA_BROKERS: `127.0.0.1:${port}` },
+      },
+    );
+    expect([run.code, run.stdout]).toEqual([1, '']);
+    expect(run.stderr).toBe(`batch-predict: failed: no Kafka broker of KAFKA_BROKERS answers: 127.0.0.1:${port} (ECONNREFUSED)\n`);
+  }, 30_000);
 });
 
 describe('request files', () => {
