@@ -135,6 +135,11 @@ interface Partition {
   partition: number;
   /** Highest event time seen (the watermark before lateness). */
   watermark: number;
+  /**
+   * The watermark of the partition's last committed offset: a replay after a crash starts from
+   * it, so the event-id log keeps every id within the allowed lateness of it (see `committed`).
+   */
+  committedWatermark: number;
   /** Offset of the last record processed, and of the last one made durable. */
   lastOffset: bigint | null;
   flushedOffset: bigint | null;
@@ -268,8 +273,10 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
 
   /**
    * What a flush writes to the partition's event-id log: the ids seen since the last flush as
-   * a new chunk, and the removal of chunks whose ids are all older than the allowed lateness.
-   * Forgets those ids in memory too (from the oldest on, in full once a minute).
+   * a new chunk, and the removal of chunks whose ids are all older than the allowed lateness of
+   * the last committed watermark (a replay from that commit still needs the younger ones, even
+   * when the watermark has moved on since). Forgets the ids older than the allowed lateness of
+   * the current watermark in memory (from the oldest on, in full once a minute).
    */
   function eventIdLogWrite(partition: Partition, dedupBefore: number, now: number) {
     if (now - partition.seenPrunedAt >= PRUNE_INTERVAL_MS) {
@@ -278,7 +285,8 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
     } else {
       pruneSeen(partition.seen, dedupBefore);
     }
-    const removed = partition.chunks.filter((chunk) => chunk.newest < dedupBefore);
+    const keepFrom = Math.min(dedupBefore, partition.committedWatermark - options.allowedLatenessMs);
+    const removed = partition.chunks.filter((chunk) => chunk.newest < keepFrom);
     let add: EventIdChunk | null = null;
     // Ids already too old (found in a replay, or in a state of an earlier version) need no logging.
     const ids = partition.unloggedIds.filter(([, time]) => time >= dedupBefore);
@@ -289,7 +297,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
       partition.chunks.push({ name: add.name, newest });
     }
     if (!add && removed.length === 0) return null;
-    partition.chunks = partition.chunks.filter((chunk) => chunk.newest >= dedupBefore);
+    partition.chunks = partition.chunks.filter((chunk) => chunk.newest >= keepFrom);
     const write: EventIdLogWrite = { log: eventIdLog(partition), add, remove: removed.map((chunk) => chunk.name), ttlMs: maxTtlMs };
     return { write, removed };
   }
@@ -321,6 +329,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         topic,
         partition,
         watermark,
+        committedWatermark: watermark,
         lastOffset: null,
         flushedOffset: null,
         entities: groups.map(() => new Map()),
@@ -333,6 +342,18 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         chunks: [],
         seenPrunedAt: -Infinity,
       });
+    },
+
+    /**
+     * Records offsets as committed (call it once `flush`'s commits are accepted): their watermarks
+     * bound what later flushes remove from the event-id logs.
+     */
+    committed(commits: OffsetCommit[]): void {
+      for (const commit of commits) {
+        const partition = partitions.get(`${commit.topic}:${commit.partition}`);
+        const watermark = decodeCheckpoint(commit.metadata ?? null);
+        if (partition && watermark > partition.committedWatermark) partition.committedWatermark = watermark;
+      }
     },
 
     /** Forgets all unflushed progress (after a rebalance, consumption resumes from the commits). */

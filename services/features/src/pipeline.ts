@@ -222,7 +222,10 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
         for (const time of outcome.eventTimes) metrics.freshness.observe({ topic: source.topic }, Math.max(0, readable - time) / 1000);
         // Commits in order: after the previous flush's.
         await previous;
-        if (commit && outcome.commits.length > 0) await subscription!.commit(outcome.commits);
+        if (commit && outcome.commits.length > 0) {
+          await subscription!.commit(outcome.commits);
+          processor.committed(outcome.commits);
+        }
         metrics.entitiesWritten.inc({ outcome: 'written' }, outcome.written);
         const cache = processor.cacheStats();
         metrics.cachedEntities.set({ topic: source.topic }, cache.entities);

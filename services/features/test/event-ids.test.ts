@@ -16,7 +16,7 @@ import {
   type LogRecord,
   type StateWrite,
 } from '@tributary/shared';
-import { createFeatureProcessor } from '../src/feature-processor.js';
+import { createFeatureProcessor, decodeCheckpoint } from '../src/feature-processor.js';
 
 const example = fraud.fraudExample();
 const source = example.sources[0]!;
@@ -26,13 +26,13 @@ const LATENESS = 5 * 60_000;
 const key: EntityKey = { group: user.id, entity: 'user_id', id: 'u1' };
 const LOG = `${source.topic}:0`;
 
-const record = (offset: number, id: string, ts: number): LogRecord => ({
+const record = (offset: number, id: string, ts: number, userId = 'u1'): LogRecord => ({
   topic: source.topic,
   partition: 0,
   offset: String(offset),
-  key: 'u1',
+  key: userId,
   value: Buffer.from(
-    JSON.stringify({ event_id: id, user_id: 'u1', merchant_id: 'm1', amount: 10, currency: 'USD', country: 'US', channel: 'web', ts }),
+    JSON.stringify({ event_id: id, user_id: userId, merchant_id: 'm1', amount: 10, currency: 'USD', country: 'US', channel: 'web', ts }),
   ),
   timestamp: ts,
   headers: {},
@@ -109,17 +109,43 @@ describe('event ids kept per source partition', () => {
     const store = new MemoryOnlineStore(() => NOW);
     const processor = processorOn(store);
     await process(processor, [record(0, 'old', NOW - 20 * 60_000)]);
-    await processor.flush();
+    processor.committed((await processor.flush()).commits);
     expect(await loggedIds(store)).toEqual(['old']);
     await process(processor, [record(1, 'new', NOW - 1_000)]);
+    // Until the offset of `new` is committed, a replay starts before it and still needs `old`.
+    processor.committed((await processor.flush()).commits);
+    expect(await loggedIds(store)).toEqual(['new', 'old']);
+    await process(processor, [record(2, 'newer', NOW - 900)]);
     await processor.flush();
-    expect(await loggedIds(store)).toEqual(['new']);
+    expect(await loggedIds(store)).toEqual(['new', 'newer']);
     const [fields] = await store.read([key]);
     expect(decodePartitionState(fields!.s0!).seen.size).toBe(0);
-    expect(await count24h(store)).toBe(2);
+    expect(await count24h(store)).toBe(3);
     // A restart reads the log: `new` is a duplicate still.
     const restarted = processorOn(store, NOW - 1_000);
-    expect(await process(restarted, [record(2, 'new', NOW - 1_000)])).toMatchObject({ applied: 0, duplicates: 1 });
+    expect(await process(restarted, [record(3, 'new', NOW - 1_000)])).toMatchObject({ applied: 0, duplicates: 1 });
+  });
+
+  it('a flush keeps the ids a replay from the last commit needs, though the watermark has moved past their lateness', async () => {
+    const store = new MemoryOnlineStore(() => NOW);
+    const T = NOW - 10 * 60_000;
+    const first = processorOn(store);
+    await process(first, [record(0, 'e1', T)]);
+    const { commits } = await first.flush();
+    first.committed(commits);
+    // A copy of e1, then an event of another user 6 minutes later (past the lateness of e1).
+    expect(await process(first, [record(1, 'e1', T), record(2, 'e2', T + 6 * 60_000, 'u2')])).toMatchObject({ applied: 1, duplicates: 1 });
+    // Written, then the process is killed before it commits.
+    await first.flush();
+    // The replay from the last commit (offset 1, watermark T): the copy of e1 is still a duplicate.
+    const second = processorOn(store, decodeCheckpoint(commits[0]!.metadata ?? null));
+    expect(await process(second, [record(1, 'e1', T), record(2, 'e2', T + 6 * 60_000, 'u2')])).toMatchObject({
+      applied: 0,
+      replayed: 1,
+      duplicates: 1,
+    });
+    await second.flush();
+    expect(await count24h(store)).toBe(1);
   });
 
   it('state written by an earlier version, with its ids inside, still detects duplicates; its ids move to the log', async () => {
