@@ -310,6 +310,33 @@ export function onlineStoreContract(name: string, makeStore: () => Promise<Onlin
       expect(await store.recall([a])).toEqual([null]);
     });
 
+    it('meets the sides of a pair: each finds the other once it is there, and is kept unless it found it (or is kept always)', async () => {
+      const pair = `${key.id}:pair`;
+      const txn = { pair, side: 'txn', other: 'lbl', value: 'm1', ttlMs: 60_000, keep: true };
+      const lbl = { pair, side: 'lbl', other: 'txn', value: 'label', ttlMs: 60_000 };
+      // The label first: it waits; the transaction finds it and is kept.
+      expect(await store.meet([lbl])).toEqual([null]);
+      expect(await store.meet([txn])).toEqual(['label']);
+      await store.forgetSides([{ pair, side: 'lbl' }]);
+      // A label after its transaction finds it and is not kept.
+      expect(await store.meet([lbl])).toEqual(['m1']);
+      expect(await store.meet([{ ...txn, value: 'm2' }])).toEqual([null]);
+      // Sides of other pairs, and short-lived ones, do not meet.
+      const other = `${key.id}:other`;
+      expect(
+        await store.meet([
+          { ...lbl, pair: other, ttlMs: 300 },
+          { ...txn, pair: `${key.id}:third` },
+        ]),
+      ).toEqual([null, null]);
+      await waitFor(async () => (await store.meet([{ ...txn, pair: other }]))[0] === null, {
+        timeoutMs: 5_000,
+        what: 'the short side to expire',
+      });
+      // The old names (`remember`) and the sides of pairs are apart.
+      expect(await store.recall([`txn:${pair}`, `lbl:${pair}`])).toEqual([null, null]);
+    });
+
     it('answers ping', async () => {
       await expect(store.ping()).resolves.toBeUndefined();
     });

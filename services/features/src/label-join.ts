@@ -4,7 +4,9 @@
  * the transactions and labels topics remembers each transaction's merchant for the join
  * window, and publishes every label it can join as a labelled transaction
  * `{event_id, merchant_id, label, ts}` (event time: the label's), whichever side arrives
- * first: a label ahead of its transaction waits in the store. Records this join cannot read
+ * first: a label ahead of its transaction waits in the store. Each side is remembered and the
+other looked up in one atomic step of the store (`meet`), so a transaction and its label
+handled at once by two processes still meet. Records this join cannot read
  * are left to the pipeline and the monitor, which dead-letter them.
  *
  * After a crash a batch may be joined twice; the labelled transaction then carries the same
@@ -56,6 +58,12 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
     value: JSON.stringify({ event_id: requestId, merchant_id: merchantId, label: label.label, ts: label.ts }),
   });
 
+  // Sides remembered by a version before 2026-12-01 (`txn:<id>`, `lbl:<id>`, not met atomically) are
+  // looked up too while they can still be there: for one join window after the start.
+  const legacyUntil = Date.now() + options.windowMs;
+  const legacy = async (ids: string[], side: 'txn' | 'lbl'): Promise<(string | null)[]> =>
+    ids.length === 0 || Date.now() >= legacyUntil ? ids.map(() => null) : options.store.recall(ids.map((id) => `${side}:${id}`));
+
   const subscription: Subscription = await options.eventLog.subscribe({
     groupId: options.groupId,
     topics: [options.topics.transactions, options.topics.labels],
@@ -68,16 +76,27 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
           const decoded = transactions.decode(r.value);
           return decoded.ok ? [decoded.value] : [];
         });
-        await options.store.remember(seen.map((t) => ({ key: `txn:${t.event_id}`, value: t.merchant_id, ttlMs: options.windowMs })));
-        const waiting = await options.store.recall(seen.map((t) => `lbl:${t.event_id}`));
-        const done: string[] = [];
-        waiting.forEach((text, i) => {
-          if (text === null) return;
-          out.push(joinedRecord(seen[i]!.event_id, seen[i]!.merchant_id, JSON.parse(text) as Label));
-          done.push(`lbl:${seen[i]!.event_id}`);
-        });
+        // Remembered, and its label (when it came first) taken, in one step: a label handled meanwhile finds it.
+        const waiting = await options.store.meet(
+          seen.map((t) => ({ pair: t.event_id, side: 'txn', other: 'lbl', value: t.merchant_id, ttlMs: options.windowMs, keep: true })),
+        );
+        const unmatched = seen.filter((_, i) => waiting[i] === null);
+        const waitingBefore = await legacy(
+          unmatched.map((t) => t.event_id),
+          'lbl',
+        );
+        const done: { pair: string; side: string }[] = [];
+        const legacyDone: string[] = [];
+        const join = (t: fraud.Transaction, text: string | null | undefined) => {
+          if (text === null || text === undefined) return false;
+          out.push(joinedRecord(t.event_id, t.merchant_id, JSON.parse(text) as Label));
+          return true;
+        };
+        seen.forEach((t, i) => join(t, waiting[i]) && done.push({ pair: t.event_id, side: 'lbl' }));
+        unmatched.forEach((t, i) => join(t, waitingBefore[i]) && legacyDone.push(`lbl:${t.event_id}`));
         if (out.length > 0) await options.eventLog.publish(options.topics.labelledTransactions, out);
-        await options.store.forget(done);
+        await options.store.forgetSides(done);
+        await options.store.forget(legacyDone);
         joined.inc({ outcome: 'joined' }, out.length);
         joined.inc({ outcome: 'transaction_remembered' }, seen.length);
         return;
@@ -86,17 +105,31 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
         const decoded = labels.decode(r.value);
         return decoded.ok ? [decoded.value] : [];
       });
-      const merchants = await options.store.recall(seen.map((l) => `txn:${l.request_id}`));
-      const pending = seen.filter((label, i) => {
+      // Its transaction's merchant read, or the label remembered, in one step: a transaction handled meanwhile finds it.
+      const merchants = await options.store.meet(
+        seen.map((l) => ({ pair: l.request_id, side: 'lbl', other: 'txn', value: JSON.stringify(l), ttlMs: options.windowMs })),
+      );
+      const unmatched = seen.filter((_, i) => merchants[i] === null);
+      const merchantsBefore = await legacy(
+        unmatched.map((l) => l.request_id),
+        'txn',
+      );
+      const joinedBefore: { pair: string; side: string }[] = [];
+      seen.forEach((label, i) => {
         const merchant = merchants[i];
-        if (merchant === null || merchant === undefined) return true;
+        if (merchant !== null && merchant !== undefined) out.push(joinedRecord(label.request_id, merchant, label));
+      });
+      unmatched.forEach((label, i) => {
+        const merchant = merchantsBefore[i];
+        if (merchant === null || merchant === undefined) return;
         out.push(joinedRecord(label.request_id, merchant, label));
-        return false;
+        joinedBefore.push({ pair: label.request_id, side: 'lbl' });
       });
       if (out.length > 0) await options.eventLog.publish(options.topics.labelledTransactions, out);
-      await options.store.remember(pending.map((l) => ({ key: `lbl:${l.request_id}`, value: JSON.stringify(l), ttlMs: options.windowMs })));
+      // Joined to a transaction remembered by the version before: not waiting after all.
+      await options.store.forgetSides(joinedBefore);
       joined.inc({ outcome: 'joined' }, out.length);
-      joined.inc({ outcome: 'label_waiting' }, pending.length);
+      joined.inc({ outcome: 'label_waiting' }, seen.length - out.length);
     },
   });
   return { stop: () => subscription.stop() };

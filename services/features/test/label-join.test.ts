@@ -1,5 +1,14 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { createLogger, createRegistry, fraud, MemoryEventLog, MemoryOnlineStore, readFeatureValues } from '@tributary/shared';
+import {
+  createLogger,
+  createRegistry,
+  fraud,
+  MemoryEventLog,
+  MemoryOnlineStore,
+  readFeatureValues,
+  type OnlineStore,
+  type Registry,
+} from '@tributary/shared';
 import { waitFor } from '../../../test/support/wait-for.js';
 import { startLabelJoin } from '../src/label-join.js';
 import { startFeaturePipeline, type FeaturePipeline } from '../src/pipeline.js';
@@ -24,9 +33,8 @@ afterEach(async () => {
   stops = [];
 });
 
-async function setup() {
+async function setup(store = new MemoryOnlineStore()) {
   const eventLog = new MemoryEventLog();
-  const store = new MemoryOnlineStore();
   const registry = createRegistry({ defaultMetrics: false });
   const logger = createLogger('test', 'silent');
   const join = await startLabelJoin({ eventLog, store, topics, groupId: 'join', windowMs: 60_000, registry, logger });
@@ -98,5 +106,74 @@ describe('label join', () => {
     // Still one after everything settled.
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect((await fraudRate('m2')).count_7d).toBe(1);
+  });
+
+  it('joins sides remembered by the version before (under their old names) after an upgrade', async () => {
+    const store = new MemoryOnlineStore();
+    await store.remember([
+      { key: 'lbl:t6', value: JSON.stringify(label('t6', 1)), ttlMs: 60_000 },
+      { key: 'txn:t7', value: 'm7', ttlMs: 60_000 },
+    ]);
+    const { eventLog } = await setup(store);
+    await eventLog.publish('transactions', [{ key: 'u1', value: JSON.stringify(transaction('t6', 'm6')) }]);
+    await eventLog.publish('labels', [{ key: 't7', value: JSON.stringify(label('t7', 0)) }]);
+    await waitFor(() => eventLog.records('labelled-transactions').length === 2, { what: 'both joined' });
+    const joined = eventLog.records('labelled-transactions').map((r) => JSON.parse(r.value!.toString()));
+    expect(joined.map((j) => [j.event_id, j.merchant_id, j.label]).sort()).toEqual([
+      ['t6', 'm6', 1],
+      ['t7', 'm7', 0],
+    ]);
+    expect(await store.recall(['lbl:t6'])).toEqual([null]);
+  });
+
+  it('joins a transaction and its label handled at the same moment by two processes', async () => {
+    const store = new MemoryOnlineStore();
+    const logger = createLogger('test', 'silent');
+    const outcomes = async (registry: Registry) => {
+      const metric = registry.getSingleMetric('tributary_label_join_records_total');
+      return metric ? (await metric.get()).values.reduce((sum, v) => sum + v.value, 0) : 0;
+    };
+    /** The store as one process sees it: each of its calls waits for `before(call number)`. */
+    const seenBy = (before: (call: number) => Promise<unknown>): OnlineStore => {
+      let calls = 0;
+      return new Proxy(store, {
+        get(target, name: keyof OnlineStore) {
+          const member = target[name];
+          if (typeof member !== 'function') return member;
+          return async (...args: unknown[]) => {
+            await before(++calls);
+            return (member as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      });
+    };
+    // One process handles the label, the other its transaction, their store calls interleaved: the
+    // transaction's first call once the label's first is done, the label's next ones once the transaction's batch is over.
+    let labelFirstCallDone!: () => void;
+    const labelFirstCall = new Promise<void>((resolve) => (labelFirstCallDone = resolve));
+    const transactionRegistry = createRegistry({ defaultMetrics: false });
+    const labelRegistry = createRegistry({ defaultMetrics: false });
+    const transactionBatchOver = () => waitFor(async () => (await outcomes(transactionRegistry)) > 0, { what: 'the transaction handled' });
+    const labelStore = seenBy(async (call) => {
+      if (call === 1) setImmediate(labelFirstCallDone);
+      else await transactionBatchOver();
+    });
+    const transactionStore = seenBy(async (call) => {
+      if (call === 1) await labelFirstCall;
+    });
+    const transactionLog = new MemoryEventLog();
+    const labelLog = new MemoryEventLog();
+    for (const [eventLog, joinStore, registry] of [
+      [transactionLog, transactionStore, transactionRegistry],
+      [labelLog, labelStore, labelRegistry],
+    ] as const) {
+      const join = await startLabelJoin({ eventLog, store: joinStore, topics, groupId: 'join', windowMs: 60_000, registry, logger });
+      stops.push(() => join.stop());
+    }
+    await transactionLog.publish('transactions', [{ key: 'u1', value: JSON.stringify(transaction('t5', 'm5')) }]);
+    await labelLog.publish('labels', [{ key: 't5', value: JSON.stringify(label('t5', 1)) }]);
+    await waitFor(async () => (await outcomes(transactionRegistry)) > 0 && (await outcomes(labelRegistry)) > 0, { what: 'both handled' });
+    const joined = [...transactionLog.records('labelled-transactions'), ...labelLog.records('labelled-transactions')];
+    expect(joined.map((r) => JSON.parse(r.value!.toString()))).toMatchObject([{ event_id: 't5', merchant_id: 'm5', label: 1 }]);
   });
 });

@@ -4,6 +4,7 @@ import type {
   EventIdChunk,
   EventIdLogWrite,
   OnlineStore,
+  PairSide,
   RememberedValue,
   StateWrite,
   StoredFields,
@@ -106,11 +107,32 @@ export class MemoryOnlineStore implements OnlineStore {
     for (const key of keys) this.remembered.delete(key);
   }
 
+  private readonly sides = new Map<string, { value: string; expiresAt: number }>();
+
+  private sideKey(pair: string, side: string): string {
+    return `${pair}\u0000${side}`;
+  }
+
+  async meet(sides: PairSide[]): Promise<(string | null)[]> {
+    return sides.map(({ pair, side, other, value, ttlMs, keep }) => {
+      const now = this.clock();
+      const found = this.sides.get(this.sideKey(pair, other));
+      const otherValue = found && found.expiresAt > now ? found.value : null;
+      if (otherValue === null || keep) this.sides.set(this.sideKey(pair, side), { value, expiresAt: now + ttlMs });
+      return otherValue;
+    });
+  }
+
+  async forgetSides(sides: { pair: string; side: string }[]): Promise<void> {
+    for (const { pair, side } of sides) this.sides.delete(this.sideKey(pair, side));
+  }
+
   async ping(): Promise<void> {}
 
   async close(): Promise<void> {
     this.entries.clear();
     this.eventIdLogs.clear();
     this.remembered.clear();
+    this.sides.clear();
   }
 }

@@ -7,6 +7,7 @@ import type {
   EventIdChunk,
   EventIdLogWrite,
   OnlineStore,
+  PairSide,
   RememberedValue,
   StateWrite,
   StoredFields,
@@ -17,6 +18,7 @@ import type {
 const WRITE_SCRIPT = readFileSync(new URL('./scripts/writeEntityStates.lua', import.meta.url), 'utf8');
 const WRITE_SHARED_SCRIPT = readFileSync(new URL('./scripts/writePartitionStates.lua', import.meta.url), 'utf8');
 const READ_SCRIPT = readFileSync(new URL('./scripts/readEntityStates.lua', import.meta.url), 'utf8');
+const MEET_SCRIPT = readFileSync(new URL('./scripts/meetPairSide.lua', import.meta.url), 'utf8');
 /** Entities per script call: bounds how long one call keeps Redis busy (reads wait meanwhile). */
 const ENTITIES_PER_CALL = 100;
 /** Keys per read script call at most (a call keeps Redis busy while it runs). */
@@ -31,6 +33,8 @@ type RedisWithScripts = (Redis | Cluster) & {
   writeEntityState(key: string, ...args: StoredValue[]): Promise<(1 | string)[]>;
   /** Entities of one partition, each one field at one offset: those given once, then a TTL and a value per key. */
   writePartitionStates(keyCount: number, ...keysAndArgs: StoredValue[]): Promise<(1 | string)[]>;
+  /** This side's key first (it routes the call on a cluster), then the other's; value, ttl in ms, '1' to keep. */
+  meetPairSide(key: string, other: string, value: string, ttlMs: number, keep: string): Promise<string | null>;
   /** Each key's fields and values (HGETALL), as bytes. */
   readEntityStatesBuffer(keyCount: number, ...keys: string[]): Promise<Buffer[][]>;
 };
@@ -115,6 +119,7 @@ export class RedisOnlineStore implements OnlineStore {
     client.defineCommand('writeEntityState', { numberOfKeys: 1, lua: WRITE_SCRIPT });
     client.defineCommand('writePartitionStates', { lua: WRITE_SHARED_SCRIPT });
     client.defineCommand('readEntityStates', { lua: READ_SCRIPT });
+    client.defineCommand('meetPairSide', { numberOfKeys: 2, lua: MEET_SCRIPT });
     // Connection errors surface on the commands that fail; the client reconnects by itself.
     client.on('error', () => {});
     return client;
@@ -290,6 +295,27 @@ export class RedisOnlineStore implements OnlineStore {
     if (keys.length === 0) return;
     if (this.options.cluster) await Promise.all(keys.map((key) => this.client.del(this.rememberedKey(key))));
     else await this.client.del(...keys.map((key) => this.rememberedKey(key)));
+  }
+
+  /** Both sides of a pair under one hash tag (`kv:{<pair>}:<side>`): one slot on a cluster, for the script. */
+  private sideKey(pair: string, side: string): string {
+    return `${this.options.keyPrefix}kv:{${pair}}:${side}`;
+  }
+
+  // One script call per side, all sent in one tick (auto-pipelined on a cluster, where each routes by its pair).
+  async meet(sides: PairSide[]): Promise<(string | null)[]> {
+    return Promise.all(
+      sides.map(({ pair, side, other, value, ttlMs, keep }) =>
+        this.client.meetPairSide(this.sideKey(pair, side), this.sideKey(pair, other), value, ttlMs, keep ? '1' : '0'),
+      ),
+    );
+  }
+
+  async forgetSides(sides: { pair: string; side: string }[]): Promise<void> {
+    if (sides.length === 0) return;
+    const keys = sides.map(({ pair, side }) => this.sideKey(pair, side));
+    if (this.options.cluster) await Promise.all(keys.map((key) => this.client.del(key)));
+    else await this.client.del(...keys);
   }
 
   async ping(): Promise<void> {

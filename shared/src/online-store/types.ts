@@ -63,6 +63,20 @@ export interface RememberedValue {
   ttlMs: number;
 }
 
+/** One side of a pair (a stream-stream join's record, waiting for the other side's). */
+export interface PairSide {
+  /** What both sides share (the join key). */
+  pair: string;
+  /** This side's name, and the other side's. */
+  side: string;
+  other: string;
+  /** Kept under the pair and side for `ttlMs`. */
+  value: string;
+  ttlMs: number;
+  /** Kept even when the other side is there (else only while it is not). */
+  keep?: boolean;
+}
+
 export interface OnlineStore {
   /** Applies each write atomically, unless the stored offset of its partition is higher. */
   write(writes: StateWrite[]): Promise<WriteResult[]>;
@@ -81,6 +95,14 @@ export interface OnlineStore {
   /** The values kept under keys, null where none. */
   recall(keys: string[]): Promise<(string | null)[]>;
   forget(keys: string[]): Promise<void>;
+  /**
+   * For each side, atomically: the other side's value (null when none), and this side's value
+   * kept unless the other was there (see `keep`). Two sides of a pair met at once, by two
+   * processes, never both miss each other. Both sides of a pair lie in one Redis Cluster slot.
+   */
+  meet(sides: PairSide[]): Promise<(string | null)[]>;
+  /** Forgets sides of pairs. */
+  forgetSides(sides: { pair: string; side: string }[]): Promise<void>;
   /** Resolves when the store answers (readiness). */
   ping(): Promise<void>;
   close(): Promise<void>;
