@@ -159,6 +159,23 @@ interface Partition {
   chunks: { name: string; newest: number }[];
   /** When `seen` was last pruned in full. */
   seenPrunedAt: number;
+  /**
+   * A write of one of its entities was refused (a newer state was stored): another member owns it
+   * now, or did while this one went on. Its state here is dropped and nothing of it is written or
+   * committed any more; its batches fail (`PartitionLost`) until a rebalance reopens it from its commit.
+   */
+  lost: boolean;
+}
+
+/** A batch of a partition this process lost (see `Partition.lost`): consumption must resume from the partition's commit. */
+export class PartitionLost extends Error {
+  override name = 'PartitionLost';
+  constructor(partition: { topic: string; partition: number }) {
+    super(
+      `partition ${partition.topic}:${partition.partition} was lost: a newer state of one of its entities was stored by another member; ` +
+        'it is consumed again from its committed offset after the next rebalance',
+    );
+  }
 }
 
 const eventIdLog = (partition: { topic: string; partition: number }) => `${partition.topic}:${partition.partition}`;
@@ -236,6 +253,17 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         }
       }
     }
+  };
+
+  /** Drops a lost partition's state: none of it is written or committed any more (see `Partition.lost`). */
+  const lose = (partition: Partition): void => {
+    partition.lost = true;
+    for (const entities of partition.entities) entities.clear();
+    partition.heapBytes = 0;
+    partition.dirty = [];
+    partition.eventTimes = [];
+    partition.seen.clear();
+    partition.unloggedIds = [];
   };
 
   /** Marks an entity changed: the partition's next flush writes it. */
@@ -341,6 +369,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         unloggedIds: [],
         chunks: [],
         seenPrunedAt: -Infinity,
+        lost: false,
       });
     },
 
@@ -369,6 +398,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
     async load(batch: RecordBatch): Promise<LoadedBatch> {
       const partition = partitions.get(`${batch.topic}:${batch.partition}`);
       if (!partition) throw new Error(`partition ${batch.topic}:${batch.partition} is not open`);
+      if (partition.lost) throw new PartitionLost(partition);
       const decoded = batch.records.map(decode);
       // The batch keeps its entities: a flush may evict clean ones from the cache meanwhile.
       const entities = groups.map(() => new Map<string, CachedEntity>());
@@ -434,6 +464,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
       const outcome: BatchOutcome = { applied: 0, replayed: 0, duplicates: 0, rejected: [] };
       // Reassigned since it was loaded: consumption resumes from the committed offsets.
       if (partitions.get(`${batch.topic}:${batch.partition}`) !== partition) return outcome;
+      if (partition.lost) throw new PartitionLost(partition);
       for (let g = 0; g < groups.length; g++) {
         // Entities a flush forgot while this batch was loaded are cached again.
         for (const [id, entity] of entities[g]!) if (!partition.entities[g]!.has(id)) cache(partition, entity);
@@ -505,7 +536,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
       const written: { partition: Partition; entity: CachedEntity; offset: bigint }[] = [];
       const logWrites: { partition: Partition; write: EventIdLogWrite; removed: { name: string; newest: number }[] }[] = [];
       for (const partition of partitions.values()) {
-        if (partition.lastOffset === null) continue;
+        if (partition.lastOffset === null || partition.lost) continue;
         const offset = partition.lastOffset.toString();
         const field = stateField(partition.partition);
         const dedupBefore = partition.watermark - options.allowedLatenessMs;
@@ -534,7 +565,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
       const durable: { partition: Partition; offset: bigint; commit: OffsetCommit }[] = [];
       const eventTimes: number[] = [];
       for (const partition of partitions.values()) {
-        if (partition.lastOffset !== null && partition.lastOffset !== partition.flushedOffset) {
+        if (partition.lastOffset !== null && partition.lastOffset !== partition.flushedOffset && !partition.lost) {
           durable.push({
             partition,
             offset: partition.lastOffset,
@@ -580,16 +611,20 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
           if (result.applied) {
             if (offset > entity.storedOffset) entity.storedOffset = offset;
           } else {
-            // Another member owns the partition now: forget our copy.
+            // Another member owns the partition now (or did meanwhile): what this process holds of it may lack
+            // that member's updates, and its own since may be lost with a copy of one entity. It lets the partition go.
             fenced++;
-            forget(partition, entity);
+            lose(partition);
           }
         });
-        for (const { partition, offset } of durable) {
+        const commits: OffsetCommit[] = [];
+        for (const { partition, offset, commit } of durable) {
+          if (partition.lost) continue;
           if (partition.flushedOffset === null || offset > partition.flushedOffset) partition.flushedOffset = offset;
+          commits.push(commit);
         }
         evictBeyondBudget();
-        return { written: writes.length - fenced, fenced, commits: durable.map((d) => d.commit), eventTimes };
+        return { written: writes.length - fenced, fenced, commits, eventTimes };
       };
       const outcome = complete();
       inFlight = outcome;

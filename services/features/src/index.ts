@@ -4,6 +4,7 @@ export {
   decodeCheckpoint,
   encodeCheckpoint,
   type FeatureProcessor,
+  PartitionLost,
   type BatchOutcome,
   type FlushOutcome,
   type CacheStats,
