@@ -84,6 +84,15 @@ export class KafkaEventLog implements EventLog {
       committedOffsets = new Map();
       options.onRebalance?.();
     });
+    if (options.emptyBatches) {
+      // kafkajs resolves a fetch of only transaction markers or aborted records itself, without eachBatch, and
+      // reports it (with no records) as a batch processed.
+      consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+        if (payload.batchSize !== 0) return;
+        const batch = { topic: payload.topic, partition: payload.partition, records: [], lastOffset: payload.lastOffset };
+        options.eachBatch({ ...batch, highWatermark: payload.highWatermark }).catch((error: unknown) => options.onError?.(error));
+      });
+    }
     const autoCommit = options.autoCommit ?? true;
     await consumer.run({
       autoCommit,
@@ -101,7 +110,13 @@ export class KafkaEventLog implements EventLog {
           headers: headersOf(m.headers),
         }));
         try {
-          await options.eachBatch({ topic: batch.topic, partition: batch.partition, records, highWatermark: batch.highWatermark });
+          await options.eachBatch({
+            topic: batch.topic,
+            partition: batch.partition,
+            records,
+            highWatermark: batch.highWatermark,
+            lastOffset: batch.lastOffset(),
+          });
         } catch (error) {
           options.onError?.(error);
           throw error;

@@ -31,6 +31,8 @@ export async function readTopicToEnd(eventLog: EventLog, topic: string, options:
     topics: [topic],
     fromBeginning: true,
     autoCommit: false,
+    // A topic written in transactions ends with a commit marker, which is never delivered as a record.
+    emptyBatches: true,
     eachBatch: async (batch) => {
       const last = end.get(batch.partition);
       if (last === undefined || !remaining.has(batch.partition)) return;
@@ -43,6 +45,8 @@ export async function readTopicToEnd(eventLog: EventLog, topic: string, options:
         target.push(record);
         if (offset + 1n >= last) remaining.delete(batch.partition);
       }
+      // Done once the fetch reached the end, though the last offsets held no record to deliver (transaction markers).
+      if (batch.lastOffset !== undefined && BigInt(batch.lastOffset) + 1n >= last) remaining.delete(batch.partition);
       if (remaining.size === 0) finish();
     },
   });

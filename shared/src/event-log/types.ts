@@ -27,6 +27,12 @@ export interface RecordBatch {
   records: LogRecord[];
   /** The partition's end offset when fetched (for consumer lag), when known. */
   highWatermark?: string;
+  /**
+   * The offset of the last record the fetch reached, when known: beyond the last of `records`
+   * when records that are not delivered follow it (a transaction's commit or abort marker, the
+   * records of an aborted transaction).
+   */
+  lastOffset?: string;
 }
 
 export interface SubscribeOptions {
@@ -47,6 +53,13 @@ export interface SubscribeOptions {
    * of one partition are always handled one after the other, in order.
    */
   concurrentPartitions?: number;
+  /**
+   * Also called for a fetch none of whose records is delivered (only transaction markers or
+   * aborted records): `records` is then empty and `lastOffset` says how far it reached
+   * (default false: such fetches are skipped). On Kafka such a call is not awaited before the
+   * partition's next batch.
+   */
+  emptyBatches?: boolean;
   /** Called when a batch failed and will be retried. */
   onError?(error: unknown): void;
   /**
