@@ -323,7 +323,11 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
     const timer = setInterval(() => {
       if (Date.now() - lastFlush < interval()) return;
       if (flushesInFlight > 0) return; // the next tick then
-      exclusive(async () => flushInBackground()).catch(() => undefined);
+      exclusive(async () => {
+        // Again in turn: a batch may have started a flush while this waited for it.
+        if (flushesInFlight > 0 || Date.now() - lastFlush < interval()) return;
+        flushInBackground();
+      }).catch(() => undefined);
     }, flushIntervalMs);
     timer.unref();
 

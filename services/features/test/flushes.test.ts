@@ -1,0 +1,81 @@
+/**
+ * The pipeline's flushes: at most one in flight.
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createLogger, createRegistry, fraud, MemoryEventLog, MemoryOnlineStore, type StateWrite } from '@tributary/shared';
+import { waitFor } from '../../../test/support/wait-for.js';
+import { startFeaturePipeline, type FeaturePipeline } from '../src/pipeline.js';
+
+const example = fraud.fraudExample();
+const user = example.groups.find((g) => g.definition.name === 'user_transactions')!;
+let stops: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const stop of stops) await stop();
+  stops = [];
+  vi.useRealTimers();
+});
+
+async function start(store: MemoryOnlineStore, eventLog = new MemoryEventLog(), flushIntervalMs = 5) {
+  const registry = createRegistry({ defaultMetrics: false });
+  const logs: string[] = [];
+  const logger = createLogger('test', 'warn', { write: (line: string) => logs.push((JSON.parse(line) as { msg: string }).msg) });
+  const pipeline: FeaturePipeline = await startFeaturePipeline({
+    eventLog,
+    store,
+    sources: example.sources.filter((s) => s.topic === 'transactions'),
+    groups: [user],
+    deadLetterTopic: 'dead-letter',
+    allowedLatenessMs: 300_000,
+    groupId: 'features',
+    registry,
+    logger,
+    flushIntervalMs,
+  });
+  stops.push(() => pipeline.stop());
+  const applied = async () => {
+    const metric = registry.getSingleMetric('tributary_pipeline_events_total');
+    return metric ? (await metric.get()).values.filter((v) => v.labels.outcome === 'applied').reduce((sum, v) => sum + v.value, 0) : 0;
+  };
+  return { eventLog, pipeline, logs, applied };
+}
+
+describe('feature flushes', () => {
+  it('start no second flush while one is in flight, though the interval elapsed while a batch held the pipeline', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'Date'] });
+    const store = new MemoryOnlineStore();
+    let writes = 0;
+    let releaseWrites!: () => void;
+    const writesReleased = new Promise<void>((resolve) => (releaseWrites = resolve));
+    const write = store.write.bind(store);
+    store.write = async (batch: StateWrite[]) => {
+      writes++;
+      await writesReleased;
+      return write(batch);
+    };
+    // The batch's dead letter waits: the batch holds the pipeline meanwhile.
+    const eventLog = new MemoryEventLog();
+    let deadLetterPending = false;
+    let releaseDeadLetter!: () => void;
+    const deadLetterReleased = new Promise<void>((resolve) => (releaseDeadLetter = resolve));
+    const publish = eventLog.publish.bind(eventLog);
+    eventLog.publish = async (topic, records) => {
+      if (topic === 'dead-letter') {
+        deadLetterPending = true;
+        await deadLetterReleased;
+      }
+      return publish(topic, records);
+    };
+    const { pipeline } = await start(store, eventLog, 50);
+    await eventLog.publish('transactions', [{ key: 'u1', value: 'not json' }]);
+    await waitFor(() => deadLetterPending, { what: 'the dead letter on its way' });
+    // The interval elapses: the timer finds no flush in flight and waits for the batch to finish.
+    vi.advanceTimersByTime(50);
+    releaseDeadLetter();
+    // The batch ends with a flush, whose write is in flight.
+    await waitFor(() => writes === 1, { what: "the batch's flush writing" });
+    releaseWrites();
+    // One more flush, after every flush started before it.
+    await pipeline.flush();
+    expect(writes).toBe(2);
+  });
+});
