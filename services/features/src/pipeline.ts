@@ -203,6 +203,8 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
     /** Settles when the last flush has written and committed. */
     let flushing: Promise<void> = Promise.resolve();
     let flushesInFlight = 0;
+    /** The last flush to settle failed: its changes wait in memory (see eachBatch). */
+    let flushFailed = false;
     /**
      * Encodes the changed entities now (call it while holding the processor) and resolves
      * once they are written and their offsets committed; batches may be processed meanwhile.
@@ -250,6 +252,10 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
         done.catch((error: unknown) =>
           recordSpan('feature_flush', traced, startedAt!, { 'messaging.destination.name': source.topic }, error),
         );
+      done.then(
+        () => (flushFailed = false),
+        () => (flushFailed = true),
+      );
       flushesInFlight++;
       flushing = done.catch(() => undefined).finally(() => flushesInFlight--);
       return done;
@@ -278,6 +284,14 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
           'messaging.consumer.group.name': groupId,
           'messaging.batch.message_count': batch.records.length,
         });
+        if (flushFailed) {
+          // Nothing more is read into memory while its changes cannot be written (the store is down): the
+          // changes are written again now, and when that fails too the batch fails, to be delivered again.
+          await exclusive(async () => {
+            await flushing;
+            if (flushFailed) await flush();
+          });
+        }
         if (!processor.isOpen(batch.topic, batch.partition)) {
           const committed = await subscription!.committed(batch.topic, batch.partition);
           processor.open(batch.topic, batch.partition, decodeCheckpoint(committed.metadata));

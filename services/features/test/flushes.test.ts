@@ -1,13 +1,34 @@
 /**
- * The pipeline's flushes: at most one in flight.
+ * The pipeline's flushes: at most one in flight, and no reading into memory while the changes
+ * already read cannot be written.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { createLogger, createRegistry, fraud, MemoryEventLog, MemoryOnlineStore, type StateWrite } from '@tributary/shared';
+import {
+  createLogger,
+  createRegistry,
+  fraud,
+  MemoryEventLog,
+  MemoryOnlineStore,
+  readFeatureValues,
+  type StateWrite,
+} from '@tributary/shared';
 import { waitFor } from '../../../test/support/wait-for.js';
 import { startFeaturePipeline, type FeaturePipeline } from '../src/pipeline.js';
 
 const example = fraud.fraudExample();
 const user = example.groups.find((g) => g.definition.name === 'user_transactions')!;
+const transaction = (id: string) =>
+  JSON.stringify({
+    event_id: id,
+    user_id: 'u1',
+    merchant_id: 'm1',
+    amount: 10,
+    currency: 'USD',
+    country: 'US',
+    channel: 'web',
+    ts: Date.now() - 1_000,
+  });
+
 let stops: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const stop of stops) await stop();
@@ -40,6 +61,34 @@ async function start(store: MemoryOnlineStore, eventLog = new MemoryEventLog(), 
 }
 
 describe('feature flushes', () => {
+  it('read no more batches while their changes cannot be written, and go on once the store takes writes again', async () => {
+    const store = new MemoryOnlineStore();
+    let writesFail = true;
+    let refused = 0;
+    const write = store.write.bind(store);
+    store.write = async (writes: StateWrite[]) => {
+      if (!writesFail) return write(writes);
+      refused++;
+      throw new Error('store down');
+    };
+    const { eventLog, logs, applied } = await start(store);
+    await eventLog.publish('transactions', [{ key: 'u1', value: transaction('e1') }]);
+    await waitFor(async () => (await applied()) === 1 && refused > 0, { what: 'e1 applied, its write refused' });
+    await eventLog.publish('transactions', [{ key: 'u1', value: transaction('e2') }]);
+    // The next batch fails (it is delivered again) rather than being read into memory.
+    await waitFor(async () => logs.includes('feature batch failed; it will be retried') || (await applied()) > 1, {
+      what: 'the batch of e2 handled',
+    });
+    expect(await applied()).toBe(1);
+    writesFail = false;
+    await waitFor(async () => (await applied()) === 2, { what: 'e2 applied once the store is back' });
+    const count = await waitFor(async () => {
+      const [fields] = await store.read([{ group: user.id, entity: 'user_id', id: 'u1' }]);
+      return readFeatureValues(user, fields ?? null, Date.now()).values.count_24h === 2;
+    });
+    expect(count).toBe(true);
+  });
+
   it('start no second flush while one is in flight, though the interval elapsed while a batch held the pipeline', async () => {
     vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'Date'] });
     const store = new MemoryOnlineStore();
