@@ -17,11 +17,42 @@ interface Entry {
   expiresAt: number;
 }
 
-/** The embedded online store: same semantics as Redis, held in the process. */
+/** How often, at most, a write removes every expired value (reads skip them anyway). */
+export const MEMORY_STORE_SWEEP_INTERVAL_MS = 60_000;
+
+/**
+ * The embedded online store: same semantics as Redis, held in the process. Expired values are
+ * removed when read, and all of them by a write at most once a `MEMORY_STORE_SWEEP_INTERVAL_MS`
+ * (as Redis expires keys nobody reads): entities, ids and joins that are never read again do not
+ * stay in memory.
+ */
 export class MemoryOnlineStore implements OnlineStore {
   private readonly entries = new Map<string, Entry>();
+  private sweptAt: number;
 
-  constructor(private readonly clock: () => number = Date.now) {}
+  constructor(private readonly clock: () => number = Date.now) {
+    this.sweptAt = clock();
+  }
+
+  /** Values held, by kind, expired ones included until removed. */
+  held(): { entities: number; eventIdLogs: number; remembered: number; pairSides: number } {
+    return {
+      entities: this.entries.size,
+      eventIdLogs: this.eventIdLogs.size,
+      remembered: this.remembered.size,
+      pairSides: this.sides.size,
+    };
+  }
+
+  /** Removes every expired value, at most once a sweep interval (called by writes: the work is spread over them). */
+  private sweep(): void {
+    const now = this.clock();
+    if (now - this.sweptAt < MEMORY_STORE_SWEEP_INTERVAL_MS) return;
+    this.sweptAt = now;
+    for (const values of [this.entries, this.eventIdLogs, this.remembered, this.sides] as Map<string, { expiresAt: number }>[]) {
+      for (const [key, value] of values) if (value.expiresAt <= now) values.delete(key);
+    }
+  }
 
   private id(key: EntityKey): string {
     return `${key.entity}\u0000${key.id}\u0000${key.group}`;
@@ -38,6 +69,7 @@ export class MemoryOnlineStore implements OnlineStore {
   }
 
   async write(writes: StateWrite[]): Promise<WriteResult[]> {
+    this.sweep();
     return writes.map((write) => {
       const entry = this.entry(write.key) ?? { fields: new Map<string, StoredValue>(), expiresAt: 0 };
       const stored = entry.fields.get(progressField(write.partition));
@@ -62,6 +94,7 @@ export class MemoryOnlineStore implements OnlineStore {
   private readonly eventIdLogs = new Map<string, { chunks: Map<string, EventIdChunk>; expiresAt: number }>();
 
   async writeEventIds(write: EventIdLogWrite): Promise<void> {
+    this.sweep();
     const log = this.eventIdLog(write.log) ?? { chunks: new Map<string, EventIdChunk>(), expiresAt: 0 };
     if (write.add) log.chunks.set(write.add.name, { name: write.add.name, ids: write.add.ids.map(([id, time]) => [id, time]) });
     for (const name of write.remove) log.chunks.delete(name);
@@ -88,6 +121,7 @@ export class MemoryOnlineStore implements OnlineStore {
   private readonly remembered = new Map<string, { value: string; expiresAt: number }>();
 
   async remember(entries: RememberedValue[]): Promise<void> {
+    this.sweep();
     for (const { key, value, ttlMs } of entries) this.remembered.set(key, { value, expiresAt: this.clock() + ttlMs });
   }
 
@@ -114,6 +148,7 @@ export class MemoryOnlineStore implements OnlineStore {
   }
 
   async meet(sides: PairSide[]): Promise<(string | null)[]> {
+    this.sweep();
     return sides.map(({ pair, side, other, value, ttlMs, keep }) => {
       const now = this.clock();
       const found = this.sides.get(this.sideKey(pair, other));
