@@ -22,6 +22,13 @@ export type SourceDecoder = (record: LogRecord) => DecodeResult;
  */
 export const MAX_EVENT_TIME_AHEAD_MS = 60 * 60_000;
 
+/** An event's id as text: a non-empty string, or a finite number; null for anything else (missing included). */
+function eventId(value: unknown): string | null {
+  if (typeof value === 'string') return value === '' ? null : value;
+  if (typeof value === 'number') return Number.isFinite(value) ? String(value) : null;
+  return null;
+}
+
 export function sourceDecoder(source: EventSource & { schema: TSchema }): SourceDecoder {
   const validator = recordValidator<Record<string, unknown>>(source.schema);
   return (record) => {
@@ -39,8 +46,12 @@ export function sourceDecoder(source: EventSource & { schema: TSchema }): Source
           `of the record's timestamp ${new Date(record.timestamp).toISOString()}`,
       };
     }
+    // Duplicates are told by the id: events without one would all share one (and all but the first be dropped).
+    const id = eventId(values[source.eventIdField]);
+    if (id === null)
+      return { ok: false, reason: 'invalid', detail: `${source.eventIdField}: no event id (a non-empty string or a number)` };
     // The parsed object is this event's own: the event time is replaced in place.
     values[source.eventTimeField] = time;
-    return { ok: true, event: { id: String(values[source.eventIdField]), time, offset: record.offset, values } };
+    return { ok: true, event: { id, time, offset: record.offset, values } };
   };
 }
