@@ -6,7 +6,9 @@
  *   npm run backfill -w services/features -- --queries queries.ndjson --topic transactions   (KAFKA_BROKERS set)
  *
  * A query line is `{"entity": "user_id", "id": "u_1", "at": 1795000000000 | "2026-11-28T12:00:00Z"}`;
- * each output line is the query with `features: {group: {feature: value}}`. An events file is
+ * each output line is the query with `features: {group: {feature: value}}`: what a read at `at`
+ * returns, so an event that arrived at exactly `at` is included (for the features before an event
+ * at `at`, as the trainer builds its training rows, query `at - 1`). An events file is
  * read as one partition in file order (the order the pipeline would have seen).
  */
 import { readFileSync, writeFileSync } from 'node:fs';

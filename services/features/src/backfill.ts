@@ -24,7 +24,7 @@ export interface FeatureQuery {
   /** Entity type, e.g. `user_id`. */
   entity: string;
   id: string;
-  /** Epoch ms. */
+  /** Epoch ms: the events arrived at or before it count (an event at exactly `at` included; `at - 1` leaves it out). */
   at: number;
 }
 
