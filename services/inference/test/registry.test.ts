@@ -195,6 +195,38 @@ describe('model registry: admin API', () => {
     expect((await predictExplained(current.app)).model.version).toBe('1');
   });
 
+  it('writes back the routing it serves when the store loses it, never promoting the highest registered version', async () => {
+    // Two replicas on one routing store; version 2 is registered and runs as a shadow only.
+    const routes = new MemoryRoutingStore();
+    const { app, registryDir } = await boot();
+    await app.close();
+    const env = { MODEL_REGISTRY_DIR: registryDir, ADMIN_API_KEYS: `ops:${ADMIN}`, ROUTING_POLL_INTERVAL: '60s' };
+    current = await buildTestApp({ env, routes });
+    const other = await buildTestApp({ env, routes });
+    try {
+      expect((await register(current.app, logisticVersion('2', 0.002, -1.5))).statusCode).toBe(201);
+      const shadowed = await admin(current.app, 'POST', '/admin/models/fraud_detector/rollout', {
+        policy: { kind: 'champion' },
+        shadows: ['2'],
+        reason: 'shadow 2',
+      });
+      expect(shadowed.json()).toMatchObject({ champion: '1', shadows: ['2'], revision: 2 });
+      await other.app.serving.refresh();
+      // The store loses the key (a Redis restarted without persistence, flushed, evicting).
+      (routes as unknown as { routes: Map<string, unknown> }).routes.delete('fraud_detector');
+      await current.app.serving.refresh();
+      await other.app.serving.refresh();
+      const stored = await routes.get('fraud_detector');
+      expect(stored).toMatchObject({ champion: '1', shadows: ['2'], revision: 3, updated_by: 'inference' });
+      expect(stored!.reason).toMatch(/routing lost/);
+      expect((await predictExplained(current.app)).model.version).toBe('1');
+      expect((await predictExplained(other.app)).model.version).toBe('1');
+      expect((await routes.audit('fraud_detector', 1))[0]).toMatchObject({ action: 'restore', to: '1', revision: 3 });
+    } finally {
+      await other.app.close();
+    }
+  });
+
   it('keeps serving the old version when a routed version fails to load on this replica', async () => {
     const { app, registryDir, registry } = await boot();
     const v2 = logisticVersion('2', 0.002, -1.5);

@@ -27,7 +27,7 @@ export interface Routing {
 export interface AuditEntry {
   at: string;
   by: string;
-  action: 'init' | 'promote' | 'rollback' | 'rollout' | 'auto_rollback';
+  action: 'init' | 'restore' | 'promote' | 'rollback' | 'rollout' | 'auto_rollback';
   reason: string;
   from: string | null;
   to: string;

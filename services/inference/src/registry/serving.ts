@@ -10,7 +10,7 @@
 import { planModelFeatures, TributaryError, type FeatureCatalog, type FeaturePlan, type Logger } from '@tributary/shared';
 import { startModel, type LoadedModel, type ScoringOptions } from '../model.js';
 import { describeRollout, type ModelRegistry } from './registry.js';
-import type { Routing } from './routing.js';
+import type { AuditEntry, Routing } from './routing.js';
 import type { RewardStore } from './rewards.js';
 import { policyVersions, type Rewards, type RolloutPolicy } from './rollout.js';
 
@@ -60,6 +60,9 @@ export class ModelServing {
   private reloading: Promise<void> | null = null;
   private closed = false;
   private routingErrors = 0;
+  /** The last routing read from the store (null: none yet), and the highest revision ever read. */
+  private lastRouting: Routing | null = null;
+  private highestRevision = 0;
 
   private constructor(
     private readonly options: ServingOptions,
@@ -152,14 +155,20 @@ export class ModelServing {
     const { registry, name, logger, stats } = this.options;
     let routing;
     try {
-      // None stored: only when the store did not answer at start (a start writes the first one).
-      routing = (await registry.routing(name)) ?? (await registry.ensureRouting(name, 'inference'));
+      routing = await registry.routing(name);
+      // None stored. Before any routing was read (the store did not answer at start), this is
+      // the first start: the highest registered version. Once one was read, the key was lost
+      // (a Redis restarted without persistence, flushed, evicting): the routing this replica
+      // serves is written back, never a version nobody promoted.
+      routing ??= this.lastRouting ? await this.restoreRouting(this.lastRouting) : await registry.ensureRouting(name, 'inference');
       this.routingErrors = 0;
     } catch (error) {
       if (this.routingErrors++ % 60 === 0)
         logger.warn({ err: error }, `model routing of ${name} unreadable; serving version ${this.served.champion.model.manifest.version}`);
       return;
     }
+    this.lastRouting = routing;
+    this.highestRevision = Math.max(this.highestRevision, routing.revision);
     await this.followRewards();
     if (!routing || routing.revision === this.revision || routing.revision === this.failedRevision) return;
     const policy = routing.policy ?? CHAMPION_ONLY;
@@ -213,6 +222,43 @@ export class ModelServing {
         })}`,
       );
     }
+  }
+
+  /**
+   * Writes back the routing this replica serves (its champion, policy and shadows; the earlier
+   * champions of the last routing read), with a revision above any read so that every replica
+   * follows it; when another replica wrote one first, that one is followed.
+   */
+  private async restoreRouting(last: Routing): Promise<Routing> {
+    const { registry, name, logger } = this.options;
+    const served = this.served;
+    const restored: Routing = {
+      model: name,
+      champion: served.champion.model.manifest.version,
+      previous: last.previous,
+      policy: served.policy,
+      shadows: served.shadows.map((s) => s.model.manifest.version),
+      revision: this.highestRevision + 1,
+      updated_at: new Date().toISOString(),
+      updated_by: 'inference',
+      reason: `routing lost from the store (last read: revision ${last.revision}); restored from the routing this replica served`,
+    };
+    const audit: AuditEntry = {
+      at: restored.updated_at,
+      by: restored.updated_by,
+      action: 'restore',
+      reason: restored.reason,
+      from: null,
+      to: restored.champion,
+      revision: restored.revision,
+    };
+    const result = await registry.routes.update(restored, 0, audit);
+    const now = result.ok ? result.routing : result.current;
+    if (!now) throw new Error(`cannot restore the routing of ${name}`);
+    logger.error(
+      `model ${name}: the routing store had lost its routing (last read: revision ${last.revision}); ${result.ok ? 'restored' : 'another replica restored'} ${describeRollout(now)} as revision ${now.revision}`,
+    );
+    return now;
   }
 
   private async followRewards(): Promise<void> {
