@@ -106,7 +106,7 @@ export function checkHash(manifest: ModelManifest, bytes: Buffer): void {
 /**
  * Loads the model in onnxruntime on this thread and checks it against its manifest: the
  * input is float32 [rows, features], the output a float tensor with one score per row (or one
- * column per class), and a test run on two rows gives finite scores.
+ * column per class), and test runs on one row and on two give finite scores.
  */
 export async function inspectModel(manifest: ModelManifest, bytes: Buffer): Promise<void> {
   await (await openCheckedSession(manifest, bytes)).release();
@@ -125,10 +125,16 @@ async function openCheckedSession(manifest: ModelManifest, bytes: Buffer): Promi
       throw new ModelLoadError(`the model has ${session.inputNames.length} inputs (${session.inputNames.join(', ')}); one is supported`);
     }
     if (!input.isTensor || input.type !== 'float32') throw new ModelLoadError(`input "${manifest.input}" is not a float32 tensor`);
-    const last = input.shape[input.shape.length - 1];
+    const [rows, last] = input.shape;
     if (input.shape.length !== 2 || (typeof last === 'number' && last !== width)) {
       throw new ModelLoadError(
         `input "${manifest.input}" has shape [${input.shape.join(', ')}]; the manifest lists ${width} features, so [rows, ${width}] is expected`,
+      );
+    }
+    // Batches have any number of rows, down to one: a fixed batch size cannot serve.
+    if (typeof rows === 'number' && rows !== -1) {
+      throw new ModelLoadError(
+        `input "${manifest.input}" has a fixed batch dimension (shape [${input.shape.join(', ')}]); its first dimension must be symbolic or -1 (any number of rows)`,
       );
     }
     const output = session.outputMetadata.find((m) => m.name === manifest.output);
@@ -137,20 +143,25 @@ async function openCheckedSession(manifest: ModelManifest, bytes: Buffer): Promi
     if (output.type !== 'float32' && output.type !== 'float64') {
       throw new ModelLoadError(`output "${manifest.output}" holds ${output.type} values; scores must be float32 or float64`);
     }
-    const result = await session
-      .run({ [manifest.input]: new ort.Tensor('float32', new Float32Array(2 * width), [2, width]) }, [manifest.output])
-      .catch((error: Error) => {
-        throw new ModelLoadError(`test run failed: ${error.message}`);
-      });
-    const values = result[manifest.output]!.data;
-    const columns = values.length / 2;
+    // A test run on one row and on two: the smallest batch, and one of several rows.
     const column = manifest.output_column ?? 0;
-    if (!Number.isInteger(columns) || columns < 1 || column >= columns) {
-      throw new ModelLoadError(`output "${manifest.output}" has ${values.length} values for 2 rows; column ${column} cannot be served`);
-    }
-    for (const row of [0, 1]) {
-      const score = Number(values[row * columns + column]);
-      if (!Number.isFinite(score)) throw new ModelLoadError(`test run gave a non-finite score (${score})`);
+    for (const rows of [1, 2]) {
+      const result = await session
+        .run({ [manifest.input]: new ort.Tensor('float32', new Float32Array(rows * width), [rows, width]) }, [manifest.output])
+        .catch((error: Error) => {
+          throw new ModelLoadError(`test run on ${rows} row${rows === 1 ? '' : 's'} failed: ${error.message}`);
+        });
+      const values = result[manifest.output]!.data;
+      const columns = values.length / rows;
+      if (!Number.isInteger(columns) || columns < 1 || column >= columns) {
+        throw new ModelLoadError(
+          `output "${manifest.output}" has ${values.length} values for ${rows} row${rows === 1 ? '' : 's'}; column ${column} cannot be served`,
+        );
+      }
+      for (let row = 0; row < rows; row++) {
+        const score = Number(values[row * columns + column]);
+        if (!Number.isFinite(score)) throw new ModelLoadError(`test run gave a non-finite score (${score})`);
+      }
     }
     return session;
   } catch (error) {
@@ -285,6 +296,20 @@ async function inlineRunner(
     await session.release();
     return { session: null, maxRows: 0 };
   }
+  try {
+    return await measureInline(session, io, options, limit);
+  } catch (error) {
+    await session.release();
+    throw error;
+  }
+}
+
+async function measureInline(
+  session: ort.InferenceSession,
+  io: ModelIo,
+  options: ScoringOptions,
+  limit: number,
+): Promise<{ session: ort.InferenceSession | null; maxRows: number }> {
   const cost = async (rows: number) => {
     const vectors = new Float32Array(rows * io.width);
     const times: number[] = [];

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pkg from 'onnx-proto';
-import { fraud, logisticRegressionToOnnx } from '@tributary/shared';
+import { attr, fraud, logisticRegressionToOnnx, OnnxGraphBuilder } from '@tributary/shared';
 import type { ModelManifest } from '../src/model.js';
 
 const { onnx } = pkg;
@@ -182,6 +182,24 @@ export function integerOutputVersion(version: string, name = 'fraud_detector'): 
     ],
   });
   return { manifest: manifestFor(name, version, bytes, {}), bytes, expected: (x) => Math.trunc(x[0]!) };
+}
+
+/**
+ * A linear model over the fraud features (score = 0.001 * sum(x)) that scores exactly two rows at a
+ * time: with `fixedBatch`, its input declares the shape [2, features]; without, it declares [N,
+ * features] but reshapes its input to [2, features], so a one-row batch fails.
+ */
+export function twoRowVersion(version: string, fixedBatch: boolean, name = 'fraud_detector'): BuiltVersion {
+  const width = fraud.FRAUD_MODEL_FEATURES.length;
+  const graph = new OnnxGraphBuilder({ name: 'two-rows' })
+    .addInput('features', 'float', [fixedBatch ? 2 : 'N', width])
+    .addFloatInitializer('W', [width, 1], new Array<number>(width).fill(0.001))
+    .addNode({ opType: 'Constant', inputs: [], outputs: ['shape'], attributes: { value_ints: attr.ints([2, width]) } })
+    .addNode({ opType: 'Reshape', inputs: ['features', 'shape'], outputs: ['rows'] })
+    .addNode({ opType: 'Gemm', inputs: ['rows', 'W'], outputs: ['score'] })
+    .addOutput('score', 'float', [fixedBatch ? 2 : 'N', 1]);
+  const bytes = Buffer.from(graph.toBytes());
+  return { manifest: manifestFor(name, version, bytes, {}), bytes, expected: (x) => 0.001 * Array.from(x).reduce((a, b) => a + b, 0) };
 }
 
 /** Runs the registry CLI (`npm run models`) with the given environment, without the caller's REDIS_URL and KAFKA_BROKERS. */

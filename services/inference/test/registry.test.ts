@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryOnlineStore, TributaryError, type EntityKey } from '@tributary/shared';
 import { MemoryRoutingStore } from '../src/registry/routing.js';
 import { buildTestApp, routeFromElsewhere, validRequest } from './build.js';
-import { foreignVersion, integerOutputVersion, logisticVersion, tempRegistry, type BuiltVersion } from './models.js';
+import { foreignVersion, integerOutputVersion, logisticVersion, tempRegistry, twoRowVersion, type BuiltVersion } from './models.js';
 
 const ADMIN = 'ops-admin-secret-0001';
 const CLIENT = 'client-secret-000001';
@@ -172,6 +172,21 @@ describe('model registry: admin API', () => {
     expect(again.json().message).toMatch(/immutable/);
     const missing = await admin(app, 'POST', '/admin/models/fraud_detector/promote', { version: '9', reason: 'typo' });
     expect(missing.statusCode).toBe(404);
+    expect((await predictExplained(app)).model.version).toBe('1');
+  });
+
+  it('refuses a model that cannot score a single row: a fixed batch dimension, or a graph that needs two rows', async () => {
+    const { app } = await boot();
+    const fixed = await register(app, twoRowVersion('2', true));
+    expect(fixed.statusCode).toBe(422);
+    expect(fixed.json()).toMatchObject({ code: 'MODEL_REJECTED' });
+    expect(fixed.json().message).toMatch(
+      /input "features" has a fixed batch dimension \(shape \[2, 15\]\); its first dimension must be symbolic or -1/,
+    );
+    const twoRows = await register(app, twoRowVersion('3', false));
+    expect(twoRows.statusCode).toBe(422);
+    expect(twoRows.json().message).toMatch(/test run on 1 row failed/);
+    expect((await admin(app, 'GET', '/admin/models/fraud_detector')).json().versions).toHaveLength(1);
     expect((await predictExplained(app)).model.version).toBe('1');
   });
 
