@@ -59,6 +59,17 @@ export function inferenceMetrics(registry: Registry): {
         registers,
       }),
   );
+  const nonFinite = metric(
+    registry,
+    'tributary_model_nonfinite_scores_total',
+    () =>
+      new Counter({
+        name: 'tributary_model_nonfinite_scores_total',
+        help: 'Rows a model version scored NaN or infinite (the request was answered 503, nothing logged)',
+        labelNames: ['model', 'version'],
+        registers,
+      }),
+  );
   const storeErrors = metric(
     registry,
     'tributary_online_store_errors_total',
@@ -203,6 +214,7 @@ export function inferenceMetrics(registry: Registry): {
         storeErrors.inc();
       },
       queueFull: () => shed.inc({ reason: 'model_queue_full' }),
+      nonFiniteScores: (model, rows) => nonFinite.inc({ model: model.name, version: model.version }, rows),
     },
     predictionLog: {
       published: (count) => logRecords.inc({ outcome: 'published' }, count),

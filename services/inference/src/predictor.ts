@@ -52,6 +52,8 @@ export interface PredictorStats {
   defaulted(features: string[]): void;
   storeFailed(error: unknown): void;
   queueFull(): void;
+  /** A scoring refused because the model gave a non-finite score (NaN, ±Infinity) for some of its rows. */
+  nonFiniteScores(model: LoadedModel['manifest'], rows: number): void;
 }
 
 export interface PredictorOptions {
@@ -176,6 +178,18 @@ export function createPredictor(options: PredictorOptions) {
       throw error;
     });
     running?.setAttributes(scoringAttributes(model.manifest, variant, requests.length)).end();
+    // A NaN or an infinity is no score: the request fails (503), nothing is logged as a prediction.
+    const bad = requests.flatMap((_, row) => (Number.isFinite(scores[row]) ? [] : [row]));
+    if (bad.length > 0) {
+      stats.nonFiniteScores(model.manifest, bad.length);
+      const row = bad[0]!;
+      const where = places ? ` for rows.${places[row]}` : '';
+      throw new TributaryError(
+        'MODEL_UNAVAILABLE',
+        `model ${name} version ${version} gave a non-finite score (${scores[row]})${where}; no prediction was made`,
+        places ? { field: `rows.${places[row]}` } : undefined,
+      );
+    }
     const seconds = (performance.now() - started) / 1000;
     stats.predicted(model.manifest, variant, requests.length, seconds, degraded);
     const predictedAt = Date.now();

@@ -202,6 +202,24 @@ export function twoRowVersion(version: string, fixedBatch: boolean, name = 'frau
   return { manifest: manifestFor(name, version, bytes, {}), bytes, expected: (x) => 0.001 * Array.from(x).reduce((a, b) => a + b, 0) };
 }
 
+/**
+ * A model over the fraud features whose score is `op(weight * sum(x))`: finite for the all-zero
+ * rows of the registry's test run, NaN (Sqrt, weight < 0) or infinite (Exp, large weight) for a
+ * request with a positive amount.
+ */
+export function unboundedVersion(version: string, op: 'Exp' | 'Sqrt', weight: number, name = 'fraud_detector'): BuiltVersion {
+  const width = fraud.FRAUD_MODEL_FEATURES.length;
+  const graph = new OnnxGraphBuilder({ name: 'unbounded' })
+    .addInput('features', 'float', ['N', width])
+    .addFloatInitializer('W', [width, 1], new Array<number>(width).fill(weight))
+    .addNode({ opType: 'Gemm', inputs: ['features', 'W'], outputs: ['sum'] })
+    .addNode({ opType: op, inputs: ['sum'], outputs: ['score'] })
+    .addOutput('score', 'float', ['N', 1]);
+  const bytes = Buffer.from(graph.toBytes());
+  const f = op === 'Exp' ? Math.exp : Math.sqrt;
+  return { manifest: manifestFor(name, version, bytes, {}), bytes, expected: (x) => f(weight * Array.from(x).reduce((a, b) => a + b, 0)) };
+}
+
 /** Runs the registry CLI (`npm run models`) with the given environment, without the caller's REDIS_URL and KAFKA_BROKERS. */
 const CLI = fileURLToPath(new URL('../src/registry-cli.ts', import.meta.url));
 

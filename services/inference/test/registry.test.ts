@@ -1,10 +1,18 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryOnlineStore, TributaryError, type EntityKey } from '@tributary/shared';
+import { MemoryOnlineStore, TributaryError, type EntityKey, type MemoryEventLog } from '@tributary/shared';
 import { MemoryRoutingStore } from '../src/registry/routing.js';
 import { buildTestApp, routeFromElsewhere, validRequest } from './build.js';
-import { foreignVersion, integerOutputVersion, logisticVersion, tempRegistry, twoRowVersion, type BuiltVersion } from './models.js';
+import {
+  foreignVersion,
+  integerOutputVersion,
+  logisticVersion,
+  tempRegistry,
+  twoRowVersion,
+  unboundedVersion,
+  type BuiltVersion,
+} from './models.js';
 
 const ADMIN = 'ops-admin-secret-0001';
 const CLIENT = 'client-secret-000001';
@@ -188,6 +196,31 @@ describe('model registry: admin API', () => {
     expect(twoRows.json().message).toMatch(/test run on 1 row failed/);
     expect((await admin(app, 'GET', '/admin/models/fraud_detector')).json().versions).toHaveLength(1);
     expect((await predictExplained(app)).model.version).toBe('1');
+  });
+
+  it('answers 503 when the model scores NaN or Infinity, counts it and logs no prediction', async () => {
+    const { app, registry, eventLog } = await boot();
+    for (const [version, built] of [
+      ['nan', unboundedVersion('nan', 'Sqrt', -1)],
+      ['inf', unboundedVersion('inf', 'Exp', 1000)],
+    ] as const) {
+      expect((await register(app, built)).statusCode).toBe(201);
+      expect((await admin(app, 'POST', '/admin/models/fraud_detector/promote', { version, reason: 'try' })).statusCode).toBe(200);
+      const single = await app.inject({ method: 'POST', url: '/v1/predict', payload: validRequest });
+      expect(single.statusCode).toBe(503);
+      expect(single.json()).toMatchObject({ code: 'MODEL_UNAVAILABLE' });
+      expect(single.json().message).toMatch(
+        new RegExp(`model fraud_detector version ${version} gave a non-finite score \\((NaN|Infinity)\\)`),
+      );
+      const batch = await app.inject({ method: 'POST', url: '/v1/predict/batch', payload: { rows: [validRequest, validRequest] } });
+      expect(batch.statusCode).toBe(503);
+      expect(batch.json()).toMatchObject({ code: 'MODEL_UNAVAILABLE', field: 'rows.0' });
+      expect(await registry.metrics()).toMatch(
+        new RegExp(`tributary_model_nonfinite_scores_total\\{model="fraud_detector",version="${version}"\\} 3`),
+      );
+    }
+    await app.predictionLog.flush();
+    expect((eventLog as MemoryEventLog).records('predictions')).toHaveLength(0);
   });
 
   it('starts on the highest registered version while the routing store does not answer, then follows the routing', async () => {
