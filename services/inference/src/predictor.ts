@@ -287,7 +287,8 @@ export function createPredictor(options: PredictorOptions) {
     const stickyField = policy.kind === 'ab' ? (policy.entity ?? champion.plan.entities[0]) : undefined;
     const groups = new Map<string, { variant: Variant; rows: number[] }>();
     requests.forEach((request, row) => {
-      const entityId = stickyField === undefined ? null : (request.entities[stickyField] ?? null);
+      // Own fields only: a stored policy naming "constructor" must not reach Object.prototype.
+      const entityId = stickyField !== undefined && Object.hasOwn(request.entities, stickyField) ? request.entities[stickyField]! : null;
       const choice = chooseVersion(
         champion.model.manifest.version,
         policy,

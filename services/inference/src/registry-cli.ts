@@ -103,9 +103,9 @@ async function main(argv: string[]): Promise<void> {
     return routes;
   };
   const registry = (withRoutes: boolean) =>
-    new ModelRegistry(config.MODEL_REGISTRY_DIR, withRoutes ? needRoutes() : (routes ?? (null as never)), (manifest) => {
-      planModelFeatures(manifest, catalog);
-    });
+    new ModelRegistry(config.MODEL_REGISTRY_DIR, withRoutes ? needRoutes() : (routes ?? (null as never)), (manifest) =>
+      planModelFeatures(manifest, catalog),
+    );
   const reason = () => {
     if (!values.reason?.trim()) throw new UsageError(`${command} needs --reason "<why>" (kept in the audit log)`);
     return values.reason.trim();

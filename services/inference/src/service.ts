@@ -47,9 +47,7 @@ export async function createInferenceApp(config: Config, deps: InferenceConnecti
     if (!deps.routes) await routes.close();
     if (!deps.rewards) await rewards.close();
   };
-  const models = new ModelRegistry(config.MODEL_REGISTRY_DIR, routes, (manifest) => {
-    planModelFeatures(manifest, example.catalog);
-  });
+  const models = new ModelRegistry(config.MODEL_REGISTRY_DIR, routes, (manifest) => planModelFeatures(manifest, example.catalog));
   const metrics = inferenceMetrics(deps.registry);
   const serving = await ModelServing.start({
     registry: models,

@@ -153,6 +153,34 @@ describe('rollouts', () => {
     expect(bad.json()).toMatchObject({ code: 'VALIDATION_FAILED', field: 'rows.2.entities.merchant_id' });
   });
 
+  it('refuses an A/B entity that is not an entity key of every arm; a stored one that is no key puts requests on the first arm', async () => {
+    const { app } = await boot();
+    expect((await register(app, logisticVersion('2', 0.002, -1.5))).statusCode).toBe(201);
+    const arms = [
+      { version: '1', weight: 1 },
+      { version: '2', weight: 1 },
+    ];
+    for (const entity of ['constructor', 'user', '__proto__']) {
+      const refused = await rollout(app, { policy: { kind: 'ab', arms, entity }, reason: 'typo' });
+      expect(refused.statusCode, entity).toBe(400);
+      expect(refused.json()).toMatchObject({ code: 'VALIDATION_FAILED', field: 'policy.entity' });
+      expect(refused.json().message).toBe(
+        `the A/B entity "${entity}" is not an entity key of version 1 (its entity keys: user_id, merchant_id)`,
+      );
+    }
+    const routing = (await app.models.routing('fraud_detector'))!;
+    expect(routing).toMatchObject({ revision: 1, policy: { kind: 'champion' } });
+    // Written by an older release, which did not check the entity: requests are still answered.
+    const stored = { ...routing, policy: { kind: 'ab' as const, arms, entity: 'constructor' }, revision: 2 };
+    const audit = { at: routing.updated_at, by: 'old', action: 'rollout' as const, reason: 'old', from: null, to: '1', revision: 2 };
+    expect((await app.models.routes.update(stored, 1, audit)).ok).toBe(true);
+    await app.serving.refresh();
+    for (const user of ['u_1', 'u_2', 'u_3']) {
+      const answer = await predict(app, `ab-${user}`, user);
+      expect(answer).toMatchObject({ variant: 'ab', model: { version: '1' } });
+    }
+  });
+
   it('a bandit sends most traffic to the version with better reward feedback', async () => {
     const { app } = await boot();
     expect((await register(app, logisticVersion('2', 0.002, -1.5))).statusCode).toBe(201);

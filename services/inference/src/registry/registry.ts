@@ -31,8 +31,11 @@ export class ModelRegistry {
   constructor(
     readonly root: string,
     readonly routes: RoutingStore,
-    /** Further checks of a manifest (e.g. that the service can compute every feature); throws to reject. */
-    private readonly check: (manifest: ModelManifest) => void = () => {},
+    /**
+     * Further checks of a manifest (e.g. that the service can compute every feature); throws to
+     * reject. It may return the entity keys the version reads (an A/B test's entity must be one).
+     */
+    private readonly check: (manifest: ModelManifest) => { entities: readonly string[] } | void = () => {},
   ) {}
 
   private dir(model: string, version?: string): string {
@@ -209,7 +212,21 @@ export class ModelRegistry {
   ): Promise<Routing> {
     const current = await this.ensureRouting(model, by);
     checkPolicy(policy, current.champion, shadows);
-    for (const version of new Set([...policyVersions(policy), ...shadows])) await this.checkServable(model, version);
+    const checked = new Map<string, { entities: readonly string[] } | void>();
+    for (const version of new Set([...policyVersions(policy), ...shadows])) checked.set(version, await this.checkServable(model, version));
+    // A/B stickiness hashes this entity key of the request: every arm must read it.
+    if (policy.kind === 'ab' && policy.entity !== undefined) {
+      for (const { version } of policy.arms) {
+        const entities = checked.get(version)?.entities;
+        if (entities && !entities.includes(policy.entity)) {
+          throw new TributaryError(
+            'VALIDATION_FAILED',
+            `the A/B entity "${policy.entity}" is not an entity key of version ${version} (its entity keys: ${entities.join(', ') || 'none'})`,
+            { field: 'policy.entity' },
+          );
+        }
+      }
+    }
     const next: Routing = { ...this.next(current, model, current.champion, current.previous, by, reason), policy, shadows };
     const result = await this.routes.update(next, current.revision, {
       ...this.entry(next, action, describeRollout(current)),
@@ -236,11 +253,11 @@ export class ModelRegistry {
     return this.routes.audit(model, limit);
   }
 
-  private async checkServable(model: string, version: string): Promise<void> {
+  private async checkServable(model: string, version: string): Promise<{ entities: readonly string[] } | void> {
     const read = await this.version(model, version);
     try {
       await inspectModel(read.manifest, read.bytes);
-      this.check(read.manifest);
+      return this.check(read.manifest);
     } catch (error) {
       throw rejected(error);
     }
