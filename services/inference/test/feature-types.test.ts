@@ -125,6 +125,24 @@ describe('feature types in the manifest', { timeout: 30_000 }, () => {
         'feature_types names "user_transactions:count_1h", which is not in the model\'s features',
       ],
       [
+        'a typed request field the request schema does not have: "constructor"',
+        { features: [...FEATURES.slice(0, 3), 'request:constructor'], feature_types: { 'request:constructor': { type: 'number' } } },
+        422,
+        'feature "request:constructor": the request schema has no field "constructor" (its fields: amount, country, channel)',
+      ],
+      [
+        'an untyped request field the request schema does not have',
+        { features: [...FEATURES.slice(0, 3), 'request:amout'], feature_types: {} },
+        422,
+        'feature "request:amout": the request schema has no field "amout" (its fields: amount, country, channel)',
+      ],
+      [
+        'a request field "__proto__" read by no type',
+        { features: [...FEATURES.slice(0, 3), 'request:__proto__'], feature_types: {} },
+        422,
+        'feature "request:__proto__": the request schema has no field "__proto__"',
+      ],
+      [
         'a type that does not exist',
         { feature_types: { 'request:amount': { type: 'float' } as never } },
         400,

@@ -188,6 +188,17 @@ export function aggregateKind(feature: Pick<FeatureSpec, 'op' | 'column'>, colum
   }
 }
 
+/**
+ * Why a request field cannot be read, when the request schema is closed (no additional
+ * properties) and does not declare it; null otherwise. Only the schema's own properties count:
+ * `constructor` or `__proto__` are no request fields.
+ */
+export function missingRequestField(name: string, catalog: FeatureCatalog): string | null {
+  const schema = catalog.requestFields as { properties?: Record<string, unknown>; additionalProperties?: unknown } | undefined;
+  if (!schema?.properties || schema.additionalProperties !== false || Object.hasOwn(schema.properties, name)) return null;
+  return `the request schema has no field "${name}" (its fields: ${Object.keys(schema.properties).join(', ')})`;
+}
+
 /** What the service produces for a feature reference, and how that reads in an error message. */
 export function featureKind(ref: string, catalog: FeatureCatalog): { kind: ValueKind; produced: string; missing?: true } {
   const colon = ref.indexOf(':');
@@ -195,14 +206,9 @@ export function featureKind(ref: string, catalog: FeatureCatalog): { kind: Value
   const name = ref.slice(colon + 1);
   if (scope === 'request') {
     const schema = catalog.requestFields as { properties?: Record<string, TSchema>; additionalProperties?: unknown } | undefined;
-    if (schema?.properties && !(name in schema.properties) && schema.additionalProperties === false) {
-      return {
-        kind: 'unknown',
-        produced: `the request schema has no field "${name}" (its fields: ${Object.keys(schema.properties).join(', ')})`,
-        missing: true,
-      };
-    }
-    const kind = schemaKind(schema?.properties?.[name]);
+    const missing = missingRequestField(name, catalog);
+    if (missing) return { kind: 'unknown', produced: missing, missing: true };
+    const kind = schemaKind(schema?.properties && Object.hasOwn(schema.properties, name) ? schema.properties[name] : undefined);
     return { kind, produced: `request field "${name}" is ${KIND_WORDS[kind]}` };
   }
   if (scope === 'on_demand') {

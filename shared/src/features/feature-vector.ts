@@ -12,6 +12,7 @@ import {
   encodeFeature,
   featureKind,
   fitsJsonType,
+  missingRequestField,
   NO_CATEGORY,
   typeAccepts,
   typeOfKind,
@@ -105,7 +106,11 @@ export function planFeatures(
   const requestTypes: FeaturePlan['requestTypes'] = [];
   const resolveGroupRef = (ref: string): number | null => {
     const [scope, name] = splitRef(ref);
-    if (scope === 'request') return 0;
+    if (scope === 'request') {
+      const missing = missingRequestField(name, catalog);
+      if (missing) throw new FeaturePlanError(`feature "${ref}": ${missing}`);
+      return 0;
+    }
     const group = catalog.groups.find((g) => g.definition.name === scope);
     if (!group) throw new FeaturePlanError(`feature "${ref}": no feature group "${scope}"`);
     const feature = group.features.find((f) => f.name === name);
@@ -317,7 +322,7 @@ export function assembleVector(
   /** A stored or request value: a number or text, else null. */
   const valueOf = (source: ValueSource): FeatureValue => {
     if (source.group === -1) {
-      const value = request[source.name];
+      const value = Object.hasOwn(request, source.name) ? request[source.name] : undefined;
       return typeof value === 'number' || typeof value === 'string' ? value : null;
     }
     const values = source.group < 0 ? null : groupValues[source.group];
@@ -338,7 +343,7 @@ export function assembleVector(
       raw = step.onDemand.feature.compute(inputs, { request, now });
       source = 'on_demand';
     } else if (step.group === -1) {
-      raw = request[step.name];
+      raw = Object.hasOwn(request, step.name) ? request[step.name] : undefined;
       source = 'request';
     } else {
       const values = step.group < 0 ? null : groupValues[step.group];

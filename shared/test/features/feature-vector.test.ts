@@ -87,6 +87,12 @@ describe('planFeatures', () => {
     ],
     ['unknown on-demand feature', ['on_demand:velocity'], catalog, 'feature "on_demand:velocity": no on-demand feature "velocity"'],
     [
+      'request field the request schema does not have',
+      ['request:constructor'],
+      catalog,
+      'feature "request:constructor": the request schema has no field "constructor" (its fields: amount, country, channel)',
+    ],
+    [
       'ref without a scope',
       ['count_1h'],
       catalog,
@@ -351,11 +357,14 @@ describe('assembleVector', () => {
   });
 
   it('request features: numbers pass through, anything else is defaulted', () => {
-    const custom: FeaturePlan = planFeatures(['request:amount', 'request:country', 'request:missing'], catalog, { 'request:missing': -1 });
+    // A catalog whose request schema is open: any field may be read, its own fields only.
+    const open: FeatureCatalog = { ...catalog, requestFields: undefined };
+    const refs = ['request:amount', 'request:country', 'request:missing', 'request:constructor'];
+    const custom: FeaturePlan = planFeatures(refs, open, { 'request:missing': -1, 'request:constructor': -2 });
     const { vector, explanation, defaulted } = assembleVector(custom, null, { amount: 12.5, country: 'FR' }, NOW);
-    expect(Array.from(vector)).toEqual([12.5, 0, -1]);
+    expect(Array.from(vector)).toEqual([12.5, 0, -1, -2]);
     expect(explanation[0]).toEqual({ name: 'request:amount', value: 12.5, source: 'request', age_ms: null });
-    expect(defaulted).toEqual(['request:country', 'request:missing']);
+    expect(defaulted).toEqual(['request:country', 'request:missing', 'request:constructor']);
   });
 });
 
