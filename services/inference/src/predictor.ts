@@ -153,7 +153,7 @@ export function createPredictor(options: PredictorOptions) {
     const fetching = shared ? undefined : startSpan('feature_fetch');
     const states = shared ? read.states! : await fetchStates(keys, fetching, variant !== 'shadow');
     if (read && !shared) Object.assign(read, { keys, states });
-    const degraded = states === null;
+    let degraded = states === null;
     fetching
       ?.setAttributes({
         ...scoringAttributes(model.manifest, variant, requests.length),
@@ -170,6 +170,15 @@ export function createPredictor(options: PredictorOptions) {
       vectors.set(result.vector, row * width);
       return result;
     });
+    // A stored state that cannot be decoded: its group took its defaults; the answer is degraded
+    // and the store counted as failing (once per request, as a failed read is).
+    const unreadable = assembled.find((a) => a.unreadable)?.unreadable;
+    if (unreadable) {
+      degraded = true;
+      if (variant !== 'shadow') {
+        stats.storeFailed(new Error(`stored state of feature group ${unreadable[0]!.group} unreadable: ${unreadable[0]!.reason}`));
+      }
+    }
     // The run's span covers the wait for a batch and the hop to the worker thread.
     const running = startSpan('model_run');
     const scores = await model.score(vectors, requests.length).catch((error: unknown) => {

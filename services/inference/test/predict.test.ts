@@ -82,6 +82,31 @@ describe('POST /v1/predict', () => {
     expect(await registry.getSingleMetricAsString('tributary_online_store_errors_total')).toMatch(/tributary_online_store_errors_total 1/);
   });
 
+  it("degrades instead of failing when one group's stored state cannot be decoded, on the prediction and the features routes", async () => {
+    // The user's state is in no known format (a damaged or foreign value); the merchant's is absent.
+    const store = new MemoryOnlineStore();
+    store.read = async (keys: EntityKey[]) => keys.map((key) => (key.entity === 'user_id' ? { s0: Buffer.from([99, 1, 2]) } : null));
+    const { app, registry } = await boot({ store });
+    const response = await app.inject({ method: 'POST', url: '/v1/predict?explain=true', payload: validRequest });
+    expect(response.statusCode).toBe(200);
+    expect(response.json().degraded).toBe(true);
+    expect(response.json().defaulted).toContain('user_transactions:count_1h');
+    expect(await registry.getSingleMetricAsString('tributary_online_store_errors_total')).toMatch(/tributary_online_store_errors_total 1/);
+    const batch = await app.inject({ method: 'POST', url: '/v1/predict/batch', payload: { rows: [validRequest, validRequest] } });
+    expect(batch.statusCode).toBe(200);
+    expect(batch.json().predictions.map((p: { degraded: boolean }) => p.degraded)).toEqual([true, true]);
+
+    const features = await app.inject({ method: 'GET', url: '/v1/features/user_id/u_1' });
+    expect(features.statusCode).toBe(200);
+    const [group] = features.json().groups;
+    expect(group).toMatchObject({ group: 'user_transactions', newest_event_time: null, freshness_ms: null });
+    expect(group.error).toMatch(/^stored state unreadable: .*unknown format 99/);
+    expect(group.values.count_1h).toBeNull();
+    const merchant = await app.inject({ method: 'GET', url: '/v1/features/merchant_id/m_1' });
+    expect(merchant.statusCode).toBe(200);
+    expect(merchant.json().groups[0].error).toBeUndefined();
+  });
+
   it('answers while the event log is down, keeping prediction-log records until it is back', async () => {
     const eventLog = new MemoryEventLog();
     let down = true;

@@ -253,6 +253,8 @@ export interface AssembledVector {
   defaulted: string[];
   /** Per feature group: the age of the newest event behind its values (ms), null when it has none. */
   ages: Record<string, number | null>;
+  /** Feature groups whose stored state could not be decoded (their features took their defaults), with the reason. */
+  unreadable?: { group: string; reason: string }[];
 }
 
 /** Where a feature reference's value comes from, resolved once per plan. */
@@ -310,8 +312,19 @@ export function assembleVector(
   /** Per group, in plan order: the age of its newest event (null without state), stale or not. */
   const groupAges: (number | null)[] = [];
   const ages: Record<string, number | null> = {};
+  let unreadable: AssembledVector['unreadable'];
   plan.groups.forEach((group, i) => {
-    const values = readFeatureValues(group, states?.[i] ?? null, now, plan.needed.get(group.id));
+    let values: FeatureValues;
+    try {
+      values = readFeatureValues(group, states?.[i] ?? null, now, plan.needed.get(group.id));
+    } catch (error) {
+      // One malformed stored state: that group's features take their defaults, the others are read.
+      (unreadable ??= []).push({ group: group.definition.name, reason: (error as Error).message });
+      groupValues.push(null);
+      groupAges.push(null);
+      ages[group.definition.name] = null;
+      return;
+    }
     const newest = values.newestEventTime;
     const age = newest === null ? null : now - newest;
     // A group with no state, or whose newest event is older than its TTL, serves no value.
@@ -363,5 +376,5 @@ export function assembleVector(
     vector[i] = value;
     if (explain) explanation.push({ name: step.ref, value, source, age_ms: age });
   }
-  return { vector, explanation, defaulted, ages };
+  return unreadable ? { vector, explanation, defaulted, ages, unreadable } : { vector, explanation, defaulted, ages };
 }

@@ -19,6 +19,9 @@ const GroupValues = Type.Object({
   values: Type.Record(Type.String(), Type.Union([Type.Number(), Type.String(), Type.Null()])),
   newest_event_time: Type.Union([Type.String(), Type.Null()]),
   freshness_ms: Type.Union([Type.Number(), Type.Null()]),
+  error: Type.Optional(
+    Type.String({ description: "why the group's stored state could not be read (its values are then null); absent when it was read" }),
+  ),
 });
 
 /** An entity's current feature values, with the age of the newest event behind them. */
@@ -61,7 +64,23 @@ export const featuresRoute: FastifyPluginAsyncTypebox<FeaturesRouteOptions> = as
         entity,
         id,
         groups: groups.map((group, i) => {
-          const { values, newestEventTime } = readFeatureValues(group, states[i] ?? null, now);
+          let read: ReturnType<typeof readFeatureValues>;
+          try {
+            read = readFeatureValues(group, states[i] ?? null, now);
+          } catch (error) {
+            // One malformed stored state: this group answers without values, the others as read.
+            const message = `stored state unreadable: ${(error as Error).message}`;
+            request.log.warn({ err: error, group: group.definition.name, entity, id }, message);
+            return {
+              group: group.definition.name,
+              version: group.definition.version,
+              values: Object.fromEntries(group.features.map((f) => [f.name, null])),
+              newest_event_time: null,
+              freshness_ms: null,
+              error: message,
+            };
+          }
+          const { values, newestEventTime } = read;
           return {
             group: group.definition.name,
             version: group.definition.version,
