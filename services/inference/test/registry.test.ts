@@ -275,6 +275,41 @@ describe('model registry: admin API', () => {
     }
   });
 
+  it('answers a promotion only once this replica serves it, even while a poll that read the old routing is under way', async () => {
+    const registryDir = tempRegistry();
+    const routes = new MemoryRoutingStore();
+    // The next read of the routing is held (after reading) until released: a poll in flight.
+    let hold: Promise<void> | null = null;
+    const get = routes.get.bind(routes);
+    routes.get = async (model) => {
+      const held = hold;
+      hold = null;
+      const read = await get(model);
+      if (held) await held;
+      return read;
+    };
+    current = await buildTestApp({
+      env: { MODEL_REGISTRY_DIR: registryDir, ADMIN_API_KEYS: `ops:${ADMIN}`, ROUTING_POLL_INTERVAL: '60s' },
+      routes,
+    });
+    const { app } = current;
+    expect((await register(app, logisticVersion('2', 0.002, -1.5))).statusCode).toBe(201);
+    let release!: () => void;
+    hold = new Promise<void>((resolve) => (release = resolve));
+    const poll = app.serving.refresh(); // reads revision 1, then waits
+    // The promotion's own refresh joins that poll; the poll is let go only then.
+    const refresh = app.serving.refresh.bind(app.serving);
+    app.serving.refresh = () => {
+      const joined = refresh();
+      release();
+      return joined;
+    };
+    const promoted = await admin(app, 'POST', '/admin/models/fraud_detector/promote', { version: '2', reason: 'better' });
+    expect(promoted.statusCode).toBe(200);
+    expect((await predictExplained(app)).model.version).toBe('2');
+    await poll;
+  });
+
   it('keeps serving the old version when a routed version fails to load on this replica', async () => {
     const { app, registryDir, registry } = await boot();
     const v2 = logisticVersion('2', 0.002, -1.5);

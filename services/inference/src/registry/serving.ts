@@ -58,6 +58,8 @@ export class ModelServing {
   private failedRevision = 0;
   private timer: NodeJS.Timeout | null = null;
   private reloading: Promise<void> | null = null;
+  /** A refresh was asked for while a read was under way: read again after it. */
+  private again = false;
   private closed = false;
   private routingErrors = 0;
   /** The last routing read from the store (null: none yet), and the highest revision ever read. */
@@ -135,11 +137,26 @@ export class ModelServing {
     }
   }
 
-  /** Reads the routing once and follows it (the poll does this every `pollMs`). */
+  /**
+   * Reads the routing and follows it (the poll does this every `pollMs`); resolves once a read
+   * that started after this call is followed. A call while a read is under way (which may have
+   * read the routing before a change this caller just made) runs another once it is done.
+   */
   refresh(): Promise<void> {
-    this.reloading ??= this.follow().finally(() => {
-      this.reloading = null;
-    });
+    if (this.reloading) {
+      this.again = true;
+      return this.reloading;
+    }
+    this.reloading = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.follow();
+        } while (this.again && !this.closed);
+      } finally {
+        this.reloading = null;
+      }
+    })();
     return this.reloading;
   }
 
