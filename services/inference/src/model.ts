@@ -16,8 +16,11 @@ import { MicroBatcher } from './batcher.js';
 import { runModel, type ModelIo } from './model-run.js';
 import type { ModelWorkerData } from './model-worker.js';
 
-/** Names that are safe as one path segment: no separators, not `.` or `..`, no hidden files. */
-export const SAFE_NAME = '^[A-Za-z0-9_][A-Za-z0-9_.-]*$';
+/**
+ * Names that are safe as one path segment (no separators, not `.` or `..`, no hidden files) and
+ * as a key of a plain object (not `__proto__`, `constructor` or `prototype`).
+ */
+export const SAFE_NAME = '^(?!(?:__proto__|constructor|prototype)$)[A-Za-z0-9_][A-Za-z0-9_.-]*$';
 
 export const ModelManifestSchema = Type.Object({
   name: Type.String({ maxLength: 128, pattern: SAFE_NAME }),

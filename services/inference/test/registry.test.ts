@@ -223,6 +223,20 @@ describe('model registry: admin API', () => {
     expect((eventLog as MemoryEventLog).records('predictions')).toHaveLength(0);
   });
 
+  it('refuses the names __proto__, constructor and prototype for a version, registering it or giving it feedback', async () => {
+    const { app } = await boot();
+    for (const version of ['__proto__', 'constructor', 'prototype']) {
+      const registered = await register(app, logisticVersion(version, 0.002, -1.5));
+      expect(registered.statusCode, version).toBe(400);
+      expect(registered.json().code).toBe('VALIDATION_FAILED');
+      const feedback = await admin(app, 'POST', '/admin/models/fraud_detector/feedback', { version, reward: 1, trials: 1 });
+      expect(feedback.statusCode, version).toBe(400);
+      expect(feedback.json().message).toBe(`"${version}" is not a valid model name or version`);
+    }
+    expect(({} as Record<string, unknown>).trials).toBeUndefined();
+    expect((await admin(app, 'GET', '/admin/models/fraud_detector')).json().versions).toHaveLength(1);
+  });
+
   it('starts on the highest registered version while the routing store does not answer, then follows the routing', async () => {
     const registryDir = tempRegistry();
     const routes = Object.assign(new MemoryRoutingStore(), { down: false });

@@ -19,14 +19,14 @@ export class MemoryRewardStore implements RewardStore {
   private readonly rewards = new Map<string, Rewards>();
 
   async add(model: string, version: string, trials: number, reward: number): Promise<void> {
-    const byVersion = this.rewards.get(model) ?? {};
+    const byVersion = this.rewards.get(model) ?? (Object.create(null) as Rewards);
     const seen = byVersion[version] ?? { trials: 0, reward: 0 };
     byVersion[version] = { trials: seen.trials + trials, reward: seen.reward + reward };
     this.rewards.set(model, byVersion);
   }
 
   async get(model: string): Promise<Rewards> {
-    return structuredClone(this.rewards.get(model) ?? {});
+    return Object.assign(Object.create(null) as Rewards, structuredClone(this.rewards.get(model) ?? {}));
   }
 
   async close(): Promise<void> {}
@@ -61,7 +61,8 @@ export class RedisRewardStore implements RewardStore {
 
   async get(model: string): Promise<Rewards> {
     const fields = await this.client.hgetall(this.key(model)).catch(unavailable);
-    const rewards: Rewards = {};
+    // No prototype: a field named after `__proto__` is an entry like any other.
+    const rewards = Object.create(null) as Rewards;
     for (const [field, value] of Object.entries(fields)) {
       const colon = field.lastIndexOf(':');
       const version = field.slice(0, colon);

@@ -155,7 +155,7 @@ export function chooseVersion(
       let best = policy.versions[0]!;
       let bestDraw = -1;
       for (const version of policy.versions) {
-        const seen = rewards[version] ?? { trials: 0, reward: 0 };
+        const seen = (Object.hasOwn(rewards, version) ? rewards[version] : undefined) ?? { trials: 0, reward: 0 };
         const reward = Math.min(Math.max(seen.reward, 0), seen.trials);
         const draw = betaDraw(1 + reward, 1 + seen.trials - reward, random);
         if (draw > bestDraw) {
