@@ -103,10 +103,19 @@ export async function installAccess(app: FastifyInstance, options: AccessOptions
     });
   }
 
+  const { ratePerKey, rateLimits } = options;
+  if (ratePerKey === 0 && !rateLimits?.size) return;
+  const limitOf = (request: FastifyRequest) => (request.caller === undefined ? undefined : rateLimits?.get(request.caller)) ?? ratePerKey;
+  // One counter per key across every client route (a limiter per route would give a key its
+  // limit on each of them): the global limiter, whose routes share one store, left to the
+  // client routes (the others pass through).
   await app.register(rateLimit, {
-    global: false,
+    global: true,
     // After authentication, so that the limit is counted per key.
     hook: 'preHandler',
+    timeWindow: 1000,
+    max: limitOf,
+    allowList: (request) => request.routeOptions.config.access !== 'client' || limitOf(request) === 0,
     keyGenerator: (request) => (request.caller ? `key:${request.caller}` : `ip:${request.ip}`),
     onExceeded: (request) => options.rateLimited(request.caller ?? 'anonymous'),
     errorResponseBuilder: (request, context) =>
@@ -117,14 +126,7 @@ export async function installAccess(app: FastifyInstance, options: AccessOptions
   });
 }
 
-/** The route config of a client route: its access rule, shedding and rate limit (its key's own, else `ratePerKey`). */
-export function clientRoute(options: Pick<AccessOptions, 'ratePerKey' | 'rateLimits'>) {
-  const { ratePerKey, rateLimits } = options;
-  if (ratePerKey === 0 && !rateLimits?.size) return { access: 'client' as const, shed: true };
-  const limitOf = (request: FastifyRequest) => (request.caller === undefined ? undefined : rateLimits?.get(request.caller)) ?? ratePerKey;
-  return {
-    access: 'client' as const,
-    shed: true,
-    rateLimit: { max: limitOf, allowList: (request: FastifyRequest) => limitOf(request) === 0, timeWindow: 1000 },
-  };
+/** The route config of a client route: its access rule and shedding (its rate limit is its key's, shared by every client route). */
+export function clientRoute() {
+  return { access: 'client' as const, shed: true };
 }

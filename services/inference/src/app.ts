@@ -118,7 +118,7 @@ export async function buildApp(deps: InferenceDeps) {
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-  const client = clientRoute({ ratePerKey: deps.ratePerKey, rateLimits: deps.rateLimits });
+  const client = clientRoute();
   const entityTypes = [...new Set(deps.groups.flatMap((g) => g.entityFields))];
   await app.register(predictRoute, {
     predictor,

@@ -80,6 +80,23 @@ describe('rate limits', { timeout: 30_000 }, () => {
     expect((await send(OTHER)).statusCode).toBe(200);
   });
 
+  it('count one budget per key across the client routes, not one per route', async () => {
+    freeze();
+    const { app } = await boot({ API_KEYS: `a:${CLIENT},b:${OTHER}`, RATE_LIMIT_PER_KEY: '3' });
+    const headers = { 'x-api-key': CLIENT };
+    const seen = [
+      (await app.inject({ method: 'POST', url: '/v1/predict', payload: validRequest, headers })).statusCode,
+      (await app.inject({ method: 'POST', url: '/v1/predict/batch', payload: { rows: [validRequest] }, headers })).statusCode,
+      (await app.inject({ method: 'GET', url: '/v1/features/user_id/u_1', headers })).statusCode,
+      (await app.inject({ method: 'GET', url: '/v1/features/merchant_id/m_1', headers })).statusCode,
+      (await app.inject({ method: 'POST', url: '/v1/predict', payload: validRequest, headers })).statusCode,
+    ];
+    expect(seen).toEqual([200, 200, 200, 429, 429]);
+    // Routes that are not client routes are not counted, nor limited.
+    expect((await app.inject({ method: 'GET', url: '/metrics' })).statusCode).toBe(200);
+    expect((await sender(app)(OTHER)).statusCode).toBe(200);
+  });
+
   it('give a key its own limit from RATE_LIMITS; the others keep RATE_LIMIT_PER_KEY; refusals counted per key id', async () => {
     freeze();
     const { app, registry } = await boot({
