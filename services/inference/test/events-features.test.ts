@@ -1,10 +1,11 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryEventLog, MemoryOnlineStore } from '@tributary/shared';
 import { buildTestApp } from './build.js';
 
 type App = Awaited<ReturnType<typeof buildTestApp>>;
 let current: App | null = null;
 afterEach(async () => {
+  vi.useRealTimers();
   await current?.app.close();
   current = null;
 });
@@ -188,6 +189,36 @@ describe('operations endpoints', () => {
       await (current = await buildTestApp({ env: { API_KEYS: 'web:client-secret-000001' } })).app.inject('/docs/json')
     ).json() as OpenApi;
     for (const [path, security] of securityOf(keyed)) expect(security, path).toEqual([{ bearer: [] }, { apiKey: [] }]);
+  });
+
+  it('documents every status GET /v1/features answers in the OpenAPI document: 400, 414 and 429 too', async () => {
+    const key = 'client-secret-000001';
+    // The rate limiter's clock stands still: every request falls in one window.
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.UTC(2026, 10, 29, 12, 0, 0) });
+    current = await buildTestApp({ env: { API_KEYS: `web:${key}`, RATE_LIMIT_PER_KEY: '3' } });
+    const get = (url: string) => current!.app.inject({ method: 'GET', url, headers: { 'x-api-key': key } });
+    const answered = new Set<number>();
+    for (const url of [
+      '/v1/features/user_id/u_1',
+      `/v1/features/user_id/${'x'.repeat(129)}`,
+      `/v1/features/user_id/${'x'.repeat(600)}`,
+      '/v1/features/device_id/d1',
+      '/v1/features/user_id/u_1',
+      '/v1/features/user_id/u_1',
+    ]) {
+      answered.add((await get(url)).statusCode);
+    }
+    answered.add((await current.app.inject({ method: 'GET', url: '/v1/features/user_id/u_1' })).statusCode);
+    expect([...answered].sort()).toEqual([200, 400, 401, 404, 414, 429]);
+    const openapi = (await current.app.inject('/docs/json')).json() as OpenApi;
+    const documented = Object.keys(openapi.paths['/v1/features/{entity}/{id}']!.get!.responses);
+    for (const status of answered) expect(documented, String(status)).toContain(String(status));
+    // A path parameter beyond the router's limit, on the other routes that take one.
+    const longSource = await current.app.inject({ method: 'POST', url: `/v1/events/${'x'.repeat(600)}`, payload: {} });
+    expect(longSource.statusCode).toBe(414);
+    expect(longSource.json().code).toBe('URI_TOO_LONG');
+    expect(Object.keys(openapi.paths['/v1/events/{source}']!.post!.responses)).toContain('414');
+    expect(Object.keys(openapi.paths['/admin/models/{name}/promote']!.post!.responses)).toContain('414');
   });
 
   it('answers 404 as JSON for an unknown route', async () => {

@@ -77,6 +77,7 @@ const ERRORS = {
   404: ErrorResponse,
   409: ErrorResponse,
   413: ErrorResponse,
+  414: ErrorResponse,
   415: ErrorResponse,
   422: ErrorResponse,
   500: ErrorResponse,

@@ -31,6 +31,7 @@ export const eventsRoute: FastifyPluginAsyncTypebox<EventsRouteOptions> = async 
           401: ErrorResponse,
           404: ErrorResponse,
           413: ErrorResponse,
+          414: ErrorResponse,
           415: ErrorResponse,
           429: ErrorResponse,
           500: ErrorResponse,

@@ -35,8 +35,11 @@ export const featuresRoute: FastifyPluginAsyncTypebox<FeaturesRouteOptions> = as
         params: Type.Object({ entity: Type.String(), id: Type.String({ minLength: 1, maxLength: 128 }) }),
         response: {
           200: Type.Object({ entity: Type.String(), id: Type.String(), groups: Type.Array(GroupValues) }),
+          400: ErrorResponse,
           401: ErrorResponse,
           404: ErrorResponse,
+          414: ErrorResponse,
+          429: ErrorResponse,
           500: ErrorResponse,
           503: ErrorResponse,
         },
