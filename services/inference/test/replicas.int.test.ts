@@ -38,6 +38,37 @@ const version = async (app: Awaited<ReturnType<typeof replica>>) =>
 describe.skipIf(!services.redisUrl)(
   `inference replicas on Redis${services.redisUrl ? '' : ` (skipped: ${services.missing('redis')})`}`,
   () => {
+    it('write back the routing they serve when Redis loses it, never promoting a version only shadowed', async () => {
+      const env = {
+        REDIS_URL: services.redisUrl!,
+        REDIS_KEY_PREFIX: `${uniqueName('replicas')}:`,
+        MODEL_REGISTRY_DIR: tempRegistry(),
+        ROUTING_POLL_INTERVAL: '60s',
+      };
+      const [a, b] = [await replica(env), await replica(env)];
+      const v2 = logisticVersion('2', 0.002, -1.5);
+      const admin = (url: string, payload: object) =>
+        a.inject({ method: 'POST', url, headers: { authorization: `Bearer ${ADMIN}` }, payload });
+      expect(
+        (await admin('/admin/models/fraud_detector/versions', { manifest: v2.manifest, model_base64: v2.bytes.toString('base64') }))
+          .statusCode,
+      ).toBe(201);
+      expect(
+        (await admin('/admin/models/fraud_detector/rollout', { policy: { kind: 'champion' }, shadows: ['2'], reason: 'shadow' }))
+          .statusCode,
+      ).toBe(200);
+      await b.serving.refresh();
+      // Redis loses the key (restarted without persistence, flushed, evicting).
+      expect(await stores[0]!.client.del(`${env.REDIS_KEY_PREFIX}routing:{fraud_detector}`)).toBe(1);
+      await a.serving.refresh();
+      await b.serving.refresh();
+      expect([await version(a), await version(b)]).toEqual(['1', '1']);
+      expect(await a.models.routing('fraud_detector')).toMatchObject({ champion: '1', shadows: ['2'], revision: 3 });
+      expect((await a.models.audit('fraud_detector', 1))[0]).toMatchObject({ action: 'restore', to: '1', revision: 3 });
+      const keys = await stores[0]!.client.keys(`${env.REDIS_KEY_PREFIX}*`);
+      if (keys.length > 0) await stores[0]!.client.del(...keys);
+    }, 60_000);
+
     it('agree on the champion, and all follow a promotion made on one of them or with the CLI', async () => {
       const env = {
         REDIS_URL: services.redisUrl!,
