@@ -284,6 +284,15 @@ describe('model registry: admin API', () => {
       expect((await predictExplained(current.app)).model.version).toBe('1');
       expect((await predictExplained(other.app)).model.version).toBe('1');
       expect((await routes.audit('fraud_detector', 1))[0]).toMatchObject({ action: 'restore', to: '1', revision: 3 });
+      // Lost again, and an operator changes the rollout before any poll: the change starts from the served routing.
+      (routes as unknown as { routes: Map<string, unknown> }).routes.delete('fraud_detector');
+      const changed = await admin(current.app, 'POST', '/admin/models/fraud_detector/rollout', {
+        policy: { kind: 'champion' },
+        shadows: [],
+        reason: 'no shadow',
+      });
+      expect(changed.json()).toMatchObject({ champion: '1', shadows: [], revision: 5 });
+      expect((await predictExplained(current.app)).model.version).toBe('1');
     } finally {
       await other.app.close();
     }

@@ -90,6 +90,11 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (
   const followIfServed = async (name: string) => {
     if (name === served.name) await served.refresh();
   };
+  /**
+   * Before a change: this replica reads the routing first, so that a routing the store has lost
+   * is written back from what it serves, not initialised from the highest registered version.
+   */
+  const readFirst = followIfServed;
 
   app.get(
     '/admin/models/:name',
@@ -167,6 +172,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (
       },
     },
     async (request) => {
+      await readFirst(request.params.name);
       const routing = await registry.promote(request.params.name, request.body.version, request.caller!, request.body.reason);
       await followIfServed(request.params.name);
       return routing;
@@ -185,6 +191,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (
       },
     },
     async (request) => {
+      await readFirst(request.params.name);
       const routing = await registry.rollback(request.params.name, request.caller!, request.body.reason);
       await followIfServed(request.params.name);
       return routing;
@@ -208,6 +215,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (
     },
     async (request) => {
       const { policy, shadows = [], reason } = request.body;
+      await readFirst(request.params.name);
       const routing = await registry.rollout(request.params.name, policy, shadows, request.caller!, reason);
       await followIfServed(request.params.name);
       return routing;
