@@ -19,6 +19,8 @@ import {
   type Label,
   type Logger,
   type OutgoingRecord,
+  type PredictionLogRecord,
+  type DeadLetterReason,
   type ReferenceProfile,
   type Registry,
   type Subscription,
@@ -651,6 +653,50 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   const deadLettered = deadLetterCounter(options.registry);
   const labelRecords = recordValidator<Label>(LabelSchema);
 
+  /**
+   * What a batch's predictions update in the process (drift and estimate windows, score, latency
+   * and feature-age histograms, predictions and defaults counters): the counters are added up
+   * over the batch and incremented once per series.
+   */
+  const applyPredictions = (seriesOf: ServedSeries[], predictions: PredictionLogRecord[], windowAt: number[]) => {
+    const touched: ServedSeries[] = [];
+    const defaultCounts = new BatchCounts<'model' | 'version' | 'feature'>();
+    for (let i = 0; i < predictions.length; i++) {
+      const series = seriesOf[i]!;
+      const p = predictions[i]!;
+      const at = windowAt[i]!;
+      if (series.served[0] === 0 && series.served[1] === 0) touched.push(series);
+      drift.observeIn(series.drift, p.features, p.score, at, p.defaulted);
+      board.predictedIn(series.quality, p.score, at);
+      series.score.observe(p.score);
+      series.served[p.degraded === true ? 1 : 0]++;
+      series.latency.observe(p.latency_ms / 1000);
+      const { defaulted } = p;
+      if (defaulted !== undefined) {
+        for (const feature of defaulted) {
+          const [m, v, f] = bounded(series.model, series.version, feature);
+          defaultCounts.add({ model: m, version: v, feature: f });
+        }
+      }
+      const ages = p.feature_age_ms;
+      if (ages !== undefined) {
+        for (const group in ages) {
+          const age = ages[group];
+          if (age === null || age === undefined) continue;
+          ageSeriesOf(series, group).observe(Math.max(0, age) / 1000);
+        }
+      }
+    }
+    for (const series of touched) {
+      const { model, version, variant } = series;
+      if (series.served[0] > 0) served.inc({ model, version, variant, degraded: 'false' }, series.served[0]);
+      if (series.served[1] > 0) served.inc({ model, version, variant, degraded: 'true' }, series.served[1]);
+      series.served[0] = series.served[1] = 0;
+    }
+    defaultCounts.addTo(defaults);
+    for (const { model, version, feature } of defaultCounts.labelSets()) defaultedOf(model, version).add(feature);
+  };
+
   const subscription: Subscription = await options.eventLog.subscribe({
     groupId: options.groupId,
     topics: [options.topics.predictions, options.topics.labels],
@@ -660,19 +706,23 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     eachBatch: async (batch) => {
       const stream = batch.topic === options.topics.predictions ? 'predictions' : 'labels';
       const rejected: OutgoingRecord[] = [];
+      const reasons: DeadLetterReason[] = [];
       const offers: Offer[] = [];
       const sides: (WaitingPrediction | WaitingLabel)[] = [];
-      // Counters are added up over the batch, then incremented once per series (before the
-      // offers, as they were record by record).
-      const touched: ServedSeries[] = [];
-      const defaultCounts = new BatchCounts<'model' | 'version' | 'feature'>();
+      // What the batch's predictions do to the windows, histograms and counters is applied only
+      // once its offers are stored and its dead letters published: a batch that fails before
+      // is delivered again, and would count its records twice. Kept as references to what the
+      // records decoded to (the series, the record, its time in the windows), no object per record.
+      const observedSeries: ServedSeries[] = [];
+      const observed: PredictionLogRecord[] = [];
+      const observedAt: number[] = [];
       const labelCounts = [0, 0];
       for (const record of batch.records) {
         if (stream === 'predictions') {
           const decoded = predictionRecords.decode(record.value);
           if (!decoded.ok) {
             rejected.push(deadLetter(record, decoded.reason, decoded.detail, options.groupId));
-            deadLettered.inc({ consumer: options.groupId, reason: decoded.reason });
+            reasons.push(decoded.reason);
             continue;
           }
           const p = decoded.value;
@@ -680,16 +730,17 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           if (!(p.predicted_at <= now + MAX_AHEAD_MS)) {
             const detail = `predicted_at ${p.predicted_at} is more than a day ahead of the monitor's clock`;
             rejected.push(deadLetter(record, 'invalid', detail, options.groupId));
-            deadLettered.inc({ consumer: options.groupId, reason: 'invalid' });
+            reasons.push('invalid');
             continue;
           }
+          // Seen now: a series a batch waits on is live, so no sweep retires it before the batch applies.
           const series = servedSeriesOf(p.model.name, p.model.version, p.variant);
           series.seenAt = now;
-          if (series.served[0] === 0 && series.served[1] === 0) touched.push(series);
           // The windows go by prediction time, but a clock far ahead on the serving host must not
           // move them past the monitor's own: the records on time would all fall out as late.
-          const windowAt = Math.min(p.predicted_at, now + MAX_SKEW_MS);
-          drift.observeIn(series.drift, p.features, p.score, windowAt, p.defaulted);
+          observedSeries.push(series);
+          observed.push(p);
+          observedAt.push(Math.min(p.predicted_at, now + MAX_SKEW_MS));
           const waiting: WaitingPrediction = {
             model: p.model.name,
             version: p.model.version,
@@ -702,25 +753,6 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             for (const field of sliceFields) {
               const value = p.request?.[field];
               if (typeof value === 'string' || typeof value === 'number') waiting.slices[field] = value;
-            }
-          }
-          board.predictedIn(series.quality, p.score, windowAt);
-          series.score.observe(p.score);
-          series.served[p.degraded === true ? 1 : 0]++;
-          series.latency.observe(p.latency_ms / 1000);
-          const { defaulted } = p;
-          if (defaulted !== undefined) {
-            for (const feature of defaulted) {
-              const [m, v, f] = bounded(series.model, series.version, feature);
-              defaultCounts.add({ model: m, version: v, feature: f });
-            }
-          }
-          const ages = p.feature_age_ms;
-          if (ages !== undefined) {
-            for (const group in ages) {
-              const age = ages[group];
-              if (age === null || age === undefined) continue;
-              ageSeriesOf(series, group).observe(Math.max(0, age) / 1000);
             }
           }
           sides.push(waiting);
@@ -736,14 +768,14 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           const decoded = labelRecords.decode(record.value);
           if (!decoded.ok) {
             rejected.push(deadLetter(record, decoded.reason, decoded.detail, options.groupId));
-            deadLettered.inc({ consumer: options.groupId, reason: decoded.reason });
+            reasons.push(decoded.reason);
             continue;
           }
           const at = labelTime(decoded.value.ts);
           if (!(at <= clock() + MAX_AHEAD_MS)) {
             const detail = `ts ${JSON.stringify(decoded.value.ts)} is more than a day ahead of the monitor's clock`;
             rejected.push(deadLetter(record, 'invalid', detail, options.groupId));
-            deadLettered.inc({ consumer: options.groupId, reason: 'invalid' });
+            reasons.push('invalid');
             continue;
           }
           labelCounts[decoded.value.label]!++;
@@ -757,20 +789,17 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           });
         }
       }
-      for (const series of touched) {
-        const { model, version, variant } = series;
-        if (series.served[0] > 0) served.inc({ model, version, variant, degraded: 'false' }, series.served[0]);
-        if (series.served[1] > 0) served.inc({ model, version, variant, degraded: 'true' }, series.served[1]);
-        series.served[0] = series.served[1] = 0;
-      }
-      defaultCounts.addTo(defaults);
-      for (const { model, version, feature } of defaultCounts.labelSets()) defaultedOf(model, version).add(feature);
+      // The dead letters first: should the offers fail, the batch comes again and its dead
+      // letters are published twice (at least once), but nothing is counted twice.
+      if (rejected.length > 0) await options.eventLog.publish(options.topics.deadLetter, rejected);
+      // Offers are durable before the batch is committed: a replay finds them and is a duplicate.
+      const outcomes = await options.joins.offer(offers);
+      applyPredictions(observedSeries, observed, observedAt);
       labelCounts.forEach((count, label) => {
         if (count > 0) labels.inc({ label: String(label) }, count);
       });
-      // Offers are durable before the batch is committed: a replay finds them and is a duplicate.
+      for (const reason of reasons) deadLettered.inc({ consumer: options.groupId, reason });
       // `joined` counts pairs: a label that joins a champion's and a shadow's prediction adds 2.
-      const outcomes = await options.joins.offer(offers);
       const outcomeCounts = { joined: 0, waiting: 0, duplicate: 0 };
       for (let i = 0; i < outcomes.length; i++) {
         const outcome = outcomes[i]!;
@@ -793,7 +822,6 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         // At most once: a reward not stored is kept for the next batch; one lost in a crash is not replayed.
         await bandit.flush(addReward).catch((error: unknown) => options.logger.warn({ err: error }, 'bandit rewards not stored yet'));
       }
-      if (rejected.length > 0) await options.eventLog.publish(options.topics.deadLetter, rejected);
       records.inc({ stream, outcome: 'accepted' }, batch.records.length - rejected.length);
       records.inc({ stream, outcome: 'dead_lettered' }, rejected.length);
       const last = batch.records.at(-1);

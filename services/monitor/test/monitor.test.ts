@@ -75,6 +75,60 @@ describe('monitor: times far ahead', () => {
   });
 });
 
+describe('monitor: a batch delivered again', () => {
+  it('counts a batch once when its offers or its dead letters failed before and it was retried', async () => {
+    const store = new MemoryJoinStore(DAY);
+    let offersToFail = 2;
+    const joins: MemoryJoinStore = Object.assign(Object.create(store) as MemoryJoinStore, {
+      offer: async (offers: Parameters<MemoryJoinStore['offer']>[0]) => {
+        if (offersToFail > 0) {
+          offersToFail--;
+          throw new Error('redis unavailable');
+        }
+        return store.offer(offers);
+      },
+    });
+    const { eventLog, registry } = await boot({ joins });
+    let lettersToFail = 2;
+    const publish = eventLog.publish.bind(eventLog);
+    eventLog.publish = async (topic, records) => {
+      if (topic === 'dead-letter' && lettersToFail > 0) {
+        lettersToFail--;
+        throw new Error('broker unavailable');
+      }
+      return publish(topic, records);
+    };
+    await eventLog.publish('predictions', [
+      { key: 'a', value: JSON.stringify({ ...prediction('a', 0.02), defaulted: ['user:count_1h'], feature_age_ms: { user: 500 } }) },
+    ]);
+    await eventLog.publish('labels', [
+      { key: 'a', value: JSON.stringify({ request_id: 'a', label: 1, ts: Date.now() }) },
+      { key: 'x', value: JSON.stringify({ request_id: 'x', label: 2, ts: Date.now() }) },
+    ]);
+    await waitFor(
+      async () => {
+        const text = await registry.metrics();
+        return /\{stream="labels",outcome="accepted"\} 1/.test(text) && /\{stream="labels",outcome="dead_lettered"\} 1/.test(text);
+      },
+      { what: 'every batch handled' },
+    );
+    expect(offersToFail).toBe(0);
+    expect(lettersToFail).toBe(0);
+    const text = await registry.metrics();
+    expect(text).toMatch(
+      /tributary_monitor_predictions_total\{model="fraud_detector",version="1",variant="champion",degraded="false"\} 1\n/,
+    );
+    expect(text).toMatch(/tributary_monitor_score_count\{model="fraud_detector",version="1",variant="champion"\} 1\n/);
+    expect(text).toMatch(/tributary_monitor_prediction_latency_seconds_count\{model="fraud_detector",version="1",variant="champion"\} 1\n/);
+    expect(text).toMatch(/tributary_monitor_feature_defaults_total\{model="fraud_detector",version="1",feature="user:count_1h"\} 1\n/);
+    expect(text).toMatch(/tributary_monitor_feature_age_seconds_count\{model="fraud_detector",group="user"\} 1\n/);
+    expect(text).toMatch(/tributary_model_estimated_predictions\{model="fraud_detector",version="1",variant="champion",window="1h"\} 1\n/);
+    expect(text).toMatch(/tributary_monitor_labels_total\{label="1"\} 1\n/);
+    expect(text).toMatch(/tributary_dead_letter_records_total\{consumer="monitor-test",reason="invalid"\} 1\n/);
+    expect(text).toMatch(/tributary_monitor_joins_total\{stream="labels",outcome="joined"\} 1\n/);
+  });
+});
+
 describe('monitor: expiry', () => {
   it('sweeps every side that came due, more than one chunk of the index at a time', async () => {
     const joins = new MemoryJoinStore(DAY);
