@@ -102,7 +102,8 @@ export class MemoryJoinStore implements JoinStore {
   }
 
   private keep(entry: Entry, requestId: string, deadline: number): void {
-    const at = deadline + this.keepMs;
+    // As on Redis: a side offered past its deadline is kept the keep time from now.
+    const at = Math.max(deadline, Date.now()) + this.keepMs;
     if (at <= entry.forgetAt) return;
     entry.forgetAt = at;
     this.forgets.push({ at, requestId });
@@ -346,7 +347,9 @@ export class RedisJoinStore implements JoinStore {
   private async send(offers: Offer[]): Promise<OfferReply[][]> {
     const now = Date.now();
     // PEXPIRE takes whole milliseconds; a time may have a fraction (predicted_at is any number).
-    const keep = (deadline: number) => String(Math.max(1, Math.ceil(deadline - now + this.keepMs)));
+    // A side offered past its deadline is kept the keep time from now, so that a sweep still
+    // finds and counts it (else a side two windows old got 1 ms and was lost uncounted).
+    const keep = (deadline: number) => String(Math.ceil(Math.max(deadline, now) - now + this.keepMs));
     if (this.cluster) {
       return Promise.all(
         offers.map((o) =>

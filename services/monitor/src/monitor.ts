@@ -145,6 +145,14 @@ function labelTime(ts: number | string): number {
   return typeof ts === 'number' ? ts : Date.parse(ts);
 }
 
+/**
+ * Why a record whose time is a join window or more behind the monitor's clock is set aside: it
+ * could join nothing that comes after it, and its side would be due before it was stored.
+ */
+function lateDetail(field: string, time: number | string, joinWindowMs: number): string {
+  return `${field} ${JSON.stringify(time)} is older than the join window (${joinWindowMs} ms) allows: it could no longer be joined`;
+}
+
 /** Increments of one counter added up per series over a batch, to be added to the counter once per series. */
 class BatchCounts<L extends string> {
   private readonly counts = new Map<string, { labels: Record<L, string>; count: number }>();
@@ -733,6 +741,12 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             reasons.push('invalid');
             continue;
           }
+          const deadline = p.predicted_at + options.joinWindowMs;
+          if (!(deadline > now)) {
+            rejected.push(deadLetter(record, 'late', lateDetail('predicted_at', p.predicted_at, options.joinWindowMs), options.groupId));
+            reasons.push('late');
+            continue;
+          }
           // Seen now: a series a batch waits on is live, so no sweep retires it before the batch applies.
           const series = servedSeriesOf(p.model.name, p.model.version, p.variant);
           series.seenAt = now;
@@ -762,7 +776,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             // The answering version and each shadow of a request are joined to its label apart.
             unit: series.unit,
             value: JSON.stringify(waiting),
-            deadline: p.predicted_at + options.joinWindowMs,
+            deadline,
           });
         } else {
           const decoded = labelRecords.decode(record.value);
@@ -772,10 +786,16 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             continue;
           }
           const at = labelTime(decoded.value.ts);
-          if (!(at <= clock() + MAX_AHEAD_MS)) {
+          const now = clock();
+          if (!(at <= now + MAX_AHEAD_MS)) {
             const detail = `ts ${JSON.stringify(decoded.value.ts)} is more than a day ahead of the monitor's clock`;
             rejected.push(deadLetter(record, 'invalid', detail, options.groupId));
             reasons.push('invalid');
+            continue;
+          }
+          if (!(at + options.joinWindowMs > now)) {
+            rejected.push(deadLetter(record, 'late', lateDetail('ts', decoded.value.ts, options.joinWindowMs), options.groupId));
+            reasons.push('late');
             continue;
           }
           labelCounts[decoded.value.label]!++;

@@ -57,6 +57,15 @@ export function joinStoreContract(name: string, create: () => Promise<JoinStore>
       expect(await store.offer([prediction('b')])).toEqual([joined('l:b')]);
     });
 
+    it('counts a side offered long past its deadline (two keep times and more) as expired at the next sweep', async () => {
+      store = await create();
+      const late = Date.now() - 10 * HOUR;
+      expect(await store.offer([prediction('old', late), label('old-label', late)])).toEqual([{ kind: 'waiting' }, { kind: 'waiting' }]);
+      // Past an expiry of a millisecond, far within the keep time.
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      expect(await store.sweep(Date.now(), 100)).toEqual({ predictions: 1, labels: 1, taken: 2 });
+    });
+
     it('takes deadlines with a fraction of a millisecond (a predicted_at is any number)', async () => {
       store = await create();
       const deadline = Date.now() + HOUR + 0.5;

@@ -75,6 +75,46 @@ describe('monitor: times far ahead', () => {
   });
 });
 
+describe('monitor: times older than the join window', () => {
+  it('dead-letters as late a prediction and a label older than the join window allows, counting neither', async () => {
+    const { eventLog, registry } = await boot();
+    const old = Date.now() - 2 * DAY - 1;
+    await eventLog.publish('predictions', [
+      { key: 'a', value: JSON.stringify({ ...prediction('a', 0.9), predicted_at: old }) },
+      { key: 'a', value: JSON.stringify(prediction('b', 0.9)) },
+    ]);
+    await eventLog.publish('labels', [
+      { key: 'a', value: JSON.stringify({ request_id: 'a', label: 1, ts: new Date(old).toISOString() }) },
+      { key: 'a', value: JSON.stringify({ request_id: 'b', label: 1, ts: Date.now() }) },
+    ]);
+    await waitFor(
+      async () => {
+        const text = await registry.metrics();
+        return /\{stream="labels",outcome="accepted"\} 1/.test(text) && /\{stream="predictions",outcome="accepted"\} 1/.test(text);
+      },
+      { what: 'both batches handled' },
+    );
+    const text = await registry.metrics();
+    expect(text).toMatch(/tributary_monitor_records_total\{stream="predictions",outcome="dead_lettered"\} 1\n/);
+    expect(text).toMatch(/tributary_monitor_records_total\{stream="labels",outcome="dead_lettered"\} 1\n/);
+    expect(text).toMatch(
+      /tributary_monitor_predictions_total\{model="fraud_detector",version="1",variant="champion",degraded="false"\} 1\n/,
+    );
+    expect(text).toMatch(/tributary_monitor_labels_total\{label="1"\} 1\n/);
+    expect(text).toMatch(/tributary_monitor_joins_total\{stream="labels",outcome="joined"\} 1\n/);
+    expect(text).toMatch(/tributary_dead_letter_records_total\{consumer="monitor-test",reason="late"\} 2\n/);
+    const letters = eventLog.records('dead-letter').map((r) => JSON.parse(r.value!.toString()) as DeadLetter);
+    expect(letters.map((l) => [l.source.topic, l.reason]).sort()).toEqual([
+      ['labels', 'late'],
+      ['predictions', 'late'],
+    ]);
+    expect(letters.map((l) => l.detail).sort()).toEqual([
+      `predicted_at ${old} is older than the join window (${DAY} ms) allows: it could no longer be joined`,
+      `ts "${new Date(old).toISOString()}" is older than the join window (${DAY} ms) allows: it could no longer be joined`,
+    ]);
+  });
+});
+
 describe('monitor: a batch delivered again', () => {
   it('counts a batch once when its offers or its dead letters failed before and it was retried', async () => {
     const store = new MemoryJoinStore(DAY);
@@ -324,7 +364,7 @@ describe('monitor', () => {
     ]);
     await eventLog.publish('labels', [
       { key: 'a', value: JSON.stringify({ request_id: 'a', label: 0, ts: Date.now() }) },
-      { key: 'b', value: JSON.stringify({ request_id: 'b', label: 1, ts: '2026-11-28T12:00:00Z' }) },
+      { key: 'b', value: JSON.stringify({ request_id: 'b', label: 1, ts: new Date(Date.now() - 3_600_000).toISOString() }) },
       { key: 'x', value: JSON.stringify({ request_id: 'x', label: 2, ts: Date.now() }) },
     ]);
     await waitFor(async () => /stream="labels",outcome="dead_lettered"\} 1/.test(await registry.metrics()), {
