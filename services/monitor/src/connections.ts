@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { endRollout, RedisRewardStore, RedisRoutingStore, type RewardStore, type RoutingStore } from '@tributary/inference/routing';
-import type { Config, ReferenceProfile } from '@tributary/shared';
+import { checkProfile, type Config, type Logger, type ReferenceProfile } from '@tributary/shared';
 import { MemoryJoinStore, RedisJoinStore, type JoinStore } from './join-store.js';
 import type { RolloutControl } from './rollout-guard.js';
 
@@ -24,9 +24,14 @@ const MAX_VERSIONS = 1024;
 /**
  * Each version's threshold (0.5 when unknown) and reference profile (null when absent) from
  * its manifest in the model registry, read once per version while it is among the last
- * MAX_VERSIONS read (a stream of odd version names must not grow the memory).
+ * MAX_VERSIONS read (a stream of odd version names must not grow the memory). A profile that
+ * fails its check (checkProfile) is logged as an error and the version is monitored without
+ * one (no drift), as the drift windows would throw on it.
  */
-export function manifestsFrom(registryDir: string): {
+export function manifestsFrom(
+  registryDir: string,
+  logger?: Logger,
+): {
   thresholdOf(model: string, version: string): number;
   profileOf(model: string, version: string): ReferenceProfile | null;
 } {
@@ -40,11 +45,19 @@ export function manifestsFrom(registryDir: string): {
         if (/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(model) && /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(version)) {
           const manifest = JSON.parse(readFileSync(join(registryDir, model, version, 'manifest.json'), 'utf8')) as {
             threshold?: unknown;
-            profile?: ReferenceProfile;
+            profile?: unknown;
           };
           if (typeof manifest.threshold === 'number' && manifest.threshold >= 0 && manifest.threshold <= 1)
             found.threshold = manifest.threshold;
-          if (manifest.profile?.version === 1 && typeof manifest.profile.features === 'object') found.profile = manifest.profile;
+          if (manifest.profile !== undefined) {
+            const checked = checkProfile(manifest.profile);
+            if (checked.ok) found.profile = checked.profile;
+            else
+              logger?.error(
+                { model, version, problem: checked.error },
+                `the reference profile in the manifest of ${model} ${version} is invalid (${checked.error}): the version is monitored without drift`,
+              );
+          }
         }
       } catch {
         // an unknown version: the defaults
@@ -98,12 +111,12 @@ export function rolloutSettings(config: Config, shared?: { routes: RoutingStore;
 }
 
 /** The join and quality settings of `startMonitor`, from the configuration. */
-export function monitorSettings(config: Config, shared?: { routes: RoutingStore; rewards: RewardStore }) {
+export function monitorSettings(config: Config, shared?: { routes: RoutingStore; rewards: RewardStore }, logger?: Logger) {
   return {
     rollouts: rolloutSettings(config, shared),
     joins: createJoinStore(config),
     joinWindowMs: config.MONITOR_JOIN_WINDOW,
-    ...manifestsFrom(config.MODEL_REGISTRY_DIR),
+    ...manifestsFrom(config.MODEL_REGISTRY_DIR, logger),
     maxSeries: config.MONITOR_MAX_SERIES,
     sliceFields: config.MONITOR_SLICE_FIELDS.split(',')
       .map((f) => f.trim())

@@ -37,6 +37,8 @@ export interface DriftBoardOptions {
   buckets?: number;
   /** Rows a window needs before its drift is reported (tests on a handful of rows say nothing). */
   minRows?: number;
+  /** A series whose report failed (it is left out of the scrape; the others are reported). */
+  onReportError?(series: { model: string; version: string; variant: string }, error: unknown): void;
 }
 
 /** A version's drift window in one variant (what `seriesFor` hands out); null when the version has no profile or is beyond the bound. */
@@ -124,7 +126,7 @@ export class DriftBoard {
     if (series && bucket) observeRow(series.profile, bucket, features ?? NO_FEATURES, { score }, defaulted);
   }
 
-  /** Each series' drift report over the window ending at `now` (versions with a profile and enough rows). */
+  /** Each series' drift report over the window ending at `now` (versions with a profile and enough rows; one that fails is left out). */
   reports(now: number): { model: string; version: string; variant: string; rows: number; report: DriftReport }[] {
     const out: { model: string; version: string; variant: string; rows: number; report: DriftReport }[] = [];
     for (const series of this.series.values()) {
@@ -132,7 +134,14 @@ export class DriftBoard {
       const window = series.ring.read(now);
       if (window.rows < (this.options.minRows ?? 100)) continue;
       const { model, version, variant, profile } = series;
-      out.push({ model, version, variant, rows: window.rows, report: reportOf(profile, window) });
+      let report: DriftReport;
+      try {
+        report = reportOf(profile, window);
+      } catch (error) {
+        this.options.onReportError?.({ model, version, variant }, error);
+        continue;
+      }
+      out.push({ model, version, variant, rows: window.rows, report });
     }
     return out;
   }

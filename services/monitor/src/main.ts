@@ -36,7 +36,7 @@ try {
     groupId: `${config.CONSUMER_GROUP_PREFIX}-monitor`,
     registry,
     logger,
-    ...monitorSettings(config),
+    ...monitorSettings(config, undefined, logger),
   });
   logger.info(`monitor running; ${describeBackends(config)}`);
   const shutdown = async () => {

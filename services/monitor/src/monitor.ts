@@ -448,7 +448,12 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         },
       }),
   );
-  const drift = new DriftBoard({ profileOf: options.profileOf, maxSeries: options.maxSeries });
+  const drift = new DriftBoard({
+    profileOf: options.profileOf,
+    maxSeries: options.maxSeries,
+    onReportError: (series, error) =>
+      options.logger.error({ ...series, err: error }, 'feature drift: the report of a series failed; left out of /metrics'),
+  });
   metric(
     options.registry,
     'tributary_feature_drift',

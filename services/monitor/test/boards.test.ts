@@ -13,6 +13,25 @@ const profile: ReferenceProfile = buildProfile(
 );
 
 describe('DriftBoard', () => {
+  it('leaves a series whose report fails out of the reports, and reports the others', () => {
+    const amount = profile.features.amount!;
+    const broken = {
+      ...profile,
+      features: { ...profile.features, amount: { ...amount, counts: amount.counts.map((c, i) => (i === 1 ? null : c)) } },
+    };
+    const failed: string[] = [];
+    const board = new DriftBoard({
+      profileOf: (_model, version) => (version === '1' ? (broken as unknown as ReferenceProfile) : profile),
+      maxSeries: 3,
+      minRows: 1,
+      onReportError: (series, error) => failed.push(`${series.model}/${series.version}/${series.variant}: ${String(error)}`),
+    });
+    board.observe('m', '1', 'champion', { amount: 5 }, 0.3, NOW);
+    board.observe('m', '2', 'champion', { amount: 5 }, 0.3, NOW);
+    expect(board.reports(NOW).map((r) => [r.version, r.rows])).toEqual([['2', 1]]);
+    expect(failed).toEqual([expect.stringMatching(/^m\/1\/champion: /)]);
+  });
+
   it('hands out the same window for a version and variant each time, counts on it as observe does, and remembers no series beyond its bound', () => {
     const asked: string[] = [];
     const board = new DriftBoard({

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { buildProfile } from '@tributary/shared';
+import { buildProfile, type Logger } from '@tributary/shared';
 import { manifestsFrom } from '../src/connections.js';
 
 let dir = '';
@@ -29,6 +29,38 @@ describe('manifestsFrom', () => {
     expect(manifests.thresholdOf('fraud', '9')).toBe(0.5);
     // A name that would leave the version's folder is never read.
     expect(manifests.thresholdOf('fraud', '../../escape/1')).toBe(0.5);
+  });
+
+  it('monitors a version whose manifest has a malformed profile without one, and logs why', () => {
+    dir = mkdtempSync(join(tmpdir(), 'tributary-manifests-'));
+    const profile = buildProfile(
+      [
+        { x: 1, c: 'FR' },
+        { x: 2, c: 'DE' },
+      ],
+      [
+        { name: 'x', kind: 'numeric' },
+        { name: 'c', kind: 'categorical' },
+      ],
+    );
+    const x = profile.features.x!;
+    const c = profile.features.c!;
+    register('fraud', '1', { threshold: 0.3, profile: { ...profile, features: { x: { ...x, counts: [3, null, 3] } } } });
+    register('fraud', '2', { threshold: 0.4, profile: { ...profile, features: { c: { ...c, categories: undefined } } } });
+    register('fraud', '3', { threshold: 0.6, profile });
+    const logged: { fields: Record<string, unknown>; message: string }[] = [];
+    const logger = { error: (fields: Record<string, unknown>, message: string) => logged.push({ fields, message }) } as unknown as Logger;
+    const manifests = manifestsFrom(dir, logger);
+    expect([manifests.thresholdOf('fraud', '1'), manifests.profileOf('fraud', '1')]).toEqual([0.3, null]);
+    expect([manifests.thresholdOf('fraud', '2'), manifests.profileOf('fraud', '2')]).toEqual([0.4, null]);
+    expect([manifests.thresholdOf('fraud', '3'), manifests.profileOf('fraud', '3')]).toEqual([0.6, profile]);
+    expect(logged.map((l) => [l.fields.version, l.message])).toEqual([
+      ['1', expect.stringMatching(/^the reference profile in the manifest of fraud 1 is invalid \(features\.x.*monitored without drift$/)],
+      [
+        '2',
+        expect.stringMatching(/^the reference profile in the manifest of fraud 2 is invalid \(.*features\.c.*monitored without drift$/),
+      ],
+    ]);
   });
 
   it('keeps the last 1,024 versions read: one asked for again after a stream of odd versions is read again', () => {

@@ -8,3 +8,4 @@ export * from './quality.js';
 export * from './quality-window.js';
 export * from './cbpe.js';
 export * from './slices.js';
+export * from './profile-check.js';
