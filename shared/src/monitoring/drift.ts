@@ -68,8 +68,22 @@ export function jensenShannon(p: readonly number[], q: readonly number[]): numbe
   return Number.isNaN(total) ? NaN : Math.min(1, Math.max(0, total));
 }
 
-/** Two-sample Kolmogorov-Smirnov test on samples (asymptotic p-value). */
+/** The first value of a sample that is not a finite number, as a RangeError naming it. */
+function finiteSample(fn: string, which: string, sample: readonly number[]): void {
+  for (let i = 0; i < sample.length; i++) {
+    if (!Number.isFinite(sample[i]))
+      throw new RangeError(`${fn}: sample ${which} holds ${String(sample[i])} at index ${i} (finite numbers only)`);
+  }
+}
+
+/**
+ * Two-sample Kolmogorov-Smirnov test on samples (asymptotic p-value). Samples of finite numbers
+ * only: NaN sorts nowhere and equals nothing (the walk over the samples would never end), so a
+ * sample holding NaN or an infinity is refused with a RangeError.
+ */
 export function ksTest(a: readonly number[], b: readonly number[]): KsResult {
+  finiteSample('ksTest', 'a', a);
+  finiteSample('ksTest', 'b', b);
   const x = [...a].sort((u, v) => u - v);
   const y = [...b].sort((u, v) => u - v);
   const n = x.length;

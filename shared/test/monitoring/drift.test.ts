@@ -75,6 +75,18 @@ describe('jensenShannon', () => {
 });
 
 describe('ksTest', () => {
+  it('refuses a sample holding NaN or an infinity, naming where (NaN made it loop for ever)', () => {
+    expect(() => ksTest([0.1, NaN, 0.7], [0.3, 0.9])).toThrow(
+      new RangeError('ksTest: sample a holds NaN at index 1 (finite numbers only)'),
+    );
+    expect(() => ksTest([0.1, 0.7], [0.3, 0.9, NaN])).toThrow(
+      new RangeError('ksTest: sample b holds NaN at index 2 (finite numbers only)'),
+    );
+    expect(() => ksTest([0.1, 0.7], [-Infinity, 0.9])).toThrow(
+      new RangeError('ksTest: sample b holds -Infinity at index 0 (finite numbers only)'),
+    );
+  });
+
   it('computes D and the asymptotic p-value on a hand example', () => {
     // a = {0.1, 0.4, 0.7, 1.2, 1.5}, b = {0.3, 0.9, 1.6, 2.0, 2.2, 2.5}.
     // At x = 1.5: F_a = 5/5, F_b = 2/6, so D = 2/3 (the largest gap).
