@@ -6,6 +6,7 @@
  */
 import { addToConfusion, classificationMetrics, emptyConfusion, mergeConfusion, type ConfusionCounts } from './quality.js';
 import { checkThreshold } from './quality-window.js';
+import { byName } from './profile.js';
 
 export const OTHER_SLICE = '__other__';
 
@@ -75,8 +76,9 @@ export interface FairnessView {
 
 /** Disparity of false-positive and false-negative rates across slices with at least `minCount` predictions. */
 export function rateDisparity(slices: Readonly<Record<string, ConfusionCounts>>, minCount = 1): FairnessView {
-  const fpr: Record<string, number> = {};
-  const fnr: Record<string, number> = {};
+  // Without a prototype: a slice is any request value, `__proto__` too.
+  const fpr = byName<number>();
+  const fnr = byName<number>();
   for (const [slice, c] of Object.entries(slices)) {
     if (c.tp + c.fp + c.tn + c.fn < minCount) continue;
     const m = classificationMetrics(c);

@@ -43,6 +43,29 @@ describe('SliceQuality', () => {
 });
 
 describe('rateDisparity', () => {
+  it('compares a slice named __proto__ as any other', () => {
+    const slices = new SliceQuality(0.5);
+    for (const [slice, score, label] of [
+      ['__proto__', 0.9, 0],
+      ['__proto__', 0.1, 0],
+      ['FR', 0.1, 0],
+      ['FR', 0.1, 0],
+      ['FR', 0.1, 0],
+      ['FR', 0.9, 0],
+    ] as const) {
+      slices.add(slice, score, label);
+    }
+    const view = rateDisparity(slices.counts());
+    // __proto__: fpr 1/2; FR: fpr 1/4.
+    expect(Object.entries(view.falsePositiveRate.slices)).toEqual([
+      ['__proto__', 0.5],
+      ['FR', 0.25],
+    ]);
+    expect(view.falsePositiveRate.max).toEqual({ slice: '__proto__', rate: 0.5 });
+    expect(view.falsePositiveRate.min).toEqual({ slice: 'FR', rate: 0.25 });
+    expect(view.falsePositiveRate.ratio).toBe(2);
+  });
+
   it('compares false-positive and false-negative rates across slices (hand example)', () => {
     // A: fpr 2/10 = 0.2, fnr 1/5 = 0.2; B: fpr 1/10 = 0.1, fnr 3/5 = 0.6; C: too small (minCount 5).
     const view = rateDisparity(
