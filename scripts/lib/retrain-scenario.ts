@@ -179,7 +179,7 @@ export async function runRetrainScenario(options: ScenarioOptions): Promise<Scen
       topics: { predictions: config.TOPIC_PREDICTIONS, labels: config.TOPIC_LABELS, deadLetter: config.TOPIC_DEAD_LETTER },
       groupId: `${config.CONSUMER_GROUP_PREFIX}-monitor`,
       registry: metrics,
-      ...monitorSettings(config),
+      ...monitorSettings(config, undefined, { logger: logger.child({ component: 'monitor' }), embedded: true }),
       logger: logger.child({ component: 'monitor' }),
     });
     cleanups.push(() => monitor.stop());

@@ -2,15 +2,37 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { endRollout, RedisRewardStore, RedisRoutingStore, type RewardStore, type RoutingStore } from '@tributary/inference/routing';
-import { checkProfile, type Config, type Logger, type ReferenceProfile } from '@tributary/shared';
+import { checkProfile, ConfigError, type Config, type Logger, type ReferenceProfile } from '@tributary/shared';
 import { MemoryJoinStore, RedisJoinStore, type JoinStore } from './join-store.js';
 import type { RolloutControl } from './rollout-guard.js';
 
-/** A joined marker is kept one more window, so that replays and late duplicates are recognised. */
-export function createJoinStore(config: Config): JoinStore {
-  return config.REDIS_URL
-    ? new RedisJoinStore({ url: config.REDIS_URL, cluster: config.REDIS_CLUSTER }, config.REDIS_KEY_PREFIX, config.MONITOR_JOIN_WINDOW)
-    : new MemoryJoinStore(config.MONITOR_JOIN_WINDOW);
+/** Where the monitor runs: `embedded` in one process with the other services (`npm start`, the retrain scenario). */
+export interface MonitorSettingsOptions {
+  logger?: Logger;
+  embedded?: boolean;
+}
+
+/**
+ * Redis when REDIS_URL is set, else memory. Memory with KAFKA_BROKERS set would lose every
+ * pending join at a restart (the offsets of its sides are committed to Kafka): refused with a
+ * configuration error, except embedded, where it is logged as a warning (a demo on a broker).
+ * A joined marker is kept one more window, so that replays and late duplicates are recognised.
+ */
+export function createJoinStore(config: Config, options: MonitorSettingsOptions = {}): JoinStore {
+  if (config.REDIS_URL) {
+    return new RedisJoinStore(
+      { url: config.REDIS_URL, cluster: config.REDIS_CLUSTER },
+      config.REDIS_KEY_PREFIX,
+      config.MONITOR_JOIN_WINDOW,
+    );
+  }
+  if (config.KAFKA_BROKERS) {
+    const problem =
+      'KAFKA_BROKERS is set but REDIS_URL is not: the label join would keep the predictions and labels waiting for each other in memory while their offsets are committed to Kafka, so every pending join would be lost at a restart';
+    if (!options.embedded) throw new ConfigError(`invalid configuration:\n  ${problem}; set REDIS_URL for the monitor's join store`);
+    options.logger?.warn(`${problem} (allowed in one process for a demo; set REDIS_URL to keep them)`);
+  }
+  return new MemoryJoinStore(config.MONITOR_JOIN_WINDOW);
 }
 
 interface VersionInfo {
@@ -111,12 +133,16 @@ export function rolloutSettings(config: Config, shared?: { routes: RoutingStore;
 }
 
 /** The join and quality settings of `startMonitor`, from the configuration. */
-export function monitorSettings(config: Config, shared?: { routes: RoutingStore; rewards: RewardStore }, logger?: Logger) {
+export function monitorSettings(
+  config: Config,
+  shared?: { routes: RoutingStore; rewards: RewardStore },
+  options: MonitorSettingsOptions = {},
+) {
   return {
     rollouts: rolloutSettings(config, shared),
-    joins: createJoinStore(config),
+    joins: createJoinStore(config, options),
     joinWindowMs: config.MONITOR_JOIN_WINDOW,
-    ...manifestsFrom(config.MODEL_REGISTRY_DIR, logger),
+    ...manifestsFrom(config.MODEL_REGISTRY_DIR, options.logger),
     maxSeries: config.MONITOR_MAX_SERIES,
     sliceFields: config.MONITOR_SLICE_FIELDS.split(',')
       .map((f) => f.trim())

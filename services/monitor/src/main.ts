@@ -15,6 +15,8 @@ const logger = createLogger('monitor');
 try {
   const config = loadConfig(process.env, { PORT: '3002' });
   const registry = createRegistry();
+  // Before anything listens: a configuration the monitor refuses (no REDIS_URL on Kafka) stops it here.
+  const settings = monitorSettings(config, undefined, { logger });
   const eventLog = createEventLog(config, 'monitor');
   let monitor: Monitor | null = null;
   // Served while the monitor joins its consumer group, which it may take seconds to do while it
@@ -36,7 +38,7 @@ try {
     groupId: `${config.CONSUMER_GROUP_PREFIX}-monitor`,
     registry,
     logger,
-    ...monitorSettings(config, undefined, logger),
+    ...settings,
   });
   logger.info(`monitor running; ${describeBackends(config)}`);
   const shutdown = async () => {

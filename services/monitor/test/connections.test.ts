@@ -2,8 +2,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { buildProfile, type Logger } from '@tributary/shared';
-import { manifestsFrom } from '../src/connections.js';
+import { buildProfile, ConfigError, loadConfig, type Logger } from '@tributary/shared';
+import { MemoryJoinStore } from '../src/join-store.js';
+import { createJoinStore, manifestsFrom } from '../src/connections.js';
 
 let dir = '';
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
@@ -73,5 +74,24 @@ describe('manifestsFrom', () => {
     for (let i = 0; i < 1_024; i++) manifests.thresholdOf('fraud', `odd-${i}`);
     // ...and read again once it was forgotten.
     expect(manifests.thresholdOf('fraud', '1')).toBe(0.2);
+  });
+});
+
+describe('createJoinStore', () => {
+  it('refuses to keep the pending joins in memory while the offsets go to Kafka, and only warns in one process (npm start)', async () => {
+    const onKafka = loadConfig({ KAFKA_BROKERS: '127.0.0.1:9092' });
+    expect(() => createJoinStore(onKafka)).toThrow(ConfigError);
+    expect(() => createJoinStore(onKafka)).toThrow(
+      /KAFKA_BROKERS is set but REDIS_URL is not: .* every pending join would be lost at a restart; set REDIS_URL/,
+    );
+    const warned: string[] = [];
+    const logger = { warn: (message: string) => warned.push(message) } as unknown as Logger;
+    const embedded = createJoinStore(onKafka, { logger, embedded: true });
+    expect(embedded).toBeInstanceOf(MemoryJoinStore);
+    expect(warned).toEqual([expect.stringMatching(/^KAFKA_BROKERS is set but REDIS_URL is not: .*allowed in one process for a demo/)]);
+    // The embedded default (no broker): memory, said nothing.
+    expect(createJoinStore(loadConfig({}), { logger })).toBeInstanceOf(MemoryJoinStore);
+    expect(warned).toHaveLength(1);
+    await embedded.close();
   });
 });

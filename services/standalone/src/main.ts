@@ -51,7 +51,7 @@ try {
     topics: { predictions: config.TOPIC_PREDICTIONS, labels: config.TOPIC_LABELS, deadLetter: config.TOPIC_DEAD_LETTER },
     groupId: `${config.CONSUMER_GROUP_PREFIX}-monitor`,
     registry,
-    ...monitorSettings(config, rollouts, logger.child({ component: 'monitor' })),
+    ...monitorSettings(config, rollouts, { logger: logger.child({ component: 'monitor' }), embedded: true }),
     logger: logger.child({ component: 'monitor' }),
   });
   const simulator = config.SIMULATOR
