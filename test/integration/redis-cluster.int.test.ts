@@ -37,6 +37,30 @@ describe.skipIf(unavailable !== null)(`Redis Cluster${unavailable ? ` (skipped: 
 
   joinStoreContract('Redis Cluster', async () => new RedisJoinStore({ url: cluster.url, cluster: true }, `${uniqueName('j')}:`, 60_000));
 
+  it('label join: a side whose index entry failed to be written is indexed again when its batch is offered again, and expires counted', async () => {
+    const store = new RedisJoinStore({ url: cluster.url, cluster: true }, `${uniqueName('j')}:`, 60_000);
+    const client = (store as unknown as { client: { zadd(...args: unknown[]): Promise<unknown> } }).client;
+    const zadd = client.zadd.bind(client);
+    let failures = 1;
+    client.zadd = async (...args: unknown[]) => {
+      if (failures-- > 0) throw new Error('CLUSTERDOWN');
+      return zadd(...args);
+    };
+    try {
+      const past = Date.now() - 1_000;
+      const batch = [
+        { side: 'prediction' as const, requestId: 'w1', unit: 'champion:m:1', value: 'p', deadline: past },
+        { side: 'label' as const, requestId: 'w2', value: 'l', deadline: past },
+      ];
+      await expect(store.offer(batch)).rejects.toThrow('CLUSTERDOWN');
+      // The batch again: duplicates, whose sides still wait; indexed this time.
+      expect(await store.offer(batch)).toEqual([{ kind: 'duplicate' }, { kind: 'duplicate' }]);
+      expect(await store.sweep(Date.now(), 100)).toEqual({ predictions: 1, labels: 1, taken: 2 });
+    } finally {
+      await store.close();
+    }
+  });
+
   it('joins labels as the in-memory store does, with the requests of a batch on every node', async () => {
     const prefix = `${uniqueName('j')}:`;
     const redis = new RedisJoinStore({ url: cluster.url, cluster: true }, prefix, 60_000);

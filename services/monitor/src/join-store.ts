@@ -56,10 +56,29 @@ export interface SweepResult {
   taken: number;
 }
 
+/** A sweep that failed in part: `swept` counts the sides it removed before failing (to count all the same). */
+export class SweepError extends Error {
+  constructor(
+    readonly swept: SweepResult,
+    cause: unknown,
+  ) {
+    super(
+      `label join: sweep failed in part (${swept.predictions} predictions and ${swept.labels} labels expired before): ${String(cause)}`,
+      {
+        cause,
+      },
+    );
+    this.name = 'SweepError';
+  }
+}
+
 export interface JoinStore {
   /** Applies the offers in order (one round trip); one result per offer. */
   offer(offers: Offer[]): Promise<OfferResult[]>;
-  /** Removes and counts the waiting sides whose deadline is at or before `now` (at most `limit`). */
+  /**
+   * Removes and counts the waiting sides whose deadline is at or before `now` (at most `limit`).
+   * Fails with a SweepError counting what it removed when some sides could not be.
+   */
   sweep(now: number, limit: number): Promise<SweepResult>;
   close(): Promise<void>;
 }
@@ -194,7 +213,8 @@ function byteOrder(a: string, b: string): number {
  * joined), `label` (the label, until its deadline) and `labelled` (the label joined a
  * prediction). ARGV[4i-3] offer i's side (`prediction` or `label`), ARGV[4i-2] its unit (empty
  * for a label), ARGV[4i-1] its value, ARGV[4i] ms to keep the hash (at least). Returns one reply
- * per offer: 0 duplicate, 1 waiting, or what it joined: for a prediction `{label}`, for a
+ * per offer: 0 duplicate, 2 duplicate whose side still waits (its field is in the hash), 1
+ * waiting, or what it joined: for a prediction `{label}`, for a
  * label the fields and values of the predictions that waited (`{p:<unit>, value, ...}`, in no
  * order: the client orders them by unit, as Lua's `<` follows the server's locale). A later
  * offer sees what the earlier ones did, as if each were its own call.
@@ -217,7 +237,9 @@ for i = 1, offers do
   local key, side, unit, value, ms = KEYS[i], ARGV[4 * i - 3], ARGV[4 * i - 2], ARGV[4 * i - 1], ARGV[4 * i]
   if side == 'prediction' then
     local found = redis.call('HMGET', key, 'p:' .. unit, 'j:' .. unit, 'label')
-    if found[1] or found[2] then
+    if found[1] then
+      results[i] = 2
+    elseif found[2] then
       results[i] = 0
     elseif found[3] then
       redis.call('HSET', key, 'j:' .. unit, '1', 'labelled', '1')
@@ -238,16 +260,18 @@ for i = 1, offers do
     local waiting, values, seen = {}, {}, false
     for f = 1, #fields, 2 do
       local name = fields[f]
-      if name == 'label' or name == 'labelled' then
-        seen = true
+      if name == 'label' then
+        seen = 2
         break
+      elseif name == 'labelled' then
+        seen = 0
       elseif string.sub(name, 1, 2) == 'p:' then
         waiting[#waiting + 1] = name
         values[name] = fields[f + 1]
       end
     end
     if seen then
-      results[i] = 0
+      results[i] = seen
     else
       if #waiting == 0 then
         redis.call('HSET', key, 'label', value)
@@ -290,7 +314,7 @@ if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
 return 1
 `;
 
-type OfferReply = 0 | 1 | string[];
+type OfferReply = 0 | 1 | 2 | string[];
 
 type RedisWithJoin = (Redis | Cluster) & {
   /** `keys` (the hashes, then the due index) then, per hash, side, unit, value and ms to keep, then per hash its deadline and index member. */
@@ -392,23 +416,28 @@ export class RedisJoinStore implements JoinStore {
     for (const reply of await this.send(offers)) {
       for (const answer of reply) {
         const offer = offers[results.length]!;
-        if (answer === 0) {
+        // A label stays until its deadline, joined or not; a prediction only while it waits.
+        // (On a single Redis the script has indexed them already.) On a cluster, a replayed
+        // side still waiting is indexed again: the first offer's ZADD may have failed after its
+        // script (NX: an entry there keeps its deadline).
+        if (this.cluster) {
+          if (offer.side === 'label') {
+            if (answer !== 0) due.push(offer.deadline, dueMember(LABEL_FIELD, offer.requestId));
+          } else if (answer === 1 || answer === 2) {
+            due.push(offer.deadline, dueMember(predictionField(offer.unit), offer.requestId));
+          }
+        }
+        if (answer === 0 || answer === 2) {
           results.push(DUPLICATE);
           continue;
-        }
-        // A label stays until its deadline, joined or not; a prediction only while it waits.
-        // (On a single Redis the script has indexed them already.)
-        if (this.cluster) {
-          if (offer.side === 'label') due.push(offer.deadline, dueMember(LABEL_FIELD, offer.requestId));
-          else if (answer === 1) due.push(offer.deadline, dueMember(predictionField(offer.unit), offer.requestId));
         }
         results.push(answer === 1 ? WAITING : { kind: 'joined', others: offer.side === 'label' ? byUnit(answer) : answer });
       }
     }
     if (results.length !== offers.length) throw new Error(`label join: ${offers.length} offers but ${results.length} replies`);
-    // The index is written after the sides: a side whose index entry was lost in a crash is
-    // offered again on replay (a duplicate then), and its hash still expires on its own.
-    if (due.length > 0) await this.client.zadd(this.dueKey, ...due);
+    // The index is written after the sides: a side whose index entry was lost (a crash, a
+    // failed ZADD) is offered again on replay, a duplicate then, and indexed again.
+    if (due.length > 0) await this.client.zadd(this.dueKey, 'NX', ...due);
     return results;
   }
 
@@ -427,9 +456,12 @@ export class RedisJoinStore implements JoinStore {
     });
     const expire = (side: { field: string; requestId: string }, client: RedisWithJoin) =>
       client.expireSide(this.key(side.requestId), side.field);
-    let removed: unknown[];
+    // Each side's reply, or its error: the sides removed are counted even when others failed
+    // (removed, they would never be counted again).
+    let removed: ({ error: unknown } | unknown)[];
     if (this.cluster) {
-      removed = await Promise.all(sides.map((side) => (side ? expire(side, this.client) : 0)));
+      const settled = await Promise.allSettled(sides.map((side) => (side ? expire(side, this.client) : 0)));
+      removed = settled.map((s) => (s.status === 'fulfilled' ? s.value : { error: s.reason as unknown }));
     } else {
       const pipeline = this.client.pipeline() as unknown as Pipeline;
       const listed = sides.filter((side) => side !== null);
@@ -438,16 +470,27 @@ export class RedisJoinStore implements JoinStore {
       let next = 0;
       removed = sides.map((side) => {
         if (side === null) return 0;
-        const [error, reply] = replies[next++]!;
-        if (error) throw error;
-        return reply;
+        const [error, reply] = replies[next++] ?? [new Error('label join: no reply for a side of the sweep'), null];
+        return error ? { error } : reply;
       });
     }
-    removed.forEach((count, i) => {
-      if (count !== 1) return;
+    let failure: unknown = null;
+    const done: string[] = [];
+    removed.forEach((reply, i) => {
+      if (typeof reply === 'object' && reply !== null && 'error' in reply) {
+        failure ??= reply.error;
+        return;
+      }
+      done.push(members[i]!);
+      if (reply !== 1) return;
       if (sides[i]!.field === LABEL_FIELD) result.labels++;
       else result.predictions++;
     });
+    if (failure !== null) {
+      // The sides that failed stay in the index, for the next sweep.
+      if (done.length > 0) await this.client.zrem(this.dueKey, ...done).catch(() => {});
+      throw new SweepError(result, failure);
+    }
     await this.client.zrem(this.dueKey, ...members);
     return result;
   }

@@ -25,7 +25,7 @@ import {
   type Registry,
   type Subscription,
 } from '@tributary/shared';
-import type { JoinStore, Offer } from './join-store.js';
+import { SweepError, type JoinStore, type Offer } from './join-store.js';
 import { DriftBoard, type DriftSeries } from './drift.js';
 import { predictionRecords } from './prediction-record.js';
 import { FixedHistogram, type HistogramSeries } from './histogram.js';
@@ -866,11 +866,20 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         if (retired > 0) options.logger.info({ retired }, 'retired the model/version/variant series idle for longer than every window');
         // Chunks of SWEEP_CHUNK sides until nothing more is due: however many came due since the
         // last sweep (a side is one record's), the index does not grow behind the stream.
-        let swept;
-        do {
-          swept = await options.joins.sweep(clock(), SWEEP_CHUNK);
+        const count = (swept: { predictions: number; labels: number }) => {
           expired.inc({ stream: 'predictions' }, swept.predictions);
           expired.inc({ stream: 'labels' }, swept.labels);
+        };
+        let swept;
+        do {
+          try {
+            swept = await options.joins.sweep(clock(), SWEEP_CHUNK);
+          } catch (error) {
+            // What a failed sweep removed is counted all the same: it will not be found again.
+            if (error instanceof SweepError) count(error.swept);
+            throw error;
+          }
+          count(swept);
         } while (swept.taken === SWEEP_CHUNK && !stopped);
       });
     return sweeping;

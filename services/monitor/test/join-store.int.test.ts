@@ -1,8 +1,9 @@
+import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { realServices } from '../../../test/integration/services.js';
 import { deletingKeysOnClose } from '../../../test/support/redis-cleanup.js';
 import { uniqueName } from '../../../test/support/wait-for.js';
-import { MemoryJoinStore, RedisJoinStore } from '../src/join-store.js';
+import { MemoryJoinStore, RedisJoinStore, SweepError } from '../src/join-store.js';
 import { joinStoreContract, probes, randomOffers } from './join-store.contract.js';
 
 const services = realServices();
@@ -13,6 +14,34 @@ describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : 
     return deletingKeysOnClose(new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000), services.redisUrl!, prefix);
   };
   joinStoreContract('Redis', create);
+
+  it('counts the sides a sweep removed when another side of it failed, and leaves the failed one for the next sweep', async () => {
+    const prefix = `${uniqueName('join')}:`;
+    const store = deletingKeysOnClose(new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000), services.redisUrl!, prefix);
+    const client = new Redis(services.redisUrl!);
+    try {
+      const past = Date.now() - 1_000;
+      const offers = ['r1', 'r2', 'r3'].map((requestId) => ({
+        side: 'prediction' as const,
+        requestId,
+        unit: 'champion:m:1',
+        value: 'p',
+        deadline: past,
+      }));
+      await store.offer([...offers, { side: 'label', requestId: 'r4', value: 'l', deadline: past }]);
+      // r2's hash replaced by a string: its side fails to expire (WRONGTYPE), the others do.
+      await client.set(`${prefix}join:{r2}`, 'not a hash');
+      const failed = await store.sweep(Date.now(), 100).catch((error: unknown) => error);
+      expect(failed).toBeInstanceOf(SweepError);
+      expect((failed as SweepError).swept).toEqual({ predictions: 2, labels: 1, taken: 4 });
+      expect(await client.zrange(`${prefix}join-due`, 0, -1)).toEqual([JSON.stringify(['p:champion:m:1', 'r2'])]);
+      await client.del(`${prefix}join:{r2}`);
+      expect(await store.sweep(Date.now(), 100)).toEqual({ predictions: 0, labels: 0, taken: 1 });
+    } finally {
+      await client.quit();
+      await store.close();
+    }
+  });
 
   it('answers a stream of offers, in calls of any size, as the in-memory store does', async () => {
     const offers = randomOffers(11, 3_000, 700);

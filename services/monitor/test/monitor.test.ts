@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildProfile, createLogger, createRandom, createRegistry, MemoryEventLog, type DeadLetter } from '@tributary/shared';
 import { waitFor } from '../../../test/support/wait-for.js';
-import { MemoryJoinStore } from '../src/join-store.js';
+import { MemoryJoinStore, SweepError } from '../src/join-store.js';
 import { RETIRE_AFTER_MS, startMonitor, type Monitor, type MonitorOptions } from '../src/monitor.js';
 
 let monitor: Monitor | null = null;
@@ -170,6 +170,20 @@ describe('monitor: a batch delivered again', () => {
 });
 
 describe('monitor: expiry', () => {
+  it('counts what a sweep that failed in part removed', async () => {
+    const store = new MemoryJoinStore(DAY);
+    const joins: MemoryJoinStore = Object.assign(Object.create(store) as MemoryJoinStore, {
+      sweep: async () => {
+        throw new SweepError({ predictions: 3, labels: 2, taken: 6 }, new Error('WRONGTYPE'));
+      },
+    });
+    const { registry, monitor } = await boot({ joins });
+    await expect(monitor.sweep()).rejects.toThrow(/sweep failed in part \(3 predictions and 2 labels expired before\): Error: WRONGTYPE/);
+    const text = await registry.metrics();
+    expect(text).toMatch(/tributary_monitor_join_expired_total\{stream="predictions"\} 3\n/);
+    expect(text).toMatch(/tributary_monitor_join_expired_total\{stream="labels"\} 2\n/);
+  });
+
   it('sweeps every side that came due, more than one chunk of the index at a time', async () => {
     const joins = new MemoryJoinStore(DAY);
     const { registry, monitor } = await boot({ joins });
