@@ -102,13 +102,15 @@ export class QualityBoard {
         ),
       })),
       slices: new Map(
-        (this.options.sliceFields ?? []).map((field) => [
-          field,
-          new SlidingWindow<SliceQuality>(
-            { empty: () => new SliceQuality(threshold, maxSlices), merge: (a, b) => a.merge(b) },
+        (this.options.sliceFields ?? []).map((field) => {
+          // The slices kept by name are decided once for the series' field, not per hourly bucket.
+          const names = new Set<string>();
+          const ring = new SlidingWindow<SliceQuality>(
+            { empty: () => new SliceQuality(threshold, maxSlices, names), merge: (a, b) => a.merge(b) },
             { bucketMs: SLICE_WINDOW.bucketMs, buckets: SLICE_WINDOW.buckets },
-          ),
-        ]),
+          );
+          return [field, ring] as const;
+        }),
       ),
     };
     this.series.set(id, series);

@@ -74,6 +74,23 @@ describe('DriftBoard', () => {
 });
 
 describe('QualityBoard', () => {
+  it('keeps the same slices by name in every hour of the 24h slice window (the bound decided once per series)', () => {
+    const board = new QualityBoard({ thresholdOf: () => 0.5, maxSeries: 1, sliceFields: ['country'], maxSlices: 1 });
+    const key = { model: 'm', version: '1', variant: 'champion' };
+    const HOUR = 3_600_000;
+    // Hour 1: FR first, then DE. Hour 2: DE first, then FR. Scores 0.9 on label 0: false positives.
+    board.observe(key, 0.9, 0, NOW - HOUR, { country: 'FR' });
+    board.observe(key, 0.9, 0, NOW - HOUR, { country: 'DE' });
+    board.observe(key, 0.9, 0, NOW, { country: 'DE' });
+    board.observe(key, 0.9, 0, NOW, { country: 'FR' });
+    const [view] = board.sliceViews(NOW, 1);
+    // FR, the first slice of the series, is FR in both hours; DE is other in both.
+    expect(view!.slices).toEqual({
+      FR: { tp: 0, fp: 2, tn: 0, fn: 0 },
+      __other__: { tp: 0, fp: 2, tn: 0, fn: 0 },
+    });
+  });
+
   it('hands out the same series for a key, the other series beyond its bound, and counts on them as predicted does', () => {
     const board = new QualityBoard({ thresholdOf: () => 0.5, maxSeries: 1 });
     const key = { model: 'm', version: '1', variant: 'champion' };

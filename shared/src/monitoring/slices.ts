@@ -2,6 +2,9 @@
  * Quality per slice (segment: a country, a merchant category, a model variant...) with a
  * bounded number of slices: the first `maxSlices` distinct slices seen are kept, every later
  * one is counted in the `other` slice, so memory and metric-label cardinality stay bounded.
+ * The buckets of a sliding window share the slices kept (`SliceNames`): a slice is named or
+ * `other` in all of them, decided once, and not bucket by bucket (a slice kept in one hour and
+ * `other` in the next would show only part of its predictions under its name).
  * The fairness view compares false-positive and false-negative rates across slices.
  */
 import { addToConfusion, classificationMetrics, emptyConfusion, mergeConfusion, type ConfusionCounts } from './quality.js';
@@ -10,21 +13,28 @@ import { byName } from './profile.js';
 
 export const OTHER_SLICE = '__other__';
 
+/** The slices kept by name (at most `maxSlices`, the first seen), shared by the SliceQualities of one window. */
+export type SliceNames = Set<string>;
+
 export class SliceQuality {
   readonly slices = new Map<string, ConfusionCounts>();
 
+  /** `names`: the slices kept, shared with the other buckets of a window (its own when not given). */
   constructor(
     readonly threshold: number,
     readonly maxSlices = 20,
+    readonly names: SliceNames = new Set(),
   ) {
     checkThreshold(threshold);
     if (!Number.isInteger(maxSlices) || maxSlices < 1) throw new RangeError(`maxSlices must be a positive integer, got ${maxSlices}`);
   }
 
-  /** The slice a segment is counted under: itself while there is room, `other` beyond the bound. */
+  /** The slice a segment is counted under: itself if kept or while there is room, `other` beyond the bound. */
   sliceOf(segment: string): string {
-    if (this.slices.has(segment) || segment === OTHER_SLICE) return segment;
-    return this.named() < this.maxSlices ? segment : OTHER_SLICE;
+    if (segment === OTHER_SLICE || this.names.has(segment)) return segment;
+    if (this.names.size >= this.maxSlices) return OTHER_SLICE;
+    this.names.add(segment);
+    return segment;
   }
 
   add(segment: string, score: number, label: 0 | 1): void {
@@ -37,9 +47,9 @@ export class SliceQuality {
     addToConfusion(counts, score, label, this.threshold);
   }
 
-  /** A new SliceQuality with both: slices of `other` beyond the bound are folded into `other`. */
+  /** A new SliceQuality with both (on their shared names, if they share them): slices beyond the bound are folded into `other`. */
   merge(other: SliceQuality): SliceQuality {
-    const out = new SliceQuality(this.threshold, this.maxSlices);
+    const out = new SliceQuality(this.threshold, this.maxSlices, this.names === other.names ? this.names : new Set());
     for (const source of [this, other]) {
       for (const [segment, counts] of source.slices) {
         const slice = out.sliceOf(segment);
@@ -51,10 +61,6 @@ export class SliceQuality {
 
   counts(): Record<string, ConfusionCounts> {
     return Object.fromEntries([...this.slices].map(([k, v]) => [k, { ...v }]));
-  }
-
-  private named(): number {
-    return this.slices.size - (this.slices.has(OTHER_SLICE) ? 1 : 0);
   }
 }
 
