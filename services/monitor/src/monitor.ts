@@ -18,6 +18,7 @@ import {
   type EventLog,
   type Label,
   type Logger,
+  type LogRecord,
   type OutgoingRecord,
   type PredictionLogRecord,
   type DeadLetterReason,
@@ -710,6 +711,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     for (const { model, version, feature } of defaultCounts.labelSets()) defaultedOf(model, version).add(feature);
   };
 
+  /** By partition, the last offset of a batch whose dead letters were published. */
+  const deadLetteredTo = new Map<string, bigint>();
   const subscription: Subscription = await options.eventLog.subscribe({
     groupId: options.groupId,
     topics: [options.topics.predictions, options.topics.labels],
@@ -720,6 +723,14 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       const stream = batch.topic === options.topics.predictions ? 'predictions' : 'labels';
       const rejected: OutgoingRecord[] = [];
       const reasons: DeadLetterReason[] = [];
+      const partition = `${batch.topic}:${batch.partition}`;
+      const publishedTo = deadLetteredTo.get(partition);
+      const reject = (record: LogRecord, reason: DeadLetterReason, detail: string) => {
+        reasons.push(reason);
+        // Published already, by this batch delivered before (it failed after its dead letters).
+        if (publishedTo !== undefined && BigInt(record.offset) <= publishedTo) return;
+        rejected.push(deadLetter(record, reason, detail, options.groupId));
+      };
       const offers: Offer[] = [];
       const sides: (WaitingPrediction | WaitingLabel)[] = [];
       // What the batch's predictions do to the windows, histograms and counters is applied only
@@ -734,22 +745,19 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         if (stream === 'predictions') {
           const decoded = predictionRecords.decode(record.value);
           if (!decoded.ok) {
-            rejected.push(deadLetter(record, decoded.reason, decoded.detail, options.groupId));
-            reasons.push(decoded.reason);
+            reject(record, decoded.reason, decoded.detail);
             continue;
           }
           const p = decoded.value;
           const now = clock();
           if (!(p.predicted_at <= now + MAX_AHEAD_MS)) {
             const detail = `predicted_at ${p.predicted_at} is more than a day ahead of the monitor's clock`;
-            rejected.push(deadLetter(record, 'invalid', detail, options.groupId));
-            reasons.push('invalid');
+            reject(record, 'invalid', detail);
             continue;
           }
           const deadline = p.predicted_at + options.joinWindowMs;
           if (!(deadline > now)) {
-            rejected.push(deadLetter(record, 'late', lateDetail('predicted_at', p.predicted_at, options.joinWindowMs), options.groupId));
-            reasons.push('late');
+            reject(record, 'late', lateDetail('predicted_at', p.predicted_at, options.joinWindowMs));
             continue;
           }
           // Seen now: a series a batch waits on is live, so no sweep retires it before the batch applies.
@@ -786,21 +794,18 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         } else {
           const decoded = labelRecords.decode(record.value);
           if (!decoded.ok) {
-            rejected.push(deadLetter(record, decoded.reason, decoded.detail, options.groupId));
-            reasons.push(decoded.reason);
+            reject(record, decoded.reason, decoded.detail);
             continue;
           }
           const at = labelTime(decoded.value.ts);
           const now = clock();
           if (!(at <= now + MAX_AHEAD_MS)) {
             const detail = `ts ${JSON.stringify(decoded.value.ts)} is more than a day ahead of the monitor's clock`;
-            rejected.push(deadLetter(record, 'invalid', detail, options.groupId));
-            reasons.push('invalid');
+            reject(record, 'invalid', detail);
             continue;
           }
           if (!(at + options.joinWindowMs > now)) {
-            rejected.push(deadLetter(record, 'late', lateDetail('ts', decoded.value.ts, options.joinWindowMs), options.groupId));
-            reasons.push('late');
+            reject(record, 'late', lateDetail('ts', decoded.value.ts, options.joinWindowMs));
             continue;
           }
           labelCounts[decoded.value.label]!++;
@@ -814,9 +819,13 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           });
         }
       }
-      // The dead letters first: should the offers fail, the batch comes again and its dead
-      // letters are published twice (at least once), but nothing is counted twice.
-      if (rejected.length > 0) await options.eventLog.publish(options.topics.deadLetter, rejected);
+      // The dead letters first: should the offers fail, the batch comes again, and its dead
+      // letters are not published again (`deadLetteredTo`; after a restart or a rebalance they
+      // may be: at least once). Nothing is counted twice.
+      if (rejected.length > 0) {
+        await options.eventLog.publish(options.topics.deadLetter, rejected);
+        deadLetteredTo.set(partition, BigInt(batch.records.at(-1)!.offset));
+      }
       // Offers are durable before the batch is committed: a replay finds them and is a duplicate.
       const outcomes = await options.joins.offer(offers);
       applyPredictions(observedSeries, observed, observedAt);
@@ -847,8 +856,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         // At most once: a reward not stored is kept for the next batch; one lost in a crash is not replayed.
         await bandit.flush(addReward).catch((error: unknown) => options.logger.warn({ err: error }, 'bandit rewards not stored yet'));
       }
-      records.inc({ stream, outcome: 'accepted' }, batch.records.length - rejected.length);
-      records.inc({ stream, outcome: 'dead_lettered' }, rejected.length);
+      records.inc({ stream, outcome: 'accepted' }, batch.records.length - reasons.length);
+      records.inc({ stream, outcome: 'dead_lettered' }, reasons.length);
       const last = batch.records.at(-1);
       if (batch.highWatermark !== undefined && last !== undefined) {
         lag.set({ topic: batch.topic, partition: String(batch.partition) }, Number(BigInt(batch.highWatermark) - BigInt(last.offset) - 1n));

@@ -140,6 +140,7 @@ describe('monitor: a batch delivered again', () => {
     };
     await eventLog.publish('predictions', [
       { key: 'a', value: JSON.stringify({ ...prediction('a', 0.02), defaulted: ['user:count_1h'], feature_age_ms: { user: 500 } }) },
+      { key: 'a', value: '{"prediction_id": 3' },
     ]);
     await eventLog.publish('labels', [
       { key: 'a', value: JSON.stringify({ request_id: 'a', label: 1, ts: Date.now() }) },
@@ -148,7 +149,11 @@ describe('monitor: a batch delivered again', () => {
     await waitFor(
       async () => {
         const text = await registry.metrics();
-        return /\{stream="labels",outcome="accepted"\} 1/.test(text) && /\{stream="labels",outcome="dead_lettered"\} 1/.test(text);
+        return (
+          /\{stream="labels",outcome="accepted"\} 1/.test(text) &&
+          /\{stream="labels",outcome="dead_lettered"\} 1/.test(text) &&
+          /\{stream="predictions",outcome="dead_lettered"\} 1/.test(text)
+        );
       },
       { what: 'every batch handled' },
     );
@@ -166,6 +171,13 @@ describe('monitor: a batch delivered again', () => {
     expect(text).toMatch(/tributary_monitor_labels_total\{label="1"\} 1\n/);
     expect(text).toMatch(/tributary_dead_letter_records_total\{consumer="monitor-test",reason="invalid"\} 1\n/);
     expect(text).toMatch(/tributary_monitor_joins_total\{stream="labels",outcome="joined"\} 1\n/);
+    expect(text).toMatch(/tributary_dead_letter_records_total\{consumer="monitor-test",reason="malformed"\} 1\n/);
+    // Each dead letter published once: the predictions batch published its own before its offers failed twice.
+    const letters = eventLog.records('dead-letter').map((r) => JSON.parse(r.value!.toString()) as DeadLetter);
+    expect(letters.map((l) => [l.source.topic, l.reason]).sort()).toEqual([
+      ['labels', 'invalid'],
+      ['predictions', 'malformed'],
+    ]);
   });
 });
 
