@@ -56,6 +56,26 @@ export interface SweepResult {
   taken: number;
 }
 
+/**
+ * Offers that failed in part: `results` holds the answers of the offers that were applied
+ * (null for the others). What they joined is joined once only: offered again, they are
+ * duplicates, so the caller takes their joins from here before the batch is retried.
+ */
+export class OfferError extends Error {
+  constructor(
+    readonly results: readonly (OfferResult | null)[],
+    cause: unknown,
+  ) {
+    super(
+      `label join: offers failed in part (${results.filter((r) => r === null).length} of ${results.length} without an answer): ${String(cause)}`,
+      {
+        cause,
+      },
+    );
+    this.name = 'OfferError';
+  }
+}
+
 /** A sweep that failed in part: `swept` counts the sides it removed before failing (to count all the same). */
 export class SweepError extends Error {
   constructor(
@@ -73,7 +93,10 @@ export class SweepError extends Error {
 }
 
 export interface JoinStore {
-  /** Applies the offers in order (one round trip); one result per offer. */
+  /**
+   * Applies the offers in order (one round trip); one result per offer. Fails with an OfferError
+   * holding the answers of the offers applied when only some were.
+   */
   offer(offers: Offer[]): Promise<OfferResult[]>;
   /**
    * Removes and counts the waiting sides whose deadline is at or before `now` (at most `limit`).
@@ -367,19 +390,23 @@ export class RedisJoinStore implements JoinStore {
     return `${this.prefix}join-due`;
   }
 
-  /** One reply array per script call: a pipeline of calls of up to 500 offers, or on a cluster one call per offer. */
-  private async send(offers: Offer[]): Promise<OfferReply[][]> {
+  /**
+   * One reply array per script call, or its error: a pipeline of calls of up to 500 offers, or
+   * on a cluster one call per offer (each call answers for its offers whatever the others do).
+   */
+  private async send(offers: Offer[]): Promise<(OfferReply[] | { error: unknown })[]> {
     const now = Date.now();
     // PEXPIRE takes whole milliseconds; a time may have a fraction (predicted_at is any number).
     // A side offered past its deadline is kept the keep time from now, so that a sweep still
     // finds and counts it (else a side two windows old got 1 ms and was lost uncounted).
     const keep = (deadline: number) => String(Math.ceil(Math.max(deadline, now) - now + this.keepMs));
     if (this.cluster) {
-      return Promise.all(
+      const settled = await Promise.allSettled(
         offers.map((o) =>
           this.client.offerSide(this.key(o.requestId), o.side, o.side === 'prediction' ? o.unit : '', o.value, keep(o.deadline)),
         ),
       );
+      return settled.map((s) => (s.status === 'fulfilled' ? s.value : { error: s.reason as unknown }));
     }
     const pipeline = this.client.pipeline() as unknown as Pipeline;
     const dueKey = this.dueKey;
@@ -403,17 +430,26 @@ export class RedisJoinStore implements JoinStore {
       keysThenArgs[count] = dueKey;
       void pipeline.offerSides(count + 1, ...keysThenArgs);
     }
-    return ((await pipeline.exec()) ?? []).map(([error, reply]) => {
-      if (error) throw error;
-      return reply as OfferReply[];
-    });
+    const replies = (await pipeline.exec()) ?? [];
+    if (replies.length !== Math.ceil(offers.length / OFFERS_PER_CALL)) throw new Error('label join: the offers got no reply');
+    return replies.map(([error, reply]) => (error ? { error } : (reply as OfferReply[])));
   }
 
   async offer(offers: Offer[]): Promise<OfferResult[]> {
     if (offers.length === 0) return [];
-    const results: OfferResult[] = [];
+    const results: (OfferResult | null)[] = [];
     const due: (string | number)[] = [];
-    for (const reply of await this.send(offers)) {
+    let failure: unknown = null;
+    const calls = await this.send(offers);
+    for (let call = 0; call < calls.length; call++) {
+      const reply = calls[call]!;
+      if (!Array.isArray(reply)) {
+        // The offers of a call that failed: no answer (the script may have applied a part of them).
+        failure ??= reply.error;
+        const size = this.cluster ? 1 : Math.min(OFFERS_PER_CALL, offers.length - results.length);
+        for (let i = 0; i < size; i++) results.push(null);
+        continue;
+      }
       for (const answer of reply) {
         const offer = offers[results.length]!;
         // A label stays until its deadline, joined or not; a prediction only while it waits.
@@ -437,8 +473,15 @@ export class RedisJoinStore implements JoinStore {
     if (results.length !== offers.length) throw new Error(`label join: ${offers.length} offers but ${results.length} replies`);
     // The index is written after the sides: a side whose index entry was lost (a crash, a
     // failed ZADD) is offered again on replay, a duplicate then, and indexed again.
-    if (due.length > 0) await this.client.zadd(this.dueKey, 'NX', ...due);
-    return results;
+    if (due.length > 0) {
+      try {
+        await this.client.zadd(this.dueKey, 'NX', ...due);
+      } catch (error) {
+        failure ??= error;
+      }
+    }
+    if (failure !== null) throw new OfferError(results, failure);
+    return results as OfferResult[];
   }
 
   async sweep(now: number, limit: number): Promise<SweepResult> {

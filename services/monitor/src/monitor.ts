@@ -26,7 +26,7 @@ import {
   type Registry,
   type Subscription,
 } from '@tributary/shared';
-import { SweepError, type JoinStore, type Offer } from './join-store.js';
+import { OfferError, SweepError, type JoinStore, type Offer, type OfferResult } from './join-store.js';
 import { DriftBoard, type DriftSeries } from './drift.js';
 import { predictionRecords } from './prediction-record.js';
 import { FixedHistogram, type HistogramSeries } from './histogram.js';
@@ -826,31 +826,43 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         await options.eventLog.publish(options.topics.deadLetter, rejected);
         deadLetteredTo.set(partition, BigInt(batch.records.at(-1)!.offset));
       }
+      /** Observes the pairs the offers joined; `joined` counts pairs: a label that joins a champion's and a shadow's prediction adds 2. */
+      const settle = (outcomes: readonly (OfferResult | null)[]) => {
+        const outcomeCounts = { joined: 0, waiting: 0, duplicate: 0 };
+        for (let i = 0; i < outcomes.length; i++) {
+          const outcome = outcomes[i];
+          if (!outcome) continue;
+          if (outcome.kind !== 'joined') {
+            outcomeCounts[outcome.kind]++;
+            continue;
+          }
+          outcomeCounts.joined += outcome.others.length;
+          const side = sides[i]!;
+          for (const other of outcome.others) {
+            if (stream === 'predictions') joined(side as WaitingPrediction, JSON.parse(other) as WaitingLabel);
+            else joined(JSON.parse(other) as WaitingPrediction, side as WaitingLabel);
+          }
+        }
+        for (const outcome of ['joined', 'waiting', 'duplicate'] as const) {
+          if (outcomeCounts[outcome] > 0) joins.inc({ stream, outcome }, outcomeCounts[outcome]);
+        }
+      };
       // Offers are durable before the batch is committed: a replay finds them and is a duplicate.
-      const outcomes = await options.joins.offer(offers);
+      let outcomes: OfferResult[];
+      try {
+        outcomes = await options.joins.offer(offers);
+      } catch (error) {
+        // Offers applied in part: the pairs they joined would be duplicates when the batch comes
+        // again, so they are observed now (only the joins: the rest of the batch counts then).
+        if (error instanceof OfferError) settle(error.results.map((r) => (r?.kind === 'joined' ? r : null)));
+        throw error;
+      }
       applyPredictions(observedSeries, observed, observedAt);
       labelCounts.forEach((count, label) => {
         if (count > 0) labels.inc({ label: String(label) }, count);
       });
       for (const reason of reasons) deadLettered.inc({ consumer: options.groupId, reason });
-      // `joined` counts pairs: a label that joins a champion's and a shadow's prediction adds 2.
-      const outcomeCounts = { joined: 0, waiting: 0, duplicate: 0 };
-      for (let i = 0; i < outcomes.length; i++) {
-        const outcome = outcomes[i]!;
-        if (outcome.kind !== 'joined') {
-          outcomeCounts[outcome.kind]++;
-          continue;
-        }
-        outcomeCounts.joined += outcome.others.length;
-        const side = sides[i]!;
-        for (const other of outcome.others) {
-          if (stream === 'predictions') joined(side as WaitingPrediction, JSON.parse(other) as WaitingLabel);
-          else joined(JSON.parse(other) as WaitingPrediction, side as WaitingLabel);
-        }
-      }
-      for (const outcome of ['joined', 'waiting', 'duplicate'] as const) {
-        if (outcomeCounts[outcome] > 0) joins.inc({ stream, outcome }, outcomeCounts[outcome]);
-      }
+      settle(outcomes);
       const addReward = options.rollouts?.addReward;
       if (addReward) {
         // At most once: a reward not stored is kept for the next batch; one lost in a crash is not replayed.

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildProfile, createLogger, createRandom, createRegistry, MemoryEventLog, type DeadLetter } from '@tributary/shared';
 import { waitFor } from '../../../test/support/wait-for.js';
-import { MemoryJoinStore, SweepError } from '../src/join-store.js';
+import { MemoryJoinStore, OfferError, SweepError } from '../src/join-store.js';
 import { RETIRE_AFTER_MS, startMonitor, type Monitor, type MonitorOptions } from '../src/monitor.js';
 
 let monitor: Monitor | null = null;
@@ -178,6 +178,38 @@ describe('monitor: a batch delivered again', () => {
       ['labels', 'invalid'],
       ['predictions', 'malformed'],
     ]);
+  });
+});
+
+describe('monitor: offers applied in part', () => {
+  it('observes the pairs joined by offers that were applied before the others failed, once, though the batch is retried', async () => {
+    const store = new MemoryJoinStore(DAY);
+    let failLabels = true;
+    const joins: MemoryJoinStore = Object.assign(Object.create(store) as MemoryJoinStore, {
+      offer: async (offers: Parameters<MemoryJoinStore['offer']>[0]) => {
+        const results = await store.offer(offers);
+        if (offers[0]?.side === 'label' && failLabels) {
+          failLabels = false;
+          // The label joined; the call of the second label failed (no answer).
+          throw new OfferError([results[0]!, null], new Error('WRONGTYPE'));
+        }
+        return results;
+      },
+    });
+    const { eventLog, registry } = await boot({ joins });
+    await eventLog.publish('predictions', [{ key: 'a', value: JSON.stringify(prediction('a', 0.9)) }]);
+    await waitFor(async () => /\{stream="predictions",outcome="accepted"\} 1/.test(await registry.metrics()), { what: 'the prediction' });
+    await eventLog.publish('labels', [
+      { key: 'a', value: JSON.stringify({ request_id: 'a', label: 1, ts: Date.now() }) },
+      { key: 'a', value: JSON.stringify({ request_id: 'b', label: 0, ts: Date.now() }) },
+    ]);
+    await waitFor(async () => /\{stream="labels",outcome="accepted"\} 2/.test(await registry.metrics()), { what: 'the labels' });
+    expect(failLabels).toBe(false);
+    const text = await registry.metrics();
+    expect(text).toMatch(/tributary_model_labelled_predictions\{model="fraud_detector",version="1",variant="champion",window="1h"\} 1\n/);
+    expect(text).toMatch(/tributary_monitor_joins_total\{stream="labels",outcome="joined"\} 1\n/);
+    expect(text).toMatch(/tributary_monitor_labels_total\{label="1"\} 1\n/);
+    expect(text).toMatch(/tributary_monitor_label_delay_seconds_count\{model="fraud_detector",version="1",variant="champion"\} 1\n/);
   });
 });
 
