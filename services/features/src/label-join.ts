@@ -5,9 +5,9 @@
  * window, and publishes every label it can join as a labelled transaction
  * `{event_id, merchant_id, label, ts}` (event time: the label's), whichever side arrives
  * first: a label ahead of its transaction waits in the store. Each side is remembered and the
-other looked up in one atomic step of the store (`meet`), so a transaction and its label
-handled at once by two processes still meet. Records this join cannot read
- * are left to the pipeline and the monitor, which dead-letter them.
+ * other looked up in one atomic step of the store (`meet`), so a transaction and its label
+ * handled at once by two processes still meet. Records this join cannot read are left to the
+ * pipeline and the monitor, which dead-letter them.
  *
  * After a crash a batch may be joined twice; the labelled transaction then carries the same
  * event id, and the feature pipeline drops the duplicate.

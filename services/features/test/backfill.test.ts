@@ -10,6 +10,9 @@ import { createRandom, fraud, MemoryOnlineStore, readFeatureValues, type LogReco
 import { backfill, type FeatureQuery } from '../src/backfill.js';
 import { createFeatureProcessor } from '../src/feature-processor.js';
 
+/** Each test runs the command-line tool several times, each a new Node process compiling its TypeScript: a guard against a hang, wide enough for a loaded CI machine. */
+const CLI_TIMEOUT_MS = 120_000;
+
 const example = fraud.fraudExample();
 const source = example.sources[0]!;
 const START = Date.UTC(2026, 10, 28, 8, 0, 0);
@@ -132,105 +135,121 @@ describe('backfill CLI', () => {
       env: { ...process.env, KAFKA_BROKERS: brokers },
     });
 
-  it('writes one row per query from an NDJSON file of events', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'backfill-'));
-    try {
-      await writeFile(
-        join(dir, 'events.ndjson'),
-        stream(9, 200)
-          .map((l) => l.text)
-          .join('\n') + '\n',
-      );
-      await writeFile(
-        join(dir, 'queries.ndjson'),
-        [
-          { entity: 'user_id', id: 'u3', at: START + 3 * 3_600_000 },
-          { entity: 'merchant_id', id: 'm2', at: new Date(START + 3 * 3_600_000).toISOString() },
-        ]
-          .map((q) => JSON.stringify(q))
-          .join('\n'),
-      );
-      const { stdout, stderr } = await cli(['--events', join(dir, 'events.ndjson'), '--queries', join(dir, 'queries.ndjson')]);
-      const rows = stdout
-        .trim()
-        .split('\n')
-        .map((line) => JSON.parse(line));
-      expect(rows).toHaveLength(2);
-      expect(rows[0]).toMatchObject({ entity: 'user_id', id: 'u3', at: START + 3 * 3_600_000 });
-      expect(rows[0].features.user_transactions.count_24h).toBeGreaterThan(0);
-      expect(rows[1].features.merchant_transactions.count_24h).toBeGreaterThan(0);
-      expect(stderr).toMatch(/backfill: 2 rows from \d+ events \(set aside: \d+ late, \d+ malformed, 0 invalid\)/);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  }, 30_000);
-
-  it('answers a bad query line with its line number and exit status 2', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'backfill-'));
-    try {
-      await writeFile(join(dir, 'events.ndjson'), '');
-      await writeFile(
-        join(dir, 'queries.ndjson'),
-        '{"entity":"user_id","id":"u1","at":1}\n{"entity":"user_id","id":"u1","at":"yesterday"}\n',
-      );
-      const failure = await cli(['--events', join(dir, 'events.ndjson'), '--queries', join(dir, 'queries.ndjson')]).then(
-        () => null,
-        (error: { code: number; stderr: string }) => error,
-      );
-      expect(failure?.code).toBe(2);
-      expect(failure?.stderr).toMatch(/queries\.ndjson:2: "at" must be epoch milliseconds/);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  }, 30_000);
-  it('fails, writing no rows, when none of the events can be used (a file of other records), and exits 2 on an unknown option', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'backfill-'));
-    const failing = (args: string[]) =>
-      cli(args).then(
-        () => null,
-        (error: { code: number; stdout: string; stderr: string }) => error,
-      );
-    try {
-      await writeFile(join(dir, 'labels.ndjson'), '{"request_id":"r1","label":1,"ts":1}\n{"request_id":"r2","label":0,"ts":2}\n');
-      await writeFile(join(dir, 'queries.ndjson'), '{"entity":"user_id","id":"u1","at":1000}\n');
-      const wrong = await failing(['--events', join(dir, 'labels.ndjson'), '--queries', join(dir, 'queries.ndjson')]);
-      expect([wrong?.code, wrong?.stdout]).toEqual([1, '']);
-      expect(wrong?.stderr).toMatch(/^backfill: failed: none of the 2 events could be used \(0 malformed, 2 invalid, 0 late\)/);
-      for (const lateness of ['', '5 minutes']) {
-        const bad = await failing([
-          '--events',
-          join(dir, 'labels.ndjson'),
-          '--queries',
+  it(
+    'writes one row per query from an NDJSON file of events',
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'backfill-'));
+      try {
+        await writeFile(
+          join(dir, 'events.ndjson'),
+          stream(9, 200)
+            .map((l) => l.text)
+            .join('\n') + '\n',
+        );
+        await writeFile(
           join(dir, 'queries.ndjson'),
-          '--allowed-lateness',
-          lateness,
-        ]);
-        expect([bad?.code, bad?.stdout]).toEqual([2, '']);
-        expect(bad?.stderr).toContain(`--allowed-lateness: "${lateness}" is not a duration`);
+          [
+            { entity: 'user_id', id: 'u3', at: START + 3 * 3_600_000 },
+            { entity: 'merchant_id', id: 'm2', at: new Date(START + 3 * 3_600_000).toISOString() },
+          ]
+            .map((q) => JSON.stringify(q))
+            .join('\n'),
+        );
+        const { stdout, stderr } = await cli(['--events', join(dir, 'events.ndjson'), '--queries', join(dir, 'queries.ndjson')]);
+        const rows = stdout
+          .trim()
+          .split('\n')
+          .map((line) => JSON.parse(line));
+        expect(rows).toHaveLength(2);
+        expect(rows[0]).toMatchObject({ entity: 'user_id', id: 'u3', at: START + 3 * 3_600_000 });
+        expect(rows[0].features.user_transactions.count_24h).toBeGreaterThan(0);
+        expect(rows[1].features.merchant_transactions.count_24h).toBeGreaterThan(0);
+        expect(stderr).toMatch(/backfill: 2 rows from \d+ events \(set aside: \d+ late, \d+ malformed, 0 invalid\)/);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
       }
-      const option = await failing(['--frobnicate']);
-      expect([option?.code, option?.stderr]).toEqual([2, expect.stringMatching(/^backfill: Unknown option '--frobnicate'/)]);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  }, 30_000);
+    },
+    CLI_TIMEOUT_MS,
+  );
 
-  it('reading a topic, fails at once naming each broker when none answers, with no retry log of the Kafka client', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'backfill-'));
-    const server = net.createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as net.AddressInfo;
-    await new Promise((resolve) => server.close(resolve));
-    try {
-      await writeFile(join(dir, 'queries.ndjson'), '{"entity":"user_id","id":"u1","at":1000}\n');
-      const failure = await cli(['--queries', join(dir, 'queries.ndjson'), '--topic', 'transactions'], `127.0.0.1:${port}`).then(
-        () => null,
-        (error: { code: number; stdout: string; stderr: string }) => error,
-      );
-      expect([failure?.code, failure?.stdout]).toEqual([1, '']);
-      expect(failure?.stderr).toBe(`backfill: failed: no Kafka broker of KAFKA_BROKERS answers: 127.0.0.1:${port} (ECONNREFUSED)\n`);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  }, 30_000);
+  it(
+    'answers a bad query line with its line number and exit status 2',
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'backfill-'));
+      try {
+        await writeFile(join(dir, 'events.ndjson'), '');
+        await writeFile(
+          join(dir, 'queries.ndjson'),
+          '{"entity":"user_id","id":"u1","at":1}\n{"entity":"user_id","id":"u1","at":"yesterday"}\n',
+        );
+        const failure = await cli(['--events', join(dir, 'events.ndjson'), '--queries', join(dir, 'queries.ndjson')]).then(
+          () => null,
+          (error: { code: number; stderr: string }) => error,
+        );
+        expect(failure?.code).toBe(2);
+        expect(failure?.stderr).toMatch(/queries\.ndjson:2: "at" must be epoch milliseconds/);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+    CLI_TIMEOUT_MS,
+  );
+  it(
+    'fails, writing no rows, when none of the events can be used (a file of other records), and exits 2 on an unknown option',
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'backfill-'));
+      const failing = (args: string[]) =>
+        cli(args).then(
+          () => null,
+          (error: { code: number; stdout: string; stderr: string }) => error,
+        );
+      try {
+        await writeFile(join(dir, 'labels.ndjson'), '{"request_id":"r1","label":1,"ts":1}\n{"request_id":"r2","label":0,"ts":2}\n');
+        await writeFile(join(dir, 'queries.ndjson'), '{"entity":"user_id","id":"u1","at":1000}\n');
+        const wrong = await failing(['--events', join(dir, 'labels.ndjson'), '--queries', join(dir, 'queries.ndjson')]);
+        expect([wrong?.code, wrong?.stdout]).toEqual([1, '']);
+        expect(wrong?.stderr).toMatch(/^backfill: failed: none of the 2 events could be used \(0 malformed, 2 invalid, 0 late\)/);
+        for (const lateness of ['', '5 minutes']) {
+          const bad = await failing([
+            '--events',
+            join(dir, 'labels.ndjson'),
+            '--queries',
+            join(dir, 'queries.ndjson'),
+            '--allowed-lateness',
+            lateness,
+          ]);
+          expect([bad?.code, bad?.stdout]).toEqual([2, '']);
+          expect(bad?.stderr).toContain(`--allowed-lateness: "${lateness}" is not a duration`);
+        }
+        const option = await failing(['--frobnicate']);
+        expect([option?.code, option?.stderr]).toEqual([2, expect.stringMatching(/^backfill: Unknown option '--frobnicate'/)]);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+    CLI_TIMEOUT_MS,
+  );
+
+  it(
+    'reading a topic, fails at once naming each broker when none answers, with no retry log of the Kafka client',
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'backfill-'));
+      const server = net.createServer();
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const { port } = server.address() as net.AddressInfo;
+      await new Promise((resolve) => server.close(resolve));
+      try {
+        await writeFile(join(dir, 'queries.ndjson'), '{"entity":"user_id","id":"u1","at":1000}\n');
+        const failure = await cli(['--queries', join(dir, 'queries.ndjson'), '--topic', 'transactions'], `127.0.0.1:${port}`).then(
+          () => null,
+          (error: { code: number; stdout: string; stderr: string }) => error,
+        );
+        expect([failure?.code, failure?.stdout]).toEqual([1, '']);
+        expect(failure?.stderr).toBe(`backfill: failed: no Kafka broker of KAFKA_BROKERS answers: 127.0.0.1:${port} (ECONNREFUSED)\n`);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+    CLI_TIMEOUT_MS,
+  );
 });

@@ -5,6 +5,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+/** Each test runs the command-line tool several times, each a new Node process compiling its TypeScript: a guard against a hang, wide enough for a loaded CI machine. */
+const CLI_TIMEOUT_MS = 120_000;
+
 const root = fileURLToPath(new URL('../../..', import.meta.url));
 const cli = fileURLToPath(new URL('../src/compare-cli.ts', import.meta.url));
 let dir = '';
@@ -62,75 +65,103 @@ afterAll(async () => {
 });
 
 describe('monitor compare (CLI)', () => {
-  it('prints a drift table and exits 0', async () => {
-    const result = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--features', 'amount,hour,merchant_category']);
-    expect(result.stderr).toBe('');
-    expect(result.code).toBe(0);
-    expect(result.stdout).toMatch(/^amount\s+numeric\s+200\s+150 .*DRIFT$/m);
-    expect(result.stdout).toMatch(/^hour\s+numeric .* ok$/m);
-    expect(result.stdout).toMatch(/^merchant_category\s+categorical .*chi-square\(2\)/m);
-    expect(result.stdout).toMatch(/drift: amount \(alpha 0.05, Bonferroni over 3 features/);
-  }, 30_000);
+  it(
+    'prints a drift table and exits 0',
+    async () => {
+      const result = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--features', 'amount,hour,merchant_category']);
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+      expect(result.stdout).toMatch(/^amount\s+numeric\s+200\s+150 .*DRIFT$/m);
+      expect(result.stdout).toMatch(/^hour\s+numeric .* ok$/m);
+      expect(result.stdout).toMatch(/^merchant_category\s+categorical .*chi-square\(2\)/m);
+      expect(result.stdout).toMatch(/drift: amount \(alpha 0.05, Bonferroni over 3 features/);
+    },
+    CLI_TIMEOUT_MS,
+  );
 
-  it('prints JSON with --format json', async () => {
-    const result = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--format', 'json', '--threshold', '0.6']);
-    expect(result.code).toBe(0);
-    const report = JSON.parse(result.stdout);
-    expect(report.features.map((f: { name: string }) => f.name)).toEqual(['amount', 'hour']);
-    expect(report.drifted).toEqual(['amount']);
-    expect(report.threshold).toBe(0.6);
-    expect(report.quality.reference.count).toBe(200);
-    expect(report.quality.current).toBeNull();
-    expect(report.estimated).toMatchObject({ estimated: true, calibrated: true, count: 150 });
-  }, 30_000);
+  it(
+    'prints JSON with --format json',
+    async () => {
+      const result = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--format', 'json', '--threshold', '0.6']);
+      expect(result.code).toBe(0);
+      const report = JSON.parse(result.stdout);
+      expect(report.features.map((f: { name: string }) => f.name)).toEqual(['amount', 'hour']);
+      expect(report.drifted).toEqual(['amount']);
+      expect(report.threshold).toBe(0.6);
+      expect(report.quality.reference.count).toBe(200);
+      expect(report.quality.current).toBeNull();
+      expect(report.estimated).toMatchObject({ estimated: true, calibrated: true, count: 150 });
+    },
+    CLI_TIMEOUT_MS,
+  );
 
-  it('exits 1 naming the file that cannot be read', async () => {
-    const result = await run(['--reference', 'missing.ndjson', '--current', 'cur.ndjson']);
-    expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/cannot read the reference file missing.ndjson/);
-  }, 30_000);
+  it(
+    'exits 1 naming the file that cannot be read',
+    async () => {
+      const result = await run(['--reference', 'missing.ndjson', '--current', 'cur.ndjson']);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(/cannot read the reference file missing.ndjson/);
+    },
+    CLI_TIMEOUT_MS,
+  );
 
-  it('exits 1 naming the file and line of a malformed record', async () => {
-    const result = await run(['--reference', 'ref.ndjson', '--current', 'bad.ndjson']);
-    expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/bad.ndjson:3: not valid JSON/);
-  }, 30_000);
+  it(
+    'exits 1 naming the file and line of a malformed record',
+    async () => {
+      const result = await run(['--reference', 'ref.ndjson', '--current', 'bad.ndjson']);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(/bad.ndjson:3: not valid JSON/);
+    },
+    CLI_TIMEOUT_MS,
+  );
 
-  it('exits 1 naming a score, label or slice field that no record holds (a typo, not a sample without them)', async () => {
-    for (const [flag, name] of [
-      ['--score-field', 'scroe'],
-      ['--label-field', 'lable'],
-      ['--slice-field', 'contry'],
-    ]) {
-      const result = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', flag!, name!]);
-      expect([result.code, result.stdout]).toEqual([1, '']);
-      expect(result.stderr).toMatch(
-        new RegExp(`^monitor compare: ${flag} ${name}: no record of ref.ndjson or cur.ndjson has a field of that name`),
-      );
-    }
-    // Named and present in one sample only: compared as before.
-    expect((await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--label-field', 'label'])).code).toBe(0);
-  }, 30_000);
+  it(
+    'exits 1 naming a score, label or slice field that no record holds (a typo, not a sample without them)',
+    async () => {
+      for (const [flag, name] of [
+        ['--score-field', 'scroe'],
+        ['--label-field', 'lable'],
+        ['--slice-field', 'contry'],
+      ]) {
+        const result = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', flag!, name!]);
+        expect([result.code, result.stdout]).toEqual([1, '']);
+        expect(result.stderr).toMatch(
+          new RegExp(`^monitor compare: ${flag} ${name}: no record of ref.ndjson or cur.ndjson has a field of that name`),
+        );
+      }
+      // Named and present in one sample only: compared as before.
+      expect((await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--label-field', 'label'])).code).toBe(0);
+    },
+    CLI_TIMEOUT_MS,
+  );
 
-  it('exits 2 with the usage on bad arguments', async () => {
-    const missing = await run(['--current', 'cur.ndjson']);
-    expect(missing.code).toBe(2);
-    expect(missing.stderr).toMatch(/--reference is required/);
-    expect(missing.stderr).toMatch(/usage: monitor compare/);
-    const threshold = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--threshold', '2']);
-    expect(threshold.code).toBe(2);
-    expect(threshold.stderr).toMatch(/--threshold must be a number in \[0, 1\], got "2"/);
-    const twice = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--features', 'amount,hour,amount']);
-    expect(twice.code).toBe(2);
-    expect(twice.stderr).toMatch(/--features lists "amount" twice/);
-  }, 30_000);
+  it(
+    'exits 2 with the usage on bad arguments',
+    async () => {
+      const missing = await run(['--current', 'cur.ndjson']);
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toMatch(/--reference is required/);
+      expect(missing.stderr).toMatch(/usage: monitor compare/);
+      const threshold = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--threshold', '2']);
+      expect(threshold.code).toBe(2);
+      expect(threshold.stderr).toMatch(/--threshold must be a number in \[0, 1\], got "2"/);
+      const twice = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--features', 'amount,hour,amount']);
+      expect(twice.code).toBe(2);
+      expect(twice.stderr).toMatch(/--features lists "amount" twice/);
+    },
+    CLI_TIMEOUT_MS,
+  );
 
-  it("compares fields of any name, Object.prototype's too", async () => {
-    const result = await run(['--reference', 'named-ref.ndjson', '--current', 'named-cur.ndjson']);
-    expect(result.stderr).toBe('');
-    expect(result.code).toBe(0);
-    expect(result.stdout).toMatch(/^toString\s+numeric\s+100\s+100 .*DRIFT$/m);
-    expect(result.stdout).toMatch(/^__proto__\s+categorical\s+100\s+100 .*chi-square\(1\).* ok$/m);
-    expect(result.stdout).toMatch(/^constructor\s+numeric\s+100\s+100 .* ok$/m);
-  }, 30_000);
+  it(
+    "compares fields of any name, Object.prototype's too",
+    async () => {
+      const result = await run(['--reference', 'named-ref.ndjson', '--current', 'named-cur.ndjson']);
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+      expect(result.stdout).toMatch(/^toString\s+numeric\s+100\s+100 .*DRIFT$/m);
+      expect(result.stdout).toMatch(/^__proto__\s+categorical\s+100\s+100 .*chi-square\(1\).* ok$/m);
+      expect(result.stdout).toMatch(/^constructor\s+numeric\s+100\s+100 .* ok$/m);
+    },
+    CLI_TIMEOUT_MS,
+  );
 });

@@ -15,6 +15,9 @@ import { onlineStates } from '../src/point-in-time.js';
 import { runTrainerCli } from './cli.js';
 import { startOnlineScenario, type OnlineScenario, type ScoredRequest } from './online-scenario.js';
 
+/** Each test runs the command-line tool several times, each a new Node process compiling its TypeScript: a guard against a hang, wide enough for a loaded CI machine. */
+const CLI_TIMEOUT_MS = 120_000;
+
 const MODEL_DIR = new URL('../../../models/fraud_detector/1', import.meta.url).pathname;
 const HOUR = 3_600_000;
 let scenario: OnlineScenario;
@@ -73,25 +76,29 @@ describe('batch-predict', () => {
     }
   }, 60_000);
 
-  it('reads the live online store as the service does, now', async () => {
-    const now = Date.now();
-    const bodies = scenario.scored.slice(0, 6).map((s, i) => ({ ...s.body, request_id: `live-${i}` }));
-    const online: ScoredRequest[] = [];
-    for (const body of bodies) online.push(await scenario.predictAt(body, now));
-    const manifest = (await readModelVersion(MODEL_DIR)).manifest;
-    const example = fraud.fraudExample();
-    const plan = planFeatures(manifest.features, example.catalog, manifest.defaults ?? {});
-    const model = await loadModel(MODEL_DIR);
-    try {
-      const batch = await scoreRequests(
-        bodies.map((b) => ({ where: 'x', request_id: b.request_id, entities: b.entities, features: b.features, at: now })),
-        { plan, states: onlineStates(scenario.store), model },
-      );
-      batch.forEach((b, i) => expect(Math.abs(b.score - online[i]!.score)).toBeLessThan(1e-6));
-    } finally {
-      await model.close();
-    }
-  }, 30_000);
+  it(
+    'reads the live online store as the service does, now',
+    async () => {
+      const now = Date.now();
+      const bodies = scenario.scored.slice(0, 6).map((s, i) => ({ ...s.body, request_id: `live-${i}` }));
+      const online: ScoredRequest[] = [];
+      for (const body of bodies) online.push(await scenario.predictAt(body, now));
+      const manifest = (await readModelVersion(MODEL_DIR)).manifest;
+      const example = fraud.fraudExample();
+      const plan = planFeatures(manifest.features, example.catalog, manifest.defaults ?? {});
+      const model = await loadModel(MODEL_DIR);
+      try {
+        const batch = await scoreRequests(
+          bodies.map((b) => ({ where: 'x', request_id: b.request_id, entities: b.entities, features: b.features, at: now })),
+          { plan, states: onlineStates(scenario.store), model },
+        );
+        batch.forEach((b, i) => expect(Math.abs(b.score - online[i]!.score)).toBeLessThan(1e-6));
+      } finally {
+        await model.close();
+      }
+    },
+    CLI_TIMEOUT_MS,
+  );
   it('names the online store when it does not answer', async () => {
     const source = onlineStates({ read: () => Promise.reject(new Error('connection refused')) }, 'the online store (Redis at redis://x)');
     const plan = planFeatures((await readModelVersion(MODEL_DIR)).manifest.features, fraud.fraudExample().catalog);
@@ -161,24 +168,28 @@ describe('batch-predict', () => {
     expect(unknownSource.stderr).toMatch(/--events payments=events\.ndjson: unknown source "payments" \(known: transactions, /);
   }, 60_000);
 
-  it('reading a topic, fails at once naming the broker when none answers, with no retry log of the Kafka client', async () => {
-    const server = net.createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as net.AddressInfo;
-    await new Promise((resolve) => server.close(resolve));
-    const [first] = scenario.scored;
-    await writeFile(join(dir, 'one-request.ndjson'), `${JSON.stringify({ ...first!.body, at: first!.at })}\n`);
-    const run = await runTrainerCli(
-      'batch-predict-cli.ts',
-      ['--model', MODEL_DIR, '--requests', 'one-request.ndjson', '--events-topic', 'transactions'],
-      {
-        cwd: dir,
-        env: { KAFKA_BROKERS: `127.0.0.1:${port}` },
-      },
-    );
-    expect([run.code, run.stdout]).toEqual([1, '']);
-    expect(run.stderr).toBe(`batch-predict: failed: no Kafka broker of KAFKA_BROKERS answers: 127.0.0.1:${port} (ECONNREFUSED)\n`);
-  }, 30_000);
+  it(
+    'reading a topic, fails at once naming the broker when none answers, with no retry log of the Kafka client',
+    async () => {
+      const server = net.createServer();
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const { port } = server.address() as net.AddressInfo;
+      await new Promise((resolve) => server.close(resolve));
+      const [first] = scenario.scored;
+      await writeFile(join(dir, 'one-request.ndjson'), `${JSON.stringify({ ...first!.body, at: first!.at })}\n`);
+      const run = await runTrainerCli(
+        'batch-predict-cli.ts',
+        ['--model', MODEL_DIR, '--requests', 'one-request.ndjson', '--events-topic', 'transactions'],
+        {
+          cwd: dir,
+          env: { KAFKA_BROKERS: `127.0.0.1:${port}` },
+        },
+      );
+      expect([run.code, run.stdout]).toEqual([1, '']);
+      expect(run.stderr).toBe(`batch-predict: failed: no Kafka broker of KAFKA_BROKERS answers: 127.0.0.1:${port} (ECONNREFUSED)\n`);
+    },
+    CLI_TIMEOUT_MS,
+  );
 });
 
 describe('request files', () => {
