@@ -203,8 +203,11 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
     /** Settles when the last flush has written and committed. */
     let flushing: Promise<void> = Promise.resolve();
     let flushesInFlight = 0;
-    /** The last flush to settle failed: its changes wait in memory (see eachBatch). */
-    let flushFailed = false;
+    /**
+     * The last flush's writes to the store failed: its changes wait in memory (see eachBatch). A
+     * failed commit does not count: the writes are durable, and commits fail while the group rebalances.
+     */
+    let writeFailed = false;
     /**
      * Encodes the changed entities now (call it while holding the processor) and resolves
      * once they are written and their offsets committed; batches may be processed meanwhile.
@@ -216,6 +219,10 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
       const startedAt = traced && nowMs();
       const previous = flushing;
       const written = processor.flush();
+      written.then(
+        () => (writeFailed = false),
+        () => (writeFailed = true),
+      );
       lastFlush = Date.now();
       const done = (async () => {
         const outcome = await written;
@@ -252,10 +259,6 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
         done.catch((error: unknown) =>
           recordSpan('feature_flush', traced, startedAt!, { 'messaging.destination.name': source.topic }, error),
         );
-      done.then(
-        () => (flushFailed = false),
-        () => (flushFailed = true),
-      );
       flushesInFlight++;
       flushing = done.catch(() => undefined).finally(() => flushesInFlight--);
       return done;
@@ -273,6 +276,8 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
       autoCommit: false,
       onRebalance: () => {
         processor.reset();
+        // What waited to be written is forgotten: consumption resumes from the commits.
+        writeFailed = false;
         backlog.clear();
       },
       onError: (error) => options.logger.warn({ err: error, topic: source.topic }, 'feature batch failed; it will be retried'),
@@ -284,12 +289,15 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
           'messaging.consumer.group.name': groupId,
           'messaging.batch.message_count': batch.records.length,
         });
-        if (flushFailed) {
+        if (writeFailed) {
           // Nothing more is read into memory while its changes cannot be written (the store is down): the
           // changes are written again now, and when that fails too the batch fails, to be delivered again.
           await exclusive(async () => {
             await flushing;
-            if (flushFailed) await flush();
+            if (!writeFailed) return;
+            await flush().catch((error: unknown) => {
+              if (writeFailed) throw error;
+            });
           });
         }
         if (!processor.isOpen(batch.topic, batch.partition)) {

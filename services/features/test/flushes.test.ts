@@ -89,6 +89,34 @@ describe('feature flushes', () => {
     expect(count).toBe(true);
   });
 
+  it('go on reading while commits fail but writes succeed (commits fail while the group rebalances)', async () => {
+    const eventLog = new MemoryEventLog();
+    const subscribe = eventLog.subscribe.bind(eventLog);
+    let refusedCommits = 0;
+    eventLog.subscribe = async (options) => {
+      const subscription = await subscribe(options);
+      return {
+        ...subscription,
+        // Refused after a while, so that batches of other partitions are applied meanwhile.
+        commit: async () => {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          refusedCommits++;
+          throw new Error('The group is rebalancing, so a rejoin is needed');
+        },
+      };
+    };
+    // Flushes every 50 ms, commits refused 20 ms later, an event every ~5 ms: batches are applied while a flush fails.
+    const { logs, applied } = await start(new MemoryOnlineStore(), eventLog, 50);
+    const events = 60;
+    for (let i = 0; i < events; i++) {
+      await eventLog.publish('transactions', [{ key: `u${i % 4}`, value: transaction(`e${i}`) }]);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await waitFor(async () => (await applied()) === events, { what: 'every event applied' });
+    expect(refusedCommits).toBeGreaterThan(1);
+    expect(logs).not.toContain('feature batch failed; it will be retried');
+  });
+
   it('start no second flush while one is in flight, though the interval elapsed while a batch held the pipeline', async () => {
     vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'Date'] });
     const store = new MemoryOnlineStore();
