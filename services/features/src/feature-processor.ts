@@ -86,6 +86,12 @@ export interface FeatureProcessorOptions {
    * are always kept until written. Default: `DEFAULT_CACHE_BYTES`.
    */
   cacheBytes?: number;
+  /**
+   * The caller commits the flushes' offsets elsewhere (Kafka) and says which commits were accepted
+   * (`committed`): the event-id logs then keep the ids a replay from the last accepted commit
+   * needs. Without it (backfills, training sets), a flush counts as committed once written.
+   */
+  confirmsCommits?: boolean;
 }
 
 /**
@@ -266,6 +272,15 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
     partition.unloggedIds = [];
   };
 
+  /** Records offsets as committed: their watermarks bound what later flushes remove from the event-id logs. */
+  const committed = (commits: OffsetCommit[]): void => {
+    for (const commit of commits) {
+      const partition = partitions.get(`${commit.topic}:${commit.partition}`);
+      const watermark = decodeCheckpoint(commit.metadata ?? null);
+      if (partition && watermark > partition.committedWatermark) partition.committedWatermark = watermark;
+    }
+  };
+
   /** Marks an entity changed: the partition's next flush writes it. */
   const markDirty = (partition: Partition, entity: CachedEntity): void => {
     if (entity.dirty) return;
@@ -373,17 +388,8 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
       });
     },
 
-    /**
-     * Records offsets as committed (call it once `flush`'s commits are accepted): their watermarks
-     * bound what later flushes remove from the event-id logs.
-     */
-    committed(commits: OffsetCommit[]): void {
-      for (const commit of commits) {
-        const partition = partitions.get(`${commit.topic}:${commit.partition}`);
-        const watermark = decodeCheckpoint(commit.metadata ?? null);
-        if (partition && watermark > partition.committedWatermark) partition.committedWatermark = watermark;
-      }
-    },
+    /** With `confirmsCommits`: call it once `flush`'s commits are accepted. */
+    committed,
 
     /** Forgets all unflushed progress (after a rebalance, consumption resumes from the commits). */
     reset(): void {
@@ -623,6 +629,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
           if (partition.flushedOffset === null || offset > partition.flushedOffset) partition.flushedOffset = offset;
           commits.push(commit);
         }
+        if (!options.confirmsCommits) committed(commits);
         evictBeyondBudget();
         return { written: writes.length - fenced, fenced, commits, eventTimes };
       };

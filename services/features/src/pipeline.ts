@@ -185,6 +185,7 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
       groups,
       allowedLatenessMs: options.allowedLatenessMs,
       cacheBytes,
+      confirmsCommits: true,
     });
     let evictionsCounted = 0;
     // Batches of several partitions are loaded at once, but applied (with their dead letters

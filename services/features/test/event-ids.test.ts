@@ -39,7 +39,14 @@ const record = (offset: number, id: string, ts: number, userId = 'u1'): LogRecor
 });
 
 function processorOn(store: MemoryOnlineStore, watermark = -Infinity) {
-  const processor = createFeatureProcessor({ store, groups: [user], source, allowedLatenessMs: LATENESS, clock: () => NOW });
+  const processor = createFeatureProcessor({
+    store,
+    groups: [user],
+    source,
+    allowedLatenessMs: LATENESS,
+    clock: () => NOW,
+    confirmsCommits: true,
+  });
   processor.open(source.topic, 0, watermark);
   return processor;
 }
@@ -124,6 +131,20 @@ describe('event ids kept per source partition', () => {
     // A restart reads the log: `new` is a duplicate still.
     const restarted = processorOn(store, NOW - 1_000);
     expect(await process(restarted, [record(3, 'new', NOW - 1_000)])).toMatchObject({ applied: 0, duplicates: 1 });
+  });
+
+  it('without a caller confirming commits (backfills, training sets), a written flush counts as committed', async () => {
+    const store = new MemoryOnlineStore(() => NOW);
+    const processor = createFeatureProcessor({ store, groups: [user], source, allowedLatenessMs: LATENESS, clock: () => NOW });
+    processor.open(source.topic, 0, -Infinity);
+    await process(processor, [record(0, 'old', NOW - 20 * 60_000)]);
+    await processor.flush();
+    await process(processor, [record(1, 'new', NOW - 1_000)]);
+    await processor.flush();
+    await process(processor, [record(2, 'newer', NOW - 900)]);
+    await processor.flush();
+    // The chunk of `old` left the log: the log does not grow with every event of a long replay.
+    expect(await loggedIds(store)).toEqual(['new', 'newer']);
   });
 
   it('a flush keeps the ids a replay from the last commit needs, though the watermark has moved past their lateness', async () => {
