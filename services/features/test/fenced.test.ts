@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { fraud, MemoryOnlineStore, readFeatureValues, type LogRecord, type OnlineStore, type StateWrite } from '@tributary/shared';
 import { createFeatureProcessor, PartitionLost } from '../src/feature-processor.js';
+import { transactionJson } from './transaction.js';
 
 const example = fraud.fraudExample();
 const source = example.sources[0]!;
@@ -17,18 +18,7 @@ const record = (offset: number, id: string): LogRecord => ({
   partition: 0,
   offset: String(offset),
   key: 'u1',
-  value: Buffer.from(
-    JSON.stringify({
-      event_id: id,
-      user_id: 'u1',
-      merchant_id: 'm1',
-      amount: 10,
-      currency: 'USD',
-      country: 'US',
-      channel: 'web',
-      ts: NOW - 60_000 + offset,
-    }),
-  ),
+  value: Buffer.from(transactionJson(id, NOW - 60_000 + offset)),
   timestamp: NOW,
   headers: {},
 });

@@ -14,20 +14,11 @@ import {
 } from '@tributary/shared';
 import { waitFor } from '../../../test/support/wait-for.js';
 import { startFeaturePipeline, type FeaturePipeline } from '../src/pipeline.js';
+import { transactionJson } from './transaction.js';
 
 const example = fraud.fraudExample();
 const user = example.groups.find((g) => g.definition.name === 'user_transactions')!;
-const transaction = (id: string) =>
-  JSON.stringify({
-    event_id: id,
-    user_id: 'u1',
-    merchant_id: 'm1',
-    amount: 10,
-    currency: 'USD',
-    country: 'US',
-    channel: 'web',
-    ts: Date.now() - 1_000,
-  });
+const transaction = (id: string) => transactionJson(id, Date.now() - 1_000);
 
 let stops: (() => Promise<void>)[] = [];
 afterEach(async () => {

@@ -188,10 +188,15 @@ export function createPredictor(options: PredictorOptions) {
     });
     running?.setAttributes(scoringAttributes(model.manifest, variant, requests.length)).end();
     // A NaN or an infinity is no score: the request fails (503), nothing is logged as a prediction.
-    const bad = requests.flatMap((_, row) => (Number.isFinite(scores[row]) ? [] : [row]));
-    if (bad.length > 0) {
-      stats.nonFiniteScores(model.manifest, bad.length);
-      const row = bad[0]!;
+    let nonFinite = 0;
+    let row = -1;
+    for (let r = 0; r < requests.length; r++) {
+      if (Number.isFinite(scores[r])) continue;
+      nonFinite++;
+      if (row < 0) row = r;
+    }
+    if (nonFinite > 0) {
+      stats.nonFiniteScores(model.manifest, nonFinite);
       const where = places ? ` for rows.${places[row]}` : '';
       throw new TributaryError(
         'MODEL_UNAVAILABLE',
