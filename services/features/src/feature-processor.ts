@@ -146,6 +146,14 @@ interface Partition {
    * it, so the event-id log keeps every id within the allowed lateness of it (see `committed`).
    */
   committedWatermark: number;
+  /**
+   * The partition's committed offset when it was opened: every record before it is durable, its
+   * effect stored and its watermark in the checkpoint. Such a record reaches `apply` only in a batch
+   * begun before a rebalance whose partition was opened again after it; it is skipped as replayed
+   * (judged against the newer watermark it would be dead-lettered as late, and it would move the
+   * offset to commit backwards).
+   */
+  committedOffset: bigint;
   /** Offset of the last record processed, and of the last one made durable. */
   lastOffset: bigint | null;
   flushedOffset: bigint | null;
@@ -367,12 +375,14 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
       return partitions.has(`${topic}:${partition}`);
     },
 
-    open(topic: string, partition: number, watermark: number): void {
+    /** Opens a partition at its committed checkpoint: the watermark, and the offset (null: none committed). */
+    open(topic: string, partition: number, watermark: number, committedOffset: string | null = null): void {
       partitions.set(`${topic}:${partition}`, {
         topic,
         partition,
         watermark,
         committedWatermark: watermark,
+        committedOffset: committedOffset === null ? -1n : BigInt(committedOffset),
         lastOffset: null,
         flushedOffset: null,
         entities: groups.map(() => new Map()),
@@ -479,6 +489,10 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         const result = decoded[r]!;
         const record = batch.records[r]!;
         const offset = BigInt(record.offset);
+        if (offset < partition.committedOffset) {
+          outcome.replayed++;
+          continue;
+        }
         partition.lastOffset = offset;
         if (!result.ok) {
           outcome.rejected.push({ record, reason: result.reason, detail: result.detail });

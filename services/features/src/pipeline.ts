@@ -303,7 +303,7 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
         }
         if (!processor.isOpen(batch.topic, batch.partition)) {
           const committed = await subscription!.committed(batch.topic, batch.partition);
-          processor.open(batch.topic, batch.partition, decodeCheckpoint(committed.metadata));
+          processor.open(batch.topic, batch.partition, decodeCheckpoint(committed.metadata), committed.offset);
         }
         // Loading the batch's entities from the store overlaps other partitions' batches.
         const loaded = await processor.load(batch);
