@@ -9,7 +9,10 @@
  *   npm run models -- audit [--limit 20]
  * Options: --model <name> (default MODEL_NAME), --by <who> (default $USER@host).
  * The registry directory is MODEL_REGISTRY_DIR; the routing is in Redis (REDIS_URL,
- * REDIS_KEY_PREFIX), where every inference replica reads it.
+ * REDIS_KEY_PREFIX), where every inference replica reads it. A change that finds no routing
+ * stored waits a few seconds for the serving replicas to write back one Redis lost, and starts
+ * from it (see RegistryOptions.awaitRestore); only on a first start does it begin from the
+ * highest registered version.
  */
 import { hostname, userInfo } from 'node:os';
 import { resolve } from 'node:path';
@@ -19,7 +22,7 @@ import { ModelLoadError, readModelVersion } from './model.js';
 import { ModelRegistry } from './registry/registry.js';
 import { describeRollout } from './registry/registry.js';
 import type { RolloutPolicy } from './registry/rollout.js';
-import { RedisRoutingStore, type Routing } from './registry/routing.js';
+import { RedisRoutingStore, type AuditEntry, type Routing } from './registry/routing.js';
 
 const USAGE = `usage: npm run models -- <list | register <dir> | promote <version> --reason <why> | rollback --reason <why> | rollout <policy> --reason <why> | audit> [--model <name>] [--by <who>] [--limit <n>]
   rollout policies: champion | canary <version> --percent <0-100> | ab <version>:<weight>,<version>:<weight>[,…] [--entity <key field>] | bandit <version>,<version>[,…]
@@ -27,8 +30,13 @@ const USAGE = `usage: npm run models -- <list | register <dir> | promote <versio
 
 class UsageError extends Error {}
 
-function describe(routing: Routing | null): string {
-  if (!routing) return 'no routing yet (the first replica to start serves the highest version)';
+function describe(routing: Routing | null, lastChange?: AuditEntry): string {
+  if (!routing && lastChange) {
+    return `none stored, though the audit log's last change is revision ${lastChange.revision} (${lastChange.action} to ${lastChange.to}, ${lastChange.at}): lost from Redis; the serving replicas write back the routing they serve at their next poll`;
+  }
+  if (!routing) {
+    return 'none stored (on a first start, the first replica to start serves the highest version; if Redis lost it, the serving replicas write it back at their next poll)';
+  }
   return `${describeRollout(routing)} (revision ${routing.revision}, ${routing.updated_at} by ${routing.updated_by}: ${routing.reason}); earlier champions: ${routing.previous.join(', ') || 'none'}`;
 }
 
@@ -102,9 +110,16 @@ async function main(argv: string[]): Promise<void> {
     }
     return routes;
   };
+  // A change finding no routing stored waits for the serving replicas to write back one Redis
+  // lost: a replica notices at its next poll, up to ROUTING_POLL_INTERVAL away (plus the poll
+  // itself); twice that and a second leave room for a slow one.
+  const awaitRestore = { ms: 2 * config.ROUTING_POLL_INTERVAL + 1_000, notify: (message: string) => console.error(message) };
   const registry = (withRoutes: boolean) =>
-    new ModelRegistry(config.MODEL_REGISTRY_DIR, withRoutes ? needRoutes() : (routes ?? (null as never)), (manifest) =>
-      planModelFeatures(manifest, catalog),
+    new ModelRegistry(
+      config.MODEL_REGISTRY_DIR,
+      withRoutes ? needRoutes() : (routes ?? (null as never)),
+      (manifest) => planModelFeatures(manifest, catalog),
+      { awaitRestore },
     );
   const reason = () => {
     if (!values.reason?.trim()) throw new UsageError(`${command} needs --reason "<why>" (kept in the audit log)`);
@@ -122,7 +137,9 @@ async function main(argv: string[]): Promise<void> {
         for (const v of versions)
           console.log(`  version ${v.version}  created ${v.created_at}  ${v.features} features  sha256 ${v.sha256.slice(0, 12)}…`);
         for (const d of damaged) console.log(`  version ${d.version}  DAMAGED (never served): ${d.reason}`);
-        console.log(routes ? `routing: ${describe(await routes.get(model))}` : 'routing: (REDIS_URL not set)');
+        console.log(
+          routes ? `routing: ${describe(await routes.get(model), (await routes.audit(model, 1))[0])}` : 'routing: (REDIS_URL not set)',
+        );
         return;
       }
       case 'register': {

@@ -6,6 +6,7 @@
  */
 import { access, mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { TributaryError } from '@tributary/shared';
 import { checkHash, inspectModel, ModelLoadError, readModelVersion, SAFE_NAME, type ModelManifest, type ModelVersion } from '../model.js';
 import { checkPolicy, policyVersions, type RolloutPolicy } from './rollout.js';
@@ -15,6 +16,8 @@ export { describeRollout };
 
 /** Earlier champions remembered for rollback. */
 const PREVIOUS_KEPT = 20;
+/** How often a change waiting for a lost routing to be written back reads the store. */
+const RESTORE_CHECK_MS = 100;
 const SAFE = new RegExp(SAFE_NAME);
 
 export interface VersionSummary {
@@ -27,6 +30,19 @@ export interface VersionSummary {
 
 const byVersion = (a: string, b: string) => a.localeCompare(b, 'en', { numeric: true });
 
+export interface RegistryOptions {
+  /**
+   * Set for changes made away from the serving replicas (the command line). A change that finds
+   * no routing stored may find one the store lost (a Redis restarted without persistence,
+   * flushed, evicting) while replicas serve it; they write it back at their next routing poll
+   * (audit `restore`). So the change waits up to `ms` for that and starts from the routing
+   * written back, never from one initialised on the highest registered version; `notify` is told
+   * why it waits. Absent (a replica's own registry: before a change the replica reads the routing
+   * and writes back a lost one itself, see routes/admin.ts), no routing stored is a first start.
+   */
+  awaitRestore?: { ms: number; notify?: (message: string) => void };
+}
+
 export class ModelRegistry {
   constructor(
     readonly root: string,
@@ -36,6 +52,7 @@ export class ModelRegistry {
      * reject. It may return the entity keys the version reads (an A/B test's entity must be one).
      */
     private readonly check: (manifest: ModelManifest) => { entities: readonly string[] } | void = () => {},
+    private readonly options: RegistryOptions = {},
   ) {}
 
   private dir(model: string, version?: string): string {
@@ -165,9 +182,12 @@ export class ModelRegistry {
     return this.routes.get(model);
   }
 
-  /** The stored routing, or a first one serving the highest registered version. */
+  /**
+   * The stored routing, or a first one serving the highest registered version. With
+   * `awaitRestore`, a routing the store lost is awaited instead (see RegistryOptions).
+   */
   async ensureRouting(model: string, by: string): Promise<Routing> {
-    const existing = await this.routes.get(model);
+    const existing = await this.storedOrRestored(model);
     if (existing) return existing;
     // The highest version that can serve (a copy whose model does not load is passed over).
     let newest: string | undefined;
@@ -242,7 +262,7 @@ export class ModelRegistry {
   }
 
   async rollback(model: string, by: string, reason: string): Promise<Routing> {
-    const current = await this.routes.get(model);
+    const current = await this.storedOrRestored(model);
     const target = current?.previous[0];
     if (!current || target === undefined) throw new TributaryError('CONFLICT', `model ${model} has no earlier champion to roll back to`);
     await this.checkServable(model, target);
@@ -251,6 +271,40 @@ export class ModelRegistry {
 
   audit(model: string, limit = 100): Promise<AuditEntry[]> {
     return this.routes.audit(model, limit);
+  }
+
+  /**
+   * The stored routing. With `awaitRestore`, when none is stored: the one the serving replicas
+   * write back within the wait, or null on a first start (no routing stored, no audit entry
+   * either); a routing the audit log shows was stored and that nobody wrote back is refused
+   * (CONFLICT), never replaced by a first one.
+   */
+  private async storedOrRestored(model: string): Promise<Routing | null> {
+    const stored = await this.routes.get(model);
+    const wait = this.options.awaitRestore;
+    if (stored || !wait) return stored;
+    // The audit log is lost with the routing when the whole Redis is (a restart, a flush), but
+    // when it remains it tells a lost routing from a first start.
+    const [last] = await this.routes.audit(model, 1);
+    const seconds = `${wait.ms / 1000} s`;
+    wait.notify?.(
+      last
+        ? `the routing of ${model} is no longer stored (the audit log's last change: revision ${last.revision}); waiting up to ${seconds} for the serving replicas to write it back`
+        : `no routing of ${model} is stored: waiting up to ${seconds} in case serving replicas write back one the store lost (if none does, none was ever stored: a first start)`,
+    );
+    const deadline = Date.now() + wait.ms;
+    do {
+      await sleep(Math.max(0, Math.min(RESTORE_CHECK_MS, deadline - Date.now())));
+      const restored = await this.routes.get(model);
+      if (restored) return restored;
+    } while (Date.now() < deadline);
+    if (!last) return null;
+    throw new TributaryError(
+      'CONFLICT',
+      `the routing of ${model} was lost from the routing store (the audit log's last change: revision ${last.revision}, ${last.action} to ${last.to} at ${last.at} by ${last.by}) and no serving replica wrote it back within ${seconds}; ` +
+        'a replica writes back the routing it serves at its next routing poll: retry once `list` shows a routing. Nothing was changed. ' +
+        '(With no replica running, the first one to start initialises a routing from the highest registered version.)',
+    );
   }
 
   private async checkServable(model: string, version: string): Promise<{ entities: readonly string[] } | void> {
