@@ -220,15 +220,22 @@ export function unboundedVersion(version: string, op: 'Exp' | 'Sqrt', weight: nu
   return { manifest: manifestFor(name, version, bytes, {}), bytes, expected: (x) => f(weight * Array.from(x).reduce((a, b) => a + b, 0)) };
 }
 
-/** Runs the registry CLI (`npm run models`) with the given environment, without the caller's REDIS_URL and KAFKA_BROKERS. */
+/**
+ * Runs the registry CLI (`npm run models`) with the given environment, without the caller's
+ * REDIS_URL and KAFKA_BROKERS; `onStderr` sees its error output as it comes.
+ */
 const CLI = fileURLToPath(new URL('../src/registry-cli.ts', import.meta.url));
 
-export async function models(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function models(
+  args: string[],
+  env: Record<string, string>,
+  onStderr?: (text: string) => void,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !['REDIS_URL', 'KAFKA_BROKERS'].includes(k)));
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', 'tsx', CLI, ...args], {
-      env: { ...clean, ...env },
-    });
+    const running = promisify(execFile)(process.execPath, ['--import', 'tsx', CLI, ...args], { env: { ...clean, ...env } });
+    if (onStderr) running.child.stderr?.on('data', (chunk: Buffer | string) => onStderr(String(chunk)));
+    const { stdout, stderr } = await running;
     return { code: 0, stdout, stderr };
   } catch (error) {
     const failed = error as { code: number; stdout: string; stderr: string };

@@ -69,6 +69,76 @@ describe.skipIf(!services.redisUrl)(
       if (keys.length > 0) await stores[0]!.client.del(...keys);
     }, 60_000);
 
+    it('answer a CLI change made after Redis lost the routing from the routing they serve, never the highest version', async () => {
+      const env = {
+        REDIS_URL: services.redisUrl!,
+        REDIS_KEY_PREFIX: `${uniqueName('replicas')}:`,
+        MODEL_REGISTRY_DIR: tempRegistry(),
+        ROUTING_POLL_INTERVAL: '60s',
+      };
+      const a = await replica(env);
+      const admin = (url: string, payload: object) =>
+        a.inject({ method: 'POST', url, headers: { authorization: `Bearer ${ADMIN}` }, payload });
+      for (const v of [logisticVersion('2', 0.002, -1.5), logisticVersion('3', 0.003, -1.5)]) {
+        const registered = await admin('/admin/models/fraud_detector/versions', {
+          manifest: v.manifest,
+          model_base64: v.bytes.toString('base64'),
+        });
+        expect(registered.statusCode).toBe(201);
+      }
+      // Version 3 was promoted and rolled back: version 1 serves, though 3 is the highest registered.
+      expect((await admin('/admin/models/fraud_detector/promote', { version: '3', reason: 'try 3' })).statusCode).toBe(200);
+      expect((await admin('/admin/models/fraud_detector/rollback', { reason: '3 misbehaves' })).json()).toMatchObject({
+        champion: '1',
+        revision: 3,
+      });
+      const [routingKey, auditKey] = [
+        `${env.REDIS_KEY_PREFIX}routing:{fraud_detector}`,
+        `${env.REDIS_KEY_PREFIX}routing:{fraud_detector}:audit`,
+      ];
+
+      // The routing key alone is lost (evicted) and the replica has not polled yet: the CLI waits
+      // (its ROUTING_POLL_INTERVAL: 100ms), then refuses, naming the loss, and changes nothing.
+      expect(await stores[0]!.client.del(routingKey)).toBe(1);
+      const refused = await models(['promote', '2', '--reason', 'promote 2'], { ...env, ROUTING_POLL_INTERVAL: '100ms' });
+      expect([refused.code, refused.stderr]).toEqual([
+        1,
+        expect.stringMatching(
+          /^the routing of fraud_detector is no longer stored .*\nerror: the routing of fraud_detector was lost from the routing store \(the audit log's last change: revision 3, rollback to 1 .*\) and no serving replica wrote it back within 1\.2 s; .*retry once `list` shows a routing/,
+        ),
+      ]);
+      expect(refused.stderr).not.toMatch(/\n\s+at /);
+      expect(await a.models.routing('fraud_detector')).toBeNull();
+      const listed = await models(['list'], env);
+      expect(listed.stdout).toMatch(
+        /routing: none stored, though the audit log's last change is revision 3 \(rollback to 1, .*\): lost from Redis/,
+      );
+
+      // The whole Redis is lost (restarted without persistence): no audit log either. The CLI waits,
+      // the replica writes back the routing it serves meanwhile, and the canary starts from it.
+      await stores[0]!.client.del(auditKey);
+      let restoring: Promise<void> | undefined;
+      const canary = await models(
+        ['rollout', 'canary', '2', '--percent', '10', '--reason', 'canary 2'],
+        { ...env, ROUTING_POLL_INTERVAL: '5s' },
+        (text) => {
+          if (text.includes('waiting up to')) restoring ??= a.serving.refresh();
+        },
+      );
+      expect([canary.code, canary.stdout]).toEqual([
+        0,
+        expect.stringMatching(/^fraud_detector: champion 1; canary 2 at 10% \(revision 5, /),
+      ]);
+      expect(canary.stderr).toMatch(/^no routing of fraud_detector is stored: waiting up to 11 s/);
+      expect(restoring).toBeDefined();
+      expect((await a.models.audit('fraud_detector', 10)).map((e) => `${e.revision} ${e.action} ${e.to}`)).toEqual([
+        '5 rollout champion 1; canary 2 at 10%',
+        '4 restore 1',
+      ]);
+      const keys = await stores[0]!.client.keys(`${env.REDIS_KEY_PREFIX}*`);
+      if (keys.length > 0) await stores[0]!.client.del(...keys);
+    }, 60_000);
+
     it('agree on the champion, and all follow a promotion made on one of them or with the CLI', async () => {
       const env = {
         REDIS_URL: services.redisUrl!,
