@@ -64,9 +64,17 @@ async function main(): Promise<void> {
     );
   const catalog = fraud.fraudExample().catalog;
   const routes = new RedisRoutingStore({ url: config.REDIS_URL, cluster: config.REDIS_CLUSTER }, config.REDIS_KEY_PREFIX);
-  const registry = new ModelRegistry(config.MODEL_REGISTRY_DIR, routes, (manifest) => {
-    planModelFeatures(manifest, catalog);
-  });
+  // As the registry CLI: right after Redis lost the routing, wait for the serving replicas to write it back
+  // rather than take the highest registered version for the champion.
+  const awaitRestore = { ms: 2 * config.ROUTING_POLL_INTERVAL + 1_000, notify: (message: string) => console.error(message) };
+  const registry = new ModelRegistry(
+    config.MODEL_REGISTRY_DIR,
+    routes,
+    (manifest) => {
+      planModelFeatures(manifest, catalog);
+    },
+    { awaitRestore },
+  );
   const kafka = eventLogOpener(config);
   try {
     await routes.reachable();
