@@ -279,6 +279,8 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
         processor.reset();
         // What waited to be written is forgotten: consumption resumes from the commits.
         writeFailed = false;
+        // A partition given to another member is its lag to report now: this one's would stay frozen in the sum.
+        for (const partition of backlog.keys()) metrics.lag.remove({ topic: source.topic, partition: String(partition) });
         backlog.clear();
       },
       onError: (error) => options.logger.warn({ err: error, topic: source.topic }, 'feature batch failed; it will be retried'),
@@ -290,6 +292,15 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
           'messaging.consumer.group.name': groupId,
           'messaging.batch.message_count': batch.records.length,
         });
+        // The lag from the next record to consume on: as the batch arrives (its records included), so that it grows
+        // while batches fail (the store is down) and are delivered again; once applied, what is left after it (below).
+        const reportLag = (next: bigint) => {
+          if (batch.highWatermark === undefined) return;
+          const lag = Number(BigInt(batch.highWatermark) - next);
+          backlog.set(batch.partition, lag);
+          metrics.lag.set({ topic: batch.topic, partition: String(batch.partition) }, lag);
+        };
+        reportLag(BigInt(batch.records[0]!.offset));
         if (writeFailed) {
           // Nothing more is read into memory while its changes cannot be written (the store is down): the
           // changes are written again now, and when that fails too the batch fails, to be delivered again.
@@ -327,12 +338,8 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
             'tributary.events.dead_lettered': outcome.rejected.length,
             'tributary.entities.touched': loaded.entities.reduce((sum, entities) => sum + entities.size, 0),
           });
-          if (batch.highWatermark !== undefined) {
-            const last = batch.records[batch.records.length - 1]!;
-            const lag = Number(BigInt(batch.highWatermark) - BigInt(last.offset) - 1n);
-            backlog.set(batch.partition, lag);
-            metrics.lag.set({ topic: batch.topic, partition: String(batch.partition) }, lag);
-          }
+          // Unless a rebalance took the partition meanwhile (the batch was dropped; the new owner reports it).
+          if (processor.isOpen(batch.topic, batch.partition)) reportLag(BigInt(batch.records.at(-1)!.offset) + 1n);
           if (Date.now() - lastFlush >= interval()) {
             // One flush in flight at most: the next batches are processed while this one writes.
             await flushing;
