@@ -5,6 +5,7 @@ export * from './logger.js';
 export * from './tracing.js';
 export * from './metrics.js';
 export * from './ops-server.js';
+export * from './readiness.js';
 export * from './event-log/types.js';
 export { MemoryEventLog } from './event-log/memory.js';
 export { KafkaEventLog, type KafkaEventLogOptions } from './event-log/kafka.js';

@@ -122,6 +122,11 @@ describe.skipIf(!ready)(
         // The feature pipeline serves its metrics (and says so) while it starts; /healthz is 503 until it has.
         await waitFor(async () => (await fetch(`${url}/healthz`)).status === 200, { timeoutMs: 30_000, what: `${url}/healthz` });
         await waitFor(async () => (await fetch(`${url}/readyz`)).status === 200, { timeoutMs: 15_000, what: `${url}/readyz` });
+        // Redis and Kafka answer: the operators' deep check passes too.
+        await waitFor(async () => (await fetch(`${url}/readyz?deep=true`)).status === 200, {
+          timeoutMs: 15_000,
+          what: `${url}/readyz?deep=true`,
+        });
       }
     });
 

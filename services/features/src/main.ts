@@ -20,22 +20,26 @@ try {
   const eventLog = createEventLog(config, 'features');
   const store = createOnlineStore(config);
   let features: FeatureService | null = null;
+  let stopping = false;
   // Served while the pipeline joins its consumer groups, which it may take seconds to do while it
-  // already applies a backlog: its metrics count from the first batch.
+  // already applies a backlog: its metrics count from the first batch. Ready once started, whatever
+  // Redis and Kafka do: the pipeline waits through their outages and resumes from its commits.
   const ops = await startOpsServer({
     registry,
     host: config.HOST,
     port: config.PORT,
     started: () => features !== null,
-    ready: async () => {
-      if (features === null) throw new Error('starting: joining the consumer groups');
-      await store.ping();
+    notReady: () => (stopping ? 'stopping' : features === null ? 'starting: joining the consumer groups' : null),
+    dependencies: {
+      online_store: { ping: () => store.ping() },
+      event_log: { ping: () => eventLog.ping(), reuseMs: 5_000 },
     },
   });
   logger.info(`feature pipeline starting; metrics on ${ops.url}/metrics`);
   features = await startFeatureService(config, { eventLog, store, registry, logger });
   logger.info(`feature pipeline running; ${describeBackends(config)}`);
   const shutdown = async () => {
+    stopping = true;
     await features?.stop();
     await ops.close();
     await Promise.all([eventLog.close(), store.close()]);

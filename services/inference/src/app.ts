@@ -28,7 +28,7 @@ export interface InferenceDeps {
   eventLog: EventLog;
   store: OnlineStore;
   models: ModelRegistry;
-  serving: Pick<ModelServing, 'current' | 'refresh' | 'acquire' | 'release'>;
+  serving: Pick<ModelServing, 'current' | 'followsRouting' | 'refresh' | 'acquire' | 'release'>;
   rewards: RewardStore;
   modelName: string;
   groups: CompiledFeatureGroup[];
@@ -141,7 +141,19 @@ export async function buildApp(deps: InferenceDeps) {
     rewards: deps.rewards,
     bodyLimit: 256 * 1024 * 1024,
   });
-  await app.register(opsRoutes, { registry: deps.registry, store: deps.store, eventLog: deps.eventLog });
+  await app.register(opsRoutes, {
+    registry: deps.registry,
+    store: deps.store,
+    eventLog: deps.eventLog,
+    model: () => {
+      const { name, version } = deps.serving.current.model.manifest;
+      return { name, version };
+    },
+    notReady: () =>
+      deps.serving.followsRouting
+        ? null
+        : `the routing of ${deps.modelName} has not been read yet: serving the highest registered version until it can be`,
+  });
   app.addHook('onClose', async () => {
     await predictionLog.close();
     await deps.predictionLogPublisher?.close?.();

@@ -267,6 +267,11 @@ describe.skipIf(!services.redisUrl)(
         await new Promise((resolve) => redis.once('exit', resolve));
         const before = counts.degraded;
         await waitFor(() => counts.degraded > before + 50, { what: 'degraded predictions during the outage' });
+        // Still ready (it serves), with Redis reported down; the operators' deep check fails.
+        const ready = await app.inject({ method: 'GET', url: '/readyz' });
+        expect(ready.statusCode).toBe(200);
+        expect(ready.json().dependencies.online_store).toBe('down');
+        expect((await app.inject({ method: 'GET', url: '/readyz?deep=true' })).statusCode).toBe(503);
         redis = startRedis(port);
         const okAfter = counts.ok;
         await waitFor(() => counts.ok > okAfter + 50, { timeoutMs: 20_000, what: 'full predictions after Redis is back' });
@@ -277,7 +282,7 @@ describe.skipIf(!services.redisUrl)(
         );
         expect(counts.failed).toBe(0);
         expect([...statuses]).toEqual([200]);
-        expect((await app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
+        expect((await app.inject({ method: 'GET', url: '/readyz?deep=true' })).statusCode).toBe(200);
       } finally {
         redis.kill('SIGKILL');
       }

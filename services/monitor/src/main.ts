@@ -19,17 +19,17 @@ try {
   const settings = monitorSettings(config, undefined, { logger });
   const eventLog = createEventLog(config, 'monitor');
   let monitor: Monitor | null = null;
+  let stopping = false;
   // Served while the monitor joins its consumer group, which it may take seconds to do while it
-  // already consumes a backlog: its metrics count from the first batch.
+  // already consumes a backlog: its metrics count from the first batch. Ready once started, whatever
+  // Kafka does: the monitor waits through its outages and resumes from its commits.
   const ops = await startOpsServer({
     registry,
     host: config.HOST,
     port: config.PORT,
     started: () => monitor !== null,
-    ready: async () => {
-      if (monitor === null) throw new Error('starting: joining the consumer group');
-      await eventLog.ping();
-    },
+    notReady: () => (stopping ? 'stopping' : monitor === null ? 'starting: joining the consumer group' : null),
+    dependencies: { event_log: { ping: () => eventLog.ping(), reuseMs: 5_000 } },
   });
   logger.info(`monitor starting; metrics on ${ops.url}/metrics`);
   monitor = await startMonitor({
@@ -42,6 +42,7 @@ try {
   });
   logger.info(`monitor running; ${describeBackends(config)}`);
   const shutdown = async () => {
+    stopping = true;
     await monitor?.stop();
     await ops.close();
     await eventLog.close();

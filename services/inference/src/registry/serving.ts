@@ -65,6 +65,8 @@ export class ModelServing {
   /** The last routing read from the store (null: none yet), and the highest revision ever read. */
   private lastRouting: Routing | null = null;
   private highestRevision = 0;
+  /** A routing was read (at start or since): until then the champion is a guess, the highest registered version. */
+  private routingRead = false;
 
   private constructor(
     private readonly options: ServingOptions,
@@ -79,7 +81,7 @@ export class ModelServing {
    * Loads the routed champion (and the versions its rollout names); fails when the champion cannot
    * be served. While the routing store does not answer, it starts on the highest registered
    * version and follows the routing once it can be read (the replica is not ready meanwhile:
-   * the online store is the same Redis).
+   * `followsRouting` is false).
    */
   static async start(options: ServingOptions): Promise<ModelServing> {
     let routing: Routing | null = null;
@@ -106,6 +108,7 @@ export class ModelServing {
       rewards: {},
     };
     const serving = new ModelServing(options, served, 0);
+    serving.routingRead = routing !== null;
     // The rollout's other versions: loaded like any later routing change (a failure keeps the
     // champion serving). Without a routing read, revision 0: the first one read is followed.
     serving.revision = !routing || routing.policy || routing.shadows?.length ? 0 : routing.revision;
@@ -117,6 +120,14 @@ export class ModelServing {
   /** The champion. */
   get current(): ServedModel {
     return this.served.champion;
+  }
+
+  /**
+   * Whether the replica serves what the routing says: false only while no routing could be read
+   * since it started (it then serves the highest registered version, maybe one rolled back).
+   */
+  get followsRouting(): boolean {
+    return this.routingRead;
   }
 
   /**
@@ -179,6 +190,7 @@ export class ModelServing {
       // serves is written back, never a version nobody promoted.
       routing ??= this.lastRouting ? await this.restoreRouting(this.lastRouting) : await registry.ensureRouting(name, 'inference');
       this.routingErrors = 0;
+      this.routingRead = true;
     } catch (error) {
       if (this.routingErrors++ % 60 === 0)
         logger.warn({ err: error }, `model routing of ${name} unreadable; serving version ${this.served.champion.model.manifest.version}`);
