@@ -51,6 +51,7 @@ export interface PredictorStats {
   shadowFailed(model: LoadedModel['manifest'], error: unknown): void;
   defaulted(features: string[]): void;
   storeFailed(error: unknown): void;
+  /** A request refused with 503 because the queue of a model version that answers it was full. */
   queueFull(): void;
   /** A scoring refused because the model gave a non-finite score (NaN, ±Infinity) for some of its rows. */
   nonFiniteScores(model: LoadedModel['manifest'], rows: number): void;
@@ -182,7 +183,6 @@ export function createPredictor(options: PredictorOptions) {
     // The run's span covers the wait for a batch and the hop to the worker thread.
     const running = startSpan('model_run');
     const scores = await model.score(vectors, requests.length).catch((error: unknown) => {
-      if (error instanceof TributaryError && error.code === 'OVERLOADED') stats.queueFull();
       endSpan(running?.setAttributes(scoringAttributes(model.manifest, variant, requests.length)), error);
       throw error;
     });
@@ -282,6 +282,11 @@ export function createPredictor(options: PredictorOptions) {
       const responses = await answer(routed, requests, explain, places, read);
       shadowed = shadow(routed, requests, places, read);
       return responses;
+    } catch (error) {
+      // Counted once per request refused: not for a shadow (its client had the answer), nor
+      // again for each version whose queue a request split by a rollout found full.
+      if (error instanceof TributaryError && error.code === 'OVERLOADED') stats.queueFull();
+      throw error;
     } finally {
       if (!shadowed) options.serving.release(routed);
     }
