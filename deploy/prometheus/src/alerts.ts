@@ -74,7 +74,10 @@ export const groups: RuleGroup[] = [
       },
       {
         alert: 'RequestsShed',
-        expr: `sum by (job) (rate(tributary_requests_shed_total[5m])) / (sum by (job) (rate(tributary_requests_shed_total[5m])) + sum by (job) (rate(tributary_predictions_total[5m]))) > ${T.shedRatio}`,
+        // Requests answered are counted by the latency histogram (one observation per request
+        // and version that answered it), not by tributary_predictions_total, which counts rows:
+        // a batch of 256 rows would weigh 256 times a request shed. Shadows answer no one.
+        expr: `sum by (job) (rate(tributary_requests_shed_total[5m])) / (sum by (job) (rate(tributary_requests_shed_total[5m])) + sum by (job) (rate(tributary_prediction_duration_seconds_count{variant!="shadow"}[5m]))) > ${T.shedRatio}`,
         for: '5m',
         severity: 'warning',
         summary: '{{ $value | humanizePercentage }} of prediction requests are refused with 503',
