@@ -184,6 +184,21 @@ const apiKeys: Variable<Map<string, string>, undefined> = {
   },
 };
 
+/** The secret of one API key, as a client sends it (`Authorization: Bearer <secret>`). */
+const apiKeySecret = (description: string): Variable<string, undefined> => ({
+  description,
+  default: undefined,
+  secret: true,
+  parse: (raw) => {
+    const secret = raw.trim();
+    // Sent in a header, and one of API_KEYS' comma-separated secrets of 16+ characters.
+    if (!/^[\x21-\x7e]{16,}$/.test(secret) || secret.includes(',')) {
+      throw new Error('must be the secret of a key of API_KEYS: 16 or more visible ASCII characters, no comma');
+    }
+    return secret;
+  },
+});
+
 /** `id=limit` pairs, comma-separated: requests per second for the API key with that id. */
 const rateLimits: Variable<Map<string, number>, undefined> = {
   description:
@@ -376,6 +391,9 @@ export const VARIABLES = {
   SIMULATOR_SEED: integer('Seed of the simulator.', 7, 0, 2 ** 31 - 1),
   SIMULATOR_DRIFT: simulatorDrift,
   INFERENCE_URL: text('Where the simulator sends prediction requests (when run on its own).', 'http://127.0.0.1:3000'),
+  SIMULATOR_API_KEY: apiKeySecret(
+    'The secret of a key of API_KEYS the simulator sends with its prediction requests (`Authorization: Bearer <secret>`; never printed). Needed when the inference service has API_KEYS set; unset: it sends none.',
+  ),
 } satisfies Record<string, Variable<unknown, string | undefined>>;
 
 type Variables = typeof VARIABLES;
@@ -421,6 +439,9 @@ export function loadConfig(
     else if (unknown.length > 0) {
       problems.push(`RATE_LIMITS names ${unknown.map((id) => `"${id}"`).join(', ')}, not the id of any key in API_KEYS`);
     }
+  }
+  if (clientKeys && typeof config.SIMULATOR_API_KEY === 'string' && !clientKeys.has(config.SIMULATOR_API_KEY)) {
+    problems.push('SIMULATOR_API_KEY (value hidden) is not the secret of any key in API_KEYS: its predictions would be refused');
   }
   if (config.KAFKA_SASL_MECHANISM !== undefined && (config.KAFKA_SASL_USERNAME === undefined || config.KAFKA_SASL_PASSWORD === undefined)) {
     problems.push('KAFKA_SASL_MECHANISM needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD');

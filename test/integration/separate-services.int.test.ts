@@ -187,6 +187,7 @@ describe.skipIf(!ready)(
         'SIMULATOR_RATE',
         'SIMULATOR_FRAUD_RATE',
         'SIMULATOR_LABEL_DELAY',
+        'SIMULATOR_API_KEY',
       ]);
       running.push(startService('simulator', env));
       const counter = (text: string, pattern: RegExp) => [...text.matchAll(pattern)].reduce((sum, m) => sum + Number(m[1]), 0);

@@ -14,6 +14,7 @@ try {
     eventLog,
     topics: { transactions: config.TOPIC_TRANSACTIONS, labels: config.TOPIC_LABELS },
     inferenceUrl: config.INFERENCE_URL,
+    apiKey: config.SIMULATOR_API_KEY,
     ratePerSecond: config.SIMULATOR_RATE,
     fraudRate: config.SIMULATOR_FRAUD_RATE,
     meanLabelDelayMs: config.SIMULATOR_LABEL_DELAY,

@@ -11,6 +11,8 @@ export interface SimulatorOptions {
   topics: { transactions: string; labels: string };
   /** Base URL of the inference API; scoring is skipped when null. */
   inferenceUrl: string | null;
+  /** The secret of an API key sent with each prediction request (SIMULATOR_API_KEY); none when absent. */
+  apiKey?: string;
   ratePerSecond: number;
   fraudRate: number;
   meanLabelDelayMs: number;
@@ -50,19 +52,26 @@ export function startSimulator(options: SimulatorOptions): Simulator {
   let running = true;
   let lastError = 0;
 
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (options.apiKey !== undefined) headers.authorization = `Bearer ${options.apiKey}`;
+
   const score = async (transaction: ReturnType<typeof generator.next>['transaction']) => {
     if (!options.inferenceUrl) return;
     try {
       const response = await fetch(`${options.inferenceUrl}/v1/predict`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers,
         body: JSON.stringify({
           request_id: transaction.event_id,
           entities: { user_id: transaction.user_id, merchant_id: transaction.merchant_id },
           features: { amount: transaction.amount, country: transaction.country, channel: transaction.channel },
         }),
       });
-      if (!response.ok) throw new Error(`HTTP ${response.status}: ${await response.text()}`);
+      if (!response.ok) {
+        const hint =
+          response.status === 401 ? ' (API_KEYS is set on the inference service: give the simulator one in SIMULATOR_API_KEY)' : '';
+        throw new Error(`HTTP ${response.status}: ${await response.text()}${hint}`);
+      }
       await response.arrayBuffer();
       stats.scored++;
     } catch (error) {

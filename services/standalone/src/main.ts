@@ -11,6 +11,7 @@ import {
   createLogger,
   createOnlineStore,
   createRegistry,
+  ConfigError,
   describeBackends,
   exitOnStartupError,
   loadConfig,
@@ -22,6 +23,11 @@ const logger = createLogger('tributary');
 const started = performance.now();
 try {
   const config = loadConfig();
+  if (config.SIMULATOR && config.API_KEYS && config.SIMULATOR_API_KEY === undefined) {
+    throw new ConfigError(
+      'invalid configuration:\n  API_KEYS is set, so the simulator needs a key for its predictions: set SIMULATOR_API_KEY to the secret of one of them, or SIMULATOR=false',
+    );
+  }
   const tracing = await startTracing(config, { service: 'tributary', logger });
   const registry = createRegistry();
   const eventLog = createEventLog(config, 'standalone');
@@ -59,6 +65,7 @@ try {
         eventLog,
         topics: { transactions: config.TOPIC_TRANSACTIONS, labels: config.TOPIC_LABELS },
         inferenceUrl: inference.url,
+        apiKey: config.SIMULATOR_API_KEY,
         ratePerSecond: config.SIMULATOR_RATE,
         fraudRate: config.SIMULATOR_FRAUD_RATE,
         meanLabelDelayMs: config.SIMULATOR_LABEL_DELAY,

@@ -24,4 +24,21 @@ describe('start-up with an invalid configuration', () => {
     expect(output).toMatch(/KAFKA_BROKERS="no-port-here": "no-port-here" is not host:port/);
     expect(output).toMatch(/REDIS_URL="http:\/\/x": must start with redis:\/\/ or rediss:\/\//);
   });
+
+  it('stops when API_KEYS is set and the simulator runs without a key of its own, whose every prediction would be refused', async () => {
+    const failure = await run(process.execPath, ['--import', 'tsx', 'services/standalone/src/main.ts'], {
+      cwd: root,
+      env: { ...process.env, PORT: '0', API_KEYS: 'web:0123456789abcdef', SIMULATOR: 'true', SIMULATOR_API_KEY: '' },
+      timeout: 30_000,
+    }).then(
+      () => null,
+      (error: { code: number; stdout: string; stderr: string }) => error,
+    );
+    expect(failure).not.toBeNull();
+    expect(failure!.code).toBe(1);
+    const output = failure!.stdout + failure!.stderr;
+    expect(output).toMatch(/^tributary: cannot start: invalid configuration/);
+    expect(output).toContain('API_KEYS is set, so the simulator needs a key for its predictions: set SIMULATOR_API_KEY');
+    expect(output).not.toContain('0123456789abcdef');
+  });
 });

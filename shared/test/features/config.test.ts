@@ -115,6 +115,27 @@ describe('loadConfig: defaults', () => {
     }
   });
 
+  it("reads SIMULATOR_API_KEY as the secret of a key, one of API_KEYS' when they are set too, never printing it", () => {
+    const secret = 'simulator-0123456789';
+    expect(loadConfig({}).SIMULATOR_API_KEY).toBeUndefined();
+    expect(loadConfig({ SIMULATOR_API_KEY: ` ${secret} ` }).SIMULATOR_API_KEY).toBe(secret);
+    expect(loadConfig({ API_KEYS: `sim:${secret}`, SIMULATOR_API_KEY: secret }).SIMULATOR_API_KEY).toBe(secret);
+    const cases: [Record<string, string>, string][] = [
+      [{ SIMULATOR_API_KEY: 'short-secret' }, 'SIMULATOR_API_KEY=(value hidden): must be the secret of a key of API_KEYS'],
+      [{ SIMULATOR_API_KEY: 'simulator,0123456789' }, 'SIMULATOR_API_KEY=(value hidden): must be the secret of a key of API_KEYS'],
+      [{ SIMULATOR_API_KEY: 'simulator 0123456789' }, 'SIMULATOR_API_KEY=(value hidden): must be the secret of a key of API_KEYS'],
+      [
+        { API_KEYS: 'web:fedcba9876543210', SIMULATOR_API_KEY: secret },
+        'SIMULATOR_API_KEY (value hidden) is not the secret of any key in API_KEYS',
+      ],
+    ];
+    for (const [env, message] of cases) {
+      const error = configError(env).message;
+      expect(error).toContain(message);
+      expect(error).not.toContain(env.SIMULATOR_API_KEY!.trim());
+    }
+  });
+
   it('does not read process.env when given an environment', () => {
     const saved = process.env.PORT;
     process.env.PORT = 'not-a-port';
