@@ -111,6 +111,9 @@ const optionalText = (description: string, options: { secret?: boolean; oneOf?: 
 
 export const KAFKA_SASL_MECHANISMS = ['plain', 'scram-sha-256', 'scram-sha-512'] as const;
 
+/** pino's levels, and `silent` (no logs). */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
 const redisUrl: Variable<string, undefined> = {
   description:
     'Redis URL (redis:// or rediss:// for TLS; user and password in the URL). With REDIS_CLUSTER, one or more comma-separated seed nodes of the cluster. Unset: the embedded in-memory online store.',
@@ -229,7 +232,7 @@ const rateLimits: Variable<Map<string, number>, undefined> = {
 export const VARIABLES = {
   HOST: text('Address the HTTP server binds to.', '127.0.0.1'),
   PORT: integer('Port of the HTTP server (API, /metrics, /healthz, /readyz).', 3000, 0, 65535),
-  LOG_LEVEL: text('pino log level: fatal, error, warn, info, debug, trace.', 'info'),
+  LOG_LEVEL: choice('pino log level.', 'info', LOG_LEVELS),
   OTEL_EXPORTER_OTLP_ENDPOINT: otlpEndpoint(
     'OpenTelemetry collector (OTLP over HTTP, JSON) the services send their trace spans to; spans go to `<endpoint>/v1/traces`. Unset (and no OTEL_EXPORTER_OTLP_TRACES_ENDPOINT): tracing is off.',
   ),

@@ -12,9 +12,9 @@ import {
 } from '@tributary/shared';
 import { startFeatureService, type FeatureService } from './service.js';
 
-const logger = createLogger('features');
 try {
   const config = loadConfig(process.env, { PORT: '3001' });
+  const logger = createLogger('features', config.LOG_LEVEL);
   const tracing = await startTracing(config, { service: 'tributary-features', logger });
   const registry = createRegistry();
   const eventLog = createEventLog(config, 'features');

@@ -11,9 +11,9 @@ import {
 } from '@tributary/shared';
 import { startInference } from './service.js';
 
-const logger = createLogger('inference');
 try {
   const config = loadConfig();
+  const logger = createLogger('inference', config.LOG_LEVEL);
   const tracing = await startTracing(config, { service: 'tributary-inference', logger });
   const registry = createRegistry();
   const eventLog = createEventLog(config, 'inference');

@@ -11,9 +11,9 @@ import {
 import { monitorSettings } from './connections.js';
 import { startMonitor, type Monitor } from './monitor.js';
 
-const logger = createLogger('monitor');
 try {
   const config = loadConfig(process.env, { PORT: '3002' });
+  const logger = createLogger('monitor', config.LOG_LEVEL);
   const registry = createRegistry();
   // Before anything listens: a configuration the monitor refuses (no REDIS_URL on Kafka) stops it here.
   const settings = monitorSettings(config, undefined, { logger });

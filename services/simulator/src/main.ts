@@ -2,9 +2,9 @@
 import { exitOnStartupError, createEventLog, createLogger, fraud, loadConfig } from '@tributary/shared';
 import { startSimulator } from './simulator.js';
 
-const logger = createLogger('simulator');
 try {
   const config = loadConfig();
+  const logger = createLogger('simulator', config.LOG_LEVEL);
   if (!config.KAFKA_BROKERS)
     throw new Error(
       'KAFKA_BROKERS must be set: on its own the simulator publishes to Kafka (the embedded default runs it inside `npm start`)',

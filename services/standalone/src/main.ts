@@ -19,10 +19,10 @@ import {
 } from '@tributary/shared';
 import { startSimulator } from '@tributary/simulator';
 
-const logger = createLogger('tributary');
 const started = performance.now();
 try {
   const config = loadConfig();
+  const logger = createLogger('tributary', config.LOG_LEVEL);
   if (config.SIMULATOR && config.API_KEYS && config.SIMULATOR_API_KEY === undefined) {
     throw new ConfigError(
       'invalid configuration:\n  API_KEYS is set, so the simulator needs a key for its predictions: set SIMULATOR_API_KEY to the secret of one of them, or SIMULATOR=false',

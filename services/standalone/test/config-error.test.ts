@@ -25,6 +25,30 @@ describe('start-up with an invalid configuration', () => {
     expect(output).toMatch(/REDIS_URL="http:\/\/x": must start with redis:\/\/ or rediss:\/\//);
   });
 
+  it('stops every service on a LOG_LEVEL pino does not know with the same message, not a stack trace', async () => {
+    const services = { standalone: 'tributary', features: 'features', inference: 'inference', monitor: 'monitor', simulator: 'simulator' };
+    const failures = await Promise.all(
+      Object.keys(services).map((service) =>
+        run(process.execPath, ['--import', 'tsx', `services/${service}/src/main.ts`], {
+          cwd: root,
+          env: { ...process.env, PORT: '0', LOG_LEVEL: 'verbose' },
+          timeout: 60_000,
+        }).then(
+          () => null,
+          (error: { code: number; stdout: string; stderr: string }) => error,
+        ),
+      ),
+    );
+    Object.values(services).forEach((name, i) => {
+      const failure = failures[i]!;
+      expect(failure, name).not.toBeNull();
+      expect(failure.code, name).toBe(1);
+      expect(failure.stdout + failure.stderr, name).toBe(
+        `${name}: cannot start: invalid configuration:\n  LOG_LEVEL="verbose": must be one of fatal, error, warn, info, debug, trace, silent\n`,
+      );
+    });
+  }, 60_000);
+
   it('stops when API_KEYS is set and the simulator runs without a key of its own, whose every prediction would be refused', async () => {
     const failure = await run(process.execPath, ['--import', 'tsx', 'services/standalone/src/main.ts'], {
       cwd: root,
@@ -40,5 +64,5 @@ describe('start-up with an invalid configuration', () => {
     expect(output).toMatch(/^tributary: cannot start: invalid configuration/);
     expect(output).toContain('API_KEYS is set, so the simulator needs a key for its predictions: set SIMULATOR_API_KEY');
     expect(output).not.toContain('0123456789abcdef');
-  });
+  }, 30_000);
 });
