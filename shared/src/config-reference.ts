@@ -3,7 +3,9 @@ import { VARIABLES } from './config.js';
 
 export function configurationReference(): string {
   const rows = Object.entries(VARIABLES).map(([name, variable]) => {
-    const fallback = variable.default === undefined ? '(unset)' : name === 'MODEL_REGISTRY_DIR' ? '`models`' : `\`${variable.default}\``;
+    // The bundled registry's path is this checkout's: shown as where it is in any installation.
+    const fallback =
+      variable.default === undefined ? '(unset)' : name === 'MODEL_REGISTRY_DIR' ? '`<install>/models`' : `\`${variable.default}\``;
     return `| \`${name}\` | ${fallback} | ${variable.description.replaceAll('|', '\\|')} |`;
   });
   return [

@@ -3,6 +3,7 @@
  * Every variable is declared here with its default and meaning (the configuration
  * reference); an invalid value stops the process with a message naming the variable.
  */
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseDuration } from './features/duration.js';
 import { parseDriftSchedule, type DriftSchedule } from './example/fraud/simulator-drift.js';
@@ -26,6 +27,16 @@ const text = (description: string, fallback: string): Variable<string> => ({
   parse: (raw) => {
     if (raw.trim() === '') throw new Error('must not be empty');
     return raw.trim();
+  },
+});
+
+/** A directory, made absolute once at start: a relative path is taken from the process's working directory. */
+const directory = (description: string, fallback: string): Variable<string> => ({
+  description,
+  default: fallback,
+  parse: (raw) => {
+    if (raw.trim() === '') throw new Error('must not be empty');
+    return resolve(raw.trim());
   },
 });
 
@@ -292,8 +303,8 @@ export const VARIABLES = {
     1_000_000,
   ),
   ALLOWED_LATENESS: duration('Events older than the watermark by more than this are not applied (dead-lettered as late).', '5m'),
-  MODEL_REGISTRY_DIR: text(
-    'Model registry directory: one folder per model name, one per version (`<name>/<version>/manifest.json` and the ONNX file).',
+  MODEL_REGISTRY_DIR: directory(
+    "Model registry directory: one folder per model name, one per version (`<name>/<version>/manifest.json` and the ONNX file). Default: the installation's `models` folder, as an absolute path (`/app/models` in the image). A relative path is taken from the working directory of the process: the repository under `npm start`, `services/<name>` under `npm start -w services/<name>`, `/app/services/<name>` in the image. The monitor refuses to start on a directory that does not exist or cannot be read.",
     bundledRegistry,
   ),
   MODEL_NAME: text('Name of the model the inference service serves (its routing is kept in the online store).', 'fraud_detector'),

@@ -1,5 +1,5 @@
 /** The monitor's join store and model thresholds, from the configuration. */
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { endRollout, RedisRewardStore, RedisRoutingStore, type RewardStore, type RoutingStore } from '@tributary/inference/routing';
 import { checkProfile, ConfigError, type Config, type Logger, type ReferenceProfile } from '@tributary/shared';
@@ -44,11 +44,33 @@ interface VersionInfo {
 const MAX_VERSIONS = 1024;
 
 /**
+ * Refuses a model registry directory that does not exist or cannot be read: the monitor would
+ * monitor every version with the defaults (threshold 0.5, no reference profile: no drift)
+ * without a word.
+ */
+export function checkRegistryDir(dir: string): void {
+  let problem: string | null = null;
+  try {
+    if (!statSync(dir).isDirectory()) problem = 'not a directory';
+    else accessSync(dir, constants.R_OK | constants.X_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    problem = code === 'ENOENT' ? 'no such directory' : code === 'EACCES' ? 'not readable' : (error as Error).message;
+  }
+  if (problem !== null) {
+    throw new ConfigError(
+      `invalid configuration:\n  MODEL_REGISTRY_DIR=${JSON.stringify(dir)}: ${problem} (the monitor reads each version's threshold and reference profile from its manifest there)`,
+    );
+  }
+}
+
+/**
  * Each version's threshold (0.5 when unknown) and reference profile (null when absent) from
  * its manifest in the model registry, read once per version while it is among the last
- * MAX_VERSIONS read (a stream of odd version names must not grow the memory). A profile that
- * fails its check (checkProfile) is logged as an error and the version is monitored without
- * one (no drift), as the drift windows would throw on it.
+ * MAX_VERSIONS read (a stream of odd version names must not grow the memory). A version without
+ * a readable manifest is logged as a warning, once while it is kept, and monitored with the
+ * defaults. A profile that fails its check (checkProfile) is logged as an error and the version
+ * is monitored without one (no drift), as the drift windows would throw on it.
  */
 export function manifestsFrom(
   registryDir: string,
@@ -63,26 +85,33 @@ export function manifestsFrom(
     let found = known.get(id);
     if (found === undefined) {
       found = { threshold: 0.5, profile: null };
+      let manifest: { threshold?: unknown; profile?: unknown } | null = null;
       try {
-        if (/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(model) && /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(version)) {
-          const manifest = JSON.parse(readFileSync(join(registryDir, model, version, 'manifest.json'), 'utf8')) as {
-            threshold?: unknown;
-            profile?: unknown;
-          };
-          if (typeof manifest.threshold === 'number' && manifest.threshold >= 0 && manifest.threshold <= 1)
-            found.threshold = manifest.threshold;
-          if (manifest.profile !== undefined) {
-            const checked = checkProfile(manifest.profile);
-            if (checked.ok) found.profile = checked.profile;
-            else
-              logger?.error(
-                { model, version, problem: checked.error },
-                `the reference profile in the manifest of ${model} ${version} is invalid (${checked.error}): the version is monitored without drift`,
-              );
-          }
+        // A name that would leave the version's folder is never read.
+        if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(model) || !/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(version)) {
+          throw new Error('not the name of a folder of the registry');
         }
-      } catch {
-        // an unknown version: the defaults
+        const parsed: unknown = JSON.parse(readFileSync(join(registryDir, model, version, 'manifest.json'), 'utf8'));
+        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('manifest.json is not a JSON object');
+        manifest = parsed;
+      } catch (error) {
+        logger?.warn(
+          { model, version, registry: registryDir, err: error },
+          `no readable manifest for ${model} ${version} in ${registryDir} (${(error as Error).message}): the version is monitored with threshold 0.5 and without drift`,
+        );
+      }
+      if (manifest !== null) {
+        if (typeof manifest.threshold === 'number' && manifest.threshold >= 0 && manifest.threshold <= 1)
+          found.threshold = manifest.threshold;
+        if (manifest.profile !== undefined) {
+          const checked = checkProfile(manifest.profile);
+          if (checked.ok) found.profile = checked.profile;
+          else
+            logger?.error(
+              { model, version, problem: checked.error },
+              `the reference profile in the manifest of ${model} ${version} is invalid (${checked.error}): the version is monitored without drift`,
+            );
+        }
       }
       if (known.size >= MAX_VERSIONS) known.delete(known.keys().next().value!);
       known.set(id, found);
@@ -138,6 +167,8 @@ export function monitorSettings(
   shared?: { routes: RoutingStore; rewards: RewardStore },
   options: MonitorSettingsOptions = {},
 ) {
+  // Before any connection is opened.
+  checkRegistryDir(config.MODEL_REGISTRY_DIR);
   return {
     rollouts: rolloutSettings(config, shared),
     joins: createJoinStore(config, options),

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildProfile, ConfigError, loadConfig, type Logger } from '@tributary/shared';
 import { MemoryJoinStore } from '../src/join-store.js';
-import { createJoinStore, manifestsFrom } from '../src/connections.js';
+import { createJoinStore, manifestsFrom, monitorSettings } from '../src/connections.js';
 
 let dir = '';
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
@@ -64,6 +64,35 @@ describe('manifestsFrom', () => {
     ]);
   });
 
+  it('warns once for each version served without a readable manifest, saying why, and monitors it with the defaults', () => {
+    dir = mkdtempSync(join(tmpdir(), 'tributary-manifests-'));
+    register('fraud', '1', { threshold: 0.3 });
+    mkdirSync(join(dir, 'fraud', '2'));
+    writeFileSync(join(dir, 'fraud', '2', 'manifest.json'), '{not json');
+    register('fraud', '3', [0.3]);
+    const warned: { fields: Record<string, unknown>; message: string }[] = [];
+    const logger = { warn: (fields: Record<string, unknown>, message: string) => warned.push({ fields, message }) } as unknown as Logger;
+    const manifests = manifestsFrom(dir, logger);
+    for (let i = 0; i < 3; i++) {
+      for (const version of ['1', '2', '3', '9', '../1']) manifests.thresholdOf('fraud', version);
+      manifests.profileOf('fraud', '9');
+    }
+    expect(manifests.thresholdOf('fraud', '1')).toBe(0.3);
+    expect(warned.map((w) => [w.fields.version, w.message])).toEqual([
+      [
+        '2',
+        expect.stringMatching(
+          new RegExp(
+            `^no readable manifest for fraud 2 in ${dir} \\(.*JSON.*\\): the version is monitored with threshold 0.5 and without drift$`,
+          ),
+        ),
+      ],
+      ['3', expect.stringMatching(/^no readable manifest for fraud 3 .*\(manifest.json is not a JSON object\)/)],
+      ['9', expect.stringMatching(/^no readable manifest for fraud 9 .*\(ENOENT: no such file or directory/)],
+      ['../1', expect.stringMatching(/^no readable manifest for fraud \.\.\/1 .*\(not the name of a folder of the registry\)/)],
+    ]);
+  });
+
   it('keeps the last 1,024 versions read: one asked for again after a stream of odd versions is read again', () => {
     dir = mkdtempSync(join(tmpdir(), 'tributary-manifests-'));
     const manifests = manifestsFrom(dir);
@@ -74,6 +103,29 @@ describe('manifestsFrom', () => {
     for (let i = 0; i < 1_024; i++) manifests.thresholdOf('fraud', `odd-${i}`);
     // ...and read again once it was forgotten.
     expect(manifests.thresholdOf('fraud', '1')).toBe(0.2);
+  });
+});
+
+describe('monitorSettings', () => {
+  it('refuses a MODEL_REGISTRY_DIR that does not exist or is not a directory, naming it', () => {
+    dir = mkdtempSync(join(tmpdir(), 'tributary-manifests-'));
+    writeFileSync(join(dir, 'file'), '');
+    for (const [registry, problem] of [
+      [join(dir, 'nowhere'), 'no such directory'],
+      [join(dir, 'file'), 'not a directory'],
+    ] as const) {
+      const config = loadConfig({ MODEL_REGISTRY_DIR: registry });
+      expect(() => monitorSettings(config)).toThrow(ConfigError);
+      expect(() => monitorSettings(config)).toThrow(
+        `invalid configuration:\n  MODEL_REGISTRY_DIR="${registry}": ${problem} (the monitor reads each version's threshold and reference profile from its manifest there)`,
+      );
+    }
+  });
+
+  it('takes the bundled registry by default', async () => {
+    const settings = monitorSettings(loadConfig({}));
+    expect(settings.thresholdOf('fraud_detector', '1')).toBeGreaterThan(0);
+    await settings.joins.close();
   });
 });
 

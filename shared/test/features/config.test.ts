@@ -54,6 +54,11 @@ describe('loadConfig: defaults', () => {
     expect(existsSync(join(bundled, config.MODEL_NAME, '1', 'manifest.json'))).toBe(true);
   });
 
+  it('MODEL_REGISTRY_DIR is made absolute from the working directory', () => {
+    expect(loadConfig({ MODEL_REGISTRY_DIR: 'registry/models' }).MODEL_REGISTRY_DIR).toBe(join(process.cwd(), 'registry/models'));
+    expect(loadConfig({ MODEL_REGISTRY_DIR: '/srv/models/' }).MODEL_REGISTRY_DIR).toBe('/srv/models');
+  });
+
   it('reads API keys as id:secret pairs and never prints a secret in its errors', () => {
     const keys = loadConfig({ API_KEYS: 'alice:0123456789abcdef, ci:fedcba9876543210' }).API_KEYS;
     expect(keys).toEqual(
