@@ -63,11 +63,26 @@ const number = (description: string, fallback: number, min: number, max: number)
   },
 });
 
-const duration = (description: string, fallback: string): Variable<number> => ({
-  description,
-  default: fallback,
-  parse: (raw) => parseDuration(raw.trim()),
-});
+/** A duration from `min` (default 1ms) to `max`, both as written in the environment. */
+const duration = (description: string, fallback: string, range: { min?: string; max: string }): Variable<number> => {
+  const min = range.min ?? '1ms';
+  const [lowest, highest] = [parseDuration(min), parseDuration(range.max)];
+  return {
+    description: `${description} From ${min} to ${range.max}.`,
+    default: fallback,
+    parse: (raw) => {
+      const value = parseDuration(raw.trim());
+      if (value < lowest || value > highest) throw new Error(`must be a duration from ${min} to ${range.max}`);
+      return value;
+    },
+  };
+};
+
+/**
+ * The longest duration of a setting that drives a timer: 24 days, under the longest delay a
+ * Node.js timer keeps (2^31-1 ms, ~24.8 days; beyond it, the timer fires after 1 ms).
+ */
+const TIMER_MAX = '24d';
 
 const boolean = (description: string, fallback: boolean): Variable<boolean> => ({
   description,
@@ -271,10 +286,15 @@ export const VARIABLES = {
   ),
   KAFKA_SASL_USERNAME: optionalText('SASL user name.'),
   KAFKA_SASL_PASSWORD: optionalText('SASL password (never printed).', { secret: true }),
-  KAFKA_SESSION_TIMEOUT: duration('Consumer-group session timeout: how long a member that stopped answering keeps its partitions.', '10s'),
+  KAFKA_SESSION_TIMEOUT: duration(
+    "Consumer-group session timeout: how long a member that stopped answering keeps its partitions. At least three of the consumers' heartbeats (one a second), so that one late heartbeat does not cost a member its partitions; at most the brokers' default group.max.session.timeout.ms.",
+    '10s',
+    { min: '3s', max: '30m' },
+  ),
   KAFKA_FETCH_MAX_WAIT: duration(
     'Longest time a consumer fetch waits for records. Kafka answers as soon as records arrive; a broker that holds every fetch for this long (such as the local mock) adds up to this to feature freshness.',
     '100ms',
+    { max: '30s' },
   ),
   CONSUMER_GROUP_PREFIX: text('Prefix of the consumer groups (`<prefix>-features`, `<prefix>-monitor`).', 'tributary'),
   REDIS_URL: redisUrl,
@@ -290,11 +310,14 @@ export const VARIABLES = {
     "Topic of labels joined to their transaction's merchant (written by the label join).",
     'labelled-transactions',
   ),
-  LABEL_JOIN_WINDOW: duration('How long a transaction waits for its label, and a label for its transaction, in the label join.', '8d'),
+  LABEL_JOIN_WINDOW: duration('How long a transaction waits for its label, and a label for its transaction, in the label join.', '8d', {
+    max: '365d',
+  }),
   TOPIC_DEAD_LETTER: text('Topic of records set aside, with the reason.', 'dead-letter'),
   FLUSH_INTERVAL: duration(
     'Longest time the feature pipeline keeps an applied event in memory before writing it to the online store.',
     '50ms',
+    { max: TIMER_MAX },
   ),
   FEATURE_CACHE_MB: integer(
     "Heap for the entity states the feature pipeline keeps in memory between their events (estimated from their stored size, ~10 bytes of heap per stored byte); beyond it the least recently loaded are forgotten and read from the online store again at their next event. 0: a quarter of V8's heap limit (set with NODE_OPTIONS=--max-old-space-size).",
@@ -302,13 +325,15 @@ export const VARIABLES = {
     0,
     1_000_000,
   ),
-  ALLOWED_LATENESS: duration('Events older than the watermark by more than this are not applied (dead-lettered as late).', '5m'),
+  ALLOWED_LATENESS: duration('Events older than the watermark by more than this are not applied (dead-lettered as late).', '5m', {
+    max: '365d',
+  }),
   MODEL_REGISTRY_DIR: directory(
     "Model registry directory: one folder per model name, one per version (`<name>/<version>/manifest.json` and the ONNX file). Default: the installation's `models` folder, as an absolute path (`/app/models` in the image). A relative path is taken from the working directory of the process: the repository under `npm start`, `services/<name>` under `npm start -w services/<name>`, `/app/services/<name>` in the image. The monitor refuses to start on a directory that does not exist or cannot be read.",
     bundledRegistry,
   ),
   MODEL_NAME: text('Name of the model the inference service serves (its routing is kept in the online store).', 'fraud_detector'),
-  ROUTING_POLL_INTERVAL: duration('How often each inference replica checks the model routing for a change.', '1s'),
+  ROUTING_POLL_INTERVAL: duration('How often each inference replica checks the model routing for a change.', '1s', { max: TIMER_MAX }),
   MODEL_THREADS: integer('Worker threads running the model (onnxruntime) beside the event loop.', 1, 1, 64),
   MODEL_INLINE_MAX_US: integer(
     'A batch whose model run is measured (at load) to cost at most this many microseconds is scored on the event loop instead of a worker thread: for a small model the hand-over costs the event loop about as much as the run, and adds two thread wake-ups to the latency (0.2–0.9 ms measured). 0: always in worker threads.',
@@ -365,13 +390,16 @@ export const VARIABLES = {
   PREDICTION_LOG_LINGER: duration(
     'Longest wait for more prediction-log records before a batch is produced to Kafka (fewer, larger batches cost far less CPU per record).',
     '50ms',
+    { max: '15m' },
   ),
   PREDICTION_LOG_PRODUCER: choice(
     "Kafka client that produces the prediction log: `librdkafka` (Debian's librdkafka1, on its own threads: about a third of kafkajs's CPU per record), `kafkajs` (in a worker thread), or `auto`: librdkafka where it loads, kafkajs otherwise.",
     'auto',
     ['auto', 'librdkafka', 'kafkajs'] as const,
   ),
-  MONITOR_JOIN_WINDOW: duration('How long the monitor keeps a prediction waiting for its label (and a label for its prediction).', '7d'),
+  MONITOR_JOIN_WINDOW: duration('How long the monitor keeps a prediction waiting for its label (and a label for its prediction).', '7d', {
+    max: '365d',
+  }),
   MONITOR_MAX_SERIES: integer(
     'Model/version/variant series with quality metrics at most; beyond, they are counted as `other`. A series idle for 25h is retired and frees its place.',
     50,
@@ -400,7 +428,7 @@ export const VARIABLES = {
   SIMULATOR: boolean('Run the example simulator inside `npm start` (the embedded default).', true),
   SIMULATOR_RATE: number('Transactions per second the simulator emits.', 20, 0.1, 100_000),
   SIMULATOR_FRAUD_RATE: number('Share of simulated transactions that are fraudulent.', 0.03, 0, 1),
-  SIMULATOR_LABEL_DELAY: duration('Mean delay before a simulated label arrives.', '30s'),
+  SIMULATOR_LABEL_DELAY: duration('Mean delay before a simulated label arrives (each waits on a timer).', '30s', { max: '1d' }),
   SIMULATOR_USERS: integer('Number of simulated card holders.', 2000, 1, 10_000_000),
   SIMULATOR_SEED: integer('Seed of the simulator.', 7, 0, 2 ** 31 - 1),
   SIMULATOR_DRIFT: simulatorDrift,

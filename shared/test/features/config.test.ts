@@ -184,6 +184,19 @@ describe('loadConfig: valid values', () => {
     for (const raw of ['false', 'False', '0', 'no', 'NO']) expect(loadConfig({ SIMULATOR: raw }).SIMULATOR, raw).toBe(false);
   });
 
+  it('durations accept both ends of their range', () => {
+    const config = loadConfig({
+      ROUTING_POLL_INTERVAL: '24d',
+      KAFKA_SESSION_TIMEOUT: '3s',
+      FLUSH_INTERVAL: '1ms',
+      LABEL_JOIN_WINDOW: '365d',
+    });
+    expect(config.ROUTING_POLL_INTERVAL).toBe(24 * 86_400_000);
+    expect(config.ROUTING_POLL_INTERVAL).toBeLessThanOrEqual(2 ** 31 - 1);
+    expect([config.KAFKA_SESSION_TIMEOUT, config.FLUSH_INTERVAL, config.LABEL_JOIN_WINDOW]).toEqual([3_000, 1, 365 * 86_400_000]);
+    expect(loadConfig({ KAFKA_SESSION_TIMEOUT: '30m' }).KAFKA_SESSION_TIMEOUT).toBe(1_800_000);
+  });
+
   it('integers accept both ends of their range', () => {
     expect(loadConfig({ PORT: '0' }).PORT).toBe(0);
     expect(loadConfig({ PORT: '65535' }).PORT).toBe(65535);
@@ -266,6 +279,17 @@ describe('loadConfig: invalid values name the variable and what is expected', ()
     ['ALLOWED_LATENESS', '5 minutes', '"5 minutes" is not a duration (expected e.g. 30s, 10m, 1h, 7d)'],
     ['ALLOWED_LATENESS', '0s', '"0s" must be a positive duration'],
     ['SIMULATOR_LABEL_DELAY', '30', '"30" is not a duration'],
+    // A timer's delay beyond 2^31-1 ms (~24.8 days) fires after 1 ms: polling Redis every millisecond.
+    ['ROUTING_POLL_INTERVAL', '25d', 'must be a duration from 1ms to 24d'],
+    ['FLUSH_INTERVAL', '600h', 'must be a duration from 1ms to 24d'],
+    ['PREDICTION_LOG_LINGER', '1h', 'must be a duration from 1ms to 15m'],
+    ['SIMULATOR_LABEL_DELAY', '2d', 'must be a duration from 1ms to 1d'],
+    ['KAFKA_FETCH_MAX_WAIT', '1m', 'must be a duration from 1ms to 30s'],
+    ['MONITOR_JOIN_WINDOW', '99999999999999999999d', 'must be a duration from 1ms to 365d'],
+    // Heartbeats are sent every second: a session must outlast a few of them.
+    ['KAFKA_SESSION_TIMEOUT', '1ms', 'must be a duration from 3s to 30m'],
+    ['KAFKA_SESSION_TIMEOUT', '2999ms', 'must be a duration from 3s to 30m'],
+    ['KAFKA_SESSION_TIMEOUT', '31m', 'must be a duration from 3s to 30m'],
     ['SIMULATOR_DRIFT', 'amount=3', 'after is missing'],
     ['SIMULATOR_DRIFT', 'after=600', 'names no shift'],
     ['SIMULATOR_DRIFT', ' , ', 'names no setting'],
