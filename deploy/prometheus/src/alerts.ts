@@ -164,7 +164,9 @@ export const groups: RuleGroup[] = [
       },
       {
         alert: 'ModelQualityDropDayOverDay',
-        expr: `tributary_model_quality{window="24h",metric="roc_auc"} < tributary_model_quality{window="24h",metric="roc_auc"} offset 1d - ${T.qualityDrop} and ignoring (metric) tributary_model_labelled_predictions{window="24h"} >= ${T.minLabelled24h}`,
+        // Without the labels of the process that exported each side: a day apart, they are a
+        // monitor restarted in between (on Kubernetes, a new pod and address), never matched.
+        expr: `max without (instance, pod) (tributary_model_quality{window="24h",metric="roc_auc"}) < max without (instance, pod) (tributary_model_quality{window="24h",metric="roc_auc"} offset 1d) - ${T.qualityDrop} and ignoring (metric) max without (instance, pod) (tributary_model_labelled_predictions{window="24h"}) >= ${T.minLabelled24h}`,
         for: '1h',
         severity: 'warning',
         summary:
