@@ -1,12 +1,18 @@
 /** The configuration reference (docs/configuration.md), generated from the declared variables. */
-import { VARIABLES } from './config.js';
+import { SERVICE_DEFAULTS, VARIABLES } from './config.js';
 
 export function configurationReference(): string {
   const rows = Object.entries(VARIABLES).map(([name, variable]) => {
     // The bundled registry's path is this checkout's: shown as where it is in any installation.
     const fallback =
       variable.default === undefined ? '(unset)' : name === 'MODEL_REGISTRY_DIR' ? '`<install>/models`' : `\`${variable.default}\``;
-    return `| \`${name}\` | ${fallback} | ${variable.description.replaceAll('|', '\\|')} |`;
+    // A default that differs by service is given for each of them.
+    const byService = Object.entries(SERVICE_DEFAULTS).flatMap(([service, defaults]) => {
+      const own = defaults[name as keyof typeof VARIABLES];
+      return own === undefined ? [] : [`${service} \`${own}\``];
+    });
+    const shown = byService.length > 0 ? `${fallback} (${byService.join(', ')})` : fallback;
+    return `| \`${name}\` | ${shown} | ${variable.description.replaceAll('|', '\\|')} |`;
   });
   return [
     '# Configuration reference',

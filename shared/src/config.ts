@@ -296,7 +296,10 @@ export const VARIABLES = {
     '100ms',
     { max: '30s' },
   ),
-  CONSUMER_GROUP_PREFIX: text('Prefix of the consumer groups (`<prefix>-features`, `<prefix>-monitor`).', 'tributary'),
+  CONSUMER_GROUP_PREFIX: text(
+    "Prefix of the consumer groups: the feature pipeline's `<prefix>-features-<source>`, one per source (`<prefix>-features-transactions`, `<prefix>-features-labelled_transactions` in the example), and `<prefix>-label-join`; the monitor's `<prefix>-monitor`.",
+    'tributary',
+  ),
   REDIS_URL: redisUrl,
   REDIS_CLUSTER: boolean(
     "REDIS_URL names a Redis Cluster (its seed nodes): every entity's, model's and request's keys share one slot through a `{…}` hash tag.",
@@ -439,6 +442,16 @@ export const VARIABLES = {
 } satisfies Record<string, Variable<unknown, string | undefined>>;
 
 type Variables = typeof VARIABLES;
+
+/**
+ * The settings whose default differs by service (services/<name>), which each one's main.ts
+ * passes to loadConfig: the features service and the monitor listen beside the inference
+ * service on one host.
+ */
+export const SERVICE_DEFAULTS: Readonly<Record<string, Partial<Record<keyof Variables, string>>>> = {
+  features: { PORT: '3001' },
+  monitor: { PORT: '3002' },
+};
 export type Config = {
   [K in keyof Variables]: Variables[K] extends Variable<infer T, infer D> ? (D extends string ? T : T | undefined) : never;
 };

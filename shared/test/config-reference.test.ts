@@ -8,6 +8,10 @@ describe('configuration reference', () => {
     expect(readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8')).toBe(configurationReference());
   });
 
+  it("gives each service's own default where it differs", () => {
+    expect(configurationReference()).toContain('| `PORT` | `3000` (features `3001`, monitor `3002`) |');
+  });
+
   it('lists every variable', () => {
     const text = configurationReference();
     for (const name of Object.keys(VARIABLES)) expect(text).toContain(`| \`${name}\` |`);

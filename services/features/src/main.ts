@@ -7,13 +7,14 @@ import {
   describeBackends,
   exitOnStartupError,
   loadConfig,
+  SERVICE_DEFAULTS,
   startOpsServer,
   startTracing,
 } from '@tributary/shared';
 import { startFeatureService, type FeatureService } from './service.js';
 
 try {
-  const config = loadConfig(process.env, { PORT: '3001' });
+  const config = loadConfig(process.env, SERVICE_DEFAULTS.features);
   const logger = createLogger('features', config.LOG_LEVEL);
   const tracing = await startTracing(config, { service: 'tributary-features', logger });
   const registry = createRegistry();

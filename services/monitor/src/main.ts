@@ -6,13 +6,14 @@ import {
   createRegistry,
   describeBackends,
   loadConfig,
+  SERVICE_DEFAULTS,
   startOpsServer,
 } from '@tributary/shared';
 import { monitorSettings } from './connections.js';
 import { startMonitor, type Monitor } from './monitor.js';
 
 try {
-  const config = loadConfig(process.env, { PORT: '3002' });
+  const config = loadConfig(process.env, SERVICE_DEFAULTS.monitor);
   const logger = createLogger('monitor', config.LOG_LEVEL);
   const registry = createRegistry();
   // Before anything listens: a configuration the monitor refuses (no REDIS_URL on Kafka) stops it here.

@@ -9,7 +9,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { VARIABLES } from '../../src/config.js';
+import { SERVICE_DEFAULTS, VARIABLES } from '../../src/config.js';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -34,7 +34,9 @@ export function serviceEntries(): Map<string, ServiceEntry> {
     const text = runnable ? readFileSync(main, 'utf8') : '';
     // The inference app and the ops server are the two HTTP servers a service starts.
     const http = /\b(startOpsServer|startInference)\(/.test(text);
-    const port = /loadConfig\([^)]*PORT: '(\d+)'/.exec(text)?.[1] ?? VARIABLES.PORT.default;
+    // Its own defaults, when its main.ts gives them to loadConfig.
+    const own = text.includes(`SERVICE_DEFAULTS.${name}`) ? SERVICE_DEFAULTS[name] : undefined;
+    const port = own?.PORT ?? VARIABLES.PORT.default;
     entries.set(name, { name, runnable, http, defaultPort: Number(port) });
   }
   return entries;
