@@ -13,6 +13,7 @@ import {
 } from '@tributary/shared';
 import { InputError, readNdjsonFile, readTopic, type LogInput } from './log-input.js';
 import { FeatureSourceError } from './point-in-time.js';
+import { VersionDirectoryRefused } from './train-model.js';
 
 /** A wrong or missing flag: exit code 2. */
 export class UsageError extends Error {
@@ -104,11 +105,12 @@ export function writeOutput(text: string, out: string | undefined): void {
   else process.stdout.write(text);
 }
 
-/** Runs a CLI's main: usage errors exit 2, bad input and other failures exit 1, with the reason on stderr. */
+/** Runs a CLI's main: usage errors exit 2, bad input, refusals and other failures exit 1, with the reason on stderr. */
 export function runCli(name: string, main: () => Promise<void>): void {
   main().catch((error: unknown) => {
     const usage = error instanceof UsageError || error instanceof FeatureSourceError || isBadOption(error);
-    process.stderr.write(`${name}: ${usage || error instanceof InputError ? '' : 'failed: '}${(error as Error).message}\n`);
+    const said = usage || error instanceof InputError || error instanceof VersionDirectoryRefused;
+    process.stderr.write(`${name}: ${said ? '' : 'failed: '}${(error as Error).message}\n`);
     process.exit(usage ? 2 : 1);
   });
 }

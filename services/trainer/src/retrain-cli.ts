@@ -3,7 +3,7 @@
  *
  *   npm run retrain -w services/trainer -- [--model fraud_detector] \
  *     (--predictions FILE | --predictions-topic TOPIC) (--labels FILE | --labels-topic TOPIC) [--cutoff now] \
- *     [--algorithm gbt|logistic_regression] [--min-auc-gain 0] [--no-shadow] [--reason WHY] [--out DIR]
+ *     [--algorithm gbt|logistic_regression] [--min-auc-gain 0] [--no-shadow] [--reason WHY] [--out DIR [--force]]
  *
  * Builds the training set from the champion's served predictions joined with labels as of
  * the cut-off, trains the next version, compares it with the champion on the same
@@ -38,6 +38,7 @@ async function main(): Promise<void> {
       shadow: { type: 'boolean' },
       'no-shadow': { type: 'boolean' },
       out: { type: 'string' },
+      force: { type: 'boolean', default: false },
       by: { type: 'string' },
       reason: { type: 'string' },
     },
@@ -47,6 +48,7 @@ async function main(): Promise<void> {
   if (values.unlabelled !== 'drop' && values.unlabelled !== 'negative') throw new UsageError('--unlabelled must be drop or negative');
   if (values.unlabelled === 'negative' && values.maturity === undefined)
     throw new UsageError('--unlabelled negative needs --maturity DURATION: how long a label may take to arrive');
+  if (values.force && values.out === undefined) throw new UsageError('--force replaces the version at --out: give --out DIR');
   if (values.shadow && values['no-shadow']) throw new UsageError('give --shadow or --no-shadow, not both');
   const minAucGain = Number(values['min-auc-gain']);
   if (!Number.isFinite(minAucGain) || Math.abs(minAucGain) >= 1) throw new UsageError('--min-auc-gain must be a number in (-1, 1)');
@@ -102,6 +104,7 @@ async function main(): Promise<void> {
       minAucGain,
       shadow: !values['no-shadow'],
       out: values.out === undefined ? undefined : userPath(values.out),
+      replaceOut: values.force,
       by: values.by ?? `${userInfo().username}@${hostname()}`,
       reason: values.reason,
       report: (line) => console.log(line),

@@ -14,6 +14,7 @@ import { trainingSetFromPredictionLog, type TrainingSet } from './build-training
 import type { LogInput } from './log-input.js';
 import {
   checkTrainingSet,
+  checkVersionDirectory,
   comparisonLines,
   datasetOf,
   trainModel,
@@ -51,8 +52,10 @@ export interface RetrainOptions {
   minAucGain?: number;
   /** Start the new version as a shadow (default true). */
   shadow?: boolean;
-  /** Also write the version directory here. */
+  /** Also write the version directory here (a folder of another version is refused). */
   out?: string;
+  /** Replace the version at `out` when it holds this very version (default false: refused). */
+  replaceOut?: boolean;
   by: string;
   reason?: string;
   /** Where each step's figures go (default: nowhere). */
@@ -115,6 +118,7 @@ export async function retrain(options: RetrainOptions): Promise<RetrainResult> {
 
   // 3. Train the next version, and score the champion on the same validation rows.
   const version = await nextVersion(registry, model);
+  if (options.out !== undefined) await checkVersionDirectory(options.out, { name: model, version }, options.replaceOut ?? false);
   const algorithm = options.algorithm ?? 'gbt';
   started = performance.now();
   const { dataset, cut } = datasetOf(set);
@@ -150,7 +154,7 @@ export async function retrain(options: RetrainOptions): Promise<RetrainResult> {
   // 5. Register (the registry checks the version fully), through a version directory.
   const dir = options.out ?? (await mkdtemp(join(tmpdir(), 'tributary-retrain-')));
   try {
-    await writeModelVersion(dir, trained);
+    await writeModelVersion(dir, trained, { replace: options.replaceOut ?? false });
     const read = await readModelVersion(dir);
     await registry.register(read.manifest, read.bytes);
   } finally {

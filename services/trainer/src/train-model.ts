@@ -5,8 +5,8 @@
  * `npm run train` (train.ts) and `npm run retrain` (retrain.ts).
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import {
   buildProfile,
   compareModels,
@@ -314,29 +314,120 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainedVer
   }
 }
 
-/** Writes a version directory: model.onnx and manifest.json. */
+/** A version directory not written: it holds something else, or this very version and replacing was not asked for. */
+export class VersionDirectoryRefused extends Error {
+  override name = 'VersionDirectoryRefused';
+}
+
+/** What a version directory's path holds before a version is written there. */
+export type VersionDirectoryState = { kind: 'new' } | { kind: 'replace'; file: string };
+
 /**
- * Writes a version directory whole or not at all: both files go to a staging directory
- * beside it, which then takes the place of `outDir` (an earlier directory there is replaced).
+ * Checks that a version may be written to `dir`: nothing there (or an empty folder), or the
+ * same model and version when `replace` is set. A folder of another version, one that is not a
+ * version at all, or this version without `replace`, is refused (VersionDirectoryRefused): a
+ * registered version is immutable, and a manifest naming another version makes the registry
+ * list the folder as damaged.
  */
-export async function writeModelVersion(outDir: string, version: Pick<TrainedVersion, 'manifest' | 'bytes'>): Promise<void> {
-  const staged = `${outDir}.writing-${process.pid}`;
-  const previous = `${outDir}.replaced-${process.pid}`;
+export async function checkVersionDirectory(
+  dir: string,
+  target: { name: string; version: string },
+  replace: boolean,
+): Promise<VersionDirectoryState> {
+  const entries = await readdir(dir).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return null;
+    if (error.code === 'ENOTDIR') throw new VersionDirectoryRefused(`${dir} is a file, not a model version directory: not written`);
+    throw error;
+  });
+  if (entries === null || entries.length === 0) return { kind: 'new' };
+  if (!entries.includes('manifest.json'))
+    throw new VersionDirectoryRefused(`${dir} is not empty and holds no model version (no manifest.json): not written there`);
+  let held: { name?: unknown; version?: unknown; file?: unknown };
+  try {
+    held = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as typeof held;
+  } catch (error) {
+    throw new VersionDirectoryRefused(`${dir}/manifest.json is not a model manifest (${(error as Error).message}): not replaced`);
+  }
+  const wanted = `${target.name} version ${target.version}`;
+  if (held?.name !== target.name || held.version !== target.version)
+    throw new VersionDirectoryRefused(
+      `${dir} holds ${String(held?.name)} version ${String(held?.version)}, not ${wanted}: not replaced (write ${wanted} to a folder of its own)`,
+    );
+  if (!replace) throw new VersionDirectoryRefused(`${dir} already holds ${wanted}: not replaced (--force replaces it)`);
+  return { kind: 'replace', file: typeof held.file === 'string' ? held.file : '' };
+}
+
+/**
+ * Writes a version directory (model.onnx and manifest.json), checked first by
+ * checkVersionDirectory. The files are written and synced in a staging folder beside it
+ * (dot-named: the registry skips it), then moved in by renames, each atomic, so that a
+ * crash at any point leaves the old version or the new one, never none:
+ *
+ * - a new directory is the staging folder renamed into place;
+ * - a replaced one (`replace`) is changed in place: the new model file goes in under a
+ *   second name, a manifest naming that file takes the old manifest's place (the new version,
+ *   whole), the model file takes its own name, and the final manifest takes its place.
+ *
+ * What remains: a crash leaves the staging folder (and, replacing, the second copy of the
+ * model file) behind, and a reader that reads the manifest before one step and the model
+ * file after it sees their sha256 differ and fails that load (the registry never serves a mix).
+ * `onStep` is called after each move (tests interrupt the write there).
+ */
+export async function writeModelVersion(
+  outDir: string,
+  version: Pick<TrainedVersion, 'manifest' | 'bytes'>,
+  options: { replace?: boolean; onStep?: (step: string) => void | Promise<void> } = {},
+): Promise<void> {
+  const { manifest, bytes } = version;
+  const state = await checkVersionDirectory(outDir, manifest, options.replace ?? false);
+  const staged = join(dirname(outDir), `.${basename(outDir)}.writing-${process.pid}`);
+  const step = async (name: string) => options.onStep?.(name);
   await mkdir(dirname(outDir), { recursive: true });
   try {
+    await rm(staged, { recursive: true, force: true });
     await mkdir(staged);
-    await writeFile(join(staged, 'model.onnx'), version.bytes);
-    await writeFile(join(staged, 'manifest.json'), JSON.stringify(version.manifest, null, 2) + '\n');
-    const replacing = await stat(outDir).then(
-      () => true,
-      () => false,
-    );
-    if (replacing) await rename(outDir, previous);
-    await rename(staged, outDir);
-    if (replacing) await rm(previous, { recursive: true, force: true });
+    await writeSynced(join(staged, manifest.file), bytes);
+    await writeSynced(join(staged, 'manifest.json'), manifestText(manifest));
+    if (state.kind === 'new') {
+      // Onto nothing or an empty folder; a folder filled meanwhile fails the rename (ENOTEMPTY).
+      await rename(staged, outDir);
+      await step('moved in');
+      return;
+    }
+    const second = `${manifest.file}.replacing`;
+    await writeSynced(join(staged, second), bytes);
+    await writeSynced(join(staged, 'manifest-second.json'), manifestText({ ...manifest, file: second }));
+    await rename(join(staged, second), join(outDir, second));
+    await step('new model file beside the old version');
+    await rename(join(staged, 'manifest-second.json'), join(outDir, 'manifest.json'));
+    await step('new version, under the second name');
+    await rename(join(staged, manifest.file), join(outDir, manifest.file));
+    await step('new model file under its name');
+    await rename(join(staged, 'manifest.json'), join(outDir, 'manifest.json'));
+    await step('new version');
+    await rm(join(outDir, second), { force: true });
+    // The old version's model file, when it had another name (a version registered by hand).
+    if (state.file !== manifest.file && state.file !== second && /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(state.file))
+      await rm(join(outDir, state.file), { force: true });
+    await rm(staged, { recursive: true, force: true });
   } catch (error) {
     await rm(staged, { recursive: true, force: true });
     throw new Error(`could not write the model version to ${outDir}: ${(error as Error).message}`);
+  }
+}
+
+function manifestText(manifest: TrainedManifest): string {
+  return JSON.stringify(manifest, null, 2) + '\n';
+}
+
+/** Writes a file and syncs it, so that a rename after it never exposes a file whose data a power loss took. */
+async function writeSynced(path: string, data: Uint8Array | string): Promise<void> {
+  const handle = await open(path, 'wx');
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 

@@ -1,8 +1,11 @@
 /**
  * Trains the example's fraud model and writes a model version directory:
  *   npm run train -w services/trainer -- [--algorithm logistic_regression|gbt] [--rows 60000] [--seed 1]
- *     [--out models/fraud_detector/1] [--version 1] [--champion models/fraud_detector/1] [--training-set set.json]
+ *     [--version 1] [--out DIR] [--force] [--champion models/fraud_detector/1] [--training-set set.json]
  *     [--trees 300] [--learning-rate 0.1] [--max-leaves 31] [--max-depth 6]   (gbt only)
+ * The version goes to `--out`, by default `<MODEL_REGISTRY_DIR>/<name>/<version>` of the model
+ * trained (the training set's, else fraud_detector). A folder holding another version is never
+ * written over; the same version is replaced only with `--force`.
  * The model (a logistic regression by default, or gradient-boosted trees) is exported to ONNX
  * with the project's own builder; `manifest.json` records its features, sha256, algorithm and
  * hyperparameters, validation metrics (AUC, log loss, calibration) on the most recent fifth
@@ -11,20 +14,25 @@
  * models' metrics are printed and recorded side by side.
  */
 import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { loadConfig } from '@tributary/shared';
 import type { TrainingSet } from './build-training-set.js';
 import { runCli, UsageError } from './cli-support.js';
 import { buildDataset, type Dataset } from './dataset.js';
 import {
   ALGORITHMS,
   checkTrainingSet,
+  checkVersionDirectory,
   comparisonLines,
   datasetOf,
   trainModel,
   writeModelVersion,
   type AlgorithmFlag,
 } from './train-model.js';
+
+/** The registry's rule for a model's and a version's name (a folder name; no path). */
+const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 
 runCli('train', main);
 
@@ -34,8 +42,10 @@ async function main(): Promise<void> {
       algorithm: { type: 'string', default: 'logistic_regression' },
       rows: { type: 'string', default: '60000' },
       seed: { type: 'string', default: '1' },
-      out: { type: 'string', default: resolve(import.meta.dirname, '../../../models/fraud_detector/1') },
+      out: { type: 'string' },
       version: { type: 'string', default: '1' },
+      // Replace the version at --out when it holds this very model and version (rebuilding it).
+      force: { type: 'boolean', default: false },
       champion: { type: 'string' },
       // A training set from `npm run training-set` (JSON format): its rows, labels and time split.
       'training-set': { type: 'string' },
@@ -51,19 +61,35 @@ async function main(): Promise<void> {
   if (!Number.isInteger(seed) || seed < 0) throw new UsageError('--seed must be a non-negative integer');
   if (!Object.hasOwn(ALGORITHMS, values.algorithm!))
     throw new UsageError(`--algorithm must be one of ${Object.keys(ALGORITHMS).join(', ')}, got ${values.algorithm}`);
-  // The registry's rule for a version's name (a folder name; no path).
-  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(values.version!))
+  if (!SAFE_NAME.test(values.version!))
     throw new UsageError(
       `--version must be letters, digits, "_", "." or "-" (not starting with "." or "-"), got ${JSON.stringify(values.version)}`,
     );
   const algorithm = values.algorithm as AlgorithmFlag;
+  const trees =
+    algorithm === 'gbt'
+      ? {
+          trees: positiveNumber('trees'),
+          learningRate: positiveNumber('learning-rate'),
+          maxLeaves: positiveNumber('max-leaves'),
+          maxDepth: positiveNumber('max-depth'),
+        }
+      : undefined;
+  const version = values.version!;
   // Relative paths are the caller's: `npm run train -w services/trainer` runs in services/trainer.
   const callerDir = process.env.INIT_CWD ?? process.cwd();
-  const outDir = resolve(callerDir, values.out!);
   const championDir = values.champion === undefined ? undefined : resolve(callerDir, values.champion);
 
   const started = performance.now();
   const trainingSet = values['training-set'] === undefined ? null : await readTrainingSet(resolve(callerDir, values['training-set']));
+  const name = trainingSet?.model.name ?? 'fraud_detector';
+  if (!SAFE_NAME.test(name)) throw new Error(`--training-set: the model name ${JSON.stringify(name)} cannot name a registry folder`);
+  // Where the version goes, checked before the work: its own folder in the registry unless told.
+  const registryDir = resolve(callerDir, loadConfig().MODEL_REGISTRY_DIR);
+  const outDir = values.out === undefined ? join(registryDir, name, version) : resolve(callerDir, values.out);
+  await checkVersionDirectory(outDir, { name, version }, values.force!);
+  if (dirname(outDir) === join(registryDir, name) && basename(outDir) !== version)
+    throw new UsageError(`--out ${outDir} is the registry's folder of version ${basename(outDir)}, not of version ${version}`);
   const { dataset, cut }: { dataset: Dataset; cut: number } = trainingSet
     ? datasetOf(trainingSet)
     : await buildDataset({ rows, seed, users: 2000, fraudRate: 0.03, ratePerSecond: 20, start: Date.UTC(2026, 0, 1) }).then((d) => ({
@@ -71,30 +97,21 @@ async function main(): Promise<void> {
         // Split by time: train on the past, validate on the most recent fifth.
         cut: Math.floor(d.rows.length * 0.8),
       }));
-  const name = trainingSet?.model.name ?? 'fraud_detector';
   const trained = await trainModel({
     dataset,
     cut,
     trainingSet,
     algorithm,
     name,
-    version: values.version!,
+    version,
     seed,
-    trees:
-      algorithm === 'gbt'
-        ? {
-            trees: positiveNumber('trees'),
-            learningRate: positiveNumber('learning-rate'),
-            maxLeaves: positiveNumber('max-leaves'),
-            maxDepth: positiveNumber('max-depth'),
-          }
-        : undefined,
+    trees,
     championDir,
   });
-  await writeModelVersion(outDir, trained);
+  await writeModelVersion(outDir, trained, { replace: values.force! });
   const { metrics } = trained;
   console.log(
-    `trained ${name} v${values.version} (${trained.manifest.training.algorithm}) on ${cut} rows in ${((performance.now() - started) / 1000).toFixed(1)} s; ` +
+    `trained ${name} v${version} (${trained.manifest.training.algorithm}) on ${cut} rows in ${((performance.now() - started) / 1000).toFixed(1)} s; ` +
       `validation AUC ${metrics.auc.toFixed(4)}, log loss ${metrics.log_loss.toFixed(4)}, ECE ${metrics.ece.toFixed(4)} ` +
       `(${metrics.positives}/${metrics.rows} positives); ONNX max abs diff ${trained.onnxDiff.toExponential(1)}; wrote ${outDir}`,
   );

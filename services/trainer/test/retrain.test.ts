@@ -5,7 +5,7 @@
  * and a challenger worse than the champion are refused and register nothing.
  */
 import { execFile } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +15,7 @@ import { MemoryRoutingStore, ModelRegistry } from '@tributary/inference';
 import { createRandom, fraud, planFeatures } from '@tributary/shared';
 import { ndjsonInput } from '../src/log-input.js';
 import { nextVersion, retrain, RetrainRefused } from '../src/retrain.js';
+import { VersionDirectoryRefused } from '../src/train-model.js';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));
 const T0 = Date.UTC(2026, 10, 1);
@@ -106,7 +107,7 @@ describe('retrain', () => {
     expect(await nextVersion(registry, 'fraud_detector')).toBe('3');
   });
 
-  const run = (pattern: Pattern, extra: { minAucGain?: number; shadow?: boolean } = {}) => {
+  const run = (pattern: Pattern, extra: { minAucGain?: number; shadow?: boolean; out?: string } = {}) => {
     const { predictions, labels, cutoff } = logs(pattern);
     const lines: string[] = [];
     const result = retrain({
@@ -174,6 +175,21 @@ describe('retrain', () => {
     expect(again.version).toBe('3');
     expect((await routes.get('fraud_detector'))!.shadows).toEqual(['2', '3']);
   }, 120_000);
+
+  it('refuses, before training, an --out folder holding another version, and keeps that folder as it was', async () => {
+    const out = join(dir, 'kept');
+    await cp(join(root, 'models/fraud_detector/1'), out, { recursive: true });
+    const before = await readFile(join(out, 'manifest.json'), 'utf8');
+    const { result, lines } = run(burstFraud, { out });
+    const error = await result.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(VersionDirectoryRefused);
+    expect((error as Error).message).toBe(
+      `${out} holds fraud_detector version 1, not fraud_detector version 2: not replaced (write fraud_detector version 2 to a folder of its own)`,
+    );
+    expect(lines.join('\n')).not.toMatch(/trained/);
+    expect(await readFile(join(out, 'manifest.json'), 'utf8')).toBe(before);
+    expect(await versions()).toEqual(['1']);
+  });
 
   it('registers without a shadow when told not to', async () => {
     const done = await run(burstFraud, { shadow: false }).result;

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,33 +29,33 @@ describe('the shipped example model', () => {
   }, 120_000);
 });
 
-describe('training from a training set', () => {
-  /** A set in the training-set CLI's JSON format: fraud where the amount is high and the card holder new. */
-  function trainingSet(rows: number) {
-    let seed = 7;
-    const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
-    const features = ['request:amount', 'user_transactions:count_24h'];
-    const data = Array.from({ length: rows }, () => [Math.round(next() * 1000), Math.floor(next() * 20)]);
-    const labels = data.map(([amount, count]) => (amount! > 700 && count! < 5 ? 1 : next() < 0.02 ? 1 : 0));
-    const start = Date.UTC(2026, 10, 1);
-    const train = Math.floor(rows * 0.8);
-    return {
-      format: 'tributary.training-set/1',
-      source: 'prediction_log',
-      model: { name: 'fraud_detector', version: '1' },
-      features,
-      cutoff: start + rows * 60_000,
-      label_policy: { unlabelled: 'negative', maturity_ms: 0 },
-      split: { at: start + train * 60_000, train, validation: rows - train },
-      request_ids: data.map((_, i) => `r${i}`),
-      times: data.map((_, i) => start + i * 60_000),
-      labels,
-      label_sources: labels.map(() => 'label'),
-      rows: data,
-      stats: {},
-    };
-  }
+/** A set in the training-set CLI's JSON format: fraud where the amount is high and the card holder new. */
+function trainingSet(rows: number) {
+  let seed = 7;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const features = ['request:amount', 'user_transactions:count_24h'];
+  const data = Array.from({ length: rows }, () => [Math.round(next() * 1000), Math.floor(next() * 20)]);
+  const labels = data.map(([amount, count]) => (amount! > 700 && count! < 5 ? 1 : next() < 0.02 ? 1 : 0));
+  const start = Date.UTC(2026, 10, 1);
+  const train = Math.floor(rows * 0.8);
+  return {
+    format: 'tributary.training-set/1',
+    source: 'prediction_log',
+    model: { name: 'fraud_detector', version: '1' },
+    features,
+    cutoff: start + rows * 60_000,
+    label_policy: { unlabelled: 'negative', maturity_ms: 0 },
+    split: { at: start + train * 60_000, train, validation: rows - train },
+    request_ids: data.map((_, i) => `r${i}`),
+    times: data.map((_, i) => start + i * 60_000),
+    labels,
+    label_sources: labels.map(() => 'label'),
+    rows: data,
+    stats: {},
+  };
+}
 
+describe('training from a training set', () => {
   it('trains on the set, with its features and its time split, and says where the data came from', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'tributary-train-set-'));
     try {
@@ -221,4 +222,119 @@ describe('feature types of an exported model', () => {
       await rm(dir, { recursive: true, force: true });
     }
   }, 60_000);
+});
+
+describe('where a version is written', () => {
+  const train = (args: string[], registry: string) =>
+    run(process.execPath, ['--import', 'tsx', 'services/trainer/src/train.ts', '--rows', '3000', ...args], {
+      cwd: root,
+      env: { ...process.env, MODEL_REGISTRY_DIR: registry },
+    }).then(
+      ({ stdout }) => ({ code: 0, stdout, stderr: '' }),
+      (error: { code: number; stdout: string; stderr: string }) => error,
+    );
+  const held = async (dir: string) => {
+    const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { name: string; version: string; sha256: string };
+    return { name: manifest.name, version: manifest.version, sha256: manifest.sha256 };
+  };
+
+  it("goes to the registry folder of the model and version trained; another version's folder, or the same version without --force, is never written over", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tributary-train-out-'));
+    const registry = join(dir, 'registry');
+    const v1 = join(registry, 'fraud_detector', '1');
+    try {
+      await cp(shipped, v1, { recursive: true });
+      const shippedV1 = await held(v1);
+
+      const v2 = await train(['--version', '2'], registry);
+      expect(v2.code).toBe(0);
+      expect(v2.stdout).toMatch(/trained fraud_detector v2 .*wrote .*registry\/fraud_detector\/2$/m);
+      expect(await held(join(registry, 'fraud_detector', '2'))).toMatchObject({ name: 'fraud_detector', version: '2' });
+      expect(await held(v1)).toEqual(shippedV1);
+
+      // The same version again: refused before any training, unless --force.
+      const again = await train([], registry);
+      expect([again.code, again.stderr]).toEqual([
+        1,
+        `train: ${v1} already holds fraud_detector version 1: not replaced (--force replaces it)\n`,
+      ]);
+      // Another version's folder: refused, even with --force.
+      const other = await train(['--version', '3', '--out', v1, '--force'], registry);
+      expect([other.code, other.stderr]).toEqual([
+        1,
+        expect.stringMatching(/holds fraud_detector version 1, not fraud_detector version 3: not replaced/),
+      ]);
+      // A registry folder named for another version (the registry would list it as damaged).
+      const misnamed = await train(['--version', '3', '--out', join(registry, 'fraud_detector', '4')], registry);
+      expect([misnamed.code, misnamed.stderr]).toEqual([2, expect.stringMatching(/the registry's folder of version 4, not of version 3/)]);
+      // A folder that is not a version at all is not replaced either.
+      await writeFile(join(dir, 'notes.txt'), 'mine');
+      const notVersion = await train(['--version', '3', '--out', dir], registry);
+      expect([notVersion.code, notVersion.stderr]).toEqual([1, expect.stringMatching(/is not empty and holds no model version/)]);
+      expect(await held(v1)).toEqual(shippedV1);
+
+      // A training set of another model goes to that model's folder.
+      await writeFile(join(dir, 'churn.json'), JSON.stringify({ ...trainingSet(1000), model: { name: 'churn', version: '7' } }));
+      const churn = await train(['--training-set', join(dir, 'churn.json'), '--version', '1'], registry);
+      expect(churn.code).toBe(0);
+      expect(await held(join(registry, 'churn', '1'))).toMatchObject({ name: 'churn', version: '1' });
+      expect(await held(v1)).toEqual(shippedV1);
+
+      // --force rebuilds the version in place: a whole version, nothing left beside it.
+      const rebuilt = await train(['--force'], registry);
+      expect(rebuilt.code).toBe(0);
+      const { readModelVersion } = await import('@tributary/inference');
+      const read = await readModelVersion(v1);
+      expect(read.manifest).toMatchObject({ name: 'fraud_detector', version: '1', training: { rows: 2400 } });
+      expect(read.manifest.sha256).not.toBe(shippedV1.sha256);
+      expect((await readdir(v1)).sort()).toEqual(['manifest.json', 'model.onnx']);
+      expect((await readdir(join(registry, 'fraud_detector'))).sort()).toEqual(['1', '2']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('replaces a version in place so that a stop at any step leaves a whole version, the old one or the new', async () => {
+    const { writeModelVersion } = await import('../src/train-model.js');
+    const { readModelVersion } = await import('@tributary/inference');
+    const dir = await mkdtemp(join(tmpdir(), 'tributary-replace-'));
+    try {
+      const old = await readModelVersion(shipped);
+      // Another model file (the check reads the sha256, not the ONNX graph) and its manifest.
+      const bytes = Buffer.concat([old.bytes, Buffer.from([0])]);
+      const manifest = { ...old.manifest, sha256: createHash('sha256').update(bytes).digest('hex'), created_at: 'new' };
+      const steps: string[] = [];
+      await cp(shipped, join(dir, 'probe'), { recursive: true });
+      await writeModelVersion(
+        join(dir, 'probe'),
+        { manifest: manifest as never, bytes },
+        { replace: true, onStep: (s) => void steps.push(s) },
+      );
+      expect(steps.length).toBeGreaterThan(1);
+      for (let stop = 0; stop < steps.length; stop++) {
+        const version = join(dir, String(stop));
+        await cp(shipped, version, { recursive: true });
+        let at = 0;
+        await expect(
+          writeModelVersion(
+            version,
+            { manifest: manifest as never, bytes },
+            {
+              replace: true,
+              onStep: () => {
+                if (at++ === stop) throw new Error('stopped');
+              },
+            },
+          ),
+        ).rejects.toThrow('stopped');
+        const read = await readModelVersion(version);
+        const expected = stop === steps.length - 1 ? ['new'] : [old.manifest.created_at, 'new'];
+        expect(expected, `stopped after "${steps[stop]}"`).toContain(read.manifest.created_at);
+      }
+      expect((await readModelVersion(join(dir, 'probe'))).manifest.created_at).toBe('new');
+      expect((await readdir(join(dir, 'probe'))).sort()).toEqual(['manifest.json', 'model.onnx']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
