@@ -48,11 +48,15 @@ export interface BackfillOptions {
   queries: FeatureQuery[];
   /** Also return each row's stored fields (`FeatureRow.stored`). */
   keepStored?: boolean;
+  /** When records without a log timestamp (an events file's) were read: see SourceDecoderOptions. */
+  readAt?: number;
 }
 
 export interface BackfillResult {
   rows: FeatureRow[];
   accepted: number;
+  /** Of the accepted events, those with the id of an earlier accepted one (an entity's state applies an id once). */
+  duplicates: number;
   rejected: { late: number; malformed: number; invalid: number };
 }
 
@@ -67,12 +71,14 @@ export function unusableEvents(replay: Pick<BackfillResult, 'accepted' | 'reject
 }
 
 export function backfill(options: BackfillOptions): BackfillResult {
-  const decode = sourceDecoder(options.source);
+  const decode = sourceDecoder(options.source, { readAt: options.readAt });
   const groups = options.groups.filter((g) => g.definition.source === options.source.name);
   // 1. The pipeline's decisions: which records are applied (per partition, in offset order),
   //    and when each arrives.
   const accepted: (SourceEvent & { arrival: number })[] = [];
   const rejected = { late: 0, malformed: 0, invalid: 0 };
+  const ids = new Set<string>();
+  let duplicates = 0;
   for (const records of options.partitions) {
     let watermark = -Infinity;
     for (const record of records) {
@@ -86,6 +92,8 @@ export function backfill(options: BackfillOptions): BackfillResult {
         continue;
       }
       watermark = Math.max(watermark, decoded.event.time);
+      if (ids.has(decoded.event.id)) duplicates++;
+      else ids.add(decoded.event.id);
       accepted.push({ ...decoded.event, arrival: watermark });
     }
   }
@@ -120,5 +128,5 @@ export function backfill(options: BackfillOptions): BackfillResult {
     }
     rows[index] = options.keepStored ? { ...query, features, stored } : { ...query, features };
   }
-  return { rows, accepted: accepted.length, rejected };
+  return { rows, accepted: accepted.length, duplicates, rejected };
 }

@@ -15,10 +15,11 @@ export type DecodeResult = { ok: true; event: SourceEvent } | { ok: false; reaso
 export type SourceDecoder = (record: LogRecord) => DecodeResult;
 
 /**
- * How far an event's time may be ahead of its record's timestamp on the log (when the log
- * has one): producers' clocks drift a little, but an event claiming a time far in the
- * future would move its partition's watermark so far that every later event is late. It is
- * invalid instead. The record's timestamp, not the clock, so that a replay decides alike.
+ * How far an event's time may be ahead of its record's timestamp on the log: producers'
+ * clocks drift a little, but an event claiming a time far in the future would move its
+ * partition's watermark so far that every later event is late. It is invalid instead. The
+ * record's timestamp, not the clock, so that a replay decides alike; a record without one (a
+ * line of an events file) is judged against the time it was read (`readAt`), when given.
  */
 export const MAX_EVENT_TIME_AHEAD_MS = 60 * 60_000;
 
@@ -29,7 +30,16 @@ function eventId(value: unknown): string | null {
   return null;
 }
 
-export function sourceDecoder(source: EventSource & { schema: TSchema }): SourceDecoder {
+export interface SourceDecoderOptions {
+  /**
+   * Epoch ms: when records without a log timestamp (an events file's lines) were read. Their
+   * events more than MAX_EVENT_TIME_AHEAD_MS after it are invalid, as online an event that far
+   * ahead of its record's timestamp is. Without it such records are not checked.
+   */
+  readAt?: number;
+}
+
+export function sourceDecoder(source: EventSource & { schema: TSchema }, options: SourceDecoderOptions = {}): SourceDecoder {
   const validator = recordValidator<Record<string, unknown>>(source.schema);
   return (record) => {
     const decoded = validator.decode(record.value);
@@ -37,13 +47,15 @@ export function sourceDecoder(source: EventSource & { schema: TSchema }): Source
     const values = decoded.value;
     const time = parseEventTime(values[source.eventTimeField]);
     if (time === null) return { ok: false, reason: 'invalid', detail: `${source.eventTimeField}: not a valid event time` };
-    if (record.timestamp > 0 && time > record.timestamp + MAX_EVENT_TIME_AHEAD_MS) {
+    const logged = record.timestamp > 0;
+    const reference = logged ? record.timestamp : options.readAt;
+    if (reference !== undefined && time > reference + MAX_EVENT_TIME_AHEAD_MS) {
       return {
         ok: false,
         reason: 'invalid',
         detail:
           `${source.eventTimeField}: ${new Date(time).toISOString()} is more than ${MAX_EVENT_TIME_AHEAD_MS / 60_000} minutes ahead ` +
-          `of the record's timestamp ${new Date(record.timestamp).toISOString()}`,
+          `of ${logged ? "the record's timestamp" : 'the time the events were read'} ${new Date(reference).toISOString()}`,
       };
     }
     // Duplicates are told by the id: events without one would all share one (and all but the first be dropped).

@@ -39,6 +39,30 @@ describe('an event time far ahead of the record', () => {
     expect(decode(record(4, 8.64e15, 0)).ok).toBe(true); // no timestamp on the log: nothing to compare with
   });
 
+  it('is invalid in a file (no log timestamp) beyond the bound of the time the file was read', () => {
+    const fromFile = sourceDecoder(source, { readAt: NOW });
+    const far = fromFile(record(0, Date.UTC(2099, 0, 1), 0));
+    expect(far).toMatchObject({ ok: false, reason: 'invalid' });
+    expect(!far.ok && far.detail).toBe(
+      'ts: 2099-01-01T00:00:00.000Z is more than 60 minutes ahead of the time the events were read 2026-11-29T12:00:00.000Z',
+    );
+    expect(fromFile(record(1, NOW + MAX_EVENT_TIME_AHEAD_MS + 1, 0))).toMatchObject({ ok: false, reason: 'invalid' });
+    expect(fromFile(record(2, NOW + MAX_EVENT_TIME_AHEAD_MS, 0)).ok).toBe(true);
+    // A record with a log timestamp is judged against it, whenever it is read.
+    expect(fromFile(record(3, NOW + 2 * MAX_EVENT_TIME_AHEAD_MS, NOW + 2 * MAX_EVENT_TIME_AHEAD_MS)).ok).toBe(true);
+
+    const records = [record(0, NOW - 120_000, 0), record(1, Date.UTC(2099, 0, 1), 0), record(2, NOW - 60_000, 0)];
+    const offline = backfill({
+      groups,
+      source,
+      allowedLatenessMs: 5 * 60_000,
+      partitions: [records],
+      queries: [{ entity: 'user_id', id: 'u1', at: NOW }],
+      readAt: NOW,
+    });
+    expect([offline.accepted, offline.rejected]).toEqual([2, { late: 0, malformed: 0, invalid: 1 }]);
+  });
+
   it('does not move the watermark: the events after it are applied, online and in the backfill', async () => {
     const records = [record(0, NOW - 120_000), record(1, 8.64e15), record(2, NOW - 60_000), record(3, NOW - 30_000)];
     const processor = createFeatureProcessor({

@@ -116,6 +116,7 @@ async function main(): Promise<void> {
         sources: example.sources,
         groups: example.groups,
         events,
+        readAt: Date.now(),
         allowedLatenessMs:
           values['allowed-lateness'] === undefined
             ? config.ALLOWED_LATENESS

@@ -142,6 +142,12 @@ export interface FromBackfillOptions extends Common {
   catalog: FeatureCatalog;
   requestFields: string[];
   allowedLatenessMs: number;
+  /**
+   * When the events were read, for the records without a log timestamp (an events file's): an
+   * event more than an hour after it is invalid, as online one that far ahead of its record's
+   * timestamp is (it would move its partition's watermark and make every later event late).
+   */
+  readAt?: number;
 }
 
 export async function trainingSetFromBackfill(options: FromBackfillOptions): Promise<Built> {
@@ -153,6 +159,7 @@ export async function trainingSetFromBackfill(options: FromBackfillOptions): Pro
     source,
     entityFields: [...new Set(options.groups.flatMap((g) => g.entityFields))],
     requestFields: options.requestFields,
+    readAt: options.readAt,
   });
   const labels = decodeLabels(options.labels);
   // Only the rows the policy keeps are backfilled.
@@ -162,6 +169,7 @@ export async function trainingSetFromBackfill(options: FromBackfillOptions): Pro
     groups: options.groups,
     events: new Map([...options.events].map(([name, input]) => [name, input.partitions])),
     allowedLatenessMs: options.allowedLatenessMs,
+    readAt: options.readAt,
   });
   const vectors = await assembleVectors(
     plan,

@@ -21,6 +21,8 @@ export interface EventCandidateOptions {
   entityFields: string[];
   /** Request-time fields a request carries. */
   requestFields: string[];
+  /** When records without a log timestamp (an events file's) were read: their events far after it are invalid. */
+  readAt?: number;
 }
 
 export interface EventStats {
@@ -33,7 +35,7 @@ export function eventCandidates(
   input: LogInput,
   options: EventCandidateOptions,
 ): { candidates: EventCandidate[]; stats: EventStats; rejected: RejectedRecord[] } {
-  const decode = sourceDecoder(options.source);
+  const decode = sourceDecoder(options.source, { readAt: options.readAt });
   const stats: EventStats = { events: 0, duplicates: 0 };
   const rejected: RejectedRecord[] = [];
   const seen = new Set<string>();

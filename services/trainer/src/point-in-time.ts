@@ -42,6 +42,8 @@ export interface StateSource {
 export interface ReplaySummary {
   source: string;
   accepted: number;
+  /** Of the accepted, those with the id of an earlier accepted event. */
+  duplicates: number;
   rejected: { late: number; malformed: number; invalid: number };
 }
 
@@ -51,6 +53,8 @@ export interface BackfillStateOptions {
   /** Each source's records (by source name), each partition in offset order. */
   events: Map<string, LogRecord[][]>;
   allowedLatenessMs: number;
+  /** When records without a log timestamp (an events file's) were read: their events far after it are invalid. */
+  readAt?: number;
 }
 
 /** Stored state as of each query's time, replayed from the events by the backfill. */
@@ -93,8 +97,9 @@ export function backfillStates(options: BackfillStateOptions): StateSource & { s
           partitions,
           queries: unique,
           keepStored: true,
+          readAt: options.readAt,
         });
-        summaries.push({ source: sourceName, accepted: replay.accepted, rejected: replay.rejected });
+        summaries.push({ source: sourceName, accepted: replay.accepted, duplicates: replay.duplicates, rejected: replay.rejected });
         slots.forEach((row, q) =>
           row.forEach((slot, k) => {
             if (slot < 0) return;

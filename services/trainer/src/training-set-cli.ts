@@ -34,9 +34,12 @@ import {
   writeOutput,
 } from './cli-support.js';
 import { InputError, readNdjsonFile, readTopic, type LogInput } from './log-input.js';
+import type { ReplaySummary } from './point-in-time.js';
 import type { LabelPolicy, SplitSpec } from './training-set.js';
 
 const USAGE = 'usage: training-set log|backfill --model NAME/VERSION|DIR --cutoff TIME ... (see docs/training-data.md)';
+/** A share of a source's events dropped as late above which the summary warns (online, late events are rare). */
+const LATE_SHARE_WARNING = 0.05;
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -61,6 +64,8 @@ async function main(): Promise<void> {
       out: { type: 'string' },
     },
   });
+  // One instant for `now` and for judging the event times of files (which have no log timestamp).
+  const now = Date.now();
   const mode = positionals[0];
   if (positionals.length !== 1 || (mode !== 'log' && mode !== 'backfill')) throw new UsageError(USAGE);
   if (!values.model) throw new UsageError('--model NAME/VERSION (or a version directory) is required');
@@ -71,14 +76,14 @@ async function main(): Promise<void> {
   if (values.unlabelled === 'negative' && values.maturity === undefined)
     throw new UsageError('--unlabelled negative needs --maturity DURATION: how long a label may take to arrive (e.g. 30d for chargebacks)');
   const policy: LabelPolicy = {
-    cutoff: parseTimeFlag(values.cutoff, '--cutoff'),
+    cutoff: parseTimeFlag(values.cutoff, '--cutoff', now),
     unlabelled: values.unlabelled,
     maturityMs: values.maturity === undefined ? 0 : parseDurationFlag(values.maturity, '--maturity', true),
   };
   if (values['validation-fraction'] !== undefined && values['validation-from'] !== undefined)
     throw new UsageError('give --validation-fraction or --validation-from, not both');
   let split: SplitSpec = { validationFraction: 0.2 };
-  if (values['validation-from'] !== undefined) split = { at: parseTimeFlag(values['validation-from'], '--validation-from') };
+  if (values['validation-from'] !== undefined) split = { at: parseTimeFlag(values['validation-from'], '--validation-from', now) };
   else if (values['validation-fraction'] !== undefined) {
     const fraction = Number(values['validation-fraction']);
     if (!(fraction > 0 && fraction < 1)) throw new UsageError('--validation-fraction must be a number between 0 and 1 (exclusive)');
@@ -149,6 +154,7 @@ async function main(): Promise<void> {
           values['allowed-lateness'] === undefined
             ? config.ALLOWED_LATENESS
             : parseDurationFlag(values['allowed-lateness'], '--allowed-lateness'),
+        readAt: now,
       });
     }
     // An input none of whose records could be read is the wrong input, not an empty one.
@@ -179,8 +185,18 @@ async function main(): Promise<void> {
         `none of the ${served.records} prediction-log records is of ${model.name}${values['served-version'] ? ` version ${values['served-version'].join(', ')}` : ''}` +
           ` served as ${values.variant} (${served.other_model} of other models, ${served.other_version} of other versions, ${served.other_variant} of other variants): check --model, --served-version and --variant`,
       );
+    // A source none of whose events was applied leaves its features at their defaults in every row.
+    for (const replay of stats.replay ?? []) {
+      if (replay.accepted > 0) continue;
+      const { late, malformed, invalid } = replay.rejected;
+      throw new InputError(
+        `none of the ${late + malformed + invalid} events of source "${replay.source}" could be applied ` +
+          `(${late} late, ${invalid} invalid, ${malformed} malformed): its features would be their defaults in every row`,
+      );
+    }
     writeOutput(values.format === 'json' ? `${JSON.stringify(built.set)}\n` : trainingSetNdjson(built.set), values.out);
     process.stderr.write(summary(built));
+    for (const warning of lateWarnings(stats.replay ?? [])) process.stderr.write(warning);
   } finally {
     await kafka.close();
   }
@@ -204,12 +220,30 @@ function summary({ set, rejected }: Built): string {
     );
   }
   if (set.stats.events) lines.push(`  events: ${set.stats.events.events} records, ${set.stats.events.duplicates} duplicate event ids`);
+  for (const { source, accepted, duplicates, rejected: r } of set.stats.replay ?? [])
+    lines.push(
+      `  replay of ${source}: ${accepted + r.late + r.invalid + r.malformed} records, ${accepted} accepted (${duplicates} with a duplicate event id), ` +
+        `${r.late} late, ${r.invalid} invalid, ${r.malformed} malformed`,
+    );
   if (rejected.length > 0) {
     lines.push(`  set aside ${rejected.length} record(s) that could not be read:`);
     for (const r of rejected.slice(0, 10)) lines.push(`    ${r.where}: ${r.detail}`);
     if (rejected.length > 10) lines.push(`    ... and ${rejected.length - 10} more`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** Loud warnings for sources many of whose events were late: their features miss those events. */
+function lateWarnings(replays: ReplaySummary[]): string[] {
+  return replays.flatMap(({ source, accepted, rejected }) => {
+    const records = accepted + rejected.late + rejected.invalid + rejected.malformed;
+    if (rejected.late === 0 || rejected.late < records * LATE_SHARE_WARNING) return [];
+    return [
+      `training-set: WARNING: ${rejected.late} of the ${records} events of source "${source}" (${((100 * rejected.late) / records).toFixed(0)}%) ` +
+        `were late for their partition's watermark and are missing from every feature. Is the input in arrival order? An events ` +
+        `file is replayed in file order as one partition: sort it by when the events were published (not by entity), or raise --allowed-lateness.\n`,
+    ];
+  });
 }
 
 runCli('training-set', main);

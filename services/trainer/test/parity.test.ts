@@ -89,7 +89,9 @@ describe('training sets from the prediction log and from the backfill', () => {
     expect(new Set(column('user_transactions:count_1h')).size).toBeGreaterThan(3);
     expect(new Set(column('merchant_transactions:count_24h')).size).toBeGreaterThan(3);
     expect(new Set(column('on_demand:seconds_since_last_txn')).size).toBeGreaterThan(3);
-    expect(replayed.stats.replay).toEqual([{ source: 'transactions', accepted: 90, rejected: { late: 0, malformed: 0, invalid: 0 } }]);
+    expect(replayed.stats.replay).toEqual([
+      { source: 'transactions', accepted: 90, duplicates: 0, rejected: { late: 0, malformed: 0, invalid: 0 } },
+    ]);
   });
 
   it('the CLI builds both from files: the same rows, as JSON or NDJSON', async () => {

@@ -1,0 +1,140 @@
+/**
+ * Backfill-mode training sets from events files: what the replay sets aside is counted per
+ * source and named, an event far in the future is invalid as online (not the watermark that
+ * makes every later event late), a source none of whose events could be applied stops the
+ * run, and a file out of arrival order is warned about.
+ */
+import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fraud } from '@tributary/shared';
+import { trainingSetFromBackfill } from '../src/build-training-set.js';
+import { ndjsonInput } from '../src/log-input.js';
+import { runTrainerCli } from './cli.js';
+
+const MIN = 60_000;
+const T0 = Date.UTC(2026, 0, 1);
+const FAR = Date.UTC(2099, 0, 1);
+const shipped = fileURLToPath(new URL('../../../models/fraud_detector/1', import.meta.url));
+
+/** 50 transactions a minute apart, of 5 card holders and 3 merchants; the 11th (t10) claims a time in 2099. */
+const transactions = Array.from({ length: 50 }, (_, i) => ({
+  event_id: `t${i}`,
+  user_id: `u${i % 5}`,
+  merchant_id: `m${i % 3}`,
+  amount: 10 + i,
+  currency: 'EUR',
+  country: 'FR',
+  channel: 'web',
+  ts: i === 10 ? FAR : T0 + i * MIN,
+}));
+const labels = transactions.map((t, i) => ({ request_id: t.event_id, label: i % 2, ts: T0 + i * MIN + 5_000 }));
+const ndjson = (records: unknown[]) => records.map((r) => `${JSON.stringify(r)}\n`).join('');
+
+describe('a backfill-mode training set from an events file', () => {
+  it('sets an event far ahead of the time the file was read aside as invalid; the events after it are applied', async () => {
+    const example = fraud.fraudExample();
+    const manifest = JSON.parse(await readFile(join(shipped, 'manifest.json'), 'utf8')) as { features: string[] };
+    const built = await trainingSetFromBackfill({
+      events: new Map([['transactions', ndjsonInput('transactions.ndjson', ndjson(transactions))]]),
+      rowsSource: 'transactions',
+      labels: ndjsonInput('labels.ndjson', ndjson(labels)),
+      model: { name: 'fraud_detector', version: '1', features: manifest.features },
+      policy: { cutoff: T0 + 24 * 60 * MIN, unlabelled: 'drop', maturityMs: 0 },
+      split: { validationFraction: 0.2 },
+      sources: example.sources,
+      groups: example.groups,
+      catalog: example.catalog,
+      requestFields: Object.keys(fraud.FraudRequestFieldsSchema.properties),
+      allowedLatenessMs: 5 * MIN,
+      readAt: T0 + 24 * 60 * MIN,
+    });
+    expect(built.set.stats.replay).toEqual([
+      { source: 'transactions', accepted: 49, duplicates: 0, rejected: { late: 0, malformed: 0, invalid: 1 } },
+    ]);
+    expect(built.rejected).toEqual([
+      {
+        where: 'transactions.ndjson:11',
+        detail:
+          'invalid: ts: 2099-01-01T00:00:00.000Z is more than 60 minutes ahead of the time the events were read 2026-01-02T00:00:00.000Z',
+      },
+    ]);
+    // The last transaction (u4 at minute 49) sees the card holder's 9 earlier ones, all within the hour (minutes 4, 9, ... 44).
+    const last = built.set.rows.at(-1)!;
+    expect(built.set.request_ids.at(-1)).toBe('t49');
+    expect(last[manifest.features.indexOf("user_transactions:count_1h")]).toBe(9);
+  });
+
+  describe('on the command line', () => {
+    let dir: string;
+    beforeAll(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'tributary-backfill-inputs-'));
+      await writeFile(join(dir, 'future.ndjson'), ndjson(transactions));
+      const inOrder = transactions.map((t, i) => ({ ...t, ts: T0 + i * MIN }));
+      await writeFile(join(dir, 'in-order.ndjson'), ndjson(inOrder));
+      // Sorted by card holder, not by arrival: each holder's first event moves the watermark past the others' earlier ones.
+      await writeFile(join(dir, 'by-user.ndjson'), ndjson([...inOrder].sort((a, b) => a.user_id.localeCompare(b.user_id) || a.ts - b.ts)));
+      await writeFile(join(dir, 'labels.ndjson'), ndjson(labels));
+    });
+    afterAll(async () => {
+      await rm(dir, { recursive: true, force: true });
+    });
+    const build = (args: string[]) =>
+      runTrainerCli(
+        'training-set-cli.ts',
+        ['backfill', '--labels', 'labels.ndjson', '--cutoff', String(T0 + 24 * 60 * MIN), '--format', 'ndjson', ...args],
+        { cwd: dir },
+      );
+
+    it('prints the replay of each source, and names the event set aside', async () => {
+      const future = await build(['--model', 'fraud_detector/1', '--events', 'future.ndjson']);
+      expect(future.code).toBe(0);
+      expect(future.stdout.trim().split('\n')).toHaveLength(49);
+      expect(future.stderr).toMatch(
+        /^ {2}replay of transactions: 50 records, 49 accepted \(0 with a duplicate event id\), 0 late, 1 invalid, 0 malformed$/m,
+      );
+      expect(future.stderr).toMatch(
+        /^ {4}future\.ndjson:11: invalid: ts: 2099-01-01T00:00:00\.000Z is more than 60 minutes ahead of the time/m,
+      );
+      expect(future.stderr).not.toMatch(/WARNING/);
+    }, 60_000);
+
+    it('warns, naming the count and the likely cause, when many events were late', async () => {
+      const byUser = await build(['--model', 'fraud_detector/1', '--events', 'by-user.ndjson']);
+      expect(byUser.code).toBe(0);
+      expect(byUser.stderr).toMatch(/replay of transactions: 50 records, 18 accepted \(0 with a duplicate event id\), 32 late, /);
+      expect(byUser.stderr).toMatch(
+        /^training-set: WARNING: 32 of the 50 events of source "transactions" \(64%\) were late .* Is the input in arrival order\?/m,
+      );
+      const inOrder = await build(['--model', 'fraud_detector/1', '--events', 'in-order.ndjson']);
+      expect(inOrder.stderr).toMatch(/replay of transactions: 50 records, 50 accepted \(0 with a duplicate event id\), 0 late, /);
+      expect(inOrder.stderr).not.toMatch(/WARNING/);
+    }, 60_000);
+
+    it('stops (exit 1, nothing written) when none of the events of a source the model reads could be applied', async () => {
+      // A model reading a merchant_labels feature, given transactions as its labelled transactions.
+      const model = join(dir, 'with-labels');
+      await cp(shipped, model, { recursive: true });
+      const manifest = JSON.parse(await readFile(join(model, 'manifest.json'), 'utf8')) as { features: string[] };
+      manifest.features = [...manifest.features, 'merchant_labels:label_mean_7d'];
+      await writeFile(join(model, 'manifest.json'), JSON.stringify(manifest));
+      const wrong = await build([
+        '--model',
+        model,
+        '--events',
+        'in-order.ndjson',
+        '--events',
+        'labelled_transactions=in-order.ndjson',
+        '--out',
+        'set.ndjson',
+      ]);
+      expect(wrong.code).toBe(1);
+      expect(wrong.stderr).toMatch(
+        /^training-set: none of the 50 events of source "labelled_transactions" could be applied \(0 late, 50 invalid, 0 malformed\)/m,
+      );
+      expect(await readdir(dir)).not.toContain('set.ndjson');
+    }, 60_000);
+  });
+});
