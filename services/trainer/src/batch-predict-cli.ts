@@ -64,6 +64,8 @@ async function main(): Promise<void> {
     throw new UsageError('--at needs point-in-time features (--events or --events-topic); --online reads them now');
   const threads = Number(values.threads);
   if (!Number.isInteger(threads) || threads < 1 || threads > 64) throw new UsageError('--threads must be an integer from 1 to 64');
+  const allowedLateness =
+    values['allowed-lateness'] === undefined ? undefined : parseDurationFlag(values['allowed-lateness'], '--allowed-lateness');
 
   const config = loadConfig();
   if (values.online && !config.REDIS_URL) throw new UsageError('--online reads the online store of REDIS_URL: set it');
@@ -117,10 +119,7 @@ async function main(): Promise<void> {
         groups: example.groups,
         events,
         readAt: Date.now(),
-        allowedLatenessMs:
-          values['allowed-lateness'] === undefined
-            ? config.ALLOWED_LATENESS
-            : parseDurationFlag(values['allowed-lateness'], '--allowed-lateness'),
+        allowedLatenessMs: allowedLateness ?? config.ALLOWED_LATENESS,
       });
       states = replay;
       replayed = replay.summaries;

@@ -1,11 +1,12 @@
 /** What the trainer's command-line tools share: paths, times, model versions, inputs, exit codes. */
-import { existsSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { readModelVersion, type ModelManifest } from '@tributary/inference';
 import {
   checkBrokersReachable,
   createEventLog,
   isBadOption,
+  MAX_EVENT_TIME,
   parseDuration,
   parseEventTime,
   type Config,
@@ -27,7 +28,10 @@ export function userPath(path: string): string {
 
 export function parseTimeFlag(value: string, flag: string, now = Date.now()): number {
   if (value === 'now') return now;
-  const time = parseEventTime(/^\d+$/.test(value) ? Number(value) : value);
+  const digits = /^\d+$/.test(value);
+  const time = parseEventTime(digits ? Number(value) : value);
+  if (time === null && digits)
+    throw new UsageError(`${flag}: ${value} is after the latest time a date can hold (${MAX_EVENT_TIME} epoch ms, +275760-09-13)`);
   if (time === null) throw new UsageError(`${flag}: "${value}" is not a time (epoch ms, an RFC 3339 date-time with a zone, or now)`);
   return time;
 }
@@ -88,6 +92,11 @@ export function eventLogOpener(config: Config): { open(flag: string): Promise<Ev
   };
 }
 
+/** Checks that exactly one of a file flag and a topic flag was given. */
+export function exactlyOne(file: string | undefined, topic: string | undefined, flags: [string, string]): void {
+  if (Boolean(file) === Boolean(topic)) throw new UsageError(`give exactly one of ${flags[0]} FILE (NDJSON) or ${flags[1]} TOPIC (Kafka)`);
+}
+
 /** A file or a topic, whichever flag was given (exactly one must be). */
 export async function fileOrTopic(
   file: string | undefined,
@@ -95,14 +104,29 @@ export async function fileOrTopic(
   flags: [string, string],
   openLog: (flag: string) => Promise<EventLog>,
 ): Promise<LogInput> {
-  if (Boolean(file) === Boolean(topic)) throw new UsageError(`give exactly one of ${flags[0]} FILE (NDJSON) or ${flags[1]} TOPIC (Kafka)`);
+  exactlyOne(file, topic, flags);
   if (file) return readNdjsonFile(userPath(file), file);
   return readTopic(await openLog(flags[1]), topic!);
 }
 
+/**
+ * Writes a CLI's output to `out` (or stdout) whole or not at all: to a file beside it first,
+ * then renamed into place, so that a failure never leaves half a file under its name.
+ */
 export function writeOutput(text: string, out: string | undefined): void {
-  if (out) writeFileSync(userPath(out), text);
-  else process.stdout.write(text);
+  if (!out) {
+    process.stdout.write(text);
+    return;
+  }
+  const path = userPath(out);
+  const partial = join(dirname(path), `.${basename(path)}.${process.pid}.partial`);
+  try {
+    writeFileSync(partial, text);
+    renameSync(partial, path);
+  } catch (error) {
+    rmSync(partial, { force: true });
+    throw new Error(`could not write ${out}: ${(error as Error).message}`);
+  }
 }
 
 /** Runs a CLI's main: usage errors exit 2, bad input, refusals and other failures exit 1, with the reason on stderr. */

@@ -14,6 +14,7 @@ import {
   gradientBoostingToOnnx,
   LOGISTIC_REGRESSION_DEFAULTS,
   logisticRegressionToOnnx,
+  MAX_EVENT_TIME,
   predictGradientBoosting,
   predictLogisticRegression,
   scoreOnnx,
@@ -113,9 +114,10 @@ export function checkTrainingSet(set: TrainingSet): void {
         throw new Error(`rows[${r}][${f}] ("${set.features[f]}") is ${JSON.stringify(row[f])}, expected a number`);
     }
     if (set.labels[r] !== 0 && set.labels[r] !== 1) throw new Error(`labels[${r}] is ${JSON.stringify(set.labels[r])}, expected 0 or 1`);
-    if (typeof set.times[r] !== 'number' || !Number.isFinite(set.times[r]))
-      throw new Error(`times[${r}] is ${JSON.stringify(set.times[r])}, expected epoch ms`);
+    if (!isDateTime(set.times[r]))
+      throw new Error(`times[${r}] is ${JSON.stringify(set.times[r])}, expected epoch ms (up to ${MAX_EVENT_TIME})`);
   }
+  if (!isDateTime(set.cutoff)) throw new Error(`cutoff is ${JSON.stringify(set.cutoff)}, expected epoch ms (up to ${MAX_EVENT_TIME})`);
   const { train, validation } = set.split ?? {};
   if (!Number.isInteger(train) || !Number.isInteger(validation) || train + validation !== rows)
     throw new Error(`split ${JSON.stringify(set.split)} does not divide the ${rows} rows into training and validation`);
@@ -124,6 +126,11 @@ export function checkTrainingSet(set: TrainingSet): void {
     throw new Error(
       `${train} training and ${validation} validation rows; both sides of the split need both labels (and at least 100 and 20 rows)`,
     );
+}
+
+/** A time the manifest can show as a date (its windows, the cut-off). */
+function isDateTime(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && Math.abs(value) <= MAX_EVENT_TIME;
 }
 
 /** A training set as the trainer's dataset, with the index of its first validation row. */

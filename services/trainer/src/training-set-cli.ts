@@ -22,6 +22,7 @@ import {
 } from './build-training-set.js';
 import {
   eventLogOpener,
+  exactlyOne,
   fileOrTopic,
   modelDirectory,
   namedValues,
@@ -66,6 +67,7 @@ async function main(): Promise<void> {
   });
   // One instant for `now` and for judging the event times of files (which have no log timestamp).
   const now = Date.now();
+  // Every option is checked before anything is read or built.
   const mode = positionals[0];
   if (positionals.length !== 1 || (mode !== 'log' && mode !== 'backfill')) throw new UsageError(USAGE);
   if (!values.model) throw new UsageError('--model NAME/VERSION (or a version directory) is required');
@@ -89,8 +91,31 @@ async function main(): Promise<void> {
     if (!(fraction > 0 && fraction < 1)) throw new UsageError('--validation-fraction must be a number between 0 and 1 (exclusive)');
     split = { validationFraction: fraction };
   }
-
+  exactlyOne(values.labels, values['labels-topic'], ['--labels', '--labels-topic']);
   const config = loadConfig();
+  const example = fraud.fraudExample({
+    transactions: config.TOPIC_TRANSACTIONS,
+    labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS,
+  });
+  const rowsSource = example.sources[0]!.name;
+  let eventFiles = new Map<string, string>();
+  let eventTopics = new Map<string, string>();
+  let allowedLatenessMs = config.ALLOWED_LATENESS;
+  if (mode === 'log') {
+    if (values.events || values['events-topic']) throw new UsageError('--events and --events-topic are for the backfill mode');
+    exactlyOne(values.predictions, values['predictions-topic'], ['--predictions', '--predictions-topic']);
+  } else {
+    if (values.predictions || values['predictions-topic'])
+      throw new UsageError('--predictions and --predictions-topic are for the log mode');
+    const sources = example.sources.map((s) => s.name);
+    eventFiles = namedValues(values.events ?? [], sources, '--events');
+    eventTopics = namedValues(values['events-topic'] ?? [], sources, '--events-topic');
+    for (const name of eventTopics.keys())
+      if (eventFiles.has(name)) throw new UsageError(`source "${name}": give --events or --events-topic, not both`);
+    if (!eventFiles.has(rowsSource) && !eventTopics.has(rowsSource))
+      throw new UsageError(`the backfill mode needs the ${rowsSource} events: --events FILE or --events-topic TOPIC`);
+    if (values['allowed-lateness'] !== undefined) allowedLatenessMs = parseDurationFlag(values['allowed-lateness'], '--allowed-lateness');
+  }
   const manifest = await readManifest(modelDirectory(values.model, config));
   const model: ModelFeatures = {
     name: manifest.name,
@@ -99,12 +124,12 @@ async function main(): Promise<void> {
     defaults: manifest.defaults,
     feature_types: manifest.feature_types,
   };
+
   const kafka = eventLogOpener(config);
   try {
     const labels = await fileOrTopic(values.labels, values['labels-topic'], ['--labels', '--labels-topic'], kafka.open);
     let built: Built;
     if (mode === 'log') {
-      if (values.events || values['events-topic']) throw new UsageError('--events and --events-topic are for the backfill mode');
       const predictions = await fileOrTopic(
         values.predictions,
         values['predictions-topic'],
@@ -121,24 +146,9 @@ async function main(): Promise<void> {
         versions: values['served-version'],
       });
     } else {
-      if (values.predictions || values['predictions-topic'])
-        throw new UsageError('--predictions and --predictions-topic are for the log mode');
-      const example = fraud.fraudExample({
-        transactions: config.TOPIC_TRANSACTIONS,
-        labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS,
-      });
-      const rowsSource = example.sources[0]!.name;
-      const sources = example.sources.map((s) => s.name);
-      const files = namedValues(values.events ?? [], sources, '--events');
-      const topics = namedValues(values['events-topic'] ?? [], sources, '--events-topic');
       const events = new Map<string, LogInput>();
-      for (const [name, file] of files) events.set(name, readNdjsonFile(userPath(file), file));
-      for (const [name, topic] of topics) {
-        if (events.has(name)) throw new UsageError(`source "${name}": give --events or --events-topic, not both`);
-        events.set(name, await readTopic(await kafka.open('--events-topic'), topic));
-      }
-      if (!events.has(rowsSource))
-        throw new UsageError(`the backfill mode needs the ${rowsSource} events: --events FILE or --events-topic TOPIC`);
+      for (const [name, file] of eventFiles) events.set(name, readNdjsonFile(userPath(file), file));
+      for (const [name, topic] of eventTopics) events.set(name, await readTopic(await kafka.open('--events-topic'), topic));
       built = await trainingSetFromBackfill({
         events,
         rowsSource,
@@ -150,10 +160,7 @@ async function main(): Promise<void> {
         groups: example.groups,
         catalog: example.catalog,
         requestFields: Object.keys(fraud.FraudRequestFieldsSchema.properties),
-        allowedLatenessMs:
-          values['allowed-lateness'] === undefined
-            ? config.ALLOWED_LATENESS
-            : parseDurationFlag(values['allowed-lateness'], '--allowed-lateness'),
+        allowedLatenessMs,
         readAt: now,
       });
     }
@@ -194,8 +201,10 @@ async function main(): Promise<void> {
           `(${late} late, ${invalid} invalid, ${malformed} malformed): its features would be their defaults in every row`,
       );
     }
+    // The summary first: nothing is written when it cannot be made.
+    const report = summary(built);
     writeOutput(values.format === 'json' ? `${JSON.stringify(built.set)}\n` : trainingSetNdjson(built.set), values.out);
-    process.stderr.write(summary(built));
+    process.stderr.write(report);
     for (const warning of lateWarnings(stats.replay ?? [])) process.stderr.write(warning);
   } finally {
     await kafka.close();

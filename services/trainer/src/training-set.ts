@@ -13,7 +13,7 @@
  * - An older candidate without a label is dropped (`unlabelled: 'drop'`) or taken as a
  *   negative (`'negative'`: a chargeback not in by then is assumed never to come).
  */
-import { LabelSchema, parseEventTime, recordValidator, type Label } from '@tributary/shared';
+import { LabelSchema, MAX_EVENT_TIME, parseEventTime, recordValidator, type Label } from '@tributary/shared';
 import { where, type LogInput } from './log-input.js';
 
 export interface LabelEvent {
@@ -43,7 +43,10 @@ export function decodeLabels(input: LogInput): { labels: LabelEvent[]; rejected:
       }
       const ts = parseEventTime(decoded.value.ts);
       if (ts === null) {
-        rejected.push({ where: where(input, record), detail: 'ts: not a valid time' });
+        rejected.push({
+          where: where(input, record),
+          detail: `ts: not a valid time (epoch ms from 0 to ${MAX_EVENT_TIME}, or an RFC 3339 date-time with a zone)`,
+        });
         continue;
       }
       const logged = input.kind === 'topic' && Number.isFinite(record.timestamp) ? record.timestamp : 0;

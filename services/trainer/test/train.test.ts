@@ -138,6 +138,20 @@ describe('training from a training set', () => {
   }, 120_000);
 });
 
+describe('a training set with times no date can hold', () => {
+  it('is refused before training (the manifest shows its windows and cut-off as dates)', async () => {
+    const { checkTrainingSet } = await import('../src/train-model.js');
+    const set = trainingSet(500) as unknown as Parameters<typeof checkTrainingSet>[0];
+    expect(() => checkTrainingSet({ ...set, cutoff: 9e15 })).toThrow(
+      'cutoff is 9000000000000000, expected epoch ms (up to 8640000000000000)',
+    );
+    const times = [...set.times];
+    times[499] = 9e15;
+    expect(() => checkTrainingSet({ ...set, times })).toThrow('times[499] is 9000000000000000, expected epoch ms (up to 8640000000000000)');
+    expect(() => checkTrainingSet(set)).not.toThrow();
+  });
+});
+
 describe('feature types of an exported model', () => {
   it("are written into the manifest (the set model's; none for a set of a model without them) and pass the registry", async () => {
     const { datasetOf, trainModel, writeModelVersion } = await import('../src/train-model.js');

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import type { LogRecord } from '@tributary/shared';
 import { trainingSetFromPredictionLog, trainingSetNdjson, trainingSetParts, type ModelFeatures } from '../src/build-training-set.js';
 import { ndjsonInput, type LogInput } from '../src/log-input.js';
-import { joinLabels, splitByTime, splitTime, type LabelPolicy } from '../src/training-set.js';
+import { decodeLabels, joinLabels, splitByTime, splitTime, type LabelPolicy } from '../src/training-set.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -146,6 +146,19 @@ describe('training set from the prediction log', () => {
     expect(rejected[0]!.detail).toMatch(/invalid JSON/);
     expect(rejected[1]!.detail).toMatch(/label/);
     expect(set.stats).toMatchObject({ records_rejected: 1, labels_rejected: 1 });
+  });
+
+  it('sets aside a label whose time is after the latest time a date can hold', () => {
+    const { labels: read, rejected } = decodeLabels(
+      ndjsonInput('labels.ndjson', lines([label('delayed', 1, 9e15), label('corrected', 1, 8.64e15)])),
+    );
+    expect(read.map((l) => l.arrivedAt)).toEqual([8.64e15]);
+    expect(rejected).toEqual([
+      {
+        where: 'labels.ndjson:1',
+        detail: 'ts: not a valid time (epoch ms from 0 to 8640000000000000, or an RFC 3339 date-time with a zone)',
+      },
+    ]);
   });
 
   it('takes a label read from Kafka as arrived when it was logged, if that is later than its ts', () => {

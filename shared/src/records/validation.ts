@@ -62,12 +62,16 @@ export function recordValidator<T>(schema: TSchema, accepts?: (value: unknown) =
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
 
+/** The latest time a Date holds (epoch ms, +275760-09-13): a later one has no date to show or compare. */
+export const MAX_EVENT_TIME = 8.64e15;
+
 /**
- * Event time as epoch ms from epoch milliseconds or an ISO-8601 / RFC 3339 date-time with
- * a zone (`Z` or `±hh:mm`, so that every machine reads the same instant); null when invalid.
+ * Event time as epoch ms from epoch milliseconds (0 to MAX_EVENT_TIME) or an ISO-8601 /
+ * RFC 3339 date-time with a zone (`Z` or `±hh:mm`, so that every machine reads the same
+ * instant); null when invalid.
  */
 export function parseEventTime(value: unknown): number | null {
-  if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 ? value : null;
+  if (typeof value === 'number') return Number.isInteger(value) && value >= 0 && value <= MAX_EVENT_TIME ? value : null;
   if (typeof value === 'string') {
     if (!RFC3339.test(value)) return null;
     const ms = Date.parse(value);

@@ -1,8 +1,9 @@
 /**
- * Backfill-mode training sets from events files: what the replay sets aside is counted per
- * source and named, an event far in the future is invalid as online (not the watermark that
- * makes every later event late), a source none of whose events could be applied stops the
- * run, and a file out of arrival order is warned about.
+ * The training-set command line on hand-made files. Backfill mode: what the replay sets aside
+ * is counted per source and named, an event far in the future is invalid as online (not the
+ * watermark that makes every later event late), a source none of whose events could be
+ * applied stops the run, and a file out of arrival order is warned about. Options: checked
+ * before any work, and nothing written when the run fails.
  */
 import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -64,7 +65,7 @@ describe('a backfill-mode training set from an events file', () => {
     // The last transaction (u4 at minute 49) sees the card holder's 9 earlier ones, all within the hour (minutes 4, 9, ... 44).
     const last = built.set.rows.at(-1)!;
     expect(built.set.request_ids.at(-1)).toBe('t49');
-    expect(last[manifest.features.indexOf("user_transactions:count_1h")]).toBe(9);
+    expect(last[manifest.features.indexOf('user_transactions:count_1h')]).toBe(9);
   });
 
   describe('on the command line', () => {
@@ -111,6 +112,43 @@ describe('a backfill-mode training set from an events file', () => {
       const inOrder = await build(['--model', 'fraud_detector/1', '--events', 'in-order.ndjson']);
       expect(inOrder.stderr).toMatch(/replay of transactions: 50 records, 50 accepted \(0 with a duplicate event id\), 0 late, /);
       expect(inOrder.stderr).not.toMatch(/WARNING/);
+    }, 60_000);
+
+    it('refuses a time after the latest a date can hold before any work, writing nothing', async () => {
+      const common = [
+        'backfill',
+        '--model',
+        'fraud_detector/1',
+        '--events',
+        'in-order.ndjson',
+        '--labels',
+        'labels.ndjson',
+        '--out',
+        'far.json',
+      ];
+      for (const times of [
+        ['--cutoff', '9000000000000000'],
+        ['--cutoff', 'now', '--validation-from', '9000000000000000'],
+      ]) {
+        const far = await runTrainerCli('training-set-cli.ts', [...common, ...times], { cwd: dir });
+        expect([far.code, far.stderr]).toEqual([
+          2,
+          `training-set: ${times.at(-2)}: 9000000000000000 is after the latest time a date can hold (8640000000000000 epoch ms, +275760-09-13)\n`,
+        ]);
+      }
+      // Options are checked before the inputs are read: a missing file is not even opened.
+      const lateness = await build([
+        '--model',
+        'fraud_detector/1',
+        '--events',
+        'missing.ndjson',
+        '--allowed-lateness',
+        'soon',
+        '--out',
+        'far.json',
+      ]);
+      expect([lateness.code, lateness.stderr]).toEqual([2, expect.stringMatching(/^training-set: --allowed-lateness: /)]);
+      expect(await readdir(dir)).not.toContain('far.json');
     }, 60_000);
 
     it('stops (exit 1, nothing written) when none of the events of a source the model reads could be applied', async () => {
