@@ -1,15 +1,22 @@
 /**
- * Point-in-time feature rows for a list of (entity, timestamp) pairs, replayed from an
- * NDJSON file of events or from a Kafka topic through the pipeline's own code:
+ * Point-in-time feature rows for a list of (entity, timestamp) pairs, replayed from NDJSON
+ * files of events or from Kafka topics through the pipeline's own code:
  *
  *   npm run backfill -w services/features -- --queries queries.ndjson --events events.ndjson [--out rows.ndjson]
  *   npm run backfill -w services/features -- --queries queries.ndjson --topic transactions   (KAFKA_BROKERS set)
+ *   npm run backfill -w services/features -- --queries q.ndjson --events e.ndjson --events labelled_transactions=labelled.ndjson
  *
- * A query line is `{"entity": "user_id", "id": "u_1", "at": 1795000000000 | "2026-11-28T12:00:00Z"}`;
- * each output line is the query with `features: {group: {feature: value}}`: what a read at `at`
- * returns, so an event that arrived at exactly `at` is included (for the features before an event
- * at `at`, as the trainer builds its training rows, query `at - 1`). An events file is
+ * `--events [SOURCE=]FILE` and `--topic [SOURCE=]TOPIC` give each source's events (a bare
+ * value is the first source, transactions); the groups a query's entity has are answered
+ * from the sources given (the others are named on stderr). A query line is
+ * `{"entity": "user_id", "id": "u_1", "at": 1795000000000 | "2026-11-28T12:00:00Z"}`; each
+ * output line is the query with `features: {group: {feature: value}}`: what a read at `at`
+ * returns, so an event that arrived at exactly `at` is included (for the features before an
+ * event at `at`, as the trainer builds its training rows, query `at - 1`). An events file is
  * read as one partition in file order (the order the pipeline would have seen).
+ *
+ * Exit codes: 0 done, 1 bad input (an unreadable file, a bad query line, events none of which
+ * could be used) or a failure, 2 wrong options.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -25,9 +32,12 @@ import {
   readTopicToEnd,
   type LogRecord,
 } from '@tributary/shared';
-import { backfill, unusableEvents, type FeatureQuery } from './backfill.js';
+import { backfill, unusableEvents, type FeatureQuery, type FeatureRow } from './backfill.js';
 
+/** A wrong or missing option: exit 2. */
 class UsageError extends Error {}
+/** An input that cannot be used (a file, a query line, the events): exit 1. */
+class InputError extends Error {}
 
 /** `--allowed-lateness`: a duration, as ALLOWED_LATENESS (an empty value is an error, not the default). */
 function parseLateness(value: string): number {
@@ -38,13 +48,26 @@ function parseLateness(value: string): number {
   }
 }
 
+/** `[SOURCE=]VALUE` flags by source name; a bare value is the first source's. */
+function bySource(values: string[], sources: readonly string[], flag: string): Map<string, string> {
+  const named = new Map<string, string>();
+  for (const value of values) {
+    const match = /^([a-z][a-z0-9_]*)=(.+)$/.exec(value);
+    const [name, rest] = match ? [match[1]!, match[2]!] : [sources[0]!, value];
+    if (!sources.includes(name)) throw new UsageError(`${flag} ${value}: unknown source "${name}" (known: ${sources.join(', ')})`);
+    if (named.has(name)) throw new UsageError(`source "${name}" given twice`);
+    named.set(name, rest);
+  }
+  return named;
+}
+
 function readLines(path: string): string[] {
   try {
     return readFileSync(resolve(process.env.INIT_CWD ?? process.cwd(), path), 'utf8')
       .split('\n')
       .filter((line) => line.trim() !== '');
   } catch (error) {
-    throw new UsageError(`cannot read ${path}: ${(error as Error).message}`);
+    throw new InputError(`cannot read ${path}: ${(error as Error).message}`);
   }
 }
 
@@ -55,14 +78,14 @@ export function parseQueries(lines: string[], file: string): FeatureQuery[] {
     try {
       value = JSON.parse(line);
     } catch (error) {
-      throw new UsageError(`${where}: invalid JSON: ${(error as Error).message}`);
+      throw new InputError(`${where}: invalid JSON: ${(error as Error).message}`);
     }
     const q = value as Record<string, unknown>;
-    if (typeof q !== 'object' || q === null) throw new UsageError(`${where}: a query must be a JSON object`);
-    if (typeof q.entity !== 'string' || q.entity === '') throw new UsageError(`${where}: "entity" must be a non-empty string`);
-    if (typeof q.id !== 'string' || q.id === '') throw new UsageError(`${where}: "id" must be a non-empty string`);
+    if (typeof q !== 'object' || q === null) throw new InputError(`${where}: a query must be a JSON object`);
+    if (typeof q.entity !== 'string' || q.entity === '') throw new InputError(`${where}: "entity" must be a non-empty string`);
+    if (typeof q.id !== 'string' || q.id === '') throw new InputError(`${where}: "id" must be a non-empty string`);
     const at = parseEventTime(q.at);
-    if (at === null) throw new UsageError(`${where}: "at" must be epoch milliseconds or an RFC 3339 date-time with a zone`);
+    if (at === null) throw new InputError(`${where}: "at" must be epoch milliseconds (up to 8.64e15) or an RFC 3339 date-time with a zone`);
     return { entity: q.entity, id: q.id, at };
   });
 }
@@ -71,68 +94,94 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       queries: { type: 'string' },
-      events: { type: 'string' },
-      topic: { type: 'string' },
+      events: { type: 'string', multiple: true },
+      topic: { type: 'string', multiple: true },
       out: { type: 'string' },
       'allowed-lateness': { type: 'string' },
     },
   });
   if (!values.queries) throw new UsageError('--queries FILE is required (NDJSON lines {"entity","id","at"})');
-  if (Boolean(values.events) === Boolean(values.topic))
-    throw new UsageError('give exactly one of --events FILE (NDJSON) or --topic NAME (Kafka)');
   const config = loadConfig();
   const lateness = values['allowed-lateness'] === undefined ? config.ALLOWED_LATENESS : parseLateness(values['allowed-lateness']);
-  const example = fraud.fraudExample({ transactions: values.topic ?? config.TOPIC_TRANSACTIONS });
+  const example = fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS, labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS });
+  const names = example.sources.map((s) => s.name);
+  const files = bySource(values.events ?? [], names, '--events');
+  const topics = bySource(values.topic ?? [], names, '--topic');
+  for (const name of topics.keys()) if (files.has(name)) throw new UsageError(`source "${name}": give --events or --topic, not both`);
+  if (files.size + topics.size === 0)
+    throw new UsageError('give the events: --events [SOURCE=]FILE (NDJSON) or --topic [SOURCE=]NAME (Kafka), for each source');
+  if (topics.size > 0 && !config.KAFKA_BROKERS) throw new UsageError('--topic needs KAFKA_BROKERS');
+
   const queries = parseQueries(readLines(values.queries), values.queries);
   const knownEntities = new Set(example.groups.map((g) => g.entity));
   for (const q of queries)
     if (!knownEntities.has(q.entity))
-      throw new UsageError(`query for unknown entity type "${q.entity}" (known: ${[...knownEntities].join(', ')})`);
-  let partitions: LogRecord[][];
-  if (values.events) {
-    const topic = example.sources[0]!.topic;
-    partitions = [
-      readLines(values.events).map((line, i) => ({
-        topic,
-        partition: 0,
-        offset: String(i),
-        key: null,
-        value: Buffer.from(line),
-        timestamp: 0,
-        headers: {},
-      })),
-    ];
-  } else {
-    if (!config.KAFKA_BROKERS) throw new UsageError('--topic needs KAFKA_BROKERS');
-    await checkBrokersReachable(config.KAFKA_BROKERS);
+      throw new InputError(`query for unknown entity type "${q.entity}" (known: ${[...knownEntities].join(', ')})`);
+  const partitions = new Map<string, LogRecord[][]>();
+  for (const [name, file] of files) {
+    const topic = example.sources.find((s) => s.name === name)!.topic;
+    const records = readLines(file).map((line, i) => ({
+      topic,
+      partition: 0,
+      offset: String(i),
+      key: null,
+      value: Buffer.from(line),
+      timestamp: 0,
+      headers: {},
+    }));
+    partitions.set(name, [records]);
+  }
+  if (topics.size > 0) {
+    await checkBrokersReachable(config.KAFKA_BROKERS!);
     const eventLog = createEventLog(config, 'backfill');
     try {
-      partitions = await readTopicToEnd(eventLog, values.topic!, { groupPrefix: 'tributary-backfill' });
+      for (const [name, topic] of topics)
+        partitions.set(name, await readTopicToEnd(eventLog, topic, { groupPrefix: 'tributary-backfill' }));
     } finally {
       await eventLog.close();
     }
   }
-  const result = backfill({
-    groups: example.groups,
-    source: example.sources[0]!,
-    allowedLatenessMs: lateness,
-    partitions,
-    queries,
-    // An events file has no log timestamps: its event times are judged against now.
-    readAt: Date.now(),
-  });
-  const unusable = unusableEvents(result, 'events');
-  if (unusable !== null) throw new Error(`${unusable}: are they events of ${example.sources[0]!.name}?`);
-  const text = result.rows.map((row) => JSON.stringify(row)).join('\n') + (result.rows.length > 0 ? '\n' : '');
+
+  // Each source given answers its groups; a query's row holds the groups of all of them.
+  const rows: FeatureRow[] = queries.map((query) => ({ ...query, features: {} }));
+  // An events file has no log timestamps: its event times are judged against the time it was read.
+  const readAt = Date.now();
+  const replays: string[] = [];
+  for (const [name, events] of partitions) {
+    const result = backfill({
+      groups: example.groups,
+      source: example.sources.find((s) => s.name === name)!,
+      allowedLatenessMs: lateness,
+      partitions: events,
+      queries,
+      readAt,
+    });
+    const unusable = unusableEvents(result, `events of source "${name}"`);
+    if (unusable !== null) throw new InputError(`${unusable}: are they events of ${name}?`);
+    result.rows.forEach((row, i) => Object.assign(rows[i]!.features, row.features));
+    replays.push(
+      `${result.accepted} events of ${name} (set aside: ${result.rejected.late} late, ${result.rejected.malformed} malformed, ${result.rejected.invalid} invalid)`,
+    );
+  }
+  const text = rows.map((row) => JSON.stringify(row)).join('\n') + (rows.length > 0 ? '\n' : '');
   if (values.out) writeFileSync(resolve(process.env.INIT_CWD ?? process.cwd(), values.out), text);
   else process.stdout.write(text);
-  process.stderr.write(
-    `backfill: ${result.rows.length} rows from ${result.accepted} events (set aside: ${result.rejected.late} late, ${result.rejected.malformed} malformed, ${result.rejected.invalid} invalid)\n`,
-  );
+  process.stderr.write(`backfill: ${rows.length} rows from ${replays.join('; ')}\n`);
+  // Groups of the queried entities whose source was not given: left out of the rows, said so.
+  const queried = new Set(queries.map((q) => q.entity));
+  for (const group of example.groups) {
+    const source = group.definition.source;
+    if (!queried.has(group.entity) || partitions.has(source)) continue;
+    process.stderr.write(
+      `backfill: feature group ${group.definition.name} left out of the ${group.entity} rows: no events of source "${source}" ` +
+        `(--events ${source}=FILE or --topic ${source}=TOPIC)\n`,
+    );
+  }
 }
 
 main().catch((error: unknown) => {
   const usage = error instanceof UsageError || isBadOption(error);
-  process.stderr.write(`backfill: ${usage ? '' : 'failed: '}${(error as Error).message}\n`);
+  const said = usage || error instanceof InputError;
+  process.stderr.write(`backfill: ${said ? '' : 'failed: '}${(error as Error).message}\n`);
   process.exit(usage ? 2 : 1);
 });

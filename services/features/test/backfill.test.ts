@@ -164,7 +164,38 @@ describe('backfill CLI', () => {
         expect(rows[0]).toMatchObject({ entity: 'user_id', id: 'u3', at: START + 3 * 3_600_000 });
         expect(rows[0].features.user_transactions.count_24h).toBeGreaterThan(0);
         expect(rows[1].features.merchant_transactions.count_24h).toBeGreaterThan(0);
-        expect(stderr).toMatch(/backfill: 2 rows from \d+ events \(set aside: \d+ late, \d+ malformed, 0 invalid\)/);
+        expect(stderr).toMatch(/^backfill: 2 rows from \d+ events of transactions \(set aside: \d+ late, \d+ malformed, 0 invalid\)$/m);
+        // The merchant's labels are another source: left out, and said so.
+        expect(stderr).toMatch(
+          /^backfill: feature group merchant_labels left out of the merchant_id rows: no events of source "labelled_transactions"/m,
+        );
+        expect(rows[1].features.merchant_labels).toBeUndefined();
+
+        // Given as a second source, its group is answered too.
+        const labelled = stream(9, 200)
+          .filter((l) => l.time !== null)
+          .map((l, i) => {
+            const event = JSON.parse(l.text) as { event_id: string; merchant_id: string; ts: number };
+            return JSON.stringify({ event_id: event.event_id, merchant_id: event.merchant_id, label: i % 4 === 0 ? 1 : 0, ts: event.ts });
+          });
+        await writeFile(join(dir, 'labelled.ndjson'), labelled.join('\n') + '\n');
+        const both = await cli([
+          '--events',
+          join(dir, 'events.ndjson'),
+          '--events',
+          `labelled_transactions=${join(dir, 'labelled.ndjson')}`,
+          '--queries',
+          join(dir, 'queries.ndjson'),
+        ]);
+        const [user, merchant] = both.stdout
+          .trim()
+          .split('\n')
+          .map((line) => JSON.parse(line));
+        expect(user.features).toEqual(rows[0].features);
+        expect(merchant.features.merchant_transactions).toEqual(rows[1].features.merchant_transactions);
+        expect(merchant.features.merchant_labels.count_7d).toBeGreaterThan(0);
+        expect(both.stderr).toMatch(/^backfill: 2 rows from \d+ events of transactions \(.*\); \d+ events of labelled_transactions \(/m);
+        expect(both.stderr).not.toMatch(/left out/);
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
@@ -173,7 +204,7 @@ describe('backfill CLI', () => {
   );
 
   it(
-    'answers a bad query line with its line number and exit status 2',
+    'answers a bad query line with its line number and exit status 1 (bad input; 2 is for wrong options)',
     async () => {
       const dir = await mkdtemp(join(tmpdir(), 'backfill-'));
       try {
@@ -186,8 +217,25 @@ describe('backfill CLI', () => {
           () => null,
           (error: { code: number; stderr: string }) => error,
         );
-        expect(failure?.code).toBe(2);
-        expect(failure?.stderr).toMatch(/queries\.ndjson:2: "at" must be epoch milliseconds/);
+        expect(failure?.code).toBe(1);
+        expect(failure?.stderr).toMatch(/^backfill: .*queries\.ndjson:2: "at" must be epoch milliseconds/);
+        await writeFile(join(dir, 'good.ndjson'), '{"entity":"user_id","id":"u1","at":1}\n');
+        const unreadable = await cli(['--events', join(dir, 'missing.ndjson'), '--queries', join(dir, 'good.ndjson')]).then(
+          () => null,
+          (error: { code: number; stderr: string }) => error,
+        );
+        expect([unreadable?.code, unreadable?.stderr]).toEqual([
+          1,
+          expect.stringMatching(/^backfill: cannot read .*missing\.ndjson: ENOENT/),
+        ]);
+        const unknown = await cli(['--events', `merchants=${join(dir, 'events.ndjson')}`, '--queries', join(dir, 'queries.ndjson')]).then(
+          () => null,
+          (error: { code: number; stderr: string }) => error,
+        );
+        expect([unknown?.code, unknown?.stderr]).toEqual([
+          2,
+          expect.stringMatching(/unknown source "merchants" \(known: transactions, labelled_transactions\)/),
+        ]);
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
@@ -208,7 +256,9 @@ describe('backfill CLI', () => {
         await writeFile(join(dir, 'queries.ndjson'), '{"entity":"user_id","id":"u1","at":1000}\n');
         const wrong = await failing(['--events', join(dir, 'labels.ndjson'), '--queries', join(dir, 'queries.ndjson')]);
         expect([wrong?.code, wrong?.stdout]).toEqual([1, '']);
-        expect(wrong?.stderr).toMatch(/^backfill: failed: none of the 2 events could be used \(0 malformed, 2 invalid, 0 late\)/);
+        expect(wrong?.stderr).toMatch(
+          /^backfill: none of the 2 events of source "transactions" could be used \(0 malformed, 2 invalid, 0 late\)/,
+        );
         for (const lateness of ['', '5 minutes']) {
           const bad = await failing([
             '--events',

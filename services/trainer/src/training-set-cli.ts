@@ -39,6 +39,11 @@ import type { ReplaySummary } from './point-in-time.js';
 import type { LabelPolicy, SplitSpec } from './training-set.js';
 
 const USAGE = 'usage: training-set log|backfill --model NAME/VERSION|DIR --cutoff TIME ... (see docs/training-data.md)';
+/** The options of one mode only: given in the other, they would be silently ignored. */
+const MODE_OPTIONS = {
+  log: ['predictions', 'predictions-topic', 'variant', 'served-version'],
+  backfill: ['events', 'events-topic', 'allowed-lateness'],
+} as const;
 /** A share of a source's events dropped as late above which the summary warns (online, late events are rare). */
 const LATE_SHARE_WARNING = 0.05;
 
@@ -58,7 +63,7 @@ async function main(): Promise<void> {
       maturity: { type: 'string' },
       'validation-fraction': { type: 'string' },
       'validation-from': { type: 'string' },
-      variant: { type: 'string', default: 'champion' },
+      variant: { type: 'string' },
       'served-version': { type: 'string', multiple: true },
       'allowed-lateness': { type: 'string' },
       format: { type: 'string', default: 'json' },
@@ -101,12 +106,13 @@ async function main(): Promise<void> {
   let eventFiles = new Map<string, string>();
   let eventTopics = new Map<string, string>();
   let allowedLatenessMs = config.ALLOWED_LATENESS;
-  if (mode === 'log') {
-    if (values.events || values['events-topic']) throw new UsageError('--events and --events-topic are for the backfill mode');
-    exactlyOne(values.predictions, values['predictions-topic'], ['--predictions', '--predictions-topic']);
-  } else {
-    if (values.predictions || values['predictions-topic'])
-      throw new UsageError('--predictions and --predictions-topic are for the log mode');
+  for (const [other, options] of Object.entries(MODE_OPTIONS))
+    for (const option of options)
+      if (other !== mode && values[option] !== undefined)
+        throw new UsageError(`--${option} is for the ${other} mode, not the ${mode} mode`);
+  const variant = values.variant ?? 'champion';
+  if (mode === 'log') exactlyOne(values.predictions, values['predictions-topic'], ['--predictions', '--predictions-topic']);
+  else {
     const sources = example.sources.map((s) => s.name);
     eventFiles = namedValues(values.events ?? [], sources, '--events');
     eventTopics = namedValues(values['events-topic'] ?? [], sources, '--events-topic');
@@ -142,7 +148,7 @@ async function main(): Promise<void> {
         model,
         policy,
         split,
-        variant: values.variant,
+        variant,
         versions: values['served-version'],
       });
     } else {
@@ -190,7 +196,7 @@ async function main(): Promise<void> {
     if (served && served.records > 0 && served.other_model + served.other_version + served.other_variant === served.records)
       throw new InputError(
         `none of the ${served.records} prediction-log records is of ${model.name}${values['served-version'] ? ` version ${values['served-version'].join(', ')}` : ''}` +
-          ` served as ${values.variant} (${served.other_model} of other models, ${served.other_version} of other versions, ${served.other_variant} of other variants): check --model, --served-version and --variant`,
+          ` served as ${variant} (${served.other_model} of other models, ${served.other_version} of other versions, ${served.other_variant} of other variants): check --model, --served-version and --variant`,
       );
     // A source none of whose events was applied leaves its features at their defaults in every row.
     for (const replay of stats.replay ?? []) {

@@ -151,6 +151,39 @@ describe('a backfill-mode training set from an events file', () => {
       expect(await readdir(dir)).not.toContain('far.json');
     }, 60_000);
 
+    it('refuses an option of the other mode (exit 2, naming it) rather than ignore it', async () => {
+      for (const [mode, option, value] of [
+        ['backfill', '--served-version', '1'],
+        ['backfill', '--variant', 'all'],
+        ['backfill', '--predictions', 'labels.ndjson'],
+        ['log', '--allowed-lateness', '10m'],
+        ['log', '--events', 'in-order.ndjson'],
+      ] as const) {
+        const inputs = mode === 'log' ? ['--predictions', 'labels.ndjson'] : ['--events', 'in-order.ndjson'];
+        const other = mode === 'log' ? 'backfill' : 'log';
+        const refused = await runTrainerCli(
+          'training-set-cli.ts',
+          [
+            mode,
+            '--model',
+            'fraud_detector/1',
+            '--labels',
+            'labels.ndjson',
+            '--cutoff',
+            'now',
+            ...inputs,
+            option,
+            value,
+            '--out',
+            'x.json',
+          ],
+          { cwd: dir },
+        );
+        expect([refused.code, refused.stderr]).toEqual([2, `training-set: ${option} is for the ${other} mode, not the ${mode} mode\n`]);
+      }
+      expect(await readdir(dir)).not.toContain('x.json');
+    }, 60_000);
+
     it('stops (exit 1, nothing written) when none of the events of a source the model reads could be applied', async () => {
       // A model reading a merchant_labels feature, given transactions as its labelled transactions.
       const model = join(dir, 'with-labels');
