@@ -8,7 +8,8 @@
  * Both apply the same label policy (cut-off, maturity, unlabelled) and the same time split:
  * train on the rows before the split time, validate on the most recent ones.
  */
-import type { CompiledFeatureGroup, EventSource, FeatureCatalog } from '@tributary/shared';
+import type { CompiledFeatureGroup, EventSource, FeatureCatalog, ModelFeatureList } from '@tributary/shared';
+import { compareEncodings } from './encodings.js';
 import { planModelFeatures, type FeatureDefault, type FeatureTypeSpec } from '@tributary/shared';
 import type { TSchema } from 'typebox';
 import { eventCandidates, type EventStats } from './event-rows.js';
@@ -112,14 +113,28 @@ export interface FromPredictionLogOptions extends Common {
   predictions: LogInput;
   variant: string | 'all';
   versions?: string[];
+  /**
+   * The manifests of the served versions (the registry's), to take each version's values as the
+   * model encodes them: a version with other defaults has its defaulted values replaced by the
+   * model's, one with other types (or not known) is left out, one whose category vocabulary
+   * differs is refused. Absent: every version's values are taken as logged.
+   */
+  servedVersions?: { catalog: FeatureCatalog; manifestOf: (version: string) => ModelFeatureList | null };
 }
 
 export function trainingSetFromPredictionLog(options: FromPredictionLogOptions): Built {
+  const { model, servedVersions } = options;
   const served = servedCandidates(options.predictions, {
-    model: options.model.name,
-    features: options.model.features,
+    model: model.name,
+    features: model.features,
     versions: options.versions,
     variant: options.variant,
+    encodingOf: servedVersions
+      ? (version) => {
+          const manifest = servedVersions.manifestOf(version) ?? (version === model.version ? model : null);
+          return compareEncodings(model, manifest && { ...manifest, version }, servedVersions.catalog);
+        }
+      : undefined,
   });
   const labels = decodeLabels(options.labels);
   const joined = joinLabels(served.candidates, labels.labels, options.policy);

@@ -1,5 +1,6 @@
 /** What the trainer's command-line tools share: paths, times, model versions, inputs, exit codes. */
 import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { readModelVersion, type ModelManifest } from '@tributary/inference';
 import {
@@ -60,6 +61,19 @@ export function modelDirectory(spec: string, config: Config): string {
 
 export async function readManifest(dir: string): Promise<ModelManifest> {
   return (await readModelVersion(dir)).manifest;
+}
+
+/** The manifests of a model's versions in the registry, by version (damaged folders skipped: their encoding is not known). */
+export async function registryManifests(config: Config, model: string): Promise<Map<string, ModelManifest>> {
+  const dir = resolve(config.MODEL_REGISTRY_DIR, model);
+  const manifests = new Map<string, ModelManifest>();
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  for (const entry of entries) {
+    if (!entry.isDirectory() || entry.name.startsWith('.')) continue;
+    const manifest = await readManifest(join(dir, entry.name)).catch(() => null);
+    if (manifest?.name === model && manifest.version === entry.name) manifests.set(entry.name, manifest);
+  }
+  return manifests;
 }
 
 /** `[SOURCE=]VALUE` flags: by source name (one of `sources`), the first source for bare values. */

@@ -107,6 +107,7 @@ async function main(): Promise<void> {
       replaceOut: values.force,
       by: values.by ?? `${userInfo().username}@${hostname()}`,
       reason: values.reason,
+      catalog,
       report: (line) => console.log(line),
     });
     console.log(

@@ -9,7 +9,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeRollout, readModelVersion, type ModelRegistry, type Routing } from '@tributary/inference';
+import { describeRollout, readModelVersion, type ModelManifest, type ModelRegistry, type Routing } from '@tributary/inference';
+import { fraud, type FeatureCatalog } from '@tributary/shared';
 import { trainingSetFromPredictionLog, type TrainingSet } from './build-training-set.js';
 import type { LogInput } from './log-input.js';
 import {
@@ -58,6 +59,8 @@ export interface RetrainOptions {
   replaceOut?: boolean;
   by: string;
   reason?: string;
+  /** The feature catalogue the served versions' encodings are planned with (default: the example's). */
+  catalog?: FeatureCatalog;
   /** Where each step's figures go (default: nowhere). */
   report?: (line: string) => void;
 }
@@ -92,6 +95,9 @@ export async function retrain(options: RetrainOptions): Promise<RetrainResult> {
 
   // 2. The training set, from the champion's served predictions and the labels by the cut-off.
   let started = performance.now();
+  const manifests = new Map<string, ModelManifest>();
+  for (const { version } of (await registry.inventory(model)).versions)
+    manifests.set(version, (await registry.version(model, version)).manifest);
   const { set } = trainingSetFromPredictionLog({
     predictions: options.predictions,
     labels: options.labels,
@@ -105,6 +111,8 @@ export async function retrain(options: RetrainOptions): Promise<RetrainResult> {
     policy: options.policy,
     split: options.split ?? { validationFraction: 0.2 },
     variant: 'champion',
+    // Predictions an earlier champion served are taken as this one encodes them.
+    servedVersions: { catalog: options.catalog ?? fraud.fraudExample().catalog, manifestOf: (version) => manifests.get(version) ?? null },
   });
   const setSeconds = (performance.now() - started) / 1000;
   const positives = set.labels.reduce<number>((n, l) => n + l, 0);
@@ -114,6 +122,15 @@ export async function retrain(options: RetrainOptions): Promise<RetrainResult> {
       `cut-off ${new Date(set.cutoff).toISOString()}, in ${setSeconds.toFixed(2)} s; left out ${j.unlabelled_dropped} without a label, ` +
       `${j.immature} immature, ${j.after_cutoff} after the cut-off`,
   );
+  const served = set.stats.served!;
+  if (served.defaults_replaced + served.other_encoding + served.unknown_version > 0)
+    report(
+      `encodings: ${served.defaults_replaced} values served as an earlier champion's default replaced by v${before.champion}'s; ` +
+        `left out ${served.other_encoding + served.unknown_version} predictions of versions encoding the features otherwise or not in the registry` +
+        Object.entries(served.versions_left_out ?? {})
+          .map(([version, why]) => ` (version ${version}: ${why})`)
+          .join(''),
+    );
   refuseUntrainable(set, positives);
 
   // 3. Train the next version, and score the champion on the same validation rows.

@@ -5,6 +5,7 @@
 import type { PredictionLogRecord } from '@tributary/shared';
 import Type from 'typebox';
 import { recordValidator } from '@tributary/shared';
+import type { VersionEncoding } from './encodings.js';
 import { where, type LogInput } from './log-input.js';
 import type { Candidate, RejectedRecord } from './training-set.js';
 
@@ -14,9 +15,12 @@ const ServedRecordSchema = Type.Object({
   model: Type.Object({ name: Type.String(), version: Type.String() }),
   variant: Type.String(),
   features: Type.Record(Type.String(), Type.Number()),
+  defaulted: Type.Optional(Type.Array(Type.String())),
   predicted_at: Type.Integer({ minimum: 0 }),
 });
-type ServedRecord = Pick<PredictionLogRecord, 'request_id' | 'model' | 'variant' | 'features' | 'predicted_at'>;
+type ServedRecord = Pick<PredictionLogRecord, 'request_id' | 'model' | 'variant' | 'features' | 'predicted_at'> & {
+  defaulted?: string[];
+};
 const servedValidator = recordValidator<ServedRecord>(ServedRecordSchema);
 
 export interface ServedSelection {
@@ -27,6 +31,8 @@ export interface ServedSelection {
   versions?: string[];
   /** Only this variant (`champion`, `canary`, ...), or every variant. */
   variant: string | 'all';
+  /** How each served version encoded the wanted features against the target (absent: alike, as logged). */
+  encodingOf?: (version: string) => VersionEncoding;
 }
 
 export interface ServedCandidate extends Candidate {
@@ -44,6 +50,14 @@ export interface ServedStats {
   missing_features: number;
   /** Records of a request id already taken (the earliest prediction is kept). */
   duplicates: number;
+  /** Records of versions that encode a wanted feature with another type, or with another default and no `defaulted` list. */
+  other_encoding: number;
+  /** Records of versions whose manifest is not known (their encoding cannot be compared). */
+  unknown_version: number;
+  /** Values a version served as its default, replaced by the target's default (another default, the same type). */
+  defaults_replaced: number;
+  /** Why versions' records were left out, by version. */
+  versions_left_out?: Record<string, string>;
 }
 
 /**
@@ -55,7 +69,28 @@ export function servedCandidates(
   input: LogInput,
   selection: ServedSelection,
 ): { candidates: ServedCandidate[]; stats: ServedStats; rejected: RejectedRecord[] } {
-  const stats: ServedStats = { records: 0, other_model: 0, other_version: 0, other_variant: 0, missing_features: 0, duplicates: 0 };
+  const stats: ServedStats = {
+    records: 0,
+    other_model: 0,
+    other_version: 0,
+    other_variant: 0,
+    missing_features: 0,
+    duplicates: 0,
+    other_encoding: 0,
+    unknown_version: 0,
+    defaults_replaced: 0,
+  };
+  const encodings = new Map<string, VersionEncoding>();
+  const encodingOf = (version: string): VersionEncoding => {
+    let encoding = encodings.get(version);
+    if (!encoding) {
+      encoding = selection.encodingOf?.(version) ?? { kind: 'same' };
+      encodings.set(version, encoding);
+      if (encoding.kind === 'other_types' || encoding.kind === 'unknown')
+        (stats.versions_left_out ??= {})[version] = encoding.kind === 'unknown' ? 'its manifest is not known' : encoding.detail;
+    }
+    return encoding;
+  };
   const rejected: RejectedRecord[] = [];
   const kept = new Map<string, ServedCandidate>();
   for (const records of input.partitions) {
@@ -83,6 +118,27 @@ export function servedCandidates(
       if (features.some((value) => value === undefined)) {
         stats.missing_features++;
         continue;
+      }
+      // The values as the target encodes them, or the record left out when they cannot be.
+      const encoding = encodingOf(served.model.version);
+      if (encoding.kind === 'unknown') {
+        stats.unknown_version++;
+        continue;
+      }
+      if (encoding.kind === 'other_types' || (encoding.kind === 'other_defaults' && !served.defaulted)) {
+        if (encoding.kind === 'other_defaults')
+          (stats.versions_left_out ??= {})[served.model.version] = 'other defaults, and records without their defaulted list';
+        stats.other_encoding++;
+        continue;
+      }
+      if (encoding.kind === 'other_defaults') {
+        for (const name of served.defaulted!) {
+          const at = selection.features.indexOf(name);
+          const target = encoding.defaults.get(name);
+          if (at < 0 || target === undefined) continue;
+          features[at] = target;
+          stats.defaults_replaced++;
+        }
       }
       const candidate: ServedCandidate = {
         request_id: served.request_id,

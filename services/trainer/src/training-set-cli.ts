@@ -29,6 +29,7 @@ import {
   parseDurationFlag,
   parseTimeFlag,
   readManifest,
+  registryManifests,
   runCli,
   UsageError,
   userPath,
@@ -142,6 +143,8 @@ async function main(): Promise<void> {
         ['--predictions', '--predictions-topic'],
         kafka.open,
       );
+      // Each served version's values are taken as this model encodes them (its registry manifest says how it served them).
+      const manifests = await registryManifests(config, model.name);
       built = trainingSetFromPredictionLog({
         predictions,
         labels,
@@ -150,6 +153,7 @@ async function main(): Promise<void> {
         split,
         variant,
         versions: values['served-version'],
+        servedVersions: { catalog: example.catalog, manifestOf: (version) => manifests.get(version) ?? null },
       });
     } else {
       const events = new Map<string, LogInput>();
@@ -193,10 +197,15 @@ async function main(): Promise<void> {
     }
     // Records read but none selected: a typo in --model, --variant or --served-version, not an empty log.
     const served = stats.served;
-    if (served && served.records > 0 && served.other_model + served.other_version + served.other_variant === served.records)
+    const leftOut = served
+      ? served.other_model + served.other_version + served.other_variant + served.other_encoding + served.unknown_version
+      : 0;
+    if (served && served.records > 0 && leftOut === served.records)
       throw new InputError(
         `none of the ${served.records} prediction-log records is of ${model.name}${values['served-version'] ? ` version ${values['served-version'].join(', ')}` : ''}` +
-          ` served as ${variant} (${served.other_model} of other models, ${served.other_version} of other versions, ${served.other_variant} of other variants): check --model, --served-version and --variant`,
+          ` served as ${variant} (${served.other_model} of other models, ${served.other_version} of other versions, ` +
+          `${served.other_variant} of other variants; ${served.other_encoding + served.unknown_version} of versions that encode its features otherwise or are not in the registry): ` +
+          `check --model, --served-version and --variant`,
       );
     // A source none of whose events was applied leaves its features at their defaults in every row.
     for (const replay of stats.replay ?? []) {
@@ -233,6 +242,11 @@ function summary({ set, rejected }: Built): string {
       `  predictions: ${s.records} records; skipped ${s.other_model} of other models, ${s.other_version} of other versions, ` +
         `${s.other_variant} of other variants, ${s.missing_features} without the model's features, ${s.duplicates} duplicate request ids`,
     );
+    lines.push(
+      `  encodings: ${s.defaults_replaced} values served as another version's default replaced by v${set.model.version}'s; left out ` +
+        `${s.other_encoding} records of versions encoding the features otherwise, ${s.unknown_version} of versions not in the registry`,
+    );
+    for (const [version, why] of Object.entries(s.versions_left_out ?? {})) lines.push(`    version ${version} left out: ${why}`);
   }
   if (set.stats.events) lines.push(`  events: ${set.stats.events.events} records, ${set.stats.events.duplicates} duplicate event ids`);
   for (const { source, accepted, duplicates, rejected: r } of set.stats.replay ?? [])

@@ -174,7 +174,7 @@ describe('training sets from the prediction log and from the backfill', () => {
       expect(typo).toMatchObject({
         code: 1,
         stderr: expect.stringMatching(
-          /none of the \d+ prediction-log records is of fraud_detector served as champoin \(0 of other models, 0 of other versions, \d+ of other variants\)/,
+          /none of the \d+ prediction-log records is of fraud_detector served as champoin \(0 of other models, 0 of other versions, \d+ of other variants; 0 of versions that encode its features otherwise or are not in the registry\)/,
         ),
       });
     } finally {

@@ -191,6 +191,25 @@ describe('retrain', () => {
     expect(await versions()).toEqual(['1']);
   });
 
+  it("takes an earlier champion's predictions as the current champion encodes them (its registry manifest)", async () => {
+    // Version 2, the champion now, reads -1 for a card holder without transactions in the hour; version 1 served 0.
+    const manifest = JSON.parse(await readFile(join(dir, 'fraud_detector/1/manifest.json'), 'utf8')) as Record<string, unknown>;
+    await cp(join(dir, 'fraud_detector/1'), join(dir, 'fraud_detector/2'), { recursive: true });
+    await writeFile(
+      join(dir, 'fraud_detector/2/manifest.json'),
+      JSON.stringify({ ...manifest, version: '2', defaults: { 'user_transactions:count_1h': -1 } }),
+    );
+    // The log's records (of version 1) carry no list of defaulted features: which 0 was a default cannot be told.
+    const { result, lines } = run(burstFraud);
+    const error = await result.catch((e: unknown) => e);
+    expect(lines[0]).toMatch(/^champion: fraud_detector v2 /);
+    expect(lines).toContain(
+      "encodings: 0 values served as an earlier champion's default replaced by v2's; left out 1200 predictions of versions encoding the features otherwise or not in the registry (version 1: other defaults, and records without their defaulted list)",
+    );
+    expect(error).toBeInstanceOf(RetrainRefused);
+    expect((error as RetrainRefused).reason).toBe('too_small');
+  });
+
   it('registers without a shadow when told not to', async () => {
     const done = await run(burstFraud, { shadow: false }).result;
     expect(done.version).toBe('2');

@@ -16,6 +16,7 @@ import { ndjsonInput } from '../src/log-input.js';
 import { runTrainerCli } from './cli.js';
 
 const MIN = 60_000;
+const DAY = 24 * 60 * MIN;
 const T0 = Date.UTC(2026, 0, 1);
 const FAR = Date.UTC(2099, 0, 1);
 const shipped = fileURLToPath(new URL('../../../models/fraud_detector/1', import.meta.url));
@@ -182,6 +183,45 @@ describe('a backfill-mode training set from an events file', () => {
         expect([refused.code, refused.stderr]).toEqual([2, `training-set: ${option} is for the ${other} mode, not the ${mode} mode\n`]);
       }
       expect(await readdir(dir)).not.toContain('x.json');
+    }, 60_000);
+
+    it("log mode: takes each served version's values as the model encodes them, its registry saying how each served them", async () => {
+      const registry = join(dir, 'registry');
+      await cp(shipped, join(registry, 'fraud_detector', '1'), { recursive: true });
+      await cp(shipped, join(registry, 'fraud_detector', '2'), { recursive: true });
+      const v2 = JSON.parse(await readFile(join(shipped, 'manifest.json'), 'utf8')) as { features: string[] };
+      await writeFile(
+        join(registry, 'fraud_detector', '2', 'manifest.json'),
+        JSON.stringify({ ...v2, version: '2', defaults: { 'user_transactions:count_1h': -1 } }),
+      );
+      const count = v2.features.indexOf('user_transactions:count_1h');
+      const predictions = ['1', '1', '2', '7'].map((version, i) => ({
+        request_id: `r${i}`,
+        model: { name: 'fraud_detector', version },
+        variant: 'champion',
+        features: Object.fromEntries(v2.features.map((f) => [f, 0])),
+        defaulted: i === 0 ? ['user_transactions:count_1h'] : [],
+        predicted_at: T0 + i * MIN,
+      }));
+      await writeFile(join(dir, 'predictions.ndjson'), ndjson(predictions));
+      await writeFile(
+        join(dir, 'log-labels.ndjson'),
+        ndjson(predictions.map((p) => ({ request_id: p.request_id, label: 1, ts: T0 + DAY }))),
+      );
+      const built = await runTrainerCli(
+        'training-set-cli.ts',
+        ['log', '--model', 'fraud_detector/2', '--predictions', 'predictions.ndjson', '--labels', 'log-labels.ndjson', '--cutoff', 'now'],
+        { cwd: dir, env: { MODEL_REGISTRY_DIR: registry } },
+      );
+      expect(built.code).toBe(0);
+      const set = JSON.parse(built.stdout) as { request_ids: string[]; rows: number[][] };
+      expect(set.request_ids).toEqual(['r0', 'r1', 'r2']);
+      // r0 was served v1's default (0) for a card holder without transactions: v2 reads -1 there; r1's 0 was a count.
+      expect(set.rows.map((row) => row[count])).toEqual([-1, 0, 0]);
+      expect(built.stderr).toMatch(
+        /^ {2}encodings: 1 values served as another version's default replaced by v2's; left out 0 records of versions encoding the features otherwise, 1 of versions not in the registry$/m,
+      );
+      expect(built.stderr).toMatch(/^ {4}version 7 left out: its manifest is not known$/m);
     }, 60_000);
 
     it('stops (exit 1, nothing written) when none of the events of a source the model reads could be applied', async () => {

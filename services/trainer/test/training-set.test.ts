@@ -5,7 +5,7 @@
  * split.
  */
 import { describe, expect, it } from 'vitest';
-import type { LogRecord } from '@tributary/shared';
+import { fraud, type LogRecord, type ModelFeatureList } from '@tributary/shared';
 import { trainingSetFromPredictionLog, trainingSetNdjson, trainingSetParts, type ModelFeatures } from '../src/build-training-set.js';
 import { ndjsonInput, type LogInput } from '../src/log-input.js';
 import { decodeLabels, joinLabels, splitByTime, splitTime, type LabelPolicy } from '../src/training-set.js';
@@ -197,6 +197,75 @@ describe('training set from the prediction log', () => {
       label_source: 'label',
       features: { 'request:amount': 10, 'user_transactions:count_1h': 1 },
     });
+  });
+});
+
+describe("training set from the prediction log of several versions: each version's values as the model encodes them", () => {
+  const catalog = fraud.fraudExample().catalog;
+  const channel = { type: 'category' as const, vocabulary: ['web', 'app', 'pos'] };
+  const types = {
+    'request:amount': { type: 'number' as const },
+    'request:channel': channel,
+    'user_transactions:count_1h': { type: 'integer' as const },
+  };
+  const features = Object.keys(types);
+  /** The model the set is built for: a card holder without transactions reads -1 (not the group's 0). */
+  const v2: ModelFeatures = {
+    name: 'fraud_detector',
+    version: '2',
+    features,
+    feature_types: types,
+    defaults: { 'user_transactions:count_1h': -1 },
+  };
+  const manifests = new Map<string, ModelFeatureList>([
+    ['1', { features, feature_types: types }], // the group's default, 0
+    ['2', v2],
+    ['3', { features, feature_types: { ...types, 'user_transactions:count_1h': { type: 'number' } } }],
+    ['5', { features, feature_types: { ...types, 'request:channel': { type: 'category', vocabulary: ['app', 'web', 'pos'] } } }],
+  ]);
+  const served = (request_id: string, version: string, values: number[], defaulted?: string[]) => ({
+    ...prediction(request_id, T0 + DAY, 1),
+    model: { name: 'fraud_detector', version },
+    features: Object.fromEntries(features.map((f, i) => [f, values[i]])),
+    ...(defaulted ? { defaulted } : { defaulted: undefined }),
+  });
+  const log = (records: unknown[], versions?: string[]) =>
+    trainingSetFromPredictionLog({
+      predictions: ndjsonInput('predictions.ndjson', lines(records)),
+      labels: ndjsonInput('labels.ndjson', lines(records.map((r) => label((r as { request_id: string }).request_id, 1, T0 + 2 * DAY)))),
+      model: v2,
+      policy: { cutoff: CUTOFF, unlabelled: 'drop', maturityMs: 0 },
+      split: { validationFraction: 0.2 },
+      variant: 'champion',
+      versions,
+      servedVersions: { catalog, manifestOf: (version) => manifests.get(version) ?? null },
+    });
+
+  it("replaces another version's defaults by the model's, and leaves out versions of other types or not known", () => {
+    const { set } = log([
+      served('v1-new-holder', '1', [10, 1, 0], ['user_transactions:count_1h']),
+      served('v1-known-holder', '1', [10, 1, 0], []), // a real count of 0: kept
+      served('v1-no-list', '1', [10, 1, 0]), // other defaults, and no defaulted list to tell them: left out
+      served('v2', '2', [20, 2, -1], ['user_transactions:count_1h']),
+      served('v3', '3', [30, 0, 4], []),
+      served('v4', '4', [40, 0, 4], []),
+    ]);
+    const rows = Object.fromEntries(set.request_ids.map((id, i) => [id, set.rows[i]]));
+    expect(rows).toEqual({ 'v1-new-holder': [10, 1, -1], 'v1-known-holder': [10, 1, 0], v2: [20, 2, -1] });
+    expect(set.stats.served).toMatchObject({ other_encoding: 2, unknown_version: 1, defaults_replaced: 1 });
+    expect(set.stats.served!.versions_left_out).toEqual({
+      '1': 'other defaults, and records without their defaulted list',
+      '3': 'user_transactions:count_1h is {"type":"number"} in version 3, {"type":"integer"} in version 2',
+      '4': 'its manifest is not known',
+    });
+  });
+
+  it('refuses versions whose category vocabularies differ (the same code names another value), unless one is chosen', () => {
+    const records = [served('v2', '2', [20, 2, 3], []), served('v5', '5', [50, 0, 3], [])];
+    expect(() => log(records)).toThrow(
+      'feature request:channel is a category with another vocabulary in version 5 than in version 2 (["app","web","pos"] against ["web","app","pos"])',
+    );
+    expect(log(records, ['2']).set.request_ids).toEqual(['v2']);
   });
 });
 
