@@ -154,6 +154,14 @@ function lateDetail(field: string, time: number | string, joinWindowMs: number):
   return `${field} ${JSON.stringify(time)} is older than the join window (${joinWindowMs} ms) allows: it could no longer be joined`;
 }
 
+/** The records of a batch after `offset` (all of them when it is undefined): records are in offset order. */
+function recordsAfter(records: LogRecord[], offset: bigint | undefined): LogRecord[] {
+  if (offset === undefined) return records;
+  let first = 0;
+  while (first < records.length && BigInt(records[first]!.offset) <= offset) first++;
+  return first === 0 ? records : records.slice(first);
+}
+
 /** Increments of one counter added up per series over a batch, to be added to the counter once per series. */
 class BatchCounts<L extends string> {
   private readonly counts = new Map<string, { labels: Record<L, string>; count: number }>();
@@ -177,7 +185,7 @@ class BatchCounts<L extends string> {
 
 export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   const registers = [options.registry];
-  const records = metric(
+  const consumed = metric(
     options.registry,
     'tributary_monitor_records_total',
     () =>
@@ -713,6 +721,12 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
 
   /** By partition, the last offset of a batch whose dead letters were published. */
   const deadLetteredTo = new Map<string, bigint>();
+  /**
+   * By partition, the last offset of a batch this process applied in full. Its records may be
+   * delivered again (their offsets were not committed yet when the group rebalanced, or the
+   * commit failed): counted already, they are skipped.
+   */
+  const appliedTo = new Map<string, bigint>();
   const subscription: Subscription = await options.eventLog.subscribe({
     groupId: options.groupId,
     topics: [options.topics.predictions, options.topics.labels],
@@ -724,6 +738,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       const rejected: OutgoingRecord[] = [];
       const reasons: DeadLetterReason[] = [];
       const partition = `${batch.topic}:${batch.partition}`;
+      const last = batch.records.at(-1);
+      const records = recordsAfter(batch.records, appliedTo.get(partition));
       const publishedTo = deadLetteredTo.get(partition);
       const reject = (record: LogRecord, reason: DeadLetterReason, detail: string) => {
         reasons.push(reason);
@@ -741,7 +757,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       const observed: PredictionLogRecord[] = [];
       const observedAt: number[] = [];
       const labelCounts = [0, 0];
-      for (const record of batch.records) {
+      for (const record of records) {
         if (stream === 'predictions') {
           const decoded = predictionRecords.decode(record.value);
           if (!decoded.ok) {
@@ -824,7 +840,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       // may be: at least once). Nothing is counted twice.
       if (rejected.length > 0) {
         await options.eventLog.publish(options.topics.deadLetter, rejected);
-        deadLetteredTo.set(partition, BigInt(batch.records.at(-1)!.offset));
+        deadLetteredTo.set(partition, BigInt(last!.offset));
       }
       /** Observes the pairs the offers joined; `joined` counts pairs: a label that joins a champion's and a shadow's prediction adds 2. */
       const settle = (outcomes: readonly (OfferResult | null)[]) => {
@@ -868,11 +884,16 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         // At most once: a reward not stored is kept for the next batch; one lost in a crash is not replayed.
         await bandit.flush(addReward).catch((error: unknown) => options.logger.warn({ err: error }, 'bandit rewards not stored yet'));
       }
-      records.inc({ stream, outcome: 'accepted' }, batch.records.length - reasons.length);
-      records.inc({ stream, outcome: 'dead_lettered' }, reasons.length);
-      const last = batch.records.at(-1);
-      if (batch.highWatermark !== undefined && last !== undefined) {
-        lag.set({ topic: batch.topic, partition: String(batch.partition) }, Number(BigInt(batch.highWatermark) - BigInt(last.offset) - 1n));
+      consumed.inc({ stream, outcome: 'accepted' }, records.length - reasons.length);
+      consumed.inc({ stream, outcome: 'dead_lettered' }, reasons.length);
+      if (last !== undefined) {
+        appliedTo.set(partition, BigInt(last.offset));
+        if (batch.highWatermark !== undefined) {
+          lag.set(
+            { topic: batch.topic, partition: String(batch.partition) },
+            Number(BigInt(batch.highWatermark) - BigInt(last.offset) - 1n),
+          );
+        }
       }
     },
   });

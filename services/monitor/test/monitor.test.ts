@@ -181,6 +181,45 @@ describe('monitor: a batch delivered again', () => {
   });
 });
 
+describe('monitor: a batch delivered again after it was applied', () => {
+  it('counts the records of a batch once when the consumer delivers them again (offsets not committed before a rebalance)', async () => {
+    const eventLog = new MemoryEventLog();
+    // Each batch is delivered in part, then whole: as Kafka delivers again, from the last
+    // committed offset, records a process applied already.
+    const subscribe = eventLog.subscribe.bind(eventLog);
+    eventLog.subscribe = async (options) =>
+      subscribe({
+        ...options,
+        eachBatch: async (batch) => {
+          await options.eachBatch({ ...batch, records: batch.records.slice(0, Math.ceil(batch.records.length / 2)) });
+          await options.eachBatch(batch);
+        },
+      });
+    const { registry } = await boot({ eventLog });
+    await eventLog.publish('predictions', [
+      { key: 'a', value: JSON.stringify(prediction('a', 0.9)) },
+      { key: 'a', value: JSON.stringify(prediction('b', 0.2)) },
+      { key: 'a', value: '{"prediction_id": 3' },
+    ]);
+    await waitFor(async () => /\{stream="predictions",outcome="accepted"\} 2\n/.test(await registry.metrics()), { what: 'the predictions' });
+    await eventLog.publish('labels', [
+      { key: 'a', value: JSON.stringify({ request_id: 'a', label: 1, ts: Date.now() }) },
+      { key: 'a', value: JSON.stringify({ request_id: 'b', label: 0, ts: Date.now() }) },
+    ]);
+    await waitFor(async () => /\{stream="labels",outcome="accepted"\} 2\n/.test(await registry.metrics()), { what: 'the labels' });
+    const text = await registry.metrics();
+    expect(text).toMatch(/\{stream="predictions",outcome="dead_lettered"\} 1\n/);
+    expect(text).toMatch(
+      /tributary_monitor_predictions_total\{model="fraud_detector",version="1",variant="champion",degraded="false"\} 2\n/,
+    );
+    expect(text).toMatch(/tributary_monitor_labels_total\{label="1"\} 1\n/);
+    expect(text).toMatch(/tributary_monitor_joins_total\{stream="labels",outcome="joined"\} 2\n/);
+    expect(text).not.toMatch(/outcome="duplicate"/);
+    expect(text).toMatch(/tributary_model_labelled_predictions\{model="fraud_detector",version="1",variant="champion",window="1h"\} 2\n/);
+    expect(eventLog.records('dead-letter')).toHaveLength(1);
+  });
+});
+
 describe('monitor: offers applied in part', () => {
   it('observes the pairs joined by offers that were applied before the others failed, once, though the batch is retried', async () => {
     const store = new MemoryJoinStore(DAY);
