@@ -49,12 +49,12 @@ describe.skipIf(unavailable !== null)(`Redis Cluster${unavailable ? ` (skipped: 
     try {
       const past = Date.now() - 1_000;
       const batch = [
-        { side: 'prediction' as const, requestId: 'w1', unit: 'champion:m:1', value: 'p', deadline: past },
-        { side: 'label' as const, requestId: 'w2', value: 'l', deadline: past },
+        { side: 'prediction' as const, requestId: 'w1', unit: 'champion:m:1', record: '0:1', value: 'p', deadline: past },
+        { side: 'label' as const, requestId: 'w2', record: '0:2', value: 'l', deadline: past },
       ];
       await expect(store.offer(batch)).rejects.toThrow('CLUSTERDOWN');
-      // The batch again: duplicates, whose sides still wait; indexed this time.
-      expect(await store.offer(batch)).toEqual([{ kind: 'duplicate' }, { kind: 'duplicate' }]);
+      // The batch again: answered as at first (the sides still wait); indexed this time.
+      expect(await store.offer(batch)).toEqual([{ kind: 'waiting' }, { kind: 'waiting' }]);
       expect(await store.sweep(Date.now(), 100)).toEqual({ predictions: 1, labels: 1, taken: 2 });
     } finally {
       await store.close();

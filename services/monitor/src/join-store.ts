@@ -3,16 +3,24 @@
  * days later, sometimes before the prediction is logged). A request may have several
  * predictions: the answering version's and each shadow's, one per prediction unit (variant,
  * model and version); its label joins every one of them, whichever comes first. Each side is
- * offered once per record; the store answers whether it is now joined, waiting, or a
- * duplicate (a replay after a restart, a unit logged twice, or a second label for one
- * request). Offers are atomic per request, so each prediction unit is joined exactly once
- * whatever the replays, and what waits survives restarts.
+ * offered by a record (its identity: for the monitor, the Kafka record's partition and
+ * offset); the store answers whether it is now joined, waiting, or a duplicate (another
+ * record of a side already there: a unit logged twice, or a second label for one request).
+ * Offers are atomic per request, so each prediction unit is joined exactly once whatever the
+ * replays, and what waits survives restarts.
+ *
+ * The same record offered again (its batch retried after the reply to its offers was lost, or
+ * replayed after a restart) is answered as at first: `waiting`, or `joined` with the same
+ * others (marked `again`), so that the joins of an offer whose answer never arrived are not
+ * lost. What that takes is kept with the sides, and goes with them at their deadline: a
+ * prediction a label joined stays (with its value) until its own deadline, for the label's
+ * answer; past the deadline of a side it joined, a record offered again is a duplicate.
  *
  * A label stays until its deadline even once it has joined, so that a prediction logged after
- * it (a shadow scored late) joins too. A waiting side is due at its deadline (event time + join
+ * it (a shadow scored late) joins too. A side is due at its deadline (event time + join
  * window); `sweep` removes what is due and counts it each exactly once even with several
- * monitors sweeping: a prediction unit still waiting is an expired prediction, a label is
- * unmatched only if it joined no prediction.
+ * monitors sweeping: a prediction unit that was never joined is an expired prediction, a label
+ * is unmatched only if it joined no prediction.
  *
  * On a single Redis, a batch of offers (one per record of a Kafka batch) is one script call
  * per 500 offers, all in one pipeline: a script per offer cost the client ~3x the CPU (one
@@ -31,7 +39,12 @@ export type Side = 'prediction' | 'label';
 interface OfferOf<S extends Side> {
   side: S;
   requestId: string;
-  /** The side's record, kept until joined (compact JSON). */
+  /**
+   * The record that offers the side, the same each time it is offered (the monitor's: the
+   * Kafka record's partition and offset in its topic): offered again, it gets its first answer.
+   */
+  record: string;
+  /** The side's record, kept until its deadline (compact JSON). */
   value: string;
   /** When it stops waiting (epoch ms): its event time plus the join window. */
   deadline: number;
@@ -45,9 +58,11 @@ export type Offer = (OfferOf<'prediction'> & { unit: string }) | OfferOf<'label'
 
 /**
  * `joined`: the values of the sides this offer joined, in the order of their units for a label
- * (every prediction waiting for it), the label's for a prediction.
+ * (every prediction waiting for it), the label's for a prediction. `again`: the record was
+ * offered before, and these are the joins its first offer made (the caller may have observed
+ * them then, or never got that answer).
  */
-export type OfferResult = { kind: 'waiting' } | { kind: 'duplicate' } | { kind: 'joined'; others: string[] };
+export type OfferResult = { kind: 'waiting' } | { kind: 'duplicate' } | { kind: 'joined'; others: string[]; again?: true };
 
 export interface SweepResult {
   predictions: number;
@@ -58,8 +73,8 @@ export interface SweepResult {
 
 /**
  * Offers that failed in part: `results` holds the answers of the offers that were applied
- * (null for the others). What they joined is joined once only: offered again, they are
- * duplicates, so the caller takes their joins from here before the batch is retried.
+ * (null for the others, some of which may have been applied without an answer). Offered
+ * again, each record gets its first answer: the batch can be retried as a whole.
  */
 export class OfferError extends Error {
   constructor(
@@ -99,7 +114,7 @@ export interface JoinStore {
    */
   offer(offers: Offer[]): Promise<OfferResult[]>;
   /**
-   * Removes and counts the waiting sides whose deadline is at or before `now` (at most `limit`).
+   * Removes and counts the sides whose deadline is at or before `now` (at most `limit`).
    * Fails with a SweepError counting what it removed when some sides could not be.
    */
   sweep(now: number, limit: number): Promise<SweepResult>;
@@ -109,14 +124,23 @@ export interface JoinStore {
 const DUPLICATE: OfferResult = Object.freeze({ kind: 'duplicate' });
 const WAITING: OfferResult = Object.freeze({ kind: 'waiting' });
 
+/** A side as kept: the record that offered it, and its value. */
+interface Kept {
+  record: string;
+  value: string;
+}
+
 /** A request's state: the Redis hash's fields, as the Redis store keeps them. */
 interface Entry {
-  /** Predictions waiting for the label, by unit (fields `p:<unit>`). */
-  waiting: Map<string, string>;
-  /** Units joined to the label (fields `j:<unit>`). */
-  joined: Set<string>;
+  /** Predictions by unit, waiting or joined by the label's offer, until their deadline (fields `p:<unit>`). */
+  predictions: Map<string, Kept>;
+  /**
+   * Units joined (fields `j:<unit>`): to the record of the prediction whose offer joined the
+   * label, or null when the label's offer joined the prediction.
+   */
+  joined: Map<string, string | null>;
   /** The label, until its deadline (field `label`). */
-  label?: string;
+  label?: Kept;
   /** Whether the label joined a prediction (field `labelled`): kept after the label's deadline. */
   labelled: boolean;
   /** When the entry itself is forgotten (the latest deadline of its sides plus the keep time). */
@@ -153,40 +177,51 @@ export class MemoryJoinStore implements JoinStore {
 
   async offer(offers: Offer[]): Promise<OfferResult[]> {
     return offers.map((offer) => {
-      const { requestId, value, deadline } = offer;
+      const { requestId, record, value, deadline } = offer;
       let entry = this.entries.get(requestId);
       if (entry && entry.forgetAt <= Date.now()) {
         this.entries.delete(requestId);
         entry = undefined;
       }
       if (entry === undefined) {
-        entry = { waiting: new Map(), joined: new Set(), labelled: false, forgetAt: 0 };
+        entry = { predictions: new Map(), joined: new Map(), labelled: false, forgetAt: 0 };
         this.entries.set(requestId, entry);
       }
       if (offer.side === 'prediction') {
         const { unit } = offer;
-        if (entry.waiting.has(unit) || entry.joined.has(unit)) return DUPLICATE;
+        const kept = entry.predictions.get(unit);
+        // Kept, it waited when first offered (the label, if any, joined it since).
+        if (kept !== undefined) return kept.record === record ? WAITING : DUPLICATE;
+        if (entry.joined.has(unit)) {
+          return entry.joined.get(unit) === record && entry.label !== undefined ? again([entry.label.value]) : DUPLICATE;
+        }
         this.keep(entry, requestId, deadline);
         if (entry.label !== undefined) {
-          entry.joined.add(unit);
+          entry.joined.set(unit, record);
           entry.labelled = true;
-          return { kind: 'joined', others: [entry.label] };
+          return { kind: 'joined', others: [entry.label.value] };
         }
-        entry.waiting.set(unit, value);
+        entry.predictions.set(unit, { record, value });
         this.due.push({ deadline, field: predictionField(unit), requestId });
         return WAITING;
       }
-      if (entry.label !== undefined || entry.labelled) return DUPLICATE;
+      if (entry.label !== undefined) {
+        if (entry.label.record !== record) return DUPLICATE;
+        // The same label: the predictions its offer joined, those still kept.
+        const units = [...entry.joined].filter(([, by]) => by === null).map(([unit]) => unit);
+        if (units.length === 0) return WAITING;
+        const kept = units.filter((unit) => entry.predictions.has(unit)).sort(byteOrder);
+        return kept.length === 0 ? DUPLICATE : again(kept.map((unit) => entry.predictions.get(unit)!.value));
+      }
+      if (entry.labelled) return DUPLICATE;
       this.keep(entry, requestId, deadline);
-      entry.label = value;
+      entry.label = { record, value };
       this.due.push({ deadline, field: LABEL_FIELD, requestId });
-      if (entry.waiting.size === 0) return WAITING;
-      const units = [...entry.waiting.keys()].sort(byteOrder);
-      const others = units.map((unit) => entry.waiting.get(unit)!);
-      for (const unit of units) entry.joined.add(unit);
-      entry.waiting.clear();
+      const units = [...entry.predictions.keys()].filter((unit) => !entry.joined.has(unit)).sort(byteOrder);
+      if (units.length === 0) return WAITING;
+      for (const unit of units) entry.joined.set(unit, null);
       entry.labelled = true;
-      return { kind: 'joined', others };
+      return { kind: 'joined', others: units.map((unit) => entry.predictions.get(unit)!.value) };
     });
   }
 
@@ -202,10 +237,11 @@ export class MemoryJoinStore implements JoinStore {
         if (entry.label === undefined) continue;
         entry.label = undefined;
         if (!entry.labelled) result.labels++;
-      } else if (entry.waiting.delete(field.slice(2))) {
-        result.predictions++;
+      } else {
+        const unit = field.slice(2);
+        if (entry.predictions.delete(unit) && !entry.joined.has(unit)) result.predictions++;
       }
-      if (entry.waiting.size === 0 && entry.joined.size === 0 && entry.label === undefined && !entry.labelled) {
+      if (entry.predictions.size === 0 && entry.joined.size === 0 && entry.label === undefined && !entry.labelled) {
         this.entries.delete(requestId);
       }
     }
@@ -225,6 +261,11 @@ export class MemoryJoinStore implements JoinStore {
   async close(): Promise<void> {}
 }
 
+/** The answer to a record offered again that joined `others` when first offered. */
+function again(others: string[]): OfferResult {
+  return { kind: 'joined', others, again: true };
+}
+
 /** The order of the predictions a label joins: by unit (the same in both stores). */
 function byteOrder(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
@@ -232,19 +273,24 @@ function byteOrder(a: string, b: string): number {
 
 /**
  * Offers a batch of sides, in order, in one script call. KEYS[i]: the hash `{rid}` of offer
- * i's request, with fields `p:<unit>` (a prediction waiting for the label), `j:<unit>` (a unit
- * joined), `label` (the label, until its deadline) and `labelled` (the label joined a
- * prediction). ARGV[4i-3] offer i's side (`prediction` or `label`), ARGV[4i-2] its unit (empty
- * for a label), ARGV[4i-1] its value, ARGV[4i] ms to keep the hash (at least). Returns one reply
- * per offer: 0 duplicate, 2 duplicate whose side still waits (its field is in the hash), 1
- * waiting, or what it joined: for a prediction `{label}`, for a
- * label the fields and values of the predictions that waited (`{p:<unit>, value, ...}`, in no
- * order: the client orders them by unit, as Lua's `<` follows the server's locale). A later
- * offer sees what the earlier ones did, as if each were its own call.
+ * i's request, with fields `p:<unit>` (a prediction, waiting or joined by the label's offer,
+ * until its deadline), `j:<unit>` (a unit joined: `l` when the label's offer joined it, else
+ * `p<record>`, the record of the prediction whose offer joined the label), `label` (the label,
+ * until its deadline) and `labelled` (the label joined a prediction). A kept side's value is
+ * led by its record's tag, `<length>:<record>` (a side kept by the previous version has none:
+ * its JSON starts with `{`, and no record is its own). ARGV[5i-4] offer i's side
+ * (`prediction` or `label`), ARGV[5i-3] its unit (empty for a label), ARGV[5i-2] its record,
+ * ARGV[5i-1] its value, ARGV[5i] ms to keep the hash (at least). Returns one reply per offer:
+ * 0 duplicate, 2 duplicate whose side is still kept (its field is in the hash), 1 waiting, or
+ * what it joined: for a prediction `{label}`, for a label the fields and values of the
+ * predictions that waited (`{p:<unit>, value, ...}`, in no order: the client orders them by
+ * unit, as Lua's `<` follows the server's locale), led by a 1 when the record was offered
+ * before and this is what its first offer joined. A later offer sees what the earlier ones
+ * did, as if each were its own call.
  *
  * On a single Redis the same script also writes the due index: one more key after the hashes,
- * KEYS[n+1] the sorted set of waiting sides by deadline, and after the 4n arguments of the
- * offers, 2n more: ARGV[4n+2i-1] offer i's deadline and ARGV[4n+2i] its member in the index.
+ * KEYS[n+1] the sorted set of waiting sides by deadline, and after the 5n arguments of the
+ * offers, 2n more: ARGV[5n+2i-1] offer i's deadline and ARGV[5n+2i] its member in the index.
  * A side that waits (a prediction not joined, a label that is not a duplicate) is added to
  * the index with its hash, atomically. (A cluster client cannot name the index beside a
  * request's key: it adds the members after the script, with ZADD.)
@@ -253,68 +299,106 @@ const offerScript = (indexed: boolean) => `
 local function keep(key, ms)
   if redis.call('PTTL', key) < tonumber(ms) then redis.call('PEXPIRE', key, ms) end
 end
+-- A kept side's value without its record's tag.
+local function valueOf(kept)
+  local digits = string.match(kept, '^(%d+):')
+  if not digits then return kept end
+  return string.sub(kept, #digits + 2 + tonumber(digits))
+end
 local indexed = ${indexed}
 local results, due, offers = {}, {}, #KEYS
 if indexed then offers = #KEYS - 1 end
 for i = 1, offers do
-  local key, side, unit, value, ms = KEYS[i], ARGV[4 * i - 3], ARGV[4 * i - 2], ARGV[4 * i - 1], ARGV[4 * i]
+  local key, side, unit, record, value, ms = KEYS[i], ARGV[5 * i - 4], ARGV[5 * i - 3], ARGV[5 * i - 2], ARGV[5 * i - 1], ARGV[5 * i]
+  local tag = #record .. ':' .. record
   if side == 'prediction' then
     local found = redis.call('HMGET', key, 'p:' .. unit, 'j:' .. unit, 'label')
     if found[1] then
-      results[i] = 2
+      -- Kept, it waited when first offered (the label, if any, joined it since).
+      if string.sub(found[1], 1, #tag) == tag then results[i] = 1 else results[i] = 2 end
     elseif found[2] then
-      results[i] = 0
+      if found[3] and found[2] == 'p' .. record then results[i] = { 1, valueOf(found[3]) } else results[i] = 0 end
     elseif found[3] then
-      redis.call('HSET', key, 'j:' .. unit, '1', 'labelled', '1')
+      redis.call('HSET', key, 'j:' .. unit, 'p' .. record, 'labelled', '1')
       keep(key, ms)
-      results[i] = { found[3] }
+      results[i] = { valueOf(found[3]) }
     else
-      redis.call('HSET', key, 'p:' .. unit, value)
+      redis.call('HSET', key, 'p:' .. unit, tag .. value)
       keep(key, ms)
       results[i] = 1
       if indexed then
-        due[#due + 1] = ARGV[4 * offers + 2 * i - 1]
-        due[#due + 1] = ARGV[4 * offers + 2 * i]
+        due[#due + 1] = ARGV[5 * offers + 2 * i - 1]
+        due[#due + 1] = ARGV[5 * offers + 2 * i]
       end
     end
   else
-    -- One read of the (small) hash: a label or a joined label makes this one a duplicate.
+    -- One read of the (small) hash: the label, the predictions and which of them are joined.
     local fields = redis.call('HGETALL', key)
-    local waiting, values, seen = {}, {}, false
+    local label, labelled, predictions, values, joined = nil, false, {}, {}, {}
     for f = 1, #fields, 2 do
       local name = fields[f]
       if name == 'label' then
-        seen = 2
-        break
+        label = fields[f + 1]
       elseif name == 'labelled' then
-        seen = 0
-      elseif string.sub(name, 1, 2) == 'p:' then
-        waiting[#waiting + 1] = name
-        values[name] = fields[f + 1]
+        labelled = true
+      else
+        local kind = string.sub(name, 1, 2)
+        if kind == 'p:' then
+          predictions[#predictions + 1] = name
+          values[name] = fields[f + 1]
+        elseif kind == 'j:' then
+          joined['p:' .. string.sub(name, 3)] = fields[f + 1]
+        end
       end
     end
-    if seen then
-      results[i] = seen
-    else
-      if #waiting == 0 then
-        redis.call('HSET', key, 'label', value)
-        results[i] = 1
+    if label then
+      if string.sub(label, 1, #tag) ~= tag then
+        results[i] = 2
       else
-        local joined, marks = {}, { 'label', value, 'labelled', '1' }
-        for w = 1, #waiting do
-          joined[2 * w - 1] = waiting[w]
-          joined[2 * w] = values[waiting[w]]
-          marks[#marks + 1] = 'j:' .. string.sub(waiting[w], 3)
-          marks[#marks + 1] = '1'
+        -- The same label: the predictions its offer joined, those still kept.
+        local again, joinedAny = { 1 }, false
+        for _, by in pairs(joined) do
+          if by == 'l' then joinedAny = true end
         end
-        redis.call('HDEL', key, unpack(waiting))
-        redis.call('HSET', key, unpack(marks))
-        results[i] = joined
+        for p = 1, #predictions do
+          if joined[predictions[p]] == 'l' then
+            again[#again + 1] = predictions[p]
+            again[#again + 1] = valueOf(values[predictions[p]])
+          end
+        end
+        if #again > 1 then
+          results[i] = again
+        elseif joinedAny then
+          results[i] = 2
+        else
+          results[i] = 1
+        end
       end
+    elseif labelled then
+      results[i] = 0
+    else
+      local reply, marks = {}, { 'label', tag .. value }
+      for p = 1, #predictions do
+        local name = predictions[p]
+        if not joined[name] then
+          reply[#reply + 1] = name
+          reply[#reply + 1] = valueOf(values[name])
+          marks[#marks + 1] = 'j:' .. string.sub(name, 3)
+          marks[#marks + 1] = 'l'
+        end
+      end
+      if #reply > 0 then
+        marks[#marks + 1] = 'labelled'
+        marks[#marks + 1] = '1'
+        results[i] = reply
+      else
+        results[i] = 1
+      end
+      redis.call('HSET', key, unpack(marks))
       keep(key, ms)
       if indexed then
-        due[#due + 1] = ARGV[4 * offers + 2 * i - 1]
-        due[#due + 1] = ARGV[4 * offers + 2 * i]
+        due[#due + 1] = ARGV[5 * offers + 2 * i - 1]
+        due[#due + 1] = ARGV[5 * offers + 2 * i]
       end
     end
   end
@@ -328,22 +412,27 @@ const OFFERS_PER_CALL = 500;
 
 /**
  * KEYS[1] the request's hash; ARGV[1] the due side's field (`p:<unit>` or `label`). Removes it;
- * 1 if it counts: a prediction still waiting, or a label that joined no prediction.
+ * 1 if it counts: a prediction never joined, or a label that joined no prediction.
  */
 const EXPIRE_SCRIPT = `
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
-if ARGV[1] == 'label' and redis.call('HEXISTS', KEYS[1], 'labelled') == 1 then return 0 end
+if ARGV[1] == 'label' then
+  if redis.call('HEXISTS', KEYS[1], 'labelled') == 1 then return 0 end
+elseif redis.call('HEXISTS', KEYS[1], 'j:' .. string.sub(ARGV[1], 3)) == 1 then
+  return 0
+end
 if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
 return 1
 `;
 
-type OfferReply = 0 | 1 | 2 | string[];
+/** An offer's reply: see `offerScript` (a joined reply led by the number 1 is answered again). */
+type OfferReply = 0 | 1 | 2 | (string | number)[];
 
 type RedisWithJoin = (Redis | Cluster) & {
-  /** `keys` (the hashes, then the due index) then, per hash, side, unit, value and ms to keep, then per hash its deadline and index member. */
+  /** `keys` (the hashes, then the due index) then, per hash, side, unit, record, value and ms to keep, then per hash its deadline and index member. */
   offerSides(keys: number, ...keysThenArgs: string[]): Promise<OfferReply[]>;
   /** The same script for one offer, its key first (a cluster client routes by it, redis/ioredis#2109). */
-  offerSide(key: string, side: string, unit: string, value: string, keepMs: string): Promise<OfferReply[]>;
+  offerSide(key: string, side: string, unit: string, record: string, value: string, keepMs: string): Promise<OfferReply[]>;
   expireSide(key: string, field: string): Promise<number>;
 };
 
@@ -403,7 +492,7 @@ export class RedisJoinStore implements JoinStore {
     if (this.cluster) {
       const settled = await Promise.allSettled(
         offers.map((o) =>
-          this.client.offerSide(this.key(o.requestId), o.side, o.side === 'prediction' ? o.unit : '', o.value, keep(o.deadline)),
+          this.client.offerSide(this.key(o.requestId), o.side, o.side === 'prediction' ? o.unit : '', o.record, o.value, keep(o.deadline)),
         ),
       );
       return settled.map((s) => (s.status === 'fulfilled' ? s.value : { error: s.reason as unknown }));
@@ -412,18 +501,19 @@ export class RedisJoinStore implements JoinStore {
     const dueKey = this.dueKey;
     for (let start = 0; start < offers.length; start += OFFERS_PER_CALL) {
       const count = Math.min(OFFERS_PER_CALL, offers.length - start);
-      // The hashes and the due index, then 4 arguments per offer, then its deadline and index member.
-      const keysThenArgs = new Array<string>(count * 7 + 1);
+      // The hashes and the due index, then 5 arguments per offer, then its deadline and index member.
+      const keysThenArgs = new Array<string>(count * 8 + 1);
       for (let i = 0; i < count; i++) {
         const offer = offers[start + i]!;
         keysThenArgs[i] = this.key(offer.requestId);
-        const arg = count + 1 + 4 * i;
+        const arg = count + 1 + 5 * i;
         const prediction = offer.side === 'prediction';
         keysThenArgs[arg] = offer.side;
         keysThenArgs[arg + 1] = prediction ? offer.unit : '';
-        keysThenArgs[arg + 2] = offer.value;
-        keysThenArgs[arg + 3] = keep(offer.deadline);
-        const indexed = count + 1 + 4 * count + 2 * i;
+        keysThenArgs[arg + 2] = offer.record;
+        keysThenArgs[arg + 3] = offer.value;
+        keysThenArgs[arg + 4] = keep(offer.deadline);
+        const indexed = count + 1 + 5 * count + 2 * i;
         keysThenArgs[indexed] = String(offer.deadline);
         keysThenArgs[indexed + 1] = dueMember(prediction ? predictionField(offer.unit) : LABEL_FIELD, offer.requestId);
       }
@@ -444,7 +534,8 @@ export class RedisJoinStore implements JoinStore {
     for (let call = 0; call < calls.length; call++) {
       const reply = calls[call]!;
       if (!Array.isArray(reply)) {
-        // The offers of a call that failed: no answer (the script may have applied a part of them).
+        // The offers of a call that failed: no answer (the script may have applied a part of them,
+        // or all: a reply lost with the connection); offered again, they get their first answers.
         failure ??= reply.error;
         const size = this.cluster ? 1 : Math.min(OFFERS_PER_CALL, offers.length - results.length);
         for (let i = 0; i < size; i++) results.push(null);
@@ -452,10 +543,11 @@ export class RedisJoinStore implements JoinStore {
       }
       for (const answer of reply) {
         const offer = offers[results.length]!;
-        // A label stays until its deadline, joined or not; a prediction only while it waits.
-        // (On a single Redis the script has indexed them already.) On a cluster, a replayed
-        // side still waiting is indexed again: the first offer's ZADD may have failed after its
-        // script (NX: an entry there keeps its deadline).
+        // A side is indexed when it is kept: a label until its deadline, joined or not; a
+        // prediction that waited (the label may have joined it since). (On a single Redis the
+        // script has indexed them already.) On a cluster, a side offered again and still kept is
+        // indexed again: the first offer's ZADD may have failed after its script (NX: an entry
+        // there keeps its deadline).
         if (this.cluster) {
           if (offer.side === 'label') {
             if (answer !== 0) due.push(offer.deadline, dueMember(LABEL_FIELD, offer.requestId));
@@ -465,14 +557,19 @@ export class RedisJoinStore implements JoinStore {
         }
         if (answer === 0 || answer === 2) {
           results.push(DUPLICATE);
-          continue;
+        } else if (answer === 1) {
+          results.push(WAITING);
+        } else {
+          const repeated = typeof answer[0] === 'number';
+          const values = (repeated ? answer.slice(1) : answer) as string[];
+          const others = offer.side === 'label' ? byUnit(values) : values;
+          results.push(repeated ? again(others) : { kind: 'joined', others });
         }
-        results.push(answer === 1 ? WAITING : { kind: 'joined', others: offer.side === 'label' ? byUnit(answer) : answer });
       }
     }
     if (results.length !== offers.length) throw new Error(`label join: ${offers.length} offers but ${results.length} replies`);
     // The index is written after the sides: a side whose index entry was lost (a crash, a
-    // failed ZADD) is offered again on replay, a duplicate then, and indexed again.
+    // failed ZADD) is offered again on replay, and indexed again.
     if (due.length > 0) {
       try {
         await this.client.zadd(this.dueKey, 'NX', ...due);

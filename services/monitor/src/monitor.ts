@@ -26,7 +26,7 @@ import {
   type Registry,
   type Subscription,
 } from '@tributary/shared';
-import { OfferError, SweepError, type JoinStore, type Offer, type OfferResult } from './join-store.js';
+import { SweepError, type JoinStore, type Offer } from './join-store.js';
 import { DriftBoard, type DriftSeries } from './drift.js';
 import { predictionRecords } from './prediction-record.js';
 import { FixedHistogram, type HistogramSeries } from './histogram.js';
@@ -154,6 +154,11 @@ function lateDetail(field: string, time: number | string, joinWindowMs: number):
   return `${field} ${JSON.stringify(time)} is older than the join window (${joinWindowMs} ms) allows: it could no longer be joined`;
 }
 
+/** A record's identity in the join store: its partition and offset (the side tells the topic). */
+function recordId(record: LogRecord): string {
+  return `${record.partition}:${record.offset}`;
+}
+
 /** The records of a batch after `offset` (all of them when it is undefined): records are in offset order. */
 function recordsAfter(records: LogRecord[], offset: bigint | undefined): LogRecord[] {
   if (offset === undefined) return records;
@@ -221,6 +226,17 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         name: 'tributary_monitor_joins_total',
         help: 'Predictions and labels offered to the label join, by outcome: joined (pairs made: a label joining 2 predictions of a request counts 2), waiting, duplicate (a replay or a second label)',
         labelNames: ['stream', 'outcome'],
+        registers,
+      }),
+  );
+  const joinsAgain = metric(
+    options.registry,
+    'tributary_monitor_joins_again_total',
+    () =>
+      new Counter({
+        name: 'tributary_monitor_joins_again_total',
+        help: 'Pairs of joins_total{outcome="joined"} answered to a record offered again (its batch retried after the answer was lost, or delivered again after a restart or a rebalance): the store answers a record as it did first; a process that stopped may have counted them before',
+        labelNames: ['stream'],
         registers,
       }),
   );
@@ -548,14 +564,15 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     return age;
   };
   const bandit = new BanditRewards();
-  const joined = (prediction: WaitingPrediction, label: WaitingLabel) => {
+  /** Observes a pair; `reward`: it is a bandit trial (not when the pair may have been observed before, by another process). */
+  const joined = (prediction: WaitingPrediction, label: WaitingLabel, reward: boolean) => {
     const now = clock();
     const series = servedSeriesOf(prediction.model, prediction.version, prediction.variant);
     series.seenAt = now;
     series.delay ??= labelDelay.seriesOf(series.model, series.version, series.variant);
     series.delay.observe(Math.max(0, (label.at - prediction.predicted_at) / 1000));
     board.observeIn(series.quality, prediction.score, label.label, now, prediction.slices);
-    bandit.observe(prediction, label.label, options.thresholdOf(prediction.model, prediction.version));
+    if (reward) bandit.observe(prediction, label.label, options.thresholdOf(prediction.model, prediction.version));
   };
   // The features each (bounded) model and version was served defaults for: the label sets of
   // `defaults`, to drop with the version when it is retired.
@@ -802,6 +819,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           offers.push({
             side: 'prediction',
             requestId: p.request_id,
+            record: recordId(record),
             // The answering version and each shadow of a request are joined to its label apart.
             unit: series.unit,
             value: JSON.stringify(waiting),
@@ -830,6 +848,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           offers.push({
             side: 'label',
             requestId: decoded.value.request_id,
+            record: recordId(record),
             value: JSON.stringify(waiting),
             deadline: waiting.at + options.joinWindowMs,
           });
@@ -842,43 +861,40 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         await options.eventLog.publish(options.topics.deadLetter, rejected);
         deadLetteredTo.set(partition, BigInt(last!.offset));
       }
-      /** Observes the pairs the offers joined; `joined` counts pairs: a label that joins a champion's and a shadow's prediction adds 2. */
-      const settle = (outcomes: readonly (OfferResult | null)[]) => {
-        const outcomeCounts = { joined: 0, waiting: 0, duplicate: 0 };
-        for (let i = 0; i < outcomes.length; i++) {
-          const outcome = outcomes[i];
-          if (!outcome) continue;
-          if (outcome.kind !== 'joined') {
-            outcomeCounts[outcome.kind]++;
-            continue;
-          }
-          outcomeCounts.joined += outcome.others.length;
-          const side = sides[i]!;
-          for (const other of outcome.others) {
-            if (stream === 'predictions') joined(side as WaitingPrediction, JSON.parse(other) as WaitingLabel);
-            else joined(JSON.parse(other) as WaitingPrediction, side as WaitingLabel);
-          }
-        }
-        for (const outcome of ['joined', 'waiting', 'duplicate'] as const) {
-          if (outcomeCounts[outcome] > 0) joins.inc({ stream, outcome }, outcomeCounts[outcome]);
-        }
-      };
-      // Offers are durable before the batch is committed: a replay finds them and is a duplicate.
-      let outcomes: OfferResult[];
-      try {
-        outcomes = await options.joins.offer(offers);
-      } catch (error) {
-        // Offers applied in part: the pairs they joined would be duplicates when the batch comes
-        // again, so they are observed now (only the joins: the rest of the batch counts then).
-        if (error instanceof OfferError) settle(error.results.map((r) => (r?.kind === 'joined' ? r : null)));
-        throw error;
-      }
+      // Offers are durable before the batch is committed. Should they fail, even after the store
+      // applied them (a reply lost with the connection), the batch comes again and each record
+      // gets the answer of its first offer: the pairs it joined are observed then.
+      const outcomes = await options.joins.offer(offers);
       applyPredictions(observedSeries, observed, observedAt);
       labelCounts.forEach((count, label) => {
         if (count > 0) labels.inc({ label: String(label) }, count);
       });
       for (const reason of reasons) deadLettered.inc({ consumer: options.groupId, reason });
-      settle(outcomes);
+      // `joined` counts pairs: a label that joins a champion's and a shadow's prediction adds 2.
+      const outcomeCounts = { joined: 0, waiting: 0, duplicate: 0 };
+      let joinedAgain = 0;
+      for (let i = 0; i < outcomes.length; i++) {
+        const outcome = outcomes[i]!;
+        if (outcome.kind !== 'joined') {
+          outcomeCounts[outcome.kind]++;
+          continue;
+        }
+        outcomeCounts.joined += outcome.others.length;
+        // Answered again: the record was offered before, by this process (the answer was lost) or
+        // by another (stopped since, or of another group), which may have observed the pairs:
+        // they are not bandit trials again.
+        const first = outcome.again !== true;
+        if (!first) joinedAgain += outcome.others.length;
+        const side = sides[i]!;
+        for (const other of outcome.others) {
+          if (stream === 'predictions') joined(side as WaitingPrediction, JSON.parse(other) as WaitingLabel, first);
+          else joined(JSON.parse(other) as WaitingPrediction, side as WaitingLabel, first);
+        }
+      }
+      for (const outcome of ['joined', 'waiting', 'duplicate'] as const) {
+        if (outcomeCounts[outcome] > 0) joins.inc({ stream, outcome }, outcomeCounts[outcome]);
+      }
+      if (joinedAgain > 0) joinsAgain.inc({ stream }, joinedAgain);
       const addReward = options.rollouts?.addReward;
       if (addReward) {
         // At most once: a reward not stored is kept for the next batch; one lost in a crash is not replayed.

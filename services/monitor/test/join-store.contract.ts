@@ -4,16 +4,30 @@ import { createRandom } from '@tributary/shared';
 import type { JoinStore, Offer, OfferResult } from '../src/join-store.js';
 
 const HOUR = 3_600_000;
+/** A new record's identity: each side made by the helpers below is its own record (offer the same object to offer it again). */
+let records = 0;
+const newRecord = () => `${++records}`;
 const prediction = (requestId: string, deadline = Date.now() + HOUR, unit = 'champion:m:1'): Offer => ({
   side: 'prediction',
   requestId,
   unit,
+  record: newRecord(),
   value: unit === 'champion:m:1' ? `p:${requestId}` : `p:${requestId}:${unit}`,
   deadline,
 });
 const shadow = (requestId: string, deadline = Date.now() + HOUR): Offer => prediction(requestId, deadline, 'shadow:m:2');
-const label = (requestId: string, deadline = Date.now() + HOUR): Offer => ({ side: 'label', requestId, value: `l:${requestId}`, deadline });
+const label = (requestId: string, deadline = Date.now() + HOUR): Offer => ({
+  side: 'label',
+  requestId,
+  record: newRecord(),
+  value: `l:${requestId}`,
+  deadline,
+});
 const joined = (...others: string[]): OfferResult => ({ kind: 'joined', others });
+/** The answer to a record offered again whose first offer joined `others`. */
+const again = (...others: string[]): OfferResult => ({ kind: 'joined', others, again: true });
+const WAITING: OfferResult = { kind: 'waiting' };
+const DUPLICATE: OfferResult = { kind: 'duplicate' };
 
 /** The prediction units of the random streams: an answering version and two shadows. */
 const UNITS = ['champion:m:1', 'shadow:m:2', 'shadow:m:3'];
@@ -21,27 +35,50 @@ const UNITS = ['champion:m:1', 'shadow:m:2', 'shadow:m:3'];
 /**
  * A random stream of offers on a few hundred requests, so that requests see both orders
  * (label first, predictions first), one to three prediction units each, duplicates of either
- * side before and after their join, and offers of one request far apart in the stream. Each
- * value names its offer.
+ * side before and after their join, records offered again (one offer in ten repeats an
+ * earlier one), and offers of one request far apart in the stream. Each value names its offer.
  */
 export function randomOffers(seed: number, count: number, requests: number): Offer[] {
   const random = createRandom(seed);
   const deadline = Date.now() + HOUR;
-  return Array.from({ length: count }, (_, i): Offer => {
+  const offers: Offer[] = [];
+  for (let i = 0; i < count; i++) {
+    if (i > 0 && random.next() < 0.1) {
+      offers.push(offers[random.int(i)]!);
+      continue;
+    }
     const requestId = `q${random.int(requests)}`;
-    if (random.next() < 0.4) return { side: 'label', requestId, value: `l:${requestId}:${i}`, deadline };
+    const record = `s${i}`;
+    if (random.next() < 0.4) {
+      offers.push({ side: 'label', requestId, record, value: `l:${requestId}:${i}`, deadline });
+      continue;
+    }
     const unit = UNITS[random.next() < 0.6 ? 0 : 1 + random.int(2)]!;
-    return { side: 'prediction', requestId, unit, value: `p:${requestId}:${unit}:${i}`, deadline };
-  });
+    offers.push({ side: 'prediction', requestId, unit, record, value: `p:${requestId}:${unit}:${i}`, deadline });
+  }
+  return offers;
 }
 
-/** Each request's state, as offers of every side (applied after the stream) reveal it. */
+/**
+ * Each request's state, as offers applied after the stream reveal it: every offer of the stream
+ * again (what its record is answered now), then a new record of every side.
+ */
 export function probes(offers: Offer[]): Offer[] {
   const deadline = Date.now() + HOUR;
-  return [...new Set(offers.map((o) => o.requestId))].flatMap((requestId): Offer[] => [
-    ...UNITS.map((unit): Offer => ({ side: 'prediction', requestId, unit, value: `probe-p:${requestId}:${unit}`, deadline })),
-    { side: 'label', requestId, value: `probe-l:${requestId}`, deadline },
-  ]);
+  return [
+    ...offers,
+    ...[...new Set(offers.map((o) => o.requestId))].flatMap((requestId): Offer[] => [
+      ...UNITS.map((unit): Offer => ({
+        side: 'prediction',
+        requestId,
+        unit,
+        record: `probe-p:${requestId}:${unit}`,
+        value: `probe-p:${requestId}:${unit}`,
+        deadline,
+      })),
+      { side: 'label', requestId, record: `probe-l:${requestId}`, value: `probe-l:${requestId}`, deadline },
+    ]),
+  ];
 }
 
 export function joinStoreContract(name: string, create: () => Promise<JoinStore>): void {
@@ -83,7 +120,7 @@ export function joinStoreContract(name: string, create: () => Promise<JoinStore>
       ]);
     });
 
-    it('joins each request once: replays of either side, before or after the join, are duplicates', async () => {
+    it('joins each request once: other records of either side, before or after the join, are duplicates', async () => {
       store = await create();
       expect(await store.offer([prediction('e'), prediction('e')])).toEqual([{ kind: 'waiting' }, { kind: 'duplicate' }]);
       expect(await store.offer([label('e'), label('e'), prediction('e')])).toEqual([
@@ -122,9 +159,12 @@ export function joinStoreContract(name: string, create: () => Promise<JoinStore>
         const single: OfferResult[] = [];
         for (const offer of offers) single.push(...(await other.offer([offer])));
         expect(batched).toEqual(single);
-        // Every outcome occurs: joins on a label and on a prediction (its label came first), duplicates.
-        const kinds = batched.map((r, i) => (r.kind === 'joined' ? `joined-${offers[i]!.side}` : r.kind));
-        expect(new Set(kinds)).toEqual(new Set(['waiting', 'duplicate', 'joined-label', 'joined-prediction']));
+        // Every outcome occurs: joins on a label and on a prediction (its label came first), each
+        // answered again to its record offered again, duplicates.
+        const kinds = batched.map((r, i) => (r.kind === 'joined' ? `joined-${offers[i]!.side}${r.again ? '-again' : ''}` : r.kind));
+        expect(new Set(kinds)).toEqual(
+          new Set(['waiting', 'duplicate', 'joined-label', 'joined-prediction', 'joined-label-again', 'joined-prediction-again']),
+        );
         // Labels that joined several predictions at once occur too.
         expect(batched.some((r) => r.kind === 'joined' && r.others.length > 1)).toBe(true);
         expect(await store.offer(probes(offers))).toEqual(await other.offer(probes(offers)));
@@ -138,7 +178,7 @@ export function joinStoreContract(name: string, create: () => Promise<JoinStore>
       store = await create();
       expect(await store.offer([label('m1')])).toEqual([{ kind: 'waiting' }]);
       expect(await store.offer([prediction('m1'), shadow('m1')])).toEqual([joined('l:m1'), joined('l:m1')]);
-      // Replays of any side are duplicates; the label still waits for units it has not seen.
+      // Other records of any side are duplicates; the label still waits for units it has not seen.
       expect(await store.offer([prediction('m1'), shadow('m1'), label('m1')])).toEqual([
         { kind: 'duplicate' },
         { kind: 'duplicate' },
@@ -183,6 +223,55 @@ export function joinStoreContract(name: string, create: () => Promise<JoinStore>
       expect(await store.sweep(now, 100)).toMatchObject({ predictions: 1, labels: 0 });
       expect(await store.offer([label('o', now + HOUR)])).toEqual([joined('p:o')]);
       expect(await store.sweep(now + 2 * HOUR, 100)).toMatchObject({ predictions: 1, labels: 0 });
+    });
+
+    it('answers a record offered again as its first offer was answered: waiting, or joined with the same others', async () => {
+      store = await create();
+      // Prediction first: it waits, the label joins it.
+      const [pa, la] = [prediction('a'), label('a')];
+      expect(await store.offer([pa])).toEqual([WAITING]);
+      expect(await store.offer([pa])).toEqual([WAITING]);
+      expect(await store.offer([la])).toEqual([joined('p:a')]);
+      // Both offered again (the answers lost): the label's join again, the prediction waited.
+      expect(await store.offer([la, pa])).toEqual([again('p:a'), WAITING]);
+      // Label first: it waits, the champion and the shadow join it.
+      const [lb, pb, sb] = [label('b'), prediction('b'), shadow('b')];
+      expect(await store.offer([lb])).toEqual([WAITING]);
+      expect(await store.offer([pb, sb])).toEqual([joined('l:b'), joined('l:b')]);
+      expect(await store.offer([sb, lb, pb])).toEqual([again('l:b'), WAITING, again('l:b')]);
+      // A label that joined two predictions: both again, in the order of their units.
+      const [sc, pc, lc] = [shadow('c'), prediction('c'), label('c')];
+      expect(await store.offer([sc, pc, lc])).toEqual([WAITING, WAITING, joined('p:c', 'p:c:shadow:m:2')]);
+      expect(await store.offer([lc, sc, pc])).toEqual([again('p:c', 'p:c:shadow:m:2'), WAITING, WAITING]);
+      // A prediction logged after that join joins the label once; the label offered again still
+      // answers only what its own offer joined.
+      const third = prediction('c', undefined, 'shadow:m:3');
+      expect(await store.offer([third, lc, third])).toEqual([joined('l:c'), again('p:c', 'p:c:shadow:m:2'), again('l:c')]);
+      // Other records of a side already there stay duplicates.
+      expect(await store.offer([prediction('a'), label('a'), shadow('b'), label('b'), prediction('c'), label('c')])).toEqual(
+        Array.from({ length: 6 }, () => DUPLICATE),
+      );
+    });
+
+    it('answers a record offered twice in one call as in two calls', async () => {
+      store = await create();
+      const [pd, ld, le] = [prediction('d'), label('d'), label('e')];
+      expect(await store.offer([pd, ld, pd, ld, le, le])).toEqual([WAITING, joined('p:d'), WAITING, again('p:d'), WAITING, WAITING]);
+    });
+
+    it('keeps what answers a record again until the deadline of the sides it joined, and never counts those as expired', async () => {
+      store = await create();
+      const now = Date.now();
+      // f: the prediction, due now, joined by a label due later. g: the label, due now, joined by a prediction due later.
+      const [pf, lf] = [prediction('f', now - 10), label('f', now + HOUR)];
+      const [lg, pg] = [label('g', now - 10), prediction('g', now + HOUR)];
+      expect(await store.offer([pf, lf, lg, pg])).toEqual([WAITING, joined('p:f'), WAITING, joined('l:g')]);
+      expect(await store.offer([lf, pg])).toEqual([again('p:f'), again('l:g')]);
+      // Both joined sides are removed at their deadline, not counted.
+      expect(await store.sweep(now, 100)).toEqual({ predictions: 0, labels: 0, taken: 2 });
+      // What they joined is gone: offered again, each is a duplicate (its joins were answered).
+      expect(await store.offer([lf, pg, pf, lg])).toEqual([DUPLICATE, DUPLICATE, DUPLICATE, DUPLICATE]);
+      expect(await store.sweep(now + 2 * HOUR, 100)).toEqual({ predictions: 0, labels: 0, taken: 1 });
     });
 
     it('sweeps at most `limit` sides per call, oldest first', async () => {

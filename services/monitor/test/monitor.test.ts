@@ -201,7 +201,9 @@ describe('monitor: a batch delivered again after it was applied', () => {
       { key: 'a', value: JSON.stringify(prediction('b', 0.2)) },
       { key: 'a', value: '{"prediction_id": 3' },
     ]);
-    await waitFor(async () => /\{stream="predictions",outcome="accepted"\} 2\n/.test(await registry.metrics()), { what: 'the predictions' });
+    await waitFor(async () => /\{stream="predictions",outcome="accepted"\} 2\n/.test(await registry.metrics()), {
+      what: 'the predictions',
+    });
     await eventLog.publish('labels', [
       { key: 'a', value: JSON.stringify({ request_id: 'a', label: 1, ts: Date.now() }) },
       { key: 'a', value: JSON.stringify({ request_id: 'b', label: 0, ts: Date.now() }) },
@@ -220,7 +222,42 @@ describe('monitor: a batch delivered again after it was applied', () => {
   });
 });
 
-describe('monitor: offers applied in part', () => {
+describe('monitor: offers whose answers were lost', () => {
+  it('observes the pairs joined by a batch whose reply was lost after the store applied it, once, when the batch is retried', async () => {
+    const store = new MemoryJoinStore(DAY);
+    let replyLost = false;
+    const joins: MemoryJoinStore = Object.assign(Object.create(store) as MemoryJoinStore, {
+      offer: async (offers: Parameters<MemoryJoinStore['offer']>[0]) => {
+        const results = await store.offer(offers);
+        if (offers[0]?.side === 'label' && !replyLost) {
+          // Applied, and the connection dropped before the answer.
+          replyLost = true;
+          throw new Error('Connection is closed.');
+        }
+        return results;
+      },
+    });
+    const { eventLog, registry } = await boot({ joins });
+    const shadow = { ...prediction('a', 0.2), prediction_id: 's-a', model: { name: 'fraud_detector', version: '2' }, variant: 'shadow' };
+    await eventLog.publish('predictions', [
+      { key: 'a', value: JSON.stringify(prediction('a', 0.9)) },
+      { key: 'a', value: JSON.stringify(shadow) },
+    ]);
+    await waitFor(async () => /\{stream="predictions",outcome="accepted"\} 2/.test(await registry.metrics()), { what: 'the predictions' });
+    await eventLog.publish('labels', [{ key: 'a', value: JSON.stringify({ request_id: 'a', label: 1, ts: Date.now() }) }]);
+    await waitFor(async () => /\{stream="labels",outcome="accepted"\} 1/.test(await registry.metrics()), { what: 'the label' });
+    expect(replyLost).toBe(true);
+    const text = await registry.metrics();
+    // The label joined both predictions in the call whose reply was lost: observed once each.
+    expect(text).toMatch(/tributary_model_labelled_predictions\{model="fraud_detector",version="1",variant="champion",window="1h"\} 1\n/);
+    expect(text).toMatch(/tributary_model_labelled_predictions\{model="fraud_detector",version="2",variant="shadow",window="1h"\} 1\n/);
+    expect(text).toMatch(/tributary_monitor_joins_total\{stream="labels",outcome="joined"\} 2\n/);
+    expect(text).toMatch(/tributary_monitor_joins_again_total\{stream="labels"\} 2\n/);
+    expect(text).not.toMatch(/outcome="duplicate"/);
+    expect(text).toMatch(/tributary_monitor_label_delay_seconds_count\{model="fraud_detector",version="1",variant="champion"\} 1\n/);
+    expect(text).toMatch(/tributary_monitor_labels_total\{label="1"\} 1\n/);
+  });
+
   it('observes the pairs joined by offers that were applied before the others failed, once, though the batch is retried', async () => {
     const store = new MemoryJoinStore(DAY);
     let failLabels = true;
@@ -250,6 +287,43 @@ describe('monitor: offers applied in part', () => {
     expect(text).toMatch(/tributary_monitor_labels_total\{label="1"\} 1\n/);
     expect(text).toMatch(/tributary_monitor_label_delay_seconds_count\{model="fraud_detector",version="1",variant="champion"\} 1\n/);
   });
+
+  it('observes the pairs answered again to records another process offered, but gives no bandit reward for them again', async () => {
+    const joins = new MemoryJoinStore(DAY);
+    const rewards: [string, number, number][] = [];
+    const rollouts = {
+      addReward: async (_model: string, version: string, trials: number, reward: number) => void rewards.push([version, trials, reward]),
+    };
+    const { eventLog, registry } = await boot({ joins, rollouts });
+    await eventLog.publish('predictions', [{ key: 'a', value: JSON.stringify({ ...prediction('a', 0.9), variant: 'bandit' }) }]);
+    await eventLog.publish('labels', [{ key: 'a', value: JSON.stringify({ request_id: 'a', label: 1, ts: Date.now() }) }]);
+    await waitFor(async () => /\{stream="labels",outcome="joined"\} 1/.test(await registry.metrics()), { what: 'the join' });
+    expect(rewards).toEqual([['1', 1, 1]]);
+    // Another process (a group replaying the topics) offers the same records to the same store.
+    const replaying = createRegistry({ defaultMetrics: false });
+    const other = await startMonitor({
+      eventLog,
+      topics: { predictions: 'predictions', labels: 'labels', deadLetter: 'dead-letter' },
+      groupId: 'monitor-replay',
+      registry: replaying,
+      logger: createLogger('test', 'silent'),
+      joins: Object.assign(Object.create(joins) as MemoryJoinStore, { close: async () => {} }),
+      joinWindowMs: DAY,
+      thresholdOf: () => 0.5,
+      profileOf: () => null,
+      maxSeries: 10,
+      rollouts,
+    });
+    try {
+      await waitFor(async () => /\{stream="labels",outcome="accepted"\} 1/.test(await replaying.metrics()), { what: 'the replay' });
+      const text = await replaying.metrics();
+      expect(text).toMatch(/tributary_model_labelled_predictions\{model="fraud_detector",version="1",variant="bandit",window="1h"\} 1\n/);
+      expect(text).toMatch(/tributary_monitor_joins_again_total\{stream="[a-z]+"\} 1\n/);
+      expect(rewards).toEqual([['1', 1, 1]]);
+    } finally {
+      await other.stop();
+    }
+  });
 });
 
 describe('monitor: expiry', () => {
@@ -276,6 +350,7 @@ describe('monitor: expiry', () => {
         side: 'prediction' as const,
         requestId: `r${i}`,
         unit: 'champion:m:1',
+        record: `${i}`,
         value: 'p',
         deadline: past,
       })),

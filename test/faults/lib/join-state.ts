@@ -2,7 +2,8 @@
  * What the monitor's join store in Redis holds for a request (`<prefix>join:{<request id>}`),
  * read by the verifiers. Two layouts are understood: one prediction per request (fields
  * `prediction`, `label`, and `joined` once joined) and one per prediction unit (fields
- * `p:<unit>` waiting, `j:<unit>` joined, `label` until its deadline, `labelled` once it joined).
+ * `p:<unit>` a prediction until its deadline, waiting unless `j:<unit>` says it is joined,
+ * `label` until its deadline, `labelled` once it joined).
  */
 import type { Redis } from 'ioredis';
 
@@ -21,7 +22,7 @@ export function joinState(hash: Record<string, string>): JoinState {
   const joined = 'joined' in hash || 'labelled' in hash || fields.some((f) => f.startsWith('j:'));
   return {
     joined,
-    predictionWaiting: 'prediction' in hash || fields.some((f) => f.startsWith('p:')),
+    predictionWaiting: 'prediction' in hash || fields.some((f) => f.startsWith('p:') && !(`j:${f.slice(2)}` in hash)),
     labelWaiting: 'label' in hash && !joined,
     fields,
   };
