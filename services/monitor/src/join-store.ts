@@ -413,16 +413,37 @@ const OFFERS_PER_CALL = 500;
 /**
  * KEYS[1] the request's hash; ARGV[1] the due side's field (`p:<unit>` or `label`). Removes it;
  * 1 if it counts: a prediction never joined, or a label that joined no prediction.
+ *
+ * A hash that held a prediction (a value longer than Redis's `hash-max-listpack-value`, 64
+ * bytes by default) is a hashtable, and stays one when the prediction leaves: once none is
+ * left, it is written anew, so that what it keeps until it expires (the joined markers, the
+ * label) takes a listpack's room, about 200 bytes less.
  */
 const EXPIRE_SCRIPT = `
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
-if ARGV[1] == 'label' then
-  if redis.call('HEXISTS', KEYS[1], 'labelled') == 1 then return 0 end
-elseif redis.call('HEXISTS', KEYS[1], 'j:' .. string.sub(ARGV[1], 3)) == 1 then
-  return 0
+local key, field = KEYS[1], ARGV[1]
+if redis.call('HDEL', key, field) == 0 then return 0 end
+local counts
+if field == 'label' then
+  counts = redis.call('HEXISTS', key, 'labelled') == 0
+else
+  counts = redis.call('HEXISTS', key, 'j:' .. string.sub(field, 3)) == 0
 end
-if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
-return 1
+if redis.call('HLEN', key) == 0 then
+  redis.call('DEL', key)
+elseif field ~= 'label' and redis.call('OBJECT', 'ENCODING', key) == 'hashtable' then
+  local fields = redis.call('HGETALL', key)
+  for f = 1, #fields, 2 do
+    if string.sub(fields[f], 1, 2) == 'p:' then fields = nil break end
+  end
+  if fields then
+    local ttl = redis.call('PTTL', key)
+    redis.call('DEL', key)
+    redis.call('HSET', key, unpack(fields))
+    if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+  end
+end
+if counts then return 1 end
+return 0
 `;
 
 /** An offer's reply: see `offerScript` (a joined reply led by the number 1 is answered again). */

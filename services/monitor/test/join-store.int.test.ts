@@ -121,6 +121,33 @@ describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : 
     }
   });
 
+  it('writes the hash of a joined request anew once its predictions are due: compact, with its fields and its expiry', async () => {
+    const prefix = `${uniqueName('join')}:`;
+    const store = deletingKeysOnClose(new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000), services.redisUrl!, prefix);
+    const client = new Redis(services.redisUrl!);
+    try {
+      const now = Date.now();
+      // A prediction's value longer than a listpack takes (64 bytes by default): the hash is a hashtable.
+      const value = JSON.stringify({ model: 'fraud_detector', version: '1', variant: 'champion', score: 0.25, predicted_at: now });
+      const prediction: Offer = { side: 'prediction', requestId: 'k', unit: 'champion:m:1', record: '0:1', value, deadline: now - 10 };
+      const label: Offer = { side: 'label', requestId: 'k', record: '0:2', value: 'l', deadline: now + 60_000 };
+      expect(await store.offer([prediction, label])).toEqual([{ kind: 'waiting' }, { kind: 'joined', others: [value] }]);
+      const key = `${prefix}join:{k}`;
+      expect(await client.object('ENCODING', key)).toBe('hashtable');
+      const fields = await client.hgetall(key);
+      expect(await store.sweep(now, 100)).toEqual({ predictions: 0, labels: 0, taken: 1 });
+      expect(await client.object('ENCODING', key)).not.toBe('hashtable');
+      const { 'p:champion:m:1': _prediction, ...left } = fields;
+      expect(await client.hgetall(key)).toEqual(left);
+      expect(await client.pttl(key)).toBeGreaterThan(60_000);
+      // And it answers as before: the label's join is past, the label still there.
+      expect(await store.offer([label, { ...label, record: '0:3' }])).toEqual([{ kind: 'duplicate' }, { kind: 'duplicate' }]);
+    } finally {
+      await client.quit();
+      await store.close();
+    }
+  });
+
   it('reads the hashes of the layout without records: their sides are no record of an offer', async () => {
     const prefix = `${uniqueName('join')}:`;
     const store = deletingKeysOnClose(new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000), services.redisUrl!, prefix);
