@@ -110,7 +110,10 @@ const monitor = await startMonitor({
   groupId: run,
   registry,
   logger: createLogger('profile', 'warn'),
-  joins: args.join === 'redis' ? new RedisJoinStore({ url: redisUrl! }, prefix, 7 * 86_400_000) : new MemoryJoinStore(7 * 86_400_000),
+  joins:
+    args.join === 'redis'
+      ? new RedisJoinStore({ url: redisUrl! }, prefix, 7 * 86_400_000, 3_600_000)
+      : new MemoryJoinStore(7 * 86_400_000, 3_600_000),
   joinWindowMs: 7 * 86_400_000,
   ...manifestsFrom(fileURLToPath(new URL('models', root))),
   maxSeries: 50,

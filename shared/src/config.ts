@@ -403,6 +403,11 @@ export const VARIABLES = {
   MONITOR_JOIN_WINDOW: duration('How long the monitor keeps a prediction waiting for its label (and a label for its prediction).', '7d', {
     max: '365d',
   }),
+  MONITOR_JOIN_REPLAY_HORIZON: duration(
+    "How long after a label joins waiting predictions the monitor keeps them (no longer than their own deadline) to answer the label's record again should it be offered again (a batch retried, a rebalance, a restart from the last offset commit); offered later, the record is a duplicate.",
+    '1h',
+    { max: '365d' },
+  ),
   MONITOR_MAX_SERIES: integer(
     'Model/version/variant series with quality metrics at most; beyond, they are counted as `other`. A series idle for 25h is retired and frees its place.',
     50,

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { routingStoreContract } from '../../services/inference/test/routing.contract.js';
 import { RedisRoutingStore } from '../../services/inference/src/registry/routing.js';
 import { MemoryJoinStore, RedisJoinStore } from '../../services/monitor/src/join-store.js';
-import { joinStoreContract, probes, randomOffers } from '../../services/monitor/test/join-store.contract.js';
+import { joinStoreContract, probes, randomOffers, REPLAY_HORIZON } from '../../services/monitor/test/join-store.contract.js';
 import { RedisOnlineStore, storedText, type StateWrite } from '../../shared/src/index.js';
 import { onlineStoreContract } from '../contract/online-store.contract.js';
 import { redisClusterUnavailable, startRedisCluster, type RedisClusterFixture } from '../support/redis-cluster.js';
@@ -35,10 +35,13 @@ describe.skipIf(unavailable !== null)(`Redis Cluster${unavailable ? ` (skipped: 
 
   routingStoreContract('Redis Cluster', async () => new RedisRoutingStore({ url: cluster.url, cluster: true }, `${uniqueName('r')}:`));
 
-  joinStoreContract('Redis Cluster', async () => new RedisJoinStore({ url: cluster.url, cluster: true }, `${uniqueName('j')}:`, 60_000));
+  joinStoreContract(
+    'Redis Cluster',
+    async () => new RedisJoinStore({ url: cluster.url, cluster: true }, `${uniqueName('j')}:`, 60_000, REPLAY_HORIZON),
+  );
 
   it('label join: a side whose index entry failed to be written is indexed again when its batch is offered again, and expires counted', async () => {
-    const store = new RedisJoinStore({ url: cluster.url, cluster: true }, `${uniqueName('j')}:`, 60_000);
+    const store = new RedisJoinStore({ url: cluster.url, cluster: true }, `${uniqueName('j')}:`, 60_000, REPLAY_HORIZON);
     const client = (store as unknown as { client: { zadd(...args: unknown[]): Promise<unknown> } }).client;
     const zadd = client.zadd.bind(client);
     let failures = 1;
@@ -63,8 +66,8 @@ describe.skipIf(unavailable !== null)(`Redis Cluster${unavailable ? ` (skipped: 
 
   it('joins labels as the in-memory store does, with the requests of a batch on every node', async () => {
     const prefix = `${uniqueName('j')}:`;
-    const redis = new RedisJoinStore({ url: cluster.url, cluster: true }, prefix, 60_000);
-    const memory = new MemoryJoinStore(60_000);
+    const redis = new RedisJoinStore({ url: cluster.url, cluster: true }, prefix, 60_000, REPLAY_HORIZON);
+    const memory = new MemoryJoinStore(60_000, REPLAY_HORIZON);
     try {
       const offers = randomOffers(13, 2_000, 500);
       for (let start = 0, size = 1; start < offers.length; start += size, size = (size * 7) % 1_201) {

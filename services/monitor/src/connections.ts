@@ -16,7 +16,8 @@ export interface MonitorSettingsOptions {
  * Redis when REDIS_URL is set, else memory. Memory with KAFKA_BROKERS set would lose every
  * pending join at a restart (the offsets of its sides are committed to Kafka): refused with a
  * configuration error, except embedded, where it is logged as a warning (a demo on a broker).
- * A joined marker is kept one more window, so that replays and late duplicates are recognised.
+ * A joined marker is kept one more window, so that replays and late duplicates are recognised;
+ * a prediction a label joined, for the replay horizon (to answer the label's record again).
  */
 export function createJoinStore(config: Config, options: MonitorSettingsOptions = {}): JoinStore {
   if (config.REDIS_URL) {
@@ -24,6 +25,7 @@ export function createJoinStore(config: Config, options: MonitorSettingsOptions 
       { url: config.REDIS_URL, cluster: config.REDIS_CLUSTER },
       config.REDIS_KEY_PREFIX,
       config.MONITOR_JOIN_WINDOW,
+      config.MONITOR_JOIN_REPLAY_HORIZON,
     );
   }
   if (config.KAFKA_BROKERS) {
@@ -32,7 +34,7 @@ export function createJoinStore(config: Config, options: MonitorSettingsOptions 
     if (!options.embedded) throw new ConfigError(`invalid configuration:\n  ${problem}; set REDIS_URL for the monitor's join store`);
     options.logger?.warn(`${problem} (allowed in one process for a demo; set REDIS_URL to keep them)`);
   }
-  return new MemoryJoinStore(config.MONITOR_JOIN_WINDOW);
+  return new MemoryJoinStore(config.MONITOR_JOIN_WINDOW, config.MONITOR_JOIN_REPLAY_HORIZON);
 }
 
 interface VersionInfo {

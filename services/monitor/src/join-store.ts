@@ -12,9 +12,13 @@
  * The same record offered again (its batch retried after the reply to its offers was lost, or
  * replayed after a restart) is answered as at first: `waiting`, or `joined` with the same
  * others (marked `again`), so that the joins of an offer whose answer never arrived are not
- * lost. What that takes is kept with the sides, and goes with them at their deadline: a
- * prediction a label joined stays (with its value) until its own deadline, for the label's
- * answer; past the deadline of a side it joined, a record offered again is a duplicate.
+ * lost. What that takes is kept with the sides: a prediction a label joined stays (with its
+ * value) for the label's answer, but only for the replay horizon after the join (such replays
+ * come within minutes), or until its own deadline if that is sooner: its entry in the due
+ * index is moved earlier, and the sweep removes it then without counting it. Past that, or
+ * past the deadline of a side it joined, a record offered again is a duplicate. (A prediction
+ * that joined a waiting label needs only the label for its answer, kept until the label's
+ * deadline anyway.)
  *
  * A label stays until its deadline even once it has joined, so that a prediction logged after
  * it (a shadow scored late) joins too. A side is due at its deadline (event time + join
@@ -130,10 +134,25 @@ interface Kept {
   value: string;
 }
 
+/** A side's entry in the due index. */
+interface Due {
+  deadline: number;
+  field: string;
+  requestId: string;
+}
+
+/** A prediction as kept, with its entry in the due index (moved earlier once the label joins it). */
+interface KeptPrediction extends Kept {
+  due: Due;
+}
+
 /** A request's state: the Redis hash's fields, as the Redis store keeps them. */
 interface Entry {
-  /** Predictions by unit, waiting or joined by the label's offer, until their deadline (fields `p:<unit>`). */
-  predictions: Map<string, Kept>;
+  /**
+   * Predictions by unit, waiting or joined by the label's offer, until their deadline or the
+   * replay horizon after the join (fields `p:<unit>`).
+   */
+  predictions: Map<string, KeptPrediction>;
   /**
    * Units joined (fields `j:<unit>`): to the record of the prediction whose offer joined the
    * label, or null when the label's offer joined the prediction.
@@ -150,17 +169,27 @@ interface Entry {
 /** A side in the due index: a prediction unit's field `p:<unit>`, or `label`. */
 const predictionField = (unit: string) => `p:${unit}`;
 const LABEL_FIELD = 'label';
-/** A side's member in the due index: `[field, request id]` as JSON. */
+/**
+ * A side's member in the due index: `[field, request id]` as JSON. (The offers' script makes a
+ * joined prediction's member from its label's: `["label",` then the request id's JSON.)
+ */
 const dueMember = (field: string, requestId: string) => JSON.stringify([field, requestId]);
 
 /** The in-memory store (the embedded default), with the Redis store's semantics. */
 export class MemoryJoinStore implements JoinStore {
   private readonly entries = new Map<string, Entry>();
-  private readonly due: { deadline: number; field: string; requestId: string }[] = [];
+  private readonly due: Due[] = [];
   /** When each request may be forgotten (its entry's `forgetAt` when set): `sweep` drops what is past, as Redis expires a hash. */
   private readonly forgets: { at: number; requestId: string }[] = [];
 
-  constructor(private readonly keepMs: number) {}
+  /**
+   * `keepMs`: how long a request is remembered after the latest deadline of its sides.
+   * `replayHorizonMs`: how long a prediction a label joined is kept for the label's answer.
+   */
+  constructor(
+    private readonly keepMs: number,
+    private readonly replayHorizonMs: number,
+  ) {}
 
   /** Requests remembered (waiting, or kept to recognise replays). */
   get size(): number {
@@ -176,6 +205,7 @@ export class MemoryJoinStore implements JoinStore {
   }
 
   async offer(offers: Offer[]): Promise<OfferResult[]> {
+    const replayHorizon = Date.now() + this.replayHorizonMs;
     return offers.map((offer) => {
       const { requestId, record, value, deadline } = offer;
       let entry = this.entries.get(requestId);
@@ -201,8 +231,9 @@ export class MemoryJoinStore implements JoinStore {
           entry.labelled = true;
           return { kind: 'joined', others: [entry.label.value] };
         }
-        entry.predictions.set(unit, { record, value });
-        this.due.push({ deadline, field: predictionField(unit), requestId });
+        const due = { deadline, field: predictionField(unit), requestId };
+        entry.predictions.set(unit, { record, value, due });
+        this.due.push(due);
         return WAITING;
       }
       if (entry.label !== undefined) {
@@ -219,9 +250,17 @@ export class MemoryJoinStore implements JoinStore {
       this.due.push({ deadline, field: LABEL_FIELD, requestId });
       const units = [...entry.predictions.keys()].filter((unit) => !entry.joined.has(unit)).sort(byteOrder);
       if (units.length === 0) return WAITING;
-      for (const unit of units) entry.joined.set(unit, null);
       entry.labelled = true;
-      return { kind: 'joined', others: units.map((unit) => entry.predictions.get(unit)!.value) };
+      return {
+        kind: 'joined',
+        others: units.map((unit) => {
+          entry.joined.set(unit, null);
+          // Kept for the label's answer within the replay horizon only (as Redis's ZADD LT).
+          const kept = entry.predictions.get(unit)!;
+          kept.due.deadline = Math.min(kept.due.deadline, replayHorizon);
+          return kept.value;
+        }),
+      };
     });
   }
 
@@ -273,10 +312,11 @@ function byteOrder(a: string, b: string): number {
 
 /**
  * Offers a batch of sides, in order, in one script call. KEYS[i]: the hash `{rid}` of offer
- * i's request, with fields `p:<unit>` (a prediction, waiting or joined by the label's offer,
- * until its deadline), `j:<unit>` (a unit joined: `l` when the label's offer joined it, else
- * `p<record>`, the record of the prediction whose offer joined the label), `label` (the label,
- * until its deadline) and `labelled` (the label joined a prediction). A kept side's value is
+ * i's request, with fields `p:<unit>` (a prediction, waiting until its deadline, or joined by
+ * the label's offer, until the replay horizon), `j:<unit>` (a unit joined: `l` when the
+ * label's offer joined it, else `p<record>`, the record of the prediction whose offer joined
+ * the label), `label` (the label, until its deadline) and `labelled` (the label joined a
+ * prediction). A kept side's value is
  * led by its record's tag, `<length>:<record>` (a side kept by the previous version has none:
  * its JSON starts with `{`, and no record is its own). ARGV[5i-4] offer i's side
  * (`prediction` or `label`), ARGV[5i-3] its unit (empty for a label), ARGV[5i-2] its record,
@@ -290,12 +330,17 @@ function byteOrder(a: string, b: string): number {
  *
  * On a single Redis the same script also writes the due index: one more key after the hashes,
  * KEYS[n+1] the sorted set of waiting sides by deadline, and after the 5n arguments of the
- * offers, 2n more: ARGV[5n+2i-1] offer i's deadline and ARGV[5n+2i] its member in the index.
- * A side that waits (a prediction not joined, a label that is not a duplicate) is added to
- * the index with its hash, atomically. (A cluster client cannot name the index beside a
- * request's key: it adds the members after the script, with ZADD.)
+ * offers, 2n + 1 more: ARGV[5n+2i-1] offer i's deadline and ARGV[5n+2i] its member in the
+ * index, then ARGV[7n+1] the replay horizon (epoch ms: now plus how long a prediction a label
+ * joined is kept for the label's answer). A side that waits (a prediction not joined, a label
+ * that is not a duplicate) is added to the index with its hash, atomically; a prediction the
+ * label's offer joins is moved in the index to the replay horizon, if that is sooner than its
+ * deadline (ZADD LT, after the sides are added: one may have waited in this same call). Its
+ * member is made from the label's (`["label",<request id>]`): JSON-escaped as JSON.stringify
+ * does, so that it names the entry the prediction's offer added. (A cluster client cannot name
+ * the index beside a request's key: it adds and moves the members after the script, with ZADD.)
  */
-const offerScript = (indexed: boolean) => `
+const offerScript = (indexed: boolean) => String.raw`
 local function keep(key, ms)
   if redis.call('PTTL', key) < tonumber(ms) then redis.call('PEXPIRE', key, ms) end
 end
@@ -305,9 +350,16 @@ local function valueOf(kept)
   if not digits then return kept end
   return string.sub(kept, #digits + 2 + tonumber(digits))
 end
+-- A string as JSON.stringify writes it (it escapes these bytes only).
+local escapes = { ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t' }
+local function jsonString(text)
+  local escaped = string.gsub(text, '[%z\1-\31"\\]', function(c) return escapes[c] or string.format('\\u%04x', string.byte(c)) end)
+  return '"' .. escaped .. '"'
+end
 local indexed = ${indexed}
-local results, due, offers = {}, {}, #KEYS
+local results, due, moved, offers = {}, {}, {}, #KEYS
 if indexed then offers = #KEYS - 1 end
+local replayHorizon = ARGV[7 * offers + 1]
 for i = 1, offers do
   local key, side, unit, record, value, ms = KEYS[i], ARGV[5 * i - 4], ARGV[5 * i - 3], ARGV[5 * i - 2], ARGV[5 * i - 1], ARGV[5 * i]
   local tag = #record .. ':' .. record
@@ -391,6 +443,14 @@ for i = 1, offers do
         marks[#marks + 1] = 'labelled'
         marks[#marks + 1] = '1'
         results[i] = reply
+        if indexed then
+          -- The label's member, '["label",' then the request id's JSON: the predictions' the same.
+          local requestId = string.sub(ARGV[5 * offers + 2 * i], 10)
+          for r = 1, #reply, 2 do
+            moved[#moved + 1] = replayHorizon
+            moved[#moved + 1] = '[' .. jsonString(reply[r]) .. ',' .. requestId
+          end
+        end
       else
         results[i] = 1
       end
@@ -404,6 +464,11 @@ for i = 1, offers do
   end
 end
 if #due > 0 then redis.call('ZADD', KEYS[#KEYS], unpack(due)) end
+-- In chunks: Lua's unpack takes 8,000 values at most, and a call's labels may join more
+-- predictions than that (500 labels of requests with a champion and 7 shadows).
+for m = 1, #moved, 1000 do
+  redis.call('ZADD', KEYS[#KEYS], 'LT', unpack(moved, m, math.min(m + 999, #moved)))
+end
 return results
 `;
 
@@ -450,7 +515,10 @@ return 0
 type OfferReply = 0 | 1 | 2 | (string | number)[];
 
 type RedisWithJoin = (Redis | Cluster) & {
-  /** `keys` (the hashes, then the due index) then, per hash, side, unit, record, value and ms to keep, then per hash its deadline and index member. */
+  /**
+   * `keys` (the hashes, then the due index) then, per hash, side, unit, record, value and ms to
+   * keep, then per hash its deadline and index member, then the replay horizon.
+   */
   offerSides(keys: number, ...keysThenArgs: string[]): Promise<OfferReply[]>;
   /** The same script for one offer, its key first (a cluster client routes by it, redis/ioredis#2109). */
   offerSide(key: string, side: string, unit: string, record: string, value: string, keepMs: string): Promise<OfferReply[]>;
@@ -474,11 +542,13 @@ export class RedisJoinStore implements JoinStore {
    * `target`: a Redis server, or the seed nodes of a Redis Cluster. `keepMs`: how long a
    * request's hash stays after the latest deadline of its sides (joined markers, and a side
    * past its deadline should no sweep run), so that replays and late duplicates are recognised.
+   * `replayHorizonMs`: how long a prediction a label joined is kept for the label's answer.
    */
   constructor(
     target: RedisTarget,
     private readonly prefix: string,
     private readonly keepMs: number,
+    private readonly replayHorizonMs: number,
   ) {
     this.cluster = target.cluster === true;
     this.client = connectRedis(target, { maxRetriesPerRequest: 2, enableAutoPipelining: this.cluster }) as RedisWithJoin;
@@ -504,8 +574,7 @@ export class RedisJoinStore implements JoinStore {
    * One reply array per script call, or its error: a pipeline of calls of up to 500 offers, or
    * on a cluster one call per offer (each call answers for its offers whatever the others do).
    */
-  private async send(offers: Offer[]): Promise<(OfferReply[] | { error: unknown })[]> {
-    const now = Date.now();
+  private async send(offers: Offer[], now: number): Promise<(OfferReply[] | { error: unknown })[]> {
     // PEXPIRE takes whole milliseconds; a time may have a fraction (predicted_at is any number).
     // A side offered past its deadline is kept the keep time from now, so that a sweep still
     // finds and counts it (else a side two windows old got 1 ms and was lost uncounted).
@@ -522,8 +591,9 @@ export class RedisJoinStore implements JoinStore {
     const dueKey = this.dueKey;
     for (let start = 0; start < offers.length; start += OFFERS_PER_CALL) {
       const count = Math.min(OFFERS_PER_CALL, offers.length - start);
-      // The hashes and the due index, then 5 arguments per offer, then its deadline and index member.
-      const keysThenArgs = new Array<string>(count * 8 + 1);
+      // The hashes and the due index, then 5 arguments per offer, then its deadline and index
+      // member, then the replay horizon.
+      const keysThenArgs = new Array<string>(count * 8 + 2);
       for (let i = 0; i < count; i++) {
         const offer = offers[start + i]!;
         keysThenArgs[i] = this.key(offer.requestId);
@@ -539,6 +609,7 @@ export class RedisJoinStore implements JoinStore {
         keysThenArgs[indexed + 1] = dueMember(prediction ? predictionField(offer.unit) : LABEL_FIELD, offer.requestId);
       }
       keysThenArgs[count] = dueKey;
+      keysThenArgs[count * 8 + 1] = String(now + this.replayHorizonMs);
       void pipeline.offerSides(count + 1, ...keysThenArgs);
     }
     const replies = (await pipeline.exec()) ?? [];
@@ -549,9 +620,12 @@ export class RedisJoinStore implements JoinStore {
   async offer(offers: Offer[]): Promise<OfferResult[]> {
     if (offers.length === 0) return [];
     const results: (OfferResult | null)[] = [];
+    // On a cluster, the index entries to add (NX) and the joined predictions' to move earlier (LT).
     const due: (string | number)[] = [];
+    const moved: (string | number)[] = [];
+    const now = Date.now();
     let failure: unknown = null;
-    const calls = await this.send(offers);
+    const calls = await this.send(offers, now);
     for (let call = 0; call < calls.length; call++) {
       const reply = calls[call]!;
       if (!Array.isArray(reply)) {
@@ -565,13 +639,19 @@ export class RedisJoinStore implements JoinStore {
       for (const answer of reply) {
         const offer = offers[results.length]!;
         // A side is indexed when it is kept: a label until its deadline, joined or not; a
-        // prediction that waited (the label may have joined it since). (On a single Redis the
-        // script has indexed them already.) On a cluster, a side offered again and still kept is
-        // indexed again: the first offer's ZADD may have failed after its script (NX: an entry
-        // there keeps its deadline).
+        // prediction that waited (the label may have joined it since), and once a label's offer
+        // joins it only until the replay horizon. (On a single Redis the script has indexed them
+        // already.) On a cluster, a side offered again and still kept is indexed again: the first
+        // offer's ZADD may have failed after its script (NX: an entry there keeps its deadline;
+        // LT: one moved keeps the earlier horizon).
         if (this.cluster) {
           if (offer.side === 'label') {
             if (answer !== 0) due.push(offer.deadline, dueMember(LABEL_FIELD, offer.requestId));
+            if (Array.isArray(answer)) {
+              for (let f = typeof answer[0] === 'number' ? 1 : 0; f < answer.length; f += 2) {
+                moved.push(now + this.replayHorizonMs, dueMember(answer[f] as string, offer.requestId));
+              }
+            }
           } else if (answer === 1 || answer === 2) {
             due.push(offer.deadline, dueMember(predictionField(offer.unit), offer.requestId));
           }
@@ -590,13 +670,14 @@ export class RedisJoinStore implements JoinStore {
     }
     if (results.length !== offers.length) throw new Error(`label join: ${offers.length} offers but ${results.length} replies`);
     // The index is written after the sides: a side whose index entry was lost (a crash, a
-    // failed ZADD) is offered again on replay, and indexed again.
-    if (due.length > 0) {
-      try {
-        await this.client.zadd(this.dueKey, 'NX', ...due);
-      } catch (error) {
-        failure ??= error;
-      }
+    // failed ZADD) is offered again on replay, and indexed again. The entries are added before
+    // any is moved (a prediction may have waited in this batch); auto-pipelining sends both
+    // commands at once, in order.
+    const writes: Promise<unknown>[] = [];
+    if (due.length > 0) writes.push(this.client.zadd(this.dueKey, 'NX', ...due));
+    if (moved.length > 0) writes.push(this.client.zadd(this.dueKey, 'LT', ...moved));
+    for (const write of await Promise.allSettled(writes)) {
+      if (write.status === 'rejected') failure ??= write.reason;
     }
     if (failure !== null) throw new OfferError(results, failure);
     return results as OfferResult[];

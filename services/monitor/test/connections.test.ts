@@ -146,4 +146,16 @@ describe('createJoinStore', () => {
     expect(warned).toHaveLength(1);
     await embedded.close();
   });
+
+  it('keeps a prediction a label joined for MONITOR_JOIN_REPLAY_HORIZON, within the join window', async () => {
+    const store = createJoinStore(loadConfig({ MONITOR_JOIN_REPLAY_HORIZON: '5m' }));
+    const deadline = Date.now() + 7 * 86_400_000;
+    await store.offer([
+      { side: 'prediction', requestId: 'r', unit: 'champion:m:1', record: '0:1', value: 'p', deadline },
+      { side: 'label', requestId: 'r', record: '1:1', value: 'l', deadline },
+    ]);
+    const after = Date.now();
+    expect(await store.sweep(after + 5 * 60_000, 100)).toEqual({ predictions: 0, labels: 0, taken: 1 });
+    await store.close();
+  });
 });

@@ -4,6 +4,8 @@ import { createRandom } from '@tributary/shared';
 import type { JoinStore, Offer, OfferResult } from '../src/join-store.js';
 
 const HOUR = 3_600_000;
+/** The replay horizon the stores under contract are made with: shorter than the deadlines below (an hour). */
+export const REPLAY_HORIZON = 10 * 60_000;
 /** A new record's identity: each side made by the helpers below is its own record (offer the same object to offer it again). */
 let records = 0;
 const newRecord = () => `${++records}`;
@@ -272,6 +274,31 @@ export function joinStoreContract(name: string, create: () => Promise<JoinStore>
       // What they joined is gone: offered again, each is a duplicate (its joins were answered).
       expect(await store.offer([lf, pg, pf, lg])).toEqual([DUPLICATE, DUPLICATE, DUPLICATE, DUPLICATE]);
       expect(await store.sweep(now + 2 * HOUR, 100)).toEqual({ predictions: 0, labels: 0, taken: 1 });
+    });
+
+    it('keeps a prediction a label joined for the replay horizon only: then removed uncounted, the label offered again a duplicate', async () => {
+      store = await create();
+      const before = Date.now();
+      // a, b: predictions first, joined by their labels; b's prediction is due before the horizon.
+      const [pa, la] = [prediction('a', before + HOUR), label('a', before + HOUR)];
+      const [pb, lb] = [prediction('b', before + REPLAY_HORIZON / 2), label('b', before + HOUR)];
+      // c: the label first, joined by the prediction.
+      const [lc, pc] = [label('c', before + HOUR), prediction('c', before + HOUR)];
+      expect(await store.offer([pa, pb, la, lb, lc, pc])).toEqual([WAITING, WAITING, joined('p:a'), joined('p:b'), WAITING, joined('l:c')]);
+      const after = Date.now();
+      // b's prediction goes at its own deadline, before the horizon.
+      expect(await store.sweep(before + REPLAY_HORIZON / 2, 100)).toEqual({ predictions: 0, labels: 0, taken: 1 });
+      // Within the horizon, the records offered again get their first answers.
+      expect(await store.sweep(before + REPLAY_HORIZON - 1, 100)).toEqual({ predictions: 0, labels: 0, taken: 0 });
+      expect(await store.offer([la, pa, lb, lc, pc])).toEqual([again('p:a'), WAITING, DUPLICATE, WAITING, again('l:c')]);
+      // Past it, a's prediction is removed, not counted as expired; the labels stay.
+      expect(await store.sweep(after + REPLAY_HORIZON, 100)).toEqual({ predictions: 0, labels: 0, taken: 1 });
+      expect(await store.offer([la, pa, prediction('a'), label('a')])).toEqual([DUPLICATE, DUPLICATE, DUPLICATE, DUPLICATE]);
+      // c's prediction is answered by the label, kept until its deadline whatever the horizon.
+      expect(await store.offer([pc, lc])).toEqual([again('l:c'), WAITING]);
+      // A shadow logged late still joins each label until the label's deadline.
+      expect(await store.offer([shadow('a'), shadow('b')])).toEqual([joined('l:a'), joined('l:b')]);
+      expect(await store.sweep(before + HOUR, 100)).toEqual({ predictions: 0, labels: 0, taken: 3 });
     });
 
     it('sweeps at most `limit` sides per call, oldest first', async () => {

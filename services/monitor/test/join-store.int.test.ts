@@ -5,20 +5,24 @@ import { deletingKeysOnClose } from '../../../test/support/redis-cleanup.js';
 import { startTcpProxy } from '../../../test/support/tcp-proxy.js';
 import { uniqueName } from '../../../test/support/wait-for.js';
 import { MemoryJoinStore, OfferError, RedisJoinStore, SweepError, type Offer } from '../src/join-store.js';
-import { joinStoreContract, probes, randomOffers } from './join-store.contract.js';
+import { joinStoreContract, probes, randomOffers, REPLAY_HORIZON } from './join-store.contract.js';
 
 const services = realServices();
 
 describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : ` (skipped: ${services.missing('redis')})`}`, () => {
   const create = async () => {
     const prefix = `${uniqueName('join')}:`;
-    return deletingKeysOnClose(new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000), services.redisUrl!, prefix);
+    return deletingKeysOnClose(new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000, REPLAY_HORIZON), services.redisUrl!, prefix);
   };
   joinStoreContract('Redis', create);
 
   it('counts the sides a sweep removed when another side of it failed, and leaves the failed one for the next sweep', async () => {
     const prefix = `${uniqueName('join')}:`;
-    const store = deletingKeysOnClose(new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000), services.redisUrl!, prefix);
+    const store = deletingKeysOnClose(
+      new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000, REPLAY_HORIZON),
+      services.redisUrl!,
+      prefix,
+    );
     const client = new Redis(services.redisUrl!);
     try {
       const past = Date.now() - 1_000;
@@ -47,7 +51,11 @@ describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : 
 
   it('answers the offers of the script calls that succeeded when another call of the batch failed', async () => {
     const prefix = `${uniqueName('join')}:`;
-    const store = deletingKeysOnClose(new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000), services.redisUrl!, prefix);
+    const store = deletingKeysOnClose(
+      new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000, REPLAY_HORIZON),
+      services.redisUrl!,
+      prefix,
+    );
     const client = new Redis(services.redisUrl!);
     try {
       const deadline = Date.now() + 60_000;
@@ -86,7 +94,11 @@ describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : 
   it('answers the offers of a call whose reply was lost (Redis ran it, the connection dropped) as first when they are offered again', async () => {
     const prefix = `${uniqueName('join')}:`;
     const proxy = await startTcpProxy({ host: new URL(services.redisUrl!).hostname, port: Number(new URL(services.redisUrl!).port) });
-    const store = deletingKeysOnClose(new RedisJoinStore({ url: `redis://${proxy.address}` }, prefix, 60_000), services.redisUrl!, prefix);
+    const store = deletingKeysOnClose(
+      new RedisJoinStore({ url: `redis://${proxy.address}` }, prefix, 60_000, REPLAY_HORIZON),
+      services.redisUrl!,
+      prefix,
+    );
     const client = new Redis(services.redisUrl!);
     try {
       const deadline = Date.now() + 60_000;
@@ -123,7 +135,11 @@ describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : 
 
   it('writes the hash of a joined request anew once its predictions are due: compact, with its fields and its expiry', async () => {
     const prefix = `${uniqueName('join')}:`;
-    const store = deletingKeysOnClose(new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000), services.redisUrl!, prefix);
+    const store = deletingKeysOnClose(
+      new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000, REPLAY_HORIZON),
+      services.redisUrl!,
+      prefix,
+    );
     const client = new Redis(services.redisUrl!);
     try {
       const now = Date.now();
@@ -148,9 +164,103 @@ describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : 
     }
   });
 
+  it('moves a prediction the label joined to the replay horizon in the due index (its own entry, whatever its unit), and writes its hash anew, compact, when it goes there', async () => {
+    const prefix = `${uniqueName('join')}:`;
+    const store = deletingKeysOnClose(
+      new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000, REPLAY_HORIZON),
+      services.redisUrl!,
+      prefix,
+    );
+    const client = new Redis(services.redisUrl!);
+    try {
+      const before = Date.now();
+      const deadline = before + 3_600_000;
+      // Values longer than a listpack takes (64 bytes by default): the hash is a hashtable.
+      const value = (variant: string) =>
+        JSON.stringify({ model: 'fraud_detector', version: '1', variant, score: 0.25, predicted_at: before });
+      // A unit with what JSON escapes (the script writes its member in the index as JSON.stringify does).
+      const odd = 'shadow:"m"\\2\n\t\u0001\u007f\u00e9/\u2028:3';
+      const offers: Offer[] = [
+        { side: 'prediction', requestId: 'h', unit: 'champion:m:1', record: '0:1', value: value('champion'), deadline },
+        { side: 'prediction', requestId: 'h', unit: odd, record: '0:2', value: value('shadow'), deadline },
+        { side: 'label', requestId: 'h', record: '1:1', value: 'l', deadline },
+      ];
+      expect(await store.offer(offers)).toEqual([
+        { kind: 'waiting' },
+        { kind: 'waiting' },
+        { kind: 'joined', others: [value('champion'), value('shadow')] },
+      ]);
+      const after = Date.now();
+      const key = `${prefix}join:{h}`;
+      const fields = await client.hgetall(key);
+      expect(await client.object('ENCODING', key)).toBe('hashtable');
+      // One entry per side: the predictions' moved to the horizon, the label's at its deadline.
+      const index = await client.zrange(`${prefix}join-due`, 0, -1, 'WITHSCORES');
+      const entries = new Map<string, number>();
+      for (let i = 0; i < index.length; i += 2) entries.set(index[i]!, Number(index[i + 1]));
+      expect([...entries.keys()].sort()).toEqual(
+        [JSON.stringify(['p:champion:m:1', 'h']), JSON.stringify([`p:${odd}`, 'h']), JSON.stringify(['label', 'h'])].sort(),
+      );
+      for (const unit of ['champion:m:1', odd]) {
+        const score = entries.get(JSON.stringify([`p:${unit}`, 'h']))!;
+        expect(score).toBeGreaterThanOrEqual(before + REPLAY_HORIZON);
+        expect(score).toBeLessThanOrEqual(after + REPLAY_HORIZON);
+      }
+      expect(entries.get(JSON.stringify(['label', 'h']))).toBe(deadline);
+      // At the horizon, the predictions go, uncounted; the hash keeps the rest, compact, and its expiry.
+      expect(await store.sweep(after + REPLAY_HORIZON, 100)).toEqual({ predictions: 0, labels: 0, taken: 2 });
+      expect(await client.object('ENCODING', key)).not.toBe('hashtable');
+      const left = Object.fromEntries(Object.entries(fields).filter(([field]) => !field.startsWith('p:')));
+      expect(await client.hgetall(key)).toEqual(left);
+      expect(await client.pttl(key)).toBeGreaterThan(3_600_000);
+      expect(await client.zrange(`${prefix}join-due`, 0, -1)).toEqual([JSON.stringify(['label', 'h'])]);
+    } finally {
+      await client.quit();
+      await store.close();
+    }
+  });
+
+  it('moves the predictions joined by one script call to the replay horizon, however many (more than Lua unpacks at once)', async () => {
+    const prefix = `${uniqueName('join')}:`;
+    const store = deletingKeysOnClose(
+      new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000, REPLAY_HORIZON),
+      services.redisUrl!,
+      prefix,
+    );
+    const client = new Redis(services.redisUrl!);
+    try {
+      const deadline = Date.now() + 3_600_000;
+      // 500 requests (one script call of labels) with a champion and 8 shadows each: 4,500 predictions.
+      const requests = Array.from({ length: 500 }, (_, i) => `r${i}`);
+      const predictions = requests.flatMap((requestId) =>
+        Array.from({ length: 9 }, (_, u): Offer => ({
+          side: 'prediction',
+          requestId,
+          unit: `v${u}:m:1`,
+          record: `0:${requestId}:${u}`,
+          value: 'p',
+          deadline,
+        })),
+      );
+      await store.offer(predictions);
+      const labels = requests.map((requestId): Offer => ({ side: 'label', requestId, record: `1:${requestId}`, value: 'l', deadline }));
+      expect((await store.offer(labels)).every((answer) => answer.kind === 'joined' && answer.others.length === 9)).toBe(true);
+      const after = Date.now();
+      expect(await client.zcount(`${prefix}join-due`, '-inf', after + REPLAY_HORIZON)).toBe(4_500);
+      expect(await store.sweep(after + REPLAY_HORIZON, 10_000)).toEqual({ predictions: 0, labels: 0, taken: 4_500 });
+    } finally {
+      await client.quit();
+      await store.close();
+    }
+  });
+
   it('reads the hashes of the layout without records: their sides are no record of an offer', async () => {
     const prefix = `${uniqueName('join')}:`;
-    const store = deletingKeysOnClose(new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000), services.redisUrl!, prefix);
+    const store = deletingKeysOnClose(
+      new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000, REPLAY_HORIZON),
+      services.redisUrl!,
+      prefix,
+    );
     const client = new Redis(services.redisUrl!);
     try {
       const deadline = Date.now() + 60_000;
@@ -198,7 +308,7 @@ describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : 
   it('answers a stream of offers, in calls of any size, as the in-memory store does', async () => {
     const offers = randomOffers(11, 3_000, 700);
     const redis = await create();
-    const memory = new MemoryJoinStore(60_000);
+    const memory = new MemoryJoinStore(60_000, REPLAY_HORIZON);
     try {
       for (let start = 0, size = 1; start < offers.length; start += size, size = (size * 7) % 1_201) {
         const calls = offers.slice(start, start + size);

@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryJoinStore } from '../src/join-store.js';
-import { joinStoreContract } from './join-store.contract.js';
+import { joinStoreContract, REPLAY_HORIZON } from './join-store.contract.js';
 
-joinStoreContract('memory', async () => new MemoryJoinStore(60_000));
+joinStoreContract('memory', async () => new MemoryJoinStore(60_000, REPLAY_HORIZON));
 
 describe('MemoryJoinStore', () => {
   it('forgets a request once its keep time is past, joined or not, as Redis expires its hash', async () => {
     const keepMs = 60_000;
-    const store = new MemoryJoinStore(keepMs);
+    const store = new MemoryJoinStore(keepMs, REPLAY_HORIZON);
     const deadline = Date.now() + 1_000;
     const offers = Array.from({ length: 100 }, (_, i) => [
       { side: 'prediction' as const, requestId: `r${i}`, unit: 'champion:m:1', record: `p${i}`, value: 'p', deadline },

@@ -16,6 +16,7 @@ import { startMonitor } from '../src/monitor.js';
 
 const services = realServices();
 const DAY = 86_400_000;
+const HOUR = 3_600_000;
 
 describe.skipIf(!services.kafkaBrokers || !services.redisUrl)(
   `monitor on Kafka and Redis${services.kafkaBrokers && services.redisUrl ? '' : ` (skipped: ${services.missing('kafka') || services.missing('redis')})`}`,
@@ -40,7 +41,7 @@ describe.skipIf(!services.kafkaBrokers || !services.redisUrl)(
         groupId: `${run}-${group}`,
         registry,
         logger: createLogger('test', 'silent'),
-        joins: new RedisJoinStore({ url: services.redisUrl! }, prefix, DAY),
+        joins: new RedisJoinStore({ url: services.redisUrl! }, prefix, DAY, HOUR),
         joinWindowMs: DAY,
         thresholdOf: () => 0.5,
         profileOf: () => null,

@@ -21,6 +21,7 @@ const prediction = (id: string, score: number) => ({
 });
 
 const DAY = 86_400_000;
+const HOUR = 3_600_000;
 
 /** A monitor on an in-memory event log and join store; `overrides` replace its settings. */
 async function boot(overrides: Partial<MonitorOptions> = {}) {
@@ -32,7 +33,7 @@ async function boot(overrides: Partial<MonitorOptions> = {}) {
     groupId: 'monitor-test',
     registry,
     logger: createLogger('test', 'silent'),
-    joins: new MemoryJoinStore(DAY),
+    joins: new MemoryJoinStore(DAY, HOUR),
     joinWindowMs: DAY,
     thresholdOf: () => 0.5,
     profileOf: () => null,
@@ -117,7 +118,7 @@ describe('monitor: times older than the join window', () => {
 
 describe('monitor: a batch delivered again', () => {
   it('counts a batch once when its offers or its dead letters failed before and it was retried', async () => {
-    const store = new MemoryJoinStore(DAY);
+    const store = new MemoryJoinStore(DAY, HOUR);
     let offersToFail = 2;
     const joins: MemoryJoinStore = Object.assign(Object.create(store) as MemoryJoinStore, {
       offer: async (offers: Parameters<MemoryJoinStore['offer']>[0]) => {
@@ -224,7 +225,7 @@ describe('monitor: a batch delivered again after it was applied', () => {
 
 describe('monitor: offers whose answers were lost', () => {
   it('observes the pairs joined by a batch whose reply was lost after the store applied it, once, when the batch is retried', async () => {
-    const store = new MemoryJoinStore(DAY);
+    const store = new MemoryJoinStore(DAY, HOUR);
     let replyLost = false;
     const joins: MemoryJoinStore = Object.assign(Object.create(store) as MemoryJoinStore, {
       offer: async (offers: Parameters<MemoryJoinStore['offer']>[0]) => {
@@ -259,7 +260,7 @@ describe('monitor: offers whose answers were lost', () => {
   });
 
   it('observes the pairs joined by offers that were applied before the others failed, once, though the batch is retried', async () => {
-    const store = new MemoryJoinStore(DAY);
+    const store = new MemoryJoinStore(DAY, HOUR);
     let failLabels = true;
     const joins: MemoryJoinStore = Object.assign(Object.create(store) as MemoryJoinStore, {
       offer: async (offers: Parameters<MemoryJoinStore['offer']>[0]) => {
@@ -289,7 +290,7 @@ describe('monitor: offers whose answers were lost', () => {
   });
 
   it('observes the pairs answered again to records another process offered, but gives no bandit reward for them again', async () => {
-    const joins = new MemoryJoinStore(DAY);
+    const joins = new MemoryJoinStore(DAY, HOUR);
     const rewards: [string, number, number][] = [];
     const rollouts = {
       addReward: async (_model: string, version: string, trials: number, reward: number) => void rewards.push([version, trials, reward]),
@@ -328,7 +329,7 @@ describe('monitor: offers whose answers were lost', () => {
 
 describe('monitor: expiry', () => {
   it('counts what a sweep that failed in part removed', async () => {
-    const store = new MemoryJoinStore(DAY);
+    const store = new MemoryJoinStore(DAY, HOUR);
     const joins: MemoryJoinStore = Object.assign(Object.create(store) as MemoryJoinStore, {
       sweep: async () => {
         throw new SweepError({ predictions: 3, labels: 2, taken: 6 }, new Error('WRONGTYPE'));
@@ -342,7 +343,7 @@ describe('monitor: expiry', () => {
   });
 
   it('sweeps every side that came due, more than one chunk of the index at a time', async () => {
-    const joins = new MemoryJoinStore(DAY);
+    const joins = new MemoryJoinStore(DAY, HOUR);
     const { registry, monitor } = await boot({ joins });
     const past = Date.now() - 1_000;
     await joins.offer(

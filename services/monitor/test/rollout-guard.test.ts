@@ -9,6 +9,7 @@ import { startMonitor, type Monitor } from '../src/monitor.js';
 import { BanditRewards, judgeCanary } from '../src/rollout-guard.js';
 
 const DAY = 86_400_000;
+const HOUR = 3_600_000;
 let monitor: Monitor | null = null;
 afterEach(async () => {
   await monitor?.stop();
@@ -101,7 +102,7 @@ describe('the monitor with rollouts', () => {
       groupId: 'monitor-rollouts',
       registry,
       logger: createLogger('test', 'silent'),
-      joins: new MemoryJoinStore(DAY),
+      joins: new MemoryJoinStore(DAY, HOUR),
       joinWindowMs: DAY,
       thresholdOf: () => 0.5,
       profileOf: () => null,
