@@ -50,14 +50,26 @@ describe('compareSamples', () => {
   });
 
   it('tests categorical features with chi-square', () => {
-    // 2 x 2 table a/b: reference 2/3, current 3/3; expected ref 25/11, 30/11, cur 30/11, 36/11:
-    // chi2 = (3/11)^2 (11/25 + 11/30 + 11/30 + 11/36) = 0.11, df = 1, p = erfc(sqrt(0.055)) = 0.7401441358045746
-    const c = report.features.find((f) => f.name === 'c')!;
+    // Ten times the counts of the samples above: reference a 20, b 30; current a 30, b 30.
+    // scipy.stats.chi2_contingency([[20,30],[30,30]], correction=False) -> chi2 1.1, df 1, p 0.29426610430496
+    const rows = (a: number, b: number) => ndjson([...Array<object>(a).fill({ c: 'a' }), ...Array<object>(b).fill({ c: 'b' })]);
+    const tenfold = compareSamples(parseSample(rows(20, 30), 'ref.ndjson', fields), parseSample(rows(30, 30), 'cur.ndjson', fields), {
+      ...options,
+      sliceField: undefined,
+    });
+    const c = tenfold.features.find((f) => f.name === 'c')!;
     expect(c.test).toMatchObject({ name: 'chi-square', df: 1 });
-    expect(c.test.statistic).toBeCloseTo(0.11, 12);
-    expect(Math.abs(c.test.pValue - 0.7401441358045746)).toBeLessThan(1e-6);
-    expect(c.test.adjustedPValue).toBe(1);
-    expect(report.drifted).toEqual([]);
+    expect(c.test.statistic).toBeCloseTo(1.1, 12);
+    expect(Math.abs(c.test.pValue - 0.29426610430496)).toBeLessThan(1e-9);
+    expect(tenfold.drifted).toEqual([]);
+  });
+
+  it('runs no chi-square test on samples too small for any category to be expected 5 times', () => {
+    // Reference a 2, b 3; current a 3, b 3: expected counts in the reference 25/11 and 30/11, both
+    // pooled into one column, so there is nothing to compare: statistic 0, df 0, p = 1.
+    const c = report.features.find((f) => f.name === 'c')!;
+    expect(c.test).toMatchObject({ name: 'chi-square', statistic: 0, df: 0, pValue: 1, adjustedPValue: 1 });
+    expect(c.drift).toBe(false);
   });
 
   it('reports the score drift apart from the features', () => {
@@ -121,7 +133,7 @@ describe('compareSamples', () => {
   it('renders a table', () => {
     const text = formatReport(report);
     expect(text).toMatch(/^x\s+numeric\s+5\s+6/m);
-    expect(text).toMatch(/chi-square\(1\)/);
+    expect(text).toMatch(/^c\s+categorical\s+5\s+6\s.*chi-square\(0\)\s+0\s+1\s+1\s+ok$/m);
     expect(text).toMatch(/current \(estimated, CBPE\)/);
     expect(text).toMatch(/drift: none/);
   });

@@ -9,7 +9,9 @@
  *   Kolmogorov distribution Q(sqrt(n m / (n + m)) D) (as R's ks.test with exact = FALSE).
  *   From histograms, D is taken at the bin edges only: a lower bound of the sample D.
  * - Chi-square test of homogeneity on the 2 x K table (reference counts, current counts),
- *   as Alibi Detect's categorical drift: df = (cells with a non-zero total) - 1.
+ *   as Alibi Detect's categorical drift, after Cochran's rule: the categories whose expected
+ *   count in the smaller sample is below 5 are pooled into one (merged with the smallest other
+ *   category if still below 5); df = (columns left) - 1, no test (p = 1) under 2 columns.
  * - Bonferroni: p * m capped at 1, across the m features tested together.
  */
 import { chiSquareSurvival, kolmogorovSurvival } from './special.js';
@@ -127,25 +129,73 @@ export function ksPValue(d: number, n: number, m: number): number {
   return kolmogorovSurvival(Math.sqrt((n * m) / (n + m)) * d);
 }
 
-/** Chi-square test of homogeneity of two count vectors on the same categories (no continuity correction). */
+/**
+ * Expected count under which a category of the chi-square test is pooled (Cochran's rule):
+ * the chi-square law of the statistic holds only when every expected count is about 5 or more.
+ */
+export const CHI_SQUARE_MIN_EXPECTED = 5;
+
+/**
+ * Chi-square test of homogeneity of two count vectors on the same categories (no continuity
+ * correction). A large reference against a live window of a hundred rows leaves most rare
+ * categories with an expected count far below 1 in the window, where one row seen gives a
+ * huge statistic: on a stable stream the test then flagged drift many times more often than
+ * its level. So the sparse categories are pooled first (`poolSparseColumns`); with fewer than
+ * two columns left there is nothing to compare: statistic 0, df 0, p = 1.
+ */
 export function chiSquareTest(reference: readonly number[], current: readonly number[]): ChiSquareResult {
   sameLength('chiSquareTest', reference, current);
   const n = sum(reference);
   const m = sum(current);
   const total = n + m;
   if (n === 0 || m === 0) return { statistic: NaN, df: 0, pValue: NaN };
+  const columns = poolSparseColumns(reference, current, Math.min(n, m) / total);
+  if (columns.length < 2) return { statistic: 0, df: 0, pValue: 1 };
   let statistic = 0;
-  let cells = 0;
-  for (let i = 0; i < reference.length; i++) {
-    const column = (reference[i] as number) + (current[i] as number);
-    if (column === 0) continue;
-    cells++;
-    const expectedRef = (column * n) / total;
-    const expectedCur = (column * m) / total;
-    statistic += ((reference[i] as number) - expectedRef) ** 2 / expectedRef + ((current[i] as number) - expectedCur) ** 2 / expectedCur;
+  for (const [ref, cur] of columns) {
+    const expectedRef = ((ref + cur) * n) / total;
+    const expectedCur = ((ref + cur) * m) / total;
+    statistic += (ref - expectedRef) ** 2 / expectedRef + (cur - expectedCur) ** 2 / expectedCur;
   }
-  const df = cells - 1;
-  return { statistic, df, pValue: df > 0 ? chiSquareSurvival(statistic, df) : 1 };
+  const df = columns.length - 1;
+  return { statistic, df, pValue: chiSquareSurvival(statistic, df) };
+}
+
+/**
+ * The (reference, current) columns of the table after Cochran's rule: the categories whose
+ * expected count in the smaller sample (column total x `smallerShare`) is below
+ * CHI_SQUARE_MIN_EXPECTED go into one pooled column; a pooled column still below it is added
+ * to the smallest other column. Categories empty in both samples are left out.
+ */
+function poolSparseColumns(reference: readonly number[], current: readonly number[], smallerShare: number): [number, number][] {
+  const columns: [number, number][] = [];
+  let pooledRef = 0;
+  let pooledCur = 0;
+  for (let i = 0; i < reference.length; i++) {
+    const ref = reference[i] as number;
+    const cur = current[i] as number;
+    if (ref + cur === 0) continue;
+    if ((ref + cur) * smallerShare < CHI_SQUARE_MIN_EXPECTED) {
+      pooledRef += ref;
+      pooledCur += cur;
+    } else {
+      columns.push([ref, cur]);
+    }
+  }
+  if (pooledRef + pooledCur === 0) return columns;
+  if ((pooledRef + pooledCur) * smallerShare >= CHI_SQUARE_MIN_EXPECTED || columns.length === 0) {
+    columns.push([pooledRef, pooledCur]);
+    return columns;
+  }
+  let smallest = 0;
+  for (let j = 1; j < columns.length; j++) {
+    const [ref, cur] = columns[j] as [number, number];
+    const [smallestRef, smallestCur] = columns[smallest] as [number, number];
+    if (ref + cur < smallestRef + smallestCur) smallest = j;
+  }
+  const [ref, cur] = columns[smallest] as [number, number];
+  columns[smallest] = [ref + pooledRef, cur + pooledCur];
+  return columns;
 }
 
 /** Bonferroni-adjusted p-values: min(1, p * m) for the m tests (NaN entries stay NaN and are not counted). */
