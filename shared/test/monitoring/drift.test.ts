@@ -27,6 +27,16 @@ describe('psi', () => {
     expect(psi([50, 50, 0], [40, 40, 20])).toBeCloseTo(1.5640491119253044, 12);
   });
 
+  it('replaces only empty bins: proportions below epsilon count as they are (Evidently)', () => {
+    // numpy, with p = where(p == 0, 1e-4, p) on the proportions, then sum((a - e) * log(a / e)):
+    // 3 and 9 in 100,000: 6.592033753610065e-05 (clamping both to 1e-4 gave 3.6e-9)
+    expect(psi([3, 99997], [9, 99991])).toBeCloseTo(6.592033753610065e-5, 15);
+    // 5 in 100,000 against none (1e-4 in its place): 3.465985909049935e-05
+    expect(psi([5, 99995], [0, 100000])).toBeCloseTo(3.465985909049935e-5, 15);
+    // 1 in 100,000 against half: 5.756342603305464
+    expect(psi([1, 99999], [50000, 50000])).toBeCloseTo(5.756342603305464, 12);
+  });
+
   it('is >= 0, and 0 for identical (or proportional) histograms', () => {
     fc.assert(
       fc.property(histogramPair, ([a, b]) => {
