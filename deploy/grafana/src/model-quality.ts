@@ -189,7 +189,7 @@ const slices = [
   table({
     title: 'Disparity between slices (24h)',
     description:
-      'For each sliced field: the spread of the false-positive and false-negative rates between slices with 30+ labels, as max - min and max / min (tributary_slice_disparity).',
+      'For each sliced field: the spread of the false-positive rate between slices with 30+ negatives and of the false-negative rate between slices with 30+ positives, as max - min and max / min (tributary_slice_disparity).',
     columns: [
       { expr: `max without(measure) (tributary_slice_disparity{${M},measure="difference"})`, name: 'max - min', decimals: 3 },
       { expr: `max without(measure) (tributary_slice_disparity{${M},measure="ratio"})`, name: 'max / min', decimals: 2 },

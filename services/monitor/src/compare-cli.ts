@@ -80,6 +80,7 @@ function parseOptions(argv: string[]): {
       bins: number('bins', values.bins, (x) => Number.isInteger(x) && x >= 2 && x <= 1000, 'an integer in [2, 1000]'),
       maxCategories: COMPARE_DEFAULTS.maxCategories,
       maxSlices: COMPARE_DEFAULTS.maxSlices,
+      minSliceCount: COMPARE_DEFAULTS.minSliceCount,
     },
   };
 }

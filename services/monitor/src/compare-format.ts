@@ -75,7 +75,10 @@ export function formatReport(report: CompareReport): string {
   }
   if (report.fairness) {
     out.push('');
-    out.push(`slices by ${report.fairness.field}`);
+    const { field, minCount } = report.fairness;
+    out.push(
+      `slices by ${field} (false-positive rate of the slices with ${minCount}+ negatives, false-negative rate of those with ${minCount}+ positives)`,
+    );
     out.push(
       table(
         ['rate', 'min', 'max', 'difference', 'ratio'],

@@ -51,6 +51,11 @@ export interface CompareOptions {
   maxCategories: number;
   /** Slices kept before `other` (default 20). */
   maxSlices: number;
+  /**
+   * Negatives a slice needs for its false-positive rate, positives for its false-negative rate,
+   * to count in the disparity (default 30, as the live monitor: a rate of a handful is noise).
+   */
+  minSliceCount?: number;
 }
 
 export const COMPARE_DEFAULTS = {
@@ -61,6 +66,7 @@ export const COMPARE_DEFAULTS = {
   bins: 10,
   maxCategories: 50,
   maxSlices: 20,
+  minSliceCount: 30,
 };
 
 export interface SampleQuality extends ClassificationMetrics {
@@ -89,8 +95,11 @@ export interface CompareReport {
   quality: { reference: SampleQuality | null; current: SampleQuality | null };
   /** CBPE on the current scores; `calibrated` when the scores were first calibrated on the labelled reference. */
   estimated: (EstimatedPerformance & { calibrated: boolean }) | null;
-  /** False-positive/false-negative rate disparity across slices of the labelled current rows. */
-  fairness: (FairnessView & { field: string }) | null;
+  /**
+   * False-positive/false-negative rate disparity across slices of the labelled current rows
+   * (slices with `minCount` negatives, resp. positives).
+   */
+  fairness: (FairnessView & { field: string; minCount: number }) | null;
 }
 
 export function compareSamples(reference: Sample, current: Sample, options: CompareOptions): CompareReport {
@@ -207,5 +216,6 @@ function fairness(current: Sample, options: CompareOptions): CompareReport['fair
   if (scores.length === 0) return null;
   const quality = new SliceQuality(options.threshold, options.maxSlices);
   scores.forEach((s, i) => quality.add(slices[i] ?? '(missing)', s, labels[i] as 0 | 1));
-  return { field: options.sliceField, ...rateDisparity(quality.counts()) };
+  const minCount = options.minSliceCount ?? COMPARE_DEFAULTS.minSliceCount;
+  return { field: options.sliceField, minCount, ...rateDisparity(quality.counts(), minCount) };
 }

@@ -392,7 +392,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     () =>
       new Gauge({
         name: 'tributary_slice_disparity',
-        help: 'Disparity between slices (with 30+ labels) of the false-positive and false-negative rates over 24h: max - min, and max / min',
+        help: 'Disparity over 24h of the false-positive rate between slices with 30+ negatives, and of the false-negative rate between slices with 30+ positives: max - min, and max / min',
         labelNames: ['model', 'version', 'variant', 'field', 'rate', 'measure'],
         registers,
         collect() {

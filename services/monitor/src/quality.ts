@@ -171,7 +171,7 @@ export class QualityBoard {
     return out;
   }
 
-  /** Every series' quality per slice over the last 24h, with the fairness view (slices with at least `minCount` labels). */
+  /** Every series' quality per slice over the last 24h, with the fairness view (FPR of the slices with `minCount` negatives, FNR of those with `minCount` positives). */
   sliceViews(now: number, minCount = 30): SliceView[] {
     const out: SliceView[] = [];
     for (const series of this.series.values()) {

@@ -126,8 +126,18 @@ describe('compareSamples', () => {
 
   it('compares false-positive and false-negative rates across slices', () => {
     // S: scores 0.1/0 tn, 0.35/1 fn, 0.8/1 tp -> fpr 0, fnr 1/2; T: 0.4/0 tn, 0.4/1 fn, 0.7/0 fp -> fpr 1/2, fnr 1
-    expect(report.fairness!.falsePositiveRate).toMatchObject({ difference: 0.5, ratio: Infinity });
-    expect(report.fairness!.falseNegativeRate).toMatchObject({ difference: 0.5, ratio: 2 });
+    const small = compareSamples(reference, current, { ...options, minSliceCount: 1 });
+    expect(small.fairness!.falsePositiveRate).toMatchObject({ difference: 0.5, ratio: Infinity });
+    expect(small.fairness!.falseNegativeRate).toMatchObject({ difference: 0.5, ratio: 2 });
+  });
+
+  it('leaves out of the disparity, by default, the rates of slices with fewer than 30 negatives or positives, and says so', () => {
+    expect(report.fairness).toMatchObject({ field: 'segment', minCount: 30 });
+    expect(report.fairness!.falsePositiveRate).toMatchObject({ slices: {}, min: null, max: null });
+    expect(report.fairness!.falseNegativeRate).toMatchObject({ slices: {}, min: null, max: null });
+    expect(formatReport(report)).toMatch(
+      /^slices by segment \(false-positive rate of the slices with 30\+ negatives, false-negative rate of those with 30\+ positives\)$/m,
+    );
   });
 
   it('renders a table', () => {

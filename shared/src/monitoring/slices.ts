@@ -7,7 +7,7 @@
  * `other` in the next would show only part of its predictions under its name).
  * The fairness view compares false-positive and false-negative rates across slices.
  */
-import { addToConfusion, classificationMetrics, emptyConfusion, mergeConfusion, type ConfusionCounts } from './quality.js';
+import { addToConfusion, emptyConfusion, mergeConfusion, type ConfusionCounts } from './quality.js';
 import { checkThreshold } from './quality-window.js';
 import { byName } from './profile.js';
 
@@ -65,7 +65,7 @@ export class SliceQuality {
 }
 
 export interface RateDisparity {
-  /** Slices where the rate is defined (some negatives for FPR, some positives for FNR). */
+  /** Slices where the rate is defined and counted (`minCount` negatives for FPR, positives for FNR). */
   slices: Record<string, number>;
   min: { slice: string; rate: number } | null;
   max: { slice: string; rate: number } | null;
@@ -80,16 +80,22 @@ export interface FairnessView {
   falseNegativeRate: RateDisparity;
 }
 
-/** Disparity of false-positive and false-negative rates across slices with at least `minCount` predictions. */
+/**
+ * Disparity of false-positive and false-negative rates across slices: the false-positive rate
+ * of the slices with at least `minCount` negatives (fp + tn), the false-negative rate of those
+ * with at least `minCount` positives (tp + fn). Each rate is a share of those labels only: a
+ * slice of 30 labels with one positive has a false-negative rate of 0 or 1, which counting all
+ * its labels let set the disparity alone.
+ */
 export function rateDisparity(slices: Readonly<Record<string, ConfusionCounts>>, minCount = 1): FairnessView {
   // Without a prototype: a slice is any request value, `__proto__` too.
   const fpr = byName<number>();
   const fnr = byName<number>();
   for (const [slice, c] of Object.entries(slices)) {
-    if (c.tp + c.fp + c.tn + c.fn < minCount) continue;
-    const m = classificationMetrics(c);
-    if (!Number.isNaN(m.fpr)) fpr[slice] = m.fpr;
-    if (!Number.isNaN(m.fnr)) fnr[slice] = m.fnr;
+    const negatives = c.fp + c.tn;
+    const positives = c.tp + c.fn;
+    if (negatives > 0 && negatives >= minCount) fpr[slice] = c.fp / negatives;
+    if (positives > 0 && positives >= minCount) fnr[slice] = c.fn / positives;
   }
   return { falsePositiveRate: disparity(fpr), falseNegativeRate: disparity(fnr) };
 }

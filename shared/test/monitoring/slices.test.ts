@@ -85,6 +85,21 @@ describe('rateDisparity', () => {
     expect(Object.keys(view.falseNegativeRate.slices)).toEqual(['A', 'B']);
   });
 
+  it('counts minCount in positives for the false-negative rate and in negatives for the false-positive rate', () => {
+    // B has 30 labels but 1 positive and 29 negatives: with minCount 30 it takes part in neither
+    // rate (counted on all its labels, its FNR of 1 against A's 0.2 set the disparity alone).
+    const view = rateDisparity({ A: { tp: 40, fn: 10, fp: 95, tn: 855 }, B: { tp: 0, fn: 1, fp: 1, tn: 28 } }, 30);
+    expect(Object.keys(view.falseNegativeRate.slices)).toEqual(['A']);
+    expect(view.falseNegativeRate).toMatchObject({ min: { slice: 'A', rate: 0.2 }, difference: 0 });
+    expect(view.falseNegativeRate.ratio).toBeNaN();
+    expect(Object.keys(view.falsePositiveRate.slices)).toEqual(['A']);
+    // C: 30 negatives, 2 positives: its FPR counts, its FNR does not.
+    const withC = rateDisparity({ A: { tp: 40, fn: 10, fp: 95, tn: 855 }, C: { tp: 1, fn: 1, fp: 6, tn: 24 } }, 30);
+    expect(withC.falsePositiveRate).toMatchObject({ min: { slice: 'A', rate: 0.1 }, max: { slice: 'C', rate: 0.2 } });
+    expect(withC.falsePositiveRate.difference).toBeCloseTo(0.1, 14);
+    expect(Object.keys(withC.falseNegativeRate.slices)).toEqual(['A']);
+  });
+
   it('reports an infinite ratio when one slice has a zero rate, NaN with fewer than two slices', () => {
     const view = rateDisparity({ A: { tp: 1, fn: 0, fp: 0, tn: 5 }, B: { tp: 1, fn: 1, fp: 1, tn: 1 } });
     expect(view.falsePositiveRate.ratio).toBe(Infinity);
