@@ -35,6 +35,11 @@ export interface DriftBoardOptions {
   maxSeries: number;
   bucketMs?: number;
   buckets?: number;
+  /**
+   * How far ahead of the clock the board is read by a prediction time may be (the monitor caps
+   * it at its allowed skew). Default 0.
+   */
+  aheadMs?: number;
   /** Rows a window needs before its drift is reported (tests on a handful of rows say nothing). */
   minRows?: number;
   /** A series whose report failed (it is left out of the scrape; the others are reported). */
@@ -71,7 +76,7 @@ export class DriftBoard {
       profile,
       ring: new SlidingWindow<ProfileWindow>(
         { empty: () => emptyWindow(profile), merge: mergeWindows },
-        { bucketMs: this.options.bucketMs ?? 60_000, buckets: this.options.buckets ?? 60 },
+        { bucketMs: this.options.bucketMs ?? 60_000, buckets: this.options.buckets ?? 60, aheadMs: this.options.aheadMs ?? 0 },
       ),
     };
     // Versions beyond the bound are not remembered (a stream of odd versions must not grow the map).

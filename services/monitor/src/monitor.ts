@@ -329,6 +329,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     maxSeries: options.maxSeries,
     sliceFields,
     maxSlices: options.maxSlices ?? 20,
+    aheadMs: MAX_SKEW_MS,
   });
   metric(
     options.registry,
@@ -476,6 +477,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   const drift = new DriftBoard({
     profileOf: options.profileOf,
     maxSeries: options.maxSeries,
+    aheadMs: MAX_SKEW_MS,
     onReportError: (series, error) =>
       options.logger.error({ ...series, err: error }, 'feature drift: the report of a series failed; left out of /metrics'),
   });

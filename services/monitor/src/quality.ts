@@ -56,6 +56,11 @@ export interface QualityBoardOptions {
   sliceFields?: string[];
   /** Values per slice field at most; beyond, `__other__`. */
   maxSlices?: number;
+  /**
+   * How far ahead of the clock the board is read by a prediction time may be (the estimates
+   * go by prediction time; the monitor caps it at its allowed skew). Default 0.
+   */
+  aheadMs?: number;
 }
 
 /** The window of the slice view. */
@@ -98,7 +103,7 @@ export class QualityBoard {
         window,
         ring: new SlidingWindow<CbpeAccumulator>(
           { empty: () => new CbpeAccumulator(threshold), merge: (a, b) => a.merge(b) },
-          { bucketMs: window.bucketMs, buckets: window.buckets },
+          { bucketMs: window.bucketMs, buckets: window.buckets, aheadMs: this.options.aheadMs ?? 0 },
         ),
       })),
       slices: new Map(

@@ -73,6 +73,26 @@ describe('DriftBoard', () => {
   });
 });
 
+describe('DriftBoard and QualityBoard: predictions stamped ahead of the clock', () => {
+  it('keep the hour read at the clock whole when a prediction is stamped up to aheadMs later', () => {
+    const minute = 60_000;
+    const start = NOW - (NOW % minute);
+    const now = start + 59 * minute + 50_000; // 59:50
+    const drift = new DriftBoard({ profileOf: () => profile, maxSeries: 1, minRows: 1, aheadMs: minute });
+    const quality = new QualityBoard({ thresholdOf: () => 0.5, maxSeries: 1, aheadMs: minute });
+    const key = { model: 'm', version: '1', variant: 'champion' };
+    // One prediction a minute from -1 (the hour back from 59:50 starts in it) to 59, then one 20 s ahead.
+    const at = [...Array.from({ length: 61 }, (_, i) => start + (i - 1) * minute + 1000), now + 20_000];
+    for (const t of at) {
+      drift.observe('m', '1', 'champion', { amount: 5 }, 0.3, t);
+      quality.predicted(key, 0.3, t);
+    }
+    expect(drift.reports(now).map((r) => r.rows)).toEqual([61]);
+    expect(quality.estimates(now).find((e) => e.window === '1h')!.estimate.count).toBe(61);
+    expect(drift.reports(now + 20_000).map((r) => r.rows)).toEqual([61]); // minutes 0..60
+  });
+});
+
 describe('QualityBoard', () => {
   it('keeps the same slices by name in every hour of the 24h slice window (the bound decided once per series)', () => {
     const board = new QualityBoard({ thresholdOf: () => 0.5, maxSeries: 1, sliceFields: ['country'], maxSlices: 1 });

@@ -760,6 +760,24 @@ describe('monitor', () => {
     );
   });
 
+  it('keeps the last hour whole when a prediction is stamped less than its allowed minute ahead', async () => {
+    const minute = 60_000;
+    const start = 1_800_000_000_000 - (1_800_000_000_000 % minute);
+    const now = start + 59 * minute + 50_000; // 59:50 on the monitor's clock
+    const { eventLog, registry } = await boot({ clock: () => now });
+    // One prediction a minute from -1 (the hour back from 59:50 starts in it) to 59, then one 20 s ahead (minute 60).
+    const stamped = (id: string, at: number) => ({ key: id, value: JSON.stringify({ ...prediction(id, 0.3), predicted_at: at }) });
+    await eventLog.publish('predictions', [
+      ...Array.from({ length: 61 }, (_, i) => stamped(`m${i - 1}`, start + (i - 1) * minute + 1000)),
+      stamped('ahead', now + 20_000),
+    ]);
+    await waitFor(async () => /stream="predictions",outcome="accepted"\} 62/.test(await registry.metrics()), { what: 'the predictions' });
+    // The record ahead is not in the hour ending now, and took no bucket the hour still reads.
+    expect(await registry.metrics()).toMatch(
+      /tributary_model_estimated_predictions\{model="fraud_detector",version="1",variant="champion",window="1h"\} 61\n/,
+    );
+  });
+
   it('estimates quality from the scores before labels arrive, and compares false-positive rates across slices', async () => {
     const { eventLog, registry } = await boot({ sliceFields: ['country'] });
     // 40 legitimate transactions per country; 4 flagged (score 0.9) in US, 20 in FR.
