@@ -133,6 +133,19 @@ const quality = [
       query(`tributary_model_quality{${M},metric="$metric",window="24h"} offset 1d`, '{{variant}} {{version}} a day ago'),
     ],
   }),
+  timeSeries({
+    title: 'ROC AUC error bound (score bins)',
+    description:
+      'How far the ROC AUC above may be from the exact one: the monitor computes it on score bins, two predictions in one bin counting as a tie (metric="roc_auc_error_bound" of tributary_model_quality and tributary_model_quality_estimated). It grows when scores crowd into few bins. Dashed line: 0.02, the default margin of the canary rule.',
+    unit: 'none',
+    min: 0,
+    thresholds: [{ value: 0.02, color: 'orange' }],
+    queries: [
+      query(`tributary_model_quality{${M},metric="roc_auc_error_bound"}`, '{{variant}} {{version}} {{window}}'),
+      query(`tributary_model_quality_estimated{${M},metric="roc_auc_error_bound",window="1h"}`, '{{variant}} {{version}} 1h estimated'),
+    ],
+    w: 24,
+  }),
 ];
 
 const labels = [

@@ -112,7 +112,7 @@ interface WaitingLabel {
   at: number;
 }
 
-const QUALITY_METRICS = ['accuracy', 'precision', 'recall', 'f1', 'roc_auc', 'log_loss', 'ece'] as const;
+const QUALITY_METRICS = ['accuracy', 'precision', 'recall', 'f1', 'roc_auc', 'roc_auc_error_bound', 'log_loss', 'ece'] as const;
 
 export interface Monitor {
   stop(): Promise<void>;
@@ -350,6 +350,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
               recall: estimate.recall,
               f1: estimate.f1,
               roc_auc: estimate.rocAuc,
+              roc_auc_error_bound: estimate.rocAucErrorBound,
             };
             for (const [name, value] of Object.entries(values)) {
               if (Number.isFinite(value)) this.set({ model, version, variant, window, metric: name }, value);
@@ -430,6 +431,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
               recall: quality.recall,
               f1: quality.f1,
               roc_auc: quality.rocAuc,
+              roc_auc_error_bound: quality.rocAucErrorBound,
               log_loss: quality.logLoss,
               ece: quality.ece,
             };

@@ -603,6 +603,9 @@ describe('monitor', () => {
     expect(quality('recall')).toBeCloseTo(1, 9);
     expect(quality('accuracy', '24h')).toBeCloseTo(2 / 3, 9);
     expect(quality('log_loss')).toBeCloseTo(-(Math.log(0.9) + Math.log(0.6) + Math.log(0.9)) / 3, 6);
+    // The positive (0.9) above both negatives, no two in one score bin: the binned AUC is exact.
+    expect(quality('roc_auc')).toBe(1);
+    expect(quality('roc_auc_error_bound')).toBe(0);
     expect(text).toMatch(/tributary_model_labelled_predictions\{model="fraud_detector",version="1",variant="champion",window="1h"\} 3/);
     expect(text).toMatch(/tributary_monitor_label_delay_seconds_count\{model="fraud_detector",version="1",variant="champion"\} 3/);
     expect(text).toMatch(/tributary_monitor_label_delay_seconds_bucket\{le="60",model="fraud_detector",version="1",variant="champion"\} 1/);
@@ -804,6 +807,15 @@ describe('monitor', () => {
       )?.[1],
     );
     expect(estimated).toBeCloseTo(0.9, 9);
+    // The estimated AUC weighs each prediction p positive and 1 - p negative, in its score's bin:
+    // bin of 0.1: 5.6 positive, 50.4 negative; bin of 0.9: 21.6 and 2.4 (P = 27.2, N = 52.8).
+    // Same-bin pairs 21.6 * 2.4 + 5.6 * 50.4 = 334.08, bound 334.08 / (2 P N).
+    const bound = Number(
+      /tributary_model_quality_estimated\{model="fraud_detector",version="1",variant="champion",window="1h",metric="roc_auc_error_bound"\} (\S+)/.exec(
+        text,
+      )?.[1],
+    );
+    expect(bound).toBeCloseTo(334.08 / (2 * 27.2 * 52.8), 9);
     expect(text).toMatch(/tributary_model_estimated_predictions\{model="fraud_detector",version="1",variant="champion",window="1h"\} 80/);
     expect(text).not.toMatch(/tributary_slice_quality\{/);
     await eventLog.publish(
