@@ -136,7 +136,7 @@ const quality = [
   timeSeries({
     title: 'ROC AUC error bound (score bins)',
     description:
-      'How far the ROC AUC above may be from the exact one: the monitor computes it on score bins, two predictions in one bin counting as a tie (metric="roc_auc_error_bound" of tributary_model_quality and tributary_model_quality_estimated). It grows when scores crowd into few bins. Dashed line: 0.02, the default margin of the canary rule.',
+      'How far the ROC AUC above may be from the exact one: the monitor computes it on score bins, two predictions in one bin counting as a tie (metric="roc_auc_error_bound" of tributary_model_quality and tributary_model_quality_estimated). It grows when scores crowd into few bins. While either side\'s 1h bound is above the canary rule\'s margin (0.02 by default, dashed), the rule does not judge a canary on its AUC.',
     unit: 'none',
     min: 0,
     thresholds: [{ value: 0.02, color: 'orange' }],

@@ -6,6 +6,8 @@
  * - the canary rule: a canary whose quality over the last hour falls below the champion's by
  *   more than a margin (both with enough labels) is rolled back: the routing returns to the
  *   champion alone (shadows kept), audited as `auto_rollback` by `monitor`, counted and logged.
+ *   The ROC AUC is computed on score bins: while either side's error bound is above the
+ *   margin, a difference of that size may be the bins' alone, and the rule waits.
  */
 import type { Logger, QualitySummary } from '@tributary/shared';
 
@@ -41,6 +43,14 @@ export function judgeCanary(champion: QualitySummary, canary: QualitySummary, ru
   const ours = VALUE[rule.metric](canary);
   const theirs = VALUE[rule.metric](champion);
   if (!Number.isFinite(ours) || !Number.isFinite(theirs)) return { kind: 'wait', reason: `${rule.metric} not defined yet` };
+  if (rule.metric === 'roc_auc' && !(canary.rocAucErrorBound <= rule.margin && champion.rocAucErrorBound <= rule.margin)) {
+    return {
+      kind: 'wait',
+      reason:
+        `roc_auc ${ours.toFixed(4)} against the champion's ${theirs.toFixed(4)} is binned: its error bound ` +
+        `(${canary.rocAucErrorBound.toFixed(4)} canary, ${champion.rocAucErrorBound.toFixed(4)} champion) is above the margin ${rule.margin}`,
+    };
+  }
   const worseBy = LOWER_IS_BETTER.has(rule.metric) ? ours - theirs : theirs - ours;
   const figures = `${rule.metric} ${ours.toFixed(4)} against the champion's ${theirs.toFixed(4)} over ${canary.count} and ${champion.count} labelled predictions`;
   return worseBy > rule.margin
@@ -102,7 +112,11 @@ export async function checkCanaries(options: CanaryGuardOptions): Promise<void> 
     const canary = series.find((s) => s.model === model && s.variant === 'canary' && s.version === routing.canary);
     if (!champion || !canary) continue;
     const verdict = judgeCanary(champion.quality, canary.quality, options.rule);
-    if (verdict.kind !== 'rollback') continue;
+    if (verdict.kind !== 'rollback') {
+      // At debug: every pass, a wait or a keep is the usual state of a canary, not news.
+      options.logger.debug({ model, canary: routing.canary, champion: routing.champion, verdict: verdict.kind }, verdict.reason);
+      continue;
+    }
     const reason = `automatic rollback of canary ${routing.canary}: ${verdict.reason}`;
     await options.control.endCanary(model, reason);
     options.rolledBack(model);

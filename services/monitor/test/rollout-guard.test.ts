@@ -38,6 +38,25 @@ describe('the canary rule', () => {
     expect(verdict.reason).toMatch(/accuracy 0\.7000 against the champion's 0\.9000 over 400 and 500 labelled predictions/);
   });
 
+  it('does not judge on ROC AUC while either side is binned too coarsely for the margin (its error bound above it)', () => {
+    const auc = { ...rule, metric: 'roc_auc' as const, margin: 0.02 };
+    const side = (rocAuc: number, rocAucErrorBound: number) => ({ ...quality(500, 0.9), rocAuc, rocAucErrorBound });
+    // Worse by 0.13 with tight bounds: rolled back; within the margin: kept.
+    expect(judgeCanary(side(0.93, 0.005), side(0.8, 0.01), auc).kind).toBe('rollback');
+    expect(judgeCanary(side(0.93, 0.005), side(0.92, 0.02), auc).kind).toBe('keep');
+    // The same gap with the canary's bound (or the champion's) above the margin: no verdict either way.
+    const verdict = judgeCanary(side(0.93, 0.005), side(0.8, 0.03), auc);
+    expect(verdict).toEqual({
+      kind: 'wait',
+      reason:
+        "roc_auc 0.8000 against the champion's 0.9300 is binned: its error bound (0.0300 canary, 0.0050 champion) is above the margin 0.02",
+    });
+    expect(judgeCanary(side(0.93, 0.09), side(0.8, 0.01), auc).kind).toBe('wait');
+    expect(judgeCanary(side(0.93, 0.09), side(0.93, 0.01), auc).kind).toBe('wait');
+    // Other metrics are exact on the stream: the bound does not hold them back.
+    expect(judgeCanary(side(0.93, 0.09), { ...quality(400, 0.7), rocAucErrorBound: 0.09 }, rule).kind).toBe('rollback');
+  });
+
   it('reads log loss and calibration error the other way round (lower is better)', () => {
     const good = quality(500, 0.95);
     const bad = quality(500, 0.6);
