@@ -1,8 +1,8 @@
 /**
  * Streaming quality over an unbounded stream in fixed memory: confusion counts at the
  * threshold and log loss are exact running sums; ECE is exact on its calibration bins;
- * ROC AUC comes from per-class score histograms on fixed bins (ScoreHistogram), an
- * approximation whose error bound is reported with it. Every accumulator is mergeable,
+ * ROC AUC comes from per-class score histograms on fixed bins (ScoreHistogram, finer near 0
+ * and 1), an approximation whose error bound is reported with it. Every accumulator is mergeable,
  * so it can sit in the buckets of a SlidingWindow.
  */
 import { LOG_LOSS_EPSILON } from '../model/metrics.js';
@@ -12,17 +12,37 @@ import {
   classificationMetrics,
   emptyConfusion,
   mergeConfusion,
-  scoreBin,
   type ClassificationMetrics,
   type ConfusionCounts,
 } from './quality.js';
 
+/** Logits beyond +-10 (scores below 4.5e-5 or above 1 - 4.5e-5) share the end bins of the AUC histogram. */
+const AUC_LOGIT_RANGE = 10;
+
 /**
- * Positive and negative weight per equal-width score bin on [0, 1]. The AUC from it counts
- * every pair in different bins exactly and every pair inside one bin as a tie (one half);
- * the exact AUC differs by at most errorBound = sum_b pos_b neg_b / (2 P N), the share of
- * same-bin pairs halved. With 100 bins and scores spread over many bins the bound is small;
- * it is reported so a reader can judge.
+ * The bin of a score in [0, 1] among `bins` of the AUC histogram. Equal-width bins put every
+ * score of a fraud model (most below 0.01) into the first one or two, where all pairs are
+ * ties: on such a sample the binned AUC was 0.89 against an exact 0.94 (bound 0.09). The bins
+ * are equal-width on a scale that is half the score and half its logit (clamped to +-10):
+ * with 100 bins, 1/60 wide around 0.5 (equal-width: 1/100) and a factor of about 1.5 wide
+ * near 0.001, 0.01 or 0.999 (equal-width: 10 times the score at 0.001). The scale increases
+ * with the score, so pairs in different bins keep their order; one logarithm and no
+ * allocation per score.
+ */
+export function aucScoreBin(score: number, bins: number): number {
+  if (!(score >= 0 && score <= 1)) throw new RangeError(`score must be a probability in [0, 1], got ${score}`);
+  // -Infinity at 0 and +Infinity at 1, both clamped below; one logarithm (1 - score is exact
+  // from 0.5 up, and the clamp takes everything beyond 1 - 4.5e-5).
+  const logit = Math.log(score / (1 - score));
+  const tail = Math.min(1, Math.max(0, (logit + AUC_LOGIT_RANGE) / (2 * AUC_LOGIT_RANGE)));
+  return Math.min(bins - 1, Math.floor(((score + tail) / 2) * bins));
+}
+
+/**
+ * Positive and negative weight per score bin (`aucScoreBin`: finer near 0 and 1). The AUC
+ * from it counts every pair in different bins exactly and every pair inside one bin as a tie
+ * (one half); the exact AUC differs by at most errorBound = sum_b pos_b neg_b / (2 P N), the
+ * share of same-bin pairs halved. It is reported so a reader (and the canary rule) can judge.
  */
 export class ScoreHistogram {
   readonly positive: number[];
@@ -36,7 +56,7 @@ export class ScoreHistogram {
 
   /** Adds a score with positive weight w (the label, or a probability for CBPE) and negative weight 1 - w. */
   add(score: number, w: number): void {
-    const b = scoreBin(score, this.bins);
+    const b = aucScoreBin(score, this.bins);
     this.positive[b]! += w;
     this.negative[b]! += 1 - w;
   }

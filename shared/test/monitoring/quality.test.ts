@@ -8,7 +8,7 @@ import {
   expectedCalibrationError,
   weightedRocAuc,
 } from '../../src/monitoring/quality.js';
-import { QualityAccumulator, ScoreHistogram } from '../../src/monitoring/quality-window.js';
+import { aucScoreBin, QualityAccumulator, ScoreHistogram } from '../../src/monitoring/quality-window.js';
 
 const labelled = fc.array(fc.tuple(fc.double({ min: 0, max: 1, noNaN: true }), fc.constantFrom<0 | 1>(0, 1)), { maxLength: 120 });
 
@@ -93,6 +93,38 @@ describe('ScoreHistogram AUC', () => {
     expect(Math.abs(5.5 / 9 - auc.value)).toBeLessThanOrEqual(auc.errorBound);
   });
 
+  it('bins finer near 0 and 1: half the score, half its logit clamped to +-10', () => {
+    // numpy: t = (s + clip((log(s) - log1p(-s) + 10) / 20, 0, 1)) / 2; floor(t * 100), at most 99.
+    const bins = [0, 1e-4, 1e-3, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 1].map((s) => aucScoreBin(s, 100));
+    expect(bins).toEqual([0, 1, 7, 14, 24, 50, 75, 85, 92, 99]);
+    expect(() => aucScoreBin(1.5, 100)).toThrow(RangeError);
+    fc.assert(
+      fc.property(
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.integer({ min: 1, max: 400 }),
+        (a, b, n) => {
+          const [lo, hi] = a <= b ? [a, b] : [b, a];
+          expect(aucScoreBin(lo, n)).toBeLessThanOrEqual(aucScoreBin(hi, n));
+          expect(aucScoreBin(hi, n)).toBeLessThan(n);
+        },
+      ),
+    );
+  });
+
+  it('keeps the AUC of scores crowded near 0 (a fraud model) close to the exact one', () => {
+    // Negatives 1e-5 5e-5 2e-4 6e-4 1.5e-3 3e-3 5e-3; positives 4e-4 2.5e-3 7e-3 9e-3 0.05.
+    // Exact AUC (scipy.stats.rankdata, Mann-Whitney): 29/35 = 0.8285714285714286.
+    // Equal-width bins put all but 0.05 in the first bin: 0.6, bound 0.4. On the bins above
+    // (numpy, as in the previous test) two pairs share a bin: 29/35, bound 1/35.
+    const h = new ScoreHistogram(100);
+    [1e-5, 5e-5, 2e-4, 6e-4, 1.5e-3, 3e-3, 5e-3].forEach((s) => h.add(s, 0));
+    [4e-4, 2.5e-3, 7e-3, 9e-3, 0.05].forEach((s) => h.add(s, 1));
+    const auc = h.rocAuc();
+    expect(auc.value).toBeCloseTo(29 / 35, 14);
+    expect(auc.errorBound).toBeCloseTo(1 / 35, 14);
+  });
+
   it('is within its error bound of the exact AUC', () => {
     fc.assert(
       fc.property(labelled, fc.integer({ min: 1, max: 200 }), (pairs, bins) => {
@@ -122,7 +154,7 @@ describe('QualityAccumulator', () => {
     expect(summary.positives).toBe(4);
     expect(summary.logLoss).toBeCloseTo(logLoss(scores, [...labels]), 14);
     expect(summary.ece).toBeCloseTo(expectedCalibrationError(scores, [...labels], 5), 14);
-    // All scores in distinct bins of width 0.01: the binned AUC is exact.
+    // All scores in distinct bins: the binned AUC is exact.
     expect(summary.rocAucErrorBound).toBe(0);
     expect(summary.rocAuc).toBeCloseTo(rocAuc(scores, [...labels]), 14);
   });
