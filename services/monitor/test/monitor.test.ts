@@ -885,3 +885,68 @@ describe('monitor', () => {
     expect(text).not.toMatch(/group="merchant_transactions"/);
   });
 });
+
+describe('monitor: consumer lag', () => {
+  const lagOf = async (registry: ReturnType<typeof createRegistry>) =>
+    Object.fromEntries(
+      ((await registry.getSingleMetric('tributary_monitor_consumer_lag')?.get())?.values ?? []).map((v) => [
+        `${String(v.labels.topic)}:${String(v.labels.partition)}`,
+        v.value,
+      ]),
+    );
+
+  it('grows while batches fail because the join store does not answer', async () => {
+    const joins = new MemoryJoinStore(DAY, HOUR);
+    let down = false;
+    const offer = joins.offer.bind(joins);
+    joins.offer = async (offers) => {
+      if (down) throw new Error('join store down');
+      return offer(offers);
+    };
+    const { eventLog, registry } = await boot({ joins });
+    // One key: every record on one partition.
+    await eventLog.publish('predictions', [{ key: 'k', value: JSON.stringify(prediction('a', 0.9)) }]);
+    await waitFor(async () => Object.values(await lagOf(registry))[0] === 0, { what: 'the first prediction consumed' });
+    const [partition] = Object.keys(await lagOf(registry));
+    down = true;
+    await eventLog.publish(
+      'predictions',
+      Array.from({ length: 20 }, (_, i) => ({ key: 'k', value: JSON.stringify(prediction(`b${i}`, 0.5)) })),
+    );
+    await waitFor(async () => (await lagOf(registry))[partition!] === 20, {
+      what: 'a lag of the 20 predictions not consumed',
+      timeoutMs: 3_000,
+    });
+  });
+
+  it('is no longer reported for the partitions a rebalance gave to another member', async () => {
+    const { eventLog, registry } = await boot();
+    const records = (from: number) =>
+      Array.from({ length: 40 }, (_, i) => ({ key: `r${from + i}`, value: JSON.stringify(prediction(`r${from + i}`, 0.5)) }));
+    await eventLog.publish('predictions', records(0));
+    await waitFor(async () => Object.keys(await lagOf(registry)).length === 4, { what: 'every predictions partition consumed' });
+    // Another member joins the group: half the partitions (of both topics) go to it.
+    const other = createRegistry({ defaultMetrics: false });
+    const second = await startMonitor({
+      eventLog,
+      topics: { predictions: 'predictions', labels: 'labels', deadLetter: 'dead-letter' },
+      groupId: 'monitor-test',
+      registry: other,
+      logger: createLogger('test', 'silent'),
+      joins: new MemoryJoinStore(DAY, HOUR),
+      joinWindowMs: DAY,
+      thresholdOf: () => 0.5,
+      profileOf: () => null,
+      maxSeries: 10,
+    });
+    try {
+      await eventLog.publish('predictions', records(100));
+      await waitFor(async () => Object.keys(await lagOf(other)).length === 2, { what: 'the other member consuming its partitions' });
+      const mine = Object.keys(await lagOf(registry));
+      const theirs = Object.keys(await lagOf(other));
+      expect([...mine, ...theirs].sort()).toEqual(['predictions:0', 'predictions:1', 'predictions:2', 'predictions:3']);
+    } finally {
+      await second.stop();
+    }
+  });
+});
