@@ -4,50 +4,16 @@
  * records and more, and committed): the records before that commit are already applied.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  createLogger,
-  createRegistry,
-  fraud,
-  MemoryEventLog,
-  MemoryOnlineStore,
-  readFeatureValues,
-  type CommittedOffset,
-} from '@tributary/shared';
+import { MemoryEventLog, MemoryOnlineStore, readFeatureValues, type CommittedOffset } from '@tributary/shared';
 import { waitFor } from '../../../test/support/wait-for.js';
-import { startFeaturePipeline } from '../src/pipeline.js';
+import { source, startMember, user } from './member.js';
 import { transactionJson } from './transaction.js';
-
-const example = fraud.fraudExample();
-const source = example.sources.find((s) => s.topic === 'transactions')!;
-const user = example.groups.find((g) => g.definition.name === 'user_transactions')!;
 
 let stops: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const stop of stops) await stop();
   stops = [];
 });
-
-async function startMember(eventLog: MemoryEventLog, store: MemoryOnlineStore) {
-  const registry = createRegistry({ defaultMetrics: false });
-  const pipeline = await startFeaturePipeline({
-    eventLog,
-    store,
-    sources: [source],
-    groups: [user],
-    deadLetterTopic: 'dead-letter',
-    allowedLatenessMs: 300_000,
-    groupId: 'features',
-    registry,
-    logger: createLogger('test', 'warn', { write: () => {} }),
-    flushIntervalMs: 5,
-  });
-  stops.push(() => pipeline.stop());
-  const events = async (outcome: string) =>
-    ((await registry.getSingleMetric('tributary_pipeline_events_total')?.get())?.values ?? [])
-      .filter((v) => v.labels.outcome === outcome)
-      .reduce((sum, v) => sum + v.value, 0);
-  return { events };
-}
 
 describe('a batch begun before a rebalance', () => {
   it('skips the records before the commit it finds as replayed: none is dead-lettered as late, the commit does not go back', async () => {
@@ -94,10 +60,10 @@ describe('a batch begun before a rebalance', () => {
     const store = new MemoryOnlineStore();
     const hourAgo = Date.now() - 3_600_000;
     await publish(0, hourAgo);
-    const first = await startMember(eventLog, store);
+    const first = await startMember(eventLog, store, stops);
     await waitFor(() => held, { what: 'the first member holding a batch of the old records' });
     // The second member joins, is given the partition and applies the old records and then recent ones.
-    const second = await startMember(eventLog, store);
+    const second = await startMember(eventLog, store, stops);
     await waitFor(async () => (await second.events('applied')) === 5, { what: 'the old records applied by the second member' });
     await publish(5, Date.now());
     await waitFor(async () => (await second.events('applied')) === 10, { what: 'the recent records applied' });

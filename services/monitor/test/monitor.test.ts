@@ -23,23 +23,26 @@ const prediction = (id: string, score: number) => ({
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
 
+/** A monitor's settings on an event log, with an in-memory join store; `overrides` replace them. */
+const settings = (eventLog: MemoryEventLog, registry: ReturnType<typeof createRegistry>, overrides: Partial<MonitorOptions> = {}) => ({
+  eventLog,
+  topics: { predictions: 'predictions', labels: 'labels', deadLetter: 'dead-letter' },
+  groupId: 'monitor-test',
+  registry,
+  logger: createLogger('test', 'silent'),
+  joins: new MemoryJoinStore(DAY, HOUR),
+  joinWindowMs: DAY,
+  thresholdOf: () => 0.5,
+  profileOf: () => null,
+  maxSeries: 10,
+  ...overrides,
+});
+
 /** A monitor on an in-memory event log and join store; `overrides` replace its settings. */
 async function boot(overrides: Partial<MonitorOptions> = {}) {
   const eventLog = new MemoryEventLog();
   const registry = createRegistry({ defaultMetrics: false });
-  monitor = await startMonitor({
-    eventLog,
-    topics: { predictions: 'predictions', labels: 'labels', deadLetter: 'dead-letter' },
-    groupId: 'monitor-test',
-    registry,
-    logger: createLogger('test', 'silent'),
-    joins: new MemoryJoinStore(DAY, HOUR),
-    joinWindowMs: DAY,
-    thresholdOf: () => 0.5,
-    profileOf: () => null,
-    maxSeries: 10,
-    ...overrides,
-  });
+  monitor = await startMonitor(settings(eventLog, registry, overrides));
   return { eventLog, registry, monitor };
 }
 
@@ -302,19 +305,13 @@ describe('monitor: offers whose answers were lost', () => {
     expect(rewards).toEqual([['1', 1, 1]]);
     // Another process (a group replaying the topics) offers the same records to the same store.
     const replaying = createRegistry({ defaultMetrics: false });
-    const other = await startMonitor({
-      eventLog,
-      topics: { predictions: 'predictions', labels: 'labels', deadLetter: 'dead-letter' },
-      groupId: 'monitor-replay',
-      registry: replaying,
-      logger: createLogger('test', 'silent'),
-      joins: Object.assign(Object.create(joins) as MemoryJoinStore, { close: async () => {} }),
-      joinWindowMs: DAY,
-      thresholdOf: () => 0.5,
-      profileOf: () => null,
-      maxSeries: 10,
-      rollouts,
-    });
+    const other = await startMonitor(
+      settings(eventLog, replaying, {
+        groupId: 'monitor-replay',
+        joins: Object.assign(Object.create(joins) as MemoryJoinStore, { close: async () => {} }),
+        rollouts,
+      }),
+    );
     try {
       await waitFor(async () => /\{stream="labels",outcome="accepted"\} 1/.test(await replaying.metrics()), { what: 'the replay' });
       const text = await replaying.metrics();
@@ -927,18 +924,7 @@ describe('monitor: consumer lag', () => {
     await waitFor(async () => Object.keys(await lagOf(registry)).length === 4, { what: 'every predictions partition consumed' });
     // Another member joins the group: half the partitions (of both topics) go to it.
     const other = createRegistry({ defaultMetrics: false });
-    const second = await startMonitor({
-      eventLog,
-      topics: { predictions: 'predictions', labels: 'labels', deadLetter: 'dead-letter' },
-      groupId: 'monitor-test',
-      registry: other,
-      logger: createLogger('test', 'silent'),
-      joins: new MemoryJoinStore(DAY, HOUR),
-      joinWindowMs: DAY,
-      thresholdOf: () => 0.5,
-      profileOf: () => null,
-      maxSeries: 10,
-    });
+    const second = await startMonitor(settings(eventLog, other));
     try {
       await eventLog.publish('predictions', records(100));
       await waitFor(async () => Object.keys(await lagOf(other)).length === 2, { what: 'the other member consuming its partitions' });

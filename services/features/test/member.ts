@@ -1,0 +1,37 @@
+/** A feature pipeline member of group `features` on the example's transactions (the user group alone), for tests. */
+import { createLogger, createRegistry, fraud, type MemoryEventLog, type MemoryOnlineStore } from '@tributary/shared';
+import { startFeaturePipeline } from '../src/pipeline.js';
+
+const example = fraud.fraudExample();
+export const source = example.sources.find((s) => s.topic === 'transactions')!;
+export const user = example.groups.find((g) => g.definition.name === 'user_transactions')!;
+
+/** Starts a member; `stop` goes to `stops`. Its metrics: events per outcome, and the consumer lag per partition. */
+export async function startMember(eventLog: MemoryEventLog, store: MemoryOnlineStore, stops: (() => Promise<void>)[]) {
+  const registry = createRegistry({ defaultMetrics: false });
+  const pipeline = await startFeaturePipeline({
+    eventLog,
+    store,
+    sources: [source],
+    groups: [user],
+    deadLetterTopic: 'dead-letter',
+    allowedLatenessMs: 300_000,
+    groupId: 'features',
+    registry,
+    logger: createLogger('test', 'warn', { write: () => {} }),
+    flushIntervalMs: 5,
+  });
+  stops.push(() => pipeline.stop());
+  const events = async (outcome: string) =>
+    ((await registry.getSingleMetric('tributary_pipeline_events_total')?.get())?.values ?? [])
+      .filter((v) => v.labels.outcome === outcome)
+      .reduce((sum, v) => sum + v.value, 0);
+  const lag = async () =>
+    Object.fromEntries(
+      ((await registry.getSingleMetric('tributary_pipeline_consumer_lag')?.get())?.values ?? []).map((v) => [
+        String(v.labels.partition),
+        v.value,
+      ]),
+    );
+  return { events, lag };
+}
