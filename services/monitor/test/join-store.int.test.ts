@@ -16,7 +16,8 @@ describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : 
   };
   joinStoreContract('Redis', create);
 
-  it('counts the sides a sweep removed when another side of it failed, and leaves the failed one for the next sweep', async () => {
+  /** A store of its own key prefix and a plain client of the same Redis, both closed (and the keys deleted) after `use`. */
+  const withStore = async (use: (store: RedisJoinStore, client: Redis, prefix: string) => Promise<void>) => {
     const prefix = `${uniqueName('join')}:`;
     const store = deletingKeysOnClose(
       new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000, REPLAY_HORIZON),
@@ -25,6 +26,15 @@ describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : 
     );
     const client = new Redis(services.redisUrl!);
     try {
+      await use(store, client, prefix);
+    } finally {
+      await client.quit();
+      await store.close();
+    }
+  };
+
+  it('counts the sides a sweep removed when another side of it failed, and leaves the failed one for the next sweep', () =>
+    withStore(async (store, client, prefix) => {
       const past = Date.now() - 1_000;
       const offers = ['r1', 'r2', 'r3'].map((requestId) => ({
         side: 'prediction' as const,
@@ -43,21 +53,10 @@ describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : 
       expect(await client.zrange(`${prefix}join-due`, 0, -1)).toEqual([JSON.stringify(['p:champion:m:1', 'r2'])]);
       await client.del(`${prefix}join:{r2}`);
       expect(await store.sweep(Date.now(), 100)).toEqual({ predictions: 0, labels: 0, taken: 1 });
-    } finally {
-      await client.quit();
-      await store.close();
-    }
-  });
+    }));
 
-  it('answers the offers of the script calls that succeeded when another call of the batch failed', async () => {
-    const prefix = `${uniqueName('join')}:`;
-    const store = deletingKeysOnClose(
-      new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000, REPLAY_HORIZON),
-      services.redisUrl!,
-      prefix,
-    );
-    const client = new Redis(services.redisUrl!);
-    try {
+  it('answers the offers of the script calls that succeeded when another call of the batch failed', () =>
+    withStore(async (store, client, prefix) => {
       const deadline = Date.now() + 60_000;
       const prediction = (requestId: string): Offer => ({
         side: 'prediction',
@@ -85,11 +84,7 @@ describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : 
         { kind: 'joined', others: ['p:j1'], again: true },
         { kind: 'duplicate' },
       ]);
-    } finally {
-      await client.quit();
-      await store.close();
-    }
-  });
+    }));
 
   it('answers the offers of a call whose reply was lost (Redis ran it, the connection dropped) as first when they are offered again', async () => {
     const prefix = `${uniqueName('join')}:`;
@@ -133,15 +128,8 @@ describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : 
     }
   });
 
-  it('writes the hash of a joined request anew once its predictions are due: compact, with its fields and its expiry', async () => {
-    const prefix = `${uniqueName('join')}:`;
-    const store = deletingKeysOnClose(
-      new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000, REPLAY_HORIZON),
-      services.redisUrl!,
-      prefix,
-    );
-    const client = new Redis(services.redisUrl!);
-    try {
+  it('writes the hash of a joined request anew once its predictions are due: compact, with its fields and its expiry', () =>
+    withStore(async (store, client, prefix) => {
       const now = Date.now();
       // A prediction's value longer than a listpack takes (64 bytes by default): the hash is a hashtable.
       const value = JSON.stringify({ model: 'fraud_detector', version: '1', variant: 'champion', score: 0.25, predicted_at: now });
@@ -158,21 +146,10 @@ describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : 
       expect(await client.pttl(key)).toBeGreaterThan(60_000);
       // And it answers as before: the label's join is past, the label still there.
       expect(await store.offer([label, { ...label, record: '0:3' }])).toEqual([{ kind: 'duplicate' }, { kind: 'duplicate' }]);
-    } finally {
-      await client.quit();
-      await store.close();
-    }
-  });
+    }));
 
-  it('moves a prediction the label joined to the replay horizon in the due index (its own entry, whatever its unit), and writes its hash anew, compact, when it goes there', async () => {
-    const prefix = `${uniqueName('join')}:`;
-    const store = deletingKeysOnClose(
-      new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000, REPLAY_HORIZON),
-      services.redisUrl!,
-      prefix,
-    );
-    const client = new Redis(services.redisUrl!);
-    try {
+  it('moves a prediction the label joined to the replay horizon in the due index (its own entry, whatever its unit), and writes its hash anew, compact, when it goes there', () =>
+    withStore(async (store, client, prefix) => {
       const before = Date.now();
       const deadline = before + 3_600_000;
       // Values longer than a listpack takes (64 bytes by default): the hash is a hashtable.
@@ -214,21 +191,10 @@ describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : 
       expect(await client.hgetall(key)).toEqual(left);
       expect(await client.pttl(key)).toBeGreaterThan(3_600_000);
       expect(await client.zrange(`${prefix}join-due`, 0, -1)).toEqual([JSON.stringify(['label', 'h'])]);
-    } finally {
-      await client.quit();
-      await store.close();
-    }
-  });
+    }));
 
-  it('moves the predictions joined by one script call to the replay horizon, however many (more than Lua unpacks at once)', async () => {
-    const prefix = `${uniqueName('join')}:`;
-    const store = deletingKeysOnClose(
-      new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000, REPLAY_HORIZON),
-      services.redisUrl!,
-      prefix,
-    );
-    const client = new Redis(services.redisUrl!);
-    try {
+  it('moves the predictions joined by one script call to the replay horizon, however many (more than Lua unpacks at once)', () =>
+    withStore(async (store, client, prefix) => {
       const deadline = Date.now() + 3_600_000;
       // 500 requests (one script call of labels) with a champion and 8 shadows each: 4,500 predictions.
       const requests = Array.from({ length: 500 }, (_, i) => `r${i}`);
@@ -248,21 +214,10 @@ describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : 
       const after = Date.now();
       expect(await client.zcount(`${prefix}join-due`, '-inf', after + REPLAY_HORIZON)).toBe(4_500);
       expect(await store.sweep(after + REPLAY_HORIZON, 10_000)).toEqual({ predictions: 0, labels: 0, taken: 4_500 });
-    } finally {
-      await client.quit();
-      await store.close();
-    }
-  });
+    }));
 
-  it('reads the hashes of the layout without records: their sides are no record of an offer', async () => {
-    const prefix = `${uniqueName('join')}:`;
-    const store = deletingKeysOnClose(
-      new RedisJoinStore({ url: services.redisUrl! }, prefix, 60_000, REPLAY_HORIZON),
-      services.redisUrl!,
-      prefix,
-    );
-    const client = new Redis(services.redisUrl!);
-    try {
+  it('reads the hashes of the layout without records: their sides are no record of an offer', () =>
+    withStore(async (store, client, prefix) => {
       const deadline = Date.now() + 60_000;
       // w: a prediction waiting; x: a label that joined the champion.
       await client.hset(`${prefix}join:{w}`, 'p:champion:m:1', '{"p":"w"}');
@@ -299,11 +254,7 @@ describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : 
         { kind: 'joined', others: ['{"l":"x"}'] },
         { kind: 'duplicate' },
       ]);
-    } finally {
-      await client.quit();
-      await store.close();
-    }
-  });
+    }));
 
   it('answers a stream of offers, in calls of any size, as the in-memory store does', async () => {
     const offers = randomOffers(11, 3_000, 700);
