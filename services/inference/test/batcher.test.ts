@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { TributaryError } from '@tributary/shared';
 import { MicroBatcher, type BatchRunner } from '../src/batcher.js';
 
@@ -89,17 +89,25 @@ describe('MicroBatcher', () => {
   });
 
   it('waits up to maxDelayMs for more rows when asked to', async () => {
-    const { runner, batches, release } = controlledRunner(1);
-    const batcher = new MicroBatcher(runner, { width: 1, maxBatchRows: 64, maxDelayMs: 30, concurrency: 1, maxQueuedRows: 100 });
-    const a = batcher.score(row(1), 1);
-    await tick();
-    expect(batches).toEqual([]);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-    const b = batcher.score(row(2), 1);
-    await new Promise((resolve) => setTimeout(resolve, 40));
-    expect(batches).toEqual([2]);
-    release();
-    expect([(await a)[0], (await b)[0]]).toEqual([1, 2]);
+    // On a fake clock: a loaded machine's real timers fire late, and the second row came after the wait.
+    vi.useFakeTimers({ toFake: ['setTimeout'] });
+    try {
+      const { runner, batches, release } = controlledRunner(1);
+      const batcher = new MicroBatcher(runner, { width: 1, maxBatchRows: 64, maxDelayMs: 30, concurrency: 1, maxQueuedRows: 100 });
+      const a = batcher.score(row(1), 1);
+      await tick();
+      await vi.advanceTimersByTimeAsync(10);
+      expect(batches).toEqual([]);
+      const b = batcher.score(row(2), 1);
+      await vi.advanceTimersByTimeAsync(19);
+      expect(batches).toEqual([]);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(batches).toEqual([2]);
+      release();
+      expect([(await a)[0], (await b)[0]]).toEqual([1, 2]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('refuses rows beyond maxQueuedRows with a retriable OVERLOADED error', async () => {
