@@ -17,7 +17,7 @@
  */
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRoutingStore, ModelRegistry, startInference } from '@tributary/inference';
 import { monitorSettings, startMonitor } from '@tributary/monitor';
@@ -121,7 +121,8 @@ export async function runRetrainScenario(options: ScenarioOptions): Promise<Scen
 
   // A registry of its own (a copy of the shipped models): the versions the loop registers stay out of the repository.
   const registryDir = await mkdtemp(join(tmpdir(), 'tributary-scenario-models-'));
-  await cp(join(root, 'models'), registryDir, { recursive: true });
+  // The versions, not a routing recorded by an earlier run (see ModelRegistry.record).
+  await cp(join(root, 'models'), registryDir, { recursive: true, filter: (source) => basename(source) !== 'routing.json' });
   const env: Record<string, string | undefined> = {
     ...base,
     PORT: '0',

@@ -35,7 +35,7 @@ function describe(routing: Routing | null, lastChange?: AuditEntry): string {
     return `none stored, though the audit log's last change is revision ${lastChange.revision} (${lastChange.action} to ${lastChange.to}, ${lastChange.at}): lost from Redis; the serving replicas write back the routing they serve at their next poll`;
   }
   if (!routing) {
-    return 'none stored (on a first start, the first replica to start serves the highest version; if Redis lost it, the serving replicas write it back at their next poll)';
+    return 'none stored (the first replica to start serves the routing recorded in the registry directory, routing.json, or without one the highest version; if Redis lost it, the serving replicas write it back at their next poll)';
   }
   return `${describeRollout(routing)} (revision ${routing.revision}, ${routing.updated_at} by ${routing.updated_by}: ${routing.reason}); earlier champions: ${routing.previous.join(', ') || 'none'}`;
 }
@@ -119,7 +119,7 @@ async function main(argv: string[]): Promise<void> {
       config.MODEL_REGISTRY_DIR,
       withRoutes ? needRoutes() : (routes ?? (null as never)),
       (manifest) => planModelFeatures(manifest, catalog),
-      { awaitRestore },
+      { awaitRestore, warn: (message) => console.error(message) },
     );
   const reason = () => {
     if (!values.reason?.trim()) throw new UsageError(`${command} needs --reason "<why>" (kept in the audit log)`);

@@ -47,7 +47,9 @@ export async function createInferenceApp(config: Config, deps: InferenceConnecti
     if (!deps.routes) await routes.close();
     if (!deps.rewards) await rewards.close();
   };
-  const models = new ModelRegistry(config.MODEL_REGISTRY_DIR, routes, (manifest) => planModelFeatures(manifest, example.catalog));
+  const models = new ModelRegistry(config.MODEL_REGISTRY_DIR, routes, (manifest) => planModelFeatures(manifest, example.catalog), {
+    warn: (message) => deps.logger.warn(message),
+  });
   const metrics = inferenceMetrics(deps.registry);
   const serving = await ModelServing.start({
     registry: models,

@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pkg from 'onnx-proto';
@@ -16,7 +16,8 @@ export const BUNDLED_REGISTRY = new URL('../../../models', import.meta.url).path
 /** A writable copy of the bundled registry (fraud_detector version 1). */
 export function tempRegistry(): string {
   const dir = mkdtempSync(join(tmpdir(), 'tributary-registry-'));
-  cpSync(BUNDLED_REGISTRY, dir, { recursive: true });
+  // Without the routing a run recorded in the bundled registry (see ModelRegistry.record).
+  cpSync(BUNDLED_REGISTRY, dir, { recursive: true, filter: (source) => basename(source) !== 'routing.json' });
   return dir;
 }
 

@@ -3,6 +3,8 @@
  * the routing store lost the routing: they start from the routing the replicas write back, never
  * from one initialised on the highest registered version.
  */
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TributaryError } from '@tributary/shared';
 import { ModelRegistry } from '../src/registry/registry.js';
@@ -112,13 +114,71 @@ describe('model registry changes made away from the replicas, after the routing 
     expect(await routes.audit(MODEL, 10)).toEqual(audit);
   });
 
-  it('start from the highest registered version on a first start (nothing stored, nothing in the audit log)', async () => {
+  it('start from the highest registered version on a first start (nothing stored, nothing in the audit log, no record)', async () => {
     const { root } = await rolledBack();
+    rmSync(join(root, MODEL, 'routing.json'));
     const routes = new MemoryRoutingStore();
     const operator = new ModelRegistry(root, routes, undefined, { awaitRestore: { ms: 50 } });
     await expect(operator.rollback(MODEL, 'ops', 'back')).rejects.toThrow(/has no earlier champion to roll back to/);
     const promoted = await operator.promote(MODEL, '2', 'ops', 'first promotion');
     expect(promoted).toMatchObject({ champion: '2', previous: ['3'], revision: 2 });
     expect((await routes.audit(MODEL, 10)).map((e) => `${e.revision} ${e.action} ${e.to}`)).toEqual(['2 promote 2', '1 init 3']);
+  });
+});
+
+describe('the routing recorded beside the versions, for a start after the routing store lost everything', () => {
+  it('is kept by every change and what replicas follow, and a first start begins from it, not from the highest version', async () => {
+    const { root, served } = await rolledBack();
+    const recorded = () => JSON.parse(readFileSync(join(root, MODEL, 'routing.json'), 'utf8')) as Routing;
+    expect(recorded()).toEqual(served);
+    // A Redis without persistence restarted while no replica ran: a new, empty store.
+    const routes = new MemoryRoutingStore();
+    const replica = new ModelRegistry(root, routes);
+    const first = await replica.ensureRouting(MODEL, 'inference');
+    expect(first).toMatchObject({ champion: '1', previous: [], revision: 4, updated_by: 'inference' });
+    expect(first.reason).toMatch(/^no routing stored: restored from the registry's record of revision 3 \(routing\.json\)$/);
+    expect((await routes.audit(MODEL, 10)).map((e) => `${e.revision} ${e.action} ${e.to}`)).toEqual(['4 restore 1']);
+    expect(recorded()).toEqual(first);
+    // A rollout is restored with its champion.
+    const canary = await replica.rollout(MODEL, { kind: 'canary', version: '2', percent: 10 }, ['3'], 'ops', 'canary 2');
+    expect(recorded()).toEqual(canary);
+    const again = await new ModelRegistry(root, new MemoryRoutingStore()).ensureRouting(MODEL, 'inference');
+    expect(again).toMatchObject({ champion: '1', policy: { kind: 'canary', version: '2', percent: 10 }, shadows: ['3'], revision: 6 });
+  });
+
+  it('is passed over when its champion cannot serve, and its rollout when a version of it cannot', async () => {
+    const { root } = await rolledBack();
+    const replica = new ModelRegistry(root, new MemoryRoutingStore());
+    await replica.ensureRouting(MODEL, 'inference');
+    await replica.rollout(MODEL, { kind: 'canary', version: '2', percent: 10 }, [], 'ops', 'canary 2');
+    // Version 2's copy is lost: the champion alone.
+    rmSync(join(root, MODEL, '2', 'manifest.json'));
+    const championOnly = await new ModelRegistry(root, new MemoryRoutingStore()).ensureRouting(MODEL, 'inference');
+    expect(championOnly).toMatchObject({ champion: '1', policy: { kind: 'champion' }, shadows: [], revision: 6 });
+    expect(championOnly.reason).toMatch(/its rollout could not be restored, champion only$/);
+    // Version 1's copy is lost too: the highest version that serves.
+    rmSync(join(root, MODEL, '1', 'manifest.json'));
+    const highest = await new ModelRegistry(root, new MemoryRoutingStore()).ensureRouting(MODEL, 'inference');
+    expect(highest).toMatchObject({ champion: '3', revision: 1, reason: 'first start: the highest registered version' });
+  });
+
+  it('is not used when it is not a routing of the model, and a directory that cannot keep it is reported once', async () => {
+    const { root } = await rolledBack();
+    const warnings: string[] = [];
+    writeFileSync(join(root, MODEL, 'routing.json'), JSON.stringify({ model: 'other', champion: '1', previous: [], revision: 3 }));
+    const misnamed = await new ModelRegistry(root, new MemoryRoutingStore(), undefined, {
+      warn: (message) => warnings.push(message),
+    }).ensureRouting(MODEL, 'inference');
+    expect(misnamed).toMatchObject({ champion: '3', revision: 1 });
+    expect(warnings.splice(0)).toEqual([expect.stringMatching(/routing\.json is not a routing of fraud_detector; not used$/)]);
+    rmSync(join(root, MODEL, 'routing.json'));
+    // A directory in its place: it can be neither read nor replaced (as a read-only registry, even for root).
+    mkdirSync(join(root, MODEL, 'routing.json'));
+    const replica = new ModelRegistry(root, new MemoryRoutingStore(), undefined, { warn: (message) => warnings.push(message) });
+    expect(await replica.ensureRouting(MODEL, 'inference')).toMatchObject({ champion: '3', revision: 1 });
+    await replica.promote(MODEL, '2', 'ops', 'promote 2');
+    expect(warnings).toEqual([
+      expect.stringMatching(/^cannot record the routing of fraud_detector in .*routing\.json \(.*\); without that record/),
+    ]);
   });
 });

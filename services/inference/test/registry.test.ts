@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryOnlineStore, TributaryError, type EntityKey, type MemoryEventLog } from '@tributary/shared';
@@ -237,7 +237,7 @@ describe('model registry: admin API', () => {
     expect((await admin(app, 'GET', '/admin/models/fraud_detector')).json().versions).toHaveLength(1);
   });
 
-  it('starts on the highest registered version while the routing store does not answer, then follows the routing', async () => {
+  it('starts on the recorded champion, or else the highest version, while the routing store does not answer, then follows the routing', async () => {
     const registryDir = tempRegistry();
     const routes = Object.assign(new MemoryRoutingStore(), { down: false });
     const get = routes.get.bind(routes);
@@ -250,11 +250,19 @@ describe('model registry: admin API', () => {
     writeFileSync(join(registryDir, 'fraud_detector', '2', 'model.onnx'), v2.bytes);
     writeFileSync(join(registryDir, 'fraud_detector', '2', 'manifest.json'), JSON.stringify(v2.manifest));
     routes.down = true;
+    // The champion of the routing recorded in the registry directory by the first replica.
+    current = await buildTestApp({ env, routes });
+    expect((await predictExplained(current.app)).model.version).toBe('1');
+    expect(current.app.serving.followsRouting).toBe(false);
+    await current.app.close();
+    // Without a record: the highest registered version.
+    rmSync(join(registryDir, 'fraud_detector', 'routing.json'));
     current = await buildTestApp({ env, routes });
     expect((await predictExplained(current.app)).model.version).toBe('2');
     routes.down = false;
     await current.app.serving.refresh();
     expect((await predictExplained(current.app)).model.version).toBe('1');
+    expect(current.app.serving.followsRouting).toBe(true);
   });
 
   it('writes back the routing it serves when the store loses it, never promoting the highest registered version', async () => {
@@ -262,6 +270,8 @@ describe('model registry: admin API', () => {
     const routes = new MemoryRoutingStore();
     const { app, registryDir } = await boot();
     await app.close();
+    // A first start on the new store (not one from the routing recorded beside the versions).
+    rmSync(join(registryDir, 'fraud_detector', 'routing.json'));
     const env = { MODEL_REGISTRY_DIR: registryDir, ADMIN_API_KEYS: `ops:${ADMIN}`, ROUTING_POLL_INTERVAL: '60s' };
     current = await buildTestApp({ env, routes });
     const other = await buildTestApp({ env, routes });

@@ -75,7 +75,7 @@ async function main(): Promise<void> {
     (manifest) => {
       planModelFeatures(manifest, catalog);
     },
-    { awaitRestore },
+    { awaitRestore, warn: (message) => console.error(message) },
   );
   const kafka = eventLogOpener(config);
   try {

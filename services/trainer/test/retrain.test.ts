@@ -139,7 +139,12 @@ describe('retrain', () => {
     expect((refused as Error).message).toMatch(/from 2 prediction-log records \(2 could not be read\)/);
   });
 
-  const versions = async () => (await readdir(join(dir, 'fraud_detector'))).filter((name) => !name.startsWith('.')).sort();
+  // The version folders (beside them, the routing record: see ModelRegistry.record).
+  const versions = async () =>
+    (await readdir(join(dir, 'fraud_detector'), { withFileTypes: true }))
+      .filter((entry) => entry.isDirectory() && !entry.name.startsWith('.'))
+      .map((entry) => entry.name)
+      .sort();
 
   it('trains the next version on the served predictions, registers it and starts it as a shadow of the champion', async () => {
     const { result, lines } = run(burstFraud);

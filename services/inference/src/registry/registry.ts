@@ -4,7 +4,7 @@
  * (manifest, hash, the model against its manifest, the features it needs) before it is
  * written; promoting checks it again before any replica is told to serve it.
  */
-import { access, mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TributaryError } from '@tributary/shared';
@@ -19,6 +19,8 @@ const PREVIOUS_KEPT = 20;
 /** How often a change waiting for a lost routing to be written back reads the store. */
 const RESTORE_CHECK_MS = 100;
 const SAFE = new RegExp(SAFE_NAME);
+/** The last routing written or followed, beside a model's versions (see `record`). */
+const RECORD_FILE = 'routing.json';
 
 export interface VersionSummary {
   version: string;
@@ -41,6 +43,8 @@ export interface RegistryOptions {
    * and writes back a lost one itself, see routes/admin.ts), no routing stored is a first start.
    */
   awaitRestore?: { ms: number; notify?: (message: string) => void };
+  /** Told once when the routing record cannot be written (a read-only registry directory). */
+  warn?: (message: string) => void;
 }
 
 export class ModelRegistry {
@@ -54,6 +58,8 @@ export class ModelRegistry {
     private readonly check: (manifest: ModelManifest) => { entities: readonly string[] } | void = () => {},
     private readonly options: RegistryOptions = {},
   ) {}
+
+  private recordUnwritable = false;
 
   private dir(model: string, version?: string): string {
     for (const part of [model, version]) {
@@ -183,12 +189,20 @@ export class ModelRegistry {
   }
 
   /**
-   * The stored routing, or a first one serving the highest registered version. With
+   * The stored routing, or a first one: the routing recorded beside the versions (see `record`)
+   * when it can serve, else the highest registered version. With
    * `awaitRestore`, a routing the store lost is awaited instead (see RegistryOptions).
    */
   async ensureRouting(model: string, by: string): Promise<Routing> {
     const existing = await this.storedOrRestored(model);
     if (existing) return existing;
+    const fromRecord = await this.fromRecord(model, by);
+    if (fromRecord) {
+      const result = await this.routes.update(fromRecord, 0, this.entry(fromRecord, 'restore', null));
+      if (result.ok) await this.record(result.routing);
+      if (result.ok || result.current) return result.ok ? result.routing : result.current!;
+      throw new Error(`cannot initialise the routing of ${model}`);
+    }
     // The highest version that can serve (a copy whose model does not load is passed over).
     let newest: string | undefined;
     for (const { version } of (await this.versions(model)).reverse()) {
@@ -205,6 +219,7 @@ export class ModelRegistry {
     if (newest === undefined) throw new TributaryError('NOT_FOUND', `model ${model} has no valid version in ${this.dir(model)}`);
     const routing = this.next(null, model, newest, [], by, 'first start: the highest registered version');
     const result = await this.routes.update(routing, 0, this.entry(routing, 'init', null));
+    if (result.ok) await this.record(result.routing);
     if (result.ok) return result.routing;
     if (result.current) return result.current; // another replica initialised it first
     throw new Error(`cannot initialise the routing of ${model}`);
@@ -258,6 +273,7 @@ export class ModelRegistry {
         `the routing of ${model} changed meanwhile (now revision ${result.current?.revision ?? 0}); retry`,
       );
     }
+    await this.record(result.routing);
     return result.routing;
   }
 
@@ -303,7 +319,7 @@ export class ModelRegistry {
       'CONFLICT',
       `the routing of ${model} was lost from the routing store (the audit log's last change: revision ${last.revision}, ${last.action} to ${last.to} at ${last.at} by ${last.by}) and no serving replica wrote it back within ${seconds}; ` +
         'a replica writes back the routing it serves at its next routing poll: retry once `list` shows a routing. Nothing was changed. ' +
-        '(With no replica running, the first one to start initialises a routing from the highest registered version.)',
+        "(With no replica running, the first one to start initialises a routing from the registry's record of the last routing, or the highest registered version without one.)",
     );
   }
 
@@ -352,7 +368,94 @@ export class ModelRegistry {
         `the routing of ${next.model} changed meanwhile (now revision ${result.current?.revision ?? 0}); retry`,
       );
     }
+    await this.record(result.routing);
     return result.routing;
+  }
+
+  /**
+   * Keeps `routing` in `<root>/<model>/routing.json` (the last writer wins: a replica records each
+   * routing it follows, so a record overtaken by an older one is put right at the next poll): every change made through this registry and every routing a replica follows is recorded, so
+   * that a first start after the routing store lost everything (a Redis without persistence
+   * restarted while no replica ran) begins from the routing last served, not from the highest
+   * registered version (maybe one rolled back). A registry directory that cannot be written
+   * (read-only, baked into an image) keeps no record: told once through `warn`.
+   */
+  async record(routing: Routing): Promise<void> {
+    if (this.recordUnwritable) return;
+    const recorded = await this.recorded(routing.model, { quiet: true });
+    if (recorded?.revision === routing.revision && recorded.champion === routing.champion) return;
+    const target = join(this.dir(routing.model), RECORD_FILE);
+    const staging = `${target}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+    try {
+      await writeFile(staging, JSON.stringify(routing, null, 2) + '\n');
+      await rename(staging, target);
+    } catch (error) {
+      await rm(staging, { force: true });
+      this.recordUnwritable = true;
+      this.options.warn?.(
+        `cannot record the routing of ${routing.model} in ${target} (${(error as Error).message}); without that record a start after the routing store lost everything serves the highest registered version`,
+      );
+    }
+  }
+
+  /** The routing recorded beside the versions, or null (none, or unreadable: then not used). */
+  async recorded(model: string, options: { quiet?: boolean } = {}): Promise<Routing | null> {
+    const text = await readFile(join(this.dir(model), RECORD_FILE), 'utf8').catch(() => null);
+    if (text === null) return null;
+    try {
+      const routing = JSON.parse(text) as Routing;
+      const version = (v: unknown) => typeof v === 'string' && SAFE.test(v);
+      if (
+        routing?.model === model &&
+        version(routing.champion) &&
+        Array.isArray(routing.previous) &&
+        routing.previous.every(version) &&
+        Number.isSafeInteger(routing.revision) &&
+        routing.revision > 0
+      ) {
+        return routing;
+      }
+    } catch {
+      // not JSON: ignored like a record of another shape
+    }
+    if (!options.quiet)
+      this.options.warn?.(`the routing record ${join(this.dir(model), RECORD_FILE)} is not a routing of ${model}; not used`);
+    return null;
+  }
+
+  /**
+   * A first routing from the record, when its champion can serve: its rollout policy and shadows
+   * too when they check and serve (otherwise the champion alone), as revision record + 1.
+   */
+  private async fromRecord(model: string, by: string): Promise<Routing | null> {
+    const recorded = await this.recorded(model);
+    if (!recorded) return null;
+    const servable = (version: string) =>
+      this.checkServable(model, version).then(
+        () => true,
+        () => false,
+      );
+    if (!(await servable(recorded.champion))) return null;
+    const policy = recorded.policy ?? { kind: 'champion' as const };
+    const shadows = recorded.shadows ?? [];
+    let rollout = true;
+    try {
+      checkPolicy(policy, recorded.champion, shadows);
+      for (const version of new Set([...policyVersions(policy), ...shadows])) rollout &&= await servable(version);
+    } catch {
+      rollout = false;
+    }
+    return {
+      model,
+      champion: recorded.champion,
+      previous: recorded.previous.slice(0, PREVIOUS_KEPT),
+      policy: rollout ? policy : { kind: 'champion' },
+      shadows: rollout ? shadows : [],
+      revision: recorded.revision + 1,
+      updated_at: new Date().toISOString(),
+      updated_by: by,
+      reason: `no routing stored: restored from the registry's record of revision ${recorded.revision} (${RECORD_FILE})${rollout ? '' : '; its rollout could not be restored, champion only'}`,
+    };
   }
 }
 

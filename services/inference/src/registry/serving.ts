@@ -79,8 +79,9 @@ export class ModelServing {
 
   /**
    * Loads the routed champion (and the versions its rollout names); fails when the champion cannot
-   * be served. While the routing store does not answer, it starts on the highest registered
-   * version and follows the routing once it can be read (the replica is not ready meanwhile:
+   * be served. While the routing store does not answer, it starts on the champion of the routing
+   * recorded in the registry directory (see ModelRegistry.record), or the highest registered
+   * version without one, and follows the routing once it can be read (the replica is not ready meanwhile:
    * `followsRouting` is false).
    */
   static async start(options: ServingOptions): Promise<ModelServing> {
@@ -91,13 +92,15 @@ export class ModelServing {
       championVersion = routing.champion;
     } catch (error) {
       if (!(error instanceof TributaryError && error.code === 'ROUTING_STORE_UNAVAILABLE')) throw error;
-      const newest = (await options.registry.versions(options.name)).at(-1);
-      if (!newest) throw error;
+      const recorded = (await options.registry.recorded(options.name))?.champion;
+      const newest = (await options.registry.versions(options.name)).at(-1)?.version;
+      const chosen = recorded !== undefined && (await options.registry.has(options.name, recorded)) ? recorded : newest;
+      if (chosen === undefined) throw error;
+      championVersion = chosen;
       options.logger.warn(
         { err: error },
-        `model routing of ${options.name} unreadable at start; serving the highest registered version, ${newest.version}, until it can be read`,
+        `model routing of ${options.name} unreadable at start; serving ${championVersion === recorded ? 'the champion of the routing recorded in the registry directory' : 'the highest registered version'}, ${championVersion}, until it can be read`,
       );
-      championVersion = newest.version;
     }
     const champion = await load(options, championVersion);
     const served: RoutedModels = {
@@ -124,7 +127,7 @@ export class ModelServing {
 
   /**
    * Whether the replica serves what the routing says: false only while no routing could be read
-   * since it started (it then serves the highest registered version, maybe one rolled back).
+   * since it started (it then serves the recorded champion or the highest registered version).
    */
   get followsRouting(): boolean {
     return this.routingRead;
@@ -185,7 +188,8 @@ export class ModelServing {
     try {
       routing = await registry.routing(name);
       // None stored. Before any routing was read (the store did not answer at start), this is
-      // the first start: the highest registered version. Once one was read, the key was lost
+      // the first start: the registry's record of the last routing, or the highest registered
+      // version. Once one was read, the key was lost
       // (a Redis restarted without persistence, flushed, evicting): the routing this replica
       // serves is written back, never a version nobody promoted.
       routing ??= this.lastRouting ? await this.restoreRouting(this.lastRouting) : await registry.ensureRouting(name, 'inference');
@@ -198,6 +202,7 @@ export class ModelServing {
     }
     this.lastRouting = routing;
     this.highestRevision = Math.max(this.highestRevision, routing.revision);
+    await registry.record(routing);
     await this.followRewards();
     if (!routing || routing.revision === this.revision || routing.revision === this.failedRevision) return;
     const policy = routing.policy ?? CHAMPION_ONLY;
