@@ -2,7 +2,15 @@
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { endRollout, RedisRewardStore, RedisRoutingStore, type RewardStore, type RoutingStore } from '@tributary/inference/routing';
-import { checkProfile, ConfigError, type Config, type Logger, type ReferenceProfile } from '@tributary/shared';
+import {
+  checkProfile,
+  ConfigError,
+  type Config,
+  type Dependency,
+  type EventLog,
+  type Logger,
+  type ReferenceProfile,
+} from '@tributary/shared';
 import { MemoryJoinStore, RedisJoinStore, type JoinStore } from './join-store.js';
 import type { RolloutControl } from './rollout-guard.js';
 
@@ -35,6 +43,17 @@ export function createJoinStore(config: Config, options: MonitorSettingsOptions 
     options.logger?.warn(`${problem} (allowed in one process for a demo; set REDIS_URL to keep them)`);
   }
   return new MemoryJoinStore(config.MONITOR_JOIN_WINDOW, config.MONITOR_JOIN_REPLAY_HORIZON);
+}
+
+/**
+ * What the monitor's `/readyz` reports: the event log (Kafka's admin request costs more than a
+ * Redis PING: asked at most every 5 s) and the join store, where the pending joins wait.
+ */
+export function monitorDependencies(eventLog: EventLog, joins: JoinStore): Record<string, Dependency> {
+  return {
+    event_log: { ping: () => eventLog.ping(), reuseMs: 5_000 },
+    join_store: { ping: () => joins.ping() },
+  };
 }
 
 interface VersionInfo {

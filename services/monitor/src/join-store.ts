@@ -122,6 +122,8 @@ export interface JoinStore {
    * Fails with a SweepError counting what it removed when some sides could not be.
    */
   sweep(now: number, limit: number): Promise<SweepResult>;
+  /** Resolves when the store answers (for `/readyz`). */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -296,6 +298,8 @@ export class MemoryJoinStore implements JoinStore {
     this.forgets.splice(0, forgotten);
     return result;
   }
+
+  async ping(): Promise<void> {}
 
   async close(): Promise<void> {}
 }
@@ -735,6 +739,10 @@ export class RedisJoinStore implements JoinStore {
     }
     await this.client.zrem(this.dueKey, ...members);
     return result;
+  }
+
+  async ping(): Promise<void> {
+    await this.client.ping();
   }
 
   async close(): Promise<void> {

@@ -9,7 +9,7 @@ import {
   SERVICE_DEFAULTS,
   startOpsServer,
 } from '@tributary/shared';
-import { monitorSettings } from './connections.js';
+import { monitorDependencies, monitorSettings } from './connections.js';
 import { startMonitor, type Monitor } from './monitor.js';
 
 try {
@@ -30,7 +30,7 @@ try {
     port: config.PORT,
     started: () => monitor !== null,
     notReady: () => (stopping ? 'stopping' : monitor === null ? 'starting: joining the consumer group' : null),
-    dependencies: { event_log: { ping: () => eventLog.ping(), reuseMs: 5_000 } },
+    dependencies: monitorDependencies(eventLog, settings.joins),
   });
   logger.info(`monitor starting; metrics on ${ops.url}/metrics`);
   monitor = await startMonitor({

@@ -2,9 +2,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { buildProfile, ConfigError, loadConfig, type Logger } from '@tributary/shared';
+import { buildProfile, ConfigError, loadConfig, MemoryEventLog, startOpsServer, type Logger } from '@tributary/shared';
+import { Registry } from 'prom-client';
 import { MemoryJoinStore } from '../src/join-store.js';
-import { createJoinStore, manifestsFrom, monitorSettings } from '../src/connections.js';
+import { createJoinStore, manifestsFrom, monitorDependencies, monitorSettings } from '../src/connections.js';
 
 let dir = '';
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
@@ -157,5 +158,34 @@ describe('createJoinStore', () => {
     const after = Date.now();
     expect(await store.sweep(after + 5 * 60_000, 100)).toEqual({ predictions: 0, labels: 0, taken: 1 });
     await store.close();
+  });
+});
+
+describe("the monitor's /readyz", () => {
+  it('reports its join store beside the event log; the deep check fails while the join store does not answer', async () => {
+    // Nothing listens on port 1: the store's Redis is down.
+    const stores = { down: createJoinStore(loadConfig({ REDIS_URL: 'redis://127.0.0.1:1' })), up: createJoinStore(loadConfig({})) };
+    const eventLog = new MemoryEventLog();
+    for (const [state, joins] of Object.entries(stores)) {
+      const ops = await startOpsServer({
+        registry: new Registry(),
+        host: '127.0.0.1',
+        port: 0,
+        notReady: () => null,
+        dependencies: monitorDependencies(eventLog, joins),
+      });
+      try {
+        const ready = await fetch(`${ops.url}/readyz`);
+        expect(ready.status, state).toBe(200);
+        expect(await ready.json(), state).toMatchObject({ status: 'ready', dependencies: { event_log: 'up', join_store: state } });
+        const deep = await fetch(`${ops.url}/readyz?deep=true`);
+        expect(deep.status, state).toBe(state === 'up' ? 200 : 503);
+        if (state === 'down')
+          expect(await deep.json()).toMatchObject({ reason: 'join_store down', problems: { join_store: expect.any(String) } });
+      } finally {
+        await ops.close();
+        await joins.close();
+      }
+    }
   });
 });
