@@ -315,6 +315,18 @@ function byteOrder(a: string, b: string): number {
 }
 
 /**
+ * Sets a hash's fields and values (`{field, value, ...}`) in chunks: Lua's unpack takes 8,000
+ * values at most, and one request may have more prediction units than half that (its label
+ * marks each one joined).
+ */
+const HSET_IN_CHUNKS = String.raw`
+local function hsetInChunks(key, fieldsAndValues)
+  for f = 1, #fieldsAndValues, 1000 do
+    redis.call('HSET', key, unpack(fieldsAndValues, f, math.min(f + 999, #fieldsAndValues)))
+  end
+end`;
+
+/**
  * Offers a batch of sides, in order, in one script call. KEYS[i]: the hash `{rid}` of offer
  * i's request, with fields `p:<unit>` (a prediction, waiting until its deadline, or joined by
  * the label's offer, until the replay horizon), `j:<unit>` (a unit joined: `l` when the
@@ -345,6 +357,7 @@ function byteOrder(a: string, b: string): number {
  * the index beside a request's key: it adds and moves the members after the script, with ZADD.)
  */
 const offerScript = (indexed: boolean) => String.raw`
+${HSET_IN_CHUNKS}
 local function keep(key, ms)
   if redis.call('PTTL', key) < tonumber(ms) then redis.call('PEXPIRE', key, ms) end
 end
@@ -458,7 +471,7 @@ for i = 1, offers do
       else
         results[i] = 1
       end
-      redis.call('HSET', key, unpack(marks))
+      hsetInChunks(key, marks)
       keep(key, ms)
       if indexed then
         due[#due + 1] = ARGV[5 * offers + 2 * i - 1]
@@ -468,8 +481,8 @@ for i = 1, offers do
   end
 end
 if #due > 0 then redis.call('ZADD', KEYS[#KEYS], unpack(due)) end
--- In chunks: Lua's unpack takes 8,000 values at most, and a call's labels may join more
--- predictions than that (500 labels of requests with a champion and 7 shadows).
+-- In chunks (as hsetInChunks): a call's labels may join more predictions than unpack takes
+-- (500 labels of requests with a champion and 7 shadows).
 for m = 1, #moved, 1000 do
   redis.call('ZADD', KEYS[#KEYS], 'LT', unpack(moved, m, math.min(m + 999, #moved)))
 end
@@ -486,7 +499,10 @@ const OFFERS_PER_CALL = 500;
  * A hash that held a prediction (a value longer than Redis's `hash-max-listpack-value`, 64
  * bytes by default) is a hashtable, and stays one when the prediction leaves: once none is
  * left, it is written anew, so that what it keeps until it expires (the joined markers, the
- * label) takes a listpack's room, about 200 bytes less.
+ * label) takes a listpack's room, about 200 bytes less. Only a hash of at most 128 fields
+ * (Redis's default `hash-max-listpack-entries`; a larger one stays a hashtable anyway): a request
+ * with thousands of prediction units is not read whole at each of their sweeps (their square in
+ * time), nor written anew in one HSET (more values than Lua's unpack takes).
  */
 const EXPIRE_SCRIPT = `
 local key, field = KEYS[1], ARGV[1]
@@ -497,9 +513,10 @@ if field == 'label' then
 else
   counts = redis.call('HEXISTS', key, 'j:' .. string.sub(field, 3)) == 0
 end
-if redis.call('HLEN', key) == 0 then
+local size = redis.call('HLEN', key)
+if size == 0 then
   redis.call('DEL', key)
-elseif field ~= 'label' and redis.call('OBJECT', 'ENCODING', key) == 'hashtable' then
+elseif field ~= 'label' and size <= 128 and redis.call('OBJECT', 'ENCODING', key) == 'hashtable' then
   local fields = redis.call('HGETALL', key)
   for f = 1, #fields, 2 do
     if string.sub(fields[f], 1, 2) == 'p:' then fields = nil break end

@@ -216,6 +216,31 @@ describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : 
       expect(await store.sweep(after + REPLAY_HORIZON, 10_000)).toEqual({ predictions: 0, labels: 0, taken: 4_500 });
     }));
 
+  it('joins a label to more predictions of one request than Lua unpacks at once, and removes them when due', () =>
+    withStore(async (store, client, prefix) => {
+      const deadline = Date.now() + 3_600_000;
+      // One request with 4,100 prediction units: its label marks 8,204 fields and values at once, and
+      // the sweep rewrites the hash's 8,204 once the last prediction leaves it.
+      const units = Array.from({ length: 4_100 }, (_, u) => `v${String(u).padStart(4, '0')}:m:1`);
+      const predictions = units.map((unit, u): Offer => ({
+        side: 'prediction',
+        requestId: 'big',
+        unit,
+        record: `0:${u}`,
+        value: unit,
+        deadline,
+      }));
+      expect((await store.offer(predictions)).every((answer) => answer.kind === 'waiting')).toBe(true);
+      expect(await store.offer([{ side: 'label', requestId: 'big', record: '1:0', value: 'l', deadline }])).toEqual([
+        { kind: 'joined', others: units },
+      ]);
+      const after = Date.now();
+      expect(await store.sweep(after + REPLAY_HORIZON, 10_000)).toEqual({ predictions: 0, labels: 0, taken: 4_100 });
+      const left = await client.hgetall(`${prefix}join:{big}`);
+      expect(Object.keys(left).filter((field) => field.startsWith('j:'))).toHaveLength(4_100);
+      expect([left.labelled, Object.keys(left).some((field) => field.startsWith('p:'))]).toEqual(['1', false]);
+    }));
+
   it('reads the hashes of the layout without records: their sides are no record of an offer', () =>
     withStore(async (store, client, prefix) => {
       const deadline = Date.now() + 60_000;
