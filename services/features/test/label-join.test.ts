@@ -108,6 +108,23 @@ describe('label join', () => {
     expect((await fraudRate('m2')).count_7d).toBe(1);
   });
 
+  it('leaves a label stamped after the latest time a date holds to the monitor, which dead-letters it: no labelled transaction', async () => {
+    const { eventLog } = await setup();
+    await eventLog.publish('transactions', [
+      { key: 'u1', value: JSON.stringify(transaction('t10', 'm10')) },
+      { key: 'u1', value: JSON.stringify(transaction('t11', 'm10')) },
+    ]);
+    await waitFor(() => eventLog.records('transactions').length === 2);
+    // In one partition, in order: once the second is joined, the first was handled.
+    await eventLog.publish('labels', [
+      { key: 'k', value: JSON.stringify({ ...label('t10', 1), ts: 9e15 }) },
+      { key: 'k', value: JSON.stringify(label('t11', 0)) },
+    ]);
+    await waitFor(() => eventLog.records('labelled-transactions').length > 0, { what: 'the label on time joined' });
+    const joined = eventLog.records('labelled-transactions').map((r) => JSON.parse(r.value!.toString()));
+    expect(joined.map((j) => j.event_id)).toEqual(['t11']);
+  });
+
   it('joins sides remembered by the version before (under their old names) after an upgrade', async () => {
     const store = new MemoryOnlineStore();
     await store.remember([

@@ -1,11 +1,12 @@
 import Type, { type Static } from 'typebox';
+import { EventTimeSchema } from './validation.js';
 
 /** A label on the `labels` topic: the outcome for the prediction made under `request_id`. */
 export const LabelSchema = Type.Object(
   {
     request_id: Type.String({ minLength: 1, maxLength: 256 }),
     label: Type.Union([Type.Literal(0), Type.Literal(1)]),
-    ts: Type.Union([Type.Integer({ minimum: 0 }), Type.String({ format: 'date-time' })]),
+    ts: EventTimeSchema,
   },
   { additionalProperties: false },
 );

@@ -1,4 +1,4 @@
-import type { TSchema } from 'typebox';
+import Type, { type TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
 
 export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: 'malformed' | 'invalid'; detail: string };
@@ -64,6 +64,12 @@ const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}
 
 /** The latest time a Date holds (epoch ms, +275760-09-13): a later one has no date to show or compare. */
 export const MAX_EVENT_TIME = 8.64e15;
+
+/** A record's event time: epoch ms up to MAX_EVENT_TIME, or a date-time (read by parseEventTime). */
+export const EventTimeSchema = Type.Union([
+  Type.Integer({ minimum: 0, maximum: MAX_EVENT_TIME }),
+  Type.String({ format: 'date-time', maxLength: 64 }),
+]);
 
 /**
  * Event time as epoch ms from epoch milliseconds (0 to MAX_EVENT_TIME) or an ISO-8601 /

@@ -1,4 +1,5 @@
 import Type, { type Static } from 'typebox';
+import { EventTimeSchema } from '../../records/validation.js';
 import type { EventSource, FeatureGroup } from '../../features/definition.js';
 
 /**
@@ -10,7 +11,7 @@ export const LabelledTransactionSchema = Type.Object(
     event_id: Type.String({ minLength: 1, maxLength: 256 }),
     merchant_id: Type.String({ minLength: 1, maxLength: 128 }),
     label: Type.Union([Type.Literal(0), Type.Literal(1)]),
-    ts: Type.Union([Type.Integer({ minimum: 0, maximum: 8.64e15 }), Type.String({ format: 'date-time', maxLength: 64 })]),
+    ts: EventTimeSchema,
   },
   { additionalProperties: false },
 );

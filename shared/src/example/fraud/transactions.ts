@@ -1,4 +1,5 @@
 import Type, { type Static } from 'typebox';
+import { EventTimeSchema } from '../../records/validation.js';
 import type { EventSource } from '../../features/definition.js';
 
 const Id = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$' });
@@ -13,7 +14,7 @@ export const TransactionSchema = Type.Object(
     currency: Type.String({ pattern: '^[A-Z]{3}$' }),
     country: Type.String({ pattern: '^[A-Z]{2}$' }),
     channel: Type.Union([Type.Literal('web'), Type.Literal('app'), Type.Literal('pos')]),
-    ts: Type.Union([Type.Integer({ minimum: 0, maximum: 8.64e15 }), Type.String({ format: 'date-time', maxLength: 64 })]),
+    ts: EventTimeSchema,
   },
   { additionalProperties: false },
 );
