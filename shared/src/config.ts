@@ -64,7 +64,8 @@ const number = (description: string, fallback: number, min: number, max: number)
 });
 
 /** A duration from `min` (default 1ms) to `max`, both as written in the environment. */
-const duration = (description: string, fallback: string, range: { min?: string; max: string }): Variable<number> => {
+/** `range.why`: what sets the range, said when a value is out of it. */
+const duration = (description: string, fallback: string, range: { min?: string; max: string; why?: string }): Variable<number> => {
   const min = range.min ?? '1ms';
   const [lowest, highest] = [parseDuration(min), parseDuration(range.max)];
   return {
@@ -72,7 +73,9 @@ const duration = (description: string, fallback: string, range: { min?: string; 
     default: fallback,
     parse: (raw) => {
       const value = parseDuration(raw.trim());
-      if (value < lowest || value > highest) throw new Error(`must be a duration from ${min} to ${range.max}`);
+      if (value < lowest || value > highest) {
+        throw new Error(`must be a duration from ${min} to ${range.max}${range.why ? ` (${range.why})` : ''}`);
+      }
       return value;
     },
   };
@@ -287,9 +290,13 @@ export const VARIABLES = {
   KAFKA_SASL_USERNAME: optionalText('SASL user name.'),
   KAFKA_SASL_PASSWORD: optionalText('SASL password (never printed).', { secret: true }),
   KAFKA_SESSION_TIMEOUT: duration(
-    "Consumer-group session timeout: how long a member that stopped answering keeps its partitions. At least three of the consumers' heartbeats (one a second), so that one late heartbeat does not cost a member its partitions; at most the brokers' default group.max.session.timeout.ms.",
+    "Consumer-group session timeout: how long a member that stopped answering keeps its partitions. Within the brokers' default group.min.session.timeout.ms and group.max.session.timeout.ms (a broker refuses a member outside them when it joins its group), and so at least six of the consumers' heartbeats (one a second): one late heartbeat does not cost a member its partitions.",
     '10s',
-    { min: '3s', max: '30m' },
+    {
+      min: '6s',
+      max: '30m',
+      why: 'a Kafka broker refuses a consumer whose session timeout is outside its group.min.session.timeout.ms and group.max.session.timeout.ms, 6s and 30m by default',
+    },
   ),
   KAFKA_FETCH_MAX_WAIT: duration(
     'Longest time a consumer fetch waits for records. Kafka answers as soon as records arrive; a broker that holds every fetch for this long (such as the local mock) adds up to this to feature freshness.',

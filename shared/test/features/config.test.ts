@@ -189,13 +189,13 @@ describe('loadConfig: valid values', () => {
   it('durations accept both ends of their range', () => {
     const config = loadConfig({
       ROUTING_POLL_INTERVAL: '24d',
-      KAFKA_SESSION_TIMEOUT: '3s',
+      KAFKA_SESSION_TIMEOUT: '6s',
       FLUSH_INTERVAL: '1ms',
       LABEL_JOIN_WINDOW: '365d',
     });
     expect(config.ROUTING_POLL_INTERVAL).toBe(24 * 86_400_000);
     expect(config.ROUTING_POLL_INTERVAL).toBeLessThanOrEqual(2 ** 31 - 1);
-    expect([config.KAFKA_SESSION_TIMEOUT, config.FLUSH_INTERVAL, config.LABEL_JOIN_WINDOW]).toEqual([3_000, 1, 365 * 86_400_000]);
+    expect([config.KAFKA_SESSION_TIMEOUT, config.FLUSH_INTERVAL, config.LABEL_JOIN_WINDOW]).toEqual([6_000, 1, 365 * 86_400_000]);
     expect(loadConfig({ KAFKA_SESSION_TIMEOUT: '30m' }).KAFKA_SESSION_TIMEOUT).toBe(1_800_000);
   });
 
@@ -288,10 +288,15 @@ describe('loadConfig: invalid values name the variable and what is expected', ()
     ['SIMULATOR_LABEL_DELAY', '2d', 'must be a duration from 1ms to 1d'],
     ['KAFKA_FETCH_MAX_WAIT', '1m', 'must be a duration from 1ms to 30s'],
     ['MONITOR_JOIN_WINDOW', '99999999999999999999d', 'must be a duration from 1ms to 365d'],
-    // Heartbeats are sent every second: a session must outlast a few of them.
-    ['KAFKA_SESSION_TIMEOUT', '1ms', 'must be a duration from 3s to 30m'],
-    ['KAFKA_SESSION_TIMEOUT', '2999ms', 'must be a duration from 3s to 30m'],
-    ['KAFKA_SESSION_TIMEOUT', '31m', 'must be a duration from 3s to 30m'],
+    // A default broker refuses a member's session timeout under 6s or over 30m when it joins its group.
+    ['KAFKA_SESSION_TIMEOUT', '1ms', 'must be a duration from 6s to 30m'],
+    ['KAFKA_SESSION_TIMEOUT', '3s', 'must be a duration from 6s to 30m'],
+    [
+      'KAFKA_SESSION_TIMEOUT',
+      '5999ms',
+      'must be a duration from 6s to 30m (a Kafka broker refuses a consumer whose session timeout is outside its group.min.session.timeout.ms and group.max.session.timeout.ms, 6s and 30m by default)',
+    ],
+    ['KAFKA_SESSION_TIMEOUT', '31m', 'must be a duration from 6s to 30m'],
     ['MONITOR_JOIN_REPLAY_HORIZON', '0m', '"0m" must be a positive duration'],
     ['MONITOR_JOIN_REPLAY_HORIZON', '1 hour', '"1 hour" is not a duration'],
     ['SIMULATOR_DRIFT', 'amount=3', 'after is missing'],
