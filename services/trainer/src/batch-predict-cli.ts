@@ -33,6 +33,7 @@ import {
 } from './cli-support.js';
 import { InputError, readNdjsonFile, readTopic } from './log-input.js';
 import { backfillStates, onlineStates, type ReplaySummary, type StateSource } from './point-in-time.js';
+import { lateWarnings, replayLines } from './replay-report.js';
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -140,17 +141,11 @@ async function main(): Promise<void> {
     await kafka.close();
     await store?.close();
   }
-  process.stderr.write(
-    `batch-predict: scored ${parsed.requests.length} request(s) with ${manifest.name} version ${manifest.version}` +
-      replayed
-        .map(
-          ({ source, accepted, rejected }) =>
-            `; ${source}: ${accepted} events replayed, ${rejected.malformed + rejected.invalid} unreadable and ${rejected.late} late set aside`,
-        )
-        .join('') +
-      (parsed.rejected.length > 0 ? `; skipped ${parsed.rejected.length} bad line(s):\n${named.join('\n')}` : '') +
-      '\n',
-  );
+  const lines = [`batch-predict: scored ${parsed.requests.length} request(s) with ${manifest.name} version ${manifest.version}`];
+  lines.push(...replayLines(replayed));
+  if (parsed.rejected.length > 0) lines.push(`  skipped ${parsed.rejected.length} bad line(s):`, ...named.map((line) => `  ${line}`));
+  process.stderr.write(`${lines.join('\n')}\n`);
+  for (const warning of lateWarnings('batch-predict', replayed)) process.stderr.write(warning);
 }
 
 runCli('batch-predict', main);

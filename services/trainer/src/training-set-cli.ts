@@ -36,7 +36,7 @@ import {
   writeOutput,
 } from './cli-support.js';
 import { InputError, readNdjsonFile, readTopic, type LogInput } from './log-input.js';
-import type { ReplaySummary } from './point-in-time.js';
+import { lateWarnings, replayLines } from './replay-report.js';
 import type { LabelPolicy, SplitSpec } from './training-set.js';
 
 const USAGE = 'usage: training-set log|backfill --model NAME/VERSION|DIR --cutoff TIME ... (see docs/training-data.md)';
@@ -45,8 +45,6 @@ const MODE_OPTIONS = {
   log: ['predictions', 'predictions-topic', 'variant', 'served-version'],
   backfill: ['events', 'events-topic', 'allowed-lateness'],
 } as const;
-/** A share of a source's events dropped as late above which the summary warns (online, late events are rare). */
-const LATE_SHARE_WARNING = 0.05;
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -220,7 +218,7 @@ async function main(): Promise<void> {
     const report = summary(built);
     writeOutput(values.format === 'json' ? `${JSON.stringify(built.set)}\n` : trainingSetNdjson(built.set), values.out);
     process.stderr.write(report);
-    for (const warning of lateWarnings(stats.replay ?? [])) process.stderr.write(warning);
+    for (const warning of lateWarnings('training-set', stats.replay ?? [])) process.stderr.write(warning);
   } finally {
     await kafka.close();
   }
@@ -249,30 +247,13 @@ function summary({ set, rejected }: Built): string {
     for (const [version, why] of Object.entries(s.versions_left_out ?? {})) lines.push(`    version ${version} left out: ${why}`);
   }
   if (set.stats.events) lines.push(`  events: ${set.stats.events.events} records, ${set.stats.events.duplicates} duplicate event ids`);
-  for (const { source, accepted, duplicates, rejected: r } of set.stats.replay ?? [])
-    lines.push(
-      `  replay of ${source}: ${accepted + r.late + r.invalid + r.malformed} records, ${accepted} accepted (${duplicates} with a duplicate event id), ` +
-        `${r.late} late, ${r.invalid} invalid, ${r.malformed} malformed`,
-    );
+  lines.push(...replayLines(set.stats.replay ?? []));
   if (rejected.length > 0) {
     lines.push(`  set aside ${rejected.length} record(s) that could not be read:`);
     for (const r of rejected.slice(0, 10)) lines.push(`    ${r.where}: ${r.detail}`);
     if (rejected.length > 10) lines.push(`    ... and ${rejected.length - 10} more`);
   }
   return `${lines.join('\n')}\n`;
-}
-
-/** Loud warnings for sources many of whose events were late: their features miss those events. */
-function lateWarnings(replays: ReplaySummary[]): string[] {
-  return replays.flatMap(({ source, accepted, rejected }) => {
-    const records = accepted + rejected.late + rejected.invalid + rejected.malformed;
-    if (rejected.late === 0 || rejected.late < records * LATE_SHARE_WARNING) return [];
-    return [
-      `training-set: WARNING: ${rejected.late} of the ${records} events of source "${source}" (${((100 * rejected.late) / records).toFixed(0)}%) ` +
-        `were late for their partition's watermark and are missing from every feature. Is the input in arrival order? An events ` +
-        `file is replayed in file order as one partition: sort it by when the events were published (not by entity), or raise --allowed-lateness.\n`,
-    ];
-  });
 }
 
 runCli('training-set', main);

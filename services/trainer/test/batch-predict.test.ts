@@ -64,6 +64,10 @@ describe('batch-predict', () => {
         cwd: dir,
       });
       expect(run.stderr).toContain('batch-predict: scored 20 request(s) with fraud_detector version 1');
+      expect(run.stderr).toMatch(
+        /^ {2}replay of transactions: 60 records, 60 accepted \(0 with a duplicate event id\), 0 late, 0 invalid, 0 malformed$/m,
+      );
+      expect(run.stderr).not.toMatch(/WARNING/);
       expect(run.code).toBe(0);
       const batch = scoresOf(run.stdout);
       expect(batch.map((b) => b.request_id)).toEqual(scored.map((s) => s.body.request_id));
@@ -134,7 +138,7 @@ describe('batch-predict', () => {
       { cwd: dir },
     );
     expect(skipped.code).toBe(0);
-    expect(skipped.stderr).toMatch(/scored 1 request\(s\) .*; skipped 2 bad line\(s\):\n {2}bad\.ndjson:2: /);
+    expect(skipped.stderr).toMatch(/scored 1 request\(s\) .*\n.*\n {2}skipped 2 bad line\(s\):\n {4}bad\.ndjson:2: /);
     const usage = await runTrainerCli('batch-predict-cli.ts', ['--model', MODEL_DIR, '--requests', 'bad.ndjson'], { cwd: dir });
     expect(usage.code).toBe(2);
     expect(usage.stderr).toMatch(/give the features/);
@@ -167,6 +171,36 @@ describe('batch-predict', () => {
     expect([unknownSource.code, unknownSource.stdout]).toEqual([2, '']);
     expect(unknownSource.stderr).toMatch(/--events payments=events\.ndjson: unknown source "payments" \(known: transactions, /);
   }, 60_000);
+
+  it(
+    'warns as the training set does when many events were late: an events file sorted by card holder, not by arrival',
+    async () => {
+      const byUser = [...scenario.transactions].sort((a, b) => a.user_id.localeCompare(b.user_id) || Number(a.ts) - Number(b.ts));
+      await writeFile(join(dir, 'by-user.ndjson'), byUser.map((t) => `${JSON.stringify(t)}\n`).join(''));
+      const [first] = scenario.scored;
+      await writeFile(join(dir, 'one-request.ndjson'), `${JSON.stringify({ ...first!.body, at: first!.at })}\n`);
+      const run = await runTrainerCli(
+        'batch-predict-cli.ts',
+        ['--model', MODEL_DIR, '--requests', 'one-request.ndjson', '--events', 'by-user.ndjson'],
+        {
+          cwd: dir,
+        },
+      );
+      expect(run.code).toBe(0);
+      const late =
+        /^ {2}replay of transactions: 60 records, \d+ accepted \(0 with a duplicate event id\), (\d+) late, 0 invalid, 0 malformed$/m.exec(
+          run.stderr,
+        )?.[1];
+      expect(Number(late)).toBeGreaterThanOrEqual(3);
+      expect(run.stderr).toMatch(
+        new RegExp(
+          `^batch-predict: WARNING: ${late} of the 60 events of source "transactions" \\(\\d+%\\) were late .* Is the input in arrival order\\?`,
+          'm',
+        ),
+      );
+    },
+    CLI_TIMEOUT_MS,
+  );
 
   it(
     'reading a topic, fails at once naming the broker when none answers, with no retry log of the Kafka client',
