@@ -61,13 +61,15 @@ export interface BackfillResult {
 }
 
 /**
- * Why a replay is no result: events were given but none could be used (another topic's
- * records, a damaged file), so every feature would be at its default. Null when some could.
+ * Why a replay is no result: none of the events given could be applied (another topic's
+ * records, a damaged file, every one late, an empty input), so every feature of the source
+ * would be at its default in every row. Null when some could.
  */
 export function unusableEvents(replay: Pick<BackfillResult, 'accepted' | 'rejected'>, what: string): string | null {
   const { malformed, invalid, late } = replay.rejected;
-  if (replay.accepted > 0 || malformed + invalid === 0) return null;
-  return `none of the ${malformed + invalid + late} ${what} could be used (${malformed} malformed, ${invalid} invalid, ${late} late)`;
+  if (replay.accepted > 0) return null;
+  if (malformed + invalid + late === 0) return `no ${what} were given: their features would be their defaults in every row`;
+  return `none of the ${malformed + invalid + late} ${what} could be applied (${late} late, ${invalid} invalid, ${malformed} malformed): their features would be their defaults in every row`;
 }
 
 export function backfill(options: BackfillOptions): BackfillResult {

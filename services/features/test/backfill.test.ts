@@ -257,8 +257,13 @@ describe('backfill CLI', () => {
         const wrong = await failing(['--events', join(dir, 'labels.ndjson'), '--queries', join(dir, 'queries.ndjson')]);
         expect([wrong?.code, wrong?.stdout]).toEqual([1, '']);
         expect(wrong?.stderr).toMatch(
-          /^backfill: none of the 2 events of source "transactions" could be used \(0 malformed, 2 invalid, 0 late\)/,
+          /^backfill: none of the 2 events of source "transactions" could be applied \(0 late, 2 invalid, 0 malformed\)/,
         );
+        // An empty events file (a wrong path to an export that failed) leaves every feature at its default too.
+        await writeFile(join(dir, 'empty.ndjson'), '');
+        const empty = await failing(['--events', join(dir, 'empty.ndjson'), '--queries', join(dir, 'queries.ndjson')]);
+        expect([empty?.code, empty?.stdout]).toEqual([1, '']);
+        expect(empty?.stderr).toMatch(/^backfill: no events of source "transactions" were given: their features would be their defaults/);
         for (const lateness of ['', '5 minutes']) {
           const bad = await failing([
             '--events',

@@ -13,6 +13,7 @@
  */
 import { parseArgs } from 'node:util';
 import { fraud, loadConfig } from '@tributary/shared';
+import { unusableEvents } from '@tributary/features';
 import {
   trainingSetFromBackfill,
   trainingSetFromPredictionLog,
@@ -207,12 +208,8 @@ async function main(): Promise<void> {
       );
     // A source none of whose events was applied leaves its features at their defaults in every row.
     for (const replay of stats.replay ?? []) {
-      if (replay.accepted > 0) continue;
-      const { late, malformed, invalid } = replay.rejected;
-      throw new InputError(
-        `none of the ${late + malformed + invalid} events of source "${replay.source}" could be applied ` +
-          `(${late} late, ${invalid} invalid, ${malformed} malformed): its features would be their defaults in every row`,
-      );
+      const unusable = unusableEvents(replay, `events of source "${replay.source}"`);
+      if (unusable !== null) throw new InputError(unusable);
     }
     // The summary first: nothing is written when it cannot be made.
     const report = summary(built);

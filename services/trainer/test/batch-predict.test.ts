@@ -160,7 +160,7 @@ describe('batch-predict', () => {
     );
     expect([wrongEvents.code, wrongEvents.stdout]).toEqual([1, '']);
     expect(wrongEvents.stderr).toMatch(
-      /none of the 1 events of source "transactions" could be used \(0 malformed, 1 invalid, 0 late\); nothing scored/,
+      /none of the 1 events of source "transactions" could be applied \(0 late, 1 invalid, 0 malformed\): their features would be their defaults in every row; nothing scored/,
     );
     // A source the features are not computed from is named, not ignored (every feature at its default).
     const unknownSource = await runTrainerCli(
