@@ -27,6 +27,7 @@ export * from './records/validation.js';
 export * from './records/dead-letter.js';
 export * from './records/labels.js';
 export * from './records/predictions.js';
+export * from './text-lines.js';
 export * as fraud from './example/fraud/index.js';
 export * from './model/index.js';
 export * from './features/distinct-sketch.js';
