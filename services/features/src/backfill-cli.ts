@@ -18,7 +18,7 @@
  * Exit codes: 0 done, 1 bad input (an unreadable file, a bad query line, events none of which
  * could be used) or a failure, 2 wrong options.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
@@ -29,10 +29,13 @@ import {
   loadConfig,
   parseDuration,
   parseEventTime,
+  lineRecord,
+  openTextFile,
   readTopicToEnd,
-  type LogRecord,
+  textLines,
+  type TextLine,
 } from '@tributary/shared';
-import { backfill, unusableEvents, type FeatureQuery, type FeatureRow } from './backfill.js';
+import { eventReplay, unusableEvents, type EventReplay, type FeatureQuery, type FeatureRow } from './backfill.js';
 
 /** A wrong or missing option: exit 2. */
 class UsageError extends Error {}
@@ -61,22 +64,23 @@ function bySource(values: string[], sources: readonly string[], flag: string): M
   return named;
 }
 
-function readLines(path: string): string[] {
+/** A file's non-blank lines, read as a stream (never whole); a read error names the file. */
+async function* readLines(path: string): AsyncGenerator<TextLine> {
   try {
-    return readFileSync(resolve(process.env.INIT_CWD ?? process.cwd(), path), 'utf8')
-      .split('\n')
-      .filter((line) => line.trim() !== '');
+    yield* textLines(await openTextFile(resolve(process.env.INIT_CWD ?? process.cwd(), path)));
   } catch (error) {
     throw new InputError(`cannot read ${path}: ${(error as Error).message}`);
   }
 }
 
-export function parseQueries(lines: string[], file: string): FeatureQuery[] {
-  return lines.map((line, i) => {
-    const where = `${file}:${i + 1}`;
+/** The queries of a file, each line checked (the first bad one named by its line number); all kept, to be answered in time order. */
+export async function parseQueries(lines: AsyncIterable<TextLine>, file: string): Promise<FeatureQuery[]> {
+  const queries: FeatureQuery[] = [];
+  for await (const line of lines) {
+    const where = `${file}:${line.number}`;
     let value: unknown;
     try {
-      value = JSON.parse(line);
+      value = JSON.parse(line.text);
     } catch (error) {
       throw new InputError(`${where}: invalid JSON: ${(error as Error).message}`);
     }
@@ -86,8 +90,9 @@ export function parseQueries(lines: string[], file: string): FeatureQuery[] {
     if (typeof q.id !== 'string' || q.id === '') throw new InputError(`${where}: "id" must be a non-empty string`);
     const at = parseEventTime(q.at);
     if (at === null) throw new InputError(`${where}: "at" must be epoch milliseconds (up to 8.64e15) or an RFC 3339 date-time with a zone`);
-    return { entity: q.entity, id: q.id, at };
-  });
+    queries.push({ entity: q.entity, id: q.id, at });
+  }
+  return queries;
 }
 
 async function main(): Promise<void> {
@@ -112,31 +117,34 @@ async function main(): Promise<void> {
     throw new UsageError('give the events: --events [SOURCE=]FILE (NDJSON) or --topic [SOURCE=]NAME (Kafka), for each source');
   if (topics.size > 0 && !config.KAFKA_BROKERS) throw new UsageError('--topic needs KAFKA_BROKERS');
 
-  const queries = parseQueries(readLines(values.queries), values.queries);
+  const queries = await parseQueries(readLines(values.queries), values.queries);
   const knownEntities = new Set(example.groups.map((g) => g.entity));
   for (const q of queries)
     if (!knownEntities.has(q.entity))
       throw new InputError(`query for unknown entity type "${q.entity}" (known: ${[...knownEntities].join(', ')})`);
-  const partitions = new Map<string, LogRecord[][]>();
+  // An events file has no log timestamps: its event times are judged against the time it is read.
+  const readAt = Date.now();
+  // Each source's records are decided on as they are read; the replay keeps the accepted events, parsed.
+  const replays = new Map<string, EventReplay>();
+  const replayOf = (name: string) => {
+    const replay = eventReplay({ source: example.sources.find((s) => s.name === name)!, allowedLatenessMs: lateness, readAt });
+    replays.set(name, replay);
+    return replay;
+  };
   for (const [name, file] of files) {
+    const replay = replayOf(name);
     const topic = example.sources.find((s) => s.name === name)!.topic;
-    const records = readLines(file).map((line, i) => ({
-      topic,
-      partition: 0,
-      offset: String(i),
-      key: null,
-      value: Buffer.from(line),
-      timestamp: 0,
-      headers: {},
-    }));
-    partitions.set(name, [records]);
+    for await (const line of readLines(file)) replay.add(0, lineRecord(topic, line));
   }
   if (topics.size > 0) {
     await checkBrokersReachable(config.KAFKA_BROKERS!);
     const eventLog = createEventLog(config, 'backfill');
     try {
-      for (const [name, topic] of topics)
-        partitions.set(name, await readTopicToEnd(eventLog, topic, { groupPrefix: 'tributary-backfill' }));
+      for (const [name, topic] of topics) {
+        const replay = replayOf(name);
+        const partitions = await readTopicToEnd(eventLog, topic, { groupPrefix: 'tributary-backfill' });
+        partitions.forEach((records, partition) => records.forEach((record) => replay.add(partition, record)));
+      }
     } finally {
       await eventLog.close();
     }
@@ -144,34 +152,25 @@ async function main(): Promise<void> {
 
   // Each source given answers its groups; a query's row holds the groups of all of them.
   const rows: FeatureRow[] = queries.map((query) => ({ ...query, features: {} }));
-  // An events file has no log timestamps: its event times are judged against the time it was read.
-  const readAt = Date.now();
-  const replays: string[] = [];
-  for (const [name, events] of partitions) {
-    const result = backfill({
-      groups: example.groups,
-      source: example.sources.find((s) => s.name === name)!,
-      allowedLatenessMs: lateness,
-      partitions: events,
-      queries,
-      readAt,
-    });
+  const replayed: string[] = [];
+  for (const [name, replay] of replays) {
+    const result = replay.answer(example.groups, queries);
     const unusable = unusableEvents(result, `events of source "${name}"`);
     if (unusable !== null) throw new InputError(`${unusable}: are they events of ${name}?`);
     result.rows.forEach((row, i) => Object.assign(rows[i]!.features, row.features));
-    replays.push(
+    replayed.push(
       `${result.accepted} events of ${name} (set aside: ${result.rejected.late} late, ${result.rejected.malformed} malformed, ${result.rejected.invalid} invalid)`,
     );
   }
   const text = rows.map((row) => JSON.stringify(row)).join('\n') + (rows.length > 0 ? '\n' : '');
   if (values.out) writeFileSync(resolve(process.env.INIT_CWD ?? process.cwd(), values.out), text);
   else process.stdout.write(text);
-  process.stderr.write(`backfill: ${rows.length} rows from ${replays.join('; ')}\n`);
+  process.stderr.write(`backfill: ${rows.length} rows from ${replayed.join('; ')}\n`);
   // Groups of the queried entities whose source was not given: left out of the rows, said so.
   const queried = new Set(queries.map((q) => q.entity));
   for (const group of example.groups) {
     const source = group.definition.source;
-    if (!queried.has(group.entity) || partitions.has(source)) continue;
+    if (!queried.has(group.entity) || replays.has(source)) continue;
     process.stderr.write(
       `backfill: feature group ${group.definition.name} left out of the ${group.entity} rows: no events of source "${source}" ` +
         `(--events ${source}=FILE or --topic ${source}=TOPIC)\n`,

@@ -18,7 +18,7 @@ import {
   type PartitionState,
 } from '@tributary/shared';
 import type { TSchema } from 'typebox';
-import { sourceDecoder, type SourceEvent } from './decode.js';
+import { sourceDecoder, type DecodeResult, type SourceEvent } from './decode.js';
 
 export interface FeatureQuery {
   /** Entity type, e.g. `user_id`. */
@@ -38,18 +38,21 @@ export interface FeatureRow extends FeatureQuery {
   stored?: Record<string, Record<string, string | Buffer> | null>;
 }
 
-export interface BackfillOptions {
-  /** The source replayed; of `groups`, those fed by it answer the queries. */
+export interface ReplayOptions {
+  /** The source replayed; of the groups given to `answer`, those fed by it answer the queries. */
   source: EventSource & { schema: TSchema };
-  groups: CompiledFeatureGroup[];
   allowedLatenessMs: number;
+  /** When records without a log timestamp (an events file's) were read: see SourceDecoderOptions. */
+  readAt?: number;
+}
+
+export interface BackfillOptions extends ReplayOptions {
+  groups: CompiledFeatureGroup[];
   /** Each partition's records in offset order. */
-  partitions: LogRecord[][];
+  partitions: Iterable<LogRecord>[];
   queries: FeatureQuery[];
   /** Also return each row's stored fields (`FeatureRow.stored`). */
   keepStored?: boolean;
-  /** When records without a log timestamp (an events file's) were read: see SourceDecoderOptions. */
-  readAt?: number;
 }
 
 export interface BackfillResult {
@@ -72,63 +75,88 @@ export function unusableEvents(replay: Pick<BackfillResult, 'accepted' | 'reject
   return `none of the ${malformed + invalid + late} ${what} could be applied (${late} late, ${invalid} invalid, ${malformed} malformed): their features would be their defaults in every row`;
 }
 
-export function backfill(options: BackfillOptions): BackfillResult {
+/**
+ * A replay of one source, fed one record at a time (a file is read as a stream, never whole).
+ * The accepted events are kept, parsed rather than as their records: the queries come in any
+ * order, so the sweep of step 2 needs every accepted event, in order of arrival.
+ */
+export interface EventReplay {
+  /** 1. The pipeline's decision on the next record of a partition (its records in offset order); returns its decoding. */
+  add(partition: number, record: LogRecord): DecodeResult;
+  /** 2. The rows of the queries, from the events added so far. */
+  answer(groups: CompiledFeatureGroup[], queries: FeatureQuery[], keepStored?: boolean): BackfillResult;
+}
+
+export function eventReplay(options: ReplayOptions): EventReplay {
   const decode = sourceDecoder(options.source, { readAt: options.readAt });
-  const groups = options.groups.filter((g) => g.definition.source === options.source.name);
-  // 1. The pipeline's decisions: which records are applied (per partition, in offset order),
-  //    and when each arrives.
+  // 1. The pipeline's decisions: which records are applied (per partition, in offset order), and when each arrives.
   const accepted: (SourceEvent & { arrival: number })[] = [];
   const rejected = { late: 0, malformed: 0, invalid: 0 };
+  const watermarks = new Map<number, number>();
   const ids = new Set<string>();
   let duplicates = 0;
-  for (const records of options.partitions) {
-    let watermark = -Infinity;
-    for (const record of records) {
+  return {
+    add(partition, record) {
       const decoded = decode(record);
       if (!decoded.ok) {
         rejected[decoded.reason === 'malformed' ? 'malformed' : 'invalid']++;
-        continue;
+        return decoded;
       }
+      let watermark = watermarks.get(partition) ?? -Infinity;
       if (decoded.event.time < watermark - options.allowedLatenessMs) {
         rejected.late++;
-        continue;
+        return decoded;
       }
       watermark = Math.max(watermark, decoded.event.time);
+      watermarks.set(partition, watermark);
       if (ids.has(decoded.event.id)) duplicates++;
       else ids.add(decoded.event.id);
       accepted.push({ ...decoded.event, arrival: watermark });
-    }
-  }
-  // 2. Sweep time: apply the events arrived by each query's timestamp, then read as the store would.
-  accepted.sort((a, b) => a.arrival - b.arrival);
-  const order = options.queries.map((query, index) => ({ query, index })).sort((a, b) => a.query.at - b.query.at);
-  const states = new Map<string, PartitionState>();
-  const rows: FeatureRow[] = new Array(options.queries.length);
-  let next = 0;
-  for (const { query, index } of order) {
-    while (next < accepted.length && accepted[next]!.arrival <= query.at) {
-      const event = accepted[next++]!;
-      for (const group of groups) {
-        const id = group.entityId(event.values);
-        if (id === null) continue;
-        const slot = `${group.id}\u0000${id}`;
-        const state = states.get(slot) ?? emptyState();
-        states.set(slot, state);
-        applyEvent(group, state, { id: event.id, time: event.time, values: event.values });
+      return decoded;
+    },
+    answer(allGroups, queries, keepStored = false) {
+      const groups = allGroups.filter((g) => g.definition.source === options.source.name);
+      // 2. Sweep time: apply the events arrived by each query's timestamp, then read as the store would.
+      accepted.sort((a, b) => a.arrival - b.arrival);
+      const order = queries.map((query, index) => ({ query, index })).sort((a, b) => a.query.at - b.query.at);
+      const states = new Map<string, PartitionState>();
+      const rows: FeatureRow[] = new Array(queries.length);
+      let next = 0;
+      for (const { query, index } of order) {
+        while (next < accepted.length && accepted[next]!.arrival <= query.at) {
+          const event = accepted[next++]!;
+          for (const group of groups) {
+            const id = group.entityId(event.values);
+            if (id === null) continue;
+            const slot = `${group.id}\u0000${id}`;
+            const state = states.get(slot) ?? emptyState();
+            states.set(slot, state);
+            applyEvent(group, state, { id: event.id, time: event.time, values: event.values });
+          }
+        }
+        const features: FeatureRow['features'] = {};
+        const stored: NonNullable<FeatureRow['stored']> = {};
+        for (const group of groups) {
+          if (group.entity !== query.entity) continue;
+          const state = states.get(`${group.id}\u0000${query.id}`);
+          // The store's keys expire a ttl after the entity's last event.
+          const live = state && state.newest !== null && query.at - state.newest < group.ttlMs;
+          const fields = live ? stateFields(0, state) : null;
+          features[group.definition.name] = readFeatureValues(group, fields, query.at).values;
+          if (keepStored) stored[group.definition.name] = fields;
+        }
+        rows[index] = keepStored ? { ...query, features, stored } : { ...query, features };
       }
-    }
-    const features: FeatureRow['features'] = {};
-    const stored: NonNullable<FeatureRow['stored']> = {};
-    for (const group of groups) {
-      if (group.entity !== query.entity) continue;
-      const state = states.get(`${group.id}\u0000${query.id}`);
-      // The store's keys expire a ttl after the entity's last event.
-      const live = state && state.newest !== null && query.at - state.newest < group.ttlMs;
-      const fields = live ? stateFields(0, state) : null;
-      features[group.definition.name] = readFeatureValues(group, fields, query.at).values;
-      if (options.keepStored) stored[group.definition.name] = fields;
-    }
-    rows[index] = options.keepStored ? { ...query, features, stored } : { ...query, features };
-  }
-  return { rows, accepted: accepted.length, duplicates, rejected };
+      return { rows, accepted: accepted.length, duplicates, rejected: { ...rejected } };
+    },
+  };
+}
+
+/** A replay of records already at hand (a topic read into memory), answered at once. */
+export function backfill(options: BackfillOptions): BackfillResult {
+  const replay = eventReplay(options);
+  options.partitions.forEach((records, partition) => {
+    for (const record of records) replay.add(partition, record);
+  });
+  return replay.answer(options.groups, options.queries, options.keepStored);
 }

@@ -211,14 +211,15 @@ describe('backfill CLI', () => {
         await writeFile(join(dir, 'events.ndjson'), '');
         await writeFile(
           join(dir, 'queries.ndjson'),
-          '{"entity":"user_id","id":"u1","at":1}\n{"entity":"user_id","id":"u1","at":"yesterday"}\n',
+          // The line number is the file's: the blank line counts.
+          '{"entity":"user_id","id":"u1","at":1}\n\n{"entity":"user_id","id":"u1","at":"yesterday"}\n',
         );
         const failure = await cli(['--events', join(dir, 'events.ndjson'), '--queries', join(dir, 'queries.ndjson')]).then(
           () => null,
           (error: { code: number; stderr: string }) => error,
         );
         expect(failure?.code).toBe(1);
-        expect(failure?.stderr).toMatch(/^backfill: .*queries\.ndjson:2: "at" must be epoch milliseconds/);
+        expect(failure?.stderr).toMatch(/^backfill: .*queries\.ndjson:3: "at" must be epoch milliseconds/);
         await writeFile(join(dir, 'good.ndjson'), '{"entity":"user_id","id":"u1","at":1}\n');
         const unreadable = await cli(['--events', join(dir, 'missing.ndjson'), '--queries', join(dir, 'good.ndjson')]).then(
           () => null,
