@@ -124,12 +124,20 @@ async function main(): Promise<void> {
   }
 }
 
-/** Reads a JSON training set and checks it can be trained on (two classes on each side of the split). */
+/**
+ * Reads a JSON training set and checks it can be trained on (two classes on each side of the
+ * split). The set is one JSON document, so it is read whole, then parsed (its text let go):
+ * training needs every row in memory anyway. Its text cannot exceed the largest string Node
+ * makes (512 MB).
+ */
 async function readTrainingSet(file: string): Promise<TrainingSet> {
   let set: TrainingSet;
   try {
     set = JSON.parse(await readFile(file, 'utf8')) as TrainingSet;
   } catch (error) {
+    // Node's "Invalid string length": the file is more text than one string holds.
+    if (error instanceof RangeError || (error as { code?: string }).code === 'ERR_STRING_TOO_LONG')
+      throw new Error(`--training-set ${file}: too large to read as one JSON document (over 512 MB of text); build a set of fewer rows`);
     throw new Error(
       `--training-set ${file}: not a JSON training set (${(error as Error).message}); build one with npm run training-set -- … --format json`,
     );
