@@ -14,10 +14,9 @@
  * stderr); with --on-error skip, bad lines are left out, counted and named, and the rest scored.
  */
 import { parseArgs } from 'node:util';
-import { readFileSync } from 'node:fs';
 import { unusableEvents } from '@tributary/features';
 import { loadModel } from '@tributary/inference';
-import { createOnlineStore, fraud, loadConfig, planModelFeatures, type LogRecord } from '@tributary/shared';
+import { createOnlineStore, fraud, loadConfig, planModelFeatures } from '@tributary/shared';
 import { parseCsvRequests, parseNdjsonRequests, scoreRequests, type RequestShape } from './batch-predict.js';
 import {
   eventLogOpener,
@@ -31,8 +30,8 @@ import {
   userPath,
   writeOutput,
 } from './cli-support.js';
-import { InputError, readNdjsonFile, readTopic } from './log-input.js';
-import { backfillStates, onlineStates, type ReplaySummary, type StateSource } from './point-in-time.js';
+import { InputError, openInputFile, readNdjsonFile, readTopic, type LogInput } from './log-input.js';
+import { backfillStates, onlineStates, replaySources, type ReplaySummary, type StateSource } from './point-in-time.js';
 import { lateWarnings, replayLines } from './replay-report.js';
 
 async function main(): Promise<void> {
@@ -82,14 +81,8 @@ async function main(): Promise<void> {
     defaultAt: values.at ? parseTimeFlag(values.at, '--at') : Date.now(),
     allowAt: !values.online,
   };
-  const path = userPath(values.requests);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new InputError(`cannot read ${values.requests}: ${(error as Error).message}`);
-  }
-  const parsed = (format === 'csv' ? parseCsvRequests : parseNdjsonRequests)(text, values.requests, shape);
+  const requests = await openInputFile(userPath(values.requests), values.requests);
+  const parsed = await (format === 'csv' ? parseCsvRequests : parseNdjsonRequests)(requests, values.requests, shape);
   const named = parsed.rejected.slice(0, 20).map((r) => `  ${r.where}: ${r.detail}`);
   if (parsed.rejected.length > 20) named.push(`  ... and ${parsed.rejected.length - 20} more`);
   if (parsed.rejected.length > 0 && values['on-error'] === 'fail') {
@@ -107,21 +100,20 @@ async function main(): Promise<void> {
     let states: StateSource;
     if (store) states = onlineStates(store, `the online store (Redis at ${config.REDIS_URL})`);
     else {
-      const events = new Map<string, LogRecord[][]>();
+      const events = new Map<string, LogInput>();
       const sources = example.sources.map((s) => s.name);
       for (const [name, file] of namedValues(values.events ?? [], sources, '--events'))
-        events.set(name, readNdjsonFile(userPath(file), file).partitions);
+        events.set(name, await readNdjsonFile(userPath(file), file));
       for (const [name, topic] of namedValues(values['events-topic'] ?? [], sources, '--events-topic')) {
         if (events.has(name)) throw new UsageError(`source "${name}": give --events or --events-topic, not both`);
-        events.set(name, (await readTopic(await kafka.open('--events-topic'), topic)).partitions);
+        events.set(name, await readTopic(await kafka.open('--events-topic'), topic));
       }
-      const replay = backfillStates({
+      const replays = await replaySources(events, {
         sources: example.sources,
-        groups: example.groups,
-        events,
         readAt: Date.now(),
         allowedLatenessMs: allowedLateness ?? config.ALLOWED_LATENESS,
       });
+      const replay = backfillStates(replays, example.groups);
       states = replay;
       replayed = replay.summaries;
     }

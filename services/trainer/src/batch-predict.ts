@@ -1,14 +1,21 @@
 /**
  * Batch prediction: requests shaped like POST /v1/predict bodies, plus the time `at` whose
- * features they are to be scored with, read from NDJSON or CSV, checked line by line, and
- * scored with the same feature assembly and the same model code as the inference service.
+ * features they are to be scored with, read from NDJSON or CSV as a stream, checked line by
+ * line, and scored with the same feature assembly and the same model code as the inference
+ * service. The requests are kept, parsed (not the file's text), to be scored in runs.
  */
-import { parse as parseCsv } from 'csv-parse/sync';
+import { Readable, pipeline } from 'node:stream';
+import { parse as parseCsv } from 'csv-parse';
 import type { LoadedModel } from '@tributary/inference';
-import { parseEventTime, recordValidator, type FeaturePlan } from '@tributary/shared';
+import { parseEventTime, recordValidator, textLines, type FeaturePlan } from '@tributary/shared';
 import Type, { type TObject, type TSchema } from 'typebox';
+import { InputError } from './log-input.js';
 import { assembleVectors, type StateSource } from './point-in-time.js';
 import type { RejectedRecord } from './training-set.js';
+
+/** A text whole, or its chunks split anywhere (a file read as a stream). */
+export type TextChunks = string | Iterable<string> | AsyncIterable<string>;
+const chunksOf = (text: TextChunks) => (typeof text === 'string' ? [text] : text);
 
 export interface BatchRequest {
   /** `file:line` of the request. */
@@ -85,23 +92,22 @@ export interface ParsedRequests {
   rejected: RejectedRecord[];
 }
 
-export function parseNdjsonRequests(text: string, file: string, shape: RequestShape): ParsedRequests {
+export async function parseNdjsonRequests(text: TextChunks, file: string, shape: RequestShape): Promise<ParsedRequests> {
   const validate = requestValidator(shape);
   const parsed: ParsedRequests = { requests: [], rejected: [] };
-  text.split('\n').forEach((line, index) => {
-    if (line.trim() === '') return;
-    const where = `${file}:${index + 1}`;
+  for await (const line of textLines(chunksOf(text))) {
+    const where = `${file}:${line.number}`;
     let value: unknown;
     try {
-      value = JSON.parse(line);
+      value = JSON.parse(line.text);
     } catch (error) {
       parsed.rejected.push({ where, detail: `invalid JSON: ${(error as Error).message}` });
-      return;
+      continue;
     }
     const checked = checkRequest(value, where, shape, validate);
     if (checked.request) parsed.requests.push(checked.request);
     else parsed.rejected.push({ where, detail: checked.error });
-  });
+  }
   return parsed;
 }
 
@@ -113,65 +119,70 @@ const isNumeric = (schema: TSchema | undefined) =>
  * `entities.user_id`) and per request field (`amount` or `features.amount`). Cells of
  * numeric request fields are read as numbers; empty cells are absent.
  */
-export function parseCsvRequests(text: string, file: string, shape: RequestShape): ParsedRequests {
+export async function parseCsvRequests(text: TextChunks, file: string, shape: RequestShape): Promise<ParsedRequests> {
   const validate = requestValidator(shape);
-  const parsed: ParsedRequests = { requests: [], rejected: [] };
+  const requests: BatchRequest[] = [];
+  // Lines the CSV parser skipped, and records the request schema refused.
+  const skipped: RejectedRecord[] = [];
+  const refused: RejectedRecord[] = [];
   const fields = shape.requestFields.properties as Record<string, TSchema>;
-  let records: { record: Record<string, string>; info: { lines: number } }[];
-  try {
-    records = parseCsv(text, {
-      columns: (header: string[]) => {
-        const unknown = header.filter((name) => {
-          const bare = name.replace(/^(entities|features)\./, '');
-          return !['request_id', 'at'].includes(name) && !shape.entityTypes.includes(bare) && !Object.hasOwn(fields, bare);
-        });
-        if (unknown.length > 0) throw new Error(`unknown column(s) ${unknown.map((c) => `"${c}"`).join(', ')}`);
-        // `amount` and `features.amount` are one column: given twice, which value counts would be a guess.
-        const seen = new Set<string>();
-        for (const name of header) {
-          const bare = name.replace(/^(entities|features)\./, '');
-          if (seen.has(bare)) throw new Error(`column "${bare}" is given twice`);
-          seen.add(bare);
-        }
-        return header;
-      },
-      // A byte-order mark (spreadsheets write one) is not part of the first column's name.
-      bom: true,
-      skip_empty_lines: true,
-      info: true,
-      skip_records_with_error: true,
-      on_skip: (error) => {
-        if (error) parsed.rejected.push({ where: `${file}:${error.lines}`, detail: error.message.replace(/ on line \d+$/, '') });
-        return undefined;
-      },
-    });
-  } catch (error) {
-    const lines = (error as { lines?: number }).lines;
-    parsed.rejected.push({ where: `${file}:${lines ?? 1}`, detail: (error as Error).message });
-    return parsed;
-  }
-  for (const { record, info } of records) {
-    const request: { request_id?: string; at?: unknown; entities: Record<string, string>; features: Record<string, unknown> } = {
-      entities: {},
-      features: {},
-    };
-    for (const [column, cell] of Object.entries(record)) {
-      if (cell === '') continue;
-      if (column === 'request_id') request.request_id = cell;
-      else if (column === 'at') request.at = /^\d+$/.test(cell) ? Number(cell) : cell;
-      else {
-        const bare = column.replace(/^(entities|features)\./, '');
-        if (!column.startsWith('features.') && shape.entityTypes.includes(bare)) request.entities[bare] = cell;
-        else request.features[bare] = isNumeric(fields[bare]) && cell.trim() !== '' && Number.isFinite(Number(cell)) ? Number(cell) : cell;
+  const records = parseCsv({
+    columns: (header: string[]) => {
+      const unknown = header.filter((name) => {
+        const bare = name.replace(/^(entities|features)\./, '');
+        return !['request_id', 'at'].includes(name) && !shape.entityTypes.includes(bare) && !Object.hasOwn(fields, bare);
+      });
+      if (unknown.length > 0) throw new Error(`unknown column(s) ${unknown.map((c) => `"${c}"`).join(', ')}`);
+      // `amount` and `features.amount` are one column: given twice, which value counts would be a guess.
+      const seen = new Set<string>();
+      for (const name of header) {
+        const bare = name.replace(/^(entities|features)\./, '');
+        if (seen.has(bare)) throw new Error(`column "${bare}" is given twice`);
+        seen.add(bare);
       }
+      return header;
+    },
+    // A byte-order mark (spreadsheets write one) is not part of the first column's name.
+    bom: true,
+    skip_empty_lines: true,
+    info: true,
+    skip_records_with_error: true,
+    on_skip: (error) => {
+      if (error) skipped.push({ where: `${file}:${error.lines}`, detail: error.message.replace(/ on line \d+$/, '') });
+      return undefined;
+    },
+  });
+  pipeline(Readable.from(chunksOf(text)), records, () => {});
+  try {
+    for await (const { record, info } of records as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
+      const request: { request_id?: string; at?: unknown; entities: Record<string, string>; features: Record<string, unknown> } = {
+        entities: {},
+        features: {},
+      };
+      for (const [column, cell] of Object.entries(record)) {
+        if (cell === '') continue;
+        if (column === 'request_id') request.request_id = cell;
+        else if (column === 'at') request.at = /^\d+$/.test(cell) ? Number(cell) : cell;
+        else {
+          const bare = column.replace(/^(entities|features)\./, '');
+          if (!column.startsWith('features.') && shape.entityTypes.includes(bare)) request.entities[bare] = cell;
+          else
+            request.features[bare] = isNumeric(fields[bare]) && cell.trim() !== '' && Number.isFinite(Number(cell)) ? Number(cell) : cell;
+        }
+      }
+      const where = `${file}:${info.lines}`;
+      const checked = checkRequest(request, where, shape, validate);
+      if (checked.request) requests.push(checked.request);
+      else refused.push({ where, detail: checked.error });
     }
-    const where = `${file}:${info.lines}`;
-    const checked = checkRequest(request, where, shape, validate);
-    if (checked.request) parsed.requests.push(checked.request);
-    else parsed.rejected.push({ where, detail: checked.error });
+  } catch (error) {
+    if (error instanceof InputError) throw error;
+    // A file the parser cannot go on with (a bad header): no request is read from it.
+    const lines = (error as { lines?: number }).lines;
+    return { requests: [], rejected: [...skipped, { where: `${file}:${lines ?? 1}`, detail: (error as Error).message }] };
   }
-  parsed.rejected.sort((a, b) => Number(a.where.slice(a.where.lastIndexOf(':') + 1)) - Number(b.where.slice(b.where.lastIndexOf(':') + 1)));
-  return parsed;
+  const line = (r: RejectedRecord) => Number(r.where.slice(r.where.lastIndexOf(':') + 1));
+  return { requests, rejected: [...skipped, ...refused].sort((a, b) => line(a) - line(b)) };
 }
 
 /**

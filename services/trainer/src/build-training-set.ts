@@ -8,13 +8,14 @@
  * Both apply the same label policy (cut-off, maturity, unlabelled) and the same time split:
  * train on the rows before the split time, validate on the most recent ones.
  */
+import { eventReplay } from '@tributary/features';
 import type { CompiledFeatureGroup, EventSource, FeatureCatalog, ModelFeatureList } from '@tributary/shared';
 import { compareEncodings } from './encodings.js';
 import { planModelFeatures, type FeatureDefault, type FeatureTypeSpec } from '@tributary/shared';
 import type { TSchema } from 'typebox';
 import { eventCandidates, type EventStats } from './event-rows.js';
 import type { LogInput } from './log-input.js';
-import { assembleVectors, backfillStates, type ReplaySummary } from './point-in-time.js';
+import { assembleVectors, backfillStates, replaySources, type ReplaySummary } from './point-in-time.js';
 import { servedCandidates, type ServedStats } from './served-rows.js';
 import {
   decodeLabels,
@@ -77,6 +78,8 @@ export interface Built {
   set: TrainingSet;
   /** Records set aside (not prediction-log records, events or labels the schema accepts). */
   rejected: RejectedRecord[];
+  /** Label records read, decoded or set aside. */
+  labelRecords: number;
 }
 
 function assemble(
@@ -122,9 +125,13 @@ export interface FromPredictionLogOptions extends Common {
   servedVersions?: { catalog: FeatureCatalog; manifestOf: (version: string) => ModelFeatureList | null };
 }
 
-export function trainingSetFromPredictionLog(options: FromPredictionLogOptions): Built {
+/**
+ * Each input is read in one pass (a file as a stream); what is kept until the join is the
+ * candidates and labels, parsed: the rows are put in time order, so all of them are needed.
+ */
+export async function trainingSetFromPredictionLog(options: FromPredictionLogOptions): Promise<Built> {
   const { model, servedVersions } = options;
-  const served = servedCandidates(options.predictions, {
+  const served = await servedCandidates(options.predictions, {
     model: model.name,
     features: model.features,
     versions: options.versions,
@@ -136,7 +143,7 @@ export function trainingSetFromPredictionLog(options: FromPredictionLogOptions):
         }
       : undefined,
   });
-  const labels = decodeLabels(options.labels);
+  const labels = await decodeLabels(options.labels);
   const joined = joinLabels(served.candidates, labels.labels, options.policy);
   const set = assemble('prediction_log', options, joined.rows, {
     join: joined.stats,
@@ -144,7 +151,7 @@ export function trainingSetFromPredictionLog(options: FromPredictionLogOptions):
     records_rejected: served.rejected.length,
     served: served.stats,
   });
-  return { set, rejected: [...served.rejected, ...labels.rejected] };
+  return { set, rejected: [...served.rejected, ...labels.rejected], labelRecords: labels.labels.length + labels.rejected.length };
 }
 
 export interface FromBackfillOptions extends Common {
@@ -165,27 +172,29 @@ export interface FromBackfillOptions extends Common {
   readAt?: number;
 }
 
+/**
+ * Each input is read in one pass (a file as a stream), the rows source's once for both its
+ * candidates and its replay. What is kept: the candidates and labels, parsed, until the join,
+ * and each source's accepted events, parsed, until the point-in-time reads (swept in time order).
+ */
 export async function trainingSetFromBackfill(options: FromBackfillOptions): Promise<Built> {
   const plan = planModelFeatures(options.model, options.catalog);
   const source = options.sources.find((s) => s.name === options.rowsSource);
   const rowsInput = options.events.get(options.rowsSource);
   if (!source || !rowsInput) throw new RangeError(`no events of the source "${options.rowsSource}", whose events are the rows`);
-  const events = eventCandidates(rowsInput, {
-    source,
+  const replayOptions = { allowedLatenessMs: options.allowedLatenessMs, readAt: options.readAt };
+  const rowsReplay = eventReplay({ source, ...replayOptions });
+  const events = await eventCandidates(rowsInput, rowsReplay, {
     entityFields: [...new Set(options.groups.flatMap((g) => g.entityFields))],
     requestFields: options.requestFields,
-    readAt: options.readAt,
   });
-  const labels = decodeLabels(options.labels);
+  const others = new Map([...options.events].filter(([name]) => name !== options.rowsSource));
+  const replays = await replaySources(others, { sources: options.sources, ...replayOptions });
+  replays.set(options.rowsSource, rowsReplay);
+  const labels = await decodeLabels(options.labels);
   // Only the rows the policy keeps are backfilled.
   const joined = joinLabels(events.candidates, labels.labels, options.policy);
-  const states = backfillStates({
-    sources: options.sources,
-    groups: options.groups,
-    events: new Map([...options.events].map(([name, input]) => [name, input.partitions])),
-    allowedLatenessMs: options.allowedLatenessMs,
-    readAt: options.readAt,
-  });
+  const states = backfillStates(replays, options.groups);
   const vectors = await assembleVectors(
     plan,
     states,
@@ -205,7 +214,7 @@ export async function trainingSetFromBackfill(options: FromBackfillOptions): Pro
     events: events.stats,
     replay: states.summaries,
   });
-  return { set, rejected: [...events.rejected, ...labels.rejected] };
+  return { set, rejected: [...events.rejected, ...labels.rejected], labelRecords: labels.labels.length + labels.rejected.length };
 }
 
 /** One JSON line per row: `{set, request_id, time, label, label_source, features: {name: value}}`. */

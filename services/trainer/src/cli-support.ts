@@ -111,7 +111,7 @@ export function exactlyOne(file: string | undefined, topic: string | undefined, 
   if (Boolean(file) === Boolean(topic)) throw new UsageError(`give exactly one of ${flags[0]} FILE (NDJSON) or ${flags[1]} TOPIC (Kafka)`);
 }
 
-/** A file or a topic, whichever flag was given (exactly one must be). */
+/** A file (opened now, read as a stream when consumed) or a topic (read now), whichever flag was given (exactly one must be). */
 export async function fileOrTopic(
   file: string | undefined,
   topic: string | undefined,

@@ -2,11 +2,10 @@
  * Candidates from the event log: each event of the scored source (a transaction) stands for
  * the prediction request made for it, as the simulator makes them: request id = the event
  * id, entities and request-time fields = the event's fields of those names, time = its
- * event time. Pure.
+ * event time. The input is read in one pass, each record decided on by the source's replay
+ * (which keeps the accepted events for the features), so that a file is read once for both.
  */
-import { sourceDecoder } from '@tributary/features';
-import type { EventSource } from '@tributary/shared';
-import type { TSchema } from 'typebox';
+import type { EventReplay } from '@tributary/features';
 import { where, type LogInput } from './log-input.js';
 import type { Candidate, RejectedRecord } from './training-set.js';
 
@@ -16,13 +15,10 @@ export interface EventCandidate extends Candidate {
 }
 
 export interface EventCandidateOptions {
-  source: EventSource & { schema: TSchema };
   /** Entity key fields a request names. */
   entityFields: string[];
   /** Request-time fields a request carries. */
   requestFields: string[];
-  /** When records without a log timestamp (an events file's) were read: their events far after it are invalid. */
-  readAt?: number;
 }
 
 export interface EventStats {
@@ -31,19 +27,19 @@ export interface EventStats {
   duplicates: number;
 }
 
-export function eventCandidates(
+export async function eventCandidates(
   input: LogInput,
+  replay: EventReplay,
   options: EventCandidateOptions,
-): { candidates: EventCandidate[]; stats: EventStats; rejected: RejectedRecord[] } {
-  const decode = sourceDecoder(options.source, { readAt: options.readAt });
+): Promise<{ candidates: EventCandidate[]; stats: EventStats; rejected: RejectedRecord[] }> {
   const stats: EventStats = { events: 0, duplicates: 0 };
   const rejected: RejectedRecord[] = [];
   const seen = new Set<string>();
   const candidates: EventCandidate[] = [];
-  for (const records of input.partitions) {
-    for (const record of records) {
+  for (const [partition, records] of input.partitions.entries()) {
+    for await (const record of records) {
       stats.events++;
-      const decoded = decode(record);
+      const decoded = replay.add(partition, record);
       if (!decoded.ok) {
         rejected.push({ where: where(input, record), detail: `${decoded.reason}: ${decoded.detail}` });
         continue;

@@ -3,9 +3,21 @@
  * read as one partition in file order) or a Kafka topic read through the event log, from
  * the start of each partition to its end when the read began. Each record says where it
  * came from (`file:line` or `topic/partition@offset`), so that errors can name it.
+ *
+ * A file is read as a stream, once, as its records are consumed: one line in memory at a
+ * time, whatever the file's size. What a consumer keeps is its own parsed rows. A topic's
+ * records are read into memory whole (`readTopicToEnd`).
  */
-import { readFileSync } from 'node:fs';
-import { readTopicToEnd, TopicReadTimeout, type EventLog, type LogRecord, type TopicReadOptions } from '@tributary/shared';
+import {
+  lineRecord,
+  openTextFile,
+  readTopicToEnd,
+  textLines,
+  TopicReadTimeout,
+  type EventLog,
+  type LogRecord,
+  type TopicReadOptions,
+} from '@tributary/shared';
 
 export class InputError extends Error {
   override name = 'InputError';
@@ -15,8 +27,8 @@ export interface LogInput {
   /** The file path or topic name. */
   name: string;
   kind: 'file' | 'topic';
-  /** Each partition's records in offset order (a file is one partition; a record's offset is its line index). */
-  partitions: LogRecord[][];
+  /** Each partition's records in offset order (a file is one partition, read as it is iterated; a record's offset is its line index). */
+  partitions: (Iterable<LogRecord> | AsyncIterable<LogRecord>)[];
 }
 
 /** Where a record of an input is: `file:line` or `topic/partition@offset`. */
@@ -24,25 +36,47 @@ export function where(input: Pick<LogInput, 'name' | 'kind'>, record: Pick<LogRe
   return input.kind === 'file' ? `${input.name}:${Number(record.offset) + 1}` : `${input.name}/${record.partition}@${record.offset}`;
 }
 
-/** The lines of a text as records (blank lines skipped; a record's offset is its 0-based line index). */
-export function ndjsonInput(name: string, text: string, topic = name): LogInput {
-  const records: LogRecord[] = [];
-  text.split('\n').forEach((line, index) => {
-    if (line.trim() === '') return;
-    records.push({ topic, partition: 0, offset: String(index), key: null, value: Buffer.from(line), timestamp: 0, headers: {} });
-  });
+/**
+ * The lines of an NDJSON text as records, made as they are iterated (blank lines skipped; a
+ * record's offset is its 0-based line index): the text whole, or its chunks split anywhere.
+ */
+export function ndjsonInput(name: string, text: string | Iterable<string> | AsyncIterable<string>, topic = name): LogInput {
+  const chunks = typeof text === 'string' ? [text] : text;
+  const records = {
+    async *[Symbol.asyncIterator]() {
+      for await (const line of textLines(chunks)) yield lineRecord(topic, line);
+    },
+  };
   return { name, kind: 'file', partitions: [records] };
 }
 
-/** An NDJSON file; `name` (default: the path) is how its records are named in messages. */
-export function readNdjsonFile(path: string, name = path): LogInput {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new InputError(`cannot read ${name}: ${(error as Error).message}`);
-  }
-  return ndjsonInput(name, text);
+/**
+ * A file's text, opened now (one that cannot be is refused at once) and read as a stream as
+ * it is iterated, only once (a pipe such as `<(zcat events.gz)` cannot be read twice); a read
+ * error names the file by `name`.
+ */
+export async function openInputFile(path: string, name: string): Promise<AsyncIterable<string>> {
+  const cannotRead = (error: unknown) => new InputError(`cannot read ${name}: ${(error as Error).message}`);
+  const file = await openTextFile(path).catch((error: unknown) => {
+    throw cannotRead(error);
+  });
+  let read = false;
+  return {
+    async *[Symbol.asyncIterator]() {
+      if (read) throw new Error(`${name} is read once: its records must be consumed in one pass`);
+      read = true;
+      try {
+        yield* file;
+      } catch (error) {
+        throw cannotRead(error);
+      }
+    },
+  };
+}
+
+/** An NDJSON file (`openInputFile`); `name` (default: the path) is how its records are named in messages. */
+export async function readNdjsonFile(path: string, name = path): Promise<LogInput> {
+  return ndjsonInput(name, await openInputFile(path, name));
 }
 
 /**

@@ -9,17 +9,17 @@
  * being scored, whose event carries that very time, is not in its own features, as online,
  * where a transaction is scored before its event is published.
  */
-import { backfill } from '@tributary/features';
+import { eventReplay, type EventReplay } from '@tributary/features';
 import {
   assembleVector,
   type AssembledVector,
   type CompiledFeatureGroup,
   type EventSource,
   type FeaturePlan,
-  type LogRecord,
   type OnlineStore,
 } from '@tributary/shared';
 import type { TSchema } from 'typebox';
+import type { LogInput } from './log-input.js';
 
 export class FeatureSourceError extends Error {
   override name = 'FeatureSourceError';
@@ -47,18 +47,35 @@ export interface ReplaySummary {
   rejected: { late: number; malformed: number; invalid: number };
 }
 
-export interface BackfillStateOptions {
+export interface ReplayOptions {
   sources: (EventSource & { schema: TSchema })[];
-  groups: CompiledFeatureGroup[];
-  /** Each source's records (by source name), each partition in offset order. */
-  events: Map<string, LogRecord[][]>;
   allowedLatenessMs: number;
   /** When records without a log timestamp (an events file's) were read: their events far after it are invalid. */
   readAt?: number;
 }
 
-/** Stored state as of each query's time, replayed from the events by the backfill. */
-export function backfillStates(options: BackfillStateOptions): StateSource & { summaries: ReplaySummary[] } {
+/**
+ * The replay of each source's events (by source name), each input read in one pass: the
+ * pipeline's decisions made record by record, the accepted events kept, parsed, for the
+ * point-in-time reads (they are swept in time order, so every one of them is needed).
+ */
+export async function replaySources(events: Map<string, LogInput>, options: ReplayOptions): Promise<Map<string, EventReplay>> {
+  const replays = new Map<string, EventReplay>();
+  for (const [name, input] of events) {
+    const source = options.sources.find((s) => s.name === name);
+    if (!source) continue;
+    const replay = eventReplay({ source, allowedLatenessMs: options.allowedLatenessMs, readAt: options.readAt });
+    for (const [partition, records] of input.partitions.entries()) for await (const record of records) replay.add(partition, record);
+    replays.set(name, replay);
+  }
+  return replays;
+}
+
+/** Stored state as of each query's time, answered by the replays of the sources' events. */
+export function backfillStates(
+  replays: Map<string, EventReplay>,
+  groups: CompiledFeatureGroup[],
+): StateSource & { summaries: ReplaySummary[] } {
   const summaries: ReplaySummary[] = [];
   return {
     summaries,
@@ -67,11 +84,10 @@ export function backfillStates(options: BackfillStateOptions): StateSource & { s
       const bySource = new Map<string, number[]>();
       plan.groups.forEach((group, g) => bySource.set(group.definition.source, [...(bySource.get(group.definition.source) ?? []), g]));
       for (const [sourceName, groupIndexes] of bySource) {
-        const source = options.sources.find((s) => s.name === sourceName);
-        const partitions = options.events.get(sourceName);
-        if (!source || !partitions) {
-          const groups = groupIndexes.map((g) => plan.groups[g]!.definition.name).join(', ');
-          throw new FeatureSourceError(`the model reads feature group(s) ${groups}, fed by source "${sourceName}": give its events`);
+        const events = replays.get(sourceName);
+        if (!events) {
+          const names = groupIndexes.map((g) => plan.groups[g]!.definition.name).join(', ');
+          throw new FeatureSourceError(`the model reads feature group(s) ${names}, fed by source "${sourceName}": give its events`);
         }
         // One backfill query per distinct (entity, id, time); "strictly before at" is "at or before at - 1" in whole ms.
         const index = new Map<string, number>();
@@ -90,15 +106,7 @@ export function backfillStates(options: BackfillStateOptions): StateSource & { s
             return slot;
           }),
         );
-        const replay = backfill({
-          source,
-          groups: options.groups,
-          allowedLatenessMs: options.allowedLatenessMs,
-          partitions,
-          queries: unique,
-          keepStored: true,
-          readAt: options.readAt,
-        });
+        const replay = events.answer(groups, unique, true);
         summaries.push({ source: sourceName, accepted: replay.accepted, duplicates: replay.duplicates, rejected: replay.rejected });
         slots.forEach((row, q) =>
           row.forEach((slot, k) => {

@@ -98,7 +98,7 @@ export async function retrain(options: RetrainOptions): Promise<RetrainResult> {
   const manifests = new Map<string, ModelManifest>();
   for (const { version } of (await registry.inventory(model)).versions)
     manifests.set(version, (await registry.version(model, version)).manifest);
-  const { set } = trainingSetFromPredictionLog({
+  const { set } = await trainingSetFromPredictionLog({
     predictions: options.predictions,
     labels: options.labels,
     model: {

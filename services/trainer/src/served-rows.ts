@@ -1,6 +1,7 @@
 /**
  * Candidates from the prediction log: each record's feature vector exactly as served, in the
- * model's feature order, one per request id. Pure.
+ * model's feature order, one per request id. The log is read in one pass; what is kept is
+ * the candidates (parsed), not the records.
  */
 import type { PredictionLogRecord } from '@tributary/shared';
 import Type from 'typebox';
@@ -65,10 +66,10 @@ export interface ServedStats {
  * read), its time the prediction's `predicted_at`. Records that are not prediction-log
  * records are set aside with the reason.
  */
-export function servedCandidates(
+export async function servedCandidates(
   input: LogInput,
   selection: ServedSelection,
-): { candidates: ServedCandidate[]; stats: ServedStats; rejected: RejectedRecord[] } {
+): Promise<{ candidates: ServedCandidate[]; stats: ServedStats; rejected: RejectedRecord[] }> {
   const stats: ServedStats = {
     records: 0,
     other_model: 0,
@@ -94,7 +95,7 @@ export function servedCandidates(
   const rejected: RejectedRecord[] = [];
   const kept = new Map<string, ServedCandidate>();
   for (const records of input.partitions) {
-    for (const record of records) {
+    for await (const record of records) {
       stats.records++;
       const decoded = servedValidator.decode(record.value);
       if (!decoded.ok) {

@@ -144,7 +144,7 @@ async function main(): Promise<void> {
       );
       // Each served version's values are taken as this model encodes them (its registry manifest says how it served them).
       const manifests = await registryManifests(config, model.name);
-      built = trainingSetFromPredictionLog({
+      built = await trainingSetFromPredictionLog({
         predictions,
         labels,
         model,
@@ -156,7 +156,7 @@ async function main(): Promise<void> {
       });
     } else {
       const events = new Map<string, LogInput>();
-      for (const [name, file] of eventFiles) events.set(name, readNdjsonFile(userPath(file), file));
+      for (const [name, file] of eventFiles) events.set(name, await readNdjsonFile(userPath(file), file));
       for (const [name, topic] of eventTopics) events.set(name, await readTopic(await kafka.open('--events-topic'), topic));
       built = await trainingSetFromBackfill({
         events,
@@ -184,7 +184,7 @@ async function main(): Promise<void> {
       },
       {
         what: 'label',
-        total: labels.partitions.reduce((n, p) => n + p.length, 0),
+        total: built.labelRecords,
         bad: stats.labels_rejected,
         first: stats.records_rejected,
       },

@@ -30,12 +30,12 @@ export interface RejectedRecord {
 
 const labelValidator = recordValidator<Label>(LabelSchema);
 
-/** The labels of an input, in input order; records that are not labels are set aside with the reason. */
-export function decodeLabels(input: LogInput): { labels: LabelEvent[]; rejected: RejectedRecord[] } {
+/** The labels of an input (read in one pass), in input order; records that are not labels are set aside with the reason. */
+export async function decodeLabels(input: LogInput): Promise<{ labels: LabelEvent[]; rejected: RejectedRecord[] }> {
   const labels: LabelEvent[] = [];
   const rejected: RejectedRecord[] = [];
   for (const records of input.partitions) {
-    for (const record of records) {
+    for await (const record of records) {
       const decoded = labelValidator.decode(record.value);
       if (!decoded.ok) {
         rejected.push({ where: where(input, record), detail: decoded.detail });

@@ -236,7 +236,7 @@ describe('request files', () => {
     defaultAt: 1_000,
     allowAt: true,
   };
-  it('name the line and field of each bad NDJSON request, and default `at`', () => {
+  it('name the line and field of each bad NDJSON request, and default `at`', async () => {
     const lines = [
       '{"request_id":"a","entities":{"user_id":"u","merchant_id":"m"},"features":{"amount":1,"country":"FR","channel":"web"}}',
       '{"request_id":"b","entities":{"user_id":"u"},"features":{"amount":1,"country":"FR","channel":"web"}}',
@@ -245,7 +245,7 @@ describe('request files', () => {
       '{"request_id":"d","entities":{"user_id":"u","merchant_id":"m"},"features":{"amount":1,"country":"FR","channel":"web"},"at":"yesterday"}',
       '{"request_id":"e","entities":{"user_id":"u","merchant_id":"m"},"features":{"amount":1,"country":"FR","channel":"web"},"at":"2026-01-01T00:00:00Z"}',
     ];
-    const parsed = parseNdjsonRequests(lines.join('\n'), 'r.ndjson', shape);
+    const parsed = await parseNdjsonRequests(lines.join('\n'), 'r.ndjson', shape);
     expect(parsed.requests.map((r) => [r.request_id, r.at, r.where])).toEqual([
       ['a', 1_000, 'r.ndjson:1'],
       ['e', Date.UTC(2026, 0, 1), 'r.ndjson:6'],
@@ -254,10 +254,12 @@ describe('request files', () => {
     expect(parsed.rejected[0]!.detail).toMatch(/entities\.merchant_id/);
     expect(parsed.rejected[1]!.detail).toMatch(/^features\.channel/);
     expect(parsed.rejected[2]!.detail).toMatch(/^at/);
-    expect(parseNdjsonRequests(lines[5]!, 'r.ndjson', { ...shape, allowAt: false }).rejected[0]!.detail).toMatch(/live online store/);
+    expect((await parseNdjsonRequests(lines[5]!, 'r.ndjson', { ...shape, allowAt: false })).rejected[0]!.detail).toMatch(
+      /live online store/,
+    );
   });
 
-  it('read CSV columns by name (bare or dotted), numbers by the request schema, and name bad lines', () => {
+  it('read CSV columns by name (bare or dotted), numbers by the request schema, and name bad lines', async () => {
     const csv = [
       'request_id,entities.user_id,merchant_id,features.amount,country,channel',
       'a,u1,m1,12.5,FR,web',
@@ -265,7 +267,7 @@ describe('request files', () => {
       'c,u1,m1,3,FR',
       '"d",u1,m1,4,"DE",pos',
     ].join('\n');
-    const parsed = parseCsvRequests(csv, 'r.csv', shape);
+    const parsed = await parseCsvRequests(csv, 'r.csv', shape);
     expect(parsed.requests.map((r) => [r.request_id, r.features, r.entities, r.where])).toEqual([
       ['a', { amount: 12.5, country: 'FR', channel: 'web' }, { user_id: 'u1', merchant_id: 'm1' }, 'r.csv:2'],
       ['d', { amount: 4, country: 'DE', channel: 'pos' }, { user_id: 'u1', merchant_id: 'm1' }, 'r.csv:5'],
@@ -273,19 +275,19 @@ describe('request files', () => {
     expect(parsed.rejected.map((r) => r.where)).toEqual(['r.csv:3', 'r.csv:4']);
     expect(parsed.rejected[0]!.detail).toMatch(/^features\.amount/);
     expect(parsed.rejected[1]!.detail).toMatch(/columns length/);
-    expect(parseCsvRequests('request_id,colour\na,red\n', 'r.csv', shape).rejected).toEqual([
+    expect((await parseCsvRequests('request_id,colour\na,red\n', 'r.csv', shape)).rejected).toEqual([
       { where: 'r.csv:1', detail: expect.stringMatching(/unknown column\(s\) "colour"/) },
     ]);
 
     // Refused: a field given twice (which value would count?), a name of Object's prototype.
-    expect(parseCsvRequests('request_id,amount,features.amount\na,1,2\n', 'r.csv', shape).rejected).toEqual([
+    expect((await parseCsvRequests('request_id,amount,features.amount\na,1,2\n', 'r.csv', shape)).rejected).toEqual([
       { where: 'r.csv:1', detail: expect.stringMatching(/column "amount" is given twice/) },
     ]);
-    expect(parseCsvRequests('request_id,__proto__\na,1\n', 'r.csv', shape).rejected).toEqual([
+    expect((await parseCsvRequests('request_id,__proto__\na,1\n', 'r.csv', shape)).rejected).toEqual([
       { where: 'r.csv:1', detail: expect.stringMatching(/unknown column\(s\) "__proto__"/) },
     ]);
     // A spreadsheet's byte-order mark is not part of the first column's name.
-    const bom = parseCsvRequests('\uFEFF' + csv.split('\n').slice(0, 2).join('\n'), 'r.csv', shape);
+    const bom = await parseCsvRequests('\uFEFF' + csv.split('\n').slice(0, 2).join('\n'), 'r.csv', shape);
     expect([bom.rejected, bom.requests.map((r) => r.request_id)]).toEqual([[], ['a']]);
   });
 });

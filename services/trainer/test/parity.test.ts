@@ -45,7 +45,7 @@ describe('training sets from the prediction log and from the backfill', () => {
     const policy: LabelPolicy = { cutoff, unlabelled: 'drop', maturityMs: 0 };
     const split = { validationFraction: 0.25 };
 
-    const fromLog = trainingSetFromPredictionLog({
+    const fromLog = await trainingSetFromPredictionLog({
       predictions: await readTopic(eventLog, 'predictions'),
       labels,
       model,
