@@ -125,7 +125,10 @@ async function main(): Promise<void> {
         const unusable = unusableEvents(replay, `events of source "${replay.source}"`);
         if (unusable !== null) throw new InputError(`${unusable}; nothing scored`);
       }
-      writeOutput(scores.map((s) => `${JSON.stringify(s)}\n`).join(''), values.out);
+      writeOutput(
+        scores.map((s) => `${JSON.stringify(s)}\n`),
+        values.out,
+      );
     } finally {
       await model.close();
     }

@@ -218,20 +218,18 @@ export async function trainingSetFromBackfill(options: FromBackfillOptions): Pro
 }
 
 /** One JSON line per row: `{set, request_id, time, label, label_source, features: {name: value}}`. */
-export function trainingSetNdjson(set: TrainingSet): string {
-  return set.rows
-    .map((row, i) =>
-      JSON.stringify({
-        set: i < set.split.train ? 'train' : 'validation',
-        request_id: set.request_ids[i],
-        time: set.times[i],
-        label: set.labels[i],
-        label_source: set.label_sources[i],
-        features: Object.fromEntries(set.features.map((name, f) => [name, row[f]])),
-      }),
-    )
-    .map((line) => `${line}\n`)
-    .join('');
+export function* trainingSetNdjson(set: TrainingSet): Generator<string> {
+  for (let i = 0; i < set.rows.length; i++) {
+    const row = set.rows[i]!;
+    yield `${JSON.stringify({
+      set: i < set.split.train ? 'train' : 'validation',
+      request_id: set.request_ids[i],
+      time: set.times[i],
+      label: set.labels[i],
+      label_source: set.label_sources[i],
+      features: Object.fromEntries(set.features.map((name, f) => [name, row[f]])),
+    })}\n`;
+  }
 }
 
 /** The train and validation parts of a training set, ready for a trainer. */

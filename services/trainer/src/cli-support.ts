@@ -1,5 +1,5 @@
 /** What the trainer's command-line tools share: paths, times, model versions, inputs, exit codes. */
-import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { readModelVersion, type ModelManifest } from '@tributary/inference';
@@ -127,19 +127,45 @@ export async function fileOrTopic(
  * Writes a CLI's output to `out` (or stdout) whole or not at all: to a file beside it first,
  * then renamed into place, so that a failure never leaves half a file under its name.
  */
-export function writeOutput(text: string, out: string | undefined): void {
-  if (!out) {
-    process.stdout.write(text);
-    return;
-  }
-  const path = userPath(out);
-  const partial = join(dirname(path), `.${basename(path)}.${process.pid}.partial`);
+/** Characters of output gathered before each write. */
+const OUTPUT_CHUNK = 1 << 20;
+
+/**
+ * Writes a command's output, given as pieces (lines), to `out` or to stdout: written piece by
+ * piece, so an output is not bounded by the largest string Node makes (512 MB). To a file, whole
+ * or not at all: the pieces go to a temporary file renamed over `out` at the end.
+ */
+export function writeOutput(pieces: string | Iterable<string>, out: string | undefined): void {
+  const path = out === undefined ? undefined : userPath(out);
+  const partial = path && join(dirname(path), `.${basename(path)}.${process.pid}.partial`);
+  let fd: number | undefined;
   try {
-    writeFileSync(partial, text);
-    renameSync(partial, path);
+    // stdout is written synchronously for files and pipes on Linux (Node's process.stdout).
+    fd = partial ? openSync(partial, 'w') : undefined;
+    let buffered: string[] = [];
+    let size = 0;
+    const flush = () => {
+      const text = buffered.join('');
+      if (fd === undefined) process.stdout.write(text);
+      else writeSync(fd, text);
+      buffered = [];
+      size = 0;
+    };
+    for (const piece of typeof pieces === 'string' ? [pieces] : pieces) {
+      buffered.push(piece);
+      size += piece.length;
+      if (size >= OUTPUT_CHUNK) flush();
+    }
+    flush();
+    if (fd !== undefined) {
+      closeSync(fd);
+      fd = undefined;
+      renameSync(partial!, path!);
+    }
   } catch (error) {
-    rmSync(partial, { force: true });
-    throw new Error(`could not write ${out}: ${(error as Error).message}`);
+    if (fd !== undefined) closeSync(fd);
+    if (partial) rmSync(partial, { force: true });
+    throw new Error(`could not write ${out ?? 'the output'}: ${(error as Error).message}`);
   }
 }
 

@@ -213,7 +213,7 @@ async function main(): Promise<void> {
     }
     // The summary first: nothing is written when it cannot be made.
     const report = summary(built);
-    writeOutput(values.format === 'json' ? `${JSON.stringify(built.set)}\n` : trainingSetNdjson(built.set), values.out);
+    writeOutput(values.format === 'json' ? `${jsonDocument(built.set)}\n` : trainingSetNdjson(built.set), values.out);
     process.stderr.write(report);
     for (const warning of lateWarnings('training-set', stats.replay ?? [])) process.stderr.write(warning);
   } finally {
@@ -251,6 +251,18 @@ function summary({ set, rejected }: Built): string {
     if (rejected.length > 10) lines.push(`    ... and ${rejected.length - 10} more`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** The set as one JSON document (what `npm run train -- --training-set` reads), or why it cannot be one. */
+function jsonDocument(set: Built['set']): string {
+  try {
+    return JSON.stringify(set);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    throw new InputError(
+      `the training set (${set.rows.length} rows) is too large for one JSON document (Node's strings hold at most 512 MB): write it as NDJSON (--format ndjson), one row per line`,
+    );
+  }
 }
 
 runCli('training-set', main);

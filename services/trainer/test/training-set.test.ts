@@ -179,7 +179,8 @@ describe('training set from the prediction log', () => {
     expect(Math.max(...parts.train.times)).toBeLessThan(set.split.at!);
     expect(Math.min(...parts.validation.times)).toBeGreaterThanOrEqual(set.split.at!);
     expect(set.times).toEqual([...set.times].sort((a, b) => a - b));
-    const ndjson = trainingSetNdjson(set)
+    const ndjson = [...trainingSetNdjson(set)]
+      .join('')
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l));
