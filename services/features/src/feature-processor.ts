@@ -154,9 +154,10 @@ interface Partition {
    * offset to commit backwards).
    */
   committedOffset: bigint;
-  /** Offset of the last record processed, and of the last one made durable. */
+  /** Offset of the last record processed. */
   lastOffset: bigint | null;
-  flushedOffset: bigint | null;
+  /** The next offset of the last commit accepted (at first the one it was opened at): a flush commits beyond it. */
+  acceptedOffset: bigint;
   /** The cached entities of each group (same order as the processor's groups), by id, least recently loaded first. */
   entities: Map<string, CachedEntity>[];
   /** Their estimated heap. */
@@ -280,12 +281,18 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
     partition.unloggedIds = [];
   };
 
-  /** Records offsets as committed: their watermarks bound what later flushes remove from the event-id logs. */
+  /**
+   * Records offsets as committed: their watermarks bound what later flushes remove from the event-id logs, and
+   * later flushes commit only beyond them (a refused commit is made again by the next flush, even of an idle partition).
+   */
   const committed = (commits: OffsetCommit[]): void => {
     for (const commit of commits) {
       const partition = partitions.get(`${commit.topic}:${commit.partition}`);
+      if (!partition) continue;
       const watermark = decodeCheckpoint(commit.metadata ?? null);
-      if (partition && watermark > partition.committedWatermark) partition.committedWatermark = watermark;
+      if (watermark > partition.committedWatermark) partition.committedWatermark = watermark;
+      const offset = BigInt(commit.offset);
+      if (offset > partition.acceptedOffset) partition.acceptedOffset = offset;
     }
   };
 
@@ -377,14 +384,15 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
 
     /** Opens a partition at its committed checkpoint: the watermark, and the offset (null: none committed). */
     open(topic: string, partition: number, watermark: number, committedOffset: string | null = null): void {
+      const offset = committedOffset === null ? -1n : BigInt(committedOffset);
       partitions.set(`${topic}:${partition}`, {
         topic,
         partition,
         watermark,
         committedWatermark: watermark,
-        committedOffset: committedOffset === null ? -1n : BigInt(committedOffset),
+        committedOffset: offset,
         lastOffset: null,
-        flushedOffset: null,
+        acceptedOffset: offset,
         entities: groups.map(() => new Map()),
         heapBytes: 0,
         dirty: [],
@@ -582,13 +590,12 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         const logWrite = eventIdLogWrite(partition, dedupBefore, now);
         if (logWrite) logWrites.push({ partition, ...logWrite });
       }
-      const durable: { partition: Partition; offset: bigint; commit: OffsetCommit }[] = [];
+      const durable: { partition: Partition; commit: OffsetCommit }[] = [];
       const eventTimes: number[] = [];
       for (const partition of partitions.values()) {
-        if (partition.lastOffset !== null && partition.lastOffset !== partition.flushedOffset && !partition.lost) {
+        if (partition.lastOffset !== null && partition.lastOffset >= partition.acceptedOffset && !partition.lost) {
           durable.push({
             partition,
-            offset: partition.lastOffset,
             commit: {
               topic: partition.topic,
               partition: partition.partition,
@@ -638,11 +645,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
           }
         });
         const commits: OffsetCommit[] = [];
-        for (const { partition, offset, commit } of durable) {
-          if (partition.lost) continue;
-          if (partition.flushedOffset === null || offset > partition.flushedOffset) partition.flushedOffset = offset;
-          commits.push(commit);
-        }
+        for (const { partition, commit } of durable) if (!partition.lost) commits.push(commit);
         if (!options.confirmsCommits) committed(commits);
         evictBeyondBudget();
         return { written: writes.length - fenced, fenced, commits, eventTimes };
