@@ -18,6 +18,7 @@ import {
   inSpan,
   metric,
   nowMs,
+  publishDeadLetters,
   recordSpan,
   SpanKind,
   type CompiledFeatureGroup,
@@ -25,6 +26,7 @@ import {
   type EventSource,
   type Logger,
   type OnlineStore,
+  type OutgoingRecord,
   type RecordBatch,
   type Registry,
   type Span,
@@ -270,6 +272,11 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
 
     // One consumer group per source: members of a group must subscribe to the same topics.
     const groupId = `${options.groupId}-${source.name}`;
+    const publish = (letters: OutgoingRecord[]) =>
+      publishDeadLetters(options.eventLog, options.deadLetterTopic, letters, (sent) => {
+        for (const letter of sent) metrics.deadLettered.inc({ consumer: groupId, reason: letter.headers!.reason! });
+      });
+
     subscription = await options.eventLog.subscribe({
       groupId,
       topics: [source.topic],
@@ -321,11 +328,7 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
         await exclusive(async () => {
           const outcome = processor.apply(loaded);
           if (outcome.rejected.length > 0) {
-            await options.eventLog.publish(
-              options.deadLetterTopic,
-              outcome.rejected.map((r) => deadLetter(r.record, r.reason, r.detail, groupId)),
-            );
-            for (const r of outcome.rejected) metrics.deadLettered.inc({ consumer: groupId, reason: r.reason });
+            await publish(outcome.rejected.map((r) => deadLetter(r.record, r.reason, r.detail, groupId)));
           }
           metrics.events.inc({ topic: batch.topic, outcome: 'applied' }, outcome.applied);
           metrics.events.inc({ topic: batch.topic, outcome: 'replayed' }, outcome.replayed);

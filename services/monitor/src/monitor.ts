@@ -14,6 +14,7 @@ import {
   LabelSchema,
   LATENCY_BUCKETS,
   metric,
+  publishDeadLetters,
   recordValidator,
   type EventLog,
   type Label,
@@ -880,7 +881,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       // letters are not published again (`deadLetteredTo`; after a restart or a rebalance they
       // may be: at least once). Nothing is counted twice.
       if (rejected.length > 0) {
-        await options.eventLog.publish(options.topics.deadLetter, rejected);
+        await publishDeadLetters(options.eventLog, options.topics.deadLetter, rejected);
         deadLetteredTo.set(partition, BigInt(last!.offset));
       }
       // Offers are durable before the batch is committed. Should they fail, even after the store

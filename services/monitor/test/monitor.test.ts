@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { buildProfile, createLogger, createRandom, createRegistry, MemoryEventLog, type DeadLetter } from '@tributary/shared';
+import { buildProfile, createLogger, createRandom, createRegistry, MemoryEventLog, recordBytes, type DeadLetter } from '@tributary/shared';
 import { waitFor } from '../../../test/support/wait-for.js';
 import { MemoryJoinStore, OfferError, SweepError } from '../src/join-store.js';
 import { RETIRE_AFTER_MS, startMonitor, type Monitor, type MonitorOptions } from '../src/monitor.js';
@@ -187,6 +187,31 @@ describe('monitor: a batch delivered again', () => {
       ['labels', 'invalid'],
       ['predictions', 'malformed'],
     ]);
+  });
+});
+
+describe('monitor: large bad records', () => {
+  it("dead-letters a fetch of them in sends within the broker's limit on a batch", async () => {
+    const { eventLog, registry } = await boot();
+    await eventLog.ensureTopics([{ name: 'dead-letter', partitions: 1 }]);
+    const publish = eventLog.publish.bind(eventLog);
+    eventLog.publish = async (topic, records) => {
+      // The broker's default message.max.bytes, refused again on every retry.
+      if (topic === 'dead-letter' && records.reduce((sum, record) => sum + recordBytes(record), 0) > 1_048_588) {
+        throw new Error('MESSAGE_TOO_LARGE');
+      }
+      return publish(topic, records);
+    };
+    // ~1 MB of malformed predictions (their dead letters ~1.3 MB).
+    const malformed = `{"prediction_id": "${'x'.repeat(2_500)}"`;
+    await eventLog.publish(
+      'predictions',
+      Array.from({ length: 400 }, () => ({ key: 'a', value: malformed })),
+    );
+    await waitFor(async () => /\{stream="predictions",outcome="dead_lettered"\} 400/.test(await registry.metrics()), {
+      what: 'the batch dead-lettered',
+    });
+    expect(eventLog.records('dead-letter')).toHaveLength(400);
   });
 });
 

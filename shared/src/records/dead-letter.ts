@@ -1,4 +1,4 @@
-import type { LogRecord, OutgoingRecord } from '../event-log/types.js';
+import type { EventLog, LogRecord, OutgoingRecord } from '../event-log/types.js';
 
 export type DeadLetterReason = 'malformed' | 'invalid' | 'late' | 'unknown_entity';
 
@@ -12,6 +12,26 @@ export interface DeadLetter {
   encoding: 'utf8' | 'base64';
   consumer: string;
   dead_lettered_at: string;
+  /** Present when `value` holds only the beginning of the original value (the whole would not fit the dead-letter topic). */
+  truncated?: { original_bytes: number };
+}
+
+/**
+ * Bytes of dead letters per send, framing included. kafkajs sends a send's records of one partition as one record
+ * batch, with no bound of its own, and the broker refuses a batch larger than its `message.max.bytes` (1,048,588
+ * by default) each time it comes again. A dead letter is larger than its record (1.3 times for JSON, 1.6 times for a
+ * value sent as base64): those of a fetch of bad records (up to 1 MiB a partition) went beyond the limit together.
+ */
+export const DEAD_LETTER_SEND_BYTES = 900_000;
+
+/** A record's own framing in a batch, at most: its length, attributes, timestamp and offset deltas, key, value and header lengths. */
+const RECORD_FRAMING_BYTES = 64;
+
+/** The bytes a record takes in a batch, at most. */
+export function recordBytes(record: OutgoingRecord): number {
+  let bytes = RECORD_FRAMING_BYTES + Buffer.byteLength(record.value) + (record.key === null ? 0 : Buffer.byteLength(record.key));
+  for (const [name, value] of Object.entries(record.headers ?? {})) bytes += Buffer.byteLength(name) + Buffer.byteLength(value) + 10;
+  return bytes;
 }
 
 export function deadLetter(record: LogRecord, reason: DeadLetterReason, detail: string, consumer: string): OutgoingRecord {
@@ -34,9 +54,68 @@ export function deadLetter(record: LogRecord, reason: DeadLetterReason, detail: 
     consumer,
     dead_lettered_at: new Date().toISOString(),
   };
-  return {
+  const out = (letter: DeadLetter): OutgoingRecord => ({
     key: `${record.topic}:${record.partition}:${record.offset}`,
     value: JSON.stringify(letter),
     headers: { reason },
+  });
+  const whole = out(letter);
+  if (value === null || recordBytes(whole) <= DEAD_LETTER_SEND_BYTES) return whole;
+  // A record near the broker's limit: its dead letter could never be sent, and would hold its partition back for ever.
+  const originalBytes = record.value!.length;
+  const cut: DeadLetter = {
+    ...letter,
+    detail: `${detail} (the value, ${originalBytes} bytes, is cut to its beginning to fit the dead-letter topic; the whole is at offset ${record.offset} of ${record.topic} partition ${record.partition})`,
+    truncated: { original_bytes: originalBytes },
   };
+  // The longest beginning that fits: whole characters, or whole base64 quadruplets (it still decodes).
+  const text = value;
+  const unit = encoding === 'base64' ? 4 : 1;
+  const beginning = (units: number) => {
+    let end = units * unit;
+    const last = text.charCodeAt(end - 1);
+    if (last >= 0xd800 && last <= 0xdbff) end--; // not half of a surrogate pair
+    return out({ ...cut, value: text.slice(0, end) });
+  };
+  let fits = 0;
+  let fitsNot = Math.ceil(text.length / unit);
+  while (fitsNot - fits > 1) {
+    const middle = Math.floor((fits + fitsNot) / 2);
+    if (recordBytes(beginning(middle)) <= DEAD_LETTER_SEND_BYTES) fits = middle;
+    else fitsNot = middle;
+  }
+  return beginning(fits);
+}
+
+/** Dead letters in sends of at most `maxBytes` each (see `DEAD_LETTER_SEND_BYTES`), in their order. */
+export function deadLetterSends(letters: OutgoingRecord[], maxBytes = DEAD_LETTER_SEND_BYTES): OutgoingRecord[][] {
+  const sends: OutgoingRecord[][] = [];
+  let bytes = Infinity;
+  for (const letter of letters) {
+    const size = recordBytes(letter);
+    if (bytes + size > maxBytes) {
+      sends.push([]);
+      bytes = 0;
+    }
+    sends.at(-1)!.push(letter);
+    bytes += size;
+  }
+  return sends;
+}
+
+/**
+ * Publishes dead letters in sends of a bounded size (`deadLetterSends`). Each send's letters are taken out of
+ * `letters` once it is published (and given to `sent`): when a send fails, `letters` holds those still to publish.
+ */
+export async function publishDeadLetters(
+  eventLog: Pick<EventLog, 'publish'>,
+  topic: string,
+  letters: OutgoingRecord[],
+  sent: (letters: OutgoingRecord[]) => void = () => {},
+): Promise<void> {
+  for (const send of deadLetterSends(letters)) {
+    await eventLog.publish(topic, send);
+    letters.splice(0, send.length);
+    sent(send);
+  }
 }

@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { TransactionSchema, type Transaction } from '../../src/example/fraud/transactions.js';
 import type { LogRecord } from '../../src/event-log/types.js';
-import { deadLetter, type DeadLetter } from '../../src/records/dead-letter.js';
+import { DEAD_LETTER_SEND_BYTES, deadLetter, deadLetterSends, recordBytes, type DeadLetter } from '../../src/records/dead-letter.js';
 import { parseEventTime, recordValidator } from '../../src/records/validation.js';
 
 const validator = recordValidator<Transaction>(TransactionSchema);
@@ -241,6 +241,41 @@ describe('deadLetter', () => {
       const letter = letterOf(deadLetter(record(bytes), 'malformed', 'x', 'c'));
       expect(Buffer.from(letter.value!, letter.encoding).toString('hex'), bytes.toString('hex')).toBe(bytes.toString('hex'));
     }
+  });
+
+  it('of a record too large for a send keeps the beginning of its text that fits, and says so', () => {
+    // Text that JSON escapes (quotes) and characters of several bytes, one of two UTF-16 units: ~1.2 MB as a dead letter.
+    const text = '"é😀'.repeat(150_000);
+    const out = deadLetter(record(Buffer.from(text)), 'invalid', 'amount: must be number', 'features');
+    expect(recordBytes(out)).toBeLessThanOrEqual(DEAD_LETTER_SEND_BYTES);
+    // Not much less either: only the value is cut.
+    expect(recordBytes(out)).toBeGreaterThan(DEAD_LETTER_SEND_BYTES - 16);
+    const letter = letterOf(out);
+    expect(letter.truncated).toEqual({ original_bytes: Buffer.byteLength(text) });
+    expect(letter.detail).toBe(
+      `amount: must be number (the value, ${Buffer.byteLength(text)} bytes, is cut to its beginning to fit the dead-letter topic; ` +
+        'the whole is at offset 9007199254740993 of transactions partition 3)',
+    );
+    expect(letter.value!.length).toBeGreaterThan(0);
+    expect(text.startsWith(letter.value!)).toBe(true);
+    expect(letter.value).not.toMatch(/[\uD800-\uDBFF]$/);
+  });
+
+  it('within the size of a send is kept whole', () => {
+    const text = 'x'.repeat(DEAD_LETTER_SEND_BYTES - 1_000);
+    const letter = letterOf(deadLetter(record(Buffer.from(text)), 'malformed', 'x', 'c'));
+    expect(letter.value).toBe(text);
+    expect(letter.truncated).toBeUndefined();
+  });
+
+  it('go out in sends of a bounded size, in their order', () => {
+    const letters = Array.from({ length: 50 }, (_, i) =>
+      deadLetter({ ...record(Buffer.from('y'.repeat(1_000 * i))), offset: String(i) }, 'malformed', 'x', 'c'),
+    );
+    const sends = deadLetterSends(letters, 100_000);
+    expect(sends.flat()).toEqual(letters);
+    for (const send of sends) expect(send.reduce((sum, letter) => sum + recordBytes(letter), 0)).toBeLessThanOrEqual(100_000);
+    expect(sends.length).toBeGreaterThan(1);
   });
 
   it('the detail of a decode failure travels with the record', () => {

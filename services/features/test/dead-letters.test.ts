@@ -1,0 +1,95 @@
+/**
+ * The pipeline's dead letters: those of a batch of large bad records go out within the
+ * broker's limit on a batch.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  createLogger,
+  createRegistry,
+  fraud,
+  MemoryEventLog,
+  MemoryOnlineStore,
+  recordBytes,
+  type DeadLetter,
+  type OutgoingRecord,
+} from '@tributary/shared';
+import { waitFor } from '../../../test/support/wait-for.js';
+import { startFeaturePipeline } from '../src/pipeline.js';
+import { transactionJson } from './transaction.js';
+
+const example = fraud.fraudExample();
+const source = example.sources.find((s) => s.topic === 'transactions')!;
+const user = example.groups.find((g) => g.definition.name === 'user_transactions')!;
+const GROUP = 'features';
+/** The broker's default `message.max.bytes`: the largest record batch it takes. */
+const BROKER_BATCH_BYTES = 1_048_588;
+
+/** An event log whose dead-letter topic refuses sends while it is down, and any send beyond the broker's limit. */
+class DeadLetterTopic extends MemoryEventLog {
+  down = false;
+  refused = 0;
+  largestSend = 0;
+  override async publish(topic: string, records: OutgoingRecord[]): Promise<void> {
+    if (topic === 'dead-letter') {
+      const bytes = records.reduce((sum, record) => sum + recordBytes(record), 0);
+      if (this.down || bytes > BROKER_BATCH_BYTES) {
+        this.refused++;
+        throw new Error(this.down ? 'dead-letter topic unavailable' : 'MESSAGE_TOO_LARGE');
+      }
+      this.largestSend = Math.max(this.largestSend, bytes);
+    }
+    return super.publish(topic, records);
+  }
+}
+
+let stops: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const stop of stops) await stop();
+  stops = [];
+});
+
+async function start(eventLog: MemoryEventLog, store: MemoryOnlineStore) {
+  const pipeline = await startFeaturePipeline({
+    eventLog,
+    store,
+    sources: [source],
+    groups: [user],
+    deadLetterTopic: 'dead-letter',
+    allowedLatenessMs: 300_000,
+    groupId: GROUP,
+    registry: createRegistry({ defaultMetrics: false }),
+    logger: createLogger('test', 'warn', { write: () => {} }),
+    flushIntervalMs: 5,
+  });
+  let stopped = false;
+  const stop = async () => {
+    if (!stopped) await pipeline.stop();
+    stopped = true;
+  };
+  stops.push(stop);
+  return { pipeline, stop };
+}
+
+describe('dead letters', () => {
+  it('of a batch of large bad records go out in sends within the broker limit, a record too large for it cut to fit', async () => {
+    const eventLog = new DeadLetterTopic();
+    await eventLog.ensureTopics([{ name: 'dead-letter', partitions: 1 }]);
+    // A fetch of ~1 MB: 400 invalid transactions of 2.5 KB, then a record of 1 MB that is not UTF-8.
+    const invalid = transactionJson('e', Date.now(), { amount: 'oops', note: 'x'.repeat(2_300) });
+    const huge = Buffer.alloc(1_000_000, 0xff);
+    await eventLog.publish('transactions', [
+      ...Array.from({ length: 400 }, () => ({ key: 'u1', value: invalid })),
+      { key: 'u1', value: huge },
+    ]);
+    await start(eventLog, new MemoryOnlineStore());
+    await waitFor(() => eventLog.records('dead-letter').length === 401, { what: 'every dead letter published' });
+    expect(eventLog.largestSend).toBeLessThanOrEqual(BROKER_BATCH_BYTES);
+    const cut = JSON.parse(eventLog.records('dead-letter').at(-1)!.value!.toString()) as DeadLetter;
+    expect(cut).toMatchObject({ reason: 'malformed', encoding: 'base64', truncated: { original_bytes: 1_000_000 } });
+    expect(cut.source.offset).toBe('400');
+    expect(cut.detail).toMatch(/cut to its beginning.*offset 400 of transactions partition/);
+    const kept = Buffer.from(cut.value!, 'base64');
+    expect(kept.length).toBeGreaterThan(0);
+    expect(kept.equals(huge.subarray(0, kept.length))).toBe(true);
+  });
+});
