@@ -38,6 +38,7 @@ import {
   type LogRecord,
   type OffsetCommit,
   type OnlineStore,
+  type OutgoingRecord,
   type PartitionState,
   type RecordBatch,
   type StateWrite,
@@ -70,6 +71,22 @@ export interface FlushOutcome {
   commits: OffsetCommit[];
   /** Event times of the events that became readable with this flush. */
   eventTimes: number[];
+}
+
+/** Where a partition stands: its last record processed (null: none since it was opened) and its watermark. */
+export interface Checkpoint {
+  lastOffset: bigint | null;
+  watermark: number;
+}
+
+/** Dead letters of a partition that could not be published (see `withhold`). */
+export interface WithheldDeadLetters {
+  topic: string;
+  partition: number;
+  /** Those still to publish. */
+  letters: OutgoingRecord[];
+  /** Where the partition stood before the batch that made them: its commits go no further. */
+  before: Checkpoint;
 }
 
 export interface FeatureProcessorOptions {
@@ -158,6 +175,8 @@ interface Partition {
   lastOffset: bigint | null;
   /** The next offset of the last commit accepted (at first the one it was opened at): a flush commits beyond it. */
   acceptedOffset: bigint;
+  /** Dead letters of its records that could not be published yet: its commits stop before their batch. */
+  withheld: WithheldDeadLetters | null;
   /** The cached entities of each group (same order as the processor's groups), by id, least recently loaded first. */
   entities: Map<string, CachedEntity>[];
   /** Their estimated heap. */
@@ -393,6 +412,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         committedOffset: offset,
         lastOffset: null,
         acceptedOffset: offset,
+        withheld: null,
         entities: groups.map(() => new Map()),
         heapBytes: 0,
         dirty: [],
@@ -408,6 +428,34 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
 
     /** With `confirmsCommits`: call it once `flush`'s commits are accepted. */
     committed,
+
+    /** Where a loaded batch's partition stands before the batch is applied (for `withhold`). */
+    checkpoint(loaded: LoadedBatch): Checkpoint {
+      return { lastOffset: loaded.partition.lastOffset, watermark: loaded.partition.watermark };
+    },
+
+    /**
+     * The dead letters of a batch applied from `before` could not be published: the partition's commits go no
+     * further than `before` until they are (`published`). A replay from its commit makes them again.
+     */
+    withhold(loaded: LoadedBatch, before: Checkpoint, letters: OutgoingRecord[]): void {
+      const { partition } = loaded;
+      // Reassigned since: consumption resumes from the committed offsets, which these letters are after.
+      if (partitions.get(`${partition.topic}:${partition.partition}`) !== partition) return;
+      if (partition.withheld) partition.withheld.letters.push(...letters);
+      else partition.withheld = { topic: partition.topic, partition: partition.partition, letters, before };
+    },
+
+    /** The dead letters still to publish, by partition (see `withhold`). */
+    withheld(): WithheldDeadLetters[] {
+      return [...partitions.values()].flatMap((partition) => (partition.withheld ? [partition.withheld] : []));
+    },
+
+    /** Withheld dead letters are published: their partition's commits go on. */
+    published(withheld: WithheldDeadLetters): void {
+      const partition = partitions.get(`${withheld.topic}:${withheld.partition}`);
+      if (partition?.withheld === withheld) partition.withheld = null;
+    },
 
     /** Forgets all unflushed progress (after a rebalance, consumption resumes from the commits). */
     reset(): void {
@@ -593,14 +641,16 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
       const durable: { partition: Partition; commit: OffsetCommit }[] = [];
       const eventTimes: number[] = [];
       for (const partition of partitions.values()) {
-        if (partition.lastOffset !== null && partition.lastOffset >= partition.acceptedOffset && !partition.lost) {
+        // Up to the batch whose dead letters are not published, with the watermark before it: a replay makes them again.
+        const upTo: Checkpoint = partition.withheld?.before ?? partition;
+        if (upTo.lastOffset !== null && upTo.lastOffset >= partition.acceptedOffset && !partition.lost) {
           durable.push({
             partition,
             commit: {
               topic: partition.topic,
               partition: partition.partition,
-              offset: (partition.lastOffset + 1n).toString(),
-              metadata: encodeCheckpoint(partition.watermark),
+              offset: (upTo.lastOffset + 1n).toString(),
+              metadata: encodeCheckpoint(upTo.watermark),
             },
           });
         }

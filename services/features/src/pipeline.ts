@@ -3,9 +3,10 @@
  * batches to the in-process keyed state, flushes changed entities to the online store at
  * a bounded interval and commits, after each flush, the offsets (and watermarks) it made
  * durable. Records that cannot be applied go to the dead-letter topic, with the reason,
- * before their offsets can be committed. Only this layer knows the event log. When tracing
- * is on, each batch is a `feature_batch` span, and a flush a `feature_flush` span (the
- * child of the batch that started it).
+ * before their offsets can be committed: while that fails, the partition's commits wait
+ * for them (a replay from its commit makes them again). Only this layer knows the event
+ * log. When tracing is on, each batch is a `feature_batch` span, and a flush a
+ * `feature_flush` span (the child of the batch that started it).
  */
 import {
   activeContext,
@@ -276,6 +277,18 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
       publishDeadLetters(options.eventLog, options.deadLetterTopic, letters, (sent) => {
         for (const letter of sent) metrics.deadLettered.inc({ consumer: groupId, reason: letter.headers!.reason! });
       });
+    /** The attempt at the withheld dead letters in progress. */
+    let publishingWithheld: Promise<void> | null = null;
+    /** Publishes the dead letters whose publish failed (one attempt at a time); their partitions' commits then go on. */
+    const publishWithheld = (): Promise<void> =>
+      (publishingWithheld ??= (async () => {
+        for (const withheld of processor.withheld()) {
+          do await publish(withheld.letters);
+          while (withheld.letters.length > 0);
+          processor.published(withheld);
+        }
+      })().finally(() => (publishingWithheld = null)));
+    const withholds = (partition: number) => processor.withheld().some((withheld) => withheld.partition === partition);
 
     subscription = await options.eventLog.subscribe({
       groupId,
@@ -319,6 +332,8 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
             });
           });
         }
+        // Nor while its partition's dead letters cannot be published: they go first, or the batch fails (to be delivered again).
+        while (withholds(batch.partition)) await publishWithheld();
         if (!processor.isOpen(batch.topic, batch.partition)) {
           const committed = await subscription!.committed(batch.topic, batch.partition);
           processor.open(batch.topic, batch.partition, decodeCheckpoint(committed.metadata), committed.offset);
@@ -326,9 +341,19 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
         // Loading the batch's entities from the store overlaps other partitions' batches.
         const loaded = await processor.load(batch);
         await exclusive(async () => {
+          const before = processor.checkpoint(loaded);
           const outcome = processor.apply(loaded);
           if (outcome.rejected.length > 0) {
-            await publish(outcome.rejected.map((r) => deadLetter(r.record, r.reason, r.detail, groupId)));
+            const letters = outcome.rejected.map((r) => deadLetter(r.record, r.reason, r.detail, groupId));
+            await publish(letters).catch((error: unknown) => {
+              // The batch is applied (delivered again, it would be applied twice): its partition commits no further
+              // than before it until its dead letters are out, and a replay from that commit makes them again.
+              processor.withhold(loaded, before, letters);
+              options.logger.warn(
+                { err: error, topic: batch.topic, partition: batch.partition },
+                'dead letters not published; they are retried',
+              );
+            });
           }
           metrics.events.inc({ topic: batch.topic, outcome: 'applied' }, outcome.applied);
           metrics.events.inc({ topic: batch.topic, outcome: 'replayed' }, outcome.replayed);
@@ -354,6 +379,7 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
 
     // Events that arrived in a quiet moment are written within the interval too.
     const timer = setInterval(() => {
+      if (processor.withheld().length > 0) publishWithheld().catch(() => undefined);
       if (Date.now() - lastFlush < interval()) return;
       if (flushesInFlight > 0) return; // the next tick then
       exclusive(async () => {

@@ -1,9 +1,9 @@
 /**
  * What a flush commits: the offsets after its writes, again until a commit is accepted (a
- * refused one is not counted).
+ * refused one is not counted), and no further than a batch whose dead letters are withheld.
  */
 import { describe, expect, it } from 'vitest';
-import { fraud, MemoryOnlineStore, type LogRecord } from '@tributary/shared';
+import { deadLetter, fraud, MemoryOnlineStore, type LogRecord } from '@tributary/shared';
 import { createFeatureProcessor, encodeCheckpoint } from '../src/feature-processor.js';
 import { transactionJson } from './transaction.js';
 
@@ -53,5 +53,28 @@ describe('flush commits', () => {
     expect((await processor.flush()).commits).toEqual(first.commits);
     processor.committed(first.commits);
     expect((await processor.flush()).commits).toEqual([]);
+  });
+
+  it('go no further than a batch whose dead letters are not published, with the watermark before it', async () => {
+    const processor = processorOn();
+    await processor.process(batch(event(0)));
+    const loaded = await processor.load(batch(event(1), record(2, '{not json'), event(3)));
+    const before = processor.checkpoint(loaded);
+    const outcome = processor.apply(loaded);
+    expect(outcome.applied).toBe(2);
+    const letters = outcome.rejected.map((r) => deadLetter(r.record, r.reason, r.detail, 'features'));
+    processor.withhold(loaded, before, letters);
+
+    // The states are written with the whole batch; the commit stops before it: a replay from there makes the dead letter again.
+    const held = await processor.flush();
+    expect(held.written).toBe(1);
+    expect(held.commits).toEqual([commitOf(1, NOW - 60_000)]);
+    processor.committed(held.commits);
+
+    const [withheld] = processor.withheld();
+    expect(withheld).toMatchObject({ topic: source.topic, partition: 0, letters });
+    processor.published(withheld!);
+    expect(processor.withheld()).toEqual([]);
+    expect((await processor.flush()).commits).toEqual([commitOf(4, NOW - 60_000 + 3)]);
   });
 });

@@ -1,6 +1,7 @@
 /**
- * The pipeline's dead letters: those of a batch of large bad records go out within the
- * broker's limit on a batch.
+ * The pipeline's dead letters: none is lost when the dead-letter topic refuses them for a
+ * while (their offsets are not committed before they are out), and those of a batch of large
+ * bad records go out within the broker's limit on a batch.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -9,6 +10,7 @@ import {
   fraud,
   MemoryEventLog,
   MemoryOnlineStore,
+  readFeatureValues,
   recordBytes,
   type DeadLetter,
   type OutgoingRecord,
@@ -70,7 +72,71 @@ async function start(eventLog: MemoryEventLog, store: MemoryOnlineStore) {
   return { pipeline, stop };
 }
 
+/** The group's committed offset of the partition, read by a member that joins it (the pipeline is stopped). */
+async function committedOffset(eventLog: MemoryEventLog, partition: number): Promise<string | null> {
+  const probe = await eventLog.subscribe({
+    groupId: `${GROUP}-${source.name}`,
+    topics: [source.topic],
+    fromBeginning: true,
+    autoCommit: false,
+    eachBatch: async () => {},
+  });
+  const { offset } = await probe.committed(source.topic, partition);
+  await probe.stop();
+  return offset;
+}
+
+const count24h = async (store: MemoryOnlineStore) => {
+  const [fields] = await store.read([{ group: user.id, entity: 'user_id', id: 'u1' }]);
+  return readFeatureValues(user, fields ?? null, Date.now()).values.count_24h;
+};
+
 describe('dead letters', () => {
+  it('that cannot be published keep their offsets uncommitted: a restart publishes them, and applies nothing twice', async () => {
+    const eventLog = new DeadLetterTopic();
+    eventLog.down = true;
+    const store = new MemoryOnlineStore();
+    const now = Date.now();
+    await eventLog.publish('transactions', [
+      { key: 'u1', value: transactionJson('e1', now) },
+      { key: 'u1', value: '{not json' },
+      { key: 'u1', value: transactionJson('e2', now) },
+    ]);
+    const first = await start(eventLog, store);
+    await waitFor(async () => eventLog.refused > 1 && (await count24h(store)) === 2, {
+      what: 'the events written, their dead letter refused again',
+    });
+    await first.pipeline.flush();
+    await first.stop();
+    const partition = eventLog.records('transactions')[0]!.partition;
+    // Nothing committed: the dead letter is the second record of the first batch.
+    expect(await committedOffset(eventLog, partition)).toBeNull();
+
+    eventLog.down = false;
+    await start(eventLog, store);
+    await waitFor(() => eventLog.records('dead-letter').length > 0, { what: 'the dead letter published after the restart' });
+    expect(eventLog.records('dead-letter').map((letter) => letter.key)).toEqual([`transactions:${partition}:1`]);
+    expect(await count24h(store)).toBe(2);
+  });
+
+  it('that could not be published go out once the topic takes them, without a restart, and the commit then moves on', async () => {
+    const eventLog = new DeadLetterTopic();
+    eventLog.down = true;
+    const store = new MemoryOnlineStore();
+    await eventLog.publish('transactions', [
+      { key: 'u1', value: '{not json' },
+      { key: 'u1', value: transactionJson('e1', Date.now()) },
+    ]);
+    const { pipeline, stop } = await start(eventLog, store);
+    await waitFor(() => eventLog.refused > 0, { what: 'the dead letter refused' });
+    eventLog.down = false;
+    await waitFor(() => eventLog.records('dead-letter').length === 1, { what: 'the dead letter published' });
+    await pipeline.flush();
+    await stop();
+    expect(await committedOffset(eventLog, eventLog.records('transactions')[0]!.partition)).toBe('2');
+    expect(await count24h(store)).toBe(1);
+  });
+
   it('of a batch of large bad records go out in sends within the broker limit, a record too large for it cut to fit', async () => {
     const eventLog = new DeadLetterTopic();
     await eventLog.ensureTopics([{ name: 'dead-letter', partitions: 1 }]);
