@@ -11,6 +11,7 @@ export const ERRORS = {
   NOT_FOUND: { status: 404, retriable: false },
   CONFLICT: { status: 409, retriable: false },
   MODEL_REJECTED: { status: 422, retriable: false },
+  MODEL_OUTPUT_INVALID: { status: 422, retriable: false },
   RATE_LIMITED: { status: 429, retriable: true },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, retriable: false },
   PAYLOAD_TOO_LARGE: { status: 413, retriable: false },

@@ -65,7 +65,7 @@ export function inferenceMetrics(registry: Registry): {
     () =>
       new Counter({
         name: 'tributary_model_nonfinite_scores_total',
-        help: 'Rows a model version scored NaN or infinite (the request was answered 503, nothing logged)',
+        help: 'Rows a model version scored NaN or infinite (the request was answered 422, nothing logged)',
         labelNames: ['model', 'version'],
         registers,
       }),

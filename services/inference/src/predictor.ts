@@ -53,7 +53,7 @@ export interface PredictorStats {
   storeFailed(error: unknown): void;
   /** A request refused with 503 because the queue of a model version that answers it was full. */
   queueFull(): void;
-  /** A scoring refused because the model gave a non-finite score (NaN, ±Infinity) for some of its rows. */
+  /** A scoring refused (422) because the model gave a non-finite score (NaN, ±Infinity) for some of its rows. */
   nonFiniteScores(model: LoadedModel['manifest'], rows: number): void;
 }
 
@@ -187,7 +187,8 @@ export function createPredictor(options: PredictorOptions) {
       throw error;
     });
     running?.setAttributes(scoringAttributes(model.manifest, variant, requests.length)).end();
-    // A NaN or an infinity is no score: the request fails (503), nothing is logged as a prediction.
+    // A NaN or an infinity is no score: the request fails (422: the same input would fail
+    // again), nothing is logged as a prediction.
     let nonFinite = 0;
     let row = -1;
     for (let r = 0; r < requests.length; r++) {
@@ -199,7 +200,7 @@ export function createPredictor(options: PredictorOptions) {
       stats.nonFiniteScores(model.manifest, nonFinite);
       const where = places ? ` for rows.${places[row]}` : '';
       throw new TributaryError(
-        'MODEL_UNAVAILABLE',
+        'MODEL_OUTPUT_INVALID',
         `model ${name} version ${version} gave a non-finite score (${scores[row]})${where}; no prediction was made`,
         places ? { field: `rows.${places[row]}` } : undefined,
       );

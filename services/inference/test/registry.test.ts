@@ -198,7 +198,7 @@ describe('model registry: admin API', () => {
     expect((await predictExplained(app)).model.version).toBe('1');
   });
 
-  it('answers 503 when the model scores NaN or Infinity, counts it and logs no prediction', async () => {
+  it('answers 422 (retrying the same input will not help) when the model scores NaN or Infinity, counts it and logs no prediction', async () => {
     const { app, registry, eventLog } = await boot();
     for (const [version, built] of [
       ['nan', unboundedVersion('nan', 'Sqrt', -1)],
@@ -207,18 +207,22 @@ describe('model registry: admin API', () => {
       expect((await register(app, built)).statusCode).toBe(201);
       expect((await admin(app, 'POST', '/admin/models/fraud_detector/promote', { version, reason: 'try' })).statusCode).toBe(200);
       const single = await app.inject({ method: 'POST', url: '/v1/predict', payload: validRequest });
-      expect(single.statusCode).toBe(503);
-      expect(single.json()).toMatchObject({ code: 'MODEL_UNAVAILABLE' });
+      expect(single.statusCode).toBe(422);
+      expect(single.headers['retry-after']).toBeUndefined();
+      expect(single.json()).toMatchObject({ code: 'MODEL_OUTPUT_INVALID' });
       expect(single.json().message).toMatch(
         new RegExp(`model fraud_detector version ${version} gave a non-finite score \\((NaN|Infinity)\\)`),
       );
       const batch = await app.inject({ method: 'POST', url: '/v1/predict/batch', payload: { rows: [validRequest, validRequest] } });
-      expect(batch.statusCode).toBe(503);
-      expect(batch.json()).toMatchObject({ code: 'MODEL_UNAVAILABLE', field: 'rows.0' });
+      expect(batch.statusCode).toBe(422);
+      expect(batch.json()).toMatchObject({ code: 'MODEL_OUTPUT_INVALID', field: 'rows.0' });
+      expect(batch.json().message).toMatch(new RegExp(`model fraud_detector version ${version} gave a non-finite score .* for rows\\.0`));
       expect(await registry.metrics()).toMatch(
         new RegExp(`tributary_model_nonfinite_scores_total\\{model="fraud_detector",version="${version}"\\} 3`),
       );
     }
+    const openapi = (await app.inject('/docs/json')).json() as { paths: Record<string, { post: { responses: object } }> };
+    for (const path of ['/v1/predict', '/v1/predict/batch']) expect(Object.keys(openapi.paths[path]!.post.responses)).toContain('422');
     await app.predictionLog.flush();
     expect((eventLog as MemoryEventLog).records('predictions')).toHaveLength(0);
   });

@@ -53,6 +53,7 @@ const ERRORS = {
   401: ErrorResponse,
   413: ErrorResponse,
   415: ErrorResponse,
+  422: ErrorResponse,
   429: ErrorResponse,
   500: ErrorResponse,
   503: ErrorResponse,
