@@ -75,6 +75,20 @@ interface StatesRead {
   states?: (Record<string, string | Buffer> | null)[] | null;
 }
 
+/** One version's scores of some rows, not yet answered. */
+interface Scored {
+  served: ServedModel;
+  variant: Variant;
+  requests: PredictRequest[];
+  explain: boolean;
+  assembled: ReturnType<typeof assembleVector>[];
+  scores: Float32Array;
+  degraded: boolean;
+  requestedAt: number;
+  predictedAt: number;
+  seconds: number;
+}
+
 function sameKeys(a: readonly EntityKey[], b: readonly EntityKey[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) {
@@ -115,23 +129,13 @@ export function createPredictor(options: PredictorOptions) {
     }
   }
 
-  async function scoreRows(
-    served: ServedModel,
-    variant: Variant,
-    requests: PredictRequest[],
-    explain: boolean,
-    /** Each request's row in the batch it came in, for error fields (`rows.<n>.`); null for a single prediction. */
-    places: number[] | null,
-    /**
-     * The stored states read for these requests, shared by their scorings: the answering version
-     * sets it, a shadow whose entity keys are the same reads from it instead of from the store.
-     */
-    read?: StatesRead,
-  ): Promise<PredictResponse[]> {
-    const started = performance.now();
-    const requestedAt = Date.now();
-    const { model, plan } = served;
-    const { name, version } = model.manifest;
+  /**
+   * The entity keys of the requests' rows for a version, after checking that each row names
+   * every entity the version needs and gives its request fields the declared types.
+   */
+  function checkRows(served: ServedModel, requests: PredictRequest[], places: number[] | null): EntityKey[] {
+    const { plan } = served;
+    const { name, version } = served.model.manifest;
     const keys: EntityKey[] = [];
     requests.forEach((request, row) => {
       for (const entity of plan.entities) {
@@ -150,6 +154,31 @@ export function createPredictor(options: PredictorOptions) {
       }
       keys.push(...entityKeys(plan, request.entities));
     });
+    return keys;
+  }
+
+  /**
+   * Scores checked rows with one version: nothing is logged nor counted as a prediction yet
+   * (`answerRows` does, once every version a request was split between has scored).
+   */
+  async function scoreRows(
+    served: ServedModel,
+    variant: Variant,
+    requests: PredictRequest[],
+    keys: EntityKey[],
+    explain: boolean,
+    /** Each request's row in the batch it came in, for error fields (`rows.<n>`); null for a single prediction. */
+    places: number[] | null,
+    /**
+     * The stored states read for these requests, shared by their scorings: the answering version
+     * sets it, a shadow whose entity keys are the same reads from it instead of from the store.
+     */
+    read?: StatesRead,
+  ): Promise<Scored> {
+    const started = performance.now();
+    const requestedAt = Date.now();
+    const { model, plan } = served;
+    const { name, version } = model.manifest;
     const shared = read?.keys !== undefined && sameKeys(read.keys, keys);
     const fetching = shared ? undefined : startSpan('feature_fetch');
     const states = shared ? read.states! : await fetchStates(keys, fetching, variant !== 'shadow');
@@ -206,8 +235,16 @@ export function createPredictor(options: PredictorOptions) {
       );
     }
     const seconds = (performance.now() - started) / 1000;
+    return { served, variant, requests, explain, assembled, scores, degraded, requestedAt, predictedAt: Date.now(), seconds };
+  }
+
+  /** Counts a scoring's predictions and hands their records to the prediction log: its answers. */
+  function answerRows(scored: Scored): PredictResponse[] {
+    const { served, variant, requests, explain, assembled, scores, degraded, seconds } = scored;
+    const { model, plan } = served;
+    const { name, version } = model.manifest;
+    const width = plan.names.length;
     stats.predicted(model.manifest, variant, requests.length, seconds, degraded);
-    const predictedAt = Date.now();
     const publishing = startSpan('log_publish');
     const responses = requests.map((request, row): PredictResponse => {
       const { vector, defaulted, explanation, ages } = assembled[row]!;
@@ -229,8 +266,8 @@ export function createPredictor(options: PredictorOptions) {
         feature_age_ms: ages,
         score,
         degraded,
-        requested_at: requestedAt,
-        predicted_at: predictedAt,
+        requested_at: scored.requestedAt,
+        predicted_at: scored.predictedAt,
         latency_ms: seconds * 1000,
       };
       log.append(record);
@@ -261,7 +298,9 @@ export function createPredictor(options: PredictorOptions) {
         routed.shadows.map((served) => {
           const span = startSpan('shadow');
           span?.setAttributes(scoringAttributes(served.model.manifest, 'shadow', requests.length));
-          return withSpan(span, () => scoreRows(served, 'shadow', requests, false, places, read)).then(
+          const scoring = async () =>
+            answerRows(await scoreRows(served, 'shadow', requests, checkRows(served, requests, places), false, places, read));
+          return withSpan(span, scoring).then(
             () => endSpan(span),
             (error: unknown) => {
               endSpan(span, error);
@@ -302,7 +341,9 @@ export function createPredictor(options: PredictorOptions) {
     read: StatesRead,
   ): Promise<PredictResponse[]> {
     const { champion, policy } = routed;
-    if (policy.kind === 'champion') return scoreRows(champion, 'champion', requests, explain, places, read);
+    if (policy.kind === 'champion') {
+      return answerRows(await scoreRows(champion, 'champion', requests, checkRows(champion, requests, places), explain, places, read));
+    }
     // Each row to its version; the rows of one version are scored together.
     const stickyField = policy.kind === 'ab' ? (policy.entity ?? champion.plan.entities[0]) : undefined;
     const groups = new Map<string, { variant: Variant; rows: number[] }>();
@@ -321,22 +362,27 @@ export function createPredictor(options: PredictorOptions) {
       group.rows.push(row);
       groups.set(key, group);
     });
-    const responses = new Array<PredictResponse>(requests.length);
-    await Promise.all(
-      [...groups].map(async ([key, { variant, rows }]) => {
-        const served = routed.versions.get(key.slice(key.indexOf('\u0000') + 1))!;
-        const scored = await scoreRows(
-          served,
-          variant,
-          rows.map((row) => requests[row]!),
-          explain,
-          places && rows.map((row) => places[row]!),
-          // All the rows in one version: what they read serves the shadows too.
-          groups.size === 1 ? read : undefined,
-        );
-        rows.forEach((row, i) => (responses[row] = scored[i]!));
-      }),
+    // Every row checked against its version before any is scored, and nothing logged until
+    // every version has scored: a request that fails leaves no prediction behind.
+    const checked = [...groups].map(([key, { variant, rows }]) => {
+      const served = routed.versions.get(key.slice(key.indexOf('\u0000') + 1))!;
+      const part = rows.map((row) => requests[row]!);
+      const partPlaces = places && rows.map((row) => places[row]!);
+      return { served, variant, rows, part, partPlaces, keys: checkRows(served, part, partPlaces) };
+    });
+    const settled = await Promise.allSettled(
+      checked.map(({ served, variant, part, partPlaces, keys }) =>
+        // All the rows in one version: what they read serves the shadows too.
+        scoreRows(served, variant, part, keys, explain, partPlaces, groups.size === 1 ? read : undefined),
+      ),
     );
+    const failed = settled.find((outcome) => outcome.status === 'rejected');
+    if (failed) throw failed.reason;
+    const responses = new Array<PredictResponse>(requests.length);
+    settled.forEach((outcome, i) => {
+      const answers = answerRows((outcome as PromiseFulfilledResult<Scored>).value);
+      checked[i]!.rows.forEach((row, j) => (responses[row] = answers[j]!));
+    });
     return responses;
   }
 
