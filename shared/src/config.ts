@@ -364,6 +364,12 @@ export const VARIABLES = {
     1,
     10_000_000,
   ),
+  MODEL_RUN_TIMEOUT_MS: integer(
+    "Longest run of one batch by the model, ms; beyond (a hung or runaway session), the batch's predictions fail with 503 MODEL_UNAVAILABLE and Retry-After, and the model's worker thread is replaced. Well above a normal run, which takes milliseconds. 0: no deadline.",
+    5000,
+    0,
+    600_000,
+  ),
   FEATURE_FETCH_TIMEOUT_MS: integer(
     'Longest wait for the online store on a prediction; after it the prediction is served with defaults, degraded.',
     250,

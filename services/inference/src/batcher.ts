@@ -4,13 +4,15 @@
  * current event-loop turn, so that requests parsed together are scored together) or after
  * `maxDelayMs` when set; while every runner is busy the queue grows, so the batch size
  * follows the load. The queue is bounded: beyond `maxQueuedRows` scoring is refused
- * (the service answers 503 and the client retries).
+ * (the service answers 503 and the client retries). A run that fails, or outlasts
+ * `runTimeoutMs` (its signal is then aborted: the runner stops it), fails the batch's requests
+ * with a retriable MODEL_UNAVAILABLE naming the model.
  */
 import { TributaryError } from '@tributary/shared';
 
 export interface BatchRunner {
-  /** Scores `rows` input vectors laid out one after another; one score per row. */
-  run(vectors: Float32Array, rows: number): Promise<Float32Array>;
+  /** Scores `rows` input vectors laid out one after another; one score per row. Stops when `signal` aborts. */
+  run(vectors: Float32Array, rows: number, signal: AbortSignal): Promise<Float32Array>;
 }
 
 export interface MicroBatcherOptions {
@@ -24,7 +26,15 @@ export interface MicroBatcherOptions {
   maxQueuedRows: number;
   /** Told the size of every batch sent. */
   onBatch?(rows: number): void;
+  /** What scores, for error messages (default "the model"). */
+  model?: string;
+  /** Longest run of a batch, ms; 0 or unset: no deadline. */
+  runTimeoutMs?: number;
+  /** Told of every batch whose run failed (`crash`) or outlasted `runTimeoutMs` (`timeout`). */
+  onRunFailure?(reason: RunFailure): void;
 }
+
+export type RunFailure = 'timeout' | 'crash';
 
 interface Pending {
   vectors: Float32Array;
@@ -121,10 +131,31 @@ export class MicroBatcher {
     }
     this.inFlight++;
     this.options.onBatch?.(rows);
+    let settled = false;
+    const fail = (reason: RunFailure, error: TributaryError) => {
+      if (settled) return;
+      settled = true;
+      this.options.onRunFailure?.(reason);
+      for (const pending of batch) pending.reject(error);
+    };
+    const { model = 'the model', runTimeoutMs } = this.options;
+    const stop = new AbortController();
+    const deadline = runTimeoutMs
+      ? setTimeout(() => {
+          const error = new TributaryError(
+            'MODEL_UNAVAILABLE',
+            `${model} did not score a batch of ${rows} rows within ${runTimeoutMs} ms; the run was stopped, retry shortly`,
+          );
+          fail('timeout', error);
+          stop.abort(error);
+        }, runTimeoutMs)
+      : undefined;
     this.runner
-      .run(vectors, rows)
+      .run(vectors, rows, stop.signal)
       .then(
         (scores) => {
+          if (settled) return;
+          settled = true;
           let at = 0;
           for (const pending of batch) {
             pending.resolve(scores.subarray(at, at + pending.rows));
@@ -132,10 +163,12 @@ export class MicroBatcher {
           }
         },
         (error: unknown) => {
-          for (const pending of batch) pending.reject(error);
+          const reason = error instanceof Error ? error.message : String(error);
+          fail('crash', new TributaryError('MODEL_UNAVAILABLE', `${model} failed to score (${reason}); retry shortly`, { cause: error }));
         },
       )
       .finally(() => {
+        clearTimeout(deadline);
         this.inFlight--;
         if (this.queue.length > 0) this.schedule();
         else if (this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();

@@ -1,5 +1,6 @@
 import { Counter, ERRORS, Gauge, Histogram, LATENCY_BUCKETS, metric, type Registry } from '@tributary/shared';
 import type { AccessOptions } from './access.js';
+import type { ScoringOptions } from './model.js';
 import type { PredictionLogStats } from './prediction-log.js';
 import type { PredictorStats } from './predictor.js';
 import type { ServingStats } from './registry/serving.js';
@@ -10,6 +11,7 @@ export function inferenceMetrics(registry: Registry): {
   eventsPushed: Counter;
   serving: ServingStats;
   batchRows: Histogram;
+  runFailed: NonNullable<ScoringOptions['onRunFailure']>;
   access: Pick<AccessOptions, 'shed' | 'denied' | 'rateLimited'>;
   serverError(code: string): void;
 } {
@@ -179,6 +181,17 @@ export function inferenceMetrics(registry: Registry): {
         registers,
       }),
   );
+  const runFailures = metric(
+    registry,
+    'tributary_model_run_failures_total',
+    () =>
+      new Counter({
+        name: 'tributary_model_run_failures_total',
+        help: 'Model runs (batches) that failed (crash: the worker thread died or the run threw) or outlasted MODEL_RUN_TIMEOUT_MS (timeout); their requests were answered 503',
+        labelNames: ['model', 'version', 'reason'],
+        registers,
+      }),
+  );
   // Every known label value starts at 0: a counter series that first appears at 1 shows no
   // increase() or rate() in Prometheus, so a first rejected reload, shed request or dropped
   // record would raise no alert and show nothing on the dashboards.
@@ -189,6 +202,7 @@ export function inferenceMetrics(registry: Registry): {
   for (const [code, { status }] of Object.entries(ERRORS)) if (status >= 500 && code !== 'OVERLOADED') serverErrors.inc({ code }, 0);
   return {
     batchRows,
+    runFailed: (model, reason) => runFailures.inc({ model: model.name, version: model.version, reason }),
     serving: {
       serving(name, version) {
         modelInfo.reset();

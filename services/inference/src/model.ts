@@ -12,7 +12,7 @@ import * as ort from 'onnxruntime-node';
 import { Piscina } from 'piscina';
 import Type, { type Static } from 'typebox';
 import { FEATURE_TYPES, FeatureTypeSchema, loadConfig, recordValidator, type Config } from '@tributary/shared';
-import { MicroBatcher } from './batcher.js';
+import { MicroBatcher, type RunFailure } from './batcher.js';
 import { runModel, type ModelIo } from './model-run.js';
 import type { ModelWorkerData } from './model-worker.js';
 
@@ -185,8 +185,15 @@ export interface ScoringOptions {
   maxBatchRows: number;
   maxDelayMs: number;
   maxQueuedRows: number;
+  /**
+   * Longest run of a batch (ms): beyond, its requests fail with 503 MODEL_UNAVAILABLE and its
+   * worker thread is replaced. Unset or 0: no deadline.
+   */
+  runTimeoutMs?: number;
   /** Told the size of every batch scored. */
   onBatch?(rows: number): void;
+  /** Told of every batch of a version whose run failed (its worker thread died, say) or timed out. */
+  onRunFailure?(model: ModelManifest, reason: RunFailure): void;
 }
 
 /** The scoring settings of a configuration (`MODEL_*`). */
@@ -197,6 +204,7 @@ export function scoringOptions(config: Config): ScoringOptions {
     maxBatchRows: config.MODEL_BATCH_MAX_ROWS,
     maxDelayMs: config.MODEL_BATCH_DELAY_MS,
     maxQueuedRows: config.MODEL_QUEUE_MAX_ROWS,
+    runTimeoutMs: config.MODEL_RUN_TIMEOUT_MS,
   };
 }
 
@@ -239,11 +247,12 @@ export async function startModel(version: ModelVersion, options: ScoringOptions 
         });
   const batcher = new MicroBatcher(
     {
-      run: (vectors, rows) =>
+      run: (vectors, rows, signal) =>
         rows <= inline.maxRows
           ? runModel(inline.session!, io, vectors, rows)
           : // Vectors are copied to the worker, not transferred: callers still read them afterwards.
-            (pool!.run({ vectors, rows }) as Promise<Float32Array>),
+            // An aborted run's worker thread is terminated, and the pool starts another.
+            (pool!.run({ vectors, rows }, { signal }) as Promise<Float32Array>),
     },
     {
       width,
@@ -252,6 +261,9 @@ export async function startModel(version: ModelVersion, options: ScoringOptions 
       maxDelayMs: options.maxDelayMs,
       maxQueuedRows: options.maxQueuedRows,
       onBatch: options.onBatch,
+      model: `model ${manifest.name} version ${manifest.version}`,
+      runTimeoutMs: options.runTimeoutMs,
+      onRunFailure: (reason) => options.onRunFailure?.(manifest, reason),
     },
   );
   const close = async () => {

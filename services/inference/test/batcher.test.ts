@@ -128,17 +128,85 @@ describe('MicroBatcher', () => {
     expect((await Promise.all(queued)).map((s) => s[0])).toEqual([3, 4, 5]);
   });
 
-  it('fails every request of a batch whose run failed, and goes on with the next', async () => {
+  it('fails every request of a batch whose run failed with a retriable MODEL_UNAVAILABLE naming the model, and goes on with the next', async () => {
     let fail = true;
+    const failures: string[] = [];
     const batcher = new MicroBatcher(
-      { run: async (vectors, rows) => (fail ? Promise.reject(new Error('worker died')) : vectors.slice(0, rows)) },
-      { width: 1, maxBatchRows: 64, maxDelayMs: 0, concurrency: 1, maxQueuedRows: 100 },
+      { run: async (vectors, rows) => (fail ? Promise.reject(new Error('worker exited with code: 1')) : vectors.slice(0, rows)) },
+      {
+        width: 1,
+        maxBatchRows: 64,
+        maxDelayMs: 0,
+        concurrency: 1,
+        maxQueuedRows: 100,
+        model: 'model m version 2',
+        onRunFailure: (reason) => failures.push(reason),
+      },
     );
     const failed = [batcher.score(row(1), 1), batcher.score(row(2), 1)];
-    for (const f of failed) await expect(f).rejects.toThrow('worker died');
+    for (const f of failed) {
+      await expect(f).rejects.toBeInstanceOf(TributaryError);
+      await expect(f).rejects.toMatchObject({
+        code: 'MODEL_UNAVAILABLE',
+        httpStatus: 503,
+        retriable: true,
+        message: 'model m version 2 failed to score (worker exited with code: 1); retry shortly',
+      });
+    }
+    expect(failures).toEqual(['crash']);
     fail = false;
     expect([...(await batcher.score(row(7), 1))]).toEqual([7]);
     await batcher.drained();
+  });
+
+  it('fails the requests of a batch whose run outlasts runTimeoutMs, stops the run through its signal, and goes on with the next', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout'] });
+    try {
+      // A run that hangs until its signal aborts (as a worker thread is then terminated).
+      const signals: AbortSignal[] = [];
+      const failures: string[] = [];
+      let hang = true;
+      const runner: BatchRunner = {
+        run: (vectors, rows, signal) => {
+          signals.push(signal);
+          if (!hang) return Promise.resolve(vectors.slice(0, rows));
+          return new Promise((_, reject) => signal.addEventListener('abort', () => reject(new Error('The task has been aborted'))));
+        },
+      };
+      const batcher = new MicroBatcher(runner, {
+        width: 1,
+        maxBatchRows: 64,
+        maxDelayMs: 0,
+        concurrency: 1,
+        maxQueuedRows: 100,
+        model: 'model m version 2',
+        runTimeoutMs: 5000,
+        onRunFailure: (reason) => failures.push(reason),
+      });
+      const waiting = [batcher.score(row(1), 1), batcher.score(row(2), 1)];
+      const outcomes = Promise.allSettled(waiting);
+      await tick();
+      await vi.advanceTimersByTimeAsync(4999);
+      expect(signals[0]!.aborted).toBe(false);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(signals[0]!.aborted).toBe(true);
+      for (const outcome of await outcomes) {
+        expect(outcome).toMatchObject({
+          status: 'rejected',
+          reason: {
+            code: 'MODEL_UNAVAILABLE',
+            retriable: true,
+            message: 'model m version 2 did not score a batch of 2 rows within 5000 ms; the run was stopped, retry shortly',
+          },
+        });
+      }
+      expect(failures).toEqual(['timeout']);
+      hang = false;
+      expect([...(await batcher.score(row(7), 1))]).toEqual([7]);
+      await batcher.drained();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('rejects a vector whose length does not match the rows', async () => {
