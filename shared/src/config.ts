@@ -397,6 +397,11 @@ export const VARIABLES = {
   SHED_EVENT_LOOP_DELAY_MS: integer('Event-loop delay above which requests are shed with 503 and Retry-After; 0: never.', 200, 0, 60_000),
   BODY_LIMIT_BYTES: integer('Largest accepted HTTP request body.', 1_048_576, 1024, 104_857_600),
   MAX_EVENTS_PER_REQUEST: integer('Most events accepted by one push-API request.', 1000, 1, 100_000),
+  EVENTS_PUBLISH_TIMEOUT: duration(
+    'Longest wait for Kafka to take the events of a push-API request (`POST /v1/events/<source>`); beyond it the request is answered 503 `EVENT_LOG_UNAVAILABLE` with Retry-After. The events may still reach Kafka afterwards: a client that retries can publish them twice. A replica that shuts down waits up to this long for the pushes in flight.',
+    '3s',
+    { min: '10ms', max: '5m' },
+  ),
   PREDICTION_LOG_BUFFER: integer(
     'Prediction-log records kept in memory while Kafka is unreachable; beyond it they are counted as dropped.',
     100_000,

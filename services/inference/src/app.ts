@@ -37,6 +37,8 @@ export interface InferenceDeps {
   topics: { predictions: string };
   bodyLimit: number;
   maxEventsPerRequest: number;
+  /** Longest wait for the event log to take a push-API request's events (EVENTS_PUBLISH_TIMEOUT). */
+  eventsPublishTimeoutMs: number;
   maxBatchRows: number;
   predictionLogCapacity: number;
   /** Longest wait for more records before a batch of the prediction log is sent (default 50 ms). */
@@ -131,6 +133,7 @@ export async function buildApp(deps: InferenceDeps) {
     eventLog: deps.eventLog,
     sources: deps.sources,
     maxEvents: deps.maxEventsPerRequest,
+    publishTimeoutMs: deps.eventsPublishTimeoutMs,
     pushed: metrics.eventsPushed,
     config: client,
   });

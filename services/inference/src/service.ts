@@ -77,6 +77,7 @@ export async function createInferenceApp(config: Config, deps: InferenceConnecti
     topics: { predictions: config.TOPIC_PREDICTIONS },
     bodyLimit: config.BODY_LIMIT_BYTES,
     maxEventsPerRequest: config.MAX_EVENTS_PER_REQUEST,
+    eventsPublishTimeoutMs: config.EVENTS_PUBLISH_TIMEOUT,
     maxBatchRows: config.PREDICT_BATCH_MAX_ROWS,
     predictionLogCapacity: config.PREDICTION_LOG_BUFFER,
     predictionLogLingerMs: config.PREDICTION_LOG_LINGER,

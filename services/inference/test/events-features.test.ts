@@ -101,6 +101,19 @@ describe('POST /v1/events/:source (push API)', () => {
     expect(response.headers['retry-after']).toBe('1');
     expect(response.json().code).toBe('EVENT_LOG_UNAVAILABLE');
   });
+
+  it('answers 503 with Retry-After at EVENTS_PUBLISH_TIMEOUT when the event log does not answer', async () => {
+    const eventLog = new MemoryEventLog();
+    eventLog.publish = () => new Promise<void>(() => {});
+    current = await buildTestApp({ eventLog, env: { EVENTS_PUBLISH_TIMEOUT: '20ms' } });
+    const response = await current.app.inject({ method: 'POST', url: '/v1/events/transactions', payload: transaction(1) });
+    expect(response.statusCode).toBe(503);
+    expect(response.headers['retry-after']).toBe('1');
+    expect(response.json()).toEqual({
+      code: 'EVENT_LOG_UNAVAILABLE',
+      message: 'could not publish to transactions: no answer within 20 ms',
+    });
+  });
 });
 
 describe('GET /v1/features/:entity/:id', () => {

@@ -1,15 +1,35 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyContextConfig } from 'fastify';
 import Type, { type TSchema } from 'typebox';
-import { recordValidator, TributaryError, type Counter, type EventLog, type EventSource } from '@tributary/shared';
+import { recordValidator, TributaryError, type Counter, type EventLog, type EventSource, type OutgoingRecord } from '@tributary/shared';
 import { ErrorResponse } from '../errors.js';
 
 export interface EventsRouteOptions {
   eventLog: EventLog;
   sources: (EventSource & { schema: TSchema })[];
   maxEvents: number;
+  /** Longest wait for the event log to take a request's events before it is answered 503. */
+  publishTimeoutMs: number;
   pushed: Counter;
   config?: FastifyContextConfig;
+}
+
+/**
+ * `eventLog.publish`, failing with "no answer within <ms> ms" when it takes longer: Kafka's
+ * client retries for most of a minute while the brokers are unreachable, and a request (and a
+ * shutdown, which waits for the requests in flight) must not wait that long. The publish
+ * itself goes on: the events may still reach the topic.
+ */
+async function publishWithin(eventLog: EventLog, topic: string, records: OutgoingRecord[], ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  try {
+    await Promise.race([eventLog.publish(topic, records), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The push API: producers without a Kafka client publish events over HTTP. */
@@ -53,14 +73,14 @@ export const eventsRoute: FastifyPluginAsyncTypebox<EventsRouteOptions> = async 
       if (events.length > options.maxEvents) {
         throw new TributaryError('VALIDATION_FAILED', `${events.length} events in one request; at most ${options.maxEvents} are accepted`);
       }
-      const records: { key: string; value: string }[] = [];
+      const records: OutgoingRecord[] = [];
       for (const [i, event] of events.entries()) {
         const checked = entry.validator.validate(event);
         if (!checked.ok) throw new TributaryError('VALIDATION_FAILED', `${batch ? `event [${i}]: ` : ''}${checked.detail}`);
         records.push({ key: String(checked.value[entry.source.keyField]), value: JSON.stringify(checked.value) });
       }
       try {
-        await options.eventLog.publish(entry.source.topic, records);
+        await publishWithin(options.eventLog, entry.source.topic, records, options.publishTimeoutMs);
       } catch (error) {
         throw new TributaryError('EVENT_LOG_UNAVAILABLE', `could not publish to ${entry.source.topic}: ${(error as Error).message}`, {
           cause: error,
