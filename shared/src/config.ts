@@ -413,6 +413,11 @@ export const VARIABLES = {
     '50ms',
     { max: '15m' },
   ),
+  PREDICTION_LOG_CLOSE_TIMEOUT: duration(
+    "Longest wait at shutdown for the queued prediction-log records to reach Kafka; what is left is logged and counted as dropped. Keep the shutdown within the pod's termination grace period (deploy/k8s: preStop pause + EVENTS_PUBLISH_TIMEOUT + this + a few seconds to close the rest).",
+    '10s',
+    { max: '10m' },
+  ),
   PREDICTION_LOG_PRODUCER: choice(
     "Kafka client that produces the prediction log: `librdkafka` (Debian's librdkafka1, on its own threads: about a third of kafkajs's CPU per record), `kafkajs` (in a worker thread), or `auto`: librdkafka where it loads, kafkajs otherwise.",
     'auto',

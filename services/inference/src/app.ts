@@ -43,6 +43,8 @@ export interface InferenceDeps {
   predictionLogCapacity: number;
   /** Longest wait for more records before a batch of the prediction log is sent (default 50 ms). */
   predictionLogLingerMs?: number;
+  /** Longest wait at shutdown for the prediction log to be published (default 10 s); what is left is counted as dropped. */
+  predictionLogCloseTimeoutMs?: number;
   featureFetchTimeoutMs: number;
   /** Where prediction-log records are published (default: the event log, on this thread). */
   predictionLogPublisher?: PredictionPublisher & { close?(): Promise<void> };
@@ -86,6 +88,7 @@ export async function buildApp(deps: InferenceDeps) {
     topic: deps.topics.predictions,
     capacity: deps.predictionLogCapacity,
     lingerMs: deps.predictionLogLingerMs,
+    closeTimeoutMs: deps.predictionLogCloseTimeoutMs,
     stats: metrics.predictionLog,
     logger: deps.logger,
   });

@@ -16,6 +16,10 @@ import {
 import type { PublishTask } from './log-publisher-worker.js';
 import { encodePredictions, type PredictionPublisher } from './prediction-log.js';
 
+/**
+ * `close` stops producing at once: a batch still in flight is abandoned (the prediction log has
+ * waited for it up to its deadline, and counts what it still holds as dropped).
+ */
 export type ClosablePublisher = PredictionPublisher & { close(): Promise<void> };
 
 /** Reports librdkafka's problems (a broker down, ...) at most once per this long, with a count. */
@@ -53,7 +57,7 @@ export function predictionPublisher(config: Config, logger: Logger): ClosablePub
   });
   return {
     publishPredictions: (topic, records) => producer.publish(topic, encodePredictions(records)),
-    close: () => producer.close(),
+    close: () => producer.abandon(),
   };
 }
 
@@ -75,6 +79,7 @@ const YOUNG_GENERATION_MB = 12;
  */
 export class WorkerPublisher implements PredictionPublisher {
   private readonly pool: Piscina;
+  private sending = 0;
 
   constructor(options: KafkaEventLogOptions) {
     this.pool = new Piscina({
@@ -89,12 +94,20 @@ export class WorkerPublisher implements PredictionPublisher {
 
   async publishPredictions(topic: string, records: PredictionLogRecord[]): Promise<void> {
     if (records.length === 0) return;
-    await this.pool.run({ topic, records } satisfies PublishTask);
+    this.sending++;
+    try {
+      await this.pool.run({ topic, records } satisfies PublishTask);
+    } finally {
+      this.sending--;
+    }
   }
 
-  /** Disconnects the producer, then stops the thread (publish what must be delivered first). */
+  /**
+   * Disconnects the producer, then stops the thread. A batch still in flight (kafkajs retrying
+   * while Kafka is unreachable) is abandoned: the thread is stopped without waiting for it.
+   */
   async close(): Promise<void> {
-    await this.pool.run({ close: true } satisfies PublishTask).catch(() => {});
+    if (this.sending === 0) await this.pool.run({ close: true } satisfies PublishTask).catch(() => {});
     await this.pool.destroy();
   }
 }

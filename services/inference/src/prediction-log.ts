@@ -42,9 +42,12 @@ export interface PredictionLogOptions {
   maxBatch?: number;
   /** Longest wait for more records before a batch leaves (50 ms). */
   lingerMs?: number;
+  /** Longest wait at `close` for the queued records to be published (10 s). */
+  closeTimeoutMs?: number;
 }
 
 export const DEFAULT_LINGER_MS = 50;
+export const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 
 export class PredictionLog {
   private queue: PredictionLogRecord[] = [];
@@ -108,6 +111,8 @@ export class PredictionLog {
       try {
         await this.options.publisher.publishPredictions(this.options.topic, batch);
       } catch (error) {
+        // Closed meanwhile: the batch was counted as dropped.
+        if (this.closed) return;
         this.failures++;
         if (this.failures === 1 || this.failures % 50 === 0) {
           this.options.logger.warn({ err: error, queued: this.queue.length }, 'prediction log: publish failed, keeping records to retry');
@@ -115,6 +120,7 @@ export class PredictionLog {
         this.schedule(Math.min(5_000, 100 * 2 ** Math.min(this.failures, 6)));
         return;
       }
+      if (this.closed) return;
       this.failures = 0;
       sent++;
       this.queue.splice(0, batch.length);
@@ -128,14 +134,26 @@ export class PredictionLog {
     return this.queue.length;
   }
 
-  /** Flushes what can be sent, then stops; what is still queued is reported as dropped. */
+  /**
+   * Flushes what can be sent within `closeTimeoutMs`, then stops; what is still queued (a batch
+   * in flight included) is logged and counted as dropped. Without the deadline a shutdown with
+   * Kafka down would wait out the producer's own timeouts (30 s and more) and be killed before
+   * it could count what it lost.
+   */
   async close(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    await this.flush();
+    const waitMs = this.options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+    const started = Date.now();
+    let deadline: NodeJS.Timeout | undefined;
+    await Promise.race([this.flush(), new Promise<void>((resolve) => (deadline = setTimeout(resolve, waitMs)))]);
+    clearTimeout(deadline);
     this.closed = true;
     if (this.queue.length > 0) {
-      this.options.logger.error({ records: this.queue.length }, 'prediction log: records not delivered at shutdown');
+      this.options.logger.error(
+        { records: this.queue.length, waitedMs: Date.now() - started },
+        'prediction log: records not delivered at shutdown',
+      );
       this.options.stats.dropped(this.queue.length);
       this.queue = [];
     }

@@ -81,6 +81,7 @@ export async function createInferenceApp(config: Config, deps: InferenceConnecti
     maxBatchRows: config.PREDICT_BATCH_MAX_ROWS,
     predictionLogCapacity: config.PREDICTION_LOG_BUFFER,
     predictionLogLingerMs: config.PREDICTION_LOG_LINGER,
+    predictionLogCloseTimeoutMs: config.PREDICTION_LOG_CLOSE_TIMEOUT,
     featureFetchTimeoutMs: config.FEATURE_FETCH_TIMEOUT_MS,
     predictionLogPublisher: publisher,
     apiKeys: config.API_KEYS,

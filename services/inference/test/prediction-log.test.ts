@@ -1,6 +1,7 @@
 /** The prediction log's batching: a batch leaves when full or a linger after its first record. */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createLogger, type PredictionLogRecord } from '@tributary/shared';
+import { WorkerPublisher } from '../src/log-publisher.js';
 import { encodePredictions, eventLogPublisher, PredictionLog } from '../src/prediction-log.js';
 
 const record = (i: number) => ({ request_id: `r${i}` }) as PredictionLogRecord;
@@ -67,6 +68,54 @@ describe('prediction log batching', () => {
     await log.flush();
     expect(batches).toEqual([['r1', 'r2'], ['r3', 'r4'], ['r5']]);
     expect(log.pending).toBe(0);
+  });
+});
+
+describe('prediction log at shutdown', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('waits up to its close timeout (10 s) for a publish Kafka does not answer, then logs and counts the records as dropped', async () => {
+    vi.useFakeTimers();
+    const counted = { published: 0, dropped: 0 };
+    const lines: string[] = [];
+    let settle!: () => void;
+    const log = new PredictionLog({
+      publisher: { publishPredictions: () => new Promise<void>((resolve) => (settle = resolve)) },
+      topic: 'predictions',
+      capacity: 1_000,
+      stats: { published: (n) => (counted.published += n), dropped: (n) => (counted.dropped += n), buffered: () => {} },
+      logger: createLogger('test', 'error', { write: (line: string) => lines.push(line) }),
+    });
+    for (let i = 1; i <= 3; i++) log.append(record(i));
+    const closing = log.close();
+    await vi.advanceTimersByTimeAsync(9_999);
+    expect(counted.dropped).toBe(0);
+    await vi.advanceTimersByTimeAsync(1);
+    await closing;
+    expect(counted).toEqual({ published: 0, dropped: 3 });
+    expect(lines.map((line) => JSON.parse(line) as { msg: string; records: number })).toMatchObject([
+      { msg: 'prediction log: records not delivered at shutdown', records: 3 },
+    ]);
+    // The batch delivered after all is not counted twice.
+    settle();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(counted).toEqual({ published: 0, dropped: 3 });
+    expect(log.pending).toBe(0);
+  });
+});
+
+describe('the kafkajs publisher in a worker thread', () => {
+  it('stops at close without waiting for a batch kafkajs still retries', { timeout: 30_000 }, async () => {
+    // Nothing listens on port 1: kafkajs retries the connection for most of a minute (logLevel 0: quiet).
+    const publisher = new WorkerPublisher({ brokers: ['127.0.0.1:1'], clientId: 'test', kafka: { logLevel: 0 } });
+    const sent = publisher.publishPredictions('predictions', [record(1)]).then(
+      () => 'delivered',
+      (error: Error) => error.message,
+    );
+    await publisher.close();
+    expect(await sent).toMatch(/terminating/i);
   });
 });
 

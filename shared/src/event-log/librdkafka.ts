@@ -19,6 +19,9 @@ const MSG_F_COPY = 0x2;
 const EVENT_DR = 0x1;
 const EVENT_LOG = 0x4;
 const EVENT_ERROR = 0x8;
+/** rd_kafka_purge's flags: the records waiting in librdkafka's queues, and those sent and not yet acknowledged. */
+const PURGE_QUEUE = 0x1;
+const PURGE_INFLIGHT = 0x2;
 /** The event queue is read 1 ms after a batch is produced, then less often (doubling) while it waits, at most every 25 ms. */
 const POLL_FIRST_MS = 1;
 const POLL_MAX_MS = 25;
@@ -43,6 +46,7 @@ function bind(lib: koffi.IKoffiLib) {
     setLogQueue: lib.func('int rd_kafka_set_log_queue(void *rk, void *queue)'),
     topicNew: lib.func('void *rd_kafka_topic_new(void *rk, const char *topic, void *conf)'),
     topicDestroy: lib.func('void rd_kafka_topic_destroy(void *rkt)'),
+    purge: lib.func('int rd_kafka_purge(void *rk, int purge_flags)'),
     produce: lib.func(
       'int rd_kafka_produce(void *rkt, int32_t partition, int flags, void *payload, size_t len, void *key, size_t keylen, void *opaque)',
     ),
@@ -106,6 +110,9 @@ export class LibrdkafkaProducer {
   private pollMs = POLL_FIRST_MS;
   private readonly idle: NodeJS.Timeout;
   private closing: Promise<void> | undefined;
+  /** Set by `abandon`: batches not yet produced are refused, those produced fail. */
+  private abandoned = false;
+  private destroyed = false;
 
   /** Throws when librdkafka is missing or refuses a property (its message names it). */
   constructor(private readonly options: LibrdkafkaProducerOptions) {
@@ -173,6 +180,7 @@ export class LibrdkafkaProducer {
 
   private send(topic: string, records: OutgoingRecord[]): Promise<void> {
     if (records.length === 0) return Promise.resolve();
+    if (this.abandoned) return Promise.reject(new Error('the producer was closed before this batch was sent'));
     const { lib } = this;
     if (records.some((record) => record.headers !== undefined)) {
       return Promise.reject(new Error('the librdkafka producer does not send record headers'));
@@ -265,8 +273,20 @@ export class LibrdkafkaProducer {
     return this.closing;
   }
 
+  /**
+   * Closes without waiting for deliveries: the records not yet delivered fail their batches
+   * (librdkafka purges them), and batches not yet produced are refused. For a shutdown that
+   * can wait no longer, once what could be delivered was.
+   */
+  abandon(): Promise<void> {
+    this.abandoned = true;
+    if (!this.destroyed) this.lib.purge(this.rk, PURGE_QUEUE | PURGE_INFLIGHT);
+    return this.close();
+  }
+
   private async shutdown(): Promise<void> {
     await this.tail;
+    this.destroyed = true;
     clearInterval(this.idle);
     if (this.timer) clearTimeout(this.timer);
     const { lib } = this;

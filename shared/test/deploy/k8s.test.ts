@@ -237,6 +237,18 @@ describe('deploy/k8s', () => {
     }
   });
 
+  it('gives an inference pod the time its shutdown takes with Kafka down: the preStop pause, the pushes in flight, the prediction log', () => {
+    const inference = find<DeploymentType>('Deployment', 'tributary-inference')!;
+    const { container } = runs(inference);
+    const env = Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value ?? '']));
+    const config = loadConfig({ ...configMap.data, ...secret.stringData, ...env });
+    const [command, pause] = container.lifecycle?.preStop?.exec?.command ?? [];
+    expect(command).toBe('sleep');
+    // Then a few seconds for the rest: the producer, the model's threads, the connections.
+    const shutdownSeconds = Number(pause) + (config.EVENTS_PUBLISH_TIMEOUT + config.PREDICTION_LOG_CLOSE_TIMEOUT) / 1000 + 5;
+    expect(shutdownSeconds).toBeLessThanOrEqual(inference.spec?.template.spec?.terminationGracePeriodSeconds ?? 30);
+  });
+
   it("bounds the pipeline's replicas by the partitions of its source topics, keeps one monitor, and autoscales inference", () => {
     const init = [composeFile().services['kafka-init']!.command].flat().join('\n');
     const partitions = new Map([...init.matchAll(/([\w.-]+):(\d+)/g)].map((m) => [m[1]!, Number(m[2])]));

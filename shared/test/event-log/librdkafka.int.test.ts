@@ -90,6 +90,24 @@ describe.skipIf(missing !== undefined)(`the librdkafka producer${missing ? ` (sk
     await expect(producer.publish('predictions', [{ key: 'a', value: 'c' }])).rejects.toThrow(/delivery failed/);
   });
 
+  it('abandons at once, failing the batch in flight and refusing the one queued, where closing waits for their deliveries', async () => {
+    // The default delivery timeout (30 s): only the purge can settle this batch in time.
+    const producer = new LibrdkafkaProducer({ brokers: ['127.0.0.1:1'], clientId: 'librdkafka-test' });
+    const outcome = (sent: Promise<void>) =>
+      sent.then(
+        () => 'delivered',
+        (error: Error) => error.message,
+      );
+    const inFlight = outcome(producer.publish('predictions', [{ key: 'a', value: 'b' }]));
+    const queued = outcome(producer.publish('predictions', [{ key: 'a', value: 'c' }]));
+    // The first batch is produced a microtask later; the second waits for its deliveries.
+    await new Promise((resolve) => setImmediate(resolve));
+    await producer.abandon();
+    expect(await inFlight).toMatch(/delivery failed: .*purged/i);
+    expect(await queued).toMatch(/closed before this batch was sent/);
+    await producer.abandon();
+  });
+
   it('takes the TLS and SASL settings of the configuration', async () => {
     const config = loadConfig({
       KAFKA_SSL: 'true',
