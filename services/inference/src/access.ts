@@ -111,8 +111,10 @@ export async function installAccess(app: FastifyInstance, options: AccessOptions
   // client routes (the others pass through).
   await app.register(rateLimit, {
     global: true,
-    // After authentication, so that the limit is counted per key.
-    hook: 'preHandler',
+    // Before the body is read and parsed (a limited key gets a 429, not a 1 MiB parse and a
+    // 400 or 413), and after the authentication hook (a route hook runs after the application's),
+    // so that the limit is counted per key.
+    hook: 'onRequest',
     timeWindow: 1000,
     max: limitOf,
     allowList: (request) => request.routeOptions.config.access !== 'client' || limitOf(request) === 0,

@@ -97,6 +97,17 @@ describe('rate limits', { timeout: 30_000 }, () => {
     expect((await sender(app)(OTHER)).statusCode).toBe(200);
   });
 
+  it("refuse a limited key's request before its body is read: a 429, not a 400 or 413", async () => {
+    freeze();
+    const { app } = await boot({ API_KEYS: `a:${CLIENT}`, RATE_LIMIT_PER_KEY: '1' });
+    const headers = { 'x-api-key': CLIENT, 'content-type': 'application/json' };
+    expect((await sender(app)(CLIENT)).statusCode).toBe(200);
+    const invalid = await app.inject({ method: 'POST', url: '/v1/predict', payload: '{"request_id": 1}', headers });
+    const malformed = await app.inject({ method: 'POST', url: '/v1/events/transactions', payload: '{', headers });
+    const oversized = await app.inject({ method: 'POST', url: '/v1/predict', payload: `"${'x'.repeat(2 * 1024 * 1024)}"`, headers });
+    expect([invalid.statusCode, malformed.statusCode, oversized.statusCode]).toEqual([429, 429, 429]);
+  });
+
   it('give a key its own limit from RATE_LIMITS; the others keep RATE_LIMIT_PER_KEY; refusals counted per key id', async () => {
     freeze();
     const { app, registry } = await boot({
