@@ -2,12 +2,22 @@
  * The inference service as a Fastify application. `buildApp` registers everything and
  * never listens (tests call `app.inject`); `service.ts` listens.
  */
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyReply } from 'fastify';
 import type { TSchema } from 'typebox';
-import type { CompiledFeatureGroup, EventLog, EventSource, Logger, OnlineStore, Registry } from '@tributary/shared';
+import {
+  TributaryError,
+  type CompiledFeatureGroup,
+  type EventLog,
+  type EventSource,
+  type Logger,
+  type OnlineStore,
+  type Registry,
+} from '@tributary/shared';
 import { clientRoute, installAccess } from './access.js';
 import { installErrorHandler } from './errors.js';
 import { inferenceMetrics } from './metrics.js';
@@ -56,9 +66,33 @@ export interface InferenceDeps {
   shedEventLoopDelayMs: number;
 }
 
+const CLIENT_ERRORS: Record<string, [status: number, message: string]> = {
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'the request did not arrive in time'],
+  HPE_HEADER_OVERFLOW: [431, 'the request headers are too large'],
+};
+
+/**
+ * A request Node's HTTP parser refuses (a bad header line, `Content-Length: abc`, headers too
+ * large) never reaches Fastify's routing: answered here, on the socket, in the service's error shape.
+ */
+function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, message] = CLIENT_ERRORS[error.code ?? ''] ?? [400, `malformed HTTP request: ${error.message.slice(0, 200)}`];
+  const body = JSON.stringify({ code: 'BAD_REQUEST', message });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(error);
+}
+
 /** The service's Fastify instance with its settings and error handling, and no routes yet. */
 export function createFastify(options: { logger: Logger; bodyLimit: number; serverError?: (code: string) => void }) {
   const app = Fastify({
+    // Answered below in the service's error shape, with Retry-After.
+    return503OnClosing: false,
+    clientErrorHandler: answerClientError,
     loggerInstance: options.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimit,
@@ -75,6 +109,16 @@ export function createFastify(options: { logger: Logger; bodyLimit: number; serv
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
   installErrorHandler(app, options.serverError);
+  // From the moment the service closes, every request is answered 503 with Retry-After (the
+  // requests in flight finish): the client retries, and another replica answers.
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+  app.addHook('onRequest', (_request, _reply, done) => {
+    done(closing ? new TributaryError('OVERLOADED', 'this replica is shutting down; retry, another replica will answer') : undefined);
+  });
   // Every body is JSON: plain text is refused with 415 as any other media type, not parsed into a string.
   app.removeContentTypeParser('text/plain');
   return app;

@@ -100,7 +100,7 @@ describe('GET /readyz', () => {
     expect((await current.app.inject('/readyz')).statusCode).toBe(200);
   });
 
-  // Fastify answers every request 503 from the moment it closes (return503OnClosing).
+  // The service answers every request 503 from the moment it closes.
   it('is not ready once the replica shuts down', async () => {
     current = await buildTestApp();
     let release!: () => void;

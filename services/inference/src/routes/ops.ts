@@ -15,7 +15,7 @@ export interface OpsRouteOptions {
  * `/healthz`: the process serves. `/readyz`: this replica can serve predictions: its model is
  * loaded (before the app exists), it serves the version the routing names (not the guess it
  * starts on when the routing cannot be read) and it is not shutting down (from the moment it
- * closes, Fastify answers every request 503). Redis and Kafka are reported in the body, not required:
+ * closes, the service answers every request 503). Redis and Kafka are reported in the body, not required:
  * without them the replica still answers (degraded predictions, the prediction log buffered),
  * and a readiness that failed on a shared dependency would take every replica out of the
  * Service at once. Overload is not counted either: shedding already answers the excess with a

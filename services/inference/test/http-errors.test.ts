@@ -1,0 +1,58 @@
+/** Answers made outside the routes (malformed HTTP, a replica shutting down) in the service's error shape. */
+import { connect } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { buildTestApp, validRequest } from './build.js';
+
+type App = Awaited<ReturnType<typeof buildTestApp>>;
+let current: App | undefined;
+afterEach(async () => {
+  await current?.app.close();
+  current = undefined;
+});
+
+/** Sends `request` as raw bytes and reads the whole answer (the server closes the connection). */
+async function raw(port: number, request: string): Promise<{ status: number; headers: string; body: unknown }> {
+  const socket = connect(port, '127.0.0.1');
+  const chunks: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  socket.write(request);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('close', () => resolve());
+    socket.once('error', reject);
+  });
+  const text = Buffer.concat(chunks).toString();
+  const [head = '', body = ''] = text.split('\r\n\r\n');
+  return { status: Number(head.split(' ')[1]), headers: head.toLowerCase(), body: JSON.parse(body) };
+}
+
+describe('malformed HTTP', () => {
+  it.each([
+    ['a Content-Length that is not a number', 'Content-Length: abc\r\n'],
+    ['a header line without a colon', 'Not a header\r\n'],
+  ])('is answered 400 with a {code, message} body: %s', async (_name, header) => {
+    current = await buildTestApp();
+    await current.app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = current.app.server.address() as { port: number };
+    const answer = await raw(port, `POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n${header}\r\n{}`);
+    expect(answer.status).toBe(400);
+    expect(answer.headers).toContain('content-type: application/json');
+    expect(answer.body).toEqual({ code: 'BAD_REQUEST', message: expect.stringMatching(/^malformed HTTP request: Parse Error: /) });
+  });
+});
+
+describe('a replica shutting down', () => {
+  it('answers a request 503 with Retry-After in the error shape while the requests in flight finish', async () => {
+    current = await buildTestApp();
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    current.app.addHook('onClose', () => held);
+    const closing = current.app.close();
+    const answer = await current.app.inject({ method: 'POST', url: '/v1/predict', payload: validRequest });
+    release();
+    await closing;
+    current = undefined;
+    expect(answer.statusCode).toBe(503);
+    expect(answer.headers['retry-after']).toBe('1');
+    expect(answer.json()).toEqual({ code: 'OVERLOADED', message: 'this replica is shutting down; retry, another replica will answer' });
+  });
+});
