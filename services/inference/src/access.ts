@@ -45,7 +45,8 @@ const SHED_SAMPLE_MS = 500;
 
 function secretOf(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
-  if (typeof header === 'string' && header.startsWith('Bearer ')) return header.slice(7).trim();
+  // The scheme is case-insensitive (RFC 9110): `bearer` and `BEARER` too.
+  if (typeof header === 'string' && header.slice(0, 7).toLowerCase() === 'bearer ') return header.slice(7).trim();
   const key = request.headers['x-api-key'];
   return typeof key === 'string' ? key : undefined;
 }

@@ -44,6 +44,16 @@ describe('API keys on the client routes', () => {
     expect(bearer.statusCode).toBe(200);
     const header = await app.inject({ method: 'POST', url: '/v1/predict', payload: validRequest, headers: { 'x-api-key': CLIENT } });
     expect(header.statusCode).toBe(200);
+    // The scheme in any case.
+    for (const scheme of ['bearer', 'BEARER']) {
+      const answer = await app.inject({
+        method: 'POST',
+        url: '/v1/predict',
+        payload: validRequest,
+        headers: { authorization: `${scheme} ${CLIENT}` },
+      });
+      expect(answer.statusCode, scheme).toBe(200);
+    }
     // Operations routes stay open for probes and scrapers.
     expect((await app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
     const metrics = await registry.metrics();

@@ -1056,7 +1056,8 @@ describe('with API keys and a rate limit', () => {
       probe,
       async ({ header, value, body }) => {
         const auth = header.toLowerCase() === 'authorization';
-        const presented = auth ? (value.startsWith('Bearer ') ? value.slice(7).trim() : undefined) : value;
+        // The scheme in any case.
+        const presented = auth ? (value.slice(0, 7).toLowerCase() === 'bearer ' ? value.slice(7).trim() : undefined) : value;
         const p = jsonProbe(body.url, body.b);
         // The right key may still be refused with a 429 by the rate limit: any status below 500.
         await send({ ...p, headers: { [header]: value }, expect: presented === secret ? 'any' : 'reject' }, keyed.app);
