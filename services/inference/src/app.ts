@@ -66,6 +66,9 @@ export interface InferenceDeps {
   shedEventLoopDelayMs: number;
 }
 
+/** The charset parameter of a Content-Type header. */
+const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/i;
+
 const CLIENT_ERRORS: Record<string, [status: number, message: string]> = {
   ERR_HTTP_REQUEST_TIMEOUT: [408, 'the request did not arrive in time'],
   HPE_HEADER_OVERFLOW: [431, 'the request headers are too large'],
@@ -118,6 +121,17 @@ export function createFastify(options: { logger: Logger; bodyLimit: number; serv
   });
   app.addHook('onRequest', (_request, _reply, done) => {
     done(closing ? new TributaryError('OVERLOADED', 'this replica is shutting down; retry, another replica will answer') : undefined);
+  });
+  // JSON is read as UTF-8: a body declared in another charset would be mangled, not decoded.
+  app.addHook('preParsing', (request, _reply, payload, done) => {
+    const charset = CHARSET.exec(request.headers['content-type'] ?? '')?.[1]?.toLowerCase();
+    if (charset === undefined || charset === 'utf-8' || charset === 'utf8') return done(null, payload);
+    done(
+      new TributaryError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        `charset "${charset.slice(0, 40)}" is not supported: send JSON in UTF-8 (charset=utf-8)`,
+      ),
+    );
   });
   // Every body is JSON: plain text is refused with 415 as any other media type, not parsed into a string.
   app.removeContentTypeParser('text/plain');

@@ -1,4 +1,4 @@
-/** Answers made outside the routes (malformed HTTP, a replica shutting down) in the service's error shape. */
+/** Answers made before or outside the routes (malformed HTTP, a body in another charset, a replica shutting down) in the service's error shape. */
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildTestApp, validRequest } from './build.js';
@@ -37,6 +37,30 @@ describe('malformed HTTP', () => {
     expect(answer.status).toBe(400);
     expect(answer.headers).toContain('content-type: application/json');
     expect(answer.body).toEqual({ code: 'BAD_REQUEST', message: expect.stringMatching(/^malformed HTTP request: Parse Error: /) });
+  });
+});
+
+describe('the charset of a request body', () => {
+  it('is UTF-8: a body declared in another charset is refused 415, naming UTF-8', async () => {
+    current = await buildTestApp();
+    const send = (contentType: string, payload: Buffer) =>
+      current!.app.inject({ method: 'POST', url: '/v1/predict', headers: { 'content-type': contentType }, payload });
+    const text = JSON.stringify(validRequest);
+    for (const [charset, encoding] of [
+      ['iso-8859-1', 'latin1'],
+      ['UTF-16', 'utf16le'],
+      ['"windows-1252"', 'latin1'],
+    ] as const) {
+      const answer = await send(`application/json; charset=${charset}`, Buffer.from(text, encoding));
+      expect(answer.statusCode, charset).toBe(415);
+      expect(answer.json(), charset).toEqual({
+        code: 'UNSUPPORTED_MEDIA_TYPE',
+        message: `charset "${charset.replaceAll('"', '').toLowerCase()}" is not supported: send JSON in UTF-8 (charset=utf-8)`,
+      });
+    }
+    for (const contentType of ['application/json; charset=utf-8', 'application/json;charset=UTF8', 'application/json; charset="utf-8"']) {
+      expect((await send(contentType, Buffer.from(text))).statusCode, contentType).toBe(200);
+    }
   });
 });
 
