@@ -5,6 +5,7 @@
  * loop falls behind, so that an overloaded replica answers quickly instead of slowly.
  * Routes say what applies to them in their `config`: `access` and `shed`.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import rateLimit from '@fastify/rate-limit';
 import underPressure from '@fastify/under-pressure';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -51,7 +52,34 @@ function secretOf(request: FastifyRequest): string | undefined {
   return typeof key === 'string' ? key : undefined;
 }
 
+interface KeyDigest {
+  id: string;
+  digest: Buffer;
+}
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest();
+
+/** The keys by the SHA-256 of their secrets: what a presented secret is compared with. */
+function digests(keys: Map<string, string>): KeyDigest[] {
+  return [...keys].map(([secret, id]) => ({ id, digest: sha256(secret) }));
+}
+
+/**
+ * The id of the key whose secret hashes as `secret` does, or undefined. Every key's digest is
+ * compared in constant time, none skipped: how long it takes does not depend on how much of a
+ * secret a caller guessed (a Map lookup on the secret compares strings, and stops at the first
+ * character that differs).
+ */
+function keyOf(keys: KeyDigest[], secret: string): string | undefined {
+  const digest = sha256(secret);
+  let found: string | undefined;
+  for (const key of keys) if (timingSafeEqual(key.digest, digest)) found = key.id;
+  return found;
+}
+
 export async function installAccess(app: FastifyInstance, options: AccessOptions): Promise<void> {
+  const apiKeys = options.apiKeys && digests(options.apiKeys);
+  const adminKeys = options.adminKeys && digests(options.adminKeys);
   const refuse = (reason: Parameters<AccessOptions['denied']>[0], code: 'UNAUTHORIZED' | 'FORBIDDEN', message: string) => {
     options.denied(reason);
     return new TributaryError(code, message);
@@ -60,7 +88,7 @@ export async function installAccess(app: FastifyInstance, options: AccessOptions
   app.addHook('onRequest', (request, _reply, done) => {
     const access = request.routeOptions.config.access ?? 'open';
     if (access === 'open') return done();
-    const keys = access === 'admin' ? options.adminKeys : options.apiKeys;
+    const keys = access === 'admin' ? adminKeys : apiKeys;
     if (!keys) {
       if (access === 'client') return done();
       return done(refuse('admin_disabled', 'FORBIDDEN', 'the admin API is disabled: set ADMIN_API_KEYS to enable it'));
@@ -69,10 +97,10 @@ export async function installAccess(app: FastifyInstance, options: AccessOptions
     if (secret === undefined) {
       return done(refuse('missing_key', 'UNAUTHORIZED', 'an API key is required: send it as "Authorization: Bearer <key>" or "x-api-key"'));
     }
-    const caller = keys.get(secret);
+    const caller = keyOf(keys, secret);
     if (caller === undefined) {
       // A client's key on an admin route is known, just not allowed there: 403, not 401.
-      if (access === 'admin' && options.apiKeys?.has(secret)) {
+      if (access === 'admin' && apiKeys && keyOf(apiKeys, secret) !== undefined) {
         return done(refuse('invalid_key', 'FORBIDDEN', 'this key is not an admin API key'));
       }
       return done(refuse('invalid_key', 'UNAUTHORIZED', access === 'admin' ? 'this key is not an admin API key' : 'unknown API key'));

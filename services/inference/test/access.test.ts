@@ -1,4 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createLogger } from '@tributary/shared';
+import { installAccess } from '../src/access.js';
+import { createFastify } from '../src/app.js';
 import { buildTestApp, validRequest } from './build.js';
 
 const CLIENT = 'client-secret-000001';
@@ -60,6 +63,42 @@ describe('API keys on the client routes', () => {
     expect(metrics).toMatch(/tributary_requests_denied_total\{reason="missing_key"\} 3/);
     expect(metrics).toMatch(/tributary_requests_denied_total\{reason="invalid_key"\} 1/);
     expect(metrics).not.toContain(CLIENT);
+  });
+});
+
+describe('API key lookup', () => {
+  it('compares digests of the secrets, never looking a presented secret up among the configured ones', async () => {
+    // The configured keys, recording every lookup made with a secret.
+    const lookups: string[] = [];
+    class Recorded extends Map<string, string> {
+      override get(key: string) {
+        lookups.push(key);
+        return super.get(key);
+      }
+      override has(key: string) {
+        lookups.push(key);
+        return super.has(key);
+      }
+    }
+    const app = createFastify({ logger: createLogger('test', 'silent'), bodyLimit: 1024 });
+    await installAccess(app, {
+      apiKeys: new Recorded([[CLIENT, 'web']]),
+      adminKeys: new Recorded([[OTHER, 'ops']]),
+      ratePerKey: 0,
+      shedEventLoopDelayMs: 0,
+      shed: () => {},
+      denied: () => {},
+      rateLimited: () => {},
+    });
+    app.get('/client', { config: { access: 'client' } }, async (request) => ({ caller: request.caller }));
+    app.get('/admin', { config: { access: 'admin' } }, async (request) => ({ caller: request.caller }));
+    const get = (url: string, key: string) => app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${key}` } });
+    expect((await get('/client', CLIENT)).json()).toEqual({ caller: 'web' });
+    expect((await get('/admin', OTHER)).json()).toEqual({ caller: 'ops' });
+    expect((await get('/client', `${CLIENT.slice(0, -1)}x`)).statusCode).toBe(401);
+    expect((await get('/admin', CLIENT)).statusCode).toBe(403);
+    expect(lookups).toEqual([]);
+    await app.close();
   });
 });
 
