@@ -3,6 +3,7 @@
  * Every variable is declared here with its default and meaning (the configuration
  * reference); an invalid value stops the process with a message naming the variable.
  */
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseDuration } from './features/duration.js';
@@ -231,6 +232,37 @@ const apiKeySecret = (description: string): Variable<string, undefined> => ({
   },
 });
 
+/** proxy-addr's names of address ranges (Fastify's trustProxy). */
+const PROXY_RANGES = ['loopback', 'linklocal', 'uniquelocal'];
+
+/** Which proxies in front of the service are trusted to name the client (X-Forwarded-For): Fastify's trustProxy. */
+const trustProxy: Variable<boolean | string[]> = {
+  description:
+    "Which proxies in front of the service (an ingress, a load balancer) are trusted to name the client in `X-Forwarded-For`, and so whose address rate limits without API keys count per: `false` (the connection's peer is the client), `true` (the header's first address, whoever sent it: only behind proxies that overwrite the header), or a comma-separated list of the proxies' addresses and CIDR ranges (`loopback`, `linklocal`, `uniquelocal` name those ranges), of which the client is the first address not listed. A number of hops is not accepted: Fastify cannot check the peer with it, and trusts no proxy.",
+  default: 'false',
+  parse: (raw) => {
+    const value = raw.trim().toLowerCase();
+    if (value === 'true' || value === 'false') return value === 'true';
+    if (/^\d+$/.test(value)) {
+      throw new Error("a number of hops is not accepted (Fastify trusts no proxy with it): list the proxies' addresses or CIDR ranges");
+    }
+    const entries = value
+      .split(',')
+      .map((e) => e.trim())
+      .filter(Boolean);
+    for (const entry of entries) {
+      const [address = '', bits, extra] = entry.split('/');
+      const family = isIP(address);
+      const prefixOk = bits === undefined || (/^\d+$/.test(bits) && Number(bits) <= (family === 6 ? 128 : 32));
+      if (!PROXY_RANGES.includes(entry) && (family === 0 || !prefixOk || extra !== undefined)) {
+        throw new Error(`"${entry}" is not an IP address, a CIDR range or one of ${PROXY_RANGES.join(', ')}`);
+      }
+    }
+    if (entries.length === 0) throw new Error("must be true, false or a comma-separated list of the proxies' addresses");
+    return entries;
+  },
+};
+
 /** `id=limit` pairs, comma-separated: requests per second for the API key with that id. */
 const rateLimits: Variable<Map<string, number>, undefined> = {
   description:
@@ -388,12 +420,13 @@ export const VARIABLES = {
       'API keys for the admin routes (model registry and routing), `id:secret` comma-separated. Unset: the admin routes refuse every request.',
   },
   RATE_LIMIT_PER_KEY: integer(
-    'Requests per second allowed to each API key (or client address without keys) on the prediction and push routes, unless RATE_LIMITS gives the key its own; 0: no limit.',
+    'Requests per second allowed to each API key (or client address without keys: see TRUST_PROXY) on the prediction and push routes, unless RATE_LIMITS gives the key its own; 0: no limit.',
     0,
     0,
     10_000_000,
   ),
   RATE_LIMITS: rateLimits,
+  TRUST_PROXY: trustProxy,
   SHED_EVENT_LOOP_DELAY_MS: integer('Event-loop delay above which requests are shed with 503 and Retry-After; 0: never.', 200, 0, 60_000),
   BODY_LIMIT_BYTES: integer('Largest accepted HTTP request body.', 1_048_576, 1024, 104_857_600),
   MAX_EVENTS_PER_REQUEST: integer('Most events accepted by one push-API request.', 1000, 1, 100_000),

@@ -64,6 +64,8 @@ export interface InferenceDeps {
   /** Requests per second of particular keys, by id (RATE_LIMITS). */
   rateLimits?: Map<string, number>;
   shedEventLoopDelayMs: number;
+  /** Which proxies name the client in X-Forwarded-For (TRUST_PROXY): the address rate limits count per without keys. */
+  trustProxy?: boolean | string[];
 }
 
 /** The charset parameter of a Content-Type header. */
@@ -91,8 +93,15 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
 }
 
 /** The service's Fastify instance with its settings and error handling, and no routes yet. */
-export function createFastify(options: { logger: Logger; bodyLimit: number; serverError?: (code: string) => void }) {
+export function createFastify(options: {
+  logger: Logger;
+  bodyLimit: number;
+  serverError?: (code: string) => void;
+  /** Which proxies name the client in X-Forwarded-For (TRUST_PROXY; default none). */
+  trustProxy?: boolean | string[];
+}) {
   const app = Fastify({
+    trustProxy: options.trustProxy ?? false,
     // Answered below in the service's error shape, with Retry-After.
     return503OnClosing: false,
     clientErrorHandler: answerClientError,

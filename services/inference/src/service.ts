@@ -89,6 +89,7 @@ export async function createInferenceApp(config: Config, deps: InferenceConnecti
     ratePerKey: config.RATE_LIMIT_PER_KEY,
     rateLimits: config.RATE_LIMITS,
     shedEventLoopDelayMs: config.SHED_EVENT_LOOP_DELAY_MS,
+    trustProxy: config.TRUST_PROXY,
   });
   app.addHook('onClose', async () => {
     await serving.close();

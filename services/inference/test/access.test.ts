@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { createLogger } from '@tributary/shared';
+import { createLogger, loadConfig } from '@tributary/shared';
 import { installAccess } from '../src/access.js';
 import { createFastify } from '../src/app.js';
 import { buildTestApp, validRequest } from './build.js';
@@ -181,6 +181,30 @@ describe('rate limits', { timeout: 30_000 }, () => {
     // The next second, each key has its budget again.
     vi.setSystemTime(Date.now() + 1000);
     expect(await statuses(send, CLIENT, 3)).toEqual([200, 200, 429]);
+  });
+
+  it('count per client address without keys: the peer, or the client a trusted proxy names (TRUST_PROXY)', async () => {
+    freeze();
+    const from = (app: App['app'], forwardedFor: string) =>
+      app.inject({ method: 'POST', url: '/v1/predict', payload: validRequest, headers: { 'x-forwarded-for': forwardedFor } });
+    // Behind an ingress every request comes from its address: one budget for all its clients.
+    const direct = await boot({ RATE_LIMIT_PER_KEY: '1' });
+    expect([(await from(direct.app, '203.0.113.1')).statusCode, (await from(direct.app, '203.0.113.2')).statusCode]).toEqual([200, 429]);
+    await direct.app.close();
+    // inject's requests come from 127.0.0.1: a trusted proxy, which names each client.
+    for (const trust of ['true', 'loopback', '127.0.0.1', '10.0.0.0/8,127.0.0.0/8']) {
+      const { app } = await boot({ RATE_LIMIT_PER_KEY: '1', TRUST_PROXY: trust });
+      const seen = [(await from(app, '203.0.113.1')).statusCode, (await from(app, '203.0.113.2')).statusCode];
+      seen.push((await from(app, '203.0.113.1')).statusCode);
+      expect(seen, trust).toEqual([200, 200, 429]);
+      await app.close();
+    }
+    for (const bad of ['maybe', '10.0.0.0/33', '1', '1.2.3.4,,nope']) {
+      expect(() => loadConfig({ TRUST_PROXY: bad }), bad).toThrow(/TRUST_PROXY/);
+    }
+    // Only the listed proxies: a client that sends the header itself is counted by its own address.
+    const { app } = await boot({ RATE_LIMIT_PER_KEY: '1', TRUST_PROXY: '10.0.0.1' });
+    expect([(await from(app, '203.0.113.1')).statusCode, (await from(app, '203.0.113.2')).statusCode]).toEqual([200, 429]);
   });
 
   it('leave a key of limit 0 unlimited, and limit only the listed keys when there is no default', async () => {
