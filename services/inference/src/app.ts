@@ -147,6 +147,25 @@ export function createFastify(options: {
   return app;
 }
 
+const integer = (description: string) => ({ description, schema: { type: 'integer' } });
+const RETRY_AFTER = { 'Retry-After': integer('seconds to wait before retrying') };
+const RATE_LIMIT_HEADERS = {
+  'X-RateLimit-Limit': integer('requests per second allowed to the API key (or client address)'),
+  'X-RateLimit-Remaining': integer('requests left to it in the current second'),
+  'X-RateLimit-Reset': integer('seconds until its budget is renewed'),
+};
+
+/** Declares the headers of every 429 (Retry-After, X-RateLimit-*) and 503 (Retry-After) answer in the OpenAPI document. */
+function withRetryHeaders<T extends { paths?: object }>(document: T): T {
+  for (const operations of Object.values(document.paths ?? {}) as Record<string, { responses?: Record<string, { headers?: object }> }>[]) {
+    for (const { responses } of Object.values(operations)) {
+      if (responses?.['429']) responses['429'].headers = { ...RETRY_AFTER, ...RATE_LIMIT_HEADERS };
+      if (responses?.['503']) responses['503'].headers = RETRY_AFTER;
+    }
+  }
+  return document;
+}
+
 export async function buildApp(deps: InferenceDeps) {
   const metrics = inferenceMetrics(deps.registry);
   const app = createFastify({ ...deps, serverError: metrics.serverError });
@@ -181,6 +200,7 @@ export async function buildApp(deps: InferenceDeps) {
         securitySchemes: { bearer: { type: 'http', scheme: 'bearer' }, apiKey: { type: 'apiKey', in: 'header', name: 'x-api-key' } },
       },
     },
+    transformObject: (document) => ('openapiObject' in document ? withRetryHeaders(document.openapiObject) : document.swaggerObject),
     // An operation that needs a key says so (either way of sending it): the admin routes always,
     // the client routes when API_KEYS is set.
     transform: ({ schema, url, route }) => {

@@ -204,6 +204,27 @@ describe('operations endpoints', () => {
     for (const [path, security] of securityOf(keyed)) expect(security, path).toEqual([{ bearer: [] }, { apiKey: [] }]);
   });
 
+  it('declares the headers of 429 (Retry-After, X-RateLimit-*) and 503 (Retry-After) answers in the OpenAPI document', async () => {
+    current = await buildTestApp();
+    const doc = (await current.app.inject('/docs/json')).json() as {
+      paths: Record<string, Record<string, { responses: Record<string, { headers?: Record<string, unknown> }> }>>;
+    };
+    const declared = (status: string) =>
+      Object.entries(doc.paths).flatMap(([path, operations]) =>
+        Object.entries(operations)
+          .filter(([, operation]) => operation.responses[status])
+          .map(([method, operation]) => [`${method} ${path}`, Object.keys(operation.responses[status]!.headers ?? {})] as const),
+      );
+    expect(declared('429').map(([operation]) => operation)).toEqual(
+      expect.arrayContaining(['post /v1/predict', 'post /v1/events/{source}']),
+    );
+    for (const [operation, headers] of declared('429')) {
+      expect(headers, operation).toEqual(['Retry-After', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset']);
+    }
+    expect(declared('503').length).toBeGreaterThan(0);
+    for (const [operation, headers] of declared('503')) expect(headers, operation).toEqual(['Retry-After']);
+  });
+
   it('documents every status GET /v1/features answers in the OpenAPI document: 400, 414 and 429 too', async () => {
     const key = 'client-secret-000001';
     // The rate limiter's clock stands still: every request falls in one window.
