@@ -108,6 +108,15 @@ describe('model registry: admin API', () => {
     expect(listed.entries).toHaveLength(1);
   });
 
+  it('answers 404 for the audit log of a model it does not know, as for the model itself', async () => {
+    const { app } = await boot();
+    for (const url of ['/admin/models/no_such_model', '/admin/models/no_such_model/audit']) {
+      const answer = await admin(app, 'GET', url);
+      expect(answer.statusCode, url).toBe(404);
+      expect(answer.json(), url).toEqual({ code: 'NOT_FOUND', message: 'no model no_such_model in the registry' });
+    }
+  });
+
   it('serves a model built elsewhere (its own input and output names, a class-probability output) without code changes', async () => {
     const { app } = await boot();
     const foreign = foreignVersion('byo-1');

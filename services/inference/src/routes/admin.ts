@@ -95,6 +95,13 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (
    * is written back from what it serves, not initialised from the highest registered version.
    */
   const readFirst = followIfServed;
+  /** The model's versions, damaged version folders and routing; NOT_FOUND when it has none of them. */
+  const known = async (name: string) => {
+    const [{ versions, damaged }, routing] = await Promise.all([registry.inventory(name), registry.routing(name)]);
+    if (versions.length === 0 && damaged.length === 0 && !routing)
+      throw new TributaryError('NOT_FOUND', `no model ${name} in the registry`);
+    return { routing, versions, damaged };
+  };
 
   app.get(
     '/admin/models/:name',
@@ -119,10 +126,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (
     },
     async (request) => {
       const { name } = request.params;
-      const [{ versions, damaged }, routing] = await Promise.all([registry.inventory(name), registry.routing(name)]);
-      if (versions.length === 0 && damaged.length === 0 && !routing)
-        throw new TributaryError('NOT_FOUND', `no model ${name} in the registry`);
-      return { name, serving: name === served.name ? served.version() : null, routing, versions, damaged };
+      return { name, serving: name === served.name ? served.version() : null, ...(await known(name)) };
     },
   );
 
@@ -283,6 +287,9 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (
         },
       },
     },
-    async (request) => ({ entries: await registry.audit(request.params.name, Number(request.query.limit ?? 100)) }),
+    async (request) => {
+      await known(request.params.name);
+      return { entries: await registry.audit(request.params.name, Number(request.query.limit ?? 100)) };
+    },
   );
 };
