@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyReply } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyReply } from 'fastify';
 import type { TSchema } from 'typebox';
 import {
   TributaryError,
@@ -66,6 +66,15 @@ export interface InferenceDeps {
   shedEventLoopDelayMs: number;
   /** Which proxies name the client in X-Forwarded-For (TRUST_PROXY): the address rate limits count per without keys. */
   trustProxy?: boolean | string[];
+}
+
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The charset parameter of a Content-Type header. */
@@ -142,6 +151,19 @@ export function createFastify(options: {
       ),
     );
   });
+  // A body that would set an object's prototype is refused as such (Fastify's parser calls it "not valid JSON").
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body: string, done) =>
+    parseJson(request, body, (error, value) => {
+      if ((error as FastifyError | null)?.code === 'FST_ERR_CTP_INVALID_JSON_BODY' && isJson(body)) {
+        return done(
+          new TributaryError('BAD_REQUEST', 'a body may not hold a "__proto__" key, nor a "constructor" key holding "prototype"'),
+        );
+      }
+      done(error, value);
+    }),
+  );
   // Every body is JSON: plain text is refused with 415 as any other media type, not parsed into a string.
   app.removeContentTypeParser('text/plain');
   return app;

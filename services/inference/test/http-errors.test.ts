@@ -1,4 +1,4 @@
-/** Answers made before or outside the routes (malformed HTTP, a body in another charset, a replica shutting down) in the service's error shape. */
+/** Answers made before or outside the routes (malformed HTTP, a body in another charset or setting a prototype, a replica shutting down) in the service's error shape. */
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildTestApp, validRequest } from './build.js';
@@ -61,6 +61,36 @@ describe('the charset of a request body', () => {
     for (const contentType of ['application/json; charset=utf-8', 'application/json;charset=UTF8', 'application/json; charset="utf-8"']) {
       expect((await send(contentType, Buffer.from(text))).statusCode, contentType).toBe(200);
     }
+  });
+});
+
+describe('a body that would set a prototype', () => {
+  it('is refused 400 saying what is refused, not as invalid JSON', async () => {
+    current = await buildTestApp();
+    for (const extra of ['"__proto__": {"polluted": true}', '"constructor": {"prototype": {"polluted": true}}']) {
+      const payload = `${JSON.stringify(validRequest).slice(0, -1)}, ${extra}}`;
+      const answer = await current.app.inject({
+        method: 'POST',
+        url: '/v1/predict',
+        headers: { 'content-type': 'application/json' },
+        payload,
+      });
+      expect(answer.statusCode, extra).toBe(400);
+      expect(answer.json(), extra).toEqual({
+        code: 'BAD_REQUEST',
+        message: 'a body may not hold a "__proto__" key, nor a "constructor" key holding "prototype"',
+      });
+    }
+    const invalid = await current.app.inject({
+      method: 'POST',
+      url: '/v1/predict',
+      headers: { 'content-type': 'application/json' },
+      payload: '{',
+    });
+    expect(invalid.json()).toEqual({
+      code: 'BAD_REQUEST',
+      message: "Body is not valid JSON but content-type is set to 'application/json'",
+    });
   });
 });
 
