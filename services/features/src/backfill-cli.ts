@@ -122,12 +122,10 @@ async function main(): Promise<void> {
   for (const q of queries)
     if (!knownEntities.has(q.entity))
       throw new InputError(`query for unknown entity type "${q.entity}" (known: ${[...knownEntities].join(', ')})`);
-  // An events file has no log timestamps: its event times are judged against the time it is read.
-  const readAt = Date.now();
   // Each source's records are decided on as they are read; the replay keeps the accepted events, parsed.
   const replays = new Map<string, EventReplay>();
   const replayOf = (name: string) => {
-    const replay = eventReplay({ source: example.sources.find((s) => s.name === name)!, allowedLatenessMs: lateness, readAt });
+    const replay = eventReplay({ source: example.sources.find((s) => s.name === name)!, allowedLatenessMs: lateness });
     replays.set(name, replay);
     return replay;
   };

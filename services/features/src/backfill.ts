@@ -1,11 +1,13 @@
 /**
  * Offline backfill: point-in-time-correct feature rows from a replay of the event log,
- * through the same decoding, lateness rule and aggregation code as the pipeline. Each row
- * holds what the online store returns at the row's timestamp when the pipeline keeps up
- * with the stream: the events the pipeline accepts (not malformed, not late for their
- * partition's watermark, not a duplicate) that had arrived by then. A record arrives when
- * its partition's event time reaches it: at the highest event time of the partition up to
- * and including it (so an event delayed behind later ones is seen only when it arrives).
+ * through the same decoding, watermark rule (watermark.ts) and aggregation code as the
+ * pipeline. Each row holds what the online store returns at the row's timestamp
+ * when the pipeline keeps up with the stream: the events the pipeline applies (not malformed,
+ * invalid, late for their partition's watermark, nor a duplicate) that had arrived by then. A
+ * record arrives when its partition's watermark reaches it: at the watermark just after it
+ * (so an event delayed behind later ones is seen only when it arrives, and an event ahead of
+ * the time its record was logged arrives at that time, as the pipeline reads it then). The
+ * store's read then counts it as the pipeline's does: with the whole tile it falls in.
  */
 import {
   applyEvent,
@@ -19,6 +21,7 @@ import {
 } from '@tributary/shared';
 import type { TSchema } from 'typebox';
 import { sourceDecoder, type DecodeResult, type SourceEvent } from './decode.js';
+import { admitEvent, type PartitionProgress } from './watermark.js';
 
 export interface FeatureQuery {
   /** Entity type, e.g. `user_id`. */
@@ -42,7 +45,10 @@ export interface ReplayOptions {
   /** The source replayed; of the groups given to `answer`, those fed by it answer the queries. */
   source: EventSource & { schema: TSchema };
   allowedLatenessMs: number;
-  /** When records without a log timestamp (an events file's) were read: see SourceDecoderOptions. */
+  /**
+   * Epoch ms: when the records are read (now, by default). A record without a log timestamp (an
+   * events file's line), or with one later than this, counts as logged at this time (decode.ts).
+   */
   readAt?: number;
 }
 
@@ -57,6 +63,7 @@ export interface BackfillOptions extends ReplayOptions {
 
 export interface BackfillResult {
   rows: FeatureRow[];
+  /** Events neither malformed, invalid nor late. */
   accepted: number;
   /** Of the accepted events, those with the id of an earlier accepted one (an entity's state applies an id once). */
   duplicates: number;
@@ -88,30 +95,30 @@ export interface EventReplay {
 }
 
 export function eventReplay(options: ReplayOptions): EventReplay {
-  const decode = sourceDecoder(options.source, { readAt: options.readAt });
+  const decode = sourceDecoder(options.source);
+  const readAt = options.readAt ?? Date.now();
   // 1. The pipeline's decisions: which records are applied (per partition, in offset order), and when each arrives.
   const accepted: (SourceEvent & { arrival: number })[] = [];
   const rejected = { late: 0, malformed: 0, invalid: 0 };
-  const watermarks = new Map<number, number>();
+  const progress = new Map<number, PartitionProgress>();
   const ids = new Set<string>();
   let duplicates = 0;
   return {
     add(partition, record) {
-      const decoded = decode(record);
+      const decoded = decode(record, readAt);
       if (!decoded.ok) {
         rejected[decoded.reason === 'malformed' ? 'malformed' : 'invalid']++;
         return decoded;
       }
-      let watermark = watermarks.get(partition) ?? -Infinity;
-      if (decoded.event.time < watermark - options.allowedLatenessMs) {
+      let state = progress.get(partition);
+      if (!state) progress.set(partition, (state = { watermark: -Infinity }));
+      if (admitEvent(state, decoded.event, options.allowedLatenessMs).verdict === 'late') {
         rejected.late++;
         return decoded;
       }
-      watermark = Math.max(watermark, decoded.event.time);
-      watermarks.set(partition, watermark);
       if (ids.has(decoded.event.id)) duplicates++;
       else ids.add(decoded.event.id);
-      accepted.push({ ...decoded.event, arrival: watermark });
+      accepted.push({ ...decoded.event, arrival: state.watermark });
       return decoded;
     },
     answer(allGroups, queries, keepStored = false) {

@@ -12,8 +12,9 @@
  * depend on the partition's watermark, which is committed with the offset and restored,
  * so a replay takes the same decisions as the run that crashed.
  *
- * Duplicates: an event whose id the partition applied before (within the allowed lateness;
- * an older event is rejected as late anyway) is not applied again. The partition's recent
+ * Late events are decided by the partition's watermark (watermark.ts). Duplicates: an event
+ * whose id the partition applied before (within the allowed lateness; an older event is
+ * rejected as late anyway) is not applied again. The partition's recent
  * ids live in the process and in the store's event-id log of the partition, to which each
  * flush adds one chunk (the ids it made durable) after its state writes and before its
  * offsets are committed. After a crash, the log holds the ids of every event before the
@@ -45,6 +46,7 @@ import {
 } from '@tributary/shared';
 import type { TSchema } from 'typebox';
 import { sourceDecoder, type DecodeResult } from './decode.js';
+import { admitEvent } from './watermark.js';
 
 export interface RejectedRecord {
   record: LogRecord;
@@ -156,7 +158,7 @@ const PRUNE_INTERVAL_MS = 60_000;
 interface Partition {
   topic: string;
   partition: number;
-  /** Highest event time seen (the watermark before lateness). */
+  /** The highest of min(event time, time logged) so far (see watermark.ts). */
   watermark: number;
   /**
    * The watermark of the partition's last committed offset: a replay after a crash starts from
@@ -401,8 +403,13 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
       return partitions.has(`${topic}:${partition}`);
     },
 
-    /** Opens a partition at its committed checkpoint: the watermark, and the offset (null: none committed). */
-    open(topic: string, partition: number, watermark: number, committedOffset: string | null = null): void {
+    /**
+     * Opens a partition at its committed checkpoint: the watermark, and the offset (null: none committed). A
+     * watermark ahead of the clock (committed by an earlier version, which let an event dated years ahead move it)
+     * is taken as the clock: no watermark passes the time its records were read.
+     */
+    open(topic: string, partition: number, checkpoint: number, committedOffset: string | null = null): void {
+      const watermark = Math.min(checkpoint, clock());
       const offset = committedOffset === null ? -1n : BigInt(committedOffset);
       partitions.set(`${topic}:${partition}`, {
         topic,
@@ -471,7 +478,8 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
       const partition = partitions.get(`${batch.topic}:${batch.partition}`);
       if (!partition) throw new Error(`partition ${batch.topic}:${batch.partition} is not open`);
       if (partition.lost) throw new PartitionLost(partition);
-      const decoded = batch.records.map(decode);
+      const readAt = clock();
+      const decoded = batch.records.map((record) => decode(record, readAt));
       // The batch keeps its entities: a flush may evict clean ones from the cache meanwhile.
       const entities = groups.map(() => new Map<string, CachedEntity>());
       const missing: { g: number; id: string }[] = [];
@@ -555,18 +563,13 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
           continue;
         }
         const event = result.event;
-        const lowWatermark = partition.watermark - options.allowedLatenessMs;
-        if (event.time < lowWatermark) {
-          outcome.rejected.push({
-            record,
-            reason: 'late',
-            detail: `event time ${new Date(event.time).toISOString()} is older than the watermark ${new Date(lowWatermark).toISOString()} (allowed lateness ${options.allowedLatenessMs} ms)`,
-          });
+        const admission = admitEvent(partition, event, options.allowedLatenessMs);
+        if (admission.verdict === 'late') {
+          outcome.rejected.push({ record, reason: 'late', detail: admission.detail });
           continue;
         }
-        if (event.time > partition.watermark) partition.watermark = event.time;
         // A copy of an event applied before (its id is seen), unless the record itself is replayed.
-        const duplicate = event.id !== undefined && partition.seen.has(event.id);
+        const duplicate = partition.seen.has(event.id);
         // The id is the partition's business: the states do not keep it.
         const untracked = { time: event.time, values: event.values };
         let applied = false;
@@ -584,7 +587,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
           applied = true;
         }
         // Applied now, or found applied by the stored states (a replay): seen either way.
-        if (event.id !== undefined && !duplicate) see(partition, event.id, event.time);
+        if (!duplicate) see(partition, event.id, event.time);
         if (applied) {
           outcome.applied++;
           partition.eventTimes.push(event.time);

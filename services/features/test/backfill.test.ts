@@ -65,15 +65,18 @@ describe('backfill', () => {
     const lines = stream(5, 3000);
     const all = records(lines);
     // The online side: the pipeline consumes the stream as it arrives, in file order; the events
-    // that have arrived by a read time are those up to the first one stamped after it.
-    const store = new MemoryOnlineStore(() => START);
-    const processor = createFeatureProcessor({ store, groups: example.groups, source, allowedLatenessMs: LATENESS, clock: () => START });
+    // that have arrived by a read time are those up to the first one stamped after it. The records
+    // have no log timestamps: they count as logged when the pipeline reads them, at the read time.
+    let now = START;
+    const store = new MemoryOnlineStore(() => now);
+    const processor = createFeatureProcessor({ store, groups: example.groups, source, allowedLatenessMs: LATENESS, clock: () => now });
     processor.open('transactions', 0, -Infinity);
     const readTimes = Array.from({ length: 12 }, (_, k) => START + (k + 1) * 15 * 60_000 - 1);
     const queries: FeatureQuery[] = [];
     const online: Record<string, unknown>[] = [];
     let next = 0;
     for (const at of readTimes) {
+      now = at;
       const batch: LogRecord[] = [];
       while (next < all.length && (lines[next]!.time === null || lines[next]!.time! <= at)) batch.push(all[next++]!);
       if (batch.length > 0) await processor.process({ topic: 'transactions', partition: 0, records: batch });

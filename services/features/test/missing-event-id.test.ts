@@ -37,10 +37,14 @@ const record = (offset: number, eventId?: unknown): LogRecord => ({
 describe('a record without its event id', () => {
   it('is invalid, with the reason; an id that is a number is kept as text', () => {
     const decode = sourceDecoder(source);
-    expect(decode(record(0))).toEqual({ ok: false, reason: 'invalid', detail: 'event_id: no event id (a non-empty string or a number)' });
-    expect(decode(record(1, null))).toMatchObject({ ok: false, reason: 'invalid' });
-    expect(decode(record(2, ''))).toMatchObject({ ok: false, reason: 'invalid' });
-    expect(decode(record(3, 42))).toMatchObject({ ok: true, event: { id: '42' } });
+    expect(decode(record(0), NOW)).toEqual({
+      ok: false,
+      reason: 'invalid',
+      detail: 'event_id: no event id (a non-empty string or a number)',
+    });
+    expect(decode(record(1, null), NOW)).toMatchObject({ ok: false, reason: 'invalid' });
+    expect(decode(record(2, ''), NOW)).toMatchObject({ ok: false, reason: 'invalid' });
+    expect(decode(record(3, 42), NOW)).toMatchObject({ ok: true, event: { id: '42' } });
   });
 
   it('is dead-lettered rather than applied, and records without ids are not duplicates of each other', async () => {

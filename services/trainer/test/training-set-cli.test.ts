@@ -60,7 +60,7 @@ describe('a backfill-mode training set from an events file', () => {
       {
         where: 'transactions.ndjson:11',
         detail:
-          'invalid: ts: 2099-01-01T00:00:00.000Z is more than 60 minutes ahead of the time the events were read 2026-01-02T00:00:00.000Z',
+          'invalid: ts: 2099-01-01T00:00:00.000Z is more than 60 minutes ahead of the time its record was read 2026-01-02T00:00:00.000Z',
       },
     ]);
     // The last transaction (u4 at minute 49) sees the card holder's 9 earlier ones, all within the hour (minutes 4, 9, ... 44).

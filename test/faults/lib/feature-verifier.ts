@@ -171,7 +171,7 @@ function entityKeys(groups: CompiledFeatureGroup[], records: LogRecord[], source
   const seen = new Set<string>();
   const keys: EntityKey[] = [];
   for (const record of records) {
-    const decoded = decode(record);
+    const decoded = decode(record, Date.now());
     if (!decoded.ok) continue;
     for (const group of groups) {
       const id = group.entityId(decoded.event.values);
