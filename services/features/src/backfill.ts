@@ -1,7 +1,7 @@
 /**
  * Offline backfill: point-in-time-correct feature rows from a replay of the event log,
- * through the same decoding, watermark rule (watermark.ts) and aggregation code as the
- * pipeline. Each row holds what the online store returns at the row's timestamp
+ * through the same decoding, watermark and duplicate rules (watermark.ts) and aggregation
+ * code as the pipeline. Each row holds what the online store returns at the row's timestamp
  * when the pipeline keeps up with the stream: the events the pipeline applies (not malformed,
  * invalid, late for their partition's watermark, nor a duplicate) that had arrived by then. A
  * record arrives when its partition's watermark reaches it: at the watermark just after it
@@ -12,6 +12,7 @@
 import {
   applyEvent,
   emptyState,
+  pruneSeen,
   readFeatureValues,
   stateFields,
   type CompiledFeatureGroup,
@@ -65,7 +66,7 @@ export interface BackfillResult {
   rows: FeatureRow[];
   /** Events neither malformed, invalid nor late. */
   accepted: number;
-  /** Of the accepted events, those with the id of an earlier accepted one (an entity's state applies an id once). */
+  /** Of the accepted events, those not applied as copies of an earlier one of their partition (watermark.ts). */
   duplicates: number;
   rejected: { late: number; malformed: number; invalid: number };
 }
@@ -84,8 +85,8 @@ export function unusableEvents(replay: Pick<BackfillResult, 'accepted' | 'reject
 
 /**
  * A replay of one source, fed one record at a time (a file is read as a stream, never whole).
- * The accepted events are kept, parsed rather than as their records: the queries come in any
- * order, so the sweep of step 2 needs every accepted event, in order of arrival.
+ * The applied events (accepted, not duplicates) are kept, parsed rather than as their records:
+ * the queries come in any order, so the sweep of step 2 needs every one, in order of arrival.
  */
 export interface EventReplay {
   /** 1. The pipeline's decision on the next record of a partition (its records in offset order); returns its decoding. */
@@ -98,10 +99,9 @@ export function eventReplay(options: ReplayOptions): EventReplay {
   const decode = sourceDecoder(options.source);
   const readAt = options.readAt ?? Date.now();
   // 1. The pipeline's decisions: which records are applied (per partition, in offset order), and when each arrives.
-  const accepted: (SourceEvent & { arrival: number })[] = [];
+  const applied: (SourceEvent & { arrival: number })[] = [];
   const rejected = { late: 0, malformed: 0, invalid: 0 };
   const progress = new Map<number, PartitionProgress>();
-  const ids = new Set<string>();
   let duplicates = 0;
   return {
     add(partition, record) {
@@ -111,34 +111,35 @@ export function eventReplay(options: ReplayOptions): EventReplay {
         return decoded;
       }
       let state = progress.get(partition);
-      if (!state) progress.set(partition, (state = { watermark: -Infinity }));
-      if (admitEvent(state, decoded.event, options.allowedLatenessMs).verdict === 'late') {
-        rejected.late++;
-        return decoded;
+      if (!state) progress.set(partition, (state = { watermark: -Infinity, seen: new Map() }));
+      const admission = admitEvent(state, decoded.event, options.allowedLatenessMs);
+      if (admission.verdict === 'late') rejected.late++;
+      else if (admission.verdict === 'duplicate') duplicates++;
+      else {
+        applied.push({ ...decoded.event, arrival: state.watermark });
+        // Ids past the lateness count no more: the oldest are forgotten as the replay goes.
+        pruneSeen(state.seen, state.watermark - options.allowedLatenessMs);
       }
-      if (ids.has(decoded.event.id)) duplicates++;
-      else ids.add(decoded.event.id);
-      accepted.push({ ...decoded.event, arrival: state.watermark });
       return decoded;
     },
     answer(allGroups, queries, keepStored = false) {
       const groups = allGroups.filter((g) => g.definition.source === options.source.name);
       // 2. Sweep time: apply the events arrived by each query's timestamp, then read as the store would.
-      accepted.sort((a, b) => a.arrival - b.arrival);
+      applied.sort((a, b) => a.arrival - b.arrival);
       const order = queries.map((query, index) => ({ query, index })).sort((a, b) => a.query.at - b.query.at);
       const states = new Map<string, PartitionState>();
       const rows: FeatureRow[] = new Array(queries.length);
       let next = 0;
       for (const { query, index } of order) {
-        while (next < accepted.length && accepted[next]!.arrival <= query.at) {
-          const event = accepted[next++]!;
+        while (next < applied.length && applied[next]!.arrival <= query.at) {
+          const event = applied[next++]!;
           for (const group of groups) {
             const id = group.entityId(event.values);
             if (id === null) continue;
             const slot = `${group.id}\u0000${id}`;
             const state = states.get(slot) ?? emptyState();
             states.set(slot, state);
-            applyEvent(group, state, { id: event.id, time: event.time, values: event.values });
+            applyEvent(group, state, { time: event.time, values: event.values });
           }
         }
         const features: FeatureRow['features'] = {};
@@ -154,7 +155,7 @@ export function eventReplay(options: ReplayOptions): EventReplay {
         }
         rows[index] = keepStored ? { ...query, features, stored } : { ...query, features };
       }
-      return { rows, accepted: accepted.length, duplicates, rejected: { ...rejected } };
+      return { rows, accepted: applied.length + duplicates, duplicates, rejected: { ...rejected } };
     },
   };
 }

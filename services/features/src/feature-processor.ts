@@ -12,9 +12,8 @@
  * depend on the partition's watermark, which is committed with the offset and restored,
  * so a replay takes the same decisions as the run that crashed.
  *
- * Late events are decided by the partition's watermark (watermark.ts). Duplicates: an event
- * whose id the partition applied before (within the allowed lateness; an older event is
- * rejected as late anyway) is not applied again. The partition's recent
+ * Late events and duplicates are decided by the partition's watermark and recent ids
+ * (watermark.ts), the same rules as every replay's. The partition's recent
  * ids live in the process and in the store's event-id log of the partition, to which each
  * flush adds one chunk (the ids it made durable) after its state writes and before its
  * offsets are committed. After a crash, the log holds the ids of every event before the
@@ -186,7 +185,11 @@ interface Partition {
   /** The entities changed since the last flush (a flush writes these, not every cached one). */
   dirty: CachedEntity[];
   eventTimes: number[];
-  /** Recent event ids applied (or found applied) and their event times, in arrival order; loaded from the log first. */
+  /**
+   * Recent event ids admitted (applied, or found applied) and their event times, in arrival order; loaded from the
+   * log first. Those older than the watermark minus the lateness no longer count (watermark.ts): forgetting them
+   * (at flushes) changes no decision.
+   */
   seen: Map<string, number>;
   seenLoaded: Promise<void> | null;
   /** Ids added to `seen` since the last flush: the next chunk of the log. */
@@ -568,8 +571,10 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
           outcome.rejected.push({ record, reason: 'late', detail: admission.detail });
           continue;
         }
-        // A copy of an event applied before (its id is seen), unless the record itself is replayed.
-        const duplicate = partition.seen.has(event.id);
+        // A copy of an event admitted before, unless the record itself is replayed. An admitted event is seen
+        // whether applied now or found applied by the stored states (a replay); its id goes to the next chunk.
+        const duplicate = admission.verdict === 'duplicate';
+        if (!duplicate) partition.unloggedIds.push([event.id, event.time]);
         // The id is the partition's business: the states do not keep it.
         const untracked = { time: event.time, values: event.values };
         let applied = false;
@@ -586,8 +591,6 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
           markDirty(partition, entity);
           applied = true;
         }
-        // Applied now, or found applied by the stored states (a replay): seen either way.
-        if (!duplicate) see(partition, event.id, event.time);
         if (applied) {
           outcome.applied++;
           partition.eventTimes.push(event.time);

@@ -42,7 +42,7 @@ export interface StateSource {
 export interface ReplaySummary {
   source: string;
   accepted: number;
-  /** Of the accepted, those with the id of an earlier accepted event. */
+  /** Of the accepted, copies of an earlier event of their partition, not applied (features/src/watermark.ts). */
   duplicates: number;
   rejected: { late: number; malformed: number; invalid: number };
 }
