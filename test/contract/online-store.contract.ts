@@ -96,7 +96,11 @@ export function onlineStoreContract(name: string, makeStore: () => Promise<Onlin
     it('keeps the newest event time of a partition, and leaves its event ids out of the stored state', async () => {
       const state = emptyState();
       const clicks = ['e1', 'e|2', 'e"3\\'].map((id, i) => ({ id, time: NOW - i * 60_000, values: { price: i, page: `p${i}` } }));
-      for (const click of clicks) applyEvent(group, state, click);
+      for (const click of clicks) {
+        applyEvent(group, state, click);
+        // The recent ids a state written by an earlier version holds.
+        state.seen.set(click.id, click.time);
+      }
       await store.write([write(key, state, { partition: 2, offset: '3' })]);
       const [fields] = await store.read([key]);
       expect(parsePartitionState(2, fields!)).toEqual({ ...state, seen: new Map() });

@@ -575,8 +575,6 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         // whether applied now or found applied by the stored states (a replay); its id goes to the next chunk.
         const duplicate = admission.verdict === 'duplicate';
         if (!duplicate) partition.unloggedIds.push([event.id, event.time]);
-        // The id is the partition's business: the states do not keep it.
-        const untracked = { time: event.time, values: event.values };
         let applied = false;
         let replayed = false;
         for (let g = 0; g < groups.length; g++) {
@@ -587,7 +585,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
             replayed = true;
             continue;
           }
-          if (duplicate || applyEvent(groups[g]!, entity.state, untracked) !== 'applied') continue;
+          if (duplicate || applyEvent(groups[g]!, entity.state, event) !== 'applied') continue;
           markDirty(partition, entity);
           applied = true;
         }

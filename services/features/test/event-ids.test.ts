@@ -172,7 +172,8 @@ describe('event ids kept per source partition', () => {
   it('state written by an earlier version, with its ids inside, still detects duplicates; its ids move to the log', async () => {
     const store = new MemoryOnlineStore(() => NOW);
     const earlier = emptyState();
-    applyEvent(user, earlier, { id: 'e1', time: NOW - 1_000, values: { user_id: 'u1', merchant_id: 'm1', amount: 10, ts: NOW - 1_000 } });
+    applyEvent(user, earlier, { time: NOW - 1_000, values: { user_id: 'u1', merchant_id: 'm1', amount: 10, ts: NOW - 1_000 } });
+    earlier.seen.set('e1', NOW - 1_000);
     await store.write([{ key, partition: 0, offset: '0', set: { s0: encodePartitionState(earlier) }, remove: [], ttlMs: user.ttlMs }]);
     const processor = processorOn(store);
     expect(await process(processor, [record(1, 'e1', NOW - 1_000), record(2, 'e2', NOW - 500)])).toMatchObject({

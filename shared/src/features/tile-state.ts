@@ -11,9 +11,10 @@
  *            (freshness), in the binary layout of state-codec.ts (the JSON layout of earlier
  *            versions is still read)
  *   `_o<p>`  highest source offset included (written by the store)
- * Recent event ids (duplicate detection) are not part of what is stored: the pipeline keeps
- * them per source partition, in its own log (feature-processor.ts). A state written by an
- * earlier version may hold its entity's ids; they are decoded into `seen`.
+ * Duplicates are not the state's business: the pipeline and the backfill tell them per source
+ * partition (services/features/src/watermark.ts) before an event reaches `applyEvent`, which
+ * applies every event it is given. A state written by an earlier version may hold its entity's
+ * recent event ids; they are decoded into `seen` (the pipeline moves them to its own log).
  * All functions here are pure.
  */
 import { emptyComponents, updateComponent } from './aggregations.js';
@@ -28,8 +29,6 @@ export { decodeJsonPartitionState, encodeJsonPartitionState } from './state-form
 export { readFeatureValues, type FeatureValues } from './feature-read.js';
 
 export interface EntityEvent {
-  /** Unique event id; an id seen before (within the dedup horizon) is not applied again. */
-  id?: string;
   time: number;
   values: Record<string, unknown>;
 }
@@ -56,15 +55,11 @@ function tileKey(tileMs: number, start: number): string {
   return key;
 }
 
-export type ApplyResult = 'applied' | 'duplicate' | 'filtered';
+export type ApplyResult = 'applied' | 'filtered';
 
-/** Adds one event to the state. */
+/** Adds one event to the state (unless the group's filter leaves it out). */
 export function applyEvent(group: CompiledFeatureGroup, state: PartitionState, event: EntityEvent): ApplyResult {
   if (!group.accepts(event.values)) return 'filtered';
-  if (event.id !== undefined) {
-    if (state.seen.has(event.id)) return 'duplicate';
-    state.seen.set(event.id, event.time);
-  }
   const layout = group.layout;
   const kept = state.encoded?.tiles;
   for (let t = 0; t < layout.length; t++) {
