@@ -99,7 +99,7 @@ export function eventReplay(options: ReplayOptions): EventReplay {
   const decode = sourceDecoder(options.source);
   const readAt = options.readAt ?? Date.now();
   // 1. The pipeline's decisions: which records are applied (per partition, in offset order), and when each arrives.
-  const applied: (SourceEvent & { arrival: number })[] = [];
+  const applied: (SourceEvent & { partition: number; arrival: number })[] = [];
   const rejected = { late: 0, malformed: 0, invalid: 0 };
   const progress = new Map<number, PartitionProgress>();
   let duplicates = 0;
@@ -116,7 +116,7 @@ export function eventReplay(options: ReplayOptions): EventReplay {
       if (admission.verdict === 'late') rejected.late++;
       else if (admission.verdict === 'duplicate') duplicates++;
       else {
-        applied.push({ ...decoded.event, arrival: state.watermark });
+        applied.push({ ...decoded.event, partition, arrival: state.watermark });
         // Ids past the lateness count no more: the oldest are forgotten as the replay goes.
         pruneSeen(state.seen, state.watermark - options.allowedLatenessMs);
       }
@@ -127,7 +127,8 @@ export function eventReplay(options: ReplayOptions): EventReplay {
       // 2. Sweep time: apply the events arrived by each query's timestamp, then read as the store would.
       applied.sort((a, b) => a.arrival - b.arrival);
       const order = queries.map((query, index) => ({ query, index })).sort((a, b) => a.query.at - b.query.at);
-      const states = new Map<string, PartitionState>();
+      // Each entity's state per source partition, as the store holds it: a read merges them as it merges the store's.
+      const states = new Map<string, Map<number, PartitionState>>();
       const rows: FeatureRow[] = new Array(queries.length);
       let next = 0;
       for (const { query, index } of order) {
@@ -137,19 +138,26 @@ export function eventReplay(options: ReplayOptions): EventReplay {
             const id = group.entityId(event.values);
             if (id === null) continue;
             const slot = `${group.id}\u0000${id}`;
-            const state = states.get(slot) ?? emptyState();
-            states.set(slot, state);
-            applyEvent(group, state, { time: event.time, values: event.values });
+            let shares = states.get(slot);
+            if (!shares) states.set(slot, (shares = new Map()));
+            let state = shares.get(event.partition);
+            if (!state) shares.set(event.partition, (state = emptyState()));
+            applyEvent(group, state, event);
           }
         }
         const features: FeatureRow['features'] = {};
         const stored: NonNullable<FeatureRow['stored']> = {};
         for (const group of groups) {
           if (group.entity !== query.entity) continue;
-          const state = states.get(`${group.id}\u0000${query.id}`);
+          const shares = states.get(`${group.id}\u0000${query.id}`) ?? new Map<number, PartitionState>();
+          let newest = -Infinity;
+          for (const state of shares.values()) if (state.newest !== null && state.newest > newest) newest = state.newest;
           // The store's keys expire a ttl after the entity's last event.
-          const live = state && state.newest !== null && query.at - state.newest < group.ttlMs;
-          const fields = live ? stateFields(0, state) : null;
+          let fields: Record<string, Buffer> | null = null;
+          if (query.at - newest < group.ttlMs) {
+            fields = {};
+            for (const [partition, state] of shares) Object.assign(fields, stateFields(partition, state));
+          }
           features[group.definition.name] = readFeatureValues(group, fields, query.at).values;
           if (keepStored) stored[group.definition.name] = fields;
         }

@@ -102,6 +102,45 @@ describe('backfill', () => {
     expect(new Set(online.map((o) => JSON.stringify(o))).size).toBeGreaterThan(20);
   });
 
+  it('keeps the share of each partition apart, as the store does: `last` among equal times of two partitions reads alike', async () => {
+    const event = (partition: number, offset: number, id: string, user: string, country: string, ts: number): LogRecord => ({
+      topic: 'transactions',
+      partition,
+      offset: String(offset),
+      key: user,
+      value: Buffer.from(
+        JSON.stringify({ event_id: id, user_id: user, merchant_id: 'm1', amount: 5, currency: 'USD', country, channel: 'web', ts }),
+      ),
+      timestamp: ts,
+      headers: {},
+    });
+    // u1 in France and in Germany at the same millisecond, on two partitions; partition 0 arrives later.
+    const partitions = [
+      [event(0, 0, 'a', 'u2', 'US', START + 120_000), event(0, 1, 'b', 'u1', 'DE', START + 60_000)],
+      [event(1, 0, 'c', 'u1', 'FR', START + 60_000)],
+    ];
+    const at = START + 180_000;
+    const store = new MemoryOnlineStore(() => at);
+    const processor = createFeatureProcessor({ store, groups: example.groups, source, allowedLatenessMs: LATENESS, clock: () => at });
+    for (const [partition, records] of partitions.entries()) {
+      processor.open('transactions', partition, -Infinity);
+      await processor.process({ topic: 'transactions', partition, records });
+    }
+    await processor.flush();
+    const user = example.groups.find((g) => g.definition.name === 'user_transactions')!;
+    const [fields] = await store.read([{ group: user.id, entity: 'user_id', id: 'u1' }]);
+    const online = readFeatureValues(user, fields ?? null, at).values;
+    const offline = backfill({
+      groups: example.groups,
+      source,
+      allowedLatenessMs: LATENESS,
+      partitions,
+      queries: [{ entity: 'user_id', id: 'u1', at }],
+    });
+    expect(offline.rows[0]!.features.user_transactions).toEqual(online);
+    expect(online.count_24h).toBe(2);
+  });
+
   it('is empty for an entity before its first event, and after its ttl', () => {
     const text = JSON.stringify({
       event_id: 'a',
