@@ -94,8 +94,11 @@ describe.skipIf(!services.redisUrl)(
         expect(pit[i]!.request_id).toBe(l.request_id);
         expect(Math.abs(pit[i]!.score - l.score)).toBeLessThan(1e-6);
       });
-      // The stored features count: without the events, the scores differ.
-      await writeFile(join(dir, 'none.ndjson'), '');
+      // The stored features count: without their events (one event of another card holder and merchant), the scores differ.
+      await writeFile(
+        join(dir, 'none.ndjson'),
+        `${JSON.stringify({ ...transactions[0]!, event_id: 'other', user_id: 'u9', merchant_id: 'm9' })}\n`,
+      );
       const empty = await runTrainerCli(
         'batch-predict-cli.ts',
         ['--model', MODEL_DIR, '--requests', 'at.ndjson', '--events', 'none.ndjson'],
