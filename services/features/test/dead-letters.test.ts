@@ -4,24 +4,11 @@
  * bad records go out within the broker's limit on a batch.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  createLogger,
-  createRegistry,
-  fraud,
-  MemoryEventLog,
-  MemoryOnlineStore,
-  readFeatureValues,
-  recordBytes,
-  type DeadLetter,
-  type OutgoingRecord,
-} from '@tributary/shared';
+import { MemoryEventLog, MemoryOnlineStore, readFeatureValues, recordBytes, type DeadLetter, type OutgoingRecord } from '@tributary/shared';
 import { waitFor } from '../../../test/support/wait-for.js';
-import { startFeaturePipeline } from '../src/pipeline.js';
+import { source, startMember, user } from './member.js';
 import { transactionJson } from './transaction.js';
 
-const example = fraud.fraudExample();
-const source = example.sources.find((s) => s.topic === 'transactions')!;
-const user = example.groups.find((g) => g.definition.name === 'user_transactions')!;
 const GROUP = 'features';
 /** The broker's default `message.max.bytes`: the largest record batch it takes. */
 const BROKER_BATCH_BYTES = 1_048_588;
@@ -50,27 +37,7 @@ afterEach(async () => {
   stops = [];
 });
 
-async function start(eventLog: MemoryEventLog, store: MemoryOnlineStore) {
-  const pipeline = await startFeaturePipeline({
-    eventLog,
-    store,
-    sources: [source],
-    groups: [user],
-    deadLetterTopic: 'dead-letter',
-    allowedLatenessMs: 300_000,
-    groupId: GROUP,
-    registry: createRegistry({ defaultMetrics: false }),
-    logger: createLogger('test', 'warn', { write: () => {} }),
-    flushIntervalMs: 5,
-  });
-  let stopped = false;
-  const stop = async () => {
-    if (!stopped) await pipeline.stop();
-    stopped = true;
-  };
-  stops.push(stop);
-  return { pipeline, stop };
-}
+const start = (eventLog: MemoryEventLog, store: MemoryOnlineStore) => startMember(eventLog, store, stops);
 
 /** The group's committed offset of the partition, read by a member that joins it (the pipeline is stopped). */
 async function committedOffset(eventLog: MemoryEventLog, partition: number): Promise<string | null> {

@@ -6,7 +6,7 @@ const example = fraud.fraudExample();
 export const source = example.sources.find((s) => s.topic === 'transactions')!;
 export const user = example.groups.find((g) => g.definition.name === 'user_transactions')!;
 
-/** Starts a member; `stop` goes to `stops`. Its metrics: events per outcome, and the consumer lag per partition. */
+/** Starts a member; its `stop` (which may be called again) goes to `stops`. Its metrics: events per outcome, and the consumer lag per partition. */
 export async function startMember(eventLog: MemoryEventLog, store: MemoryOnlineStore, stops: (() => Promise<void>)[]) {
   const registry = createRegistry({ defaultMetrics: false });
   const pipeline = await startFeaturePipeline({
@@ -21,7 +21,12 @@ export async function startMember(eventLog: MemoryEventLog, store: MemoryOnlineS
     logger: createLogger('test', 'warn', { write: () => {} }),
     flushIntervalMs: 5,
   });
-  stops.push(() => pipeline.stop());
+  let stopped = false;
+  const stop = async () => {
+    if (!stopped) await pipeline.stop();
+    stopped = true;
+  };
+  stops.push(stop);
   const events = async (outcome: string) =>
     ((await registry.getSingleMetric('tributary_pipeline_events_total')?.get())?.values ?? [])
       .filter((v) => v.labels.outcome === outcome)
@@ -33,5 +38,5 @@ export async function startMember(eventLog: MemoryEventLog, store: MemoryOnlineS
         v.value,
       ]),
     );
-  return { events, lag };
+  return { pipeline, stop, events, lag };
 }
