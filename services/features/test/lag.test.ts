@@ -57,7 +57,9 @@ describe('consumer lag', () => {
     expect(Object.keys(await first.lag()).sort()).toEqual(['0', '1', '2', '3']);
     const second = await start(eventLog, store, stops);
     await publishAll(1_000);
-    await waitFor(async () => (await first.events('applied')) + (await second.events('applied')) === 2 * users.length, {
+    // At least: events the first member had applied but not yet flushed when it gave a partition away are applied
+    // again by the second (a slow flush on a loaded machine), as after a crash.
+    await waitFor(async () => (await first.events('applied')) + (await second.events('applied')) >= 2 * users.length, {
       what: 'both members applying their partitions',
     });
     const firsts = Object.keys(await first.lag());
