@@ -373,8 +373,8 @@ export class ModelRegistry {
   }
 
   /**
-   * Keeps `routing` in `<root>/<model>/routing.json` (the last writer wins: a replica records each
-   * routing it follows, so a record overtaken by an older one is put right at the next poll): every change made through this registry and every routing a replica follows is recorded, so
+   * Keeps `routing` in `<root>/<model>/routing.json` (the last writer wins): every change made
+   * through this registry and every routing revision a replica reads is recorded, so
    * that a first start after the routing store lost everything (a Redis without persistence
    * restarted while no replica ran) begins from the routing last served, not from the highest
    * registered version (maybe one rolled back). A registry directory that cannot be written
@@ -382,8 +382,6 @@ export class ModelRegistry {
    */
   async record(routing: Routing): Promise<void> {
     if (this.recordUnwritable) return;
-    const recorded = await this.recorded(routing.model, { quiet: true });
-    if (recorded?.revision === routing.revision && recorded.champion === routing.champion) return;
     const target = join(this.dir(routing.model), RECORD_FILE);
     const staging = `${target}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
     try {
@@ -399,7 +397,7 @@ export class ModelRegistry {
   }
 
   /** The routing recorded beside the versions, or null (none, or unreadable: then not used). */
-  async recorded(model: string, options: { quiet?: boolean } = {}): Promise<Routing | null> {
+  async recorded(model: string): Promise<Routing | null> {
     const text = await readFile(join(this.dir(model), RECORD_FILE), 'utf8').catch(() => null);
     if (text === null) return null;
     try {
@@ -418,8 +416,7 @@ export class ModelRegistry {
     } catch {
       // not JSON: ignored like a record of another shape
     }
-    if (!options.quiet)
-      this.options.warn?.(`the routing record ${join(this.dir(model), RECORD_FILE)} is not a routing of ${model}; not used`);
+    this.options.warn?.(`the routing record ${join(this.dir(model), RECORD_FILE)} is not a routing of ${model}; not used`);
     return null;
   }
 

@@ -200,9 +200,10 @@ export class ModelServing {
         logger.warn({ err: error }, `model routing of ${name} unreadable; serving version ${this.served.champion.model.manifest.version}`);
       return;
     }
+    // Recorded beside the versions once per routing read (see ModelRegistry.record), not at every poll.
+    if (routing.revision !== this.lastRouting?.revision) await registry.record(routing);
     this.lastRouting = routing;
     this.highestRevision = Math.max(this.highestRevision, routing.revision);
-    await registry.record(routing);
     await this.followRewards();
     if (!routing || routing.revision === this.revision || routing.revision === this.failedRevision) return;
     const policy = routing.policy ?? CHAMPION_ONLY;
