@@ -3,6 +3,7 @@ import type { FastifyContextConfig } from 'fastify';
 import Type, { type TSchema } from 'typebox';
 import { recordValidator, TributaryError, type Counter, type EventLog, type EventSource, type OutgoingRecord } from '@tributary/shared';
 import { ErrorResponse } from '../errors.js';
+import { within } from '../store-read.js';
 
 export interface EventsRouteOptions {
   eventLog: EventLog;
@@ -20,16 +21,8 @@ export interface EventsRouteOptions {
  * shutdown, which waits for the requests in flight) must not wait that long. The publish
  * itself goes on: the events may still reach the topic.
  */
-async function publishWithin(eventLog: EventLog, topic: string, records: OutgoingRecord[], ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  try {
-    await Promise.race([eventLog.publish(topic, records), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+function publishWithin(eventLog: EventLog, topic: string, records: OutgoingRecord[], ms: number): Promise<void> {
+  return within(eventLog.publish(topic, records), ms);
 }
 
 /** The push API: producers without a Kafka client publish events over HTTP. */
