@@ -123,10 +123,6 @@ export async function fileOrTopic(
   return readTopic(await openLog(flags[1]), topic!);
 }
 
-/**
- * Writes a CLI's output to `out` (or stdout) whole or not at all: to a file beside it first,
- * then renamed into place, so that a failure never leaves half a file under its name.
- */
 /** Characters of output gathered before each write. */
 const OUTPUT_CHUNK = 1 << 20;
 
