@@ -196,33 +196,28 @@ export class ModelRegistry {
   async ensureRouting(model: string, by: string): Promise<Routing> {
     const existing = await this.storedOrRestored(model);
     if (existing) return existing;
-    const fromRecord = await this.fromRecord(model, by);
-    if (fromRecord) {
-      const result = await this.routes.update(fromRecord, 0, this.entry(fromRecord, 'restore', null));
-      if (result.ok) await this.record(result.routing);
-      if (result.ok || result.current) return result.ok ? result.routing : result.current!;
-      throw new Error(`cannot initialise the routing of ${model}`);
+    const recorded = await this.fromRecord(model, by);
+    const routing =
+      recorded ?? this.next(null, model, await this.newestServable(model), [], by, 'first start: the highest registered version');
+    const result = await this.routes.update(routing, 0, this.entry(routing, recorded ? 'restore' : 'init', null));
+    if (result.ok) {
+      await this.record(result.routing);
+      return result.routing;
     }
-    // The highest version that can serve (a copy whose model does not load is passed over).
-    let newest: string | undefined;
-    for (const { version } of (await this.versions(model)).reverse()) {
-      if (
-        await this.checkServable(model, version).then(
-          () => true,
-          () => false,
-        )
-      ) {
-        newest = version;
-        break;
-      }
-    }
-    if (newest === undefined) throw new TributaryError('NOT_FOUND', `model ${model} has no valid version in ${this.dir(model)}`);
-    const routing = this.next(null, model, newest, [], by, 'first start: the highest registered version');
-    const result = await this.routes.update(routing, 0, this.entry(routing, 'init', null));
-    if (result.ok) await this.record(result.routing);
-    if (result.ok) return result.routing;
     if (result.current) return result.current; // another replica initialised it first
     throw new Error(`cannot initialise the routing of ${model}`);
+  }
+
+  /** The highest version that can serve (a copy whose model does not load is passed over). */
+  private async newestServable(model: string): Promise<string> {
+    for (const { version } of (await this.versions(model)).reverse()) {
+      const servable = await this.checkServable(model, version).then(
+        () => true,
+        () => false,
+      );
+      if (servable) return version;
+    }
+    throw new TributaryError('NOT_FOUND', `model ${model} has no valid version in ${this.dir(model)}`);
   }
 
   async promote(model: string, version: string, by: string, reason: string): Promise<Routing> {
