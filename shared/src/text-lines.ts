@@ -13,14 +13,17 @@ export interface TextLine {
   text: string;
 }
 
-/**
- * The non-blank lines of a text given in chunks split anywhere (a file's stream, or the text
- * whole as one chunk); blank and whitespace-only lines are skipped, but counted.
- */
-export async function* textLines(chunks: AsyncIterable<string> | Iterable<string>): AsyncGenerator<TextLine> {
+/** A text: whole, or in chunks split anywhere (a file's stream). */
+export type TextChunks = string | Iterable<string> | AsyncIterable<string>;
+
+/** The chunks of a text (a text given whole is one chunk). */
+export const textChunks = (text: TextChunks): Iterable<string> | AsyncIterable<string> => (typeof text === 'string' ? [text] : text);
+
+/** The non-blank lines of a text; blank and whitespace-only lines are skipped, but counted. */
+export async function* textLines(text: TextChunks): AsyncGenerator<TextLine> {
   let rest = '';
   let number = 0;
-  for await (const chunk of chunks) {
+  for await (const chunk of textChunks(text)) {
     const lines = chunk.split('\n');
     lines[0] = rest + lines[0]!;
     rest = lines.pop()!;

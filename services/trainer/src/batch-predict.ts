@@ -7,15 +7,13 @@
 import { Readable, pipeline } from 'node:stream';
 import { parse as parseCsv } from 'csv-parse';
 import type { LoadedModel } from '@tributary/inference';
-import { parseEventTime, recordValidator, textLines, type FeaturePlan } from '@tributary/shared';
+import { parseEventTime, recordValidator, textChunks, textLines, type FeaturePlan, type TextChunks } from '@tributary/shared';
 import Type, { type TObject, type TSchema } from 'typebox';
 import { InputError } from './log-input.js';
 import { assembleVectors, type StateSource } from './point-in-time.js';
 import type { RejectedRecord } from './training-set.js';
 
 /** A text whole, or its chunks split anywhere (a file read as a stream). */
-export type TextChunks = string | Iterable<string> | AsyncIterable<string>;
-const chunksOf = (text: TextChunks) => (typeof text === 'string' ? [text] : text);
 
 export interface BatchRequest {
   /** `file:line` of the request. */
@@ -95,7 +93,7 @@ export interface ParsedRequests {
 export async function parseNdjsonRequests(text: TextChunks, file: string, shape: RequestShape): Promise<ParsedRequests> {
   const validate = requestValidator(shape);
   const parsed: ParsedRequests = { requests: [], rejected: [] };
-  for await (const line of textLines(chunksOf(text))) {
+  for await (const line of textLines(text)) {
     const where = `${file}:${line.number}`;
     let value: unknown;
     try {
@@ -152,7 +150,7 @@ export async function parseCsvRequests(text: TextChunks, file: string, shape: Re
       return undefined;
     },
   });
-  pipeline(Readable.from(chunksOf(text)), records, () => {});
+  pipeline(Readable.from(textChunks(text)), records, () => {});
   try {
     for await (const { record, info } of records as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
       const request: { request_id?: string; at?: unknown; entities: Record<string, string>; features: Record<string, unknown> } = {

@@ -16,6 +16,7 @@ import {
   TopicReadTimeout,
   type EventLog,
   type LogRecord,
+  type TextChunks,
   type TopicReadOptions,
 } from '@tributary/shared';
 
@@ -40,11 +41,10 @@ export function where(input: Pick<LogInput, 'name' | 'kind'>, record: Pick<LogRe
  * The lines of an NDJSON text as records, made as they are iterated (blank lines skipped; a
  * record's offset is its 0-based line index): the text whole, or its chunks split anywhere.
  */
-export function ndjsonInput(name: string, text: string | Iterable<string> | AsyncIterable<string>, topic = name): LogInput {
-  const chunks = typeof text === 'string' ? [text] : text;
+export function ndjsonInput(name: string, text: TextChunks, topic = name): LogInput {
   const records = {
     async *[Symbol.asyncIterator]() {
-      for await (const line of textLines(chunks)) yield lineRecord(topic, line);
+      for await (const line of textLines(text)) yield lineRecord(topic, line);
     },
   };
   return { name, kind: 'file', partitions: [records] };
