@@ -619,14 +619,13 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         if (partition.lastOffset === null || partition.lost) continue;
         const offset = partition.lastOffset.toString();
         const field = stateField(partition.partition);
-        const dedupBefore = partition.watermark - options.allowedLatenessMs;
         for (const entity of partition.dirty) {
           if (!entity.dirty) continue;
           // At the partition's event time when it is behind the clock (a replay of older events): every read at a
           // time the stream has reached still finds its tiles. A replay moves that time on faster than the clock.
           const pruneAt = Math.min(now, partition.watermark);
           if (pruneAt - entity.prunedAt >= PRUNE_INTERVAL_MS) {
-            pruneState(entity.group, entity.state, pruneAt, dedupBefore);
+            pruneState(entity.group, entity.state, pruneAt);
             entity.prunedAt = pruneAt;
           }
           // The whole state in one field: no field of it is left to remove.
@@ -639,7 +638,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
           written.push({ partition, entity, offset: partition.lastOffset });
         }
         partition.dirty = [];
-        const logWrite = eventIdLogWrite(partition, dedupBefore, now);
+        const logWrite = eventIdLogWrite(partition, partition.watermark - options.allowedLatenessMs, now);
         if (logWrite) logWrites.push({ partition, ...logWrite });
       }
       const durable: { partition: Partition; commit: OffsetCommit }[] = [];

@@ -118,12 +118,11 @@ const keyParts = { tileMs: 0, start: 0 };
 /**
  * Drops what no read at or after `nowMs` can use: tiles before the longest window read from
  * tiles of their size (a one-minute tile serves a 10-minute window only, not the group's
- * 24 hours), and event ids older than `dedupBefore` (an event that old is rejected as late
- * anyway). Returns the keys of the removed tiles. Tile keys are read in place (the pipeline
+ * 24 hours). Returns the keys of the removed tiles. Tile keys are read in place (the pipeline
  * prunes an entity at most once a minute of its partition's time, which a replay of older
  * events runs through fast).
  */
-export function pruneState(group: CompiledFeatureGroup, state: PartitionState, nowMs: number, dedupBefore: number): string[] {
+export function pruneState(group: CompiledFeatureGroup, state: PartitionState, nowMs: number): string[] {
   const removed: string[] = [];
   const { sizes, horizons } = horizonsOf(group);
   for (let i = 0; i < sizes.length; i++) firstKept[i] = windowFirstTile(nowMs, horizons[i]!, sizes[i]!);
@@ -134,7 +133,6 @@ export function pruneState(group: CompiledFeatureGroup, state: PartitionState, n
     if (keyParts.start < first) removed.push(key);
   }
   for (const key of removed) state.tiles.delete(key);
-  for (const [id, time] of state.seen) if (time < dedupBefore) state.seen.delete(id);
   return removed;
 }
 

@@ -148,7 +148,7 @@ describe('assembleVector', () => {
     const write = async (group: CompiledFeatureGroup, id: string, events: EntityEvent[]) => {
       const state = emptyState();
       for (const event of events) applyEvent(group, state, event);
-      pruneState(group, state, clock, -Infinity);
+      pruneState(group, state, clock);
       const [result] = await store.write([
         {
           key: { group: group.id, entity: group.entity, id },

@@ -272,7 +272,7 @@ describe('partition state encoding', () => {
             if (s.amount !== undefined) values.amount = s.amount;
             applyEvent(group, state, { time: START + s.offset, values });
           } else if (s.kind === 'prune') {
-            pruneState(group, state, START + s.offset, -Infinity);
+            pruneState(group, state, START + s.offset);
           } else {
             if (state.encoded) fromKept++;
             const kept = stateFields(0, state);

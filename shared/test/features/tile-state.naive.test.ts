@@ -515,7 +515,7 @@ describe('pruneState', () => {
         // prune times from inside the stream to past its end
         const pruneAt = minTime + random.int(maxTime - minTime + 30 * HOUR);
         const state = stateOf(events);
-        const removed = pruneState(group, state, pruneAt, -Infinity);
+        const removed = pruneState(group, state, pruneAt);
         if (removed.length > 0) prunedSome++;
         if (state.tiles.size > 0) keptSome++;
         const pruned = stateFields(0, state);
@@ -529,7 +529,7 @@ describe('pruneState', () => {
       expect(prunedSome, `seed ${seed}: prune times that removed something`).toBeGreaterThan(3);
       expect(keptSome, `seed ${seed}: prune times that kept something`).toBeGreaterThan(3);
       const afterStream = stateOf(events);
-      pruneState(group, afterStream, maxTime + 26 * HOUR, -Infinity);
+      pruneState(group, afterStream, maxTime + 26 * HOUR);
       expect(afterStream.tiles.size, `seed ${seed}: every tile is pruned 26h after the newest event`).toBe(0);
     }
   });
@@ -542,7 +542,7 @@ describe('pruneState', () => {
         { time: first, values: { amount: 1 } },
         { time: first - tileMs, values: { amount: 2 } },
       ]);
-      const removed = pruneState(group, state, now, -Infinity);
+      const removed = pruneState(group, state, now);
       expect(state.tiles.has(`${tileMs}:${first}`)).toBe(true);
       expect(removed).toContain(`${tileMs}:${first - tileMs}`);
     }
@@ -553,7 +553,7 @@ describe('pruneState', () => {
     const state = emptyState();
     for (let time = START; time < START + 26 * HOUR; time += 40_000) {
       applyEvent(group, state, { time, values: { amount: 1, country: 'FR' } });
-      if (time % MINUTE < 40_000) pruneState(group, state, time, -Infinity);
+      if (time % MINUTE < 40_000) pruneState(group, state, time);
     }
     const bySize = new Map<number, number>();
     for (const key of state.tiles.keys()) bySize.set(Number(key.split(':')[0]), (bySize.get(Number(key.split(':')[0])) ?? 0) + 1);
@@ -562,14 +562,6 @@ describe('pruneState', () => {
     }
   });
 
-  it('forgets event ids older than the dedup horizon, and only those', () => {
-    // Ids in a state written by an earlier version (duplicates are told per partition now, before `applyEvent`).
-    const state = stateOf([{ time: START, values: { amount: 1 } }]);
-    state.seen.set('old', START);
-    state.seen.set('new', START + MINUTE);
-    pruneState(group, state, START + MINUTE, START + 1);
-    expect([...state.seen.keys()]).toEqual(['new']);
-  });
 });
 
 describe('numerical precision of stddev', () => {
