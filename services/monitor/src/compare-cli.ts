@@ -4,9 +4,9 @@
  *   [--threshold 0.5] [--alpha 0.05] [--bins 10] [--format table|json]`
  * Exits 0 with the report (drift or not), 2 on bad arguments, 1 on unreadable or malformed input.
  */
-import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { openTextFile } from '@tributary/shared';
 import { COMPARE_DEFAULTS, compareSamples, type CompareOptions } from './compare.js';
 import { formatReport } from './compare-format.js';
 import { CompareInputError, parseSample, type Sample, type SampleFields } from './compare-input.js';
@@ -85,15 +85,20 @@ function parseOptions(argv: string[]): {
   };
 }
 
-async function load(file: string, role: string, fields: SampleFields) {
-  let text: string;
-  try {
-    // `npm run -w` runs in the workspace folder; paths are relative to where npm was started.
-    text = await readFile(resolve(process.env.INIT_CWD ?? process.cwd(), file), 'utf8');
-  } catch (error) {
-    throw new CompareInputError(`cannot read the ${role} file ${file}: ${(error as Error).message}`);
+async function load(file: string, role: string, fields: SampleFields): Promise<Sample> {
+  const cannotRead = (error: unknown) => new CompareInputError(`cannot read the ${role} file ${file}: ${(error as Error).message}`);
+  // `npm run -w` runs in the workspace folder; paths are relative to where npm was started.
+  const text = await openTextFile(resolve(process.env.INIT_CWD ?? process.cwd(), file)).catch((error: unknown) => {
+    throw cannotRead(error);
+  });
+  async function* chunks() {
+    try {
+      yield* text;
+    } catch (error) {
+      throw cannotRead(error);
+    }
   }
-  return parseSample(text, file, fields);
+  return parseSample(chunks(), file, fields);
 }
 
 export async function main(argv: string[]): Promise<number> {

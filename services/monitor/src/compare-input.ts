@@ -4,7 +4,7 @@
  * joined with a label, or plain flat rows. Each record becomes one flat row; errors name
  * the file and the line.
  */
-import { byName, type Row } from '@tributary/shared';
+import { byName, textLines, type Row, type TextChunks } from '@tributary/shared';
 
 export class CompareInputError extends Error {
   override readonly name = 'CompareInputError';
@@ -30,15 +30,12 @@ export interface SampleFields {
   sliceField?: string;
 }
 
-/** Parses the text of one NDJSON file; blank lines are skipped. */
-export function parseSample(text: string, file: string, fields: SampleFields): Sample {
+/** Parses one NDJSON file, whole or read in chunks (one line in memory at a time); blank lines are skipped. */
+export async function parseSample(text: TextChunks, file: string, fields: SampleFields): Promise<Sample> {
   const sample: Sample = { file, rows: [], featureNames: [], scores: [], labels: [], slices: [], defaulted: [] };
   const names = new Set<string>();
-  const lines = text.split('\n');
-  lines.forEach((raw, index) => {
-    const line = raw.trim();
-    if (line === '') return;
-    const where = `${file}:${index + 1}`;
+  for await (const { number, text: line } of textLines(text)) {
+    const where = `${file}:${number}`;
     let record: unknown;
     try {
       record = JSON.parse(line);
@@ -56,7 +53,7 @@ export function parseSample(text: string, file: string, fields: SampleFields): S
     const slice = fields.sliceField === undefined ? undefined : row[fields.sliceField];
     sample.slices.push(slice === undefined || slice === null ? undefined : String(slice));
     sample.defaulted.push(defaultedOf((record as Record<string, unknown>).defaulted, where));
-  });
+  }
   if (sample.rows.length === 0) throw new CompareInputError(`${file}: no records`);
   sample.featureNames = [...names];
   return sample;

@@ -8,7 +8,7 @@ const options: CompareOptions = { ...COMPARE_DEFAULTS, sliceField: 'segment' };
 const ndjson = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
 
 // Reference: x = 1..5, c = a a b b b, scores without labels.
-const reference = parseSample(
+const reference = await parseSample(
   ndjson([
     { x: 1, c: 'a', score: 0.2 },
     { x: 2, c: 'a', score: 0.3 },
@@ -20,7 +20,7 @@ const reference = parseSample(
   fields,
 );
 // Current: x = 3..8, c = a a a b b b, the hand-ranked AUC sample as scores and labels.
-const current = parseSample(
+const current = await parseSample(
   ndjson([
     { x: 3, c: 'a', score: 0.1, label: 0, segment: 'S' },
     { x: 4, c: 'a', score: 0.35, label: 1, segment: 'S' },
@@ -49,14 +49,18 @@ describe('compareSamples', () => {
     expect(x.drift).toBe(false);
   });
 
-  it('tests categorical features with chi-square', () => {
+  it('tests categorical features with chi-square', async () => {
     // Ten times the counts of the samples above: reference a 20, b 30; current a 30, b 30.
     // scipy.stats.chi2_contingency([[20,30],[30,30]], correction=False) -> chi2 1.1, df 1, p 0.29426610430496
     const rows = (a: number, b: number) => ndjson([...Array<object>(a).fill({ c: 'a' }), ...Array<object>(b).fill({ c: 'b' })]);
-    const tenfold = compareSamples(parseSample(rows(20, 30), 'ref.ndjson', fields), parseSample(rows(30, 30), 'cur.ndjson', fields), {
-      ...options,
-      sliceField: undefined,
-    });
+    const tenfold = compareSamples(
+      await parseSample(rows(20, 30), 'ref.ndjson', fields),
+      await parseSample(rows(30, 30), 'cur.ndjson', fields),
+      {
+        ...options,
+        sliceField: undefined,
+      },
+    );
     const c = tenfold.features.find((f) => f.name === 'c')!;
     expect(c.test).toMatchObject({ name: 'chi-square', df: 1 });
     expect(c.test.statistic).toBeCloseTo(1.1, 12);
@@ -79,22 +83,22 @@ describe('compareSamples', () => {
     expect(report.untested).toEqual([]);
   });
 
-  it("counts the features prediction-log records were served by default in each sample's missing rate, as the live monitor does", () => {
+  it("counts the features prediction-log records were served by default in each sample's missing rate, as the live monitor does", async () => {
     const log = (x: number, defaulted: string[]) => ({ features: { x, y: x }, defaulted, score: 0.5 });
-    const before = parseSample(ndjson([log(1, []), log(2, ['x']), log(3, []), log(4, [])]), 'before.ndjson', fields);
-    const after = parseSample(ndjson([log(1, ['x', 'y']), log(2, ['x', 'x']), log(3, []), log(4, ['z'])]), 'after.ndjson', fields);
+    const before = await parseSample(ndjson([log(1, []), log(2, ['x']), log(3, []), log(4, [])]), 'before.ndjson', fields);
+    const after = await parseSample(ndjson([log(1, ['x', 'y']), log(2, ['x', 'x']), log(3, []), log(4, ['z'])]), 'after.ndjson', fields);
     const rates = compareSamples(before, after, { ...options, sliceField: undefined }).features.map((f) => [f.name, f.missingRate]);
     expect(rates).toEqual([
       ['x', { reference: 1 / 4, current: 2 / 4 }],
       ['y', { reference: 0, current: 1 / 4 }],
     ]);
-    expect(() => parseSample(ndjson([{ features: { x: 1 }, defaulted: 'x' }]), 'odd.ndjson', fields)).toThrow(
+    await expect(parseSample(ndjson([{ features: { x: 1 }, defaulted: 'x' }]), 'odd.ndjson', fields)).rejects.toThrow(
       /odd.ndjson:1: defaulted is "x", expected an array of feature names/,
     );
   });
 
-  it('names a feature without any value in the current sample as untested, outside the correction, never as ok', () => {
-    const gone = parseSample(ndjson([{ c: 'a' }, { c: 'b' }, { c: 'b' }]), 'gone.ndjson', fields);
+  it('names a feature without any value in the current sample as untested, outside the correction, never as ok', async () => {
+    const gone = await parseSample(ndjson([{ c: 'a' }, { c: 'b' }, { c: 'b' }]), 'gone.ndjson', fields);
     const without = compareSamples(reference, gone, { ...options, sliceField: undefined });
     expect(without.untested).toEqual(['x']);
     expect(without.tested).toBe(1);
@@ -154,8 +158,8 @@ describe('compareSamples', () => {
 });
 
 describe('parseSample', () => {
-  it('flattens prediction-log records: request fields, then features, then the score', () => {
-    const sample = parseSample(
+  it('flattens prediction-log records: request fields, then features, then the score', async () => {
+    const sample = await parseSample(
       ndjson([
         {
           prediction_id: 'p1',
@@ -174,14 +178,30 @@ describe('parseSample', () => {
     expect(sample.labels).toEqual([1]);
   });
 
-  it('names the file and line of malformed input', () => {
-    const bad = (text: string) => () => parseSample(text, 'f.ndjson', fields);
-    expect(bad('{"x":1}\n\n{"x":\n')).toThrow(new RegExp('^f.ndjson:3: not valid JSON'));
-    expect(bad('[1]\n')).toThrow(/f.ndjson:1: expected a JSON object, got an array/);
-    expect(bad('{"x":1,"score":1.5}\n')).toThrow(/f.ndjson:1: score is 1.5, expected a probability/);
-    expect(bad('{"x":1,"label":"yes"}\n')).toThrow(/f.ndjson:1: label is "yes"/);
-    expect(bad('{"features":{"a":"x"}}\n')).toThrow(/f.ndjson:1: features.a is "x"/);
-    expect(bad('\n\n')).toThrow(/f.ndjson: no records/);
-    expect(bad('{"x":\n')).toThrow(CompareInputError);
+  it('reads a file in chunks split anywhere as it reads it whole, line numbers included', async () => {
+    const text = ndjson([
+      { x: 1, score: 0.25 },
+      { x: 2, c: 'é' },
+      { x: 3, label: 1 },
+    ]);
+    const inChunks = (whole: string, size: number) =>
+      (async function* () {
+        for (let i = 0; i < whole.length; i += size) yield whole.slice(i, i + size);
+      })();
+    const whole = await parseSample(text, 'f.ndjson', fields);
+    expect(whole.rows).toHaveLength(3);
+    for (const size of [1, 5, 7]) expect(await parseSample(inChunks(text, size), 'f.ndjson', fields)).toEqual(whole);
+    await expect(parseSample(inChunks(`${text}\n\n{"x":`, 5), 'f.ndjson', fields)).rejects.toThrow(/^f.ndjson:6: not valid JSON/);
+  });
+
+  it('names the file and line of malformed input', async () => {
+    const bad = (text: string) => expect(parseSample(text, 'f.ndjson', fields)).rejects;
+    await bad('{"x":1}\n\n{"x":\n').toThrow(new RegExp('^f.ndjson:3: not valid JSON'));
+    await bad('[1]\n').toThrow(/f.ndjson:1: expected a JSON object, got an array/);
+    await bad('{"x":1,"score":1.5}\n').toThrow(/f.ndjson:1: score is 1.5, expected a probability/);
+    await bad('{"x":1,"label":"yes"}\n').toThrow(/f.ndjson:1: label is "yes"/);
+    await bad('{"features":{"a":"x"}}\n').toThrow(/f.ndjson:1: features.a is "x"/);
+    await bad('\n\n').toThrow(/f.ndjson: no records/);
+    await bad('{"x":\n').toThrow(CompareInputError);
   });
 });
