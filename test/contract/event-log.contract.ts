@@ -125,6 +125,43 @@ export function eventLogContract(name: string, makeLog: () => Promise<EventLog>,
       options.timeoutMs * 3,
     );
 
+    /** Records each topic holds, per `topic:partition` (from the log's own end offsets). */
+    const heldRecords = async (topics: string[]) => {
+      const held = new Map<string, number>();
+      for (const topic of topics)
+        for (const p of await log.endOffsets(topic))
+          if (p.end !== p.start) held.set(`${topic}:${p.partition}`, Number(BigInt(p.end) - BigInt(p.start)));
+      return held;
+    };
+
+    it(
+      'serves every partition with records waiting before serving one of them again (a deep backlog holds back none)',
+      async () => {
+        const topic = uniqueName('contract');
+        await log.publish(
+          topic,
+          Array.from({ length: 4_000 }, (_, i) => ({ key: `k${i % 40}`, value: String(i) })),
+        );
+        const held = await heldRecords([topic]);
+        const served: string[] = [];
+        const received: LogRecord[] = [];
+        const subscription = await log.subscribe({
+          groupId: uniqueName('group'),
+          topics: [topic],
+          fromBeginning: true,
+          eachBatch: async (batch) => {
+            served.push(`${batch.topic}:${batch.partition}`);
+            received.push(...batch.records);
+          },
+        });
+        subscriptions.push(subscription);
+        await waitFor(() => received.length >= 4_000, { timeoutMs: options.timeoutMs, what: '4,000 records' });
+        // The first batches are one of each partition holding records, whatever their depth.
+        expect(served.slice(0, held.size).sort()).toEqual([...held.keys()].sort());
+      },
+      options.timeoutMs * 2,
+    );
+
     it(
       'tells where each partition of a topic ends',
       async () => {

@@ -35,6 +35,8 @@ interface Group {
 interface Member {
   options: SubscribeOptions;
   running: boolean;
+  /** Where the search for the next batch starts: the slot after the one last served (round robin). */
+  nextSlot: number;
 }
 
 /** The embedded event log: Kafka's semantics held in the process, records lost on exit. */
@@ -88,7 +90,7 @@ export class MemoryEventLog implements EventLog {
   async subscribe(options: SubscribeOptions): Promise<Subscription> {
     const group: Group = this.groups.get(options.groupId) ?? { members: [], committed: new Map(), positions: new Map() };
     this.groups.set(options.groupId, group);
-    const member: Member = { options, running: true };
+    const member: Member = { options, running: true, nextSlot: 0 };
     this.rebalance(group, () => group.members.push(member));
     for (const name of options.topics) this.topic(name);
     // Deliveries start once subscribe has answered, as with Kafka (a handler may use its subscription).
@@ -118,21 +120,25 @@ export class MemoryEventLog implements EventLog {
     for (const member of group.members) member.options.onRebalance?.();
   }
 
+  /**
+   * The next batch of the member's partitions, taken round robin from the one after the partition
+   * it served last (as a Kafka fetch returns data for every partition that has some): a deep
+   * backlog or a batch that keeps failing holds back none of the others.
+   */
   private nextBatch(group: Group, member: Member): RecordBatch | null {
     const index = group.members.indexOf(member);
     const count = group.members.length;
-    let slot = 0;
-    for (const name of member.options.topics) {
-      const partitions = this.topic(name);
-      for (let partition = 0; partition < partitions.length; partition++, slot++) {
-        if (slot % count !== index) continue;
-        const log = partitions[partition]!;
-        const id = `${name}:${partition}`;
-        const start = group.positions.get(id) ?? group.committed.get(id)?.offset ?? (member.options.fromBeginning ? 0 : log.length);
-        group.positions.set(id, start);
-        if (start < log.length) {
-          return { topic: name, partition, records: log.slice(start, start + MAX_BATCH), highWatermark: String(log.length) };
-        }
+    const slots = member.options.topics.flatMap((name) => this.topic(name).map((log, partition) => ({ name, partition, log })));
+    for (let step = 0; step < slots.length; step++) {
+      const slot = (member.nextSlot + step) % slots.length;
+      if (slot % count !== index) continue;
+      const { name, partition, log } = slots[slot]!;
+      const id = `${name}:${partition}`;
+      const start = group.positions.get(id) ?? group.committed.get(id)?.offset ?? (member.options.fromBeginning ? 0 : log.length);
+      group.positions.set(id, start);
+      if (start < log.length) {
+        member.nextSlot = slot + 1;
+        return { topic: name, partition, records: log.slice(start, start + MAX_BATCH), highWatermark: String(log.length) };
       }
     }
     return null;
