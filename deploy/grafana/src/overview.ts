@@ -45,11 +45,15 @@ const inference = [
   timeSeries({
     title: 'Errors per second',
     description:
-      'Requests answered with a 5xx other than shedding, by error code (tributary_http_server_errors_total), failed online-store reads (tributary_online_store_errors_total) and features imputed with their default because missing or stale (tributary_feature_defaults_total).',
+      'Requests answered with a 5xx other than shedding, by error code (tributary_http_server_errors_total), model runs that failed or outlasted MODEL_RUN_TIMEOUT_MS, by version and reason (tributary_model_run_failures_total), failed online-store reads (tributary_online_store_errors_total) and features imputed with their default because missing or stale (tributary_feature_defaults_total).',
     unit: 'ops',
     min: 0,
     queries: [
       query('sum by (code) (rate(tributary_http_server_errors_total[1m]))', 'server errors: {{code}}'),
+      query(
+        'sum by (model, version, reason) (rate(tributary_model_run_failures_total[1m]))',
+        'model runs failed: {{model}} {{version}} {{reason}}',
+      ),
       query('sum(rate(tributary_online_store_errors_total[1m]))', 'online store errors'),
       query('sum by (feature) (rate(tributary_feature_defaults_total[1m]))', 'defaulted: {{feature}}'),
     ],

@@ -93,6 +93,19 @@ export const groups: RuleGroup[] = [
           'Requests have been failing with a 5xx other than shedding for 5 minutes: a dependency the route needs does not answer (*_UNAVAILABLE), or a fault in the service (INTERNAL).',
       },
       {
+        alert: 'ModelRunsFailing',
+        // A 10-minute window held for 10 minutes: runs failing at least every 10 minutes raise
+        // it, a lone crash or timeout does not, and gaps shorter than the window do not resolve
+        // and raise it again.
+        expr: 'sum by (model, version, reason) (increase(tributary_model_run_failures_total[10m])) > 0',
+        for: '10m',
+        severity: 'warning',
+        summary:
+          'Runs of {{ $labels.model }} {{ $labels.version }} keep failing ({{ $labels.reason }}): {{ $value | humanize }} in 10 minutes',
+        description:
+          'Batches of this model version have kept failing for 10 minutes, their requests answered 503 MODEL_UNAVAILABLE: crash (the run threw or its worker thread died) or timeout (it outlasted MODEL_RUN_TIMEOUT_MS; the worker thread was replaced).',
+      },
+      {
         alert: 'PredictionLogDropping',
         expr: 'sum by (job, instance) (increase(tributary_prediction_log_records_total{outcome="dropped"}[5m])) > 0',
         for: '1m',

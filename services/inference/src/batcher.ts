@@ -34,7 +34,10 @@ export interface MicroBatcherOptions {
   onRunFailure?(reason: RunFailure): void;
 }
 
-export type RunFailure = 'timeout' | 'crash';
+/** Why a batch's run failed: it threw or its worker thread died (`crash`), or it outlasted `runTimeoutMs` (`timeout`). */
+export const RUN_FAILURES = ['crash', 'timeout'] as const;
+
+export type RunFailure = (typeof RUN_FAILURES)[number];
 
 interface Pending {
   vectors: Float32Array;

@@ -1,5 +1,6 @@
 import { Counter, ERRORS, Gauge, Histogram, LATENCY_BUCKETS, metric, type Registry } from '@tributary/shared';
 import type { AccessOptions } from './access.js';
+import { RUN_FAILURES } from './batcher.js';
 import type { ScoringOptions } from './model.js';
 import type { PredictionLogStats } from './prediction-log.js';
 import type { PredictorStats } from './predictor.js';
@@ -11,6 +12,7 @@ export function inferenceMetrics(registry: Registry): {
   eventsPushed: Counter;
   serving: ServingStats;
   batchRows: Histogram;
+  modelStarted: NonNullable<ScoringOptions['onStarted']>;
   runFailed: NonNullable<ScoringOptions['onRunFailure']>;
   access: Pick<AccessOptions, 'shed' | 'denied' | 'rateLimited'>;
   serverError(code: string): void;
@@ -193,8 +195,8 @@ export function inferenceMetrics(registry: Registry): {
       }),
   );
   // Every known label value starts at 0: a counter series that first appears at 1 shows no
-  // increase() or rate() in Prometheus, so a first rejected reload, shed request or dropped
-  // record would raise no alert and show nothing on the dashboards.
+  // increase() or rate() in Prometheus, so a first rejected reload, shed request, dropped
+  // record or failed model run would raise no alert and show nothing on the dashboards.
   for (const outcome of ['loaded', 'rejected']) reloads.inc({ outcome }, 0);
   for (const outcome of ['published', 'dropped']) logRecords.inc({ outcome }, 0);
   for (const reason of ['event_loop_delay', 'model_queue_full']) shed.inc({ reason }, 0);
@@ -202,6 +204,9 @@ export function inferenceMetrics(registry: Registry): {
   for (const [code, { status }] of Object.entries(ERRORS)) if (status >= 500 && code !== 'OVERLOADED') serverErrors.inc({ code }, 0);
   return {
     batchRows,
+    modelStarted(model) {
+      for (const reason of RUN_FAILURES) runFailures.inc({ model: model.name, version: model.version, reason }, 0);
+    },
     runFailed: (model, reason) => runFailures.inc({ model: model.name, version: model.version, reason }),
     serving: {
       serving(name, version) {

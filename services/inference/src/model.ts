@@ -192,6 +192,8 @@ export interface ScoringOptions {
   runTimeoutMs?: number;
   /** Told the size of every batch scored. */
   onBatch?(rows: number): void;
+  /** Told of every version started, before it scores a request. */
+  onStarted?(model: ModelManifest): void;
   /** Told of every batch of a version whose run failed (its worker thread died, say) or timed out. */
   onRunFailure?(model: ModelManifest, reason: RunFailure): void;
 }
@@ -282,6 +284,7 @@ export async function startModel(version: ModelVersion, options: ScoringOptions 
       throw new ModelLoadError('the model worker did not return one finite score');
     }
   }
+  options.onStarted?.(manifest);
   return {
     manifest,
     score: (vectors, rows) => batcher.score(vectors, rows),

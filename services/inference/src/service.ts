@@ -55,7 +55,12 @@ export async function createInferenceApp(config: Config, deps: InferenceConnecti
     registry: models,
     name: config.MODEL_NAME,
     catalog: example.catalog,
-    scoring: { ...scoringOptions(config), onBatch: (rows) => metrics.batchRows.observe(rows), onRunFailure: metrics.runFailed },
+    scoring: {
+      ...scoringOptions(config),
+      onBatch: (rows) => metrics.batchRows.observe(rows),
+      onStarted: metrics.modelStarted,
+      onRunFailure: metrics.runFailed,
+    },
     pollMs: config.ROUTING_POLL_INTERVAL,
     logger: deps.logger,
     stats: metrics.serving,

@@ -31,6 +31,17 @@ describe('inference metrics', () => {
     }
   });
 
+  it("export a started version's model-run failures at 0, for each reason, before any run fails", async () => {
+    const { app, registry } = await buildTestApp();
+    try {
+      const text = await registry.metrics();
+      expect(text).toContain('tributary_model_run_failures_total{model="fraud_detector",version="1",reason="crash"} 0');
+      expect(text).toContain('tributary_model_run_failures_total{model="fraud_detector",version="1",reason="timeout"} 0');
+    } finally {
+      await app.close();
+    }
+  });
+
   it('count from there', async () => {
     const registry = createRegistry({ defaultMetrics: false });
     const metrics = inferenceMetrics(registry);
