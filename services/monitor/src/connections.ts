@@ -45,14 +45,30 @@ export function createJoinStore(config: Config, options: MonitorSettingsOptions 
   return new MemoryJoinStore(config.MONITOR_JOIN_WINDOW, config.MONITOR_JOIN_REPLAY_HORIZON);
 }
 
+/** The stores the inference replicas read the rollouts from: the monitor's canary rule and bandit rewards write there. */
+export interface RolloutStores {
+  routes: RoutingStore;
+  rewards: RewardStore;
+}
+
 /**
  * What the monitor's `/readyz` reports: the event log (Kafka's admin request costs more than a
- * Redis PING: asked at most every 5 s) and the join store, where the pending joins wait.
+ * Redis PING: asked at most every 5 s), the join store, where the pending joins wait, and when
+ * the monitor takes part in rollouts, the routing store (the canary rule reads and ends
+ * canaries there) and the reward store (the bandits' rewards are added there).
  */
-export function monitorDependencies(eventLog: EventLog, joins: JoinStore): Record<string, Dependency> {
+export function monitorDependencies(
+  eventLog: EventLog,
+  joins: JoinStore,
+  rollouts?: { stores: RolloutStores },
+): Record<string, Dependency> {
   return {
     event_log: { ping: () => eventLog.ping(), reuseMs: 5_000 },
     join_store: { ping: () => joins.ping() },
+    ...(rollouts && {
+      routing_store: { ping: () => rollouts.stores.routes.ping() },
+      reward_store: { ping: () => rollouts.stores.rewards.ping() },
+    }),
   };
 }
 
@@ -160,7 +176,7 @@ export function rolloutControl(routes: RoutingStore): RolloutControl {
  * inference replicas read: `routes` and `rewards`, or Redis's when REDIS_URL is set (a
  * monitor on its own without Redis shares no routing with anyone: none then).
  */
-export function rolloutSettings(config: Config, shared?: { routes: RoutingStore; rewards: RewardStore }) {
+export function rolloutSettings(config: Config, shared?: RolloutStores) {
   const own =
     shared === undefined && config.REDIS_URL
       ? {
@@ -171,6 +187,7 @@ export function rolloutSettings(config: Config, shared?: { routes: RoutingStore;
   const stores = shared ?? own;
   if (!stores) return undefined;
   return {
+    stores,
     addReward: (model: string, version: string, trials: number, reward: number) => stores.rewards.add(model, version, trials, reward),
     canary: {
       rule: { metric: config.MONITOR_CANARY_METRIC, margin: config.MONITOR_CANARY_MARGIN, minLabels: config.MONITOR_CANARY_MIN_LABELS },
@@ -183,11 +200,7 @@ export function rolloutSettings(config: Config, shared?: { routes: RoutingStore;
 }
 
 /** The join and quality settings of `startMonitor`, from the configuration. */
-export function monitorSettings(
-  config: Config,
-  shared?: { routes: RoutingStore; rewards: RewardStore },
-  options: MonitorSettingsOptions = {},
-) {
+export function monitorSettings(config: Config, shared?: RolloutStores, options: MonitorSettingsOptions = {}) {
   // Before any connection is opened.
   checkRegistryDir(config.MODEL_REGISTRY_DIR);
   return {

@@ -30,7 +30,7 @@ try {
     port: config.PORT,
     started: () => monitor !== null,
     notReady: () => (stopping ? 'stopping' : monitor === null ? 'starting: joining the consumer group' : null),
-    dependencies: monitorDependencies(eventLog, settings.joins),
+    dependencies: monitorDependencies(eventLog, settings.joins, settings.rollouts),
   });
   logger.info(`monitor starting; metrics on ${ops.url}/metrics`);
   monitor = await startMonitor({

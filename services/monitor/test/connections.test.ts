@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { buildProfile, ConfigError, loadConfig, MemoryEventLog, startOpsServer, type Logger } from '@tributary/shared';
 import { Registry } from 'prom-client';
 import { MemoryJoinStore } from '../src/join-store.js';
+import { MemoryRewardStore, MemoryRoutingStore } from '@tributary/inference/routing';
 import { createJoinStore, manifestsFrom, monitorDependencies, monitorSettings } from '../src/connections.js';
 
 let dir = '';
@@ -187,5 +188,48 @@ describe("the monitor's /readyz", () => {
         await joins.close();
       }
     }
+  });
+
+  it('reports the routing and reward stores its rollouts write to, as the monitor is started; the deep check fails while they do not answer', async () => {
+    const eventLog = new MemoryEventLog();
+    const cases = [
+      // Nothing listens on port 1: the Redis of every store is down.
+      { name: 'on Redis, down', settings: monitorSettings(loadConfig({ REDIS_URL: 'redis://127.0.0.1:1' })), state: 'down' },
+      {
+        name: 'sharing the stores of the process',
+        settings: monitorSettings(loadConfig({}), { routes: new MemoryRoutingStore(), rewards: new MemoryRewardStore() }),
+        state: 'up',
+      },
+    ];
+    for (const { name, settings, state } of cases) {
+      const ops = await startOpsServer({
+        registry: new Registry(),
+        host: '127.0.0.1',
+        port: 0,
+        notReady: () => null,
+        dependencies: monitorDependencies(eventLog, settings.joins, settings.rollouts),
+      });
+      try {
+        const ready = await fetch(`${ops.url}/readyz`);
+        expect(ready.status, name).toBe(200);
+        expect(await ready.json(), name).toMatchObject({
+          status: 'ready',
+          dependencies: { event_log: 'up', join_store: state, routing_store: state, reward_store: state },
+        });
+        const deep = await fetch(`${ops.url}/readyz?deep=true`);
+        expect(deep.status, name).toBe(state === 'up' ? 200 : 503);
+        if (state === 'down')
+          expect(await deep.json()).toMatchObject({
+            reason: 'join_store, routing_store, reward_store down',
+            problems: { routing_store: expect.any(String), reward_store: expect.any(String) },
+          });
+      } finally {
+        await ops.close();
+        await Promise.all([settings.joins.close(), settings.rollouts?.close()]);
+      }
+    }
+    // A monitor on its own without Redis takes no part in rollouts: no such store to report.
+    const alone = monitorSettings(loadConfig({}));
+    expect(Object.keys(monitorDependencies(eventLog, alone.joins, alone.rollouts)).sort()).toEqual(['event_log', 'join_store']);
   });
 });

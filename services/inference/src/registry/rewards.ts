@@ -12,6 +12,8 @@ import type { Rewards } from './rollout.js';
 export interface RewardStore {
   add(model: string, version: string, trials: number, reward: number): Promise<void>;
   get(model: string): Promise<Rewards>;
+  /** Resolves when the store answers (for `/readyz`). */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -28,6 +30,8 @@ export class MemoryRewardStore implements RewardStore {
   async get(model: string): Promise<Rewards> {
     return Object.assign(Object.create(null) as Rewards, structuredClone(this.rewards.get(model) ?? {}));
   }
+
+  async ping(): Promise<void> {}
 
   async close(): Promise<void> {}
 }
@@ -71,6 +75,10 @@ export class RedisRewardStore implements RewardStore {
       else if (field.endsWith(':r')) entry.reward = Number(value);
     }
     return rewards;
+  }
+
+  async ping(): Promise<void> {
+    await this.client.ping().catch(unavailable);
   }
 
   async close(): Promise<void> {

@@ -42,6 +42,8 @@ export interface RoutingStore {
   update(next: Routing, expectedRevision: number, audit: AuditEntry): Promise<RoutingUpdate>;
   /** Newest first. */
   audit(model: string, limit: number): Promise<AuditEntry[]>;
+  /** Resolves when the store answers (for `/readyz`). */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -71,6 +73,8 @@ export class MemoryRoutingStore implements RoutingStore {
   async audit(model: string, limit: number): Promise<AuditEntry[]> {
     return structuredClone((this.log.get(model) ?? []).slice(0, limit));
   }
+
+  async ping(): Promise<void> {}
 
   async close(): Promise<void> {}
 }
@@ -151,6 +155,10 @@ export class RedisRoutingStore implements RoutingStore {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  async ping(): Promise<void> {
+    await this.client.ping().catch(unavailable);
   }
 
   async close(): Promise<void> {
