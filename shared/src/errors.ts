@@ -21,6 +21,7 @@ export const ERRORS = {
   ROUTING_STORE_UNAVAILABLE: { status: 503, retriable: true },
   MODEL_UNAVAILABLE: { status: 503, retriable: true },
   OVERLOADED: { status: 503, retriable: true },
+  SHUTTING_DOWN: { status: 503, retriable: true },
   INTERNAL: { status: 500, retriable: true },
 } as const;
 

@@ -138,7 +138,7 @@ export function createFastify(options: {
     done();
   });
   app.addHook('onRequest', (_request, _reply, done) => {
-    done(closing ? new TributaryError('OVERLOADED', 'this replica is shutting down; retry, another replica will answer') : undefined);
+    done(closing ? new TributaryError('SHUTTING_DOWN', 'this replica is shutting down; retry, another replica will answer') : undefined);
   });
   // JSON is read as UTF-8: a body declared in another charset would be mangled, not decoded.
   app.addHook('preParsing', (request, _reply, payload, done) => {

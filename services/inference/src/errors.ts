@@ -32,13 +32,19 @@ function fieldOf(error: FastifyError): string | undefined {
   return path || undefined;
 }
 
-/** `serverError`: told the code of every 5xx answer but a shed request's (those are counted apart). */
+/**
+ * The 503s that are no fault: a request shed (counted in tributary_requests_shed_total; a line
+ * per shed request, let alone a stack, would add work exactly while the service is overloaded)
+ * and one that arrived while the replica shuts down (every rollout makes some; the client
+ * retries another replica).
+ */
+export const NOT_SERVER_ERRORS: ReadonlySet<string> = new Set(['OVERLOADED', 'SHUTTING_DOWN']);
+
+/** `serverError`: told the code of every 5xx answer but those of NOT_SERVER_ERRORS. */
 export function installErrorHandler(app: FastifyInstance, serverError: (code: string) => void = () => {}): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof TributaryError) {
-      // Shed: counted in tributary_requests_shed_total. A line per shed request, let alone a
-      // stack, would add work exactly while the service is overloaded.
-      if (error.code === 'OVERLOADED') request.log.debug(error.message);
+      if (NOT_SERVER_ERRORS.has(error.code)) request.log.debug(error.message);
       else if (error.httpStatus >= 500) {
         request.log.error({ err: error }, error.message);
         serverError(error.code);

@@ -1,6 +1,7 @@
 import { Counter, ERRORS, Gauge, Histogram, LATENCY_BUCKETS, metric, type Registry } from '@tributary/shared';
 import type { AccessOptions } from './access.js';
 import { RUN_FAILURES } from './batcher.js';
+import { NOT_SERVER_ERRORS } from './errors.js';
 import type { ScoringOptions } from './model.js';
 import type { PredictionLogStats } from './prediction-log.js';
 import type { PredictorStats } from './predictor.js';
@@ -167,7 +168,7 @@ export function inferenceMetrics(registry: Registry): {
     () =>
       new Counter({
         name: 'tributary_http_server_errors_total',
-        help: 'Requests answered with a 5xx other than shedding (those are tributary_requests_shed_total), by error code',
+        help: 'Requests answered with a 5xx other than shedding (those are tributary_requests_shed_total) or a replica shutting down (SHUTTING_DOWN, not counted), by error code',
         labelNames: ['code'],
         registers,
       }),
@@ -201,7 +202,7 @@ export function inferenceMetrics(registry: Registry): {
   for (const outcome of ['published', 'dropped']) logRecords.inc({ outcome }, 0);
   for (const reason of ['event_loop_delay', 'model_queue_full']) shed.inc({ reason }, 0);
   for (const reason of ['missing_key', 'invalid_key', 'admin_disabled']) denied.inc({ reason }, 0);
-  for (const [code, { status }] of Object.entries(ERRORS)) if (status >= 500 && code !== 'OVERLOADED') serverErrors.inc({ code }, 0);
+  for (const [code, { status }] of Object.entries(ERRORS)) if (status >= 500 && !NOT_SERVER_ERRORS.has(code)) serverErrors.inc({ code }, 0);
   return {
     batchRows,
     modelStarted(model) {

@@ -95,8 +95,9 @@ describe('a body that would set a prototype', () => {
 });
 
 describe('a replica shutting down', () => {
-  it('answers a request 503 with Retry-After in the error shape while the requests in flight finish', async () => {
+  it('answers a request 503 SHUTTING_DOWN with Retry-After while the requests in flight finish, counted neither as shed nor as a server error', async () => {
     current = await buildTestApp();
+    const { registry } = current;
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
     current.app.addHook('onClose', () => held);
@@ -107,6 +108,11 @@ describe('a replica shutting down', () => {
     current = undefined;
     expect(answer.statusCode).toBe(503);
     expect(answer.headers['retry-after']).toBe('1');
-    expect(answer.json()).toEqual({ code: 'OVERLOADED', message: 'this replica is shutting down; retry, another replica will answer' });
+    expect(answer.json()).toEqual({ code: 'SHUTTING_DOWN', message: 'this replica is shutting down; retry, another replica will answer' });
+    const text = await registry.metrics();
+    expect(text).toContain('tributary_requests_shed_total{reason="event_loop_delay"} 0');
+    expect(text).toContain('tributary_requests_shed_total{reason="model_queue_full"} 0');
+    expect(text).not.toMatch(/^tributary_http_server_errors_total\{code="(SHUTTING_DOWN|OVERLOADED)"\}/m);
+    expect(text).not.toMatch(/^tributary_http_server_errors_total\{.*\} [1-9]/m);
   });
 });
