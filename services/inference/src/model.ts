@@ -3,18 +3,23 @@
  * order with their types and defaults, sha256 of the ONNX file, training metadata) and the ONNX file. Loading checks the
  * hash, that the model's input and output fit the manifest and a test run, so a broken
  * version never replaces a working one; the version then scores in worker threads, with
- * concurrent requests batched together.
+ * concurrent requests batched together. onnxruntime loads a model synchronously on the thread
+ * that asks, so the checks and the workers' loads happen off the event loop (model-check.ts).
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setImmediate } from 'node:timers/promises';
 import * as ort from 'onnxruntime-node';
 import { Piscina } from 'piscina';
 import Type, { type Static } from 'typebox';
 import { FEATURE_TYPES, FeatureTypeSchema, loadConfig, recordValidator, type Config } from '@tributary/shared';
 import { MicroBatcher, type RunFailure } from './batcher.js';
-import { runModel, type ModelIo } from './model-run.js';
+import { ModelLoadError, type ModelCheck, type ModelCheckTask } from './model-check.js';
+import { medianRunMicros, runModel, type ModelIo } from './model-run.js';
 import type { ModelWorkerData } from './model-worker.js';
+
+export { ModelLoadError };
 
 /**
  * Names that are safe as one path segment (no separators, not `.` or `..`, no hidden files) and
@@ -48,10 +53,6 @@ export const ModelManifestSchema = Type.Object({
   profile: Type.Optional(Type.Unknown({ description: 'reference profile of the training data, for the monitor' })),
 });
 export type ModelManifest = Static<typeof ModelManifestSchema>;
-
-export class ModelLoadError extends Error {
-  override name = 'ModelLoadError';
-}
 
 export interface ModelVersion {
   dir: string;
@@ -95,82 +96,73 @@ export async function readModelVersion(dir: string): Promise<ModelVersion> {
   const bytes = await readFile(join(dir, manifest.file)).catch((error: Error) => {
     throw new ModelLoadError(`cannot read model file ${join(dir, manifest.file)}: ${error.message}`);
   });
-  checkHash(manifest, bytes);
+  await checkHash(manifest, bytes);
   return { dir, manifest, bytes };
 }
 
-export function checkHash(manifest: ModelManifest, bytes: Buffer): void {
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
+export async function checkHash(manifest: ModelManifest, bytes: Buffer): Promise<void> {
+  const sha256 = await sha256Hex(bytes);
   if (sha256 !== manifest.sha256) {
     throw new ModelLoadError(`${manifest.file}: sha256 ${sha256} does not match the manifest's ${manifest.sha256}`);
   }
 }
 
 /**
- * Loads the model in onnxruntime on this thread and checks it against its manifest: the
+ * A model's bytes are hashed or copied at most this many at a time, between event-loop turns:
+ * 16 MB at once held the event loop 10–30 ms (hashed, or copied for a worker thread).
+ */
+const CHUNK_BYTES = 1 << 20;
+
+async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const hash = createHash('sha256');
+  for (let offset = 0; offset < bytes.length; offset += CHUNK_BYTES) {
+    if (offset > 0) await setImmediate();
+    hash.update(bytes.subarray(offset, offset + CHUNK_BYTES));
+  }
+  return hash.digest('hex');
+}
+
+/**
+ * A copy of the bytes in memory shared with worker threads, which then receive it without a
+ * copy (handing them the Buffer would copy it on this thread, once per thread).
+ */
+async function shareBytes(bytes: Uint8Array): Promise<Uint8Array> {
+  const shared = new Uint8Array(new SharedArrayBuffer(bytes.length));
+  for (let offset = 0; offset < bytes.length; offset += CHUNK_BYTES) {
+    if (offset > 0) await setImmediate();
+    shared.set(bytes.subarray(offset, offset + CHUNK_BYTES), offset);
+  }
+  return shared;
+}
+
+/** How long the thread checking versions waits idle for the next before it stops. */
+const CHECKER_IDLE_MS = 10_000;
+let checker: Piscina | null = null;
+
+/**
+ * Loads the model in onnxruntime in a worker thread and checks it against its manifest (see
+ * model-check.ts); with `timeOneRow`, also measures its run on one row there (µs). One thread,
+ * started when first needed, checks every version of the process.
+ */
+async function checkModelInWorker(manifest: ModelManifest, bytes: Uint8Array, timeOneRow: boolean): Promise<number | null> {
+  checker ??= new Piscina({
+    filename: new URL('./model-check-entry.mjs', import.meta.url).href,
+    minThreads: 0,
+    maxThreads: 1,
+    idleTimeout: CHECKER_IDLE_MS,
+  });
+  const check = (await checker.run({ manifest, bytes, timeOneRow } satisfies ModelCheckTask)) as ModelCheck;
+  if (!check.ok) throw new ModelLoadError(check.reason);
+  return check.oneRowMicros;
+}
+
+/**
+ * Loads the model in onnxruntime (in a worker thread) and checks it against its manifest: the
  * input is float32 [rows, features], the output a float tensor with one score per row (or one
  * column per class), and test runs on one row and on two give finite scores.
  */
 export async function inspectModel(manifest: ModelManifest, bytes: Buffer): Promise<void> {
-  await (await openCheckedSession(manifest, bytes)).release();
-}
-
-/** `inspectModel`, keeping the session it checked (the caller releases it). */
-async function openCheckedSession(manifest: ModelManifest, bytes: Buffer): Promise<ort.InferenceSession> {
-  const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1 }).catch((error: Error) => {
-    throw new ModelLoadError(`onnxruntime cannot load ${manifest.file}: ${error.message}`);
-  });
-  try {
-    const width = manifest.features.length;
-    const input = session.inputMetadata.find((m) => m.name === manifest.input);
-    if (!input) throw new ModelLoadError(`the model has no input "${manifest.input}" (its inputs: ${session.inputNames.join(', ')})`);
-    if (session.inputNames.length !== 1) {
-      throw new ModelLoadError(`the model has ${session.inputNames.length} inputs (${session.inputNames.join(', ')}); one is supported`);
-    }
-    if (!input.isTensor || input.type !== 'float32') throw new ModelLoadError(`input "${manifest.input}" is not a float32 tensor`);
-    const [rows, last] = input.shape;
-    if (input.shape.length !== 2 || (typeof last === 'number' && last !== width)) {
-      throw new ModelLoadError(
-        `input "${manifest.input}" has shape [${input.shape.join(', ')}]; the manifest lists ${width} features, so [rows, ${width}] is expected`,
-      );
-    }
-    // Batches have any number of rows, down to one: a fixed batch size cannot serve.
-    if (typeof rows === 'number' && rows !== -1) {
-      throw new ModelLoadError(
-        `input "${manifest.input}" has a fixed batch dimension (shape [${input.shape.join(', ')}]); its first dimension must be symbolic or -1 (any number of rows)`,
-      );
-    }
-    const output = session.outputMetadata.find((m) => m.name === manifest.output);
-    if (!output) throw new ModelLoadError(`the model has no output "${manifest.output}" (its outputs: ${session.outputNames.join(', ')})`);
-    if (!output.isTensor) throw new ModelLoadError(`output "${manifest.output}" is not a tensor (a map or sequence, such as a ZipMap)`);
-    if (output.type !== 'float32' && output.type !== 'float64') {
-      throw new ModelLoadError(`output "${manifest.output}" holds ${output.type} values; scores must be float32 or float64`);
-    }
-    // A test run on one row and on two: the smallest batch, and one of several rows.
-    const column = manifest.output_column ?? 0;
-    for (const rows of [1, 2]) {
-      const result = await session
-        .run({ [manifest.input]: new ort.Tensor('float32', new Float32Array(rows * width), [rows, width]) }, [manifest.output])
-        .catch((error: Error) => {
-          throw new ModelLoadError(`test run on ${rows} row${rows === 1 ? '' : 's'} failed: ${error.message}`);
-        });
-      const values = result[manifest.output]!.data;
-      const columns = values.length / rows;
-      if (!Number.isInteger(columns) || columns < 1 || column >= columns) {
-        throw new ModelLoadError(
-          `output "${manifest.output}" has ${values.length} values for ${rows} row${rows === 1 ? '' : 's'}; column ${column} cannot be served`,
-        );
-      }
-      for (let row = 0; row < rows; row++) {
-        const score = Number(values[row * columns + column]);
-        if (!Number.isFinite(score)) throw new ModelLoadError(`test run gave a non-finite score (${score})`);
-      }
-    }
-    return session;
-  } catch (error) {
-    await session.release();
-    throw error;
-  }
+  await checkModelInWorker(manifest, await shareBytes(bytes), false);
 }
 
 export interface ScoringOptions {
@@ -213,7 +205,7 @@ export function scoringOptions(config: Config): ScoringOptions {
 /** The configuration's defaults, declared once in `shared/src/config.ts`. */
 export const DEFAULT_SCORING: ScoringOptions = scoringOptions(loadConfig({}));
 
-/** Models larger than this are never tried on the event loop (a second copy in memory, and a long measurement). */
+/** Models larger than this are never opened on the event loop (a long load there, a second copy in memory, and a long measurement). */
 const INLINE_MAX_MODEL_BYTES = 1 << 20;
 
 export interface LoadedModel {
@@ -230,12 +222,20 @@ export interface LoadedModel {
   close(): Promise<void>;
 }
 
-/** Starts a checked version in its worker threads. */
+/**
+ * Checks a version (hash aside) and starts it. Nothing heavy happens on the event loop: the
+ * check and the one-row timing run in a worker thread, the workers load their own copies; a
+ * session is created on this thread only for a model whose one-row run is cheap enough to
+ * score inline (a small model, quick to load).
+ */
 export async function startModel(version: ModelVersion, options: ScoringOptions = DEFAULT_SCORING): Promise<LoadedModel> {
   const { manifest, bytes } = version;
   const width = manifest.features.length;
   const io: ModelIo = { input: manifest.input, output: manifest.output, width, column: manifest.output_column ?? 0 };
-  const inline = await inlineRunner(await openCheckedSession(manifest, bytes), bytes, io, options);
+  const limit = options.inlineMaxMicros ?? 0;
+  const shared = await shareBytes(bytes);
+  const oneRowMicros = await checkModelInWorker(manifest, shared, limit > 0 && bytes.length <= INLINE_MAX_MODEL_BYTES);
+  const inline = oneRowMicros !== null && oneRowMicros <= limit ? await inlineRunner(manifest, bytes, io, options, limit) : NOT_INLINE;
   // No worker when every batch the batcher can form is scored on the event loop.
   const pool =
     inline.maxRows >= options.maxBatchRows
@@ -245,7 +245,7 @@ export async function startModel(version: ModelVersion, options: ScoringOptions 
           minThreads: options.threads,
           maxThreads: options.threads,
           idleTimeout: Infinity,
-          workerData: { bytes: new Uint8Array(bytes), ...io } satisfies ModelWorkerData,
+          workerData: { bytes: shared, ...io } satisfies ModelWorkerData,
         });
   const batcher = new MicroBatcher(
     {
@@ -297,58 +297,36 @@ export async function startModel(version: ModelVersion, options: ScoringOptions 
   };
 }
 
+const NOT_INLINE = { session: null, maxRows: 0 };
+
 /**
- * Measures the model's run on the checked session, on this thread, for one row and for a full
- * batch (medians after a warm-up), and keeps the session when some batches cost at most
- * `inlineMaxMicros`: it then scores those (up to `maxRows` rows, the cost taken as linear in
- * the rows) on the event loop. Otherwise the session is released.
+ * Opens the model on this thread and measures its run there, for one row and for a full batch,
+ * and keeps the session when some batches cost at most `limit` µs: it then scores those (up to
+ * `maxRows` rows, the cost taken as linear in the rows) on the event loop. Otherwise the
+ * session is released.
  */
 async function inlineRunner(
-  session: ort.InferenceSession,
+  manifest: ModelManifest,
   bytes: Buffer,
-  io: ModelIo,
-  options: ScoringOptions,
-): Promise<{ session: ort.InferenceSession | null; maxRows: number }> {
-  const limit = options.inlineMaxMicros ?? 0;
-  if (limit <= 0 || bytes.length > INLINE_MAX_MODEL_BYTES) {
-    await session.release();
-    return { session: null, maxRows: 0 };
-  }
-  try {
-    return await measureInline(session, io, options, limit);
-  } catch (error) {
-    await session.release();
-    throw error;
-  }
-}
-
-async function measureInline(
-  session: ort.InferenceSession,
   io: ModelIo,
   options: ScoringOptions,
   limit: number,
 ): Promise<{ session: ort.InferenceSession | null; maxRows: number }> {
-  const cost = async (rows: number) => {
-    const vectors = new Float32Array(rows * io.width);
-    const times: number[] = [];
-    for (let i = 0; i < 23; i++) {
-      const started = process.hrtime.bigint();
-      await runModel(session, io, vectors, rows);
-      if (i >= 3) times.push(Number(process.hrtime.bigint() - started) / 1000);
-    }
-    return times.sort((a, b) => a - b)[times.length >> 1]!;
-  };
-  // The run alone: runModel's await adds an event-loop turn, not run time, but it is measured
-  // with it; that overstates the cost, on the safe side.
-  const full = Math.max(2, options.maxBatchRows);
-  const one = await cost(1);
-  const perRow = Math.max(0, ((await cost(full)) - one) / (full - 1));
-  const maxRows = one > limit ? 0 : perRow === 0 ? full : Math.min(full, 1 + Math.floor((limit - one) / perRow));
-  if (maxRows === 0) {
+  const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1 }).catch((error: Error) => {
+    throw new ModelLoadError(`onnxruntime cannot load ${manifest.file}: ${error.message}`);
+  });
+  try {
+    const full = Math.max(2, options.maxBatchRows);
+    const one = await medianRunMicros(session, io, 1);
+    const perRow = Math.max(0, ((await medianRunMicros(session, io, full)) - one) / (full - 1));
+    const maxRows = one > limit ? 0 : perRow === 0 ? full : Math.min(full, 1 + Math.floor((limit - one) / perRow));
+    if (maxRows > 0) return { session, maxRows };
+  } catch (error) {
     await session.release();
-    return { session: null, maxRows: 0 };
+    throw error;
   }
-  return { session, maxRows };
+  await session.release();
+  return NOT_INLINE;
 }
 
 /** Reads, checks and starts the version in `dir`. */

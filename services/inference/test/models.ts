@@ -222,6 +222,25 @@ export function unboundedVersion(version: string, op: 'Exp' | 'Sqrt', weight: nu
 }
 
 /**
+ * A linear model over the fraud features (score = weight * sum(x)) whose file holds at least
+ * `megabytes` MB: its sum goes through a hidden layer of equal weights, [features, hidden] then
+ * [hidden, 1], sized to make the file that large.
+ */
+export function largeVersion(version: string, megabytes: number, weight: number, name = 'fraud_detector'): BuiltVersion {
+  const width = fraud.FRAUD_MODEL_FEATURES.length;
+  const hidden = Math.ceil((megabytes * 1024 * 1024) / 4 / width);
+  const graph = new OnnxGraphBuilder({ name: 'large' })
+    .addInput('features', 'float', ['N', width])
+    .addFloatInitializer('W1', [width, hidden], new Float32Array(width * hidden).fill(weight))
+    .addFloatInitializer('W2', [hidden, 1], new Float32Array(hidden).fill(1 / hidden))
+    .addNode({ opType: 'MatMul', inputs: ['features', 'W1'], outputs: ['hidden'] })
+    .addNode({ opType: 'MatMul', inputs: ['hidden', 'W2'], outputs: ['score'] })
+    .addOutput('score', 'float', ['N', 1]);
+  const bytes = Buffer.from(graph.toBytes());
+  return { manifest: manifestFor(name, version, bytes, {}), bytes, expected: (x) => weight * Array.from(x).reduce((a, b) => a + b, 0) };
+}
+
+/**
  * Runs the registry CLI (`npm run models`) with the given environment, without the caller's
  * REDIS_URL and KAFKA_BROKERS; `onStderr` sees its error output as it comes.
  */

@@ -155,7 +155,7 @@ export class ModelRegistry {
   async register(manifest: ModelManifest, bytes: Buffer): Promise<VersionSummary> {
     const target = this.dir(manifest.name, manifest.version);
     try {
-      checkHash(manifest, bytes);
+      await checkHash(manifest, bytes);
       await inspectModel(manifest, bytes);
       this.check(manifest);
     } catch (error) {

@@ -1,0 +1,103 @@
+/**
+ * The check of a model version against its manifest, run in a worker thread (see
+ * `checkModelInWorker` in model.ts): onnxruntime creates a session and runs it synchronously on
+ * the thread that asks, and a large model's session takes tens of milliseconds or more to create.
+ */
+import * as ort from 'onnxruntime-node';
+import type { ModelManifest } from './model.js';
+import { medianRunMicros, type ModelIo } from './model-run.js';
+
+export class ModelLoadError extends Error {
+  override name = 'ModelLoadError';
+}
+
+export interface ModelCheckTask {
+  manifest: ModelManifest;
+  /** The ONNX file, in memory shared with the main thread. */
+  bytes: Uint8Array;
+  /** Whether to measure the run on one row (see `medianRunMicros`). */
+  timeOneRow: boolean;
+}
+
+/** The one-row run's cost (µs; null when not measured), or why the version cannot serve. */
+export type ModelCheck = { ok: true; oneRowMicros: number | null } | { ok: false; reason: string };
+
+/**
+ * The worker's task: loads the model in onnxruntime and checks it against its manifest: the
+ * input is float32 [rows, features], the output a float tensor with one score per row (or one
+ * column per class), and test runs on one row and on two give finite scores.
+ */
+export default async function checkModel({ manifest, bytes, timeOneRow }: ModelCheckTask): Promise<ModelCheck> {
+  try {
+    // onnxruntime takes no shared memory: a copy of this thread's own.
+    const session = await ort.InferenceSession.create(new Uint8Array(bytes), { intraOpNumThreads: 1, interOpNumThreads: 1 }).catch(
+      (error: Error) => {
+        throw new ModelLoadError(`onnxruntime cannot load ${manifest.file}: ${error.message}`);
+      },
+    );
+    try {
+      await checkSession(manifest, session);
+      const io: ModelIo = {
+        input: manifest.input,
+        output: manifest.output,
+        width: manifest.features.length,
+        column: manifest.output_column ?? 0,
+      };
+      return { ok: true, oneRowMicros: timeOneRow ? await medianRunMicros(session, io, 1) : null };
+    } finally {
+      await session.release();
+    }
+  } catch (error) {
+    // Returned, not thrown: an error crossing threads loses its class.
+    if (error instanceof ModelLoadError) return { ok: false, reason: error.message };
+    throw error;
+  }
+}
+
+async function checkSession(manifest: ModelManifest, session: ort.InferenceSession): Promise<void> {
+  const width = manifest.features.length;
+  const input = session.inputMetadata.find((m) => m.name === manifest.input);
+  if (!input) throw new ModelLoadError(`the model has no input "${manifest.input}" (its inputs: ${session.inputNames.join(', ')})`);
+  if (session.inputNames.length !== 1) {
+    throw new ModelLoadError(`the model has ${session.inputNames.length} inputs (${session.inputNames.join(', ')}); one is supported`);
+  }
+  if (!input.isTensor || input.type !== 'float32') throw new ModelLoadError(`input "${manifest.input}" is not a float32 tensor`);
+  const [rows, last] = input.shape;
+  if (input.shape.length !== 2 || (typeof last === 'number' && last !== width)) {
+    throw new ModelLoadError(
+      `input "${manifest.input}" has shape [${input.shape.join(', ')}]; the manifest lists ${width} features, so [rows, ${width}] is expected`,
+    );
+  }
+  // Batches have any number of rows, down to one: a fixed batch size cannot serve.
+  if (typeof rows === 'number' && rows !== -1) {
+    throw new ModelLoadError(
+      `input "${manifest.input}" has a fixed batch dimension (shape [${input.shape.join(', ')}]); its first dimension must be symbolic or -1 (any number of rows)`,
+    );
+  }
+  const output = session.outputMetadata.find((m) => m.name === manifest.output);
+  if (!output) throw new ModelLoadError(`the model has no output "${manifest.output}" (its outputs: ${session.outputNames.join(', ')})`);
+  if (!output.isTensor) throw new ModelLoadError(`output "${manifest.output}" is not a tensor (a map or sequence, such as a ZipMap)`);
+  if (output.type !== 'float32' && output.type !== 'float64') {
+    throw new ModelLoadError(`output "${manifest.output}" holds ${output.type} values; scores must be float32 or float64`);
+  }
+  // A test run on one row and on two: the smallest batch, and one of several rows.
+  const column = manifest.output_column ?? 0;
+  for (const rows of [1, 2]) {
+    const result = await session
+      .run({ [manifest.input]: new ort.Tensor('float32', new Float32Array(rows * width), [rows, width]) }, [manifest.output])
+      .catch((error: Error) => {
+        throw new ModelLoadError(`test run on ${rows} row${rows === 1 ? '' : 's'} failed: ${error.message}`);
+      });
+    const values = result[manifest.output]!.data;
+    const columns = values.length / rows;
+    if (!Number.isInteger(columns) || columns < 1 || column >= columns) {
+      throw new ModelLoadError(
+        `output "${manifest.output}" has ${values.length} values for ${rows} row${rows === 1 ? '' : 's'}; column ${column} cannot be served`,
+      );
+    }
+    for (let row = 0; row < rows; row++) {
+      const score = Number(values[row * columns + column]);
+      if (!Number.isFinite(score)) throw new ModelLoadError(`test run gave a non-finite score (${score})`);
+    }
+  }
+}
