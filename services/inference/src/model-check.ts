@@ -1,11 +1,11 @@
 /**
- * The check of a model version against its manifest, run in a worker thread (see
- * `checkModelInWorker` in model.ts): onnxruntime creates a session and runs it synchronously on
- * the thread that asks, and a large model's session takes tens of milliseconds or more to create.
+ * The check of a model version against its manifest. onnxruntime creates a session and runs it
+ * synchronously on the thread that asks, and a large model's session takes tens of
+ * milliseconds or more to create: such a model is checked in a worker thread (see
+ * `checkModelInWorker` in model.ts), a small one on the event loop.
  */
 import * as ort from 'onnxruntime-node';
 import type { ModelManifest } from './model.js';
-import { medianRunMicros, type ModelIo } from './model-run.js';
 
 export class ModelLoadError extends Error {
   override name = 'ModelLoadError';
@@ -15,38 +15,34 @@ export interface ModelCheckTask {
   manifest: ModelManifest;
   /** The ONNX file, in memory shared with the main thread. */
   bytes: Uint8Array;
-  /** Whether to measure the run on one row (see `medianRunMicros`). */
-  timeOneRow: boolean;
 }
 
-/** The one-row run's cost (µs; null when not measured), or why the version cannot serve. */
-export type ModelCheck = { ok: true; oneRowMicros: number | null } | { ok: false; reason: string };
+/** Nothing when the version can serve, or why it cannot. */
+export type ModelCheck = { ok: true } | { ok: false; reason: string };
 
 /**
- * The worker's task: loads the model in onnxruntime and checks it against its manifest: the
- * input is float32 [rows, features], the output a float tensor with one score per row (or one
- * column per class), and test runs on one row and on two give finite scores.
+ * Loads the model in onnxruntime and checks it against its manifest: the input is float32
+ * [rows, features], the output a float tensor with one score per row (or one column per
+ * class), and test runs on one row and on two give finite scores. The caller releases the session.
  */
-export default async function checkModel({ manifest, bytes, timeOneRow }: ModelCheckTask): Promise<ModelCheck> {
+export async function openCheckedSession(manifest: ModelManifest, bytes: Uint8Array): Promise<ort.InferenceSession> {
+  const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1 }).catch((error: Error) => {
+    throw new ModelLoadError(`onnxruntime cannot load ${manifest.file}: ${error.message}`);
+  });
   try {
-    // onnxruntime takes no shared memory: a copy of this thread's own.
-    const session = await ort.InferenceSession.create(new Uint8Array(bytes), { intraOpNumThreads: 1, interOpNumThreads: 1 }).catch(
-      (error: Error) => {
-        throw new ModelLoadError(`onnxruntime cannot load ${manifest.file}: ${error.message}`);
-      },
-    );
-    try {
-      await checkSession(manifest, session);
-      const io: ModelIo = {
-        input: manifest.input,
-        output: manifest.output,
-        width: manifest.features.length,
-        column: manifest.output_column ?? 0,
-      };
-      return { ok: true, oneRowMicros: timeOneRow ? await medianRunMicros(session, io, 1) : null };
-    } finally {
-      await session.release();
-    }
+    await checkSession(manifest, session);
+    return session;
+  } catch (error) {
+    await session.release();
+    throw error;
+  }
+}
+
+/** The check-worker's task: `openCheckedSession` on a copy of the bytes (onnxruntime takes no shared memory). */
+export default async function checkModel({ manifest, bytes }: ModelCheckTask): Promise<ModelCheck> {
+  try {
+    await (await openCheckedSession(manifest, new Uint8Array(bytes))).release();
+    return { ok: true };
   } catch (error) {
     // Returned, not thrown: an error crossing threads loses its class.
     if (error instanceof ModelLoadError) return { ok: false, reason: error.message };

@@ -10,12 +10,12 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setImmediate } from 'node:timers/promises';
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
 import { Piscina } from 'piscina';
 import Type, { type Static } from 'typebox';
 import { FEATURE_TYPES, FeatureTypeSchema, loadConfig, recordValidator, type Config } from '@tributary/shared';
 import { MicroBatcher, type RunFailure } from './batcher.js';
-import { ModelLoadError, type ModelCheck, type ModelCheckTask } from './model-check.js';
+import { ModelLoadError, openCheckedSession, type ModelCheck, type ModelCheckTask } from './model-check.js';
 import { medianRunMicros, runModel, type ModelIo } from './model-run.js';
 import type { ModelWorkerData } from './model-worker.js';
 
@@ -141,28 +141,38 @@ let checker: Piscina | null = null;
 
 /**
  * Loads the model in onnxruntime in a worker thread and checks it against its manifest (see
- * model-check.ts); with `timeOneRow`, also measures its run on one row there (µs). One thread,
- * started when first needed, checks every version of the process.
+ * model-check.ts). One thread, started when first needed, checks the large versions of the process.
  */
-async function checkModelInWorker(manifest: ModelManifest, bytes: Uint8Array, timeOneRow: boolean): Promise<number | null> {
+async function checkModelInWorker(manifest: ModelManifest, bytes: Uint8Array): Promise<void> {
   checker ??= new Piscina({
     filename: new URL('./model-check-entry.mjs', import.meta.url).href,
     minThreads: 0,
     maxThreads: 1,
     idleTimeout: CHECKER_IDLE_MS,
   });
-  const check = (await checker.run({ manifest, bytes, timeOneRow } satisfies ModelCheckTask)) as ModelCheck;
+  const check = (await checker.run({ manifest, bytes } satisfies ModelCheckTask)) as ModelCheck;
   if (!check.ok) throw new ModelLoadError(check.reason);
-  return check.oneRowMicros;
 }
 
 /**
- * Loads the model in onnxruntime (in a worker thread) and checks it against its manifest: the
- * input is float32 [rows, features], the output a float tensor with one score per row (or one
- * column per class), and test runs on one row and on two give finite scores.
+ * Checks the model against its manifest (model-check.ts): a small one (at most
+ * INLINE_MAX_MODEL_BYTES) on this thread, where it loads in a few milliseconds, returning the
+ * checked session (the caller releases it); a larger one in the check worker, returning null.
+ */
+async function checkModel(manifest: ModelManifest, bytes: Buffer, shared?: Uint8Array): Promise<ort.InferenceSession | null> {
+  if (bytes.length <= INLINE_MAX_MODEL_BYTES) return openCheckedSession(manifest, bytes);
+  await checkModelInWorker(manifest, shared ?? (await shareBytes(bytes)));
+  return null;
+}
+
+/**
+ * Loads the model in onnxruntime and checks it against its manifest: the input is float32
+ * [rows, features], the output a float tensor with one score per row (or one column per
+ * class), and test runs on one row and on two give finite scores. A large model is checked in
+ * a worker thread.
  */
 export async function inspectModel(manifest: ModelManifest, bytes: Buffer): Promise<void> {
-  await checkModelInWorker(manifest, await shareBytes(bytes), false);
+  await (await checkModel(manifest, bytes))?.release();
 }
 
 export interface ScoringOptions {
@@ -205,7 +215,11 @@ export function scoringOptions(config: Config): ScoringOptions {
 /** The configuration's defaults, declared once in `shared/src/config.ts`. */
 export const DEFAULT_SCORING: ScoringOptions = scoringOptions(loadConfig({}));
 
-/** Models larger than this are never opened on the event loop (a long load there, a second copy in memory, and a long measurement). */
+/**
+ * Models larger than this are never opened on the event loop (a long load there, a second copy
+ * in memory, and a long measurement): they are checked in a worker thread and scored in the
+ * worker pool. A model this small loads in a few milliseconds.
+ */
 const INLINE_MAX_MODEL_BYTES = 1 << 20;
 
 export interface LoadedModel {
@@ -223,19 +237,17 @@ export interface LoadedModel {
 }
 
 /**
- * Checks a version (hash aside) and starts it. Nothing heavy happens on the event loop: the
- * check and the one-row timing run in a worker thread, the workers load their own copies; a
- * session is created on this thread only for a model whose one-row run is cheap enough to
- * score inline (a small model, quick to load).
+ * Checks a version (hash aside) and starts it. Nothing heavy happens on the event loop: a large
+ * model is checked in a worker thread and the workers load their own copies; only a small one
+ * is opened on this thread, and kept there when its runs are cheap enough to score inline.
  */
 export async function startModel(version: ModelVersion, options: ScoringOptions = DEFAULT_SCORING): Promise<LoadedModel> {
   const { manifest, bytes } = version;
   const width = manifest.features.length;
   const io: ModelIo = { input: manifest.input, output: manifest.output, width, column: manifest.output_column ?? 0 };
-  const limit = options.inlineMaxMicros ?? 0;
   const shared = await shareBytes(bytes);
-  const oneRowMicros = await checkModelInWorker(manifest, shared, limit > 0 && bytes.length <= INLINE_MAX_MODEL_BYTES);
-  const inline = oneRowMicros !== null && oneRowMicros <= limit ? await inlineRunner(manifest, bytes, io, options, limit) : NOT_INLINE;
+  const checked = await checkModel(manifest, bytes, shared);
+  const inline = checked ? await inlineRunner(checked, io, options) : NOT_INLINE;
   // No worker when every batch the batcher can form is scored on the event loop.
   const pool =
     inline.maxRows >= options.maxBatchRows
@@ -300,27 +312,25 @@ export async function startModel(version: ModelVersion, options: ScoringOptions 
 const NOT_INLINE = { session: null, maxRows: 0 };
 
 /**
- * Opens the model on this thread and measures its run there, for one row and for a full batch,
- * and keeps the session when some batches cost at most `limit` µs: it then scores those (up to
- * `maxRows` rows, the cost taken as linear in the rows) on the event loop. Otherwise the
- * session is released.
+ * Measures the model's run on the checked session, on this thread, for one row and for a full
+ * batch, and keeps the session when some batches cost at most `inlineMaxMicros`: it then
+ * scores those (up to `maxRows` rows, the cost taken as linear in the rows) on the event loop.
+ * Otherwise the session is released.
  */
 async function inlineRunner(
-  manifest: ModelManifest,
-  bytes: Buffer,
+  session: ort.InferenceSession,
   io: ModelIo,
   options: ScoringOptions,
-  limit: number,
 ): Promise<{ session: ort.InferenceSession | null; maxRows: number }> {
-  const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1 }).catch((error: Error) => {
-    throw new ModelLoadError(`onnxruntime cannot load ${manifest.file}: ${error.message}`);
-  });
+  const limit = options.inlineMaxMicros ?? 0;
   try {
-    const full = Math.max(2, options.maxBatchRows);
-    const one = await medianRunMicros(session, io, 1);
-    const perRow = Math.max(0, ((await medianRunMicros(session, io, full)) - one) / (full - 1));
-    const maxRows = one > limit ? 0 : perRow === 0 ? full : Math.min(full, 1 + Math.floor((limit - one) / perRow));
-    if (maxRows > 0) return { session, maxRows };
+    if (limit > 0) {
+      const full = Math.max(2, options.maxBatchRows);
+      const one = await medianRunMicros(session, io, 1);
+      const perRow = Math.max(0, ((await medianRunMicros(session, io, full)) - one) / (full - 1));
+      const maxRows = one > limit ? 0 : perRow === 0 ? full : Math.min(full, 1 + Math.floor((limit - one) / perRow));
+      if (maxRows > 0) return { session, maxRows };
+    }
   } catch (error) {
     await session.release();
     throw error;
