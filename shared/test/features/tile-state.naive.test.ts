@@ -561,7 +561,6 @@ describe('pruneState', () => {
       expect(bySize.get(tileMs), `${tileMs / MINUTE}-minute tiles`).toBeLessThanOrEqual(windowMs / tileMs + 2);
     }
   });
-
 });
 
 describe('numerical precision of stddev', () => {
