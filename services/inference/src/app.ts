@@ -260,6 +260,8 @@ export async function buildApp(deps: InferenceDeps) {
     registry: deps.registry,
     store: deps.store,
     eventLog: deps.eventLog,
+    routes: deps.models.routes,
+    rewards: deps.rewards,
     model: () => {
       const { name, version } = deps.serving.current.model.manifest;
       return { name, version };

@@ -1,8 +1,9 @@
 /**
  * `/readyz` of the inference service: ready while the replica can serve (model loaded, not
- * shutting down), whatever Redis and Kafka do, since it serves degraded predictions and
- * buffers its prediction log through their outages; their state is in the body, and the
- * operators' deep check (`?deep=true`) fails while one is down.
+ * shutting down), whatever Redis and Kafka do, since it serves degraded predictions, buffers
+ * its prediction log and follows the routing it last read through their outages; the state of
+ * each (online, routing and reward stores, event log) is in the body, and the operators' deep
+ * check (`?deep=true`) fails while one is down.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryEventLog, MemoryOnlineStore, TributaryError } from '@tributary/shared';
@@ -31,7 +32,7 @@ describe('GET /readyz', () => {
     expect(response.json()).toEqual({
       status: 'ready',
       model: { name: 'fraud_detector', version: '1' },
-      dependencies: { online_store: 'up', event_log: 'up' },
+      dependencies: { online_store: 'up', event_log: 'up', routing_store: 'up', reward_store: 'up' },
     });
     expect((await current.app.inject('/readyz?deep=true')).statusCode).toBe(200);
   });
@@ -47,7 +48,7 @@ describe('GET /readyz', () => {
     expect(ready.json()).toEqual({
       status: 'ready',
       model: { name: 'fraud_detector', version: '1' },
-      dependencies: { online_store: 'down', event_log: 'up' },
+      dependencies: { online_store: 'down', event_log: 'up', routing_store: 'up', reward_store: 'up' },
       problems: { online_store: 'Connection is closed.' },
     });
     const deep = await current.app.inject('/readyz?deep=true');
@@ -66,7 +67,7 @@ describe('GET /readyz', () => {
     current = await buildTestApp({ eventLog });
     const ready = await current.app.inject('/readyz');
     expect(ready.statusCode).toBe(200);
-    expect(ready.json().dependencies).toEqual({ online_store: 'up', event_log: 'down' });
+    expect(ready.json().dependencies).toEqual({ online_store: 'up', event_log: 'down', routing_store: 'up', reward_store: 'up' });
     expect((await current.app.inject('/readyz?deep=1')).statusCode).toBe(503);
   });
 
@@ -83,7 +84,9 @@ describe('GET /readyz', () => {
     const routes = new MemoryRoutingStore();
     const get = routes.get.bind(routes);
     let routingDown = true;
-    routes.get = (model) => (routingDown ? Promise.reject(new TributaryError('ROUTING_STORE_UNAVAILABLE', 'down')) : get(model));
+    const down = () => Promise.reject(new TributaryError('ROUTING_STORE_UNAVAILABLE', 'down'));
+    routes.get = (model) => (routingDown ? down() : get(model));
+    routes.ping = () => (routingDown ? down() : Promise.resolve());
     current = await buildTestApp({ routes, env: { ROUTING_POLL_INTERVAL: '1h' } });
     const guessing = await current.app.inject('/readyz');
     expect(guessing.statusCode).toBe(503);
@@ -95,9 +98,47 @@ describe('GET /readyz', () => {
     await current.app.serving.refresh();
     expect((await current.app.inject('/readyz')).statusCode).toBe(200);
     // Once followed, a routing store that stops answering leaves it ready: it serves the routing it has.
+    // The store is reported down, and the deep check fails on it.
     routingDown = true;
     await current.app.serving.refresh();
-    expect((await current.app.inject('/readyz')).statusCode).toBe(200);
+    const following = await current.app.inject('/readyz');
+    expect(following.statusCode).toBe(200);
+    expect(following.json()).toMatchObject({
+      status: 'ready',
+      dependencies: { routing_store: 'down' },
+      problems: { routing_store: 'down' },
+    });
+    const deep = await current.app.inject('/readyz?deep=true');
+    expect(deep.statusCode).toBe(503);
+    expect(deep.json()).toMatchObject({ reason: 'routing_store down' });
+  });
+
+  // Nothing listens on port 1: the Redis of the routing and reward stores is down.
+  const REDIS_DOWN = { REDIS_URL: 'redis://127.0.0.1:1', ROUTING_POLL_INTERVAL: '1h' };
+
+  it('reports the reward store on Redis, down while its Redis does not answer: still ready (bandits keep the rewards they read), the deep check fails', async () => {
+    current = await buildTestApp({ routes: new MemoryRoutingStore(), env: REDIS_DOWN });
+    const ready = await current.app.inject('/readyz');
+    expect(ready.statusCode).toBe(200);
+    expect(ready.json()).toMatchObject({
+      status: 'ready',
+      dependencies: { online_store: 'up', event_log: 'up', routing_store: 'up', reward_store: 'down' },
+      problems: { reward_store: expect.any(String) },
+    });
+    const deep = await current.app.inject('/readyz?deep=true');
+    expect(deep.statusCode).toBe(503);
+    expect(deep.json()).toMatchObject({ status: 'not ready', reason: 'reward_store down' });
+  });
+
+  it('reports the routing store on Redis, down while its Redis does not answer', async () => {
+    current = await buildTestApp({ env: REDIS_DOWN });
+    // Not ready because it could never read the routing (above), whatever the body reports.
+    const ready = await current.app.inject('/readyz');
+    expect(ready.statusCode).toBe(503);
+    expect(ready.json()).toMatchObject({
+      dependencies: { online_store: 'up', event_log: 'up', routing_store: 'down', reward_store: 'down' },
+      problems: { routing_store: expect.any(String), reward_store: expect.any(String) },
+    });
   });
 
   // The service answers every request 503 from the moment it closes.

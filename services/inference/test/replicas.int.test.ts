@@ -267,11 +267,14 @@ describe.skipIf(!services.redisUrl)(
         await new Promise((resolve) => redis.once('exit', resolve));
         const before = counts.degraded;
         await waitFor(() => counts.degraded > before + 50, { what: 'degraded predictions during the outage' });
-        // Still ready (it serves), with Redis reported down; the operators' deep check fails.
+        // Still ready (it serves, following the routing it read), with the stores on Redis reported
+        // down; the operators' deep check fails.
         const ready = await app.inject({ method: 'GET', url: '/readyz' });
         expect(ready.statusCode).toBe(200);
-        expect(ready.json().dependencies.online_store).toBe('down');
-        expect((await app.inject({ method: 'GET', url: '/readyz?deep=true' })).statusCode).toBe(503);
+        expect(ready.json().dependencies).toEqual({ online_store: 'down', event_log: 'up', routing_store: 'down', reward_store: 'down' });
+        const deep = await app.inject({ method: 'GET', url: '/readyz?deep=true' });
+        expect(deep.statusCode).toBe(503);
+        expect(deep.json().reason).toBe('online_store, routing_store, reward_store down');
         redis = startRedis(port);
         const okAfter = counts.ok;
         await waitFor(() => counts.ok > okAfter + 50, { timeoutMs: 20_000, what: 'full predictions after Redis is back' });
