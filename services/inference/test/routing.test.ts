@@ -1,5 +1,6 @@
 import { createServer } from 'node:net';
-import { describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import { describe, expect, it, vi } from 'vitest';
 import { TributaryError } from '@tributary/shared';
 import { RedisRewardStore } from '../src/registry/rewards.js';
 import { MemoryRoutingStore, RedisRoutingStore } from '../src/registry/routing.js';
@@ -40,4 +41,16 @@ describe('the Redis routing and reward stores when Redis does not answer', () =>
       await Promise.all([routing.close(), rewards.close()]);
     }
   }, 20_000);
+
+  it('are closed without a QUIT while they have never connected: the client is dropped, not left reconnecting to send it', async () => {
+    const target = { url: `redis://127.0.0.1:${await closedPort()}` };
+    for (const store of [new RedisRoutingStore(target, 'test:'), new RedisRewardStore(target, 'test:')]) {
+      const client = (store as unknown as { client: Redis }).client;
+      const quit = vi.spyOn(client, 'quit');
+      const disconnect = vi.spyOn(client, 'disconnect');
+      await store.close();
+      expect(quit, store.constructor.name).not.toHaveBeenCalled();
+      expect(disconnect, store.constructor.name).toHaveBeenCalled();
+    }
+  });
 });

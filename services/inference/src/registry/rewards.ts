@@ -6,7 +6,7 @@
  */
 import type { Cluster, Redis } from 'ioredis';
 import { connectRedis, type RedisTarget } from '@tributary/shared';
-import { unavailable } from './routing.js';
+import { closeClient, unavailable } from './routing.js';
 import type { Rewards } from './rollout.js';
 
 export interface RewardStore {
@@ -82,6 +82,6 @@ export class RedisRewardStore implements RewardStore {
   }
 
   async close(): Promise<void> {
-    await this.client.quit().catch(() => this.client.disconnect());
+    await closeClient(this.client);
   }
 }

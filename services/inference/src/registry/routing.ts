@@ -162,10 +162,17 @@ export class RedisRoutingStore implements RoutingStore {
   }
 
   async close(): Promise<void> {
-    // A client that never connected would keep a QUIT queued: it is dropped instead.
-    if (this.client.status !== 'ready') this.client.disconnect();
-    else await this.client.quit().catch(() => this.client.disconnect());
+    await closeClient(this.client);
   }
+}
+
+/**
+ * Closes the client of a routing or reward store: QUIT once connected, else dropped (a client
+ * that never connected would keep the QUIT queued while it reconnects, holding up a shutdown).
+ */
+export async function closeClient(client: Redis | Cluster): Promise<void> {
+  if (client.status !== 'ready') client.disconnect();
+  else await client.quit().catch(() => client.disconnect());
 }
 
 /** A routing in a few words, for the audit log: `champion 2; canary 3 at 10%; shadows 4`. */
