@@ -14,7 +14,7 @@ export { LibrdkafkaProducer, librdkafka, type LibrdkafkaProducerOptions } from '
 export * from './online-store/types.js';
 export { MemoryOnlineStore } from './online-store/memory.js';
 export { RedisOnlineStore, type RedisOnlineStoreOptions } from './online-store/redis.js';
-export { connectRedis, describeRedis, redisUrls, type RedisTarget } from './redis.js';
+export { closeRedis, connectRedis, describeRedis, redisUrls, type RedisTarget } from './redis.js';
 export * from './features/aggregations.js';
 export * from './features/definition.js';
 export * from './features/duration.js';

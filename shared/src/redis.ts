@@ -52,3 +52,12 @@ export function connectRedis(target: RedisTarget, options: RedisOptions = {}): R
     },
   );
 }
+
+/**
+ * Closes a client: QUIT once connected, else dropped (a client that never connected, or is
+ * reconnecting, would keep the QUIT queued while it retries, holding up a shutdown).
+ */
+export async function closeRedis(client: Redis | Cluster): Promise<void> {
+  if (client.status !== 'ready') client.disconnect();
+  else await client.quit().catch(() => client.disconnect());
+}

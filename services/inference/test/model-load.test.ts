@@ -44,7 +44,8 @@ describe('loading a model version', () => {
     const built = logisticVersion('2', 0.1, 0);
     const version = { dir: '', manifest: built.manifest, bytes: built.bytes };
     const created = sessionsOnEventLoop();
-    const release = vi.spyOn(ort.InferenceSession.prototype, 'release');
+    // The sessions' class (the factory's type does not name it).
+    const release = vi.spyOn((ort.InferenceSession as unknown as { prototype: ort.InferenceSession }).prototype, 'release');
     // 1 µs: a run and the event-loop turn its timing includes cost more; the checked session is let go.
     const slow = await startModel(version, { ...DEFAULT_SCORING, threads: 1, inlineMaxMicros: 1 });
     loaded.push(slow);

@@ -36,7 +36,7 @@
  * one slot) is written after them.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { connectRedis, type RedisTarget } from '@tributary/shared';
+import { closeRedis, connectRedis, type RedisTarget } from '@tributary/shared';
 
 export type Side = 'prediction' | 'label';
 
@@ -763,6 +763,6 @@ export class RedisJoinStore implements JoinStore {
   }
 
   async close(): Promise<void> {
-    await this.client.quit().catch(() => this.client.disconnect());
+    await closeRedis(this.client);
   }
 }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { progressField } from '../features/tile-state.js';
-import { connectRedis } from '../redis.js';
+import { closeRedis, connectRedis } from '../redis.js';
 import type {
   EntityKey,
   EventIdChunk,
@@ -324,6 +324,6 @@ export class RedisOnlineStore implements OnlineStore {
 
   async close(): Promise<void> {
     const clients = this.writer ? [this.client, this.writer] : [this.client];
-    await Promise.all(clients.map((client) => client.quit().catch(() => client.disconnect())));
+    await Promise.all(clients.map(closeRedis));
   }
 }

@@ -5,8 +5,8 @@
  * reward for every labelled bandit prediction, and clients may send their own.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { connectRedis, type RedisTarget } from '@tributary/shared';
-import { closeClient, unavailable } from './routing.js';
+import { closeRedis, connectRedis, type RedisTarget } from '@tributary/shared';
+import { unavailable } from './routing.js';
 import type { Rewards } from './rollout.js';
 
 export interface RewardStore {
@@ -82,6 +82,6 @@ export class RedisRewardStore implements RewardStore {
   }
 
   async close(): Promise<void> {
-    await closeClient(this.client);
+    await closeRedis(this.client);
   }
 }

@@ -5,7 +5,7 @@
  * operators cannot overwrite each other unknowingly.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { connectRedis, TributaryError, type RedisTarget } from '@tributary/shared';
+import { closeRedis, connectRedis, TributaryError, type RedisTarget } from '@tributary/shared';
 import type { RolloutPolicy } from './rollout.js';
 
 export interface Routing {
@@ -162,17 +162,8 @@ export class RedisRoutingStore implements RoutingStore {
   }
 
   async close(): Promise<void> {
-    await closeClient(this.client);
+    await closeRedis(this.client);
   }
-}
-
-/**
- * Closes the client of a routing or reward store: QUIT once connected, else dropped (a client
- * that never connected would keep the QUIT queued while it reconnects, holding up a shutdown).
- */
-export async function closeClient(client: Redis | Cluster): Promise<void> {
-  if (client.status !== 'ready') client.disconnect();
-  else await client.quit().catch(() => client.disconnect());
 }
 
 /** A routing in a few words, for the audit log: `champion 2; canary 3 at 10%; shadows 4`. */
