@@ -25,7 +25,7 @@ import type { RolloutPolicy } from './registry/rollout.js';
 import { RedisRoutingStore, type AuditEntry, type Routing } from './registry/routing.js';
 
 const USAGE = `usage: npm run models -- <list | register <dir> | promote <version> --reason <why> | rollback --reason <why> | rollout <policy> --reason <why> | audit> [--model <name>] [--by <who>] [--limit <n>]
-  rollout policies: champion | canary <version> --percent <0-100> | ab <version>:<weight>,<version>:<weight>[,…] [--entity <key field>] | bandit <version>,<version>[,…]
+  rollout policies: champion | canary <version> --percent <more than 0, less than 100> | ab <version>:<weight>,<version>:<weight>[,…] [--entity <key field>] | bandit <version>,<version>[,…]
   with any policy: --shadow <version>[,<version>…] (scored on every request, never returned)`;
 
 class UsageError extends Error {}
@@ -56,7 +56,8 @@ function parsePolicy(kind: string | undefined, argument: string | undefined, val
     case 'canary': {
       if (!argument) throw new UsageError('rollout canary needs the version');
       const percent = Number(values.percent);
-      if (values.percent === undefined || !Number.isFinite(percent)) throw new UsageError('rollout canary needs --percent <0-100>');
+      if (values.percent === undefined || !Number.isFinite(percent))
+        throw new UsageError('rollout canary needs --percent <more than 0, less than 100>');
       return { kind: 'canary', version: argument, percent };
     }
     case 'ab': {

@@ -66,6 +66,8 @@ describe('npm run models (registry CLI)', () => {
       expect([notADirectory.code, notADirectory.stderr]).toEqual([1, expect.stringMatching(/^error: ENOTDIR: not a directory/)]);
       const help = await models(['--help'], env);
       expect([help.code, help.stdout]).toEqual([0, expect.stringMatching(/^usage: npm run models/)]);
+      // A canary's share is what the rollout accepts: 0 and 100 are refused.
+      expect(help.stdout).toContain('canary <version> --percent <more than 0, less than 100>');
     },
     CLI_TIMEOUT_MS,
   );
