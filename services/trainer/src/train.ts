@@ -131,13 +131,19 @@ async function main(): Promise<void> {
  * makes (512 MB).
  */
 async function readTrainingSet(file: string): Promise<TrainingSet> {
-  let set: TrainingSet;
+  let text: string;
   try {
-    set = JSON.parse(await readFile(file, 'utf8')) as TrainingSet;
+    text = await readFile(file, 'utf8');
   } catch (error) {
-    // Node's "Invalid string length": the file is more text than one string holds.
+    // ERR_STRING_TOO_LONG (or "Invalid string length"): the file is more text than one string holds.
     if (error instanceof RangeError || (error as { code?: string }).code === 'ERR_STRING_TOO_LONG')
       throw new Error(`--training-set ${file}: too large to read as one JSON document (over 512 MB of text); build a set of fewer rows`);
+    throw new Error(`--training-set ${file}: cannot read it (${(error as Error).message})`);
+  }
+  let set: TrainingSet;
+  try {
+    set = JSON.parse(text) as TrainingSet;
+  } catch (error) {
     throw new Error(
       `--training-set ${file}: not a JSON training set (${(error as Error).message}); build one with npm run training-set -- … --format json`,
     );

@@ -121,6 +121,15 @@ describe('training from a training set', () => {
       expect(refused.stderr).toMatch(
         /^train: failed: --training-set .*: rows\[3\]\[1\] \("user_transactions:count_24h"\) is "7", expected a number$/m,
       );
+      // A file that cannot be read is told apart from one that is not JSON.
+      const missing = await train(['--training-set', join(dir, 'missing.json'), '--out', join(dir, 'x')]);
+      expect([missing.code, missing.stderr]).toEqual([
+        1,
+        expect.stringMatching(/^train: failed: --training-set .*missing\.json: cannot read it \(ENOENT: no such file or directory/m),
+      ]);
+      await writeFile(join(dir, 'truncated.json'), '{"format":');
+      const truncated = await train(['--training-set', join(dir, 'truncated.json'), '--out', join(dir, 'x')]);
+      expect([truncated.code, truncated.stderr]).toEqual([1, expect.stringMatching(/truncated\.json: not a JSON training set \(/)]);
       for (const [args, message] of [
         [['--algorithm', 'toString'], /--algorithm must be one of logistic_regression, gbt, got toString/],
         [['--version', '../../etc'], /--version must be letters/],
@@ -131,7 +140,7 @@ describe('training from a training set', () => {
         expect([wrong.code, wrong.stderr]).toEqual([2, expect.stringMatching(message)]);
         expect(wrong.stderr).not.toMatch(/\n\s+at /);
       }
-      await expect(readdir(dir)).resolves.toEqual(['strings.json']);
+      await expect(readdir(dir).then((files) => files.sort())).resolves.toEqual(['strings.json', 'truncated.json']);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
