@@ -371,7 +371,7 @@ export const VARIABLES = {
     max: '365d',
   }),
   MODEL_REGISTRY_DIR: directory(
-    "Model registry directory: one folder per model name, one per version (`<name>/<version>/manifest.json` and the ONNX file). Default: the installation's `models` folder, as an absolute path (`/app/models` in the image). A relative path is taken from the working directory of the process: the repository under `npm start`, `services/<name>` under `npm start -w services/<name>`, `/app/services/<name>` in the image. The monitor refuses to start on a directory that does not exist or cannot be read.",
+    "Model registry directory: one folder per model name, one per version (`<name>/<version>/manifest.json` and the ONNX file). Default: the installation's `models` folder, as an absolute path (`/app/models` in the image). A relative path is taken from the working directory of the process: the repository under `npm start`, `services/<name>` under `npm start -w services/<name>`, `/app/services/<name>` in the image; the trainer's commands (`npm run train -w services/trainer`, `training-set`, `batch-predict`, `retrain`) take it from where `npm run` was started, as their path options. The monitor refuses to start on a directory that does not exist or cannot be read.",
     bundledRegistry,
   ),
   MODEL_NAME: text('Name of the model the inference service serves (its routing is kept in the online store).', 'fraud_detector'),

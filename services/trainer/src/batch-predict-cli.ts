@@ -16,9 +16,10 @@
 import { parseArgs } from 'node:util';
 import { unusableEvents } from '@tributary/features';
 import { loadModel } from '@tributary/inference';
-import { createOnlineStore, fraud, loadConfig, planModelFeatures } from '@tributary/shared';
+import { createOnlineStore, fraud, planModelFeatures } from '@tributary/shared';
 import { parseCsvRequests, parseNdjsonRequests, scoreRequests, type RequestShape } from './batch-predict.js';
 import {
+  cliConfig,
   eventLogOpener,
   modelDirectory,
   namedValues,
@@ -67,7 +68,7 @@ async function main(): Promise<void> {
   const allowedLateness =
     values['allowed-lateness'] === undefined ? undefined : parseDurationFlag(values['allowed-lateness'], '--allowed-lateness');
 
-  const config = loadConfig();
+  const config = cliConfig();
   if (values.online && !config.REDIS_URL) throw new UsageError('--online reads the online store of REDIS_URL: set it');
   const dir = modelDirectory(values.model, config);
   const manifest = await readManifest(dir);

@@ -7,6 +7,7 @@ import {
   checkBrokersReachable,
   createEventLog,
   isBadOption,
+  loadConfig,
   MAX_EVENT_TIME,
   parseDuration,
   parseEventTime,
@@ -23,8 +24,17 @@ export class UsageError extends Error {
 }
 
 /** A path as the user meant it: relative to where `npm run` was started. */
-export function userPath(path: string): string {
-  return resolve(process.env.INIT_CWD ?? process.cwd(), path);
+export function userPath(path: string, env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(env.INIT_CWD ?? process.cwd(), path);
+}
+
+/**
+ * The settings, a relative MODEL_REGISTRY_DIR taken as the path flags are, from where
+ * `npm run` was started (`npm run … -w services/trainer` runs in services/trainer).
+ */
+export function cliConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const registry = env.MODEL_REGISTRY_DIR?.trim();
+  return loadConfig(registry ? { ...env, MODEL_REGISTRY_DIR: userPath(registry, env) } : env);
 }
 
 export function parseTimeFlag(value: string, flag: string, now = Date.now()): number {

@@ -14,8 +14,8 @@
 import { hostname, userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ModelRegistry, RedisRoutingStore } from '@tributary/inference';
-import { fraud, loadConfig, planModelFeatures } from '@tributary/shared';
-import { eventLogOpener, fileOrTopic, parseDurationFlag, parseTimeFlag, runCli, UsageError, userPath } from './cli-support.js';
+import { fraud, planModelFeatures } from '@tributary/shared';
+import { cliConfig, eventLogOpener, fileOrTopic, parseDurationFlag, parseTimeFlag, runCli, UsageError, userPath } from './cli-support.js';
 import { retrain, RetrainRefused } from './retrain.js';
 import { ALGORITHMS, TREE_DEFAULTS, type AlgorithmFlag } from './train-model.js';
 
@@ -59,7 +59,7 @@ async function main(): Promise<void> {
   const seed = Number(values.seed);
   if (!Number.isInteger(seed) || seed < 0) throw new UsageError('--seed must be a non-negative integer');
 
-  const config = loadConfig();
+  const config = cliConfig();
   if (!config.REDIS_URL)
     throw new UsageError(
       'REDIS_URL is not set: the champion and the shadows are read from and written to the routing in Redis (without it, the routing lives inside the serving process)',

@@ -16,9 +16,8 @@
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '@tributary/shared';
 import type { TrainingSet } from './build-training-set.js';
-import { runCli, UsageError } from './cli-support.js';
+import { cliConfig, runCli, UsageError } from './cli-support.js';
 import { buildDataset, type Dataset } from './dataset.js';
 import {
   ALGORITHMS,
@@ -85,7 +84,7 @@ async function main(): Promise<void> {
   const name = trainingSet?.model.name ?? 'fraud_detector';
   if (!SAFE_NAME.test(name)) throw new Error(`--training-set: the model name ${JSON.stringify(name)} cannot name a registry folder`);
   // Where the version goes, checked before the work: its own folder in the registry unless told.
-  const registryDir = resolve(callerDir, loadConfig().MODEL_REGISTRY_DIR);
+  const registryDir = cliConfig().MODEL_REGISTRY_DIR;
   const outDir = values.out === undefined ? join(registryDir, name, version) : resolve(callerDir, values.out);
   await checkVersionDirectory(outDir, { name, version }, values.force!);
   if (dirname(outDir) === join(registryDir, name) && basename(outDir) !== version)

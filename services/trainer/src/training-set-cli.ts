@@ -12,7 +12,7 @@
  * log of KAFKA_BROKERS, from their start to their end when the read began.
  */
 import { parseArgs } from 'node:util';
-import { fraud, loadConfig } from '@tributary/shared';
+import { fraud } from '@tributary/shared';
 import { unusableEvents } from '@tributary/features';
 import {
   trainingSetFromBackfill,
@@ -22,6 +22,7 @@ import {
   type ModelFeatures,
 } from './build-training-set.js';
 import {
+  cliConfig,
   eventLogOpener,
   exactlyOne,
   fileOrTopic,
@@ -97,7 +98,7 @@ async function main(): Promise<void> {
     split = { validationFraction: fraction };
   }
   exactlyOne(values.labels, values['labels-topic'], ['--labels', '--labels-topic']);
-  const config = loadConfig();
+  const config = cliConfig();
   const example = fraud.fraudExample({
     transactions: config.TOPIC_TRANSACTIONS,
     labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS,

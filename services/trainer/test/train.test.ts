@@ -248,10 +248,10 @@ describe('feature types of an exported model', () => {
 });
 
 describe('where a version is written', () => {
-  const train = (args: string[], registry: string) =>
+  const train = (args: string[], registry: string, env: Record<string, string> = {}) =>
     run(process.execPath, ['--import', 'tsx', 'services/trainer/src/train.ts', '--rows', '3000', ...args], {
       cwd: root,
-      env: { ...process.env, MODEL_REGISTRY_DIR: registry },
+      env: { ...process.env, MODEL_REGISTRY_DIR: registry, ...env },
     }).then(
       ({ stdout }) => ({ code: 0, stdout, stderr: '' }),
       (error: { code: number; stdout: string; stderr: string }) => error,
@@ -296,9 +296,10 @@ describe('where a version is written', () => {
       expect([notVersion.code, notVersion.stderr]).toEqual([1, expect.stringMatching(/is not empty and holds no model version/)]);
       expect(await held(v1)).toEqual(shippedV1);
 
-      // A training set of another model goes to that model's folder.
+      // A training set of another model goes to that model's folder; a relative registry is the
+      // caller's, as under `npm run train -w services/trainer` (which runs in services/trainer).
       await writeFile(join(dir, 'churn.json'), JSON.stringify({ ...trainingSet(1000), model: { name: 'churn', version: '7' } }));
-      const churn = await train(['--training-set', join(dir, 'churn.json'), '--version', '1'], registry);
+      const churn = await train(['--training-set', 'churn.json', '--version', '1'], 'registry', { INIT_CWD: dir });
       expect(churn.code).toBe(0);
       expect(await held(join(registry, 'churn', '1'))).toMatchObject({ name: 'churn', version: '1' });
       expect(await held(v1)).toEqual(shippedV1);

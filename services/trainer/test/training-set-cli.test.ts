@@ -211,7 +211,8 @@ describe('a backfill-mode training set from an events file', () => {
       const built = await runTrainerCli(
         'training-set-cli.ts',
         ['log', '--model', 'fraud_detector/2', '--predictions', 'predictions.ndjson', '--labels', 'log-labels.ndjson', '--cutoff', 'now'],
-        { cwd: dir, env: { MODEL_REGISTRY_DIR: registry } },
+        // A relative registry is the caller's, as the file flags are.
+        { cwd: dir, env: { MODEL_REGISTRY_DIR: 'registry' } },
       );
       expect(built.code).toBe(0);
       const set = JSON.parse(built.stdout) as { request_ids: string[]; rows: number[][] };
