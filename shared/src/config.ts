@@ -412,7 +412,7 @@ export const VARIABLES = {
   API_KEYS: {
     ...apiKeys,
     description:
-      'API keys for the prediction and push routes, `id:secret` comma-separated (secrets of 16+ characters). Unset: those routes are open.',
+      'API keys for the client routes (prediction `/v1/predict…`, push `/v1/events/…` and feature reads `/v1/features/…`), `id:secret` comma-separated (secrets of 16+ characters). Unset: those routes are open.',
   },
   ADMIN_API_KEYS: {
     ...apiKeys,
@@ -420,7 +420,7 @@ export const VARIABLES = {
       'API keys for the admin routes (model registry and routing), `id:secret` comma-separated. Unset: the admin routes refuse every request.',
   },
   RATE_LIMIT_PER_KEY: integer(
-    'Requests per second allowed to each API key (or client address without keys: see TRUST_PROXY) on the prediction and push routes, unless RATE_LIMITS gives the key its own; 0: no limit.',
+    'Requests per second allowed to each API key (or client address without keys: see TRUST_PROXY) on the client routes (prediction, push and feature reads, one budget for all three), unless RATE_LIMITS gives the key its own; 0: no limit.',
     0,
     0,
     10_000_000,
@@ -428,7 +428,12 @@ export const VARIABLES = {
   RATE_LIMITS: rateLimits,
   TRUST_PROXY: trustProxy,
   SHED_EVENT_LOOP_DELAY_MS: integer('Event-loop delay above which requests are shed with 503 and Retry-After; 0: never.', 200, 0, 60_000),
-  BODY_LIMIT_BYTES: integer('Largest accepted HTTP request body.', 1_048_576, 1024, 104_857_600),
+  BODY_LIMIT_BYTES: integer(
+    'Largest accepted HTTP request body; the admin route registering a model version (`POST /admin/models/<name>/versions`, the ONNX file in base64) takes up to 256 MiB whatever this is.',
+    1_048_576,
+    1024,
+    104_857_600,
+  ),
   MAX_EVENTS_PER_REQUEST: integer('Most events accepted by one push-API request.', 1000, 1, 100_000),
   EVENTS_PUBLISH_TIMEOUT: duration(
     'Longest wait for Kafka to take the events of a push-API request (`POST /v1/events/<source>`); beyond it the request is answered 503 `EVENT_LOG_UNAVAILABLE` with Retry-After. The events may still reach Kafka afterwards: a client that retries can publish them twice. A replica that shuts down waits up to this long for the pushes in flight.',

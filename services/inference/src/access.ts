@@ -1,6 +1,6 @@
 /**
  * Who may call what, and how much: API keys (`Authorization: Bearer <secret>` or
- * `x-api-key`), optional on the prediction and push routes and mandatory on the admin
+ * `x-api-key`), optional on the prediction, push and feature routes and mandatory on the admin
  * routes; a request rate per key (each key's own, or one for all); and load shedding (503 with Retry-After) when the event
  * loop falls behind, so that an overloaded replica answers quickly instead of slowly.
  * Routes say what applies to them in their `config`: `access` and `shed`.
