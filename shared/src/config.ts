@@ -310,7 +310,10 @@ export const VARIABLES = {
     1,
   ),
   KAFKA_BROKERS: brokers,
-  KAFKA_CLIENT_ID: text('Kafka client id.', 'tributary'),
+  KAFKA_CLIENT_ID: text(
+    "Prefix of the Kafka clients' ids: each is `<KAFKA_CLIENT_ID>-<part>`, the part being `features`, `inference`, `inference-log` (the prediction log's producer), `monitor`, `simulator`, `standalone` (`npm start`), `backfill`, `trainer` (the trainer's commands), `scenario` (`npm run scenario:retrain`) or `bench`.",
+    'tributary',
+  ),
   KAFKA_SSL: boolean('Connect to the Kafka brokers over TLS (the system CAs, or KAFKA_SSL_CA_FILE).', false),
   KAFKA_SSL_CA_FILE: optionalText("PEM file of the certificate authorities that sign the brokers' certificates (implies KAFKA_SSL)."),
   KAFKA_SASL_MECHANISM: optionalText(
