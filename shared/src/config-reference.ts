@@ -23,6 +23,7 @@ export function configurationReference(): string {
     '',
     'Durations are a whole number and a unit: `ms`, `s`, `m`, `h` or `d` (`250ms`, `10s`, `7d`). Those that',
     'set a timer go up to `24d`: a Node.js timer fires after 1 ms instead of a delay over 2^31-1 ms (~24.8 days).',
+    'A number or a duration outside the range its meaning ends with is refused.',
     '',
     '| variable | default | meaning |',
     '| --- | --- | --- |',

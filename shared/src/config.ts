@@ -41,8 +41,9 @@ const directory = (description: string, fallback: string): Variable<string> => (
   },
 });
 
+/** An integer from `min` to `max`, the range said in the description, as `duration`'s. */
 const integer = (description: string, fallback: number, min: number, max: number): Variable<number> => ({
-  description,
+  description: `${description} From ${min} to ${max}.`,
   default: String(fallback),
   parse: (raw) => {
     if (!/^-?\d+$/.test(raw.trim())) throw new Error(`must be an integer between ${min} and ${max}`);
@@ -53,7 +54,7 @@ const integer = (description: string, fallback: number, min: number, max: number
 });
 
 const number = (description: string, fallback: number, min: number, max: number): Variable<number> => ({
-  description,
+  description: `${description} From ${min} to ${max}.`,
   default: String(fallback),
   parse: (raw) => {
     const value = Number(raw);
@@ -304,7 +305,7 @@ export const VARIABLES = {
     'Service name of the trace spans. Unset: the service (`tributary-inference`, `tributary-features`, `tributary` for `npm start`).',
   ),
   TRACING_SAMPLE_RATIO: number(
-    'Share of traces recorded when tracing is on (0 to 1), decided from the trace id; a request that carries a `traceparent` header follows the decision of its caller.',
+    'Share of traces recorded when tracing is on, decided from the trace id; a request that carries a `traceparent` header follows the decision of its caller.',
     1,
     0,
     1,

@@ -12,6 +12,24 @@ describe('configuration reference', () => {
     expect(configurationReference()).toContain('| `PORT` | `3000` (features `3001`, monitor `3002`) |');
   });
 
+  it('states the range of every number, the range its value is refused outside of', () => {
+    expect(configurationReference()).toContain(
+      '| `MODEL_THREADS` | `1` | Worker threads running the model (onnxruntime) beside the event loop. From 1 to 64. |',
+    );
+    const ranged = Object.entries(VARIABLES).flatMap(([name, variable]) => {
+      const range = /From (-?[\d.]+) to (-?[\d.]+)\.$/.exec(variable.description);
+      return range ? [{ name, parse: (raw: string) => variable.parse(raw), min: Number(range[1]), max: Number(range[2]) }] : [];
+    });
+    expect(ranged.map((v) => v.name)).toEqual(
+      expect.arrayContaining(['PORT', 'BODY_LIMIT_BYTES', 'TRACING_SAMPLE_RATIO', 'SIMULATOR_SEED']),
+    );
+    for (const { name, parse, min, max } of ranged) {
+      expect([parse(String(min)), parse(String(max))], name).toEqual([min, max]);
+      expect(() => parse(String(min - 1)), name).toThrow(/between/);
+      expect(() => parse(String(max + 1)), name).toThrow(/between/);
+    }
+  });
+
   it('lists every variable', () => {
     const text = configurationReference();
     for (const name of Object.keys(VARIABLES)) expect(text).toContain(`| \`${name}\` |`);
