@@ -18,11 +18,14 @@ import {
   startTracing,
 } from '@tributary/shared';
 import { startSimulator } from '@tributary/simulator';
+import { heldLog } from './held-log.js';
 
 const started = performance.now();
+// The first lines a user reads are the plain-text ones below; the log lines before them wait.
+const log = heldLog();
 try {
   const config = loadConfig();
-  const logger = createLogger('tributary', config.LOG_LEVEL);
+  const logger = createLogger('tributary', config.LOG_LEVEL, log);
   if (config.SIMULATOR && config.API_KEYS && config.SIMULATOR_API_KEY === undefined) {
     throw new ConfigError(
       'invalid configuration:\n  API_KEYS is set, so the simulator needs a key for its predictions: set SIMULATOR_API_KEY to the secret of one of them, or SIMULATOR=false',
@@ -51,6 +54,7 @@ try {
     `Tributary is listening on ${inference.url}  (POST ${inference.url}/v1/predict, API docs ${inference.url}/docs, metrics ${inference.url}/metrics)`,
   );
   console.log(describeBackends(config));
+  log.release();
   const features = await startFeatureService(config, { eventLog, store, registry, logger: logger.child({ component: 'features' }) });
   const monitor = await startMonitor({
     eventLog,
@@ -90,5 +94,6 @@ try {
   process.once('SIGINT', shutdown);
   process.once('SIGTERM', shutdown);
 } catch (error) {
+  log.release();
   exitOnStartupError('tributary', error);
 }
