@@ -89,10 +89,10 @@ COPY --chown=node:node models ./models
 USER node
 EXPOSE 3000 3001 3002
 # /healthz on PORT, else on the service's default port (inference and standalone 3000,
-# features 3001, monitor 3002). The simulator serves no HTTP: docker-compose.yml
-# disables this check for it.
+# features 3001, monitor 3002). The simulator serves no HTTP: it passes while it runs
+# (docker-compose.yml disables the check for it).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["node", "-e", "const d={features:3001,monitor:3002};const p=process.env.PORT||d[process.env.SERVICE]||3000;fetch(`http://127.0.0.1:${p}/healthz`,{signal:AbortSignal.timeout(4000)}).then((r)=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["node", "-e", "if(process.env.SERVICE==='simulator')process.exit(0);const d={features:3001,monitor:3002};const p=process.env.PORT||d[process.env.SERVICE]||3000;fetch(`http://127.0.0.1:${p}/healthz`,{signal:AbortSignal.timeout(4000)}).then((r)=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # The service's `npm start` (tsx src/main.ts) as one node process with tsx's loader,
 # without npm or a shell left in between, so that SIGTERM reaches the service.
 CMD ["sh", "-c", "if [ ! -f \"services/$SERVICE/src/main.ts\" ]; then echo \"unknown SERVICE '$SERVICE': expected one of: $(ls services | tr '\\n' ' ')\" >&2; exit 64; fi; cd \"services/$SERVICE\" && exec node --import tsx src/main.ts"]

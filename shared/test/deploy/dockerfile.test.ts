@@ -7,7 +7,10 @@
  * images, dependencies installed with `npm ci --omit=dev --ignore-scripts`, and no
  * devDependency imported by any file that stage runs.
  */
+import { execFile } from 'node:child_process';
+import { createServer } from 'node:http';
 import { builtinModules } from 'node:module';
+import type { AddressInfo } from 'node:net';
 import { readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { DockerfileParser, type Copy, type Healthcheck, type Instruction } from 'dockerfile-ast';
@@ -103,6 +106,25 @@ describe('Dockerfile lint', () => {
       if (!entry.http) continue;
       expect(Number(table.get(entry.name) ?? 3000), entry.name).toBe(entry.defaultPort);
     }
+  });
+
+  it('the health check passes for a service without HTTP, and asks /healthz of the others', async () => {
+    const [command, flag, script] = JSON.parse(/CMD\s+(\[[\s\S]*\])\s*$/.exec(content(of(runtime, 'HEALTHCHECK')[0]!))![1]!) as string[];
+    expect([command, flag]).toEqual(['node', '-e']);
+    const check = (env: Record<string, string>) =>
+      new Promise<number | null>((done) => execFile(process.execPath, ['-e', script!], { env }).once('exit', done));
+    for (const entry of serviceEntries().values())
+      if (entry.runnable && !entry.http) expect(await check({ SERVICE: entry.name }), entry.name).toBe(0);
+    const server = createServer((request, response) => response.writeHead(request.url === '/healthz' ? 200 : 404).end());
+    await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
+    const port = String((server.address() as AddressInfo).port);
+    try {
+      expect(await check({ SERVICE: 'inference', PORT: port })).toBe(0);
+    } finally {
+      await new Promise((closed) => server.close(closed));
+    }
+    // Nothing answers there any more: unhealthy.
+    expect(await check({ SERVICE: 'inference', PORT: port })).toBe(1);
   });
 
   it('installs production dependencies only, with no install script (nothing downloaded beyond npm)', () => {
