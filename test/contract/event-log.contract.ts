@@ -1,6 +1,7 @@
 /**
  * The event-log contract: keyed records, per-key order, consumer groups with committed
- * offsets, redelivery of a failed batch. Run against the in-memory log and Kafka.
+ * offsets, redelivery of a failed batch (while the other partitions go on). Run against the
+ * in-memory log and Kafka.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { EventLog, LogRecord, Subscription } from '../../shared/src/index.js';
@@ -160,6 +161,66 @@ export function eventLogContract(name: string, makeLog: () => Promise<EventLog>,
         expect(served.slice(0, held.size).sort()).toEqual([...held.keys()].sort());
       },
       options.timeoutMs * 2,
+    );
+
+    it(
+      'goes on with the other partitions and topics while one partition keeps failing, and reassigns none',
+      async () => {
+        const topics = [uniqueName('contract'), uniqueName('contract')];
+        await log.ensureTopics(topics.map((name) => ({ name, partitions: 4 })));
+        const publish = (from: number) =>
+          Promise.all(
+            topics.map((topic) =>
+              log.publish(
+                topic,
+                Array.from({ length: 40 }, (_, i) => ({ key: `k${i % 20}`, value: String(from + i) })),
+              ),
+            ),
+          );
+        await publish(0);
+        let failing: string | null = null;
+        let healed = false;
+        let failures = 0;
+        let rebalances = 0;
+        const delivered = new Map<string, string[]>();
+        const count = (id: string) => delivered.get(id)?.length ?? 0;
+        const subscription = await log.subscribe({
+          groupId: uniqueName('group'),
+          topics,
+          fromBeginning: true,
+          onRebalance: () => rebalances++,
+          eachBatch: async (batch) => {
+            const id = `${batch.topic}:${batch.partition}`;
+            // The first partition served fails until it is healed.
+            failing ??= id;
+            if (id === failing && !healed) {
+              failures++;
+              throw new Error('poison batch');
+            }
+            delivered.set(id, [...(delivered.get(id) ?? []), ...batch.records.map((r) => r.offset)]);
+          },
+        });
+        subscriptions.push(subscription);
+        await waitFor(() => failing, { timeoutMs: options.timeoutMs, what: 'the first batch' });
+        // More records while it fails: the others take them too.
+        await publish(40);
+        const held = await heldRecords(topics);
+        const others = [...held].filter(([id]) => id !== failing);
+        expect(others.length).toBeGreaterThan(1);
+        // Six failures in a row: as many as kafkajs retries a fetch before it restarts the consumer.
+        await waitFor(() => failures >= 6 && others.every(([id, records]) => count(id) === records), {
+          timeoutMs: options.timeoutMs,
+          what: 'the other partitions, while the failing one fails six times',
+        });
+        expect(count(failing!)).toBe(0);
+        // The failed batch is delivered again once its handler succeeds; every partition in order, once.
+        healed = true;
+        await waitFor(() => count(failing!) === held.get(failing!), { timeoutMs: options.timeoutMs, what: 'the healed partition' });
+        for (const [id, records] of held) expect(delivered.get(id), id).toEqual(Array.from({ length: records }, (_, i) => String(i)));
+        // The partitions were assigned once, when the consumer joined: a failing batch reassigns none.
+        expect(rebalances).toBe(1);
+      },
+      options.timeoutMs * 3,
     );
 
     it(

@@ -6,6 +6,21 @@ import type { EventLog, LogRecord, OutgoingRecord, PartitionOffsets, SubscribeOp
 const { Kafka, logLevel } = kafkajs;
 fixKafkajsIdleLoop();
 
+/**
+ * A partition whose batch failed waits this long before it is fetched again, doubling with each failure in a row
+ * up to RETRY_MAX_MS; its first success starts the count again.
+ */
+const RETRY_FIRST_MS = 100;
+const RETRY_MAX_MS = 5_000;
+
+/** A partition paused after its batch failed, until its retry. */
+interface Retry {
+  /** Its batches that failed in a row. */
+  failures: number;
+  timer: NodeJS.Timeout | null;
+  resume: () => void;
+}
+
 export interface KafkaEventLogOptions {
   brokers: string[];
   clientId: string;
@@ -80,7 +95,24 @@ export class KafkaEventLog implements EventLog {
     consumer.on(consumer.events.CRASH, (event) => options.onError?.(event.payload.error));
     // Committed offsets, fetched once per topic and assignment (partitions are opened one by one).
     let committedOffsets = new Map<string, Promise<{ partition: number; offset: string; metadata: string | null }[]>>();
+    /**
+     * A batch whose handler fails is not handed back to kafkajs, which would stop the fetches from every broker,
+     * retry, and after a few retries restart the consumer, rejoining the group (a rebalance for every member;
+     * tulios/kafkajs#587). Its partition is paused instead, and fetched again after a backoff while the others go
+     * on. The batch's offsets were not resolved, so the partition's next fetch starts at its first record.
+     */
+    const retries = new Map<string, Retry>();
+    /** A new assignment starts every partition from its commit; a stopped consumer retries nothing. */
+    const forgetRetries = () => {
+      for (const retry of retries.values()) {
+        if (retry.timer) clearTimeout(retry.timer);
+        retry.resume();
+      }
+      retries.clear();
+    };
+    consumer.on(consumer.events.DISCONNECT, forgetRetries);
     consumer.on(consumer.events.GROUP_JOIN, () => {
+      forgetRetries();
       committedOffsets = new Map();
       options.onRebalance?.();
     });
@@ -98,8 +130,9 @@ export class KafkaEventLog implements EventLog {
       autoCommit,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: options.concurrentPartitions ?? 1,
-      eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }) => {
+      eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale, pause }) => {
         if (!isRunning() || isStale() || batch.messages.length === 0) return;
+        const id = `${batch.topic}:${batch.partition}`;
         const records: LogRecord[] = batch.messages.map((m) => ({
           topic: batch.topic,
           partition: batch.partition,
@@ -119,8 +152,20 @@ export class KafkaEventLog implements EventLog {
           });
         } catch (error) {
           options.onError?.(error);
-          throw error;
+          const previous = retries.get(id);
+          if (previous?.timer) clearTimeout(previous.timer);
+          const retry: Retry = { failures: (previous?.failures ?? 0) + 1, timer: null, resume: pause() };
+          retry.timer = setTimeout(
+            () => {
+              retry.timer = null;
+              retry.resume();
+            },
+            Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** (retry.failures - 1)),
+          );
+          retries.set(id, retry);
+          return;
         }
+        retries.delete(id);
         resolveOffset(batch.lastOffset());
         if (autoCommit) await commitOffsetsIfNecessary();
         await heartbeat();

@@ -42,9 +42,11 @@ export interface SubscribeOptions {
   fromBeginning: boolean;
   /**
    * Called with the records of one partition in offset order; when it throws, the batch
-   * is delivered again. With `autoCommit` (the default) the batch's offsets are committed
-   * after it resolves; without, the consumer moves on and the caller commits with
-   * `Subscription.commit` what it has made durable.
+   * is delivered again, before any later record of its partition, while the other
+   * partitions go on (on Kafka the partition is paused, and fetched again after a backoff
+   * of 100 ms that doubles with each failure in a row, up to 5 s). With `autoCommit` (the
+   * default) the batch's offsets are committed after it resolves; without, the consumer
+   * moves on and the caller commits with `Subscription.commit` what it has made durable.
    */
   eachBatch(batch: RecordBatch): Promise<void>;
   autoCommit?: boolean;

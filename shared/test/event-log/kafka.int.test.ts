@@ -1,0 +1,71 @@
+import kafkajs from 'kafkajs';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { KafkaEventLog } from '../../src/event-log/kafka.js';
+import type { Subscription } from '../../src/event-log/types.js';
+import { realServices } from '../../../test/integration/services.js';
+import { uniqueName, waitFor } from '../../../test/support/wait-for.js';
+
+const services = realServices();
+const missing = services.kafkaBrokers ? undefined : services.missing('kafka');
+
+// Without the broker these tests are reported skipped, with the reason; CI fails on any skipped integration test.
+describe.skipIf(missing !== undefined)(`Kafka event log${missing ? ` (skipped: ${missing})` : ''}`, () => {
+  const closing: { close(): Promise<void> }[] = [];
+  afterEach(async () => {
+    for (const c of closing.splice(0).reverse()) await c.close();
+    vi.restoreAllMocks();
+  });
+
+  /** The group joins of every kafkajs consumer made from now on (the member id of each), and their crashes. */
+  const watchConsumers = () => {
+    const seen = { joins: [] as string[], crashes: 0 };
+    const consumer = kafkajs.Kafka.prototype.consumer;
+    vi.spyOn(kafkajs.Kafka.prototype, 'consumer').mockImplementation(function (this: kafkajs.Kafka, config) {
+      const created = consumer.call(this, config);
+      created.on(created.events.GROUP_JOIN, (event) => seen.joins.push(event.payload.memberId));
+      created.on(created.events.CRASH, () => seen.crashes++);
+      return created;
+    });
+    return seen;
+  };
+
+  it('a partition whose batches keep failing makes the consumer neither crash nor rejoin its group', async () => {
+    const log = new KafkaEventLog({ brokers: services.kafkaBrokers!, clientId: 'retry-test', sessionTimeout: 6_000 });
+    closing.push(log);
+    const consumers = watchConsumers();
+    const topic = uniqueName('retry');
+    const groupId = uniqueName('group');
+    await log.ensureTopics([{ name: topic, partitions: 4 }]);
+    await log.publish(
+      topic,
+      Array.from({ length: 40 }, (_, i) => ({ key: `k${i}`, value: String(i) })),
+    );
+    let failing: number | null = null;
+    const failures: unknown[] = [];
+    const errors: unknown[] = [];
+    let rebalances = 0;
+    const subscription: Subscription = await log.subscribe({
+      groupId,
+      topics: [topic],
+      fromBeginning: true,
+      onError: (error) => errors.push(error),
+      onRebalance: () => rebalances++,
+      eachBatch: async (batch) => {
+        failing ??= batch.partition;
+        if (batch.partition !== failing) return;
+        const error = new Error('poison batch');
+        failures.push(error);
+        throw error;
+      },
+    });
+    closing.push({ close: () => subscription.stop() });
+    // kafkajs restarts a consumer whose fetches failed six times in a row (its first try and five retries), which
+    // then joins the group again as a new member: one more failure comes only after that.
+    await waitFor(() => failures.length >= 7, { timeoutMs: 30_000, what: 'seven failures in a row' });
+    expect(consumers.crashes).toBe(0);
+    expect(consumers.joins).toHaveLength(1);
+    expect(rebalances).toBe(1);
+    // Only the handler's failures were reported: no consumer crash.
+    expect(errors).toEqual(failures);
+  }, 60_000);
+});
