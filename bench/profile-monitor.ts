@@ -99,7 +99,12 @@ const eventLog: EventLog = {
   close: async () => {},
   subscribe: async (options) => {
     handler = options.eachBatch;
-    return { commit: async () => {}, committed: async () => ({ offset: null, metadata: null }), stop: async () => {} };
+    return {
+      commit: async () => {},
+      committed: async () => ({ offset: null, metadata: null }),
+      rewind: async () => {},
+      stop: async () => {},
+    };
   },
 };
 const prefix = `${run}:`;

@@ -126,6 +126,43 @@ export function eventLogContract(name: string, makeLog: () => Promise<EventLog>,
       options.timeoutMs * 3,
     );
 
+    it(
+      'consumes a rewound partition again from its committed offset (from its start while none is committed)',
+      async () => {
+        const topic = uniqueName('contract');
+        await log.ensureTopics([{ name: topic, partitions: 1 }]);
+        await log.publish(
+          topic,
+          Array.from({ length: 10 }, (_, i) => ({ key: 'k', value: String(i) })),
+        );
+        let subscription: Subscription | null = null;
+        const delivered: string[] = [];
+        const committed: (string | null)[] = [];
+        let rewinds = 0;
+        subscription = await log.subscribe({
+          groupId: uniqueName('group'),
+          topics: [topic],
+          fromBeginning: true,
+          autoCommit: false,
+          eachBatch: async (batch) => {
+            delivered.push(...batch.records.map((r) => r.offset));
+            committed.push((await subscription!.committed(topic, 0)).offset);
+            if (batch.records.at(-1)!.offset !== '9' || rewinds === 2) return;
+            // At the partition's end: rewound while nothing is committed, then once more after a commit at 4.
+            if (rewinds++ === 1) await subscription!.commit([{ topic, partition: 0, offset: '4' }]);
+            await subscription!.rewind(topic, 0);
+            throw new Error('rewound');
+          },
+        });
+        subscriptions.push(subscription);
+        const range = (from: number) => Array.from({ length: 10 - from }, (_, i) => String(from + i));
+        await waitFor(() => delivered.length >= 26, { timeoutMs: options.timeoutMs, what: 'three passes' });
+        expect(delivered).toEqual([...range(0), ...range(0), ...range(4)]);
+        expect(committed.at(-1)).toBe('4');
+      },
+      options.timeoutMs * 2,
+    );
+
     /** Records each topic holds, per `topic:partition` (from the log's own end offsets). */
     const heldRecords = async (topics: string[]) => {
       const held = new Map<string, number>();

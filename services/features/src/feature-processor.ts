@@ -201,7 +201,7 @@ interface Partition {
   /**
    * A write of one of its entities was refused (a newer state was stored): another member owns it
    * now, or did while this one went on. Its state here is dropped and nothing of it is written or
-   * committed any more; its batches fail (`PartitionLost`) until a rebalance reopens it from its commit.
+   * committed any more; its batches fail (`PartitionLost`) until it is opened again from its commit.
    */
   lost: boolean;
 }
@@ -212,7 +212,7 @@ export class PartitionLost extends Error {
   constructor(partition: { topic: string; partition: number }) {
     super(
       `partition ${partition.topic}:${partition.partition} was lost: a newer state of one of its entities was stored by another member; ` +
-        'it is consumed again from its committed offset after the next rebalance',
+        'it is consumed again from its committed offset',
     );
   }
 }
@@ -470,6 +470,11 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
     /** Forgets all unflushed progress (after a rebalance, consumption resumes from the commits). */
     reset(): void {
       partitions.clear();
+    },
+
+    /** Forgets a partition (a lost one, consumed again from its commit: call `open` before its next batch). */
+    close(topic: string, partition: number): void {
+      partitions.delete(`${topic}:${partition}`);
     },
 
     /**

@@ -34,7 +34,13 @@ import {
   type Subscription,
 } from '@tributary/shared';
 import type { TSchema } from 'typebox';
-import { createFeatureProcessor, decodeCheckpoint, DEFAULT_CACHE_BYTES, type FeatureProcessor } from './feature-processor.js';
+import {
+  createFeatureProcessor,
+  decodeCheckpoint,
+  DEFAULT_CACHE_BYTES,
+  PartitionLost,
+  type FeatureProcessor,
+} from './feature-processor.js';
 import { startTogether } from './start-together.js';
 
 export interface FeaturePipelineOptions {
@@ -289,6 +295,18 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
         }
       })().finally(() => (publishingWithheld = null)));
     const withholds = (partition: number) => processor.withheld().some((withheld) => withheld.partition === partition);
+    /**
+     * Fails a batch; a partition lost to another member's newer writes (`PartitionLost`) is first rewound to its
+     * commit (once the flushes in flight have committed) and opened anew there, where its next batch starts.
+     */
+    const failed = (batch: RecordBatch) => async (error: unknown) => {
+      if (error instanceof PartitionLost) {
+        await flushing;
+        await subscription!.rewind(batch.topic, batch.partition);
+        processor.close(batch.topic, batch.partition);
+      }
+      throw error;
+    };
 
     subscription = await options.eventLog.subscribe({
       groupId,
@@ -339,7 +357,7 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
           processor.open(batch.topic, batch.partition, decodeCheckpoint(committed.metadata), committed.offset);
         }
         // Loading the batch's entities from the store overlaps other partitions' batches.
-        const loaded = await processor.load(batch);
+        const loaded = await processor.load(batch).catch(failed(batch));
         await exclusive(async () => {
           const before = processor.checkpoint(loaded);
           const outcome = processor.apply(loaded);
@@ -373,7 +391,7 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
             await flushing;
             flushInBackground();
           }
-        });
+        }).catch(failed(batch));
       }),
     });
 

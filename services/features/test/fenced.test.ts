@@ -1,7 +1,7 @@
 /**
  * A write refused because a newer state was stored (fenced): another member owns the
  * partition, or did while this one went on. This process then lets the partition go: it
- * writes and commits nothing more of it, and its batches fail until a rebalance reopens it.
+ * writes and commits nothing more of it, and its batches fail until it is opened again from its commit.
  */
 import { describe, expect, it } from 'vitest';
 import { fraud, MemoryOnlineStore, readFeatureValues, type LogRecord, type OnlineStore, type StateWrite } from '@tributary/shared';
@@ -64,8 +64,8 @@ describe('a fenced write', () => {
     expect(written).toEqual([]);
     const [fields] = await store.read([{ group: user.id, entity: 'user_id', id: 'u1' }]);
     expect(readFeatureValues(user, fields ?? null, NOW).values.count_24h).toBe(4);
-    // Reopened after a rebalance (from the commit), it goes on from the stored states.
-    zombie.reset();
+    // Opened again from the commit, it goes on from the stored states.
+    zombie.close(source.topic, 0);
     zombie.open(source.topic, 0, -Infinity);
     expect(await zombie.process(batch(record(3, 'e3'), record(4, 'e4')))).toMatchObject({ applied: 1, replayed: 1 });
     expect((await zombie.flush()).commits).toMatchObject([{ offset: '5' }]);

@@ -6,7 +6,10 @@ const example = fraud.fraudExample();
 export const source = example.sources.find((s) => s.topic === 'transactions')!;
 export const user = example.groups.find((g) => g.definition.name === 'user_transactions')!;
 
-/** Starts a member; its `stop` (which may be called again) goes to `stops`. Its metrics: events per outcome, and the consumer lag per partition. */
+/**
+ * Starts a member; its `stop` (which may be called again) goes to `stops`. Its metrics: events per outcome, entity
+ * states written per outcome, and the consumer lag per partition.
+ */
 export async function startMember(eventLog: MemoryEventLog, store: MemoryOnlineStore, stops: (() => Promise<void>)[]) {
   const registry = createRegistry({ defaultMetrics: false });
   const pipeline = await startFeaturePipeline({
@@ -31,6 +34,10 @@ export async function startMember(eventLog: MemoryEventLog, store: MemoryOnlineS
     ((await registry.getSingleMetric('tributary_pipeline_events_total')?.get())?.values ?? [])
       .filter((v) => v.labels.outcome === outcome)
       .reduce((sum, v) => sum + v.value, 0);
+  const written = async (outcome: string) =>
+    ((await registry.getSingleMetric('tributary_pipeline_entities_written_total')?.get())?.values ?? [])
+      .filter((v) => v.labels.outcome === outcome)
+      .reduce((sum, v) => sum + v.value, 0);
   const lag = async () =>
     Object.fromEntries(
       ((await registry.getSingleMetric('tributary_pipeline_consumer_lag')?.get())?.values ?? []).map((v) => [
@@ -38,5 +45,5 @@ export async function startMember(eventLog: MemoryEventLog, store: MemoryOnlineS
         v.value,
       ]),
     );
-  return { pipeline, stop, events, lag };
+  return { pipeline, stop, events, written, lag };
 }

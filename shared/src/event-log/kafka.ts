@@ -171,26 +171,39 @@ export class KafkaEventLog implements EventLog {
         await heartbeat();
       },
     });
+    const committed: Subscription['committed'] = async (topic, partition) => {
+      let offsets = committedOffsets.get(topic);
+      if (!offsets) {
+        offsets = this.connectAdmin()
+          .then((admin) => admin.fetchOffsets({ groupId: options.groupId, topics: [topic] }))
+          .then(
+            ([entry]) => entry?.partitions.map((p) => ({ partition: p.partition, offset: p.offset, metadata: p.metadata ?? null })) ?? [],
+          );
+        offsets.catch(() => committedOffsets.delete(topic));
+        committedOffsets.set(topic, offsets);
+      }
+      const found = (await offsets).find((p) => p.partition === partition);
+      if (!found || found.offset === '-1') return { offset: null, metadata: null };
+      return { offset: found.offset, metadata: found.metadata };
+    };
     return {
       commit: async (offsets) => {
         await consumer.commitOffsets(
           offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset, metadata: o.metadata ?? null })),
         );
       },
-      committed: async (topic, partition) => {
-        let offsets = committedOffsets.get(topic);
-        if (!offsets) {
-          offsets = this.connectAdmin()
-            .then((admin) => admin.fetchOffsets({ groupId: options.groupId, topics: [topic] }))
-            .then(
-              ([entry]) => entry?.partitions.map((p) => ({ partition: p.partition, offset: p.offset, metadata: p.metadata ?? null })) ?? [],
-            );
-          offsets.catch(() => committedOffsets.delete(topic));
-          committedOffsets.set(topic, offsets);
+      committed,
+      rewind: async (topic, partition) => {
+        // Read anew: the commits made since the assignment count.
+        committedOffsets.delete(topic);
+        let { offset } = await committed(topic, partition);
+        if (offset === null) {
+          const ends = (await this.endOffsets(topic)).find((p) => p.partition === partition);
+          if (!ends) throw new Error(`partition ${topic}:${partition} not found`);
+          offset = options.fromBeginning ? ends.start : ends.end;
         }
-        const found = (await offsets).find((p) => p.partition === partition);
-        if (!found || found.offset === '-1') return { offset: null, metadata: null };
-        return { offset: found.offset, metadata: found.metadata };
+        // Applied at the partition's next fetch (a paused partition's too): the batches fetched before are stale.
+        consumer.seek({ topic, partition, offset });
       },
       stop: async () => {
         this.consumers.delete(consumer);

@@ -104,6 +104,9 @@ export class MemoryEventLog implements EventLog {
         const committed = group.committed.get(`${topic}:${partition}`);
         return committed ? { offset: String(committed.offset), metadata: committed.metadata } : { offset: null, metadata: null };
       },
+      rewind: async (topic, partition) => {
+        group.positions.delete(`${topic}:${partition}`);
+      },
       stop: async () => {
         member.running = false;
         this.wake.emit('record');

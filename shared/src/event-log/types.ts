@@ -91,6 +91,11 @@ export interface Subscription {
   commit(offsets: OffsetCommit[]): Promise<void>;
   /** The group's committed offset of a partition, with its metadata. */
   committed(topic: string, partition: number): Promise<CommittedOffset>;
+  /**
+   * Consumes a partition again from its committed offset, as after a rebalance, for a handler that has
+   * dropped what it held of it (call it before failing the batch): the partition's next batch starts there.
+   */
+  rewind(topic: string, partition: number): Promise<void>;
   /** Stops consuming; resolves after the batch in flight has finished. */
   stop(): Promise<void>;
 }

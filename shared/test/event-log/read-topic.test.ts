@@ -26,7 +26,12 @@ function transactionalLog(batches: RecordBatch[]): EventLog {
           await options.eachBatch(batch);
         }
       });
-      return { commit: async () => {}, committed: async () => ({ offset: null, metadata: null }), stop: async () => {} };
+      return {
+        commit: async () => {},
+        committed: async () => ({ offset: null, metadata: null }),
+        rewind: async () => {},
+        stop: async () => {},
+      };
     },
     publish: async () => {},
     ensureTopics: async () => {},
