@@ -130,7 +130,7 @@ export function eventLogContract(name: string, makeLog: () => Promise<EventLog>,
       'consumes a rewound partition again from its committed offset (from its start while none is committed)',
       async () => {
         const topic = uniqueName('contract');
-        await log.ensureTopics([{ name: topic, partitions: 1 }]);
+        // One key: every record on one partition.
         await log.publish(
           topic,
           Array.from({ length: 10 }, (_, i) => ({ key: 'k', value: String(i) })),
@@ -144,13 +144,13 @@ export function eventLogContract(name: string, makeLog: () => Promise<EventLog>,
           topics: [topic],
           fromBeginning: true,
           autoCommit: false,
-          eachBatch: async (batch) => {
-            delivered.push(...batch.records.map((r) => r.offset));
-            committed.push((await subscription!.committed(topic, 0)).offset);
-            if (batch.records.at(-1)!.offset !== '9' || rewinds === 2) return;
+          eachBatch: async ({ partition, records }) => {
+            delivered.push(...records.map((r) => r.offset));
+            committed.push((await subscription!.committed(topic, partition)).offset);
+            if (records.at(-1)!.offset !== '9' || rewinds === 2) return;
             // At the partition's end: rewound while nothing is committed, then once more after a commit at 4.
-            if (rewinds++ === 1) await subscription!.commit([{ topic, partition: 0, offset: '4' }]);
-            await subscription!.rewind(topic, 0);
+            if (rewinds++ === 1) await subscription!.commit([{ topic, partition, offset: '4' }]);
+            await subscription!.rewind(topic, partition);
             throw new Error('rewound');
           },
         });
