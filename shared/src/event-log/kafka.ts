@@ -1,17 +1,19 @@
 import kafkajs from 'kafkajs';
 import type { Admin, Consumer, Kafka as KafkaClient, KafkaConfig, Producer } from 'kafkajs';
 import { fixKafkajsIdleLoop } from './kafkajs-idle-loop.js';
-import type { EventLog, LogRecord, OutgoingRecord, PartitionOffsets, SubscribeOptions, Subscription, TopicSpec } from './types.js';
+import {
+  retryDelayMs,
+  type EventLog,
+  type LogRecord,
+  type OutgoingRecord,
+  type PartitionOffsets,
+  type SubscribeOptions,
+  type Subscription,
+  type TopicSpec,
+} from './types.js';
 
 const { Kafka, logLevel } = kafkajs;
 fixKafkajsIdleLoop();
-
-/**
- * A partition whose batch failed waits this long before it is fetched again, doubling with each failure in a row
- * up to RETRY_MAX_MS; its first success starts the count again.
- */
-const RETRY_FIRST_MS = 100;
-const RETRY_MAX_MS = 5_000;
 
 /** A partition paused after its batch failed, until its retry. */
 interface Retry {
@@ -155,13 +157,10 @@ export class KafkaEventLog implements EventLog {
           const previous = retries.get(id);
           if (previous?.timer) clearTimeout(previous.timer);
           const retry: Retry = { failures: (previous?.failures ?? 0) + 1, timer: null, resume: pause() };
-          retry.timer = setTimeout(
-            () => {
-              retry.timer = null;
-              retry.resume();
-            },
-            Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** (retry.failures - 1)),
-          );
+          retry.timer = setTimeout(() => {
+            retry.timer = null;
+            retry.resume();
+          }, retryDelayMs(retry.failures));
           retries.set(id, retry);
           return;
         }

@@ -1,13 +1,14 @@
 import { EventEmitter } from 'node:events';
-import type {
-  EventLog,
-  LogRecord,
-  OutgoingRecord,
-  PartitionOffsets,
-  RecordBatch,
-  SubscribeOptions,
-  Subscription,
-  TopicSpec,
+import {
+  retryDelayMs,
+  type EventLog,
+  type LogRecord,
+  type OutgoingRecord,
+  type PartitionOffsets,
+  type RecordBatch,
+  type SubscribeOptions,
+  type Subscription,
+  type TopicSpec,
 } from './types.js';
 
 const DEFAULT_PARTITIONS = 4;
@@ -37,6 +38,8 @@ interface Member {
   running: boolean;
   /** Where the search for the next batch starts: the slot after the one last served (round robin). */
   nextSlot: number;
+  /** Partitions whose batch failed (`topic:partition`): failures in a row, and when they are fetched again. */
+  retries: Map<string, { failures: number; at: number }>;
 }
 
 /** The embedded event log: Kafka's semantics held in the process, records lost on exit. */
@@ -90,7 +93,7 @@ export class MemoryEventLog implements EventLog {
   async subscribe(options: SubscribeOptions): Promise<Subscription> {
     const group: Group = this.groups.get(options.groupId) ?? { members: [], committed: new Map(), positions: new Map() };
     this.groups.set(options.groupId, group);
-    const member: Member = { options, running: true, nextSlot: 0 };
+    const member: Member = { options, running: true, nextSlot: 0, retries: new Map() };
     this.rebalance(group, () => group.members.push(member));
     for (const name of options.topics) this.topic(name);
     // Deliveries start once subscribe has answered, as with Kafka (a handler may use its subscription).
@@ -120,6 +123,7 @@ export class MemoryEventLog implements EventLog {
   private rebalance(group: Group, change: () => void): void {
     change();
     group.positions.clear();
+    for (const member of group.members) member.retries.clear();
     for (const member of group.members) member.options.onRebalance?.();
   }
 
@@ -137,6 +141,7 @@ export class MemoryEventLog implements EventLog {
       if (slot % count !== index) continue;
       const { name, partition, log } = slots[slot]!;
       const id = `${name}:${partition}`;
+      if ((member.retries.get(id)?.at ?? 0) > Date.now()) continue;
       const start = group.positions.get(id) ?? group.committed.get(id)?.offset ?? (member.options.fromBeginning ? 0 : log.length);
       group.positions.set(id, start);
       if (start < log.length) {
@@ -151,7 +156,7 @@ export class MemoryEventLog implements EventLog {
     while (member.running) {
       const batch = this.nextBatch(group, member);
       if (!batch) {
-        await new Promise<void>((resolve) => this.wake.once('record', () => resolve()));
+        await this.waitForWork(member);
         continue;
       }
       const id = `${batch.topic}:${batch.partition}`;
@@ -162,13 +167,36 @@ export class MemoryEventLog implements EventLog {
         // A rebalance during the batch has reset the positions: keep theirs.
         if (group.positions.get(id) === position) group.positions.set(id, next);
         if (member.options.autoCommit ?? true) group.committed.set(id, { offset: next, metadata: null });
+        member.retries.delete(id);
       } catch (error) {
         member.options.onError?.(error);
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        const failures = (member.retries.get(id)?.failures ?? 0) + 1;
+        member.retries.set(id, { failures, at: Date.now() + retryDelayMs(failures) });
       }
       // Let producers and other consumers run between batches.
       await new Promise((resolve) => setImmediate(resolve));
     }
+  }
+
+  /** Until a record is published, or the earliest retry of a failed partition is due. */
+  private async waitForWork(member: Member): Promise<void> {
+    const due = Math.min(...[...member.retries.values()].map((retry) => retry.at));
+    await new Promise<void>((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = Number.isFinite(due)
+        ? setTimeout(
+            () => {
+              this.wake.off('record', wake);
+              resolve();
+            },
+            Math.max(0, due - Date.now()),
+          )
+        : undefined;
+      this.wake.once('record', wake);
+    });
   }
 
   async ping(): Promise<void> {}

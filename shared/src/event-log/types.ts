@@ -124,3 +124,12 @@ export interface EventLog {
   ping(): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * How long a partition whose batch failed waits before it is fetched again: 100 ms, doubling
+ * with each failure in a row up to 5 s (its first success starts the count again). The other
+ * partitions go on meanwhile.
+ */
+export function retryDelayMs(failuresInARow: number): number {
+  return Math.min(5_000, 100 * 2 ** (failuresInARow - 1));
+}
