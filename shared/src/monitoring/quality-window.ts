@@ -1,6 +1,6 @@
 /**
  * Streaming quality over an unbounded stream in fixed memory: confusion counts at the
- * threshold and log loss are exact running sums; ECE is exact on its calibration bins;
+ * threshold and log loss (with its standard error) are exact running sums; ECE is exact on its calibration bins;
  * ROC AUC comes from per-class score histograms on fixed bins (ScoreHistogram, finer near 0
  * and 1), an approximation whose error bound is reported with it. Every accumulator is mergeable,
  * so it can sit in the buckets of a SlidingWindow.
@@ -106,6 +106,8 @@ export interface QualitySummary extends ClassificationMetrics {
   /** |exact AUC - rocAuc| <= rocAucErrorBound (0 when the AUC was computed on samples). */
   rocAucErrorBound: number;
   logLoss: number;
+  /** Standard error of `logLoss`: the sample standard deviation of the per-prediction losses over sqrt(count). */
+  logLossStdError: number;
   ece: number;
 }
 
@@ -115,6 +117,7 @@ export class QualityAccumulator {
   histogram: ScoreHistogram;
   calibration: CalibrationBins;
   logLossSum = 0;
+  logLossSquareSum = 0;
   count = 0;
 
   constructor(readonly options: QualityOptions) {
@@ -129,7 +132,9 @@ export class QualityAccumulator {
     this.calibration.add(score, label);
     addToConfusion(this.confusion, score, label, this.options.threshold);
     const p = Math.min(Math.max(score, LOG_LOSS_EPSILON), 1 - LOG_LOSS_EPSILON);
-    this.logLossSum -= label === 1 ? Math.log(p) : Math.log(1 - p);
+    const loss = label === 1 ? -Math.log(p) : -Math.log(1 - p);
+    this.logLossSum += loss;
+    this.logLossSquareSum += loss * loss;
     this.count++;
   }
 
@@ -139,12 +144,16 @@ export class QualityAccumulator {
     out.histogram = this.histogram.merge(other.histogram);
     out.calibration = this.calibration.merge(other.calibration);
     out.logLossSum = this.logLossSum + other.logLossSum;
+    out.logLossSquareSum = this.logLossSquareSum + other.logLossSquareSum;
     out.count = this.count + other.count;
     return out;
   }
 
   summary(): QualitySummary {
     const auc = this.histogram.rocAuc();
+    const n = this.count;
+    // Sample variance (n - 1 in the denominator), never below 0 for rounding.
+    const variance = n > 1 ? Math.max(0, this.logLossSquareSum - (this.logLossSum * this.logLossSum) / n) / (n - 1) : NaN;
     return {
       count: this.count,
       positives: this.confusion.tp + this.confusion.fn,
@@ -152,7 +161,8 @@ export class QualityAccumulator {
       ...classificationMetrics(this.confusion),
       rocAuc: auc.value,
       rocAucErrorBound: auc.errorBound,
-      logLoss: this.count > 0 ? this.logLossSum / this.count : NaN,
+      logLoss: n > 0 ? this.logLossSum / n : NaN,
+      logLossStdError: Math.sqrt(variance / n),
       ece: this.calibration.ece(),
     };
   }

@@ -1,11 +1,14 @@
 /**
- * Special functions behind the p-values of the drift tests. Pure, no dependencies.
+ * Special functions behind the p-values of the drift tests and of the canary rule. Pure, no
+ * dependencies.
  *
  * - `logGamma`: Lanczos approximation (g = 7, 9 coefficients), relative error ~1e-15.
  * - `regularizedGammaP/Q`: the regularised incomplete gamma functions, by the power series
  *   for x < a + 1 and Lentz's continued fraction otherwise (Numerical Recipes, 3rd ed.,
  *   section 6.2), both iterated to a relative error of 1e-15.
  * - `chiSquareSurvival(x, df)` = Q(df / 2, x / 2), the chi-square p-value.
+ * - `normalSurvival(z)` = P(Z > z) for a standard normal Z: Q(1/2, z^2 / 2) / 2 for z >= 0
+ *   (the chi-square survival of z^2 with one degree of freedom, halved), 1 minus it below.
  * - `kolmogorovSurvival(lambda)` = P(K > lambda) for the Kolmogorov distribution, by the
  *   alternating series 2 * sum_{k>=1} (-1)^(k-1) exp(-2 k^2 lambda^2) for lambda >= 1.18
  *   and by 1 - sqrt(2 pi) / lambda * sum_{k>=1} exp(-(2k-1)^2 pi^2 / (8 lambda^2)) below,
@@ -95,6 +98,13 @@ export function chiSquareSurvival(x: number, df: number): number {
   if (Number.isNaN(x)) return NaN;
   if (x <= 0) return 1;
   return regularizedGammaQ(df / 2, x / 2);
+}
+
+/** P(Z > z) for a standard normal Z (the one-sided p-value of a z statistic). */
+export function normalSurvival(z: number): number {
+  if (Number.isNaN(z)) return NaN;
+  const tail = regularizedGammaQ(0.5, (z * z) / 2) / 2;
+  return z >= 0 ? tail : 1 - tail;
 }
 
 /** P(K > lambda) for the Kolmogorov distribution (the limit of sqrt(n) * D_n). */

@@ -153,6 +153,8 @@ describe('QualityAccumulator', () => {
     expect(summary.count).toBe(7);
     expect(summary.positives).toBe(4);
     expect(summary.logLoss).toBeCloseTo(logLoss(scores, [...labels]), 14);
+    // Losses -ln 0.9, -ln 0.4, -ln 0.6, -ln 0.8, -ln 0.5, -ln 0.95, -ln 0.95: sample deviation / sqrt(7).
+    expect(Math.abs(summary.logLossStdError - 0.15250430803174975)).toBeLessThan(1e-12);
     expect(summary.ece).toBeCloseTo(expectedCalibrationError(scores, [...labels], 5), 14);
     // All scores in distinct bins: the binned AUC is exact.
     expect(summary.rocAucErrorBound).toBe(0);
@@ -180,7 +182,7 @@ describe('QualityAccumulator', () => {
         const merged = left.merge(right).summary();
         const expected = all.summary();
         expect(merged.confusion).toEqual(expected.confusion);
-        for (const key of ['rocAuc', 'logLoss', 'ece', 'accuracy', 'f1'] as const) {
+        for (const key of ['rocAuc', 'logLoss', 'logLossStdError', 'ece', 'accuracy', 'f1'] as const) {
           if (Number.isNaN(expected[key])) expect(merged[key]).toBeNaN();
           else expect(merged[key]).toBeCloseTo(expected[key], 10);
         }

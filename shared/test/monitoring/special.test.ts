@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { chiSquareSurvival, kolmogorovSurvival, logGamma, regularizedGammaP, regularizedGammaQ } from '../../src/monitoring/special.js';
+import {
+  chiSquareSurvival,
+  kolmogorovSurvival,
+  logGamma,
+  normalSurvival,
+  regularizedGammaP,
+  regularizedGammaQ,
+} from '../../src/monitoring/special.js';
 
 describe('logGamma', () => {
   it('matches factorials and Gamma(1/2) = sqrt(pi)', () => {
@@ -68,6 +75,25 @@ describe('chiSquareSurvival', () => {
 
   it('is 1 at x <= 0', () => {
     expect(chiSquareSurvival(0, 3)).toBe(1);
+  });
+});
+
+describe('normalSurvival', () => {
+  it('gives the upper tail of the standard normal, both sides of 0 and far out', () => {
+    // 1 - Phi(z), to 16 digits (scipy.stats.norm.sf).
+    const table: [number, number][] = [
+      [0, 0.5],
+      [0.5, 0.3085375387259869],
+      [1.959963984540054, 0.025],
+      [2.326347874040841, 0.01],
+      [3.5, 0.00023262907903552502],
+      [5, 2.866515718791933e-7],
+      [8, 6.22096057427174e-16],
+      [-1.5, 0.9331927987311419],
+    ];
+    for (const [z, tail] of table) expect(Math.abs(normalSurvival(z) - tail) / tail).toBeLessThan(1e-9);
+    expect(normalSurvival(Infinity)).toBe(0);
+    expect(normalSurvival(-Infinity)).toBe(1);
   });
 });
 
