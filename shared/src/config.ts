@@ -482,19 +482,25 @@ export const VARIABLES = {
   MONITOR_SLICE_FIELDS: text('Request fields whose values slice the quality metrics (comma-separated).', 'country,channel'),
   MONITOR_MAX_SLICES: integer('Values per slice field at most; beyond, they are counted as `__other__`.', 20, 1, 1000),
   MONITOR_CANARY_METRIC: choice(
-    'Quality metric of the canary rule: a canary worse than the champion by more than MONITOR_CANARY_MARGIN over the last hour is rolled back.',
+    'Quality metric of the canary rule: a canary worse than the champion over the last hour by more than MONITOR_CANARY_MARGIN beyond sampling error is rolled back (log loss reads lower-is-better). The metrics with a standard error: ROC AUC (Hanley-McNeil), log loss, accuracy and recall (binomial).',
     'roc_auc',
-    ['accuracy', 'precision', 'recall', 'f1', 'roc_auc', 'log_loss', 'ece'] as const,
+    ['roc_auc', 'log_loss', 'accuracy', 'recall'] as const,
   ),
   MONITOR_CANARY_MARGIN: number(
-    "How far below the champion (in the metric's units) a canary may fall before the monitor rolls it back.",
+    "How far below the champion (in the metric's units) a canary may fall before the monitor rolls it back, once the gap beyond it is more than sampling error.",
     0.02,
     0,
     1,
   ),
-  MONITOR_CANARY_MIN_LABELS: integer(
-    'Labelled predictions the canary and the champion each need over the last hour before the canary rule judges.',
-    200,
+  MONITOR_CANARY_CONFIDENCE: number(
+    'One-sided confidence the canary rule needs that a canary is worse than the champion by more than the margin, over all its looks at one hour (every 15 s: each look is held to (1 - confidence) / 240). An identical canary is rolled back in at most 1 - confidence of its hours.',
+    0.99,
+    0.5,
+    0.999999,
+  ),
+  MONITOR_CANARY_MIN_PER_CLASS: integer(
+    'Positive labels, and negative labels, the canary and the champion each need over the last hour before the canary rule judges.',
+    30,
     1,
     1_000_000,
   ),

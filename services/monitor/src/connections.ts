@@ -190,7 +190,12 @@ export function rolloutSettings(config: Config, shared?: RolloutStores) {
     stores,
     addReward: (model: string, version: string, trials: number, reward: number) => stores.rewards.add(model, version, trials, reward),
     canary: {
-      rule: { metric: config.MONITOR_CANARY_METRIC, margin: config.MONITOR_CANARY_MARGIN, minLabels: config.MONITOR_CANARY_MIN_LABELS },
+      rule: {
+        metric: config.MONITOR_CANARY_METRIC,
+        margin: config.MONITOR_CANARY_MARGIN,
+        confidence: config.MONITOR_CANARY_CONFIDENCE,
+        minPerClass: config.MONITOR_CANARY_MIN_PER_CLASS,
+      },
       control: rolloutControl(stores.routes),
     },
     close: async () => {

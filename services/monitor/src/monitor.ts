@@ -965,11 +965,13 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   }, options.sweepIntervalMs ?? 10_000);
   sweeper.unref();
   const canary = options.rollouts?.canary;
+  const canaryIntervalMs = canary?.intervalMs ?? 15_000;
   /** One pass of the canary rule (the timer runs it every `intervalMs`). */
   const checkCanary = async () => {
     if (!canary) return;
     await checkCanaries({
       rule: canary.rule,
+      looksPerHour: Math.ceil(3_600_000 / canaryIntervalMs),
       control: canary.control,
       quality: () => board.summaries(clock()).filter((s) => s.window === '1h'),
       logger: options.logger,
@@ -982,7 +984,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         checking = checking
           .then(checkCanary)
           .catch((error: unknown) => options.logger.warn({ err: error }, 'canary rule: check failed; it will be retried'));
-      }, canary.intervalMs ?? 15_000)
+      }, canaryIntervalMs)
     : null;
   canaryTimer?.unref();
   return {

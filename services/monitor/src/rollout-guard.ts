@@ -3,59 +3,101 @@
  * - bandit feedback: every labelled prediction of a `bandit` variant is a reward for its
  *   version (1 when the decision at the version's threshold was right, else 0), added to the
  *   reward store the inference replicas read;
- * - the canary rule: a canary whose quality over the last hour falls below the champion's by
- *   more than a margin (both with enough labels) is rolled back: the routing returns to the
- *   champion alone (shadows kept), audited as `auto_rollback` by `monitor`, counted and logged.
+ * - the canary rule: a canary whose quality over the last hour is worse than the champion's by
+ *   more than a margin beyond sampling error (a one-sided z test on the two standard errors,
+ *   each look at the hour held to its share of the error rate; both sides with enough positive
+ *   and negative labels) is rolled back: the routing returns to the champion alone (shadows
+ *   kept), audited as `auto_rollback` by `monitor`, counted and logged.
  *   The ROC AUC is computed on score bins: while either side's error bound is above the
  *   margin, a difference of that size may be the bins' alone, and the rule waits.
  */
-import type { Logger, QualitySummary } from '@tributary/shared';
+import { normalSurvival, type Logger, type QualitySummary } from '@tributary/shared';
 
-export const CANARY_METRICS = ['accuracy', 'precision', 'recall', 'f1', 'roc_auc', 'log_loss', 'ece'] as const;
+/**
+ * The metrics the rule judges on: those whose standard error follows from the window's sums.
+ * Precision (its denominator, the predicted positives, may be a handful), F1 and ECE have none
+ * as simple, and are not offered.
+ */
+export const CANARY_METRICS = ['roc_auc', 'log_loss', 'accuracy', 'recall'] as const;
 export type CanaryMetric = (typeof CANARY_METRICS)[number];
 
 export interface CanaryRule {
   metric: CanaryMetric;
   /** How far below the champion (in the metric's units) the canary may fall. */
   margin: number;
-  /** Labelled predictions each side needs in the window before the rule judges. */
-  minLabels: number;
+  /** Positive labels, and negative labels, each side needs in the window before the rule judges. */
+  minPerClass: number;
+  /**
+   * One-sided confidence that a canary rolled back is worse than the champion by more than the
+   * margin, over all the looks at one hour: each look is held to (1 - confidence) / looks.
+   */
+  confidence: number;
 }
 
-const VALUE: Record<CanaryMetric, (q: QualitySummary) => number> = {
-  accuracy: (q) => q.accuracy,
-  precision: (q) => q.precision,
-  recall: (q) => q.recall,
-  f1: (q) => q.f1,
-  roc_auc: (q) => q.rocAuc,
-  log_loss: (q) => q.logLoss,
-  ece: (q) => q.ece,
+/**
+ * Standard error of a ROC AUC over `positives` and `negatives` (Hanley & McNeil, Radiology
+ * 143:29-36, 1982): sqrt((A (1 - A) + (P - 1) (Q1 - A^2) + (N - 1) (Q2 - A^2)) / (P N)) with
+ * Q1 = A / (2 - A) and Q2 = 2 A^2 / (1 + A).
+ */
+export function rocAucStdError(auc: number, positives: number, negatives: number): number {
+  const q1 = auc / (2 - auc);
+  const q2 = (2 * auc * auc) / (1 + auc);
+  const squared = auc * auc;
+  return Math.sqrt((auc * (1 - auc) + (positives - 1) * (q1 - squared) + (negatives - 1) * (q2 - squared)) / (positives * negatives));
+}
+
+/** Standard error of a proportion p of n (binomial): sqrt(p (1 - p) / n). */
+export function proportionStdError(p: number, n: number): number {
+  return Math.sqrt((p * (1 - p)) / n);
+}
+
+const ESTIMATE: Record<CanaryMetric, (q: QualitySummary) => { value: number; stdError: number }> = {
+  roc_auc: (q) => ({ value: q.rocAuc, stdError: rocAucStdError(q.rocAuc, q.positives, q.count - q.positives) }),
+  log_loss: (q) => ({ value: q.logLoss, stdError: q.logLossStdError }),
+  accuracy: (q) => ({ value: q.accuracy, stdError: proportionStdError(q.accuracy, q.count) }),
+  recall: (q) => ({ value: q.recall, stdError: proportionStdError(q.recall, q.positives) }),
 };
-const LOWER_IS_BETTER = new Set<CanaryMetric>(['log_loss', 'ece']);
+const LOWER_IS_BETTER = new Set<CanaryMetric>(['log_loss']);
 
 export type CanaryVerdict = { kind: 'keep' | 'wait'; reason: string } | { kind: 'rollback'; reason: string };
 
-/** Judges a canary against its champion over the same window. */
-export function judgeCanary(champion: QualitySummary, canary: QualitySummary, rule: CanaryRule): CanaryVerdict {
-  if (champion.count < rule.minLabels || canary.count < rule.minLabels) {
-    return { kind: 'wait', reason: `${canary.count} canary and ${champion.count} champion labels (${rule.minLabels} needed each)` };
+/**
+ * Judges a canary against its champion over the same window, one of `looks` at it (the
+ * rule's passes over one hour's window): rolled back when the champion's lead less the margin,
+ * over the standard error of the lead sqrt(se_champion^2 + se_canary^2), is a z whose one-sided
+ * p-value is below (1 - confidence) / looks.
+ */
+export function judgeCanary(champion: QualitySummary, canary: QualitySummary, rule: CanaryRule, looks = 1): CanaryVerdict {
+  const classes = (q: QualitySummary) => [q.positives, q.count - q.positives];
+  if (Math.min(...classes(canary), ...classes(champion)) < rule.minPerClass) {
+    const [p, n] = classes(canary);
+    const [cp, cn] = classes(champion);
+    return {
+      kind: 'wait',
+      reason: `${p} positive and ${n} negative canary labels, ${cp} and ${cn} champion ones (${rule.minPerClass} of each needed on each side)`,
+    };
   }
-  const ours = VALUE[rule.metric](canary);
-  const theirs = VALUE[rule.metric](champion);
-  if (!Number.isFinite(ours) || !Number.isFinite(theirs)) return { kind: 'wait', reason: `${rule.metric} not defined yet` };
+  const ours = ESTIMATE[rule.metric](canary);
+  const theirs = ESTIMATE[rule.metric](champion);
+  if (!Number.isFinite(ours.value) || !Number.isFinite(theirs.value)) return { kind: 'wait', reason: `${rule.metric} not defined yet` };
   if (rule.metric === 'roc_auc' && !(canary.rocAucErrorBound <= rule.margin && champion.rocAucErrorBound <= rule.margin)) {
     return {
       kind: 'wait',
       reason:
-        `roc_auc ${ours.toFixed(4)} against the champion's ${theirs.toFixed(4)} is binned: its error bound ` +
+        `roc_auc ${ours.value.toFixed(4)} against the champion's ${theirs.value.toFixed(4)} is binned: its error bound ` +
         `(${canary.rocAucErrorBound.toFixed(4)} canary, ${champion.rocAucErrorBound.toFixed(4)} champion) is above the margin ${rule.margin}`,
     };
   }
-  const worseBy = LOWER_IS_BETTER.has(rule.metric) ? ours - theirs : theirs - ours;
-  const figures = `${rule.metric} ${ours.toFixed(4)} against the champion's ${theirs.toFixed(4)} over ${canary.count} and ${champion.count} labelled predictions`;
-  return worseBy > rule.margin
-    ? { kind: 'rollback', reason: `canary ${figures}: worse by more than the margin ${rule.margin}` }
-    : { kind: 'keep', reason: figures };
+  const lead = LOWER_IS_BETTER.has(rule.metric) ? ours.value - theirs.value : theirs.value - ours.value;
+  const stdError = Math.hypot(ours.stdError, theirs.stdError);
+  // Both errors 0 (accuracies of 0 or 1): z is +-Infinity, or NaN (kept) for a lead of exactly the margin.
+  const pValue = normalSurvival((lead - rule.margin) / stdError);
+  const alpha = (1 - rule.confidence) / looks;
+  const figures = `${rule.metric} ${ours.value.toFixed(4)} against the champion's ${theirs.value.toFixed(4)} over ${canary.count} and ${champion.count} labelled predictions`;
+  const test =
+    `the champion's lead ${lead.toFixed(4)} ± ${stdError.toFixed(4)} (standard error) beyond the margin ${rule.margin} at p = ` +
+    `${pValue.toPrecision(2)} (rolled back below ${alpha.toPrecision(2)}: 1 - ${rule.confidence} over ${looks} look${looks === 1 ? '' : 's'} an hour)`;
+  return pValue < alpha ? { kind: 'rollback', reason: `canary ${figures}: ${test}` } : { kind: 'keep', reason: `${figures}: ${test}` };
 }
 
 /** Rewards of labelled bandit predictions, added up per model and version. */
@@ -94,6 +136,8 @@ export interface RolloutControl {
 
 export interface CanaryGuardOptions {
   rule: CanaryRule;
+  /** Passes of the rule over one hour's window (an hour over the interval between passes). */
+  looksPerHour: number;
   control: RolloutControl;
   /** Quality per series over the last hour. */
   quality(): { model: string; version: string; variant: string; quality: QualitySummary }[];
@@ -111,7 +155,7 @@ export async function checkCanaries(options: CanaryGuardOptions): Promise<void> 
     const champion = series.find((s) => s.model === model && s.variant === 'champion' && s.version === routing.champion);
     const canary = series.find((s) => s.model === model && s.variant === 'canary' && s.version === routing.canary);
     if (!champion || !canary) continue;
-    const verdict = judgeCanary(champion.quality, canary.quality, options.rule);
+    const verdict = judgeCanary(champion.quality, canary.quality, options.rule, options.looksPerHour);
     if (verdict.kind !== 'rollback') {
       // At debug: every pass, a wait or a keep is the usual state of a canary, not news.
       options.logger.debug({ model, canary: routing.canary, champion: routing.champion, verdict: verdict.kind }, verdict.reason);
