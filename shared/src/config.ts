@@ -538,6 +538,12 @@ function withoutSecrets(text: string): string {
 }
 
 /** Parses the environment; throws a ConfigError listing every invalid variable. */
+/** Settings of earlier versions that would now be ignored: a deployment that still sets one is told what replaced it. */
+const REPLACED: Record<string, string> = {
+  MONITOR_CANARY_MIN_LABELS:
+    'the canary rule now waits for MONITOR_CANARY_MIN_PER_CLASS positives and as many negatives on each side, and tests the gap against its sampling error (MONITOR_CANARY_CONFIDENCE)',
+};
+
 export function loadConfig(
   env: Record<string, string | undefined> = process.env,
   serviceDefaults: Partial<Record<keyof Variables, string>> = {},
@@ -556,6 +562,9 @@ export function loadConfig(
       const shown = variable.secret ? '(value hidden)' : JSON.stringify(withoutSecrets(raw));
       problems.push(`${name}=${shown}: ${withoutSecrets((error as Error).message)}`);
     }
+  }
+  for (const [name, instead] of Object.entries(REPLACED)) {
+    if (env[name] !== undefined) problems.push(`${name} is no longer read: ${instead}`);
   }
   const clientKeys = config.API_KEYS as Map<string, string> | undefined;
   const adminKeys = config.ADMIN_API_KEYS as Map<string, string> | undefined;

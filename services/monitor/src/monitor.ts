@@ -679,7 +679,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     () =>
       new Counter({
         name: 'tributary_canary_rollbacks_total',
-        help: "Canaries rolled back by the monitor's canary rule (quality below the champion's by more than the margin)",
+        help: "Canaries rolled back by the monitor's canary rule (quality below the champion's by more than the margin beyond sampling error)",
         labelNames: ['model'],
         registers,
       }),

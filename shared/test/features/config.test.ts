@@ -143,6 +143,13 @@ describe('loadConfig: defaults', () => {
     }
   });
 
+  it('refuses a setting an earlier version read and this one would ignore, naming what replaced it', () => {
+    expect(() => loadConfig({ MONITOR_CANARY_MIN_LABELS: '200' })).toThrow(ConfigError);
+    expect(() => loadConfig({ MONITOR_CANARY_MIN_LABELS: '200' })).toThrow(
+      /MONITOR_CANARY_MIN_LABELS is no longer read: .*MONITOR_CANARY_MIN_PER_CLASS/,
+    );
+  });
+
   it('does not read process.env when given an environment', () => {
     const saved = process.env.PORT;
     process.env.PORT = 'not-a-port';
