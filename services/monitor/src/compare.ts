@@ -24,6 +24,7 @@ import {
   observeRow,
   rateDisparity,
   rocAuc,
+  scoreFeature,
   SliceQuality,
   type ClassificationMetrics,
   type ConfusionCounts,
@@ -112,7 +113,8 @@ export function compareSamples(reference: Sample, current: Sample, options: Comp
   });
   const scoreName = options.scoreField;
   const hasScores = reference.scores.some((s) => s !== undefined) && current.scores.some((s) => s !== undefined);
-  const profiled = hasScores && !names.includes(scoreName) ? [...specs, { name: scoreName, kind: 'numeric' as const }] : specs;
+  // The score's bins as in a model's profile: edges at the threshold and the upper quantiles besides the deciles.
+  const profiled = hasScores && !names.includes(scoreName) ? [...specs, scoreFeature(scoreName, options.threshold)] : specs;
   const profile = buildProfile(reference.rows, profiled, { bins: options.bins, maxCategories: options.maxCategories });
   const window = emptyWindow(profile);
   current.rows.forEach((row, i) => observeRow(profile, window, row, undefined, current.defaulted[i]));

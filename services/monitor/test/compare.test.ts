@@ -83,6 +83,28 @@ describe('compareSamples', () => {
     expect(report.untested).toEqual([]);
   });
 
+  it("bins the score as a model's profile does, with edges at the threshold and upper quantiles, so PSI sees a move out of the decision region", async () => {
+    // A rare positive class: every decile edge below 0.0013; the 61 scores from 0.5 up move down to 0.05.
+    const scores = [
+      ...Array.from({ length: 2700 }, (_, i) => ((i + 1) / 2700) * 1.2e-3),
+      ...Array.from({ length: 239 }, (_, i) => 0.002 + (i * 0.45) / 239),
+      ...Array.from({ length: 61 }, (_, i) => 0.5 + (i * 0.49) / 61),
+    ];
+    const sample = (values: number[], file: string) => parseSample(ndjson(values.map((score, x) => ({ x, score }))), file, fields);
+    const moved = compareSamples(
+      await sample(scores, 'ref.ndjson'),
+      await sample(
+        scores.map((score) => (score >= 0.5 ? 0.05 : score)),
+        'cur.ndjson',
+      ),
+      { ...options, sliceField: undefined },
+    );
+    // On deciles alone both samples fill the same bins (PSI 0); the bins of [0.5, 1) empty now.
+    expect(moved.score!.psi).toBeGreaterThan(0.09);
+    expect(moved.score!.jensenShannon).toBeGreaterThan(0.01);
+    expect(moved.score!.test).toMatchObject({ name: 'ks', statistic: expect.closeTo(61 / 3000, 12) });
+  });
+
   it("counts the features prediction-log records were served by default in each sample's missing rate, as the live monitor does", async () => {
     const log = (x: number, defaulted: string[]) => ({ features: { x, y: x }, defaulted, score: 0.5 });
     const before = await parseSample(ndjson([log(1, []), log(2, ['x']), log(3, []), log(4, [])]), 'before.ndjson', fields);

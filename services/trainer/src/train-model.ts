@@ -17,6 +17,7 @@ import {
   MAX_EVENT_TIME,
   predictGradientBoosting,
   predictLogisticRegression,
+  scoreFeature,
   scoreOnnx,
   trainGradientBoosting,
   trainLogisticRegression,
@@ -33,6 +34,8 @@ export const ALGORITHMS = { logistic_regression: 'logistic_regression', gbt: GRA
 export type AlgorithmFlag = keyof typeof ALGORITHMS;
 /** The largest difference allowed between the trainer's scores and the exported ONNX model's. */
 const ONNX_TOLERANCE = 1e-5;
+/** The decision threshold written into the manifest (and made an edge of the score's profile). */
+const THRESHOLD = 0.5;
 
 export interface TreeSettings {
   trees: number;
@@ -227,14 +230,15 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainedVer
     dataset.features.forEach((feature, i) => (record[feature] = row[i]!));
     return record;
   });
-  const profile = buildProfile(
-    profileRows,
+  const profile = buildProfile(profileRows, [
+    // The score's bins reach into the decision region: its deciles alone all lie below it for a rare positive class.
+    scoreFeature('score', THRESHOLD),
     // A category is its index in the vocabulary: profiled as categories (chi-square/PSI drift), not on bins.
-    ['score', ...dataset.features].map((feature) => ({
+    ...dataset.features.map((feature) => ({
       name: feature,
       kind: dataset.featureTypes[feature]?.type === 'category' ? ('categorical' as const) : ('numeric' as const),
     })),
-  );
+  ]);
   const manifest: TrainedManifest = {
     name,
     version: options.version,
@@ -246,7 +250,7 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainedVer
     features: dataset.features,
     ...(Object.keys(dataset.featureTypes).length === 0 ? {} : { feature_types: dataset.featureTypes }),
     ...(dataset.defaults === undefined ? {} : { defaults: dataset.defaults }),
-    threshold: 0.5,
+    threshold: THRESHOLD,
     created_at: new Date().toISOString(),
     training: {
       algorithm,

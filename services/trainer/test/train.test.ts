@@ -23,6 +23,13 @@ describe('the shipped example model', () => {
       expect({ ...made, created_at: null }).toEqual({ ...ours, created_at: null });
       // A model worth shipping: it separates fraud from the rest on later, unseen data.
       expect(ours.training.validation.auc).toBeGreaterThan(0.9);
+      // The score's bins reach into the decision region, which all its deciles lie below: edges at the
+      // threshold and at the 0.99 and 0.999 quantiles, the last two bins holding 1% and 0.1% of the rows.
+      const score = ours.profile.features.score as { edges: number[]; counts: number[]; count: number };
+      expect(Math.max(...score.edges.slice(0, -3))).toBeLessThan(ours.threshold);
+      expect(score.edges.at(-3)).toBe(ours.threshold);
+      expect(score.counts.slice(-2).reduce((a, b) => a + b) / score.count).toBeCloseTo(0.01, 3);
+      expect(score.counts.at(-1)! / score.count).toBeCloseTo(0.001, 4);
     } finally {
       await rm(out, { recursive: true, force: true });
     }

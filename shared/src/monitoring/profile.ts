@@ -4,7 +4,9 @@
  * window (window.ts) is counted on exactly these bins, so drift compares like with like.
  *
  * - numeric: bin edges at the reference quantiles (deciles by default, collapsed where
- *   values tie; one bin per value when there are no more distinct values than bins), counts per bin, and a bounded quantile summary (evenly spaced order
+ *   values tie; one bin per value when there are no more distinct values than bins), plus
+ *   the feature's own edges (the score's: the decision threshold and upper quantiles, see
+ *   scoreFeature), counts per bin, and a bounded quantile summary (evenly spaced order
  *   statistics) from which a Kolmogorov-Smirnov test against an offline sample is run;
  * - categorical: counts of the most frequent categories (bounded cardinality), the rest in
  *   one `other` bucket.
@@ -16,6 +18,25 @@ export type FeatureKind = 'numeric' | 'categorical';
 export interface ProfiledFeature {
   name: string;
   kind: FeatureKind;
+  /** Numeric only: values made bin edges besides the quantile edges, where distinct from them (a decision threshold). */
+  edges?: readonly number[];
+  /** Numeric only: quantiles, in (0, 1), whose reference values are made bin edges too, where distinct (a tail the deciles leave in one bin). */
+  quantiles?: readonly number[];
+}
+
+/**
+ * The score's upper quantiles made edges: a fraud model scores most rows near 0, so every
+ * decile edge is below the decision region and scores from there to 1 share one bin.
+ */
+export const SCORE_TAIL_QUANTILES = [0.99, 0.999] as const;
+
+/**
+ * The score as a profiled feature: its decile edges, and edges at the model's threshold and
+ * at SCORE_TAIL_QUANTILES, so a move across the threshold or within the top of the
+ * distribution changes the bins' counts.
+ */
+export function scoreFeature(name: string, threshold: number): ProfiledFeature {
+  return { name, kind: 'numeric', edges: [threshold], quantiles: SCORE_TAIL_QUANTILES };
 }
 
 export interface NumericFeatureProfile {
@@ -109,6 +130,7 @@ export function buildProfile(rows: readonly Row[], features: readonly ProfiledFe
         ? numericProfile(
             rows.map((row) => row[spec.name]),
             options,
+            spec,
           )
         : categoricalProfile(
             rows.map((row) => row[spec.name]),
@@ -118,10 +140,18 @@ export function buildProfile(rows: readonly Row[], features: readonly ProfiledFe
   return profile;
 }
 
-export function numericProfile(values: readonly unknown[], options: ProfileOptions = {}): NumericFeatureProfile {
+export function numericProfile(
+  values: readonly unknown[],
+  options: ProfileOptions = {},
+  extra: Pick<ProfiledFeature, 'edges' | 'quantiles'> = {},
+): NumericFeatureProfile {
   const bins = positiveInteger('bins', options.bins ?? PROFILE_DEFAULTS.bins);
   const maxQuantiles = positiveInteger('maxQuantiles', options.maxQuantiles ?? PROFILE_DEFAULTS.maxQuantiles);
   if (maxQuantiles < 2) throw new RangeError('maxQuantiles must be at least 2');
+  const badEdge = extra.edges?.find((x) => !Number.isFinite(x));
+  if (badEdge !== undefined) throw new RangeError(`edges must be finite numbers, got ${badEdge}`);
+  const badQuantile = extra.quantiles?.find((q) => !(q > 0 && q < 1));
+  if (badQuantile !== undefined) throw new RangeError(`quantiles must be in (0, 1), got ${badQuantile}`);
   const present: number[] = [];
   let missing = 0;
   for (const value of values) {
@@ -140,6 +170,8 @@ export function numericProfile(values: readonly unknown[], options: ProfileOptio
     const edge = quantileSorted(present, j / bins);
     if (edges.length === 0 || edge > (edges[edges.length - 1] as number)) edges.push(edge);
   }
+  const added = [...(extra.edges ?? []), ...(extra.quantiles ?? []).map((q) => quantileSorted(present, q))];
+  if (added.length > 0) edges.splice(0, edges.length, ...mergeEdges(edges, added));
   const counts = new Array<number>(edges.length + 1).fill(0);
   for (const x of present) counts[binIndex(edges, x)]!++;
   return { kind: 'numeric', edges, counts, count: present.length, missing, quantiles: orderStatistics(present, maxQuantiles) };
@@ -197,6 +229,12 @@ export function orderStatistics(sorted: readonly number[], k: number): number[] 
   const out: number[] = [];
   for (let i = 0; i < k; i++) out.push(sorted[Math.round((i * (sorted.length - 1)) / (k - 1))] as number);
   return out;
+}
+
+/** The union of strictly increasing `edges` and `added`, strictly increasing (NaN, from an empty sample's quantile, dropped). */
+function mergeEdges(edges: readonly number[], added: readonly number[]): number[] {
+  const merged = [...edges, ...added.filter((x) => !Number.isNaN(x))].sort((a, b) => a - b);
+  return merged.filter((x, i) => i === 0 || x > (merged[i - 1] as number));
 }
 
 /** The distinct values of a sorted sample when there are at most `limit` of them, else undefined. */

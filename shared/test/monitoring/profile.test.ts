@@ -7,6 +7,7 @@ import {
   inferFeatureKind,
   numericProfile,
   OTHER_CATEGORY,
+  scoreFeature,
   type ReferenceProfile,
   type Row,
 } from '../../src/monitoring/profile.js';
@@ -46,6 +47,62 @@ describe('numericProfile', () => {
 
   it('bins with a left-closed rule', () => {
     expect([-1, 0, 0.5, 1, 2, 3].map((x) => binIndex([0, 1, 2], x))).toEqual([0, 1, 1, 2, 3, 3]);
+  });
+});
+
+describe('edges of a feature besides its quantile edges', () => {
+  it('adds given edges and the values of given quantiles, where distinct, and counts on all of them', () => {
+    // 1..10 in quartiles: 3.25, 5.5, 7.75; 5.5 and q 0.75 are edges already; q 0.95 is 9.55 (h = 8.55).
+    const profile = numericProfile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], { bins: 4 }, { edges: [5.5, 9], quantiles: [0.95, 0.75] });
+    expect(profile.edges).toEqual([3.25, 5.5, 7.75, 9, expect.closeTo(9.55, 12)]);
+    expect(profile.counts).toEqual([3, 2, 2, 1, 1, 1]);
+  });
+
+  it('adds the given edges to a profile of one bin per value, and to an empty one', () => {
+    expect(numericProfile([0, 0, 0, 1, 1], { bins: 4 }, { edges: [0.5] }).edges).toEqual([0.5, 1]);
+    const empty = numericProfile([null], {}, { edges: [0.5], quantiles: [0.99] });
+    expect([empty.edges, empty.counts]).toEqual([[0.5], [0, 0]]);
+  });
+
+  it('refuses an edge that is not a finite number and a quantile outside (0, 1)', () => {
+    expect(() => numericProfile([1, 2], {}, { edges: [NaN] })).toThrow(/edges must be finite numbers, got NaN/);
+    expect(() => numericProfile([1, 2], {}, { quantiles: [1] })).toThrow(/quantiles must be in \(0, 1\), got 1/);
+  });
+});
+
+describe('the score profile', () => {
+  // A rare positive class: 2,700 scores below 0.0012, 239 between 0.002 and 0.45, 61 from 0.5 up.
+  // Every decile edge is at most 0.00128, so deciles alone put 0.00128 to 1 in one bin.
+  const scores = [
+    ...Array.from({ length: 2700 }, (_, i) => ((i + 1) / 2700) * 1.2e-3),
+    ...Array.from({ length: 239 }, (_, i) => 0.002 + (i * 0.45) / 239),
+    ...Array.from({ length: 61 }, (_, i) => 0.5 + (i * 0.49) / 61),
+  ];
+  // Every score at or above the threshold moves down to 0.05: none crosses it any more.
+  const moved = scores.map((s) => (s >= 0.5 ? 0.05 : s));
+  const driftOf = (spec: Parameters<typeof buildProfile>[1][number]) => {
+    const profile = buildProfile(
+      scores.map((score) => ({ score })),
+      [spec],
+    );
+    const window = emptyWindow(profile);
+    for (const score of moved) observeRow(profile, window, { score });
+    return { edges: (profile.features.score as { edges: number[] }).edges, drift: compareToProfile(profile, window).features.score! };
+  };
+
+  it('has edges at the threshold and the upper quantiles, so a move out of the decision region shows', () => {
+    const deciles = driftOf({ name: 'score', kind: 'numeric' });
+    expect(Math.max(...deciles.edges)).toBeLessThan(0.0013);
+    // On the deciles alone the two samples have the same counts.
+    expect([deciles.drift.psi, deciles.drift.jensenShannon, deciles.drift.test.statistic]).toEqual([0, 0, 0]);
+
+    const withTail = driftOf(scoreFeature('score', 0.5));
+    expect(withTail.edges.slice(-3)).toEqual([0.5, expect.closeTo(0.741, 3), expect.closeTo(0.958, 3)]);
+    // Binned KS: the CDFs differ by the 61 scores that left [0.5, 1), 61 / 3000.
+    expect(withTail.drift.test).toMatchObject({ name: 'ks-binned', statistic: expect.closeTo(61 / 3000, 12) });
+    // PSI: the three emptied bins (30, 27 and 4 of 3,000) against epsilon, and the bin that took them.
+    expect(withTail.drift.psi).toBeGreaterThan(0.09);
+    expect(withTail.drift.jensenShannon).toBeGreaterThan(0.01);
   });
 });
 
