@@ -1,5 +1,6 @@
 /**
  * `npm run compare -w services/monitor -- --reference ref.ndjson --current cur.ndjson
+ *   [--model name] [--version name] [--variant champion,canary,ab,bandit]
  *   [--features a,b] [--score-field score] [--label-field label] [--slice-field country]
  *   [--threshold 0.5] [--alpha 0.05] [--bins 10] [--format table|json]`
  * Exits 0 with the report (drift or not), 2 on bad arguments, 1 on unreadable or malformed input.
@@ -9,10 +10,19 @@ import { parseArgs } from 'node:util';
 import { openTextFile } from '@tributary/shared';
 import { COMPARE_DEFAULTS, compareSamples, type CompareOptions } from './compare.js';
 import { formatReport } from './compare-format.js';
-import { CompareInputError, parseSample, type Sample, type SampleFields } from './compare-input.js';
+import {
+  ANSWERING_VARIANTS,
+  CompareInputError,
+  parseSample,
+  VARIANTS,
+  type RecordFilter,
+  type Sample,
+  type SampleFields,
+} from './compare-input.js';
 
 const USAGE =
-  'usage: monitor compare --reference <file.ndjson> --current <file.ndjson> [--features a,b] [--score-field score] ' +
+  'usage: monitor compare --reference <file.ndjson> --current <file.ndjson> [--model name] [--version name] ' +
+  `[--variant ${ANSWERING_VARIANTS.join(',')}] [--features a,b] [--score-field score] ` +
   '[--label-field label] [--slice-field field] [--threshold 0.5] [--alpha 0.05] [--bins 10] [--format table|json]';
 
 class UsageError extends Error {}
@@ -21,6 +31,7 @@ function parseOptions(argv: string[]): {
   reference: string;
   current: string;
   format: 'table' | 'json';
+  filter: RecordFilter;
   options: CompareOptions;
   /** The record fields named on the command line (not defaults): each must be in some record. */
   named: ('score' | 'label' | 'slice')[];
@@ -32,6 +43,9 @@ function parseOptions(argv: string[]): {
       options: {
         reference: { type: 'string' },
         current: { type: 'string' },
+        model: { type: 'string' },
+        version: { type: 'string' },
+        variant: { type: 'string', default: ANSWERING_VARIANTS.join(',') },
         features: { type: 'string' },
         'score-field': { type: 'string' },
         'label-field': { type: 'string' },
@@ -55,16 +69,32 @@ function parseOptions(argv: string[]): {
     if (text.trim() === '' || !ok(x)) throw new UsageError(`--${name} must be ${what}, got "${text}"`);
     return x;
   };
-  const features = values.features
-    ?.split(',')
-    .map((f) => f.trim())
-    .filter((f) => f !== '');
+  const list = (text: string) =>
+    text
+      .split(',')
+      .map((f) => f.trim())
+      .filter((f) => f !== '');
+  const features = values.features === undefined ? undefined : list(values.features);
   const twice = features?.find((f, i) => features.indexOf(f) !== i);
   if (twice !== undefined) throw new UsageError(`--features lists "${twice}" twice`);
+  const variants = list(values.variant);
+  const unknown = variants.find((v) => !(VARIANTS as string[]).includes(v));
+  if (unknown !== undefined || variants.length === 0) {
+    throw new UsageError(`--variant must list variants among ${VARIANTS.join(', ')}, got "${unknown ?? values.variant}"`);
+  }
+  const name = (flag: string, text: string) => {
+    if (text.trim() === '') throw new UsageError(`--${flag} must not be empty`);
+    return text;
+  };
   return {
     reference: values.reference,
     current: values.current,
     format: values.format,
+    filter: {
+      ...(values.model === undefined ? {} : { model: name('model', values.model) }),
+      ...(values.version === undefined ? {} : { version: name('version', values.version) }),
+      variants,
+    },
     named: [
       ...(values['score-field'] === undefined ? [] : ['score' as const]),
       ...(values['label-field'] === undefined ? [] : ['label' as const]),
@@ -85,7 +115,7 @@ function parseOptions(argv: string[]): {
   };
 }
 
-async function load(file: string, role: string, fields: SampleFields): Promise<Sample> {
+async function load(file: string, role: string, fields: SampleFields, filter: RecordFilter): Promise<Sample> {
   const cannotRead = (error: unknown) => new CompareInputError(`cannot read the ${role} file ${file}: ${(error as Error).message}`);
   // `npm run -w` runs in the workspace folder; paths are relative to where npm was started.
   const text = await openTextFile(resolve(process.env.INIT_CWD ?? process.cwd(), file)).catch((error: unknown) => {
@@ -98,18 +128,18 @@ async function load(file: string, role: string, fields: SampleFields): Promise<S
       throw cannotRead(error);
     }
   }
-  return parseSample(chunks(), file, fields);
+  return parseSample(chunks(), file, fields, filter);
 }
 
 export async function main(argv: string[]): Promise<number> {
   try {
-    const { reference, current, format, options, named } = parseOptions(argv);
+    const { reference, current, format, filter, options, named } = parseOptions(argv);
     const fields: SampleFields = {
       scoreField: options.scoreField,
       labelField: options.labelField,
       ...(options.sliceField ? { sliceField: options.sliceField } : {}),
     };
-    const samples = [await load(reference, 'reference', fields), await load(current, 'current', fields)] as const;
+    const samples = [await load(reference, 'reference', fields, filter), await load(current, 'current', fields, filter)] as const;
     // A field named on the command line that no record holds is a typo, not a sample without scores.
     const values = { score: (x: Sample) => x.scores, label: (x: Sample) => x.labels, slice: (x: Sample) => x.slices };
     const flags = {

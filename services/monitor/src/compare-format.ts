@@ -20,8 +20,10 @@ function table(header: string[], rows: string[][]): string {
 
 export function formatReport(report: CompareReport): string {
   const out: string[] = [];
-  out.push(`reference: ${report.reference.file} (${report.reference.rows} rows)`);
-  out.push(`current:   ${report.current.file} (${report.current.rows} rows)`);
+  const sample = ({ file, rows, excluded }: CompareReport['reference']) =>
+    `${file} (${rows} rows${excluded === 0 ? '' : `; ${excluded} records of other models, versions or variants left out`})`;
+  out.push(`reference: ${sample(report.reference)}`);
+  out.push(`current:   ${sample(report.current)}`);
   out.push('');
   const drift = [...report.features.map((f) => ({ ...f })), ...(report.score ? [{ name: '(score)', ...report.score }] : [])];
   out.push(

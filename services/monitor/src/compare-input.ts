@@ -2,9 +2,11 @@
  * Input of `monitor compare`: NDJSON files of prediction-log records (shared's
  * PredictionLogRecord: `features` name -> number, `request` fields, `score`), optionally
  * joined with a label, or plain flat rows. Each record becomes one flat row; errors name
- * the file and the line.
+ * the file and the line. A record of another model, version or variant than the filter's is
+ * left out (by default the shadows': a dump of the predictions topic holds each shadow's
+ * record of a request beside the answer's).
  */
-import { byName, textLines, type Row, type TextChunks } from '@tributary/shared';
+import { byName, textLines, type PredictionLogRecord, type Row, type TextChunks } from '@tributary/shared';
 
 export class CompareInputError extends Error {
   override readonly name = 'CompareInputError';
@@ -22,6 +24,39 @@ export interface Sample {
   slices: Array<string | undefined>;
   /** Per row, the features a prediction-log record says were served by default (their values stand in for missing ones). */
   defaulted: Array<string[] | undefined>;
+  /** Records left out by the filter (another model, version or variant). */
+  excluded: number;
+}
+
+type Variant = PredictionLogRecord['variant'];
+
+/** Whether a variant's predictions answer the client (a shadow's are only logged). */
+const ANSWERS: Record<Variant, boolean> = { champion: true, canary: true, ab: true, bandit: true, shadow: false };
+
+export const VARIANTS = Object.keys(ANSWERS) as Variant[];
+
+/** The variants whose predictions answer clients: each request once. */
+export const ANSWERING_VARIANTS = VARIANTS.filter((variant) => ANSWERS[variant]);
+
+/**
+ * Which records are compared: those of the model `model` (its `model.name`), of the version
+ * `version` (`model.version`) and of one of `variants` (`variant`). A record without one of
+ * these fields (a flat row) is not filtered on it.
+ */
+export interface RecordFilter {
+  model?: string;
+  version?: string;
+  variants: readonly string[];
+}
+
+/** Takes every record: no model, version or variant is left out. */
+export const EVERY_RECORD: RecordFilter = { variants: VARIANTS };
+
+function kept(record: Record<string, unknown>, filter: RecordFilter): boolean {
+  const model = isObject(record.model) ? record.model : {};
+  const differs = (value: unknown, wanted: string | undefined) => wanted !== undefined && typeof value === 'string' && value !== wanted;
+  if (differs(model.name, filter.model) || differs(model.version, filter.version)) return false;
+  return typeof record.variant !== 'string' || filter.variants.includes(record.variant);
 }
 
 export interface SampleFields {
@@ -31,8 +66,8 @@ export interface SampleFields {
 }
 
 /** Parses one NDJSON file, whole or read in chunks (one line in memory at a time); blank lines are skipped. */
-export async function parseSample(text: TextChunks, file: string, fields: SampleFields): Promise<Sample> {
-  const sample: Sample = { file, rows: [], featureNames: [], scores: [], labels: [], slices: [], defaulted: [] };
+export async function parseSample(text: TextChunks, file: string, fields: SampleFields, filter = EVERY_RECORD): Promise<Sample> {
+  const sample: Sample = { file, rows: [], featureNames: [], scores: [], labels: [], slices: [], defaulted: [], excluded: 0 };
   const names = new Set<string>();
   for await (const { number, text: line } of textLines(text)) {
     const where = `${file}:${number}`;
@@ -45,6 +80,10 @@ export async function parseSample(text: TextChunks, file: string, fields: Sample
     if (typeof record !== 'object' || record === null || Array.isArray(record)) {
       throw new CompareInputError(`${where}: expected a JSON object, got ${Array.isArray(record) ? 'an array' : typeof record}`);
     }
+    if (!kept(record as Record<string, unknown>, filter)) {
+      sample.excluded++;
+      continue;
+    }
     const { row, features } = flattenRecord(record as Record<string, unknown>, fields, where);
     for (const name of features) names.add(name);
     sample.rows.push(row);
@@ -54,7 +93,10 @@ export async function parseSample(text: TextChunks, file: string, fields: Sample
     sample.slices.push(slice === undefined || slice === null ? undefined : String(slice));
     sample.defaulted.push(defaultedOf((record as Record<string, unknown>).defaulted, where));
   }
-  if (sample.rows.length === 0) throw new CompareInputError(`${file}: no records`);
+  if (sample.rows.length === 0) {
+    const all = sample.excluded === 0 ? '' : ` of the model, version and variants asked for (${sample.excluded} others left out)`;
+    throw new CompareInputError(`${file}: no records${all}`);
+  }
   sample.featureNames = [...names];
   return sample;
 }

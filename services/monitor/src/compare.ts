@@ -80,8 +80,9 @@ export interface SampleQuality extends ClassificationMetrics {
 }
 
 export interface CompareReport {
-  reference: { file: string; rows: number };
-  current: { file: string; rows: number };
+  /** Rows compared, and records left out by the model/version/variant filter. */
+  reference: { file: string; rows: number; excluded: number };
+  current: { file: string; rows: number; excluded: number };
   alpha: number;
   correction: 'bonferroni';
   threshold: number;
@@ -146,8 +147,8 @@ export function compareSamples(reference: Sample, current: Sample, options: Comp
   const referenceQuality = sampleQuality(reference, options.threshold);
   const currentQuality = sampleQuality(current, options.threshold);
   return {
-    reference: { file: reference.file, rows: reference.rows.length },
-    current: { file: current.file, rows: current.rows.length },
+    reference: { file: reference.file, rows: reference.rows.length, excluded: reference.excluded },
+    current: { file: current.file, rows: current.rows.length, excluded: current.excluded },
     alpha: drift.alpha,
     correction: 'bonferroni',
     threshold: options.threshold,

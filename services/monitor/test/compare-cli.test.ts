@@ -55,6 +55,25 @@ beforeAll(async () => {
   const named = (i: number, shift: number) => ({ toString: (i % 50) + shift, ['__proto__']: ['a', 'b'][i % 2], constructor: i % 7 });
   await writeFile(join(dir, 'named-ref.ndjson'), lines(Array.from({ length: 100 }, (_, i) => named(i, 0))));
   await writeFile(join(dir, 'named-cur.ndjson'), lines(Array.from({ length: 100 }, (_, i) => named(i, 40))));
+  // Dumps of the predictions topic: each request's champion record (v1, as in ref.ndjson), the record
+  // of the shadow v2 beside it (scores turned round; in the current dump amounts +40), and another model's records.
+  const label = (i: number) => (((i * 37) % 100) / 100 > 0.6 ? 1 : 0);
+  const dump = (rows: number, shadowShift: number) =>
+    lines([
+      ...Array.from({ length: rows }, (_, i) => [
+        record(i, 0, label(i)),
+        {
+          ...record(i, shadowShift, label(i)),
+          prediction_id: `s${i}`,
+          model: { name: 'fraud_detector', version: '2' },
+          variant: 'shadow',
+          score: 1 - ((i * 37) % 100) / 100,
+        },
+      ]).flat(),
+      ...Array.from({ length: 30 }, (_, i) => ({ ...record(i, 80), model: { name: 'card_risk', version: '1' } })),
+    ]);
+  await writeFile(join(dir, 'dump-ref.ndjson'), dump(200, 0));
+  await writeFile(join(dir, 'dump-cur.ndjson'), dump(150, 40));
   await writeFile(
     join(dir, 'bad.ndjson'),
     '{"features":{"amount":1},"score":0.5}\n{"features":{"amount":2},"score":0.5}\n{"features": oops}\n',
@@ -148,6 +167,64 @@ describe('monitor compare (CLI)', () => {
       const twice = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--features', 'amount,hour,amount']);
       expect(twice.code).toBe(2);
       expect(twice.stderr).toMatch(/--features lists "amount" twice/);
+    },
+    CLI_TIMEOUT_MS,
+  );
+
+  it(
+    "leaves out the shadows' records by default: a request counts once, with the score that answered it",
+    async () => {
+      const result = await run(['--reference', 'ref.ndjson', '--current', 'dump-cur.ndjson', '--format', 'json']);
+      expect([result.code, result.stderr]).toEqual([0, '']);
+      const report = JSON.parse(result.stdout);
+      // The 150 champion records and the other model's 30; the 150 shadow records left out.
+      expect(report.current).toEqual({ file: 'dump-cur.ndjson', rows: 180, excluded: 150 });
+      expect(report.reference).toEqual({ file: 'ref.ndjson', rows: 200, excluded: 0 });
+      expect(report.quality.current.count).toBe(150);
+    },
+    CLI_TIMEOUT_MS,
+  );
+
+  it(
+    'compares the records of the model, version and variants asked for, in both files',
+    async () => {
+      const champion = await run(['--reference', 'dump-ref.ndjson', '--current', 'dump-cur.ndjson', '--model', 'fraud_detector']);
+      expect([champion.code, champion.stderr]).toEqual([0, '']);
+      const leftOut = (file: string, rows: number, excluded: number) =>
+        `${file} (${rows} rows; ${excluded} records of other models, versions or variants left out)`;
+      expect(champion.stdout).toContain(`reference: ${leftOut('dump-ref.ndjson', 200, 230)}\n`);
+      expect(champion.stdout).toContain(`current:   ${leftOut('dump-cur.ndjson', 150, 180)}\n`);
+      // The champion's inputs and scores are the same in both: no drift, and the scores of the answers only.
+      expect(champion.stdout).toMatch(/^drift: none /m);
+      expect(champion.stdout).toMatch(/^\(score\)\s+numeric\s+200\s+150 .* ok$/m);
+
+      const flags = ['--model', 'fraud_detector', '--version', '2', '--variant', 'shadow'];
+      const shadow = await run(['--reference', 'dump-ref.ndjson', '--current', 'dump-cur.ndjson', ...flags]);
+      expect([shadow.code, shadow.stderr]).toEqual([0, '']);
+      expect(shadow.stdout).toContain(`current:   ${leftOut('dump-cur.ndjson', 150, 180)}\n`);
+      expect(shadow.stdout).toMatch(/^amount\s+numeric\s+200\s+150 .*DRIFT$/m);
+
+      const none = await run(['--reference', 'dump-ref.ndjson', '--current', 'dump-cur.ndjson', '--model', 'fraud_detectr']);
+      expect([none.code, none.stdout]).toEqual([1, '']);
+      expect(none.stderr).toMatch(
+        /^monitor compare: dump-ref.ndjson: no records of the model, version and variants asked for \(430 others left out\)$/m,
+      );
+    },
+    CLI_TIMEOUT_MS,
+  );
+
+  it(
+    'takes flat rows without a model, version or variant as they are, and refuses an unknown variant or an empty name',
+    async () => {
+      const flat = await run(['--reference', 'named-ref.ndjson', '--current', 'named-cur.ndjson', '--model', 'm', '--version', '1']);
+      expect([flat.code, flat.stderr]).toEqual([0, '']);
+      expect(flat.stdout).toMatch(/^reference: named-ref.ndjson \(100 rows\)$/m);
+      const variant = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--variant', 'champion,shdow']);
+      expect(variant.code).toBe(2);
+      expect(variant.stderr).toMatch(/--variant must list variants among champion, canary, ab, bandit, shadow, got "shdow"/);
+      expect(variant.stderr).toMatch(/usage: monitor compare .*\[--variant champion,canary,ab,bandit\]/);
+      const empty = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--version', ' ']);
+      expect([empty.code, empty.stderr]).toEqual([2, expect.stringMatching(/--version must not be empty/)]);
     },
     CLI_TIMEOUT_MS,
   );
