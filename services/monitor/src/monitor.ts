@@ -723,7 +723,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           defaultCounts.add({ model: m, version: v, feature: f });
         }
       }
-      const ages = p.feature_age_ms;
+      // Counted once per request, with its answering version's record: a shadow reads the very same states.
+      const ages = p.variant === 'shadow' ? undefined : p.feature_age_ms;
       if (ages !== undefined) {
         for (const group in ages) {
           const age = ages[group];

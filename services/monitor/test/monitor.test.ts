@@ -912,6 +912,21 @@ describe('monitor', () => {
     expect(text).toMatch(/tributary_monitor_feature_age_seconds_count\{model="fraud_detector",group="user_transactions"\} 2/);
     expect(text).not.toMatch(/group="merchant_transactions"/);
   });
+
+  it('counts the feature ages of a shadowed request once: the shadow reads the states the answering version read', async () => {
+    const { eventLog, registry } = await boot();
+    const champion = { ...prediction('a', 0.2), feature_age_ms: { user: 500 } };
+    const shadow = { ...champion, prediction_id: 's-a', model: { name: 'fraud_detector', version: '2' }, variant: 'shadow' };
+    await eventLog.publish('predictions', [
+      { key: 'a', value: JSON.stringify(champion) },
+      { key: 'a', value: JSON.stringify(shadow) },
+    ]);
+    await waitFor(async () => /stream="predictions",outcome="accepted"\} 2/.test(await registry.metrics()), { what: 'the predictions' });
+    const text = await registry.metrics();
+    expect(text).toMatch(/tributary_monitor_feature_age_seconds_count\{model="fraud_detector",group="user"\} 1\n/);
+    // The shadow's own counts stay its own.
+    expect(text).toMatch(/tributary_monitor_predictions_total\{model="fraud_detector",version="2",variant="shadow",degraded="false"\} 1\n/);
+  });
 });
 
 describe('monitor: consumer lag', () => {
