@@ -75,10 +75,14 @@ export function monitorDependencies(
 interface VersionInfo {
   threshold: number;
   profile: ReferenceProfile | null;
+  /** When the manifest could not be read: when to try again (a version may be served before its manifest is in place). */
+  retryAt?: number;
 }
 
 /** Versions whose manifest is kept read at most (the first read is forgotten first). */
 const MAX_VERSIONS = 1024;
+/** How long the defaults stand for a version whose manifest could not be read before it is read again. */
+export const MANIFEST_RETRY_MS = 30_000;
 
 /**
  * Refuses a model registry directory that does not exist or cannot be read: the monitor would
@@ -105,13 +109,16 @@ export function checkRegistryDir(dir: string): void {
  * Each version's threshold (0.5 when unknown) and reference profile (null when absent) from
  * its manifest in the model registry, read once per version while it is among the last
  * MAX_VERSIONS read (a stream of odd version names must not grow the memory). A version without
- * a readable manifest is logged as a warning, once while it is kept, and monitored with the
- * defaults. A profile that fails its check (checkProfile) is logged as an error and the version
+ * a readable manifest is monitored with the defaults and logged as a warning; its manifest is
+ * read again MANIFEST_RETRY_MS later (warning again if it still fails), as a version's first
+ * predictions may come before its manifest is in place. A name that would leave its folder is
+ * never read. A profile that fails its check (checkProfile) is logged as an error and the version
  * is monitored without one (no drift), as the drift windows would throw on it.
  */
 export function manifestsFrom(
   registryDir: string,
   logger?: Logger,
+  clock: () => number = Date.now,
 ): {
   thresholdOf(model: string, version: string): number;
   profileOf(model: string, version: string): ReferenceProfile | null;
@@ -120,6 +127,10 @@ export function manifestsFrom(
   const info = (model: string, version: string): VersionInfo => {
     const id = `${model}/${version}`;
     let found = known.get(id);
+    if (found !== undefined && found.retryAt !== undefined && clock() >= found.retryAt) {
+      known.delete(id);
+      found = undefined;
+    }
     if (found === undefined) {
       found = { threshold: 0.5, profile: null };
       let manifest: { threshold?: unknown; profile?: unknown } | null = null;
@@ -128,16 +139,18 @@ export function manifestsFrom(
         if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(model) || !/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(version)) {
           throw new Error('not the name of a folder of the registry');
         }
+        found.retryAt = clock() + MANIFEST_RETRY_MS;
         const parsed: unknown = JSON.parse(readFileSync(join(registryDir, model, version, 'manifest.json'), 'utf8'));
         if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('manifest.json is not a JSON object');
         manifest = parsed;
       } catch (error) {
         logger?.warn(
           { model, version, registry: registryDir, err: error },
-          `no readable manifest for ${model} ${version} in ${registryDir} (${(error as Error).message}): the version is monitored with threshold 0.5 and without drift`,
+          `no readable manifest for ${model} ${version} in ${registryDir} (${(error as Error).message}): the version is monitored with threshold 0.5 and without drift${found.retryAt === undefined ? '' : ` until its manifest is read (tried again in ${MANIFEST_RETRY_MS / 1000} s)`}`,
         );
       }
       if (manifest !== null) {
+        delete found.retryAt;
         if (typeof manifest.threshold === 'number' && manifest.threshold >= 0 && manifest.threshold <= 1)
           found.threshold = manifest.threshold;
         if (manifest.profile !== undefined) {

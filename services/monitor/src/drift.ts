@@ -31,6 +31,7 @@ function reportOf(profile: ReferenceProfile, window: ProfileWindow): DriftReport
 }
 
 export interface DriftBoardOptions {
+  /** A version's reference profile; asked again while it is null (its manifest may not be readable yet). */
   profileOf(model: string, version: string): ReferenceProfile | null;
   maxSeries: number;
   bucketMs?: number;
@@ -46,13 +47,18 @@ export interface DriftBoardOptions {
   onReportError?(series: { model: string; version: string; variant: string }, error: unknown): void;
 }
 
-/** A version's drift window in one variant (what `seriesFor` hands out); null when the version has no profile or is beyond the bound. */
+/** A version in one variant under the bound (what `seriesFor` hands out); null beyond the bound. */
 export type DriftSeries = Series;
 
 interface Series {
   model: string;
   version: string;
   variant: string;
+  /** Its drift window, made once the version has a profile. */
+  window: ProfiledWindow | null;
+}
+
+interface ProfiledWindow {
   profile: ReferenceProfile;
   ring: SlidingWindow<ProfileWindow>;
 }
@@ -60,7 +66,7 @@ interface Series {
 const NO_FEATURES: Readonly<Record<string, unknown>> = Object.freeze({});
 
 export class DriftBoard {
-  private readonly series = new Map<string, Series | null>();
+  private readonly series = new Map<string, Series>();
 
   constructor(private readonly options: DriftBoardOptions) {}
 
@@ -68,28 +74,33 @@ export class DriftBoard {
     const id = JSON.stringify([model, version, variant]);
     let series = this.series.get(id);
     if (series !== undefined) return series;
-    const profile = this.series.size < this.options.maxSeries ? this.options.profileOf(model, version) : null;
-    series = profile && {
-      model,
-      version,
-      variant,
+    // Versions beyond the bound are not remembered (a stream of odd versions must not grow the map).
+    if (this.series.size >= this.options.maxSeries) return null;
+    series = { model, version, variant, window: null };
+    this.series.set(id, series);
+    return series;
+  }
+
+  /** A series' window; while its version has no profile, the profile is asked for again. */
+  private windowOf(series: Series): ProfiledWindow | null {
+    if (series.window !== null) return series.window;
+    const profile = this.options.profileOf(series.model, series.version);
+    if (profile === null) return null;
+    return (series.window = {
       profile,
       ring: new SlidingWindow<ProfileWindow>(
         { empty: () => emptyWindow(profile), merge: mergeWindows },
         { bucketMs: this.options.bucketMs ?? 60_000, buckets: this.options.buckets ?? 60, aheadMs: this.options.aheadMs ?? 0 },
       ),
-    };
-    // Versions beyond the bound are not remembered (a stream of odd versions must not grow the map).
-    if (this.series.size < this.options.maxSeries) this.series.set(id, series);
-    return series;
+    });
   }
 
-  /** The window a version's predictions in a variant are counted in (null: none); the answer stays the same until `retain` drops it. */
+  /** The series a version's predictions in a variant are counted in (null: beyond the bound); the answer stays the same until `retain` drops it. */
   seriesFor(model: string, version: string, variant: string): DriftSeries | null {
     return this.seriesOf(model, version, variant);
   }
 
-  /** Whether a version in a variant has its place under the bound (a window, or null for want of a profile). */
+  /** Whether a version in a variant has its place under the bound (with a window or waiting for a profile). */
   remembers(model: string, version: string, variant: string): boolean {
     return this.series.has(JSON.stringify([model, version, variant]));
   }
@@ -127,18 +138,20 @@ export class DriftBoard {
     at: number,
     defaulted?: readonly string[],
   ): void {
-    const bucket = series?.ring.at(at);
-    if (series && bucket) observeRow(series.profile, bucket, features ?? NO_FEATURES, { score }, defaulted);
+    const window = series === null ? null : this.windowOf(series);
+    const bucket = window?.ring.at(at);
+    if (window && bucket) observeRow(window.profile, bucket, features ?? NO_FEATURES, { score }, defaulted);
   }
 
   /** Each series' drift report over the window ending at `now` (versions with a profile and enough rows; one that fails is left out). */
   reports(now: number): { model: string; version: string; variant: string; rows: number; report: DriftReport }[] {
     const out: { model: string; version: string; variant: string; rows: number; report: DriftReport }[] = [];
     for (const series of this.series.values()) {
-      if (!series) continue;
-      const window = series.ring.read(now);
+      if (series.window === null) continue;
+      const { profile, ring } = series.window;
+      const window = ring.read(now);
       if (window.rows < (this.options.minRows ?? 100)) continue;
-      const { model, version, variant, profile } = series;
+      const { model, version, variant } = series;
       let report: DriftReport;
       try {
         report = reportOf(profile, window);

@@ -48,7 +48,7 @@ interface Series extends SeriesKey {
 }
 
 export interface QualityBoardOptions {
-  /** The model version's decision threshold. */
+  /** The model version's decision threshold (asked for each new bucket of a series' windows). */
   thresholdOf(model: string, version: string): number;
   maxSeries: number;
   windows?: QualityWindow[];
@@ -87,7 +87,9 @@ export class QualityBoard {
     const other = key.model === 'other' && key.version === 'other' && key.variant === 'other';
     const own = this.series.size - (this.series.has(OTHER_ID) ? 1 : 0);
     if (own >= this.options.maxSeries && !other) return this.seriesOf({ model: 'other', version: 'other', variant: 'other' });
-    const threshold = key.model === 'other' ? 0.5 : this.options.thresholdOf(key.model, key.version);
+    // Asked for each new bucket, not once: a version served before its manifest could be read
+    // starts at the default, and its buckets take the manifest's threshold once it is read.
+    const threshold = () => (key.model === 'other' ? 0.5 : this.options.thresholdOf(key.model, key.version));
     const windows = this.options.windows ?? QUALITY_WINDOWS;
     const maxSlices = this.options.maxSlices ?? 20;
     series = {
@@ -95,14 +97,14 @@ export class QualityBoard {
       windows: windows.map((window) => ({
         window,
         ring: new SlidingWindow<QualityAccumulator>(
-          { empty: () => new QualityAccumulator({ threshold }), merge: (a, b) => a.merge(b) },
+          { empty: () => new QualityAccumulator({ threshold: threshold() }), merge: (a, b) => a.merge(b) },
           { bucketMs: window.bucketMs, buckets: window.buckets },
         ),
       })),
       estimates: windows.map((window) => ({
         window,
         ring: new SlidingWindow<CbpeAccumulator>(
-          { empty: () => new CbpeAccumulator(threshold), merge: (a, b) => a.merge(b) },
+          { empty: () => new CbpeAccumulator(threshold()), merge: (a, b) => a.merge(b) },
           { bucketMs: window.bucketMs, buckets: window.buckets, aheadMs: this.options.aheadMs ?? 0 },
         ),
       })),
@@ -111,7 +113,7 @@ export class QualityBoard {
           // The slices kept by name are decided once for the series' field, not per hourly bucket.
           const names = new Set<string>();
           const ring = new SlidingWindow<SliceQuality>(
-            { empty: () => new SliceQuality(threshold, maxSlices, names), merge: (a, b) => a.merge(b) },
+            { empty: () => new SliceQuality(threshold(), maxSlices, names), merge: (a, b) => a.merge(b) },
             { bucketMs: SLICE_WINDOW.bucketMs, buckets: SLICE_WINDOW.buckets },
           );
           return [field, ring] as const;

@@ -71,6 +71,18 @@ describe('DriftBoard', () => {
     expect(board.reports(NOW).map((r) => [r.version, r.variant])).toEqual([['2', 'shadow']]);
     expect(board.seriesFor('m', '3', 'champion')).not.toBeNull();
   });
+
+  it('asks again for the profile of a version that had none, and starts its window once it has one (its manifest read late)', () => {
+    let found: ReferenceProfile | null = null;
+    const board = new DriftBoard({ profileOf: () => found, maxSeries: 1, minRows: 1 });
+    const kept = board.seriesFor('m', '1', 'champion');
+    board.observeIn(kept, { amount: 5 }, 0.3, NOW);
+    expect(board.reports(NOW)).toEqual([]);
+    found = profile;
+    board.observeIn(kept, { amount: 7 }, 0.4, NOW);
+    expect(board.seriesFor('m', '1', 'champion')).toBe(kept);
+    expect(board.reports(NOW).map((r) => [r.version, r.rows])).toEqual([['1', 1]]);
+  });
 });
 
 describe('DriftBoard and QualityBoard: predictions stamped ahead of the clock', () => {
@@ -129,6 +141,25 @@ describe('QualityBoard', () => {
       ['other', 'other', '1h', 1],
       ['other', 'other', '24h', 1],
     ]);
+  });
+
+  it("takes the version's threshold for each new bucket: one read late (the manifest was not in place) holds from then on", () => {
+    let threshold = 0.5;
+    const board = new QualityBoard({ thresholdOf: () => threshold, maxSeries: 1, sliceFields: ['country'] });
+    const key = { model: 'm', version: '1', variant: 'champion' };
+    const HOUR = 3_600_000;
+    board.observe(key, 0.4, 1, NOW, { country: 'FR' });
+    board.predicted(key, 0.4, NOW);
+    threshold = 0.3;
+    // A bucket already made keeps its threshold (its counts are of one threshold); the next ones take the new one.
+    board.observe(key, 0.4, 1, NOW, { country: 'FR' });
+    board.observe(key, 0.4, 1, NOW + HOUR, { country: 'FR' });
+    board.predicted(key, 0.4, NOW + HOUR);
+    const day = board.summaries(NOW + HOUR).find((s) => s.window === '24h')!;
+    expect(day.quality.confusion).toEqual({ tp: 1, fp: 0, tn: 0, fn: 2 });
+    const estimate = board.estimates(NOW + HOUR).find((s) => s.window === '24h')!.estimate;
+    expect(estimate.confusion.tp + estimate.confusion.fp).toBeCloseTo(1, 9);
+    expect(board.sliceViews(NOW + HOUR, 1)[0]!.slices).toEqual({ FR: { tp: 1, fp: 0, tn: 0, fn: 2 } });
   });
 
   it('drops the series retain refuses, and their places go to new keys', () => {

@@ -74,7 +74,7 @@ describe('manifestsFrom', () => {
     register('fraud', '3', [0.3]);
     const warned: { fields: Record<string, unknown>; message: string }[] = [];
     const logger = { warn: (fields: Record<string, unknown>, message: string) => warned.push({ fields, message }) } as unknown as Logger;
-    const manifests = manifestsFrom(dir, logger);
+    const manifests = manifestsFrom(dir, logger, () => 1_000);
     for (let i = 0; i < 3; i++) {
       for (const version of ['1', '2', '3', '9', '../1']) manifests.thresholdOf('fraud', version);
       manifests.profileOf('fraud', '9');
@@ -85,23 +85,48 @@ describe('manifestsFrom', () => {
         '2',
         expect.stringMatching(
           new RegExp(
-            `^no readable manifest for fraud 2 in ${dir} \\(.*JSON.*\\): the version is monitored with threshold 0.5 and without drift$`,
+            `^no readable manifest for fraud 2 in ${dir} \\(.*JSON.*\\): the version is monitored with threshold 0.5 and without drift until its manifest is read \\(tried again in 30 s\\)$`,
           ),
         ),
       ],
       ['3', expect.stringMatching(/^no readable manifest for fraud 3 .*\(manifest.json is not a JSON object\)/)],
       ['9', expect.stringMatching(/^no readable manifest for fraud 9 .*\(ENOENT: no such file or directory/)],
-      ['../1', expect.stringMatching(/^no readable manifest for fraud \.\.\/1 .*\(not the name of a folder of the registry\)/)],
+      ['../1', expect.stringMatching(/^no readable manifest for fraud \.\.\/1 .*\(not the name of a folder of the registry\)[^(]*$/)],
     ]);
+  });
+
+  it('reads a manifest that could not be read again 30 s later, warning again while it still fails', () => {
+    dir = mkdtempSync(join(tmpdir(), 'tributary-manifests-'));
+    const profile = buildProfile([{ x: 1 }, { x: 2 }], [{ name: 'x', kind: 'numeric' }]);
+    let now = 1_000;
+    const warned: unknown[] = [];
+    const logger = { warn: (fields: Record<string, unknown>) => warned.push(fields.version) } as unknown as Logger;
+    const manifests = manifestsFrom(dir, logger, () => now);
+    // The version's first prediction comes before its manifest is in place.
+    expect([manifests.thresholdOf('fraud', '1'), manifests.profileOf('fraud', '1')]).toEqual([0.5, null]);
+    now += 29_999;
+    register('fraud', '1', { threshold: 0.3, profile });
+    expect(manifests.thresholdOf('fraud', '1')).toBe(0.5);
+    expect(manifests.thresholdOf('fraud', '../1')).toBe(0.5);
+    now += 1;
+    expect([manifests.thresholdOf('fraud', '1'), manifests.profileOf('fraud', '1')]).toEqual([0.3, profile]);
+    // Still missing 30 s later: warned again, once.
+    for (let i = 0; i < 3; i++) manifests.thresholdOf('fraud', '2');
+    now += 30_000;
+    for (let i = 0; i < 3; i++) manifests.thresholdOf('fraud', '2');
+    // A name that would leave the version's folder can never be read: warned once for good.
+    manifests.thresholdOf('fraud', '../1');
+    expect(warned).toEqual(['1', '../1', '2', '2']);
   });
 
   it('keeps the last 1,024 versions read: one asked for again after a stream of odd versions is read again', () => {
     dir = mkdtempSync(join(tmpdir(), 'tributary-manifests-'));
     const manifests = manifestsFrom(dir);
-    expect(manifests.thresholdOf('fraud', '1')).toBe(0.5);
+    register('fraud', '1', { threshold: 0.3 });
+    expect(manifests.thresholdOf('fraud', '1')).toBe(0.3);
     register('fraud', '1', { threshold: 0.2 });
     // Still the answer read first, while it is kept...
-    expect(manifests.thresholdOf('fraud', '1')).toBe(0.5);
+    expect(manifests.thresholdOf('fraud', '1')).toBe(0.3);
     for (let i = 0; i < 1_024; i++) manifests.thresholdOf('fraud', `odd-${i}`);
     // ...and read again once it was forgotten.
     expect(manifests.thresholdOf('fraud', '1')).toBe(0.2);
