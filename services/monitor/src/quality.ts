@@ -11,6 +11,7 @@
  */
 import {
   CbpeAccumulator,
+  MISSING_SLICE,
   QualityAccumulator,
   rateDisparity,
   SliceQuality,
@@ -142,7 +143,7 @@ export class QualityBoard {
     for (const { ring } of series.windows) ring.at(at)?.add(score, label);
     for (const [field, ring] of series.slices) {
       const value = request[field];
-      ring.at(at)?.add(typeof value === 'string' || typeof value === 'number' ? String(value) : '__missing__', score, label);
+      ring.at(at)?.add(typeof value === 'string' || typeof value === 'number' ? String(value) : MISSING_SLICE, score, label);
     }
   }
 

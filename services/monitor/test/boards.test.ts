@@ -123,6 +123,24 @@ describe('QualityBoard', () => {
     });
   });
 
+  it('keeps the rows of the slices beyond the bound and of requests without the field, but compares neither in the fairness view', () => {
+    const board = new QualityBoard({ thresholdOf: () => 0.5, maxSeries: 1, sliceFields: ['country'], maxSlices: 2 });
+    const key = { model: 'm', version: '1', variant: 'champion' };
+    // False-positive rates: FR 1/4, DE 2/4, beyond the bound (IT) and without a country 4/4 and 0/4.
+    for (const [country, flagged] of [
+      ['FR', 1],
+      ['DE', 2],
+      ['IT', 4],
+      [undefined, 0],
+    ] as const) {
+      for (let i = 0; i < 4; i++) board.observe(key, i < flagged ? 0.9 : 0.1, 0, NOW, country === undefined ? {} : { country });
+    }
+    const [view] = board.sliceViews(NOW, 1);
+    expect(Object.keys(view!.slices).sort()).toEqual(['DE', 'FR', '__missing__', '__other__']);
+    expect(view!.fairness.falsePositiveRate).toMatchObject({ min: { slice: 'FR', rate: 0.25 }, max: { slice: 'DE', rate: 0.5 } });
+    expect(view!.fairness.falsePositiveRate.ratio).toBe(2);
+  });
+
   it('hands out the same series for a key, the other series beyond its bound, and counts on them as predicted does', () => {
     const board = new QualityBoard({ thresholdOf: () => 0.5, maxSeries: 1 });
     const key = { model: 'm', version: '1', variant: 'champion' };

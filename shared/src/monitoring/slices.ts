@@ -12,6 +12,8 @@ import { checkThreshold } from './quality-window.js';
 import { byName } from './profile.js';
 
 export const OTHER_SLICE = '__other__';
+/** The slice of a prediction whose request lacks the field. */
+export const MISSING_SLICE = '__missing__';
 
 /** The slices kept by name (at most `maxSlices`, the first seen), shared by the SliceQualities of one window. */
 export type SliceNames = Set<string>;
@@ -29,9 +31,12 @@ export class SliceQuality {
     if (!Number.isInteger(maxSlices) || maxSlices < 1) throw new RangeError(`maxSlices must be a positive integer, got ${maxSlices}`);
   }
 
-  /** The slice a segment is counted under: itself if kept or while there is room, `other` beyond the bound. */
+  /**
+   * The slice a segment is counted under: itself if kept or while there is room, `other` beyond
+   * the bound. `__missing__` is no value: it takes no place under the bound and is never folded.
+   */
   sliceOf(segment: string): string {
-    if (segment === OTHER_SLICE || this.names.has(segment)) return segment;
+    if (segment === OTHER_SLICE || segment === MISSING_SLICE || this.names.has(segment)) return segment;
     if (this.names.size >= this.maxSlices) return OTHER_SLICE;
     this.names.add(segment);
     return segment;
@@ -85,13 +90,15 @@ export interface FairnessView {
  * of the slices with at least `minCount` negatives (fp + tn), the false-negative rate of those
  * with at least `minCount` positives (tp + fn). Each rate is a share of those labels only: a
  * slice of 30 labels with one positive has a false-negative rate of 0 or 1, which counting all
- * its labels let set the disparity alone.
+ * its labels let set the disparity alone. The catch-alls `__other__` (the values beyond the
+ * bound) and `__missing__` (no value) are no group and are left out.
  */
 export function rateDisparity(slices: Readonly<Record<string, ConfusionCounts>>, minCount = 1): FairnessView {
   // Without a prototype: a slice is any request value, `__proto__` too.
   const fpr = byName<number>();
   const fnr = byName<number>();
   for (const [slice, c] of Object.entries(slices)) {
+    if (slice === OTHER_SLICE || slice === MISSING_SLICE) continue;
     const negatives = c.fp + c.tn;
     const positives = c.tp + c.fn;
     if (negatives > 0 && negatives >= minCount) fpr[slice] = c.fp / negatives;

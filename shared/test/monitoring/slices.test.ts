@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { OTHER_SLICE, rateDisparity, SliceQuality } from '../../src/monitoring/slices.js';
+import { MISSING_SLICE, OTHER_SLICE, rateDisparity, SliceQuality } from '../../src/monitoring/slices.js';
 
 describe('SliceQuality', () => {
   it('keeps at most maxSlices named slices and counts the rest in other', () => {
@@ -98,6 +98,19 @@ describe('rateDisparity', () => {
     expect(withC.falsePositiveRate).toMatchObject({ min: { slice: 'A', rate: 0.1 }, max: { slice: 'C', rate: 0.2 } });
     expect(withC.falsePositiveRate.difference).toBeCloseTo(0.1, 14);
     expect(Object.keys(withC.falseNegativeRate.slices)).toEqual(['A']);
+  });
+
+  it('leaves the catch-alls __other__ and __missing__ out: they are no group to compare', () => {
+    const view = rateDisparity({
+      A: { tp: 4, fn: 1, fp: 2, tn: 8 },
+      B: { tp: 2, fn: 3, fp: 1, tn: 9 },
+      [OTHER_SLICE]: { tp: 0, fn: 5, fp: 10, tn: 0 },
+      [MISSING_SLICE]: { tp: 5, fn: 0, fp: 0, tn: 10 },
+    });
+    expect(Object.keys(view.falsePositiveRate.slices)).toEqual(['A', 'B']);
+    expect(view.falsePositiveRate).toMatchObject({ min: { slice: 'B', rate: 0.1 }, max: { slice: 'A', rate: 0.2 } });
+    expect(Object.keys(view.falseNegativeRate.slices)).toEqual(['A', 'B']);
+    expect(view.falseNegativeRate).toMatchObject({ min: { slice: 'A', rate: 0.2 }, max: { slice: 'B', rate: 0.6 } });
   });
 
   it('reports an infinite ratio when one slice has a zero rate, NaN with fewer than two slices', () => {
