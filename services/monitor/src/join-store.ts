@@ -5,7 +5,9 @@
  * model and version); its label joins every one of them, whichever comes first. Each side is
  * offered by a record (its identity: for the monitor, the Kafka record's partition and
  * offset); the store answers whether it is now joined, waiting, or a duplicate (another
- * record of a side already there: a unit logged twice, or a second label for one request).
+ * record of a side already there: a unit logged twice, or a second label for one request), or
+ * for a second label that names another label than the first, corrected. The first label stays
+ * the one joined: the pairs it made may have been observed already.
  * Offers are atomic per request, so each prediction unit is joined exactly once whatever the
  * replays, and what waits survives restarts.
  *
@@ -56,9 +58,11 @@ interface OfferOf<S extends Side> {
 
 /**
  * A prediction names its unit (e.g. `<variant>:<model>:<version>`): the predictions of one
- * request are joined to its label once per unit.
+ * request are joined to its label once per unit. A label may name the label itself (`label`,
+ * e.g. `1`; the store only compares it): a label of another record that names another one
+ * than the request's first label is a correction.
  */
-export type Offer = (OfferOf<'prediction'> & { unit: string }) | OfferOf<'label'>;
+export type Offer = (OfferOf<'prediction'> & { unit: string }) | (OfferOf<'label'> & { label?: string });
 
 /**
  * `joined`: the values of the sides this offer joined, in the order of their units for a label
@@ -66,7 +70,8 @@ export type Offer = (OfferOf<'prediction'> & { unit: string }) | OfferOf<'label'
  * offered before, and these are the joins its first offer made (the caller may have observed
  * them then, or never got that answer).
  */
-export type OfferResult = { kind: 'waiting' } | { kind: 'duplicate' } | { kind: 'joined'; others: string[]; again?: true };
+export type OfferResult =
+  { kind: 'waiting' } | { kind: 'duplicate' } | { kind: 'corrected' } | { kind: 'joined'; others: string[]; again?: true };
 
 export interface SweepResult {
   predictions: number;
@@ -129,6 +134,7 @@ export interface JoinStore {
 
 const DUPLICATE: OfferResult = Object.freeze({ kind: 'duplicate' });
 const WAITING: OfferResult = Object.freeze({ kind: 'waiting' });
+const CORRECTED: OfferResult = Object.freeze({ kind: 'corrected' });
 
 /** A side as kept: the record that offered it, and its value. */
 interface Kept {
@@ -164,6 +170,8 @@ interface Entry {
   label?: Kept;
   /** Whether the label joined a prediction (field `labelled`): kept after the label's deadline. */
   labelled: boolean;
+  /** What the first label named (field `class`), while it is kept or `labelled`. */
+  firstLabel?: string;
   /** When the entry itself is forgotten (the latest deadline of its sides plus the keep time). */
   forgetAt: number;
 }
@@ -238,17 +246,20 @@ export class MemoryJoinStore implements JoinStore {
         this.due.push(due);
         return WAITING;
       }
+      const second = () =>
+        offer.label !== undefined && entry.firstLabel !== undefined && offer.label !== entry.firstLabel ? CORRECTED : DUPLICATE;
       if (entry.label !== undefined) {
-        if (entry.label.record !== record) return DUPLICATE;
+        if (entry.label.record !== record) return second();
         // The same label: the predictions its offer joined, those still kept.
         const units = [...entry.joined].filter(([, by]) => by === null).map(([unit]) => unit);
         if (units.length === 0) return WAITING;
         const kept = units.filter((unit) => entry.predictions.has(unit)).sort(byteOrder);
         return kept.length === 0 ? DUPLICATE : again(kept.map((unit) => entry.predictions.get(unit)!.value));
       }
-      if (entry.labelled) return DUPLICATE;
+      if (entry.labelled) return second();
       this.keep(entry, requestId, deadline);
       entry.label = { record, value };
+      entry.firstLabel = offer.label;
       this.due.push({ deadline, field: LABEL_FIELD, requestId });
       const units = [...entry.predictions.keys()].filter((unit) => !entry.joined.has(unit)).sort(byteOrder);
       if (units.length === 0) return WAITING;
@@ -277,7 +288,10 @@ export class MemoryJoinStore implements JoinStore {
       if (field === LABEL_FIELD) {
         if (entry.label === undefined) continue;
         entry.label = undefined;
-        if (!entry.labelled) result.labels++;
+        if (!entry.labelled) {
+          result.labels++;
+          entry.firstLabel = undefined;
+        }
       } else {
         const unit = field.slice(2);
         if (entry.predictions.delete(unit) && !entry.joined.has(unit)) result.predictions++;
@@ -331,13 +345,14 @@ end`;
  * i's request, with fields `p:<unit>` (a prediction, waiting until its deadline, or joined by
  * the label's offer, until the replay horizon), `j:<unit>` (a unit joined: `l` when the
  * label's offer joined it, else `p<record>`, the record of the prediction whose offer joined
- * the label), `label` (the label, until its deadline) and `labelled` (the label joined a
- * prediction). A kept side's value is
+ * the label), `label` (the label, until its deadline), `labelled` (the label joined a
+ * prediction) and `class` (what the label named, kept with `labelled`). A kept side's value is
  * led by its record's tag, `<length>:<record>` (a side kept by the previous version has none:
  * its JSON starts with `{`, and no record is its own). ARGV[5i-4] offer i's side
- * (`prediction` or `label`), ARGV[5i-3] its unit (empty for a label), ARGV[5i-2] its record,
+ * (`prediction` or `label`), ARGV[5i-3] its unit (for a label, what it names; may be empty), ARGV[5i-2] its record,
  * ARGV[5i-1] its value, ARGV[5i] ms to keep the hash (at least). Returns one reply per offer:
- * 0 duplicate, 2 duplicate whose side is still kept (its field is in the hash), 1 waiting, or
+ * 0 duplicate, 2 duplicate whose side is still kept (its field is in the hash), 3 a label of
+ * another record that names another than the first label's `class` (a correction), 1 waiting, or
  * what it joined: for a prediction `{label}`, for a label the fields and values of the
  * predictions that waited (`{p:<unit>, value, ...}`, in no order: the client orders them by
  * unit, as Lua's `<` follows the server's locale), led by a 1 when the record was offered
@@ -403,13 +418,15 @@ for i = 1, offers do
   else
     -- One read of the (small) hash: the label, the predictions and which of them are joined.
     local fields = redis.call('HGETALL', key)
-    local label, labelled, predictions, values, joined = nil, false, {}, {}, {}
+    local label, labelled, first, predictions, values, joined = nil, false, nil, {}, {}, {}
     for f = 1, #fields, 2 do
       local name = fields[f]
       if name == 'label' then
         label = fields[f + 1]
       elseif name == 'labelled' then
         labelled = true
+      elseif name == 'class' then
+        first = fields[f + 1]
       else
         local kind = string.sub(name, 1, 2)
         if kind == 'p:' then
@@ -420,9 +437,11 @@ for i = 1, offers do
         end
       end
     end
+    -- A label of another record: a correction when it names another than the first, else a duplicate.
+    local corrected = first ~= nil and unit ~= '' and unit ~= first
     if label then
       if string.sub(label, 1, #tag) ~= tag then
-        results[i] = 2
+        if corrected then results[i] = 3 else results[i] = 2 end
       else
         -- The same label: the predictions its offer joined, those still kept.
         local again, joinedAny = { 1 }, false
@@ -444,9 +463,13 @@ for i = 1, offers do
         end
       end
     elseif labelled then
-      results[i] = 0
+      if corrected then results[i] = 3 else results[i] = 0 end
     else
       local reply, marks = {}, { 'label', tag .. value }
+      if unit ~= '' then
+        marks[#marks + 1] = 'class'
+        marks[#marks + 1] = unit
+      end
       for p = 1, #predictions do
         local name = predictions[p]
         if not joined[name] then
@@ -493,8 +516,9 @@ return results
 const OFFERS_PER_CALL = 500;
 
 /**
- * KEYS[1] the request's hash; ARGV[1] the due side's field (`p:<unit>` or `label`). Removes it;
- * 1 if it counts: a prediction never joined, or a label that joined no prediction.
+ * KEYS[1] the request's hash; ARGV[1] the due side's field (`p:<unit>` or `label`). Removes it
+ * (a label that joined no prediction with its `class`); 1 if it counts: a prediction never
+ * joined, or a label that joined no prediction.
  *
  * A hash that held a prediction (a value longer than Redis's `hash-max-listpack-value`, 64
  * bytes by default) is a hashtable, and stays one when the prediction leaves: once none is
@@ -510,6 +534,8 @@ if redis.call('HDEL', key, field) == 0 then return 0 end
 local counts
 if field == 'label' then
   counts = redis.call('HEXISTS', key, 'labelled') == 0
+  -- A label that joined nothing goes with what it named: a later label is a first one.
+  if counts then redis.call('HDEL', key, 'class') end
 else
   counts = redis.call('HEXISTS', key, 'j:' .. string.sub(field, 3)) == 0
 end
@@ -533,7 +559,7 @@ return 0
 `;
 
 /** An offer's reply: see `offerScript` (a joined reply led by the number 1 is answered again). */
-type OfferReply = 0 | 1 | 2 | (string | number)[];
+type OfferReply = 0 | 1 | 2 | 3 | (string | number)[];
 
 type RedisWithJoin = (Redis | Cluster) & {
   /**
@@ -603,7 +629,14 @@ export class RedisJoinStore implements JoinStore {
     if (this.cluster) {
       const settled = await Promise.allSettled(
         offers.map((o) =>
-          this.client.offerSide(this.key(o.requestId), o.side, o.side === 'prediction' ? o.unit : '', o.record, o.value, keep(o.deadline)),
+          this.client.offerSide(
+            this.key(o.requestId),
+            o.side,
+            o.side === 'prediction' ? o.unit : (o.label ?? ''),
+            o.record,
+            o.value,
+            keep(o.deadline),
+          ),
         ),
       );
       return settled.map((s) => (s.status === 'fulfilled' ? s.value : { error: s.reason as unknown }));
@@ -621,7 +654,7 @@ export class RedisJoinStore implements JoinStore {
         const arg = count + 1 + 5 * i;
         const prediction = offer.side === 'prediction';
         keysThenArgs[arg] = offer.side;
-        keysThenArgs[arg + 1] = prediction ? offer.unit : '';
+        keysThenArgs[arg + 1] = prediction ? offer.unit : (offer.label ?? '');
         keysThenArgs[arg + 2] = offer.record;
         keysThenArgs[arg + 3] = offer.value;
         keysThenArgs[arg + 4] = keep(offer.deadline);
@@ -667,7 +700,8 @@ export class RedisJoinStore implements JoinStore {
         // LT: one moved keeps the earlier horizon).
         if (this.cluster) {
           if (offer.side === 'label') {
-            if (answer !== 0) due.push(offer.deadline, dueMember(LABEL_FIELD, offer.requestId));
+            // Not for a correction: another record than the label kept, which its own offer indexed.
+            if (answer !== 0 && answer !== 3) due.push(offer.deadline, dueMember(LABEL_FIELD, offer.requestId));
             if (Array.isArray(answer)) {
               for (let f = typeof answer[0] === 'number' ? 1 : 0; f < answer.length; f += 2) {
                 moved.push(now + this.replayHorizonMs, dueMember(answer[f] as string, offer.requestId));
@@ -679,6 +713,8 @@ export class RedisJoinStore implements JoinStore {
         }
         if (answer === 0 || answer === 2) {
           results.push(DUPLICATE);
+        } else if (answer === 3) {
+          results.push(CORRECTED);
         } else if (answer === 1) {
           results.push(WAITING);
         } else {

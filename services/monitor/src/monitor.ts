@@ -226,7 +226,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     () =>
       new Counter({
         name: 'tributary_monitor_joins_total',
-        help: 'Predictions and labels offered to the label join, by outcome: joined (pairs made: a label joining 2 predictions of a request counts 2), waiting, duplicate (a replay or a second label)',
+        help: 'Predictions and labels offered to the label join, by outcome: joined (pairs made: a label joining 2 predictions of a request counts 2), waiting, duplicate (a replay, or a second label the same as the first), corrected (a second label other than the first: the first stays joined)',
         labelNames: ['stream', 'outcome'],
         registers,
       }),
@@ -874,6 +874,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             requestId: decoded.value.request_id,
             record: recordId(record),
             value: JSON.stringify(waiting),
+            // A later label of the request that differs is a correction (the first stays joined).
+            label: String(waiting.label),
             deadline: waiting.at + options.joinWindowMs,
           });
         }
@@ -895,7 +897,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       });
       for (const reason of reasons) deadLettered.inc({ consumer: options.groupId, reason });
       // `joined` counts pairs: a label that joins a champion's and a shadow's prediction adds 2.
-      const outcomeCounts = { joined: 0, waiting: 0, duplicate: 0 };
+      const outcomeCounts = { joined: 0, waiting: 0, duplicate: 0, corrected: 0 };
       let joinedAgain = 0;
       for (let i = 0; i < outcomes.length; i++) {
         const outcome = outcomes[i]!;
@@ -915,7 +917,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
           else joined(JSON.parse(other) as WaitingPrediction, side as WaitingLabel, first);
         }
       }
-      for (const outcome of ['joined', 'waiting', 'duplicate'] as const) {
+      for (const outcome of ['joined', 'waiting', 'duplicate', 'corrected'] as const) {
         if (outcomeCounts[outcome] > 0) joins.inc({ stream, outcome }, outcomeCounts[outcome]);
       }
       if (joinedAgain > 0) joinsAgain.inc({ stream }, joinedAgain);

@@ -25,11 +25,21 @@ const label = (requestId: string, deadline = Date.now() + HOUR): Offer => ({
   value: `l:${requestId}`,
   deadline,
 });
+/** A label that names its value (as the monitor's do): a later one of the request that differs is a correction. */
+const labelOf = (requestId: string, value: '0' | '1', deadline = Date.now() + HOUR): Offer => ({
+  side: 'label',
+  requestId,
+  record: newRecord(),
+  value: `l:${requestId}:${value}`,
+  label: value,
+  deadline,
+});
 const joined = (...others: string[]): OfferResult => ({ kind: 'joined', others });
 /** The answer to a record offered again whose first offer joined `others`. */
 const again = (...others: string[]): OfferResult => ({ kind: 'joined', others, again: true });
 const WAITING: OfferResult = { kind: 'waiting' };
 const DUPLICATE: OfferResult = { kind: 'duplicate' };
+const CORRECTED: OfferResult = { kind: 'corrected' };
 
 /** The prediction units of the random streams: an answering version and two shadows. */
 const UNITS = ['champion:m:1', 'shadow:m:2', 'shadow:m:3'];
@@ -52,7 +62,7 @@ export function randomOffers(seed: number, count: number, requests: number): Off
     const requestId = `q${random.int(requests)}`;
     const record = `s${i}`;
     if (random.next() < 0.4) {
-      offers.push({ side: 'label', requestId, record, value: `l:${requestId}:${i}`, deadline });
+      offers.push({ side: 'label', requestId, record, value: `l:${requestId}:${i}`, label: i % 3 === 0 ? '0' : '1', deadline });
       continue;
     }
     const unit = UNITS[random.next() < 0.6 ? 0 : 1 + random.int(2)]!;
@@ -162,10 +172,18 @@ export function joinStoreContract(name: string, create: () => Promise<JoinStore>
         for (const offer of offers) single.push(...(await other.offer([offer])));
         expect(batched).toEqual(single);
         // Every outcome occurs: joins on a label and on a prediction (its label came first), each
-        // answered again to its record offered again, duplicates.
+        // answered again to its record offered again, duplicates, corrections.
         const kinds = batched.map((r, i) => (r.kind === 'joined' ? `joined-${offers[i]!.side}${r.again ? '-again' : ''}` : r.kind));
         expect(new Set(kinds)).toEqual(
-          new Set(['waiting', 'duplicate', 'joined-label', 'joined-prediction', 'joined-label-again', 'joined-prediction-again']),
+          new Set([
+            'waiting',
+            'duplicate',
+            'corrected',
+            'joined-label',
+            'joined-prediction',
+            'joined-label-again',
+            'joined-prediction-again',
+          ]),
         );
         // Labels that joined several predictions at once occur too.
         expect(batched.some((r) => r.kind === 'joined' && r.others.length > 1)).toBe(true);
@@ -299,6 +317,29 @@ export function joinStoreContract(name: string, create: () => Promise<JoinStore>
       // A shadow logged late still joins each label until the label's deadline.
       expect(await store.offer([shadow('a'), shadow('b')])).toEqual([joined('l:a'), joined('l:b')]);
       expect(await store.sweep(before + HOUR, 100)).toEqual({ predictions: 0, labels: 0, taken: 3 });
+    });
+
+    it('answers a second label of a request that differs from the first as corrected, the same one as a duplicate; the first stays joined', async () => {
+      store = await create();
+      const now = Date.now();
+      // r: the label joins the prediction; then the same label again, and one that differs.
+      const [pr, first] = [prediction('r'), labelOf('r', '1')];
+      const correction = labelOf('r', '0');
+      expect(await store.offer([pr, first, labelOf('r', '1'), correction])).toEqual([WAITING, joined('p:r'), DUPLICATE, CORRECTED]);
+      // Offered again, each record gets its answer again; a shadow logged later joins the first label.
+      expect(await store.offer([first, correction, shadow('r')])).toEqual([again('p:r'), CORRECTED, joined('l:r:1')]);
+      // A label without a value to compare is a duplicate, as before.
+      expect(await store.offer([label('r')])).toEqual([DUPLICATE]);
+      // s: a correction while the first label still waits: the prediction joins the first.
+      expect(await store.offer([labelOf('s', '1'), labelOf('s', '0'), prediction('s')])).toEqual([WAITING, CORRECTED, joined('l:s:1')]);
+      // t: past the first label's deadline (it joined): still told apart.
+      expect(await store.offer([prediction('t', now - 20), labelOf('t', '0', now - 10)])).toEqual([WAITING, joined('p:t')]);
+      expect(await store.sweep(now, 100)).toEqual({ predictions: 0, labels: 0, taken: 2 });
+      expect(await store.offer([labelOf('t', '1'), labelOf('t', '0')])).toEqual([CORRECTED, DUPLICATE]);
+      // u: a label that joined nothing expires; a later label of the request is a first one.
+      expect(await store.offer([labelOf('u', '1', now - 10)])).toEqual([WAITING]);
+      expect(await store.sweep(now, 100)).toEqual({ predictions: 0, labels: 1, taken: 1 });
+      expect(await store.offer([labelOf('u', '0'), prediction('u')])).toEqual([WAITING, joined('l:u:0')]);
     });
 
     it('sweeps at most `limit` sides per call, oldest first', async () => {

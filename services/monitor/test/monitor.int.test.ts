@@ -78,7 +78,8 @@ describe.skipIf(!services.kafkaBrokers || !services.redisUrl)(
         value: JSON.stringify({ request_id: id, label: value, ts: now }),
       });
       // 400 predictions; the even ones get a label: those of the last 100 are consumed before
-      // any prediction is published, the others come after; 20 labels are sent twice, and
+      // any prediction is published, the others come after; 20 labels are sent twice (label 1
+      // again: 10 the same, duplicates, and 10 that said 0 first, corrections), and
       // 10 labels are for requests that have no prediction. Every fourth request also has a
       // shadow prediction (all labelled): half logged with the predictions, half after every
       // label was consumed.
@@ -111,7 +112,8 @@ describe.skipIf(!services.kafkaBrokers || !services.redisUrl)(
         expect(
           await total(first, /^tributary_monitor_joins_total\{stream="predictions",outcome="joined"\} (\d+)$/gm),
         ).toBeGreaterThanOrEqual(50 + 50);
-        expect(await total(first, outcome('duplicate'))).toBe(20);
+        expect(await total(first, outcome('duplicate'))).toBe(10);
+        expect(await total(first, outcome('corrected'))).toBe(10);
         // The first side of each labelled request (or both predictions, when a champion and
         // its shadow came before the label), the unlabelled predictions, the orphan labels.
         const waiting = await total(first, outcome('waiting'));

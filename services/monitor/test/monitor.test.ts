@@ -646,6 +646,16 @@ describe('monitor', () => {
     text = await registry.metrics();
     expect(text).toMatch(/tributary_model_labelled_predictions\{model="fraud_detector",version="1",variant="champion",window="1h"\} 3/);
 
+    // A later label of `c` that differs is a correction: counted apart, the first label stays joined.
+    await eventLog.publish('labels', [label('c', 0, 7_200_000)]);
+    await waitFor(async () => /tributary_monitor_joins_total\{stream="labels",outcome="corrected"\} 1/.test(await registry.metrics()), {
+      what: 'the correction',
+    });
+    text = await registry.metrics();
+    expect(text).toMatch(/tributary_monitor_joins_total\{stream="labels",outcome="duplicate"\} 1\n/);
+    expect(text).toMatch(/tributary_model_labelled_predictions\{model="fraud_detector",version="1",variant="champion",window="1h"\} 3/);
+    expect(quality('accuracy')).toBeCloseTo(2 / 3, 9);
+
     // After the window, `d` (no label) expired and `z` (no prediction) found none.
     now += DAY + 3_600_001;
     await running.sweep();
