@@ -420,7 +420,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     () =>
       new Gauge({
         name: 'tributary_model_quality',
-        help: 'Quality of labelled predictions over a sliding window (by label arrival), at the model version threshold',
+        help: "Quality of labelled predictions over a sliding window (by label time: the later of the label's ts and its prediction's predicted_at), at the model version threshold",
         labelNames: ['model', 'version', 'variant', 'window', 'metric'],
         registers,
         collect() {
@@ -577,7 +577,11 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     series.seenAt = now;
     series.delay ??= labelDelay.seriesOf(series.model, series.version, series.variant);
     series.delay.observe(Math.max(0, (label.at - prediction.predicted_at) / 1000));
-    board.observeIn(series.quality, prediction.score, label.label, now, prediction.slices);
+    // At the time the pair could first be known (the later of its two times), at most the clock:
+    // a monitor that lags, or consumes a backlog after a restart, puts each pair where it would
+    // have been on time, not all of them in the bucket of the moment they are joined.
+    const at = Math.min(Math.max(label.at, prediction.predicted_at), now);
+    board.observeIn(series.quality, prediction.score, label.label, at, prediction.slices);
     if (reward) bandit.observe(prediction, label.label, options.thresholdOf(prediction.model, prediction.version));
   };
   // The features each (bounded) model and version was served defaults for: the label sets of

@@ -1,7 +1,8 @@
 /**
  * Quality per model, version and variant over sliding windows, in fixed memory (rings of
  * time buckets of the shared accumulators):
- * - label-based quality over 1h and 24h by label arrival (what the monitor learned then);
+ * - label-based quality over 1h and 24h by label time (when the label became known: the
+ *   monitor gives the later of its `ts` and the prediction's time, at most its clock);
  * - before labels arrive, the confidence-based estimate (CBPE) over 1h and 24h by prediction
  *   time, from the scores alone, reported as estimated;
  * - per slice (a request field such as country or channel, a bounded number of values each)

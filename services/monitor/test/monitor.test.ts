@@ -939,6 +939,34 @@ describe('monitor', () => {
   });
 });
 
+describe('monitor: a monitor that lags', () => {
+  it('puts a pair in the quality windows at its label time, not at the moment it is joined (a backlog spreads, it is not one bucket)', async () => {
+    const now = Date.now();
+    const { eventLog, registry } = await boot({ clock: () => now });
+    // Consumed two hours late: a prediction and its label of then, and a pair of 5 minutes ago.
+    await eventLog.publish('predictions', [
+      { key: 'a', value: JSON.stringify({ ...prediction('a', 0.9), predicted_at: now - 2 * HOUR }) },
+      { key: 'b', value: JSON.stringify({ ...prediction('b', 0.9), predicted_at: now - 6 * 60_000 }) },
+    ]);
+    await eventLog.publish('labels', [
+      { key: 'a', value: JSON.stringify({ request_id: 'a', label: 1, ts: now - 2 * HOUR + 60_000 }) },
+      { key: 'b', value: JSON.stringify({ request_id: 'b', label: 0, ts: now - 5 * 60_000 }) },
+    ]);
+    await waitFor(async () => /tributary_monitor_joins_total\{stream="\w+",outcome="joined"\} 2/.test(await registry.metrics()), {
+      what: 'the joins',
+    });
+    const text = await registry.metrics();
+    const labelled = (window: string) =>
+      Number(
+        new RegExp(
+          `tributary_model_labelled_predictions\\{model="fraud_detector",version="1",variant="champion",window="${window}"\\} (\\S+)`,
+        ).exec(text)?.[1],
+      );
+    expect(labelled('1h')).toBe(1);
+    expect(labelled('24h')).toBe(2);
+  });
+});
+
 describe('monitor: consumer lag', () => {
   const lagOf = async (registry: ReturnType<typeof createRegistry>) =>
     Object.fromEntries(
