@@ -19,6 +19,7 @@ import {
   inferFeatureKind,
   ksTest,
   logLoss,
+  MISSING_SLICE,
   missingRate,
   numericValue,
   observeRow,
@@ -218,7 +219,7 @@ function fairness(current: Sample, options: CompareOptions): CompareReport['fair
   const { scores, labels, slices } = labelled(current);
   if (scores.length === 0) return null;
   const quality = new SliceQuality(options.threshold, options.maxSlices);
-  scores.forEach((s, i) => quality.add(slices[i] ?? '(missing)', s, labels[i] as 0 | 1));
+  scores.forEach((s, i) => quality.add(slices[i] ?? MISSING_SLICE, s, labels[i] as 0 | 1));
   const minCount = options.minSliceCount ?? COMPARE_DEFAULTS.minSliceCount;
   return { field: options.sliceField, minCount, ...rateDisparity(quality.counts(), minCount) };
 }

@@ -157,6 +157,22 @@ describe('compareSamples', () => {
     expect(small.fairness!.falseNegativeRate).toMatchObject({ difference: 0.5, ratio: 2 });
   });
 
+  it('leaves the records without a slice out of the disparity, as the live monitor leaves its catch-all slices', async () => {
+    // S and T as above; records without a segment, all false positives, would be a slice of fpr 1.
+    const unsliced = await parseSample(
+      ndjson([
+        ...[0.1, 0.35, 0.8, 0.4, 0.4, 0.7].map((score, i) => ({ x: i, score, label: [0, 1, 1, 0, 1, 0][i], segment: i < 3 ? 'S' : 'T' })),
+        { x: 9, score: 0.9, label: 0 },
+        { x: 9, score: 0.9, label: 0 },
+      ]),
+      'cur.ndjson',
+      fields,
+    );
+    const fair = compareSamples(reference, unsliced, { ...options, minSliceCount: 1 }).fairness!;
+    expect(fair.falsePositiveRate).toMatchObject({ difference: 0.5 });
+    expect(Object.keys(fair.falsePositiveRate.slices).sort()).toEqual(['S', 'T']);
+  });
+
   it('leaves out of the disparity, by default, the rates of slices with fewer than 30 negatives or positives, and says so', () => {
     expect(report.fairness).toMatchObject({ field: 'segment', minCount: 30 });
     expect(report.fairness!.falsePositiveRate).toMatchObject({ slices: {}, min: null, max: null });
