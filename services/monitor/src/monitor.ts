@@ -478,6 +478,23 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         },
       }),
   );
+  metric(
+    options.registry,
+    'tributary_model_labelled_positives',
+    () =>
+      new Gauge({
+        name: 'tributary_model_labelled_positives',
+        help: 'Labelled predictions whose label is 1 in the sliding window behind tributary_model_quality (the negatives: labelled_predictions minus these)',
+        labelNames: ['model', 'version', 'variant', 'window'],
+        registers,
+        collect() {
+          this.reset();
+          for (const { model, version, variant, window, quality } of board.summaries(clock())) {
+            this.set({ model, version, variant, window }, quality.positives);
+          }
+        },
+      }),
+  );
   const drift = new DriftBoard({
     profileOf: options.profileOf,
     maxSeries: options.maxSeries,

@@ -635,6 +635,9 @@ describe('monitor', () => {
     expect(quality('roc_auc')).toBe(1);
     expect(quality('roc_auc_error_bound')).toBe(0);
     expect(text).toMatch(/tributary_model_labelled_predictions\{model="fraud_detector",version="1",variant="champion",window="1h"\} 3/);
+    // Of the three, c alone is labelled 1 (the alerts on ROC AUC want enough of each class).
+    expect(text).toMatch(/tributary_model_labelled_positives\{model="fraud_detector",version="1",variant="champion",window="1h"\} 1\n/);
+    expect(text).toMatch(/tributary_model_labelled_positives\{model="fraud_detector",version="1",variant="champion",window="24h"\} 1\n/);
     expect(text).toMatch(/tributary_monitor_label_delay_seconds_count\{model="fraud_detector",version="1",variant="champion"\} 3/);
     expect(text).toMatch(/tributary_monitor_label_delay_seconds_bucket\{le="60",model="fraud_detector",version="1",variant="champion"\} 1/);
 
