@@ -19,13 +19,13 @@ const inference = [
   timeSeries({
     title: 'Prediction latency p50 / p99',
     description:
-      'Time from request to score, from the tributary_prediction_duration_seconds histogram. The dashed line is the PredictionLatencyHigh alert threshold.',
+      'Time from request to score of the versions that answer (shadows left out, as PredictionLatencyHigh leaves them), from the tributary_prediction_duration_seconds histogram. The dashed line is the PredictionLatencyHigh alert threshold.',
     unit: 's',
     min: 0,
     thresholds: [{ value: THRESHOLDS.latencyP99Seconds, color: 'red' }],
     queries: [
-      query('histogram_quantile(0.5, sum by (le) (rate(tributary_prediction_duration_seconds_bucket[1m])))', 'p50'),
-      query('histogram_quantile(0.99, sum by (le) (rate(tributary_prediction_duration_seconds_bucket[1m])))', 'p99'),
+      query('histogram_quantile(0.5, sum by (le) (rate(tributary_prediction_duration_seconds_bucket{variant!="shadow"}[1m])))', 'p50'),
+      query('histogram_quantile(0.99, sum by (le) (rate(tributary_prediction_duration_seconds_bucket{variant!="shadow"}[1m])))', 'p99'),
     ],
   }),
   timeSeries({

@@ -50,7 +50,8 @@ export const groups: RuleGroup[] = [
     rules: [
       {
         alert: 'PredictionLatencyHigh',
-        expr: `histogram_quantile(0.99, sum by (model, version, le) (rate(tributary_prediction_duration_seconds_bucket[5m]))) > ${T.latencyP99Seconds}`,
+        // Shadows answer no one: their scoring runs after the answer, and a slow shadow must not page.
+        expr: `histogram_quantile(0.99, sum by (model, version, le) (rate(tributary_prediction_duration_seconds_bucket{variant!="shadow"}[5m]))) > ${T.latencyP99Seconds}`,
         for: '10m',
         severity: 'critical',
         summary: 'p99 prediction latency of {{ $labels.model }} {{ $labels.version }} is {{ $value | humanizeDuration }}',
