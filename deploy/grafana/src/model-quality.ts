@@ -110,10 +110,13 @@ const quality = [
   }),
   timeSeries({
     title: 'Labelled predictions per window',
-    description: 'How many labelled predictions the quality above rests on (tributary_model_labelled_predictions).',
+    description: `How many labelled predictions the quality above rests on (tributary_model_labelled_predictions), and how many of them are labelled 1 (tributary_model_labelled_positives). ModelQualityDrop compares an hour's ROC AUC only with ${THRESHOLDS.minEachClass1h} or more of each class.`,
     unit: 'short',
     min: 0,
-    queries: [query(`tributary_model_labelled_predictions{${M}}`, '{{variant}} {{version}} {{window}}')],
+    queries: [
+      query(`tributary_model_labelled_predictions{${M}}`, '{{variant}} {{version}} {{window}}'),
+      query(`tributary_model_labelled_positives{${M}}`, '{{variant}} {{version}} {{window}} positives'),
+    ],
     w: 8,
     h: 9,
   }),

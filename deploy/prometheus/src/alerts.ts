@@ -33,14 +33,31 @@ export const THRESHOLDS = {
   /** PSI a significant drift must also reach to raise FeatureDrifted: the start of a moderate shift. */
   driftPsi: 0.1,
   qualityDrop: 0.05,
-  minLabelled1h: 100,
-  minLabelled24h: 500,
+  /**
+   * Labelled predictions of each class (label 1, label 0) a ROC AUC compared must rest on: its
+   * spread is set by the rarer class. With 50 of each, an hour's AUC of an unchanged model
+   * (AUC 0.85) falls 0.05 below the day's in about 3% of hours (docs/alerts.md).
+   */
+  minEachClass1h: 50,
+  /** The same for each of two days compared: both sides vary, so more of each class. */
+  minEachClass24h: 200,
   minEstimated1h: 100,
 } as const;
 
 const T = THRESHOLDS;
 
 export const RUNBOOK = 'docs/alerts.md';
+
+/**
+ * At least `n` labelled predictions of each class in the 24h window (negatives: labelled minus
+ * positives), per series without the labels of the process that exported it; `offset` as in
+ * PromQL (' offset 1d') or ''.
+ */
+function eachClassAtLeast(n: number, offset: string): string {
+  const positives = `tributary_model_labelled_positives{window="24h"}${offset}`;
+  const labelled = `tributary_model_labelled_predictions{window="24h"}${offset}`;
+  return `max without (instance, pod) (${positives}) >= ${n} and ignoring (metric) max without (instance, pod) (${labelled} - ${positives}) >= ${n}`;
+}
 
 export function runbookUrl(alert: string): string {
   return `${RUNBOOK}#${alert.toLowerCase()}`;
@@ -172,23 +189,26 @@ export const groups: RuleGroup[] = [
       },
       {
         alert: 'ModelQualityDrop',
-        expr: `tributary_model_quality{window="1h",metric="roc_auc"} < ignoring (window) tributary_model_quality{window="24h",metric="roc_auc"} - ${T.qualityDrop} and ignoring (window, metric) tributary_model_labelled_predictions{window="1h"} >= ${T.minLabelled1h}`,
+        // The hour's AUC rests on its rarer class: at least N labelled 1 and N labelled 0 (the day
+        // holds the hour, so it has as many).
+        expr: `tributary_model_quality{window="1h",metric="roc_auc"} < ignoring (window) tributary_model_quality{window="24h",metric="roc_auc"} - ${T.qualityDrop} and ignoring (window, metric) tributary_model_labelled_positives{window="1h"} >= ${T.minEachClass1h} and ignoring (window, metric) (tributary_model_labelled_predictions{window="1h"} - tributary_model_labelled_positives{window="1h"}) >= ${T.minEachClass1h}`,
         for: '30m',
         severity: 'warning',
         summary:
           'ROC AUC of {{ $labels.model }} {{ $labels.version }} ({{ $labels.variant }}) fell to {{ $value | printf "%.3f" }} over the last hour',
-        description: `The last hour's ROC AUC (at least ${T.minLabelled1h} labelled predictions) has been more than ${T.qualityDrop} below the last day's for 30 minutes.`,
+        description: `The last hour's ROC AUC (at least ${T.minEachClass1h} labelled predictions of each class) has been more than ${T.qualityDrop} below the last day's for 30 minutes.`,
       },
       {
         alert: 'ModelQualityDropDayOverDay',
         // Without the labels of the process that exported each side: a day apart, they are a
         // monitor restarted in between (on Kubernetes, a new pod and address), never matched.
-        expr: `max without (instance, pod) (tributary_model_quality{window="24h",metric="roc_auc"}) < max without (instance, pod) (tributary_model_quality{window="24h",metric="roc_auc"} offset 1d) - ${T.qualityDrop} and ignoring (metric) max without (instance, pod) (tributary_model_labelled_predictions{window="24h"}) >= ${T.minLabelled24h}`,
+        // Each day's AUC at least N of each class: the day before's too, which varies as much.
+        expr: `max without (instance, pod) (tributary_model_quality{window="24h",metric="roc_auc"}) < max without (instance, pod) (tributary_model_quality{window="24h",metric="roc_auc"} offset 1d) - ${T.qualityDrop} and ignoring (metric) ${eachClassAtLeast(T.minEachClass24h, '')} and ignoring (metric) ${eachClassAtLeast(T.minEachClass24h, ' offset 1d')}`,
         for: '1h',
         severity: 'warning',
         summary:
           'ROC AUC of {{ $labels.model }} {{ $labels.version }} ({{ $labels.variant }}) over 24h is {{ $value | printf "%.3f" }}, down on the day before',
-        description: `The last day's ROC AUC (at least ${T.minLabelled24h} labelled predictions) has been more than ${T.qualityDrop} below its value one day earlier for an hour.`,
+        description: `The last day's ROC AUC has been more than ${T.qualityDrop} below its value one day earlier for an hour, each day with at least ${T.minEachClass24h} labelled predictions of each class.`,
       },
       {
         alert: 'EstimatedQualityDrop',
