@@ -168,7 +168,7 @@ const labels = [
   timeSeries({
     title: 'Label join: joined vs expired',
     description:
-      'Predictions and labels that found their other half (tributary_monitor_joins_total{outcome="joined"}) and those that waited past the join window (tributary_monitor_join_expired_total), per stream. No joins for 2h while predictions flow raises NoLabelsReceived.',
+      'Predictions and labels that found their other half (tributary_monitor_joins_total{outcome="joined"}) and those that waited past the join window (tributary_monitor_join_expired_total), per stream. No joins for 2h while predictions flow, after joins in the last 7 days, raises NoLabelsReceived (a new model whose first labels have not come raises nothing).',
     unit: 'ops',
     min: 0,
     queries: [

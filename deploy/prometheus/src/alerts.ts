@@ -42,6 +42,8 @@ export const THRESHOLDS = {
   /** The same for each of two days compared: both sides vary, so more of each class. */
   minEachClass24h: 200,
   minEstimated1h: 100,
+  /** How far back a model must have had a label joined for NoLabelsReceived: the default join window. */
+  labelsSeenWithinDays: 7,
 } as const;
 
 const T = THRESHOLDS;
@@ -221,12 +223,13 @@ export const groups: RuleGroup[] = [
       },
       {
         alert: 'NoLabelsReceived',
-        expr: 'sum by (model) (rate(tributary_predictions_total[15m])) > 0 unless on (model) sum by (model) (increase(tributary_monitor_label_delay_seconds_count[2h])) > 0',
+        // Only for a model whose predictions had labels joined before: a new model's first labels
+        // may be days away (the label-delay series appears with the first join).
+        expr: `sum by (model) (rate(tributary_predictions_total[15m])) > 0 unless on (model) sum by (model) (increase(tributary_monitor_label_delay_seconds_count[2h])) > 0 and on (model) sum by (model) (present_over_time(tributary_monitor_label_delay_seconds_count[${T.labelsSeenWithinDays}d]))`,
         for: '15m',
         severity: 'warning',
-        summary: 'No label has joined a prediction of {{ $labels.model }} for 2 hours while it serves',
-        description:
-          'The monitor has joined no label to a prediction of this model in the last 2 hours although its predictions flow: its quality metrics are going stale.',
+        summary: 'Labels of {{ $labels.model }} stopped joining: none for 2 hours while it serves',
+        description: `The monitor has joined no label to a prediction of this model in the last 2 hours although its predictions flow and labels joined them in the last ${T.labelsSeenWithinDays} days: its quality metrics are going stale.`,
       },
       {
         alert: 'MonitorLagHigh',
