@@ -156,7 +156,8 @@ const pipeline = [
 const monitor = [
   timeSeries({
     title: 'Monitor: predictions and labels consumed per second',
-    description: 'Prediction-log records and labels read by the monitor, per stream and outcome (tributary_monitor_records_total).',
+    description:
+      'Prediction-log records and labels read by the monitor, per stream and outcome (tributary_monitor_records_total). No prediction read for 15 minutes while the inference service publishes them raises MonitorStalled; a monitor Prometheus cannot scrape raises MonitorDown.',
     unit: 'ops',
     min: 0,
     stack: true,

@@ -42,6 +42,8 @@ export const THRESHOLDS = {
   /** The same for each of two days compared: both sides vary, so more of each class. */
   minEachClass24h: 200,
   minEstimated1h: 100,
+  /** Minutes in which the monitor consumed none of the prediction-log records published, for MonitorStalled. */
+  monitorStalledMinutes: 10,
   /** How far back a model must have had a label joined for NoLabelsReceived: the default join window. */
   labelsSeenWithinDays: 7,
 } as const;
@@ -238,6 +240,25 @@ export const groups: RuleGroup[] = [
         severity: 'warning',
         summary: 'The monitor is {{ $value | humanize }} records behind on {{ $labels.topic }}',
         description: `More than ${T.consumerLag} records of the topic have been waiting for the monitor for 10 minutes: its drift and quality gauges describe the past.`,
+      },
+      {
+        alert: 'MonitorDown',
+        // The job names of deploy/prometheus/prometheus.yml (Compose) and deploy/k8s/prometheus-scrape.yml.
+        expr: 'up{job=~"monitor|tributary-monitor"} == 0',
+        for: '5m',
+        severity: 'warning',
+        summary: 'Prometheus cannot scrape the monitor at {{ $labels.instance }}',
+        description:
+          'The monitor has not answered a scrape for 5 minutes: its drift and quality gauges are gone, so the drift and quality alerts cannot fire (and those firing resolve), and the canary rule does not run.',
+      },
+      {
+        alert: 'MonitorStalled',
+        // Whether it runs or not: absent, its counter adds nothing, and the condition holds.
+        expr: `sum(rate(tributary_prediction_log_records_total{outcome="published"}[${T.monitorStalledMinutes}m])) > 0 unless sum(rate(tributary_monitor_records_total{stream="predictions"}[${T.monitorStalledMinutes}m])) > 0`,
+        for: '5m',
+        severity: 'warning',
+        summary: 'No monitor is consuming the predictions the inference service publishes',
+        description: `For 5 minutes, no monitor has consumed a prediction-log record in the last ${T.monitorStalledMinutes} minutes while the inference service published some: the monitor is down, stuck or reading another topic. Its drift and quality gauges are frozen or gone, so the drift and quality alerts cannot fire.`,
       },
     ],
   },

@@ -1,10 +1,14 @@
 /**
  * Every PromQL expression of the dashboards and the alert rules parses (no error node in the
- * lezer-promql tree) and selects only metrics that the services register.
+ * lezer-promql tree) and selects only metrics that the services register, or that Prometheus
+ * writes itself for every target it scrapes (`up`).
  */
 import { describe, expect, it } from 'vitest';
 import { dashboards } from '../../../deploy/grafana/build.js';
 import { dashboardExpressions, exposedMetrics, parsePromql, ruleExpressions, withoutGrafanaVariables } from './promql.js';
+
+/** The series Prometheus writes for each target it scrapes (1 when the scrape succeeded). */
+const SCRAPE_SERIES = ['up'];
 
 describe('PromQL of the dashboards and alert rules', () => {
   const expressions = [...dashboardExpressions(), ...ruleExpressions()];
@@ -34,7 +38,7 @@ describe('PromQL of the dashboards and alert rules', () => {
       const { errors, metrics } = parsePromql(expr);
       expect(errors, `${expr}`).toEqual([]);
       expect(metrics.length, `${expr} selects no metric`).toBeGreaterThan(0);
-      const known = await exposedMetrics();
+      const known = new Set([...(await exposedMetrics()), ...SCRAPE_SERIES]);
       for (const name of metrics) expect(known, `${where}: ${name} is not registered by any service`).toContain(name);
     });
   }
