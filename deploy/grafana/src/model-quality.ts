@@ -12,8 +12,7 @@ const M = 'model=~"$model"';
 const drift = [
   table({
     title: 'Feature drift (last hour vs reference profile)',
-    description:
-      'Per model version, variant and feature (the score too): PSI, Jensen-Shannon distance, the drift test statistic and its Bonferroni-corrected p-value, missing rate and the drift flag (tributary_feature_drift). PSI above 0.25 and a drift flag held 15 minutes raise the FeaturePsiHigh and FeatureDrifted alerts.',
+    description: `Per model version, variant and feature (the score too): PSI, Jensen-Shannon divergence (base 2, in [0, 1]; its square root is the Jensen-Shannon distance), the drift test statistic and its Bonferroni-corrected p-value, missing rate and the drift flag (tributary_feature_drift). PSI above ${THRESHOLDS.psi} held 15 minutes raises FeaturePsiHigh; a drift flag with a PSI above ${THRESHOLDS.driftPsi} held 15 minutes raises FeatureDrifted.`,
     columns: [
       {
         expr: `max without(statistic) (tributary_feature_drift{${M},statistic="psi"})`,
@@ -24,7 +23,7 @@ const drift = [
           { value: THRESHOLDS.psi, color: 'red' },
         ],
       },
-      { expr: `max without(statistic) (tributary_feature_drift{${M},statistic="jensen_shannon"})`, name: 'Jensen-Shannon', decimals: 3 },
+      { expr: `max without(statistic) (tributary_feature_drift{${M},statistic="jensen_shannon"})`, name: 'JS divergence', decimals: 3 },
       { expr: `max without(statistic) (tributary_feature_drift{${M},statistic="test_statistic"})`, name: 'test statistic', decimals: 3 },
       { expr: `max without(statistic) (tributary_feature_drift{${M},statistic="p_value"})`, name: 'p-value', decimals: 4 },
       { expr: `max without(statistic) (tributary_feature_drift{${M},statistic="missing_rate"})`, name: 'missing', unit: 'percentunit' },
