@@ -76,10 +76,11 @@ const scores = [
   }),
   timeSeries({
     title: 'Score quantiles per variant',
-    description: 'Median and 90th percentile of the served score per model version and variant (tributary_monitor_score).',
+    description:
+      'Median and 90th percentile of the served score per model version and variant (tributary_monitor_score), on a logarithmic axis: a fraud model scores most transactions far below 0.01. The histogram resolves scores down to 1e-6 (buckets a factor of about 3 apart); below that, a quantile is an interpolation inside the first bucket.',
     unit: 'none',
-    min: 0,
     max: 1,
+    logScale: true,
     queries: [
       query(
         `histogram_quantile(0.5, sum by (model, version, variant, le) (rate(tributary_monitor_score_bucket{${M}}[5m])))`,

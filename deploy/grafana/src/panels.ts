@@ -21,6 +21,7 @@ import {
   type Panel,
   PercentChangeColorMode,
   type RowPanel,
+  ScaleDistribution,
   SortOrder,
   StackingMode,
   ThresholdsMode,
@@ -103,6 +104,8 @@ export interface TimeSeriesSpec {
   stack?: boolean;
   min?: number;
   max?: number;
+  /** A logarithmic value axis (base 10), for values spread over orders of magnitude. */
+  logScale?: boolean;
   /** Draw these values as dashed threshold lines (an alert's threshold, for instance). */
   thresholds?: { value: number; color: string }[];
   w?: number;
@@ -119,6 +122,7 @@ export function timeSeries(spec: TimeSeriesSpec): Sized {
     stacking: { mode: spec.stack ? StackingMode.Normal : StackingMode.None, group: 'A' },
     axisPlacement: AxisPlacement.Auto,
     thresholdsStyle: { mode: spec.thresholds ? GraphThresholdsStyleMode.Dashed : GraphThresholdsStyleMode.Off },
+    ...(spec.logScale ? { scaleDistribution: { type: ScaleDistribution.Log, log: 10 } } : {}),
   } satisfies TimeSeriesFieldConfig;
   const options = {
     legend: { displayMode: LegendDisplayMode.Table, placement: 'bottom', showLegend: true, calcs: ['lastNotNull', 'max'] },

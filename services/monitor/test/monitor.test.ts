@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildProfile, createLogger, createRandom, createRegistry, MemoryEventLog, recordBytes, type DeadLetter } from '@tributary/shared';
 import { waitFor } from '../../../test/support/wait-for.js';
@@ -576,7 +577,7 @@ describe('monitor', () => {
     expect(text).toMatch(/tributary_monitor_records_total\{stream="predictions",outcome="dead_lettered"\} 1/);
     expect(text).toMatch(/tributary_monitor_records_total\{stream="labels",outcome="accepted"\} 2/);
     expect(text).toMatch(/tributary_monitor_labels_total\{label="1"\} 1/);
-    expect(text).toMatch(/tributary_monitor_score_bucket\{le="0.05",model="fraud_detector",version="1",variant="champion"\} 1/);
+    expect(text).toMatch(/tributary_monitor_score_bucket\{le="0.03",model="fraud_detector",version="1",variant="champion"\} 1\n/);
     const letters = eventLog.records('dead-letter').map((r) => JSON.parse(r.value!.toString()) as DeadLetter);
     expect(letters.map((l) => [l.source.topic, l.reason])).toEqual(
       expect.arrayContaining([
@@ -585,6 +586,34 @@ describe('monitor', () => {
       ]),
     );
     expect(letters.find((l) => l.source.topic === 'labels')!.detail).toMatch(/label/);
+  });
+
+  it("resolves a fraud model's scores, most far below 0.01: the example model's reference deciles fall in 8 score buckets", async () => {
+    const manifest = JSON.parse(await readFile(new URL('../../../models/fraud_detector/1/manifest.json', import.meta.url), 'utf8')) as {
+      profile: { features: { score: { edges: number[] } } };
+    };
+    const deciles = manifest.profile.features.score.edges;
+    expect(deciles.length).toBe(9);
+    expect(Math.max(...deciles)).toBeLessThan(0.01);
+    const { eventLog, registry } = await boot();
+    await eventLog.publish(
+      'predictions',
+      deciles.map((score, i) => ({ key: `d${i}`, value: JSON.stringify(prediction(`d${i}`, score)) })),
+    );
+    await waitFor(
+      async () => /tributary_monitor_records_total\{stream="predictions",outcome="accepted"\} 9/.test(await registry.metrics()),
+      {
+        what: 'the deciles consumed',
+      },
+    );
+    const text = await registry.metrics();
+    const cumulative = [...text.matchAll(/tributary_monitor_score_bucket\{le="[^"]+",model="fraud_detector",[^}]*\} (\d+)/g)].map((m) =>
+      Number(m[1]),
+    );
+    // Each bucket a decile falls in raises the cumulative count once: 8 distinct counts from 1 to 9.
+    const levels = new Set(cumulative.filter((count) => count > 0));
+    expect(levels.size).toBe(8);
+    expect(Math.max(...cumulative)).toBe(9);
   });
 
   it('joins labels to predictions whichever comes first, once, and reports quality, label delay and what expired', async () => {
