@@ -11,6 +11,8 @@
  *   listed in NO_DATA_IN_A_SHORT_RUN with the reason;
  * - every alert rule is loaded with the expression of deploy/prometheus/src/alerts.ts (what
  *   alerts.yml is generated from) and is evaluated without error.
+ * - the rules on the monitor select its series: MonitorDown's `up` is the monitor's target, and
+ *   MonitorStalled, whose predictions published have data, stays quiet while it consumes.
  * The panels about failures get their data from failures caused through public interfaces:
  * a wrong admin key, a batch larger than the model queue, a malformed record on the source
  * topic, a Redis outage of the inference service alone (a TCP proxy the test cuts), a model
@@ -519,4 +521,23 @@ describe.skipIf(Boolean(missing) && !required)(`Prometheus scraping the services
       expect(result.status, `${rule.name}: ${result.error}`).toBe('success');
     }
   }, 30_000);
+
+  it('the rules on the monitor itself select its series: it is scraped under their job name, and consuming it is not stalled', async () => {
+    const rule = (name: string) => groups.flatMap((g) => g.rules).find((r) => r.alert === name)!.expr;
+    // MonitorDown's selector without its condition: the monitor's target, up.
+    const [target] = rule('MonitorDown').split(' == ');
+    const up = await waitFor(
+      async () => {
+        const result = await prometheus!.query(target!);
+        return hasData(result) ? result : null;
+      },
+      { timeoutMs: 30_000, intervalMs: 500, what: target! },
+    );
+    expect(up.result.map((s) => [s.metric.job, s.value![1]])).toEqual([['monitor', '1']]);
+    // MonitorStalled: predictions are published and the monitor reads them (each side has data), so it is quiet.
+    const sides = rule('MonitorStalled').split(' unless ');
+    for (const side of sides)
+      await waitFor(async () => hasData(await prometheus!.query(side)), { timeoutMs: 30_000, intervalMs: 500, what: side });
+    expect((await prometheus!.query(rule('MonitorStalled'))).result).toEqual([]);
+  }, 40_000);
 });
