@@ -98,7 +98,7 @@ const quality = [
   timeSeries({
     title: 'Quality ($metric) per variant: 1h, 24h and CBPE estimate',
     description:
-      'Label-based quality over the last hour and day (tributary_model_quality, by label arrival) and the confidence-based estimate from the scores alone over the last hour, before labels arrive (tributary_model_quality_estimated). A 1h value well below the 24h one raises ModelQualityDrop.',
+      'Label-based quality over the last hour and day (tributary_model_quality, by label time) and the confidence-based estimate from the scores alone over the last hour, before labels arrive (tributary_model_quality_estimated). A 1h value well below the 24h one raises ModelQualityDrop.',
     unit: 'none',
     queries: [
       query(`tributary_model_quality{${M},metric="$metric",window="1h"}`, '{{variant}} {{version}} 1h'),
@@ -173,7 +173,7 @@ const labels = [
     min: 0,
     queries: [
       query('sum(rate(tributary_monitor_joins_total{outcome="joined"}[5m]))', 'joined'),
-      query('sum by (stream, outcome) (rate(tributary_monitor_joins_total{outcome=~"waiting|duplicate"}[5m]))', '{{stream}} {{outcome}}'),
+      query('sum by (stream, outcome) (rate(tributary_monitor_joins_total{outcome=~"waiting|duplicate|corrected"}[5m]))', '{{stream}} {{outcome}}'),
       query('sum by (stream) (rate(tributary_monitor_join_expired_total[5m]))', 'expired {{stream}}'),
     ],
   }),
@@ -205,7 +205,7 @@ const slices = [
   table({
     title: 'Disparity between slices (24h)',
     description:
-      'For each sliced field: the spread of the false-positive rate between slices with 30+ negatives and of the false-negative rate between slices with 30+ positives, as max - min and max / min (tributary_slice_disparity).',
+      'For each sliced field: the spread of the false-positive rate between slices with 30+ negatives and of the false-negative rate between slices with 30+ positives, as max - min and max / min (tributary_slice_disparity; the ratio is +Inf where the lowest rate is 0).',
     columns: [
       { expr: `max without(measure) (tributary_slice_disparity{${M},measure="difference"})`, name: 'max - min', decimals: 3 },
       { expr: `max without(measure) (tributary_slice_disparity{${M},measure="ratio"})`, name: 'max / min', decimals: 2 },

@@ -37,7 +37,8 @@ const inference = [
     thresholds: [{ value: THRESHOLDS.degradedRatio, color: 'red' }],
     queries: [
       query(
-        'sum by (model) (rate(tributary_predictions_total{degraded="true"}[5m])) / sum by (model) (rate(tributary_predictions_total[5m]))',
+        // 0 rather than no data while no prediction has been degraded (the degraded series appears with the first one).
+        '(sum by (model) (rate(tributary_predictions_total{degraded="true"}[5m])) or 0 * sum by (model) (rate(tributary_predictions_total[5m]))) / sum by (model) (rate(tributary_predictions_total[5m]))',
         '{{model}}',
       ),
     ],

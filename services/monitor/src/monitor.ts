@@ -418,7 +418,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             ] as const) {
               if (Number.isFinite(disparity.difference))
                 this.set({ model, version, variant, field, rate, measure: 'difference' }, disparity.difference);
-              if (Number.isFinite(disparity.ratio)) this.set({ model, version, variant, field, rate, measure: 'ratio' }, disparity.ratio);
+              // +Inf where the lowest rate is 0; left out only when undefined (no slice's rate).
+              if (!Number.isNaN(disparity.ratio)) this.set({ model, version, variant, field, rate, measure: 'ratio' }, disparity.ratio);
             }
           }
         },

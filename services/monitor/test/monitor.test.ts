@@ -915,6 +915,29 @@ describe('monitor', () => {
     expect(text).not.toMatch(/rate="false_negative_rate"/);
   });
 
+  it('reports the disparity ratio as +Inf where the lowest false-positive rate is 0', async () => {
+    const { eventLog, registry } = await boot({ sliceFields: ['country'] });
+    // 40 legitimate transactions per country: none flagged in US (rate 0), 10 in FR (rate 0.25).
+    const rows = ['US', 'FR'].flatMap((country) =>
+      Array.from({ length: 40 }, (_, i) => ({ id: `inf-${country}-${i}`, country, score: country === 'FR' && i < 10 ? 0.9 : 0.1 })),
+    );
+    await eventLog.publish(
+      'predictions',
+      rows.map((r) => ({
+        key: r.id,
+        value: JSON.stringify({ ...prediction(r.id, r.score), request: { country: r.country, amount: 10 } }),
+      })),
+    );
+    await eventLog.publish(
+      'labels',
+      rows.map((r) => ({ key: r.id, value: JSON.stringify({ request_id: r.id, label: 0, ts: Date.now() }) })),
+    );
+    await waitFor(async () => /stream="labels",outcome="joined"\} 80/.test(await registry.metrics()), { what: 'the joins' });
+    const text = await registry.metrics();
+    expect(text).toMatch(/tributary_slice_disparity\{[^}]*field="country",rate="false_positive_rate",measure="difference"\} 0.25\n/);
+    expect(text).toMatch(/tributary_slice_disparity\{[^}]*field="country",rate="false_positive_rate",measure="ratio"\} \+Inf\n/);
+  });
+
   it('reports what the service measured: predictions, degraded ones, latency, defaults per feature and feature age', async () => {
     const { eventLog, registry } = await boot();
     await eventLog.publish('predictions', [
