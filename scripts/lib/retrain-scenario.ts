@@ -222,6 +222,7 @@ export async function runRetrainScenario(options: ScenarioOptions): Promise<Scen
       meanLabelDelayMs: LABEL_DELAY_MS,
       users: config.SIMULATOR_USERS,
       seed: config.SIMULATOR_SEED,
+      maxInFlight: config.SIMULATOR_MAX_IN_FLIGHT,
       drift: config.SIMULATOR_DRIFT,
       logger: logger.child({ component: 'simulator' }),
     });

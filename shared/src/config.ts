@@ -510,6 +510,12 @@ export const VARIABLES = {
   SIMULATOR_LABEL_DELAY: duration('Mean delay before a simulated label arrives (each waits on a timer).', '30s', { max: '1d' }),
   SIMULATOR_USERS: integer('Number of simulated card holders.', 2000, 1, 10_000_000),
   SIMULATOR_SEED: integer('Seed of the simulator.', 7, 0, 2 ** 31 - 1),
+  SIMULATOR_MAX_IN_FLIGHT: integer(
+    "Transactions the simulator has on their way at most (each scored, then published): it sends at SIMULATOR_RATE whatever the services' latency, as clients do, and beyond this bound counts a transaction as dropped instead of sending it (logged at most every 10 s). 1000: 50 s of a stalled service at the default rate.",
+    1000,
+    1,
+    1_000_000,
+  ),
   SIMULATOR_DRIFT: simulatorDrift,
   INFERENCE_URL: text('Where the simulator sends prediction requests (when run on its own).', 'http://127.0.0.1:3000'),
   SIMULATOR_API_KEY: apiKeySecret(

@@ -1,10 +1,16 @@
 /**
  * Runs the example in real time: each simulated transaction is scored through the
- * inference API (`request_id` = the event id), published to the transactions topic, and
+ * inference API (`request_id` = the event id), then published to the transactions topic, and
  * its label published to the labels topic after a random delay, as chargebacks arrive.
+ *
+ * Open loop, as clients are: transactions leave at their rate whatever the latency of the
+ * services, each on its own way, so an outage sees the traffic it would see in production. At
+ * most `maxInFlight` are on their way; beyond, a transaction is dropped (counted) instead
+ * of sent, so a simulator facing a service that is down does not grow without bound.
  */
 import { createRandom, type EventLog, type fraud, type Logger } from '@tributary/shared';
-import { createTransactionGenerator } from './generator.js';
+import { createTransactionGenerator, type SimulatedTransaction } from './generator.js';
+import { topicBatches } from './topic-batches.js';
 
 export interface SimulatorOptions {
   eventLog: EventLog;
@@ -23,14 +29,23 @@ export interface SimulatorOptions {
   logger: Logger;
   /** Labels waiting to be published, at most. */
   maxPendingLabels?: number;
+  /** Transactions on their way (scored, then published) at most (SIMULATOR_MAX_IN_FLIGHT); beyond, dropped. Default 1000. */
+  maxInFlight?: number;
 }
 
 export interface SimulatorStats {
+  /** Transactions sent (scored, then published). */
   transactions: number;
   fraud: number;
   scored: number;
   scoreErrors: number;
+  /** Transactions whose publish failed (their labels are not sent). */
+  publishErrors: number;
   labels: number;
+  /** Transactions not sent because `maxInFlight` were on their way. */
+  dropped: number;
+  /** Transactions on their way now. */
+  inFlight: number;
 }
 
 export interface Simulator {
@@ -46,16 +61,35 @@ export function startSimulator(options: SimulatorOptions): Simulator {
     drift: options.drift,
   });
   const delays = createRandom(options.seed + 1);
-  const stats: SimulatorStats = { transactions: 0, fraud: 0, scored: 0, scoreErrors: 0, labels: 0 };
+  const stats: SimulatorStats = {
+    transactions: 0,
+    fraud: 0,
+    scored: 0,
+    scoreErrors: 0,
+    publishErrors: 0,
+    labels: 0,
+    dropped: 0,
+    inFlight: 0,
+  };
   const pending = new Set<NodeJS.Timeout>();
   const maxPending = options.maxPendingLabels ?? 100_000;
-  let running = true;
-  let lastError = 0;
+  const maxInFlight = options.maxInFlight ?? 1000;
+  const inFlight = new Set<Promise<void>>();
+  const publishTransaction = topicBatches(options.eventLog, options.topics.transactions);
+  const publishLabel = topicBatches(options.eventLog, options.topics.labels);
+
+  /** A warning of each kind at most every 10 s: an outage fails every transaction. */
+  const warnedAt = new Map<string, number>();
+  const warn = (message: string, fields: object) => {
+    if (Date.now() - (warnedAt.get(message) ?? -Infinity) < 10_000) return;
+    warnedAt.set(message, Date.now());
+    options.logger.warn(fields, message);
+  };
 
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (options.apiKey !== undefined) headers.authorization = `Bearer ${options.apiKey}`;
 
-  const score = async (transaction: ReturnType<typeof generator.next>['transaction']) => {
+  const score = async (transaction: SimulatedTransaction['transaction']) => {
     if (!options.inferenceUrl) return;
     try {
       const response = await fetch(`${options.inferenceUrl}/v1/predict`, {
@@ -76,50 +110,73 @@ export function startSimulator(options: SimulatorOptions): Simulator {
       stats.scored++;
     } catch (error) {
       stats.scoreErrors++;
-      if (Date.now() - lastError > 10_000) {
-        lastError = Date.now();
-        options.logger.warn({ err: error }, 'simulator: prediction request failed');
-      }
+      warn('simulator: prediction request failed', { err: error });
     }
   };
 
-  const tick = async () => {
-    const { transaction, fraud } = generator.next(Date.now());
-    stats.transactions++;
-    if (fraud) stats.fraud++;
-    await score(transaction);
-    await options.eventLog.publish(options.topics.transactions, [{ key: transaction.user_id, value: JSON.stringify(transaction) }]);
+  const label = ({ transaction, fraud }: SimulatedTransaction, delay: number) => {
     if (pending.size >= maxPending) return;
-    const delay = -Math.log(1 - delays.next()) * options.meanLabelDelayMs;
     const timer = setTimeout(() => {
       pending.delete(timer);
-      const label = { request_id: transaction.event_id, label: fraud ? 1 : 0, ts: Date.now() };
-      options.eventLog
-        .publish(options.topics.labels, [{ key: label.request_id, value: JSON.stringify(label) }])
+      const record = { request_id: transaction.event_id, label: fraud ? 1 : 0, ts: Date.now() };
+      publishLabel({ key: record.request_id, value: JSON.stringify(record) })
         .then(() => stats.labels++)
-        .catch((error: unknown) => options.logger.warn({ err: error }, 'simulator: label publish failed'));
+        .catch((error: unknown) => warn('simulator: label publish failed', { err: error }));
     }, delay);
     timer.unref();
     pending.add(timer);
   };
 
-  const intervalMs = 1000 / options.ratePerSecond;
-  let next = performance.now();
-  const loop = (async () => {
-    while (running) {
-      await tick().catch((error: unknown) => options.logger.warn({ err: error }, 'simulator: transaction publish failed'));
-      next += intervalMs;
-      const wait = next - performance.now();
-      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-      else if (wait < -1000) next = performance.now();
+  /** One transaction on its way: scored, then published (its prediction sees the features from before it), then labelled later. */
+  const send = () => {
+    if (inFlight.size >= maxInFlight) {
+      stats.dropped++;
+      warn('simulator: transactions dropped: SIMULATOR_MAX_IN_FLIGHT are on their way (a service is slow or down)', {
+        dropped: stats.dropped,
+        maxInFlight,
+      });
+      return;
     }
-  })();
+    const simulated = generator.next(Date.now());
+    const { transaction } = simulated;
+    stats.transactions++;
+    if (simulated.fraud) stats.fraud++;
+    // Drawn now, in the order of the transactions, whatever the order they finish in.
+    const delay = -Math.log(1 - delays.next()) * options.meanLabelDelayMs;
+    const way: Promise<void> = score(transaction)
+      .then(() => publishTransaction({ key: transaction.user_id, value: JSON.stringify(transaction) }))
+      .then(
+        () => label(simulated, delay),
+        (error: unknown) => {
+          stats.publishErrors++;
+          warn('simulator: transaction publish failed', { err: error });
+        },
+      )
+      .finally(() => {
+        inFlight.delete(way);
+        stats.inFlight = inFlight.size;
+      });
+    inFlight.add(way);
+    stats.inFlight = inFlight.size;
+  };
+
+  // The schedule: the nth transaction is due (n - 1) / rate seconds after the start. A stall of
+  // the simulator's own process of more than a second is not made up: the schedule skips ahead.
+  const started = performance.now();
+  let scheduled = 0;
+  const tick = () => {
+    const due = Math.floor(((performance.now() - started) * options.ratePerSecond) / 1000) + 1;
+    if (due - scheduled > Math.max(1, options.ratePerSecond)) scheduled = due - 1;
+    for (; scheduled < due; scheduled++) send();
+  };
+  const clock = setInterval(tick, Math.max(10, 1000 / options.ratePerSecond));
+  tick();
 
   return {
     stats,
     stop: async () => {
-      running = false;
-      await loop;
+      clearInterval(clock);
+      await Promise.all(inFlight);
       for (const timer of pending) clearTimeout(timer);
       pending.clear();
     },

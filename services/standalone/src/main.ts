@@ -75,6 +75,7 @@ try {
         meanLabelDelayMs: config.SIMULATOR_LABEL_DELAY,
         users: config.SIMULATOR_USERS,
         seed: config.SIMULATOR_SEED,
+        maxInFlight: config.SIMULATOR_MAX_IN_FLIGHT,
         drift: config.SIMULATOR_DRIFT,
         logger: logger.child({ component: 'simulator' }),
       })

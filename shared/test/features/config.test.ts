@@ -44,6 +44,7 @@ describe('loadConfig: defaults', () => {
       SIMULATOR_LABEL_DELAY: 30_000,
       SIMULATOR_USERS: 2000,
       SIMULATOR_SEED: 7,
+      SIMULATOR_MAX_IN_FLIGHT: 1000,
       SIMULATOR_DRIFT: undefined,
       INFERENCE_URL: 'http://127.0.0.1:3000',
     });
