@@ -12,6 +12,8 @@ import { createRandom, type EventLog, type fraud, type Logger } from '@tributary
 import { createTransactionGenerator, type SimulatedTransaction } from './generator.js';
 import { topicBatches } from './topic-batches.js';
 
+/** The longest a prediction request waits for its answer. */
+const PREDICT_TIMEOUT_MS = 10_000;
 export interface SimulatorOptions {
   eventLog: EventLog;
   topics: { transactions: string; labels: string };
@@ -91,10 +93,14 @@ export function startSimulator(options: SimulatorOptions): Simulator {
 
   const score = async (transaction: SimulatedTransaction['transaction']) => {
     if (!options.inferenceUrl) return;
+    // A service that takes the connection and never answers would otherwise hold the transaction (and stop()) for minutes.
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(new Error(`no answer within ${PREDICT_TIMEOUT_MS} ms`)), PREDICT_TIMEOUT_MS);
     try {
       const response = await fetch(`${options.inferenceUrl}/v1/predict`, {
         method: 'POST',
         headers,
+        signal: deadline.signal,
         body: JSON.stringify({
           request_id: transaction.event_id,
           entities: { user_id: transaction.user_id, merchant_id: transaction.merchant_id },
@@ -111,6 +117,8 @@ export function startSimulator(options: SimulatorOptions): Simulator {
     } catch (error) {
       stats.scoreErrors++;
       warn('simulator: prediction request failed', { err: error });
+    } finally {
+      clearTimeout(timer);
     }
   };
 

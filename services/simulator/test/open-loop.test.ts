@@ -134,6 +134,30 @@ describe('the simulator, open loop', () => {
     await stopped;
   });
 
+  it('gives up a prediction request after 10 s without an answer, freeing its place', async () => {
+    // A service that takes every request and never answers; fetch fails when the request is aborted, as undici's does.
+    const fetch = vi.fn(
+      (_url: string, init?: RequestInit) =>
+        new Promise<Response>((_, reject) => init?.signal?.addEventListener('abort', () => reject(init.signal!.reason))),
+    );
+    vi.stubGlobal('fetch', fetch);
+    const simulator = run(eventLog().log, 1000);
+    await seconds(9.5);
+    expect(simulator.stats.scoreErrors).toBe(0);
+    await seconds(1);
+    // The requests of the first half second have timed out.
+    expect(simulator.stats.scoreErrors).toBeGreaterThanOrEqual(RATE / 2);
+    await seconds(20);
+    expect(simulator.stats.inFlight).toBeLessThanOrEqual(10 * RATE + 1);
+    expect(simulator.stats.dropped).toBe(0);
+    expect(warnings.some((w) => w.includes('prediction request failed'))).toBe(true);
+    // Stopping waits for the requests on their way: at most their 10 s.
+    const stopped = simulator.stop();
+    await seconds(11);
+    await stopped;
+    expect(simulator.stats.inFlight).toBe(0);
+  });
+
   it('keeps scoring at its rate while a publish is held, and publishes what waited in one batch', async () => {
     const api = inferenceApi(0);
     const log = eventLog();
