@@ -173,7 +173,10 @@ const labels = [
     min: 0,
     queries: [
       query('sum(rate(tributary_monitor_joins_total{outcome="joined"}[5m]))', 'joined'),
-      query('sum by (stream, outcome) (rate(tributary_monitor_joins_total{outcome=~"waiting|duplicate|corrected"}[5m]))', '{{stream}} {{outcome}}'),
+      query(
+        'sum by (stream, outcome) (rate(tributary_monitor_joins_total{outcome=~"waiting|duplicate|corrected"}[5m]))',
+        '{{stream}} {{outcome}}',
+      ),
       query('sum by (stream) (rate(tributary_monitor_join_expired_total[5m]))', 'expired {{stream}}'),
     ],
   }),
