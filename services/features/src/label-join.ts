@@ -7,7 +7,8 @@
  * first: a label ahead of its transaction waits in the store. Each side is remembered and the
  * other looked up in one atomic step of the store (`meet`), so a transaction and its label
  * handled at once by two processes still meet. Records this join cannot read are left to the
- * pipeline and the monitor, which dead-letter them.
+ * pipeline and the monitor, which dead-letter them. A stop gives up the batch in flight (not
+ * committed, it is joined again by the next owner of its partition) rather than wait for a store that is down.
  *
  * After a crash a batch may be joined twice; the labelled transaction then carries the same
  * event id, and the feature pipeline drops the duplicate.
@@ -23,9 +24,11 @@ import {
   type Logger,
   type OnlineStore,
   type OutgoingRecord,
+  type RecordBatch,
   type Registry,
   type Subscription,
 } from '@tributary/shared';
+import { Stopping, stopSignal } from './stopping.js';
 
 export interface LabelJoinOptions {
   eventLog: EventLog;
@@ -64,73 +67,82 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
   const legacy = async (ids: string[], side: 'txn' | 'lbl'): Promise<(string | null)[]> =>
     ids.length === 0 || Date.now() >= legacyUntil ? ids.map(() => null) : options.store.recall(ids.map((id) => `${side}:${id}`));
 
+  const handle = async (batch: RecordBatch): Promise<void> => {
+    const out: OutgoingRecord[] = [];
+    if (batch.topic === options.topics.transactions) {
+      const seen = batch.records.flatMap((r) => {
+        const decoded = transactions.decode(r.value);
+        return decoded.ok ? [decoded.value] : [];
+      });
+      // Remembered, and its label (when it came first) taken, in one step: a label handled meanwhile finds it.
+      const waiting = await options.store.meet(
+        seen.map((t) => ({ pair: t.event_id, side: 'txn', other: 'lbl', value: t.merchant_id, ttlMs: options.windowMs, keep: true })),
+      );
+      const unmatched = seen.filter((_, i) => waiting[i] === null);
+      const waitingBefore = await legacy(
+        unmatched.map((t) => t.event_id),
+        'lbl',
+      );
+      const done: { pair: string; side: string }[] = [];
+      const legacyDone: string[] = [];
+      const join = (t: fraud.Transaction, text: string | null | undefined) => {
+        if (text === null || text === undefined) return false;
+        out.push(joinedRecord(t.event_id, t.merchant_id, JSON.parse(text) as Label));
+        return true;
+      };
+      seen.forEach((t, i) => join(t, waiting[i]) && done.push({ pair: t.event_id, side: 'lbl' }));
+      unmatched.forEach((t, i) => join(t, waitingBefore[i]) && legacyDone.push(`lbl:${t.event_id}`));
+      if (out.length > 0) await options.eventLog.publish(options.topics.labelledTransactions, out);
+      await options.store.forgetSides(done);
+      await options.store.forget(legacyDone);
+      joined.inc({ outcome: 'joined' }, out.length);
+      joined.inc({ outcome: 'transaction_remembered' }, seen.length);
+      return;
+    }
+    const seen = batch.records.flatMap((r) => {
+      const decoded = labels.decode(r.value);
+      return decoded.ok ? [decoded.value] : [];
+    });
+    // Its transaction's merchant read, or the label remembered, in one step: a transaction handled meanwhile finds it.
+    const merchants = await options.store.meet(
+      seen.map((l) => ({ pair: l.request_id, side: 'lbl', other: 'txn', value: JSON.stringify(l), ttlMs: options.windowMs })),
+    );
+    const unmatched = seen.filter((_, i) => merchants[i] === null);
+    const merchantsBefore = await legacy(
+      unmatched.map((l) => l.request_id),
+      'txn',
+    );
+    const joinedBefore: { pair: string; side: string }[] = [];
+    seen.forEach((label, i) => {
+      const merchant = merchants[i];
+      if (merchant !== null && merchant !== undefined) out.push(joinedRecord(label.request_id, merchant, label));
+    });
+    unmatched.forEach((label, i) => {
+      const merchant = merchantsBefore[i];
+      if (merchant === null || merchant === undefined) return;
+      out.push(joinedRecord(label.request_id, merchant, label));
+      joinedBefore.push({ pair: label.request_id, side: 'lbl' });
+    });
+    if (out.length > 0) await options.eventLog.publish(options.topics.labelledTransactions, out);
+    // Joined to a transaction remembered by the version before: not waiting after all.
+    await options.store.forgetSides(joinedBefore);
+    joined.inc({ outcome: 'joined' }, out.length);
+    joined.inc({ outcome: 'label_waiting' }, seen.length - out.length);
+  };
+  const signal = stopSignal();
   const subscription: Subscription = await options.eventLog.subscribe({
     groupId: options.groupId,
     topics: [options.topics.transactions, options.topics.labels],
     fromBeginning: true,
-    onError: (error) => options.logger.warn({ err: error }, 'label join batch failed; it will be retried'),
-    eachBatch: async (batch) => {
-      const out: OutgoingRecord[] = [];
-      if (batch.topic === options.topics.transactions) {
-        const seen = batch.records.flatMap((r) => {
-          const decoded = transactions.decode(r.value);
-          return decoded.ok ? [decoded.value] : [];
-        });
-        // Remembered, and its label (when it came first) taken, in one step: a label handled meanwhile finds it.
-        const waiting = await options.store.meet(
-          seen.map((t) => ({ pair: t.event_id, side: 'txn', other: 'lbl', value: t.merchant_id, ttlMs: options.windowMs, keep: true })),
-        );
-        const unmatched = seen.filter((_, i) => waiting[i] === null);
-        const waitingBefore = await legacy(
-          unmatched.map((t) => t.event_id),
-          'lbl',
-        );
-        const done: { pair: string; side: string }[] = [];
-        const legacyDone: string[] = [];
-        const join = (t: fraud.Transaction, text: string | null | undefined) => {
-          if (text === null || text === undefined) return false;
-          out.push(joinedRecord(t.event_id, t.merchant_id, JSON.parse(text) as Label));
-          return true;
-        };
-        seen.forEach((t, i) => join(t, waiting[i]) && done.push({ pair: t.event_id, side: 'lbl' }));
-        unmatched.forEach((t, i) => join(t, waitingBefore[i]) && legacyDone.push(`lbl:${t.event_id}`));
-        if (out.length > 0) await options.eventLog.publish(options.topics.labelledTransactions, out);
-        await options.store.forgetSides(done);
-        await options.store.forget(legacyDone);
-        joined.inc({ outcome: 'joined' }, out.length);
-        joined.inc({ outcome: 'transaction_remembered' }, seen.length);
-        return;
-      }
-      const seen = batch.records.flatMap((r) => {
-        const decoded = labels.decode(r.value);
-        return decoded.ok ? [decoded.value] : [];
-      });
-      // Its transaction's merchant read, or the label remembered, in one step: a transaction handled meanwhile finds it.
-      const merchants = await options.store.meet(
-        seen.map((l) => ({ pair: l.request_id, side: 'lbl', other: 'txn', value: JSON.stringify(l), ttlMs: options.windowMs })),
-      );
-      const unmatched = seen.filter((_, i) => merchants[i] === null);
-      const merchantsBefore = await legacy(
-        unmatched.map((l) => l.request_id),
-        'txn',
-      );
-      const joinedBefore: { pair: string; side: string }[] = [];
-      seen.forEach((label, i) => {
-        const merchant = merchants[i];
-        if (merchant !== null && merchant !== undefined) out.push(joinedRecord(label.request_id, merchant, label));
-      });
-      unmatched.forEach((label, i) => {
-        const merchant = merchantsBefore[i];
-        if (merchant === null || merchant === undefined) return;
-        out.push(joinedRecord(label.request_id, merchant, label));
-        joinedBefore.push({ pair: label.request_id, side: 'lbl' });
-      });
-      if (out.length > 0) await options.eventLog.publish(options.topics.labelledTransactions, out);
-      // Joined to a transaction remembered by the version before: not waiting after all.
-      await options.store.forgetSides(joinedBefore);
-      joined.inc({ outcome: 'joined' }, out.length);
-      joined.inc({ outcome: 'label_waiting' }, seen.length - out.length);
+    onError: (error) => {
+      if (!(error instanceof Stopping)) options.logger.warn({ err: error }, 'label join batch failed; it will be retried');
     },
+    eachBatch: (batch) => (signal.stopped ? Promise.reject(new Stopping()) : signal.until(handle(batch))),
   });
-  return { stop: () => subscription.stop() };
+  return {
+    stop: () => {
+      signal.stop();
+      return subscription.stop();
+    },
+  };
 }

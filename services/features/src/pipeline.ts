@@ -6,7 +6,9 @@
  * before their offsets can be committed: while that fails, the partition's commits wait
  * for them (a replay from its commit makes them again). Only this layer knows the event
  * log. When tracing is on, each batch is a `feature_batch` span, and a flush a
- * `feature_flush` span (the child of the batch that started it).
+ * `feature_flush` span (the child of the batch that started it). A stop gives up the batches
+ * not yet applied and waits for the last flush `stopFlushMs` at most: what it does not commit
+ * is consumed again by the next owner of its partition.
  */
 import {
   activeContext,
@@ -42,6 +44,7 @@ import {
   type FeatureProcessor,
 } from './feature-processor.js';
 import { startTogether } from './start-together.js';
+import { Stopping, stopSignal, within } from './stopping.js';
 
 export interface FeaturePipelineOptions {
   eventLog: EventLog;
@@ -67,6 +70,11 @@ export interface FeaturePipelineOptions {
    * gets an equal share); see `FeatureProcessorOptions.cacheBytes`. Default: a quarter of V8's heap limit.
    */
   cacheBytes?: number;
+  /**
+   * Longest a stop waits for its last flush (default 5 s): with the store down it would wait for
+   * the client's retries. What it leaves unwritten or uncommitted is consumed again.
+   */
+  stopFlushMs?: number;
 }
 
 export interface FeaturePipeline {
@@ -182,6 +190,7 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
   const flushIntervalMs = options.flushIntervalMs ?? 50;
   const backlogFlushIntervalMs = Math.max(flushIntervalMs, options.backlogFlushIntervalMs ?? 1_000);
   const backlogRecords = options.backlogRecords ?? 5_000;
+  const stopFlushMs = options.stopFlushMs ?? 5_000;
   const groupsOf = (source: EventSource) => options.groups.filter((g) => g.definition.source === source.name);
   const fedSources = options.sources.filter((source) => groupsOf(source).length > 0);
   const cacheBytes = Math.floor((options.cacheBytes ?? DEFAULT_CACHE_BYTES) / Math.max(1, fedSources.length));
@@ -208,6 +217,15 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
     let lastFlush = Date.now();
     let subscription: Subscription | null = null;
     const backlog = new Map<number, number>();
+    const signal = stopSignal();
+    /** The processor, for a batch: given up (failed with `Stopping`) when the pipeline stops first. */
+    const applying = <T>(work: () => Promise<T>): Promise<T> =>
+      signal.until(
+        exclusive(() => {
+          if (signal.stopped) throw new Stopping();
+          return work();
+        }),
+      );
     const interval = () => ([...backlog.values()].some((lag) => lag > backlogRecords) ? backlogFlushIntervalMs : flushIntervalMs);
 
     /** Settles when the last flush has written and committed. */
@@ -321,7 +339,10 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
         for (const partition of backlog.keys()) metrics.lag.remove({ topic: source.topic, partition: String(partition) });
         backlog.clear();
       },
-      onError: (error) => options.logger.warn({ err: error, topic: source.topic }, 'feature batch failed; it will be retried'),
+      onError: (error) => {
+        if (!(error instanceof Stopping))
+          options.logger.warn({ err: error, topic: source.topic }, 'feature batch failed; it will be retried');
+      },
       concurrentPartitions: CONCURRENT_PARTITIONS,
       eachBatch: traceBatch(async (batch, span) => {
         span?.setAttributes({
@@ -338,11 +359,12 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
           backlog.set(batch.partition, lag);
           metrics.lag.set({ topic: batch.topic, partition: String(batch.partition) }, lag);
         };
+        if (signal.stopped) throw new Stopping();
         reportLag(BigInt(batch.records[0]!.offset));
         if (writeFailed) {
           // Nothing more is read into memory while its changes cannot be written (the store is down): the
           // changes are written again now, and when that fails too the batch fails, to be delivered again.
-          await exclusive(async () => {
+          await applying(async () => {
             await flushing;
             if (!writeFailed) return;
             await flush().catch((error: unknown) => {
@@ -351,14 +373,14 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
           });
         }
         // Nor while its partition's dead letters cannot be published: they go first, or the batch fails (to be delivered again).
-        while (withholds(batch.partition)) await publishWithheld();
+        while (withholds(batch.partition)) await signal.until(publishWithheld());
         if (!processor.isOpen(batch.topic, batch.partition)) {
-          const committed = await subscription!.committed(batch.topic, batch.partition);
+          const committed = await signal.until(subscription!.committed(batch.topic, batch.partition));
           processor.open(batch.topic, batch.partition, decodeCheckpoint(committed.metadata), committed.offset);
         }
         // Loading the batch's entities from the store overlaps other partitions' batches.
-        const loaded = await processor.load(batch).catch(failed(batch));
-        await exclusive(async () => {
+        const loaded = await signal.until(processor.load(batch)).catch(failed(batch));
+        await applying(async () => {
           const before = processor.checkpoint(loaded);
           const outcome = processor.apply(loaded);
           if (outcome.rejected.length > 0) {
@@ -412,12 +434,16 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
       flush: () => exclusive(() => flush()),
       stop: async () => {
         clearInterval(timer);
-        const warn = (error: unknown) =>
-          options.logger.warn({ err: error }, 'final flush failed; the next run replays from the last commit');
-        await exclusive(() => flush()).catch(warn);
+        // The batches not yet applied are given up (a stop does not wait for their reads from a store that is down).
+        signal.stop();
+        // When the last write failed (the store is down), a final flush would wait for the client's retries, in vain.
+        const flushed = await within(writeFailed ? Promise.resolve() : exclusive(() => flush()), stopFlushMs).catch((error: unknown) => {
+          options.logger.warn({ err: error, topic: source.topic }, 'final flush failed; the next run replays from the last commit');
+          return true;
+        });
+        if (!flushed)
+          options.logger.warn({ topic: source.topic }, 'final flush not done in time; the next run replays from the last commit');
         await subscription!.stop();
-        // What arrived meanwhile is written; its offsets are committed by the next run's replay.
-        await exclusive(() => flush(false)).catch(warn);
         // The keyed state goes with the process's interest in it (a stopped pipeline may be kept).
         processor.reset();
       },

@@ -1,0 +1,43 @@
+/**
+ * How a consumer stops without waiting on a store that is down: the batches in flight are
+ * given up (their offsets are not committed, so whoever consumes their partitions next
+ * consumes them again), and what the stop itself waits for is bounded.
+ */
+export class Stopping extends Error {
+  constructor() {
+    super('the consumer is stopping: the batch is given up and consumed again from its commit');
+    this.name = 'Stopping';
+  }
+}
+
+export interface StopSignal {
+  readonly stopped: boolean;
+  /** Fails every `until` pending now or later. */
+  stop(): void;
+  /** Settles as `work` does, or fails with `Stopping` once the consumer stops (`work` then goes on unheard). */
+  until<T>(work: Promise<T>): Promise<T>;
+}
+
+export function stopSignal(): StopSignal {
+  let fail!: (error: Stopping) => void;
+  const stopping = new Promise<never>((_, reject) => (fail = reject));
+  stopping.catch(() => undefined);
+  let stopped = false;
+  return {
+    get stopped() {
+      return stopped;
+    },
+    stop() {
+      stopped = true;
+      fail(new Stopping());
+    },
+    until: (work) => Promise.race([work, stopping]),
+  };
+}
+
+/** Whether `work` settled within `ms` (failing as it fails); after `ms` it goes on unheard. */
+export async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  return Promise.race([work.then(() => true), late]).finally(() => clearTimeout(timer));
+}
