@@ -122,12 +122,12 @@ const pipeline = [
   timeSeries({
     title: 'Consumer lag',
     description:
-      'Records not yet consumed, per topic: the source topics by the feature pipeline (tributary_pipeline_consumer_lag), the predictions and labels by the monitor (tributary_monitor_consumer_lag). The dashed line is the threshold of the ConsumerLagHigh and MonitorLagHigh alerts.',
+      'Records not yet consumed, per consumer group and topic: the source topics by the feature pipeline and the transactions and labels by the label join (tributary_pipeline_consumer_lag), the predictions and labels by the monitor (tributary_monitor_consumer_lag). The dashed line is the threshold of the ConsumerLagHigh and MonitorLagHigh alerts.',
     unit: 'short',
     min: 0,
     thresholds: [{ value: THRESHOLDS.consumerLag, color: 'red' }],
     queries: [
-      query('sum by (topic) (tributary_pipeline_consumer_lag)', 'features: {{topic}}'),
+      query('sum by (consumer, topic) (tributary_pipeline_consumer_lag)', '{{consumer}}: {{topic}}'),
       query('sum by (topic) (tributary_monitor_consumer_lag)', 'monitor: {{topic}}'),
     ],
   }),

@@ -161,10 +161,10 @@ export const groups: RuleGroup[] = [
       },
       {
         alert: 'ConsumerLagHigh',
-        expr: `sum by (topic) (tributary_pipeline_consumer_lag) > ${T.consumerLag}`,
+        expr: `sum by (consumer, topic) (tributary_pipeline_consumer_lag) > ${T.consumerLag}`,
         for: '10m',
         severity: 'warning',
-        summary: 'The feature pipeline is {{ $value | humanize }} records behind on {{ $labels.topic }}',
+        summary: 'The consumer group {{ $labels.consumer }} is {{ $value | humanize }} records behind on {{ $labels.topic }}',
         description: `More than ${T.consumerLag} records of the topic have been waiting to be consumed for 10 minutes.`,
       },
     ],

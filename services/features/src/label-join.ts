@@ -7,8 +7,11 @@
  * first: a label ahead of its transaction waits in the store. Each side is remembered and the
  * other looked up in one atomic step of the store (`meet`), so a transaction and its label
  * handled at once by two processes still meet. Records this join cannot read are left to the
- * pipeline and the monitor, which dead-letter them. A stop gives up the batch in flight (not
- * committed, it is joined again by the next owner of its partition) rather than wait for a store that is down.
+ * pipeline and the monitor, which dead-letter them; this join counts them
+ * (`tributary_label_join_records_total{outcome="transaction_unreadable"|"label_unreadable"}`).
+ * Its lag is the pipeline's metric, `tributary_pipeline_consumer_lag{consumer="<prefix>-label-join"}`.
+ * A stop gives up the batch in flight (not committed, it is joined again by the next owner of
+ * its partition) rather than wait for a store that is down.
  *
  * After a crash a batch may be joined twice; the labelled transaction then carries the same
  * event id, and the feature pipeline drops the duplicate.
@@ -28,6 +31,7 @@ import {
   type Registry,
   type Subscription,
 } from '@tributary/shared';
+import { consumerLag } from './consumer-lag.js';
 import { Stopping, stopSignal } from './stopping.js';
 
 export interface LabelJoinOptions {
@@ -67,13 +71,25 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
   const legacy = async (ids: string[], side: 'txn' | 'lbl'): Promise<(string | null)[]> =>
     ids.length === 0 || Date.now() >= legacyUntil ? ids.map(() => null) : options.store.recall(ids.map((id) => `${side}:${id}`));
 
+  const lag = consumerLag(options.registry, options.groupId);
+  let rebalances = 0;
   const handle = async (batch: RecordBatch): Promise<void> => {
+    const assignment = rebalances;
+    lag.arrived(batch);
+    await join(batch);
+    // Unless a rebalance may have given the partition to another member meanwhile (that one reports it).
+    if (assignment === rebalances) lag.handled(batch);
+  };
+  /** The records of a batch the join can read (those it cannot are counted once the batch is joined). */
+  const readable = <T>(batch: RecordBatch, validator: typeof transactions | typeof labels): T[] =>
+    batch.records.flatMap((r) => {
+      const decoded = validator.decode(r.value);
+      return decoded.ok ? [decoded.value as T] : [];
+    });
+  const join = async (batch: RecordBatch): Promise<void> => {
     const out: OutgoingRecord[] = [];
     if (batch.topic === options.topics.transactions) {
-      const seen = batch.records.flatMap((r) => {
-        const decoded = transactions.decode(r.value);
-        return decoded.ok ? [decoded.value] : [];
-      });
+      const seen = readable<fraud.Transaction>(batch, transactions);
       // Remembered, and its label (when it came first) taken, in one step: a label handled meanwhile finds it.
       const waiting = await options.store.meet(
         seen.map((t) => ({ pair: t.event_id, side: 'txn', other: 'lbl', value: t.merchant_id, ttlMs: options.windowMs, keep: true })),
@@ -97,12 +113,10 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
       await options.store.forget(legacyDone);
       joined.inc({ outcome: 'joined' }, out.length);
       joined.inc({ outcome: 'transaction_remembered' }, seen.length);
+      joined.inc({ outcome: 'transaction_unreadable' }, batch.records.length - seen.length);
       return;
     }
-    const seen = batch.records.flatMap((r) => {
-      const decoded = labels.decode(r.value);
-      return decoded.ok ? [decoded.value] : [];
-    });
+    const seen = readable<Label>(batch, labels);
     // Its transaction's merchant read, or the label remembered, in one step: a transaction handled meanwhile finds it.
     const merchants = await options.store.meet(
       seen.map((l) => ({ pair: l.request_id, side: 'lbl', other: 'txn', value: JSON.stringify(l), ttlMs: options.windowMs })),
@@ -128,12 +142,17 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
     await options.store.forgetSides(joinedBefore);
     joined.inc({ outcome: 'joined' }, out.length);
     joined.inc({ outcome: 'label_waiting' }, seen.length - out.length);
+    joined.inc({ outcome: 'label_unreadable' }, batch.records.length - seen.length);
   };
   const signal = stopSignal();
   const subscription: Subscription = await options.eventLog.subscribe({
     groupId: options.groupId,
     topics: [options.topics.transactions, options.topics.labels],
     fromBeginning: true,
+    onRebalance: () => {
+      rebalances++;
+      lag.forget();
+    },
     onError: (error) => {
       if (!(error instanceof Stopping)) options.logger.warn({ err: error }, 'label join batch failed; it will be retried');
     },

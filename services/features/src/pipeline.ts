@@ -43,6 +43,7 @@ import {
   PartitionLost,
   type FeatureProcessor,
 } from './feature-processor.js';
+import { consumerLag } from './consumer-lag.js';
 import { startTogether } from './start-together.js';
 import { Stopping, stopSignal, within } from './stopping.js';
 
@@ -171,17 +172,6 @@ function pipelineMetrics(registry: Registry) {
           registers,
         }),
     ),
-    lag: metric(
-      registry,
-      'tributary_pipeline_consumer_lag',
-      () =>
-        new Gauge({
-          name: 'tributary_pipeline_consumer_lag',
-          help: 'Records in the partition not yet consumed',
-          labelNames: ['topic', 'partition'],
-          registers,
-        }),
-    ),
   };
 }
 
@@ -297,6 +287,7 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
 
     // One consumer group per source: members of a group must subscribe to the same topics.
     const groupId = `${options.groupId}-${source.name}`;
+    const lag = consumerLag(options.registry, groupId);
     const publish = (letters: OutgoingRecord[]) =>
       publishDeadLetters(options.eventLog, options.deadLetterTopic, letters, (sent) => {
         for (const letter of sent) metrics.deadLettered.inc({ consumer: groupId, reason: letter.headers!.reason! });
@@ -335,8 +326,7 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
         processor.reset();
         // What waited to be written is forgotten: consumption resumes from the commits.
         writeFailed = false;
-        // A partition given to another member is its lag to report now: this one's would stay frozen in the sum.
-        for (const partition of backlog.keys()) metrics.lag.remove({ topic: source.topic, partition: String(partition) });
+        lag.forget();
         backlog.clear();
       },
       onError: (error) => {
@@ -351,16 +341,9 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
           'messaging.consumer.group.name': groupId,
           'messaging.batch.message_count': batch.records.length,
         });
-        // The lag from the next record to consume on: as the batch arrives (its records included), so that it grows
-        // while batches fail (the store is down) and are delivered again; once applied, what is left after it (below).
-        const reportLag = (next: bigint) => {
-          if (batch.highWatermark === undefined) return;
-          const lag = Number(BigInt(batch.highWatermark) - next);
-          backlog.set(batch.partition, lag);
-          metrics.lag.set({ topic: batch.topic, partition: String(batch.partition) }, lag);
-        };
+        const reportLag = (lagged: number | undefined) => lagged !== undefined && backlog.set(batch.partition, lagged);
         if (signal.stopped) throw new Stopping();
-        reportLag(BigInt(batch.records[0]!.offset));
+        reportLag(lag.arrived(batch));
         if (writeFailed) {
           // Nothing more is read into memory while its changes cannot be written (the store is down): the
           // changes are written again now, and when that fails too the batch fails, to be delivered again.
@@ -407,7 +390,7 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
             'tributary.entities.touched': loaded.entities.reduce((sum, entities) => sum + entities.size, 0),
           });
           // Unless a rebalance took the partition meanwhile (the batch was dropped; the new owner reports it).
-          if (processor.isOpen(batch.topic, batch.partition)) reportLag(BigInt(batch.records.at(-1)!.offset) + 1n);
+          if (processor.isOpen(batch.topic, batch.partition)) reportLag(lag.handled(batch));
           if (Date.now() - lastFlush >= interval()) {
             // One flush in flight at most: the next batches are processed while this one writes.
             await flushing;

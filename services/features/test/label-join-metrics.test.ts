@@ -1,0 +1,81 @@
+/**
+ * What the label join reports: its consumer group's lag (in the pipeline's metric, by consumer, so
+ * that ConsumerLagHigh sees the join stuck), and the records it cannot read, counted (not dead-lettered:
+ * the pipeline and the monitor do that).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { createLogger, createRegistry, MemoryEventLog, MemoryOnlineStore } from '@tributary/shared';
+import { waitFor } from '../../../test/support/wait-for.js';
+import { startLabelJoin } from '../src/label-join.js';
+import { transactionJson } from './transaction.js';
+
+const topics = { transactions: 'transactions', labels: 'labels', labelledTransactions: 'labelled-transactions' };
+
+let stops: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const stop of stops) await stop();
+  stops = [];
+});
+
+async function start(store = new MemoryOnlineStore()) {
+  const eventLog = new MemoryEventLog();
+  const registry = createRegistry({ defaultMetrics: false });
+  const join = await startLabelJoin({
+    eventLog,
+    store,
+    topics,
+    groupId: 'label-join',
+    windowMs: 60_000,
+    registry,
+    logger: createLogger('test', 'silent'),
+  });
+  stops.push(() => join.stop());
+  const values = async (name: string) => (await registry.getSingleMetric(name)?.get())?.values ?? [];
+  const lag = async (topic: string) =>
+    (await values('tributary_pipeline_consumer_lag'))
+      .filter((v) => v.labels.consumer === 'label-join' && v.labels.topic === topic)
+      .reduce((sum, v) => sum + v.value, 0);
+  const records = async (outcome: string) =>
+    (await values('tributary_label_join_records_total')).find((v) => v.labels.outcome === outcome)?.value ?? 0;
+  return { eventLog, lag, records };
+}
+
+describe('the label join', () => {
+  it('reports its lag: the records behind while its batches fail, none once they are joined', async () => {
+    const store = new MemoryOnlineStore();
+    const meet = store.meet.bind(store);
+    let down = true;
+    store.meet = (sides) => (down ? Promise.reject(new Error('store down')) : meet(sides));
+    const { eventLog, lag } = await start(store);
+    await eventLog.publish(
+      'transactions',
+      ['e1', 'e2', 'e3'].map((id) => ({ key: 'm1', value: transactionJson(id, Date.now()) })),
+    );
+    await eventLog.publish('labels', [{ key: 'e1', value: JSON.stringify({ request_id: 'e1', label: 1, ts: Date.now() }) }]);
+    await waitFor(async () => (await lag('transactions')) === 3 && (await lag('labels')) === 1, {
+      what: 'a lag of the records not joined',
+    });
+
+    down = false;
+    await waitFor(async () => (await lag('transactions')) === 0 && (await lag('labels')) === 0, { what: 'no lag once joined' });
+    expect(eventLog.records('labelled-transactions')).toHaveLength(1);
+  });
+
+  it('counts the transactions and labels it cannot read, and dead-letters none', async () => {
+    const { eventLog, records } = await start();
+    await eventLog.publish('transactions', [
+      { key: 'm1', value: '{not json' },
+      { key: 'm1', value: transactionJson('e1', Date.now()) },
+    ]);
+    await eventLog.publish('labels', [
+      { key: 'e1', value: JSON.stringify({ request_id: 'e1', label: 'yes' }) },
+      { key: 'e1', value: JSON.stringify({ request_id: 'e1', label: 1, ts: Date.now() }) },
+    ]);
+    await waitFor(async () => (await records('transaction_remembered')) === 1 && (await records('joined')) === 1, {
+      what: 'the readable records joined',
+    });
+    expect(await records('transaction_unreadable')).toBe(1);
+    expect(await records('label_unreadable')).toBe(1);
+    expect(eventLog.records('dead-letter')).toEqual([]);
+  });
+});
