@@ -7,8 +7,9 @@ import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pkg from 'onnx-proto';
-import { attr, fraud, logisticRegressionToOnnx, OnnxGraphBuilder } from '@tributary/shared';
+import { attr, fraud, logisticRegressionToOnnx, OnnxGraphBuilder, planModelFeatures } from '@tributary/shared';
 import type { ModelManifest } from '../src/model.js';
+import type { ServedModel } from '../src/registry/serving.js';
 
 const { onnx } = pkg;
 export const BUNDLED_REGISTRY = new URL('../../../models', import.meta.url).pathname;
@@ -269,4 +270,21 @@ export function versionFolder(built: BuiltVersion): string {
   writeFileSync(join(dir, built.manifest.file), built.bytes);
   writeFileSync(join(dir, 'manifest.json'), JSON.stringify(built.manifest));
   return dir;
+}
+
+/** A version served without onnxruntime: `score` answers for it (a fixed score, a failure). */
+export function fakeServed(manifest: ModelManifest, score: (rows: number) => Promise<Float32Array>): ServedModel {
+  return {
+    model: {
+      manifest,
+      score: (_: Float32Array, rows: number) => score(rows),
+      queued: 0,
+      inlineMaxRows: 0,
+      workerThreads: 1,
+      close: async () => {},
+    } as unknown as ServedModel['model'],
+    plan: planModelFeatures(manifest, fraud.fraudExample().catalog),
+    users: 0,
+    retired: false,
+  };
 }

@@ -1,25 +1,16 @@
-import { createServer } from 'node:net';
 import type { Redis } from 'ioredis';
 import { describe, expect, it, vi } from 'vitest';
 import { TributaryError } from '@tributary/shared';
 import { RedisRewardStore } from '../src/registry/rewards.js';
 import { MemoryRoutingStore, RedisRoutingStore } from '../src/registry/routing.js';
+import { freePort } from '../../../test/support/ports.js';
 import { routingStoreContract } from './routing.contract.js';
 
 routingStoreContract('memory', async () => new MemoryRoutingStore());
 
-/** A port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 describe('the Redis routing and reward stores when Redis does not answer', () => {
   it('fail with ROUTING_STORE_UNAVAILABLE (503, retriable), not an error the admin API would answer with 500', async () => {
-    const target = { url: `redis://127.0.0.1:${await closedPort()}` };
+    const target = { url: `redis://127.0.0.1:${await freePort()}` };
     const routing = new RedisRoutingStore(target, 'test:');
     const rewards = new RedisRewardStore(target, 'test:');
     try {
@@ -43,7 +34,7 @@ describe('the Redis routing and reward stores when Redis does not answer', () =>
   }, 20_000);
 
   it('are closed without a QUIT while they have never connected: the client is dropped, not left reconnecting to send it', async () => {
-    const target = { url: `redis://127.0.0.1:${await closedPort()}` };
+    const target = { url: `redis://127.0.0.1:${await freePort()}` };
     for (const store of [new RedisRoutingStore(target, 'test:'), new RedisRewardStore(target, 'test:')]) {
       const client = (store as unknown as { client: Redis }).client;
       const quit = vi.spyOn(client, 'quit');

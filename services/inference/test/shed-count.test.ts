@@ -4,33 +4,18 @@
  * splits a batch between versions whose queues are all full.
  */
 import { describe, expect, it } from 'vitest';
-import { fraud, MemoryOnlineStore, planModelFeatures, TributaryError, type PredictionLogRecord } from '@tributary/shared';
+import { MemoryOnlineStore, TributaryError, type PredictionLogRecord } from '@tributary/shared';
 import { createPredictor } from '../src/predictor.js';
 import type { RolloutPolicy } from '../src/registry/rollout.js';
 import type { RoutedModels, ServedModel } from '../src/registry/serving.js';
 import { validRequest } from './build.js';
-import { logisticVersion } from './models.js';
-
-const catalog = fraud.fraudExample().catalog;
+import { fakeServed, logisticVersion } from './models.js';
 
 function version(name: string, queueFull: boolean): ServedModel {
-  const manifest = logisticVersion(name, 0.1, 0).manifest;
-  return {
-    model: {
-      manifest,
-      score: async (_: Float32Array, rows: number) => {
-        if (queueFull) throw new TributaryError('OVERLOADED', 'the model queue is full; retry shortly');
-        return new Float32Array(rows).fill(0.5);
-      },
-      queued: 0,
-      inlineMaxRows: 0,
-      workerThreads: 1,
-      close: async () => {},
-    } as unknown as ServedModel['model'],
-    plan: planModelFeatures(manifest, catalog),
-    users: 0,
-    retired: false,
-  };
+  return fakeServed(logisticVersion(name, 0.1, 0).manifest, async (rows) => {
+    if (queueFull) throw new TributaryError('OVERLOADED', 'the model queue is full; retry shortly');
+    return new Float32Array(rows).fill(0.5);
+  });
 }
 
 function predictorOver(champion: ServedModel, others: { policy?: RolloutPolicy; versions?: ServedModel[]; shadows?: ServedModel[] }) {

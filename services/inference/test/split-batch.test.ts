@@ -4,35 +4,21 @@
  * predictions (the client's retry would log them again, under new prediction ids).
  */
 import { describe, expect, it } from 'vitest';
-import { fraud, MemoryOnlineStore, planModelFeatures, TributaryError, type PredictionLogRecord } from '@tributary/shared';
+import { MemoryOnlineStore, TributaryError, type PredictionLogRecord } from '@tributary/shared';
 import { createPredictor } from '../src/predictor.js';
 import type { RoutedModels, ServedModel } from '../src/registry/serving.js';
 import { validRequest } from './build.js';
-import { FOREIGN_FEATURES, logisticVersion, typedVersion, type BuiltVersion } from './models.js';
-
-const catalog = fraud.fraudExample().catalog;
+import { fakeServed, FOREIGN_FEATURES, logisticVersion, typedVersion, type BuiltVersion } from './models.js';
 
 type Scoring = 'scores' | 'queue full' | 'NaN';
 
 function version(built: BuiltVersion, scoring: Scoring, scored: string[]): ServedModel {
   const { manifest } = built;
-  return {
-    model: {
-      manifest,
-      score: async (_: Float32Array, rows: number) => {
-        scored.push(manifest.version);
-        if (scoring === 'queue full') throw new TributaryError('OVERLOADED', 'the model queue is full; retry shortly');
-        return new Float32Array(rows).fill(scoring === 'NaN' ? NaN : 0.5);
-      },
-      queued: 0,
-      inlineMaxRows: 0,
-      workerThreads: 1,
-      close: async () => {},
-    } as unknown as ServedModel['model'],
-    plan: planModelFeatures(manifest, catalog),
-    users: 0,
-    retired: false,
-  };
+  return fakeServed(manifest, async (rows) => {
+    scored.push(manifest.version);
+    if (scoring === 'queue full') throw new TributaryError('OVERLOADED', 'the model queue is full; retry shortly');
+    return new Float32Array(rows).fill(scoring === 'NaN' ? NaN : 0.5);
+  });
 }
 
 /** A canary at 50% over a champion; what was logged, counted and scored. */
