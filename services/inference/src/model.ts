@@ -113,12 +113,17 @@ export async function checkHash(manifest: ModelManifest, bytes: Buffer): Promise
  */
 const CHUNK_BYTES = 1 << 20;
 
-async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const hash = createHash('sha256');
+/** Calls `each` on the bytes a chunk at a time, an event-loop turn between chunks. */
+async function inChunks(bytes: Uint8Array, each: (chunk: Uint8Array, offset: number) => void): Promise<void> {
   for (let offset = 0; offset < bytes.length; offset += CHUNK_BYTES) {
     if (offset > 0) await setImmediate();
-    hash.update(bytes.subarray(offset, offset + CHUNK_BYTES));
+    each(bytes.subarray(offset, offset + CHUNK_BYTES), offset);
   }
+}
+
+async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const hash = createHash('sha256');
+  await inChunks(bytes, (chunk) => hash.update(chunk));
   return hash.digest('hex');
 }
 
@@ -128,10 +133,7 @@ async function sha256Hex(bytes: Uint8Array): Promise<string> {
  */
 async function shareBytes(bytes: Uint8Array): Promise<Uint8Array> {
   const shared = new Uint8Array(new SharedArrayBuffer(bytes.length));
-  for (let offset = 0; offset < bytes.length; offset += CHUNK_BYTES) {
-    if (offset > 0) await setImmediate();
-    shared.set(bytes.subarray(offset, offset + CHUNK_BYTES), offset);
-  }
+  await inChunks(bytes, (chunk, offset) => shared.set(chunk, offset));
   return shared;
 }
 
@@ -159,9 +161,9 @@ async function checkModelInWorker(manifest: ModelManifest, bytes: Uint8Array): P
  * INLINE_MAX_MODEL_BYTES) on this thread, where it loads in a few milliseconds, returning the
  * checked session (the caller releases it); a larger one in the check worker, returning null.
  */
-async function checkModel(manifest: ModelManifest, bytes: Buffer, shared?: Uint8Array): Promise<ort.InferenceSession | null> {
+async function checkModel(manifest: ModelManifest, bytes: Buffer, shared: () => Promise<Uint8Array>): Promise<ort.InferenceSession | null> {
   if (bytes.length <= INLINE_MAX_MODEL_BYTES) return openCheckedSession(manifest, bytes);
-  await checkModelInWorker(manifest, shared ?? (await shareBytes(bytes)));
+  await checkModelInWorker(manifest, await shared());
   return null;
 }
 
@@ -172,7 +174,7 @@ async function checkModel(manifest: ModelManifest, bytes: Buffer, shared?: Uint8
  * a worker thread.
  */
 export async function inspectModel(manifest: ModelManifest, bytes: Buffer): Promise<void> {
-  await (await checkModel(manifest, bytes))?.release();
+  await (await checkModel(manifest, bytes, () => shareBytes(bytes)))?.release();
 }
 
 export interface ScoringOptions {
@@ -245,7 +247,9 @@ export async function startModel(version: ModelVersion, options: ScoringOptions 
   const { manifest, bytes } = version;
   const width = manifest.features.length;
   const io: ModelIo = { input: manifest.input, output: manifest.output, width, column: manifest.output_column ?? 0 };
-  const shared = await shareBytes(bytes);
+  // Copied into shared memory once, when a thread needs it: the check worker's, the scoring workers'.
+  let copy: Promise<Uint8Array> | undefined;
+  const shared = () => (copy ??= shareBytes(bytes));
   const checked = await checkModel(manifest, bytes, shared);
   const inline = checked ? await inlineRunner(checked, io, options) : NOT_INLINE;
   // No worker when every batch the batcher can form is scored on the event loop.
@@ -257,7 +261,7 @@ export async function startModel(version: ModelVersion, options: ScoringOptions 
           minThreads: options.threads,
           maxThreads: options.threads,
           idleTimeout: Infinity,
-          workerData: { bytes: shared, ...io } satisfies ModelWorkerData,
+          workerData: { bytes: await shared(), ...io } satisfies ModelWorkerData,
         });
   const batcher = new MicroBatcher(
     {

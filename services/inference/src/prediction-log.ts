@@ -10,6 +10,7 @@
  * otherwise wake for every few records.
  */
 import type { EventLog, Logger, OutgoingRecord, PredictionLogRecord } from '@tributary/shared';
+import { within } from './store-read.js';
 
 /** Where batches of prediction-log records go: a topic of the event log, here or in a worker thread. */
 export interface PredictionPublisher {
@@ -145,9 +146,7 @@ export class PredictionLog {
     this.timer = null;
     const waitMs = this.options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
     const started = Date.now();
-    let deadline: NodeJS.Timeout | undefined;
-    await Promise.race([this.flush(), new Promise<void>((resolve) => (deadline = setTimeout(resolve, waitMs)))]);
-    clearTimeout(deadline);
+    await within(this.flush(), waitMs).catch(() => {});
     this.closed = true;
     if (this.queue.length > 0) {
       this.options.logger.error(

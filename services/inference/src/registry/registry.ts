@@ -72,6 +72,12 @@ export class ModelRegistry {
     return (await this.inventory(model)).versions;
   }
 
+  /** Whether the registry holds anything of the model: a version folder (readable or not) or a routing. */
+  async exists(model: string): Promise<boolean> {
+    const entries = await readdir(this.dir(model), { withFileTypes: true }).catch(() => []);
+    return entries.some((entry) => entry.isDirectory() && SAFE.test(entry.name)) || (await this.routing(model)) !== null;
+  }
+
   /**
    * The versions that can be read and those that cannot, each with the reason (a damaged copy,
    * a bad manifest). With `load`, each version is also loaded and checked as registering checks

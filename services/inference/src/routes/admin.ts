@@ -288,7 +288,9 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (
       },
     },
     async (request) => {
-      await known(request.params.name);
+      // Whether the model is known, without reading its versions' files.
+      if (!(await registry.exists(request.params.name)))
+        throw new TributaryError('NOT_FOUND', `no model ${request.params.name} in the registry`);
       return { entries: await registry.audit(request.params.name, Number(request.query.limit ?? 100)) };
     },
   );
