@@ -37,7 +37,7 @@ export const MAX_EVENT_TIME_AHEAD_MS = 60 * 60_000;
  * is read (a producer's clock ahead, or a producer that stamps records with their event time):
  * then the time it is read. A record read back later (a replay, a backfill) keeps its timestamp.
  */
-export function loggedAt(record: LogRecord, readAt: number): number {
+function loggedAt(record: LogRecord, readAt: number): number {
   return record.timestamp > 0 && record.timestamp <= readAt ? record.timestamp : readAt;
 }
 

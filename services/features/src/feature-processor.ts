@@ -45,7 +45,7 @@ import {
 } from '@tributary/shared';
 import type { TSchema } from 'typebox';
 import { sourceDecoder, type DecodeResult } from './decode.js';
-import { admitEvent } from './watermark.js';
+import { admitEvent, recordId } from './watermark.js';
 
 export interface RejectedRecord {
   record: LogRecord;
@@ -329,7 +329,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
 
   /** Marks an event id as applied in the partition (to be logged by the next flush). */
   const see = (partition: Partition, id: string, time: number): void => {
-    partition.seen.set(id, time);
+    recordId(partition.seen, id, time);
     partition.unloggedIds.push([id, time]);
   };
 
@@ -459,6 +459,11 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
     /** The dead letters still to publish, by partition (see `withhold`). */
     withheld(): WithheldDeadLetters[] {
       return [...partitions.values()].flatMap((partition) => (partition.withheld ? [partition.withheld] : []));
+    },
+
+    /** Whether the partition has dead letters still to publish. */
+    withholds(topic: string, partition: number): boolean {
+      return partitions.get(`${topic}:${partition}`)?.withheld != null;
     },
 
     /** Withheld dead letters are published: their partition's commits go on. */

@@ -230,7 +230,7 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
      * Encodes the changed entities now (call it while holding the processor) and resolves
      * once they are written and their offsets committed; batches may be processed meanwhile.
      */
-    const flush = (commit = true): Promise<void> => {
+    const flush = (): Promise<void> => {
       const timer = metrics.flushSeconds.startTimer();
       // Recorded when it is over: a periodic flush that wrote nothing makes no span.
       const traced = activeContext();
@@ -249,7 +249,7 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
         for (const time of outcome.eventTimes) metrics.freshness.observe({ topic: source.topic }, Math.max(0, readable - time) / 1000);
         // Commits in order: after the previous flush's.
         await previous;
-        if (commit && outcome.commits.length > 0) {
+        if (outcome.commits.length > 0) {
           await subscription!.commit(outcome.commits);
           processor.committed(outcome.commits);
         }
@@ -269,7 +269,7 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
             'messaging.destination.name': source.topic,
             'tributary.entities.written': outcome.written,
             'tributary.entities.fenced': outcome.fenced,
-            'tributary.offsets.committed': commit ? outcome.commits.length : 0,
+            'tributary.offsets.committed': outcome.commits.length,
           });
         }
       })();
@@ -303,7 +303,6 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
           processor.published(withheld);
         }
       })().finally(() => (publishingWithheld = null)));
-    const withholds = (partition: number) => processor.withheld().some((withheld) => withheld.partition === partition);
     /**
      * Fails a batch; a partition lost to another member's newer writes (`PartitionLost`) is first rewound to its
      * commit (once the flushes in flight have committed) and opened anew there, where its next batch starts.
@@ -356,7 +355,7 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
           });
         }
         // Nor while its partition's dead letters cannot be published: they go first, or the batch fails (to be delivered again).
-        while (withholds(batch.partition)) await signal.until(publishWithheld());
+        while (processor.withholds(batch.topic, batch.partition)) await signal.until(publishWithheld());
         if (!processor.isOpen(batch.topic, batch.partition)) {
           const committed = await signal.until(subscription!.committed(batch.topic, batch.partition));
           processor.open(batch.topic, batch.partition, decodeCheckpoint(committed.metadata), committed.offset);

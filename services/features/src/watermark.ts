@@ -46,7 +46,7 @@ export function admitEvent(progress: PartitionProgress, event: SourceEvent, allo
 }
 
 /** Records an id as seen at `time`, last in the order (so that `pruneSeen` finds the oldest first). */
-function recordId(seen: Map<string, number>, id: string, time: number): void {
+export function recordId(seen: Map<string, number>, id: string, time: number): void {
   seen.delete(id);
   seen.set(id, time);
 }
