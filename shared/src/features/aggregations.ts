@@ -55,6 +55,16 @@ export function mergeMoments(a: Moments, b: Moments): Moments {
   return { n, mean: a.mean + (delta * b.n) / n, m2: a.m2 + b.m2 + (delta * delta * a.n * b.n) / n };
 }
 
+/** Welford's update of the moments with one value, in place. */
+export function addToMoments(m: Moments, x: number): void {
+  const n = m.n + 1;
+  const delta = x - m.mean;
+  const mean = m.mean + delta / n;
+  m.m2 += delta * (x - mean);
+  m.mean = mean;
+  m.n = n;
+}
+
 export type ComponentState = Partial<Record<Component, ComponentValue>>;
 
 /**
@@ -107,14 +117,7 @@ export function updateComponent(state: ComponentState, component: Component, val
         state.mv = { n: 1, mean: Number(value), m2: 0 };
         return;
       }
-      // Welford's update of the moments.
-      const x = value as number;
-      const n = m.n + 1;
-      const delta = x - m.mean;
-      const mean = m.mean + delta / n;
-      m.m2 += delta * (x - mean);
-      m.mean = mean;
-      m.n = n;
+      addToMoments(m, value as number);
       return;
     }
     case 'dc':

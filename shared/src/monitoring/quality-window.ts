@@ -1,10 +1,11 @@
 /**
  * Streaming quality over an unbounded stream in fixed memory: confusion counts at the
- * threshold and log loss (with its standard error) are exact running sums; ECE is exact on its calibration bins;
+ * threshold and log loss are exact running sums (the losses' spread kept as mergeable moments, for its standard error); ECE is exact on its calibration bins;
  * ROC AUC comes from per-class score histograms on fixed bins (ScoreHistogram, finer near 0
  * and 1), an approximation whose error bound is reported with it. Every accumulator is mergeable,
  * so it can sit in the buckets of a SlidingWindow.
  */
+import { addToMoments, mergeMoments, type Moments } from '../features/aggregations.js';
 import { LOG_LOSS_EPSILON } from '../model/metrics.js';
 import {
   addToConfusion,
@@ -117,7 +118,8 @@ export class QualityAccumulator {
   histogram: ScoreHistogram;
   calibration: CalibrationBins;
   logLossSum = 0;
-  logLossSquareSum = 0;
+  /** The losses' moments (Chan's merge: no cancellation, where a sum of squares loses digits). */
+  lossMoments: Moments = { n: 0, mean: 0, m2: 0 };
   count = 0;
 
   constructor(readonly options: QualityOptions) {
@@ -134,7 +136,7 @@ export class QualityAccumulator {
     const p = Math.min(Math.max(score, LOG_LOSS_EPSILON), 1 - LOG_LOSS_EPSILON);
     const loss = label === 1 ? -Math.log(p) : -Math.log(1 - p);
     this.logLossSum += loss;
-    this.logLossSquareSum += loss * loss;
+    addToMoments(this.lossMoments, loss);
     this.count++;
   }
 
@@ -144,7 +146,7 @@ export class QualityAccumulator {
     out.histogram = this.histogram.merge(other.histogram);
     out.calibration = this.calibration.merge(other.calibration);
     out.logLossSum = this.logLossSum + other.logLossSum;
-    out.logLossSquareSum = this.logLossSquareSum + other.logLossSquareSum;
+    out.lossMoments = mergeMoments(this.lossMoments, other.lossMoments);
     out.count = this.count + other.count;
     return out;
   }
@@ -152,8 +154,8 @@ export class QualityAccumulator {
   summary(): QualitySummary {
     const auc = this.histogram.rocAuc();
     const n = this.count;
-    // Sample variance (n - 1 in the denominator), never below 0 for rounding.
-    const variance = n > 1 ? Math.max(0, this.logLossSquareSum - (this.logLossSum * this.logLossSum) / n) / (n - 1) : NaN;
+    // Sample variance (n - 1 in the denominator).
+    const variance = n > 1 ? this.lossMoments.m2 / (n - 1) : NaN;
     return {
       count: this.count,
       positives: this.confusion.tp + this.confusion.fn,
