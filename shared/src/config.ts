@@ -543,13 +543,13 @@ function withoutSecrets(text: string): string {
   return text.replace(/(\/\/[^:/@\s]*:)[^@\s]*@/g, '$1***@');
 }
 
-/** Parses the environment; throws a ConfigError listing every invalid variable. */
 /** Settings of earlier versions that would now be ignored: a deployment that still sets one is told what replaced it. */
 const REPLACED: Record<string, string> = {
   MONITOR_CANARY_MIN_LABELS:
     'the canary rule now waits for MONITOR_CANARY_MIN_PER_CLASS positives and as many negatives on each side, and tests the gap against its sampling error (MONITOR_CANARY_CONFIDENCE)',
 };
 
+/** Parses the environment; throws a ConfigError listing every invalid variable. */
 export function loadConfig(
   env: Record<string, string | undefined> = process.env,
   serviceDefaults: Partial<Record<keyof Variables, string>> = {},

@@ -50,7 +50,7 @@ export interface RecordFilter {
 }
 
 /** Takes every record: no model, version or variant is left out. */
-export const EVERY_RECORD: RecordFilter = { variants: VARIANTS };
+const EVERY_RECORD: RecordFilter = { variants: VARIANTS };
 
 function kept(record: Record<string, unknown>, filter: RecordFilter): boolean {
   const model = isObject(record.model) ? record.model : {};

@@ -82,7 +82,7 @@ interface VersionInfo {
 /** Versions whose manifest is kept read at most (the first read is forgotten first). */
 const MAX_VERSIONS = 1024;
 /** How long the defaults stand for a version whose manifest could not be read before it is read again. */
-export const MANIFEST_RETRY_MS = 30_000;
+const MANIFEST_RETRY_MS = 30_000;
 
 /**
  * Refuses a model registry directory that does not exist or cannot be read: the monitor would

@@ -626,18 +626,11 @@ export class RedisJoinStore implements JoinStore {
     // A side offered past its deadline is kept the keep time from now, so that a sweep still
     // finds and counts it (else a side two windows old got 1 ms and was lost uncounted).
     const keep = (deadline: number) => String(Math.ceil(Math.max(deadline, now) - now + this.keepMs));
+    // A prediction's unit, or a label's value (the store keeps the first one a request had).
+    const unitOrLabel = (o: (typeof offers)[number]) => (o.side === 'prediction' ? o.unit : (o.label ?? ''));
     if (this.cluster) {
       const settled = await Promise.allSettled(
-        offers.map((o) =>
-          this.client.offerSide(
-            this.key(o.requestId),
-            o.side,
-            o.side === 'prediction' ? o.unit : (o.label ?? ''),
-            o.record,
-            o.value,
-            keep(o.deadline),
-          ),
-        ),
+        offers.map((o) => this.client.offerSide(this.key(o.requestId), o.side, unitOrLabel(o), o.record, o.value, keep(o.deadline))),
       );
       return settled.map((s) => (s.status === 'fulfilled' ? s.value : { error: s.reason as unknown }));
     }
@@ -654,7 +647,7 @@ export class RedisJoinStore implements JoinStore {
         const arg = count + 1 + 5 * i;
         const prediction = offer.side === 'prediction';
         keysThenArgs[arg] = offer.side;
-        keysThenArgs[arg + 1] = prediction ? offer.unit : (offer.label ?? '');
+        keysThenArgs[arg + 1] = unitOrLabel(offer);
         keysThenArgs[arg + 2] = offer.record;
         keysThenArgs[arg + 3] = offer.value;
         keysThenArgs[arg + 4] = keep(offer.deadline);

@@ -472,6 +472,9 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         },
       }),
   );
+  // Set beside the labelled predictions from the same summaries (registered after them, so read after they are set).
+  // eslint-disable-next-line prefer-const -- assigned once the gauge that sets it is registered
+  let positives: Gauge | undefined;
   metric(
     options.registry,
     'tributary_model_labelled_predictions',
@@ -483,13 +486,15 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         registers,
         collect() {
           this.reset();
+          positives?.reset();
           for (const { model, version, variant, window, quality } of board.summaries(clock())) {
             this.set({ model, version, variant, window }, quality.count);
+            positives?.set({ model, version, variant, window }, quality.positives);
           }
         },
       }),
   );
-  metric(
+  positives = metric(
     options.registry,
     'tributary_model_labelled_positives',
     () =>
@@ -498,12 +503,6 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         help: 'Labelled predictions whose label is 1 in the sliding window behind tributary_model_quality (the negatives: labelled_predictions minus these)',
         labelNames: ['model', 'version', 'variant', 'window'],
         registers,
-        collect() {
-          this.reset();
-          for (const { model, version, variant, window, quality } of board.summaries(clock())) {
-            this.set({ model, version, variant, window }, quality.positives);
-          }
-        },
       }),
   );
   const drift = new DriftBoard({

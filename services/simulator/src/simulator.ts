@@ -63,6 +63,7 @@ export function startSimulator(options: SimulatorOptions): Simulator {
     drift: options.drift,
   });
   const delays = createRandom(options.seed + 1);
+  const inFlight = new Set<Promise<void>>();
   const stats: SimulatorStats = {
     transactions: 0,
     fraud: 0,
@@ -71,12 +72,13 @@ export function startSimulator(options: SimulatorOptions): Simulator {
     publishErrors: 0,
     labels: 0,
     dropped: 0,
-    inFlight: 0,
+    get inFlight() {
+      return inFlight.size;
+    },
   };
   const pending = new Set<NodeJS.Timeout>();
   const maxPending = options.maxPendingLabels ?? 100_000;
   const maxInFlight = options.maxInFlight ?? 1000;
-  const inFlight = new Set<Promise<void>>();
   const publishTransaction = topicBatches(options.eventLog, options.topics.transactions);
   const publishLabel = topicBatches(options.eventLog, options.topics.labels);
 
@@ -162,10 +164,8 @@ export function startSimulator(options: SimulatorOptions): Simulator {
       )
       .finally(() => {
         inFlight.delete(way);
-        stats.inFlight = inFlight.size;
       });
     inFlight.add(way);
-    stats.inFlight = inFlight.size;
   };
 
   // The schedule: the nth transaction is due (n - 1) / rate seconds after the start. A stall of

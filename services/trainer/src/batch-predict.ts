@@ -13,8 +13,6 @@ import { InputError } from './log-input.js';
 import { assembleVectors, type StateSource } from './point-in-time.js';
 import type { RejectedRecord } from './training-set.js';
 
-/** A text whole, or its chunks split anywhere (a file read as a stream). */
-
 export interface BatchRequest {
   /** `file:line` of the request. */
   where: string;

@@ -28,7 +28,7 @@ export interface ProfiledFeature {
  * The score's upper quantiles made edges: a fraud model scores most rows near 0, so every
  * decile edge is below the decision region and scores from there to 1 share one bin.
  */
-export const SCORE_TAIL_QUANTILES = [0.99, 0.999] as const;
+const SCORE_TAIL_QUANTILES = [0.99, 0.999] as const;
 
 /**
  * The score as a profiled feature: its decile edges, and edges at the model's threshold and
