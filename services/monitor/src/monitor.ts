@@ -16,13 +16,13 @@ import {
   metric,
   publishDeadLetters,
   recordValidator,
+  trackConsumerLag,
   type EventLog,
   type Label,
   type Logger,
   type LogRecord,
   type OutgoingRecord,
   type PredictionLogRecord,
-  type RecordBatch,
   type DeadLetterReason,
   type ReferenceProfile,
   type Registry,
@@ -782,15 +782,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
    * commit failed): counted already, they are skipped.
    */
   const appliedTo = new Map<string, bigint>();
-  /** The partitions whose lag this process reports (a rebalance may give them to another). */
-  const lagged = new Map<string, { topic: string; partition: string }>();
-  /** The partition's lag from its next record to consume on. */
-  const reportLag = (batch: RecordBatch, next: bigint) => {
-    if (batch.highWatermark === undefined) return;
-    const labels = { topic: batch.topic, partition: String(batch.partition) };
-    lagged.set(`${batch.topic}:${batch.partition}`, labels);
-    lag.set(labels, Number(BigInt(batch.highWatermark) - next));
-  };
+  const lagged = trackConsumerLag(lag);
   const subscription: Subscription = await options.eventLog.subscribe({
     groupId: options.groupId,
     topics: [options.topics.predictions, options.topics.labels],
@@ -798,14 +790,11 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     concurrentPartitions: CONCURRENT_PARTITIONS,
     onError: (error) => options.logger.warn({ err: error }, 'monitor batch failed; it will be retried'),
     // The new owner of a partition reports its lag: the value this process last set would stay frozen in the sum.
-    onRebalance: () => {
-      for (const labels of lagged.values()) lag.remove(labels);
-      lagged.clear();
-    },
+    onRebalance: () => lagged.forget(),
     eachBatch: async (batch) => {
       // As the batch arrives (its records included): the lag grows while batches fail (the join store is down) and
       // are delivered again. Once applied, what is left after it (below).
-      if (batch.records.length > 0) reportLag(batch, BigInt(batch.records[0]!.offset));
+      if (batch.records.length > 0) lagged.arrived(batch);
       const stream = batch.topic === options.topics.predictions ? 'predictions' : 'labels';
       const rejected: OutgoingRecord[] = [];
       const reasons: DeadLetterReason[] = [];
@@ -961,7 +950,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       consumed.inc({ stream, outcome: 'dead_lettered' }, reasons.length);
       if (last !== undefined) {
         appliedTo.set(partition, BigInt(last.offset));
-        reportLag(batch, BigInt(last.offset) + 1n);
+        lagged.handled(batch);
       }
     },
   });
