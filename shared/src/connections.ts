@@ -65,8 +65,10 @@ export function kafkaOptions(config: Config, clientSuffix: string): KafkaEventLo
   };
 }
 
-export function createEventLog(config: Config, clientSuffix: string): EventLog {
-  return config.KAFKA_BROKERS ? new KafkaEventLog(kafkaOptions(config, clientSuffix)) : new MemoryEventLog();
+export function createEventLog(config: Config, clientSuffix: string, kafkaSettings: Partial<KafkaConfig> = {}): EventLog {
+  if (!config.KAFKA_BROKERS) return new MemoryEventLog();
+  const options = kafkaOptions(config, clientSuffix);
+  return new KafkaEventLog({ ...options, kafka: { ...options.kafka, ...kafkaSettings } });
 }
 
 /**

@@ -2,13 +2,11 @@
 import {
   exitOnStartupError,
   createLogger,
+  createEventLog,
   createOnlineStore,
   createRegistry,
   describeBackends,
-  KafkaEventLog,
-  kafkaOptions,
   loadConfig,
-  MemoryEventLog,
   startTracing,
 } from '@tributary/shared';
 import { startInference } from './service.js';
@@ -26,10 +24,7 @@ try {
   const logger = createLogger('inference', config.LOG_LEVEL);
   const tracing = await startTracing(config, { service: 'tributary-inference', logger });
   const registry = createRegistry();
-  const kafka = kafkaOptions(config, 'inference');
-  const eventLog = config.KAFKA_BROKERS
-    ? new KafkaEventLog({ ...kafka, kafka: { ...kafka.kafka, retry: PUSH_RETRY } })
-    : new MemoryEventLog();
+  const eventLog = createEventLog(config, 'inference', { retry: PUSH_RETRY });
   const store = createOnlineStore(config);
   const service = await startInference(config, { eventLog, store, registry, logger });
   logger.info(`inference service listening on ${service.url}; ${describeBackends(config)}`);
