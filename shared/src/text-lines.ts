@@ -38,12 +38,23 @@ export async function* textLines(text: TextChunks): AsyncGenerator<TextLine> {
 
 /**
  * A UTF-8 file, opened (an error opening it is thrown here) and read in chunks as they are
- * iterated, once; a read error is thrown by the iteration.
+ * iterated, once; a read error is thrown by the iteration. `failure` turns either error into
+ * the caller's own (one naming the file's role, say).
  */
-export async function openTextFile(path: string): Promise<AsyncIterable<string>> {
+export async function openTextFile(path: string, failure: (error: Error) => Error = (error) => error): Promise<AsyncIterable<string>> {
   const stream = createReadStream(path, { encoding: 'utf8' });
-  await once(stream, 'ready');
-  return stream;
+  await once(stream, 'ready').catch((error: Error) => {
+    throw failure(error);
+  });
+  return {
+    async *[Symbol.asyncIterator]() {
+      try {
+        yield* stream;
+      } catch (error) {
+        throw failure(error as Error);
+      }
+    },
+  };
 }
 
 /** An NDJSON line as a record of `topic`: partition 0, its offset the 0-based line index, no key and no log timestamp. */

@@ -116,19 +116,9 @@ function parseOptions(argv: string[]): {
 }
 
 async function load(file: string, role: string, fields: SampleFields, filter: RecordFilter): Promise<Sample> {
-  const cannotRead = (error: unknown) => new CompareInputError(`cannot read the ${role} file ${file}: ${(error as Error).message}`);
+  const cannotRead = (error: Error) => new CompareInputError(`cannot read the ${role} file ${file}: ${error.message}`);
   // `npm run -w` runs in the workspace folder; paths are relative to where npm was started.
-  const text = await openTextFile(resolve(process.env.INIT_CWD ?? process.cwd(), file)).catch((error: unknown) => {
-    throw cannotRead(error);
-  });
-  async function* chunks() {
-    try {
-      yield* text;
-    } catch (error) {
-      throw cannotRead(error);
-    }
-  }
-  return parseSample(chunks(), file, fields, filter);
+  return parseSample(await openTextFile(resolve(process.env.INIT_CWD ?? process.cwd(), file), cannotRead), file, fields, filter);
 }
 
 export async function main(argv: string[]): Promise<number> {

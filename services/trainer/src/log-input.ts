@@ -56,20 +56,13 @@ export function ndjsonInput(name: string, text: TextChunks, topic = name): LogIn
  * error names the file by `name`.
  */
 export async function openInputFile(path: string, name: string): Promise<AsyncIterable<string>> {
-  const cannotRead = (error: unknown) => new InputError(`cannot read ${name}: ${(error as Error).message}`);
-  const file = await openTextFile(path).catch((error: unknown) => {
-    throw cannotRead(error);
-  });
+  const file = await openTextFile(path, (error) => new InputError(`cannot read ${name}: ${error.message}`));
   let read = false;
   return {
     async *[Symbol.asyncIterator]() {
       if (read) throw new Error(`${name} is read once: its records must be consumed in one pass`);
       read = true;
-      try {
-        yield* file;
-      } catch (error) {
-        throw cannotRead(error);
-      }
+      yield* file;
     },
   };
 }
