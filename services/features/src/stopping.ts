@@ -34,10 +34,3 @@ export function stopSignal(): StopSignal {
     until: (work) => Promise.race([work, stopping]),
   };
 }
-
-/** Whether `work` settled within `ms` (failing as it fails); after `ms` it goes on unheard. */
-export async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-  return Promise.race([work.then(() => true), late]).finally(() => clearTimeout(timer));
-}

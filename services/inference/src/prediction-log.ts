@@ -9,8 +9,7 @@
  * batches of 500), so the linger sets that cost at low rates, where the thread producing would
  * otherwise wake for every few records.
  */
-import type { EventLog, Logger, OutgoingRecord, PredictionLogRecord } from '@tributary/shared';
-import { within } from './store-read.js';
+import { within, type EventLog, type Logger, type OutgoingRecord, type PredictionLogRecord } from '@tributary/shared';
 
 /** Where batches of prediction-log records go: a topic of the event log, here or in a worker thread. */
 export interface PredictionPublisher {

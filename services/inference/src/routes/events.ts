@@ -1,9 +1,16 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyContextConfig } from 'fastify';
 import Type, { type TSchema } from 'typebox';
-import { recordValidator, TributaryError, type Counter, type EventLog, type EventSource, type OutgoingRecord } from '@tributary/shared';
+import {
+  recordValidator,
+  TributaryError,
+  within,
+  type Counter,
+  type EventLog,
+  type EventSource,
+  type OutgoingRecord,
+} from '@tributary/shared';
 import { ErrorResponse } from '../errors.js';
-import { within } from '../store-read.js';
 
 export interface EventsRouteOptions {
   eventLog: EventLog;
