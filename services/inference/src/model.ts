@@ -88,6 +88,16 @@ function unknownFeatureType(text: string | Buffer): string | null {
 
 /** Reads a version directory and checks the file's hash against the manifest. */
 export async function readModelVersion(dir: string): Promise<ModelVersion> {
+  const read = await readModelFiles(dir);
+  await checkHash(read.manifest, read.bytes);
+  return read;
+}
+
+/**
+ * Reads a version directory without checking the file's hash: for a version about to be
+ * registered, which `ModelRegistry.register` checks (a large file is hashed once).
+ */
+export async function readModelFiles(dir: string): Promise<ModelVersion> {
   const manifestFile = join(dir, 'manifest.json');
   const text = await readFile(manifestFile).catch((error: Error) => {
     throw new ModelLoadError(`cannot read ${manifestFile}: ${error.message}`);
@@ -96,7 +106,6 @@ export async function readModelVersion(dir: string): Promise<ModelVersion> {
   const bytes = await readFile(join(dir, manifest.file)).catch((error: Error) => {
     throw new ModelLoadError(`cannot read model file ${join(dir, manifest.file)}: ${error.message}`);
   });
-  await checkHash(manifest, bytes);
   return { dir, manifest, bytes };
 }
 

@@ -18,7 +18,7 @@ import { hostname, userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, fraud, isBadOption, loadConfig, planModelFeatures, TributaryError } from '@tributary/shared';
-import { ModelLoadError, readModelVersion } from './model.js';
+import { ModelLoadError, readModelFiles } from './model.js';
 import { ModelRegistry } from './registry/registry.js';
 import { describeRollout } from './registry/registry.js';
 import type { RolloutPolicy } from './registry/rollout.js';
@@ -146,7 +146,8 @@ async function main(argv: string[]): Promise<void> {
       case 'register': {
         if (!argument) throw new UsageError('register needs the folder of the version (manifest.json and the ONNX file)');
         // A relative folder is the caller's: `npm run` starts the script in the repository's root.
-        const version = await readModelVersion(resolve(process.env.INIT_CWD ?? process.cwd(), argument));
+        // Read unchecked: register checks the hash, with the rest.
+        const version = await readModelFiles(resolve(process.env.INIT_CWD ?? process.cwd(), argument));
         const summary = await registry(false).register(version.manifest, version.bytes);
         console.log(
           `registered ${version.manifest.name} version ${summary.version} (${summary.features} features); promote it to serve it`,

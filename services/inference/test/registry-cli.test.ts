@@ -23,6 +23,13 @@ describe('npm run models (registry CLI)', () => {
       const again = await models(['register', folder], env);
       expect(again.code).toBe(1);
       expect(again.stderr).toMatch(/already has a version 7; versions are immutable/);
+      // A model file that is not the one its manifest's hash names is refused, and not registered.
+      const six = foreignVersion('6');
+      const damaged = await models(['register', versionFolder({ ...six, manifest: { ...six.manifest, sha256: 'a'.repeat(64) } })], env);
+      expect([damaged.code, damaged.stderr]).toEqual([
+        1,
+        expect.stringMatching(/^error: model\.onnx: sha256 \w+ does not match the manifest's a{64}\n$/),
+      ]);
       // A version whose manifest cannot be read is listed as damaged, with the reason.
       mkdirSync(join(env.MODEL_REGISTRY_DIR, 'fraud_detector', '8'));
       writeFileSync(join(env.MODEL_REGISTRY_DIR, 'fraud_detector', '8', 'manifest.json'), '{"name":');

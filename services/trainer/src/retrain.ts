@@ -9,7 +9,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeRollout, readModelVersion, type ModelManifest, type ModelRegistry, type Routing } from '@tributary/inference';
+import { describeRollout, readModelFiles, type ModelManifest, type ModelRegistry, type Routing } from '@tributary/inference';
 import { fraud, type FeatureCatalog } from '@tributary/shared';
 import { trainingSetFromPredictionLog, type TrainingSet } from './build-training-set.js';
 import type { LogInput } from './log-input.js';
@@ -172,7 +172,7 @@ export async function retrain(options: RetrainOptions): Promise<RetrainResult> {
   const dir = options.out ?? (await mkdtemp(join(tmpdir(), 'tributary-retrain-')));
   try {
     await writeModelVersion(dir, trained, { replace: options.replaceOut ?? false });
-    const read = await readModelVersion(dir);
+    const read = await readModelFiles(dir);
     await registry.register(read.manifest, read.bytes);
   } finally {
     if (options.out === undefined) await rm(dir, { recursive: true, force: true });

@@ -68,14 +68,22 @@ export class ModelRegistry {
     return version === undefined ? join(this.root, model) : join(this.root, model, version);
   }
 
+  /** The model's version folders (nothing in them read), in version order. */
+  private async folders(model: string): Promise<string[]> {
+    const entries = await readdir(this.dir(model), { withFileTypes: true }).catch(() => []);
+    return entries
+      .filter((entry) => entry.isDirectory() && SAFE.test(entry.name))
+      .map((entry) => entry.name)
+      .sort(byVersion);
+  }
+
   async versions(model: string): Promise<VersionSummary[]> {
     return (await this.inventory(model)).versions;
   }
 
   /** Whether the registry holds anything of the model: a version folder (readable or not) or a routing. */
   async exists(model: string): Promise<boolean> {
-    const entries = await readdir(this.dir(model), { withFileTypes: true }).catch(() => []);
-    return entries.some((entry) => entry.isDirectory() && SAFE.test(entry.name)) || (await this.routing(model)) !== null;
+    return (await this.folders(model)).length > 0 || (await this.routing(model)) !== null;
   }
 
   /**
@@ -87,21 +95,19 @@ export class ModelRegistry {
     model: string,
     options: { load?: boolean } = {},
   ): Promise<{ versions: VersionSummary[]; damaged: { version: string; reason: string }[] }> {
-    const entries = await readdir(this.dir(model), { withFileTypes: true }).catch(() => []);
     const summaries: VersionSummary[] = [];
     const damaged: { version: string; reason: string }[] = [];
-    for (const entry of entries) {
-      if (!entry.isDirectory() || !SAFE.test(entry.name)) continue;
-      const version = await readModelVersion(join(this.dir(model), entry.name)).catch((error: Error) => {
-        damaged.push({ version: entry.name, reason: error.message });
+    for (const folder of await this.folders(model)) {
+      const version = await readModelVersion(join(this.dir(model), folder)).catch((error: Error) => {
+        damaged.push({ version: folder, reason: error.message });
         return null;
       });
       if (!version) continue;
       const { manifest } = version;
-      if (manifest.name !== model || manifest.version !== entry.name) {
+      if (manifest.name !== model || manifest.version !== folder) {
         damaged.push({
-          version: entry.name,
-          reason: `the manifest names ${manifest.name} version ${manifest.version}, not ${model} version ${entry.name}`,
+          version: folder,
+          reason: `the manifest names ${manifest.name} version ${manifest.version}, not ${model} version ${folder}`,
         });
         continue;
       }
@@ -113,7 +119,7 @@ export class ModelRegistry {
             (error: Error) => error.message,
           );
         if (refused !== null) {
-          damaged.push({ version: entry.name, reason: refused });
+          damaged.push({ version: folder, reason: refused });
           continue;
         }
       }
@@ -125,10 +131,7 @@ export class ModelRegistry {
         training: manifest.training,
       });
     }
-    return {
-      versions: summaries.sort((a, b) => byVersion(a.version, b.version)),
-      damaged: damaged.sort((a, b) => byVersion(a.version, b.version)),
-    };
+    return { versions: summaries, damaged };
   }
 
   /** Whether `model` has a registered `version` (its manifest is there; nothing is read or checked). */
@@ -198,13 +201,15 @@ export class ModelRegistry {
    * The stored routing, or a first one: the routing recorded beside the versions (see `record`)
    * when it can serve, else the highest registered version. With
    * `awaitRestore`, a routing the store lost is awaited instead (see RegistryOptions).
+   * The versions read and checked to choose a first routing are added to `checked`, if given:
+   * a replica starts them from there instead of reading and hashing their files again.
    */
-  async ensureRouting(model: string, by: string): Promise<Routing> {
+  async ensureRouting(model: string, by: string, checked?: Map<string, ModelVersion>): Promise<Routing> {
     const existing = await this.storedOrRestored(model);
     if (existing) return existing;
-    const recorded = await this.fromRecord(model, by);
+    const recorded = await this.fromRecord(model, by, checked);
     const routing =
-      recorded ?? this.next(null, model, await this.newestServable(model), [], by, 'first start: the highest registered version');
+      recorded ?? this.next(null, model, await this.newestServable(model, checked), [], by, 'first start: the highest registered version');
     const result = await this.routes.update(routing, 0, this.entry(routing, recorded ? 'restore' : 'init', null));
     if (result.ok) {
       await this.record(result.routing);
@@ -215,9 +220,9 @@ export class ModelRegistry {
   }
 
   /** The highest version that can serve (a copy whose model does not load is passed over). */
-  private async newestServable(model: string): Promise<string> {
-    for (const { version } of (await this.versions(model)).reverse()) {
-      const servable = await this.checkServable(model, version).then(
+  private async newestServable(model: string, checked?: Map<string, ModelVersion>): Promise<string> {
+    for (const version of (await this.folders(model)).reverse()) {
+      const servable = await this.checkServable(model, version, checked).then(
         () => true,
         () => false,
       );
@@ -324,11 +329,18 @@ export class ModelRegistry {
     );
   }
 
-  private async checkServable(model: string, version: string): Promise<{ entities: readonly string[] } | void> {
+  /** Checks a version as promoting does; one that passes is added to `checked`, if given. */
+  private async checkServable(
+    model: string,
+    version: string,
+    checked?: Map<string, ModelVersion>,
+  ): Promise<{ entities: readonly string[] } | void> {
     const read = await this.version(model, version);
     try {
       await inspectModel(read.manifest, read.bytes);
-      return this.check(read.manifest);
+      const result = this.check(read.manifest);
+      checked?.set(version, read);
+      return result;
     } catch (error) {
       throw rejected(error);
     }
@@ -425,11 +437,11 @@ export class ModelRegistry {
    * A first routing from the record, when its champion can serve: its rollout policy and shadows
    * too when they check and serve (otherwise the champion alone), as revision record + 1.
    */
-  private async fromRecord(model: string, by: string): Promise<Routing | null> {
+  private async fromRecord(model: string, by: string, checked?: Map<string, ModelVersion>): Promise<Routing | null> {
     const recorded = await this.recorded(model);
     if (!recorded) return null;
     const servable = (version: string) =>
-      this.checkServable(model, version).then(
+      this.checkServable(model, version, checked).then(
         () => true,
         () => false,
       );

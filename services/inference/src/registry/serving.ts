@@ -8,7 +8,7 @@
  * tried again only when the routing changes again.
  */
 import { planModelFeatures, TributaryError, type FeatureCatalog, type FeaturePlan, type Logger } from '@tributary/shared';
-import { startModel, type LoadedModel, type ScoringOptions } from '../model.js';
+import { startModel, type LoadedModel, type ModelVersion, type ScoringOptions } from '../model.js';
 import { describeRollout, type ModelRegistry } from './registry.js';
 import type { AuditEntry, Routing } from './routing.js';
 import type { RewardStore } from './rewards.js';
@@ -67,6 +67,8 @@ export class ModelServing {
   private highestRevision = 0;
   /** A routing was read (at start or since): until then the champion is a guess, the highest registered version. */
   private routingRead = false;
+  /** Versions the registry read and checked while choosing a first routing: started from there at start, not read again. */
+  private checked = new Map<string, ModelVersion>();
 
   private constructor(
     private readonly options: ServingOptions,
@@ -87,8 +89,9 @@ export class ModelServing {
   static async start(options: ServingOptions): Promise<ModelServing> {
     let routing: Routing | null = null;
     let championVersion: string;
+    const checked = new Map<string, ModelVersion>();
     try {
-      routing = await options.registry.ensureRouting(options.name, 'inference');
+      routing = await options.registry.ensureRouting(options.name, 'inference', checked);
       championVersion = routing.champion;
     } catch (error) {
       if (!(error instanceof TributaryError && error.code === 'ROUTING_STORE_UNAVAILABLE')) throw error;
@@ -102,7 +105,7 @@ export class ModelServing {
         `model routing of ${options.name} unreadable at start; serving ${championVersion === recorded ? 'the champion of the routing recorded in the registry directory' : 'the highest registered version'}, ${championVersion}, until it can be read`,
       );
     }
-    const champion = await load(options, championVersion);
+    const champion = await load(options, championVersion, checked.get(championVersion));
     const served: RoutedModels = {
       champion,
       policy: CHAMPION_ONLY,
@@ -115,7 +118,9 @@ export class ModelServing {
     // The rollout's other versions: loaded like any later routing change (a failure keeps the
     // champion serving). Without a routing read, revision 0: the first one read is followed.
     serving.revision = !routing || routing.policy || routing.shadows?.length ? 0 : routing.revision;
+    serving.checked = checked;
     await serving.refresh();
+    serving.checked.clear();
     serving.schedule();
     return serving;
   }
@@ -216,7 +221,7 @@ export class ModelServing {
       for (const version of wanted) {
         let served = old.versions.get(version);
         if (!served) {
-          served = await load(this.options, version);
+          served = await load(this.options, version, this.checked.get(version));
           loaded.push(served);
         }
         versions.set(version, served);
@@ -313,8 +318,9 @@ export class ModelServing {
   }
 }
 
-async function load(options: ServingOptions, version: string): Promise<ServedModel> {
-  const read = await options.registry.version(options.name, version);
+/** Starts a version: `checked` when the registry has just read and checked it, else read (and checked) now. */
+async function load(options: ServingOptions, version: string, checked?: ModelVersion): Promise<ServedModel> {
+  const read = checked ?? (await options.registry.version(options.name, version));
   const plan = planModelFeatures(read.manifest, options.catalog);
   const model = await startModel(read, options.scoring);
   const workers = model.workerThreads === 0 ? 'no worker thread needed' : `larger ones in ${model.workerThreads} worker thread(s)`;
