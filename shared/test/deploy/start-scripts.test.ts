@@ -3,17 +3,19 @@
  * runs them): a SIGTERM to npm reaches the service. npm forwards it to the script's shell; a shell
  * that ran tsx as its child would end and leave tsx and node running, still consuming. Each start
  * script `exec`s tsx (which relays the signal to node), and a service started so is checked to stop
- * with all of its processes.
+ * with all of its processes. So does every other script that runs a program with tsx (`npm run
+ * models`, a bench, `test:faults`, which CI stops with a SIGTERM when out of time).
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { waitFor } from '../../../test/support/wait-for.js';
 import { ROOT, serviceEntries } from './deployment.js';
 
-const startScript = (dir: string) =>
-  (JSON.parse(readFileSync(join(ROOT, dir, 'package.json'), 'utf8')) as { scripts?: { start?: string } }).scripts?.start;
+const scripts = (dir: string) =>
+  (JSON.parse(readFileSync(join(ROOT, dir, 'package.json'), 'utf8')) as { scripts?: Record<string, string> }).scripts ?? {};
+const startScript = (dir: string) => scripts(dir).start;
 
 /** Whether any process of the group is alive. */
 const groupAlive = (pgid: number) => {
@@ -30,6 +32,18 @@ describe('start scripts', () => {
     const dirs = ['.', ...[...serviceEntries().values()].filter((s) => s.runnable).map((s) => `services/${s.name}`)];
     expect(dirs.length).toBeGreaterThan(4);
     for (const dir of dirs) expect(startScript(dir), dir).toMatch(/^exec tsx /);
+  });
+
+  it('and every other script that runs a program with tsx (command-line tools, benches) exec it too', () => {
+    const dirs = ['.', 'shared', ...readdirSync(join(ROOT, 'services')).map((name) => `services/${name}`)];
+    const runs = dirs.flatMap((dir) =>
+      Object.entries(scripts(dir))
+        .filter(([, script]) => /\btsx\b/.test(script))
+        .map(([name, script]) => ({ script: `${dir} ${name}`, runs: script })),
+    );
+    expect(runs.length).toBeGreaterThan(15);
+    // The program the script ends with replaces the shell (one run before it, in `a && b`, ends first).
+    for (const { script, runs: command } of runs) expect(command, script).toMatch(/(?:^|&& )exec tsx [^&|;]+$/);
   });
 
   it('stop with every process of the service when npm gets SIGTERM', { timeout: 60_000 }, async () => {
