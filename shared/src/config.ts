@@ -89,6 +89,29 @@ const duration = (description: string, fallback: string, range: { min?: string; 
  */
 const TIMER_MAX = '24d';
 
+/**
+ * The items of a comma-separated list, each trimmed; none for a blank value. An empty item (`a,,b`,
+ * a trailing comma) is refused, not skipped: a value was left out, or a comma is one too many.
+ */
+export function commaList(raw: string): string[] {
+  if (raw.trim() === '') return [];
+  const items = raw.split(',').map((item) => item.trim());
+  const empty = items.indexOf('');
+  if (empty >= 0) throw new Error(`item ${empty + 1} of the comma-separated list is empty (a value left out, or a comma too many)`);
+  return items;
+}
+
+/** A comma-separated list of at least one `what`. */
+const list = (description: string, fallback: string, what: string): Variable<string[]> => ({
+  description,
+  default: fallback,
+  parse: (raw) => {
+    const items = commaList(raw);
+    if (items.length === 0) throw new Error(`must list at least one ${what}`);
+    return items;
+  },
+});
+
 const boolean = (description: string, fallback: boolean): Variable<boolean> => ({
   description,
   default: String(fallback),
@@ -104,10 +127,7 @@ const brokers: Variable<string[], undefined> = {
   description: 'Kafka bootstrap brokers, comma-separated host:port. Unset: the embedded in-memory event log.',
   default: undefined,
   parse: (raw) => {
-    const list = raw
-      .split(',')
-      .map((b) => b.trim())
-      .filter(Boolean);
+    const list = commaList(raw);
     if (list.length === 0) throw new Error('must list at least one host:port');
     for (const broker of list) {
       const port = /^[A-Za-z0-9_.\-[\]:]+:(\d{1,5})$/.exec(broker)?.[1];
@@ -150,10 +170,7 @@ const redisUrl: Variable<string, undefined> = {
     'Redis URL (redis:// or rediss:// for TLS; user and password in the URL). With REDIS_CLUSTER, one or more comma-separated seed nodes of the cluster. Unset: the embedded in-memory online store.',
   default: undefined,
   parse: (raw) => {
-    const urls = raw
-      .split(',')
-      .map((u) => u.trim())
-      .filter(Boolean);
+    const urls = commaList(raw);
     if (urls.length === 0) throw new Error('must be a URL such as redis://127.0.0.1:6379');
     for (const text of urls) {
       let url: URL;
@@ -200,10 +217,7 @@ const apiKeys: Variable<Map<string, string>, undefined> = {
   secret: true,
   parse: (raw) => {
     const keys = new Map<string, string>();
-    for (const entry of raw
-      .split(',')
-      .map((e) => e.trim())
-      .filter(Boolean)) {
+    for (const entry of commaList(raw)) {
       const colon = entry.indexOf(':');
       const id = entry.slice(0, colon);
       const secret = entry.slice(colon + 1);
@@ -247,10 +261,7 @@ const trustProxy: Variable<boolean | string[]> = {
     if (/^\d+$/.test(value)) {
       throw new Error("a number of hops is not accepted (Fastify trusts no proxy with it): list the proxies' addresses or CIDR ranges");
     }
-    const entries = value
-      .split(',')
-      .map((e) => e.trim())
-      .filter(Boolean);
+    const entries = commaList(value);
     for (const entry of entries) {
       const [address = '', bits, extra] = entry.split('/');
       const family = isIP(address);
@@ -271,10 +282,7 @@ const rateLimits: Variable<Map<string, number>, undefined> = {
   default: undefined,
   parse: (raw) => {
     const limits = new Map<string, number>();
-    for (const entry of raw
-      .split(',')
-      .map((e) => e.trim())
-      .filter(Boolean)) {
+    for (const entry of commaList(raw)) {
       const eq = entry.indexOf('=');
       const id = entry.slice(0, eq).trim();
       const limit = entry.slice(eq + 1).trim();
@@ -479,7 +487,7 @@ export const VARIABLES = {
     1,
     10_000,
   ),
-  MONITOR_SLICE_FIELDS: text('Request fields whose values slice the quality metrics (comma-separated).', 'country,channel'),
+  MONITOR_SLICE_FIELDS: list('Request fields whose values slice the quality metrics (comma-separated).', 'country,channel', 'field'),
   MONITOR_MAX_SLICES: integer('Values per slice field at most; beyond, they are counted as `__other__`.', 20, 1, 1000),
   MONITOR_CANARY_METRIC: choice(
     'Quality metric of the canary rule: a canary worse than the champion over the last hour by more than MONITOR_CANARY_MARGIN beyond sampling error is rolled back (log loss reads lower-is-better). The metrics with a standard error: ROC AUC (Hanley-McNeil), log loss, accuracy and recall (binomial).',

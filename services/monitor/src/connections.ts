@@ -227,9 +227,7 @@ export function monitorSettings(config: Config, shared?: RolloutStores, options:
     joinWindowMs: config.MONITOR_JOIN_WINDOW,
     ...manifestsFrom(config.MODEL_REGISTRY_DIR, options.logger),
     maxSeries: config.MONITOR_MAX_SERIES,
-    sliceFields: config.MONITOR_SLICE_FIELDS.split(',')
-      .map((f) => f.trim())
-      .filter(Boolean),
+    sliceFields: config.MONITOR_SLICE_FIELDS,
     maxSlices: config.MONITOR_MAX_SLICES,
   };
 }

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it, expect } from 'vitest';
-import { ConfigError, loadConfig, VARIABLES } from '../../src/config.js';
+import { commaList, ConfigError, loadConfig, VARIABLES } from '../../src/config.js';
 
 /** The ConfigError thrown for `env`, or a failure when none is thrown. */
 function configError(env: Record<string, string | undefined>, serviceDefaults = {}): ConfigError {
@@ -213,14 +213,22 @@ describe('loadConfig: valid values', () => {
     expect(loadConfig({ SIMULATOR_SEED: String(2 ** 31 - 1) }).SIMULATOR_SEED).toBe(2 ** 31 - 1);
   });
 
-  it('KAFKA_BROKERS is a comma-separated list of host:port, blanks and empty items dropped', () => {
+  it('KAFKA_BROKERS is a comma-separated list of host:port, blanks around them dropped', () => {
     expect(loadConfig({ KAFKA_BROKERS: 'kafka:9092' }).KAFKA_BROKERS).toEqual(['kafka:9092']);
-    expect(loadConfig({ KAFKA_BROKERS: ' kafka-1:9092, kafka-2.example.com:19092 ,,10.0.0.3:9093, ' }).KAFKA_BROKERS).toEqual([
+    expect(loadConfig({ KAFKA_BROKERS: ' kafka-1:9092, kafka-2.example.com:19092 ,10.0.0.3:9093 ' }).KAFKA_BROKERS).toEqual([
       'kafka-1:9092',
       'kafka-2.example.com:19092',
       '10.0.0.3:9093',
     ]);
     expect(loadConfig({ KAFKA_BROKERS: '[::1]:9092' }).KAFKA_BROKERS).toEqual(['[::1]:9092']);
+  });
+
+  it('MONITOR_SLICE_FIELDS is read into its list of fields', () => {
+    expect(loadConfig({}).MONITOR_SLICE_FIELDS).toEqual(['country', 'channel']);
+    expect(loadConfig({ MONITOR_SLICE_FIELDS: ' merchant_category ,country' }).MONITOR_SLICE_FIELDS).toEqual([
+      'merchant_category',
+      'country',
+    ]);
   });
 
   it('an empty KAFKA_BROKERS or REDIS_URL means unset: the embedded implementation', () => {
@@ -267,6 +275,34 @@ describe('loadConfig: valid values', () => {
     expect(loadConfig({ PREDICT_BATCH_MAX_ROWS: '1000', MODEL_QUEUE_MAX_ROWS: '1000' }).PREDICT_BATCH_MAX_ROWS).toBe(1000);
     expect(configError({ PREDICT_BATCH_MAX_ROWS: '1000', MODEL_QUEUE_MAX_ROWS: '500' }).message).toContain(
       'PREDICT_BATCH_MAX_ROWS (1000) exceeds MODEL_QUEUE_MAX_ROWS (500): a batch that large could never be queued for the model',
+    );
+  });
+});
+
+describe('commaList', () => {
+  it('gives the items of a comma-separated list, trimmed, and none for a blank value', () => {
+    expect(commaList('a')).toEqual(['a']);
+    expect(commaList(' a , b c,d ')).toEqual(['a', 'b c', 'd']);
+    expect(commaList('')).toEqual([]);
+    expect(commaList(' \t')).toEqual([]);
+  });
+
+  it('refuses an empty item, saying which, rather than skipping it', () => {
+    expect(() => commaList('a,,b')).toThrow('item 2 of the comma-separated list is empty (a value left out, or a comma too many)');
+    expect(() => commaList(',a')).toThrow('item 1 of the comma-separated list is empty');
+    expect(() => commaList('a, b, ')).toThrow('item 3 of the comma-separated list is empty');
+    expect(() => commaList(' , ')).toThrow('item 1 of the comma-separated list is empty');
+  });
+
+  it('is how every list variable reads its value: an empty item is refused, never a secret shown', () => {
+    for (const name of ['API_KEYS', 'ADMIN_API_KEYS']) {
+      expect(configError({ [name]: 'a:0123456789abcdef,,b:fedcba9876543210' }).message).toBe(
+        `invalid configuration:\n  ${name}=(value hidden): item 2 of the comma-separated list is empty (a value left out, or a comma too many)`,
+      );
+    }
+    const keys = 'batch:0123456789abcdef';
+    expect(configError({ API_KEYS: keys, RATE_LIMITS: 'batch=5,' }).message).toContain(
+      'RATE_LIMITS="batch=5,": item 2 of the comma-separated list is empty',
     );
   });
 });
@@ -326,7 +362,13 @@ describe('loadConfig: invalid values name the variable and what is expected', ()
     ['KAFKA_BROKERS', 'kafka', '"kafka" is not host:port'],
     ['KAFKA_BROKERS', 'kafka:9092,localhost', '"localhost" is not host:port'],
     ['KAFKA_BROKERS', 'kafka:9092/x', '"kafka:9092/x" is not host:port'],
-    ['KAFKA_BROKERS', ' , ', 'must list at least one host:port'],
+    ['KAFKA_BROKERS', ' ', 'must list at least one host:port'],
+    ['KAFKA_BROKERS', 'kafka-1:9092,,kafka-2:9092', 'item 2 of the comma-separated list is empty (a value left out, or a comma too many)'],
+    ['KAFKA_BROKERS', 'kafka-1:9092,', 'item 2 of the comma-separated list is empty'],
+    ['REDIS_URL', 'redis://10.0.0.1:7000, ,redis://10.0.0.2:7000', 'item 2 of the comma-separated list is empty'],
+    ['TRUST_PROXY', '10.0.0.1,,10.0.0.2', 'item 2 of the comma-separated list is empty'],
+    ['MONITOR_SLICE_FIELDS', 'country,,channel', 'item 2 of the comma-separated list is empty'],
+    ['MONITOR_SLICE_FIELDS', ' ', 'must list at least one field'],
     ['REDIS_URL', 'http://127.0.0.1:6379', 'must start with redis:// or rediss://'],
     ['REDIS_URL', 'localhost:6379', 'must start with redis:// or rediss://'],
     ['REDIS_URL', '127.0.0.1:6379', 'must be a URL such as redis://127.0.0.1:6379'],
