@@ -155,10 +155,16 @@ export async function runRetrainScenario(options: ScenarioOptions): Promise<Scen
   const cleanups: (() => Promise<unknown>)[] = [];
   const startedAt = Date.now();
   try {
+    // The run's own topics, 4 partitions each: the count librdkafka's mock cluster gives the topics
+    // it creates on first use (it cannot create them as asked, and ensureTopics refuses another count).
     await eventLog.ensureTopics(
-      [config.TOPIC_TRANSACTIONS, config.TOPIC_LABELS, config.TOPIC_PREDICTIONS, config.TOPIC_LABELLED_TRANSACTIONS]
-        .map((name) => ({ name, partitions: 4 }))
-        .concat({ name: config.TOPIC_DEAD_LETTER, partitions: 1 }),
+      [
+        config.TOPIC_TRANSACTIONS,
+        config.TOPIC_LABELS,
+        config.TOPIC_PREDICTIONS,
+        config.TOPIC_LABELLED_TRANSACTIONS,
+        config.TOPIC_DEAD_LETTER,
+      ].map((name) => ({ name, partitions: 4 })),
     );
     const inference = await startInference(config, {
       eventLog,

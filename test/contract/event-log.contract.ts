@@ -272,8 +272,7 @@ export function eventLogContract(name: string, makeLog: () => Promise<EventLog>,
           Array.from({ length: 5 }, (_, i) => ({ key: `k${i}`, value: String(i) })),
         );
         const after = await log.endOffsets(topic);
-        expect(after.map((p) => p.partition)).toEqual(after.map((_, i) => i));
-        expect(after.length).toBeGreaterThanOrEqual(1);
+        expect(after.map((p) => p.partition)).toEqual([0, 1]);
         const held = (offsets: typeof after) => offsets.reduce((sum, p) => sum + Number(BigInt(p.end) - BigInt(p.start)), 0);
         expect(held(before)).toBe(1);
         expect(held(after)).toBe(6);
@@ -310,9 +309,10 @@ export function eventLogContract(name: string, makeLog: () => Promise<EventLog>,
       options.timeoutMs * 2,
     );
 
-    it('creates topics and answers ping', async () => {
+    it('creates topics with the partitions asked and answers ping', async () => {
       const topic = uniqueName('contract');
       await log.ensureTopics([{ name: topic, partitions: 2 }]);
+      expect((await log.endOffsets(topic)).length).toBe(2);
       await log.publish(topic, [{ key: null, value: 'v' }]);
       await expect(log.ping()).resolves.toBeUndefined();
     });

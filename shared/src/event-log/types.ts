@@ -119,7 +119,10 @@ export interface EventLog {
   subscribe(options: SubscribeOptions): Promise<Subscription>;
   /** The offsets of every partition of a topic now, in partition order (tools that read a topic to its current end). */
   endOffsets(topic: string): Promise<PartitionOffsets[]>;
-  /** Creates missing topics; a refusal is not an error when the topic can still be used. */
+  /**
+   * Creates missing topics with their partition counts; a refusal is not an error when the topic
+   * is created on first use instead, with the partitions asked (another count is an error).
+   */
   ensureTopics(topics: TopicSpec[]): Promise<void>;
   ping(): Promise<void>;
   close(): Promise<void>;

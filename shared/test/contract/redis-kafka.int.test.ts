@@ -3,8 +3,10 @@ import { eventLogContract } from '../../../test/contract/event-log.contract.js';
 import { onlineStoreContract } from '../../../test/contract/online-store.contract.js';
 import { realServices } from '../../../test/integration/services.js';
 import { KafkaEventLog } from '../../src/event-log/kafka.js';
+import type { TopicSpec } from '../../src/event-log/types.js';
 import { RedisOnlineStore } from '../../src/online-store/redis.js';
 import { deletingKeysOnClose } from '../../../test/support/redis-cleanup.js';
+import { createTopic } from '../../../test/support/topics.js';
 import { uniqueName } from '../../../test/support/wait-for.js';
 
 const services = realServices();
@@ -18,10 +20,21 @@ describe.skipIf(!services.redisUrl)(`Redis${services.redisUrl ? '' : ` (skipped:
   });
 });
 
+/**
+ * The Kafka event log, its topics created as the integration tests create theirs (createTopic: the
+ * admin API, or the control channel of librdkafka's mock cluster, which the admin API cannot
+ * create topics on), with the partitions asked.
+ */
+class ContractKafkaEventLog extends KafkaEventLog {
+  override async ensureTopics(topics: TopicSpec[]): Promise<void> {
+    for (const { name, partitions } of topics) await createTopic(services.kafkaBrokers!, name, partitions);
+  }
+}
+
 describe.skipIf(!services.kafkaBrokers)(`Kafka${services.kafkaBrokers ? '' : ` (skipped: ${services.missing('kafka')})`}`, () => {
   eventLogContract(
     'Kafka',
-    async () => new KafkaEventLog({ brokers: services.kafkaBrokers!, clientId: 'contract-test', sessionTimeout: 6_000 }),
+    async () => new ContractKafkaEventLog({ brokers: services.kafkaBrokers!, clientId: 'contract-test', sessionTimeout: 6_000 }),
     {
       timeoutMs: 30_000,
     },
