@@ -93,7 +93,7 @@ const total = batches.reduce((sum, b) => sum + b.records.length, 0);
 let handler: ((batch: RecordBatch) => Promise<void>) | undefined;
 const eventLog: EventLog = {
   publish: async () => {},
-  ensureTopics: async () => {},
+  ensureTopics: async () => [],
   endOffsets: async () => [],
   ping: async () => {},
   close: async () => {},

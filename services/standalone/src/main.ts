@@ -35,11 +35,15 @@ try {
   const registry = createRegistry();
   const eventLog = createEventLog(config, 'standalone');
   const store = createOnlineStore(config);
-  await eventLog.ensureTopics(
-    [config.TOPIC_TRANSACTIONS, config.TOPIC_LABELS, config.TOPIC_PREDICTIONS, config.TOPIC_LABELLED_TRANSACTIONS]
-      .map((name) => ({ name, partitions: 4 }))
-      .concat({ name: config.TOPIC_DEAD_LETTER, partitions: 1 }),
-  );
+  const topics = [config.TOPIC_TRANSACTIONS, config.TOPIC_LABELS, config.TOPIC_PREDICTIONS, config.TOPIC_LABELLED_TRANSACTIONS]
+    .map((name) => ({ name, partitions: 4 }))
+    .concat({ name: config.TOPIC_DEAD_LETTER, partitions: 1 });
+  for (const { name, partitions } of await eventLog.ensureTopics(topics)) {
+    const asked = topics.find((t) => t.name === name)!.partitions;
+    logger.warn(
+      `topic ${name} was created on first use by the Kafka cluster with ${partitions} partitions, not the ${asked} asked (create it beforehand to choose)`,
+    );
+  }
   // One routing and one set of bandit rewards for the inference service and the monitor's rollout rules.
   const rollouts = { routes: createRoutingStore(config), rewards: createRewardStore(config) };
   const inference = await startInference(config, {

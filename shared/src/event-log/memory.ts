@@ -58,8 +58,9 @@ export class MemoryEventLog implements EventLog {
     return topic;
   }
 
-  async ensureTopics(topics: TopicSpec[]): Promise<void> {
+  async ensureTopics(topics: TopicSpec[]): Promise<TopicSpec[]> {
     for (const spec of topics) this.topic(spec.name, spec.partitions);
+    return [];
   }
 
   async publish(topicName: string, records: OutgoingRecord[]): Promise<void> {

@@ -121,9 +121,11 @@ export interface EventLog {
   endOffsets(topic: string): Promise<PartitionOffsets[]>;
   /**
    * Creates missing topics with their partition counts; a refusal is not an error when the topic
-   * is created on first use instead, with the partitions asked (another count is an error).
+   * is created on first use instead. Resolves to the topics so created with another partition
+   * count than asked (the count found), for the caller to say so: the count sets how far
+   * consumers scale out, not what they compute.
    */
-  ensureTopics(topics: TopicSpec[]): Promise<void>;
+  ensureTopics(topics: TopicSpec[]): Promise<TopicSpec[]>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }

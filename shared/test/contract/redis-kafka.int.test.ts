@@ -26,8 +26,9 @@ describe.skipIf(!services.redisUrl)(`Redis${services.redisUrl ? '' : ` (skipped:
  * create topics on), with the partitions asked.
  */
 class ContractKafkaEventLog extends KafkaEventLog {
-  override async ensureTopics(topics: TopicSpec[]): Promise<void> {
+  override async ensureTopics(topics: TopicSpec[]): Promise<TopicSpec[]> {
     for (const { name, partitions } of topics) await createTopic(services.kafkaBrokers!, name, partitions);
+    return [];
   }
 }
 

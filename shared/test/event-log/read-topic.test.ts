@@ -34,7 +34,7 @@ function transactionalLog(batches: RecordBatch[]): EventLog {
       };
     },
     publish: async () => {},
-    ensureTopics: async () => {},
+    ensureTopics: async () => [],
     ping: async () => {},
     close: async () => {},
   };
