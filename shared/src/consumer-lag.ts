@@ -30,7 +30,8 @@ export function trackConsumerLag(gauge: Gauge, fixed: Record<string, string> = {
   };
   return {
     arrived: (batch) => report(batch, BigInt(batch.records[0]!.offset)),
-    handled: (batch) => report(batch, BigInt(batch.records.at(-1)!.offset) + 1n),
+    // Past the fetch's last offset: a transaction's marker after the last record is not waiting.
+    handled: (batch) => report(batch, BigInt(batch.lastOffset ?? batch.records.at(-1)!.offset) + 1n),
     forget: () => {
       for (const labels of reported.values()) gauge.remove(labels);
       reported.clear();
