@@ -44,6 +44,11 @@ export const THRESHOLDS = {
   minEstimated1h: 100,
   /** Minutes in which the monitor consumed none of the prediction-log records published, for MonitorStalled. */
   monitorStalledMinutes: 10,
+  /**
+   * Minutes a member of a consumer group (a monitor, a feature service) has handled no batch of a
+   * partition it holds while records of it wait, for MonitorPartitionsStuck and ConsumerPartitionsStuck.
+   */
+  stuckMinutes: 10,
   /** How far back a model must have had a label joined for NoLabelsReceived: the default join window. */
   labelsSeenWithinDays: 7,
 } as const;
@@ -167,6 +172,15 @@ export const groups: RuleGroup[] = [
         summary: 'The consumer group {{ $labels.consumer }} is {{ $value | humanize }} records behind on {{ $labels.topic }}',
         description: `More than ${T.consumerLag} records of the topic have been waiting to be consumed for 10 minutes.`,
       },
+      {
+        alert: 'ConsumerPartitionsStuck',
+        // Per member: ConsumerLagHigh's sum misses one stuck while the others consume, its lag frozen since its last batch.
+        expr: `count without (topic, partition) (tributary_pipeline_consumer_lag > 0 and time() - tributary_pipeline_consumed_timestamp_seconds > ${T.stuckMinutes * 60})`,
+        for: '5m',
+        severity: 'warning',
+        summary: `{{ $labels.instance }} is stuck in the consumer group {{ $labels.consumer }}: no batch handled for ${T.stuckMinutes} minutes on {{ $value }} of its partitions with records waiting`,
+        description: `For 5 minutes, this member of the group has held partitions with records waiting and handled no batch of them in the last ${T.stuckMinutes} minutes, though it still answers scrapes: a batch that never ends, or batches that keep failing. No other member takes those partitions.`,
+      },
     ],
   },
   {
@@ -259,6 +273,15 @@ export const groups: RuleGroup[] = [
         severity: 'warning',
         summary: 'No monitor is consuming the predictions the inference service publishes',
         description: `For 5 minutes, no monitor has consumed a prediction-log record in the last ${T.monitorStalledMinutes} minutes while the inference service published some: the monitor is down, stuck or reading another topic. Its drift and quality gauges are frozen or gone, so the drift and quality alerts cannot fire.`,
+      },
+      {
+        alert: 'MonitorPartitionsStuck',
+        // Per monitor: MonitorStalled's and MonitorLagHigh's sums miss one stuck while others consume, its lag frozen since its last batch.
+        expr: `count without (topic, partition) (tributary_monitor_consumer_lag > 0 and time() - tributary_monitor_consumed_timestamp_seconds > ${T.stuckMinutes * 60})`,
+        for: '5m',
+        severity: 'warning',
+        summary: `The monitor at {{ $labels.instance }} is stuck: no batch handled for ${T.stuckMinutes} minutes on {{ $value }} of its partitions with records waiting`,
+        description: `For 5 minutes, this monitor has held partitions of the predictions or labels with records waiting and handled no batch of them in the last ${T.stuckMinutes} minutes, though it still answers scrapes: a batch that never ends, or batches that keep failing. No other monitor takes those partitions: their predictions and labels are missing from the drift and quality metrics while MonitorStalled stays quiet.`,
       },
     ],
   },

@@ -1,12 +1,14 @@
 /**
  * The lag of the feature service's consumer groups (the pipeline's, one per source, and the label
  * join's), `tributary_pipeline_consumer_lag{consumer,topic,partition}` behind the ConsumerLagHigh
- * alert (shared's trackConsumerLag, as the monitor reports its own).
+ * alert, and when each member last handled a batch of each partition,
+ * `tributary_pipeline_consumed_timestamp_seconds`, behind ConsumerPartitionsStuck (shared's
+ * trackConsumerLag, as the monitor reports its own).
  */
 import { Gauge, metric, trackConsumerLag, type ConsumerLag, type Registry } from '@tributary/shared';
 
 export function consumerLag(registry: Registry, consumer: string): ConsumerLag {
-  const gauge = metric(
+  const lag = metric(
     registry,
     'tributary_pipeline_consumer_lag',
     () =>
@@ -17,5 +19,16 @@ export function consumerLag(registry: Registry, consumer: string): ConsumerLag {
         registers: [registry],
       }),
   );
-  return trackConsumerLag(gauge, { consumer });
+  const consumedAt = metric(
+    registry,
+    'tributary_pipeline_consumed_timestamp_seconds',
+    () =>
+      new Gauge({
+        name: 'tributary_pipeline_consumed_timestamp_seconds',
+        help: 'When this member of the consumer group last handled a batch of the partition it holds, or began to hold it, in Unix seconds',
+        labelNames: ['consumer', 'topic', 'partition'],
+        registers: [registry],
+      }),
+  );
+  return trackConsumerLag({ lag, consumedAt }, { consumer });
 }

@@ -1,7 +1,8 @@
 /**
  * The consumer lag per partition (`tributary_pipeline_consumer_lag`, behind the ConsumerLagHigh
- * alert): it must grow while batches fail (the store is down), and a member must stop reporting
- * the partitions a rebalance gave to another.
+ * alert): it must grow while batches fail (the store is down), while the time a batch was last
+ * handled (`tributary_pipeline_consumed_timestamp_seconds`, ConsumerPartitionsStuck) stays, and a
+ * member must stop reporting the partitions a rebalance gave to another.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryEventLog, MemoryOnlineStore, type StateWrite } from '@tributary/shared';
@@ -34,10 +35,14 @@ describe('consumer lag', () => {
     await waitFor(async () => (await member.events('applied')) === 1 && (await member.lag())['0'] === 0, {
       what: 'the first event applied (its write fails), nothing behind it',
     });
+    const handledAt = (await member.consumedAt())['0'];
+    expect(handledAt).toBeGreaterThan(0);
     // Read no further while the store is down: these stay behind, and the lag says so.
     await eventLog.publish(source.topic, transactions(1, 30));
     await waitFor(async () => (await member.lag())['0'] === 30, { what: 'a lag of the 30 records not applied', timeoutMs: 3_000 });
     expect(await member.events('applied')).toBe(1);
+    // Nor has a batch been handled since (ConsumerPartitionsStuck, should it last).
+    expect(await member.consumedAt()).toEqual({ '0': handledAt });
   });
 
   it('is no longer reported by a member for the partitions a rebalance gave to another', async () => {

@@ -8,7 +8,7 @@ export const user = example.groups.find((g) => g.definition.name === 'user_trans
 
 /**
  * Starts a member; its `stop` (which may be called again) goes to `stops`. Its metrics: events per outcome, entity
- * states written per outcome, and the consumer lag per partition.
+ * states written per outcome, and per partition the consumer lag and when a batch was last handled.
  */
 export async function startMember(eventLog: MemoryEventLog, store: MemoryOnlineStore, stops: (() => Promise<void>)[]) {
   const registry = createRegistry({ defaultMetrics: false });
@@ -38,12 +38,9 @@ export async function startMember(eventLog: MemoryEventLog, store: MemoryOnlineS
     ((await registry.getSingleMetric('tributary_pipeline_entities_written_total')?.get())?.values ?? [])
       .filter((v) => v.labels.outcome === outcome)
       .reduce((sum, v) => sum + v.value, 0);
-  const lag = async () =>
-    Object.fromEntries(
-      ((await registry.getSingleMetric('tributary_pipeline_consumer_lag')?.get())?.values ?? []).map((v) => [
-        String(v.labels.partition),
-        v.value,
-      ]),
-    );
-  return { pipeline, stop, events, written, lag };
+  const byPartition = async (name: string) =>
+    Object.fromEntries(((await registry.getSingleMetric(name)?.get())?.values ?? []).map((v) => [String(v.labels.partition), v.value]));
+  const lag = () => byPartition('tributary_pipeline_consumer_lag');
+  const consumedAt = () => byPartition('tributary_pipeline_consumed_timestamp_seconds');
+  return { pipeline, stop, events, written, lag, consumedAt };
 }

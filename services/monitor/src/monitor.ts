@@ -726,6 +726,17 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         registers,
       }),
   );
+  const consumedAt = metric(
+    options.registry,
+    'tributary_monitor_consumed_timestamp_seconds',
+    () =>
+      new Gauge({
+        name: 'tributary_monitor_consumed_timestamp_seconds',
+        help: 'When the monitor last handled a batch of the partition (predictions or labels) it holds, or began to hold it, in Unix seconds',
+        labelNames: ['topic', 'partition'],
+        registers,
+      }),
+  );
   const deadLettered = deadLetterCounter(options.registry);
   const labelRecords = recordValidator<Label>(LabelSchema);
 
@@ -782,7 +793,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
    * commit failed): counted already, they are skipped.
    */
   const appliedTo = new Map<string, bigint>();
-  const lagged = trackConsumerLag(lag);
+  const lagged = trackConsumerLag({ lag, consumedAt }, {}, clock);
   const subscription: Subscription = await options.eventLog.subscribe({
     groupId: options.groupId,
     topics: [options.topics.predictions, options.topics.labels],

@@ -1025,13 +1025,16 @@ describe('monitor: a monitor that lags', () => {
 });
 
 describe('monitor: consumer lag', () => {
-  const lagOf = async (registry: ReturnType<typeof createRegistry>) =>
+  const byPartition = async (registry: ReturnType<typeof createRegistry>, name: string) =>
     Object.fromEntries(
-      ((await registry.getSingleMetric('tributary_monitor_consumer_lag')?.get())?.values ?? []).map((v) => [
+      ((await registry.getSingleMetric(name)?.get())?.values ?? []).map((v) => [
         `${String(v.labels.topic)}:${String(v.labels.partition)}`,
         v.value,
       ]),
     );
+  const lagOf = (registry: ReturnType<typeof createRegistry>) => byPartition(registry, 'tributary_monitor_consumer_lag');
+  const consumedAtOf = (registry: ReturnType<typeof createRegistry>) =>
+    byPartition(registry, 'tributary_monitor_consumed_timestamp_seconds');
 
   it('grows while batches fail because the join store does not answer', async () => {
     const joins = new MemoryJoinStore(DAY, HOUR);
@@ -1055,6 +1058,44 @@ describe('monitor: consumer lag', () => {
       what: 'a lag of the 20 predictions not consumed',
       timeoutMs: 3_000,
     });
+  });
+
+  it('keeps, for a partition whose batch never ends, the time of its last batch handled, while its lag counts the records waiting', async () => {
+    let now = Date.now();
+    const joins = new MemoryJoinStore(DAY, HOUR);
+    let stuck = false;
+    let release: (() => void) | undefined;
+    const offer = joins.offer.bind(joins);
+    joins.offer = async (offers) => {
+      if (stuck) await new Promise<void>((resolve) => (release = resolve));
+      return offer(offers);
+    };
+    const { eventLog, registry } = await boot({ joins, clock: () => now });
+    // One key: every record on one partition.
+    await eventLog.publish('predictions', [{ key: 'k', value: JSON.stringify(prediction('a', 0.9)) }]);
+    await waitFor(async () => Object.values(await lagOf(registry))[0] === 0, { what: 'the first prediction consumed' });
+    const [partition] = Object.keys(await lagOf(registry));
+    const handledAt = now / 1000;
+    expect(await consumedAtOf(registry)).toEqual({ [partition!]: handledAt });
+    // A minute later, its next batch waits on the join store for ever (the monitor goes on answering scrapes).
+    now += 60_000;
+    stuck = true;
+    await eventLog.publish(
+      'predictions',
+      Array.from({ length: 20 }, (_, i) => ({ key: 'k', value: JSON.stringify(prediction(`b${i}`, 0.5)) })),
+    );
+    try {
+      await waitFor(async () => release !== undefined, { what: 'the batch in flight' });
+      now += 10 * 60_000;
+      expect(await lagOf(registry)).toEqual({ [partition!]: 20 });
+      expect(await consumedAtOf(registry)).toEqual({ [partition!]: handledAt });
+    } finally {
+      // Once it ends (or the test failed: the monitor can stop), the time is the monitor's clock again.
+      stuck = false;
+      release?.();
+    }
+    await waitFor(async () => (await lagOf(registry))[partition!] === 0, { what: 'the batch handled' });
+    expect(await consumedAtOf(registry)).toEqual({ [partition!]: now / 1000 });
   });
 
   it('is no longer reported for the partitions a rebalance gave to another member', async () => {
