@@ -1,3 +1,4 @@
+import { createServer, type Socket } from 'node:net';
 import type { Redis } from 'ioredis';
 import { describe, expect, it, vi } from 'vitest';
 import { TributaryError } from '@tributary/shared';
@@ -30,6 +31,34 @@ describe('the Redis routing and reward stores when Redis does not answer', () =>
       }
     } finally {
       await Promise.all([routing.close(), rewards.close()]);
+    }
+  }, 20_000);
+
+  it('fail the same way when Redis accepts the connection and never answers (a frozen process), instead of waiting for ever', async () => {
+    // A listener that reads what it is sent and answers nothing: Redis stopped with SIGSTOP, or a hung proxy.
+    const sockets: Socket[] = [];
+    const frozen = createServer((socket) => sockets.push(socket.on('data', () => {})));
+    await new Promise<void>((resolve) => frozen.listen(0, '127.0.0.1', resolve));
+    const target = { url: `redis://127.0.0.1:${(frozen.address() as { port: number }).port}` };
+    const routing = new RedisRoutingStore(target, 'test:');
+    const rewards = new RedisRewardStore(target, 'test:');
+    try {
+      const outcomes = await Promise.all(
+        [() => routing.get('m'), () => routing.audit('m', 10), () => rewards.get('m'), () => rewards.add('m', '1', 1, 1)].map((call) =>
+          call().then(
+            () => null,
+            (e: unknown) => e,
+          ),
+        ),
+      );
+      for (const error of outcomes) {
+        expect(error).toBeInstanceOf(TributaryError);
+        expect(error).toMatchObject({ code: 'ROUTING_STORE_UNAVAILABLE', httpStatus: 503, retriable: true });
+      }
+    } finally {
+      await Promise.all([routing.close(), rewards.close()]);
+      for (const socket of sockets) socket.destroy();
+      frozen.close();
     }
   }, 20_000);
 

@@ -6,7 +6,7 @@
  */
 import type { Cluster, Redis } from 'ioredis';
 import { closeRedis, connectRedis, type RedisTarget } from '@tributary/shared';
-import { unavailable } from './routing.js';
+import { ROUTING_REDIS_OPTIONS, unavailable } from './routing.js';
 import type { Rewards } from './rollout.js';
 
 export interface RewardStore {
@@ -44,7 +44,7 @@ export class RedisRewardStore implements RewardStore {
     target: RedisTarget,
     private readonly keyPrefix: string,
   ) {
-    this.client = connectRedis(target, { maxRetriesPerRequest: 2 });
+    this.client = connectRedis(target, ROUTING_REDIS_OPTIONS);
     this.client.on('error', () => {});
   }
 

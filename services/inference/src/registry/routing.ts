@@ -99,6 +99,13 @@ type RedisWithUpdate = (Redis | Cluster) & {
   updateRouting(...keysAndArgs: string[]): Promise<1 | string | null>;
 };
 
+/**
+ * The options of the clients of the Redis that holds the routing (and the rewards): a call fails
+ * after two reconnections, or after 2 s without an answer (a Redis that is frozen, not down, keeps
+ * the connection open: without the deadline an admin request or a routing poll would wait for ever).
+ */
+export const ROUTING_REDIS_OPTIONS = { maxRetriesPerRequest: 2, commandTimeout: 2_000 } as const;
+
 /** A failed call to the Redis that holds the routing (and the rewards): 503, retriable. */
 export function unavailable(error: unknown): never {
   throw new TributaryError('ROUTING_STORE_UNAVAILABLE', `the routing store (Redis) did not answer: ${(error as Error).message}`);
@@ -111,7 +118,7 @@ export class RedisRoutingStore implements RoutingStore {
     target: RedisTarget,
     private readonly keyPrefix: string,
   ) {
-    this.client = connectRedis(target, { maxRetriesPerRequest: 2 }) as RedisWithUpdate;
+    this.client = connectRedis(target, ROUTING_REDIS_OPTIONS) as RedisWithUpdate;
     this.client.defineCommand('updateRouting', { numberOfKeys: 2, lua: UPDATE_SCRIPT });
     this.client.on('error', () => {});
   }
