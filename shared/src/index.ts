@@ -27,6 +27,7 @@ export * from './features/tile-state.js';
 export * from './features/tiles.js';
 export * from './records/validation.js';
 export * from './records/dead-letter.js';
+export * from './records/event-rules.js';
 export * from './records/labels.js';
 export * from './records/predictions.js';
 export * from './text-lines.js';

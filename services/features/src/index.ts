@@ -9,7 +9,7 @@ export {
   type FlushOutcome,
   type CacheStats,
 } from './feature-processor.js';
-export { MAX_EVENT_TIME_AHEAD_MS, sourceDecoder, type DecodeResult, type SourceEvent } from './decode.js';
+export { sourceDecoder, type DecodeResult, type SourceEvent } from './decode.js';
 export { startLabelJoin, type LabelJoinOptions } from './label-join.js';
 export { backfill, eventReplay, unusableEvents, type EventReplay, type FeatureQuery, type FeatureRow } from './backfill.js';
 export { startFeatureService, type FeatureService } from './service.js';

@@ -22,7 +22,7 @@
 import { describe, expect, it } from 'vitest';
 import { createRandom, fraud, MemoryOnlineStore, readFeatureValues, type LogRecord, type Random } from '@tributary/shared';
 import { backfill, type FeatureQuery } from '../src/backfill.js';
-import { MAX_EVENT_TIME_AHEAD_MS } from '../src/decode.js';
+import { MAX_EVENT_TIME_AHEAD_MS } from '@tributary/shared';
 import { createFeatureProcessor, decodeCheckpoint } from '../src/feature-processor.js';
 
 const example = fraud.fraudExample();

@@ -8,7 +8,8 @@
 import { describe, expect, it } from 'vitest';
 import { fraud, MemoryOnlineStore, readFeatureValues, type LogRecord } from '@tributary/shared';
 import { backfill } from '../src/backfill.js';
-import { MAX_EVENT_TIME_AHEAD_MS, sourceDecoder } from '../src/decode.js';
+import { MAX_EVENT_TIME_AHEAD_MS } from '@tributary/shared';
+import { sourceDecoder } from '../src/decode.js';
 import { createFeatureProcessor, decodeCheckpoint } from '../src/feature-processor.js';
 
 const example = fraud.fraudExample();

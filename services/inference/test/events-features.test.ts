@@ -67,6 +67,18 @@ describe('POST /v1/events/:source (push API)', () => {
     ['a missing field', (({ merchant_id: _m, ...rest }) => rest)(transaction(1)), /missing required field.*"merchant_id"/],
     ['a bad event time', transaction(1, { ts: 'yesterday' }), /^ts:/],
     ['a negative amount', transaction(1, { amount: -5 }), /^amount:/],
+    // Well-formed, but what the feature pipeline would dead-letter as invalid whenever it read them.
+    [
+      'an event time far ahead',
+      transaction(1, { ts: '9999-01-01T00:00:00Z' }),
+      /^ts: 9999-01-01T00:00:00.000Z is more than 60 minutes ahead of the time it was received/,
+    ],
+    [
+      'an event time over an hour ahead',
+      transaction(1, { ts: new Date(Date.now() + 61 * 60_000).toISOString() }),
+      /^ts: .* is more than 60 minutes ahead/,
+    ],
+    ['an event time before 1970', transaction(1, { ts: '1969-12-31T23:59:59Z' }), /^ts: not a valid event time/],
   ])('rejects %s', async (_name, payload, message) => {
     current = await buildTestApp();
     const response = await current.app.inject({ method: 'POST', url: '/v1/events/transactions', payload: payload as object });

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyContextConfig } from 'fastify';
 import Type, { type TSchema } from 'typebox';
 import {
+  checkEvent,
   recordValidator,
   TributaryError,
   within,
@@ -74,9 +75,13 @@ export const eventsRoute: FastifyPluginAsyncTypebox<EventsRouteOptions> = async 
         throw new TributaryError('VALIDATION_FAILED', `${events.length} events in one request; at most ${options.maxEvents} are accepted`);
       }
       const records: OutgoingRecord[] = [];
+      const receivedAt = Date.now();
       for (const [i, event] of events.entries()) {
         const checked = entry.validator.validate(event);
         if (!checked.ok) throw new TributaryError('VALIDATION_FAILED', `${batch ? `event [${i}]: ` : ''}${checked.detail}`);
+        // What the feature pipeline would dead-letter as invalid whenever it read it: refused here instead.
+        const usable = checkEvent(entry.source, checked.value, receivedAt, 'the time it was received');
+        if (!usable.ok) throw new TributaryError('VALIDATION_FAILED', `${batch ? `event [${i}]: ` : ''}${usable.detail}`);
         records.push({ key: String(checked.value[entry.source.keyField]), value: JSON.stringify(checked.value) });
       }
       try {
