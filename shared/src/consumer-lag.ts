@@ -1,19 +1,23 @@
 /**
  * A consumer group's lag per partition on a gauge labelled `topic` and `partition` (beside any
- * fixed labels): the records of the partition after the next one the group consumes, from each
- * batch's high watermark. A member reports a batch as it arrives (its records included, so that
- * the lag grows while batches fail and are delivered again) and once it is handled (what is left
- * after it), and forgets its partitions when a rebalance may have given them to another member
- * (that one's would stay frozen in the sum).
+ * fixed labels): the records of the partition from the member's position on, the end offset less
+ * the next offset the member consumes, as Kafka's lag exporters count it. A member reports a batch
+ * as it arrives (its records included, so that the lag grows while batches fail and are delivered
+ * again) and once it is handled (what is left after it), and forgets its partitions when a
+ * rebalance may have given them to another member (that one's would stay frozen in the sum).
+ * Between batches, every `refreshMs` (15 s), it reads where its partitions end now
+ * (`EventLog.endOffsets`, once per topic) and counts again from its position: the lag of a member
+ * stuck on a batch, or slow behind a growing backlog, grows with the records that pile up. A
+ * partition counts from its first batch (before it, the member does not know it holds it).
  *
  * Beside it, when the member last handled a batch of each partition it reports (for a partition
  * it has just been given, when its first batch arrived), in Unix seconds. A member stuck on a
  * partition (a batch that never ends, while the member still heartbeats and keeps its
- * partitions) leaves the lag frozen above 0 (the batch in flight counts), however many records
- * pile up behind it, and this time falling behind the clock.
+ * partitions) leaves this time falling behind the clock while the lag stays above 0.
  */
 import type { Gauge } from 'prom-client';
-import type { RecordBatch } from './event-log/types.js';
+import type { EventLog, RecordBatch } from './event-log/types.js';
+import type { Logger } from './logger.js';
 
 export interface ConsumerLag {
   /** The batch's partition's lag from its first record, when the batch says where its partition ends. */
@@ -22,6 +26,8 @@ export interface ConsumerLag {
   handled(batch: RecordBatch): number | undefined;
   /** Stops reporting the partitions reported so far. */
   forget(): void;
+  /** Stops refreshing the lag (the consumer stops); the last values stay. */
+  stop(): void;
 }
 
 export interface ConsumerLagGauges {
@@ -30,37 +36,89 @@ export interface ConsumerLagGauges {
   consumedAt: Gauge;
 }
 
-export function trackConsumerLag(
-  gauges: ConsumerLagGauges,
-  fixed: Record<string, string> = {},
-  clock: () => number = Date.now,
-): ConsumerLag {
-  const reported = new Map<string, Record<string, string>>();
+export interface ConsumerLagOptions {
+  /** Where the partitions end now, asked every `refreshMs`. */
+  eventLog: Pick<EventLog, 'endOffsets'>;
+  /** Says when the end offsets of a topic cannot be read (once, until they can again). */
+  logger: Logger;
+  /** Labels of every series beside `topic` and `partition`. */
+  labels?: Record<string, string>;
+  /** How often the lag is counted again from the partitions' end offsets (default 15 s). */
+  refreshMs?: number;
+  clock?: () => number;
+}
+
+/** A partition the member holds: its labels and where it stands (replaced at each batch). */
+interface Held {
+  topic: string;
+  partition: number;
+  labels: Record<string, string>;
+  /** The next offset the member consumes: the first of the batch in flight, or past the last handled. */
+  next: bigint;
+}
+
+export function trackConsumerLag(gauges: ConsumerLagGauges, options: ConsumerLagOptions): ConsumerLag {
+  const { eventLog, logger, labels: fixed = {}, clock = Date.now } = options;
+  const held = new Map<string, Held>();
   const report = (batch: RecordBatch, next: bigint, handled: boolean) => {
     if (batch.highWatermark === undefined) return undefined;
     const lag = Number(BigInt(batch.highWatermark) - next);
     const id = `${batch.topic}:${batch.partition}`;
-    let labels = reported.get(id);
-    const given = labels === undefined;
-    if (!labels) {
-      labels = { ...fixed, topic: batch.topic, partition: String(batch.partition) };
-      reported.set(id, labels);
-    }
+    const before = held.get(id);
+    const labels = before?.labels ?? { ...fixed, topic: batch.topic, partition: String(batch.partition) };
+    held.set(id, { topic: batch.topic, partition: batch.partition, labels, next });
     gauges.lag.set(labels, lag);
     // A partition just given is counted from its first batch.
-    if (handled || given) gauges.consumedAt.set(labels, clock() / 1000);
+    if (handled || !before) gauges.consumedAt.set(labels, clock() / 1000);
     return lag;
   };
+
+  /** Topics whose end offsets could not be read at the last try (said once). */
+  const unreadable = new Set<string>();
+  let stopped = false;
+  const refresh = async () => {
+    const partitions = [...held];
+    for (const topic of new Set(partitions.map(([, p]) => p.topic))) {
+      try {
+        const ends = await eventLog.endOffsets(topic);
+        unreadable.delete(topic);
+        for (const [id, partition] of partitions.filter(([, p]) => p.topic === topic)) {
+          const end = ends.find((e) => e.partition === partition.partition)?.end;
+          // Not when a batch was reported meanwhile (its end may be newer) or the partition forgotten.
+          if (stopped || end === undefined || held.get(id) !== partition) continue;
+          gauges.lag.set(partition.labels, Number(BigInt(end) - partition.next));
+        }
+      } catch (error) {
+        if (!stopped && !unreadable.has(topic)) {
+          logger.warn({ err: error, ...fixed, topic }, 'consumer lag not refreshed: the end offsets of the topic cannot be read');
+        }
+        unreadable.add(topic);
+      }
+    }
+  };
+  let refreshing = false;
+  const timer = setInterval(() => {
+    // One refresh at a time: a slow broker delays the next, never consumption.
+    if (refreshing) return;
+    refreshing = true;
+    void refresh().finally(() => (refreshing = false));
+  }, options.refreshMs ?? 15_000);
+  timer.unref();
+
   return {
     arrived: (batch) => report(batch, BigInt(batch.records[0]!.offset), false),
     // Past the fetch's last offset: a transaction's marker after the last record is not waiting.
     handled: (batch) => report(batch, BigInt(batch.lastOffset ?? batch.records.at(-1)!.offset) + 1n, true),
     forget: () => {
-      for (const labels of reported.values()) {
+      for (const { labels } of held.values()) {
         gauges.lag.remove(labels);
         gauges.consumedAt.remove(labels);
       }
-      reported.clear();
+      held.clear();
+    },
+    stop: () => {
+      stopped = true;
+      clearInterval(timer);
     },
   };
 }

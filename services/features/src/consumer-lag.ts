@@ -3,11 +3,16 @@
  * join's), `tributary_pipeline_consumer_lag{consumer,topic,partition}` behind the ConsumerLagHigh
  * alert, and when each member last handled a batch of each partition,
  * `tributary_pipeline_consumed_timestamp_seconds`, behind ConsumerPartitionsStuck (shared's
- * trackConsumerLag, as the monitor reports its own).
+ * trackConsumerLag, as the monitor reports its own: refreshed between batches from the event
+ * log's end offsets until `stop`).
  */
-import { Gauge, metric, trackConsumerLag, type ConsumerLag, type Registry } from '@tributary/shared';
+import { Gauge, metric, trackConsumerLag, type ConsumerLag, type ConsumerLagOptions, type Registry } from '@tributary/shared';
 
-export function consumerLag(registry: Registry, consumer: string): ConsumerLag {
+export function consumerLag(
+  registry: Registry,
+  consumer: string,
+  refresh: Pick<ConsumerLagOptions, 'eventLog' | 'logger' | 'refreshMs'>,
+): ConsumerLag {
   const lag = metric(
     registry,
     'tributary_pipeline_consumer_lag',
@@ -30,5 +35,5 @@ export function consumerLag(registry: Registry, consumer: string): ConsumerLag {
         registers: [registry],
       }),
   );
-  return trackConsumerLag({ lag, consumedAt }, { consumer });
+  return trackConsumerLag({ lag, consumedAt }, { ...refresh, labels: { consumer } });
 }

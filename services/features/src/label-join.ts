@@ -71,7 +71,7 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
   const legacy = async (ids: string[], side: 'txn' | 'lbl'): Promise<(string | null)[]> =>
     ids.length === 0 || Date.now() >= legacyUntil ? ids.map(() => null) : options.store.recall(ids.map((id) => `${side}:${id}`));
 
-  const lag = consumerLag(options.registry, options.groupId);
+  const lag = consumerLag(options.registry, options.groupId, { eventLog: options.eventLog, logger: options.logger });
   let rebalances = 0;
   const handle = async (batch: RecordBatch): Promise<void> => {
     const assignment = rebalances;
@@ -161,6 +161,7 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
   return {
     stop: () => {
       signal.stop();
+      lag.stop();
       return subscription.stop();
     },
   };

@@ -78,6 +78,8 @@ export interface FeaturePipelineOptions {
    * the client's retries. What it leaves unwritten or uncommitted is consumed again.
    */
   stopFlushMs?: number;
+  /** How often the consumer lag of the partitions held is counted again from their end offsets (default 15 s). */
+  lagRefreshMs?: number;
 }
 
 export interface FeaturePipeline {
@@ -289,7 +291,11 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
 
     // One consumer group per source: members of a group must subscribe to the same topics.
     const groupId = `${options.groupId}-${source.name}`;
-    const lag = consumerLag(options.registry, groupId);
+    const lag = consumerLag(options.registry, groupId, {
+      eventLog: options.eventLog,
+      logger: options.logger,
+      refreshMs: options.lagRefreshMs,
+    });
     const publish = (letters: OutgoingRecord[]) =>
       publishDeadLetters(options.eventLog, options.deadLetterTopic, letters, (sent) => {
         for (const letter of sent) metrics.deadLettered.inc({ consumer: groupId, reason: letter.headers!.reason! });
@@ -418,6 +424,7 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
       flush: () => exclusive(() => flush()),
       stop: async () => {
         clearInterval(timer);
+        lag.stop();
         // The batches not yet applied are given up (a stop does not wait for their reads from a store that is down).
         signal.stop();
         // When the last write failed (the store is down), a final flush would wait for the client's retries, in vain.

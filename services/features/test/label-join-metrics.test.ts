@@ -1,9 +1,9 @@
 /**
  * What the label join reports: its consumer group's lag (in the pipeline's metric, by consumer, so
- * that ConsumerLagHigh sees the join stuck), and the records it cannot read, counted (not dead-lettered:
- * the pipeline and the monitor do that).
+ * that ConsumerLagHigh sees the join stuck, also between batches), and the records it cannot read,
+ * counted (not dead-lettered: the pipeline and the monitor do that).
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createLogger, createRegistry, MemoryEventLog, MemoryOnlineStore } from '@tributary/shared';
 import { waitFor } from '../../../test/support/wait-for.js';
 import { startLabelJoin } from '../src/label-join.js';
@@ -15,6 +15,7 @@ let stops: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const stop of stops) await stop();
   stops = [];
+  vi.useRealTimers();
 });
 
 async function start(store = new MemoryOnlineStore()) {
@@ -59,6 +60,30 @@ describe('the label join', () => {
     down = false;
     await waitFor(async () => (await lag('transactions')) === 0 && (await lag('labels')) === 0, { what: 'no lag once joined' });
     expect(eventLog.records('labelled-transactions')).toHaveLength(1);
+  });
+
+  it('counts again, every 15 s, the records that pile up behind a batch that never ends', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    const store = new MemoryOnlineStore();
+    const meet = store.meet.bind(store);
+    let stuck = false;
+    store.meet = (sides) => (stuck ? new Promise(() => {}) : meet(sides));
+    const { eventLog, lag, records } = await start(store);
+    const publish = (ids: string[]) =>
+      eventLog.publish(
+        'transactions',
+        ids.map((id) => ({ key: 'm1', value: transactionJson(id, Date.now()) })),
+      );
+    await publish(['e0']);
+    await waitFor(async () => (await records('transaction_remembered')) === 1, { what: 'the first transaction remembered' });
+    stuck = true;
+    await publish(['e1', 'e2', 'e3']);
+    await waitFor(async () => (await lag('transactions')) === 3, { what: 'the batch in flight' });
+    // No batch is fetched while this one lasts: only the refresh sees these.
+    await publish(['e4', 'e5', 'e6', 'e7', 'e8', 'e9', 'e10']);
+    expect(await lag('transactions')).toBe(3);
+    await vi.advanceTimersByTimeAsync(15_000);
+    await waitFor(async () => (await lag('transactions')) === 10, { what: 'a lag of the 10 transactions waiting' });
   });
 
   it('counts the transactions and labels it cannot read, and dead-letters none', async () => {

@@ -1,8 +1,9 @@
 /**
  * The consumer lag per partition (`tributary_pipeline_consumer_lag`, behind the ConsumerLagHigh
  * alert): it must grow while batches fail (the store is down), while the time a batch was last
- * handled (`tributary_pipeline_consumed_timestamp_seconds`, ConsumerPartitionsStuck) stays, and a
- * member must stop reporting the partitions a rebalance gave to another.
+ * handled (`tributary_pipeline_consumed_timestamp_seconds`, ConsumerPartitionsStuck) stays, and
+ * while a batch never ends (no batch reports it then: the member counts it again from the
+ * partitions' end offsets), and a member must stop reporting the partitions a rebalance gave to another.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryEventLog, MemoryOnlineStore, type StateWrite } from '@tributary/shared';
@@ -43,6 +44,39 @@ describe('consumer lag', () => {
     expect(await member.events('applied')).toBe(1);
     // Nor has a batch been handled since (ConsumerPartitionsStuck, should it last).
     expect(await member.consumedAt()).toEqual({ '0': handledAt });
+  });
+
+  it('grows between batches while a batch never ends', async () => {
+    const eventLog = new MemoryEventLog();
+    await eventLog.ensureTopics([{ name: source.topic, partitions: 1 }]);
+    const store = new MemoryOnlineStore();
+    const read = store.read.bind(store);
+    let stuck = false;
+    let release: (() => void) | undefined;
+    store.read = async (keys) => {
+      if (stuck) await new Promise<void>((resolve) => (release = resolve));
+      return read(keys);
+    };
+    // The lag counted again from the partitions' end offsets every 20 ms (15 s by default).
+    const member = await start(eventLog, store, stops, { lagRefreshMs: 20 });
+    await eventLog.publish(source.topic, transactions(0, 1));
+    await waitFor(async () => (await member.events('applied')) === 1 && (await member.lag())['0'] === 0, {
+      what: 'the first event applied, nothing behind it',
+    });
+    // A user not yet in memory: its state is read from the store, which never answers.
+    stuck = true;
+    await eventLog.publish(source.topic, transactions(1, 5, 'u2'));
+    try {
+      await waitFor(() => release !== undefined, { what: 'the batch in flight' });
+      // No batch is fetched while this one lasts: only the refresh sees these.
+      await eventLog.publish(source.topic, transactions(6, 30));
+      await waitFor(async () => (await member.lag())['0'] === 35, { what: 'a lag of the 35 records waiting' });
+    } finally {
+      stuck = false;
+      release?.();
+    }
+    await waitFor(async () => (await member.lag())['0'] === 0, { what: 'the records applied' });
+    expect(await member.events('applied')).toBe(36);
   });
 
   it('is no longer reported by a member for the partitions a rebalance gave to another', async () => {

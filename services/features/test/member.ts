@@ -1,6 +1,6 @@
 /** A feature pipeline member of group `features` on the example's transactions (the user group alone), for tests. */
 import { createLogger, createRegistry, fraud, type MemoryEventLog, type MemoryOnlineStore } from '@tributary/shared';
-import { startFeaturePipeline } from '../src/pipeline.js';
+import { startFeaturePipeline, type FeaturePipelineOptions } from '../src/pipeline.js';
 
 const example = fraud.fraudExample();
 export const source = example.sources.find((s) => s.topic === 'transactions')!;
@@ -10,7 +10,12 @@ export const user = example.groups.find((g) => g.definition.name === 'user_trans
  * Starts a member; its `stop` (which may be called again) goes to `stops`. Its metrics: events per outcome, entity
  * states written per outcome, and per partition the consumer lag and when a batch was last handled.
  */
-export async function startMember(eventLog: MemoryEventLog, store: MemoryOnlineStore, stops: (() => Promise<void>)[]) {
+export async function startMember(
+  eventLog: MemoryEventLog,
+  store: MemoryOnlineStore,
+  stops: (() => Promise<void>)[],
+  overrides: Partial<FeaturePipelineOptions> = {},
+) {
   const registry = createRegistry({ defaultMetrics: false });
   const pipeline = await startFeaturePipeline({
     eventLog,
@@ -23,6 +28,7 @@ export async function startMember(eventLog: MemoryEventLog, store: MemoryOnlineS
     registry,
     logger: createLogger('test', 'warn', { write: () => {} }),
     flushIntervalMs: 5,
+    ...overrides,
   });
   let stopped = false;
   const stop = async () => {

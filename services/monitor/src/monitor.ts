@@ -56,6 +56,8 @@ export interface MonitorOptions {
   maxSlices?: number;
   /** How often waiting sides past their deadline are swept and counted. */
   sweepIntervalMs?: number;
+  /** How often the consumer lag of the partitions held is counted again from their end offsets (default 15 s). */
+  lagRefreshMs?: number;
   /** Rollouts: where bandit rewards go, and the canary rule with the routing it acts on. */
   rollouts?: {
     addReward?(model: string, version: string, trials: number, reward: number): Promise<void>;
@@ -793,7 +795,10 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
    * commit failed): counted already, they are skipped.
    */
   const appliedTo = new Map<string, bigint>();
-  const lagged = trackConsumerLag({ lag, consumedAt }, {}, clock);
+  const lagged = trackConsumerLag(
+    { lag, consumedAt },
+    { eventLog: options.eventLog, logger: options.logger, refreshMs: options.lagRefreshMs, clock },
+  );
   const subscription: Subscription = await options.eventLog.subscribe({
     groupId: options.groupId,
     topics: [options.topics.predictions, options.topics.labels],
@@ -1025,6 +1030,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     stop: async () => {
       stopped = true;
       clearInterval(sweeper);
+      lagged.stop();
       if (canaryTimer) clearInterval(canaryTimer);
       await checking;
       await sweeping.catch(() => {});

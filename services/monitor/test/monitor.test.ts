@@ -1098,6 +1098,37 @@ describe('monitor: consumer lag', () => {
     expect(await consumedAtOf(registry)).toEqual({ [partition!]: now / 1000 });
   });
 
+  it('counts, between batches, the records that pile up behind a batch that never ends', async () => {
+    const joins = new MemoryJoinStore(DAY, HOUR);
+    let stuck = false;
+    let release: (() => void) | undefined;
+    const offer = joins.offer.bind(joins);
+    joins.offer = async (offers) => {
+      if (stuck) await new Promise<void>((resolve) => (release = resolve));
+      return offer(offers);
+    };
+    // The lag counted again from the partitions' end offsets every 20 ms (15 s by default).
+    const { eventLog, registry } = await boot({ joins, lagRefreshMs: 20 });
+    const predictions = (from: number, count: number) =>
+      Array.from({ length: count }, (_, i) => ({ key: 'k', value: JSON.stringify(prediction(`r${from + i}`, 0.5)) }));
+    // One key: every record on one partition.
+    await eventLog.publish('predictions', predictions(0, 1));
+    await waitFor(async () => Object.values(await lagOf(registry))[0] === 0, { what: 'the first prediction consumed' });
+    const [partition] = Object.keys(await lagOf(registry));
+    stuck = true;
+    await eventLog.publish('predictions', predictions(1, 20));
+    try {
+      await waitFor(async () => release !== undefined, { what: 'the batch in flight' });
+      // No batch is fetched while this one lasts: only the refresh sees these.
+      await eventLog.publish('predictions', predictions(21, 30));
+      await waitFor(async () => (await lagOf(registry))[partition!] === 50, { what: 'a lag of the 50 predictions waiting' });
+    } finally {
+      stuck = false;
+      release?.();
+    }
+    await waitFor(async () => (await lagOf(registry))[partition!] === 0, { what: 'the predictions consumed' });
+  });
+
   it('is no longer reported for the partitions a rebalance gave to another member', async () => {
     const { eventLog, registry } = await boot();
     const records = (from: number) =>
