@@ -174,7 +174,7 @@ export const groups: RuleGroup[] = [
       },
       {
         alert: 'ConsumerPartitionsStuck',
-        // Per member: ConsumerLagHigh's sum misses one stuck while the others consume, its lag frozen since its last batch.
+        // Per member: one stuck while the others consume adds its backlog to ConsumerLagHigh's sum, long below the threshold.
         expr: `count without (topic, partition) (tributary_pipeline_consumer_lag > 0 and time() - tributary_pipeline_consumed_timestamp_seconds > ${T.stuckMinutes * 60})`,
         for: '5m',
         severity: 'warning',
@@ -276,7 +276,7 @@ export const groups: RuleGroup[] = [
       },
       {
         alert: 'MonitorPartitionsStuck',
-        // Per monitor: MonitorStalled's and MonitorLagHigh's sums miss one stuck while others consume, its lag frozen since its last batch.
+        // Per monitor: MonitorStalled's sum misses one stuck while others consume, and MonitorLagHigh's sees its backlog only past the threshold.
         expr: `count without (topic, partition) (tributary_monitor_consumer_lag > 0 and time() - tributary_monitor_consumed_timestamp_seconds > ${T.stuckMinutes * 60})`,
         for: '5m',
         severity: 'warning',
