@@ -56,7 +56,7 @@ function parsePolicy(kind: string | undefined, argument: string | undefined, val
     case 'canary': {
       if (!argument) throw new UsageError('rollout canary needs the version');
       const percent = Number(values.percent);
-      if (values.percent === undefined || !Number.isFinite(percent))
+      if (values.percent === undefined || !Number.isFinite(percent) || percent <= 0 || percent >= 100)
         throw new UsageError('rollout canary needs --percent <more than 0, less than 100>');
       return { kind: 'canary', version: argument, percent };
     }
@@ -127,6 +127,8 @@ async function main(argv: string[]): Promise<void> {
     return values.reason.trim();
   };
   try {
+    // A rollout's bad usage is told before its Redis is reached.
+    const policy = command === 'rollout' ? parsePolicy(argument, policyArgument, values) : null;
     // Every command but register reads or writes the routing: fail fast if its Redis does not answer.
     if (command !== 'register') await routes?.reachable();
     switch (command) {
@@ -166,9 +168,8 @@ async function main(argv: string[]): Promise<void> {
         return;
       }
       case 'rollout': {
-        const policy = parsePolicy(argument, policyArgument, values);
         const shadows = values.shadow === undefined ? [] : list(values.shadow, '--shadow');
-        const routing = await registry(true).rollout(model, policy, shadows, by, reason());
+        const routing = await registry(true).rollout(model, policy!, shadows, by, reason());
         console.log(`${model}: ${describe(routing)}`);
         return;
       }

@@ -73,8 +73,18 @@ describe('npm run models (registry CLI)', () => {
       expect([notADirectory.code, notADirectory.stderr]).toEqual([1, expect.stringMatching(/^error: ENOTDIR: not a directory/)]);
       const help = await models(['--help'], env);
       expect([help.code, help.stdout]).toEqual([0, expect.stringMatching(/^usage: npm run models/)]);
-      // A canary's share is what the rollout accepts: 0 and 100 are refused.
+      // A canary's share is what the rollout accepts: 0 and 100 are refused, as bad usage like a share that is no number.
       expect(help.stdout).toContain('canary <version> --percent <more than 0, less than 100>');
+      for (const percent of ['abc', '150', '0']) {
+        const share = await models(['rollout', 'canary', '1', '--percent', percent, '--reason', 'x'], {
+          ...env,
+          REDIS_URL: 'redis://127.0.0.1:1',
+        });
+        expect([share.code, share.stderr]).toEqual([
+          2,
+          expect.stringMatching(/rollout canary needs --percent <more than 0, less than 100>/),
+        ]);
+      }
     },
     CLI_TIMEOUT_MS,
   );
