@@ -144,8 +144,9 @@ export function manifestsFrom(
         if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('manifest.json is not a JSON object');
         manifest = parsed;
       } catch (error) {
+        // The reason is in the message; no stack: the same read fails the same way at every retry.
         logger?.warn(
-          { model, version, registry: registryDir, err: error },
+          { model, version, registry: registryDir },
           `no readable manifest for ${model} ${version} in ${registryDir} (${(error as Error).message}): the version is monitored with threshold 0.5 and without drift${found.retryAt === undefined ? '' : ` until its manifest is read (tried again in ${MANIFEST_RETRY_MS / 1000} s)`}`,
         );
       }
