@@ -13,7 +13,15 @@ import { setImmediate } from 'node:timers/promises';
 import type * as ort from 'onnxruntime-node';
 import { Piscina } from 'piscina';
 import Type, { type Static } from 'typebox';
-import { FEATURE_TYPES, FeatureTypeSchema, loadConfig, recordValidator, type Config } from '@tributary/shared';
+import {
+  FEATURE_TYPES,
+  FeatureTypeSchema,
+  loadConfig,
+  MODEL_NAME_MAX_LENGTH,
+  MODEL_VERSION_MAX_LENGTH,
+  recordValidator,
+  type Config,
+} from '@tributary/shared';
 import { MicroBatcher, type RunFailure } from './batcher.js';
 import { ModelLoadError, openCheckedSession, type ModelCheck, type ModelCheckTask } from './model-check.js';
 import { medianRunMicros, runModel, type ModelIo } from './model-run.js';
@@ -28,8 +36,8 @@ export { ModelLoadError };
 export const SAFE_NAME = '^(?!(?:__proto__|constructor|prototype)$)[A-Za-z0-9_][A-Za-z0-9_.-]*$';
 
 export const ModelManifestSchema = Type.Object({
-  name: Type.String({ maxLength: 128, pattern: SAFE_NAME }),
-  version: Type.String({ maxLength: 64, pattern: SAFE_NAME }),
+  name: Type.String({ maxLength: MODEL_NAME_MAX_LENGTH, pattern: SAFE_NAME }),
+  version: Type.String({ maxLength: MODEL_VERSION_MAX_LENGTH, pattern: SAFE_NAME }),
   format: Type.Literal('onnx'),
   file: Type.String({ maxLength: 128, pattern: SAFE_NAME, description: 'the ONNX file, beside the manifest' }),
   sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),

@@ -35,6 +35,18 @@ describe('POST /v1/predict', () => {
     expect(records[0]!.key).toBe('t-1');
   });
 
+  it('takes a request id of up to 256 characters, the longest the monitor takes in a prediction-log record', async () => {
+    const { app, eventLog } = await boot();
+    const longest = await app.inject({ method: 'POST', url: '/v1/predict', payload: { ...validRequest, request_id: 'r'.repeat(256) } });
+    expect(longest.statusCode).toBe(200);
+    const longer = await app.inject({ method: 'POST', url: '/v1/predict', payload: { ...validRequest, request_id: 'r'.repeat(257) } });
+    expect(longer.statusCode).toBe(400);
+    expect(longer.json()).toMatchObject({ code: 'VALIDATION_FAILED', field: 'request_id' });
+    await app.predictionLog.flush();
+    const records = (eventLog as MemoryEventLog).records('predictions');
+    expect(records.map((r) => (JSON.parse(r.value!.toString()) as PredictionLogRecord).request_id.length)).toEqual([256]);
+  });
+
   it('uses the entity features written by the pipeline, and explains where each value came from', async () => {
     const { app } = await boot();
     const push = await app.inject({

@@ -7,15 +7,30 @@
  * (every key of `features` and `feature_age_ms` checked, names of defaulted features at most 256
  * UTF-16 units): a record it does not accept goes to the schema, which decides and names the
  * error. Tests hold it to never accepting what the schema refuses.
+ *
+ * Every string that becomes a metric label value is bounded (model, version, variant, and the
+ * ids, as the inference service bounds them): a record with a longer one would make `/metrics`
+ * as large, whatever the bound on the number of series.
  */
 import Type from 'typebox';
-import { recordValidator, type PredictionLogRecord } from '@tributary/shared';
+import {
+  MODEL_NAME_MAX_LENGTH,
+  MODEL_VERSION_MAX_LENGTH,
+  PREDICTION_ID_MAX_LENGTH,
+  PREDICTION_VARIANTS,
+  recordValidator,
+  REQUEST_ID_MAX_LENGTH,
+  type PredictionLogRecord,
+} from '@tributary/shared';
 
 export const PredictionRecordSchema = Type.Object({
-  prediction_id: Type.String({ minLength: 1 }),
-  request_id: Type.String({ minLength: 1 }),
-  model: Type.Object({ name: Type.String({ minLength: 1 }), version: Type.String({ minLength: 1 }) }),
-  variant: Type.String({ minLength: 1 }),
+  prediction_id: Type.String({ minLength: 1, maxLength: PREDICTION_ID_MAX_LENGTH }),
+  request_id: Type.String({ minLength: 1, maxLength: REQUEST_ID_MAX_LENGTH }),
+  model: Type.Object({
+    name: Type.String({ minLength: 1, maxLength: MODEL_NAME_MAX_LENGTH }),
+    version: Type.String({ minLength: 1, maxLength: MODEL_VERSION_MAX_LENGTH }),
+  }),
+  variant: Type.Union(PREDICTION_VARIANTS.map((variant) => Type.Literal(variant))),
   score: Type.Number({ minimum: 0, maximum: 1 }),
   features: Type.Optional(Type.Record(Type.String(), Type.Number())),
   request: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
@@ -27,7 +42,9 @@ export const PredictionRecordSchema = Type.Object({
 });
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
-const isNonEmptyString = (value: unknown): boolean => typeof value === 'string' && value.length > 0;
+const isBoundedString = (value: unknown, maxLength: number): boolean =>
+  typeof value === 'string' && value.length > 0 && value.length <= maxLength;
+const VARIANTS: ReadonlySet<unknown> = new Set(PREDICTION_VARIANTS);
 const isFiniteAtLeastZero = (value: unknown): boolean => typeof value === 'number' && value >= 0 && value < Infinity;
 
 /** True only for a value PredictionRecordSchema accepts (false may still be valid: ask the schema). */
@@ -35,8 +52,11 @@ export function acceptsPredictionRecord(value: unknown): boolean {
   if (!isObject(value)) return false;
   const { model, score, features, request, degraded, defaulted } = value;
   const ages = value.feature_age_ms;
-  if (!isNonEmptyString(value.prediction_id) || !isNonEmptyString(value.request_id) || !isNonEmptyString(value.variant)) return false;
-  if (!isObject(model) || !isNonEmptyString(model.name) || !isNonEmptyString(model.version)) return false;
+  if (!isBoundedString(value.prediction_id, PREDICTION_ID_MAX_LENGTH) || !isBoundedString(value.request_id, REQUEST_ID_MAX_LENGTH))
+    return false;
+  if (!VARIANTS.has(value.variant)) return false;
+  if (!isObject(model) || !isBoundedString(model.name, MODEL_NAME_MAX_LENGTH) || !isBoundedString(model.version, MODEL_VERSION_MAX_LENGTH))
+    return false;
   if (!(typeof score === 'number' && score >= 0 && score <= 1)) return false;
   if (!isFiniteAtLeastZero(value.predicted_at) || !isFiniteAtLeastZero(value.latency_ms)) return false;
   if (features !== undefined) {

@@ -85,6 +85,32 @@ describe('monitor: times far ahead', () => {
   });
 });
 
+describe('monitor: label values read from records', () => {
+  it('dead-letters as invalid a prediction whose model, version, variant or ids are longer than the service logs, so /metrics stays small', async () => {
+    const { eventLog, registry } = await boot();
+    await eventLog.publish('predictions', [
+      { key: 'a', value: JSON.stringify(prediction('a', 0.9)) },
+      { key: 'b', value: JSON.stringify({ ...prediction('b', 0.9), variant: 'W'.repeat(900_000) }) },
+      { key: 'c', value: JSON.stringify({ ...prediction('c', 0.9), model: { name: 'M'.repeat(100_000), version: '1' } }) },
+      { key: 'd', value: JSON.stringify({ ...prediction('d', 0.9), model: { name: 'fraud_detector', version: 'V'.repeat(100_000) } }) },
+      { key: 'e', value: JSON.stringify({ ...prediction('e', 0.9), request_id: 'R'.repeat(100_000) }) },
+    ]);
+    await waitFor(async () => /\{stream="predictions",outcome="dead_lettered"\} 4\n/.test(await registry.metrics()), {
+      what: 'the predictions consumed',
+    });
+    const text = await registry.metrics();
+    expect(text).toMatch(/tributary_monitor_records_total\{stream="predictions",outcome="accepted"\} 1\n/);
+    expect(text.length).toBeLessThan(100_000);
+    const letters = eventLog.records('dead-letter').map((r) => JSON.parse(r.value!.toString()) as DeadLetter);
+    expect(letters.map((l) => [l.reason, l.detail.split(':')[0]]).sort()).toEqual([
+      ['invalid', 'model.name'],
+      ['invalid', 'model.version'],
+      ['invalid', 'request_id'],
+      ['invalid', 'variant'],
+    ]);
+  });
+});
+
 describe('monitor: times older than the join window', () => {
   it('dead-letters as late a prediction and a label older than the join window allows, counting neither', async () => {
     const { eventLog, registry } = await boot();

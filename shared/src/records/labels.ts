@@ -1,10 +1,11 @@
 import Type, { type Static } from 'typebox';
+import { REQUEST_ID_MAX_LENGTH } from './predictions.js';
 import { EventTimeSchema } from './validation.js';
 
 /** A label on the `labels` topic: the outcome for the prediction made under `request_id`. */
 export const LabelSchema = Type.Object(
   {
-    request_id: Type.String({ minLength: 1, maxLength: 256 }),
+    request_id: Type.String({ minLength: 1, maxLength: REQUEST_ID_MAX_LENGTH }),
     label: Type.Union([Type.Literal(0), Type.Literal(1)]),
     ts: EventTimeSchema,
   },

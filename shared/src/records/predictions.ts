@@ -1,9 +1,24 @@
+/** How a prediction's version was chosen: the champion, a canary, an A/B arm, a bandit draw, or a shadow scoring alongside. */
+export const PREDICTION_VARIANTS = ['champion', 'canary', 'shadow', 'ab', 'bandit'] as const;
+export type PredictionVariant = (typeof PREDICTION_VARIANTS)[number];
+
+/**
+ * The longest strings of a prediction-log record that the monitor turns into metric label values
+ * (characters): a model's name and version as the registry takes them, a request id as the
+ * predict route takes it (and the `labels` topic), a prediction id as long. Producer and monitor
+ * use the same bounds, so no prediction served is refused by the monitor.
+ */
+export const MODEL_NAME_MAX_LENGTH = 128;
+export const MODEL_VERSION_MAX_LENGTH = 64;
+export const REQUEST_ID_MAX_LENGTH = 256;
+export const PREDICTION_ID_MAX_LENGTH = 256;
+
 /** The prediction-log record published to the `predictions` topic for every prediction. */
 export interface PredictionLogRecord {
   prediction_id: string;
   request_id: string;
   model: { name: string; version: string };
-  variant: 'champion' | 'canary' | 'shadow' | 'ab' | 'bandit';
+  variant: PredictionVariant;
   entities: Record<string, string>;
   /** Request-time fields as received. */
   request: Record<string, unknown>;

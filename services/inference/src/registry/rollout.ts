@@ -13,7 +13,7 @@
  *   `shadow`, never returned.
  * All functions here are pure (randomness is passed in).
  */
-import { TributaryError } from '@tributary/shared';
+import { TributaryError, type PredictionVariant } from '@tributary/shared';
 
 export type RolloutPolicy =
   | { kind: 'champion' }
@@ -21,7 +21,7 @@ export type RolloutPolicy =
   | { kind: 'ab'; arms: { version: string; weight: number }[]; entity?: string }
   | { kind: 'bandit'; versions: string[] };
 
-export type Variant = 'champion' | 'canary' | 'ab' | 'bandit' | 'shadow';
+export type Variant = PredictionVariant;
 
 /** Observed rewards per version (trials and the sum of rewards in [0, 1]). */
 export type Rewards = Record<string, { trials: number; reward: number }>;

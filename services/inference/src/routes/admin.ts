@@ -4,7 +4,7 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
-import { TributaryError } from '@tributary/shared';
+import { MODEL_NAME_MAX_LENGTH, MODEL_VERSION_MAX_LENGTH, TributaryError } from '@tributary/shared';
 import { ErrorResponse } from '../errors.js';
 import { ModelLoadError, parseManifest } from '../model.js';
 import type { ModelRegistry } from '../registry/registry.js';
@@ -19,9 +19,9 @@ export interface AdminRouteOptions {
   rewards: RewardStore;
 }
 
-const Name = Type.Object({ name: Type.String({ minLength: 1, maxLength: 128 }) });
+const Name = Type.Object({ name: Type.String({ minLength: 1, maxLength: MODEL_NAME_MAX_LENGTH }) });
 const Reason = Type.String({ minLength: 1, maxLength: 1000, description: 'why: kept in the audit log' });
-const VersionName = Type.String({ minLength: 1, maxLength: 64 });
+const VersionName = Type.String({ minLength: 1, maxLength: MODEL_VERSION_MAX_LENGTH });
 const Policy = Type.Union(
   [
     Type.Object({ kind: Type.Literal('champion') }, { additionalProperties: false, description: 'the champion answers every request' }),
@@ -171,7 +171,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (
       schema: {
         summary: 'Make a registered version the champion (every replica follows within seconds)',
         params: Name,
-        body: Type.Object({ version: Type.String({ minLength: 1, maxLength: 64 }), reason: Reason }, { additionalProperties: false }),
+        body: Type.Object({ version: VersionName, reason: Reason }, { additionalProperties: false }),
         response: { 200: Routing, ...ERRORS },
       },
     },
