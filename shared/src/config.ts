@@ -488,7 +488,12 @@ export const VARIABLES = {
     10_000,
   ),
   MONITOR_SLICE_FIELDS: list('Request fields whose values slice the quality metrics (comma-separated).', 'country,channel', 'field'),
-  MONITOR_MAX_SLICES: integer('Values per slice field at most; beyond, they are counted as `__other__`.', 20, 1, 1000),
+  MONITOR_MAX_SLICES: integer(
+    'Values per slice field at most; beyond (and values longer than 256 characters), they are counted as `__other__`.',
+    20,
+    1,
+    1000,
+  ),
   MONITOR_CANARY_METRIC: choice(
     'Quality metric of the canary rule: a canary worse than the champion over the last hour by more than MONITOR_CANARY_MARGIN beyond sampling error is rolled back (log loss reads lower-is-better). The metrics with a standard error: ROC AUC (Hanley-McNeil), log loss, accuracy and recall (binomial).',
     'roc_auc',

@@ -13,7 +13,9 @@ import {
   Gauge,
   LabelSchema,
   LATENCY_BUCKETS,
+  MAX_SLICE_LENGTH,
   metric,
+  OTHER_SLICE,
   publishDeadLetters,
   recordValidator,
   trackConsumerLag,
@@ -872,7 +874,9 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             waiting.slices = {};
             for (const field of sliceFields) {
               const value = p.request?.[field];
-              if (typeof value === 'string' || typeof value === 'number') waiting.slices[field] = value;
+              // A value too long to be a slice counts as `__other__`: kept as such, not stored whole.
+              if (typeof value === 'number') waiting.slices[field] = value;
+              else if (typeof value === 'string') waiting.slices[field] = value.length > MAX_SLICE_LENGTH ? OTHER_SLICE : value;
             }
           }
           sides.push(waiting);

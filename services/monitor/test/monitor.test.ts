@@ -109,6 +109,36 @@ describe('monitor: label values read from records', () => {
       ['invalid', 'variant'],
     ]);
   });
+
+  it('counts a slice value longer than a label value may be as __other__, and does not store it whole to wait for its label', async () => {
+    const store = new MemoryJoinStore(DAY, HOUR);
+    let offered = 0;
+    const joins: MemoryJoinStore = Object.assign(Object.create(store) as MemoryJoinStore, {
+      offer: async (offers: Parameters<MemoryJoinStore['offer']>[0]) => {
+        for (const offer of offers) offered = Math.max(offered, offer.value.length);
+        return store.offer(offers);
+      },
+    });
+    const { eventLog, registry } = await boot({ sliceFields: ['country'], joins });
+    const countries = ['US', 'W'.repeat(900_000), 'X'.repeat(257)];
+    await eventLog.publish(
+      'predictions',
+      countries.map((country, i) => ({ key: `s${i}`, value: JSON.stringify({ ...prediction(`s${i}`, 0.9), request: { country } }) })),
+    );
+    await eventLog.publish(
+      'labels',
+      countries.map((_, i) => ({ key: `s${i}`, value: JSON.stringify({ request_id: `s${i}`, label: 1, ts: Date.now() }) })),
+    );
+    await waitFor(async () => /stream="labels",outcome="joined"\} 3\n/.test(await registry.metrics()), { what: 'the joins' });
+    const text = await registry.metrics();
+    expect(offered).toBeLessThan(1_000);
+    expect(text.length).toBeLessThan(100_000);
+    const labelled = [...text.matchAll(/tributary_slice_quality\{[^}]*field="country",slice="([^"]*)",metric="labelled"\} (\S+)/g)];
+    expect(labelled.map(([, slice, count]) => [slice, Number(count)]).sort()).toEqual([
+      ['US', 1],
+      ['__other__', 2],
+    ]);
+  });
 });
 
 describe('monitor: times older than the join window', () => {

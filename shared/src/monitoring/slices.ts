@@ -5,6 +5,8 @@
  * The buckets of a sliding window share the slices kept (`SliceNames`): a slice is named or
  * `other` in all of them, decided once, and not bucket by bucket (a slice kept in one hour and
  * `other` in the next would show only part of its predictions under its name).
+ * A value longer than `MAX_SLICE_LENGTH` is counted in `other` too, taking no place: as a
+ * metric label value it would make every scrape as large.
  * The fairness view compares false-positive and false-negative rates across slices.
  */
 import { addToConfusion, emptyConfusion, mergeConfusion, type ConfusionCounts } from './quality.js';
@@ -14,6 +16,8 @@ import { byName } from './profile.js';
 export const OTHER_SLICE = '__other__';
 /** The slice of a prediction whose request lacks the field. */
 export const MISSING_SLICE = '__missing__';
+/** The longest value kept as a slice of its own (UTF-16 units), as long as a request id. */
+export const MAX_SLICE_LENGTH = 256;
 
 /** The slices kept by name (at most `maxSlices`, the first seen), shared by the SliceQualities of one window. */
 export type SliceNames = Set<string>;
@@ -33,11 +37,12 @@ export class SliceQuality {
 
   /**
    * The slice a segment is counted under: itself if kept or while there is room, `other` beyond
-   * the bound. `__missing__` is no value: it takes no place under the bound and is never folded.
+   * the bound or longer than `MAX_SLICE_LENGTH`. `__missing__` is no value: it takes no place
+   * under the bound and is never folded.
    */
   sliceOf(segment: string): string {
     if (segment === OTHER_SLICE || segment === MISSING_SLICE || this.names.has(segment)) return segment;
-    if (this.names.size >= this.maxSlices) return OTHER_SLICE;
+    if (this.names.size >= this.maxSlices || segment.length > MAX_SLICE_LENGTH) return OTHER_SLICE;
     this.names.add(segment);
     return segment;
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { MISSING_SLICE, OTHER_SLICE, rateDisparity, SliceQuality } from '../../src/monitoring/slices.js';
+import { MAX_SLICE_LENGTH, MISSING_SLICE, OTHER_SLICE, rateDisparity, SliceQuality } from '../../src/monitoring/slices.js';
 
 describe('SliceQuality', () => {
   it('keeps at most maxSlices named slices and counts the rest in other', () => {
@@ -14,6 +14,21 @@ describe('SliceQuality', () => {
       FR: { tp: 1, fp: 1, tn: 0, fn: 0 },
       DE: { tp: 0, fp: 0, tn: 1, fn: 0 },
       [OTHER_SLICE]: { tp: 0, fp: 1, tn: 0, fn: 1 },
+    });
+  });
+
+  it('counts a value longer than a metric label value may be in other, where it takes no place', () => {
+    const slices = new SliceQuality(0.5, 2);
+    const longest = 'L'.repeat(MAX_SLICE_LENGTH);
+    slices.add('W'.repeat(900_000), 0.9, 1);
+    slices.add('W'.repeat(MAX_SLICE_LENGTH + 1), 0.1, 1);
+    slices.add(longest, 0.9, 0);
+    slices.add('FR', 0.1, 0);
+    expect(MAX_SLICE_LENGTH).toBe(256);
+    expect(slices.counts()).toEqual({
+      [OTHER_SLICE]: { tp: 1, fp: 0, tn: 0, fn: 1 },
+      [longest]: { tp: 0, fp: 1, tn: 0, fn: 0 },
+      FR: { tp: 0, fp: 0, tn: 1, fn: 0 },
     });
   });
 
