@@ -12,8 +12,12 @@ export interface DeadLetter {
   encoding: 'utf8' | 'base64';
   consumer: string;
   dead_lettered_at: string;
-  /** Present when `value` holds only the beginning of the original value (the whole would not fit the dead-letter topic). */
-  truncated?: { original_bytes: number };
+  /**
+   * Present when the dead letter holds only the beginning of the original value (`original_bytes`:
+   * the whole would not fit the dead-letter topic) or of its key (`original_key_bytes`: longer
+   * than `DEAD_LETTER_KEY_CHARS`); the whole record stays at its offset.
+   */
+  truncated?: { original_bytes?: number; original_key_bytes?: number };
 }
 
 /**
@@ -24,6 +28,16 @@ export interface DeadLetter {
  */
 export const DEAD_LETTER_SEND_BYTES = 900_000;
 
+/**
+ * The longest beginning of a record's key (UTF-16 units) a dead letter keeps in `source.key`: keys
+ * are ids, and a longer one (a record's key may be as large as its value) would leave the value no
+ * room, or make the dead letter larger than a send on its own.
+ */
+export const DEAD_LETTER_KEY_CHARS = 1_024;
+
+/** The longest `detail` a dead letter keeps (UTF-16 units): one naming a field of a record takes the field's name, as long as it is. */
+export const DEAD_LETTER_DETAIL_CHARS = 2_048;
+
 /** A record's own framing in a batch, at most: its length, attributes, timestamp and offset deltas, key, value and header lengths. */
 const RECORD_FRAMING_BYTES = 64;
 
@@ -32,6 +46,13 @@ export function recordBytes(record: OutgoingRecord): number {
   let bytes = RECORD_FRAMING_BYTES + Buffer.byteLength(record.value) + (record.key === null ? 0 : Buffer.byteLength(record.key));
   for (const [name, value] of Object.entries(record.headers ?? {})) bytes += Buffer.byteLength(name) + Buffer.byteLength(value) + 10;
   return bytes;
+}
+
+/** The first `units` UTF-16 units of `text`, one fewer rather than half of a surrogate pair. */
+function beginningOf(text: string, units: number): string {
+  if (text.length <= units) return text;
+  const last = text.charCodeAt(units - 1);
+  return text.slice(0, last >= 0xd800 && last <= 0xdbff ? units - 1 : units);
 }
 
 export function deadLetter(record: LogRecord, reason: DeadLetterReason, detail: string, consumer: string): OutgoingRecord {
@@ -45,10 +66,29 @@ export function deadLetter(record: LogRecord, reason: DeadLetterReason, detail: 
       encoding = 'base64';
     }
   }
+  if (detail.length > DEAD_LETTER_DETAIL_CHARS) detail = `${beginningOf(detail, DEAD_LETTER_DETAIL_CHARS)}… (${detail.length} characters)`;
+  const key = record.key === null ? null : beginningOf(record.key, DEAD_LETTER_KEY_CHARS);
+  const keyBytes = key === record.key ? undefined : Buffer.byteLength(record.key!);
+  /** The detail and `truncated` of a dead letter whose key (when `keyBytes` is set) or value (`valueBytes`) is cut. */
+  const cutTo = (valueBytes?: number): Pick<DeadLetter, 'detail' | 'truncated'> => {
+    const parts = [
+      ...(keyBytes === undefined ? [] : [`the key, ${keyBytes} bytes`]),
+      ...(valueBytes === undefined ? [] : [`the value, ${valueBytes} bytes`]),
+    ];
+    if (parts.length === 0) return { detail };
+    const [is, beginning] = parts.length > 1 ? ['are', 'their beginnings'] : ['is', 'its beginning'];
+    return {
+      detail: `${detail} (${parts.join(', and ')}, ${is} cut to ${beginning} to fit the dead-letter topic; the whole is at offset ${record.offset} of ${record.topic} partition ${record.partition})`,
+      truncated: {
+        ...(valueBytes !== undefined && { original_bytes: valueBytes }),
+        ...(keyBytes !== undefined && { original_key_bytes: keyBytes }),
+      },
+    };
+  };
   const letter: DeadLetter = {
     reason,
-    detail,
-    source: { topic: record.topic, partition: record.partition, offset: record.offset, key: record.key },
+    ...cutTo(),
+    source: { topic: record.topic, partition: record.partition, offset: record.offset, key },
     value,
     encoding,
     consumer,
@@ -62,21 +102,11 @@ export function deadLetter(record: LogRecord, reason: DeadLetterReason, detail: 
   const whole = out(letter);
   if (value === null || recordBytes(whole) <= DEAD_LETTER_SEND_BYTES) return whole;
   // A record near the broker's limit: its dead letter could never be sent, and would hold its partition back for ever.
-  const originalBytes = record.value!.length;
-  const cut: DeadLetter = {
-    ...letter,
-    detail: `${detail} (the value, ${originalBytes} bytes, is cut to its beginning to fit the dead-letter topic; the whole is at offset ${record.offset} of ${record.topic} partition ${record.partition})`,
-    truncated: { original_bytes: originalBytes },
-  };
+  const cut: DeadLetter = { ...letter, ...cutTo(record.value!.length) };
   // The longest beginning that fits: whole characters, or whole base64 quadruplets (it still decodes).
   const text = value;
   const unit = encoding === 'base64' ? 4 : 1;
-  const beginning = (units: number) => {
-    let end = units * unit;
-    const last = text.charCodeAt(end - 1);
-    if (last >= 0xd800 && last <= 0xdbff) end--; // not half of a surrogate pair
-    return out({ ...cut, value: text.slice(0, end) });
-  };
+  const beginning = (units: number) => out({ ...cut, value: beginningOf(text, units * unit) });
   let fits = 0;
   let fitsNot = Math.ceil(text.length / unit);
   while (fitsNot - fits > 1) {

@@ -1,7 +1,15 @@
 import { describe, it, expect } from 'vitest';
 import { TransactionSchema, type Transaction } from '../../src/example/fraud/transactions.js';
 import type { LogRecord } from '../../src/event-log/types.js';
-import { DEAD_LETTER_SEND_BYTES, deadLetter, deadLetterSends, recordBytes, type DeadLetter } from '../../src/records/dead-letter.js';
+import {
+  DEAD_LETTER_DETAIL_CHARS,
+  DEAD_LETTER_KEY_CHARS,
+  DEAD_LETTER_SEND_BYTES,
+  deadLetter,
+  deadLetterSends,
+  recordBytes,
+  type DeadLetter,
+} from '../../src/records/dead-letter.js';
 import { parseEventTime, recordValidator } from '../../src/records/validation.js';
 
 const validator = recordValidator<Transaction>(TransactionSchema);
@@ -259,6 +267,52 @@ describe('deadLetter', () => {
     expect(letter.value!.length).toBeGreaterThan(0);
     expect(text.startsWith(letter.value!)).toBe(true);
     expect(letter.value).not.toMatch(/[\uD800-\uDBFF]$/);
+  });
+
+  it('of a record with a huge key and a huge value fits a send, keeps the beginning of both, and says where the whole is', () => {
+    const key = 'k😀'.repeat(200_000 / 5); // 200,000 bytes
+    const text = 'v'.repeat(1_200_000);
+    const out = deadLetter(record(Buffer.from(text), key), 'invalid', 'amount: must be number', 'features');
+    expect(recordBytes(out)).toBeLessThanOrEqual(DEAD_LETTER_SEND_BYTES);
+    expect(out.key).toBe('transactions:3:9007199254740993');
+    const letter = letterOf(out);
+    expect(letter.truncated).toEqual({ original_bytes: 1_200_000, original_key_bytes: 200_000 });
+    expect(letter.detail).toBe(
+      'amount: must be number (the key, 200000 bytes, and the value, 1200000 bytes, are cut to their beginnings to fit the dead-letter topic; ' +
+        'the whole is at offset 9007199254740993 of transactions partition 3)',
+    );
+    expect(letter.source).toEqual({ topic: 'transactions', partition: 3, offset: '9007199254740993', key: letter.source.key });
+    expect(letter.source.key!.length).toBeGreaterThanOrEqual(DEAD_LETTER_KEY_CHARS - 1);
+    expect(letter.source.key!.length).toBeLessThanOrEqual(DEAD_LETTER_KEY_CHARS);
+    expect(key.startsWith(letter.source.key!)).toBe(true);
+    expect(letter.source.key).not.toMatch(/[\uD800-\uDBFF]$/);
+    expect(text.startsWith(letter.value!)).toBe(true);
+    // The value still takes what the key leaves.
+    expect(letter.value!.length).toBeGreaterThan(DEAD_LETTER_SEND_BYTES - 10_000);
+  });
+
+  it('of a record with a huge key and a small value keeps the value whole and the beginning of the key, and says so', () => {
+    const key = 'k'.repeat(200_000);
+    const text = '{"amount": "12"}';
+    const letter = letterOf(deadLetter(record(Buffer.from(text), key), 'invalid', 'amount: must be number', 'features'));
+    expect(letter.value).toBe(text);
+    expect(letter.source.key).toBe('k'.repeat(DEAD_LETTER_KEY_CHARS));
+    expect(letter.truncated).toEqual({ original_key_bytes: 200_000 });
+    expect(letter.detail).toBe(
+      'amount: must be number (the key, 200000 bytes, is cut to its beginning to fit the dead-letter topic; ' +
+        'the whole is at offset 9007199254740993 of transactions partition 3)',
+    );
+  });
+
+  it('keeps the beginning of a huge detail (one naming a field with a huge name), within a send whatever the value', () => {
+    const name = 'n'.repeat(950_000);
+    const raw = Buffer.from(JSON.stringify({ features: { [name]: 'x' } }));
+    const detail = `features.${name}: must be number`;
+    const out = deadLetter(record(raw), 'invalid', detail, 'monitor');
+    expect(recordBytes(out)).toBeLessThanOrEqual(DEAD_LETTER_SEND_BYTES);
+    const letter = letterOf(out);
+    expect(letter.detail.startsWith(`${detail.slice(0, DEAD_LETTER_DETAIL_CHARS)}… (${detail.length} characters) (the value, `)).toBe(true);
+    expect(letter.truncated).toEqual({ original_bytes: raw.length });
   });
 
   it('within the size of a send is kept whole', () => {
