@@ -65,7 +65,16 @@ describe('POST /v1/events/:source (push API)', () => {
   it.each([
     ['an unknown field', transaction(1, { extra: true }), /unknown field.*"extra"/],
     ['a missing field', (({ merchant_id: _m, ...rest }) => rest)(transaction(1)), /missing required field.*"merchant_id"/],
-    ['a bad event time', transaction(1, { ts: 'yesterday' }), /^ts:/],
+    [
+      'a bad event time',
+      transaction(1, { ts: 'yesterday' }),
+      /^ts: must be an epoch-milliseconds integer \(0 to 8\.64e15\) or an RFC 3339 date-time$/,
+    ],
+    [
+      'an impossible date',
+      transaction(1, { ts: '2026-13-45T99:00:00Z' }),
+      /^ts: must be an epoch-milliseconds integer .* or an RFC 3339 date-time$/,
+    ],
     ['a negative amount', transaction(1, { amount: -5 }), /^amount:/],
     // Well-formed, but what the feature pipeline would dead-letter as invalid whenever it read them.
     [

@@ -1,4 +1,6 @@
 import { describe, it, expect } from 'vitest';
+import Type from 'typebox';
+import { LabelSchema } from '../../src/records/labels.js';
 import { TransactionSchema, type Transaction } from '../../src/example/fraud/transactions.js';
 import type { LogRecord } from '../../src/event-log/types.js';
 import {
@@ -114,6 +116,50 @@ describe('recordValidator(TransactionSchema).decode', () => {
       else expect(decoded.detail).toMatch(detail);
     });
   }
+
+  const EVENT_TIME = 'ts: must be an epoch-milliseconds integer (0 to 8.64e15) or an RFC 3339 date-time';
+  for (const ts of ['2026-13-45T99:00:00Z', 'yesterday', '2026-02-30T00:00:00Z', '2024-06-10T06:00:00', -1, 1.5, 8.64e15 + 1, null, true]) {
+    it(`names both accepted forms of an event time for ts ${JSON.stringify(ts)}, not only the first`, () => {
+      expect(validator.validate({ ...VALID, ts })).toEqual({ ok: false, reason: 'invalid', detail: EVENT_TIME });
+    });
+  }
+
+  it('names every value a union of constants takes', () => {
+    expect(validator.validate({ ...VALID, channel: 'fax' })).toEqual({
+      ok: false,
+      reason: 'invalid',
+      detail: 'channel: must be "web", "app" or "pos"',
+    });
+    expect(recordValidator(LabelSchema).validate({ request_id: 'r', label: 2, ts: 1 })).toEqual({
+      ok: false,
+      reason: 'invalid',
+      detail: 'label: must be 0 or 1',
+    });
+  });
+
+  it("describes each branch of a union by its type and bounds, a union's in it too, each once", () => {
+    const schema = Type.Object({
+      age: Type.Union([Type.Number({ minimum: 0, maximum: 1 }), Type.Null()]),
+      tag: Type.Union([
+        Type.Union([Type.Literal('a'), Type.Literal('b')]),
+        Type.String({ pattern: '^x-', maxLength: 8 }),
+        Type.Boolean(),
+        Type.Integer({ exclusiveMinimum: 0 }),
+      ]),
+      shape: Type.Union([Type.Object({ a: Type.Number() }), Type.Object({ b: Type.String() })]),
+    });
+    const valid = { age: null, tag: 'a', shape: { a: 1 } };
+    const detail = (value: Record<string, unknown>) => {
+      const decoded = recordValidator(schema).validate({ ...valid, ...value });
+      return decoded.ok ? 'accepted' : decoded.detail;
+    };
+    expect(detail({})).toBe('accepted');
+    expect(detail({ age: 2 })).toBe('age: must be a number >= 0 and <= 1 or null');
+    expect(detail({ tag: 'c' })).toBe('tag: must be "a", "b", a string matching ^x- of at most 8 characters, a boolean or an integer > 0');
+    expect(detail({ shape: 3 })).toBe('shape: must be an object');
+    // A value of a branch's shape with a wrong part: that part is named.
+    expect(detail({ shape: { a: 'x' } })).toBe('shape.a: must be number');
+  });
 
   it('a __proto__ key does not reach the prototype of anything', () => {
     const decoded = validator.decode(Buffer.from(JSON.stringify(VALID).replace('{', '{"__proto__":{"polluted":true},')));
