@@ -1,6 +1,6 @@
 import type { EventLog, LogRecord, OutgoingRecord } from '../event-log/types.js';
 
-export type DeadLetterReason = 'malformed' | 'invalid' | 'late' | 'unknown_entity';
+export type DeadLetterReason = 'malformed' | 'invalid' | 'late';
 
 /** A dead-letter record: the original record, where it came from, and why it was set aside. */
 export interface DeadLetter {
