@@ -12,4 +12,5 @@ export {
   type AuditEntry,
   type Routing,
   type RoutingStore,
+  unanswered,
 } from './registry/routing.js';

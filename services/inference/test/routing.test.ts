@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { describe, expect, it, vi } from 'vitest';
 import { TributaryError } from '@tributary/shared';
 import { RedisRewardStore } from '../src/registry/rewards.js';
-import { MemoryRoutingStore, RedisRoutingStore } from '../src/registry/routing.js';
+import { MemoryRoutingStore, RedisRoutingStore, unanswered } from '../src/registry/routing.js';
 import { freePort } from '../../../test/support/ports.js';
 import { routingStoreContract } from './routing.contract.js';
 
@@ -54,7 +54,14 @@ describe('the Redis routing and reward stores when Redis does not answer', () =>
       for (const error of outcomes) {
         expect(error).toBeInstanceOf(TributaryError);
         expect(error).toMatchObject({ code: 'ROUTING_STORE_UNAVAILABLE', httpStatus: 503, retriable: true });
+        expect(unanswered(error)).toBe(true);
       }
+      // A write without an answer may still be applied: said, so that it is not blindly tried again.
+      const [read, , , write] = outcomes as Error[];
+      expect(read!.message).toBe('the routing store (Redis) did not answer within 2000 ms');
+      expect(write!.message).toBe(
+        'the routing store (Redis) did not answer within 2000 ms: the change may still be applied (read the routing before trying again)',
+      );
     } finally {
       await Promise.all([routing.close(), rewards.close()]);
       for (const socket of sockets) socket.destroy();

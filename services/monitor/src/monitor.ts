@@ -963,7 +963,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       if (joinedAgain > 0) joinsAgain.inc({ stream }, joinedAgain);
       const addReward = options.rollouts?.addReward;
       if (addReward) {
-        // At most once: a reward not stored is kept for the next batch; one lost in a crash is not replayed.
+        // At most once: a reward not stored is kept for the next batch (one the store may have taken is not); one lost in a crash is not replayed.
         await bandit.flush(addReward).catch((error: unknown) => options.logger.warn({ err: error }, 'bandit rewards not stored yet'));
       }
       consumed.inc({ stream, outcome: 'accepted' }, records.length - reasons.length);

@@ -11,6 +11,7 @@
  *   The ROC AUC is computed on score bins: while either side's error bound is above the
  *   margin, a difference of that size may be the bins' alone, and the rule waits.
  */
+import { unanswered } from '@tributary/inference/routing';
 import { normalSurvival, type Logger, type QualitySummary } from '@tributary/shared';
 
 /**
@@ -113,18 +114,35 @@ export class BanditRewards {
     this.pending.set(key, entry);
   }
 
-  /** Hands what was added up to `add` and forgets it; kept for the next call if `add` fails. */
+  /**
+   * Hands what was added up to `add` and forgets it; kept for the next call if `add` fails, unless
+   * it failed for want of an answer in time (`unanswered`): the store may have taken it, and at
+   * most once is the rule (a reward counted twice biases the draws more than one lost).
+   */
   async flush(add: (model: string, version: string, trials: number, reward: number) => Promise<void>): Promise<void> {
     const entries = [...this.pending.values()];
     this.pending.clear();
     const failed: typeof entries = [];
-    await Promise.all(entries.map((e) => add(e.model, e.version, e.trials, e.reward).catch(() => failed.push(e))));
+    let unknown = 0;
+    await Promise.all(
+      entries.map((e) =>
+        add(e.model, e.version, e.trials, e.reward).catch((error: unknown) => (unanswered(error) ? unknown++ : failed.push(e))),
+      ),
+    );
+    if (unknown > 0 && failed.length === 0) {
+      throw new Error(`bandit rewards of ${unknown} versions unanswered by the store: perhaps stored, not tried again`);
+    }
     for (const e of failed) {
       const key = `${e.model}\u0000${e.version}`;
       const again = this.pending.get(key);
       this.pending.set(key, again ? { ...e, trials: e.trials + again.trials, reward: e.reward + again.reward } : e);
     }
-    if (failed.length > 0) throw new Error(`bandit rewards of ${failed.length} versions not stored; kept for the next try`);
+    if (failed.length > 0) {
+      throw new Error(
+        `bandit rewards of ${failed.length} versions not stored; kept for the next try` +
+          (unknown > 0 ? ` (${unknown} more unanswered: perhaps stored, not tried again)` : ''),
+      );
+    }
   }
 }
 

@@ -1,7 +1,15 @@
 /** The monitor's part in rollouts: the canary rule, and bandit rewards from labelled predictions. */
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryRewardStore, MemoryRoutingStore, type Routing } from '@tributary/inference/routing';
-import { createLogger, createRandom, createRegistry, MemoryEventLog, QualityAccumulator, type Random } from '@tributary/shared';
+import {
+  createLogger,
+  createRandom,
+  createRegistry,
+  MemoryEventLog,
+  QualityAccumulator,
+  TributaryError,
+  type Random,
+} from '@tributary/shared';
 import { waitFor } from '../../../test/support/wait-for.js';
 import { rolloutControl } from '../src/connections.js';
 import { MemoryJoinStore } from '../src/join-store.js';
@@ -172,6 +180,15 @@ describe('bandit rewards', () => {
     await expect(rewards.flush(() => Promise.reject(new Error('down')))).rejects.toThrow(/kept for the next try/);
     await rewards.flush((model, version, trials, reward) => store.add(model, version, trials, reward));
     expect(await store.get('m')).toEqual({ '1': { trials: 3, reward: 2 }, '2': { trials: 2, reward: 1 } });
+    // A store that took the write but did not answer in time: not tried again (at most once).
+    rewards.observe(p('2', 0.3), 0, 0.5);
+    const slow = async (model: string, version: string, trials: number, reward: number) => {
+      await store.add(model, version, trials, reward);
+      throw new TributaryError('ROUTING_STORE_UNAVAILABLE', 'no answer', { cause: new Error('Command timed out') });
+    };
+    await expect(rewards.flush(slow)).rejects.toThrow(/perhaps stored, not tried again/);
+    await rewards.flush((model, version, trials, reward) => store.add(model, version, trials, reward));
+    expect(await store.get('m')).toEqual({ '1': { trials: 3, reward: 2 }, '2': { trials: 3, reward: 2 } });
   });
 });
 

@@ -59,7 +59,7 @@ export class RedisRewardStore implements RewardStore {
       .hincrbyfloat(this.key(model), `${version}:t`, trials)
       .hincrbyfloat(this.key(model), `${version}:r`, reward)
       .exec()
-      .catch(unavailable);
+      .catch((error: unknown) => unavailable(error, true));
     for (const [error] of result ?? []) if (error) throw error;
   }
 

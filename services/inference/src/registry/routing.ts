@@ -106,9 +106,22 @@ type RedisWithUpdate = (Redis | Cluster) & {
  */
 export const ROUTING_REDIS_OPTIONS = { maxRetriesPerRequest: 2, commandTimeout: 2_000 } as const;
 
-/** A failed call to the Redis that holds the routing (and the rewards): 503, retriable. */
-export function unavailable(error: unknown): never {
-  throw new TributaryError('ROUTING_STORE_UNAVAILABLE', `the routing store (Redis) did not answer: ${(error as Error).message}`);
+/**
+ * Whether a call to that Redis failed for want of an answer in time (the deadline above): a write
+ * may still have been applied, so trying it again may apply it twice.
+ */
+export function unanswered(error: unknown): boolean {
+  const cause = error instanceof TributaryError ? error.cause : error;
+  return cause instanceof Error && cause.message === 'Command timed out';
+}
+
+/** A failed call to the Redis that holds the routing (and the rewards): 503, retriable. `write`: the call changes it. */
+export function unavailable(error: unknown, write = false): never {
+  const message = unanswered(error)
+    ? `the routing store (Redis) did not answer within ${ROUTING_REDIS_OPTIONS.commandTimeout} ms` +
+      (write ? ': the change may still be applied (read the routing before trying again)' : '')
+    : `the routing store (Redis) did not answer: ${(error as Error).message}`;
+  throw new TributaryError('ROUTING_STORE_UNAVAILABLE', message, { cause: error });
 }
 
 export class RedisRoutingStore implements RoutingStore {
@@ -137,7 +150,7 @@ export class RedisRoutingStore implements RoutingStore {
     const [routingKey, auditKey] = this.keys(next.model);
     const result = await this.client
       .updateRouting(routingKey, auditKey, String(expectedRevision), JSON.stringify(next), JSON.stringify(audit), String(AUDIT_KEPT))
-      .catch(unavailable);
+      .catch((error: unknown) => unavailable(error, true));
     if (result === 1) return { ok: true, routing: next };
     return { ok: false, current: result === null ? null : (JSON.parse(result) as Routing) };
   }
