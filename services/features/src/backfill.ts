@@ -91,8 +91,26 @@ export function unusableEvents(replay: Pick<BackfillResult, 'accepted' | 'reject
 export interface EventReplay {
   /** 1. The pipeline's decision on the next record of a partition (its records in offset order); returns its decoding. */
   add(partition: number, record: LogRecord): DecodeResult;
-  /** 2. The rows of the queries, from the events added so far. */
+  /**
+   * 2. The rows of the queries, from the events added so far. The sweep stays where it stopped:
+   * a call with the same groups whose queries are none earlier than the previous call's goes on
+   * from there (queries answered a part at a time, in time order, cost one sweep in all); any
+   * other call sweeps again from the first event.
+   */
   answer(groups: CompiledFeatureGroup[], queries: FeatureQuery[], keepStored?: boolean): BackfillResult;
+}
+
+/** Step 2's sweep: the events applied so far (in order of arrival) and each entity's state they made. */
+interface Sweep {
+  groups: CompiledFeatureGroup[];
+  /** The groups fed by the replayed source. */
+  fed: CompiledFeatureGroup[];
+  /** Each entity's state per source partition, as the store holds it: a read merges them as it merges the store's. */
+  states: Map<string, Map<number, PartitionState>>;
+  /** The index of the next event to apply. */
+  next: number;
+  /** The latest query answered. */
+  at: number;
 }
 
 export function eventReplay(options: ReplayOptions): EventReplay {
@@ -103,6 +121,7 @@ export function eventReplay(options: ReplayOptions): EventReplay {
   const rejected = { late: 0, malformed: 0, invalid: 0 };
   const progress = new Map<number, PartitionProgress>();
   let duplicates = 0;
+  let sweep: Sweep | null = null;
   return {
     add(partition, record) {
       const decoded = decode(record, readAt);
@@ -117,23 +136,26 @@ export function eventReplay(options: ReplayOptions): EventReplay {
       else if (admission.verdict === 'duplicate') duplicates++;
       else {
         applied.push({ ...decoded.event, partition, arrival: state.watermark });
+        sweep = null;
         // Ids past the lateness count no more: the oldest are forgotten as the replay goes.
         pruneSeen(state.seen, state.watermark - options.allowedLatenessMs);
       }
       return decoded;
     },
     answer(allGroups, queries, keepStored = false) {
-      const groups = allGroups.filter((g) => g.definition.source === options.source.name);
       // 2. Sweep time: apply the events arrived by each query's timestamp, then read as the store would.
-      applied.sort((a, b) => a.arrival - b.arrival);
       const order = queries.map((query, index) => ({ query, index })).sort((a, b) => a.query.at - b.query.at);
-      // Each entity's state per source partition, as the store holds it: a read merges them as it merges the store's.
-      const states = new Map<string, Map<number, PartitionState>>();
+      if (!sweep || sweep.groups !== allGroups || (order.length > 0 && order[0]!.query.at < sweep.at)) {
+        applied.sort((a, b) => a.arrival - b.arrival);
+        const fed = allGroups.filter((g) => g.definition.source === options.source.name);
+        sweep = { groups: allGroups, fed, states: new Map(), next: 0, at: -Infinity };
+      }
+      const { fed: groups, states } = sweep;
       const rows: FeatureRow[] = new Array(queries.length);
-      let next = 0;
       for (const { query, index } of order) {
-        while (next < applied.length && applied[next]!.arrival <= query.at) {
-          const event = applied[next++]!;
+        sweep.at = query.at;
+        while (sweep.next < applied.length && applied[sweep.next]!.arrival <= query.at) {
+          const event = applied[sweep.next++]!;
           for (const group of groups) {
             const id = group.entityId(event.values);
             if (id === null) continue;

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { createRandom, fraud, MemoryOnlineStore, readFeatureValues, type LogRecord } from '@tributary/shared';
-import { backfill, type FeatureQuery } from '../src/backfill.js';
+import { backfill, eventReplay, type FeatureQuery } from '../src/backfill.js';
 import { createFeatureProcessor } from '../src/feature-processor.js';
 
 /** Each test runs the command-line tool several times, each a new Node process compiling its TypeScript: a guard against a hang, wide enough for a loaded CI machine. */
@@ -139,6 +139,35 @@ describe('backfill', () => {
     });
     expect(offline.rows[0]!.features.user_transactions).toEqual(online);
     expect(online.count_24h).toBe(2);
+  });
+
+  it('answers queries asked a part at a time in time order, or back in time, as it answers them all at once', () => {
+    const all = records(stream(9, 2000));
+    const random = createRandom(4);
+    const queries: FeatureQuery[] = Array.from({ length: 600 }, () => {
+      const at = START + random.int(4 * 3_600_000);
+      return random.next() < 0.5
+        ? { entity: 'user_id', id: `u${random.int(30)}`, at }
+        : { entity: 'merchant_id', id: `m${random.int(8)}`, at };
+    });
+    const replayOf = () => {
+      const replay = eventReplay({ source, allowedLatenessMs: LATENESS });
+      for (const record of all) replay.add(0, record);
+      return replay;
+    };
+    const whole = replayOf().answer(example.groups, queries, true);
+    // In parts of 50 in time order (equal times may straddle two parts), then one part back in time.
+    const inOrder = [...queries].sort((a, b) => a.at - b.at);
+    const replay = replayOf();
+    const parts = Array.from({ length: inOrder.length / 50 }, (_, k) =>
+      replay.answer(example.groups, inOrder.slice(k * 50, (k + 1) * 50), true),
+    );
+    expect(parts.flatMap((part) => part.rows)).toEqual(inOrder.map((query) => whole.rows[queries.indexOf(query)]));
+    expect(parts.at(-1)).toMatchObject({ accepted: whole.accepted, duplicates: whole.duplicates, rejected: whole.rejected });
+    const back = inOrder.slice(0, 50);
+    expect(replay.answer(example.groups, back, true).rows).toEqual(back.map((query) => whole.rows[queries.indexOf(query)]));
+    // Not vacuous: the features moved over time.
+    expect(new Set(whole.rows.map((row) => JSON.stringify(row.features))).size).toBeGreaterThan(300);
   });
 
   it('is empty for an entity before its first event, and after its ttl', () => {

@@ -30,6 +30,8 @@ import {
 } from './training-set.js';
 
 export const TRAINING_SET_FORMAT = 'tributary.training-set/1';
+/** Backfill rows whose vectors are assembled at once (their stored state held meanwhile). */
+const ROWS_PER_PART = 4096;
 
 /** A training set as one JSON document: aligned arrays in time order, the first `split.train` rows train. */
 export interface TrainingSet {
@@ -195,18 +197,28 @@ export async function trainingSetFromBackfill(options: FromBackfillOptions): Pro
   // Only the rows the policy keeps are backfilled.
   const joined = joinLabels(events.candidates, labels.labels, options.policy);
   const states = backfillStates(replays, options.groups);
-  const vectors = await assembleVectors(
-    plan,
-    states,
-    joined.rows.map((row) => ({ entities: row.entities, request: row.request, at: row.time })),
-  );
-  const rows = joined.rows.map((row, i) => ({
-    request_id: row.request_id,
-    time: row.time,
-    label: row.label,
-    label_source: row.label_source,
-    features: Array.from(vectors[i]!.vector),
-  }));
+  // The vectors a part of the rows at a time, in time order (one sweep of the events for all the
+  // parts): the stored state read for a row is let go once its vector is assembled.
+  const rows: Labelled<{ request_id: string; time: number; features: number[] }>[] = [];
+  let from = 0;
+  do {
+    const part = joined.rows.slice(from, from + ROWS_PER_PART);
+    const vectors = await assembleVectors(
+      plan,
+      states,
+      part.map((row) => ({ entities: row.entities, request: row.request, at: row.time })),
+    );
+    part.forEach((row, i) =>
+      rows.push({
+        request_id: row.request_id,
+        time: row.time,
+        label: row.label,
+        label_source: row.label_source,
+        features: Array.from(vectors[i]!.vector),
+      }),
+    );
+    from += ROWS_PER_PART;
+  } while (from < joined.rows.length);
   const set = assemble('backfill', options, rows, {
     join: joined.stats,
     labels_rejected: labels.rejected.length,

@@ -71,7 +71,11 @@ export async function replaySources(events: Map<string, LogInput>, options: Repl
   return replays;
 }
 
-/** Stored state as of each query's time, answered by the replays of the sources' events. */
+/**
+ * Stored state as of each query's time, answered by the replays of the sources' events. Queries
+ * asked a part at a time, in time order, are answered by one sweep of each replay, going on
+ * from part to part. `summaries` holds each source's replay once a part is answered.
+ */
 export function backfillStates(
   replays: Map<string, EventReplay>,
   groups: CompiledFeatureGroup[],
@@ -107,7 +111,10 @@ export function backfillStates(
           }),
         );
         const replay = events.answer(groups, unique, true);
-        summaries.push({ source: sourceName, accepted: replay.accepted, duplicates: replay.duplicates, rejected: replay.rejected });
+        const summary = { source: sourceName, accepted: replay.accepted, duplicates: replay.duplicates, rejected: replay.rejected };
+        const known = summaries.findIndex((s) => s.source === sourceName);
+        if (known < 0) summaries.push(summary);
+        else summaries[known] = summary;
         slots.forEach((row, q) =>
           row.forEach((slot, k) => {
             if (slot < 0) return;
