@@ -9,7 +9,7 @@ export * from './readiness.js';
 export * from './event-log/types.js';
 export { MemoryEventLog } from './event-log/memory.js';
 export { KafkaEventLog, type KafkaEventLogOptions } from './event-log/kafka.js';
-export { readTopicToEnd, TopicReadTimeout, type TopicReadOptions } from './event-log/read-topic.js';
+export { openTopic, readTopicToEnd, TopicReadTimeout, type TopicReadOptions } from './event-log/read-topic.js';
 export { LibrdkafkaProducer, librdkafka, type LibrdkafkaProducerOptions } from './event-log/librdkafka.js';
 export * from './online-store/types.js';
 export { MemoryOnlineStore } from './online-store/memory.js';

@@ -89,7 +89,11 @@ export function unusableEvents(replay: Pick<BackfillResult, 'accepted' | 'reject
  * the queries come in any order, so the sweep of step 2 needs every one, in order of arrival.
  */
 export interface EventReplay {
-  /** 1. The pipeline's decision on the next record of a partition (its records in offset order); returns its decoding. */
+  /**
+   * 1. The pipeline's decision on the next record of a partition (each partition's records in
+   * offset order; the partitions' may come interleaved: each has its own state, and a read
+   * merges them in partition order); returns its decoding.
+   */
   add(partition: number, record: LogRecord): DecodeResult;
   /**
    * 2. The rows of the queries, from the events added so far. The sweep stays where it stopped:

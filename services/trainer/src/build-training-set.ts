@@ -18,8 +18,8 @@ import type { LogInput } from './log-input.js';
 import { assembleVectors, backfillStates, replaySources, type ReplaySummary } from './point-in-time.js';
 import { servedCandidates, type ServedStats } from './served-rows.js';
 import {
-  decodeLabels,
   joinLabels,
+  labelsAsOf,
   splitByTime,
   splitTime,
   type JoinStats,
@@ -145,15 +145,15 @@ export async function trainingSetFromPredictionLog(options: FromPredictionLogOpt
         }
       : undefined,
   });
-  const labels = await decodeLabels(options.labels);
-  const joined = joinLabels(served.candidates, labels.labels, options.policy);
+  const labels = await labelsAsOf(options.labels, options.policy.cutoff);
+  const joined = joinLabels(served.candidates, labels, options.policy);
   const set = assemble('prediction_log', options, joined.rows, {
     join: joined.stats,
     labels_rejected: labels.rejected.length,
     records_rejected: served.rejected.length,
     served: served.stats,
   });
-  return { set, rejected: [...served.rejected, ...labels.rejected], labelRecords: labels.labels.length + labels.rejected.length };
+  return { set, rejected: [...served.rejected, ...labels.rejected], labelRecords: labels.records };
 }
 
 export interface FromBackfillOptions extends Common {
@@ -193,9 +193,9 @@ export async function trainingSetFromBackfill(options: FromBackfillOptions): Pro
   const others = new Map([...options.events].filter(([name]) => name !== options.rowsSource));
   const replays = await replaySources(others, { sources: options.sources, ...replayOptions });
   replays.set(options.rowsSource, rowsReplay);
-  const labels = await decodeLabels(options.labels);
+  const labels = await labelsAsOf(options.labels, options.policy.cutoff);
   // Only the rows the policy keeps are backfilled.
-  const joined = joinLabels(events.candidates, labels.labels, options.policy);
+  const joined = joinLabels(events.candidates, labels, options.policy);
   const states = backfillStates(replays, options.groups);
   // The vectors a part of the rows at a time, in time order (one sweep of the events for all the
   // parts): the stored state read for a row is let go once its vector is assembled.
@@ -226,7 +226,7 @@ export async function trainingSetFromBackfill(options: FromBackfillOptions): Pro
     events: events.stats,
     replay: states.summaries,
   });
-  return { set, rejected: [...events.rejected, ...labels.rejected], labelRecords: labels.labels.length + labels.rejected.length };
+  return { set, rejected: [...events.rejected, ...labels.rejected], labelRecords: labels.records };
 }
 
 /** One JSON line per row: `{set, request_id, time, label, label_source, features: {name: value}}`. */

@@ -121,7 +121,7 @@ export function exactlyOne(file: string | undefined, topic: string | undefined, 
   if (Boolean(file) === Boolean(topic)) throw new UsageError(`give exactly one of ${flags[0]} FILE (NDJSON) or ${flags[1]} TOPIC (Kafka)`);
 }
 
-/** A file (opened now, read as a stream when consumed) or a topic (read now), whichever flag was given (exactly one must be). */
+/** A file (opened now) or a topic (its ends taken now), read as a stream when consumed, whichever flag was given (exactly one must be). */
 export async function fileOrTopic(
   file: string | undefined,
   topic: string | undefined,

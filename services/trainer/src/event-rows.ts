@@ -6,7 +6,7 @@
  * (which keeps the accepted events for the features), so that a file is read once for both.
  */
 import type { EventReplay } from '@tributary/features';
-import { where, type LogInput } from './log-input.js';
+import { byPartition, where, type LogInput } from './log-input.js';
 import type { Candidate, RejectedRecord } from './training-set.js';
 
 export interface EventCandidate extends Candidate {
@@ -33,29 +33,26 @@ export async function eventCandidates(
   options: EventCandidateOptions,
 ): Promise<{ candidates: EventCandidate[]; stats: EventStats; rejected: RejectedRecord[] }> {
   const stats: EventStats = { events: 0, duplicates: 0 };
-  const rejected: RejectedRecord[] = [];
-  const seen = new Set<string>();
-  const candidates: EventCandidate[] = [];
-  for (const [partition, records] of input.partitions.entries()) {
-    for await (const record of records) {
-      stats.events++;
-      const decoded = replay.add(partition, record);
-      if (!decoded.ok) {
-        rejected.push({ where: where(input, record), detail: `${decoded.reason}: ${decoded.detail}` });
-        continue;
-      }
-      const { id, time, values } = decoded.event;
-      if (seen.has(id)) {
-        stats.duplicates++;
-        continue;
-      }
-      seen.add(id);
-      const entities: Record<string, string> = {};
-      for (const field of options.entityFields) if (typeof values[field] === 'string') entities[field] = values[field];
-      const request: Record<string, unknown> = {};
-      for (const field of options.requestFields) if (values[field] !== undefined) request[field] = values[field];
-      candidates.push({ request_id: id, time, entities, request });
+  const rejected: { partition: number; item: RejectedRecord }[] = [];
+  const kept = new Map<string, EventCandidate & { partition: number }>();
+  for await (const record of input.records) {
+    const { partition } = record;
+    stats.events++;
+    const decoded = replay.add(partition, record);
+    if (!decoded.ok) {
+      rejected.push({ partition, item: { where: where(input, record), detail: `${decoded.reason}: ${decoded.detail}` } });
+      continue;
     }
+    const { id, time, values } = decoded.event;
+    const first = kept.get(id);
+    if (first) stats.duplicates++;
+    // Each partition's records come in offset order: the first is an earlier partition's.
+    if (first && first.partition <= partition) continue;
+    const entities: Record<string, string> = {};
+    for (const field of options.entityFields) if (typeof values[field] === 'string') entities[field] = values[field];
+    const request: Record<string, unknown> = {};
+    for (const field of options.requestFields) if (values[field] !== undefined) request[field] = values[field];
+    kept.set(id, { request_id: id, time, entities, request, partition });
   }
-  return { candidates, stats, rejected };
+  return { candidates: [...kept.values()], stats, rejected: byPartition(rejected) };
 }

@@ -4,14 +4,14 @@
  * the start of each partition to its end when the read began. Each record says where it
  * came from (`file:line` or `topic/partition@offset`), so that errors can name it.
  *
- * A file is read as a stream, once, as its records are consumed: one line in memory at a
- * time, whatever the file's size. What a consumer keeps is its own parsed rows. A topic's
- * records are read into memory whole (`readTopicToEnd`).
+ * Both are read as streams, once, as their records are consumed: a file one line at a time, a
+ * topic one fetched batch at a time, whatever their size. What a consumer keeps is its own
+ * parsed rows.
  */
 import {
   lineRecord,
   openTextFile,
-  readTopicToEnd,
+  openTopic,
   textLines,
   TopicReadTimeout,
   type EventLog,
@@ -28,8 +28,13 @@ export interface LogInput {
   /** The file path or topic name. */
   name: string;
   kind: 'file' | 'topic';
-  /** Each partition's records in offset order (a file is one partition, read as it is iterated; a record's offset is its line index). */
-  partitions: (Iterable<LogRecord> | AsyncIterable<LogRecord>)[];
+  /**
+   * The records, read as they are iterated: each partition's in offset order, a topic's
+   * partitions interleaved as they are fetched (a file is partition 0; a record's offset is its
+   * line index). A consumer whose result depends on the order of records of different
+   * partitions takes them in partition order (`byPartition`), as a read partition by partition.
+   */
+  records: Iterable<LogRecord> | AsyncIterable<LogRecord>;
 }
 
 /** Where a record of an input is: `file:line` or `topic/partition@offset`. */
@@ -47,7 +52,12 @@ export function ndjsonInput(name: string, text: TextChunks, topic = name): LogIn
       for await (const line of textLines(text)) yield lineRecord(topic, line);
     },
   };
-  return { name, kind: 'file', partitions: [records] };
+  return { name, kind: 'file', records };
+}
+
+/** Items of the records of an input, in the order a read partition by partition gives (each partition's in the order given). */
+export function byPartition<T>(items: { partition: number; item: T }[]): T[] {
+  return items.sort((a, b) => a.partition - b.partition).map(({ item }) => item);
 }
 
 /**
@@ -73,14 +83,19 @@ export async function readNdjsonFile(path: string, name = path): Promise<LogInpu
 }
 
 /**
- * A topic from the start of each partition up to its end when the read began (`readTopicToEnd`);
- * a read that does not reach the end in time is an input error.
+ * A topic from the start of each partition up to its end now (`openTopic`), read as a stream as
+ * it is iterated, only once; a read during which no record comes in time is an input error.
  */
 export async function readTopic(eventLog: EventLog, topic: string, options: TopicReadOptions = {}): Promise<LogInput> {
-  try {
-    const partitions = await readTopicToEnd(eventLog, topic, { groupPrefix: 'tributary-trainer-read', ...options });
-    return { name: topic, kind: 'topic', partitions };
-  } catch (error) {
-    throw error instanceof TopicReadTimeout ? new InputError(error.message) : error;
-  }
+  const opened = await openTopic(eventLog, topic, { groupPrefix: 'tributary-trainer-read', ...options });
+  const records = {
+    async *[Symbol.asyncIterator]() {
+      try {
+        yield* opened;
+      } catch (error) {
+        throw error instanceof TopicReadTimeout ? new InputError(error.message) : error;
+      }
+    },
+  };
+  return { name: topic, kind: 'topic', records };
 }

@@ -65,7 +65,7 @@ export async function replaySources(events: Map<string, LogInput>, options: Repl
     const source = options.sources.find((s) => s.name === name);
     if (!source) continue;
     const replay = eventReplay({ source, allowedLatenessMs: options.allowedLatenessMs, readAt: options.readAt });
-    for (const [partition, records] of input.partitions.entries()) for await (const record of records) replay.add(partition, record);
+    for await (const record of input.records) replay.add(record.partition, record);
     replays.set(name, replay);
   }
   return replays;

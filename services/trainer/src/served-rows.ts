@@ -7,7 +7,7 @@ import type { PredictionLogRecord } from '@tributary/shared';
 import Type from 'typebox';
 import { recordValidator } from '@tributary/shared';
 import type { VersionEncoding } from './encodings.js';
-import { where, type LogInput } from './log-input.js';
+import { byPartition, where, type LogInput } from './log-input.js';
 import type { Candidate, RejectedRecord } from './training-set.js';
 
 /** What a prediction-log record must hold to become a row (other fields are not looked at). */
@@ -62,9 +62,9 @@ export interface ServedStats {
 }
 
 /**
- * One candidate per request id: the earliest prediction of the selection (ties: the first
- * read), its time the prediction's `predicted_at`. Records that are not prediction-log
- * records are set aside with the reason.
+ * One candidate per request id: the earliest prediction of the selection (ties: the first in
+ * partition order), its time the prediction's `predicted_at`. Records that are not
+ * prediction-log records are set aside with the reason.
  */
 export async function servedCandidates(
   input: LogInput,
@@ -82,79 +82,91 @@ export async function servedCandidates(
     defaults_replaced: 0,
   };
   const encodings = new Map<string, VersionEncoding>();
-  const encodingOf = (version: string): VersionEncoding => {
+  // Why versions are left out, listed in the order of their first record in partition order (a record's
+  // partition, then the order it was read in: each partition's records come in offset order).
+  const leftOut = new Map<string, { why: string; partition: number; read: number }>();
+  const leaveOut = (version: string, why: string, partition: number) => {
+    const known = leftOut.get(version);
+    if (!known || partition < known.partition) leftOut.set(version, { why, partition, read: stats.records });
+  };
+  const encodingOf = (version: string, partition: number): VersionEncoding => {
     let encoding = encodings.get(version);
     if (!encoding) {
       encoding = selection.encodingOf?.(version) ?? { kind: 'same' };
       encodings.set(version, encoding);
-      if (encoding.kind === 'other_types' || encoding.kind === 'unknown')
-        (stats.versions_left_out ??= {})[version] = encoding.kind === 'unknown' ? 'its manifest is not known' : encoding.detail;
     }
+    if (encoding.kind === 'other_types' || encoding.kind === 'unknown')
+      leaveOut(version, encoding.kind === 'unknown' ? 'its manifest is not known' : encoding.detail, partition);
     return encoding;
   };
-  const rejected: RejectedRecord[] = [];
-  const kept = new Map<string, ServedCandidate>();
-  for (const records of input.partitions) {
-    for await (const record of records) {
-      stats.records++;
-      const decoded = servedValidator.decode(record.value);
-      if (!decoded.ok) {
-        rejected.push({ where: where(input, record), detail: decoded.detail });
-        continue;
-      }
-      const served = decoded.value;
-      if (served.model.name !== selection.model) {
-        stats.other_model++;
-        continue;
-      }
-      if (selection.versions && !selection.versions.includes(served.model.version)) {
-        stats.other_version++;
-        continue;
-      }
-      if (selection.variant !== 'all' && served.variant !== selection.variant) {
-        stats.other_variant++;
-        continue;
-      }
-      const features = selection.features.map((name) => served.features[name]);
-      if (features.some((value) => value === undefined)) {
-        stats.missing_features++;
-        continue;
-      }
-      // The values as the target encodes them, or the record left out when they cannot be.
-      const encoding = encodingOf(served.model.version);
-      if (encoding.kind === 'unknown') {
-        stats.unknown_version++;
-        continue;
-      }
-      if (encoding.kind === 'other_types' || (encoding.kind === 'other_defaults' && !served.defaulted)) {
-        if (encoding.kind === 'other_defaults')
-          (stats.versions_left_out ??= {})[served.model.version] = 'other defaults, and records without their defaulted list';
-        stats.other_encoding++;
-        continue;
-      }
-      if (encoding.kind === 'other_defaults') {
-        for (const name of served.defaulted!) {
-          const at = selection.features.indexOf(name);
-          const target = encoding.defaults.get(name);
-          if (at < 0 || target === undefined) continue;
-          features[at] = target;
-          stats.defaults_replaced++;
-        }
-      }
-      const candidate: ServedCandidate = {
-        request_id: served.request_id,
-        time: served.predicted_at,
-        features: features as number[],
-        model: served.model,
-        variant: served.variant,
-      };
-      const previous = kept.get(served.request_id);
-      if (previous) {
-        stats.duplicates++;
-        if (previous.time <= candidate.time) continue;
-      }
-      kept.set(served.request_id, candidate);
+  const rejected: { partition: number; item: RejectedRecord }[] = [];
+  const kept = new Map<string, ServedCandidate & { partition: number }>();
+  for await (const record of input.records) {
+    const { partition } = record;
+    stats.records++;
+    const decoded = servedValidator.decode(record.value);
+    if (!decoded.ok) {
+      rejected.push({ partition, item: { where: where(input, record), detail: decoded.detail } });
+      continue;
     }
+    const served = decoded.value;
+    if (served.model.name !== selection.model) {
+      stats.other_model++;
+      continue;
+    }
+    if (selection.versions && !selection.versions.includes(served.model.version)) {
+      stats.other_version++;
+      continue;
+    }
+    if (selection.variant !== 'all' && served.variant !== selection.variant) {
+      stats.other_variant++;
+      continue;
+    }
+    const features = selection.features.map((name) => served.features[name]);
+    if (features.some((value) => value === undefined)) {
+      stats.missing_features++;
+      continue;
+    }
+    // The values as the target encodes them, or the record left out when they cannot be.
+    const encoding = encodingOf(served.model.version, partition);
+    if (encoding.kind === 'unknown') {
+      stats.unknown_version++;
+      continue;
+    }
+    if (encoding.kind === 'other_types' || (encoding.kind === 'other_defaults' && !served.defaulted)) {
+      if (encoding.kind === 'other_defaults')
+        leaveOut(served.model.version, 'other defaults, and records without their defaulted list', partition);
+      stats.other_encoding++;
+      continue;
+    }
+    if (encoding.kind === 'other_defaults') {
+      for (const name of served.defaulted!) {
+        const at = selection.features.indexOf(name);
+        const target = encoding.defaults.get(name);
+        if (at < 0 || target === undefined) continue;
+        features[at] = target;
+        stats.defaults_replaced++;
+      }
+    }
+    const candidate = {
+      request_id: served.request_id,
+      time: served.predicted_at,
+      features: features as number[],
+      model: served.model,
+      variant: served.variant,
+      partition,
+    };
+    const previous = kept.get(served.request_id);
+    if (previous) {
+      stats.duplicates++;
+      // Each partition's records come in offset order: a tie goes to an earlier partition's.
+      if (previous.time < candidate.time || (previous.time === candidate.time && previous.partition <= partition)) continue;
+    }
+    kept.set(served.request_id, candidate);
   }
-  return { candidates: [...kept.values()], stats, rejected };
+  if (leftOut.size > 0)
+    stats.versions_left_out = Object.fromEntries(
+      [...leftOut].sort(([, a], [, b]) => a.partition - b.partition || a.read - b.read).map(([version, { why }]) => [version, why]),
+    );
+  return { candidates: [...kept.values()], stats, rejected: byPartition(rejected) };
 }

@@ -6,7 +6,8 @@
  *   Kafka, its record's log timestamp (it cannot have been used before either). Labels that
  *   arrived after the cut-off are not used: that is what prevents leakage from the future.
  *   When several labels for one request arrived by the cut-off, the last to arrive wins (a
- *   correction); ties go to the later record.
+ *   correction); ties go to the later record (in partition order: a later partition's, or the
+ *   later of one partition).
  * - Candidates after the cut-off did not exist yet and are left out.
  * - Maturity: a candidate younger than `maturityMs` at the cut-off is left out, labelled or
  *   not (keeping only its early labels would over-represent the labels that come fast).
@@ -14,13 +15,15 @@
  *   negative (`'negative'`: a chargeback not in by then is assumed never to come).
  */
 import { LabelSchema, MAX_EVENT_TIME, parseEventTime, recordValidator, type Label } from '@tributary/shared';
-import { where, type LogInput } from './log-input.js';
+import { byPartition, where, type LogInput } from './log-input.js';
 
 export interface LabelEvent {
   request_id: string;
   label: 0 | 1;
   /** When the label became known, epoch ms. */
   arrivedAt: number;
+  /** The partition of its record: of two labels that arrived at the same time, the later record (in partition order) wins. */
+  partition: number;
 }
 
 export interface RejectedRecord {
@@ -30,30 +33,65 @@ export interface RejectedRecord {
 
 const labelValidator = recordValidator<Label>(LabelSchema);
 
-/** The labels of an input (read in one pass), in input order; records that are not labels are set aside with the reason. */
-export async function decodeLabels(input: LogInput): Promise<{ labels: LabelEvent[]; rejected: RejectedRecord[] }> {
-  const labels: LabelEvent[] = [];
-  const rejected: RejectedRecord[] = [];
-  for (const records of input.partitions) {
-    for await (const record of records) {
-      const decoded = labelValidator.decode(record.value);
-      if (!decoded.ok) {
-        rejected.push({ where: where(input, record), detail: decoded.detail });
-        continue;
-      }
-      const ts = parseEventTime(decoded.value.ts);
-      if (ts === null) {
-        rejected.push({
-          where: where(input, record),
-          detail: `ts: not a valid time (epoch ms from 0 to ${MAX_EVENT_TIME}, or an RFC 3339 date-time with a zone)`,
-        });
-        continue;
-      }
-      const logged = input.kind === 'topic' && Number.isFinite(record.timestamp) ? record.timestamp : 0;
-      labels.push({ request_id: decoded.value.request_id, label: decoded.value.label, arrivedAt: Math.max(ts, logged) });
+/** The labels of an input as of a cut-off: what is kept of them to join. */
+export interface LabelsAsOf {
+  /** By request id, the label that counts: the last to arrive by the cut-off. */
+  latest: Map<string, LabelEvent>;
+  /** Label records read, decoded or set aside. */
+  records: number;
+  /** Labels that arrived after the cut-off (not used), and labels replaced by a later one. */
+  afterCutoff: number;
+  superseded: number;
+  /** Records that are not labels, with the reason, in partition order. */
+  rejected: RejectedRecord[];
+}
+
+/**
+ * The labels of an input (read in one pass) that count as of the cut-off: only the last to
+ * arrive by then for each request id is kept; records that are not labels are set aside with
+ * the reason.
+ */
+export async function labelsAsOf(input: LogInput, cutoff: number): Promise<LabelsAsOf> {
+  const latest = new Map<string, LabelEvent>();
+  const rejected: { partition: number; item: RejectedRecord }[] = [];
+  let records = 0;
+  let afterCutoff = 0;
+  let superseded = 0;
+  for await (const record of input.records) {
+    records++;
+    const decoded = labelValidator.decode(record.value);
+    if (!decoded.ok) {
+      rejected.push({ partition: record.partition, item: { where: where(input, record), detail: decoded.detail } });
+      continue;
     }
+    const ts = parseEventTime(decoded.value.ts);
+    if (ts === null) {
+      const detail = `ts: not a valid time (epoch ms from 0 to ${MAX_EVENT_TIME}, or an RFC 3339 date-time with a zone)`;
+      rejected.push({ partition: record.partition, item: { where: where(input, record), detail } });
+      continue;
+    }
+    const logged = input.kind === 'topic' && Number.isFinite(record.timestamp) ? record.timestamp : 0;
+    const label: LabelEvent = {
+      request_id: decoded.value.request_id,
+      label: decoded.value.label,
+      arrivedAt: Math.max(ts, logged),
+      partition: record.partition,
+    };
+    if (label.arrivedAt > cutoff) {
+      afterCutoff++;
+      continue;
+    }
+    // Each partition's records come in offset order: a label of a partition is later than those of its partition before it.
+    const previous = latest.get(label.request_id);
+    if (previous) superseded++;
+    if (
+      !previous ||
+      label.arrivedAt > previous.arrivedAt ||
+      (label.arrivedAt === previous.arrivedAt && label.partition >= previous.partition)
+    )
+      latest.set(label.request_id, label);
   }
-  return { labels, rejected };
+  return { latest, records, afterCutoff, superseded, rejected: byPartition(rejected) };
 }
 
 export interface LabelPolicy {
@@ -88,36 +126,28 @@ export interface JoinStats {
   labels_unmatched: number;
 }
 
-/** Joins candidates (one per request id) with labels under the policy; rows in time order. */
+/** Joins candidates (one per request id) with the labels as of the policy's cut-off; rows in time order. */
 export function joinLabels<T extends Candidate>(
-  candidates: T[],
-  labels: LabelEvent[],
+  candidates: Iterable<T>,
+  labels: Pick<LabelsAsOf, 'latest' | 'afterCutoff' | 'superseded'>,
   policy: LabelPolicy,
 ): { rows: Labelled<T>[]; stats: JoinStats } {
   const stats: JoinStats = {
-    candidates: candidates.length,
+    candidates: 0,
     labelled: 0,
     matured_negative: 0,
     after_cutoff: 0,
     immature: 0,
     unlabelled_dropped: 0,
-    labels_after_cutoff: 0,
-    labels_superseded: 0,
+    labels_after_cutoff: labels.afterCutoff,
+    labels_superseded: labels.superseded,
     labels_unmatched: 0,
   };
-  const latest = new Map<string, LabelEvent>();
-  for (const label of labels) {
-    if (label.arrivedAt > policy.cutoff) {
-      stats.labels_after_cutoff++;
-      continue;
-    }
-    const previous = latest.get(label.request_id);
-    if (previous) stats.labels_superseded++;
-    if (!previous || label.arrivedAt >= previous.arrivedAt) latest.set(label.request_id, label);
-  }
+  const { latest } = labels;
   const rows: Labelled<T>[] = [];
   const matched = new Set<string>();
   for (const candidate of candidates) {
+    stats.candidates++;
     if (latest.has(candidate.request_id)) matched.add(candidate.request_id);
     if (candidate.time > policy.cutoff) {
       stats.after_cutoff++;

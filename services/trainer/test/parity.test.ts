@@ -41,13 +41,12 @@ describe('training sets from the prediction log and from the backfill', () => {
         value: JSON.stringify({ request_id: s.body.request_id, label: i % 2, ts: i === 0 ? cutoff + HOUR : s.at + 10 * 60_000 }),
       })),
     );
-    const labels = await readTopic(eventLog, 'labels');
     const policy: LabelPolicy = { cutoff, unlabelled: 'drop', maturityMs: 0 };
     const split = { validationFraction: 0.25 };
 
     const fromLog = await trainingSetFromPredictionLog({
       predictions: await readTopic(eventLog, 'predictions'),
-      labels,
+      labels: await readTopic(eventLog, 'labels'),
       model,
       policy,
       split,
@@ -58,7 +57,7 @@ describe('training sets from the prediction log and from the backfill', () => {
     const fromBackfill = await trainingSetFromBackfill({
       events: new Map([['transactions', await readTopic(eventLog, 'transactions')]]),
       rowsSource: 'transactions',
-      labels,
+      labels: await readTopic(eventLog, 'labels'),
       model,
       policy,
       split,

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { fraud, type LogRecord, type ModelFeatureList } from '@tributary/shared';
 import { trainingSetFromPredictionLog, trainingSetNdjson, trainingSetParts, type ModelFeatures } from '../src/build-training-set.js';
 import { ndjsonInput, type LogInput } from '../src/log-input.js';
-import { decodeLabels, joinLabels, splitByTime, splitTime, type LabelPolicy } from '../src/training-set.js';
+import { joinLabels, labelsAsOf, splitByTime, splitTime, type LabelPolicy } from '../src/training-set.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -149,10 +149,11 @@ describe('training set from the prediction log', () => {
   });
 
   it('sets aside a label whose time is after the latest time a date can hold', async () => {
-    const { labels: read, rejected } = await decodeLabels(
+    const { latest, rejected } = await labelsAsOf(
       ndjsonInput('labels.ndjson', lines([label('delayed', 1, 9e15), label('corrected', 1, 8.64e15)])),
+      8.64e15,
     );
-    expect(read.map((l) => l.arrivedAt)).toEqual([8.64e15]);
+    expect([...latest.values()].map((l) => l.arrivedAt)).toEqual([8.64e15]);
     expect(rejected).toEqual([
       { where: 'labels.ndjson:1', detail: 'ts: must be an epoch-milliseconds integer (0 to 8.64e15) or an RFC 3339 date-time' },
     ]);
@@ -168,7 +169,7 @@ describe('training set from the prediction log', () => {
       timestamp: ts,
       headers: {},
     });
-    const fromTopic = (ts: number): LogInput => ({ name: 'labels', kind: 'topic', partitions: [[logged(ts)]] });
+    const fromTopic = (ts: number): LogInput => ({ name: 'labels', kind: 'topic', records: [logged(ts)] });
     expect(byId((await build({}, { labelsInput: fromTopic(CUTOFF + 1) })).set).delayed).toBeUndefined();
     expect(byId((await build({}, { labelsInput: fromTopic(CUTOFF) })).set).delayed).toMatchObject({ label: 1 });
   });
@@ -269,8 +270,9 @@ describe("training set from the prediction log of several versions: each version
 
 describe('label join and split', () => {
   const policy: LabelPolicy = { cutoff: 100, unlabelled: 'drop', maturityMs: 0 };
-  it('keeps a prediction made exactly at the cut-off and a label that arrived exactly then', () => {
-    const { rows } = joinLabels([{ request_id: 'a', time: 100 }], [{ request_id: 'a', label: 1, arrivedAt: 100 }], policy);
+  it('keeps a prediction made exactly at the cut-off and a label that arrived exactly then', async () => {
+    const labels = await labelsAsOf(ndjsonInput('labels.ndjson', lines([label('a', 1, 100)])), policy.cutoff);
+    const { rows } = joinLabels([{ request_id: 'a', time: 100 }], labels, policy);
     expect(rows).toEqual([{ request_id: 'a', time: 100, label: 1, label_source: 'label' }]);
   });
 

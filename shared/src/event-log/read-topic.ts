@@ -1,31 +1,63 @@
 /**
- * Reads a topic from the start of each partition up to its end when the read began, as a
+ * Reads a topic from the start of each partition up to its end when the read was opened, as a
  * consumer group of its own that commits nothing (the services' groups are not touched): what
  * the backfill and the trainer's commands replay.
  */
 import { randomUUID } from 'node:crypto';
-import type { EventLog, LogRecord } from './types.js';
+import type { EventLog, LogRecord, PartitionOffsets } from './types.js';
 
 export class TopicReadTimeout extends Error {
   override name = 'TopicReadTimeout';
 }
 
 export interface TopicReadOptions {
-  /** Gives up when the topic is not read to its end in this time (2 minutes). */
+  /** Gives up when no record comes in this time while the topic is not read to its end (2 minutes). */
   timeoutMs?: number;
   /** The consumer group's name before its random suffix. */
   groupPrefix?: string;
 }
 
-/** Each partition's records in offset order, up to the partition's end when the read began. */
+/**
+ * A topic's records up to each partition's end when this was called, read as they are iterated,
+ * once: each partition's records in offset order, the partitions' interleaved as the consumer
+ * fetches them. A batch is handed on only once the one before it was consumed, so what is held
+ * is a batch, not the topic.
+ */
+export async function openTopic(eventLog: EventLog, topic: string, options: TopicReadOptions = {}): Promise<AsyncIterable<LogRecord>> {
+  const ends = await eventLog.endOffsets(topic);
+  let read = false;
+  return {
+    async *[Symbol.asyncIterator]() {
+      if (read) throw new Error(`topic ${topic} is read once: its records must be consumed in one pass`);
+      read = true;
+      yield* readToEnds(eventLog, topic, ends, options);
+    },
+  };
+}
+
+/** Each partition's records in offset order, up to the partition's end when the read began (held whole). */
 export async function readTopicToEnd(eventLog: EventLog, topic: string, options: TopicReadOptions = {}): Promise<LogRecord[][]> {
   const ends = await eventLog.endOffsets(topic);
   const partitions: LogRecord[][] = ends.map(() => []);
-  const remaining = new Set(ends.filter((p) => BigInt(p.end) > BigInt(p.start)).map((p) => p.partition));
-  if (remaining.size === 0) return partitions;
+  for await (const record of readToEnds(eventLog, topic, ends, options)) partitions[record.partition]!.push(record);
+  return partitions;
+}
+
+async function* readToEnds(
+  eventLog: EventLog,
+  topic: string,
+  ends: PartitionOffsets[],
+  options: TopicReadOptions,
+): AsyncGenerator<LogRecord> {
   const end = new Map(ends.map((p) => [p.partition, BigInt(p.end)]));
-  let finish!: () => void;
-  const done = new Promise<void>((resolve) => (finish = resolve));
+  const remaining = new Set(ends.filter((p) => BigInt(p.end) > BigInt(p.start)).map((p) => p.partition));
+  if (remaining.size === 0) return;
+  /** The next offset of each partition to hand on: a batch delivered again (after a rebalance) starts before it. */
+  const next = new Map<number, bigint>();
+  /** Batches handed on, each with the call that lets its handler return once it is consumed. */
+  const handed: { records: LogRecord[]; consumed: () => void }[] = [];
+  let wake: (() => void) | null = null;
+  let closed = false;
   const subscription = await eventLog.subscribe({
     groupId: `${options.groupPrefix ?? 'tributary-read'}-${randomUUID()}`,
     topics: [topic],
@@ -35,41 +67,56 @@ export async function readTopicToEnd(eventLog: EventLog, topic: string, options:
     emptyBatches: true,
     eachBatch: async (batch) => {
       const last = end.get(batch.partition);
-      if (last === undefined || !remaining.has(batch.partition)) return;
-      const target = partitions[batch.partition]!;
+      if (closed || last === undefined || !remaining.has(batch.partition)) return;
+      const records: LogRecord[] = [];
       for (const record of batch.records) {
         const offset = BigInt(record.offset);
         if (offset >= last) break;
-        // A batch delivered again (after a rebalance) holds records already kept.
-        if (target.length > 0 && offset <= BigInt(target[target.length - 1]!.offset)) continue;
-        target.push(record);
+        if (offset < (next.get(batch.partition) ?? 0n)) continue;
+        records.push(record);
+        next.set(batch.partition, offset + 1n);
         if (offset + 1n >= last) remaining.delete(batch.partition);
       }
       // Done once the fetch reached the end, though the last offsets held no record to deliver (transaction markers).
       if (batch.lastOffset !== undefined && BigInt(batch.lastOffset) + 1n >= last) remaining.delete(batch.partition);
-      if (remaining.size === 0) finish();
+      const consumed = records.length > 0 ? new Promise<void>((resolve) => handed.push({ records, consumed: resolve })) : null;
+      wake?.();
+      await consumed;
     },
   });
   const timeoutMs = options.timeoutMs ?? 120_000;
   let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
-      done,
-      new Promise<never>((_, reject) => {
+    for (;;) {
+      const batch = handed.shift();
+      if (batch) {
+        try {
+          yield* batch.records;
+        } finally {
+          batch.consumed();
+        }
+        continue;
+      }
+      if (remaining.size === 0) return;
+      await new Promise<void>((resolve, reject) => {
+        wake = resolve;
         timer = setTimeout(
           () =>
             reject(
               new TopicReadTimeout(
-                `topic ${topic}: not read to its end within ${timeoutMs} ms (partitions still short: ${[...remaining].join(', ')})`,
+                `topic ${topic}: no record came within ${timeoutMs} ms before its end (partitions still short: ${[...remaining].join(', ')})`,
               ),
             ),
           timeoutMs,
         );
-      }),
-    ]);
+      });
+      wake = null;
+      clearTimeout(timer);
+    }
   } finally {
     clearTimeout(timer);
+    closed = true;
+    for (const batch of handed.splice(0)) batch.consumed();
     await subscription.stop();
   }
-  return partitions;
 }
