@@ -94,55 +94,17 @@ export async function retrain(options: RetrainOptions): Promise<RetrainResult> {
   report(`champion: ${model} v${before.champion} (${describeRollout(before)})`);
 
   // 2. The training set, from the champion's served predictions and the labels by the cut-off.
-  let started = performance.now();
-  const manifests = new Map<string, ModelManifest>();
-  for (const { version } of (await registry.inventory(model)).versions)
-    manifests.set(version, (await registry.version(model, version)).manifest);
-  const { set } = await trainingSetFromPredictionLog({
-    predictions: options.predictions,
-    labels: options.labels,
-    model: {
-      name: model,
-      version: before.champion,
-      features: champion.manifest.features,
-      defaults: champion.manifest.defaults,
-      feature_types: champion.manifest.feature_types,
-    },
-    policy: options.policy,
-    split: options.split ?? { validationFraction: 0.2 },
-    variant: 'champion',
-    // Predictions an earlier champion served are taken as this one encodes them.
-    servedVersions: { catalog: options.catalog ?? fraud.fraudExample().catalog, manifestOf: (version) => manifests.get(version) ?? null },
-  });
-  const setSeconds = (performance.now() - started) / 1000;
-  const positives = set.labels.reduce<number>((n, l) => n + l, 0);
-  const j = set.stats.join;
-  report(
-    `training set: ${set.rows.length} rows (${set.split.train} train, ${set.split.validation} validation), ${positives} positives, ` +
-      `cut-off ${new Date(set.cutoff).toISOString()}, in ${setSeconds.toFixed(2)} s; left out ${j.unlabelled_dropped} without a label, ` +
-      `${j.immature} immature, ${j.after_cutoff} after the cut-off`,
-  );
-  const served = set.stats.served!;
-  if (served.defaults_replaced + served.other_encoding + served.unknown_version > 0)
-    report(
-      `encodings: ${served.defaults_replaced} values served as an earlier champion's default replaced by v${before.champion}'s; ` +
-        `left out ${served.other_encoding + served.unknown_version} predictions of versions encoding the features otherwise or not in the registry` +
-        Object.entries(served.versions_left_out ?? {})
-          .map(([version, why]) => ` (version ${version}: ${why})`)
-          .join(''),
-    );
-  refuseUntrainable(set, positives);
+  const { dataset, cut, origin, summary } = await championTrainingSet(options, before.champion, champion.manifest, report);
 
   // 3. Train the next version, and score the champion on the same validation rows.
   const version = await nextVersion(registry, model);
   if (options.out !== undefined) await checkVersionDirectory(options.out, { name: model, version }, options.replaceOut ?? false);
   const algorithm = options.algorithm ?? 'gbt';
-  started = performance.now();
-  const { dataset, cut } = datasetOf(set);
+  const started = performance.now();
   const trained = await trainModel({
     dataset,
     cut,
-    trainingSet: set,
+    trainingSet: origin,
     algorithm,
     name: model,
     version,
@@ -188,18 +150,72 @@ export async function retrain(options: RetrainOptions): Promise<RetrainResult> {
       routing.policy ?? { kind: 'champion' },
       shadows,
       options.by,
-      options.reason ?? `retrained on the prediction log as of ${new Date(set.cutoff).toISOString()}: v${version} in shadow`,
+      options.reason ?? `retrained on the prediction log as of ${new Date(origin.cutoff).toISOString()}: v${version} in shadow`,
     );
   }
   report(`routing: ${describeRollout(routing)} (revision ${routing.revision})`);
   return {
     champion: before.champion,
     version,
-    set: { rows: set.rows.length, positives, train: set.split.train, validation: set.split.validation, seconds: setSeconds },
+    set: summary,
     training: { seconds: trainSeconds, algorithm: String(trained.manifest.training.algorithm) },
     comparison,
     routing,
   };
+}
+
+/**
+ * Step 2: the training set of the champion's served predictions joined with the labels by the
+ * cut-off, reported and checked (refused when it cannot be trained on), as the trainer's dataset:
+ * the set itself is let go, so that its rows are not held twice while the model trains.
+ */
+async function championTrainingSet(
+  options: RetrainOptions,
+  championVersion: string,
+  champion: ModelManifest,
+  report: (line: string) => void,
+): Promise<ReturnType<typeof datasetOf> & { summary: RetrainResult['set'] }> {
+  const { registry, model } = options;
+  const started = performance.now();
+  const manifests = new Map<string, ModelManifest>();
+  for (const { version } of (await registry.inventory(model)).versions)
+    manifests.set(version, (await registry.version(model, version)).manifest);
+  const { set } = await trainingSetFromPredictionLog({
+    predictions: options.predictions,
+    labels: options.labels,
+    model: {
+      name: model,
+      version: championVersion,
+      features: champion.features,
+      defaults: champion.defaults,
+      feature_types: champion.feature_types,
+    },
+    policy: options.policy,
+    split: options.split ?? { validationFraction: 0.2 },
+    variant: 'champion',
+    // Predictions an earlier champion served are taken as this one encodes them.
+    servedVersions: { catalog: options.catalog ?? fraud.fraudExample().catalog, manifestOf: (version) => manifests.get(version) ?? null },
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const positives = set.labels.reduce<number>((n, l) => n + l, 0);
+  const j = set.stats.join;
+  report(
+    `training set: ${set.rows.length} rows (${set.split.train} train, ${set.split.validation} validation), ${positives} positives, ` +
+      `cut-off ${new Date(set.cutoff).toISOString()}, in ${seconds.toFixed(2)} s; left out ${j.unlabelled_dropped} without a label, ` +
+      `${j.immature} immature, ${j.after_cutoff} after the cut-off`,
+  );
+  const served = set.stats.served!;
+  if (served.defaults_replaced + served.other_encoding + served.unknown_version > 0)
+    report(
+      `encodings: ${served.defaults_replaced} values served as an earlier champion's default replaced by v${championVersion}'s; ` +
+        `left out ${served.other_encoding + served.unknown_version} predictions of versions encoding the features otherwise or not in the registry` +
+        Object.entries(served.versions_left_out ?? {})
+          .map(([version, why]) => ` (version ${version}: ${why})`)
+          .join(''),
+    );
+  refuseUntrainable(set, positives);
+  const summary = { rows: set.rows.length, positives, train: set.split.train, validation: set.split.validation, seconds };
+  return { ...datasetOf(set), summary };
 }
 
 function refuseUntrainable(set: TrainingSet, positives: number): void {

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import {
-  buildProfile,
+  buildProfileOfColumns,
   compareModels,
   GRADIENT_BOOSTING_MODEL_TYPE,
   gradientBoostingToOnnx,
@@ -25,6 +25,7 @@ import {
   type FeatureDefault,
   type FeatureTypeSpec,
   type ModelComparison,
+  type ReferenceProfile,
   type ValidationMetrics,
 } from '@tributary/shared';
 import { TRAINING_SET_FORMAT, type TrainingSet } from './build-training-set.js';
@@ -50,8 +51,8 @@ export interface TrainModelOptions {
   dataset: Dataset;
   /** Rows before this index train, the rest validate. */
   cut: number;
-  /** The training set the dataset came from, if any (recorded in the manifest). */
-  trainingSet: TrainingSet | null;
+  /** Where the dataset came from, if a training set (recorded in the manifest): `datasetOf`'s `origin`. */
+  trainingSet: TrainingSetOrigin | null;
   algorithm: AlgorithmFlag;
   name: string;
   version: string;
@@ -90,7 +91,7 @@ export interface TrainedManifest {
   threshold: number;
   created_at: string;
   training: Record<string, unknown> & { algorithm: string; validation: ValidationMetrics; champion_comparison?: ChampionComparison };
-  profile: ReturnType<typeof buildProfile>;
+  profile: ReferenceProfile;
 }
 
 interface Trained {
@@ -136,8 +137,15 @@ function isDateTime(value: unknown): value is number {
   return typeof value === 'number' && Number.isFinite(value) && Math.abs(value) <= MAX_EVENT_TIME;
 }
 
-/** A training set as the trainer's dataset, with the index of its first validation row. */
-export function datasetOf(set: TrainingSet): { dataset: Dataset; cut: number } {
+/** What the manifest records of the training set a model was trained on. */
+export type TrainingSetOrigin = Pick<TrainingSet, 'source' | 'model' | 'cutoff' | 'label_policy'>;
+
+/**
+ * A training set as the trainer's dataset, with the index of its first validation row and the
+ * set's origin. The dataset holds the rows again (as float32): a caller keeps these, not the set,
+ * so that the rows are not held twice while the model trains.
+ */
+export function datasetOf(set: TrainingSet): { dataset: Dataset; cut: number; origin: TrainingSetOrigin } {
   return {
     dataset: {
       features: set.features,
@@ -149,6 +157,7 @@ export function datasetOf(set: TrainingSet): { dataset: Dataset; cut: number } {
       times: set.times,
     },
     cut: set.split.train,
+    origin: { source: set.source, model: set.model, cutoff: set.cutoff, label_policy: set.label_policy },
   };
 }
 
@@ -224,13 +233,13 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainedVer
           throw new Error(`--champion ${options.championDir}: ${(error as Error).message}`);
         });
 
-  // The reference the monitor compares live traffic with: the training inputs and their scores.
-  const profileRows = trainRows.map((row) => {
-    const record: Record<string, number> = { score: trained.predict(row) };
-    dataset.features.forEach((feature, i) => (record[feature] = row[i]!));
-    return record;
-  });
-  const profile = buildProfile(profileRows, [
+  // The reference the monitor compares live traffic with: the training inputs and their scores, a column at a time.
+  const trainScores = trainRows.map((row) => trained.predict(row));
+  const columnOf = (name: string) => {
+    const i = dataset.features.indexOf(name);
+    return i < 0 ? trainScores : trainRows.map((row) => row[i]!);
+  };
+  const profile = buildProfileOfColumns(trainRows.length, columnOf, [
     // The score's bins reach into the decision region: its deciles alone all lie below it for a rare positive class.
     scoreFeature('score', THRESHOLD),
     // A category is its index in the vocabulary: profiled as categories (chi-square/PSI drift), not on bins.

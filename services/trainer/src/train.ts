@@ -80,8 +80,10 @@ async function main(): Promise<void> {
   const championDir = values.champion === undefined ? undefined : resolve(callerDir, values.champion);
 
   const started = performance.now();
-  const trainingSet = values['training-set'] === undefined ? null : await readTrainingSet(resolve(callerDir, values['training-set']));
-  const name = trainingSet?.model.name ?? 'fraud_detector';
+  // The set as the dataset, and where it came from: its rows are not kept beside the dataset's.
+  const fromSet =
+    values['training-set'] === undefined ? null : datasetOf(await readTrainingSet(resolve(callerDir, values['training-set'])));
+  const name = fromSet?.origin.model.name ?? 'fraud_detector';
   if (!SAFE_NAME.test(name)) throw new Error(`--training-set: the model name ${JSON.stringify(name)} cannot name a registry folder`);
   // Where the version goes, checked before the work: its own folder in the registry unless told.
   const registryDir = cliConfig().MODEL_REGISTRY_DIR;
@@ -89,8 +91,8 @@ async function main(): Promise<void> {
   await checkVersionDirectory(outDir, { name, version }, values.force!);
   if (dirname(outDir) === join(registryDir, name) && basename(outDir) !== version)
     throw new UsageError(`--out ${outDir} is the registry's folder of version ${basename(outDir)}, not of version ${version}`);
-  const { dataset, cut }: { dataset: Dataset; cut: number } = trainingSet
-    ? datasetOf(trainingSet)
+  const { dataset, cut }: { dataset: Dataset; cut: number } = fromSet
+    ? fromSet
     : await buildDataset({ rows, seed, users: 2000, fraudRate: 0.03, ratePerSecond: 20, start: Date.UTC(2026, 0, 1) }).then((d) => ({
         dataset: d,
         // Split by time: train on the past, validate on the most recent fifth.
@@ -99,7 +101,7 @@ async function main(): Promise<void> {
   const trained = await trainModel({
     dataset,
     cut,
-    trainingSet,
+    trainingSet: fromSet?.origin ?? null,
     algorithm,
     name,
     version,

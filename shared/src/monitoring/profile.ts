@@ -121,21 +121,25 @@ export function byName<T>(): Record<string, T> {
 
 /** Builds the reference profile of `features` from reference rows. */
 export function buildProfile(rows: readonly Row[], features: readonly ProfiledFeature[], options: ProfileOptions = {}): ReferenceProfile {
+  return buildProfileOfColumns(rows.length, (name) => rows.map((row) => row[name]), features, options);
+}
+
+/**
+ * Builds the reference profile of `features` from the values of each, one column at a time
+ * (`column(name)`: a value per reference row): no object per row is made.
+ */
+export function buildProfileOfColumns(
+  rows: number,
+  column: (name: string) => readonly unknown[],
+  features: readonly ProfiledFeature[],
+  options: ProfileOptions = {},
+): ReferenceProfile {
   // Keyed by any name a data set holds (`toString`, `__proto__`): no prototype to collide with.
-  const profile: ReferenceProfile = { version: 1, rows: rows.length, features: byName() };
+  const profile: ReferenceProfile = { version: 1, rows, features: byName() };
   for (const spec of features) {
     if (Object.hasOwn(profile.features, spec.name)) throw new Error(`buildProfile: feature "${spec.name}" is listed twice`);
     profile.features[spec.name] =
-      spec.kind === 'numeric'
-        ? numericProfile(
-            rows.map((row) => row[spec.name]),
-            options,
-            spec,
-          )
-        : categoricalProfile(
-            rows.map((row) => row[spec.name]),
-            options,
-          );
+      spec.kind === 'numeric' ? numericProfile(column(spec.name), options, spec) : categoricalProfile(column(spec.name), options);
   }
   return profile;
 }
