@@ -128,8 +128,9 @@ export interface FromPredictionLogOptions extends Common {
 }
 
 /**
- * Each input is read in one pass (a file as a stream); what is kept until the join is the
- * candidates and labels, parsed: the rows are put in time order, so all of them are needed.
+ * Each input is read in one pass, as a stream; what is kept until the join is the candidates
+ * and the label that counts of each request id, parsed: the rows are put in time order, so all
+ * of them are needed.
  */
 export async function trainingSetFromPredictionLog(options: FromPredictionLogOptions): Promise<Built> {
   const { model, servedVersions } = options;
@@ -175,9 +176,10 @@ export interface FromBackfillOptions extends Common {
 }
 
 /**
- * Each input is read in one pass (a file as a stream), the rows source's once for both its
- * candidates and its replay. What is kept: the candidates and labels, parsed, until the join,
- * and each source's accepted events, parsed, until the point-in-time reads (swept in time order).
+ * Each input is read in one pass, as a stream, the rows source's once for both its candidates
+ * and its replay. What is kept: the candidates and the label that counts of each request id,
+ * parsed, until the join, each source's accepted events, parsed, until the point-in-time reads
+ * (swept in time order), and the stored state read for a part of the rows at a time.
  */
 export async function trainingSetFromBackfill(options: FromBackfillOptions): Promise<Built> {
   const plan = planModelFeatures(options.model, options.catalog);

@@ -1,7 +1,7 @@
 /**
  * Records to build training sets and batch scores from: an NDJSON file (one record a line,
  * read as one partition in file order) or a Kafka topic read through the event log, from
- * the start of each partition to its end when the read began. Each record says where it
+ * the start of each partition to its end when the topic was opened. Each record says where it
  * came from (`file:line` or `topic/partition@offset`), so that errors can name it.
  *
  * Both are read as streams, once, as their records are consumed: a file one line at a time, a
