@@ -23,6 +23,7 @@ import {
   type OutgoingRecord,
   type RecordBatch,
   type ReferenceProfile,
+  type SubscribeOptions,
 } from '../shared/src/index.js';
 import { PredictionTraffic } from './prediction-log.js';
 
@@ -90,7 +91,7 @@ for (let p = 0, l = 0; p < predictionBatches.length || l < labelBatches.length;)
 }
 const total = batches.reduce((sum, b) => sum + b.records.length, 0);
 
-let handler: ((batch: RecordBatch) => Promise<void>) | undefined;
+let handler: SubscribeOptions['eachBatch'] | undefined;
 const eventLog: EventLog = {
   publish: async () => {},
   ensureTopics: async () => [],

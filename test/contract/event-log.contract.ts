@@ -163,6 +163,53 @@ export function eventLogContract(name: string, makeLog: () => Promise<EventLog>,
       options.timeoutMs * 2,
     );
 
+    it(
+      'delivers the rest of a batch handled in part again from its first record not handled, as no failure, and commits the part handled',
+      async () => {
+        const topic = uniqueName('contract');
+        const group = uniqueName('group');
+        // One key: every record on one partition.
+        await log.publish(
+          topic,
+          Array.from({ length: 10 }, (_, i) => ({ key: 'k', value: String(i) })),
+        );
+        const starts: string[] = [];
+        let errors = 0;
+        const subscribe = (handle: (records: LogRecord[]) => { handled: number } | undefined) =>
+          log.subscribe({
+            groupId: group,
+            topics: [topic],
+            fromBeginning: true,
+            onError: () => errors++,
+            eachBatch: async ({ records }) => {
+              starts.push(records[0]!.offset);
+              return handle(records);
+            },
+          });
+        // The first three taken, then none: the member stops with the rest not handled.
+        const first = await subscribe(() => (starts.length === 1 ? { handled: 3 } : { handled: 0 }));
+        await waitFor(() => starts.length >= 2, { timeoutMs: options.timeoutMs, what: 'the rest delivered again' });
+        await first.stop();
+        expect(starts.slice(0, 2)).toEqual(['0', '3']);
+        // The group goes on after the three: none of the next twelve batches is taken (as many failures in a row would
+        // wait 36 s), then three records of each.
+        starts.length = 0;
+        const delivered: string[] = [];
+        const second = await subscribe((records) => {
+          if (starts.length <= 12) return { handled: 0 };
+          const taken = records.slice(0, 3);
+          delivered.push(...taken.map((r) => r.offset));
+          return taken.length < records.length ? { handled: taken.length } : undefined;
+        });
+        subscriptions.push(second);
+        await waitFor(() => delivered.length === 7, { timeoutMs: options.timeoutMs, what: 'the records after the three' });
+        expect(delivered).toEqual(['3', '4', '5', '6', '7', '8', '9']);
+        expect(starts).toEqual([...Array.from({ length: 13 }, () => '3'), '6', '9']);
+        expect(errors).toBe(0);
+      },
+      options.timeoutMs * 3,
+    );
+
     /** Records each topic holds, per `topic:partition` (from the log's own end offsets). */
     const heldRecords = async (topics: string[]) => {
       const held = new Map<string, number>();

@@ -2,6 +2,8 @@ import kafkajs from 'kafkajs';
 import type { Admin, Consumer, Kafka as KafkaClient, KafkaConfig, Producer } from 'kafkajs';
 import { fixKafkajsIdleLoop } from './kafkajs-idle-loop.js';
 import {
+  DEFER_MS,
+  recordsHandled,
   retryDelayMs,
   type EventLog,
   type LogRecord,
@@ -15,9 +17,9 @@ import {
 const { Kafka, logLevel } = kafkajs;
 fixKafkajsIdleLoop();
 
-/** A partition paused after its batch failed, until its retry. */
+/** A partition paused after its batch failed, or was handled in part, until it is fetched again. */
 interface Retry {
-  /** Its batches that failed in a row. */
+  /** Its batches that failed in a row (none after a batch handled in part). */
   failures: number;
   timer: NodeJS.Timeout | null;
   resume: () => void;
@@ -101,7 +103,8 @@ export class KafkaEventLog implements EventLog {
      * A batch whose handler fails is not handed back to kafkajs, which would stop the fetches from every broker,
      * retry, and after a few retries restart the consumer, rejoining the group (a rebalance for every member;
      * tulios/kafkajs#587). Its partition is paused instead, and fetched again after a backoff while the others go
-     * on. The batch's offsets were not resolved, so the partition's next fetch starts at its first record.
+     * on. The batch's offsets were not resolved, so the partition's next fetch starts at its first record. A batch
+     * handled in part pauses its partition likewise, for `DEFER_MS`, its offsets resolved up to the last record handled.
      */
     const retries = new Map<string, Retry>();
     /** A new assignment starts every partition from its commit; a stopped consumer retries nothing. */
@@ -144,28 +147,40 @@ export class KafkaEventLog implements EventLog {
           timestamp: Number(m.timestamp),
           headers: headersOf(m.headers),
         }));
-        try {
-          await options.eachBatch({
-            topic: batch.topic,
-            partition: batch.partition,
-            records,
-            highWatermark: batch.highWatermark,
-            lastOffset: batch.lastOffset(),
-          });
-        } catch (error) {
-          options.onError?.(error);
+        /** Pauses the partition for `delayMs`: its next fetch then starts after the last offset resolved. */
+        const fetchAgainAfter = (delayMs: number, failures: number) => {
           const previous = retries.get(id);
           if (previous?.timer) clearTimeout(previous.timer);
-          const retry: Retry = { failures: (previous?.failures ?? 0) + 1, timer: null, resume: pause() };
+          const retry: Retry = { failures, timer: null, resume: pause() };
           retry.timer = setTimeout(() => {
             retry.timer = null;
             retry.resume();
-          }, retryDelayMs(retry.failures));
+          }, delayMs);
           retries.set(id, retry);
+        };
+        const recordBatch = {
+          topic: batch.topic,
+          partition: batch.partition,
+          records,
+          highWatermark: batch.highWatermark,
+          lastOffset: batch.lastOffset(),
+        };
+        let handled: number;
+        try {
+          handled = recordsHandled(recordBatch, await options.eachBatch(recordBatch));
+        } catch (error) {
+          options.onError?.(error);
+          const failures = (retries.get(id)?.failures ?? 0) + 1;
+          fetchAgainAfter(retryDelayMs(failures), failures);
           return;
         }
-        retries.delete(id);
-        resolveOffset(batch.lastOffset());
+        if (handled < records.length) {
+          if (handled > 0) resolveOffset(records[handled - 1]!.offset);
+          fetchAgainAfter(DEFER_MS, 0);
+        } else {
+          retries.delete(id);
+          resolveOffset(batch.lastOffset());
+        }
         if (autoCommit) await commitOffsetsIfNecessary();
         await heartbeat();
       },

@@ -1,5 +1,7 @@
 import { EventEmitter } from 'node:events';
 import {
+  DEFER_MS,
+  recordsHandled,
   retryDelayMs,
   type EventLog,
   type LogRecord,
@@ -38,7 +40,10 @@ interface Member {
   running: boolean;
   /** Where the search for the next batch starts: the slot after the one last served (round robin). */
   nextSlot: number;
-  /** Partitions whose batch failed (`topic:partition`): failures in a row, and when they are fetched again. */
+  /**
+   * Partitions whose batch failed or was handled in part (`topic:partition`): failures in a row (none after a batch
+   * handled in part), and when they are fetched again.
+   */
   retries: Map<string, { failures: number; at: number }>;
 }
 
@@ -163,12 +168,15 @@ export class MemoryEventLog implements EventLog {
       const id = `${batch.topic}:${batch.partition}`;
       const position = group.positions.get(id);
       try {
-        await member.options.eachBatch(batch);
-        const next = Number(batch.records[batch.records.length - 1]!.offset) + 1;
-        // A rebalance during the batch has reset the positions: keep theirs.
-        if (group.positions.get(id) === position) group.positions.set(id, next);
-        if (member.options.autoCommit ?? true) group.committed.set(id, { offset: next, metadata: null });
-        member.retries.delete(id);
+        const handled = recordsHandled(batch, await member.options.eachBatch(batch));
+        if (handled > 0) {
+          const next = Number(batch.records[handled - 1]!.offset) + 1;
+          // A rebalance during the batch has reset the positions: keep theirs.
+          if (group.positions.get(id) === position) group.positions.set(id, next);
+          if (member.options.autoCommit ?? true) group.committed.set(id, { offset: next, metadata: null });
+        }
+        if (handled < batch.records.length) member.retries.set(id, { failures: 0, at: Date.now() + DEFER_MS });
+        else member.retries.delete(id);
       } catch (error) {
         member.options.onError?.(error);
         const failures = (member.retries.get(id)?.failures ?? 0) + 1;
@@ -179,7 +187,7 @@ export class MemoryEventLog implements EventLog {
     }
   }
 
-  /** Until a record is published, or the earliest retry of a failed partition is due. */
+  /** Until a record is published, or the earliest retry of a partition that failed or was deferred is due. */
   private async waitForWork(member: Member): Promise<void> {
     const due = Math.min(...[...member.retries.values()].map((retry) => retry.at));
     await new Promise<void>((resolve) => {

@@ -47,8 +47,13 @@ export interface SubscribeOptions {
    * of 100 ms that doubles with each failure in a row, up to 5 s). With `autoCommit` (the
    * default) the batch's offsets are committed after it resolves; without, the consumer
    * moves on and the caller commits with `Subscription.commit` what it has made durable.
+   *
+   * A handler may also take only the batch's first records and leave the others for later, resolving with how
+   * many it took (`{ handled }`, fewer than the batch holds, none included): the partition's next batch then starts
+   * at the first record not taken, after a pause of `DEFER_MS` while the other partitions go on. That is no failure:
+   * `onError` is not called and the pause does not grow. With `autoCommit`, the records taken are committed.
    */
-  eachBatch(batch: RecordBatch): Promise<void>;
+  eachBatch(batch: RecordBatch): Promise<void | PartlyHandled>;
   autoCommit?: boolean;
   /**
    * Batches of up to this many partitions may be handled at once (default 1); the batches
@@ -69,6 +74,11 @@ export interface SubscribeOptions {
    * resumes from its committed offset, so uncommitted progress is to be forgotten.
    */
   onRebalance?(): void;
+}
+
+/** What a batch's handler resolves with when it took only the batch's first `handled` records (see `SubscribeOptions.eachBatch`). */
+export interface PartlyHandled {
+  handled: number;
 }
 
 export interface CommittedOffset {
@@ -137,4 +147,12 @@ export interface EventLog {
  */
 export function retryDelayMs(failuresInARow: number): number {
   return Math.min(5_000, 100 * 2 ** (failuresInARow - 1));
+}
+
+/** How long a partition whose batch was handled in part waits before it is fetched again from its first record not handled. */
+export const DEFER_MS = 100;
+
+/** How many records of a batch its handler took: all, unless it resolved with fewer (see `SubscribeOptions.eachBatch`). */
+export function recordsHandled(batch: RecordBatch, outcome: void | PartlyHandled): number {
+  return outcome ? Math.max(0, Math.min(batch.records.length, outcome.handled)) : batch.records.length;
 }
