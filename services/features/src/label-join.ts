@@ -15,23 +15,32 @@
  *
  * After a crash a batch may be joined twice; the labelled transaction then carries the same
  * event id, and the feature pipeline drops the duplicate.
+ *
+ * Its partitions are taken in step in event time (event-time-alignment.ts): while it catches up on a
+ * backlog, none is taken further than `maxAheadMs` past the slowest of the others, so that the labelled
+ * transactions come out in about the order of their times, as when it keeps up. The records of a batch
+ * beyond that are left for later: its partition is fetched again from the first of them.
  */
 import {
   Counter,
   fraud,
   LabelSchema,
   metric,
+  parseEventTime,
   recordValidator,
   type EventLog,
   type Label,
   type Logger,
   type OnlineStore,
   type OutgoingRecord,
+  type PartlyHandled,
   type RecordBatch,
+  type RecordValidator,
   type Registry,
   type Subscription,
 } from '@tributary/shared';
 import { consumerLag } from './consumer-lag.js';
+import { EventTimeAlignment } from './event-time-alignment.js';
 import { Stopping, stopSignal } from './stopping.js';
 
 export interface LabelJoinOptions {
@@ -41,12 +50,34 @@ export interface LabelJoinOptions {
   groupId: string;
   /** How long a transaction waits for its label (and a label for its transaction). */
   windowMs: number;
+  /**
+   * How far ahead in event time a partition is taken of the slowest of the others with records waiting: half the
+   * feature pipeline's allowed lateness, which leaves the other half to the disorder within a partition.
+   */
+  maxAheadMs: number;
   registry: Registry;
   logger: Logger;
 }
 
 const transactions = recordValidator<fraud.Transaction>(fraud.TransactionSchema);
 const labels = recordValidator<Label>(LabelSchema);
+
+/**
+ * A batch's records as the join reads them (null for one it cannot read), and their event times (-Infinity for
+ * one it cannot read), each no later than its record was logged, as in the pipeline's watermark.
+ */
+function read<T extends { ts: number | string }>(batch: RecordBatch, validator: RecordValidator<T>) {
+  const values = batch.records.map((r) => {
+    const decoded = validator.decode(r.value);
+    return decoded.ok ? decoded.value : null;
+  });
+  const times = values.map((value, i) => {
+    const time = value === null ? null : parseEventTime(value.ts);
+    const logged = batch.records[i]!.timestamp;
+    return time === null ? -Infinity : logged > 0 ? Math.min(time, logged) : time;
+  });
+  return { values, times };
+}
 
 export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(): Promise<void> }> {
   const joined = metric(
@@ -72,24 +103,27 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
     ids.length === 0 || Date.now() >= legacyUntil ? ids.map(() => null) : options.store.recall(ids.map((id) => `${side}:${id}`));
 
   const lag = consumerLag(options.registry, options.groupId, { eventLog: options.eventLog, logger: options.logger });
+  const alignment = new EventTimeAlignment(options.maxAheadMs);
   let rebalances = 0;
-  const handle = async (batch: RecordBatch): Promise<void> => {
+  const handle = async (batch: RecordBatch): Promise<PartlyHandled | undefined> => {
     const assignment = rebalances;
     lag.arrived(batch);
-    await join(batch);
+    const { values, times } = batch.topic === options.topics.transactions ? read(batch, transactions) : read(batch, labels);
+    const taken = alignment.take(batch, times);
+    await join(batch, values.slice(0, taken));
     // Unless a rebalance may have given the partition to another member meanwhile (that one reports it).
-    if (assignment === rebalances) lag.handled(batch);
+    if (assignment === rebalances) {
+      alignment.taken(batch, times, taken);
+      // Consumed up to the records left for later: they wait, as those not fetched yet.
+      lag.handled(taken === batch.records.length ? batch : { ...batch, lastOffset: String(BigInt(batch.records[taken]!.offset) - 1n) });
+    }
+    return taken < batch.records.length ? { handled: taken } : undefined;
   };
-  /** The records of a batch the join can read (those it cannot are counted once the batch is joined). */
-  const readable = <T>(batch: RecordBatch, validator: typeof transactions | typeof labels): T[] =>
-    batch.records.flatMap((r) => {
-      const decoded = validator.decode(r.value);
-      return decoded.ok ? [decoded.value as T] : [];
-    });
-  const join = async (batch: RecordBatch): Promise<void> => {
+  /** Joins the records taken of a batch, as the join reads them (null: one it cannot read, only counted). */
+  const join = async (batch: RecordBatch, taken: (fraud.Transaction | Label | null)[]): Promise<void> => {
     const out: OutgoingRecord[] = [];
     if (batch.topic === options.topics.transactions) {
-      const seen = readable<fraud.Transaction>(batch, transactions);
+      const seen = taken.filter((t) => t !== null) as fraud.Transaction[];
       // Remembered, and its label (when it came first) taken, in one step: a label handled meanwhile finds it.
       const waiting = await options.store.meet(
         seen.map((t) => ({ pair: t.event_id, side: 'txn', other: 'lbl', value: t.merchant_id, ttlMs: options.windowMs, keep: true })),
@@ -113,10 +147,10 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
       await options.store.forget(legacyDone);
       joined.inc({ outcome: 'joined' }, out.length);
       joined.inc({ outcome: 'transaction_remembered' }, seen.length);
-      joined.inc({ outcome: 'transaction_unreadable' }, batch.records.length - seen.length);
+      joined.inc({ outcome: 'transaction_unreadable' }, taken.length - seen.length);
       return;
     }
-    const seen = readable<Label>(batch, labels);
+    const seen = taken.filter((l) => l !== null) as Label[];
     // Its transaction's merchant read, or the label remembered, in one step: a transaction handled meanwhile finds it.
     const merchants = await options.store.meet(
       seen.map((l) => ({ pair: l.request_id, side: 'lbl', other: 'txn', value: JSON.stringify(l), ttlMs: options.windowMs })),
@@ -142,7 +176,7 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
     await options.store.forgetSides(joinedBefore);
     joined.inc({ outcome: 'joined' }, out.length);
     joined.inc({ outcome: 'label_waiting' }, seen.length - out.length);
-    joined.inc({ outcome: 'label_unreadable' }, batch.records.length - seen.length);
+    joined.inc({ outcome: 'label_unreadable' }, taken.length - seen.length);
   };
   const signal = stopSignal();
   const subscription: Subscription = await options.eventLog.subscribe({
@@ -152,6 +186,7 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
     onRebalance: () => {
       rebalances++;
       lag.forget();
+      alignment.forget();
     },
     onError: (error) => {
       if (!(error instanceof Stopping)) options.logger.warn({ err: error }, 'label join batch failed; it will be retried');

@@ -33,6 +33,7 @@ export async function startFeatureService(
       },
       groupId: `${config.CONSUMER_GROUP_PREFIX}-label-join`,
       windowMs: config.LABEL_JOIN_WINDOW,
+      maxAheadMs: config.ALLOWED_LATENESS / 2,
     }),
   ]);
   return {

@@ -27,6 +27,7 @@ async function start(store = new MemoryOnlineStore()) {
     topics,
     groupId: 'label-join',
     windowMs: 60_000,
+    maxAheadMs: 150_000,
     registry,
     logger: createLogger('test', 'silent'),
   });

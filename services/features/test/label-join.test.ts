@@ -37,7 +37,7 @@ async function setup(store = new MemoryOnlineStore()) {
   const eventLog = new MemoryEventLog();
   const registry = createRegistry({ defaultMetrics: false });
   const logger = createLogger('test', 'silent');
-  const join = await startLabelJoin({ eventLog, store, topics, groupId: 'join', windowMs: 60_000, registry, logger });
+  const join = await startLabelJoin({ eventLog, store, topics, groupId: 'join', windowMs: 60_000, maxAheadMs: 150_000, registry, logger });
   const example = fraud.fraudExample({ transactions: topics.transactions, labelledTransactions: topics.labelledTransactions });
   const pipeline: FeaturePipeline = await startFeaturePipeline({
     eventLog,
@@ -184,7 +184,16 @@ describe('label join', () => {
       [transactionLog, transactionStore, transactionRegistry],
       [labelLog, labelStore, labelRegistry],
     ] as const) {
-      const join = await startLabelJoin({ eventLog, store: joinStore, topics, groupId: 'join', windowMs: 60_000, registry, logger });
+      const join = await startLabelJoin({
+        eventLog,
+        store: joinStore,
+        topics,
+        groupId: 'join',
+        windowMs: 60_000,
+        maxAheadMs: 150_000,
+        registry,
+        logger,
+      });
       stops.push(() => join.stop());
     }
     await transactionLog.publish('transactions', [{ key: 'u1', value: JSON.stringify(transaction('t5', 'm5')) }]);

@@ -103,6 +103,7 @@ describe('a stop with the store down', () => {
         topics,
         groupId: 'join',
         windowMs: 60_000,
+        maxAheadMs: 150_000,
         registry: createRegistry({ defaultMetrics: false }),
         logger,
       });
