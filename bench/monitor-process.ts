@@ -58,6 +58,7 @@ const counted = (eventLog: EventLog): EventLog => ({
   publish: (topic, records) => eventLog.publish(topic, records),
   ensureTopics: (topics) => eventLog.ensureTopics(topics),
   endOffsets: (topic) => eventLog.endOffsets(topic),
+  committedOffsets: (groupId, topic) => eventLog.committedOffsets(groupId, topic),
   ping: () => eventLog.ping(),
   close: () => eventLog.close(),
   subscribe: (options) =>

@@ -96,6 +96,7 @@ const eventLog: EventLog = {
   publish: async () => {},
   ensureTopics: async () => [],
   endOffsets: async () => [],
+  committedOffsets: async () => [],
   ping: async () => {},
   close: async () => {},
   subscribe: async (options) => {

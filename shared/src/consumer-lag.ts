@@ -10,10 +10,17 @@
  * stuck on a batch, or slow behind a growing backlog, grows with the records that pile up. A
  * partition counts from its first batch (before it, the member does not know it holds it).
  *
+ * The same refresh reads the group's committed offsets (`EventLog.committedOffsets`, once per
+ * topic) and stops reporting a partition whose commit has passed the member's position: only
+ * another member can have committed there, so the partition is no longer this one's. A member
+ * stuck on a batch may lose its partitions without knowing it (evicted from the group when it no
+ * longer heartbeats, it sees no rebalance until its batch ends); without this, its lag would grow
+ * with what the new owner consumes, a backlog that does not exist.
+ *
  * Beside it, when the member last handled a batch of each partition it reports (for a partition
  * it has just been given, when its first batch arrived), in Unix seconds. A member stuck on a
- * partition (a batch that never ends, while the member still heartbeats and keeps its
- * partitions) leaves this time falling behind the clock while the lag stays above 0.
+ * partition (a batch that never ends, while the member keeps its partitions) leaves this time
+ * falling behind the clock while the lag stays above 0.
  */
 import type { Gauge } from 'prom-client';
 import type { EventLog, RecordBatch } from './event-log/types.js';
@@ -37,9 +44,11 @@ export interface ConsumerLagGauges {
 }
 
 export interface ConsumerLagOptions {
-  /** Where the partitions end now, asked every `refreshMs`. */
-  eventLog: Pick<EventLog, 'endOffsets'>;
-  /** Says when the end offsets of a topic cannot be read (once, until they can again). */
+  /** Where the partitions end now and where the group has committed, asked every `refreshMs`. */
+  eventLog: Pick<EventLog, 'endOffsets' | 'committedOffsets'>;
+  /** The member's consumer group. */
+  groupId: string;
+  /** Says when the offsets of a topic cannot be read (once, until they can again). */
   logger: Logger;
   /** Labels of every series beside `topic` and `partition`. */
   labels?: Record<string, string>;
@@ -58,7 +67,7 @@ interface Held {
 }
 
 export function trackConsumerLag(gauges: ConsumerLagGauges, options: ConsumerLagOptions): ConsumerLag {
-  const { eventLog, logger, labels: fixed = {}, clock = Date.now } = options;
+  const { eventLog, groupId, logger, labels: fixed = {}, clock = Date.now } = options;
   const held = new Map<string, Held>();
   const report = (batch: RecordBatch, next: bigint, handled: boolean) => {
     if (batch.highWatermark === undefined) return undefined;
@@ -73,24 +82,35 @@ export function trackConsumerLag(gauges: ConsumerLagGauges, options: ConsumerLag
     return lag;
   };
 
-  /** Topics whose end offsets could not be read at the last try (said once). */
+  const drop = (id: string, { labels }: Held) => {
+    gauges.lag.remove(labels);
+    gauges.consumedAt.remove(labels);
+    held.delete(id);
+  };
+
+  /** Topics whose offsets could not be read at the last try (said once). */
   const unreadable = new Set<string>();
   let stopped = false;
   const refresh = async () => {
     const partitions = [...held];
     for (const topic of new Set(partitions.map(([, p]) => p.topic))) {
       try {
-        const ends = await eventLog.endOffsets(topic);
+        const [ends, commits] = await Promise.all([eventLog.endOffsets(topic), eventLog.committedOffsets(groupId, topic)]);
         unreadable.delete(topic);
         for (const [id, partition] of partitions.filter(([, p]) => p.topic === topic)) {
+          // Not when a batch was reported meanwhile (its end may be newer, its commit its own) or the partition forgotten.
+          if (stopped || held.get(id) !== partition) continue;
+          const committed = commits.find((c) => c.partition === partition.partition)?.offset;
+          if (committed != null && BigInt(committed) > partition.next) {
+            drop(id, partition);
+            continue;
+          }
           const end = ends.find((e) => e.partition === partition.partition)?.end;
-          // Not when a batch was reported meanwhile (its end may be newer) or the partition forgotten.
-          if (stopped || end === undefined || held.get(id) !== partition) continue;
-          gauges.lag.set(partition.labels, Number(BigInt(end) - partition.next));
+          if (end !== undefined) gauges.lag.set(partition.labels, Number(BigInt(end) - partition.next));
         }
       } catch (error) {
         if (!stopped && !unreadable.has(topic)) {
-          logger.warn({ err: error, ...fixed, topic }, 'consumer lag not refreshed: the end offsets of the topic cannot be read');
+          logger.warn({ err: error, ...fixed, topic }, 'consumer lag not refreshed: the offsets of the topic cannot be read');
         }
         unreadable.add(topic);
       }
@@ -110,11 +130,7 @@ export function trackConsumerLag(gauges: ConsumerLagGauges, options: ConsumerLag
     // Past the fetch's last offset: a transaction's marker after the last record is not waiting.
     handled: (batch) => report(batch, BigInt(batch.lastOffset ?? batch.records.at(-1)!.offset) + 1n, true),
     forget: () => {
-      for (const { labels } of held.values()) {
-        gauges.lag.remove(labels);
-        gauges.consumedAt.remove(labels);
-      }
-      held.clear();
+      for (const [id, partition] of held) drop(id, partition);
     },
     stop: () => {
       stopped = true;

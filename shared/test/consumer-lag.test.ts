@@ -27,7 +27,10 @@ function tracked(options: Partial<ConsumerLagOptions> = {}) {
   let now = 1_000_000;
   const warnings: string[] = [];
   const logger = createLogger('test', 'warn', { write: (line: string) => warnings.push((JSON.parse(line) as { msg: string }).msg) });
-  const tracker = trackConsumerLag({ lag, consumedAt }, { eventLog: new MemoryEventLog(), logger, clock: () => now, ...options });
+  const tracker = trackConsumerLag(
+    { lag, consumedAt },
+    { eventLog: new MemoryEventLog(), groupId: 'g', logger, clock: () => now, ...options },
+  );
   stops.push(() => tracker.stop());
   const valuesOf = async (gauge: Gauge) =>
     Object.fromEntries((await gauge.get()).values.map((v) => [`${String(v.labels.topic)}:${String(v.labels.partition)}`, v.value]));
@@ -46,7 +49,7 @@ function tracked(options: Partial<ConsumerLagOptions> = {}) {
  */
 async function member(eventLog: MemoryEventLog, tracker: ReturnType<typeof tracked>['tracker']) {
   await eventLog.ensureTopics([{ name: 't', partitions: 1 }]);
-  const state = { hang: false, inFlight: false, handled: 0, release: () => {} };
+  const state = { hang: false, inFlight: false, handled: 0, release: () => {}, subscription: null as Subscription | null };
   const subscription: Subscription = await eventLog.subscribe({
     groupId: 'g',
     topics: ['t'],
@@ -61,6 +64,7 @@ async function member(eventLog: MemoryEventLog, tracker: ReturnType<typeof track
       state.handled += batch.records.length;
     },
   });
+  state.subscription = subscription;
   stops.push(async () => {
     state.release();
     await subscription.stop();
@@ -120,19 +124,45 @@ describe('trackConsumerLag', () => {
     await waitFor(async () => state.handled === 46 && (await lag())['t:0'] === 0, { what: 'every record handled' });
   });
 
-  it('goes on consuming when the end offsets cannot be read, and says so once until they can again', async () => {
+  it('stops reporting a partition whose commit another member has moved past its position (it lost the partition unknowingly)', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    const eventLog = new MemoryEventLog();
+    const { tracker, lag, consumedAt } = tracked({ eventLog });
+    const state = await member(eventLog, tracker);
+    await publish(eventLog, 1);
+    await waitFor(async () => state.handled === 1, { what: 'the first record handled' });
+    state.hang = true;
+    await publish(eventLog, 5);
+    await waitFor(() => state.inFlight, { what: 'the batch that never ends' });
+    await publish(eventLog, 30);
+    // Its own commit (1, where its stuck batch starts) leaves it the partition.
+    await vi.advanceTimersByTimeAsync(15_000);
+    await waitFor(async () => (await lag())['t:0'] === 35, { what: 'the lag counted from the end offset' });
+    // Evicted while stuck, it sees no rebalance; the new owner of the partition consumes and commits past it.
+    await state.subscription!.commit([{ topic: 't', partition: 0, offset: '20' }]);
+    await vi.advanceTimersByTimeAsync(15_000);
+    await waitFor(async () => Object.keys(await lag()).length === 0, { what: 'the partition no longer reported' });
+    expect(await consumedAt()).toEqual({});
+    // Nor again at the next refresh.
+    await publish(eventLog, 10);
+    await vi.advanceTimersByTimeAsync(15_000);
+    expect(await lag()).toEqual({});
+  });
+
+  it('goes on consuming when the offsets cannot be read, and says so once until they can again', async () => {
     vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
     const eventLog = new MemoryEventLog();
     let unreadable = true;
     const endOffsets = (topic: string) => (unreadable ? Promise.reject(new Error('broker unreachable')) : eventLog.endOffsets(topic));
-    const { tracker, lag, warnings } = tracked({ eventLog: { endOffsets } });
+    const committedOffsets = (groupId: string, topic: string) => eventLog.committedOffsets(groupId, topic);
+    const { tracker, lag, warnings } = tracked({ eventLog: { endOffsets, committedOffsets } });
     const state = await member(eventLog, tracker);
     await publish(eventLog, 3);
     await waitFor(async () => state.handled === 3, { what: 'the first records handled' });
     await vi.advanceTimersByTimeAsync(3 * 15_000);
     await publish(eventLog, 4);
     await waitFor(async () => state.handled === 7 && (await lag())['t:0'] === 0, { what: 'the next records handled' });
-    expect(warnings).toEqual(['consumer lag not refreshed: the end offsets of the topic cannot be read']);
+    expect(warnings).toEqual(['consumer lag not refreshed: the offsets of the topic cannot be read']);
     unreadable = false;
     await vi.advanceTimersByTimeAsync(15_000);
     unreadable = true;
@@ -147,10 +177,13 @@ describe('trackConsumerLag', () => {
       new Promise<{ partition: number; start: string; end: string }[]>(
         (resolve) => (answer = (end) => resolve([{ partition: 0, start: '0', end: String(end) }])),
       );
-    const { tracker, lag } = tracked({ eventLog: { endOffsets } });
+    // The member's own commit after the batch below.
+    const committedOffsets = async () => [{ partition: 0, offset: '20', metadata: null }];
+    const { tracker, lag } = tracked({ eventLog: { endOffsets, committedOffsets } });
     tracker.handled(batch(0, 9, 10));
     await vi.advanceTimersByTimeAsync(15_000);
-    // The end read (15), then a batch handled that ends further: the end read is older than the batch's.
+    // The end read (15), then a batch handled that ends further: the end read is older than the batch's, and
+    // the commit read, past the position the refresh began from, is the member's own.
     tracker.handled(batch(10, 19, 20));
     answer(15);
     await vi.advanceTimersByTimeAsync(0);
@@ -170,7 +203,7 @@ describe('trackConsumerLag', () => {
       new Promise<{ partition: number; start: string; end: string }[]>(
         (resolve) => (answer = () => resolve([{ partition: 0, start: '0', end: '30' }])),
       );
-    const { tracker, lag } = tracked({ eventLog: { endOffsets } });
+    const { tracker, lag } = tracked({ eventLog: { endOffsets, committedOffsets: async () => [] } });
     tracker.handled(batch(0, 9, 10));
     await vi.advanceTimersByTimeAsync(15_000);
     tracker.stop();

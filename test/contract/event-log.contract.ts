@@ -356,6 +356,38 @@ export function eventLogContract(name: string, makeLog: () => Promise<EventLog>,
       options.timeoutMs * 2,
     );
 
+    it(
+      "reads a group's committed offsets of a topic anew at each call",
+      async () => {
+        const topic = uniqueName('contract');
+        const group = uniqueName('group');
+        await log.ensureTopics([{ name: topic, partitions: 2 }]);
+        await log.publish(topic, [{ key: null, value: 'v' }]);
+        expect(await log.committedOffsets(group, topic)).toEqual([
+          { partition: 0, offset: null, metadata: null },
+          { partition: 1, offset: null, metadata: null },
+        ]);
+        const { received, subscription } = await collect(group, topic);
+        await waitFor(() => received.length === 1, { timeoutMs: options.timeoutMs, what: 'the record' });
+        const { partition } = received[0]!;
+        const other = { partition: 1 - partition, offset: null, metadata: null };
+        const committed = async () => (await log.committedOffsets(group, topic)).filter((p) => p.partition === partition);
+        await waitFor(async () => (await committed())[0]!.offset === '1', {
+          timeoutMs: options.timeoutMs,
+          what: 'the commit after the record',
+        });
+        // Read anew after the subscription's own read, as another member's commit would be.
+        await subscription.committed(topic, partition);
+        await subscription.commit([{ topic, partition, offset: '7', metadata: 'm' }]);
+        expect(await log.committedOffsets(group, topic)).toEqual(
+          [{ partition, offset: '7', metadata: 'm' }, other].sort((a, b) => a.partition - b.partition),
+        );
+        // Another group's are its own.
+        expect((await log.committedOffsets(uniqueName('group'), topic)).map((p) => p.offset)).toEqual([null, null]);
+      },
+      options.timeoutMs * 2,
+    );
+
     it('creates topics with the partitions asked and answers ping', async () => {
       const topic = uniqueName('contract');
       await log.ensureTopics([{ name: topic, partitions: 2 }]);

@@ -4,12 +4,13 @@
  * alert, and when each member last handled a batch of each partition,
  * `tributary_pipeline_consumed_timestamp_seconds`, behind ConsumerPartitionsStuck (shared's
  * trackConsumerLag, as the monitor reports its own: refreshed between batches from the event
- * log's end offsets until `stop`).
+ * log's end offsets and the group's committed offsets until `stop`).
  */
 import { Gauge, metric, trackConsumerLag, type ConsumerLag, type ConsumerLagOptions, type Registry } from '@tributary/shared';
 
 export function consumerLag(
   registry: Registry,
+  /** The consumer group (the `consumer` label). */
   consumer: string,
   refresh: Pick<ConsumerLagOptions, 'eventLog' | 'logger' | 'refreshMs'>,
 ): ConsumerLag {
@@ -35,5 +36,5 @@ export function consumerLag(
         registers: [registry],
       }),
   );
-  return trackConsumerLag({ lag, consumedAt }, { ...refresh, labels: { consumer } });
+  return trackConsumerLag({ lag, consumedAt }, { ...refresh, groupId: consumer, labels: { consumer } });
 }

@@ -799,7 +799,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   const appliedTo = new Map<string, bigint>();
   const lagged = trackConsumerLag(
     { lag, consumedAt },
-    { eventLog: options.eventLog, logger: options.logger, refreshMs: options.lagRefreshMs, clock },
+    { eventLog: options.eventLog, groupId: options.groupId, logger: options.logger, refreshMs: options.lagRefreshMs, clock },
   );
   const subscription: Subscription = await options.eventLog.subscribe({
     groupId: options.groupId,

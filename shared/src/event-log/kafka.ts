@@ -8,6 +8,7 @@ import {
   type EventLog,
   type LogRecord,
   type OutgoingRecord,
+  type PartitionCommit,
   type PartitionOffsets,
   type SubscribeOptions,
   type Subscription,
@@ -98,7 +99,7 @@ export class KafkaEventLog implements EventLog {
     await consumer.subscribe({ topics: options.topics, fromBeginning: options.fromBeginning });
     consumer.on(consumer.events.CRASH, (event) => options.onError?.(event.payload.error));
     // Committed offsets, fetched once per topic and assignment (partitions are opened one by one).
-    let committedOffsets = new Map<string, Promise<{ partition: number; offset: string; metadata: string | null }[]>>();
+    let committedOffsets = new Map<string, Promise<PartitionCommit[]>>();
     /**
      * A batch whose handler fails is not handed back to kafkajs, which would stop the fetches from every broker,
      * retry, and after a few retries restart the consumer, rejoining the group (a rebalance for every member;
@@ -188,17 +189,12 @@ export class KafkaEventLog implements EventLog {
     const committed: Subscription['committed'] = async (topic, partition) => {
       let offsets = committedOffsets.get(topic);
       if (!offsets) {
-        offsets = this.connectAdmin()
-          .then((admin) => admin.fetchOffsets({ groupId: options.groupId, topics: [topic] }))
-          .then(
-            ([entry]) => entry?.partitions.map((p) => ({ partition: p.partition, offset: p.offset, metadata: p.metadata ?? null })) ?? [],
-          );
+        offsets = this.committedOffsets(options.groupId, topic);
         offsets.catch(() => committedOffsets.delete(topic));
         committedOffsets.set(topic, offsets);
       }
       const found = (await offsets).find((p) => p.partition === partition);
-      if (!found || found.offset === '-1') return { offset: null, metadata: null };
-      return { offset: found.offset, metadata: found.metadata };
+      return found ? { offset: found.offset, metadata: found.metadata } : { offset: null, metadata: null };
     };
     return {
       commit: async (offsets) => {
@@ -276,6 +272,19 @@ export class KafkaEventLog implements EventLog {
     const admin = await this.connectAdmin();
     const offsets = await admin.fetchTopicOffsets(topic);
     return offsets.map((o) => ({ partition: o.partition, start: o.low, end: o.high })).sort((a, b) => a.partition - b.partition);
+  }
+
+  async committedOffsets(groupId: string, topic: string): Promise<PartitionCommit[]> {
+    const admin = await this.connectAdmin();
+    const [entry] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    return (entry?.partitions ?? [])
+      .map((p) =>
+        // -1: the group has committed none.
+        p.offset === '-1'
+          ? { partition: p.partition, offset: null, metadata: null }
+          : { partition: p.partition, offset: p.offset, metadata: p.metadata ?? null },
+      )
+      .sort((a, b) => a.partition - b.partition);
   }
 
   async ping(): Promise<void> {

@@ -6,6 +6,7 @@ import {
   type EventLog,
   type LogRecord,
   type OutgoingRecord,
+  type PartitionCommit,
   type PartitionOffsets,
   type RecordBatch,
   type SubscribeOptions,
@@ -89,6 +90,14 @@ export class MemoryEventLog implements EventLog {
 
   async endOffsets(topicName: string): Promise<PartitionOffsets[]> {
     return this.topic(topicName).map((log, partition) => ({ partition, start: '0', end: String(log.length) }));
+  }
+
+  async committedOffsets(groupId: string, topicName: string): Promise<PartitionCommit[]> {
+    const committed = this.groups.get(groupId)?.committed;
+    return this.topic(topicName).map((_, partition) => {
+      const found = committed?.get(`${topicName}:${partition}`);
+      return { partition, offset: found ? String(found.offset) : null, metadata: found?.metadata ?? null };
+    });
   }
 
   /** Records of a topic in partition order (for tests and tools). */

@@ -88,6 +88,11 @@ export interface CommittedOffset {
   metadata: string | null;
 }
 
+/** A partition's committed offset, for reading a group's offsets of a whole topic. */
+export interface PartitionCommit extends CommittedOffset {
+  partition: number;
+}
+
 export interface OffsetCommit {
   topic: string;
   partition: number;
@@ -129,6 +134,11 @@ export interface EventLog {
   subscribe(options: SubscribeOptions): Promise<Subscription>;
   /** The offsets of every partition of a topic now, in partition order (tools that read a topic to its current end). */
   endOffsets(topic: string): Promise<PartitionOffsets[]>;
+  /**
+   * A consumer group's committed offset of every partition of a topic now, in partition order
+   * (read anew at each call, whoever committed it): where a member's partitions stand in the group.
+   */
+  committedOffsets(groupId: string, topic: string): Promise<PartitionCommit[]>;
   /**
    * Creates missing topics with their partition counts; a refusal is not an error when the topic
    * is created on first use instead. Resolves to the topics so created with another partition

@@ -28,6 +28,7 @@ const record = (offset: number, partition = 0): LogRecord => ({
 function scriptedLog(ends: PartitionOffsets[], batches: RecordBatch[], onBatch: () => void = () => {}): EventLog {
   return {
     endOffsets: async () => ends,
+    committedOffsets: async () => ends.map(({ partition }) => ({ partition, offset: null, metadata: null })),
     subscribe: async (options: SubscribeOptions) => {
       setImmediate(async () => {
         for (const batch of batches) {
