@@ -8,7 +8,9 @@
  * Between batches, every `refreshMs` (15 s), it reads where its partitions end now
  * (`EventLog.endOffsets`, once per topic) and counts again from its position: the lag of a member
  * stuck on a batch, or slow behind a growing backlog, grows with the records that pile up. A
- * partition counts from its first batch (before it, the member does not know it holds it).
+ * partition counts from its first batch (before it, the member does not know it holds it). An
+ * empty batch (a fetch of transaction markers or aborted records only, `emptyBatches`) arrives
+ * handled: without it, the lag of a partition that ends with a marker would stay at 1 or more.
  *
  * The same refresh reads the group's committed offsets (`EventLog.committedOffsets`, once per
  * topic) and stops reporting a partition whose commit has passed the member's position: only
@@ -27,9 +29,12 @@ import type { EventLog, RecordBatch } from './event-log/types.js';
 import type { Logger } from './logger.js';
 
 export interface ConsumerLag {
-  /** The batch's partition's lag from its first record, when the batch says where its partition ends. */
+  /**
+   * The batch's partition's lag from its first record, when the batch says where its partition ends; an
+   * empty batch (no record delivered) is handled as it arrives.
+   */
   arrived(batch: RecordBatch): number | undefined;
-  /** The lag after the batch. */
+  /** The lag after the batch, empty or not. */
   handled(batch: RecordBatch): number | undefined;
   /** Stops reporting the partitions reported so far. */
   forget(): void;
@@ -125,10 +130,11 @@ export function trackConsumerLag(gauges: ConsumerLagGauges, options: ConsumerLag
   }, options.refreshMs ?? 15_000);
   timer.unref();
 
+  /** Past the fetch's last offset: a transaction's marker after the last record is not waiting. */
+  const handled = (batch: RecordBatch) => report(batch, BigInt(batch.lastOffset ?? batch.records.at(-1)!.offset) + 1n, true);
   return {
-    arrived: (batch) => report(batch, BigInt(batch.records[0]!.offset), false),
-    // Past the fetch's last offset: a transaction's marker after the last record is not waiting.
-    handled: (batch) => report(batch, BigInt(batch.lastOffset ?? batch.records.at(-1)!.offset) + 1n, true),
+    arrived: (batch) => (batch.records.length === 0 ? handled(batch) : report(batch, BigInt(batch.records[0]!.offset), false)),
+    handled,
     forget: () => {
       for (const [id, partition] of held) drop(id, partition);
     },

@@ -246,6 +246,17 @@ describe('trackConsumerLag', () => {
     expect(await consumedAt()).toEqual({ 'predictions:0': 1_600 });
   });
 
+  it('handles as it arrives an empty batch (a fetch of a transaction marker only), moving the time handled', async () => {
+    const { tracker, advance, lag, consumedAt } = tracked();
+    // Records 0 to 8 handled before their transaction's commit marker was written at 9.
+    tracker.handled(batch(0, 8, 9));
+    advance(60_000);
+    const marker: RecordBatch = { topic: 'predictions', partition: 0, records: [], lastOffset: '9', highWatermark: '10' };
+    expect(tracker.arrived(marker)).toBe(0);
+    expect(await lag()).toEqual({ 'predictions:0': 0 });
+    expect(await consumedAt()).toEqual({ 'predictions:0': 1_060 });
+  });
+
   it('counts nothing waiting after a batch whose fetch reached past its last record (a transaction marker)', async () => {
     const { tracker, lag } = tracked();
     // Records 0 to 8, the commit marker at 9.

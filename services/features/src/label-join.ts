@@ -108,6 +108,8 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
   const handle = async (batch: RecordBatch): Promise<PartlyHandled | undefined> => {
     const assignment = rebalances;
     lag.arrived(batch);
+    // A fetch of transaction markers or aborted records only: nothing to join (arrived, it is handled).
+    if (batch.records.length === 0) return;
     const { values, times } = batch.topic === options.topics.transactions ? read(batch, transactions) : read(batch, labels);
     const taken = alignment.take(batch, times);
     await join(batch, values.slice(0, taken));
@@ -183,6 +185,8 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
     groupId: options.groupId,
     topics: [options.topics.transactions, options.topics.labels],
     fromBeginning: true,
+    // Fetches of transaction markers only move the lag (a partition that ends with one would stay at 1).
+    emptyBatches: true,
     onRebalance: () => {
       rebalances++;
       lag.forget();

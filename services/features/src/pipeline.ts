@@ -324,6 +324,81 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
       throw error;
     };
 
+    const handleBatch = traceBatch(async (batch, span) => {
+      span?.setAttributes({
+        'messaging.destination.name': batch.topic,
+        'messaging.destination.partition.id': String(batch.partition),
+        'messaging.consumer.group.name': groupId,
+        'messaging.batch.message_count': batch.records.length,
+      });
+      const reportLag = (lagged: number | undefined) => lagged !== undefined && backlog.set(batch.partition, lagged);
+      if (signal.stopped) throw new Stopping();
+      reportLag(lag.arrived(batch));
+      if (writeFailed) {
+        // Nothing more is read into memory while its changes cannot be written (the store is down): the
+        // changes are written again now, and when that fails too the batch fails, to be delivered again.
+        await applying(async () => {
+          await flushing;
+          if (!writeFailed) return;
+          await flush().catch((error: unknown) => {
+            if (writeFailed) throw error;
+          });
+        });
+      }
+      // Nor while its partition's dead letters cannot be published: they go first, or the batch fails (to be delivered again).
+      while (processor.withholds(batch.topic, batch.partition)) await signal.until(publishWithheld());
+      if (!processor.isOpen(batch.topic, batch.partition)) {
+        const committed = await signal.until(subscription!.committed(batch.topic, batch.partition));
+        processor.open(batch.topic, batch.partition, decodeCheckpoint(committed.metadata), committed.offset);
+      }
+      // Loading the batch's entities from the store overlaps other partitions' batches.
+      const loaded = await signal.until(processor.load(batch)).catch(failed(batch));
+      await applying(async () => {
+        const before = processor.checkpoint(loaded);
+        const outcome = processor.apply(loaded);
+        if (outcome.rejected.length > 0) {
+          const letters = outcome.rejected.map((r) => deadLetter(r.record, r.reason, r.detail, groupId));
+          await publish(letters).catch((error: unknown) => {
+            // The batch is applied (delivered again, it would be applied twice): its partition commits no further
+            // than before it until its dead letters are out, and a replay from that commit makes them again.
+            processor.withhold(loaded, before, letters);
+            options.logger.warn(
+              { err: error, topic: batch.topic, partition: batch.partition },
+              'dead letters not published; they are retried',
+            );
+          });
+        }
+        metrics.events.inc({ topic: batch.topic, outcome: 'applied' }, outcome.applied);
+        metrics.events.inc({ topic: batch.topic, outcome: 'replayed' }, outcome.replayed);
+        metrics.events.inc({ topic: batch.topic, outcome: 'duplicate' }, outcome.duplicates);
+        metrics.events.inc({ topic: batch.topic, outcome: 'dead_lettered' }, outcome.rejected.length);
+        span?.setAttributes({
+          'tributary.events.applied': outcome.applied,
+          'tributary.events.replayed': outcome.replayed,
+          'tributary.events.duplicate': outcome.duplicates,
+          'tributary.events.dead_lettered': outcome.rejected.length,
+          'tributary.entities.touched': loaded.entities.reduce((sum, entities) => sum + entities.size, 0),
+        });
+        // Unless a rebalance took the partition meanwhile (the batch was dropped; the new owner reports it).
+        if (processor.isOpen(batch.topic, batch.partition)) reportLag(lag.handled(batch));
+        if (Date.now() - lastFlush >= interval()) {
+          // One flush in flight at most: the next batches are processed while this one writes.
+          await flushing;
+          flushInBackground();
+        }
+      }).catch(failed(batch));
+    });
+    /**
+     * A fetch of transaction markers or aborted records only (`emptyBatches`): nothing to apply, and nothing to
+     * commit (the flushes commit past the records applied; a replay from there fetches the markers again). It
+     * only moves the lag, which would otherwise stay at 1 or more for a partition that ends with a marker.
+     */
+    const handleEmpty = async (batch: RecordBatch) => {
+      if (signal.stopped) return;
+      const lagged = lag.arrived(batch);
+      if (lagged !== undefined) backlog.set(batch.partition, lagged);
+    };
+
     subscription = await options.eventLog.subscribe({
       groupId,
       topics: [source.topic],
@@ -341,70 +416,8 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
           options.logger.warn({ err: error, topic: source.topic }, 'feature batch failed; it will be retried');
       },
       concurrentPartitions: CONCURRENT_PARTITIONS,
-      eachBatch: traceBatch(async (batch, span) => {
-        span?.setAttributes({
-          'messaging.destination.name': batch.topic,
-          'messaging.destination.partition.id': String(batch.partition),
-          'messaging.consumer.group.name': groupId,
-          'messaging.batch.message_count': batch.records.length,
-        });
-        const reportLag = (lagged: number | undefined) => lagged !== undefined && backlog.set(batch.partition, lagged);
-        if (signal.stopped) throw new Stopping();
-        reportLag(lag.arrived(batch));
-        if (writeFailed) {
-          // Nothing more is read into memory while its changes cannot be written (the store is down): the
-          // changes are written again now, and when that fails too the batch fails, to be delivered again.
-          await applying(async () => {
-            await flushing;
-            if (!writeFailed) return;
-            await flush().catch((error: unknown) => {
-              if (writeFailed) throw error;
-            });
-          });
-        }
-        // Nor while its partition's dead letters cannot be published: they go first, or the batch fails (to be delivered again).
-        while (processor.withholds(batch.topic, batch.partition)) await signal.until(publishWithheld());
-        if (!processor.isOpen(batch.topic, batch.partition)) {
-          const committed = await signal.until(subscription!.committed(batch.topic, batch.partition));
-          processor.open(batch.topic, batch.partition, decodeCheckpoint(committed.metadata), committed.offset);
-        }
-        // Loading the batch's entities from the store overlaps other partitions' batches.
-        const loaded = await signal.until(processor.load(batch)).catch(failed(batch));
-        await applying(async () => {
-          const before = processor.checkpoint(loaded);
-          const outcome = processor.apply(loaded);
-          if (outcome.rejected.length > 0) {
-            const letters = outcome.rejected.map((r) => deadLetter(r.record, r.reason, r.detail, groupId));
-            await publish(letters).catch((error: unknown) => {
-              // The batch is applied (delivered again, it would be applied twice): its partition commits no further
-              // than before it until its dead letters are out, and a replay from that commit makes them again.
-              processor.withhold(loaded, before, letters);
-              options.logger.warn(
-                { err: error, topic: batch.topic, partition: batch.partition },
-                'dead letters not published; they are retried',
-              );
-            });
-          }
-          metrics.events.inc({ topic: batch.topic, outcome: 'applied' }, outcome.applied);
-          metrics.events.inc({ topic: batch.topic, outcome: 'replayed' }, outcome.replayed);
-          metrics.events.inc({ topic: batch.topic, outcome: 'duplicate' }, outcome.duplicates);
-          metrics.events.inc({ topic: batch.topic, outcome: 'dead_lettered' }, outcome.rejected.length);
-          span?.setAttributes({
-            'tributary.events.applied': outcome.applied,
-            'tributary.events.replayed': outcome.replayed,
-            'tributary.events.duplicate': outcome.duplicates,
-            'tributary.events.dead_lettered': outcome.rejected.length,
-            'tributary.entities.touched': loaded.entities.reduce((sum, entities) => sum + entities.size, 0),
-          });
-          // Unless a rebalance took the partition meanwhile (the batch was dropped; the new owner reports it).
-          if (processor.isOpen(batch.topic, batch.partition)) reportLag(lag.handled(batch));
-          if (Date.now() - lastFlush >= interval()) {
-            // One flush in flight at most: the next batches are processed while this one writes.
-            await flushing;
-            flushInBackground();
-          }
-        }).catch(failed(batch));
-      }),
+      emptyBatches: true,
+      eachBatch: (batch) => (batch.records.length === 0 ? handleEmpty(batch) : handleBatch(batch)),
     });
 
     // Events that arrived in a quiet moment are written within the interval too.

@@ -5,6 +5,7 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createLogger, createRegistry, MemoryEventLog, MemoryOnlineStore } from '@tributary/shared';
+import { TransactionMarkerLog } from '../../../test/support/transaction-markers.js';
 import { waitFor } from '../../../test/support/wait-for.js';
 import { startLabelJoin } from '../src/label-join.js';
 import { transactionJson } from './transaction.js';
@@ -18,8 +19,7 @@ afterEach(async () => {
   vi.useRealTimers();
 });
 
-async function start(store = new MemoryOnlineStore()) {
-  const eventLog = new MemoryEventLog();
+async function start(store = new MemoryOnlineStore(), eventLog = new MemoryEventLog()) {
   const registry = createRegistry({ defaultMetrics: false });
   const join = await startLabelJoin({
     eventLog,
@@ -85,6 +85,36 @@ describe('the label join', () => {
     expect(await lag('transactions')).toBe(3);
     await vi.advanceTimersByTimeAsync(15_000);
     await waitFor(async () => (await lag('transactions')) === 10, { what: 'a lag of the 10 transactions waiting' });
+  });
+
+  it('reaches 0 once a fetch reaches the transaction marker that ends a partition, joining nothing for it', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    const eventLog = new TransactionMarkerLog();
+    const store = new MemoryOnlineStore();
+    const meet = store.meet.bind(store);
+    let meetings = 0;
+    store.meet = (sides) => {
+      meetings++;
+      return meet(sides);
+    };
+    const { lag, records } = await start(store, eventLog);
+    await eventLog.publish('transactions', [{ key: 'm1', value: transactionJson('e1', Date.now()) }]);
+    await waitFor(async () => (await records('transaction_remembered')) === 1 && (await lag('transactions')) === 0, {
+      what: 'the transaction remembered',
+    });
+    // Its transaction's commit marker comes in a fetch of its own.
+    await eventLog.endWithMarker('transactions', eventLog.records('transactions')[0]!.partition);
+    // Two refreshes begun since (every 15 s): the first has ended.
+    const reads = eventLog.endOffsetReads;
+    await vi.advanceTimersByTimeAsync(15_000);
+    await waitFor(() => eventLog.endOffsetReads > reads, { what: 'the lag counted again' });
+    await vi.advanceTimersByTimeAsync(15_000);
+    await waitFor(() => eventLog.endOffsetReads > reads + 1, { what: 'the lag counted again' });
+    expect(await lag('transactions')).toBe(0);
+    expect(await records('transaction_remembered')).toBe(1);
+    // The store not asked about it.
+    expect(meetings).toBe(1);
+    expect(eventLog.records('labelled-transactions')).toEqual([]);
   });
 
   it('counts the transactions and labels it cannot read, and dead-letters none', async () => {

@@ -7,6 +7,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryEventLog, MemoryOnlineStore, type StateWrite } from '@tributary/shared';
+import { TransactionMarkerLog } from '../../../test/support/transaction-markers.js';
 import { waitFor } from '../../../test/support/wait-for.js';
 import { source, startMember as start } from './member.js';
 import { transactionJson } from './transaction.js';
@@ -77,6 +78,30 @@ describe('consumer lag', () => {
     }
     await waitFor(async () => (await member.lag())['0'] === 0, { what: 'the records applied' });
     expect(await member.events('applied')).toBe(36);
+  });
+
+  it('reaches 0 once a fetch reaches the transaction marker that ends the partition, which is neither applied nor committed', async () => {
+    const eventLog = new TransactionMarkerLog();
+    await eventLog.ensureTopics([{ name: source.topic, partitions: 1 }]);
+    const store = new MemoryOnlineStore();
+    // The lag counted again from the partitions' end offsets every 20 ms (15 s by default).
+    const member = await start(eventLog, store, stops, { lagRefreshMs: 20 });
+    const committed = async () => (await eventLog.committedOffsets(`features-${source.name}`, source.topic))[0]!.offset;
+    await eventLog.publish(source.topic, transactions(0, 2));
+    await waitFor(async () => (await member.lag())['0'] === 0 && (await committed()) === '2', {
+      what: 'the events applied and committed',
+    });
+    const written = await member.written('written');
+    // The records' transaction commits: its marker, at 2, comes in a fetch of its own.
+    await eventLog.endWithMarker(source.topic, 0);
+    // Two refreshes begun since: the first has ended.
+    const reads = eventLog.endOffsetReads;
+    await waitFor(() => eventLog.endOffsetReads >= reads + 2, { what: 'the lag counted again' });
+    expect(await member.lag()).toEqual({ '0': 0 });
+    expect(await member.events('applied')).toBe(2);
+    expect(await member.written('written')).toBe(written);
+    // Committed past the records applied, as before: a replay from there fetches the marker again.
+    expect(await committed()).toBe('2');
   });
 
   it('is no longer reported by a member for the partitions a rebalance gave to another', async () => {

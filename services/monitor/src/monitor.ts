@@ -806,18 +806,22 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     topics: [options.topics.predictions, options.topics.labels],
     fromBeginning: true,
     concurrentPartitions: CONCURRENT_PARTITIONS,
+    // Fetches of transaction markers only move the lag (a partition that ends with one would stay at 1).
+    emptyBatches: true,
     onError: (error) => options.logger.warn({ err: error }, 'monitor batch failed; it will be retried'),
     // The new owner of a partition reports its lag: the value this process last set would stay frozen in the sum.
     onRebalance: () => lagged.forget(),
     eachBatch: async (batch) => {
       // As the batch arrives (its records included): the lag grows while batches fail (the join store is down) and
-      // are delivered again. Once applied, what is left after it (below).
-      if (batch.records.length > 0) lagged.arrived(batch);
+      // are delivered again. Once applied, what is left after it (below). An empty batch (transaction markers or
+      // aborted records only) is handled as it arrives: there is nothing else to do.
+      lagged.arrived(batch);
+      if (batch.records.length === 0) return;
       const stream = batch.topic === options.topics.predictions ? 'predictions' : 'labels';
       const rejected: OutgoingRecord[] = [];
       const reasons: DeadLetterReason[] = [];
       const partition = `${batch.topic}:${batch.partition}`;
-      const last = batch.records.at(-1);
+      const last = batch.records.at(-1)!;
       const records = recordsAfter(batch.records, appliedTo.get(partition));
       const publishedTo = deadLetteredTo.get(partition);
       const reject = (record: LogRecord, reason: DeadLetterReason, detail: string) => {
@@ -925,7 +929,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       // may be: at least once). Nothing is counted twice.
       if (rejected.length > 0) {
         await publishDeadLetters(options.eventLog, options.topics.deadLetter, rejected);
-        deadLetteredTo.set(partition, BigInt(last!.offset));
+        deadLetteredTo.set(partition, BigInt(last.offset));
       }
       // Offers are durable before the batch is committed. Should they fail, even after the store
       // applied them (a reply lost with the connection), the batch comes again and each record
@@ -968,10 +972,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       }
       consumed.inc({ stream, outcome: 'accepted' }, records.length - reasons.length);
       consumed.inc({ stream, outcome: 'dead_lettered' }, reasons.length);
-      if (last !== undefined) {
-        appliedTo.set(partition, BigInt(last.offset));
-        lagged.handled(batch);
-      }
+      appliedTo.set(partition, BigInt(last.offset));
+      lagged.handled(batch);
     },
   });
   /** Sweeps what is due and counts it; sweeps never overlap. */

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildProfile, createLogger, createRandom, createRegistry, MemoryEventLog, recordBytes, type DeadLetter } from '@tributary/shared';
+import { TransactionMarkerLog } from '../../../test/support/transaction-markers.js';
 import { waitFor } from '../../../test/support/wait-for.js';
 import { MemoryJoinStore, OfferError, SweepError } from '../src/join-store.js';
 import { RETIRE_AFTER_MS, startMonitor, type Monitor, type MonitorOptions } from '../src/monitor.js';
@@ -40,8 +41,7 @@ const settings = (eventLog: MemoryEventLog, registry: ReturnType<typeof createRe
 });
 
 /** A monitor on an in-memory event log and join store; `overrides` replace its settings. */
-async function boot(overrides: Partial<MonitorOptions> = {}) {
-  const eventLog = new MemoryEventLog();
+async function boot(overrides: Partial<MonitorOptions> = {}, eventLog = new MemoryEventLog()) {
   const registry = createRegistry({ defaultMetrics: false });
   monitor = await startMonitor(settings(eventLog, registry, overrides));
   return { eventLog, registry, monitor };
@@ -1183,6 +1183,38 @@ describe('monitor: consumer lag', () => {
       release?.();
     }
     await waitFor(async () => (await lagOf(registry))[partition!] === 0, { what: 'the predictions consumed' });
+  });
+
+  it('reaches 0 once a fetch reaches the transaction marker that ends a partition, moving the time handled and counting nothing', async () => {
+    let now = Date.now();
+    const joins = new MemoryJoinStore(DAY, HOUR);
+    const offer = joins.offer.bind(joins);
+    let offered = 0;
+    joins.offer = (offers) => {
+      offered++;
+      return offer(offers);
+    };
+    const eventLog = new TransactionMarkerLog();
+    // The lag counted again from the partitions' end offsets every 20 ms (15 s by default).
+    const { registry } = await boot({ joins, clock: () => now, lagRefreshMs: 20 }, eventLog);
+    // One key: every record on one partition.
+    await eventLog.publish('predictions', [{ key: 'k', value: JSON.stringify(prediction('a', 0.9)) }]);
+    await waitFor(async () => Object.values(await lagOf(registry))[0] === 0, { what: 'the prediction consumed' });
+    const [partition] = Object.keys(await lagOf(registry));
+    const others = async () =>
+      (await registry.metrics()).split('\n').filter((line) => !/tributary_monitor_(consumer_lag|consumed_timestamp_seconds)/.test(line));
+    // A minute later its transaction's commit marker comes in a fetch of its own.
+    now += 60_000;
+    const before = await others();
+    await eventLog.endWithMarker('predictions', Number(partition!.split(':')[1]));
+    // Two refreshes begun since: the first has ended.
+    const reads = eventLog.endOffsetReads;
+    await waitFor(() => eventLog.endOffsetReads >= reads + 2, { what: 'the lag counted again' });
+    expect(await lagOf(registry)).toEqual({ [partition!]: 0 });
+    expect(await consumedAtOf(registry)).toEqual({ [partition!]: now / 1000 });
+    // Nothing else: no offer to the join store, no metric moved.
+    expect(offered).toBe(1);
+    expect(await others()).toEqual(before);
   });
 
   it('is no longer reported for the partitions a rebalance gave to another member', async () => {
