@@ -5,12 +5,13 @@
  * as it arrives (its records included, so that the lag grows while batches fail and are delivered
  * again) and once it is handled (what is left after it), and forgets its partitions when a
  * rebalance may have given them to another member (that one's would stay frozen in the sum).
- * Between batches, every `refreshMs` (15 s), it reads where its partitions end now
- * (`EventLog.endOffsets`, once per topic) and counts again from its position: the lag of a member
- * stuck on a batch, or slow behind a growing backlog, grows with the records that pile up. A
- * partition counts from its first batch (before it, the member does not know it holds it). An
- * empty batch (a fetch of transaction markers or aborted records only, `emptyBatches`) arrives
- * handled: without it, the lag of a partition that ends with a marker would stay at 1 or more.
+ * Between batches, every `refreshMs` (15 s) from its first report on, it reads where its
+ * partitions end now (`EventLog.endOffsets`, once per topic) and counts again from its position:
+ * the lag of a member stuck on a batch, or slow behind a growing backlog, grows with the records
+ * that pile up. A partition counts from its first batch (before it, the member does not know it
+ * holds it). An empty batch (a fetch of transaction markers or aborted records only,
+ * `emptyBatches`) arrives handled: without it, the lag of a partition that ends with a marker would
+ * stay at 1 or more.
  *
  * The same refresh reads the group's committed offsets (`EventLog.committedOffsets`, once per
  * topic) and stops reporting a partition whose commit has passed the member's position: only
@@ -38,7 +39,7 @@ export interface ConsumerLag {
   handled(batch: RecordBatch): number | undefined;
   /** Stops reporting the partitions reported so far. */
   forget(): void;
-  /** Stops refreshing the lag (the consumer stops); the last values stay. */
+  /** Stops refreshing the lag (the consumer stops, or failed to start); the last values stay. */
   stop(): void;
 }
 
@@ -81,6 +82,7 @@ export function trackConsumerLag(gauges: ConsumerLagGauges, options: ConsumerLag
     const before = held.get(id);
     const labels = before?.labels ?? { ...fixed, topic: batch.topic, partition: String(batch.partition) };
     held.set(id, { topic: batch.topic, partition: batch.partition, labels, next });
+    refreshFromNowOn();
     gauges.lag.set(labels, lag);
     // A partition just given is counted from its first batch.
     if (handled || !before) gauges.consumedAt.set(labels, clock() / 1000);
@@ -122,13 +124,18 @@ export function trackConsumerLag(gauges: ConsumerLagGauges, options: ConsumerLag
     }
   };
   let refreshing = false;
-  const timer = setInterval(() => {
-    // One refresh at a time: a slow broker delays the next, never consumption.
-    if (refreshing) return;
-    refreshing = true;
-    void refresh().finally(() => (refreshing = false));
-  }, options.refreshMs ?? 15_000);
-  timer.unref();
+  let timer: NodeJS.Timeout | undefined;
+  /** From the first partition reported on: a consumer that fails to start (or stops first) leaves no timer. */
+  const refreshFromNowOn = () => {
+    if (timer || stopped) return;
+    timer = setInterval(() => {
+      // One refresh at a time: a slow broker delays the next, never consumption.
+      if (refreshing) return;
+      refreshing = true;
+      void refresh().finally(() => (refreshing = false));
+    }, options.refreshMs ?? 15_000);
+    timer.unref();
+  };
 
   /** Past the fetch's last offset: a transaction's marker after the last record is not waiting. */
   const handled = (batch: RecordBatch) => report(batch, BigInt(batch.lastOffset ?? batch.records.at(-1)!.offset) + 1n, true);

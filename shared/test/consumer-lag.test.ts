@@ -196,6 +196,19 @@ describe('trackConsumerLag', () => {
     expect(await lag()).toEqual({});
   });
 
+  it('refreshes from the first partition reported on: a consumer that never starts leaves no timer', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    const { tracker } = tracked();
+    expect(vi.getTimerCount()).toBe(0);
+    tracker.handled(batch(0, 9, 10));
+    expect(vi.getTimerCount()).toBe(1);
+    tracker.stop();
+    expect(vi.getTimerCount()).toBe(0);
+    // Nor after a stop.
+    tracker.handled(batch(10, 19, 20));
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
   it('sets nothing once stopped, not even from a refresh in flight', async () => {
     vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
     let answer: () => void = () => {};

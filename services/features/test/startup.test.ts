@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   createLogger,
   createRegistry,
@@ -44,6 +44,10 @@ function start(eventLog: MemoryEventLog) {
 }
 
 describe('feature service start', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
   it("joins every consumer group at once (after a crash each join waits for the dead member's session)", async () => {
     let allAsked!: () => void;
     const asked = new Promise<void>((resolve) => (allAsked = resolve));
@@ -58,6 +62,7 @@ describe('feature service start', () => {
   }, 5_000);
 
   it('stops the consumers that started when another fails to, and fails with its error', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
     const eventLog = new GatedEventLog(async (group) => {
       // The failure comes after the others have subscribed.
       await new Promise((resolve) => setTimeout(resolve, 20));
@@ -65,14 +70,18 @@ describe('feature service start', () => {
     });
     await expect(start(eventLog)).rejects.toThrow('group coordinator not available');
     expect([...eventLog.stopped].sort()).toEqual(groups.filter((g) => g !== 'test-label-join').sort());
+    // Nothing left running: neither the pipeline's flush nor any consumer's lag refresh.
+    expect(vi.getTimerCount()).toBe(0);
   });
 
   it('stops the label join and the other source when one source of the pipeline fails to start', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
     const eventLog = new GatedEventLog(async (group) => {
       await new Promise((resolve) => setTimeout(resolve, 20));
       if (group === 'test-features-labelled_transactions') throw new Error('not authorized to access group');
     });
     await expect(start(eventLog)).rejects.toThrow('not authorized to access group');
     expect([...eventLog.stopped].sort()).toEqual(['test-features-transactions', 'test-label-join']);
+    expect(vi.getTimerCount()).toBe(0);
   });
 });

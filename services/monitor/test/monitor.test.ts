@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { buildProfile, createLogger, createRandom, createRegistry, MemoryEventLog, recordBytes, type DeadLetter } from '@tributary/shared';
 import { TransactionMarkerLog } from '../../../test/support/transaction-markers.js';
 import { waitFor } from '../../../test/support/wait-for.js';
@@ -1215,6 +1215,20 @@ describe('monitor: consumer lag', () => {
     // Nothing else: no offer to the join store, no metric moved.
     expect(offered).toBe(1);
     expect(await others()).toEqual(before);
+  });
+
+  it('leaves no lag refresh running when its consumer group cannot be joined', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const eventLog = new MemoryEventLog();
+      eventLog.subscribe = () => Promise.reject(new Error('group coordinator not available'));
+      await expect(startMonitor(settings(eventLog, createRegistry({ defaultMetrics: false })))).rejects.toThrow(
+        'group coordinator not available',
+      );
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('is no longer reported for the partitions a rebalance gave to another member', async () => {
