@@ -156,7 +156,8 @@ export async function runRetrainScenario(options: ScenarioOptions): Promise<Scen
   const startedAt = Date.now();
   try {
     // The run's own topics, 4 partitions each: the count librdkafka's mock cluster gives the topics
-    // it creates on first use (it cannot create them as asked, and ensureTopics refuses another count).
+    // it creates on first use, as it cannot create them as asked (ensureTopics then returns those
+    // created with another count, which `npm start` warns of; the count changes nothing here).
     await eventLog.ensureTopics(
       [
         config.TOPIC_TRANSACTIONS,
