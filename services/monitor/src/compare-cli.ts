@@ -7,18 +7,10 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { openTextFile } from '@tributary/shared';
+import { openTextFile, PREDICTION_VARIANTS } from '@tributary/shared';
 import { COMPARE_DEFAULTS, compareSamples, type CompareOptions } from './compare.js';
 import { formatReport } from './compare-format.js';
-import {
-  ANSWERING_VARIANTS,
-  CompareInputError,
-  parseSample,
-  VARIANTS,
-  type RecordFilter,
-  type Sample,
-  type SampleFields,
-} from './compare-input.js';
+import { ANSWERING_VARIANTS, CompareInputError, parseSample, type RecordFilter, type Sample, type SampleFields } from './compare-input.js';
 
 const USAGE =
   'usage: monitor compare --reference <file.ndjson> --current <file.ndjson> [--model name] [--version name] ' +
@@ -78,9 +70,9 @@ function parseOptions(argv: string[]): {
   const twice = features?.find((f, i) => features.indexOf(f) !== i);
   if (twice !== undefined) throw new UsageError(`--features lists "${twice}" twice`);
   const variants = list(values.variant);
-  const unknown = variants.find((v) => !(VARIANTS as string[]).includes(v));
+  const unknown = variants.find((v) => !(PREDICTION_VARIANTS as readonly string[]).includes(v));
   if (unknown !== undefined || variants.length === 0) {
-    throw new UsageError(`--variant must list variants among ${VARIANTS.join(', ')}, got "${unknown ?? values.variant}"`);
+    throw new UsageError(`--variant must list variants among ${PREDICTION_VARIANTS.join(', ')}, got "${unknown ?? values.variant}"`);
   }
   const name = (flag: string, text: string) => {
     if (text.trim() === '') throw new UsageError(`--${flag} must not be empty`);

@@ -6,7 +6,7 @@
  * left out (by default the shadows': a dump of the predictions topic holds each shadow's
  * record of a request beside the answer's).
  */
-import { byName, textLines, type PredictionLogRecord, type Row, type TextChunks } from '@tributary/shared';
+import { byName, PREDICTION_VARIANTS, textLines, type Row, type TextChunks } from '@tributary/shared';
 
 export class CompareInputError extends Error {
   override readonly name = 'CompareInputError';
@@ -28,15 +28,8 @@ export interface Sample {
   excluded: number;
 }
 
-type Variant = PredictionLogRecord['variant'];
-
-/** Whether a variant's predictions answer the client (a shadow's are only logged). */
-const ANSWERS: Record<Variant, boolean> = { champion: true, canary: true, ab: true, bandit: true, shadow: false };
-
-export const VARIANTS = Object.keys(ANSWERS) as Variant[];
-
-/** The variants whose predictions answer clients: each request once. */
-export const ANSWERING_VARIANTS = VARIANTS.filter((variant) => ANSWERS[variant]);
+/** The variants whose predictions answer clients (a shadow's are only logged): each request once. */
+export const ANSWERING_VARIANTS = PREDICTION_VARIANTS.filter((variant) => variant !== 'shadow');
 
 /**
  * Which records are compared: those of the model `model` (its `model.name`), of the version
@@ -50,7 +43,7 @@ export interface RecordFilter {
 }
 
 /** Takes every record: no model, version or variant is left out. */
-const EVERY_RECORD: RecordFilter = { variants: VARIANTS };
+const EVERY_RECORD: RecordFilter = { variants: PREDICTION_VARIANTS };
 
 function kept(record: Record<string, unknown>, filter: RecordFilter): boolean {
   const model = isObject(record.model) ? record.model : {};

@@ -221,7 +221,7 @@ describe('monitor compare (CLI)', () => {
       expect(flat.stdout).toMatch(/^reference: named-ref.ndjson \(100 rows\)$/m);
       const variant = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--variant', 'champion,shdow']);
       expect(variant.code).toBe(2);
-      expect(variant.stderr).toMatch(/--variant must list variants among champion, canary, ab, bandit, shadow, got "shdow"/);
+      expect(variant.stderr).toMatch(/--variant must list variants among champion, canary, shadow, ab, bandit, got "shdow"/);
       expect(variant.stderr).toMatch(/usage: monitor compare .*\[--variant champion,canary,ab,bandit\]/);
       const empty = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--version', ' ']);
       expect([empty.code, empty.stderr]).toEqual([2, expect.stringMatching(/--version must not be empty/)]);
