@@ -112,7 +112,8 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
     if (batch.records.length === 0) return;
     const { values, times } = batch.topic === options.topics.transactions ? read(batch, transactions) : read(batch, labels);
     const taken = alignment.take(batch, times);
-    await join(batch, values.slice(0, taken));
+    // Nothing taken (a first look at the partition, or it is ahead): the store is not asked.
+    if (taken > 0) await join(batch, values.slice(0, taken));
     // Unless a rebalance may have given the partition to another member meanwhile (that one reports it).
     if (assignment === rebalances) {
       alignment.taken(batch, times, taken);
