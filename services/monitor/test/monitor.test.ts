@@ -47,6 +47,18 @@ async function boot(overrides: Partial<MonitorOptions> = {}, eventLog = new Memo
   return { eventLog, registry, monitor };
 }
 
+/** A join store whose offers wait, while `hang.stuck` is set, until `hang.release` is called: a batch that never ends. */
+function hangingJoins() {
+  const joins = new MemoryJoinStore(DAY, HOUR);
+  const hang: { stuck: boolean; release?: () => void } = { stuck: false };
+  const offer = joins.offer.bind(joins);
+  joins.offer = async (offers) => {
+    if (hang.stuck) await new Promise<void>((resolve) => (hang.release = resolve));
+    return offer(offers);
+  };
+  return { joins, hang };
+}
+
 describe('monitor: times far ahead', () => {
   it('dead-letters labels and predictions stamped more than a day ahead (1e308 would never expire), and joins the rest of their batch', async () => {
     const { eventLog, registry } = await boot();
@@ -1118,14 +1130,7 @@ describe('monitor: consumer lag', () => {
 
   it('keeps, for a partition whose batch never ends, the time of its last batch handled, while its lag counts the records waiting', async () => {
     let now = Date.now();
-    const joins = new MemoryJoinStore(DAY, HOUR);
-    let stuck = false;
-    let release: (() => void) | undefined;
-    const offer = joins.offer.bind(joins);
-    joins.offer = async (offers) => {
-      if (stuck) await new Promise<void>((resolve) => (release = resolve));
-      return offer(offers);
-    };
+    const { joins, hang } = hangingJoins();
     const { eventLog, registry } = await boot({ joins, clock: () => now });
     // One key: every record on one partition.
     await eventLog.publish('predictions', [{ key: 'k', value: JSON.stringify(prediction('a', 0.9)) }]);
@@ -1135,34 +1140,27 @@ describe('monitor: consumer lag', () => {
     expect(await consumedAtOf(registry)).toEqual({ [partition!]: handledAt });
     // A minute later, its next batch waits on the join store for ever (the monitor goes on answering scrapes).
     now += 60_000;
-    stuck = true;
+    hang.stuck = true;
     await eventLog.publish(
       'predictions',
       Array.from({ length: 20 }, (_, i) => ({ key: 'k', value: JSON.stringify(prediction(`b${i}`, 0.5)) })),
     );
     try {
-      await waitFor(async () => release !== undefined, { what: 'the batch in flight' });
+      await waitFor(async () => hang.release !== undefined, { what: 'the batch in flight' });
       now += 10 * 60_000;
       expect(await lagOf(registry)).toEqual({ [partition!]: 20 });
       expect(await consumedAtOf(registry)).toEqual({ [partition!]: handledAt });
     } finally {
       // Once it ends (or the test failed: the monitor can stop), the time is the monitor's clock again.
-      stuck = false;
-      release?.();
+      hang.stuck = false;
+      hang.release?.();
     }
     await waitFor(async () => (await lagOf(registry))[partition!] === 0, { what: 'the batch handled' });
     expect(await consumedAtOf(registry)).toEqual({ [partition!]: now / 1000 });
   });
 
   it('counts, between batches, the records that pile up behind a batch that never ends', async () => {
-    const joins = new MemoryJoinStore(DAY, HOUR);
-    let stuck = false;
-    let release: (() => void) | undefined;
-    const offer = joins.offer.bind(joins);
-    joins.offer = async (offers) => {
-      if (stuck) await new Promise<void>((resolve) => (release = resolve));
-      return offer(offers);
-    };
+    const { joins, hang } = hangingJoins();
     // The lag counted again from the partitions' end offsets every 20 ms (15 s by default).
     const { eventLog, registry } = await boot({ joins, lagRefreshMs: 20 });
     const predictions = (from: number, count: number) =>
@@ -1171,16 +1169,16 @@ describe('monitor: consumer lag', () => {
     await eventLog.publish('predictions', predictions(0, 1));
     await waitFor(async () => Object.values(await lagOf(registry))[0] === 0, { what: 'the first prediction consumed' });
     const [partition] = Object.keys(await lagOf(registry));
-    stuck = true;
+    hang.stuck = true;
     await eventLog.publish('predictions', predictions(1, 20));
     try {
-      await waitFor(async () => release !== undefined, { what: 'the batch in flight' });
+      await waitFor(async () => hang.release !== undefined, { what: 'the batch in flight' });
       // No batch is fetched while this one lasts: only the refresh sees these.
       await eventLog.publish('predictions', predictions(21, 30));
       await waitFor(async () => (await lagOf(registry))[partition!] === 50, { what: 'a lag of the 50 predictions waiting' });
     } finally {
-      stuck = false;
-      release?.();
+      hang.stuck = false;
+      hang.release?.();
     }
     await waitFor(async () => (await lagOf(registry))[partition!] === 0, { what: 'the predictions consumed' });
   });
