@@ -2,6 +2,7 @@
  * The inference service as a Fastify application. `buildApp` registers everything and
  * never listens (tests call `app.inject`); `service.ts` listens.
  */
+import { isUtf8 } from 'node:buffer';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import swagger from '@fastify/swagger';
@@ -154,7 +155,10 @@ export function createFastify(options: {
   // A body that would set an object's prototype is refused as such (Fastify's parser calls it "not valid JSON").
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body: string, done) =>
+  // Read as bytes: bytes that are not UTF-8 are refused, not replaced by U+FFFD (a request id would be logged mangled).
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, bytes: Buffer, done) => {
+    if (!isUtf8(bytes)) return done(new TributaryError('BAD_REQUEST', 'the body is not valid UTF-8'));
+    const body = bytes.toString('utf8');
     parseJson(request, body, (error, value) => {
       if ((error as FastifyError | null)?.code === 'FST_ERR_CTP_INVALID_JSON_BODY' && isJson(body)) {
         return done(
@@ -162,8 +166,8 @@ export function createFastify(options: {
         );
       }
       done(error, value);
-    }),
-  );
+    });
+  });
   // Every body is JSON: plain text is refused with 415 as any other media type, not parsed into a string.
   app.removeContentTypeParser('text/plain');
   return app;

@@ -62,6 +62,28 @@ describe('the charset of a request body', () => {
       expect((await send(contentType, Buffer.from(text))).statusCode, contentType).toBe(200);
     }
   });
+
+  it('is refused 400 when its bytes are not UTF-8, on every route that reads a body, rather than read with U+FFFD in their place', async () => {
+    current = await buildTestApp();
+    // A request id of the bytes ff fe (no UTF-8 sequence), a lone continuation byte, a surrogate encoded in UTF-8 (ed a0 80).
+    const [before, after] = JSON.stringify({ ...validRequest, request_id: '@' }).split('@') as [string, string];
+    for (const bad of [[0xff, 0xfe], [0x80], [0xed, 0xa0, 0x80]]) {
+      const payload = Buffer.concat([Buffer.from(before), Buffer.from(bad), Buffer.from(after)]);
+      for (const url of ['/v1/predict', '/v1/events/transactions']) {
+        const answer = await current.app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json' }, payload });
+        expect(answer.statusCode, `${url} ${bad}`).toBe(400);
+        expect(answer.json(), `${url} ${bad}`).toEqual({ code: 'BAD_REQUEST', message: 'the body is not valid UTF-8' });
+      }
+    }
+    // Text beyond ASCII, in UTF-8, is read as it is.
+    const accented = await current.app.inject({
+      method: 'POST',
+      url: '/v1/predict',
+      headers: { 'content-type': 'application/json' },
+      payload: Buffer.from(JSON.stringify({ ...validRequest, request_id: 'café-✓-𝄞' })),
+    });
+    expect([accented.statusCode, accented.json().request_id]).toEqual([200, 'café-✓-𝄞']);
+  });
 });
 
 describe('a body that would set a prototype', () => {
