@@ -3,6 +3,7 @@ import {
   DEFER_MS,
   recordsHandled,
   retryDelayMs,
+  type CommittedOffset,
   type EventLog,
   type LogRecord,
   type OutgoingRecord,
@@ -34,6 +35,12 @@ interface Group {
   committed: Map<string, { offset: number; metadata: string | null }>;
   /** Where each partition's consumption stands (the fetch position). */
   positions: Map<string, number>;
+}
+
+/** A group's committed offset of a partition, with its metadata (none committed: nulls). */
+function commitOf(group: Group | undefined, topic: string, partition: number): CommittedOffset {
+  const committed = group?.committed.get(`${topic}:${partition}`);
+  return committed ? { offset: String(committed.offset), metadata: committed.metadata } : { offset: null, metadata: null };
 }
 
 interface Member {
@@ -93,11 +100,8 @@ export class MemoryEventLog implements EventLog {
   }
 
   async committedOffsets(groupId: string, topicName: string): Promise<PartitionCommit[]> {
-    const committed = this.groups.get(groupId)?.committed;
-    return this.topic(topicName).map((_, partition) => {
-      const found = committed?.get(`${topicName}:${partition}`);
-      return { partition, offset: found ? String(found.offset) : null, metadata: found?.metadata ?? null };
-    });
+    const group = this.groups.get(groupId);
+    return this.topic(topicName).map((_, partition) => ({ partition, ...commitOf(group, topicName, partition) }));
   }
 
   /** Records of a topic in partition order (for tests and tools). */
@@ -118,10 +122,7 @@ export class MemoryEventLog implements EventLog {
         for (const o of offsets)
           group.committed.set(`${o.topic}:${o.partition}`, { offset: Number(o.offset), metadata: o.metadata ?? null });
       },
-      committed: async (topic, partition) => {
-        const committed = group.committed.get(`${topic}:${partition}`);
-        return committed ? { offset: String(committed.offset), metadata: committed.metadata } : { offset: null, metadata: null };
-      },
+      committed: async (topic, partition) => commitOf(group, topic, partition),
       rewind: async (topic, partition) => {
         group.positions.delete(`${topic}:${partition}`);
       },
