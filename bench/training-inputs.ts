@@ -14,6 +14,7 @@ import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { createRandom, fraud } from '../shared/src/index.js';
 import { createTransactionGenerator, type SimulatedTransaction } from '../services/simulator/src/index.js';
+import { servedPrediction } from '../test/support/served-prediction.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -71,21 +72,8 @@ await writeLines(
   'predictions.ndjson',
   (function* () {
     for (const [i, { t }] of transactions.entries()) {
-      const record = {
-        prediction_id: `p${i}`,
-        request_id: t.event_id,
-        model: { name: 'fraud_detector', version: '1' },
-        variant: 'champion',
-        entities: { user_id: t.user_id, merchant_id: t.merchant_id },
-        request: { amount: t.amount, country: t.country, channel: t.channel },
-        features: Object.fromEntries(fraud.FRAUD_MODEL_FEATURES.map((f, k) => [f, k === 8 ? t.amount : (i * 7 + k) % 5])),
-        defaulted: [],
-        score: 0.1,
-        degraded: false,
-        requested_at: t.ts - 1,
-        predicted_at: t.ts,
-        latency_ms: 1,
-      };
+      const features = Object.fromEntries(fraud.FRAUD_MODEL_FEATURES.map((f, k) => [f, k === 8 ? t.amount : (i * 7 + k) % 5]));
+      const record = servedPrediction(t, `p${i}`, features, 0.1);
       yield JSON.stringify(record);
       if (i % 100 === 0) yield JSON.stringify({ ...record, prediction_id: `p${i}-again`, predicted_at: t.ts + 1_000 });
     }

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRandom, fraud, KafkaEventLog } from '@tributary/shared';
 import { realServices } from '../../../test/integration/services.js';
+import { servedPrediction } from '../../../test/support/served-prediction.js';
 import { uniqueName } from '../../../test/support/wait-for.js';
 import { runTrainerCli } from './cli.js';
 
@@ -46,21 +47,8 @@ describe.skipIf(!services.kafkaBrokers)(
       const predictions = transactions
         .filter((_, i) => i % 2 === 1)
         .flatMap((t, i) => {
-          const record = {
-            prediction_id: `p${i}`,
-            request_id: t.event_id,
-            model: { name: 'fraud_detector', version: '1' },
-            variant: 'champion',
-            entities: { user_id: t.user_id, merchant_id: t.merchant_id },
-            request: { amount: t.amount, country: t.country, channel: t.channel },
-            features: Object.fromEntries(fraud.FRAUD_MODEL_FEATURES.map((f, k) => [f, (i * 7 + k) % 5])),
-            defaulted: [],
-            score: 0.2,
-            degraded: false,
-            requested_at: (t.ts as number) - 1,
-            predicted_at: t.ts as number,
-            latency_ms: 1,
-          };
+          const features = Object.fromEntries(fraud.FRAUD_MODEL_FEATURES.map((f, k) => [f, (i * 7 + k) % 5]));
+          const record = servedPrediction(t, `p${i}`, features, 0.2);
           return i < 2 ? [record, { ...record, prediction_id: `p${i}-again`, predicted_at: record.predicted_at + 1_000 }] : [record];
         });
       // Labels with a `ts` two hours ago for some transactions, logged now.
