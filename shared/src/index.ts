@@ -30,6 +30,7 @@ export * from './records/dead-letter.js';
 export * from './records/event-rules.js';
 export * from './records/labels.js';
 export * from './records/predictions.js';
+export * from './records/prediction-json.js';
 export * from './text-lines.js';
 export * as fraud from './example/fraud/index.js';
 export * from './model/index.js';

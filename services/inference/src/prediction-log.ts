@@ -9,16 +9,16 @@
  * batches of 500), so the linger sets that cost at low rates, where the thread producing would
  * otherwise wake for every few records.
  */
-import { within, type EventLog, type Logger, type OutgoingRecord, type PredictionLogRecord } from '@tributary/shared';
+import { predictionRecordJson, within, type EventLog, type Logger, type OutgoingRecord, type PredictionLogRecord } from '@tributary/shared';
 
 /** Where batches of prediction-log records go: a topic of the event log, here or in a worker thread. */
 export interface PredictionPublisher {
   publishPredictions(topic: string, records: PredictionLogRecord[]): Promise<void>;
 }
 
-/** The records as the `predictions` topic holds them: keyed by request id, the value JSON. */
+/** The records as the `predictions` topic holds them: keyed by request id, the value JSON (`predictionRecordJson`). */
 export function encodePredictions(records: PredictionLogRecord[]): OutgoingRecord[] {
-  return records.map((r) => ({ key: r.request_id, value: JSON.stringify(r) }));
+  return records.map((r) => ({ key: r.request_id, value: predictionRecordJson(r) }));
 }
 
 /** Publishes to an event log from this thread, encoding here. */

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import {
   assembleVector,
   endSpan,
+  float32Decimal,
   entityKeys,
   failSpan,
   requestTypeError,
@@ -250,7 +251,9 @@ export function createPredictor(options: PredictorOptions) {
       const { vector, defaulted, explanation, ages } = assembled[row]!;
       // Counted for the answering version (a shadow's defaults are in its prediction-log records).
       if (defaulted.length > 0 && variant !== 'shadow') stats.defaulted(defaulted);
-      const score = scores[row]!;
+      // The float32 score as the decimal of 9 digits that identifies it (0.0495370328, not
+      // 0.04953703284263611): the answer's and the log's text alike, and shorter to write.
+      const score = float32Decimal(scores[row]!);
       const predictionId = randomUUID();
       const features: Record<string, number> = {};
       for (let i = 0; i < width; i++) features[plan.names[i]!] = vector[i]!;

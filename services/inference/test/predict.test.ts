@@ -30,6 +30,8 @@ describe('POST /v1/predict', () => {
     expect(records).toHaveLength(1);
     const record = JSON.parse(records[0]!.value!.toString()) as PredictionLogRecord;
     expect(record).toMatchObject({ prediction_id: body.prediction_id, request_id: 't-1', score: body.score, variant: 'champion' });
+    // The score as the 9-digit decimal that identifies the model's float32 output, in the answer and the log alike.
+    expect(String(body.score).replace(/^0\.0*/, '').length).toBeLessThanOrEqual(9);
     expect(Object.keys(record.features)).toHaveLength(15);
     expect(record.features['request:amount']).toBeCloseTo(125.5);
     expect(records[0]!.key).toBe('t-1');

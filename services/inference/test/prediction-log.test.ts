@@ -120,14 +120,29 @@ describe('the kafkajs publisher in a worker thread', () => {
 });
 
 describe('prediction log encoding', () => {
-  it('keys each record by its request id and holds it as JSON', () => {
-    const records = [
-      { request_id: 'r1', prediction_id: 'p1', score: 0.25, features: { a: 1.5 } },
-      { request_id: 'r2', prediction_id: 'p2', score: 0.75, features: { a: -2 } },
-    ] as unknown as PredictionLogRecord[];
+  it('keys each record by its request id and holds it as JSON, the features and score as float32 text', () => {
+    const full: PredictionLogRecord = {
+      prediction_id: 'p1',
+      request_id: 'r1',
+      model: { name: 'm', version: '1' },
+      variant: 'champion',
+      entities: { user_id: 'u1' },
+      request: { amount: 1.5 },
+      features: { a: 2, b: 0.5 },
+      defaulted: ['b'],
+      feature_age_ms: { g: 10 },
+      score: 0.25,
+      degraded: false,
+      requested_at: 1,
+      predicted_at: 2,
+      latency_ms: 1.25,
+    };
+    const records = [full, { ...full, request_id: 'r2', features: { a: Math.fround(0.1) }, score: Math.fround(0.3) }];
     const encoded = encodePredictions(records);
-    expect(encoded.map((r) => r.key)).toEqual(['r1', 'r2']);
-    expect(encoded.map((r) => JSON.parse(r.value as string))).toEqual(records);
+    expect(encoded.map((r) => r.key)).toEqual(records.map((r) => r.request_id));
+    expect(JSON.parse(encoded[0]!.value as string)).toEqual(records[0]);
+    expect(encoded[1]!.value).toContain('"features":{"a":0.100000001},');
+    expect(encoded[1]!.value).toContain('"score":0.300000012,');
   });
 
   it('publishes to an event log encoded, one batch in one call', async () => {

@@ -32,7 +32,7 @@ import {
 } from '@tributary/shared';
 import { SweepError, type JoinStore, type Offer } from './join-store.js';
 import { DriftBoard, type DriftSeries } from './drift.js';
-import { predictionRecords } from './prediction-record.js';
+import { predictionRecords, servedFloats } from './prediction-record.js';
 import { FixedHistogram, type HistogramSeries } from './histogram.js';
 import { QualityBoard, type QualitySeries } from './quality.js';
 import { BanditRewards, checkCanaries, type CanaryRule, type RolloutControl } from './rollout-guard.js';
@@ -847,7 +847,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             reject(record, decoded.reason, decoded.detail);
             continue;
           }
-          const p = decoded.value;
+          const p = servedFloats(decoded.value);
           const now = clock();
           if (!(p.predicted_at <= now + MAX_AHEAD_MS)) {
             const detail = `predicted_at ${p.predicted_at} is more than a day ahead of the monitor's clock`;

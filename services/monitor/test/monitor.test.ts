@@ -940,22 +940,26 @@ describe('monitor', () => {
     );
     await waitFor(async () => /stream="predictions",outcome="accepted"\} 80/.test(await registry.metrics()), { what: 'the predictions' });
     let text = await registry.metrics();
-    // Every prediction is right with probability 0.9 if its score is calibrated: the estimate.
+    // The monitor reads a score as the float32 the model gave: 0.9 is h = Math.fround(0.9), 0.1 is l.
+    const [h, l] = [Math.fround(0.9), Math.fround(0.1)];
+    // Every prediction is right with probability h (or 1 - l) if its score is calibrated: the estimate.
     const estimated = Number(
       /tributary_model_quality_estimated\{model="fraud_detector",version="1",variant="champion",window="1h",metric="accuracy"\} (\S+)/.exec(
         text,
       )?.[1],
     );
-    expect(estimated).toBeCloseTo(0.9, 9);
+    expect(estimated).toBeCloseTo((24 * h + 56 * (1 - l)) / 80, 9);
     // The estimated AUC weighs each prediction p positive and 1 - p negative, in its score's bin:
-    // bin of 0.1: 5.6 positive, 50.4 negative; bin of 0.9: 21.6 and 2.4 (P = 27.2, N = 52.8).
-    // Same-bin pairs 21.6 * 2.4 + 5.6 * 50.4 = 334.08, bound 334.08 / (2 P N).
+    // bin of 0.1: 56 l = 5.6 positive, 56 (1 - l) = 50.4 negative; bin of 0.9: 24 h = 21.6 and 24 (1 - h) = 2.4
+    // (P = 27.2, N = 52.8). Same-bin pairs 21.6 * 2.4 + 5.6 * 50.4 = 334.08, bound 334.08 / (2 P N).
     const bound = Number(
       /tributary_model_quality_estimated\{model="fraud_detector",version="1",variant="champion",window="1h",metric="roc_auc_error_bound"\} (\S+)/.exec(
         text,
       )?.[1],
     );
-    expect(bound).toBeCloseTo(334.08 / (2 * 27.2 * 52.8), 9);
+    const [P, N] = [24 * h + 56 * l, 24 * (1 - h) + 56 * (1 - l)];
+    expect(bound).toBeCloseTo((24 * h * 24 * (1 - h) + 56 * l * 56 * (1 - l)) / (2 * P * N), 9);
+    expect(bound).toBeCloseTo(334.08 / (2 * 27.2 * 52.8), 6);
     expect(text).toMatch(/tributary_model_estimated_predictions\{model="fraud_detector",version="1",variant="champion",window="1h"\} 80/);
     expect(text).not.toMatch(/tributary_slice_quality\{/);
     await eventLog.publish(

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Compile } from 'typebox/compile';
-import { recordValidator } from '@tributary/shared';
-import { acceptsPredictionRecord, PredictionRecordSchema, predictionRecords } from '../src/prediction-record.js';
+import { binIndex, predictionRecordJson, recordValidator, type PredictionLogRecord } from '@tributary/shared';
+import { acceptsPredictionRecord, PredictionRecordSchema, predictionRecords, servedFloats } from '../src/prediction-record.js';
 
 const schema = Compile(PredictionRecordSchema);
 const schemaOnly = recordValidator(PredictionRecordSchema);
@@ -128,5 +128,28 @@ describe('acceptsPredictionRecord', () => {
       expect(decoded, what).toMatchObject({ ok: false, reason: 'invalid' });
       expect(decoded.ok ? '' : decoded.detail, what).toContain(detail);
     }
+  });
+});
+
+describe('servedFloats', () => {
+  it('reads features and score written as float32 text back as the served float32 values, in the bins they fall in', () => {
+    // A float32 value equal to a reference bin edge: its 9-digit text reads as a double just below it.
+    const edge = Math.fround(41.37);
+    const edges = [Math.fround(10.5), edge, Math.fround(80.25)];
+    const served = {
+      ...validRecord,
+      entities: { user_id: 'u_1' },
+      requested_at: 1_800_000_000_000,
+      score: Math.fround(0.3),
+      features: { 'user_transactions:amount_mean_24h': edge, 'request:amount': 12.5 },
+    };
+    const decoded = predictionRecords.decode(Buffer.from(predictionRecordJson(served as PredictionLogRecord)));
+    if (!decoded.ok) throw new Error(decoded.detail);
+    expect(decoded.value.features['user_transactions:amount_mean_24h']).toBeLessThan(edge);
+    expect(binIndex(edges, decoded.value.features['user_transactions:amount_mean_24h']!)).toBe(1);
+    const p = servedFloats(decoded.value);
+    expect(p.features).toEqual(served.features);
+    expect(p.score).toBe(served.score);
+    expect(binIndex(edges, p.features['user_transactions:amount_mean_24h']!)).toBe(binIndex(edges, edge));
   });
 });

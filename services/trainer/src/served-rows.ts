@@ -122,7 +122,11 @@ export async function servedCandidates(
       stats.other_variant++;
       continue;
     }
-    const features = selection.features.map((name) => served.features[name]);
+    // The float32 values the model read: a record holds them as float32 text (9 digits), or as doubles of float32 values.
+    const features = selection.features.map((name) => {
+      const value = served.features[name];
+      return value === undefined ? undefined : Math.fround(value);
+    });
     if (features.some((value) => value === undefined)) {
       stats.missing_features++;
       continue;
@@ -144,7 +148,7 @@ export async function servedCandidates(
         const at = selection.features.indexOf(name);
         const target = encoding.defaults.get(name);
         if (at < 0 || target === undefined) continue;
-        features[at] = target;
+        features[at] = Math.fround(target);
         stats.defaults_replaced++;
       }
     }

@@ -104,6 +104,9 @@ export class LibrdkafkaProducer {
   private readonly rk: unknown;
   private readonly queue: unknown;
   private readonly topics = new Map<string, unknown>();
+  /** Where each record's value and key are written as UTF-8 for librdkafka to copy, instead of a Buffer per record. */
+  private values: Buffer = Buffer.allocUnsafeSlow(0);
+  private keys: Buffer = Buffer.allocUnsafeSlow(0);
   private tail: Promise<void> = Promise.resolve();
   private batch: Batch | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -188,12 +191,20 @@ export class LibrdkafkaProducer {
     // Everything that can throw before the first record is produced: a batch that rejects must
     // have no record left to report, or its reports would be counted against the next batch.
     const rkt = this.topic(topic);
-    const encoded = records.map((record) => [Buffer.from(record.value), record.key === null ? null : Buffer.from(record.key)] as const);
+    this.values = room(this.values, records, 'value');
+    this.keys = room(this.keys, records, 'key');
+    const { values, keys } = this;
     let produced = 0;
     let refused: string | undefined;
     try {
-      for (const [value, key] of encoded) {
-        if (lib.produce(rkt, PARTITION_UNASSIGNED, MSG_F_COPY, value, value.length, key, key?.length ?? 0, null) !== 0) {
+      for (const record of records) {
+        // librdkafka copies the bytes (MSG_F_COPY): each record's are written over the last's.
+        const value = typeof record.value === 'string' ? values : record.value;
+        const valueLength = typeof record.value === 'string' ? values.write(record.value) : value.length;
+        const keyLength = record.key === null ? 0 : keys.write(record.key);
+        if (
+          lib.produce(rkt, PARTITION_UNASSIGNED, MSG_F_COPY, value, valueLength, record.key === null ? null : keys, keyLength, null) !== 0
+        ) {
           refused = lib.errorString(lib.lastError()) as string;
           break;
         }
@@ -296,6 +307,23 @@ export class LibrdkafkaProducer {
     // rd_kafka_destroy joins librdkafka's threads: off the event loop.
     await new Promise<void>((resolve) => lib.destroy.async(this.rk, () => resolve()));
   }
+}
+
+/**
+ * `scratch`, or a larger one, with room for the UTF-8 of every record's `field` (3 bytes per
+ * UTF-16 unit at most). Throws when one is neither text nor bytes (nor a null key), before
+ * any record of the batch is produced.
+ */
+function room(scratch: Buffer, records: OutgoingRecord[], field: 'key' | 'value'): Buffer {
+  let longest = 0;
+  for (const record of records) {
+    const text: unknown = record[field];
+    if (typeof text === 'string') longest = Math.max(longest, text.length);
+    else if (!Buffer.isBuffer(text) && !(text === null && field === 'key')) {
+      throw new TypeError(`a record's ${field} must be of type string or a Buffer, not ${text === null ? 'null' : typeof text}`);
+    }
+  }
+  return 3 * longest <= scratch.length ? scratch : Buffer.allocUnsafeSlow(Math.max(3 * longest, 2 * scratch.length));
 }
 
 function cString(buffer: Buffer): string {

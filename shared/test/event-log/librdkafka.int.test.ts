@@ -75,6 +75,36 @@ describe.skipIf(missing !== undefined)(`the librdkafka producer${missing ? ` (sk
     }
   });
 
+  it('sends each record its own bytes: texts of any length and alphabet, byte values, no key', async () => {
+    const producer = new LibrdkafkaProducer({ brokers: services.kafkaBrokers!, clientId: 'librdkafka-test' });
+    const log = new KafkaEventLog({ brokers: services.kafkaBrokers!, clientId: 'librdkafka-test', sessionTimeout: 6_000 });
+    closing.push(producer, log);
+    const topic = uniqueName('librdkafka-bytes');
+    // Longer and shorter texts after one another, in batches of growing size; characters of 1 to 4 bytes.
+    const batches = [
+      [
+        { key: 'k-long-key-'.repeat(20), value: 'a'.repeat(300) },
+        { key: 'k', value: 'b' },
+        { key: null, value: '€𝄞ü'.repeat(50) },
+      ],
+      [
+        { key: 'k2', value: Buffer.from([0, 255, 1, 254]) },
+        { key: '𝄞'.repeat(100), value: 'x'.repeat(200_000) },
+        { key: 'k3', value: '' },
+      ],
+    ];
+    for (const batch of batches) await producer.publish(topic, batch);
+    const received = await consume(log, topic);
+    await waitFor(() => received.length >= 6, { timeoutMs: 30_000, what: '6 records' });
+    const sent = batches.flat();
+    const bytes = (value: string | Buffer) => (typeof value === 'string' ? Buffer.from(value) : value);
+    const got = received.map((r) => ({ key: r.key, value: r.value ?? Buffer.alloc(0) }));
+    expect(got).toHaveLength(6);
+    for (const record of sent) {
+      expect(got.some((r) => r.key === record.key && r.value.equals(bytes(record.value)))).toBe(true);
+    }
+  });
+
   it('rejects a batch its broker never took, with the reason, and reports the broker down', async () => {
     const problems: string[] = [];
     const producer = new LibrdkafkaProducer({
