@@ -12,7 +12,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createLogger, loadConfig, type PredictionLogRecord } from '../shared/src/index.js';
 import { predictionPublisher } from '../services/inference/src/log-publisher.js';
-import { PredictionLog, type PredictionPublisher } from '../services/inference/src/prediction-log.js';
+import { encodePrediction, PredictionLog, type PredictionPublisher } from '../services/inference/src/prediction-log.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -79,7 +79,7 @@ const publishers = new Map(
     ),
   ]),
 );
-for (const publisher of publishers.values()) await publisher.publishPredictions(topic, [record(-1)]);
+for (const publisher of publishers.values()) await publisher.publishPredictions(topic, [encodePrediction(record(-1))]);
 const lingers = args.lingers.split(',').map(Number);
 const runs: { producer: string; linger_ms: number; cpu_us_per_record: number }[] = [];
 const driver: number[] = [];

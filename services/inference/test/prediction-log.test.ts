@@ -1,10 +1,11 @@
 /** The prediction log's batching: a batch leaves when full or a linger after its first record. */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createLogger, type PredictionLogRecord } from '@tributary/shared';
+import { createLogger, predictionRecordJson, type OutgoingRecord, type PredictionLogRecord } from '@tributary/shared';
 import { WorkerPublisher } from '../src/log-publisher.js';
-import { encodePredictions, eventLogPublisher, PredictionLog } from '../src/prediction-log.js';
+import { encodePrediction, eventLogPublisher, PredictionLog } from '../src/prediction-log.js';
 
 const record = (i: number) => ({ request_id: `r${i}` }) as PredictionLogRecord;
+const encoded = (i: number): OutgoingRecord => ({ key: `r${i}`, value: `{"request_id":"r${i}"}` });
 
 function logWith(options: { maxBatch?: number; lingerMs?: number } = {}) {
   const batches: string[][] = [];
@@ -12,8 +13,8 @@ function logWith(options: { maxBatch?: number; lingerMs?: number } = {}) {
   let hold = false;
   const log = new PredictionLog({
     publisher: {
-      publishPredictions: async (_topic: string, records: PredictionLogRecord[]) => {
-        batches.push(records.map((r) => r.request_id));
+      publishPredictions: async (_topic: string, records: OutgoingRecord[]) => {
+        batches.push(records.map((r) => r.key!));
         if (hold) await new Promise<void>((resolve) => (release = resolve));
       },
     },
@@ -110,7 +111,7 @@ describe('the kafkajs publisher in a worker thread', () => {
   it('stops at close without waiting for a batch kafkajs still retries', { timeout: 30_000 }, async () => {
     // Nothing listens on port 1: kafkajs retries the connection for most of a minute (logLevel 0: quiet).
     const publisher = new WorkerPublisher({ brokers: ['127.0.0.1:1'], clientId: 'test', kafka: { logLevel: 0 } });
-    const sent = publisher.publishPredictions('predictions', [record(1)]).then(
+    const sent = publisher.publishPredictions('predictions', [encoded(1)]).then(
       () => 'delivered',
       (error: Error) => error.message,
     );
@@ -119,40 +120,57 @@ describe('the kafkajs publisher in a worker thread', () => {
   });
 });
 
+const full: PredictionLogRecord = {
+  prediction_id: 'p1',
+  request_id: 'r1',
+  model: { name: 'm', version: '1' },
+  variant: 'champion',
+  entities: { user_id: 'u1' },
+  request: { amount: 1.5 },
+  features: { a: 2, b: 0.5 },
+  defaulted: ['b'],
+  feature_age_ms: { g: 10 },
+  score: 0.25,
+  degraded: false,
+  requested_at: 1,
+  predicted_at: 2,
+  latency_ms: 1.25,
+};
+
 describe('prediction log encoding', () => {
   it('keys each record by its request id and holds it as JSON, the features and score as float32 text', () => {
-    const full: PredictionLogRecord = {
-      prediction_id: 'p1',
-      request_id: 'r1',
-      model: { name: 'm', version: '1' },
-      variant: 'champion',
-      entities: { user_id: 'u1' },
-      request: { amount: 1.5 },
-      features: { a: 2, b: 0.5 },
-      defaulted: ['b'],
-      feature_age_ms: { g: 10 },
-      score: 0.25,
-      degraded: false,
-      requested_at: 1,
-      predicted_at: 2,
-      latency_ms: 1.25,
-    };
     const records = [full, { ...full, request_id: 'r2', features: { a: Math.fround(0.1) }, score: Math.fround(0.3) }];
-    const encoded = encodePredictions(records);
+    const encoded = records.map(encodePrediction);
     expect(encoded.map((r) => r.key)).toEqual(records.map((r) => r.request_id));
-    expect(JSON.parse(encoded[0]!.value as string)).toEqual(records[0]);
-    expect(encoded[1]!.value).toContain('"features":{"a":0.100000001},');
-    expect(encoded[1]!.value).toContain('"score":0.300000012,');
+    expect(JSON.parse(encoded[0]!.value.toString())).toEqual(records[0]);
+    expect(encoded[1]!.value.toString()).toContain('"features":{"a":0.100000001},');
+    expect(encoded[1]!.value.toString()).toContain('"score":0.300000012,');
   });
 
-  it('publishes to an event log encoded, one batch in one call', async () => {
+  it('encodes a record as it is appended: what changes in it later is not logged', async () => {
+    const sent: OutgoingRecord[][] = [];
+    const log = new PredictionLog({
+      publisher: { publishPredictions: async (_topic, records) => void sent.push(records) },
+      topic: 'predictions',
+      capacity: 10,
+      stats: { published: () => {}, dropped: () => {}, buffered: () => {} },
+      logger: createLogger('test', 'silent'),
+    });
+    const appended = { ...full, features: { ...full.features } };
+    log.append(appended);
+    appended.features.a = 99;
+    await log.flush();
+    expect(sent).toEqual([[{ key: 'r1', value: Buffer.from(predictionRecordJson(full)) }]]);
+  });
+
+  it('publishes to an event log as given, one batch in one call', async () => {
     const calls: { topic: string; keys: (string | null | undefined)[] }[] = [];
     const publisher = eventLogPublisher({
       publish: async (topic, records) => {
         calls.push({ topic, keys: records.map((r) => r.key) });
       },
     });
-    await publisher.publishPredictions('predictions', [record(1), record(2)]);
+    await publisher.publishPredictions('predictions', [encoded(1), encoded(2)]);
     expect(calls).toEqual([{ topic: 'predictions', keys: ['r1', 'r2'] }]);
   });
 });
