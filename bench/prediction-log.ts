@@ -6,7 +6,14 @@
  * frauds; labels are drawn from the scores.
  */
 import { randomUUID } from 'node:crypto';
-import type { OutgoingRecord, PredictionLogRecord, Random, ReferenceProfile } from '../shared/src/index.js';
+import {
+  float32Decimal,
+  predictionRecordJson,
+  type OutgoingRecord,
+  type PredictionLogRecord,
+  type Random,
+  type ReferenceProfile,
+} from '../shared/src/index.js';
 
 export interface TrafficPlan {
   run: string;
@@ -66,7 +73,9 @@ export class PredictionTraffic {
     const out: OutgoingRecord[] = [];
     for (let i = from; i < to; i++) {
       const predictedAt = this.predictedAt(i);
+      // The model's float32 input, as the service logs it.
       const features = this.sampler.row();
+      for (const name in features) features[name] = Math.fround(features[name]!);
       const amount = features['request:amount'] ?? 0;
       const channel = features['on_demand:channel_app'] === 1 ? 'app' : features['on_demand:channel_web'] === 1 ? 'web' : 'pos';
       const defaulted = this.random.next() < 0.02 ? ['merchant_transactions:count_1h', 'merchant_transactions:count_24h'] : [];
@@ -84,13 +93,13 @@ export class PredictionTraffic {
           user_transactions: Math.round(this.random.next() * 60_000),
           merchant_transactions: defaulted.length > 0 ? null : Math.round(this.random.next() * 5_000),
         },
-        score: this.draws.score[i]!,
+        score: float32Decimal(Math.fround(this.draws.score[i]!)),
         degraded: false,
         requested_at: predictedAt - Math.ceil(latency),
         predicted_at: predictedAt,
         latency_ms: latency,
       };
-      out.push({ key: record.request_id, value: JSON.stringify(record) });
+      out.push({ key: record.request_id, value: predictionRecordJson(record) });
     }
     return out;
   }
