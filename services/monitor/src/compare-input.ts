@@ -97,7 +97,8 @@ export async function parseSample(text: TextChunks, file: string, fields: Sample
 /**
  * One flat row per record. A prediction-log record (with a `features` object) gives its
  * request fields, then its features (which win on a name clash), then its other top-level
- * scalar fields (score, label...). A flat record is taken as it is.
+ * scalar fields (score, label...); its features and its `score` are read as the float32 values
+ * the model read and gave (`Math.fround`, as the monitor reads them). A flat record is taken as it is.
  */
 export function flattenRecord(record: Record<string, unknown>, fields: SampleFields, where: string): { row: Row; features: string[] } {
   const reserved = new Set([fields.scoreField, fields.labelField, ...(fields.sliceField === undefined ? [] : [fields.sliceField])]);
@@ -109,9 +110,11 @@ export function flattenRecord(record: Record<string, unknown>, fields: SampleFie
       if (value !== null && typeof value !== 'number') {
         throw new CompareInputError(`${where}: features.${name} is ${JSON.stringify(value)}, expected a number`);
       }
-      row[name] = value;
+      // The float32 the model read (the inference service writes it with 9 digits), as the monitor reads it.
+      row[name] = value === null ? null : Math.fround(value);
     }
     for (const [name, value] of Object.entries(scalars(record))) if (!Object.hasOwn(row, name) || reserved.has(name)) row[name] = value;
+    if (typeof record.score === 'number' && row.score === record.score) row.score = Math.fround(record.score);
     return { row, features: Object.keys(features).filter((name) => !reserved.has(name)) };
   }
   return { row: Object.assign(byName<unknown>(), record), features: Object.keys(scalars(record)).filter((name) => !reserved.has(name)) };

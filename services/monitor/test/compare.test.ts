@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { compareSamples, COMPARE_DEFAULTS, type CompareOptions } from '../src/compare.js';
 import { formatReport } from '../src/compare-format.js';
 import { CompareInputError, parseSample } from '../src/compare-input.js';
+import { float32Json } from '@tributary/shared';
 
 const fields = { scoreField: 'score', labelField: 'label', sliceField: 'segment' };
 const options: CompareOptions = { ...COMPARE_DEFAULTS, sliceField: 'segment' };
@@ -214,6 +215,20 @@ describe('parseSample', () => {
     expect(sample.rows[0]).toMatchObject({ merchant_category: 'travel', amount: 12.5, hour: 3, score: 0.25 });
     expect(sample.scores).toEqual([0.25]);
     expect(sample.labels).toEqual([1]);
+  });
+
+  it("reads a prediction-log record's features and score as the float32 values the model read and gave", async () => {
+    // Training rows hold the float32 values as doubles (17 digits); the service logs them with 9 (41.3699989, just below).
+    const values = [41.37, 41.37, 41.37, 50.1, 60.3, 70.7].map(Math.fround);
+    const training = await parseSample(ndjson(values.map((x) => ({ x, score: Math.fround(0.3) }))), 'training.ndjson', fields);
+    const logged = values.map((x) => `{"features":{"x":${float32Json(x)}},"score":${float32Json(Math.fround(0.3))}}`).join('\n') + '\n';
+    expect(logged).toContain('"x":41.3699989}');
+    const served = await parseSample(logged, 'served.ndjson', fields);
+    expect(served.rows.map((r) => r.x)).toEqual(values);
+    expect(served.scores).toEqual(values.map(() => Math.fround(0.3)));
+    const x = compareSamples(training, served, { ...options, sliceField: undefined }).features.find((f) => f.name === 'x')!;
+    expect(x.test.statistic).toBe(0);
+    expect(x.psi).toBe(0);
   });
 
   it('reads a file in chunks split anywhere as it reads it whole, line numbers included', async () => {
