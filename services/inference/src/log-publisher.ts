@@ -74,8 +74,8 @@ const YOUNG_GENERATION_MB = 12;
 
 /**
  * Publishes prediction-log records to Kafka with kafkajs from a worker thread (see
- * log-publisher-worker.ts). The records cross encoded, as strings (the event loop encodes
- * each as it is logged, for either producer).
+ * log-publisher-worker.ts). The records cross encoded (the event loop encodes each as it is
+ * logged, for either producer); their values, Buffers, arrive there as Uint8Arrays.
  */
 export class WorkerPublisher implements PredictionPublisher {
   private readonly pool: Piscina;
