@@ -6,7 +6,7 @@
  * left out (by default the shadows': a dump of the predictions topic holds each shadow's
  * record of a request beside the answer's).
  */
-import { byName, PREDICTION_VARIANTS, textLines, type Row, type TextChunks } from '@tributary/shared';
+import { byName, PREDICTION_VARIANTS, servedFloats, textLines, type Row, type TextChunks } from '@tributary/shared';
 
 export class CompareInputError extends Error {
   override readonly name = 'CompareInputError';
@@ -105,16 +105,15 @@ export function flattenRecord(record: Record<string, unknown>, fields: SampleFie
   if (isObject(record.features)) {
     const row = byName<unknown>();
     if (isObject(record.request)) Object.assign(row, scalars(record.request));
-    const features = record.features;
+    // The float32 values the model read and gave (the inference service writes them with 9 digits), as the monitor reads them.
+    const { features } = servedFloats(record as { score?: unknown; features: Record<string, unknown> });
     for (const [name, value] of Object.entries(features)) {
       if (value !== null && typeof value !== 'number') {
         throw new CompareInputError(`${where}: features.${name} is ${JSON.stringify(value)}, expected a number`);
       }
-      // The float32 the model read (the inference service writes it with 9 digits), as the monitor reads it.
-      row[name] = value === null ? null : Math.fround(value);
+      row[name] = value;
     }
     for (const [name, value] of Object.entries(scalars(record))) if (!Object.hasOwn(row, name) || reserved.has(name)) row[name] = value;
-    if (typeof record.score === 'number' && row.score === record.score) row.score = Math.fround(record.score);
     return { row, features: Object.keys(features).filter((name) => !reserved.has(name)) };
   }
   return { row: Object.assign(byName<unknown>(), record), features: Object.keys(scalars(record)).filter((name) => !reserved.has(name)) };

@@ -18,6 +18,7 @@ import {
   OTHER_SLICE,
   publishDeadLetters,
   recordValidator,
+  servedFloats,
   trackConsumerLag,
   type EventLog,
   type Label,
@@ -32,7 +33,7 @@ import {
 } from '@tributary/shared';
 import { SweepError, type JoinStore, type Offer } from './join-store.js';
 import { DriftBoard, type DriftSeries } from './drift.js';
-import { predictionRecords, servedFloats } from './prediction-record.js';
+import { predictionRecords } from './prediction-record.js';
 import { FixedHistogram, type HistogramSeries } from './histogram.js';
 import { QualityBoard, type QualitySeries } from './quality.js';
 import { BanditRewards, checkCanaries, type CanaryRule, type RolloutControl } from './rollout-guard.js';

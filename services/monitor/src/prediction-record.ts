@@ -80,18 +80,3 @@ export function acceptsPredictionRecord(value: unknown): boolean {
 }
 
 export const predictionRecords = recordValidator<PredictionLogRecord>(PredictionRecordSchema, acceptsPredictionRecord);
-
-/**
- * The record's features and score as the float32 values the model read and gave. The inference
- * service writes them with the 9 digits that identify a float32 (`predictionRecordJson`), whose
- * double lies within half a float32 step of it: taken as they read, a value equal to a bin edge
- * of the reference profile (quantiles of the training rows, float32 values) could fall in the
- * bin below, and a score equal to the threshold on the other side. Rounded back, they fall
- * where the served values fall. Changes the record in place (no copy per record).
- */
-export function servedFloats(record: PredictionLogRecord): PredictionLogRecord {
-  record.score = Math.fround(record.score);
-  const { features } = record;
-  if (features !== undefined) for (const name in features) features[name] = Math.fround(features[name]!);
-  return record;
-}

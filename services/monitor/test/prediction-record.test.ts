@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Compile } from 'typebox/compile';
-import { binIndex, predictionRecordJson, recordValidator, type PredictionLogRecord } from '@tributary/shared';
-import { acceptsPredictionRecord, PredictionRecordSchema, predictionRecords, servedFloats } from '../src/prediction-record.js';
+import { binIndex, predictionRecordJson, recordValidator, servedFloats, type PredictionLogRecord } from '@tributary/shared';
+import { acceptsPredictionRecord, PredictionRecordSchema, predictionRecords } from '../src/prediction-record.js';
 
 const schema = Compile(PredictionRecordSchema);
 const schemaOnly = recordValidator(PredictionRecordSchema);

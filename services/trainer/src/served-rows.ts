@@ -5,7 +5,7 @@
  */
 import type { PredictionLogRecord } from '@tributary/shared';
 import Type from 'typebox';
-import { recordValidator } from '@tributary/shared';
+import { recordValidator, servedFloats } from '@tributary/shared';
 import type { VersionEncoding } from './encodings.js';
 import { byPartition, where, type LogInput } from './log-input.js';
 import type { Candidate, RejectedRecord } from './training-set.js';
@@ -122,11 +122,9 @@ export async function servedCandidates(
       stats.other_variant++;
       continue;
     }
-    // The float32 values the model read: a record holds them as float32 text (9 digits), or as doubles of float32 values.
-    const features = selection.features.map((name) => {
-      const value = served.features[name];
-      return value === undefined ? undefined : Math.fround(value);
-    });
+    // The float32 values the model read (the log writes them with 9 digits).
+    const { features: floats } = servedFloats(served);
+    const features = selection.features.map((name) => floats[name]);
     if (features.some((value) => value === undefined)) {
       stats.missing_features++;
       continue;

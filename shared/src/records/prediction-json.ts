@@ -30,7 +30,7 @@ function quotedName(name: string): string {
  * number as `JSON.stringify` writes it (`null` for NaN and the infinities).
  */
 export function float32Json(value: number): string {
-  if (Number.isSafeInteger(value) || Math.fround(value) !== value || !Number.isFinite(value)) return JSON.stringify(value);
+  if (!isFloat32Fraction(value)) return JSON.stringify(value);
   const text = value.toPrecision(9);
   const exponent = text.indexOf('e');
   const digits = exponent < 0 ? text : text.slice(0, exponent);
@@ -45,7 +45,33 @@ export function float32Json(value: number): string {
 
 /** The double whose shortest text is `float32Json`'s: a float32 value as its 9-digit decimal, any other number unchanged. */
 export function float32Decimal(value: number): number {
-  return Number.isSafeInteger(value) || Math.fround(value) !== value || !Number.isFinite(value) ? value : Number(float32Json(value));
+  return isFloat32Fraction(value) ? Number(float32Json(value)) : value;
+}
+
+/** A float32 value that `float32Json` writes with 9 digits: finite, not an integer below 2^53. */
+function isFloat32Fraction(value: number): boolean {
+  return Math.fround(value) === value && Number.isFinite(value) && !Number.isSafeInteger(value);
+}
+
+/**
+ * A prediction-log record, as read, with its features and score as the float32 values the model
+ * read and gave (`Math.fround` of each number). The text `predictionRecordJson` writes reads as a
+ * double within half a float32 step of it: a value equal to a bin edge of a reference profile
+ * (quantiles of training rows, float32 values, such as a default many rows took) could fall in
+ * the bin below, a score equal to the threshold on its other side, and a training row from the
+ * log differ from the backfill's. Changes the record in place (no copy per record); anything
+ * that is not a number is left as it is.
+ */
+export function servedFloats<T extends { score?: unknown; features?: unknown }>(record: T): T {
+  if (typeof record.score === 'number') record.score = Math.fround(record.score) as T['score'];
+  const features = record.features as Record<string, unknown> | null | undefined;
+  if (typeof features === 'object' && features !== null) {
+    for (const name in features) {
+      const value = features[name];
+      if (typeof value === 'number') features[name] = Math.fround(value);
+    }
+  }
+  return record;
 }
 
 /** The record's JSON, in the order of its fields; `feature_age_ms` left out when absent. */
