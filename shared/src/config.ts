@@ -388,7 +388,12 @@ export const VARIABLES = {
   ),
   MODEL_NAME: text('Name of the model the inference service serves (its routing is kept in the online store).', 'fraud_detector'),
   ROUTING_POLL_INTERVAL: duration('How often each inference replica checks the model routing for a change.', '1s', { max: TIMER_MAX }),
-  MODEL_THREADS: integer('Worker threads running the model (onnxruntime) beside the event loop.', 1, 1, 64),
+  MODEL_THREADS: integer(
+    'Worker threads running the model (onnxruntime) beside the event loop; as many spares (each with its copy of the model) start while runs past MODEL_RUN_TIMEOUT_MS hold them.',
+    1,
+    1,
+    64,
+  ),
   MODEL_INLINE_MAX_US: integer(
     'A batch whose model run is measured (at load) to cost at most this many microseconds is scored on the event loop instead of a worker thread: for a small model the hand-over costs the event loop about as much as the run, and adds two thread wake-ups to the latency (0.2–0.9 ms measured). 0: always in worker threads.',
     250,
@@ -409,7 +414,7 @@ export const VARIABLES = {
     10_000_000,
   ),
   MODEL_RUN_TIMEOUT_MS: integer(
-    "Longest run of one batch by the model, ms; beyond (a hung or runaway session), the batch's predictions fail with 503 MODEL_UNAVAILABLE and Retry-After, and the model's worker thread is replaced. Well above a normal run, which takes milliseconds. 0: no deadline.",
+    "Longest run of one batch by the model, ms; beyond (a hung or runaway session), the batch's predictions fail with 503 MODEL_UNAVAILABLE and Retry-After; the run ends on its worker thread while a spare thread scores the next batches. Well above a normal run, which takes milliseconds. 0: no deadline.",
     5000,
     0,
     600_000,

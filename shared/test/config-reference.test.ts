@@ -14,7 +14,7 @@ describe('configuration reference', () => {
 
   it('states the range of every number, the range its value is refused outside of', () => {
     expect(configurationReference()).toContain(
-      '| `MODEL_THREADS` | `1` | Worker threads running the model (onnxruntime) beside the event loop. From 1 to 64. |',
+      '| `MODEL_THREADS` | `1` | Worker threads running the model (onnxruntime) beside the event loop; as many spares (each with its copy of the model) start while runs past MODEL_RUN_TIMEOUT_MS hold them. From 1 to 64. |',
     );
     const ranged = Object.entries(VARIABLES).flatMap(([name, variable]) => {
       const range = /From (-?[\d.]+) to (-?[\d.]+)\.$/.exec(variable.description);

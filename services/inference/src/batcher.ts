@@ -5,14 +5,15 @@
  * `maxDelayMs` when set; while every runner is busy the queue grows, so the batch size
  * follows the load. The queue is bounded: beyond `maxQueuedRows` scoring is refused
  * (the service answers 503 and the client retries). A run that fails, or outlasts
- * `runTimeoutMs` (its signal is then aborted: the runner stops it), fails the batch's requests
- * with a retriable MODEL_UNAVAILABLE naming the model.
+ * `runTimeoutMs`, fails the batch's requests with a retriable MODEL_UNAVAILABLE naming the
+ * model. An overdue run is not stopped (the runner lets it end on its own): it no longer counts
+ * against `concurrency`, and its scores, if they come, are dropped.
  */
 import { TributaryError } from '@tributary/shared';
 
 export interface BatchRunner {
-  /** Scores `rows` input vectors laid out one after another; one score per row. Stops when `signal` aborts. */
-  run(vectors: Float32Array, rows: number, signal: AbortSignal): Promise<Float32Array>;
+  /** Scores `rows` input vectors laid out one after another; one score per row. */
+  run(vectors: Float32Array, rows: number): Promise<Float32Array>;
 }
 
 export interface MicroBatcherOptions {
@@ -21,7 +22,7 @@ export interface MicroBatcherOptions {
   maxBatchRows: number;
   /** Extra wait for more rows before a batch leaves; 0: only the current event-loop turn. */
   maxDelayMs: number;
-  /** Batches run at once (one per worker thread). */
+  /** Batches run at once (one per worker thread), overdue runs aside. */
   concurrency: number;
   maxQueuedRows: number;
   /** Told the size of every batch sent. */
@@ -142,19 +143,30 @@ export class MicroBatcher {
       for (const pending of batch) pending.reject(error);
     };
     const { model = 'the model', runTimeoutMs } = this.options;
-    const stop = new AbortController();
     const deadline = runTimeoutMs
       ? setTimeout(() => {
-          const error = new TributaryError(
-            'MODEL_UNAVAILABLE',
-            `${model} did not score a batch of ${rows} rows within ${runTimeoutMs} ms; the run was stopped, retry shortly`,
+          fail(
+            'timeout',
+            new TributaryError(
+              'MODEL_UNAVAILABLE',
+              `${model} did not score a batch of ${rows} rows within ${runTimeoutMs} ms; retry shortly`,
+            ),
           );
-          fail('timeout', error);
-          stop.abort(error);
+          release();
         }, runTimeoutMs)
       : undefined;
+    // The batch's place among the runs at once, given back when the run ends or its deadline passes.
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      clearTimeout(deadline);
+      this.inFlight--;
+      if (this.queue.length > 0) this.schedule();
+      else if (this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+    };
     this.runner
-      .run(vectors, rows, stop.signal)
+      .run(vectors, rows)
       .then(
         (scores) => {
           if (settled) return;
@@ -170,15 +182,10 @@ export class MicroBatcher {
           fail('crash', new TributaryError('MODEL_UNAVAILABLE', `${model} failed to score (${reason}); retry shortly`, { cause: error }));
         },
       )
-      .finally(() => {
-        clearTimeout(deadline);
-        this.inFlight--;
-        if (this.queue.length > 0) this.schedule();
-        else if (this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
-      });
+      .finally(release);
   }
 
-  /** Resolves when nothing is queued or running. */
+  /** Resolves when nothing is queued or running (overdue runs aside). */
   async drained(): Promise<void> {
     if (this.queue.length === 0 && this.inFlight === 0) return;
     await new Promise<void>((resolve) => this.idleWaiters.push(resolve));

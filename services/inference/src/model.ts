@@ -207,8 +207,8 @@ export interface ScoringOptions {
   maxDelayMs: number;
   maxQueuedRows: number;
   /**
-   * Longest run of a batch (ms): beyond, its requests fail with 503 MODEL_UNAVAILABLE and its
-   * worker thread is replaced. Unset or 0: no deadline.
+   * Longest run of a batch (ms): beyond, its requests fail with 503 MODEL_UNAVAILABLE; the run
+   * ends on its worker thread while a spare thread takes the next batches. Unset or 0: no deadline.
    */
   runTimeoutMs?: number;
   /** Told the size of every batch scored. */
@@ -240,6 +240,12 @@ export const DEFAULT_SCORING: ScoringOptions = scoringOptions(loadConfig({}));
  * worker pool. A model this small loads in a few milliseconds.
  */
 const INLINE_MAX_MODEL_BYTES = 1 << 20;
+
+/**
+ * A spare scoring thread (started while overdue runs hold the others) stops after this long
+ * idle; the pool keeps `threads` threads.
+ */
+const SPARE_THREAD_IDLE_MS = 60_000;
 
 export interface LoadedModel {
   manifest: ModelManifest;
@@ -276,19 +282,27 @@ export async function startModel(version: ModelVersion, options: ScoringOptions 
       : new Piscina({
           filename: new URL('./model-worker-entry.mjs', import.meta.url).href,
           minThreads: options.threads,
-          maxThreads: options.threads,
-          idleTimeout: Infinity,
+          // Spare threads, for the batches that come while overdue runs hold theirs (see below).
+          maxThreads: 2 * options.threads,
+          idleTimeout: SPARE_THREAD_IDLE_MS,
           workerData: { bytes: await shared(), ...io } satisfies ModelWorkerData,
         });
+  // Runs handed to the pool and not ended. A thread is never terminated inside a run: onnxruntime's
+  // answer to a terminated thread aborts the whole process. An overdue run (past `runTimeoutMs`)
+  // ends on its thread, which the pool then reuses; closing waits for it.
+  const running = new Set<Promise<unknown>>();
+  const inPool = (vectors: Float32Array, rows: number): Promise<Float32Array> => {
+    // Vectors are copied to the worker, not transferred: callers still read them afterwards.
+    const run = pool!.run({ vectors, rows }) as Promise<Float32Array>;
+    const ended: Promise<unknown> = run.then(
+      () => running.delete(ended),
+      () => running.delete(ended),
+    );
+    running.add(ended);
+    return run;
+  };
   const batcher = new MicroBatcher(
-    {
-      run: (vectors, rows, signal) =>
-        rows <= inline.maxRows
-          ? runModel(inline.session!, io, vectors, rows)
-          : // Vectors are copied to the worker, not transferred: callers still read them afterwards.
-            // An aborted run's worker thread is terminated, and the pool starts another.
-            (pool!.run({ vectors, rows }, { signal }) as Promise<Float32Array>),
-    },
+    { run: (vectors, rows) => (rows <= inline.maxRows ? runModel(inline.session!, io, vectors, rows) : inPool(vectors, rows)) },
     {
       width,
       concurrency: options.threads,
@@ -303,6 +317,7 @@ export async function startModel(version: ModelVersion, options: ScoringOptions 
   );
   const close = async () => {
     await batcher.drained();
+    await Promise.all(running);
     await pool?.destroy();
     await inline.session?.release();
   };

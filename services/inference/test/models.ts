@@ -288,3 +288,33 @@ export function fakeServed(manifest: ModelManifest, score: (rows: number) => Pro
     retired: false,
   };
 }
+
+/**
+ * A slow model over the fraud features: score = sigmoid(0.1 * sum(x)), reached through `layers`
+ * MatMuls of a [512, 512] matrix of equal weights (each keeps a row of equal values as it is).
+ * A row costs about `layers` x 262,144 multiply-adds, so a large batch runs for a long while
+ * inside onnxruntime.
+ */
+export function slowVersion(version: string, layers: number, name = 'fraud_detector'): BuiltVersion {
+  const width = fraud.FRAUD_MODEL_FEATURES.length;
+  const hidden = 512;
+  const graph = new OnnxGraphBuilder({ name: 'slow' })
+    .addInput('features', 'float', ['N', width])
+    .addFloatInitializer('W_in', [width, hidden], new Float32Array(width * hidden).fill(0.1))
+    .addFloatInitializer('W', [hidden, hidden], new Float32Array(hidden * hidden).fill(1 / hidden))
+    .addFloatInitializer('W_out', [hidden, 1], new Float32Array(hidden).fill(1 / hidden))
+    .addNode({ opType: 'MatMul', inputs: ['features', 'W_in'], outputs: ['h0'] });
+  for (let layer = 1; layer <= layers; layer++) {
+    graph.addNode({ opType: 'MatMul', inputs: [`h${layer - 1}`, 'W'], outputs: [`h${layer}`] });
+  }
+  graph
+    .addNode({ opType: 'MatMul', inputs: [`h${layers}`, 'W_out'], outputs: ['logit'] })
+    .addNode({ opType: 'Sigmoid', inputs: ['logit'], outputs: ['score'] })
+    .addOutput('score', 'float', ['N', 1]);
+  const bytes = Buffer.from(graph.toBytes());
+  return {
+    manifest: manifestFor(name, version, bytes, {}),
+    bytes,
+    expected: (x) => 1 / (1 + Math.exp(-0.1 * Array.from(x).reduce((a, b) => a + b, 0))),
+  };
+}
