@@ -59,7 +59,10 @@ export async function soakScenario(ctx: Context): Promise<Row> {
   });
   processes.push(simulator);
 
-  const sampler = new MemorySampler(processes);
+  // The pipeline's cache of entity states grows with every new entity, up to its bound: not counted as growth.
+  const sampler = new MemorySampler(processes, {
+    features: async () => sum((await scrape(features.url!)).samples, 'tributary_pipeline_cache_bytes'),
+  });
   sampler.start(ctx.sizes.soakSampleMs);
   ctx.defer(async () => sampler.stop());
   const minutes = ctx.sizes.soakMs / 60_000;
@@ -72,8 +75,8 @@ export async function soakScenario(ctx: Context): Promise<Row> {
       ctx.log(`soak: ${((Date.now() - started) / 60_000).toFixed(1)} min; RSS ${rss}`);
     }
   }
-  sampler.sample();
   sampler.stop();
+  await sampler.sample();
   const growth = sampler.growth(ctx.sizes.soakWarmupMs);
   row.memoryTrace = sampler.trace();
 
