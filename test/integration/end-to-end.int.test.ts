@@ -5,6 +5,7 @@
  * source topic is dead-lettered with its reason; a pipeline that restarts and replays the
  * topic from the beginning leaves the features unchanged.
  */
+import kafkajs from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFeaturePipeline, type FeaturePipeline } from '@tributary/features';
 import { createInferenceApp } from '@tributary/inference';
@@ -217,6 +218,28 @@ describe.skipIf(!ready)(
         source: { topic: config.TOPIC_TRANSACTIONS },
       });
       expect(letter!.detail).toMatch(/invalid JSON/);
+    });
+
+    it('a dead letter keeps the exact bytes of a key that is not UTF-8 text, in base64', async () => {
+      const key = Buffer.concat([Buffer.from(uniqueName('k')), Buffer.from([0xff, 0xfe, 0xc3, 0x28])]);
+      // Sent by a plain kafkajs producer: the project's own producers send text keys.
+      const producer = new kafkajs.Kafka({ brokers: services.kafkaBrokers!, clientId: `${run}-bytes` }).producer();
+      await producer.connect();
+      try {
+        await producer.send({ topic: config.TOPIC_TRANSACTIONS, messages: [{ key, value: '{"event_id": "broken", ' }] });
+      } finally {
+        await producer.disconnect();
+      }
+      let letter: DeadLetter | undefined;
+      await waitFor(
+        async () => {
+          const letters = (await readTopic(config.TOPIC_DEAD_LETTER, 1)).map((r) => JSON.parse(r.value!.toString()) as DeadLetter);
+          letter = letters.find((l) => l.source.key === key.toString('base64'));
+          return letter !== undefined;
+        },
+        { timeoutMs: 30_000, what: 'the dead letter of the record with a key of bytes' },
+      );
+      expect(letter).toMatchObject({ reason: 'malformed', source: { topic: config.TOPIC_TRANSACTIONS, key_encoding: 'base64' } });
     });
 
     it('a pipeline restarted from the beginning of the topic (a new group) leaves every feature unchanged', async () => {

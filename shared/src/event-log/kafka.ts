@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import kafkajs from 'kafkajs';
 import type { Admin, Consumer, Kafka as KafkaClient, KafkaConfig, Producer } from 'kafkajs';
 import { fixKafkajsIdleLoop } from './kafkajs-idle-loop.js';
@@ -139,15 +140,19 @@ export class KafkaEventLog implements EventLog {
       eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale, pause }) => {
         if (!isRunning() || isStale() || batch.messages.length === 0) return;
         const id = `${batch.topic}:${batch.partition}`;
-        const records: LogRecord[] = batch.messages.map((m) => ({
-          topic: batch.topic,
-          partition: batch.partition,
-          offset: m.offset,
-          key: m.key ? m.key.toString() : null,
-          value: m.value,
-          timestamp: Number(m.timestamp),
-          headers: headersOf(m.headers),
-        }));
+        const records: LogRecord[] = batch.messages.map((m) => {
+          const record: LogRecord = {
+            topic: batch.topic,
+            partition: batch.partition,
+            offset: m.offset,
+            key: m.key ? m.key.toString() : null,
+            value: m.value,
+            timestamp: Number(m.timestamp),
+            headers: headersOf(m.headers),
+          };
+          if (m.key && !isUtf8(m.key)) record.keyBytes = m.key;
+          return record;
+        });
         /** Pauses the partition for `delayMs`: its next fetch then starts after the last offset resolved. */
         const fetchAgainAfter = (delayMs: number, failures: number) => {
           const previous = retries.get(id);

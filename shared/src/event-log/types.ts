@@ -14,7 +14,10 @@ export interface LogRecord {
   partition: number;
   /** Kafka offsets are 64-bit: kept as decimal strings. */
   offset: string;
+  /** The key as UTF-8 text (bytes that are not UTF-8 are replaced with U+FFFD: see `keyBytes`). */
   key: string | null;
+  /** The key's bytes, present only when they are not UTF-8 text, so that a dead letter keeps them exactly. */
+  keyBytes?: Buffer;
   value: Buffer | null;
   /** Broker/producer timestamp, epoch ms. */
   timestamp: number;

@@ -6,7 +6,8 @@ export type DeadLetterReason = 'malformed' | 'invalid' | 'late';
 export interface DeadLetter {
   reason: DeadLetterReason;
   detail: string;
-  source: { topic: string; partition: number; offset: string; key: string | null };
+  /** `key_encoding` is present (`base64`) when the key's bytes are not UTF-8 text: `key` then holds them in base64. */
+  source: { topic: string; partition: number; offset: string; key: string | null; key_encoding?: 'base64' };
   /** The original value as UTF-8 text when it decodes, else base64. */
   value: string | null;
   encoding: 'utf8' | 'base64';
@@ -67,8 +68,13 @@ export function deadLetter(record: LogRecord, reason: DeadLetterReason, detail: 
     }
   }
   if (detail.length > DEAD_LETTER_DETAIL_CHARS) detail = `${beginningOf(detail, DEAD_LETTER_DETAIL_CHARS)}… (${detail.length} characters)`;
-  const key = record.key === null ? null : beginningOf(record.key, DEAD_LETTER_KEY_CHARS);
-  const keyBytes = key === record.key ? undefined : Buffer.byteLength(record.key!);
+  // A key that is not UTF-8 text is kept as base64 (whole quadruplets when cut: it still decodes).
+  const sourceKey = record.keyBytes ? record.keyBytes.toString('base64') : record.key;
+  const key =
+    sourceKey === null
+      ? null
+      : beginningOf(sourceKey, record.keyBytes ? DEAD_LETTER_KEY_CHARS - (DEAD_LETTER_KEY_CHARS % 4) : DEAD_LETTER_KEY_CHARS);
+  const keyBytes = key === sourceKey ? undefined : (record.keyBytes?.length ?? Buffer.byteLength(record.key!));
   /** The detail and `truncated` of a dead letter whose key (when `keyBytes` is set) or value (`valueBytes`) is cut. */
   const cutTo = (valueBytes?: number): Pick<DeadLetter, 'detail' | 'truncated'> => {
     const parts = [
@@ -88,7 +94,13 @@ export function deadLetter(record: LogRecord, reason: DeadLetterReason, detail: 
   const letter: DeadLetter = {
     reason,
     ...cutTo(),
-    source: { topic: record.topic, partition: record.partition, offset: record.offset, key },
+    source: {
+      topic: record.topic,
+      partition: record.partition,
+      offset: record.offset,
+      key,
+      ...(record.keyBytes && { key_encoding: 'base64' }),
+    },
     value,
     encoding,
     consumer,

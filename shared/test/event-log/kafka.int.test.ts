@@ -1,7 +1,7 @@
 import kafkajs from 'kafkajs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { KafkaEventLog } from '../../src/event-log/kafka.js';
-import type { Subscription } from '../../src/event-log/types.js';
+import type { LogRecord, Subscription } from '../../src/event-log/types.js';
 import { realServices } from '../../../test/integration/services.js';
 import { uniqueName, waitFor } from '../../../test/support/wait-for.js';
 
@@ -79,5 +79,36 @@ describe.skipIf(missing !== undefined)(`Kafka event log${missing ? ` (skipped: $
     expect(rebalances).toBe(1);
     // Only the handler's failures were reported: no consumer crash.
     expect(errors).toEqual(failures);
+  }, 60_000);
+
+  it('hands a key that is not UTF-8 text over with its bytes (keyBytes), a UTF-8 key as text alone', async () => {
+    const log = new KafkaEventLog({ brokers: services.kafkaBrokers!, clientId: 'keys-test' });
+    closing.push(log);
+    const topic = uniqueName('keys');
+    await log.ensureTopics([{ name: topic, partitions: 1 }]);
+    const binary = Buffer.from([0x75, 0xff, 0xfe, 0x00, 0xc3, 0x28]);
+    const producer = new kafkajs.Kafka({ brokers: services.kafkaBrokers!, clientId: 'keys-producer' }).producer();
+    await producer.connect();
+    closing.push({ close: () => producer.disconnect() });
+    await producer.send({
+      topic,
+      messages: [
+        { key: binary, value: 'a' },
+        { key: 'café', value: 'b' },
+      ],
+    });
+    const records: LogRecord[] = [];
+    const subscription = await log.subscribe({
+      groupId: uniqueName('group'),
+      topics: [topic],
+      fromBeginning: true,
+      eachBatch: async (batch) => void records.push(...batch.records),
+    });
+    closing.push({ close: () => subscription.stop() });
+    await waitFor(() => records.length === 2, { timeoutMs: 30_000, what: 'both records' });
+    expect(records[0]!.keyBytes?.equals(binary)).toBe(true);
+    expect(records[0]!.key).toBe(binary.toString());
+    expect(records[1]).toMatchObject({ key: 'café' });
+    expect(records[1]!.keyBytes).toBeUndefined();
   }, 60_000);
 });

@@ -277,6 +277,21 @@ describe('deadLetter', () => {
     expect(letter.source.key).toBeNull();
   });
 
+  it('keeps a key that is not UTF-8 as base64 of the exact bytes, and says so; a UTF-8 key stays text', () => {
+    const keyBytes = Buffer.from([0x75, 0xff, 0x00, 0xc3, 0x28]);
+    const withBytes: LogRecord = { ...record(Buffer.from('{')), key: keyBytes.toString(), keyBytes };
+    const letter = letterOf(deadLetter(withBytes, 'malformed', 'x', 'c'));
+    expect(letter.source.key_encoding).toBe('base64');
+    expect(Buffer.from(letter.source.key!, 'base64').equals(keyBytes)).toBe(true);
+    expect(letterOf(deadLetter(record(Buffer.from('{')), 'malformed', 'x', 'c')).source).not.toHaveProperty('key_encoding');
+    // Too long a key of bytes: the beginning of its base64, whole quadruplets, that still decodes to its first bytes.
+    const long = Buffer.alloc(200_000, 0xfe);
+    const cut = letterOf(deadLetter({ ...record(Buffer.from('{')), key: long.toString(), keyBytes: long }, 'malformed', 'x', 'c'));
+    expect(cut.source.key).toHaveLength(DEAD_LETTER_KEY_CHARS);
+    expect(Buffer.from(cut.source.key!, 'base64').equals(long.subarray(0, (DEAD_LETTER_KEY_CHARS / 4) * 3))).toBe(true);
+    expect(cut.truncated).toEqual({ original_key_bytes: 200_000 });
+  });
+
   it('a null value stays null; an empty one is empty text', () => {
     expect(letterOf(deadLetter(record(null), 'malformed', 'empty record value', 'c'))).toMatchObject({ value: null, encoding: 'utf8' });
     expect(letterOf(deadLetter(record(Buffer.alloc(0)), 'malformed', 'empty record value', 'c'))).toMatchObject({
