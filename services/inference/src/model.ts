@@ -287,9 +287,10 @@ export async function startModel(version: ModelVersion, options: ScoringOptions 
           idleTimeout: SPARE_THREAD_IDLE_MS,
           workerData: { bytes: await shared(), ...io } satisfies ModelWorkerData,
         });
-  // Runs handed to the pool and not ended. A thread is never terminated inside a run: onnxruntime's
-  // answer to a terminated thread aborts the whole process. An overdue run (past `runTimeoutMs`)
-  // ends on its thread, which the pool then reuses; closing waits for it.
+  // Runs handed to the pool and not ended. A thread is never terminated inside onnxruntime (a run,
+  // or the model's load with a thread's first task, model-worker.ts): a thread terminated there
+  // aborts the whole process. An overdue run (past `runTimeoutMs`) ends on its thread, which the
+  // pool then reuses; closing waits for it.
   const running = new Set<Promise<unknown>>();
   const inPool = (vectors: Float32Array, rows: number): Promise<Float32Array> => {
     // Vectors are copied to the worker, not transferred: callers still read them afterwards.
@@ -321,13 +322,15 @@ export async function startModel(version: ModelVersion, options: ScoringOptions 
     await pool?.destroy();
     await inline.session?.release();
   };
-  // The workers load the model as they start: one scored row proves they serve.
+  // A worker loads the model with its first task: a row scored by each, handed out at once, proves they serve.
   if (pool) {
-    const probe = await (pool.run({ vectors: new Float32Array(width), rows: 1 }) as Promise<Float32Array>).catch(async (error: Error) => {
-      await close();
-      throw new ModelLoadError(`the model worker failed: ${error.message}`);
-    });
-    if (probe.length !== 1 || !Number.isFinite(probe[0])) {
+    const probes = await Promise.all(Array.from({ length: options.threads }, () => inPool(new Float32Array(width), 1))).catch(
+      async (error: Error) => {
+        await close();
+        throw new ModelLoadError(`the model worker failed: ${error.message}`);
+      },
+    );
+    if (probes.some((probe) => probe.length !== 1 || !Number.isFinite(probe[0]))) {
       await close();
       throw new ModelLoadError('the model worker did not return one finite score');
     }

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { fraud, TributaryError } from '@tributary/shared';
 import { DEFAULT_SCORING, startModel, type LoadedModel, type ScoringOptions } from '../src/model.js';
 import { buildTestApp, validRequest } from './build.js';
-import { logisticVersion, slowVersion } from './models.js';
+import { logisticVersion, slowVersion, type BuiltVersion } from './models.js';
 
 const width = fraud.FRAUD_MODEL_FEATURES.length;
 const built = logisticVersion('2', 0.1, 0);
@@ -24,11 +24,11 @@ afterEach(async () => {
   model = app = undefined;
 });
 
-/** The version in one worker thread (never on the event loop), its failed runs recorded. */
-async function inWorker(options: Partial<ScoringOptions> = {}) {
+/** The version (by default `built`) in one worker thread (never on the event loop), its failed runs recorded. */
+async function inWorker(options: Partial<ScoringOptions> = {}, version: BuiltVersion = built) {
   const failures: string[] = [];
   model = await startModel(
-    { dir: '', manifest: built.manifest, bytes: built.bytes },
+    { dir: '', manifest: version.manifest, bytes: version.bytes },
     {
       ...DEFAULT_SCORING,
       threads: 1,
@@ -80,21 +80,10 @@ describe('a model worker thread', () => {
     // on a fast machine); its deadline passes mid-run. Terminating the thread there would abort
     // this very process.
     const slow = slowVersion('3', 64);
-    const failures: string[] = [];
-    model = await startModel(
-      { dir: '', manifest: slow.manifest, bytes: slow.bytes },
-      {
-        ...DEFAULT_SCORING,
-        threads: 1,
-        inlineMaxMicros: 0,
-        maxBatchRows: 1024,
-        runTimeoutMs: 100,
-        onRunFailure: (manifest, reason) => failures.push(`${manifest.version} ${reason}`),
-      },
-    );
+    const { model: slowModel, failures } = await inWorker({ maxBatchRows: 1024, runTimeoutMs: 100 }, slow);
     const seen = onNextRun({});
     const rows = 1024;
-    const failed = model.score(new Float32Array(rows * width).fill(1), rows);
+    const failed = slowModel.score(new Float32Array(rows * width).fill(1), rows);
     await expect(failed).rejects.toMatchObject({
       code: 'MODEL_UNAVAILABLE',
       retriable: true,
@@ -105,7 +94,7 @@ describe('a model worker thread', () => {
     // spare thread starts and loads the model.
     let scores: Float32Array | undefined;
     for (let attempt = 0; scores === undefined && attempt < 50; attempt++) {
-      scores = await model.score(oneRow(), 1).catch(() => undefined);
+      scores = await slowModel.score(oneRow(), 1).catch(() => undefined);
     }
     expect(scores![0]).toBeCloseTo(slow.expected(oneRow()), 5);
     expect(new Set(failures)).toEqual(new Set(['3 timeout']));
@@ -114,7 +103,7 @@ describe('a model worker thread', () => {
     expect(threads).toContain(seen.threadId);
     expect(threads).toHaveLength(2);
     // Closing waits for the overdue run to end on its own.
-    await model.close();
+    await slowModel.close();
     model = undefined;
   });
 
