@@ -276,7 +276,8 @@ export async function runRetrainScenario(options: ScenarioOptions): Promise<Scen
     const readings: Partial<Record<1 | 2 | 3 | 4, MonitorReading[]>> = {};
     /** Reads the monitor's gauge, waiting (up to 30 s: it may lag behind the log) for the series expected. */
     const readMonitor = async (phase: 1 | 2 | 3 | 4, what: string, expected: string[]) => {
-      const deadline = Date.now() + 30_000;
+      // Up to a minute for the monitor's series: on a slow, busy machine its joins ran 30-50 s behind (CI, 2026-12-01).
+      const deadline = Date.now() + 60_000;
       let current = await monitorAuc(metrics);
       const missing = () => expected.filter((series) => !current.some((r) => `v${r.version} ${r.variant}` === series));
       while (missing().length > 0 && Date.now() < deadline) {

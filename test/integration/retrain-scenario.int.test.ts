@@ -19,7 +19,7 @@ const auc = (report: ScenarioReport, step: string, model: string): number => {
 };
 
 describe.skipIf(!ready)('the drift -> retrain -> shadow -> promote loop (real broker and Redis)', () => {
-  it('detects the drop, retrains, shadows, promotes, and quality recovers', { timeout: 240_000 }, async () => {
+  it('detects the drop, retrains, shadows, promotes, and quality recovers', { timeout: 300_000 }, async () => {
     const lines: string[] = [];
     const report = await runRetrainScenario({
       rate: 200,
