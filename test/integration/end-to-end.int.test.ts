@@ -220,13 +220,16 @@ describe.skipIf(!ready)(
       expect(letter!.detail).toMatch(/invalid JSON/);
     });
 
-    it('a dead letter keeps the exact bytes of a key that is not UTF-8 text, in base64', async () => {
+    it('a dead letter keeps the exact bytes of a key and of headers that are not UTF-8 text, in base64', async () => {
       const key = Buffer.concat([Buffer.from(uniqueName('k')), Buffer.from([0xff, 0xfe, 0xc3, 0x28])]);
       // Sent by a plain kafkajs producer: the project's own producers send text keys.
       const producer = new kafkajs.Kafka({ brokers: services.kafkaBrokers!, clientId: `${run}-bytes` }).producer();
       await producer.connect();
       try {
-        await producer.send({ topic: config.TOPIC_TRANSACTIONS, messages: [{ key, value: '{"event_id": "broken", ' }] });
+        await producer.send({
+          topic: config.TOPIC_TRANSACTIONS,
+          messages: [{ key, value: '{"event_id": "broken", ', headers: { origin: Buffer.from([0xfe, 0x01]), traceparent: '00-ab-cd-01' } }],
+        });
       } finally {
         await producer.disconnect();
       }
@@ -239,7 +242,15 @@ describe.skipIf(!ready)(
         },
         { timeoutMs: 30_000, what: 'the dead letter of the record with a key of bytes' },
       );
-      expect(letter).toMatchObject({ reason: 'malformed', source: { topic: config.TOPIC_TRANSACTIONS, key_encoding: 'base64' } });
+      expect(letter).toMatchObject({
+        reason: 'malformed',
+        source: {
+          topic: config.TOPIC_TRANSACTIONS,
+          key_encoding: 'base64',
+          header_encoding: 'base64',
+          headers: { origin: [Buffer.from([0xfe, 0x01]).toString('base64')], traceparent: [Buffer.from('00-ab-cd-01').toString('base64')] },
+        },
+      });
     });
 
     it('a pipeline restarted from the beginning of the topic (a new group) leaves every feature unchanged', async () => {

@@ -37,12 +37,35 @@ export interface KafkaEventLogOptions {
   sessionTimeout?: number;
 }
 
-function headersOf(headers: Record<string, Buffer | string | (Buffer | string)[] | undefined> | undefined): Record<string, string> {
+type KafkaHeaders = Record<string, Buffer | string | (Buffer | string)[] | undefined>;
+
+function headersOf(headers: KafkaHeaders | undefined): Record<string, string> {
   const result: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers ?? {})) {
     if (value === undefined) continue;
     const first = Array.isArray(value) ? value[0] : value;
     if (first !== undefined) result[name] = first.toString();
+  }
+  return result;
+}
+
+/** Every header's values as bytes, when the text of `headersOf` loses some: a value that is not UTF-8, or a name repeated. */
+function headerBytesOf(headers: KafkaHeaders | undefined): Record<string, Buffer[]> | undefined {
+  let exact = true;
+  for (const name in headers) {
+    const value = headers[name];
+    if (
+      Array.isArray(value) ? value.length > 1 || (Buffer.isBuffer(value[0]) && !isUtf8(value[0])) : Buffer.isBuffer(value) && !isUtf8(value)
+    ) {
+      exact = false;
+      break;
+    }
+  }
+  if (exact) return undefined;
+  const result: Record<string, Buffer[]> = {};
+  for (const [name, value] of Object.entries(headers!)) {
+    if (value === undefined) continue;
+    result[name] = (Array.isArray(value) ? value : [value]).map((v) => (Buffer.isBuffer(v) ? v : Buffer.from(v)));
   }
   return result;
 }
@@ -151,6 +174,8 @@ export class KafkaEventLog implements EventLog {
             headers: headersOf(m.headers),
           };
           if (m.key && !isUtf8(m.key)) record.keyBytes = m.key;
+          const headerBytes = headerBytesOf(m.headers);
+          if (headerBytes) record.headerBytes = headerBytes;
           return record;
         });
         /** Pauses the partition for `delayMs`: its next fetch then starts after the last offset resolved. */

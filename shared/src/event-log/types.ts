@@ -21,7 +21,13 @@ export interface LogRecord {
   value: Buffer | null;
   /** Broker/producer timestamp, epoch ms. */
   timestamp: number;
+  /** Each header's (first) value as UTF-8 text: see `headerBytes`. */
   headers: Record<string, string>;
+  /**
+   * Every header's values as bytes, present only when `headers` does not hold them exactly (a value
+   * that is not UTF-8 text, or a name given more than once), so that a dead letter keeps them.
+   */
+  headerBytes?: Record<string, Buffer[]>;
 }
 
 export interface RecordBatch {

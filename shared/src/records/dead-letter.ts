@@ -6,8 +6,20 @@ export type DeadLetterReason = 'malformed' | 'invalid' | 'late';
 export interface DeadLetter {
   reason: DeadLetterReason;
   detail: string;
-  /** `key_encoding` is present (`base64`) when the key's bytes are not UTF-8 text: `key` then holds them in base64. */
-  source: { topic: string; partition: number; offset: string; key: string | null; key_encoding?: 'base64' };
+  /**
+   * `key_encoding` is present (`base64`) when the key's bytes are not UTF-8 text: `key` then holds them in base64.
+   * `headers`, present when the record had any: each header's value as text, or, with `header_encoding: 'base64'`
+   * (a value that is not UTF-8 text, or a name given more than once), each header's values in base64.
+   */
+  source: {
+    topic: string;
+    partition: number;
+    offset: string;
+    key: string | null;
+    key_encoding?: 'base64';
+    headers?: Record<string, string> | Record<string, string[]>;
+    header_encoding?: 'base64';
+  };
   /** The original value as UTF-8 text when it decodes, else base64. */
   value: string | null;
   encoding: 'utf8' | 'base64';
@@ -16,9 +28,10 @@ export interface DeadLetter {
   /**
    * Present when the dead letter holds only the beginning of the original value (`original_bytes`:
    * the whole would not fit the dead-letter topic) or of its key (`original_key_bytes`: longer
-   * than `DEAD_LETTER_KEY_CHARS`); the whole record stays at its offset.
+   * than `DEAD_LETTER_KEY_CHARS`), or when it leaves the headers out (`original_header_bytes`: more than
+   * `DEAD_LETTER_HEADER_CHARS`); the whole record stays at its offset.
    */
-  truncated?: { original_bytes?: number; original_key_bytes?: number };
+  truncated?: { original_bytes?: number; original_key_bytes?: number; original_header_bytes?: number };
 }
 
 /**
@@ -35,6 +48,12 @@ export const DEAD_LETTER_SEND_BYTES = 900_000;
  * room, or make the dead letter larger than a send on its own.
  */
 export const DEAD_LETTER_KEY_CHARS = 1_024;
+
+/**
+ * The most characters of headers (their names and values, as the dead letter holds them) a dead letter keeps: headers
+ * are ids and trace contexts; beyond that (a record's headers may be as large as its value) it leaves them all out.
+ */
+export const DEAD_LETTER_HEADER_CHARS = 16_384;
 
 /** The longest `detail` a dead letter keeps (UTF-16 units): one naming a field of a record takes the field's name, as long as it is. */
 export const DEAD_LETTER_DETAIL_CHARS = 2_048;
@@ -56,6 +75,34 @@ function beginningOf(text: string, units: number): string {
   return text.slice(0, last >= 0xd800 && last <= 0xdbff ? units - 1 : units);
 }
 
+/**
+ * The headers a dead letter keeps of its record: as text, or every value in base64 when the text would not be exact
+ * (`headerBytes`); none, with their size in bytes (`leftOut`), beyond `DEAD_LETTER_HEADER_CHARS`.
+ */
+function headersOf(record: LogRecord): { kept?: Record<string, string> | Record<string, string[]>; leftOut?: number } {
+  let kept: Record<string, string> | Record<string, string[]>;
+  let chars = 0;
+  let bytes = 0;
+  if (record.headerBytes) {
+    const encoded: Record<string, string[]> = {};
+    for (const [name, values] of Object.entries(record.headerBytes)) {
+      encoded[name] = values.map((v) => v.toString('base64'));
+      chars += name.length + encoded[name].reduce((sum, v) => sum + v.length, 0);
+      bytes += Buffer.byteLength(name) + values.reduce((sum, v) => sum + v.length, 0);
+    }
+    kept = encoded;
+  } else {
+    const names = Object.keys(record.headers);
+    if (names.length === 0) return {};
+    for (const name of names) {
+      chars += name.length + record.headers[name]!.length;
+      bytes += Buffer.byteLength(name) + Buffer.byteLength(record.headers[name]!);
+    }
+    kept = record.headers;
+  }
+  return chars > DEAD_LETTER_HEADER_CHARS ? { leftOut: bytes } : { kept };
+}
+
 export function deadLetter(record: LogRecord, reason: DeadLetterReason, detail: string, consumer: string): OutgoingRecord {
   let value: string | null = null;
   let encoding: 'utf8' | 'base64' = 'utf8';
@@ -75,19 +122,25 @@ export function deadLetter(record: LogRecord, reason: DeadLetterReason, detail: 
       ? null
       : beginningOf(sourceKey, record.keyBytes ? DEAD_LETTER_KEY_CHARS - (DEAD_LETTER_KEY_CHARS % 4) : DEAD_LETTER_KEY_CHARS);
   const keyBytes = key === sourceKey ? undefined : (record.keyBytes?.length ?? Buffer.byteLength(record.key!));
-  /** The detail and `truncated` of a dead letter whose key (when `keyBytes` is set) or value (`valueBytes`) is cut. */
+  const headers = headersOf(record);
+  /** The detail and `truncated` of a dead letter whose key (when `keyBytes` is set), headers or value (`valueBytes`) are cut. */
   const cutTo = (valueBytes?: number): Pick<DeadLetter, 'detail' | 'truncated'> => {
     const parts = [
       ...(keyBytes === undefined ? [] : [`the key, ${keyBytes} bytes`]),
       ...(valueBytes === undefined ? [] : [`the value, ${valueBytes} bytes`]),
     ];
-    if (parts.length === 0) return { detail };
     const [is, beginning] = parts.length > 1 ? ['are', 'their beginnings'] : ['is', 'its beginning'];
+    const changes = [
+      ...(parts.length === 0 ? [] : [`${parts.join(', and ')}, ${is} cut to ${beginning}`]),
+      ...(headers.leftOut === undefined ? [] : [`the headers, ${headers.leftOut} bytes, are left out`]),
+    ];
+    if (changes.length === 0) return { detail };
     return {
-      detail: `${detail} (${parts.join(', and ')}, ${is} cut to ${beginning} to fit the dead-letter topic; the whole is at offset ${record.offset} of ${record.topic} partition ${record.partition})`,
+      detail: `${detail} (${changes.join(', and ')} to fit the dead-letter topic; the whole is at offset ${record.offset} of ${record.topic} partition ${record.partition})`,
       truncated: {
         ...(valueBytes !== undefined && { original_bytes: valueBytes }),
         ...(keyBytes !== undefined && { original_key_bytes: keyBytes }),
+        ...(headers.leftOut !== undefined && { original_header_bytes: headers.leftOut }),
       },
     };
   };
@@ -100,6 +153,8 @@ export function deadLetter(record: LogRecord, reason: DeadLetterReason, detail: 
       offset: record.offset,
       key,
       ...(record.keyBytes && { key_encoding: 'base64' }),
+      ...(headers.kept && { headers: headers.kept }),
+      ...(headers.kept && record.headerBytes && { header_encoding: 'base64' }),
     },
     value,
     encoding,

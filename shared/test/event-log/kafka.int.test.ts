@@ -113,4 +113,36 @@ describe.skipIf(missing !== undefined)(`Kafka event log${missing ? ` (skipped: $
     expect(text).toMatchObject({ key: 'café' });
     expect(text!.keyBytes).toBeUndefined();
   }, 60_000);
+
+  it('hands headers over as text, and with their bytes (headerBytes) when text would not hold them exactly', async () => {
+    const log = new KafkaEventLog({ brokers: services.kafkaBrokers!, clientId: 'headers-test' });
+    closing.push(log);
+    const topic = uniqueName('headers');
+    await log.ensureTopics([{ name: topic, partitions: 1 }]);
+    const binary = Buffer.from([0xff, 0x00, 0xc3]);
+    const producer = new kafkajs.Kafka({ brokers: services.kafkaBrokers!, clientId: 'headers-producer' }).producer();
+    await producer.connect();
+    closing.push({ close: () => producer.disconnect() });
+    await producer.send({
+      topic,
+      messages: [
+        { key: 'k', value: 'text', headers: { traceparent: '00-abc-01', tenant: 'café' } },
+        { key: 'k', value: 'bytes', headers: { id: binary, tag: ['a', 'b'] } },
+      ],
+    });
+    const records: LogRecord[] = [];
+    const subscription = await log.subscribe({
+      groupId: uniqueName('group'),
+      topics: [topic],
+      fromBeginning: true,
+      eachBatch: async (batch) => void records.push(...batch.records),
+    });
+    closing.push({ close: () => subscription.stop() });
+    await waitFor(() => records.length === 2, { timeoutMs: 30_000, what: 'both records' });
+    const [text, bytes] = ['text', 'bytes'].map((value) => records.find((r) => r.value?.toString() === value)!);
+    expect(text!.headers).toEqual({ traceparent: '00-abc-01', tenant: 'café' });
+    expect(text!.headerBytes).toBeUndefined();
+    expect(bytes!.headers).toEqual({ id: binary.toString(), tag: 'a' });
+    expect(bytes!.headerBytes).toEqual({ id: [binary], tag: [Buffer.from('a'), Buffer.from('b')] });
+  }, 60_000);
 });

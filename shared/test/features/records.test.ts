@@ -5,6 +5,7 @@ import { TransactionSchema, type Transaction } from '../../src/example/fraud/tra
 import type { LogRecord } from '../../src/event-log/types.js';
 import {
   DEAD_LETTER_DETAIL_CHARS,
+  DEAD_LETTER_HEADER_CHARS,
   DEAD_LETTER_KEY_CHARS,
   DEAD_LETTER_SEND_BYTES,
   deadLetter,
@@ -259,7 +260,7 @@ describe('deadLetter', () => {
     expect(letter).toMatchObject({
       reason: 'invalid',
       detail: 'amount: must be number',
-      source: { topic: 'transactions', partition: 3, offset: '9007199254740993', key: 'u-42' },
+      source: { topic: 'transactions', partition: 3, offset: '9007199254740993', key: 'u-42', headers: { trace: 'abc' } },
       value: text,
       encoding: 'utf8',
       consumer: 'features',
@@ -290,6 +291,37 @@ describe('deadLetter', () => {
     expect(cut.source.key).toHaveLength(DEAD_LETTER_KEY_CHARS);
     expect(Buffer.from(cut.source.key!, 'base64').equals(long.subarray(0, (DEAD_LETTER_KEY_CHARS / 4) * 3))).toBe(true);
     expect(cut.truncated).toEqual({ original_key_bytes: 200_000 });
+  });
+
+  it("keeps the record's headers: as text, in base64 when text would not hold them exactly, none beyond the bound", () => {
+    const plain = letterOf(
+      deadLetter({ ...record(Buffer.from('{')), headers: { traceparent: '00-abc-def-01', tenant: 'café' } }, 'malformed', 'x', 'c'),
+    );
+    expect(plain.source.headers).toEqual({ traceparent: '00-abc-def-01', tenant: 'café' });
+    expect(plain.source).not.toHaveProperty('header_encoding');
+    expect(letterOf(deadLetter({ ...record(Buffer.from('{')), headers: {} }, 'malformed', 'x', 'c')).source).not.toHaveProperty('headers');
+    // A value that is not UTF-8, and a name given twice: every value of every header, as bytes.
+    const binary = Buffer.from([0xff, 0x00, 0xc3]);
+    const headerBytes = { id: [binary], tag: [Buffer.from('a'), Buffer.from('b')] };
+    const exact = letterOf(
+      deadLetter({ ...record(Buffer.from('{')), headers: { id: binary.toString(), tag: 'a' }, headerBytes }, 'malformed', 'x', 'c'),
+    );
+    expect(exact.source.header_encoding).toBe('base64');
+    const kept = exact.source.headers as Record<string, string[]>;
+    expect(Object.keys(kept)).toEqual(['id', 'tag']);
+    expect(kept.id!.map((v) => Buffer.from(v, 'base64'))).toEqual([binary]);
+    expect(kept.tag!.map((v) => Buffer.from(v, 'base64').toString())).toEqual(['a', 'b']);
+    // Headers as large as a value: left out, with their size and a note; the value stays whole.
+    const huge = { blob: 'h'.repeat(DEAD_LETTER_HEADER_CHARS) };
+    const out = deadLetter({ ...record(Buffer.from('{')), headers: huge }, 'malformed', 'x', 'c');
+    const left = letterOf(out);
+    expect(left.source).not.toHaveProperty('headers');
+    expect(left.truncated).toEqual({ original_header_bytes: 4 + DEAD_LETTER_HEADER_CHARS });
+    expect(left.detail).toBe(
+      `x (the headers, ${4 + DEAD_LETTER_HEADER_CHARS} bytes, are left out to fit the dead-letter topic; the whole is at offset 9007199254740993 of transactions partition 3)`,
+    );
+    expect(left.value).toBe('{');
+    expect(recordBytes(out)).toBeLessThan(DEAD_LETTER_HEADER_CHARS);
   });
 
   it('a null value stays null; an empty one is empty text', () => {
@@ -342,7 +374,13 @@ describe('deadLetter', () => {
       'amount: must be number (the key, 200000 bytes, and the value, 1200000 bytes, are cut to their beginnings to fit the dead-letter topic; ' +
         'the whole is at offset 9007199254740993 of transactions partition 3)',
     );
-    expect(letter.source).toEqual({ topic: 'transactions', partition: 3, offset: '9007199254740993', key: letter.source.key });
+    expect(letter.source).toEqual({
+      topic: 'transactions',
+      partition: 3,
+      offset: '9007199254740993',
+      key: letter.source.key,
+      headers: { trace: 'abc' },
+    });
     expect(letter.source.key!.length).toBeGreaterThanOrEqual(DEAD_LETTER_KEY_CHARS - 1);
     expect(letter.source.key!.length).toBeLessThanOrEqual(DEAD_LETTER_KEY_CHARS);
     expect(key.startsWith(letter.source.key!)).toBe(true);
