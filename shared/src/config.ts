@@ -429,7 +429,7 @@ export const VARIABLES = {
   API_KEYS: {
     ...apiKeys,
     description:
-      'API keys for the client routes (prediction `/v1/predict…`, push `/v1/events/…` and feature reads `/v1/features/…`), `id:secret` comma-separated (secrets of 16+ characters). Unset: those routes are open.',
+      'API keys for the client routes (prediction `/v1/predict…`, push `/v1/events/…` and feature reads `/v1/features/…`, `/v1/feature-groups…`), `id:secret` comma-separated (secrets of 16+ characters). Unset: those routes are open.',
   },
   ADMIN_API_KEYS: {
     ...apiKeys,

@@ -29,7 +29,7 @@ import type { RewardStore } from './registry/rewards.js';
 import type { ModelServing } from './registry/serving.js';
 import { adminRoutes } from './routes/admin.js';
 import { eventsRoute } from './routes/events.js';
-import { featuresRoute } from './routes/features.js';
+import { featureGroupsRoute, featuresRoute } from './routes/features.js';
 import { opsRoutes } from './routes/ops.js';
 import { predictRoute } from './routes/predict.js';
 
@@ -253,7 +253,15 @@ export async function buildApp(deps: InferenceDeps) {
     pushed: metrics.eventsPushed,
     config: client,
   });
-  await app.register(featuresRoute, { store: deps.store, groups: deps.groups, fetchTimeoutMs: deps.featureFetchTimeoutMs, config: client });
+  const features = {
+    store: deps.store,
+    groups: deps.groups,
+    sources: deps.sources,
+    fetchTimeoutMs: deps.featureFetchTimeoutMs,
+    config: client,
+  };
+  await app.register(featuresRoute, features);
+  await app.register(featureGroupsRoute, features);
   await app.register(adminRoutes, {
     registry: deps.models,
     served: { name: deps.modelName, version: () => deps.serving.current.model.manifest.version, refresh: () => deps.serving.refresh() },

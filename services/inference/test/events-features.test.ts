@@ -178,6 +178,68 @@ describe('GET /v1/features/:entity/:id', () => {
   });
 });
 
+describe('GET /v1/feature-groups', () => {
+  it('lists every feature group as defined: entity, source, windows with their tiles, TTL and defaults', async () => {
+    current = await buildTestApp();
+    const response = await current.app.inject({ method: 'GET', url: '/v1/feature-groups' });
+    expect(response.statusCode).toBe(200);
+    const groups = response.json().groups as { name: string; features: { name: string }[] }[];
+    expect(groups.map((g) => g.name)).toEqual(['user_transactions', 'merchant_transactions', 'merchant_labels']);
+    const user = groups[0]!;
+    expect(user).toMatchObject({
+      name: 'user_transactions',
+      version: 1,
+      entity: 'user_id',
+      entity_fields: ['user_id'],
+      source: { name: 'transactions', topic: 'transactions', event_time_field: 'ts', event_id_field: 'event_id' },
+      ttl: '2d',
+      ttl_ms: 2 * 86_400_000,
+      filters: [],
+    });
+    // One feature per (aggregation, window), in the declared order; a window's tile is the largest standard size not above a sixth of it.
+    expect(user.features).toHaveLength(11);
+    expect(user.features[0]).toEqual({
+      name: 'count_10m',
+      column: '*',
+      op: 'count',
+      window: '10m',
+      window_ms: 600_000,
+      tile_ms: 60_000,
+      default: null,
+    });
+    expect(user.features).toContainEqual({
+      name: 'amount_mean_24h',
+      column: 'amount',
+      op: 'mean',
+      window: '24h',
+      window_ms: 86_400_000,
+      tile_ms: 3_600_000,
+      default: 50,
+    });
+    expect(user.features).toContainEqual(expect.objectContaining({ name: 'country_last_24h', op: 'last', default: null }));
+  });
+
+  it('answers one group by name, and 404 naming the known groups for another', async () => {
+    current = await buildTestApp();
+    const one = await current.app.inject({ method: 'GET', url: '/v1/feature-groups/merchant_labels' });
+    expect(one.statusCode).toBe(200);
+    expect(one.json()).toMatchObject({ name: 'merchant_labels', entity: 'merchant_id' });
+    const missing = await current.app.inject({ method: 'GET', url: '/v1/feature-groups/nothing' });
+    expect(missing.statusCode).toBe(404);
+    expect(missing.json()).toMatchObject({
+      code: 'NOT_FOUND',
+      message: 'no feature group is named "nothing" (known groups: user_transactions, merchant_transactions, merchant_labels)',
+    });
+  });
+
+  it('needs the API key the client routes need, when keys are set', async () => {
+    const key = 'client-secret-000001';
+    current = await buildTestApp({ env: { API_KEYS: `web:${key}` } });
+    expect((await current.app.inject({ method: 'GET', url: '/v1/feature-groups' })).statusCode).toBe(401);
+    expect((await current.app.inject({ method: 'GET', url: '/v1/feature-groups', headers: { 'x-api-key': key } })).statusCode).toBe(200);
+  });
+});
+
 describe('operations endpoints', () => {
   it('serves health, readiness, metrics and the OpenAPI document', async () => {
     current = await buildTestApp();

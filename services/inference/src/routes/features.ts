@@ -1,13 +1,22 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyContextConfig } from 'fastify';
 import Type from 'typebox';
-import { readFeatureValues, TributaryError, type CompiledFeatureGroup, type OnlineStore } from '@tributary/shared';
+import {
+  parseDuration,
+  readFeatureValues,
+  TributaryError,
+  type CompiledFeatureGroup,
+  type EventSource,
+  type OnlineStore,
+} from '@tributary/shared';
 import { ErrorResponse } from '../errors.js';
 import { readWithin } from '../store-read.js';
 
 export interface FeaturesRouteOptions {
   store: OnlineStore;
   groups: CompiledFeatureGroup[];
+  /** The event sources the groups are fed by (their topics and fields, in the catalogue). */
+  sources: EventSource[];
   /** Longest wait for the online store (FEATURE_FETCH_TIMEOUT_MS); beyond, 503. */
   fetchTimeoutMs: number;
   config?: FastifyContextConfig;
@@ -23,6 +32,134 @@ const GroupValues = Type.Object({
     Type.String({ description: "why the group's stored state could not be read (its values are then null); absent when it was read" }),
   ),
 });
+
+const FeatureDescription = Type.Object({
+  name: Type.String(),
+  column: Type.String({ description: 'the source field aggregated, `*` for a count of events' }),
+  op: Type.String(),
+  window: Type.String({ description: 'the window, as declared (e.g. `1h`)' }),
+  window_ms: Type.Integer(),
+  tile_ms: Type.Integer({
+    description:
+      'the tile size: a window read at time t covers [floor((t - window) / tile) * tile, t], up to one tile more than the window',
+  }),
+  default: Type.Union([Type.Number(), Type.Null()], {
+    description:
+      "the group's default for the feature when it is missing or stale (a model's manifest may declare its own); null: none declared",
+  }),
+});
+
+const GroupDescription = Type.Object({
+  name: Type.String(),
+  version: Type.Integer(),
+  entity: Type.String({ description: 'the entity type: its key field, or its key fields joined by `+`' }),
+  entity_fields: Type.Array(Type.String()),
+  source: Type.Object({
+    name: Type.String(),
+    topic: Type.Union([Type.String(), Type.Null()]),
+    event_time_field: Type.Union([Type.String(), Type.Null()]),
+    event_id_field: Type.Union([Type.String(), Type.Null()]),
+  }),
+  ttl: Type.String(),
+  ttl_ms: Type.Integer(),
+  filters: Type.Array(
+    Type.Object({
+      field: Type.String(),
+      op: Type.String(),
+      value: Type.Union([Type.Number(), Type.String(), Type.Array(Type.Union([Type.Number(), Type.String()]))]),
+    }),
+  ),
+  features: Type.Array(FeatureDescription),
+});
+
+type GroupDescription = Type.Static<typeof GroupDescription>;
+
+/** A group's definition as the catalogue shows it: what is computed from what, over which windows, with which defaults. */
+function describeGroup(group: CompiledFeatureGroup, sources: EventSource[]): GroupDescription {
+  const { definition } = group;
+  const source = sources.find((s) => s.name === definition.source);
+  return {
+    name: definition.name,
+    version: definition.version,
+    entity: group.entity,
+    entity_fields: group.entityFields,
+    source: {
+      name: definition.source,
+      topic: source?.topic ?? null,
+      event_time_field: source?.eventTimeField ?? null,
+      event_id_field: source?.eventIdField ?? null,
+    },
+    ttl: definition.ttl,
+    ttl_ms: group.ttlMs,
+    filters: (definition.filters ?? []).map((f) => ({ field: f.field, op: f.op, value: f.value })),
+    features: group.features.map((f) => ({
+      name: f.name,
+      column: f.column,
+      op: f.op,
+      window: windowText(definition, f.column, f.op, f.windowMs),
+      window_ms: f.windowMs,
+      tile_ms: f.tileMs,
+      default: f.default,
+    })),
+  };
+}
+
+/** The window of a feature as its group declares it (`1h`, not 3600000). */
+function windowText(definition: CompiledFeatureGroup['definition'], column: string, op: string, windowMs: number): string {
+  for (const aggregation of definition.aggregations) {
+    if (aggregation.column !== column || aggregation.op !== op) continue;
+    for (const window of aggregation.windows) if (parseDuration(window) === windowMs) return window;
+  }
+  return `${windowMs}ms`;
+}
+
+/** The feature catalogue (Feast's `feature-views list`): every feature group the service reads, as defined. */
+export const featureGroupsRoute: FastifyPluginAsyncTypebox<FeaturesRouteOptions> = async (app, options) => {
+  const described = options.groups.map((g) => describeGroup(g, options.sources));
+  const schema = { config: options.config ?? {} };
+  app.get(
+    '/v1/feature-groups',
+    {
+      ...schema,
+      schema: {
+        summary: 'The feature groups: their entities, sources, windows, aggregations, TTLs and defaults',
+        response: {
+          200: Type.Object({ groups: Type.Array(GroupDescription) }),
+          401: ErrorResponse,
+          429: ErrorResponse,
+          500: ErrorResponse,
+        },
+      },
+    },
+    async () => ({ groups: described }),
+  );
+  app.get(
+    '/v1/feature-groups/:name',
+    {
+      ...schema,
+      schema: {
+        summary: 'One feature group, as defined',
+        params: Type.Object({ name: Type.String({ minLength: 1, maxLength: 128 }) }),
+        response: {
+          200: GroupDescription,
+          400: ErrorResponse,
+          401: ErrorResponse,
+          404: ErrorResponse,
+          429: ErrorResponse,
+          500: ErrorResponse,
+        },
+      },
+    },
+    async (request) => {
+      const group = described.find((g) => g.name === request.params.name);
+      if (!group) {
+        const known = described.map((g) => g.name).join(', ');
+        throw new TributaryError('NOT_FOUND', `no feature group is named "${request.params.name}" (known groups: ${known})`);
+      }
+      return group;
+    },
+  );
+};
 
 /** An entity's current feature values, with the age of the newest event behind them. */
 export const featuresRoute: FastifyPluginAsyncTypebox<FeaturesRouteOptions> = async (app, options) => {
