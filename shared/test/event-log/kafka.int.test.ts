@@ -81,22 +81,20 @@ describe.skipIf(missing !== undefined)(`Kafka event log${missing ? ` (skipped: $
     expect(errors).toEqual(failures);
   }, 60_000);
 
-  it('hands a key that is not UTF-8 text over with its bytes (keyBytes), a UTF-8 key as text alone', async () => {
-    const log = new KafkaEventLog({ brokers: services.kafkaBrokers!, clientId: 'keys-test' });
+  /**
+   * Sends `messages` with a plain kafkajs producer (which sends keys and headers as bytes, as other clients may),
+   * consumes them through the event log, and answers each record by its value (the broker may have given the
+   * topic more than one partition, and their order across partitions is not fixed: see the first test).
+   */
+  async function sendAndConsume(name: string, messages: kafkajs.Message[]): Promise<Map<string, LogRecord>> {
+    const log = new KafkaEventLog({ brokers: services.kafkaBrokers!, clientId: `${name}-test` });
     closing.push(log);
-    const topic = uniqueName('keys');
+    const topic = uniqueName(name);
     await log.ensureTopics([{ name: topic, partitions: 1 }]);
-    const binary = Buffer.from([0x75, 0xff, 0xfe, 0x00, 0xc3, 0x28]);
-    const producer = new kafkajs.Kafka({ brokers: services.kafkaBrokers!, clientId: 'keys-producer' }).producer();
+    const producer = new kafkajs.Kafka({ brokers: services.kafkaBrokers!, clientId: `${name}-producer` }).producer();
     await producer.connect();
     closing.push({ close: () => producer.disconnect() });
-    await producer.send({
-      topic,
-      messages: [
-        { key: binary, value: 'a' },
-        { key: 'café', value: 'b' },
-      ],
-    });
+    await producer.send({ topic, messages });
     const records: LogRecord[] = [];
     const subscription = await log.subscribe({
       groupId: uniqueName('group'),
@@ -105,9 +103,17 @@ describe.skipIf(missing !== undefined)(`Kafka event log${missing ? ` (skipped: $
       eachBatch: async (batch) => void records.push(...batch.records),
     });
     closing.push({ close: () => subscription.stop() });
-    await waitFor(() => records.length === 2, { timeoutMs: 30_000, what: 'both records' });
-    // Found by value: the broker may have given the topic more than one partition (see the first test).
-    const [bytes, text] = ['a', 'b'].map((value) => records.find((r) => r.value?.toString() === value)!);
+    await waitFor(() => records.length === messages.length, { timeoutMs: 30_000, what: `the ${messages.length} records` });
+    return new Map(records.map((r) => [r.value!.toString(), r]));
+  }
+
+  it('hands a key that is not UTF-8 text over with its bytes (keyBytes), a UTF-8 key as text alone', async () => {
+    const binary = Buffer.from([0x75, 0xff, 0xfe, 0x00, 0xc3, 0x28]);
+    const records = await sendAndConsume('keys', [
+      { key: binary, value: 'a' },
+      { key: 'café', value: 'b' },
+    ]);
+    const [bytes, text] = [records.get('a'), records.get('b')];
     expect(bytes!.keyBytes?.equals(binary)).toBe(true);
     expect(bytes!.key).toBe(binary.toString());
     expect(text).toMatchObject({ key: 'café' });
@@ -115,31 +121,12 @@ describe.skipIf(missing !== undefined)(`Kafka event log${missing ? ` (skipped: $
   }, 60_000);
 
   it('hands headers over as text, and with their bytes (headerBytes) when text would not hold them exactly', async () => {
-    const log = new KafkaEventLog({ brokers: services.kafkaBrokers!, clientId: 'headers-test' });
-    closing.push(log);
-    const topic = uniqueName('headers');
-    await log.ensureTopics([{ name: topic, partitions: 1 }]);
     const binary = Buffer.from([0xff, 0x00, 0xc3]);
-    const producer = new kafkajs.Kafka({ brokers: services.kafkaBrokers!, clientId: 'headers-producer' }).producer();
-    await producer.connect();
-    closing.push({ close: () => producer.disconnect() });
-    await producer.send({
-      topic,
-      messages: [
-        { key: 'k', value: 'text', headers: { traceparent: '00-abc-01', tenant: 'café' } },
-        { key: 'k', value: 'bytes', headers: { id: binary, tag: ['a', 'b'] } },
-      ],
-    });
-    const records: LogRecord[] = [];
-    const subscription = await log.subscribe({
-      groupId: uniqueName('group'),
-      topics: [topic],
-      fromBeginning: true,
-      eachBatch: async (batch) => void records.push(...batch.records),
-    });
-    closing.push({ close: () => subscription.stop() });
-    await waitFor(() => records.length === 2, { timeoutMs: 30_000, what: 'both records' });
-    const [text, bytes] = ['text', 'bytes'].map((value) => records.find((r) => r.value?.toString() === value)!);
+    const records = await sendAndConsume('headers', [
+      { key: 'k', value: 'text', headers: { traceparent: '00-abc-01', tenant: 'café' } },
+      { key: 'k', value: 'bytes', headers: { id: binary, tag: ['a', 'b'] } },
+    ]);
+    const [text, bytes] = [records.get('text'), records.get('bytes')];
     expect(text!.headers).toEqual({ traceparent: '00-abc-01', tenant: 'café' });
     expect(text!.headerBytes).toBeUndefined();
     expect(bytes!.headers).toEqual({ id: binary.toString(), tag: 'a' });
