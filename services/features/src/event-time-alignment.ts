@@ -14,6 +14,16 @@
  */
 import type { RecordBatch } from '@tributary/shared';
 
+/**
+ * A batch's event times in offset order (-Infinity for a record that has none), read by index: an array, or
+ * times worked out only for the records asked for (a batch held back is fetched again and again, and only its
+ * first records are looked at).
+ */
+export interface EventTimes {
+  readonly length: number;
+  at(index: number): number | undefined;
+}
+
 interface Progress {
   /** The latest event time among the records taken and the first record not taken. */
   time: number;
@@ -31,24 +41,26 @@ export class EventTimeAlignment {
    * none) to take now: those before the first beyond the slowest other partition with records waiting by
    * more than `maxAheadMs`; none of a partition's first batch since the assignment.
    */
-  take(batch: RecordBatch, times: number[]): number {
+  take(batch: RecordBatch, times: EventTimes): number {
     const id = `${batch.topic}:${batch.partition}`;
     if (!this.partitions.has(id)) {
-      this.partitions.set(id, { time: times.find(Number.isFinite) ?? -Infinity, waiting: true });
+      let first = -Infinity;
+      for (let i = 0; i < times.length && !Number.isFinite(first); i++) first = times.at(i)!;
+      this.partitions.set(id, { time: first, waiting: true });
       return 0;
     }
     let slowest = Infinity;
     for (const [other, progress] of this.partitions) if (other !== id && progress.waiting) slowest = Math.min(slowest, progress.time);
     if (slowest === Infinity) return times.length;
-    const beyond = times.findIndex((time) => time > slowest + this.maxAheadMs);
-    return beyond === -1 ? times.length : beyond;
+    for (let i = 0; i < times.length; i++) if (times.at(i)! > slowest + this.maxAheadMs) return i;
+    return times.length;
   }
 
   /** Once the batch's first `taken` records are taken (the number `take` gave). */
-  taken(batch: RecordBatch, times: number[], taken: number): void {
+  taken(batch: RecordBatch, times: EventTimes, taken: number): void {
     const id = `${batch.topic}:${batch.partition}`;
     const progress = this.partitions.get(id) ?? { time: -Infinity, waiting: true };
-    for (const time of times.slice(0, taken + 1)) progress.time = Math.max(progress.time, time);
+    for (let i = 0; i <= taken && i < times.length; i++) progress.time = Math.max(progress.time, times.at(i)!);
     const reached = BigInt(batch.lastOffset ?? batch.records.at(-1)!.offset) + 1n;
     progress.waiting = taken < times.length || (batch.highWatermark !== undefined && reached < BigInt(batch.highWatermark));
     this.partitions.set(id, progress);

@@ -64,19 +64,36 @@ const labels = recordValidator<Label>(LabelSchema);
 
 /**
  * A batch's records as the join reads them (null for one it cannot read), and their event times (-Infinity for
- * one it cannot read), each no later than its record was logged, as in the pipeline's watermark.
+ * one it cannot read), each no later than its record was logged, as in the pipeline's watermark. A record is
+ * decoded when it is first asked for: a partition held back (event-time-alignment.ts) is fetched again every
+ * 100 ms, and only its first records are looked at until it is taken.
  */
 function read<T extends { ts: number | string }>(batch: RecordBatch, validator: RecordValidator<T>) {
-  const values = batch.records.map((r) => {
-    const decoded = validator.decode(r.value);
-    return decoded.ok ? decoded.value : null;
-  });
-  const times = values.map((value, i) => {
+  const values: (T | null | undefined)[] = new Array(batch.records.length);
+  const times: number[] = new Array(batch.records.length);
+  const decode = (i: number) => {
+    const decoded = validator.decode(batch.records[i]!.value);
+    const value = decoded.ok ? decoded.value : null;
     const time = value === null ? null : parseEventTime(value.ts);
     const logged = batch.records[i]!.timestamp;
-    return time === null ? -Infinity : logged > 0 ? Math.min(time, logged) : time;
-  });
-  return { values, times };
+    values[i] = value;
+    times[i] = time === null ? -Infinity : logged > 0 ? Math.min(time, logged) : time;
+  };
+  return {
+    times: {
+      length: batch.records.length,
+      at(i: number): number | undefined {
+        if (i < 0 || i >= batch.records.length) return undefined;
+        if (values[i] === undefined) decode(i);
+        return times[i];
+      },
+    },
+    /** The first `count` records. */
+    first(count: number): (T | null)[] {
+      for (let i = 0; i < count; i++) if (values[i] === undefined) decode(i);
+      return values.slice(0, count) as (T | null)[];
+    },
+  };
 }
 
 export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(): Promise<void> }> {
@@ -110,10 +127,10 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
     lag.arrived(batch);
     // A fetch of transaction markers or aborted records only: nothing to join (arrived, it is handled).
     if (batch.records.length === 0) return;
-    const { values, times } = batch.topic === options.topics.transactions ? read(batch, transactions) : read(batch, labels);
+    const { first, times } = batch.topic === options.topics.transactions ? read(batch, transactions) : read(batch, labels);
     const taken = alignment.take(batch, times);
     // Nothing taken (a first look at the partition, or it is ahead): the store is not asked.
-    if (taken > 0) await join(batch, values.slice(0, taken));
+    if (taken > 0) await join(batch, first(taken));
     // Unless a rebalance may have given the partition to another member meanwhile (that one reports it).
     if (assignment === rebalances) {
       alignment.taken(batch, times, taken);
