@@ -39,11 +39,24 @@ export interface KafkaEventLogOptions {
 
 type KafkaHeaders = Record<string, Buffer | string | (Buffer | string)[] | undefined>;
 
+/** No prototype: a header may be named `__proto__` (kafkajs keeps it as an own property; assigned to `{}`, it would be lost). */
+const noPrototype = <T>(): Record<string, T> => Object.create(null) as Record<string, T>;
+
+/**
+ * A header's values as kafkajs decodes them: one, or an array when the name is repeated. Only bytes and text count:
+ * kafkajs decodes a header named `__proto__` as `[Object.prototype, <its value>]` (it looks the name up on a plain
+ * object to tell a repeated name), which must not reach `Buffer.from`.
+ */
+function valuesOf(value: KafkaHeaders[string]): (Buffer | string)[] {
+  return (Array.isArray(value) ? value : [value]).filter((v): v is Buffer | string => Buffer.isBuffer(v) || typeof v === 'string');
+}
+
 function headersOf(headers: KafkaHeaders | undefined): Record<string, string> {
-  const result: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers ?? {})) {
-    if (value === undefined) continue;
-    const first = Array.isArray(value) ? value[0] : value;
+  const result = noPrototype<string>();
+  if (headers === undefined) return result;
+  for (const name of Object.keys(headers)) {
+    const value = headers[name];
+    const first = Buffer.isBuffer(value) || typeof value === 'string' ? value : valuesOf(value)[0];
     if (first !== undefined) result[name] = first.toString();
   }
   return result;
@@ -51,21 +64,20 @@ function headersOf(headers: KafkaHeaders | undefined): Record<string, string> {
 
 /** Every header's values as bytes, when the text of `headersOf` loses some: a value that is not UTF-8, or a name repeated. */
 function headerBytesOf(headers: KafkaHeaders | undefined): Record<string, Buffer[]> | undefined {
+  if (headers === undefined) return undefined;
   let exact = true;
-  for (const name in headers) {
+  for (const name of Object.keys(headers)) {
     const value = headers[name];
-    if (
-      Array.isArray(value) ? value.length > 1 || (Buffer.isBuffer(value[0]) && !isUtf8(value[0])) : Buffer.isBuffer(value) && !isUtf8(value)
-    ) {
+    if (Buffer.isBuffer(value) ? !isUtf8(value) : Array.isArray(value)) {
       exact = false;
       break;
     }
   }
   if (exact) return undefined;
-  const result: Record<string, Buffer[]> = {};
-  for (const [name, value] of Object.entries(headers!)) {
-    if (value === undefined) continue;
-    result[name] = (Array.isArray(value) ? value : [value]).map((v) => (Buffer.isBuffer(v) ? v : Buffer.from(v)));
+  const result = noPrototype<Buffer[]>();
+  for (const name of Object.keys(headers)) {
+    const values = valuesOf(headers[name]);
+    if (values.length > 0) result[name] = values.map((v) => (Buffer.isBuffer(v) ? v : Buffer.from(v)));
   }
   return result;
 }

@@ -84,7 +84,8 @@ function headersOf(record: LogRecord): { kept?: Record<string, string> | Record<
   let chars = 0;
   let bytes = 0;
   if (record.headerBytes) {
-    const encoded: Record<string, string[]> = {};
+    // No prototype: a header named `__proto__` stays a header.
+    const encoded = Object.create(null) as Record<string, string[]>;
     for (const [name, values] of Object.entries(record.headerBytes)) {
       encoded[name] = values.map((v) => v.toString('base64'));
       chars += name.length + encoded[name].reduce((sum, v) => sum + v.length, 0);

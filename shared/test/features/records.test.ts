@@ -311,6 +311,15 @@ describe('deadLetter', () => {
     expect(Object.keys(kept)).toEqual(['id', 'tag']);
     expect(kept.id!.map((v) => Buffer.from(v, 'base64'))).toEqual([binary]);
     expect(kept.tag!.map((v) => Buffer.from(v, 'base64').toString())).toEqual(['a', 'b']);
+    // A header named `__proto__` is a header like any other.
+    const proto = Object.defineProperty({}, '__proto__', { value: [Buffer.from('p')], enumerable: true }) as Record<string, Buffer[]>;
+    const withProto = letterOf(
+      deadLetter({ ...record(Buffer.from('{')), headerBytes: { ...proto, tag: [binary] } }, 'malformed', 'x', 'c'),
+    );
+    expect(Object.entries(withProto.source.headers!)).toEqual([
+      ['__proto__', [Buffer.from('p').toString('base64')]],
+      ['tag', [binary.toString('base64')]],
+    ]);
     // Headers as large as a value: left out, with their size and a note; the value stays whole.
     const huge = { blob: 'h'.repeat(DEAD_LETTER_HEADER_CHARS) };
     const out = deadLetter({ ...record(Buffer.from('{')), headers: huge }, 'malformed', 'x', 'c');
