@@ -387,18 +387,28 @@ export function rawCorpus(): { name: string; bytes: Buffer }[] {
 export interface KafkaCase {
   name: string;
   topic: 'transactions' | 'labels';
-  record: OutgoingRecord | { key: string; value: Buffer | null };
+  /** Headers as any Kafka client may send them: bytes, repeated names (an array), any name. */
+  record: OutgoingRecord | { key: string; value: Buffer | null; headers?: Record<string, string | Buffer | (string | Buffer)[]> };
   expect: 'reject' | 'ok';
 }
+
+/** Headers no producer of the project sends: a name `__proto__` (kafkajs decodes it oddly), bytes that are not UTF-8, a repeated name. */
+const hostileHeaders = (extra: Record<string, string> = {}) => ({
+  ...(JSON.parse('{"__proto__": "polluted"}') as Record<string, string>),
+  origin: Buffer.from([0xff, 0xfe, 0x00]),
+  tag: ['a', 'b'],
+  ...extra,
+});
 
 /** Hostile records for the transactions topic (consumed by the feature pipeline) and the labels topic (the monitor). */
 export function kafkaCorpus(run: string, now: number): KafkaCase[] {
   const cases: KafkaCase[] = [];
   let n = 0;
-  const txn = (name: string, value: string | Buffer | null, expect: 'reject' | 'ok' = 'reject') =>
-    cases.push({ name, topic: 'transactions', record: { key: `${run}-h${n++}`, value: value as Buffer }, expect });
-  const lbl = (name: string, value: string | Buffer | null, expect: 'reject' | 'ok' = 'reject') =>
-    cases.push({ name, topic: 'labels', record: { key: `${run}-h${n++}`, value: value as Buffer }, expect });
+  type Headers = ReturnType<typeof hostileHeaders>;
+  const txn = (name: string, value: string | Buffer | null, expect: 'reject' | 'ok' = 'reject', headers?: Headers) =>
+    cases.push({ name, topic: 'transactions', record: { key: `${run}-h${n++}`, value: value as Buffer, headers }, expect });
+  const lbl = (name: string, value: string | Buffer | null, expect: 'reject' | 'ok' = 'reject', headers?: Headers) =>
+    cases.push({ name, topic: 'labels', record: { key: `${run}-h${n++}`, value: value as Buffer, headers }, expect });
   const event = { ...validEvent, event_id: `${run}-bad`, user_id: `${run}-hostile-user`, ts: now - 60_000 };
   const eventText = JSON.stringify(event);
 
@@ -437,12 +447,19 @@ export function kafkaCorpus(run: string, now: number): KafkaCase[] {
   txn('a Latin-1 byte in a string', bytesIn(eventText.replace('"USD"', '"US@"'), [0xc9]));
   // Valid by its schema, but its time is the year 275760: it would move the partition's watermark so far that every later event is late.
   txn('ts 8.64e15 (the year 275760)', eventText.replace(/"ts":\d+/, '"ts":8640000000000000'));
+  txn('invalid JSON with hostile headers and 300 KB of them', '{"event_id": ', 'reject', hostileHeaders({ big: 'h'.repeat(300_000) }));
   // Valid events about entities never seen before: applied.
   txn('a valid event of an unknown user', JSON.stringify({ ...event, event_id: `${run}-ok-1`, user_id: `${run}-new-user` }), 'ok');
   txn(
     'a valid event with a byte order mark',
     Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ ...event, event_id: `${run}-ok-2` }))]),
     'ok',
+  );
+  txn(
+    'a valid event with hostile headers',
+    JSON.stringify({ ...event, event_id: `${run}-ok-3`, user_id: `${run}-new-user-3` }),
+    'ok',
+    hostileHeaders(),
   );
 
   // Each bad label names a request of its own (no prediction): accepted, it would wait for one.
@@ -463,5 +480,6 @@ export function kafkaCorpus(run: string, now: number): KafkaCase[] {
   lbl('100,000 nested arrays', nested(100_000, '[', ']'));
   lbl('invalid UTF-8', bytesIn(labelText().replace('"request_id"', '"request@_id"'), [0xc0, 0xaf]));
   lbl('ts "yesterday"', labelText().replace(/"ts":\d+/, '"ts":"yesterday"'));
+  lbl('invalid JSON with hostile headers', '{"request_id": ', 'reject', hostileHeaders());
   return cases;
 }
