@@ -274,7 +274,7 @@ export async function runRetrainScenario(options: ScenarioOptions): Promise<Scen
       `${clock()} system up (${config.KAFKA_BROKERS ? `Kafka ${config.KAFKA_BROKERS}` : 'in-memory event log'}, ${config.REDIS_URL ? `Redis ${config.REDIS_URL}` : 'in-memory store and routing'}); simulator at ${rate} transactions/s, ${config.SIMULATOR_USERS} card holders, fraud rate ${config.SIMULATOR_FRAUD_RATE}, labels after ${LABEL_DELAY_MS / 1000} s on average; concept drift (fraud=mimic, fraud rate ${POST_DRIFT_FRAUD_RATE}) after ${phaseMs / 1000} s`,
     );
     const readings: Partial<Record<1 | 2 | 3 | 4, MonitorReading[]>> = {};
-    /** Reads the monitor's gauge, waiting (up to 30 s: it may lag behind the log) for the series expected. */
+    /** Reads the monitor's gauge, waiting (up to a minute: it may lag behind the log) for the series expected. */
     const readMonitor = async (phase: 1 | 2 | 3 | 4, what: string, expected: string[]) => {
       // Up to a minute for the monitor's series: on a slow, busy machine its joins ran 30-50 s behind (CI, 2026-12-01).
       const deadline = Date.now() + 60_000;

@@ -51,35 +51,33 @@ function valuesOf(value: KafkaHeaders[string]): (Buffer | string)[] {
   return (Array.isArray(value) ? value : [value]).filter((v): v is Buffer | string => Buffer.isBuffer(v) || typeof v === 'string');
 }
 
-function headersOf(headers: KafkaHeaders | undefined): Record<string, string> {
-  const result = noPrototype<string>();
-  if (headers === undefined) return result;
-  for (const name of Object.keys(headers)) {
-    const value = headers[name];
-    const first = Buffer.isBuffer(value) || typeof value === 'string' ? value : valuesOf(value)[0];
-    if (first !== undefined) result[name] = first.toString();
-  }
-  return result;
-}
-
-/** Every header's values as bytes, when the text of `headersOf` loses some: a value that is not UTF-8, or a name repeated. */
-function headerBytesOf(headers: KafkaHeaders | undefined): Record<string, Buffer[]> | undefined {
-  if (headers === undefined) return undefined;
+/**
+ * A record's headers: each one's (first) value as text, and, only when that text does not hold them exactly (a value
+ * that is not UTF-8, a name repeated), every value as bytes. One pass over the names.
+ */
+function readHeaders(headers: KafkaHeaders | undefined): Pick<LogRecord, 'headers' | 'headerBytes'> {
+  const text = noPrototype<string>();
+  if (headers === undefined) return { headers: text };
   let exact = true;
   for (const name of Object.keys(headers)) {
     const value = headers[name];
-    if (Buffer.isBuffer(value) ? !isUtf8(value) : Array.isArray(value)) {
+    if (typeof value === 'string') text[name] = value;
+    else if (Buffer.isBuffer(value)) {
+      text[name] = value.toString();
+      if (exact && !isUtf8(value)) exact = false;
+    } else if (Array.isArray(value)) {
+      const first = valuesOf(value)[0];
+      if (first !== undefined) text[name] = first.toString();
       exact = false;
-      break;
     }
   }
-  if (exact) return undefined;
-  const result = noPrototype<Buffer[]>();
+  if (exact) return { headers: text };
+  const bytes = noPrototype<Buffer[]>();
   for (const name of Object.keys(headers)) {
     const values = valuesOf(headers[name]);
-    if (values.length > 0) result[name] = values.map((v) => (Buffer.isBuffer(v) ? v : Buffer.from(v)));
+    if (values.length > 0) bytes[name] = values.map((v) => (Buffer.isBuffer(v) ? v : Buffer.from(v)));
   }
-  return result;
+  return { headers: text, headerBytes: bytes };
 }
 
 /** The event log on Kafka, through kafkajs. */
@@ -183,11 +181,9 @@ export class KafkaEventLog implements EventLog {
             key: m.key ? m.key.toString() : null,
             value: m.value,
             timestamp: Number(m.timestamp),
-            headers: headersOf(m.headers),
+            ...readHeaders(m.headers),
           };
           if (m.key && !isUtf8(m.key)) record.keyBytes = m.key;
-          const headerBytes = headerBytesOf(m.headers);
-          if (headerBytes) record.headerBytes = headerBytes;
           return record;
         });
         /** Pauses the partition for `delayMs`: its next fetch then starts after the last offset resolved. */

@@ -63,6 +63,8 @@ export interface FeatureSpec {
   name: string;
   column: string;
   op: AggregationOp;
+  /** The window as declared (e.g. `1h`). */
+  window: string;
   windowMs: number;
   tileMs: number;
   default: number | null;
@@ -215,6 +217,7 @@ export function compileFeatureGroup(group: FeatureGroup, sources: EventSource[])
         name,
         column: aggregation.column,
         op: aggregation.op,
+        window,
         windowMs,
         tileMs,
         default: group.defaults?.[name] ?? null,

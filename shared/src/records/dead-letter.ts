@@ -79,7 +79,7 @@ function beginningOf(text: string, units: number): string {
  * The headers a dead letter keeps of its record: as text, or every value in base64 when the text would not be exact
  * (`headerBytes`); none, with their size in bytes (`leftOut`), beyond `DEAD_LETTER_HEADER_CHARS`.
  */
-function headersOf(record: LogRecord): { kept?: Record<string, string> | Record<string, string[]>; leftOut?: number } {
+function keptHeaders(record: LogRecord): { kept?: Record<string, string> | Record<string, string[]>; leftOut?: number } {
   let kept: Record<string, string> | Record<string, string[]>;
   let chars = 0;
   let bytes = 0;
@@ -123,7 +123,7 @@ export function deadLetter(record: LogRecord, reason: DeadLetterReason, detail: 
       ? null
       : beginningOf(sourceKey, record.keyBytes ? DEAD_LETTER_KEY_CHARS - (DEAD_LETTER_KEY_CHARS % 4) : DEAD_LETTER_KEY_CHARS);
   const keyBytes = key === sourceKey ? undefined : (record.keyBytes?.length ?? Buffer.byteLength(record.key!));
-  const headers = headersOf(record);
+  const headers = keptHeaders(record);
   /** The detail and `truncated` of a dead letter whose key (when `keyBytes` is set), headers or value (`valueBytes`) are cut. */
   const cutTo = (valueBytes?: number): Pick<DeadLetter, 'detail' | 'truncated'> => {
     const parts = [

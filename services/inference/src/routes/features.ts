@@ -1,14 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyContextConfig } from 'fastify';
 import Type from 'typebox';
-import {
-  parseDuration,
-  readFeatureValues,
-  TributaryError,
-  type CompiledFeatureGroup,
-  type EventSource,
-  type OnlineStore,
-} from '@tributary/shared';
+import { readFeatureValues, TributaryError, type CompiledFeatureGroup, type EventSource, type OnlineStore } from '@tributary/shared';
 import { ErrorResponse } from '../errors.js';
 import { readWithin } from '../store-read.js';
 
@@ -96,7 +89,7 @@ function describeGroup(group: CompiledFeatureGroup, sources: EventSource[]): Gro
       name: f.name,
       column: f.column,
       op: f.op,
-      window: windowText(definition, f.column, f.op, f.windowMs),
+      window: f.window,
       window_ms: f.windowMs,
       tile_ms: f.tileMs,
       default: f.default,
@@ -104,23 +97,14 @@ function describeGroup(group: CompiledFeatureGroup, sources: EventSource[]): Gro
   };
 }
 
-/** The window of a feature as its group declares it (`1h`, not 3600000). */
-function windowText(definition: CompiledFeatureGroup['definition'], column: string, op: string, windowMs: number): string {
-  for (const aggregation of definition.aggregations) {
-    if (aggregation.column !== column || aggregation.op !== op) continue;
-    for (const window of aggregation.windows) if (parseDuration(window) === windowMs) return window;
-  }
-  return `${windowMs}ms`;
-}
-
 /** The feature catalogue (Feast's `feature-views list`): every feature group the service reads, as defined. */
 export const featureGroupsRoute: FastifyPluginAsyncTypebox<FeaturesRouteOptions> = async (app, options) => {
   const described = options.groups.map((g) => describeGroup(g, options.sources));
-  const schema = { config: options.config ?? {} };
+  const config = options.config ?? {};
   app.get(
     '/v1/feature-groups',
     {
-      ...schema,
+      config,
       schema: {
         summary: 'The feature groups: their entities, sources, windows, aggregations, TTLs and defaults',
         response: {
@@ -136,7 +120,7 @@ export const featureGroupsRoute: FastifyPluginAsyncTypebox<FeaturesRouteOptions>
   app.get(
     '/v1/feature-groups/:name',
     {
-      ...schema,
+      config,
       schema: {
         summary: 'One feature group, as defined',
         params: Type.Object({ name: Type.String({ minLength: 1, maxLength: 128 }) }),
