@@ -47,14 +47,18 @@ FROM base AS dev
 COPY --from=manifests /app ./
 RUN npm ci --ignore-scripts
 COPY . .
+RUN node scripts/bundle-typebox.mjs
 
 # Production dependencies only: no devDependencies (vitest, eslint, typescript,
 # testcontainers, ...). tsx is included: every service depends on it.
 FROM base AS prod-deps
 COPY --from=manifests /app ./
+COPY scripts/bundle-typebox.mjs ./scripts/
 # onnxruntime-node ships native libraries for every platform: keep Linux on
-# this image's CPU architecture only (about 240 MB less).
+# this image's CPU architecture only (about 240 MB less). TypeBox in one module
+# (the postinstall step that --ignore-scripts skips): ~0.9 s less at each start.
 RUN npm ci --omit=dev --ignore-scripts \
+ && node scripts/bundle-typebox.mjs \
  && test -x node_modules/.bin/tsx \
  && test ! -e node_modules/vitest \
  && arch="$(node -p process.arch)" \

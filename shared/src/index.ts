@@ -32,6 +32,7 @@ export * from './records/labels.js';
 export * from './records/predictions.js';
 export * from './records/prediction-json.js';
 export * from './text-lines.js';
+export { Compile, Type } from './typebox.js';
 export * as fraud from './example/fraud/index.js';
 export * from './model/index.js';
 export * from './features/distinct-sketch.js';

@@ -4,8 +4,7 @@
  * event a duplicate.
  */
 import { describe, expect, it } from 'vitest';
-import Type from 'typebox';
-import { fraud, MemoryOnlineStore, type LogRecord } from '@tributary/shared';
+import { fraud, MemoryOnlineStore, type LogRecord, Type } from '@tributary/shared';
 import { sourceDecoder } from '../src/decode.js';
 import { createFeatureProcessor } from '../src/feature-processor.js';
 

@@ -1,7 +1,6 @@
 /** Maps every failure to the error catalogue's JSON shape: `{ code, message, field? }`. */
 import type { FastifyError, FastifyInstance } from 'fastify';
-import Type from 'typebox';
-import { TributaryError } from '@tributary/shared';
+import { TributaryError, Type } from '@tributary/shared';
 
 export const ErrorResponse = Type.Object({
   code: Type.String(),

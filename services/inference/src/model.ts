@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { setImmediate } from 'node:timers/promises';
 import type * as ort from 'onnxruntime-node';
 import { Piscina } from 'piscina';
-import Type, { type Static } from 'typebox';
+import type { Static } from 'typebox';
 import {
   FEATURE_TYPES,
   FeatureTypeSchema,
@@ -21,6 +21,7 @@ import {
   MODEL_VERSION_MAX_LENGTH,
   recordValidator,
   type Config,
+  Type,
 } from '@tributary/shared';
 import { MicroBatcher, type RunFailure } from './batcher.js';
 import { ModelLoadError, openCheckedSession, type ModelCheck, type ModelCheckTask } from './model-check.js';

@@ -1,6 +1,5 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Type from 'typebox';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   createLogger,
@@ -9,6 +8,7 @@ import {
   planModelFeatures,
   type FeatureTypeSpec,
   type PredictionLogRecord,
+  Type,
 } from '@tributary/shared';
 import { createFastify } from '../src/app.js';
 import type { ModelManifest } from '../src/model.js';

@@ -12,7 +12,6 @@
  * ids, as the inference service bounds them): a record with a longer one would make `/metrics`
  * as large, whatever the bound on the number of series.
  */
-import Type from 'typebox';
 import {
   MODEL_NAME_MAX_LENGTH,
   MODEL_VERSION_MAX_LENGTH,
@@ -21,6 +20,7 @@ import {
   recordValidator,
   REQUEST_ID_MAX_LENGTH,
   type PredictionLogRecord,
+  Type,
 } from '@tributary/shared';
 
 export const PredictionRecordSchema = Type.Object({

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { Compile } from 'typebox/compile';
+import { Compile } from '@tributary/shared';
 import { binIndex, predictionRecordJson, recordValidator, servedFloats, type PredictionLogRecord } from '@tributary/shared';
 import { acceptsPredictionRecord, PredictionRecordSchema, predictionRecords } from '../src/prediction-record.js';
 

@@ -7,8 +7,8 @@
 import { Readable, pipeline } from 'node:stream';
 import { parse as parseCsv } from 'csv-parse';
 import type { LoadedModel } from '@tributary/inference';
-import { parseEventTime, recordValidator, textChunks, textLines, type FeaturePlan, type TextChunks } from '@tributary/shared';
-import Type, { type TObject, type TSchema } from 'typebox';
+import { parseEventTime, recordValidator, textChunks, textLines, type FeaturePlan, type TextChunks, Type } from '@tributary/shared';
+import type { TObject, TSchema } from 'typebox';
 import { InputError } from './log-input.js';
 import { assembleVectors, type StateSource } from './point-in-time.js';
 import type { RejectedRecord } from './training-set.js';

@@ -4,8 +4,7 @@
  * the candidates (parsed), not the records.
  */
 import type { PredictionLogRecord } from '@tributary/shared';
-import Type from 'typebox';
-import { recordValidator, servedFloats } from '@tributary/shared';
+import { recordValidator, servedFloats, Type } from '@tributary/shared';
 import type { VersionEncoding } from './encodings.js';
 import { byPartition, where, type LogInput } from './log-input.js';
 import type { Candidate, RejectedRecord } from './training-set.js';

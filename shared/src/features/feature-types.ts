@@ -13,7 +13,8 @@
  * declaration. A declared type that the kind cannot fill is refused when the model is
  * registered or loaded, with the reason.
  */
-import Type, { type Static, type TSchema } from 'typebox';
+import type { Static, TSchema } from 'typebox';
+import { Type } from '../typebox.js';
 import type { FeatureSpec } from './definition.js';
 import type { FeatureCatalog } from './feature-vector.js';
 

@@ -4,7 +4,7 @@
  * non-negative counts, increasing edges). A profile that fails it would throw wherever the
  * drift windows count on its bins or the tests read them.
  */
-import Type from 'typebox';
+import { Type } from '../typebox.js';
 import { recordValidator } from '../records/validation.js';
 import type { ReferenceProfile } from './profile.js';
 

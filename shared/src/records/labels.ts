@@ -1,4 +1,5 @@
-import Type, { type Static } from 'typebox';
+import type { Static } from 'typebox';
+import { Type } from '../typebox.js';
 import { REQUEST_ID_MAX_LENGTH } from './predictions.js';
 import { EventTimeSchema } from './validation.js';
 

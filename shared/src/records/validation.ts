@@ -1,5 +1,5 @@
-import Type, { type TSchema } from 'typebox';
-import { Compile } from 'typebox/compile';
+import type { TSchema } from 'typebox';
+import { Compile, Type } from '../typebox.js';
 
 export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: 'malformed' | 'invalid'; detail: string };
 

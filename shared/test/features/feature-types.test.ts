@@ -1,4 +1,4 @@
-import Type from 'typebox';
+import { Type } from '@tributary/shared';
 import { describe, expect, it } from 'vitest';
 import type { CompiledFeatureGroup } from '../../src/features/definition.js';
 import { compileFeatureType, encodeFeature, NO_CATEGORY, schemaKind } from '../../src/features/feature-types.js';

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import Type from 'typebox';
+import { Type } from '@tributary/shared';
 import { LabelSchema } from '../../src/records/labels.js';
 import { TransactionSchema, type Transaction } from '../../src/example/fraud/transactions.js';
 import type { LogRecord } from '../../src/event-log/types.js';

@@ -3,8 +3,7 @@
  * A/B, bandit, shadows), reward feedback, audit. Admin keys only.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import Type from 'typebox';
-import { MODEL_NAME_MAX_LENGTH, MODEL_VERSION_MAX_LENGTH, TributaryError } from '@tributary/shared';
+import { MODEL_NAME_MAX_LENGTH, MODEL_VERSION_MAX_LENGTH, TributaryError, Type } from '@tributary/shared';
 import { ErrorResponse } from '../errors.js';
 import { ModelLoadError, parseManifest } from '../model.js';
 import type { ModelRegistry } from '../registry/registry.js';

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyContextConfig } from 'fastify';
-import Type, { type TSchema } from 'typebox';
+import type { TSchema } from 'typebox';
 import {
   checkEvent,
   recordValidator,
@@ -10,6 +10,7 @@ import {
   type EventLog,
   type EventSource,
   type OutgoingRecord,
+  Type,
 } from '@tributary/shared';
 import { ErrorResponse } from '../errors.js';
 

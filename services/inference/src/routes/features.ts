@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyContextConfig } from 'fastify';
-import Type from 'typebox';
-import { readFeatureValues, TributaryError, type CompiledFeatureGroup, type EventSource, type OnlineStore } from '@tributary/shared';
+import type { Static } from 'typebox';
+import { readFeatureValues, TributaryError, type CompiledFeatureGroup, type EventSource, type OnlineStore, Type } from '@tributary/shared';
 import { ErrorResponse } from '../errors.js';
 import { readWithin } from '../store-read.js';
 
@@ -65,7 +65,7 @@ const GroupDescription = Type.Object({
   features: Type.Array(FeatureDescription),
 });
 
-type GroupDescription = Type.Static<typeof GroupDescription>;
+type GroupDescription = Static<typeof GroupDescription>;
 
 /** A group's definition as the catalogue shows it: what is computed from what, over which windows, with which defaults. */
 function describeGroup(group: CompiledFeatureGroup, sources: EventSource[]): GroupDescription {

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyContextConfig } from 'fastify';
-import Type, { type TSchema } from 'typebox';
-import { REQUEST_ID_MAX_LENGTH, tracingEnabled } from '@tributary/shared';
+import type { TSchema } from 'typebox';
+import { REQUEST_ID_MAX_LENGTH, tracingEnabled, Type } from '@tributary/shared';
 import { ErrorResponse } from '../errors.js';
 import type { PredictRequest, Predictor } from '../predictor.js';
 import { describePrediction, requestTracing } from '../request-tracing.js';

@@ -3,7 +3,8 @@
  * (chargebacks) on `labels`, two feature groups, request-time features and a logistic
  * regression model shipped in `models/fraud_detector/`.
  */
-import Type, { type TSchema } from 'typebox';
+import type { TSchema } from 'typebox';
+import { Type } from '../../typebox.js';
 import { compileFeatureGroup, type CompiledFeatureGroup, type EventSource } from '../../features/definition.js';
 import type { FeatureCatalog } from '../../features/feature-vector.js';
 import { labelledTransactionsSource, merchantLabels } from './labelled-transactions.js';

@@ -1,4 +1,5 @@
-import Type, { type Static } from 'typebox';
+import type { Static } from 'typebox';
+import { Type } from '../../typebox.js';
 import { EventTimeSchema } from '../../records/validation.js';
 import type { EventSource } from '../../features/definition.js';
 
