@@ -14,18 +14,18 @@
 import { mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { build } from 'esbuild';
 
-const require = createRequire(import.meta.url);
-// node_modules/typebox/build/index.mjs -> node_modules/typebox
-const packageDir = dirname(dirname(require.resolve('typebox')));
-const { version } = JSON.parse(readFileSync(join(packageDir, 'package.json'), 'utf8'));
-const target = join(dirname(packageDir), '.cache', 'tributary', `typebox-${version}.mjs`);
-
-// Written aside and renamed: a process starting meanwhile never loads half a file.
-const partial = `${target}.${process.pid}.partial`;
+let partial = null;
 try {
+  // Loaded here, not imported above: an install without esbuild (or without TypeBox) still succeeds.
+  const { build } = await import('esbuild');
+  // node_modules/typebox/build/index.mjs -> node_modules/typebox
+  const packageDir = dirname(dirname(createRequire(import.meta.url).resolve('typebox')));
+  const { version } = JSON.parse(readFileSync(join(packageDir, 'package.json'), 'utf8'));
+  const target = join(dirname(packageDir), '.cache', 'tributary', `typebox-${version}.mjs`);
   mkdirSync(dirname(target), { recursive: true });
+  // Written aside and renamed: a process starting meanwhile never loads half a file.
+  partial = `${target}.${process.pid}.partial`;
   await build({
     stdin: {
       contents: "export { default as Type } from 'typebox';\nexport { Compile } from 'typebox/compile';\n",
@@ -42,7 +42,7 @@ try {
   renameSync(partial, target);
   console.log(`typebox ${version} bundled: ${target}`);
 } catch (error) {
-  rmSync(partial, { force: true });
+  if (partial) rmSync(partial, { force: true });
   console.warn(
     `typebox was not bundled (${error instanceof Error ? error.message : String(error)}): processes load it module by module, which takes longer`,
   );
