@@ -39,9 +39,8 @@ export const SIZES: Record<Mode, Sizes> = {
     predictionLogBuffer: 500,
     monitorPredictions: 2_500,
     monitorKills: 2,
-    // 3.5 min after warm-up: each third of it (70 s) holds a full collection of every process, so
-    // its low is a floor (the simulator's heap rose by up to ~70 MiB in a minute between two).
-    soakMs: 240_000,
+    // 90 s: a coarse check (docs/reliability.md); `--soak-minutes 4` or more, and the full soak, find leaks.
+    soakMs: 90_000,
     soakWarmupMs: 30_000,
     soakSampleMs: 2_000,
     soakRate: 50,
