@@ -20,7 +20,7 @@ export interface Sizes {
   /** Monitor: predictions published, and SIGKILLs while labels are joined. */
   monitorPredictions: number;
   monitorKills: number;
-  /** Soak: total duration, warm-up, RSS sampling interval, and the simulator's rate. */
+  /** Soak: total duration, warm-up, memory sampling interval (a full collection in each process per sample), and the simulator's rate. */
   soakMs: number;
   soakWarmupMs: number;
   soakSampleMs: number;
@@ -42,7 +42,7 @@ export const SIZES: Record<Mode, Sizes> = {
     // 90 s: a coarse check (docs/reliability.md); `--soak-minutes 4` or more, and the full soak, find leaks.
     soakMs: 90_000,
     soakWarmupMs: 30_000,
-    soakSampleMs: 2_000,
+    soakSampleMs: 5_000,
     soakRate: 50,
   },
   full: {
@@ -58,7 +58,7 @@ export const SIZES: Record<Mode, Sizes> = {
     monitorKills: 5,
     soakMs: 30 * 60_000,
     soakWarmupMs: 5 * 60_000,
-    soakSampleMs: 10_000,
+    soakSampleMs: 30_000,
     soakRate: 50,
   },
 };

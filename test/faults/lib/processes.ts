@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '../../support/wait-for.js';
+import { INSPECTOR_URL } from './inspector.js';
 
 export const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 
@@ -30,6 +31,8 @@ export interface ServiceOptions {
   preload?: string[];
   /** How long start-up may take (a loaded machine compiles the TypeScript slowly). */
   startTimeoutMs?: number;
+  /** Open the process's inspector on a free port of 127.0.0.1 (`inspectorUrl`), to read its memory after a collection. */
+  inspect?: boolean;
 }
 
 export class ServiceProcess {
@@ -39,6 +42,8 @@ export class ServiceProcess {
   private chunks: string[] = [];
   private size = 0;
   private dropped = 0;
+  /** The inspector's WebSocket URL of a process started with `inspect`, once it printed it; else null. */
+  inspectorUrl: string | null = null;
   /** Set when the process ended without being asked to (a crash). */
   unexpectedExit: string | null = null;
   private stopping = false;
@@ -49,7 +54,13 @@ export class ServiceProcess {
     readonly label: string,
     options: ServiceOptions,
   ) {
-    const args = ['--import', 'tsx', ...(options.preload ?? []).flatMap((p) => ['--import', p]), `services/${name}/src/main.ts`];
+    const args = [
+      ...(options.inspect ? ['--inspect=127.0.0.1:0'] : []),
+      '--import',
+      'tsx',
+      ...(options.preload ?? []).flatMap((p) => ['--import', p]),
+      `services/${name}/src/main.ts`,
+    ];
     this.child = spawn(process.execPath, args, {
       cwd: ROOT,
       env: { ...process.env, PORT: '0', ...options.env },
@@ -67,6 +78,7 @@ export class ServiceProcess {
   }
 
   private append(text: string): void {
+    this.inspectorUrl ??= INSPECTOR_URL.exec(text)?.[1] ?? null;
     this.chunks.push(text);
     this.size += text.length;
     // Keep the first chunk (start-up) and drop from the middle.

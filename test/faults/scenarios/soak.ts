@@ -1,8 +1,8 @@
 /**
  * Scenario 4, the soak: every service as its own process (features, inference, monitor, and
  * the simulator at a fixed rate scoring each transaction through the inference API,
- * publishing it, and its label later), for a fixed time, with the resident memory of each
- * process sampled throughout. Goal: no process grows beyond the bound of lib/memory.ts after
+ * publishing it, and its label later), for a fixed time, with the memory of each process
+ * sampled throughout (after a full collection: lib/memory.ts). Goal: no process grows beyond the bound of lib/memory.ts after
  * warm-up; and, once the simulator stops and the rest drains, every transaction on the topic
  * was handled by the pipeline (applied, a duplicate, or dead-lettered), every scoring request
  * answered, every prediction-log record delivered and consumed by the monitor.
@@ -44,11 +44,12 @@ export async function soakScenario(ctx: Context): Promise<Row> {
     for (const p of processes.reverse()) await p.stop(10_000);
   });
   await startServices(
-    (['features', 'monitor', 'inference'] as const).map((name) => ({ name, options: { env } })),
+    (['features', 'monitor', 'inference'] as const).map((name) => ({ name, options: { env, inspect: true } })),
     processes,
   );
   const [features, monitor, inference] = processes as [ServiceProcess, ServiceProcess, ServiceProcess];
   const simulator = await startService('simulator', 'simulator', {
+    inspect: true,
     env: {
       ...env,
       INFERENCE_URL: inference.url!,
@@ -64,7 +65,7 @@ export async function soakScenario(ctx: Context): Promise<Row> {
     features: async () => sum((await scrape(features.url!)).samples, 'tributary_pipeline_cache_bytes'),
   });
   sampler.start(ctx.sizes.soakSampleMs);
-  ctx.defer(async () => sampler.stop());
+  ctx.defer(() => sampler.stop());
   const minutes = ctx.sizes.soakMs / 60_000;
   ctx.log(`soak: ${ctx.sizes.soakRate} transactions/s for ${minutes} min (warm-up ${ctx.sizes.soakWarmupMs / 60_000} min)`);
   const started = Date.now();
@@ -75,7 +76,7 @@ export async function soakScenario(ctx: Context): Promise<Row> {
       ctx.log(`soak: ${((Date.now() - started) / 60_000).toFixed(1)} min; RSS ${rss}`);
     }
   }
-  sampler.stop();
+  await sampler.stop();
   await sampler.sample();
   const growth = sampler.growth(ctx.sizes.soakWarmupMs);
   row.memoryTrace = sampler.trace();
