@@ -14,6 +14,14 @@ import { topicBatches } from './topic-batches.js';
 
 /** The longest a prediction request waits for its answer. */
 const PREDICT_TIMEOUT_MS = 10_000;
+/**
+ * How long a record waits for others to leave with it (topic-batches.ts). Labels come one at a
+ * time, each on its own timer: sent as they come, at 200 a second, they made a topic of
+ * one-record batches, which readers fetch a few batches at a time. A transaction waits less:
+ * its features are read soon after.
+ */
+const LABEL_LINGER_MS = 50;
+const TRANSACTION_LINGER_MS = 10;
 export interface SimulatorOptions {
   eventLog: EventLog;
   topics: { transactions: string; labels: string };
@@ -79,8 +87,8 @@ export function startSimulator(options: SimulatorOptions): Simulator {
   const pending = new Set<NodeJS.Timeout>();
   const maxPending = options.maxPendingLabels ?? 100_000;
   const maxInFlight = options.maxInFlight ?? 1000;
-  const publishTransaction = topicBatches(options.eventLog, options.topics.transactions);
-  const publishLabel = topicBatches(options.eventLog, options.topics.labels);
+  const publishTransaction = topicBatches(options.eventLog, options.topics.transactions, TRANSACTION_LINGER_MS);
+  const publishLabel = topicBatches(options.eventLog, options.topics.labels, LABEL_LINGER_MS);
 
   /** A warning of each kind at most every 10 s: an outage fails every transaction. */
   const warnedAt = new Map<string, number>();

@@ -1,8 +1,9 @@
 /**
- * Publishes the simulator's records to one topic in batches: the records added within one
- * event-loop turn leave together, one publish at a time; those added while a publish is on
- * its way (a broker that is down holds one for ~30 s of retries) leave together after it. The
- * promise of each record settles with its batch.
+ * Publishes the simulator's records to one topic in batches: the records added within
+ * `lingerMs` of the first one waiting (Kafka's producer `linger.ms`; 0: within one event-loop
+ * turn) leave together, one publish at a time; those added while a publish is on its way (a
+ * broker that is down holds one for ~30 s of retries) leave together after it. The promise of
+ * each record settles with its batch.
  */
 import type { EventLog, OutgoingRecord } from '@tributary/shared';
 
@@ -14,7 +15,7 @@ interface Queued {
 /** Records in one publish at most (a 300-byte transaction: ~300 kB, below the brokers' 1 MB request). */
 const MAX_BATCH = 1000;
 
-export function topicBatches(eventLog: EventLog, topic: string): (record: OutgoingRecord) => Promise<void> {
+export function topicBatches(eventLog: EventLog, topic: string, lingerMs = 0): (record: OutgoingRecord) => Promise<void> {
   let queue: Queued[] = [];
   let publishing = false;
 
@@ -41,6 +42,7 @@ export function topicBatches(eventLog: EventLog, topic: string): (record: Outgoi
       queue.push({ record, settle: (error) => (error === undefined ? resolve() : reject(error)) });
       if (publishing) return;
       publishing = true;
-      setImmediate(() => void drain());
+      if (lingerMs > 0) setTimeout(() => void drain(), lingerMs);
+      else setImmediate(() => void drain());
     });
 }
