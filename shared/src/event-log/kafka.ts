@@ -11,6 +11,7 @@ import {
   type OutgoingRecord,
   type PartitionCommit,
   type PartitionOffsets,
+  type RecordBatch,
   type SubscribeOptions,
   type Subscription,
   type TopicSpec,
@@ -197,12 +198,13 @@ export class KafkaEventLog implements EventLog {
           }, delayMs);
           retries.set(id, retry);
         };
-        const recordBatch = {
+        const recordBatch: RecordBatch = {
           topic: batch.topic,
           partition: batch.partition,
           records,
           highWatermark: batch.highWatermark,
           lastOffset: batch.lastOffset(),
+          heartbeat,
         };
         let handled: number;
         try {

@@ -42,6 +42,13 @@ export interface RecordBatch {
    * records of an aborted transaction).
    */
   lastOffset?: string;
+  /**
+   * Tells the group the consumer is alive while its handler takes long (Kafka: the handler
+   * holds the consumer's loop, which otherwise heartbeats between fetches; a member silent for
+   * the session timeout loses its partitions). Absent where there are no sessions (the
+   * embedded log). A failure means the group is rebalancing: the batch will come again.
+   */
+  heartbeat?: () => Promise<void>;
 }
 
 export interface SubscribeOptions {

@@ -3,7 +3,7 @@
  * in transactions ends with a commit marker, which the consumer skips), and as a stream that
  * holds one batch at a time.
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   openTopic,
   readTopicToEnd,
@@ -114,4 +114,44 @@ describe('openTopic', () => {
     }).rejects.toThrow('topic t: no record came within 200 ms before its end (partitions still short: 0)');
     expect(read).toEqual(['0']);
   });
+
+  it('joins at the open, before the first record is asked for: topics opened one after the other are joined at once', async () => {
+    const subscribed: string[] = [];
+    const log = (name: string): EventLog => {
+      const scripted = scriptedLog([{ partition: 0, start: '0', end: '1' }], [{ topic: name, partition: 0, records: [record(0)] }]);
+      return { ...scripted, subscribe: (options) => (subscribed.push(name), scripted.subscribe(options)) };
+    };
+    const first = await openTopic(log('a'), 'a', { timeoutMs: 2_000 });
+    const second = await openTopic(log('b'), 'b', { timeoutMs: 2_000 });
+    expect(subscribed).toEqual(['a', 'b']);
+    for (const records of [first, second]) {
+      const read: string[] = [];
+      for await (const r of records) read.push(r.offset);
+      expect(read).toEqual(['0']);
+    }
+  });
+
+  it('heartbeats while a batch waits for the reader, and stops once it is consumed', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    let heartbeats = 0;
+    let delivered = false;
+    const log = scriptedLog(
+      [{ partition: 0, start: '0', end: '2' }],
+      [{ topic: 't', partition: 0, records: [record(0), record(1)], heartbeat: async () => void heartbeats++ }],
+      () => (delivered = true),
+    );
+    const records = await openTopic(log, 't', { timeoutMs: 2_000 });
+    await vi.waitFor(() => expect(delivered).toBe(true), { interval: 5 });
+    await vi.advanceTimersByTimeAsync(3_500);
+    expect(heartbeats).toBe(3);
+    const read: string[] = [];
+    for await (const r of records) read.push(r.offset);
+    expect(read).toEqual(['0', '1']);
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(heartbeats).toBe(3);
+  });
+});
+
+afterEach(() => {
+  vi.useRealTimers();
 });
