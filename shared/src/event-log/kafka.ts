@@ -87,6 +87,8 @@ export class KafkaEventLog implements EventLog {
   private producer: Producer | null = null;
   private producerReady: Promise<Producer> | null = null;
   private readonly consumers = new Set<Consumer>();
+  /** Calls of `close` so far: a consumer that was connecting or joining meanwhile is let go, not left running. */
+  private closes = 0;
 
   constructor(private readonly options: KafkaEventLogOptions) {
     this.kafka = new Kafka({
@@ -129,7 +131,16 @@ export class KafkaEventLog implements EventLog {
       maxWaitTimeInMs: this.options.maxWaitTimeInMs ?? 100,
       allowAutoTopicCreation: true,
     });
+    const closesBefore = this.closes;
+    /** After each wait: a `close` meanwhile found no consumer to stop yet (or one kafkajs may reconnect), so this one stops. */
+    const stopIfClosed = async () => {
+      if (this.closes === closesBefore) return;
+      this.consumers.delete(consumer);
+      await consumer.disconnect().catch(() => undefined);
+      throw new Error(`the event log was closed while the consumer of group ${options.groupId} was starting`);
+    };
     await consumer.connect();
+    await stopIfClosed();
     this.consumers.add(consumer);
     await consumer.subscribe({ topics: options.topics, fromBeginning: options.fromBeginning });
     consumer.on(consumer.events.CRASH, (event) => options.onError?.(event.payload.error));
@@ -226,6 +237,7 @@ export class KafkaEventLog implements EventLog {
         await heartbeat();
       },
     });
+    await stopIfClosed();
     const committed: Subscription['committed'] = async (topic, partition) => {
       let offsets = committedOffsets.get(topic);
       if (!offsets) {
@@ -333,6 +345,7 @@ export class KafkaEventLog implements EventLog {
   }
 
   async close(): Promise<void> {
+    this.closes++;
     await Promise.allSettled([...this.consumers].map((c) => c.disconnect()));
     this.consumers.clear();
     if (this.producer) await this.producer.disconnect().catch(() => undefined);

@@ -1,6 +1,7 @@
 import kafkajs from 'kafkajs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { KafkaEventLog } from '../../src/event-log/kafka.js';
+import { openTopic } from '../../src/event-log/read-topic.js';
 import type { LogRecord, Subscription } from '../../src/event-log/types.js';
 import { realServices } from '../../../test/integration/services.js';
 import { uniqueName, waitFor } from '../../../test/support/wait-for.js';
@@ -143,5 +144,57 @@ describe.skipIf(missing !== undefined)(`Kafka event log${missing ? ` (skipped: $
       ['__proto__', [Buffer.from('p')]],
       ['traceparent', [Buffer.from('00-abc-01')]],
     ]);
+  }, 60_000);
+
+  it('lets go of a consumer still starting when its event log is closed: the subscription fails, nothing is consumed', async () => {
+    const consumers = watchConsumers();
+    const topic = uniqueName('closed-while-starting');
+    const publisher = new KafkaEventLog({ brokers: services.kafkaBrokers!, clientId: 'closing-publisher' });
+    closing.push(publisher);
+    await publisher.ensureTopics([{ name: topic, partitions: 2 }]);
+    await publisher.publish(topic, [{ key: 'k', value: 'before' }]);
+    const log = new KafkaEventLog({ brokers: services.kafkaBrokers!, clientId: 'closing-test', sessionTimeout: 6_000 });
+    let delivered = 0;
+    const subscribing = log.subscribe({
+      groupId: uniqueName('group'),
+      topics: [topic],
+      fromBeginning: true,
+      eachBatch: async (batch) => void (delivered += batch.records.length),
+    });
+    await log.close();
+    await expect(subscribing).rejects.toThrow();
+    // Longer than a group's first join (~3 s): a consumer left running would have joined and read the record.
+    await new Promise((resolve) => setTimeout(resolve, 5_000));
+    expect(consumers.joins).toEqual([]);
+    expect(delivered).toBe(0);
+  }, 30_000);
+
+  it('a topic opened now and read after the session timeout is read by one member that heartbeats meanwhile, not rejoined', async () => {
+    const log = new KafkaEventLog({ brokers: services.kafkaBrokers!, clientId: 'open-topic-test', sessionTimeout: 6_000 });
+    closing.push(log);
+    const consumers = watchConsumers();
+    const topics = [uniqueName('opened-a'), uniqueName('opened-b')];
+    // One partition: its broker's fetch loop, the one that heartbeats, is held by the waiting batch (kafkajs fetches
+    // from each broker apart; with the partitions on two brokers, the other's loop kept the member in the group).
+    for (const topic of topics) {
+      await log.ensureTopics([{ name: topic, partitions: 1 }]);
+      await log.publish(
+        topic,
+        Array.from({ length: 20 }, (_, i) => ({ key: `k${i}`, value: String(i) })),
+      );
+    }
+    const [first, second] = [await openTopic(log, topics[0]!), await openTopic(log, topics[1]!)];
+    const read = async (records: AsyncIterable<LogRecord>) => {
+      const values: string[] = [];
+      for await (const r of records) values.push(r.value!.toString());
+      return values.sort((a, b) => Number(a) - Number(b));
+    };
+    const all = Array.from({ length: 20 }, (_, i) => String(i));
+    expect(await read(first)).toEqual(all);
+    // The second topic's first batch waits for its reader past the session timeout (6 s).
+    await new Promise((resolve) => setTimeout(resolve, 9_000));
+    expect(await read(second)).toEqual(all);
+    expect(consumers.joins).toHaveLength(2);
+    expect(consumers.crashes).toBe(0);
   }, 60_000);
 });
