@@ -86,7 +86,8 @@ export class KafkaEventLog implements EventLog {
   private readonly kafka: KafkaClient;
   private producer: Producer | null = null;
   private producerReady: Promise<Producer> | null = null;
-  private readonly consumers = new Set<Consumer>();
+  /** Each running consumer with the signal its batches carry (`RecordBatch.stopping`), aborted before it disconnects. */
+  private readonly consumers = new Map<Consumer, AbortController>();
   /** Calls of `close` so far: a consumer that was connecting or joining meanwhile is let go, not left running. */
   private closes = 0;
 
@@ -131,17 +132,19 @@ export class KafkaEventLog implements EventLog {
       maxWaitTimeInMs: this.options.maxWaitTimeInMs ?? 100,
       allowAutoTopicCreation: true,
     });
+    const stopping = new AbortController();
     const closesBefore = this.closes;
     /** After each wait: a `close` meanwhile found no consumer to stop yet (or one kafkajs may reconnect), so this one stops. */
     const stopIfClosed = async () => {
       if (this.closes === closesBefore) return;
       this.consumers.delete(consumer);
+      stopping.abort();
       await consumer.disconnect().catch(() => undefined);
       throw new Error(`the event log was closed while the consumer of group ${options.groupId} was starting`);
     };
     await consumer.connect();
     await stopIfClosed();
-    this.consumers.add(consumer);
+    this.consumers.set(consumer, stopping);
     await consumer.subscribe({ topics: options.topics, fromBeginning: options.fromBeginning });
     consumer.on(consumer.events.CRASH, (event) => options.onError?.(event.payload.error));
     // Committed offsets, fetched once per topic and assignment (partitions are opened one by one).
@@ -216,6 +219,7 @@ export class KafkaEventLog implements EventLog {
           highWatermark: batch.highWatermark,
           lastOffset: batch.lastOffset(),
           heartbeat,
+          stopping: stopping.signal,
         };
         let handled: number;
         try {
@@ -269,6 +273,7 @@ export class KafkaEventLog implements EventLog {
       },
       stop: async () => {
         this.consumers.delete(consumer);
+        stopping.abort();
         await consumer.disconnect();
       },
     };
@@ -346,7 +351,12 @@ export class KafkaEventLog implements EventLog {
 
   async close(): Promise<void> {
     this.closes++;
-    await Promise.allSettled([...this.consumers].map((c) => c.disconnect()));
+    await Promise.allSettled(
+      [...this.consumers].map(([consumer, stopping]) => {
+        stopping.abort();
+        return consumer.disconnect();
+      }),
+    );
     this.consumers.clear();
     if (this.producer) await this.producer.disconnect().catch(() => undefined);
     const admin = this.adminReady;

@@ -26,7 +26,7 @@ export interface TopicReadOptions {
  * `group.initial.rebalance.delay.ms`, 3 s by default; the mock cluster alike), and topics
  * opened one after the other, then read one after the other, are joined at once. Its
  * first batch waits for the iteration, the consumer heartbeating meanwhile; a topic opened
- * and never read is let go with its event log (`EventLog.close`).
+ * and never read is let go when its event log closes (`EventLog.close`).
  */
 export async function openTopic(eventLog: EventLog, topic: string, options: TopicReadOptions = {}): Promise<AsyncIterable<LogRecord>> {
   const ends = await eventLog.endOffsets(topic);
@@ -99,12 +99,20 @@ function startReading(
       }
       const consumed = new Promise<void>((resolve) => handed.push({ records, consumed: resolve }));
       wake?.();
-      // Until the reader takes it (or stops), which may be long after it came (the topic is read later).
+      // Until the reader takes it (or stops), which may be long after it came (the topic is read later), or until the
+      // consumer stops (a topic opened and never read: its event log's close waits for this handler).
       const heartbeats = batch.heartbeat && setInterval(() => void batch.heartbeat!().catch(() => undefined), HEARTBEAT_MS);
+      let release = () => {};
+      const stopped = new Promise<void>((resolve) => {
+        release = () => resolve();
+        if (batch.stopping?.aborted) resolve();
+        else batch.stopping?.addEventListener('abort', release);
+      });
       try {
-        await consumed;
+        await Promise.race([consumed, stopped]);
       } finally {
         clearInterval(heartbeats);
+        batch.stopping?.removeEventListener('abort', release);
       }
     },
   });

@@ -49,6 +49,12 @@ export interface RecordBatch {
    * embedded log). A failure means the group is rebalancing: the batch will come again.
    */
   heartbeat?: () => Promise<void>;
+  /**
+   * Aborted when the subscription stops or its event log closes (Kafka: the consumer's
+   * disconnect waits for the batch in hand, so a handler that waits on something else must
+   * give up then). Absent where a stop does not wait for the handler (the embedded log).
+   */
+  stopping?: AbortSignal;
 }
 
 export interface SubscribeOptions {

@@ -197,4 +197,20 @@ describe.skipIf(missing !== undefined)(`Kafka event log${missing ? ` (skipped: $
     expect(consumers.joins).toHaveLength(2);
     expect(consumers.crashes).toBe(0);
   }, 60_000);
+
+  it('closes while a topic opened and never read holds its first batch (the close does not wait for the reader)', async () => {
+    const consumers = watchConsumers();
+    const log = new KafkaEventLog({ brokers: services.kafkaBrokers!, clientId: 'unread-topic-test', sessionTimeout: 6_000 });
+    const topic = uniqueName('unread');
+    await log.ensureTopics([{ name: topic, partitions: 1 }]);
+    await log.publish(topic, [{ key: 'k', value: 'waiting' }]);
+    await openTopic(log, topic);
+    // Joined, and its first batch handed to a reader that never comes.
+    await waitFor(() => consumers.joins.length === 1, { timeoutMs: 20_000, what: 'the read to join its group' });
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    let closed = false;
+    const closing = log.close().then(() => (closed = true));
+    await waitFor(() => closed, { timeoutMs: 15_000, what: 'the event log to close' }).finally(() => void closing);
+    expect(closed).toBe(true);
+  }, 60_000);
 });
