@@ -85,6 +85,8 @@ export function startSimulator(options: SimulatorOptions): Simulator {
     },
   };
   const pending = new Set<NodeJS.Timeout>();
+  /** Labels due and being published (lingering in their batch at most LABEL_LINGER_MS first). */
+  const labelsOnTheirWay = new Set<Promise<void>>();
   const maxPending = options.maxPendingLabels ?? 100_000;
   const maxInFlight = options.maxInFlight ?? 1000;
   const publishTransaction = topicBatches(options.eventLog, options.topics.transactions, TRANSACTION_LINGER_MS);
@@ -137,9 +139,11 @@ export function startSimulator(options: SimulatorOptions): Simulator {
     const timer = setTimeout(() => {
       pending.delete(timer);
       const record = { request_id: transaction.event_id, label: fraud ? 1 : 0, ts: Date.now() };
-      publishLabel({ key: record.request_id, value: JSON.stringify(record) })
-        .then(() => stats.labels++)
-        .catch((error: unknown) => warn('simulator: label publish failed', { err: error }));
+      const publishing: Promise<void> = publishLabel({ key: record.request_id, value: JSON.stringify(record) })
+        .then(() => void stats.labels++)
+        .catch((error: unknown) => warn('simulator: label publish failed', { err: error }))
+        .finally(() => labelsOnTheirWay.delete(publishing));
+      labelsOnTheirWay.add(publishing);
     }, delay);
     timer.unref();
     pending.add(timer);
@@ -195,6 +199,7 @@ export function startSimulator(options: SimulatorOptions): Simulator {
       await Promise.all(inFlight);
       for (const timer of pending) clearTimeout(timer);
       pending.clear();
+      await Promise.all(labelsOnTheirWay);
     },
   };
 }

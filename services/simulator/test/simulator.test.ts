@@ -1,6 +1,7 @@
 /**
  * The simulator's prediction requests carry the API key it is given (SIMULATOR_API_KEY), as
- * the inference service reads it, so that it is not refused once API_KEYS is set there.
+ * the inference service reads it, so that it is not refused once API_KEYS is set there; and
+ * its stop publishes what came due before it.
  */
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -71,5 +72,30 @@ describe('the simulator on an inference service with API keys', () => {
     expect((await api.firstRequest).authorization).toBeUndefined();
     await simulator!.stop();
     expect(warnings[0]).toMatch(/^HTTP 401: .*give the simulator one in SIMULATOR_API_KEY/);
+  });
+});
+
+describe('the simulator stopping', () => {
+  it('publishes the labels that came due before it stopped, lingering in their batch, before stop resolves', async () => {
+    const eventLog = new MemoryEventLog();
+    simulator = startSimulator({
+      eventLog,
+      topics: { transactions: 'transactions', labels: 'labels' },
+      inferenceUrl: null,
+      ratePerSecond: 1000,
+      fraudRate: 0.03,
+      // Labels come due a millisecond after their transaction, on average: dozens wait in their batch at any time.
+      meanLabelDelayMs: 1,
+      users: 10,
+      seed: 2,
+      logger: { warn: () => {} } as unknown as Logger,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await simulator.stop();
+    const labelsAtStop = eventLog.records('labels').length;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(labelsAtStop).toBeGreaterThan(0);
+    expect(eventLog.records('labels')).toHaveLength(labelsAtStop);
+    expect(simulator.stats.labels).toBe(labelsAtStop);
   });
 });

@@ -37,13 +37,13 @@ export interface ServiceOptions {
 
 export class ServiceProcess {
   readonly child: ChildProcess;
+  private readonly inspects: boolean;
   /** The service's HTTP base URL (API or metrics), or null for the simulator. */
   url: string | null = null;
   private chunks: string[] = [];
   private size = 0;
   private dropped = 0;
-  /** The inspector's WebSocket URL of a process started with `inspect`, once it printed it; else null. */
-  inspectorUrl: string | null = null;
+  private inspector: string | null = null;
   /** Set when the process ended without being asked to (a crash). */
   unexpectedExit: string | null = null;
   private stopping = false;
@@ -54,6 +54,7 @@ export class ServiceProcess {
     readonly label: string,
     options: ServiceOptions,
   ) {
+    this.inspects = options.inspect ?? false;
     const args = [
       ...(options.inspect ? ['--inspect=127.0.0.1:0'] : []),
       '--import',
@@ -78,7 +79,6 @@ export class ServiceProcess {
   }
 
   private append(text: string): void {
-    this.inspectorUrl ??= INSPECTOR_URL.exec(text)?.[1] ?? null;
     this.chunks.push(text);
     this.size += text.length;
     // Keep the first chunk (start-up) and drop from the middle.
@@ -93,6 +93,13 @@ export class ServiceProcess {
   output(): string {
     if (this.dropped === 0) return this.chunks.join('');
     return `${this.chunks[0]}\n[... ${this.dropped} characters dropped ...]\n${this.chunks.slice(1).join('')}`;
+  }
+
+  /** The inspector's WebSocket URL of a process started with `inspect`, once it printed it; else null. */
+  get inspectorUrl(): string | null {
+    // In the output so far, not chunk by chunk: a chunk may end inside the line.
+    if (this.inspects) this.inspector ??= INSPECTOR_URL.exec(this.output())?.[1] ?? null;
+    return this.inspector;
   }
 
   get pid(): number {
