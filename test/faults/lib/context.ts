@@ -39,7 +39,7 @@ export const SIZES: Record<Mode, Sizes> = {
     predictionLogBuffer: 500,
     monitorPredictions: 2_500,
     monitorKills: 2,
-    // 90 s: a coarse check (docs/reliability.md); `--soak-minutes 4` or more, and the full soak, find leaks.
+    // 90 s: enough for a leak of the size of e590595's (docs/reliability.md); the full soak runs 30 minutes.
     soakMs: 90_000,
     soakWarmupMs: 30_000,
     soakSampleMs: 5_000,

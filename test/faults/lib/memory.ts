@@ -1,8 +1,8 @@
 /**
  * The memory of each process, sampled through a run, and its growth after warm-up.
  *
- * Each sample of a process started with its inspector open (`inspect`) first collects its
- * garbage (lib/inspector.ts), then reads its RSS and its retained memory: the V8 heap in use
+ * The processes are started with their inspector open (`inspect`): each sample first collects
+ * a process's garbage (lib/inspector.ts), then reads its RSS and its retained memory: the V8 heap in use
  * after the collection plus the memory of its objects held outside the heap (Buffers). The
  * bound is on the retained memory: what the process holds, which a leak raises and garbage
  * does not. An RSS alone rose by 46–68 MiB within a minute of CI's soak and was not always
@@ -10,7 +10,7 @@
  *
  * The bound: after warm-up, the lowest retained memory among the last third of the samples
  * may exceed the lowest among the first third by at most max(FLOOR, SHARE of that first low).
- * A process without an inspector is judged on its RSS the same way, with the RSS bound.
+ * The RSS's growth and peak are reported beside it.
  *
  * Memory a process accounts for itself, read with each sample (the feature pipeline's estimate of
  * its cache of entity states, bounded by FEATURE_CACHE_MB), is taken off first: a short run
@@ -23,17 +23,14 @@ import type { ServiceProcess } from './processes.js';
 /** The bound on retained memory: the heap after a full collection moves by a few MiB at most without a leak. */
 export const RETAINED_FLOOR_BYTES = 8 * 1024 * 1024;
 export const RETAINED_SHARE = 0.1;
-/** The bound on RSS, for a process without an inspector: V8 sizes its heap in steps of megabytes whatever the leak. */
-export const RSS_FLOOR_BYTES = 32 * 1024 * 1024;
-export const RSS_SHARE = 0.2;
 
 const MiB = 1024 * 1024;
 
 interface Sample {
   at: number;
   rss: number;
-  /** Heap in use plus external memory after a full collection, bytes; null for a process without an inspector. */
-  retained: number | null;
+  /** Heap in use plus external memory after a full collection, bytes. */
+  retained: number;
   accounted: number;
 }
 
@@ -46,19 +43,17 @@ interface Series {
 
 export interface Growth {
   label: string;
-  /** What was judged: the memory retained after a full collection, or (no inspector) the RSS. */
-  measure: 'retained' | 'rss';
   samples: number;
-  /** The lowest of the measure, less the memory accounted for, of the first and of the last third after warm-up, bytes. */
+  /** The lowest retained memory, less the memory accounted for, of the first and of the last third after warm-up, bytes. */
   baseline: number;
   final: number;
   growth: number;
   bound: number;
-  /** Least-squares slope of the measure after warm-up, bytes per minute. */
+  /** Least-squares slope of the retained memory after warm-up, bytes per minute. */
   slopePerMinute: number;
   /** The highest RSS of the whole run, bytes. */
   peak: number;
-  /** The RSS's growth after warm-up, lows of the first and last thirds, reported (judged only without an inspector). */
+  /** The RSS's growth after warm-up, lows of the first and last thirds (reported, not judged). */
   rssGrowth: number;
   /** The memory the process accounted for at the last sample, bytes (0: none). */
   accounted: number;
@@ -83,16 +78,15 @@ export class MemorySampler {
   async sample(): Promise<void> {
     for (const series of this.series.values()) {
       const { process } = series;
-      const retained = process.inspectorUrl
-        ? await retainedMemory(process.inspectorUrl).then(
-            (memory) => memory.heapUsed + memory.external,
-            () => NaN,
-          )
-        : null;
+      if (!process.inspectorUrl) continue;
+      const retained = await retainedMemory(process.inspectorUrl).then(
+        (memory) => memory.heapUsed + memory.external,
+        () => NaN,
+      );
       const at = Date.now();
       const rss = process.rss();
       const accounted = series.accounted ? await series.accounted().catch(() => NaN) : 0;
-      if (rss !== null && Number.isFinite(accounted) && !Number.isNaN(retained)) series.samples.push({ at, rss, retained, accounted });
+      if (rss !== null && Number.isFinite(accounted) && Number.isFinite(retained)) series.samples.push({ at, rss, retained, accounted });
     }
   }
 
@@ -112,17 +106,13 @@ export class MemorySampler {
     await this.sampling;
   }
 
-  /** Every sample, by process: seconds since the start, RSS and retained memory in MiB (null: not read). */
-  trace(): Record<string, [number, number, number | null][]> {
+  /** Every sample, by process: seconds since the start, RSS and retained memory in MiB. */
+  trace(): Record<string, [number, number, number][]> {
     const round = (bytes: number) => Math.round((bytes / MiB) * 10) / 10;
     return Object.fromEntries(
       [...this.series.entries()].map(([label, { samples }]) => [
         label,
-        samples.map((s): [number, number, number | null] => [
-          Math.round((s.at - this.startedAt) / 1000),
-          round(s.rss),
-          s.retained === null ? null : round(s.retained),
-        ]),
+        samples.map((s): [number, number, number] => [Math.round((s.at - this.startedAt) / 1000), round(s.rss), round(s.retained)]),
       ]),
     );
   }
@@ -131,21 +121,15 @@ export class MemorySampler {
   growth(warmupMs: number): Growth[] {
     return [...this.series.entries()].map(([label, { samples }]) => {
       const after = samples.filter((s) => s.at - this.startedAt >= warmupMs);
-      const measure = after.length > 0 && after.every((s) => s.retained !== null) ? 'retained' : 'rss';
-      const rss = lowsGrowth(after, (s) => s.rss - s.accounted);
-      const judged = measure === 'retained' ? lowsGrowth(after, (s) => s.retained! - s.accounted) : rss;
-      const bound =
-        measure === 'retained'
-          ? Math.max(RETAINED_FLOOR_BYTES, RETAINED_SHARE * judged.baseline)
-          : Math.max(RSS_FLOOR_BYTES, RSS_SHARE * judged.baseline);
+      const judged = lowsGrowth(after, (s) => s.retained - s.accounted);
+      const bound = Math.max(RETAINED_FLOOR_BYTES, RETAINED_SHARE * judged.baseline);
       return {
         label,
-        measure,
         samples: after.length,
         ...judged,
         bound,
         peak: Math.max(...samples.map((s) => s.rss)),
-        rssGrowth: rss.growth,
+        rssGrowth: lowsGrowth(after, (s) => s.rss - s.accounted).growth,
         accounted: samples.at(-1)?.accounted ?? 0,
         ok: after.length >= 5 && judged.growth <= bound,
       };
@@ -172,9 +156,9 @@ const signed = (bytes: number) => `${bytes >= 0 ? '+' : ''}${mib(bytes)}`;
 
 export function describeGrowth(g: Growth): string {
   return (
-    `${g.label}: ${g.measure === 'retained' ? 'retained after a full collection' : 'RSS'} ${mib(g.baseline)} -> ${mib(g.final)} ` +
+    `${g.label}: retained after a full collection ${mib(g.baseline)} -> ${mib(g.final)} ` +
     `(${signed(g.growth)}, bound ${mib(g.bound)}; slope ${(g.slopePerMinute / MiB).toFixed(2)} MiB/min; ` +
-    `${g.measure === 'retained' ? `RSS ${signed(g.rssGrowth)}, ` : ''}peak RSS ${mib(g.peak)}; ${g.samples} samples after warm-up` +
+    `RSS ${signed(g.rssGrowth)}, peak RSS ${mib(g.peak)}; ${g.samples} samples after warm-up` +
     `${g.accounted > 0 ? `; less ${mib(g.accounted)} of bounded cache at the end` : ''})`
   );
 }

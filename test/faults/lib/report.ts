@@ -35,8 +35,8 @@ export interface Row {
   checks: Check[];
   notes: string[];
   seconds: number;
-  /** Memory samples by process, [seconds, RSS MiB, retained MiB after a full collection or null] (the soak). */
-  memoryTrace?: Record<string, [number, number, number | null][]>;
+  /** Memory samples by process, [seconds, RSS MiB, retained MiB after a full collection] (the soak). */
+  memoryTrace?: Record<string, [number, number, number][]>;
 }
 
 export function emptyRow(scenario: string): Row {

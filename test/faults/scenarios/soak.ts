@@ -2,10 +2,11 @@
  * Scenario 4, the soak: every service as its own process (features, inference, monitor, and
  * the simulator at a fixed rate scoring each transaction through the inference API,
  * publishing it, and its label later), for a fixed time, with the memory of each process
- * sampled throughout (after a full collection: lib/memory.ts). Goal: no process grows beyond the bound of lib/memory.ts after
- * warm-up; and, once the simulator stops and the rest drains, every transaction on the topic
- * was handled by the pipeline (applied, a duplicate, or dead-lettered), every scoring request
- * answered, every prediction-log record delivered and consumed by the monitor.
+ * sampled throughout (after a full collection: lib/memory.ts). Goal: no process grows beyond
+ * the bound of lib/memory.ts after warm-up; and, once the simulator stops and the rest
+ * drains, every transaction on the topic was handled by the pipeline (applied, a duplicate, or
+ * dead-lettered), every scoring request answered, every prediction-log record delivered and
+ * consumed by the monitor.
  */
 import { createTopic } from '../../support/topics.js';
 import { waitFor } from '../../support/wait-for.js';
