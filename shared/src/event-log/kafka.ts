@@ -133,13 +133,17 @@ export class KafkaEventLog implements EventLog {
       allowAutoTopicCreation: true,
     });
     const stopping = new AbortController();
+    /** Ends the waits of its batches first: kafkajs's disconnect waits for the batch in hand. */
+    const letGo = () => {
+      this.consumers.delete(consumer);
+      stopping.abort();
+      return consumer.disconnect();
+    };
     const closesBefore = this.closes;
     /** After each wait: a `close` meanwhile found no consumer to stop yet (or one kafkajs may reconnect), so this one stops. */
     const stopIfClosed = async () => {
       if (this.closes === closesBefore) return;
-      this.consumers.delete(consumer);
-      stopping.abort();
-      await consumer.disconnect().catch(() => undefined);
+      await letGo().catch(() => undefined);
       throw new Error(`the event log was closed while the consumer of group ${options.groupId} was starting`);
     };
     await consumer.connect();
@@ -271,11 +275,7 @@ export class KafkaEventLog implements EventLog {
         // Applied at the partition's next fetch (a paused partition's too): the batches fetched before are stale.
         consumer.seek({ topic, partition, offset });
       },
-      stop: async () => {
-        this.consumers.delete(consumer);
-        stopping.abort();
-        await consumer.disconnect();
-      },
+      stop: letGo,
     };
   }
 
