@@ -85,8 +85,6 @@ export function startSimulator(options: SimulatorOptions): Simulator {
     },
   };
   const pending = new Set<NodeJS.Timeout>();
-  /** Labels due and being published (lingering in their batch at most LABEL_LINGER_MS first). */
-  const labelsOnTheirWay = new Set<Promise<void>>();
   const maxPending = options.maxPendingLabels ?? 100_000;
   const maxInFlight = options.maxInFlight ?? 1000;
   const publishTransaction = topicBatches(options.eventLog, options.topics.transactions, TRANSACTION_LINGER_MS);
@@ -139,11 +137,9 @@ export function startSimulator(options: SimulatorOptions): Simulator {
     const timer = setTimeout(() => {
       pending.delete(timer);
       const record = { request_id: transaction.event_id, label: fraud ? 1 : 0, ts: Date.now() };
-      const publishing: Promise<void> = publishLabel({ key: record.request_id, value: JSON.stringify(record) })
-        .then(() => void stats.labels++)
-        .catch((error: unknown) => warn('simulator: label publish failed', { err: error }))
-        .finally(() => labelsOnTheirWay.delete(publishing));
-      labelsOnTheirWay.add(publishing);
+      publishLabel({ key: record.request_id, value: JSON.stringify(record) })
+        .then(() => stats.labels++)
+        .catch((error: unknown) => warn('simulator: label publish failed', { err: error }));
     }, delay);
     timer.unref();
     pending.add(timer);
@@ -199,7 +195,8 @@ export function startSimulator(options: SimulatorOptions): Simulator {
       await Promise.all(inFlight);
       for (const timer of pending) clearTimeout(timer);
       pending.clear();
-      await Promise.all(labelsOnTheirWay);
+      // Labels that came due, lingering in their batch.
+      await publishLabel.flushed();
     },
   };
 }

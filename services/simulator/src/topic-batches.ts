@@ -15,9 +15,16 @@ interface Queued {
 /** Records in one publish at most (a 300-byte transaction: ~300 kB, below the brokers' 1 MB request). */
 const MAX_BATCH = 1000;
 
-export function topicBatches(eventLog: EventLog, topic: string, lingerMs = 0): (record: OutgoingRecord) => Promise<void> {
+export interface TopicBatches {
+  (record: OutgoingRecord): Promise<void>;
+  /** Resolves once every record added so far has left (or failed to). */
+  flushed(): Promise<void>;
+}
+
+export function topicBatches(eventLog: EventLog, topic: string, lingerMs = 0): TopicBatches {
   let queue: Queued[] = [];
-  let publishing = false;
+  /** The publishes under way (and the linger before them), or null when none is. */
+  let draining: Promise<void> | null = null;
 
   const drain = async () => {
     while (queue.length > 0) {
@@ -34,15 +41,18 @@ export function topicBatches(eventLog: EventLog, topic: string, lingerMs = 0): (
         );
       for (const queued of batch) queued.settle(error);
     }
-    publishing = false;
+    // Here, not once the promise settles: a record added in between would wait for no drain.
+    draining = null;
   };
 
-  return (record) =>
+  const publish = (record: OutgoingRecord) =>
     new Promise<void>((resolve, reject) => {
       queue.push({ record, settle: (error) => (error === undefined ? resolve() : reject(error)) });
-      if (publishing) return;
-      publishing = true;
-      if (lingerMs > 0) setTimeout(() => void drain(), lingerMs);
-      else setImmediate(() => void drain());
+      draining ??= new Promise<void>((resolve) => (lingerMs > 0 ? setTimeout(resolve, lingerMs) : setImmediate(resolve))).then(drain);
     });
+  return Object.assign(publish, {
+    async flushed() {
+      while (draining) await draining;
+    },
+  });
 }

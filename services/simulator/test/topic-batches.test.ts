@@ -56,4 +56,19 @@ describe('topicBatches', () => {
         .sort(),
     ).toEqual(['a', 'b', 'c']);
   });
+
+  it('says when every record added so far has left: after the linger and the publish', async () => {
+    vi.useFakeTimers();
+    const { log, publishes } = recordingLog();
+    const send = topicBatches(log, 't', 50);
+    await send.flushed();
+    void send(record('a'));
+    let flushed = false;
+    const flushing = send.flushed().then(() => (flushed = true));
+    await vi.advanceTimersByTimeAsync(49);
+    expect(flushed).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    await flushing;
+    expect(publishes).toEqual([['a']]);
+  });
 });
