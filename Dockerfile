@@ -97,6 +97,7 @@ EXPOSE 3000 3001 3002
 # (docker-compose.yml disables the check for it).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "if(process.env.SERVICE==='simulator')process.exit(0);const d={features:3001,monitor:3002};const p=process.env.PORT||d[process.env.SERVICE]||3000;fetch(`http://127.0.0.1:${p}/healthz`,{signal:AbortSignal.timeout(4000)}).then((r)=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-# The service's `npm start` (tsx src/main.ts) as one node process with tsx's loader,
-# without npm or a shell left in between, so that SIGTERM reaches the service.
-CMD ["sh", "-c", "if [ ! -f \"services/$SERVICE/src/main.ts\" ]; then echo \"unknown SERVICE '$SERVICE': expected one of: $(ls services | tr '\\n' ' ')\" >&2; exit 64; fi; cd \"services/$SERVICE\" && exec node --import tsx src/main.ts"]
+# The service's `npm start` (tsx src/main.ts, with the node flags its start script gives: the
+# feature pipeline's larger young generation, docs/feature-engine.md) as one node process with
+# tsx's loader, without npm or a shell left in between, so that SIGTERM reaches the service.
+CMD ["sh", "-c", "if [ ! -f \"services/$SERVICE/src/main.ts\" ]; then echo \"unknown SERVICE '$SERVICE': expected one of: $(ls services | tr '\\n' ' ')\" >&2; exit 64; fi; flags=''; if [ \"$SERVICE\" = features ]; then flags='--max-semi-space-size=64'; fi; cd \"services/$SERVICE\" && exec node $flags --import tsx src/main.ts"]

@@ -11,7 +11,8 @@ import { execFile } from 'node:child_process';
 import { createServer } from 'node:http';
 import { builtinModules } from 'node:module';
 import type { AddressInfo } from 'node:net';
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { DockerfileParser, type Copy, type Healthcheck, type Instruction } from 'dockerfile-ast';
 import { validate } from 'dockerfile-utils';
@@ -145,7 +146,7 @@ describe('Dockerfile lint', () => {
 
   it('runs the service chosen by SERVICE with node and tsx, and every SERVICE compose builds exists', () => {
     const cmd = content(of(runtime, 'CMD')[0]!);
-    expect(cmd).toContain('exec node --import tsx src/main.ts');
+    expect(cmd).toContain('exec node $flags --import tsx src/main.ts');
     expect(cmd).toContain('cd \\"services/$SERVICE\\"');
     const services = serviceEntries();
     const defaultService = of(runtime, 'ARG')
@@ -157,6 +158,28 @@ describe('Dockerfile lint', () => {
       const service = s.build?.args?.SERVICE;
       if (service !== undefined) expect(services.get(service)?.runnable, `${name}: SERVICE=${service}`).toBe(true);
     }
+  });
+
+  it('gives each service the node flags of its `npm start` (a stand-in node on PATH prints what it was run with)', async () => {
+    const [shell, flag, script] = JSON.parse(content(of(runtime, 'CMD')[0]!)) as string[];
+    expect([shell, flag]).toEqual(['sh', '-c']);
+    const bin = mkdtempSync(join(tmpdir(), 'tributary-cmd-'));
+    writeFileSync(join(bin, 'node'), '#!/bin/sh\necho "$PWD|$*"\n', { mode: 0o755 });
+    const run = (service: string) =>
+      new Promise<string>((done, fail) =>
+        execFile('sh', ['-c', script!], { cwd: ROOT, env: { PATH: `${bin}:${process.env.PATH}`, SERVICE: service } }, (error, stdout) =>
+          error ? fail(error) : done(stdout.trim()),
+        ),
+      );
+    const runnable = [...serviceEntries().values()].filter((s) => s.runnable);
+    expect(runnable.length).toBeGreaterThan(4);
+    for (const { name } of runnable) {
+      const start = (JSON.parse(read(`services/${name}/package.json`)) as { scripts: { start: string } }).scripts.start;
+      const flags = /^exec tsx ((?:--\S+ )*)src\/main\.ts$/.exec(start)?.[1]?.trim() ?? `unexpected start script: ${start}`;
+      expect(await run(name), name).toBe(`${join(ROOT, 'services', name)}|${flags ? `${flags} ` : ''}--import tsx src/main.ts`);
+    }
+    expect(await run('features')).toContain('--max-semi-space-size=64 --import tsx');
+    rmSync(bin, { recursive: true });
   });
 
   it('.dockerignore keeps installed dependencies, git history and secrets out of the build context', () => {
