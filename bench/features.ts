@@ -1,8 +1,9 @@
 /**
  * Feature pipeline benchmark, on the real broker and Redis (KAFKA_BROKERS, REDIS_URL):
- *   npm run bench:features [-- --events 80000 --users 20000]
+ *   npm run bench:features [-- --events 80000 --users 20000 --rounds 3]
  * 1. throughput: the raw kafkajs `eachBatch` consume rate of a topic (the ceiling) next to
- *    the rate at which one pipeline applies the same topic to Redis, and their ratio;
+ *    the rate at which one pipeline applies the same topic to Redis, and their ratio, in
+ *    `--rounds` rounds alternating the two (medians, and each round's figures);
  * 2. freshness at a steady rate: p50/p99 of the lag from event time to readable in Redis,
  *    over the whole run and after its first 5 s (a new pipeline's warm-up: every entity is
  *    loaded from the store once, the code is compiled);
@@ -42,6 +43,8 @@ const { values: args } = parseArgs({
     // for a fetch (KAFKA_FETCH_MAX_WAIT): their defaults when unset.
     'flush-ms': { type: 'string' },
     'fetch-wait-ms': { type: 'string' },
+    // Rounds of the throughput measurement (raw, then the pipeline, alternating): medians reported.
+    rounds: { type: 'string', default: '3' },
   },
 });
 const brokers = process.env.KAFKA_BROKERS?.split(',');
@@ -49,6 +52,8 @@ const redisUrl = process.env.REDIS_URL;
 if (!brokers || !redisUrl) throw new Error('set KAFKA_BROKERS and REDIS_URL (see deploy/local/README.md)');
 const EVENTS = Number(args.events);
 const USERS = Number(args.users);
+const ROUNDS = Number(args.rounds);
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`--rounds must be a whole number above 0 (got "${args.rounds}")`);
 const run = `bench-${Date.now().toString(36)}`;
 const eventLog = new KafkaEventLog({
   brokers,
@@ -97,66 +102,93 @@ for (let i = 0; i < records.length; i += 5_000) await eventLog.publish(topic, re
 const bytes = records.reduce((sum, r) => sum + r.value.length, 0);
 records.length = 0; // on the topic now; not kept in the heap of the steady phase
 
-let raw = 0;
-let rawStart = 0;
-let rawEnd = 0;
-const rawConsumer = await eventLog.subscribe({
-  groupId: `${run}-raw`,
-  topics: [topic],
-  fromBeginning: true,
-  eachBatch: async (batch) => {
-    if (raw === 0) rawStart = performance.now();
-    raw += batch.records.length;
-    if (raw >= EVENTS) rawEnd = performance.now();
-  },
-});
-await waitUntil(() => raw >= EVENTS, 120_000);
-await rawConsumer.stop();
+/** The raw kafkajs `eachBatch` consume rate of the topic, from its start, in a group of its own (events/s). */
+async function rawConsume(round: number): Promise<number> {
+  let raw = 0;
+  let rawStart = 0;
+  let rawEnd = 0;
+  const rawConsumer = await eventLog.subscribe({
+    groupId: `${run}-raw-r${round}`,
+    topics: [topic],
+    fromBeginning: true,
+    eachBatch: async (batch) => {
+      if (raw === 0) rawStart = performance.now();
+      raw += batch.records.length;
+      if (raw >= EVENTS) rawEnd = performance.now();
+    },
+  });
+  await waitUntil(() => raw >= EVENTS, 120_000);
+  await rawConsumer.stop();
+  return EVENTS / ((rawEnd - rawStart) / 1000);
+}
 
 const example = fraud.fraudExample({ transactions: topic, labelledTransactions: `${run}-labelled` });
-const registry = createRegistry({ defaultMetrics: false });
-const counted = async () => {
-  const text = (await registry.getSingleMetricAsString('tributary_pipeline_events_total')) ?? '';
-  return [...text.matchAll(/outcome="(?:applied|duplicate|dead_lettered|replayed)"\} (\d+)/g)].reduce((s, m) => s + Number(m[1]), 0);
-};
-let applied = 0;
-let pipelineStart = 0;
-const poll = setInterval(() => {
-  void counted().then((n) => {
-    if (n > 0 && pipelineStart === 0) pipelineStart = performance.now();
-    applied = n;
-  });
-}, 2);
-const pipelineCpu0 = process.cpuUsage();
-const pipeline = await startFeaturePipeline({
-  eventLog,
-  store,
-  sources: example.sources,
-  groups: example.groups,
-  deadLetterTopic: `${run}-dead-letter`,
-  allowedLatenessMs: 5 * 60_000,
-  groupId: `${run}-features`,
-  registry,
-  logger,
-  backlogFlushIntervalMs: args['backlog-flush-ms'] === undefined ? undefined : Number(args['backlog-flush-ms']),
-  flushIntervalMs,
-});
-await waitUntil(() => applied >= EVENTS, 300_000);
-await pipeline.flush();
-const pipelineEnd = performance.now();
-const pipelineCpu = process.cpuUsage(pipelineCpu0);
-const pipelineCpuShare = (pipelineCpu.user + pipelineCpu.system) / 1000 / (pipelineEnd - pipelineStart);
-clearInterval(poll);
-// The keyed state in memory: the pipeline's estimate, and the heap it frees when it stops (it drops its state).
-const gauge = async (name: string) => ((await registry.getSingleMetric(name)?.get())?.values ?? []).reduce((sum, v) => sum + v.value, 0);
-const cachedEntities = await gauge('tributary_pipeline_cached_entities');
-const cacheEstimateBytes = await gauge('tributary_pipeline_cache_bytes');
-const heapWithState = heapAfterGc();
-await pipeline.stop();
-const heapPerCachedEntity = Math.round((heapWithState - heapAfterGc()) / Math.max(1, cachedEntities));
+const gauge = async (registry: ReturnType<typeof createRegistry>, name: string) =>
+  ((await registry.getSingleMetric(name)?.get())?.values ?? []).reduce((sum, v) => sum + v.value, 0);
 
-const rawRate = EVENTS / ((rawEnd - rawStart) / 1000);
-const pipelineRate = EVENTS / ((pipelineEnd - pipelineStart) / 1000);
+/**
+ * One pipeline applying the topic from its start to Redis (a group and keys of its own, so that
+ * no round finds another's states): its rate, its CPU, and the keyed state it holds once caught
+ * up (its estimate, and the heap it frees when it stops: it drops its state).
+ */
+async function catchUp(round: number) {
+  const registry = createRegistry({ defaultMetrics: false });
+  const counted = async () => {
+    const text = (await registry.getSingleMetricAsString('tributary_pipeline_events_total')) ?? '';
+    return [...text.matchAll(/outcome="(?:applied|duplicate|dead_lettered|replayed)"\} (\d+)/g)].reduce((s, m) => s + Number(m[1]), 0);
+  };
+  let applied = 0;
+  let pipelineStart = 0;
+  const poll = setInterval(() => {
+    void counted().then((n) => {
+      if (n > 0 && pipelineStart === 0) pipelineStart = performance.now();
+      applied = n;
+    });
+  }, 2);
+  const roundStore = round === 0 ? store : new RedisOnlineStore({ url: redisUrl!, keyPrefix: `${run}-r${round}:` });
+  const pipelineCpu0 = process.cpuUsage();
+  const pipeline = await startFeaturePipeline({
+    eventLog,
+    store: roundStore,
+    sources: example.sources,
+    groups: example.groups,
+    deadLetterTopic: `${run}-dead-letter`,
+    allowedLatenessMs: 5 * 60_000,
+    groupId: `${run}-features-r${round}`,
+    registry,
+    logger,
+    backlogFlushIntervalMs: args['backlog-flush-ms'] === undefined ? undefined : Number(args['backlog-flush-ms']),
+    flushIntervalMs,
+  });
+  await waitUntil(() => applied >= EVENTS, 300_000);
+  await pipeline.flush();
+  const pipelineEnd = performance.now();
+  const pipelineCpu = process.cpuUsage(pipelineCpu0);
+  clearInterval(poll);
+  const cachedEntities = await gauge(registry, 'tributary_pipeline_cached_entities');
+  const cacheEstimateBytes = await gauge(registry, 'tributary_pipeline_cache_bytes');
+  const heapWithState = heapAfterGc();
+  await pipeline.stop();
+  const heapFreed = heapWithState - heapAfterGc();
+  if (roundStore !== store) await roundStore.close();
+  return {
+    eventsPerS: EVENTS / ((pipelineEnd - pipelineStart) / 1000),
+    // CPU time of this process over wall time while the pipeline ran (1 = one core busy).
+    cpuShare: (pipelineCpu.user + pipelineCpu.system) / 1000 / (pipelineEnd - pipelineStart),
+    cpuUsPerEvent: (pipelineCpu.user + pipelineCpu.system) / EVENTS,
+    cachedEntities,
+    cacheEstimateBytesPerEntity: cacheEstimateBytes / Math.max(1, cachedEntities),
+    heapBytesPerEntity: heapFreed / Math.max(1, cachedEntities),
+  };
+}
+
+// Rounds alternating the two (the machine's speed moves from second to second): medians.
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+const rounds: { raw: number; pipeline: Awaited<ReturnType<typeof catchUp>> }[] = [];
+for (let round = 0; round < ROUNDS; round++) rounds.push({ raw: await rawConsume(round), pipeline: await catchUp(round) });
+const rawRate = median(rounds.map((r) => r.raw));
+const pipelineRate = median(rounds.map((r) => r.pipeline.eventsPerS));
+const catchingUp = (of: (p: Awaited<ReturnType<typeof catchUp>>) => number) => median(rounds.map((r) => of(r.pipeline)));
 
 // 2. Freshness at a steady rate, on a second topic.
 const rate = Number(args.rate);
@@ -296,17 +328,22 @@ const result = {
   events: EVENTS,
   users: USERS,
   average_event_bytes: Math.round(bytes / EVENTS),
+  rounds: ROUNDS,
+  // Medians of the rounds; the ratio is the median of each round's ratio.
   raw_consume_events_per_s: Math.round(rawRate),
   pipeline_events_per_s: Math.round(pipelineRate),
-  ratio: Number((pipelineRate / rawRate).toFixed(3)),
+  ratio: Number(median(rounds.map((r) => r.pipeline.eventsPerS / r.raw)).toFixed(3)),
+  raw_consume_events_per_s_rounds: rounds.map((r) => Math.round(r.raw)),
+  pipeline_events_per_s_rounds: rounds.map((r) => Math.round(r.pipeline.eventsPerS)),
   // CPU time of this process over wall time while the pipeline ran (1 = one core busy).
-  pipeline_cpu_share: Number(pipelineCpuShare.toFixed(2)),
-  pipeline_cpu_us_per_event: Math.round((pipelineCpu.user + pipelineCpu.system) / EVENTS),
+  pipeline_cpu_share: Number(catchingUp((p) => p.cpuShare).toFixed(2)),
+  pipeline_cpu_us_per_event: Math.round(catchingUp((p) => p.cpuUsPerEvent)),
+  pipeline_cpu_us_per_event_rounds: rounds.map((r) => Math.round(r.pipeline.cpuUsPerEvent)),
   // Its keyed state once caught up: the entities in memory, the heap per entity the pipeline
   // estimates (bounding it by FEATURE_CACHE_MB) and the heap it freed per entity when it stopped.
-  pipeline_cached_entities: cachedEntities,
-  pipeline_cache_estimate_bytes_per_entity: Math.round(cacheEstimateBytes / Math.max(1, cachedEntities)),
-  pipeline_heap_bytes_per_entity: heapPerCachedEntity,
+  pipeline_cached_entities: catchingUp((p) => p.cachedEntities),
+  pipeline_cache_estimate_bytes_per_entity: Math.round(catchingUp((p) => p.cacheEstimateBytesPerEntity)),
+  pipeline_heap_bytes_per_entity: Math.round(catchingUp((p) => p.heapBytesPerEntity)),
   steady_rate_events_per_s: rate,
   steady_events_sent: sent,
   steady_publisher: publisher.stdout.trim(),
