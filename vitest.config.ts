@@ -26,7 +26,13 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['shared/**/*.test.ts', 'services/*/src/**/*.test.ts', 'services/*/test/**/*.test.ts', 'test/faults/**/*.test.ts'],
+          include: [
+            'shared/**/*.test.ts',
+            'services/*/src/**/*.test.ts',
+            'services/*/test/**/*.test.ts',
+            'test/faults/**/*.test.ts',
+            'test/support/**/*.test.ts',
+          ],
           exclude: ['**/node_modules/**', '**/*.int.test.ts'],
           // A guard against a hang: property tests and child processes take several seconds
           // when another file keeps the other core busy (vitest's default is 5 s).

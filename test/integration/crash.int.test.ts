@@ -1,7 +1,7 @@
 /**
  * Exactly-once effect under kill -9 and rebalances (as Kafka Streams' system tests): 200,000 events with
  * out-of-order, duplicated, late and malformed records are consumed by the feature
- * pipeline process (`services/features`), which is killed with SIGKILL at random moments
+ * pipeline process (`services/features`, with its start script's node flags), which is killed with SIGKILL at random moments
  * while it applies them and restarted each time. At the end every entity's features in
  * Redis must equal exactly those of a run that never crashed (the same pipeline code run
  * once, in memory, over the same partitions), and every late or malformed record must be
@@ -25,6 +25,7 @@ import {
   type OutgoingRecord,
   type StoredFields,
 } from '@tributary/shared';
+import { serviceNodeFlags } from '../support/service-flags.js';
 import { createTopic, partitionerFor } from '../support/topics.js';
 import { uniqueName, waitFor } from '../support/wait-for.js';
 import { realServices } from './services.js';
@@ -82,7 +83,7 @@ async function startPipeline(run: string): Promise<{ child: ChildProcess; url: s
   // The delayed assigner works around the mock cluster's SyncGroup race when a member joins.
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', '--import', './test/support/delayed-assigner.ts', 'services/features/src/main.ts'],
+    [...serviceNodeFlags('features'), '--import', 'tsx', '--import', './test/support/delayed-assigner.ts', 'services/features/src/main.ts'],
     {
       cwd: root,
       env: {

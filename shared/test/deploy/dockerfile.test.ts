@@ -17,6 +17,7 @@ import { join, relative } from 'node:path';
 import { DockerfileParser, type Copy, type Healthcheck, type Instruction } from 'dockerfile-ast';
 import { validate } from 'dockerfile-utils';
 import { describe, expect, it } from 'vitest';
+import { serviceNodeFlags } from '../../../test/support/service-flags.js';
 import { composeFile, read, ROOT, serviceEntries } from './deployment.js';
 
 const text = read('Dockerfile');
@@ -174,9 +175,8 @@ describe('Dockerfile lint', () => {
     const runnable = [...serviceEntries().values()].filter((s) => s.runnable);
     expect(runnable.length).toBeGreaterThan(4);
     for (const { name } of runnable) {
-      const start = (JSON.parse(read(`services/${name}/package.json`)) as { scripts: { start: string } }).scripts.start;
-      const flags = /^exec tsx ((?:--\S+ )*)src\/main\.ts$/.exec(start)?.[1]?.trim() ?? `unexpected start script: ${start}`;
-      expect(await run(name), name).toBe(`${join(ROOT, 'services', name)}|${flags ? `${flags} ` : ''}--import tsx src/main.ts`);
+      const flags = serviceNodeFlags(name);
+      expect(await run(name), name).toBe(`${join(ROOT, 'services', name)}|${[...flags, '--import tsx src/main.ts'].join(' ')}`);
     }
     expect(await run('features')).toContain('--max-semi-space-size=64 --import tsx');
     rmSync(bin, { recursive: true });

@@ -1,12 +1,13 @@
 /**
  * The services as the faults suite runs them: each its own Node process
- * (`node --import tsx services/<name>/src/main.ts`, no npm in between, so that the pid is the
+ * (`node [its start script's flags] --import tsx services/<name>/src/main.ts`, no npm in between, so that the pid is the
  * service's own for SIGKILL and for its resident memory), its output kept for the checks
  * that read it (secrets, crashes) and its address read from its start-up line.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { serviceNodeFlags } from '../../support/service-flags.js';
 import { waitFor } from '../../support/wait-for.js';
 import { INSPECTOR_URL } from './inspector.js';
 
@@ -57,6 +58,7 @@ export class ServiceProcess {
     this.inspects = options.inspect ?? false;
     const args = [
       ...(options.inspect ? ['--inspect=127.0.0.1:0'] : []),
+      ...serviceNodeFlags(name),
       '--import',
       'tsx',
       ...(options.preload ?? []).flatMap((p) => ['--import', p]),
