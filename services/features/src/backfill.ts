@@ -13,6 +13,7 @@ import {
   applyEvent,
   emptyState,
   pruneSeen,
+  pruneState,
   readFeatureValues,
   stateFields,
   type CompiledFeatureGroup,
@@ -23,6 +24,11 @@ import {
 import type { TSchema } from 'typebox';
 import { sourceDecoder, type DecodeResult, type SourceEvent } from './decode.js';
 import { admitEvent, type PartitionProgress } from './watermark.js';
+
+/** How often (in sweep time) an entity's state is pruned at most: the pipeline's interval (feature-processor.ts). */
+const PRUNE_INTERVAL_MS = 60_000;
+/** How often (in sweep time) the states are walked for expired entities. */
+const EXPIRY_WALK_MS = 3_600_000;
 
 export interface FeatureQuery {
   /** Entity type, e.g. `user_id`. */
@@ -111,6 +117,10 @@ interface Sweep {
   fed: CompiledFeatureGroup[];
   /** Each entity's state per source partition, as the store holds it: a read merges them as it merges the store's. */
   states: Map<string, Map<number, PartitionState>>;
+  /** When each state was last pruned (sweep time). */
+  prunedAt: WeakMap<PartitionState, number>;
+  /** When the states were last walked for the entities whose keys have expired (sweep time). */
+  expiredAt: number;
   /** The index of the next event to apply. */
   next: number;
   /** The latest query answered. */
@@ -152,12 +162,25 @@ export function eventReplay(options: ReplayOptions): EventReplay {
       if (!sweep || sweep.groups !== allGroups || (order.length > 0 && order[0]!.query.at < sweep.at)) {
         applied.sort((a, b) => a.arrival - b.arrival);
         const fed = allGroups.filter((g) => g.definition.source === options.source.name);
-        sweep = { groups: allGroups, fed, states: new Map(), next: 0, at: -Infinity };
+        sweep = { groups: allGroups, fed, states: new Map(), prunedAt: new WeakMap(), expiredAt: -Infinity, next: 0, at: -Infinity };
       }
-      const { fed: groups, states } = sweep;
+      const { fed: groups, states, prunedAt } = sweep;
       const rows: FeatureRow[] = new Array(queries.length);
+      const fedById = new Map(groups.map((group) => [group.id, group]));
       for (const { query, index } of order) {
         sweep.at = query.at;
+        // Entities whose keys the store has let expire (a ttl after their last event) are forgotten, an hour of
+        // sweep time apart: a ttl is no shorter than any window, so no read at or after this time uses their tiles,
+        // and an event of theirs arriving later starts a state whose reads are those of the old one and it.
+        if (query.at - sweep.expiredAt >= EXPIRY_WALK_MS) {
+          for (const [slot, shares] of states) {
+            const group = fedById.get(slot.slice(0, slot.indexOf('\u0000')))!;
+            let newest = -Infinity;
+            for (const state of shares.values()) if (state.newest !== null && state.newest > newest) newest = state.newest;
+            if (query.at - newest >= group.ttlMs) states.delete(slot);
+          }
+          sweep.expiredAt = query.at;
+        }
         while (sweep.next < applied.length && applied[sweep.next]!.arrival <= query.at) {
           const event = applied[sweep.next++]!;
           for (const group of groups) {
@@ -168,6 +191,12 @@ export function eventReplay(options: ReplayOptions): EventReplay {
             if (!shares) states.set(slot, (shares = new Map()));
             let state = shares.get(event.partition);
             if (!state) shares.set(event.partition, (state = emptyState()));
+            // As the pipeline does (at most once a minute of its time): tiles no read at or after this query's
+            // time can use are dropped, so that a state holds its windows' tiles, not the whole replay's.
+            if (query.at - (prunedAt.get(state) ?? -Infinity) >= PRUNE_INTERVAL_MS) {
+              pruneState(group, state, query.at);
+              prunedAt.set(state, query.at);
+            }
             applyEvent(group, state, event);
           }
         }

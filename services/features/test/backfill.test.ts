@@ -170,6 +170,72 @@ describe('backfill', () => {
     expect(new Set(whole.rows.map((row) => JSON.stringify(row.features))).size).toBeGreaterThan(300);
   });
 
+  it('reads as the pipeline over days longer than the ttl: what it forgets (tiles past every window, entities whose keys expired) changes no read', async () => {
+    // Six days in time order (jitter within the lateness), users silent for three days (past the 2-day ttl) and back.
+    const random = createRandom(11);
+    const lines: Line[] = [];
+    for (let hour = 0; hour < 6 * 24; hour++) {
+      for (let k = 0; k < 20; k++) {
+        const user = random.int(12);
+        const day = hour / 24;
+        if ((user < 6 && day >= 1 && day < 4) || (user >= 6 && day >= 2.5 && day < 5.5)) continue;
+        const ts = START + hour * 3_600_000 + k * 180_000 + random.int(60_000);
+        const text = JSON.stringify({
+          event_id: `e${hour}-${k}`,
+          user_id: `u${user}`,
+          merchant_id: `m${random.int(4)}`,
+          amount: random.int(5000) / 10,
+          currency: 'USD',
+          country: random.next() < 0.8 ? 'US' : 'FR',
+          channel: 'web',
+          ts,
+        });
+        lines.push({ text, time: ts });
+      }
+    }
+    const all = records(lines);
+    let now = START;
+    const store = new MemoryOnlineStore(() => now);
+    const processor = createFeatureProcessor({ store, groups: example.groups, source, allowedLatenessMs: LATENESS, clock: () => now });
+    processor.open('transactions', 0, -Infinity);
+    const queries: FeatureQuery[] = [];
+    const online: Record<string, unknown>[] = [];
+    let next = 0;
+    for (let at = START + 3 * 3_600_000 - 1; at < START + 6 * 86_400_000; at += 3 * 3_600_000) {
+      now = at;
+      const batch: LogRecord[] = [];
+      while (next < all.length && lines[next]!.time! <= at) batch.push(all[next++]!);
+      if (batch.length > 0) await processor.process({ topic: 'transactions', partition: 0, records: batch });
+      await processor.flush();
+      for (const [entity, id] of [
+        ['user_id', 'u1'],
+        ['user_id', 'u4'],
+        ['user_id', 'u7'],
+        ['user_id', 'u10'],
+        ['merchant_id', 'm2'],
+      ] as const) {
+        const group = example.groups.find((g) => g.definition.entity === entity)!;
+        const [fields] = await store.read([{ group: group.id, entity, id }]);
+        queries.push({ entity, id, at });
+        online.push({ [group.definition.name]: readFeatureValues(group, fields ?? null, at).values });
+      }
+    }
+    // Read when the pipeline read the last of them (the records carry no log time): a later day of the six is no later than that.
+    const result = backfill({
+      groups: example.groups,
+      source,
+      allowedLatenessMs: LATENESS,
+      partitions: [all.slice(0, next)],
+      queries,
+      readAt: now,
+    });
+    expect(result.rows.map((r) => r.features)).toEqual(online);
+    // Not vacuous: the silent users' keys expired (counts at zero between bursts), and they came back.
+    const counts = result.rows.filter((r) => r.id === 'u1').map((r) => r.features.user_transactions!.count_24h);
+    expect(counts.filter((c) => c === 0).length).toBeGreaterThan(3);
+    expect(counts.at(-1)).toBeGreaterThan(0);
+  });
+
   it('is empty for an entity before its first event, and after its ttl', () => {
     const text = JSON.stringify({
       event_id: 'a',
