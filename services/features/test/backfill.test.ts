@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { createRandom, fraud, MemoryOnlineStore, readFeatureValues, type LogRecord } from '@tributary/shared';
+import { compileFeatureGroup, createRandom, fraud, MemoryOnlineStore, readFeatureValues, type LogRecord } from '@tributary/shared';
 import { backfill, eventReplay, type FeatureQuery } from '../src/backfill.js';
 import { createFeatureProcessor } from '../src/feature-processor.js';
 
@@ -171,7 +171,7 @@ describe('backfill', () => {
   });
 
   it('reads as the pipeline over days longer than the ttl: what it forgets (tiles past every window, entities whose keys expired) changes no read', async () => {
-    // Six days in time order (jitter within the lateness), users silent for three days (past the 2-day ttl) and back.
+    // Six days, users silent for three days (past the 2-day ttl) and back.
     const random = createRandom(11);
     const lines: Line[] = [];
     for (let hour = 0; hour < 6 * 24; hour++) {
@@ -179,7 +179,8 @@ describe('backfill', () => {
         const user = random.int(12);
         const day = hour / 24;
         if ((user < 6 && day >= 1 && day < 4) || (user >= 6 && day >= 2.5 && day < 5.5)) continue;
-        const ts = START + hour * 3_600_000 + k * 180_000 + random.int(60_000);
+        // Out of order by up to 4 minutes, within the lateness.
+        const ts = START + hour * 3_600_000 + k * 180_000 + random.int(240_000);
         const text = JSON.stringify({
           event_id: `e${hour}-${k}`,
           user_id: `u${user}`,
@@ -204,6 +205,7 @@ describe('backfill', () => {
     for (let at = START + 3 * 3_600_000 - 1; at < START + 6 * 86_400_000; at += 3 * 3_600_000) {
       now = at;
       const batch: LogRecord[] = [];
+      // The events arrived by then: those before the first one stamped after it.
       while (next < all.length && lines[next]!.time! <= at) batch.push(all[next++]!);
       if (batch.length > 0) await processor.process({ topic: 'transactions', partition: 0, records: batch });
       await processor.flush();
@@ -234,6 +236,68 @@ describe('backfill', () => {
     const counts = result.rows.filter((r) => r.id === 'u1').map((r) => r.features.user_transactions!.count_24h);
     expect(counts.filter((c) => c === 0).length).toBeGreaterThan(3);
     expect(counts.at(-1)).toBeGreaterThan(0);
+  });
+
+  it('reads a window as long as its ttl as the pipeline does, though the entity was silent past its ttl', async () => {
+    // A read of a 24 h window takes whole 1 h tiles, reaching back up to 25 h: the old tile counts again once
+    // u1's second event makes its key live (the pipeline still holds u1's state in memory).
+    const group = compileFeatureGroup(
+      {
+        name: 'user_daily',
+        version: 1,
+        source: 'transactions',
+        entity: 'user_id',
+        aggregations: [{ column: '*', op: 'count', windows: ['24h'] }],
+        ttl: '24h',
+        defaults: {},
+      },
+      example.sources,
+    );
+    const H = 3_600_000;
+    const M = 60_000;
+    const events = [
+      { id: 'a', user: 'u1', ts: START + 10 * H + 30 * M },
+      // Past u1's ttl: a query then walks the states for the entities whose keys expired.
+      { id: 'b', user: 'u2', ts: START + 34 * H + 35 * M },
+      { id: 'c', user: 'u1', ts: START + 34 * H + 40 * M },
+    ];
+    const lines: Line[] = events.map(({ id, user, ts }) => ({
+      text: JSON.stringify({
+        event_id: id,
+        user_id: user,
+        merchant_id: 'm1',
+        amount: 10,
+        currency: 'USD',
+        country: 'US',
+        channel: 'web',
+        ts,
+      }),
+      time: ts,
+    }));
+    const all = records(lines);
+    const queries: FeatureQuery[] = [
+      { entity: 'user_id', id: 'u1', at: START + 11 * H },
+      { entity: 'user_id', id: 'u2', at: START + 34 * H + 36 * M },
+      { entity: 'user_id', id: 'u1', at: START + 34 * H + 50 * M },
+    ];
+    let now = START;
+    const store = new MemoryOnlineStore(() => now);
+    const processor = createFeatureProcessor({ store, groups: [group], source, allowedLatenessMs: LATENESS, clock: () => now });
+    processor.open('transactions', 0, -Infinity);
+    const online: unknown[] = [];
+    let next = 0;
+    for (const query of queries) {
+      now = query.at;
+      const batch: LogRecord[] = [];
+      while (next < all.length && lines[next]!.time! <= query.at) batch.push(all[next++]!);
+      if (batch.length > 0) await processor.process({ topic: 'transactions', partition: 0, records: batch });
+      await processor.flush();
+      const [fields] = await store.read([{ group: group.id, entity: 'user_id', id: query.id }]);
+      online.push(readFeatureValues(group, fields ?? null, query.at).values);
+    }
+    const result = backfill({ groups: [group], source, allowedLatenessMs: LATENESS, partitions: [all], queries, readAt: now });
+    expect(result.rows.map((r) => r.features.user_daily)).toEqual(online);
+    expect(online.map((values) => (values as { count_24h: number }).count_24h)).toEqual([1, 1, 2]);
   });
 
   it('is empty for an entity before its first event, and after its ttl', () => {
