@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { compileFeatureGroup, createRandom, fraud, MemoryOnlineStore, readFeatureValues, type LogRecord } from '@tributary/shared';
 import { backfill, eventReplay, type FeatureQuery } from '../src/backfill.js';
 import { createFeatureProcessor } from '../src/feature-processor.js';
+import { transactionJson } from './transaction.js';
 
 /** Each test runs the command-line tool several times, each a new Node process compiling its TypeScript: a guard against a hang, wide enough for a loaded CI machine. */
 const CLI_TIMEOUT_MS = 120_000;
@@ -261,19 +262,7 @@ describe('backfill', () => {
       { id: 'b', user: 'u2', ts: START + 34 * H + 35 * M },
       { id: 'c', user: 'u1', ts: START + 34 * H + 40 * M },
     ];
-    const lines: Line[] = events.map(({ id, user, ts }) => ({
-      text: JSON.stringify({
-        event_id: id,
-        user_id: user,
-        merchant_id: 'm1',
-        amount: 10,
-        currency: 'USD',
-        country: 'US',
-        channel: 'web',
-        ts,
-      }),
-      time: ts,
-    }));
+    const lines: Line[] = events.map(({ id, user, ts }) => ({ text: transactionJson(id, ts, { user_id: user }), time: ts }));
     const all = records(lines);
     const queries: FeatureQuery[] = [
       { entity: 'user_id', id: 'u1', at: START + 11 * H },
