@@ -14,6 +14,7 @@ import {
   emptyState,
   pruneSeen,
   pruneState,
+  PRUNE_INTERVAL_MS,
   readFeatureValues,
   stateFields,
   type CompiledFeatureGroup,
@@ -25,8 +26,6 @@ import type { TSchema } from 'typebox';
 import { sourceDecoder, type DecodeResult, type SourceEvent } from './decode.js';
 import { admitEvent, type PartitionProgress } from './watermark.js';
 
-/** How often (in sweep time) an entity's state is pruned at most: the pipeline's interval (feature-processor.ts). */
-const PRUNE_INTERVAL_MS = 60_000;
 /** How often (in sweep time) the states are walked for expired entities. */
 const EXPIRY_WALK_MS = 3_600_000;
 
@@ -120,6 +119,13 @@ export interface EventReplay {
   answer(groups: CompiledFeatureGroup[], queries: FeatureQuery[], keepStored?: boolean): BackfillResult;
 }
 
+/** The newest event time of an entity's states (its partitions' shares), -Infinity when none has one. */
+function newestOf(shares: Map<number, PartitionState>): number {
+  let newest = -Infinity;
+  for (const state of shares.values()) if (state.newest !== null && state.newest > newest) newest = state.newest;
+  return newest;
+}
+
 /** Step 2's sweep: the events applied so far (in order of arrival) and each entity's state they made. */
 interface Sweep {
   groups: CompiledFeatureGroup[];
@@ -176,7 +182,7 @@ export function eventReplay(options: ReplayOptions): EventReplay {
       }
       const { fed: groups, states, prunedAt } = sweep;
       const rows: FeatureRow[] = new Array(queries.length);
-      const fedById = new Map(groups.map((group) => [group.id, group]));
+      const forgetAfter = new Map(groups.map((group) => [group.id, forgetAfterMs(group)]));
       for (const { query, index } of order) {
         sweep.at = query.at;
         // Entities whose keys the store has let expire (a ttl after their last event) and whose tiles no read at or
@@ -185,10 +191,7 @@ export function eventReplay(options: ReplayOptions): EventReplay {
         // starts a state whose reads are those of the old one and it.
         if (query.at - sweep.expiredAt >= EXPIRY_WALK_MS) {
           for (const [slot, shares] of states) {
-            const group = fedById.get(slot.slice(0, slot.indexOf('\u0000')))!;
-            let newest = -Infinity;
-            for (const state of shares.values()) if (state.newest !== null && state.newest > newest) newest = state.newest;
-            if (query.at - newest >= forgetAfterMs(group)) states.delete(slot);
+            if (query.at - newestOf(shares) >= forgetAfter.get(slot.slice(0, slot.indexOf('\u0000')))!) states.delete(slot);
           }
           sweep.expiredAt = query.at;
         }
@@ -216,11 +219,9 @@ export function eventReplay(options: ReplayOptions): EventReplay {
         for (const group of groups) {
           if (group.entity !== query.entity) continue;
           const shares = states.get(`${group.id}\u0000${query.id}`) ?? new Map<number, PartitionState>();
-          let newest = -Infinity;
-          for (const state of shares.values()) if (state.newest !== null && state.newest > newest) newest = state.newest;
           // The store's keys expire a ttl after the entity's last event.
           let fields: Record<string, Buffer> | null = null;
-          if (query.at - newest < group.ttlMs) {
+          if (query.at - newestOf(shares) < group.ttlMs) {
             fields = {};
             for (const [partition, state] of shares) Object.assign(fields, stateFields(partition, state));
           }

@@ -27,6 +27,7 @@ import {
   parsePartitionState,
   pruneSeen,
   pruneState,
+  PRUNE_INTERVAL_MS,
   stateField,
   stateFields,
   storedOffset,
@@ -150,9 +151,6 @@ interface CachedEntity {
   /** Estimated heap of its state (from its size when last loaded or written). */
   heapBytes: number;
 }
-
-/** Expired tiles are removed at most this often per entity, in the time they are removed at (reads ignore them anyway). */
-const PRUNE_INTERVAL_MS = 60_000;
 
 interface Partition {
   topic: string;

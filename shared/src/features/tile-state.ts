@@ -111,6 +111,12 @@ function horizonsOf(group: CompiledFeatureGroup): { sizes: number[]; horizons: n
   return horizons;
 }
 
+/**
+ * How often an entity's state is pruned at most, in the time it is pruned at (reads ignore expired tiles
+ * anyway): the pipeline's and the backfill's interval.
+ */
+export const PRUNE_INTERVAL_MS = 60_000;
+
 /** The first tile start kept per tile size, and the tile key being read (scratch, per call of `pruneState`). */
 const firstKept: number[] = [];
 const keyParts = { tileMs: 0, start: 0 };
