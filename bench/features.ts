@@ -102,6 +102,28 @@ for (let i = 0; i < records.length; i += 5_000) await eventLog.publish(topic, re
 const bytes = records.reduce((sum, r) => sum + r.value.length, 0);
 records.length = 0; // on the topic now; not kept in the heap of the steady phase
 
+/** A pipeline of the example on the bench's event log, with the flush interval given to the bench. */
+const startPipeline = (
+  pipelineStore: RedisOnlineStore,
+  of: ReturnType<typeof fraud.fraudExample>,
+  groupId: string,
+  registry: ReturnType<typeof createRegistry>,
+  backlogFlushIntervalMs?: number,
+) =>
+  startFeaturePipeline({
+    eventLog,
+    store: pipelineStore,
+    sources: of.sources,
+    groups: of.groups,
+    deadLetterTopic: `${run}-dead-letter`,
+    allowedLatenessMs: 5 * 60_000,
+    groupId,
+    registry,
+    logger,
+    backlogFlushIntervalMs,
+    flushIntervalMs,
+  });
+
 /** The raw kafkajs `eachBatch` consume rate of the topic, from its start, in a group of its own (events/s). */
 async function rawConsume(round: number): Promise<number> {
   let raw = 0;
@@ -147,19 +169,13 @@ async function catchUp(round: number) {
   }, 2);
   const roundStore = round === 0 ? store : new RedisOnlineStore({ url: redisUrl!, keyPrefix: `${run}-r${round}:` });
   const pipelineCpu0 = process.cpuUsage();
-  const pipeline = await startFeaturePipeline({
-    eventLog,
-    store: roundStore,
-    sources: example.sources,
-    groups: example.groups,
-    deadLetterTopic: `${run}-dead-letter`,
-    allowedLatenessMs: 5 * 60_000,
-    groupId: `${run}-features-r${round}`,
+  const pipeline = await startPipeline(
+    roundStore,
+    example,
+    `${run}-features-r${round}`,
     registry,
-    logger,
-    backlogFlushIntervalMs: args['backlog-flush-ms'] === undefined ? undefined : Number(args['backlog-flush-ms']),
-    flushIntervalMs,
-  });
+    args['backlog-flush-ms'] === undefined ? undefined : Number(args['backlog-flush-ms']),
+  );
   await waitUntil(() => applied >= EVENTS, 300_000);
   await pipeline.flush();
   const pipelineEnd = performance.now();
@@ -212,18 +228,7 @@ const publishSteady = () =>
     { env: process.env, encoding: 'utf8' },
   );
 await eventLog.publish(steadyTopic, events(10, Date.now(), 1));
-const steadyPipeline = await startFeaturePipeline({
-  eventLog,
-  store: steadyStore,
-  sources: steady.sources,
-  groups: steady.groups,
-  deadLetterTopic: `${run}-dead-letter`,
-  allowedLatenessMs: 5 * 60_000,
-  groupId: `${run}-steady`,
-  registry: steadyRegistry,
-  logger,
-  flushIntervalMs,
-});
+const steadyPipeline = await startPipeline(steadyStore, steady, `${run}-steady`, steadyRegistry);
 await new Promise((resolve) => setTimeout(resolve, 4_000)); // the group joins
 const steadyCpu0 = process.cpuUsage();
 const steadyStart = performance.now();
