@@ -6,7 +6,15 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { compileFeatureGroup, createRandom, fraud, MemoryOnlineStore, readFeatureValues, type LogRecord } from '@tributary/shared';
+import {
+  compileFeatureGroup,
+  createRandom,
+  fraud,
+  MemoryOnlineStore,
+  readFeatureValues,
+  type CompiledFeatureGroup,
+  type LogRecord,
+} from '@tributary/shared';
 import { backfill, eventReplay, type FeatureQuery } from '../src/backfill.js';
 import { createFeatureProcessor } from '../src/feature-processor.js';
 import { transactionJson } from './transaction.js';
@@ -60,6 +68,35 @@ const records = (lines: Line[]): LogRecord[] =>
     timestamp: 0,
     headers: {},
   }));
+
+/**
+ * What the pipeline serves at each query's time (queries in time order), each group of the query's entity fed by the
+ * lines: fed the lines that arrived by then (those before the first one stamped after it), read from its store.
+ * Returns those reads and the lines it was fed in all.
+ */
+async function served(groups: CompiledFeatureGroup[], lines: Line[], queries: FeatureQuery[]) {
+  const all = records(lines);
+  let now = START;
+  const store = new MemoryOnlineStore(() => now);
+  const processor = createFeatureProcessor({ store, groups, source, allowedLatenessMs: LATENESS, clock: () => now });
+  processor.open('transactions', 0, -Infinity);
+  const reads: Record<string, Record<string, number | string | null>>[] = [];
+  let next = 0;
+  for (const query of queries) {
+    now = query.at;
+    const batch: LogRecord[] = [];
+    while (next < all.length && lines[next]!.time! <= query.at) batch.push(all[next++]!);
+    if (batch.length > 0) await processor.process({ topic: 'transactions', partition: 0, records: batch });
+    await processor.flush();
+    const read: (typeof reads)[number] = {};
+    for (const group of groups.filter((g) => g.entity === query.entity && g.definition.source === source.name)) {
+      const [fields] = await store.read([{ group: group.id, entity: query.entity, id: query.id }]);
+      read[group.definition.name] = readFeatureValues(group, fields ?? null, query.at).values;
+    }
+    reads.push(read);
+  }
+  return { reads, fed: all.slice(0, next), readAt: now };
+}
 
 describe('backfill', () => {
   it('gives at each timestamp what the pipeline served then (online/offline parity)', async () => {
@@ -182,56 +219,23 @@ describe('backfill', () => {
         if ((user < 6 && day >= 1 && day < 4) || (user >= 6 && day >= 2.5 && day < 5.5)) continue;
         // Out of order by up to 4 minutes, within the lateness.
         const ts = START + hour * 3_600_000 + k * 180_000 + random.int(240_000);
-        const text = JSON.stringify({
-          event_id: `e${hour}-${k}`,
+        const text = transactionJson(`e${hour}-${k}`, ts, {
           user_id: `u${user}`,
           merchant_id: `m${random.int(4)}`,
           amount: random.int(5000) / 10,
-          currency: 'USD',
           country: random.next() < 0.8 ? 'US' : 'FR',
-          channel: 'web',
-          ts,
         });
         lines.push({ text, time: ts });
       }
     }
-    const all = records(lines);
-    let now = START;
-    const store = new MemoryOnlineStore(() => now);
-    const processor = createFeatureProcessor({ store, groups: example.groups, source, allowedLatenessMs: LATENESS, clock: () => now });
-    processor.open('transactions', 0, -Infinity);
     const queries: FeatureQuery[] = [];
-    const online: Record<string, unknown>[] = [];
-    let next = 0;
     for (let at = START + 3 * 3_600_000 - 1; at < START + 6 * 86_400_000; at += 3 * 3_600_000) {
-      now = at;
-      const batch: LogRecord[] = [];
-      // The events arrived by then: those before the first one stamped after it.
-      while (next < all.length && lines[next]!.time! <= at) batch.push(all[next++]!);
-      if (batch.length > 0) await processor.process({ topic: 'transactions', partition: 0, records: batch });
-      await processor.flush();
-      for (const [entity, id] of [
-        ['user_id', 'u1'],
-        ['user_id', 'u4'],
-        ['user_id', 'u7'],
-        ['user_id', 'u10'],
-        ['merchant_id', 'm2'],
-      ] as const) {
-        const group = example.groups.find((g) => g.definition.entity === entity)!;
-        const [fields] = await store.read([{ group: group.id, entity, id }]);
-        queries.push({ entity, id, at });
-        online.push({ [group.definition.name]: readFeatureValues(group, fields ?? null, at).values });
-      }
+      for (const id of ['u1', 'u4', 'u7', 'u10']) queries.push({ entity: 'user_id', id, at });
+      queries.push({ entity: 'merchant_id', id: 'm2', at });
     }
+    const { reads: online, fed, readAt } = await served(example.groups, lines, queries);
     // Read when the pipeline read the last of them (the records carry no log time): a later day of the six is no later than that.
-    const result = backfill({
-      groups: example.groups,
-      source,
-      allowedLatenessMs: LATENESS,
-      partitions: [all.slice(0, next)],
-      queries,
-      readAt: now,
-    });
+    const result = backfill({ groups: example.groups, source, allowedLatenessMs: LATENESS, partitions: [fed], queries, readAt });
     expect(result.rows.map((r) => r.features)).toEqual(online);
     // Not vacuous: the silent users' keys expired (counts at zero between bursts), and they came back.
     const counts = result.rows.filter((r) => r.id === 'u1').map((r) => r.features.user_transactions!.count_24h);
@@ -263,30 +267,15 @@ describe('backfill', () => {
       { id: 'c', user: 'u1', ts: START + 34 * H + 40 * M },
     ];
     const lines: Line[] = events.map(({ id, user, ts }) => ({ text: transactionJson(id, ts, { user_id: user }), time: ts }));
-    const all = records(lines);
     const queries: FeatureQuery[] = [
       { entity: 'user_id', id: 'u1', at: START + 11 * H },
       { entity: 'user_id', id: 'u2', at: START + 34 * H + 36 * M },
       { entity: 'user_id', id: 'u1', at: START + 34 * H + 50 * M },
     ];
-    let now = START;
-    const store = new MemoryOnlineStore(() => now);
-    const processor = createFeatureProcessor({ store, groups: [group], source, allowedLatenessMs: LATENESS, clock: () => now });
-    processor.open('transactions', 0, -Infinity);
-    const online: unknown[] = [];
-    let next = 0;
-    for (const query of queries) {
-      now = query.at;
-      const batch: LogRecord[] = [];
-      while (next < all.length && lines[next]!.time! <= query.at) batch.push(all[next++]!);
-      if (batch.length > 0) await processor.process({ topic: 'transactions', partition: 0, records: batch });
-      await processor.flush();
-      const [fields] = await store.read([{ group: group.id, entity: 'user_id', id: query.id }]);
-      online.push(readFeatureValues(group, fields ?? null, query.at).values);
-    }
-    const result = backfill({ groups: [group], source, allowedLatenessMs: LATENESS, partitions: [all], queries, readAt: now });
-    expect(result.rows.map((r) => r.features.user_daily)).toEqual(online);
-    expect(online.map((values) => (values as { count_24h: number }).count_24h)).toEqual([1, 1, 2]);
+    const { reads: online, fed, readAt } = await served([group], lines, queries);
+    const result = backfill({ groups: [group], source, allowedLatenessMs: LATENESS, partitions: [fed], queries, readAt });
+    expect(result.rows.map((r) => r.features.user_daily)).toEqual(online.map((read) => read.user_daily));
+    expect(online.map((read) => read.user_daily!.count_24h)).toEqual([1, 1, 2]);
   });
 
   it('is empty for an entity before its first event, and after its ttl', () => {
