@@ -29,16 +29,6 @@ import { admitEvent, type PartitionProgress } from './watermark.js';
 /** How often (in sweep time) the states are walked for expired entities. */
 const EXPIRY_WALK_MS = 3_600_000;
 
-/**
- * How long after an entity's newest event the sweep may forget it: once its key has expired (the ttl)
- * and no window read later reaches its tiles (a window plus one of its tiles, the read taking whole tiles).
- */
-function forgetAfterMs(group: CompiledFeatureGroup): number {
-  let after = group.ttlMs;
-  for (const feature of group.features) after = Math.max(after, feature.windowMs + feature.tileMs);
-  return after;
-}
-
 export interface FeatureQuery {
   /** Entity type, e.g. `user_id`. */
   entity: string;
@@ -182,16 +172,16 @@ export function eventReplay(options: ReplayOptions): EventReplay {
       }
       const { fed: groups, states, prunedAt } = sweep;
       const rows: FeatureRow[] = new Array(queries.length);
-      const forgetAfter = new Map(groups.map((group) => [group.id, forgetAfterMs(group)]));
+      const ttlOf = new Map(groups.map((group) => [group.id, group.ttlMs]));
       for (const { query, index } of order) {
         sweep.at = query.at;
-        // Entities whose keys the store has let expire (a ttl after their last event) and whose tiles no read at or
-        // after this time uses (a read of a window reaches back a tile further than the window: a ttl equal to a
-        // window is not enough) are forgotten, an hour of sweep time apart: an event of theirs arriving later
-        // starts a state whose reads are those of the old one and it.
+        // Entities whose keys the store has let expire (a ttl after their last event) are forgotten, an hour of sweep
+        // time apart: a group's ttl covers its windows and a tile more (definition.ts), so no read at or after this
+        // time uses their tiles, and an event of theirs arriving later starts a state whose reads are those of the old
+        // one and it.
         if (query.at - sweep.expiredAt >= EXPIRY_WALK_MS) {
           for (const [slot, shares] of states) {
-            if (query.at - newestOf(shares) >= forgetAfter.get(slot.slice(0, slot.indexOf('\u0000')))!) states.delete(slot);
+            if (query.at - newestOf(shares) >= ttlOf.get(slot.slice(0, slot.indexOf('\u0000')))!) states.delete(slot);
           }
           sweep.expiredAt = query.at;
         }

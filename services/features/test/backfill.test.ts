@@ -243,9 +243,9 @@ describe('backfill', () => {
     expect(counts.at(-1)).toBeGreaterThan(0);
   });
 
-  it('reads a window as long as its ttl as the pipeline does, though the entity was silent past its ttl', async () => {
-    // A read of a 24 h window takes whole 1 h tiles, reaching back up to 25 h: the old tile counts again once
-    // u1's second event makes its key live (the pipeline still holds u1's state in memory).
+  it('reads a window whose tiles reach back as far as its ttl as the pipeline does, after a silence past the window', async () => {
+    // A read of a 24 h window takes whole 1 h tiles, reaching back up to 25 h (the shortest ttl the group may have):
+    // u1's first tile counts again with its second event, 24 h 10 min later, so the sweep must not have forgotten u1.
     const group = compileFeatureGroup(
       {
         name: 'user_daily',
@@ -253,7 +253,7 @@ describe('backfill', () => {
         source: 'transactions',
         entity: 'user_id',
         aggregations: [{ column: '*', op: 'count', windows: ['24h'] }],
-        ttl: '24h',
+        ttl: '25h',
         defaults: {},
       },
       example.sources,
@@ -262,7 +262,7 @@ describe('backfill', () => {
     const M = 60_000;
     const events = [
       { id: 'a', user: 'u1', ts: START + 10 * H + 30 * M },
-      // Past u1's ttl: a query then walks the states for the entities whose keys expired.
+      // Past u1's window: a query then walks the states for the entities whose keys expired.
       { id: 'b', user: 'u2', ts: START + 34 * H + 35 * M },
       { id: 'c', user: 'u1', ts: START + 34 * H + 40 * M },
     ];

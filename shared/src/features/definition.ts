@@ -4,7 +4,7 @@
  * `compileFeatureGroup` validates a definition and names the offending group and field.
  */
 import { AGGREGATION_OPS, OP_COMPONENTS, type AggregationOp, type Component } from './aggregations.js';
-import { parseDuration } from './duration.js';
+import { formatDuration, parseDuration } from './duration.js';
 import { tileSizeFor } from './tiles.js';
 
 export interface EventSource {
@@ -204,10 +204,18 @@ export function compileFeatureGroup(group: FeatureGroup, sources: EventSource[])
       } catch (error) {
         fail(`${at}.windows`, (error as Error).message);
       }
-      if (windowMs > ttlMs) fail(`${at}.windows`, `window ${window} is longer than the ttl ${group.ttl}`);
+      const tileMs = tileSizeFor(windowMs);
+      // A read takes whole tiles, up to a tile older than the window: the ttl must outlast that, or an entity
+      // silent past its ttl would read differently by whether its state was still in the pipeline's memory.
+      if (windowMs + tileMs > ttlMs) {
+        const reach = formatDuration(windowMs + tileMs);
+        fail(
+          `${at}.windows`,
+          `window ${window} reads whole ${formatDuration(tileMs)} tiles, back up to ${reach}: the ttl ${group.ttl} must be at least ${reach}`,
+        );
+      }
       const name = featureName(aggregation, window);
       if (features.some((f) => f.name === name)) fail(`${at}`, `feature "${name}" is defined twice`);
-      const tileMs = tileSizeFor(windowMs);
       const columns = tiles.get(tileMs) ?? new Map<string, Set<Component>>();
       tiles.set(tileMs, columns);
       const components = columns.get(aggregation.column) ?? new Set<Component>();

@@ -8,3 +8,9 @@ export function parseDuration(text: string): number {
   if (value <= 0) throw new Error(`"${text}" must be a positive duration`);
   return value * UNIT_MS[match[2]!]!;
 }
+
+/** A duration as its largest whole unit (`25h`, `8d`, `90s`): the inverse of `parseDuration`. */
+export function formatDuration(ms: number): string {
+  for (const unit of ['d', 'h', 'm', 's'] as const) if (ms % UNIT_MS[unit]! === 0) return `${ms / UNIT_MS[unit]!}${unit}`;
+  return `${ms}ms`;
+}

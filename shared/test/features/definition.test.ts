@@ -98,19 +98,19 @@ describe('compileFeatureGroup: the fraud example', () => {
     expect(featureName({ column: 'amount', op: 'stddev', windows: [] }, '7d')).toBe('amount_stddev_7d');
   });
 
-  it('accepts every operation on a column, and windows up to the ttl', () => {
+  it('accepts every operation on a column, and windows whose tiles reach back up to the ttl', () => {
     const group = validGroup();
     group.aggregations = (['count', 'sum', 'mean', 'min', 'max', 'last', 'stddev'] as const).map((op): Aggregation => ({
       column: 'amount',
       op,
-      windows: ['30s', '2d'],
+      windows: ['30s', '47h'],
     }));
     const compiled = compileFeatureGroup({ ...group, defaults: {} }, sources);
     expect(compiled.features).toHaveLength(14);
-    expect(compiled.maxWindowMs).toBe(2 * DAY);
-    // a 30s window gets the smallest tile (1m), a 2d window 1h tiles (a day is above 2d / 6)
+    expect(compiled.maxWindowMs).toBe(47 * HOUR);
+    // a 30s window gets the smallest tile (1m), a 47h window 1h tiles (a day is above 47h / 6): 48h, the ttl
     expect(compiled.features.find((f) => f.name === 'amount_min_30s')?.tileMs).toBe(MINUTE);
-    expect(compiled.features.find((f) => f.name === 'amount_min_2d')?.tileMs).toBe(HOUR);
+    expect(compiled.features.find((f) => f.name === 'amount_min_47h')?.tileMs).toBe(HOUR);
   });
 });
 
@@ -197,7 +197,14 @@ describe('compileFeatureGroup: each invalid field is named, with the group', () 
     {
       what: 'window longer than the ttl',
       change: (g) => (g.aggregations[4]!.windows = ['3d']),
-      message: 'feature group "user_transactions": aggregations[4].windows: window 3d is longer than the ttl 2d',
+      message:
+        'feature group "user_transactions": aggregations[4].windows: window 3d reads whole 1h tiles, back up to 73h: the ttl 2d must be at least 73h',
+    },
+    {
+      what: 'ttl as long as a window, shorter than the window and its tile',
+      change: (g) => (g.ttl = '24h'),
+      message:
+        'feature group "user_transactions": aggregations[0].windows: window 24h reads whole 1h tiles, back up to 25h: the ttl 24h must be at least 25h',
     },
     {
       what: 'duplicate feature across aggregations',
