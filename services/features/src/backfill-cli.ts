@@ -35,7 +35,7 @@ import {
   textLines,
   type TextLine,
 } from '@tributary/shared';
-import { eventReplay, unusableEvents, type EventReplay, type FeatureQuery, type FeatureRow } from './backfill.js';
+import { streamedReplay, unusableEvents, type BackfillResult, type FeatureQuery, type FeatureRow } from './backfill.js';
 
 /** A wrong or missing option: exit 2. */
 class UsageError extends Error {}
@@ -122,26 +122,32 @@ async function main(): Promise<void> {
   for (const q of queries)
     if (!knownEntities.has(q.entity))
       throw new InputError(`query for unknown entity type "${q.entity}" (known: ${[...knownEntities].join(', ')})`);
-  // Each source's records are decided on as they are read; the replay keeps the accepted events, parsed.
-  const replays = new Map<string, EventReplay>();
-  const replayOf = (name: string) => {
-    const replay = eventReplay({ source: example.sources.find((s) => s.name === name)!, allowedLatenessMs: lateness });
-    replays.set(name, replay);
-    return replay;
-  };
+  // Each source's records are decided on as they are read, and the queries answered as the replay passes their
+  // times: a file's events are applied as they are read, never all held (a topic is read whole first).
+  const results = new Map<string, BackfillResult>();
+  const replayOf = (name: string, partitions: number) =>
+    streamedReplay({
+      source: example.sources.find((s) => s.name === name)!,
+      groups: example.groups,
+      queries,
+      partitions,
+      allowedLatenessMs: lateness,
+    });
   for (const [name, file] of files) {
-    const replay = replayOf(name);
+    const replay = replayOf(name, 1);
     const topic = example.sources.find((s) => s.name === name)!.topic;
     for await (const line of readLines(file)) replay.add(0, lineRecord(topic, line));
+    results.set(name, replay.finish());
   }
   if (topics.size > 0) {
     await checkBrokersReachable(config.KAFKA_BROKERS!);
     const eventLog = createEventLog(config, 'backfill');
     try {
       for (const [name, topic] of topics) {
-        const replay = replayOf(name);
         const partitions = await readTopicToEnd(eventLog, topic, { groupPrefix: 'tributary-backfill' });
+        const replay = replayOf(name, partitions.length);
         partitions.forEach((records, partition) => records.forEach((record) => replay.add(partition, record)));
+        results.set(name, replay.finish());
       }
     } finally {
       await eventLog.close();
@@ -151,8 +157,7 @@ async function main(): Promise<void> {
   // Each source given answers its groups; a query's row holds the groups of all of them.
   const rows: FeatureRow[] = queries.map((query) => ({ ...query, features: {} }));
   const replayed: string[] = [];
-  for (const [name, replay] of replays) {
-    const result = replay.answer(example.groups, queries);
+  for (const [name, result] of results) {
     const unusable = unusableEvents(result, `events of source "${name}"`);
     if (unusable !== null) throw new InputError(`${unusable}: are they events of ${name}?`);
     result.rows.forEach((row, i) => Object.assign(rows[i]!.features, row.features));
@@ -168,7 +173,7 @@ async function main(): Promise<void> {
   const queried = new Set(queries.map((q) => q.entity));
   for (const group of example.groups) {
     const source = group.definition.source;
-    if (!queried.has(group.entity) || replays.has(source)) continue;
+    if (!queried.has(group.entity) || results.has(source)) continue;
     process.stderr.write(
       `backfill: feature group ${group.definition.name} left out of the ${group.entity} rows: no events of source "${source}" ` +
         `(--events ${source}=FILE or --topic ${source}=TOPIC)\n`,

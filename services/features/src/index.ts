@@ -11,5 +11,14 @@ export {
 } from './feature-processor.js';
 export { sourceDecoder, type DecodeResult, type SourceEvent } from './decode.js';
 export { startLabelJoin, type LabelJoinOptions } from './label-join.js';
-export { backfill, eventReplay, unusableEvents, type EventReplay, type FeatureQuery, type FeatureRow } from './backfill.js';
+export {
+  backfill,
+  eventReplay,
+  streamedReplay,
+  unusableEvents,
+  type EventReplay,
+  type FeatureQuery,
+  type FeatureRow,
+  type StreamedReplay,
+} from './backfill.js';
 export { startFeatureService, type FeatureService } from './service.js';

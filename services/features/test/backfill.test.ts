@@ -15,7 +15,7 @@ import {
   type CompiledFeatureGroup,
   type LogRecord,
 } from '@tributary/shared';
-import { backfill, eventReplay, type FeatureQuery } from '../src/backfill.js';
+import { backfill, eventReplay, streamedReplay, type FeatureQuery } from '../src/backfill.js';
 import { createFeatureProcessor } from '../src/feature-processor.js';
 import { transactionJson } from './transaction.js';
 
@@ -206,6 +206,72 @@ describe('backfill', () => {
     expect(replay.answer(example.groups, back, true).rows).toEqual(back.map((query) => whole.rows[queries.indexOf(query)]));
     // Not vacuous: the features moved over time.
     expect(new Set(whole.rows.map((row) => JSON.stringify(row.features))).size).toBeGreaterThan(300);
+  });
+
+  it('answers queries given in advance as it reads the records, the partitions interleaved or one after another, as the replay that keeps every event does', () => {
+    // Three partitions of the same kind of stream (out of order, late, duplicated, malformed), each in its own time.
+    const streams = [1, 2, 3].map((seed) => stream(seed, 700));
+    const partitions = streams.map(records);
+    const random = createRandom(6);
+    const eventTimes = streams.flat().flatMap((line) => (line.time === null ? [] : [line.time]));
+    const queries: FeatureQuery[] = Array.from({ length: 500 }, () => {
+      // Some at exactly an event's time (the event counts), the others anywhere, before the first event and after the last too.
+      const at = random.next() < 0.3 ? eventTimes[random.int(eventTimes.length)]! : START - 600_000 + random.int(4 * 3_600_000);
+      return random.next() < 0.5
+        ? { entity: 'user_id', id: `u${random.int(30)}`, at }
+        : { entity: 'merchant_id', id: `m${random.int(8)}`, at };
+    });
+    const kept = eventReplay({ source, allowedLatenessMs: LATENESS, readAt: START + 5 * 3_600_000 });
+    partitions.forEach((records, partition) => records.forEach((record) => kept.add(partition, record)));
+    const expected = kept.answer(example.groups, queries, true);
+
+    const streamed = (order: [partition: number, record: LogRecord][]) => {
+      const replay = streamedReplay({
+        source,
+        groups: example.groups,
+        queries,
+        partitions: 3,
+        allowedLatenessMs: LATENESS,
+        readAt: START + 5 * 3_600_000,
+        keepStored: true,
+      });
+      for (const [partition, record] of order) replay.add(partition, record);
+      return replay.finish();
+    };
+    const oneAfterAnother = partitions.flatMap((records, partition) => records.map((record): [number, LogRecord] => [partition, record]));
+    const interleaved = [...oneAfterAnother].sort(([pa, a], [pb, b]) => Number(a.offset) - Number(b.offset) || pa - pb);
+    expect(streamed(interleaved)).toEqual(expected);
+    expect(streamed(oneAfterAnother)).toEqual(expected);
+    // Not vacuous: the features moved over time, and each partition added its share.
+    expect(new Set(expected.rows.map((row) => JSON.stringify(row.features))).size).toBeGreaterThan(200);
+    expect(new Set(expected.rows.flatMap((row) => Object.values(row.stored ?? {}).flatMap((fields) => Object.keys(fields ?? {}))))).toEqual(
+      new Set(['s0', 's1', 's2']),
+    );
+  });
+
+  it("answers a query at its partition's watermark only once an event later in the partition could no longer arrive by then", () => {
+    // b is out of order: it arrives when a does (the watermark stays at a's time), so a query at that time counts both.
+    const lines: Line[] = [
+      { text: transactionJson('a', START + 60_000, { user_id: 'u1' }), time: START + 60_000 },
+      { text: transactionJson('b', START + 30_000, { user_id: 'u1' }), time: START + 30_000 },
+      { text: transactionJson('c', START + 90_000, { user_id: 'u1' }), time: START + 90_000 },
+    ];
+    const queries: FeatureQuery[] = [{ entity: 'user_id', id: 'u1', at: START + 60_000 }];
+    const replay = streamedReplay({
+      source,
+      groups: example.groups,
+      queries,
+      partitions: 1,
+      allowedLatenessMs: LATENESS,
+      readAt: START + 5 * 3_600_000,
+    });
+    for (const record of records(lines)) replay.add(0, record);
+    expect(replay.finish().rows[0]!.features.user_transactions!.count_10m).toBe(2);
+  });
+
+  it('refuses a record of a partition the streamed replay was not told of', () => {
+    const replay = streamedReplay({ source, groups: example.groups, queries: [], partitions: 1, allowedLatenessMs: LATENESS });
+    expect(() => replay.add(1, records(stream(1, 1))[0]!)).toThrow("partition 1 is not one of the replay's 1");
   });
 
   it('reads as the pipeline over days longer than the ttl: what it forgets (tiles past every window, entities whose keys expired) changes no read', async () => {
