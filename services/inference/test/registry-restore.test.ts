@@ -36,7 +36,7 @@ function lose(routes: MemoryRoutingStore, what: 'routing' | 'everything'): void 
   if (what === 'everything') inside.log.delete(MODEL);
 }
 
-/** What a serving replica does at its next poll (ModelServing.restoreRouting): writes back the routing it serves. */
+/** What a serving replica does at its next poll (ModelServing.restoreRouting): writes back the last routing it read. */
 function writeBack(routes: MemoryRoutingStore, served: Routing): void {
   const restored: Routing = { ...served, revision: served.revision + 1, updated_by: 'inference', reason: 'routing lost; restored' };
   void routes.update(restored, 0, {

@@ -278,7 +278,7 @@ describe('model registry: admin API', () => {
     expect(current.app.serving.followsRouting).toBe(true);
   });
 
-  it('writes back the routing it serves when the store loses it, never promoting the highest registered version', async () => {
+  it('writes back the routing it read when the store loses it, never promoting the highest registered version', async () => {
     // Two replicas on one routing store; version 2 is registered and runs as a shadow only.
     const routes = new MemoryRoutingStore();
     const { app, registryDir } = await boot();
@@ -318,6 +318,45 @@ describe('model registry: admin API', () => {
       expect((await predictExplained(current.app)).model.version).toBe('1');
     } finally {
       await other.app.close();
+    }
+  });
+
+  it('after the store lost the routing, restores a promotion a lagging replica had not read from the shared record, and every replica agrees on one routing', async () => {
+    const routes = new MemoryRoutingStore();
+    const { app, registryDir } = await boot();
+    await app.close();
+    rmSync(join(registryDir, 'fraud_detector', 'routing.json'));
+    const env = { MODEL_REGISTRY_DIR: registryDir, ADMIN_API_KEYS: `ops:${ADMIN}`, ROUTING_POLL_INTERVAL: '60s' };
+    const promoting = await buildTestApp({ env, routes });
+    current = promoting;
+    const lagging = await buildTestApp({ env, routes });
+    const lose = () => (routes as unknown as { routes: Map<string, unknown> }).routes.delete('fraud_detector');
+    try {
+      expect((await register(promoting.app, logisticVersion('2', 0.002, -1.5))).statusCode).toBe(201);
+      // Promoted through one replica; the other has not polled since, and the store loses the routing.
+      const promote = (version: string) =>
+        admin(promoting.app, 'POST', '/admin/models/fraud_detector/promote', { version, reason: `to ${version}` });
+      expect((await promote('2')).json()).toMatchObject({ champion: '2', revision: 2 });
+      lose();
+      // The lagging replica polls first: the registry directory's record of revision 2 is newer than what it read.
+      await lagging.app.serving.refresh();
+      await promoting.app.serving.refresh();
+      expect(await routes.get('fraud_detector')).toMatchObject({ champion: '2', previous: ['1'], revision: 3, updated_by: 'inference' });
+      expect((await predictExplained(lagging.app)).model.version).toBe('2');
+      expect((await predictExplained(promoting.app)).model.version).toBe('2');
+
+      // Without that record (replicas with a registry directory each): the lagging replica writes back what it read,
+      // as the revision the other one already follows; that one follows it all the same, so both serve one routing.
+      expect((await promote('1')).json()).toMatchObject({ champion: '1', revision: 4 });
+      lose();
+      rmSync(join(registryDir, 'fraud_detector', 'routing.json'));
+      await lagging.app.serving.refresh();
+      await promoting.app.serving.refresh();
+      expect(await routes.get('fraud_detector')).toMatchObject({ champion: '2', revision: 4 });
+      expect((await predictExplained(lagging.app)).model.version).toBe('2');
+      expect((await predictExplained(promoting.app)).model.version).toBe('2');
+    } finally {
+      await lagging.app.close();
     }
   });
 

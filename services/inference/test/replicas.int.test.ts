@@ -69,7 +69,7 @@ describe.skipIf(!services.redisUrl)(
       if (keys.length > 0) await stores[0]!.client.del(...keys);
     }, 60_000);
 
-    it('answer a CLI change made after Redis lost the routing from the routing they serve, never the highest version', async () => {
+    it('answer a CLI change made after Redis lost the routing from the routing they read, never the highest version', async () => {
       const env = {
         REDIS_URL: services.redisUrl!,
         REDIS_KEY_PREFIX: `${uniqueName('replicas')}:`,
@@ -115,7 +115,7 @@ describe.skipIf(!services.redisUrl)(
       );
 
       // The whole Redis is lost (restarted without persistence): no audit log either. The CLI waits,
-      // the replica writes back the routing it serves meanwhile, and the canary starts from it.
+      // the replica writes back the routing it read meanwhile, and the canary starts from it.
       await stores[0]!.client.del(auditKey);
       let restoring: Promise<void> | undefined;
       const canary = await models(

@@ -324,7 +324,7 @@ export class ModelRegistry {
     throw new TributaryError(
       'CONFLICT',
       `the routing of ${model} was lost from the routing store (the audit log's last change: revision ${last.revision}, ${last.action} to ${last.to} at ${last.at} by ${last.by}) and no serving replica wrote it back within ${seconds}; ` +
-        'a replica writes back the routing it serves at its next routing poll: retry once `list` shows a routing. Nothing was changed. ' +
+        'a serving replica writes back the last routing it read at its next routing poll: retry once `list` shows a routing. Nothing was changed. ' +
         "(With no replica running, the first one to start initialises a routing from the registry's record of the last routing, or the highest registered version without one.)",
     );
   }

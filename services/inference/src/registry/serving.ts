@@ -53,9 +53,19 @@ export interface ServingOptions {
 
 const CHAMPION_ONLY: RolloutPolicy = { kind: 'champion' };
 
+/**
+ * What a routing routes, with its revision: two routings with the same revision and different
+ * routes are two (after the store lost the routing, two replicas may each have written one back
+ * as the same revision, or one as the revision another replica had followed before).
+ */
+function routingKey(routing: Routing): string {
+  return JSON.stringify([routing.revision, routing.champion, routing.policy ?? CHAMPION_ONLY, routing.shadows ?? []]);
+}
+
 export class ModelServing {
   private served: RoutedModels;
-  private failedRevision = 0;
+  /** The routing that could not be served (`routingKey`): not tried again until it changes. */
+  private failed: string | null = null;
   private timer: NodeJS.Timeout | null = null;
   private reloading: Promise<void> | null = null;
   /** A refresh was asked for while a read was under way: read again after it. */
@@ -73,7 +83,8 @@ export class ModelServing {
   private constructor(
     private readonly options: ServingOptions,
     served: RoutedModels,
-    private revision: number,
+    /** The routing served (`routingKey`); null before one is followed. */
+    private followed: string | null,
   ) {
     this.served = served;
     options.stats.serving(options.name, served.champion.model.manifest.version);
@@ -113,11 +124,10 @@ export class ModelServing {
       shadows: [],
       rewards: {},
     };
-    const serving = new ModelServing(options, served, 0);
-    serving.routingRead = routing !== null;
     // The rollout's other versions: loaded like any later routing change (a failure keeps the
-    // champion serving). Without a routing read, revision 0: the first one read is followed.
-    serving.revision = !routing || routing.policy || routing.shadows?.length ? 0 : routing.revision;
+    // champion serving). Without a routing read, none followed: the first one read is followed.
+    const serving = new ModelServing(options, served, !routing || routing.policy || routing.shadows?.length ? null : routingKey(routing));
+    serving.routingRead = routing !== null;
     serving.checked = checked;
     await serving.refresh();
     serving.checked.clear();
@@ -210,7 +220,8 @@ export class ModelServing {
     this.lastRouting = routing;
     this.highestRevision = Math.max(this.highestRevision, routing.revision);
     await this.followRewards();
-    if (!routing || routing.revision === this.revision || routing.revision === this.failedRevision) return;
+    const key = routingKey(routing);
+    if (key === this.followed || key === this.failed) return;
     const policy = routing.policy ?? CHAMPION_ONLY;
     const shadows = routing.shadows ?? [];
     const wanted = [...new Set([routing.champion, ...policyVersions(policy), ...shadows])];
@@ -234,7 +245,7 @@ export class ModelServing {
         shadows: shadows.map((v) => versions.get(v)!),
         rewards: old.rewards,
       };
-      this.revision = routing.revision;
+      this.followed = key;
       for (const [version, served] of old.versions) {
         if (versions.has(version)) continue;
         served.retired = true;
@@ -250,7 +261,7 @@ export class ModelServing {
     } catch (error) {
       for (const served of loaded) void served.model.close();
       if (this.closed) return;
-      this.failedRevision = routing.revision;
+      this.failed = key;
       stats.reloaded('rejected');
       logger.error(
         { err: error },
@@ -265,23 +276,27 @@ export class ModelServing {
   }
 
   /**
-   * Writes back the routing this replica serves (its champion, policy and shadows; the earlier
-   * champions of the last routing read), with a revision above any read so that every replica
-   * follows it; when another replica wrote one first, that one is followed.
+   * Writes back the last routing read, or the registry's record of the routing when it is newer (a
+   * registry directory the replicas share records every change, one this replica had not polled
+   * yet included): what was routed, not what this replica serves (a version it could not load
+   * serves elsewhere). Its revision is above any read or recorded, and a replica that followed
+   * another routing of that revision follows this one too (`routingKey`), so every replica agrees
+   * on one; when another replica wrote one first, that one is followed.
    */
   private async restoreRouting(last: Routing): Promise<Routing> {
     const { registry, name, logger } = this.options;
-    const served = this.served;
+    const recorded = await registry.recorded(name).catch(() => null);
+    const base = recorded && recorded.revision > last.revision ? recorded : last;
     const restored: Routing = {
       model: name,
-      champion: served.champion.model.manifest.version,
-      previous: last.previous,
-      policy: served.policy,
-      shadows: served.shadows.map((s) => s.model.manifest.version),
-      revision: this.highestRevision + 1,
+      champion: base.champion,
+      previous: base.previous,
+      ...(base.policy ? { policy: base.policy } : {}),
+      ...(base.shadows ? { shadows: base.shadows } : {}),
+      revision: Math.max(this.highestRevision, base.revision) + 1,
       updated_at: new Date().toISOString(),
       updated_by: 'inference',
-      reason: `routing lost from the store (last read: revision ${last.revision}); restored from the routing this replica served`,
+      reason: `routing lost from the store (last read: revision ${last.revision}); restored from ${base === last ? 'the last routing this replica read' : `the registry's record (revision ${base.revision})`}`,
     };
     const audit: AuditEntry = {
       at: restored.updated_at,
