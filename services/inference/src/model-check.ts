@@ -76,16 +76,24 @@ async function checkSession(manifest: ModelManifest, session: ort.InferenceSessi
   if (output.type !== 'float32' && output.type !== 'float64') {
     throw new ModelLoadError(`output "${manifest.output}" holds ${output.type} values; scores must be float32 or float64`);
   }
-  // A test run on one row and on two: the smallest batch, and one of several rows.
+  // A test run on one row and on two: the smallest batch, and one of several rows. Each gives one
+  // score row per input row, of the same width: an output that does not follow the batch (a mean
+  // over its rows) would score each row with the others.
   const column = manifest.output_column ?? 0;
+  let firstColumns: number | undefined;
   for (const rows of [1, 2]) {
     const result = await session
       .run({ [manifest.input]: new ort.Tensor('float32', new Float32Array(rows * width), [rows, width]) }, [manifest.output])
       .catch((error: Error) => {
         throw new ModelLoadError(`test run on ${rows} row${rows === 1 ? '' : 's'} failed: ${error.message}`);
       });
-    const values = result[manifest.output]!.data;
+    const { data: values, dims } = result[manifest.output]!;
     const columns = values.length / rows;
+    if (dims[0] !== rows || dims.length > 2 || columns !== (firstColumns ??= columns)) {
+      throw new ModelLoadError(
+        `output "${manifest.output}" has shape [${dims.join(', ')}] for ${rows} row${rows === 1 ? '' : 's'}: one score row per input row is expected ([rows], [rows, 1] or [rows, classes], as wide for any number of rows)`,
+      );
+    }
     if (!Number.isInteger(columns) || columns < 1 || column >= columns) {
       throw new ModelLoadError(
         `output "${manifest.output}" has ${values.length} values for ${rows} row${rows === 1 ? '' : 's'}; column ${column} cannot be served`,

@@ -205,6 +205,20 @@ export function twoRowVersion(version: string, fixedBatch: boolean, name = 'frau
 }
 
 /**
+ * A model whose output does not follow its rows: two values whatever the batch, as a model that
+ * averages over the batch gives (each row's score would depend on the other rows of its batch).
+ */
+export function batchWideVersion(version: string, name = 'fraud_detector'): BuiltVersion {
+  const width = fraud.FRAUD_MODEL_FEATURES.length;
+  const graph = new OnnxGraphBuilder({ name: 'batch-wide' })
+    .addInput('features', 'float', ['N', width])
+    .addNode({ opType: 'Constant', inputs: [], outputs: ['score'], attributes: { value_floats: attr.floats([0.25, 0.75]) } })
+    .addOutput('score', 'float', [2]);
+  const bytes = Buffer.from(graph.toBytes());
+  return { manifest: manifestFor(name, version, bytes, {}), bytes, expected: () => 0.25 };
+}
+
+/**
  * A model over the fraud features whose score is `op(weight * sum(x))`: finite for the all-zero
  * rows of the registry's test run, NaN (Sqrt, weight < 0) or infinite (Exp, large weight) for a
  * request with a positive amount.

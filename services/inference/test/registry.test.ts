@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryOnlineStore, TributaryError, type EntityKey, type MemoryEventLog } from '@tributary/shared';
@@ -10,6 +10,7 @@ import {
   logisticVersion,
   tempRegistry,
   twoRowVersion,
+  batchWideVersion,
   unboundedVersion,
   type BuiltVersion,
 } from './models.js';
@@ -192,7 +193,7 @@ describe('model registry: admin API', () => {
     expect((await predictExplained(app)).model.version).toBe('1');
   });
 
-  it('refuses a model that cannot score a single row: a fixed batch dimension, or a graph that needs two rows', async () => {
+  it('refuses a model that cannot score a single row (a fixed batch dimension, a graph that needs two rows) or whose output does not follow the rows', async () => {
     const { app } = await boot();
     const fixed = await register(app, twoRowVersion('2', true));
     expect(fixed.statusCode).toBe(422);
@@ -203,6 +204,10 @@ describe('model registry: admin API', () => {
     const twoRows = await register(app, twoRowVersion('3', false));
     expect(twoRows.statusCode).toBe(422);
     expect(twoRows.json().message).toMatch(/test run on 1 row failed/);
+    // Two values whatever the batch: each row's score would be taken from the batch's, not its own.
+    const batchWide = await register(app, batchWideVersion('4'));
+    expect(batchWide.statusCode).toBe(422);
+    expect(batchWide.json().message).toMatch(/output "score" has shape \[2\] for 1 row: one score row per input row is expected/);
     expect((await admin(app, 'GET', '/admin/models/fraud_detector')).json().versions).toHaveLength(1);
     expect((await predictExplained(app)).model.version).toBe('1');
   });
@@ -248,6 +253,22 @@ describe('model registry: admin API', () => {
     }
     expect(({} as Record<string, unknown>).trials).toBeUndefined();
     expect((await admin(app, 'GET', '/admin/models/fraud_detector')).json().versions).toHaveLength(1);
+  });
+
+  it('refuses a version named after the routing record and a model file named after the manifest, and registers the version fixed', async () => {
+    const { app, registryDir } = await boot();
+    const record = logisticVersion('routing.json', 0.002, -1.5);
+    const refused = await register(app, record);
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json()).toMatchObject({ code: 'VALIDATION_FAILED', message: expect.stringContaining('routing record') });
+    const built = logisticVersion('2', 0.002, -1.5);
+    const named = await register(app, { ...built, manifest: { ...built.manifest, file: 'manifest.json' } });
+    expect(named.statusCode).toBe(400);
+    expect(named.json()).toMatchObject({ code: 'VALIDATION_FAILED', message: expect.stringContaining("version's manifest") });
+    // Nothing was written: the version's name is still free.
+    expect(existsSync(join(registryDir, 'fraud_detector', '2'))).toBe(false);
+    expect((await register(app, built)).statusCode).toBe(201);
+    expect((await admin(app, 'POST', '/admin/models/fraud_detector/promote', { version: '2', reason: 'fixed' })).statusCode).toBe(200);
   });
 
   it('starts on the recorded champion, or else the highest version, while the routing store does not answer, then follows the routing', async () => {

@@ -21,6 +21,8 @@ const RESTORE_CHECK_MS = 100;
 const SAFE = new RegExp(SAFE_NAME);
 /** The last routing written or followed, beside a model's versions (see `record`). */
 const RECORD_FILE = 'routing.json';
+/** Each version's manifest, beside its ONNX file. */
+const MANIFEST_FILE = 'manifest.json';
 
 export interface VersionSummary {
   version: string;
@@ -136,7 +138,7 @@ export class ModelRegistry {
 
   /** Whether `model` has a registered `version` (its manifest is there; nothing is read or checked). */
   async has(model: string, version: string): Promise<boolean> {
-    return access(join(this.dir(model, version), 'manifest.json')).then(
+    return access(join(this.dir(model, version), MANIFEST_FILE)).then(
       () => true,
       () => false,
     );
@@ -162,6 +164,26 @@ export class ModelRegistry {
 
   /** Checks a version and adds it to the registry; it serves only once promoted. */
   async register(manifest: ModelManifest, bytes: Buffer): Promise<VersionSummary> {
+    // Names the registry's own files take: a version named after the routing record could not be written (or would
+    // shadow the record), a model file named after the manifest would be overwritten by it.
+    if (manifest.version === RECORD_FILE) {
+      throw new TributaryError(
+        'VALIDATION_FAILED',
+        `manifest.version "${RECORD_FILE}" is the name of the registry's routing record; name the version otherwise`,
+        {
+          field: 'manifest.version',
+        },
+      );
+    }
+    if (manifest.file === MANIFEST_FILE) {
+      throw new TributaryError(
+        'VALIDATION_FAILED',
+        `manifest.file "${MANIFEST_FILE}" is the name of the version's manifest; name the ONNX file otherwise`,
+        {
+          field: 'manifest.file',
+        },
+      );
+    }
     const target = this.dir(manifest.name, manifest.version);
     try {
       await checkHash(manifest, bytes);
@@ -174,7 +196,7 @@ export class ModelRegistry {
     const staging = await mkdtemp(join(this.dir(manifest.name), '.staging-'));
     try {
       await writeFile(join(staging, manifest.file), bytes);
-      await writeFile(join(staging, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+      await writeFile(join(staging, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
       await rename(staging, target).catch((error: NodeJS.ErrnoException) => {
         if (error.code === 'ENOTEMPTY' || error.code === 'EEXIST') {
           throw new TributaryError('CONFLICT', `model ${manifest.name} already has a version ${manifest.version}; versions are immutable`);
