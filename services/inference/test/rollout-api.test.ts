@@ -215,6 +215,21 @@ describe('rollouts', () => {
     expect(tooMuch.json().message).toMatch(/above the number of trials/);
   });
 
+  it('a bandit started after feedback was given uses it from its first request', async () => {
+    const { app } = await boot();
+    expect((await register(app, logisticVersion('2', 0.002, -1.5))).statusCode).toBe(201);
+    for (const [version, reward] of [
+      ['1', 0],
+      ['2', 1000],
+    ] as const) {
+      expect((await admin(app, '/admin/models/fraud_detector/feedback', { version, reward, trials: 1000 })).statusCode).toBe(204);
+    }
+    expect((await rollout(app, { policy: { kind: 'bandit', versions: ['1', '2'] }, reason: 'bandit on feedback' })).statusCode).toBe(200);
+    let two = 0;
+    for (let i = 0; i < 100; i++) if ((await predict(app, `f-${i}`)).model.version === '2') two++;
+    expect(two).toBeGreaterThan(95);
+  });
+
   it('refuses rollouts that cannot serve, and keeps the routing as it was', async () => {
     const { app } = await boot();
     const missing = await rollout(app, { policy: { kind: 'canary', version: '9', percent: 10 }, reason: 'typo' });

@@ -98,6 +98,17 @@ describe('rollout policies', () => {
         {
           kind: 'ab',
           arms: [
+            { version: '1', weight: 1e308 },
+            { version: '2', weight: 1e308 },
+          ],
+        },
+        [],
+        /add up to more than a number can hold/,
+      ],
+      [
+        {
+          kind: 'ab',
+          arms: [
             { version: '1', weight: 1 },
             { version: '1', weight: 2 },
           ],

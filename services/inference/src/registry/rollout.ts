@@ -79,6 +79,9 @@ export function checkPolicy(policy: RolloutPolicy, champion: string, shadows: st
     case 'ab': {
       if (policy.arms.length < 2) bad('an A/B test needs at least two arms');
       if (policy.arms.some((a) => !(a.weight > 0 && Number.isFinite(a.weight)))) bad('every A/B arm needs a weight above 0');
+      // Shares are weight / total: a total past the largest double would send every request to the last arm.
+      if (!Number.isFinite(policy.arms.reduce((total, a) => total + a.weight, 0)))
+        bad('the A/B weights add up to more than a number can hold');
       if (new Set(policy.arms.map((a) => a.version)).size !== policy.arms.length) bad('an A/B test names a version twice');
       break;
     }

@@ -219,7 +219,7 @@ export class ModelServing {
     if (routing.revision !== this.lastRouting?.revision) await registry.record(routing);
     this.lastRouting = routing;
     this.highestRevision = Math.max(this.highestRevision, routing.revision);
-    await this.followRewards();
+    await this.followRewards(routing);
     const key = routingKey(routing);
     if (key === this.followed || key === this.failed) return;
     const policy = routing.policy ?? CHAMPION_ONLY;
@@ -316,8 +316,9 @@ export class ModelServing {
     return now;
   }
 
-  private async followRewards(): Promise<void> {
-    if (this.served.policy.kind !== 'bandit' || !this.options.rewards) return;
+  /** Reads the bandit's rewards when the routing read has a bandit: the one served, or one it is about to serve. */
+  private async followRewards(routing: Routing): Promise<void> {
+    if (routing.policy?.kind !== 'bandit' || !this.options.rewards) return;
     try {
       this.served = { ...this.served, rewards: await this.options.rewards.get(this.options.name) };
     } catch (error) {
