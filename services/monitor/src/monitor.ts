@@ -820,6 +820,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       if (batch.records.length === 0) return;
       const stream = batch.topic === options.topics.predictions ? 'predictions' : 'labels';
       const rejected: OutgoingRecord[] = [];
+      /** The offset of each rejected record's source record. */
+      const rejectedOffsets: string[] = [];
       const reasons: DeadLetterReason[] = [];
       const partition = `${batch.topic}:${batch.partition}`;
       const last = batch.records.at(-1)!;
@@ -830,6 +832,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         // Published already, by this batch delivered before (it failed after its dead letters).
         if (publishedTo !== undefined && BigInt(record.offset) <= publishedTo) return;
         rejected.push(deadLetter(record, reason, detail, options.groupId));
+        rejectedOffsets.push(record.offset);
       };
       const offers: Offer[] = [];
       const sides: (WaitingPrediction | WaitingLabel)[] = [];
@@ -926,10 +929,15 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         }
       }
       // The dead letters first: should the offers fail, the batch comes again, and its dead
-      // letters are not published again (`deadLetteredTo`; after a restart or a rebalance they
-      // may be: at least once). Nothing is counted twice.
+      // letters are not published again (`deadLetteredTo`, moved as each send of them is out:
+      // when a later send fails, the batch comes again without those sent; after a restart or a
+      // rebalance they may be published again: at least once). Nothing is counted twice.
       if (rejected.length > 0) {
-        await publishDeadLetters(options.eventLog, options.topics.deadLetter, rejected);
+        let sent = 0;
+        await publishDeadLetters(options.eventLog, options.topics.deadLetter, rejected, (letters) => {
+          sent += letters.length;
+          deadLetteredTo.set(partition, BigInt(rejectedOffsets[sent - 1]!));
+        });
         deadLetteredTo.set(partition, BigInt(last.offset));
       }
       // Offers are durable before the batch is committed. Should they fail, even after the store

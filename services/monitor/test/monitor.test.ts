@@ -285,6 +285,32 @@ describe('monitor: large bad records', () => {
   });
 });
 
+describe('monitor: dead letters sent in parts', () => {
+  it('publishes each dead letter once when a later send of its batch failed and the batch came again', async () => {
+    const { eventLog, registry } = await boot();
+    await eventLog.ensureTopics([{ name: 'dead-letter', partitions: 1 }]);
+    const publish = eventLog.publish.bind(eventLog);
+    let sends = 0;
+    eventLog.publish = async (topic, records) => {
+      // The batch's second send of dead letters fails, once.
+      if (topic === 'dead-letter' && ++sends === 2) throw new Error('broker unavailable');
+      return publish(topic, records);
+    };
+    // Three malformed labels of ~400 KB: their dead letters leave in more than one send.
+    const malformed = `{"request_id": "${'x'.repeat(400_000)}"`;
+    await eventLog.publish(
+      'labels',
+      Array.from({ length: 3 }, () => ({ key: 'a', value: malformed })),
+    );
+    await waitFor(async () => /\{stream="labels",outcome="dead_lettered"\} 3/.test(await registry.metrics()), {
+      what: 'the batch dead-lettered',
+    });
+    expect(sends).toBeGreaterThan(2);
+    const offsets = eventLog.records('dead-letter').map((r) => (JSON.parse(r.value!.toString()) as DeadLetter).source.offset);
+    expect(offsets).toEqual(['0', '1', '2']);
+  });
+});
+
 describe('monitor: a batch delivered again after it was applied', () => {
   it('counts the records of a batch once when the consumer delivers them again (offsets not committed before a rebalance)', async () => {
     const eventLog = new MemoryEventLog();
