@@ -671,6 +671,10 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       if (series.overflowed) {
         uncache(...raw);
         dropped.push(series);
+        // What is its own stays (its quality windows, and its drift window if it has one): looked up again at its
+        // next record, it finds them, as a series counted as other only in its label values.
+        if (series.quality.model === raw[0]) liveQuality.add(series.quality);
+        if (series.drift !== null) liveRawSeries.add(key(...raw));
         continue;
       }
       liveTuples.add(key(series.model, series.version, series.variant));

@@ -616,6 +616,26 @@ describe('monitor: retiring idle series', () => {
     expect(text).not.toMatch(/model="other"/);
   });
 
+  it('keeps the quality windows of a live series counted as other in its label values when another series retires', async () => {
+    // Model a's tuple, 126 defaulted features and a feature group fill the 128 label values MONITOR_MAX_SERIES 2 allows:
+    // model b is counted as other in its counters, but its quality windows are its own (the board has room).
+    const { clock, served, label, send, monitor } = await retiring({ maxSeries: 2 });
+    const names = Array.from({ length: 126 }, (_, i) => `f${i}`);
+    await send([served('a', 'a', '1', { defaulted: names, feature_age_ms: { g: 100 } })]);
+    await send(
+      Array.from({ length: 20 }, (_, i) => served(`b${i}`, 'b', '1')),
+      Array.from({ length: 20 }, (_, i) => label(`b${i}`)),
+    );
+    clock.now += 20 * 3_600_000;
+    const live = await send([served('b-live', 'b', '1')], [label('b-live')]);
+    expect(live).toMatch(/tributary_model_labelled_predictions\{model="b",version="1",variant="champion",window="24h"\} 21/);
+    // a falls idle and is retired; b, seen 5 hours before, is live.
+    clock.now += RETIRE_AFTER_MS - 20 * 3_600_000 + 1;
+    await monitor.sweep();
+    const next = await send([served('b-next', 'b', '1')], [label('b-next')]);
+    expect(next).toMatch(/tributary_model_labelled_predictions\{model="b",version="1",variant="champion",window="24h"\} 2\n/);
+  });
+
   it('frees the label values of a retired series, and keeps the series a live one holds under other', async () => {
     // One series may name 64 label values (MONITOR_MAX_SERIES 1): model a's tuple, 62 defaulted
     // features and one feature group fill them.
