@@ -1,6 +1,6 @@
 /** Maps every failure to the error catalogue's JSON shape: `{ code, message, field? }`. */
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { TributaryError, Type } from '@tributary/shared';
+import { TributaryError, Type, WELL_FORMED, WELL_FORMED_TEXT } from '@tributary/shared';
 
 export const ErrorResponse = Type.Object({
   code: Type.String(),
@@ -65,6 +65,8 @@ export function installErrorHandler(app: FastifyInstance, serverError: (code: st
           .filter((v) => v.keyword === 'const' && v.instancePath === first.instancePath)
           .map((v) => JSON.stringify((v.params as { allowedValue?: unknown }).allowedValue));
         message = `${field ?? 'the value'} must be ${allowed.length > 1 ? `one of ${allowed.join(', ')}` : allowed[0]}`;
+      } else if (first?.keyword === 'pattern' && (first.params as { pattern?: string }).pattern === WELL_FORMED) {
+        message = `${field ?? 'the value'} must be ${WELL_FORMED_TEXT}`;
       } else if (field) message = `${field} ${first?.message ?? 'is invalid'}`;
       return reply.status(400).send({ code: 'VALIDATION_FAILED', message, ...(field ? { field } : {}) });
     }

@@ -19,16 +19,20 @@ import {
   PREDICTION_VARIANTS,
   recordValidator,
   REQUEST_ID_MAX_LENGTH,
+  isWellFormed,
   type PredictionLogRecord,
   Type,
+  WELL_FORMED,
+  WELL_FORMED_TEXT,
 } from '@tributary/shared';
 
 export const PredictionRecordSchema = Type.Object({
   prediction_id: Type.String({ minLength: 1, maxLength: PREDICTION_ID_MAX_LENGTH }),
-  request_id: Type.String({ minLength: 1, maxLength: REQUEST_ID_MAX_LENGTH }),
+  // Well-formed: the label join keys Redis with the request id and the model's name and version.
+  request_id: Type.String({ minLength: 1, maxLength: REQUEST_ID_MAX_LENGTH, pattern: WELL_FORMED, description: WELL_FORMED_TEXT }),
   model: Type.Object({
-    name: Type.String({ minLength: 1, maxLength: MODEL_NAME_MAX_LENGTH }),
-    version: Type.String({ minLength: 1, maxLength: MODEL_VERSION_MAX_LENGTH }),
+    name: Type.String({ minLength: 1, maxLength: MODEL_NAME_MAX_LENGTH, pattern: WELL_FORMED, description: WELL_FORMED_TEXT }),
+    version: Type.String({ minLength: 1, maxLength: MODEL_VERSION_MAX_LENGTH, pattern: WELL_FORMED, description: WELL_FORMED_TEXT }),
   }),
   variant: Type.Union(PREDICTION_VARIANTS.map((variant) => Type.Literal(variant))),
   score: Type.Number({ minimum: 0, maximum: 1 }),
@@ -44,6 +48,7 @@ export const PredictionRecordSchema = Type.Object({
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 const isBoundedString = (value: unknown, maxLength: number): boolean =>
   typeof value === 'string' && value.length > 0 && value.length <= maxLength;
+const isBoundedKey = (value: unknown, maxLength: number): boolean => isBoundedString(value, maxLength) && isWellFormed(value as string);
 const VARIANTS: ReadonlySet<unknown> = new Set(PREDICTION_VARIANTS);
 const isFiniteAtLeastZero = (value: unknown): boolean => typeof value === 'number' && value >= 0 && value < Infinity;
 
@@ -52,10 +57,10 @@ export function acceptsPredictionRecord(value: unknown): boolean {
   if (!isObject(value)) return false;
   const { model, score, features, request, degraded, defaulted } = value;
   const ages = value.feature_age_ms;
-  if (!isBoundedString(value.prediction_id, PREDICTION_ID_MAX_LENGTH) || !isBoundedString(value.request_id, REQUEST_ID_MAX_LENGTH))
+  if (!isBoundedString(value.prediction_id, PREDICTION_ID_MAX_LENGTH) || !isBoundedKey(value.request_id, REQUEST_ID_MAX_LENGTH))
     return false;
   if (!VARIANTS.has(value.variant)) return false;
-  if (!isObject(model) || !isBoundedString(model.name, MODEL_NAME_MAX_LENGTH) || !isBoundedString(model.version, MODEL_VERSION_MAX_LENGTH))
+  if (!isObject(model) || !isBoundedKey(model.name, MODEL_NAME_MAX_LENGTH) || !isBoundedKey(model.version, MODEL_VERSION_MAX_LENGTH))
     return false;
   if (!(typeof score === 'number' && score >= 0 && score <= 1)) return false;
   if (!isFiniteAtLeastZero(value.predicted_at) || !isFiniteAtLeastZero(value.latency_ms)) return false;

@@ -122,6 +122,33 @@ describe('monitor: label values read from records', () => {
     ]);
   });
 
+  it('dead-letters as invalid a prediction or a label whose request id or model holds a lone surrogate (two such ids would be one in Redis)', async () => {
+    const { eventLog, registry } = await boot();
+    await eventLog.publish('predictions', [
+      { key: 'a', value: JSON.stringify(prediction('r\ud800', 0.9)) },
+      { key: 'b', value: JSON.stringify({ ...prediction('b', 0.9), model: { name: 'fraud\udfff', version: '1' } }) },
+      { key: 'c', value: JSON.stringify(prediction('r\ud83d\ude00', 0.9)) },
+    ]);
+    await eventLog.publish('labels', [{ key: 'a', value: JSON.stringify({ request_id: 'r\udc00', label: 1, ts: Date.now() }) }]);
+    await waitFor(
+      async () => {
+        const text = await registry.metrics();
+        return (
+          /\{stream="predictions",outcome="dead_lettered"\} 2\n/.test(text) && /\{stream="labels",outcome="dead_lettered"\} 1\n/.test(text)
+        );
+      },
+      { what: 'the records consumed' },
+    );
+    // A pair of surrogates is a character like any other.
+    expect(await registry.metrics()).toMatch(/tributary_monitor_records_total\{stream="predictions",outcome="accepted"\} 1\n/);
+    const letters = eventLog.records('dead-letter').map((r) => JSON.parse(r.value!.toString()) as DeadLetter);
+    expect(letters.map((l) => [l.source.topic, l.reason, l.detail]).sort()).toEqual([
+      ['labels', 'invalid', 'request_id: must be well-formed Unicode text (no lone surrogate)'],
+      ['predictions', 'invalid', 'model.name: must be well-formed Unicode text (no lone surrogate)'],
+      ['predictions', 'invalid', 'request_id: must be well-formed Unicode text (no lone surrogate)'],
+    ]);
+  });
+
   it('counts a slice value longer than a label value may be as __other__, and does not store it whole to wait for its label', async () => {
     const store = new MemoryJoinStore(DAY, HOUR);
     let offered = 0;

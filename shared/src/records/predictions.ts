@@ -13,6 +13,17 @@ export const MODEL_VERSION_MAX_LENGTH = 64;
 export const REQUEST_ID_MAX_LENGTH = 256;
 export const PREDICTION_ID_MAX_LENGTH = 256;
 
+/**
+ * Well-formed Unicode text (a JSON schema pattern, for a `u` regular expression): no lone
+ * surrogate, which a JSON `\ud800` escape can make. Ids that key Redis (the label join's request
+ * ids and units) must be: Redis is written UTF-8, where each lone surrogate becomes U+FFFD, so
+ * `r\ud800` and `r\udc00` would be one key.
+ */
+export const WELL_FORMED = '^(?:[^\\ud800-\\udfff]|[\\ud800-\\udbff][\\udc00-\\udfff])*$';
+export const WELL_FORMED_TEXT = 'well-formed Unicode text (no lone surrogate)';
+const wellFormed = new RegExp(WELL_FORMED, 'u');
+export const isWellFormed = (text: string): boolean => wellFormed.test(text);
+
 /** The prediction-log record published to the `predictions` topic for every prediction. */
 export interface PredictionLogRecord {
   prediction_id: string;

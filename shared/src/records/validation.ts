@@ -117,6 +117,10 @@ function describe(schema: TSchema, errors: SchemaError[]): string {
     const extra = (error.params as { additionalProperties?: string[] }).additionalProperties ?? [];
     return `${field === '(root)' ? '' : `${field}: `}unknown field(s) ${extra.map((f) => `"${f}"`).join(', ')}`;
   }
+  if (error.keyword === 'pattern') {
+    const described = schemaAt(schema, error.schemaPath.replace(/\/pattern$/, ''))?.description;
+    if (typeof described === 'string') return `${field}: must be ${described}`;
+  }
   if (error.keyword === 'required') {
     const missing = (error.params as { requiredProperties?: string[] }).requiredProperties ?? [];
     return `missing required field(s) ${missing.map((f) => `"${field === '(root)' ? f : `${field}.${f}`}"`).join(', ')}`;

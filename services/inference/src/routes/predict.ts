@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyContextConfig } from 'fastify';
 import type { TSchema } from 'typebox';
-import { REQUEST_ID_MAX_LENGTH, tracingEnabled, Type } from '@tributary/shared';
+import { REQUEST_ID_MAX_LENGTH, tracingEnabled, Type, WELL_FORMED, WELL_FORMED_TEXT } from '@tributary/shared';
 import { ErrorResponse } from '../errors.js';
 import type { PredictRequest, Predictor } from '../predictor.js';
 import { describePrediction, requestTracing } from '../request-tracing.js';
@@ -62,7 +62,8 @@ const ERRORS = {
 export const predictRoute: FastifyPluginAsyncTypebox<PredictRouteOptions> = async (app, options) => {
   const Row = Type.Object(
     {
-      request_id: Type.String({ minLength: 1, maxLength: REQUEST_ID_MAX_LENGTH }),
+      // Well-formed: the monitor joins labels to it in Redis, where a lone surrogate would make two ids one.
+      request_id: Type.String({ minLength: 1, maxLength: REQUEST_ID_MAX_LENGTH, pattern: WELL_FORMED, description: WELL_FORMED_TEXT }),
       entities: Type.Object(Object.fromEntries(options.entities.map((e) => [e, Type.Optional(EntityId)])), {
         additionalProperties: false,
         description: 'ids of the entities whose features the model needs',
