@@ -16,6 +16,7 @@ import {
   MAX_SLICE_LENGTH,
   metric,
   OTHER_SLICE,
+  parseEventTime,
   publishDeadLetters,
   recordValidator,
   servedFloats,
@@ -158,10 +159,6 @@ const MAX_SKEW_MS = 60_000;
  * buckets, and the skew allowed), so what a retired series shows is empty by then anyway.
  */
 export const RETIRE_AFTER_MS = 25 * 3_600_000 + MAX_SKEW_MS;
-
-function labelTime(ts: number | string): number {
-  return typeof ts === 'number' ? ts : Date.parse(ts);
-}
 
 /**
  * Why a record whose time is a join window or more behind the monitor's clock is set aside: it
@@ -907,8 +904,13 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             reject(record, decoded.reason, decoded.detail);
             continue;
           }
-          const at = labelTime(decoded.value.ts);
+          // Null for a date-time the schema takes but no Date holds (a leap second, `…23:59:60Z`).
+          const at = parseEventTime(decoded.value.ts);
           const now = clock();
+          if (at === null) {
+            reject(record, 'invalid', `ts ${JSON.stringify(decoded.value.ts)} is not a time the monitor can place (a leap second?)`);
+            continue;
+          }
           if (!(at <= now + MAX_AHEAD_MS)) {
             const detail = `ts ${JSON.stringify(decoded.value.ts)} is more than a day ahead of the monitor's clock`;
             reject(record, 'invalid', detail);

@@ -98,6 +98,19 @@ describe('monitor: times far ahead', () => {
 });
 
 describe('monitor: label values read from records', () => {
+  it('dead-letters as invalid, saying why, a label timed at a leap second (a date-time no Date holds)', async () => {
+    const { eventLog, registry } = await boot();
+    await eventLog.publish('labels', [{ key: 'a', value: JSON.stringify({ request_id: 'a', label: 1, ts: '2016-12-31T23:59:60Z' }) }]);
+    await waitFor(async () => /\{stream="labels",outcome="dead_lettered"\} 1\n/.test(await registry.metrics()), {
+      what: 'the label consumed',
+    });
+    const [letter] = eventLog.records('dead-letter').map((r) => JSON.parse(r.value!.toString()) as DeadLetter);
+    expect(letter).toMatchObject({
+      reason: 'invalid',
+      detail: 'ts "2016-12-31T23:59:60Z" is not a time the monitor can place (a leap second?)',
+    });
+  });
+
   it('dead-letters as invalid a prediction whose model, version, variant or ids are longer than the service logs, so /metrics stays small', async () => {
     const { eventLog, registry } = await boot();
     await eventLog.publish('predictions', [
