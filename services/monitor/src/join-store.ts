@@ -558,6 +558,21 @@ if counts then return 1 end
 return 0
 `;
 
+/**
+ * Removes from the due index (KEYS[1]) the members (ARGV[2..]) that are still due at ARGV[1]: one
+ * offered again since the sweep read it (a side of the same request, stored after the old one
+ * expired) has its new deadline, and stays to be swept then. Returns how many were removed.
+ */
+const REMOVE_DUE_SCRIPT = `
+local now = tonumber(ARGV[1])
+local removed = 0
+for i = 2, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) <= now then removed = removed + redis.call('ZREM', KEYS[1], ARGV[i]) end
+end
+return removed
+`;
+
 /** An offer's reply: see `offerScript` (a joined reply led by the number 1 is answered again). */
 type OfferReply = 0 | 1 | 2 | 3 | (string | number)[];
 
@@ -570,6 +585,7 @@ type RedisWithJoin = (Redis | Cluster) & {
   /** The same script for one offer, its key first (a cluster client routes by it, redis/ioredis#2109). */
   offerSide(key: string, side: string, unit: string, record: string, value: string, keepMs: string): Promise<OfferReply[]>;
   expireSide(key: string, field: string): Promise<number>;
+  removeDue(key: string, now: string, ...members: string[]): Promise<number>;
 };
 
 type Pipeline = RedisWithJoin & { exec(): Promise<[Error | null, unknown][] | null> };
@@ -602,6 +618,7 @@ export class RedisJoinStore implements JoinStore {
     this.client.defineCommand('offerSides', { lua: offerScript(true) });
     this.client.defineCommand('offerSide', { numberOfKeys: 1, lua: offerScript(false) });
     this.client.defineCommand('expireSide', { numberOfKeys: 1, lua: EXPIRE_SCRIPT });
+    this.client.defineCommand('removeDue', { numberOfKeys: 1, lua: REMOVE_DUE_SCRIPT });
     this.client.on('error', () => {});
   }
 
@@ -780,10 +797,10 @@ export class RedisJoinStore implements JoinStore {
     });
     if (failure !== null) {
       // The sides that failed stay in the index, for the next sweep.
-      if (done.length > 0) await this.client.zrem(this.dueKey, ...done).catch(() => {});
+      if (done.length > 0) await this.client.removeDue(this.dueKey, String(now), ...done).catch(() => {});
       throw new SweepError(result, failure);
     }
-    await this.client.zrem(this.dueKey, ...members);
+    await this.client.removeDue(this.dueKey, String(now), ...members);
     return result;
   }
 

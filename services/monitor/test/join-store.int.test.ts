@@ -55,6 +55,24 @@ describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : 
       expect(await store.sweep(Date.now(), 100)).toEqual({ predictions: 0, labels: 0, taken: 1 });
     }));
 
+  it('keeps in the due index a side offered again while a sweep expired the one before it, and sweeps it at its own deadline', () =>
+    withStore(async (store, client, prefix) => {
+      const now = Date.now();
+      await store.offer([{ side: 'label', requestId: 'r1', record: 'l:1', value: 'l1', deadline: now - 1_000 }]);
+      // The sweep's scripts have expired the old label when a new label of the request comes, before the sweep's index
+      // removal: as another monitor's offer would, between the two.
+      const index = store as unknown as { client: { removeDue: (...args: string[]) => Promise<number> } };
+      const removeDue = index.client.removeDue.bind(index.client);
+      index.client.removeDue = async (...args) => {
+        await store.offer([{ side: 'label', requestId: 'r1', record: 'l:2', value: 'l2', deadline: now + 60_000 }]);
+        return removeDue(...args);
+      };
+      expect(await store.sweep(now, 100)).toEqual({ predictions: 0, labels: 1, taken: 1 });
+      index.client.removeDue = removeDue;
+      expect(await client.zrange(`${prefix}join-due`, 0, -1)).toEqual([JSON.stringify(['label', 'r1'])]);
+      expect(await store.sweep(now + 61_000, 100)).toEqual({ predictions: 0, labels: 1, taken: 1 });
+    }));
+
   it('answers the offers of the script calls that succeeded when another call of the batch failed', () =>
     withStore(async (store, client, prefix) => {
       const deadline = Date.now() + 60_000;
