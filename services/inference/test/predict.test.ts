@@ -40,25 +40,21 @@ describe('POST /v1/predict', () => {
   it('refuses a request id with a lone surrogate (the monitor joins labels to it in Redis, where two such ids would be one)', async () => {
     const { app } = await boot();
     // The body as a client would send it: JSON escapes, one of them a lone surrogate.
-    const body = (idJson: string) => JSON.stringify({ ...validRequest, request_id: 'REQ' }).replace('"REQ"', idJson);
-    const lone = await app.inject({
-      method: 'POST',
-      url: '/v1/predict',
-      headers: { 'content-type': 'application/json' },
-      payload: body('"r\\ud800"'),
-    });
+    const predictWith = (idJson: string) =>
+      app.inject({
+        method: 'POST',
+        url: '/v1/predict',
+        headers: { 'content-type': 'application/json' },
+        payload: JSON.stringify({ ...validRequest, request_id: 'REQ' }).replace('"REQ"', idJson),
+      });
+    const lone = await predictWith('"r\\ud800"');
     expect(lone.statusCode).toBe(400);
     expect(lone.json()).toMatchObject({
       code: 'VALIDATION_FAILED',
       field: 'request_id',
       message: expect.stringContaining('well-formed Unicode'),
     });
-    const pair = await app.inject({
-      method: 'POST',
-      url: '/v1/predict',
-      headers: { 'content-type': 'application/json' },
-      payload: body('"r\\ud83d\\ude00"'),
-    });
+    const pair = await predictWith('"r\\ud83d\\ude00"');
     expect(pair.statusCode).toBe(200);
   });
 
