@@ -1,8 +1,10 @@
 /**
  * Candidates from the event log: each event of the scored source (a transaction) stands for
  * the prediction request made for it, as the simulator makes them: request id = the event
- * id, entities and request-time fields = the event's fields of those names, time = its
- * event time. The input is read in one pass, each record decided on by the source's replay
+ * id, entities and request-time fields = the event's fields of those names, time = when it
+ * was scored: its event time, or the time its record was logged when that is earlier (a
+ * device clock ahead; online, a transaction is scored before its event is published, so at
+ * the latest then, and read at its event time it would count in its own features). The input is read in one pass, each record decided on by the source's replay
  * (which keeps the accepted events for the features), so that a file is read once for both.
  */
 import type { EventReplay } from '@tributary/features';
@@ -43,7 +45,8 @@ export async function eventCandidates(
       rejected.push({ partition, item: { where: where(input, record), detail: `${decoded.reason}: ${decoded.detail}` } });
       continue;
     }
-    const { id, time, values } = decoded.event;
+    const { id, values } = decoded.event;
+    const time = Math.min(decoded.event.time, decoded.event.loggedAt);
     const first = kept.get(id);
     if (first) stats.duplicates++;
     // Each partition's records come in offset order: the first is an earlier partition's.

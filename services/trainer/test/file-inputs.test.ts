@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fraud, planFeatures } from '@tributary/shared';
+import { fraud, planFeatures, type LogRecord } from '@tributary/shared';
 import { parseCsvRequests, parseNdjsonRequests, type RequestShape } from '../src/batch-predict.js';
 import { trainingSetFromBackfill, trainingSetFromPredictionLog, type ModelFeatures } from '../src/build-training-set.js';
 import { InputError, ndjsonInput, openInputFile, readNdjsonFile, type LogInput } from '../src/log-input.js';
@@ -62,6 +62,44 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('backfill rows of transactions stamped ahead of their records', () => {
+  it('scores a transaction at the time its record was logged when its own time is later: it is not in its own features', async () => {
+    const example = fraud.fraudExample();
+    const events = [0, 1].map((i): LogRecord => ({
+      topic: 'transactions',
+      partition: 0,
+      offset: String(i),
+      key: 'u1',
+      // Logged at T0 + i minutes, stamped 5 seconds later by a device clock ahead.
+      timestamp: T0 + i * MIN,
+      headers: {},
+      value: Buffer.from(JSON.stringify({ ...transactions[0]!, event_id: `a${i}`, user_id: 'u1', amount: 100, ts: T0 + i * MIN + 5_000 })),
+    }));
+    const labels = [0, 1].map((i) => JSON.stringify({ request_id: `a${i}`, label: 0, ts: T0 + i * MIN + 10_000 }));
+    const { set } = await trainingSetFromBackfill({
+      model: { name: 'fraud_detector', version: '1', features: ['user_transactions:count_10m', 'user_transactions:amount_sum_1h'] },
+      policy: { cutoff: CUTOFF, unlabelled: 'negative', maturityMs: 0 },
+      split: { validationFraction: 0.5 },
+      events: new Map([['transactions', { name: 'transactions', kind: 'topic', records: events }]]),
+      rowsSource: 'transactions',
+      labels: ndjsonInput('labels.ndjson', text(labels)),
+      sources: example.sources,
+      groups: example.groups,
+      catalog: example.catalog,
+      requestFields: Object.keys(fraud.FraudRequestFieldsSchema.properties),
+      allowedLatenessMs: 5 * MIN,
+      readAt: CUTOFF,
+    });
+    expect(set.request_ids).toEqual(['a0', 'a1']);
+    // Each sees the transactions before it, not itself.
+    expect(set.rows).toEqual([
+      [0, 0],
+      [1, 100],
+    ]);
+    expect(set.times).toEqual([T0, T0 + MIN]);
+  });
 });
 
 describe('input files read as streams', () => {
