@@ -2,9 +2,10 @@
  * The label join: labels name only the request they judge (`request_id`, the transaction's
  * `event_id`); features about a merchant's fraud rate need the merchant. This consumer of
  * the transactions and labels topics remembers each transaction's merchant for the join
- * window, and publishes every label it can join as a labelled transaction
+ * window, and publishes the label it joins of each transaction as a labelled transaction
  * `{event_id, merchant_id, label, ts}` (event time: the label's), whichever side arrives
- * first: a label ahead of its transaction waits in the store. Each side is remembered and the
+ * first: a label ahead of its transaction waits in the store (a later one replaces it), and a
+ * label after the one joined is not published (`publishFirst`). Each side is remembered and the
  * other looked up in one atomic step of the store (`meet`), so a transaction and its label
  * handled at once by two processes still meet. Records this join cannot read are left to the
  * pipeline and the monitor, which dead-letter them; this join counts them
@@ -60,6 +61,13 @@ export interface LabelJoinOptions {
 }
 
 const transactions = recordValidator<fraud.Transaction>(fraud.TransactionSchema);
+/** A labelled transaction to publish, and the request it is the label of. */
+interface Joined {
+  requestId: string;
+  record: OutgoingRecord;
+}
+/** Where the store remembers that a request's label was joined (its first; see `publishFirst`). */
+const joinedKey = (requestId: string) => `lbl-joined:{${requestId}}`;
 const labels = recordValidator<Label>(LabelSchema);
 
 /**
@@ -108,10 +116,30 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
         registers: [options.registry],
       }),
   );
-  const joinedRecord = (requestId: string, merchantId: string, label: Label): OutgoingRecord => ({
-    key: merchantId,
-    value: JSON.stringify({ event_id: requestId, merchant_id: merchantId, label: label.label, ts: label.ts }),
+  const joinedRecord = (requestId: string, merchantId: string, label: Label): Joined => ({
+    requestId,
+    record: { key: merchantId, value: JSON.stringify({ event_id: requestId, merchant_id: merchantId, label: label.label, ts: label.ts }) },
   });
+  /**
+   * Publishes the first label joined of each request; a later one (a correction, or the same label delivered again)
+   * is not: its fraud rate would count the transaction twice (the pipeline drops a copy of an event id only within the
+   * allowed lateness). The requests joined are remembered for the join window once their labels are out, so a batch
+   * that fails before publishing them publishes them when it comes again. Returns how many were published.
+   */
+  const publishFirst = async (out: Joined[]): Promise<number> => {
+    if (out.length === 0) return 0;
+    const unique = out.filter((item, i) => out.findIndex((other) => other.requestId === item.requestId) === i);
+    const marks = await options.store.recall(unique.map((item) => joinedKey(item.requestId)));
+    const first = unique.filter((_, i) => marks[i] === null);
+    if (first.length > 0)
+      await options.eventLog.publish(
+        options.topics.labelledTransactions,
+        first.map((item) => item.record),
+      );
+    await options.store.remember(first.map((item) => ({ key: joinedKey(item.requestId), value: '1', ttlMs: options.windowMs })));
+    joined.inc({ outcome: 'label_repeated' }, out.length - first.length);
+    return first.length;
+  };
 
   // Sides remembered by a version before 2026-12-01 (`txn:<id>`, `lbl:<id>`, not met atomically) are
   // looked up too while they can still be there: for one join window after the start.
@@ -141,7 +169,7 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
   };
   /** Joins the records taken of a batch, as the join reads them (null: one it cannot read, only counted). */
   const join = async (batch: RecordBatch, taken: (fraud.Transaction | Label | null)[]): Promise<void> => {
-    const out: OutgoingRecord[] = [];
+    const out: Joined[] = [];
     if (batch.topic === options.topics.transactions) {
       const seen = taken.filter((t) => t !== null) as fraud.Transaction[];
       // Remembered, and its label (when it came first) taken, in one step: a label handled meanwhile finds it.
@@ -162,10 +190,10 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
       };
       seen.forEach((t, i) => join(t, waiting[i]) && done.push({ pair: t.event_id, side: 'lbl' }));
       unmatched.forEach((t, i) => join(t, waitingBefore[i]) && legacyDone.push(`lbl:${t.event_id}`));
-      if (out.length > 0) await options.eventLog.publish(options.topics.labelledTransactions, out);
+      const published = await publishFirst(out);
       await options.store.forgetSides(done);
       await options.store.forget(legacyDone);
-      joined.inc({ outcome: 'joined' }, out.length);
+      joined.inc({ outcome: 'joined' }, published);
       joined.inc({ outcome: 'transaction_remembered' }, seen.length);
       joined.inc({ outcome: 'transaction_unreadable' }, taken.length - seen.length);
       return;
@@ -191,10 +219,10 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
       out.push(joinedRecord(label.request_id, merchant, label));
       joinedBefore.push({ pair: label.request_id, side: 'lbl' });
     });
-    if (out.length > 0) await options.eventLog.publish(options.topics.labelledTransactions, out);
+    const published = await publishFirst(out);
     // Joined to a transaction remembered by the version before: not waiting after all.
     await options.store.forgetSides(joinedBefore);
-    joined.inc({ outcome: 'joined' }, out.length);
+    joined.inc({ outcome: 'joined' }, published);
     joined.inc({ outcome: 'label_waiting' }, seen.length - out.length);
     joined.inc({ outcome: 'label_unreadable' }, taken.length - seen.length);
   };
