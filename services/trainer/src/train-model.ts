@@ -184,14 +184,19 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainedVer
 
   function trainTrees(): Trained {
     // Early stopping watches the last eighth of the training window (still before the
-    // validation rows), so the validation metrics stay those of unseen data.
-    const stop = Math.floor(cut * (7 / 8));
+    // validation rows), so the validation metrics stay those of unseen data. When the first
+    // seven eighths hold one class only (the checks ask both classes of the whole window), the
+    // trees are fitted on the whole window, without early stopping.
+    let stop = Math.floor(cut * (7 / 8));
+    let positives = 0;
+    for (let i = 0; i < stop; i++) positives += trainLabels[i]!;
+    if (positives === 0 || positives === stop) stop = cut;
     const settings = options.trees ?? TREE_DEFAULTS;
     const result = trainGradientBoosting(trainRows.slice(0, stop), trainLabels.slice(0, stop), {
       featureNames: dataset.features,
       seed,
       ...settings,
-      validation: { rows: trainRows.slice(stop), labels: trainLabels.slice(stop) },
+      ...(stop < cut ? { validation: { rows: trainRows.slice(stop), labels: trainLabels.slice(stop) } } : {}),
     });
     const { model } = result;
     return {
@@ -204,7 +209,7 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainedVer
         rounds: result.rounds,
         leaves: model.trees.reduce((sum, tree) => sum + tree.feature.filter((j) => j < 0).length, 0),
         early_stopping_rows: cut - stop,
-        early_stopping_log_loss: result.validationLogLoss[model.trees.length - 1],
+        early_stopping_log_loss: stop < cut ? result.validationLogLoss[model.trees.length - 1] : null,
       },
     };
   }

@@ -16,6 +16,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { gradientBoostingParams } from '@tributary/shared';
 import type { TrainingSet } from './build-training-set.js';
 import { cliConfig, runCli, UsageError } from './cli-support.js';
 import { buildDataset, type Dataset } from './dataset.js';
@@ -74,6 +75,21 @@ async function main(): Promise<void> {
           maxDepth: positiveNumber('max-depth'),
         }
       : undefined;
+  // Out of range (a learning rate above 1, one leaf, a fractional number of trees): said now, as a wrong option,
+  // not once the data is built.
+  if (trees) {
+    try {
+      gradientBoostingParams(trees);
+    } catch (error) {
+      const flags: Record<string, string> = {
+        trees: '--trees',
+        learningRate: '--learning-rate',
+        maxLeaves: '--max-leaves',
+        maxDepth: '--max-depth',
+      };
+      throw new UsageError((error as Error).message.replace(/^trainGradientBoosting: (\w+)/, (_, key: string) => flags[key] ?? key));
+    }
+  }
   const version = values.version!;
   // Relative paths are the caller's: `npm run train -w services/trainer` runs in services/trainer.
   const callerDir = process.env.INIT_CWD ?? process.cwd();

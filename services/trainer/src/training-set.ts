@@ -183,7 +183,8 @@ export function splitTime(rows: Candidate[], spec: SplitSpec): number {
   if ('at' in spec) return spec.at;
   if (!(spec.validationFraction > 0 && spec.validationFraction < 1)) throw new RangeError('the validation fraction must be in (0, 1)');
   if (rows.length === 0) return Number.POSITIVE_INFINITY;
-  const index = Math.min(rows.length - 1, Math.floor(rows.length * (1 - spec.validationFraction)));
+  // To 12 digits first: 10 rows at 0.9 are 0.9999999999999998 train rows in doubles, 1 in fact.
+  const index = Math.min(rows.length - 1, Math.floor(Number((rows.length * (1 - spec.validationFraction)).toPrecision(12))));
   return rows[index]!.time;
 }
 

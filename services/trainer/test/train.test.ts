@@ -142,6 +142,9 @@ describe('training from a training set', () => {
         [['--version', '../../etc'], /--version must be letters/],
         [['--rows', 'abc'], /--rows must be an integer/],
         [['--frobnicate'], /Unknown option '--frobnicate'/],
+        // Out of the model's range: told before any data is built.
+        [['--algorithm', 'gbt', '--learning-rate', '2'], /^train: --learning-rate must be a number in \(0, 1\], got 2$/m],
+        [['--algorithm', 'gbt', '--trees', '2.5'], /^train: --trees must be an integer in \[1, \d+\], got 2\.5$/m],
       ] as const) {
         const wrong = await train([...args, '--out', join(dir, 'x')]);
         expect([wrong.code, wrong.stderr]).toEqual([2, expect.stringMatching(message)]);
@@ -152,6 +155,29 @@ describe('training from a training set', () => {
       await rm(dir, { recursive: true, force: true });
     }
   }, 120_000);
+});
+
+describe('gradient-boosted trees on a training window whose first seven eighths hold one class', () => {
+  it('are fitted on the whole window, without early stopping, rather than failing', async () => {
+    const { checkTrainingSet, datasetOf, trainModel } = await import('../src/train-model.js');
+    const set = trainingSet(200) as unknown as Parameters<typeof checkTrainingSet>[0];
+    // 160 training rows, their positives only in the last eighth (rows 150-159), which early stopping would watch.
+    set.labels = set.labels.map((_, i) => ((i >= 150 && i < 160) || (i >= 190 && i < 196) ? 1 : 0));
+    set.split = { ...set.split, at: set.times[160]!, train: 160, validation: 40 };
+    checkTrainingSet(set);
+    const { dataset, cut, origin } = datasetOf(set);
+    const trained = await trainModel({
+      dataset,
+      cut,
+      trainingSet: origin,
+      algorithm: 'gbt',
+      name: 'fraud_detector',
+      version: '2',
+      seed: 1,
+    });
+    expect(trained.manifest.training.rows).toBe(160);
+    expect(trained.manifest.training.fit).toMatchObject({ early_stopping_rows: 0, early_stopping_log_loss: null });
+  });
 });
 
 describe('a training set with times no date can hold', () => {

@@ -283,4 +283,17 @@ describe('label join and split', () => {
     expect(splitByTime(rows, 25).validation.map((r) => r.time)).toEqual([30]);
     expect(splitByTime([], 25)).toEqual({ train: [], validation: [] });
   });
+
+  it('splits at the fraction asked, whatever the rounding of 1 minus it (1 - 0.9 is 0.09999999999999998)', () => {
+    const rows = (n: number) => Array.from({ length: n }, (_, i) => ({ request_id: String(i), time: i }));
+    for (const [n, fraction, train] of [
+      [10, 0.9, 1],
+      [100, 0.9, 10],
+      [10, 0.7, 3],
+      [1000, 0.2, 800],
+      [7, 0.5, 3],
+    ] as const) {
+      expect(splitTime(rows(n), { validationFraction: fraction }), `${n} rows, ${fraction}`).toBe(train);
+    }
+  });
 });

@@ -94,7 +94,7 @@ export function trainGradientBoosting(
   labels: ArrayLike<number>,
   options: GradientBoostingOptions,
 ): GradientBoostingResult {
-  const params = resolveParams(options);
+  const params = gradientBoostingParams(options);
   const featureNames = [...options.featureNames];
   validateFeatureNames(featureNames);
   const f = featureNames.length;
@@ -257,7 +257,8 @@ function isFloat32(v: number): boolean {
   return Number.isFinite(v) && Math.fround(v) === v;
 }
 
-function resolveParams(options: GradientBoostingOptions): GradientBoostingParams {
+/** The parameters `trainGradientBoosting` uses: the defaults and `options`; throws, naming the first out of its range. */
+export function gradientBoostingParams(options: Partial<GradientBoostingParams>): GradientBoostingParams {
   const p: GradientBoostingParams = { ...GRADIENT_BOOSTING_DEFAULTS };
   for (const key of Object.keys(GRADIENT_BOOSTING_DEFAULTS) as (keyof GradientBoostingParams)[]) {
     const v = options[key];

@@ -31,6 +31,7 @@ export { LOG_LOSS_EPSILON, logLoss, rocAuc } from './metrics.js';
 export {
   GRADIENT_BOOSTING_DEFAULTS,
   assertGradientBoostingModel,
+  gradientBoostingParams,
   predictGradientBoosting,
   predictGradientBoostingBatch,
   predictGradientBoostingLogit,
