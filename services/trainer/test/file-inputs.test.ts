@@ -50,6 +50,18 @@ const transactionLabelLines = transactions.map((t, i) =>
   JSON.stringify({ request_id: t.event_id, label: i % 4 === 0 ? 1 : 0, ts: t.ts + 1 }),
 );
 const text = (lines: string[]) => `${lines.join('\n')}\n`;
+/** What a backfill of the example's events takes beside its inputs. */
+const exampleReplay = () => {
+  const example = fraud.fraudExample();
+  return {
+    sources: example.sources,
+    groups: example.groups,
+    catalog: example.catalog,
+    requestFields: Object.keys(fraud.FraudRequestFieldsSchema.properties),
+    allowedLatenessMs: 5 * MIN,
+    readAt: CUTOFF,
+  };
+};
 
 let dir: string;
 const file = (name: string) => join(dir, name);
@@ -66,7 +78,6 @@ afterAll(async () => {
 
 describe('backfill rows of transactions stamped ahead of their records', () => {
   it('scores a transaction at the time its record was logged when its own time is later: it is not in its own features', async () => {
-    const example = fraud.fraudExample();
     const events = [0, 1].map((i): LogRecord => ({
       topic: 'transactions',
       partition: 0,
@@ -85,12 +96,7 @@ describe('backfill rows of transactions stamped ahead of their records', () => {
       events: new Map([['transactions', { name: 'transactions', kind: 'topic', records: events }]]),
       rowsSource: 'transactions',
       labels: ndjsonInput('labels.ndjson', text(labels)),
-      sources: example.sources,
-      groups: example.groups,
-      catalog: example.catalog,
-      requestFields: Object.keys(fraud.FraudRequestFieldsSchema.properties),
-      allowedLatenessMs: 5 * MIN,
-      readAt: CUTOFF,
+      ...exampleReplay(),
     });
     expect(set.request_ids).toEqual(['a0', 'a1']);
     // Each sees the transactions before it, not itself.
@@ -136,7 +142,6 @@ describe('input files read as streams', () => {
   });
 
   it('in backfill mode, read the events once for both the rows and their features, as their text whole', async () => {
-    const example = fraud.fraudExample();
     const build = async (events: LogInput, labels: LogInput) =>
       trainingSetFromBackfill({
         events: new Map([['transactions', events]]),
@@ -145,12 +150,7 @@ describe('input files read as streams', () => {
         model: { ...model, features: ['request:amount', 'user_transactions:count_1h', 'merchant_transactions:count_24h'] },
         policy: { cutoff: CUTOFF, unlabelled: 'drop', maturityMs: 0 },
         split: { validationFraction: 0.2 },
-        sources: example.sources,
-        groups: example.groups,
-        catalog: example.catalog,
-        requestFields: Object.keys(fraud.FraudRequestFieldsSchema.properties),
-        allowedLatenessMs: 5 * MIN,
-        readAt: CUTOFF,
+        ...exampleReplay(),
       });
     const whole = await build(
       ndjsonInput('transactions.ndjson', text(transactionLines)),
