@@ -87,9 +87,19 @@ export function decodeJsonPartitionState(text: string, options: { skipSketches?:
   const state = emptyState();
   state.newest = typeof a[1] === 'number' ? a[1] : null;
   let i = 2;
-  const seen = a[i++] as number;
+  /** A count of pairs read at `i - 1`: a whole number whose pairs the value holds (a stored count is never trusted further). */
+  const pairs = (what: string): number => {
+    const count = a[i - 1];
+    if (!(Number.isSafeInteger(count) && (count as number) >= 0 && i + 2 * (count as number) <= a.length)) {
+      throw malformedState(`${what} count ${JSON.stringify(count)} at element ${i - 1} is not one the value holds`);
+    }
+    return count as number;
+  };
+  i++;
+  const seen = pairs('event-id');
   for (let k = 0; k < seen; k++, i += 2) state.seen.set(a[i] as string, a[i + 1] as number);
-  const slotCount = a[i++] as number;
+  i++;
+  const slotCount = pairs('slot');
   const columns: string[] = [];
   const components: Component[] = [];
   for (let k = 0; k < slotCount; k++, i += 2) {
@@ -100,7 +110,9 @@ export function decodeJsonPartitionState(text: string, options: { skipSketches?:
     const key = a[i] as string;
     const count = a[i + 1] as number;
     i += 2;
-    if (typeof key !== 'string' || typeof count !== 'number') throw malformedState(`expected a tile at element ${i - 2}`);
+    if (typeof key !== 'string' || !(Number.isSafeInteger(count) && count >= 0 && i + count <= a.length)) {
+      throw malformedState(`expected a tile at element ${i - 2}`);
+    }
     const tile: Tile = new Map();
     for (let k = 0; k < count; k++) {
       const slot = a[i++] as number;

@@ -287,12 +287,18 @@ describe('partition state encoding', () => {
     expect(fromKept).toBeGreaterThan(100);
   });
 
-  it('refuses a value of another format, a truncated one, or one naming a component it does not list', () => {
+  it('refuses a value of another format, a truncated one, one whose counts it does not hold, or one naming a component it does not list', () => {
     expect(() => decodePartitionState('[2,null,0,0]')).toThrow(/unknown format 2/);
     expect(() => decodePartitionState('{"a":1}')).toThrow(/unknown format/);
     expect(() => decodePartitionState('[1,5,0,1,"*","n","60000:0",1,3,1]')).toThrow(/tile 60000:0 names slot 3 of 1/);
     expect(() => decodePartitionState('[1,5,0,1,"*","n",60000,0,1,0,1]')).toThrow(/expected a tile at element 6/);
     expect(() => decodePartitionState('not json')).toThrow();
+    // Counts the value does not hold are refused, not trusted: a loop of 1e15, or an array of 2e9 elements, otherwise.
+    expect(() => decodePartitionState('[1,0,5]')).toThrow(/event-id count 5 at element 2 is not one the value holds/);
+    expect(() => decodePartitionState('[1,0,1e15]')).toThrow(/event-id count 1000000000000000 at element 2/);
+    expect(() => decodePartitionState('[1,0,0,1e9]')).toThrow(/slot count 1000000000 at element 3/);
+    expect(() => decodePartitionState('[1,0,0,-1]')).toThrow(/slot count -1/);
+    expect(() => decodePartitionState('[1,5,0,1,"*","n","60000:0",1e9]')).toThrow(/expected a tile at element 6/);
     expect(() => decodePartitionState(Buffer.from([9, 0, 0]))).toThrow(/unknown format 9/);
     expect(() => decodePartitionState(Buffer.alloc(0))).toThrow(/unknown format of an empty value/);
     const bytes = encodePartitionState(randomState(8, 20, 5));
