@@ -24,6 +24,7 @@
 import v8 from 'node:v8';
 import {
   applyEvent,
+  emptyState,
   parsePartitionState,
   pruneSeen,
   pruneState,
@@ -111,6 +112,12 @@ export interface FeatureProcessorOptions {
    * needs. Without it (backfills, training sets), a flush counts as committed once written.
    */
   confirmsCommits?: boolean;
+  /**
+   * Told of a stored state that cannot be read (a value damaged or written by something else): the
+   * entity's share starts over from no events rather than stop its partition (reads already serve
+   * its defaults). Its offset still fences the writes.
+   */
+  unreadableState?: (entity: string, reason: string) => void;
 }
 
 /**
@@ -527,7 +534,13 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
           const fields = stored[i] ?? null;
           const offset = storedOffset(batch.partition, fields);
           const value = fields?.[field];
-          const state = parsePartitionState(batch.partition, fields);
+          let state: PartitionState;
+          try {
+            state = parsePartitionState(batch.partition, fields);
+          } catch (error) {
+            state = emptyState();
+            options.unreadableState?.(`${groups[g]!.id} ${groups[g]!.entity} ${id}`, (error as Error).message);
+          }
           // Ids inside a state written by an earlier version: they join the partition's (and its log).
           for (const [eventId, time] of state.seen) see(partition, eventId, time);
           state.seen.clear();

@@ -120,6 +120,17 @@ function pipelineMetrics(registry: Registry) {
       () =>
         new Histogram({ name: 'tributary_pipeline_flush_duration_seconds', help: 'Time to write changed entities and commit', registers }),
     ),
+    unreadableStates: metric(
+      registry,
+      'tributary_pipeline_unreadable_states_total',
+      () =>
+        new Counter({
+          name: 'tributary_pipeline_unreadable_states_total',
+          help: 'Stored entity states the pipeline could not read (damaged): each started over from no events',
+          labelNames: ['topic'],
+          registers,
+        }),
+    ),
     entitiesWritten: metric(
       registry,
       'tributary_pipeline_entities_written_total',
@@ -198,6 +209,10 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
       allowedLatenessMs: options.allowedLatenessMs,
       cacheBytes,
       confirmsCommits: true,
+      unreadableState: (entity, reason) => {
+        metrics.unreadableStates.inc({ topic: source.topic });
+        options.logger.warn({ entity, reason }, 'stored feature state unreadable; the entity starts over from its next events');
+      },
     });
     let evictionsCounted = 0;
     // Batches of several partitions are loaded at once, but applied (with their dead letters
