@@ -167,18 +167,20 @@ class Sweep {
   private readonly states = new Map<string, Map<number, PartitionState>>();
   /** When each state was last pruned (sweep time). */
   private readonly prunedAt = new WeakMap<PartitionState, number>();
+  /** The groups of `groups` fed by the replayed source, the only ones applied and read. */
+  private readonly fed: CompiledFeatureGroup[];
   private readonly ttlOf: Map<string, number>;
   /** When the states were last walked for the entities whose keys have expired (sweep time). */
   private expiredAt = -Infinity;
   /** The sweep's time: the time of the query answered next. */
   at = -Infinity;
 
-  /** `fed`: the groups of `groups` fed by the replayed source, the only ones applied and read. */
   constructor(
     readonly groups: CompiledFeatureGroup[],
-    private readonly fed: CompiledFeatureGroup[],
+    source: string,
   ) {
-    this.ttlOf = new Map(fed.map((group) => [group.id, group.ttlMs]));
+    this.fed = groups.filter((group) => group.definition.source === source);
+    this.ttlOf = new Map(this.fed.map((group) => [group.id, group.ttlMs]));
   }
 
   /** Moves the sweep to a query's time (not before its own), before the events that arrived by then are applied. */
@@ -257,10 +259,7 @@ export function eventReplay(options: ReplayOptions): EventReplay {
       const order = inTimeOrder(queries);
       if (!sweep || sweep.groups !== allGroups || (order.length > 0 && order[0]!.query.at < sweep.at)) {
         applied.sort((a, b) => a.arrival - b.arrival);
-        sweep = new Sweep(
-          allGroups,
-          allGroups.filter((g) => g.definition.source === options.source.name),
-        );
+        sweep = new Sweep(allGroups, options.source.name);
         next = 0;
       }
       const rows: FeatureRow[] = new Array(queries.length);
@@ -304,10 +303,7 @@ export interface StreamedReplay {
 export function streamedReplay(options: StreamedReplayOptions): StreamedReplay {
   const decided = decisions(options);
   const keepStored = options.keepStored ?? false;
-  const sweep = new Sweep(
-    options.groups,
-    options.groups.filter((g) => g.definition.source === options.source.name),
-  );
+  const sweep = new Sweep(options.groups, options.source.name);
   const order = inTimeOrder(options.queries);
   const rows: FeatureRow[] = new Array(options.queries.length);
   /** The index in `order` of the next query to answer. */

@@ -128,7 +128,8 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
    */
   const publishFirst = async (out: Joined[]): Promise<number> => {
     if (out.length === 0) return 0;
-    const unique = out.filter((item, i) => out.findIndex((other) => other.requestId === item.requestId) === i);
+    const ids = new Set<string>();
+    const unique = out.filter((item) => !ids.has(item.requestId) && ids.add(item.requestId));
     const marks = await options.store.recall(unique.map((item) => joinedKey(item.requestId)));
     const first = unique.filter((_, i) => marks[i] === null);
     if (first.length > 0)
