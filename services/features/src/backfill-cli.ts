@@ -31,7 +31,7 @@ import {
   parseEventTime,
   lineRecord,
   openTextFile,
-  readTopicToEnd,
+  openTopic,
   textLines,
   type TextLine,
 } from '@tributary/shared';
@@ -123,7 +123,8 @@ async function main(): Promise<void> {
     if (!knownEntities.has(q.entity))
       throw new InputError(`query for unknown entity type "${q.entity}" (known: ${[...knownEntities].join(', ')})`);
   // Each source's records are decided on as they are read, and the queries answered as the replay passes their
-  // times: a file's events are applied as they are read, never all held (a topic is read whole first).
+  // times: the events are applied as they are read, never all held (a topic's partitions come interleaved as they
+  // are fetched: what is held is the events of a partition ahead of the others past the next query's time).
   const results = new Map<string, BackfillResult>();
   const replayOf = (name: string, partitions: number) =>
     streamedReplay({
@@ -143,10 +144,12 @@ async function main(): Promise<void> {
     await checkBrokersReachable(config.KAFKA_BROKERS!);
     const eventLog = createEventLog(config, 'backfill');
     try {
-      for (const [name, topic] of topics) {
-        const partitions = await readTopicToEnd(eventLog, topic, { groupPrefix: 'tributary-backfill' });
-        const replay = replayOf(name, partitions.length);
-        partitions.forEach((records, partition) => records.forEach((record) => replay.add(partition, record)));
+      // Opened together (their consumer groups joined at once), then read one after the other.
+      const opened: [string, Awaited<ReturnType<typeof openTopic>>][] = [];
+      for (const [name, topic] of topics) opened.push([name, await openTopic(eventLog, topic, { groupPrefix: 'tributary-backfill' })]);
+      for (const [name, records] of opened) {
+        const replay = replayOf(name, records.partitions);
+        for await (const record of records) replay.add(record.partition, record);
         results.set(name, replay.finish());
       }
     } finally {

@@ -28,11 +28,17 @@ export interface TopicReadOptions {
  * first batch waits for the iteration, the consumer heartbeating meanwhile; a topic opened
  * and never read is let go when its event log closes (`EventLog.close`).
  */
-export async function openTopic(eventLog: EventLog, topic: string, options: TopicReadOptions = {}): Promise<AsyncIterable<LogRecord>> {
+export async function openTopic(
+  eventLog: EventLog,
+  topic: string,
+  options: TopicReadOptions = {},
+): Promise<AsyncIterable<LogRecord> & { partitions: number }> {
   const ends = await eventLog.endOffsets(topic);
   const records = startReading(eventLog, topic, ends, options);
   let read = false;
   return {
+    /** The topic's partitions, numbered from 0. */
+    partitions: ends.length,
     async *[Symbol.asyncIterator]() {
       if (read) throw new Error(`topic ${topic} is read once: its records must be consumed in one pass`);
       read = true;
