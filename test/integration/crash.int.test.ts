@@ -105,9 +105,12 @@ async function startPipeline(run: string): Promise<{ child: ChildProcess; url: s
   );
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  // A minute: a start compiles the code with tsx, slow on a loaded machine. On a timeout, what the process said.
   const url = await waitFor(() => /metrics on (http:\/\/[\d.]+:\d+)\/metrics/.exec(output)?.[1], {
-    timeoutMs: 30_000,
-    what: `the pipeline to start: ${output}`,
+    timeoutMs: 60_000,
+    what: 'the pipeline to start',
+  }).catch((error: unknown) => {
+    throw new Error(`${(error as Error).message}; its output:\n${output}`);
   });
   return { child, url, output: () => output };
 }

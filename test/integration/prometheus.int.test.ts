@@ -195,6 +195,8 @@ describe.skipIf(Boolean(missing) && !required)(`Prometheus scraping the services
         // Far above what the simulator's one-at-a-time requests queue; batches sent together overflow it.
         MODEL_QUEUE_MAX_ROWS: '32',
         PREDICT_BATCH_MAX_ROWS: '32',
+        // A limit per client address far above the simulator's rate: the rate-limited series are there, at 0.
+        RATE_LIMIT_PER_KEY: '100000',
       }),
     );
     const [features, monitor, inference] = running as [Running, Running, Running];

@@ -62,13 +62,14 @@ const inference = [
   timeSeries({
     title: 'Refused requests per second',
     description:
-      'Requests refused with 503 because the replica was overloaded (tributary_requests_shed_total) and for want of a valid API key (tributary_requests_denied_total), by reason.',
+      'Requests refused with 503 because the replica was overloaded (tributary_requests_shed_total) and for want of a valid API key (tributary_requests_denied_total), by reason, and with 429 for their rate limit (tributary_requests_rate_limited_total), by API key id.',
     unit: 'reqps',
     min: 0,
     stack: true,
     queries: [
       query('sum by (reason) (rate(tributary_requests_shed_total[1m]))', 'shed: {{reason}}'),
       query('sum by (reason) (rate(tributary_requests_denied_total[1m]))', 'denied: {{reason}}'),
+      query('sum by (key) (rate(tributary_requests_rate_limited_total[1m]))', 'rate limited: {{key}}'),
     ],
   }),
   timeSeries({

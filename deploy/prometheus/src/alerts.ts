@@ -2,7 +2,7 @@
  * The Prometheus alerting rules of Tributary, one group per part of the system.
  * deploy/prometheus/build.ts writes them to deploy/prometheus/alerts.yml; every alert has a
  * runbook section in docs/alerts.md (anchor: the alert name in lower case) and promtool unit
- * tests in deploy/prometheus/tests/alerts.test.yml.
+ * tests in deploy/prometheus/tests/*.test.yml.
  */
 
 export type Severity = 'critical' | 'warning';
@@ -24,7 +24,13 @@ export interface RuleGroup {
 
 /** Thresholds shared by the rules, the dashboards' threshold lines and the runbooks. */
 export const THRESHOLDS = {
-  latencyP99Seconds: 0.25,
+  /**
+   * A bound of the latency histogram's buckets (`LATENCY_BUCKETS`), the first above the default
+   * fetch timeout (250 ms): `histogram_quantile` interpolates within a bucket, so a threshold
+   * inside one (0.25 in (0.128, 0.256]) is crossed when a fifth of requests take over 128 ms,
+   * none over 250; at a bound it is crossed only when more than 1% take longer.
+   */
+  latencyP99Seconds: 0.256,
   degradedRatio: 0.05,
   shedRatio: 0.01,
   freshnessP99Seconds: 10,
@@ -83,7 +89,7 @@ export const groups: RuleGroup[] = [
         for: '10m',
         severity: 'critical',
         summary: 'p99 prediction latency of {{ $labels.model }} {{ $labels.version }} is {{ $value | humanizeDuration }}',
-        description: `The 99th percentile of the time from request to score has been above ${T.latencyP99Seconds * 1000} ms (the default online-store fetch timeout) for 10 minutes.`,
+        description: `The 99th percentile of the time from request to score has been above ${T.latencyP99Seconds * 1000} ms (the latency histogram's bucket bound just above the default online-store fetch timeout, 250 ms) for 10 minutes.`,
       },
       {
         alert: 'PredictionsDegraded',
@@ -145,11 +151,12 @@ export const groups: RuleGroup[] = [
       },
       {
         alert: 'ModelReloadRejected',
-        expr: 'sum by (job, instance) (increase(tributary_model_reloads_total{outcome="rejected"}[15m])) > 0',
+        // The state, not the event: a replica counts a refused routing once, and refuses it until the routing changes.
+        expr: 'max by (job, instance) (tributary_model_routing_refused) > 0',
         severity: 'warning',
-        summary: '{{ $labels.instance }} refused a model routing change',
+        summary: '{{ $labels.instance }} refuses the model routing',
         description:
-          'A replica refused to load the version the routing store points to (a broken model); it keeps serving the old version.',
+          'A replica refused to load a version the routing store points to (a broken model) and keeps serving the routing before it, until the routing changes.',
       },
     ],
   },
@@ -239,9 +246,10 @@ export const groups: RuleGroup[] = [
       },
       {
         alert: 'NoLabelsReceived',
-        // Only for a model whose predictions had labels joined before: a new model's first labels
-        // may be days away (the label-delay series appears with the first join).
-        expr: `sum by (model) (rate(tributary_predictions_total[15m])) > 0 unless on (model) sum by (model) (increase(tributary_monitor_label_delay_seconds_count[2h])) > 0 and on (model) sum by (model) (present_over_time(tributary_monitor_label_delay_seconds_count[${T.labelsSeenWithinDays}d]))`,
+        // Only for a model whose predictions had labels joined in the last days (its label-delay count grew): a new
+        // model's first labels may be days away. The count's growth, not the series' presence: the monitor exports a
+        // version's series, frozen at its last count, for as long as the version serves.
+        expr: `sum by (model) (rate(tributary_predictions_total[15m])) > 0 unless on (model) sum by (model) (increase(tributary_monitor_label_delay_seconds_count[2h])) > 0 and on (model) sum by (model) (increase(tributary_monitor_label_delay_seconds_count[${T.labelsSeenWithinDays}d])) > 0`,
         for: '15m',
         severity: 'warning',
         summary: 'Labels of {{ $labels.model }} stopped joining: none for 2 hours while it serves',

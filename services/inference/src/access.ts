@@ -37,8 +37,11 @@ export interface AccessOptions {
   shedEventLoopDelayMs: number;
   shed(reason: 'event_loop_delay'): void;
   denied(reason: 'missing_key' | 'invalid_key' | 'admin_disabled'): void;
-  /** A request refused for its key's rate limit: the key id, or `anonymous` without keys (never a secret or an address). */
-  rateLimited(key: string): void;
+  /**
+   * A request refused for its key's rate limit: the key id, or `anonymous` without keys (never a
+   * secret or an address); with `count` 0, at start, each key that has a limit.
+   */
+  rateLimited(key: string, count?: 0): void;
 }
 
 /** The window of the event-loop delay that sheds: its mean over half a second. */
@@ -135,6 +138,11 @@ export async function installAccess(app: FastifyInstance, options: AccessOptions
   const { ratePerKey, rateLimits } = options;
   if (ratePerKey === 0 && !rateLimits?.size) return;
   const limitOf = (request: FastifyRequest) => (request.caller === undefined ? undefined : rateLimits?.get(request.caller)) ?? ratePerKey;
+  // Each limited key counted from 0: a counter series first seen at 1 shows no rate in Prometheus.
+  const limited = options.apiKeys
+    ? [...new Set(options.apiKeys.values())].filter((id) => (rateLimits?.get(id) ?? ratePerKey) > 0)
+    : ['anonymous'];
+  for (const id of limited) options.rateLimited(id, 0);
   // One counter per key across every client route (a limiter per route would give a key its
   // limit on each of them): the global limiter, whose routes share one store, left to the
   // client routes (the others pass through).

@@ -129,6 +129,16 @@ export function inferenceMetrics(registry: Registry): {
         registers,
       }),
   );
+  const refused = metric(
+    registry,
+    'tributary_model_routing_refused',
+    () =>
+      new Gauge({
+        name: 'tributary_model_routing_refused',
+        help: 'Whether this replica refuses the routing the routing store holds (1: a version it names failed to load, an older routing serves), until the routing changes',
+        registers,
+      }),
+  );
   const shed = metric(
     registry,
     'tributary_requests_shed_total',
@@ -215,11 +225,12 @@ export function inferenceMetrics(registry: Registry): {
         modelInfo.set({ model: name, version }, 1);
       },
       reloaded: (outcome) => reloads.inc({ outcome }),
+      refusing: (isRefused) => refused.set(isRefused ? 1 : 0),
     },
     access: {
       shed: (reason) => shed.inc({ reason }),
       denied: (reason) => denied.inc({ reason }),
-      rateLimited: (key) => rateLimited.inc({ key }),
+      rateLimited: (key, count) => rateLimited.inc({ key }, count ?? 1),
     },
     predictor: {
       predicted(model, variant, rows, seconds, degraded) {

@@ -189,6 +189,7 @@ describe('rate limits', { timeout: 30_000 }, () => {
       app.inject({ method: 'POST', url: '/v1/predict', payload: validRequest, headers: { 'x-forwarded-for': forwardedFor } });
     // Behind an ingress every request comes from its address: one budget for all its clients.
     const direct = await boot({ RATE_LIMIT_PER_KEY: '1' });
+    expect(await direct.registry.metrics()).toMatch(/^tributary_requests_rate_limited_total\{key="anonymous"\} 0$/m);
     expect([(await from(direct.app, '203.0.113.1')).statusCode, (await from(direct.app, '203.0.113.2')).statusCode]).toEqual([200, 429]);
     await direct.app.close();
     // inject's requests come from 127.0.0.1: a trusted proxy, which names each client.
@@ -209,7 +210,12 @@ describe('rate limits', { timeout: 30_000 }, () => {
 
   it('leave a key of limit 0 unlimited, and limit only the listed keys when there is no default', async () => {
     freeze();
-    let { app } = await boot({ API_KEYS: `a:${CLIENT},b:${OTHER}`, RATE_LIMITS: 'a=0', RATE_LIMIT_PER_KEY: '1' });
+    const first = await boot({ API_KEYS: `a:${CLIENT},b:${OTHER}`, RATE_LIMITS: 'a=0', RATE_LIMIT_PER_KEY: '1' });
+    let { app } = first;
+    // Each limited key's refusals counted from 0 (a series first seen at 1 shows no rate), the unlimited key's not at all.
+    const before = await first.registry.metrics();
+    expect(before).toMatch(/^tributary_requests_rate_limited_total\{key="b"\} 0$/m);
+    expect(before).not.toMatch(/tributary_requests_rate_limited_total\{key="a"\}/);
     expect(await statuses(sender(app), CLIENT, 5)).toEqual([200, 200, 200, 200, 200]);
     expect(await statuses(sender(app), OTHER, 2)).toEqual([200, 429]);
     await app.close();

@@ -49,7 +49,7 @@ describe('hashing a model file', () => {
       scoring: { ...DEFAULT_SCORING, threads: 1 },
       pollMs: 60_000,
       logger: createLogger('test', 'silent'),
-      stats: { serving: () => {}, reloaded: () => {} },
+      stats: { serving: () => {}, reloaded: () => {}, refusing: () => {} },
     });
     serving.push(started);
     expect(started.current.model.manifest.version).toBe('1');

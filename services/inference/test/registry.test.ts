@@ -428,9 +428,14 @@ describe('model registry: admin API', () => {
     expect((await predictExplained(app)).model.version).toBe('1');
     expect(await registry.metrics()).toMatch(/tributary_model_reloads_total\{outcome="rejected"\} 1/);
     expect(await registry.metrics()).toMatch(/tributary_model_serving\{model="fraud_detector",version="1"\} 1/);
+    // Refusing the routing the store holds, as long as it holds it (the alert's gauge).
+    expect(await registry.metrics()).toMatch(/^tributary_model_routing_refused 1$/m);
+    await app.serving.refresh();
+    expect(await registry.metrics()).toMatch(/^tributary_model_routing_refused 1$/m);
     // Promoting through the API checks the version first and refuses it.
     const refused = await admin(app, 'POST', '/admin/models/fraud_detector/rollback', { reason: 'back to 1' });
     expect(refused.statusCode).toBe(200);
+    expect(await registry.metrics()).toMatch(/^tributary_model_routing_refused 0$/m);
     const promote = await admin(app, 'POST', '/admin/models/fraud_detector/promote', { version: '2', reason: 'retry' });
     expect(promote.statusCode).toBe(422);
     expect(promote.json().message).toMatch(/sha256/);

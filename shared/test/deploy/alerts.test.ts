@@ -3,7 +3,7 @@
  * prometheus.yml loads it, every alert has a severity, a summary, a description and a runbook
  * section in docs/alerts.md, and the promtool tests cover each alert firing and not firing.
  */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RULES_FILE, renderRules } from '../../../deploy/prometheus/build.js';
@@ -67,7 +67,9 @@ describe('alert rules', () => {
   });
 
   it('the promtool tests cover every alert, firing and not firing', async () => {
-    const cases = testCases(await readFile(join(ROOT, 'deploy/prometheus/tests/alerts.test.yml'), 'utf8'));
+    const dir = join(ROOT, 'deploy/prometheus/tests');
+    const files = (await readdir(dir)).filter((file) => file.endsWith('.test.yml'));
+    const cases = (await Promise.all(files.map(async (file) => testCases(await readFile(join(dir, file), 'utf8'))))).flat();
     for (const a of alerts) {
       expect(
         cases.some((c) => c.alertname === a.alert && c.fires),

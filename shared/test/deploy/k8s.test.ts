@@ -34,6 +34,7 @@ interface K8sObject {
 const DIR = 'deploy/k8s';
 const kustomization = parse(read(`${DIR}/kustomization.yaml`)) as {
   namespace: string;
+  labels?: { pairs: Record<string, string>; includeTemplates?: boolean }[];
   resources: string[];
   images?: { name: string; newName?: string; newTag?: string }[];
 };
@@ -281,6 +282,15 @@ describe('deploy/k8s', () => {
     expect(hpa.spec.maxReplicas).toBeGreaterThan(hpa.spec.minReplicas);
     expect(hpa.spec.metrics.map((m) => m.resource?.name)).toContain('cpu');
     expect(runs(inference).container.resources?.requests?.cpu, 'utilization is measured against the request').toBeDefined();
+  });
+
+  it('puts the common labels on the pods too, where a PodMonitor selects them', () => {
+    const common = kustomization.labels ?? [];
+    expect(common.map((l) => l.pairs)).toContainEqual({ 'app.kubernetes.io/part-of': 'tributary' });
+    for (const l of common) expect(l.includeTemplates, JSON.stringify(l.pairs)).toBe(true);
+    if (kubectl.missing) return;
+    for (const d of deployments)
+      expect(d.spec?.template.metadata?.labels, d.metadata?.name).toMatchObject({ 'app.kubernetes.io/part-of': 'tributary' });
   });
 
   it('selects the pods of each Deployment from its Service, PodDisruptionBudget and selector', () => {

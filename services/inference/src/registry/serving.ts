@@ -37,6 +37,8 @@ export interface RoutedModels {
 export interface ServingStats {
   serving(name: string, version: string): void;
   reloaded(outcome: 'loaded' | 'rejected'): void;
+  /** Whether the replica refuses the routing the store holds (serving an older one), as it changes. */
+  refusing(refused: boolean): void;
 }
 
 export interface ServingOptions {
@@ -246,6 +248,7 @@ export class ModelServing {
         rewards: old.rewards,
       };
       this.followed = key;
+      stats.refusing(false);
       for (const [version, served] of old.versions) {
         if (versions.has(version)) continue;
         served.retired = true;
@@ -263,6 +266,7 @@ export class ModelServing {
       if (this.closed) return;
       this.failed = key;
       stats.reloaded('rejected');
+      stats.refusing(true);
       logger.error(
         { err: error },
         `model ${name}: ${describeRollout(routing)} cannot be served (${(error as Error).message}); still serving ${describeRollout({
