@@ -98,7 +98,16 @@ function mergeSketch(into: Merged, sketch: DistinctSketch): void {
   into.sketch = into.sketch ? mergeSketches(into.sketch, sketch) : sketch;
 }
 
+/**
+ * A feature's value from its merged components; a number past the range of doubles (a sum of
+ * values near 1e308 overflows to Infinity) is no value: null, as a missing one.
+ */
 function finalizeMerged(op: AggregationOp, m: Merged): number | string | null {
+  const value = mergedValue(op, m);
+  return typeof value === 'number' && !Number.isFinite(value) ? null : value;
+}
+
+function mergedValue(op: AggregationOp, m: Merged): number | string | null {
   switch (op) {
     case 'count':
     case 'sum':

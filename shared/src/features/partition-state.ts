@@ -2,6 +2,7 @@
  * One entity's feature-group state from one source partition, as the pipeline keeps it in
  * memory (see tile-state.ts for how events update it and state-codec.ts for how it is stored).
  */
+import { MAX_EVENT_TIME } from '../records/validation.js';
 import type { ComponentState } from './aggregations.js';
 
 /** One tile: per column, the components of its aggregations. */
@@ -46,4 +47,10 @@ export function storedText(value: StoredValue): string {
 
 export function malformedState(reason: string): Error {
   return new Error(`stored partition state: ${reason}`);
+}
+
+/** A stored newest event time as read (null: none), refused unless it is an event time (epoch ms, 0 to MAX_EVENT_TIME). */
+export function storedNewest(value: number | null): number | null {
+  if (value === null || (Number.isInteger(value) && value >= 0 && value <= MAX_EVENT_TIME)) return value;
+  throw malformedState(`newest event time ${value} is not an event time`);
 }

@@ -28,7 +28,15 @@
  */
 import { emptyComponents, type Component, type ComponentState, type ComponentValue, type Moments } from './aggregations.js';
 import { decodeSketch, encodedSketchLength, writeSketch, type DistinctSketch } from './distinct-sketch.js';
-import { emptyState, malformedState, type EncodedState, type PartitionState, type StoredValue, type Tile } from './partition-state.js';
+import {
+  emptyState,
+  malformedState,
+  storedNewest,
+  type EncodedState,
+  type PartitionState,
+  type StoredValue,
+  type Tile,
+} from './partition-state.js';
 import { decodeJsonPartitionState } from './state-format-json.js';
 import { readTileKey } from './tiles.js';
 
@@ -320,7 +328,7 @@ export function openBinaryState(bytes: Buffer): BinaryState {
   if (slotsAt < HEADER_BYTES || idsAt < slotsAt + 2 || idsAt + 4 > bytes.length) {
     throw malformedState(`sections at ${slotsAt} and ${idsAt} do not fit in ${bytes.length} bytes`);
   }
-  return { bytes, view, newest: Number.isNaN(newest) ? null : newest, slotsAt, idsAt };
+  return { bytes, view, newest: storedNewest(Number.isNaN(newest) ? null : newest), slotsAt, idsAt };
 }
 
 /** The slot table: each slot's column and component code. */

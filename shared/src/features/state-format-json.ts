@@ -15,7 +15,7 @@
  */
 import { emptyComponents, type Component, type Moments } from './aggregations.js';
 import { decodeSketch, encodeSketch, type DistinctSketch } from './distinct-sketch.js';
-import { emptyState, malformedState, type PartitionState, type Tile } from './partition-state.js';
+import { emptyState, malformedState, storedNewest, type PartitionState, type Tile } from './partition-state.js';
 
 export const JSON_STATE_FORMAT = 1;
 
@@ -85,7 +85,8 @@ export function decodeJsonPartitionState(text: string, options: { skipSketches?:
   if (!Array.isArray(a) || a[0] !== JSON_STATE_FORMAT)
     throw malformedState(`unknown format ${JSON.stringify(Array.isArray(a) ? a[0] : a)}`);
   const state = emptyState();
-  state.newest = typeof a[1] === 'number' ? a[1] : null;
+  if (a[1] !== null && typeof a[1] !== 'number') throw malformedState(`newest event time ${JSON.stringify(a[1])} is not a number`);
+  state.newest = storedNewest(a[1]);
   let i = 2;
   /** A count of pairs read at `i - 1`: a whole number whose pairs the value holds (a stored count is never trusted further). */
   const pairs = (what: string): number => {

@@ -308,6 +308,17 @@ describe('partition state encoding', () => {
     const wrongSlot = Buffer.from(bytes);
     wrongSlot.writeUInt16LE(999, 17 + 16 + 2);
     expect(() => decodePartitionState(wrongSlot)).toThrow(/names slot 999/);
+    // A newest event time that is no event time (its age would be -Infinity, or the state never stale).
+    for (const newest of [Infinity, -Infinity, 1e300, -1, 1.5, 8.64e15 + 1]) {
+      const damaged = Buffer.from(bytes);
+      damaged.writeDoubleLE(newest, 1);
+      expect(() => decodePartitionState(damaged), `binary ${newest}`).toThrow(/newest event time .* is not an event time/);
+    }
+    for (const newest of ['1e300', '-1', '1.5', '"5"']) {
+      expect(() => decodePartitionState(`[1,${newest},0,0]`), `JSON ${newest}`).toThrow(/newest event time/);
+    }
+    expect(decodePartitionState('[1,null,0,0]').newest).toBeNull();
+    expect(decodePartitionState('[1,8640000000000000,0,0]').newest).toBe(8.64e15);
   });
 });
 

@@ -423,6 +423,17 @@ describe('tiled windows equal a brute-force aggregation of the raw events', () =
     expect(later.amount_stddev_24h).toBeNull();
     expect(later.country_last_24h).toBeNull();
   });
+
+  it('reads a value past the range of doubles (a sum overflowing to Infinity) as null, in one partition or merged from several', () => {
+    const huge = (t: number) => ({ time: START + t, values: { amount: 1e308, country: 'FR' } });
+    for (const fields of [applyAll([[huge(0), huge(1)]], 1), applyAll([[huge(0)], [huge(1)]], 2)]) {
+      const read = readFeatureValues(group, Object.fromEntries(fields), START + 1000).values;
+      expect(read.amount_sum_10m).toBeNull();
+      expect(read.amount_max_10m).toBe(1e308);
+      expect(read.amount_count_10m).toBe(2);
+      for (const [name, value] of Object.entries(read)) if (typeof value === 'number') expect(Number.isFinite(value), name).toBe(true);
+    }
+  });
 });
 
 describe('window boundaries', () => {
