@@ -95,6 +95,23 @@ describe('POST /v1/events/:source (push API)', () => {
     expect(response.json().message).toMatch(message);
   });
 
+  it('rejects labelled transactions whose ids are no well-formed text or merchant id (Redis keys are UTF-8: two lone surrogates would share one)', async () => {
+    current = await buildTestApp();
+    const labelled = (fields: object) => ({ event_id: 'e_1', merchant_id: 'm_1', label: 1, ts: Date.now() - 1000, ...fields });
+    const ok = await current.app.inject({ method: 'POST', url: '/v1/events/labelled_transactions', payload: labelled({}) });
+    expect(ok.statusCode).toBe(202);
+    for (const [fields, field] of [
+      [{ merchant_id: '\ud800' }, 'merchant_id'],
+      [{ merchant_id: 'm 1' }, 'merchant_id'],
+      [{ event_id: 'e_\udbff' }, 'event_id'],
+    ] as const) {
+      const response = await current.app.inject({ method: 'POST', url: '/v1/events/labelled_transactions', payload: labelled(fields) });
+      expect(response.statusCode, JSON.stringify(fields)).toBe(400);
+      expect(response.json().message).toMatch(new RegExp(`^${field}:`));
+    }
+    expect((current.eventLog as MemoryEventLog).records('labelled-transactions')).toHaveLength(1);
+  });
+
   it('rejects an empty or oversized array of events', async () => {
     current = await buildTestApp({ env: { MAX_EVENTS_PER_REQUEST: '2' } });
     const empty = await current.app.inject({ method: 'POST', url: '/v1/events/transactions', payload: [] });

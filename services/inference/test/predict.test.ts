@@ -1,5 +1,15 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryEventLog, MemoryOnlineStore, type EntityKey, type OnlineStore, type PredictionLogRecord } from '@tributary/shared';
+import {
+  applyEvent,
+  emptyState,
+  encodePartitionState,
+  fraud,
+  MemoryEventLog,
+  MemoryOnlineStore,
+  type EntityKey,
+  type OnlineStore,
+  type PredictionLogRecord,
+} from '@tributary/shared';
 import { waitFor } from '../../../test/support/wait-for.js';
 import { buildTestApp, validRequest } from './build.js';
 
@@ -35,6 +45,17 @@ describe('POST /v1/predict', () => {
     expect(Object.keys(record.features)).toHaveLength(15);
     expect(record.features['request:amount']).toBeCloseTo(125.5);
     expect(records[0]!.key).toBe('t-1');
+  });
+
+  it('explains each feature with the value the model received and the prediction log holds (a float32)', async () => {
+    const { app, eventLog } = await boot();
+    const payload = { ...validRequest, features: { ...validRequest.features, amount: 0.1 } };
+    const response = await app.inject({ method: 'POST', url: '/v1/predict?explain=true', payload });
+    await app.predictionLog.flush();
+    const record = JSON.parse((eventLog as MemoryEventLog).records('predictions')[0]!.value!.toString()) as PredictionLogRecord;
+    const explained = response.json().explanation as { name: string; value: number }[];
+    expect(explained.find((e) => e.name === 'request:amount')!.value).toBe(0.100000001);
+    for (const { name, value } of explained) expect(value, name).toBe(record.features[name]);
   });
 
   it('refuses a request id with a lone surrogate (the monitor joins labels to it in Redis, where two such ids would be one)', async () => {
@@ -140,6 +161,29 @@ describe('POST /v1/predict', () => {
     const merchant = await app.inject({ method: 'GET', url: '/v1/features/merchant_id/m_1' });
     expect(merchant.statusCode).toBe(200);
     expect(merchant.json().groups[0].error).toBeUndefined();
+  });
+
+  it('degrades instead of failing when a stored state holds a newest event time that is no event time', async () => {
+    const user = fraud.fraudExample().groups.find((g) => g.definition.name === 'user_transactions')!;
+    const now = Date.now();
+    const state = emptyState();
+    applyEvent(user, state, { time: now - 1000, values: { merchant_id: 'm_1', amount: 5, country: 'US', ts: now - 1000 } });
+    for (const newest of [Infinity, 1e300]) {
+      const bytes = Buffer.from(encodePartitionState(state, { eventIds: false }));
+      bytes.writeDoubleLE(newest, 1);
+      const store = new MemoryOnlineStore();
+      store.read = async (keys: EntityKey[]) => keys.map((key) => (key.entity === 'user_id' ? { s0: bytes } : null));
+      const { app } = await boot({ store });
+      const response = await app.inject({ method: 'POST', url: '/v1/predict?explain=true', payload: validRequest });
+      expect(response.statusCode, `${newest}`).toBe(200);
+      expect(response.json().degraded).toBe(true);
+      const count = response.json().explanation.find((e: { name: string }) => e.name === 'user_transactions:count_1h');
+      expect(count).toMatchObject({ source: 'default' });
+      const features = await app.inject({ method: 'GET', url: '/v1/features/user_id/u_1' });
+      expect(features.statusCode, `${newest}`).toBe(200);
+      expect(features.json().groups[0].error).toMatch(/^stored state unreadable: .*newest event time .* is not an event time/);
+      await app.close();
+    }
   });
 
   it('answers while the event log is down, keeping prediction-log records until it is back', async () => {

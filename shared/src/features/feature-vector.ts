@@ -22,6 +22,7 @@ import {
 } from './feature-types.js';
 import type { FeatureValue, OnDemandFeature } from './on-demand.js';
 import { readFeatureValues, type FeatureValues } from './tile-state.js';
+import { float32Decimal } from '../records/prediction-json.js';
 
 export type FeatureSource = 'store' | 'request' | 'on_demand' | 'default';
 
@@ -374,7 +375,8 @@ export function assembleVector(
       defaulted.push(step.ref);
     }
     vector[i] = value;
-    if (explain) explanation.push({ name: step.ref, value, source, age_ms: age });
+    // As the model receives it (a float32), written as the prediction log writes it.
+    if (explain) explanation.push({ name: step.ref, value: float32Decimal(vector[i]!), source, age_ms: age });
   }
   return unreadable ? { vector, explanation, defaulted, ages, unreadable } : { vector, explanation, defaulted, ages };
 }

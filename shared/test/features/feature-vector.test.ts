@@ -11,6 +11,7 @@ import {
 import { applyEvent, emptyState, pruneState, stateFields, type EntityEvent } from '../../src/features/tile-state.js';
 import { FRAUD_MODEL_FEATURES, fraudExample } from '../../src/example/fraud/index.js';
 import { MemoryOnlineStore } from '../../src/online-store/memory.js';
+import { float32Json } from '../../src/records/prediction-json.js';
 
 const MINUTE = 60_000;
 const HOUR = 3_600_000;
@@ -192,7 +193,9 @@ describe('assembleVector', () => {
     expect(Array.from(vector)).toEqual(f32(expected));
     expect(defaulted).toEqual([]);
     expect(explanation.map((e) => e.name)).toEqual(FRAUD_MODEL_FEATURES);
-    expect(explanation.map((e) => e.value)).toEqual(expected.map((v) => expect.closeTo(v, 12)));
+    // As the model receives them (float32), written as the prediction log writes them (9 significant digits).
+    expect(explanation.map((e) => e.value)).toEqual(expected.map((v) => expect.closeTo(v, 6)));
+    expect(explanation.map((e) => e.value)).toEqual(Array.from(vector, (v) => Number(float32Json(v))));
     expect(explanation.map((e) => e.source)).toEqual([...Array<string>(8).fill('store'), 'request', ...Array<string>(6).fill('on_demand')]);
     // age of the newest event behind each stored feature: 5 min for the user, 2 min for the merchant
     expect(explanation.map((e) => e.age_ms)).toEqual([

@@ -1,7 +1,9 @@
 import type { Static } from 'typebox';
 import { Type } from '../../typebox.js';
 import { EventTimeSchema } from '../../records/validation.js';
+import { WELL_FORMED, WELL_FORMED_TEXT } from '../../records/predictions.js';
 import type { EventSource, FeatureGroup } from '../../features/definition.js';
+import { Id } from './transactions.js';
 
 /**
  * A label joined to its transaction's merchant (by the label join of services/features):
@@ -9,8 +11,10 @@ import type { EventSource, FeatureGroup } from '../../features/definition.js';
  */
 export const LabelledTransactionSchema = Type.Object(
   {
-    event_id: Type.String({ minLength: 1, maxLength: 256 }),
-    merchant_id: Type.String({ minLength: 1, maxLength: 128 }),
+    // The label's request id (the transaction's event id); Redis keys are UTF-8, so ids must be well-formed text.
+    event_id: Type.String({ minLength: 1, maxLength: 256, pattern: WELL_FORMED, description: WELL_FORMED_TEXT }),
+    // The transaction's merchant, as the transactions' schema allows it.
+    merchant_id: Id,
     label: Type.Union([Type.Literal(0), Type.Literal(1)]),
     ts: EventTimeSchema,
   },

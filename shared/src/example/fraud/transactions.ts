@@ -3,7 +3,8 @@ import { Type } from '../../typebox.js';
 import { EventTimeSchema } from '../../records/validation.js';
 import type { EventSource } from '../../features/definition.js';
 
-const Id = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$' });
+/** An event or entity id of the example's events. */
+export const Id = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$' });
 
 /** A card transaction on the `transactions` topic, keyed by `user_id`. */
 export const TransactionSchema = Type.Object(
