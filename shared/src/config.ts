@@ -180,6 +180,9 @@ const redisUrl: Variable<string, undefined> = {
         throw new Error(`must be a URL such as redis://127.0.0.1:6379${urls.length > 1 ? ` ("${text}" is not)` : ''}`);
       }
       if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new Error('must start with redis:// or rediss://');
+      // ioredis would take a URL without a host for localhost:6379.
+      if (url.hostname === '')
+        throw new Error(`must name a host, as redis://127.0.0.1:6379${urls.length > 1 ? ` ("${text}" does not)` : ''}`);
     }
     return urls.join(',');
   },
@@ -205,6 +208,23 @@ const otlpEndpoint = (description: string): Variable<string, undefined> => ({
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('must start with http:// or https:// (OTLP over HTTP)');
     return raw.trim();
+  },
+});
+
+/** The base URL of an HTTP service, without a trailing slash (its routes are appended: `<base>/v1/predict`). */
+const httpBase = (description: string, fallback: string): Variable<string> => ({
+  description,
+  default: fallback,
+  parse: (raw) => {
+    let url: URL;
+    try {
+      url = new URL(raw.trim());
+    } catch {
+      throw new Error(`must be a URL such as ${fallback}`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`must start with http:// or https:// (such as ${fallback})`);
+    if (url.search !== '' || url.hash !== '') throw new Error('must have no query or fragment: the routes are appended to it');
+    return url.href.replace(/\/+$/, '');
   },
 });
 
@@ -535,7 +555,7 @@ export const VARIABLES = {
     1_000_000,
   ),
   SIMULATOR_DRIFT: simulatorDrift,
-  INFERENCE_URL: text('Where the simulator sends prediction requests (when run on its own).', 'http://127.0.0.1:3000'),
+  INFERENCE_URL: httpBase('Where the simulator sends prediction requests (when run on its own).', 'http://127.0.0.1:3000'),
   SIMULATOR_API_KEY: apiKeySecret(
     'The secret of a key of API_KEYS the simulator sends with its prediction requests (`Authorization: Bearer <secret>`; never printed). Needed when the inference service has API_KEYS set; unset: it sends none.',
   ),
@@ -615,6 +635,15 @@ export function loadConfig(
   }
   if (typeof config.REDIS_URL === 'string' && config.REDIS_URL.includes(',') && config.REDIS_CLUSTER !== true) {
     problems.push('REDIS_URL lists several URLs: set REDIS_CLUSTER=true for the seed nodes of a Redis Cluster, or give one URL');
+  }
+  // One topic for two streams would feed one's records to the other's consumers (dead letters read back as transactions
+  // would be dead-lettered again, for ever).
+  const topicNames = Object.keys(VARIABLES).filter((name) => name.startsWith('TOPIC_'));
+  const byTopic = new Map<string, string[]>();
+  for (const name of topicNames)
+    if (typeof config[name] === 'string') byTopic.set(config[name], [...(byTopic.get(config[name]) ?? []), name]);
+  for (const [topic, names] of byTopic) {
+    if (names.length > 1) problems.push(`${names.join(' and ')} name the same topic "${topic}": each stream needs its own`);
   }
   const batchRows = config.PREDICT_BATCH_MAX_ROWS as number | undefined;
   const queueRows = config.MODEL_QUEUE_MAX_ROWS as number | undefined;

@@ -271,6 +271,22 @@ describe('loadConfig: valid values', () => {
     );
   });
 
+  it('INFERENCE_URL is an http(s) base URL, kept without a trailing slash (its routes are appended)', () => {
+    expect(loadConfig({}).INFERENCE_URL).toBe('http://127.0.0.1:3000');
+    expect(loadConfig({ INFERENCE_URL: ' http://inference:3000/ ' }).INFERENCE_URL).toBe('http://inference:3000');
+    expect(loadConfig({ INFERENCE_URL: 'https://ml.example.com/tributary//' }).INFERENCE_URL).toBe('https://ml.example.com/tributary');
+  });
+
+  it('refuses two stream topics of one name, naming the variables (dead letters read back as transactions would loop)', () => {
+    expect(configError({ TOPIC_DEAD_LETTER: 'transactions' }).message).toContain(
+      'TOPIC_TRANSACTIONS and TOPIC_DEAD_LETTER name the same topic "transactions": each stream needs its own',
+    );
+    expect(configError({ TOPIC_LABELS: 'x', TOPIC_PREDICTIONS: ' x ' }).message).toContain(
+      'TOPIC_LABELS and TOPIC_PREDICTIONS name the same topic "x"',
+    );
+    expect(loadConfig({ TOPIC_LABELS: 'x' }).TOPIC_LABELS).toBe('x');
+  });
+
   it('PREDICT_BATCH_MAX_ROWS may not exceed MODEL_QUEUE_MAX_ROWS, where such a batch could never wait', () => {
     expect(loadConfig({ PREDICT_BATCH_MAX_ROWS: '1000', MODEL_QUEUE_MAX_ROWS: '1000' }).PREDICT_BATCH_MAX_ROWS).toBe(1000);
     expect(configError({ PREDICT_BATCH_MAX_ROWS: '1000', MODEL_QUEUE_MAX_ROWS: '500' }).message).toContain(
@@ -373,6 +389,10 @@ describe('loadConfig: invalid values name the variable and what is expected', ()
     ['REDIS_URL', 'localhost:6379', 'must start with redis:// or rediss://'],
     ['REDIS_URL', '127.0.0.1:6379', 'must be a URL such as redis://127.0.0.1:6379'],
     ['REDIS_URL', 'not a url', 'must be a URL such as redis://127.0.0.1:6379'],
+    ['REDIS_URL', 'redis://', 'must name a host, as redis://127.0.0.1:6379'],
+    ['INFERENCE_URL', 'localhost:3000', 'must start with http:// or https://'],
+    ['INFERENCE_URL', 'not a url', 'must be a URL such as http://127.0.0.1:3000'],
+    ['INFERENCE_URL', 'http://inference:3000/?x=1', 'must have no query or fragment'],
   ];
   for (const [name, raw, expected] of cases) {
     it(`${name}=${JSON.stringify(raw)}`, () => {
