@@ -66,7 +66,8 @@ export function kafkaOptions(config: Config, clientSuffix: string): KafkaEventLo
 }
 
 export function createEventLog(config: Config, clientSuffix: string, kafkaSettings: Partial<KafkaConfig> = {}): EventLog {
-  if (!config.KAFKA_BROKERS) return new MemoryEventLog();
+  // A long-running process: records every group has committed past are let go.
+  if (!config.KAFKA_BROKERS) return new MemoryEventLog({ releaseCommitted: true });
   const options = kafkaOptions(config, clientSuffix);
   return new KafkaEventLog({ ...options, kafka: { ...options.kafka, ...kafkaSettings } });
 }

@@ -17,6 +17,28 @@ import {
 
 const DEFAULT_PARTITIONS = 4;
 const MAX_BATCH = 500;
+/** Records published to a partition between two looks for records every group has committed past. */
+const TRIM_EVERY = 1024;
+
+/** A partition's records from offset `base` on (those before it let go). */
+interface Partition {
+  base: number;
+  records: LogRecord[];
+  /** Records published since the last look for records to let go. */
+  sinceTrim: number;
+}
+
+const endOf = (log: Partition) => log.base + log.records.length;
+
+export interface MemoryEventLogOptions {
+  /**
+   * Let go of the records of a partition that every consumer group that has subscribed to its
+   * topic has committed past (none is lost to a group; a topic no group reads keeps all), as a
+   * long-running process must: `npm start` would otherwise hold every record it ever published.
+   * Off by default: tests and tools read the records back (`records`).
+   */
+  releaseCommitted?: boolean;
+}
 
 /** Stable partitioning of keys (FNV-1a); records without a key go round robin. */
 export function partitionOf(key: string | null, partitions: number, counter: number): number {
@@ -57,18 +79,35 @@ interface Member {
 
 /** The embedded event log: Kafka's semantics held in the process, records lost on exit. */
 export class MemoryEventLog implements EventLog {
-  private readonly topics = new Map<string, LogRecord[][]>();
+  private readonly topics = new Map<string, Partition[]>();
   private readonly groups = new Map<string, Group>();
+  /** The groups that have subscribed to each topic. */
+  private readonly readers = new Map<string, Set<Group>>();
   private readonly wake = new EventEmitter().setMaxListeners(0);
   private counter = 0;
 
-  private topic(name: string, partitions = DEFAULT_PARTITIONS): LogRecord[][] {
+  constructor(private readonly options: MemoryEventLogOptions = {}) {}
+
+  private topic(name: string, partitions = DEFAULT_PARTITIONS): Partition[] {
     let topic = this.topics.get(name);
     if (!topic) {
-      topic = Array.from({ length: partitions }, () => []);
+      topic = Array.from({ length: partitions }, () => ({ base: 0, records: [], sinceTrim: 0 }));
       this.topics.set(name, topic);
     }
     return topic;
+  }
+
+  /** Lets go of the records before the lowest offset the topic's groups have committed (none without a group). */
+  private release(topicName: string, partition: number, log: Partition): void {
+    log.sinceTrim = 0;
+    const groups = this.readers.get(topicName);
+    if (!groups || groups.size === 0) return;
+    let low = Infinity;
+    for (const group of groups) low = Math.min(low, group.committed.get(`${topicName}:${partition}`)?.offset ?? -Infinity);
+    const drop = Math.min(low, endOf(log)) - log.base;
+    if (drop <= 0) return;
+    log.records.splice(0, drop);
+    log.base += drop;
   }
 
   async ensureTopics(topics: TopicSpec[]): Promise<TopicSpec[]> {
@@ -82,10 +121,11 @@ export class MemoryEventLog implements EventLog {
     for (const record of records) {
       const partition = partitionOf(record.key, topic.length, this.counter++);
       const log = topic[partition]!;
-      log.push({
+      if (this.options.releaseCommitted && ++log.sinceTrim >= TRIM_EVERY) this.release(topicName, partition, log);
+      log.records.push({
         topic: topicName,
         partition,
-        offset: String(log.length),
+        offset: String(endOf(log)),
         key: record.key,
         value: Buffer.isBuffer(record.value) ? record.value : Buffer.from(record.value),
         timestamp: now,
@@ -96,7 +136,7 @@ export class MemoryEventLog implements EventLog {
   }
 
   async endOffsets(topicName: string): Promise<PartitionOffsets[]> {
-    return this.topic(topicName).map((log, partition) => ({ partition, start: '0', end: String(log.length) }));
+    return this.topic(topicName).map((log, partition) => ({ partition, start: String(log.base), end: String(endOf(log)) }));
   }
 
   async committedOffsets(groupId: string, topicName: string): Promise<PartitionCommit[]> {
@@ -104,9 +144,9 @@ export class MemoryEventLog implements EventLog {
     return this.topic(topicName).map((_, partition) => ({ partition, ...commitOf(group, topicName, partition) }));
   }
 
-  /** Records of a topic in partition order (for tests and tools). */
+  /** Records of a topic in partition order (for tests and tools): those still held. */
   records(topicName: string): LogRecord[] {
-    return (this.topics.get(topicName) ?? []).flat();
+    return (this.topics.get(topicName) ?? []).flatMap((log) => log.records);
   }
 
   async subscribe(options: SubscribeOptions): Promise<Subscription> {
@@ -114,7 +154,11 @@ export class MemoryEventLog implements EventLog {
     this.groups.set(options.groupId, group);
     const member: Member = { options, running: true, nextSlot: 0, retries: new Map() };
     this.rebalance(group, () => group.members.push(member));
-    for (const name of options.topics) this.topic(name);
+    for (const name of options.topics) {
+      this.topic(name);
+      if (!this.readers.has(name)) this.readers.set(name, new Set());
+      this.readers.get(name)!.add(group);
+    }
     // Deliveries start once subscribe has answered, as with Kafka (a handler may use its subscription).
     const loop = new Promise((resolve) => setImmediate(resolve)).then(() => this.consume(group, member));
     return {
@@ -158,11 +202,15 @@ export class MemoryEventLog implements EventLog {
       const { name, partition, log } = slots[slot]!;
       const id = `${name}:${partition}`;
       if ((member.retries.get(id)?.at ?? 0) > Date.now()) continue;
-      const start = group.positions.get(id) ?? group.committed.get(id)?.offset ?? (member.options.fromBeginning ? 0 : log.length);
+      const end = endOf(log);
+      // An offset before the records held (let go while no group of this one had committed) starts at the first held.
+      const asked = group.positions.get(id) ?? group.committed.get(id)?.offset ?? (member.options.fromBeginning ? log.base : end);
+      const start = Math.max(asked, log.base);
       group.positions.set(id, start);
-      if (start < log.length) {
+      if (start < end) {
         member.nextSlot = slot + 1;
-        return { topic: name, partition, records: log.slice(start, start + MAX_BATCH), highWatermark: String(log.length) };
+        const from = start - log.base;
+        return { topic: name, partition, records: log.records.slice(from, from + MAX_BATCH), highWatermark: String(end) };
       }
     }
     return null;
