@@ -885,6 +885,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
               const value = p.request?.[field];
               // A value too long to be a slice counts as `__other__`: kept as such, not stored whole.
               if (typeof value === 'number') waiting.slices[field] = value;
+              else if (typeof value === 'boolean') waiting.slices[field] = String(value);
               else if (typeof value === 'string') waiting.slices[field] = value.length > MAX_SLICE_LENGTH ? OTHER_SLICE : value;
             }
           }

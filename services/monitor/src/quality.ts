@@ -144,7 +144,8 @@ export class QualityBoard {
     for (const { ring } of series.windows) ring.at(at)?.add(score, label);
     for (const [field, ring] of series.slices) {
       const value = request[field];
-      ring.at(at)?.add(typeof value === 'string' || typeof value === 'number' ? String(value) : MISSING_SLICE, score, label);
+      const slice = typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? String(value) : MISSING_SLICE;
+      ring.at(at)?.add(slice, score, label);
     }
   }
 

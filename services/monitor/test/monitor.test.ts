@@ -193,6 +193,28 @@ describe('monitor: label values read from records', () => {
   });
 });
 
+describe('monitor: boolean slice fields', () => {
+  it('slices by a boolean request field as true and false, as monitor compare does, not as __missing__', async () => {
+    const { eventLog, registry } = await boot({ sliceFields: ['vip'] });
+    const vips = [true, false, true];
+    await eventLog.publish(
+      'predictions',
+      vips.map((vip, i) => ({ key: `b${i}`, value: JSON.stringify({ ...prediction(`b${i}`, 0.9), request: { vip } }) })),
+    );
+    await eventLog.publish(
+      'labels',
+      vips.map((_, i) => ({ key: `b${i}`, value: JSON.stringify({ request_id: `b${i}`, label: 1, ts: Date.now() }) })),
+    );
+    await waitFor(async () => /stream="labels",outcome="joined"\} 3\n/.test(await registry.metrics()), { what: 'the joins' });
+    const text = await registry.metrics();
+    const labelled = [...text.matchAll(/tributary_slice_quality\{[^}]*field="vip",slice="([^"]*)",metric="labelled"\} (\S+)/g)];
+    expect(labelled.map(([, slice, count]) => [slice, Number(count)]).sort()).toEqual([
+      ['false', 1],
+      ['true', 2],
+    ]);
+  });
+});
+
 describe('monitor: times older than the join window', () => {
   it('dead-letters as late a prediction and a label older than the join window allows, counting neither', async () => {
     const { eventLog, registry } = await boot();
