@@ -32,6 +32,12 @@ export interface GeneratorOptions {
   fraudRate: number;
   /** Drift to inject from a point on; none when absent. */
   drift?: fraud.DriftSchedule;
+  /**
+   * The run, in the event ids: `e_<seed>_<run>_<n>`, so that a run's ids are not another's of
+   * the same seed (the real-time simulator draws one at each start). None: `e_<seed>_<n>`, the
+   * same ids at each replay of the seed.
+   */
+  run?: string;
 }
 
 const COUNTRIES = ['US', 'GB', 'DE', 'FR', 'ES', 'IT', 'NL', 'BR', 'IN', 'JP', 'NG', 'RU'];
@@ -63,6 +69,7 @@ export function createTransactionGenerator(options: GeneratorOptions) {
   const compromised = new Map<string, number>();
   const meanBurst = (BURST.min + BURST.max) / 2;
   let sequence = 0;
+  const idPrefix = options.run === undefined ? `e_${options.seed}_` : `e_${options.seed}_${options.run}_`;
   const drift = options.drift;
   const driftRandom = createRandom(options.seed + 2);
   let firstTs: number | undefined;
@@ -86,7 +93,7 @@ export function createTransactionGenerator(options: GeneratorOptions) {
   const normal = (user: User, ts: number): SimulatedTransaction => ({
     fraud: false,
     transaction: {
-      event_id: `e_${options.seed}_${++sequence}`,
+      event_id: `${idPrefix}${++sequence}`,
       user_id: user.id,
       merchant_id: `m_${(random.next() < 0.8 ? user.merchants[random.int(user.merchants.length)]! : random.int(merchantCount)) + 1}`,
       amount: Math.round(user.typicalAmount * logNormal(random, 0, 0.5) * 100) / 100,
@@ -102,7 +109,7 @@ export function createTransactionGenerator(options: GeneratorOptions) {
     return {
       fraud: true,
       transaction: {
-        event_id: `e_${options.seed}_${++sequence}`,
+        event_id: `${idPrefix}${++sequence}`,
         user_id: user.id,
         merchant_id: `m_${random.int(Math.max(1, Math.round(merchantCount / 20))) + 1}`,
         amount: Math.round(logNormal(random, 5.3, 0.7) * 100) / 100,

@@ -26,7 +26,7 @@ try {
   });
   const drift = config.SIMULATOR_DRIFT ? `; drift ${fraud.describeDrift(config.SIMULATOR_DRIFT)}` : '';
   logger.info(
-    `simulator: ${config.SIMULATOR_RATE} transactions/s to ${config.TOPIC_TRANSACTIONS}, scored by ${config.INFERENCE_URL}${drift}`,
+    `simulator: ${config.SIMULATOR_RATE} transactions/s to ${config.TOPIC_TRANSACTIONS}, scored by ${config.INFERENCE_URL}${drift}; event ids e_${config.SIMULATOR_SEED}_${simulator.run}_<n>`,
   );
   const report = setInterval(() => logger.info(simulator.stats, 'simulator progress'), 30_000);
   report.unref();

@@ -8,6 +8,7 @@
  * most `maxInFlight` are on their way; beyond, a transaction is dropped (counted) instead
  * of sent, so a simulator facing a service that is down does not grow without bound.
  */
+import { randomBytes } from 'node:crypto';
 import { createRandom, type EventLog, type fraud, type Logger } from '@tributary/shared';
 import { createTransactionGenerator, type SimulatedTransaction } from './generator.js';
 import { topicBatches } from './topic-batches.js';
@@ -34,6 +35,13 @@ export interface SimulatorOptions {
   meanLabelDelayMs: number;
   users: number;
   seed: number;
+  /**
+   * The run, in the event ids (`e_<seed>_<run>_<n>`, generator.ts). Default: drawn at start (the
+   * start time and a random part), so that a restarted simulator does not send the ids of its
+   * previous run again: the pipeline would drop its transactions as repeated, and the label
+   * join its labels.
+   */
+  run?: string;
   /** Drift injected from a point on (SIMULATOR_DRIFT); none when absent. */
   drift?: fraud.DriftSchedule;
   logger: Logger;
@@ -59,13 +67,20 @@ export interface SimulatorStats {
 }
 
 export interface Simulator {
+  /** The run in this simulator's event ids. */
+  run: string;
   stats: SimulatorStats;
   stop(): Promise<void>;
 }
 
+/** A run unlike any other start's: the start time (base 36) and 16 random bits. */
+const drawRun = () => `${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
+
 export function startSimulator(options: SimulatorOptions): Simulator {
+  const run = options.run ?? drawRun();
   const generator = createTransactionGenerator({
     seed: options.seed,
+    run,
     users: options.users,
     fraudRate: options.fraudRate,
     drift: options.drift,
@@ -189,6 +204,7 @@ export function startSimulator(options: SimulatorOptions): Simulator {
   tick();
 
   return {
+    run,
     stats,
     stop: async () => {
       clearInterval(clock);

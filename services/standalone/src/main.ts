@@ -133,6 +133,6 @@ async function start(config: Config, logger: Logger): Promise<void> {
     : null;
   if (simulator) running.push(() => simulator.stop());
   logger.info(
-    `ready in ${Math.round(performance.now() - started)} ms: feature pipeline, monitor${simulator ? `, simulator (${config.SIMULATOR_RATE} transactions/s)` : ''}; metrics on ${inference.url}/metrics`,
+    `ready in ${Math.round(performance.now() - started)} ms: feature pipeline, monitor${simulator ? `, simulator (${config.SIMULATOR_RATE} transactions/s, run ${simulator.run})` : ''}; metrics on ${inference.url}/metrics`,
   );
 }
