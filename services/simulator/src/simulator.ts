@@ -45,7 +45,7 @@ export interface SimulatorOptions {
   /** Drift injected from a point on (SIMULATOR_DRIFT); none when absent. */
   drift?: fraud.DriftSchedule;
   logger: Logger;
-  /** Labels waiting to be published, at most. */
+  /** Labels waiting for their time, at most; beyond, a transaction's label is dropped (counted). Default 100,000. */
   maxPendingLabels?: number;
   /** Transactions on their way (scored, then published) at most (SIMULATOR_MAX_IN_FLIGHT); beyond, dropped. Default 1000. */
   maxInFlight?: number;
@@ -60,6 +60,10 @@ export interface SimulatorStats {
   /** Transactions whose publish failed (their labels are not sent). */
   publishErrors: number;
   labels: number;
+  /** Labels not sent because `maxPendingLabels` were waiting for their time. */
+  labelsDropped: number;
+  /** Labels whose publish failed. */
+  labelPublishErrors: number;
   /** Transactions not sent because `maxInFlight` were on their way. */
   dropped: number;
   /** Transactions on their way now. */
@@ -94,6 +98,8 @@ export function startSimulator(options: SimulatorOptions): Simulator {
     scoreErrors: 0,
     publishErrors: 0,
     labels: 0,
+    labelsDropped: 0,
+    labelPublishErrors: 0,
     dropped: 0,
     get inFlight() {
       return inFlight.size;
@@ -148,13 +154,23 @@ export function startSimulator(options: SimulatorOptions): Simulator {
   };
 
   const label = ({ transaction, fraud }: SimulatedTransaction, delay: number) => {
-    if (pending.size >= maxPending) return;
+    if (pending.size >= maxPending) {
+      stats.labelsDropped++;
+      warn('simulator: labels dropped: maxPendingLabels are waiting for their time (a high rate or a long label delay)', {
+        labelsDropped: stats.labelsDropped,
+        maxPendingLabels: maxPending,
+      });
+      return;
+    }
     const timer = setTimeout(() => {
       pending.delete(timer);
       const record = { request_id: transaction.event_id, label: fraud ? 1 : 0, ts: Date.now() };
       publishLabel({ key: record.request_id, value: JSON.stringify(record) })
         .then(() => stats.labels++)
-        .catch((error: unknown) => warn('simulator: label publish failed', { err: error }));
+        .catch((error: unknown) => {
+          stats.labelPublishErrors++;
+          warn('simulator: label publish failed', { err: error, labelPublishErrors: stats.labelPublishErrors });
+        });
     }, delay);
     timer.unref();
     pending.add(timer);
