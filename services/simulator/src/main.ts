@@ -32,6 +32,7 @@ try {
   report.unref();
   const shutdown = async () => {
     await simulator.stop();
+    logger.info(simulator.stats, 'simulator stopped');
     await eventLog.close();
     process.exit(0);
   };

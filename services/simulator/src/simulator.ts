@@ -7,6 +7,10 @@
  * services, each on its own way, so an outage sees the traffic it would see in production. At
  * most `maxInFlight` are on their way; beyond, a transaction is dropped (counted) instead
  * of sent, so a simulator facing a service that is down does not grow without bound.
+ *
+ * Its stop waits for what is on its way (transactions, labels that came due) up to a deadline
+ * (`stopTimeoutMs`), as the orchestrators that stop it wait a few seconds only: a broker that is
+ * down holds a publish for ~40 s of retries. What has not left by then is given up and counted.
  */
 import { randomBytes } from 'node:crypto';
 import { createRandom, type EventLog, type fraud, type Logger } from '@tributary/shared';
@@ -49,6 +53,12 @@ export interface SimulatorOptions {
   maxPendingLabels?: number;
   /** Transactions on their way (scored, then published) at most (SIMULATOR_MAX_IN_FLIGHT); beyond, dropped. Default 1000. */
   maxInFlight?: number;
+  /**
+   * How long stop() waits for the transactions on their way and the labels that came due; then
+   * it gives them up, counted as publish errors. Default 5 s: below the 10 s that Docker and
+   * Kubernetes wait after SIGTERM.
+   */
+  stopTimeoutMs?: number;
 }
 
 export interface SimulatorStats {
@@ -57,12 +67,12 @@ export interface SimulatorStats {
   fraud: number;
   scored: number;
   scoreErrors: number;
-  /** Transactions whose publish failed (their labels are not sent). */
+  /** Transactions whose publish failed, or was given up at the stop's deadline (their labels are not sent). */
   publishErrors: number;
   labels: number;
   /** Labels not sent because `maxPendingLabels` were waiting for their time. */
   labelsDropped: number;
-  /** Labels whose publish failed. */
+  /** Labels whose publish failed, or was given up at the stop's deadline. */
   labelPublishErrors: number;
   /** Transactions not sent because `maxInFlight` were on their way. */
   dropped: number;
@@ -108,6 +118,15 @@ export function startSimulator(options: SimulatorOptions): Simulator {
   const pending = new Set<NodeJS.Timeout>();
   const maxPending = options.maxPendingLabels ?? 100_000;
   const maxInFlight = options.maxInFlight ?? 1000;
+  const stopTimeoutMs = options.stopTimeoutMs ?? 5000;
+  /** Label publishes not yet settled. */
+  const labelsOnTheirWay = new Set<Promise<void>>();
+  /** Aborted at the stop's deadline: the prediction requests still waiting are cancelled. */
+  const stopping = new AbortController();
+  /** Rejected at the stop's deadline: every transaction still on its way fails with it. */
+  let giveUp!: (error: Error) => void;
+  const givenUp = new Promise<never>((_, reject) => (giveUp = reject));
+  givenUp.catch(() => {});
   const publishTransaction = topicBatches(options.eventLog, options.topics.transactions, TRANSACTION_LINGER_MS);
   const publishLabel = topicBatches(options.eventLog, options.topics.labels, LABEL_LINGER_MS);
 
@@ -127,6 +146,8 @@ export function startSimulator(options: SimulatorOptions): Simulator {
     // A service that takes the connection and never answers would otherwise hold the transaction (and stop()) for minutes.
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(new Error(`no answer within ${PREDICT_TIMEOUT_MS} ms`)), PREDICT_TIMEOUT_MS);
+    const cancel = () => deadline.abort(stopping.signal.reason);
+    stopping.signal.addEventListener('abort', cancel);
     try {
       const response = await fetch(`${options.inferenceUrl}/v1/predict`, {
         method: 'POST',
@@ -146,10 +167,13 @@ export function startSimulator(options: SimulatorOptions): Simulator {
       await response.arrayBuffer();
       stats.scored++;
     } catch (error) {
+      // Cancelled by the stop: the transaction is counted as given up instead.
+      if (stopping.signal.aborted) return;
       stats.scoreErrors++;
       warn('simulator: prediction request failed', { err: error });
     } finally {
       clearTimeout(timer);
+      stopping.signal.removeEventListener('abort', cancel);
     }
   };
 
@@ -165,12 +189,16 @@ export function startSimulator(options: SimulatorOptions): Simulator {
     const timer = setTimeout(() => {
       pending.delete(timer);
       const record = { request_id: transaction.event_id, label: fraud ? 1 : 0, ts: Date.now() };
-      publishLabel({ key: record.request_id, value: JSON.stringify(record) })
-        .then(() => stats.labels++)
-        .catch((error: unknown) => {
-          stats.labelPublishErrors++;
-          warn('simulator: label publish failed', { err: error, labelPublishErrors: stats.labelPublishErrors });
-        });
+      const sent: Promise<void> = publishLabel({ key: record.request_id, value: JSON.stringify(record) })
+        .then(
+          () => void stats.labels++,
+          (error: unknown) => {
+            stats.labelPublishErrors++;
+            warn('simulator: label publish failed', { err: error, labelPublishErrors: stats.labelPublishErrors });
+          },
+        )
+        .finally(() => labelsOnTheirWay.delete(sent));
+      labelsOnTheirWay.add(sent);
     }, delay);
     timer.unref();
     pending.add(timer);
@@ -192,8 +220,10 @@ export function startSimulator(options: SimulatorOptions): Simulator {
     if (simulated.fraud) stats.fraud++;
     // Drawn now, in the order of the transactions, whatever the order they finish in.
     const delay = -Math.log(1 - delays.next()) * options.meanLabelDelayMs;
-    const way: Promise<void> = score(transaction)
-      .then(() => publishTransaction({ key: transaction.user_id, value: JSON.stringify(transaction) }))
+    const way: Promise<void> = Promise.race([
+      score(transaction).then(() => publishTransaction({ key: transaction.user_id, value: JSON.stringify(transaction) })),
+      givenUp,
+    ])
       .then(
         () => label(simulated, delay),
         (error: unknown) => {
@@ -224,11 +254,35 @@ export function startSimulator(options: SimulatorOptions): Simulator {
     stats,
     stop: async () => {
       clearInterval(clock);
-      await Promise.all(inFlight);
-      for (const timer of pending) clearTimeout(timer);
-      pending.clear();
-      // Labels that came due, lingering in their batch.
-      await publishLabel.flushed();
+      const clearPending = () => {
+        for (const timer of pending) clearTimeout(timer);
+        pending.clear();
+      };
+      const finished = (async () => {
+        await Promise.all(inFlight);
+        clearPending();
+        // Labels that came due, lingering in their batch.
+        await Promise.all(labelsOnTheirWay);
+        return true;
+      })();
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), stopTimeoutMs)));
+      const done = await Promise.race([finished, late]);
+      clearTimeout(timer);
+      if (done) return;
+      const error = new Error(`given up: not published within the simulator's stop deadline (${stopTimeoutMs} ms)`);
+      const transactions = inFlight.size;
+      clearPending();
+      stopping.abort(error);
+      giveUp(error);
+      publishTransaction.abandon(error);
+      const labels = publishLabel.abandon(error);
+      // Each settles at once now: counted before stop resolves.
+      await Promise.all([...inFlight, ...labelsOnTheirWay]);
+      options.logger.warn(
+        { transactions, labels, stopTimeoutMs },
+        'simulator: stopped with transactions and labels not yet published: given up, counted as publish errors',
+      );
     },
   };
 }

@@ -1,4 +1,4 @@
-import { MemoryEventLog, type OutgoingRecord } from '@tributary/shared';
+import { MemoryEventLog, type EventLog, type OutgoingRecord } from '@tributary/shared';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { topicBatches } from '../src/topic-batches.js';
 
@@ -70,5 +70,29 @@ describe('topicBatches', () => {
     await vi.advanceTimersByTimeAsync(1);
     await flushing;
     expect(publishes).toEqual([['a']]);
+  });
+
+  it('once abandoned, fails the records waiting, those of the publish under way, and those added later', async () => {
+    const published: string[][] = [];
+    const log = {
+      publish: (_topic: string, records: OutgoingRecord[]) => {
+        published.push(records.map((r) => String(r.value)));
+        return new Promise<void>(() => {});
+      },
+    } as unknown as EventLog;
+    const send = topicBatches(log, 't');
+    const outcome = (value: string) =>
+      send(record(value)).then(
+        () => 'published',
+        (error: Error) => error.message,
+      );
+    const first = outcome('a');
+    await new Promise(setImmediate);
+    const second = outcome('b');
+    expect(published).toEqual([['a']]);
+    expect(send.abandon(new Error('stopped'))).toBe(2);
+    expect(await Promise.all([first, second, outcome('c')])).toEqual(['stopped', 'stopped', 'stopped']);
+    await send.flushed();
+    expect(published).toEqual([['a']]);
   });
 });
