@@ -1,5 +1,5 @@
 /** What the trainer's command-line tools share: paths, times, model versions, inputs, exit codes. */
-import { closeSync, existsSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { readModelVersion, type ModelManifest } from '@tributary/inference';
@@ -136,12 +136,26 @@ export async function fileOrTopic(
 /** Characters of output gathered before each write. */
 const OUTPUT_CHUNK = 1 << 20;
 
+/** How bytes go to a file descriptor: `fs.writeSync`'s form, returning how many were written (possibly fewer). */
+export type WriteBytes = (fd: number, bytes: Uint8Array, offset: number, length: number) => number;
+
+/** Writes every byte of `text` to `fd`: a short write (a full disk, a file size limit) is carried on until all are written or one fails. */
+export function writeAll(fd: number, text: string, write: WriteBytes = writeSync): void {
+  const bytes = Buffer.from(text, 'utf8');
+  let offset = 0;
+  while (offset < bytes.length) {
+    const written = write(fd, bytes, offset, bytes.length - offset);
+    if (!(written > 0)) throw new Error(`no byte written after ${offset} of ${bytes.length}`);
+    offset += written;
+  }
+}
+
 /**
  * Writes a command's output, given as pieces (lines), to `out` or to stdout: written piece by
  * piece, so an output is not bounded by the largest string Node makes (512 MB). To a file, whole
- * or not at all: the pieces go to a temporary file renamed over `out` at the end.
+ * or not at all: the pieces go to a temporary file, synced to disk and renamed over `out` at the end.
  */
-export function writeOutput(pieces: string | Iterable<string>, out: string | undefined): void {
+export function writeOutput(pieces: string | Iterable<string>, out: string | undefined, write: WriteBytes = writeSync): void {
   const path = out === undefined ? undefined : userPath(out);
   const partial = path && join(dirname(path), `.${basename(path)}.${process.pid}.partial`);
   let fd: number | undefined;
@@ -153,7 +167,7 @@ export function writeOutput(pieces: string | Iterable<string>, out: string | und
     const flush = () => {
       const text = buffered.join('');
       if (fd === undefined) process.stdout.write(text);
-      else writeSync(fd, text);
+      else writeAll(fd, text, write);
       buffered = [];
       size = 0;
     };
@@ -164,6 +178,7 @@ export function writeOutput(pieces: string | Iterable<string>, out: string | und
     }
     flush();
     if (fd !== undefined) {
+      fsyncSync(fd);
       closeSync(fd);
       fd = undefined;
       renameSync(partial!, path!);
