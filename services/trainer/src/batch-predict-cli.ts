@@ -29,9 +29,9 @@ import {
   runCli,
   UsageError,
   userPath,
-  writeOutput,
 } from './cli-support.js';
 import { InputError, openInputFile, readNdjsonFile, readTopic, type LogInput } from './log-input.js';
+import { outputTarget, writeOutput } from './output.js';
 import { backfillStates, onlineStates, replaySources, type ReplaySummary, type StateSource } from './point-in-time.js';
 import { lateWarnings, replayLines } from './replay-report.js';
 
@@ -67,6 +67,15 @@ async function main(): Promise<void> {
   if (!Number.isInteger(threads) || threads < 1 || threads > 64) throw new UsageError('--threads must be an integer from 1 to 64');
   const allowedLateness =
     values['allowed-lateness'] === undefined ? undefined : parseDurationFlag(values['allowed-lateness'], '--allowed-lateness');
+  const sources = fraud.fraudExample().sources.map((s) => s.name);
+  const eventFiles = namedValues(values.events ?? [], sources, '--events');
+  const eventTopics = namedValues(values['events-topic'] ?? [], sources, '--events-topic');
+  for (const name of eventTopics.keys())
+    if (eventFiles.has(name)) throw new UsageError(`source "${name}": give --events or --events-topic, not both`);
+  const target = outputTarget(values.out, [
+    { flag: '--requests', file: values.requests },
+    ...[...eventFiles.values()].map((file) => ({ flag: '--events', file })),
+  ]);
 
   const config = cliConfig();
   if (values.online && !config.REDIS_URL) throw new UsageError('--online reads the online store of REDIS_URL: set it');
@@ -102,13 +111,8 @@ async function main(): Promise<void> {
     if (store) states = onlineStates(store, `the online store (Redis at ${config.REDIS_URL})`);
     else {
       const events = new Map<string, LogInput>();
-      const sources = example.sources.map((s) => s.name);
-      for (const [name, file] of namedValues(values.events ?? [], sources, '--events'))
-        events.set(name, await readNdjsonFile(userPath(file), file));
-      for (const [name, topic] of namedValues(values['events-topic'] ?? [], sources, '--events-topic')) {
-        if (events.has(name)) throw new UsageError(`source "${name}": give --events or --events-topic, not both`);
-        events.set(name, await readTopic(await kafka.open('--events-topic'), topic));
-      }
+      for (const [name, file] of eventFiles) events.set(name, await readNdjsonFile(userPath(file), file));
+      for (const [name, topic] of eventTopics) events.set(name, await readTopic(await kafka.open('--events-topic'), topic));
       const replays = await replaySources(events, {
         sources: example.sources,
         readAt: Date.now(),
@@ -128,7 +132,7 @@ async function main(): Promise<void> {
       }
       writeOutput(
         scores.map((s) => `${JSON.stringify(s)}\n`),
-        values.out,
+        target,
       );
     } finally {
       await model.close();

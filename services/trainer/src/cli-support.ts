@@ -1,7 +1,7 @@
 /** What the trainer's command-line tools share: paths, times, model versions, inputs, exit codes. */
-import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { readModelVersion, type ModelManifest } from '@tributary/inference';
 import {
   checkBrokersReachable,
@@ -131,63 +131,6 @@ export async function fileOrTopic(
   exactlyOne(file, topic, flags);
   if (file) return readNdjsonFile(userPath(file), file);
   return readTopic(await openLog(flags[1]), topic!);
-}
-
-/** Characters of output gathered before each write. */
-const OUTPUT_CHUNK = 1 << 20;
-
-/** How bytes go to a file descriptor: `fs.writeSync`'s form, returning how many were written (possibly fewer). */
-export type WriteBytes = (fd: number, bytes: Uint8Array, offset: number, length: number) => number;
-
-/** Writes every byte of `text` to `fd`: a short write (a full disk, a file size limit) is carried on until all are written or one fails. */
-export function writeAll(fd: number, text: string, write: WriteBytes = writeSync): void {
-  const bytes = Buffer.from(text, 'utf8');
-  let offset = 0;
-  while (offset < bytes.length) {
-    const written = write(fd, bytes, offset, bytes.length - offset);
-    if (!(written > 0)) throw new Error(`no byte written after ${offset} of ${bytes.length}`);
-    offset += written;
-  }
-}
-
-/**
- * Writes a command's output, given as pieces (lines), to `out` or to stdout: written piece by
- * piece, so an output is not bounded by the largest string Node makes (512 MB). To a file, whole
- * or not at all: the pieces go to a temporary file, synced to disk and renamed over `out` at the end.
- */
-export function writeOutput(pieces: string | Iterable<string>, out: string | undefined, write: WriteBytes = writeSync): void {
-  const path = out === undefined ? undefined : userPath(out);
-  const partial = path && join(dirname(path), `.${basename(path)}.${process.pid}.partial`);
-  let fd: number | undefined;
-  try {
-    // stdout is written synchronously for files and pipes on Linux (Node's process.stdout).
-    fd = partial ? openSync(partial, 'w') : undefined;
-    let buffered: string[] = [];
-    let size = 0;
-    const flush = () => {
-      const text = buffered.join('');
-      if (fd === undefined) process.stdout.write(text);
-      else writeAll(fd, text, write);
-      buffered = [];
-      size = 0;
-    };
-    for (const piece of typeof pieces === 'string' ? [pieces] : pieces) {
-      buffered.push(piece);
-      size += piece.length;
-      if (size >= OUTPUT_CHUNK) flush();
-    }
-    flush();
-    if (fd !== undefined) {
-      fsyncSync(fd);
-      closeSync(fd);
-      fd = undefined;
-      renameSync(partial!, path!);
-    }
-  } catch (error) {
-    if (fd !== undefined) closeSync(fd);
-    if (partial) rmSync(partial, { force: true });
-    throw new Error(`could not write ${out ?? 'the output'}: ${(error as Error).message}`);
-  }
 }
 
 /** Runs a CLI's main: usage errors exit 2, bad input, refusals and other failures exit 1, with the reason on stderr. */

@@ -35,9 +35,9 @@ import {
   runCli,
   UsageError,
   userPath,
-  writeOutput,
 } from './cli-support.js';
 import { InputError, readNdjsonFile, readTopic, type LogInput } from './log-input.js';
+import { outputTarget, writeOutput } from './output.js';
 import { lateWarnings, replayLines } from './replay-report.js';
 import type { LabelPolicy, SplitSpec } from './training-set.js';
 
@@ -123,6 +123,12 @@ async function main(): Promise<void> {
       throw new UsageError(`the backfill mode needs the ${rowsSource} events: --events FILE or --events-topic TOPIC`);
     if (values['allowed-lateness'] !== undefined) allowedLatenessMs = parseDurationFlag(values['allowed-lateness'], '--allowed-lateness');
   }
+  const inputs = [
+    { flag: '--labels', file: values.labels },
+    { flag: '--predictions', file: values.predictions },
+    ...[...eventFiles.values()].map((file) => ({ flag: '--events', file })),
+  ].filter((input): input is { flag: string; file: string } => input.file !== undefined);
+  const target = outputTarget(values.out, inputs);
   const manifest = await readManifest(modelDirectory(values.model, config));
   const model: ModelFeatures = {
     name: manifest.name,
@@ -214,7 +220,7 @@ async function main(): Promise<void> {
     }
     // The summary first: nothing is written when it cannot be made.
     const report = summary(built);
-    writeOutput(values.format === 'json' ? `${jsonDocument(built.set)}\n` : trainingSetNdjson(built.set), values.out);
+    writeOutput(values.format === 'json' ? `${jsonDocument(built.set)}\n` : trainingSetNdjson(built.set), target);
     process.stderr.write(report);
     for (const warning of lateWarnings('training-set', stats.replay ?? [])) process.stderr.write(warning);
   } finally {

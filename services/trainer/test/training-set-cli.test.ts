@@ -152,6 +152,16 @@ describe('a backfill-mode training set from an events file', () => {
       expect(await readdir(dir)).not.toContain('far.json');
     }, 60_000);
 
+    it('refuses an --out that is one of its inputs (exit 2), the input kept', async () => {
+      const before = await readFile(join(dir, 'in-order.ndjson'), 'utf8');
+      const over = await build(['--model', 'fraud_detector/1', '--events', 'in-order.ndjson', '--out', './in-order.ndjson']);
+      expect([over.code, over.stderr]).toEqual([
+        2,
+        'training-set: --out ./in-order.ndjson is the input --events in-order.ndjson: writing it would destroy what is read; give another file\n',
+      ]);
+      expect(await readFile(join(dir, 'in-order.ndjson'), 'utf8')).toBe(before);
+    }, 60_000);
+
     it('refuses an option of the other mode (exit 2, naming it) rather than ignore it', async () => {
       for (const [mode, option, value] of [
         ['backfill', '--served-version', '1'],

@@ -1,0 +1,143 @@
+/**
+ * Where a command's output goes (`--out FILE`, else stdout) and how it is written there: a regular
+ * file (or none yet) whole or not at all, through a file beside it synced and renamed into place;
+ * through a symbolic link, the file it points to so; a device or FIFO in place. An input of the
+ * command is never an output.
+ */
+import {
+  closeSync,
+  fchmodSync,
+  fsyncSync,
+  lstatSync,
+  openSync,
+  readlinkSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+  type Stats,
+} from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { UsageError, userPath } from './cli-support.js';
+
+/** Where an output is written: stdout; a file replaced whole (its mode kept); a device or FIFO written in place. */
+export type OutputTarget =
+  | { kind: 'stdout' }
+  | { kind: 'replace'; out: string; path: string; mode: number | null }
+  | { kind: 'in_place'; out: string; path: string };
+
+/** How a path is written, from what `lstat` found there (null: nothing). */
+export type WriteMode = 'replace' | 'follow_link' | 'in_place' | 'directory';
+
+export function writeMode(found: Pick<Stats, 'isFile' | 'isSymbolicLink' | 'isDirectory'> | null): WriteMode {
+  if (found === null || found.isFile()) return 'replace';
+  if (found.isSymbolicLink()) return 'follow_link';
+  return found.isDirectory() ? 'directory' : 'in_place';
+}
+
+/** An input file of the command: its flag and path as given. */
+export interface InputFile {
+  flag: string;
+  file: string;
+}
+
+/**
+ * The target of `--out` (undefined: stdout): a symbolic link is followed to where it points, even
+ * where nothing is yet. Refused as a wrong option: a directory, and a file that is one of `inputs`.
+ */
+export function outputTarget(out: string | undefined, inputs: InputFile[] = []): OutputTarget {
+  if (out === undefined) return { kind: 'stdout' };
+  try {
+    return fileTarget(out, inputs);
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    throw new UsageError(`--out ${out}: ${(error as Error).message}`);
+  }
+}
+
+function fileTarget(out: string, inputs: InputFile[]): OutputTarget {
+  let path = userPath(out);
+  for (let links = 0; ; links++) {
+    const found = lstatSync(path, { throwIfNoEntry: false }) ?? null;
+    const mode = writeMode(found);
+    if (mode === 'follow_link') {
+      if (links === 40) throw new UsageError(`--out ${out}: too many symbolic links`);
+      // As the system resolves it: relative to the real directory of the link.
+      path = resolve(realpathSync(dirname(path)), readlinkSync(path));
+      continue;
+    }
+    if (mode === 'directory') throw new UsageError(`--out ${out} is a directory: give a file`);
+    if (mode === 'in_place') return { kind: 'in_place', out, path };
+    for (const input of found ? inputs : []) {
+      const read = statSync(userPath(input.file), { throwIfNoEntry: false });
+      if (read && read.dev === found!.dev && read.ino === found!.ino)
+        throw new UsageError(
+          `--out ${out} is the input ${input.flag} ${input.file}: writing it would destroy what is read; give another file`,
+        );
+    }
+    return { kind: 'replace', out, path, mode: found ? found.mode & 0o7777 : null };
+  }
+}
+
+/** Characters of output gathered before each write. */
+const OUTPUT_CHUNK = 1 << 20;
+
+/** How bytes go to a file descriptor: `fs.writeSync`'s form, returning how many were written (possibly fewer). */
+export type WriteBytes = (fd: number, bytes: Uint8Array, offset: number, length: number) => number;
+
+/** Writes every byte of `text` to `fd`: a short write (a full disk, a file size limit) is carried on until all are written or one fails. */
+export function writeAll(fd: number, text: string, write: WriteBytes = writeSync): void {
+  const bytes = Buffer.from(text, 'utf8');
+  let offset = 0;
+  while (offset < bytes.length) {
+    const written = write(fd, bytes, offset, bytes.length - offset);
+    if (!(written > 0)) throw new Error(`no byte written after ${offset} of ${bytes.length}`);
+    offset += written;
+  }
+}
+
+/**
+ * Writes a command's output, given as pieces (lines), to its target: written piece by piece, so
+ * an output is not bounded by the largest string Node makes (512 MB). A file is replaced whole or
+ * not at all: the pieces go to a temporary file beside it, synced to disk and renamed over it at the end.
+ */
+export function writeOutput(pieces: string | Iterable<string>, target: OutputTarget, write: WriteBytes = writeSync): void {
+  const replaced = target.kind === 'replace' ? target : null;
+  const partial = replaced && join(dirname(replaced.path), `.${basename(replaced.path)}.${process.pid}.partial`);
+  let fd: number | undefined;
+  try {
+    // stdout is written synchronously for files and pipes on Linux (Node's process.stdout).
+    if (target.kind === 'in_place') fd = openSync(target.path, 'w');
+    if (replaced) {
+      fd = openSync(partial!, 'wx');
+      if (replaced.mode !== null) fchmodSync(fd, replaced.mode);
+    }
+    let buffered: string[] = [];
+    let size = 0;
+    const flush = () => {
+      const text = buffered.join('');
+      if (fd === undefined) process.stdout.write(text);
+      else writeAll(fd, text, write);
+      buffered = [];
+      size = 0;
+    };
+    for (const piece of typeof pieces === 'string' ? [pieces] : pieces) {
+      buffered.push(piece);
+      size += piece.length;
+      if (size >= OUTPUT_CHUNK) flush();
+    }
+    flush();
+    if (fd !== undefined) {
+      // A device or FIFO cannot be synced (EINVAL); a file is, before it takes the place of the one there.
+      if (replaced) fsyncSync(fd);
+      closeSync(fd);
+      fd = undefined;
+      if (replaced) renameSync(partial!, replaced.path);
+    }
+  } catch (error) {
+    if (fd !== undefined) closeSync(fd);
+    if (partial) rmSync(partial, { force: true });
+    throw new Error(`could not write ${target.kind === 'stdout' ? 'the output' : target.out}: ${(error as Error).message}`);
+  }
+}
