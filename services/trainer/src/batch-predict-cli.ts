@@ -130,7 +130,7 @@ async function main(): Promise<void> {
         const unusable = unusableEvents(replay, `events of source "${replay.source}"`);
         if (unusable !== null) throw new InputError(`${unusable}; nothing scored`);
       }
-      writeOutput(
+      await writeOutput(
         scores.map((s) => `${JSON.stringify(s)}\n`),
         target,
       );

@@ -133,9 +133,34 @@ export async function fileOrTopic(
   return readTopic(await openLog(flags[1]), topic!);
 }
 
-/** Runs a CLI's main: usage errors exit 2, bad input, refusals and other failures exit 1, with the reason on stderr. */
+/** stdout was closed by its reader (`| head`) before the end of the output: exit code 1, the output being incomplete. */
+export class OutputClosed extends Error {
+  override name = 'OutputClosed';
+  constructor() {
+    super('stdout was closed before the end of the output (EPIPE): stopped');
+  }
+}
+
+/**
+ * Runs a CLI's main: usage errors exit 2, bad input, refusals and other failures exit 1, with the
+ * reason on stderr. A stdout its reader closed is said once (no stack trace) and exits 1; what
+ * does not write the output (retrain's registering) goes on to its end.
+ */
 export function runCli(name: string, main: () => Promise<void>): void {
+  let stdoutFailed = false;
+  const stdoutFailure = (error: Error): void => {
+    if (stdoutFailed) return;
+    stdoutFailed = true;
+    process.exitCode = 1;
+    const closed = error instanceof OutputClosed || (error as NodeJS.ErrnoException).code === 'EPIPE';
+    process.stderr.write(`${name}: ${closed ? new OutputClosed().message : `failed: cannot write stdout: ${error.message}`}\n`);
+  };
+  process.stdout.on('error', stdoutFailure);
   main().catch((error: unknown) => {
+    if (error instanceof OutputClosed) {
+      stdoutFailure(error);
+      process.exit(1);
+    }
     const usage = error instanceof UsageError || error instanceof FeatureSourceError || isBadOption(error);
     const said = usage || error instanceof InputError || error instanceof VersionDirectoryRefused;
     process.stderr.write(`${name}: ${said ? '' : 'failed: '}${(error as Error).message}\n`);

@@ -19,7 +19,7 @@ import {
   type Stats,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { UsageError, userPath } from './cli-support.js';
+import { OutputClosed, UsageError, userPath } from './cli-support.js';
 
 /** Where an output is written: stdout; a file replaced whole (its mode kept); a device or FIFO written in place. */
 export type OutputTarget =
@@ -98,46 +98,65 @@ export function writeAll(fd: number, text: string, write: WriteBytes = writeSync
 }
 
 /**
- * Writes a command's output, given as pieces (lines), to its target: written piece by piece, so
- * an output is not bounded by the largest string Node makes (512 MB). A file is replaced whole or
- * not at all: the pieces go to a temporary file beside it, synced to disk and renamed over it at the end.
+ * Writes a command's output, given as pieces (lines), to its target: in chunks, so an output is
+ * not bounded by the largest string Node makes (512 MB). A file is replaced whole or not at all:
+ * the pieces go to a temporary file beside it, synced to disk and renamed over it at the end.
+ * Each chunk written to stdout is waited for: a reader that closed it (`| head`) stops the output
+ * there (`OutputClosed`).
  */
-export function writeOutput(pieces: string | Iterable<string>, target: OutputTarget, write: WriteBytes = writeSync): void {
+export async function writeOutput(pieces: string | Iterable<string>, target: OutputTarget, write: WriteBytes = writeSync): Promise<void> {
+  try {
+    if (target.kind === 'stdout') for (const chunk of chunks(pieces)) await writeStdout(chunk);
+    else writeFile(pieces, target, write);
+  } catch (error) {
+    if (error instanceof OutputClosed) throw error;
+    throw new Error(`could not write ${target.kind === 'stdout' ? 'the output' : target.out}: ${(error as Error).message}`);
+  }
+}
+
+function writeStdout(chunk: string): Promise<void> {
+  return new Promise((resolve, reject) =>
+    process.stdout.write(chunk, (error) => {
+      if (!error) resolve();
+      else reject((error as NodeJS.ErrnoException).code === 'EPIPE' ? new OutputClosed() : error);
+    }),
+  );
+}
+
+function writeFile(pieces: string | Iterable<string>, target: Exclude<OutputTarget, { kind: 'stdout' }>, write: WriteBytes): void {
   const replaced = target.kind === 'replace' ? target : null;
   const partial = replaced && join(dirname(replaced.path), `.${basename(replaced.path)}.${process.pid}.partial`);
   let fd: number | undefined;
   try {
-    // stdout is written synchronously for files and pipes on Linux (Node's process.stdout).
-    if (target.kind === 'in_place') fd = openSync(target.path, 'w');
     if (replaced) {
       fd = openSync(partial!, 'wx');
       if (replaced.mode !== null) fchmodSync(fd, replaced.mode);
-    }
-    let buffered: string[] = [];
-    let size = 0;
-    const flush = () => {
-      const text = buffered.join('');
-      if (fd === undefined) process.stdout.write(text);
-      else writeAll(fd, text, write);
-      buffered = [];
-      size = 0;
-    };
-    for (const piece of typeof pieces === 'string' ? [pieces] : pieces) {
-      buffered.push(piece);
-      size += piece.length;
-      if (size >= OUTPUT_CHUNK) flush();
-    }
-    flush();
-    if (fd !== undefined) {
-      // A device or FIFO cannot be synced (EINVAL); a file is, before it takes the place of the one there.
-      if (replaced) fsyncSync(fd);
-      closeSync(fd);
-      fd = undefined;
-      if (replaced) renameSync(partial!, replaced.path);
-    }
+    } else fd = openSync(target.path, 'w');
+    for (const chunk of chunks(pieces)) writeAll(fd, chunk, write);
+    // A device or FIFO cannot be synced (EINVAL); a file is, before it takes the place of the one there.
+    if (replaced) fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    if (replaced) renameSync(partial!, replaced.path);
   } catch (error) {
     if (fd !== undefined) closeSync(fd);
     if (partial) rmSync(partial, { force: true });
-    throw new Error(`could not write ${target.kind === 'stdout' ? 'the output' : target.out}: ${(error as Error).message}`);
+    throw error;
   }
+}
+
+/** The pieces joined into chunks of about `OUTPUT_CHUNK` characters (the last one possibly empty). */
+function* chunks(pieces: string | Iterable<string>): Generator<string> {
+  let buffered: string[] = [];
+  let size = 0;
+  for (const piece of typeof pieces === 'string' ? [pieces] : pieces) {
+    buffered.push(piece);
+    size += piece.length;
+    if (size >= OUTPUT_CHUNK) {
+      yield buffered.join('');
+      buffered = [];
+      size = 0;
+    }
+  }
+  yield buffered.join('');
 }

@@ -220,7 +220,7 @@ async function main(): Promise<void> {
     }
     // The summary first: nothing is written when it cannot be made.
     const report = summary(built);
-    writeOutput(values.format === 'json' ? `${jsonDocument(built.set)}\n` : trainingSetNdjson(built.set), target);
+    await writeOutput(values.format === 'json' ? `${jsonDocument(built.set)}\n` : trainingSetNdjson(built.set), target);
     process.stderr.write(report);
     for (const warning of lateWarnings('training-set', stats.replay ?? [])) process.stderr.write(warning);
   } finally {

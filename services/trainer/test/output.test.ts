@@ -32,7 +32,7 @@ function* lines(count: number, failAt?: number): Generator<string> {
 describe('writeOutput', () => {
   it('writes the pieces of an output to a file in order, in several writes', async () => {
     const out = join(dir, 'set.ndjson');
-    writeOutput(lines(100_000), outputTarget(out));
+    await writeOutput(lines(100_000), outputTarget(out));
     const text = await readFile(out, 'utf8');
     expect(text).toBe([...lines(100_000)].join(''));
     expect(text.length).toBeGreaterThan(3 << 20);
@@ -41,7 +41,7 @@ describe('writeOutput', () => {
 
   it('leaves no file, and no partial one, when the output fails half way', async () => {
     const out = join(dir, 'set.ndjson');
-    expect(() => writeOutput(lines(100_000, 60_000), outputTarget(out))).toThrow(
+    await expect(writeOutput(lines(100_000, 60_000), outputTarget(out))).rejects.toThrow(
       /^could not write .*set\.ndjson: line 60000 could not be made$/,
     );
     expect(await readdir(dir)).toEqual([]);
@@ -60,14 +60,14 @@ describe('writeOutput', () => {
 
   it('writes every byte when the system takes fewer than asked at a time', async () => {
     const out = join(dir, 'set.ndjson');
-    writeOutput(lines(100_000), outputTarget(out), shortWrites(4096));
+    await writeOutput(lines(100_000), outputTarget(out), shortWrites(4096));
     expect(await readFile(out, 'utf8')).toBe([...lines(100_000)].join(''));
   });
 
   it('keeps the file there as it was, and leaves no partial one, when a write fails after a short one', async () => {
     const out = join(dir, 'set.ndjson');
     await writeFile(out, 'the set before\n');
-    expect(() => writeOutput(lines(1000), outputTarget(out), shortWrites(1000, 4096))).toThrow(
+    await expect(writeOutput(lines(1000), outputTarget(out), shortWrites(1000, 4096))).rejects.toThrow(
       /^could not write .*set\.ndjson: EFBIG: file too large/,
     );
     expect(await readFile(out, 'utf8')).toBe('the set before\n');
@@ -82,14 +82,14 @@ describe('the target of --out', () => {
     await mkdir(join(dir, 'sets'));
     await writeFile(join(dir, 'sets/set.json'), 'the set before\n');
     await symlink('sets/set.json', join(dir, 'latest.json'));
-    writeOutput(text, outputTarget(join(dir, 'latest.json')));
+    await writeOutput(text, outputTarget(join(dir, 'latest.json')));
     expect((await lstat(join(dir, 'latest.json'))).isSymbolicLink()).toBe(true);
     expect(await readlink(join(dir, 'latest.json'))).toBe('sets/set.json');
     expect(await readFile(join(dir, 'sets/set.json'), 'utf8')).toBe(text);
     expect([await readdir(dir), await readdir(join(dir, 'sets'))]).toEqual([['latest.json', 'sets'], ['set.json']]);
     // A link to where nothing is yet: the file is made there.
     await symlink('sets/next.json', join(dir, 'next.json'));
-    writeOutput(text, outputTarget(join(dir, 'next.json')));
+    await writeOutput(text, outputTarget(join(dir, 'next.json')));
     expect((await lstat(join(dir, 'next.json'))).isSymbolicLink()).toBe(true);
     expect(await readFile(join(dir, 'sets/next.json'), 'utf8')).toBe(text);
   });
@@ -114,7 +114,7 @@ describe('the target of --out', () => {
   it('keeps the mode of the file it replaces', async () => {
     const out = join(dir, 'set.json');
     await writeFile(out, 'the set before\n', { mode: 0o600 });
-    writeOutput(text, outputTarget(out));
+    await writeOutput(text, outputTarget(out));
     expect([(await stat(out)).mode & 0o777, await readFile(out, 'utf8')]).toEqual([0o600, text]);
   });
 
@@ -143,7 +143,7 @@ describe('the target of --out', () => {
     try {
       const target = outputTarget(fifo);
       expect(target).toEqual({ kind: 'in_place', out: fifo, path: fifo });
-      writeOutput(lines(1000), target);
+      await writeOutput(lines(1000), target);
       await once(reader, 'close');
     } finally {
       reader.kill();

@@ -152,6 +152,15 @@ describe('a backfill-mode training set from an events file', () => {
       expect(await readdir(dir)).not.toContain('far.json');
     }, 60_000);
 
+    it('stops with one line and exit code 1 when its reader closed stdout', async () => {
+      const closed = await runTrainerCli(
+        'training-set-cli.ts',
+        ['backfill', '--model', 'fraud_detector/1', '--events', 'in-order.ndjson', '--labels', 'labels.ndjson', '--cutoff', 'now'],
+        { cwd: dir, closedStdout: true },
+      );
+      expect([closed.code, closed.stderr]).toEqual([1, 'training-set: stdout was closed before the end of the output (EPIPE): stopped\n']);
+    }, 60_000);
+
     it('refuses an --out that is one of its inputs (exit 2), the input kept', async () => {
       const before = await readFile(join(dir, 'in-order.ndjson'), 'utf8');
       const over = await build(['--model', 'fraud_detector/1', '--events', 'in-order.ndjson', '--out', './in-order.ndjson']);
