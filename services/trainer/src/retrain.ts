@@ -13,6 +13,7 @@ import { describeRollout, readModelFiles, type ModelManifest, type ModelRegistry
 import { fraud, type FeatureCatalog } from '@tributary/shared';
 import { trainingSetFromPredictionLog, type TrainingSet } from './build-training-set.js';
 import type { LogInput } from './log-input.js';
+import { refuseEmptyInputs } from './set-checks.js';
 import {
   checkTrainingSet,
   checkVersionDirectory,
@@ -180,7 +181,7 @@ async function championTrainingSet(
   const manifests = new Map<string, ModelManifest>();
   for (const { version } of (await registry.inventory(model)).versions)
     manifests.set(version, (await registry.version(model, version)).manifest);
-  const { set } = await trainingSetFromPredictionLog({
+  const built = await trainingSetFromPredictionLog({
     predictions: options.predictions,
     labels: options.labels,
     model: {
@@ -196,6 +197,9 @@ async function championTrainingSet(
     // Predictions an earlier champion served are taken as this one encodes them.
     servedVersions: { catalog: options.catalog ?? fraud.fraudExample().catalog, manifestOf: (version) => manifests.get(version) ?? null },
   });
+  // An empty input is the wrong file or topic, not a set too small.
+  refuseEmptyInputs(built, { predictions: options.predictions, labels: options.labels });
+  const { set } = built;
   const seconds = (performance.now() - started) / 1000;
   const positives = set.labels.reduce<number>((n, l) => n + l, 0);
   const j = set.stats.join;

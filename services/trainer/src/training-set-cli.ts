@@ -39,6 +39,7 @@ import {
 import { InputError, readNdjsonFile, readTopic, type LogInput } from './log-input.js';
 import { outputTarget, writeOutput } from './output.js';
 import { lateWarnings, replayLines } from './replay-report.js';
+import { refuseEmptyInputs, refuseNoTrainingRows, refuseUnreadableInputs, type SetInputs } from './set-checks.js';
 import type { LabelPolicy, SplitSpec } from './training-set.js';
 
 const USAGE = 'usage: training-set log|backfill --model NAME/VERSION|DIR --cutoff TIME ... (see docs/training-data.md)';
@@ -141,6 +142,7 @@ async function main(): Promise<void> {
   const kafka = eventLogOpener(config);
   try {
     const labels = await fileOrTopic(values.labels, values['labels-topic'], ['--labels', '--labels-topic'], kafka.open);
+    const read: SetInputs = { labels };
     let built: Built;
     if (mode === 'log') {
       const predictions = await fileOrTopic(
@@ -149,6 +151,7 @@ async function main(): Promise<void> {
         ['--predictions', '--predictions-topic'],
         kafka.open,
       );
+      read.predictions = predictions;
       // Each served version's values are taken as this model encodes them (its registry manifest says how it served them).
       const manifests = await registryManifests(config, model.name);
       built = await trainingSetFromPredictionLog({
@@ -165,6 +168,7 @@ async function main(): Promise<void> {
       const events = new Map<string, LogInput>();
       for (const [name, file] of eventFiles) events.set(name, await readNdjsonFile(userPath(file), file));
       for (const [name, topic] of eventTopics) events.set(name, await readTopic(await kafka.open('--events-topic'), topic));
+      read.events = events.get(rowsSource);
       built = await trainingSetFromBackfill({
         events,
         rowsSource,
@@ -180,27 +184,10 @@ async function main(): Promise<void> {
         readAt: now,
       });
     }
-    // An input none of whose records could be read is the wrong input, not an empty one.
+    // An input with no records, or none that could be read, is the wrong input.
     const { stats } = built.set;
-    const checks = [
-      {
-        what: mode === 'log' ? 'prediction-log' : 'event',
-        total: stats.served?.records ?? stats.events?.events ?? 0,
-        bad: stats.records_rejected,
-        first: 0,
-      },
-      {
-        what: 'label',
-        total: built.labelRecords,
-        bad: stats.labels_rejected,
-        first: stats.records_rejected,
-      },
-    ];
-    for (const { what, total, bad, first } of checks) {
-      const example = built.rejected[first];
-      if (total > 0 && bad === total && example)
-        throw new InputError(`none of the ${total} ${what} records could be read (the first, ${example.where}: ${example.detail})`);
-    }
+    refuseEmptyInputs(built, read);
+    refuseUnreadableInputs(built, read);
     // Records read but none selected: a typo in --model, --variant or --served-version, not an empty log.
     const served = stats.served;
     const leftOut = served
@@ -218,6 +205,7 @@ async function main(): Promise<void> {
       const unusable = unusableEvents(replay, `events of source "${replay.source}"`);
       if (unusable !== null) throw new InputError(unusable);
     }
+    refuseNoTrainingRows(built.set);
     // The summary first: nothing is written when it cannot be made.
     const report = summary(built);
     await writeOutput(values.format === 'json' ? `${jsonDocument(built.set)}\n` : trainingSetNdjson(built.set), target);

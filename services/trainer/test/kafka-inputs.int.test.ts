@@ -121,9 +121,9 @@ describe.skipIf(!services.kafkaBrokers)(
       const args = ['--cutoff', cutoff, '--predictions'];
       const fromTopic = await trainingSet(['log', ...args, 'predictions.ndjson', '--labels-topic', topics.labels]);
       const fromFile = await trainingSet(['log', ...args, 'predictions.ndjson', '--labels', 'labels.ndjson']);
-      expect(fromTopic.code).toBe(0);
-      expect(JSON.parse(fromTopic.stdout).rows).toHaveLength(0);
-      expect(fromTopic.stderr).toMatch(/labels: \d+ arrived after the cut-off/);
+      // No label by the cut-off: no row, refused.
+      expect(fromTopic.code).toBe(1);
+      expect(fromTopic.stderr).toMatch(/^training-set: the training set has no rows: .* \([1-9]\d* labels arrived after the cut-off, /);
       expect(JSON.parse(fromFile.stdout).rows.length).toBeGreaterThan(0);
     }, 120_000);
 

@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryRoutingStore, ModelRegistry } from '@tributary/inference';
 import { createRandom, fraud, planFeatures } from '@tributary/shared';
-import { ndjsonInput } from '../src/log-input.js';
+import { InputError, ndjsonInput } from '../src/log-input.js';
 import { nextVersion, retrain, RetrainRefused } from '../src/retrain.js';
 import { VersionDirectoryRefused } from '../src/train-model.js';
 
@@ -137,6 +137,25 @@ describe('retrain', () => {
     expect(refused).toBeInstanceOf(RetrainRefused);
     expect((refused as RetrainRefused).reason).toBe('too_small');
     expect((refused as Error).message).toMatch(/from 2 prediction-log records \(2 could not be read\)/);
+  });
+
+  it('takes an input with no records for the wrong file, naming it, and registers nothing', async () => {
+    const { predictions, labels, cutoff } = logs(burstFraud);
+    for (const [given, named] of [
+      [{ predictions, labels: ndjsonInput('labels.ndjson', '') }, 'the label file labels.ndjson'],
+      [{ predictions: ndjsonInput('predictions.ndjson', '\n'), labels }, 'the prediction-log file predictions.ndjson'],
+    ] as const) {
+      const refused = retrain({
+        model: 'fraud_detector',
+        registry,
+        ...given,
+        policy: { cutoff, unlabelled: 'drop', maturityMs: 0 },
+        by: 'test',
+      });
+      await expect(refused).rejects.toThrow(InputError);
+      await expect(refused).rejects.toThrow(`${named} holds no records: taken for the wrong file`);
+    }
+    expect(await registry.versions('fraud_detector')).toHaveLength(1);
   });
 
   // The version folders (beside them, the routing record: see ModelRegistry.record).

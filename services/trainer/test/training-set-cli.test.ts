@@ -152,6 +152,39 @@ describe('a backfill-mode training set from an events file', () => {
       expect(await readdir(dir)).not.toContain('far.json');
     }, 60_000);
 
+    it('stops (exit 1, nothing written) on an input with no records, or a set with no training row', async () => {
+      await writeFile(join(dir, 'empty.ndjson'), '');
+      const cases = [
+        [
+          ['backfill', '--events', 'in-order.ndjson', '--labels', 'empty.ndjson', '--cutoff', 'now'],
+          'the label file empty.ndjson holds no records: taken for the wrong file',
+        ],
+        [
+          ['backfill', '--events', 'empty.ndjson', '--labels', 'labels.ndjson', '--cutoff', 'now'],
+          'the event file empty.ndjson holds no records: taken for the wrong file',
+        ],
+        [
+          ['log', '--predictions', 'empty.ndjson', '--labels', 'labels.ndjson', '--cutoff', 'now'],
+          'the prediction-log file empty.ndjson holds no records: taken for the wrong file',
+        ],
+        [
+          ['backfill', '--events', 'in-order.ndjson', '--labels', 'labels.ndjson', '--cutoff', '0'],
+          'the training set has no rows: left out 50 after the cut-off, 0 younger than the maturity window, 0 without a label (50 labels arrived after the cut-off, 0 were for no row): check --cutoff and --maturity',
+        ],
+        [
+          ['backfill', '--events', 'in-order.ndjson', '--labels', 'labels.ndjson', '--cutoff', 'now', '--validation-from', String(T0)],
+          'the training set has no training rows: all 50 validate (from 2026-01-01T00:00:00.000Z on): check --validation-from or --validation-fraction',
+        ],
+      ] as const;
+      for (const [args, message] of cases) {
+        const refused = await runTrainerCli('training-set-cli.ts', ['--model', 'fraud_detector/1', ...args, '--out', 'none.json'], {
+          cwd: dir,
+        });
+        expect([refused.code, refused.stderr]).toEqual([1, `training-set: ${message}\n`]);
+      }
+      expect(await readdir(dir)).not.toContain('none.json');
+    }, 60_000);
+
     it('stops with one line and exit code 1 when its reader closed stdout', async () => {
       const closed = await runTrainerCli(
         'training-set-cli.ts',
