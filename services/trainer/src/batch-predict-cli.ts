@@ -23,6 +23,7 @@ import {
   eventLogOpener,
   modelDirectory,
   namedValues,
+  numberFlag,
   parseDurationFlag,
   parseTimeFlag,
   readManifest,
@@ -63,7 +64,7 @@ async function main(): Promise<void> {
     throw new UsageError('give the features: --events FILE / --events-topic TOPIC (point in time), or --online (REDIS_URL, now)');
   if (values.online && values.at)
     throw new UsageError('--at needs point-in-time features (--events or --events-topic); --online reads them now');
-  const threads = Number(values.threads);
+  const threads = numberFlag(values.threads!, '--threads');
   if (!Number.isInteger(threads) || threads < 1 || threads > 64) throw new UsageError('--threads must be an integer from 1 to 64');
   const allowedLateness =
     values['allowed-lateness'] === undefined ? undefined : parseDurationFlag(values['allowed-lateness'], '--allowed-lateness');

@@ -6,6 +6,7 @@ import { readModelVersion, type ModelManifest } from '@tributary/inference';
 import {
   checkBrokersReachable,
   createEventLog,
+  gradientBoostingParams,
   isBadOption,
   loadConfig,
   MAX_EVENT_TIME,
@@ -16,7 +17,7 @@ import {
 } from '@tributary/shared';
 import { InputError, readNdjsonFile, readTopic, type LogInput } from './log-input.js';
 import { FeatureSourceError } from './point-in-time.js';
-import { VersionDirectoryRefused } from './train-model.js';
+import { VersionDirectoryRefused, type TreeSettings } from './train-model.js';
 
 /** A wrong or missing flag: exit code 2. */
 export class UsageError extends Error {
@@ -45,6 +46,27 @@ export function parseTimeFlag(value: string, flag: string, now = Date.now()): nu
     throw new UsageError(`${flag}: ${value} is after the latest time a date can hold (${MAX_EVENT_TIME} epoch ms, +275760-09-13)`);
   if (time === null) throw new UsageError(`${flag}: "${value}" is not a time (epoch ms, an RFC 3339 date-time with a zone, or now)`);
   return time;
+}
+
+/** A numeric flag's value as a number (NaN if it is none), refused when blank (`--seed ""`), which `Number` would take for 0. */
+export function numberFlag(value: string, flag: string): number {
+  if (value.trim() === '') throw new UsageError(`${flag} is blank: give a number`);
+  return Number(value);
+}
+
+/** The most boosting rounds `--trees` takes (early stopping keeps the best of them). */
+export const MAX_TREES = 10_000;
+
+/** Tree settings given as flags: out of `gradientBoostingParams`' ranges, or more than MAX_TREES trees, a wrong option. */
+export function checkTreeFlags(trees: TreeSettings): void {
+  if (!(Number.isInteger(trees.trees) && trees.trees >= 1 && trees.trees <= MAX_TREES))
+    throw new UsageError(`--trees must be an integer in [1, ${MAX_TREES}], got ${String(trees.trees)}`);
+  try {
+    gradientBoostingParams(trees);
+  } catch (error) {
+    const flags: Record<string, string> = { learningRate: '--learning-rate', maxLeaves: '--max-leaves', maxDepth: '--max-depth' };
+    throw new UsageError((error as Error).message.replace(/^trainGradientBoosting: (\w+)/, (_, key: string) => flags[key] ?? key));
+  }
 }
 
 /** A duration such as 30s, 10m, 7d; `0` for none when `zero` is allowed. */

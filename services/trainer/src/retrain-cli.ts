@@ -3,21 +3,36 @@
  *
  *   npm run retrain -w services/trainer -- [--model fraud_detector] \
  *     (--predictions FILE | --predictions-topic TOPIC) (--labels FILE | --labels-topic TOPIC) [--cutoff now] \
- *     [--algorithm gbt|logistic_regression] [--min-auc-gain 0] [--no-shadow] [--reason WHY] [--out DIR [--force]]
+ *     [--algorithm gbt|logistic_regression] [--trees 300] [--seed 1] [--min-auc-gain 0] [--no-shadow] \
+ *     [--by WHO] [--reason WHY] [--out DIR [--force]]
  *
  * Builds the training set from the champion's served predictions joined with labels as of
  * the cut-off, trains the next version, compares it with the champion on the same
  * validation rows, registers it (MODEL_REGISTRY_DIR) and starts it as a shadow (the routing
  * in REDIS_URL). Exit codes: 0 done, 1 refused (set too small or one-class, challenger worse
- * than allowed) or failed, 2 wrong options.
+ * than allowed) or failed, 2 wrong options (every option is checked before Redis or any input
+ * is opened: a blank number, --by or --reason, more than MAX_TREES trees).
  */
 import { hostname, userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ModelRegistry, RedisRoutingStore } from '@tributary/inference';
 import { fraud, planModelFeatures } from '@tributary/shared';
-import { cliConfig, eventLogOpener, fileOrTopic, parseDurationFlag, parseTimeFlag, runCli, UsageError, userPath } from './cli-support.js';
+import {
+  checkTreeFlags,
+  cliConfig,
+  eventLogOpener,
+  exactlyOne,
+  fileOrTopic,
+  numberFlag,
+  parseDurationFlag,
+  parseTimeFlag,
+  runCli,
+  UsageError,
+  userPath,
+} from './cli-support.js';
 import { retrain, RetrainRefused } from './retrain.js';
 import { ALGORITHMS, TREE_DEFAULTS, type AlgorithmFlag } from './train-model.js';
+import type { LabelPolicy } from './training-set.js';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -45,19 +60,32 @@ async function main(): Promise<void> {
   });
   if (!Object.hasOwn(ALGORITHMS, values.algorithm!))
     throw new UsageError(`--algorithm must be one of ${Object.keys(ALGORITHMS).join(', ')}`);
-  if (values.unlabelled !== 'drop' && values.unlabelled !== 'negative') throw new UsageError('--unlabelled must be drop or negative');
-  if (values.unlabelled === 'negative' && values.maturity === undefined)
+  const unlabelled = values.unlabelled;
+  if (unlabelled !== 'drop' && unlabelled !== 'negative') throw new UsageError('--unlabelled must be drop or negative');
+  if (unlabelled === 'negative' && values.maturity === undefined)
     throw new UsageError('--unlabelled negative needs --maturity DURATION: how long a label may take to arrive');
   if (values.force && values.out === undefined) throw new UsageError('--force replaces the version at --out: give --out DIR');
   if (values.shadow && values['no-shadow']) throw new UsageError('give --shadow or --no-shadow, not both');
-  const minAucGain = Number(values['min-auc-gain']);
+  const minAucGain = numberFlag(values['min-auc-gain']!, '--min-auc-gain');
   if (!Number.isFinite(minAucGain) || Math.abs(minAucGain) >= 1) throw new UsageError('--min-auc-gain must be a number in (-1, 1)');
-  const fraction = Number(values['validation-fraction']);
+  const fraction = numberFlag(values['validation-fraction']!, '--validation-fraction');
   if (!(fraction > 0 && fraction < 1)) throw new UsageError('--validation-fraction must be a number between 0 and 1 (exclusive)');
-  const trees = Number(values.trees);
-  if (!Number.isInteger(trees) || trees < 1) throw new UsageError('--trees must be a positive integer');
-  const seed = Number(values.seed);
+  const trees = { ...TREE_DEFAULTS, trees: numberFlag(values.trees!, '--trees') };
+  checkTreeFlags(trees);
+  const seed = numberFlag(values.seed!, '--seed');
   if (!Number.isInteger(seed) || seed < 0) throw new UsageError('--seed must be a non-negative integer');
+  const policy: LabelPolicy = {
+    cutoff: parseTimeFlag(values.cutoff!, '--cutoff'),
+    unlabelled,
+    maturityMs: values.maturity === undefined ? 0 : parseDurationFlag(values.maturity, '--maturity', true),
+  };
+  // Kept in the registry's audit log: said, or not given (the default), never blank.
+  const by = values.by === undefined ? `${userInfo().username}@${hostname()}` : values.by.trim();
+  if (!by) throw new UsageError('--by names who retrains (kept in the audit log): it cannot be blank');
+  const reason = values.reason?.trim();
+  if (reason === '') throw new UsageError('--reason says why (kept in the audit log): it cannot be blank; leave it out for the default');
+  exactlyOne(values.predictions, values['predictions-topic'], ['--predictions', '--predictions-topic']);
+  exactlyOne(values.labels, values['labels-topic'], ['--labels', '--labels-topic']);
 
   const config = cliConfig();
   if (!config.REDIS_URL)
@@ -92,21 +120,17 @@ async function main(): Promise<void> {
       registry,
       predictions,
       labels,
-      policy: {
-        cutoff: parseTimeFlag(values.cutoff!, '--cutoff'),
-        unlabelled: values.unlabelled,
-        maturityMs: values.maturity === undefined ? 0 : parseDurationFlag(values.maturity, '--maturity', true),
-      },
+      policy,
       split: { validationFraction: fraction },
       algorithm: values.algorithm as AlgorithmFlag,
-      trees: { ...TREE_DEFAULTS, trees },
+      trees,
       seed,
       minAucGain,
       shadow: !values['no-shadow'],
       out: values.out === undefined ? undefined : userPath(values.out),
       replaceOut: values.force,
-      by: values.by ?? `${userInfo().username}@${hostname()}`,
-      reason: values.reason,
+      by,
+      reason,
       catalog,
       report: (line) => console.log(line),
     });

@@ -87,6 +87,10 @@ export async function retrain(options: RetrainOptions): Promise<RetrainResult> {
   const report = options.report ?? (() => {});
   const { registry, model } = options;
   const minAucGain = options.minAucGain ?? 0;
+  // Who and why go to the registry's audit log: never blank.
+  if (!options.by.trim()) throw new RangeError('retrain: `by` (who retrains) cannot be blank');
+  if (options.reason !== undefined && !options.reason.trim())
+    throw new RangeError('retrain: `reason` cannot be blank (leave it out for the default)');
 
   // 1. The champion, from the routing.
   const before = await registry.ensureRouting(model, options.by);

@@ -16,9 +16,8 @@
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { gradientBoostingParams } from '@tributary/shared';
 import type { TrainingSet } from './build-training-set.js';
-import { cliConfig, runCli, UsageError } from './cli-support.js';
+import { checkTreeFlags, cliConfig, numberFlag, runCli, UsageError } from './cli-support.js';
 import { buildDataset, type Dataset } from './dataset.js';
 import {
   ALGORITHMS,
@@ -55,8 +54,8 @@ async function main(): Promise<void> {
       'max-depth': { type: 'string', default: '6' },
     },
   });
-  const rows = Number(values.rows);
-  const seed = Number(values.seed);
+  const rows = numberFlag(values.rows!, '--rows');
+  const seed = numberFlag(values.seed!, '--seed');
   if (!Number.isInteger(rows) || rows < 1000 || rows > 10_000_000) throw new UsageError('--rows must be an integer from 1000 to 10000000');
   if (!Number.isInteger(seed) || seed < 0) throw new UsageError('--seed must be a non-negative integer');
   if (!Object.hasOwn(ALGORITHMS, values.algorithm!))
@@ -77,19 +76,7 @@ async function main(): Promise<void> {
       : undefined;
   // Out of range (a learning rate above 1, one leaf, a fractional number of trees): said now, as a wrong option,
   // not once the data is built.
-  if (trees) {
-    try {
-      gradientBoostingParams(trees);
-    } catch (error) {
-      const flags: Record<string, string> = {
-        trees: '--trees',
-        learningRate: '--learning-rate',
-        maxLeaves: '--max-leaves',
-        maxDepth: '--max-depth',
-      };
-      throw new UsageError((error as Error).message.replace(/^trainGradientBoosting: (\w+)/, (_, key: string) => flags[key] ?? key));
-    }
-  }
+  if (trees) checkTreeFlags(trees);
   const version = values.version!;
   // Relative paths are the caller's: `npm run train -w services/trainer` runs in services/trainer.
   const callerDir = process.env.INIT_CWD ?? process.cwd();
@@ -135,7 +122,7 @@ async function main(): Promise<void> {
   if (trained.comparison) for (const line of comparisonLines(trained.comparison)) console.log(line);
 
   function positiveNumber(flag: 'trees' | 'learning-rate' | 'max-leaves' | 'max-depth'): number {
-    const v = Number(values[flag]);
+    const v = numberFlag(values[flag]!, `--${flag}`);
     if (!(Number.isFinite(v) && v > 0)) throw new UsageError(`--${flag} must be a positive number, got ${String(values[flag])}`);
     return v;
   }

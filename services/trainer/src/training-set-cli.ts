@@ -28,6 +28,7 @@ import {
   fileOrTopic,
   modelDirectory,
   namedValues,
+  numberFlag,
   parseDurationFlag,
   parseTimeFlag,
   readManifest,
@@ -94,7 +95,7 @@ async function main(): Promise<void> {
   let split: SplitSpec = { validationFraction: 0.2 };
   if (values['validation-from'] !== undefined) split = { at: parseTimeFlag(values['validation-from'], '--validation-from', now) };
   else if (values['validation-fraction'] !== undefined) {
-    const fraction = Number(values['validation-fraction']);
+    const fraction = numberFlag(values['validation-fraction'], '--validation-fraction');
     if (!(fraction > 0 && fraction < 1)) throw new UsageError('--validation-fraction must be a number between 0 and 1 (exclusive)');
     split = { validationFraction: fraction };
   }

@@ -158,6 +158,20 @@ describe('retrain', () => {
     expect(await registry.versions('fraud_detector')).toHaveLength(1);
   });
 
+  it('refuses a blank `by` or `reason` (kept in the audit log) before anything is read', async () => {
+    const { predictions, labels, cutoff } = logs(burstFraud);
+    const common = {
+      model: 'fraud_detector',
+      registry,
+      predictions,
+      labels,
+      policy: { cutoff, unlabelled: 'drop' as const, maturityMs: 0 },
+    };
+    await expect(retrain({ ...common, by: ' ' })).rejects.toThrow('retrain: `by` (who retrains) cannot be blank');
+    await expect(retrain({ ...common, by: 'test', reason: '' })).rejects.toThrow('retrain: `reason` cannot be blank');
+    expect(await routes.get('fraud_detector')).toBeNull();
+  });
+
   // The version folders (beside them, the routing record: see ModelRegistry.record).
   const versions = async () =>
     (await readdir(join(dir, 'fraud_detector'), { withFileTypes: true }))
@@ -294,4 +308,28 @@ describe('npm run retrain', () => {
     const both = await runCli(['--shadow', '--no-shadow'], {});
     expect(both.stderr).toMatch(/give --shadow or --no-shadow, not both/);
   }, 60_000);
+
+  it('checks every option before Redis is reached or an input opened: times, blank numbers, too many trees, a blank --by or --reason', async () => {
+    // Nothing listens there, and the inputs do not exist: a wrong option must be said first.
+    const env = { REDIS_URL: 'redis://127.0.0.1:1' };
+    const inputs = ['--predictions', 'missing-predictions.ndjson', '--labels', 'missing-labels.ndjson'];
+    for (const [args, message] of [
+      [['--cutoff', 'soon'], '--cutoff: "soon" is not a time (epoch ms, an RFC 3339 date-time with a zone, or now)'],
+      [['--maturity', 'a while'], /^--maturity: /],
+      [['--seed', ''], '--seed is blank: give a number'],
+      [['--min-auc-gain', ' '], '--min-auc-gain is blank: give a number'],
+      [['--validation-fraction', ''], '--validation-fraction is blank: give a number'],
+      [['--trees', ''], '--trees is blank: give a number'],
+      [['--trees', '1e9'], '--trees must be an integer in [1, 10000], got 1000000000'],
+      [['--by', ' '], '--by names who retrains (kept in the audit log): it cannot be blank'],
+      [['--reason', ''], '--reason says why (kept in the audit log): it cannot be blank; leave it out for the default'],
+    ] as const) {
+      const refused = await runCli([...inputs, ...args], env);
+      expect(refused.code).toBe(2);
+      const said = refused.stderr.replace(/^retrain: /, '').trimEnd();
+      if (typeof message === 'string') expect(said).toBe(message);
+      else expect(said).toMatch(message);
+      expect(refused.stderr.split('\n')).toHaveLength(2);
+    }
+  }, 120_000);
 });

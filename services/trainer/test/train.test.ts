@@ -144,7 +144,9 @@ describe('training from a training set', () => {
         [['--frobnicate'], /Unknown option '--frobnicate'/],
         // Out of the model's range: told before any data is built.
         [['--algorithm', 'gbt', '--learning-rate', '2'], /^train: --learning-rate must be a number in \(0, 1\], got 2$/m],
-        [['--algorithm', 'gbt', '--trees', '2.5'], /^train: --trees must be an integer in \[1, \d+\], got 2\.5$/m],
+        [['--algorithm', 'gbt', '--trees', '2.5'], /^train: --trees must be an integer in \[1, 10000\], got 2\.5$/m],
+        [['--algorithm', 'gbt', '--trees', '1e9'], /^train: --trees must be an integer in \[1, 10000\], got 1000000000$/m],
+        [['--seed', ''], /^train: --seed is blank: give a number$/m],
       ] as const) {
         const wrong = await train([...args, '--out', join(dir, 'x')]);
         expect([wrong.code, wrong.stderr]).toEqual([2, expect.stringMatching(message)]);
