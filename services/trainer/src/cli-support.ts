@@ -159,7 +159,7 @@ export async function fileOrTopic(
 export class OutputClosed extends Error {
   override name = 'OutputClosed';
   constructor() {
-    super('stdout was closed before the end of the output (EPIPE): stopped');
+    super('stdout was closed before the end of the output (EPIPE)');
   }
 }
 
