@@ -15,10 +15,12 @@
  * event at `at`, as the trainer builds its training rows, query `at - 1`). An events file is
  * read as one partition in file order (the order the pipeline would have seen).
  *
- * Exit codes: 0 done, 1 bad input (an unreadable file, a bad query line, events none of which
- * could be used) or a failure, 2 wrong options.
+ * The rows are written line by line as they are made (to `--out`, whole or not at all, or to
+ * stdout).
+ *
+ * Exit codes: 0 done, 1 bad input (an unreadable file, a bad query line or none, a source whose
+ * events none could be used, an empty or missing topic) or a failure, 2 wrong options.
  */
-import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
@@ -28,19 +30,18 @@ import {
   isBadOption,
   loadConfig,
   parseDuration,
-  parseEventTime,
   lineRecord,
   openTextFile,
   openTopic,
   textLines,
   type TextLine,
 } from '@tributary/shared';
-import { streamedReplay, unusableEvents, type BackfillResult, type FeatureQuery, type FeatureRow } from './backfill.js';
+import { streamedReplay, type BackfillResult, type FeatureRow } from './backfill.js';
+import { InputError, parseQueries, unusableSource } from './backfill-input.js';
+import { writeLines } from './write-lines.js';
 
 /** A wrong or missing option: exit 2. */
 class UsageError extends Error {}
-/** An input that cannot be used (a file, a query line, the events): exit 1. */
-class InputError extends Error {}
 
 /** `--allowed-lateness`: a duration, as ALLOWED_LATENESS (an empty value is an error, not the default). */
 function parseLateness(value: string): number {
@@ -73,26 +74,9 @@ async function* readLines(path: string): AsyncGenerator<TextLine> {
   }
 }
 
-/** The queries of a file, each line checked (the first bad one named by its line number); all kept, to be answered in time order. */
-export async function parseQueries(lines: AsyncIterable<TextLine>, file: string): Promise<FeatureQuery[]> {
-  const queries: FeatureQuery[] = [];
-  for await (const line of lines) {
-    const where = `${file}:${line.number}`;
-    let value: unknown;
-    try {
-      value = JSON.parse(line.text);
-    } catch (error) {
-      throw new InputError(`${where}: invalid JSON: ${(error as Error).message}`);
-    }
-    const q = value as Record<string, unknown>;
-    if (typeof q !== 'object' || q === null) throw new InputError(`${where}: a query must be a JSON object`);
-    if (typeof q.entity !== 'string' || q.entity === '') throw new InputError(`${where}: "entity" must be a non-empty string`);
-    if (typeof q.id !== 'string' || q.id === '') throw new InputError(`${where}: "id" must be a non-empty string`);
-    const at = parseEventTime(q.at);
-    if (at === null) throw new InputError(`${where}: "at" must be epoch milliseconds (up to 8.64e15) or an RFC 3339 date-time with a zone`);
-    queries.push({ entity: q.entity, id: q.id, at });
-  }
-  return queries;
+/** The output lines: a row each, made as they are written. */
+function* rowLines(rows: FeatureRow[]): Generator<string> {
+  for (const row of rows) yield JSON.stringify(row);
 }
 
 async function main(): Promise<void> {
@@ -106,6 +90,7 @@ async function main(): Promise<void> {
     },
   });
   if (!values.queries) throw new UsageError('--queries FILE is required (NDJSON lines {"entity","id","at"})');
+  if (values.out?.trim() === '') throw new UsageError('--out must name a file (without it the rows go to stdout)');
   const config = loadConfig();
   const lateness = values['allowed-lateness'] === undefined ? config.ALLOWED_LATENESS : parseLateness(values['allowed-lateness']);
   const example = fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS, labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS });
@@ -161,16 +146,14 @@ async function main(): Promise<void> {
   const rows: FeatureRow[] = queries.map((query) => ({ ...query, features: {} }));
   const replayed: string[] = [];
   for (const [name, result] of results) {
-    const unusable = unusableEvents(result, `events of source "${name}"`);
-    if (unusable !== null) throw new InputError(`${unusable}: are they events of ${name}?`);
+    const unusable = unusableSource(name, result, topics.get(name));
+    if (unusable !== null) throw new InputError(unusable);
     result.rows.forEach((row, i) => Object.assign(rows[i]!.features, row.features));
     replayed.push(
       `${result.accepted} events of ${name} (set aside: ${result.rejected.late} late, ${result.rejected.malformed} malformed, ${result.rejected.invalid} invalid)`,
     );
   }
-  const text = rows.map((row) => JSON.stringify(row)).join('\n') + (rows.length > 0 ? '\n' : '');
-  if (values.out) writeFileSync(resolve(process.env.INIT_CWD ?? process.cwd(), values.out), text);
-  else process.stdout.write(text);
+  writeLines(rowLines(rows), values.out === undefined ? undefined : resolve(process.env.INIT_CWD ?? process.cwd(), values.out));
   process.stderr.write(`backfill: ${rows.length} rows from ${replayed.join('; ')}\n`);
   // Groups of the queried entities whose source was not given: left out of the rows, said so.
   const queried = new Set(queries.map((q) => q.entity));

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -441,6 +441,18 @@ describe('backfill CLI', () => {
         expect(merchant.features.merchant_labels.count_7d).toBeGreaterThan(0);
         expect(both.stderr).toMatch(/^backfill: 2 rows from \d+ events of transactions \(.*\); \d+ events of labelled_transactions \(/m);
         expect(both.stderr).not.toMatch(/left out/);
+
+        // To a file: the same rows, nothing on stdout.
+        const toFile = await cli([
+          '--events',
+          join(dir, 'events.ndjson'),
+          '--queries',
+          join(dir, 'queries.ndjson'),
+          '--out',
+          join(dir, 'rows.ndjson'),
+        ]);
+        expect(toFile.stdout).toBe('');
+        expect(await readFile(join(dir, 'rows.ndjson'), 'utf8')).toBe(stdout);
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
@@ -465,6 +477,13 @@ describe('backfill CLI', () => {
         );
         expect(failure?.code).toBe(1);
         expect(failure?.stderr).toMatch(/^backfill: .*queries\.ndjson:3: "at" must be epoch milliseconds/);
+        // A file without a query (a failed export) is no input, not an empty output.
+        await writeFile(join(dir, 'none.ndjson'), '\n');
+        const none = await cli(['--events', join(dir, 'events.ndjson'), '--queries', join(dir, 'none.ndjson')]).then(
+          () => null,
+          (error: { code: number; stdout: string; stderr: string }) => error,
+        );
+        expect([none?.code, none?.stdout, none?.stderr]).toEqual([1, '', `backfill: no queries in ${join(dir, 'none.ndjson')}\n`]);
         await writeFile(join(dir, 'good.ndjson'), '{"entity":"user_id","id":"u1","at":1}\n');
         const unreadable = await cli(['--events', join(dir, 'missing.ndjson'), '--queries', join(dir, 'good.ndjson')]).then(
           () => null,
