@@ -32,6 +32,25 @@ export function isBadOption(error: unknown): boolean {
   return String((error as { code?: unknown } | null)?.code).startsWith('ERR_PARSE_ARGS');
 }
 
+/**
+ * The first option a command line gives twice that takes one value (a second would silently
+ * replace the first), from the tokens of node:util's `parseArgs` (`tokens: true`) and its options.
+ */
+export function repeatedOption(
+  tokens: readonly { kind: string; name?: string }[] | undefined,
+  options: Readonly<Record<string, { type: string; multiple?: boolean }>>,
+): string | undefined {
+  const seen = new Set<string>();
+  for (const token of tokens ?? []) {
+    if (token.kind !== 'option' || token.name === undefined) continue;
+    const option = options[token.name];
+    if (option?.type !== 'string' || option.multiple) continue;
+    if (seen.has(token.name)) return token.name;
+    seen.add(token.name);
+  }
+  return undefined;
+}
+
 export class TributaryError extends Error {
   readonly code: ErrorCode;
   readonly httpStatus: number;

@@ -16,19 +16,16 @@
  */
 import { hostname, userInfo } from 'node:os';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { ConfigError, fraud, isBadOption, loadConfig, planModelFeatures, TributaryError } from '@tributary/shared';
 import { ModelLoadError, readModelFiles } from './model.js';
+import { parseCommandLine, UsageError } from './registry-args.js';
 import { ModelRegistry } from './registry/registry.js';
 import { describeRollout } from './registry/registry.js';
-import type { RolloutPolicy } from './registry/rollout.js';
 import { RedisRoutingStore, type AuditEntry, type Routing } from './registry/routing.js';
 
 const USAGE = `usage: npm run models -- <list | register <dir> | promote <version> --reason <why> | rollback --reason <why> | rollout <policy> --reason <why> | audit> [--model <name>] [--by <who>] [--limit <n>]
   rollout policies: champion | canary <version> --percent <more than 0, less than 100> | ab <version>:<weight>,<version>:<weight>[,…] [--entity <key field>] | bandit <version>,<version>[,…]
   with any policy: --shadow <version>[,<version>…] (scored on every request, never returned)`;
-
-class UsageError extends Error {}
 
 function describe(routing: Routing | null, lastChange?: AuditEntry): string {
   if (!routing && lastChange) {
@@ -40,65 +37,16 @@ function describe(routing: Routing | null, lastChange?: AuditEntry): string {
   return `${describeRollout(routing)} (revision ${routing.revision}, ${routing.updated_at} by ${routing.updated_by}: ${routing.reason}); earlier champions: ${routing.previous.join(', ') || 'none'}`;
 }
 
-const list = (text: string | undefined, what: string): string[] => {
-  const items = (text ?? '')
-    .split(',')
-    .map((v) => v.trim())
-    .filter(Boolean);
-  if (items.length === 0) throw new UsageError(`${what} needs a comma-separated list of versions`);
-  return items;
-};
-
-function parsePolicy(kind: string | undefined, argument: string | undefined, values: { percent?: string; entity?: string }): RolloutPolicy {
-  switch (kind) {
-    case 'champion':
-      return { kind: 'champion' };
-    case 'canary': {
-      if (!argument) throw new UsageError('rollout canary needs the version');
-      const percent = Number(values.percent);
-      if (values.percent === undefined || !Number.isFinite(percent) || percent <= 0 || percent >= 100)
-        throw new UsageError('rollout canary needs --percent <more than 0, less than 100>');
-      return { kind: 'canary', version: argument, percent };
-    }
-    case 'ab': {
-      const arms = list(argument, 'rollout ab').map((arm) => {
-        const [version, weight] = arm.split(':');
-        if (!version || weight === undefined || !Number.isFinite(Number(weight)))
-          throw new UsageError(`A/B arm "${arm}" must be <version>:<weight>`);
-        return { version, weight: Number(weight) };
-      });
-      return { kind: 'ab', arms, ...(values.entity ? { entity: values.entity } : {}) };
-    }
-    case 'bandit':
-      return { kind: 'bandit', versions: list(argument, 'rollout bandit') };
-    default:
-      throw new UsageError(`rollout needs a policy: champion, canary, ab or bandit${kind ? ` (not "${kind}")` : ''}`);
-  }
-}
-
 async function main(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      model: { type: 'string' },
-      reason: { type: 'string' },
-      by: { type: 'string' },
-      limit: { type: 'string' },
-      percent: { type: 'string' },
-      entity: { type: 'string' },
-      shadow: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
+  // Bad usage is told before the configuration is read or Redis reached.
+  const { command, ...named } = parseCommandLine(argv);
+  if (command.name === 'help') {
     console.log(USAGE);
     return;
   }
-  const [command, argument, policyArgument] = positionals;
   const config = loadConfig();
-  const model = values.model ?? config.MODEL_NAME;
-  const by = values.by ?? `${userInfo().username}@${hostname()}`;
+  const model = named.model ?? config.MODEL_NAME;
+  const by = named.by ?? `${userInfo().username}@${hostname()}`;
   const catalog = fraud.fraudExample().catalog;
   const routes = config.REDIS_URL
     ? new RedisRoutingStore({ url: config.REDIS_URL, cluster: config.REDIS_CLUSTER }, config.REDIS_KEY_PREFIX)
@@ -122,16 +70,10 @@ async function main(argv: string[]): Promise<void> {
       (manifest) => planModelFeatures(manifest, catalog),
       { awaitRestore, warn: (message) => console.error(message) },
     );
-  const reason = () => {
-    if (!values.reason?.trim()) throw new UsageError(`${command} needs --reason "<why>" (kept in the audit log)`);
-    return values.reason.trim();
-  };
   try {
-    // A rollout's bad usage is told before its Redis is reached.
-    const policy = command === 'rollout' ? parsePolicy(argument, policyArgument, values) : null;
     // Every command but register reads or writes the routing: fail fast if its Redis does not answer.
-    if (command !== 'register') await routes?.reachable();
-    switch (command) {
+    if (command.name !== 'register') await routes?.reachable();
+    switch (command.name) {
       case 'list': {
         const { versions, damaged } = await registry(false).inventory(model, { load: true });
         if (versions.length === 0 && damaged.length === 0)
@@ -146,10 +88,9 @@ async function main(argv: string[]): Promise<void> {
         return;
       }
       case 'register': {
-        if (!argument) throw new UsageError('register needs the folder of the version (manifest.json and the ONNX file)');
         // A relative folder is the caller's: `npm run` starts the script in the repository's root.
         // Read unchecked: register checks the hash, with the rest.
-        const version = await readModelFiles(resolve(process.env.INIT_CWD ?? process.cwd(), argument));
+        const version = await readModelFiles(resolve(process.env.INIT_CWD ?? process.cwd(), command.folder));
         const summary = await registry(false).register(version.manifest, version.bytes);
         console.log(
           `registered ${version.manifest.name} version ${summary.version} (${summary.features} features); promote it to serve it`,
@@ -157,32 +98,26 @@ async function main(argv: string[]): Promise<void> {
         return;
       }
       case 'promote': {
-        if (!argument) throw new UsageError('promote needs the version');
-        const routing = await registry(true).promote(model, argument, by, reason());
+        const routing = await registry(true).promote(model, command.version, by, command.reason);
         console.log(`${model}: ${describe(routing)}`);
         return;
       }
       case 'rollback': {
-        const routing = await registry(true).rollback(model, by, reason());
+        const routing = await registry(true).rollback(model, by, command.reason);
         console.log(`${model}: ${describe(routing)}`);
         return;
       }
       case 'rollout': {
-        const shadows = values.shadow === undefined ? [] : list(values.shadow, '--shadow');
-        const routing = await registry(true).rollout(model, policy!, shadows, by, reason());
+        const routing = await registry(true).rollout(model, command.policy, command.shadows, by, command.reason);
         console.log(`${model}: ${describe(routing)}`);
         return;
       }
       case 'audit': {
-        const limit = Number(values.limit ?? 20);
-        if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new UsageError('--limit must be an integer between 1 and 1000');
-        for (const e of await registry(true).audit(model, limit)) {
+        for (const e of await registry(true).audit(model, command.limit)) {
           console.log(`${e.at}  revision ${e.revision}  ${e.action} ${e.from ?? '-'} -> ${e.to}  by ${e.by}: ${e.reason}`);
         }
         return;
       }
-      default:
-        throw new UsageError(command ? `unknown command "${command}"` : 'no command given');
     }
   } finally {
     await routes?.close();

@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parseCommandLine } from '../src/registry-args.js';
 import { foreignVersion, logisticVersion, models, tempRegistry, versionFolder } from './models.js';
 
 /** Each test runs the command-line tool several times, each a new Node process compiling its TypeScript: a guard against a hang, wide enough for a loaded CI machine. */
@@ -90,6 +91,19 @@ describe('npm run models (registry CLI)', () => {
   );
 
   it(
+    'refuses an argument or an option the command does not take, exit code 2, before Redis is reached',
+    async () => {
+      // Redis would not answer: refused before it is asked.
+      const env = { MODEL_REGISTRY_DIR: tempRegistry(), REDIS_URL: 'redis://127.0.0.1:1' };
+      const extra = await models(['promote', '3', 'extra-arg', '--reason', 'c'], env);
+      expect([extra.code, extra.stderr]).toEqual([2, expect.stringMatching(/^error: promote: unexpected argument "extra-arg"\nusage: /)]);
+      const percent = await models(['rollout', 'champion', '--percent', '10', '--reason', 'c'], env);
+      expect([percent.code, percent.stderr]).toEqual([2, expect.stringMatching(/^error: --percent is only for rollout canary\nusage: /)]);
+    },
+    CLI_TIMEOUT_MS,
+  );
+
+  it(
     'says the routing store does not answer instead of waiting for a Redis Cluster that cannot be reached',
     async () => {
       const env = { MODEL_REGISTRY_DIR: tempRegistry(), REDIS_URL: 'redis://127.0.0.1:1', REDIS_CLUSTER: 'true' };
@@ -101,4 +115,80 @@ describe('npm run models (registry CLI)', () => {
     },
     CLI_TIMEOUT_MS,
   );
+});
+
+describe('the registry command line', () => {
+  const refusal = (argv: string[]) => {
+    try {
+      parseCommandLine(argv);
+    } catch (error) {
+      return (error as Error).message;
+    }
+    throw new Error(`${argv.join(' ')} was accepted`);
+  };
+
+  it('takes each command with its own arguments and options', () => {
+    expect(parseCommandLine(['promote', '3', '--reason', ' better AUC ', '--by', 'ana', '--model', 'm'])).toEqual({
+      command: { name: 'promote', version: '3', reason: 'better AUC' },
+      model: 'm',
+      by: 'ana',
+    });
+    expect(parseCommandLine(['rollback', '--reason', 'r']).command).toEqual({ name: 'rollback', reason: 'r' });
+    expect(parseCommandLine(['rollout', 'ab', '1:50,2:50', '--entity', 'user_id', '--shadow', '3', '--reason', 'r']).command).toEqual({
+      name: 'rollout',
+      policy: {
+        kind: 'ab',
+        arms: [
+          { version: '1', weight: 50 },
+          { version: '2', weight: 50 },
+        ],
+        entity: 'user_id',
+      },
+      shadows: ['3'],
+      reason: 'r',
+    });
+    expect(parseCommandLine(['rollout', 'canary', '2', '--percent', '10', '--reason', 'r']).command).toMatchObject({
+      policy: { kind: 'canary', version: '2', percent: 10 },
+    });
+    expect(parseCommandLine(['audit', '--limit', '5', '--model', 'm'])).toEqual({ command: { name: 'audit', limit: 5 }, model: 'm' });
+    expect(parseCommandLine(['list', '--help']).command).toEqual({ name: 'help' });
+  });
+
+  it('refuses an argument the command does not take', () => {
+    expect(refusal(['rollback', '1', '--reason', 'x'])).toBe(
+      'rollback: unexpected argument "1" (rollback returns to the previous champion; promote <version> serves a given one)',
+    );
+    expect(refusal(['promote', '3', 'extra-arg', '--reason', 'c'])).toBe('promote: unexpected argument "extra-arg"');
+    expect(refusal(['rollout', 'champion', '2', '--reason', 'c'])).toBe('rollout champion: unexpected argument "2"');
+    expect(refusal(['rollout', 'bandit', '1,2', '3', '--reason', 'c'])).toBe('rollout bandit: unexpected argument "3"');
+    expect(refusal(['list', 'all'])).toBe('list: unexpected argument "all"');
+    expect(refusal(['audit', '20'])).toBe('audit: unexpected argument "20"');
+    expect(refusal(['register', 'a', 'b'])).toBe('register: unexpected argument "b"');
+    expect(refusal(['promote', '', '--reason', 'c'])).toBe('promote needs the version');
+  });
+
+  it('refuses an option the command (or rollout policy) does not take, and one given twice', () => {
+    expect(refusal(['promote', '3', '--reason', 'c', '--percent', '50'])).toBe('--percent is only for rollout canary');
+    expect(refusal(['promote', '3', '--reason', 'c', '--entity', 'user_id'])).toBe('--entity is only for rollout ab');
+    expect(refusal(['rollout', 'champion', '--percent', '10', '--reason', 'c'])).toBe('--percent is only for rollout canary');
+    expect(refusal(['rollout', 'canary', '2', '--percent', '10', '--entity', 'user_id', '--reason', 'c'])).toBe(
+      '--entity is only for rollout ab',
+    );
+    expect(refusal(['list', '--reason', 'c'])).toBe('--reason is only for promote, rollback and rollout');
+    expect(refusal(['list', '--limit', '5'])).toBe('--limit is only for audit');
+    expect(refusal(['audit', '--shadow', '2'])).toBe('--shadow is only for rollout');
+    expect(refusal(['register', 'dir', '--model', 'm'])).toMatch(/^--model is only for list, audit, promote, rollback and rollout/);
+    expect(refusal(['promote', '3', '--reason', 'a', '--reason', 'b'])).toBe('--reason is given twice');
+  });
+
+  it('refuses blank names and malformed A/B arms rather than using a default or part of them', () => {
+    expect(refusal(['rollout', 'ab', '1:50,2:50', '--entity', '', '--reason', 'c'])).toBe('--entity must not be empty');
+    expect(refusal(['promote', '3', '--reason', 'c', '--by', ' '])).toBe('--by must not be empty');
+    expect(refusal(['promote', '3', '--reason', 'c', '--model', ''])).toBe('--model must not be empty');
+    expect(refusal(['promote', '3', '--reason', ' '])).toBe('promote needs --reason "<why>" (kept in the audit log)');
+    expect(refusal(['rollout', 'ab', '2:1:5,3:1', '--reason', 'c'])).toBe('A/B arm "2:1:5" must be <version>:<weight>');
+    for (const arm of ['2', ':5', '2:', '2: ']) expect(refusal(['rollout', 'ab', `${arm},3:1`, '--reason', 'c'])).toMatch(/^A\/B arm /);
+    expect(refusal(['rollout', 'bandit', '1,,2', '--reason', 'c'])).toBe('rollout bandit: an empty item in "1,,2"');
+    expect(refusal(['rollout', 'canary', '2', '--percent', ' ', '--reason', 'c'])).toBe('--percent must not be empty');
+  });
 });
