@@ -7,7 +7,7 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { openTextFile, PREDICTION_VARIANTS } from '@tributary/shared';
+import { openTextFile, PREDICTION_VARIANTS, repeatedOption } from '@tributary/shared';
 import { COMPARE_DEFAULTS, compareSamples, type CompareOptions } from './compare.js';
 import { formatReport } from './compare-format.js';
 import { ANSWERING_VARIANTS, CompareInputError, parseSample, type RecordFilter, type Sample, type SampleFields } from './compare-input.js';
@@ -19,6 +19,22 @@ const USAGE =
 
 class UsageError extends Error {}
 
+const OPTIONS = {
+  reference: { type: 'string' },
+  current: { type: 'string' },
+  model: { type: 'string' },
+  version: { type: 'string' },
+  variant: { type: 'string', default: ANSWERING_VARIANTS.join(',') },
+  features: { type: 'string' },
+  'score-field': { type: 'string' },
+  'label-field': { type: 'string' },
+  'slice-field': { type: 'string' },
+  threshold: { type: 'string', default: String(COMPARE_DEFAULTS.threshold) },
+  alpha: { type: 'string', default: String(COMPARE_DEFAULTS.alpha) },
+  bins: { type: 'string', default: String(COMPARE_DEFAULTS.bins) },
+  format: { type: 'string', default: 'table' },
+} as const;
+
 function parseOptions(argv: string[]): {
   reference: string;
   current: string;
@@ -28,31 +44,15 @@ function parseOptions(argv: string[]): {
   /** The record fields named on the command line (not defaults): each must be in some record. */
   named: ('score' | 'label' | 'slice')[];
 } {
-  let values;
+  let values, tokens;
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        reference: { type: 'string' },
-        current: { type: 'string' },
-        model: { type: 'string' },
-        version: { type: 'string' },
-        variant: { type: 'string', default: ANSWERING_VARIANTS.join(',') },
-        features: { type: 'string' },
-        'score-field': { type: 'string' },
-        'label-field': { type: 'string' },
-        'slice-field': { type: 'string' },
-        threshold: { type: 'string', default: String(COMPARE_DEFAULTS.threshold) },
-        alpha: { type: 'string', default: String(COMPARE_DEFAULTS.alpha) },
-        bins: { type: 'string', default: String(COMPARE_DEFAULTS.bins) },
-        format: { type: 'string', default: 'table' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
+    ({ values, tokens } = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false, tokens: true }));
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
+  // Each flag takes one value: a second would silently replace the first.
+  const twice = repeatedOption(tokens, OPTIONS);
+  if (twice !== undefined) throw new UsageError(`--${twice} is given twice`);
   if (values.reference === undefined) throw new UsageError('--reference is required');
   if (values.current === undefined) throw new UsageError('--current is required');
   if (values.format !== 'table' && values.format !== 'json') throw new UsageError(`--format must be table or json, got "${values.format}"`);
@@ -61,15 +61,17 @@ function parseOptions(argv: string[]): {
     if (text.trim() === '' || !ok(x)) throw new UsageError(`--${name} must be ${what}, got "${text}"`);
     return x;
   };
-  const list = (text: string) =>
-    text
-      .split(',')
-      .map((f) => f.trim())
-      .filter((f) => f !== '');
-  const features = values.features === undefined ? undefined : list(values.features);
-  const twice = features?.find((f, i) => features.indexOf(f) !== i);
-  if (twice !== undefined) throw new UsageError(`--features lists "${twice}" twice`);
-  const variants = list(values.variant);
+  // A list with an empty item (`,amount`) is a slip, not a shorter list.
+  const list = (flag: string, text: string) => {
+    const items = text.split(',').map((f) => f.trim());
+    if (items.includes('') && items.some((f) => f !== '')) throw new UsageError(`--${flag}: an empty item in "${text}"`);
+    return items.filter((f) => f !== '');
+  };
+  const features = values.features === undefined ? undefined : list('features', values.features);
+  if (features?.length === 0) throw new UsageError('--features must list the features to compare (without it, all are)');
+  const repeated = features?.find((f, i) => features.indexOf(f) !== i);
+  if (repeated !== undefined) throw new UsageError(`--features lists "${repeated}" twice`);
+  const variants = list('variant', values.variant);
   const unknown = variants.find((v) => !(PREDICTION_VARIANTS as readonly string[]).includes(v));
   if (unknown !== undefined || variants.length === 0) {
     throw new UsageError(`--variant must list variants among ${PREDICTION_VARIANTS.join(', ')}, got "${unknown ?? values.variant}"`);
@@ -78,6 +80,16 @@ function parseOptions(argv: string[]): {
     if (text.trim() === '') throw new UsageError(`--${flag} must not be empty`);
     return text;
   };
+  // One field read as two things (a score that is the label) would give a meaningless report (an accuracy of 1).
+  const fields = [
+    ['score-field', name('score-field', values['score-field'] ?? COMPARE_DEFAULTS.scoreField)],
+    ['label-field', name('label-field', values['label-field'] ?? COMPARE_DEFAULTS.labelField)],
+    ...(values['slice-field'] === undefined ? [] : [['slice-field', name('slice-field', values['slice-field'])]]),
+  ];
+  for (const [i, [flag, field]] of fields.entries()) {
+    const same = fields.slice(i + 1).find(([, other]) => other === field);
+    if (same) throw new UsageError(`--${flag} and --${same[0]} both name "${field}": the score, label and slice fields must differ`);
+  }
   return {
     reference: values.reference,
     current: values.current,
@@ -93,7 +105,7 @@ function parseOptions(argv: string[]): {
       ...(values['slice-field'] === undefined ? [] : ['slice' as const]),
     ],
     options: {
-      ...(features === undefined || features.length === 0 ? {} : { features }),
+      ...(features === undefined ? {} : { features }),
       scoreField: values['score-field'] ?? COMPARE_DEFAULTS.scoreField,
       labelField: values['label-field'] ?? COMPARE_DEFAULTS.labelField,
       ...(values['slice-field'] === undefined ? {} : { sliceField: values['slice-field'] }),

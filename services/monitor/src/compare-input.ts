@@ -77,10 +77,10 @@ export async function parseSample(text: TextChunks, file: string, fields: Sample
       sample.excluded++;
       continue;
     }
-    const { row, features } = flattenRecord(record as Record<string, unknown>, fields, where);
+    const { row, features, written } = flattenRecord(record as Record<string, unknown>, fields, where);
     for (const name of features) names.add(name);
     sample.rows.push(row);
-    sample.scores.push(scoreOf(row[fields.scoreField], fields.scoreField, where));
+    sample.scores.push(scoreOf(row[fields.scoreField], fields.scoreField, where, written[fields.scoreField]));
     sample.labels.push(labelOf(row[fields.labelField], fields.labelField, where));
     const slice = fields.sliceField === undefined ? undefined : row[fields.sliceField];
     sample.slices.push(slice === undefined || slice === null ? undefined : String(slice));
@@ -99,10 +99,17 @@ export async function parseSample(text: TextChunks, file: string, fields: Sample
  * request fields, then its features (which win on a name clash), then its other top-level
  * scalar fields (score, label...); its features and its `score` are read as the float32 values
  * the model read and gave (`Math.fround`, as the monitor reads them). A flat record is taken as it is.
+ * `written`: the score, label and slice fields as the record writes them (before that rounding), for messages.
  */
-export function flattenRecord(record: Record<string, unknown>, fields: SampleFields, where: string): { row: Row; features: string[] } {
+export function flattenRecord(
+  record: Record<string, unknown>,
+  fields: SampleFields,
+  where: string,
+): { row: Row; features: string[]; written: Row } {
   const reserved = new Set([fields.scoreField, fields.labelField, ...(fields.sliceField === undefined ? [] : [fields.sliceField])]);
   if (isObject(record.features)) {
+    const written = byName<unknown>();
+    for (const name of reserved) written[name] = asWritten(record as Record<string, unknown> & { features: Record<string, unknown> }, name);
     const row = byName<unknown>();
     if (isObject(record.request)) Object.assign(row, scalars(record.request));
     // The float32 values the model read and gave (the inference service writes them with 9 digits), as the monitor reads them.
@@ -114,9 +121,19 @@ export function flattenRecord(record: Record<string, unknown>, fields: SampleFie
       row[name] = value;
     }
     for (const [name, value] of Object.entries(scalars(record))) if (!Object.hasOwn(row, name) || reserved.has(name)) row[name] = value;
-    return { row, features: Object.keys(features).filter((name) => !reserved.has(name)) };
+    return { row, features: Object.keys(features).filter((name) => !reserved.has(name)), written };
   }
-  return { row: Object.assign(byName<unknown>(), record), features: Object.keys(scalars(record)).filter((name) => !reserved.has(name)) };
+  const row = Object.assign(byName<unknown>(), record);
+  return { row, features: Object.keys(scalars(record)).filter((name) => !reserved.has(name)), written: row };
+}
+
+/** A field of a prediction-log record's row (score, label, slice) as the record writes it: a top-level scalar, else a feature, else a request field. */
+function asWritten(record: Record<string, unknown> & { features: Record<string, unknown> }, name: string): unknown {
+  if (Object.hasOwn(record, name) && isScalar(record[name])) return record[name];
+  if (Object.hasOwn(record.features, name)) return record.features[name];
+  return isObject(record.request) && Object.hasOwn(record.request, name) && isScalar(record.request[name])
+    ? record.request[name]
+    : undefined;
 }
 
 function defaultedOf(value: unknown, where: string): string[] | undefined {
@@ -127,10 +144,11 @@ function defaultedOf(value: unknown, where: string): string[] | undefined {
   return value as string[];
 }
 
-function scoreOf(value: unknown, field: string, where: string): number | undefined {
+/** A row's score; one out of [0, 1] is told as the record writes it (`written`), not as the float32 read. */
+function scoreOf(value: unknown, field: string, where: string, written: unknown): number | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'number' || !(value >= 0 && value <= 1)) {
-    throw new CompareInputError(`${where}: ${field} is ${JSON.stringify(value)}, expected a probability in [0, 1]`);
+    throw new CompareInputError(`${where}: ${field} is ${JSON.stringify(written)}, expected a probability in [0, 1]`);
   }
   return value;
 }
@@ -142,8 +160,10 @@ function labelOf(value: unknown, field: string, where: string): 0 | 1 | undefine
   throw new CompareInputError(`${where}: ${field} is ${JSON.stringify(value)}, expected 0, 1, true or false`);
 }
 
+const isScalar = (value: unknown) => value === null || ['number', 'string', 'boolean'].includes(typeof value);
+
 function scalars(record: Record<string, unknown>): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(record).filter(([, v]) => v === null || ['number', 'string', 'boolean'].includes(typeof v)));
+  return Object.fromEntries(Object.entries(record).filter(([, v]) => isScalar(v)));
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -172,6 +172,31 @@ describe('monitor compare (CLI)', () => {
   );
 
   it(
+    'exits 2 on a field read as two things, an empty feature list or item, and a flag given twice',
+    async () => {
+      const refused = async (args: string[], message: string) => {
+        const result = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', ...args]);
+        expect([result.code, result.stdout, result.stderr]).toEqual([
+          2,
+          '',
+          expect.stringMatching(new RegExp(`^monitor compare: ${message}`)),
+        ]);
+      };
+      // The score read as the label (an accuracy of 1), a slice that is the score.
+      await refused(
+        ['--score-field', 'label'],
+        '--score-field and --label-field both name "label": the score, label and slice fields must differ',
+      );
+      await refused(['--slice-field', 'score'], '--score-field and --slice-field both name "score"');
+      await refused(['--slice-field', ''], '--slice-field must not be empty');
+      await refused(['--features', ''], '--features must list the features to compare \\(without it, all are\\)');
+      await refused(['--features', ',amount'], '--features: an empty item in ",amount"');
+      await refused(['--current', 'ref.ndjson'], '--current is given twice');
+    },
+    CLI_TIMEOUT_MS,
+  );
+
+  it(
     "leaves out the shadows' records by default: a request counts once, with the score that answered it",
     async () => {
       const result = await run(['--reference', 'ref.ndjson', '--current', 'dump-cur.ndjson', '--format', 'json']);

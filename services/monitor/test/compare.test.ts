@@ -252,6 +252,13 @@ describe('parseSample', () => {
     await bad('{"x":1}\n\n{"x":\n').toThrow(new RegExp('^f.ndjson:3: not valid JSON'));
     await bad('[1]\n').toThrow(/f.ndjson:1: expected a JSON object, got an array/);
     await bad('{"x":1,"score":1.5}\n').toThrow(/f.ndjson:1: score is 1.5, expected a probability/);
+    // A prediction-log record's score and features are read as float32: one out of range is told as the file writes it.
+    await bad('{"features":{"x":1},"score":1.0000001}\n').toThrow(/^f.ndjson:1: score is 1.0000001, expected a probability/);
+    const amount = parseSample('{"features":{"amount":25.507},"request":{"amount":0.5}}\n', 'f.ndjson', {
+      ...fields,
+      scoreField: 'amount',
+    });
+    await expect(amount).rejects.toThrow(/^f.ndjson:1: amount is 25.507, expected a probability/);
     await bad('{"x":1,"label":"yes"}\n').toThrow(/f.ndjson:1: label is "yes"/);
     await bad('{"features":{"a":"x"}}\n').toThrow(/f.ndjson:1: features.a is "x"/);
     await bad('\n\n').toThrow(/f.ndjson: no records/);
