@@ -3,35 +3,13 @@
  * for their time (`labelsDropped`), or when its publish fails (`labelPublishErrors`).
  * Simulated time (fake timers).
  */
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { MemoryEventLog, type EventLog, type Logger, type OutgoingRecord } from '@tributary/shared';
-import { startSimulator, type SimulatorOptions } from '../src/simulator.js';
+import { describe, expect, it, vi } from 'vitest';
+import { MemoryEventLog, type EventLog, type OutgoingRecord } from '@tributary/shared';
+import type { SimulatorOptions } from '../src/simulator.js';
+import { RATE, simulatedTime, simulatorOn } from './simulated-time.js';
 
-const RATE = 20;
-const warnings: string[] = [];
-
-beforeEach(() => {
-  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'setImmediate', 'Date', 'performance'] });
-  warnings.length = 0;
-});
-afterEach(() => {
-  vi.useRealTimers();
-});
-
-function run(eventLog: EventLog, options: Partial<SimulatorOptions>) {
-  return startSimulator({
-    eventLog,
-    topics: { transactions: 'transactions', labels: 'labels' },
-    inferenceUrl: null,
-    ratePerSecond: RATE,
-    fraudRate: 0.03,
-    meanLabelDelayMs: 3_600_000,
-    users: 10,
-    seed: 1,
-    logger: { warn: (_fields: object, message: string) => warnings.push(message) } as unknown as Logger,
-    ...options,
-  });
-}
+const { warnings } = simulatedTime();
+const run = (eventLog: EventLog, options: Partial<SimulatorOptions>) => simulatorOn(eventLog, warnings, options);
 
 describe('the simulator labels', () => {
   it('beyond maxPendingLabels waiting for their time are counted as dropped and said', async () => {

@@ -4,36 +4,14 @@
  * that never answers does not hold the stop past the few seconds an orchestrator waits.
  * Simulated time (fake timers).
  */
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { MemoryEventLog, type EventLog, type Logger, type OutgoingRecord } from '@tributary/shared';
-import { startSimulator, type Simulator, type SimulatorOptions } from '../src/simulator.js';
+import { describe, expect, it, vi } from 'vitest';
+import { MemoryEventLog, type EventLog, type OutgoingRecord } from '@tributary/shared';
+import type { Simulator, SimulatorOptions } from '../src/simulator.js';
+import { RATE, simulatedTime, simulatorOn } from './simulated-time.js';
 
-const RATE = 20;
-const warnings: string[] = [];
-
-beforeEach(() => {
-  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'setImmediate', 'Date', 'performance'] });
-  warnings.length = 0;
-});
-afterEach(() => {
-  vi.useRealTimers();
-  vi.unstubAllGlobals();
-});
-
-function run(eventLog: EventLog, options: Partial<SimulatorOptions>) {
-  return startSimulator({
-    eventLog,
-    topics: { transactions: 'transactions', labels: 'labels' },
-    inferenceUrl: null,
-    ratePerSecond: RATE,
-    fraudRate: 0.03,
-    meanLabelDelayMs: 1,
-    users: 10,
-    seed: 1,
-    logger: { warn: (_fields: object, message: string) => warnings.push(message) } as unknown as Logger,
-    ...options,
-  });
-}
+const { warnings } = simulatedTime();
+const run = (eventLog: EventLog, options: Partial<SimulatorOptions>) =>
+  simulatorOn(eventLog, warnings, { meanLabelDelayMs: 1, ...options });
 
 /** An event log whose topics go down (`down(topic)`): from then on, no publish to them settles. */
 function brokerGoingDown() {
