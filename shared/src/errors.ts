@@ -27,9 +27,14 @@ export const ERRORS = {
 
 export type ErrorCode = keyof typeof ERRORS;
 
-/** An error of node:util's `parseArgs` (an unknown option, a missing value): a command line's usage error. */
+/** A wrong or missing option of a command (exit code 2). */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+/** A command line's usage error: a `UsageError`, or an error of node:util's `parseArgs` (an unknown option, a missing value). */
 export function isBadOption(error: unknown): boolean {
-  return String((error as { code?: unknown } | null)?.code).startsWith('ERR_PARSE_ARGS');
+  return error instanceof UsageError || String((error as { code?: unknown } | null)?.code).startsWith('ERR_PARSE_ARGS');
 }
 
 /**

@@ -1,6 +1,7 @@
 export * from './config.js';
 export * from './connections.js';
 export * from './errors.js';
+export * from './command-output.js';
 export * from './logger.js';
 export * from './tracing.js';
 export * from './metrics.js';

@@ -21,13 +21,16 @@
  * Exit codes: 0 done, 1 bad input (an unreadable file, a bad query line or none, a source whose
  * events none could be used, an empty or missing topic) or a failure, 2 wrong options.
  */
-import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   checkBrokersReachable,
   createEventLog,
   fraud,
   isBadOption,
+  outputTarget,
+  UsageError,
+  userPath,
+  writeOutput,
   loadConfig,
   parseDuration,
   lineRecord,
@@ -38,10 +41,6 @@ import {
 } from '@tributary/shared';
 import { streamedReplay, type BackfillResult, type FeatureRow } from './backfill.js';
 import { InputError, parseQueries, unusableSource } from './backfill-input.js';
-import { writeLines } from './write-lines.js';
-
-/** A wrong or missing option: exit 2. */
-class UsageError extends Error {}
 
 /** `--allowed-lateness`: a duration, as ALLOWED_LATENESS (an empty value is an error, not the default). */
 function parseLateness(value: string): number {
@@ -68,7 +67,7 @@ function bySource(values: string[], sources: readonly string[], flag: string): M
 /** A file's non-blank lines, read as a stream (never whole); a read error names the file. */
 async function* readLines(path: string): AsyncGenerator<TextLine> {
   try {
-    yield* textLines(await openTextFile(resolve(process.env.INIT_CWD ?? process.cwd(), path)));
+    yield* textLines(await openTextFile(userPath(path)));
   } catch (error) {
     throw new InputError(`cannot read ${path}: ${(error as Error).message}`);
   }
@@ -76,7 +75,7 @@ async function* readLines(path: string): AsyncGenerator<TextLine> {
 
 /** The output lines: a row each, made as they are written. */
 function* rowLines(rows: FeatureRow[]): Generator<string> {
-  for (const row of rows) yield JSON.stringify(row);
+  for (const row of rows) yield `${JSON.stringify(row)}\n`;
 }
 
 async function main(): Promise<void> {
@@ -91,6 +90,7 @@ async function main(): Promise<void> {
   });
   if (!values.queries) throw new UsageError('--queries FILE is required (NDJSON lines {"entity","id","at"})');
   if (values.out?.trim() === '') throw new UsageError('--out must name a file (without it the rows go to stdout)');
+  const target = outputTarget(values.out);
   const config = loadConfig();
   const lateness = values['allowed-lateness'] === undefined ? config.ALLOWED_LATENESS : parseLateness(values['allowed-lateness']);
   const example = fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS, labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS });
@@ -153,7 +153,7 @@ async function main(): Promise<void> {
       `${result.accepted} events of ${name} (set aside: ${result.rejected.late} late, ${result.rejected.malformed} malformed, ${result.rejected.invalid} invalid)`,
     );
   }
-  writeLines(rowLines(rows), values.out === undefined ? undefined : resolve(process.env.INIT_CWD ?? process.cwd(), values.out));
+  await writeOutput(rowLines(rows), target);
   process.stderr.write(`backfill: ${rows.length} rows from ${replayed.join('; ')}\n`);
   // Groups of the queried entities whose source was not given: left out of the rows, said so.
   const queried = new Set(queries.map((q) => q.entity));

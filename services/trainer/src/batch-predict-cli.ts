@@ -16,7 +16,7 @@
 import { parseArgs } from 'node:util';
 import { unusableEvents } from '@tributary/features';
 import { loadModel } from '@tributary/inference';
-import { createOnlineStore, fraud, planModelFeatures } from '@tributary/shared';
+import { createOnlineStore, fraud, outputTarget, planModelFeatures, writeOutput } from '@tributary/shared';
 import { parseCsvRequests, parseNdjsonRequests, scoreRequests, type RequestShape } from './batch-predict.js';
 import {
   cliConfig,
@@ -32,7 +32,6 @@ import {
   userPath,
 } from './cli-support.js';
 import { InputError, openInputFile, readNdjsonFile, readTopic, type LogInput } from './log-input.js';
-import { outputTarget, writeOutput } from './output.js';
 import { backfillStates, onlineStates, replaySources, type ReplaySummary, type StateSource } from './point-in-time.js';
 import { lateWarnings, replayLines } from './replay-report.js';
 

@@ -12,6 +12,9 @@ import {
   MAX_EVENT_TIME,
   parseDuration,
   parseEventTime,
+  OutputClosed,
+  UsageError,
+  userPath,
   type Config,
   type EventLog,
 } from '@tributary/shared';
@@ -19,15 +22,9 @@ import { InputError, readNdjsonFile, readTopic, type LogInput } from './log-inpu
 import { FeatureSourceError } from './point-in-time.js';
 import { VersionDirectoryRefused, type TreeSettings } from './train-model.js';
 
-/** A wrong or missing flag: exit code 2. */
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
-
-/** A path as the user meant it: relative to where `npm run` was started. */
-export function userPath(path: string, env: NodeJS.ProcessEnv = process.env): string {
-  return resolve(env.INIT_CWD ?? process.cwd(), path);
-}
+// Shared with the other commands: a wrong or missing flag (exit code 2), paths from where the command was run, a
+// stdout closed by its reader.
+export { OutputClosed, UsageError, userPath } from '@tributary/shared';
 
 /**
  * The settings, a relative MODEL_REGISTRY_DIR taken as the path flags are, from where
@@ -153,14 +150,6 @@ export async function fileOrTopic(
   exactlyOne(file, topic, flags);
   if (file) return readNdjsonFile(userPath(file), file);
   return readTopic(await openLog(flags[1]), topic!);
-}
-
-/** stdout was closed by its reader (`| head`) before the end of the output: exit code 1, the output being incomplete. */
-export class OutputClosed extends Error {
-  override name = 'OutputClosed';
-  constructor() {
-    super('stdout was closed before the end of the output (EPIPE)');
-  }
 }
 
 /**

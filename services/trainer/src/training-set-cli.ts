@@ -12,7 +12,7 @@
  * log of KAFKA_BROKERS, from their start to their end when the read began.
  */
 import { parseArgs } from 'node:util';
-import { fraud } from '@tributary/shared';
+import { fraud, outputTarget, writeOutput } from '@tributary/shared';
 import { unusableEvents } from '@tributary/features';
 import {
   trainingSetFromBackfill,
@@ -38,7 +38,6 @@ import {
   userPath,
 } from './cli-support.js';
 import { InputError, readNdjsonFile, readTopic, type LogInput } from './log-input.js';
-import { outputTarget, writeOutput } from './output.js';
 import { lateWarnings, replayLines } from './replay-report.js';
 import { refuseEmptyInputs, refuseNoTrainingRows, refuseUnreadableInputs, type SetInputs } from './set-checks.js';
 import type { LabelPolicy, SplitSpec } from './training-set.js';

@@ -7,9 +7,20 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { writeLines } from '../src/write-lines.js';
+import { outputTarget, writeOutput } from '../src/command-output.js';
 
-describe('writeLines', () => {
+/** The lines, each ended by a newline, to `out` (stdout without it), in chunks of `chunk` characters. */
+const writeLines = (lines: Iterable<string>, out: string | undefined, chunk: number) =>
+  writeOutput(
+    (function* () {
+      for (const line of lines) yield `${line}\n`;
+    })(),
+    outputTarget(out),
+    undefined,
+    chunk,
+  );
+
+describe('writeOutput of lines', () => {
   let dir: string;
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'tributary-write-lines-'));
@@ -29,7 +40,7 @@ describe('writeLines', () => {
         yield `{"n":${i}}`;
       }
     }
-    writeLines(lines(), out, 16);
+    await writeLines(lines(), out, 16);
     expect(seen.map((files) => files.map((file) => file.replace(/^\.rows\.ndjson\.\d+\.partial/, 'partial')))).toEqual([
       ['partial: 0'],
       ['partial: 0'],
@@ -47,15 +58,18 @@ describe('writeLines', () => {
       yield 'x'.repeat(100);
       throw new RangeError('Invalid string length');
     }
-    expect(() => writeLines(failing(), out, 10)).toThrow(`could not write ${out}: Invalid string length`);
+    await expect(writeLines(failing(), out, 10)).rejects.toThrow(`could not write ${out}: Invalid string length`);
     expect(await readdir(dir)).toEqual(['rows.ndjson']);
     expect(await readFile(out, 'utf8')).toBe('before\n');
   });
 
-  it('writes to stdout without a file, a chunk at a time', () => {
+  it('writes to stdout without a file, a chunk at a time', async () => {
     const written: string[] = [];
-    vi.spyOn(process.stdout, 'write').mockImplementation((text) => written.push(String(text)) > 0);
-    writeLines(['{"n":1}', '{"n":2}', '{"n":3}'], undefined, 16);
+    vi.spyOn(process.stdout, 'write').mockImplementation((text, done) => {
+      (done as unknown as () => void)();
+      return written.push(String(text)) > 0;
+    });
+    await writeLines(['{"n":1}', '{"n":2}', '{"n":3}'], undefined, 16);
     expect(written).toEqual(['{"n":1}\n{"n":2}\n', '{"n":3}\n']);
   });
 });

@@ -10,8 +10,8 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { UsageError } from '../src/cli-support.js';
-import { outputTarget, writeMode, writeOutput, type WriteBytes } from '../src/output.js';
+import { outputTarget, writeMode, writeOutput, type WriteBytes } from '../src/command-output.js';
+import { UsageError } from '../src/errors.js';
 
 let dir: string;
 beforeEach(async () => {

@@ -19,7 +19,20 @@ import {
   type Stats,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { OutputClosed, UsageError, userPath } from './cli-support.js';
+import { UsageError } from './errors.js';
+
+/** A path given on a command line, from where the command was run (`npm run` changes into the package: INIT_CWD). */
+export function userPath(path: string, env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(env.INIT_CWD ?? process.cwd(), path);
+}
+
+/** stdout was closed by its reader (`| head`) before the end of the output: exit code 1, the output being incomplete. */
+export class OutputClosed extends Error {
+  override name = 'OutputClosed';
+  constructor() {
+    super('stdout was closed before the end of the output (EPIPE)');
+  }
+}
 
 /** Where an output is written: stdout; a file replaced whole (its mode kept); a device or FIFO written in place. */
 export type OutputTarget =
@@ -104,10 +117,15 @@ export function writeAll(fd: number, text: string, write: WriteBytes = writeSync
  * Each chunk written to stdout is waited for: a reader that closed it (`| head`) stops the output
  * there (`OutputClosed`).
  */
-export async function writeOutput(pieces: string | Iterable<string>, target: OutputTarget, write: WriteBytes = writeSync): Promise<void> {
+export async function writeOutput(
+  pieces: string | Iterable<string>,
+  target: OutputTarget,
+  write: WriteBytes = writeSync,
+  chunkChars = OUTPUT_CHUNK,
+): Promise<void> {
   try {
-    if (target.kind === 'stdout') for (const chunk of chunks(pieces)) await writeStdout(chunk);
-    else writeFile(pieces, target, write);
+    if (target.kind === 'stdout') for (const chunk of chunks(pieces, chunkChars)) await writeStdout(chunk);
+    else writeFile(chunks(pieces, chunkChars), target, write);
   } catch (error) {
     if (error instanceof OutputClosed) throw error;
     throw new Error(`could not write ${target.kind === 'stdout' ? 'the output' : target.out}: ${(error as Error).message}`);
@@ -123,7 +141,7 @@ function writeStdout(chunk: string): Promise<void> {
   );
 }
 
-function writeFile(pieces: string | Iterable<string>, target: Exclude<OutputTarget, { kind: 'stdout' }>, write: WriteBytes): void {
+function writeFile(chunked: Iterable<string>, target: Exclude<OutputTarget, { kind: 'stdout' }>, write: WriteBytes): void {
   const replaced = target.kind === 'replace' ? target : null;
   const partial = replaced && join(dirname(replaced.path), `.${basename(replaced.path)}.${process.pid}.partial`);
   let fd: number | undefined;
@@ -132,7 +150,7 @@ function writeFile(pieces: string | Iterable<string>, target: Exclude<OutputTarg
       fd = openSync(partial!, 'wx');
       if (replaced.mode !== null) fchmodSync(fd, replaced.mode);
     } else fd = openSync(target.path, 'w');
-    for (const chunk of chunks(pieces)) writeAll(fd, chunk, write);
+    for (const chunk of chunked) writeAll(fd, chunk, write);
     // A device or FIFO cannot be synced (EINVAL); a file is, before it takes the place of the one there.
     if (replaced) fsyncSync(fd);
     closeSync(fd);
@@ -145,14 +163,14 @@ function writeFile(pieces: string | Iterable<string>, target: Exclude<OutputTarg
   }
 }
 
-/** The pieces joined into chunks of about `OUTPUT_CHUNK` characters (the last one possibly empty). */
-function* chunks(pieces: string | Iterable<string>): Generator<string> {
+/** The pieces joined into chunks of about `chunkChars` characters (the last one possibly empty). */
+function* chunks(pieces: string | Iterable<string>, chunkChars: number): Generator<string> {
   let buffered: string[] = [];
   let size = 0;
   for (const piece of typeof pieces === 'string' ? [pieces] : pieces) {
     buffered.push(piece);
     size += piece.length;
-    if (size >= OUTPUT_CHUNK) {
+    if (size >= chunkChars) {
       yield buffered.join('');
       buffered = [];
       size = 0;
