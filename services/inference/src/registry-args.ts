@@ -5,11 +5,8 @@
  * left unused.
  */
 import { parseArgs } from 'node:util';
-import { repeatedOption } from '@tributary/shared';
+import { repeatedOption, UsageError } from '@tributary/shared';
 import type { RolloutPolicy } from './registry/rollout.js';
-
-/** A wrong or missing argument or option: exit 2. */
-export class UsageError extends Error {}
 
 export type Command =
   | { name: 'help' }

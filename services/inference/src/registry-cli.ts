@@ -16,9 +16,9 @@
  */
 import { hostname, userInfo } from 'node:os';
 import { resolve } from 'node:path';
-import { ConfigError, fraud, isBadOption, loadConfig, planModelFeatures, TributaryError } from '@tributary/shared';
+import { ConfigError, fraud, isBadOption, loadConfig, planModelFeatures, TributaryError, UsageError } from '@tributary/shared';
 import { ModelLoadError, readModelFiles } from './model.js';
-import { parseCommandLine, UsageError } from './registry-args.js';
+import { parseCommandLine } from './registry-args.js';
 import { ModelRegistry } from './registry/registry.js';
 import { describeRollout } from './registry/registry.js';
 import { RedisRoutingStore, type AuditEntry, type Routing } from './registry/routing.js';
@@ -127,7 +127,7 @@ async function main(argv: string[]): Promise<void> {
 try {
   await main(process.argv.slice(2));
 } catch (error) {
-  if (error instanceof UsageError || isBadOption(error)) {
+  if (isBadOption(error)) {
     console.error(`error: ${(error as Error).message}\n${USAGE}`);
     process.exit(2);
   }

@@ -7,7 +7,7 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { openTextFile, PREDICTION_VARIANTS, repeatedOption } from '@tributary/shared';
+import { isBadOption, openTextFile, PREDICTION_VARIANTS, repeatedOption, UsageError } from '@tributary/shared';
 import { COMPARE_DEFAULTS, compareSamples, type CompareOptions } from './compare.js';
 import { formatReport } from './compare-format.js';
 import { ANSWERING_VARIANTS, CompareInputError, parseSample, type RecordFilter, type Sample, type SampleFields } from './compare-input.js';
@@ -16,8 +16,6 @@ const USAGE =
   'usage: monitor compare --reference <file.ndjson> --current <file.ndjson> [--model name] [--version name] ' +
   `[--variant ${ANSWERING_VARIANTS.join(',')}] [--features a,b] [--score-field score] ` +
   '[--label-field label] [--slice-field field] [--threshold 0.5] [--alpha 0.05] [--bins 10] [--format table|json]';
-
-class UsageError extends Error {}
 
 const OPTIONS = {
   reference: { type: 'string' },
@@ -44,12 +42,7 @@ function parseOptions(argv: string[]): {
   /** The record fields named on the command line (not defaults): each must be in some record. */
   named: ('score' | 'label' | 'slice')[];
 } {
-  let values, tokens;
-  try {
-    ({ values, tokens } = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false, tokens: true }));
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const { values, tokens } = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false, tokens: true });
   // Each flag takes one value: a second would silently replace the first.
   const twice = repeatedOption(tokens, OPTIONS);
   if (twice !== undefined) throw new UsageError(`--${twice} is given twice`);
@@ -151,8 +144,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : `${formatReport(report)}\n`);
     return 0;
   } catch (error) {
-    if (error instanceof UsageError) {
-      process.stderr.write(`monitor compare: ${error.message}\n${USAGE}\n`);
+    if (isBadOption(error)) {
+      process.stderr.write(`monitor compare: ${(error as Error).message}\n${USAGE}\n`);
       return 2;
     }
     if (error instanceof CompareInputError) {
