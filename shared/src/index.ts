@@ -16,7 +16,7 @@ export * from './online-store/types.js';
 export { MemoryOnlineStore } from './online-store/memory.js';
 export { RedisOnlineStore, type RedisOnlineStoreOptions } from './online-store/redis.js';
 export { trackConsumerLag, type ConsumerLag, type ConsumerLagOptions } from './consumer-lag.js';
-export { TimedOut, within } from './within.js';
+export { giveUpSignal, TimedOut, within, type GiveUpSignal } from './within.js';
 export { closeRedis, connectRedis, describeRedis, redisUrls, type RedisTarget } from './redis.js';
 export * from './features/aggregations.js';
 export * from './features/definition.js';

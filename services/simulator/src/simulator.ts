@@ -13,7 +13,7 @@
  * down holds a publish for ~40 s of retries. What has not left by then is given up and counted.
  */
 import { randomBytes } from 'node:crypto';
-import { createRandom, type EventLog, type fraud, type Logger } from '@tributary/shared';
+import { createRandom, giveUpSignal, type EventLog, type fraud, type Logger } from '@tributary/shared';
 import { createTransactionGenerator, type SimulatedTransaction } from './generator.js';
 import { topicBatches } from './topic-batches.js';
 
@@ -121,12 +121,8 @@ export function startSimulator(options: SimulatorOptions): Simulator {
   const stopTimeoutMs = options.stopTimeoutMs ?? 5000;
   /** Label publishes not yet settled. */
   const labelsOnTheirWay = new Set<Promise<void>>();
-  /** Aborted at the stop's deadline: the prediction requests still waiting are cancelled. */
-  const stopping = new AbortController();
-  /** Rejected at the stop's deadline: every transaction still on its way fails with it. */
-  let giveUp!: (error: Error) => void;
-  const givenUp = new Promise<never>((_, reject) => (giveUp = reject));
-  givenUp.catch(() => {});
+  /** Given up at the stop's deadline: every transaction still on its way fails, its prediction request cancelled. */
+  const stopping = giveUpSignal();
   const publishTransaction = topicBatches(options.eventLog, options.topics.transactions, TRANSACTION_LINGER_MS);
   const publishLabel = topicBatches(options.eventLog, options.topics.labels, LABEL_LINGER_MS);
 
@@ -141,39 +137,41 @@ export function startSimulator(options: SimulatorOptions): Simulator {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (options.apiKey !== undefined) headers.authorization = `Bearer ${options.apiKey}`;
 
+  const predict = async (transaction: SimulatedTransaction['transaction'], signal: AbortSignal) => {
+    const response = await fetch(`${options.inferenceUrl}/v1/predict`, {
+      method: 'POST',
+      headers,
+      signal,
+      body: JSON.stringify({
+        request_id: transaction.event_id,
+        entities: { user_id: transaction.user_id, merchant_id: transaction.merchant_id },
+        features: { amount: transaction.amount, country: transaction.country, channel: transaction.channel },
+      }),
+    });
+    if (!response.ok) {
+      const hint =
+        response.status === 401 ? ' (API_KEYS is set on the inference service: give the simulator one in SIMULATOR_API_KEY)' : '';
+      throw new Error(`HTTP ${response.status}: ${await response.text()}${hint}`);
+    }
+    await response.arrayBuffer();
+  };
+
   const score = async (transaction: SimulatedTransaction['transaction']) => {
     if (!options.inferenceUrl) return;
     // A service that takes the connection and never answers would otherwise hold the transaction (and stop()) for minutes.
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(new Error(`no answer within ${PREDICT_TIMEOUT_MS} ms`)), PREDICT_TIMEOUT_MS);
-    const cancel = () => deadline.abort(stopping.signal.reason);
-    stopping.signal.addEventListener('abort', cancel);
     try {
-      const response = await fetch(`${options.inferenceUrl}/v1/predict`, {
-        method: 'POST',
-        headers,
-        signal: deadline.signal,
-        body: JSON.stringify({
-          request_id: transaction.event_id,
-          entities: { user_id: transaction.user_id, merchant_id: transaction.merchant_id },
-          features: { amount: transaction.amount, country: transaction.country, channel: transaction.channel },
-        }),
-      });
-      if (!response.ok) {
-        const hint =
-          response.status === 401 ? ' (API_KEYS is set on the inference service: give the simulator one in SIMULATOR_API_KEY)' : '';
-        throw new Error(`HTTP ${response.status}: ${await response.text()}${hint}`);
-      }
-      await response.arrayBuffer();
+      // Cancelled at the stop's deadline as well, the response's body included.
+      await stopping.until(predict(transaction, deadline.signal), (reason) => deadline.abort(reason));
       stats.scored++;
     } catch (error) {
       // Cancelled by the stop: the transaction is counted as given up instead.
-      if (stopping.signal.aborted) return;
+      if (stopping.reason !== undefined) return;
       stats.scoreErrors++;
       warn('simulator: prediction request failed', { err: error });
     } finally {
       clearTimeout(timer);
-      stopping.signal.removeEventListener('abort', cancel);
     }
   };
 
@@ -220,10 +218,8 @@ export function startSimulator(options: SimulatorOptions): Simulator {
     if (simulated.fraud) stats.fraud++;
     // Drawn now, in the order of the transactions, whatever the order they finish in.
     const delay = -Math.log(1 - delays.next()) * options.meanLabelDelayMs;
-    const way: Promise<void> = Promise.race([
-      score(transaction).then(() => publishTransaction({ key: transaction.user_id, value: JSON.stringify(transaction) })),
-      givenUp,
-    ])
+    const way: Promise<void> = stopping
+      .until(score(transaction).then(() => publishTransaction({ key: transaction.user_id, value: JSON.stringify(transaction) })))
       .then(
         () => label(simulated, delay),
         (error: unknown) => {
@@ -273,8 +269,7 @@ export function startSimulator(options: SimulatorOptions): Simulator {
       const error = new Error(`given up: not published within the simulator's stop deadline (${stopTimeoutMs} ms)`);
       const transactions = inFlight.size;
       clearPending();
-      stopping.abort(error);
-      giveUp(error);
+      stopping.giveUp(error);
       publishTransaction.abandon(error);
       const labels = publishLabel.abandon(error);
       // Each settles at once now: counted before stop resolves.
