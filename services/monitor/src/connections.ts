@@ -177,10 +177,12 @@ export function rolloutControl(routes: RoutingStore): RolloutControl {
   return {
     async canaryOf(model) {
       const routing = await routes.get(model);
-      return routing?.policy?.kind === 'canary' ? { champion: routing.champion, canary: routing.policy.version } : null;
+      return routing?.policy?.kind === 'canary'
+        ? { champion: routing.champion, canary: routing.policy.version, revision: routing.revision }
+        : null;
     },
-    async endCanary(model, reason) {
-      await endRollout(routes, model, 'monitor', reason, 'auto_rollback');
+    async endCanary(model, judged, reason) {
+      return (await endRollout(routes, model, 'monitor', reason, 'auto_rollback', judged.revision)) !== null;
     },
   };
 }

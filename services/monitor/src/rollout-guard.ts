@@ -146,10 +146,18 @@ export class BanditRewards {
   }
 }
 
+/** A canary in force: its routing's revision tells it from a later rollout of the same versions. */
+export interface CanaryRouting {
+  champion: string;
+  canary: string;
+  revision: number;
+}
+
 /** What the canary rule needs of the routing: read it, and return to the champion alone. */
 export interface RolloutControl {
-  canaryOf(model: string): Promise<{ champion: string; canary: string } | null>;
-  endCanary(model: string, reason: string): Promise<void>;
+  canaryOf(model: string): Promise<CanaryRouting | null>;
+  /** False when the routing is no longer the one judged (someone changed it meanwhile): nothing is ended. */
+  endCanary(model: string, judged: CanaryRouting, reason: string): Promise<boolean>;
 }
 
 export interface CanaryGuardOptions {
@@ -180,7 +188,13 @@ export async function checkCanaries(options: CanaryGuardOptions): Promise<void> 
       continue;
     }
     const reason = `automatic rollback of canary ${routing.canary}: ${verdict.reason}`;
-    await options.control.endCanary(model, reason);
+    if (!(await options.control.endCanary(model, routing, reason))) {
+      options.logger.info(
+        { model, canary: routing.canary, champion: routing.champion, revision: routing.revision },
+        `canary ${routing.canary} judged for a rollback, but the routing changed meanwhile: left as it is now`,
+      );
+      continue;
+    }
     options.rolledBack(model);
     options.logger.error({ model, canary: routing.canary, champion: routing.champion }, reason);
   }

@@ -290,4 +290,37 @@ describe('the monitor with rollouts', () => {
     await monitor.checkCanary();
     expect((await routes.get('fraud_detector'))!.revision).toBe(2);
   });
+
+  it('ends only the canary it judged: a rollout set meanwhile stays', async () => {
+    const routes = new MemoryRoutingStore();
+    const at = new Date().toISOString();
+    const base = { model: 'fraud_detector', champion: '1', previous: [], shadows: [], updated_at: at, updated_by: 'ops', reason: 'r' };
+    const audit = (revision: number) => ({ at, by: 'ops', action: 'rollout' as const, reason: 'r', from: null, to: 'x', revision });
+    const canary: Routing = { ...base, policy: { kind: 'canary', version: '2', percent: 20 }, revision: 1 };
+    expect((await routes.update(canary, 0, audit(1))).ok).toBe(true);
+    const control = rolloutControl(routes);
+    const judged = (await control.canaryOf('fraud_detector'))!;
+    expect(judged).toEqual({ champion: '1', canary: '2', revision: 1 });
+    // An operator starts an A/B test between the rule's read and its rollback.
+    const ab: Routing = {
+      ...base,
+      policy: {
+        kind: 'ab',
+        arms: [
+          { version: '1', weight: 1 },
+          { version: '3', weight: 1 },
+        ],
+      },
+      revision: 2,
+    };
+    expect((await routes.update(ab, 1, audit(2))).ok).toBe(true);
+    expect(await control.endCanary('fraud_detector', judged, 'automatic rollback of canary 2: worse')).toBe(false);
+    expect(await routes.get('fraud_detector')).toMatchObject({ revision: 2, policy: { kind: 'ab' } });
+    // The canary it judged, still in force, is ended.
+    const again: Routing = { ...canary, revision: 3 };
+    expect((await routes.update(again, 2, audit(3))).ok).toBe(true);
+    const now = (await control.canaryOf('fraud_detector'))!;
+    expect(await control.endCanary('fraud_detector', now, 'automatic rollback of canary 2: worse')).toBe(true);
+    expect(await routes.get('fraud_detector')).toMatchObject({ revision: 4, policy: { kind: 'champion' }, updated_by: 'monitor' });
+  });
 });

@@ -200,7 +200,8 @@ export function describeRollout(routing: Routing): string {
 /**
  * Ends a model's rollout policy (the champion answers every request again; shadows stay),
  * as the monitor's canary rule does: audited with `action`, refused (null) when the routing
- * changed meanwhile or has no policy to end.
+ * has no policy to end, or is no longer at `revision` (the one judged: another rollout set
+ * meanwhile is not ended in its place), or changes while this is written.
  */
 export async function endRollout(
   routes: RoutingStore,
@@ -208,9 +209,11 @@ export async function endRollout(
   by: string,
   reason: string,
   action: AuditEntry['action'] = 'auto_rollback',
+  revision?: number,
 ): Promise<Routing | null> {
   const current = await routes.get(model);
   if (!current || (current.policy ?? { kind: 'champion' }).kind === 'champion') return null;
+  if (revision !== undefined && current.revision !== revision) return null;
   const next: Routing = {
     ...current,
     policy: { kind: 'champion' },
