@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryOnlineStore, type MemoryEventLog, type PredictionLogRecord } from '@tributary/shared';
 import { waitFor } from '../../../test/support/wait-for.js';
 import { buildTestApp, validRequest } from './build.js';
-import { logisticVersion, tempRegistry, type BuiltVersion } from './models.js';
+import { logisticVersion, tempRegistry, typedVersion, type BuiltVersion } from './models.js';
 
 const ADMIN = 'ops-admin-secret-0001';
 type App = Awaited<ReturnType<typeof buildTestApp>>;
@@ -153,7 +153,7 @@ describe('rollouts', () => {
     expect(bad.json()).toMatchObject({ code: 'VALIDATION_FAILED', field: 'rows.2.entities.merchant_id' });
   });
 
-  it('refuses an A/B entity that is not an entity key of every arm; a stored one that is no key puts requests on the first arm', async () => {
+  it('refuses an A/B entity that is not an entity key of every arm; a stored one that is no key places requests by their id', async () => {
     const { app } = await boot();
     expect((await register(app, logisticVersion('2', 0.002, -1.5))).statusCode).toBe(201);
     const arms = [
@@ -175,10 +175,47 @@ describe('rollouts', () => {
     const audit = { at: routing.updated_at, by: 'old', action: 'rollout' as const, reason: 'old', from: null, to: '1', revision: 2 };
     expect((await app.models.routes.update(stored, 1, audit)).ok).toBe(true);
     await app.serving.refresh();
-    for (const user of ['u_1', 'u_2', 'u_3']) {
-      const answer = await predict(app, `ab-${user}`, user);
-      expect(answer).toMatchObject({ variant: 'ab', model: { version: '1' } });
+    const versions = [];
+    for (let i = 0; i < 40; i++) {
+      const answer = await predict(app, `ab-${i}`, 'u_1');
+      expect(answer.variant).toBe('ab');
+      versions.push(answer.model.version);
     }
+    // In the arms' shares (not every one on the first arm), the same request id on the same arm.
+    expect(new Set(versions)).toEqual(new Set(['1', '2']));
+    expect((await predict(app, 'ab-7', 'u_2')).model.version).toBe(versions[7]);
+  });
+
+  it('an A/B test without an entity is kept on the first entity key every arm reads, stored with it; with none, 400', async () => {
+    const { app } = await boot();
+    const merchantOnly = typedVersion('2', ['merchant_transactions:count_1h', 'request:amount']);
+    const requestOnly = typedVersion('3', ['request:amount']);
+    for (const built of [merchantOnly, requestOnly]) expect((await register(app, built)).statusCode).toBe(201);
+    const ab = (...versions: string[]) => ({ kind: 'ab', arms: versions.map((version) => ({ version, weight: 1 })) });
+
+    // The champion (1) reads user_id first, which version 2 does not: merchant_id, which both read.
+    const set = await rollout(app, { policy: ab('1', '2'), reason: 'A/B per merchant' });
+    expect(set.statusCode).toBe(200);
+    expect(set.json()).toMatchObject({ policy: { kind: 'ab', entity: 'merchant_id' } });
+    const arms = new Map<string, string>();
+    for (let i = 0; i < 60; i++) {
+      const merchant = `m_${i % 12}`;
+      const response = await app.inject({
+        method: 'POST',
+        url: '/v1/predict',
+        payload: { ...validRequest, request_id: `m-${i}`, entities: { user_id: `u_${i}`, merchant_id: merchant } },
+      });
+      const version = (response.json() as { model: { version: string } }).model.version;
+      if (arms.has(merchant)) expect(version, merchant).toBe(arms.get(merchant));
+      arms.set(merchant, version);
+    }
+    expect(new Set(arms.values())).toEqual(new Set(['1', '2']));
+
+    const refused = await rollout(app, { policy: ab('1', '3'), reason: 'no common entity' });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json()).toMatchObject({ code: 'VALIDATION_FAILED', field: 'policy.entity' });
+    expect(refused.json().message).toMatch(/^no entity key is read by every arm \(version 1: user_id, merchant_id; version 3: none\)/);
+    expect((await app.models.routing('fraud_detector'))!).toMatchObject({ policy: { kind: 'ab', entity: 'merchant_id' } });
   });
 
   it('a bandit sends most traffic to the version with better reward feedback', async () => {

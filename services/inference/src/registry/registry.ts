@@ -277,7 +277,24 @@ export class ModelRegistry {
     checkPolicy(policy, current.champion, shadows);
     const checked = new Map<string, { entities: readonly string[] } | void>();
     for (const version of new Set([...policyVersions(policy), ...shadows])) checked.set(version, await this.checkServable(model, version));
-    // A/B stickiness hashes this entity key of the request: every arm must read it.
+    // A/B stickiness hashes this entity key of the request: every arm must read it. Without one
+    // named, the first of the champion's entity keys that every arm reads (then the arms' own),
+    // stored with the policy, so that a later champion does not move the requests between arms.
+    if (policy.kind === 'ab' && policy.entity === undefined) {
+      const read = policy.arms.map(({ version }) => checked.get(version)?.entities);
+      const champion = checked.has(current.champion) ? checked.get(current.champion) : await this.checkServable(model, current.champion);
+      const candidates = [...(champion?.entities ?? []), ...read.flatMap((entities) => entities ?? [])];
+      const entity = candidates.find((key) => read.every((entities) => !entities || entities.includes(key)));
+      if (entity === undefined && read.some((entities) => entities)) {
+        throw new TributaryError(
+          'VALIDATION_FAILED',
+          `no entity key is read by every arm (${policy.arms.map(({ version }, i) => `version ${version}: ${read[i]?.join(', ') || 'none'}`).join('; ')}): ` +
+            'the A/B test would have nothing to keep an entity on one arm by; name one with policy.entity (--entity)',
+          { field: 'policy.entity' },
+        );
+      }
+      if (entity !== undefined) policy = { ...policy, entity };
+    }
     if (policy.kind === 'ab' && policy.entity !== undefined) {
       for (const { version } of policy.arms) {
         const entities = checked.get(version)?.entities;

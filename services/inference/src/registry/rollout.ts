@@ -129,7 +129,8 @@ export function betaDraw(a: number, b: number, random: () => number): number {
 
 /**
  * The version answering one request. `entityId` keys A/B stickiness (the id of the policy's
- * entity, or of the request's first entity); null puts the request on the first arm.
+ * entity, or of the request's first entity); a request without it (null) is placed by its
+ * request id: not sticky, but in the arms' shares (it used to go to the first arm, every one).
  */
 export function chooseVersion(
   champion: string,
@@ -147,7 +148,7 @@ export function chooseVersion(
         : { version: champion, variant: 'champion' };
     case 'ab': {
       const total = policy.arms.reduce((sum, a) => sum + a.weight, 0);
-      let point = request.entityId === null ? 0 : stableFraction(request.entityId) * total;
+      let point = stableFraction(request.entityId ?? request.requestId) * total;
       for (const arm of policy.arms) {
         if (point < arm.weight) return { version: arm.version, variant: 'ab' };
         point -= arm.weight;
