@@ -587,9 +587,13 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       if (variants === undefined) versions.set(rawVersion, (variants = new Map()));
       variants.set(rawVariant, series);
       servedSeriesCount++;
+    } else {
+      lastUncached = series;
     }
     return series;
   };
+  /** The last series made for a record beyond the cache: while it is live, what it counts into (`other`'s) is kept. */
+  let lastUncached: ServedSeries | undefined;
   const ageSeriesOf = (series: ServedSeries, group: string): HistogramSeries => {
     let age = series.ages.get(group);
     if (age === undefined) {
@@ -657,7 +661,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       }
     }
     const retired = dropped.length;
-    if (retired === 0) return 0;
+    if (lastUncached !== undefined && lastUncached.seenAt >= cutoff) live.push({ raw: ['', '', ''], series: lastUncached });
     const liveTuples = new Set<string>();
     const liveVersions = new Set<string>();
     const liveModels = new Set<string>();
@@ -665,19 +669,21 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     const liveQuality = new Set<QualitySeries>();
     const liveHistograms = new Set<HistogramSeries>();
     for (const { raw, series } of live) {
-      if (series.overflowed) {
+      if (series === lastUncached) {
+        // Not cached: counted as other, with no drift window.
+      } else if (series.overflowed) {
+        // Looked up again at its next record: a place under the bound may be free for it now. What it counts into
+        // stays, its own or `other`'s, which other live series may count into too (dropping `other`'s quality windows
+        // lost their last day's pairs, and its counter and histograms started again from zero). Once no live series
+        // counts into `other`, a later pass drops it.
         uncache(...raw);
-        dropped.push(series);
-        // What is its own stays (its quality windows, and its drift window if it has one): looked up again at its
-        // next record, it finds them, as a series counted as other only in its label values.
-        if (series.quality.model === raw[0]) liveQuality.add(series.quality);
         if (series.drift !== null) liveRawSeries.add(key(...raw));
-        continue;
+      } else {
+        liveRawSeries.add(key(...raw));
       }
       liveTuples.add(key(series.model, series.version, series.variant));
       liveVersions.add(key(series.model, series.version));
       liveModels.add(series.model);
-      liveRawSeries.add(key(...raw));
       liveQuality.add(series.quality);
       liveHistograms.add(series.score).add(series.latency);
       if (series.delay) liveHistograms.add(series.delay);

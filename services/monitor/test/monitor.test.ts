@@ -648,7 +648,7 @@ describe('monitor: retiring idle series', () => {
       Array.from({ length: 500 }, () => ({ x: random.next(), score: random.next() })),
       ['x', 'score'].map((name) => ({ name, kind: 'numeric' as const })),
     );
-    const { clock, served, label, send, many, monitor } = await retiring({ maxSeries: 2, profileOf: () => profile });
+    const { clock, served, label, send, many, monitor, registry } = await retiring({ maxSeries: 2, profileOf: () => profile });
     const features = () => ({ features: { x: random.next() } });
     await send([served('old', 'fraud_detector', '1'), served('k', 'kept', '7')], [label('k')]);
     // Version 2 comes while both places are taken: its quality goes to other, it has no drift window.
@@ -675,7 +675,40 @@ describe('monitor: retiring idle series', () => {
     // Version 2 now under its own name, with a drift window, and other is gone.
     expect(text).toMatch(/tributary_model_labelled_predictions\{model="fraud_detector",version="2",variant="champion",window="1h"\} 2/);
     expect(text).toMatch(/tributary_feature_drift\{model="fraud_detector",version="2",variant="champion",feature="x",statistic="psi"\}/);
-    expect(text).not.toMatch(/model="other"/);
+    // What it counted under other (n2's score, an hour before the retirement) stays in other's windows until other
+    // too falls idle and is retired.
+    expect(text).toMatch(
+      /tributary_model_quality_estimated\{model="other",version="other",variant="other",window="24h",metric="accuracy"\}/,
+    );
+    clock.now += RETIRE_AFTER_MS;
+    await send([served('k3', 'kept', '7'), served('n3', 'fraud_detector', '2')]);
+    await monitor.sweep();
+    expect(await registry.metrics()).not.toMatch(/model="other"/);
+  });
+
+  it("keeps other's quality windows, counter and histograms while live series count into them, when an idle one under other retires", async () => {
+    // a holds the only place of the quality board (MONITOR_MAX_SERIES 1): e's quality, then b's and c's, are counted
+    // as other; so are b's and c's counters and histograms (a's feature names and e's tuple fill the label values).
+    const { clock, served, label, send, monitor } = await retiring({ maxSeries: 1 });
+    const names = Array.from({ length: 62 }, (_, i) => `f${i}`);
+    await send([served('a', 'a', '1', { defaulted: names }), served('e', 'e', '1')], [label('a')]);
+    clock.now += RETIRE_AFTER_MS - 3_600_000;
+    const before = await send(
+      [served('a2', 'a', '1', { defaulted: names }), served('b', 'b', '1'), served('c', 'c', '1')],
+      [label('a2'), label('b'), label('c')],
+    );
+    expect(before).toMatch(/tributary_model_labelled_predictions\{model="other",version="other",variant="other",window="24h"\} 2/);
+    expect(before).toMatch(/tributary_monitor_predictions_total\{model="other",version="other",variant="other",degraded="false"\} 2/);
+    // e has been idle for RETIRE_AFTER_MS and is retired; b and c, seen an hour ago, are live under other.
+    clock.now += 3_600_000 + 1;
+    await monitor.sweep();
+    const after = await send([served('b2', 'b', '1')], [label('b2')]);
+    // The board's place is still a's: b's and c's pairs of the last day, and b2's.
+    expect(after).toMatch(/tributary_model_labelled_predictions\{model="other",version="other",variant="other",window="24h"\} 3/);
+    // e's label values are free: b is named in its counters now, and other's keep their counts (no reset).
+    expect(after).toMatch(/tributary_monitor_predictions_total\{model="b",version="1",variant="champion",degraded="false"\} 1/);
+    expect(after).toMatch(/tributary_monitor_predictions_total\{model="other",version="other",variant="other",degraded="false"\} 2/);
+    expect(after).toMatch(/tributary_monitor_score_count\{model="other",version="other",variant="other"\} 2/);
   });
 
   it('keeps the quality windows of a live series counted as other in its label values when another series retires', async () => {
