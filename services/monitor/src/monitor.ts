@@ -12,6 +12,7 @@ import {
   deadLetterCounter,
   Gauge,
   LabelSchema,
+  isWellFormed,
   LATENCY_BUCKETS,
   MAX_SLICE_LENGTH,
   metric,
@@ -563,7 +564,10 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     const quality = cached ? board.seriesFor({ model: rawModel, version: rawVersion, variant: rawVariant }) : board.seriesFor(OTHER);
     const driftSeries = cached ? drift.seriesFor(rawModel, rawVersion, rawVariant) : null;
     const series: ServedSeries = {
-      unit: `${rawVariant}:${rawModel}:${rawVersion}`,
+      // The variant has no colon, and the model's colons are escaped: two records of different models or versions have
+      // different units ("a:b" 1 and "a" "b:1" were one, the second a duplicate of the first). Names without a colon or
+      // a backslash keep the units that joins waiting in Redis were stored with.
+      unit: `${rawVariant}:${rawModel.replace(/[\\:]/g, '\\$&')}:${rawVersion}`,
       model,
       version,
       variant,
@@ -889,10 +893,12 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
             waiting.slices = {};
             for (const field of sliceFields) {
               const value = p.request?.[field];
-              // A value too long to be a slice counts as `__other__`: kept as such, not stored whole.
+              // A value too long to be a slice counts as `__other__`: kept as such, not stored whole. So does one that is
+              // not well-formed text: two lone surrogates would be one U+FFFD in /metrics, two series of one name.
               if (typeof value === 'number') waiting.slices[field] = value;
               else if (typeof value === 'boolean') waiting.slices[field] = String(value);
-              else if (typeof value === 'string') waiting.slices[field] = value.length > MAX_SLICE_LENGTH ? OTHER_SLICE : value;
+              else if (typeof value === 'string')
+                waiting.slices[field] = value.length > MAX_SLICE_LENGTH || !isWellFormed(value) ? OTHER_SLICE : value;
             }
           }
           sides.push(waiting);

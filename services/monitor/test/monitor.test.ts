@@ -135,19 +135,23 @@ describe('monitor: label values read from records', () => {
     ]);
   });
 
-  it('dead-letters as invalid a prediction or a label whose request id or model holds a lone surrogate (two such ids would be one in Redis)', async () => {
+  it('dead-letters as invalid a prediction or a label whose request id, model, defaulted feature or feature group holds a lone surrogate or NUL', async () => {
+    // Two such request ids would be one in Redis; two such names one U+FFFD in /metrics, or one series where NUL joins them.
     const { eventLog, registry } = await boot();
     await eventLog.publish('predictions', [
       { key: 'a', value: JSON.stringify(prediction('r\ud800', 0.9)) },
       { key: 'b', value: JSON.stringify({ ...prediction('b', 0.9), model: { name: 'fraud\udfff', version: '1' } }) },
       { key: 'c', value: JSON.stringify(prediction('r\ud83d\ude00', 0.9)) },
+      { key: 'd', value: JSON.stringify({ ...prediction('d', 0.9), model: { name: 'fraud', version: '1\u00002' } }) },
+      { key: 'e', value: JSON.stringify({ ...prediction('e', 0.9), defaulted: ['user:count_1h', 'user:\udc00'] }) },
+      { key: 'f', value: JSON.stringify({ ...prediction('f', 0.9), feature_age_ms: { 'group\ud800': 10 } }) },
     ]);
     await eventLog.publish('labels', [{ key: 'a', value: JSON.stringify({ request_id: 'r\udc00', label: 1, ts: Date.now() }) }]);
     await waitFor(
       async () => {
         const text = await registry.metrics();
         return (
-          /\{stream="predictions",outcome="dead_lettered"\} 2\n/.test(text) && /\{stream="labels",outcome="dead_lettered"\} 1\n/.test(text)
+          /\{stream="predictions",outcome="dead_lettered"\} 5\n/.test(text) && /\{stream="labels",outcome="dead_lettered"\} 1\n/.test(text)
         );
       },
       { what: 'the records consumed' },
@@ -155,14 +159,39 @@ describe('monitor: label values read from records', () => {
     // A pair of surrogates is a character like any other.
     expect(await registry.metrics()).toMatch(/tributary_monitor_records_total\{stream="predictions",outcome="accepted"\} 1\n/);
     const letters = eventLog.records('dead-letter').map((r) => JSON.parse(r.value!.toString()) as DeadLetter);
+    const label = 'must be well-formed Unicode text (no lone surrogate) without NUL';
     expect(letters.map((l) => [l.source.topic, l.reason, l.detail]).sort()).toEqual([
       ['labels', 'invalid', 'request_id: must be well-formed Unicode text (no lone surrogate)'],
-      ['predictions', 'invalid', 'model.name: must be well-formed Unicode text (no lone surrogate)'],
+      ['predictions', 'invalid', `defaulted.1: ${label}`],
+      ['predictions', 'invalid', `feature_age_ms.group\ud800: ${label}`],
+      ['predictions', 'invalid', `model.name: ${label}`],
+      ['predictions', 'invalid', `model.version: ${label}`],
       ['predictions', 'invalid', 'request_id: must be well-formed Unicode text (no lone surrogate)'],
     ]);
   });
 
-  it('counts a slice value longer than a label value may be as __other__, and does not store it whole to wait for its label', async () => {
+  it('joins a label to the predictions of models whose names differ only in where a colon falls', async () => {
+    const { eventLog, registry } = await boot();
+    const models = [
+      { name: 'a:b', version: '1' },
+      { name: 'a', version: 'b:1' },
+      { name: 'a\\', version: ':b:1' },
+    ];
+    await eventLog.publish(
+      'predictions',
+      models.map((model) => ({ key: 'r', value: JSON.stringify({ ...prediction('r', 0.9), model }) })),
+    );
+    await eventLog.publish('labels', [{ key: 'r', value: JSON.stringify({ request_id: 'r', label: 1, ts: Date.now() }) }]);
+    await waitFor(async () => /\{stream="labels",outcome="joined"\} 3\n/.test(await registry.metrics()), { what: 'three pairs' });
+    const text = await registry.metrics();
+    expect(text).not.toMatch(/outcome="duplicate"\} [1-9]/);
+    for (const { name, version } of models) {
+      const labels = `model="${name.replace(/\\/g, '\\\\')}",version="${version}",variant="champion",window="1h"`;
+      expect(text).toContain(`tributary_model_labelled_predictions{${labels}} 1\n`);
+    }
+  });
+
+  it('counts a slice value longer than a label value may be, or not well-formed, as __other__, and does not store it whole', async () => {
     const store = new MemoryJoinStore(DAY, HOUR);
     let offered = 0;
     const joins: MemoryJoinStore = Object.assign(Object.create(store) as MemoryJoinStore, {
@@ -172,7 +201,7 @@ describe('monitor: label values read from records', () => {
       },
     });
     const { eventLog, registry } = await boot({ sliceFields: ['country'], joins });
-    const countries = ['US', 'W'.repeat(900_000), 'X'.repeat(257)];
+    const countries = ['US', 'W'.repeat(900_000), 'X'.repeat(257), '\ud800', '\udbff'];
     await eventLog.publish(
       'predictions',
       countries.map((country, i) => ({ key: `s${i}`, value: JSON.stringify({ ...prediction(`s${i}`, 0.9), request: { country } }) })),
@@ -181,14 +210,14 @@ describe('monitor: label values read from records', () => {
       'labels',
       countries.map((_, i) => ({ key: `s${i}`, value: JSON.stringify({ request_id: `s${i}`, label: 1, ts: Date.now() }) })),
     );
-    await waitFor(async () => /stream="labels",outcome="joined"\} 3\n/.test(await registry.metrics()), { what: 'the joins' });
+    await waitFor(async () => /stream="labels",outcome="joined"\} 5\n/.test(await registry.metrics()), { what: 'the joins' });
     const text = await registry.metrics();
     expect(offered).toBeLessThan(1_000);
     expect(text.length).toBeLessThan(100_000);
     const labelled = [...text.matchAll(/tributary_slice_quality\{[^}]*field="country",slice="([^"]*)",metric="labelled"\} (\S+)/g)];
     expect(labelled.map(([, slice, count]) => [slice, Number(count)]).sort()).toEqual([
       ['US', 1],
-      ['__other__', 2],
+      ['__other__', 4],
     ]);
   });
 });
