@@ -102,6 +102,8 @@ async function main(): Promise<void> {
   }
   if (parsed.requests.length === 0 && parsed.rejected.length > 0)
     throw new InputError(`none of the ${parsed.rejected.length} request line(s) could be read, nothing scored:\n${named.join('\n')}`);
+  // An empty file is no result either (a wrong file, or one not yet written): exit 1, nothing written.
+  if (parsed.requests.length === 0) throw new InputError(`${values.requests}: no request in the file, nothing scored`);
 
   let replayed: ReplaySummary[] = [];
   const kafka = eventLogOpener(config);

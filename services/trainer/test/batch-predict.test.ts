@@ -3,7 +3,7 @@
  * (features written by the real pipeline) are scored again by the batch CLI from the events
  * file, point in time, and by the live-store path from the same store; bad lines are named.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -151,6 +151,16 @@ describe('batch-predict', () => {
     );
     expect([none.code, none.stdout]).toEqual([1, '']);
     expect(none.stderr).toMatch(/none of the 1 request line\(s\) could be read, nothing scored:\n {2}all-bad\.ndjson:1: /);
+    // Nor is a file without a request (empty, or blank lines only).
+    await writeFile(join(dir, 'empty.ndjson'), '\n\n');
+    const empty = await runTrainerCli(
+      'batch-predict-cli.ts',
+      ['--model', MODEL_DIR, '--requests', 'empty.ndjson', '--events', 'events.ndjson', '--out', 'empty-scores.ndjson'],
+      { cwd: dir },
+    );
+    expect([empty.code, empty.stdout]).toEqual([1, '']);
+    expect(empty.stderr).toMatch(/empty\.ndjson: no request in the file, nothing scored/);
+    await expect(stat(join(dir, 'empty-scores.ndjson'))).rejects.toThrow(/ENOENT/);
     // Events of which none can be read (the labels file by mistake) would leave every feature at its default.
     await writeFile(join(dir, 'labels.ndjson'), '{"request_id":"r1","label":1,"ts":1}\n');
     const wrongEvents = await runTrainerCli(
