@@ -384,9 +384,14 @@ export const VARIABLES = {
     "Topic of labels joined to their transaction's merchant (written by the label join).",
     'labelled-transactions',
   ),
-  LABEL_JOIN_WINDOW: duration('How long a transaction waits for its label, and a label for its transaction, in the label join.', '8d', {
-    max: '365d',
-  }),
+  LABEL_JOIN_WINDOW: duration(
+    'How long a transaction waits for its label, and a label for its transaction, in the label join.' +
+      ' Under `npm start` with the simulator and no REDIS_URL, unless set: max(10m, 20 × SIMULATOR_LABEL_DELAY), as the process holds what it joins for that long.',
+    '8d',
+    {
+      max: '365d',
+    },
+  ),
   TOPIC_DEAD_LETTER: text('Topic of records set aside, with the reason.', 'dead-letter'),
   FLUSH_INTERVAL: duration(
     'Longest time the feature pipeline keeps an applied event in memory before writing it to the online store.',
@@ -498,9 +503,14 @@ export const VARIABLES = {
     'auto',
     ['auto', 'librdkafka', 'kafkajs'] as const,
   ),
-  MONITOR_JOIN_WINDOW: duration('How long the monitor keeps a prediction waiting for its label (and a label for its prediction).', '7d', {
-    max: '365d',
-  }),
+  MONITOR_JOIN_WINDOW: duration(
+    'How long the monitor keeps a prediction waiting for its label (and a label for its prediction).' +
+      ' Under `npm start` with the simulator and no REDIS_URL, unless set: max(10m, 20 × SIMULATOR_LABEL_DELAY), as the process holds what it joins for that long.',
+    '7d',
+    {
+      max: '365d',
+    },
+  ),
   MONITOR_JOIN_REPLAY_HORIZON: duration(
     "How long after a label joins waiting predictions the monitor keeps them (no longer than their own deadline) to answer the label's record again should it be offered again (a batch retried, a rebalance, a restart from the last offset commit); offered later, the record is a duplicate.",
     '1h',

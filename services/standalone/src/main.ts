@@ -21,6 +21,7 @@ import {
 } from '@tributary/shared';
 import { startSimulator } from '@tributary/simulator';
 import { heldLog } from './held-log.js';
+import { simulatedJoinWindows } from './join-windows.js';
 
 const started = performance.now();
 // The first lines a user reads are the plain-text ones below; the log lines before them wait.
@@ -42,7 +43,7 @@ const goOn = (logger: Logger): boolean => {
   return !stopAsked;
 };
 try {
-  const config = loadConfig();
+  const config = simulatedJoinWindows(loadConfig(), process.env);
   const logger = createLogger('tributary', config.LOG_LEVEL, log);
   if (config.SIMULATOR && config.API_KEYS && config.SIMULATOR_API_KEY === undefined) {
     throw new ConfigError(
@@ -135,4 +136,9 @@ async function start(config: Config, logger: Logger): Promise<void> {
   logger.info(
     `ready in ${Math.round(performance.now() - started)} ms: feature pipeline, monitor${simulator ? `, simulator (${config.SIMULATOR_RATE} transactions/s, run ${simulator.run})` : ''}; metrics on ${inference.url}/metrics`,
   );
+  if (simulator && !config.REDIS_URL) {
+    logger.info(
+      `label join window ${config.LABEL_JOIN_WINDOW / 60_000} min, monitor join window ${config.MONITOR_JOIN_WINDOW / 60_000} min: the simulator's labels come within minutes, and the embedded stores hold what they join for that long (LABEL_JOIN_WINDOW, MONITOR_JOIN_WINDOW to change)`,
+    );
+  }
 }
