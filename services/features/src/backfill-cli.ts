@@ -90,7 +90,6 @@ async function main(): Promise<void> {
   });
   if (!values.queries) throw new UsageError('--queries FILE is required (NDJSON lines {"entity","id","at"})');
   if (values.out?.trim() === '') throw new UsageError('--out must name a file (without it the rows go to stdout)');
-  const target = outputTarget(values.out);
   const config = loadConfig();
   const lateness = values['allowed-lateness'] === undefined ? config.ALLOWED_LATENESS : parseLateness(values['allowed-lateness']);
   const example = fraud.fraudExample({ transactions: config.TOPIC_TRANSACTIONS, labelledTransactions: config.TOPIC_LABELLED_TRANSACTIONS });
@@ -98,6 +97,11 @@ async function main(): Promise<void> {
   const files = bySource(values.events ?? [], names, '--events');
   const topics = bySource(values.topic ?? [], names, '--topic');
   for (const name of topics.keys()) if (files.has(name)) throw new UsageError(`source "${name}": give --events or --topic, not both`);
+  // An --out that is one of the inputs would be emptied before it is read.
+  const target = outputTarget(values.out, [
+    { flag: '--queries', file: values.queries },
+    ...[...files.values()].map((file) => ({ flag: '--events', file })),
+  ]);
   if (files.size + topics.size === 0)
     throw new UsageError('give the events: --events [SOURCE=]FILE (NDJSON) or --topic [SOURCE=]NAME (Kafka), for each source');
   if (topics.size > 0 && !config.KAFKA_BROKERS) throw new UsageError('--topic needs KAFKA_BROKERS');

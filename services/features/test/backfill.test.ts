@@ -541,6 +541,20 @@ describe('backfill CLI', () => {
           expect([bad?.code, bad?.stdout]).toEqual([2, '']);
           expect(bad?.stderr).toContain(`--allowed-lateness: "${lateness}" is not a duration`);
         }
+        // An --out that is one of the inputs would be emptied before it is read: refused, the file left whole.
+        for (const out of ['queries.ndjson', 'labels.ndjson']) {
+          const clobber = await failing([
+            '--events',
+            join(dir, 'labels.ndjson'),
+            '--queries',
+            join(dir, 'queries.ndjson'),
+            '--out',
+            join(dir, out),
+          ]);
+          expect([clobber?.code, clobber?.stdout]).toEqual([2, '']);
+          expect(clobber?.stderr).toMatch(/is the input (--queries|--events) .*writing it would destroy what is read/);
+        }
+        expect(await readFile(join(dir, 'queries.ndjson'), 'utf8')).toBe('{"entity":"user_id","id":"u1","at":1000}\n');
         const option = await failing(['--frobnicate']);
         expect([option?.code, option?.stderr]).toEqual([2, expect.stringMatching(/^backfill: Unknown option '--frobnicate'/)]);
       } finally {
