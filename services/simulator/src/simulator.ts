@@ -74,6 +74,8 @@ export interface SimulatorStats {
   labelsDropped: number;
   /** Labels whose publish failed, or was given up at the stop's deadline. */
   labelPublishErrors: number;
+  /** Labels not yet due when the simulator stopped: not sent (a stop does not wait for their delays). */
+  labelsNotDue: number;
   /** Transactions not sent because `maxInFlight` were on their way. */
   dropped: number;
   /** Transactions on their way now. */
@@ -110,6 +112,7 @@ export function startSimulator(options: SimulatorOptions): Simulator {
     labels: 0,
     labelsDropped: 0,
     labelPublishErrors: 0,
+    labelsNotDue: 0,
     dropped: 0,
     get inFlight() {
       return inFlight.size;
@@ -252,6 +255,7 @@ export function startSimulator(options: SimulatorOptions): Simulator {
       clearInterval(clock);
       const clearPending = () => {
         for (const timer of pending) clearTimeout(timer);
+        stats.labelsNotDue += pending.size;
         pending.clear();
       };
       const finished = (async () => {

@@ -40,6 +40,18 @@ async function stopOver(simulator: Simulator, steps: number[]) {
 }
 
 describe('the simulator stopping', () => {
+  it('counts the labels not yet due, which it does not wait for: every published transaction is labelled or counted', async () => {
+    const log = new MemoryEventLog();
+    const simulator = run(log, { meanLabelDelayMs: 3_600_000 });
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(await stopOver(simulator, [100])).toEqual([true]);
+    const { transactions, publishErrors, labels, labelsDropped, labelPublishErrors, labelsNotDue } = simulator.stats;
+    expect(transactions).toBeGreaterThan(RATE);
+    expect(labelsNotDue).toBeGreaterThan(RATE);
+    expect(labels + labelsDropped + labelPublishErrors + labelsNotDue).toBe(transactions - publishErrors);
+    expect(log.records('labels')).toHaveLength(labels);
+  });
+
   it('with the broker down, gives up what has not left at its deadline and counts it as publish errors', async () => {
     const broker = brokerGoingDown();
     const simulator = run(broker.eventLog, { stopTimeoutMs: 3000 });
