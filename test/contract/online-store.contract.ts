@@ -293,6 +293,21 @@ export function onlineStoreContract(name: string, makeStore: () => Promise<Onlin
       expect(readFeatureValues(group, fields ?? null, NOW).values.count_10m).toBe(1);
     });
 
+    it("never shortens an entity's ttl: a write with less of it leaves the longer one an earlier write gave", async () => {
+      // One write per script: the flush's (one state field) and the other (several fields, removals).
+      const other = { ...key, id: `${key.id}-fields` };
+      const state = stateOf([{ time: NOW, price: 1, page: 'a' }]);
+      await store.write([write(key, state, { offset: '1', ttlMs: 60_000 }), write(other, state, { offset: '1', ttlMs: 60_000 })]);
+      await store.write([
+        write(key, state, { partition: 1, offset: '1', ttlMs: 300 }),
+        write(other, state, { partition: 1, offset: '1', ttlMs: 300, set: { ...stateFields(1, state), extra: 'x' }, remove: ['gone'] }),
+      ]);
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      const [kept, keptOther] = await store.read([key, other]);
+      expect(storedOffset(1, kept!)).toBe('1');
+      expect(storedOffset(1, keptOther!)).toBe('1');
+    });
+
     it('expires an entity after its ttl', async () => {
       await store.write([write(key, stateOf([{ time: NOW, price: 1, page: 'a' }]), { offset: '1', ttlMs: 300 })]);
       expect((await store.read([key]))[0]).not.toBeNull();

@@ -651,7 +651,10 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
           }
           // The whole state in one field: no field of it is left to remove.
           const set = stateFields(partition.partition, entity.state);
-          writes.push({ key: keyOf(entity), partition: partition.partition, offset, set, remove: [], ttlMs: entity.group.ttlMs });
+          // The ttl from the newest event when it is ahead of the clock (up to MAX_EVENT_TIME_AHEAD_MS): the windows read
+          // its tiles until then plus the window, which the ttl outlasts (it expired up to an hour early).
+          const ahead = Math.max(0, (entity.state.newest ?? now) - now);
+          writes.push({ key: keyOf(entity), partition: partition.partition, offset, set, remove: [], ttlMs: entity.group.ttlMs + ahead });
           const heapBytes = heapEstimate(set[field]!.length);
           if (partition.entities[entity.g]!.get(entity.id) === entity) partition.heapBytes += heapBytes - entity.heapBytes;
           entity.heapBytes = heapBytes;

@@ -6,7 +6,7 @@
  * judged against the time it is read. The same in the pipeline and in the backfill.
  */
 import { describe, expect, it } from 'vitest';
-import { fraud, MemoryOnlineStore, readFeatureValues, type LogRecord } from '@tributary/shared';
+import { compileFeatureGroup, fraud, MemoryOnlineStore, readFeatureValues, type LogRecord } from '@tributary/shared';
 import { backfill } from '../src/backfill.js';
 import { MAX_EVENT_TIME_AHEAD_MS } from '@tributary/shared';
 import { sourceDecoder } from '../src/decode.js';
@@ -131,5 +131,37 @@ describe('an event time ahead of its record', () => {
     expect(await count('u1', NOW - 1)).toBe(1);
     expect(offline(records, NOW).rows[0]!.features.user_transactions!.count_10m).toBe(2);
     expect(offline(records, NOW - 1).rows[0]!.features.user_transactions!.count_10m).toBe(1);
+  });
+
+  it("keeps its entity's key as long as a window reads it, past the ttl from the write (the least ttl a group may have)", async () => {
+    // 1h window, 5m tiles: the least ttl is 65m. Dated 59 min after its record, written at NOW.
+    const short = compileFeatureGroup(
+      {
+        name: 'short',
+        version: 1,
+        source: 'transactions',
+        entity: 'user_id',
+        ttl: '65m',
+        aggregations: [{ column: '*', op: 'count', windows: ['1h'] }],
+      },
+      [source],
+    );
+    let clock = NOW;
+    const store = new MemoryOnlineStore(() => clock);
+    const processor = createFeatureProcessor({ store, groups: [short], source, allowedLatenessMs: LATENESS, clock: () => clock });
+    processor.open(source.topic, 0, -Infinity);
+    const outcome = await processor.process({ topic: source.topic, partition: 0, records: [record(0, NOW + 59 * MINUTE, NOW)] });
+    expect(outcome.applied).toBe(1);
+    await processor.flush();
+    const count = async () => {
+      const [fields] = await store.read([{ group: short.id, entity: 'user_id', id: 'u1' }]);
+      return readFeatureValues(short, fields ?? null, clock).values.count_1h;
+    };
+    // 66 min after the write, the window still reads the event's tile (it did expire then, 65 min after the write).
+    clock = NOW + 66 * MINUTE;
+    expect(await count()).toBe(1);
+    // Gone once no window reads it: the ttl from the event's time.
+    clock = NOW + 59 * MINUTE + 65 * MINUTE + 1;
+    expect(await count()).toBeNull();
   });
 });

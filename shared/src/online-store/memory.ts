@@ -78,7 +78,8 @@ export class MemoryOnlineStore implements OnlineStore {
       for (const [field, value] of Object.entries(write.set)) entry.fields.set(field, value);
       for (const field of write.remove) entry.fields.delete(field);
       entry.fields.set(progressField(write.partition), write.offset);
-      entry.expiresAt = this.clock() + write.ttlMs;
+      // Never shortened, as in Redis: an earlier write may have given the key longer.
+      entry.expiresAt = Math.max(entry.expiresAt, this.clock() + write.ttlMs);
       this.entries.set(this.id(write.key), entry);
       return { applied: true };
     });

@@ -30,7 +30,8 @@ for i = 1, #KEYS do
     -- The offset with the fields: one call (unpack of an empty range adds nothing).
     redis.call('HSET', key, progress, offset, unpack(ARGV, setFrom, setFrom + 2 * sets - 1))
     if removes > 0 then redis.call('HDEL', key, unpack(ARGV, removeFrom, removeFrom + removes - 1)) end
-    redis.call('PEXPIRE', key, ttl)
+    -- Never shortened: an earlier write may have given the key longer (an event timed ahead of the clock).
+    if redis.call('PTTL', key) < tonumber(ttl) then redis.call('PEXPIRE', key, ttl) end
     results[i] = 1
   end
 end

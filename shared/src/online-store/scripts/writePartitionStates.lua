@@ -24,7 +24,9 @@ for i = 1, #KEYS do
     results[i] = stored
   else
     redis.call('HSET', key, progress, offset, field, ARGV[3 + 2 * i])
-    redis.call('PEXPIRE', key, ARGV[2 + 2 * i])
+    -- Never shortened: an earlier write may have given the key longer (an event timed ahead of the clock).
+    local ttl = tonumber(ARGV[2 + 2 * i])
+    if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
     results[i] = 1
   end
 end
