@@ -166,7 +166,8 @@ export function finalize(op: AggregationOp, state: ComponentState): number | str
       return last ? last.value : null;
     }
     case 'stddev':
-      return moments && moments.n > 0 ? Math.sqrt(Math.max(0, moments.m2 / moments.n)) : null;
+      // A spread past the range of doubles (m2 -Infinity or NaN from values near ±1e308) is none, not a clamped 0.
+      return moments && moments.n > 0 && Number.isFinite(moments.m2) ? Math.sqrt(Math.max(0, moments.m2 / moments.n)) : null;
     case 'distinct_count':
       return state.dc ? estimateDistinct(state.dc as DistinctSketch) : 0;
   }

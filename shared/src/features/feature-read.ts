@@ -118,7 +118,8 @@ function mergedValue(op: AggregationOp, m: Merged): number | string | null {
     case 'mean':
       return m.has && m.x > 0 ? m.y : null;
     case 'stddev':
-      return m.has && m.x > 0 ? Math.sqrt(Math.max(0, m.z / m.x)) : null;
+      // A spread past the range of doubles (values near ±1e308) is none, not a clamped 0.
+      return m.has && m.x > 0 && Number.isFinite(m.z) ? Math.sqrt(Math.max(0, m.z / m.x)) : null;
     case 'last':
       return m.has ? m.last : null;
     case 'distinct_count':

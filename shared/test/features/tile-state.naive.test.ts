@@ -434,6 +434,15 @@ describe('tiled windows equal a brute-force aggregation of the raw events', () =
       for (const [name, value] of Object.entries(read)) if (typeof value === 'number') expect(Number.isFinite(value), name).toBe(true);
     }
   });
+
+  it('reads a spread past the range of doubles (values near ±1e308) as no stddev, not 0, in one partition or merged', () => {
+    const at = (t: number, amount: number) => ({ time: START + t, values: { amount, country: 'FR' } });
+    for (const fields of [applyAll([[at(0, 1e308), at(1, -1e308)]], 1), applyAll([[at(0, 1e308)], [at(1, -1e308)]], 2)]) {
+      const read = readFeatureValues(group, Object.fromEntries(fields), START + 1000).values;
+      expect(read.amount_stddev_10m).toBeNull();
+      expect(read.amount_count_10m).toBe(2);
+    }
+  });
 });
 
 describe('window boundaries', () => {
