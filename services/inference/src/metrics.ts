@@ -233,8 +233,10 @@ export function inferenceMetrics(registry: Registry): {
       rateLimited: (key, count) => rateLimited.inc({ key }, count ?? 1),
     },
     predictor: {
-      predicted(model, variant, rows, seconds, degraded) {
-        predictions.inc({ model: model.name, version: model.version, variant, degraded: String(degraded) }, rows);
+      predicted(model, variant, rows, seconds, degradedRows) {
+        const labels = { model: model.name, version: model.version, variant };
+        if (rows > degradedRows) predictions.inc({ ...labels, degraded: 'false' }, rows - degradedRows);
+        if (degradedRows > 0) predictions.inc({ ...labels, degraded: 'true' }, degradedRows);
         duration.observe({ model: model.name, version: model.version, variant }, seconds);
       },
       shadowFailed: (model) => shadowFailures.inc({ model: model.name, version: model.version }),

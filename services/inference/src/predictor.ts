@@ -47,7 +47,8 @@ export interface PredictResponse {
 }
 
 export interface PredictorStats {
-  predicted(model: LoadedModel['manifest'], variant: Variant, rows: number, seconds: number, degraded: boolean): void;
+  /** `degradedRows` of the `rows` were answered degraded. */
+  predicted(model: LoadedModel['manifest'], variant: Variant, rows: number, seconds: number, degradedRows: number): void;
   /** A shadow scoring failed (the answer was not affected). */
   shadowFailed(model: LoadedModel['manifest'], error: unknown): void;
   defaulted(features: string[]): void;
@@ -84,6 +85,7 @@ interface Scored {
   explain: boolean;
   assembled: ReturnType<typeof assembleVector>[];
   scores: Float32Array;
+  /** The store could not be read: every row degraded (a row whose state cannot be decoded is degraded alone). */
   degraded: boolean;
   requestedAt: number;
   predictedAt: number;
@@ -184,7 +186,7 @@ export function createPredictor(options: PredictorOptions) {
     const fetching = shared ? undefined : startSpan('feature_fetch');
     const states = shared ? read.states! : await fetchStates(keys, fetching, variant !== 'shadow');
     if (read && !shared) Object.assign(read, { keys, states });
-    let degraded = states === null;
+    const degraded = states === null;
     fetching
       ?.setAttributes({
         ...scoringAttributes(model.manifest, variant, requests.length),
@@ -201,11 +203,10 @@ export function createPredictor(options: PredictorOptions) {
       vectors.set(result.vector, row * width);
       return result;
     });
-    // A stored state that cannot be decoded: its group took its defaults; the answer is degraded
-    // and the store counted as failing (once per request, as a failed read is).
+    // A stored state that cannot be decoded: its group took its defaults; its row's answer is
+    // degraded and the store counted as failing (once per request, as a failed read is).
     const unreadable = assembled.find((a) => a.unreadable)?.unreadable;
     if (unreadable) {
-      degraded = true;
       if (variant !== 'shadow') {
         stats.storeFailed(new Error(`stored state of feature group ${unreadable[0]!.group} unreadable: ${unreadable[0]!.reason}`));
       }
@@ -241,11 +242,19 @@ export function createPredictor(options: PredictorOptions) {
 
   /** Counts a scoring's predictions and hands their records to the prediction log: its answers. */
   function answerRows(scored: Scored): PredictResponse[] {
-    const { served, variant, requests, explain, assembled, scores, degraded, seconds } = scored;
+    const { served, variant, requests, explain, assembled, scores, seconds } = scored;
     const { model, plan } = served;
     const { name, version } = model.manifest;
     const width = plan.names.length;
-    stats.predicted(model.manifest, variant, requests.length, seconds, degraded);
+    // Each row its own: a state one row's entity cannot decode degrades that row, not the rows batched with it.
+    const degradedRows = assembled.map((a) => scored.degraded || a.unreadable !== undefined);
+    stats.predicted(
+      model.manifest,
+      variant,
+      requests.length,
+      seconds,
+      degradedRows.reduce((n, d) => n + (d ? 1 : 0), 0),
+    );
     const publishing = startSpan('log_publish');
     const responses = requests.map((request, row): PredictResponse => {
       const { vector, defaulted, explanation, ages } = assembled[row]!;
@@ -268,7 +277,7 @@ export function createPredictor(options: PredictorOptions) {
         defaulted,
         feature_age_ms: ages,
         score,
-        degraded,
+        degraded: degradedRows[row]!,
         requested_at: scored.requestedAt,
         predicted_at: scored.predictedAt,
         latency_ms: seconds * 1000,
@@ -280,13 +289,15 @@ export function createPredictor(options: PredictorOptions) {
         score,
         model: { name, version },
         variant: variant as Exclude<Variant, 'shadow'>,
-        degraded,
+        degraded: degradedRows[row]!,
         defaulted,
         ...(explain ? { explanation } : {}),
       };
     });
     // Enqueued: the prediction log sends its records to the event log in batches, later.
-    publishing?.setAttributes({ ...scoringAttributes(model.manifest, variant, requests.length), 'tributary.degraded': degraded }).end();
+    publishing
+      ?.setAttributes({ ...scoringAttributes(model.manifest, variant, requests.length), 'tributary.degraded': degradedRows.includes(true) })
+      .end();
     return responses;
   }
 

@@ -163,6 +163,26 @@ describe('POST /v1/predict', () => {
     expect(merchant.json().groups[0].error).toBeUndefined();
   });
 
+  it('degrades only the rows of a batch whose stored state cannot be decoded, in the answers, the log and the counts', async () => {
+    const store = new MemoryOnlineStore();
+    store.read = async (keys: EntityKey[]) => keys.map((key) => (key.id === 'u_bad' ? { s0: Buffer.from([99, 1, 2]) } : null));
+    const { app, registry, eventLog } = await boot({ store });
+    const row = (user: string, id: string) => ({ ...validRequest, request_id: id, entities: { ...validRequest.entities, user_id: user } });
+    const batch = await app.inject({
+      method: 'POST',
+      url: '/v1/predict/batch',
+      payload: { rows: [row('u_bad', 'b1'), row('u_good', 'b2')] },
+    });
+    expect(batch.statusCode).toBe(200);
+    expect(batch.json().predictions.map((p: { degraded: boolean }) => p.degraded)).toEqual([true, false]);
+    const text = await registry.getSingleMetricAsString('tributary_predictions_total');
+    expect(text).toMatch(/degraded="true"\} 1$/m);
+    expect(text).toMatch(/degraded="false"\} 1$/m);
+    await waitFor(() => (eventLog as MemoryEventLog).records('predictions').length === 2, { what: 'the two log records' });
+    const logged = (eventLog as MemoryEventLog).records('predictions').map((r) => JSON.parse(String(r.value)) as PredictionLogRecord);
+    expect(Object.fromEntries(logged.map((r) => [r.request_id, r.degraded]))).toEqual({ b1: true, b2: false });
+  });
+
   it('degrades instead of failing when a stored state holds a newest event time that is no event time', async () => {
     const user = fraud.fraudExample().groups.find((g) => g.definition.name === 'user_transactions')!;
     const now = Date.now();
