@@ -333,6 +333,12 @@ function mergeJson(value: StoredValue, plan: ReadPlan, firsts: number[], nowMs: 
 }
 
 /**
+ * The field a store's read gives, with its error, for a key it could not read as a state (a
+ * Redis key of another type): that entity's groups are unreadable, the other reads stand.
+ */
+export const STORE_ERROR_FIELD = '\u0000error';
+
+/**
  * Merges, as of `nowMs`, the tiles of every window from every partition and finalizes each
  * feature; with `only`, just those features (the others are left out of `values`). A caller
  * that reads the same features often passes the same set each time (the work of choosing
@@ -344,6 +350,7 @@ export function readFeatureValues(
   nowMs: number,
   only?: ReadonlySet<string>,
 ): FeatureValues {
+  if (fields !== null && STORE_ERROR_FIELD in fields) throw new Error(`not a feature state: ${String(fields[STORE_ERROR_FIELD])}`);
   const plan = readPlan(group, only);
   const values: Record<string, number | string | null> = {};
   // `s<partition>` fields in the order of their partition's text (the prefix is common).

@@ -1,10 +1,12 @@
-import { describe } from 'vitest';
+import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
 import { eventLogContract } from '../../../test/contract/event-log.contract.js';
 import { onlineStoreContract } from '../../../test/contract/online-store.contract.js';
 import { realServices } from '../../../test/integration/services.js';
 import { KafkaEventLog } from '../../src/event-log/kafka.js';
 import type { TopicSpec } from '../../src/event-log/types.js';
 import { RedisOnlineStore } from '../../src/online-store/redis.js';
+import { applyEvent, emptyState, fraud, readFeatureValues, stateFields, type EntityKey } from '../../src/index.js';
 import { deletingKeysOnClose } from '../../../test/support/redis-cleanup.js';
 import { createTopic } from '../../../test/support/topics.js';
 import { uniqueName } from '../../../test/support/wait-for.js';
@@ -17,6 +19,27 @@ describe.skipIf(!services.redisUrl)(`Redis${services.redisUrl ? '' : ` (skipped:
   onlineStoreContract('Redis', async () => {
     const keyPrefix = `${uniqueName('test')}:`;
     return deletingKeysOnClose(new RedisOnlineStore({ url: services.redisUrl!, keyPrefix }), services.redisUrl!, keyPrefix);
+  });
+
+  it('reads the other keys of a call when one is no hash (a foreign value): that one alone is unreadable', async () => {
+    const keyPrefix = `${uniqueName('test')}:`;
+    const store = deletingKeysOnClose(new RedisOnlineStore({ url: services.redisUrl!, keyPrefix }), services.redisUrl!, keyPrefix);
+    const client = new Redis(services.redisUrl!);
+    try {
+      const group = fraud.fraudExample().groups.find((g) => g.entity === 'user_id')!;
+      const good: EntityKey = { group: group.id, entity: 'user_id', id: 'good' };
+      const foreign: EntityKey = { ...good, id: 'foreign' };
+      const state = emptyState();
+      applyEvent(group, state, { time: Date.now(), values: { amount: 5, merchant_id: 'm1', country: 'US', channel: 'web' } });
+      await store.write([{ key: good, partition: 0, offset: '1', set: stateFields(0, state), remove: [], ttlMs: 60_000 }]);
+      await client.set(store.keyOf(foreign), 'written by something else', 'PX', 60_000);
+      const [read, unreadable] = await store.read([good, foreign]);
+      expect(readFeatureValues(group, read!, Date.now()).values.count_1h).toBe(1);
+      expect(() => readFeatureValues(group, unreadable!, Date.now())).toThrow(/^not a feature state: WRONGTYPE/);
+    } finally {
+      client.disconnect();
+      await store.close();
+    }
   });
 });
 
