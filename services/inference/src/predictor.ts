@@ -384,10 +384,21 @@ export function createPredictor(options: PredictorOptions) {
       const partPlaces = places && rows.map((row) => places[row]!);
       return { served, variant, rows, part, partPlaces, keys: checkRows(served, part, partPlaces) };
     });
+    // One read of the store for the request, whatever versions its rows go to (their keys version after version), and
+    // a failure counted once: each version read and counted on its own. All the rows in one version: what they read
+    // serves the shadows too.
+    let reads: (StatesRead | undefined)[] = checked.map(() => read);
+    if (checked.length > 1) {
+      const keys = checked.flatMap((part) => part.keys);
+      const fetching = startSpan('feature_fetch');
+      const states = await fetchStates(keys, fetching, true);
+      fetching?.setAttributes({ 'tributary.entity_keys': keys.length, 'tributary.degraded': states === null }).end();
+      let at = 0;
+      reads = checked.map((part) => ({ keys: part.keys, states: states && states.slice(at, (at += part.keys.length)) }));
+    }
     const settled = await Promise.allSettled(
-      checked.map(({ served, variant, part, partPlaces, keys }) =>
-        // All the rows in one version: what they read serves the shadows too.
-        scoreRows(served, variant, part, keys, explain, partPlaces, groups.size === 1 ? read : undefined),
+      checked.map(({ served, variant, part, partPlaces, keys }, i) =>
+        scoreRows(served, variant, part, keys, explain, partPlaces, reads[i]),
       ),
     );
     const failed = settled.find((outcome) => outcome.status === 'rejected');

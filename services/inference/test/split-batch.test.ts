@@ -4,7 +4,16 @@
  * predictions (the client's retry would log them again, under new prediction ids).
  */
 import { describe, expect, it } from 'vitest';
-import { MemoryOnlineStore, TributaryError, type PredictionLogRecord } from '@tributary/shared';
+import {
+  applyEvent,
+  emptyState,
+  fraud,
+  MemoryOnlineStore,
+  stateFields,
+  TributaryError,
+  type OnlineStore,
+  type PredictionLogRecord,
+} from '@tributary/shared';
 import { createPredictor } from '../src/predictor.js';
 import type { RoutedModels, ServedModel } from '../src/registry/serving.js';
 import { validRequest } from './build.js';
@@ -22,7 +31,11 @@ function version(built: BuiltVersion, scoring: Scoring, scored: string[]): Serve
 }
 
 /** A canary at 50% over a champion; what was logged, counted and scored. */
-function canary(champion: { built: BuiltVersion; scoring: Scoring }, canary: { built: BuiltVersion; scoring: Scoring }) {
+function canary(
+  champion: { built: BuiltVersion; scoring: Scoring },
+  canary: { built: BuiltVersion; scoring: Scoring },
+  store: OnlineStore = new MemoryOnlineStore(),
+) {
   const scored: string[] = [];
   const served = [version(champion.built, champion.scoring, scored), version(canary.built, canary.scoring, scored)];
   const routed: RoutedModels = {
@@ -33,16 +46,16 @@ function canary(champion: { built: BuiltVersion; scoring: Scoring }, canary: { b
     rewards: {},
   };
   const logged: PredictionLogRecord[] = [];
-  const counted = { predicted: 0, nonFinite: 0 };
+  const counted = { predicted: 0, nonFinite: 0, storeFailed: 0 };
   const predictor = createPredictor({
     serving: { acquire: () => routed, release: () => {} },
-    store: new MemoryOnlineStore(),
+    store,
     log: { append: (record: PredictionLogRecord) => void logged.push(record) } as never,
     stats: {
       predicted: (_model, _variant, rows) => void (counted.predicted += rows),
       shadowFailed() {},
       defaulted() {},
-      storeFailed() {},
+      storeFailed: () => void counted.storeFailed++,
       queueFull() {},
       nonFiniteScores: (_model, rows) => void (counted.nonFinite += rows),
     },
@@ -58,6 +71,61 @@ const rows = (request: typeof validRequest | (Omit<typeof validRequest, 'entitie
 const settled = () => new Promise((resolve) => setImmediate(resolve));
 
 describe('a batch split by a rollout', () => {
+  it('reads the store once for all its versions, and counts a failed read once', async () => {
+    let reads = 0;
+    const down: OnlineStore = Object.assign(new MemoryOnlineStore(), {
+      read: async () => {
+        reads++;
+        throw new Error('connection refused');
+      },
+    });
+    const { predictor, counted } = canary(
+      { built: logisticVersion('1', 0.1, 0), scoring: 'scores' },
+      { built: logisticVersion('2', 0.1, 0), scoring: 'scores' },
+      down,
+    );
+    const answers = await predictor.predictBatch(rows(validRequest), false);
+    expect(new Set(answers.map((a) => a.model.version))).toEqual(new Set(['1', '2']));
+    expect(answers.every((a) => a.degraded)).toBe(true);
+    expect([reads, counted.storeFailed]).toEqual([1, 1]);
+  });
+
+  it('gives each version the states of its own rows from that one read', async () => {
+    let reads = 0;
+    const store = new MemoryOnlineStore();
+    const read = store.read.bind(store);
+    store.read = (keys) => {
+      reads++;
+      return read(keys);
+    };
+    const { predictor } = canary(
+      { built: logisticVersion('1', 0.1, 0), scoring: 'scores' },
+      { built: typedVersion('2', ['merchant_transactions:count_1h', 'request:amount']), scoring: 'scores' },
+      store,
+    );
+    // The card holder made 2 transactions, the merchant 3 (all of another holder but one), a minute ago.
+    const now = Date.now();
+    const write = (entity: 'user_id' | 'merchant_id', id: string, count: number) => {
+      const group = fraud.fraudExample().groups.find((g) => g.entity === entity && g.definition.source === 'transactions')!;
+      const state = emptyState();
+      for (let i = 0; i < count; i++) {
+        applyEvent(group, state, { time: now - 60_000, values: { amount: 10, merchant_id: 'm_1', country: 'US', channel: 'web' } });
+      }
+      return { key: { group: group.id, entity, id }, partition: 0, offset: '1', set: stateFields(0, state), remove: [], ttlMs: 60_000 };
+    };
+    await store.write([write('user_id', validRequest.entities.user_id, 2), write('merchant_id', validRequest.entities.merchant_id, 3)]);
+    reads = 0;
+    const answers = await predictor.predictBatch(rows(validRequest), true);
+    expect(new Set(answers.map((a) => a.model.version))).toEqual(new Set(['1', '2']));
+    expect(answers.some((a) => a.degraded)).toBe(false);
+    expect(reads).toBe(1);
+    const value = (answer: (typeof answers)[number], name: string) => answer.explanation!.find((e) => e.name === name)?.value;
+    for (const answer of answers) {
+      expect(value(answer, 'merchant_transactions:count_1h'), answer.model.version).toBe(3);
+      if (answer.model.version === '1') expect(value(answer, 'user_transactions:count_1h')).toBe(2);
+    }
+  });
+
   it('logs and counts every row once, with its version, when every version scored', async () => {
     const { predictor, logged, counted } = canary(
       { built: logisticVersion('1', 0.1, 0), scoring: 'scores' },
