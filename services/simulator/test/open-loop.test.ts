@@ -4,11 +4,10 @@
  * down, up to SIMULATOR_MAX_IN_FLIGHT transactions on their way; beyond, it drops them and
  * counts them. Simulated time (fake timers): counts per simulated second, no wall clock.
  */
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { EventLog, Logger, OutgoingRecord } from '@tributary/shared';
-import { startSimulator, type Simulator } from '../src/simulator.js';
-
-const RATE = 20;
+import { describe, expect, it, vi } from 'vitest';
+import type { EventLog, OutgoingRecord } from '@tributary/shared';
+import type { Simulator } from '../src/simulator.js';
+import { RATE, simulatedTime, simulatorOn } from './simulated-time.js';
 
 /** An inference API answering each request when `answer` is called, or after `delayMs` of simulated time (0: at once). */
 function inferenceApi(delayMs?: number) {
@@ -54,35 +53,8 @@ function eventLog() {
   };
 }
 
-let simulator: Simulator | undefined;
-const warnings: string[] = [];
-beforeEach(() => {
-  vi.useFakeTimers({
-    toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'setImmediate', 'Date', 'performance'],
-  });
-  warnings.length = 0;
-});
-afterEach(async () => {
-  vi.useRealTimers();
-  vi.unstubAllGlobals();
-  simulator = undefined;
-});
-
-function run(log: EventLog, maxInFlight: number) {
-  simulator = startSimulator({
-    eventLog: log,
-    topics: { transactions: 'transactions', labels: 'labels' },
-    inferenceUrl: 'http://inference.test',
-    ratePerSecond: RATE,
-    fraudRate: 0.03,
-    meanLabelDelayMs: 3_600_000,
-    users: 10,
-    seed: 1,
-    logger: { warn: (_fields: object, message: string) => warnings.push(message) } as unknown as Logger,
-    maxInFlight,
-  });
-  return simulator;
-}
+const { warnings } = simulatedTime();
+const run = (log: EventLog, maxInFlight: number) => simulatorOn(log, warnings, { inferenceUrl: 'http://inference.test', maxInFlight });
 
 const seconds = (n: number) => vi.advanceTimersByTimeAsync(n * 1000);
 
