@@ -665,17 +665,24 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       }
     }
     const retired = dropped.length;
-    if (lastUncached !== undefined && lastUncached.seenAt >= cutoff) live.push({ raw: ['', '', ''], series: lastUncached });
     const liveTuples = new Set<string>();
     const liveVersions = new Set<string>();
     const liveModels = new Set<string>();
     const liveRawSeries = new Set<string>();
     const liveQuality = new Set<QualitySeries>();
     const liveHistograms = new Set<HistogramSeries>();
+    /** What a live series counts into stays: its label sets, quality windows and histograms. */
+    const keep = (series: ServedSeries) => {
+      liveTuples.add(key(series.model, series.version, series.variant));
+      liveVersions.add(key(series.model, series.version));
+      liveModels.add(series.model);
+      liveQuality.add(series.quality);
+      liveHistograms.add(series.score).add(series.latency);
+      if (series.delay) liveHistograms.add(series.delay);
+      for (const age of series.ages.values()) liveHistograms.add(age);
+    };
     for (const { raw, series } of live) {
-      if (series === lastUncached) {
-        // Not cached: counted as other, with no drift window.
-      } else if (series.overflowed) {
+      if (series.overflowed) {
         // Looked up again at its next record: a place under the bound may be free for it now. What it counts into
         // stays, its own or `other`'s, which other live series may count into too (dropping `other`'s quality windows
         // lost their last day's pairs, and its counter and histograms started again from zero). Once no live series
@@ -685,14 +692,10 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       } else {
         liveRawSeries.add(key(...raw));
       }
-      liveTuples.add(key(series.model, series.version, series.variant));
-      liveVersions.add(key(series.model, series.version));
-      liveModels.add(series.model);
-      liveQuality.add(series.quality);
-      liveHistograms.add(series.score).add(series.latency);
-      if (series.delay) liveHistograms.add(series.delay);
-      for (const age of series.ages.values()) liveHistograms.add(age);
+      keep(series);
     }
+    // Beyond the cache, a series is made per record: the last one, while live, keeps `other`'s (it has no drift window).
+    if (lastUncached !== undefined && lastUncached.seenAt >= cutoff) keep(lastUncached);
     board.retain((series) => liveQuality.has(series));
     drift.retain((model, version, variant) => liveRawSeries.has(key(model, version, variant)));
     for (const { model, version, variant } of dropped) {

@@ -78,8 +78,7 @@ export function acceptsPredictionRecord(value: unknown): boolean {
   if (!isBoundedString(value.prediction_id, PREDICTION_ID_MAX_LENGTH) || !isBoundedKey(value.request_id, REQUEST_ID_MAX_LENGTH))
     return false;
   if (!VARIANTS.has(value.variant)) return false;
-  if (!isObject(model) || !isBoundedString(model.name, MODEL_NAME_MAX_LENGTH) || !isBoundedString(model.version, MODEL_VERSION_MAX_LENGTH))
-    return false;
+  if (!isObject(model) || model.name === '' || model.version === '') return false;
   if (!isLabelValue(model.name, MODEL_NAME_MAX_LENGTH) || !isLabelValue(model.version, MODEL_VERSION_MAX_LENGTH)) return false;
   if (!(typeof score === 'number' && score >= 0 && score <= 1)) return false;
   if (!isFiniteAtLeastZero(value.predicted_at) || !isFiniteAtLeastZero(value.latency_ms)) return false;
