@@ -385,8 +385,7 @@ export const VARIABLES = {
     'labelled-transactions',
   ),
   LABEL_JOIN_WINDOW: duration(
-    'How long a transaction waits for its label, and a label for its transaction, in the label join.' +
-      ' Under `npm start` with the simulator and no REDIS_URL, unless set: max(10m, 20 × SIMULATOR_LABEL_DELAY), as the process holds what it joins for that long.',
+    'How long a transaction waits for its label, and a label for its transaction, in the label join. Under `npm start` with the simulator and no REDIS_URL, unless set: max(10m, 20 × SIMULATOR_LABEL_DELAY), as the process holds what it joins for that long.',
     '8d',
     {
       max: '365d',
@@ -504,8 +503,7 @@ export const VARIABLES = {
     ['auto', 'librdkafka', 'kafkajs'] as const,
   ),
   MONITOR_JOIN_WINDOW: duration(
-    'How long the monitor keeps a prediction waiting for its label (and a label for its prediction).' +
-      ' Under `npm start` with the simulator and no REDIS_URL, unless set: max(10m, 20 × SIMULATOR_LABEL_DELAY), as the process holds what it joins for that long.',
+    'How long the monitor keeps a prediction waiting for its label (and a label for its prediction). Under `npm start` with the simulator and no REDIS_URL, unless set: max(10m, 20 × SIMULATOR_LABEL_DELAY), as the process holds what it joins for that long.',
     '7d',
     {
       max: '365d',
