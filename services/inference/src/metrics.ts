@@ -53,6 +53,17 @@ export function inferenceMetrics(registry: Registry): {
         registers,
       }),
   );
+  const onDemandFailures = metric(
+    registry,
+    'tributary_on_demand_failures_total',
+    () =>
+      new Counter({
+        name: 'tributary_on_demand_failures_total',
+        help: 'On-demand features whose function threw for a request (each served its default)',
+        labelNames: ['feature'],
+        registers,
+      }),
+  );
   const shadowFailures = metric(
     registry,
     'tributary_shadow_failures_total',
@@ -242,6 +253,9 @@ export function inferenceMetrics(registry: Registry): {
       shadowFailed: (model) => shadowFailures.inc({ model: model.name, version: model.version }),
       defaulted(features) {
         for (const feature of features) defaults.inc({ feature });
+      },
+      onDemandFailed(failures) {
+        for (const { feature } of failures) onDemandFailures.inc({ feature });
       },
       storeFailed() {
         storeErrors.inc();

@@ -52,6 +52,8 @@ export interface PredictorStats {
   /** A shadow scoring failed (the answer was not affected). */
   shadowFailed(model: LoadedModel['manifest'], error: unknown): void;
   defaulted(features: string[]): void;
+  /** On-demand features whose function threw for a request (each took its default). */
+  onDemandFailed(features: { feature: string; reason: string }[]): void;
   storeFailed(error: unknown): void;
   /** A request refused with 503 because the queue of a model version that answers it was full. */
   queueFull(): void;
@@ -257,9 +259,10 @@ export function createPredictor(options: PredictorOptions) {
     );
     const publishing = startSpan('log_publish');
     const responses = requests.map((request, row): PredictResponse => {
-      const { vector, defaulted, explanation, ages } = assembled[row]!;
+      const { vector, defaulted, explanation, ages, failedOnDemand } = assembled[row]!;
       // Counted for the answering version (a shadow's defaults are in its prediction-log records).
       if (defaulted.length > 0 && variant !== 'shadow') stats.defaulted(defaulted);
+      if (failedOnDemand && variant !== 'shadow') stats.onDemandFailed(failedOnDemand);
       // The float32 score as the decimal of 9 digits that identifies it (0.0495370328, not
       // 0.04953703284263611): the answer's and the log's text alike, and shorter to write.
       const score = float32Decimal(scores[row]!);

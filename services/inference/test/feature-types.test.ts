@@ -241,7 +241,15 @@ describe('feature types under a request schema that does not say them', () => {
       serving: { acquire: () => routed, release: () => undefined },
       store: new MemoryOnlineStore(),
       log: { append: (record: PredictionLogRecord) => logged.push(record) } as never,
-      stats: { predicted() {}, shadowFailed() {}, defaulted() {}, storeFailed() {}, queueFull() {}, nonFiniteScores() {} },
+      stats: {
+        predicted() {},
+        shadowFailed() {},
+        defaulted() {},
+        onDemandFailed() {},
+        storeFailed() {},
+        queueFull() {},
+        nonFiniteScores() {},
+      },
       featureFetchTimeoutMs: 250,
     });
     const app = createFastify({ logger: createLogger('test', 'silent'), bodyLimit: 1 << 20 });

@@ -36,6 +36,7 @@ function predictorOver(champion: ServedModel, others: { policy?: RolloutPolicy; 
       predicted() {},
       shadowFailed: () => void counted.shadowFailures++,
       defaulted() {},
+      onDemandFailed() {},
       storeFailed() {},
       queueFull: () => void counted.shed++,
       nonFiniteScores() {},

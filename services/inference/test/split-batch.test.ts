@@ -55,6 +55,7 @@ function canary(
       predicted: (_model, _variant, rows) => void (counted.predicted += rows),
       shadowFailed() {},
       defaulted() {},
+      onDemandFailed() {},
       storeFailed: () => void counted.storeFailed++,
       queueFull() {},
       nonFiniteScores: (_model, rows) => void (counted.nonFinite += rows),

@@ -256,6 +256,8 @@ export interface AssembledVector {
   ages: Record<string, number | null>;
   /** Feature groups whose stored state could not be decoded (their features took their defaults), with the reason. */
   unreadable?: { group: string; reason: string }[];
+  /** On-demand features whose function threw (they took their defaults), with the reason. */
+  failedOnDemand?: { feature: string; reason: string }[];
 }
 
 /** Where a feature reference's value comes from, resolved once per plan. */
@@ -314,6 +316,7 @@ export function assembleVector(
   const groupAges: (number | null)[] = [];
   const ages: Record<string, number | null> = {};
   let unreadable: AssembledVector['unreadable'];
+  let failedOnDemand: AssembledVector['failedOnDemand'];
   plan.groups.forEach((group, i) => {
     let values: FeatureValues;
     try {
@@ -354,7 +357,13 @@ export function assembleVector(
     if (step.onDemand) {
       const inputs: Record<string, FeatureValue> = {};
       for (const input of step.onDemand.inputs) inputs[input.ref] = valueOf(input);
-      raw = step.onDemand.feature.compute(inputs, { request, now });
+      // A function that throws on what a request sent serves its default, as a missing value does.
+      try {
+        raw = step.onDemand.feature.compute(inputs, { request, now });
+      } catch (error) {
+        raw = null;
+        (failedOnDemand ??= []).push({ feature: step.name, reason: error instanceof Error ? error.message : String(error) });
+      }
       source = 'on_demand';
     } else if (step.group === -1) {
       raw = Object.hasOwn(request, step.name) ? request[step.name] : undefined;
@@ -378,5 +387,8 @@ export function assembleVector(
     // As the model receives it (a float32), written as the prediction log writes it.
     if (explain) explanation.push({ name: step.ref, value: float32Decimal(vector[i]!), source, age_ms: age });
   }
-  return unreadable ? { vector, explanation, defaulted, ages, unreadable } : { vector, explanation, defaulted, ages };
+  const assembled: AssembledVector = { vector, explanation, defaulted, ages };
+  if (unreadable) assembled.unreadable = unreadable;
+  if (failedOnDemand) assembled.failedOnDemand = failedOnDemand;
+  return assembled;
 }

@@ -359,6 +359,31 @@ describe('assembleVector', () => {
     });
   });
 
+  it('an on-demand function that throws serves its default and is reported, the rest of the vector as usual', () => {
+    const throwing: FeatureCatalog = {
+      ...catalog,
+      requestFields: undefined,
+      onDemand: [
+        {
+          name: 'amount_digits',
+          inputs: ['request:amount'],
+          default: -7,
+          compute: (inputs) => (inputs['request:amount'] as number).toFixed(0).length,
+        },
+      ],
+    };
+    const custom = planFeatures(['request:amount', 'on_demand:amount_digits'], throwing);
+    const fine = assembleVector(custom, null, { amount: 125 }, NOW);
+    expect(Array.from(fine.vector)).toEqual([125, 3]);
+    expect(fine.failedOnDemand).toBeUndefined();
+    // A text amount: the request value is no number, so the function reads null and throws.
+    const failed = assembleVector(custom, null, { amount: 'lots' }, NOW, true);
+    expect(Array.from(failed.vector)).toEqual([0, -7]);
+    expect(failed.defaulted).toEqual(['request:amount', 'on_demand:amount_digits']);
+    expect(failed.explanation[1]).toEqual({ name: 'on_demand:amount_digits', value: -7, source: 'default', age_ms: null });
+    expect(failed.failedOnDemand).toEqual([{ feature: 'amount_digits', reason: expect.stringContaining('toFixed') }]);
+  });
+
   it('request features: numbers pass through, anything else is defaulted', () => {
     // A catalog whose request schema is open: any field may be read, its own fields only.
     const open: FeatureCatalog = { ...catalog, requestFields: undefined };
