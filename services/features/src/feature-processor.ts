@@ -70,6 +70,8 @@ export interface FlushOutcome {
   written: number;
   /** Entities refused by the store because a newer state was there (this process lost the partition). */
   fenced: number;
+  /** Entities refused by the store because their key holds something else (`unwritableState` was told). */
+  unwritable: number;
   /** Offsets to commit, with the watermark as metadata. */
   commits: OffsetCommit[];
   /** Event times of the events that became readable with this flush. */
@@ -118,6 +120,12 @@ export interface FeatureProcessorOptions {
    * its defaults). Its offset still fences the writes.
    */
   unreadableState?: (entity: string, reason: string) => void;
+  /**
+   * Told of a state the store refused to write because its key holds something else (a value of
+   * another type, written by something else): the key is left as it is, the rest of the flush is
+   * written and its offsets committed; the entity is written again with its next event.
+   */
+  unwritableState?: (entity: string, reason: string) => void;
 }
 
 /**
@@ -710,10 +718,14 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
           throw error;
         }
         let fenced = 0;
+        let unwritable = 0;
         results.forEach((result, i) => {
           const { partition, entity, offset } = written[i]!;
           if (result.applied) {
             if (offset > entity.storedOffset) entity.storedOffset = offset;
+          } else if ('unwritable' in result) {
+            unwritable++;
+            options.unwritableState?.(`${entity.group.id} ${entity.group.entity} ${entity.id}`, result.unwritable);
           } else {
             // Another member owns the partition now (or did meanwhile): what this process holds of it may lack
             // that member's updates, and its own since may be lost with a copy of one entity. It lets the partition go.
@@ -725,7 +737,7 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         for (const { partition, commit } of durable) if (!partition.lost) commits.push(commit);
         if (!options.confirmsCommits) committed(commits);
         evictBeyondBudget();
-        return { written: writes.length - fenced, fenced, commits, eventTimes };
+        return { written: writes.length - fenced - unwritable, fenced, unwritable, commits, eventTimes };
       };
       const outcome = complete();
       inFlight = outcome;

@@ -213,6 +213,13 @@ export async function startFeaturePipeline(options: FeaturePipelineOptions): Pro
         metrics.unreadableStates.inc({ topic: source.topic });
         options.logger.warn({ entity, reason }, 'stored feature state unreadable; the entity starts over from its next events');
       },
+      unwritableState: (entity, reason) => {
+        metrics.entitiesWritten.inc({ outcome: 'unwritable' });
+        options.logger.error(
+          { entity, reason },
+          'feature state not written: its key holds something else; written again with its next event',
+        );
+      },
     });
     let evictionsCounted = 0;
     // Batches of several partitions are loaded at once, but applied (with their dead letters

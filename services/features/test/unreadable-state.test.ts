@@ -47,3 +47,40 @@ describe('an unreadable stored state', () => {
     expect(stored.map((fields) => readFeatureValues(user, fields, NOW).values.count_10m)).toEqual([1, 1, 1]);
   });
 });
+
+describe('a state the store cannot write (its key holds something else)', () => {
+  it('is reported and left out; the other entities are written, the offsets committed, and the entity written with its next event', async () => {
+    const memory = new MemoryOnlineStore(() => NOW);
+    let occupied = true;
+    // Redis answers a key holding another type this way (writeEntityStates.lua); the embedded store has no such keys.
+    const store = Object.assign(Object.create(memory) as MemoryOnlineStore, {
+      write: async (writes: Parameters<MemoryOnlineStore['write']>[0]) => {
+        const results = await memory.write(writes.filter((w) => !(occupied && w.key.id === 'u_bad')));
+        return writes.map((w) =>
+          occupied && w.key.id === 'u_bad' ? { applied: false as const, unwritable: 'another type' } : results.shift()!,
+        );
+      },
+    });
+    const told: [string, string][] = [];
+    const processor = createFeatureProcessor({
+      store,
+      groups: [user],
+      source,
+      allowedLatenessMs: 300_000,
+      clock: () => NOW,
+      unwritableState: (entity, reason) => told.push([entity, reason]),
+    });
+    processor.open(source.topic, 0, -Infinity);
+    await processor.process({ topic: source.topic, partition: 0, records: [record(1, 'u_ok'), record(2, 'u_bad'), record(3, 'u_ok2')] });
+    const outcome = await processor.flush();
+    expect(outcome).toMatchObject({ written: 2, fenced: 0, unwritable: 1, commits: [{ partition: 0, offset: '4' }] });
+    expect(told).toEqual([[`${user.id} user_id u_bad`, 'another type']]);
+    const count = async (id: string) => readFeatureValues(user, (await store.read([key(id)]))[0] ?? null, NOW).values.count_10m;
+    expect([await count('u_ok'), await count('u_bad'), await count('u_ok2')]).toEqual([1, null, 1]);
+    // The key cleared: the entity's next event writes its whole state, the earlier event included.
+    occupied = false;
+    await processor.process({ topic: source.topic, partition: 0, records: [record(4, 'u_bad')] });
+    expect(await processor.flush()).toMatchObject({ written: 1, unwritable: 0 });
+    expect(await count('u_bad')).toBe(2);
+  });
+});

@@ -25,14 +25,14 @@ const ENTITIES_PER_CALL = 100;
 const KEYS_PER_READ = 1_000;
 
 type RedisWithScripts = (Redis | Cluster) & {
-  writeEntityStates(keyCount: number, ...keysAndArgs: StoredValue[]): Promise<(1 | string)[]>;
+  writeEntityStates(keyCount: number, ...keysAndArgs: StoredValue[]): Promise<(0 | 1 | string)[]>;
   /**
    * The same script for one key, named first: a cluster client's auto-pipelining takes the
    * first argument for the key that routes the call (redis/ioredis#2109).
    */
-  writeEntityState(key: string, ...args: StoredValue[]): Promise<(1 | string)[]>;
+  writeEntityState(key: string, ...args: StoredValue[]): Promise<(0 | 1 | string)[]>;
   /** Entities of one partition, each one field at one offset: those given once, then a TTL and a value per key. */
-  writePartitionStates(keyCount: number, ...keysAndArgs: StoredValue[]): Promise<(1 | string)[]>;
+  writePartitionStates(keyCount: number, ...keysAndArgs: StoredValue[]): Promise<(0 | 1 | string)[]>;
   /** This side's key first (it routes the call on a cluster), then the other's; value, ttl in ms, '1' to keep. */
   meetPairSide(key: string, other: string, value: string, ttlMs: number, keep: string): Promise<string | null>;
   /** Each key's fields and values (HGETALL), as bytes. */
@@ -142,7 +142,7 @@ export class RedisOnlineStore implements OnlineStore {
     this.writer ??= this.connect();
     const writer = this.writer;
     const cluster = Boolean(this.options.cluster);
-    const calls: Promise<(1 | string)[]>[] = [];
+    const calls: Promise<(0 | 1 | string)[]>[] = [];
     type Call = { keys: string[]; args: StoredValue[]; shared?: { partition: number; offset: string; field: string } };
     const send = ({ keys, args, shared }: Call) =>
       calls.push(
@@ -189,7 +189,15 @@ export class RedisOnlineStore implements OnlineStore {
     if (call) send(call);
     const results: WriteResult[] = [];
     for (const reply of await Promise.all(calls)) {
-      for (const result of reply) results.push(result === 1 ? { applied: true } : { applied: false, storedOffset: String(result) });
+      for (const result of reply) {
+        results.push(
+          result === 1
+            ? { applied: true }
+            : result === 0
+              ? { applied: false, unwritable: 'the key holds a value of another type (written by something else)' }
+              : { applied: false, storedOffset: String(result) },
+        );
+      }
     }
     return results;
   }

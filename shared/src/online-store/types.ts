@@ -33,7 +33,12 @@ export interface StateWrite {
   ttlMs: number;
 }
 
-export type WriteResult = { applied: true } | { applied: false; storedOffset: string };
+/**
+ * A write applied; refused for a higher stored offset (a writer that lost the partition); or
+ * refused because the key holds something the store cannot write the state into (a value of
+ * another type, written by something else), with the reason.
+ */
+export type WriteResult = { applied: true } | { applied: false; storedOffset: string } | { applied: false; unwritable: string };
 
 /**
  * Part of a source partition's event-id log (duplicate detection): the ids of the events

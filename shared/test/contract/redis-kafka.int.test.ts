@@ -43,6 +43,42 @@ describe.skipIf(!services.redisUrl)(`Redis${services.redisUrl ? '' : ` (skipped:
   });
 });
 
+describe.skipIf(!services.redisUrl)(`Redis writes${services.redisUrl ? '' : ` (skipped: ${services.missing('redis')})`}`, () => {
+  it('write the other keys of a call when one is no hash (a foreign value): that one is refused as unwritable and left as it is', async () => {
+    const keyPrefix = `${uniqueName('test')}:`;
+    const store = deletingKeysOnClose(new RedisOnlineStore({ url: services.redisUrl!, keyPrefix }), services.redisUrl!, keyPrefix);
+    const client = new Redis(services.redisUrl!);
+    try {
+      const group = fraud.fraudExample().groups.find((g) => g.entity === 'user_id')!;
+      const key = (id: string): EntityKey => ({ group: group.id, entity: 'user_id', id });
+      await client.set(store.keyOf(key('foreign')), 'written by something else', 'PX', 60_000);
+      const state = emptyState();
+      applyEvent(group, state, { time: Date.now(), values: { amount: 5, merchant_id: 'm1', country: 'US', channel: 'web' } });
+      const set = stateFields(0, state);
+      // A flush's form (one field at one offset: the shared-argument script), and the general one (a field removed).
+      const flush = await store.write(
+        ['a', 'foreign', 'b'].map((id) => ({ key: key(id), partition: 0, offset: '7', set, remove: [], ttlMs: 60_000 })),
+      );
+      const general = await store.write(
+        ['c', 'foreign', 'd'].map((id) => ({ key: key(id), partition: 0, offset: '8', set, remove: ['s9'], ttlMs: 60_000 })),
+      );
+      for (const results of [flush, general]) {
+        expect(results).toEqual([
+          { applied: true },
+          { applied: false, unwritable: 'the key holds a value of another type (written by something else)' },
+          { applied: true },
+        ]);
+      }
+      expect(await client.get(store.keyOf(key('foreign')))).toBe('written by something else');
+      const read = await store.read(['a', 'b', 'c', 'd'].map(key));
+      expect(read.map((fields) => readFeatureValues(group, fields!, Date.now()).values.count_1h)).toEqual([1, 1, 1, 1]);
+    } finally {
+      client.disconnect();
+      await store.close();
+    }
+  });
+});
+
 /**
  * The Kafka event log, its topics created as the integration tests create theirs (createTopic: the
  * admin API, or the control channel of librdkafka's mock cluster, which the admin API cannot

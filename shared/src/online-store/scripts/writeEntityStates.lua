@@ -11,7 +11,9 @@
     R, then R fields to delete
 
   Returns an array of N entries: 1 when written, the stored offset (a string) when the
-  stored offset is higher (the write is refused, nothing of that entity changes).
+  stored offset is higher (the write is refused, nothing of that entity changes), 0 when the
+  key holds a value of another type (written by something else: left as it is, and the
+  other keys of the call still written).
 ]]
 local results = {}
 local a = 1
@@ -23,8 +25,10 @@ for i = 1, #KEYS do
   local removes = tonumber(ARGV[setFrom + 2 * sets])
   local removeFrom = setFrom + 2 * sets + 1
   a = removeFrom + removes
-  local stored = redis.call('HGET', key, progress)
-  if stored and tonumber(stored) > tonumber(offset) then
+  local stored = redis.pcall('HGET', key, progress)
+  if type(stored) == 'table' and stored.err then
+    results[i] = 0
+  elseif stored and tonumber(stored) > tonumber(offset) then
     results[i] = stored
   else
     -- The offset with the fields: one call (unpack of an empty range adds nothing).
