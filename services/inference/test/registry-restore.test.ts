@@ -180,5 +180,10 @@ describe('the routing recorded beside the versions, for a start after the routin
     expect(warnings).toEqual([
       expect.stringMatching(/^cannot record the routing of fraud_detector in .*routing\.json \(.*\); without that record/),
     ]);
+    // The obstacle gone, the next change is recorded: no record of an older routing is left behind.
+    rmSync(join(root, MODEL, 'routing.json'), { recursive: true });
+    await replica.rollback(MODEL, 'ops', 'back to 3');
+    expect(JSON.parse(readFileSync(join(root, MODEL, 'routing.json'), 'utf8'))).toMatchObject({ champion: '3', revision: 3 });
+    expect(warnings).toHaveLength(1);
   });
 });

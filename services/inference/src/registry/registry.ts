@@ -61,7 +61,8 @@ export class ModelRegistry {
     private readonly options: RegistryOptions = {},
   ) {}
 
-  private recordUnwritable = false;
+  /** The last write of the routing record failed (reported once until a write succeeds again). */
+  private recordFailing = false;
 
   private dir(model: string, version?: string): string {
     for (const part of [model, version]) {
@@ -433,15 +434,17 @@ export class ModelRegistry {
    * (read-only, baked into an image) keeps no record: told once through `warn`.
    */
   async record(routing: Routing): Promise<void> {
-    if (this.recordUnwritable) return;
     const target = join(this.dir(routing.model), RECORD_FILE);
     const staging = `${target}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
     try {
       await writeFile(staging, JSON.stringify(routing, null, 2) + '\n');
       await rename(staging, target);
+      this.recordFailing = false;
     } catch (error) {
       await rm(staging, { force: true });
-      this.recordUnwritable = true;
+      // Tried again at every change (a full disk is freed, a mount made writable): a record left behind would restore an older routing.
+      if (this.recordFailing) return;
+      this.recordFailing = true;
       this.options.warn?.(
         `cannot record the routing of ${routing.model} in ${target} (${(error as Error).message}); without that record a start after the routing store lost everything serves the highest registered version`,
       );
