@@ -14,7 +14,8 @@ export type Command =
   | { name: 'register'; folder: string }
   | { name: 'promote'; version: string; reason: string }
   | { name: 'rollback'; reason: string }
-  | { name: 'rollout'; policy: RolloutPolicy; shadows: string[]; reason: string }
+  /** `shadows` undefined: the current shadows stay (but a version the policy routes to); [] (`--no-shadows`): none. */
+  | { name: 'rollout'; policy: RolloutPolicy; shadows: string[] | undefined; reason: string }
   | { name: 'audit'; limit: number };
 
 export interface CommandLine {
@@ -33,6 +34,7 @@ const OPTIONS = {
   percent: { type: 'string' },
   entity: { type: 'string' },
   shadow: { type: 'string' },
+  'no-shadows': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -47,6 +49,7 @@ const OPTION_USE: Record<Option, { for: string[]; said: string }> = {
   by: { for: CHANGES, said: 'promote, rollback and rollout' },
   limit: { for: ['audit'], said: 'audit' },
   shadow: { for: ['rollout'], said: 'rollout' },
+  'no-shadows': { for: ['rollout'], said: 'rollout' },
   percent: { for: ['rollout canary'], said: 'rollout canary' },
   entity: { for: ['rollout ab'], said: 'rollout ab' },
 };
@@ -125,7 +128,7 @@ export function parseCommandLine(argv: string[]): CommandLine {
     if (value === undefined) continue;
     const use = OPTION_USE[option];
     if (!use.for.includes(name) && !use.for.includes(usage)) throw new UsageError(`--${option} is only for ${use.said}`);
-    if (value.trim() === '' && option !== 'reason') throw new UsageError(`--${option} must not be empty`);
+    if (typeof value === 'string' && value.trim() === '' && option !== 'reason') throw new UsageError(`--${option} must not be empty`);
   }
   const reason = () => {
     if (!values.reason?.trim()) throw new UsageError(`${name} needs --reason "<why>" (kept in the audit log)`);
@@ -141,7 +144,9 @@ export function parseCommandLine(argv: string[]): CommandLine {
         return { name, reason: reason() };
       case 'rollout': {
         const chosen = parsePolicy(policy!, args[0], values);
-        const shadows = values.shadow === undefined ? [] : list(values.shadow, '--shadow');
+        if (values.shadow !== undefined && values['no-shadows'])
+          throw new UsageError('--shadow and --no-shadows together: name the shadows, or none');
+        const shadows = values['no-shadows'] ? [] : values.shadow === undefined ? undefined : list(values.shadow, '--shadow');
         return { name, policy: chosen, shadows, reason: reason() };
       }
       case 'audit': {

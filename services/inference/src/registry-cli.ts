@@ -5,7 +5,7 @@
  *   npm run models -- promote <version> --reason "<why>"
  *   npm run models -- rollback --reason "<why>"
  *   npm run models -- rollout champion|canary <version> --percent <p>|ab <v>:<weight>,<v>:<weight>|bandit <v>,<v>
- *                              [--shadow <v>,<v>] [--entity <key field>] --reason "<why>"
+ *                              [--shadow <v>,<v> | --no-shadows] [--entity <key field>] --reason "<why>"
  *   npm run models -- audit [--limit 20]
  * Options: --model <name> (default MODEL_NAME), --by <who> (default $USER@host).
  * The registry directory is MODEL_REGISTRY_DIR; the routing is in Redis (REDIS_URL,
@@ -25,7 +25,8 @@ import { RedisRoutingStore, type AuditEntry, type Routing } from './registry/rou
 
 const USAGE = `usage: npm run models -- <list | register <dir> | promote <version> --reason <why> | rollback --reason <why> | rollout <policy> --reason <why> | audit> [--model <name>] [--by <who>] [--limit <n>]
   rollout policies: champion | canary <version> --percent <more than 0, less than 100> | ab <version>:<weight>,<version>:<weight>[,…] [--entity <key field>] | bandit <version>,<version>[,…]
-  with any policy: --shadow <version>[,<version>…] (scored on every request, never returned)`;
+  with any policy: --shadow <version>[,<version>…] (scored on every request, never returned; at most 10), --no-shadows (none);
+    without either, the current shadows stay (but a version the policy routes requests to)`;
 
 function describe(routing: Routing | null, lastChange?: AuditEntry): string {
   if (!routing && lastChange) {

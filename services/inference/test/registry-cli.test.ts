@@ -150,6 +150,9 @@ describe('the registry command line', () => {
     expect(parseCommandLine(['rollout', 'canary', '2', '--percent', '10', '--reason', 'r']).command).toMatchObject({
       policy: { kind: 'canary', version: '2', percent: 10 },
     });
+    // Without --shadow the current shadows stay (undefined); --no-shadows ends them.
+    expect(parseCommandLine(['rollout', 'champion', '--reason', 'r']).command).toMatchObject({ shadows: undefined });
+    expect(parseCommandLine(['rollout', 'champion', '--no-shadows', '--reason', 'r']).command).toMatchObject({ shadows: [] });
     expect(parseCommandLine(['audit', '--limit', '5', '--model', 'm'])).toEqual({ command: { name: 'audit', limit: 5 }, model: 'm' });
     expect(parseCommandLine(['list', '--help']).command).toEqual({ name: 'help' });
   });
@@ -177,6 +180,10 @@ describe('the registry command line', () => {
     expect(refusal(['list', '--reason', 'c'])).toBe('--reason is only for promote, rollback and rollout');
     expect(refusal(['list', '--limit', '5'])).toBe('--limit is only for audit');
     expect(refusal(['audit', '--shadow', '2'])).toBe('--shadow is only for rollout');
+    expect(refusal(['promote', '2', '--no-shadows', '--reason', 'c'])).toBe('--no-shadows is only for rollout');
+    expect(refusal(['rollout', 'champion', '--shadow', '2', '--no-shadows', '--reason', 'c'])).toBe(
+      '--shadow and --no-shadows together: name the shadows, or none',
+    );
     expect(refusal(['register', 'dir', '--model', 'm'])).toMatch(/^--model is only for list, audit, promote, rollback and rollout/);
     expect(refusal(['promote', '3', '--reason', 'a', '--reason', 'b'])).toBe('--reason is given twice');
   });

@@ -83,6 +83,24 @@ describe('rollouts', () => {
     for (let i = 0; i < 20; i++) expect(await predict(app, `after-${i}`)).toMatchObject({ model: { version: '2' }, variant: 'champion' });
   });
 
+  it('a rollout without shadows keeps the current ones (but a version it routes to); an empty list ends them', async () => {
+    const { app } = await boot();
+    for (const [version, weight] of [
+      ['2', 0.002],
+      ['3', 0.003],
+    ] as const) {
+      expect((await register(app, logisticVersion(version, weight, -1.5))).statusCode).toBe(201);
+    }
+    const body = (policy: object, shadows?: string[]) => ({ policy, ...(shadows ? { shadows } : {}), reason: 'r' });
+    expect((await rollout(app, body({ kind: 'champion' }, ['2', '3']))).json()).toMatchObject({ shadows: ['2', '3'], revision: 2 });
+    const canary = await rollout(app, body({ kind: 'canary', version: '2', percent: 10 }));
+    expect(canary.statusCode).toBe(200);
+    expect(canary.json()).toMatchObject({ policy: { kind: 'canary', version: '2' }, shadows: ['3'] });
+    expect((await rollout(app, body({ kind: 'champion' }))).json()).toMatchObject({ policy: { kind: 'champion' }, shadows: ['3'] });
+    expect((await rollout(app, body({ kind: 'champion' }, []))).json()).toMatchObject({ policy: { kind: 'champion' }, shadows: [] });
+    for (let i = 0; i < 5; i++) expect(await predict(app, `none-${i}`)).toMatchObject({ model: { version: '1' }, variant: 'champion' });
+  });
+
   it('a shadow scores the features its request read: one read of the store per request, the same values', async () => {
     const store = new MemoryOnlineStore();
     let reads = 0;

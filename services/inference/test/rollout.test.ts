@@ -131,8 +131,26 @@ describe('rollout policies', () => {
       [{ kind: 'champion' }, ['1'], /champion; it cannot also be a shadow/],
       [{ kind: 'canary', version: '2', percent: 5 }, ['2'], /version 2 answers requests under the canary policy/],
       [{ kind: 'champion' }, ['3', '3'], /shadow version is named twice/],
+      [
+        { kind: 'bandit', versions: Array.from({ length: 11 }, (_, i) => String(i + 2)) },
+        [],
+        /^a rollout policy names at most 10 versions \(this bandit policy names 11\)$/,
+      ],
+      [
+        { kind: 'ab', arms: Array.from({ length: 11 }, (_, i) => ({ version: String(i + 2), weight: 1 })) },
+        [],
+        /^a rollout policy names at most 10 versions \(this ab policy names 11\)$/,
+      ],
+      [
+        { kind: 'champion' },
+        Array.from({ length: 11 }, (_, i) => String(i + 2)),
+        /^a routing takes at most 10 shadow versions \(11 named\)$/,
+      ],
     ];
     for (const [policy, shadows, message] of cases) expect(() => checkPolicy(policy, '1', shadows)).toThrow(message);
     expect(() => checkPolicy({ kind: 'canary', version: '2', percent: 5 }, '1', ['3'])).not.toThrow();
+    const ten = Array.from({ length: 10 }, (_, i) => String(i + 2));
+    expect(() => checkPolicy({ kind: 'bandit', versions: ten }, '1', [])).not.toThrow();
+    expect(() => checkPolicy({ kind: 'champion' }, '1', ten)).not.toThrow();
   });
 });

@@ -9,7 +9,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeRollout, readModelFiles, type ModelManifest, type ModelRegistry, type Routing } from '@tributary/inference';
+import {
+  describeRollout,
+  MAX_ROLLOUT_VERSIONS,
+  readModelFiles,
+  type ModelManifest,
+  type ModelRegistry,
+  type Routing,
+} from '@tributary/inference';
 import { fraud, type FeatureCatalog } from '@tributary/shared';
 import { trainingSetFromPredictionLog, type TrainingSet } from './build-training-set.js';
 import type { LogInput } from './log-input.js';
@@ -149,7 +156,8 @@ export async function retrain(options: RetrainOptions): Promise<RetrainResult> {
   // 6. Start it as a shadow: scored on every request, logged, never returned.
   let routing = await registry.ensureRouting(model, options.by);
   if (options.shadow ?? true) {
-    const shadows = [...(routing.shadows ?? []).filter((v) => v !== version), version];
+    // The newest shadows, up to the most a routing takes: the oldest retrained version leaves the shadows first.
+    const shadows = [...(routing.shadows ?? []).filter((v) => v !== version), version].slice(-MAX_ROLLOUT_VERSIONS);
     routing = await registry.rollout(
       model,
       routing.policy ?? { kind: 'champion' },

@@ -264,17 +264,20 @@ export class ModelRegistry {
 
   /**
    * Sets how requests are shared between the champion and other versions, and which
-   * versions run in shadow. Every version named must be registered and servable.
+   * versions run in shadow. Every version named must be registered and servable. Without
+   * `shadows` the current ones stay, but those the new policy routes requests to.
    */
   async rollout(
     model: string,
     policy: RolloutPolicy,
-    shadows: string[],
+    shadows: string[] | undefined,
     by: string,
     reason: string,
     action: 'rollout' | 'auto_rollback' = 'rollout',
   ): Promise<Routing> {
     const current = await this.ensureRouting(model, by);
+    const routed = policyVersions(policy);
+    shadows ??= (current.shadows ?? []).filter((version) => !routed.includes(version) && version !== current.champion);
     checkPolicy(policy, current.champion, shadows);
     const checked = new Map<string, { entities: readonly string[] } | void>();
     for (const version of new Set([...policyVersions(policy), ...shadows])) checked.set(version, await this.checkServable(model, version));

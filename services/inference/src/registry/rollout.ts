@@ -65,6 +65,9 @@ export function policyVersions(policy: RolloutPolicy): string[] {
 }
 
 /** Checks a policy's own shape (the registry checks that its versions can serve). */
+/** The most A/B arms, bandit versions or shadows one routing takes (each is a model loaded in every replica). */
+export const MAX_ROLLOUT_VERSIONS = 10;
+
 export function checkPolicy(policy: RolloutPolicy, champion: string, shadows: string[]): void {
   const bad = (message: string): never => {
     throw new TributaryError('VALIDATION_FAILED', message);
@@ -90,6 +93,11 @@ export function checkPolicy(policy: RolloutPolicy, champion: string, shadows: st
       if (new Set(policy.versions).size !== policy.versions.length) bad('a bandit names a version twice');
       break;
   }
+  const named = policyVersions(policy).length;
+  if (named > MAX_ROLLOUT_VERSIONS)
+    bad(`a rollout policy names at most ${MAX_ROLLOUT_VERSIONS} versions (this ${policy.kind} policy names ${named})`);
+  if (shadows.length > MAX_ROLLOUT_VERSIONS)
+    bad(`a routing takes at most ${MAX_ROLLOUT_VERSIONS} shadow versions (${shadows.length} named)`);
   if (new Set(shadows).size !== shadows.length) bad('a shadow version is named twice');
   if (shadows.includes(champion)) bad(`version ${champion} is the champion; it cannot also be a shadow`);
   const routed = policyVersions(policy);

@@ -7,6 +7,7 @@ import { MODEL_NAME_MAX_LENGTH, MODEL_VERSION_MAX_LENGTH, TributaryError, Type }
 import { ErrorResponse } from '../errors.js';
 import { ModelLoadError, parseManifest } from '../model.js';
 import type { ModelRegistry } from '../registry/registry.js';
+import { MAX_ROLLOUT_VERSIONS } from '../registry/rollout.js';
 import type { RewardStore } from '../registry/rewards.js';
 
 export interface AdminRouteOptions {
@@ -33,10 +34,7 @@ const Policy = Type.Union(
         kind: Type.Literal('ab'),
         arms: Type.Array(
           Type.Object({ version: VersionName, weight: Type.Number({ exclusiveMinimum: 0 }) }, { additionalProperties: false }),
-          {
-            minItems: 2,
-            maxItems: 10,
-          },
+          { minItems: 2, maxItems: MAX_ROLLOUT_VERSIONS },
         ),
         entity: Type.Optional(
           Type.String({ minLength: 1, maxLength: 64, description: 'the entity key whose id picks the arm (default: the first)' }),
@@ -45,7 +43,7 @@ const Policy = Type.Union(
       { additionalProperties: false, description: 'arms with weights, sticky per entity id' },
     ),
     Type.Object(
-      { kind: Type.Literal('bandit'), versions: Type.Array(VersionName, { minItems: 2, maxItems: 10 }) },
+      { kind: Type.Literal('bandit'), versions: Type.Array(VersionName, { minItems: 2, maxItems: MAX_ROLLOUT_VERSIONS }) },
       { additionalProperties: false, description: 'Thompson sampling across versions, from reward feedback' },
     ),
   ],
@@ -210,14 +208,23 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRouteOptions> = async (
           'Set the rollout policy (champion only, canary, A/B, bandit) and the shadow versions; every replica follows within seconds',
         params: Name,
         body: Type.Object(
-          { policy: Policy, shadows: Type.Optional(Type.Array(VersionName, { maxItems: 10 })), reason: Reason },
+          {
+            policy: Policy,
+            shadows: Type.Optional(
+              Type.Array(VersionName, {
+                maxItems: MAX_ROLLOUT_VERSIONS,
+                description: 'the shadow versions; without it the current ones stay (but a version the policy routes to); [] for none',
+              }),
+            ),
+            reason: Reason,
+          },
           { additionalProperties: false },
         ),
         response: { 200: Routing, ...ERRORS },
       },
     },
     async (request) => {
-      const { policy, shadows = [], reason } = request.body;
+      const { policy, shadows, reason } = request.body;
       await readFirst(request.params.name);
       const routing = await registry.rollout(request.params.name, policy, shadows, request.caller!, reason);
       await followIfServed(request.params.name);
