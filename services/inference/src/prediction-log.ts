@@ -61,12 +61,20 @@ export class PredictionLog {
   private timer: NodeJS.Timeout | null = null;
   private failures = 0;
   private closed = false;
+  private appendedAfterClose = false;
   /** Set by `flush`: the drain goes on until the queue is empty, whole batches or not. */
   private drainAll = false;
 
   constructor(private readonly options: PredictionLogOptions) {}
 
   append(record: PredictionLogRecord): void {
+    if (this.closed) {
+      // A scoring that finished after the shutdown's flush (a shadow's, scored after its answer): nothing sends it.
+      if (!this.appendedAfterClose) this.options.logger.error('prediction log: records appended after shutdown are dropped');
+      this.appendedAfterClose = true;
+      this.options.stats.dropped(1);
+      return;
+    }
     if (this.queue.length >= this.options.capacity) {
       this.options.stats.dropped(1);
       return;

@@ -107,6 +107,29 @@ describe('prediction log at shutdown', () => {
   });
 });
 
+describe('a record appended after the prediction log closed', () => {
+  it('is counted as dropped (an error logged once), never queued where nothing sends it', async () => {
+    const counted = { published: 0, dropped: 0 };
+    const lines: string[] = [];
+    const log = new PredictionLog({
+      publisher: { publishPredictions: async (_topic, records) => void (counted.published += records.length) },
+      topic: 'predictions',
+      capacity: 1_000,
+      stats: { published: () => {}, dropped: (n) => (counted.dropped += n), buffered: () => {} },
+      logger: createLogger('test', 'error', { write: (line: string) => lines.push(line) }),
+    });
+    log.append(record(1));
+    await log.close();
+    log.append(record(2));
+    log.append(record(3));
+    expect(counted).toEqual({ published: 1, dropped: 2 });
+    expect(log.pending).toBe(0);
+    expect(lines.map((line) => (JSON.parse(line) as { msg: string }).msg)).toEqual([
+      'prediction log: records appended after shutdown are dropped',
+    ]);
+  });
+});
+
 describe('the kafkajs publisher in a worker thread', () => {
   it('stops at close without waiting for a batch kafkajs still retries', { timeout: 30_000 }, async () => {
     // Nothing listens on port 1: kafkajs retries the connection for most of a minute (logLevel 0: quiet).
