@@ -839,6 +839,12 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       const reasons: DeadLetterReason[] = [];
       const partition = `${batch.topic}:${batch.partition}`;
       const last = batch.records.at(-1)!;
+      // The log now ends at or before what was applied: the topic was recreated (or truncated) and its offsets
+      // started over; the records are new, not delivered again.
+      if (batch.highWatermark !== undefined && BigInt(batch.highWatermark) <= (appliedTo.get(partition) ?? -1n)) {
+        appliedTo.delete(partition);
+        deadLetteredTo.delete(partition);
+      }
       const records = recordsAfter(batch.records, appliedTo.get(partition));
       const publishedTo = deadLetteredTo.get(partition);
       const reject = (record: LogRecord, reason: DeadLetterReason, detail: string) => {

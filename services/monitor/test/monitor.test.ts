@@ -1,6 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { buildProfile, createLogger, createRandom, createRegistry, MemoryEventLog, recordBytes, type DeadLetter } from '@tributary/shared';
+import {
+  buildProfile,
+  createLogger,
+  createRandom,
+  createRegistry,
+  MemoryEventLog,
+  recordBytes,
+  type DeadLetter,
+  type LogRecord,
+} from '@tributary/shared';
 import { TransactionMarkerLog } from '../../../test/support/transaction-markers.js';
 import { waitFor } from '../../../test/support/wait-for.js';
 import { MemoryJoinStore, OfferError, SweepError } from '../src/join-store.js';
@@ -440,6 +449,42 @@ describe('monitor: a batch delivered again after it was applied', () => {
     expect(text).not.toMatch(/outcome="duplicate"/);
     expect(text).toMatch(/tributary_model_labelled_predictions\{model="fraud_detector",version="1",variant="champion",window="1h"\} 2\n/);
     expect(eventLog.records('dead-letter')).toHaveLength(1);
+  });
+});
+
+describe('monitor: a topic recreated while it runs', () => {
+  it('counts the records of the new topic, whose offsets start over below those it applied', async () => {
+    const eventLog = new MemoryEventLog();
+    let deliver:
+      ((batch: { topic: string; partition: number; records: LogRecord[]; highWatermark: string }) => Promise<unknown>) | undefined;
+    const subscribe = eventLog.subscribe.bind(eventLog);
+    eventLog.subscribe = async (options) => {
+      deliver = options.eachBatch;
+      return subscribe(options);
+    };
+    const { registry } = await boot({}, eventLog);
+    // One key: one partition, offsets 0 to 2.
+    await eventLog.publish(
+      'predictions',
+      ['a', 'b', 'c'].map((id) => ({ key: 'k', value: JSON.stringify(prediction(id, 0.9)) })),
+    );
+    const { partition } = eventLog.records('predictions')[2]!;
+    expect(eventLog.records('predictions')[2]!.offset).toBe('2');
+    await waitFor(async () => /\{stream="predictions",outcome="accepted"\} 3\n/.test(await registry.metrics()), {
+      what: 'the predictions',
+    });
+    // The topic deleted and created again: its first records at offsets 0 and 1, the log ending at 2.
+    const records = ['d', 'e'].map((id, offset) => ({
+      topic: 'predictions',
+      partition,
+      offset: String(offset),
+      key: 'k',
+      value: Buffer.from(JSON.stringify(prediction(id, 0.2))),
+      timestamp: Date.now(),
+      headers: {},
+    }));
+    await deliver!({ topic: 'predictions', partition, records, highWatermark: '2' });
+    expect(await registry.metrics()).toMatch(/\{stream="predictions",outcome="accepted"\} 5\n/);
   });
 });
 
