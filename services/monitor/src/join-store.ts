@@ -71,7 +71,12 @@ export type Offer = (OfferOf<'prediction'> & { unit: string }) | (OfferOf<'label
  * them then, or never got that answer).
  */
 export type OfferResult =
-  { kind: 'waiting' } | { kind: 'duplicate' } | { kind: 'corrected' } | { kind: 'joined'; others: string[]; again?: true };
+  | { kind: 'waiting' }
+  | { kind: 'duplicate' }
+  | { kind: 'corrected' }
+  /** The request's key in the store holds something else (written by something else): nothing was kept or joined. */
+  | { kind: 'unusable' }
+  | { kind: 'joined'; others: string[]; again?: true };
 
 export interface SweepResult {
   predictions: number;
@@ -135,6 +140,7 @@ export interface JoinStore {
 const DUPLICATE: OfferResult = Object.freeze({ kind: 'duplicate' });
 const WAITING: OfferResult = Object.freeze({ kind: 'waiting' });
 const CORRECTED: OfferResult = Object.freeze({ kind: 'corrected' });
+const UNUSABLE: OfferResult = Object.freeze({ kind: 'unusable' });
 
 /** A side as kept: the record that offered it, and its value. */
 interface Kept {
@@ -352,7 +358,8 @@ end`;
  * (`prediction` or `label`), ARGV[5i-3] its unit (for a label, what it names; may be empty), ARGV[5i-2] its record,
  * ARGV[5i-1] its value, ARGV[5i] ms to keep the hash (at least). Returns one reply per offer:
  * 0 duplicate, 2 duplicate whose side is still kept (its field is in the hash), 3 a label of
- * another record that names another than the first label's `class` (a correction), 1 waiting, or
+ * another record that names another than the first label's `class` (a correction), 4 the key
+ * holds a value of another type (written by something else; left as it is), 1 waiting, or
  * what it joined: for a prediction `{label}`, for a label the fields and values of the
  * predictions that waited (`{p:<unit>, value, ...}`, in no order: the client orders them by
  * unit, as Lua's `<` follows the server's locale), led by a 1 when the record was offered
@@ -395,8 +402,11 @@ local replayHorizon = ARGV[7 * offers + 1]
 for i = 1, offers do
   local key, side, unit, record, value, ms = KEYS[i], ARGV[5 * i - 4], ARGV[5 * i - 3], ARGV[5 * i - 2], ARGV[5 * i - 1], ARGV[5 * i]
   local tag = #record .. ':' .. record
-  if side == 'prediction' then
-    local found = redis.call('HMGET', key, 'p:' .. unit, 'j:' .. unit, 'label')
+  -- A key of another type (written by something else): the offer is answered 4 and nothing is written.
+  local found = side == 'prediction' and redis.pcall('HMGET', key, 'p:' .. unit, 'j:' .. unit, 'label') or redis.pcall('HGETALL', key)
+  if found.err then
+    results[i] = 4
+  elseif side == 'prediction' then
     if found[1] then
       -- Kept, it waited when first offered (the label, if any, joined it since).
       if string.sub(found[1], 1, #tag) == tag then results[i] = 1 else results[i] = 2 end
@@ -417,7 +427,7 @@ for i = 1, offers do
     end
   else
     -- One read of the (small) hash: the label, the predictions and which of them are joined.
-    local fields = redis.call('HGETALL', key)
+    local fields = found
     local label, labelled, first, predictions, values, joined = nil, false, nil, {}, {}, {}
     for f = 1, #fields, 2 do
       local name = fields[f]
@@ -574,7 +584,7 @@ return removed
 `;
 
 /** An offer's reply: see `offerScript` (a joined reply led by the number 1 is answered again). */
-type OfferReply = 0 | 1 | 2 | 3 | (string | number)[];
+type OfferReply = 0 | 1 | 2 | 3 | 4 | (string | number)[];
 
 type RedisWithJoin = (Redis | Cluster) & {
   /**
@@ -711,7 +721,7 @@ export class RedisJoinStore implements JoinStore {
         if (this.cluster) {
           if (offer.side === 'label') {
             // Not for a correction: another record than the label kept, which its own offer indexed.
-            if (answer !== 0 && answer !== 3) due.push(offer.deadline, dueMember(LABEL_FIELD, offer.requestId));
+            if (answer !== 0 && answer !== 3 && answer !== 4) due.push(offer.deadline, dueMember(LABEL_FIELD, offer.requestId));
             if (Array.isArray(answer)) {
               for (let f = typeof answer[0] === 'number' ? 1 : 0; f < answer.length; f += 2) {
                 moved.push(now + this.replayHorizonMs, dueMember(answer[f] as string, offer.requestId));
@@ -725,6 +735,8 @@ export class RedisJoinStore implements JoinStore {
           results.push(DUPLICATE);
         } else if (answer === 3) {
           results.push(CORRECTED);
+        } else if (answer === 4) {
+          results.push(UNUSABLE);
         } else if (answer === 1) {
           results.push(WAITING);
         } else {

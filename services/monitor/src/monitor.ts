@@ -131,6 +131,25 @@ interface WaitingLabel {
   at: number;
 }
 
+/** A side kept in the join store as the monitor writes it; null when it is not (damaged, or written by something else). */
+function keptSide(stream: 'predictions' | 'labels', text: string): WaitingPrediction | WaitingLabel | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof value !== 'object' || value === null) return null;
+  const side = value as Record<string, unknown>;
+  if (stream === 'labels')
+    return (side.label === 0 || side.label === 1) && Number.isFinite(side.at) ? (side as unknown as WaitingLabel) : null;
+  const named = typeof side.model === 'string' && typeof side.version === 'string' && typeof side.variant === 'string';
+  const slices = side.slices === undefined || (typeof side.slices === 'object' && side.slices !== null && !Array.isArray(side.slices));
+  return named && slices && Number.isFinite(side.score) && Number.isFinite(side.predicted_at)
+    ? (side as unknown as WaitingPrediction)
+    : null;
+}
+
 const QUALITY_METRICS = ['accuracy', 'precision', 'recall', 'f1', 'roc_auc', 'roc_auc_error_bound', 'log_loss', 'ece'] as const;
 
 export interface Monitor {
@@ -239,7 +258,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     () =>
       new Counter({
         name: 'tributary_monitor_joins_total',
-        help: 'Predictions and labels offered to the label join, by outcome: joined (pairs made: a label joining 2 predictions of a request counts 2), waiting, duplicate (a replay, or a second label the same as the first), corrected (a second label other than the first: the first stays joined)',
+        help: "Predictions and labels offered to the label join, by outcome: joined (pairs made: a label joining 2 predictions of a request counts 2), waiting, duplicate (a replay, or a second label the same as the first), corrected (a second label other than the first: the first stays joined), unusable (its request's key holds another type: not joined), unreadable (a stored side that cannot be read: that pair not joined)",
         labelNames: ['stream', 'outcome'],
         registers,
       }),
@@ -978,7 +997,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       });
       for (const reason of reasons) deadLettered.inc({ consumer: options.groupId, reason });
       // `joined` counts pairs: a label that joins a champion's and a shadow's prediction adds 2.
-      const outcomeCounts = { joined: 0, waiting: 0, duplicate: 0, corrected: 0 };
+      const outcomeCounts = { joined: 0, waiting: 0, duplicate: 0, corrected: 0, unusable: 0, unreadable: 0 };
       let joinedAgain = 0;
       for (let i = 0; i < outcomes.length; i++) {
         const outcome = outcomes[i]!;
@@ -993,12 +1012,23 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         const first = outcome.again !== true;
         if (!first) joinedAgain += outcome.others.length;
         const side = sides[i]!;
-        for (const other of outcome.others) {
-          if (stream === 'predictions') joined(side as WaitingPrediction, JSON.parse(other) as WaitingLabel, first);
-          else joined(JSON.parse(other) as WaitingPrediction, side as WaitingLabel, first);
+        for (const text of outcome.others) {
+          // The other side as stored: one something else wrote there is counted, not joined.
+          const other = keptSide(stream === 'predictions' ? 'labels' : 'predictions', text);
+          if (other === null) {
+            outcomeCounts.joined--;
+            outcomeCounts.unreadable++;
+          } else if (stream === 'predictions') joined(side as WaitingPrediction, other as WaitingLabel, first);
+          else joined(other as WaitingPrediction, side as WaitingLabel, first);
         }
       }
-      for (const outcome of ['joined', 'waiting', 'duplicate', 'corrected'] as const) {
+      if (outcomeCounts.unusable + outcomeCounts.unreadable > 0) {
+        options.logger.warn(
+          { stream, unusable: outcomeCounts.unusable, unreadable: outcomeCounts.unreadable },
+          'label join: request keys in the join store that hold something else (another type, or a side it cannot read); those records are not joined',
+        );
+      }
+      for (const outcome of ['joined', 'waiting', 'duplicate', 'corrected', 'unusable', 'unreadable'] as const) {
         if (outcomeCounts[outcome] > 0) joins.inc({ stream, outcome }, outcomeCounts[outcome]);
       }
       if (joinedAgain > 0) joinsAgain.inc({ stream }, joinedAgain);

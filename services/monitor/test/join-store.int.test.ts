@@ -55,6 +55,30 @@ describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : 
       expect(await store.sweep(Date.now(), 100)).toEqual({ predictions: 0, labels: 0, taken: 1 });
     }));
 
+  it('answers unusable for an offer whose request key holds another type, leaves that key as it is, and the other offers of the call as usual', () =>
+    withStore(async (store, client, prefix) => {
+      const deadline = Date.now() + 60_000;
+      await client.set(`${prefix}join:{foreign}`, 'not a hash', 'PX', 60_000);
+      const prediction = (requestId: string): Offer => ({
+        side: 'prediction',
+        requestId,
+        unit: 'champion:m:1',
+        record: `p:${requestId}`,
+        value: 'p',
+        deadline,
+      });
+      const label = (requestId: string): Offer => ({ side: 'label', requestId, record: `l:${requestId}`, value: 'l', deadline });
+      expect(await store.offer([prediction('a'), prediction('foreign'), label('foreign'), label('a')])).toEqual([
+        { kind: 'waiting' },
+        { kind: 'unusable' },
+        { kind: 'unusable' },
+        { kind: 'joined', others: ['p'] },
+      ]);
+      expect(await client.get(`${prefix}join:{foreign}`)).toBe('not a hash');
+      // Nothing of it in the due index: a sweep finds only request a's sides.
+      expect((await client.zrange(`${prefix}join-due`, 0, -1)).filter((member) => member.includes('foreign'))).toEqual([]);
+    }));
+
   it('keeps in the due index a side offered again while a sweep expired the one before it, and sweeps it at its own deadline', () =>
     withStore(async (store, client, prefix) => {
       const now = Date.now();
@@ -74,7 +98,7 @@ describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : 
     }));
 
   it('answers the offers of the script calls that succeeded when another call of the batch failed', () =>
-    withStore(async (store, client, prefix) => {
+    withStore(async (store) => {
       const deadline = Date.now() + 60_000;
       const prediction = (requestId: string): Offer => ({
         side: 'prediction',
@@ -85,11 +109,10 @@ describe.skipIf(!services.redisUrl)(`Redis join store${services.redisUrl ? '' : 
         deadline,
       });
       await store.offer([prediction('j1')]);
-      // 501 offers: two script calls, of 500 and 1; the second's key is not a hash (WRONGTYPE).
+      // 501 offers: two script calls, of 500 and 1; the second fails (a deadline that is no number: its script raises).
       const offers: Offer[] = [{ side: 'label', requestId: 'j1', record: 'l:j1', value: 'l:j1', deadline }];
       for (let i = 0; i < 499; i++) offers.push(prediction(`f${i}`));
-      offers.push(prediction('bad'));
-      await client.set(`${prefix}join:{bad}`, 'not a hash');
+      offers.push({ ...prediction('bad'), deadline: NaN });
       const failed = await store.offer(offers).catch((error: unknown) => error);
       expect(failed).toBeInstanceOf(OfferError);
       const { results } = failed as OfferError;

@@ -452,6 +452,44 @@ describe('monitor: a batch delivered again after it was applied', () => {
   });
 });
 
+describe('monitor: a join store that holds something else for a request', () => {
+  it('counts those records as not joined (unusable, unreadable) and the batch once, without failing it', async () => {
+    const store = new MemoryJoinStore(DAY, HOUR);
+    const joins: MemoryJoinStore = Object.assign(Object.create(store) as MemoryJoinStore, {
+      offer: async (offers: Parameters<MemoryJoinStore['offer']>[0]) =>
+        (await store.offer(offers)).map((result, i) =>
+          // Request x's key holds another type; request y's stored label is no label of the monitor's.
+          offers[i]!.requestId === 'x'
+            ? { kind: 'unusable' as const }
+            : offers[i]!.requestId === 'y' && result.kind === 'joined'
+              ? { ...result, others: ['garbage'] }
+              : result,
+        ),
+    });
+    const { eventLog, registry } = await boot({ joins });
+    await eventLog.publish(
+      'labels',
+      ['y', 'z'].map((id) => ({ key: id, value: JSON.stringify({ request_id: id, label: 1, ts: Date.now() }) })),
+    );
+    await waitFor(async () => /\{stream="labels",outcome="accepted"\} 2\n/.test(await registry.metrics()), { what: 'the labels' });
+    await eventLog.publish(
+      'predictions',
+      ['x', 'y', 'z'].map((id) => ({ key: id, value: JSON.stringify(prediction(id, 0.9)) })),
+    );
+    await waitFor(async () => /\{stream="predictions",outcome="accepted"\} 3\n/.test(await registry.metrics()), {
+      what: 'the predictions',
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const text = await registry.metrics();
+    expect(text).toMatch(/tributary_monitor_joins_total\{stream="predictions",outcome="unusable"\} 1\n/);
+    expect(text).toMatch(/tributary_monitor_joins_total\{stream="predictions",outcome="unreadable"\} 1\n/);
+    expect(text).toMatch(/tributary_monitor_joins_total\{stream="predictions",outcome="joined"\} 1\n/);
+    // Counted once: the batch did not fail and come again.
+    expect(text).toMatch(/\{stream="predictions",outcome="accepted"\} 3\n/);
+    expect(text).toMatch(/tributary_model_labelled_predictions\{model="fraud_detector",version="1",variant="champion",window="1h"\} 1\n/);
+  });
+});
+
 describe('monitor: a topic recreated while it runs', () => {
   it('counts the records of the new topic, whose offsets start over below those it applied', async () => {
     const eventLog = new MemoryEventLog();
