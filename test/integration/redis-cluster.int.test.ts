@@ -4,12 +4,13 @@
  * every node.
  * Every key of an entity (all its feature groups) shares one slot through its `{…}` tag.
  */
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { routingStoreContract } from '../../services/inference/test/routing.contract.js';
 import { RedisRoutingStore } from '../../services/inference/src/registry/routing.js';
 import { MemoryJoinStore, RedisJoinStore } from '../../services/monitor/src/join-store.js';
 import { joinStoreContract, probes, randomOffers, REPLAY_HORIZON } from '../../services/monitor/test/join-store.contract.js';
+import { STORE_ERROR_FIELD } from '../../shared/src/features/feature-read.js';
 import { RedisOnlineStore, storedText, type StateWrite } from '../../shared/src/index.js';
 import { onlineStoreContract } from '../contract/online-store.contract.js';
 import { redisClusterUnavailable, startRedisCluster, type RedisClusterFixture } from '../support/redis-cluster.js';
@@ -90,6 +91,35 @@ describe.skipIf(unavailable !== null)(`Redis Cluster${unavailable ? ` (skipped: 
       expect(await redis.sweep(Date.now() + 7_200_000, 10_000)).toEqual(await memory.sweep(Date.now() + 7_200_000, 10_000));
     } finally {
       await redis.close();
+    }
+  });
+
+  it('reads and writes the other keys when one holds another type (a foreign value): that one alone is unreadable and unwritable', async () => {
+    const store = new RedisOnlineStore({ url: cluster.url, cluster: true, keyPrefix: `${uniqueName('foreign')}:` });
+    const client = new Cluster(cluster.ports.map((port) => ({ host: '127.0.0.1', port })));
+    try {
+      const key = (id: string) => ({ group: 'user_transactions:v1', entity: 'user_id', id });
+      await client.set(store.keyOf(key('foreign')), 'written by something else', 'PX', 60_000);
+      const writes: StateWrite[] = ['a', 'foreign', 'b'].map((id) => ({
+        key: key(id),
+        partition: 0,
+        offset: '7',
+        set: { s0: `[1,"${id}"]` },
+        remove: [],
+        ttlMs: 60_000,
+      }));
+      expect(await store.write(writes)).toEqual([
+        { applied: true },
+        { applied: false, unwritable: 'the key holds a value of another type (written by something else)' },
+        { applied: true },
+      ]);
+      const [a, foreign, b] = await store.read(writes.map((w) => w.key));
+      expect([storedText(a!.s0!), storedText(b!.s0!)]).toEqual(['[1,"a"]', '[1,"b"]']);
+      expect(storedText(foreign![STORE_ERROR_FIELD]!)).toMatch(/^WRONGTYPE/);
+      expect(await client.get(store.keyOf(key('foreign')))).toBe('written by something else');
+    } finally {
+      client.disconnect();
+      await store.close();
     }
   });
 

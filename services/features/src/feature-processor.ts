@@ -123,7 +123,8 @@ export interface FeatureProcessorOptions {
   /**
    * Told of a state the store refused to write because its key holds something else (a value of
    * another type, written by something else): the key is left as it is, the rest of the flush is
-   * written and its offsets committed; the entity is written again with its next event.
+   * written and its offsets committed; the entity stays in the process and every flush writes it
+   * again until the key is cleared. Told once until one of its writes succeeds.
    */
   unwritableState?: (entity: string, reason: string) => void;
 }
@@ -165,6 +166,8 @@ interface CachedEntity {
   prunedAt: number;
   /** Estimated heap of its state (from its size when last loaded or written). */
   heapBytes: number;
+  /** Its last write was refused: its key holds something else (reported once until a write succeeds). */
+  unwritable?: true;
 }
 
 interface Partition {
@@ -540,10 +543,16 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
         const stored = await options.store.read(missing.map(({ g, id }) => keyOf({ group: groups[g]!, id })));
         missing.forEach(({ g, id }, i) => {
           const fields = stored[i] ?? null;
-          const offset = storedOffset(batch.partition, fields);
+          let offset = storedOffset(batch.partition, fields);
           const value = fields?.[field];
           let state: PartitionState;
           try {
+            // A progress field that is no offset (written by something else) fences nothing: the state starts over.
+            if (offset !== null && !/^\d{1,20}$/.test(offset)) {
+              const stored = offset.slice(0, 40);
+              offset = null;
+              throw new Error(`stored offset of partition ${batch.partition} is no offset: ${JSON.stringify(stored)}`);
+            }
             state = parsePartitionState(batch.partition, fields);
           } catch (error) {
             state = emptyState();
@@ -723,9 +732,13 @@ export function createFeatureProcessor(options: FeatureProcessorOptions) {
           const { partition, entity, offset } = written[i]!;
           if (result.applied) {
             if (offset > entity.storedOffset) entity.storedOffset = offset;
+            delete entity.unwritable;
           } else if ('unwritable' in result) {
             unwritable++;
-            options.unwritableState?.(`${entity.group.id} ${entity.group.entity} ${entity.id}`, result.unwritable);
+            if (!entity.unwritable) options.unwritableState?.(`${entity.group.id} ${entity.group.entity} ${entity.id}`, result.unwritable);
+            entity.unwritable = true;
+            // Kept (never evicted while dirty) and written again by each flush, until its key is cleared.
+            markDirty(partition, entity);
           } else {
             // Another member owns the partition now (or did meanwhile): what this process holds of it may lack
             // that member's updates, and its own since may be lost with a copy of one entity. It lets the partition go.

@@ -49,7 +49,7 @@ describe('an unreadable stored state', () => {
 });
 
 describe('a state the store cannot write (its key holds something else)', () => {
-  it('is reported and left out; the other entities are written, the offsets committed, and the entity written with its next event', async () => {
+  it('is reported once and kept; the other entities are written and the offsets committed; each flush writes it again until the key is cleared', async () => {
     const memory = new MemoryOnlineStore(() => NOW);
     let occupied = true;
     // Redis answers a key holding another type this way (writeEntityStates.lua); the embedded store has no such keys.
@@ -68,19 +68,48 @@ describe('a state the store cannot write (its key holds something else)', () => 
       source,
       allowedLatenessMs: 300_000,
       clock: () => NOW,
+      // No room for any clean entity: only a state still to be written stays in the process.
+      cacheBytes: 1,
       unwritableState: (entity, reason) => told.push([entity, reason]),
     });
     processor.open(source.topic, 0, -Infinity);
     await processor.process({ topic: source.topic, partition: 0, records: [record(1, 'u_ok'), record(2, 'u_bad'), record(3, 'u_ok2')] });
-    const outcome = await processor.flush();
-    expect(outcome).toMatchObject({ written: 2, fenced: 0, unwritable: 1, commits: [{ partition: 0, offset: '4' }] });
-    expect(told).toEqual([[`${user.id} user_id u_bad`, 'another type']]);
+    expect(await processor.flush()).toMatchObject({ written: 2, fenced: 0, unwritable: 1, commits: [{ partition: 0, offset: '4' }] });
     const count = async (id: string) => readFeatureValues(user, (await store.read([key(id)]))[0] ?? null, NOW).values.count_10m;
     expect([await count('u_ok'), await count('u_bad'), await count('u_ok2')]).toEqual([1, null, 1]);
-    // The key cleared: the entity's next event writes its whole state, the earlier event included.
-    occupied = false;
+    // Another event of it, and a flush with no new events: refused again, not told again.
     await processor.process({ topic: source.topic, partition: 0, records: [record(4, 'u_bad')] });
+    expect(await processor.flush()).toMatchObject({ written: 0, unwritable: 1 });
+    expect(await processor.flush()).toMatchObject({ written: 0, unwritable: 1 });
+    expect(told).toEqual([[`${user.id} user_id u_bad`, 'another type']]);
+    // The key cleared: the next flush writes its whole state, both events.
+    occupied = false;
     expect(await processor.flush()).toMatchObject({ written: 1, unwritable: 0 });
     expect(await count('u_bad')).toBe(2);
+    expect(await processor.flush()).toMatchObject({ written: 0, unwritable: 0 });
+  });
+});
+
+describe('a stored offset that is no offset (written by something else)', () => {
+  it('is reported as an unreadable state: the entity starts over, and the batch and its partition go on', async () => {
+    const memory = new MemoryOnlineStore(() => NOW);
+    const store = Object.assign(Object.create(memory) as MemoryOnlineStore, {
+      read: async (keys: Parameters<MemoryOnlineStore['read']>[0]) =>
+        (await memory.read(keys)).map((fields, i) => (keys[i]!.id === 'u_bad' ? { ...fields, _o0: 'garbage' } : fields)),
+    });
+    const told: [string, string][] = [];
+    const processor = createFeatureProcessor({
+      store,
+      groups: [user],
+      source,
+      allowedLatenessMs: 300_000,
+      clock: () => NOW,
+      unreadableState: (entity, reason) => told.push([entity, reason]),
+    });
+    processor.open(source.topic, 0, -Infinity);
+    await processor.process({ topic: source.topic, partition: 0, records: [record(1, 'u_ok'), record(2, 'u_bad')] });
+    expect(await processor.flush()).toMatchObject({ written: 2, fenced: 0, commits: [{ partition: 0, offset: '3' }] });
+    expect(told).toEqual([[`${user.id} user_id u_bad`, 'stored offset of partition 0 is no offset: "garbage"']]);
+    expect((await memory.read([key('u_bad')]))[0]).toMatchObject({ _o0: '2' });
   });
 });

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
+import { STORE_ERROR_FIELD } from '../features/feature-read.js';
 import { progressField } from '../features/tile-state.js';
 import { closeRedis, connectRedis } from '../redis.js';
 import type {
@@ -214,7 +215,15 @@ export class RedisOnlineStore implements OnlineStore {
     if (keys.length === 0) return [];
     const names = keys.map((key) => this.keyOf(key));
     if (this.options.cluster) {
-      const replies = await Promise.all(names.map((name) => this.client.hgetallBuffer(name)));
+      // As the script on a single Redis: a key HGETALL refuses (not a hash: a foreign value) is unreadable alone.
+      const replies = await Promise.all(
+        names.map((name) =>
+          this.client.hgetallBuffer(name).catch((error: unknown) => {
+            if (!(error instanceof Error) || !error.message.startsWith('WRONGTYPE')) throw error;
+            return { [STORE_ERROR_FIELD]: Buffer.from(error.message) };
+          }),
+        ),
+      );
       return replies.map((fields) => (Object.keys(fields).length === 0 ? null : fields));
     }
     return new Promise((resolve, reject) => {

@@ -70,6 +70,17 @@ describe.skipIf(!services.redisUrl)(`Redis writes${services.redisUrl ? '' : ` (s
         ]);
       }
       expect(await client.get(store.keyOf(key('foreign')))).toBe('written by something else');
+      // A stored offset that is no number fences nothing: both forms write over it.
+      await client.hset(store.keyOf(key('e')), '_o0', 'garbage');
+      await client.hset(store.keyOf(key('f')), '_o0', 'garbage');
+      expect(await store.write([{ key: key('e'), partition: 0, offset: '9', set, remove: [], ttlMs: 60_000 }])).toEqual([
+        { applied: true },
+      ]);
+      expect(await store.write([{ key: key('f'), partition: 0, offset: '9', set, remove: ['s9'], ttlMs: 60_000 }])).toEqual([
+        { applied: true },
+      ]);
+      expect(await client.hget(store.keyOf(key('e')), '_o0')).toBe('9');
+      expect(await client.hget(store.keyOf(key('f')), '_o0')).toBe('9');
       const read = await store.read(['a', 'b', 'c', 'd'].map(key));
       expect(read.map((fields) => readFeatureValues(group, fields!, Date.now()).values.count_1h)).toEqual([1, 1, 1, 1]);
     } finally {

@@ -13,7 +13,7 @@
   Returns an array of N entries: 1 when written, the stored offset (a string) when the
   stored offset is higher (the write is refused, nothing of that entity changes), 0 when the
   key holds a value of another type (written by something else: left as it is, and the
-  other keys of the call still written).
+  other keys of the call still written). A stored offset that is no number fences nothing.
 ]]
 local results = {}
 local a = 1
@@ -28,7 +28,7 @@ for i = 1, #KEYS do
   local stored = redis.pcall('HGET', key, progress)
   if type(stored) == 'table' and stored.err then
     results[i] = 0
-  elseif stored and tonumber(stored) > tonumber(offset) then
+  elseif (tonumber(stored) or -1) > tonumber(offset) then
     results[i] = stored
   else
     -- The offset with the fields: one call (unpack of an empty range adds nothing).

@@ -14,7 +14,7 @@
   Returns an array of N entries: 1 when written, the stored offset (a string) when the
   stored offset is higher (the write is refused, nothing of that entity changes), 0 when the
   key holds a value of another type (written by something else: left as it is, and the
-  other keys of the call still written).
+  other keys of the call still written). A stored offset that is no number fences nothing.
 ]]
 local progress, offset, field = ARGV[1], ARGV[2], ARGV[3]
 local limit = tonumber(offset)
@@ -24,7 +24,7 @@ for i = 1, #KEYS do
   local stored = redis.pcall('HGET', key, progress)
   if type(stored) == 'table' and stored.err then
     results[i] = 0
-  elseif stored and tonumber(stored) > limit then
+  elseif (tonumber(stored) or -1) > limit then
     results[i] = stored
   else
     redis.call('HSET', key, progress, offset, field, ARGV[3 + 2 * i])
