@@ -5,7 +5,7 @@
  * reward for every labelled bandit prediction, and clients may send their own.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { closeRedis, connectRedis, type RedisTarget } from '@tributary/shared';
+import { closeRedis, connectRedis, TributaryError, type RedisTarget } from '@tributary/shared';
 import { ROUTING_REDIS_OPTIONS, unavailable } from './routing.js';
 import type { Rewards } from './rollout.js';
 
@@ -60,7 +60,15 @@ export class RedisRewardStore implements RewardStore {
       .hincrbyfloat(this.key(model), `${version}:r`, reward)
       .exec()
       .catch((error: unknown) => unavailable(error, true));
-    for (const [error] of result ?? []) if (error) throw error;
+    for (const [error] of result ?? []) {
+      if (!error) continue;
+      // Redis refused the increments: the key or a field holds something else than numbers (written by something else).
+      throw new TributaryError(
+        'ROUTING_STORE_UNAVAILABLE',
+        `the reward store cannot add to ${this.key(model)} (${error.message}): it holds something else than reward counts; delete that key (the bandit then starts from no feedback)`,
+        { cause: error },
+      );
+    }
   }
 
   async get(model: string): Promise<Rewards> {
@@ -71,8 +79,11 @@ export class RedisRewardStore implements RewardStore {
       const colon = field.lastIndexOf(':');
       const version = field.slice(0, colon);
       const entry = (rewards[version] ??= { trials: 0, reward: 0 });
-      if (field.endsWith(':t')) entry.trials = Number(value);
-      else if (field.endsWith(':r')) entry.reward = Number(value);
+      // A value that is no count (written by something else) counts as none.
+      const count = Number(value);
+      if (!Number.isFinite(count) || count < 0) continue;
+      if (field.endsWith(':t')) entry.trials = count;
+      else if (field.endsWith(':r')) entry.reward = count;
     }
     return rewards;
   }

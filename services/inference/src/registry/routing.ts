@@ -142,8 +142,22 @@ export class RedisRoutingStore implements RoutingStore {
   }
 
   async get(model: string): Promise<Routing | null> {
-    const text = await this.client.get(this.keys(model)[0]).catch(unavailable);
-    return text === null ? null : (JSON.parse(text) as Routing);
+    const key = this.keys(model)[0];
+    const text = await this.client.get(key).catch(unavailable);
+    if (text === null) return null;
+    let routing: Partial<Routing> | null = null;
+    try {
+      routing = JSON.parse(text) as Partial<Routing> | null;
+    } catch {
+      // reported below
+    }
+    if (typeof routing?.champion !== 'string' || !Number.isSafeInteger(routing.revision) || !Array.isArray(routing.previous)) {
+      throw new TributaryError(
+        'ROUTING_STORE_UNAVAILABLE',
+        `the routing store holds no routing of ${model} at ${key} (written by something else, or damaged): delete that key, and the serving replicas write back the routing they serve at their next poll`,
+      );
+    }
+    return routing as Routing;
   }
 
   async update(next: Routing, expectedRevision: number, audit: AuditEntry): Promise<RoutingUpdate> {
@@ -157,7 +171,15 @@ export class RedisRoutingStore implements RoutingStore {
 
   async audit(model: string, limit: number): Promise<AuditEntry[]> {
     const entries = await this.client.lrange(this.keys(model)[1], 0, limit - 1).catch(unavailable);
-    return entries.map((e) => JSON.parse(e) as AuditEntry);
+    // An entry that cannot be read (written by something else) is left out, not the log.
+    return entries.flatMap((entry) => {
+      try {
+        const parsed = JSON.parse(entry) as AuditEntry | null;
+        return typeof parsed === 'object' && parsed !== null && typeof parsed.action === 'string' ? [parsed] : [];
+      } catch {
+        return [];
+      }
+    });
   }
 
   /**
