@@ -265,6 +265,16 @@ describe('model registry: admin API', () => {
     const named = await register(app, { ...built, manifest: { ...built.manifest, file: 'manifest.json' } });
     expect(named.statusCode).toBe(400);
     expect(named.json()).toMatchObject({ code: 'VALIDATION_FAILED', message: expect.stringContaining("version's manifest") });
+    // A reference profile the monitor could not read (it would leave the version without drift).
+    for (const profile of ['garbage', { features: { 'request:amount': { edges: [3, 1], counts: [1, 1, 1], count: 3 } } }]) {
+      const unprofiled = await register(app, { ...built, manifest: { ...built.manifest, profile } });
+      expect(unprofiled.statusCode).toBe(400);
+      expect(unprofiled.json()).toMatchObject({
+        code: 'VALIDATION_FAILED',
+        field: 'manifest.profile',
+        message: expect.stringMatching(/^manifest\.profile: /),
+      });
+    }
     // Nothing was written: the version's name is still free.
     expect(existsSync(join(registryDir, 'fraud_detector', '2'))).toBe(false);
     expect((await register(app, built)).statusCode).toBe(201);

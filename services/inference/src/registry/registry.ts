@@ -7,7 +7,7 @@
 import { access, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TributaryError } from '@tributary/shared';
+import { checkProfile, TributaryError } from '@tributary/shared';
 import { checkHash, inspectModel, ModelLoadError, readModelVersion, SAFE_NAME, type ModelManifest, type ModelVersion } from '../model.js';
 import { checkPolicy, policyVersions, type RolloutPolicy } from './rollout.js';
 import { describeRollout, type AuditEntry, type Routing, type RoutingStore } from './routing.js';
@@ -184,6 +184,11 @@ export class ModelRegistry {
           field: 'manifest.file',
         },
       );
+    }
+    // The monitor compares live traffic with the profile: one it cannot read would leave the version without drift.
+    if (manifest.profile !== undefined) {
+      const profile = checkProfile(manifest.profile);
+      if (!profile.ok) throw new TributaryError('VALIDATION_FAILED', `manifest.profile: ${profile.error}`, { field: 'manifest.profile' });
     }
     const target = this.dir(manifest.name, manifest.version);
     try {
