@@ -130,8 +130,14 @@ export function createTransactionGenerator(options: GeneratorOptions) {
       // Concept drift: the fraudster buys like the card holder, so only the burst gives it away.
       const fraudBy = (user: User) =>
         drifted && drift!.fraudPattern === 'mimic' ? { ...normal(user, ts), fraud: true } : fraudulent(user, ts);
+      // Fraud comes in bursts of meanBurst transactions on average: a share fraudRate / meanBurst of all transactions
+      // start one and a share fraudRate (meanBurst - 1) / meanBurst continue one, so that fraudRate of them are fraud.
+      // A burst goes on with chance fraudRate at each transaction while a card is compromised (more than it needs:
+      // the bursts do not pile up); a burst starts with the chance that makes the starts that share of the rest.
+      const continuing = (fraudRate * (meanBurst - 1)) / meanBurst;
+      const start = fraudRate / meanBurst / (1 - continuing);
       let generated: SimulatedTransaction;
-      if (compromised.size > 0 && random.next() < fraudRate * 0.8) {
+      if (compromised.size > 0 && random.next() < fraudRate) {
         const ids = [...compromised.keys()];
         const id = ids[random.int(ids.length)]!;
         const left = compromised.get(id)! - 1;
@@ -140,7 +146,7 @@ export function createTransactionGenerator(options: GeneratorOptions) {
         generated = fraudBy(users[Number(id.slice(2)) - 1]!);
       } else {
         const user = users[random.int(users.length)]!;
-        if (!compromised.has(user.id) && random.next() < (fraudRate * 0.2) / 1) {
+        if (!compromised.has(user.id) && random.next() < start) {
           compromised.set(user.id, BURST.min + random.int(BURST.max - BURST.min + 1) - 1);
           generated = fraudBy(user);
         } else {

@@ -74,6 +74,19 @@ describe('transaction generator', () => {
     expect(share(after, nigeria)).toBeLessThan(0.6);
   });
 
+  it('makes the share of fraudulent transactions the fraud rate asked, in bursts of several transactions of one card', () => {
+    for (const fraudRate of [0.01, 0.03, 0.15, 0.5]) {
+      const generator = createTransactionGenerator({ seed: 11, users: 5_000, fraudRate });
+      const rows = Array.from({ length: 200_000 }, (_, i) => generator.next(T0 + i * STEP_MS));
+      const frauds = rows.filter((r) => r.fraud);
+      expect(Math.abs(frauds.length / rows.length - fraudRate) / fraudRate).toBeLessThan(0.05);
+      // Bursts: each compromised card makes 2 to 6 fraudulent transactions, 4 on average.
+      const perCard = new Map<string, number>();
+      for (const r of frauds) perCard.set(r.transaction.user_id, (perCard.get(r.transaction.user_id) ?? 0) + 1);
+      expect(frauds.length / perCard.size).toBeGreaterThan(3);
+    }
+  });
+
   it('fraud_rate changes the share of fraudulent transactions (label shift)', () => {
     const rows = generate(20_000, 'after=10000,fraud_rate=0.15');
     const isFraud = (r: SimulatedTransaction) => r.fraud;
