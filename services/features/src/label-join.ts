@@ -104,6 +104,17 @@ function read<T extends { ts: number | string }>(batch: RecordBatch, validator: 
   };
 }
 
+/** A label as the join keeps it while it waits (the label record); null for what it cannot read. */
+function storedLabel(text: string): Label | null {
+  try {
+    const label = JSON.parse(text) as Partial<Label> | null;
+    const ts = label?.ts;
+    return (label?.label === 0 || label?.label === 1) && (typeof ts === 'string' || Number.isFinite(ts)) ? (label as Label) : null;
+  } catch {
+    return null;
+  }
+}
+
 export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(): Promise<void> }> {
   const joined = metric(
     options.registry,
@@ -184,9 +195,16 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
       );
       const done: { pair: string; side: string }[] = [];
       const legacyDone: string[] = [];
+      let unreadable = 0;
       const join = (t: fraud.Transaction, text: string | null | undefined) => {
         if (text === null || text === undefined) return false;
-        out.push(joinedRecord(t.event_id, t.merchant_id, JSON.parse(text) as Label));
+        const label = storedLabel(text);
+        // A value something else wrote where a waiting label is kept: no label to join (counted; it expires).
+        if (label === null) {
+          unreadable++;
+          return false;
+        }
+        out.push(joinedRecord(t.event_id, t.merchant_id, label));
         return true;
       };
       seen.forEach((t, i) => join(t, waiting[i]) && done.push({ pair: t.event_id, side: 'lbl' }));
@@ -197,6 +215,10 @@ export async function startLabelJoin(options: LabelJoinOptions): Promise<{ stop(
       joined.inc({ outcome: 'joined' }, published);
       joined.inc({ outcome: 'transaction_remembered' }, seen.length);
       joined.inc({ outcome: 'transaction_unreadable' }, taken.length - seen.length);
+      if (unreadable > 0) {
+        joined.inc({ outcome: 'stored_label_unreadable' }, unreadable);
+        options.logger.warn({ unreadable }, 'label join: waiting labels that cannot be read (written by something else); not joined');
+      }
       return;
     }
     const seen = taken.filter((l) => l !== null) as Label[];

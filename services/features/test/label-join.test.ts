@@ -155,6 +155,25 @@ describe('label join', () => {
     expect(await store.recall(['lbl:t6'])).toEqual([null]);
   });
 
+  it('counts a waiting label something else wrote (not a label) and joins the rest of the batch', async () => {
+    const store = new MemoryOnlineStore();
+    // Where the join keeps t8's label while it waits: a value that is no label.
+    await store.meet([{ pair: 't8', side: 'lbl', other: 'txn', value: 'written by something else', ttlMs: 60_000 }]);
+    const { eventLog, registry } = await setup(store);
+    await eventLog.publish('labels', [{ key: 't9', value: JSON.stringify(label('t9', 1)) }]);
+    await waitFor(async () => /outcome="label_waiting"\} 1\n/.test(await registry.metrics()), { what: 't9 waiting' });
+    await eventLog.publish('transactions', [
+      { key: 'u1', value: JSON.stringify(transaction('t8', 'm8')) },
+      { key: 'u1', value: JSON.stringify(transaction('t9', 'm9')) },
+    ]);
+    await waitFor(async () => /outcome="stored_label_unreadable"\} 1\n/.test(await registry.metrics()), { what: 't8 counted' });
+    await waitFor(() => eventLog.records('labelled-transactions').length === 1, { what: 't9 joined' });
+    expect(JSON.parse(eventLog.records('labelled-transactions')[0]!.value!.toString())).toMatchObject({
+      event_id: 't9',
+      merchant_id: 'm9',
+    });
+  });
+
   it('joins a transaction and its label handled at the same moment by two processes', async () => {
     const store = new MemoryOnlineStore();
     const logger = createLogger('test', 'silent');

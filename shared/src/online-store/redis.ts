@@ -59,6 +59,12 @@ interface PendingRead {
 }
 
 /** A hash's fields from HGETALL's flat reply (field names are ASCII), or null when it is empty. */
+/** A read refused because the key holds another type (written by something else) as no value; any other failure as it is. */
+function noneIfWrongType(error: unknown): null {
+  if (error instanceof Error && error.message.startsWith('WRONGTYPE')) return null;
+  throw error;
+}
+
 function storedFields(flat: Buffer[]): StoredFields | null {
   if (flat.length === 0) return null;
   const fields: StoredFields = {};
@@ -304,7 +310,10 @@ export class RedisOnlineStore implements OnlineStore {
 
   async recall(keys: string[]): Promise<(string | null)[]> {
     if (keys.length === 0) return [];
-    if (this.options.cluster) return Promise.all(keys.map((key) => this.client.get(this.rememberedKey(key))));
+    if (this.options.cluster) {
+      // As MGET on a single Redis: a key of another type (written by something else) reads as none.
+      return Promise.all(keys.map((key) => this.client.get(this.rememberedKey(key)).catch(noneIfWrongType)));
+    }
     return this.client.mget(keys.map((key) => this.rememberedKey(key)));
   }
 

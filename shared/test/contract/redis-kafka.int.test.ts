@@ -79,6 +79,12 @@ describe.skipIf(!services.redisUrl)(`Redis writes${services.redisUrl ? '' : ` (s
       expect(await store.write([{ key: key('f'), partition: 0, offset: '9', set, remove: ['s9'], ttlMs: 60_000 }])).toEqual([
         { applied: true },
       ]);
+      // The label join's sides: a key of another type where the other side is kept reads as none, and is replaced by this side.
+      const side = `${keyPrefix}kv:{pair}:lbl`;
+      await client.hset(side, 'x', '1');
+      expect(await store.meet([{ pair: 'pair', side: 'txn', other: 'lbl', value: 'm1', ttlMs: 60_000 }])).toEqual([null]);
+      expect(await store.meet([{ pair: 'pair', side: 'lbl', other: 'txn', value: 'l', ttlMs: 60_000 }])).toEqual(['m1']);
+      expect(await client.type(side)).toBe('hash');
       expect(await client.hget(store.keyOf(key('e')), '_o0')).toBe('9');
       expect(await client.hget(store.keyOf(key('f')), '_o0')).toBe('9');
       const read = await store.read(['a', 'b', 'c', 'd'].map(key));
