@@ -285,9 +285,19 @@ export class RedisOnlineStore implements OnlineStore {
 
   async readEventIds(log: string): Promise<EventIdChunk[]> {
     const chunks = await this.client.hgetall(this.eventIdLogKey(log));
-    return Object.entries(chunks).map(([name, text]) => {
-      const [ids, times] = JSON.parse(text) as [string[], number[]];
-      return { name, ids: ids.map((id, i): [string, number] => [id, times[i]!]) };
+    // A chunk that cannot be read (damaged, or written by something else) is left out: its ids are not known as seen.
+    return Object.entries(chunks).flatMap(([name, text]) => {
+      let chunk: unknown;
+      try {
+        chunk = JSON.parse(text);
+      } catch {
+        return [];
+      }
+      if (!Array.isArray(chunk) || chunk.length !== 2) return [];
+      const [ids, times] = chunk as unknown[];
+      if (!Array.isArray(ids) || !Array.isArray(times) || ids.length !== times.length) return [];
+      if (!ids.every((id) => typeof id === 'string') || !times.every((time) => Number.isFinite(time))) return [];
+      return [{ name, ids: (ids as string[]).map((id, i): [string, number] => [id, times[i] as number]) }];
     });
   }
 

@@ -85,6 +85,11 @@ describe.skipIf(!services.redisUrl)(`Redis writes${services.redisUrl ? '' : ` (s
       expect(await store.meet([{ pair: 'pair', side: 'txn', other: 'lbl', value: 'm1', ttlMs: 60_000 }])).toEqual([null]);
       expect(await store.meet([{ pair: 'pair', side: 'lbl', other: 'txn', value: 'l', ttlMs: 60_000 }])).toEqual(['m1']);
       expect(await client.type(side)).toBe('hash');
+      // An event-id log's chunks that cannot be read are left out, the others read.
+      await store.writeEventIds({ log: 'transactions:0', add: { name: 'c1', ids: [['e1', 5]] }, remove: [], ttlMs: 60_000 });
+      const log = (await client.keys(`${keyPrefix}*event-ids*`))[0]!;
+      await client.hset(log, 'c2', 'not json', 'c3', '[["e2"],[1,2]]', 'c4', '{}');
+      expect(await store.readEventIds('transactions:0')).toEqual([{ name: 'c1', ids: [['e1', 5]] }]);
       expect(await client.hget(store.keyOf(key('e')), '_o0')).toBe('9');
       expect(await client.hget(store.keyOf(key('f')), '_o0')).toBe('9');
       const read = await store.read(['a', 'b', 'c', 'd'].map(key));
