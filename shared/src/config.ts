@@ -183,6 +183,11 @@ const redisUrl: Variable<string, undefined> = {
       // ioredis would take a URL without a host for localhost:6379.
       if (url.hostname === '')
         throw new Error(`must name a host, as redis://127.0.0.1:6379${urls.length > 1 ? ` ("${text}" does not)` : ''}`);
+      // The path is the database number: ioredis ignores a SELECT Redis refuses and goes on in database 0.
+      if (url.pathname !== '' && url.pathname !== '/' && !/^\/(?:[0-9]|1[0-5])$/.test(url.pathname))
+        throw new Error(
+          `names database "${decodeURIComponent(url.pathname.slice(1))}"${urls.length > 1 ? ` in "${text}"` : ''}: the path of a Redis URL is a database number from 0 to 15 (Redis's default 16 databases)`,
+        );
     }
     return urls.join(',');
   },

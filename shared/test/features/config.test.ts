@@ -390,6 +390,9 @@ describe('loadConfig: invalid values name the variable and what is expected', ()
     ['REDIS_URL', '127.0.0.1:6379', 'must be a URL such as redis://127.0.0.1:6379'],
     ['REDIS_URL', 'not a url', 'must be a URL such as redis://127.0.0.1:6379'],
     ['REDIS_URL', 'redis://', 'must name a host, as redis://127.0.0.1:6379'],
+    ['REDIS_URL', 'redis://127.0.0.1:6379/99', 'names database "99": the path of a Redis URL is a database number from 0 to 15'],
+    ['REDIS_URL', 'redis://127.0.0.1:6379/abc', 'names database "abc": the path of a Redis URL is a database number from 0 to 15'],
+    ['REDIS_URL', 'redis://127.0.0.1:6379/1/x', 'names database "1/x"'],
     ['INFERENCE_URL', 'localhost:3000', 'must start with http:// or https://'],
     ['INFERENCE_URL', 'not a url', 'must be a URL such as http://127.0.0.1:3000'],
     ['INFERENCE_URL', 'http://inference:3000/?x=1', 'must have no query or fragment'],
@@ -401,6 +404,12 @@ describe('loadConfig: invalid values name the variable and what is expected', ()
       expect(error.message).toContain(`${name}=${JSON.stringify(raw)}: ${expected}`);
     });
   }
+
+  it('takes a Redis URL with a database number from 0 to 15, or none', () => {
+    for (const url of ['redis://127.0.0.1:6379', 'redis://127.0.0.1:6379/', 'redis://127.0.0.1:6379/0', 'rediss://cache:6380/15']) {
+      expect(loadConfig({ REDIS_URL: url }).REDIS_URL).toBe(url);
+    }
+  });
 
   it('lists every invalid variable at once, one per line, and no valid one', () => {
     const error = configError({ PORT: 'x', SIMULATOR: 'maybe', REDIS_URL: 'http://cache:6379', HOST: 'fine', ALLOWED_LATENESS: 'soon' });
