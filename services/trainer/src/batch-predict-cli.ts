@@ -88,7 +88,7 @@ async function main(): Promise<void> {
     requestFields: fraud.FraudRequestFieldsSchema,
     plan,
     model: { name: manifest.name, version: manifest.version },
-    defaultAt: values.at ? parseTimeFlag(values.at, '--at') : Date.now(),
+    defaultAt: values.at !== undefined ? parseTimeFlag(values.at, '--at') : Date.now(),
     allowAt: !values.online,
   };
   const requests = await openInputFile(userPath(values.requests), values.requests);

@@ -142,6 +142,18 @@ describe('batch-predict', () => {
     const usage = await runTrainerCli('batch-predict-cli.ts', ['--model', MODEL_DIR, '--requests', 'bad.ndjson'], { cwd: dir });
     expect(usage.code).toBe(2);
     expect(usage.stderr).toMatch(/give the features/);
+    // A blank time is no time (not now), and neither is a day its month does not have.
+    for (const at of ['--at=', '--at=2026-02-31T00:00:00Z']) {
+      const badTime = await runTrainerCli(
+        'batch-predict-cli.ts',
+        ['--model', MODEL_DIR, '--requests', 'bad.ndjson', '--events', 'events.ndjson', at],
+        {
+          cwd: dir,
+        },
+      );
+      expect([badTime.code, badTime.stdout]).toEqual([2, '']);
+      expect(badTime.stderr).toMatch(/--at: ".*" is not a time/);
+    }
     // Skipping every line is no result: exit 1, nothing written.
     await writeFile(join(dir, 'all-bad.ndjson'), '{"request_id": "x",\n');
     const none = await runTrainerCli(

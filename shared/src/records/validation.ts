@@ -180,6 +180,9 @@ export function parseEventTime(value: unknown): number | null {
   if (typeof value === 'number') return Number.isInteger(value) && value >= 0 && value <= MAX_EVENT_TIME ? value : null;
   if (typeof value === 'string') {
     if (!RFC3339.test(value)) return null;
+    // A day the month does not have (2026-02-31): Date.parse would take it for a day of the next month.
+    const [year, month, day] = [Number(value.slice(0, 4)), Number(value.slice(5, 7)), Number(value.slice(8, 10))];
+    if (month < 1 || month > 12 || day < 1 || day > new Date(Date.UTC(year, month, 0)).getUTCDate()) return null;
     const ms = Date.parse(value);
     return Number.isFinite(ms) && ms >= 0 ? ms : null;
   }

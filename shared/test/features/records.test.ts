@@ -187,6 +187,8 @@ describe('parseEventTime', () => {
     expect(parseEventTime('2024-06-10T08:00:00+02:00')).toBe(Date.UTC(2024, 5, 10, 6));
     expect(parseEventTime('2024-06-10T06:00:00.250Z')).toBe(Date.UTC(2024, 5, 10, 6, 0, 0, 250));
     expect(parseEventTime('1970-01-01T00:00:00Z')).toBe(0);
+    expect(parseEventTime('2024-02-29T00:00:00Z')).toBe(Date.UTC(2024, 1, 29));
+    expect(parseEventTime('2026-12-31T23:59:59Z')).toBe(Date.UTC(2026, 11, 31, 23, 59, 59));
   });
 
   it('returns null for times that are not valid event times', () => {
@@ -201,6 +203,11 @@ describe('parseEventTime', () => {
       'yesterday',
       '',
       '2024-13-01T00:00:00Z',
+      // days a month does not have: Date.parse takes them for days of the next month
+      '2026-02-31T00:00:00Z',
+      '2026-02-29T00:00:00Z',
+      '2026-04-31T12:00:00+02:00',
+      '2026-01-00T00:00:00Z',
       '1969-12-31T23:59:59Z',
       null,
       undefined,
