@@ -1,3 +1,5 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
 /**
  * The error catalogue: every error a client or operator can see has a stable code, an
  * HTTP status, and whether retrying may help.
@@ -71,4 +73,15 @@ export class TributaryError extends Error {
     this.httpStatus = ERRORS[code].status;
     this.retriable = ERRORS[code].retriable;
   }
+}
+
+/**
+ * node:util's `parseArgs`, refusing an option of one value given twice (`UsageError`): with
+ * `parseArgs` alone the last would silently win (`--cutoff A --cutoff B` built a set at B).
+ */
+export function parseCommandOptions<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+  const parsed = parseArgs({ ...config, tokens: true }) as ReturnType<typeof parseArgs<T>> & { tokens: { kind: string; name?: string }[] };
+  const twice = repeatedOption(parsed.tokens, (config.options ?? {}) as Record<string, { type: string; multiple?: boolean }>);
+  if (twice !== undefined) throw new UsageError(`--${twice} is given twice`);
+  return parsed;
 }

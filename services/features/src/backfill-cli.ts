@@ -21,7 +21,6 @@
  * Exit codes: 0 done, 1 bad input (an unreadable file, a bad query line or none, a source whose
  * events none could be used, an empty or missing topic) or a failure, 2 wrong options.
  */
-import { parseArgs } from 'node:util';
 import {
   checkBrokersReachable,
   createEventLog,
@@ -38,6 +37,7 @@ import {
   openTopic,
   textLines,
   type TextLine,
+  parseCommandOptions,
 } from '@tributary/shared';
 import { streamedReplay, type BackfillResult, type FeatureRow } from './backfill.js';
 import { InputError, parseQueries, unusableSource } from './backfill-input.js';
@@ -79,7 +79,7 @@ function* rowLines(rows: FeatureRow[]): Generator<string> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = parseCommandOptions({
     options: {
       queries: { type: 'string' },
       events: { type: 'string', multiple: true },

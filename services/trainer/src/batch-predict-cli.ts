@@ -13,10 +13,9 @@
  * A bad request line stops the run before anything is scored (exit 1, each bad line named on
  * stderr); with --on-error skip, bad lines are left out, counted and named, and the rest scored.
  */
-import { parseArgs } from 'node:util';
 import { unusableEvents } from '@tributary/features';
 import { loadModel } from '@tributary/inference';
-import { createOnlineStore, fraud, outputTarget, planModelFeatures, writeOutput } from '@tributary/shared';
+import { createOnlineStore, fraud, outputTarget, planModelFeatures, writeOutput, parseCommandOptions } from '@tributary/shared';
 import { parseCsvRequests, parseNdjsonRequests, scoreRequests, type RequestShape } from './batch-predict.js';
 import {
   cliConfig,
@@ -36,7 +35,7 @@ import { backfillStates, onlineStates, replaySources, type ReplaySummary, type S
 import { lateWarnings, replayLines } from './replay-report.js';
 
 async function main(): Promise<void> {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseCommandOptions({
     allowPositionals: true,
     options: {
       model: { type: 'string' },

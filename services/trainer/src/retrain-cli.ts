@@ -14,9 +14,8 @@
  * is opened: a blank number, --by or --reason, more than MAX_TREES trees).
  */
 import { hostname, userInfo } from 'node:os';
-import { parseArgs } from 'node:util';
 import { ModelRegistry, RedisRoutingStore } from '@tributary/inference';
-import { fraud, planModelFeatures } from '@tributary/shared';
+import { fraud, planModelFeatures, parseCommandOptions } from '@tributary/shared';
 import {
   checkTreeFlags,
   cliConfig,
@@ -35,7 +34,7 @@ import { ALGORITHMS, TREE_DEFAULTS, type AlgorithmFlag } from './train-model.js'
 import type { LabelPolicy } from './training-set.js';
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = parseCommandOptions({
     options: {
       model: { type: 'string' },
       predictions: { type: 'string' },

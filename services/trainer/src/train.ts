@@ -15,7 +15,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseCommandOptions } from '@tributary/shared';
 import type { TrainingSet } from './build-training-set.js';
 import { checkTreeFlags, cliConfig, numberFlag, runCli, UsageError } from './cli-support.js';
 import { buildDataset, type Dataset } from './dataset.js';
@@ -36,7 +36,7 @@ const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 runCli('train', main);
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = parseCommandOptions({
     options: {
       algorithm: { type: 'string', default: 'logistic_regression' },
       rows: { type: 'string', default: '60000' },

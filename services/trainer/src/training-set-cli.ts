@@ -11,8 +11,7 @@
  * DURATION (backfill), --format json|ndjson, --out FILE. Topics are read through the event
  * log of KAFKA_BROKERS, from their start to their end when the read began.
  */
-import { parseArgs } from 'node:util';
-import { fraud, outputTarget, writeOutput } from '@tributary/shared';
+import { fraud, outputTarget, writeOutput, parseCommandOptions } from '@tributary/shared';
 import { unusableEvents } from '@tributary/features';
 import {
   trainingSetFromBackfill,
@@ -50,7 +49,7 @@ const MODE_OPTIONS = {
 } as const;
 
 async function main(): Promise<void> {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseCommandOptions({
     allowPositionals: true,
     options: {
       model: { type: 'string' },

@@ -137,6 +137,9 @@ describe('a backfill-mode training set from an events file', () => {
           `training-set: ${times.at(-2)}: 9000000000000000 is after the latest time a date can hold (8640000000000000 epoch ms, +275760-09-13)\n`,
         ]);
       }
+      // An option given twice: refused, not the last taken.
+      const twice = await runTrainerCli('training-set-cli.ts', [...common, '--cutoff', 'now', '--cutoff', '1767312147567'], { cwd: dir });
+      expect([twice.code, twice.stdout, twice.stderr]).toEqual([2, '', 'training-set: --cutoff is given twice\n']);
       // Options are checked before the inputs are read: a missing file is not even opened.
       const lateness = await build([
         '--model',
