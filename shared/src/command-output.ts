@@ -34,6 +34,24 @@ export class OutputClosed extends Error {
   }
 }
 
+/**
+ * Says once, as `<name>: <reason>` on stderr, that stdout cannot be written (its reader closed it:
+ * `| head`), with exit code 1 (the output is incomplete), instead of Node's unhandled 'error' event
+ * and its stack trace. Returns the function that says it, for an `OutputClosed` the command catches.
+ */
+export function sayStdoutFailure(name: string): (error: Error) => void {
+  let said = false;
+  const say = (error: Error): void => {
+    if (said) return;
+    said = true;
+    process.exitCode = 1;
+    const closed = error instanceof OutputClosed || (error as NodeJS.ErrnoException).code === 'EPIPE';
+    process.stderr.write(`${name}: ${closed ? new OutputClosed().message : `failed: cannot write stdout: ${error.message}`}\n`);
+  };
+  process.stdout.on('error', say);
+  return say;
+}
+
 /** Where an output is written: stdout; a file replaced whole (its mode kept); a device or FIFO written in place. */
 export type OutputTarget =
   | { kind: 'stdout' }

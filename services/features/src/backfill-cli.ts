@@ -38,6 +38,8 @@ import {
   textLines,
   type TextLine,
   parseCommandOptions,
+  OutputClosed,
+  sayStdoutFailure,
 } from '@tributary/shared';
 import { streamedReplay, type BackfillResult, type FeatureRow } from './backfill.js';
 import { InputError, parseQueries, unusableSource } from './backfill-input.js';
@@ -171,7 +173,12 @@ async function main(): Promise<void> {
   }
 }
 
+const stdoutFailure = sayStdoutFailure('backfill');
 main().catch((error: unknown) => {
+  if (error instanceof OutputClosed) {
+    stdoutFailure(error);
+    process.exit(1);
+  }
   const usage = error instanceof UsageError || isBadOption(error);
   const said = usage || error instanceof InputError;
   process.stderr.write(`backfill: ${said ? '' : 'failed: '}${(error as Error).message}\n`);

@@ -400,6 +400,27 @@ describe('backfill CLI', () => {
             .map((q) => JSON.stringify(q))
             .join('\n'),
         );
+        // A reader that stopped reading before the rows were written (`| head -c 0`): said once, no stack trace, exit 1.
+        const closed = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+          const child = execFile(
+            process.execPath,
+            [
+              '--import',
+              'tsx',
+              'services/features/src/backfill-cli.ts',
+              '--events',
+              join(dir, 'events.ndjson'),
+              '--queries',
+              join(dir, 'queries.ndjson'),
+            ],
+            { cwd: root, env: { ...process.env, KAFKA_BROKERS: '' } },
+            (error, _stdout, stderr) => resolve({ code: error ? (error.code as number) : 0, stderr }),
+          );
+          child.stdout?.destroy();
+        });
+        expect(closed.code).toBe(1);
+        expect(closed.stderr).toMatch(/^backfill: stdout was closed before the end of the output \(EPIPE\)$/m);
+        expect(closed.stderr).not.toMatch(/Error| {4}at /);
         const { stdout, stderr } = await cli(['--events', join(dir, 'events.ndjson'), '--queries', join(dir, 'queries.ndjson')]);
         const rows = stdout
           .trim()

@@ -7,7 +7,7 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { isBadOption, openTextFile, PREDICTION_VARIANTS, repeatedOption, UsageError } from '@tributary/shared';
+import { isBadOption, openTextFile, PREDICTION_VARIANTS, repeatedOption, sayStdoutFailure, UsageError } from '@tributary/shared';
 import { COMPARE_DEFAULTS, compareSamples, type CompareOptions } from './compare.js';
 import { formatReport } from './compare-format.js';
 import { ANSWERING_VARIANTS, CompareInputError, parseSample, type RecordFilter, type Sample, type SampleFields } from './compare-input.js';
@@ -156,4 +156,5 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+sayStdoutFailure('monitor compare');
 process.exitCode = await main(process.argv.slice(2));

@@ -17,9 +17,9 @@ interface Run {
   stdout: string;
   stderr: string;
 }
-function run(args: string[]): Promise<Run> {
+function run(args: string[], closedStdout = false): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(
+    const child = execFile(
       process.execPath,
       ['--import', 'tsx', cli, ...args],
       // Runs from the repository root (where tsx resolves); file names are relative to INIT_CWD, as under `npm run`.
@@ -28,6 +28,8 @@ function run(args: string[]): Promise<Run> {
         resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
       },
     );
+    // A reader that stopped reading before the command wrote anything (`| head -c 0`).
+    if (closedStdout) child.stdout?.destroy();
   });
 }
 
@@ -94,6 +96,15 @@ describe('monitor compare (CLI)', () => {
       expect(result.stdout).toMatch(/^hour\s+numeric .* ok$/m);
       expect(result.stdout).toMatch(/^merchant_category\s+categorical .*chi-square\(2\)/m);
       expect(result.stdout).toMatch(/drift: amount \(alpha 0.05, Bonferroni over 3 features/);
+    },
+    CLI_TIMEOUT_MS,
+  );
+
+  it(
+    'says once, without a stack trace, that stdout was closed before the report was written (exit 1)',
+    async () => {
+      const result = await run(['--reference', 'ref.ndjson', '--current', 'cur.ndjson', '--format', 'json'], true);
+      expect([result.code, result.stderr]).toEqual([1, 'monitor compare: stdout was closed before the end of the output (EPIPE)\n']);
     },
     CLI_TIMEOUT_MS,
   );

@@ -13,6 +13,7 @@ import {
   parseDuration,
   parseEventTime,
   OutputClosed,
+  sayStdoutFailure,
   UsageError,
   userPath,
   type Config,
@@ -158,15 +159,7 @@ export async function fileOrTopic(
  * does not write the output (retrain's registering) goes on to its end.
  */
 export function runCli(name: string, main: () => Promise<void>): void {
-  let stdoutFailed = false;
-  const stdoutFailure = (error: Error): void => {
-    if (stdoutFailed) return;
-    stdoutFailed = true;
-    process.exitCode = 1;
-    const closed = error instanceof OutputClosed || (error as NodeJS.ErrnoException).code === 'EPIPE';
-    process.stderr.write(`${name}: ${closed ? new OutputClosed().message : `failed: cannot write stdout: ${error.message}`}\n`);
-  };
-  process.stdout.on('error', stdoutFailure);
+  const stdoutFailure = sayStdoutFailure(name);
   main().catch((error: unknown) => {
     if (error instanceof OutputClosed) {
       stdoutFailure(error);
