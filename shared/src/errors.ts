@@ -85,3 +85,18 @@ export function parseCommandOptions<T extends ParseArgsConfig>(config: T): Retur
   if (twice !== undefined) throw new UsageError(`--${twice} is given twice`);
   return parsed;
 }
+
+/** The longest reason (`--reason`, an admin request's `reason`) the audit log keeps. */
+export const REASON_MAX_LENGTH = 1000;
+
+/**
+ * What is wrong with a text kept in the audit log as one line (a reason, who made a change), or
+ * null: longer than `max`, or with a control character (a line break would print as a forged
+ * line of the log).
+ */
+export function auditTextProblem(text: string, max = REASON_MAX_LENGTH): string | null {
+  if (text.length > max) return `is ${text.length} characters long; at most ${max}`;
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(text)) return 'has a control character (a line break, a tab); give it on one line';
+  return null;
+}

@@ -5,7 +5,7 @@
  * left unused.
  */
 import { parseArgs } from 'node:util';
-import { repeatedOption, UsageError } from '@tributary/shared';
+import { auditTextProblem, REASON_MAX_LENGTH, repeatedOption, UsageError } from '@tributary/shared';
 import type { RolloutPolicy } from './registry/rollout.js';
 
 export type Command =
@@ -111,6 +111,9 @@ const EXTRA_HINT: Record<string, string> = {
 export function parseCommandLine(argv: string[]): CommandLine {
   const { values, positionals, tokens } = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS, tokens: true });
   if (values.help) return { command: { name: 'help' } };
+  // A path, a name, a reason: none is this long (and onnxruntime, loaded to check versions, crashes on a command line of ~30,000 characters).
+  const long = argv.findIndex((arg) => arg.length > 4096);
+  if (long >= 0) throw new UsageError(`argument ${long + 1} is ${argv[long]!.length} characters long; at most 4096`);
   const twice = repeatedOption(tokens, OPTIONS);
   if (twice !== undefined) throw new UsageError(`--${twice} is given twice`);
   const [name, ...rest] = positionals;
@@ -129,6 +132,10 @@ export function parseCommandLine(argv: string[]): CommandLine {
     const use = OPTION_USE[option];
     if (!use.for.includes(name) && !use.for.includes(usage)) throw new UsageError(`--${option} is only for ${use.said}`);
     if (typeof value === 'string' && value.trim() === '' && option !== 'reason') throw new UsageError(`--${option} must not be empty`);
+  }
+  for (const option of ['reason', 'by'] as const) {
+    const problem = values[option] === undefined ? null : auditTextProblem(values[option], option === 'by' ? 200 : REASON_MAX_LENGTH);
+    if (problem !== null) throw new UsageError(`--${option} ${problem} (kept in the audit log)`);
   }
   const reason = () => {
     if (!values.reason?.trim()) throw new UsageError(`${name} needs --reason "<why>" (kept in the audit log)`);

@@ -197,5 +197,15 @@ describe('the registry command line', () => {
     for (const arm of ['2', ':5', '2:', '2: ']) expect(refusal(['rollout', 'ab', `${arm},3:1`, '--reason', 'c'])).toMatch(/^A\/B arm /);
     expect(refusal(['rollout', 'bandit', '1,,2', '--reason', 'c'])).toBe('rollout bandit: an empty item in "1,,2"');
     expect(refusal(['rollout', 'canary', '2', '--percent', ' ', '--reason', 'c'])).toBe('--percent must not be empty');
+    // Kept in the audit log as one line, and of a bounded length (a command line of ~30,000 characters crashed onnxruntime).
+    expect(refusal(['promote', '3', '--reason', 'x'.repeat(1001)])).toBe(
+      '--reason is 1001 characters long; at most 1000 (kept in the audit log)',
+    );
+    expect(refusal(['promote', '3', '--reason', 'ok\n2026-12-03 revision 9 promote by admin'])).toMatch(
+      /^--reason has a control character/,
+    );
+    expect(refusal(['promote', '3', '--reason', 'r', '--by', 'a\tb'])).toMatch(/^--by has a control character/);
+    expect(refusal(['register', 'd'.repeat(5000)])).toBe('argument 2 is 5000 characters long; at most 4096');
+    expect(parseCommandLine(['promote', '3', '--reason', 'é'.repeat(1000)]).command).toMatchObject({ reason: 'é'.repeat(1000) });
   });
 });

@@ -293,6 +293,9 @@ describe('rollouts', () => {
     const self = await rollout(app, { policy: { kind: 'champion' }, shadows: ['1'], reason: 'shadow of itself' });
     expect(self.statusCode).toBe(400);
     expect(self.json().message).toMatch(/champion; it cannot also be a shadow/);
+    const forged = await rollout(app, { policy: { kind: 'champion' }, reason: 'fine\nrevision 9 promote by admin' });
+    expect(forged.statusCode).toBe(400);
+    expect(forged.json().field).toBe('reason');
     const percent = await rollout(app, { policy: { kind: 'canary', version: '1', percent: 150 }, reason: 'too much' });
     expect(percent.statusCode).toBe(400);
     const unknownKind = await rollout(app, { policy: { kind: 'mirror' }, reason: 'no such policy' });

@@ -15,7 +15,7 @@
  */
 import { hostname, userInfo } from 'node:os';
 import { ModelRegistry, RedisRoutingStore } from '@tributary/inference';
-import { fraud, planModelFeatures, parseCommandOptions } from '@tributary/shared';
+import { auditTextProblem, fraud, planModelFeatures, parseCommandOptions, REASON_MAX_LENGTH } from '@tributary/shared';
 import {
   checkTreeFlags,
   cliConfig,
@@ -83,6 +83,10 @@ async function main(): Promise<void> {
   if (!by) throw new UsageError('--by names who retrains (kept in the audit log): it cannot be blank');
   const reason = values.reason?.trim();
   if (reason === '') throw new UsageError('--reason says why (kept in the audit log): it cannot be blank; leave it out for the default');
+  for (const [flag, text, max] of [['--reason', reason, REASON_MAX_LENGTH] as const, ['--by', by, 200] as const]) {
+    const problem = text === undefined ? null : auditTextProblem(text, max);
+    if (problem !== null) throw new UsageError(`${flag} ${problem} (kept in the audit log)`);
+  }
   exactlyOne(values.predictions, values['predictions-topic'], ['--predictions', '--predictions-topic']);
   exactlyOne(values.labels, values['labels-topic'], ['--labels', '--labels-topic']);
 

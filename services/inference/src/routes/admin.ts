@@ -3,7 +3,7 @@
  * A/B, bandit, shadows), reward feedback, audit. Admin keys only.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { MODEL_NAME_MAX_LENGTH, MODEL_VERSION_MAX_LENGTH, TributaryError, Type } from '@tributary/shared';
+import { MODEL_NAME_MAX_LENGTH, MODEL_VERSION_MAX_LENGTH, REASON_MAX_LENGTH, TributaryError, Type } from '@tributary/shared';
 import { ErrorResponse } from '../errors.js';
 import { ModelLoadError, parseManifest } from '../model.js';
 import type { ModelRegistry } from '../registry/registry.js';
@@ -20,7 +20,13 @@ export interface AdminRouteOptions {
 }
 
 const Name = Type.Object({ name: Type.String({ minLength: 1, maxLength: MODEL_NAME_MAX_LENGTH }) });
-const Reason = Type.String({ minLength: 1, maxLength: 1000, description: 'why: kept in the audit log' });
+const Reason = Type.String({
+  minLength: 1,
+  maxLength: REASON_MAX_LENGTH,
+  // One line: a line break would print as a forged line of the audit log.
+  pattern: '^[^\\u0000-\\u001f\\u007f]*$',
+  description: 'why: kept in the audit log (one line, no control characters)',
+});
 const VersionName = Type.String({ minLength: 1, maxLength: MODEL_VERSION_MAX_LENGTH });
 const Policy = Type.Union(
   [
