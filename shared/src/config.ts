@@ -249,6 +249,8 @@ const apiKeys: Variable<Map<string, string>, undefined> = {
       if (colon <= 0 || !/^[A-Za-z0-9_.-]{1,64}$/.test(id))
         throw new Error('each entry must be <id>:<secret>, the id made of letters, digits, _ . -');
       if (secret.length < 16) throw new Error(`the secret of "${id}" must be at least 16 characters`);
+      // Sent in a header: other characters never arrive as written (a client sends UTF-8 bytes that are read back as Latin-1).
+      if (!/^[\x21-\x7e]+$/.test(secret)) throw new Error(`the secret of "${id}" must be visible ASCII characters (no space, no accent)`);
       if (keys.has(secret)) throw new Error(`the secret of "${id}" is used by another key`);
       keys.set(secret, id);
     }

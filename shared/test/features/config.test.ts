@@ -73,6 +73,12 @@ describe('loadConfig: defaults', () => {
     expect(() => loadConfig({ ADMIN_API_KEYS: 'ops:long-enough-secret' })).not.toThrow();
     // One secret, one caller: not twice in a list, not in both lists.
     expect(() => loadConfig({ API_KEYS: 'a:0123456789abcdef,b:0123456789abcdef' })).toThrow(/the secret of "b" is used by another key/);
+    // Sent in a header: a secret with an accent or a space never arrives as written.
+    for (const secret of ['0123456789abcdéf', '0123456789 abcdef']) {
+      expect(() => loadConfig({ API_KEYS: `a:${secret}` })).toThrow(
+        /API_KEYS=\(value hidden\): the secret of "a" must be visible ASCII characters \(no space, no accent\)/,
+      );
+    }
     expect(() => loadConfig({ API_KEYS: 'a:0123456789abcdef', ADMIN_API_KEYS: 'ops:0123456789abcdef' })).toThrow(
       /API_KEYS and ADMIN_API_KEYS share a secret \(values hidden\)/,
     );
