@@ -46,7 +46,8 @@ async function main(): Promise<void> {
       maturity: { type: 'string' },
       'validation-fraction': { type: 'string', default: '0.2' },
       algorithm: { type: 'string', default: 'gbt' },
-      trees: { type: 'string', default: String(TREE_DEFAULTS.trees) },
+      // For gbt only.
+      trees: { type: 'string' },
       seed: { type: 'string', default: '1' },
       'min-auc-gain': { type: 'string', default: '0' },
       shadow: { type: 'boolean' },
@@ -69,10 +70,11 @@ async function main(): Promise<void> {
   if (!Number.isFinite(minAucGain) || Math.abs(minAucGain) >= 1) throw new UsageError('--min-auc-gain must be a number in (-1, 1)');
   const fraction = numberFlag(values['validation-fraction']!, '--validation-fraction');
   if (!(fraction > 0 && fraction < 1)) throw new UsageError('--validation-fraction must be a number between 0 and 1 (exclusive)');
-  const trees = { ...TREE_DEFAULTS, trees: numberFlag(values.trees!, '--trees') };
+  if (values.algorithm !== 'gbt' && values.trees !== undefined) throw new UsageError('--trees is only for --algorithm gbt');
+  const trees = { ...TREE_DEFAULTS, trees: numberFlag(values.trees ?? String(TREE_DEFAULTS.trees), '--trees') };
   checkTreeFlags(trees);
   const seed = numberFlag(values.seed!, '--seed');
-  if (!Number.isInteger(seed) || seed < 0) throw new UsageError('--seed must be a non-negative integer');
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new UsageError(`--seed must be an integer from 0 to ${Number.MAX_SAFE_INTEGER}`);
   const policy: LabelPolicy = {
     cutoff: parseTimeFlag(values.cutoff!, '--cutoff'),
     unlabelled,

@@ -33,6 +33,9 @@ import {
 /** The registry's rule for a model's and a version's name (a folder name; no path). */
 const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 
+/** The gradient-boosted trees' settings when not given. */
+const TREE_DEFAULTS = { trees: '300', 'learning-rate': '0.1', 'max-leaves': '31', 'max-depth': '6' } as const;
+
 runCli('train', main);
 
 async function main(): Promise<void> {
@@ -48,18 +51,22 @@ async function main(): Promise<void> {
       champion: { type: 'string' },
       // A training set from `npm run training-set` (JSON format): its rows, labels and time split.
       'training-set': { type: 'string' },
-      trees: { type: 'string', default: '300' },
-      'learning-rate': { type: 'string', default: '0.1' },
-      'max-leaves': { type: 'string', default: '31' },
-      'max-depth': { type: 'string', default: '6' },
+      // For gbt only (TREE_DEFAULTS without them).
+      trees: { type: 'string' },
+      'learning-rate': { type: 'string' },
+      'max-leaves': { type: 'string' },
+      'max-depth': { type: 'string' },
     },
   });
   const rows = numberFlag(values.rows!, '--rows');
   const seed = numberFlag(values.seed!, '--seed');
   if (!Number.isInteger(rows) || rows < 1000 || rows > 10_000_000) throw new UsageError('--rows must be an integer from 1000 to 10000000');
-  if (!Number.isInteger(seed) || seed < 0) throw new UsageError('--seed must be a non-negative integer');
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new UsageError(`--seed must be an integer from 0 to ${Number.MAX_SAFE_INTEGER}`);
   if (!Object.hasOwn(ALGORITHMS, values.algorithm!))
     throw new UsageError(`--algorithm must be one of ${Object.keys(ALGORITHMS).join(', ')}, got ${values.algorithm}`);
+  for (const flag of Object.keys(TREE_DEFAULTS) as (keyof typeof TREE_DEFAULTS)[]) {
+    if (values.algorithm !== 'gbt' && values[flag] !== undefined) throw new UsageError(`--${flag} is only for --algorithm gbt`);
+  }
   if (!SAFE_NAME.test(values.version!))
     throw new UsageError(
       `--version must be letters, digits, "_", "." or "-" (not starting with "." or "-"), got ${JSON.stringify(values.version)}`,
@@ -121,8 +128,8 @@ async function main(): Promise<void> {
   );
   if (trained.comparison) for (const line of comparisonLines(trained.comparison)) console.log(line);
 
-  function positiveNumber(flag: 'trees' | 'learning-rate' | 'max-leaves' | 'max-depth'): number {
-    const v = numberFlag(values[flag]!, `--${flag}`);
+  function positiveNumber(flag: keyof typeof TREE_DEFAULTS): number {
+    const v = numberFlag(values[flag] ?? TREE_DEFAULTS[flag], `--${flag}`);
     if (!(Number.isFinite(v) && v > 0)) throw new UsageError(`--${flag} must be a positive number, got ${String(values[flag])}`);
     return v;
   }

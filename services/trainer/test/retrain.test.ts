@@ -321,6 +321,9 @@ describe('npm run retrain', () => {
       [['--validation-fraction', ''], '--validation-fraction is blank: give a number'],
       [['--trees', ''], '--trees is blank: give a number'],
       [['--trees', '1e9'], '--trees must be an integer in [1, 10000], got 1000000000'],
+      [['--algorithm', 'logistic_regression', '--trees', '50'], '--trees is only for --algorithm gbt'],
+      [['--seed', '1e20'], '--seed must be an integer from 0 to 9007199254740991'],
+      [['--reason', 'a\nb'], '--reason has a control character (a line break, a tab); give it on one line (kept in the audit log)'],
       [['--by', ' '], '--by names who retrains (kept in the audit log): it cannot be blank'],
       [['--reason', ''], '--reason says why (kept in the audit log): it cannot be blank; leave it out for the default'],
     ] as const) {

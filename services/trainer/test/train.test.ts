@@ -147,6 +147,10 @@ describe('training from a training set', () => {
         [['--algorithm', 'gbt', '--trees', '2.5'], /^train: --trees must be an integer in \[1, 10000\], got 2\.5$/m],
         [['--algorithm', 'gbt', '--trees', '1e9'], /^train: --trees must be an integer in \[1, 10000\], got 1000000000$/m],
         [['--seed', ''], /^train: --seed is blank: give a number$/m],
+        [['--seed', '1e20'], /^train: --seed must be an integer from 0 to 9007199254740991$/m],
+        // Settings of the trees, for a model that has none: refused, not ignored.
+        [['--trees', 'abc'], /^train: --trees is only for --algorithm gbt$/m],
+        [['--algorithm', 'logistic_regression', '--max-depth', '3'], /^train: --max-depth is only for --algorithm gbt$/m],
       ] as const) {
         const wrong = await train([...args, '--out', join(dir, 'x')]);
         expect([wrong.code, wrong.stderr]).toEqual([2, expect.stringMatching(message)]);
