@@ -58,7 +58,8 @@ const number = (description: string, fallback: number, min: number, max: number)
   default: String(fallback),
   parse: (raw) => {
     const value = Number(raw);
-    if (raw.trim() === '' || !Number.isFinite(value) || value < min || value > max) {
+    // Decimal only: Number also reads 0x10, 0b1 and 0o7, which nobody means for a rate or a share.
+    if (!/^\s*[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?\s*$/i.test(raw) || !Number.isFinite(value) || value < min || value > max) {
       throw new Error(`must be a number between ${min} and ${max}`);
     }
     return value;

@@ -340,6 +340,8 @@ describe('loadConfig: invalid values name the variable and what is expected', ()
     ['MAX_EVENTS_PER_REQUEST', '1e3', 'must be an integer between 1 and 100000'],
     ['SIMULATOR_RATE', 'fast', 'must be a number between 0.1 and 100000'],
     ['SIMULATOR_RATE', '0', 'must be a number between 0.1 and 100000'],
+    ['SIMULATOR_FRAUD_RATE', '0b1', 'must be a number between 0 and 1'],
+    ['SIMULATOR_RATE', '0x10', 'must be a number between 0.1 and 100000'],
     ['SIMULATOR_RATE', 'Infinity', 'must be a number between 0.1 and 100000'],
     ['SIMULATOR_FRAUD_RATE', '1.5', 'must be a number between 0 and 1'],
     ['SIMULATOR_FRAUD_RATE', ' ', 'must be a number between 0 and 1'],
