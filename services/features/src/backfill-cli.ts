@@ -46,12 +46,18 @@ import { InputError, parseQueries, unusableSource } from './backfill-input.js';
 
 /** `--allowed-lateness`: a duration, as ALLOWED_LATENESS (an empty value is an error, not the default). */
 function parseLateness(value: string): number {
+  let ms: number;
   try {
-    return parseDuration(value);
+    ms = parseDuration(value);
   } catch (error) {
     throw new UsageError(`--allowed-lateness: ${(error as Error).message}`);
   }
+  if (ms > MAX_LATENESS_MS) throw new UsageError(`--allowed-lateness: ${value} is more than 365d (the most ALLOWED_LATENESS takes)`);
+  return ms;
 }
+
+/** ALLOWED_LATENESS's bound: no event waits a year. */
+const MAX_LATENESS_MS = 365 * 86_400_000;
 
 /** `[SOURCE=]VALUE` flags by source name; a bare value is the first source's. */
 function bySource(values: string[], sources: readonly string[], flag: string): Map<string, string> {

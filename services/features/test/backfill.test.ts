@@ -562,6 +562,18 @@ describe('backfill CLI', () => {
           expect([bad?.code, bad?.stdout]).toEqual([2, '']);
           expect(bad?.stderr).toContain(`--allowed-lateness: "${lateness}" is not a duration`);
         }
+        const yearLate = await failing([
+          '--events',
+          join(dir, 'labels.ndjson'),
+          '--queries',
+          join(dir, 'queries.ndjson'),
+          '--allowed-lateness',
+          '400d',
+        ]);
+        expect([yearLate?.code, yearLate?.stderr]).toEqual([
+          2,
+          'backfill: --allowed-lateness: 400d is more than 365d (the most ALLOWED_LATENESS takes)\n',
+        ]);
         // An --out that is one of the inputs would be emptied before it is read: refused, the file left whole.
         for (const out of ['queries.ndjson', 'labels.ndjson']) {
           const clobber = await failing([

@@ -23,7 +23,7 @@ import {
   modelDirectory,
   namedValues,
   numberFlag,
-  parseDurationFlag,
+  parseLatenessFlag,
   parseTimeFlag,
   readManifest,
   runCli,
@@ -65,7 +65,7 @@ async function main(): Promise<void> {
   const threads = numberFlag(values.threads!, '--threads');
   if (!Number.isInteger(threads) || threads < 1 || threads > 64) throw new UsageError('--threads must be an integer from 1 to 64');
   const allowedLateness =
-    values['allowed-lateness'] === undefined ? undefined : parseDurationFlag(values['allowed-lateness'], '--allowed-lateness');
+    values['allowed-lateness'] === undefined ? undefined : parseLatenessFlag(values['allowed-lateness']);
   const sources = fraud.fraudExample().sources.map((s) => s.name);
   const eventFiles = namedValues(values.events ?? [], sources, '--events');
   const eventTopics = namedValues(values['events-topic'] ?? [], sources, '--events-topic');

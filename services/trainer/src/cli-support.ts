@@ -67,6 +67,13 @@ export function checkTreeFlags(trees: TreeSettings): void {
   }
 }
 
+/** `--allowed-lateness`: a duration up to 365d, the most ALLOWED_LATENESS takes. */
+export function parseLatenessFlag(value: string): number {
+  const ms = parseDurationFlag(value, '--allowed-lateness');
+  if (ms > 365 * 86_400_000) throw new UsageError(`--allowed-lateness: ${value} is more than 365d (the most ALLOWED_LATENESS takes)`);
+  return ms;
+}
+
 /** A duration such as 30s, 10m, 7d; `0` for none when `zero` is allowed. */
 export function parseDurationFlag(value: string, flag: string, zero = false): number {
   if (zero && value === '0') return 0;

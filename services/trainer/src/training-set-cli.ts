@@ -29,6 +29,7 @@ import {
   namedValues,
   numberFlag,
   parseDurationFlag,
+  parseLatenessFlag,
   parseTimeFlag,
   readManifest,
   registryManifests,
@@ -121,7 +122,7 @@ async function main(): Promise<void> {
       if (eventFiles.has(name)) throw new UsageError(`source "${name}": give --events or --events-topic, not both`);
     if (!eventFiles.has(rowsSource) && !eventTopics.has(rowsSource))
       throw new UsageError(`the backfill mode needs the ${rowsSource} events: --events FILE or --events-topic TOPIC`);
-    if (values['allowed-lateness'] !== undefined) allowedLatenessMs = parseDurationFlag(values['allowed-lateness'], '--allowed-lateness');
+    if (values['allowed-lateness'] !== undefined) allowedLatenessMs = parseLatenessFlag(values['allowed-lateness']);
   }
   const inputs = [
     { flag: '--labels', file: values.labels },

@@ -137,6 +137,14 @@ describe('a backfill-mode training set from an events file', () => {
           `training-set: ${times.at(-2)}: 9000000000000000 is after the latest time a date can hold (8640000000000000 epoch ms, +275760-09-13)\n`,
         ]);
       }
+      // A lateness beyond what ALLOWED_LATENESS takes.
+      const yearLate = await runTrainerCli('training-set-cli.ts', [...common, '--cutoff', 'now', '--allowed-lateness', '400d'], {
+        cwd: dir,
+      });
+      expect([yearLate.code, yearLate.stderr]).toEqual([
+        2,
+        'training-set: --allowed-lateness: 400d is more than 365d (the most ALLOWED_LATENESS takes)\n',
+      ]);
       // An option given twice: refused, not the last taken.
       const twice = await runTrainerCli('training-set-cli.ts', [...common, '--cutoff', 'now', '--cutoff', '1767312147567'], { cwd: dir });
       expect([twice.code, twice.stdout, twice.stderr]).toEqual([2, '', 'training-set: --cutoff is given twice\n']);
