@@ -64,8 +64,7 @@ async function main(): Promise<void> {
     throw new UsageError('--at needs point-in-time features (--events or --events-topic); --online reads them now');
   const threads = numberFlag(values.threads!, '--threads');
   if (!Number.isInteger(threads) || threads < 1 || threads > 64) throw new UsageError('--threads must be an integer from 1 to 64');
-  const allowedLateness =
-    values['allowed-lateness'] === undefined ? undefined : parseLatenessFlag(values['allowed-lateness']);
+  const allowedLateness = values['allowed-lateness'] === undefined ? undefined : parseLatenessFlag(values['allowed-lateness']);
   const sources = fraud.fraudExample().sources.map((s) => s.name);
   const eventFiles = namedValues(values.events ?? [], sources, '--events');
   const eventTopics = namedValues(values['events-topic'] ?? [], sources, '--events-topic');
